@@ -1,0 +1,69 @@
+// swift-tools-version: 6.0
+// The module list follows the data flow:
+//   app -> AsyncHooks -> AsyncTraceRecorder -> trace file <- KernelProbes
+//   trace file -> TraceReader -> TraceAnalyses -> TraceReports / TraceExports
+// TraceFormat is the only module shared by the recording and the reading side.
+import PackageDescription
+
+let package = Package(
+    name: "asynctrace",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "AsyncHooks", targets: ["AsyncHooks"]),
+        .library(name: "AsyncTraceRecorder", targets: ["AsyncTraceRecorder"]),
+        .library(name: "AsyncTraceRuntime", targets: ["AsyncTraceRuntime"]),
+        .library(name: "TraceReader", targets: ["TraceReader"]),
+        .executable(name: "asynctrace", targets: ["asynctrace"]),
+        .executable(name: "asynctrace-examples", targets: ["asynctrace-examples"]),
+        .executable(name: "asynctrace-bench", targets: ["asynctrace-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // --- shared: the file format (spec table, varints, chunk framing, CRC32C) ---
+        .target(name: "TraceFormat"),
+
+        // --- recording side: in every traced app's hot path; no Foundation, no packages ---
+        .target(name: "AsyncHooks"),
+        .target(name: "CTraceClock"),
+        .target(name: "AsyncTraceRecorder", dependencies: ["AsyncHooks", "TraceFormat", "CTraceClock"]),
+
+        // --- the runtime: a libuv/Node-style loop on epoll that emits the hooks ---
+        .target(name: "AsyncTraceRuntime", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
+
+        // --- kernel side: eBPF skeleton + libbpf loader (C), Swift API over it ---
+        .target(
+            name: "CKernelProbes",
+            cSettings: [.headerSearchPath("../../bpf")],
+            linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        .target(name: "KernelProbes", dependencies: ["CKernelProbes", "TraceFormat"]),
+
+        // --- reading side ---
+        .target(name: "TraceReader", dependencies: ["TraceFormat"]),
+
+        // --- executables ---
+        .executableTarget(
+            name: "asynctrace",
+            dependencies: [
+                "TraceReader", "KernelProbes", "TraceFormat",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime"]),
+        .executableTarget(
+            name: "asynctrace-bench",
+            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "TraceFormat", "TraceReader"]
+        ),
+
+        // --- tests ---
+        .testTarget(name: "TraceFormatTests", dependencies: ["TraceFormat"]),
+        .testTarget(name: "AsyncHooksTests", dependencies: ["AsyncHooks"]),
+        .testTarget(name: "RecorderTests", dependencies: ["AsyncTraceRecorder", "AsyncHooks", "TraceReader", "TraceFormat"]),
+        .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader"]),
+        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

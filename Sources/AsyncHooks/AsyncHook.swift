@@ -1,0 +1,148 @@
+// Hooks: what a listener implements, how it is enabled, and how emission sites reach it.
+import Synchronization
+
+/// Loop phases in Node's order (the trace format uses the same codes).
+public enum LoopPhase: UInt8, Sendable, CaseIterable {
+    case timers = 0, pending = 1, idle = 2, prepare = 3, poll = 4, check = 5, close = 6
+}
+
+/// A listener for async events. Every method has an empty default, so a hook implements
+/// any subset. Methods are called on the thread where the event happened.
+public protocol AsyncHook: AnyObject, Sendable {
+    func initResource(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?)
+    func before(_ asyncID: AsyncID)
+    func after(_ asyncID: AsyncID)
+    func destroy(_ asyncID: AsyncID)
+    func promiseResolve(_ asyncID: AsyncID)
+
+    /// The resource owns `fd` from now on (-1: it no longer owns one), so kernel I/O on it can be attributed.
+    func resourceFD(_ asyncID: AsyncID, fd: Int32)
+    /// A user-named instant.
+    func mark(_ name: String, executionAsyncID: AsyncID)
+    func spanBegin(_ spanID: UInt64, name: String, executionAsyncID: AsyncID)
+    func spanEnd(_ spanID: UInt64)
+    /// Event-loop structure, from a runtime.
+    func loopIteration(_ iteration: UInt64)
+    func phaseEnter(_ phase: LoopPhase)
+    func phaseLeave(_ phase: LoopPhase)
+    func pollStart(timeoutMs: Int64)
+    func pollEnd(readyFDs: UnsafeBufferPointer<Int32>)
+    /// after() named a resource other than the innermost before().
+    func nestingError(expected: AsyncID, actual: AsyncID)
+    func uncaughtError(_ asyncID: AsyncID, message: String)
+}
+
+extension AsyncHook {
+    public func initResource(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {}
+    public func before(_ asyncID: AsyncID) {}
+    public func after(_ asyncID: AsyncID) {}
+    public func destroy(_ asyncID: AsyncID) {}
+    public func promiseResolve(_ asyncID: AsyncID) {}
+    public func resourceFD(_ asyncID: AsyncID, fd: Int32) {}
+    public func mark(_ name: String, executionAsyncID: AsyncID) {}
+    public func spanBegin(_ spanID: UInt64, name: String, executionAsyncID: AsyncID) {}
+    public func spanEnd(_ spanID: UInt64) {}
+    public func loopIteration(_ iteration: UInt64) {}
+    public func phaseEnter(_ phase: LoopPhase) {}
+    public func phaseLeave(_ phase: LoopPhase) {}
+    public func pollStart(timeoutMs: Int64) {}
+    public func pollEnd(readyFDs: UnsafeBufferPointer<Int32>) {}
+    public func nestingError(expected: AsyncID, actual: AsyncID) {}
+    public func uncaughtError(_ asyncID: AsyncID, message: String) {}
+}
+
+/// A hook made of closures, in the shape of Node's `createHook({ init, before, ... })`.
+public final class ClosureHook: AsyncHook, @unchecked Sendable {
+    public typealias InitFn = @Sendable (AsyncID, ResourceType, AsyncID, AnyObject?) -> Void
+    public typealias IDFn = @Sendable (AsyncID) -> Void
+    let onInit: InitFn?
+    let onBefore: IDFn?
+    let onAfter: IDFn?
+    let onDestroy: IDFn?
+    let onPromiseResolve: IDFn?
+
+    public init(init onInit: InitFn? = nil, before: IDFn? = nil, after: IDFn? = nil, destroy: IDFn? = nil,
+                promiseResolve: IDFn? = nil) {
+        self.onInit = onInit
+        self.onBefore = before
+        self.onAfter = after
+        self.onDestroy = destroy
+        self.onPromiseResolve = promiseResolve
+    }
+
+    public func initResource(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {
+        onInit?(asyncID, type, triggerAsyncID, resource)
+    }
+    public func before(_ asyncID: AsyncID) { onBefore?(asyncID) }
+    public func after(_ asyncID: AsyncID) { onAfter?(asyncID) }
+    public func destroy(_ asyncID: AsyncID) { onDestroy?(asyncID) }
+    public func promiseResolve(_ asyncID: AsyncID) { onPromiseResolve?(asyncID) }
+
+    @discardableResult public func enable() -> Self { AsyncHooks.enable(self); return self }
+    @discardableResult public func disable() -> Self { AsyncHooks.disable(self); return self }
+}
+
+/// The enabled hooks, as an immutable snapshot. Snapshots are never freed (enabling and
+/// disabling is rare), so emitters read one with a single load and no reference counting.
+@usableFromInline
+final class HookList: @unchecked Sendable {
+    @usableFromInline let hooks: ContiguousArray<any AsyncHook>
+    init(_ hooks: ContiguousArray<any AsyncHook>) { self.hooks = hooks }
+}
+
+@usableFromInline
+let activeHookCount = Atomic<Int>(0)
+@usableFromInline
+let activeHookList = Atomic<Unmanaged<HookList>?>(nil)
+let hookRegistryLock = Mutex<ContiguousArray<any AsyncHook>>([])
+
+public enum AsyncHooks {
+    /// Enables `hook` (no effect if it is enabled already). Several hooks may be enabled at once;
+    /// they are called in the order they were enabled.
+    public static func enable(_ hook: any AsyncHook) {
+        hookRegistryLock.withLock { list in
+            guard !list.contains(where: { $0 === hook }) else { return }
+            list.append(hook)
+            publish(list)
+        }
+    }
+
+    public static func disable(_ hook: any AsyncHook) {
+        hookRegistryLock.withLock { list in
+            guard let i = list.firstIndex(where: { $0 === hook }) else { return }
+            list.remove(at: i)
+            publish(list)
+        }
+    }
+
+    public static func isEnabled(_ hook: any AsyncHook) -> Bool {
+        hookRegistryLock.withLock { $0.contains(where: { $0 === hook }) }
+    }
+
+    /// Creates a closure hook (not yet enabled), as Node's `async_hooks.createHook`.
+    public static func createHook(init onInit: ClosureHook.InitFn? = nil, before: ClosureHook.IDFn? = nil,
+                                  after: ClosureHook.IDFn? = nil, destroy: ClosureHook.IDFn? = nil,
+                                  promiseResolve: ClosureHook.IDFn? = nil) -> ClosureHook {
+        ClosureHook(init: onInit, before: before, after: after, destroy: destroy, promiseResolve: promiseResolve)
+    }
+
+    private static func publish(_ list: ContiguousArray<any AsyncHook>) {
+        let snapshot = list.isEmpty ? nil : Unmanaged.passRetained(HookList(list))  // leaked on purpose
+        activeHookList.store(snapshot, ordering: .releasing)
+        activeHookCount.store(list.count, ordering: .releasing)
+    }
+
+    /// True when at least one hook is enabled: one relaxed load. Emission sites test this
+    /// before building anything.
+    @inlinable @inline(__always)
+    public static var isActive: Bool { activeHookCount.load(ordering: .relaxed) != 0 }
+
+    /// Calls `body` for each enabled hook.
+    @inlinable
+    public static func forEachHook(_ body: (any AsyncHook) -> Void) {
+        guard let list = activeHookList.load(ordering: .acquiring) else { return }
+        list._withUnsafeGuaranteedRef { l in
+            for h in l.hooks { body(h) }
+        }
+    }
+}

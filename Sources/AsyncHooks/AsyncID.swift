@@ -1,0 +1,90 @@
+// Async ids and resource types: the two names every hook event carries.
+import Synchronization
+
+/// Identifies one async resource for the life of the process, across threads.
+/// `root` (1) is the top level, as Node's `executionAsyncId()` at start-up; `none` (0) means no resource.
+public struct AsyncID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt64
+    @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
+    @inlinable public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let none = AsyncID(0)
+    public static let root = AsyncID(1)
+
+    @inlinable public static func < (a: AsyncID, b: AsyncID) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { String(rawValue) }
+
+    /// A fresh id, unique in this process. Threads take ids in blocks, so this is one
+    /// thread-local increment most of the time and never a contended atomic.
+    @inlinable
+    public static func next() -> AsyncID { ExecutionState.current.allocateID() }
+}
+
+/// Global block counter for id allocation; ids 0 and 1 are reserved.
+@usableFromInline
+let asyncIDBlockCounter = Atomic<UInt64>(2)
+@usableFromInline
+let asyncIDBlockSize: UInt64 = 1024
+
+/// An interned resource type name ("Timeout", "TCPWRAP", ...): a small integer that compares
+/// and hashes cheaply and that writers can turn back into its name.
+public struct ResourceType: Hashable, Sendable, CustomStringConvertible {
+    public let id: UInt32
+    @inlinable public init(id: UInt32) { self.id = id }
+
+    /// Interns `name` (the same name always gives the same type).
+    public init(_ name: String) { self.id = ResourceTypeRegistry.intern(name) }
+
+    public var name: String { ResourceTypeRegistry.name(of: id) }
+    public var description: String { name }
+
+    // Node's names, where the concept matches.
+    public static let timeout = ResourceType("Timeout")
+    public static let immediate = ResourceType("Immediate")
+    public static let tickObject = ResourceType("TickObject")
+    public static let promise = ResourceType("PROMISE")
+    public static let fsReqCallback = ResourceType("FSREQCALLBACK")
+    public static let getAddrInfoReqWrap = ResourceType("GETADDRINFOREQWRAP")
+    public static let signalWrap = ResourceType("SIGNALWRAP")
+    public static let tcpServerWrap = ResourceType("TCPSERVERWRAP")
+    public static let tcpWrap = ResourceType("TCPWRAP")
+    public static let tcpConnectWrap = ResourceType("TCPCONNECTWRAP")
+    public static let writeWrap = ResourceType("WRITEWRAP")
+    public static let shutdownWrap = ResourceType("SHUTDOWNWRAP")
+    public static let udpWrap = ResourceType("UDPWRAP")
+    public static let udpSendWrap = ResourceType("UDPSENDWRAP")
+    public static let pipeServerWrap = ResourceType("PIPESERVERWRAP")
+    public static let pipeWrap = ResourceType("PIPEWRAP")
+    public static let pipeConnectWrap = ResourceType("PIPECONNECTWRAP")
+    public static let tlsWrap = ResourceType("TLSWRAP")
+    public static let processWrap = ResourceType("PROCESSWRAP")
+    public static let httpIncomingMessage = ResourceType("HTTPINCOMINGMESSAGE")
+    public static let httpClientRequest = ResourceType("HTTPCLIENTREQUEST")
+    public static let workerWrap = ResourceType("WORKWRAP")
+}
+
+/// Name <-> id table for resource types. Interning takes a lock; lookups by id copy an
+/// immutable snapshot, so writers may call `name(of:)` from any thread.
+public enum ResourceTypeRegistry {
+    struct Table {
+        var ids: [String: UInt32] = [:]
+        var names: [String] = []
+    }
+    static let table = Mutex(Table())
+
+    public static func intern(_ name: String) -> UInt32 {
+        table.withLock { t in
+            if let id = t.ids[name] { return id }
+            let id = UInt32(t.names.count)
+            t.names.append(name)
+            t.ids[name] = id
+            return id
+        }
+    }
+
+    public static func name(of id: UInt32) -> String {
+        table.withLock { t in id < t.names.count ? t.names[Int(id)] : "type#\(id)" }
+    }
+
+    public static var count: Int { table.withLock { $0.names.count } }
+}

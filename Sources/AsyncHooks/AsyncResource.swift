@@ -1,0 +1,67 @@
+// AsyncResource: how a runtime or a library makes its own work traceable.
+
+/// What a resource keeps from its creation: its id, what triggered it, and the AsyncLocal frame.
+/// A value type so runtimes can embed it in their handles without another allocation.
+public struct AsyncResourceContext: Sendable {
+    public let asyncID: AsyncID
+    public let triggerAsyncID: AsyncID
+    public let type: ResourceType
+    public let frame: ContextFrame?
+
+    /// Creates a resource: takes a fresh id, captures the current frame, emits init. The trigger
+    /// defaults to the current execution id, as in Node.
+    @inlinable
+    public init(type: ResourceType, triggerAsyncID: AsyncID? = nil, resource: AnyObject? = nil) {
+        let state = ExecutionState.current
+        let id = state.allocateID()
+        let trigger = triggerAsyncID ?? state.executionID
+        self.asyncID = id
+        self.triggerAsyncID = trigger
+        self.type = type
+        self.frame = state.frame
+        AsyncHooks.emitInit(id, type: type, triggerAsyncID: trigger, resource: resource)
+    }
+
+    /// Runs `body` as a callback of this resource: before, the resource's context, after.
+    @inlinable
+    public func runInScope<R>(_ body: () throws -> R) rethrows -> R {
+        AsyncHooks.enterCallback(asyncID, triggerAsyncID: triggerAsyncID, frame: frame)
+        defer { AsyncHooks.leaveCallback(asyncID) }
+        return try body()
+    }
+
+    @inlinable public func emitDestroy() { AsyncHooks.emitDestroy(asyncID) }
+    @inlinable public func emitPromiseResolve() { AsyncHooks.emitPromiseResolve(asyncID) }
+    @inlinable public func setFD(_ fd: Int32) { AsyncHooks.emitResourceFD(asyncID, fd: fd) }
+}
+
+/// A traceable resource for library code, as Node's `AsyncResource`.
+public final class AsyncResource: Sendable {
+    public let context: AsyncResourceContext
+    public var asyncID: AsyncID { context.asyncID }
+    public var triggerAsyncID: AsyncID { context.triggerAsyncID }
+    public var type: ResourceType { context.type }
+
+    public init(type: ResourceType, triggerAsyncID: AsyncID? = nil) {
+        context = AsyncResourceContext(type: type, triggerAsyncID: triggerAsyncID)
+    }
+
+    public convenience init(_ typeName: String, triggerAsyncID: AsyncID? = nil) {
+        self.init(type: ResourceType(typeName), triggerAsyncID: triggerAsyncID)
+    }
+
+    public func runInScope<R>(_ body: () throws -> R) rethrows -> R { try context.runInScope(body) }
+
+    public func emitDestroy() { context.emitDestroy() }
+
+    /// A closure that always runs in this resource's scope.
+    public func bind<each A, R>(_ fn: @escaping @Sendable (repeat each A) -> R) -> @Sendable (repeat each A) -> R {
+        { (args: repeat each A) in self.context.runInScope { fn(repeat each args) } }
+    }
+
+    /// Wraps `fn` in a new resource of `type` created now, as Node's `AsyncResource.bind`.
+    public static func bind<each A, R>(type: ResourceType = ResourceType("bound-anonymous-fn"),
+                                       _ fn: @escaping @Sendable (repeat each A) -> R) -> @Sendable (repeat each A) -> R {
+        AsyncResource(type: type).bind(fn)
+    }
+}

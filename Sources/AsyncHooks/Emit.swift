@@ -1,0 +1,98 @@
+// Emission sites. Each costs one relaxed load and a branch when no hook is enabled;
+// the dispatch itself is out of line so callers stay small.
+
+extension AsyncHooks {
+    @inlinable @inline(__always)
+    public static func emitInit(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID,
+                                resource: AnyObject? = nil) {
+        if isActive { dispatchInit(asyncID, type, triggerAsyncID, resource) }
+    }
+
+    @inlinable @inline(__always)
+    public static func emitDestroy(_ asyncID: AsyncID) {
+        if isActive { dispatchDestroy(asyncID) }
+    }
+
+    @inlinable @inline(__always)
+    public static func emitPromiseResolve(_ asyncID: AsyncID) {
+        if isActive { dispatchPromiseResolve(asyncID) }
+    }
+
+    @inlinable @inline(__always)
+    public static func emitResourceFD(_ asyncID: AsyncID, fd: Int32) {
+        if isActive { forEachHook { $0.resourceFD(asyncID, fd: fd) } }
+    }
+
+    /// Enters a callback of `asyncID` on this thread: sets the execution context, then emits before.
+    /// Prefer `AsyncResourceContext.runInScope`; this pair is for runtimes that cannot use a closure.
+    @inlinable
+    public static func enterCallback(_ asyncID: AsyncID, triggerAsyncID: AsyncID, frame: ContextFrame?) {
+        ExecutionState.current.enter(asyncID, trigger: triggerAsyncID, frame: frame)
+        if isActive { dispatchBefore(asyncID) }
+    }
+
+    /// Leaves a callback of `asyncID`: emits after, then restores the context. A mismatch with the
+    /// innermost entered callback is reported (both ids) to every hook and to `nestingErrorHandler`.
+    @inlinable
+    public static func leaveCallback(_ asyncID: AsyncID) {
+        if isActive { dispatchAfter(asyncID) }
+        let state = ExecutionState.current
+        let expected = state.executionID
+        if !state.leave(asyncID) { reportNestingError(expected: expected, actual: asyncID) }
+    }
+
+    @usableFromInline
+    static func dispatchInit(_ id: AsyncID, _ type: ResourceType, _ trigger: AsyncID, _ resource: AnyObject?) {
+        forEachHook { $0.initResource(id, type: type, triggerAsyncID: trigger, resource: resource) }
+    }
+    @usableFromInline static func dispatchBefore(_ id: AsyncID) { forEachHook { $0.before(id) } }
+    @usableFromInline static func dispatchAfter(_ id: AsyncID) { forEachHook { $0.after(id) } }
+    @usableFromInline static func dispatchDestroy(_ id: AsyncID) { forEachHook { $0.destroy(id) } }
+    @usableFromInline static func dispatchPromiseResolve(_ id: AsyncID) { forEachHook { $0.promiseResolve(id) } }
+
+    @usableFromInline
+    static func reportNestingError(expected: AsyncID, actual: AsyncID) {
+        forEachHook { $0.nestingError(expected: expected, actual: actual) }
+        nestingErrorHandler.withLock { $0 }(expected, actual)
+    }
+
+    /// Called on every before/after mismatch. The default writes one line to stderr; Node aborts
+    /// here, which a program can reproduce by installing a handler that does.
+    public static func setNestingErrorHandler(_ handler: @escaping @Sendable (_ expected: AsyncID, _ actual: AsyncID) -> Void) {
+        nestingErrorHandler.withLock { $0 = handler }
+    }
+
+    // MARK: loop structure (runtimes)
+
+    @inlinable public static func emitLoopIteration(_ n: UInt64) {
+        if isActive { forEachHook { $0.loopIteration(n) } }
+    }
+    @inlinable public static func emitPhaseEnter(_ p: LoopPhase) {
+        if isActive { forEachHook { $0.phaseEnter(p) } }
+    }
+    @inlinable public static func emitPhaseLeave(_ p: LoopPhase) {
+        if isActive { forEachHook { $0.phaseLeave(p) } }
+    }
+    @inlinable public static func emitPollStart(timeoutMs: Int64) {
+        if isActive { forEachHook { $0.pollStart(timeoutMs: timeoutMs) } }
+    }
+    @inlinable public static func emitPollEnd(readyFDs: UnsafeBufferPointer<Int32>) {
+        if isActive { forEachHook { $0.pollEnd(readyFDs: readyFDs) } }
+    }
+
+    /// Reports a callback that threw with nothing to catch it.
+    public static func emitUncaughtError(_ asyncID: AsyncID, message: String) {
+        if isActive { forEachHook { $0.uncaughtError(asyncID, message: message) } }
+    }
+}
+
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let nestingErrorHandler = Mutex<@Sendable (AsyncID, AsyncID) -> Void>({ expected, actual in
+    let line = "asynctrace: async hook nesting error: after(\(actual)) but the innermost callback is \(expected)\n"
+    var bytes = Array(line.utf8)
+    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+})

@@ -1,0 +1,1 @@
+// AsyncTraceRecorder: work in progress (see the issues).

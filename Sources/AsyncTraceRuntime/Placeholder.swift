@@ -1,0 +1,1 @@
+// AsyncTraceRuntime: work in progress (see the issues).

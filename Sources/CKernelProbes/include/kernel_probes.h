@@ -1,0 +1,1 @@
+// loader API: see issue 5

@@ -1,0 +1,1 @@
+// KernelProbes: work in progress (see the issues).

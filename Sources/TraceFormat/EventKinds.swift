@@ -1,0 +1,153 @@
+// The spec table: every event kind, its code and its arguments, in one place.
+// Writers encode by it, the reader decodes by it, docs/trace-format.md describes it.
+// Codes are never reused; a new kind gets a new code and the format's minor version rises.
+
+/// How one argument is laid out after the kind byte and the timestamp delta.
+public enum ArgEncoding: UInt8, Sendable {
+    /// Unsigned LEB128 varint.
+    case unsigned
+    /// Zigzag LEB128 varint.
+    case signed
+    /// An async id, zigzag delta against the previous `asyncID` argument in the same chunk
+    /// (0 at chunk start), so runs of events on one resource cost one byte.
+    case asyncID
+    /// An async id, zigzag delta against this event's first `asyncID` argument.
+    case relatedID
+    /// Index into the chunk's string table (defined by an earlier `stringDef` in the same chunk).
+    case string
+    /// Varint length and raw bytes (only `stringDef` uses it).
+    case bytes
+    /// Varint count, then that many unsigned varints.
+    case list
+}
+
+public struct ArgSpec: Sendable {
+    public let name: String
+    public let encoding: ArgEncoding
+}
+
+public struct EventSpec: Sendable {
+    public let kind: EventKind
+    public let name: String
+    public let args: [ArgSpec]
+    public let summary: String
+}
+
+/// One byte at the start of every event.
+public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    // Stream bookkeeping
+    public static let stringDef = EventKind(rawValue: 0x01)
+    public static let threadInfo = EventKind(rawValue: 0x02)
+    public static let processInfo = EventKind(rawValue: 0x03)
+    // Async hooks
+    public static let initResource = EventKind(rawValue: 0x08)
+    public static let before = EventKind(rawValue: 0x09)
+    public static let after = EventKind(rawValue: 0x0A)
+    public static let destroy = EventKind(rawValue: 0x0B)
+    public static let promiseResolve = EventKind(rawValue: 0x0C)
+    public static let resourceFD = EventKind(rawValue: 0x0D)
+    public static let nestingError = EventKind(rawValue: 0x0E)
+    public static let uncaughtError = EventKind(rawValue: 0x0F)
+    // User marks
+    public static let mark = EventKind(rawValue: 0x10)
+    public static let spanBegin = EventKind(rawValue: 0x11)
+    public static let spanEnd = EventKind(rawValue: 0x12)
+    // Event-loop phases (runtime)
+    public static let loopIteration = EventKind(rawValue: 0x18)
+    public static let phaseEnter = EventKind(rawValue: 0x19)
+    public static let phaseLeave = EventKind(rawValue: 0x1A)
+    public static let pollStart = EventKind(rawValue: 0x1B)
+    public static let pollEnd = EventKind(rawValue: 0x1C)
+    // Kernel (eBPF) stream
+    public static let syscall = EventKind(rawValue: 0x20)
+    public static let epollWait = EventKind(rawValue: 0x21)
+    public static let processFork = EventKind(rawValue: 0x22)
+    public static let processExit = EventKind(rawValue: 0x23)
+
+    public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
+    public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
+}
+
+/// Loop phases, in Node's order; `phaseEnter`/`phaseLeave` carry these codes.
+public enum LoopPhase: UInt8, Sendable, CaseIterable {
+    case timers = 0, pending = 1, idle = 2, prepare = 3, poll = 4, check = 5, close = 6
+    public var name: String {
+        switch self {
+        case .timers: "timers"
+        case .pending: "pending"
+        case .idle: "idle"
+        case .prepare: "prepare"
+        case .poll: "poll"
+        case .check: "check"
+        case .close: "close"
+        }
+    }
+}
+
+public enum EventSpecs {
+    private static func a(_ n: String, _ e: ArgEncoding) -> ArgSpec { ArgSpec(name: n, encoding: e) }
+
+    public static let all: [EventSpec] = [
+        EventSpec(kind: .stringDef, name: "stringDef", args: [a("id", .unsigned), a("text", .bytes)],
+                  summary: "defines string id for the rest of this chunk"),
+        EventSpec(kind: .threadInfo, name: "threadInfo", args: [a("name", .string)],
+                  summary: "the stream's thread name"),
+        EventSpec(kind: .processInfo, name: "processInfo", args: [a("ppid", .unsigned), a("program", .string)],
+                  summary: "the stream's process (first chunk of every stream of a process)"),
+        EventSpec(kind: .initResource, name: "init",
+                  args: [a("asyncID", .asyncID), a("type", .string), a("triggerAsyncID", .relatedID)],
+                  summary: "a resource was created"),
+        EventSpec(kind: .before, name: "before", args: [a("asyncID", .asyncID)], summary: "a callback begins"),
+        EventSpec(kind: .after, name: "after", args: [a("asyncID", .asyncID)], summary: "a callback ends"),
+        EventSpec(kind: .destroy, name: "destroy", args: [a("asyncID", .asyncID)], summary: "a resource was freed"),
+        EventSpec(kind: .promiseResolve, name: "promiseResolve", args: [a("asyncID", .asyncID)],
+                  summary: "a promise resolved"),
+        EventSpec(kind: .resourceFD, name: "resourceFD", args: [a("asyncID", .asyncID), a("fd", .signed)],
+                  summary: "the resource owns this fd from now on (-1: no longer)"),
+        EventSpec(kind: .nestingError, name: "nestingError",
+                  args: [a("expectedAsyncID", .asyncID), a("actualAsyncID", .relatedID)],
+                  summary: "after() did not match the innermost before()"),
+        EventSpec(kind: .uncaughtError, name: "uncaughtError", args: [a("asyncID", .asyncID), a("message", .string)],
+                  summary: "a callback threw and nothing caught it"),
+        EventSpec(kind: .mark, name: "mark", args: [a("name", .string), a("executionAsyncID", .asyncID)],
+                  summary: "a user-named instant"),
+        EventSpec(kind: .spanBegin, name: "spanBegin",
+                  args: [a("spanID", .unsigned), a("name", .string), a("executionAsyncID", .asyncID)],
+                  summary: "a user-named span begins"),
+        EventSpec(kind: .spanEnd, name: "spanEnd", args: [a("spanID", .unsigned)], summary: "a user-named span ends"),
+        EventSpec(kind: .loopIteration, name: "loopIteration", args: [a("iteration", .unsigned)],
+                  summary: "an event-loop iteration begins"),
+        EventSpec(kind: .phaseEnter, name: "phaseEnter", args: [a("phase", .unsigned)], summary: "a loop phase begins"),
+        EventSpec(kind: .phaseLeave, name: "phaseLeave", args: [a("phase", .unsigned)], summary: "a loop phase ends"),
+        EventSpec(kind: .pollStart, name: "pollStart", args: [a("timeoutMs", .signed)],
+                  summary: "the loop is about to wait in epoll (-1: no timeout)"),
+        EventSpec(kind: .pollEnd, name: "pollEnd", args: [a("readyCount", .unsigned), a("fds", .list)],
+                  summary: "epoll returned; the ready fds"),
+        EventSpec(kind: .syscall, name: "syscall",
+                  args: [a("pid", .unsigned), a("tid", .unsigned), a("nr", .unsigned), a("fd", .signed),
+                         a("size", .unsigned), a("ret", .signed), a("durationNs", .unsigned)],
+                  summary: "a completed syscall; the timestamp is its exit, enter = exit - durationNs"),
+        EventSpec(kind: .epollWait, name: "epollWait",
+                  args: [a("pid", .unsigned), a("tid", .unsigned), a("nr", .unsigned), a("epfd", .signed),
+                         a("maxEvents", .unsigned), a("timeoutMs", .signed), a("ret", .signed),
+                         a("durationNs", .unsigned), a("data", .list)],
+                  summary: "a completed epoll wait with the data of up to 16 returned events"),
+        EventSpec(kind: .processFork, name: "processFork", args: [a("parentPid", .unsigned), a("childPid", .unsigned)],
+                  summary: "a traced process forked"),
+        EventSpec(kind: .processExit, name: "processExit", args: [a("pid", .unsigned), a("exitCode", .signed)],
+                  summary: "a traced process exited"),
+    ]
+
+    /// Lookup by code; nil where no kind is defined.
+    public static let byCode: [EventSpec?] = {
+        var t = [EventSpec?](repeating: nil, count: 256)
+        for s in all { t[Int(s.kind.rawValue)] = s }
+        return t
+    }()
+
+    /// The most arguments any kind has.
+    public static let maxArgs = 9
+}

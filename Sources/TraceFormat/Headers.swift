@@ -1,0 +1,182 @@
+// The file header and the chunk header: fixed little-endian layouts (see docs/trace-format.md).
+
+public enum TraceFileFormat {
+    public static let magic: [UInt8] = Array("ASYNCTRC".utf8)
+    public static let chunkMagic: UInt32 = 0x4B43_5441  // "ATCK" little-endian
+    /// The version this build writes. The reader accepts 1...currentVersion.
+    public static let currentVersion: UInt16 = 1
+    public static let chunkHeaderSize = 80
+    public static let maxProgramBytes = 4096
+    /// A chunk's payload is never larger than this (the reader uses it to reject garbage).
+    public static let maxPayloadBytes = 16 << 20
+}
+
+public struct FileHeader: Equatable, Sendable {
+    public var version: UInt16
+    public var pid: UInt32
+    public var monotonicStartNs: UInt64
+    public var realtimeStartNs: UInt64
+    public var program: String
+
+    public init(version: UInt16 = TraceFileFormat.currentVersion, pid: UInt32, monotonicStartNs: UInt64,
+                realtimeStartNs: UInt64, program: String) {
+        self.version = version
+        self.pid = pid
+        self.monotonicStartNs = monotonicStartNs
+        self.realtimeStartNs = realtimeStartNs
+        self.program = program
+    }
+
+    // magic[8] version:u16 headerLength:u16 pid:u32 mono:u64 real:u64 programLength:u16 program crc32c:u32
+    public func encode() -> [UInt8] {
+        // Cut at a scalar boundary so a long program line never ends in half a UTF-8 sequence.
+        var prog: [UInt8] = []
+        for scalar in program.unicodeScalars {
+            let bytes = Array(String(scalar).utf8)
+            if prog.count + bytes.count > TraceFileFormat.maxProgramBytes { break }
+            prog.append(contentsOf: bytes)
+        }
+        var b = TraceFileFormat.magic
+        b.appendLE(version)
+        b.appendLE(UInt16(8 + 2 + 2 + 4 + 8 + 8 + 2 + prog.count + 4))
+        b.appendLE(pid)
+        b.appendLE(monotonicStartNs)
+        b.appendLE(realtimeStartNs)
+        b.appendLE(UInt16(prog.count))
+        b.append(contentsOf: prog)
+        b.appendLE(CRC32C.checksum(b))
+        return b
+    }
+
+    public enum DecodeError: Error, Equatable, Sendable {
+        case tooShort
+        case notATrace
+        case unsupportedVersion(UInt16)
+        case corrupt
+    }
+
+    /// Decodes a header from the start of `bytes`; returns it and its length.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) -> Result<(FileHeader, Int), DecodeError> {
+        guard bytes.count >= 8 else { return .failure(bytes.isEmpty ? .tooShort : .notATrace) }
+        guard Array(bytes[0..<8]) == TraceFileFormat.magic else { return .failure(.notATrace) }
+        guard bytes.count >= 34 else { return .failure(.tooShort) }
+        let p = bytes.baseAddress!
+        let version: UInt16 = loadLE(p, 8, as: UInt16.self)
+        guard version >= 1 else { return .failure(.corrupt) }
+        guard version <= TraceFileFormat.currentVersion else { return .failure(.unsupportedVersion(version)) }
+        let length = Int(loadLE(p, 10, as: UInt16.self))
+        let progLen = Int(loadLE(p, 32, as: UInt16.self))
+        guard length == 38 + progLen else { return .failure(.corrupt) }
+        guard bytes.count >= length else { return .failure(.tooShort) }
+        let crc: UInt32 = loadLE(p, length - 4, as: UInt32.self)
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<(length - 4)])) == crc else {
+            return .failure(.corrupt)
+        }
+        let program = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[34..<(34 + progLen)]), as: UTF8.self)
+        let h = FileHeader(version: version, pid: loadLE(p, 12, as: UInt32.self),
+                           monotonicStartNs: loadLE(p, 16, as: UInt64.self),
+                           realtimeStartNs: loadLE(p, 24, as: UInt64.self), program: program)
+        return .success((h, length))
+    }
+}
+
+public struct ChunkFlags: OptionSet, Sendable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    /// Events from the eBPF probes (timestamps already in ns; ticks == ns).
+    public static let kernel = ChunkFlags(rawValue: 1)
+    /// The last chunk of its stream (thread exit or recorder stop).
+    public static let final = ChunkFlags(rawValue: 2)
+}
+
+/// Every chunk holds events of one stream (one thread of one process, or the kernel stream).
+/// Event timestamps are tick deltas; ticks map linearly onto CLOCK_MONOTONIC ns through the
+/// two calibration points the header carries (start and end), so the recorder can read the TSC.
+public struct ChunkHeader: Equatable, Sendable {
+    public var flags: ChunkFlags
+    public var payloadLength: UInt32
+    public var eventCount: UInt32
+    public var pid: UInt32
+    public var tid: UInt32
+    public var sequence: UInt64
+    public var startNs: UInt64
+    public var endNs: UInt64
+    public var startTicks: UInt64
+    public var endTicks: UInt64
+    /// Events this stream has dropped so far, including any before this chunk.
+    public var droppedCumulative: UInt64
+    public var crc: UInt32
+
+    public init(flags: ChunkFlags = [], payloadLength: UInt32 = 0, eventCount: UInt32 = 0, pid: UInt32, tid: UInt32,
+                sequence: UInt64, startNs: UInt64, endNs: UInt64, startTicks: UInt64, endTicks: UInt64,
+                droppedCumulative: UInt64, crc: UInt32 = 0) {
+        self.flags = flags
+        self.payloadLength = payloadLength
+        self.eventCount = eventCount
+        self.pid = pid
+        self.tid = tid
+        self.sequence = sequence
+        self.startNs = startNs
+        self.endNs = endNs
+        self.startTicks = startTicks
+        self.endTicks = endTicks
+        self.droppedCumulative = droppedCumulative
+        self.crc = crc
+    }
+
+    public var isKernel: Bool { flags.contains(.kernel) }
+
+    /// Writes the 80-byte header (CRC field included as given) at `p`.
+    public func store(to p: UnsafeMutableRawPointer) {
+        storeLE(TraceFileFormat.chunkMagic, p, 0)
+        storeLE(UInt16(TraceFileFormat.chunkHeaderSize), p, 4)
+        storeLE(flags.rawValue, p, 6)
+        storeLE(payloadLength, p, 8)
+        storeLE(eventCount, p, 12)
+        storeLE(pid, p, 16)
+        storeLE(tid, p, 20)
+        storeLE(sequence, p, 24)
+        storeLE(startNs, p, 32)
+        storeLE(endNs, p, 40)
+        storeLE(startTicks, p, 48)
+        storeLE(endTicks, p, 56)
+        storeLE(droppedCumulative, p, 64)
+        storeLE(crc, p, 72)
+        storeLE(UInt32(0), p, 76)
+    }
+
+    /// Reads a header; nil if the magic or the size field is wrong. The CRC is checked separately.
+    public static func load(from p: UnsafeRawPointer) -> ChunkHeader? {
+        guard loadLE(p, 0, as: UInt32.self) == TraceFileFormat.chunkMagic,
+              loadLE(p, 4, as: UInt16.self) == UInt16(TraceFileFormat.chunkHeaderSize) else { return nil }
+        return ChunkHeader(flags: ChunkFlags(rawValue: loadLE(p, 6, as: UInt16.self)),
+                           payloadLength: loadLE(p, 8, as: UInt32.self), eventCount: loadLE(p, 12, as: UInt32.self),
+                           pid: loadLE(p, 16, as: UInt32.self), tid: loadLE(p, 20, as: UInt32.self),
+                           sequence: loadLE(p, 24, as: UInt64.self), startNs: loadLE(p, 32, as: UInt64.self),
+                           endNs: loadLE(p, 40, as: UInt64.self), startTicks: loadLE(p, 48, as: UInt64.self),
+                           endTicks: loadLE(p, 56, as: UInt64.self), droppedCumulative: loadLE(p, 64, as: UInt64.self),
+                           crc: loadLE(p, 72, as: UInt32.self))
+    }
+
+    /// The CRC covers the header (with its CRC field zero) and the payload.
+    public static func computeCRC(header: UnsafeRawPointer, payload: UnsafeRawBufferPointer) -> UInt32 {
+        var tmp = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        return withUnsafeMutableBytes(of: &tmp) { t in
+            t.baseAddress!.copyMemory(from: header, byteCount: TraceFileFormat.chunkHeaderSize)
+            storeLE(UInt32(0), t.baseAddress!, 72)
+            let c = CRC32C.update(0, UnsafeRawBufferPointer(rebasing: t[0..<TraceFileFormat.chunkHeaderSize]))
+            return CRC32C.update(c, payload)
+        }
+    }
+
+    /// Maps a tick value of this chunk onto CLOCK_MONOTONIC ns.
+    @inline(__always)
+    public func nanoseconds(forTicks ticks: UInt64) -> UInt64 {
+        if startTicks == startNs && endTicks == endNs { return ticks }  // kernel chunks: ticks are ns
+        let spanTicks = endTicks &- startTicks
+        guard spanTicks > 0, ticks >= startTicks else { return startNs }
+        let spanNs = endNs &- startNs
+        let off = Double(ticks - startTicks) * (Double(spanNs) / Double(spanTicks))
+        return startNs &+ UInt64(off.rounded())
+    }
+}

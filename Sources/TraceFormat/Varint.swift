@@ -1,0 +1,96 @@
+// LEB128 varints and zigzag, the framing every event argument uses.
+// Written against raw pointers so the recorder's hot path can use them without allocation.
+
+@inline(__always)
+public func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v &<< 1) ^ (v >> 63)) }
+
+@inline(__always)
+public func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
+
+/// The most bytes one varint can take (a UInt64 in 7-bit groups).
+public let maxVarintBytes = 10
+
+/// Writes `value` at `p` and returns the pointer past it. The caller guarantees 10 bytes of room.
+@inline(__always)
+public func putVarint(_ value: UInt64, at p: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
+    var v = value
+    var q = p
+    while v >= 0x80 {
+        q.pointee = UInt8(truncatingIfNeeded: v) | 0x80
+        q += 1
+        v >>= 7
+    }
+    q.pointee = UInt8(truncatingIfNeeded: v)
+    return q + 1
+}
+
+/// Appends `value` to a byte array (the slow, safe path used by non-hot writers and tests).
+@inline(__always)
+public func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {
+    var v = value
+    while v >= 0x80 {
+        bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+        v >>= 7
+    }
+    bytes.append(UInt8(truncatingIfNeeded: v))
+}
+
+/// Number of bytes `value` takes as a varint.
+@inline(__always)
+public func varintSize(_ value: UInt64) -> Int {
+    let bits = 64 - value.leadingZeroBitCount
+    return bits == 0 ? 1 : (bits + 6) / 7
+}
+
+/// A bounds-checked cursor over bytes; every read reports failure instead of trapping,
+/// because the bytes may come from a damaged file.
+public struct ByteCursor {
+    public let base: UnsafeRawBufferPointer
+    public var offset: Int
+
+    @inlinable
+    public init(_ base: UnsafeRawBufferPointer, offset: Int = 0) {
+        self.base = base
+        self.offset = offset
+    }
+
+    @inlinable public var remaining: Int { base.count - offset }
+    @inlinable public var isAtEnd: Bool { offset >= base.count }
+
+    @inlinable
+    public mutating func readByte() -> UInt8? {
+        guard offset < base.count else { return nil }
+        let b = base[offset]
+        offset += 1
+        return b
+    }
+
+    @inlinable
+    public mutating func readVarint() -> UInt64? {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        var i = offset
+        let end = base.count
+        while i < end {
+            let b = base[i]
+            i += 1
+            if shift == 63 && b > 1 { return nil }  // overflow: not a varint we wrote
+            result |= UInt64(b & 0x7f) << shift
+            if b < 0x80 {
+                offset = i
+                return result
+            }
+            shift += 7
+            if shift > 63 { return nil }
+        }
+        return nil
+    }
+
+    @inlinable
+    public mutating func readBytes(_ n: Int) -> UnsafeRawBufferPointer? {
+        guard n >= 0, n <= remaining else { return nil }
+        let r = UnsafeRawBufferPointer(rebasing: base[offset..<(offset + n)])
+        offset += n
+        return r
+    }
+}

@@ -1,0 +1,1 @@
+// TraceReader: work in progress (see the issues).

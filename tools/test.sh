@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# README's test command: installs what the tests need, builds, runs every test, and fails when
+# kernel tests were skipped on a machine that could have run them (root + BTF).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install-deps.sh
+mkdir -p .build
+log=.build/test.log
+set +e
+swift test 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+    echo "asynctrace: swift test failed (exit $status)" >&2
+    exit "$status"
+fi
+if [ "$(id -u)" -eq 0 ] && [ -r /sys/kernel/btf/vmlinux ]; then
+    if grep -q "KERNEL TEST SKIPPED" "$log"; then
+        echo "asynctrace: kernel tests were skipped on a machine with root and BTF; that is a failure" >&2
+        exit 1
+    fi
+fi
