@@ -1,1 +1,13 @@
-print("not yet")
+// asynctrace-bench: every performance figure in README comes from here.
+// Prints one JSON object per line: {"benchmark": NAME, "ns_per_op": X, "ops_per_s": Y, ...}.
+// Usage: swift run -c release asynctrace-bench [GROUP ...]   (no group: all)
+
+let groups: [(name: String, run: () -> Void)] = [
+]
+
+let wanted = Set(CommandLine.arguments.dropFirst())
+if wanted.contains("--help") || wanted.contains("-h") {
+    print("usage: asynctrace-bench [GROUP ...]\ngroups: \(groups.map(\.name).joined(separator: ", "))")
+} else {
+    for g in groups where wanted.isEmpty || wanted.contains(g.name) { g.run() }
+}

@@ -1,0 +1,16 @@
+// The `asynctrace` command: record, report, export, flamegraph.
+import ArgumentParser
+
+@main
+struct AsyncTraceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "asynctrace",
+        abstract: "Shows what an async program is doing, from the callback down to the syscall.",
+        discussion: """
+            Record a program, then read the trace:
+              asynctrace record -o app.atrace -- ./app args
+              asynctrace report app.atrace
+            """,
+        subcommands: [RecordCommand.self, ReportCommand.self]
+    )
+}
