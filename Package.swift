@@ -30,7 +30,8 @@ let package = Package(
         .target(name: "AsyncTraceRecorder", dependencies: ["AsyncHooks", "TraceFormat", "CTraceClock"]),
 
         // --- the runtime: a libuv/Node-style loop on epoll that emits the hooks ---
-        .target(name: "AsyncTraceRuntime", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
+        .target(name: "CRuntimeSystem"),
+        .target(name: "AsyncTraceRuntime", dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRuntimeSystem"]),
 
         // --- kernel side: eBPF skeleton + libbpf loader (C), Swift API over it ---
         .target(

@@ -1,0 +1,412 @@
+// The event loop: Node's phase order on epoll, one loop per thread, every callback traced.
+//
+//   timers -> pending -> idle -> prepare -> poll (epoll_wait) -> check (immediates) -> close
+//
+// After every callback the nextTick queue and then the microtask queue are drained (nextTick first),
+// as Node does. The loop runs while ref'd handles or requests remain.
+#if canImport(Glibc)
+import Glibc
+import CRuntimeSystem
+#endif
+import AsyncHooks
+import Synchronization
+
+/// A callback the loop runs; a thrown error is an uncaught error of the resource it belongs to.
+public typealias Callback = () throws -> Void
+
+/// A callback queued for a phase, with the resource it runs as (nil: the caller scopes it itself).
+struct QueuedCallback {
+    var context: AsyncResourceContext?
+    var body: Callback
+    /// Emit destroy after it ran (one-shot requests such as TickObject).
+    var destroyAfter: Bool
+}
+
+/// A microtask: a closure in a resource's scope, or a Swift job resumed on the loop.
+enum Microtask {
+    case callback(AsyncResourceContext, Callback)
+}
+
+public final class EventLoop: @unchecked Sendable {
+    // Thread confinement: everything below `remote` is touched only on `thread`.
+    let thread: pthread_t
+    let epollFD: Int32
+    /// eventfd other threads write to wake the poll phase (thread-pool completions, executor jobs).
+    let wakeFD: Int32
+
+    /// Cached CLOCK_MONOTONIC ns, updated at the start of each iteration and after poll (libuv's loop time).
+    public private(set) var now: UInt64
+    public private(set) var iteration: UInt64 = 0
+    /// Ref'd active handles + in-flight requests + queued ref'd immediates + pending close callbacks.
+    var refCount = 0
+    var stopRequested = false
+    var isRunning = false
+
+    var timers = TimerHeap()
+    var timerSequence: UInt64 = 0
+    var immediateQueue = ContiguousArray<Immediate>()
+    var runningImmediates = ContiguousArray<Immediate>()
+    var ticks = RingQueue<QueuedCallback>()
+    var microtasks = RingQueue<Microtask>()
+    var pendingCallbacks = RingQueue<QueuedCallback>()
+    var closeCallbacks = RingQueue<QueuedCallback>()
+    var drainingTicks = false
+
+    /// Watchers indexed by fd (the fd is also what epoll_event.data.u64 carries).
+    var watchers = ContiguousArray<FDWatcher?>()
+    /// fds registered in epoll besides wakeFD; when 0 a zero-timeout poll skips the syscall.
+    var registeredFDCount = 0
+    let maxEvents: Int32 = 1024
+    let events: UnsafeMutablePointer<epoll_event>
+    let readyFDs: UnsafeMutablePointer<Int32>
+    /// The batch being dispatched, so closing a watcher can invalidate its later events.
+    var batchIndex = 0
+    var batchCount = 0
+
+    /// Work posted from other threads; run in the poll phase.
+    let remote = Mutex<[@Sendable () -> Void]>([])
+    let remotePending = Atomic<Bool>(false)
+
+    /// Overrides the process's uncaught-error policy for this loop (tests, embedders).
+    public var onUncaughtError: ((UncaughtError) -> Void)?
+
+    init() throws(SystemError) {
+        thread = pthread_self()
+        epollFD = try Sys.epollCreate()
+        do {
+            wakeFD = try Sys.eventFD()
+        } catch {
+            try? Sys.close(epollFD)
+            throw error
+        }
+        try Sys.epollControl(epollFD, EPOLL_CTL_ADD, wakeFD, events: EPOLLIN.rawValue)
+        events = .allocate(capacity: Int(maxEvents))
+        readyFDs = .allocate(capacity: Int(maxEvents))
+        now = Sys.monotonicNanoseconds()
+        // TraceRecorder.startFromEnvironment(): single call site, see `startRecorderIfRequested`.
+        EventLoop.startRecorderIfRequested()
+    }
+
+    deinit {
+        try? Sys.close(wakeFD)
+        try? Sys.close(epollFD)
+        events.deallocate()
+        readyFDs.deallocate()
+    }
+
+    // MARK: the loop of this thread
+
+    /// This thread's loop, created on first use. Several threads may each run one.
+    public static var current: EventLoop {
+        if let p = pthread_getspecific(loopKey) {
+            return Unmanaged<EventLoop>.fromOpaque(p).takeUnretainedValue()
+        }
+        return makeCurrent()
+    }
+
+    static func makeCurrent() -> EventLoop {
+        let loop: EventLoop
+        do {
+            loop = try EventLoop()
+        } catch {
+            fatalError("asynctrace: cannot create the event loop: \(error)")
+        }
+        pthread_setspecific(loopKey, Unmanaged.passRetained(loop).toOpaque())
+        return loop
+    }
+
+    /// The one place the runtime starts the recorder (ASYNCTRACE_OUTPUT). Runs once per process.
+    static func startRecorderIfRequested() {
+        _ = recorderStarted
+    }
+    static let recorderStarted: Bool = {
+        // RECORDER CALL SITE: replace with `TraceRecorder.startFromEnvironment()` when AsyncTraceRecorder lands.
+        return true
+    }()
+
+    var isOnLoopThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
+
+    /// Runs `main` as the program's main module on this thread's loop (execution id root), drains
+    /// nextTicks and microtasks, then runs the loop until nothing ref'd remains.
+    public static func main(_ main: Callback) {
+        let loop = current
+        loop.runMainModule(main)
+        do { try loop.run() } catch { fatalError("\(error)") }  // unreachable: `current` is this thread's loop
+    }
+
+    func runMainModule(_ main: Callback) {
+        do { try main() } catch {
+            reportUncaught(error, AsyncResourceContext?.none)
+        }
+        drainTicksAndMicrotasks()
+    }
+
+    // MARK: running
+
+    /// Runs until no ref'd handle or request remains, or `stop()`.
+    public func run() throws(RuntimeError) {
+        guard isOnLoopThread else { throw .wrongThread(operation: "EventLoop.run") }
+        isRunning = true
+        stopRequested = false
+        defer { isRunning = false }
+        drainTicksAndMicrotasks()
+        updateTime()
+        while isAlive && !stopRequested {
+            iteration &+= 1
+            AsyncHooks.emitLoopIteration(iteration)
+            runTimers()
+            runQueue(&pendingCallbacks, phase: .pending)
+            // idle and prepare: no handles of these kinds yet, so nothing is recorded for them.
+            poll()
+            runImmediates()
+            runQueue(&closeCallbacks, phase: .close)
+            updateTime()
+        }
+    }
+
+    /// Makes `run()` return after the current iteration.
+    public func stop() { stopRequested = true }
+
+    /// True while something ref'd remains.
+    public var isAlive: Bool { refCount > 0 }
+
+    @inline(__always)
+    func updateTime() { now = Sys.monotonicNanoseconds() }
+
+    /// Keeps the loop alive while a request (e.g. thread-pool work) is in flight; balance with `releaseRequest`.
+    public func retainRequest() { refCount += 1 }
+    public func releaseRequest() { refCount -= 1 }
+
+    // MARK: callbacks
+
+    /// Runs `body` as a callback of `context`: before, body, after, then the tick and microtask queues.
+    @inline(__always)
+    public func invoke(_ context: AsyncResourceContext, _ body: Callback) {
+        AsyncHooks.enterCallback(context.asyncID, triggerAsyncID: context.triggerAsyncID, frame: context.frame)
+        do {
+            try body()
+            AsyncHooks.leaveCallback(context.asyncID)
+        } catch {
+            AsyncHooks.leaveCallback(context.asyncID)
+            reportUncaught(error, context)
+        }
+        drainTicksAndMicrotasks()
+    }
+
+    /// Runs `body` unscoped (the body enters its own resources), then drains the queues.
+    @inline(__always)
+    public func invokeUnscoped(_ body: Callback) {
+        do { try body() } catch { reportUncaught(error, AsyncResourceContext?.none) }
+        drainTicksAndMicrotasks()
+    }
+
+    func reportUncaught(_ error: any Error, _ context: AsyncResourceContext?) {
+        let e = UncaughtError(error: error, asyncID: context?.asyncID ?? executionAsyncID(), type: context?.type)
+        Process.reportUncaught(e, loopHandler: onUncaughtError)
+    }
+
+    @inline(__always)
+    func runScoped(_ context: AsyncResourceContext, _ body: Callback) {
+        AsyncHooks.enterCallback(context.asyncID, triggerAsyncID: context.triggerAsyncID, frame: context.frame)
+        do {
+            try body()
+            AsyncHooks.leaveCallback(context.asyncID)
+        } catch {
+            AsyncHooks.leaveCallback(context.asyncID)
+            reportUncaught(error, context)
+        }
+    }
+
+    /// Node's processTicksAndRejections: all ticks, then all microtasks, until both are empty.
+    @inline(__always)
+    func drainTicksAndMicrotasks() {
+        if ticks.isEmpty && microtasks.isEmpty { return }
+        drainSlow()
+    }
+
+    func drainSlow() {
+        if drainingTicks { return }  // a nested invoke (e.g. from a sync API) leaves it to the outer drain
+        drainingTicks = true
+        defer { drainingTicks = false }
+        repeat {
+            while let t = ticks.pop() {
+                runScoped(t.context!, t.body)
+                t.context!.emitDestroy()
+            }
+            while let m = microtasks.pop() {
+                switch m {
+                case .callback(let ctx, let body):
+                    runScoped(ctx, body)
+                    ctx.emitDestroy()
+                }
+            }
+        } while !ticks.isEmpty
+    }
+
+    /// process.nextTick: runs after the current callback, before promise callbacks.
+    public func nextTick(_ body: @escaping Callback) {
+        ticks.push(QueuedCallback(context: AsyncResourceContext(type: .tickObject), body: body, destroyAfter: true))
+    }
+
+    /// queueMicrotask: runs after the current callback and its nextTicks. Traced as a "Microtask" resource.
+    public func queueMicrotask(_ body: @escaping Callback) {
+        microtasks.push(.callback(AsyncResourceContext(type: .microtask), body))
+    }
+
+    /// Queues `body` for the pending phase of the next iteration (libuv's deferred I/O callbacks).
+    public func queuePending(_ context: AsyncResourceContext?, destroyAfter: Bool = false, _ body: @escaping Callback) {
+        pendingCallbacks.push(QueuedCallback(context: context, body: body, destroyAfter: destroyAfter))
+    }
+
+    /// Queues `body` for the close phase (a handle's close callback). Keeps the loop alive until it ran.
+    public func queueClose(_ context: AsyncResourceContext?, destroyAfter: Bool = true, _ body: @escaping Callback) {
+        refCount += 1
+        closeCallbacks.push(QueuedCallback(context: context, body: body, destroyAfter: destroyAfter))
+    }
+
+    func runQueue(_ queue: inout RingQueue<QueuedCallback>, phase: LoopPhase) {
+        if queue.isEmpty { return }
+        AsyncHooks.emitPhaseEnter(phase)
+        // Only what was queued before the phase began runs now (as libuv).
+        var n = queue.count
+        while n > 0, let q = queue.pop() {
+            n -= 1
+            if phase == .close { refCount -= 1 }
+            if let ctx = q.context {
+                invoke(ctx, q.body)
+                if q.destroyAfter { ctx.emitDestroy() }
+            } else {
+                invokeUnscoped(q.body)
+            }
+        }
+        AsyncHooks.emitPhaseLeave(phase)
+    }
+
+    // MARK: timers phase
+
+    func runTimers() {
+        guard let first = timers.first, first.dueNs <= now else { return }
+        AsyncHooks.emitPhaseEnter(.timers)
+        while let t = timers.first, t.dueNs <= now {
+            timers.removeFirst()
+            t.fire()
+        }
+        AsyncHooks.emitPhaseLeave(.timers)
+    }
+
+    func nextTimerSequence() -> UInt64 {
+        timerSequence &+= 1
+        return timerSequence
+    }
+
+    // MARK: check phase
+
+    func runImmediates() {
+        if immediateQueue.isEmpty { return }
+        AsyncHooks.emitPhaseEnter(.check)
+        swap(&immediateQueue, &runningImmediates)
+        for imm in runningImmediates {
+            imm.run()
+        }
+        runningImmediates.removeAll(keepingCapacity: true)
+        AsyncHooks.emitPhaseLeave(.check)
+    }
+
+    // MARK: poll phase
+
+    /// Milliseconds epoll may block: 0 when something is due now, else until the nearest timer, else forever.
+    func pollTimeout() -> Int32 {
+        if stopRequested || !immediateQueue.isEmpty || !pendingCallbacks.isEmpty || !closeCallbacks.isEmpty
+            || !isAlive { return 0 }
+        guard let t = timers.first else { return -1 }
+        if t.dueNs <= now { return 0 }
+        let ms = (t.dueNs - now + 999_999) / 1_000_000
+        return Int32(min(ms, UInt64(Int32.max)))
+    }
+
+    func poll() {
+        let timeout = pollTimeout()
+        // A zero-timeout poll with no fd watched and no remote work cannot find anything: skip the syscall.
+        if timeout == 0 && registeredFDCount == 0 && !remotePending.load(ordering: .acquiring) { return }
+        AsyncHooks.emitPhaseEnter(.poll)
+        AsyncHooks.emitPollStart(timeoutMs: Int64(timeout))
+        let n: Int
+        do {
+            n = try Sys.epollWait(epollFD, events, maxEvents, timeoutMs: timeout)
+        } catch {
+            // EBADF/EINVAL here mean the loop's own epoll fd is broken: nothing sensible remains to do.
+            fatalError("asynctrace: \(error)")
+        }
+        updateTime()
+        if AsyncHooks.isActive {
+            for i in 0..<n { readyFDs[i] = Int32(truncatingIfNeeded: events[i].data.u64) }
+            AsyncHooks.emitPollEnd(readyFDs: UnsafeBufferPointer(start: readyFDs, count: n))
+        }
+        batchCount = n
+        batchIndex = 0
+        while batchIndex < batchCount {
+            let ev = events[batchIndex]
+            batchIndex += 1
+            let data = ev.data.u64
+            if data == UInt64.max { continue }  // invalidated: its watcher closed earlier in this batch
+            let fd = Int32(truncatingIfNeeded: data)
+            if fd == wakeFD {
+                runRemoteWork()
+            } else if Int(fd) < watchers.count, let w = watchers[Int(fd)] {
+                w.dispatch(FDEvents(rawValue: ev.events))
+            }
+        }
+        batchCount = 0
+        AsyncHooks.emitPhaseLeave(.poll)
+    }
+
+    /// Marks later events of `fd` in the batch being dispatched as stale.
+    func invalidateBatchEvents(fd: Int32) {
+        var i = batchIndex
+        while i < batchCount {
+            if events[i].data.u64 == UInt64(UInt32(bitPattern: fd)) { events[i].data.u64 = UInt64.max }
+            i += 1
+        }
+    }
+
+    // MARK: cross-thread work
+
+    /// Posts `work` from any thread; it runs on the loop in the poll phase. `work` scopes itself
+    /// (normally through `invoke`). Does not keep the loop alive: the poster holds a request ref.
+    func postRemote(_ work: @escaping @Sendable () -> Void) {
+        remote.withLock { $0.append(work) }
+        if !remotePending.exchange(true, ordering: .acquiringAndReleasing) { Sys.eventFDSignal(wakeFD) }
+    }
+
+    func runRemoteWork() {
+        Sys.eventFDDrain(wakeFD)
+        remotePending.store(false, ordering: .releasing)
+        let batch = remote.withLock { q -> [@Sendable () -> Void] in
+            let b = q
+            q.removeAll(keepingCapacity: true)
+            return b
+        }
+        for work in batch { work() }
+    }
+}
+
+extension ResourceType {
+    /// A `queueMicrotask` callback (Node reports these as "Microtask").
+    public static let microtask = ResourceType("Microtask")
+    /// One resumption of a Swift task on the loop (the job between two suspension points).
+    public static let swiftJob = ResourceType("SwiftJob")
+}
+
+let loopKey: pthread_key_t = {
+    var key = pthread_key_t()
+    let rc = pthread_key_create(&key) { p in
+        Unmanaged<EventLoop>.fromOpaque(p!).release()
+    }
+    precondition(rc == 0, "pthread_key_create failed: \(rc)")
+    return key
+}()
+
+struct UncheckedBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,62 @@
+// Immediate handles: setImmediate / clearImmediate, run in the check phase after poll.
+import AsyncHooks
+
+/// Node's `Immediate`: runs once in the next check phase. Immediates queued during a check phase
+/// run in the next iteration's, as in Node.
+public final class Immediate {
+    let loop: EventLoop
+    public let context: AsyncResourceContext
+    var callback: Callback?
+    public private(set) var hasRef = true
+
+    init(loop: EventLoop, callback: @escaping Callback) {
+        self.loop = loop
+        self.callback = callback
+        self.context = AsyncResourceContext(type: .immediate)
+        loop.immediateQueue.append(self)
+        loop.refCount += 1
+    }
+
+    /// Still queued.
+    public var isPending: Bool { callback != nil }
+
+    func run() {
+        guard let cb = callback else { return }  // cleared
+        callback = nil
+        if hasRef { loop.refCount -= 1 }
+        loop.invoke(context, cb)
+        context.emitDestroy()
+    }
+
+    /// clearImmediate. Clearing twice, or after it ran, is harmless, as in Node.
+    public func clear() {
+        guard callback != nil else { return }
+        callback = nil
+        if hasRef { loop.refCount -= 1 }
+        context.emitDestroy()
+        // It stays in the queue as a tombstone; `run` skips it.
+    }
+
+    @discardableResult
+    public func unref() -> Immediate {
+        if hasRef && callback != nil { loop.refCount -= 1 }
+        hasRef = false
+        return self
+    }
+
+    @discardableResult
+    public func ref() -> Immediate {
+        if !hasRef && callback != nil { loop.refCount += 1 }
+        hasRef = true
+        return self
+    }
+
+    public var asyncID: AsyncID { context.asyncID }
+}
+
+extension EventLoop {
+    @discardableResult
+    public func setImmediate(_ callback: @escaping Callback) -> Immediate {
+        Immediate(loop: self, callback: callback)
+    }
+}

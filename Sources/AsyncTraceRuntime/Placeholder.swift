@@ -1,1 +1,0 @@
-// AsyncTraceRuntime: work in progress (see the issues).

@@ -1,0 +1,135 @@
+// Timeout handles: setTimeout / setInterval with clear, ref/unref and refresh, as Node's `Timeout`.
+#if canImport(Glibc)
+import Glibc
+#endif
+import AsyncHooks
+
+/// A timer (Node's `Timeout` class). One resource per activation: init when scheduled, before/after
+/// around each run, destroy when it finished (one-shot), or when cleared.
+public final class Timeout {
+    let loop: EventLoop
+    public private(set) var context: AsyncResourceContext
+    var callback: Callback
+    public let delayMs: Int
+    let delayNs: UInt64
+    public let isRepeating: Bool
+    var dueNs: UInt64 = 0
+    var sequence: UInt64 = 0
+    var heapIndex = -1
+    public private(set) var hasRef = true
+    /// destroy was emitted for the current context.
+    var isDestroyed = false
+    /// clearTimeout ran: refresh no longer revives it.
+    public private(set) var isCleared = false
+
+    init(loop: EventLoop, delayMs requested: Int, repeating: Bool, callback: @escaping Callback) {
+        self.loop = loop
+        self.callback = callback
+        self.isRepeating = repeating
+        let delay = Timeout.validatedDelay(requested)
+        self.delayMs = delay
+        self.delayNs = UInt64(delay) * 1_000_000
+        self.context = AsyncResourceContext(type: .timeout)
+        start()
+    }
+
+    /// Node's rules: below 1 (or above 2^31-1) becomes 1, with a warning for negative and overflowing values.
+    static func validatedDelay(_ ms: Int) -> Int {
+        if ms < 0 {
+            Process.emitWarning("TimeoutNegativeWarning", "\(ms) is a negative number.\nTimeout duration was set to 1.")
+            return 1
+        }
+        if ms > Int(Int32.max) {
+            Process.emitWarning("TimeoutOverflowWarning", "\(ms) does not fit into a 32-bit signed integer.\nTimeout duration was set to 1.")
+            return 1
+        }
+        return max(ms, 1)
+    }
+
+    /// True while scheduled.
+    public var isActive: Bool { heapIndex >= 0 }
+
+    func start() {
+        // Fresh time, not the loop's cached one: a timer set after a long synchronous stretch
+        // counts from when it was set (Node updates the loop time here too).
+        dueNs = Sys.monotonicNanoseconds() &+ delayNs
+        sequence = loop.nextTimerSequence()
+        loop.timers.insert(self)
+        if hasRef { loop.refCount += 1 }
+    }
+
+    /// Called by the timers phase after removing it from the heap.
+    func fire() {
+        if hasRef { loop.refCount -= 1 }
+        loop.invoke(context, callback)
+        if isDestroyed || isActive { return }  // cleared, or refreshed, inside its callback
+        if isRepeating {
+            start()
+        } else {
+            isDestroyed = true
+            context.emitDestroy()
+        }
+    }
+
+    /// clearTimeout / clearInterval. Clearing twice is harmless, as in Node.
+    public func clear() {
+        isCleared = true
+        if isActive {
+            loop.timers.remove(self)
+            if hasRef { loop.refCount -= 1 }
+        }
+        if !isDestroyed {
+            isDestroyed = true
+            context.emitDestroy()
+        }
+    }
+
+    /// Restarts the countdown from now with the same delay; revives a one-shot timer that already
+    /// fired (as a new resource). No effect on a cleared timer, as in Node.
+    @discardableResult
+    public func refresh() -> Timeout {
+        if isCleared { return self }
+        if isActive {
+            loop.timers.remove(self)
+            if hasRef { loop.refCount -= 1 }
+        } else if isDestroyed {
+            context = AsyncResourceContext(type: .timeout)
+            isDestroyed = false
+        }
+        start()
+        return self
+    }
+
+    /// An unref'd timer does not keep the loop alive.
+    @discardableResult
+    public func unref() -> Timeout {
+        if hasRef {
+            hasRef = false
+            if isActive { loop.refCount -= 1 }
+        }
+        return self
+    }
+
+    @discardableResult
+    public func ref() -> Timeout {
+        if !hasRef {
+            hasRef = true
+            if isActive { loop.refCount += 1 }
+        }
+        return self
+    }
+
+    public var asyncID: AsyncID { context.asyncID }
+}
+
+extension EventLoop {
+    @discardableResult
+    public func setTimeout(_ delayMs: Int, _ callback: @escaping Callback) -> Timeout {
+        Timeout(loop: self, delayMs: delayMs, repeating: false, callback: callback)
+    }
+
+    @discardableResult
+    public func setInterval(_ delayMs: Int, _ callback: @escaping Callback) -> Timeout {
+        Timeout(loop: self, delayMs: delayMs, repeating: true, callback: callback)
+    }
+}

@@ -1,0 +1,104 @@
+// Test support: run a scenario on its own loop thread and collect what it prints; count hook events.
+#if canImport(Glibc)
+import Glibc
+#endif
+import AsyncHooks
+import Synchronization
+@testable import AsyncTraceRuntime
+
+/// Lines printed by a scenario (console.log), in order.
+final class Log: Sendable {
+    private let storage = Mutex<[String]>([])
+    func callAsFunction(_ s: String) { storage.withLock { $0.append(s) } }
+    var lines: [String] { storage.withLock { $0 } }
+}
+
+/// Runs `main` as the main module of a fresh loop on its own thread, until the loop ends.
+func runScenario(_ main: @escaping @Sendable (Log) throws -> Void) -> [String] {
+    let log = Log()
+    let t = try! LoopThread { try main(log) }
+    t.join()
+    return log.lines
+}
+
+func monotonicMs() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) * 1000 + Double(ts.tv_nsec) / 1e6
+}
+
+/// Blocks the thread (a long synchronous stretch, as a CPU-heavy main module).
+func busyWait(ms: Double) {
+    let end = monotonicMs() + ms
+    while monotonicMs() < end {}
+}
+
+/// Counts hook events on one thread and checks their shape: every before has its after (LIFO),
+/// nothing runs or is destroyed without an init, nothing is destroyed twice.
+final class BalanceHook: AsyncHook, @unchecked Sendable {
+    struct State {
+        var types: [AsyncID: String] = [:]
+        var destroyed: Set<AsyncID> = []
+        var stack: [AsyncID] = []
+        var befores = 0
+        var afters = 0
+        var problems: [String] = []
+        var uncaught: [(AsyncID, String)] = []
+        var phases: [String] = []
+    }
+    let thread: pthread_t
+    let state = Mutex(State())
+    let recordPhases: Bool
+
+    init(recordPhases: Bool = false) {
+        thread = pthread_self()
+        self.recordPhases = recordPhases
+    }
+    private var mine: Bool { pthread_equal(pthread_self(), thread) != 0 }
+
+    func initResource(_ id: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {
+        guard mine else { return }
+        let name = type.name
+        state.withLock { s in
+            if s.types[id] != nil { s.problems.append("init twice \(id)") }
+            s.types[id] = name
+        }
+    }
+    func before(_ id: AsyncID) {
+        guard mine else { return }
+        state.withLock { s in
+            if s.types[id] == nil { s.problems.append("before without init \(id)") }
+            if s.destroyed.contains(id) { s.problems.append("before after destroy \(id)") }
+            s.stack.append(id)
+            s.befores += 1
+        }
+    }
+    func after(_ id: AsyncID) {
+        guard mine else { return }
+        state.withLock { s in
+            if s.stack.last != id { s.problems.append("after \(id) but innermost is \(String(describing: s.stack.last))") }
+            _ = s.stack.popLast()
+            s.afters += 1
+        }
+    }
+    func destroy(_ id: AsyncID) {
+        guard mine else { return }
+        state.withLock { s in
+            if s.types[id] == nil { s.problems.append("destroy without init \(id)") }
+            if !s.destroyed.insert(id).inserted { s.problems.append("destroy twice \(id)") }
+        }
+    }
+    func uncaughtError(_ id: AsyncID, message: String) {
+        guard mine else { return }
+        state.withLock { $0.uncaught.append((id, message)) }
+    }
+    func phaseEnter(_ phase: LoopPhase) {
+        guard mine, recordPhases else { return }
+        state.withLock { $0.phases.append("\(phase)") }
+    }
+
+    /// Resources with an init and no destroy, by type name.
+    var undestroyed: [String] {
+        state.withLock { s in s.types.filter { !s.destroyed.contains($0.key) }.map(\.value).sorted() }
+    }
+}
