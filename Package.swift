@@ -34,9 +34,10 @@ let package = Package(
         .target(name: "AsyncTraceRuntime", dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRuntimeSystem"]),
 
         // --- kernel side: eBPF skeleton + libbpf loader (C), Swift API over it ---
+        // bpf/syscall_event.h reaches both sides through a symlink in CKernelProbes/include
+        // (a headerSearchPath is not seen by Swift clients of the module).
         .target(
             name: "CKernelProbes",
-            cSettings: [.headerSearchPath("../../bpf")],
             linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
         ),
         .target(name: "KernelProbes", dependencies: ["CKernelProbes", "TraceFormat"]),
@@ -65,6 +66,8 @@ let package = Package(
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
         .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat"]),
+        // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).
+        .executableTarget(name: "kernel-groundtruth", path: "Tests/KernelGroundTruth"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,1 +1,74 @@
-// loader API: see issue 5
+// The loader of the kernel probes (bpf/syscall_probes.bpf.c): open, configure, load, attach,
+// choose the traced processes, drain the ring buffer. Also starts a program held before exec,
+// so its tgid can be traced before its first instruction.
+#ifndef KERNEL_PROBES_H
+#define KERNEL_PROBES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "syscall_event.h"
+
+struct kp_probes;
+
+struct kp_options {
+    uint64_t ring_bytes;   // ring buffer size: a power of two, >= 4096; 0 = KP_DEFAULT_RING_BYTES
+    uint32_t wakeup_every; // wake the consumer after this many records per CPU; 0 = default
+    uint64_t wakeup_bytes; // ... or when this many bytes wait; 0 = half the ring
+};
+
+#define KP_DEFAULT_RING_BYTES (16u << 20)
+#define KP_DEFAULT_WAKEUP_EVERY 256u
+
+// Called for every record, in ring order; `record` starts with a `kind` (enum kp_record_kind).
+// Return 0 to continue.
+typedef int (*kp_record_fn)(void *ctx, const void *record, size_t size);
+
+// Loads and attaches the probes. On failure returns NULL, sets errno and writes one line
+// saying why (no privileges, no BTF, ...) into `why`.
+struct kp_probes *kp_probes_open(const struct kp_options *options, kp_record_fn on_record, void *ctx,
+                                 char *why, size_t why_len);
+
+// Adds a process (all its threads, and from now on its forks) to the traced tree. 0 or -errno.
+int kp_probes_trace_tgid(struct kp_probes *probes, uint32_t tgid);
+
+// Waits up to `timeout_ms` for a wakeup, then drains the ring. Records consumed, or -errno.
+int kp_probes_poll(struct kp_probes *probes, int timeout_ms);
+
+// Records the BPF side could not deliver (ring full), since open.
+uint64_t kp_probes_dropped(const struct kp_probes *probes);
+uint64_t kp_probes_ring_bytes(const struct kp_probes *probes);
+
+// Detaches and frees everything.
+void kp_probes_close(struct kp_probes *probes);
+
+// SHA-256 of the bpf/ sources the compiled-in skeleton was generated from.
+const char *kp_probes_source_hash(void);
+
+// --- starting a program held before exec ---
+
+struct kp_held_child {
+    pid_t pid;
+    int release_fd; // writing a byte lets the child exec; closing it without a byte makes it exit 127
+    int status_fd;  // after release: EOF = exec succeeded, else the failure
+};
+
+// Forks a child that waits until released, then drops to gid/uid (if >= 0) and execs `path`.
+// Only async-signal-safe calls run in the child. 0 or -errno.
+int kp_spawn_held(const char *path, char *const argv[], char *const envp[], int uid, int gid,
+                  struct kp_held_child *child);
+
+// Lets the child exec. 0 if it did; otherwise the errno of the failed step, and `*stage`
+// says which: 1 setgroups/setgid/setuid, 2 execve. The child has then exited (reap it).
+int kp_release_held(struct kp_held_child *child, int *stage);
+
+// Makes a held child exit without exec'ing (status 127).
+void kp_abandon_held(struct kp_held_child *child);
+
+// Catches SIGINT, SIGTERM and SIGHUP. With pid > 0 they are forwarded to `pid` when another
+// process sent them (a terminal's Ctrl-C already reaches the whole foreground process group,
+// so it is not sent twice). kp_last_signal() returns the last one caught (0: none).
+void kp_catch_signals(pid_t forward_to);
+int kp_last_signal(void);
+
+#endif

@@ -1,0 +1,1 @@
+../../../bpf/syscall_event.h

@@ -1,1 +1,0 @@
-// KernelProbes: work in progress (see the issues).
