@@ -1,0 +1,132 @@
+// Starting the traced program held before exec, so the probes see it from its first syscall.
+import CKernelProbes
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a program could not be started. `exitCode` follows the shell's convention.
+public enum ProgramLaunchError: Error, CustomStringConvertible, Sendable, Equatable {
+    case notFound(String)
+    case notExecutable(String, errno: Int32)
+    case cannotSwitchUser(uid: Int32, gid: Int32, errno: Int32)
+    case forkFailed(errno: Int32)
+
+    /// 127: not found; 126: found but not executable / could not be started.
+    public var exitCode: Int32 {
+        if case .notFound = self { return 127 }
+        return 126
+    }
+
+    public var description: String {
+        switch self {
+        case .notFound(let p): "\(p): command not found"
+        case .notExecutable(let p, let e): "\(p): cannot execute: \(errorText(e))"
+        case .cannotSwitchUser(let u, let g, let e): "cannot run as uid \(u) gid \(g): \(errorText(e))"
+        case .forkFailed(let e): "cannot start the program: \(errorText(e))"
+        }
+    }
+}
+
+func errorText(_ e: Int32) -> String {
+    guard let s = strerror(e) else { return "errno \(e)" }
+    return String(validatingCString: s) ?? "errno \(e)"
+}
+
+public enum ProgramLookup {
+    /// The file `program` names: itself if it contains a slash, else the first executable regular
+    /// file of that name in `searchPath` (PATH), like execvp.
+    public static func resolve(_ program: String, searchPath: String?) -> Result<String, ProgramLaunchError> {
+        if program.isEmpty { return .failure(.notFound(program)) }
+        if program.contains("/") { return check(program, reportedAs: program) }
+        var deniedError: ProgramLaunchError?
+        for dir in (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = (dir.isEmpty ? "." : String(dir)) + "/" + program
+            switch check(candidate, reportedAs: program) {
+            case .success(let p): return .success(p)
+            case .failure(let e):
+                if case .notExecutable = e, deniedError == nil { deniedError = e }
+            }
+        }
+        return .failure(deniedError ?? .notFound(program))
+    }
+
+    private static func check(_ path: String, reportedAs name: String) -> Result<String, ProgramLaunchError> {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            let e = errno
+            return .failure(e == ENOENT || e == ENOTDIR ? .notFound(name) : .notExecutable(name, errno: e))
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR { return .failure(.notExecutable(name, errno: EISDIR)) }
+        // Root may execute any file with at least one x bit; access(X_OK) knows the rules.
+        guard access(path, X_OK) == 0 else { return .failure(.notExecutable(name, errno: errno)) }
+        return .success(path)
+    }
+}
+
+/// A forked child waiting to exec until `release()`.
+public final class HeldProcess {
+    public let pid: Int32
+    private var child: kp_held_child
+    private var released = false
+
+    /// Forks; the child drops to `gid`/`uid` (when given) and execs `path` on release.
+    /// `arguments[0]` is the program's argv[0]. No shell is involved.
+    public init(path: String, arguments: [String], environment: [String], uid: Int32? = nil, gid: Int32? = nil)
+        throws(ProgramLaunchError)
+    {
+        var c = kp_held_child(pid: 0, release_fd: -1, status_fd: -1)
+        let argv = CStringArray(arguments)
+        let envp = CStringArray(environment)
+        let rc = kp_spawn_held(path, argv.pointers, envp.pointers, uid ?? -1, gid ?? -1, &c)
+        guard rc == 0 else { throw .forkFailed(errno: -rc) }
+        child = c
+        pid = c.pid
+        self.path = path
+        self.uid = uid ?? -1
+        self.gid = gid ?? -1
+    }
+
+    private let path: String
+    private let uid: Int32
+    private let gid: Int32
+
+    /// Lets the child exec. On failure the child has exited (status 126/127): reap it with waitpid.
+    public func release() throws(ProgramLaunchError) {
+        guard !released else { return }
+        released = true
+        var stage: Int32 = 0
+        let err = kp_release_held(&child, &stage)
+        guard err == 0 else {
+            if stage == 1 { throw .cannotSwitchUser(uid: uid, gid: gid, errno: err) }
+            if err == ENOENT { throw .notFound(path) }
+            throw .notExecutable(path, errno: err)
+        }
+    }
+
+    /// The child exits (127) without exec'ing.
+    public func abandon() {
+        guard !released else { return }
+        released = true
+        kp_abandon_held(&child)
+    }
+
+    deinit { abandon() }
+}
+
+/// NUL-terminated C strings and a NULL-terminated pointer array, alive as long as this value.
+final class CStringArray {
+    let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+    private let count: Int
+
+    init(_ strings: [String]) {
+        count = strings.count
+        pointers = .allocate(capacity: strings.count + 1)
+        for (i, s) in strings.enumerated() { pointers[i] = strdup(s) }
+        pointers[strings.count] = nil
+    }
+
+    deinit {
+        for i in 0..<count { free(pointers[i]) }
+        pointers.deallocate()
+    }
+}

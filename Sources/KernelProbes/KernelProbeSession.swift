@@ -1,0 +1,105 @@
+// The loaded probes: choose traced processes, drain events, read statistics.
+import CKernelProbes
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct KernelProbeOptions: Sendable {
+    /// Ring buffer bytes: a power of two >= the page size.
+    public var ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES)
+    /// Wake the consumer after this many records per CPU (it also polls on a timeout).
+    public var wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY
+    public init(ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY) {
+        self.ringBytes = ringBytes
+        self.wakeupEvery = wakeupEvery
+    }
+}
+
+/// Why the probes could not start; `description` is the one line to show the user.
+public struct KernelProbesUnavailable: Error, CustomStringConvertible, Sendable {
+    public let errno: Int32
+    public let description: String
+}
+
+public struct KernelProbeStatistics: Sendable, Equatable {
+    /// Records received from the ring buffer.
+    public var events: UInt64
+    /// Records the BPF side dropped because the ring was full.
+    public var dropped: UInt64
+}
+
+/// Receives decoded records during `poll`. A class so the C callback can reach it.
+private final class EventSink {
+    var events: [KernelEvent] = []
+    var received: UInt64 = 0
+    var undecodable: UInt64 = 0
+}
+
+/// Loaded and attached probes. Not thread-safe: use from one thread.
+public final class KernelProbeSession {
+    private var probes: OpaquePointer?
+    private let sink = EventSink()
+
+    /// Loads and attaches the probes; nothing is traced until `trace(pid:)`.
+    public init(options: KernelProbeOptions = KernelProbeOptions()) throws(KernelProbesUnavailable) {
+        var opts = kp_options(ring_bytes: options.ringBytes, wakeup_every: options.wakeupEvery, wakeup_bytes: 0)
+        var why = [CChar](repeating: 0, count: 512)
+        let ctx = Unmanaged.passUnretained(sink).toOpaque()
+        let p = kp_probes_open(&opts, { ctx, record, size in
+            let sink = Unmanaged<EventSink>.fromOpaque(ctx!).takeUnretainedValue()
+            sink.received += 1
+            if let record, let e = KernelEvent(record: record, size: size) {
+                sink.events.append(e)
+            } else {
+                sink.undecodable += 1
+            }
+            return 0
+        }, ctx, &why, why.count)
+        guard let p else {
+            let err = Glibc.errno
+            let line = String(decoding: why.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw KernelProbesUnavailable(errno: err, description: line)
+        }
+        probes = p
+    }
+
+    deinit { close() }
+
+    /// Traces `pid`'s process (all threads) and, from now on, every process it forks.
+    public func trace(pid: Int32) {
+        guard let probes, pid > 0 else { return }
+        _ = kp_probes_trace_tgid(probes, UInt32(pid))
+    }
+
+    /// Waits up to `timeoutMs` for events, then hands over everything that arrived (in ring order,
+    /// which is not exactly time order across CPUs). Returns the number handed over.
+    @discardableResult
+    public func poll(timeoutMs: Int32, into events: inout [KernelEvent]) -> Int {
+        guard let probes else { return 0 }
+        _ = kp_probes_poll(probes, timeoutMs)
+        let n = sink.events.count
+        if events.isEmpty {
+            swap(&events, &sink.events)
+        } else {
+            events.append(contentsOf: sink.events)
+            sink.events.removeAll(keepingCapacity: true)
+        }
+        return n
+    }
+
+    public var statistics: KernelProbeStatistics {
+        guard let probes else { return KernelProbeStatistics(events: sink.received, dropped: 0) }
+        return KernelProbeStatistics(events: sink.received, dropped: kp_probes_dropped(probes) + sink.undecodable)
+    }
+
+    public var ringBytes: UInt64 { probes.map { kp_probes_ring_bytes($0) } ?? 0 }
+
+    /// Detaches the probes. Events not yet polled are lost; poll until empty first.
+    public func close() {
+        if let probes { kp_probes_close(probes) }
+        probes = nil
+    }
+
+    /// SHA-256 of the bpf/ sources the built-in skeleton came from.
+    public static var skeletonSourceHash: String { String(cString: kp_probes_source_hash()) }
+}

@@ -1,0 +1,63 @@
+// Probes + trace writer: what `asynctrace record` (and the tests) drive from one thread.
+import TraceFormat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public func monotonicNowNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+public final class KernelRecording {
+    public let session: KernelProbeSession
+    public private(set) var writer: KernelTraceWriter
+    /// Every batch of events as it arrives (in ring order), before it is written.
+    public var onEvents: (([KernelEvent]) -> Void)?
+    public var flushIntervalNs: UInt64 = 100_000_000
+    private var batch: [KernelEvent] = []
+    private var lastFlushNs: UInt64 = 0
+
+    /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
+    public init(session: KernelProbeSession, traceFD: Int32, rootPid: Int32) {
+        self.session = session
+        self.writer = KernelTraceWriter(fd: traceFD, rootPid: UInt32(rootPid))
+        self.lastFlushNs = monotonicNowNs()
+    }
+
+    /// Waits up to `timeoutMs` for events, then writes those old enough to be in order.
+    public func pump(timeoutMs: Int32) throws(TraceWriteError) {
+        batch.removeAll(keepingCapacity: true)
+        session.poll(timeoutMs: timeoutMs, into: &batch)
+        if !batch.isEmpty {
+            onEvents?(batch)
+            writer.add(batch)
+        }
+        let now = monotonicNowNs()
+        if now - lastFlushNs >= flushIntervalNs || writer.pendingCount >= 1 << 18 {
+            try writer.flush(nowNs: now, droppedCumulative: session.statistics.dropped)
+            lastFlushNs = now
+        }
+    }
+
+    /// Drains the ring, writes everything left with a final chunk, and detaches the probes.
+    @discardableResult
+    public func finish() throws(TraceWriteError) -> KernelProbeStatistics {
+        var empty = 0
+        while empty < 2 {
+            batch.removeAll(keepingCapacity: true)
+            if session.poll(timeoutMs: 0, into: &batch) == 0 {
+                empty += 1
+            } else {
+                empty = 0
+                onEvents?(batch)
+                writer.add(batch)
+            }
+        }
+        let stats = session.statistics
+        session.close()
+        try writer.flush(nowNs: monotonicNowNs(), droppedCumulative: stats.dropped, final: true)
+        return stats
+    }
+}

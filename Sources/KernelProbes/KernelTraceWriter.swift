@@ -1,0 +1,144 @@
+// Writes kernel events into a trace file as the kernel stream: flags .kernel, tid 0,
+// pid = the traced root process, ticks == CLOCK_MONOTONIC ns. Each chunk is appended whole
+// with one write() on an O_APPEND descriptor, so it interleaves safely with the program's chunks.
+import TraceFormat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct TraceWriteError: Error, CustomStringConvertible, Sendable {
+    public let errno: Int32
+    public var description: String { "cannot write the trace file: \(errorText(errno))" }
+}
+
+public struct KernelTraceWriter {
+    public let fd: Int32
+    public let rootPid: UInt32
+    /// Events are held back this long before they are encoded, so that records committed late
+    /// by another CPU still land in time order (chunk deltas are unsigned).
+    public var holdbackNs: UInt64 = 20_000_000
+    public var maxEventsPerChunk = 16_384
+    public private(set) var eventsWritten: UInt64 = 0
+    public private(set) var chunksWritten: UInt64 = 0
+    private var pending: [KernelEvent] = []
+    private var sequence: UInt64 = 0
+    private var finished = false
+
+    /// `fd` must be open with O_APPEND; the writer does not close it.
+    public init(fd: Int32, rootPid: UInt32) {
+        self.fd = fd
+        self.rootPid = rootPid
+    }
+
+    public var pendingCount: Int { pending.count }
+
+    public mutating func add(_ events: [KernelEvent]) {
+        pending.append(contentsOf: events)
+    }
+
+    /// Encodes and appends the pending events older than `nowNs - holdbackNs` (all of them if
+    /// `final`); `droppedCumulative` is the probes' drop count so far. The final flush ends the
+    /// stream with a `.final` chunk (empty if nothing is left).
+    public mutating func flush(nowNs: UInt64, droppedCumulative: UInt64, final: Bool = false) throws(TraceWriteError) {
+        guard !finished else { return }
+        pending.sort { $0.timestampNs < $1.timestampNs }
+        var ready = pending.count
+        if !final {
+            let cutoff = nowNs > holdbackNs ? nowNs - holdbackNs : 0
+            ready = pending.partitioningIndex { $0.timestampNs > cutoff }
+        }
+        var start = 0
+        while start < ready {
+            let end = min(start + maxEventsPerChunk, ready)
+            let isLast = final && end == ready
+            try writeChunk(pending[start..<end], droppedCumulative: droppedCumulative, final: isLast)
+            start = end
+        }
+        pending.removeFirst(ready)
+        if final {
+            if ready == 0 { try writeChunk(pending[0..<0], droppedCumulative: droppedCumulative, final: true, at: nowNs) }
+            finished = true
+        }
+    }
+
+    private mutating func writeChunk(_ events: ArraySlice<KernelEvent>, droppedCumulative: UInt64, final: Bool,
+                                     at emptyTime: UInt64 = 0) throws(TraceWriteError) {
+        let start = events.first?.timestampNs ?? emptyTime
+        let end = events.last?.timestampNs ?? emptyTime
+        var b = ChunkBuilder(pid: rootPid, tid: 0, startNs: start, startTicks: start, reserve: events.count * 24 + 64)
+        for e in events { Self.encode(e, into: &b) }
+        var flags: ChunkFlags = .kernel
+        if final { flags.insert(.final) }
+        let bytes = b.seal(sequence: sequence, endNs: end, endTicks: end, droppedCumulative: droppedCumulative,
+                           flags: flags)
+        try Self.appendWhole(bytes, to: fd)
+        sequence += 1
+        chunksWritten += 1
+        eventsWritten += UInt64(events.count)
+    }
+
+    /// Encodes one event by the spec table (EventKinds.swift).
+    public static func encode(_ e: KernelEvent, into b: inout ChunkBuilder) {
+        switch e.kind {
+        case .syscall:
+            b.beginEvent(.syscall, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.tid))
+            b.putUnsigned(UInt64(e.nr))
+            b.putSigned(Int64(e.fd))
+            b.putUnsigned(e.size)
+            b.putSigned(e.ret)
+            b.putUnsigned(e.durationNs)
+        case .epollWait:
+            b.beginEvent(.epollWait, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.tid))
+            b.putUnsigned(UInt64(e.nr))
+            b.putSigned(Int64(e.fd))
+            b.putUnsigned(e.size)
+            b.putSigned(Int64(e.timeoutMs))
+            b.putSigned(e.ret)
+            b.putUnsigned(e.durationNs)
+            b.putList(e.epollData)
+        case .processFork:
+            b.beginEvent(.processFork, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.childPid))
+        case .processExit:
+            b.beginEvent(.processExit, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putSigned(Int64(e.exitCode))
+        }
+    }
+
+    /// One write() for the whole chunk; a short write (disk full) is completed, then reported.
+    static func appendWhole(_ bytes: [UInt8], to fd: Int32) throws(TraceWriteError) {
+        var err: Int32 = 0
+        bytes.withUnsafeBytes { buf in
+            var off = 0
+            while off < buf.count {
+                let n = write(fd, buf.baseAddress! + off, buf.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    err = errno
+                    return
+                }
+                if n == 0 { err = EIO; return }
+                off += n
+            }
+        }
+        if err != 0 { throw TraceWriteError(errno: err) }
+    }
+}
+
+extension Array {
+    /// The first index whose element satisfies `belongs` (the array must be partitioned by it).
+    func partitioningIndex(where belongs: (Element) -> Bool) -> Int {
+        var lo = 0, hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if belongs(self[mid]) { hi = mid } else { lo = mid + 1 }
+        }
+        return lo
+    }
+}

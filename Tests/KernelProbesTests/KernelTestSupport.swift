@@ -1,0 +1,170 @@
+// Shared by the kernel probe tests: the skip rule, paths, recording a program, reading the trace back.
+import Foundation
+import KernelProbes
+import TraceFormat
+
+/// nil when the kernel tests can run here, else why not (printed as `KERNEL TEST SKIPPED: ...`).
+func kernelTestSkipReason() -> String? {
+    if geteuid() != 0 { return "not root (uid \(geteuid()))" }
+    if access("/sys/kernel/btf/vmlinux", R_OK) != 0 { return "no /sys/kernel/btf/vmlinux (kernel without BTF)" }
+    return nil
+}
+
+func skipKernelTest(_ name: String) -> Bool {
+    guard let reason = kernelTestSkipReason() else { return false }
+    print("KERNEL TEST SKIPPED: \(name): \(reason)")
+    return true
+}
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// An executable product next to the test bundle (.build/<triple>/debug/NAME).
+func builtExecutable(_ name: String) -> String? {
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var dir = exe.deletingLastPathComponent()
+    for _ in 0..<3 {
+        let candidate = dir.appendingPathComponent(name).path
+        if access(candidate, X_OK) == 0 { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return nil
+}
+
+func temporaryPath(_ name: String) -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kernelprobes-\(getpid())")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.appendingPathComponent(name).path
+}
+
+struct RecordingResult {
+    var events: [KernelEvent]  // as streamed, in ring order
+    var statistics: KernelProbeStatistics
+    var exitStatus: Int32
+    var rootPid: Int32
+    var tracePath: String
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Records `path args` the way `asynctrace record` does: held child, filter, exec, pump, finish.
+/// `whileRunning` runs once after the program was released (for noise from other processes).
+func recordProgram(_ path: String, _ args: [String], options: KernelProbeOptions = KernelProbeOptions(),
+                   whileRunning: (() -> Void)? = nil) throws -> RecordingResult {
+    let session = try KernelProbeSession(options: options)
+    let child = try HeldProcess(path: path, arguments: [path] + args,
+                                environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" })
+    let tracePath = temporaryPath("trace-\(child.pid).atrace")
+    let fd = open(tracePath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw TestFailure("cannot create \(tracePath)") }
+    defer { close(fd) }
+    let header = FileHeader(pid: UInt32(child.pid), monotonicStartNs: monotonicNowNs(), realtimeStartNs: 0,
+                            program: ([path] + args).joined(separator: " "))
+    let hb = header.encode()
+    guard write(fd, hb, hb.count) == hb.count else { throw TestFailure("cannot write header") }
+
+    let recording = KernelRecording(session: session, traceFD: fd, rootPid: child.pid)
+    var streamed: [KernelEvent] = []
+    recording.onEvents = { streamed.append(contentsOf: $0) }
+    session.trace(pid: child.pid)
+    try child.release()
+    whileRunning?()
+    var status: Int32 = 0
+    while true {
+        try recording.pump(timeoutMs: 10)
+        let r = waitpid(child.pid, &status, WNOHANG)
+        if r == child.pid { break }
+        if r < 0 { throw TestFailure("waitpid: \(errno)") }
+    }
+    let stats = try recording.finish()
+    return RecordingResult(events: streamed, statistics: stats, exitStatus: status, rootPid: child.pid,
+                           tracePath: tracePath)
+}
+
+/// A trace file read back with TraceFormat's decoder, every chunk checked.
+struct ScannedTrace {
+    var header: FileHeader
+    var chunks: [ChunkHeader] = []
+    var events: [DecodedEvent] = []
+}
+
+func scanTrace(_ path: String) throws -> ScannedTrace {
+    guard let data = FileManager.default.contents(atPath: path) else { throw TestFailure("cannot read \(path)") }
+    let bytes = [UInt8](data)
+    return try bytes.withUnsafeBytes { buf -> ScannedTrace in
+        guard case .success(let (header, headerLength)) = FileHeader.decode(buf) else {
+            throw TestFailure("bad file header")
+        }
+        var trace = ScannedTrace(header: header)
+        var offset = headerLength
+        while offset < buf.count {
+            guard buf.count - offset >= TraceFileFormat.chunkHeaderSize,
+                  let ch = ChunkHeader.load(from: buf.baseAddress! + offset) else {
+                throw TestFailure("bad chunk header at \(offset)")
+            }
+            let payloadStart = offset + TraceFileFormat.chunkHeaderSize
+            let payloadEnd = payloadStart + Int(ch.payloadLength)
+            guard payloadEnd <= buf.count else { throw TestFailure("truncated chunk at \(offset)") }
+            let payload = UnsafeRawBufferPointer(rebasing: buf[payloadStart..<payloadEnd])
+            guard ChunkHeader.computeCRC(header: buf.baseAddress! + offset, payload: payload) == ch.crc else {
+                throw TestFailure("CRC mismatch in chunk at \(offset)")
+            }
+            var decoder = ChunkDecoder(header: ch, payload: payload)
+            while let r = decoder.next() {
+                switch r {
+                case .success(let e): if e.kind != .stringDef { trace.events.append(e) }
+                case .failure(let err): throw TestFailure("decode error \(err) in chunk at \(offset)")
+                }
+            }
+            guard decoder.decoded == ch.eventCount else { throw TestFailure("event count mismatch at \(offset)") }
+            trace.chunks.append(ch)
+            offset = payloadEnd
+        }
+        return trace
+    }
+}
+
+/// The kernel stream's events back as KernelEvents, to compare with what was streamed.
+func kernelEvents(of trace: ScannedTrace) -> [KernelEvent] {
+    trace.events.compactMap { d -> KernelEvent? in
+        switch d.kind {
+        case .syscall:
+            var e = KernelEvent(kind: .syscall, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
+            e.nr = UInt32(d.u(2)); e.fd = Int32(d.s(3)); e.size = d.u(4); e.ret = d.s(5)
+            e.enterNs = d.timestampNs - d.u(6)
+            return e
+        case .epollWait:
+            var e = KernelEvent(kind: .epollWait, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
+            e.nr = UInt32(d.u(2)); e.fd = Int32(d.s(3)); e.size = d.u(4); e.timeoutMs = Int32(d.s(5)); e.ret = d.s(6)
+            e.enterNs = d.timestampNs - d.u(7); e.epollData = d.list
+            return e
+        case .processFork:
+            var e = KernelEvent(kind: .processFork, pid: UInt32(d.u(0)), tid: 0, timestampNs: d.timestampNs)
+            e.childPid = UInt32(d.u(1))
+            return e
+        case .processExit:
+            var e = KernelEvent(kind: .processExit, pid: UInt32(d.u(0)), tid: 0, timestampNs: d.timestampNs)
+            e.exitCode = Int32(d.s(1))
+            return e
+        default:
+            return nil
+        }
+    }
+}
+
+/// Runs a command (no shell) and returns its exit status and stdout.
+func run(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let out = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: out, as: UTF8.self))
+}
