@@ -26,8 +26,8 @@ let package = Package(
 
         // --- recording side: in every traced app's hot path; no Foundation, no packages ---
         .target(name: "AsyncHooks"),
-        .target(name: "CTraceClock"),
-        .target(name: "AsyncTraceRecorder", dependencies: ["AsyncHooks", "TraceFormat", "CTraceClock"]),
+        .target(name: "CRecorderSupport"),
+        .target(name: "AsyncTraceRecorder", dependencies: ["AsyncHooks", "TraceFormat", "CRecorderSupport"]),
 
         // --- the runtime: a libuv/Node-style loop on epoll that emits the hooks ---
         .target(name: "CRuntimeSystem"),

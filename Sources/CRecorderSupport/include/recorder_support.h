@@ -1,10 +1,13 @@
-// Timestamps for the recorder's hot path. rdtsc (~20 ns here) instead of clock_gettime (~35 ns);
-// each chunk stores two (ticks, CLOCK_MONOTONIC) pairs and the reader maps ticks onto ns.
-#ifndef TRACE_CLOCK_H
-#define TRACE_CLOCK_H
+// What the recorder needs from the platform that Swift cannot say directly: the TSC, the
+// thread id and name, and fatal-signal handlers that flush before the signal takes effect.
+#ifndef RECORDER_SUPPORT_H
+#define RECORDER_SUPPORT_H
 #include <stdint.h>
+#include <stddef.h>
 #include <time.h>
 
+// rdtsc (~20 ns here) instead of clock_gettime (~35 ns); each chunk stores two
+// (ticks, CLOCK_MONOTONIC) pairs and the reader maps ticks onto ns.
 static inline uint64_t trace_clock_ticks(void) {
 #if defined(__x86_64__) || defined(__i386__)
     return __builtin_ia32_rdtsc();
@@ -27,8 +30,8 @@ static inline uint64_t trace_clock_realtime_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/// A (ticks, monotonic ns) pair read as close together as possible: the pair with the
-/// smallest tick gap of three tries wins.
+/// A (ticks, monotonic ns) pair read as close together as possible: of three tries, the one
+/// with the smallest tick gap wins.
 static inline void trace_clock_pair(uint64_t *ticks, uint64_t *ns) {
     uint64_t best_gap = UINT64_MAX;
     for (int i = 0; i < 3; i++) {
@@ -42,4 +45,13 @@ static inline void trace_clock_pair(uint64_t *ticks, uint64_t *ns) {
         }
     }
 }
+
+uint32_t trace_gettid(void);
+/// The calling thread's name into buf (NUL-terminated); 0 on success.
+int trace_thread_name(char *buf, size_t size);
+void trace_set_thread_name(const char *name);
+
+/// Installs handlers for SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE, SIGTERM and SIGINT that call
+/// `flush(sig)`, restore the previous disposition and re-raise, so the process ends as it would have.
+void trace_install_fatal_handlers(void (*flush)(int));
 #endif

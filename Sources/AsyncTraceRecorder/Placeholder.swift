@@ -1,1 +1,0 @@
-// AsyncTraceRecorder: work in progress (see the issues).

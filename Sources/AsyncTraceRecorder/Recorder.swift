@@ -1,0 +1,285 @@
+// The recorder: per-thread streams, a background writer, and the trace file.
+// Starts from ASYNCTRACE_OUTPUT (how `asynctrace record` hands over) or from code.
+import AsyncHooks
+import CRecorderSupport
+import Synchronization
+import TraceFormat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct RecorderError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// Counters of a recording, readable at any time.
+public struct RecorderStatistics: Sendable, Equatable {
+    public var eventsWritten: UInt64
+    public var eventsDropped: UInt64
+    public var chunksWritten: UInt64
+    public var bytesWritten: UInt64
+}
+
+public struct RecorderOptions: Sendable {
+    /// Payload bytes per chunk.
+    public var chunkBytes: Int = 64 << 10
+    /// Memory for chunks in flight, all threads together; past it events are dropped and counted.
+    public var bufferBytes: Int = 8 << 20
+    /// How often partly filled chunks of active threads are handed to the writer.
+    public var flushIntervalMs: Int = 200
+    /// Append to an existing trace (its header written by `asynctrace record`) instead of creating one.
+    public var append: Bool = false
+    /// For tests: the writer sleeps this long per chunk, to exercise dropping.
+    public var writerDelayMicroseconds: Int = 0
+
+    public init() {}
+}
+
+final class Recorder: @unchecked Sendable {
+    nonisolated(unsafe) static var shared: Recorder! = nil
+    nonisolated(unsafe) static var streamKey = pthread_key_t()
+    static let flushEpoch = Atomic<UInt64>(0)
+    static let lock = Mutex<Bool>(false)
+
+    let fd: Int32
+    let path: String
+    let options: RecorderOptions
+    let chunkPayloadBytes: Int
+    let queue: ChunkQueue
+    let hook = RecorderHook()
+    let droppedEvents = Atomic<UInt64>(0)
+    let eventsWritten = Atomic<UInt64>(0)
+    let chunksWritten = Atomic<UInt64>(0)
+    let bytesWritten = Atomic<UInt64>(0)
+    let running = Atomic<Bool>(true)
+    let writeErrorReported = Atomic<Bool>(false)
+    var writerThread = pthread_t()
+    let pid: UInt32
+
+    /// Registered streams, readable without a lock (signal handlers walk it).
+    static let maxStreams = 4096
+    let streams: UnsafeMutablePointer<Stream?>
+    let streamCount = Atomic<Int>(0)
+
+    init(fd: Int32, path: String, options: RecorderOptions) {
+        self.fd = fd
+        self.path = path
+        self.options = options
+        self.chunkPayloadBytes = options.chunkBytes
+        let bufferBytes = TraceFileFormat.chunkHeaderSize + options.chunkBytes
+        queue = ChunkQueue(bufferBytes: bufferBytes, maxBuffers: max(4, options.bufferBytes / bufferBytes))
+        streams = .allocate(capacity: Recorder.maxStreams)
+        streams.initialize(repeating: nil, count: Recorder.maxStreams)
+        pid = UInt32(getpid())
+    }
+
+    // MARK: streams
+
+    /// This thread's stream, created on first use.
+    @inline(__always)
+    static func currentStream() -> Stream? {
+        guard let p = pthread_getspecific(streamKey) else { return makeStream() }
+        let s = p.assumingMemoryBound(to: StreamState.self)
+        if s.pointee.flushEpoch != flushEpoch.load(ordering: .relaxed) { s.rotate() }
+        return s
+    }
+
+    @inline(never)
+    static func makeStream() -> Stream? {
+        guard let r = shared, r.running.load(ordering: .relaxed) else { return nil }
+        let slot = r.streamCount.add(1, ordering: .relaxed).oldValue
+        guard slot < maxStreams, let memory = r.queue.acquire() else {
+            r.droppedEvents.add(1, ordering: .relaxed)
+            return nil
+        }
+        let s = Stream.allocate(capacity: 1)
+        s.initialize(to: StreamState(
+            base: memory, cursor: memory, limit: memory, end: memory, lastTicks: 0, prevAsyncID: 0,
+            startTicks: 0, startNs: 0, eventCount: 0, nextStringID: 0, sequence: 0, droppedCumulative: 0,
+            flushEpoch: flushEpoch.load(ordering: .relaxed), pid: r.pid, tid: trace_gettid(),
+            stringChunk: .allocate(capacity: 1), stringID: .allocate(capacity: 1), stringCapacity: 0, slot: slot))
+        s.beginChunk(memory)
+        r.streams[slot] = s
+        pthread_setspecific(streamKey, UnsafeMutableRawPointer(s))
+        // Identify the stream in its first chunk.
+        if slot == 0 {
+            let prog = RecorderStrings.intern(CommandLine.arguments.joined(separator: " "))
+            let ref = s.stringRef(prog)
+            var p = s.head(.processInfo)
+            p = putVarint(UInt64(getppid()), at: p)
+            p = putVarint(UInt64(ref), at: p)
+            s.commit(p)
+        }
+        let ref = s.stringRef(RecorderStrings.intern(currentThreadName()))
+        var p = s.head(.threadInfo)
+        p = putVarint(UInt64(ref), at: p)
+        s.commit(p)
+        return s
+    }
+
+    /// Thread exit: the last chunk goes out marked final; the state is kept (signal handlers
+    /// may still hold a pointer to it) but leaves the registry.
+    static func streamExited(_ s: Stream) {
+        guard let r = shared else { return }
+        r.finish(s)
+    }
+
+    func finish(_ s: Stream) {
+        guard streams[s.pointee.slot] == s else { return }
+        streams[s.pointee.slot] = nil
+        if s.pointee.eventCount > 0 {
+            var ticks: UInt64 = 0
+            var ns: UInt64 = 0
+            trace_clock_pair(&ticks, &ns)
+            queue.submitFinal(s.pointee.pending(flags: [.final], endTicks: ticks, endNs: ns))
+        } else {
+            queue.recycle(s.pointee.base)
+        }
+    }
+
+    // MARK: writer
+
+    func startWriter() {
+        let rc = pthread_create(&writerThread, nil, { _ in
+            Recorder.shared.writerLoop()
+            return nil
+        }, nil)
+        precondition(rc == 0, "asynctrace: cannot start the trace writer thread (\(rc))")
+    }
+
+    func writerLoop() {
+        setThreadName("asynctrace-wr")
+        var lastFlush = trace_clock_monotonic_ns()
+        let interval = UInt64(max(1, options.flushIntervalMs)) * 1_000_000
+        while true {
+            var deadline = timespec()
+            clock_gettime(CLOCK_REALTIME, &deadline)
+            deadline.tv_nsec += 50_000_000
+            if deadline.tv_nsec >= 1_000_000_000 {
+                deadline.tv_sec += 1
+                deadline.tv_nsec -= 1_000_000_000
+            }
+            _ = sem_timedwait(queue.ready, &deadline)
+            for c in queue.takeAll() {
+                if options.writerDelayMicroseconds > 0 { usleep(UInt32(options.writerDelayMicroseconds)) }
+                write(c)
+                queue.recycle(c.memory)
+            }
+            let now = trace_clock_monotonic_ns()
+            if now - lastFlush >= interval {
+                lastFlush = now
+                Recorder.flushEpoch.add(1, ordering: .relaxed)
+            }
+            if !running.load(ordering: .acquiring) {
+                for c in queue.takeAll() { write(c) }
+                return
+            }
+        }
+    }
+
+    /// Seals and writes one chunk with a single write() on the O_APPEND fd. Async-signal-safe
+    /// apart from what the CRC tables need (built at start).
+    func write(_ c: PendingChunk) {
+        var h = c.header
+        h.payloadLength = UInt32(c.length - TraceFileFormat.chunkHeaderSize)
+        h.crc = 0
+        let raw = UnsafeMutableRawPointer(c.memory)
+        h.store(to: raw)
+        h.crc = ChunkHeader.computeCRC(
+            header: raw, payload: UnsafeRawBufferPointer(start: raw + TraceFileFormat.chunkHeaderSize,
+                                                         count: Int(h.payloadLength)))
+        h.store(to: raw)
+        var done = 0
+        while done < c.length {
+            let n = Glibc.write(fd, raw + done, c.length - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                droppedEvents.add(UInt64(h.eventCount), ordering: .relaxed)
+                if !writeErrorReported.exchange(true, ordering: .relaxed) {
+                    writeStderr("asynctrace: writing \(path) failed (errno \(errno)); events are being dropped and counted\n")
+                }
+                return
+            }
+            done += n
+        }
+        eventsWritten.add(UInt64(h.eventCount), ordering: .relaxed)
+        chunksWritten.add(1, ordering: .relaxed)
+        bytesWritten.add(UInt64(c.length), ordering: .relaxed)
+    }
+
+    var statistics: RecorderStatistics {
+        RecorderStatistics(eventsWritten: eventsWritten.load(ordering: .relaxed),
+                           eventsDropped: droppedEvents.load(ordering: .relaxed),
+                           chunksWritten: chunksWritten.load(ordering: .relaxed),
+                           bytesWritten: bytesWritten.load(ordering: .relaxed))
+    }
+
+    /// Stops recording: no new events, every stream's chunk written, the file closed.
+    func stop() {
+        AsyncHooks.disable(hook)
+        let n = min(streamCount.load(ordering: .relaxed), Recorder.maxStreams)
+        for i in 0..<n { if let s = streams[i] { finish(s) } }
+        running.store(false, ordering: .releasing)
+        sem_post(queue.ready)
+        pthread_join(writerThread, nil)
+        close(fd)
+    }
+
+    /// From a fatal signal handler: write what every stream has, without waiting for anyone.
+    func emergencyFlush() {
+        for c in queue.takeAllIfAvailable() { write(c) }
+        let n = min(streamCount.load(ordering: .relaxed), Recorder.maxStreams)
+        for i in 0..<n {
+            guard let s = streams[i], s.pointee.eventCount > 0 else { continue }
+            var ticks: UInt64 = 0
+            var ns: UInt64 = 0
+            trace_clock_pair(&ticks, &ns)
+            write(s.pointee.pending(flags: [.final], endTicks: ticks, endNs: ns))
+            s.pointee.eventCount = 0
+            s.pointee.cursor = s.pointee.base + TraceFileFormat.chunkHeaderSize
+        }
+    }
+}
+
+extension StreamState {
+    func pending(flags: ChunkFlags, endTicks: UInt64, endNs: UInt64) -> PendingChunk {
+        PendingChunk(memory: base, length: cursor - base,
+                     header: ChunkHeader(flags: flags, eventCount: eventCount, pid: pid, tid: tid, sequence: sequence,
+                                         startNs: startNs, endNs: max(endNs, startNs), startTicks: startTicks,
+                                         endTicks: max(endTicks, lastTicks), droppedCumulative: droppedCumulative))
+    }
+}
+
+/// Each recording gets its own key, so a thread's stream from an earlier recording in the
+/// same process is never picked up again.
+func makeStreamKey() -> pthread_key_t {
+    var key = pthread_key_t()
+    let rc = pthread_key_create(&key) { p in
+        if let p { Recorder.streamExited(p.assumingMemoryBound(to: StreamState.self)) }
+    }
+    precondition(rc == 0, "asynctrace: pthread_key_create failed (\(rc))")
+    return key
+}
+
+/// Names recorded as strings (resource types, mark names, thread names) share the hooks'
+/// interning table, so every name is a small integer on the hot path.
+enum RecorderStrings {
+    static func intern(_ s: String) -> UInt32 { ResourceTypeRegistry.intern(s) }
+    static func name(of i: UInt32) -> String { ResourceTypeRegistry.name(of: i) }
+}
+
+func currentThreadName() -> String {
+    var buf = [CChar](repeating: 0, count: 32)
+    if trace_thread_name(&buf, buf.count) == 0 {
+        let name = String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if !name.isEmpty { return name }
+    }
+    return "thread"
+}
+
+func setThreadName(_ name: String) { trace_set_thread_name(name) }
+
+func writeStderr(_ s: String) {
+    var bytes = Array(s.utf8)
+    _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+}

@@ -1,0 +1,172 @@
+// One thread's stream: a chunk buffer that events are encoded into with no lock and no
+// allocation. State lives behind an unsafe pointer so the hot path pays no exclusivity checks.
+import CRecorderSupport
+import TraceFormat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Room kept free at the end of a chunk for one fixed-size event (the largest is ~40 bytes).
+let fixedEventReserve = 64
+
+struct StreamState {
+    /// Chunk memory: `ChunkHeader` bytes, then payload. `cursor` is only advanced past whole events,
+    /// so a signal handler can seal the chunk at any moment.
+    var base: UnsafeMutablePointer<UInt8>
+    var cursor: UnsafeMutablePointer<UInt8>
+    var limit: UnsafeMutablePointer<UInt8>
+    var end: UnsafeMutablePointer<UInt8>
+    var lastTicks: UInt64
+    var prevAsyncID: UInt64
+    var startTicks: UInt64
+    var startNs: UInt64
+    var eventCount: UInt32
+    var nextStringID: UInt32
+    var sequence: UInt64
+    var droppedCumulative: UInt64
+    var flushEpoch: UInt64
+    var pid: UInt32
+    var tid: UInt32
+    /// Per-chunk string ids of interned names: `stringChunk[i] == sequence + 1` when name `i`
+    /// is defined in the current chunk as `stringID[i]`.
+    var stringChunk: UnsafeMutablePointer<UInt64>
+    var stringID: UnsafeMutablePointer<UInt32>
+    var stringCapacity: Int
+    var slot: Int
+}
+
+typealias Stream = UnsafeMutablePointer<StreamState>
+
+extension UnsafeMutablePointer where Pointee == StreamState {
+    /// Starts a fresh chunk in `memory`.
+    @inline(__always)
+    func beginChunk(_ memory: UnsafeMutablePointer<UInt8>) {
+        var ticks: UInt64 = 0
+        var ns: UInt64 = 0
+        trace_clock_pair(&ticks, &ns)
+        pointee.base = memory
+        pointee.cursor = memory + TraceFileFormat.chunkHeaderSize
+        pointee.end = memory + TraceFileFormat.chunkHeaderSize + Recorder.shared.chunkPayloadBytes
+        pointee.limit = pointee.end - fixedEventReserve
+        pointee.startTicks = ticks
+        pointee.lastTicks = ticks
+        pointee.startNs = ns
+        pointee.prevAsyncID = 0
+        pointee.eventCount = 0
+        pointee.nextStringID = 0
+    }
+
+    /// Writes the kind byte and the tick delta; returns where the arguments go.
+    /// Only rotates for lack of room: string definitions reserve room for the event that follows
+    /// them, so a definition and its first use always share a chunk.
+    @inline(__always)
+    func head(_ kind: EventKind, room: Int = fixedEventReserve) -> UnsafeMutablePointer<UInt8> {
+        if pointee.cursor + room > pointee.end {
+            rotate(force: room)
+        }
+        let t = trace_clock_ticks()
+        let last = pointee.lastTicks
+        let delta = t > last ? t &- last : 0
+        pointee.lastTicks = last &+ delta
+        var p = pointee.cursor
+        p.pointee = kind.rawValue
+        p += 1
+        return putVarint(delta, at: p)
+    }
+
+    /// Publishes an encoded event: the cursor moves past it in one store.
+    @inline(__always)
+    func commit(_ p: UnsafeMutablePointer<UInt8>) {
+        pointee.cursor = p
+        pointee.eventCount &+= 1
+    }
+
+    @inline(__always)
+    func putAsyncID(_ id: UInt64, _ p: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
+        let d = Int64(bitPattern: id &- pointee.prevAsyncID)
+        pointee.prevAsyncID = id
+        return putVarint(zigzag(d), at: p)
+    }
+
+    /// The chunk-local string id of interned name `index`, defining it first when needed.
+    @inline(__always)
+    func stringRef(_ index: UInt32) -> UInt32 {
+        let i = Int(index)
+        if i < pointee.stringCapacity && pointee.stringChunk[i] == pointee.sequence &+ 1 {
+            return pointee.stringID[i]
+        }
+        return defineString(index)
+    }
+
+    @inline(never)
+    func defineString(_ index: UInt32) -> UInt32 {
+        let text = Array(RecorderStrings.name(of: index).utf8.prefix(4000))
+        let room = 1 + maxVarintBytes * 3 + text.count
+        // Make sure the definition and the event that uses it land in the same chunk.
+        if pointee.cursor + room + fixedEventReserve > pointee.end { rotate(force: room + fixedEventReserve) }
+        let i = Int(index)
+        if i >= pointee.stringCapacity { growStrings(to: i + 1) }
+        var p = head(.stringDef, room: room)
+        let id = pointee.nextStringID
+        pointee.nextStringID += 1
+        pointee.stringChunk[i] = pointee.sequence &+ 1
+        pointee.stringID[i] = id
+        p = putVarint(UInt64(id), at: p)
+        p = putVarint(UInt64(text.count), at: p)
+        for b in text {
+            p.pointee = b
+            p += 1
+        }
+        commit(p)
+        return id
+    }
+
+    func growStrings(to n: Int) {
+        let cap = max(n, pointee.stringCapacity * 2, 256)
+        let chunk = UnsafeMutablePointer<UInt64>.allocate(capacity: cap)
+        let ids = UnsafeMutablePointer<UInt32>.allocate(capacity: cap)
+        chunk.initialize(repeating: 0, count: cap)
+        ids.initialize(repeating: 0, count: cap)
+        if pointee.stringCapacity > 0 {
+            chunk.update(from: pointee.stringChunk, count: pointee.stringCapacity)
+            ids.update(from: pointee.stringID, count: pointee.stringCapacity)
+            pointee.stringChunk.deallocate()
+            pointee.stringID.deallocate()
+        }
+        pointee.stringChunk = chunk
+        pointee.stringID = ids
+        pointee.stringCapacity = cap
+    }
+
+    /// Hands the current chunk to the writer and starts another; drops (and counts) the chunk
+    /// when the writer is too far behind. Never blocks.
+    @inline(never)
+    func rotate(force room: Int = 0, final: Bool = false) {
+        let r: Recorder = Recorder.shared
+        pointee.flushEpoch = Recorder.flushEpoch.load(ordering: .relaxed)
+        if pointee.eventCount > 0 {
+            var ticks: UInt64 = 0
+            var ns: UInt64 = 0
+            trace_clock_pair(&ticks, &ns)
+            let pending = PendingChunk(
+                memory: pointee.base, length: pointee.cursor - pointee.base,
+                header: ChunkHeader(flags: final ? [.final] : [], eventCount: pointee.eventCount,
+                                    pid: pointee.pid, tid: pointee.tid, sequence: pointee.sequence,
+                                    startNs: pointee.startNs, endNs: max(ns, pointee.startNs),
+                                    startTicks: pointee.startTicks, endTicks: max(ticks, pointee.lastTicks),
+                                    droppedCumulative: pointee.droppedCumulative))
+            if let fresh = r.queue.submit(pending) {
+                pointee.sequence &+= 1
+                beginChunk(fresh)
+            } else {
+                // Writer behind and no buffer free: drop this chunk's events, count them, reuse it.
+                pointee.droppedCumulative &+= UInt64(pointee.eventCount)
+                r.droppedEvents.add(UInt64(pointee.eventCount), ordering: .relaxed)
+                pointee.sequence &+= 1
+                beginChunk(pointee.base)
+            }
+        }
+        precondition(pointee.base + TraceFileFormat.chunkHeaderSize + room <= pointee.end,
+                     "asynctrace: event larger than a chunk")
+    }
+}

@@ -1,0 +1,126 @@
+// The public face of the recorder: start, stop, statistics, and the crash and exit paths.
+import AsyncHooks
+import CRecorderSupport
+import TraceFormat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum TraceRecorder {
+    /// Starts recording when `ASYNCTRACE_OUTPUT` is set (as `asynctrace record` does); a no-op
+    /// otherwise or when already recording. Runtimes call this once at start-up.
+    /// `ASYNCTRACE_APPEND=1` appends to a file whose header someone else wrote;
+    /// `ASYNCTRACE_BUFFER_SIZE` (bytes, with an optional K/M/G suffix) sets the in-flight memory.
+    @discardableResult
+    public static func startFromEnvironment() -> Bool {
+        guard let out = getenv("ASYNCTRACE_OUTPUT").map({ String(cString: $0) }), !out.isEmpty else { return false }
+        if isRecording { return true }
+        var options = RecorderOptions()
+        options.append = getenv("ASYNCTRACE_APPEND").map { String(cString: $0) == "1" } ?? false
+        if let b = getenv("ASYNCTRACE_BUFFER_SIZE").flatMap({ parseSize(String(cString: $0)) }) { options.bufferBytes = b }
+        if let d = getenv("ASYNCTRACE_TEST_WRITER_DELAY_US").flatMap({ Int(String(cString: $0)) }) {
+            options.writerDelayMicroseconds = d
+        }
+        do {
+            try start(path: out, options: options)
+            return true
+        } catch {
+            writeStderr("asynctrace: not recording: \(error)\n")
+            return false
+        }
+    }
+
+    /// Starts recording into `path` (created mode 0600, or appended to with `options.append`).
+    public static func start(path: String, options: RecorderOptions = RecorderOptions()) throws {
+        try Recorder.lock.withLock { started in
+            if started { throw RecorderError(description: "already recording") }
+            _ = CRC32C.checksum([0])  // build the CRC tables now, not in a signal handler
+            let flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (options.append ? 0 : O_TRUNC)
+            let fd = open(path, flags, 0o600)
+            if fd < 0 {
+                throw RecorderError(description: "cannot open \(path): \(String(cString: strerror(errno)))")
+            }
+            fchmod(fd, 0o600)
+            if !options.append {
+                let header = FileHeader(pid: UInt32(getpid()), monotonicStartNs: trace_clock_monotonic_ns(),
+                                        realtimeStartNs: trace_clock_realtime_ns(),
+                                        program: CommandLine.arguments.joined(separator: " "))
+                let bytes = header.encode()
+                guard bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+                    close(fd)
+                    throw RecorderError(description: "cannot write \(path): \(String(cString: strerror(errno)))")
+                }
+                // Child processes that record too must append, not truncate.
+                setenv("ASYNCTRACE_OUTPUT", path, 1)
+                setenv("ASYNCTRACE_APPEND", "1", 1)
+            }
+            let r = Recorder(fd: fd, path: path, options: options)
+            Recorder.streamKey = makeStreamKey()
+            Recorder.shared = r
+            r.startWriter()
+            if !exitHandlersInstalled {
+                installExitHandlers()
+                exitHandlersInstalled = true
+            }
+            AsyncHooks.enable(r.hook)
+            started = true
+        }
+    }
+
+    /// Stops recording and closes the file; every event so far is written (or counted as dropped).
+    public static func stop() {
+        Recorder.lock.withLock { started in
+            guard started, let r = Recorder.shared else { return }
+            r.stop()
+            started = false
+            stoppedStatistics = r.statistics
+            Recorder.shared = nil
+        }
+    }
+
+    public static var isRecording: Bool { Recorder.lock.withLock { $0 } }
+
+    /// Counters of the current recording (or of the last one, after `stop`).
+    public static var statistics: RecorderStatistics {
+        Recorder.lock.withLock { _ in Recorder.shared?.statistics ?? stoppedStatistics }
+    }
+
+    nonisolated(unsafe) static var exitHandlersInstalled = false
+    nonisolated(unsafe) static var stoppedStatistics = RecorderStatistics(eventsWritten: 0, eventsDropped: 0,
+                                                                          chunksWritten: 0, bytesWritten: 0)
+
+    /// Hands every thread's partly filled chunk to the writer at its next event.
+    public static func requestFlush() { Recorder.flushEpoch.add(1, ordering: .relaxed) }
+
+    static func parseSize(_ s: String) -> Int? {
+        let t = s.trimmingCharacters(in: " ").uppercased()
+        guard let last = t.last else { return nil }
+        let mult: Int = switch last { case "K": 1 << 10; case "M": 1 << 20; case "G": 1 << 30; default: 1 }
+        let digits = mult == 1 ? t : String(t.dropLast())
+        return Int(digits).map { $0 * mult }
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: Character) -> String {
+        var s = Substring(self)
+        while s.first == set { s = s.dropFirst() }
+        while s.last == set { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+// MARK: exit and crash paths
+
+func installExitHandlers() {
+    atexit { TraceRecorder.stop() }
+    trace_install_fatal_handlers { _ in
+        guard let r = Recorder.shared else { return }
+        AsyncHooks.disable(r.hook)
+        r.emergencyFlush()
+    }
+    pthread_atfork(nil, nil) {
+        // A forked child runs no writer thread: it stops recording instead of corrupting the file.
+        if let r = Recorder.shared { AsyncHooks.disable(r.hook) }
+    }
+}

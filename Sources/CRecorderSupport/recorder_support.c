@@ -1,0 +1,52 @@
+#define _GNU_SOURCE
+#include "recorder_support.h"
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+uint32_t trace_gettid(void) { return (uint32_t)syscall(SYS_gettid); }
+
+int trace_thread_name(char *buf, size_t size) { return pthread_getname_np(pthread_self(), buf, size); }
+
+void trace_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
+
+static const int fatal_signals[] = {SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE, SIGTERM, SIGINT};
+#define NFATAL (sizeof fatal_signals / sizeof fatal_signals[0])
+static struct sigaction previous[NFATAL];
+static void (*flush_fn)(int);
+static volatile sig_atomic_t flushing;
+
+static void on_fatal(int sig, siginfo_t *info, void *ctx) {
+    (void)info;
+    (void)ctx;
+    if (!flushing && flush_fn) {
+        flushing = 1;
+        flush_fn(sig);
+    }
+    for (size_t i = 0; i < NFATAL; i++) {
+        if (fatal_signals[i] == sig) {
+            sigaction(sig, &previous[i], NULL);
+            break;
+        }
+    }
+    // A previous handler that returns (or SIG_DFL) runs when the signal is raised again.
+    raise(sig);
+}
+
+void trace_install_fatal_handlers(void (*flush)(int)) {
+    flush_fn = flush;
+    static char altstack[64 * 1024];
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+    stack_t old;
+    if (sigaltstack(NULL, &old) == 0 && (old.ss_flags & SS_DISABLE)) sigaltstack(&ss, NULL);
+    for (size_t i = 0; i < NFATAL; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fatal;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(fatal_signals[i], &sa, &previous[i]);
+    }
+}

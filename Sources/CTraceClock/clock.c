@@ -1,2 +1,0 @@
-// Intentionally empty: the clock helpers are inline functions in include/trace_clock.h.
-#include "trace_clock.h"
