@@ -54,6 +54,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime"]),
+        // Child processes for the recorder's crash tests.
+        .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         .executableTarget(
             name: "asynctrace-bench",
             dependencies: ["AsyncHooks", "AsyncTraceRecorder", "TraceFormat", "TraceReader"]
@@ -62,7 +64,10 @@ let package = Package(
         // --- tests ---
         .testTarget(name: "TraceFormatTests", dependencies: ["TraceFormat"]),
         .testTarget(name: "AsyncHooksTests", dependencies: ["AsyncHooks"]),
-        .testTarget(name: "RecorderTests", dependencies: ["AsyncTraceRecorder", "AsyncHooks", "TraceReader", "TraceFormat"]),
+        .testTarget(
+            name: "RecorderTests",
+            dependencies: ["AsyncTraceRecorder", "AsyncHooks", "TraceReader", "TraceFormat", "CRecorderSupport", "asynctrace-fixtures"]
+        ),
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
         .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat"]),

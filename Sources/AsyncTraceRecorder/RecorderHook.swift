@@ -52,8 +52,8 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
 
     func spanEnd(_ spanID: UInt64) { unsignedEvent(.spanEnd, spanID) }
     func loopIteration(_ iteration: UInt64) { unsignedEvent(.loopIteration, iteration) }
-    func phaseEnter(_ phase: HookLoopPhase) { unsignedEvent(.phaseEnter, UInt64(phase.rawValue)) }
-    func phaseLeave(_ phase: HookLoopPhase) { unsignedEvent(.phaseLeave, UInt64(phase.rawValue)) }
+    func phaseEnter(_ phase: LoopPhase) { unsignedEvent(.phaseEnter, UInt64(phase.rawValue)) }
+    func phaseLeave(_ phase: LoopPhase) { unsignedEvent(.phaseLeave, UInt64(phase.rawValue)) }
 
     @inline(__always)
     private func unsignedEvent(_ kind: EventKind, _ v: UInt64) {

@@ -92,7 +92,9 @@ extension UnsafeMutablePointer where Pointee == StreamState {
     @inline(__always)
     func stringRef(_ index: UInt32) -> UInt32 {
         let i = Int(index)
-        if i < pointee.stringCapacity && pointee.stringChunk[i] == pointee.sequence &+ 1 {
+        // Also requires room for the event that uses it, so the two can't end up in different chunks.
+        if i < pointee.stringCapacity && pointee.stringChunk[i] == pointee.sequence &+ 1
+            && pointee.cursor + fixedEventReserve <= pointee.end {
             return pointee.stringID[i]
         }
         return defineString(index)
@@ -105,6 +107,9 @@ extension UnsafeMutablePointer where Pointee == StreamState {
         // Make sure the definition and the event that uses it land in the same chunk.
         if pointee.cursor + room + fixedEventReserve > pointee.end { rotate(force: room + fixedEventReserve) }
         let i = Int(index)
+        if i < pointee.stringCapacity && pointee.stringChunk[i] == pointee.sequence &+ 1 {
+            return pointee.stringID[i]  // defined in this chunk already; the rotation above was not needed
+        }
         if i >= pointee.stringCapacity { growStrings(to: i + 1) }
         var p = head(.stringDef, room: room)
         let id = pointee.nextStringID

@@ -71,8 +71,8 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
 }
 
-/// Loop phases, in Node's order; `phaseEnter`/`phaseLeave` carry these codes.
-public enum LoopPhase: UInt8, Sendable, CaseIterable {
+/// Loop phases as the file codes them (AsyncHooks.LoopPhase uses the same values), in Node's order.
+public enum TraceLoopPhase: UInt8, Sendable, CaseIterable {
     case timers = 0, pending = 1, idle = 2, prepare = 3, poll = 4, check = 5, close = 6
     public var name: String {
         switch self {

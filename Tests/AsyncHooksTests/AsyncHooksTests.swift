@@ -9,8 +9,7 @@ import Glibc
 /// concurrently and emit too).
 final class RecordingHook: AsyncHook, @unchecked Sendable {
     let owner = pthread_self()
-    let _log = Mutex<[String]>([])
-    var log: Mutex<[String]> { _log }
+    let log = Mutex<[String]>([])
     func initResource(_ id: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {
         own { $0.append("init \(id) \(type) \(triggerAsyncID)") }
     }

@@ -48,3 +48,9 @@ import Testing
         }
     }
 }
+
+@Suite struct PhaseCodeTests {
+    @Test func phaseCodesAreNodesOrder() {
+        #expect(TraceLoopPhase.allCases.map(\.name) == ["timers", "pending", "idle", "prepare", "poll", "check", "close"])
+    }
+}
