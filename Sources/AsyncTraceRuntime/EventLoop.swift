@@ -25,6 +25,10 @@ struct QueuedCallback {
 /// A microtask: a closure in a resource's scope, or a Swift job resumed on the loop.
 enum Microtask {
     case callback(AsyncResourceContext, Callback)
+    /// A promise reaction job: runs as a callback of the reacting (derived) promise.
+    case reaction(PromiseBase)
+    /// A Swift task resumed on the loop thread outside a promise reaction.
+    case job(LoopJob, AsyncResourceContext)
 }
 
 public final class EventLoop: @unchecked Sendable {
@@ -51,6 +55,14 @@ public final class EventLoop: @unchecked Sendable {
     var pendingCallbacks = RingQueue<QueuedCallback>()
     var closeCallbacks = RingQueue<QueuedCallback>()
     var drainingTicks = false
+    /// Rejected promises without a handler, checked once the microtask queue is empty (as Node).
+    var unhandledRejections = ContiguousArray<PromiseBase>()
+    /// While set, a job enqueued on this thread is kept here instead of queued, so the resumer
+    /// can run it at once in its own scope (see `resumeInline`).
+    var capturingJob = false
+    var capturedJob: LoopJob?
+    /// This loop as a SerialExecutor (for actors pinned to the loop).
+    public private(set) lazy var serialExecutor = LoopSerialExecutor(loop: self)
 
     /// Watchers indexed by fd (the fd is also what epoll_event.data.u64 carries).
     var watchers = ContiguousArray<FDWatcher?>()
@@ -238,8 +250,19 @@ public final class EventLoop: @unchecked Sendable {
                 case .callback(let ctx, let body):
                     runScoped(ctx, body)
                     ctx.emitDestroy()
+                case .reaction(let r):
+                    let ctx = r.context
+                    AsyncHooks.enterCallback(ctx.asyncID, triggerAsyncID: ctx.triggerAsyncID, frame: ctx.frame)
+                    r.runReaction()
+                    AsyncHooks.leaveCallback(ctx.asyncID)
+                case .job(let job, let ctx):
+                    AsyncHooks.enterCallback(ctx.asyncID, triggerAsyncID: ctx.triggerAsyncID, frame: ctx.frame)
+                    runJob(job)
+                    AsyncHooks.leaveCallback(ctx.asyncID)
+                    ctx.emitDestroy()
                 }
             }
+            if !unhandledRejections.isEmpty && ticks.isEmpty { processUnhandledRejections() }
         } while !ticks.isEmpty
     }
 
