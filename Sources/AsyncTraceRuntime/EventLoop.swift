@@ -9,6 +9,7 @@ import Glibc
 import CRuntimeSystem
 #endif
 import AsyncHooks
+import AsyncTraceRecorder
 import Synchronization
 
 /// A callback the loop runs; a thrown error is an uncaught error of the resource it belongs to.
@@ -132,8 +133,8 @@ public final class EventLoop: @unchecked Sendable {
         _ = recorderStarted
     }
     static let recorderStarted: Bool = {
-        // RECORDER CALL SITE: replace with `TraceRecorder.startFromEnvironment()` when AsyncTraceRecorder lands.
-        return true
+        // THE RECORDER CALL SITE: the runtime's only call into AsyncTraceRecorder (ASYNCTRACE_OUTPUT).
+        TraceRecorder.startFromEnvironment()
     }()
 
     var isOnLoopThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
