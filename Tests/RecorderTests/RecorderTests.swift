@@ -34,7 +34,10 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let threads = 4
         let perThread = 625_000  // x 4 events x 4 threads = 10 M
         let firstIDs = Mutex<[Int: UInt64]>([:])
+        // Other suites run concurrently in this process and emit events too: check only our threads.
+        let ownTids = Mutex<Set<UInt32>>([])
         runThreads(threads) { t in
+            ownTids.withLock { _ = $0.insert(trace_gettid()) }
             for i in 0..<perThread {
                 let r = AsyncResourceContext(type: .immediate)
                 if i == 0 { firstIDs.withLock { $0[t] = r.asyncID.rawValue } }
@@ -55,7 +58,7 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         var totalEvents = 0
         let header = try visitTrace(path) { h, events in
             totalEvents += events.count
-            guard h.pid == UInt32(getpid()) else { return }
+            guard h.pid == UInt32(getpid()), ownTids.withLock({ $0.contains(h.tid) }) else { return }
             var c = streams[h.tid] ?? StreamCheck()
             if h.sequence != c.nextSeq { problems.append("stream \(h.tid): sequence \(h.sequence), expected \(c.nextSeq)") }
             c.nextSeq = h.sequence + 1
@@ -106,7 +109,9 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let stats = TraceRecorder.statistics
         #expect(stats.eventsDropped > 0)
         let (_, chunks) = try scanTrace(path)
-        let hookEvents = chunks.flatMap(\.events).filter { [.initResource, .before, .after, .destroy].contains($0.kind) }.count
+        // Other suites run concurrently in this process: count only this thread's events.
+        let hookEvents = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
+            .filter { [.initResource, .before, .after, .destroy].contains($0.kind) }.count
         // Every event is either in the file or counted as dropped.
         let other = chunks.flatMap(\.events).count - hookEvents
         #expect(UInt64(hookEvents + other) + stats.eventsDropped >= UInt64(4 * n))
