@@ -83,7 +83,8 @@ public final class ClosureHook: AsyncHook, @unchecked Sendable {
 }
 
 /// The enabled hooks, as an immutable snapshot. Snapshots are never freed (enabling and
-/// disabling is rare), so emitters read one with a single load and no reference counting.
+/// disabling is rare), so emitters read one with a single load and borrow its elements
+/// in place: no reference counting on the emission path.
 @usableFromInline
 final class HookList: @unchecked Sendable {
     @usableFromInline let hooks: ContiguousArray<any AsyncHook>
@@ -142,7 +143,8 @@ public enum AsyncHooks {
     public static func forEachHook(_ body: (any AsyncHook) -> Void) {
         guard let list = activeHookList.load(ordering: .acquiring) else { return }
         list._withUnsafeGuaranteedRef { l in
-            for h in l.hooks { body(h) }
+            // Indexing (not `for h in`) borrows each element instead of copying it.
+            for i in 0..<l.hooks.count { body(l.hooks[i]) }
         }
     }
 }

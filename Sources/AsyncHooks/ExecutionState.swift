@@ -1,5 +1,7 @@
 // The per-thread execution stack: which resource's callback is running on this thread,
 // what triggered it, and which AsyncLocal frame is current.
+// The state sits in manually managed memory behind a pthread key: every callback touches it,
+// and raw memory avoids the reference counting and exclusivity checks a class would cost.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -7,100 +9,153 @@ import Darwin
 #endif
 import Synchronization
 
-/// One thread's execution context. Reached through a pthread key (a few ns), never shared.
-public final class ExecutionState {
+@usableFromInline
+struct SavedContext {
+    @usableFromInline var executionID: AsyncID
+    @usableFromInline var triggerID: AsyncID
+    @usableFromInline var frame: ContextFrame?
+    @usableFromInline init(executionID: AsyncID, triggerID: AsyncID, frame: ContextFrame?) {
+        self.executionID = executionID
+        self.triggerID = triggerID
+        self.frame = frame
+    }
+}
+
+@usableFromInline
+struct ExecutionStateData {
     @usableFromInline var executionID: AsyncID = .root
     @usableFromInline var triggerID: AsyncID = .none
     @usableFromInline var frame: ContextFrame? = nil
-    @usableFromInline var stack: [Saved] = []
     @usableFromInline var nextID: UInt64 = 0
     @usableFromInline var idLimit: UInt64 = 0
+    @usableFromInline var stack: UnsafeMutablePointer<SavedContext>
+    @usableFromInline var depth: Int = 0
+    @usableFromInline var capacity: Int
 
-    @usableFromInline
-    struct Saved {
-        @usableFromInline var executionID: AsyncID
-        @usableFromInline var triggerID: AsyncID
-        @usableFromInline var frame: ContextFrame?
-        @usableFromInline init(executionID: AsyncID, triggerID: AsyncID, frame: ContextFrame?) {
-            self.executionID = executionID
-            self.triggerID = triggerID
-            self.frame = frame
-        }
+    init() {
+        capacity = 32
+        stack = .allocate(capacity: capacity)
     }
+}
 
-    init() { stack.reserveCapacity(16) }
+/// One thread's execution context (a handle to it; cheap to copy, never shared between threads).
+public struct ExecutionState {
+    @usableFromInline let p: UnsafeMutablePointer<ExecutionStateData>
+
+    @usableFromInline init(_ p: UnsafeMutablePointer<ExecutionStateData>) { self.p = p }
 
     @inlinable
     static var current: ExecutionState {
-        if let p = pthread_getspecific(executionStateKey) {
-            return Unmanaged<ExecutionState>.fromOpaque(p).takeUnretainedValue()
+        if let raw = pthread_getspecific(executionStateKey) {
+            return ExecutionState(raw.assumingMemoryBound(to: ExecutionStateData.self))
         }
         return makeCurrent()
     }
 
     @usableFromInline
     static func makeCurrent() -> ExecutionState {
-        let s = ExecutionState()
-        pthread_setspecific(executionStateKey, Unmanaged.passRetained(s).toOpaque())
-        return s
+        let p = UnsafeMutablePointer<ExecutionStateData>.allocate(capacity: 1)
+        p.initialize(to: ExecutionStateData())
+        pthread_setspecific(executionStateKey, p)
+        return ExecutionState(p)
     }
+
+    @inlinable var executionID: AsyncID { p.pointee.executionID }
+    @inlinable var triggerID: AsyncID { p.pointee.triggerID }
+    @inlinable var frame: ContextFrame? {
+        get { p.pointee.frame }
+        nonmutating set { p.pointee.frame = newValue }
+    }
+    var depth: Int { p.pointee.depth }
 
     @inlinable
     func allocateID() -> AsyncID {
-        if nextID == idLimit {
-            let base = asyncIDBlockCounter.add(asyncIDBlockSize, ordering: .relaxed).oldValue
-            nextID = base
-            idLimit = base + asyncIDBlockSize
-        }
-        let id = nextID
-        nextID += 1
+        if p.pointee.nextID == p.pointee.idLimit { refillIDs() }
+        let id = p.pointee.nextID
+        p.pointee.nextID = id &+ 1
         return AsyncID(id)
+    }
+
+    @usableFromInline
+    func refillIDs() {
+        let base = asyncIDBlockCounter.add(asyncIDBlockSize, ordering: .relaxed).oldValue
+        p.pointee.nextID = base
+        p.pointee.idLimit = base + asyncIDBlockSize
     }
 
     /// Enters a callback of `asyncID`: saves the current context and installs the resource's.
     @inlinable
     func enter(_ asyncID: AsyncID, trigger: AsyncID, frame newFrame: ContextFrame?) {
-        stack.append(Saved(executionID: executionID, triggerID: triggerID, frame: frame))
-        executionID = asyncID
-        triggerID = trigger
-        frame = newFrame
+        let d = p.pointee.depth
+        if d == p.pointee.capacity { grow() }
+        (p.pointee.stack + d).initialize(to: SavedContext(executionID: p.pointee.executionID,
+                                                          triggerID: p.pointee.triggerID, frame: p.pointee.frame))
+        p.pointee.depth = d + 1
+        p.pointee.executionID = asyncID
+        p.pointee.triggerID = trigger
+        p.pointee.frame = newFrame
     }
 
-    /// Leaves the callback of `asyncID`. Returns false (and leaves the stack as it was when
-    /// `asyncID` is not on it) on a mismatch, which the caller reports.
+    @usableFromInline
+    func grow() {
+        let cap = p.pointee.capacity * 2
+        let s = UnsafeMutablePointer<SavedContext>.allocate(capacity: cap)
+        s.moveInitialize(from: p.pointee.stack, count: p.pointee.depth)
+        p.pointee.stack.deallocate()
+        p.pointee.stack = s
+        p.pointee.capacity = cap
+    }
+
+    /// Leaves the callback of `asyncID`. Returns false on a mismatch, which the caller reports;
+    /// then, if `asyncID` is deeper in the stack, the inner callbacks that never left are unwound.
     @inlinable
     func leave(_ asyncID: AsyncID) -> Bool {
-        if executionID == asyncID, let s = stack.popLast() {
-            executionID = s.executionID
-            triggerID = s.triggerID
-            frame = s.frame
+        let d = p.pointee.depth
+        if p.pointee.executionID == asyncID && d > 0 {
+            restore(to: d - 1)
             return true
         }
         return leaveMismatched(asyncID)
     }
 
+    /// Pops saved contexts down to depth `d`, installing the one saved at `d`.
+    @inlinable
+    func restore(to d: Int) {
+        let saved = (p.pointee.stack + d).move()
+        for i in stride(from: p.pointee.depth - 1, to: d, by: -1) { (p.pointee.stack + i).deinitialize(count: 1) }
+        p.pointee.depth = d
+        p.pointee.executionID = saved.executionID
+        p.pointee.triggerID = saved.triggerID
+        p.pointee.frame = saved.frame
+    }
+
     @usableFromInline
     func leaveMismatched(_ asyncID: AsyncID) -> Bool {
-        // Unwind to the entry of asyncID if it is deeper in the stack (the inner callbacks never
-        // said after); otherwise leave everything as is.
-        if let i = stack.indices.reversed().first(where: { $0 + 1 < stack.count ? stack[$0 + 1].executionID == asyncID : executionID == asyncID }) {
-            let s = stack[i]
-            stack.removeSubrange(i...)
-            executionID = s.executionID
-            triggerID = s.triggerID
-            frame = s.frame
+        // Entry i saved the context that was current when the callback at depth i+1 began;
+        // that callback's id is entry i+1's saved id, or the current id for the innermost.
+        let d = p.pointee.depth
+        var i = d - 2
+        while i >= 0 {
+            if p.pointee.stack[i + 1].executionID == asyncID {
+                restore(to: i)
+                return false
+            }
+            i -= 1
         }
         return false
     }
-
-    var depth: Int { stack.count }
 }
 
 @usableFromInline
 let executionStateKey: pthread_key_t = {
     var key = pthread_key_t()
-    let rc = pthread_key_create(&key) { p in
-        Unmanaged<ExecutionState>.fromOpaque(p!).release()
+    let rc = pthread_key_create(&key) { raw in
+        guard let raw else { return }
+        let p = raw.assumingMemoryBound(to: ExecutionStateData.self)
+        p.pointee.stack.deinitialize(count: p.pointee.depth)
+        p.pointee.stack.deallocate()
+        p.deinitialize(count: 1)
+        p.deallocate()
     }
     precondition(rc == 0, "pthread_key_create failed: \(rc)")
     return key

@@ -36,36 +36,36 @@ public struct EventSpec: Sendable {
 /// One byte at the start of every event.
 public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     // Stream bookkeeping
-    public static let stringDef = EventKind(rawValue: 0x01)
-    public static let threadInfo = EventKind(rawValue: 0x02)
-    public static let processInfo = EventKind(rawValue: 0x03)
+    @inlinable public static var stringDef: EventKind { EventKind(rawValue: 0x01) }
+    @inlinable public static var threadInfo: EventKind { EventKind(rawValue: 0x02) }
+    @inlinable public static var processInfo: EventKind { EventKind(rawValue: 0x03) }
     // Async hooks
-    public static let initResource = EventKind(rawValue: 0x08)
-    public static let before = EventKind(rawValue: 0x09)
-    public static let after = EventKind(rawValue: 0x0A)
-    public static let destroy = EventKind(rawValue: 0x0B)
-    public static let promiseResolve = EventKind(rawValue: 0x0C)
-    public static let resourceFD = EventKind(rawValue: 0x0D)
-    public static let nestingError = EventKind(rawValue: 0x0E)
-    public static let uncaughtError = EventKind(rawValue: 0x0F)
+    @inlinable public static var initResource: EventKind { EventKind(rawValue: 0x08) }
+    @inlinable public static var before: EventKind { EventKind(rawValue: 0x09) }
+    @inlinable public static var after: EventKind { EventKind(rawValue: 0x0A) }
+    @inlinable public static var destroy: EventKind { EventKind(rawValue: 0x0B) }
+    @inlinable public static var promiseResolve: EventKind { EventKind(rawValue: 0x0C) }
+    @inlinable public static var resourceFD: EventKind { EventKind(rawValue: 0x0D) }
+    @inlinable public static var nestingError: EventKind { EventKind(rawValue: 0x0E) }
+    @inlinable public static var uncaughtError: EventKind { EventKind(rawValue: 0x0F) }
     // User marks
-    public static let mark = EventKind(rawValue: 0x10)
-    public static let spanBegin = EventKind(rawValue: 0x11)
-    public static let spanEnd = EventKind(rawValue: 0x12)
+    @inlinable public static var mark: EventKind { EventKind(rawValue: 0x10) }
+    @inlinable public static var spanBegin: EventKind { EventKind(rawValue: 0x11) }
+    @inlinable public static var spanEnd: EventKind { EventKind(rawValue: 0x12) }
     // Event-loop phases (runtime)
-    public static let loopIteration = EventKind(rawValue: 0x18)
-    public static let phaseEnter = EventKind(rawValue: 0x19)
-    public static let phaseLeave = EventKind(rawValue: 0x1A)
-    public static let pollStart = EventKind(rawValue: 0x1B)
-    public static let pollEnd = EventKind(rawValue: 0x1C)
+    @inlinable public static var loopIteration: EventKind { EventKind(rawValue: 0x18) }
+    @inlinable public static var phaseEnter: EventKind { EventKind(rawValue: 0x19) }
+    @inlinable public static var phaseLeave: EventKind { EventKind(rawValue: 0x1A) }
+    @inlinable public static var pollStart: EventKind { EventKind(rawValue: 0x1B) }
+    @inlinable public static var pollEnd: EventKind { EventKind(rawValue: 0x1C) }
     // Kernel (eBPF) stream
-    public static let syscall = EventKind(rawValue: 0x20)
-    public static let epollWait = EventKind(rawValue: 0x21)
-    public static let processFork = EventKind(rawValue: 0x22)
-    public static let processExit = EventKind(rawValue: 0x23)
+    @inlinable public static var syscall: EventKind { EventKind(rawValue: 0x20) }
+    @inlinable public static var epollWait: EventKind { EventKind(rawValue: 0x21) }
+    @inlinable public static var processFork: EventKind { EventKind(rawValue: 0x22) }
+    @inlinable public static var processExit: EventKind { EventKind(rawValue: 0x23) }
 
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }

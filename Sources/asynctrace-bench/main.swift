@@ -3,6 +3,8 @@
 // Usage: swift run -c release asynctrace-bench [GROUP ...]   (no group: all)
 
 let groups: [(name: String, run: () -> Void)] = [
+    ("core", runCoreBenchmarks),
+    ("core-profile", runCoreProfile),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())
