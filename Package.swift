@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         .executableTarget(
             name: "asynctrace-bench",
-            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "TraceFormat", "TraceReader"]
+            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader"]
         ),
 
         // --- tests ---

@@ -1,6 +1,7 @@
 // Group `core`: the hooks API and the in-process recorder (issue 2's numbers).
 import AsyncHooks
 import AsyncTraceRecorder
+import CRecorderSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,6 +17,14 @@ func resourceLifecycles(_ n: Int) {
 }
 
 func runCoreBenchmarks() {
+    // For scale: the two clocks the recorder could use.
+    let clockOps = 10_000_000
+    var sink: UInt64 = 0
+    report("clock.rdtsc", nsPerOp: measure(ops: clockOps) { for _ in 0..<clockOps { sink &+= trace_clock_ticks() } })
+    report("clock.clock_gettime_monotonic",
+           nsPerOp: measure(ops: clockOps) { for _ in 0..<clockOps { sink &+= trace_clock_monotonic_ns() } })
+    if sink == 42 { print("") }
+
     // An emission site with no hook enabled: one relaxed load and a branch.
     let n = 50_000_000
     let id = AsyncID(12345)
