@@ -168,11 +168,11 @@ public final class EventLoop: @unchecked Sendable {
             iteration &+= 1
             AsyncHooks.emitLoopIteration(iteration)
             runTimers()
-            runQueue(&pendingCallbacks, phase: .pending)
+            runQueue(.pending)
             // idle and prepare: no handles of these kinds yet, so nothing is recorded for them.
             poll()
             runImmediates()
-            runQueue(&closeCallbacks, phase: .close)
+            runQueue(.close)
             updateTime()
         }
     }
@@ -288,12 +288,14 @@ public final class EventLoop: @unchecked Sendable {
         closeCallbacks.push(QueuedCallback(context: context, body: body, destroyAfter: destroyAfter))
     }
 
-    func runQueue(_ queue: inout RingQueue<QueuedCallback>, phase: LoopPhase) {
-        if queue.isEmpty { return }
+    func runQueue(_ phase: LoopPhase) {
+        // Each pop is its own short access: a callback may queue more (e.g. a close callback closing
+        // another handle), which an inout access held across the callbacks would forbid.
+        var n = phase == .close ? closeCallbacks.count : pendingCallbacks.count
+        if n == 0 { return }
         AsyncHooks.emitPhaseEnter(phase)
         // Only what was queued before the phase began runs now (as libuv).
-        var n = queue.count
-        while n > 0, let q = queue.pop() {
+        while n > 0, let q = (phase == .close ? closeCallbacks.pop() : pendingCallbacks.pop()) {
             n -= 1
             if phase == .close { refCount -= 1 }
             if let ctx = q.context {

@@ -1,0 +1,710 @@
+// A stream socket in the shape of Node's `net.Socket`: TCP or Unix-domain ("pipe"), connected by
+// `Socket.connect`, accepted by a `Server`, or wrapping one end of a child process's stdio.
+//
+// Resources (Node's names):
+//   TCPWRAP / PIPEWRAP        the socket; data, end, close (and error) run under it; records the fd
+//   TCPCONNECTWRAP / PIPECONNECTWRAP  one connect request; 'connect' runs under it, destroyed after
+//   WRITEWRAP                 one write that could not complete at once; its callback and 'drain' run under it
+//   SHUTDOWNWRAP              end(): the shutdown(SHUT_WR) request; 'finish' runs under it
+// A transport (TLS) adds its own resource (`ioContext`, TLSWRAP) under which all I/O then runs.
+#if canImport(Glibc)
+import Glibc
+#endif
+import AsyncHooks
+
+public final class Socket {
+    public enum Kind: Sendable { case tcp, pipe }
+
+    struct WriteRequest {
+        let context: AsyncResourceContext
+        /// The request is done when this many bytes (cumulative) have been flushed.
+        let end: Int
+        let callback: ((NetError?) throws -> Void)?
+    }
+
+    public let kind: Kind
+    let loop: EventLoop
+    /// TCPWRAP or PIPEWRAP.
+    public let context: AsyncResourceContext
+    /// The transport's resource (TLSWRAP), when one is installed.
+    public private(set) var transportContext: AsyncResourceContext?
+    /// The resource the socket's I/O and data events run under.
+    @inline(__always) var ioContext: AsyncResourceContext { transportContext ?? context }
+    public private(set) var fd: Int32 = -1
+    var watcher: FDWatcher?
+    var server: Server?
+    var transport: (any SocketTransport)?
+    /// Called (under the transport's resource) when the transport's handshake completes.
+    public var onHandshakeDone: (() throws -> Void)?
+
+    // State.
+    public private(set) var connecting = false
+    var connectContext: AsyncResourceContext?
+    var handshaking = false
+    var handshakeWantsWrite = false
+    public private(set) var remoteAddress: SocketAddress?
+    /// The peer ended its side (EOF read).
+    public private(set) var readEnded = false
+    /// `end()` was called.
+    public private(set) var ending = false
+    /// Our writing side is shut down.
+    public private(set) var writeFinished = false
+    public private(set) var destroyed = false
+    public internal(set) var isPaused = false
+    var hasRef = true
+    /// Keep our writing side open after the peer ends (Node's allowHalfOpen); otherwise end() follows 'end'.
+    public var allowHalfOpen = false
+    /// `write` returns false once this many bytes wait in the queue; 'drain' follows when it empties.
+    public var highWaterMark = 16 * 1024
+    var needDrain = false
+    public private(set) var bytesRead = 0
+    public private(set) var bytesWritten = 0
+
+    // Write queue: chunks not yet sent (the first one partly sent), and the requests waiting on them.
+    var chunks = ContiguousArray<[UInt8]>()
+    var headOffset = 0
+    /// Bytes queued and not yet sent (Node's `writableLength`).
+    public private(set) var writableLength = 0
+    var requests = ContiguousArray<WriteRequest>()
+    var queuedTotal = 0
+    var flushedTotal = 0
+    var shutdownContext: AsyncResourceContext?
+
+    var idleTimer: Timeout?
+
+    // Listeners.
+    var connectListeners = Listeners<Void>()
+    var dataListeners = Listeners<[UInt8]>()
+    var endListeners = Listeners<Void>()
+    var closeListeners = Listeners<Bool>()
+    var errorListeners = Listeners<NetError>()
+    var drainListeners = Listeners<Void>()
+    var timeoutListeners = Listeners<Void>()
+    var finishListeners = Listeners<Void>()
+
+    static func types(_ kind: Kind) -> (socket: ResourceType, connect: ResourceType) {
+        kind == .tcp ? (.tcpWrap, .tcpConnectWrap) : (.pipeWrap, .pipeConnectWrap)
+    }
+
+    /// A socket over a connected fd (accepted, or one end of a socketpair). Its trigger is the current
+    /// execution id, so an accepted socket's trigger is its server.
+    init(connectedFD: Int32, kind: Kind, server: Server?, loop: EventLoop) throws {
+        self.kind = kind
+        self.loop = loop
+        self.context = AsyncResourceContext(type: Socket.types(kind).socket)
+        self.server = server
+        self.fd = connectedFD
+        do {
+            try attachWatcher()
+        } catch {
+            context.emitDestroy()
+            throw error
+        }
+        remoteAddress = Sys.remoteAddress(connectedFD)
+    }
+
+    private init(kind: Kind, loop: EventLoop) {
+        self.kind = kind
+        self.loop = loop
+        self.context = AsyncResourceContext(type: Socket.types(kind).socket)
+    }
+
+    func attachWatcher() throws {
+        let w = try FDWatcher(fd: fd, loop: loop, context: nil) { events in self.handleEvents(events) }
+        if !hasRef { w.unref() }
+        watcher = w
+        context.setFD(fd)
+    }
+
+    // MARK: connecting
+
+    /// Connects to `host:port` (Node's `net.connect`). Errors (refused, unreachable, bad host) arrive as
+    /// an 'error' event followed by 'close'. `host` must be numeric or "localhost" (no DNS here).
+    @discardableResult
+    public static func connect(port: Int, host: String = "localhost", loop: EventLoop = .current,
+                               _ onConnect: Callback? = nil) -> Socket {
+        let s = Socket(kind: .tcp, loop: loop)
+        if let onConnect { s.onConnect(onConnect) }
+        guard (0...65535).contains(port) else {
+            s.failEarly(NetError(code: "ERR_SOCKET_BAD_PORT", syscall: "connect", asyncID: s.context.asyncID,
+                                 message: "Port should be >= 0 and < 65536. Received \(port)."))
+            return s
+        }
+        guard let addr = SocketAddress.numeric(host: host, port: port) else {
+            s.failEarly(NetError(code: "ENOTFOUND", errno: 0, syscall: "getaddrinfo", asyncID: s.context.asyncID,
+                                 message: "getaddrinfo ENOTFOUND \(host) (only numeric hosts and localhost are resolved)"))
+            return s
+        }
+        s.startConnect(addr)
+        return s
+    }
+
+    /// Connects to the Unix-domain socket at `path` (a PIPEWRAP).
+    @discardableResult
+    public static func connect(path: String, loop: EventLoop = .current, _ onConnect: Callback? = nil) -> Socket {
+        let s = Socket(kind: .pipe, loop: loop)
+        if let onConnect { s.onConnect(onConnect) }
+        guard path.utf8.count <= SocketAddress.maxUnixPath else {
+            s.failEarly(NetError(code: "ENAMETOOLONG", errno: ENAMETOOLONG, syscall: "connect", asyncID: s.context.asyncID,
+                                 message: "connect ENAMETOOLONG \(path)"))
+            return s
+        }
+        s.startConnect(.unix(path: path))
+        return s
+    }
+
+    /// Reports an error found before any fd existed: error + close in a later phase, as Node does.
+    func failEarly(_ e: NetError) {
+        destroy(e)
+    }
+
+    func startConnect(_ addr: SocketAddress) {
+        let cctx = AsyncResourceContext(type: Socket.types(kind).connect, triggerAsyncID: context.asyncID)
+        connectContext = cctx
+        connecting = true
+        remoteAddress = addr
+        do {
+            fd = try Sys.socket(addr.domain, Int32(SOCK_STREAM.rawValue))
+            try attachWatcher()
+            _ = try Sys.connect(fd, addr)
+            // Completed or in progress: either way the fd turns writable and finishConnect reads SO_ERROR.
+            updateInterest()
+        } catch let e as SystemError {
+            // Refused at once (Unix path missing): report through the connect request, as the async case.
+            let err = NetError(e, syscall: "connect", address: addr, asyncID: context.asyncID)
+            connecting = false
+            connectContext = nil
+            loop.retainRequest()
+            loop.queuePending(cctx, destroyAfter: true) { [self] in
+                loop.releaseRequest()
+                destroy(err)
+            }
+        } catch {
+            connecting = false
+            connectContext = nil
+            cctx.emitDestroy()
+            destroy(NetError(code: "EINVAL", syscall: "connect", asyncID: context.asyncID, message: "\(error)"))
+        }
+    }
+
+    func finishConnect() {
+        guard let cctx = connectContext else { return }
+        connecting = false
+        connectContext = nil
+        var failure: NetError?
+        do {
+            let so = try Sys.socketOption(fd, SOL_SOCKET, SO_ERROR)
+            if so != 0 {
+                failure = NetError(SystemError(errno: so, function: "connect"), address: remoteAddress, asyncID: context.asyncID)
+            }
+        } catch {
+            failure = NetError(error, syscall: "connect", address: remoteAddress, asyncID: context.asyncID)
+        }
+        loop.invoke(cctx) { [self] in
+            if let failure {
+                destroy(failure)
+                return
+            }
+            if transport != nil {
+                handshaking = true
+                updateInterest()
+                return
+            }
+            updateInterest()
+            try connectListeners.emit(())
+        }
+        cctx.emitDestroy()
+    }
+
+    // MARK: transports (TLS)
+
+    /// Puts `transport` under this socket's bytes, with `context` (e.g. TLSWRAP) as the resource all
+    /// further I/O runs under. On a connected socket the handshake starts now; on a connecting one,
+    /// once connected. `onHandshakeDone` runs when it completes; failures destroy the socket.
+    public func installTransport(_ transport: any SocketTransport, context tctx: AsyncResourceContext) {
+        self.transport = transport
+        self.transportContext = tctx
+        if fd >= 0 { tctx.setFD(fd) }
+        if !connecting && !destroyed {
+            handshaking = true
+            updateInterest()
+        }
+    }
+
+    func continueHandshake() throws {
+        guard let t = transport else { return }
+        switch t.handshake(fd: fd) {
+        case .bytes:
+            handshaking = false
+            updateInterest()
+            try onHandshakeDone?()
+            try connectListeners.emit(())
+        case .wouldBlock(let wantWrite):
+            handshakeWantsWrite = wantWrite
+            updateInterest()
+        case .endOfStream:
+            destroy(NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "handshake", asyncID: ioContext.asyncID,
+                             message: "Client network socket disconnected before secure TLS connection was established"))
+        case .failed(let e):
+            destroy(e)
+        }
+    }
+
+    // MARK: events from the loop
+
+    func handleEvents(_ events: FDEvents) {
+        if destroyed { return }
+        if connecting {
+            finishConnect()
+            return
+        }
+        if handshaking {
+            loop.invoke(ioContext) { try self.continueHandshake() }
+            return
+        }
+        if events.contains(.readable) || events.contains(.hangup) || events.contains(.error) {
+            if !isPaused && !readEnded {
+                loop.invoke(ioContext) { try self.readAvailable() }
+            } else if writableLength == 0 {
+                // Hang-up while nothing is read or written: nothing will ever consume it.
+                if events.contains(.error) || events.contains(.hangup) { updateInterest() }
+            }
+        }
+        if !destroyed && writableLength > 0 && (events.contains(.writable) || events.contains(.error)) {
+            handleWritable()
+        }
+    }
+
+    /// What epoll should watch for, from the state.
+    func updateInterest() {
+        guard let w = watcher, !destroyed else { return }
+        var ev: FDEvents = []
+        if connecting {
+            ev = .writable
+        } else if handshaking {
+            ev = handshakeWantsWrite ? [.readable, .writable] : .readable
+        } else {
+            if !isPaused && !readEnded { ev.insert(.readable) }
+            if writableLength > 0 { ev.insert(.writable) }
+        }
+        do { try w.start(ev) } catch {
+            destroy(NetError(code: "EBADF", errno: EBADF, syscall: "epoll_ctl", asyncID: context.asyncID, message: "\(error)"))
+        }
+    }
+
+    // MARK: reading
+
+    func readAvailable() throws {
+        let buffer = threadReadBuffer()
+        var rounds = 0
+        while !destroyed && !isPaused && !readEnded {
+            var n = 0
+            if let t = transport {
+                switch t.read(fd: fd, into: buffer, count: readBufferSize) {
+                case .bytes(let k): n = k
+                case .wouldBlock: return
+                case .endOfStream: try handleEndOfStream(); return
+                case .failed(let e): destroy(e); return
+                }
+            } else {
+                let r: Int?
+                do { r = try Sys.readNonBlocking(fd, buffer, readBufferSize) } catch {
+                    destroy(NetError(error, syscall: "read", asyncID: context.asyncID))
+                    return
+                }
+                guard let r else { return }
+                if r == 0 { try handleEndOfStream(); return }
+                n = r
+            }
+            bytesRead += n
+            idleTimer?.refresh()
+            let data = [UInt8](UnsafeRawBufferPointer(start: buffer, count: n))
+            try dataListeners.emit(data)
+            rounds += 1
+            // A short plain read drained the socket; a transport may hold decrypted bytes epoll can't see.
+            if (transport == nil && n < readBufferSize) || rounds >= 32 { return }
+        }
+    }
+
+    func handleEndOfStream() throws {
+        readEnded = true
+        updateInterest()
+        try endListeners.emit(())
+        if destroyed { return }
+        if writeFinished {
+            destroy()
+        } else if !allowHalfOpen {
+            end()
+        }
+    }
+
+    /// Stops reading ('data' stops) until `resume`.
+    @discardableResult
+    public func pause() -> Socket {
+        isPaused = true
+        updateInterest()
+        return self
+    }
+
+    @discardableResult
+    public func resume() -> Socket {
+        isPaused = false
+        updateInterest()
+        return self
+    }
+
+    // MARK: writing
+
+    /// Writes `data`; false when the queue is at or past `highWaterMark` ('drain' follows once it empties).
+    /// `callback` runs once the bytes are handed to the kernel (or with the error that stopped them).
+    @discardableResult
+    public func write(_ data: [UInt8], _ callback: ((NetError?) throws -> Void)? = nil) -> Bool {
+        if destroyed || ending {
+            let err = NetError(code: destroyed ? "ERR_STREAM_DESTROYED" : "ERR_STREAM_WRITE_AFTER_END", syscall: "write",
+                               asyncID: context.asyncID, message: destroyed ? "Cannot call write after a stream was destroyed" : "write after end")
+            if let callback { loop.nextTick { try callback(err) } }
+            if !destroyed { destroy(err) }
+            return false
+        }
+        if data.isEmpty {
+            if let callback { loop.nextTick { try callback(nil) } }
+            return true
+        }
+        if connecting || handshaking || writableLength > 0 || fd < 0 {
+            enqueue(data, from: 0, callback)
+            return writableLength < highWaterMark
+        }
+        let result = sendNow(data)
+        switch result {
+        case .bytes(let n):
+            bytesWritten += n
+            idleTimer?.refresh()
+            if n == data.count {
+                if let callback { loop.nextTick { try callback(nil) } }
+                return true
+            }
+            enqueue(data, from: n, callback)
+        case .wouldBlock:
+            enqueue(data, from: 0, callback)
+        case .endOfStream, .failed:
+            let err: NetError
+            if case .failed(let e) = result { err = e } else {
+                err = NetError(code: "EPIPE", errno: EPIPE, syscall: "write", asyncID: context.asyncID, message: "write EPIPE")
+            }
+            if let callback { loop.nextTick { try callback(err) } }
+            destroy(err)
+            return false
+        }
+        return writableLength < highWaterMark
+    }
+
+    /// Writes a string as UTF-8.
+    @discardableResult
+    public func write(_ string: String, _ callback: ((NetError?) throws -> Void)? = nil) -> Bool {
+        write(Array(string.utf8), callback)
+    }
+
+    @inline(__always)
+    func sendNow(_ data: [UInt8]) -> TransportResult {
+        data.withUnsafeBytes { raw in
+            if let t = transport { return t.write(fd: fd, from: raw.baseAddress!, count: raw.count) }
+            do throws(SystemError) {
+                guard let n = try Sys.sendNonBlocking(fd, raw.baseAddress!, raw.count) else { return .wouldBlock(wantWrite: true) }
+                return .bytes(n)
+            } catch {
+                return .failed(NetError(error, syscall: "write", asyncID: context.asyncID))
+            }
+        }
+    }
+
+    func enqueue(_ data: [UInt8], from offset: Int, _ callback: ((NetError?) throws -> Void)?) {
+        let wasEmpty = writableLength == 0
+        if chunks.isEmpty {
+            chunks.append(data)
+            headOffset = offset
+        } else {
+            chunks.append(offset == 0 ? data : Array(data[offset...]))
+        }
+        let n = data.count - offset
+        writableLength += n
+        queuedTotal += n
+        let ctx = AsyncResourceContext(type: .writeWrap, triggerAsyncID: ioContext.asyncID)
+        requests.append(WriteRequest(context: ctx, end: queuedTotal, callback: callback))
+        if writableLength >= highWaterMark { needDrain = true }
+        if wasEmpty { updateInterest() }
+    }
+
+    /// The fd is writable: send what is queued (under the oldest write request), then complete requests.
+    func handleWritable() {
+        guard let head = requests.first else { return }
+        loop.invoke(head.context) { self.flush() }
+        completeWrites()
+    }
+
+    func flush() {
+        while writableLength > 0 && !destroyed {
+            let result: TransportResult
+            if transport == nil {
+                result = sendQueuedVector()
+            } else {
+                let chunk = chunks[0]
+                result = chunk.withUnsafeBytes { raw in
+                    transport!.write(fd: fd, from: raw.baseAddress! + headOffset, count: raw.count - headOffset)
+                }
+            }
+            switch result {
+            case .bytes(let n):
+                consume(n)
+            case .wouldBlock(let wantWrite):
+                if !wantWrite { handshakeWantsWrite = false }
+                return
+            case .endOfStream:
+                destroy(NetError(code: "EPIPE", errno: EPIPE, syscall: "write", asyncID: context.asyncID, message: "write EPIPE"))
+                return
+            case .failed(let e):
+                destroy(e)
+                return
+            }
+        }
+    }
+
+    func sendQueuedVector() -> TransportResult {
+        let count = min(chunks.count, 64)
+        return withUnsafeTemporaryAllocation(of: iovec.self, capacity: count) { iov -> TransportResult in
+            // The arrays stay alive in `chunks` for the duration of the call.
+            for i in 0..<count {
+                chunks[i].withUnsafeBytes { raw in
+                    let skip = i == 0 ? headOffset : 0
+                    iov[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + skip), iov_len: raw.count - skip)
+                }
+            }
+            do throws(SystemError) {
+                guard let n = try Sys.sendVector(fd, iov.baseAddress!, count) else { return .wouldBlock(wantWrite: true) }
+                return .bytes(n)
+            } catch {
+                return .failed(NetError(error, syscall: "write", asyncID: context.asyncID))
+            }
+        }
+    }
+
+    func consume(_ n: Int) {
+        var left = n
+        writableLength -= n
+        flushedTotal += n
+        bytesWritten += n
+        idleTimer?.refresh()
+        while left > 0, let first = chunks.first {
+            let remaining = first.count - headOffset
+            if left >= remaining {
+                left -= remaining
+                chunks.removeFirst()
+                headOffset = 0
+            } else {
+                headOffset += left
+                left = 0
+            }
+        }
+    }
+
+    func completeWrites() {
+        while let r = requests.first, r.end <= flushedTotal, !destroyed {
+            requests.removeFirst()
+            let drain = requests.isEmpty && needDrain
+            if r.callback != nil || drain {
+                loop.invoke(r.context) { [self] in
+                    try r.callback?(nil)
+                    if drain && !destroyed {
+                        needDrain = false
+                        try drainListeners.emit(())
+                    }
+                }
+            }
+            r.context.emitDestroy()
+        }
+        if destroyed { return }
+        if writableLength == 0 {
+            updateInterest()
+            if ending { shutdownWriteSide() }
+        }
+    }
+
+    // MARK: ending
+
+    /// Ends the writing side once queued data is sent (shutdown, SHUTDOWNWRAP); 'finish' follows.
+    /// Without allowHalfOpen the socket is destroyed once the peer has ended too.
+    public func end(_ data: [UInt8]? = nil, _ callback: Callback? = nil) {
+        if let data, !data.isEmpty { write(data) }
+        if destroyed || ending { return }
+        ending = true
+        if let callback { finishListeners.add { _ in try callback() } }
+        if !connecting && !handshaking && writableLength == 0 && fd >= 0 { shutdownWriteSide() }
+    }
+
+    public func end(_ string: String) { end(Array(string.utf8)) }
+
+    func shutdownWriteSide() {
+        guard shutdownContext == nil, !writeFinished, !destroyed else { return }
+        let sctx = AsyncResourceContext(type: .shutdownWrap, triggerAsyncID: ioContext.asyncID)
+        shutdownContext = sctx
+        transport?.shutdown(fd: fd)
+        var failure: NetError?
+        do { try Sys.shutdownWrite(fd) } catch {
+            // ENOTCONN: the peer already reset; the read side reports that.
+            if error.errno != ENOTCONN { failure = NetError(error, syscall: "shutdown", asyncID: context.asyncID) }
+        }
+        loop.retainRequest()
+        loop.queuePending(sctx, destroyAfter: true) { [self] in
+            loop.releaseRequest()
+            shutdownContext = nil
+            if destroyed { return }
+            if let failure { destroy(failure); return }
+            writeFinished = true
+            try finishListeners.emit(())
+            if readEnded && !destroyed { destroy() }
+        }
+    }
+
+    /// Closes the socket now: queued writes fail, 'error' (when `error` is given) and 'close' follow in the
+    /// close phase, then the resource is destroyed. Destroying twice is harmless, as in Node.
+    public func destroy(_ error: NetError? = nil) {
+        if destroyed { return }
+        destroyed = true
+        idleTimer?.clear()
+        idleTimer = nil
+        if let w = watcher {
+            try? w.close()
+            watcher = nil
+        }
+        if fd >= 0 {
+            try? Sys.close(fd)
+            fd = -1
+        }
+        transport?.close()
+        transport = nil
+        if let c = connectContext {
+            connectContext = nil
+            connecting = false
+            c.emitDestroy()
+        }
+        let failed = requests
+        requests = []
+        chunks = []
+        writableLength = 0
+        server?.connectionClosed()
+        server = nil
+        let tctx = transportContext
+        loop.queueClose(context, destroyAfter: true) { [self] in
+            let writeError = error ?? NetError(code: "ERR_STREAM_DESTROYED", syscall: "write", asyncID: context.asyncID,
+                                               message: "Cannot call write after a stream was destroyed")
+            for r in failed {
+                if let cb = r.callback { loop.invoke(r.context) { try cb(writeError) } }
+                r.context.emitDestroy()
+            }
+            tctx?.emitDestroy()
+            if let error {
+                if errorListeners.isEmpty {
+                    try closeListeners.emit(true)
+                    throw error  // no 'error' listener: uncaught, as in Node
+                }
+                try errorListeners.emit(error)
+            }
+            try closeListeners.emit(error != nil)
+            dropListeners()
+        }
+    }
+
+    /// Breaks the closure cycles (listeners usually capture the socket).
+    func dropListeners() {
+        connectListeners = Listeners()
+        dataListeners = Listeners()
+        endListeners = Listeners()
+        closeListeners = Listeners()
+        errorListeners = Listeners()
+        drainListeners = Listeners()
+        timeoutListeners = Listeners()
+        finishListeners = Listeners()
+        onHandshakeDone = nil
+    }
+
+    // MARK: options
+
+    /// Emits 'timeout' after `ms` without activity (0 disables). The socket stays open: the listener decides.
+    @discardableResult
+    public func setTimeout(_ ms: Int, _ callback: Callback? = nil) -> Socket {
+        if let callback { timeoutListeners.add { _ in try callback() } }
+        idleTimer?.clear()
+        idleTimer = nil
+        if ms > 0 && !destroyed {
+            idleTimer = loop.setTimeout(ms) { [self] in try self.timeoutListeners.emit(()) }.unref()
+        }
+        return self
+    }
+
+    @discardableResult
+    public func setNoDelay(_ noDelay: Bool = true) -> Socket {
+        if kind == .tcp && fd >= 0 { try? Sys.setSocketOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, noDelay ? 1 : 0) }
+        return self
+    }
+
+    @discardableResult
+    public func setKeepAlive(_ enable: Bool = false, initialDelayMs: Int = 0) -> Socket {
+        guard kind == .tcp && fd >= 0 else { return self }
+        try? Sys.setSocketOption(fd, SOL_SOCKET, SO_KEEPALIVE, enable ? 1 : 0)
+        if enable && initialDelayMs > 0 {
+            try? Sys.setSocketOption(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, Int32(max(1, initialDelayMs / 1000)))
+        }
+        return self
+    }
+
+    /// An unref'd socket does not keep the loop alive.
+    @discardableResult
+    public func unref() -> Socket {
+        hasRef = false
+        watcher?.unref()
+        return self
+    }
+
+    @discardableResult
+    public func ref() -> Socket {
+        hasRef = true
+        watcher?.ref()
+        return self
+    }
+
+    /// The local address (Node's `socket.address()`).
+    public func address() -> SocketAddress? { fd >= 0 ? Sys.localAddress(fd) : nil }
+
+    public var asyncID: AsyncID { context.asyncID }
+
+    // MARK: listeners (Node's events)
+
+    @discardableResult public func onConnect(_ f: @escaping Callback) -> Socket { connectListeners.add { _ in try f() }; return self }
+    @discardableResult public func onData(_ f: @escaping ([UInt8]) throws -> Void) -> Socket { dataListeners.add(f); return self }
+    @discardableResult public func onEnd(_ f: @escaping Callback) -> Socket { endListeners.add { _ in try f() }; return self }
+    /// 'close', with whether it closed because of an error.
+    @discardableResult public func onClose(_ f: @escaping (Bool) throws -> Void) -> Socket { closeListeners.add(f); return self }
+    @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> Socket { errorListeners.add(f); return self }
+    @discardableResult public func onDrain(_ f: @escaping Callback) -> Socket { drainListeners.add { _ in try f() }; return self }
+    @discardableResult public func onTimeout(_ f: @escaping Callback) -> Socket { timeoutListeners.add { _ in try f() }; return self }
+    @discardableResult public func onFinish(_ f: @escaping Callback) -> Socket { finishListeners.add { _ in try f() }; return self }
+}
+
+// MARK: the read buffer
+
+let readBufferSize = 64 * 1024
+
+/// One read buffer per thread (libuv hands each read a buffer; data is copied out before the next read).
+let readBufferKey: pthread_key_t = {
+    var key = pthread_key_t()
+    let rc = pthread_key_create(&key) { p in free(p) }
+    precondition(rc == 0, "pthread_key_create failed: \(rc)")
+    return key
+}()
+
+@inline(__always)
+func threadReadBuffer() -> UnsafeMutableRawPointer {
+    if let p = pthread_getspecific(readBufferKey) { return p }
+    let p = malloc(readBufferSize)!
+    pthread_setspecific(readBufferKey, p)
+    return p
+}
