@@ -53,7 +53,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime"]),
+        .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceRecorder", "AsyncHooks"]),
         // Child processes for the recorder's crash tests.
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         .executableTarget(

@@ -1,0 +1,21 @@
+// Scenarios on the loop core: timers and friends.
+import AsyncTraceRuntime
+
+func timersScenario(_ args: [String]) throws {
+    log("main module start")
+    setTimeout(10) { log("timeout 10ms") }
+    setTimeout(0) { log("timeout 0ms") }
+    setImmediate { log("immediate") }
+    nextTick { log("nextTick") }
+    queueMicrotask { log("microtask") }
+    var n = 0
+    var interval: Timeout?
+    interval = setInterval(5) {
+        n += 1
+        log("interval \(n)")
+        if n == 3 { interval?.clear() }
+    }
+    let unrefd = setTimeout(10_000) { log("never: unref'd") }
+    unrefd.unref()
+    log("main module end")
+}
