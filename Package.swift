@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         .executableTarget(
             name: "asynctrace-bench",
-            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader"]
+            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes"]
         ),
 
         // --- tests ---
@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
         .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader"]),
         .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks"]),
-        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat"]),
+        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).
         .executableTarget(name: "kernel-groundtruth", path: "Tests/KernelGroundTruth"),
     ],

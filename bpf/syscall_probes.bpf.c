@@ -302,3 +302,11 @@ int BPF_PROG(on_process_exit, struct task_struct *p) {
     emit_process(KP_RECORD_PROCESS_EXIT, tgid, p->pid, 0, status);
     return 0;
 }
+
+// Empty programs on the same tracepoints, attached instead of the ones above only to measure
+// what the tracepoints themselves cost (the benchmark's baseline).
+SEC("tp_btf/sys_enter")
+int BPF_PROG(baseline_sys_enter, struct pt_regs *regs, long nr) { return 0; }
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(baseline_sys_exit, struct pt_regs *regs, long ret) { return 0; }

@@ -6,16 +6,98 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
 #include <unistd.h>
+#include <linux/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "syscall_probes.skel.h"
 
+// The ring buffer, read directly rather than through libbpf's ring_buffer__consume, which
+// publishes the consumer position after every record: the producer reads that position on every
+// reserve, so each record would move a cache line between the CPUs. Here it is published once
+// per batch.
+struct ring_reader {
+    int epoll_fd;
+    unsigned long *consumer_pos; // rw page
+    unsigned long *producer_pos; // ro page, followed by the data mapped twice
+    uint8_t *data;
+    uint64_t mask;
+    size_t producer_map_len;
+    unsigned long pos;        // the reader's position (published as consumer_pos)
+    unsigned long known_prod; // producer position last read
+    uint32_t unpublished;
+};
+
 struct kp_probes {
     struct syscall_probes_bpf *skel;
-    struct ring_buffer *ring;
+    struct ring_reader ring;
     uint64_t ring_bytes;
 };
+
+static int ring_open(struct ring_reader *r, int map_fd, uint64_t size) {
+    long page = sysconf(_SC_PAGESIZE);
+    r->epoll_fd = -1;
+    r->mask = size - 1;
+    void *c = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+    if (c == MAP_FAILED)
+        return -errno;
+    r->consumer_pos = c;
+    r->producer_map_len = page + 2 * size;
+    void *p = mmap(NULL, r->producer_map_len, PROT_READ, MAP_SHARED, map_fd, page);
+    if (p == MAP_FAILED)
+        return -errno;
+    r->producer_pos = p;
+    r->data = (uint8_t *)p + page;
+    r->pos = r->known_prod = __atomic_load_n(r->consumer_pos, __ATOMIC_ACQUIRE);
+    r->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (r->epoll_fd < 0)
+        return -errno;
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, map_fd, &ev) != 0)
+        return -errno;
+    return 0;
+}
+
+static void ring_close(struct ring_reader *r) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (r->consumer_pos)
+        munmap(r->consumer_pos, page);
+    if (r->producer_pos)
+        munmap(r->producer_pos, r->producer_map_len);
+    if (r->epoll_fd >= 0)
+        close(r->epoll_fd);
+    r->consumer_pos = NULL;
+    r->producer_pos = NULL;
+    r->epoll_fd = -1;
+}
+
+// The record at the reader's position if committed; skips discarded ones.
+static const void *ring_next(struct ring_reader *r, uint32_t *size) {
+    for (;;) {
+        if (r->pos >= r->known_prod) {
+            r->known_prod = __atomic_load_n(r->producer_pos, __ATOMIC_ACQUIRE);
+            if (r->pos >= r->known_prod)
+                return NULL;
+        }
+        uint32_t *len_ptr = (uint32_t *)(r->data + (r->pos & r->mask));
+        uint32_t len = __atomic_load_n(len_ptr, __ATOMIC_ACQUIRE);
+        if (len & BPF_RINGBUF_BUSY_BIT)
+            return NULL; // reserved, not yet committed: later records wait for it
+        uint32_t n = len & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+        unsigned long at = r->pos;
+        r->pos += (n + BPF_RINGBUF_HDR_SZ + 7) & ~7ul;
+        if (++r->unpublished >= 4096) { // let the producers reuse space during long drains
+            __atomic_store_n(r->consumer_pos, at, __ATOMIC_RELEASE);
+            r->unpublished = 0;
+        }
+        if (len & BPF_RINGBUF_DISCARD_BIT)
+            continue;
+        *size = n;
+        return (uint8_t *)len_ptr + BPF_RINGBUF_HDR_SZ;
+    }
+}
 
 // libbpf's own messages: kept (the last warning explains a failed load) and printed only when
 // ASYNCTRACE_BPF_DEBUG is set, so a normal run shows one clear line, not libbpf's log.
@@ -53,8 +135,7 @@ static void explain(char *why, size_t len, int err, const char *step) {
 
 static int is_power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
 
-struct kp_probes *kp_probes_open(const struct kp_options *options, kp_record_fn on_record, void *ctx,
-                                 char *why, size_t why_len) {
+struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, size_t why_len) {
     if (why && why_len)
         why[0] = 0;
     last_libbpf_message[0] = 0;
@@ -77,6 +158,8 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, kp_record_fn 
     }
 
     struct kp_probes *p = calloc(1, sizeof(*p));
+    if (p)
+        p->ring.epoll_fd = -1;
     if (!p) {
         explain(why, why_len, ENOMEM, "allocation");
         errno = ENOMEM;
@@ -92,6 +175,13 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, kp_record_fn 
     }
     p->skel->rodata->wakeup_every = options && options->wakeup_every ? options->wakeup_every : KP_DEFAULT_WAKEUP_EVERY;
     p->skel->rodata->wakeup_bytes = options && options->wakeup_bytes ? options->wakeup_bytes : ring_bytes / 2;
+    int baseline = options && options->baseline;
+    bpf_program__set_autoload(p->skel->progs.on_sys_enter, !baseline);
+    bpf_program__set_autoload(p->skel->progs.on_sys_exit, !baseline);
+    bpf_program__set_autoload(p->skel->progs.on_process_fork, !baseline);
+    bpf_program__set_autoload(p->skel->progs.on_process_exit, !baseline);
+    bpf_program__set_autoload(p->skel->progs.baseline_sys_enter, baseline);
+    bpf_program__set_autoload(p->skel->progs.baseline_sys_exit, baseline);
     step = "sizing the ring buffer";
     if ((err = -bpf_map__set_max_entries(p->skel->maps.events, (uint32_t)ring_bytes)) != 0)
         goto fail;
@@ -102,11 +192,8 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, kp_record_fn 
     if ((err = -syscall_probes_bpf__attach(p->skel)) != 0)
         goto fail;
     step = "mapping the ring buffer";
-    p->ring = ring_buffer__new(bpf_map__fd(p->skel->maps.events), (ring_buffer_sample_fn)on_record, ctx, NULL);
-    if (!p->ring) {
-        err = errno;
+    if ((err = -ring_open(&p->ring, bpf_map__fd(p->skel->maps.events), ring_bytes)) != 0)
         goto fail;
-    }
     return p;
 
 fail:
@@ -125,16 +212,24 @@ int kp_probes_trace_tgid(struct kp_probes *p, uint32_t tgid) {
     return 0;
 }
 
-int kp_probes_poll(struct kp_probes *p, int timeout_ms) {
-    // The BPF side wakes us only every few hundred records, and epoll reports only rings it was
-    // woken for: consume after every wait, woken or timed out.
-    int n = ring_buffer__poll(p->ring, timeout_ms);
-    if (n < 0 && n != -EINTR)
-        return n;
-    int m = ring_buffer__consume(p->ring);
-    if (m < 0)
-        return m;
-    return (n > 0 ? n : 0) + m;
+int kp_probes_wait(struct kp_probes *p, int timeout_ms) {
+    // The BPF side wakes us only every few thousand records, so the caller reads after every
+    // wait, woken or timed out; and never waits while records are there.
+    struct ring_reader *r = &p->ring;
+    r->known_prod = __atomic_load_n(r->producer_pos, __ATOMIC_ACQUIRE);
+    if (r->pos < r->known_prod || timeout_ms == 0)
+        return 0;
+    struct epoll_event ev;
+    if (epoll_wait(r->epoll_fd, &ev, 1, timeout_ms) < 0 && errno != EINTR)
+        return -errno;
+    return 0;
+}
+
+const void *kp_probes_next(struct kp_probes *p, uint32_t *size) { return ring_next(&p->ring, size); }
+
+void kp_probes_done(struct kp_probes *p) {
+    __atomic_store_n(p->ring.consumer_pos, p->ring.pos, __ATOMIC_RELEASE);
+    p->ring.unpublished = 0;
 }
 
 uint64_t kp_probes_dropped(const struct kp_probes *p) {
@@ -146,7 +241,7 @@ uint64_t kp_probes_ring_bytes(const struct kp_probes *p) { return p->ring_bytes;
 void kp_probes_close(struct kp_probes *p) {
     if (!p)
         return;
-    ring_buffer__free(p->ring);
+    ring_close(&p->ring);
     syscall_probes_bpf__destroy(p->skel);
     free(p);
 }

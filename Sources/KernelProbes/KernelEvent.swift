@@ -1,7 +1,7 @@
 // One record of the kernel probes, decoded from the ring buffer.
 import CKernelProbes
 
-public struct KernelEvent: Sendable, Equatable {
+public struct KernelEvent: Sendable {
     public enum Kind: Sendable, Equatable {
         case syscall, epollWait, processFork, processExit
     }
@@ -23,13 +23,25 @@ public struct KernelEvent: Sendable, Equatable {
     /// Syscall exit, or when the fork/exit happened (CLOCK_MONOTONIC ns).
     public var timestampNs: UInt64
     public var timeoutMs: Int32 = -1
-    /// `data` of the returned epoll events (at most 16).
-    public var epollData: [UInt64] = []
+    /// How many of `epollDataStorage` are valid.
+    public var epollDataCount: UInt8 = 0
+    /// Inline, so that a KernelEvent is a plain value: copying millions of them costs no
+    /// reference counting.
+    public var epollDataStorage = InlineArray<16, UInt64>(repeating: 0)
     public var childPid: UInt32 = 0
     /// Exit status 0...255, or -signal.
     public var exitCode: Int32 = 0
 
     public var durationNs: UInt64 { timestampNs >= enterNs ? timestampNs - enterNs : 0 }
+
+    /// `data` of the returned epoll events (at most 16), in the order epoll returned them.
+    public var epollData: [UInt64] {
+        get { (0..<Int(epollDataCount)).map { epollDataStorage[$0] } }
+        set {
+            epollDataCount = UInt8(min(newValue.count, epollDataStorage.count))
+            for i in 0..<Int(epollDataCount) { epollDataStorage[i] = newValue[i] }
+        }
+    }
 
     public init(kind: Kind, pid: UInt32, tid: UInt32, timestampNs: UInt64) {
         self.kind = kind
@@ -60,7 +72,10 @@ public struct KernelEvent: Sendable, Equatable {
                 timeoutMs = e.timeout_ms
                 let count = min(Int(e.data_count), Int(KP_EPOLL_MAX_DATA))
                 let dataOffset = MemoryLayout<kp_epoll_record>.offset(of: \kp_epoll_record.data)!
-                epollData = (0..<count).map { record.loadUnaligned(fromByteOffset: dataOffset + 8 * $0, as: UInt64.self) }
+                for i in 0..<count {
+                    epollDataStorage[i] = record.loadUnaligned(fromByteOffset: dataOffset + 8 * i, as: UInt64.self)
+                }
+                epollDataCount = UInt8(count)
             }
         case UInt32(KP_RECORD_PROCESS_FORK.rawValue), UInt32(KP_RECORD_PROCESS_EXIT.rawValue):
             guard size >= MemoryLayout<kp_process_record>.size else { return nil }

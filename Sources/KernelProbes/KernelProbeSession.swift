@@ -9,9 +9,13 @@ public struct KernelProbeOptions: Sendable {
     public var ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES)
     /// Wake the consumer after this many records per CPU (it also polls on a timeout).
     public var wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY
-    public init(ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY) {
+    /// Attach empty programs instead of the probes: only for measuring the tracepoints' own cost.
+    public var baseline = false
+    public init(ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
+                baseline: Bool = false) {
         self.ringBytes = ringBytes
         self.wakeupEvery = wakeupEvery
+        self.baseline = baseline
     }
 }
 
@@ -26,35 +30,25 @@ public struct KernelProbeStatistics: Sendable, Equatable {
     public var events: UInt64
     /// Records the BPF side dropped because the ring was full.
     public var dropped: UInt64
-}
-
-/// Receives decoded records during `poll`. A class so the C callback can reach it.
-private final class EventSink {
-    var events: [KernelEvent] = []
-    var received: UInt64 = 0
-    var undecodable: UInt64 = 0
+    public init(events: UInt64, dropped: UInt64) {
+        self.events = events
+        self.dropped = dropped
+    }
 }
 
 /// Loaded and attached probes. Not thread-safe: use from one thread.
 public final class KernelProbeSession {
     private var probes: OpaquePointer?
-    private let sink = EventSink()
+    private var received: UInt64 = 0
+    private var undecodable: UInt64 = 0
+    private var lastDropped: UInt64 = 0
 
     /// Loads and attaches the probes; nothing is traced until `trace(pid:)`.
     public init(options: KernelProbeOptions = KernelProbeOptions()) throws(KernelProbesUnavailable) {
-        var opts = kp_options(ring_bytes: options.ringBytes, wakeup_every: options.wakeupEvery, wakeup_bytes: 0)
+        var opts = kp_options(ring_bytes: options.ringBytes, wakeup_every: options.wakeupEvery, wakeup_bytes: 0,
+                               baseline: options.baseline ? 1 : 0)
         var why = [CChar](repeating: 0, count: 512)
-        let ctx = Unmanaged.passUnretained(sink).toOpaque()
-        let p = kp_probes_open(&opts, { ctx, record, size in
-            let sink = Unmanaged<EventSink>.fromOpaque(ctx!).takeUnretainedValue()
-            sink.received += 1
-            if let record, let e = KernelEvent(record: record, size: size) {
-                sink.events.append(e)
-            } else {
-                sink.undecodable += 1
-            }
-            return 0
-        }, ctx, &why, why.count)
+        let p = kp_probes_open(&opts, &why, why.count)
         guard let p else {
             let err = Glibc.errno
             let line = String(decoding: why.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -71,32 +65,40 @@ public final class KernelProbeSession {
         _ = kp_probes_trace_tgid(probes, UInt32(pid))
     }
 
-    /// Waits up to `timeoutMs` for events, then hands over everything that arrived (in ring order,
-    /// which is not exactly time order across CPUs). Returns the number handed over.
+    /// Waits up to `timeoutMs` for events, then appends up to `limit` of them (in ring order, which
+    /// is not exactly time order across CPUs). Returns the number appended.
     @discardableResult
-    public func poll(timeoutMs: Int32, into events: inout [KernelEvent]) -> Int {
+    public func poll(timeoutMs: Int32, limit: Int = 65_536, into events: inout [KernelEvent]) -> Int {
         guard let probes else { return 0 }
-        _ = kp_probes_poll(probes, timeoutMs)
-        let n = sink.events.count
-        if events.isEmpty {
-            swap(&events, &sink.events)
-        } else {
-            events.append(contentsOf: sink.events)
-            sink.events.removeAll(keepingCapacity: true)
+        _ = kp_probes_wait(probes, timeoutMs)
+        let before = events.count
+        var size: UInt32 = 0
+        var taken = 0
+        while taken < limit, let record = kp_probes_next(probes, &size) {
+            taken += 1
+            if let e = KernelEvent(record: record, size: Int(size)) {
+                events.append(e)
+            } else {
+                undecodable += 1
+            }
         }
-        return n
+        kp_probes_done(probes)
+        received += UInt64(taken)
+        return events.count - before
     }
 
     public var statistics: KernelProbeStatistics {
-        guard let probes else { return KernelProbeStatistics(events: sink.received, dropped: 0) }
-        return KernelProbeStatistics(events: sink.received, dropped: kp_probes_dropped(probes) + sink.undecodable)
+        KernelProbeStatistics(events: received, dropped: (probes.map { kp_probes_dropped($0) } ?? lastDropped) + undecodable)
     }
 
     public var ringBytes: UInt64 { probes.map { kp_probes_ring_bytes($0) } ?? 0 }
 
     /// Detaches the probes. Events not yet polled are lost; poll until empty first.
     public func close() {
-        if let probes { kp_probes_close(probes) }
+        if let probes {
+            lastDropped = kp_probes_dropped(probes)
+            kp_probes_close(probes)
+        }
         probes = nil
     }
 

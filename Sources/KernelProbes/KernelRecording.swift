@@ -14,9 +14,8 @@ public final class KernelRecording {
     public let session: KernelProbeSession
     public private(set) var writer: KernelTraceWriter
     /// Every batch of events as it arrives (in ring order), before it is written.
-    public var onEvents: (([KernelEvent]) -> Void)?
+    public var onEvents: ((ArraySlice<KernelEvent>) -> Void)?
     public var flushIntervalNs: UInt64 = 100_000_000
-    private var batch: [KernelEvent] = []
     private var lastFlushNs: UInt64 = 0
 
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
@@ -28,11 +27,10 @@ public final class KernelRecording {
 
     /// Waits up to `timeoutMs` for events, then writes those old enough to be in order.
     public func pump(timeoutMs: Int32) throws(TraceWriteError) {
-        batch.removeAll(keepingCapacity: true)
-        session.poll(timeoutMs: timeoutMs, into: &batch)
-        if !batch.isEmpty {
-            onEvents?(batch)
-            writer.add(batch)
+        let session = self.session, onEvents = self.onEvents
+        writer.receive { pending in
+            let before = pending.count
+            if session.poll(timeoutMs: timeoutMs, into: &pending) > 0 { onEvents?(pending[before...]) }
         }
         let now = monotonicNowNs()
         if now - lastFlushNs >= flushIntervalNs || writer.pendingCount >= 1 << 18 {
@@ -45,14 +43,17 @@ public final class KernelRecording {
     @discardableResult
     public func finish() throws(TraceWriteError) -> KernelProbeStatistics {
         var empty = 0
+        let session = self.session, onEvents = self.onEvents
         while empty < 2 {
-            batch.removeAll(keepingCapacity: true)
-            if session.poll(timeoutMs: 0, into: &batch) == 0 {
-                empty += 1
-            } else {
-                empty = 0
-                onEvents?(batch)
-                writer.add(batch)
+            var got = 0
+            writer.receive { pending in
+                let before = pending.count
+                got = session.poll(timeoutMs: 0, into: &pending)
+                if got > 0 { onEvents?(pending[before...]) }
+            }
+            empty = got == 0 ? empty + 1 : 0
+            if writer.pendingCount >= 1 << 18 {
+                try writer.flush(nowNs: monotonicNowNs(), droppedCumulative: session.statistics.dropped)
             }
         }
         let stats = session.statistics

@@ -36,12 +36,20 @@ public struct KernelTraceWriter {
         pending.append(contentsOf: events)
     }
 
+    /// Lets `body` append events straight into the pending buffer (no copy).
+    public mutating func receive(_ body: (inout [KernelEvent]) -> Void) {
+        body(&pending)
+    }
+
     /// Encodes and appends the pending events older than `nowNs - holdbackNs` (all of them if
     /// `final`); `droppedCumulative` is the probes' drop count so far. The final flush ends the
     /// stream with a `.final` chunk (empty if nothing is left).
     public mutating func flush(nowNs: UInt64, droppedCumulative: UInt64, final: Bool = false) throws(TraceWriteError) {
         guard !finished else { return }
-        pending.sort { $0.timestampNs < $1.timestampNs }
+        // Records of one CPU arrive in order; only interleavings across CPUs need sorting.
+        if zip(pending, pending.dropFirst()).contains(where: { $0.timestampNs > $1.timestampNs }) {
+            pending.sort { $0.timestampNs < $1.timestampNs }
+        }
         var ready = pending.count
         if !final {
             let cutoff = nowNs > holdbackNs ? nowNs - holdbackNs : 0
@@ -99,7 +107,8 @@ public struct KernelTraceWriter {
             b.putSigned(Int64(e.timeoutMs))
             b.putSigned(e.ret)
             b.putUnsigned(e.durationNs)
-            b.putList(e.epollData)
+            b.putUnsigned(UInt64(e.epollDataCount))
+            for i in 0..<Int(e.epollDataCount) { b.putUnsigned(e.epollDataStorage[i]) }
         case .processFork:
             b.beginEvent(.processFork, ticks: e.timestampNs)
             b.putUnsigned(UInt64(e.pid))

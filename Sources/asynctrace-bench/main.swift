@@ -5,6 +5,7 @@
 let groups: [(name: String, run: () -> Void)] = [
     ("core", runCoreBenchmarks),
     ("core-profile", runCoreProfile),
+    ("kernel", KernelBench.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

@@ -15,25 +15,29 @@ struct kp_options {
     uint64_t ring_bytes;   // ring buffer size: a power of two, >= 4096; 0 = KP_DEFAULT_RING_BYTES
     uint32_t wakeup_every; // wake the consumer after this many records per CPU; 0 = default
     uint64_t wakeup_bytes; // ... or when this many bytes wait; 0 = half the ring
+    uint32_t baseline;     // 1: attach empty programs instead (measures the tracepoints' own cost)
 };
 
 #define KP_DEFAULT_RING_BYTES (16u << 20)
 #define KP_DEFAULT_WAKEUP_EVERY 256u
 
-// Called for every record, in ring order; `record` starts with a `kind` (enum kp_record_kind).
-// Return 0 to continue.
-typedef int (*kp_record_fn)(void *ctx, const void *record, size_t size);
-
 // Loads and attaches the probes. On failure returns NULL, sets errno and writes one line
 // saying why (no privileges, no BTF, ...) into `why`.
-struct kp_probes *kp_probes_open(const struct kp_options *options, kp_record_fn on_record, void *ctx,
-                                 char *why, size_t why_len);
+struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, size_t why_len);
 
 // Adds a process (all its threads, and from now on its forks) to the traced tree. 0 or -errno.
 int kp_probes_trace_tgid(struct kp_probes *probes, uint32_t tgid);
 
-// Waits up to `timeout_ms` for a wakeup, then drains the ring. Records consumed, or -errno.
-int kp_probes_poll(struct kp_probes *probes, int timeout_ms);
+// Reading the ring without a callback per record (zero copy):
+//   kp_probes_wait(p, timeout);                 // returns at once if records are waiting
+//   while ((rec = kp_probes_next(p, &size)))   // valid until the next call
+//       ...
+//   kp_probes_done(p);                          // frees the space for the producers
+// Waits up to `timeout_ms` unless records are waiting. 0, or -errno.
+int kp_probes_wait(struct kp_probes *probes, int timeout_ms);
+// The next committed record, or NULL when none is (yet) committed.
+const void *kp_probes_next(struct kp_probes *probes, uint32_t *size);
+void kp_probes_done(struct kp_probes *probes);
 
 // Records the BPF side could not deliver (ring full), since open.
 uint64_t kp_probes_dropped(const struct kp_probes *probes);

@@ -1,0 +1,229 @@
+// Group `kernel`: what the eBPF probes cost, and how many events per second they carry.
+// Every measured workload runs in a child process (this binary again, as a worker selected by
+// ASYNCTRACE_BENCH_KERNEL_WORKER), so tracing it never traces the benchmark's own consumer.
+// Times are CPU time of the measuring thread (CLOCK_THREAD_CPUTIME_ID: user + kernel, which
+// includes the BPF programs), so other load on the machine does not count; wall-clock rates
+// are reported separately where they matter (sustained rate).
+import KernelProbes
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum KernelBench {
+    static let workerVariable = "ASYNCTRACE_BENCH_KERNEL_WORKER"
+
+    static func run() {
+        if let spec = getenv(workerVariable) { worker(String(cString: spec)); exit(0) }
+        if geteuid() != 0 || access("/sys/kernel/btf/vmlinux", R_OK) != 0 {
+            print("{\"benchmark\": \"kernel\", \"skipped\": \"needs root and /sys/kernel/btf/vmlinux\"}")
+            return
+        }
+        // ASYNCTRACE_BENCH_KERNEL_ONLY=cost|sustained|drain runs one part (for profiling).
+        let only = getenv("ASYNCTRACE_BENCH_KERNEL_ONLY").map { String(cString: $0) }
+        if only == nil || only == "cost" { syscallCost() }
+        if only == nil || only == "sustained" {
+            sustained(rate: 1_000_000, seconds: 10, ringBytes: UInt64(KernelProbeOptions().ringBytes), name: "kernel.sustained_1M_per_s_10s_default_ring")
+        }
+        if only == nil || only == "drain" { drainRate() }
+    }
+
+    // MARK: cost per syscall
+
+    /// 1-byte writes to /dev/null: bare, with empty programs on the tracepoints (their own cost),
+    /// with the probes loaded but this process untraced, and traced. Rounds interleave the four.
+    static func syscallCost() {
+        let writes = 400_000, rounds = 9
+        var bare: [Double] = [], baseline: [Double] = [], untraced: [Double] = [], traced: [Double] = [],
+            probesOnly: [Double] = []
+        for _ in 0..<rounds {
+            bare.append(runWorker("writes \(writes)", session: nil, traced: false))
+            baseline.append(runWorker("writes \(writes)", session: try? KernelProbeSession(options: .init(baseline: true)), traced: false))
+            untraced.append(runWorker("writes \(writes)", session: try? KernelProbeSession(), traced: false))
+            traced.append(runWorker("writes \(writes)", session: try? KernelProbeSession(), traced: true))
+            // The probes' own cost: a ring big enough for the whole run, drained only afterwards.
+            probesOnly.append(runWorker("writes \(writes)", session: try? KernelProbeSession(options: .init(ringBytes: 64 << 20)),
+                                        traced: true, consumeWhileRunning: false))
+        }
+        let b = median(bare), bl = median(baseline), u = median(untraced), t = median(traced), po = median(probesOnly)
+        emit("kernel.write_1B_devnull.traced_no_concurrent_consumer", po,
+             extra: ["ratio_to_bare": po / b, "added_ns_per_syscall": po - b])
+        emit("kernel.write_1B_devnull.bare", b)
+        emit("kernel.write_1B_devnull.empty_bpf_on_tracepoints", bl, extra: ["ratio_to_bare": bl / b])
+        emit("kernel.write_1B_devnull.probes_untraced_process", u,
+             extra: ["ratio_to_bare": u / b, "added_ns_vs_empty_bpf": u - bl,
+                     "tracepoint_cost_ns": bl - b, "filter_cost_ns": u - bl])
+        emit("kernel.write_1B_devnull.traced", t, extra: ["ratio_to_bare": t / b, "added_ns_per_syscall": t - b])
+    }
+
+    /// Runs one worker child; returns its ns per syscall. With `traced`, the probes follow it and
+    /// this process drains the ring (and encodes the kernel stream to /dev/null) meanwhile.
+    static func runWorker(_ spec: String, session: KernelProbeSession?, traced: Bool, consumeWhileRunning: Bool = true,
+                          ringStats: UnsafeMutablePointer<KernelProbeStatistics>? = nil,
+                          onEvents: ((ArraySlice<KernelEvent>) -> Void)? = nil) -> Double {
+        let resultPath = "/tmp/asynctrace-bench-kernel-\(getpid())"
+        let env = ["\(workerVariable)=\(spec) \(resultPath)", "PATH=/usr/bin:/bin"]
+        let exe = selfPath()
+        guard let child = try? HeldProcess(path: exe, arguments: [exe, "kernel"], environment: env) else {
+            fatalError("cannot start the worker")
+        }
+        var recording: KernelRecording?
+        let sink = open("/dev/null", O_WRONLY | O_APPEND)
+        if let session, traced {
+            session.trace(pid: child.pid)
+            recording = KernelRecording(session: session, traceFD: sink, rootPid: child.pid)
+            recording?.onEvents = onEvents
+        }
+        try? child.release()
+        var status: Int32 = 0
+        while true {
+            if let recording, consumeWhileRunning { try? recording.pump(timeoutMs: 10) } else { usleep(2_000) }
+            if waitpid(child.pid, &status, WNOHANG) == child.pid { break }
+        }
+        if let recording {
+            let stats = try? recording.finish()
+            if let stats { ringStats?.pointee = stats }
+        }
+        session?.close()
+        close(sink)
+        let text = readFile(resultPath)
+        unlink(resultPath)
+        return Double(text.trimmingCharacters(in: " \n")) ?? .nan
+    }
+
+    // MARK: throughput
+
+    /// A worker issues `rate` writes per second for `seconds`; does the ring carry all of them?
+    static func sustained(rate: Int, seconds: Int, ringBytes: UInt64, name: String) {
+        guard let session = try? KernelProbeSession(options: .init(ringBytes: ringBytes)) else { return }
+        var stats = KernelProbeStatistics(events: 0, dropped: 0)
+        var oneByteWrites = 0  // the worker's own: 1-byte writes that returned 1
+        let achieved = runWorker("paced \(rate) \(seconds)", session: session, traced: true, ringStats: &stats) {
+            for e in $0 where e.kind == .syscall && e.nr == 1 && e.size == 1 && e.ret == 1 { oneByteWrites += 1 }
+        }
+        let expected = rate * seconds
+        print("{\"benchmark\": \"\(name)\", \"ns_per_op\": \(fmt(1e9 / achieved)), \"ops_per_s\": \(fmt(achieved)), "
+              + "\"ring_bytes\": \(ringBytes), \"syscalls\": \(expected), \"events\": \(stats.events), "
+              + "\"dropped\": \(stats.dropped), \"recorded_1B_writes\": \(oneByteWrites), \"lost\": \(expected - oneByteWrites)}")
+    }
+
+    /// How fast this process drains and encodes the ring: fill a large ring while not reading,
+    /// then time the drain. Together with the record size this gives the buffer a rate needs.
+    static func drainRate() {
+        let ring: UInt64 = 512 << 20
+        guard let session = try? KernelProbeSession(options: .init(ringBytes: ring)) else { return }
+        let n = 4_000_000
+        let exe = selfPath()
+        let resultPath = "/tmp/asynctrace-bench-kernel-\(getpid())"
+        guard let child = try? HeldProcess(path: exe, arguments: [exe, "kernel"],
+                                           environment: ["\(workerVariable)=writes \(n) \(resultPath)"]) else { return }
+        session.trace(pid: child.pid)
+        try? child.release()
+        var status: Int32 = 0
+        waitpid(child.pid, &status, 0)
+        let producerNs = Double(readFile(resultPath).trimmingCharacters(in: " \n")) ?? .nan
+        unlink(resultPath)
+        let sink = open("/dev/null", O_WRONLY | O_APPEND)
+        let recording = KernelRecording(session: session, traceFD: sink, rootPid: child.pid)
+        recording.flushIntervalNs = 0
+        var events = 0
+        recording.onEvents = { events += $0.count }
+        let t0 = threadCPUNs()
+        var before = -1
+        while events != before {  // steady state: batches of 64 Ki, flushed as they come
+            before = events
+            try? recording.pump(timeoutMs: 0)
+        }
+        let stats = try? recording.finish()
+        let ns = Double(threadCPUNs() - t0) / Double(max(events, 1))
+        close(sink)
+        let recordBytes = 64.0  // 56-byte kp_syscall_record + 8-byte ring header
+        let rate5M = 5_000_000.0
+        // The ring must hold what arrives while the consumer is behind: over 10 s at 5 M/s.
+        let deficit = max(0, rate5M - 1e9 / ns)
+        print("{\"benchmark\": \"kernel.drain_and_encode\", \"ns_per_op\": \(fmt(ns)), \"ops_per_s\": \(fmt(1e9 / ns)), "
+              + "\"events\": \(events), \"dropped\": \(stats?.dropped ?? 0), \"producer_ns_per_traced_write\": \(fmt(producerNs)), "
+              + "\"record_bytes\": \(Int(recordBytes)), "
+              + "\"ring_bytes_for_5M_per_s_10s\": \(Int(deficit * 10 * recordBytes)), "
+              + "\"ring_bytes_for_5M_per_s_100ms_stall\": \(Int(rate5M * 0.1 * recordBytes))}")
+    }
+
+    // MARK: worker side
+
+    static func worker(_ spec: String) {
+        let parts = spec.split(separator: " ").map(String.init)
+        let fd = open("/dev/null", O_WRONLY)
+        var byte: UInt8 = 1
+        var result = ""
+        switch parts.first {
+        case "writes":
+            let n = Int(parts[1])!
+            let t0 = threadCPUNs()
+            for _ in 0..<n { _ = write(fd, &byte, 1) }
+            result = fmt(Double(threadCPUNs() - t0) / Double(n))
+        case "paced":
+            let rate = Int(parts[1])!, seconds = Int(parts[2])!
+            let total = rate * seconds, batch = 1000
+            let t0 = monotonicNowNs()
+            var done = 0
+            while done < total {
+                for _ in 0..<batch { _ = write(fd, &byte, 1) }
+                done += batch
+                let due = t0 + UInt64(Double(done) / Double(rate) * 1e9)
+                while monotonicNowNs() < due {}
+            }
+            result = fmt(Double(total) / (Double(monotonicNowNs() - t0) / 1e9))
+        default:
+            break
+        }
+        let out = open(parts.last!, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = result.withCString { write(out, $0, strlen($0)) }
+        close(out)
+    }
+
+    // MARK: helpers
+
+    static func threadCPUNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    static func selfPath() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        return String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func readFile(_ path: String) -> String {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = read(fd, &buf, buf.count)
+        return String(decoding: buf[0..<max(n, 0)], as: UTF8.self)
+    }
+
+    static func median(_ v: [Double]) -> Double {
+        let s = v.filter { !$0.isNaN }.sorted()
+        return s.isEmpty ? .nan : s[s.count / 2]
+    }
+
+    static func fmt(_ v: Double) -> String { v.isFinite ? String((v * 10).rounded() / 10) : "null" }
+
+    static func emit(_ name: String, _ ns: Double, extra: [String: Double] = [:]) {
+        var line = "{\"benchmark\": \"\(name)\", \"ns_per_op\": \(fmt(ns)), \"ops_per_s\": \(fmt(1e9 / ns))"
+        for (k, v) in extra.sorted(by: { $0.key < $1.key }) {
+            line += ", \"\(k)\": \(k.hasPrefix("ratio") ? String((v * 1000).rounded() / 1000) : fmt(v))"
+        }
+        print(line + "}")
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let c = s.first, set.contains(c) { s = s.dropFirst() }
+        while let c = s.last, set.contains(c) { s = s.dropLast() }
+        return String(s)
+    }
+}
