@@ -138,12 +138,22 @@ extension Sys {
         try check("socket") { Glibc.socket(domain, type | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), proto) }
     }
 
+    /// A connected Unix socket pair, close-on-exec; the first end (the parent's) non-blocking, the
+    /// second blocking (a child's stdio expects that).
     static func socketPair() throws(SystemError) -> (Int32, Int32) {
         var fds: [Int32] = [-1, -1]
         _ = try check("socketpair") {
             Glibc.socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0, &fds)
         }
+        let flags = fcntl(fds[0], F_GETFL)
+        _ = fcntl(fds[0], F_SETFL, flags | O_NONBLOCK)
         return (fds[0], fds[1])
+    }
+
+    /// "SIGTERM" for 15.
+    static func signalName(_ signal: Int32) -> String {
+        if let p = sigabbrev_np(signal) { return "SIG" + String(cString: p) }
+        return "SIG\(signal)"
     }
 
     static func setSocketOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) throws(SystemError) {

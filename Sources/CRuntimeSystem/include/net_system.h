@@ -15,6 +15,7 @@
 
 // GNU extensions (declared as glibc defines them; the Glibc module is built without _GNU_SOURCE).
 int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+const char *sigabbrev_np(int sig);
 int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
 
 // pidfd_open has no glibc wrapper before 2.36's headers reach Swift; syscall(2) is variadic, so wrap it.
