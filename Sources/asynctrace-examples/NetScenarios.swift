@@ -85,3 +85,48 @@ func blockingScenario(_ args: [String]) throws {
         if n == rounds { heartbeat.clear(); log("heartbeat ticks: \(ticks)") }
     })
 }
+
+/// A UDP echo server and a client sending N datagrams one after another.
+func udpEchoScenario(_ args: [String]) throws {
+    let rounds = args.first.flatMap(Int.init) ?? 100
+    let server = UDPSocket()
+    server.onMessage { data, rinfo in server.send(data, port: rinfo.port, host: rinfo.address) }
+    server.onError { fail("server: \($0)") }
+    server.bind(port: 0, host: "127.0.0.1") {
+        let port = server.address()!.port
+        log("udp server on 127.0.0.1:\(port)")
+        let client = UDPSocket()
+        var n = 0
+        client.onMessage { data, rinfo in
+            n += 1
+            if n == 1 { log("first reply: \(String(decoding: data, as: UTF8.self)) from \(rinfo)") }
+            if n == rounds {
+                log("\(rounds) datagrams echoed")
+                client.close()
+                server.close { log("server closed") }
+                return
+            }
+            client.send("datagram \(n)", port: port)
+        }
+        client.onError { fail("client: \($0)") }
+        client.send("datagram 0", port: port)
+    }
+}
+
+/// Spawns children: a pipeline through `cat` over stdio pipes, an exec-style helper, and a killed sleeper.
+func childScenario(_ args: [String]) throws {
+    let cat = ChildProcess.spawn("cat")
+    var echoed: [UInt8] = []
+    cat.stdout!.onData { echoed += $0 }
+    cat.onClose { code, _ in log("cat exited \(code ?? -1) and echoed \(echoed.count) bytes") }
+    for i in 0..<5 { cat.stdin!.write("line \(i)\n") }
+    cat.stdin!.end()
+
+    ChildProcess.execFile("uname", ["-s"]) { r in
+        log("uname -s: \(r.stdoutString.split(separator: "\n").first ?? "") (exit \(r.exitCode ?? -1))")
+    }
+
+    let sleeper = ChildProcess.spawn("sleep", ["5"], stdio: [.ignore, .ignore, .ignore])
+    sleeper.onExit { _, signal in log("sleep ended by \(signal ?? "exit")") }
+    setTimeout(50) { sleeper.kill() }
+}
