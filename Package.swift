@@ -33,6 +33,9 @@ let package = Package(
         .target(name: "CRuntimeSystem"),
         .target(name: "AsyncTraceRuntime", dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRuntimeSystem"]),
 
+        // --- protocols over the runtime's sockets ---
+        .target(name: "AsyncTraceHTTP", dependencies: ["AsyncTraceRuntime", "AsyncHooks"]),
+
         // --- kernel side: eBPF skeleton + libbpf loader (C), Swift API over it ---
         // bpf/syscall_event.h reaches both sides through a symlink in CKernelProbes/include
         // (a headerSearchPath is not seen by Swift clients of the module).
@@ -53,7 +56,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceRecorder", "AsyncHooks"]),
+        .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceRecorder", "AsyncHooks"]),
         // Child processes for the recorder's crash tests.
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         .executableTarget(
@@ -70,7 +73,7 @@ let package = Package(
         ),
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
         .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader"]),
-        .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks"]),
+        .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncHooks"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).
         .executableTarget(name: "kernel-groundtruth", path: "Tests/KernelGroundTruth"),

@@ -1,0 +1,151 @@
+// A minimal HTTP/1.1 server (Node's `http.Server`): keep-alive, Content-Length and chunked bodies,
+// requests in order on a connection (a pipelined request waits until the previous response ended).
+// Each connection's parser is an HTTPINCOMINGMESSAGE resource (trigger: the socket); the request
+// handler and the request body events run under it, as in Node.
+import AsyncHooks
+import AsyncTraceRuntime
+
+public final class HTTPServer {
+    public let server: Server
+    let loop: EventLoop
+    var requestListeners: [(IncomingMessage, ServerResponse) throws -> Void] = []
+    var clientErrorListeners: [(NetError, Socket) throws -> Void] = []
+
+    /// Node's `http.createServer(handler)`.
+    public init(loop: EventLoop = .current, _ onRequest: ((IncomingMessage, ServerResponse) throws -> Void)? = nil) {
+        self.loop = loop
+        server = Server(loop: loop)
+        if let onRequest { requestListeners.append(onRequest) }
+        server.onConnection { [self] socket in _ = ServerConnection(http: self, socket: socket) }
+    }
+
+    @discardableResult
+    public func listen(port: Int = 0, host: String = "0.0.0.0", _ onListening: Callback? = nil) -> HTTPServer {
+        server.listen(port: port, host: host, onListening)
+        return self
+    }
+
+    public func close(_ callback: ((NetError?) throws -> Void)? = nil) { server.close(callback) }
+    public func address() -> SocketAddress? { server.address() }
+
+    @discardableResult public func onRequest(_ f: @escaping (IncomingMessage, ServerResponse) throws -> Void) -> HTTPServer { requestListeners.append(f); return self }
+    /// A malformed request (HPE_* code, the parser's async id). Without a listener the server answers
+    /// 400 (431 for oversized headers) and closes the connection, as Node does.
+    @discardableResult public func onClientError(_ f: @escaping (NetError, Socket) throws -> Void) -> HTTPServer { clientErrorListeners.append(f); return self }
+    @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> HTTPServer { server.onError(f); return self }
+    @discardableResult public func onClose(_ f: @escaping Callback) -> HTTPServer { server.onClose(f); return self }
+}
+
+final class ServerConnection {
+    let http: HTTPServer
+    let socket: Socket
+    let parser = HTTPParser(.request)
+    let context: AsyncResourceContext
+    var request: IncomingMessage?
+    var response: ServerResponse?
+    var parsing = false
+    var closed = false
+
+    init(http: HTTPServer, socket: Socket) {
+        self.http = http
+        self.socket = socket
+        context = AsyncResourceContext(type: .httpIncomingMessage, triggerAsyncID: socket.asyncID)
+        socket.onData { [self] bytes in receive(bytes) }
+        socket.onError { _ in }  // a reset client only ends its connection
+        socket.onClose { [self] _ in
+            closed = true
+            if let r = request, !r.complete { try r.emitAborted() }
+            request = nil
+            response = nil
+            context.emitDestroy()
+        }
+    }
+
+    func receive(_ bytes: [UInt8]) {
+        http.loop.invoke(context) { [self] in
+            parsing = true
+            defer { parsing = false }
+            do { try parser.feed(bytes, handle) } catch let e as HTTPParseError { try clientError(e) }
+        }
+    }
+
+    func handle(_ event: HTTPParser.Event) throws {
+        switch event {
+        case .head(let head):
+            let req = IncomingMessage(head: head, socket: socket)
+            let connection = head.header("connection")?.lowercased()
+            let keepAlive = head.version == "1.1" ? connection != "close" : connection == "keep-alive"
+            let res = ServerResponse(connection: self, keepAlive: keepAlive)
+            request = req
+            response = res
+            for f in http.requestListeners { try f(req, res) }
+        case .body(let b):
+            try request?.emitData(b)
+        case .end:
+            let req = request
+            request = nil
+            try req?.emitEnd()
+            // The response already went out: go on with the next request.
+            if response == nil && !closed { parser.paused = false }
+        }
+    }
+
+    func clientError(_ e: HTTPParseError) throws {
+        let err = NetError(code: e.code, syscall: "parse", asyncID: context.asyncID, message: "Parse Error: \(e.message)")
+        if http.clientErrorListeners.isEmpty {
+            let status = e.code == "HPE_HEADER_OVERFLOW" ? 431 : 400
+            socket.end(Array("HTTP/1.1 \(status) \(statusText(status))\r\nConnection: close\r\n\r\n".utf8))
+            return
+        }
+        for f in http.clientErrorListeners { try f(err, socket) }
+    }
+
+    func responseFinished(keepAlive: Bool) {
+        response = nil
+        if !keepAlive || closed {
+            socket.end()
+            return
+        }
+        // Parse the next request once this one's body was read too.
+        if request == nil && !parsing && parser.paused {
+            http.loop.invoke(context) { [self] in
+                parsing = true
+                defer { parsing = false }
+                do { try parser.resume(handle) } catch let e as HTTPParseError { try clientError(e) }
+            }
+        }
+    }
+}
+
+/// Node's `http.ServerResponse`.
+public final class ServerResponse: OutgoingMessage {
+    public var statusCode = 200
+    public var statusMessage: String?
+    let keepAlive: Bool
+    weak var connection: ServerConnection?
+
+    init(connection: ServerConnection, keepAlive: Bool) {
+        self.connection = connection
+        self.keepAlive = keepAlive
+        super.init(socket: connection.socket)
+    }
+
+    public func writeHead(_ status: Int, _ headers: [(String, String)] = []) {
+        statusCode = status
+        for (n, v) in headers { setHeader(n, v) }
+    }
+
+    override func prepareHead() -> String {
+        if getHeader("date") == nil { headers.append(("Date", HTTPDate.now())) }
+        if getHeader("connection") == nil {
+            headers.append(("Connection", keepAlive ? "keep-alive" : "close"))
+            if keepAlive { headers.append(("Keep-Alive", "timeout=5")) }
+        }
+        return "HTTP/1.1 \(statusCode) \(statusMessage ?? statusText(statusCode))"
+    }
+
+    override func didFinish() {
+        let close = getHeader("connection")?.lowercased() == "close"
+        connection?.responseFinished(keepAlive: keepAlive && !close)
+    }
+}
