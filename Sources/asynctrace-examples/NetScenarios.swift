@@ -1,4 +1,5 @@
 // Scenarios on sockets: echo over TCP and Unix sockets, and a callback that blocks the loop.
+import AsyncTraceHTTP
 import AsyncTraceRuntime
 #if canImport(Glibc)
 import Glibc
@@ -129,4 +130,44 @@ func childScenario(_ args: [String]) throws {
     let sleeper = ChildProcess.spawn("sleep", ["5"], stdio: [.ignore, .ignore, .ignore])
     sleeper.onExit { _, signal in log("sleep ended by \(signal ?? "exit")") }
     setTimeout(50) { sleeper.kill() }
+}
+
+/// An HTTP server plus a client load: 8 keep-alive request loops for about 2 s (seconds as argument).
+func httpScenario(_ args: [String]) throws {
+    let seconds = args.first.flatMap(Double.init) ?? 2
+    let server = HTTPServer { req, res in
+        req.onEnd {
+            res.setHeader("Content-Type", "text/plain")
+            res.end("hello from \(req.url)\n")
+        }
+    }
+    server.onError { fail("server: \($0)") }
+    server.listen(port: 0, host: "127.0.0.1") {
+        let port = server.address()!.port
+        log("http server on 127.0.0.1:\(port)")
+        let agent = Agent()
+        var completed = 0
+        var stopping = false
+        var running = 8
+        func loop(_ worker: Int) {
+            if stopping {
+                running -= 1
+                if running == 0 {
+                    log("\(completed) requests in \(seconds) s")
+                    agent.destroy()
+                    server.close { _ in log("server closed") }
+                }
+                return
+            }
+            let req = HTTP.get(port: port, path: "/w\(worker)", agent: agent) { res in
+                res.readBody { _ in
+                    completed += 1
+                    loop(worker)
+                }
+            }
+            req.onError { fail("request: \($0)") }
+        }
+        for w in 0..<8 { loop(w) }
+        setTimeout(Int(seconds * 1000)) { stopping = true }
+    }
 }
