@@ -31,7 +31,13 @@ let package = Package(
 
         // --- the runtime: a libuv/Node-style loop on epoll that emits the hooks ---
         .target(name: "CRuntimeSystem"),
-        .target(name: "AsyncTraceRuntime", dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRuntimeSystem"]),
+        .target(
+            name: "AsyncTraceRuntime",
+            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRuntimeSystem"],
+            // The loop is single-threaded and hot: no dynamic exclusivity checks; let callers
+            // specialize its generics (Promise<T>) across the module boundary.
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked", "-cross-module-optimization"])]
+        ),
 
         // --- protocols over the runtime's sockets ---
         .target(name: "AsyncTraceHTTP", dependencies: ["AsyncTraceRuntime", "AsyncHooks"]),
@@ -61,7 +67,7 @@ let package = Package(
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         .executableTarget(
             name: "asynctrace-bench",
-            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes"]
+            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "AsyncTraceRuntime", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes"]
         ),
 
         // --- tests ---

@@ -14,10 +14,10 @@ struct LoopJob {
 
 extension EventLoop: TaskExecutor {
     public func enqueue(_ job: consuming ExecutorJob) {
-        enqueue(LoopJob(job: UnownedJob(job), isolated: false))
+        enqueueLoopJob(LoopJob(job: UnownedJob(job), isolated: false))
     }
 
-    func enqueue(_ job: LoopJob) {
+    func enqueueLoopJob(_ job: LoopJob) {
         if isOnLoopThread {
             if capturingJob && capturedJob == nil {
                 capturedJob = job
@@ -101,36 +101,17 @@ extension EventLoop: TaskExecutor {
 
 extension Promise {
     /// `await promise`: suspends until it settles, then continues as a callback of the await's own
-    /// PROMISE resource (trigger: this promise), like the rest of a JS async function.
+    /// PROMISE resource (trigger: this promise), like the rest of a JS async function. Always
+    /// suspends (one microtask), even when already settled, as JS does.
     public var value: Value {
         get async throws {
-            try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<Value, any Error>) in
-                addReaction(AwaitReaction(parent: self, continuation: c))
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+                addReaction(.resume(c, AsyncResourceContext(type: .promise, triggerAsyncID: asyncID)))
             }
-        }
-    }
-}
-
-/// The throwaway promise Node creates for each `await`.
-final class AwaitReaction<Value>: PromiseBase {
-    let parent: Promise<Value>
-    var continuation: UnsafeContinuation<Value, any Error>?
-
-    init(parent: Promise<Value>, continuation: UnsafeContinuation<Value, any Error>) {
-        self.parent = parent
-        self.continuation = continuation
-        super.init(loop: parent.loop, trigger: parent.asyncID)
-    }
-
-    override func runReaction() {
-        guard let c = continuation else { return }
-        continuation = nil
-        let outcome = UncheckedBox(parent.state)
-        loop.resumeInline {
-            switch outcome.value {
-            case .fulfilled(let v): c.resume(returning: v)
-            case .rejected(let e): c.resume(throwing: e)
-            case .pending: break
+            switch state {
+            case .fulfilled(let v): return v
+            case .rejected(let e): throw e
+            case .pending: fatalError("asynctrace: resumed before the promise settled")  // unreachable
             }
         }
     }
@@ -159,7 +140,7 @@ public final class LoopSerialExecutor: SerialExecutor, @unchecked Sendable {
     init(loop: EventLoop) { self.loop = loop }
 
     public func enqueue(_ job: consuming ExecutorJob) {
-        loop.enqueue(LoopJob(job: UnownedJob(job), isolated: true))
+        loop.enqueueLoopJob(LoopJob(job: UnownedJob(job), isolated: true))
     }
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
     public func checkIsolated() {

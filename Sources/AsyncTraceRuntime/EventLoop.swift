@@ -28,6 +28,8 @@ enum Microtask {
     case callback(AsyncResourceContext, Callback)
     /// A promise reaction job: runs as a callback of the reacting (derived) promise.
     case reaction(PromiseBase)
+    /// A task awaiting a promise: resumed, and run at once, inside the await's PROMISE resource.
+    case resume(UnsafeContinuation<Void, Never>, AsyncResourceContext)
     /// A Swift task resumed on the loop thread outside a promise reaction.
     case job(LoopJob, AsyncResourceContext)
 }
@@ -256,6 +258,11 @@ public final class EventLoop: @unchecked Sendable {
                     AsyncHooks.enterCallback(ctx.asyncID, triggerAsyncID: ctx.triggerAsyncID, frame: ctx.frame)
                     r.runReaction()
                     AsyncHooks.leaveCallback(ctx.asyncID)
+                case .resume(let c, let ctx):
+                    AsyncHooks.enterCallback(ctx.asyncID, triggerAsyncID: ctx.triggerAsyncID, frame: ctx.frame)
+                    resumeInline { c.resume() }
+                    AsyncHooks.leaveCallback(ctx.asyncID)
+                    ctx.emitDestroy()
                 case .job(let job, let ctx):
                     AsyncHooks.enterCallback(ctx.asyncID, triggerAsyncID: ctx.triggerAsyncID, frame: ctx.frame)
                     runJob(job)

@@ -26,6 +26,20 @@ public class PromiseBase {
     var unhandledReason: (any Error)? { nil }
 }
 
+/// What runs when a promise settles: a derived promise's job, or an awaiting task's resumption
+/// (the await's PROMISE resource is a context, not an object, so an await allocates nothing here).
+enum Reaction {
+    case promise(PromiseBase)
+    case resume(UnsafeContinuation<Void, Never>, AsyncResourceContext)
+
+    var microtask: Microtask {
+        switch self {
+        case .promise(let p): return .reaction(p)
+        case .resume(let c, let ctx): return .resume(c, ctx)
+        }
+    }
+}
+
 public enum PromiseSettledResult<Value> {
     case fulfilled(Value)
     case rejected(any Error)
@@ -53,8 +67,8 @@ public class Promise<Value>: PromiseBase {
         case rejected(any Error)
     }
     var state: State = .pending
-    private var firstReaction: PromiseBase?
-    private var moreReactions: ContiguousArray<PromiseBase>?
+    private var firstReaction: Reaction?
+    private var moreReactions: ContiguousArray<Reaction>?
 
     init(loop: EventLoop, parent: PromiseBase?) {
         super.init(loop: loop, trigger: parent?.asyncID)
@@ -94,10 +108,10 @@ public class Promise<Value>: PromiseBase {
         context.emitPromiseResolve()
         if let r = firstReaction {
             firstReaction = nil
-            loop.microtasks.push(.reaction(r))
+            loop.microtasks.push(r.microtask)
             if let more = moreReactions {
                 moreReactions = nil
-                for r in more { loop.microtasks.push(.reaction(r)) }
+                for r in more { loop.microtasks.push(r.microtask) }
             }
         } else if case .rejected = outcome, !isHandled {
             loop.unhandledRejections.append(self)
@@ -113,12 +127,14 @@ public class Promise<Value>: PromiseBase {
         return nil
     }
 
-    func addReaction(_ r: PromiseBase) {
+    func addReaction(_ r: PromiseBase) { addReaction(.promise(r)) }
+
+    func addReaction(_ r: Reaction) {
         isHandled = true
         if case .pending = state {
             if firstReaction == nil { firstReaction = r } else { moreReactions = (moreReactions ?? []) + [r] }
         } else {
-            loop.microtasks.push(.reaction(r))
+            loop.microtasks.push(r.microtask)
         }
     }
 

@@ -15,7 +15,10 @@ public final class Timeout {
     public let isRepeating: Bool
     var dueNs: UInt64 = 0
     var sequence: UInt64 = 0
-    var heapIndex = -1
+    /// Links in its delay's list (see TimerHeap); `list` is nil while inactive.
+    var list: TimerList?
+    var next: Timeout?
+    unowned(unsafe) var prev: Timeout?
     public private(set) var hasRef = true
     /// destroy was emitted for the current context.
     var isDestroyed = false
@@ -47,7 +50,7 @@ public final class Timeout {
     }
 
     /// True while scheduled.
-    public var isActive: Bool { heapIndex >= 0 }
+    public var isActive: Bool { list != nil }
 
     func start() {
         // Fresh time, not the loop's cached one: a timer set after a long synchronous stretch

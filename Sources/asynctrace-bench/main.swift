@@ -6,6 +6,7 @@ let groups: [(name: String, run: () -> Void)] = [
     ("core", runCoreBenchmarks),
     ("core-profile", runCoreProfile),
     ("kernel", KernelBench.run),
+    ("runtime", RuntimeBench.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())
