@@ -1,1 +1,0 @@
-// TraceReader: work in progress (see the issues).

@@ -1,0 +1,32 @@
+// Why a trace file could not be opened at all. Anything past a readable header is not an error:
+// damage inside the file is skipped and reported as `TraceDamage`.
+
+public enum TraceOpenError: Error, Equatable, Sendable, CustomStringConvertible {
+    case noSuchFile(path: String)
+    case permissionDenied(path: String)
+    case isDirectory(path: String)
+    case cannotRead(path: String, errno: Int32, message: String)
+    case emptyFile(path: String)
+    case notATrace(path: String)
+    /// Written by a newer asynctrace than this one.
+    case newerVersion(path: String, found: UInt16, supported: UInt16)
+    /// The file starts like a trace but ends inside its header.
+    case truncatedHeader(path: String, bytes: Int)
+    /// The header is complete but its checksum or layout is wrong.
+    case corruptHeader(path: String)
+
+    public var description: String {
+        switch self {
+        case .noSuchFile(let p): "\(p): no such file"
+        case .permissionDenied(let p): "\(p): permission denied"
+        case .isDirectory(let p): "\(p): is a directory, not a trace file"
+        case .cannotRead(let p, let e, let m): "\(p): cannot read (\(m), errno \(e))"
+        case .emptyFile(let p): "\(p): the file is empty (the recording wrote nothing)"
+        case .notATrace(let p): "\(p): not an asynctrace trace file (its first bytes are not \"ASYNCTRC\")"
+        case .newerVersion(let p, let found, let supported):
+            "\(p): trace format version \(found) was written by a newer asynctrace; this one reads versions 1...\(supported)"
+        case .truncatedHeader(let p, let n): "\(p): the file ends inside its header (\(n) bytes); nothing was recorded after it"
+        case .corruptHeader(let p): "\(p): the file header is damaged (checksum or layout mismatch)"
+        }
+    }
+}

@@ -1,0 +1,120 @@
+// Opens a trace file: reads the header, indexes the chunks (checking every checksum), and hands
+// out iterators over the events of all streams in time order.
+import TraceFormat
+
+public final class TraceReader: Sendable {
+    public let path: String
+    public let header: FileHeader
+    public let fileSize: UInt64
+    /// Every stream with at least one readable chunk: user threads, then the kernel stream, in file order of appearance.
+    public let streams: [TraceStream]
+    /// What could not be read, found while indexing (decoding can add more: see `TraceEventIterator.damage`).
+    public let damage: [TraceDamage]
+    /// Events in readable chunks, by their headers.
+    public let eventCount: UInt64
+    /// Payload bytes of readable chunks (what an iterator reads; for progress).
+    public let payloadBytes: UInt64
+    /// Earliest chunk start and latest chunk end among readable chunks (CLOCK_MONOTONIC ns); 0 if there are none.
+    public let firstNs: UInt64
+    public let lastNs: UInt64
+
+    let file: TraceFileHandle
+    let chunks: [[ChunkEntry]]
+    let largestPayload: Int
+
+    /// Opens `path`; throws only when the file is unusable as a whole (missing, not a trace, header damaged or too new).
+    public init(path: String) throws(TraceOpenError) {
+        let file = try TraceFileHandle(path: path)
+        if file.size == 0 { throw .emptyFile(path: path) }
+        let want = min(Int(file.size), 38 + TraceFileFormat.maxProgramBytes)
+        var buf = [UInt8](repeating: 0, count: want)
+        let got = buf.withUnsafeMutableBytes { file.read(into: $0.baseAddress!, count: want, at: 0) }
+        if got < want { throw .cannotRead(path: path, errno: 0, message: "short read of the header") }
+        let decoded = buf.withUnsafeBytes { FileHeader.decode($0) }
+        let header: FileHeader
+        let headerLength: Int
+        switch decoded {
+        case .success(let (h, n)):
+            header = h
+            headerLength = n
+        case .failure(.tooShort):
+            throw .truncatedHeader(path: path, bytes: got)
+        case .failure(.notATrace):
+            // A file shorter than the magic that matches its beginning is a header cut short.
+            if got < 8 && Array(buf[0..<got]) == Array(TraceFileFormat.magic[0..<got]) {
+                throw .truncatedHeader(path: path, bytes: got)
+            }
+            throw .notATrace(path: path)
+        case .failure(.unsupportedVersion(let v)):
+            throw .newerVersion(path: path, found: v, supported: TraceFileFormat.currentVersion)
+        case .failure(.corrupt):
+            throw .corruptHeader(path: path)
+        }
+        let indexer = ChunkIndexer(file: file, traceStartNs: header.monotonicStartNs)
+        let index = indexer.build(from: UInt64(headerLength))
+        self.path = path
+        self.header = header
+        self.fileSize = file.size
+        self.file = file
+        // Kernel streams last, so stream indices of user threads are stable and small.
+        let order = index.streams.indices.sorted {
+            let a = index.streams[$0], b = index.streams[$1]
+            return a.isKernel != b.isKernel ? !a.isKernel : $0 < $1
+        }
+        var streams: [TraceStream] = []
+        var chunks: [[ChunkEntry]] = []
+        for (i, old) in order.enumerated() {
+            var s = index.streams[old]
+            s = TraceStream(reindexing: s, to: i)
+            if let last = index.chunks[old].last {
+                // endedCleanly: the final flag lives only in the full header; re-read the last one.
+                s.endedCleanly = Self.isFinal(file: file, offset: last.offset)
+            }
+            streams.append(s)
+            chunks.append(index.chunks[old])
+        }
+        self.streams = streams
+        self.chunks = chunks
+        self.damage = index.damage.sorted { $0.fileOffset < $1.fileOffset }
+        self.eventCount = streams.reduce(0) { $0 + $1.eventCount }
+        self.payloadBytes = index.payloadBytes
+        self.largestPayload = index.largestPayload
+        self.firstNs = index.firstNs == .max ? 0 : index.firstNs
+        self.lastNs = index.lastNs
+    }
+
+    private static func isFinal(file: TraceFileHandle, offset: UInt64) -> Bool {
+        var h = [UInt8](repeating: 0, count: TraceFileFormat.chunkHeaderSize)
+        let n = h.withUnsafeMutableBytes { file.read(into: $0.baseAddress!, count: $0.count, at: offset) }
+        guard n == h.count else { return false }
+        return h.withUnsafeBytes { ChunkHeader.load(from: $0.baseAddress!)?.flags.contains(.final) ?? false }
+    }
+
+    /// Events the recorders dropped: user streams together, and the kernel stream(s).
+    public var droppedUser: UInt64 { streams.filter { !$0.isKernel }.reduce(0) { $0 + $1.dropped } }
+    public var droppedKernel: UInt64 { streams.filter { $0.isKernel }.reduce(0) { $0 + $1.dropped } }
+    /// Events known lost to damage (from chunk headers; missing chunks of unknown size are not counted).
+    public var eventsLostToDamage: UInt64 { damage.reduce(0) { $0 + ($1.eventsLost ?? 0) } }
+    public var hasUserEvents: Bool { streams.contains { !$0.isKernel && $0.eventCount > 0 } }
+    public var hasKernelEvents: Bool { streams.contains { $0.isKernel && $0.eventCount > 0 } }
+
+    /// All events of the selected streams (default: all) in time order. Each call starts from the beginning.
+    public func events(streams selected: Set<Int>? = nil) -> TraceEventIterator {
+        TraceEventIterator(reader: self, selected: selected)
+    }
+}
+
+extension TraceStream {
+    init(reindexing s: TraceStream, to index: Int) {
+        self.init(index: index, key: s.key)
+        threadName = s.threadName
+        program = s.program
+        parentPid = s.parentPid
+        chunkCount = s.chunkCount
+        eventCount = s.eventCount
+        dropped = s.dropped
+        firstNs = s.firstNs
+        lastNs = s.lastNs
+        endedCleanly = s.endedCleanly
+    }
+}
