@@ -94,7 +94,8 @@ public struct DecodedEvent: Sendable {
     public var kind: EventKind
     public var ticks: UInt64
     public var timestampNs: UInt64
-    public var args: InlineArray<9, Int64>
+    /// Fixed-size storage: a plain tuple copies inline, which keeps the reader's per-event copies cheap.
+    @usableFromInline var argStorage: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64)
     public var text: String
     public var list: [UInt64]
 
@@ -102,13 +103,37 @@ public struct DecodedEvent: Sendable {
         self.kind = kind
         self.ticks = ticks
         self.timestampNs = timestampNs
-        self.args = InlineArray(repeating: 0)
+        self.argStorage = (0, 0, 0, 0, 0, 0, 0, 0, 0)
         self.text = ""
         self.list = []
     }
 
-    @inline(__always) public func u(_ i: Int) -> UInt64 { UInt64(bitPattern: args[i]) }
-    @inline(__always) public func s(_ i: Int) -> Int64 { args[i] }
+    /// The numeric arguments in spec order (EventSpecs.maxArgs of them; unused ones are 0).
+    public var args: InlineArray<9, Int64> {
+        get {
+            var a = InlineArray<9, Int64>(repeating: 0)
+            for i in 0..<9 { a[i] = arg(i) }
+            return a
+        }
+        set {
+            for i in 0..<9 { setArg(i, newValue[i]) }
+        }
+    }
+
+    @inlinable @inline(__always)
+    public func arg(_ i: Int) -> Int64 {
+        precondition(i >= 0 && i < 9, "argument index out of range")
+        return withUnsafeBytes(of: argStorage) { $0.load(fromByteOffset: i * 8, as: Int64.self) }
+    }
+
+    @inlinable @inline(__always)
+    public mutating func setArg(_ i: Int, _ v: Int64) {
+        precondition(i >= 0 && i < 9, "argument index out of range")
+        withUnsafeMutableBytes(of: &argStorage) { $0.storeBytes(of: v, toByteOffset: i * 8, as: Int64.self) }
+    }
+
+    @inlinable @inline(__always) public func u(_ i: Int) -> UInt64 { UInt64(bitPattern: arg(i)) }
+    @inlinable @inline(__always) public func s(_ i: Int) -> Int64 { arg(i) }
 }
 
 public enum ChunkDecodeError: Error, Equatable, Sendable {
@@ -121,12 +146,37 @@ public enum ChunkDecodeError: Error, Equatable, Sendable {
     case malformed(offset: Int)
 }
 
+/// What `ChunkDecoder.decodeNext(into:)` found.
+public enum ChunkDecodeStep: Sendable {
+    case event
+    case end
+    case failure(ChunkDecodeError)
+}
+
+/// Argument encodings per kind code, flat: `[count, enc0, enc1, ...]` in rows of 16 (count 0xFF: no such kind).
+/// A pointer table so the decoder's inner loop touches no arrays of structs with strings in them.
+nonisolated(unsafe) private let argEncodingTable: UnsafeMutablePointer<UInt8> = {
+    let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 256 * 16)
+    p.initialize(repeating: 0, count: 256 * 16)
+    for code in 0..<256 { p[code * 16] = 0xFF }
+    for spec in EventSpecs.all {
+        let row = p + Int(spec.kind.rawValue) * 16
+        row[0] = UInt8(spec.args.count)
+        for (i, a) in spec.args.enumerated() { row[1 + i] = a.encoding.rawValue }
+    }
+    return p
+}()
+
 /// Decodes the events of one chunk, in order.
 public struct ChunkDecoder {
     public let header: ChunkHeader
     private var cursor: ByteCursor
     private var ticks: UInt64
     private var prevAsyncID: UInt64 = 0
+    private let table: UnsafePointer<UInt8>
+    /// ns per tick, computed once per chunk (same value `ChunkHeader.nanoseconds` computes per call).
+    private let identityClock: Bool
+    private let nsPerTick: Double
     public private(set) var strings: [String] = []
     public private(set) var decoded: UInt32 = 0
 
@@ -135,67 +185,99 @@ public struct ChunkDecoder {
         self.header = header
         self.cursor = ByteCursor(payload)
         self.ticks = header.startTicks
+        self.table = UnsafePointer(argEncodingTable)
+        self.identityClock = header.startTicks == header.startNs && header.endTicks == header.endNs
+        let spanTicks = header.endTicks &- header.startTicks
+        self.nsPerTick = spanTicks > 0 ? Double(header.endNs &- header.startNs) / Double(spanTicks) : 0
     }
 
     public var isAtEnd: Bool { cursor.isAtEnd }
 
     public mutating func next() -> Result<DecodedEvent, ChunkDecodeError>? {
-        if cursor.isAtEnd { return nil }
+        var e = DecodedEvent(kind: .stringDef)
+        switch decodeNext(into: &e) {
+        case .event: return .success(e)
+        case .end: return nil
+        case .failure(let error): return .failure(error)
+        }
+    }
+
+    @inline(__always)
+    private func nanoseconds(_ t: UInt64) -> UInt64 {
+        if identityClock { return t }
+        guard nsPerTick > 0, t >= header.startTicks else { return header.startNs }
+        return header.startNs &+ UInt64((Double(t - header.startTicks) * nsPerTick).rounded())
+    }
+
+    /// Decodes the next event into `e`, reusing its storage (the fast path: no Result, no copy).
+    /// On failure `e` is unspecified.
+    public mutating func decodeNext(into e: inout DecodedEvent) -> ChunkDecodeStep {
+        if cursor.isAtEnd { return .end }
         let start = cursor.offset
-        guard let k = cursor.readByte() else { return nil }
-        guard let spec = EventSpecs.byCode[Int(k)] else { return .failure(.unknownKind(k, offset: start)) }
+        guard let k = cursor.readByte() else { return .end }
+        let row = table + Int(k) * 16
+        let argCount = Int(row[0])
+        guard argCount != 0xFF else { return .failure(.unknownKind(k, offset: start)) }
         guard let delta = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
         ticks &+= delta
-        var e = DecodedEvent(kind: spec.kind, ticks: ticks, timestampNs: header.nanoseconds(forTicks: ticks))
+        e.kind = EventKind(rawValue: k)
+        e.ticks = ticks
+        e.timestampNs = nanoseconds(ticks)
+        var hasText = false
+        var hasList = false
         var firstID: UInt64 = 0
         var i = 0
-        for arg in spec.args {
-            switch arg.encoding {
-            case .unsigned, .signed, .string:
-                guard let v = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
-                if arg.encoding == .signed {
-                    e.args[i] = unzigzag(v)
-                } else {
-                    e.args[i] = Int64(bitPattern: v)
-                }
-                if arg.encoding == .string {
-                    guard v < UInt64(strings.count) else { return .failure(.undefinedString(v, offset: start)) }
-                    e.text = strings[Int(v)]
-                }
+        while i < argCount {
+            guard let v = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
+            switch ArgEncoding(rawValue: row[1 + i]).unsafelyUnwrapped {
+            case .unsigned:
+                e.setArg(i, Int64(bitPattern: v))
+            case .signed:
+                e.setArg(i, unzigzag(v))
+            case .string:
+                guard v < UInt64(strings.count) else { return .failure(.undefinedString(v, offset: start)) }
+                e.setArg(i, Int64(bitPattern: v))
+                e.text = strings[Int(v)]
+                hasText = true
             case .asyncID:
-                guard let v = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
                 let id = prevAsyncID &+ UInt64(bitPattern: unzigzag(v))
                 prevAsyncID = id
                 if firstID == 0 { firstID = id }
-                e.args[i] = Int64(bitPattern: id)
+                e.setArg(i, Int64(bitPattern: id))
             case .relatedID:
-                guard let v = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
-                e.args[i] = Int64(bitPattern: firstID &+ UInt64(bitPattern: unzigzag(v)))
+                e.setArg(i, Int64(bitPattern: firstID &+ UInt64(bitPattern: unzigzag(v))))
             case .bytes:
-                guard let n = cursor.readVarint(), n <= UInt64(cursor.remaining),
-                      let b = cursor.readBytes(Int(n)) else { return .failure(.truncatedEvent(offset: start)) }
-                e.text = String(decoding: b, as: UTF8.self)
-                e.args[i] = Int64(n)
-            case .list:
-                guard let n = cursor.readVarint(), n <= UInt64(cursor.remaining) else {
+                guard v <= UInt64(cursor.remaining), let b = cursor.readBytes(Int(v)) else {
                     return .failure(.truncatedEvent(offset: start))
                 }
+                e.text = String(decoding: b, as: UTF8.self)
+                e.setArg(i, Int64(bitPattern: v))
+                hasText = true
+            case .list:
+                guard v <= UInt64(cursor.remaining) else { return .failure(.truncatedEvent(offset: start)) }
                 var l: [UInt64] = []
-                l.reserveCapacity(Int(n))
-                for _ in 0..<n {
-                    guard let v = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
-                    l.append(v)
+                l.reserveCapacity(Int(v))
+                for _ in 0..<v {
+                    guard let x = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
+                    l.append(x)
                 }
                 e.list = l
-                e.args[i] = Int64(n)
+                e.setArg(i, Int64(bitPattern: v))
+                hasList = true
             }
             i += 1
         }
-        if spec.kind == .stringDef {
-            guard e.args[0] == Int64(strings.count) else { return .failure(.malformed(offset: start)) }
+        while i < EventSpecs.maxArgs {
+            e.setArg(i, 0)
+            i += 1
+        }
+        if !hasText && !e.text.isEmpty { e.text = "" }
+        if !hasList && !e.list.isEmpty { e.list = [] }
+        if k == EventKind.stringDef.rawValue {
+            guard e.arg(0) == Int64(strings.count) else { return .failure(.malformed(offset: start)) }
             strings.append(e.text)
         }
         decoded += 1
-        return .success(e)
+        return .event
     }
 }

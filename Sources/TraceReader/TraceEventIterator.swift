@@ -17,44 +17,65 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
     /// Damage found while decoding (chunks that passed their checksum but held undecodable events).
     public private(set) var damage: [TraceDamage] = []
     /// Payload bytes of chunks loaded so far (compare with `reader.payloadBytes` for progress).
-    public private(set) var bytesRead: UInt64 = 0
+    public var bytesRead: UInt64 { progress.pointee.bytes }
     /// Events returned so far.
-    public private(set) var eventsRead: UInt64 = 0
+    public var eventsRead: UInt64 { progress.pointee.events }
 
-    private var cursors: [StreamCursor] = []
-    private var heapStream: [Int] = []
-    private var heapTime: [UInt64] = []
+    // Hot state lives behind pointers: class properties would pay a dynamic exclusivity check per access.
+    private let cursors: UnsafeMutablePointer<StreamCursor>
+    private let cursorCount: Int
+    private let heapStream: UnsafeMutablePointer<Int>
+    private let heapTime: UnsafeMutablePointer<UInt64>
+    private var heapCount: Int
+    private let progress: UnsafeMutablePointer<(bytes: UInt64, events: UInt64)>
 
     init(reader: TraceReader, selected: Set<Int>?) {
         self.reader = reader
-        for s in reader.streams.indices where selected?.contains(s) ?? true {
-            let c = StreamCursor(stream: s, chunks: reader.chunks[s])
-            if c.advance(self) {
-                heapStream.append(cursors.count)
-                heapTime.append(c.head.timestampNs)
+        let chosen = reader.streams.indices.filter { selected?.contains($0) ?? true }
+        cursorCount = chosen.count
+        cursors = .allocate(capacity: Swift.max(1, chosen.count))
+        heapStream = .allocate(capacity: Swift.max(1, chosen.count))
+        heapTime = .allocate(capacity: Swift.max(1, chosen.count))
+        progress = .allocate(capacity: 1)
+        progress.initialize(to: (0, 0))
+        heapCount = 0
+        for (i, s) in chosen.enumerated() {
+            (cursors + i).initialize(to: StreamCursor(stream: s, chunks: reader.chunks[s]))
+            if cursors[i].advance(self) {
+                heapStream[heapCount] = i
+                heapTime[heapCount] = cursors[i].head.timestampNs
+                heapCount += 1
             }
-            cursors.append(c)
         }
-        if heapStream.count > 1 {
-            for i in stride(from: heapStream.count / 2 - 1, through: 0, by: -1) { siftDown(i) }
+        if heapCount > 1 {
+            for i in stride(from: heapCount / 2 - 1, through: 0, by: -1) { siftDown(i, heapCount) }
         }
     }
 
+    deinit {
+        for i in 0..<cursorCount { cursors[i].buffer.deallocate() }
+        cursors.deinitialize(count: cursorCount)
+        cursors.deallocate()
+        heapStream.deallocate()
+        heapTime.deallocate()
+        progress.deallocate()
+    }
+
     public func next() -> TraceEvent? {
-        guard let top = heapStream.first else { return nil }
-        let c = cursors[top]
-        let event = TraceEvent(stream: c.stream, event: c.head)
-        if c.advance(self) {
-            heapTime[0] = c.head.timestampNs
+        var n = heapCount
+        guard n > 0 else { return nil }
+        let c = cursors + heapStream[0]
+        let event = TraceEvent(stream: c.pointee.stream, event: c.pointee.head)
+        if c.pointee.advance(self) {
+            heapTime[0] = c.pointee.head.timestampNs
         } else {
-            let last = heapStream.count - 1
-            heapStream[0] = heapStream[last]
-            heapTime[0] = heapTime[last]
-            heapStream.removeLast()
-            heapTime.removeLast()
+            n -= 1
+            heapStream[0] = heapStream[n]
+            heapTime[0] = heapTime[n]
+            heapCount = n
         }
-        if heapStream.count > 1 { siftDown(0) }
-        eventsRead &+= 1
+        if n > 1 { siftDown(0, n) }
+        progress.pointee.events &+= 1
         return event
     }
 
@@ -63,32 +84,33 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
         heapTime[a] < heapTime[b] || (heapTime[a] == heapTime[b] && heapStream[a] < heapStream[b])
     }
 
-    private func siftDown(_ start: Int) {
+    @inline(__always)
+    private func siftDown(_ start: Int, _ n: Int) {
         var i = start
-        let n = heapStream.count
         while true {
             let l = 2 * i + 1
             if l >= n { return }
             var m = l
             if l + 1 < n && less(l + 1, l) { m = l + 1 }
             if !less(m, i) { return }
-            heapStream.swapAt(i, m)
-            heapTime.swapAt(i, m)
+            swap(&heapStream[i], &heapStream[m])
+            swap(&heapTime[i], &heapTime[m])
             i = m
         }
     }
 
-    fileprivate func loaded(bytes: Int) { bytesRead &+= UInt64(bytes) }
+    fileprivate func loaded(bytes: Int) { progress.pointee.bytes &+= UInt64(bytes) }
     fileprivate func report(_ d: TraceDamage) { damage.append(d) }
 }
 
 /// One stream's position: its current chunk (header + payload in `buffer`) and next event.
-private final class StreamCursor {
+private struct StreamCursor {
     let stream: Int
     let chunks: [ChunkEntry]
     var nextChunk = 0
-    var buffer: ByteBuffer
-    var decoder: ChunkDecoder?
+    let buffer: UnsafeMutableRawPointer
+    var decoder: ChunkDecoder
+    var active = false
     var current: ChunkEntry?
     var head = DecodedEvent(kind: .stringDef)
     var lastNs: UInt64 = 0
@@ -97,29 +119,31 @@ private final class StreamCursor {
         self.stream = stream
         self.chunks = chunks
         let largest = chunks.reduce(0) { max($0, Int($1.header.payloadLength)) }
-        buffer = ByteBuffer(capacity: TraceFileFormat.chunkHeaderSize + largest)
+        buffer = .allocate(byteCount: TraceFileFormat.chunkHeaderSize + largest, alignment: 16)
+        decoder = ChunkDecoder(header: ChunkHeader(pid: 0, tid: 0, sequence: 0, startNs: 0, endNs: 0, startTicks: 0,
+                                                   endTicks: 0, droppedCumulative: 0),
+                               payload: UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
     /// Moves `head` to the stream's next event (stringDef bookkeeping is consumed, not returned).
     @inline(__always)
-    func advance(_ it: TraceEventIterator) -> Bool {
+    mutating func advance(_ it: TraceEventIterator) -> Bool {
         while true {
-            if decoder != nil {
-                switch decoder!.next() {
-                case .success(let e)?:
-                    if e.kind == .stringDef { continue }
-                    head = e
+            if active {
+                switch decoder.decodeNext(into: &head) {
+                case .event:
+                    if head.kind == .stringDef { continue }
                     // Chunks convert ticks to ns separately; keep the stream's order across chunk seams.
                     if head.timestampNs < lastNs { head.timestampNs = lastNs } else { lastNs = head.timestampNs }
                     return true
-                case .failure(let error)?:
+                case .failure(let error):
                     undecodable(it, error)
-                    decoder = nil
-                case nil:
-                    if let c = current, decoder!.decoded != c.header.eventCount {
+                    active = false
+                case .end:
+                    if let c = current, decoder.decoded != c.header.eventCount {
                         undecodable(it, .malformed(offset: Int(c.header.payloadLength)))
                     }
-                    decoder = nil
+                    active = false
                 }
             }
             guard nextChunk < chunks.count else { return false }
@@ -128,19 +152,20 @@ private final class StreamCursor {
         }
     }
 
-    private func load(_ c: ChunkEntry, _ it: TraceEventIterator) {
+    private mutating func load(_ c: ChunkEntry, _ it: TraceEventIterator) {
         current = c
         let size = TraceFileFormat.chunkHeaderSize
         let total = size + Int(c.header.payloadLength)
-        let n = it.reader.file.read(into: buffer.pointer, count: total, at: c.offset)
-        guard n == total, let h = ChunkHeader.load(from: buffer.pointer), h.sequence == c.header.sequence,
+        let n = it.reader.file.read(into: buffer, count: total, at: c.offset)
+        guard n == total, let h = ChunkHeader.load(from: buffer), h.sequence == c.header.sequence,
               h.payloadLength == c.header.payloadLength else {
             lost(it, c, decodedSoFar: 0, why: "could not be read again (the file changed while it was being read)")
             return
         }
         it.loaded(bytes: Int(c.header.payloadLength))
-        decoder = ChunkDecoder(header: h, payload: UnsafeRawBufferPointer(start: buffer.pointer + size,
+        decoder = ChunkDecoder(header: h, payload: UnsafeRawBufferPointer(start: buffer + size,
                                                                          count: Int(h.payloadLength)))
+        active = true
     }
 
     private func undecodable(_ it: TraceEventIterator, _ error: ChunkDecodeError) {
@@ -152,7 +177,7 @@ private final class StreamCursor {
         case .undefinedString(let id, let off): why = "uses string \(id) before defining it at byte \(off)"
         case .malformed(let off): why = "is malformed near byte \(off)"
         }
-        lost(it, c, decodedSoFar: UInt64(decoder?.decoded ?? 0), why: why)
+        lost(it, c, decodedSoFar: UInt64(decoder.decoded), why: why)
     }
 
     private func lost(_ it: TraceEventIterator, _ c: ChunkEntry, decodedSoFar: UInt64, why: String) {

@@ -7,6 +7,8 @@ let groups: [(name: String, run: () -> Void)] = [
     ("core-profile", runCoreProfile),
     ("kernel", KernelBench.run),
     ("runtime", RuntimeBench.run),
+    ("reader", ReaderBenchmarks.run),
+    ("reader-quick", ReaderBenchmarks.runQuick),  // the 10 M part of `reader` only
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())
