@@ -67,7 +67,8 @@ let package = Package(
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         .executableTarget(
             name: "asynctrace-bench",
-            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "AsyncTraceRuntime", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes"]
+            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
+                           "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem"]
         ),
 
         // --- tests ---

@@ -9,6 +9,7 @@ let groups: [(name: String, run: () -> Void)] = [
     ("runtime", RuntimeBench.run),
     ("reader", ReaderBenchmarks.run),
     ("reader-quick", ReaderBenchmarks.runQuick),  // the 10 M part of `reader` only
+    ("net", NetBench.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())
