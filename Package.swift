@@ -53,12 +53,13 @@ let package = Package(
 
         // --- reading side ---
         .target(name: "TraceReader", dependencies: ["TraceFormat"]),
+        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat"]),
 
         // --- executables ---
         .executableTarget(
             name: "asynctrace",
             dependencies: [
-                "TraceReader", "KernelProbes", "TraceFormat",
+                "TraceReader", "KernelProbes", "TraceFormat", "TraceExports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -68,7 +69,8 @@ let package = Package(
         .executableTarget(
             name: "asynctrace-bench",
             dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
-                           "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem"]
+                           "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem",
+                           "TraceExports"]
         ),
 
         // --- tests ---
@@ -79,6 +81,8 @@ let package = Package(
             dependencies: ["AsyncTraceRecorder", "AsyncHooks", "TraceReader", "TraceFormat", "CRecorderSupport", "asynctrace-fixtures"]
         ),
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
+        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceReader", "TraceFormat"],
+                    exclude: ["Fixtures", "validators"]),
         .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader"]),
         .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncHooks"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth"]),

@@ -1,0 +1,103 @@
+// A buffered output file: exports write through a fixed buffer, so memory stays flat for any trace size.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct ExportError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+public final class OutputFile {
+    public let path: String
+    private let fd: Int32
+    private let buffer: UnsafeMutablePointer<UInt8>
+    private let capacity: Int
+    private var count = 0
+    public private(set) var bytesWritten: UInt64 = 0
+    /// The first write error; later writes are dropped and `close()` throws it.
+    public private(set) var failure: ExportError?
+    private var closed = false
+
+    /// Creates or truncates `path` ("-": standard output).
+    public init(path: String, bufferSize: Int = 1 << 20) throws(ExportError) {
+        self.path = path
+        if path == "-" {
+            fd = 1
+        } else {
+            fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            if fd < 0 { throw ExportError("\(path): cannot create (\(String(cString: strerror(errno))))") }
+        }
+        capacity = bufferSize
+        buffer = .allocate(capacity: bufferSize)
+    }
+
+    deinit {
+        if !closed && fd > 2 { Glibc.close(fd) }
+        buffer.deallocate()
+    }
+
+    @inline(__always)
+    public func write(_ p: UnsafeRawPointer, count n: Int) {
+        if count + n > capacity {
+            flush()
+            if n > capacity {
+                writeAll(p, n)
+                return
+            }
+        }
+        (buffer + count).update(from: p.assumingMemoryBound(to: UInt8.self), count: n)
+        count += n
+    }
+
+    @inline(__always)
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
+        write(base, count: bytes.count)
+    }
+
+    public func write(_ s: String) {
+        var s = s
+        s.withUTF8 { write(UnsafeRawBufferPointer($0)) }
+    }
+
+    @inline(__always)
+    public func write(byte b: UInt8) {
+        if count == capacity { flush() }
+        buffer[count] = b
+        count += 1
+    }
+
+    public func flush() {
+        if count > 0 { writeAll(buffer, count) }
+        count = 0
+    }
+
+    private func writeAll(_ p: UnsafeRawPointer, _ n: Int) {
+        guard failure == nil else { return }
+        var done = 0
+        while done < n {
+            let r = Glibc.write(fd, p + done, n - done)
+            if r < 0 {
+                if errno == EINTR { continue }
+                failure = ExportError("\(path): write failed (\(String(cString: strerror(errno))))")
+                return
+            }
+            done += r
+        }
+        bytesWritten &+= UInt64(n)
+    }
+
+    /// Flushes and closes; throws the first write error, if any.
+    public func close() throws(ExportError) {
+        flush()
+        if !closed && fd > 2 {
+            if Glibc.close(fd) != 0 && failure == nil {
+                failure = ExportError("\(path): close failed (\(String(cString: strerror(errno))))")
+            }
+        }
+        closed = true
+        if let failure { throw failure }
+    }
+}

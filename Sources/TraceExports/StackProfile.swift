@@ -1,0 +1,214 @@
+// Time aggregated by stack: the data behind folded stacks and flame graphs.
+// A trie of frames; each node holds its self time. Per thread, the pass keeps the stack of open
+// slices and charges the time between two operations to the innermost counted frame.
+
+/// How stacks are formed.
+public enum StackGrouping: String, Sendable, CaseIterable {
+    /// thread → resource type → nested callbacks → syscall leaves.
+    case callback
+    /// The trigger chain as the stack (root resource first), so everything one connection caused is one tower.
+    case causal
+}
+
+/// Which time is counted.
+public enum StackWeight: String, Sendable, CaseIterable {
+    /// Time inside callbacks (and the syscalls they made).
+    case busy
+    /// All time of each thread, including loop phases and waiting in epoll.
+    case wall
+}
+
+/// The frames and their self times.
+public final class StackTree {
+    public struct Node: Sendable {
+        public var label: Int
+        public var parent: Int
+        public var selfWeight: UInt64
+        public var depth: Int
+    }
+
+    public private(set) var nodes: [Node] = [Node(label: -1, parent: -1, selfWeight: 0, depth: 0)]
+    public let labels = NameTable()
+    private var childIndex: [UInt64: Int] = [:]
+
+    public static let root = 0
+
+    public init() {}
+
+    /// The child of `parent` labelled `label` (created when new).
+    public func child(_ parent: Int, _ label: Int) -> Int {
+        let key = UInt64(parent) << 32 | UInt64(label)
+        if let c = childIndex[key] { return c }
+        let c = nodes.count
+        nodes.append(Node(label: label, parent: parent, selfWeight: 0, depth: nodes[parent].depth + 1))
+        childIndex[key] = c
+        return c
+    }
+
+    public func child(_ parent: Int, _ label: String) -> Int { child(parent, labels.id(label)) }
+
+    @inline(__always) func add(_ node: Int, _ w: UInt64) { nodes[node].selfWeight &+= w }
+
+    public var totalWeight: UInt64 { nodes.reduce(0) { $0 &+ $1.selfWeight } }
+
+    /// Frame labels from the root's child down to `node`.
+    public func path(_ node: Int) -> [String] {
+        var out: [String] = []
+        var n = node
+        while n > 0 {
+            out.append(labels[nodes[n].label])
+            n = nodes[n].parent
+        }
+        return out.reversed()
+    }
+
+    /// Inclusive weights (self + descendants), by node.
+    public func inclusiveWeights() -> [UInt64] {
+        var w = nodes.map(\.selfWeight)
+        // Children always come after their parent, so one backward sweep sums every subtree.
+        for i in stride(from: nodes.count - 1, through: 1, by: -1) { w[nodes[i].parent] &+= w[i] }
+        return w
+    }
+}
+
+/// Builds a StackTree from a timeline.
+public final class StackAggregator: TimelineSink {
+    public let tree = StackTree()
+    public let grouping: StackGrouping
+    public let weight: StackWeight
+
+    struct Frame {
+        var node: Int
+        var counted: Bool
+        var isCallback: Bool
+    }
+
+    private var stacks: [[Frame]] = []
+    private var lastTs: [UInt64] = []
+    private var threadNodes: [Int] = []
+    private var outsideCallbacks = -1
+    // Causal grouping: every live resource's node (evicted on destroy).
+    private struct ResourceKey: Hashable { var pid: UInt32; var id: UInt64 }
+    private var causalNodes: [ResourceKey: Int] = [:]
+    private var causalTypes: [ResourceKey: Int] = [:]
+    private var syscallLabels: [Int: Int] = [:]
+    private var frameLabels: [Int: Int] = [:]
+
+    public init(grouping: StackGrouping = .callback, weight: StackWeight = .busy) {
+        self.grouping = grouping
+        self.weight = weight
+    }
+
+    private func label(_ name: Int, _ timeline: Timeline) -> Int {
+        if let l = frameLabels[name] { return l }
+        // flamegraph.pl splits frames on ';'.
+        let l = tree.labels.id(timeline.names[name].replacingSemicolons())
+        frameLabels[name] = l
+        return l
+    }
+
+    public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
+        let base: Int
+        switch grouping {
+        case .callback:
+            base = tree.child(StackTree.root, "\(processLabel(process)) \(thread.label)".replacingSemicolons())
+        case .causal:
+            if outsideCallbacks < 0 { outsideCallbacks = tree.child(StackTree.root, "(outside callbacks)") }
+            base = outsideCallbacks
+        }
+        threadNodes.append(base)
+        stacks.append([Frame(node: base, counted: weight == .wall, isCallback: false)])
+        lastTs.append(0)
+    }
+
+    private func processLabel(_ p: TimelineProcess) -> String {
+        let prog = p.program.split(separator: " ").first.map { String($0.split(separator: "/").last ?? $0) } ?? ""
+        return prog.isEmpty ? "pid \(p.pid)" : "\(prog) (\(p.pid))"
+    }
+
+    public func resource(_ change: ResourceChange, timeline: Timeline) {
+        guard grouping == .causal else { return }
+        let key = ResourceKey(pid: change.pid, id: change.asyncID)
+        switch change.kind {
+        case .created:
+            let parent = causalNodes[ResourceKey(pid: change.pid, id: change.trigger)] ?? StackTree.root
+            causalNodes[key] = tree.child(parent, label(change.type, timeline))
+            causalTypes[key] = change.type
+        case .fd:
+            // Resources that own an fd (connections, servers) get their own frame, so each is one tower.
+            guard change.fd >= 0, let node = causalNodes[key], let type = causalTypes[key] else { return }
+            let parent = tree.nodes[node].parent
+            causalNodes[key] = tree.child(parent, "\(timeline.names[type].replacingSemicolons()) #\(change.asyncID) fd \(change.fd)")
+        case .destroyed:
+            causalNodes[key] = nil
+            causalTypes[key] = nil
+        }
+    }
+
+    public func consume(_ op: TimelineOp, timeline: Timeline) {
+        let t = op.thread
+        let top = stacks[t][stacks[t].count - 1]
+        if top.counted && lastTs[t] != 0 && op.timestampNs > lastTs[t] { tree.add(top.node, op.timestampNs - lastTs[t]) }
+        lastTs[t] = op.timestampNs
+        switch op.kind {
+        case .begin:
+            var frame = top
+            switch op.slice {
+            case .callback:
+                let node: Int
+                if grouping == .causal {
+                    let key = ResourceKey(pid: timeline.threads[t].pid, id: op.asyncID)
+                    if let n = causalNodes[key] {
+                        node = n
+                    } else {
+                        // Created before the recording started (or in lost events).
+                        node = tree.child(StackTree.root, label(op.typeName, timeline))
+                        causalNodes[key] = node
+                        causalTypes[key] = op.typeName
+                    }
+                } else {
+                    node = tree.child(top.node, label(op.name, timeline))
+                }
+                frame = Frame(node: node, counted: true, isCallback: true)
+            case .syscall:
+                if top.counted { frame = Frame(node: tree.child(top.node, label(op.name, timeline)), counted: true, isCallback: false) }
+            default:
+                // Loop phases and polls are frames of their own only when all time counts and no callback is open.
+                if weight == .wall && !top.isCallback {
+                    frame = Frame(node: tree.child(top.node, label(op.name, timeline)), counted: true, isCallback: false)
+                }
+            }
+            stacks[t].append(frame)
+        case .end:
+            if stacks[t].count > 1 { stacks[t].removeLast() }
+        case .instant, .counter:
+            break
+        }
+    }
+}
+
+extension String {
+    func replacingSemicolons() -> String {
+        guard contains(";") else { return self }
+        return String(map { $0 == ";" ? ":" : $0 })
+    }
+}
+
+/// Brendan Gregg's folded format: one line per stack, `frame;frame;frame weight` (weight in ns).
+public enum FoldedStacks {
+    public static func write(_ tree: StackTree, to out: OutputFile) {
+        var paths: [String] = [""]
+        paths.reserveCapacity(tree.nodes.count)
+        for i in 1..<max(1, tree.nodes.count) {
+            let n = tree.nodes[i]
+            let l = tree.labels[n.label]
+            paths.append(n.parent == 0 ? l : paths[n.parent] + ";" + l)
+        }
+        for i in 1..<max(1, tree.nodes.count) where tree.nodes[i].selfWeight > 0 {
+            out.write(paths[i])
+            out.write(byte: UInt8(ascii: " "))
+            out.write(uint: tree.nodes[i].selfWeight)
+            out.write(byte: 10)
+        }
+    }
+}

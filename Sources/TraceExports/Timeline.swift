@@ -1,0 +1,491 @@
+// The one pass every export shares: raw trace events (merged in time order) become per-thread
+// slices (callbacks, kernel syscalls, loop phases, epoll polls), instants and flows, in time order
+// per thread and properly nested. Every format is a sink over these operations.
+//
+// Memory is bounded by what is live: open slices per thread, resources not yet destroyed, fds owned,
+// flows not yet terminated. Nothing grows with the trace's length.
+import TraceFormat
+import TraceReader
+
+/// What a slice or instant stands for.
+public enum SliceKind: UInt8, Sendable {
+    /// One callback of a resource (before ... after).
+    case callback
+    /// A kernel syscall of the thread (from the kernel stream; enter = exit - duration).
+    case syscall
+    /// A loop phase (timers, poll, check, ...).
+    case phase
+    /// The loop waiting in epoll, as the runtime saw it (pollStart ... pollEnd).
+    case poll
+    /// A user mark (instant).
+    case mark
+    /// A resource created inside the current slice (instant; the source of its trigger flow).
+    case initResource
+    /// epoll reported an fd ready (instant; the source of a flow to the callback it woke).
+    case ready
+
+    public var category: String {
+        switch self {
+        case .callback: "callback"
+        case .syscall: "syscall"
+        case .phase: "loop"
+        case .poll: "loop"
+        case .mark: "mark"
+        case .initResource: "init"
+        case .ready: "ready"
+        }
+    }
+}
+
+/// One thread the timeline knows: a user stream, or a thread seen only in the kernel stream.
+public struct TimelineThread: Sendable {
+    public let index: Int
+    public let pid: UInt32
+    public let tid: UInt32
+    public var name: String?
+    /// Whether the thread has a user event stream (false: only its syscalls were recorded).
+    public let hasUserStream: Bool
+
+    public var label: String {
+        if let n = name, !n.isEmpty { return "\(n) [\(tid)]" }
+        return "thread \(tid)"
+    }
+}
+
+/// One process of the trace.
+public struct TimelineProcess: Sendable {
+    public let index: Int
+    public let pid: UInt32
+    public var program: String
+}
+
+/// One operation in a thread's timeline.
+public struct TimelineOp: Sendable {
+    public enum Kind: UInt8, Sendable { case begin, end, instant, counter }
+
+    public var kind: Kind
+    public var slice: SliceKind
+    /// Index into `Timeline.threads`.
+    public var thread: Int
+    public var timestampNs: UInt64
+    /// Index into `Timeline.names` (the slice's display name).
+    public var name: Int
+    /// Callbacks and init instants: the resource. Syscalls: 0.
+    public var asyncID: UInt64
+    public var triggerID: UInt64
+    /// Callbacks and init instants: the resource type (a name id); -1 otherwise.
+    public var typeName: Int
+    /// Syscalls and ready instants: the fd (-1: none). Counters: the value.
+    public var fd: Int64
+    /// Syscalls: return value and size argument.
+    public var ret: Int64
+    public var size: UInt64
+    /// Instants: a flow starting here (0: none). Begins: flows ending here (0: none).
+    public var flowOut: UInt64
+    public var flowIn: UInt64
+    public var flowIn2: UInt64
+
+    init(_ kind: Kind, _ slice: SliceKind, thread: Int, at ts: UInt64, name: Int) {
+        self.kind = kind
+        self.slice = slice
+        self.thread = thread
+        self.timestampNs = ts
+        self.name = name
+        asyncID = 0
+        triggerID = 0
+        typeName = -1
+        fd = -1
+        ret = 0
+        size = 0
+        flowOut = 0
+        flowIn = 0
+        flowIn2 = 0
+    }
+
+    /// Counters: the value (stored in `fd`).
+    public var counterValue: Int64 { fd }
+}
+
+/// Names (resource types, syscalls, phases, marks) as small integers.
+public final class NameTable {
+    public private(set) var names: [String] = []
+    private var ids: [String: Int] = [:]
+
+    public func id(_ s: String) -> Int {
+        if let i = ids[s] { return i }
+        let i = names.count
+        names.append(s)
+        ids[s] = i
+        return i
+    }
+
+    public subscript(_ id: Int) -> String { names[id] }
+    public var count: Int { names.count }
+}
+
+/// Receives a timeline. Calls arrive in time order per thread; `threadAdded` precedes a thread's first op.
+public protocol TimelineSink {
+    mutating func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline)
+    mutating func consume(_ op: TimelineOp, timeline: Timeline)
+    /// A resource's life: created (with type and trigger), given an fd, destroyed. Sinks that need the
+    /// causal tree listen; the default ignores them.
+    mutating func resource(_ change: ResourceChange, timeline: Timeline)
+}
+
+public extension TimelineSink {
+    mutating func resource(_ change: ResourceChange, timeline: Timeline) {}
+}
+
+public struct ResourceChange: Sendable {
+    public enum Kind: UInt8, Sendable { case created, fd, destroyed }
+    public var kind: Kind
+    public var pid: UInt32
+    public var asyncID: UInt64
+    /// created: the type (a name id) and the trigger; fd: the fd (-1: released).
+    public var type: Int = -1
+    public var trigger: UInt64 = 0
+    public var fd: Int64 = -1
+    public var timestampNs: UInt64
+}
+
+/// Counters of what the pass saw (also the basis of the report's overview).
+public struct TimelineStats: Sendable {
+    public var events: UInt64 = 0
+    public var callbacks: UInt64 = 0
+    public var syscalls: UInt64 = 0
+    public var flows: UInt64 = 0
+    /// `after` events that matched no open callback (dropped events, nesting errors).
+    public var unmatchedEnds: UInt64 = 0
+    public var byKind = [UInt64](repeating: 0, count: 256)
+}
+
+public final class Timeline {
+    public let reader: TraceReader
+    public let names: NameTable
+    public private(set) var threads: [TimelineThread] = []
+    public private(set) var processes: [TimelineProcess] = []
+    public private(set) var stats = TimelineStats()
+    /// Name ids of loop phases, by phase code (0...6), and of the fixed names.
+    public let phaseNames: [Int]
+    public let pollName: Int
+    public let unknownType: Int
+    /// Damage found while decoding (the reader's index damage is in `reader.damage`).
+    public private(set) var decodeDamage: [TraceDamage] = []
+    /// Earliest and latest timestamp of any op (0 if none).
+    public private(set) var firstNs: UInt64 = .max
+    public private(set) var lastNs: UInt64 = 0
+
+    private var threadByKey: [UInt64: Int] = [:]
+    private var processByPid: [UInt32: Int] = [:]
+    private var threadOfStream: [Int]
+    private var syscallNames: [Int]
+    private var initNames: [Int: Int] = [:]
+    private var readyNames: [Int64: Int] = [:]
+    private let openResourcesName: Int
+
+    // Per-thread state, parallel to `threads`.
+    private var stacks: [[OpenSlice]] = []
+    private var lastTs: [UInt64] = []
+    // Per-process state, parallel to `processes`.
+    private var resources: [[UInt64: Resource]] = []
+    private var fdOwner: [[Int64: UInt64]] = []
+    private var openResources: [Int64] = []
+    private var reportedOpen: [Int64] = []
+    private var nextReadyFlow: UInt64 = 1
+    private let useKernelPolls: Bool
+
+    struct OpenSlice {
+        var slice: SliceKind
+        var id: UInt64  // asyncID for callbacks, phase code for phases
+    }
+
+    struct Resource {
+        var type: Int
+        var trigger: UInt64
+        var triggerFlowPending: Bool
+        var readyFlow: UInt64
+    }
+
+    public init(reader: TraceReader) {
+        self.reader = reader
+        let names = NameTable()
+        phaseNames = (0...7).map { code in names.id(TraceLoopPhase(rawValue: UInt8(code)).map { "\($0.name) phase" } ?? "phase \(code)") }
+        pollName = names.id("epoll wait (loop)")
+        unknownType = names.id("(unknown resource)")
+        openResourcesName = names.id("open resources")
+        self.names = names
+        threadOfStream = [Int](repeating: -1, count: reader.streams.count)
+        syscallNames = [Int](repeating: -1, count: 1024)
+        // Kernel epoll waits carry the ready fds; the runtime's pollEnd is the fallback for user-only traces.
+        useKernelPolls = reader.hasKernelEvents
+    }
+
+    public func name(_ id: Int) -> String { names[id] }
+    public func process(of thread: Int) -> TimelineProcess { processes[processByPid[threads[thread].pid]!] }
+
+    /// Flow ids: trigger flows and ready flows in separate halves of the id space, the pid mixed in.
+    @inline(__always) static func triggerFlow(pid: UInt32, asyncID: UInt64) -> UInt64 {
+        (UInt64(pid) << 40) ^ (asyncID << 1)
+    }
+
+    /// Runs the pass over the whole trace, feeding `sink`; `progress` is called every ~64 K events with the
+    /// share of the trace read so far (0...1).
+    public func run<S: TimelineSink>(into sink: inout S, progress: ((Double) -> Void)? = nil) {
+        let it = reader.events()
+        let total = Double(max(1, reader.payloadBytes))
+        var countdown = 65_536
+        // Threads of user streams first, in stream order, so their indices are stable.
+        for s in reader.streams where !s.isKernel {
+            threadOfStream[s.index] = addThread(pid: s.pid, tid: s.tid, name: s.threadName, user: true,
+                                                program: s.program, sink: &sink)
+        }
+        while let e = it.next() {
+            stats.events &+= 1
+            stats.byKind[Int(e.kind.rawValue)] &+= 1
+            handle(e, sink: &sink)
+            countdown -= 1
+            if countdown == 0 {
+                countdown = 65_536
+                progress?(Double(it.bytesRead) / total)
+            }
+        }
+        // Close what is still open where its thread was last seen.
+        for t in threads.indices {
+            while let top = stacks[t].popLast() { emitEnd(top.slice, thread: t, at: lastTs[t], sink: &sink) }
+        }
+        decodeDamage = it.damage
+        if firstNs == .max { firstNs = 0 }
+        progress?(1)
+    }
+
+    // MARK: - threads and processes
+
+    private func addThread<S: TimelineSink>(pid: UInt32, tid: UInt32, name: String?, user: Bool, program: String?,
+                                            sink: inout S) -> Int {
+        let key = UInt64(pid) << 32 | UInt64(tid)
+        if let t = threadByKey[key] { return t }
+        let p = processIndex(pid: pid, program: program)
+        let t = threads.count
+        threads.append(TimelineThread(index: t, pid: pid, tid: tid, name: name, hasUserStream: user))
+        threadByKey[key] = t
+        stacks.append([])
+        lastTs.append(0)
+        sink.threadAdded(threads[t], process: processes[p], timeline: self)
+        return t
+    }
+
+    private func processIndex(pid: UInt32, program: String?) -> Int {
+        if let p = processByPid[pid] {
+            if let program, processes[p].program.isEmpty { processes[p].program = program }
+            return p
+        }
+        let p = processes.count
+        let prog = program ?? (pid == reader.header.pid ? reader.header.program : "")
+        processes.append(TimelineProcess(index: p, pid: pid, program: prog))
+        processByPid[pid] = p
+        resources.append([:])
+        fdOwner.append([:])
+        openResources.append(0)
+        reportedOpen.append(0)
+        return p
+    }
+
+    @inline(__always)
+    private func kernelThread<S: TimelineSink>(pid: UInt32, tid: UInt32, sink: inout S) -> Int {
+        if let t = threadByKey[UInt64(pid) << 32 | UInt64(tid)] { return t }
+        return addThread(pid: pid, tid: tid, name: nil, user: false, program: nil, sink: &sink)
+    }
+
+    // MARK: - events
+
+    @inline(__always)
+    private func emit<S: TimelineSink>(_ op: TimelineOp, sink: inout S) {
+        var op = op
+        // Per-thread time never goes back (clock conversions of different streams differ by a little).
+        if op.timestampNs < lastTs[op.thread] { op.timestampNs = lastTs[op.thread] } else { lastTs[op.thread] = op.timestampNs }
+        if op.timestampNs < firstNs { firstNs = op.timestampNs }
+        if op.timestampNs > lastNs { lastNs = op.timestampNs }
+        sink.consume(op, timeline: self)
+    }
+
+    private func emitEnd<S: TimelineSink>(_ slice: SliceKind, thread: Int, at ts: UInt64, sink: inout S) {
+        emit(TimelineOp(.end, slice, thread: thread, at: ts, name: -1), sink: &sink)
+    }
+
+    /// Pops the innermost open slice matching (slice, id), closing any left open inside it; false if none is open.
+    private func close<S: TimelineSink>(_ slice: SliceKind, id: UInt64, thread t: Int, at ts: UInt64,
+                                        sink: inout S) -> Bool {
+        guard let depth = stacks[t].lastIndex(where: { $0.slice == slice && $0.id == id }) else { return false }
+        while stacks[t].count > depth {
+            let top = stacks[t].removeLast()
+            emitEnd(top.slice, thread: t, at: ts, sink: &sink)
+        }
+        return true
+    }
+
+    private func syscallName(_ nr: UInt64) -> Int {
+        if nr < UInt64(syscallNames.count) {
+            let cached = syscallNames[Int(nr)]
+            if cached >= 0 { return cached }
+            let id = names.id(SyscallNames.name(nr))
+            syscallNames[Int(nr)] = id
+            return id
+        }
+        return names.id(SyscallNames.name(nr))
+    }
+
+    private func handle<S: TimelineSink>(_ te: TraceEvent, sink: inout S) {
+        let e = te.event
+        let ts = e.timestampNs
+        switch e.kind {
+        case .syscall, .epollWait:
+            kernelCall(e, sink: &sink)
+            return
+        default:
+            break
+        }
+        let t = threadOfStream[te.stream]
+        guard t >= 0 else { return }  // other kernel-stream kinds (fork/exit) have no thread timeline
+        let p = processByPid[threads[t].pid]!
+        switch e.kind {
+        case .threadInfo:
+            threads[t].name = e.text
+        case .initResource:
+            let id = e.u(0)
+            let type = names.id(e.text)
+            let trigger = e.u(2)
+            let inside = stacks[t].contains { $0.slice == .callback }
+            resources[p][id] = Resource(type: type, trigger: trigger, triggerFlowPending: inside, readyFlow: 0)
+            openResources[p] += 1
+            sink.resource(ResourceChange(kind: .created, pid: threads[t].pid, asyncID: id, type: type, trigger: trigger,
+                                         timestampNs: ts), timeline: self)
+            if inside {
+                var op = TimelineOp(.instant, .initResource, thread: t, at: ts, name: initName(type))
+                op.asyncID = id
+                op.triggerID = trigger
+                op.typeName = type
+                op.flowOut = Self.triggerFlow(pid: threads[t].pid, asyncID: id)
+                stats.flows &+= 1
+                emit(op, sink: &sink)
+            }
+        case .before:
+            let id = e.u(0)
+            var op = TimelineOp(.begin, .callback, thread: t, at: ts, name: unknownType)
+            op.asyncID = id
+            op.typeName = unknownType
+            if var r = resources[p][id] {
+                op.name = r.type
+                op.typeName = r.type
+                op.triggerID = r.trigger
+                if r.triggerFlowPending {
+                    op.flowIn = Self.triggerFlow(pid: threads[t].pid, asyncID: id)
+                    r.triggerFlowPending = false
+                }
+                if r.readyFlow != 0 {
+                    op.flowIn2 = r.readyFlow
+                    r.readyFlow = 0
+                }
+                resources[p][id] = r
+            }
+            stacks[t].append(OpenSlice(slice: .callback, id: id))
+            stats.callbacks &+= 1
+            emit(op, sink: &sink)
+        case .after:
+            if !close(.callback, id: e.u(0), thread: t, at: ts, sink: &sink) { stats.unmatchedEnds &+= 1 }
+        case .destroy:
+            if resources[p].removeValue(forKey: e.u(0)) != nil { openResources[p] -= 1 }
+            sink.resource(ResourceChange(kind: .destroyed, pid: threads[t].pid, asyncID: e.u(0), timestampNs: ts),
+                          timeline: self)
+        case .resourceFD:
+            let fd = e.s(1)
+            if fd < 0 {
+                if let k = fdOwner[p].first(where: { $0.value == e.u(0) })?.key { fdOwner[p][k] = nil }
+            } else {
+                fdOwner[p][fd] = e.u(0)
+            }
+            sink.resource(ResourceChange(kind: .fd, pid: threads[t].pid, asyncID: e.u(0), fd: fd, timestampNs: ts),
+                          timeline: self)
+        case .mark:
+            var op = TimelineOp(.instant, .mark, thread: t, at: ts, name: names.id(e.text))
+            op.asyncID = e.u(1)
+            emit(op, sink: &sink)
+        case .phaseEnter:
+            let code = min(e.u(0), 7)
+            stacks[t].append(OpenSlice(slice: .phase, id: code))
+            emit(TimelineOp(.begin, .phase, thread: t, at: ts, name: phaseNames[Int(code)]), sink: &sink)
+        case .phaseLeave:
+            _ = close(.phase, id: min(e.u(0), 7), thread: t, at: ts, sink: &sink)
+        case .pollStart:
+            stacks[t].append(OpenSlice(slice: .poll, id: 0))
+            var op = TimelineOp(.begin, .poll, thread: t, at: ts, name: pollName)
+            op.ret = e.s(0)
+            emit(op, sink: &sink)
+        case .pollEnd:
+            if !useKernelPolls { readyFlows(fds: e.list, process: p, thread: t, at: ts, sink: &sink) }
+            _ = close(.poll, id: 0, thread: t, at: ts, sink: &sink)
+        case .loopIteration:
+            if openResources[p] != reportedOpen[p] {
+                reportedOpen[p] = openResources[p]
+                var op = TimelineOp(.counter, .phase, thread: t, at: ts, name: openResourcesName)
+                op.fd = openResources[p]
+                emit(op, sink: &sink)
+            }
+        default:
+            break
+        }
+    }
+
+    private func initName(_ type: Int) -> Int {
+        if let n = initNames[type] { return n }
+        let n = names.id("init \(names[type])")
+        initNames[type] = n
+        return n
+    }
+
+    /// One instant per ready fd that a resource owns, each starting a flow to that resource's next callback.
+    private func readyFlows<S: TimelineSink>(fds: [UInt64], process p: Int, thread t: Int, at ts: UInt64,
+                                             sink: inout S) {
+        for raw in fds {
+            let fd = Int64(truncatingIfNeeded: raw)
+            guard let owner = fdOwner[p][fd], resources[p][owner] != nil else { continue }
+            let flow = nextReadyFlow << 1 | 1
+            nextReadyFlow &+= 1
+            resources[p][owner]!.readyFlow = flow
+            let name: Int
+            if let n = readyNames[fd] { name = n } else { name = names.id("ready fd \(fd)"); readyNames[fd] = name }
+            var op = TimelineOp(.instant, .ready, thread: t, at: ts, name: name)
+            op.fd = fd
+            op.asyncID = owner
+            op.flowOut = flow
+            stats.flows &+= 1
+            emit(op, sink: &sink)
+        }
+    }
+
+    private func kernelCall<S: TimelineSink>(_ e: DecodedEvent, sink: inout S) {
+        let pid = UInt32(truncatingIfNeeded: e.u(0))
+        let tid = UInt32(truncatingIfNeeded: e.u(1))
+        let t = kernelThread(pid: pid, tid: tid, sink: &sink)
+        let exit = e.timestampNs
+        let isEpoll = e.kind == .epollWait
+        let duration = isEpoll ? e.u(7) : e.u(6)
+        // The thread was in the kernel from enter to exit, so none of its user events fall inside;
+        // clamping enter only absorbs the small offsets between the user and kernel clocks' conversions.
+        let enter = min(max(exit &- min(duration, exit), lastTs[t]), exit)
+        var op = TimelineOp(.begin, .syscall, thread: t, at: enter, name: syscallName(e.u(2)))
+        op.fd = e.s(3)
+        if isEpoll {
+            op.ret = e.s(6)
+            op.size = e.u(4)
+        } else {
+            op.size = e.u(4)
+            op.ret = e.s(5)
+        }
+        stats.syscalls &+= 1
+        emit(op, sink: &sink)
+        if isEpoll && useKernelPolls && !e.list.isEmpty {
+            readyFlows(fds: e.list, process: processByPid[pid]!, thread: t, at: exit, sink: &sink)
+        }
+        emitEnd(.syscall, thread: t, at: exit, sink: &sink)
+    }
+}
