@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+import TraceExports
+
+@Suite struct JSONAndFoldedExportTests {
+    @Test func chromeJSONFollowsTheTraceEventFormat() throws {
+        let dir = ScratchDirectory("chrome")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        let out = dir.file("t.json")
+        _ = try export(trace, .chrome, to: out)
+        let r = try validate("chrome_check.py", [out])
+        #expect(r["error"] == nil, "\(r["error"] ?? "")")
+        guard r["error"] == nil else { return }
+        #expect(r["processes"] as? [String: String] == ["4242": "./server --port 0"])
+        #expect(r["threads"] as? [String: String] == ["4242/100": "main", "4242/101": "worker", "4242/102": "thread 102"])
+        let byThread = r["complete_by_thread"] as! [String: [String: Int]]
+        #expect(byThread["100"] == ["TCPSERVERWRAP": 1, "TCPWRAP": 1, "Timeout": 1, "epoll_wait": 2, "accept4": 1,
+                                    "read": 1, "write": 1, "timers phase": 2, "poll phase": 2, "epoll wait (loop)": 2,
+                                    "init TCPWRAP": 1, "init Timeout": 1, "ready fd 5": 1, "ready fd 7": 1])
+        #expect(byThread["101"] == ["(unknown resource)": 1, "init FSREQCALLBACK": 1])
+        #expect(byThread["102"] == ["write": 1])
+        let nesting = Set(r["nesting"] as! [String])
+        #expect(nesting.isSuperset(of: ["TCPWRAP > read", "TCPSERVERWRAP > accept4", "Timeout > write", "poll phase > TCPWRAP"]))
+        // Every flow has its source; the callback woken by epoll and created by a trigger binds the trigger's.
+        #expect(r["flows_out"] as? Int == Synthetic.Expect.triggerFlows + Synthetic.Expect.readyFlows)
+        #expect(r["flows_in"] as? Int == 3)
+        #expect(r["instants"] as? Int == 1)
+        #expect(r["counters"] as? Int == 2)
+    }
+
+    @Test func speedscopeIsValidAgainstItsPublishedSchema() throws {
+        let dir = ScratchDirectory("speedscope")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        let out = dir.file("t.speedscope.json")
+        _ = try export(trace, .speedscope, to: out)
+        let r = try validate("speedscope_check.py", [out, Repo.speedscopeSchema])
+        #expect(r["error"] == nil, "\(r["error"] ?? "")")
+        guard r["error"] == nil else { return }
+        let profiles = r["profiles"] as! [String: [String: Int]]
+        #expect(Set(profiles.keys) == ["main [100] pid 4242", "worker [101] pid 4242", "thread 102 pid 4242"])
+        #expect(profiles["main [100] pid 4242"]?["TCPWRAP"] == 1)
+        #expect(profiles["main [100] pid 4242"]?["read"] == 1)
+        #expect(profiles["main [100] pid 4242"]?["poll phase"] == 2)
+        #expect(profiles["thread 102 pid 4242"] == ["write": 1])
+        // The schema check is real: a profile without its unit is rejected.
+        let text = try String(contentsOfFile: out, encoding: .utf8)
+        let broken = dir.file("broken.json")
+        try text.replacingOccurrences(of: "\"unit\":\"nanoseconds\"", with: "\"unit\":\"fortnights\"")
+            .write(toFile: broken, atomically: true, encoding: .utf8)
+        #expect(try validate("speedscope_check.py", [broken, Repo.speedscopeSchema])["error"] != nil)
+    }
+
+    @Test func foldedStacksByCallbackCountTimeInsideCallbacks() throws {
+        let dir = ScratchDirectory("folded")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        let out = dir.file("t.folded")
+        _ = try export(trace, .folded, to: out)
+        let r = try validate("folded_check.py", [out])
+        #expect(r["error"] == nil, "\(r["error"] ?? "")")
+        let main = "server (4242) main [100]"
+        #expect(r["stacks"] as? [String: Int] == [
+            "\(main);TCPSERVERWRAP": 700, "\(main);TCPSERVERWRAP;accept4": 100,
+            "\(main);TCPWRAP": 700, "\(main);TCPWRAP;read": 200,
+            "\(main);Timeout": 200, "\(main);Timeout;write": 100,
+            "server (4242) worker [101];(unknown resource)": 1000,
+        ])
+    }
+
+    @Test func foldedStacksByCausalChainMakeOneTowerPerConnection() throws {
+        let dir = ScratchDirectory("folded-causal")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        let out = dir.file("t.folded")
+        _ = try export(trace, .folded, to: out, grouping: .causal)
+        let r = try validate("folded_check.py", [out])
+        #expect(r["error"] == nil, "\(r["error"] ?? "")")
+        let server = "TCPSERVERWRAP #2 fd 5", conn = "TCPSERVERWRAP #2 fd 5;TCPWRAP #3 fd 7"
+        #expect(r["stacks"] as? [String: Int] == [
+            server: 700, "\(server);accept4": 100, conn: 700, "\(conn);read": 200,
+            "\(conn);Timeout": 200, "\(conn);Timeout;write": 100, "(unknown resource)": 1000,
+        ])
+    }
+
+    @Test func wallWeightCountsEveryThreadsWholeSpan() throws {
+        let dir = ScratchDirectory("folded-wall")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        let out = dir.file("t.folded")
+        _ = try export(trace, .folded, to: out, weight: .wall)
+        let r = try validate("folded_check.py", [out])
+        #expect(r["error"] == nil, "\(r["error"] ?? "")")
+        // main: first op 1_100 (timers phase) to last 11_800 (mark); worker 2_000-3_000; thread 102: its write.
+        #expect(r["total"] as? Int == 10_700 + 1_000 + 50)
+        let stacks = r["stacks"] as! [String: Int]
+        #expect(stacks["server (4242) main [100];poll phase;epoll wait (loop);epoll_wait"] == 3_500 + 1_800)
+        #expect(stacks["server (4242) main [100];poll phase;TCPWRAP;read"] == 200)
+    }
+}
