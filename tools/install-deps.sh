@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages asynctrace needs to build and test (idempotent; root or sudo).
 set -euo pipefail
-pkgs=(libbpf-dev libelf-dev zlib1g-dev libssl-dev bpftool)
+# chromium-headless-shell: the HTML report's rendering test (headless Chromium, ~140 MB download).
+pkgs=(libbpf-dev libelf-dev zlib1g-dev libssl-dev bpftool chromium-headless-shell)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -11,4 +12,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "asynctrace: installing ${missing[*]}" >&2
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Python modules the export tests validate with: Perfetto's published trace proto (perfetto + protobuf)
+# and speedscope's JSON schema (jsonschema).
+if ! python3 -c "import perfetto.protos.perfetto.trace.perfetto_trace_pb2, jsonschema" 2>/dev/null; then
+    echo "asynctrace: installing Python modules perfetto, protobuf, jsonschema" >&2
+    python3 -m pip install -q perfetto protobuf jsonschema 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages perfetto protobuf jsonschema
 fi
