@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "AsyncTraceRecorder", targets: ["AsyncTraceRecorder"]),
         .library(name: "AsyncTraceRuntime", targets: ["AsyncTraceRuntime"]),
         .library(name: "TraceReader", targets: ["TraceReader"]),
+        .library(name: "TraceAnalyses", targets: ["TraceAnalyses"]),
+        .library(name: "TraceReports", targets: ["TraceReports"]),
         .executable(name: "asynctrace", targets: ["asynctrace"]),
         .executable(name: "asynctrace-examples", targets: ["asynctrace-examples"]),
         .executable(name: "asynctrace-bench", targets: ["asynctrace-bench"]),
@@ -54,12 +56,14 @@ let package = Package(
         // --- reading side ---
         .target(name: "TraceReader", dependencies: ["TraceFormat"]),
         .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat"]),
+        .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat"]),
+        .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader"]),
 
         // --- executables ---
         .executableTarget(
             name: "asynctrace",
             dependencies: [
-                "TraceReader", "KernelProbes", "TraceFormat", "TraceExports",
+                "TraceReader", "TraceAnalyses", "TraceReports", "KernelProbes", "TraceFormat", "TraceExports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -83,6 +87,7 @@ let package = Package(
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
         .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceReader", "TraceFormat"],
                     exclude: ["Fixtures", "validators"]),
+        .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),
         .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader"]),
         .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncHooks"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth"]),

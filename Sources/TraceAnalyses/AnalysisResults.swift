@@ -1,0 +1,218 @@
+// What the analyses find: plain values that the text, JSON and export views render.
+import TraceReader
+
+public struct AnalysisOptions: Sendable {
+    /// Callbacks at least this long are listed as blocking.
+    public var blockingThresholdNs: UInt64 = 10_000_000
+    /// How many slowest callbacks, longest gaps and blocking callbacks to keep.
+    public var top: Int = 10
+    /// Bound on tracked live resources (memory); more are counted as untracked.
+    public var maxTrackedResources: Int = 1_000_000
+    public init() {}
+}
+
+public struct Overview: Sendable {
+    public var path: String
+    public var program: String
+    public var pid: UInt32
+    public var formatVersion: UInt16
+    /// CLOCK_MONOTONIC at recording start (file header); times in reports are relative to it.
+    public var recordingStartNs: UInt64
+    /// CLOCK_REALTIME at recording start (ns since the Unix epoch).
+    public var realtimeStartNs: UInt64
+    /// First to last event (CLOCK_MONOTONIC ns); 0 when there are none.
+    public var startNs: UInt64
+    public var endNs: UInt64
+    public var durationNs: UInt64 { endNs >= startNs ? endNs - startNs : 0 }
+    /// Events read, by kind name (string definitions are bookkeeping and not counted).
+    public var eventsByKind: [String: UInt64]
+    public var totalEvents: UInt64
+    public var userThreads: Int
+    public var processes: [UInt32]
+    public var hasUserEvents: Bool
+    public var hasKernelEvents: Bool
+    public var droppedUser: UInt64
+    public var droppedKernel: UInt64
+    /// Everything that could not be read, one sentence each.
+    public var damage: [TraceDamage]
+    /// Events known lost to damage (counts from chunk headers; missing chunks add an unknown number).
+    public var eventsLostToDamage: UInt64
+    public func count(_ kind: String) -> UInt64 { eventsByKind[kind] ?? 0 }
+}
+
+public struct DurationSummary: Sendable {
+    public var count: UInt64
+    public var totalNs: UInt64
+    public var p50Ns: UInt64
+    public var p99Ns: UInt64
+    public var maxNs: UInt64
+    public static let empty = DurationSummary(LogHistogram())
+    public init(_ h: LogHistogram) {
+        count = h.count
+        totalNs = h.sum
+        p50Ns = h.p50
+        p99Ns = h.p99
+        maxNs = h.max
+    }
+}
+
+public struct PhaseTime: Sendable {
+    public var phase: String
+    public var count: UInt64
+    public var totalNs: UInt64
+}
+
+/// One event-loop thread, from the runtime's loop events.
+public struct LoopThread: Sendable {
+    public var pid: UInt32
+    public var tid: UInt32
+    public var threadName: String?
+    public var iterations: UInt64
+    public var spanNs: UInt64
+    /// Time blocked in epoll (pollStart → pollEnd).
+    public var pollWaitNs: UInt64
+    /// Share of the loop's time not spent waiting in epoll (0...1).
+    public var utilization: Double
+    public var iterationNs: DurationSummary
+    public var phases: [PhaseTime]
+}
+
+public struct LoopSummary: Sendable {
+    public var threads: [LoopThread]
+    public var iterations: UInt64
+    public var spanNs: UInt64
+    public var pollWaitNs: UInt64
+    public var utilization: Double
+    public var iterationNs: DurationSummary
+    public var phases: [PhaseTime]
+}
+
+public struct ResourceTypeStats: Sendable {
+    public var type: String
+    /// Resources of this type created (init events).
+    public var created: UInt64
+    public var destroyed: UInt64
+    public var callbacks: DurationSummary
+}
+
+public struct SyscallInCallback: Sendable {
+    public var name: String
+    public var fd: Int64
+    public var count: UInt64
+    /// Time in the kernel (sum of the calls' durations).
+    public var ns: UInt64
+    public var bytes: UInt64
+}
+
+/// One callback invocation (before → after).
+public struct CallbackRecord: Sendable {
+    public var asyncID: UInt64
+    public var type: String
+    public var pid: UInt32
+    public var tid: UInt32
+    public var threadName: String?
+    public var startNs: UInt64
+    public var durationNs: UInt64
+    /// Trigger path from the root cause to this resource, e.g. ["TCPSERVERWRAP", "TCPWRAP", "Timeout"].
+    public var causalChain: [String]
+    /// Syscalls made on the callback's thread while it ran (largest kernel time first).
+    public var syscalls: [SyscallInCallback]
+    public var kernelNs: UInt64 { syscalls.reduce(0) { $0 + $1.ns } }
+}
+
+public struct BlockingSummary: Sendable {
+    public var thresholdNs: UInt64
+    /// All callbacks at or above the threshold.
+    public var count: UInt64
+    public var totalNs: UInt64
+    /// The longest of them (at most `AnalysisOptions.top`).
+    public var longest: [CallbackRecord]
+}
+
+public struct SyscallStats: Sendable {
+    public var name: String
+    public var count: UInt64
+    /// Bytes transferred (positive return values of reads and writes).
+    public var bytes: UInt64
+    public var totalNs: UInt64
+    public var errors: UInt64
+    /// Made while a callback was running on the same thread.
+    public var attributed: UInt64
+}
+
+public struct FDStats: Sendable {
+    public var pid: UInt32
+    public var fd: Int64
+    /// Type of the resource that last owned the fd (resourceFD), if any.
+    public var resourceType: String?
+    public var reads: UInt64
+    public var writes: UInt64
+    public var bytesRead: UInt64
+    public var bytesWritten: UInt64
+    public var syscalls: UInt64
+    public var eagain: UInt64
+    public var kernelNs: UInt64
+    /// Delay from epoll reporting the fd ready to the owning resource's callback starting.
+    public var readyToCallbackNs: DurationSummary
+}
+
+public struct IOSummary: Sendable {
+    public var syscalls: [SyscallStats]
+    public var fds: [FDStats]
+    /// read/write-like syscalls of the traced processes.
+    public var readWriteSyscalls: UInt64
+    /// ... of which made inside a callback (same pid/tid, between its before and after).
+    public var readWriteAttributed: UInt64
+    /// ... of which inside a callback of the resource that owns the syscall's fd.
+    public var readWriteAttributedToOwner: UInt64
+    public var attributedShare: Double { readWriteSyscalls == 0 ? 0 : Double(readWriteAttributed) / Double(readWriteSyscalls) }
+}
+
+public struct OpenResourceGroup: Sendable {
+    public var type: String
+    public var count: UInt64
+    /// The most common causal chain above these resources (where they were created).
+    public var createdBy: [String]
+    public var oldestInitNs: UInt64
+}
+
+public struct Gap: Sendable {
+    public var pid: UInt32
+    public var tid: UInt32
+    public var startNs: UInt64
+    public var durationNs: UInt64
+}
+
+/// A loop seen only through epoll waits in the kernel stream (for unmodified programs).
+public struct KernelLoopThread: Sendable {
+    public var pid: UInt32
+    public var tid: UInt32
+    public var waits: UInt64
+    public var waitNs: UInt64
+    public var spanNs: UInt64
+    /// Share of the span not spent in epoll waits (0...1).
+    public var utilization: Double
+    /// Time between one wait returning and the next starting: the callbacks' time.
+    public var busyNs: DurationSummary
+}
+
+public struct KernelLoopSummary: Sendable {
+    public var threads: [KernelLoopThread]
+    public var longestGaps: [Gap]
+}
+
+public struct TraceAnalysis: Sendable {
+    public var options: AnalysisOptions
+    public var overview: Overview
+    /// nil when the trace has no loop events.
+    public var loop: LoopSummary?
+    public var resources: [ResourceTypeStats]
+    public var slowestCallbacks: [CallbackRecord]
+    public var blocking: BlockingSummary
+    public var io: IOSummary
+    public var openAtExit: [OpenResourceGroup]
+    /// Resources not tracked because the bound was reached (open-at-exit counts are then a lower bound).
+    public var untrackedResources: UInt64
+    /// nil when the kernel stream has no epoll waits.
+    public var kernelLoop: KernelLoopSummary?
+}

@@ -1,0 +1,93 @@
+// Which callback is running on each thread (per-thread before/after stacks), callback durations
+// by resource type, the slowest callbacks, blocking callbacks and the syscalls made inside them.
+import TraceFormat
+
+struct SyscallTally {
+    var nr: UInt64
+    var fd: Int64
+    var count: UInt64
+    var ns: UInt64
+    var bytes: UInt64
+}
+
+struct CallbackFrame {
+    var asyncID: UInt64
+    var type: Int32
+    var beforeNs: UInt64
+    /// Syscalls made while this frame was innermost, by (nr, fd); at most `maxTallies` distinct.
+    var syscalls: [SyscallTally] = []
+}
+
+struct CallbackTracker {
+    static let maxTallies = 32
+    let options: AnalysisOptions
+    /// Per user stream (index into reader.streams): the running callbacks, innermost last.
+    var stacks: [[CallbackFrame]]
+    var created: [UInt64] = []
+    var destroyed: [UInt64] = []
+    var durations: [LogHistogram] = []
+    var slowest: TopN<CallbackRecord>
+    var blockingLongest: TopN<CallbackRecord>
+    var blockingCount: UInt64 = 0
+    var blockingNs: UInt64 = 0
+    /// after() with no matching before() on its thread.
+    var unmatchedAfters: UInt64 = 0
+
+    init(streams: Int, options: AnalysisOptions) {
+        self.options = options
+        stacks = [[CallbackFrame]](repeating: [], count: streams)
+        slowest = TopN(limit: options.top)
+        blockingLongest = TopN(limit: options.top)
+    }
+
+    mutating func ensureType(_ t: Int32) {
+        while durations.count <= Int(t) {
+            created.append(0)
+            destroyed.append(0)
+            durations.append(LogHistogram())
+        }
+    }
+
+    mutating func before(stream: Int, asyncID: UInt64, type: Int32, ns: UInt64) {
+        stacks[stream].append(CallbackFrame(asyncID: asyncID, type: type, beforeNs: ns))
+    }
+
+    /// The innermost running callback on `stream`, if it began no later than `enterNs`.
+    func running(stream: Int, enteredAt enterNs: UInt64) -> CallbackFrame? {
+        guard let top = stacks[stream].last, top.beforeNs <= enterNs else { return nil }
+        return top
+    }
+
+    mutating func noteSyscall(stream: Int, nr: UInt64, fd: Int64, ns: UInt64, bytes: UInt64) {
+        let last = stacks[stream].count - 1
+        guard last >= 0 else { return }
+        if let i = stacks[stream][last].syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
+            stacks[stream][last].syscalls[i].count += 1
+            stacks[stream][last].syscalls[i].ns += ns
+            stacks[stream][last].syscalls[i].bytes += bytes
+        } else if stacks[stream][last].syscalls.count < Self.maxTallies {
+            stacks[stream][last].syscalls.append(SyscallTally(nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes))
+        }
+    }
+
+    /// Ends the callback `asyncID` on `stream`; returns its frame and duration.
+    mutating func after(stream: Int, asyncID: UInt64, ns: UInt64) -> (CallbackFrame, UInt64)? {
+        guard let i = stacks[stream].lastIndex(where: { $0.asyncID == asyncID }) else {
+            unmatchedAfters += 1
+            return nil
+        }
+        // Frames above a mismatched after() are abandoned (the recorder logged a nestingError).
+        let frame = stacks[stream][i]
+        stacks[stream].removeSubrange(i...)
+        let d = ns >= frame.beforeNs ? ns - frame.beforeNs : 0
+        ensureType(frame.type)
+        durations[Int(frame.type)].record(d)
+        return (frame, d)
+    }
+
+    static func syscalls(of frame: CallbackFrame) -> [SyscallInCallback] {
+        frame.syscalls.sorted { $0.ns > $1.ns }.map {
+            SyscallInCallback(name: SyscallNames.name($0.nr), fd: $0.fd, count: $0.count, ns: $0.ns, bytes: $0.bytes)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+// Event-loop iterations, epoll waiting and phase times per loop thread, from the runtime's loop events.
+import TraceFormat
+
+struct LoopState {
+    var iterations: UInt64 = 0
+    var firstIterationNs: UInt64 = 0
+    var lastIterationNs: UInt64 = 0
+    var pollStartNs: UInt64?
+    var pollWaitNs: UInt64 = 0
+    var iterationNs = LogHistogram()
+    var phaseStart = [UInt64?](repeating: nil, count: TraceLoopPhase.allCases.count)
+    var phaseNs = [UInt64](repeating: 0, count: TraceLoopPhase.allCases.count)
+    var phaseCount = [UInt64](repeating: 0, count: TraceLoopPhase.allCases.count)
+}
+
+struct LoopTracker {
+    var states: [LoopState?]
+
+    init(streams: Int) { states = [LoopState?](repeating: nil, count: streams) }
+
+    mutating func iteration(stream s: Int, ns: UInt64) {
+        var st = states[s] ?? LoopState()
+        if st.iterations == 0 {
+            st.firstIterationNs = ns
+        } else {
+            st.iterationNs.record(ns - st.lastIterationNs)
+        }
+        st.iterations += 1
+        st.lastIterationNs = ns
+        states[s] = st
+    }
+
+    mutating func phaseEnter(stream s: Int, phase: UInt64, ns: UInt64) {
+        guard phase < UInt64(TraceLoopPhase.allCases.count) else { return }
+        if states[s] == nil { states[s] = LoopState() }
+        states[s]!.phaseStart[Int(phase)] = ns
+    }
+
+    mutating func phaseLeave(stream s: Int, phase: UInt64, ns: UInt64) {
+        guard phase < UInt64(TraceLoopPhase.allCases.count), states[s] != nil,
+              let start = states[s]!.phaseStart[Int(phase)] else { return }
+        states[s]!.phaseNs[Int(phase)] += ns - start
+        states[s]!.phaseCount[Int(phase)] += 1
+        states[s]!.phaseStart[Int(phase)] = nil
+    }
+
+    mutating func pollStart(stream s: Int, ns: UInt64) {
+        if states[s] == nil { states[s] = LoopState() }
+        states[s]!.pollStartNs = ns
+    }
+
+    mutating func pollEnd(stream s: Int, ns: UInt64) {
+        guard states[s] != nil, let start = states[s]!.pollStartNs else { return }
+        states[s]!.pollWaitNs += ns - start
+        states[s]!.pollStartNs = nil
+    }
+
+    static func phases(_ ns: [UInt64], _ counts: [UInt64]) -> [PhaseTime] {
+        TraceLoopPhase.allCases.compactMap { p in
+            counts[Int(p.rawValue)] == 0 ? nil
+                : PhaseTime(phase: p.name, count: counts[Int(p.rawValue)], totalNs: ns[Int(p.rawValue)])
+        }
+    }
+
+    /// `lastEventNs`: each stream's last event, where its final iteration ends.
+    func summary(streams: [(pid: UInt32, tid: UInt32, name: String?)], lastEventNs: [UInt64]) -> LoopSummary? {
+        var threads: [LoopThread] = []
+        var all = LogHistogram()
+        var phaseNs = [UInt64](repeating: 0, count: TraceLoopPhase.allCases.count)
+        var phaseCount = [UInt64](repeating: 0, count: TraceLoopPhase.allCases.count)
+        var iterations: UInt64 = 0, span: UInt64 = 0, wait: UInt64 = 0
+        for (s, maybe) in states.enumerated() {
+            guard var st = maybe, st.iterations > 0 else { continue }
+            let end = max(lastEventNs[s], st.lastIterationNs)
+            // The last iteration runs until the thread's last event.
+            st.iterationNs.record(end - st.lastIterationNs)
+            let threadSpan = end - st.firstIterationNs
+            let util = threadSpan == 0 ? 0 : Double(threadSpan - min(threadSpan, st.pollWaitNs)) / Double(threadSpan)
+            threads.append(LoopThread(pid: streams[s].pid, tid: streams[s].tid, threadName: streams[s].name,
+                                      iterations: st.iterations, spanNs: threadSpan, pollWaitNs: st.pollWaitNs,
+                                      utilization: util, iterationNs: DurationSummary(st.iterationNs),
+                                      phases: Self.phases(st.phaseNs, st.phaseCount)))
+            all.merge(st.iterationNs)
+            for i in 0..<phaseNs.count {
+                phaseNs[i] += st.phaseNs[i]
+                phaseCount[i] += st.phaseCount[i]
+            }
+            iterations += st.iterations
+            span += threadSpan
+            wait += st.pollWaitNs
+        }
+        guard !threads.isEmpty else { return nil }
+        return LoopSummary(threads: threads, iterations: iterations, spanNs: span, pollWaitNs: wait,
+                           utilization: span == 0 ? 0 : Double(span - min(span, wait)) / Double(span),
+                           iterationNs: DurationSummary(all), phases: Self.phases(phaseNs, phaseCount))
+    }
+}

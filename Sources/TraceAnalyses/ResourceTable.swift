@@ -1,0 +1,89 @@
+// Live resources (type, trigger, fd) in bounded memory: entries leave on destroy; a ring keeps the
+// most recently destroyed ones so causal chains through short-lived ancestors still resolve.
+
+/// Async ids are unique per process; traces may hold several processes.
+public struct ResourceKey: Hashable, Sendable {
+    public var pid: UInt32
+    public var asyncID: UInt64
+    public init(pid: UInt32, asyncID: UInt64) {
+        self.pid = pid
+        self.asyncID = asyncID
+    }
+}
+
+public struct ResourceInfo: Sendable {
+    public var type: Int32
+    public var trigger: UInt64
+    public var fd: Int32 = -1
+    public var initNs: UInt64
+}
+
+public struct ResourceTable: Sendable {
+    /// Interned resource type names; `ResourceInfo.type` indexes this.
+    public private(set) var typeNames: [String] = []
+    private var typeIndex: [String: Int32] = [:]
+    public private(set) var live: [ResourceKey: ResourceInfo] = [:]
+    private var destroyed: [ResourceKey: ResourceInfo] = [:]
+    private var destroyedRing: [ResourceKey] = []
+    private var ringNext = 0
+    public let maxLive: Int
+    public let recentlyDestroyedKept: Int
+    /// Inits not tracked because `maxLive` was reached (their callbacks count as type "(untracked)").
+    public private(set) var untracked: UInt64 = 0
+
+    public init(maxLive: Int = 1_000_000, recentlyDestroyedKept: Int = 65_536) {
+        self.maxLive = maxLive
+        self.recentlyDestroyedKept = recentlyDestroyedKept
+    }
+
+    public mutating func intern(_ type: String) -> Int32 {
+        if let i = typeIndex[type] { return i }
+        let i = Int32(typeNames.count)
+        typeNames.append(type)
+        typeIndex[type] = i
+        return i
+    }
+
+    public func typeName(_ t: Int32) -> String { t >= 0 && Int(t) < typeNames.count ? typeNames[Int(t)] : "(unknown)" }
+
+    public mutating func initResource(_ key: ResourceKey, type: Int32, trigger: UInt64, ns: UInt64) {
+        if live.count >= maxLive && live[key] == nil {
+            untracked += 1
+            return
+        }
+        live[key] = ResourceInfo(type: type, trigger: trigger, initNs: ns)
+    }
+
+    public mutating func setFD(_ key: ResourceKey, fd: Int32) {
+        live[key]?.fd = fd
+    }
+
+    public mutating func destroy(_ key: ResourceKey) {
+        guard let info = live.removeValue(forKey: key), recentlyDestroyedKept > 0 else { return }
+        if destroyedRing.count < recentlyDestroyedKept {
+            destroyedRing.append(key)
+        } else {
+            destroyed.removeValue(forKey: destroyedRing[ringNext])
+            destroyedRing[ringNext] = key
+            ringNext = (ringNext + 1) % recentlyDestroyedKept
+        }
+        destroyed[key] = info
+    }
+
+    public func info(_ key: ResourceKey) -> ResourceInfo? { live[key] ?? destroyed[key] }
+
+    /// Type names from the root cause down to `key`'s own type, e.g. ["TCPSERVERWRAP", "TCPWRAP", "Timeout"].
+    /// Stops at the top level (trigger 0 or 1), at an unknown ancestor ("?"), or after 32 steps.
+    public func causalChain(_ key: ResourceKey) -> [String] {
+        var chain: [String] = []
+        var k = key
+        var seen = Set<UInt64>()
+        while chain.count < 32, let i = info(k) {
+            chain.append(typeName(i.type))
+            if i.trigger <= 1 || !seen.insert(k.asyncID).inserted { return chain.reversed() }
+            k = ResourceKey(pid: k.pid, asyncID: i.trigger)
+        }
+        if info(k) == nil && k.asyncID > 1 { chain.append("?") }
+        return chain.reversed()
+    }
+}

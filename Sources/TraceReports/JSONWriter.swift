@@ -1,0 +1,77 @@
+// A small JSON writer with keys in the order written (stable output for diffs and tests).
+
+struct JSONWriter {
+    private(set) var out = ""
+    private var needComma = [false]
+    private let pretty: Bool
+    private var depth = 0
+
+    init(pretty: Bool = true) { self.pretty = pretty }
+
+    private mutating func separator() {
+        if needComma[needComma.count - 1] { out += "," }
+        needComma[needComma.count - 1] = true
+        if pretty && depth > 0 { out += "\n" + String(repeating: "  ", count: depth) }
+    }
+
+    private mutating func key(_ k: String?) {
+        separator()
+        if let k { out += Self.quote(k) + (pretty ? ": " : ":") }
+    }
+
+    static func quote(_ s: String) -> String {
+        var r = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": r += "\\\""
+            case "\\": r += "\\\\"
+            case "\n": r += "\\n"
+            case "\r": r += "\\r"
+            case "\t": r += "\\t"
+            default:
+                if u.value < 0x20 {
+                    let h = String(u.value, radix: 16)
+                    r += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                } else {
+                    r.unicodeScalars.append(u)
+                }
+            }
+        }
+        return r + "\""
+    }
+
+    mutating func object(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) {
+        key(k)
+        out += "{"
+        needComma.append(false)
+        depth += 1
+        body(&self)
+        depth -= 1
+        let had = needComma.removeLast()
+        if pretty && had { out += "\n" + String(repeating: "  ", count: depth) }
+        out += "}"
+    }
+
+    mutating func array(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) {
+        key(k)
+        out += "["
+        needComma.append(false)
+        depth += 1
+        body(&self)
+        depth -= 1
+        let had = needComma.removeLast()
+        if pretty && had { out += "\n" + String(repeating: "  ", count: depth) }
+        out += "]"
+    }
+
+    mutating func field(_ k: String?, _ v: String) { key(k); out += Self.quote(v) }
+    mutating func field(_ k: String?, _ v: String?) { key(k); out += v.map(Self.quote) ?? "null" }
+    mutating func field(_ k: String?, _ v: UInt64) { key(k); out += String(v) }
+    mutating func field(_ k: String?, _ v: Int64) { key(k); out += String(v) }
+    mutating func field(_ k: String?, _ v: Int) { key(k); out += String(v) }
+    mutating func field(_ k: String?, _ v: Bool) { key(k); out += v ? "true" : "false" }
+    /// Shares and ratios: 6 decimals.
+    mutating func field(_ k: String?, _ v: Double) { key(k); out += v.isFinite ? Formatting.fixed(v, 6) : "null" }
+    mutating func null(_ k: String?) { key(k); out += "null" }
+    mutating func strings(_ k: String?, _ v: [String]) { array(k) { a in for s in v { a.field(nil, s) } } }
+}
