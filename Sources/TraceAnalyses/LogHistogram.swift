@@ -48,14 +48,20 @@ public struct LogHistogram: Sendable {
         max = Swift.max(max, o.max)
     }
 
-    /// Nearest-rank percentile (p in 0...1): the lower bound of the bucket holding it, kept within [min, max]; 0 if empty.
+    /// Nearest-rank percentile (p in 0...1): the lower bound of the bucket holding it; exact when that
+    /// bucket also holds the smallest or largest value (then it is that value); 0 if empty.
     public func percentile(_ p: Double) -> UInt64 {
         guard count > 0 else { return 0 }
-        let rank = Swift.max(1, UInt64((p * Double(count)).rounded(.up)))
+        let rank = Swift.min(count, Swift.max(1, UInt64((p * Double(count)).rounded(.up))))
+        let maxBucket = Self.index(max), minBucket = Self.index(min)
         var seen: UInt64 = 0
         for i in 0..<Self.bucketCount where counts[i] > 0 {
             seen += counts[i]
-            if seen >= rank { return Swift.min(Swift.max(Self.lowerBound(i), min), max) }
+            if seen >= rank {
+                if i == maxBucket { return max }
+                if i == minBucket { return min }
+                return Self.lowerBound(i)
+            }
         }
         return max
     }
