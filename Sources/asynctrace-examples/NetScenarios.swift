@@ -67,8 +67,10 @@ func unixEchoScenario(_ args: [String]) throws {
     }, connect: { _ in Socket.connect(path: path) })
 }
 
-/// TCP echo traffic where, half-way, a data callback sleeps synchronously for 200 ms: the report
-/// must show that callback (TCPWRAP) blocking the loop and the traffic stalling behind it.
+/// TCP echo traffic where, half-way, a data callback does a synchronous read that takes 200 ms
+/// (from a pipe another thread fills 200 ms later, as a slow disk or NFS read would): the report
+/// must show that callback (TCPWRAP) blocking the loop, the read(2) inside it, and the traffic
+/// stalling behind it.
 func blockingScenario(_ args: [String]) throws {
     let rounds = 100
     var ticks = 0
@@ -78,10 +80,8 @@ func blockingScenario(_ args: [String]) throws {
     }, connect: { server in Socket.connect(port: server.address()!.port, host: "127.0.0.1") },
     paceMs: 4, onRound: { n in
         if n == rounds / 2 {
-            log("round \(n): blocking the loop for 200 ms (synchronous sleep)")
-            var req = timespec(tv_sec: 0, tv_nsec: 200_000_000)
-            var rem = timespec()
-            while nanosleep(&req, &rem) != 0 { req = rem }
+            log("round \(n): blocking the loop for 200 ms (synchronous read)")
+            blockingRead(milliseconds: 200)
         }
         if n == rounds { heartbeat.clear(); log("heartbeat ticks: \(ticks)") }
     })
@@ -170,4 +170,29 @@ func httpScenario(_ args: [String]) throws {
         for w in 0..<8 { loop(w) }
         setTimeout(Int(seconds * 1000)) { stopping = true }
     }
+}
+
+/// Reads one byte from a pipe that a helper thread writes to after `milliseconds`: a synchronous
+/// read(2) the kernel probes see, taking as long as a slow disk would.
+func blockingRead(milliseconds: Int) {
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else { fail("pipe: errno \(errno)") }
+    let writeEnd = fds[1]
+    var thread = pthread_t()
+    let arg = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
+    arg[0] = writeEnd
+    arg[1] = Int32(milliseconds)
+    pthread_create(&thread, nil, { raw in
+        let a = raw!.assumingMemoryBound(to: Int32.self)
+        usleep(UInt32(a[1]) * 1000)
+        var byte: UInt8 = 1
+        _ = write(a[0], &byte, 1)
+        return nil
+    }, arg)
+    var byte: UInt8 = 0
+    while read(fds[0], &byte, 1) < 0 && errno == EINTR {}
+    pthread_join(thread, nil)
+    arg.deallocate()
+    close(fds[0])
+    close(fds[1])
 }

@@ -19,7 +19,7 @@ func allScenarios() -> [Scenario] { [
     Scenario(name: "udp-echo", summary: "UDP echo server and client: N datagrams (default 100)", run: udpEchoScenario),
     Scenario(name: "http", summary: "HTTP server plus a client load (8 keep-alive loops) for about 2 s", run: httpScenario),
     Scenario(name: "child", summary: "child processes: cat over stdio pipes, execFile, kill", run: childScenario),
-    Scenario(name: "blocking", summary: "TCP traffic with a callback that blocks the loop for 200 ms (synchronous sleep)", run: blockingScenario),
+    Scenario(name: "blocking", summary: "TCP traffic with a callback that blocks the loop for 200 ms (a synchronous read)", run: blockingScenario),
 ] + moreScenarios() }
 
 func usage() -> String {
