@@ -387,3 +387,224 @@ extension Sys {
         return out
     }
 }
+
+// MARK: files (thread-pool work and the *Sync APIs)
+
+/// File metadata, as Node's fs.Stats.
+public struct FileStats: Sendable, Equatable {
+    public let size: Int64
+    public let mode: UInt32
+    public let modifiedNs: Int64
+    public let inode: UInt64
+    public let links: UInt64
+    public var isFile: Bool { mode & 0o170000 == 0o100000 }
+    public var isDirectory: Bool { mode & 0o170000 == 0o040000 }
+    public var isSymbolicLink: Bool { mode & 0o170000 == 0o120000 }  // S_IFMT, S_IFLNK
+
+    init(_ st: stat) {
+        size = Int64(st.st_size)
+        mode = UInt32(st.st_mode)
+        modifiedNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        inode = UInt64(st.st_ino)
+        links = UInt64(st.st_nlink)
+    }
+}
+
+extension Sys {
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t) throws(SystemError) -> Int32 {
+        try check("open") { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// pread at `offset`, or read at the file position when `offset` is nil.
+    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int64?) throws(SystemError) -> Int {
+        if let offset { return try check("read") { Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) } }
+        return try check("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// pwrite at `offset`, or write at the file position when `offset` is nil. Writes everything.
+    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int64?) throws(SystemError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let p = buffer.baseAddress! + done, n = buffer.count - done
+            let w: Int
+            if let offset {
+                w = try check("write") { Glibc.pwrite(fd, p, n, off_t(offset + Int64(done))) }
+            } else {
+                w = try check("write") { Glibc.write(fd, p, n) }
+            }
+            if w == 0 { break }
+            done += w
+        }
+        return done
+    }
+
+    static func fileStats(_ fd: Int32) throws(SystemError) -> FileStats {
+        var st = stat()
+        _ = try check("fstat") { Glibc.fstat(fd, &st) }
+        return FileStats(st)
+    }
+
+    static func fileStats(path: String) throws(SystemError) -> FileStats {
+        var st = stat()
+        _ = try check("stat") { rt_stat_path(path, &st) }
+        return FileStats(st)
+    }
+
+    /// Entry names of a directory, without "." and "..", in the order the kernel returns them.
+    static func readDirectory(_ path: String) throws(SystemError) -> [String] {
+        guard let dir = opendir(path) else { throw SystemError(errno: Glibc.errno, function: "opendir") }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while true {
+            Glibc.errno = 0
+            guard let e = readdir(dir) else {
+                if Glibc.errno != 0 { throw SystemError(errno: Glibc.errno, function: "readdir") }
+                break
+            }
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    static func removeFile(_ path: String) throws(SystemError) {
+        _ = try check("unlink") { Glibc.unlink(path) }
+    }
+
+    static func makeDirectory(_ path: String, mode: mode_t) throws(SystemError) {
+        _ = try check("mkdir") { Glibc.mkdir(path, mode) }
+    }
+
+    static func removeDirectory(_ path: String) throws(SystemError) {
+        _ = try check("rmdir") { Glibc.rmdir(path) }
+    }
+
+    static func rename(_ from: String, _ to: String) throws(SystemError) {
+        _ = try check("rename") { Glibc.rename(from, to) }
+    }
+}
+
+// MARK: DNS (getaddrinfo, on the thread pool)
+
+/// A failed lookup, with Node's codes (ENOTFOUND, EAI_AGAIN, ...).
+public struct DNSError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let code: String
+    public let hostname: String
+    public let message: String
+    public var description: String { "getaddrinfo \(code) \(hostname): \(message)" }
+}
+
+extension Sys {
+    /// getaddrinfo for `host`; family 0 (any), 4 or 6. Returns (address, family) pairs, deduplicated, in order.
+    static func getAddresses(_ host: String, family: Int) throws(DNSError) -> [(address: String, family: Int)] {
+        var hints = addrinfo()
+        hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        var rc: Int32
+        repeat { rc = getaddrinfo(host, nil, &hints, &res) } while rc == EAI_SYSTEM && Glibc.errno == EINTR
+        guard rc == 0 else {
+            let code: String
+            switch rc {
+            case EAI_NONAME, -5 /* EAI_NODATA (GNU) */: code = "ENOTFOUND"
+            case EAI_AGAIN: code = "EAI_AGAIN"
+            case EAI_FAIL: code = "EAI_FAIL"
+            case EAI_FAMILY: code = "EAI_FAMILY"
+            case EAI_MEMORY: code = "EAI_MEMORY"
+            default: code = "EAI_\(-rc)"
+            }
+            throw DNSError(code: code, hostname: host, message: String(cString: gai_strerror(rc)))
+        }
+        defer { freeaddrinfo(res) }
+        var out: [(String, Int)] = []
+        var p = res
+        while let ai = p {
+            var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+            if ai.pointee.ai_family == AF_INET {
+                ai.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin_addr
+                    _ = inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
+                }
+                let s = String(cString: buf)
+                if !out.contains(where: { $0.0 == s }) { out.append((s, 4)) }
+            } else if ai.pointee.ai_family == AF_INET6 {
+                ai.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin6_addr
+                    _ = inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count))
+                }
+                let s = String(cString: buf)
+                if !out.contains(where: { $0.0 == s }) { out.append((s, 6)) }
+            }
+            p = ai.pointee.ai_next
+        }
+        return out
+    }
+}
+
+// MARK: signals (signalfd)
+
+extension Sys {
+    static func signalSet(_ signals: [Int32]) -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        return set
+    }
+
+    /// Blocks (or unblocks) `signals` in the calling thread, so they queue for a signalfd.
+    static func blockSignals(_ signals: [Int32], _ block: Bool) throws(SystemError) {
+        var set = signalSet(signals)
+        let rc = pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, nil)
+        if rc != 0 { throw SystemError(errno: rc, function: "pthread_sigmask") }
+    }
+
+    static func signalFD(_ signals: [Int32]) throws(SystemError) -> Int32 {
+        var set = signalSet(signals)
+        return try check("signalfd") { signalfd(-1, &set, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) }
+    }
+
+    /// Reads one pending signal from a signalfd; nil when none is pending.
+    static func readSignal(_ fd: Int32) throws(SystemError) -> Int32? {
+        var info = signalfd_siginfo()
+        let n = Glibc.read(fd, &info, MemoryLayout<signalfd_siginfo>.size)
+        if n == MemoryLayout<signalfd_siginfo>.size { return Int32(info.ssi_signo) }
+        if n < 0 && (Glibc.errno == EAGAIN || Glibc.errno == EINTR) { return nil }
+        if n < 0 { throw SystemError(errno: Glibc.errno, function: "read(signalfd)") }
+        return nil
+    }
+
+    /// Sends `signal` to one thread of this process.
+    static func signalThread(_ thread: pthread_t, _ signal: Int32) throws(SystemError) {
+        let rc = pthread_kill(thread, signal)
+        if rc != 0 { throw SystemError(errno: rc, function: "pthread_kill") }
+    }
+}
+
+extension Sys {
+    /// Installs (or, with `nil`, removes) the process-wide handler that forwards `signal` to the loop
+    /// thread watching it, where the signal is blocked so it queues for that thread's signalfd.
+    static func setSignalForwarding(_ signal: Int32, to thread: pthread_t?) throws(SystemError) {
+        signalTargets[Int(signal)] = thread ?? 0
+        var sa = sigaction()
+        sigemptyset(&sa.sa_mask)
+        if thread != nil {
+            sa.__sigaction_handler.sa_handler = { signo in
+                let target = signalTargets[Int(signo)]
+                if target != 0 && pthread_equal(target, pthread_self()) == 0 { pthread_kill(target, signo) }
+            }
+            sa.sa_flags = SA_RESTART
+        } else {
+            sa.__sigaction_handler.sa_handler = SIG_DFL
+        }
+        if sigaction(signal, &sa, nil) != 0 { throw SystemError(errno: Glibc.errno, function: "sigaction") }
+    }
+}
+
+/// Per signal number, the loop thread whose signalfd takes it (0: none). Read by the signal handler.
+nonisolated(unsafe) let signalTargets: UnsafeMutablePointer<pthread_t> = {
+    let p = UnsafeMutablePointer<pthread_t>.allocate(capacity: 65)
+    p.initialize(repeating: 0, count: 65)
+    return p
+}()

@@ -55,7 +55,9 @@ public final class Timeout {
     func start() {
         // Fresh time, not the loop's cached one: a timer set after a long synchronous stretch
         // counts from when it was set (Node updates the loop time here too).
-        dueNs = Sys.monotonicNanoseconds() &+ delayNs
+        // libuv's clock: whole milliseconds, so a timer is due at the start of a millisecond and may
+        // fire up to 1 ms "early" in real time, exactly as in Node.
+        dueNs = (Sys.monotonicNanoseconds() / 1_000_000) * 1_000_000 &+ delayNs
         sequence = loop.nextTimerSequence()
         loop.timers.insert(self)
         if hasRef { loop.refCount += 1 }

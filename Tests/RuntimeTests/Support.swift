@@ -16,7 +16,12 @@ final class Log: Sendable {
 /// Runs `main` as the main module of a fresh loop on its own thread, until the loop ends.
 func runScenario(_ main: @escaping @Sendable (Log) throws -> Void) -> [String] {
     let log = Log()
-    let t = try! LoopThread { try main(log) }
+    let t = try! LoopThread {
+        // An uncaught error would end the test process (the default policy): log it instead, so the
+        // test's expectations show it.
+        EventLoop.current.onUncaughtError = { e in log("UNCAUGHT \(e)") }
+        try main(log)
+    }
     t.join()
     return log.lines
 }

@@ -8,6 +8,10 @@
 #include <signal.h>
 #include <netdb.h>
 #include <dirent.h>
+#include <sys/stat.h>
+
+// stat(2) by path: Swift sees `stat` as the struct's initializer, so give the function another name.
+static inline int rt_stat_path(const char *path, struct stat *st) { return stat(path, st); }
 
 // GNU extensions the Glibc module is built without (_GNU_SOURCE); declared as glibc >= 2.32 defines them.
 const char *strerrorname_np(int errnum);

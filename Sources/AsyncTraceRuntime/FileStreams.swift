@@ -1,0 +1,231 @@
+// fs.createReadStream / fs.createWriteStream: chunked file I/O on the thread pool with Node's
+// backpressure. A read stream reads highWaterMark bytes at a time while flowing; a write stream
+// buffers, and `write` returns false once highWaterMark bytes wait, then 'drain' follows.
+import AsyncHooks
+
+public final class ReadStream {
+    public let path: String
+    public let highWaterMark: Int
+    public var onOpen: ((Int32) throws -> Void)?
+    public var onData: (([UInt8]) throws -> Void)?
+    public var onEnd: (() throws -> Void)?
+    public var onError: ((any Error) throws -> Void)?
+    public var onClose: (() throws -> Void)?
+    public private(set) var bytesRead = 0
+    public private(set) var isPaused = false
+    public private(set) var isDestroyed = false
+    var fd: Int32 = -1
+    var reading = false
+    var ended = false
+
+    init(path: String, highWaterMark: Int) {
+        self.path = path
+        self.highWaterMark = highWaterMark
+        FS.open(path, "r") { [self] result in
+            switch result {
+            case .success(let fd):
+                if isDestroyed { FS.close(fd) { _ in }; return }
+                self.fd = fd
+                try onOpen?(fd)
+                readMore()
+            case .failure(let e):
+                try fail(e)
+            }
+        }
+    }
+
+    public func pause() { isPaused = true }
+    public func resume() {
+        guard isPaused else { return }
+        isPaused = false
+        readMore()
+    }
+
+    /// Stops reading and closes the file ('close' follows; no 'end').
+    public func destroy() {
+        guard !isDestroyed else { return }
+        isDestroyed = true
+        closeFile()
+    }
+
+    /// Pipes into `destination` with backpressure; ends it at the end.
+    @discardableResult
+    public func pipe(_ destination: WriteStream) -> WriteStream {
+        // Strong captures: an active stream stays alive without the caller holding it; the
+        // cycles end when the streams close (their handlers are dropped then).
+        onData = { [self] chunk in
+            if !destination.write(chunk) {
+                pause()
+                destination.onDrain = { [self] in resume() }
+            }
+        }
+        onEnd = { destination.end() }
+        return destination
+    }
+
+    func readMore() {
+        guard fd >= 0, !reading, !isPaused, !ended, !isDestroyed else { return }
+        reading = true
+        FS.read(fd, length: highWaterMark) { [self] result in
+            reading = false
+            if isDestroyed { return }
+            switch result {
+            case .success(let chunk) where chunk.isEmpty:
+                ended = true
+                try onEnd?()
+                closeFile()
+            case .success(let chunk):
+                bytesRead += chunk.count
+                try onData?(chunk)
+                readMore()
+            case .failure(let e):
+                try fail(e)
+            }
+        }
+    }
+
+    func fail(_ e: any Error) throws {
+        isDestroyed = true
+        defer { closeFile() }
+        if let onError { try onError(e) } else { throw e }  // no listener: uncaught, as in Node
+    }
+
+    func closeFile() {
+        let fd = self.fd
+        self.fd = -1
+        if fd < 0 {
+            EventLoop.current.nextTick { [self] in try onClose?(); dropHandlers() }
+            return
+        }
+        FS.close(fd) { [self] _ in try onClose?(); dropHandlers() }
+    }
+
+    func dropHandlers() {
+        onOpen = nil; onData = nil; onEnd = nil; onError = nil; onClose = nil
+    }
+}
+
+public final class WriteStream {
+    public let path: String
+    public let highWaterMark: Int
+    public var onOpen: ((Int32) throws -> Void)?
+    public var onDrain: (() throws -> Void)?
+    public var onFinish: (() throws -> Void)?
+    public var onError: ((any Error) throws -> Void)?
+    public var onClose: (() throws -> Void)?
+    /// Bytes accepted by `write` and not yet written to the file.
+    public private(set) var writableLength = 0
+    public private(set) var bytesWritten = 0
+    public private(set) var isEnded = false
+    var fd: Int32 = -1
+    var pending: [[UInt8]] = []
+    var writing = false
+    var needDrain = false
+    var finished = false
+    var failed = false
+    var endCallbacks: [() throws -> Void] = []
+
+    init(path: String, flags: String, highWaterMark: Int) {
+        self.path = path
+        self.highWaterMark = highWaterMark
+        FS.open(path, flags) { [self] result in
+            switch result {
+            case .success(let fd):
+                self.fd = fd
+                try onOpen?(fd)
+                flush()
+            case .failure(let e):
+                try fail(e)
+            }
+        }
+    }
+
+    /// Queues `chunk`; false once highWaterMark bytes are waiting (wait for onDrain before writing more).
+    @discardableResult
+    public func write(_ chunk: [UInt8]) -> Bool {
+        if isEnded || failed {
+            let e = RuntimeError.invalidArgument("ERR_STREAM_WRITE_AFTER_END: write after end (\(path))")
+            EventLoop.current.nextTick { [self] in try fail(e) }
+            return false
+        }
+        pending.append(chunk)
+        writableLength += chunk.count
+        flush()
+        let ok = writableLength < highWaterMark
+        if !ok { needDrain = true }
+        return ok
+    }
+
+    /// Writes `chunk` if given, then finishes: 'finish' once everything is written, then 'close'.
+    public func end(_ chunk: [UInt8]? = nil, _ callback: (() throws -> Void)? = nil) {
+        if let chunk { write(chunk) }
+        if let callback { endCallbacks.append(callback) }
+        isEnded = true
+        flush()
+    }
+
+    func flush() {
+        guard fd >= 0, !writing, !failed else { return }
+        if pending.isEmpty {
+            if isEnded && !finished { finish() }
+            return
+        }
+        writing = true
+        let data = pending.count == 1 ? pending[0] : Array(pending.joined())
+        pending.removeAll(keepingCapacity: true)
+        FS.write(fd, data) { [self] result in
+            writing = false
+            switch result {
+            case .success(let n):
+                bytesWritten += n
+                writableLength -= data.count
+                if needDrain && writableLength == 0 && !isEnded {
+                    needDrain = false
+                    try onDrain?()
+                }
+                flush()
+            case .failure(let e):
+                try fail(e)
+            }
+        }
+    }
+
+    func finish() {
+        finished = true
+        let fd = self.fd
+        self.fd = -1
+        FS.close(fd) { [self] _ in
+            for cb in endCallbacks { try cb() }
+            endCallbacks = []
+            try onFinish?()
+            try onClose?()
+            dropHandlers()
+        }
+    }
+
+    func dropHandlers() {
+        onOpen = nil; onDrain = nil; onFinish = nil; onError = nil; onClose = nil
+    }
+
+    func fail(_ e: any Error) throws {
+        failed = true
+        if fd >= 0 {
+            let fd = self.fd
+            self.fd = -1
+            FS.close(fd) { [self] _ in try onClose?(); dropHandlers() }
+        }
+        if let onError { try onError(e) } else { throw e }
+    }
+}
+
+extension FS {
+    /// fs.createReadStream: starts flowing at once (set the handlers right after creating it).
+    public static func createReadStream(_ path: String, highWaterMark: Int = 64 << 10) -> ReadStream {
+        ReadStream(path: path, highWaterMark: max(highWaterMark, 1))
+    }
+
+    /// fs.createWriteStream.
+    public static func createWriteStream(_ path: String, flags: String = "w", highWaterMark: Int = 16 << 10) -> WriteStream {
+        WriteStream(path: path, flags: flags, highWaterMark: max(highWaterMark, 1))
+    }
+}
