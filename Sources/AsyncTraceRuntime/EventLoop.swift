@@ -135,8 +135,12 @@ public final class EventLoop: @unchecked Sendable {
         _ = recorderStarted
     }
     static let recorderStarted: Bool = {
-        // THE RECORDER CALL SITE: the runtime's only call into AsyncTraceRecorder (ASYNCTRACE_OUTPUT).
-        TraceRecorder.startFromEnvironment()
+        // Only when the program was *launched* with ASYNCTRACE_OUTPUT (read from /proc/self/environ):
+        // a recorder started in-process exports the variable for its children, and a loop created
+        // later in the same process must not start a second recording from it.
+        guard Sys.initialEnvironmentContains(prefix: "ASYNCTRACE_OUTPUT=") else { return false }
+        // THE RECORDER CALL SITE: the runtime's only call into AsyncTraceRecorder.
+        return TraceRecorder.startFromEnvironment()
     }()
 
     var isOnLoopThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
