@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),
         .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader"]),
         .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncHooks"]),
-        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth"]),
+        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "asynctrace"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).
         .executableTarget(name: "kernel-groundtruth", path: "Tests/KernelGroundTruth"),
     ],

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages asynctrace needs to build and test (idempotent; root or sudo).
 set -euo pipefail
+# python3, util-linux (setpriv), coreutils: the kernel probe / record tests.
 # chromium-headless-shell: the HTML report's rendering test (headless Chromium, ~140 MB download).
-pkgs=(libbpf-dev libelf-dev zlib1g-dev libssl-dev bpftool chromium-headless-shell)
+pkgs=(libbpf-dev libelf-dev zlib1g-dev libssl-dev bpftool chromium-headless-shell python3 util-linux coreutils)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

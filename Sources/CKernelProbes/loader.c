@@ -232,6 +232,11 @@ void kp_probes_done(struct kp_probes *p) {
     p->ring.unpublished = 0;
 }
 
+void kp_probes_detach(struct kp_probes *p) {
+    if (p && p->skel)
+        syscall_probes_bpf__detach(p->skel);
+}
+
 uint64_t kp_probes_dropped(const struct kp_probes *p) {
     return __atomic_load_n(&p->skel->bss->dropped_records, __ATOMIC_RELAXED);
 }

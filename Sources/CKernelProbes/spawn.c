@@ -6,16 +6,33 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define EXTRA_ENV_MAX 8192
+
 struct exec_failure {
     int stage; // 1: dropping privileges, 2: execve
     int error;
 };
+
+static int read_full(int fd, void *buf, size_t len) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, (char *)buf + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
 
 static void report_and_exit(int fd, int stage, int error) {
     struct exec_failure f = {stage, error};
@@ -27,20 +44,41 @@ static void report_and_exit(int fd, int stage, int error) {
 }
 
 int kp_spawn_held(const char *path, char *const argv[], char *const envp[], int uid, int gid,
-                  struct kp_held_child *child) {
+                  const gid_t *groups, int ngroups, struct kp_held_child *child) {
+    // Allocated before the fork: the child may not call malloc. Two spare slots: the extra
+    // variable sent at release, and the terminating NULL.
+    size_t envc = 0;
+    while (envp[envc])
+        envc++;
+    char **env = calloc(envc + 2, sizeof(char *));
+    char *extra = malloc(EXTRA_ENV_MAX);
+    if (!env || !extra) {
+        free(env);
+        free(extra);
+        return -ENOMEM;
+    }
+    memcpy(env, envp, envc * sizeof(char *));
     // `go` is a socket pair so that releasing a child that already died is EPIPE, not SIGPIPE.
     int go[2], status[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0)
-        return -errno;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0) {
+        int e = errno;
+        free(env);
+        free(extra);
+        return -e;
+    }
     if (pipe2(status, O_CLOEXEC) != 0) {
         int e = errno;
         close(go[0]);
         close(go[1]);
+        free(env);
+        free(extra);
         return -e;
     }
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
+        free(env);
+        free(extra);
         close(go[0]);
         close(go[1]);
         close(status[0]);
@@ -62,16 +100,26 @@ int kp_spawn_held(const char *path, char *const argv[], char *const envp[], int 
         } while (r < 0 && errno == EINTR);
         if (r != 1)
             _exit(127); // abandoned
+        uint32_t len = 0;
+        if (read_full(go[0], &len, sizeof(len)) != 0 || len >= EXTRA_ENV_MAX || read_full(go[0], extra, len) != 0)
+            _exit(127);
+        if (len > 0) {
+            extra[len] = 0;
+            env[envc] = extra;
+        }
         if (gid >= 0) {
             gid_t g = (gid_t)gid;
-            if (setgroups(1, &g) != 0 || setgid(g) != 0)
+            int ok = ngroups > 0 ? setgroups((size_t)ngroups, groups) : setgroups(1, &g);
+            if (ok != 0 || setgid(g) != 0)
                 report_and_exit(status[1], 1, errno);
         }
         if (uid >= 0 && setuid((uid_t)uid) != 0)
             report_and_exit(status[1], 1, errno);
-        execve(path, argv, envp);
+        execve(path, argv, env);
         report_and_exit(status[1], 2, errno);
     }
+    free(env);
+    free(extra);
     close(go[0]);
     close(status[1]);
     child->pid = pid;
@@ -80,12 +128,26 @@ int kp_spawn_held(const char *path, char *const argv[], char *const envp[], int 
     return 0;
 }
 
-int kp_release_held(struct kp_held_child *child, int *stage) {
-    char byte = 1;
-    ssize_t w;
-    do {
-        w = send(child->release_fd, &byte, 1, MSG_NOSIGNAL);
-    } while (w < 0 && errno == EINTR);
+int kp_release_held(struct kp_held_child *child, const char *extra_env, int *stage) {
+    // One message: the go byte, the length of the extra variable, the variable.
+    char msg[1 + sizeof(uint32_t) + EXTRA_ENV_MAX];
+    uint32_t len = extra_env ? (uint32_t)strlen(extra_env) : 0;
+    if (len >= EXTRA_ENV_MAX)
+        len = 0;
+    msg[0] = 1;
+    memcpy(msg + 1, &len, sizeof(len));
+    if (len)
+        memcpy(msg + 1 + sizeof(len), extra_env, len);
+    size_t total = 1 + sizeof(len) + len, sent = 0;
+    ssize_t w = 0;
+    while (sent < total) {
+        w = send(child->release_fd, msg + sent, total - sent, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
     close(child->release_fd);
     child->release_fd = -1;
     struct exec_failure f = {0, 0};
@@ -97,7 +159,7 @@ int kp_release_held(struct kp_held_child *child, int *stage) {
     child->status_fd = -1;
     if (stage)
         *stage = r == sizeof(f) ? f.stage : 0;
-    if (w != 1)
+    if (sent != total)
         return EPIPE;
     return r == sizeof(f) ? f.error : 0; // EOF: the close-on-exec pipe closed, exec succeeded
 }
@@ -132,9 +194,19 @@ void kp_catch_signals(pid_t forward_to) {
     sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+        struct sigaction old;
+        // A signal ignored when we started (nohup, a background job's SIGINT) stays ignored.
+        if (sigaction(signals[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+            continue;
+        sigaction(signals[i], &sa, NULL);
+        sigaddset(&set, signals[i]);
+    }
+    // Whoever started us may have blocked them (threads of a supervising runtime often do).
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 int kp_last_signal(void) { return last_signal; }

@@ -69,15 +69,17 @@ public final class HeldProcess {
     private var child: kp_held_child
     private var released = false
 
-    /// Forks; the child drops to `gid`/`uid` (when given) and execs `path` on release.
-    /// `arguments[0]` is the program's argv[0]. No shell is involved.
-    public init(path: String, arguments: [String], environment: [String], uid: Int32? = nil, gid: Int32? = nil)
-        throws(ProgramLaunchError)
+    /// Forks; the child drops to `gid`/`uid` (when given, with supplementary `groups`) and execs
+    /// `path` on release. `arguments[0]` is the program's argv[0]. No shell is involved.
+    public init(path: String, arguments: [String], environment: [String], uid: Int32? = nil, gid: Int32? = nil,
+                groups: [gid_t] = []) throws(ProgramLaunchError)
     {
         var c = kp_held_child(pid: 0, release_fd: -1, status_fd: -1)
         let argv = CStringArray(arguments)
         let envp = CStringArray(environment)
-        let rc = kp_spawn_held(path, argv.pointers, envp.pointers, uid ?? -1, gid ?? -1, &c)
+        let rc = groups.withUnsafeBufferPointer { g in
+            kp_spawn_held(path, argv.pointers, envp.pointers, uid ?? -1, gid ?? -1, g.baseAddress, Int32(g.count), &c)
+        }
         guard rc == 0 else { throw .forkFailed(errno: -rc) }
         child = c
         pid = c.pid
@@ -90,12 +92,13 @@ public final class HeldProcess {
     private let uid: Int32
     private let gid: Int32
 
-    /// Lets the child exec. On failure the child has exited (status 126/127): reap it with waitpid.
-    public func release() throws(ProgramLaunchError) {
+    /// Lets the child exec, with `extraEnvironment` ("NAME=value") added to its environment.
+    /// On failure the child has exited (status 126/127): reap it with waitpid.
+    public func release(extraEnvironment: String? = nil) throws(ProgramLaunchError) {
         guard !released else { return }
         released = true
         var stage: Int32 = 0
-        let err = kp_release_held(&child, &stage)
+        let err = kp_release_held(&child, extraEnvironment, &stage)
         guard err == 0 else {
             if stage == 1 { throw .cannotSwitchUser(uid: uid, gid: gid, errno: err) }
             if err == ENOENT { throw .notFound(path) }

@@ -93,7 +93,13 @@ public final class KernelProbeSession {
 
     public var ringBytes: UInt64 { probes.map { kp_probes_ring_bytes($0) } ?? 0 }
 
-    /// Detaches the probes. Events not yet polled are lost; poll until empty first.
+    /// Stops recording: no new events; those already in the ring can still be polled.
+    public func stop() {
+        if let probes { kp_probes_detach(probes) }
+    }
+
+    /// Detaches the probes and frees everything. Events not yet polled are lost: `stop()`, then
+    /// poll until empty first.
     public func close() {
         if let probes {
             lastDropped = kp_probes_dropped(probes)

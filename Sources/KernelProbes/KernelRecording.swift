@@ -39,9 +39,11 @@ public final class KernelRecording {
         }
     }
 
-    /// Drains the ring, writes everything left with a final chunk, and detaches the probes.
+    /// Stops the probes, drains the ring, writes everything left with a final chunk, and frees
+    /// the probes.
     @discardableResult
     public func finish() throws(TraceWriteError) -> KernelProbeStatistics {
+        session.stop()  // else a busy process (a grandchild, an attached pid) keeps the ring full
         var empty = 0
         let session = self.session, onEvents = self.onEvents
         while empty < 2 {

@@ -39,6 +39,9 @@ int kp_probes_wait(struct kp_probes *probes, int timeout_ms);
 const void *kp_probes_next(struct kp_probes *probes, uint32_t *size);
 void kp_probes_done(struct kp_probes *probes);
 
+// Detaches the programs: no new records; those in the ring can still be read.
+void kp_probes_detach(struct kp_probes *probes);
+
 // Records the BPF side could not deliver (ring full), since open.
 uint64_t kp_probes_dropped(const struct kp_probes *probes);
 uint64_t kp_probes_ring_bytes(const struct kp_probes *probes);
@@ -57,14 +60,17 @@ struct kp_held_child {
     int status_fd;  // after release: EOF = exec succeeded, else the failure
 };
 
-// Forks a child that waits until released, then drops to gid/uid (if >= 0) and execs `path`.
-// Only async-signal-safe calls run in the child. 0 or -errno.
+// Forks a child that waits until released, then drops to gid/uid (if >= 0; supplementary
+// groups `groups`, or just gid when ngroups is 0) and execs `path`. Only async-signal-safe calls
+// run in the child. 0 or -errno.
 int kp_spawn_held(const char *path, char *const argv[], char *const envp[], int uid, int gid,
-                  struct kp_held_child *child);
+                  const gid_t *groups, int ngroups, struct kp_held_child *child);
 
-// Lets the child exec. 0 if it did; otherwise the errno of the failed step, and `*stage`
-// says which: 1 setgroups/setgid/setuid, 2 execve. The child has then exited (reap it).
-int kp_release_held(struct kp_held_child *child, int *stage);
+// Lets the child exec, with `extra_env` ("NAME=value", < 8 KiB, or NULL) added to its
+// environment: it can name things that exist only after the fork, like a file named after the
+// child's pid. 0 if exec succeeded; otherwise the errno of the failed step, and `*stage` says
+// which: 1 setgroups/setgid/setuid, 2 execve. The child has then exited (reap it).
+int kp_release_held(struct kp_held_child *child, const char *extra_env, int *stage);
 
 // Makes a held child exit without exec'ing (status 127).
 void kp_abandon_held(struct kp_held_child *child);

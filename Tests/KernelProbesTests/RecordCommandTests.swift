@@ -1,0 +1,180 @@
+// `asynctrace record` end to end: the real binary, real programs, the real kernel.
+import Foundation
+import KernelProbes
+import Testing
+import TraceFormat
+
+private func asynctrace() throws -> String {
+    guard let exe = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+    return exe
+}
+
+/// Runs a command with separate stdout and stderr, an optional environment and a timeout.
+private func runCapturing(_ path: String, _ args: [String], environment: [String: String]? = nil,
+                          timeout: TimeInterval = 60, afterStart: ((Process) -> Void)? = nil) throws
+    -> (status: Int32, reason: Process.TerminationReason, stdout: String, stderr: String)
+{
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    if let environment { p.environment = environment }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    afterStart?(p)
+    let deadline = Date().addingTimeInterval(timeout)
+    // Read both pipes to the end (in the background for stderr) so a chatty child never blocks.
+    nonisolated(unsafe) var errData = Data()
+    let errDone = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async {
+        errData = err.fileHandleForReading.readDataToEndOfFile()
+        errDone.signal()
+    }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    while p.isRunning && Date() < deadline { usleep(10_000) }
+    if p.isRunning {
+        p.terminate()
+        throw TestFailure("\(path) \(args) did not finish in \(timeout) s")
+    }
+    errDone.wait()
+    return (p.terminationStatus, p.terminationReason, String(decoding: outData, as: UTF8.self),
+            String(decoding: errData, as: UTF8.self))
+}
+
+private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
+    try kernelEvents(of: scanTrace(path)).filter { $0.kind == .syscall || $0.kind == .epollWait }
+}
+
+@Suite(.serialized) struct RecordCommandTests {
+    @Test func recordsTheGroundTruthProgram() throws {
+        if skipKernelTest("recordsTheGroundTruthProgram") { return }
+        guard let child = builtExecutable("kernel-groundtruth") else { throw TestFailure("kernel-groundtruth not built") }
+        let trace = temporaryPath("cli-groundtruth.atrace"), results = temporaryPath("cli-groundtruth.txt")
+        let r = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", child, results])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("wrote \(trace)") && r.stderr.contains("dropped: 0 program, 0 kernel"), "\(r.stderr)")
+        var st = stat()
+        #expect(stat(trace, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let scanned = try scanTrace(trace)
+        let facts = try String(contentsOfFile: results, encoding: .utf8)
+        #expect(facts.contains("main \(scanned.header.pid)\n"), "header pid \(scanned.header.pid), child said: \(facts)")
+        #expect(scanned.header.program == "\(child) \(results)")
+        #expect(scanned.chunks.allSatisfy { $0.isKernel && $0.pid == scanned.header.pid && $0.tid == 0 })
+        let events = kernelEvents(of: scanned)
+        #expect(events.filter { $0.kind == .syscall && $0.nr == 1 && $0.fd == 100 && $0.size == 7 && $0.ret == 7 }.count == 1000)
+        #expect(events.filter { $0.kind == .syscall && $0.nr == 0 && $0.fd == 101 && $0.ret == 4096 }.count == 500)
+        #expect(events.filter { $0.kind == .epollWait }.count == 4)
+        #expect(events.contains { $0.kind == .processExit && $0.pid == scanned.header.pid && $0.exitCode == 0 })
+    }
+
+    @Test func unmodifiedPythonProgramGivesExactCounts() throws {
+        if skipKernelTest("unmodifiedPythonProgramGivesExactCounts") { return }
+        let trace = temporaryPath("cli-python.atrace")
+        let script = "import os\nfor i in range(250): os.write(1, b'0123456789')\n"
+        let r = try runCapturing(try asynctrace(), ["record", "-o", trace, "/usr/bin/python3", "-S", "-c", script])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == String(repeating: "0123456789", count: 250))
+        let writes = try kernelSyscalls(trace).filter { $0.nr == 1 && $0.fd == 1 }
+        #expect(writes.count == 250)
+        #expect(writes.allSatisfy { $0.size == 10 && $0.ret == 10 })
+    }
+
+    @Test func exitStatusIsTheProgramsOwn() throws {
+        let exe = try asynctrace()
+        let seven = try runCapturing(exe, ["record", "-o", temporaryPath("cli-exit7.atrace"), "--", "/bin/sh", "-c", "exit 7"])
+        #expect(seven.status == 7, "\(seven.stderr)")
+        let killed = try runCapturing(exe, ["record", "-o", temporaryPath("cli-kill.atrace"), "/bin/sh", "-c", "kill -TERM $$"])
+        #expect(killed.status == 128 + SIGTERM, "\(killed.stderr)")
+    }
+
+    @Test func missingOrNonExecutableProgramFailsCleanly() throws {
+        let exe = try asynctrace()
+        let trace = temporaryPath("cli-missing.atrace")
+        let missing = try runCapturing(exe, ["record", "-o", trace, "--", "no-such-program-xyz", "arg"])
+        #expect(missing.reason == .exit && missing.status == 127)
+        #expect(missing.stderr.contains("no-such-program-xyz: command not found"), "\(missing.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: trace))
+        let plain = temporaryPath("not-executable.txt")
+        _ = FileManager.default.createFile(atPath: plain, contents: Data("hello".utf8), attributes: [.posixPermissions: 0o644])
+        let denied = try runCapturing(exe, ["record", "-o", trace, plain])
+        #expect(denied.reason == .exit && denied.status == 126)
+        #expect(denied.stderr.contains("cannot execute: Permission denied"), "\(denied.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: trace))
+    }
+
+    @Test func noKernelWritesOnlyTheHeader() throws {
+        let trace = temporaryPath("cli-nokernel.atrace")
+        let r = try runCapturing(try asynctrace(), ["record", "--no-kernel", "-o", trace, "--", "/usr/bin/env"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("ASYNCTRACE_OUTPUT=\(trace)\n") && r.stdout.contains("ASYNCTRACE_APPEND=1\n"))
+        let scanned = try scanTrace(trace)
+        #expect(scanned.chunks.isEmpty && scanned.header.program == "/usr/bin/env")
+    }
+
+    @Test func withoutPrivilegesItSaysWhyAndGoesOn() throws {
+        if geteuid() != 0 { return }  // needs root to become someone else; as non-root every run shows this path
+        let dir = temporaryPath("unprivileged")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o777)
+        let trace = dir + "/t.atrace"
+        let r = try runCapturing("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                                                       try asynctrace(), "record", "-o", trace, "/bin/echo", "hi"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "hi\n")
+        let lines = r.stderr.split(separator: "\n").filter { $0.contains("kernel probes off") }
+        #expect(lines.count == 1 && lines[0].contains("needs root or CAP_BPF+CAP_PERFMON"), "\(r.stderr)")
+        #expect(try scanTrace(trace).chunks.isEmpty)
+    }
+
+    @Test func underSudoTheProgramRunsAsTheInvokingUser() throws {
+        if geteuid() != 0 { return }
+        let trace = temporaryPath("cli-sudo.atrace")
+        var env = ProcessInfo.processInfo.environment
+        env["SUDO_UID"] = "65534"
+        env["SUDO_GID"] = "65534"
+        let r = try runCapturing(try asynctrace(), ["record", "--no-kernel", "-o", trace, "/usr/bin/id", "-u"], environment: env)
+        #expect(r.status == 0 && r.stdout == "65534\n", "\(r.stdout) \(r.stderr)")
+        var st = stat()
+        #expect(stat(trace, &st) == 0 && st.st_uid == 65534 && st.st_gid == 65534 && st.st_mode & 0o777 == 0o600)
+    }
+
+    @Test func sigtermIsForwardedToTheProgram() throws {
+        let trace = temporaryPath("cli-sigterm.atrace")
+        let start = Date()
+        let r = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", "/bin/sleep", "30"], timeout: 20) { p in
+            usleep(300_000)
+            kill(p.processIdentifier, SIGTERM)
+        }
+        #expect(r.status == 128 + SIGTERM, "\(r.stderr)")
+        #expect(Date().timeIntervalSince(start) < 15)
+        #expect(r.stderr.contains("wrote \(trace)"))
+    }
+
+    @Test func attachesToARunningProcess() throws {
+        if skipKernelTest("attachesToARunningProcess") { return }
+        // A steady writer (~1,000 writes/s: the debug-built reader stays quick).
+        let dd = Process()
+        dd.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        dd.arguments = ["-S", "-c", "import os, time\nwhile True:\n    os.write(1, b'x' * 16)\n    time.sleep(0.001)\n"]
+        dd.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try dd.run()
+        usleep(100_000)
+        // SIGKILL: children of Foundation's Process inherit the test thread's blocked signals.
+        defer { kill(dd.processIdentifier, SIGKILL); dd.waitUntilExit() }
+        let trace = temporaryPath("cli-pid.atrace")
+        let r = try runCapturing(try asynctrace(), ["record", "--pid", "\(dd.processIdentifier)", "--duration", "200ms",
+                                                    "-o", trace])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(dd.isRunning)
+        let scanned = try scanTrace(trace)
+        #expect(scanned.header.pid == UInt32(dd.processIdentifier))
+        #expect(scanned.header.program.hasPrefix("/usr/bin/python3 -S -c"))
+        let events = kernelEvents(of: scanned)
+        let writes = events.filter { $0.kind == .syscall && $0.nr == 1 }
+        #expect(writes.count > 20)
+        #expect(events.allSatisfy { $0.pid == UInt32(dd.processIdentifier) })
+        #expect(writes.allSatisfy { $0.fd == 1 && $0.size == 16 && $0.ret == 16 })
+        #expect(scanned.chunks.last?.flags.contains(.final) == true)
+    }
+}
