@@ -229,7 +229,7 @@ struct RecordCommand: ParsableCommand {
 // MARK: - helpers
 
 /// Under sudo: the user who ran sudo, so the program never runs as root by accident.
-struct InvokingUser {
+private struct InvokingUser {
     var uid: Int32
     var gid: Int32
     var groups: [gid_t]
@@ -264,7 +264,7 @@ struct InvokingUser {
 }
 
 /// Chunk headers of a finished trace, summed (payloads are skipped, not decoded).
-struct TraceSummary {
+private struct TraceSummary {
     var userEvents: UInt64 = 0
     var kernelEvents: UInt64 = 0
     var userDropped: UInt64 = 0
@@ -306,7 +306,7 @@ struct TraceSummary {
     }
 }
 
-func note(_ message: String) {
+private func note(_ message: String) {
     var line = message
     if !line.hasPrefix("asynctrace: ") { line = "asynctrace: " + line }
     line += "\n"
@@ -314,14 +314,14 @@ func note(_ message: String) {
 }
 
 /// Prints `message` and exits with `exitCode`.
-func fail(_ message: String, exitCode: Int32) -> Never {
+private func fail(_ message: String, exitCode: Int32) -> Never {
     note(message)
     exit(exitCode)
 }
 
-func systemError() -> String { String(cString: strerror(errno)) }
+private func systemError() -> String { String(cString: strerror(errno)) }
 
-func currentEnvironment() -> [String] {
+private func currentEnvironment() -> [String] {
     var out: [String] = []
     var p = environ
     while let entry = p.pointee {
@@ -331,7 +331,7 @@ func currentEnvironment() -> [String] {
     return out
 }
 
-func absolutePath(_ path: String) -> String {
+private func absolutePath(_ path: String) -> String {
     if path.hasPrefix("/") { return path }
     var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     guard getcwd(&buf, buf.count) != nil else { return path }
@@ -339,14 +339,14 @@ func absolutePath(_ path: String) -> String {
     return (cwd == "/" ? "" : cwd) + "/" + path
 }
 
-func realtimeNowNs() -> UInt64 {
+private func realtimeNowNs() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 /// The program line for the header: arguments joined, quoted where needed.
-func programLine(_ args: [String]) -> String {
+private func programLine(_ args: [String]) -> String {
     args.map { a in
         a.isEmpty || a.contains(where: { " \t\n'\"\\$`".contains($0) })
             ? "'" + a.replacingAll("'", with: "'\\''") + "'" : a
@@ -354,7 +354,7 @@ func programLine(_ args: [String]) -> String {
 }
 
 /// /proc/PID/cmdline as a program line ("" if unreadable).
-func commandLine(of pid: Int32) -> String {
+private func commandLine(of pid: Int32) -> String {
     let fd = open("/proc/\(pid)/cmdline", O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return "" }
     defer { close(fd) }
@@ -365,7 +365,7 @@ func commandLine(of pid: Int32) -> String {
 }
 
 /// "10s", "500ms", "2m", "1.5", "100us" -> ns.
-func parseDuration(_ text: String) -> UInt64? {
+private func parseDuration(_ text: String) -> UInt64? {
     let units: [(String, Double)] = [("ns", 1), ("us", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
     var number = Substring(text)
     var scale = 1e9
@@ -379,7 +379,7 @@ func parseDuration(_ text: String) -> UInt64? {
 }
 
 /// "16M", "64MiB", "4096", "1G", "512k" -> bytes.
-func parseSize(_ text: String) -> UInt64? {
+private func parseSize(_ text: String) -> UInt64? {
     var t = text.uppercased()
     for suffix in ["IB", "B"] where t.hasSuffix(suffix) && t.count > suffix.count {
         t = String(t.dropLast(suffix.count))
@@ -394,11 +394,11 @@ func parseSize(_ text: String) -> UInt64? {
     return v * scale
 }
 
-func formatSeconds(_ s: Double) -> String {
+private func formatSeconds(_ s: Double) -> String {
     s < 10 ? "\((s * 1000).rounded() / 1000) s" : "\((s * 10).rounded() / 10) s"
 }
 
-extension String {
+private extension String {
     func replacingAll(_ target: String, with replacement: String) -> String {
         split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
     }
