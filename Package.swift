@@ -74,7 +74,7 @@ let package = Package(
             name: "asynctrace-bench",
             dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
                            "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem",
-                           "TraceExports"]
+                           "TraceExports", "TraceAnalyses"]
         ),
 
         // --- tests ---

@@ -2,9 +2,10 @@
 // an fd ready to the owning resource's callback starting.
 import TraceFormat
 
-struct FDKey: Hashable {
+struct FDKey: Hashable, FastHashable {
     var pid: UInt32
     var fd: Int64
+    var fastHash: UInt64 { UInt64(bitPattern: fd) ^ (UInt64(pid) << 40) }
 }
 
 struct FDAccum {
@@ -31,8 +32,35 @@ struct IOTracker {
     static let eagain: Int64 = -11
     /// Bound on distinct (pid, fd) pairs tracked.
     static let maxFDs = 65_536
-    var bySyscall: [UInt64: SyscallAccum] = [:]
-    var byFD: [FDKey: FDAccum] = [:]
+    /// Syscall numbers below `directSyscalls` index an array; the rest go to a dictionary.
+    static let directSyscalls = 512
+    var bySmallNr = [SyscallAccum?](repeating: nil, count: IOTracker.directSyscalls)
+    var byLargeNr: [UInt64: SyscallAccum] = [:]
+    var byFD = FastMap<FDKey, FDAccum>(capacity: 256)
+
+    /// 1 read-like, 2 write-like, 0 other (a table: this runs for every syscall).
+    static let ioClassTable: [UInt8] = (0..<UInt64(directSyscalls)).map {
+        SyscallNames.readLike.contains($0) ? 1 : SyscallNames.writeLike.contains($0) ? 2 : 0
+    }
+
+    @inline(__always)
+    static func ioClass(_ nr: UInt64) -> UInt8 { nr < UInt64(directSyscalls) ? ioClassTable[Int(nr)] : 0 }
+
+    func syscallTotals() -> [(UInt64, SyscallAccum)] {
+        var out: [(UInt64, SyscallAccum)] = []
+        for (nr, a) in bySmallNr.enumerated() { if let a { out.append((UInt64(nr), a)) } }
+        for (nr, a) in byLargeNr { out.append((nr, a)) }
+        return out
+    }
+
+    @inline(__always)
+    private mutating func withFD(_ key: FDKey, _ body: (inout FDAccum) -> Void) {
+        if byFD.modify(key, body) { return }
+        guard byFD.count < Self.maxFDs else { return }
+        var f = FDAccum()
+        body(&f)
+        byFD.set(key, f)
+    }
     /// Per user stream: fds the last epoll wait reported ready, and when.
     var pendingReady: [[Int64: UInt64]]
     var readWrite: UInt64 = 0
@@ -43,43 +71,46 @@ struct IOTracker {
 
     /// One completed syscall. `inCallback`: a callback was running on its thread; `ownerFD`: that callback's resource's fd.
     mutating func syscall(pid: UInt32, nr: UInt64, fd: Int64, ret: Int64, durationNs: UInt64, inCallback: Bool, ownerFD: Int64?) {
-        let isRead = SyscallNames.readLike.contains(nr)
-        let isWrite = SyscallNames.writeLike.contains(nr)
+        let cls = Self.ioClass(nr)
+        let isRead = cls == 1, isWrite = cls == 2
         let bytes: UInt64 = (isRead || isWrite) && ret > 0 ? UInt64(ret) : 0
-        var s = bySyscall[nr] ?? SyscallAccum()
-        s.count += 1
-        s.bytes += bytes
-        s.ns += durationNs
-        if ret < 0 { s.errors += 1 }
-        if inCallback { s.attributed += 1 }
-        bySyscall[nr] = s
+        func tally(_ s: inout SyscallAccum) {
+            s.count += 1
+            s.bytes += bytes
+            s.ns += durationNs
+            if ret < 0 { s.errors += 1 }
+            if inCallback { s.attributed += 1 }
+        }
+        if nr < UInt64(Self.directSyscalls) {
+            var s = bySmallNr[Int(nr)] ?? SyscallAccum()
+            tally(&s)
+            bySmallNr[Int(nr)] = s
+        } else {
+            tally(&byLargeNr[nr, default: SyscallAccum()])
+        }
         if isRead || isWrite {
             readWrite += 1
             if inCallback { readWriteAttributed += 1 }
             if let o = ownerFD, o == fd { readWriteToOwner += 1 }
         }
         guard fd >= 0 else { return }
-        let key = FDKey(pid: pid, fd: fd)
-        guard byFD[key] != nil || byFD.count < Self.maxFDs else { return }
-        var f = byFD[key] ?? FDAccum()
-        f.syscalls += 1
-        f.kernelNs += durationNs
-        if ret == Self.eagain { f.eagain += 1 }
-        if isRead {
-            f.reads += 1
-            f.bytesRead += bytes
-        } else if isWrite {
-            f.writes += 1
-            f.bytesWritten += bytes
+        withFD(FDKey(pid: pid, fd: fd)) { f in
+            f.syscalls += 1
+            f.kernelNs += durationNs
+            if ret == Self.eagain { f.eagain += 1 }
+            if isRead {
+                f.reads += 1
+                f.bytesRead += bytes
+            } else if isWrite {
+                f.writes += 1
+                f.bytesWritten += bytes
+            }
         }
-        byFD[key] = f
     }
 
     mutating func setOwner(pid: UInt32, fd: Int64, type: Int32) {
         guard fd >= 0 else { return }
-        let key = FDKey(pid: pid, fd: fd)
-        guard byFD[key] != nil || byFD.count < Self.maxFDs else { return }
-        byFD[key, default: FDAccum()].ownerType = type
+        withFD(FDKey(pid: pid, fd: fd)) { $0.ownerType = type }
     }
 
     mutating func pollStart(stream s: Int) {
@@ -93,9 +124,7 @@ struct IOTracker {
     /// A callback of a resource owning `fd` starts on stream `s`.
     mutating func callbackStarts(stream s: Int, pid: UInt32, fd: Int64, ns: UInt64) {
         guard let readyNs = pendingReady[s].removeValue(forKey: fd) else { return }
-        let key = FDKey(pid: pid, fd: fd)
-        guard byFD[key] != nil || byFD.count < Self.maxFDs else { return }
-        byFD[key, default: FDAccum()].readyToCallback.record(ns >= readyNs ? ns - readyNs : 0)
+        withFD(FDKey(pid: pid, fd: fd)) { $0.readyToCallback.record(ns >= readyNs ? ns - readyNs : 0) }
     }
 }
 

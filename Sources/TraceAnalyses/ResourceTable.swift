@@ -2,13 +2,14 @@
 // most recently destroyed ones so causal chains through short-lived ancestors still resolve.
 
 /// Async ids are unique per process; traces may hold several processes.
-public struct ResourceKey: Hashable, Sendable {
+public struct ResourceKey: Hashable, Sendable, FastHashable {
     public var pid: UInt32
     public var asyncID: UInt64
     public init(pid: UInt32, asyncID: UInt64) {
         self.pid = pid
         self.asyncID = asyncID
     }
+    public var fastHash: UInt64 { asyncID ^ (UInt64(pid) << 40) }
 }
 
 public struct ResourceInfo: Sendable {
@@ -22,8 +23,8 @@ public struct ResourceTable: Sendable {
     /// Interned resource type names; `ResourceInfo.type` indexes this.
     public private(set) var typeNames: [String] = []
     private var typeIndex: [String: Int32] = [:]
-    public private(set) var live: [ResourceKey: ResourceInfo] = [:]
-    private var destroyed: [ResourceKey: ResourceInfo] = [:]
+    public private(set) var live = FastMap<ResourceKey, ResourceInfo>(capacity: 1024)
+    private var destroyed = FastMap<ResourceKey, ResourceInfo>(capacity: 1024)
     private var destroyedRing: [ResourceKey] = []
     private var ringNext = 0
     public let maxLive: Int
@@ -47,27 +48,31 @@ public struct ResourceTable: Sendable {
     public func typeName(_ t: Int32) -> String { t >= 0 && Int(t) < typeNames.count ? typeNames[Int(t)] : "(unknown)" }
 
     public mutating func initResource(_ key: ResourceKey, type: Int32, trigger: UInt64, ns: UInt64) {
-        if live.count >= maxLive && live[key] == nil {
+        if live.count >= maxLive && !live.contains(key) {
             untracked += 1
             return
         }
-        live[key] = ResourceInfo(type: type, trigger: trigger, initNs: ns)
+        live.set(key, ResourceInfo(type: type, trigger: trigger, initNs: ns))
     }
 
     public mutating func setFD(_ key: ResourceKey, fd: Int32) {
-        live[key]?.fd = fd
+        live.modify(key) { $0.fd = fd }
     }
 
-    public mutating func destroy(_ key: ResourceKey) {
-        guard let info = live.removeValue(forKey: key), recentlyDestroyedKept > 0 else { return }
+    /// Forgets `key` (keeping it among the recently destroyed); returns what it was.
+    @discardableResult
+    public mutating func destroy(_ key: ResourceKey) -> ResourceInfo? {
+        guard let info = live.remove(key) else { return nil }
+        guard recentlyDestroyedKept > 0 else { return info }
         if destroyedRing.count < recentlyDestroyedKept {
             destroyedRing.append(key)
         } else {
-            destroyed.removeValue(forKey: destroyedRing[ringNext])
+            destroyed.remove(destroyedRing[ringNext])
             destroyedRing[ringNext] = key
             ringNext = (ringNext + 1) % recentlyDestroyedKept
         }
-        destroyed[key] = info
+        destroyed.set(key, info)
+        return info
     }
 
     public func info(_ key: ResourceKey) -> ResourceInfo? { live[key] ?? destroyed[key] }

@@ -36,7 +36,7 @@ public struct TraceAnalyzer {
     var lastEventNs: [UInt64]
     var streamPid: [UInt32]
     /// (pid << 32 | tid) -> user stream index, to find the callback running on a syscall's thread.
-    var userStreamOfThread: [UInt64: Int] = [:]
+    var userStreamOfThread = FastMap<UInt64, Int>()
     var kernelPids = Set<UInt32>()
     var callbacks: CallbackTracker
     var loop: LoopTracker
@@ -51,7 +51,7 @@ public struct TraceAnalyzer {
         lastEventNs = [UInt64](repeating: 0, count: n)
         streamPid = reader.streams.map(\.pid)
         for s in reader.streams where !s.isKernel {
-            userStreamOfThread[UInt64(s.pid) << 32 | UInt64(s.tid)] = s.index
+            userStreamOfThread.set(UInt64(s.pid) << 32 | UInt64(s.tid), s.index)
         }
         callbacks = CallbackTracker(streams: n, options: options)
         loop = LoopTracker(streams: n)
@@ -91,8 +91,7 @@ public struct TraceAnalyzer {
             if let (frame, d) = callbacks.after(stream: s, asyncID: ev.u(0), ns: ns) { finished(frame, d, stream: s) }
         case .destroy:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
-            if let t = resources.live[key]?.type { callbacks.destroyed[Int(t)] += 1 }
-            resources.destroy(key)
+            if let t = resources.destroy(key)?.type { callbacks.destroyed[Int(t)] += 1 }
         case .resourceFD:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
             let fd = ev.s(1)
@@ -138,7 +137,7 @@ public struct TraceAnalyzer {
         if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)], let frame = callbacks.running(stream: s, enteredAt: enter) {
             inCallback = true
             if let f = resources.info(ResourceKey(pid: pid, asyncID: frame.asyncID))?.fd, f >= 0 { ownerFD = Int64(f) }
-            let isIO = SyscallNames.readLike.contains(nr) || SyscallNames.writeLike.contains(nr)
+            let isIO = IOTracker.ioClass(nr) != 0
             callbacks.noteSyscall(stream: s, nr: nr, fd: fd, ns: dur, bytes: isIO && ret > 0 ? UInt64(ret) : 0)
         }
         io.syscall(pid: pid, nr: nr, fd: fd, ret: ret, durationNs: dur, inCallback: inCallback, ownerFD: ownerFD)
@@ -190,11 +189,13 @@ public struct TraceAnalyzer {
         }
         types.sort { ($0.callbacks.totalNs, $0.created) > ($1.callbacks.totalNs, $1.created) }
 
-        let syscalls = io.bySyscall.map { nr, a in
+        let syscalls = io.syscallTotals().map { nr, a in
             SyscallStats(name: SyscallNames.name(nr), count: a.count, bytes: a.bytes, totalNs: a.ns, errors: a.errors,
                          attributed: a.attributed)
         }.sorted { ($0.totalNs, $0.count) > ($1.totalNs, $1.count) }
-        let fds = io.byFD.map { k, f in
+        var fdList: [(FDKey, FDAccum)] = []
+        io.byFD.forEach { fdList.append(($0, $1)) }
+        let fds = fdList.map { k, f in
             FDStats(pid: k.pid, fd: k.fd, resourceType: f.ownerType >= 0 ? resources.typeName(f.ownerType) : nil,
                     reads: f.reads, writes: f.writes, bytesRead: f.bytesRead, bytesWritten: f.bytesWritten,
                     syscalls: f.syscalls, eagain: f.eagain, kernelNs: f.kernelNs,
@@ -220,7 +221,7 @@ public struct TraceAnalyzer {
             var sampled = 0
         }
         var groups: [Int32: Group] = [:]
-        for (key, info) in resources.live {
+        resources.live.forEach { key, info in
             var g = groups[info.type] ?? Group()
             g.count += 1
             g.oldest = min(g.oldest, info.initNs)

@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import TraceAnalyses
 import TraceFormat
 import TraceReader
 
@@ -26,6 +27,13 @@ enum ReaderBenchmarks {
              extra: ["events": "\(smallRun.events)", "file_bytes": "\(smallRun.fileBytes)", "max_rss_kb": "\(smallRun.peakKB)",
                      "bytes_per_event": format(Double(smallRun.fileBytes) / Double(smallRun.events)),
                      "wall_ops_per_s": "\(Int(wallRates.sorted()[1]))"])
+        var analyzeRates: [Double] = []
+        for _ in 0..<3 { analyzeRates.append(analyze(small).eventsPerSecond) }
+        resetPeakRSS()
+        let analyzeRun = analyze(small)
+        emit("reader.analyze_10M", eventsPerSecond: analyzeRates.sorted()[1],
+             extra: ["events": "\(analyzeRun.events)", "max_rss_kb": "\(analyzeRun.peakKB)",
+                     "wall_ops_per_s": "\(Int(analyzeRun.wallEventsPerSecond))"])
         unlink(small)
         guard withLarge else { return }
 
@@ -35,7 +43,27 @@ enum ReaderBenchmarks {
         emit("reader.events_100M", eventsPerSecond: largeRun.eventsPerSecond,
              extra: ["events": "\(largeRun.events)", "file_bytes": "\(largeRun.fileBytes)", "max_rss_kb": "\(largeRun.peakKB)",
                      "wall_ops_per_s": "\(Int(largeRun.wallEventsPerSecond))", "rss_ratio_100M_to_10M": format(Double(largeRun.peakKB) / Double(max(1, smallRun.peakKB)))])
+        resetPeakRSS()
+        let analyzeLarge = analyze(large)
+        emit("reader.analyze_100M", eventsPerSecond: analyzeLarge.eventsPerSecond,
+             extra: ["events": "\(analyzeLarge.events)", "max_rss_kb": "\(analyzeLarge.peakKB)",
+                     "wall_ops_per_s": "\(Int(analyzeLarge.wallEventsPerSecond))",
+                     "rss_ratio_100M_to_10M": format(Double(analyzeLarge.peakKB) / Double(max(1, analyzeRun.peakKB)))])
         unlink(large)
+    }
+
+    /// The whole `asynctrace report` analysis pass (all analyses, one read).
+    static func analyze(_ path: String) -> ReadRun {
+        let start = now()
+        let cpuStart = cpuNow()
+        guard let r = try? TraceReader(path: path) else { fatalError("bench trace unreadable") }
+        let a = analyzeTrace(r)
+        let secs = Double(now() - start) / 1e9
+        let cpuSecs = Double(cpuNow() - cpuStart) / 1e9
+        precondition(a.overview.damage.isEmpty && a.overview.count("before") > 0)
+        let n = a.overview.totalEvents
+        return ReadRun(events: n, fileBytes: r.fileSize, eventsPerSecond: Double(n) / cpuSecs,
+                       wallEventsPerSecond: Double(n) / secs, peakKB: peakRSSKB())
     }
 
     struct ReadRun {

@@ -217,3 +217,37 @@ func scriptedServerTrace() -> String {
         #expect(t.causalChain(ResourceKey(pid: 1, asyncID: 4)) == ["?", "X", "X"])
     }
 }
+
+@Suite struct FastMapTests {
+    /// Random inserts, updates and removals agree with Dictionary (removal shifts probe runs back).
+    @Test func agreesWithDictionary() {
+        var fast = FastMap<UInt64, Int>()
+        var reference: [UInt64: Int] = [:]
+        var rng = SystemRandomNumberGenerator()
+        for step in 0..<200_000 {
+            // A small key space forces collisions, long probe runs and wrap-around.
+            let key = UInt64.random(in: 0..<3_000, using: &rng) &* 0x1_0000_0001
+            switch Int.random(in: 0..<3, using: &rng) {
+            case 0:
+                fast.set(key, step)
+                reference[key] = step
+            case 1:
+                #expect(fast.remove(key) == reference.removeValue(forKey: key))
+            default:
+                let changed = fast.modify(key) { $0 += 1 }
+                #expect(changed == (reference[key] != nil))
+                if changed { reference[key]! += 1 }
+            }
+            if step % 10_000 == 0 {
+                #expect(fast.count == reference.count)
+                for (k, v) in reference { #expect(fast[k] == v) }
+            }
+        }
+        var seen = 0
+        fast.forEach { k, v in
+            seen += 1
+            #expect(reference[k] == v)
+        }
+        #expect(seen == reference.count)
+    }
+}

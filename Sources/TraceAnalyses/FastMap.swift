@@ -1,0 +1,117 @@
+// An open-addressing hash map for the analyses' hot lookups (live resources, fds, threads).
+// Swift's Dictionary hashes with SipHash; at tens of millions of events that is most of the
+// analysis time, and these keys are small integers that a multiplicative hash spreads well.
+
+public protocol FastHashable: Equatable {
+    var fastHash: UInt64 { get }
+}
+
+@inline(__always)
+func mix64(_ x: UInt64) -> UInt64 {
+    var z = x &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+}
+
+public struct FastMap<Key: FastHashable, Value> {
+    private var slots: [(key: Key, value: Value)?]
+    private var mask: Int
+    public private(set) var count = 0
+
+    public init(capacity: Int = 16) {
+        var n = 16
+        while n < capacity * 2 { n <<= 1 }
+        slots = Array(repeating: nil, count: n)
+        mask = n - 1
+    }
+
+    @inline(__always)
+    private func home(_ key: Key) -> Int { Int(truncatingIfNeeded: mix64(key.fastHash)) & mask }
+
+    @inline(__always)
+    private func find(_ key: Key) -> Int? {
+        var i = home(key)
+        while let s = slots[i] {
+            if s.key == key { return i }
+            i = (i + 1) & mask
+        }
+        return nil
+    }
+
+    public subscript(key: Key) -> Value? {
+        guard let i = find(key) else { return nil }
+        return slots[i]!.value
+    }
+
+    public func contains(_ key: Key) -> Bool { find(key) != nil }
+
+    /// Changes the value in place; returns false if the key is absent.
+    @inline(__always)
+    @discardableResult
+    public mutating func modify(_ key: Key, _ body: (inout Value) -> Void) -> Bool {
+        guard let i = find(key) else { return false }
+        body(&slots[i]!.value)
+        return true
+    }
+
+    public mutating func set(_ key: Key, _ value: Value) {
+        if let i = find(key) {
+            slots[i]!.value = value
+            return
+        }
+        if (count + 1) * 2 > slots.count { grow() }
+        var i = home(key)
+        while slots[i] != nil { i = (i + 1) & mask }
+        slots[i] = (key, value)
+        count += 1
+    }
+
+    @discardableResult
+    public mutating func remove(_ key: Key) -> Value? {
+        guard var i = find(key) else { return nil }
+        let value = slots[i]!.value
+        slots[i] = nil
+        count -= 1
+        // Backward-shift deletion: pull later entries of the probe run into the hole.
+        var j = i
+        while true {
+            j = (j + 1) & mask
+            guard let s = slots[j] else { break }
+            let h = home(s.key)
+            // Move s to i if its home is not cyclically within (i, j].
+            let inRange = i <= j ? (h > i && h <= j) : (h > i || h <= j)
+            if !inRange {
+                slots[i] = s
+                slots[j] = nil
+                i = j
+            }
+        }
+        return value
+    }
+
+    private mutating func grow() {
+        let old = slots
+        slots = Array(repeating: nil, count: old.count * 2)
+        mask = slots.count - 1
+        count = 0
+        for case let s? in old {
+            var i = home(s.key)
+            while slots[i] != nil { i = (i + 1) & mask }
+            slots[i] = s
+            count += 1
+        }
+    }
+
+    public func forEach(_ body: (Key, Value) -> Void) {
+        for case let s? in slots { body(s.key, s.value) }
+    }
+
+    public var isEmpty: Bool { count == 0 }
+}
+
+extension FastMap: Sendable where Key: Sendable, Value: Sendable {}
+
+extension UInt64: FastHashable {
+    public var fastHash: UInt64 { self }
+}
