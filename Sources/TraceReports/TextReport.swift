@@ -177,8 +177,11 @@ public enum TextReport {
         if multiProcess { cols.insert(("pid", .right), at: 0) }
         var t = Table(cols)
         for f in a.io.fds.sorted(by: { ($0.bytesRead + $0.bytesWritten, $0.syscalls) > ($1.bytesRead + $1.bytesWritten, $1.syscalls) }).prefix(max(a.options.top, 20)) {
-            var row = [String(f.fd), f.resourceType ?? "-", Formatting.count(f.reads), Formatting.count(f.writes),
-                       Formatting.bytes(f.bytesRead), Formatting.bytes(f.bytesWritten), Formatting.count(f.eagain),
+            // Without kernel events only readiness is known; syscall columns would be misleading zeros.
+            let k = a.overview.hasKernelEvents
+            var row = [String(f.fd), f.resourceType ?? "-", k ? Formatting.count(f.reads) : "-", k ? Formatting.count(f.writes) : "-",
+                       k ? Formatting.bytes(f.bytesRead) : "-", k ? Formatting.bytes(f.bytesWritten) : "-",
+                       k ? Formatting.count(f.eagain) : "-",
                        f.readyToCallbackNs.count == 0 ? "-" : Formatting.duration(f.readyToCallbackNs.p50Ns),
                        f.readyToCallbackNs.count == 0 ? "-" : Formatting.duration(f.readyToCallbackNs.p99Ns)]
             if multiProcess { row.insert(String(f.pid), at: 0) }
