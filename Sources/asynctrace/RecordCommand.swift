@@ -25,8 +25,8 @@ struct RecordCommand: ParsableCommand {
             on) until --duration ends, the process exits, or Ctrl-C.
 
             Exit status: the program's own (128+N if it was killed by signal N); 127: the program was not \
-            found; 126: it could not be executed; 1: asynctrace itself failed (bad option, cannot write the \
-            trace file, --pid without kernel probes or without such a process).
+            found; 126: it could not be executed; 64: invalid command line; 1: asynctrace itself failed \
+            (cannot write the trace file, --pid without kernel probes or without such a process).
             """
     )
 

@@ -72,7 +72,8 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         if skipKernelTest("unmodifiedPythonProgramGivesExactCounts") { return }
         let trace = temporaryPath("cli-python.atrace")
         let script = "import os\nfor i in range(250): os.write(1, b'0123456789')\n"
-        let r = try runCapturing(try asynctrace(), ["record", "-o", trace, "/usr/bin/python3", "-S", "-c", script])
+        let r = try runCapturing(try asynctrace(), ["record", "--buffer-size", "4MiB", "-o", trace, "/usr/bin/python3",
+                                                    "-S", "-c", script])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == String(repeating: "0123456789", count: 250))
         let writes = try kernelSyscalls(trace).filter { $0.nr == 1 && $0.fd == 1 }
@@ -86,6 +87,10 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         #expect(seven.status == 7, "\(seven.stderr)")
         let killed = try runCapturing(exe, ["record", "-o", temporaryPath("cli-kill.atrace"), "/bin/sh", "-c", "kill -TERM $$"])
         #expect(killed.status == 128 + SIGTERM, "\(killed.stderr)")
+        let badBuffer = try runCapturing(exe, ["record", "--buffer-size", "3M", "/bin/true"])
+        #expect(badBuffer.status == 64 && badBuffer.stderr.contains("power of two"), "\(badBuffer.stderr)")
+        let nothing = try runCapturing(exe, ["record"])
+        #expect(nothing.status == 64 && nothing.stderr.contains("missing the program"), "\(nothing.stderr)")
     }
 
     @Test func missingOrNonExecutableProgramFailsCleanly() throws {
