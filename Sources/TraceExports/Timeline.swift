@@ -191,7 +191,7 @@ public final class Timeline {
     private var fdOwner: [[Int64: UInt64]] = []
     private var openResources: [Int64] = []
     private var reportedOpen: [Int64] = []
-    private var nextReadyFlow: UInt64 = 1
+    private var nextFlow: UInt64 = 0
     private let useKernelPolls: Bool
 
     struct OpenSlice {
@@ -202,7 +202,8 @@ public final class Timeline {
     struct Resource {
         var type: Int
         var trigger: UInt64
-        var triggerFlowPending: Bool
+        /// The flow from the callback that created it to its first callback (0: none pending).
+        var triggerFlow: UInt64
         var readyFlow: UInt64
     }
 
@@ -223,9 +224,11 @@ public final class Timeline {
     public func name(_ id: Int) -> String { names[id] }
     public func process(of thread: Int) -> TimelineProcess { processes[processByPid[threads[thread].pid]!] }
 
-    /// Flow ids: trigger flows and ready flows in separate halves of the id space, the pid mixed in.
-    @inline(__always) static func triggerFlow(pid: UInt32, asyncID: UInt64) -> UInt64 {
-        (UInt64(pid) << 40) ^ (asyncID << 1)
+    /// Flow ids are small and unique over the whole trace (they cost a varint each in Perfetto).
+    private func newFlow() -> UInt64 {
+        nextFlow &+= 1
+        stats.flows &+= 1
+        return nextFlow
     }
 
     /// Runs the pass over the whole trace, feeding `sink`; `progress` is called every ~64 K events with the
@@ -355,7 +358,8 @@ public final class Timeline {
             let type = names.id(e.text)
             let trigger = e.u(2)
             let inside = stacks[t].contains { $0.slice == .callback }
-            resources[p][id] = Resource(type: type, trigger: trigger, triggerFlowPending: inside, readyFlow: 0)
+            let flow = inside ? newFlow() : 0
+            resources[p][id] = Resource(type: type, trigger: trigger, triggerFlow: flow, readyFlow: 0)
             openResources[p] += 1
             sink.resource(ResourceChange(kind: .created, pid: threads[t].pid, asyncID: id, type: type, trigger: trigger,
                                          timestampNs: ts), timeline: self)
@@ -364,8 +368,7 @@ public final class Timeline {
                 op.asyncID = id
                 op.triggerID = trigger
                 op.typeName = type
-                op.flowOut = Self.triggerFlow(pid: threads[t].pid, asyncID: id)
-                stats.flows &+= 1
+                op.flowOut = flow
                 emit(op, sink: &sink)
             }
         case .before:
@@ -377,9 +380,9 @@ public final class Timeline {
                 op.name = r.type
                 op.typeName = r.type
                 op.triggerID = r.trigger
-                if r.triggerFlowPending {
-                    op.flowIn = Self.triggerFlow(pid: threads[t].pid, asyncID: id)
-                    r.triggerFlowPending = false
+                if r.triggerFlow != 0 {
+                    op.flowIn = r.triggerFlow
+                    r.triggerFlow = 0
                 }
                 if r.readyFlow != 0 {
                     op.flowIn2 = r.readyFlow
@@ -448,8 +451,7 @@ public final class Timeline {
         for raw in fds {
             let fd = Int64(truncatingIfNeeded: raw)
             guard let owner = fdOwner[p][fd], resources[p][owner] != nil else { continue }
-            let flow = nextReadyFlow << 1 | 1
-            nextReadyFlow &+= 1
+            let flow = newFlow()
             resources[p][owner]!.readyFlow = flow
             let name: Int
             if let n = readyNames[fd] { name = n } else { name = names.id("ready fd \(fd)"); readyNames[fd] = name }
@@ -457,7 +459,6 @@ public final class Timeline {
             op.fd = fd
             op.asyncID = owner
             op.flowOut = flow
-            stats.flows &+= 1
             emit(op, sink: &sink)
         }
     }

@@ -10,6 +10,7 @@ let groups: [(name: String, run: () -> Void)] = [
     ("reader", ReaderBenchmarks.run),
     ("reader-quick", ReaderBenchmarks.runQuick),  // the 10 M part of `reader` only
     ("net", NetBench.run),
+    ("export", ExportBench.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

@@ -111,9 +111,10 @@ def main(path):
                 ann[key] = a.int_value
             else:
                 fail(f"packet {i}: annotation {key} has no value")
-        for fid in e.flow_ids:
+        # Both encodings of flow ids (fixed64 47/48 and the varint *_old 36/42) are read by trace_processor.
+        for fid in list(e.flow_ids) + list(e.flow_ids_old):
             flow_out[fid] += 1
-        for fid in e.terminating_flow_ids:
+        for fid in list(e.terminating_flow_ids) + list(e.terminating_flow_ids_old):
             flow_in[fid] += 1
         if e.type == SLICE_BEGIN:
             if name is None:
