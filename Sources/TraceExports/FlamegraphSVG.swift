@@ -12,6 +12,8 @@ public enum FlamegraphSVG {
         public var minFrameWidth: Double = 0.3
         /// What a weight unit is, for the hover text.
         public var unit: String = "ns"
+        /// false: no XML declaration (for embedding in HTML).
+        public var standalone = true
 
         public init(title: String, subtitle: String = "") {
             self.title = title
@@ -59,8 +61,8 @@ public enum FlamegraphSVG {
         let width = o.width
         let usable = Double(width - 20)
 
-        var s = """
-            <?xml version="1.0" standalone="no"?>
+        var s = o.standalone ? "<?xml version=\"1.0\" standalone=\"no\"?>\n" : ""
+        s += """
             <svg version="1.1" width="\(width)" height="\(height)" viewBox="0 0 \(width) \(height)" \
             xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" class="flamegraph" \
             data-total="\(total)" data-unit="\(o.unit)">

@@ -1,0 +1,132 @@
+import Foundation
+import Testing
+import TraceExports
+import TraceReader
+
+/// Headless Chromium (Debian's chromium-headless-shell, installed by tools/install-deps.sh).
+enum Browser {
+    static var binary: String? {
+        for name in ["chromium-headless-shell", "chromium", "chromium-browser"] {
+            for dir in ["/usr/bin", "/usr/local/bin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+                return "\(dir)/\(name)"
+            }
+        }
+        return nil
+    }
+
+    static let flags = ["--no-sandbox", "--headless", "--disable-gpu", "--allow-file-access-from-files",
+                        "--virtual-time-budget=2000"]
+
+    /// The page's DOM after its scripts ran.
+    static func dumpDOM(_ path: String) throws -> String {
+        let r = try runTool([binary!] + flags + ["--dump-dom", "file://" + path])
+        return r.stdout
+    }
+
+    static func screenshot(_ path: String, to png: String, height: Int = 2400) throws -> Bool {
+        _ = try runTool([binary!] + flags + ["--screenshot=" + png, "--window-size=1300,\(height)", "file://" + path])
+        return FileManager.default.fileExists(atPath: png)
+    }
+
+    /// Where screenshots are kept after the tests (.build/test-artifacts).
+    static var artifacts: String {
+        let dir = Repo.root + "/.build/test-artifacts"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+}
+
+@Suite struct HTMLAndFlamegraphTests {
+    @Test func flamegraphSVGIsWellFormedAndSizedByTime() throws {
+        let dir = ScratchDirectory("svg")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        let out = dir.file("t.svg")
+        let s = try Flamegraph.write(reader: try TraceReader(path: trace), to: out, grouping: .callback, weight: .busy)
+        #expect(s.totalWeight == 3_000)
+        let r = try validate("svg_check.py", [out])
+        #expect(r["error"] == nil, "\(r["error"] ?? "")")
+        guard r["error"] == nil else { return }
+        let frames = r["frames"] as! [String: Double]
+        // Widths are proportional to inclusive time: TCPWRAP (900 ns) is 30% of the 3 µs in callbacks.
+        #expect(abs(frames["TCPWRAP"]! - 0.3) < 0.001)
+        #expect(abs(frames["read"]! - 200.0 / 3_000) < 0.001)
+        #expect(abs(frames["(unknown resource)"]! - 1_000.0 / 3_000) < 0.001)
+        #expect(r["titles"] as? Int == r["frame_count"] as? Int)
+        #expect(r["has_script"] as? Bool == true)
+    }
+
+    @Test func flamegraphZoomsAndSearchesInABrowser() throws {
+        let dir = ScratchDirectory("svg-browser")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        let svgPath = dir.file("t.svg")
+        _ = try Flamegraph.write(reader: try TraceReader(path: trace), to: svgPath, grouping: .causal, weight: .busy)
+        guard Browser.binary != nil else {
+            Issue.record("headless Chromium is not installed (tools/install-deps.sh installs chromium-headless-shell)")
+            return
+        }
+        // Wrap the SVG in a page whose script clicks a frame and runs a search, as a person would.
+        let svg = try String(contentsOfFile: svgPath, encoding: .utf8)
+        let page = dir.file("zoom.html")
+        try """
+            <!DOCTYPE html><html><body>\(svg.replacingOccurrences(of: "<?xml version=\"1.0\" standalone=\"no\"?>", with: ""))
+            <script>
+            var g = Array.prototype.find.call(document.querySelectorAll('g.f'), function (g) { return g.getAttribute('data-n').indexOf('TCPWRAP #3') === 0; });
+            g.dispatchEvent(new MouseEvent('click'));
+            var hidden = document.querySelectorAll('g.f.hidden').length;
+            var w = g.querySelector('rect').getAttribute('width');
+            window.prompt = function () { return 'read|write'; };
+            document.getElementById('fg-search').dispatchEvent(new MouseEvent('click'));
+            document.body.setAttribute('data-result', hidden + '|' + w + '|' + document.getElementById('fg-matched').textContent);
+            </script></body></html>
+            """.write(toFile: page, atomically: true, encoding: .utf8)
+        let dom = try Browser.dumpDOM(page)
+        guard let start = dom.range(of: "data-result=\""), let end = dom[start.upperBound...].firstIndex(of: "\"") else {
+            Issue.record("the page's script did not run: \(dom.prefix(300))")
+            return
+        }
+        let parts = dom[start.upperBound..<end].split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        // Zooming into the connection hides the frames outside it (the unknown worker callback, the server's own time)
+        // and stretches the connection to the full width (1180 px, less the half pixel gap).
+        #expect(Int(parts[0])! >= 2)
+        #expect(parts[1] == "1179.50")
+        // read (200 ns) + write (100 ns) of 3 µs = 10%.
+        #expect(parts[2] == "Matched: 10.0%")
+    }
+
+    @Test func htmlReportRendersInHeadlessChromium() throws {
+        let dir = ScratchDirectory("html")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        var o = HTMLReport.Options()
+        o.thresholdNs = 500  // the synthetic callbacks are short: flag those over 0.5 µs
+        let html = HTMLReport.render(reader: try TraceReader(path: trace), options: o)
+        let path = dir.file("report.html")
+        try html.write(toFile: path, atomically: true, encoding: .utf8)
+        // Self-contained: nothing is loaded from anywhere.
+        #expect(!html.contains("http://") || !html.contains("src=\"http"))
+        #expect(!html.contains("<link") && !html.contains(" src="))
+
+        guard Browser.binary != nil else {
+            Issue.record("headless Chromium is not installed (tools/install-deps.sh installs chromium-headless-shell)")
+            return
+        }
+        let dom = try Browser.dumpDOM(path)
+        for section in ["Overview", "Blocking callbacks (longer than 500 ns)", "Where the time in callbacks went",
+                        "Timeline of the busiest second"] {
+            #expect(dom.contains(section), "missing section \(section)")
+        }
+        #expect(dom.contains("./server --port 0"))
+        // The blocking list: the three callbacks over 0.5 µs, longest first, with the syscalls made inside.
+        let rows = dom.components(separatedBy: "<tr class=\"blocking\">").dropFirst().map { String($0.prefix(while: { $0 != "\n" })) }
+        #expect(rows.count == 3)
+        #expect(rows.first?.contains("(unknown resource)") == true)
+        #expect(rows.contains { $0.contains("TCPWRAP") && $0.contains("read(fd 7) 200 ns") })
+        #expect(rows.contains { $0.contains("TCPSERVERWRAP") && $0.contains("accept4(fd 5) 100 ns") })
+        #expect(dom.contains("class=\"flamegraph\""))
+        #expect(dom.contains("class=\"timeline\""))
+        let png = Browser.artifacts + "/report-synthetic.png"
+        #expect(try Browser.screenshot(path, to: png))
+    }
+}
