@@ -73,6 +73,8 @@ let package = Package(
         .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceRecorder", "AsyncHooks"]),
         // Child processes for the recorder's crash tests.
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
+        // The classic Node event-loop lessons, for the runtime's tests and README.
+        .executableTarget(name: "asynctrace-lessons", dependencies: ["AsyncTraceRuntime"]),
         .executableTarget(
             name: "asynctrace-bench",
             dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
@@ -91,7 +93,7 @@ let package = Package(
         .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceReader", "TraceFormat"],
                     exclude: ["Fixtures", "validators"]),
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader", "TraceFormat", "asynctrace-lessons"]),
         .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncHooks"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "asynctrace"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).

@@ -1,0 +1,165 @@
+// The classic Node event-loop lessons, ported: `asynctrace-lessons NAME` must print exactly what
+// Node v20 prints for Benchmarks/node/lessons.js NAME (checked against node itself when it is on
+// PATH), and a recording of each must have balanced before/after and an init for every destroy,
+// with a destroy for every resource that ended.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import TraceFormat
+import TraceReader
+@testable import AsyncTraceRuntime
+
+/// An executable built next to the test bundle.
+func builtProduct(_ name: String) -> String {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    var dir = Substring(String(decoding: buf[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    while let slash = dir.lastIndex(of: "/") {
+        dir = dir[..<slash]
+        let candidate = String(dir) + "/" + name
+        if access(candidate, X_OK) == 0 { return candidate }
+    }
+    return name
+}
+
+/// Runs `argv` (PATH lookup) with extra environment entries; returns the exit status and stdout lines.
+func runProcess(_ argv: [String], env extra: [String: String] = [:]) -> (status: Int32, lines: [String]) {
+    var fds: [Int32] = [0, 0]
+    pipe(&fds)
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+    posix_spawn_file_actions_addclose(&actions, fds[0])
+    var env: [String] = []
+    var p = environ
+    while let e = p.pointee {
+        let entry = String(cString: e)
+        if !entry.hasPrefix("ASYNCTRACE_") { env.append(entry) }
+        p += 1
+    }
+    for (k, v) in extra { env.append("\(k)=\(v)") }
+    let cenv = env.map { strdup($0) } + [nil]
+    let cargs = argv.map { strdup($0) } + [nil]
+    var pid: pid_t = 0
+    let rc = posix_spawnp(&pid, argv[0], &actions, nil, cargs, cenv)
+    posix_spawn_file_actions_destroy(&actions)
+    cargs.forEach { free($0) }
+    cenv.forEach { free($0) }
+    close(fds[1])
+    guard rc == 0 else { close(fds[0]); return (-1, []) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let k = chunk.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+        if k <= 0 { break }
+        out.append(contentsOf: chunk[0..<k])
+    }
+    close(fds[0])
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    return (status, String(decoding: out, as: UTF8.self).split(separator: "\n").map(String.init))
+}
+
+let lessonExpectations: [(name: String, lines: [String])] = [
+    ("main-first", ["Will this be printed first?", "Should run in 1ms"]),
+    ("timers-order", ["B: set second, 10 ms", "A: set first, 30 ms", "C: set after the block, 1 ms"]),
+    ("file-chain", ["read a.txt", "timeout elapsed 1ms", "write b.txt", "read c after a second"]),
+    ("immediate-vs-readfile", ["setImmediate", "readFile"]),
+    ("nexttick-order", ["main", "nextTick", "promise", "timeout"]),
+    ("async-await", ["Start Initial phase", "async function starts", "End Initial phase", "nextTick",
+                     "awaited readFile: 2 bytes", "awaited a timer"]),
+    ("nexttick-starvation", ["ticks done", "timeout after 100000 ticks", "immediate after 100000 ticks",
+                             "readFile after 100000 ticks"]),
+    ("unref", ["ref timer fired", "loop ended"]),
+]
+
+/// A scratch directory with a.txt (16 MB, so writing it takes longer than a 1 ms timer) and c.txt.
+func lessonDirectory() -> String {
+    let dir = tempDirectory("lessons")
+    try! FS.writeFileSync(dir + "/a.txt", [UInt8](repeating: 0x61, count: 16 << 20))
+    try! FS.writeFileSync(dir + "/c.txt", Array("c\n".utf8))
+    return dir
+}
+
+struct BalanceReport {
+    var problems: [String] = []
+    var undestroyedTypes: [String] = []
+    var resources = 0
+    var callbacks = 0
+    var phases = 0
+}
+
+/// Checks a trace's hook events: per thread, after matches the innermost before; before/destroy only
+/// for resources with an init; no double destroy. Lists the types of resources never destroyed.
+func checkBalance(_ path: String) throws -> BalanceReport {
+    let reader = try TraceReader(path: path)
+    var r = BalanceReport()
+    var types: [UInt64: String] = [:]
+    var destroyed: Set<UInt64> = []
+    var stacks: [Int: [UInt64]] = [:]
+    for e in reader.events() {
+        switch e.kind {
+        case .initResource:
+            let id = e.event.u(0)
+            if types[id] != nil { r.problems.append("init twice \(id)") }
+            types[id] = e.event.text
+            r.resources += 1
+        case .before:
+            let id = e.event.u(0)
+            if types[id] == nil { r.problems.append("before without init \(id)") }
+            if destroyed.contains(id) { r.problems.append("before after destroy \(id)") }
+            stacks[e.stream, default: []].append(id)
+            r.callbacks += 1
+        case .after:
+            let id = e.event.u(0)
+            if stacks[e.stream]?.last != id { r.problems.append("after \(id) but innermost is \(String(describing: stacks[e.stream]?.last))") }
+            _ = stacks[e.stream]?.popLast()
+        case .destroy:
+            let id = e.event.u(0)
+            if types[id] == nil { r.problems.append("destroy without init \(id)") }
+            if !destroyed.insert(id).inserted { r.problems.append("destroy twice \(id)") }
+        case .phaseEnter:
+            r.phases += 1
+        default:
+            break
+        }
+    }
+    for (s, st) in stacks where !st.isEmpty { r.problems.append("stream \(s) ends inside \(st)") }
+    if !reader.damage.isEmpty { r.problems.append("damage: \(reader.damage)") }
+    r.undestroyedTypes = types.filter { !destroyed.contains($0.key) }.map(\.value).sorted()
+    return r
+}
+
+@Suite("Node event-loop lessons")
+struct LessonTests {
+    @Test("each lesson prints Node's order, and its recorded trace balances", arguments: lessonExpectations.map(\.name))
+    func lesson(_ name: String) throws {
+        let expected = lessonExpectations.first { $0.name == name }!.lines
+        let dir = lessonDirectory()
+        defer { removeTree(dir) }
+        let trace = dir + "/trace.atrace"
+        let run = runProcess([builtProduct("asynctrace-lessons"), name, dir], env: ["ASYNCTRACE_OUTPUT": trace])
+        #expect(run.status == 0)
+        #expect(run.lines == expected)
+
+        let report = try checkBalance(trace)
+        #expect(report.problems == [])
+        #expect(report.resources > 0 && report.callbacks > 0 && report.phases > 0)
+        // Every resource ended, except the unref'd timer the loop exits without.
+        #expect(report.undestroyedTypes == (name == "unref" ? ["Timeout"] : []))
+    }
+
+    @Test("Node v20 prints the same lines for each lesson (when node is on PATH)")
+    func nodeAgrees() throws {
+        guard runProcess(["node", "--version"]).status == 0 else { return }
+        let dir = lessonDirectory()
+        defer { removeTree(dir) }
+        var script = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+        script.removeLast(3)
+        let path = script.joined(separator: "/") + "/Benchmarks/node/lessons.js"
+        for (name, expected) in lessonExpectations {
+            #expect(runProcess(["node", path, name, dir]).lines == expected, "node \(name)")
+        }
+    }
+}
