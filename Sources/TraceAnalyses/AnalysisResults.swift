@@ -165,6 +165,13 @@ public struct IOSummary: Sendable {
     public var readWriteAttributed: UInt64
     /// ... of which inside a callback of the resource that owns the syscall's fd.
     public var readWriteAttributedToOwner: UInt64
+    /// read/write-like syscalls on an fd owned by a live resource at the time (resourceFD) ...
+    public var readWriteOnResourceFDs: UInt64
+    /// ... of which inside a callback of that very resource (e.g. a socket's reads in its TCPWRAP's callbacks).
+    public var readWriteOnResourceFDsByOwner: UInt64
+    public var ownerShare: Double {
+        readWriteOnResourceFDs == 0 ? 0 : Double(readWriteOnResourceFDsByOwner) / Double(readWriteOnResourceFDs)
+    }
     public var attributedShare: Double { readWriteSyscalls == 0 ? 0 : Double(readWriteAttributed) / Double(readWriteSyscalls) }
 }
 

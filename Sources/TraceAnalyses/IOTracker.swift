@@ -10,6 +10,8 @@ struct FDKey: Hashable, FastHashable {
 
 struct FDAccum {
     var ownerType: Int32 = -1
+    /// The resource owning the fd now (0: none).
+    var ownerAsyncID: UInt64 = 0
     var reads: UInt64 = 0
     var writes: UInt64 = 0
     var bytesRead: UInt64 = 0
@@ -66,11 +68,15 @@ struct IOTracker {
     var readWrite: UInt64 = 0
     var readWriteAttributed: UInt64 = 0
     var readWriteToOwner: UInt64 = 0
+    var readWriteOnOwnedFDs: UInt64 = 0
+    var readWriteOnOwnedFDsByOwner: UInt64 = 0
 
     init(streams: Int) { pendingReady = [[Int64: UInt64]](repeating: [:], count: streams) }
 
-    /// One completed syscall. `inCallback`: a callback was running on its thread; `ownerFD`: that callback's resource's fd.
-    mutating func syscall(pid: UInt32, nr: UInt64, fd: Int64, ret: Int64, durationNs: UInt64, inCallback: Bool, ownerFD: Int64?) {
+    /// One completed syscall. `running`: the async id of the callback running on its thread (nil: none);
+    /// `ownerFD`: that callback's resource's fd.
+    mutating func syscall(pid: UInt32, nr: UInt64, fd: Int64, ret: Int64, durationNs: UInt64, running: UInt64?, ownerFD: Int64?) {
+        let inCallback = running != nil
         let cls = Self.ioClass(nr)
         let isRead = cls == 1, isWrite = cls == 2
         let bytes: UInt64 = (isRead || isWrite) && ret > 0 ? UInt64(ret) : 0
@@ -94,7 +100,9 @@ struct IOTracker {
             if let o = ownerFD, o == fd { readWriteToOwner += 1 }
         }
         guard fd >= 0 else { return }
+        var owner: UInt64 = 0
         withFD(FDKey(pid: pid, fd: fd)) { f in
+            owner = f.ownerAsyncID
             f.syscalls += 1
             f.kernelNs += durationNs
             if ret == Self.eagain { f.eagain += 1 }
@@ -106,11 +114,24 @@ struct IOTracker {
                 f.bytesWritten += bytes
             }
         }
+        if (isRead || isWrite) && owner != 0 {
+            readWriteOnOwnedFDs += 1
+            if running == owner { readWriteOnOwnedFDsByOwner += 1 }
+        }
     }
 
-    mutating func setOwner(pid: UInt32, fd: Int64, type: Int32) {
+    mutating func setOwner(pid: UInt32, fd: Int64, asyncID: UInt64, type: Int32) {
         guard fd >= 0 else { return }
-        withFD(FDKey(pid: pid, fd: fd)) { $0.ownerType = type }
+        withFD(FDKey(pid: pid, fd: fd)) {
+            $0.ownerType = type
+            $0.ownerAsyncID = asyncID
+        }
+    }
+
+    /// `asyncID` no longer owns `fd` (it gave it up or was destroyed); the type stays for the report.
+    mutating func releaseOwner(pid: UInt32, fd: Int64, asyncID: UInt64) {
+        guard fd >= 0 else { return }
+        byFD.modify(FDKey(pid: pid, fd: fd)) { if $0.ownerAsyncID == asyncID { $0.ownerAsyncID = 0 } }
     }
 
     mutating func pollStart(stream s: Int) {

@@ -91,12 +91,17 @@ public struct TraceAnalyzer {
             if let (frame, d) = callbacks.after(stream: s, asyncID: ev.u(0), ns: ns) { finished(frame, d, stream: s) }
         case .destroy:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
-            if let t = resources.destroy(key)?.type { callbacks.destroyed[Int(t)] += 1 }
+            if let info = resources.destroy(key) {
+                callbacks.destroyed[Int(info.type)] += 1
+                if info.fd >= 0 { io.releaseOwner(pid: pid, fd: Int64(info.fd), asyncID: key.asyncID) }
+            }
         case .resourceFD:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
             let fd = ev.s(1)
+            guard let info = resources.live[key] else { break }
+            if info.fd >= 0 && Int64(info.fd) != fd { io.releaseOwner(pid: pid, fd: Int64(info.fd), asyncID: key.asyncID) }
             resources.setFD(key, fd: Int32(truncatingIfNeeded: fd))
-            if let t = resources.live[key]?.type { io.setOwner(pid: pid, fd: fd, type: t) }
+            io.setOwner(pid: pid, fd: fd, asyncID: key.asyncID, type: info.type)
         case .loopIteration:
             loop.iteration(stream: s, ns: ns)
         case .phaseEnter:
@@ -114,7 +119,7 @@ public struct TraceAnalyzer {
         case .epollWait:
             let (p, tid, nr, dur) = (UInt32(truncatingIfNeeded: ev.u(0)), UInt32(truncatingIfNeeded: ev.u(1)), ev.u(2), ev.u(7))
             kernelPids.insert(p)
-            io.syscall(pid: p, nr: nr, fd: ev.s(3), ret: ev.s(6), durationNs: dur, inCallback: false, ownerFD: nil)
+            io.syscall(pid: p, nr: nr, fd: ev.s(3), ret: ev.s(6), durationNs: dur, running: nil, ownerFD: nil)
             kernelLoop.wait(pid: p, tid: tid, exitNs: ns, durationNs: dur)
         default:
             break
@@ -132,15 +137,15 @@ public struct TraceAnalyzer {
         let nr = ev.u(2), fd = ev.s(3), ret = ev.s(5), dur = ev.u(6)
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
         let enter = exitNs >= dur ? exitNs - dur : 0
-        var inCallback = false
+        var running: UInt64? = nil
         var ownerFD: Int64? = nil
         if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)], let frame = callbacks.running(stream: s, enteredAt: enter) {
-            inCallback = true
+            running = frame.asyncID
             if let f = resources.info(ResourceKey(pid: pid, asyncID: frame.asyncID))?.fd, f >= 0 { ownerFD = Int64(f) }
             let isIO = IOTracker.ioClass(nr) != 0
             callbacks.noteSyscall(stream: s, nr: nr, fd: fd, ns: dur, bytes: isIO && ret > 0 ? UInt64(ret) : 0)
         }
-        io.syscall(pid: pid, nr: nr, fd: fd, ret: ret, durationNs: dur, inCallback: inCallback, ownerFD: ownerFD)
+        io.syscall(pid: pid, nr: nr, fd: fd, ret: ret, durationNs: dur, running: running, ownerFD: ownerFD)
     }
 
     private mutating func finished(_ frame: CallbackFrame, _ d: UInt64, stream s: Int) {
@@ -208,7 +213,9 @@ public struct TraceAnalyzer {
             blocking: BlockingSummary(thresholdNs: options.blockingThresholdNs, count: callbacks.blockingCount,
                                       totalNs: callbacks.blockingNs, longest: callbacks.blockingLongest.sorted),
             io: IOSummary(syscalls: syscalls, fds: fds, readWriteSyscalls: io.readWrite,
-                          readWriteAttributed: io.readWriteAttributed, readWriteAttributedToOwner: io.readWriteToOwner),
+                          readWriteAttributed: io.readWriteAttributed, readWriteAttributedToOwner: io.readWriteToOwner,
+                          readWriteOnResourceFDs: io.readWriteOnOwnedFDs,
+                          readWriteOnResourceFDsByOwner: io.readWriteOnOwnedFDsByOwner),
             openAtExit: openAtExit(), untrackedResources: resources.untracked, kernelLoop: kernelLoop.summary())
     }
 

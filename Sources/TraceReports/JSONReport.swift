@@ -105,6 +105,9 @@ public enum JSONReport {
                 t.field("attributed", a.io.readWriteAttributed)
                 t.field("attributed_to_fd_owner", a.io.readWriteAttributedToOwner)
                 t.field("share", a.io.attributedShare)
+                t.field("on_resource_fds", a.io.readWriteOnResourceFDs)
+                t.field("on_resource_fds_by_owner", a.io.readWriteOnResourceFDsByOwner)
+                t.field("owner_share", a.io.ownerShare)
             }
             j.array("fds") { r in
                 for f in a.io.fds {

@@ -163,7 +163,11 @@ public enum TextReport {
         out += t.render()
         if a.overview.hasUserEvents && a.io.readWriteSyscalls > 0 {
             out += "  \(Formatting.percent(a.io.attributedShare)) of \(Formatting.count(a.io.readWriteSyscalls)) read/write syscalls "
-            out += "ran inside a callback (\(Formatting.count(a.io.readWriteAttributedToOwner)) inside the callback of the resource owning the fd)\n"
+            out += "ran inside a callback\n"
+            if a.io.readWriteOnResourceFDs > 0 {
+                out += "  \(Formatting.percent(a.io.ownerShare)) of \(Formatting.count(a.io.readWriteOnResourceFDs)) read/write syscalls on fds owned by a resource "
+                out += "ran inside that resource's own callbacks\n"
+            }
         }
     }
 

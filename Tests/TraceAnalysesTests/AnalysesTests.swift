@@ -121,6 +121,8 @@ func scriptedServerTrace() -> String {
         #expect(sys["accept4"]!.count == 1 && sys["accept4"]!.attributed == 1)
         #expect(sys["epoll_wait"]!.count == 3 && sys["epoll_wait"]!.attributed == 0 && sys["epoll_wait"]!.totalNs == 3_000_000)
         #expect(a.io.readWriteSyscalls == 5 && a.io.readWriteAttributed == 4 && a.io.readWriteAttributedToOwner == 3)
+        // fd 7 belongs to TCPWRAP 3 from its resourceFD on: its 3 reads/writes ran in that resource's callback.
+        #expect(a.io.readWriteOnResourceFDs == 3 && a.io.readWriteOnResourceFDsByOwner == 3)
 
         // Per fd
         let fds = Dictionary(uniqueKeysWithValues: a.io.fds.map { ($0.fd, $0) })
