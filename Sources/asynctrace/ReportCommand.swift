@@ -3,6 +3,7 @@
 // 1 the trace cannot be read at all; 64 bad command line.
 import ArgumentParser
 import TraceAnalyses
+import TraceExports
 import TraceReader
 import TraceReports
 #if canImport(Glibc)
@@ -19,7 +20,8 @@ struct ReportCommand: ParsableCommand {
             as possible and the report says what was lost.
 
             Exit status: 0 the report was written; 1 the trace could not be read (missing, not a trace,
-            unreadable header, written by a newer asynctrace); 64 invalid arguments.
+            unreadable header, written by a newer asynctrace) or the output could not be written;
+            64 invalid arguments.
             """
     )
 
@@ -29,6 +31,12 @@ struct ReportCommand: ParsableCommand {
     @Flag(help: "Print JSON (schema: docs/report.md) instead of text.")
     var json = false
 
+    @Flag(help: "Write one self-contained HTML page (overview, blocking callbacks, flame graph, busiest second) instead of text.")
+    var html = false
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Write the report to this file ('-': standard output; default: standard output, or report.html with --html).", valueName: "path"))
+    var output: String?
+
     @Option(help: "How many slowest callbacks, blocking callbacks and gaps to list.")
     var top: Int = 10
 
@@ -37,6 +45,7 @@ struct ReportCommand: ParsableCommand {
     var threshold: String = "10ms"
 
     func validate() throws {
+        if json && html { throw ValidationError("--json and --html are alternatives; choose one") }
         guard top >= 0 && top <= 100_000 else { throw ValidationError("--top must be between 0 and 100000") }
         guard Self.parseDuration(threshold) != nil else {
             throw ValidationError("--threshold '\(threshold)' is not a duration; use for example 10ms, 250us, 1.5s or 800ns")
@@ -58,22 +67,36 @@ struct ReportCommand: ParsableCommand {
         } catch {
             Self.fail("\(error)")
         }
-        var options = AnalysisOptions()
-        options.top = top
-        options.blockingThresholdNs = Self.parseDuration(threshold) ?? 10_000_000
+        let thresholdNs = Self.parseDuration(threshold) ?? 10_000_000
         let progress = ProgressLine(enabled: isatty(2) == 1)
-        let analysis = analyzeTrace(reader, options: options, progress: progress.enabled ? { progress.update($0) } : nil)
+        let text: String
+        if html {
+            var options = HTMLReport.Options()
+            options.thresholdNs = thresholdNs
+            options.top = top
+            text = HTMLReport.render(reader: reader, options: options,
+                                     progress: progress.enabled ? { progress.update(fraction: $0) } : nil)
+        } else {
+            var options = AnalysisOptions()
+            options.top = top
+            options.blockingThresholdNs = thresholdNs
+            let analysis = analyzeTrace(reader, options: options, progress: progress.enabled ? { progress.update($0) } : nil)
+            text = json ? JSONReport.render(analysis) : TextReport.render(analysis)
+        }
         progress.finish()
-        let text = json ? JSONReport.render(analysis) : TextReport.render(analysis)
-        var bytes = Array(text.utf8)
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress! + off, $0.count - off) }
-            if n <= 0 {
-                if n < 0 && errno == EINTR { continue }
-                throw ExitCode(1)  // stdout closed (e.g. `| head`): nothing more to say
-            }
-            off += n
+        let destination = output ?? (html ? "report.html" : "-")
+        do {
+            let out = try OutputFile(path: destination)
+            out.write(text)
+            try out.close()
+        } catch {
+            // A closed stdout (e.g. `| head`) is not worth a message.
+            if destination == "-" { throw ExitCode(1) }
+            Self.fail("\(error)")
+        }
+        if destination != "-" {
+            var line = Array("asynctrace: wrote \(destination)\n".utf8)
+            _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
         }
     }
 
@@ -134,11 +157,19 @@ final class ProgressLine: @unchecked Sendable {  // used from one thread
     }
 
     func update(_ p: AnalysisProgress) {
+        let pct = p.bytesTotal == 0 ? 100 : Int(p.bytesRead * 100 / p.bytesTotal)
+        show("reading trace: \(pct)% (\(Formatting.fixed(Double(p.events) / 1e6, 1)) M events)")
+    }
+
+    func update(fraction: Double) {
+        show("reading trace: \(Int(max(0, min(1, fraction)) * 100))%")
+    }
+
+    private func show(_ text: String) {
         let t = Self.now()
         guard t - lastNs > 200_000_000 else { return }
         lastNs = t
-        let pct = p.bytesTotal == 0 ? 100 : Int(p.bytesRead * 100 / p.bytesTotal)
-        let line = "\rreading trace: \(pct)% (\(Formatting.fixed(Double(p.events) / 1e6, 1)) M events)"
+        let line = "\r" + text
         var b = Array(line.utf8)
         _ = b.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
         shown = true

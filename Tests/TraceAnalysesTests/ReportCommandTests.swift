@@ -93,6 +93,24 @@ import TraceFormat
         #expect(Set(open.compactMap { $0["type"] as? String }) == ["TCPWRAP", "TCPSERVERWRAP"] && open.allSatisfy { $0["count"] as? Int == 1 })
     }
 
+    @Test func outputFileAndHTML() throws {
+        let path = scriptedServerTrace()
+        defer { removeTrace(path) }
+        let out = NSTemporaryDirectory() + "asynctrace-cli-out-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: out + ".txt"); try? FileManager.default.removeItem(atPath: out + ".html") }
+        let text = try report([path, "-o", out + ".txt"])
+        #expect(text.status == 0 && text.stdout.isEmpty && text.stderr.contains("wrote \(out).txt"))
+        #expect(try String(contentsOfFile: out + ".txt", encoding: .utf8).contains("BLOCKING: 1 callback"))
+        let html = try report([path, "--html", "-o", out + ".html"])
+        #expect(html.status == 0, "\(html.stderr)")
+        let page = try String(contentsOfFile: out + ".html", encoding: .utf8)
+        #expect(page.lowercased().contains("<html") && page.contains("Timeout"))
+        let both = try report([path, "--html", "--json"])
+        #expect(both.status == 64)
+        let unwritable = try report([path, "-o", "/nonexistent-dir/report.txt"])
+        #expect(unwritable.status == 1 && unwritable.stderr.contains("cannot create"))
+    }
+
     @Test func damagedTraceIsReportedWithWhatWasLost() throws {
         let path = scriptedServerTrace()
         defer { removeTrace(path) }
