@@ -3,6 +3,7 @@ import Foundation
 import KernelProbes
 import Testing
 import TraceFormat
+import TraceReader
 
 private func asynctrace() throws -> String {
     guard let exe = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
@@ -66,6 +67,21 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         #expect(events.filter { $0.kind == .syscall && $0.nr == 0 && $0.fd == 101 && $0.ret == 4096 }.count == 500)
         #expect(events.filter { $0.kind == .epollWait }.count == 4)
         #expect(events.contains { $0.kind == .processExit && $0.pid == scanned.header.pid && $0.exitCode == 0 })
+
+        // The project's reader sees the same: one clean kernel stream, nothing lost.
+        let reader = try TraceReader(path: trace)
+        #expect(reader.damage.isEmpty && reader.droppedKernel == 0)
+        #expect(reader.streams.count == 1 && reader.streams.first?.isKernel == true
+                    && reader.streams.first?.endedCleanly == true)
+        var byReader = 0
+        var previous: UInt64 = 0
+        var ordered = true
+        for e in reader.events() {
+            byReader += 1
+            ordered = ordered && e.timestampNs >= previous
+            previous = e.timestampNs
+        }
+        #expect(byReader == events.count && ordered)
     }
 
     @Test func unmodifiedPythonProgramGivesExactCounts() throws {
