@@ -90,7 +90,9 @@ let package = Package(
             dependencies: ["AsyncTraceRecorder", "AsyncHooks", "TraceReader", "TraceFormat", "CRecorderSupport", "asynctrace-fixtures"]
         ),
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
-        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceReader", "TraceFormat"],
+        // The example scenarios and the CLI are exec'd by the tests (recorded, exported, validated).
+        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceReader", "TraceFormat",
+                                                            "asynctrace-examples", "asynctrace"],
                     exclude: ["Fixtures", "validators"]),
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),
         .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader", "TraceFormat", "asynctrace-lessons"]),

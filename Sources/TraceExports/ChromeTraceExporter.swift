@@ -88,7 +88,8 @@ public final class ChromeTraceExporter: TimelineSink {
             guard let b = stacks[op.thread].popLast() else { return }
             head("X", b, timeline: timeline)
             out.write(",\"dur\":")
-            out.write(microsFromNanos: op.timestampNs - b.timestampNs)
+            // Both ends relative and clamped alike (a syscall may have begun before the trace's first chunk).
+            out.write(microsFromNanos: rel(op.timestampNs) - rel(b.timestampNs))
             switch b.slice {
             case .callback:
                 out.write(",\"args\":{\"async_id\":")

@@ -89,7 +89,8 @@ public final class PerfettoExporter: TimelineSink {
     }
 
     static func processUUID(_ pid: UInt32) -> UInt64 { 1 << 62 | UInt64(pid) }
-    static func counterUUID(_ pid: UInt32) -> UInt64 { 1 << 61 | UInt64(pid) }
+    /// Small, so the uuid each counter value carries is a short varint (thread uuids are all ≥ 2^32).
+    static func counterUUID(_ pid: UInt32) -> UInt64 { UInt64(pid) + 1 }
     static func threadUUID(_ pid: UInt32, _ tid: UInt32) -> UInt64 { UInt64(pid) << 32 | UInt64(tid) }
 
     // MARK: - packets
@@ -239,14 +240,17 @@ public final class PerfettoExporter: TimelineSink {
             name(op.name, thread: t, timeline: timeline)
             switch op.slice {
             case .callback:
+                // The slice's name is the resource type; a "type" annotation would repeat it in every callback.
                 annotate(.asyncID, Int64(bitPattern: op.asyncID))
                 annotate(.trigger, Int64(bitPattern: op.triggerID))
-                annotate(type: op.typeName, thread: t, timeline: timeline)
                 if op.flowIn != 0 { event.varint(F.terminatingFlowIDs, op.flowIn) }
                 if op.flowIn2 != 0 { event.varint(F.terminatingFlowIDs, op.flowIn2) }
             case .syscall:
-                if op.fd >= 0 { annotate(.fd, op.fd) }
-                annotate(.ret, op.ret)
+                // epoll waits: the ready instants inside say what came back; fd (the epoll fd) and count add little.
+                if !timeline.isEpollWait(op.name) {
+                    if op.fd >= 0 { annotate(.fd, op.fd) }
+                    annotate(.ret, op.ret)
+                }
             case .poll:
                 // int64 annotations cost 10 bytes when negative: -1 (no timeout) is left out.
                 if op.ret >= 0 { annotate(.timeoutMs, op.ret) }
@@ -260,9 +264,7 @@ public final class PerfettoExporter: TimelineSink {
             name(op.name, thread: t, timeline: timeline)
             if op.slice == .initResource {
                 annotate(.asyncID, Int64(bitPattern: op.asyncID))
-            } else if op.slice == .ready {
-                annotate(.fd, op.fd)  // the flow leads to the resource's callback
-            }
+            }  // ready instants: the name says the fd, the flow leads to the callback
             if op.flowOut != 0 { event.varint(F.flowIDs, op.flowOut) }
         case .counter:
             event.varint(F.type, 4)  // TYPE_COUNTER

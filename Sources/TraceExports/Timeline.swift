@@ -222,6 +222,10 @@ public final class Timeline {
     }
 
     public func name(_ id: Int) -> String { names[id] }
+
+    /// Whether a syscall slice's name is one of the epoll waits.
+    public func isEpollWait(_ name: Int) -> Bool { epollNames.contains(name) }
+    private lazy var epollNames: Set<Int> = Set(SyscallNames.epollWaits.map { syscallName($0) })
     public func process(of thread: Int) -> TimelineProcess { processes[processByPid[threads[thread].pid]!] }
 
     /// Flow ids are small and unique over the whole trace (they cost a varint each in Perfetto).

@@ -40,10 +40,10 @@ import TraceExports
         #expect(read[2] as? Int == Int(Synthetic.base + 9_300))
         #expect(read[3] as? Int == 200)
 
-        // Callback annotations: type, async id, trigger.
+        // Callback annotations: async id and trigger (the slice's name is the type).
         let args = r["callback_args"] as! [[String: Any]]
-        #expect(args.contains { $0["type"] as? String == "TCPWRAP" && $0["async_id"] as? Int == 3 && $0["trigger_async_id"] as? Int == 2 })
-        #expect(args.contains { $0["type"] as? String == "Timeout" && $0["async_id"] as? Int == 4 && $0["trigger_async_id"] as? Int == 3 })
+        #expect(args.contains { $0["name"] as? String == "TCPWRAP" && $0["async_id"] as? Int == 3 && $0["trigger_async_id"] as? Int == 2 })
+        #expect(args.contains { $0["name"] as? String == "Timeout" && $0["async_id"] as? Int == 4 && $0["trigger_async_id"] as? Int == 3 })
 
         // Flows: trigger → first callback, epoll-ready → the callback it woke.
         #expect(r["flows_started"] as? Int == Synthetic.Expect.triggerFlows + Synthetic.Expect.readyFlows)

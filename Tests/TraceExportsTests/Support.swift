@@ -20,14 +20,15 @@ enum Repo {
         return root + "/Tests/TraceExportsTests/Fixtures/speedscope-file-format-schema.json"
     }
 
-    /// The build's products directory (where `asynctrace` and `asynctrace-examples` are).
-    static var productsDirectory: String {
-        var url = Bundle.main.bundleURL
-        if url.pathExtension == "xctest" || url.lastPathComponent.hasSuffix(".xctest") { url.deleteLastPathComponent() }
-        // swift-testing on Linux: the test bundle is an executable in the products directory.
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
-        if FileManager.default.fileExists(atPath: exe + "/asynctrace") { return exe }
-        return url.path
+    /// An executable product next to the test bundle (.build/<triple>/debug/NAME).
+    static func executable(_ name: String) -> String? {
+        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<3 {
+            let candidate = dir.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
     }
 }
 

@@ -167,9 +167,9 @@ def main(path):
         "counters": [c["value"] for c in counters],
         "flows_started": len(flow_out),
         "flows_terminated": len(flow_in),
-        "callback_args": [s["args"] for s in slices if "async_id" in s["args"]],
+        "callback_args": [dict(s["args"], name=s["name"]) for s in slices if "async_id" in s["args"]],
         "syscalls": sorted([[thread_label(s["track"]), s["name"], s["ts"], s["dur"], s["parent"]]
-                            for s in slices if "ret" in s["args"]], key=lambda x: x[2]),
+                            for s in slices if "ret" in s["args"] or s["name"].startswith("epoll_")], key=lambda x: x[2]),
         "max_depth": max([s["depth"] for s in slices], default=0),
     }
     print(json.dumps(out))
