@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <linux/bpf.h>
 #include <bpf/libbpf.h>
@@ -133,6 +134,9 @@ static void explain(char *why, size_t len, int err, const char *step) {
     }
 }
 
+// PROC_PID_INIT_INO: the inode number of the initial PID namespace, fixed in the kernel.
+#define KP_INITIAL_PID_NS_INODE 0xEFFFFFFCu
+
 static int is_power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
 
 struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, size_t why_len) {
@@ -144,6 +148,16 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
     if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
         if (why)
             snprintf(why, why_len, "kernel probes off: this kernel has no BTF (/sys/kernel/btf/vmlinux is missing)");
+        errno = ENOTSUP;
+        return NULL;
+    }
+    // The probes see the kernel's pids (the initial PID namespace); in a container with its own
+    // PID namespace, fork() returns pids the filter would never match.
+    struct stat ns;
+    if (stat("/proc/self/ns/pid", &ns) == 0 && ns.st_ino != KP_INITIAL_PID_NS_INODE) {
+        if (why)
+            snprintf(why, why_len, "kernel probes off: asynctrace runs in a PID namespace of its own (a container); "
+                                   "the probes need the host's PID namespace");
         errno = ENOTSUP;
         return NULL;
     }

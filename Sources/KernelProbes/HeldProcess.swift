@@ -10,6 +10,8 @@ public enum ProgramLaunchError: Error, CustomStringConvertible, Sendable, Equata
     case notExecutable(String, errno: Int32)
     case cannotSwitchUser(uid: Int32, gid: Int32, errno: Int32)
     case forkFailed(errno: Int32)
+    /// The held child was gone before it could exec (killed by a signal forwarded to it).
+    case goneBeforeExec
 
     /// 127: not found; 126: found but not executable / could not be started.
     public var exitCode: Int32 {
@@ -23,6 +25,7 @@ public enum ProgramLaunchError: Error, CustomStringConvertible, Sendable, Equata
         case .notExecutable(let p, let e): "\(p): cannot execute: \(errorText(e))"
         case .cannotSwitchUser(let u, let g, let e): "cannot run as uid \(u) gid \(g): \(errorText(e))"
         case .forkFailed(let e): "cannot start the program: \(errorText(e))"
+        case .goneBeforeExec: "the program was stopped before it started"
         }
     }
 }
@@ -100,6 +103,7 @@ public final class HeldProcess {
         var stage: Int32 = 0
         let err = kp_release_held(&child, extraEnvironment, &stage)
         guard err == 0 else {
+            if stage == 0 { throw .goneBeforeExec }
             if stage == 1 { throw .cannotSwitchUser(uid: uid, gid: gid, errno: err) }
             if err == ENOENT { throw .notFound(path) }
             throw .notExecutable(path, errno: err)

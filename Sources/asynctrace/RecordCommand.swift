@@ -130,6 +130,9 @@ struct RecordCommand: ParsableCommand {
             var st: Int32 = 0
             waitpid(child.pid, &st, 0)
             unlink(path)  // nothing was recorded
+            if error == .goneBeforeExec {  // e.g. a SIGTERM forwarded while it was held
+                fail("\(error.description) (status \(exitStatus(st)))", exitCode: exitStatus(st))
+            }
             fail(error.description, exitCode: error.exitCode)
         }
 

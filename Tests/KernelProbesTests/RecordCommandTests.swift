@@ -164,7 +164,15 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         let trace = temporaryPath("cli-sigterm.atrace")
         let start = Date()
         let r = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", "/bin/sleep", "30"], timeout: 20) { p in
-            usleep(300_000)
+            // Once the program runs (exec'd, not held): a signal before that stops it before it starts.
+            let children = "/proc/\(p.processIdentifier)/task/\(p.processIdentifier)/children"
+            for _ in 0..<1000 {
+                let kids = ((try? String(contentsOfFile: children, encoding: .utf8)) ?? "").split(separator: " ")
+                if kids.contains(where: { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) == "sleep\n" }) {
+                    break
+                }
+                usleep(10_000)
+            }
             kill(p.processIdentifier, SIGTERM)
         }
         #expect(r.status == 128 + SIGTERM, "\(r.stderr)")
