@@ -43,6 +43,8 @@ let package = Package(
 
         // --- protocols over the runtime's sockets ---
         .target(name: "AsyncTraceHTTP", dependencies: ["AsyncTraceRuntime", "AsyncHooks"]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "AsyncTraceTLS", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "COpenSSL"]),
 
         // --- kernel side: eBPF skeleton + libbpf loader (C), Swift API over it ---
         // bpf/syscall_event.h reaches both sides through a symlink in CKernelProbes/include
@@ -70,7 +72,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceRecorder", "AsyncHooks"]),
+        .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncTraceRecorder", "AsyncHooks"]),
         // Child processes for the recorder's crash tests.
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         // The classic Node event-loop lessons, for the runtime's tests and README.
@@ -96,7 +98,8 @@ let package = Package(
                     exclude: ["Fixtures", "validators"]),
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),
         .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader", "TraceFormat", "asynctrace-lessons"]),
-        .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncHooks"]),
+        .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncHooks"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "asynctrace"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).
         .executableTarget(name: "kernel-groundtruth", path: "Tests/KernelGroundTruth"),

@@ -1,6 +1,7 @@
 // Scenarios on sockets: echo over TCP and Unix sockets, and a callback that blocks the loop.
 import AsyncTraceHTTP
 import AsyncTraceRuntime
+import AsyncTraceTLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -195,4 +196,43 @@ func blockingRead(milliseconds: Int) {
     arg.deallocate()
     close(fds[0])
     close(fds[1])
+}
+
+/// A TLS echo server and client (test-only certificate, verified against its test CA), N round trips.
+func tlsEchoScenario(_ args: [String]) throws {
+    let rounds = args.first.flatMap(Int.init) ?? 100
+    let serverOptions = TLSOptions(certificatePEM: TestIdentity.serverCertificatePEM, privateKeyPEM: TestIdentity.serverKeyPEM,
+                                   alpnProtocols: ["echo"])
+    let server = try TLSServer(options: serverOptions) { tls in
+        tls.onData { tls.write($0) }
+    }
+    server.onTLSClientError { e, _ in log("tlsClientError: \(e)") }
+    server.listen(port: 0, host: "127.0.0.1") {
+        let port = server.address()!.port
+        log("tls server on 127.0.0.1:\(port)")
+        let client = try TLS.connect(port: port, host: "127.0.0.1",
+                                     options: TLSOptions(caPEM: TestIdentity.caPEM, servername: "localhost", alpnProtocols: ["echo"]))
+        let message = Array("secret ping".utf8)
+        var pending = 0
+        var done = 0
+        client.onSecureConnect {
+            log("secureConnect: \(client.protocolVersion ?? "?"), authorized \(client.authorized), alpn \(client.alpnProtocol ?? "-")")
+            pending = message.count
+            client.write(message)
+        }
+        client.onData { data in
+            pending -= data.count
+            if pending > 0 { return }
+            done += 1
+            if done == rounds {
+                log("\(rounds) round trips over TLS")
+                client.end()
+                return
+            }
+            pending = message.count
+            client.write(message)
+        }
+        client.onError { fail("client: \($0)") }
+        client.onClose { _ in server.close { _ in log("server closed") } }
+    }
 }

@@ -206,7 +206,9 @@ public final class Socket {
                 return
             }
             if transport != nil {
+                // The first handshake step runs once the fd reports writable (a client speaks first).
                 handshaking = true
+                handshakeWantsWrite = true
                 updateInterest()
                 return
             }
@@ -227,6 +229,7 @@ public final class Socket {
         if fd >= 0 { tctx.setFD(fd) }
         if !connecting && !destroyed {
             handshaking = true
+            handshakeWantsWrite = true
             updateInterest()
         }
     }
