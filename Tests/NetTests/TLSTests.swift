@@ -102,6 +102,26 @@ struct TLSTests {
         #expect(hook.undestroyed == [])
     }
 
+    @Test("SNI: the server picks the certificate for the name the client asks for")
+    func sniContexts() throws {
+        let (lines, hook) = runTraced { log in
+            // Default context: a certificate the client does not trust; "localhost": the CA-signed one.
+            let untrusted = TLSOptions(certificateFile: Fixtures.path("other-ca.pem"), privateKeyFile: Fixtures.path("other-key.pem"))
+            let server = try TLSServer(options: untrusted) { tls in log("server: \(tls.servername ?? "-")"); tls.end() }
+            try server.addContext("localhost", options: Fixtures.serverOptions)
+            server.listen(port: 0, host: "127.0.0.1") {
+                let c = try TLS.connect(port: server.address()!.port, host: "localhost", options: TLSOptions(caFile: Fixtures.path("ca.pem")))
+                c.onSecureConnect { log("client: \(c.authorized)") }
+                c.onData { _ in }
+                c.onError { e in log("client error \(e.code)") }
+                c.onClose { _ in server.close() }
+            }
+        }
+        #expect(Set(lines) == ["server: localhost", "client: true"])
+        #expect(hook.problems == [])
+        #expect(hook.undestroyed == [])
+    }
+
     @Test("a plain-text client against a TLS server: the server reports a TLS error; nothing leaks")
     func plainTextClient() throws {
         let (lines, hook) = runTraced { log in
