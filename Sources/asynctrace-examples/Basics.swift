@@ -8,14 +8,18 @@ func timersScenario(_ args: [String]) throws {
     setImmediate { log("immediate") }
     nextTick { log("nextTick") }
     queueMicrotask { log("microtask") }
+    // Unref'd: it alone would not keep the loop alive. Cleared at the end so the trace has no open timer.
+    let unrefd = setTimeout(10_000) { log("never: unref'd") }
+    unrefd.unref()
     var n = 0
     var interval: Timeout?
     interval = setInterval(5) {
         n += 1
         log("interval \(n)")
-        if n == 3 { interval?.clear() }
+        if n == 3 {
+            interval?.clear()
+            unrefd.clear()
+        }
     }
-    let unrefd = setTimeout(10_000) { log("never: unref'd") }
-    unrefd.unref()
     log("main module end")
 }

@@ -43,8 +43,8 @@ struct RecordedExamplesTests {
         return (status, path)
     }
 
-    @Test("tcp-echo, unix-echo, udp-echo, tls-echo, http, child and blocking record balanced traces",
-          arguments: ["tcp-echo", "unix-echo", "udp-echo", "tls-echo", "http", "child", "blocking"])
+    @Test("every example scenario records a balanced trace",
+          arguments: ["timers", "fs", "dns", "tcp-echo", "unix-echo", "udp-echo", "tls-echo", "http", "child", "blocking"])
     func balanced(scenario: String) throws {
         let (status, path) = record(scenario)
         defer { unlink(path) }

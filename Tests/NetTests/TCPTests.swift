@@ -80,6 +80,29 @@ struct TCPTests {
         #expect(hook.undestroyed == [])
     }
 
+    @Test("connect by host name resolves with dns.lookup (GETADDRINFOREQWRAP); an unknown name is ENOTFOUND")
+    func hostNames() {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count)
+        let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let (lines, hook) = runTraced { log in
+            let server = Server { s in s.end() }
+            server.listen(port: 0, host: "0.0.0.0") {
+                let port = server.address()!.port
+                let bad = Socket.connect(port: port, host: "nonexistent.invalid")
+                bad.onError { e in log("bad: \(e.code) \(e.syscall)") }
+                let c = Socket.connect(port: port, host: host)
+                c.write("queued while resolving")
+                c.onConnect { log("connected by name") }
+                c.onClose { _ in server.close() }
+            }
+        }
+        #expect(Set(lines) == ["bad: ENOTFOUND getaddrinfo", "connected by name"])
+        #expect(hook.ids(of: "GETADDRINFOREQWRAP").count == 2)
+        #expect(hook.problems == [])
+        #expect(hook.undestroyed == [])
+    }
+
     @Test("EADDRINUSE is an error event on the second server, which is destroyed")
     func addressInUse() {
         let (lines, hook) = runTraced { log in

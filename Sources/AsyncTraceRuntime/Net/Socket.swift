@@ -118,8 +118,8 @@ public final class Socket {
 
     // MARK: connecting
 
-    /// Connects to `host:port` (Node's `net.connect`). Errors (refused, unreachable, bad host) arrive as
-    /// an 'error' event followed by 'close'. `host` must be numeric or "localhost" (no DNS here).
+    /// Connects to `host:port` (Node's `net.connect`); a host name is resolved with `DNS.lookup` first.
+    /// Errors (refused, unreachable, ENOTFOUND) arrive as an 'error' event followed by 'close'.
     @discardableResult
     public static func connect(port: Int, host: String = "localhost", loop: EventLoop = .current,
                                _ onConnect: Callback? = nil) -> Socket {
@@ -130,12 +130,25 @@ public final class Socket {
                                  message: "Port should be >= 0 and < 65536. Received \(port)."))
             return s
         }
-        guard let addr = SocketAddress.numeric(host: host, port: port) else {
-            s.failEarly(NetError(code: "ENOTFOUND", errno: 0, syscall: "getaddrinfo", asyncID: s.context.asyncID,
-                                 message: "getaddrinfo ENOTFOUND \(host) (only numeric hosts and localhost are resolved)"))
+        if let addr = SocketAddress.numeric(host: host, port: port) {
+            s.startConnect(addr)
             return s
         }
-        s.startConnect(addr)
+        // A name: dns.lookup on the thread pool (a GETADDRINFOREQWRAP), then connect. Writes queue meanwhile.
+        s.connecting = true
+        DNS.lookup(host) { [s] result in
+            if s.destroyed { return }
+            s.connecting = false
+            switch result {
+            case .success(let found):
+                let addr: SocketAddress = found.family == 6 ? .ipv6(host: found.address, port: port) : .ipv4(host: found.address, port: port)
+                s.startConnect(addr)
+            case .failure(let error):
+                let code = (error as? DNSError)?.code ?? "ENOTFOUND"
+                s.destroy(NetError(code: code, syscall: "getaddrinfo", asyncID: s.context.asyncID,
+                                   message: "getaddrinfo \(code) \(host)"))
+            }
+        }
         return s
     }
 

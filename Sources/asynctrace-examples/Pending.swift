@@ -1,2 +1,0 @@
-// Scenarios whose runtime parts are not on main yet.
-func moreScenarios() -> [Scenario] { [] }
