@@ -116,6 +116,23 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
         #expect(trace.header.monotonicStartNs <= events.first?.timestampNs ?? 0)
     }
 
+    @Test func aFullRingDropsAndSaysSoInTheTrace() throws {
+        if skipKernelTest("aFullRingDropsAndSaysSoInTheTrace") { return }
+        guard let exe = builtExecutable("kernel-groundtruth") else {
+            Issue.record("kernel-groundtruth was not built")
+            return
+        }
+        // 4 KiB hold ~60 records, and nothing reads them until the child has exited.
+        let result = try recordProgram(exe, [temporaryPath("groundtruth-small-ring.txt")],
+                                       options: KernelProbeOptions(ringBytes: 4096), pollWhileRunning: false)
+        #expect(result.exitStatus == 0)
+        #expect(result.statistics.dropped > 0)
+        #expect(result.statistics.events + result.statistics.dropped >= 1_500 + 30 + 3)
+        let trace = try scanTrace(result.tracePath)
+        #expect(trace.chunks.last?.droppedCumulative == result.statistics.dropped)
+        #expect(UInt64(trace.events.count) == result.statistics.events)
+    }
+
     @Test func existingProcessCanBeTraced() throws {
         if skipKernelTest("existingProcessCanBeTraced") { return }
         // A running program (held on a pipe of its own) is attached after it started. dd runs flat

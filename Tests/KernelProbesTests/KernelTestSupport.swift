@@ -53,7 +53,7 @@ struct TestFailure: Error, CustomStringConvertible {
 /// Records `path args` the way `asynctrace record` does: held child, filter, exec, pump, finish.
 /// `whileRunning` runs once after the program was released (for noise from other processes).
 func recordProgram(_ path: String, _ args: [String], options: KernelProbeOptions = KernelProbeOptions(),
-                   whileRunning: (() -> Void)? = nil) throws -> RecordingResult {
+                   pollWhileRunning: Bool = true, whileRunning: (() -> Void)? = nil) throws -> RecordingResult {
     let session = try KernelProbeSession(options: options)
     let child = try HeldProcess(path: path, arguments: [path] + args,
                                 environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" })
@@ -74,8 +74,8 @@ func recordProgram(_ path: String, _ args: [String], options: KernelProbeOptions
     whileRunning?()
     var status: Int32 = 0
     while true {
-        try recording.pump(timeoutMs: 10)
-        let r = waitpid(child.pid, &status, WNOHANG)
+        if pollWhileRunning { try recording.pump(timeoutMs: 10) }
+        let r = waitpid(child.pid, &status, pollWhileRunning ? WNOHANG : 0)
         if r == child.pid { break }
         if r < 0 { throw TestFailure("waitpid: \(errno)") }
     }
