@@ -187,8 +187,11 @@ public final class Timeline {
     private var stacks: [[OpenSlice]] = []
     private var lastTs: [UInt64] = []
     // Per-process state, parallel to `processes`.
-    private var resources: [[UInt64: Resource]] = []
-    private var fdOwner: [[Int64: UInt64]] = []
+    private var resources: [IDTable<Resource>] = []
+    private var fdOwner: [IDTable<UInt64>] = []
+    private var processOfThread: [Int] = []
+    private var lastKernelKey: UInt64 = .max
+    private var lastKernelThread = -1
     private var openResources: [Int64] = []
     private var reportedOpen: [Int64] = []
     private var nextFlow: UInt64 = 0
@@ -277,6 +280,7 @@ public final class Timeline {
         threadByKey[key] = t
         stacks.append([])
         lastTs.append(0)
+        processOfThread.append(p)
         sink.threadAdded(threads[t], process: processes[p], timeline: self)
         return t
     }
@@ -290,8 +294,8 @@ public final class Timeline {
         let prog = program ?? (pid == reader.header.pid ? reader.header.program : "")
         processes.append(TimelineProcess(index: p, pid: pid, program: prog))
         processByPid[pid] = p
-        resources.append([:])
-        fdOwner.append([:])
+        resources.append(IDTable())
+        fdOwner.append(IDTable())
         openResources.append(0)
         reportedOpen.append(0)
         return p
@@ -299,8 +303,12 @@ public final class Timeline {
 
     @inline(__always)
     private func kernelThread<S: TimelineSink>(pid: UInt32, tid: UInt32, sink: inout S) -> Int {
-        if let t = threadByKey[UInt64(pid) << 32 | UInt64(tid)] { return t }
-        return addThread(pid: pid, tid: tid, name: nil, user: false, program: nil, sink: &sink)
+        let key = UInt64(pid) << 32 | UInt64(tid)
+        if key == lastKernelKey { return lastKernelThread }
+        let t = threadByKey[key] ?? addThread(pid: pid, tid: tid, name: nil, user: false, program: nil, sink: &sink)
+        lastKernelKey = key
+        lastKernelThread = t
+        return t
     }
 
     // MARK: - events
@@ -341,19 +349,23 @@ public final class Timeline {
         return names.id(SyscallNames.name(nr))
     }
 
-    private func handle<S: TimelineSink>(_ te: TraceEvent, sink: inout S) {
-        let e = te.event
-        let ts = e.timestampNs
-        switch e.kind {
+    @inline(__always)
+    private func handle<S: TimelineSink>(_ te: borrowing TraceEvent, sink: inout S) {
+        switch te.event.kind {
         case .syscall, .epollWait:
-            kernelCall(e, sink: &sink)
+            kernelCall(te.event, sink: &sink)
             return
         default:
             break
         }
         let t = threadOfStream[te.stream]
         guard t >= 0 else { return }  // other kernel-stream kinds (fork/exit) have no thread timeline
-        let p = processByPid[threads[t].pid]!
+        userEvent(te.event, thread: t, sink: &sink)
+    }
+
+    private func userEvent<S: TimelineSink>(_ e: borrowing DecodedEvent, thread t: Int, sink: inout S) {
+        let ts = e.timestampNs
+        let p = processOfThread[t]
         switch e.kind {
         case .threadInfo:
             threads[t].name = e.text
@@ -363,7 +375,7 @@ public final class Timeline {
             let trigger = e.u(2)
             let inside = stacks[t].contains { $0.slice == .callback }
             let flow = inside ? newFlow() : 0
-            resources[p][id] = Resource(type: type, trigger: trigger, triggerFlow: flow, readyFlow: 0)
+            resources[p].insert(id, Resource(type: type, trigger: trigger, triggerFlow: flow, readyFlow: 0))
             openResources[p] += 1
             sink.resource(ResourceChange(kind: .created, pid: threads[t].pid, asyncID: id, type: type, trigger: trigger,
                                          timestampNs: ts), timeline: self)
@@ -380,7 +392,7 @@ public final class Timeline {
             var op = TimelineOp(.begin, .callback, thread: t, at: ts, name: unknownType)
             op.asyncID = id
             op.typeName = unknownType
-            if var r = resources[p][id] {
+            _ = resources[p].update(id) { r in
                 op.name = r.type
                 op.typeName = r.type
                 op.triggerID = r.trigger
@@ -392,7 +404,6 @@ public final class Timeline {
                     op.flowIn2 = r.readyFlow
                     r.readyFlow = 0
                 }
-                resources[p][id] = r
             }
             stacks[t].append(OpenSlice(slice: .callback, id: id))
             stats.callbacks &+= 1
@@ -400,15 +411,16 @@ public final class Timeline {
         case .after:
             if !close(.callback, id: e.u(0), thread: t, at: ts, sink: &sink) { stats.unmatchedEnds &+= 1 }
         case .destroy:
-            if resources[p].removeValue(forKey: e.u(0)) != nil { openResources[p] -= 1 }
+            if resources[p].remove(e.u(0)) != nil { openResources[p] -= 1 }
             sink.resource(ResourceChange(kind: .destroyed, pid: threads[t].pid, asyncID: e.u(0), timestampNs: ts),
                           timeline: self)
         case .resourceFD:
             let fd = e.s(1)
             if fd < 0 {
-                if let k = fdOwner[p].first(where: { $0.value == e.u(0) })?.key { fdOwner[p][k] = nil }
+                let id = e.u(0)
+                if let k = fdOwner[p].firstKey(where: { $0 == id }) { fdOwner[p].remove(k) }
             } else {
-                fdOwner[p][fd] = e.u(0)
+                fdOwner[p].insert(UInt64(bitPattern: fd), e.u(0))
             }
             sink.resource(ResourceChange(kind: .fd, pid: threads[t].pid, asyncID: e.u(0), fd: fd, timestampNs: ts),
                           timeline: self)
@@ -454,9 +466,10 @@ public final class Timeline {
                                              sink: inout S) {
         for raw in fds {
             let fd = Int64(truncatingIfNeeded: raw)
-            guard let owner = fdOwner[p][fd], resources[p][owner] != nil else { continue }
-            let flow = newFlow()
-            resources[p][owner]!.readyFlow = flow
+            guard let owner = fdOwner[p][UInt64(bitPattern: fd)] else { continue }
+            let flow = nextFlow &+ 1
+            guard resources[p].update(owner, { $0.readyFlow = flow }) else { continue }
+            _ = newFlow()
             let name: Int
             if let n = readyNames[fd] { name = n } else { name = names.id("ready fd \(fd)"); readyNames[fd] = name }
             var op = TimelineOp(.instant, .ready, thread: t, at: ts, name: name)
@@ -467,7 +480,7 @@ public final class Timeline {
         }
     }
 
-    private func kernelCall<S: TimelineSink>(_ e: DecodedEvent, sink: inout S) {
+    private func kernelCall<S: TimelineSink>(_ e: borrowing DecodedEvent, sink: inout S) {
         let pid = UInt32(truncatingIfNeeded: e.u(0))
         let tid = UInt32(truncatingIfNeeded: e.u(1))
         let t = kernelThread(pid: pid, tid: tid, sink: &sink)
@@ -489,7 +502,7 @@ public final class Timeline {
         stats.syscalls &+= 1
         emit(op, sink: &sink)
         if isEpoll && useKernelPolls && !e.list.isEmpty {
-            readyFlows(fds: e.list, process: processByPid[pid]!, thread: t, at: exit, sink: &sink)
+            readyFlows(fds: e.list, process: processOfThread[t], thread: t, at: exit, sink: &sink)
         }
         emitEnd(.syscall, thread: t, at: exit, sink: &sink)
     }
