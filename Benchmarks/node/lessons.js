@@ -13,9 +13,9 @@ const lessons = {
     log('Will this be printed first?');
   },
   'timers-order'() {
-    setTimeout(() => log('A: set first, 30 ms'), 30);
+    setTimeout(() => log('A: set first, 100 ms'), 100);
     setTimeout(() => log('B: set second, 10 ms'), 10);
-    busy(60);
+    busy(150);
     setTimeout(() => log('C: set after the block, 1 ms'), 1);
   },
   'file-chain'() {

@@ -29,9 +29,9 @@ enum Lessons {
         log("Will this be printed first?")
     },
     "timers-order": { dir in
-        setTimeout(30) { log("A: set first, 30 ms") }
+        setTimeout(100) { log("A: set first, 100 ms") }
         setTimeout(10) { log("B: set second, 10 ms") }
-        busy(ms: 60)
+        busy(ms: 150)
         setTimeout(1) { log("C: set after the block, 1 ms") }
     },
     "file-chain": { dir in
@@ -78,6 +78,13 @@ enum Lessons {
             if ticks < 100_000 { nextTick(again) } else { log("ticks done") }
         }
         nextTick(again)
+    },
+    // Not a lesson with a Node peer in lessons.js: the uncaught-error policy (Node ends the process).
+    "uncaught": { dir in
+        struct Boom: Error, CustomStringConvertible { var description: String { "boom" } }
+        let t = setTimeout(1) { throw Boom() }
+        log("timer \(t.asyncID)")
+        setTimeout(50) { log("never: the process ended") }
     },
     "unref": { dir in
         setTimeout(1000) { log("unref timer fired") }.unref()

@@ -24,12 +24,13 @@ func builtProduct(_ name: String) -> String {
 }
 
 /// Runs `argv` (PATH lookup) with extra environment entries; returns the exit status and stdout lines.
-func runProcess(_ argv: [String], env extra: [String: String] = [:]) -> (status: Int32, lines: [String]) {
+func runProcess(_ argv: [String], env extra: [String: String] = [:], stderrToo: Bool = false) -> (status: Int32, lines: [String]) {
     var fds: [Int32] = [0, 0]
     pipe(&fds)
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+    if stderrToo { posix_spawn_file_actions_adddup2(&actions, fds[1], 2) }
     posix_spawn_file_actions_addclose(&actions, fds[0])
     var env: [String] = []
     var p = environ
@@ -63,7 +64,7 @@ func runProcess(_ argv: [String], env extra: [String: String] = [:]) -> (status:
 
 let lessonExpectations: [(name: String, lines: [String])] = [
     ("main-first", ["Will this be printed first?", "Should run in 1ms"]),
-    ("timers-order", ["B: set second, 10 ms", "A: set first, 30 ms", "C: set after the block, 1 ms"]),
+    ("timers-order", ["B: set second, 10 ms", "A: set first, 100 ms", "C: set after the block, 1 ms"]),
     ("file-chain", ["read a.txt", "timeout elapsed 1ms", "write b.txt", "read c after a second"]),
     ("immediate-vs-readfile", ["setImmediate", "readFile"]),
     ("nexttick-order", ["main", "nextTick", "promise", "timeout"]),
@@ -148,6 +149,21 @@ struct LessonTests {
         #expect(report.resources > 0 && report.callbacks > 0 && report.phases > 0)
         // Every resource ended, except the unref'd timer the loop exits without.
         #expect(report.undestroyedTypes == (name == "unref" ? ["Timeout"] : []))
+    }
+
+    @Test("an uncaught error ends the process with status 1 after reporting its async id and type (recorded too)")
+    func uncaughtEndsProcess() throws {
+        let dir = tempDirectory("uncaught")
+        defer { removeTree(dir) }
+        let trace = dir + "/trace.atrace"
+        let run = runProcess([builtProduct("asynctrace-lessons"), "uncaught", dir], env: ["ASYNCTRACE_OUTPUT": trace], stderrToo: true)
+        let id = try #require(run.lines.first?.split(separator: " ").last.map(String.init))
+        #expect(run.lines == ["timer \(id)", "asynctrace: Uncaught error in Timeout (async id \(id)): boom"])
+        #expect(run.status >> 8 == 1)
+        let reader = try TraceReader(path: trace)
+        let reported = reader.events().filter { $0.kind == .uncaughtError }
+        #expect(reported.count == 1)
+        #expect(reported.first.map { "\($0.event.u(0))" } == id)
     }
 
     @Test("Node v20 prints the same lines for each lesson (when node is on PATH)")

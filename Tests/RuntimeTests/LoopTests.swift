@@ -67,12 +67,13 @@ struct LoopTests {
     @Test("timers delayed by a long initial phase run in order of their due time")
     func timersInDueOrder() {
         let out = runScenario { log in
-            setTimeout(30) { log("A (30 ms)") }
+            // Wide margins: a loaded machine may preempt the thread between the two calls.
+            setTimeout(100) { log("A (100 ms)") }
             setTimeout(10) { log("B (10 ms)") }
-            busyWait(ms: 60)
+            busyWait(ms: 150)
             setTimeout(1) { log("C (1 ms, set after the block)") }
         }
-        #expect(out == ["B (10 ms)", "A (30 ms)", "C (1 ms, set after the block)"])
+        #expect(out == ["B (10 ms)", "A (100 ms)", "C (1 ms, set after the block)"])
 
         let out2 = runScenario { log in
             setTimeout(20) { log("first: due at 20 ms") }
