@@ -82,19 +82,25 @@ enum RuntimeBench {
         var node: [String: [Double]] = [:], nodeHooks: [String: [Double]] = [:]
         var dropped: UInt64 = 0, written: UInt64 = 0
         for w in workloads { _ = measure((w.name, w.n / 10, w.run)) }  // warm-up
+        let withNode = getenv("ASYNCTRACE_BENCH_NO_NODE") == nil
+        let withRecording = getenv("ASYNCTRACE_BENCH_NO_RECORDING") == nil
+        // The four measurements of one workload run back to back, so load changes on a shared
+        // machine hit them alike; the ratios are taken from the medians.
         for _ in 0..<runs {
-            for w in workloads { bare[w.name, default: []].append(measure(w)) }
-            for w in workloads where getenv("ASYNCTRACE_BENCH_NO_RECORDING") == nil {
-                do { try TraceRecorder.start(path: tracePath) } catch { print("{\"error\": \"recorder: \(error)\"}"); return }
-                recorded[w.name, default: []].append(measure(w))
-                TraceRecorder.stop()
-                dropped += TraceRecorder.statistics.eventsDropped
-                written += TraceRecorder.statistics.eventsWritten
-                unlink(tracePath)
-            }
-                if getenv("ASYNCTRACE_BENCH_NO_NODE") == nil {
-                for (k, v) in runNode(script, hooks: false) { node[k, default: []].append(v) }
-                for (k, v) in runNode(script, hooks: true) { nodeHooks[k, default: []].append(v) }
+            for w in workloads {
+                bare[w.name, default: []].append(measure(w))
+                if withRecording {
+                    do { try TraceRecorder.start(path: tracePath) } catch { print("{\"error\": \"recorder: \(error)\"}"); return }
+                    recorded[w.name, default: []].append(measure(w))
+                    TraceRecorder.stop()
+                    dropped += TraceRecorder.statistics.eventsDropped
+                    written += TraceRecorder.statistics.eventsWritten
+                    unlink(tracePath)
+                }
+                if withNode {
+                    if let v = runNode(script, w.name, hooks: false)[w.name] { node[w.name, default: []].append(v) }
+                    if let v = runNode(script, w.name, hooks: true)[w.name] { nodeHooks[w.name, default: []].append(v) }
+                }
             }
         }
         for w in workloads {
@@ -122,14 +128,14 @@ enum RuntimeBench {
     }
 
     /// Runs the Node peer once; returns ns_per_op by workload name (empty if node is missing).
-    static func runNode(_ script: String, hooks: Bool) -> [String: Double] {
+    static func runNode(_ script: String, _ workload: String, hooks: Bool) -> [String: Double] {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return [:] }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_addclose(&actions, fds[0])
-        var args = ["node", script] + (hooks ? ["--hooks"] : [])
+        var args = ["node", script, workload] + (hooks ? ["--hooks"] : [])
         var cargs = args.map { strdup($0) } + [nil]
         var pid: pid_t = 0
         let rc = posix_spawnp(&pid, "node", &actions, nil, &cargs, environ)
