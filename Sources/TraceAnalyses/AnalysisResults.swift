@@ -222,4 +222,8 @@ public struct TraceAnalysis: Sendable {
     public var untrackedResources: UInt64
     /// nil when the kernel stream has no epoll waits.
     public var kernelLoop: KernelLoopSummary?
+    /// after() events with no open before() on their thread (damage, or a nesting error in the program).
+    public var unmatchedAfters: UInt64
+    /// before() events never closed by an after() while their thread's loop went back to epoll.
+    public var abandonedCallbacks: UInt64
 }

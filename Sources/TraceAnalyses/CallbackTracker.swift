@@ -32,6 +32,8 @@ struct CallbackTracker {
     var blockingNs: UInt64 = 0
     /// after() with no matching before() on its thread.
     var unmatchedAfters: UInt64 = 0
+    /// before() never closed: abandoned when the thread's loop went back to epoll (lost to damage or a bug).
+    var abandonedFrames: UInt64 = 0
 
     init(streams: Int, options: AnalysisOptions) {
         self.options = options
@@ -50,6 +52,14 @@ struct CallbackTracker {
 
     mutating func before(stream: Int, asyncID: UInt64, type: Int32, ns: UInt64) {
         stacks[stream].append(CallbackFrame(asyncID: asyncID, type: type, beforeNs: ns))
+    }
+
+    /// The loop of `stream` is between callbacks (polling or starting an iteration): nothing can be running.
+    /// Frames still open lost their after() (damage); dropping them keeps later syscalls unattributed.
+    mutating func loopIsIdle(stream: Int) {
+        guard !stacks[stream].isEmpty else { return }
+        abandonedFrames += UInt64(stacks[stream].count)
+        stacks[stream].removeAll(keepingCapacity: true)
     }
 
     /// The innermost running callback on `stream`, if it began no later than `enterNs`.

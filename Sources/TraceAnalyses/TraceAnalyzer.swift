@@ -15,8 +15,8 @@ public func analyzeTrace(_ reader: TraceReader, options: AnalysisOptions = Analy
     var analyzer = TraceAnalyzer(reader: reader, options: options)
     let events = reader.events()
     var n: UInt64 = 0
-    while let e = events.next() {
-        analyzer.consume(e)
+    events.forEach { stream, event in
+        analyzer.consume(stream: stream, event)
         n &+= 1
         if n & 0xFFFF == 0, let progress {
             progress(AnalysisProgress(bytesRead: events.bytesRead, bytesTotal: reader.payloadBytes, events: n))
@@ -66,10 +66,10 @@ public struct TraceAnalyzer {
         return (f.asyncID, resources.typeName(f.type))
     }
 
-    public mutating func consume(_ e: TraceEvent) {
-        let s = e.stream
-        let ns = e.timestampNs
-        let ev = e.event
+    public mutating func consume(_ e: TraceEvent) { consume(stream: e.stream, e.event) }
+
+    public mutating func consume(stream s: Int, _ ev: borrowing DecodedEvent) {
+        let ns = ev.timestampNs
         kindCounts[Int(ev.kind.rawValue)] &+= 1
         total &+= 1
         if ns < firstNs { firstNs = ns }
@@ -103,12 +103,14 @@ public struct TraceAnalyzer {
             resources.setFD(key, fd: Int32(truncatingIfNeeded: fd))
             io.setOwner(pid: pid, fd: fd, asyncID: key.asyncID, type: info.type)
         case .loopIteration:
+            callbacks.loopIsIdle(stream: s)
             loop.iteration(stream: s, ns: ns)
         case .phaseEnter:
             loop.phaseEnter(stream: s, phase: ev.u(0), ns: ns)
         case .phaseLeave:
             loop.phaseLeave(stream: s, phase: ev.u(0), ns: ns)
         case .pollStart:
+            callbacks.loopIsIdle(stream: s)
             loop.pollStart(stream: s, ns: ns)
             io.pollStart(stream: s)
         case .pollEnd:
@@ -132,7 +134,7 @@ public struct TraceAnalyzer {
         return t
     }
 
-    private mutating func syscall(_ ev: DecodedEvent, exitNs: UInt64) {
+    private mutating func syscall(_ ev: borrowing DecodedEvent, exitNs: UInt64) {
         let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1))
         let nr = ev.u(2), fd = ev.s(3), ret = ev.s(5), dur = ev.u(6)
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
@@ -216,7 +218,8 @@ public struct TraceAnalyzer {
                           readWriteAttributed: io.readWriteAttributed, readWriteAttributedToOwner: io.readWriteToOwner,
                           readWriteOnResourceFDs: io.readWriteOnOwnedFDs,
                           readWriteOnResourceFDsByOwner: io.readWriteOnOwnedFDsByOwner),
-            openAtExit: openAtExit(), untrackedResources: resources.untracked, kernelLoop: kernelLoop.summary())
+            openAtExit: openAtExit(), untrackedResources: resources.untracked, kernelLoop: kernelLoop.summary(),
+            unmatchedAfters: callbacks.unmatchedAfters, abandonedCallbacks: callbacks.abandonedFrames)
     }
 
     /// Live resources grouped by type; the most common causal chain (sampled) says where they came from.

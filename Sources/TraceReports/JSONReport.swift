@@ -142,6 +142,8 @@ public enum JSONReport {
                 }
             }
             j.field("untracked_resources", a.untrackedResources)
+            j.field("unmatched_afters", a.unmatchedAfters)
+            j.field("abandoned_callbacks", a.abandonedCallbacks)
             if let k = a.kernelLoop {
                 j.object("kernel_loop") { kl in
                     kl.array("threads") { r in

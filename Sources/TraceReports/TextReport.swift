@@ -53,7 +53,11 @@ public enum TextReport {
         let kinds = ["init", "before", "after", "destroy", "promiseResolve", "syscall", "epollWait", "loopIteration"]
         let shown = kinds.filter { o.count($0) > 0 }.map { "\($0) \(Formatting.count(o.count($0)))" }
         if !shown.isEmpty { out += "  events     " + shown.joined(separator: ", ") + "\n" }
-        if a.untrackedResources > 0 {
+        if a.unmatchedAfters + a.abandonedCallbacks > 0 {
+            out += "  note       \(Formatting.count(a.unmatchedAfters)) after() without a before() and \(Formatting.count(a.abandonedCallbacks)) "
+            out += "before() never closed (damage or nesting errors); those callbacks are not timed\n"
+        }
+                if a.untrackedResources > 0 {
             out += "  note       \(Formatting.count(a.untrackedResources)) resources beyond the tracking bound were not followed\n"
         }
     }

@@ -34,6 +34,9 @@ enum ReaderBenchmarks {
         emit("reader.analyze_10M", eventsPerSecond: analyzeRates.sorted()[1],
              extra: ["events": "\(analyzeRun.events)", "max_rss_kb": "\(analyzeRun.peakKB)",
                      "wall_ops_per_s": "\(Int(analyzeRun.wallEventsPerSecond))"])
+        var iteratorRates: [Double] = []
+        for _ in 0..<3 { iteratorRates.append(read(small, byIterator: true).eventsPerSecond) }
+        emit("reader.events_10M_next", eventsPerSecond: iteratorRates.sorted()[1], extra: ["api": "\"next()\""])
         unlink(small)
         guard withLarge else { return }
 
@@ -75,16 +78,23 @@ enum ReaderBenchmarks {
         var peakKB: Int
     }
 
-    static func read(_ path: String) -> ReadRun {
+    static func read(_ path: String, byIterator: Bool = false) -> ReadRun {
         let start = now()
         let cpuStart = cpuNow()
         guard let r = try? TraceReader(path: path) else { fatalError("bench trace unreadable") }
         let it = r.events()
         var n: UInt64 = 0
         var check: UInt64 = 0
-        while let e = it.next() {
-            n &+= 1
-            check &+= e.timestampNs
+        if byIterator {
+            while let e = it.next() {
+                n &+= 1
+                check &+= e.timestampNs
+            }
+        } else {
+            it.forEach { _, e in
+                n &+= 1
+                check &+= e.timestampNs
+            }
         }
         let secs = Double(now() - start) / 1e9
         let cpuSecs = Double(cpuNow() - cpuStart) / 1e9

@@ -191,6 +191,31 @@ func scriptedServerTrace() -> String {
         #expect((json["trace"] as! [String: Any])["kind"] as? String == "kernel-only")
     }
 
+    /// A chunk lost in the middle of a thread takes an after() with it: the open callback is abandoned when
+    /// the loop polls again, so the syscalls that follow are not pinned on it.
+    @Test func lostChunkDoesNotLeaveACallbackRunningForever() throws {
+        var first = StreamScript(pid: 1, tid: 1, startNs: 0)
+        first.initResource(5, "Timeout", trigger: 1, at: 0)
+        first.loopIteration(1, at: 10)
+        first.before(5, at: 20)
+        // chunk 1 (with after(5)) is missing from the file
+        var third = StreamScript(pid: 1, tid: 1, startNs: 1_000)
+        third.sequence = 2
+        third.loopIteration(3, at: 1_000)
+        third.pollStart(timeoutMs: 0, at: 1_010)
+        third.pollEnd(fds: [], at: 1_020)
+        var k = StreamScript(pid: 1, tid: 0, kernel: true, startNs: 0)
+        k.syscall(pid: 1, tid: 1, nr: 1, fd: 1, ret: 3, enter: 30, exit: 40)        // inside Timeout 5
+        k.syscall(pid: 1, tid: 1, nr: 1, fd: 1, ret: 3, enter: 1_100, exit: 1_200)  // after the loop moved on
+        let path = writeTrace([first, third, k], pid: 1, startNs: 0)
+        defer { removeTrace(path) }
+        let a = analyzeTrace(try TraceReader(path: path))
+        #expect(a.overview.damage.map(\.kind) == [.missingChunks])
+        #expect(a.abandonedCallbacks == 1 && a.unmatchedAfters == 0)
+        #expect(a.io.readWriteSyscalls == 2 && a.io.readWriteAttributed == 1)
+        #expect(TextReport.render(a).contains("0 after() without a before() and 1 before() never closed"))
+    }
+
     @Test func histogramPercentilesAreWithinABucket() {
         var h = LogHistogram()
         for v in 1...10_000 { h.record(UInt64(v) * 1_000) }

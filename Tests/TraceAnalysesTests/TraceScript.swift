@@ -8,6 +8,8 @@ struct StreamScript {
     let tid: UInt32
     let kernel: Bool
     var dropped: UInt64 = 0
+    /// The chunk's sequence number (a stream written as several scripts: 0, 1, ...).
+    var sequence: UInt64 = 0
     private(set) var builder: ChunkBuilder
     private(set) var lastNs: UInt64
 
@@ -56,7 +58,7 @@ struct StreamScript {
         builder.putUnsigned(exit - enter); builder.putList(ready)
     }
 
-    func sealed(sequence: UInt64 = 0) -> [UInt8] {
+    func sealed() -> [UInt8] {
         builder.seal(sequence: sequence, endNs: lastNs, endTicks: lastNs, droppedCumulative: dropped,
                      flags: kernel ? [.kernel] : [])
     }
