@@ -102,6 +102,8 @@ let package = Package(
                                                  "TraceReader", "TraceAnalyses", "asynctrace-examples"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "asynctrace"]),
+        // Issue 6's acceptance runs: the real CLI recording the real examples.
+        .testTarget(name: "AcceptanceTests", dependencies: ["asynctrace", "asynctrace-examples"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).
         .executableTarget(name: "kernel-groundtruth", path: "Tests/KernelGroundTruth"),
     ],

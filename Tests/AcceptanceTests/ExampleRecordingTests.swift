@@ -1,0 +1,122 @@
+// Issue 6's acceptance runs: every bundled example recorded through the real CLI, with the real
+// kernel probes, and read back through `asynctrace report --json`.
+import Foundation
+import Testing
+
+/// A sibling executable of the test bundle in the build directory.
+func builtExecutable(_ name: String) -> String {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent(name).path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return name
+}
+
+struct Run {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+func run(_ argv: [String], timeout: TimeInterval = 120) throws -> Run {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: argv[0])
+    p.arguments = Array(argv.dropFirst())
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Drain both pipes while the process runs so neither fills up.
+    var outData = Data(), errData = Data()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter()
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(10_000) }
+    if p.isRunning { p.terminate() }
+    p.waitUntilExit()
+    group.wait()
+    return Run(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+               stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// Kernel probes need root and BTF; without them `record` still works (user events only).
+let kernelCapable = getuid() == 0 && FileManager.default.isReadableFile(atPath: "/sys/kernel/btf/vmlinux")
+
+/// Records `scenario` with `asynctrace record` and returns the report's JSON.
+func recordAndReport(_ scenario: String, extraReportArgs: [String] = []) throws -> [String: Any] {
+    let trace = NSTemporaryDirectory() + "asynctrace-accept-\(getpid())-\(scenario).atrace"
+    defer { try? FileManager.default.removeItem(atPath: trace) }
+    let rec = try run([builtExecutable("asynctrace"), "record", "-o", trace, "--",
+                       builtExecutable("asynctrace-examples"), scenario])
+    #expect(rec.status == 0, "record \(scenario) failed: \(rec.stderr)")
+    let rep = try run([builtExecutable("asynctrace"), "report", trace, "--json"] + extraReportArgs)
+    #expect(rep.status == 0, "report failed: \(rep.stderr)")
+    let json = try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any]
+    return try #require(json)
+}
+
+func int(_ any: Any?) -> Int { (any as? NSNumber)?.intValue ?? -1 }
+
+let requiredScenarios = ["timers", "fs", "dns", "tcp-echo", "udp-echo", "unix-echo", "tls-echo", "http", "child", "blocking"]
+
+@Suite(.serialized) struct ExampleRecordingTests {
+    @Test func everyRequiredScenarioExists() throws {
+        let help = try run([builtExecutable("asynctrace-examples"), "--help"])
+        for s in requiredScenarios { #expect(help.stdout.contains(s), "scenario \(s) missing from --help") }
+    }
+
+    @Test(arguments: requiredScenarios)
+    func scenarioRecordsABalancedTrace(scenario: String) throws {
+        if !kernelCapable { print("KERNEL TEST SKIPPED: not root or no BTF; recording \(scenario) with user events only") }
+        let r = try recordAndReport(scenario)
+        let events = try #require(r["events"] as? [String: Any])
+        #expect(int(events["before"]) > 0)
+        #expect(int(events["before"]) == int(events["after"]), "before/after unbalanced in \(scenario)")
+        #expect(int(events["init"]) == int(events["destroy"]), "init/destroy unbalanced in \(scenario)")
+        let open = try #require(r["open_at_exit"] as? [[String: Any]])
+        #expect(open.isEmpty, "\(scenario) left resources open: \(open)")
+        let dropped = try #require(r["dropped"] as? [String: Any])
+        #expect(int(dropped["user"]) == 0 && int(dropped["kernel"]) == 0)
+        if kernelCapable {
+            #expect(int(events["syscall"]) > 0, "no kernel events in \(scenario)")
+            let trace = try #require(r["trace"] as? [String: Any])
+            #expect(trace["kind"] as? String == "user+kernel")
+        }
+    }
+
+    @Test func blockingCallbackIsFlaggedWithItsSyscall() throws {
+        let r = try recordAndReport("blocking")
+        let blocking = try #require(r["blocking"] as? [[String: Any]])
+        let worst = try #require(blocking.first)
+        #expect(worst["type"] as? String == "TCPWRAP")
+        #expect(int(worst["duration_ns"]) >= 190_000_000)
+        guard kernelCapable else {
+            print("KERNEL TEST SKIPPED: not root or no BTF; the blocking read(2) cannot be seen")
+            return
+        }
+        let syscalls = try #require(worst["syscalls"] as? [[String: Any]])
+        let read = try #require(syscalls.first { $0["name"] as? String == "read" }, "no read inside: \(syscalls)")
+        #expect(int(read["ns"]) >= 150_000_000)
+        #expect(int(worst["kernel_ns"]) >= 150_000_000)
+    }
+
+    @Test func tcpEchoSocketIOIsAttributedToItsTCPWRAP() throws {
+        guard kernelCapable else {
+            print("KERNEL TEST SKIPPED: not root or no BTF; no syscalls to attribute")
+            return
+        }
+        let r = try recordAndReport("tcp-echo")
+        let fds = try #require(r["fds"] as? [[String: Any]])
+        let socketIO = fds.filter { ($0["resource_type"] as? String) == "TCPWRAP" }
+            .reduce(0) { $0 + int($1["reads"]) + int($1["writes"]) }
+        #expect(socketIO >= 200)
+        let attribution = try #require(r["attribution"] as? [String: Any])
+        let toOwner = int(attribution["attributed_to_fd_owner"])
+        #expect(Double(toOwner) >= 0.99 * Double(socketIO), "\(toOwner) of \(socketIO) socket reads/writes attributed to their TCPWRAP")
+    }
+}
