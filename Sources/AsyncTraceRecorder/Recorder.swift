@@ -52,6 +52,8 @@ final class Recorder: @unchecked Sendable {
     let chunksWritten = Atomic<UInt64>(0)
     let bytesWritten = Atomic<UInt64>(0)
     let running = Atomic<Bool>(true)
+    /// Chunks the writer has taken from the queue and not yet written.
+    let writing = Atomic<Int>(0)
     let writeErrorReported = Atomic<Bool>(false)
     var writerThread = pthread_t()
     let pid: UInt32
@@ -160,10 +162,13 @@ final class Recorder: @unchecked Sendable {
                 deadline.tv_nsec -= 1_000_000_000
             }
             _ = sem_timedwait(queue.ready, &deadline)
-            for c in queue.takeAll() {
+            let batch = queue.takeAll()
+            writing.add(batch.count, ordering: .relaxed)
+            for c in batch {
                 if options.writerDelayMicroseconds > 0 { usleep(UInt32(options.writerDelayMicroseconds)) }
                 write(c)
                 queue.recycle(c.memory)
+                writing.subtract(1, ordering: .releasing)
             }
             let now = trace_clock_monotonic_ns()
             if now - lastFlush >= interval {
@@ -225,9 +230,15 @@ final class Recorder: @unchecked Sendable {
         close(fd)
     }
 
-    /// From a fatal signal handler: write what every stream has, without waiting for anyone.
+    /// From a fatal signal handler: write what every stream has. The only wait is for the writer
+    /// thread's batch in progress (bounded): once the handler re-raises, those chunks would be lost.
     func emergencyFlush() {
         for c in queue.takeAllIfAvailable() { write(c) }
+        var waited = 0
+        while writing.load(ordering: .acquiring) > 0 && waited < 2_000 {
+            usleep(1_000)
+            waited += 1
+        }
         let n = min(streamCount.load(ordering: .relaxed), Recorder.maxStreams)
         for i in 0..<n {
             guard let s = streams[i], s.pointee.eventCount > 0 else { continue }

@@ -23,6 +23,9 @@ public enum TraceRecorder {
         }
         do {
             try start(path: out, options: options)
+            // Children inherit ASYNCTRACE_OUTPUT: they must append to this file, not truncate it.
+            // (Only here: a program that starts recording from code keeps its environment as is.)
+            if !options.append { setenv("ASYNCTRACE_APPEND", "1", 1) }
             return true
         } catch {
             writeStderr("asynctrace: not recording: \(error)\n")
@@ -50,9 +53,6 @@ public enum TraceRecorder {
                     close(fd)
                     throw RecorderError(description: "cannot write \(path): \(String(cString: strerror(errno)))")
                 }
-                // Child processes that record too must append, not truncate.
-                setenv("ASYNCTRACE_OUTPUT", path, 1)
-                setenv("ASYNCTRACE_APPEND", "1", 1)
             }
             let r = Recorder(fd: fd, path: path, options: options)
             Recorder.streamKey = makeStreamKey()
