@@ -57,7 +57,10 @@ import Testing
         balanced(j)
         #expect((j["trace"] as! [String: Any])["kind"] as? String == "user+kernel")
         let blocking = j["blocking"] as! [[String: Any]]
-        try #require(blocking.count == 1, "\(blocking)")
+        // On a loaded machine other callbacks can pass the 10 ms threshold too; the worst one
+        // (listed first) must be the 200 ms TCPWRAP with its read.
+        try #require(blocking.count >= 1, "\(blocking)")
+        #expect(blocking[0]["type"] as? String == "TCPWRAP")
         #expect((blocking[0]["duration_ns"] as! Int) >= 195_000_000)
         // The 200 ms the callback blocks is spent in one syscall made inside it.
         let inner = blocking[0]["syscalls"] as! [[String: Any]]
