@@ -255,20 +255,9 @@ extension Promise {
     public static func all(_ promises: [Promise<Value>]) -> Promise<[Value]> {
         let result = Promise<[Value]>(loop: .current, parent: nil)
         if promises.isEmpty { result.settle(.fulfilled([])); return result }
-        var values = [Value?](repeating: nil, count: promises.count)
-        var remaining = promises.count
+        let state = AllState<Value>(result: result, count: promises.count)
         for (i, p) in promises.enumerated() {
-            p.addReaction(ClosureReaction(parent: p) {
-                switch p.state {
-                case .fulfilled(let v):
-                    values[i] = v
-                    remaining -= 1
-                    if remaining == 0 { result.settle(.fulfilled(values.map { $0! })) }
-                case .rejected(let e):
-                    result.settle(.rejected(e))
-                case .pending: break
-                }
-            })
+            p.addReaction(AllReaction(state: state, input: p, index: i))
         }
         return result
     }
@@ -321,5 +310,47 @@ extension Promise {
             })
         }
         return result
+    }
+}
+
+/// Promise.all's shared progress.
+final class AllState<Value> {
+    let result: Promise<[Value]>
+    var values: [Value?]
+    var remaining: Int
+    init(result: Promise<[Value]>, count: Int) {
+        self.result = result
+        self.values = [Value?](repeating: nil, count: count)
+        self.remaining = count
+    }
+}
+
+/// Promise.all's reaction to one input: one object per input (a PROMISE resource, as Node's internal
+/// `then`), no closure.
+final class AllReaction<Value>: PromiseBase {
+    let state: AllState<Value>
+    let input: Promise<Value>
+    let index: Int
+    init(state: AllState<Value>, input: Promise<Value>, index: Int) {
+        self.state = state
+        self.input = input
+        self.index = index
+        super.init(loop: input.loop, trigger: input.asyncID)
+    }
+    override func runReaction() {
+        switch input.state {
+        case .fulfilled(let v):
+            state.values[index] = v
+            state.remaining -= 1
+            if state.remaining == 0 {
+                let values = state.values.map { $0! }
+                state.values = []
+                state.result.settle(.fulfilled(values))
+            }
+        case .rejected(let e):
+            state.result.settle(.rejected(e))
+        case .pending:
+            break
+        }
     }
 }
