@@ -1,7 +1,7 @@
 // Group `net`: TCP echo ping-pong (64-byte messages; 1 and 50 connections) and HTTP requests/s,
 // the runtime's servers against Node v20's (`Benchmarks/node/net-echo-server.js`, `http-server.js`),
 // each server in its own process, driven by the same load generator (one thread, raw epoll, here).
-// Our server runs bare and recording (ASYNCTRACE_OUTPUT set). Each figure: median of 3 runs of 2 s.
+// Our server runs bare and recording (ASYNCTRACE_OUTPUT set). Each figure: median of 5 runs of 2 s.
 import AsyncTraceHTTP
 import AsyncTraceRuntime
 import CRuntimeSystem
@@ -12,7 +12,7 @@ import Glibc
 enum NetBench {
     static let serveVariable = "ASYNCTRACE_BENCH_SERVE"
     static let seconds = 2.0
-    static let runs = 3
+    static let runs = 5
 
     struct Workload {
         let name: String
