@@ -75,7 +75,7 @@ public final class PerfettoExporter: TimelineSink {
     }
 
     let out: OutputFile
-    private var header = ProtoBuffer(capacity: 16)
+    private var header = ProtoBuffer(capacity: 64)
     private var packet = ProtoBuffer()
     private var event = ProtoBuffer()
     private var interned = ProtoBuffer()
@@ -208,12 +208,14 @@ public final class PerfettoExporter: TimelineSink {
         event.varint(F.nameIID, UInt64(id + 1))
     }
 
+    /// A DebugAnnotation {name_iid, int_value}, written in place (its length is known up front).
     @inline(__always)
     private func annotate(_ a: Annotation, _ v: Int64) {
-        scratch.reset()
-        scratch.varint(1, a.rawValue)
-        scratch.int(4, v)
-        event.message(F.debugAnnotations, scratch)
+        let value = UInt64(bitPattern: v)
+        event.tag(F.debugAnnotations, 2)
+        event.rawVarint(UInt64(2 + varintLength(value) + 1))  // iids are < 128: one byte
+        event.varint(1, a.rawValue)
+        event.varint(4, value)
     }
 
     private func annotate(type id: Int, thread t: Int, timeline: Timeline) {
@@ -271,12 +273,35 @@ public final class PerfettoExporter: TimelineSink {
             event.varint(F.trackUUID, Self.counterUUID(timeline.threads[t].pid))
             event.int(F.counterValue, op.counterValue)
         }
-        packet.reset()
-        packet.varint(F.timestamp, op.timestampNs &- sequences[t].lastTs)
+        // The packet is written straight to the output: its length is the sum of its fields'.
+        let delta = op.timestampNs &- sequences[t].lastTs
         sequences[t].lastTs = op.timestampNs
-        packet.varint(F.sequenceID, UInt64(t + 2))
-        if interned.count > 0 { packet.message(F.internedData, interned) }
-        packet.message(F.trackEvent, event)
-        writePacket()
+        let seq = UInt64(t + 2)
+        var length = 1 + varintLength(delta) + 1 + varintLength(seq) + 1 + varintLength(UInt64(event.count)) + event.count
+        if interned.count > 0 { length += 1 + varintLength(UInt64(interned.count)) + interned.count }
+        header.reset()
+        header.tag(F.tracePacket, 2)
+        header.rawVarint(UInt64(length))
+        header.varint(F.timestamp, delta)
+        header.varint(F.sequenceID, seq)
+        if interned.count > 0 {
+            header.tag(F.internedData, 2)
+            header.rawVarint(UInt64(interned.count))
+            out.write(header.base, count: header.count)
+            out.write(interned.base, count: interned.count)
+            header.reset()
+        }
+        header.tag(F.trackEvent, 2)
+        header.rawVarint(UInt64(event.count))
+        out.write(header.base, count: header.count)
+        out.write(event.base, count: event.count)
+        packets &+= 1
     }
+}
+
+@inline(__always)
+func varintLength(_ v: UInt64) -> Int {
+    // 1 byte per started group of 7 significant bits (at least one).
+    let bits = 64 - (v | 1).leadingZeroBitCount
+    return (bits + 6) / 7
 }
