@@ -39,6 +39,7 @@ public final class ChromeTraceExporter: TimelineSink {
 
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
         stacks.append([])
+        middles.append([[UInt8]?](repeating: nil, count: 8))
         if !timeline.threads.dropLast().contains(where: { $0.pid == thread.pid }) {
             open()
             out.write("{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":")
@@ -57,26 +58,32 @@ public final class ChromeTraceExporter: TimelineSink {
         out.write("}}")
     }
 
-    private func head(_ ph: String, _ op: TimelineOp, timeline: Timeline) {
+    /// `,"cat":"…","pid":P,"tid":T,"ts":` per thread and slice kind, built once.
+    private var middles: [[[UInt8]?]] = []
+
+    private func head(_ ph: StaticString, _ op: TimelineOp, timeline: Timeline) {
         open()
-        out.write("{\"ph\":\"")
-        out.write(ph)
-        out.write("\",\"name\":")
+        out.write(ph.utf8Start, count: ph.utf8CodeUnitCount)
         names.write(op.name, timeline.names, to: out)
-        out.write(",\"cat\":\"")
-        out.write(op.slice.category)
-        out.write("\",\"pid\":")
-        let th = timeline.threads[op.thread]
-        out.write(uint: UInt64(th.pid))
-        out.write(",\"tid\":")
-        out.write(uint: UInt64(th.tid))
-        out.write(",\"ts\":")
+        let k = Int(op.slice.rawValue)
+        if middles[op.thread][k] == nil {
+            let th = timeline.threads[op.thread]
+            middles[op.thread][k] = Array(",\"cat\":\"\(op.slice.category)\",\"pid\":\(th.pid),\"tid\":\(th.tid),\"ts\":".utf8)
+        }
+        middles[op.thread][k]!.withUnsafeBytes { out.write($0) }
         out.write(microsFromNanos: rel(op.timestampNs))
     }
 
     private func flow(_ id: UInt64, out isOut: Bool) {
         out.write(",\"bind_id\":\"0x")
-        out.write(String(id, radix: 16))
+        var digits: [UInt8] = []
+        var v = id
+        repeat {
+            let d = UInt8(v & 15)
+            digits.append(d < 10 ? 48 + d : 87 + d)
+            v >>= 4
+        } while v > 0
+        for d in digits.reversed() { out.write(byte: d) }
         out.write(isOut ? "\",\"flow_out\":true" : "\",\"flow_in\":true")
     }
 
@@ -86,7 +93,7 @@ public final class ChromeTraceExporter: TimelineSink {
             stacks[op.thread].append(op)
         case .end:
             guard let b = stacks[op.thread].popLast() else { return }
-            head("X", b, timeline: timeline)
+            head("{\"ph\":\"X\",\"name\":", b, timeline: timeline)
             out.write(",\"dur\":")
             // Both ends relative and clamped alike (a syscall may have begun before the trace's first chunk).
             out.write(microsFromNanos: rel(op.timestampNs) - rel(b.timestampNs))
@@ -118,7 +125,7 @@ public final class ChromeTraceExporter: TimelineSink {
         case .instant:
             if op.flowOut != 0 {
                 // A zero-length complete event, so the flow has a slice to bind to.
-                head("X", op, timeline: timeline)
+                head("{\"ph\":\"X\",\"name\":", op, timeline: timeline)
                 out.write(",\"dur\":0,\"args\":{\"async_id\":")
                 out.write(uint: op.asyncID)
                 if op.slice == .ready {
@@ -129,11 +136,11 @@ public final class ChromeTraceExporter: TimelineSink {
                 flow(op.flowOut, out: true)
                 out.write("}")
             } else {
-                head("i", op, timeline: timeline)
+                head("{\"ph\":\"i\",\"name\":", op, timeline: timeline)
                 out.write(",\"s\":\"t\"}")
             }
         case .counter:
-            head("C", op, timeline: timeline)
+            head("{\"ph\":\"C\",\"name\":", op, timeline: timeline)
             out.write(",\"args\":{\"value\":")
             out.write(int: op.counterValue)
             out.write("}}")

@@ -29,7 +29,7 @@ public final class StackTree {
 
     public private(set) var nodes: [Node] = [Node(label: -1, parent: -1, selfWeight: 0, depth: 0)]
     public let labels = NameTable()
-    private var childIndex: [UInt64: Int] = [:]
+    private var childIndex = IDTable<Int>()
 
     public static let root = 0
 
@@ -41,7 +41,7 @@ public final class StackTree {
         if let c = childIndex[key] { return c }
         let c = nodes.count
         nodes.append(Node(label: label, parent: parent, selfWeight: 0, depth: nodes[parent].depth + 1))
-        childIndex[key] = c
+        childIndex.insert(key, c)
         return c
     }
 
@@ -91,8 +91,7 @@ public final class StackAggregator: TimelineSink {
     private struct ResourceKey: Hashable { var pid: UInt32; var id: UInt64 }
     private var causalNodes: [ResourceKey: Int] = [:]
     private var causalTypes: [ResourceKey: Int] = [:]
-    private var syscallLabels: [Int: Int] = [:]
-    private var frameLabels: [Int: Int] = [:]
+    private var frameLabels: [Int] = []  // timeline name id -> tree label id (-1: not yet)
 
     public init(grouping: StackGrouping = .callback, weight: StackWeight = .busy) {
         self.grouping = grouping
@@ -100,9 +99,10 @@ public final class StackAggregator: TimelineSink {
     }
 
     private func label(_ name: Int, _ timeline: Timeline) -> Int {
-        if let l = frameLabels[name] { return l }
+        if name < frameLabels.count && frameLabels[name] >= 0 { return frameLabels[name] }
         // flamegraph.pl splits frames on ';'.
         let l = tree.labels.id(timeline.names[name].replacingSemicolons())
+        if name >= frameLabels.count { frameLabels.append(contentsOf: repeatElement(-1, count: name - frameLabels.count + 1)) }
         frameLabels[name] = l
         return l
     }
