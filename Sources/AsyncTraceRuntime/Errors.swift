@@ -40,7 +40,8 @@ public struct UncaughtError: Sendable, CustomStringConvertible {
     }
 }
 
-public enum Process {
+/// Node's `process`, for what the runtime needs of it (named so it does not clash with Foundation.Process).
+public enum RuntimeProcess {
     /// What happens to an error a callback threw. Node's default ends the process; so does ours.
     public enum UncaughtErrorPolicy: Sendable {
         /// Print the error with its async id and type to stderr, then `exit(1)` (atexit handlers run,

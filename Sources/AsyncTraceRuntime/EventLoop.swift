@@ -224,7 +224,7 @@ public final class EventLoop: @unchecked Sendable {
 
     func reportUncaught(_ error: any Error, _ context: AsyncResourceContext?) {
         let e = UncaughtError(error: error, asyncID: context?.asyncID ?? executionAsyncID(), type: context?.type)
-        Process.reportUncaught(e, loopHandler: onUncaughtError)
+        RuntimeProcess.reportUncaught(e, loopHandler: onUncaughtError)
     }
 
     @inline(__always)

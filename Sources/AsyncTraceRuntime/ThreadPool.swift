@@ -52,7 +52,7 @@ final class ThreadPool: @unchecked Sendable {
         pthread_attr_destroy(&attr)
         if rc != 0 {
             Unmanaged<ThreadPool>.fromOpaque(me).release()
-            Process.writeStderr("asynctrace: thread pool: pthread_create failed (\(rc))\n")
+            RuntimeProcess.writeStderr("asynctrace: thread pool: pthread_create failed (\(rc))\n")
         }
     }
 

@@ -39,11 +39,11 @@ public final class Timeout {
     /// Node's rules: below 1 (or above 2^31-1) becomes 1, with a warning for negative and overflowing values.
     static func validatedDelay(_ ms: Int) -> Int {
         if ms < 0 {
-            Process.emitWarning("TimeoutNegativeWarning", "\(ms) is a negative number.\nTimeout duration was set to 1.")
+            RuntimeProcess.emitWarning("TimeoutNegativeWarning", "\(ms) is a negative number.\nTimeout duration was set to 1.")
             return 1
         }
         if ms > Int(Int32.max) {
-            Process.emitWarning("TimeoutOverflowWarning", "\(ms) does not fit into a 32-bit signed integer.\nTimeout duration was set to 1.")
+            RuntimeProcess.emitWarning("TimeoutOverflowWarning", "\(ms) does not fit into a 32-bit signed integer.\nTimeout duration was set to 1.")
             return 1
         }
         return max(ms, 1)

@@ -40,8 +40,8 @@ struct ErrorTests {
     @Test("a negative delay is a warning and becomes 1 ms, as in Node")
     func negativeDelay() {
         let warnings = Mutex<[String]>([])
-        Process.setWarningHandler { w in warnings.withLock { $0.append(w) } }
-        defer { Process.setWarningHandler(nil) }
+        RuntimeProcess.setWarningHandler { w in warnings.withLock { $0.append(w) } }
+        defer { RuntimeProcess.setWarningHandler(nil) }
         let out = runScenario { log in
             setTimeout(-5) { log("ran") }
         }
