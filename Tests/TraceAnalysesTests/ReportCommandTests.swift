@@ -20,12 +20,13 @@ import TraceFormat
         return candidate
     }
 
-    func report(_ args: [String]) throws -> Run {
+    func report(_ args: [String], in directory: String? = nil) throws -> Run {
         let exe = Self.executable
         try #require(FileManager.default.isExecutableFile(atPath: exe), "build the asynctrace executable first: \(exe)")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = ["report"] + args
+        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -126,6 +127,20 @@ import TraceFormat
         let j = try report([cut, "--json"])
         let damage = (try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as! [String: Any])["damage"] as! [String: Any]
         #expect(damage["events_lost"] as? Int == 9 && (damage["regions"] as! [Any]).count == 1)
+    }
+
+    @Test func withoutAPathTheNewestTraceInTheDirectoryIsRead() throws {
+        let dir = NSTemporaryDirectory() + "asynctrace-cli-dir-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let none = try report([], in: dir)
+        #expect(none.status == 1 && none.stderr.contains("no *.atrace file in the current directory"))
+        let older = scriptedServerTrace(), newer = scriptedServerTrace()
+        try FileManager.default.moveItem(atPath: older, toPath: dir + "/old.atrace")
+        try FileManager.default.moveItem(atPath: newer, toPath: dir + "/new.atrace")
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: dir + "/old.atrace")
+        let r = try report([], in: dir)
+        #expect(r.status == 0 && r.stdout.contains("trace      new.atrace"), "\(r.stderr)")
     }
 
     @Test func badInputGetsAClearMessageAndStatus() throws {
