@@ -9,6 +9,8 @@ public final class HTTPServer {
     public let server: Server
     let loop: EventLoop
     var requestListeners: [(IncomingMessage, ServerResponse) throws -> Void] = []
+    /// An idle keep-alive connection is closed after this long (Node's `server.keepAliveTimeout`; 0: never).
+    public var keepAliveTimeoutMs = 5000
     var clientErrorListeners: [(NetError, Socket) throws -> Void] = []
 
     /// Node's `http.createServer(handler)`.
@@ -52,6 +54,12 @@ final class ServerConnection {
         context = AsyncResourceContext(type: .httpIncomingMessage, triggerAsyncID: socket.asyncID)
         socket.onData { [self] bytes in receive(bytes) }
         socket.onError { _ in }  // a reset client only ends its connection
+        if http.keepAliveTimeoutMs > 0 {
+            // Idle means no request in progress; a slow handler is not cut off (no request timeout here).
+            socket.setTimeout(http.keepAliveTimeoutMs) { [self] in
+                if request == nil && response == nil { socket.destroy() }
+            }
+        }
         socket.onClose { [self] _ in
             closed = true
             if let r = request, !r.complete { try r.emitAborted() }

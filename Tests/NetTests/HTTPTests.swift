@@ -110,3 +110,37 @@ struct HTTPTests {
         #expect(hook.undestroyed == [])
     }
 }
+
+@Suite("HTTP keep-alive timeout")
+struct HTTPKeepAliveTimeoutTests {
+    @Test("an idle keep-alive connection is closed by the server after keepAliveTimeoutMs")
+    func idleClose() {
+        let (lines, hook) = runTraced { log in
+            let server = HTTPServer { _, res in res.end("ok") }
+            server.keepAliveTimeoutMs = 50
+            server.listen(port: 0, host: "127.0.0.1") {
+                let agent = Agent()
+                let start = monotonicMilliseconds()
+                HTTP.get(port: server.address()!.port, agent: agent) { res in
+                    res.readBody { _ in
+                        let socket = res.socket
+                        socket.onClose { _ in
+                            let waited = monotonicMilliseconds() - start
+                            log("closed by the server after idle: \(waited >= 45)")
+                            server.close()
+                        }
+                    }
+                }
+            }
+        }
+        #expect(lines == ["closed by the server after idle: true"])
+        #expect(hook.problems == [])
+        #expect(hook.undestroyed == [])
+    }
+}
+
+func monotonicMilliseconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) * 1000 + Double(ts.tv_nsec) / 1e6
+}

@@ -264,6 +264,37 @@ struct TCPTests {
         #expect(hook.undestroyed == [])
     }
 
+    @Test("activity postpones the idle timeout; it fires once the traffic stops")
+    func timeoutPostponedByActivity() {
+        let (lines, hook) = runTraced { log in
+            var received = 0
+            let server = Server { socket in
+                socket.onData { received += $0.count }
+                // The traffic (12 writes, 10 ms apart) lasts longer than the timeout; margins for a loaded machine.
+                socket.setTimeout(100) {
+                    log("timeout after \(received) bytes")
+                    socket.destroy()
+                }
+            }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
+                var sent = 0
+                var ticker: Timeout?
+                c.onConnect {
+                    ticker = setInterval(10) {
+                        c.write("x")
+                        sent += 1
+                        if sent == 12 { ticker?.clear() }  // >= 120 ms of traffic, then silence
+                    }
+                }
+                c.onClose { _ in ticker?.clear(); server.close() }
+            }
+        }
+        #expect(lines == ["timeout after 12 bytes"])
+        #expect(hook.problems == [])
+        #expect(hook.undestroyed == [])
+    }
+
     @Test("maxConnections drops the extra connection; getConnections counts; unref'd server lets the loop end")
     func maxConnectionsAndUnref() {
         let (lines, hook) = runTraced { log in

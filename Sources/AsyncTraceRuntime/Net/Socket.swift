@@ -70,7 +70,12 @@ public final class Socket {
     var flushedTotal = 0
     var shutdownContext: AsyncResourceContext?
 
+    /// Idle timeout (setTimeout): I/O only stamps `lastActivity` (the loop's cached time); the timer checks
+    /// the stamp when it fires and re-arms for the rest, so busy sockets pay no timer work per read/write.
     var idleTimer: Timeout?
+    var idleMs = 0
+    var lastActivity: UInt64 = 0
+    var idleExpired = false
 
     // Listeners.
     var connectListeners = Listeners<Void>()
@@ -333,7 +338,7 @@ public final class Socket {
                 n = r
             }
             bytesRead += n
-            idleTimer?.refresh()
+            touch()
             let data = [UInt8](UnsafeRawBufferPointer(start: buffer, count: n))
             try dataListeners.emit(data)
             rounds += 1
@@ -394,7 +399,7 @@ public final class Socket {
         switch result {
         case .bytes(let n):
             bytesWritten += n
-            idleTimer?.refresh()
+            touch()
             if n == data.count {
                 if let callback { loop.nextTick { try callback(nil) } }
                 return true
@@ -508,7 +513,7 @@ public final class Socket {
         writableLength -= n
         flushedTotal += n
         bytesWritten += n
-        idleTimer?.refresh()
+        touch()
         while left > 0, let first = chunks.first {
             let remaining = first.count - headOffset
             if left >= remaining {
@@ -645,15 +650,43 @@ public final class Socket {
     // MARK: options
 
     /// Emits 'timeout' after `ms` without activity (0 disables). The socket stays open: the listener decides.
+    /// After a 'timeout', the next activity starts a new countdown (as Node).
     @discardableResult
     public func setTimeout(_ ms: Int, _ callback: Callback? = nil) -> Socket {
         if let callback { timeoutListeners.add { _ in try callback() } }
         idleTimer?.clear()
         idleTimer = nil
-        if ms > 0 && !destroyed {
-            idleTimer = loop.setTimeout(ms) { [self] in try self.timeoutListeners.emit(()) }.unref()
+        idleMs = max(0, ms)
+        idleExpired = false
+        if idleMs > 0 && !destroyed {
+            lastActivity = loop.now
+            armIdleTimer(idleMs)
         }
         return self
+    }
+
+    @inline(__always)
+    func touch() {
+        guard idleMs > 0 else { return }
+        lastActivity = loop.now
+        if idleExpired {
+            idleExpired = false
+            armIdleTimer(idleMs)
+        }
+    }
+
+    func armIdleTimer(_ ms: Int) {
+        idleTimer = loop.setTimeout(ms) { [self] in
+            idleTimer = nil
+            guard !destroyed, idleMs > 0 else { return }
+            let idle = Int((loop.now &- lastActivity) / 1_000_000)
+            if idle + 1 < idleMs {
+                armIdleTimer(idleMs - idle)
+                return
+            }
+            idleExpired = true
+            try timeoutListeners.emit(())
+        }.unref()
     }
 
     @discardableResult
