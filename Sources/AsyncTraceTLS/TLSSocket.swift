@@ -85,6 +85,8 @@ final class OpenSSLTransport: SocketTransport {
         ssl = nil
     }
 
+    var hasBufferedInput: Bool { ssl.map { SSL_has_pending($0) != 0 } ?? false }
+
     func closedError() -> NetError {
         NetError(code: "ERR_SSL_CLOSED", syscall: "tls", asyncID: asyncID, message: "TLS session closed")
     }

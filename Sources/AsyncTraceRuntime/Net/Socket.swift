@@ -342,8 +342,13 @@ public final class Socket {
             let data = [UInt8](UnsafeRawBufferPointer(start: buffer, count: n))
             try dataListeners.emit(data)
             rounds += 1
-            // A short plain read drained the socket; a transport may hold decrypted bytes epoll can't see.
-            if (transport == nil && n < readBufferSize) || rounds >= 32 { return }
+            // A short read drained the socket; a transport may still hold input epoll cannot see.
+            if rounds >= 32 { return }
+            if let t = transport {
+                if !t.hasBufferedInput { return }
+            } else if n < readBufferSize {
+                return
+            }
         }
     }
 

@@ -22,4 +22,6 @@ public protocol SocketTransport: AnyObject {
     func shutdown(fd: Int32)
     /// Releases the transport's state; the socket closes the fd itself.
     func close()
+    /// Input already read from the fd but not yet returned by `read` (epoll cannot see it).
+    var hasBufferedInput: Bool { get }
 }
