@@ -86,6 +86,23 @@ enum Lessons {
         log("timer \(t.asyncID)")
         setTimeout(50) { log("never: the process ended") }
     },
+    // Not a lesson either: 8 blocking 50 ms jobs on the thread pool; prints the wall time in ms, which
+    // shows the pool's size (UV_THREADPOOL_SIZE).
+    "pool-size": { dir in
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let start = Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000
+        var left = 8
+        for _ in 0..<8 {
+            queueWork({ usleep(50_000) }) { _ in
+                left -= 1
+                if left == 0 {
+                    clock_gettime(CLOCK_MONOTONIC, &ts)
+                    log("\(Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000 - start)")
+                }
+            }
+        }
+    },
     "unref": { dir in
         setTimeout(1000) { log("unref timer fired") }.unref()
         setTimeout(10) { log("ref timer fired") }

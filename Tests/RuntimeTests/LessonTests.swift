@@ -166,6 +166,18 @@ struct LessonTests {
         #expect(reported.first.map { "\($0.event.u(0))" } == id)
     }
 
+    @Test("UV_THREADPOOL_SIZE sets the pool's size (8 blocking 50 ms jobs: 2 threads take 4 rounds, 8 take 1)")
+    func poolSize() throws {
+        func elapsed(_ size: String) -> Int? {
+            let run = runProcess([builtProduct("asynctrace-lessons"), "pool-size", "/tmp"], env: ["UV_THREADPOOL_SIZE": size])
+            return run.lines.first.flatMap { Int($0) }
+        }
+        let two = try #require(elapsed("2"))
+        let eight = try #require(elapsed("8"))
+        #expect(two >= 200)
+        #expect(eight >= 50 && eight < two)
+    }
+
     @Test("Node v20 prints the same lines for each lesson (when node is on PATH)")
     func nodeAgrees() throws {
         guard runProcess(["node", "--version"]).status == 0 else { return }
