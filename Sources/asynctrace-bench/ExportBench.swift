@@ -37,6 +37,7 @@ enum ExportBench {
         for format in ExportFormat.allCases where only == nil || only == format.rawValue {
             var rates: [Double] = []
             var last: ExportSummary?
+            ReaderBenchmarks.resetPeakRSS()
             for _ in 0..<3 {
                 let cpu = ReaderBenchmarks.cpuNow()
                 guard let s = try? TraceExport.run(reader: reader, format: format, outputPath: out) else {
@@ -48,6 +49,7 @@ enum ExportBench {
             let s = last!
             ReaderBenchmarks.emit("export.\(format.rawValue)", eventsPerSecond: rates.sorted()[1],
                                   extra: ["events": "\(s.events)", "output_bytes": "\(s.bytesWritten)",
+                                          "max_rss_kb": "\(ReaderBenchmarks.peakRSSKB())",
                                           "bytes_per_event": ReaderBenchmarks.format(s.bytesPerEvent)])
         }
         for (grouping, weight) in [(StackGrouping.causal, StackWeight.busy), (.callback, .wall)] where only == nil {
