@@ -16,12 +16,10 @@ struct ReportCommand: ParsableCommand {
         abstract: "Summarize a trace: blocking callbacks, loop utilization, callbacks by type, I/O per fd, resources open at exit.",
         discussion: """
             Without PATH, reads the newest *.atrace file in the current directory.
-            Dropped events and any damage in the file are always reported; a damaged trace is read as far
-            as possible and the report says what was lost.
 
-            Exit status: 0 the report was written; 1 the trace could not be read (missing, not a trace,
-            unreadable header, written by a newer asynctrace) or the output could not be written;
-            64 invalid arguments.
+            Dropped events and any damage in the file are always reported; a damaged trace is read as far as possible and the report says what was lost.
+
+            Exit status: 0 the report was written; 1 the trace could not be read (missing, not a trace, unreadable header, written by a newer asynctrace) or the output could not be written; 64 invalid arguments.
             """
     )
 
