@@ -360,7 +360,7 @@ public enum HTMLReport {
                 let x = Double(left) + Double(r.startNs - w.startNs) / span * usable
                 let rw = max(Double(r.endNs - r.startNs) / span * usable, 0.5)
                 let (ry, rh, fill): (Int, Int, String) = switch r.slice {
-                case .callback: (y + min(r.depth - 1, 2) * 4, 22 - min(r.depth - 1, 2) * 4, "#e8833a")
+                case .callback: (y + min(r.depth, 2) * 4, 22 - min(r.depth, 2) * 4, "#e8833a")  // nested: thinner
                 case .syscall: (y + 26, 10, "#3a7bd5")
                 default: (y + 26, 10, "#c8c8c8")
                 }

@@ -33,6 +33,7 @@ public enum TraceExport {
     /// Exports `reader`'s trace to `outputPath` ("-": standard output).
     public static func run(reader: TraceReader, format: ExportFormat, outputPath: String,
                            grouping: StackGrouping = .callback, weight: StackWeight = .busy,
+                           chromeWarnBytes: UInt64 = ChromeTraceExporter.warnAboveBytes,
                            progress: ((Double) -> Void)? = nil) throws(ExportError) -> ExportSummary {
         let out = try OutputFile(path: outputPath)
         let timeline = Timeline(reader: reader)
@@ -56,7 +57,7 @@ public enum TraceExport {
             FoldedStacks.write(sink.tree, to: out)
         }
         try out.close()
-        if format == .chrome && out.bytesWritten > ChromeTraceExporter.warnAboveBytes {
+        if format == .chrome && out.bytesWritten > chromeWarnBytes {
             warnings.append("\(outputPath) is \(out.bytesWritten / 1_000_000) MB; browsers (chrome://tracing) give up on JSON "
                 + "traces above ~500 MB: use --format perfetto and ui.perfetto.dev instead")
         }

@@ -26,6 +26,18 @@ import Testing
         #expect(folded.stdout.contains("TCPSERVERWRAP #2 fd 5;TCPWRAP #3 fd 7 700\n"))
     }
 
+    @Test func progressShowsOnATerminalOnly() throws {
+        let dir = ScratchDirectory("cli-tty")
+        let trace = dir.file("app.atrace")
+        Synthetic.write(to: trace)
+        // util-linux `script` gives the command a pseudo-terminal.
+        let tty = try runTool(["script", "-q", "-e", "-c", "\(cli) export \(trace) --format perfetto -o \(dir.file("o"))", "/dev/null"])
+        #expect(tty.status == 0)
+        #expect(tty.stdout.contains("exporting perfetto: 100%"), "\(tty.stdout)")
+        let pipe = try runTool([cli, "export", trace, "--format", "perfetto", "-o", dir.file("o")])
+        #expect(!pipe.stderr.contains("exporting perfetto:"))
+    }
+
     @Test func flamegraphWritesAnSVG() throws {
         let dir = ScratchDirectory("cli-svg")
         let trace = dir.file("app.atrace")

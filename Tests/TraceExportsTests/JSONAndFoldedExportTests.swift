@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TraceExports
+import TraceReader
 
 @Suite struct JSONAndFoldedExportTests {
     @Test func chromeJSONFollowsTheTraceEventFormat() throws {
@@ -27,6 +28,20 @@ import TraceExports
         #expect(r["flows_in"] as? Int == 3)
         #expect(r["instants"] as? Int == 1)
         #expect(r["counters"] as? Int == 2)
+    }
+
+    @Test func largeChromeJSONGetsAWarning() throws {
+        let dir = ScratchDirectory("chrome-warn")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        let reader = try TraceReader(path: trace)
+        let small = try TraceExport.run(reader: reader, format: .chrome, outputPath: dir.file("a.json"))
+        #expect(small.warnings.isEmpty)
+        // The same file against a threshold below its size (the real one is 500 MB).
+        let big = try TraceExport.run(reader: reader, format: .chrome, outputPath: dir.file("b.json"),
+                                      chromeWarnBytes: small.bytesWritten - 1)
+        #expect(big.warnings.count == 1)
+        #expect(big.warnings.first?.contains("--format perfetto") == true)
     }
 
     @Test func speedscopeIsValidAgainstItsPublishedSchema() throws {
