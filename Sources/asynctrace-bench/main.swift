@@ -2,6 +2,9 @@
 // Prints one JSON object per line: {"benchmark": NAME, "ns_per_op": X, "ops_per_s": Y, ...}.
 // Usage: swift run -c release asynctrace-bench [GROUP ...]   (no group: all)
 
+/// `onDemand` groups are not part of "all" (profiling loops, subsets of other groups).
+let onDemand: Set<String> = ["core-profile", "reader-quick"]
+
 let groups: [(name: String, run: () -> Void)] = [
     ("core", runCoreBenchmarks),
     ("core-profile", runCoreProfile),
@@ -17,5 +20,5 @@ let wanted = Set(CommandLine.arguments.dropFirst())
 if wanted.contains("--help") || wanted.contains("-h") {
     print("usage: asynctrace-bench [GROUP ...]\ngroups: \(groups.map(\.name).joined(separator: ", "))")
 } else {
-    for g in groups where wanted.isEmpty || wanted.contains(g.name) { g.run() }
+    for g in groups where wanted.isEmpty ? !onDemand.contains(g.name) : wanted.contains(g.name) { g.run() }
 }
