@@ -38,7 +38,10 @@ public struct RecorderOptions: Sendable {
 final class Recorder: @unchecked Sendable {
     nonisolated(unsafe) static var shared: Recorder! = nil
     nonisolated(unsafe) static var streamKey = pthread_key_t()
+    /// Bumped to make every thread hand over its partly filled chunk; its bits from
+    /// `recordingShift` up count recordings, so streams of an earlier recording are told apart.
     static let flushEpoch = Atomic<UInt64>(0)
+    static let recordingShift: UInt64 = 40
     static let lock = Mutex<Bool>(false)
 
     let fd: Int32
@@ -80,9 +83,14 @@ final class Recorder: @unchecked Sendable {
     /// This thread's stream, created on first use.
     @inline(__always)
     static func currentStream() -> Stream? {
-        guard let p = pthread_getspecific(streamKey) else { return makeStream() }
+        guard let p = trace_current_stream() else { return makeStream() }
         let s = p.assumingMemoryBound(to: StreamState.self)
-        if s.pointee.flushEpoch != flushEpoch.load(ordering: .relaxed) { s.rotate() }
+        let epoch = flushEpoch.load(ordering: .relaxed)
+        if s.pointee.flushEpoch != epoch {
+            // The top bits number the recording: a stream left from an earlier one is replaced.
+            if s.pointee.flushEpoch >> recordingShift != epoch >> recordingShift { return makeStream() }
+            s.rotate()
+        }
         return s
     }
 
@@ -102,7 +110,8 @@ final class Recorder: @unchecked Sendable {
             stringChunk: .allocate(capacity: 1), stringID: .allocate(capacity: 1), stringCapacity: 0, slot: slot))
         s.beginChunk(memory)
         r.streams[slot] = s
-        pthread_setspecific(streamKey, UnsafeMutableRawPointer(s))
+        pthread_setspecific(streamKey, UnsafeMutableRawPointer(s))  // for the thread-exit hook
+        trace_set_current_stream(UnsafeMutableRawPointer(s))
         // Identify the stream in its first chunk.
         if slot == 0 {
             let prog = RecorderStrings.intern(CommandLine.arguments.joined(separator: " "))

@@ -56,6 +56,8 @@ public enum TraceRecorder {
             }
             let r = Recorder(fd: fd, path: path, options: options)
             Recorder.streamKey = makeStreamKey()
+            let recording = (Recorder.flushEpoch.load(ordering: .relaxed) >> Recorder.recordingShift) + 1
+            Recorder.flushEpoch.store(recording << Recorder.recordingShift, ordering: .relaxed)
             Recorder.shared = r
             r.startWriter()
             if !exitHandlersInstalled {

@@ -6,6 +6,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+__thread void *trace_stream_tls;
+
 uint32_t trace_gettid(void) { return (uint32_t)syscall(SYS_gettid); }
 
 int trace_thread_name(char *buf, size_t size) { return pthread_getname_np(pthread_self(), buf, size); }

@@ -46,6 +46,12 @@ static inline void trace_clock_pair(uint64_t *ticks, uint64_t *ns) {
     }
 }
 
+/// The calling thread's recorder stream: a C thread-local, one instruction to read from Swift
+/// (pthread_getspecific is a call). The pthread key is still what runs the thread-exit hook.
+extern __thread void *trace_stream_tls;
+static inline void *trace_current_stream(void) { return trace_stream_tls; }
+static inline void trace_set_current_stream(void *s) { trace_stream_tls = s; }
+
 uint32_t trace_gettid(void);
 /// The calling thread's name into buf (NUL-terminated); 0 on success.
 int trace_thread_name(char *buf, size_t size);
