@@ -132,17 +132,29 @@ public final class StackAggregator: TimelineSink {
         switch change.kind {
         case .created:
             let parent = causalNodes[ResourceKey(pid: change.pid, id: change.trigger)] ?? StackTree.root
-            causalNodes[key] = tree.child(parent, label(change.type, timeline))
+            causalNodes[key] = causalChild(parent, label(change.type, timeline))
             causalTypes[key] = change.type
         case .fd:
             // Resources that own an fd (connections, servers) get their own frame, so each is one tower.
             guard change.fd >= 0, let node = causalNodes[key], let type = causalTypes[key] else { return }
+            // The node may stand for a collapsed run or the depth cap (its label is then not this resource's type).
+            guard tree.nodes[node].label == label(type, timeline) else { return }
             let parent = tree.nodes[node].parent
-            causalNodes[key] = tree.child(parent, "\(timeline.names[type].replacingSemicolons()) #\(change.asyncID) fd \(change.fd)")
+            causalNodes[key] = causalChild(parent, tree.labels.id("\(timeline.names[type].replacingSemicolons()) #\(change.asyncID) fd \(change.fd)"))
         case .destroyed:
             causalNodes[key] = nil
             causalTypes[key] = nil
         }
+    }
+
+    /// Causal chains can be as long as the program ran (a keep-alive client makes each request in the previous
+    /// one's callback): runs of one type fold into one frame, and chains stop growing at this depth.
+    public static let maxCausalDepth = 32
+
+    private func causalChild(_ parent: Int, _ label: Int) -> Int {
+        if parent != StackTree.root && tree.nodes[parent].label == label { return parent }
+        if tree.nodes[parent].depth >= Self.maxCausalDepth { return parent }
+        return tree.child(parent, label)
     }
 
     public func consume(_ op: TimelineOp, timeline: Timeline) {

@@ -1,4 +1,5 @@
 import Foundation
+import TraceFormat
 import Testing
 import TraceExports
 import TraceReader
@@ -112,5 +113,45 @@ import TraceReader
         let stacks = r["stacks"] as! [String: Int]
         #expect(stacks["server (4242) main [100];poll phase;epoll wait (loop);epoll_wait"] == 3_500 + 1_800)
         #expect(stacks["server (4242) main [100];poll phase;TCPWRAP;read"] == 200)
+    }
+}
+
+@Suite struct CausalChainTests {
+    /// A chain of `n` resources, each created inside the previous one's callback; types from `types`, cycled.
+    func chainTrace(_ path: String, n: Int, types: [String]) {
+        var events: [Synthetic.Event] = [Synthetic.user(.threadInfo, 0, text: "main")]
+        var t: UInt64 = 100
+        events.append(Synthetic.user(.initResource, t, [10, 0, 1], text: types[0]))
+        for i in 0..<n {
+            let id = Int64(10 + i)
+            t += 100
+            events.append(Synthetic.user(.before, t, [id]))
+            events.append(Synthetic.user(.initResource, t + 10, [id + 1, 0, id], text: types[(i + 1) % types.count]))
+            events.append(Synthetic.user(.after, t + 50, [id]))
+            events.append(Synthetic.user(.destroy, t + 60, [id]))
+        }
+        var bytes = FileHeader(pid: Synthetic.pid, monotonicStartNs: Synthetic.base, realtimeStartNs: 1, program: "chain").encode()
+        bytes += Synthetic.userChunk(tid: 100, events)
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    }
+
+    @Test func runsOfOneTypeFoldIntoOneFrame() throws {
+        let dir = ScratchDirectory("chain-same")
+        chainTrace(dir.file("t.atrace"), n: 500, types: ["HTTPCLIENTREQUEST"])
+        _ = try export(dir.file("t.atrace"), .folded, to: dir.file("t.folded"), grouping: .causal)
+        let r = try validate("folded_check.py", [dir.file("t.folded")])
+        #expect(r["stacks"] as? [String: Int] == ["HTTPCLIENTREQUEST": 500 * 50])
+    }
+
+    @Test func longChainsStopGrowingAtTheDepthCap() throws {
+        let dir = ScratchDirectory("chain-mixed")
+        chainTrace(dir.file("t.atrace"), n: 500, types: ["A", "B"])
+        _ = try export(dir.file("t.atrace"), .folded, to: dir.file("t.folded"), grouping: .causal)
+        let r = try validate("folded_check.py", [dir.file("t.folded")])
+        let stacks = r["stacks"] as! [String: Int]
+        #expect(r["total"] as? Int == 500 * 50)
+        let depths = stacks.keys.map { $0.split(separator: ";").count }
+        #expect(depths.max() == StackAggregator.maxCausalDepth)
+        #expect(stacks.count == StackAggregator.maxCausalDepth)
     }
 }
