@@ -82,6 +82,7 @@ public final class PerfettoExporter: TimelineSink {
     private var scratch = ProtoBuffer(capacity: 256)
     private var sequences: [Sequence] = []
     private var describedProcesses: Set<UInt32> = []
+    private var describedCounters: Set<UInt32> = []
     public private(set) var packets: UInt64 = 0
 
     public init(output: OutputFile) {
@@ -116,14 +117,6 @@ public final class PerfettoExporter: TimelineSink {
                 scratch.string(2, process.program)
             }
             d.message(3, scratch)
-            descriptorPacket(d)
-
-            d.reset()
-            d.varint(1, Self.counterUUID(process.pid))
-            d.varint(5, Self.processUUID(process.pid))
-            d.string(2, "open resources")
-            scratch.reset()
-            d.message(8, scratch)  // CounterDescriptor (defaults: a plain counter)
             descriptorPacket(d)
         }
         var d = ProtoBuffer(capacity: 256)
@@ -269,6 +262,17 @@ public final class PerfettoExporter: TimelineSink {
             }  // ready instants: the name says the fd, the flow leads to the callback
             if op.flowOut != 0 { event.varint(F.flowIDs, op.flowOut) }
         case .counter:
+            let pid = timeline.threads[t].pid
+            if describedCounters.insert(pid).inserted {
+                // Described on first use, so processes without resources (kernel-only) get no empty counter track.
+                var d = ProtoBuffer(capacity: 64)
+                d.varint(1, Self.counterUUID(pid))
+                d.varint(5, Self.processUUID(pid))
+                d.string(2, timeline.names[op.name])
+                scratch.reset()
+                d.message(8, scratch)  // CounterDescriptor (defaults: a plain counter)
+                descriptorPacket(d)
+            }
             event.varint(F.type, 4)  // TYPE_COUNTER
             event.varint(F.trackUUID, Self.counterUUID(timeline.threads[t].pid))
             event.int(F.counterValue, op.counterValue)

@@ -55,6 +55,9 @@ public enum TraceExport {
             var sink = StackAggregator(grouping: grouping, weight: weight)
             timeline.run(into: &sink, progress: progress)
             FoldedStacks.write(sink.tree, to: out)
+            if sink.tree.totalWeight == 0 && weight == .busy {
+                warnings.append("no time was spent in callbacks (a kernel-only trace?); --weight wall counts all time")
+            }
         }
         try out.close()
         if format == .chrome && out.bytesWritten > chromeWarnBytes {
@@ -104,6 +107,9 @@ public enum Flamegraph {
         out.write(FlamegraphSVG.render(tree, options: o))
         try out.close()
         var warnings: [String] = []
+        if tree.totalWeight == 0 && weight == .busy {
+            warnings.append("no time was spent in callbacks (a kernel-only trace?); --weight wall counts all time")
+        }
         for d in reader.damage + timeline.decodeDamage { warnings.append("damaged trace: \(d.message)") }
         return Summary(events: timeline.stats.events, frames: tree.nodes.count - 1, totalWeight: tree.totalWeight,
                        warnings: warnings)
