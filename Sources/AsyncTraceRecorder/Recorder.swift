@@ -199,9 +199,7 @@ final class Recorder: @unchecked Sendable {
         h.crc = 0
         let raw = UnsafeMutableRawPointer(c.memory)
         h.store(to: raw)
-        h.crc = ChunkHeader.computeCRC(
-            header: raw, payload: UnsafeRawBufferPointer(start: raw + TraceFileFormat.chunkHeaderSize,
-                                                         count: Int(h.payloadLength)))
+        h.crc = chunkCRC(raw, payloadLength: Int(h.payloadLength))
         h.store(to: raw)
         var done = 0
         while done < c.length {
@@ -259,6 +257,17 @@ final class Recorder: @unchecked Sendable {
             s.pointee.cursor = s.pointee.base + TraceFileFormat.chunkHeaderSize
         }
     }
+}
+
+/// The chunk's CRC32C (header with a zero CRC field, then payload; the header was just stored with
+/// crc 0): the SSE4.2 instruction where the CPU has it, TraceFormat's software table otherwise.
+func chunkCRC(_ chunk: UnsafeMutableRawPointer, payloadLength: Int) -> UInt32 {
+    var ok: Int32 = 0
+    let crc = trace_crc32c_hw(0, chunk, TraceFileFormat.chunkHeaderSize + payloadLength, &ok)
+    if ok != 0 { return crc }
+    return ChunkHeader.computeCRC(
+        header: chunk, payload: UnsafeRawBufferPointer(start: chunk + TraceFileFormat.chunkHeaderSize,
+                                                       count: payloadLength))
 }
 
 extension StreamState {

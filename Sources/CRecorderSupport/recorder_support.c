@@ -8,6 +8,39 @@
 
 __thread void *trace_stream_tls;
 
+#if defined(__x86_64__)
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_sse42(uint32_t crc, const unsigned char *p, size_t n) {
+    uint64_t c = ~crc;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+        p += 8;
+        n -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n > 0) {
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+        n--;
+    }
+    return ~c32;
+}
+#endif
+
+uint32_t trace_crc32c_hw(uint32_t crc, const void *data, size_t length, int *ok) {
+#if defined(__x86_64__)
+    static int supported = -1;
+    if (supported < 0) supported = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+    if (supported) {
+        *ok = 1;
+        return crc32c_sse42(crc, (const unsigned char *)data, length);
+    }
+#endif
+    *ok = 0;
+    return 0;
+}
+
 uint32_t trace_gettid(void) { return (uint32_t)syscall(SYS_gettid); }
 
 int trace_thread_name(char *buf, size_t size) { return pthread_getname_np(pthread_self(), buf, size); }

@@ -38,6 +38,17 @@ func runCoreBenchmarks() {
     let bare = measure(ops: lifecycles * 4) { resourceLifecycles(lifecycles) }
     report("hooks.lifecycle_no_hook_per_event", nsPerOp: bare)
 
+    // The machine's own 2-thread scaling for the same loop with no recorder: the ceiling for the
+    // recorder's figure below (2 vCPUs; the writer thread needs some CPU too).
+    var bareRatios: [Double] = []
+    for _ in 0..<5 {
+        let dt1 = timeThreads(1) { _ in resourceLifecycles(lifecycles) }
+        let dt2 = timeThreads(2) { _ in resourceLifecycles(lifecycles) }
+        bareRatios.append(Double(2 * dt1) / Double(dt2))
+    }
+    report("hooks.lifecycle_2_threads_no_recorder", nsPerOp: bare,
+           extra: [("throughput_vs_1_thread", fmt(median(bareRatios)))])
+
     let path = "/tmp/asynctrace-bench-\(getpid()).atrace"
     defer { unlink(path) }
 

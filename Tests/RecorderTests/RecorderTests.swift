@@ -172,3 +172,17 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
 }
 
 func trace_gettid_for_tests() -> UInt32 { trace_gettid() }
+
+@Suite struct ChecksumTests {
+    /// The writer's SSE4.2 CRC and the reader's software CRC must agree on every length.
+    @Test func hardwareCRCMatchesTraceFormat() throws {
+        var rng = SystemRandomNumberGenerator()
+        for length in [0, 1, 7, 8, 9, 80, 81, 4095, 65_616] {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            var ok: Int32 = 0
+            let hw = bytes.withUnsafeBytes { trace_crc32c_hw(0, $0.baseAddress, $0.count, &ok) }
+            try #require(ok == 1, "no SSE4.2 on this CPU")
+            #expect(hw == CRC32C.checksum(bytes), "length \(length)")
+        }
+    }
+}

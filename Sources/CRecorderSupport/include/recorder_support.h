@@ -52,6 +52,10 @@ extern __thread void *trace_stream_tls;
 static inline void *trace_current_stream(void) { return trace_stream_tls; }
 static inline void trace_set_current_stream(void *s) { trace_stream_tls = s; }
 
+/// CRC32C with the SSE4.2 instruction (the same checksum TraceFormat computes in software, about
+/// 5x faster), continuing from `crc` (0 to start). Returns 0 with *ok = 0 where the CPU lacks it.
+uint32_t trace_crc32c_hw(uint32_t crc, const void *data, size_t length, int *ok);
+
 uint32_t trace_gettid(void);
 /// The calling thread's name into buf (NUL-terminated); 0 on success.
 int trace_thread_name(char *buf, size_t size);
