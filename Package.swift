@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "TraceReader", dependencies: ["TraceFormat"]),
         // Unchecked exclusivity: the export pass touches its per-thread state once per event, and dynamic
         // exclusivity checks on class properties were a third of its time.
-        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat"],
+        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceReports"],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat"]),
         .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader"]),

@@ -1,6 +1,7 @@
 // Chrome's JSON trace format (chrome://tracing, Perfetto UI's JSON importer).
 // Slices become complete ("X") events written when they end; flows use the v2 binding
 // (`bind_id` with `flow_out` on the source and `flow_in` on the target); "M" events name processes and threads.
+import TraceReports
 
 public final class ChromeTraceExporter: TimelineSink {
     /// Browsers give up on JSON traces much larger than this.
@@ -22,7 +23,7 @@ public final class ChromeTraceExporter: TimelineSink {
 
     public func finish(timeline: Timeline) {
         out.write("\n],\"otherData\":{\"exporter\":\"asynctrace\",\"trace\":")
-        out.write(JSONText.quoted(timeline.reader.path))
+        out.write(JSONWriter.quote(timeline.reader.path))
         out.write(",\"base_monotonic_ns\":")
         out.write(uint: baseNs)
         out.write("}}\n")
@@ -45,7 +46,7 @@ public final class ChromeTraceExporter: TimelineSink {
             out.write("{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":")
             out.write(uint: UInt64(process.pid))
             out.write(",\"tid\":0,\"args\":{\"name\":")
-            out.write(JSONText.quoted(process.program.isEmpty ? "pid \(process.pid)" : process.program))
+            out.write(JSONWriter.quote(process.program.isEmpty ? "pid \(process.pid)" : process.program))
             out.write("}}")
         }
         open()
@@ -54,7 +55,7 @@ public final class ChromeTraceExporter: TimelineSink {
         out.write(",\"tid\":")
         out.write(uint: UInt64(thread.tid))
         out.write(",\"args\":{\"name\":")
-        out.write(JSONText.quoted(thread.name.map { $0.isEmpty ? "thread \(thread.tid)" : $0 } ?? "thread \(thread.tid)"))
+        out.write(JSONWriter.quote(thread.name.map { $0.isEmpty ? "thread \(thread.tid)" : $0 } ?? "thread \(thread.tid)"))
         out.write("}}")
     }
 

@@ -1,4 +1,5 @@
 // Writing JSON text straight into an OutputFile: numbers without String allocations, escaped strings.
+import TraceReports
 
 extension OutputFile {
     @inline(__always)
@@ -40,30 +41,6 @@ extension OutputFile {
     }
 }
 
-enum JSONText {
-    /// `s` as a JSON string literal, quotes included.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
-}
-
 /// Escaped names by id, computed once each.
 struct QuotedNames {
     private var cache: [[UInt8]?] = []
@@ -71,7 +48,7 @@ struct QuotedNames {
     mutating func bytes(_ id: Int, _ names: NameTable) -> [UInt8] {
         if id < cache.count, let b = cache[id] { return b }
         if id >= cache.count { cache.append(contentsOf: repeatElement(nil, count: id - cache.count + 1)) }
-        let b = Array(JSONText.quoted(names[id]).utf8)
+        let b = Array(JSONWriter.quote(names[id]).utf8)
         cache[id] = b
         return b
     }

@@ -3,6 +3,7 @@
 // thread's events are spooled to a temporary file and the profiles are assembled at the end.
 #if canImport(Glibc)
 import Glibc
+import TraceReports
 #endif
 
 public final class SpeedscopeExporter: TimelineSink {
@@ -75,12 +76,12 @@ public final class SpeedscopeExporter: TimelineSink {
     public func finish(timeline: Timeline) throws(ExportError) {
         if let failure { throw failure }
         out.write("{\"$schema\":\"\(Self.schemaURL)\",\"exporter\":\"asynctrace\",\"name\":")
-        out.write(JSONText.quoted(timeline.reader.header.program.isEmpty ? timeline.reader.path : timeline.reader.header.program))
+        out.write(JSONWriter.quote(timeline.reader.header.program.isEmpty ? timeline.reader.path : timeline.reader.header.program))
         out.write(",\"shared\":{\"frames\":[")
         for i in 0..<timeline.names.count {
             if i > 0 { out.write(byte: UInt8(ascii: ",")) }
             out.write("{\"name\":")
-            out.write(JSONText.quoted(timeline.names[i]))
+            out.write(JSONWriter.quote(timeline.names[i]))
             out.write("}")
         }
         out.write("]},\"profiles\":[")
@@ -92,7 +93,7 @@ public final class SpeedscopeExporter: TimelineSink {
             if firstProfile { firstProfile = false } else { out.write(byte: UInt8(ascii: ",")) }
             let th = timeline.threads[t]
             out.write("\n{\"type\":\"evented\",\"name\":")
-            out.write(JSONText.quoted("\(th.label) pid \(th.pid)"))
+            out.write(JSONWriter.quote("\(th.label) pid \(th.pid)"))
             out.write(",\"unit\":\"nanoseconds\",\"startValue\":")
             out.write(uint: startAt[t])
             out.write(",\"endValue\":")

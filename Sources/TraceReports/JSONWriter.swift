@@ -1,6 +1,6 @@
 // A small JSON writer with keys in the order written (stable output for diffs and tests).
 
-struct JSONWriter {
+package struct JSONWriter {
     private(set) var out = ""
     private var needComma = [false]
     private let pretty: Bool
@@ -19,7 +19,8 @@ struct JSONWriter {
         if let k { out += Self.quote(k) + (pretty ? ": " : ":") }
     }
 
-    static func quote(_ s: String) -> String {
+    /// `s` as a JSON string literal, quotes included (also used by TraceExports).
+    package static func quote(_ s: String) -> String {
         var r = "\""
         for u in s.unicodeScalars {
             switch u {
