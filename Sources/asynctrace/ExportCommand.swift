@@ -47,7 +47,7 @@ struct ExportCommand: ParsableCommand {
         let progress = TerminalProgress(label: "exporting \(format.rawValue)")
         do {
             let s = try TraceExport.run(reader: reader, format: format, outputPath: out, grouping: by, weight: weight,
-                                        progress: progress.update)
+                                        progress: { progress.update($0) })
             progress.finish()
             for w in s.warnings { writeStderr("asynctrace export: warning: \(w)\n") }
             if out != "-" {

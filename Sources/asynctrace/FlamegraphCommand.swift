@@ -37,7 +37,7 @@ struct FlamegraphCommand: ParsableCommand {
         let out = output ?? defaultOutput(path, "svg")
         let progress = TerminalProgress(label: "flamegraph")
         do {
-            let s = try Flamegraph.write(reader: reader, to: out, grouping: by, weight: weight, progress: progress.update)
+            let s = try Flamegraph.write(reader: reader, to: out, grouping: by, weight: weight, progress: { progress.update($0) })
             progress.finish()
             for w in s.warnings { writeStderr("asynctrace flamegraph: warning: \(w)\n") }
             writeStderr("asynctrace flamegraph: \(out): \(s.frames) frames, \(s.events) events\n")

@@ -66,19 +66,22 @@ struct ReportCommand: ParsableCommand {
             Self.fail("\(error)")
         }
         let thresholdNs = Self.parseDuration(threshold) ?? 10_000_000
-        let progress = ProgressLine(enabled: isatty(2) == 1)
+        let progress = TerminalProgress(label: "reading trace")
         let text: String
         if html {
             var options = HTMLReport.Options()
             options.thresholdNs = thresholdNs
             options.top = top
             text = HTMLReport.render(reader: reader, options: options,
-                                     progress: progress.enabled ? { progress.update(fraction: $0) } : nil)
+                                     progress: progress.isEnabled ? { progress.update($0) } : nil)
         } else {
             var options = AnalysisOptions()
             options.top = top
             options.blockingThresholdNs = thresholdNs
-            let analysis = analyzeTrace(reader, options: options, progress: progress.enabled ? { progress.update($0) } : nil)
+            let analysis = analyzeTrace(reader, options: options, progress: progress.isEnabled ? { p in
+                progress.update(p.bytesTotal == 0 ? 1 : Double(p.bytesRead) / Double(p.bytesTotal),
+                                detail: "\(Formatting.fixed(Double(p.events) / 1e6, 1)) M events")
+            } : nil)
             text = json ? JSONReport.render(analysis) : TextReport.render(analysis)
         }
         progress.finish()
@@ -140,42 +143,3 @@ extension String {
     }
 }
 
-/// "reading trace: 45% (12.3 M events)" on one rewritten stderr line, at most 5 times a second.
-final class ProgressLine: @unchecked Sendable {  // used from one thread
-    let enabled: Bool
-    private var lastNs: UInt64 = 0
-    private var shown = false
-
-    init(enabled: Bool) { self.enabled = enabled }
-
-    private static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-
-    func update(_ p: AnalysisProgress) {
-        let pct = p.bytesTotal == 0 ? 100 : Int(p.bytesRead * 100 / p.bytesTotal)
-        show("reading trace: \(pct)% (\(Formatting.fixed(Double(p.events) / 1e6, 1)) M events)")
-    }
-
-    func update(fraction: Double) {
-        show("reading trace: \(Int(max(0, min(1, fraction)) * 100))%")
-    }
-
-    private func show(_ text: String) {
-        let t = Self.now()
-        guard t - lastNs > 200_000_000 else { return }
-        lastNs = t
-        let line = "\r" + text
-        var b = Array(line.utf8)
-        _ = b.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
-        shown = true
-    }
-
-    func finish() {
-        guard shown else { return }
-        var b = Array("\r\u{1B}[K".utf8)
-        _ = b.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
-    }
-}
