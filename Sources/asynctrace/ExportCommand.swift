@@ -1,7 +1,6 @@
 // `asynctrace export`: the trace in the formats other tools read.
 import ArgumentParser
 import TraceExports
-import TraceReader
 
 extension ExportFormat: ExpressibleByArgument {}
 extension StackGrouping: ExpressibleByArgument {}
@@ -31,40 +30,17 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file ('-': standard output; default: the trace's name with the format's extension).")
     var output: String?
 
-    @Option(name: .long, help: "Folded stacks only: callback (thread → type → callback) or causal (trigger chain).")
-    var by: StackGrouping = .callback
-
-    @Option(name: .long, help: "Folded stacks only: busy (time in callbacks) or wall (all time).")
-    var weight: StackWeight = .busy
+    @OptionGroup(title: "Folded stacks only")
+    var stacks: StackOptions
 
     func run() throws {
-        let reader: TraceReader
-        do { reader = try TraceReader(path: path) } catch {
-            writeStderr("asynctrace export: \(error)\n")
-            throw ExitCode(1)
-        }
         let out = output ?? defaultOutput(path, format.defaultExtension)
-        let progress = TerminalProgress(label: "exporting \(format.rawValue)")
-        do {
-            let s = try TraceExport.run(reader: reader, format: format, outputPath: out, grouping: by, weight: weight,
-                                        progress: { progress.update($0) })
-            progress.finish()
-            for w in s.warnings { writeStderr("asynctrace export: warning: \(w)\n") }
-            if out != "-" {
-                writeStderr("asynctrace export: \(out): \(s.bytesWritten) bytes, \(s.events) events, "
-                    + "\(s.callbacks) callbacks, \(s.syscalls) syscalls, \(s.threads) threads\n")
-            }
-        } catch {
-            progress.finish()
-            writeStderr("asynctrace export: \(error)\n")
-            throw ExitCode(1)
-        }
+        try convertTrace(command: "export", path: path, progressLabel: "exporting \(format.rawValue)", { reader, progress in
+            try TraceExport.run(reader: reader, format: format, outputPath: out, grouping: stacks.by, weight: stacks.weight,
+                                progress: progress)
+        }, warnings: { $0.warnings }, summary: { s in
+            out == "-" ? nil : "\(out): \(s.bytesWritten) bytes, \(s.events) events, "
+                + "\(s.callbacks) callbacks, \(s.syscalls) syscalls, \(s.threads) threads"
+        })
     }
-}
-
-/// `app.atrace` + `json` → `app.json`.
-func defaultOutput(_ tracePath: String, _ ext: String) -> String {
-    var base = tracePath
-    if base.hasSuffix(".atrace") { base.removeLast(7) }
-    return base + "." + ext
 }

@@ -1,7 +1,6 @@
 // `asynctrace flamegraph`: where the time went, as an interactive SVG.
 import ArgumentParser
 import TraceExports
-import TraceReader
 
 struct FlamegraphCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,29 +21,12 @@ struct FlamegraphCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output SVG (default: the trace's name with .svg).")
     var output: String?
 
-    @Option(name: .long, help: "callback or causal.")
-    var by: StackGrouping = .callback
-
-    @Option(name: .long, help: "busy or wall.")
-    var weight: StackWeight = .busy
+    @OptionGroup var stacks: StackOptions
 
     func run() throws {
-        let reader: TraceReader
-        do { reader = try TraceReader(path: path) } catch {
-            writeStderr("asynctrace flamegraph: \(error)\n")
-            throw ExitCode(1)
-        }
         let out = output ?? defaultOutput(path, "svg")
-        let progress = TerminalProgress(label: "flamegraph")
-        do {
-            let s = try Flamegraph.write(reader: reader, to: out, grouping: by, weight: weight, progress: { progress.update($0) })
-            progress.finish()
-            for w in s.warnings { writeStderr("asynctrace flamegraph: warning: \(w)\n") }
-            writeStderr("asynctrace flamegraph: \(out): \(s.frames) frames, \(s.events) events\n")
-        } catch {
-            progress.finish()
-            writeStderr("asynctrace flamegraph: \(error)\n")
-            throw ExitCode(1)
-        }
+        try convertTrace(command: "flamegraph", path: path, progressLabel: "flamegraph", { reader, progress in
+            try Flamegraph.write(reader: reader, to: out, grouping: stacks.by, weight: stacks.weight, progress: progress)
+        }, warnings: { $0.warnings }, summary: { "\(out): \($0.frames) frames, \($0.events) events" })
     }
 }
