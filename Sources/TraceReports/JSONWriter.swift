@@ -41,28 +41,20 @@ package struct JSONWriter {
         return r + "\""
     }
 
-    mutating func object(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) {
-        key(k)
-        out += "{"
-        needComma.append(false)
-        depth += 1
-        body(&self)
-        depth -= 1
-        let had = needComma.removeLast()
-        if pretty && had { out += "\n" + String(repeating: "  ", count: depth) }
-        out += "}"
-    }
+    mutating func object(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) { container(k, "{", "}", body) }
 
-    mutating func array(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) {
+    mutating func array(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) { container(k, "[", "]", body) }
+
+    private mutating func container(_ k: String?, _ open: String, _ close: String, _ body: (inout JSONWriter) -> Void) {
         key(k)
-        out += "["
+        out += open
         needComma.append(false)
         depth += 1
         body(&self)
         depth -= 1
         let had = needComma.removeLast()
         if pretty && had { out += "\n" + String(repeating: "  ", count: depth) }
-        out += "]"
+        out += close
     }
 
     mutating func field(_ k: String?, _ v: String) { key(k); out += Self.quote(v) }
