@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "TraceReader", dependencies: ["TraceFormat"]),
         // Unchecked exclusivity: the export pass touches its per-thread state once per event, and dynamic
         // exclusivity checks on class properties were a third of its time.
-        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceReports"],
+        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports"],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat"]),
         .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader"]),
@@ -93,7 +93,7 @@ let package = Package(
         ),
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
         // The example scenarios and the CLI are exec'd by the tests (recorded, exported, validated).
-        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceReader", "TraceFormat",
+        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat",
                                                             "asynctrace-examples", "asynctrace"],
                     exclude: ["Fixtures", "validators"]),
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),

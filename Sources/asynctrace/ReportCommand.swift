@@ -67,17 +67,15 @@ struct ReportCommand: ParsableCommand {
         }
         let thresholdNs = Self.parseDuration(threshold) ?? 10_000_000
         let progress = TerminalProgress(label: "reading trace")
+        var options = AnalysisOptions()
+        options.top = top
+        options.blockingThresholdNs = thresholdNs
         let text: String
         if html {
-            var options = HTMLReport.Options()
-            options.thresholdNs = thresholdNs
-            options.top = top
+            // The same analyses as text and JSON, plus the flame graph and the busiest second.
             text = HTMLReport.render(reader: reader, options: options,
                                      progress: progress.isEnabled ? { progress.update($0) } : nil)
         } else {
-            var options = AnalysisOptions()
-            options.top = top
-            options.blockingThresholdNs = thresholdNs
             let analysis = analyzeTrace(reader, options: options, progress: progress.isEnabled ? { p in
                 progress.update(p.bytesTotal == 0 ? 1 : Double(p.bytesRead) / Double(p.bytesTotal),
                                 detail: "\(Formatting.fixed(Double(p.events) / 1e6, 1)) M events")

@@ -23,7 +23,7 @@ import Testing
         #expect(!r.stderr.contains("%"))
         // Folded to standard output.
         let folded = try runTool([cli, "export", trace, "--format", "folded", "-o", "-", "--by", "causal"])
-        #expect(folded.stdout.contains("TCPSERVERWRAP #2 fd 5;TCPWRAP #3 fd 7 700\n"))
+        #expect(folded.stdout.contains("TCPSERVERWRAP #2 fd_5;TCPWRAP #3 fd_7 700\n"))
     }
 
     @Test func progressShowsOnATerminalOnly() throws {

@@ -1,6 +1,7 @@
 // Every example scenario, recorded for real (the runtime's own events through ASYNCTRACE_OUTPUT), exported
-// to every format, each output checked by the third-party schema or tool; one recording with the kernel
-// probes (asynctrace record) so syscalls nest inside the callbacks that made them.
+// to every format (Perfetto, Chrome JSON, speedscope, folded stacks, flame graph SVG, HTML report), each output
+// checked by the third-party schema or tool; one recording with the kernel probes (asynctrace record) so
+// syscalls nest inside the callbacks that made them.
 import Foundation
 import Testing
 import TraceExports
@@ -60,7 +61,16 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
         let r = try validate("svg_check.py", [svg])
         #expect(r["error"] == nil, "\(name) flamegraph \(grouping): \(r["error"] ?? "")")
         #expect((r["frame_count"] as? Int ?? 0) > 0)
+        // The folded stacks of both groupings and weights, drawn by Brendan Gregg's flamegraph.pl itself.
+        for weight in StackWeight.allCases {
+            let folded = dir.file("\(name)-\(grouping.rawValue)-\(weight.rawValue).folded")
+            _ = try TraceExport.run(reader: reader, format: .folded, outputPath: folded, grouping: grouping, weight: weight)
+            try FlamegraphPL.expectAccepts(folded, svg: folded + ".svg", "\(name) folded \(grouping) \(weight)")
+        }
     }
+    // The HTML report: the same numbers as the text and JSON reports, and it renders with all its sections.
+    let page = try expectHTMLReportMatchesJSONAndText(trace, in: dir, name: name, options: ["--threshold", "100us"])
+    try expectHTMLReportRenders(page, name)
     return perfetto
 }
 
@@ -110,7 +120,7 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
             return
         }
         let dom = try Browser.dumpDOM(page)
-        let rows = dom.components(separatedBy: "<tr class=\"blocking\">").dropFirst().map { String($0.prefix(while: { $0 != "\n" })) }
+        let rows = dom.components(separatedBy: "<tr class=\"blocking\"").dropFirst().map { String($0.prefix(while: { $0 != "\n" })) }
         #expect(!rows.isEmpty, "no blocking callback listed")
         // The longest: ~200 ms, most of it inside one syscall.
         if let first = rows.first {

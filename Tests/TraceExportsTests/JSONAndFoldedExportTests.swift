@@ -85,6 +85,31 @@ import TraceReader
         ])
     }
 
+    @Test func flamegraphPLDrawsTheFoldedStacks() throws {
+        let dir = ScratchDirectory("folded-pl")
+        let trace = dir.file("t.atrace")
+        Synthetic.write(to: trace)
+        let out = dir.file("t.folded")
+        _ = try export(trace, .folded, to: out)
+        guard let drawn = try FlamegraphPL.expectAccepts(out, svg: dir.file("t.svg"), "synthetic") else { return }
+        // 3 µs in callbacks; each frame as wide as the time under it.
+        #expect(drawn.total == 3_000)
+        let main = "server (4242) main [100]", worker = "server (4242) worker [101]"
+        #expect(drawn.frames == [
+            .init(name: "(unknown resource)", samples: 1_000), .init(name: "TCPSERVERWRAP", samples: 800),
+            .init(name: "TCPWRAP", samples: 900), .init(name: "Timeout", samples: 300), .init(name: "accept4", samples: 100),
+            .init(name: "read", samples: 200), .init(name: main, samples: 2_000), .init(name: worker, samples: 1_000),
+            .init(name: "write", samples: 100),
+        ])
+        // Frames that end in a number (an unnamed thread, a connection's fd) are not misread as sample counts.
+        _ = try export(trace, .folded, to: dir.file("wall.folded"), weight: .wall)
+        let wall = try FlamegraphPL.expectAccepts(dir.file("wall.folded"), svg: dir.file("wall.svg"), "synthetic wall")
+        #expect(wall?.frames.contains(.init(name: "server (4242) thread_102", samples: 50)) == true)
+        _ = try export(trace, .folded, to: dir.file("causal.folded"), grouping: .causal)
+        let causal = try FlamegraphPL.expectAccepts(dir.file("causal.folded"), svg: dir.file("causal.svg"), "synthetic causal")
+        #expect(causal?.frames.contains(.init(name: "TCPWRAP #3 fd_7", samples: 1_200)) == true)
+    }
+
     @Test func foldedStacksByCausalChainMakeOneTowerPerConnection() throws {
         let dir = ScratchDirectory("folded-causal")
         let trace = dir.file("t.atrace")
@@ -93,7 +118,8 @@ import TraceReader
         _ = try export(trace, .folded, to: out, grouping: .causal)
         let r = try validate("folded_check.py", [out])
         #expect(r["error"] == nil, "\(r["error"] ?? "")")
-        let server = "TCPSERVERWRAP #2 fd 5", conn = "TCPSERVERWRAP #2 fd 5;TCPWRAP #3 fd 7"
+        // Frames ending in a number get an underscore (flamegraph.pl would read "fd 5" as a sample count).
+        let server = "TCPSERVERWRAP #2 fd_5", conn = "TCPSERVERWRAP #2 fd_5;TCPWRAP #3 fd_7"
         #expect(r["stacks"] as? [String: Int] == [
             server: 700, "\(server);accept4": 100, conn: 700, "\(conn);read": 200,
             "\(conn);Timeout": 200, "\(conn);Timeout;write": 100, "(unknown resource)": 1000,

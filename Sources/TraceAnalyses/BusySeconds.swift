@@ -1,0 +1,51 @@
+// Time inside callbacks per second of the trace, to find the busiest second (the HTML report draws it).
+// Only outermost callbacks count, so nested time counts once; time in callbacks on several threads adds up.
+
+struct BusySecondsTracker {
+    /// A callback longer than this many seconds counts only in its first ones: a corrupt timestamp
+    /// must not make the map grow without bound.
+    static let maxSecondsPerCallback: UInt64 = 3_600
+    /// Seconds are counted from here (the earliest event seen when the first callback ended).
+    private(set) var originNs: UInt64?
+    private var busyNs: [UInt64: UInt64] = [:]
+    // The second being filled, flushed to the map when another is touched (callbacks mostly end in order).
+    private var current: UInt64 = 0
+    private var currentNs: UInt64 = 0
+
+    mutating func callback(startNs: UInt64, endNs: UInt64, earliestNs: UInt64) {
+        guard endNs > startNs else { return }
+        let origin = originNs ?? earliestNs
+        originNs = origin
+        var s = startNs > origin ? startNs - origin : 0
+        let e = endNs > origin ? endNs - origin : 0
+        let lastSecond = s / 1_000_000_000 + Self.maxSecondsPerCallback
+        while s < e {
+            let second = s / 1_000_000_000
+            guard second < lastSecond else { break }
+            let end = min(e, (second + 1) * 1_000_000_000)
+            add(second: second, ns: end - s)
+            s = end
+        }
+    }
+
+    private mutating func add(second: UInt64, ns: UInt64) {
+        if second != current {
+            if currentNs > 0 { busyNs[current, default: 0] &+= currentNs }
+            current = second
+            currentNs = busyNs.removeValue(forKey: second) ?? 0
+        }
+        currentNs &+= ns
+    }
+
+    /// The second with the most time in callbacks (the earliest of equals); nil without callbacks.
+    func busiest() -> BusiestSecond? {
+        guard let origin = originNs else { return nil }
+        var best: (second: UInt64, ns: UInt64)? = currentNs > 0 ? (current, currentNs) : nil
+        for (second, ns) in busyNs where best == nil || ns > best!.ns || (ns == best!.ns && second < best!.second) {
+            best = (second, ns)
+        }
+        guard let best else { return nil }
+        return BusiestSecond(index: best.second, startNs: origin &+ best.second &* 1_000_000_000, busyNs: best.ns,
+                             secondsWithCallbacks: busyNs.count + (currentNs > 0 ? 1 : 0))
+    }
+}

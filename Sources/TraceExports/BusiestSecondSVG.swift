@@ -1,0 +1,88 @@
+// The HTML report's timeline of the busiest second: the slices of one time window (callbacks, syscalls,
+// epoll waits) collected from the export timeline, drawn as one lane per thread.
+import TraceFormat
+import TraceReports
+
+/// Collects the slices of one time window for drawing (bounded: at most `maxRects`).
+public final class WindowCollector: TimelineSink {
+    public struct Rect: Sendable {
+        public var thread: Int
+        public var depth: Int
+        public var startNs: UInt64
+        public var endNs: UInt64
+        public var name: Int
+        public var slice: SliceKind
+    }
+
+    public let startNs: UInt64
+    public let endNs: UInt64
+    public let maxRects: Int
+    public private(set) var rects: [Rect] = []
+    public private(set) var omitted = 0
+    private var stacks: [[TimelineOp]] = []
+
+    public init(startNs: UInt64, endNs: UInt64, maxRects: Int = 20_000) {
+        self.startNs = startNs
+        self.endNs = endNs
+        self.maxRects = maxRects
+    }
+
+    public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) { stacks.append([]) }
+
+    public func consume(_ op: TimelineOp, timeline: Timeline) {
+        switch op.kind {
+        case .begin:
+            stacks[op.thread].append(op)
+        case .end:
+            guard let b = stacks[op.thread].popLast() else { return }
+            guard op.timestampNs > startNs && b.timestampNs < endNs else { return }
+            guard b.slice == .callback || b.slice == .syscall || b.slice == .poll else { return }
+            if rects.count >= maxRects {
+                omitted += 1
+                return
+            }
+            rects.append(Rect(thread: op.thread, depth: stacks[op.thread].filter { $0.slice == .callback }.count,
+                              startNs: max(b.timestampNs, startNs), endNs: min(op.timestampNs, endNs), name: b.name,
+                              slice: b.slice))
+        case .instant, .counter:
+            break
+        }
+    }
+}
+
+enum BusiestSecondSVG {
+    /// One lane per thread with slices in the window; callbacks orange (nested ones thinner), syscalls blue,
+    /// epoll waits grey; hover titles give name and duration.
+    static func render(_ w: WindowCollector, timeline: Timeline, width: Int = 1200) -> String {
+        let h = FlamegraphSVG.xml
+        let fmt = FlamegraphSVG.format
+        let threads = Array(Set(w.rects.map(\.thread))).sorted()
+        let laneHeight = 44, left = 170
+        let usable = Double(width - left - 10)
+        let height = 30 + threads.count * laneHeight + 10
+        let span = Double(max(w.endNs - w.startNs, 1))
+        var s = "<svg class=\"timeline\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" xmlns=\"http://www.w3.org/2000/svg\" style=\"font-family:Verdana,sans-serif;font-size:11px\">\n"
+        s += "<rect width=\"100%\" height=\"100%\" fill=\"#fcfcfa\"/>\n"
+        for i in 0...10 {
+            let x = Double(left) + usable * Double(i) / 10
+            s += "<line x1=\"\(fmt(x, 1))\" y1=\"18\" x2=\"\(fmt(x, 1))\" y2=\"\(height - 5)\" stroke=\"#e4e4e4\"/>"
+                + "<text x=\"\(fmt(x + 2, 1))\" y=\"14\" fill=\"#777\">+\(Formatting.duration(UInt64(span) * UInt64(i) / 10))</text>\n"
+        }
+        for (lane, t) in threads.enumerated() {
+            let y = 24 + lane * laneHeight
+            s += "<text x=\"4\" y=\"\(y + 16)\">\(h(String(timeline.threads[t].label.prefix(24))))</text>\n"
+            for r in w.rects where r.thread == t {
+                let x = Double(left) + Double(r.startNs - w.startNs) / span * usable
+                let rw = max(Double(r.endNs - r.startNs) / span * usable, 0.5)
+                let (ry, rh, fill): (Int, Int, String) = switch r.slice {
+                case .callback: (y + min(r.depth, 2) * 4, 22 - min(r.depth, 2) * 4, "#e8833a")
+                case .syscall: (y + 26, 10, "#3a7bd5")
+                default: (y + 26, 10, "#c8c8c8")
+                }
+                s += "<rect x=\"\(fmt(x, 2))\" y=\"\(ry)\" width=\"\(fmt(rw, 2))\" height=\"\(rh)\" fill=\"\(fill)\">"
+                    + "<title>\(h(timeline.names[r.name])) \(Formatting.duration(r.endNs - r.startNs))</title></rect>\n"
+            }
+        }
+        return s + "</svg>\n"
+    }
+}

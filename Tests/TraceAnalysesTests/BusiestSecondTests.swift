@@ -1,0 +1,49 @@
+import Testing
+import TraceAnalyses
+import TraceReader
+
+@Suite struct BusiestSecondTests {
+    @Test func scriptedServerIsBusiestInItsFirstSecond() throws {
+        let path = scriptedServerTrace()
+        defer { removeTrace(path) }
+        let a = analyzeTrace(try TraceReader(path: path))
+        let b = try #require(a.busiestSecond)
+        // All three callbacks end within the first second after the first event (T).
+        #expect(b.index == 0 && b.startNs == 1_000_000_000 && b.secondsWithCallbacks == 1)
+        #expect(b.busyNs == 7_000 + 7_500 + 20_009_000)
+    }
+
+    /// Callbacks split at second boundaries, nested time counts once, threads add up.
+    @Test func secondsSplitNestedOnceThreadsAdd() throws {
+        let S: UInt64 = 1_000_000_000
+        let T: UInt64 = 50 * S
+        var main = StreamScript(pid: 7, tid: 7, startNs: T)
+        var worker = StreamScript(pid: 7, tid: 8, startNs: T)
+        main.initResource(2, "A", trigger: 1, at: T)
+        main.initResource(3, "B", trigger: 1, at: T)
+        // 0.5 s in second 0 and 0.5 s in second 1, with a nested callback inside that must not count twice.
+        main.before(2, at: T + S / 2)
+        main.before(3, at: T + S / 2 + 1_000)
+        main.after(3, at: T + S / 2 + 300_000_000)
+        main.after(2, at: T + 3 * S / 2)
+        // 0.7 s in second 2.
+        main.before(2, at: T + 2 * S + 200_000_000)
+        main.after(2, at: T + 2 * S + 900_000_000)
+        // Another thread: 0.3 s in second 1 makes it the busiest (0.5 + 0.3 > 0.7).
+        worker.initResource(9, "W", trigger: 1, at: T)
+        worker.before(9, at: T + S + 100_000_000)
+        worker.after(9, at: T + S + 400_000_000)
+        let path = writeTrace([main, worker], pid: 7, startNs: T)
+        defer { removeTrace(path) }
+        let b = try #require(analyzeTrace(try TraceReader(path: path)).busiestSecond)
+        #expect(b.index == 1 && b.startNs == T + S && b.busyNs == 800_000_000 && b.secondsWithCallbacks == 3)
+    }
+
+    @Test func noCallbacksNoBusiestSecond() throws {
+        var k = StreamScript(pid: 200, tid: 0, kernel: true, startNs: 0)
+        k.syscall(pid: 200, tid: 200, nr: 0, fd: 3, ret: 1, enter: 10, exit: 20)
+        let path = writeTrace([k], pid: 200, startNs: 0)
+        defer { removeTrace(path) }
+        #expect(analyzeTrace(try TraceReader(path: path)).busiestSecond == nil)
+    }
+}
