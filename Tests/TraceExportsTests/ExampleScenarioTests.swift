@@ -92,26 +92,87 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
         _ = try exportAndValidateEverything(trace, in: dir, name: scenario)
     }
 
-    @Test func blockingScenarioWithKernelProbesShowsTheSyscallInsideTheBlockingCallback() throws {
+    /// The same with the kernel probes (`asynctrace record`): syscalls become slices nested in the callbacks
+    /// that made them, and epoll's ready fds start flows.
+    @Test(arguments: Examples.scenarios)
+    func everyFormatOfAKernelRecordingValidates(_ scenario: String) throws {
         if geteuid() != 0 || access("/sys/kernel/btf/vmlinux", R_OK) != 0 {
-            print("KERNEL TEST SKIPPED: export of a kernel recording: needs root and /sys/kernel/btf/vmlinux")
+            print("KERNEL TEST SKIPPED: export of a kernel recording of \(scenario): needs root and /sys/kernel/btf/vmlinux")
             return
         }
-        let dir = ScratchDirectory("example-kernel")
-        let trace = dir.file("blocking.atrace")
+        let dir = ScratchDirectory("example-kernel-\(scenario)")
+        let trace = dir.file("\(scenario).atrace")
         let rec = try runTool([Repo.executable("asynctrace")!, "record", "-o", trace, "--",
-                               Repo.executable("asynctrace-examples")!, "blocking"], timeout: 60)
-        #expect(rec.status == 0, "record failed: \(rec.stderr.suffix(800))")
+                               Repo.executable("asynctrace-examples")!, scenario], timeout: 60)
+        #expect(rec.status == 0, "record \(scenario) failed: \(rec.stderr.suffix(800))")
         let reader = try TraceReader(path: trace)
-        #expect(reader.hasKernelEvents)
-        let perfetto = try exportAndValidateEverything(trace, in: dir, name: "blocking-kernel")
+        #expect(reader.hasKernelEvents && reader.hasUserEvents && reader.damage.isEmpty)
+        let perfetto = try exportAndValidateEverything(trace, in: dir, name: "\(scenario)-kernel")
         // Kernel syscalls nest inside the callbacks that made them, on the callback's thread.
         let nesting = Set(perfetto["nesting"] as? [String] ?? [])
-        #expect(nesting.contains("TCPWRAP > read") || nesting.contains("TCPWRAP > recvfrom"), "\(nesting)")
-        #expect(nesting.contains("epoll wait (loop) > epoll_wait") || nesting.contains("epoll wait (loop) > epoll_pwait"))
-        #expect((perfetto["flows_terminated"] as? Int ?? 0) > 0)
+        let callbacks = Set((perfetto["callback_args"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String })
+        let loopSlices: Set<Substring> = ["epoll wait (loop)"]
+        let syscallInCallback = nesting.contains { n in
+            let parts = n.components(separatedBy: " > ")
+            return parts.count == 2 && callbacks.contains(parts[0]) && !callbacks.contains(parts[1])
+                && !loopSlices.contains(Substring(parts[1])) && !parts[1].hasSuffix(" phase")
+        }
+        #expect(syscallInCallback, "\(scenario): no syscall nested in a callback: \(nesting.sorted())")
+        #expect(nesting.contains("epoll wait (loop) > epoll_wait") || nesting.contains("epoll wait (loop) > epoll_pwait"),
+                "\(scenario): \(nesting.sorted())")
+        // Flows from epoll's ready fds to the callbacks they woke (timers has no fds and creates nothing inside callbacks).
+        if scenario != "timers" { #expect((perfetto["flows_terminated"] as? Int ?? 0) > 0, "\(scenario): no flows") }
+        if scenario == "blocking" { try blockingCallbackIsNamedWithItsSyscall(reader, perfetto: perfetto, in: dir) }
+    }
 
-        // The HTML report names the 200 ms blocking callback and the syscall it blocked in.
+    /// An unmodified program (no async events, only what the kernel probes saw): syscall slices per thread in
+    /// every format; the folded stacks by wall time (busy time is time inside callbacks, and there are none).
+    @Test func unmodifiedProgramExportsEveryFormat() throws {
+        if geteuid() != 0 || access("/sys/kernel/btf/vmlinux", R_OK) != 0 {
+            print("KERNEL TEST SKIPPED: export of a kernel-only recording: needs root and /sys/kernel/btf/vmlinux")
+            return
+        }
+        let dir = ScratchDirectory("kernel-only")
+        let trace = dir.file("python.atrace")
+        let script = "import os, select\nr, w = os.pipe()\nep = select.epoll()\nep.register(r, select.EPOLLIN)\n"
+            + "for i in range(40):\n    os.write(w, b'x')\n    ep.poll(1)\n    os.read(r, 1)\n"
+        let rec = try runTool([Repo.executable("asynctrace")!, "record", "-o", trace, "--", "/usr/bin/python3", "-S", "-c", script],
+                              timeout: 60)
+        #expect(rec.status == 0, "record failed: \(rec.stderr.suffix(800))")
+        let reader = try TraceReader(path: trace)
+        #expect(reader.hasKernelEvents && !reader.hasUserEvents)
+        let perfetto = try validate("perfetto_check.py", [{ let o = dir.file("p.perfetto-trace")
+            _ = try TraceExport.run(reader: reader, format: .perfetto, outputPath: o); return o }()])
+        #expect(perfetto["error"] == nil, "\(perfetto["error"] ?? "")")
+        let nesting = Set(perfetto["nesting"] as? [String] ?? [])
+        #expect(nesting.isEmpty, "no callbacks, so nothing nests: \(nesting)")
+        let chrome = dir.file("p.json"), speedscope = dir.file("p.speedscope.json")
+        _ = try TraceExport.run(reader: reader, format: .chrome, outputPath: chrome)
+        _ = try TraceExport.run(reader: reader, format: .speedscope, outputPath: speedscope)
+        let c = try validate("chrome_check.py", [chrome])
+        #expect(c["error"] == nil, "\(c["error"] ?? "")")
+        let sp = try validate("speedscope_check.py", [speedscope, Repo.speedscopeSchema])
+        #expect(sp["error"] == nil, "\(sp["error"] ?? "")")
+        let byThread = (c["complete_by_thread"] as? [String: [String: Int]] ?? [:]).values
+        #expect(byThread.contains { ($0["epoll_wait"] ?? 0) + ($0["epoll_pwait"] ?? 0) >= 40 && ($0["write"] ?? 0) >= 40 }, "\(byThread)")
+        // Folded by wall time: each thread's syscalls, drawn by flamegraph.pl; by busy time: nothing (no callbacks).
+        let wall = dir.file("wall.folded"), busy = dir.file("busy.folded")
+        _ = try TraceExport.run(reader: reader, format: .folded, outputPath: wall, weight: .wall)
+        let drawn = try FlamegraphPL.expectAccepts(wall, svg: wall + ".svg", "kernel-only wall")
+        #expect(drawn?.frames.contains { $0.name == "write" && $0.samples > 0 } == true)
+        _ = try TraceExport.run(reader: reader, format: .folded, outputPath: busy, weight: .busy)
+        #expect(try String(contentsOfFile: busy, encoding: .utf8).isEmpty)
+        // The HTML report: the kernel-only analyses, the same numbers as JSON and text; the flame graph by wall time.
+        let page = try expectHTMLReportMatchesJSONAndText(trace, in: dir, name: "kernel-only")
+        let dom = try expectHTMLReportRenders(page, "kernel-only", screenshot: "report-kernel-only.png", callbacks: false)
+        #expect(dom?.contains("Event loop (from epoll waits in the kernel") == true)
+        #expect(dom?.contains("<title>write ") == true, "the wall-time flame graph shows the writes")
+    }
+
+    /// The 200 ms callback of `blocking`: its read nests inside it, and the HTML report lists it first.
+    func blockingCallbackIsNamedWithItsSyscall(_ reader: TraceReader, perfetto: [String: Any], in dir: ScratchDirectory) throws {
+        let nesting = Set(perfetto["nesting"] as? [String] ?? [])
+        #expect(nesting.contains("TCPWRAP > read") || nesting.contains("TCPWRAP > recvfrom"), "\(nesting)")
         let html = HTMLReport.render(reader: reader)
         let page = dir.file("report.html")
         try html.write(toFile: page, atomically: true, encoding: .utf8)
@@ -122,10 +183,10 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
         let dom = try Browser.dumpDOM(page)
         let rows = dom.components(separatedBy: "<tr class=\"blocking\"").dropFirst().map { String($0.prefix(while: { $0 != "\n" })) }
         #expect(!rows.isEmpty, "no blocking callback listed")
-        // The longest: ~200 ms, most of it inside one syscall.
+        // The longest: ~200 ms, most of it inside one read.
         if let first = rows.first {
-            #expect(first.contains(" ms"), "\(first)")
-            #expect(first.contains("read") , "\(first)")
+            #expect(first.contains(">TCPWRAP<") && first.contains(" ms<"), "\(first)")
+            #expect(first.contains("read(fd "), "\(first)")
         }
         #expect(try Browser.screenshot(page, to: Browser.artifacts + "/report-blocking.png"))
     }
