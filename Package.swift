@@ -35,10 +35,7 @@ let package = Package(
         .target(name: "CRuntimeSystem"),
         .target(
             name: "AsyncTraceRuntime",
-            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRuntimeSystem"],
-            // The loop is single-threaded and hot: no dynamic exclusivity checks; let callers
-            // specialize its generics (Promise<T>) across the module boundary.
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked", "-cross-module-optimization"])]
+            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRuntimeSystem"]
         ),
 
         // --- protocols over the runtime's sockets ---

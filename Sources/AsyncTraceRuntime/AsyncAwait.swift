@@ -35,12 +35,60 @@ extension EventLoop: TaskExecutor {
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
 
     @inline(__always)
-    func runJob(_ job: LoopJob) {
+    private func runJobNow(_ job: LoopJob) {
         if job.isolated {
             job.job.runSynchronously(isolatedTo: serialExecutor.asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
         } else {
             job.job.runSynchronously(on: asUnownedTaskExecutor())
         }
+    }
+
+    /// Runs `job` where nothing may continue an await without suspending (it is not the last thing
+    /// its microtask does, or not run from the microtask queue at all).
+    func runJob(_ job: LoopJob) {
+        let saved = awaitScope
+        awaitScope = nil
+        runJobNow(job)
+        awaitScope = saved
+    }
+
+    /// Runs `job` as the rest of the microtask whose scope is `scope`, entered by the caller. An await
+    /// in it on a settled promise may continue without suspending (`continueWithoutSuspending`), which
+    /// moves the task into that await's scope; returns the scope current when the job ended, which
+    /// the caller leaves and destroys.
+    @inline(__always)
+    private func runJob(_ job: LoopJob, asMicrotaskIn scope: AsyncResourceContext) -> AsyncResourceContext {
+        let saved = awaitScope
+        awaitScope = scope
+        runJobNow(job)
+        let current = awaitScope ?? scope
+        awaitScope = saved
+        return current
+    }
+
+    /// The microtask that resumes a task awaiting a promise: resumes it and runs it at once, inside the
+    /// await's PROMISE resource.
+    func runAwaitResumption(_ c: UnsafeContinuation<Void, Never>, _ scope: AsyncResourceContext) {
+        AsyncHooks.enterCallback(scope.asyncID, triggerAsyncID: scope.triggerAsyncID, frame: scope.frame)
+        let saved = capturingJob
+        capturingJob = true
+        c.resume()
+        capturingJob = saved
+        var current = scope
+        if let job = capturedJob {
+            capturedJob = nil
+            current = runJob(job, asMicrotaskIn: scope)
+        }
+        AsyncHooks.leaveCallback(current.asyncID)
+        current.emitDestroy()
+    }
+
+    /// The microtask that runs a Swift job queued on the loop thread (a `SwiftJob` resource).
+    func runQueuedJob(_ job: LoopJob, _ scope: AsyncResourceContext) {
+        AsyncHooks.enterCallback(scope.asyncID, triggerAsyncID: scope.triggerAsyncID, frame: scope.frame)
+        let current = runJob(job, asMicrotaskIn: scope)
+        AsyncHooks.leaveCallback(current.asyncID)
+        current.emitDestroy()
     }
 
     /// Calls `resume` (which resumes a continuation of a task on this loop) and runs the resumed job
@@ -71,9 +119,9 @@ extension EventLoop: TaskExecutor {
             let (promise, loop, body) = box.value
             do {
                 let v = try await body()
-                promise.settle(.fulfilled(v))
+                promise.fulfil(v)
             } catch {
-                promise.settle(.rejected(error))
+                promise.reject(error)
             }
             loop.releaseRequestAnywhere()
         }
@@ -100,20 +148,48 @@ extension EventLoop: TaskExecutor {
 }
 
 extension Promise {
-    /// `await promise`: suspends until it settles, then continues as a callback of the await's own
-    /// PROMISE resource (trigger: this promise), like the rest of a JS async function. Always
-    /// suspends (one microtask), even when already settled, as JS does.
+    /// `await promise`: continues, once it settled, as a callback of the await's own PROMISE resource
+    /// (trigger: this promise), like the rest of a JS async function. As in JS the continuation runs
+    /// after everything already queued before it; see `continueWithoutSuspending` for when that is now.
+    @inlinable
     public var value: Value {
         get async throws {
-            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
-                addReaction(.resume(c, AsyncResourceContext(type: .promise, triggerAsyncID: asyncID)))
-            }
-            switch state {
-            case .fulfilled(let v): return v
-            case .rejected(let e): throw e
-            case .pending: fatalError("asynctrace: resumed before the promise settled")  // unreachable
-            }
+            if !continueWithoutSuspending() { await suspendUntilSettled() }
+            return try settledValue()
         }
+    }
+}
+
+extension PromiseBase {
+    /// Suspends the task until this promise settles; it is resumed by a microtask in the await's scope.
+    @usableFromInline
+    final func suspendUntilSettled() async {
+        await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+            addReaction(.resume(c, AsyncResourceContext(type: .promise, triggerAsyncID: asyncID)))
+        }
+    }
+
+    /// An await of this promise that can take effect without suspending: JS queues the continuation
+    /// as a microtask, and it runs after everything queued before it. When the promise is settled, the
+    /// microtask queue is empty, and the task is the rest of a microtask being drained (so after it
+    /// suspended, the drain would run the next microtask at once: ticks wait until the microtask queue
+    /// is empty), the continuation is the very next thing that would run. Then the await does here what
+    /// the queued microtask would do — leave and destroy the current scope, create the await's PROMISE
+    /// resource and enter it — and the task goes on without a Swift task switch. The events are the
+    /// ones a suspension would emit, in the same order, and each describes code that really ran there.
+    @usableFromInline
+    final func continueWithoutSuspending() -> Bool {
+        guard status != .pending else { return false }
+        let loop = self.loop
+        guard loop.isOnLoopThread, let scope = loop.awaitScope, loop.microtasks.isEmpty,
+              executionAsyncID() == scope.asyncID else { return false }
+        isHandled = true
+        let awaitContext = AsyncResourceContext(type: .promise, triggerAsyncID: asyncID)
+        AsyncHooks.leaveCallback(scope.asyncID)
+        scope.emitDestroy()
+        AsyncHooks.enterCallback(awaitContext.asyncID, triggerAsyncID: awaitContext.triggerAsyncID, frame: awaitContext.frame)
+        loop.awaitScope = awaitContext
+        return true
     }
 }
 

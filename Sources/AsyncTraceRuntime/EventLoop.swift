@@ -54,17 +54,22 @@ public final class EventLoop: @unchecked Sendable {
     var timerSequence: UInt64 = 0
     var immediateQueue = ContiguousArray<Immediate>()
     var runningImmediates = ContiguousArray<Immediate>()
-    var ticks = RingQueue<QueuedCallback>()
-    var microtasks = RingQueue<Microtask>()
+    // The queues and flags below are touched by every callback and await; they are confined to the
+    // loop's thread, so they skip dynamic exclusivity checks.
+    @exclusivity(unchecked) var ticks = RingQueue<QueuedCallback>()
+    @exclusivity(unchecked) var microtasks = RingQueue<Microtask>()
     var pendingCallbacks = RingQueue<QueuedCallback>()
     var closeCallbacks = RingQueue<QueuedCallback>()
     var drainingTicks = false
     /// Rejected promises without a handler, checked once the microtask queue is empty (as Node).
-    var unhandledRejections = ContiguousArray<PromiseBase>()
+    @exclusivity(unchecked) var unhandledRejections = ContiguousArray<PromiseBase>()
     /// While set, a job enqueued on this thread is kept here instead of queued, so the resumer
     /// can run it at once in its own scope (see `resumeInline`).
-    var capturingJob = false
-    var capturedJob: LoopJob?
+    @exclusivity(unchecked) var capturingJob = false
+    @exclusivity(unchecked) var capturedJob: LoopJob?
+    /// Set while a Swift job runs as the rest of a drained microtask: that microtask's scope, which
+    /// an await may replace by its own when it continues without suspending (Promise.value).
+    @exclusivity(unchecked) var awaitScope: AsyncResourceContext?
     /// This loop as a SerialExecutor (for actors pinned to the loop).
     public private(set) lazy var serialExecutor = LoopSerialExecutor(loop: self)
 
@@ -266,15 +271,9 @@ public final class EventLoop: @unchecked Sendable {
                     r.runReaction()
                     AsyncHooks.leaveCallback(ctx.asyncID)
                 case .resume(let c, let ctx):
-                    AsyncHooks.enterCallback(ctx.asyncID, triggerAsyncID: ctx.triggerAsyncID, frame: ctx.frame)
-                    resumeInline { c.resume() }
-                    AsyncHooks.leaveCallback(ctx.asyncID)
-                    ctx.emitDestroy()
+                    runAwaitResumption(c, ctx)
                 case .job(let job, let ctx):
-                    AsyncHooks.enterCallback(ctx.asyncID, triggerAsyncID: ctx.triggerAsyncID, frame: ctx.frame)
-                    runJob(job)
-                    AsyncHooks.leaveCallback(ctx.asyncID)
-                    ctx.emitDestroy()
+                    runQueuedJob(job, ctx)
                 }
             }
             if !unhandledRejections.isEmpty && ticks.isEmpty { processUnhandledRejections() }

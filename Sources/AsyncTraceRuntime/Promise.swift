@@ -1,15 +1,35 @@
 // Promise: Node/JS promise semantics on the loop. Each promise is a PROMISE resource: init when
 // created (a derived promise's trigger is its parent, as in Node), promiseResolve when settled,
 // before/after around its reaction job, destroy when it is freed (Node: when collected).
+//
+// Speed: the settling, reaction and hook machinery is untyped (PromiseBase); only the stored value
+// is generic, and the typed entry points are @inlinable, so a caller's Promise<Int> is specialized in
+// the caller's module and the hot paths never look up generic metadata at run time.
 import AsyncHooks
 
-/// The untyped part of every promise: the resource and the reaction-job entry point.
-public class PromiseBase {
-    let loop: EventLoop
-    public let context: AsyncResourceContext
-    /// A handler is attached (so a rejection is not unhandled).
-    var isHandled = false
+@usableFromInline
+enum PromiseStatus: UInt8 {
+    case pending, fulfilled, rejected
+}
 
+/// The untyped part of every promise: the resource, its outcome's status, the rejection, the reactions.
+public class PromiseBase {
+    @usableFromInline final let loop: EventLoop
+    public final let context: AsyncResourceContext
+    // Promises are confined to their loop's thread: no dynamic exclusivity checks on the hot fields.
+    @usableFromInline @exclusivity(unchecked) final var status: PromiseStatus = .pending
+    @usableFromInline @exclusivity(unchecked) final var rejection: (any Error)?
+    /// A handler is attached (so a rejection is not unhandled).
+    @usableFromInline @exclusivity(unchecked) final var isHandled = false
+    /// The fulfilled value, when it is a small trivial type (Int, Double, Void, small structs of such)...
+    @usableFromInline @exclusivity(unchecked) final var inlineValue: (UInt64, UInt64) = (0, 0)
+    /// ...else a `PromiseValueBox<Value>`. The typed subclass stores no `Value?` of its own: destroying
+    /// one in its (unspecializable) deinit would look up `Optional<Value>`'s metadata on every free.
+    @usableFromInline @exclusivity(unchecked) final var boxedValue: AnyObject?
+    @exclusivity(unchecked) private var firstReaction: Reaction?
+    @exclusivity(unchecked) private var moreReactions: ContiguousArray<Reaction>?
+
+    @usableFromInline
     init(loop: EventLoop, trigger: AsyncID?) {
         self.loop = loop
         self.context = AsyncResourceContext(type: .promise, triggerAsyncID: trigger)
@@ -17,13 +37,64 @@ public class PromiseBase {
 
     deinit { context.emitDestroy() }
 
-    public var asyncID: AsyncID { context.asyncID }
+    public final var asyncID: AsyncID { context.asyncID }
+
+    public final var isPending: Bool { status == .pending }
 
     /// The job run when the promise this one reacts to settles (derived promises override it).
     func runReaction() {}
 
     /// The rejection reason if rejected and nobody handled it.
-    var unhandledReason: (any Error)? { nil }
+    var unhandledReason: (any Error)? { !isHandled && status == .rejected ? rejection : nil }
+
+    // MARK: settling
+
+    /// Completes a fulfilment whose value the typed subclass has just stored.
+    @usableFromInline
+    final func didFulfil() {
+        status = .fulfilled
+        didSettle()
+    }
+
+    /// Rejects (ignored once settled, as in JS).
+    @usableFromInline
+    final func reject(_ error: any Error) {
+        guard status == .pending else { return }
+        rejection = error
+        status = .rejected
+        didSettle()
+    }
+
+    private final func didSettle() {
+        context.emitPromiseResolve()
+        if let r = firstReaction {
+            firstReaction = nil
+            loop.microtasks.push(r.microtask)
+            if let more = moreReactions {
+                moreReactions = nil
+                for r in more { loop.microtasks.push(r.microtask) }
+            }
+        } else if status == .rejected, !isHandled {
+            loop.unhandledRejections.append(self)
+        }
+    }
+
+    @usableFromInline
+    final func addReaction(_ r: PromiseBase) { addReaction(.promise(r)) }
+
+    final func addReaction(_ r: Reaction) {
+        isHandled = true
+        if status == .pending {
+            if firstReaction == nil {
+                firstReaction = r
+            } else {
+                if moreReactions == nil { moreReactions = [] }
+                moreReactions!.append(r)
+            }
+        } else {
+            loop.microtasks.push(r.microtask)
+        }
+    }
 }
 
 /// What runs when a promise settles: a derived promise's job, or an awaiting task's resumption
@@ -53,95 +124,113 @@ public struct AggregateError: Error, CustomStringConvertible {
 
 /// Lets an executor settle its promise (JS's resolve/reject functions, without allocating them).
 public struct PromiseResolver<Value> {
-    let promise: Promise<Value>
-    public func resolve(_ value: Value) { promise.settle(.fulfilled(value)) }
-    public func reject(_ error: any Error) { promise.settle(.rejected(error)) }
+    @usableFromInline let promise: Promise<Value>
+    @inlinable init(promise: Promise<Value>) { self.promise = promise }
+    @inlinable public func resolve(_ value: Value) { promise.fulfil(value) }
+    public func reject(_ error: any Error) { promise.reject(error) }
     /// Adopts `other`'s outcome (resolving with a promise).
     public func resolve(with other: Promise<Value>) { promise.adopt(other) }
 }
 
-public class Promise<Value>: PromiseBase {
-    enum State {
-        case pending
-        case fulfilled(Value)
-        case rejected(any Error)
-    }
-    var state: State = .pending
-    private var firstReaction: Reaction?
-    private var moreReactions: ContiguousArray<Reaction>?
+/// A fulfilled value that is not stored inline in its promise.
+@usableFromInline
+final class PromiseValueBox<Value> {
+    @usableFromInline let value: Value
+    @inlinable init(_ value: Value) { self.value = value }
+}
 
+public class Promise<Value>: PromiseBase {
+    /// Whether a value of this type fits `inlineValue`.
+    @inlinable
+    static var storesValueInline: Bool {
+        _isPOD(Value.self) && MemoryLayout<Value>.size <= 16 && MemoryLayout<Value>.alignment <= 8
+    }
+
+    /// The value once fulfilled (only then).
+    @inlinable
+    final var fulfilledValue: Value {
+        if Self.storesValueInline {
+            return withUnsafeBytes(of: inlineValue) { $0.loadUnaligned(as: Value.self) }
+        }
+        return unsafeDowncast(boxedValue.unsafelyUnwrapped, to: PromiseValueBox<Value>.self).value
+    }
+
+    @inlinable
+    final func storeValue(_ value: Value) {
+        if Self.storesValueInline {
+            withUnsafeMutableBytes(of: &inlineValue) { $0.storeBytes(of: value, as: Value.self) }
+        } else {
+            boxedValue = PromiseValueBox(value)
+        }
+    }
+
+    @usableFromInline
     init(loop: EventLoop, parent: PromiseBase?) {
         super.init(loop: loop, trigger: parent?.asyncID)
     }
 
     /// `new Promise((resolve, reject) => ...)`: the executor runs now; a throw rejects.
+    @inlinable
     public convenience init(_ executor: (PromiseResolver<Value>) throws -> Void) {
         self.init(loop: .current, parent: nil)
-        do { try executor(PromiseResolver(promise: self)) } catch { settle(.rejected(error)) }
+        do { try executor(PromiseResolver(promise: self)) } catch { reject(error) }
     }
 
     /// A pending promise and its resolver (Promise.withResolvers()).
+    @inlinable
     public static func withResolver() -> (Promise<Value>, PromiseResolver<Value>) {
         let p = Promise<Value>(loop: .current, parent: nil)
         return (p, PromiseResolver(promise: p))
     }
 
+    @inlinable
     public static func resolve(_ value: Value) -> Promise<Value> {
         let p = Promise<Value>(loop: .current, parent: nil)
-        p.settle(.fulfilled(value))
+        p.fulfil(value)
         return p
     }
 
+    @inlinable
     public static func reject(_ error: any Error) -> Promise<Value> {
         let p = Promise<Value>(loop: .current, parent: nil)
-        p.settle(.rejected(error))
+        p.reject(error)
         return p
     }
-
-    public var isPending: Bool { if case .pending = state { return true } else { return false } }
 
     // MARK: settling
 
-    func settle(_ outcome: State) {
-        guard case .pending = state else { return }  // resolving twice is ignored, as in JS
-        state = outcome
-        context.emitPromiseResolve()
-        if let r = firstReaction {
-            firstReaction = nil
-            loop.microtasks.push(r.microtask)
-            if let more = moreReactions {
-                moreReactions = nil
-                for r in more { loop.microtasks.push(r.microtask) }
-            }
-        } else if case .rejected = outcome, !isHandled {
-            loop.unhandledRejections.append(self)
+    /// Fulfils (ignored once settled, as in JS).
+    @inlinable
+    final func fulfil(_ value: Value) {
+        guard status == .pending else { return }
+        storeValue(value)
+        didFulfil()
+    }
+
+    /// Settles as `other` did (other must be settled).
+    final func settle(like other: Promise<Value>) {
+        switch other.status {
+        case .fulfilled: fulfil(other.fulfilledValue)
+        case .rejected: reject(other.rejection!)
+        case .pending: break
         }
     }
 
     func adopt(_ other: Promise<Value>) {
-        other.addReaction(ClosureReaction(parent: other) { [self] in settle(other.state) })
+        other.addReaction(ClosureReaction(parent: other) { [self] in settle(like: other) })
     }
 
-    override var unhandledReason: (any Error)? {
-        if !isHandled, case .rejected(let e) = state { return e }
-        return nil
-    }
-
-    func addReaction(_ r: PromiseBase) { addReaction(.promise(r)) }
-
-    func addReaction(_ r: Reaction) {
-        isHandled = true
-        if case .pending = state {
-            if firstReaction == nil { firstReaction = r } else { moreReactions = (moreReactions ?? []) + [r] }
-        } else {
-            loop.microtasks.push(r.microtask)
-        }
+    /// The outcome of a settled promise: its value, or its rejection thrown.
+    @inlinable
+    final func settledValue() throws -> Value {
+        if status == .fulfilled { return fulfilledValue }
+        throw rejection ?? PromiseNotSettled()
     }
 
     // MARK: reactions
 
     /// `then(onFulfilled, onRejected)`. A throw in a handler rejects the returned promise.
-    @discardableResult
+    @inlinable @discardableResult
     public func then<U>(_ onFulfilled: @escaping (Value) throws -> U,
                         _ onRejected: ((any Error) throws -> U)? = nil) -> Promise<U> {
         let d = DerivedPromise<Value, U>(parent: self, onFulfilled: onFulfilled, onRejected: onRejected)
@@ -150,32 +239,40 @@ public class Promise<Value>: PromiseBase {
     }
 
     /// `then` with a handler returning a promise: the result adopts it.
-    @discardableResult
+    @inlinable @discardableResult
     public func then<U>(_ onFulfilled: @escaping (Value) throws -> Promise<U>) -> Promise<U> {
         let d = DerivedPromise<Value, U>(parent: self, chained: onFulfilled, onRejected: nil)
         addReaction(d)
         return d
     }
 
-    @discardableResult
+    @inlinable @discardableResult
     public func `catch`(_ onRejected: @escaping (any Error) throws -> Value) -> Promise<Value> {
         then({ $0 }, onRejected)
     }
 
     /// Runs `body` on either outcome; the result keeps this promise's outcome (or rejects if `body` throws).
-    @discardableResult
+    @inlinable @discardableResult
     public func finally(_ body: @escaping () throws -> Void) -> Promise<Value> {
         then({ v in try body(); return v }, { e in try body(); throw e })
     }
 }
 
+/// Thrown if a pending promise's outcome is read (a runtime bug; never expected).
+public struct PromiseNotSettled: Error, CustomStringConvertible {
+    @inlinable public init() {}
+    public var description: String { "asynctrace: a pending promise's outcome was read" }
+}
+
 /// The promise returned by `then`: reacts to its parent by running a handler.
+@usableFromInline
 final class DerivedPromise<In, Out>: Promise<Out> {
     let parent: Promise<In>
     var onFulfilled: ((In) throws -> Out)?
     var onFulfilledChained: ((In) throws -> Promise<Out>)?
     var onRejected: ((any Error) throws -> Out)?
 
+    @usableFromInline
     init(parent: Promise<In>, onFulfilled: @escaping (In) throws -> Out, onRejected: ((any Error) throws -> Out)?) {
         self.parent = parent
         self.onFulfilled = onFulfilled
@@ -183,6 +280,7 @@ final class DerivedPromise<In, Out>: Promise<Out> {
         super.init(loop: parent.loop, parent: parent)
     }
 
+    @usableFromInline
     init(parent: Promise<In>, chained: @escaping (In) throws -> Promise<Out>, onRejected: ((any Error) throws -> Out)?) {
         self.parent = parent
         self.onFulfilledChained = chained
@@ -192,22 +290,24 @@ final class DerivedPromise<In, Out>: Promise<Out> {
 
     override func runReaction() {
         do {
-            switch parent.state {
-            case .fulfilled(let v):
+            switch parent.status {
+            case .fulfilled:
+                let v = parent.fulfilledValue
                 if let f = onFulfilled {
-                    settle(.fulfilled(try f(v)))
+                    fulfil(try f(v))
                 } else if let f = onFulfilledChained {
                     adopt(try f(v))
                 } else if let v = v as? Out {
-                    settle(.fulfilled(v))
+                    fulfil(v)
                 }
-            case .rejected(let e):
-                if let r = onRejected { settle(.fulfilled(try r(e))) } else { settle(.rejected(e)) }
+            case .rejected:
+                let e = parent.rejection!
+                if let r = onRejected { fulfil(try r(e)) } else { reject(e) }
             case .pending:
                 break
             }
         } catch {
-            settle(.rejected(error))
+            reject(error)
         }
         onFulfilled = nil
         onFulfilledChained = nil
@@ -252,12 +352,14 @@ public struct UnhandledRejection: Error, CustomStringConvertible {
 
 extension Promise {
     /// Fulfils with all values in order, or rejects with the first rejection.
+    @inlinable
     public static func all(_ promises: [Promise<Value>]) -> Promise<[Value]> {
         let result = Promise<[Value]>(loop: .current, parent: nil)
-        if promises.isEmpty { result.settle(.fulfilled([])); return result }
-        let state = AllState<Value>(result: result, count: promises.count)
-        for (i, p) in promises.enumerated() {
-            p.addReaction(AllReaction(state: state, input: p, index: i))
+        if promises.isEmpty { result.fulfil([]); return result }
+        let progress = AllProgress<Value>(result: result, count: promises.count)
+        for i in promises.indices {
+            let p = promises[i]
+            p.addReaction(CombinatorReaction(progress: progress, input: p, index: i))
         }
         return result
     }
@@ -266,7 +368,7 @@ extension Promise {
     public static func race(_ promises: [Promise<Value>]) -> Promise<Value> {
         let result = Promise<Value>(loop: .current, parent: nil)
         for p in promises {
-            p.addReaction(ClosureReaction(parent: p) { result.settle(p.state) })
+            p.addReaction(ClosureReaction(parent: p) { result.settle(like: p) })
         }
         return result
     }
@@ -274,18 +376,18 @@ extension Promise {
     /// Fulfils with every input's outcome once all settled.
     public static func allSettled(_ promises: [Promise<Value>]) -> Promise<[PromiseSettledResult<Value>]> {
         let result = Promise<[PromiseSettledResult<Value>]>(loop: .current, parent: nil)
-        if promises.isEmpty { result.settle(.fulfilled([])); return result }
+        if promises.isEmpty { result.fulfil([]); return result }
         var outcomes = [PromiseSettledResult<Value>?](repeating: nil, count: promises.count)
         var remaining = promises.count
         for (i, p) in promises.enumerated() {
             p.addReaction(ClosureReaction(parent: p) {
-                switch p.state {
-                case .fulfilled(let v): outcomes[i] = .fulfilled(v)
-                case .rejected(let e): outcomes[i] = .rejected(e)
+                switch p.status {
+                case .fulfilled: outcomes[i] = .fulfilled(p.fulfilledValue)
+                case .rejected: outcomes[i] = .rejected(p.rejection!)
                 case .pending: return
                 }
                 remaining -= 1
-                if remaining == 0 { result.settle(.fulfilled(outcomes.map { $0! })) }
+                if remaining == 0 { result.fulfil(outcomes.map { $0! }) }
             })
         }
         return result
@@ -294,17 +396,17 @@ extension Promise {
     /// Fulfils with the first fulfilment; rejects with AggregateError when all rejected.
     public static func any(_ promises: [Promise<Value>]) -> Promise<Value> {
         let result = Promise<Value>(loop: .current, parent: nil)
-        if promises.isEmpty { result.settle(.rejected(AggregateError(errors: []))); return result }
+        if promises.isEmpty { result.reject(AggregateError(errors: [])); return result }
         var errors = [(any Error)?](repeating: nil, count: promises.count)
         var remaining = promises.count
         for (i, p) in promises.enumerated() {
             p.addReaction(ClosureReaction(parent: p) {
-                switch p.state {
-                case .fulfilled(let v): result.settle(.fulfilled(v))
-                case .rejected(let e):
-                    errors[i] = e
+                switch p.status {
+                case .fulfilled: result.fulfil(p.fulfilledValue)
+                case .rejected:
+                    errors[i] = p.rejection!
                     remaining -= 1
-                    if remaining == 0 { result.settle(.rejected(AggregateError(errors: errors.map { $0! }))) }
+                    if remaining == 0 { result.reject(AggregateError(errors: errors.map { $0! })) }
                 case .pending: break
                 }
             })
@@ -313,44 +415,69 @@ extension Promise {
     }
 }
 
-/// Promise.all's shared progress.
-final class AllState<Value> {
-    let result: Promise<[Value]>
-    var values: [Value?]
-    var remaining: Int
-    init(result: Promise<[Value]>, count: Int) {
-        self.result = result
-        self.values = [Value?](repeating: nil, count: count)
+/// A combinator's shared progress, untyped: `onSettled` handles one input's outcome. It is written
+/// by the typed subclass's @inlinable initializer, so it is compiled for the caller's value type.
+@usableFromInline
+class CombinatorProgress {
+    @usableFromInline @exclusivity(unchecked) final var remaining: Int
+    @usableFromInline final let onSettled: (CombinatorProgress, PromiseBase, Int) -> Void
+
+    @usableFromInline
+    init(count: Int, onSettled: @escaping (CombinatorProgress, PromiseBase, Int) -> Void) {
         self.remaining = count
+        self.onSettled = onSettled
     }
 }
 
-/// Promise.all's reaction to one input: one object per input (a PROMISE resource, as Node's internal
-/// `then`), no closure.
-final class AllReaction<Value>: PromiseBase {
-    let state: AllState<Value>
-    let input: Promise<Value>
-    let index: Int
-    init(state: AllState<Value>, input: Promise<Value>, index: Int) {
-        self.state = state
-        self.input = input
-        self.index = index
-        super.init(loop: input.loop, trigger: input.asyncID)
+/// Promise.all's progress: the values so far.
+@usableFromInline
+final class AllProgress<Value>: CombinatorProgress {
+    @usableFromInline let result: Promise<[Value]>
+    @usableFromInline @exclusivity(unchecked) var values: [Value?]
+
+    @inlinable
+    init(result: Promise<[Value]>, count: Int) {
+        self.result = result
+        self.values = [Value?](repeating: nil, count: count)
+        super.init(count: count) { progress, input, index in
+            unsafeDowncast(progress, to: AllProgress<Value>.self).settled(unsafeDowncast(input, to: Promise<Value>.self), index)
+        }
     }
-    override func runReaction() {
-        switch input.state {
-        case .fulfilled(let v):
-            state.values[index] = v
-            state.remaining -= 1
-            if state.remaining == 0 {
-                let values = state.values.map { $0! }
-                state.values = []
-                state.result.settle(.fulfilled(values))
+
+    @inlinable
+    final func settled(_ input: Promise<Value>, _ index: Int) {
+        switch input.status {
+        case .fulfilled:
+            values[index] = input.fulfilledValue
+            remaining -= 1
+            if remaining == 0 {
+                let all = values.map { $0! }
+                values = []
+                result.fulfil(all)
             }
-        case .rejected(let e):
-            state.result.settle(.rejected(e))
+        case .rejected:
+            result.reject(input.rejection!)
         case .pending:
             break
         }
     }
+}
+
+/// A combinator's reaction to one input: one object per input (a PROMISE resource, as Node's
+/// internal `then` per element), no closure of its own.
+@usableFromInline
+final class CombinatorReaction: PromiseBase {
+    let progress: CombinatorProgress
+    let input: PromiseBase
+    let index: Int
+
+    @usableFromInline
+    init(progress: CombinatorProgress, input: PromiseBase, index: Int) {
+        self.progress = progress
+        self.input = input
+        self.index = index
+        super.init(loop: input.loop, trigger: input.asyncID)
+    }
+
+    override func runReaction() { progress.onSettled(progress, input, index) }
 }
