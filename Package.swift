@@ -54,10 +54,9 @@ let package = Package(
 
         // --- reading side ---
         .target(name: "TraceReader", dependencies: ["TraceFormat"]),
-        // Unchecked exclusivity: the export pass touches its per-thread state once per event, and dynamic
-        // exclusivity checks on class properties were a third of its time.
-        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports"],
-                swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
+        // No unsafe flags (SwiftPM refuses them in dependencies): the hot class properties of the export
+        // pass are marked @exclusivity(unchecked) one by one instead.
+        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports"]),
         .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat"]),
         .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader"]),
 

@@ -9,16 +9,24 @@ public final class ChromeTraceExporter: TimelineSink {
 
     let out: OutputFile
     let baseNs: UInt64
-    private var names = QuotedNames()
-    private var stacks: [[TimelineOp]] = []
-    private var first = true
-    public private(set) var eventsWritten: UInt64 = 0
+    // Per-event state: no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var names = QuotedNames()
+    /// `,"cat":"…","pid":P,"tid":T,"ts":` by (thread × 8 + slice kind), built once.
+    @exclusivity(unchecked) private var middles = ByteArena()
+    @exclusivity(unchecked) private var stacks: [[TimelineOp]] = []
+    @exclusivity(unchecked) private var first = true
+    @exclusivity(unchecked) public private(set) var eventsWritten: UInt64 = 0
 
     /// Timestamps are written relative to `baseNs` (µs), so they stay short.
     public init(output: OutputFile, baseNs: UInt64) {
         self.out = output
         self.baseNs = baseNs
         out.write("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n")
+    }
+
+    deinit {
+        names.deallocate()
+        middles.deallocate()
     }
 
     public func finish(timeline: Timeline) {
@@ -29,9 +37,10 @@ public final class ChromeTraceExporter: TimelineSink {
         out.write("}}\n")
     }
 
+    /// The separator before every event but the first.
     @inline(__always)
-    private func open() {
-        if first { first = false } else { out.write(byte: UInt8(ascii: ",")); out.write(byte: 10) }
+    private func open(_ w: inout ByteWriter) {
+        if first { first = false } else { w.put(",\n") }
         eventsWritten &+= 1
     }
 
@@ -40,52 +49,46 @@ public final class ChromeTraceExporter: TimelineSink {
 
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
         stacks.append([])
-        middles.append([[UInt8]?](repeating: nil, count: 8))
+        var text = ""
         if !timeline.threads.dropLast().contains(where: { $0.pid == thread.pid }) {
-            open()
-            out.write("{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":")
-            out.write(uint: UInt64(process.pid))
-            out.write(",\"tid\":0,\"args\":{\"name\":")
-            out.write(JSONWriter.quote(process.program.isEmpty ? "pid \(process.pid)" : process.program))
-            out.write("}}")
+            text += "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\(process.pid),\"tid\":0,\"args\":{\"name\":"
+                + JSONWriter.quote(process.program.isEmpty ? "pid \(process.pid)" : process.program) + "}}"
         }
-        open()
-        out.write("{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":")
-        out.write(uint: UInt64(thread.pid))
-        out.write(",\"tid\":")
-        out.write(uint: UInt64(thread.tid))
-        out.write(",\"args\":{\"name\":")
-        out.write(JSONWriter.quote(thread.name.map { $0.isEmpty ? "thread \(thread.tid)" : $0 } ?? "thread \(thread.tid)"))
-        out.write("}}")
+        if !text.isEmpty { text += ",\n" }
+        text += "{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":\(thread.pid),\"tid\":\(thread.tid),\"args\":{\"name\":"
+            + JSONWriter.quote(thread.name.map { $0.isEmpty ? "thread \(thread.tid)" : $0 } ?? "thread \(thread.tid)") + "}}"
+        var w = out.reserve(2)
+        open(&w)
+        out.commit(w)
+        out.write(text)
     }
 
-    /// `,"cat":"…","pid":P,"tid":T,"ts":` per thread and slice kind, built once.
-    private var middles: [[[UInt8]?]] = []
-
-    private func head(_ ph: StaticString, _ op: TimelineOp, timeline: Timeline) {
-        open()
-        out.write(ph.utf8Start, count: ph.utf8CodeUnitCount)
-        names.write(op.name, timeline.names, to: out)
-        let k = Int(op.slice.rawValue)
-        if middles[op.thread][k] == nil {
-            let th = timeline.threads[op.thread]
-            middles[op.thread][k] = Array(",\"cat\":\"\(op.slice.category)\",\"pid\":\(th.pid),\"tid\":\(th.tid),\"ts\":".utf8)
-        }
-        middles[op.thread][k]!.withUnsafeBytes { out.write($0) }
-        out.write(microsFromNanos: rel(op.timestampNs))
+    private func middle(_ op: TimelineOp, timeline: Timeline) -> UnsafeRawBufferPointer {
+        let key = op.thread * 8 + Int(op.slice.rawValue)
+        if let m = middles.lookup(key) { return m }
+        let th = timeline.threads[op.thread]
+        return middles.store(key, Array(",\"cat\":\"\(op.slice.category)\",\"pid\":\(th.pid),\"tid\":\(th.tid),\"ts\":".utf8))
     }
 
-    private func flow(_ id: UInt64, out isOut: Bool) {
-        out.write(",\"bind_id\":\"0x")
-        var digits: [UInt8] = []
-        var v = id
-        repeat {
-            let d = UInt8(v & 15)
-            digits.append(d < 10 ? 48 + d : 87 + d)
-            v >>= 4
-        } while v > 0
-        for d in digits.reversed() { out.write(byte: d) }
-        out.write(isOut ? "\",\"flow_out\":true" : "\",\"flow_in\":true")
+    /// `{"ph":"X","name":"…","cat":…,"ts":T` with room for `extra` more bytes after it.
+    @inline(__always)
+    private func head(_ ph: StaticString, _ op: TimelineOp, extra: Int, timeline: Timeline) -> ByteWriter {
+        let name = names.get(op.name, timeline.names)
+        let mid = middle(op, timeline: timeline)  // another arena: `name` stays valid
+        var w = out.reserve(40 + name.count + mid.count + extra)
+        open(&w)
+        w.put(ph)
+        w.put(name)
+        w.put(mid)
+        w.put(microsFromNanos: rel(op.timestampNs))
+        return w
+    }
+
+    @inline(__always)
+    private func flow(_ w: inout ByteWriter, _ id: UInt64, out isOut: Bool) {
+        w.put(",\"bind_id\":\"0x")
+        w.put(hex: id)
+        w.put(isOut ? "\",\"flow_out\":true" : "\",\"flow_in\":true")
     }
 
     public func consume(_ op: TimelineOp, timeline: Timeline) {
@@ -94,57 +97,63 @@ public final class ChromeTraceExporter: TimelineSink {
             stacks[op.thread].append(op)
         case .end:
             guard let b = stacks[op.thread].popLast() else { return }
-            head("{\"ph\":\"X\",\"name\":", b, timeline: timeline)
-            out.write(",\"dur\":")
+            // 240: the longest fixed text and numbers below (6 integers of ≤ 20 digits, a flow, punctuation).
+            let type = b.slice == .callback ? names.get(b.typeName, timeline.names).count : 0
+            var w = head("{\"ph\":\"X\",\"name\":", b, extra: 240 + type, timeline: timeline)
+            w.put(",\"dur\":")
             // Both ends relative and clamped alike (a syscall may have begun before the trace's first chunk).
-            out.write(microsFromNanos: rel(op.timestampNs) - rel(b.timestampNs))
+            w.put(microsFromNanos: rel(op.timestampNs) - rel(b.timestampNs))
             switch b.slice {
             case .callback:
-                out.write(",\"args\":{\"async_id\":")
-                out.write(uint: b.asyncID)
-                out.write(",\"trigger_async_id\":")
-                out.write(uint: b.triggerID)
-                out.write(",\"type\":")
-                names.write(b.typeName, timeline.names, to: out)
-                out.write("}")
+                w.put(",\"args\":{\"async_id\":")
+                w.put(uint: b.asyncID)
+                w.put(",\"trigger_async_id\":")
+                w.put(uint: b.triggerID)
+                w.put(",\"type\":")
+                w.put(names.get(b.typeName, timeline.names))
+                w.put(UInt8(ascii: "}"))
                 // One binding per event: the trigger flow (first callback) wins over an epoll-ready flow.
-                if b.flowIn != 0 { flow(b.flowIn, out: false) } else if b.flowIn2 != 0 { flow(b.flowIn2, out: false) }
+                if b.flowIn != 0 { flow(&w, b.flowIn, out: false) } else if b.flowIn2 != 0 { flow(&w, b.flowIn2, out: false) }
             case .syscall:
-                out.write(",\"args\":{\"fd\":")
-                out.write(int: b.fd)
-                out.write(",\"ret\":")
-                out.write(int: b.ret)
-                out.write("}")
+                w.put(",\"args\":{\"fd\":")
+                w.put(int: b.fd)
+                w.put(",\"ret\":")
+                w.put(int: b.ret)
+                w.put(UInt8(ascii: "}"))
             case .poll:
-                out.write(",\"args\":{\"timeout_ms\":")
-                out.write(int: b.ret)
-                out.write("}")
+                w.put(",\"args\":{\"timeout_ms\":")
+                w.put(int: b.ret)
+                w.put(UInt8(ascii: "}"))
             default:
                 break
             }
-            out.write("}")
+            w.put(UInt8(ascii: "}"))
+            out.commit(w)
         case .instant:
             if op.flowOut != 0 {
                 // A zero-length complete event, so the flow has a slice to bind to.
-                head("{\"ph\":\"X\",\"name\":", op, timeline: timeline)
-                out.write(",\"dur\":0,\"args\":{\"async_id\":")
-                out.write(uint: op.asyncID)
+                var w = head("{\"ph\":\"X\",\"name\":", op, extra: 160, timeline: timeline)
+                w.put(",\"dur\":0,\"args\":{\"async_id\":")
+                w.put(uint: op.asyncID)
                 if op.slice == .ready {
-                    out.write(",\"fd\":")
-                    out.write(int: op.fd)
+                    w.put(",\"fd\":")
+                    w.put(int: op.fd)
                 }
-                out.write("}")
-                flow(op.flowOut, out: true)
-                out.write("}")
+                w.put(UInt8(ascii: "}"))
+                flow(&w, op.flowOut, out: true)
+                w.put(UInt8(ascii: "}"))
+                out.commit(w)
             } else {
-                head("{\"ph\":\"i\",\"name\":", op, timeline: timeline)
-                out.write(",\"s\":\"t\"}")
+                var w = head("{\"ph\":\"i\",\"name\":", op, extra: 16, timeline: timeline)
+                w.put(",\"s\":\"t\"}")
+                out.commit(w)
             }
         case .counter:
-            head("{\"ph\":\"C\",\"name\":", op, timeline: timeline)
-            out.write(",\"args\":{\"value\":")
-            out.write(int: op.counterValue)
-            out.write("}}")
+            var w = head("{\"ph\":\"C\",\"name\":", op, extra: 64, timeline: timeline)
+            w.put(",\"args\":{\"value\":")
+            w.put(int: op.counterValue)
+            w.put("}}")
+            out.commit(w)
         }
     }
 }

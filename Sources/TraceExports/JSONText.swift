@@ -41,23 +41,63 @@ extension OutputFile {
     }
 }
 
-/// Escaped names by id, computed once each.
-struct QuotedNames {
-    private var cache: [[UInt8]?] = []
+/// Byte strings by small integer id, in one growing block (no array of arrays to retain per use).
+struct ByteArena {
+    private var storage: UnsafeMutablePointer<UInt8>
+    private var used = 0
+    private var capacity: Int
+    private var starts: [Int] = []
+    private var lengths: [Int] = []
+    /// Entry id by key (-1: none yet).
+    private var byKey: [Int] = []
 
-    mutating func bytes(_ id: Int, _ names: NameTable) -> [UInt8] {
-        if id < cache.count, let b = cache[id] { return b }
-        if id >= cache.count { cache.append(contentsOf: repeatElement(nil, count: id - cache.count + 1)) }
-        let b = Array(JSONWriter.quote(names[id]).utf8)
-        cache[id] = b
-        return b
+    init(capacity: Int = 4096) {
+        self.capacity = capacity
+        storage = .allocate(capacity: capacity)
     }
 
-    mutating func write(_ id: Int, _ names: NameTable, to out: OutputFile) {
-        if id < cache.count, let b = cache[id] {
-            b.withUnsafeBytes { out.write($0) }
-            return
+    /// Frees the block (the owner calls this from its deinit; the arena is a plain struct for speed).
+    func deallocate() { storage.deallocate() }
+
+    /// The bytes stored for `key`, if any.
+    @inline(__always)
+    func lookup(_ key: Int) -> UnsafeRawBufferPointer? {
+        guard key >= 0 && key < byKey.count else { return nil }
+        let e = byKey[key]
+        guard e >= 0 else { return nil }
+        return UnsafeRawBufferPointer(start: storage + starts[e], count: lengths[e])
+    }
+
+    @discardableResult
+    mutating func store(_ key: Int, _ bytes: [UInt8]) -> UnsafeRawBufferPointer {
+        if used + bytes.count > capacity {
+            var c = capacity * 2
+            while c < used + bytes.count { c *= 2 }
+            let p = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
+            p.update(from: storage, count: used)
+            storage.deallocate()
+            storage = p
+            capacity = c
         }
-        bytes(id, names).withUnsafeBytes { out.write($0) }
+        bytes.withUnsafeBufferPointer { (storage + used).update(from: $0.baseAddress!, count: $0.count) }
+        if key >= byKey.count { byKey.append(contentsOf: repeatElement(-1, count: key - byKey.count + 1)) }
+        byKey[key] = starts.count
+        starts.append(used)
+        lengths.append(bytes.count)
+        used += bytes.count
+        return UnsafeRawBufferPointer(start: storage + used - bytes.count, count: bytes.count)
+    }
+}
+
+/// JSON-quoted names by name id, computed once each.
+struct QuotedNames {
+    private var arena = ByteArena()
+
+    func deallocate() { arena.deallocate() }
+
+    @inline(__always)
+    mutating func get(_ id: Int, _ names: NameTable) -> UnsafeRawBufferPointer {
+        if let b = arena.lookup(id) { return b }
+        return arena.store(id, Array(JSONWriter.quote(names[id]).utf8))
     }
 }

@@ -12,10 +12,11 @@ public struct ExportError: Error, CustomStringConvertible, Sendable {
 public final class OutputFile {
     public let path: String
     private let fd: Int32
-    private let buffer: UnsafeMutablePointer<UInt8>
-    private let capacity: Int
-    private var count = 0
-    public private(set) var bytesWritten: UInt64 = 0
+    private var buffer: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    // Touched per event by every exporter; no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var count = 0
+    @exclusivity(unchecked) public private(set) var bytesWritten: UInt64 = 0
     /// The first write error; later writes are dropped and `close()` throws it.
     public private(set) var failure: ExportError?
     private var closed = false
@@ -50,6 +51,27 @@ public final class OutputFile {
         (buffer + count).update(from: p.assumingMemoryBound(to: UInt8.self), count: n)
         count += n
     }
+
+    /// Room for `n` bytes: write them through the returned writer, then `commit` it.
+    /// One capacity check for a whole event instead of one per field.
+    @inline(__always)
+    func reserve(_ n: Int) -> ByteWriter {
+        if count + n > capacity {
+            flush()
+            if n > capacity { grow(n) }
+        }
+        return ByteWriter(buffer + count)
+    }
+
+    /// An event larger than the buffer (a huge name): the buffer grows (it is empty here).
+    private func grow(_ n: Int) {
+        buffer.deallocate()
+        capacity = n
+        buffer = .allocate(capacity: n)
+    }
+
+    @inline(__always)
+    func commit(_ w: ByteWriter) { count = w.p - buffer }
 
     @inline(__always)
     public func write(_ bytes: UnsafeRawBufferPointer) {

@@ -3,6 +3,9 @@
 // own packet sequence whose first packet clears the incremental state and sets defaults (the thread's
 // track, a sequence-scoped incremental clock), so every later packet carries only a timestamp delta,
 // the sequence id and a TrackEvent with interned names — a dozen bytes for a slice end.
+// Events are encoded straight into the output buffer (one reserve per packet, no intermediate buffers).
+// Size: the ready fds a kernel epoll wait returned start their flows on the epoll_wait slice itself
+// (no instant per fd), and flow ids are recycled once their flow ended, so they stay one-byte varints.
 
 /// Field numbers of perfetto/trace/trace_packet.proto and friends (the subset we write).
 private enum F {
@@ -41,15 +44,13 @@ public final class PerfettoExporter: TimelineSink {
 
     /// Debug annotation names, interned with these iids on every sequence.
     enum Annotation: UInt64, CaseIterable {
-        case asyncID = 1, trigger, type, fd, ret, size, timeoutMs
+        case asyncID = 1, trigger, fd, ret, timeoutMs
         var name: String {
             switch self {
             case .asyncID: "async_id"
             case .trigger: "trigger_async_id"
-            case .type: "type"
             case .fd: "fd"
             case .ret: "ret"
-            case .size: "size"
             case .timeoutMs: "timeout_ms"
             }
         }
@@ -59,7 +60,6 @@ public final class PerfettoExporter: TimelineSink {
         var started = false
         var lastTs: UInt64 = 0
         var names = Bitset()
-        var strings = Bitset()
     }
 
     struct Bitset {
@@ -75,19 +75,37 @@ public final class PerfettoExporter: TimelineSink {
     }
 
     let out: OutputFile
-    private var header = ProtoBuffer(capacity: 64)
-    private var packet = ProtoBuffer()
-    private var event = ProtoBuffer()
-    private var interned = ProtoBuffer()
-    private var scratch = ProtoBuffer(capacity: 256)
-    private var sequences: [Sequence] = []
-    private var describedProcesses: Set<UInt32> = []
-    private var describedCounters: Set<UInt32> = []
-    public private(set) var packets: UInt64 = 0
+    /// The TrackEvent being encoded (bounded: a few varint fields, ≤ 4 annotations, ≤ maxFlowsPerEvent flows).
+    private let event: UnsafeMutablePointer<UInt8>
+    static let eventCapacity = 512
+    static let maxFlowsPerEvent = 16
+    // Touched per event: no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var interned = ProtoBuffer()
+    @exclusivity(unchecked) private var packet = ProtoBuffer()
+    @exclusivity(unchecked) private var scratch = ProtoBuffer(capacity: 256)
+    @exclusivity(unchecked) private var sequences: [Sequence] = []
+    @exclusivity(unchecked) private var describedProcesses: Set<UInt32> = []
+    @exclusivity(unchecked) private var describedCounters: Set<UInt32> = []
+    /// Per name id: 1 if it names an epoll wait syscall, 0 if not, -1 not yet known.
+    @exclusivity(unchecked) private var epollName: [Int8] = []
+    /// A kernel epoll wait's begin, held back until the ready instants that follow it are folded in.
+    @exclusivity(unchecked) private var pending: TimelineOp?
+    @exclusivity(unchecked) private var pendingFlows: [UInt64] = []
+    /// Timeline flow id -> the id written (recycled after the flow ended; see `flowStarted`).
+    @exclusivity(unchecked) private var flowIDs = IDTable<UInt64>()
+    @exclusivity(unchecked) private var freeFlowIDs: [(id: UInt64, freedAt: UInt64)] = []
+    @exclusivity(unchecked) private var freeHead = 0
+    @exclusivity(unchecked) private var nextFlowID: UInt64 = 1
+    @exclusivity(unchecked) public private(set) var packets: UInt64 = 0
+    /// Live resources whose trigger was annotated already (forgotten when they are destroyed).
+    @exclusivity(unchecked) private var triggerWritten = IDTable<Void>()
 
     public init(output: OutputFile) {
         self.out = output
+        event = .allocate(capacity: Self.eventCapacity)
     }
+
+    deinit { event.deallocate() }
 
     static func processUUID(_ pid: UInt32) -> UInt64 { 1 << 62 | UInt64(pid) }
     /// Small, so the uuid each counter value carries is a short varint (thread uuids are all ≥ 2^32).
@@ -97,11 +115,11 @@ public final class PerfettoExporter: TimelineSink {
     // MARK: - packets
 
     private func writePacket() {
-        header.reset()
-        header.tag(F.tracePacket, 2)
-        header.rawVarint(UInt64(packet.count))
-        out.write(header.base, count: header.count)
-        out.write(packet.base, count: packet.count)
+        var w = out.reserve(11 + packet.count)
+        w.put(0x0A)  // Trace.packet
+        w.varint(UInt64(packet.count))
+        w.put(UnsafeRawBufferPointer(start: packet.base, count: packet.count))
+        out.commit(w)
         packets &+= 1
     }
 
@@ -188,79 +206,163 @@ public final class PerfettoExporter: TimelineSink {
         sequences[t].lastTs = ts
     }
 
+    @inline(__always)
+    private func resourceKey(_ t: Int, _ asyncID: UInt64, _ timeline: Timeline) -> UInt64 {
+        UInt64(timeline.threads[t].pid) << 44 ^ asyncID
+    }
+
+    public func resource(_ change: ResourceChange, timeline: Timeline) {
+        if change.kind == .destroyed { triggerWritten.remove(UInt64(change.pid) << 44 ^ change.asyncID) }
+    }
+
+    // MARK: - flows
+
+    /// The id a new flow is written with: a recycled one when trace_processor has surely closed it (its flow
+    /// ended before `ts`: packets are sorted by time before import), else a fresh one.
+    private func flowStarted(_ flow: UInt64, at ts: UInt64) -> UInt64 {
+        let id: UInt64
+        if freeHead < freeFlowIDs.count && freeFlowIDs[freeHead].freedAt < ts {
+            id = freeFlowIDs[freeHead].id
+            freeHead += 1
+            if freeHead == freeFlowIDs.count {
+                freeFlowIDs.removeAll(keepingCapacity: true)
+                freeHead = 0
+            }
+        } else {
+            id = nextFlowID
+            nextFlowID &+= 1
+        }
+        flowIDs.insert(flow, id)
+        return id
+    }
+
+    /// The id a flow was written with; it becomes free for flows starting after `ts`.
+    private func flowEnded(_ flow: UInt64, at ts: UInt64) -> UInt64? {
+        guard let id = flowIDs.remove(flow) else { return nil }
+        if freeHead > 4096 && freeHead * 2 > freeFlowIDs.count {
+            freeFlowIDs.removeFirst(freeHead)
+            freeHead = 0
+        }
+        freeFlowIDs.append((id, ts))
+        return id
+    }
+
     // MARK: - events
 
     @inline(__always)
-    private func name(_ id: Int, thread t: Int, timeline: Timeline) {
+    private func isEpollWait(_ name: Int, _ timeline: Timeline) -> Bool {
+        if name < epollName.count && epollName[name] >= 0 { return epollName[name] == 1 }
+        if name >= epollName.count { epollName.append(contentsOf: repeatElement(-1, count: name - epollName.count + 1)) }
+        let yes = timeline.isEpollWait(name)
+        epollName[name] = yes ? 1 : 0
+        return yes
+    }
+
+    @inline(__always)
+    private func name(_ id: Int, thread t: Int, timeline: Timeline, _ w: inout ByteWriter) {
         if sequences[t].names.insert(id) {
             scratch.reset()
             scratch.varint(1, UInt64(id + 1))
             scratch.string(2, timeline.names[id])
             interned.message(F.eventNames, scratch)
         }
-        event.varint(F.nameIID, UInt64(id + 1))
+        w.put(0x50)  // name_iid
+        w.varint(UInt64(id + 1))
     }
 
-    /// A DebugAnnotation {name_iid, int_value}, written in place (its length is known up front).
+    /// A DebugAnnotation {name_iid, int_value} (iids are < 128: one byte).
     @inline(__always)
-    private func annotate(_ a: Annotation, _ v: Int64) {
+    private func annotate(_ a: Annotation, _ v: Int64, _ w: inout ByteWriter) {
         let value = UInt64(bitPattern: v)
-        event.tag(F.debugAnnotations, 2)
-        event.rawVarint(UInt64(2 + varintLength(value) + 1))  // iids are < 128: one byte
-        event.varint(1, a.rawValue)
-        event.varint(4, value)
+        w.put(0x22)  // debug_annotations
+        w.varint(UInt64(3 + varintLength(value)))
+        w.put(0x08)
+        w.put(UInt8(truncatingIfNeeded: a.rawValue))
+        w.put(0x20)
+        w.varint(value)
     }
 
-    private func annotate(type id: Int, thread t: Int, timeline: Timeline) {
-        if sequences[t].strings.insert(id) {
-            scratch.reset()
-            scratch.varint(1, UInt64(id + 1))
-            scratch.string(2, timeline.names[id])
-            interned.message(F.annotationStrings, scratch)
-        }
-        scratch.reset()
-        scratch.varint(1, Annotation.type.rawValue)
-        scratch.varint(17, UInt64(id + 1))  // string_value_iid
-        event.message(F.debugAnnotations, scratch)
+    @inline(__always)
+    private func terminate(_ flow: UInt64, at ts: UInt64, _ w: inout ByteWriter) {
+        guard let id = flowEnded(flow, at: ts) else { return }
+        w.put(0xD0); w.put(0x02)  // terminating_flow_ids_old (42)
+        w.varint(id)
     }
 
     public func consume(_ op: TimelineOp, timeline: Timeline) {
+        if let p = pending {
+            // The ready fds of the epoll wait just begun: their flows start on the wait's slice.
+            if op.kind == .instant && op.slice == .ready && op.thread == p.thread && op.flowOut != 0
+                && pendingFlows.count < Self.maxFlowsPerEvent {
+                pendingFlows.append(op.flowOut)
+                return
+            }
+            pending = nil
+            write(p, timeline: timeline)
+            pendingFlows.removeAll(keepingCapacity: true)
+        }
+        if op.kind == .begin && op.slice == .syscall && isEpollWait(op.name, timeline) {
+            pending = op
+            return
+        }
+        write(op, timeline: timeline)
+    }
+
+    private func write(_ op: TimelineOp, timeline: Timeline) {
         let t = op.thread
         if !sequences[t].started { startSequence(t, thread: timeline.threads[t], at: op.timestampNs) }
-        event.reset()
         interned.reset()
+        var w = ByteWriter(event)
         switch op.kind {
         case .begin:
-            event.varint(F.type, 1)  // TYPE_SLICE_BEGIN
-            name(op.name, thread: t, timeline: timeline)
+            w.put(0x48)  // type
+            w.put(1)  // TYPE_SLICE_BEGIN
+            name(op.name, thread: t, timeline: timeline, &w)
             switch op.slice {
             case .callback:
                 // The slice's name is the resource type; a "type" annotation would repeat it in every callback.
-                annotate(.asyncID, Int64(bitPattern: op.asyncID))
-                annotate(.trigger, Int64(bitPattern: op.triggerID))
-                if op.flowIn != 0 { event.varint(F.terminatingFlowIDs, op.flowIn) }
-                if op.flowIn2 != 0 { event.varint(F.terminatingFlowIDs, op.flowIn2) }
+                annotate(.asyncID, Int64(bitPattern: op.asyncID), &w)
+                // The trigger belongs to the resource: written on its first callback only.
+                let key = resourceKey(t, op.asyncID, timeline)
+                if triggerWritten[key] == nil {
+                    triggerWritten.insert(key, ())
+                    annotate(.trigger, Int64(bitPattern: op.triggerID), &w)
+                }
+                if op.flowIn != 0 { terminate(op.flowIn, at: op.timestampNs, &w) }
+                if op.flowIn2 != 0 { terminate(op.flowIn2, at: op.timestampNs, &w) }
             case .syscall:
-                // epoll waits: the ready instants inside say what came back; fd (the epoll fd) and count add little.
-                if !timeline.isEpollWait(op.name) {
-                    if op.fd >= 0 { annotate(.fd, op.fd) }
-                    annotate(.ret, op.ret)
+                // epoll waits: the flows say what came back; fd (the epoll fd) and count add little.
+                if isEpollWait(op.name, timeline) {
+                    for f in pendingFlows {
+                        w.put(0xA0); w.put(0x02)  // flow_ids_old (36)
+                        w.varint(flowStarted(f, at: op.timestampNs))
+                    }
+                } else {
+                    if op.fd >= 0 { annotate(.fd, op.fd, &w) }
+                    annotate(.ret, op.ret, &w)
                 }
             case .poll:
                 // int64 annotations cost 10 bytes when negative: -1 (no timeout) is left out.
-                if op.ret >= 0 { annotate(.timeoutMs, op.ret) }
+                if op.ret >= 0 { annotate(.timeoutMs, op.ret, &w) }
             default:
                 break
             }
         case .end:
-            event.varint(F.type, 2)  // TYPE_SLICE_END
+            w.put(0x48)
+            w.put(2)  // TYPE_SLICE_END
         case .instant:
-            event.varint(F.type, 3)  // TYPE_INSTANT
-            name(op.name, thread: t, timeline: timeline)
-            if op.slice == .initResource {
-                annotate(.asyncID, Int64(bitPattern: op.asyncID))
-            }  // ready instants: the name says the fd, the flow leads to the callback
-            if op.flowOut != 0 { event.varint(F.flowIDs, op.flowOut) }
+            w.put(0x48)
+            w.put(3)  // TYPE_INSTANT
+            name(op.name, thread: t, timeline: timeline, &w)
+            // An init's flow leads to the new resource's first callback, which carries its async id and trigger;
+            // ready instants (user-only traces): the name says the fd, the flow leads to the callback.
+            if op.slice == .initResource && op.flowOut == 0 {
+                annotate(.asyncID, Int64(bitPattern: op.asyncID), &w)
+            }
+            if op.flowOut != 0 {
+                w.put(0xA0); w.put(0x02)  // flow_ids_old (36)
+                w.varint(flowStarted(op.flowOut, at: op.timestampNs))
+            }
         case .counter:
             let pid = timeline.threads[t].pid
             if describedCounters.insert(pid).inserted {
@@ -273,32 +375,37 @@ public final class PerfettoExporter: TimelineSink {
                 d.message(8, scratch)  // CounterDescriptor (defaults: a plain counter)
                 descriptorPacket(d)
             }
-            event.varint(F.type, 4)  // TYPE_COUNTER
-            event.varint(F.trackUUID, Self.counterUUID(timeline.threads[t].pid))
-            event.int(F.counterValue, op.counterValue)
+            w.put(0x48)
+            w.put(4)  // TYPE_COUNTER
+            w.put(0x58)  // track_uuid
+            w.varint(Self.counterUUID(pid))
+            w.put(0xF0); w.put(0x01)  // counter_value (30)
+            w.varint(UInt64(bitPattern: op.counterValue))
         }
-        // The packet is written straight to the output: its length is the sum of its fields'.
+        let eventLength = w.p - event
+        // The packet goes straight to the output: its length is the sum of its fields'.
         let delta = op.timestampNs &- sequences[t].lastTs
         sequences[t].lastTs = op.timestampNs
         let seq = UInt64(t + 2)
-        var length = 1 + varintLength(delta) + 1 + varintLength(seq) + 1 + varintLength(UInt64(event.count)) + event.count
-        if interned.count > 0 { length += 1 + varintLength(UInt64(interned.count)) + interned.count }
-        header.reset()
-        header.tag(F.tracePacket, 2)
-        header.rawVarint(UInt64(length))
-        header.varint(F.timestamp, delta)
-        header.varint(F.sequenceID, seq)
-        if interned.count > 0 {
-            header.tag(F.internedData, 2)
-            header.rawVarint(UInt64(interned.count))
-            out.write(header.base, count: header.count)
-            out.write(interned.base, count: interned.count)
-            header.reset()
+        let internedLength = interned.count
+        var length = 1 + varintLength(delta) + 1 + varintLength(seq) + 1 + varintLength(UInt64(eventLength)) + eventLength
+        if internedLength > 0 { length += 1 + varintLength(UInt64(internedLength)) + internedLength }
+        var o = out.reserve(length + 11)
+        o.put(0x0A)  // Trace.packet
+        o.varint(UInt64(length))
+        o.put(0x40)  // timestamp
+        o.varint(delta)
+        o.put(0x50)  // trusted_packet_sequence_id
+        o.varint(seq)
+        if internedLength > 0 {
+            o.put(0x62)  // interned_data
+            o.varint(UInt64(internedLength))
+            o.put(UnsafeRawBufferPointer(start: interned.base, count: internedLength))
         }
-        header.tag(F.trackEvent, 2)
-        header.rawVarint(UInt64(event.count))
-        out.write(header.base, count: header.count)
-        out.write(event.base, count: event.count)
+        o.put(0x5A)  // track_event
+        o.varint(UInt64(eventLength))
+        o.put(UnsafeRawBufferPointer(start: event, count: eventLength))
+        out.commit(o)
         packets &+= 1
     }
 }

@@ -12,12 +12,18 @@ public final class SpeedscopeExporter: TimelineSink {
     let out: OutputFile
     let baseNs: UInt64
     let spoolDirectory: String
-    private var spools: [OutputFile] = []
     private var spoolPaths: [String] = []
-    private var stacks: [[Int]] = []
-    private var firstEvent: [Bool] = []
-    private var startAt: [UInt64] = []
-    private var endAt: [UInt64] = []
+
+    struct ThreadState {
+        let spool: OutputFile
+        var stack: [Int] = []
+        var firstEvent = true
+        var startAt: UInt64 = .max
+        var endAt: UInt64 = 0
+    }
+
+    // Per-event state: no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var threads: [ThreadState] = []
     public private(set) var failure: ExportError?
 
     public init(output: OutputFile, baseNs: UInt64, spoolDirectory: String) {
@@ -32,40 +38,40 @@ public final class SpeedscopeExporter: TimelineSink {
     private func rel(_ ns: UInt64) -> UInt64 { ns > baseNs ? ns - baseNs : 0 }
 
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
-        let path = "\(spoolDirectory)/.asynctrace-speedscope-\(getpid())-\(spools.count).tmp"
+        let path = "\(spoolDirectory)/.asynctrace-speedscope-\(getpid())-\(threads.count).tmp"
+        let spool: OutputFile
         do {
-            spools.append(try OutputFile(path: path, bufferSize: 64 << 10))
+            spool = try OutputFile(path: path, bufferSize: 64 << 10)
         } catch {
             if failure == nil { failure = error }
-            spools.append(try! OutputFile(path: "/dev/null", bufferSize: 16))
+            spool = try! OutputFile(path: "/dev/null", bufferSize: 16)
         }
         spoolPaths.append(path)
-        stacks.append([])
-        firstEvent.append(true)
-        startAt.append(.max)
-        endAt.append(0)
+        threads.append(ThreadState(spool: spool))
     }
 
+    @inline(__always)
     private func event(_ t: Int, open: Bool, frame: Int, at ns: UInt64) {
-        let f = spools[t]
-        if firstEvent[t] { firstEvent[t] = false } else { f.write(byte: UInt8(ascii: ",")) }
-        f.write(open ? "{\"type\":\"O\",\"frame\":" : "{\"type\":\"C\",\"frame\":")
-        f.write(uint: UInt64(frame))
-        f.write(",\"at\":")
         let at = rel(ns)
-        f.write(uint: at)
-        f.write(byte: UInt8(ascii: "}"))
-        if at < startAt[t] { startAt[t] = at }
-        if at > endAt[t] { endAt[t] = at }
+        var w = threads[t].spool.reserve(64)
+        if threads[t].firstEvent { threads[t].firstEvent = false } else { w.put(UInt8(ascii: ",")) }
+        w.put(open ? "{\"type\":\"O\",\"frame\":" : "{\"type\":\"C\",\"frame\":")
+        w.put(uint: UInt64(frame))
+        w.put(",\"at\":")
+        w.put(uint: at)
+        w.put(UInt8(ascii: "}"))
+        threads[t].spool.commit(w)
+        if at < threads[t].startAt { threads[t].startAt = at }
+        if at > threads[t].endAt { threads[t].endAt = at }
     }
 
     public func consume(_ op: TimelineOp, timeline: Timeline) {
         switch op.kind {
         case .begin:
-            stacks[op.thread].append(op.name)
+            threads[op.thread].stack.append(op.name)
             event(op.thread, open: true, frame: op.name, at: op.timestampNs)
         case .end:
-            guard let frame = stacks[op.thread].popLast() else { return }
+            guard let frame = threads[op.thread].stack.popLast() else { return }
             event(op.thread, open: false, frame: frame, at: op.timestampNs)
         case .instant, .counter:
             break  // speedscope has no instants or counters
@@ -87,17 +93,17 @@ public final class SpeedscopeExporter: TimelineSink {
         out.write("]},\"profiles\":[")
         var firstProfile = true
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        for t in spools.indices {
-            try spools[t].close()
-            guard !firstEvent[t] else { continue }  // a thread without slices has no profile
+        for t in threads.indices {
+            try threads[t].spool.close()
+            guard !threads[t].firstEvent else { continue }  // a thread without slices has no profile
             if firstProfile { firstProfile = false } else { out.write(byte: UInt8(ascii: ",")) }
             let th = timeline.threads[t]
             out.write("\n{\"type\":\"evented\",\"name\":")
             out.write(JSONWriter.quote("\(th.label) pid \(th.pid)"))
             out.write(",\"unit\":\"nanoseconds\",\"startValue\":")
-            out.write(uint: startAt[t])
+            out.write(uint: threads[t].startAt)
             out.write(",\"endValue\":")
-            out.write(uint: endAt[t])
+            out.write(uint: threads[t].endAt)
             out.write(",\"events\":[")
             let fd = open(spoolPaths[t], O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw ExportError("\(spoolPaths[t]): cannot reopen the spool file") }

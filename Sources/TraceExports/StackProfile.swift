@@ -27,9 +27,9 @@ public final class StackTree {
         public var depth: Int
     }
 
-    public private(set) var nodes: [Node] = [Node(label: -1, parent: -1, selfWeight: 0, depth: 0)]
+    @exclusivity(unchecked) public private(set) var nodes: [Node] = [Node(label: -1, parent: -1, selfWeight: 0, depth: 0)]
     public let labels = NameTable()
-    private var childIndex = IDTable<Int>()
+    @exclusivity(unchecked) private var childIndex = IDTable<Int>()
 
     public static let root = 0
 
@@ -83,15 +83,15 @@ public final class StackAggregator: TimelineSink {
         var isCallback: Bool
     }
 
-    private var stacks: [[Frame]] = []
-    private var lastTs: [UInt64] = []
+    @exclusivity(unchecked) private var stacks: [[Frame]] = []
+    @exclusivity(unchecked) private var lastTs: [UInt64] = []
     private var threadNodes: [Int] = []
     private var outsideCallbacks = -1
     // Causal grouping: every live resource's node (evicted on destroy).
     private struct ResourceKey: Hashable { var pid: UInt32; var id: UInt64 }
-    private var causalNodes: [ResourceKey: Int] = [:]
-    private var causalTypes: [ResourceKey: Int] = [:]
-    private var frameLabels: [Int] = []  // timeline name id -> tree label id (-1: not yet)
+    @exclusivity(unchecked) private var causalNodes: [ResourceKey: Int] = [:]
+    @exclusivity(unchecked) private var causalTypes: [ResourceKey: Int] = [:]
+    @exclusivity(unchecked) private var frameLabels: [Int] = []  // timeline name id -> tree label id (-1: not yet)
 
     public init(grouping: StackGrouping = .callback, weight: StackWeight = .busy) {
         self.grouping = grouping

@@ -162,9 +162,9 @@ public struct TimelineStats: Sendable {
 public final class Timeline {
     public let reader: TraceReader
     public let names: NameTable
-    public private(set) var threads: [TimelineThread] = []
+    @exclusivity(unchecked) public private(set) var threads: [TimelineThread] = []
     public private(set) var processes: [TimelineProcess] = []
-    public private(set) var stats = TimelineStats()
+    @exclusivity(unchecked) public private(set) var stats = TimelineStats()
     /// Name ids of loop phases, by phase code (0...6), and of the fixed names.
     public let phaseNames: [Int]
     public let pollName: Int
@@ -172,29 +172,29 @@ public final class Timeline {
     /// Damage found while decoding (the reader's index damage is in `reader.damage`).
     public private(set) var decodeDamage: [TraceDamage] = []
     /// Earliest and latest timestamp of any op (0 if none).
-    public private(set) var firstNs: UInt64 = .max
-    public private(set) var lastNs: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var firstNs: UInt64 = .max
+    @exclusivity(unchecked) public private(set) var lastNs: UInt64 = 0
 
     private var threadByKey: [UInt64: Int] = [:]
     private var processByPid: [UInt32: Int] = [:]
-    private var threadOfStream: [Int]
-    private var syscallNames: [Int]
+    @exclusivity(unchecked) private var threadOfStream: [Int]
+    @exclusivity(unchecked) private var syscallNames: [Int]
     private var initNames: [Int: Int] = [:]
     private var readyNames: [Int64: Int] = [:]
     private let openResourcesName: Int
 
-    // Per-thread state, parallel to `threads`.
-    private var stacks: [[OpenSlice]] = []
-    private var lastTs: [UInt64] = []
+    // Per-thread state, parallel to `threads`. The pass touches it per event: no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var stacks: [[OpenSlice]] = []
+    @exclusivity(unchecked) private var lastTs: [UInt64] = []
     // Per-process state, parallel to `processes`.
-    private var resources: [IDTable<Resource>] = []
-    private var fdOwner: [IDTable<UInt64>] = []
-    private var processOfThread: [Int] = []
-    private var lastKernelKey: UInt64 = .max
-    private var lastKernelThread = -1
-    private var openResources: [Int64] = []
-    private var reportedOpen: [Int64] = []
-    private var nextFlow: UInt64 = 0
+    @exclusivity(unchecked) private var resources: [IDTable<Resource>] = []
+    @exclusivity(unchecked) private var fdOwner: [IDTable<UInt64>] = []
+    @exclusivity(unchecked) private var processOfThread: [Int] = []
+    @exclusivity(unchecked) private var lastKernelKey: UInt64 = .max
+    @exclusivity(unchecked) private var lastKernelThread = -1
+    @exclusivity(unchecked) private var openResources: [Int64] = []
+    @exclusivity(unchecked) private var reportedOpen: [Int64] = []
+    @exclusivity(unchecked) private var nextFlow: UInt64 = 0
     private let useKernelPolls: Bool
 
     struct OpenSlice {
@@ -249,10 +249,11 @@ public final class Timeline {
             threadOfStream[s.index] = addThread(pid: s.pid, tid: s.tid, name: s.threadName, user: true,
                                                 program: s.program, sink: &sink)
         }
-        while let e = it.next() {
+        // forEach lends each event in place: next() would copy it (its text and list) per event.
+        it.forEach { stream, e in
             stats.events &+= 1
             stats.byKind[Int(e.kind.rawValue)] &+= 1
-            handle(e, sink: &sink)
+            handle(stream, e, sink: &sink)
             countdown -= 1
             if countdown == 0 {
                 countdown = 65_536
@@ -350,17 +351,17 @@ public final class Timeline {
     }
 
     @inline(__always)
-    private func handle<S: TimelineSink>(_ te: borrowing TraceEvent, sink: inout S) {
-        switch te.event.kind {
+    private func handle<S: TimelineSink>(_ stream: Int, _ e: borrowing DecodedEvent, sink: inout S) {
+        switch e.kind {
         case .syscall, .epollWait:
-            kernelCall(te.event, sink: &sink)
+            kernelCall(e, sink: &sink)
             return
         default:
             break
         }
-        let t = threadOfStream[te.stream]
+        let t = threadOfStream[stream]
         guard t >= 0 else { return }  // other kernel-stream kinds (fork/exit) have no thread timeline
-        userEvent(te.event, thread: t, sink: &sink)
+        userEvent(e, thread: t, sink: &sink)
     }
 
     private func userEvent<S: TimelineSink>(_ e: borrowing DecodedEvent, thread t: Int, sink: inout S) {

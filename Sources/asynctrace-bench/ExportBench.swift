@@ -13,7 +13,8 @@ enum ExportBench {
     static let iterationsPerChunk = 1_000
 
     static func run() {
-        let iterations = 250_000  // 14 events each: 3.5 M events
+        // ASYNCTRACE_BENCH_EXPORT_ITERATIONS: a smaller trace (for callgrind).
+        let iterations = getenv("ASYNCTRACE_BENCH_EXPORT_ITERATIONS").flatMap { Int(String(cString: $0)) } ?? 250_000  // 14 events each: 3.5 M events
         let path = writeTrace(iterations: iterations)
         defer { unlink(path) }
         guard let reader = try? TraceReader(path: path) else { fatalError("bench trace unreadable") }

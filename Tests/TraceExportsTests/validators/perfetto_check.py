@@ -32,8 +32,7 @@ def main(path):
     slices = []  # (track, name, ts, dur, depth, parent name, annotations)
     instants = []
     counters = []
-    flow_out = defaultdict(int)
-    flow_in = defaultdict(int)
+    flow_events = []  # (ts, 0 start / 1 end, id, event name)
     clock_snapshots = 0
 
     for i, p in enumerate(trace.packet):
@@ -113,9 +112,9 @@ def main(path):
                 fail(f"packet {i}: annotation {key} has no value")
         # Both encodings of flow ids (fixed64 47/48 and the varint *_old 36/42) are read by trace_processor.
         for fid in list(e.flow_ids) + list(e.flow_ids_old):
-            flow_out[fid] += 1
+            flow_events.append((ts, 0, fid, name))
         for fid in list(e.terminating_flow_ids) + list(e.terminating_flow_ids_old):
-            flow_in[fid] += 1
+            flow_events.append((ts, 1, fid, name))
         if e.type == SLICE_BEGIN:
             if name is None:
                 fail(f"packet {i}: slice begin without a name")
@@ -140,11 +139,24 @@ def main(path):
     open_slices = sum(len(s) for s in stacks.values())
     if open_slices:
         fail(f"{open_slices} slices never ended")
-    for fid, n in flow_in.items():
-        if n != 1:
-            fail(f"flow {fid} terminated {n} times")
-        if flow_out.get(fid, 0) != 1:
-            fail(f"flow {fid} terminated but never started")
+    # Flows the way trace_processor's FlowTracker links them: packets sorted by time, a flow id active from
+    # its start until a terminating event closes it (then the id may start a new flow).
+    active = {}
+    flows_started = flows_terminated = 0
+    flow_sources = defaultdict(int)
+    flow_links = defaultdict(int)
+    for ts, kind, fid, name in sorted(flow_events, key=lambda x: (x[0], x[1])):
+        if kind == 0:
+            if fid in active:
+                fail(f"flow id {fid} started at {ts} while still active (trace_processor drops it as a duplicate)")
+            active[fid] = name
+            flows_started += 1
+            flow_sources[name] += 1
+        else:
+            if fid not in active:
+                fail(f"flow id {fid} terminated at {ts} but no flow with that id is active")
+            flow_links[f"{active.pop(fid)} -> {name}"] += 1
+            flows_terminated += 1
 
     def thread_label(uuid):
         t = tracks[uuid]
@@ -165,8 +177,10 @@ def main(path):
         "nesting": nesting,
         "instants": [{"name": x["name"], "parent": x["parent"], "args": x["args"]} for x in instants],
         "counters": [c["value"] for c in counters],
-        "flows_started": len(flow_out),
-        "flows_terminated": len(flow_in),
+        "flows_started": flows_started,
+        "flows_terminated": flows_terminated,
+        "flow_sources": dict(flow_sources),
+        "flow_links": dict(flow_links),
         "callback_args": [dict(s["args"], name=s["name"]) for s in slices if "async_id" in s["args"]],
         "syscalls": sorted([[thread_label(s["track"]), s["name"], s["ts"], s["dur"], s["parent"]]
                             for s in slices if "ret" in s["args"] or s["name"].startswith("epoll_")], key=lambda x: x[2]),
