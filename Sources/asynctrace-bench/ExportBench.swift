@@ -125,4 +125,92 @@ enum ExportBench {
         }
         return path
     }
+
+    /// A trace shaped like a recorded HTTP benchmark with kernel syscalls (the examples' http scenario under
+    /// `asynctrace record`): 16 keep-alive connections; per loop iteration an epoll wait returning 1–8 of their
+    /// fds, then per ready fd the connection's callback with a read and a sendto inside and a request resource
+    /// created there that runs once and is destroyed; µs-scale, jittered gaps and durations (a fixed seed).
+    static func writeHTTPTrace(iterations: Int) -> String {
+        let path = "/tmp/asynctrace-bench-export-http-\(getpid()).atrace"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        precondition(fd >= 0, "cannot create \(path)")
+        defer { close(fd) }
+        func put(_ bytes: [UInt8]) { bytes.withUnsafeBytes { precondition(write(fd, $0.baseAddress, $0.count) == $0.count) } }
+        let pid: UInt32 = 2000, tid: UInt32 = 2000
+        put(FileHeader(pid: pid, monotonicStartNs: 1_000_000, realtimeStartNs: 0, program: "http-bench").encode())
+        var rng: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func random(_ range: ClosedRange<UInt64>) -> UInt64 {
+            rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
+            return range.lowerBound + rng % (range.upperBound - range.lowerBound + 1)
+        }
+        let connections = 16
+        var t: UInt64 = 1_000_000
+        var nextID: UInt64 = 100
+        var seq: UInt64 = 0
+        var done = 0
+        while done < iterations {
+            var u = ChunkBuilder(pid: pid, tid: tid, startNs: t, startTicks: t, reserve: 256 << 10)
+            var k = ChunkBuilder(pid: pid, tid: 0, startNs: t, startTicks: t, reserve: 256 << 10)
+            let request = u.intern("HTTPINCOMINGMESSAGE", ticks: t)
+            if seq == 0 {
+                let tcp = u.intern("TCPWRAP", ticks: t)
+                for c in 0..<connections {
+                    u.beginEvent(.initResource, ticks: t); u.putAsyncID(UInt64(10 + c)); u.putStringID(tcp); u.putRelatedID(1)
+                    u.beginEvent(.resourceFD, ticks: t); u.putAsyncID(UInt64(10 + c)); u.putSigned(Int64(7 + c))
+                }
+            }
+            func sys(_ nr: UInt64, fd: Int64, size: UInt64, ret: Int64, at exit: UInt64, dur: UInt64) {
+                k.beginEvent(.syscall, ticks: exit)
+                k.putUnsigned(UInt64(pid)); k.putUnsigned(UInt64(tid)); k.putUnsigned(nr); k.putSigned(fd)
+                k.putUnsigned(size); k.putSigned(ret); k.putUnsigned(dur)
+            }
+            for _ in 0..<min(iterationsPerChunk / 4, iterations - done) {
+                u.beginEvent(.loopIteration, ticks: t); u.putUnsigned(UInt64(done))
+                t += random(100...400)
+                u.beginEvent(.phaseEnter, ticks: t); u.putUnsigned(4)
+                t += random(100...300)
+                u.beginEvent(.pollStart, ticks: t); u.putSigned(-1)
+                let wait = random(2_000...60_000)
+                t += wait + random(200...600)
+                let ready = (0..<Int(random(1...8))).map { _ in Int(random(0...UInt64(connections - 1))) }
+                let fds = Array(Set(ready)).sorted().map { UInt64(7 + $0) }
+                k.beginEvent(.epollWait, ticks: t)
+                k.putUnsigned(UInt64(pid)); k.putUnsigned(UInt64(tid)); k.putUnsigned(232); k.putSigned(3)
+                k.putUnsigned(1024); k.putSigned(-1); k.putSigned(Int64(fds.count)); k.putUnsigned(wait); k.putList(fds)
+                t += random(300...900)
+                u.beginEvent(.pollEnd, ticks: t); u.putUnsigned(UInt64(fds.count)); u.putList(fds)
+                for f in fds {
+                    let conn = f - 7 + 10
+                    t += random(200...800)
+                    u.beginEvent(.before, ticks: t); u.putAsyncID(conn)
+                    let readDur = random(800...4_000)
+                    t += random(300...1_500) + readDur
+                    sys(0, fd: Int64(f), size: 65_536, ret: Int64(random(80...400)), at: t, dur: readDur)
+                    t += random(2_000...15_000)
+                    u.beginEvent(.initResource, ticks: t); u.putAsyncID(nextID); u.putStringID(request); u.putRelatedID(conn)
+                    let sendDur = random(3_000...12_000)
+                    t += random(1_000...5_000) + sendDur
+                    let size = random(100...300)
+                    sys(44, fd: Int64(f), size: size, ret: Int64(size), at: t, dur: sendDur)
+                    t += random(300...1_500)
+                    u.beginEvent(.after, ticks: t); u.putAsyncID(conn)
+                    t += random(200...800)
+                    u.beginEvent(.before, ticks: t); u.putAsyncID(nextID)
+                    t += random(1_000...6_000)
+                    u.beginEvent(.after, ticks: t); u.putAsyncID(nextID)
+                    t += random(100...400)
+                    u.beginEvent(.destroy, ticks: t); u.putAsyncID(nextID)
+                    nextID += 1
+                }
+                t += random(200...600)
+                u.beginEvent(.phaseLeave, ticks: t); u.putUnsigned(4)
+                done += 1
+                t += random(500...3_000)
+            }
+            put(u.seal(sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0))
+            put(k.seal(sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0, flags: [.kernel]))
+            seq += 1
+        }
+        return path
+    }
 }

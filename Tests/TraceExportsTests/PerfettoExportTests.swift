@@ -48,8 +48,12 @@ import TraceExports
         // Flows: trigger → first callback, epoll-ready → the callback it woke.
         #expect(r["flows_started"] as? Int == Synthetic.Expect.triggerFlows + Synthetic.Expect.readyFlows)
         #expect(r["flows_terminated"] as? Int == Synthetic.Expect.flowsTerminated)
+        // The fds a kernel epoll wait returned start their flows on the epoll_wait slice (no instant per fd).
+        let links = r["flow_links"] as! [String: Int]
+        #expect(links == ["epoll_wait -> TCPSERVERWRAP": 1, "epoll_wait -> TCPWRAP": 1,
+                          "init TCPWRAP -> TCPWRAP": 1, "init Timeout -> Timeout": 1])
         let instants = r["instants"] as! [[String: Any]]
-        #expect(instants.contains { $0["name"] as? String == "ready fd 7" && $0["parent"] as? String == "epoll_wait" })
+        #expect(!instants.contains { ($0["name"] as? String)?.hasPrefix("ready fd") == true })
         #expect(instants.contains { $0["name"] as? String == "init TCPWRAP" && $0["parent"] as? String == "TCPSERVERWRAP" })
         #expect(instants.contains { $0["name"] as? String == "done" })
         // Open resources at the loop iterations where the count changed: server, connection, worker's FSREQCALLBACK, then + timer.
@@ -71,5 +75,44 @@ import TraceExports
         })
         #expect(r["flows_started"] as? Int == Synthetic.Expect.triggerFlows + Synthetic.Expect.readyFlows)
         #expect(r["flows_terminated"] as? Int == Synthetic.Expect.flowsTerminated)
+        let links = r["flow_links"] as! [String: Int]
+        #expect(links["ready fd 7 -> TCPWRAP"] == 1 && links["ready fd 5 -> TCPSERVERWRAP"] == 1, "\(links)")
+    }
+
+    /// A server-shaped trace of many loop iterations: flow ids are recycled (one-byte varints) and still link
+    /// every flow the way trace_processor does; a resource's trigger is written on its first callback only;
+    /// every slice's time is the trace's to the nanosecond.
+    @Test func recyclesFlowIDsWritesTriggersOnceAndKeepsExactTimes() throws {
+        let dir = ScratchDirectory("perfetto-loop")
+        let trace = dir.file("t.atrace")
+        let iterations = 300
+        LoopTrace.write(to: trace, iterations: iterations)
+        let out = dir.file("t.perfetto-trace")
+        let summary = try export(trace, .perfetto, to: out)
+        #expect(summary.callbacks == UInt64(2 * iterations))
+        let r = try validate("perfetto_check.py", [out])
+        #expect(r["error"] == nil, "\(r["error"] ?? "")")
+        guard r["error"] == nil else { return }
+        // Per iteration: a ready flow (epoll → connection) and a trigger flow (connection → its TickObject).
+        #expect(r["flows_started"] as? Int == 2 * iterations)
+        #expect(r["flows_terminated"] as? Int == 2 * iterations)
+        #expect(r["flow_links"] as? [String: Int] == ["epoll_wait -> TCPWRAP": iterations,
+                                                      "init TickObject -> TickObject": iterations])
+        #expect((r["max_flow_id"] as? Int ?? .max) < 128, "flow ids were not recycled")
+        let args = r["callback_args"] as! [[String: Any]]
+        let connection = args.filter { $0["name"] as? String == "TCPWRAP" }
+        #expect(connection.count == iterations && connection.allSatisfy { $0["async_id"] as? Int == 5 })
+        #expect(connection.filter { $0["trigger_async_id"] != nil }.count == 1)
+        let ticks = args.filter { $0["name"] as? String == "TickObject" }
+        #expect(ticks.count == iterations && ticks.allSatisfy { $0["trigger_async_id"] as? Int == 5 })
+        // Exact times: each iteration's read is [t + 600, t + 700], its write [t + 800, t + 900] (t = 2_000 × i).
+        let syscalls = r["syscalls"] as! [[Any]]
+        let reads = syscalls.filter { $0[1] as? String == "read" }.map { ($0[2] as! Int, $0[3] as! Int) }
+        let writes = syscalls.filter { $0[1] as? String == "write" }.map { ($0[2] as! Int, $0[3] as! Int) }
+        #expect(reads.count == iterations && writes.count == iterations)
+        for i in 0..<min(reads.count, writes.count) {
+            let t = Int(LoopTrace.start) + 2_000 * i
+            #expect(reads[i] == (t + 600, 100) && writes[i] == (t + 800, 100), "iteration \(i)")
+        }
     }
 }

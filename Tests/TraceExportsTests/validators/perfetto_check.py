@@ -180,6 +180,7 @@ def main(path):
         "flows_started": flows_started,
         "flows_terminated": flows_terminated,
         "flow_sources": dict(flow_sources),
+        "max_flow_id": max((f[2] for f in flow_events), default=0),
         "flow_links": dict(flow_links),
         "callback_args": [dict(s["args"], name=s["name"]) for s in slices if "async_id" in s["args"]],
         "syscalls": sorted([[thread_label(s["track"]), s["name"], s["ts"], s["dur"], s["parent"]]
