@@ -165,7 +165,7 @@ extension PromiseBase {
     @usableFromInline
     final func suspendUntilSettled() async {
         await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
-            addReaction(.resume(c, AsyncResourceContext(type: .promise, triggerAsyncID: asyncID)))
+            addReaction(.resume(c, AsyncResourceContext(type: loop.promiseType, triggerAsyncID: asyncID)))
         }
     }
 
@@ -184,7 +184,7 @@ extension PromiseBase {
         guard loop.isOnLoopThread, let scope = loop.awaitScope, loop.microtasks.isEmpty,
               executionAsyncID() == scope.asyncID else { return false }
         isHandled = true
-        let awaitContext = AsyncResourceContext(type: .promise, triggerAsyncID: asyncID)
+        let awaitContext = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: asyncID)
         AsyncHooks.leaveCallback(scope.asyncID)
         scope.emitDestroy()
         AsyncHooks.enterCallback(awaitContext.asyncID, triggerAsyncID: awaitContext.triggerAsyncID, frame: awaitContext.frame)

@@ -70,6 +70,8 @@ public final class EventLoop: @unchecked Sendable {
     /// Set while a Swift job runs as the rest of a drained microtask: that microtask's scope, which
     /// an await may replace by its own when it continues without suspending (Promise.value).
     @exclusivity(unchecked) var awaitScope: AsyncResourceContext?
+    /// `ResourceType.promise`, read without the lazy global's once-check (several per await).
+    let promiseType = ResourceType.promise
     /// This loop as a SerialExecutor (for actors pinned to the loop).
     public private(set) lazy var serialExecutor = LoopSerialExecutor(loop: self)
 

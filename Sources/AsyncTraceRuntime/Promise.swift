@@ -17,22 +17,26 @@ public class PromiseBase {
     @usableFromInline final let loop: EventLoop
     public final let context: AsyncResourceContext
     // Promises are confined to their loop's thread: no dynamic exclusivity checks on the hot fields.
+    // The fields are laid out small (104 bytes with the header): programs make promises by the
+    // hundred thousand, and glibc's fast bins take chunks up to 128 bytes.
     @usableFromInline @exclusivity(unchecked) final var status: PromiseStatus = .pending
-    @usableFromInline @exclusivity(unchecked) final var rejection: (any Error)?
     /// A handler is attached (so a rejection is not unhandled).
     @usableFromInline @exclusivity(unchecked) final var isHandled = false
-    /// The fulfilled value, when it is a small trivial type (Int, Double, Void, small structs of such)...
-    @usableFromInline @exclusivity(unchecked) final var inlineValue: (UInt64, UInt64) = (0, 0)
+    @usableFromInline @exclusivity(unchecked) final var rejection: (any Error)?
+    /// The fulfilled value, when it is a trivial type of up to 8 bytes (Int, Double, Bool, Void, ...)...
+    @usableFromInline @exclusivity(unchecked) final var inlineValue: UInt64 = 0
     /// ...else a `PromiseValueBox<Value>`. The typed subclass stores no `Value?` of its own: destroying
     /// one in its (unspecializable) deinit would look up `Optional<Value>`'s metadata on every free.
     @usableFromInline @exclusivity(unchecked) final var boxedValue: AnyObject?
-    @exclusivity(unchecked) private var firstReaction: Reaction?
+    /// The reactions in the order they were added: the first if it is a promise (the common case,
+    /// without an array), else all in `moreReactions`.
+    @exclusivity(unchecked) private var firstReaction: PromiseBase?
     @exclusivity(unchecked) private var moreReactions: ContiguousArray<Reaction>?
 
     @usableFromInline
     init(loop: EventLoop, trigger: AsyncID?) {
         self.loop = loop
-        self.context = AsyncResourceContext(type: .promise, triggerAsyncID: trigger)
+        self.context = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: trigger)
     }
 
     deinit { context.emitDestroy() }
@@ -69,28 +73,32 @@ public class PromiseBase {
         context.emitPromiseResolve()
         if let r = firstReaction {
             firstReaction = nil
-            loop.microtasks.push(r.microtask)
-            if let more = moreReactions {
-                moreReactions = nil
-                for r in more { loop.microtasks.push(r.microtask) }
-            }
-        } else if status == .rejected, !isHandled {
+            loop.microtasks.push(.reaction(r))
+        }
+        if let more = moreReactions {
+            moreReactions = nil
+            for r in more { loop.microtasks.push(r.microtask) }
+        }
+        if status == .rejected, !isHandled {
             loop.unhandledRejections.append(self)
         }
     }
 
     @usableFromInline
-    final func addReaction(_ r: PromiseBase) { addReaction(.promise(r)) }
+    final func addReaction(_ r: PromiseBase) {
+        if status == .pending && firstReaction == nil && moreReactions == nil {
+            isHandled = true
+            firstReaction = r
+        } else {
+            addReaction(.promise(r))
+        }
+    }
 
     final func addReaction(_ r: Reaction) {
         isHandled = true
         if status == .pending {
-            if firstReaction == nil {
-                firstReaction = r
-            } else {
-                if moreReactions == nil { moreReactions = [] }
-                moreReactions!.append(r)
-            }
+            if moreReactions == nil { moreReactions = [] }
+            moreReactions!.append(r)
         } else {
             loop.microtasks.push(r.microtask)
         }
@@ -143,7 +151,7 @@ public class Promise<Value>: PromiseBase {
     /// Whether a value of this type fits `inlineValue`.
     @inlinable
     static var storesValueInline: Bool {
-        _isPOD(Value.self) && MemoryLayout<Value>.size <= 16 && MemoryLayout<Value>.alignment <= 8
+        _isPOD(Value.self) && MemoryLayout<Value>.size <= 8
     }
 
     /// The value once fulfilled (only then).

@@ -85,6 +85,28 @@ struct AwaitOrderTests {
         #expect(out == ["caught boom", "done"])
     }
 
+    /// let r1; const p1 = new Promise(res => r1 = res); p1.then(() => log('a1'));
+    /// (async () => { await p1; log('await1'); })(); p1.then(() => log('b1'));
+    /// let r2; const p2 = new Promise(res => r2 = res); (async () => { await p2; log('await2'); })();
+    /// p2.then(() => log('a2')); (async () => { await p2; log('await2b'); })();
+    /// setTimeout(() => { r1(1); r2(2); }, 1);
+    @Test("awaits and then-handlers of a pending promise run in the order they were added")
+    func reactionsRunInOrderAdded() {
+        let out = runScenario { log in
+            let loop = EventLoop.current
+            let (p1, r1) = Promise<Int>.withResolver()
+            p1.then { _ in log("a1") }
+            loop.runAsync { _ = try await p1.value; log("await1") }
+            p1.then { _ in log("b1") }
+            let (p2, r2) = Promise<Int>.withResolver()
+            loop.runAsync { _ = try await p2.value; log("await2") }
+            p2.then { _ in log("a2") }
+            loop.runAsync { _ = try await p2.value; log("await2b") }
+            setTimeout(1) { r1.resolve(1); r2.resolve(2) }
+        }
+        #expect(out == ["a1", "await1", "b1", "await2", "a2", "await2b"])
+    }
+
     @Test("each await is its own PROMISE resource (trigger: the awaited promise), entered after the previous scope left")
     func awaitEventsDescribeTheContinuations() {
         struct Event: Equatable { let kind: String; let id: AsyncID; let trigger: AsyncID }
