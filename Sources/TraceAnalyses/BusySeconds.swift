@@ -22,7 +22,9 @@ struct BusySecondsTracker {
         while s < e {
             let second = s / 1_000_000_000
             guard second < lastSecond else { break }
-            let end = min(e, (second + 1) * 1_000_000_000)
+            // Saturating: a corrupt timestamp near UInt64.max must not trap.
+            let boundary = second >= UInt64.max / 1_000_000_000 ? UInt64.max : (second + 1) * 1_000_000_000
+            let end = min(e, boundary)
             add(second: second, ns: end - s)
             s = end
         }

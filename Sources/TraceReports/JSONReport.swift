@@ -144,6 +144,14 @@ public enum JSONReport {
             j.field("untracked_resources", a.untrackedResources)
             j.field("unmatched_afters", a.unmatchedAfters)
             j.field("abandoned_callbacks", a.abandonedCallbacks)
+            if let b = a.busiestSecond {
+                j.object("busiest_second") { e in
+                    e.field("index", b.index)
+                    e.field("start_ns", b.startNs)
+                    e.field("busy_ns", b.busyNs)
+                    e.field("seconds_with_callbacks", b.secondsWithCallbacks)
+                }
+            } else { j.null("busiest_second") }
             if let k = a.kernelLoop {
                 j.object("kernel_loop") { kl in
                     kl.array("threads") { r in

@@ -39,6 +39,19 @@ import TraceReader
         #expect(b.index == 1 && b.startNs == T + S && b.busyNs == 800_000_000 && b.secondsWithCallbacks == 3)
     }
 
+    /// A callback whose after() carries a corrupt, huge timestamp: bounded work, no trap.
+    @Test func corruptTimestampsStayBounded() throws {
+        var main = StreamScript(pid: 7, tid: 7, startNs: 1_000)
+        main.initResource(2, "A", trigger: 1, at: 1_000)
+        main.before(2, at: 2_000)
+        main.after(2, at: UInt64.max - 5)
+        let path = writeTrace([main], pid: 7, startNs: 1_000)
+        defer { removeTrace(path) }
+        let b = try #require(analyzeTrace(try TraceReader(path: path)).busiestSecond)
+        // Only the callback's first hour of seconds counts; each of its full seconds is busy throughout.
+        #expect(b.secondsWithCallbacks == 3_600 && b.busyNs == 1_000_000_000)
+    }
+
     @Test func noCallbacksNoBusiestSecond() throws {
         var k = StreamScript(pid: 200, tid: 0, kernel: true, startNs: 0)
         k.syscall(pid: 200, tid: 200, nr: 0, fd: 3, ret: 1, enter: 10, exit: 20)

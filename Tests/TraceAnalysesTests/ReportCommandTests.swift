@@ -90,6 +90,9 @@ import TraceFormat
         #expect(blocking[0]["async_id"] as? Int == 4 && blocking[0]["type"] as? String == "Timeout" && blocking[0]["duration_ns"] as? Int == 20_009_000)
         let inner = blocking[0]["syscalls"] as! [[String: Any]]
         #expect(inner.count == 1 && inner[0]["name"] as? String == "read" && inner[0]["fd"] as? Int == 9 && inner[0]["ns"] as? Int == 20_000_000)
+        let busiest = try #require(j["busiest_second"] as? [String: Any])
+        #expect(busiest["index"] as? Int == 0 && busiest["start_ns"] as? Int == 1_000_000_000)
+        #expect(busiest["busy_ns"] as? Int == 7_000 + 7_500 + 20_009_000 && busiest["seconds_with_callbacks"] as? Int == 1)
         let open = j["open_at_exit"] as! [[String: Any]]
         #expect(Set(open.compactMap { $0["type"] as? String }) == ["TCPWRAP", "TCPSERVERWRAP"] && open.allSatisfy { $0["count"] as? Int == 1 })
     }

@@ -62,6 +62,10 @@ func expectHTMLReportMatchesJSONAndText(_ trace: String, in dir: ScratchDirector
         #expect(page.values["events.\(kind)"] == num(byKind[kind]), "\(name): \(kind) events")
     }
 
+    // The busiest second the timeline draws is the analyses' (null in JSON when there were no callbacks).
+    #expect(page.values["busiest_second.busy_ns"] == num((j["busiest_second"] as? [String: Any])?["busy_ns"]),
+            "\(name): busiest second")
+
     // Blocking: same count, same total, same callbacks in the same order, same numbers, same text.
     let summary = j["blocking_summary"] as! [String: Any]
     let list = j["blocking"] as! [[String: Any]]
