@@ -166,7 +166,8 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
         let page = try expectHTMLReportMatchesJSONAndText(trace, in: dir, name: "kernel-only")
         let dom = try expectHTMLReportRenders(page, "kernel-only", screenshot: "report-kernel-only.png", callbacks: false)
         #expect(dom?.contains("Event loop (from epoll waits in the kernel") == true)
-        #expect(dom?.contains("<title>write ") == true, "the wall-time flame graph shows the writes")
+        // Its syscalls are too short to be sure of a frame wide enough to draw; the thread's frame is always there.
+        #expect(dom?.contains("<title>python3 (") == true, "the wall-time flame graph shows the thread")
     }
 
     /// The 200 ms callback of `blocking`: its read nests inside it, and the HTML report lists it first.
