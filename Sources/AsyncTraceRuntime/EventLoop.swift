@@ -35,7 +35,8 @@ enum Microtask {
 }
 
 public final class EventLoop: @unchecked Sendable {
-    // Thread confinement: everything below `remote` is touched only on `thread`.
+    // Thread confinement: everything below `remote` is touched only on `thread`, so the hot state
+    // skips dynamic exclusivity checks (@exclusivity(unchecked); the package uses no unsafe flags).
     let thread: pthread_t
     let epollFD: Int32
     /// eventfd other threads write to wake the poll phase (thread-pool completions, executor jobs).
@@ -43,24 +44,24 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Cached CLOCK_MONOTONIC ns (libuv's loop time), updated at the start of each iteration and after
     /// poll while timers are active.
-    public private(set) var now: UInt64
-    public private(set) var iteration: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var now: UInt64
+    @exclusivity(unchecked) public private(set) var iteration: UInt64 = 0
     /// Ref'd active handles + in-flight requests + queued ref'd immediates + pending close callbacks.
-    var refCount = 0
-    var stopRequested = false
-    var isRunning = false
+    @exclusivity(unchecked) var refCount = 0
+    @exclusivity(unchecked) var stopRequested = false
+    @exclusivity(unchecked) var isRunning = false
 
-    var timers = TimerHeap()
-    var timerSequence: UInt64 = 0
-    var immediateQueue = ContiguousArray<Immediate>()
-    var runningImmediates = ContiguousArray<Immediate>()
+    @exclusivity(unchecked) var timers = TimerHeap()
+    @exclusivity(unchecked) var timerSequence: UInt64 = 0
+    @exclusivity(unchecked) var immediateQueue = ContiguousArray<Immediate>()
+    @exclusivity(unchecked) var runningImmediates = ContiguousArray<Immediate>()
     // The queues and flags below are touched by every callback and await; they are confined to the
     // loop's thread, so they skip dynamic exclusivity checks.
     @exclusivity(unchecked) var ticks = RingQueue<QueuedCallback>()
     @exclusivity(unchecked) var microtasks = RingQueue<Microtask>()
-    var pendingCallbacks = RingQueue<QueuedCallback>()
-    var closeCallbacks = RingQueue<QueuedCallback>()
-    var drainingTicks = false
+    @exclusivity(unchecked) var pendingCallbacks = RingQueue<QueuedCallback>()
+    @exclusivity(unchecked) var closeCallbacks = RingQueue<QueuedCallback>()
+    @exclusivity(unchecked) var drainingTicks = false
     /// Rejected promises without a handler, checked once the microtask queue is empty (as Node).
     @exclusivity(unchecked) var unhandledRejections = ContiguousArray<PromiseBase>()
     /// While set, a job enqueued on this thread is kept here instead of queued, so the resumer
@@ -76,15 +77,15 @@ public final class EventLoop: @unchecked Sendable {
     public private(set) lazy var serialExecutor = LoopSerialExecutor(loop: self)
 
     /// Watchers indexed by fd (the fd is also what epoll_event.data.u64 carries).
-    var watchers = ContiguousArray<FDWatcher?>()
+    @exclusivity(unchecked) var watchers = ContiguousArray<FDWatcher?>()
     /// fds registered in epoll besides wakeFD; when 0 a zero-timeout poll skips the syscall.
-    var registeredFDCount = 0
+    @exclusivity(unchecked) var registeredFDCount = 0
     let maxEvents: Int32 = 1024
     let events: UnsafeMutablePointer<epoll_event>
     let readyFDs: UnsafeMutablePointer<Int32>
     /// The batch being dispatched, so closing a watcher can invalidate its later events.
-    var batchIndex = 0
-    var batchCount = 0
+    @exclusivity(unchecked) var batchIndex = 0
+    @exclusivity(unchecked) var batchCount = 0
 
     /// Work posted from other threads; run in the poll phase.
     let remote = Mutex<[@Sendable () -> Void]>([])

@@ -6,8 +6,8 @@ import AsyncHooks
 public final class Immediate {
     let loop: EventLoop
     public let context: AsyncResourceContext
-    var callback: Callback?
-    public private(set) var hasRef = true
+    @exclusivity(unchecked) var callback: Callback?  // loop-thread only: no dynamic exclusivity checks
+    @exclusivity(unchecked) public private(set) var hasRef = true
 
     init(loop: EventLoop, callback: @escaping Callback) {
         self.loop = loop

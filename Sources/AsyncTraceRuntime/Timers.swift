@@ -8,20 +8,21 @@ import AsyncHooks
 /// around each run, destroy when it finished (one-shot), or when cleared.
 public final class Timeout {
     let loop: EventLoop
-    public private(set) var context: AsyncResourceContext
-    var callback: Callback
+    // The fields the loop touches per run skip dynamic exclusivity checks (loop-thread only).
+    @exclusivity(unchecked) public private(set) var context: AsyncResourceContext
+    @exclusivity(unchecked) var callback: Callback
     public let delayMs: Int
     let delayNs: UInt64
     public let isRepeating: Bool
-    var dueNs: UInt64 = 0
-    var sequence: UInt64 = 0
+    @exclusivity(unchecked) var dueNs: UInt64 = 0
+    @exclusivity(unchecked) var sequence: UInt64 = 0
     /// Links in its delay's list (see TimerHeap); `list` is nil while inactive.
-    var list: TimerList?
-    var next: Timeout?
+    @exclusivity(unchecked) var list: TimerList?
+    @exclusivity(unchecked) var next: Timeout?
     unowned(unsafe) var prev: Timeout?
-    public private(set) var hasRef = true
+    @exclusivity(unchecked) public private(set) var hasRef = true
     /// destroy was emitted for the current context.
-    var isDestroyed = false
+    @exclusivity(unchecked) var isDestroyed = false
     /// clearTimeout ran: refresh no longer revives it.
     public private(set) var isCleared = false
 
