@@ -64,6 +64,11 @@ public final class PerfettoExporter: TimelineSink {
 
     struct Bitset {
         var words: [UInt64] = []
+        @inline(__always) func contains(_ i: Int) -> Bool {
+            let w = i >> 6
+            return w < words.count && words[w] & (UInt64(1) << UInt64(i & 63)) != 0
+        }
+
         @inline(__always) mutating func insert(_ i: Int) -> Bool {
             let w = i >> 6
             if w >= words.count { words.append(contentsOf: repeatElement(0, count: w - words.count + 1)) }
@@ -260,7 +265,8 @@ public final class PerfettoExporter: TimelineSink {
 
     @inline(__always)
     private func name(_ id: Int, thread t: Int, timeline: Timeline, _ w: inout ByteWriter) {
-        if sequences[t].names.insert(id) {
+        // A read first: the insert (a mutation of nested arrays) only for a name new on this sequence.
+        if !sequences[t].names.contains(id) && sequences[t].names.insert(id) {
             scratch.reset()
             scratch.varint(1, UInt64(id + 1))
             scratch.string(2, timeline.names[id])

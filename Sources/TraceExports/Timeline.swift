@@ -179,8 +179,11 @@ public final class Timeline {
     private var processByPid: [UInt32: Int] = [:]
     @exclusivity(unchecked) private var threadOfStream: [Int]
     @exclusivity(unchecked) private var syscallNames: [Int]
-    private var initNames: [Int: Int] = [:]
-    private var readyNames: [Int64: Int] = [:]
+    // Name ids by resource type and by fd (-1: not yet).
+    @exclusivity(unchecked) private var initNames: [Int] = []
+    @exclusivity(unchecked) private var readyNames: [Int] = []
+    @exclusivity(unchecked) private var lastTypeText = ""
+    @exclusivity(unchecked) private var lastTypeName = -1
     private let openResourcesName: Int
 
     // Per-thread state, parallel to `threads`. The pass touches it per event: no dynamic exclusivity checks.
@@ -372,7 +375,7 @@ public final class Timeline {
             threads[t].name = e.text
         case .initResource:
             let id = e.u(0)
-            let type = names.id(e.text)
+            let type = typeName(e.text)
             let trigger = e.u(2)
             let inside = stacks[t].contains { $0.slice == .callback }
             let flow = inside ? newFlow() : 0
@@ -455,11 +458,31 @@ public final class Timeline {
         }
     }
 
+    /// A resource type's name id; runs of one type (the common case) skip hashing the name.
+    @inline(__always)
+    private func typeName(_ text: String) -> Int {
+        if lastTypeName >= 0 && text == lastTypeText { return lastTypeName }
+        lastTypeName = names.id(text)
+        lastTypeText = text
+        return lastTypeName
+    }
+
     private func initName(_ type: Int) -> Int {
-        if let n = initNames[type] { return n }
+        if type < initNames.count && initNames[type] >= 0 { return initNames[type] }
         let n = names.id("init \(names[type])")
+        if type >= initNames.count { initNames.append(contentsOf: repeatElement(-1, count: type - initNames.count + 1)) }
         initNames[type] = n
         return n
+    }
+
+    /// "ready fd N" by fd (an array for the small fds programs use, no hashing per ready fd).
+    private func readyName(_ fd: Int64) -> Int {
+        guard fd >= 0 && fd < 1 << 16 else { return names.id("ready fd \(fd)") }
+        let i = Int(fd)
+        if i < readyNames.count && readyNames[i] >= 0 { return readyNames[i] }
+        if i >= readyNames.count { readyNames.append(contentsOf: repeatElement(-1, count: i - readyNames.count + 1)) }
+        readyNames[i] = names.id("ready fd \(fd)")
+        return readyNames[i]
     }
 
     /// One instant per ready fd that a resource owns, each starting a flow to that resource's next callback.
@@ -471,8 +494,7 @@ public final class Timeline {
             let flow = nextFlow &+ 1
             guard resources[p].update(owner, { $0.readyFlow = flow }) else { continue }
             _ = newFlow()
-            let name: Int
-            if let n = readyNames[fd] { name = n } else { name = names.id("ready fd \(fd)"); readyNames[fd] = name }
+            let name = readyName(fd)
             var op = TimelineOp(.instant, .ready, thread: t, at: ts, name: name)
             op.fd = fd
             op.asyncID = owner
