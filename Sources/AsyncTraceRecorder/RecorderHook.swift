@@ -1,5 +1,10 @@
 // The hook that turns async events into bytes: one method per event kind, each a handful of
 // stores into the calling thread's chunk (layouts per TraceFormat's spec table).
+//
+// Clock reads are most of an event's cost, so only events that bound a duration read the clock
+// (before, after, pollStart, pollEnd, marks, spans, loopIteration, phaseEnter). Instants inside or
+// right after a callback (init, destroy, promiseResolve, resourceFD, phaseLeave) take the thread's
+// last timestamp, and the event right after a loopIteration or phaseEnter shares its read.
 import AsyncHooks
 import TraceFormat
 
@@ -7,7 +12,7 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
     func initResource(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {
         guard let s = Recorder.currentStream() else { return }
         let ref = s.stringRef(type.id)
-        var p = s.head(.initResource)
+        var p = s.headAtLastStamp(.initResource)
         p = s.putAsyncID(asyncID.rawValue, p)
         p = putVarint(UInt64(ref), at: p)
         p = putVarint(zigzag(Int64(bitPattern: triggerAsyncID.rawValue &- asyncID.rawValue)), at: p)
@@ -21,14 +26,21 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
         s.commit(s.putAsyncID(id.rawValue, p))
     }
 
+    @inline(__always)
+    private func idInstant(_ kind: EventKind, _ id: AsyncID) {
+        guard let s = Recorder.currentStream() else { return }
+        let p = s.headAtLastStamp(kind)
+        s.commit(s.putAsyncID(id.rawValue, p))
+    }
+
     func before(_ asyncID: AsyncID) { idEvent(.before, asyncID) }
     func after(_ asyncID: AsyncID) { idEvent(.after, asyncID) }
-    func destroy(_ asyncID: AsyncID) { idEvent(.destroy, asyncID) }
-    func promiseResolve(_ asyncID: AsyncID) { idEvent(.promiseResolve, asyncID) }
+    func destroy(_ asyncID: AsyncID) { idInstant(.destroy, asyncID) }
+    func promiseResolve(_ asyncID: AsyncID) { idInstant(.promiseResolve, asyncID) }
 
     func resourceFD(_ asyncID: AsyncID, fd: Int32) {
         guard let s = Recorder.currentStream() else { return }
-        var p = s.head(.resourceFD)
+        var p = s.headAtLastStamp(.resourceFD)
         p = s.putAsyncID(asyncID.rawValue, p)
         s.commit(putVarint(zigzag(Int64(fd)), at: p))
     }
@@ -51,9 +63,24 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
     }
 
     func spanEnd(_ spanID: UInt64) { unsignedEvent(.spanEnd, spanID) }
-    func loopIteration(_ iteration: UInt64) { unsignedEvent(.loopIteration, iteration) }
-    func phaseEnter(_ phase: LoopPhase) { unsignedEvent(.phaseEnter, UInt64(phase.rawValue)) }
-    func phaseLeave(_ phase: LoopPhase) { unsignedEvent(.phaseLeave, UInt64(phase.rawValue)) }
+    func loopIteration(_ iteration: UInt64) { loopStart(.loopIteration, iteration) }
+    func phaseEnter(_ phase: LoopPhase) { loopStart(.phaseEnter, UInt64(phase.rawValue)) }
+
+    func phaseLeave(_ phase: LoopPhase) {
+        guard let s = Recorder.currentStream() else { return }
+        let p = s.headAtLastStamp(.phaseLeave)
+        s.commit(putVarint(UInt64(phase.rawValue), at: p))
+    }
+
+    /// An iteration or a phase begins: what follows at once (the first phase, the phase's first
+    /// callback, pollStart) is stamped with this event's time.
+    @inline(__always)
+    private func loopStart(_ kind: EventKind, _ v: UInt64) {
+        guard let s = Recorder.currentStream() else { return }
+        let p = s.head(kind)
+        s.commit(putVarint(v, at: p))
+        s.pointee.shareStamp = true
+    }
 
     @inline(__always)
     private func unsignedEvent(_ kind: EventKind, _ v: UInt64) {

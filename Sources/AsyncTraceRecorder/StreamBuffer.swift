@@ -17,6 +17,9 @@ struct StreamState {
     var limit: UnsafeMutablePointer<UInt8>
     var end: UnsafeMutablePointer<UInt8>
     var lastTicks: UInt64
+    /// Set by a loop-structure event (loopIteration, phaseEnter): the next event that would read
+    /// the clock takes that event's timestamp instead (only loop bookkeeping lies between them).
+    var shareStamp: Bool
     var prevAsyncID: UInt64
     var startTicks: UInt64
     var startNs: UInt64
@@ -50,13 +53,15 @@ extension UnsafeMutablePointer where Pointee == StreamState {
         pointee.limit = pointee.end - fixedEventReserve
         pointee.startTicks = ticks
         pointee.lastTicks = ticks
+        pointee.shareStamp = false
         pointee.startNs = ns
         pointee.prevAsyncID = 0
         pointee.eventCount = 0
         pointee.nextStringID = 0
     }
 
-    /// Writes the kind byte and the tick delta; returns where the arguments go.
+    /// Writes the kind byte and the tick delta of a fresh clock read (or of the loop-structure event
+    /// just before, see `shareStamp`); returns where the arguments go.
     /// Only rotates for lack of room: string definitions reserve room for the event that follows
     /// them, so a definition and its first use always share a chunk.
     @inline(__always)
@@ -64,14 +69,34 @@ extension UnsafeMutablePointer where Pointee == StreamState {
         if pointee.cursor + room > pointee.end {
             rotate(force: room)
         }
+        var p = pointee.cursor
+        p.pointee = kind.rawValue
+        p += 1
+        if pointee.shareStamp {
+            pointee.shareStamp = false
+            p.pointee = 0
+            return p + 1
+        }
         let t = trace_clock_ticks()
         let last = pointee.lastTicks
         let delta = t > last ? t &- last : 0
         pointee.lastTicks = last &+ delta
-        var p = pointee.cursor
-        p.pointee = kind.rawValue
-        p += 1
         return putVarint(delta, at: p)
+    }
+
+    /// Writes the kind byte and a zero tick delta: the event is stamped with the stream's last
+    /// timestamp, without reading the clock (instants inside or right after a callback: init,
+    /// destroy, promiseResolve, resourceFD, phaseLeave). See docs/trace-format.md, "Timestamps".
+    @inline(__always)
+    func headAtLastStamp(_ kind: EventKind) -> UnsafeMutablePointer<UInt8> {
+        if pointee.cursor + fixedEventReserve > pointee.end {
+            rotate(force: fixedEventReserve)
+        }
+        pointee.shareStamp = false
+        let p = pointee.cursor
+        p.pointee = kind.rawValue
+        (p + 1).pointee = 0
+        return p + 2
     }
 
     /// Publishes an encoded event: the cursor moves past it in one store.
