@@ -2,6 +2,8 @@
 //
 //   timers -> pending -> idle -> prepare -> poll (epoll_wait) -> check (immediates) -> close
 //
+// Every phase is recorded (phaseEnter/phaseLeave) only when it runs something.
+//
 // After every callback the nextTick queue and then the microtask queue are drained (nextTick first),
 // as Node does. The loop runs while ref'd handles or requests remain.
 #if canImport(Glibc)
@@ -61,6 +63,9 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) var microtasks = RingQueue<Microtask>()
     @exclusivity(unchecked) var pendingCallbacks = RingQueue<QueuedCallback>()
     @exclusivity(unchecked) var closeCallbacks = RingQueue<QueuedCallback>()
+    /// Started `Idle` and `Prepare` handles, in start order.
+    @exclusivity(unchecked) var idleHandles = ContiguousArray<LoopPhaseHandle>()
+    @exclusivity(unchecked) var prepareHandles = ContiguousArray<LoopPhaseHandle>()
     @exclusivity(unchecked) var drainingTicks = false
     /// Rejected promises without a handler, checked once the microtask queue is empty (as Node).
     @exclusivity(unchecked) var unhandledRejections = ContiguousArray<PromiseBase>()
@@ -184,7 +189,8 @@ public final class EventLoop: @unchecked Sendable {
             AsyncHooks.emitLoopIteration(iteration)
             runTimers()
             runQueue(.pending)
-            // idle and prepare: no handles of these kinds yet, so nothing is recorded for them.
+            if !idleHandles.isEmpty { runPhaseHandles(.idle) }
+            if !prepareHandles.isEmpty { runPhaseHandles(.prepare) }
             poll()
             runImmediates()
             runQueue(.close)
@@ -356,10 +362,11 @@ public final class EventLoop: @unchecked Sendable {
 
     // MARK: poll phase
 
-    /// Milliseconds epoll may block: 0 when something is due now, else until the nearest timer, else forever.
+    /// Milliseconds epoll may block: 0 when something is due now or an idle handle is active, else until
+    /// the nearest timer, else forever.
     func pollTimeout() -> Int32 {
         if stopRequested || !immediateQueue.isEmpty || !pendingCallbacks.isEmpty || !closeCallbacks.isEmpty
-            || !isAlive { return 0 }
+            || !idleHandles.isEmpty || !isAlive { return 0 }
         guard let t = timers.first else { return -1 }
         now = Sys.monotonicNanoseconds()  // the cached time may predate this timer (see updateTime)
         if t.dueNs <= now { return 0 }
