@@ -30,6 +30,40 @@ public protocol AsyncHook: AnyObject, Sendable {
     /// after() named a resource other than the innermost before().
     func nestingError(expected: AsyncID, actual: AsyncID)
     func uncaughtError(_ asyncID: AsyncID, message: String)
+
+    /// The same events as plain functions, for a recorder: while this hook is the only one enabled,
+    /// emission sites call them directly (no dispatch loop, no protocol witness). Default nil.
+    var fastPath: AsyncHookFastPath? { get }
+}
+
+/// A hook's hottest events as C-convention functions (no context: they reach their state through
+/// thread-locals or globals). `initResource` gets no `resource` object: a hook that needs it must
+/// not offer a fast path.
+public struct AsyncHookFastPath: Sendable {
+    public typealias IDFunction = @convention(c) (UInt64) -> Void
+    public typealias PhaseFunction = @convention(c) (UInt8) -> Void
+    /// (asyncID, type id, triggerAsyncID)
+    public var initResource: @convention(c) (UInt64, UInt32, UInt64) -> Void
+    public var before: IDFunction
+    public var after: IDFunction
+    public var destroy: IDFunction
+    public var promiseResolve: IDFunction
+    public var loopIteration: IDFunction
+    public var phaseEnter: PhaseFunction
+    public var phaseLeave: PhaseFunction
+
+    public init(initResource: @escaping @convention(c) (UInt64, UInt32, UInt64) -> Void, before: IDFunction,
+                after: IDFunction, destroy: IDFunction, promiseResolve: IDFunction, loopIteration: IDFunction,
+                phaseEnter: PhaseFunction, phaseLeave: PhaseFunction) {
+        self.initResource = initResource
+        self.before = before
+        self.after = after
+        self.destroy = destroy
+        self.promiseResolve = promiseResolve
+        self.loopIteration = loopIteration
+        self.phaseEnter = phaseEnter
+        self.phaseLeave = phaseLeave
+    }
 }
 
 extension AsyncHook {
@@ -49,6 +83,7 @@ extension AsyncHook {
     public func pollEnd(readyFDs: UnsafeBufferPointer<Int32>) {}
     public func nestingError(expected: AsyncID, actual: AsyncID) {}
     public func uncaughtError(_ asyncID: AsyncID, message: String) {}
+    public var fastPath: AsyncHookFastPath? { nil }
 }
 
 /// A hook made of closures, in the shape of Node's `createHook({ init, before, ... })`.
@@ -95,6 +130,11 @@ final class HookList: @unchecked Sendable {
 let activeHookCount = Atomic<Int>(0)
 @usableFromInline
 let activeHookList = Atomic<Unmanaged<HookList>?>(nil)
+/// The sole enabled hook's fast path, or nil (no hook, several hooks, or one without a fast path).
+/// Leaked like the snapshots, so a reader may keep using one it loaded. (nonisolated(unsafe): a
+/// pointer is not Sendable; the Atomic is what makes sharing it safe.)
+@usableFromInline
+nonisolated(unsafe) let activeFastPath = Atomic<UnsafeMutablePointer<AsyncHookFastPath>?>(nil)
 let hookRegistryLock = Mutex<ContiguousArray<any AsyncHook>>([])
 
 public enum AsyncHooks {
@@ -129,6 +169,12 @@ public enum AsyncHooks {
 
     private static func publish(_ list: ContiguousArray<any AsyncHook>) {
         let snapshot = list.isEmpty ? nil : Unmanaged.passRetained(HookList(list))  // leaked on purpose
+        var fast: UnsafeMutablePointer<AsyncHookFastPath>? = nil
+        if list.count == 1, let f = list[0].fastPath {
+            fast = .allocate(capacity: 1)  // leaked on purpose
+            fast!.initialize(to: f)
+        }
+        activeFastPath.store(fast, ordering: .releasing)
         activeHookList.store(snapshot, ordering: .releasing)
         activeHookCount.store(list.count, ordering: .releasing)
     }

@@ -1,21 +1,36 @@
-// Emission sites. Each costs one relaxed load and a branch when no hook is enabled;
-// the dispatch itself is out of line so callers stay small.
+// Emission sites. Each costs one relaxed load and a branch when no hook is enabled; with one hook
+// that offers a fast path (the recorder), one more load and a direct call; otherwise the dispatch
+// loop, out of line so callers stay small.
 
 extension AsyncHooks {
     @inlinable @inline(__always)
     public static func emitInit(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID,
                                 resource: AnyObject? = nil) {
-        if isActive { dispatchInit(asyncID, type, triggerAsyncID, resource) }
+        if isActive {
+            if let f = activeFastPath.load(ordering: .acquiring) {
+                f.pointee.initResource(asyncID.rawValue, type.id, triggerAsyncID.rawValue)
+            } else {
+                dispatchInit(asyncID, type, triggerAsyncID, resource)
+            }
+        }
     }
 
     @inlinable @inline(__always)
     public static func emitDestroy(_ asyncID: AsyncID) {
-        if isActive { dispatchDestroy(asyncID) }
+        if isActive {
+            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.destroy(asyncID.rawValue) } else { dispatchDestroy(asyncID) }
+        }
     }
 
     @inlinable @inline(__always)
     public static func emitPromiseResolve(_ asyncID: AsyncID) {
-        if isActive { dispatchPromiseResolve(asyncID) }
+        if isActive {
+            if let f = activeFastPath.load(ordering: .acquiring) {
+                f.pointee.promiseResolve(asyncID.rawValue)
+            } else {
+                dispatchPromiseResolve(asyncID)
+            }
+        }
     }
 
     @inlinable @inline(__always)
@@ -28,14 +43,18 @@ extension AsyncHooks {
     @inlinable
     public static func enterCallback(_ asyncID: AsyncID, triggerAsyncID: AsyncID, frame: ContextFrame?) {
         ExecutionState.current.enter(asyncID, trigger: triggerAsyncID, frame: frame)
-        if isActive { dispatchBefore(asyncID) }
+        if isActive {
+            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.before(asyncID.rawValue) } else { dispatchBefore(asyncID) }
+        }
     }
 
     /// Leaves a callback of `asyncID`: emits after, then restores the context. A mismatch with the
     /// innermost entered callback is reported (both ids) to every hook and to `nestingErrorHandler`.
     @inlinable
     public static func leaveCallback(_ asyncID: AsyncID) {
-        if isActive { dispatchAfter(asyncID) }
+        if isActive {
+            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.after(asyncID.rawValue) } else { dispatchAfter(asyncID) }
+        }
         let state = ExecutionState.current
         let expected = state.executionID
         if !state.leave(asyncID) { reportNestingError(expected: expected, actual: asyncID) }
@@ -65,13 +84,19 @@ extension AsyncHooks {
     // MARK: loop structure (runtimes)
 
     @inlinable public static func emitLoopIteration(_ n: UInt64) {
-        if isActive { forEachHook { $0.loopIteration(n) } }
+        if isActive {
+            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.loopIteration(n) } else { forEachHook { $0.loopIteration(n) } }
+        }
     }
     @inlinable public static func emitPhaseEnter(_ p: LoopPhase) {
-        if isActive { forEachHook { $0.phaseEnter(p) } }
+        if isActive {
+            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.phaseEnter(p.rawValue) } else { forEachHook { $0.phaseEnter(p) } }
+        }
     }
     @inlinable public static func emitPhaseLeave(_ p: LoopPhase) {
-        if isActive { forEachHook { $0.phaseLeave(p) } }
+        if isActive {
+            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.phaseLeave(p.rawValue) } else { forEachHook { $0.phaseLeave(p) } }
+        }
     }
     @inlinable public static func emitPollStart(timeoutMs: Int64) {
         if isActive { forEachHook { $0.pollStart(timeoutMs: timeoutMs) } }

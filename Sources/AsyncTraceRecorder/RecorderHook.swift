@@ -10,33 +10,50 @@ import TraceFormat
 
 final class RecorderHook: AsyncHook, @unchecked Sendable {
     func initResource(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {
+        Self.recordInit(asyncID.rawValue, type.id, triggerAsyncID.rawValue)
+    }
+
+    static func recordInit(_ asyncID: UInt64, _ type: UInt32, _ triggerAsyncID: UInt64) {
         guard let s = Recorder.currentStream() else { return }
-        let ref = s.stringRef(type.id)
+        let ref = s.stringRef(type)
         var p = s.headAtLastStamp(.initResource)
-        p = s.putAsyncID(asyncID.rawValue, p)
+        p = s.putAsyncID(asyncID, p)
         p = putVarint(UInt64(ref), at: p)
-        p = putVarint(zigzag(Int64(bitPattern: triggerAsyncID.rawValue &- asyncID.rawValue)), at: p)
+        p = putVarint(zigzag(Int64(bitPattern: triggerAsyncID &- asyncID)), at: p)
         s.commit(p)
     }
 
+    /// The hot events as plain functions: AsyncHooks calls these directly while the recorder is the only hook.
+    var fastPath: AsyncHookFastPath? {
+        AsyncHookFastPath(
+            initResource: { id, type, trigger in RecorderHook.recordInit(id, type, trigger) },
+            before: { RecorderHook.idEvent(.before, $0) },
+            after: { RecorderHook.idEvent(.after, $0) },
+            destroy: { RecorderHook.idInstant(.destroy, $0) },
+            promiseResolve: { RecorderHook.idInstant(.promiseResolve, $0) },
+            loopIteration: { RecorderHook.loopStart(.loopIteration, $0) },
+            phaseEnter: { RecorderHook.loopStart(.phaseEnter, UInt64($0)) },
+            phaseLeave: { RecorderHook.recordPhaseLeave($0) })
+    }
+
     @inline(__always)
-    private func idEvent(_ kind: EventKind, _ id: AsyncID) {
+    static func idEvent(_ kind: EventKind, _ id: UInt64) {
         guard let s = Recorder.currentStream() else { return }
         let p = s.head(kind)
-        s.commit(s.putAsyncID(id.rawValue, p))
+        s.commit(s.putAsyncID(id, p))
     }
 
     @inline(__always)
-    private func idInstant(_ kind: EventKind, _ id: AsyncID) {
+    static func idInstant(_ kind: EventKind, _ id: UInt64) {
         guard let s = Recorder.currentStream() else { return }
         let p = s.headAtLastStamp(kind)
-        s.commit(s.putAsyncID(id.rawValue, p))
+        s.commit(s.putAsyncID(id, p))
     }
 
-    func before(_ asyncID: AsyncID) { idEvent(.before, asyncID) }
-    func after(_ asyncID: AsyncID) { idEvent(.after, asyncID) }
-    func destroy(_ asyncID: AsyncID) { idInstant(.destroy, asyncID) }
-    func promiseResolve(_ asyncID: AsyncID) { idInstant(.promiseResolve, asyncID) }
+    func before(_ asyncID: AsyncID) { Self.idEvent(.before, asyncID.rawValue) }
+    func after(_ asyncID: AsyncID) { Self.idEvent(.after, asyncID.rawValue) }
+    func destroy(_ asyncID: AsyncID) { Self.idInstant(.destroy, asyncID.rawValue) }
+    func promiseResolve(_ asyncID: AsyncID) { Self.idInstant(.promiseResolve, asyncID.rawValue) }
 
     func resourceFD(_ asyncID: AsyncID, fd: Int32) {
         guard let s = Recorder.currentStream() else { return }
@@ -63,19 +80,20 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
     }
 
     func spanEnd(_ spanID: UInt64) { unsignedEvent(.spanEnd, spanID) }
-    func loopIteration(_ iteration: UInt64) { loopStart(.loopIteration, iteration) }
-    func phaseEnter(_ phase: LoopPhase) { loopStart(.phaseEnter, UInt64(phase.rawValue)) }
+    func loopIteration(_ iteration: UInt64) { Self.loopStart(.loopIteration, iteration) }
+    func phaseEnter(_ phase: LoopPhase) { Self.loopStart(.phaseEnter, UInt64(phase.rawValue)) }
+    func phaseLeave(_ phase: LoopPhase) { Self.recordPhaseLeave(phase.rawValue) }
 
-    func phaseLeave(_ phase: LoopPhase) {
+    static func recordPhaseLeave(_ phase: UInt8) {
         guard let s = Recorder.currentStream() else { return }
         let p = s.headAtLastStamp(.phaseLeave)
-        s.commit(putVarint(UInt64(phase.rawValue), at: p))
+        s.commit(putVarint(UInt64(phase), at: p))
     }
 
     /// An iteration or a phase begins: what follows at once (the first phase, the phase's first
     /// callback, pollStart) is stamped with this event's time.
     @inline(__always)
-    private func loopStart(_ kind: EventKind, _ v: UInt64) {
+    static func loopStart(_ kind: EventKind, _ v: UInt64) {
         guard let s = Recorder.currentStream() else { return }
         let p = s.head(kind)
         s.commit(putVarint(v, at: p))
