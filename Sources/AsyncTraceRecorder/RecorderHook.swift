@@ -2,9 +2,9 @@
 // stores into the calling thread's chunk (layouts per TraceFormat's spec table).
 //
 // Clock reads are most of an event's cost, so only events that bound a duration read the clock
-// (before, after, pollStart, pollEnd, marks, spans, loopIteration, phaseEnter). Instants inside or
-// right after a callback (init, destroy, promiseResolve, resourceFD, phaseLeave) take the thread's
-// last timestamp, and the event right after a loopIteration or phaseEnter shares its read.
+// (before, after, pollStart, pollEnd, marks, spans, phaseStart). Instants inside or right after a
+// callback (init, destroy, promiseResolve, resourceFD, phaseLeave) take the thread's last
+// timestamp, and the event right after a phaseStart shares its read.
 import AsyncHooks
 import TraceFormat
 
@@ -31,8 +31,8 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
             after: { RecorderHook.idEvent(.after, $0) },
             destroy: { RecorderHook.idInstant(.destroy, $0) },
             promiseResolve: { RecorderHook.idInstant(.promiseResolve, $0) },
-            loopIteration: { RecorderHook.loopStart(.loopIteration, $0) },
-            phaseEnter: { RecorderHook.loopStart(.phaseEnter, UInt64($0)) },
+            loopIteration: { RecorderHook.recordIteration($0) },
+            phaseEnter: { RecorderHook.recordPhaseEnter($0) },
             phaseLeave: { RecorderHook.recordPhaseLeave($0) })
     }
 
@@ -79,32 +79,42 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
         s.commit(s.putAsyncID(executionAsyncID.rawValue, p))
     }
 
-    func spanEnd(_ spanID: UInt64) { unsignedEvent(.spanEnd, spanID) }
-    func loopIteration(_ iteration: UInt64) { Self.loopStart(.loopIteration, iteration) }
-    func phaseEnter(_ phase: LoopPhase) { Self.loopStart(.phaseEnter, UInt64(phase.rawValue)) }
+    func spanEnd(_ spanID: UInt64) {
+        guard let s = Recorder.currentStream() else { return }
+        let p = s.head(.spanEnd)
+        s.commit(putVarint(spanID, at: p))
+    }
+    func loopIteration(_ iteration: UInt64) { Self.recordIteration(iteration) }
+    func phaseEnter(_ phase: LoopPhase) { Self.recordPhaseEnter(phase.rawValue) }
     func phaseLeave(_ phase: LoopPhase) { Self.recordPhaseLeave(phase.rawValue) }
 
-    static func recordPhaseLeave(_ phase: UInt8) {
+    // Loop structure, folded: the hooks' loopIteration + phaseEnter become one `phaseStart(phase,
+    // startsIteration: 1)`, a phaseEnter alone `phaseStart(phase, 0)`, and a phaseLeave is written only
+    // when something other than a phase start follows it (a phase start ends the open phase).
+    // In a busy iteration that is one event where there were three.
+
+    /// Nothing is written: the iteration's first phase start says it began.
+    static func recordIteration(_ iteration: UInt64) {
         guard let s = Recorder.currentStream() else { return }
-        let p = s.headAtLastStamp(.phaseLeave)
-        s.commit(putVarint(UInt64(phase), at: p))
+        s.pointee.deferredLoop |= deferredIterationBit
     }
 
-    /// An iteration or a phase begins: what follows at once (the first phase, the phase's first
-    /// callback, pollStart) is stamped with this event's time.
-    @inline(__always)
-    static func loopStart(_ kind: EventKind, _ v: UInt64) {
+    /// The phase's first event (its first callback's before, or pollStart) shares this event's time.
+    static func recordPhaseEnter(_ phase: UInt8) {
         guard let s = Recorder.currentStream() else { return }
-        let p = s.head(kind)
-        s.commit(putVarint(v, at: p))
+        let startsIteration: UInt8 = s.pointee.deferredLoop & deferredIterationBit != 0 ? 1 : 0
+        s.pointee.deferredLoop = 0  // a pending phaseLeave is implied by this phase start
+        var p = s.head(.phaseStart)
+        p.pointee = phase
+        (p + 1).pointee = startsIteration
+        p += 2
+        s.commit(p)
         s.pointee.shareStamp = true
     }
 
-    @inline(__always)
-    private func unsignedEvent(_ kind: EventKind, _ v: UInt64) {
+    static func recordPhaseLeave(_ phase: UInt8) {
         guard let s = Recorder.currentStream() else { return }
-        let p = s.head(kind)
-        s.commit(putVarint(v, at: p))
+        s.pointee.deferredLoop = (s.pointee.deferredLoop & deferredIterationBit) | ((phase & deferredLeaveMask) &+ 1)
     }
 
     func pollStart(timeoutMs: Int64) {

@@ -8,6 +8,10 @@ import Glibc
 
 /// Room kept free at the end of a chunk for one fixed-size event (the largest is ~40 bytes).
 let fixedEventReserve = 64
+/// `deferredLoop`: a loop iteration began and no phase start has been written for it yet.
+let deferredIterationBit: UInt8 = 0x80
+/// `deferredLoop`: phase + 1 of a phase whose phaseLeave is not written yet.
+let deferredLeaveMask: UInt8 = 0x0F
 
 struct StreamState {
     /// Chunk memory: `ChunkHeader` bytes, then payload. `cursor` is only advanced past whole events,
@@ -20,6 +24,9 @@ struct StreamState {
     /// Set by a loop-structure event (loopIteration, phaseEnter): the next event that would read
     /// the clock takes that event's timestamp instead (only loop bookkeeping lies between them).
     var shareStamp: Bool
+    /// Loop structure not yet written (see RecorderHook): `iterationPending` bit, plus phase + 1 of a
+    /// phaseLeave in the low bits. 0 almost always, so events test one byte.
+    var deferredLoop: UInt8
     var prevAsyncID: UInt64
     var startTicks: UInt64
     var startNs: UInt64
@@ -53,7 +60,7 @@ extension UnsafeMutablePointer where Pointee == StreamState {
         pointee.limit = pointee.end - fixedEventReserve
         pointee.startTicks = ticks
         pointee.lastTicks = ticks
-        pointee.shareStamp = false
+        pointee.shareStamp = false  // (deferredLoop survives: it is state of the thread, not of the chunk)
         pointee.startNs = ns
         pointee.prevAsyncID = 0
         pointee.eventCount = 0
@@ -66,6 +73,7 @@ extension UnsafeMutablePointer where Pointee == StreamState {
     /// them, so a definition and its first use always share a chunk.
     @inline(__always)
     func head(_ kind: EventKind, room: Int = fixedEventReserve) -> UnsafeMutablePointer<UInt8> {
+        if pointee.deferredLoop != 0 { flushDeferredLoop() }
         if pointee.cursor + room > pointee.end {
             rotate(force: room)
         }
@@ -88,15 +96,27 @@ extension UnsafeMutablePointer where Pointee == StreamState {
     /// timestamp, without reading the clock (instants inside or right after a callback: init,
     /// destroy, promiseResolve, resourceFD, phaseLeave). See docs/trace-format.md, "Timestamps".
     @inline(__always)
-    func headAtLastStamp(_ kind: EventKind) -> UnsafeMutablePointer<UInt8> {
-        if pointee.cursor + fixedEventReserve > pointee.end {
-            rotate(force: fixedEventReserve)
+    func headAtLastStamp(_ kind: EventKind, room: Int = fixedEventReserve) -> UnsafeMutablePointer<UInt8> {
+        if pointee.deferredLoop != 0 { flushDeferredLoop() }
+        if pointee.cursor + room > pointee.end {
+            rotate(force: room)
         }
         pointee.shareStamp = false
         let p = pointee.cursor
         p.pointee = kind.rawValue
         (p + 1).pointee = 0
         return p + 2
+    }
+
+    /// Something other than a phase start follows a phase's end: write the phaseLeave now, stamped
+    /// with the phase's last event. An iteration that ran no phase is not recorded.
+    @inline(never)
+    func flushDeferredLoop() {
+        let leave = pointee.deferredLoop & deferredLeaveMask
+        pointee.deferredLoop = 0
+        guard leave != 0 else { return }
+        let p = headAtLastStamp(.phaseLeave)
+        commit(putVarint(UInt64(leave - 1), at: p))
     }
 
     /// Publishes an encoded event: the cursor moves past it in one store.
@@ -116,6 +136,7 @@ extension UnsafeMutablePointer where Pointee == StreamState {
     /// The chunk-local string id of interned name `index`, defining it first when needed.
     @inline(__always)
     func stringRef(_ index: UInt32) -> UInt32 {
+        if pointee.deferredLoop != 0 { flushDeferredLoop() }  // first, so the room check below holds for the event
         let i = Int(index)
         // Also requires room for the event that uses it, so the two can't end up in different chunks.
         if i < pointee.stringCapacity && pointee.stringChunk[i] == pointee.sequence &+ 1
@@ -127,6 +148,7 @@ extension UnsafeMutablePointer where Pointee == StreamState {
 
     @inline(never)
     func defineString(_ index: UInt32) -> UInt32 {
+        if pointee.deferredLoop != 0 { flushDeferredLoop() }  // before the room check that keeps definition and use together
         let text = Array(RecorderStrings.name(of: index).utf8.prefix(4000))
         let room = 1 + maxVarintBytes * 3 + text.count
         // Make sure the definition and the event that uses it land in the same chunk.
@@ -136,7 +158,7 @@ extension UnsafeMutablePointer where Pointee == StreamState {
             return pointee.stringID[i]  // defined in this chunk already; the rotation above was not needed
         }
         if i >= pointee.stringCapacity { growStrings(to: i + 1) }
-        var p = head(.stringDef, room: room)
+        var p = headAtLastStamp(.stringDef, room: room)  // bookkeeping: no clock read
         let id = pointee.nextStringID
         pointee.nextStringID += 1
         pointee.stringChunk[i] = pointee.sequence &+ 1

@@ -1,4 +1,5 @@
-// Event-loop iterations, epoll waiting and phase times per loop thread, from the runtime's loop events.
+// Event-loop iterations, epoll waiting and phase times per loop thread, from the runtime's loop events
+// (loopIteration/phaseEnter/phaseLeave, or the recorder's folded phaseStart; see docs/trace-format.md).
 import TraceFormat
 
 struct LoopState {
@@ -11,6 +12,8 @@ struct LoopState {
     var phaseStart = [UInt64?](repeating: nil, count: TraceLoopPhase.allCases.count)
     var phaseNs = [UInt64](repeating: 0, count: TraceLoopPhase.allCases.count)
     var phaseCount = [UInt64](repeating: 0, count: TraceLoopPhase.allCases.count)
+    /// The phase begun last and not yet ended (a phaseStart ends it; so does the stream's end).
+    var openPhase: Int?
 }
 
 struct LoopTracker {
@@ -30,18 +33,22 @@ struct LoopTracker {
         states[s] = st
     }
 
+    /// A phase begins (phaseEnter, or phaseStart, which also ends the open phase).
     mutating func phaseEnter(stream s: Int, phase: UInt64, ns: UInt64) {
         guard phase < UInt64(TraceLoopPhase.allCases.count) else { return }
         if states[s] == nil { states[s] = LoopState() }
+        if let open = states[s]!.openPhase { phaseLeave(stream: s, phase: UInt64(open), ns: ns) }
         states[s]!.phaseStart[Int(phase)] = ns
+        states[s]!.openPhase = Int(phase)
     }
 
     mutating func phaseLeave(stream s: Int, phase: UInt64, ns: UInt64) {
         guard phase < UInt64(TraceLoopPhase.allCases.count), states[s] != nil,
               let start = states[s]!.phaseStart[Int(phase)] else { return }
-        states[s]!.phaseNs[Int(phase)] += ns - start
+        states[s]!.phaseNs[Int(phase)] += ns - min(ns, start)
         states[s]!.phaseCount[Int(phase)] += 1
         states[s]!.phaseStart[Int(phase)] = nil
+        if states[s]!.openPhase == Int(phase) { states[s]!.openPhase = nil }
     }
 
     mutating func pollStart(stream s: Int, ns: UInt64) {
@@ -72,6 +79,11 @@ struct LoopTracker {
         for (s, maybe) in states.enumerated() {
             guard var st = maybe, st.iterations > 0 else { continue }
             let end = max(lastEventNs[s], st.lastIterationNs)
+            // A phase still open (its loop returned with no event after it) ends at the thread's last event.
+            if let open = st.openPhase, let start = st.phaseStart[open] {
+                st.phaseNs[open] += end - min(end, start)
+                st.phaseCount[open] += 1
+            }
             // The last iteration runs until the thread's last event.
             st.iterationNs.record(end - st.lastIterationNs)
             let threadSpan = end - st.firstIterationNs

@@ -108,6 +108,13 @@ public struct TraceAnalyzer {
             loop.iteration(stream: s, ns: ns)
         case .phaseEnter:
             loop.phaseEnter(stream: s, phase: ev.u(0), ns: ns)
+        case .phaseStart:
+            if ev.u(1) != 0 {  // also a loop iteration: counted as one in the event counts
+                kindCounts[Int(EventKind.loopIteration.rawValue)] &+= 1
+                callbacks.loopIsIdle(stream: s)
+                loop.iteration(stream: s, ns: ns)
+            }
+            loop.phaseEnter(stream: s, phase: ev.u(0), ns: ns)
         case .phaseLeave:
             loop.phaseLeave(stream: s, phase: ev.u(0), ns: ns)
         case .pollStart:

@@ -438,6 +438,15 @@ public final class Timeline {
             emit(TimelineOp(.begin, .phase, thread: t, at: ts, name: phaseNames[Int(code)]), sink: &sink)
         case .phaseLeave:
             _ = close(.phase, id: min(e.u(0), 7), thread: t, at: ts, sink: &sink)
+        case .phaseStart:
+            // The recorder's folded loop event: ends the open phase, may begin an iteration, begins a phase.
+            if let open = stacks[t].last(where: { $0.slice == .phase }) {
+                _ = close(.phase, id: open.id, thread: t, at: ts, sink: &sink)
+            }
+            if e.u(1) != 0 { iterationBegins(process: p, thread: t, at: ts, sink: &sink) }
+            let code = min(e.u(0), 7)
+            stacks[t].append(OpenSlice(slice: .phase, id: code))
+            emit(TimelineOp(.begin, .phase, thread: t, at: ts, name: phaseNames[Int(code)]), sink: &sink)
         case .pollStart:
             stacks[t].append(OpenSlice(slice: .poll, id: 0))
             var op = TimelineOp(.begin, .poll, thread: t, at: ts, name: pollName)
@@ -447,12 +456,7 @@ public final class Timeline {
             if !useKernelPolls { readyFlows(fds: e.list, process: p, thread: t, at: ts, sink: &sink) }
             _ = close(.poll, id: 0, thread: t, at: ts, sink: &sink)
         case .loopIteration:
-            if openResources[p] != reportedOpen[p] {
-                reportedOpen[p] = openResources[p]
-                var op = TimelineOp(.counter, .phase, thread: t, at: ts, name: openResourcesName)
-                op.fd = openResources[p]
-                emit(op, sink: &sink)
-            }
+            iterationBegins(process: p, thread: t, at: ts, sink: &sink)
         default:
             break
         }
@@ -465,6 +469,16 @@ public final class Timeline {
         lastTypeName = names.id(text)
         lastTypeText = text
         return lastTypeName
+    }
+
+    /// A loop iteration begins: the open-resources counter, when it changed.
+    private func iterationBegins<S: TimelineSink>(process p: Int, thread t: Int, at ts: UInt64, sink: inout S) {
+        if openResources[p] != reportedOpen[p] {
+            reportedOpen[p] = openResources[p]
+            var op = TimelineOp(.counter, .phase, thread: t, at: ts, name: openResourcesName)
+            op.fd = openResources[p]
+            emit(op, sink: &sink)
+        }
     }
 
     private func initName(_ type: Int) -> Int {

@@ -61,6 +61,7 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var phaseLeave: EventKind { EventKind(rawValue: 0x1A) }
     @inlinable public static var pollStart: EventKind { EventKind(rawValue: 0x1B) }
     @inlinable public static var pollEnd: EventKind { EventKind(rawValue: 0x1C) }
+    @inlinable public static var phaseStart: EventKind { EventKind(rawValue: 0x1D) }
     // Kernel (eBPF) stream
     @inlinable public static var syscall: EventKind { EventKind(rawValue: 0x20) }
     @inlinable public static var epollWait: EventKind { EventKind(rawValue: 0x21) }
@@ -126,6 +127,8 @@ public enum EventSpecs {
                   summary: "the loop is about to wait in epoll (-1: no timeout)"),
         EventSpec(kind: .pollEnd, name: "pollEnd", args: [a("readyCount", .unsigned), a("fds", .list)],
                   summary: "epoll returned; the ready fds"),
+        EventSpec(kind: .phaseStart, name: "phaseStart", args: [a("phase", .unsigned), a("startsIteration", .unsigned)],
+                  summary: "a loop phase begins and the thread's open phase ends; startsIteration 1: a loop iteration begins too"),
         EventSpec(kind: .syscall, name: "syscall",
                   args: [a("pid", .unsigned), a("tid", .unsigned), a("nr", .unsigned), a("fd", .signed),
                          a("size", .unsigned), a("ret", .signed), a("durationNs", .unsigned)],

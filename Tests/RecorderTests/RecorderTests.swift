@@ -167,7 +167,44 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         #expect(fd.u(0) == r.asyncID.rawValue && fd.s(1) == 9)
         let mark = try #require(mine.first { $0.kind == .mark })
         #expect(mark.text == "checkpoint" && mark.u(1) == r.asyncID.rawValue)
-        #expect(mine.first { $0.kind == .phaseEnter }?.u(0) == UInt64(LoopPhase.poll.rawValue))
+        // Loop structure is folded: loopIteration + phaseEnter -> one phaseStart(poll, startsIteration 1);
+        // the phaseLeave is written when the next non-loop event (the init) comes, at the phase's last time.
+        let loopKinds: Set<EventKind> = [.loopIteration, .phaseEnter, .phaseStart, .pollStart, .pollEnd, .phaseLeave, .initResource]
+        let loop = mine.filter { loopKinds.contains($0.kind) }
+        #expect(loop.map(\.kind) == [.phaseStart, .pollStart, .pollEnd, .phaseLeave, .initResource])
+        guard loop.count == 5 else { return }
+        #expect(loop[0].u(0) == UInt64(LoopPhase.poll.rawValue) && loop[0].u(1) == 1)
+        #expect(loop[3].u(0) == UInt64(LoopPhase.poll.rawValue))
+        // pollStart shares phaseStart's clock read; phaseLeave and init take the last read (pollEnd's).
+        #expect(loop[1].ticks == loop[0].ticks)
+        #expect(loop[3].ticks == loop[2].ticks && loop[4].ticks == loop[2].ticks)
+    }
+
+    @Test func anIterationStartsWithItsFirstPhaseAndAPhaseStartEndsTheOpenPhase() throws {
+        let path = tempPath("fold")
+        defer { unlink(path) }
+        try TraceRecorder.start(path: path)
+        for n in 1...2 as ClosedRange<UInt64> {
+            AsyncHooks.emitLoopIteration(n)
+            AsyncHooks.emitPhaseEnter(.timers)
+            AsyncHooks.emitPhaseLeave(.timers)
+            AsyncHooks.emitPhaseEnter(.check)
+            AsyncHooks.emitPhaseLeave(.check)
+        }
+        AsyncHooks.emitLoopIteration(3)  // an iteration that ran no phase is not recorded
+        AsyncHooks.mark("after the loop")
+        TraceRecorder.stop()
+        let (_, chunks) = try scanTrace(path)
+        let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
+            .filter { [.loopIteration, .phaseEnter, .phaseStart, .phaseLeave, .mark].contains($0.kind) }
+        let shape = mine.map { e -> String in
+            switch e.kind {
+            case .phaseStart: "start \(e.u(0)) \(e.u(1))"
+            case .phaseLeave: "leave \(e.u(0))"
+            default: "\(e.kind)"
+            }
+        }
+        #expect(shape == ["start 0 1", "start 5 0", "start 0 1", "start 5 0", "leave 5", "mark"])
     }
 }
 

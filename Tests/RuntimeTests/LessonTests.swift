@@ -120,7 +120,7 @@ func checkBalance(_ path: String) throws -> BalanceReport {
             let id = e.event.u(0)
             if types[id] == nil { r.problems.append("destroy without init \(id)") }
             if !destroyed.insert(id).inserted { r.problems.append("destroy twice \(id)") }
-        case .phaseEnter:
+        case .phaseEnter, .phaseStart:
             r.phases += 1
         default:
             break

@@ -71,7 +71,7 @@ func scriptedServerTrace() -> String {
 
         // Overview
         let o = a.overview
-        #expect(o.program == "./server" && o.pid == 100 && o.formatVersion == 1)
+        #expect(o.program == "./server" && o.pid == 100 && o.formatVersion == TraceFileFormat.currentVersion)
         #expect(o.startNs == T && o.endNs == T + 23_071_000 && o.durationNs == 23_071_000)
         #expect(o.count("init") == 3 && o.count("before") == 3 && o.count("after") == 3 && o.count("destroy") == 1)
         #expect(o.count("syscall") == 6 && o.count("epollWait") == 3 && o.count("loopIteration") == 4)
@@ -189,6 +189,34 @@ func scriptedServerTrace() -> String {
         let loop = json["loop"] as! [String: Any]
         #expect(loop["source"] as? String == "kernel_epoll_waits" && loop["iterations"] as? Int == 3)
         #expect((json["trace"] as! [String: Any])["kind"] as? String == "kernel-only")
+    }
+
+    /// The recorder's folded loop events: a phaseStart ends the open phase and may begin an iteration;
+    /// a phase still open at the stream's end ends at its last event.
+    @Test func foldedPhaseStartsGiveTheSameLoopSummary() throws {
+        let T: UInt64 = 1_000_000_000
+        var m = StreamScript(pid: 7, tid: 7, startNs: T)
+        m.threadName("main", at: T)
+        m.phaseStart(.timers, startsIteration: true, at: T + 1_000)
+        m.phaseStart(.poll, startsIteration: false, at: T + 2_000)
+        m.pollStart(timeoutMs: 3, at: T + 2_000)
+        m.pollEnd(fds: [], at: T + 5_000)
+        m.phaseStart(.check, startsIteration: false, at: T + 6_000)
+        m.phaseStart(.timers, startsIteration: true, at: T + 10_000)
+        m.phaseLeave(.timers, at: T + 12_000)
+        m.phaseStart(.check, startsIteration: false, at: T + 15_000)
+        m.initResource(9, "Timeout", trigger: 1, at: T + 20_000)
+        let path = writeTrace([m], pid: 7, startNs: T)
+        defer { removeTrace(path) }
+        let a = analyzeTrace(try TraceReader(path: path))
+        #expect(a.overview.count("loopIteration") == 2)
+        let loop = try #require(a.loop)
+        #expect(loop.iterations == 2 && loop.spanNs == 19_000 && loop.pollWaitNs == 3_000)
+        #expect(loop.iterationNs.count == 2 && loop.iterationNs.totalNs == 9_000 + 10_000)
+        let phases = Dictionary(uniqueKeysWithValues: loop.phases.map { ($0.phase, ($0.count, $0.totalNs)) })
+        #expect(phases["timers"]! == (2, 1_000 + 2_000))
+        #expect(phases["poll"]! == (1, 4_000))
+        #expect(phases["check"]! == (2, 4_000 + 5_000))
     }
 
     /// A chunk lost in the middle of a thread takes an after() with it: the open callback is abandoned when

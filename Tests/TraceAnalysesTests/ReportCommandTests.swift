@@ -66,7 +66,7 @@ import TraceFormat
         #expect(j["schema_version"] as? Int == 1)
         let trace = j["trace"] as! [String: Any]
         #expect(trace["program"] as? String == "./server" && trace["pid"] as? Int == 100)
-        #expect(trace["duration_ns"] as? Int == 23_071_000 && trace["format_version"] as? Int == 1 && trace["path"] as? String == path)
+        #expect(trace["duration_ns"] as? Int == 23_071_000 && trace["format_version"] as? Int == Int(TraceFileFormat.currentVersion) && trace["path"] as? String == path)
         let events = j["events"] as! [String: Any]
         for (k, v) in ["init": 3, "before": 3, "after": 3, "destroy": 1, "promise_resolve": 0, "syscall": 6] {
             #expect(events[k] as? Int == v, "events.\(k)")

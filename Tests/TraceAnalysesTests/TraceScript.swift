@@ -42,6 +42,9 @@ struct StreamScript {
     mutating func loopIteration(_ n: UInt64, at ns: UInt64) { begin(.loopIteration, ns); builder.putUnsigned(n) }
     mutating func phaseEnter(_ p: TraceLoopPhase, at ns: UInt64) { begin(.phaseEnter, ns); builder.putUnsigned(UInt64(p.rawValue)) }
     mutating func phaseLeave(_ p: TraceLoopPhase, at ns: UInt64) { begin(.phaseLeave, ns); builder.putUnsigned(UInt64(p.rawValue)) }
+    mutating func phaseStart(_ p: TraceLoopPhase, startsIteration: Bool, at ns: UInt64) {
+        begin(.phaseStart, ns); builder.putUnsigned(UInt64(p.rawValue)); builder.putUnsigned(startsIteration ? 1 : 0)
+    }
     mutating func pollStart(timeoutMs: Int64, at ns: UInt64) { begin(.pollStart, ns); builder.putSigned(timeoutMs) }
     mutating func pollEnd(fds: [UInt64], at ns: UInt64) { begin(.pollEnd, ns); builder.putUnsigned(UInt64(fds.count)); builder.putList(fds) }
 

@@ -1,0 +1,84 @@
+// The fast path: a sole enabled hook that offers C-convention functions gets its events through
+// them; with another hook enabled, both get every event through the dispatch loop.
+import Synchronization
+import Testing
+@testable import AsyncHooks
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let fastPathLog = Mutex<[String]>([])
+let fastPathOwner = Atomic<UInt>(0)
+
+private func logFast(_ s: String) {
+    guard pthread_self() == fastPathOwner.load(ordering: .relaxed) else { return }
+    fastPathLog.withLock { $0.append("fast " + s) }
+}
+
+final class FastPathHook: AsyncHook, @unchecked Sendable {
+    private func slow(_ s: String) {
+        guard pthread_self() == fastPathOwner.load(ordering: .relaxed) else { return }
+        fastPathLog.withLock { $0.append("slow " + s) }
+    }
+    func initResource(_ id: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {
+        slow("init \(id) \(type.id) \(triggerAsyncID)")
+    }
+    func before(_ id: AsyncID) { slow("before \(id)") }
+    func after(_ id: AsyncID) { slow("after \(id)") }
+    func destroy(_ id: AsyncID) { slow("destroy \(id)") }
+    func promiseResolve(_ id: AsyncID) { slow("resolve \(id)") }
+    func loopIteration(_ n: UInt64) { slow("iteration \(n)") }
+    func phaseEnter(_ p: LoopPhase) { slow("enter \(p.rawValue)") }
+    func phaseLeave(_ p: LoopPhase) { slow("leave \(p.rawValue)") }
+    var fastPath: AsyncHookFastPath? {
+        AsyncHookFastPath(
+            initResource: { id, type, trigger in logFast("init \(id) \(type) \(trigger)") },
+            before: { logFast("before \($0)") }, after: { logFast("after \($0)") },
+            destroy: { logFast("destroy \($0)") }, promiseResolve: { logFast("resolve \($0)") },
+            loopIteration: { logFast("iteration \($0)") }, phaseEnter: { logFast("enter \($0)") },
+            phaseLeave: { logFast("leave \($0)") })
+    }
+}
+
+@Suite(.serialized) struct FastPathTests {
+    func emitAll() -> [String] {
+        let r = AsyncResource("FastPathTest")
+        r.runInScope { AsyncHooks.emitPromiseResolve(r.asyncID) }
+        AsyncHooks.emitLoopIteration(7)
+        AsyncHooks.emitPhaseEnter(.check)
+        AsyncHooks.emitPhaseLeave(.check)
+        r.emitDestroy()
+        let id = r.asyncID
+        return ["init \(id) \(r.type.id) \(AsyncID.root)", "before \(id)", "resolve \(id)", "after \(id)",
+                "iteration 7", "enter 5", "leave 5", "destroy \(id)"]
+    }
+
+    @Test func aSoleHookGetsEveryEventOnceThroughItsFastPath() {
+        fastPathOwner.store(pthread_self(), ordering: .relaxed)
+        fastPathLog.withLock { $0 = [] }
+        let hook = FastPathHook()
+        AsyncHooks.enable(hook)
+        let alone = activeHookCount.load(ordering: .relaxed) == 1
+        let expected = emitAll()
+        let aloneAfter = activeHookCount.load(ordering: .relaxed) == 1
+        AsyncHooks.disable(hook)
+        let log = fastPathLog.withLock { $0 }
+        // Tests of other suites may enable hooks meanwhile; then the loop delivers (the "slow" path).
+        #expect(log.map { String($0.dropFirst(5)) } == expected)
+        if alone && aloneAfter { #expect(log.allSatisfy { $0.hasPrefix("fast ") }) }
+    }
+
+    @Test func withASecondHookBothGetEveryEvent() {
+        fastPathOwner.store(pthread_self(), ordering: .relaxed)
+        fastPathLog.withLock { $0 = [] }
+        let hook = FastPathHook()
+        let other = RecordingHook()
+        AsyncHooks.enable(hook)
+        AsyncHooks.enable(other)
+        let expected = emitAll()
+        AsyncHooks.disable(hook)
+        AsyncHooks.disable(other)
+        #expect(fastPathLog.withLock { $0 } == expected.map { "slow " + $0 })
+        #expect(other.events.count == 5)  // init, before, resolve, after, destroy (it ignores loop events)
+    }
+}
