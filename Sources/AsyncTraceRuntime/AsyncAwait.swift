@@ -180,7 +180,7 @@ extension PromiseBase {
     @usableFromInline
     final func continueWithoutSuspending() -> Bool {
         guard status != .pending else { return false }
-        let loop = self.loop
+        unowned(unsafe) let loop = self.loop  // kept alive by this promise; no retain/release per await
         guard loop.isOnLoopThread, let scope = loop.awaitScope, loop.microtasks.isEmpty,
               executionAsyncID() == scope.asyncID else { return false }
         isHandled = true
