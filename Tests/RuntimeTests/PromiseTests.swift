@@ -182,6 +182,29 @@ struct PromiseTests {
         #expect(log.lines == ["start", "after Task.sleep on loop thread: true", "then 5"])
     }
 
+    @Test("values of every shape survive then, all and await (inline trivial values, boxed others)")
+    func valueShapes() {
+        final class Ref: Sendable { let n: Int; init(_ n: Int) { self.n = n } }
+        let out = runScenario { log in
+            Promise.resolve(Int8(-3)).then { log("int8 \($0)") }
+            Promise.resolve(2.5).then { log("double \($0)") }
+            Promise.resolve((1, 2)).then { log("pair \($0.0 + $0.1)") }
+            Promise<Int?>.resolve(nil).then { log("optional \(String(describing: $0))") }
+            Promise.resolve("text").then { $0 + "!" }.then { log("string \($0)") }
+            Promise.resolve(Ref(7)).then { log("object \($0.n)") }
+            Promise.all([Promise.resolve("a"), Promise.resolve("b")]).then { log("all \($0.joined())") }
+            EventLoop.current.runAsync {
+                let s = try await Promise.resolve("awaited").value
+                let r = try await Promise.resolve(Ref(9)).value
+                let p = try await Promise.resolve((3, 4)).value
+                log("await \(s) \(r.n) \(p.0 * p.1)")
+            }
+        }
+        #expect(Set(out) == ["int8 -3", "double 2.5", "pair 3", "optional nil", "string text!", "object 7", "all ab",
+                             "await awaited 9 12"])
+        #expect(out.count == 8)
+    }
+
     @Test("Promise.all of many and a long await chain balance their hooks")
     func manyBalance() {
         let box = BalanceHookBox()
