@@ -13,6 +13,10 @@ public final class ChromeTraceExporter: TimelineSink {
     @exclusivity(unchecked) private var names = QuotedNames()
     /// `,"cat":"…","pid":P,"tid":T,"ts":` by (thread × 8 + slice kind), built once.
     @exclusivity(unchecked) private var middles = ByteArena()
+    /// Per thread: `{"ph":…,"name":"…","cat":…,"ts":` by (name, slice kind, phase), one copy per event.
+    @exclusivity(unchecked) private var prefixes: [ByteArena] = []
+    /// Names with ids below this get a cached prefix (bounds the per-thread tables; marks may name thousands).
+    static let prefixedNames = 4096
     @exclusivity(unchecked) private var stacks: [[TimelineOp]] = []
     @exclusivity(unchecked) private var first = true
     @exclusivity(unchecked) public private(set) var eventsWritten: UInt64 = 0
@@ -27,6 +31,7 @@ public final class ChromeTraceExporter: TimelineSink {
     deinit {
         names.deallocate()
         middles.deallocate()
+        for p in prefixes { p.deallocate() }
     }
 
     public func finish(timeline: Timeline) {
@@ -49,6 +54,7 @@ public final class ChromeTraceExporter: TimelineSink {
 
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
         stacks.append([])
+        prefixes.append(ByteArena(capacity: 1024))
         var text = ""
         if !timeline.threads.dropLast().contains(where: { $0.pid == thread.pid }) {
             text += "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\(process.pid),\"tid\":0,\"args\":{\"name\":"
@@ -70,9 +76,29 @@ public final class ChromeTraceExporter: TimelineSink {
         return middles.store(key, Array(",\"cat\":\"\(op.slice.category)\",\"pid\":\(th.pid),\"tid\":\(th.tid),\"ts\":".utf8))
     }
 
+    /// The cached `{"ph":…,"name":"…","cat":…,"pid":…,"tid":…,"ts":` of (thread, name, slice kind, phase).
+    @inline(__always)
+    private func prefix(_ ph: StaticString, _ phase: Int, _ op: TimelineOp, timeline: Timeline) -> UnsafeRawBufferPointer? {
+        guard op.name < Self.prefixedNames else { return nil }
+        let key = (op.name * 8 + Int(op.slice.rawValue)) * 4 + phase
+        if let p = prefixes[op.thread].lookup(key) { return p }
+        var bytes = Array(UnsafeRawBufferPointer(start: ph.utf8Start, count: ph.utf8CodeUnitCount))
+        bytes += names.get(op.name, timeline.names)
+        bytes += middle(op, timeline: timeline)
+        return prefixes[op.thread].store(key, bytes)
+    }
+
     /// `{"ph":"X","name":"…","cat":…,"ts":T` with room for `extra` more bytes after it.
     @inline(__always)
     private func head(_ ph: StaticString, _ op: TimelineOp, extra: Int, timeline: Timeline) -> ByteWriter {
+        let phase = ph.utf8Start[7] == UInt8(ascii: "X") ? 0 : ph.utf8Start[7] == UInt8(ascii: "i") ? 1 : 2
+        if let pre = prefix(ph, phase, op, timeline: timeline) {
+            var w = out.reserve(40 + pre.count + extra)
+            open(&w)
+            w.put(pre)
+            w.put(microsFromNanos: rel(op.timestampNs))
+            return w
+        }
         let name = names.get(op.name, timeline.names)
         let mid = middle(op, timeline: timeline)  // another arena: `name` stays valid
         var w = out.reserve(40 + name.count + mid.count + extra)
