@@ -206,7 +206,7 @@ public struct ChunkDecoder {
     private func nanoseconds(_ t: UInt64) -> UInt64 {
         if identityClock { return t }
         guard nsPerTick > 0, t >= header.startTicks else { return header.startNs }
-        return header.startNs &+ UInt64((Double(t - header.startTicks) * nsPerTick).rounded())
+        return header.startNs &+ UInt64(Double(t - header.startTicks) * nsPerTick + 0.5)  // round half up, no libm call
     }
 
     /// Decodes the next event into `e`, reusing its storage (the fast path: no Result, no copy).
@@ -255,13 +255,13 @@ public struct ChunkDecoder {
                 hasText = true
             case .list:
                 guard v <= UInt64(cursor.remaining) else { return .failure(.truncatedEvent(offset: start)) }
-                var l: [UInt64] = []
-                l.reserveCapacity(Int(v))
+                // Refill the event's own list: no allocation per event unless a consumer kept a copy.
+                e.list.removeAll(keepingCapacity: true)
+                e.list.reserveCapacity(Int(v))
                 for _ in 0..<v {
                     guard let x = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
-                    l.append(x)
+                    e.list.append(x)
                 }
-                e.list = l
                 e.setArg(i, Int64(bitPattern: v))
                 hasList = true
             }

@@ -65,8 +65,13 @@ public struct ByteCursor {
         return b
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func readVarint() -> UInt64? {
+        // Most values (kinds' deltas, ids' deltas, small args) fit one byte.
+        if offset < base.count, base[offset] < 0x80 {
+            defer { offset += 1 }
+            return UInt64(base[offset])
+        }
         var result: UInt64 = 0
         var shift: UInt64 = 0
         var i = offset
