@@ -27,7 +27,8 @@ let package = Package(
         .target(name: "TraceFormat"),
 
         // --- recording side: in every traced app's hot path; no Foundation, no packages ---
-        .target(name: "AsyncHooks"),
+        .target(name: "CAsyncHooksSupport"),
+        .target(name: "AsyncHooks", dependencies: ["CAsyncHooksSupport"]),
         .target(name: "CRecorderSupport"),
         .target(name: "AsyncTraceRecorder", dependencies: ["AsyncHooks", "TraceFormat", "CRecorderSupport"]),
 

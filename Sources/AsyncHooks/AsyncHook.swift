@@ -1,4 +1,5 @@
 // Hooks: what a listener implements, how it is enabled, and how emission sites reach it.
+import CAsyncHooksSupport
 import Synchronization
 
 /// Loop phases in Node's order (the trace format uses the same codes).
@@ -126,15 +127,17 @@ final class HookList: @unchecked Sendable {
     init(_ hooks: ContiguousArray<any AsyncHook>) { self.hooks = hooks }
 }
 
-@usableFromInline
-let activeHookCount = Atomic<Int>(0)
+/// How many hooks are enabled (a C global: no lazy-initialisation check on the emission path).
+@inlinable
+var activeHookCount: Int { @inline(__always) get { asynchooks_active_count() } }
 @usableFromInline
 let activeHookList = Atomic<Unmanaged<HookList>?>(nil)
 /// The sole enabled hook's fast path, or nil (no hook, several hooks, or one without a fast path).
-/// Leaked like the snapshots, so a reader may keep using one it loaded. (nonisolated(unsafe): a
-/// pointer is not Sendable; the Atomic is what makes sharing it safe.)
-@usableFromInline
-nonisolated(unsafe) let activeFastPath = Atomic<UnsafeMutablePointer<AsyncHookFastPath>?>(nil)
+/// Leaked like the snapshots, so a reader may keep using one it loaded.
+@inlinable
+var activeFastPath: UnsafeMutablePointer<AsyncHookFastPath>? {
+    @inline(__always) get { asynchooks_fast_path()?.assumingMemoryBound(to: AsyncHookFastPath.self) }
+}
 let hookRegistryLock = Mutex<ContiguousArray<any AsyncHook>>([])
 
 public enum AsyncHooks {
@@ -174,15 +177,15 @@ public enum AsyncHooks {
             fast = .allocate(capacity: 1)  // leaked on purpose
             fast!.initialize(to: f)
         }
-        activeFastPath.store(fast, ordering: .releasing)
+        asynchooks_set_fast_path(fast)
         activeHookList.store(snapshot, ordering: .releasing)
-        activeHookCount.store(list.count, ordering: .releasing)
+        asynchooks_set_active_count(list.count)
     }
 
     /// True when at least one hook is enabled: one relaxed load. Emission sites test this
     /// before building anything.
     @inlinable @inline(__always)
-    public static var isActive: Bool { activeHookCount.load(ordering: .relaxed) != 0 }
+    public static var isActive: Bool { activeHookCount != 0 }
 
     /// Calls `body` for each enabled hook.
     @inlinable

@@ -1,36 +1,22 @@
-// Emission sites. Each costs one relaxed load and a branch when no hook is enabled; with one hook
-// that offers a fast path (the recorder), one more load and a direct call; otherwise the dispatch
-// loop, out of line so callers stay small.
+// Emission sites. Each costs one relaxed load and a branch when no hook is enabled; the enabled
+// case is out of line so callers stay small: with one hook that offers a fast path (the
+// recorder), one more load and a direct call; otherwise the dispatch loop.
 
 extension AsyncHooks {
     @inlinable @inline(__always)
     public static func emitInit(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID,
                                 resource: AnyObject? = nil) {
-        if isActive {
-            if let f = activeFastPath.load(ordering: .acquiring) {
-                f.pointee.initResource(asyncID.rawValue, type.id, triggerAsyncID.rawValue)
-            } else {
-                dispatchInit(asyncID, type, triggerAsyncID, resource)
-            }
-        }
+        if isActive { activeInit(asyncID, type, triggerAsyncID, resource) }
     }
 
     @inlinable @inline(__always)
     public static func emitDestroy(_ asyncID: AsyncID) {
-        if isActive {
-            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.destroy(asyncID.rawValue) } else { dispatchDestroy(asyncID) }
-        }
+        if isActive { activeDestroy(asyncID) }
     }
 
     @inlinable @inline(__always)
     public static func emitPromiseResolve(_ asyncID: AsyncID) {
-        if isActive {
-            if let f = activeFastPath.load(ordering: .acquiring) {
-                f.pointee.promiseResolve(asyncID.rawValue)
-            } else {
-                dispatchPromiseResolve(asyncID)
-            }
-        }
+        if isActive { activePromiseResolve(asyncID) }
     }
 
     @inlinable @inline(__always)
@@ -43,21 +29,39 @@ extension AsyncHooks {
     @inlinable
     public static func enterCallback(_ asyncID: AsyncID, triggerAsyncID: AsyncID, frame: ContextFrame?) {
         ExecutionState.current.enter(asyncID, trigger: triggerAsyncID, frame: frame)
-        if isActive {
-            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.before(asyncID.rawValue) } else { dispatchBefore(asyncID) }
-        }
+        if isActive { activeBefore(asyncID) }
     }
 
     /// Leaves a callback of `asyncID`: emits after, then restores the context. A mismatch with the
     /// innermost entered callback is reported (both ids) to every hook and to `nestingErrorHandler`.
     @inlinable
     public static func leaveCallback(_ asyncID: AsyncID) {
-        if isActive {
-            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.after(asyncID.rawValue) } else { dispatchAfter(asyncID) }
-        }
+        if isActive { activeAfter(asyncID) }
         let state = ExecutionState.current
         let expected = state.executionID
         if !state.leave(asyncID) { reportNestingError(expected: expected, actual: asyncID) }
+    }
+
+    // The enabled case, out of line: call sites stay one load and a branch when nothing listens.
+    @usableFromInline @inline(never)
+    static func activeInit(_ id: AsyncID, _ type: ResourceType, _ trigger: AsyncID, _ resource: AnyObject?) {
+        if let f = activeFastPath { f.pointee.initResource(id.rawValue, type.id, trigger.rawValue) } else { dispatchInit(id, type, trigger, resource) }
+    }
+    @usableFromInline @inline(never)
+    static func activeBefore(_ id: AsyncID) {
+        if let f = activeFastPath { f.pointee.before(id.rawValue) } else { dispatchBefore(id) }
+    }
+    @usableFromInline @inline(never)
+    static func activeAfter(_ id: AsyncID) {
+        if let f = activeFastPath { f.pointee.after(id.rawValue) } else { dispatchAfter(id) }
+    }
+    @usableFromInline @inline(never)
+    static func activeDestroy(_ id: AsyncID) {
+        if let f = activeFastPath { f.pointee.destroy(id.rawValue) } else { dispatchDestroy(id) }
+    }
+    @usableFromInline @inline(never)
+    static func activePromiseResolve(_ id: AsyncID) {
+        if let f = activeFastPath { f.pointee.promiseResolve(id.rawValue) } else { dispatchPromiseResolve(id) }
     }
 
     @usableFromInline
@@ -85,17 +89,17 @@ extension AsyncHooks {
 
     @inlinable public static func emitLoopIteration(_ n: UInt64) {
         if isActive {
-            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.loopIteration(n) } else { forEachHook { $0.loopIteration(n) } }
+            if let f = activeFastPath { f.pointee.loopIteration(n) } else { forEachHook { $0.loopIteration(n) } }
         }
     }
     @inlinable public static func emitPhaseEnter(_ p: LoopPhase) {
         if isActive {
-            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.phaseEnter(p.rawValue) } else { forEachHook { $0.phaseEnter(p) } }
+            if let f = activeFastPath { f.pointee.phaseEnter(p.rawValue) } else { forEachHook { $0.phaseEnter(p) } }
         }
     }
     @inlinable public static func emitPhaseLeave(_ p: LoopPhase) {
         if isActive {
-            if let f = activeFastPath.load(ordering: .acquiring) { f.pointee.phaseLeave(p.rawValue) } else { forEachHook { $0.phaseLeave(p) } }
+            if let f = activeFastPath { f.pointee.phaseLeave(p.rawValue) } else { forEachHook { $0.phaseLeave(p) } }
         }
     }
     @inlinable public static func emitPollStart(timeoutMs: Int64) {

@@ -1,13 +1,15 @@
 // The per-thread execution stack: which resource's callback is running on this thread,
 // what triggered it, and which AsyncLocal frame is current.
-// The state sits in manually managed memory behind a pthread key: every callback touches it,
-// and raw memory avoids the reference counting and exclusivity checks a class would cost.
+// The state sits in manually managed memory found through a C `__thread` pointer (a pthread key
+// only runs the thread-exit destructor): every callback touches it, and raw memory avoids the
+// reference counting and exclusivity checks a class would cost.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 import Synchronization
+import CAsyncHooksSupport
 
 @usableFromInline
 struct SavedContext {
@@ -46,7 +48,7 @@ public struct ExecutionState {
 
     @inlinable
     static var current: ExecutionState {
-        if let raw = pthread_getspecific(executionStateKey) {
+        if let raw = asynchooks_state() {
             return ExecutionState(raw.assumingMemoryBound(to: ExecutionStateData.self))
         }
         return makeCurrent()
@@ -56,7 +58,8 @@ public struct ExecutionState {
     static func makeCurrent() -> ExecutionState {
         let p = UnsafeMutablePointer<ExecutionStateData>.allocate(capacity: 1)
         p.initialize(to: ExecutionStateData())
-        pthread_setspecific(executionStateKey, p)
+        pthread_setspecific(executionStateKey, p)  // only for the thread-exit destructor
+        asynchooks_set_state(p)
         return ExecutionState(p)
     }
 
@@ -152,6 +155,7 @@ let executionStateKey: pthread_key_t = {
     let rc = pthread_key_create(&key) { raw in
         guard let raw else { return }
         let p = raw.assumingMemoryBound(to: ExecutionStateData.self)
+        asynchooks_set_state(nil)
         p.pointee.stack.deinitialize(count: p.pointee.depth)
         p.pointee.stack.deallocate()
         p.deinitialize(count: 1)

@@ -58,9 +58,9 @@ final class FastPathHook: AsyncHook, @unchecked Sendable {
         fastPathLog.withLock { $0 = [] }
         let hook = FastPathHook()
         AsyncHooks.enable(hook)
-        let alone = activeHookCount.load(ordering: .relaxed) == 1
+        let alone = activeHookCount == 1
         let expected = emitAll()
-        let aloneAfter = activeHookCount.load(ordering: .relaxed) == 1
+        let aloneAfter = activeHookCount == 1
         AsyncHooks.disable(hook)
         let log = fastPathLog.withLock { $0 }
         // Tests of other suites may enable hooks meanwhile; then the loop delivers (the "slow" path).
