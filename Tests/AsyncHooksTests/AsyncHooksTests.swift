@@ -120,11 +120,14 @@ func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
     }
 
     @Test func closureHooksTakeAnySubset() {
+        // Counts only this test's two resources: other suites emit concurrently.
+        let first = AsyncResource("X"), second = AsyncResource("X")
+        let ours: Set<AsyncID> = [first.asyncID, second.asyncID]
         let before = Mutex(0)
-        let hook = AsyncHooks.createHook(before: { _ in before.withLock { $0 += 1 } }).enable()
-        AsyncResource("X").runInScope {}
+        let hook = AsyncHooks.createHook(before: { id in if ours.contains(id) { before.withLock { $0 += 1 } } }).enable()
+        first.runInScope {}
         hook.disable()
-        AsyncResource("X").runInScope {}
+        second.runInScope {}
         #expect(before.withLock { $0 } == 1)
     }
 
