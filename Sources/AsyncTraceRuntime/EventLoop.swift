@@ -127,7 +127,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// This thread's loop, created on first use. Several threads may each run one.
     public static var current: EventLoop {
-        if let p = pthread_getspecific(loopKey) {
+        if let p = rt_current_loop() {
             return Unmanaged<EventLoop>.fromOpaque(p).takeUnretainedValue()
         }
         return makeCurrent()
@@ -140,7 +140,9 @@ public final class EventLoop: @unchecked Sendable {
         } catch {
             fatalError("asynctrace: cannot create the event loop: \(error)")
         }
-        pthread_setspecific(loopKey, Unmanaged.passRetained(loop).toOpaque())
+        let p = Unmanaged.passRetained(loop).toOpaque()
+        pthread_setspecific(loopKey, p)  // owns the loop: releases it at thread exit
+        rt_set_current_loop(p)
         return loop
     }
 
@@ -450,6 +452,7 @@ extension ResourceType {
 let loopKey: pthread_key_t = {
     var key = pthread_key_t()
     let rc = pthread_key_create(&key) { p in
+        rt_set_current_loop(nil)
         Unmanaged<EventLoop>.fromOpaque(p!).release()
     }
     precondition(rc == 0, "pthread_key_create failed: \(rc)")

@@ -16,4 +16,10 @@ static inline int rt_stat_path(const char *path, struct stat *st) { return stat(
 // GNU extensions the Glibc module is built without (_GNU_SOURCE); declared as glibc >= 2.32 defines them.
 const char *strerrorname_np(int errnum);
 int pipe2(int pipefd[2], int flags);
+// This thread's EventLoop (an unretained pointer; the pthread key that owns it runs the release at
+// thread exit). A `__thread` load is cheaper than pthread_getspecific on every setImmediate/await.
+extern __thread void *rt_current_loop_tls;
+static inline void *rt_current_loop(void) { return rt_current_loop_tls; }
+static inline void rt_set_current_loop(void *loop) { rt_current_loop_tls = loop; }
+
 #endif
