@@ -55,6 +55,8 @@ let package = Package(
 
         // --- reading side ---
         .target(name: "TraceReader", dependencies: ["TraceFormat"]),
+        // Synthetic traces for the export benchmark and tests (neither side of the product uses it).
+        .target(name: "TraceFixtures", dependencies: ["TraceFormat"]),
         // No unsafe flags (SwiftPM refuses them in dependencies): the hot class properties of the export
         // pass are marked @exclusivity(unchecked) one by one instead.
         .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports"]),
@@ -78,7 +80,7 @@ let package = Package(
             name: "asynctrace-bench",
             dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
                            "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem",
-                           "TraceExports", "TraceAnalyses"]
+                           "TraceExports", "TraceAnalyses", "TraceFixtures"]
         ),
 
         // --- tests ---
@@ -90,7 +92,7 @@ let package = Package(
         ),
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
         // The example scenarios and the CLI are exec'd by the tests (recorded, exported, validated).
-        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat",
+        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat", "TraceFixtures",
                                                             "asynctrace-examples", "asynctrace"],
                     exclude: ["Fixtures", "validators"]),
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TraceExports
+import TraceFixtures
 
 @Suite struct PerfettoExportTests {
     @Test func decodesWithPerfettosProtoAndReplaysExactly() throws {
