@@ -38,6 +38,11 @@ public struct Overview: Sendable {
     /// Events known lost to damage (counts from chunk headers; missing chunks add an unknown number).
     public var eventsLostToDamage: UInt64
     public func count(_ kind: String) -> UInt64 { eventsByKind[kind] ?? 0 }
+
+    /// The kinds a report's overview names (the rest are in `eventsByKind`). Counts are of events in
+    /// the file: a version 2 trace has `phaseStart` where version 1 had `loopIteration` + `phaseEnter`.
+    public static let headlineKinds = ["init", "before", "after", "destroy", "promiseResolve", "syscall", "epollWait",
+                                       "loopIteration", "phaseStart"]
 }
 
 public struct DurationSummary: Sendable {

@@ -109,8 +109,7 @@ public struct TraceAnalyzer {
         case .phaseEnter:
             loop.phaseEnter(stream: s, phase: ev.u(0), ns: ns)
         case .phaseStart:
-            if ev.u(1) != 0 {  // also a loop iteration: counted as one in the event counts
-                kindCounts[Int(EventKind.loopIteration.rawValue)] &+= 1
+            if ev.u(1) != 0 {  // also begins a loop iteration
                 callbacks.loopIsIdle(stream: s)
                 loop.iteration(stream: s, ns: ns)
             }

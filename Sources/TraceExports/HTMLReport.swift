@@ -119,8 +119,7 @@ public enum HTMLReport {
         s += "<h2 id=\"overview\">Overview</h2>\n<table class=\"overview\">\n"
         s += row("Duration", value("duration_ns", o.durationNs, Formatting.duration(o.durationNs)))
         s += row("Events", value("events.total", o.totalEvents, Formatting.count(o.totalEvents)))
-        let kinds = ["init", "before", "after", "destroy", "promiseResolve", "syscall", "epollWait", "loopIteration"]
-        let shown = kinds.filter { o.count($0) > 0 }.map { value("events.\($0)", o.count($0), "\($0) \(Formatting.count(o.count($0)))") }
+        let shown = Overview.headlineKinds.filter { o.count($0) > 0 }.map { value("events.\($0)", o.count($0), "\($0) \(Formatting.count(o.count($0)))") }
         if !shown.isEmpty { s += row("Events by kind", shown.joined(separator: ", ")) }
         s += row("Threads recorded", value("user_threads", UInt64(o.userThreads), "\(o.userThreads)")
                  + (o.hasKernelEvents ? " + kernel syscalls" : ", no kernel events"))

@@ -50,8 +50,7 @@ public enum TextReport {
             for d in o.damage.prefix(20) { out += "    - \(d.message)\n" }
             if o.damage.count > 20 { out += "    - ... and \(o.damage.count - 20) more\n" }
         }
-        let kinds = ["init", "before", "after", "destroy", "promiseResolve", "syscall", "epollWait", "loopIteration"]
-        let shown = kinds.filter { o.count($0) > 0 }.map { "\($0) \(Formatting.count(o.count($0)))" }
+        let shown = Overview.headlineKinds.filter { o.count($0) > 0 }.map { "\($0) \(Formatting.count(o.count($0)))" }
         if !shown.isEmpty { out += "  events     " + shown.joined(separator: ", ") + "\n" }
         if a.unmatchedAfters + a.abandonedCallbacks > 0 {
             out += "  note       \(Formatting.count(a.unmatchedAfters)) after() without a before() and \(Formatting.count(a.abandonedCallbacks)) "

@@ -2,6 +2,7 @@
 // options, its overview numbers and blocking list must equal theirs.
 import Foundation
 import Testing
+import TraceAnalyses
 
 /// The numbers the page carries (`data-key`/`data-value`) and its blocking rows.
 struct HTMLReportNumbers {
@@ -58,7 +59,7 @@ func expectHTMLReportMatchesJSONAndText(_ trace: String, in dir: ScratchDirector
     #expect(page.values["dropped.user"] == num(dropped["user"]) && page.values["dropped.kernel"] == num(dropped["kernel"]))
     #expect(page.values["damage.regions"] == UInt64((damage["regions"] as! [Any]).count), "\(name): damage")
     let byKind = events["by_kind"] as! [String: Any]
-    for kind in ["init", "before", "after", "destroy", "promiseResolve", "syscall", "epollWait", "loopIteration"] {
+    for kind in Overview.headlineKinds {
         #expect(page.values["events.\(kind)"] == num(byKind[kind]), "\(name): \(kind) events")
     }
 
