@@ -96,8 +96,8 @@ let package = Package(
                                                             "asynctrace-examples", "asynctrace"],
                     exclude: ["Fixtures", "validators"]),
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["AsyncTraceRuntime", "AsyncHooks", "TraceReader", "TraceFormat", "asynctrace-lessons"]),
-        .testTarget(name: "NetTests", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncHooks",
+        .testTarget(name: "RuntimeTests", dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncHooks", "TraceReader", "TraceFormat", "asynctrace-lessons"]),
+        .testTarget(name: "NetTests", dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncHooks",
                                                  "TraceReader", "TraceAnalyses", "asynctrace-examples"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "asynctrace"]),
@@ -105,6 +105,8 @@ let package = Package(
         .testTarget(name: "AcceptanceTests", dependencies: ["asynctrace", "asynctrace-examples"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).
         .executableTarget(name: "kernel-groundtruth", path: "Tests/KernelGroundTruth"),
+        // Shared by RuntimeTests and NetTests (not a product).
+        .target(name: "LoopTestSupport", dependencies: ["AsyncTraceRuntime"], path: "Tests/LoopTestSupport"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,13 +4,8 @@ import Glibc
 #endif
 import AsyncHooks
 import Synchronization
+import LoopTestSupport
 @testable import AsyncTraceRuntime
-
-final class Log: Sendable {
-    private let storage = Mutex<[String]>([])
-    func callAsFunction(_ s: String) { storage.withLock { $0.append(s) } }
-    var lines: [String] { storage.withLock { $0 } }
-}
 
 /// Records every hook event of one loop thread and checks the shape: before/after nest, nothing
 /// runs or is destroyed without an init, nothing is destroyed twice, every init gets its destroy.
@@ -97,12 +92,11 @@ func runTraced(_ main: @escaping @Sendable (Log) throws -> Void) -> (lines: [Str
     let hook = TraceHook()
     AsyncHooks.enable(hook)
     defer { AsyncHooks.disable(hook) }
-    let t = try! LoopThread {
+    runLoopThread {
         hook.attachToCurrentThread()
         EventLoop.current.onUncaughtError = { e in log("uncaught: \(e.error)") }
         try main(log)
     }
-    t.join()
     return (log.lines, hook)
 }
 

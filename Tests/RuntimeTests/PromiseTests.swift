@@ -5,6 +5,7 @@ import Glibc
 #endif
 import AsyncHooks
 import Synchronization
+import LoopTestSupport
 import Testing
 @testable import AsyncTraceRuntime
 
@@ -168,7 +169,7 @@ struct PromiseTests {
     @Test("async main on the loop, with Swift's own suspension points (Task.sleep) resuming on the loop")
     func asyncMainAndForeignResumption() throws {
         let log = Log()
-        let t = try LoopThread {
+        runLoopThread {
             let loopThread = pthread_self()
             EventLoop.current.runAsync {
                 log("start")
@@ -178,7 +179,6 @@ struct PromiseTests {
                 log("then \(v)")
             }
         }
-        t.join()
         #expect(log.lines == ["start", "after Task.sleep on loop thread: true", "then 5"])
     }
 
@@ -247,7 +247,7 @@ struct ExecutorTests {
     @Test("an actor pinned to the loop runs on the loop thread; hopping to it and back works")
     func actorOnLoop() throws {
         let log = Log()
-        let t = try LoopThread {
+        runLoopThread {
             let loop = EventLoop.current
             let me = pthread_self()
             let a = LoopPinned(loop: loop)
@@ -258,14 +258,13 @@ struct ExecutorTests {
                 log("actor on loop: \(onLoop), count \(await a.count)")
             }
         }
-        t.join()
         #expect(log.lines == ["actor on loop: true, count 100"])
     }
 
     @Test("EventLoop.main with an async body runs the loop until the body ends")
     func asyncMain() throws {
         let log = Log()
-        let t = try LoopThread {
+        runLoopThread {
             EventLoop.main { () async throws -> Void in
                 log("main starts")
                 setTimeout(1) { log("timer") }
@@ -273,7 +272,6 @@ struct ExecutorTests {
                 log("main ends")
             }
         }
-        t.join()
         #expect(log.lines == ["main starts", "timer", "main ends"])
     }
 }

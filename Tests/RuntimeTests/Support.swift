@@ -4,54 +4,19 @@ import Glibc
 #endif
 import AsyncHooks
 import Synchronization
+import LoopTestSupport
 @testable import AsyncTraceRuntime
-
-/// Lines printed by a scenario (console.log), in order.
-final class Log: Sendable {
-    private let storage = Mutex<[String]>([])
-    func callAsFunction(_ s: String) { storage.withLock { $0.append(s) } }
-    var lines: [String] { storage.withLock { $0 } }
-}
 
 /// Runs `main` as the main module of a fresh loop on its own thread, until the loop ends.
 func runScenario(_ main: @escaping @Sendable (Log) throws -> Void) -> [String] {
     let log = Log()
-    let t = try! LoopThread {
+    runLoopThread {
         // An uncaught error would end the test process (the default policy): log it instead, so the
         // test's expectations show it.
         EventLoop.current.onUncaughtError = { e in log("UNCAUGHT \(e)") }
         try main(log)
     }
-    let watchdog = Watchdog(seconds: 120)
-    t.join()
-    watchdog.finish()
     return log.lines
-}
-
-/// A loop that never ends (a liveness bug: poll blocking forever, a handle that keeps the loop
-/// alive) would hang the whole test run until CI's timeout. After `seconds` this says so and ends
-/// the test process with a failure instead.
-final class Watchdog: Sendable {
-    private let finished = Atomic<Bool>(false)
-    private let seconds: Int
-
-    init(seconds: Int) {
-        self.seconds = seconds
-        var thread = pthread_t()
-        pthread_create(&thread, nil, { p in
-            let dog = Unmanaged<Watchdog>.fromOpaque(p!).takeRetainedValue()
-            for _ in 0..<(dog.seconds * 10) {
-                if dog.finished.load(ordering: .acquiring) { return nil }
-                usleep(100_000)
-            }
-            let msg = "runScenario: the loop did not end within \(dog.seconds) s (a liveness bug: poll blocked forever or a handle kept the loop alive); ending the test process\n"
-            _ = msg.withCString { write(2, $0, strlen($0)) }
-            _exit(70)
-        }, Unmanaged.passRetained(self).toOpaque())
-        pthread_detach(thread)  // it ends by itself within 0.1 s of finish()
-    }
-
-    func finish() { finished.store(true, ordering: .releasing) }
 }
 
 func monotonicMs() -> Double {
