@@ -214,14 +214,23 @@ public struct KernelLoopSummary: Sendable {
 }
 
 /// The one-second window with the most time inside callbacks (outermost callbacks, all threads added).
+/// A trace without callbacks (an unmodified program, kernel events only) counts the time between one
+/// epoll wait returning and the thread's next wait instead: the loop's time in its callbacks.
 public struct BusiestSecond: Sendable {
+    public enum Measure: String, Sendable {
+        /// Time inside recorded callbacks.
+        case callbacks
+        /// Time between epoll waits, per thread (kernel events only).
+        case betweenEpollWaits = "between_epoll_waits"
+    }
+    public var measure: Measure
     /// Seconds since the first event of the trace.
     public var index: UInt64
     /// Where the window starts (CLOCK_MONOTONIC ns); it is one second long.
     public var startNs: UInt64
-    /// Time inside callbacks in it (can exceed a second when several threads ran callbacks).
+    /// Time inside callbacks (or between epoll waits) in it; can exceed a second when several threads were busy.
     public var busyNs: UInt64
-    /// How many seconds had any callback time.
+    /// How many seconds had any busy time.
     public var secondsWithCallbacks: Int
 }
 

@@ -1,5 +1,6 @@
-// Time inside callbacks per second of the trace, to find the busiest second (the HTML report draws it).
-// Only outermost callbacks count, so nested time counts once; time in callbacks on several threads adds up.
+// Busy time per second of the trace, to find the busiest second (the HTML report draws it): time inside
+// callbacks, or for kernel-only traces the time between epoll waits. Only outermost callbacks count,
+// so nested time counts once; busy time on several threads adds up.
 
 struct BusySecondsTracker {
     /// A callback longer than this many seconds counts only in its first ones: a corrupt timestamp
@@ -12,7 +13,10 @@ struct BusySecondsTracker {
     private var current: UInt64 = 0
     private var currentNs: UInt64 = 0
 
-    mutating func callback(startNs: UInt64, endNs: UInt64, earliestNs: UInt64) {
+    let measure: BusiestSecond.Measure
+    init(_ measure: BusiestSecond.Measure) { self.measure = measure }
+
+    mutating func busy(startNs: UInt64, endNs: UInt64, earliestNs: UInt64) {
         guard endNs > startNs else { return }
         let origin = originNs ?? earliestNs
         originNs = origin
@@ -39,7 +43,7 @@ struct BusySecondsTracker {
         currentNs &+= ns
     }
 
-    /// The second with the most time in callbacks (the earliest of equals); nil without callbacks.
+    /// The second with the most busy time (the earliest of equals); nil without any.
     func busiest() -> BusiestSecond? {
         guard let origin = originNs else { return nil }
         var best: (second: UInt64, ns: UInt64)? = currentNs > 0 ? (current, currentNs) : nil
@@ -47,7 +51,7 @@ struct BusySecondsTracker {
             best = (second, ns)
         }
         guard let best else { return nil }
-        return BusiestSecond(index: best.second, startNs: origin &+ best.second &* 1_000_000_000, busyNs: best.ns,
+        return BusiestSecond(measure: measure, index: best.second, startNs: origin &+ best.second &* 1_000_000_000, busyNs: best.ns,
                              secondsWithCallbacks: busyNs.count + (currentNs > 0 ? 1 : 0))
     }
 }

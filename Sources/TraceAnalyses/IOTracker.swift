@@ -163,21 +163,26 @@ struct KernelLoopTracker {
 
     init(top: Int) { gaps = TopN(limit: top) }
 
-    mutating func wait(pid: UInt32, tid: UInt32, exitNs: UInt64, durationNs: UInt64) {
+    /// Returns the time the thread was busy since its previous wait, if it had one.
+    @discardableResult
+    mutating func wait(pid: UInt32, tid: UInt32, exitNs: UInt64, durationNs: UInt64) -> Gap? {
         let key = UInt64(pid) << 32 | UInt64(tid)
         let enter = exitNs >= durationNs ? exitNs - durationNs : 0
         var t = threads[key] ?? ThreadState()
+        var busy: Gap? = nil
         if t.waits == 0 {
             t.firstEnterNs = enter
         } else if enter >= t.lastExitNs {
             let gap = enter - t.lastExitNs
             t.busy.record(gap)
-            gaps.offer(gap, Gap(pid: pid, tid: tid, startNs: t.lastExitNs, durationNs: gap))
+            busy = Gap(pid: pid, tid: tid, startNs: t.lastExitNs, durationNs: gap)
+            gaps.offer(gap, busy!)
         }
         t.waits += 1
         t.waitNs += durationNs
         t.lastExitNs = max(t.lastExitNs, exitNs)
         threads[key] = t
+        return busy
     }
 
     func summary() -> KernelLoopSummary? {

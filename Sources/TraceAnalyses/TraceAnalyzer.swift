@@ -42,7 +42,8 @@ public struct TraceAnalyzer {
     var loop: LoopTracker
     var io: IOTracker
     var kernelLoop: KernelLoopTracker
-    var busySeconds = BusySecondsTracker()
+    var busySeconds = BusySecondsTracker(.callbacks)
+    var busySecondsBetweenWaits = BusySecondsTracker(.betweenEpollWaits)
 
     public init(reader: TraceReader, options: AnalysisOptions = AnalysisOptions()) {
         self.reader = reader
@@ -129,7 +130,9 @@ public struct TraceAnalyzer {
             let (p, tid, nr, dur) = (UInt32(truncatingIfNeeded: ev.u(0)), UInt32(truncatingIfNeeded: ev.u(1)), ev.u(2), ev.u(7))
             kernelPids.insert(p)
             io.syscall(pid: p, nr: nr, fd: ev.s(3), ret: ev.s(6), durationNs: dur, running: nil, ownerFD: nil)
-            kernelLoop.wait(pid: p, tid: tid, exitNs: ns, durationNs: dur)
+            if let gap = kernelLoop.wait(pid: p, tid: tid, exitNs: ns, durationNs: dur) {
+                busySecondsBetweenWaits.busy(startNs: gap.startNs, endNs: gap.startNs &+ gap.durationNs, earliestNs: firstNs)
+            }
         default:
             break
         }
@@ -159,7 +162,7 @@ public struct TraceAnalyzer {
 
     private mutating func finished(_ frame: CallbackFrame, _ d: UInt64, stream s: Int) {
         if callbacks.stacks[s].isEmpty {
-            busySeconds.callback(startNs: frame.beforeNs, endNs: frame.beforeNs &+ d, earliestNs: firstNs)
+            busySeconds.busy(startNs: frame.beforeNs, endNs: frame.beforeNs &+ d, earliestNs: firstNs)
         }
         let blocking = d >= options.blockingThresholdNs
         if blocking {
@@ -230,7 +233,7 @@ public struct TraceAnalyzer {
                           readWriteOnResourceFDsByOwner: io.readWriteOnOwnedFDsByOwner),
             openAtExit: openAtExit(), untrackedResources: resources.untracked, kernelLoop: kernelLoop.summary(),
             unmatchedAfters: callbacks.unmatchedAfters, abandonedCallbacks: callbacks.abandonedFrames,
-            busiestSecond: busySeconds.busiest())
+            busiestSecond: busySeconds.busiest() ?? busySecondsBetweenWaits.busiest())
     }
 
     /// Live resources grouped by type; the most common causal chain (sampled) says where they came from.

@@ -292,7 +292,7 @@ public enum HTMLReport {
         let wall = weight == .wall
         s += "<h2 id=\"flamegraph\">\(wall ? "Where the time went" : "Where the time in callbacks went")</h2>\n"
         guard tree.totalWeight > 0 else {
-            s += "<p>No time was spent in callbacks.</p>\n"
+            s += "<p>No time was spent in callbacks, and no thread waited in epoll.</p>\n"
             return
         }
         s += "<p class=\"muted\">" + (wall ? "No callbacks were recorded: each thread's whole time, by the syscalls it was in. "
@@ -313,7 +313,8 @@ public enum HTMLReport {
         }
         s += "<p class=\"muted\">The second from \(Formatting.at(b.startNs, from: a.overview.recordingStartNs)) "
             + "(\(Formatting.duration(w.endNs - w.startNs)) shown): " + value("busiest_second.busy_ns", b.busyNs, Formatting.duration(b.busyNs))
-            + " in callbacks. Callbacks are orange, syscalls blue, epoll waits grey."
+            + (b.measure == .callbacks ? " in callbacks." : " between epoll waits (no callbacks were recorded: the loop's busy time as the kernel saw it).")
+            + " Callbacks are orange, syscalls blue, epoll waits grey."
             + (w.omitted > 0 ? " \(Formatting.count(UInt64(w.omitted))) slices left out." : "") + "</p>\n"
         s += BusiestSecondSVG.render(w, timeline: timeline)
     }

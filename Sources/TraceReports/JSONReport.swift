@@ -146,6 +146,7 @@ public enum JSONReport {
             j.field("abandoned_callbacks", a.abandonedCallbacks)
             if let b = a.busiestSecond {
                 j.object("busiest_second") { e in
+                    e.field("measured", b.measure.rawValue)
                     e.field("index", b.index)
                     e.field("start_ns", b.startNs)
                     e.field("busy_ns", b.busyNs)

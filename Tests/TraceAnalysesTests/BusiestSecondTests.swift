@@ -10,7 +10,7 @@ import TraceReader
         let b = try #require(a.busiestSecond)
         // All three callbacks end within the first second after the first event (T).
         #expect(b.index == 0 && b.startNs == 1_000_000_000 && b.secondsWithCallbacks == 1)
-        #expect(b.busyNs == 7_000 + 7_500 + 20_009_000)
+        #expect(b.busyNs == 7_000 + 7_500 + 20_009_000 && b.measure == .callbacks)
     }
 
     /// Callbacks split at second boundaries, nested time counts once, threads add up.
@@ -50,6 +50,27 @@ import TraceReader
         let b = try #require(analyzeTrace(try TraceReader(path: path)).busiestSecond)
         // Only the callback's first hour of seconds counts; each of its full seconds is busy throughout.
         #expect(b.secondsWithCallbacks == 3_600 && b.busyNs == 1_000_000_000)
+    }
+
+    /// An unmodified program (kernel events only): the time between one epoll wait returning and the
+    /// thread's next wait is its loop's busy time; threads add up; time before a thread's first wait is not counted.
+    @Test func kernelOnlyTraceCountsTimeBetweenEpollWaits() throws {
+        let S: UInt64 = 1_000_000_000
+        var k = StreamScript(pid: 200, tid: 0, kernel: true, startNs: 0)
+        // Thread 200: waits end at 0.1 s and 1.2 s; busy 0.1→0.5 s and 1.2→1.9 s.
+        k.epollWait(pid: 200, tid: 200, epfd: 3, ret: 1, enter: S / 20, exit: S / 10, ready: [5])
+        // Thread 201: first wait at 0.9 s (its time before is not loop time), busy 1.0→1.25 s.
+        k.epollWait(pid: 200, tid: 201, epfd: 4, ret: 1, enter: S * 9 / 10, exit: S, ready: [6])
+        k.epollWait(pid: 200, tid: 200, epfd: 3, ret: 1, enter: S / 2, exit: S + S / 5, ready: [5])
+        k.epollWait(pid: 200, tid: 201, epfd: 4, ret: 0, enter: S + S / 4, exit: S + S / 2, ready: [])
+        k.epollWait(pid: 200, tid: 200, epfd: 3, ret: 0, enter: S + S * 9 / 10, exit: 2 * S, ready: [])
+        let path = writeTrace([k], pid: 200, startNs: 0)
+        defer { removeTrace(path) }
+        let b = try #require(analyzeTrace(try TraceReader(path: path)).busiestSecond)
+        #expect(b.measure == .betweenEpollWaits)
+        // Seconds count from the first event (the first wait's return, 0.1 s): second 0 is 0.1–1.1 s
+        // (0.4 s + 0.1 s busy), second 1 is 1.1–2.1 s (0.7 s + 0.15 s).
+        #expect(b.index == 1 && b.startNs == S + S / 10 && b.busyNs == 700_000_000 + 150_000_000 && b.secondsWithCallbacks == 2)
     }
 
     @Test func noCallbacksNoBusiestSecond() throws {
