@@ -8,8 +8,9 @@ public struct AsyncID: RawRepresentable, Hashable, Comparable, Sendable, CustomS
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
     @inlinable public init(_ rawValue: UInt64) { self.rawValue = rawValue }
 
-    public static let none = AsyncID(0)
-    public static let root = AsyncID(1)
+    // Computed, not stored: a stored static is a lazy global behind a once-check at every use.
+    @inlinable public static var none: AsyncID { AsyncID(0) }
+    @inlinable public static var root: AsyncID { AsyncID(1) }
 
     @inlinable public static func < (a: AsyncID, b: AsyncID) -> Bool { a.rawValue < b.rawValue }
     public var description: String { String(rawValue) }

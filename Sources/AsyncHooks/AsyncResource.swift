@@ -22,6 +22,16 @@ public struct AsyncResourceContext: Sendable {
         AsyncHooks.emitInit(id, type: type, triggerAsyncID: trigger, resource: resource)
     }
 
+    /// The context of a resource created earlier, from the parts a runtime stored separately (a
+    /// promise keeps no type: it is always PROMISE). Creates nothing and emits nothing.
+    @inlinable
+    public init(existing asyncID: AsyncID, triggerAsyncID: AsyncID, type: ResourceType, frame: ContextFrame?) {
+        self.asyncID = asyncID
+        self.triggerAsyncID = triggerAsyncID
+        self.type = type
+        self.frame = frame
+    }
+
     /// Runs `body` as a callback of this resource: before, the resource's context, after.
     @inlinable
     public func runInScope<R>(_ body: () throws -> R) rethrows -> R {

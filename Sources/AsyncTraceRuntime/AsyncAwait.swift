@@ -46,23 +46,23 @@ extension EventLoop: TaskExecutor {
     /// Runs `job` where nothing may continue an await without suspending (it is not the last thing
     /// its microtask does, or not run from the microtask queue at all).
     func runJob(_ job: LoopJob) {
-        let saved = awaitScope
-        awaitScope = nil
+        let saved = awaitScopeID
+        awaitScopeID = .none
         runJobNow(job)
-        awaitScope = saved
+        awaitScopeID = saved
     }
 
-    /// Runs `job` as the rest of the microtask whose scope is `scope`, entered by the caller. An await
-    /// in it on a settled promise may continue without suspending (`continueWithoutSuspending`), which
-    /// moves the task into that await's scope; returns the scope current when the job ended, which
-    /// the caller leaves and destroys.
+    /// Runs `job` as the rest of the microtask whose resource is `scope`, entered by the caller. An
+    /// await in it on a settled promise may continue without suspending (`continueWithoutSuspending`),
+    /// which moves the task into that await's resource; returns the resource current when the job
+    /// ended, which the caller leaves and destroys.
     @inline(__always)
-    private func runJob(_ job: LoopJob, asMicrotaskIn scope: AsyncResourceContext) -> AsyncResourceContext {
-        let saved = awaitScope
-        awaitScope = scope
+    private func runJob(_ job: LoopJob, asMicrotaskIn scope: AsyncID) -> AsyncID {
+        let saved = awaitScopeID
+        awaitScopeID = scope
         runJobNow(job)
-        let current = awaitScope ?? scope
-        awaitScope = saved
+        let current = awaitScopeID
+        awaitScopeID = saved
         return current
     }
 
@@ -74,21 +74,21 @@ extension EventLoop: TaskExecutor {
         capturingJob = true
         c.resume()
         capturingJob = saved
-        var current = scope
+        var current = scope.asyncID
         if let job = capturedJob {
             capturedJob = nil
-            current = runJob(job, asMicrotaskIn: scope)
+            current = runJob(job, asMicrotaskIn: current)
         }
-        AsyncHooks.leaveCallback(current.asyncID)
-        current.emitDestroy()
+        AsyncHooks.leaveCallback(current)
+        AsyncHooks.emitDestroy(current)
     }
 
     /// The microtask that runs a Swift job queued on the loop thread (a `SwiftJob` resource).
     func runQueuedJob(_ job: LoopJob, _ scope: AsyncResourceContext) {
         AsyncHooks.enterCallback(scope.asyncID, triggerAsyncID: scope.triggerAsyncID, frame: scope.frame)
-        let current = runJob(job, asMicrotaskIn: scope)
-        AsyncHooks.leaveCallback(current.asyncID)
-        current.emitDestroy()
+        let current = runJob(job, asMicrotaskIn: scope.asyncID)
+        AsyncHooks.leaveCallback(current)
+        AsyncHooks.emitDestroy(current)
     }
 
     /// Calls `resume` (which resumes a continuation of a task on this loop) and runs the resumed job
@@ -177,19 +177,28 @@ extension PromiseBase {
     /// the queued microtask would do — leave and destroy the current scope, create the await's PROMISE
     /// resource and enter it — and the task goes on without a Swift task switch. The events are the
     /// ones a suspension would emit, in the same order, and each describes code that really ran there.
+    ///
+    /// Speed: this is the whole cost of such an await besides the promise itself — no context object,
+    /// no reference counting, and with no hook enabled the scope switch is two stores.
     @usableFromInline
     final func continueWithoutSuspending() -> Bool {
         guard status != .pending else { return false }
-        unowned(unsafe) let loop = self.loop  // kept alive by this promise; no retain/release per await
-        guard loop.isOnLoopThread, let scope = loop.awaitScope, loop.microtasks.isEmpty,
-              executionAsyncID() == scope.asyncID else { return false }
-        isHandled = true
-        let awaitContext = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: asyncID)
-        AsyncHooks.leaveCallback(scope.asyncID)
-        scope.emitDestroy()
-        AsyncHooks.enterCallback(awaitContext.asyncID, triggerAsyncID: awaitContext.triggerAsyncID, frame: awaitContext.frame)
-        loop.awaitScope = awaitContext
-        return true
+        // This thread's loop, borrowed (no retain): it must be this promise's loop.
+        let current = EventLoop.currentUnretained
+        guard current.toOpaque() == Unmanaged.passUnretained(loop).toOpaque() else { return false }
+        return current._withUnsafeGuaranteedRef { loop in
+            let scope = loop.awaitScopeID
+            guard scope.rawValue != 0, loop.microtasks.isEmpty, executionAsyncID() == scope else { return false }
+            // As `AsyncResourceContext(type: PROMISE, triggerAsyncID: asyncID)` (the await's resource,
+            // init emitted while the scope still runs), whose frame is the current one: the switch keeps it.
+            let trigger = asyncID
+            let awaitID = AsyncID.next()
+            AsyncHooks.emitInit(awaitID, type: loop.promiseType, triggerAsyncID: trigger)
+            _ = AsyncHooks.switchCallback(from: scope, destroyingCurrent: true, to: awaitID, triggerAsyncID: trigger)
+            isHandled = true
+            loop.awaitScopeID = awaitID
+            return true
+        }
     }
 }
 

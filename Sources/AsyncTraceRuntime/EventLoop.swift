@@ -32,6 +32,8 @@ enum Microtask {
     case reaction(PromiseBase)
     /// A task awaiting a promise: resumed, and run at once, inside the await's PROMISE resource.
     case resume(UnsafeContinuation<Void, Never>, AsyncResourceContext)
+    /// One input's reaction of a combinator (Promise.all), with that input.
+    case combinator(CombinatorStep, PromiseBase)
     /// A Swift task resumed on the loop thread outside a promise reaction.
     case job(LoopJob, AsyncResourceContext)
 }
@@ -73,9 +75,10 @@ public final class EventLoop: @unchecked Sendable {
     /// can run it at once in its own scope (see `resumeInline`).
     @exclusivity(unchecked) var capturingJob = false
     @exclusivity(unchecked) var capturedJob: LoopJob?
-    /// Set while a Swift job runs as the rest of a drained microtask: that microtask's scope, which
-    /// an await may replace by its own when it continues without suspending (Promise.value).
-    @exclusivity(unchecked) var awaitScope: AsyncResourceContext?
+    /// Set while a Swift job runs as the rest of a drained microtask: the id of that microtask's
+    /// resource (`.none` otherwise), which an await may replace by its own when it continues without
+    /// suspending (Promise.value). An id, not a context: nothing to retain or release per await.
+    @exclusivity(unchecked) var awaitScopeID: AsyncID = .none
     /// `ResourceType.promise`, read without the lazy global's once-check (several per await).
     let promiseType = ResourceType.promise
     /// This loop as a SerialExecutor (for actors pinned to the loop).
@@ -133,6 +136,12 @@ public final class EventLoop: @unchecked Sendable {
         return makeCurrent()
     }
 
+    /// `current` at +0, for references that don't own it (a promise's unowned(unsafe) `loop`).
+    static var currentUnretained: Unmanaged<EventLoop> {
+        if let p = rt_current_loop() { return Unmanaged.fromOpaque(p) }
+        return Unmanaged.passUnretained(makeCurrent())
+    }
+
     static func makeCurrent() -> EventLoop {
         let loop: EventLoop
         do {
@@ -159,7 +168,8 @@ public final class EventLoop: @unchecked Sendable {
         return TraceRecorder.startFromEnvironment()
     }()
 
-    var isOnLoopThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
+    /// This thread's loop is this one (one TLS load: `current` is set on the loop's thread only).
+    var isOnLoopThread: Bool { rt_current_loop() == Unmanaged.passUnretained(self).toOpaque() }
 
     /// Runs `main` as the program's main module on this thread's loop (execution id root), drains
     /// nextTicks and microtasks, then runs the loop until nothing ref'd remains.
@@ -277,10 +287,11 @@ public final class EventLoop: @unchecked Sendable {
                     runScoped(ctx, body)
                     ctx.emitDestroy()
                 case .reaction(let r):
-                    let ctx = r.context
-                    AsyncHooks.enterCallback(ctx.asyncID, triggerAsyncID: ctx.triggerAsyncID, frame: ctx.frame)
+                    AsyncHooks.enterCallback(r.asyncID, triggerAsyncID: r.triggerAsyncID, frame: r.frame)
                     r.runReaction()
-                    AsyncHooks.leaveCallback(ctx.asyncID)
+                    AsyncHooks.leaveCallback(r.asyncID)
+                case .combinator(let step, let input):
+                    step.run(input: input)
                 case .resume(let c, let ctx):
                     runAwaitResumption(c, ctx)
                 case .job(let job, let ctx):

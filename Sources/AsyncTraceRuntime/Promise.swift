@@ -14,8 +14,14 @@ enum PromiseStatus: UInt8 {
 
 /// The untyped part of every promise: the resource, its outcome's status, the rejection, the reactions.
 public class PromiseBase {
-    @usableFromInline final let loop: EventLoop
-    public final let context: AsyncResourceContext
+    /// Not retained: a loop lives until its thread exits, and a promise is confined to that thread
+    /// (a retain and a release per promise are a measurable share of an await).
+    @usableFromInline final unowned(unsafe) let loop: EventLoop
+    // The PROMISE resource, as its parts: the type is always PROMISE, and without it the object is
+    // 8 bytes smaller (a combinator's reaction then fits glibc's fast bins).
+    public final let asyncID: AsyncID
+    @usableFromInline final let triggerAsyncID: AsyncID
+    @usableFromInline final let frame: ContextFrame?
     // Promises are confined to their loop's thread: no dynamic exclusivity checks on the hot fields.
     // The fields are laid out small (104 bytes with the header): programs make promises by the
     // hundred thousand, and glibc's fast bins take chunks up to 128 bytes.
@@ -36,12 +42,29 @@ public class PromiseBase {
     @usableFromInline
     init(loop: EventLoop, trigger: AsyncID?) {
         self.loop = loop
-        self.context = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: trigger)
+        let context = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: trigger)
+        self.asyncID = context.asyncID
+        self.triggerAsyncID = context.triggerAsyncID
+        self.frame = context.frame
     }
 
-    deinit { context.emitDestroy() }
+    /// A promise of this thread's loop (no retain and release of the loop).
+    @usableFromInline
+    init(onCurrentLoopWithTrigger trigger: AsyncID?) {
+        let current = EventLoop.currentUnretained
+        let type = current._withUnsafeGuaranteedRef { $0.promiseType }
+        self.loop = current.takeUnretainedValue()  // a temporary: no retain survives the statement
+        let context = AsyncResourceContext(type: type, triggerAsyncID: trigger)
+        self.asyncID = context.asyncID
+        self.triggerAsyncID = context.triggerAsyncID
+        self.frame = context.frame
+    }
 
-    public final var asyncID: AsyncID { context.asyncID }
+    deinit { AsyncHooks.emitDestroy(asyncID) }
+
+    public final var context: AsyncResourceContext {
+        AsyncResourceContext(existing: asyncID, triggerAsyncID: triggerAsyncID, type: loop.promiseType, frame: frame)
+    }
 
     public final var isPending: Bool { status == .pending }
 
@@ -70,14 +93,14 @@ public class PromiseBase {
     }
 
     private final func didSettle() {
-        context.emitPromiseResolve()
+        AsyncHooks.emitPromiseResolve(asyncID)
         if let r = firstReaction {
             firstReaction = nil
             loop.microtasks.push(.reaction(r))
         }
         if let more = moreReactions {
             moreReactions = nil
-            for r in more { loop.microtasks.push(r.microtask) }
+            for r in more { loop.microtasks.push(r.microtask(reactingTo: self)) }
         }
         if status == .rejected, !isHandled {
             loop.unhandledRejections.append(self)
@@ -100,7 +123,23 @@ public class PromiseBase {
             if moreReactions == nil { moreReactions = [] }
             moreReactions!.append(r)
         } else {
-            loop.microtasks.push(r.microtask)
+            loop.microtasks.push(r.microtask(reactingTo: self))
+        }
+    }
+
+    /// Adds one input's reaction of a combinator: a PROMISE resource (trigger: this promise), as
+    /// Node's internal `then` per element, carried in the reaction itself instead of an object.
+    @usableFromInline
+    final func addCombinatorReaction(_ progress: CombinatorProgress, index: Int) {
+        let context = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: asyncID)
+        let step = CombinatorStep(progress: progress, index: index, asyncID: context.asyncID,
+                                  triggerAsyncID: context.triggerAsyncID, frame: context.frame)
+        isHandled = true
+        if status == .pending {
+            if moreReactions == nil { moreReactions = [] }
+            moreReactions!.append(.combinator(step))
+        } else {
+            loop.microtasks.push(.combinator(step, self))
         }
     }
 }
@@ -110,12 +149,33 @@ public class PromiseBase {
 enum Reaction {
     case promise(PromiseBase)
     case resume(UnsafeContinuation<Void, Never>, AsyncResourceContext)
+    case combinator(CombinatorStep)
 
-    var microtask: Microtask {
+    /// The microtask that runs this reaction to `input`'s outcome.
+    func microtask(reactingTo input: PromiseBase) -> Microtask {
         switch self {
         case .promise(let p): return .reaction(p)
         case .resume(let c, let ctx): return .resume(c, ctx)
+        case .combinator(let step): return .combinator(step, input)
         }
+    }
+}
+
+/// One input's reaction of a combinator (Promise.all): its progress, the input's index, and the
+/// reaction's PROMISE resource — run as a callback of that resource and destroyed once it ran
+/// (it is unreachable then, which is when Node's internal promise is collected).
+struct CombinatorStep {
+    let progress: CombinatorProgress
+    let index: Int
+    let asyncID: AsyncID
+    let triggerAsyncID: AsyncID
+    let frame: ContextFrame?
+
+    func run(input: PromiseBase) {
+        AsyncHooks.enterCallback(asyncID, triggerAsyncID: triggerAsyncID, frame: frame)
+        progress.onSettled(progress, input, index)
+        AsyncHooks.leaveCallback(asyncID)
+        AsyncHooks.emitDestroy(asyncID)
     }
 }
 
@@ -177,30 +237,36 @@ public class Promise<Value>: PromiseBase {
         super.init(loop: loop, trigger: parent?.asyncID)
     }
 
+    /// A promise of this thread's loop with no parent (trigger: the current execution).
+    @usableFromInline
+    init() {
+        super.init(onCurrentLoopWithTrigger: nil)
+    }
+
     /// `new Promise((resolve, reject) => ...)`: the executor runs now; a throw rejects.
     @inlinable
     public convenience init(_ executor: (PromiseResolver<Value>) throws -> Void) {
-        self.init(loop: .current, parent: nil)
+        self.init()
         do { try executor(PromiseResolver(promise: self)) } catch { reject(error) }
     }
 
     /// A pending promise and its resolver (Promise.withResolvers()).
     @inlinable
     public static func withResolver() -> (Promise<Value>, PromiseResolver<Value>) {
-        let p = Promise<Value>(loop: .current, parent: nil)
+        let p = Promise<Value>()
         return (p, PromiseResolver(promise: p))
     }
 
     @inlinable
     public static func resolve(_ value: Value) -> Promise<Value> {
-        let p = Promise<Value>(loop: .current, parent: nil)
+        let p = Promise<Value>()
         p.fulfil(value)
         return p
     }
 
     @inlinable
     public static func reject(_ error: any Error) -> Promise<Value> {
-        let p = Promise<Value>(loop: .current, parent: nil)
+        let p = Promise<Value>()
         p.reject(error)
         return p
     }
@@ -362,19 +428,18 @@ extension Promise {
     /// Fulfils with all values in order, or rejects with the first rejection.
     @inlinable
     public static func all(_ promises: [Promise<Value>]) -> Promise<[Value]> {
-        let result = Promise<[Value]>(loop: .current, parent: nil)
+        let result = Promise<[Value]>()
         if promises.isEmpty { result.fulfil([]); return result }
         let progress = AllProgress<Value>(result: result, count: promises.count)
         for i in promises.indices {
-            let p = promises[i]
-            p.addReaction(CombinatorReaction(progress: progress, input: p, index: i))
+            promises[i].addCombinatorReaction(progress, index: i)
         }
         return result
     }
 
     /// Settles like the first input to settle.
     public static func race(_ promises: [Promise<Value>]) -> Promise<Value> {
-        let result = Promise<Value>(loop: .current, parent: nil)
+        let result = Promise<Value>()
         for p in promises {
             p.addReaction(ClosureReaction(parent: p) { result.settle(like: p) })
         }
@@ -403,7 +468,7 @@ extension Promise {
 
     /// Fulfils with the first fulfilment; rejects with AggregateError when all rejected.
     public static func any(_ promises: [Promise<Value>]) -> Promise<Value> {
-        let result = Promise<Value>(loop: .current, parent: nil)
+        let result = Promise<Value>()
         if promises.isEmpty { result.reject(AggregateError(errors: [])); return result }
         var errors = [(any Error)?](repeating: nil, count: promises.count)
         var remaining = promises.count
@@ -469,23 +534,4 @@ final class AllProgress<Value>: CombinatorProgress {
             break
         }
     }
-}
-
-/// A combinator's reaction to one input: one object per input (a PROMISE resource, as Node's
-/// internal `then` per element), no closure of its own.
-@usableFromInline
-final class CombinatorReaction: PromiseBase {
-    let progress: CombinatorProgress
-    let input: PromiseBase
-    let index: Int
-
-    @usableFromInline
-    init(progress: CombinatorProgress, input: PromiseBase, index: Int) {
-        self.progress = progress
-        self.input = input
-        self.index = index
-        super.init(loop: input.loop, trigger: input.asyncID)
-    }
-
-    override func runReaction() { progress.onSettled(progress, input, index) }
 }

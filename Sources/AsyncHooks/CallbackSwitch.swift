@@ -1,0 +1,35 @@
+// Switching callbacks in place: a runtime whose next callback begins exactly where the current one
+// ends (an await that continues without suspending) replaces the innermost entry of the execution
+// stack instead of popping it and pushing another.
+
+extension AsyncHooks {
+    /// Ends the innermost callback, `current`, and begins a callback of `next` in its place: the
+    /// events and the resulting context are those of `leaveCallback(current)`, `emitDestroy(current)`
+    /// (when `destroyingCurrent`), then `enterCallback(next, triggerAsyncID:, frame:)` with the frame
+    /// current now. Returns false, doing nothing, when `current` is not the innermost callback.
+    /// With no hook enabled it is two stores: the saved outer context and the frame stay as they are.
+    @inlinable
+    public static func switchCallback(from current: AsyncID, destroyingCurrent: Bool,
+                                      to next: AsyncID, triggerAsyncID: AsyncID) -> Bool {
+        let state = ExecutionState.current
+        guard state.executionID == current, state.p.pointee.depth > 0 else { return false }
+        if isActive {
+            switchCallbackObserved(from: current, destroyingCurrent: destroyingCurrent, to: next, triggerAsyncID: triggerAsyncID)
+        } else {
+            state.p.pointee.executionID = next
+            state.p.pointee.triggerID = triggerAsyncID
+        }
+        return true
+    }
+
+    /// The same with hooks enabled: the full leave and enter, so every hook sees the context it
+    /// would see around each event.
+    @usableFromInline @inline(never)
+    static func switchCallbackObserved(from current: AsyncID, destroyingCurrent: Bool,
+                                       to next: AsyncID, triggerAsyncID: AsyncID) {
+        let frame = ExecutionState.current.frame
+        leaveCallback(current)
+        if destroyingCurrent { emitDestroy(current) }
+        enterCallback(next, triggerAsyncID: triggerAsyncID, frame: frame)
+    }
+}
