@@ -22,6 +22,28 @@ extension AsyncHooks {
         return true
     }
 
+    /// Creates a resource of `type` — a fresh id, init with `triggerAsyncID`, the current frame, as
+    /// `AsyncResourceContext(type:triggerAsyncID:)` — and switches the innermost callback, `current`,
+    /// to it as `switchCallback(from:destroyingCurrent:to:triggerAsyncID:)` does. Returns the new id,
+    /// or nil, having done nothing, when `current` is not the innermost callback. One look-up of
+    /// the thread's state for all of it: this is the whole scope work of an await that needs no
+    /// suspension.
+    @inlinable
+    public static func switchCallback(from current: AsyncID, destroyingCurrent: Bool,
+                                      toNewResourceOf type: ResourceType, triggerAsyncID: AsyncID) -> AsyncID? {
+        let state = ExecutionState.current
+        guard state.executionID == current, state.p.pointee.depth > 0 else { return nil }
+        let next = state.allocateID()
+        if isActive {
+            activeInit(next, type, triggerAsyncID, nil)
+            switchCallbackObserved(from: current, destroyingCurrent: destroyingCurrent, to: next, triggerAsyncID: triggerAsyncID)
+        } else {
+            state.p.pointee.executionID = next
+            state.p.pointee.triggerID = triggerAsyncID
+        }
+        return next
+    }
+
     /// The same with hooks enabled: the full leave and enter, so every hook sees the context it
     /// would see around each event.
     @usableFromInline @inline(never)

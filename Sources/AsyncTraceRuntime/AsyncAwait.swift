@@ -184,17 +184,15 @@ extension PromiseBase {
     final func continueWithoutSuspending() -> Bool {
         guard status != .pending else { return false }
         // This thread's loop, borrowed (no retain): it must be this promise's loop.
-        let current = EventLoop.currentUnretained
-        guard current.toOpaque() == Unmanaged.passUnretained(loop).toOpaque() else { return false }
-        return current._withUnsafeGuaranteedRef { loop in
+        guard EventLoop.currentUnretained.toOpaque() == unownedLoop.toOpaque() else { return false }
+        return unownedLoop._withUnsafeGuaranteedRef { loop in
             let scope = loop.awaitScopeID
-            guard scope.rawValue != 0, loop.microtasks.isEmpty, executionAsyncID() == scope else { return false }
-            // As `AsyncResourceContext(type: PROMISE, triggerAsyncID: asyncID)` (the await's resource,
-            // init emitted while the scope still runs), whose frame is the current one: the switch keeps it.
-            let trigger = asyncID
-            let awaitID = AsyncID.next()
-            AsyncHooks.emitInit(awaitID, type: loop.promiseType, triggerAsyncID: trigger)
-            _ = AsyncHooks.switchCallback(from: scope, destroyingCurrent: true, to: awaitID, triggerAsyncID: trigger)
+            guard scope.rawValue != 0, loop.microtasks.isEmpty else { return false }
+            // The await's resource (PROMISE, trigger: this promise), init emitted while the scope
+            // still runs, then the scope left and destroyed and the await's entered; the frame stays.
+            guard let awaitID = AsyncHooks.switchCallback(from: scope, destroyingCurrent: true,
+                                                          toNewResourceOf: loop.promiseType, triggerAsyncID: asyncID)
+            else { return false }
             isHandled = true
             loop.awaitScopeID = awaitID
             return true

@@ -16,32 +16,44 @@ enum PromiseStatus: UInt8 {
 public class PromiseBase {
     /// Not retained: a loop lives until its thread exits, and a promise is confined to that thread
     /// (a retain and a release per promise are a measurable share of an await).
-    @usableFromInline final unowned(unsafe) let loop: EventLoop
+    @usableFromInline final let unownedLoop: Unmanaged<EventLoop>
+    @usableFromInline final var loop: EventLoop { unownedLoop.takeUnretainedValue() }
+    /// Runs `body` with the loop borrowed: no retain and release on the hot paths.
+    @inline(__always)
+    final func withLoop<R>(_ body: (EventLoop) -> R) -> R { unownedLoop._withUnsafeGuaranteedRef(body) }
     // The PROMISE resource, as its parts: the type is always PROMISE, and without it the object is
     // 8 bytes smaller (a combinator's reaction then fits glibc's fast bins).
     public final let asyncID: AsyncID
     @usableFromInline final let triggerAsyncID: AsyncID
     @usableFromInline final let frame: ContextFrame?
     // Promises are confined to their loop's thread: no dynamic exclusivity checks on the hot fields.
-    // The fields are laid out small (104 bytes with the header): programs make promises by the
-    // hundred thousand, and glibc's fast bins take chunks up to 128 bytes.
+    // The fields are laid out small (88 bytes with the header): programs make promises by the
+    // hundred thousand, and glibc's fast bins take chunks up to 128 bytes. Few of them need a
+    // release when the promise is freed: each costs a call even when nil.
     @usableFromInline @exclusivity(unchecked) final var status: PromiseStatus = .pending
     /// A handler is attached (so a rejection is not unhandled).
     @usableFromInline @exclusivity(unchecked) final var isHandled = false
-    @usableFromInline @exclusivity(unchecked) final var rejection: (any Error)?
     /// The fulfilled value, when it is a trivial type of up to 8 bytes (Int, Double, Bool, Void, ...)...
     @usableFromInline @exclusivity(unchecked) final var inlineValue: UInt64 = 0
-    /// ...else a `PromiseValueBox<Value>`. The typed subclass stores no `Value?` of its own: destroying
-    /// one in its (unspecializable) deinit would look up `Optional<Value>`'s metadata on every free.
-    @usableFromInline @exclusivity(unchecked) final var boxedValue: AnyObject?
+    /// ...else a `PromiseValueBox<Value>`; when rejected, a `PromiseRejection`. The typed subclass
+    /// stores no `Value?` of its own: destroying one in its (unspecializable) deinit would look up
+    /// `Optional<Value>`'s metadata on every free.
+    @usableFromInline @exclusivity(unchecked) final var outcomeBox: AnyObject?
     /// The reactions in the order they were added: the first if it is a promise (the common case,
-    /// without an array), else all in `moreReactions`.
-    @exclusivity(unchecked) private var firstReaction: PromiseBase?
+    /// without an array; retained by hand, so a settled promise's deinit has nothing to release
+    /// here), else all in `moreReactions`.
+    @exclusivity(unchecked) private var firstReaction: Unmanaged<PromiseBase>?
     @exclusivity(unchecked) private var moreReactions: ContiguousArray<Reaction>?
+
+    /// The rejection, once rejected.
+    @usableFromInline
+    final var rejection: (any Error)? {
+        status == .rejected ? unsafeDowncast(outcomeBox.unsafelyUnwrapped, to: PromiseRejection.self).error : nil
+    }
 
     @usableFromInline
     init(loop: EventLoop, trigger: AsyncID?) {
-        self.loop = loop
+        self.unownedLoop = Unmanaged.passUnretained(loop)
         let context = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: trigger)
         self.asyncID = context.asyncID
         self.triggerAsyncID = context.triggerAsyncID
@@ -53,14 +65,17 @@ public class PromiseBase {
     init(onCurrentLoopWithTrigger trigger: AsyncID?) {
         let current = EventLoop.currentUnretained
         let type = current._withUnsafeGuaranteedRef { $0.promiseType }
-        self.loop = current.takeUnretainedValue()  // a temporary: no retain survives the statement
+        self.unownedLoop = current
         let context = AsyncResourceContext(type: type, triggerAsyncID: trigger)
         self.asyncID = context.asyncID
         self.triggerAsyncID = context.triggerAsyncID
         self.frame = context.frame
     }
 
-    deinit { AsyncHooks.emitDestroy(asyncID) }
+    deinit {
+        AsyncHooks.emitDestroy(asyncID)
+        firstReaction?.release()  // only if it never settled
+    }
 
     public final var context: AsyncResourceContext {
         AsyncResourceContext(existing: asyncID, triggerAsyncID: triggerAsyncID, type: loop.promiseType, frame: frame)
@@ -83,11 +98,18 @@ public class PromiseBase {
         didSettle()
     }
 
+    /// `didFulfil` for a promise nothing can have reacted to yet (just created, not yet returned).
+    @usableFromInline
+    final func didFulfilWithoutReactions() {
+        status = .fulfilled
+        AsyncHooks.emitPromiseResolve(asyncID)
+    }
+
     /// Rejects (ignored once settled, as in JS).
     @usableFromInline
     final func reject(_ error: any Error) {
         guard status == .pending else { return }
-        rejection = error
+        outcomeBox = PromiseRejection(error)
         status = .rejected
         didSettle()
     }
@@ -96,11 +118,11 @@ public class PromiseBase {
         AsyncHooks.emitPromiseResolve(asyncID)
         if let r = firstReaction {
             firstReaction = nil
-            loop.microtasks.push(.reaction(r))
+            withLoop { $0.microtasks.push(.reaction(r.takeRetainedValue())) }
         }
         if let more = moreReactions {
             moreReactions = nil
-            for r in more { loop.microtasks.push(r.microtask(reactingTo: self)) }
+            withLoop { loop in for r in more { loop.microtasks.push(r.microtask(reactingTo: self)) } }
         }
         if status == .rejected, !isHandled {
             loop.unhandledRejections.append(self)
@@ -111,7 +133,7 @@ public class PromiseBase {
     final func addReaction(_ r: PromiseBase) {
         if status == .pending && firstReaction == nil && moreReactions == nil {
             isHandled = true
-            firstReaction = r
+            firstReaction = Unmanaged.passRetained(r)
         } else {
             addReaction(.promise(r))
         }
@@ -123,14 +145,14 @@ public class PromiseBase {
             if moreReactions == nil { moreReactions = [] }
             moreReactions!.append(r)
         } else {
-            loop.microtasks.push(r.microtask(reactingTo: self))
+            withLoop { $0.microtasks.push(r.microtask(reactingTo: self)) }
         }
     }
 
     /// Adds one input's reaction of a combinator: a PROMISE resource (trigger: this promise), as
     /// Node's internal `then` per element, carried in the reaction itself instead of an object.
     @usableFromInline
-    final func addCombinatorReaction(_ progress: CombinatorProgress, index: Int) {
+    final func addCombinatorReaction(_ progress: CombinatorProgress, index: Int, loop: EventLoop) {
         let context = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: asyncID)
         let step = CombinatorStep(progress: progress, index: index, asyncID: context.asyncID,
                                   triggerAsyncID: context.triggerAsyncID, frame: context.frame)
@@ -200,6 +222,13 @@ public struct PromiseResolver<Value> {
     public func resolve(with other: Promise<Value>) { promise.adopt(other) }
 }
 
+/// A promise's rejection (in the same slot as a boxed value: a promise has one outcome).
+@usableFromInline
+final class PromiseRejection {
+    @usableFromInline let error: any Error
+    init(_ error: any Error) { self.error = error }
+}
+
 /// A fulfilled value that is not stored inline in its promise.
 @usableFromInline
 final class PromiseValueBox<Value> {
@@ -220,7 +249,7 @@ public class Promise<Value>: PromiseBase {
         if Self.storesValueInline {
             return withUnsafeBytes(of: inlineValue) { $0.loadUnaligned(as: Value.self) }
         }
-        return unsafeDowncast(boxedValue.unsafelyUnwrapped, to: PromiseValueBox<Value>.self).value
+        return unsafeDowncast(outcomeBox.unsafelyUnwrapped, to: PromiseValueBox<Value>.self).value
     }
 
     @inlinable
@@ -228,7 +257,7 @@ public class Promise<Value>: PromiseBase {
         if Self.storesValueInline {
             withUnsafeMutableBytes(of: &inlineValue) { $0.storeBytes(of: value, as: Value.self) }
         } else {
-            boxedValue = PromiseValueBox(value)
+            outcomeBox = PromiseValueBox(value)
         }
     }
 
@@ -260,7 +289,8 @@ public class Promise<Value>: PromiseBase {
     @inlinable
     public static func resolve(_ value: Value) -> Promise<Value> {
         let p = Promise<Value>()
-        p.fulfil(value)
+        p.storeValue(value)
+        p.didFulfilWithoutReactions()
         return p
     }
 
@@ -431,8 +461,9 @@ extension Promise {
         let result = Promise<[Value]>()
         if promises.isEmpty { result.fulfil([]); return result }
         let progress = AllProgress<Value>(result: result, count: promises.count)
+        let loop = result.loop
         for i in promises.indices {
-            promises[i].addCombinatorReaction(progress, index: i)
+            promises[i].addCombinatorReaction(progress, index: i, loop: loop)
         }
         return result
     }
@@ -506,26 +537,49 @@ class CombinatorProgress {
 @usableFromInline
 final class AllProgress<Value>: CombinatorProgress {
     @usableFromInline let result: Promise<[Value]>
+    @usableFromInline let count: Int
+    /// The values so far, when `Value` is not trivial...
     @usableFromInline @exclusivity(unchecked) var values: [Value?]
+    /// ...else written in place (no Optional per slot, no uniqueness check per write, one copy at
+    /// the end); a slot is read only once every input fulfilled, so all were written.
+    @usableFromInline let trivialValues: UnsafeMutablePointer<Value>?
 
     @inlinable
     init(result: Promise<[Value]>, count: Int) {
         self.result = result
-        self.values = [Value?](repeating: nil, count: count)
+        self.count = count
+        if _isPOD(Value.self) {
+            self.values = []
+            self.trivialValues = .allocate(capacity: count)
+        } else {
+            self.values = [Value?](repeating: nil, count: count)
+            self.trivialValues = nil
+        }
         super.init(count: count) { progress, input, index in
             unsafeDowncast(progress, to: AllProgress<Value>.self).settled(unsafeDowncast(input, to: Promise<Value>.self), index)
         }
     }
 
+    deinit { trivialValues?.deallocate() }
+
     @inlinable
     final func settled(_ input: Promise<Value>, _ index: Int) {
         switch input.status {
         case .fulfilled:
-            values[index] = input.fulfilledValue
+            if let slots = trivialValues {
+                (slots + index).initialize(to: input.fulfilledValue)
+            } else {
+                values[index] = input.fulfilledValue
+            }
             remaining -= 1
             if remaining == 0 {
-                let all = values.map { $0! }
-                values = []
+                let all: [Value]
+                if let slots = trivialValues {
+                    all = Array(UnsafeBufferPointer(start: slots, count: count))
+                } else {
+                    all = values.map { $0! }
+                    values = []
+                }
                 result.fulfil(all)
             }
         case .rejected:

@@ -205,6 +205,37 @@ struct PromiseTests {
         #expect(out.count == 8)
     }
 
+    @Test("Promise.all: one PROMISE per input (trigger: the input), run once as a callback, then destroyed")
+    func allReactsThroughOneResourcePerInput() {
+        struct Event: Equatable { let kind: String; let id: AsyncID; let trigger: AsyncID }
+        let events = Mutex<[Event]>([])
+        let inputs = Mutex<[AsyncID]>([])
+        let out = runScenario { log in
+            let thread = pthread_self()
+            @Sendable func record(_ kind: String, _ id: AsyncID, _ trigger: AsyncID = .none) {
+                if pthread_equal(pthread_self(), thread) != 0 { events.withLock { $0.append(Event(kind: kind, id: id, trigger: trigger)) } }
+            }
+            let hook = AsyncHooks.createHook(init: { id, _, trigger, _ in record("init", id, trigger) },
+                                             before: { record("before", $0) }, after: { record("after", $0) },
+                                             destroy: { record("destroy", $0) })
+            hook.enable()
+            // Settled inputs (the reaction is queued at once) and a pending one (queued when it settles).
+            let pending = Promise<Int> { r in setImmediate { r.resolve(3) } }
+            let ps = [Promise.resolve(1), Promise.resolve(2), pending]
+            inputs.withLock { $0 = ps.map(\.asyncID) }
+            Promise.all(ps).then { log("all \($0)") }
+            setTimeout(1) { hook.disable() }
+        }
+        #expect(out == ["all [1, 2, 3]"])
+        let evs = events.withLock { $0 }
+        for input in inputs.withLock({ $0 }) {
+            let reactions = evs.filter { $0.kind == "init" && $0.trigger == input }
+            #expect(reactions.count == 1)
+            guard let reaction = reactions.first else { continue }
+            #expect(evs.filter { $0.id == reaction.id }.map(\.kind) == ["init", "before", "after", "destroy"])
+        }
+    }
+
     @Test("Promise.all of many and a long await chain balance their hooks")
     func manyBalance() {
         let box = BalanceHookBox()
@@ -214,6 +245,8 @@ struct PromiseTests {
             AsyncHooks.enable(hook)
             let ps = (0..<1000).map { i in Promise { r in setImmediate { r.resolve(i) } } }
             Promise.all(ps).then { log("sum \($0.reduce(0, +))") }
+            Promise.all((0..<1000).map { Promise.resolve($0) }).then { log("settled sum \($0.reduce(0, +))") }
+            Promise.all([Promise.resolve(1), Promise<Int>.reject(Boom())]).then({ _ in log("no") }, { _ in log("rejected") })
             EventLoop.current.runAsync {
                 var total = 0
                 for i in 0..<1000 { total += try await Promise.resolve(i).value }
@@ -221,7 +254,7 @@ struct PromiseTests {
             }
         }
         AsyncHooks.disable(box.get()!)
-        #expect(Set(out) == ["sum 499500", "awaited 499500"])
+        #expect(Set(out) == ["sum 499500", "settled sum 499500", "rejected", "awaited 499500"])
         let h = box.get()!
         let s = h.state.withLock { $0 }
         #expect(s.problems == [])
