@@ -185,18 +185,17 @@ extension PromiseBase {
         guard status != .pending else { return false }
         // This thread's loop, borrowed (no retain): it must be this promise's loop.
         guard EventLoop.currentUnretained.toOpaque() == unownedLoop.toOpaque() else { return false }
-        return unownedLoop._withUnsafeGuaranteedRef { loop in
-            let scope = loop.awaitScopeID
-            guard scope.rawValue != 0, loop.microtasks.isEmpty else { return false }
-            // The await's resource (PROMISE, trigger: this promise), init emitted while the scope
-            // still runs, then the scope left and destroyed and the await's entered; the frame stays.
-            guard let awaitID = AsyncHooks.switchCallback(from: scope, destroyingCurrent: true,
-                                                          toNewResourceOf: loop.promiseType, triggerAsyncID: asyncID)
-            else { return false }
-            isHandled = true
-            loop.awaitScopeID = awaitID
-            return true
-        }
+        unowned(unsafe) let loop = unownedLoop.takeUnretainedValue()
+        let scope = loop.awaitScopeID
+        guard scope.rawValue != 0, loop.microtasks.isEmpty else { return false }
+        // The await's resource (PROMISE, trigger: this promise), init emitted while the scope
+        // still runs, then the scope left and destroyed and the await's entered; the frame stays.
+        guard let awaitID = AsyncHooks.switchCallback(from: scope, destroyingCurrent: true,
+                                                      toNewResourceOf: loop.promiseType, triggerAsyncID: asyncID)
+        else { return false }
+        isHandled = true
+        loop.awaitScopeID = awaitID
+        return true
     }
 }
 

@@ -99,7 +99,7 @@ public class PromiseBase {
     }
 
     /// `didFulfil` for a promise nothing can have reacted to yet (just created, not yet returned).
-    @usableFromInline
+    @inlinable
     final func didFulfilWithoutReactions() {
         status = .fulfilled
         AsyncHooks.emitPromiseResolve(asyncID)
