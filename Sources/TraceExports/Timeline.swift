@@ -182,8 +182,8 @@ public final class Timeline {
     // Name ids by resource type and by fd (-1: not yet).
     @exclusivity(unchecked) private var initNames: [Int] = []
     @exclusivity(unchecked) private var readyNames: [Int] = []
-    @exclusivity(unchecked) private var lastTypeText = ""
-    @exclusivity(unchecked) private var lastTypeName = -1
+    /// Name ids by the reader's string id (-1: not yet).
+    @exclusivity(unchecked) private var nameOfString: [Int] = []
     private let openResourcesName: Int
 
     // Per-thread state, parallel to `threads`. The pass touches it per event: no dynamic exclusivity checks.
@@ -252,11 +252,11 @@ public final class Timeline {
             threadOfStream[s.index] = addThread(pid: s.pid, tid: s.tid, name: s.threadName, user: true,
                                                 program: s.program, sink: &sink)
         }
-        // forEach lends each event in place: next() would copy it (its text and list) per event.
-        it.forEach { stream, e in
+        // forEachView lends each event in place: nothing is copied or reference-counted per event.
+        it.forEachView { e in
             stats.events &+= 1
             stats.byKind[Int(e.kind.rawValue)] &+= 1
-            handle(stream, e, sink: &sink)
+            handle(e, it, sink: &sink)
             countdown -= 1
             if countdown == 0 {
                 countdown = 65_536
@@ -354,7 +354,7 @@ public final class Timeline {
     }
 
     @inline(__always)
-    private func handle<S: TimelineSink>(_ stream: Int, _ e: borrowing DecodedEvent, sink: inout S) {
+    private func handle<S: TimelineSink>(_ e: EventView, _ it: TraceEventIterator, sink: inout S) {
         switch e.kind {
         case .syscall, .epollWait:
             kernelCall(e, sink: &sink)
@@ -362,20 +362,20 @@ public final class Timeline {
         default:
             break
         }
-        let t = threadOfStream[stream]
+        let t = threadOfStream[e.stream]
         guard t >= 0 else { return }  // other kernel-stream kinds (fork/exit) have no thread timeline
-        userEvent(e, thread: t, sink: &sink)
+        userEvent(e, it, thread: t, sink: &sink)
     }
 
-    private func userEvent<S: TimelineSink>(_ e: borrowing DecodedEvent, thread t: Int, sink: inout S) {
+    private func userEvent<S: TimelineSink>(_ e: EventView, _ it: TraceEventIterator, thread t: Int, sink: inout S) {
         let ts = e.timestampNs
         let p = processOfThread[t]
         switch e.kind {
         case .threadInfo:
-            threads[t].name = e.text
+            threads[t].name = e.textID >= 0 ? it.string(e.textID) : ""
         case .initResource:
             let id = e.u(0)
-            let type = typeName(e.text)
+            let type = textName(e.textID, it)
             let trigger = e.u(2)
             let inside = stacks[t].contains { $0.slice == .callback }
             let flow = inside ? newFlow() : 0
@@ -429,7 +429,7 @@ public final class Timeline {
             sink.resource(ResourceChange(kind: .fd, pid: threads[t].pid, asyncID: e.u(0), fd: fd, timestampNs: ts),
                           timeline: self)
         case .mark:
-            var op = TimelineOp(.instant, .mark, thread: t, at: ts, name: names.id(e.text))
+            var op = TimelineOp(.instant, .mark, thread: t, at: ts, name: textName(e.textID, it))
             op.asyncID = e.u(1)
             emit(op, sink: &sink)
         case .phaseEnter:
@@ -462,13 +462,19 @@ public final class Timeline {
         }
     }
 
-    /// A resource type's name id; runs of one type (the common case) skip hashing the name.
+    /// The name id of an event's string (resource types, marks): cached by the reader's string id, so
+    /// no text is compared or hashed per event.
     @inline(__always)
-    private func typeName(_ text: String) -> Int {
-        if lastTypeName >= 0 && text == lastTypeText { return lastTypeName }
-        lastTypeName = names.id(text)
-        lastTypeText = text
-        return lastTypeName
+    private func textName(_ id: Int, _ it: TraceEventIterator) -> Int {
+        if id >= 0 && id < nameOfString.count && nameOfString[id] >= 0 { return nameOfString[id] }
+        return newTextName(id, it)
+    }
+
+    private func newTextName(_ id: Int, _ it: TraceEventIterator) -> Int {
+        guard id >= 0 else { return names.id("") }
+        if id >= nameOfString.count { nameOfString.append(contentsOf: repeatElement(-1, count: id - nameOfString.count + 1)) }
+        nameOfString[id] = names.id(it.string(id))
+        return nameOfString[id]
     }
 
     /// A loop iteration begins: the open-resources counter, when it changed.
@@ -500,7 +506,7 @@ public final class Timeline {
     }
 
     /// One instant per ready fd that a resource owns, each starting a flow to that resource's next callback.
-    private func readyFlows<S: TimelineSink>(fds: [UInt64], process p: Int, thread t: Int, at ts: UInt64,
+    private func readyFlows<S: TimelineSink>(fds: UnsafeBufferPointer<UInt64>, process p: Int, thread t: Int, at ts: UInt64,
                                              sink: inout S) {
         for raw in fds {
             let fd = Int64(truncatingIfNeeded: raw)
@@ -517,7 +523,7 @@ public final class Timeline {
         }
     }
 
-    private func kernelCall<S: TimelineSink>(_ e: borrowing DecodedEvent, sink: inout S) {
+    private func kernelCall<S: TimelineSink>(_ e: EventView, sink: inout S) {
         let pid = UInt32(truncatingIfNeeded: e.u(0))
         let tid = UInt32(truncatingIfNeeded: e.u(1))
         let t = kernelThread(pid: pid, tid: tid, sink: &sink)

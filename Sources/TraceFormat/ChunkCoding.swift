@@ -95,7 +95,7 @@ public struct DecodedEvent: Sendable {
     public var ticks: UInt64
     public var timestampNs: UInt64
     /// Fixed-size storage: a plain tuple copies inline, which keeps the reader's per-event copies cheap.
-    @usableFromInline var argStorage: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64)
+    @usableFromInline var argStorage: EventArgs
     public var text: String
     public var list: [UInt64]
 
@@ -136,6 +136,99 @@ public struct DecodedEvent: Sendable {
     @inlinable @inline(__always) public func s(_ i: Int) -> Int64 { arg(i) }
 }
 
+extension DecodedEvent {
+    /// Takes `raw`'s kind, time and numeric arguments (text and list are the caller's to set).
+    @inlinable @inline(__always)
+    public mutating func assignNumbers(from raw: RawEvent) {
+        kind = raw.kind
+        ticks = raw.ticks
+        timestampNs = raw.timestampNs
+        argStorage = raw.argStorage
+    }
+}
+
+/// The nine numeric argument slots of an event.
+public typealias EventArgs = (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64)
+
+/// One decoded event with no references in it (no string, no array), so copying it costs no
+/// reference counting: the reader's fast path decodes whole runs of these into flat buffers.
+/// The string argument is an id (`textID`), the list argument a range of a list buffer.
+public struct RawEvent: Sendable {
+    public var kind: EventKind
+    public var ticks: UInt64
+    public var timestampNs: UInt64
+    @usableFromInline var argStorage: EventArgs
+    /// The string argument: an index into `ChunkDecoder.strings` (the reader maps it to its own table); -1: none.
+    public var textID: Int32
+    /// The list argument: `listCount` values from `listStart` in the decoder's list buffer.
+    public var listStart: Int32
+    public var listCount: Int32
+
+    public init(kind: EventKind) {
+        self.kind = kind
+        ticks = 0
+        timestampNs = 0
+        argStorage = (0, 0, 0, 0, 0, 0, 0, 0, 0)
+        textID = -1
+        listStart = 0
+        listCount = 0
+    }
+
+    @inlinable @inline(__always)
+    public func arg(_ i: Int) -> Int64 {
+        precondition(i >= 0 && i < 9, "argument index out of range")
+        return withUnsafeBytes(of: argStorage) { $0.load(fromByteOffset: i * 8, as: Int64.self) }
+    }
+
+    @inlinable @inline(__always) public func u(_ i: Int) -> UInt64 { UInt64(bitPattern: arg(i)) }
+    @inlinable @inline(__always) public func s(_ i: Int) -> Int64 { arg(i) }
+}
+
+/// A growable buffer of list-argument values that the decoder appends to and the caller owns
+/// (and frees with `deallocate()`); events refer to it by offset.
+public struct EventListBuffer {
+    public private(set) var base: UnsafeMutablePointer<UInt64>?
+    public private(set) var count = 0
+    public private(set) var capacity = 0
+
+    public init() {}
+
+    @inline(__always) public mutating func removeAll() { count = 0 }
+
+    /// Room for `n` more values.
+    @inline(__always) mutating func reserve(_ n: Int) {
+        if count + n > capacity { grow(count + n) }
+    }
+
+    private mutating func grow(_ needed: Int) {
+        let newCapacity = Swift.max(needed, capacity * 2, 64)
+        let p = UnsafeMutablePointer<UInt64>.allocate(capacity: newCapacity)
+        if let base {
+            p.update(from: base, count: count)
+            base.deallocate()
+        }
+        base = p
+        capacity = newCapacity
+    }
+
+    /// The caller guarantees room (`reserve`).
+    @inline(__always) mutating func appendUnchecked(_ v: UInt64) {
+        base.unsafelyUnwrapped[count] = v
+        count += 1
+    }
+
+    public func values(start: Int32, count n: Int32) -> UnsafeBufferPointer<UInt64> {
+        UnsafeBufferPointer(start: base.map { $0 + Int(start) }, count: base == nil ? 0 : Int(n))
+    }
+
+    public mutating func deallocate() {
+        base?.deallocate()
+        base = nil
+        count = 0
+        capacity = 0
+    }
+}
+
 public enum ChunkDecodeError: Error, Equatable, Sendable {
     /// The payload ended inside an event.
     case truncatedEvent(offset: Int)
@@ -170,28 +263,37 @@ nonisolated(unsafe) private let argEncodingTable: UnsafeMutablePointer<UInt8> = 
 /// Decodes the events of one chunk, in order.
 public struct ChunkDecoder {
     public let header: ChunkHeader
-    private var cursor: ByteCursor
-    private var ticks: UInt64
-    private var prevAsyncID: UInt64 = 0
+    private let bytes: UnsafePointer<UInt8>?
+    private let count: Int
+    private var state: DecodeState
     private let table: UnsafePointer<UInt8>
     /// ns per tick, computed once per chunk (same value `ChunkHeader.nanoseconds` computes per call).
     private let identityClock: Bool
     private let nsPerTick: Double
     public private(set) var strings: [String] = []
-    public private(set) var decoded: UInt32 = 0
+    public var decoded: UInt32 { state.decoded }
+
+    /// The decoder's moving parts, copied into locals while a batch is decoded (so they live in registers).
+    private struct DecodeState {
+        var offset = 0
+        var ticks: UInt64
+        var prevAsyncID: UInt64 = 0
+        var decoded: UInt32 = 0
+    }
 
     /// `payload` must stay valid while decoding.
     public init(header: ChunkHeader, payload: UnsafeRawBufferPointer) {
         self.header = header
-        self.cursor = ByteCursor(payload)
-        self.ticks = header.startTicks
+        self.bytes = payload.baseAddress.map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) }
+        self.count = payload.baseAddress == nil ? 0 : payload.count
+        self.state = DecodeState(ticks: header.startTicks)
         self.table = UnsafePointer(argEncodingTable)
         self.identityClock = header.startTicks == header.startNs && header.endTicks == header.endNs
         let spanTicks = header.endTicks &- header.startTicks
         self.nsPerTick = spanTicks > 0 ? Double(header.endNs &- header.startNs) / Double(spanTicks) : 0
     }
 
-    public var isAtEnd: Bool { cursor.isAtEnd }
+    public var isAtEnd: Bool { state.offset >= count }
 
     public mutating func next() -> Result<DecodedEvent, ChunkDecodeError>? {
         var e = DecodedEvent(kind: .stringDef)
@@ -209,75 +311,195 @@ public struct ChunkDecoder {
         return header.startNs &+ UInt64(Double(t - header.startTicks) * nsPerTick + 0.5)  // round half up, no libm call
     }
 
-    /// Decodes the next event into `e`, reusing its storage (the fast path: no Result, no copy).
+    /// Decodes the next event into `e`, reusing its storage (text resolved, list copied).
     /// On failure `e` is unspecified.
     public mutating func decodeNext(into e: inout DecodedEvent) -> ChunkDecodeStep {
-        if cursor.isAtEnd { return .end }
-        let start = cursor.offset
-        guard let k = cursor.readByte() else { return .end }
-        let row = table + Int(k) * 16
+        var raw = RawEvent(kind: .stringDef)
+        var lists = EventListBuffer()
+        defer { lists.deallocate() }
+        var st = state
+        let step = withUnsafeMutablePointer(to: &raw) { decodeRaw(into: $0, lists: &lists, &st) }
+        state = st
+        guard case .event = step else { return step }
+        e.assignNumbers(from: raw)
+        if raw.textID >= 0 {
+            e.text = strings[Int(raw.textID)]
+        } else if !e.text.isEmpty {
+            e.text = ""
+        }
+        if raw.listCount > 0 {
+            // Refill the event's own list: no allocation per event unless a consumer kept a copy.
+            e.list.removeAll(keepingCapacity: true)
+            e.list.append(contentsOf: lists.values(start: raw.listStart, count: raw.listCount))
+        } else if !e.list.isEmpty {
+            e.list = []
+        }
+        return .event
+    }
+
+    /// Decodes up to `capacity` events into `events`, skipping `stringDef` bookkeeping (its strings go to
+    /// `strings`); list arguments are appended to `lists`. Timestamps are kept from going below `floorNs`,
+    /// which ends as the last event's. `textEvents` counts events with a string argument.
+    public mutating func decodeBatch(into events: UnsafeMutablePointer<RawEvent>, capacity: Int,
+                                     lists: inout EventListBuffer, floorNs: inout UInt64) -> ChunkBatch {
+        var n = 0
+        var textEvents = 0
+        var floor = floorNs
+        var st = state
+        defer {
+            floorNs = floor
+            state = st
+        }
+        while n < capacity {
+            let e = events + n
+            switch decodeRaw(into: e, lists: &lists, &st) {
+            case .event:
+                if e.pointee.kind == .stringDef { continue }
+                if e.pointee.textID >= 0 { textEvents += 1 }
+                // Chunks convert ticks to ns separately; keep the stream's order across chunk seams.
+                if e.pointee.timestampNs < floor { e.pointee.timestampNs = floor } else { floor = e.pointee.timestampNs }
+                n += 1
+            case .end:
+                return ChunkBatch(count: n, textEvents: textEvents, end: .end)
+            case .failure(let error):
+                return ChunkBatch(count: n, textEvents: textEvents, end: .failure(error))
+            }
+        }
+        return ChunkBatch(count: n, textEvents: textEvents, end: .full)
+    }
+
+    /// A varint at `offset`, or nil if it runs past the payload or overflows 64 bits.
+    @inline(__always)
+    private func readVarint(_ offset: inout Int) -> UInt64? {
+        let p = bytes.unsafelyUnwrapped
+        let i = offset
+        // Far enough from the end that a whole varint (10 bytes at most) can be read unchecked.
+        if i &+ maxVarintBytes <= count {
+            let b0 = p[i]
+            if b0 < 0x80 {
+                offset = i &+ 1
+                return UInt64(b0)
+            }
+            let b1 = p[i &+ 1]
+            if b1 < 0x80 {
+                offset = i &+ 2
+                return UInt64(b0 & 0x7f) | UInt64(b1) << 7
+            }
+        } else if i >= count {
+            return nil
+        }
+        return readVarintSlow(&offset)
+    }
+
+    private func readVarintSlow(_ offset: inout Int) -> UInt64? {
+        let p = bytes.unsafelyUnwrapped
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        var i = offset
+        while i < count {
+            let b = p[i]
+            i += 1
+            if shift == 63 && b > 1 { return nil }  // overflow: not a varint we wrote
+            result |= UInt64(b & 0x7f) << shift
+            if b < 0x80 {
+                offset = i
+                return result
+            }
+            shift += 7
+            if shift > 63 { return nil }
+        }
+        return nil
+    }
+
+    /// The one decoding routine: the next event (stringDef included) into `e`. Every read is bounds-checked
+    /// (the payload may be damaged in ways its checksum did not catch); failures leave `st` unspecified.
+    @inline(__always)
+    private mutating func decodeRaw(into e: UnsafeMutablePointer<RawEvent>, lists: inout EventListBuffer,
+                                    _ st: inout DecodeState) -> ChunkDecodeStep {
+        let start = st.offset
+        guard start < count else { return .end }
+        let k = bytes.unsafelyUnwrapped[start]
+        st.offset = start &+ 1
+        let row = table + Int(k) &* 16
         let argCount = Int(row[0])
         guard argCount != 0xFF else { return .failure(.unknownKind(k, offset: start)) }
-        guard let delta = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
-        ticks &+= delta
-        e.kind = EventKind(rawValue: k)
-        e.ticks = ticks
-        e.timestampNs = nanoseconds(ticks)
-        var hasText = false
-        var hasList = false
+        guard let delta = readVarint(&st.offset) else { return .failure(.truncatedEvent(offset: start)) }
+        st.ticks &+= delta
+        e.pointee.kind = EventKind(rawValue: k)
+        e.pointee.ticks = st.ticks
+        e.pointee.timestampNs = nanoseconds(st.ticks)
+        e.pointee.argStorage = (0, 0, 0, 0, 0, 0, 0, 0, 0)
+        e.pointee.textID = -1
+        e.pointee.listStart = 0
+        e.pointee.listCount = 0
+        let args = UnsafeMutableRawPointer(e) + MemoryLayout<RawEvent>.offset(of: \RawEvent.argStorage).unsafelyUnwrapped
+        var definedText: String? = nil
         var firstID: UInt64 = 0
         var i = 0
         while i < argCount {
-            guard let v = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
-            switch ArgEncoding(rawValue: row[1 + i]).unsafelyUnwrapped {
-            case .unsigned:
-                e.setArg(i, Int64(bitPattern: v))
-            case .signed:
-                e.setArg(i, unzigzag(v))
-            case .string:
-                guard v < UInt64(strings.count) else { return .failure(.undefinedString(v, offset: start)) }
-                e.setArg(i, Int64(bitPattern: v))
-                e.text = strings[Int(v)]
-                hasText = true
-            case .asyncID:
-                let id = prevAsyncID &+ UInt64(bitPattern: unzigzag(v))
-                prevAsyncID = id
+            guard let v = readVarint(&st.offset) else { return .failure(.truncatedEvent(offset: start)) }
+            let value: Int64
+            switch row[1 &+ i] {
+            case ArgEncoding.unsigned.rawValue:
+                value = Int64(bitPattern: v)
+            case ArgEncoding.signed.rawValue:
+                value = unzigzag(v)
+            case ArgEncoding.asyncID.rawValue:
+                let id = st.prevAsyncID &+ UInt64(bitPattern: unzigzag(v))
+                st.prevAsyncID = id
                 if firstID == 0 { firstID = id }
-                e.setArg(i, Int64(bitPattern: id))
-            case .relatedID:
-                e.setArg(i, Int64(bitPattern: firstID &+ UInt64(bitPattern: unzigzag(v))))
-            case .bytes:
-                guard v <= UInt64(cursor.remaining), let b = cursor.readBytes(Int(v)) else {
-                    return .failure(.truncatedEvent(offset: start))
-                }
-                e.text = String(decoding: b, as: UTF8.self)
-                e.setArg(i, Int64(bitPattern: v))
-                hasText = true
-            case .list:
-                guard v <= UInt64(cursor.remaining) else { return .failure(.truncatedEvent(offset: start)) }
-                // Refill the event's own list: no allocation per event unless a consumer kept a copy.
-                e.list.removeAll(keepingCapacity: true)
-                e.list.reserveCapacity(Int(v))
+                value = Int64(bitPattern: id)
+            case ArgEncoding.relatedID.rawValue:
+                value = Int64(bitPattern: firstID &+ UInt64(bitPattern: unzigzag(v)))
+            case ArgEncoding.string.rawValue:
+                guard v < UInt64(strings.count) else { return .failure(.undefinedString(v, offset: start)) }
+                e.pointee.textID = Int32(truncatingIfNeeded: v)
+                value = Int64(bitPattern: v)
+            case ArgEncoding.bytes.rawValue:
+                guard v <= UInt64(count - st.offset) else { return .failure(.truncatedEvent(offset: start)) }
+                let b = UnsafeBufferPointer(start: bytes.unsafelyUnwrapped + st.offset, count: Int(v))
+                st.offset += Int(v)
+                definedText = String(decoding: b, as: UTF8.self)
+                value = Int64(bitPattern: v)
+            default:  // .list
+                guard v <= UInt64(count - st.offset) else { return .failure(.truncatedEvent(offset: start)) }
+                lists.reserve(Int(v))
+                e.pointee.listStart = Int32(truncatingIfNeeded: lists.count)
                 for _ in 0..<v {
-                    guard let x = cursor.readVarint() else { return .failure(.truncatedEvent(offset: start)) }
-                    e.list.append(x)
+                    guard let x = readVarint(&st.offset) else { return .failure(.truncatedEvent(offset: start)) }
+                    lists.appendUnchecked(x)
                 }
-                e.setArg(i, Int64(bitPattern: v))
-                hasList = true
+                e.pointee.listCount = Int32(truncatingIfNeeded: v)
+                value = Int64(bitPattern: v)
             }
-            i += 1
+            args.storeBytes(of: value, toByteOffset: i &* 8, as: Int64.self)
+            i &+= 1
         }
-        while i < EventSpecs.maxArgs {
-            e.setArg(i, 0)
-            i += 1
+        if let definedText {
+            // Only stringDef carries bytes: the string joins the chunk's table under the next id.
+            guard k == EventKind.stringDef.rawValue, e.pointee.arg(0) == Int64(strings.count) else {
+                return .failure(.malformed(offset: start))
+            }
+            e.pointee.textID = Int32(truncatingIfNeeded: strings.count)
+            strings.append(definedText)
         }
-        if !hasText && !e.text.isEmpty { e.text = "" }
-        if !hasList && !e.list.isEmpty { e.list = [] }
-        if k == EventKind.stringDef.rawValue {
-            guard e.arg(0) == Int64(strings.count) else { return .failure(.malformed(offset: start)) }
-            strings.append(e.text)
-        }
-        decoded += 1
+        st.decoded &+= 1
         return .event
     }
+}
+
+/// What `ChunkDecoder.decodeBatch` decoded: `count` events, then how the batch ended.
+public struct ChunkBatch: Sendable {
+    public enum End: Sendable {
+        /// The buffer is full; the chunk may hold more.
+        case full
+        /// The chunk's payload ended.
+        case end
+        /// An undecodable event: the events before it are in the batch, nothing after it is.
+        case failure(ChunkDecodeError)
+    }
+
+    public var count: Int
+    public var textEvents: Int
+    public var end: End
 }

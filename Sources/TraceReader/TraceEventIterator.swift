@@ -12,6 +12,30 @@ public struct TraceEvent: Sendable {
     @inline(__always) public var timestampNs: UInt64 { event.timestampNs }
 }
 
+/// One event lent by `TraceEventIterator.forEachView`: a view into the reader's decode buffer,
+/// valid only during the call (copying it copies a pointer, not the event).
+public struct EventView {
+    /// Index into `TraceReader.streams`.
+    public let stream: Int
+    @usableFromInline let pointer: UnsafePointer<RawEvent>
+    @usableFromInline let lists: UnsafePointer<UInt64>?
+
+    @inlinable @inline(__always) public var event: RawEvent { pointer.pointee }
+    @inlinable @inline(__always) public var kind: EventKind { pointer.pointee.kind }
+    /// CLOCK_MONOTONIC ns; never decreases within a stream.
+    @inlinable @inline(__always) public var timestampNs: UInt64 { pointer.pointee.timestampNs }
+    @inlinable @inline(__always) public func u(_ i: Int) -> UInt64 { pointer.pointee.u(i) }
+    @inlinable @inline(__always) public func s(_ i: Int) -> Int64 { pointer.pointee.s(i) }
+    /// The string argument as an id of `TraceEventIterator.string(_:)` (stable for the whole pass); -1: none.
+    @inlinable @inline(__always) public var textID: Int { Int(pointer.pointee.textID) }
+    /// The list argument (empty if none).
+    @inlinable @inline(__always) public var list: UnsafeBufferPointer<UInt64> {
+        let e = pointer.pointee
+        guard let lists, e.listCount > 0 else { return UnsafeBufferPointer(start: nil, count: 0) }
+        return UnsafeBufferPointer(start: lists + Int(e.listStart), count: Int(e.listCount))
+    }
+}
+
 public final class TraceEventIterator: IteratorProtocol, Sequence {
     public let reader: TraceReader
     /// Damage found while decoding (chunks that passed their checksum but held undecodable events).
@@ -21,6 +45,9 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
     /// Events returned so far.
     public var eventsRead: UInt64 { progress.pointee.events }
 
+    /// Events decoded per stream at a time: big enough to amortize the calls, small enough to stay in cache.
+    static let batchCapacity = 512
+
     // Hot state lives behind pointers: class properties would pay a dynamic exclusivity check per access.
     private let cursors: UnsafeMutablePointer<StreamCursor>
     private let cursorCount: Int
@@ -28,6 +55,8 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
     private let heapTime: UnsafeMutablePointer<UInt64>
     private var heapCount: Int
     private let progress: UnsafeMutablePointer<(bytes: UInt64, events: UInt64)>
+    /// The strings of every chunk read so far, each once; events name them by index.
+    private let stringTable: UnsafeMutablePointer<StringTable>
 
     init(reader: TraceReader, selected: Set<Int>?) {
         self.reader = reader
@@ -38,12 +67,14 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
         heapTime = .allocate(capacity: Swift.max(1, chosen.count))
         progress = .allocate(capacity: 1)
         progress.initialize(to: (0, 0))
+        stringTable = .allocate(capacity: 1)
+        stringTable.initialize(to: StringTable())
         heapCount = 0
         for (i, s) in chosen.enumerated() {
-            (cursors + i).initialize(to: StreamCursor(stream: s, chunks: reader.chunks[s]))
-            if cursors[i].advance(self) {
+            (cursors + i).initialize(to: StreamCursor(stream: s, chunks: reader.chunks[s], batchCapacity: Self.batchCapacity))
+            if cursors[i].refill(self) {
                 heapStream[heapCount] = i
-                heapTime[heapCount] = cursors[i].head.timestampNs
+                heapTime[heapCount] = cursors[i].headNs
                 heapCount += 1
             }
         }
@@ -53,21 +84,48 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
     }
 
     deinit {
-        for i in 0..<cursorCount { cursors[i].buffer.deallocate() }
+        for i in 0..<cursorCount { cursors[i].release() }
         cursors.deinitialize(count: cursorCount)
         cursors.deallocate()
         heapStream.deallocate()
         heapTime.deallocate()
         progress.deallocate()
+        stringTable.deinitialize(count: 1)
+        stringTable.deallocate()
     }
 
+    /// The string with id `id` (an `EventView.textID`).
+    public func string(_ id: Int) -> String { stringTable.pointee.strings[id] }
+
+    /// How many strings `string(_:)` knows so far (ids are 0..<stringCount).
+    public var stringCount: Int { stringTable.pointee.strings.count }
+
     public func next() -> TraceEvent? {
-        var n = heapCount
-        guard n > 0 else { return nil }
+        guard heapCount > 0 else { return nil }
         let c = cursors + heapStream[0]
-        let event = TraceEvent(stream: c.pointee.stream, event: c.pointee.head)
-        if c.pointee.advance(self) {
-            heapTime[0] = c.pointee.head.timestampNs
+        let raw = c.pointee.events + c.pointee.pos
+        var e = DecodedEvent(kind: .stringDef)
+        e.assignNumbers(from: raw.pointee)
+        if raw.pointee.textID >= 0 { e.text = string(Int(raw.pointee.textID)) }
+        if raw.pointee.listCount > 0 {
+            e.list = Array(c.pointee.lists.values(start: raw.pointee.listStart, count: raw.pointee.listCount))
+        }
+        let event = TraceEvent(stream: c.pointee.stream, event: e)
+        c.pointee.pos += 1
+        progress.pointee.events &+= 1
+        headMoved()
+        return event
+    }
+
+    /// The top cursor's position moved: refill it if its batch is used up, and restore the heap.
+    @inline(__always)
+    private func headMoved() {
+        var n = heapCount
+        let c = cursors + heapStream[0]
+        if c.pointee.pos < c.pointee.count {
+            heapTime[0] = c.pointee.headNs
+        } else if c.pointee.refill(self) {
+            heapTime[0] = c.pointee.headNs
         } else {
             n -= 1
             heapStream[0] = heapStream[n]
@@ -75,28 +133,65 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
             heapCount = n
         }
         if n > 1 { siftDown(0, n) }
-        progress.pointee.events &+= 1
-        return event
     }
 
-    /// Calls `body` with every remaining event in time order, without copying events out of the
-    /// decoder (faster than `next()`; the event is only valid during the call).
-    public func forEach(_ body: (_ stream: Int, _ event: borrowing DecodedEvent) throws -> Void) rethrows {
-        var n = heapCount
-        defer { heapCount = n }
-        while n > 0 {
-            let c = cursors + heapStream[0]
-            try body(c.pointee.stream, c.pointee.head)
-            progress.pointee.events &+= 1
-            if c.pointee.advance(self) {
-                heapTime[0] = c.pointee.head.timestampNs
-            } else {
-                n -= 1
-                heapStream[0] = heapStream[n]
-                heapTime[0] = heapTime[n]
-                heapCount = n
+    /// Calls `body` with every remaining event in time order, lending each in place (nothing is copied:
+    /// the fastest way through a trace). The view is only valid during the call.
+    public func forEachView(_ body: (EventView) throws -> Void) rethrows {
+        while heapCount > 0 {
+            let top = heapStream[0]
+            let c = cursors + top
+            // The smallest head among the other streams bounds the run this stream can deliver alone.
+            var limitNs = UInt64.max
+            var limitStream = Int.max
+            if heapCount > 1 {
+                var m = 1
+                if heapCount > 2 && less(2, 1) { m = 2 }
+                limitNs = heapTime[m]
+                limitStream = heapStream[m]
             }
-            if n > 1 { siftDown(0, n) }
+            let events = UnsafePointer(c.pointee.events)
+            let count = c.pointee.count
+            let stream = c.pointee.stream
+            let lists = UnsafePointer(c.pointee.lists.base)
+            var p = c.pointee.pos
+            do {
+                repeat {
+                    p += 1
+                    try body(EventView(stream: stream, pointer: events + (p - 1), lists: lists))
+                } while p < count && (events[p].timestampNs < limitNs || (events[p].timestampNs == limitNs && top < limitStream))
+            } catch {
+                progress.pointee.events &+= UInt64(p - c.pointee.pos)
+                c.pointee.pos = p
+                headMoved()
+                throw error
+            }
+            progress.pointee.events &+= UInt64(p - c.pointee.pos)
+            c.pointee.pos = p
+            headMoved()
+        }
+    }
+
+    /// Calls `body` with every remaining event in time order as a `DecodedEvent` (text resolved, list
+    /// copied into the event's reused storage; the event is only valid during the call).
+    /// `forEachView` is faster.
+    public func forEach(_ body: (_ stream: Int, _ event: borrowing DecodedEvent) throws -> Void) rethrows {
+        var e = DecodedEvent(kind: .stringDef)
+        try forEachView { v in
+            let raw = v.pointer.pointee
+            e.assignNumbers(from: raw)
+            if raw.textID >= 0 {
+                e.text = string(Int(raw.textID))
+            } else if !e.text.isEmpty {
+                e.text = ""
+            }
+            if raw.listCount > 0 {
+                e.list.removeAll(keepingCapacity: true)
+                e.list.append(contentsOf: v.list)
+            } else if !e.list.isEmpty {
+                e.list = []
+            }
+            try body(v.stream, e)
         }
     }
 
@@ -122,9 +217,26 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
 
     fileprivate func loaded(bytes: Int) { progress.pointee.bytes &+= UInt64(bytes) }
     fileprivate func report(_ d: TraceDamage) { damage.append(d) }
+    fileprivate func intern(_ s: String) -> Int32 { stringTable.pointee.intern(s) }
 }
 
-/// One stream's position: its current chunk (header + payload in `buffer`) and next event.
+/// Every distinct string of the chunks read so far, so an event's string is one small integer
+/// for the whole pass (consumers can cache per id instead of hashing text per event).
+private struct StringTable {
+    var strings: [String] = []
+    var ids: [String: Int32] = [:]
+
+    mutating func intern(_ s: String) -> Int32 {
+        if let id = ids[s] { return id }
+        let id = Int32(strings.count)
+        strings.append(s)
+        ids[s] = id
+        return id
+    }
+}
+
+/// One stream's position: its current chunk (header + payload in `buffer`), decoded a batch at a time
+/// into `events`; `pos` is the next event to deliver.
 private struct StreamCursor {
     let stream: Int
     let chunks: [ChunkEntry]
@@ -133,30 +245,51 @@ private struct StreamCursor {
     var decoder: ChunkDecoder
     var active = false
     var current: ChunkEntry?
-    var head = DecodedEvent(kind: .stringDef)
-    var lastNs: UInt64 = 0
+    let events: UnsafeMutablePointer<RawEvent>
+    let capacity: Int
+    var count = 0
+    var pos = 0
+    var lists = EventListBuffer()
+    /// How the decoded batch ended (what to do once it is delivered).
+    var batchEnd = ChunkBatch.End.end
+    var floorNs: UInt64 = 0
+    /// The current chunk's string ids -> the iterator's string ids.
+    var stringIDs: [Int32] = []
 
-    init(stream: Int, chunks: [ChunkEntry]) {
+    init(stream: Int, chunks: [ChunkEntry], batchCapacity: Int) {
         self.stream = stream
         self.chunks = chunks
         let largest = chunks.reduce(0) { max($0, Int($1.header.payloadLength)) }
         buffer = .allocate(byteCount: TraceFileFormat.chunkHeaderSize + largest, alignment: 16)
+        capacity = batchCapacity
+        events = .allocate(capacity: batchCapacity)
         decoder = ChunkDecoder(header: ChunkHeader(pid: 0, tid: 0, sequence: 0, startNs: 0, endNs: 0, startTicks: 0,
                                                    endTicks: 0, droppedCumulative: 0),
                                payload: UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
-    /// Moves `head` to the stream's next event (stringDef bookkeeping is consumed, not returned).
-    @inline(__always)
-    mutating func advance(_ it: TraceEventIterator) -> Bool {
+    mutating func release() {
+        buffer.deallocate()
+        events.deallocate()
+        lists.deallocate()
+    }
+
+    var headNs: UInt64 { events[pos].timestampNs }
+
+    /// Decodes the stream's next batch (loading chunks and reporting damage as it goes); false at the stream's end.
+    mutating func refill(_ it: TraceEventIterator) -> Bool {
         while true {
             if active {
-                switch decoder.decodeNext(into: &head) {
-                case .event:
-                    if head.kind == .stringDef { continue }
-                    // Chunks convert ticks to ns separately; keep the stream's order across chunk seams.
-                    if head.timestampNs < lastNs { head.timestampNs = lastNs } else { lastNs = head.timestampNs }
-                    return true
+                switch batchEnd {
+                case .full:
+                    lists.removeAll()
+                    let b = decoder.decodeBatch(into: events, capacity: capacity, lists: &lists, floorNs: &floorNs)
+                    batchEnd = b.end
+                    count = b.count
+                    pos = 0
+                    if b.textEvents > 0 || stringIDs.count < decoder.strings.count { mapStrings(it) }
+                    if b.count > 0 { return true }
+                    continue
                 case .failure(let error):
                     undecodable(it, error)
                     active = false
@@ -167,9 +300,19 @@ private struct StreamCursor {
                     active = false
                 }
             }
+            count = 0
+            pos = 0
             guard nextChunk < chunks.count else { return false }
             load(chunks[nextChunk], it)
             nextChunk += 1
+        }
+    }
+
+    /// Gives the chunk's new strings the iterator's ids and rewrites the batch's string ids.
+    private mutating func mapStrings(_ it: TraceEventIterator) {
+        while stringIDs.count < decoder.strings.count { stringIDs.append(it.intern(decoder.strings[stringIDs.count])) }
+        for i in 0..<count where events[i].textID >= 0 {
+            events[i].textID = stringIDs[Int(events[i].textID)]
         }
     }
 
@@ -186,6 +329,8 @@ private struct StreamCursor {
         it.loaded(bytes: Int(c.header.payloadLength))
         decoder = ChunkDecoder(header: h, payload: UnsafeRawBufferPointer(start: buffer + size,
                                                                          count: Int(h.payloadLength)))
+        stringIDs.removeAll(keepingCapacity: true)
+        batchEnd = .full
         active = true
     }
 

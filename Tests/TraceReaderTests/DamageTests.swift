@@ -22,6 +22,20 @@ import TraceFormat
             last[e.stream] = id
             ids.insert(id)
         }
+        // The lending paths read the same events and find the same damage, in the same order.
+        var seen: [(Int, UInt64, UInt64)] = []
+        let again = r.events()
+        while let e = again.next() { seen.append((e.stream, e.timestampNs, testID(e.event) ?? .max)) }
+        var lent: [(Int, UInt64, UInt64)] = []
+        let viewed = r.events()
+        viewed.forEachView { v in
+            lent.append((v.stream, v.timestampNs, v.kind == .before ? v.u(0) : v.kind == .syscall ? v.u(4) : .max))
+        }
+        var borrowed: [(Int, UInt64, UInt64)] = []
+        let each = r.events()
+        each.forEach { stream, e in borrowed.append((stream, e.timestampNs, testID(e) ?? .max)) }
+        #expect(lent.elementsEqual(seen, by: ==) && borrowed.elementsEqual(seen, by: ==))
+        #expect(viewed.damage.map(\.message) == it.damage.map(\.message) && each.damage.map(\.message) == it.damage.map(\.message))
         return (ids, ordered, r.damage + it.damage, r)
     }
 
