@@ -53,9 +53,25 @@ public struct AsyncHookFastPath: Sendable {
     public var phaseEnter: PhaseFunction
     public var phaseLeave: PhaseFunction
 
+    // Fused events (optional): where a runtime emits several events in a row, one call instead of
+    // several, so a recorder looks its buffer up once. Where nil, AsyncHooks calls the single-event
+    // functions above in the same order.
+
+    /// after(id), then destroy(id).
+    public var afterAndDestroy: IDFunction?
+    /// before(id) of a callback that follows the thread's previous callback with nothing but the
+    /// runtime's queue bookkeeping in between (no system call, no user code): a recorder may stamp it
+    /// with the time of the thread's previous event instead of reading the clock.
+    public var beforeFollowing: IDFunction?
+    /// after(leaving), destroy(leaving), before(entering), with nothing in between (an await that
+    /// continues without suspending).
+    public var afterDestroyBefore: (@convention(c) (_ leaving: UInt64, _ entering: UInt64) -> Void)?
+
     public init(initResource: @escaping @convention(c) (UInt64, UInt32, UInt64) -> Void, before: IDFunction,
                 after: IDFunction, destroy: IDFunction, promiseResolve: IDFunction, loopIteration: IDFunction,
-                phaseEnter: PhaseFunction, phaseLeave: PhaseFunction) {
+                phaseEnter: PhaseFunction, phaseLeave: PhaseFunction, afterAndDestroy: IDFunction? = nil,
+                beforeFollowing: IDFunction? = nil,
+                afterDestroyBefore: (@convention(c) (UInt64, UInt64) -> Void)? = nil) {
         self.initResource = initResource
         self.before = before
         self.after = after
@@ -64,6 +80,9 @@ public struct AsyncHookFastPath: Sendable {
         self.loopIteration = loopIteration
         self.phaseEnter = phaseEnter
         self.phaseLeave = phaseLeave
+        self.afterAndDestroy = afterAndDestroy
+        self.beforeFollowing = beforeFollowing
+        self.afterDestroyBefore = afterDestroyBefore
     }
 }
 

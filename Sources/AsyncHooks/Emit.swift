@@ -28,8 +28,20 @@ extension AsyncHooks {
     /// Prefer `AsyncResourceContext.runInScope`; this pair is for runtimes that cannot use a closure.
     @inlinable
     public static func enterCallback(_ asyncID: AsyncID, triggerAsyncID: AsyncID, frame: ContextFrame?) {
+        enterCallback(asyncID, triggerAsyncID: triggerAsyncID, frame: frame, following: false)
+    }
+
+    /// `enterCallback`; `following`: this callback follows the thread's previous callback with nothing
+    /// but the runtime's queue bookkeeping in between — no system call and no user code since that
+    /// callback's after (consecutive timers of one timers phase, immediates of one check phase, ticks
+    /// and microtasks of one drain). Hooks see the same events either way; a recorder may stamp such a
+    /// before with the thread's previous event's time (docs/trace-format.md, "Timestamps").
+    @inlinable
+    public static func enterCallback(_ asyncID: AsyncID, triggerAsyncID: AsyncID, frame: ContextFrame?, following: Bool) {
         ExecutionState.current.enter(asyncID, trigger: triggerAsyncID, frame: frame)
-        if isActive { activeBefore(asyncID) }
+        if isActive {
+            if following { activeBeforeFollowing(asyncID) } else { activeBefore(asyncID) }
+        }
     }
 
     /// Leaves a callback of `asyncID`: emits after, then restores the context. A mismatch with the
@@ -42,7 +54,17 @@ extension AsyncHooks {
         if !state.leave(asyncID) { reportNestingError(expected: expected, actual: asyncID) }
     }
 
+    /// `leaveCallback(asyncID)`, then `emitDestroy(asyncID)`: the same events, one call to a recorder.
+    /// Always a call: where nothing listens, the inlined `leaveCallback` is cheaper, so hot paths
+    /// test `isActive` first.
+    @inlinable
+    public static func leaveCallbackAndDestroy(_ asyncID: AsyncID) {
+        activeLeaveAndDestroy(asyncID)
+    }
+
     // The enabled case, out of line: call sites stay one load and a branch when nothing listens.
+    // With a fast path each is a load and a tail call; the dispatch loop is out of line again, so
+    // these need no stack frame.
     @usableFromInline @inline(never)
     static func activeInit(_ id: AsyncID, _ type: ResourceType, _ trigger: AsyncID, _ resource: AnyObject?) {
         if let f = activeFastPath { f.pointee.initResource(id.rawValue, type.id, trigger.rawValue) } else { dispatchInit(id, type, trigger, resource) }
@@ -50,6 +72,10 @@ extension AsyncHooks {
     @usableFromInline @inline(never)
     static func activeBefore(_ id: AsyncID) {
         if let f = activeFastPath { f.pointee.before(id.rawValue) } else { dispatchBefore(id) }
+    }
+    @usableFromInline @inline(never)
+    static func activeBeforeFollowing(_ id: AsyncID) {
+        if let f = activeFastPath { (f.pointee.beforeFollowing ?? f.pointee.before)(id.rawValue) } else { dispatchBefore(id) }
     }
     @usableFromInline @inline(never)
     static func activeAfter(_ id: AsyncID) {
@@ -64,14 +90,56 @@ extension AsyncHooks {
         if let f = activeFastPath { f.pointee.promiseResolve(id.rawValue) } else { dispatchPromiseResolve(id) }
     }
 
-    @usableFromInline
+    // Correct with or without a hook (it falls back to the separate calls).
+    @usableFromInline @inline(never)
+    static func activeLeaveAndDestroy(_ id: AsyncID) {
+        let state = ExecutionState.current
+        // A fused call only where leaving matches (a mismatch reports a nesting error in between).
+        if let f = activeFastPath, state.executionID == id, state.p.pointee.depth > 0 {
+            if let fused = f.pointee.afterAndDestroy {
+                fused(id.rawValue)
+            } else {
+                f.pointee.after(id.rawValue)
+                f.pointee.destroy(id.rawValue)
+            }
+            state.restore(to: state.p.pointee.depth - 1)
+        } else {
+            leaveCallback(id)
+            emitDestroy(id)
+        }
+    }
+
+    /// Leaves the callback of `leaving`, emits its destroy, and enters a callback of `entering`, with
+    /// nothing in between (an await that continues without suspending): the events of
+    /// `leaveCallback`, `emitDestroy` and `enterCallback`, one call to a recorder.
+    @usableFromInline @inline(never)
+    static func activeSwitchCallback(_ leaving: AsyncID, _ entering: AsyncID, _ trigger: AsyncID, _ frame: ContextFrame?) {
+        let state = ExecutionState.current
+        if let f = activeFastPath, state.executionID == leaving, state.p.pointee.depth > 0 {
+            if let fused = f.pointee.afterDestroyBefore {
+                fused(leaving.rawValue, entering.rawValue)
+            } else {
+                f.pointee.after(leaving.rawValue)
+                f.pointee.destroy(leaving.rawValue)
+                f.pointee.before(entering.rawValue)
+            }
+            state.restore(to: state.p.pointee.depth - 1)
+            state.enter(entering, trigger: trigger, frame: frame)
+        } else {
+            leaveCallback(leaving)
+            emitDestroy(leaving)
+            enterCallback(entering, triggerAsyncID: trigger, frame: frame)
+        }
+    }
+
+    @usableFromInline @inline(never)
     static func dispatchInit(_ id: AsyncID, _ type: ResourceType, _ trigger: AsyncID, _ resource: AnyObject?) {
         forEachHook { $0.initResource(id, type: type, triggerAsyncID: trigger, resource: resource) }
     }
-    @usableFromInline static func dispatchBefore(_ id: AsyncID) { forEachHook { $0.before(id) } }
-    @usableFromInline static func dispatchAfter(_ id: AsyncID) { forEachHook { $0.after(id) } }
-    @usableFromInline static func dispatchDestroy(_ id: AsyncID) { forEachHook { $0.destroy(id) } }
-    @usableFromInline static func dispatchPromiseResolve(_ id: AsyncID) { forEachHook { $0.promiseResolve(id) } }
+    @usableFromInline @inline(never) static func dispatchBefore(_ id: AsyncID) { forEachHook { $0.before(id) } }
+    @usableFromInline @inline(never) static func dispatchAfter(_ id: AsyncID) { forEachHook { $0.after(id) } }
+    @usableFromInline @inline(never) static func dispatchDestroy(_ id: AsyncID) { forEachHook { $0.destroy(id) } }
+    @usableFromInline @inline(never) static func dispatchPromiseResolve(_ id: AsyncID) { forEachHook { $0.promiseResolve(id) } }
 
     @usableFromInline
     static func reportNestingError(expected: AsyncID, actual: AsyncID) {

@@ -94,6 +94,13 @@ final class Recorder: @unchecked Sendable {
         return s
     }
 
+    /// This thread's stream as it is (nil before its first event; possibly of an ended recording),
+    /// for events that only update deferred state.
+    @inline(__always)
+    static func existingStream() -> Stream? {
+        trace_current_stream()?.assumingMemoryBound(to: StreamState.self)
+    }
+
     @inline(never)
     static func makeStream() -> Stream? {
         guard let r = shared, r.running.load(ordering: .relaxed) else { return nil }

@@ -33,7 +33,40 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
             promiseResolve: { RecorderHook.idInstant(.promiseResolve, $0) },
             loopIteration: { RecorderHook.recordIteration($0) },
             phaseEnter: { RecorderHook.recordPhaseEnter($0) },
-            phaseLeave: { RecorderHook.recordPhaseLeave($0) })
+            phaseLeave: { RecorderHook.recordPhaseLeave($0) },
+            afterAndDestroy: { RecorderHook.recordAfterAndDestroy($0) },
+            beforeFollowing: { RecorderHook.idInstant(.before, $0) },
+            afterDestroyBefore: { RecorderHook.recordAfterDestroyBefore($0, $1) })
+    }
+
+    /// after(id) then destroy(id): one buffer lookup, one clock read; the destroy is three bytes
+    /// (kind, tick delta 0, id delta 0).
+    static func recordAfterAndDestroy(_ id: UInt64) {
+        guard let s = Recorder.currentStream() else { return }
+        var p = s.putAsyncID(id, s.head(.after))  // fixedEventReserve covers both events
+        p = putSameInstantSameID(.destroy, p)
+        s.commit(p, events: 2)
+    }
+
+    /// after(leaving), destroy(leaving), before(entering) with nothing between them: one clock read,
+    /// and the before carries the after's time (it is the same instant).
+    static func recordAfterDestroyBefore(_ leaving: UInt64, _ entering: UInt64) {
+        guard let s = Recorder.currentStream() else { return }
+        var p = s.putAsyncID(leaving, s.head(.after))  // fixedEventReserve covers all three (≤ 36 bytes)
+        p = putSameInstantSameID(.destroy, p)
+        p.pointee = EventKind.before.rawValue
+        (p + 1).pointee = 0
+        p = s.putAsyncID(entering, p + 2)
+        s.commit(p, events: 3)
+    }
+
+    /// An event of the previous event's resource at the previous event's time: kind, delta 0, id delta 0.
+    @inline(__always)
+    static func putSameInstantSameID(_ kind: EventKind, _ p: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
+        p.pointee = kind.rawValue
+        (p + 1).pointee = 0
+        (p + 2).pointee = 0
+        return p + 3
     }
 
     @inline(__always)
@@ -113,7 +146,10 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
     }
 
     static func recordPhaseLeave(_ phase: UInt8) {
-        guard let s = Recorder.currentStream() else { return }
+        // Deferred state only: the thread's stream as it is (the next event that writes does the
+        // stream's checks). With no stream of this recording yet, no phase start was written in it,
+        // so there is no phase to end; a stream of an ended recording drops the bit with it.
+        guard let s = Recorder.existingStream() else { return }
         s.pointee.deferredLoop = (s.pointee.deferredLoop & deferredIterationBit) | ((phase & deferredLeaveMask) &+ 1)
     }
 

@@ -121,9 +121,9 @@ extension UnsafeMutablePointer where Pointee == StreamState {
 
     /// Publishes an encoded event: the cursor moves past it in one store.
     @inline(__always)
-    func commit(_ p: UnsafeMutablePointer<UInt8>) {
+    func commit(_ p: UnsafeMutablePointer<UInt8>, events: UInt32 = 1) {
         pointee.cursor = p
-        pointee.eventCount &+= 1
+        pointee.eventCount &+= events
     }
 
     @inline(__always)

@@ -69,6 +69,12 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) var idleHandles = ContiguousArray<LoopPhaseHandle>()
     @exclusivity(unchecked) var prepareHandles = ContiguousArray<LoopPhaseHandle>()
     @exclusivity(unchecked) var drainingTicks = false
+    /// Bumped whenever the loop does more than bookkeeping between two callbacks (reporting an uncaught
+    /// error or unhandled rejection: user handlers, writes to stderr). A loop that runs callbacks back to
+    /// back (timers of one phase, immediates, a drain) compares it around each: unchanged, the next
+    /// callback follows the previous one with nothing but bookkeeping in between
+    /// (`AsyncHooks.enterCallback(…, following: true)`).
+    @exclusivity(unchecked) var outsideWork: UInt64 = 0
     /// Rejected promises without a handler, checked once the microtask queue is empty (as Node).
     @exclusivity(unchecked) var unhandledRejections = ContiguousArray<PromiseBase>()
     /// While set, a job enqueued on this thread is kept here instead of queued, so the resumer
@@ -230,15 +236,37 @@ public final class EventLoop: @unchecked Sendable {
     /// Runs `body` as a callback of `context`: before, body, after, then the tick and microtask queues.
     @inline(__always)
     public func invoke(_ context: AsyncResourceContext, _ body: Callback) {
-        AsyncHooks.enterCallback(context.asyncID, triggerAsyncID: context.triggerAsyncID, frame: context.frame)
-        do {
-            try body()
-            AsyncHooks.leaveCallback(context.asyncID)
-        } catch {
-            AsyncHooks.leaveCallback(context.asyncID)
-            reportUncaught(error, context)
+        invoke(context, following: false, body)
+    }
+
+    /// `invoke`; `following`: this callback follows the thread's previous callback with nothing but
+    /// the loop's bookkeeping in between (see `outsideWork`).
+    @inline(__always)
+    func invoke(_ context: AsyncResourceContext, following: Bool, _ body: Callback) {
+        _ = invoke(context, following: following, body, endsAfter: { false })
+    }
+
+    /// `invoke` for a callback after which its resource may end. When `ends()` is true right after the
+    /// body and no tick or microtask is queued (so nothing runs between the after and the destroy),
+    /// both are emitted in one call and this returns true; else it returns false and the caller emits
+    /// the destroy where it always did.
+    @inline(__always)
+    func invoke(_ context: AsyncResourceContext, following: Bool, _ body: Callback, endsAfter ends: () -> Bool) -> Bool {
+        AsyncHooks.enterCallback(context.asyncID, triggerAsyncID: context.triggerAsyncID, frame: context.frame, following: following)
+        var thrown: (any Error)? = nil
+        do { try body() } catch { thrown = error }
+        if thrown == nil && AsyncHooks.isActive && ticks.isEmpty && microtasks.isEmpty && ends() {
+            AsyncHooks.leaveCallbackAndDestroy(context.asyncID)
+            return true
         }
-        drainTicksAndMicrotasks()
+        AsyncHooks.leaveCallback(context.asyncID)  // one inlined copy: this is the path when nothing listens
+        if let thrown {
+            reportUncaught(thrown, context)
+            drainTicksAndMicrotasks()
+        } else {
+            drainTicksAndMicrotasks(followingCallback: true)
+        }
+        return false
     }
 
     /// Runs `body` unscoped (the body enters its own resources), then drains the queues.
@@ -249,43 +277,54 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     func reportUncaught(_ error: any Error, _ context: AsyncResourceContext?) {
+        outsideWork &+= 1
         let e = UncaughtError(error: error, asyncID: context?.asyncID ?? executionAsyncID(), type: context?.type)
         RuntimeProcess.reportUncaught(e, loopHandler: onUncaughtError)
     }
 
+    /// Runs `body` as a callback of the one-shot `context` (no drain: the caller is the drain), then
+    /// its destroy.
     @inline(__always)
-    func runScoped(_ context: AsyncResourceContext, _ body: Callback) {
-        AsyncHooks.enterCallback(context.asyncID, triggerAsyncID: context.triggerAsyncID, frame: context.frame)
+    func runScopedThenDestroy(_ context: AsyncResourceContext, following: Bool, _ body: Callback) {
+        AsyncHooks.enterCallback(context.asyncID, triggerAsyncID: context.triggerAsyncID, frame: context.frame, following: following)
         do {
             try body()
-            AsyncHooks.leaveCallback(context.asyncID)
+            if AsyncHooks.isActive {
+                AsyncHooks.leaveCallbackAndDestroy(context.asyncID)
+            } else {
+                AsyncHooks.leaveCallback(context.asyncID)  // (and its destroy would emit nothing)
+            }
         } catch {
             AsyncHooks.leaveCallback(context.asyncID)
             reportUncaught(error, context)
+            context.emitDestroy()
         }
     }
 
     /// Node's processTicksAndRejections: all ticks, then all microtasks, until both are empty.
+    /// `followingCallback`: called right after a callback ended, with only bookkeeping since.
     @inline(__always)
-    func drainTicksAndMicrotasks() {
+    func drainTicksAndMicrotasks(followingCallback: Bool = false) {
         if ticks.isEmpty && microtasks.isEmpty { return }
-        drainSlow()
+        drainSlow(followingCallback)
     }
 
-    func drainSlow() {
+    func drainSlow(_ followingCallback: Bool) {
         if drainingTicks { return }  // a nested invoke (e.g. from a sync API) leaves it to the outer drain
         drainingTicks = true
         defer { drainingTicks = false }
+        var follows = followingCallback
         repeat {
             while let t = ticks.pop() {
-                runScoped(t.context!, t.body)
-                t.context!.emitDestroy()
+                let work = outsideWork
+                runScopedThenDestroy(t.context!, following: follows, t.body)
+                follows = work == outsideWork
             }
             while let m = microtasks.pop() {
+                let work = outsideWork
                 switch m {
                 case .callback(let ctx, let body):
-                    runScoped(ctx, body)
-                    ctx.emitDestroy()
+                    runScopedThenDestroy(ctx, following: follows, body)
                 case .reaction(let r):
                     AsyncHooks.enterCallback(r.asyncID, triggerAsyncID: r.triggerAsyncID, frame: r.frame)
                     r.runReaction()
@@ -297,8 +336,12 @@ public final class EventLoop: @unchecked Sendable {
                 case .job(let job, let ctx):
                     runQueuedJob(job, ctx)
                 }
+                follows = work == outsideWork
             }
-            if !unhandledRejections.isEmpty && ticks.isEmpty { processUnhandledRejections() }
+            if !unhandledRejections.isEmpty && ticks.isEmpty {
+                processUnhandledRejections()
+                follows = false
+            }
         } while !ticks.isEmpty
     }
 
@@ -348,9 +391,12 @@ public final class EventLoop: @unchecked Sendable {
     func runTimers() {
         guard let first = timers.first, first.dueNs <= now else { return }
         AsyncHooks.emitPhaseEnter(.timers)
+        var follows = false  // the first timer's before shares the phase start's time anyway
         while let t = timers.first, t.dueNs <= now {
             timers.removeFirst()
-            t.fire()
+            let work = outsideWork
+            t.fire(following: follows)
+            follows = work == outsideWork
         }
         AsyncHooks.emitPhaseLeave(.timers)
     }
@@ -366,8 +412,10 @@ public final class EventLoop: @unchecked Sendable {
         if immediateQueue.isEmpty { return }
         AsyncHooks.emitPhaseEnter(.check)
         swap(&immediateQueue, &runningImmediates)
+        var follows = false  // the first immediate's before shares the phase start's time anyway
         for imm in runningImmediates {
-            imm.run()
+            let work = outsideWork
+            follows = imm.run(following: follows) && work == outsideWork
         }
         runningImmediates.removeAll(keepingCapacity: true)
         AsyncHooks.emitPhaseLeave(.check)

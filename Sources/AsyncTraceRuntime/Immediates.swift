@@ -20,12 +20,14 @@ public final class Immediate {
     /// Still queued.
     public var isPending: Bool { callback != nil }
 
-    func run() {
-        guard let cb = callback else { return }  // cleared
+    /// Returns whether it ran (a cleared one is skipped). `following`: see `EventLoop.outsideWork`.
+    @inline(__always)
+    func run(following: Bool) -> Bool {
+        guard let cb = callback else { return false }  // cleared
         callback = nil
         if hasRef { loop.refCount -= 1 }
-        loop.invoke(context, cb)
-        context.emitDestroy()
+        if !loop.invoke(context, following: following, cb, endsAfter: { true }) { context.emitDestroy() }
+        return true
     }
 
     /// clearImmediate. Clearing twice, or after it ran, is harmless, as in Node.

@@ -65,9 +65,14 @@ public final class Timeout {
     }
 
     /// Called by the timers phase after removing it from the heap.
-    func fire() {
+    /// `following`: see `EventLoop.outsideWork`.
+    func fire(following: Bool) {
         if hasRef { loop.refCount -= 1 }
-        loop.invoke(context, callback)
+        // A one-shot timer neither cleared nor refreshed in its callback ends with it.
+        if loop.invoke(context, following: following, callback, endsAfter: { !isRepeating && !isDestroyed && !isActive }) {
+            isDestroyed = true
+            return
+        }
         if isDestroyed || isActive { return }  // cleared, or refreshed, inside its callback
         if isRepeating {
             start()

@@ -82,3 +82,60 @@ final class FastPathHook: AsyncHook, @unchecked Sendable {
         #expect(other.events.count == 5)  // init, before, resolve, after, destroy (it ignores loop events)
     }
 }
+
+/// The fused emissions (one call to a recorder) deliver the same events, in the same order, as the
+/// separate calls they stand for, and leave the execution context as those would.
+@Suite(.serialized) struct FusedEmissionTests {
+    func emitFused() -> [String] {
+        let a = AsyncResource("FusedA"), b = AsyncResource("FusedB"), c = AsyncResource("FusedC")
+        let outer = executionAsyncID()
+        AsyncHooks.enterCallback(a.asyncID, triggerAsyncID: a.triggerAsyncID, frame: nil)
+        AsyncHooks.activeSwitchCallback(a.asyncID, b.asyncID, b.triggerAsyncID, nil)
+        let inB = executionAsyncID()
+        AsyncHooks.leaveCallbackAndDestroy(b.asyncID)
+        AsyncHooks.enterCallback(c.asyncID, triggerAsyncID: c.triggerAsyncID, frame: nil, following: true)
+        let inC = executionAsyncID()
+        AsyncHooks.leaveCallbackAndDestroy(c.asyncID)
+        #expect(inB == b.asyncID && inC == c.asyncID && executionAsyncID() == outer)
+        let (x, y, z) = (a.asyncID, b.asyncID, c.asyncID)
+        return ["init \(x) \(a.type.id) \(outer)", "init \(y) \(b.type.id) \(outer)", "init \(z) \(c.type.id) \(outer)",
+                "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",
+                "before \(z)", "after \(z)", "destroy \(z)"]
+    }
+
+    @Test func aSoleHookWithoutFusedFunctionsGetsTheSeparateEvents() {
+        fastPathOwner.store(pthread_self(), ordering: .relaxed)
+        fastPathLog.withLock { $0 = [] }
+        let hook = FastPathHook()
+        AsyncHooks.enable(hook)
+        let expected = emitFused()
+        AsyncHooks.disable(hook)
+        #expect(fastPathLog.withLock { $0 }.map { String($0.dropFirst(5)) } == expected)
+    }
+
+    @Test func severalHooksGetTheSeparateEvents() {
+        fastPathOwner.store(pthread_self(), ordering: .relaxed)
+        fastPathLog.withLock { $0 = [] }
+        let hook = FastPathHook()
+        let other = RecordingHook()
+        AsyncHooks.enable(hook)
+        AsyncHooks.enable(other)
+        let expected = emitFused()
+        AsyncHooks.disable(hook)
+        AsyncHooks.disable(other)
+        #expect(fastPathLog.withLock { $0 } == expected.map { "slow " + $0 })
+    }
+
+    @Test func aMismatchedLeaveStillReportsTheNestingError() {
+        let a = AsyncResource("FusedMismatch"), b = AsyncResource("FusedOther")
+        let hook = RecordingHook()
+        AsyncHooks.enable(hook)
+        let outer = executionAsyncID()
+        AsyncHooks.enterCallback(a.asyncID, triggerAsyncID: a.triggerAsyncID, frame: nil)
+        AsyncHooks.leaveCallbackAndDestroy(b.asyncID)  // not the innermost: a nesting error, then b's destroy
+        AsyncHooks.leaveCallback(a.asyncID)
+        AsyncHooks.disable(hook)
+        #expect(executionAsyncID() == outer)
+        #expect(hook.events.contains { $0.contains("nesting") })
+    }
+}

@@ -206,6 +206,35 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         }
         #expect(shape == ["start 0 1", "start 5 0", "start 0 1", "start 5 0", "leave 5", "mark"])
     }
+
+    /// The fused hook calls (after+destroy, a before following a callback) write
+    /// the very events of the separate calls; only clock reads are saved (docs "Timestamps").
+    @Test func fusedCallsWriteTheSeparateEvents() throws {
+        let path = tempPath("fused")
+        defer { unlink(path) }
+        try TraceRecorder.start(path: path)
+        let a = AsyncResourceContext(type: .immediate), b = AsyncResourceContext(type: .promise)
+        let c = AsyncResourceContext(type: .tickObject)
+        AsyncHooks.enterCallback(a.asyncID, triggerAsyncID: a.triggerAsyncID, frame: nil)
+        AsyncHooks.leaveCallbackAndDestroy(a.asyncID)
+        AsyncHooks.enterCallback(b.asyncID, triggerAsyncID: b.triggerAsyncID, frame: nil)
+        AsyncHooks.leaveCallbackAndDestroy(b.asyncID)
+        AsyncHooks.enterCallback(c.asyncID, triggerAsyncID: c.triggerAsyncID, frame: nil, following: true)
+        AsyncHooks.leaveCallbackAndDestroy(c.asyncID)
+        TraceRecorder.stop()
+        let (_, chunks) = try scanTrace(path)
+        let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
+            .filter { [.before, .after, .destroy].contains($0.kind) }
+        let (x, y, z) = (a.asyncID.rawValue, b.asyncID.rawValue, c.asyncID.rawValue)
+        #expect(mine.map { "\($0.kind) \($0.u(0))" } == [
+            "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",
+            "before \(z)", "after \(z)", "destroy \(z)"])
+        guard mine.count == 9 else { return }
+        // One clock read per after: its destroy, and a before marked `following`, share it.
+        #expect(mine[2].ticks == mine[1].ticks)
+        #expect(mine[5].ticks == mine[4].ticks && mine[6].ticks == mine[4].ticks)
+        #expect(mine[7].ticks >= mine[6].ticks)
+    }
 }
 
 func trace_gettid_for_tests() -> UInt32 { trace_gettid() }
