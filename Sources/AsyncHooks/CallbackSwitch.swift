@@ -45,11 +45,21 @@ extension AsyncHooks {
     }
 
     /// The same with hooks enabled: the full leave and enter, so every hook sees the context it
-    /// would see around each event.
+    /// would see around each event (a sole hook with a fused fast path gets after, destroy and before
+    /// in one call).
     @usableFromInline @inline(never)
     static func switchCallbackObserved(from current: AsyncID, destroyingCurrent: Bool,
                                        to next: AsyncID, triggerAsyncID: AsyncID) {
-        let frame = ExecutionState.current.frame
+        let state = ExecutionState.current
+        if destroyingCurrent, let f = activeFastPath, let fused = f.pointee.afterDestroyBefore {
+            // A fast path reads no context: one call for the three events, then the in-place switch
+            // of the hook-less case (the caller checked that `current` is the innermost callback).
+            fused(current.rawValue, next.rawValue)
+            state.p.pointee.executionID = next
+            state.p.pointee.triggerID = triggerAsyncID
+            return
+        }
+        let frame = state.frame
         leaveCallback(current)
         if destroyingCurrent { emitDestroy(current) }
         enterCallback(next, triggerAsyncID: triggerAsyncID, frame: frame)

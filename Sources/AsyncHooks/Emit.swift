@@ -109,29 +109,6 @@ extension AsyncHooks {
         }
     }
 
-    /// Leaves the callback of `leaving`, emits its destroy, and enters a callback of `entering`, with
-    /// nothing in between (an await that continues without suspending): the events of
-    /// `leaveCallback`, `emitDestroy` and `enterCallback`, one call to a recorder.
-    @usableFromInline @inline(never)
-    static func activeSwitchCallback(_ leaving: AsyncID, _ entering: AsyncID, _ trigger: AsyncID, _ frame: ContextFrame?) {
-        let state = ExecutionState.current
-        if let f = activeFastPath, state.executionID == leaving, state.p.pointee.depth > 0 {
-            if let fused = f.pointee.afterDestroyBefore {
-                fused(leaving.rawValue, entering.rawValue)
-            } else {
-                f.pointee.after(leaving.rawValue)
-                f.pointee.destroy(leaving.rawValue)
-                f.pointee.before(entering.rawValue)
-            }
-            state.restore(to: state.p.pointee.depth - 1)
-            state.enter(entering, trigger: trigger, frame: frame)
-        } else {
-            leaveCallback(leaving)
-            emitDestroy(leaving)
-            enterCallback(entering, triggerAsyncID: trigger, frame: frame)
-        }
-    }
-
     @usableFromInline @inline(never)
     static func dispatchInit(_ id: AsyncID, _ type: ResourceType, _ trigger: AsyncID, _ resource: AnyObject?) {
         forEachHook { $0.initResource(id, type: type, triggerAsyncID: trigger, resource: resource) }

@@ -330,7 +330,7 @@ public final class EventLoop: @unchecked Sendable {
                     r.runReaction()
                     AsyncHooks.leaveCallback(r.asyncID)
                 case .combinator(let step, let input):
-                    step.run(input: input)
+                    step.run(input: input, following: follows)
                 case .resume(let c, let ctx):
                     runAwaitResumption(c, ctx)
                 case .job(let job, let ctx):

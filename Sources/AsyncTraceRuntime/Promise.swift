@@ -193,11 +193,11 @@ struct CombinatorStep {
     let triggerAsyncID: AsyncID
     let frame: ContextFrame?
 
-    func run(input: PromiseBase) {
-        AsyncHooks.enterCallback(asyncID, triggerAsyncID: triggerAsyncID, frame: frame)
+    /// `following`: see `EventLoop.outsideWork`.
+    func run(input: PromiseBase, following: Bool) {
+        AsyncHooks.enterCallback(asyncID, triggerAsyncID: triggerAsyncID, frame: frame, following: following)
         progress.onSettled(progress, input, index)
-        AsyncHooks.leaveCallback(asyncID)
-        AsyncHooks.emitDestroy(asyncID)
+        if AsyncHooks.isActive { AsyncHooks.leaveCallbackAndDestroy(asyncID) } else { AsyncHooks.leaveCallback(asyncID) }
     }
 }
 

@@ -90,13 +90,13 @@ final class FastPathHook: AsyncHook, @unchecked Sendable {
         let a = AsyncResource("FusedA"), b = AsyncResource("FusedB"), c = AsyncResource("FusedC")
         let outer = executionAsyncID()
         AsyncHooks.enterCallback(a.asyncID, triggerAsyncID: a.triggerAsyncID, frame: nil)
-        AsyncHooks.activeSwitchCallback(a.asyncID, b.asyncID, b.triggerAsyncID, nil)
+        let switched = AsyncHooks.switchCallback(from: a.asyncID, destroyingCurrent: true, to: b.asyncID, triggerAsyncID: b.triggerAsyncID)
         let inB = executionAsyncID()
         AsyncHooks.leaveCallbackAndDestroy(b.asyncID)
         AsyncHooks.enterCallback(c.asyncID, triggerAsyncID: c.triggerAsyncID, frame: nil, following: true)
         let inC = executionAsyncID()
         AsyncHooks.leaveCallbackAndDestroy(c.asyncID)
-        #expect(inB == b.asyncID && inC == c.asyncID && executionAsyncID() == outer)
+        #expect(switched && inB == b.asyncID && inC == c.asyncID && executionAsyncID() == outer)
         let (x, y, z) = (a.asyncID, b.asyncID, c.asyncID)
         return ["init \(x) \(a.type.id) \(outer)", "init \(y) \(b.type.id) \(outer)", "init \(z) \(c.type.id) \(outer)",
                 "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",

@@ -207,7 +207,7 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         #expect(shape == ["start 0 1", "start 5 0", "start 0 1", "start 5 0", "leave 5", "mark"])
     }
 
-    /// The fused hook calls (after+destroy, a before following a callback) write
+    /// The fused hook calls (after+destroy, after+destroy+before of a switch, a before following a callback) write
     /// the very events of the separate calls; only clock reads are saved (docs "Timestamps").
     @Test func fusedCallsWriteTheSeparateEvents() throws {
         let path = tempPath("fused")
@@ -216,8 +216,8 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let a = AsyncResourceContext(type: .immediate), b = AsyncResourceContext(type: .promise)
         let c = AsyncResourceContext(type: .tickObject)
         AsyncHooks.enterCallback(a.asyncID, triggerAsyncID: a.triggerAsyncID, frame: nil)
-        AsyncHooks.leaveCallbackAndDestroy(a.asyncID)
-        AsyncHooks.enterCallback(b.asyncID, triggerAsyncID: b.triggerAsyncID, frame: nil)
+        #expect(AsyncHooks.switchCallback(from: a.asyncID, destroyingCurrent: true, to: b.asyncID, triggerAsyncID: b.triggerAsyncID))
+        #expect(executionAsyncID() == b.asyncID)
         AsyncHooks.leaveCallbackAndDestroy(b.asyncID)
         AsyncHooks.enterCallback(c.asyncID, triggerAsyncID: c.triggerAsyncID, frame: nil, following: true)
         AsyncHooks.leaveCallbackAndDestroy(c.asyncID)
@@ -230,8 +230,8 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
             "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",
             "before \(z)", "after \(z)", "destroy \(z)"])
         guard mine.count == 9 else { return }
-        // One clock read per after: its destroy, and a before marked `following`, share it.
-        #expect(mine[2].ticks == mine[1].ticks)
+        // One clock read per after: its destroy, and a before marked `following` or switched to, share it.
+        #expect(mine[2].ticks == mine[1].ticks && mine[3].ticks == mine[1].ticks)
         #expect(mine[5].ticks == mine[4].ticks && mine[6].ticks == mine[4].ticks)
         #expect(mine[7].ticks >= mine[6].ticks)
     }
