@@ -66,12 +66,16 @@ public struct AsyncHookFastPath: Sendable {
     /// after(leaving), destroy(leaving), before(entering), with nothing in between (an await that
     /// continues without suspending).
     public var afterDestroyBefore: (@convention(c) (_ leaving: UInt64, _ entering: UInt64) -> Void)?
+    /// initResource(entering, type, trigger), then `afterDestroyBefore(leaving, entering)` (an await
+    /// that continues without suspending, with its new PROMISE resource).
+    public var initAfterDestroyBefore: (@convention(c) (_ entering: UInt64, _ type: UInt32, _ trigger: UInt64, _ leaving: UInt64) -> Void)?
 
     public init(initResource: @escaping @convention(c) (UInt64, UInt32, UInt64) -> Void, before: IDFunction,
                 after: IDFunction, destroy: IDFunction, promiseResolve: IDFunction, loopIteration: IDFunction,
                 phaseEnter: PhaseFunction, phaseLeave: PhaseFunction, afterAndDestroy: IDFunction? = nil,
                 beforeFollowing: IDFunction? = nil,
-                afterDestroyBefore: (@convention(c) (UInt64, UInt64) -> Void)? = nil) {
+                afterDestroyBefore: (@convention(c) (UInt64, UInt64) -> Void)? = nil,
+                initAfterDestroyBefore: (@convention(c) (UInt64, UInt32, UInt64, UInt64) -> Void)? = nil) {
         self.initResource = initResource
         self.before = before
         self.after = after
@@ -83,6 +87,7 @@ public struct AsyncHookFastPath: Sendable {
         self.afterAndDestroy = afterAndDestroy
         self.beforeFollowing = beforeFollowing
         self.afterDestroyBefore = afterDestroyBefore
+        self.initAfterDestroyBefore = initAfterDestroyBefore
     }
 }
 

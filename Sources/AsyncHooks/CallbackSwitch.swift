@@ -35,13 +35,29 @@ extension AsyncHooks {
         guard state.executionID == current, state.p.pointee.depth > 0 else { return nil }
         let next = state.allocateID()
         if isActive {
-            activeInit(next, type, triggerAsyncID, nil)
-            switchCallbackObserved(from: current, destroyingCurrent: destroyingCurrent, to: next, triggerAsyncID: triggerAsyncID)
+            switchToNewResourceObserved(from: current, destroyingCurrent: destroyingCurrent, to: next, type: type,
+                                        triggerAsyncID: triggerAsyncID)
         } else {
             state.p.pointee.executionID = next
             state.p.pointee.triggerID = triggerAsyncID
         }
         return next
+    }
+
+    /// The init and the switch with hooks enabled; a sole hook with a fused fast path gets all four
+    /// events (init, after, destroy, before) in one call.
+    @usableFromInline @inline(never)
+    static func switchToNewResourceObserved(from current: AsyncID, destroyingCurrent: Bool, to next: AsyncID,
+                                            type: ResourceType, triggerAsyncID: AsyncID) {
+        if destroyingCurrent, let f = activeFastPath, let fused = f.pointee.initAfterDestroyBefore {
+            fused(next.rawValue, type.id, triggerAsyncID.rawValue, current.rawValue)
+            let state = ExecutionState.current
+            state.p.pointee.executionID = next
+            state.p.pointee.triggerID = triggerAsyncID
+            return
+        }
+        activeInit(next, type, triggerAsyncID, nil)
+        switchCallbackObserved(from: current, destroyingCurrent: destroyingCurrent, to: next, triggerAsyncID: triggerAsyncID)
     }
 
     /// The same with hooks enabled: the full leave and enter, so every hook sees the context it

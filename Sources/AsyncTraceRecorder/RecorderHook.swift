@@ -36,7 +36,28 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
             phaseLeave: { RecorderHook.recordPhaseLeave($0) },
             afterAndDestroy: { RecorderHook.recordAfterAndDestroy($0) },
             beforeFollowing: { RecorderHook.idInstant(.before, $0) },
-            afterDestroyBefore: { RecorderHook.recordAfterDestroyBefore($0, $1) })
+            afterDestroyBefore: { RecorderHook.recordAfterDestroyBefore($0, $1) },
+            initAfterDestroyBefore: { RecorderHook.recordInitAfterDestroyBefore($0, $1, $2, $3) })
+    }
+
+    /// init(entering) inside the callback being left, then after(leaving), destroy(leaving),
+    /// before(entering): one buffer lookup, one clock read.
+    static func recordInitAfterDestroyBefore(_ entering: UInt64, _ type: UInt32, _ trigger: UInt64, _ leaving: UInt64) {
+        guard let s = Recorder.currentStream() else { return }
+        let ref = s.stringRef(type)
+        // All four fit the room one event is guaranteed (which keeps the string definition and its
+        // use in one chunk): init ≤ 27 bytes, after ≤ 21, destroy 3, before ≤ 12.
+        var p = s.headAtLastStamp(.initResource)
+        p = s.putAsyncID(entering, p)
+        p = putVarint(UInt64(ref), at: p)
+        p = putVarint(zigzag(Int64(bitPattern: trigger &- entering)), at: p)
+        p.pointee = EventKind.after.rawValue
+        p = s.putAsyncID(leaving, s.putFreshDelta(at: p + 1))
+        p = putSameInstantSameID(.destroy, p)
+        p.pointee = EventKind.before.rawValue
+        (p + 1).pointee = 0
+        p = s.putAsyncID(entering, p + 2)
+        s.commit(p, events: 4)
     }
 
     /// after(id) then destroy(id): one buffer lookup, one clock read; the destroy is three bytes

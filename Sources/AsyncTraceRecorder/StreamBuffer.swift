@@ -85,6 +85,12 @@ extension UnsafeMutablePointer where Pointee == StreamState {
             p.pointee = 0
             return p + 1
         }
+        return putFreshDelta(at: p)
+    }
+
+    /// A clock read's tick delta at `p` (an event's second field).
+    @inline(__always)
+    func putFreshDelta(at p: UnsafeMutablePointer<UInt8>) -> UnsafeMutablePointer<UInt8> {
         let t = trace_clock_ticks()
         let last = pointee.lastTicks
         let delta = t > last ? t &- last : 0

@@ -235,6 +235,30 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         #expect(mine[5].ticks == mine[4].ticks && mine[6].ticks == mine[4].ticks)
         #expect(mine[7].ticks >= mine[6].ticks)
     }
+
+    /// An await's switch to a new resource: init, after, destroy, before as four separate calls would write them.
+    @Test func switchingToANewResourceWritesInitAfterDestroyBefore() throws {
+        let path = tempPath("switchnew")
+        defer { unlink(path) }
+        try TraceRecorder.start(path: path)
+        let d = AsyncResourceContext(type: .immediate)
+        AsyncHooks.enterCallback(d.asyncID, triggerAsyncID: d.triggerAsyncID, frame: nil)
+        let e = try #require(AsyncHooks.switchCallback(from: d.asyncID, destroyingCurrent: true, toNewResourceOf: .promise,
+                                                       triggerAsyncID: d.asyncID))
+        #expect(executionAsyncID() == e && triggerAsyncID() == d.asyncID)
+        AsyncHooks.leaveCallbackAndDestroy(e)
+        TraceRecorder.stop()
+        let (_, chunks) = try scanTrace(path)
+        let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
+            .filter { [.initResource, .before, .after, .destroy].contains($0.kind) }
+        let (x, y) = (d.asyncID.rawValue, e.rawValue)
+        #expect(mine.map { "\($0.kind) \($0.u(0))" } == [
+            "init \(x)", "before \(x)", "init \(y)", "after \(x)", "destroy \(x)", "before \(y)",
+            "after \(y)", "destroy \(y)"])
+        guard mine.count == 8 else { return }
+        #expect(mine[2].text == "PROMISE" && mine[2].u(2) == x)
+        #expect(mine[4].ticks == mine[3].ticks && mine[5].ticks == mine[3].ticks && mine[2].ticks <= mine[3].ticks)
+    }
 }
 
 func trace_gettid_for_tests() -> UInt32 { trace_gettid() }
