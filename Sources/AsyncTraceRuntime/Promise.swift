@@ -74,7 +74,17 @@ public class PromiseBase {
 
     deinit {
         AsyncHooks.emitDestroy(asyncID)
-        firstReaction?.release()  // only if it never settled
+        if status == .pending { dropUnrunReactions() }
+    }
+
+    /// A promise freed before it settled: its reactions never ran and go with it. A combinator's
+    /// reaction is a resource without an object, so it is destroyed here (as a reaction object
+    /// would be when freed; Node: when collected).
+    @inline(never)
+    private final func dropUnrunReactions() {
+        firstReaction?.release()
+        firstReaction = nil
+        for case .combinator(let step) in moreReactions ?? [] { AsyncHooks.emitDestroy(step.asyncID) }
     }
 
     public final var context: AsyncResourceContext {

@@ -236,6 +236,35 @@ struct PromiseTests {
         }
     }
 
+    @Test("Promise.all: an input's reaction that never ran is destroyed when the input is freed")
+    func unrunCombinatorReactionIsDestroyed() {
+        let events = Mutex<[(kind: String, id: AsyncID, trigger: AsyncID)]>([])
+        let input = Mutex<AsyncID>(.none)
+        _ = runScenario { _ in
+            let hook = AsyncHooks.createHook(init: { id, _, trigger, _ in events.withLock { $0.append(("init", id, trigger)) } },
+                                             destroy: { id in events.withLock { $0.append(("destroy", id, .none)) } })
+            hook.enable()
+            do {
+                let never = Promise<Int> { _ in }
+                input.withLock { $0 = never.asyncID }
+                Promise.all([never]).then { _ in }
+            }
+            hook.disable()
+        }
+        let evs = events.withLock { $0 }
+        let inputID = input.withLock { $0 }
+        let reactions = evs.filter { $0.kind == "init" && $0.trigger == inputID }.map(\.id)
+        #expect(reactions.count == 1)
+        for r in reactions {
+            #expect(evs.contains { $0.kind == "destroy" && $0.id == r })
+        }
+        // The input is destroyed first (it is freed first; its reactions go with it).
+        let order = evs.filter { $0.kind == "destroy" }.map(\.id)
+        if let i = order.firstIndex(of: inputID), let r = reactions.first, let j = order.firstIndex(of: r) {
+            #expect(i < j)
+        }
+    }
+
     @Test("Promise.all of many and a long await chain balance their hooks")
     func manyBalance() {
         let box = BalanceHookBox()
