@@ -187,8 +187,14 @@ public final class Timeline {
     private let openResourcesName: Int
 
     // Per-thread state, parallel to `threads`. The pass touches it per event: no dynamic exclusivity checks.
-    @exclusivity(unchecked) private var stacks: [[OpenSlice]] = []
-    @exclusivity(unchecked) private var lastTs: [UInt64] = []
+    // Pointer-backed, so the per-event path pays no copy-on-write uniqueness checks.
+    @exclusivity(unchecked) private var perThread: UnsafeMutablePointer<ThreadState> = .allocate(capacity: 8)
+    private var perThreadCapacity = 8
+    private let kindCounts: UnsafeMutablePointer<UInt64> = {
+        let p = UnsafeMutablePointer<UInt64>.allocate(capacity: 256)
+        p.initialize(repeating: 0, count: 256)
+        return p
+    }()
     // Per-process state, parallel to `processes`.
     @exclusivity(unchecked) private var resources: [IDTable<Resource>] = []
     @exclusivity(unchecked) private var fdOwner: [IDTable<UInt64>] = []
@@ -203,6 +209,18 @@ public final class Timeline {
     struct OpenSlice {
         var slice: SliceKind
         var id: UInt64  // asyncID for callbacks, phase code for phases
+    }
+
+    struct ThreadState {
+        var lastTs: UInt64 = 0
+        var stack = SliceStack()
+    }
+
+    deinit {
+        for t in 0..<threads.count { perThread[t].stack.deallocate() }
+        perThread.deinitialize(count: threads.count)
+        perThread.deallocate()
+        kindCounts.deallocate()
     }
 
     struct Resource {
@@ -255,7 +273,7 @@ public final class Timeline {
         // forEachView lends each event in place: nothing is copied or reference-counted per event.
         it.forEachView { e in
             stats.events &+= 1
-            stats.byKind[Int(e.kind.rawValue)] &+= 1
+            kindCounts[Int(e.kind.rawValue)] &+= 1
             handle(e, it, sink: &sink)
             countdown -= 1
             if countdown == 0 {
@@ -265,8 +283,9 @@ public final class Timeline {
         }
         // Close what is still open where its thread was last seen.
         for t in threads.indices {
-            while let top = stacks[t].popLast() { emitEnd(top.slice, thread: t, at: lastTs[t], sink: &sink) }
+            while let top = perThread[t].stack.popLast() { emitEnd(top.slice, thread: t, at: perThread[t].lastTs, sink: &sink) }
         }
+        for k in 0..<256 { stats.byKind[k] = kindCounts[k] }
         decodeDamage = it.damage
         if firstNs == .max { firstNs = 0 }
         progress?(1)
@@ -282,8 +301,14 @@ public final class Timeline {
         let t = threads.count
         threads.append(TimelineThread(index: t, pid: pid, tid: tid, name: name, hasUserStream: user))
         threadByKey[key] = t
-        stacks.append([])
-        lastTs.append(0)
+        if t == perThreadCapacity {
+            let bigger = UnsafeMutablePointer<ThreadState>.allocate(capacity: 2 * t)
+            bigger.moveInitialize(from: perThread, count: t)
+            perThread.deallocate()
+            perThread = bigger
+            perThreadCapacity = 2 * t
+        }
+        (perThread + t).initialize(to: ThreadState())
         processOfThread.append(p)
         sink.threadAdded(threads[t], process: processes[p], timeline: self)
         return t
@@ -321,7 +346,8 @@ public final class Timeline {
     private func emit<S: TimelineSink>(_ op: TimelineOp, sink: inout S) {
         var op = op
         // Per-thread time never goes back (clock conversions of different streams differ by a little).
-        if op.timestampNs < lastTs[op.thread] { op.timestampNs = lastTs[op.thread] } else { lastTs[op.thread] = op.timestampNs }
+        let state = perThread + op.thread
+        if op.timestampNs < state.pointee.lastTs { op.timestampNs = state.pointee.lastTs } else { state.pointee.lastTs = op.timestampNs }
         if op.timestampNs < firstNs { firstNs = op.timestampNs }
         if op.timestampNs > lastNs { lastNs = op.timestampNs }
         sink.consume(op, timeline: self)
@@ -334,9 +360,8 @@ public final class Timeline {
     /// Pops the innermost open slice matching (slice, id), closing any left open inside it; false if none is open.
     private func close<S: TimelineSink>(_ slice: SliceKind, id: UInt64, thread t: Int, at ts: UInt64,
                                         sink: inout S) -> Bool {
-        guard let depth = stacks[t].lastIndex(where: { $0.slice == slice && $0.id == id }) else { return false }
-        while stacks[t].count > depth {
-            let top = stacks[t].removeLast()
+        guard let depth = perThread[t].stack.lastIndex(where: { $0.slice == slice && $0.id == id }) else { return false }
+        while perThread[t].stack.count > depth, let top = perThread[t].stack.popLast() {
             emitEnd(top.slice, thread: t, at: ts, sink: &sink)
         }
         return true
@@ -377,7 +402,7 @@ public final class Timeline {
             let id = e.u(0)
             let type = textName(e.textID, it)
             let trigger = e.u(2)
-            let inside = stacks[t].contains { $0.slice == .callback }
+            let inside = perThread[t].stack.contains { $0.slice == .callback }
             let flow = inside ? newFlow() : 0
             resources[p].insert(id, Resource(type: type, trigger: trigger, triggerFlow: flow, readyFlow: 0))
             openResources[p] += 1
@@ -409,7 +434,7 @@ public final class Timeline {
                     r.readyFlow = 0
                 }
             }
-            stacks[t].append(OpenSlice(slice: .callback, id: id))
+            perThread[t].stack.append(OpenSlice(slice: .callback, id: id))
             stats.callbacks &+= 1
             emit(op, sink: &sink)
         case .after:
@@ -434,21 +459,21 @@ public final class Timeline {
             emit(op, sink: &sink)
         case .phaseEnter:
             let code = min(e.u(0), 7)
-            stacks[t].append(OpenSlice(slice: .phase, id: code))
+            perThread[t].stack.append(OpenSlice(slice: .phase, id: code))
             emit(TimelineOp(.begin, .phase, thread: t, at: ts, name: phaseNames[Int(code)]), sink: &sink)
         case .phaseLeave:
             _ = close(.phase, id: min(e.u(0), 7), thread: t, at: ts, sink: &sink)
         case .phaseStart:
             // The recorder's folded loop event: ends the open phase, may begin an iteration, begins a phase.
-            if let open = stacks[t].last(where: { $0.slice == .phase }) {
+            if let open = perThread[t].stack.last(where: { $0.slice == .phase }) {
                 _ = close(.phase, id: open.id, thread: t, at: ts, sink: &sink)
             }
             if e.u(1) != 0 { iterationBegins(process: p, thread: t, at: ts, sink: &sink) }
             let code = min(e.u(0), 7)
-            stacks[t].append(OpenSlice(slice: .phase, id: code))
+            perThread[t].stack.append(OpenSlice(slice: .phase, id: code))
             emit(TimelineOp(.begin, .phase, thread: t, at: ts, name: phaseNames[Int(code)]), sink: &sink)
         case .pollStart:
-            stacks[t].append(OpenSlice(slice: .poll, id: 0))
+            perThread[t].stack.append(OpenSlice(slice: .poll, id: 0))
             var op = TimelineOp(.begin, .poll, thread: t, at: ts, name: pollName)
             op.ret = e.s(0)
             emit(op, sink: &sink)
@@ -532,7 +557,7 @@ public final class Timeline {
         let duration = isEpoll ? e.u(7) : e.u(6)
         // The thread was in the kernel from enter to exit, so none of its user events fall inside;
         // clamping enter only absorbs the small offsets between the user and kernel clocks' conversions.
-        let enter = min(max(exit &- min(duration, exit), lastTs[t]), exit)
+        let enter = min(max(exit &- min(duration, exit), perThread[t].lastTs), exit)
         var op = TimelineOp(.begin, .syscall, thread: t, at: enter, name: syscallName(e.u(2)))
         op.fd = e.s(3)
         if isEpoll {
@@ -549,4 +574,51 @@ public final class Timeline {
         }
         emitEnd(.syscall, thread: t, at: exit, sink: &sink)
     }
+}
+
+/// A thread's open slices, innermost last: a raw buffer the timeline frees (no copy-on-write checks per push).
+struct SliceStack {
+    private var base: UnsafeMutablePointer<Timeline.OpenSlice>
+    private var capacity = 16
+    private(set) var count = 0
+
+    init() { base = .allocate(capacity: 16) }
+
+    func deallocate() { base.deallocate() }
+
+    @inline(__always)
+    mutating func append(_ s: Timeline.OpenSlice) {
+        if count == capacity {
+            let bigger = UnsafeMutablePointer<Timeline.OpenSlice>.allocate(capacity: 2 * capacity)
+            bigger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity *= 2
+        }
+        (base + count).initialize(to: s)
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func popLast() -> Timeline.OpenSlice? {
+        guard count > 0 else { return nil }
+        count -= 1
+        return base[count]
+    }
+
+    @inline(__always)
+    func lastIndex(where match: (Timeline.OpenSlice) -> Bool) -> Int? {
+        var i = count - 1
+        while i >= 0 {
+            if match(base[i]) { return i }
+            i -= 1
+        }
+        return nil
+    }
+
+    @inline(__always)
+    func last(where match: (Timeline.OpenSlice) -> Bool) -> Timeline.OpenSlice? { lastIndex(where: match).map { base[$0] } }
+
+    @inline(__always)
+    func contains(where match: (Timeline.OpenSlice) -> Bool) -> Bool { lastIndex(where: match) != nil }
 }
