@@ -37,6 +37,9 @@ enum ReaderBenchmarks {
         var iteratorRates: [Double] = []
         for _ in 0..<3 { iteratorRates.append(read(small, byIterator: true).eventsPerSecond) }
         emit("reader.events_10M_next", eventsPerSecond: iteratorRates.sorted()[1], extra: ["api": "\"next()\""])
+        var viewRates: [Double] = []
+        for _ in 0..<3 { viewRates.append(read(small, byView: true).eventsPerSecond) }
+        emit("reader.events_10M_view", eventsPerSecond: viewRates.sorted()[1], extra: ["api": "\"forEachView\""])
         unlink(small)
         guard withLarge else { return }
 
@@ -78,14 +81,19 @@ enum ReaderBenchmarks {
         var peakKB: Int
     }
 
-    static func read(_ path: String, byIterator: Bool = false) -> ReadRun {
+    static func read(_ path: String, byIterator: Bool = false, byView: Bool = false) -> ReadRun {
         let start = now()
         let cpuStart = cpuNow()
         guard let r = try? TraceReader(path: path) else { fatalError("bench trace unreadable") }
         let it = r.events()
         var n: UInt64 = 0
         var check: UInt64 = 0
-        if byIterator {
+        if byView {
+            it.forEachView { e in
+                n &+= 1
+                check &+= e.timestampNs
+            }
+        } else if byIterator {
             while let e = it.next() {
                 n &+= 1
                 check &+= e.timestampNs
