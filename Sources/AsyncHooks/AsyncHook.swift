@@ -68,6 +68,10 @@ public struct AsyncHookFastPath: Sendable {
     public var afterDestroyBefore: (@convention(c) (_ leaving: UInt64, _ entering: UInt64) -> Void)?
     /// initResource(entering, type, trigger), then `afterDestroyBefore(leaving, entering)` (an await
     /// that continues without suspending, with its new PROMISE resource).
+    /// phaseEnter(phase) of a phase that follows the thread's previous callback with nothing but the
+    /// loop's bookkeeping in between (no system call, no user code): a recorder may stamp it with the
+    /// thread's previous event's time.
+    public var phaseEnterFollowing: PhaseFunction?
     public var initAfterDestroyBefore: (@convention(c) (_ entering: UInt64, _ type: UInt32, _ trigger: UInt64, _ leaving: UInt64) -> Void)?
 
     public init(initResource: @escaping @convention(c) (UInt64, UInt32, UInt64) -> Void, before: IDFunction,
@@ -75,7 +79,8 @@ public struct AsyncHookFastPath: Sendable {
                 phaseEnter: PhaseFunction, phaseLeave: PhaseFunction, afterAndDestroy: IDFunction? = nil,
                 beforeFollowing: IDFunction? = nil,
                 afterDestroyBefore: (@convention(c) (UInt64, UInt64) -> Void)? = nil,
-                initAfterDestroyBefore: (@convention(c) (UInt64, UInt32, UInt64, UInt64) -> Void)? = nil) {
+                initAfterDestroyBefore: (@convention(c) (UInt64, UInt32, UInt64, UInt64) -> Void)? = nil,
+                phaseEnterFollowing: PhaseFunction? = nil) {
         self.initResource = initResource
         self.before = before
         self.after = after
@@ -88,6 +93,7 @@ public struct AsyncHookFastPath: Sendable {
         self.beforeFollowing = beforeFollowing
         self.afterDestroyBefore = afterDestroyBefore
         self.initAfterDestroyBefore = initAfterDestroyBefore
+        self.phaseEnterFollowing = phaseEnterFollowing
     }
 }
 

@@ -142,6 +142,17 @@ extension AsyncHooks {
             if let f = activeFastPath { f.pointee.phaseEnter(p.rawValue) } else { forEachHook { $0.phaseEnter(p) } }
         }
     }
+    /// `emitPhaseEnter`; `following`: the phase follows this thread's previous callback with nothing
+    /// but the runtime's bookkeeping in between (no system call, no user code; see `enterCallback`).
+    @inlinable public static func emitPhaseEnter(_ p: LoopPhase, following: Bool) {
+        if isActive {
+            if let f = activeFastPath {
+                (following ? f.pointee.phaseEnterFollowing ?? f.pointee.phaseEnter : f.pointee.phaseEnter)(p.rawValue)
+            } else {
+                forEachHook { $0.phaseEnter(p) }
+            }
+        }
+    }
     @inlinable public static func emitPhaseLeave(_ p: LoopPhase) {
         if isActive {
             if let f = activeFastPath { f.pointee.phaseLeave(p.rawValue) } else { forEachHook { $0.phaseLeave(p) } }

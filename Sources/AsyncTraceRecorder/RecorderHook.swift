@@ -37,7 +37,8 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
             afterAndDestroy: { RecorderHook.recordAfterAndDestroy($0) },
             beforeFollowing: { RecorderHook.idInstant(.before, $0) },
             afterDestroyBefore: { RecorderHook.recordAfterDestroyBefore($0, $1) },
-            initAfterDestroyBefore: { RecorderHook.recordInitAfterDestroyBefore($0, $1, $2, $3) })
+            initAfterDestroyBefore: { RecorderHook.recordInitAfterDestroyBefore($0, $1, $2, $3) },
+            phaseEnterFollowing: { RecorderHook.recordPhaseEnter($0, following: true) })
     }
 
     /// init(entering) inside the callback being left, then after(leaving), destroy(leaving),
@@ -154,11 +155,12 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
     }
 
     /// The phase's first event (its first callback's before, or pollStart) shares this event's time.
-    static func recordPhaseEnter(_ phase: UInt8) {
+    /// `following`: only loop bookkeeping since the thread's previous event, whose time it takes.
+    static func recordPhaseEnter(_ phase: UInt8, following: Bool = false) {
         guard let s = Recorder.currentStream() else { return }
         let startsIteration: UInt8 = s.pointee.deferredLoop & deferredIterationBit != 0 ? 1 : 0
         s.pointee.deferredLoop = 0  // a pending phaseLeave is implied by this phase start
-        var p = s.head(.phaseStart)
+        var p = following ? s.headAtLastStamp(.phaseStart) : s.head(.phaseStart)
         p.pointee = phase
         (p + 1).pointee = startsIteration
         p += 2

@@ -75,6 +75,12 @@ public final class EventLoop: @unchecked Sendable {
     /// callback follows the previous one with nothing but bookkeeping in between
     /// (`AsyncHooks.enterCallback(…, following: true)`).
     @exclusivity(unchecked) var outsideWork: UInt64 = 0
+    /// The last phase that ran was a check phase that ended with a callback, ran at most
+    /// `quietCheckLimit` immediates (releasing them is the bookkeeping after it) and reported no error
+    /// after its last one; cleared by every other phase that runs (and by a poll that waits). While
+    /// set, the next check phase follows that callback with only bookkeeping in between.
+    @exclusivity(unchecked) var quietCheckEnd = false
+    let quietCheckLimit = 8
     /// Rejected promises without a handler, checked once the microtask queue is empty (as Node).
     @exclusivity(unchecked) var unhandledRejections = ContiguousArray<PromiseBase>()
     /// While set, a job enqueued on this thread is kept here instead of queued, so the resumer
@@ -199,6 +205,7 @@ public final class EventLoop: @unchecked Sendable {
         guard isOnLoopThread else { throw .wrongThread(operation: "EventLoop.run") }
         isRunning = true
         stopRequested = false
+        quietCheckEnd = false  // the program ran since
         defer { isRunning = false }
         drainTicksAndMicrotasks()
         updateTime()
@@ -371,7 +378,7 @@ public final class EventLoop: @unchecked Sendable {
         // another handle), which an inout access held across the callbacks would forbid.
         var n = phase == .close ? closeCallbacks.count : pendingCallbacks.count
         if n == 0 { return }
-        AsyncHooks.emitPhaseEnter(phase)
+        enterPhase(phase)
         // Only what was queued before the phase began runs now (as libuv).
         while n > 0, let q = (phase == .close ? closeCallbacks.pop() : pendingCallbacks.pop()) {
             n -= 1
@@ -390,7 +397,7 @@ public final class EventLoop: @unchecked Sendable {
 
     func runTimers() {
         guard let first = timers.first, first.dueNs <= now else { return }
-        AsyncHooks.emitPhaseEnter(.timers)
+        enterPhase(.timers)
         var follows = false  // the first timer's before shares the phase start's time anyway
         while let t = timers.first, t.dueNs <= now {
             timers.removeFirst()
@@ -399,6 +406,13 @@ public final class EventLoop: @unchecked Sendable {
             follows = work == outsideWork
         }
         AsyncHooks.emitPhaseLeave(.timers)
+    }
+
+    /// Every phase but check enters here: it ends a quiet stretch (`quietCheckEnd`).
+    @inline(__always)
+    func enterPhase(_ phase: LoopPhase) {
+        quietCheckEnd = false
+        AsyncHooks.emitPhaseEnter(phase)
     }
 
     func nextTimerSequence() -> UInt64 {
@@ -410,13 +424,14 @@ public final class EventLoop: @unchecked Sendable {
 
     func runImmediates() {
         if immediateQueue.isEmpty { return }
-        AsyncHooks.emitPhaseEnter(.check)
+        AsyncHooks.emitPhaseEnter(.check, following: quietCheckEnd)
         swap(&immediateQueue, &runningImmediates)
         var follows = false  // the first immediate's before shares the phase start's time anyway
         for imm in runningImmediates {
             let work = outsideWork
             follows = imm.run(following: follows) && work == outsideWork
         }
+        quietCheckEnd = follows && runningImmediates.count <= quietCheckLimit
         runningImmediates.removeAll(keepingCapacity: true)
         AsyncHooks.emitPhaseLeave(.check)
     }
@@ -439,7 +454,7 @@ public final class EventLoop: @unchecked Sendable {
         let timeout = pollTimeout()
         // A zero-timeout poll with no fd watched and no remote work cannot find anything: skip the syscall.
         if timeout == 0 && registeredFDCount == 0 && !remotePending.load(ordering: .acquiring) { return }
-        AsyncHooks.emitPhaseEnter(.poll)
+        enterPhase(.poll)
         AsyncHooks.emitPollStart(timeoutMs: Int64(timeout))
         let n: Int
         do {

@@ -118,7 +118,7 @@ extension EventLoop {
     /// The idle or prepare phase: each handle active when the phase began, in start order.
     func runPhaseHandles(_ phase: LoopPhase) {
         let handles = phase == .idle ? idleHandles : prepareHandles  // a snapshot: callbacks may start or stop handles
-        AsyncHooks.emitPhaseEnter(phase)
+        enterPhase(phase)
         for h in handles { h.run() }
         AsyncHooks.emitPhaseLeave(phase)
     }

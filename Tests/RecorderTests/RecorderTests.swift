@@ -236,6 +236,31 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         #expect(mine[7].ticks >= mine[6].ticks)
     }
 
+    /// A phase start marked `following` (only loop bookkeeping since the last callback) takes the
+    /// previous event's time; an unmarked one reads the clock. Same events either way.
+    @Test func aFollowingPhaseStartSharesThePreviousStamp() throws {
+        let path = tempPath("phasefollow")
+        defer { unlink(path) }
+        try TraceRecorder.start(path: path)
+        let a = AsyncResourceContext(type: .immediate), b = AsyncResourceContext(type: .immediate)
+        AsyncHooks.emitLoopIteration(1)
+        AsyncHooks.emitPhaseEnter(.check)
+        a.runInScope {}
+        AsyncHooks.emitPhaseLeave(.check)
+        AsyncHooks.emitLoopIteration(2)
+        AsyncHooks.emitPhaseEnter(.check, following: true)
+        b.runInScope {}
+        AsyncHooks.emitPhaseLeave(.check)
+        AsyncHooks.mark("end")
+        TraceRecorder.stop()
+        let (_, chunks) = try scanTrace(path)
+        let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
+            .filter { [.phaseStart, .before, .after, .phaseLeave, .mark].contains($0.kind) }
+        #expect(mine.map { "\($0.kind)" } == ["phaseStart", "before", "after", "phaseStart", "before", "after", "phaseLeave", "mark"])
+        guard mine.count == 8 else { return }
+        #expect(mine[3].u(1) == 1 && mine[3].ticks == mine[2].ticks && mine[4].ticks == mine[2].ticks)
+    }
+
     /// An await's switch to a new resource: init, after, destroy, before as four separate calls would write them.
     @Test func switchingToANewResourceWritesInitAfterDestroyBefore() throws {
         let path = tempPath("switchnew")
