@@ -527,14 +527,14 @@ extension Sys {
                     var a = sin.pointee.sin_addr
                     _ = inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
                 }
-                let s = String(cString: buf)
+                let s = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
                 if !out.contains(where: { $0.0 == s }) { out.append((s, 4)) }
             } else if ai.pointee.ai_family == AF_INET6 {
                 ai.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
                     var a = sin.pointee.sin6_addr
                     _ = inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count))
                 }
-                let s = String(cString: buf)
+                let s = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
                 if !out.contains(where: { $0.0 == s }) { out.append((s, 6)) }
             }
             p = ai.pointee.ai_next
