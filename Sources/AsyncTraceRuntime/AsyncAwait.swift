@@ -10,6 +10,8 @@ import AsyncHooks
 struct LoopJob {
     let job: UnownedJob
     let isolated: Bool
+    /// The job's address: a task is enqueued as itself each time it resumes, so this names the task.
+    var key: UnsafeRawPointer { unsafeBitCast(job, to: UnsafeRawPointer.self) }
 }
 
 extension EventLoop: TaskExecutor {
@@ -27,9 +29,38 @@ extension EventLoop: TaskExecutor {
         } else {
             let box = UncheckedBox(job)
             postRemote { [self] in
-                invoke(AsyncResourceContext(type: .swiftJob)) { runJob(box.value) }
+                let job = box.value
+                let resource = AsyncResourceContext(type: .swiftJob)
+                let frame = suspendedTaskFrames.isEmpty ? nil : suspendedTaskFrames.removeValue(forKey: job.key)
+                invoke(AsyncResourceContext(existing: resource.asyncID, triggerAsyncID: resource.triggerAsyncID,
+                                            type: resource.type, frame: frame)) { runJob(job) }
             }
         }
+    }
+
+    /// Keeps the AsyncLocal frame a task had when its job ended (it suspended, or ended). A task resumed
+    /// by the loop's own primitives (an awaited promise, `sleep`, `yieldToImmediate`, a job queued on the
+    /// loop thread) continues in the frame its resumer captured; one resumed from another thread (by
+    /// Task.sleep's timer, an actor on another executor, a continuation resumed elsewhere) continues in
+    /// this one, so AsyncLocal values follow Swift's own suspension points too. A load and a branch per
+    /// job while no task has a frame.
+    @inline(__always)
+    private func rememberFrame(of job: LoopJob) {
+        let frame = ContextFrame.current
+        if frame == nil && suspendedTaskFrames.isEmpty { return }
+        rememberFrameSlowly(frame, job)
+    }
+
+    @inline(never)
+    private func rememberFrameSlowly(_ frame: ContextFrame?, _ job: LoopJob) {
+        if let frame, !taskEnding {
+            // Tasks that end without telling (not started by runAsync) leave entries behind: bounded.
+            if suspendedTaskFrames.count >= 65_536 { suspendedTaskFrames.removeAll() }
+            suspendedTaskFrames[job.key] = frame
+        } else {
+            suspendedTaskFrames.removeValue(forKey: job.key)
+        }
+        taskEnding = false
     }
 
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
@@ -41,6 +72,7 @@ extension EventLoop: TaskExecutor {
         } else {
             job.job.runSynchronously(on: asUnownedTaskExecutor())
         }
+        rememberFrame(of: job)
     }
 
     /// Runs `job` where nothing may continue an await without suspending (it is not the last thing
@@ -123,6 +155,7 @@ extension EventLoop: TaskExecutor {
             } catch {
                 promise.reject(error)
             }
+            if loop.isOnLoopThread { loop.taskEnding = true }
             loop.releaseRequestAnywhere()
         }
         capturingJob = saved

@@ -91,6 +91,12 @@ public final class EventLoop: @unchecked Sendable {
     /// resource (`.none` otherwise), which an await may replace by its own when it continues without
     /// suspending (Promise.value). An id, not a context: nothing to retain or release per await.
     @exclusivity(unchecked) var awaitScopeID: AsyncID = .none
+    /// The AsyncLocal frame each task on this loop had when it last suspended with one, by job (a
+    /// task is its own job): a task resumed from outside the loop (Task.sleep, an actor elsewhere)
+    /// continues in it. See `EventLoop.rememberFrame`.
+    @exclusivity(unchecked) var suspendedTaskFrames: [UnsafeRawPointer: ContextFrame] = [:]
+    /// Set by a `runAsync` task as its body ends: its last job leaves no frame behind.
+    @exclusivity(unchecked) var taskEnding = false
     /// `ResourceType.promise`, read without the lazy global's once-check (several per await).
     let promiseType = ResourceType.promise
     /// This loop as a SerialExecutor (for actors pinned to the loop).

@@ -182,6 +182,39 @@ struct PromiseTests {
         #expect(log.lines == ["start", "after Task.sleep on loop thread: true", "then 5"])
     }
 
+    @Test("AsyncLocal follows Swift's own suspension points: Task.sleep, Task.yield, an actor on another executor")
+    func asyncLocalAcrossForeignResumption() {
+        let log = Log()
+        runLoopThread {
+            let requestID = AsyncLocal<String>()
+            for name in ["a", "b"] {
+                requestID.run(name) {
+                    EventLoop.current.runAsync {
+                        try await Task.sleep(nanoseconds: 1_000_000)
+                        log("\(name) after Task.sleep: \(requestID.current ?? "nil")")
+                        await Task.yield()
+                        log("\(name) after Task.yield: \(requestID.current ?? "nil")")
+                        _ = await OffLoopCounter().bump()
+                        log("\(name) after an actor hop: \(requestID.current ?? "nil")")
+                        setTimeout(1) { log("\(name) timer set after them: \(requestID.current ?? "nil")") }
+                    }
+                }
+            }
+            EventLoop.current.runAsync {
+                try await Task.sleep(nanoseconds: 1_000_000)
+                log("outside any run: \(requestID.current ?? "nil")")
+            }
+        }
+        let lines = log.lines
+        for name in ["a", "b"] {
+            for step in ["after Task.sleep", "after Task.yield", "after an actor hop", "timer set after them"] {
+                #expect(lines.contains("\(name) \(step): \(name)"), "\(lines)")
+            }
+        }
+        #expect(lines.contains("outside any run: nil"), "\(lines)")
+        #expect(lines.count == 9)
+    }
+
     @Test("values of every shape survive then, all and await (inline trivial values, boxed others)")
     func valueShapes() {
         final class Ref: Sendable { let n: Int; init(_ n: Int) { self.n = n } }
@@ -336,4 +369,10 @@ struct ExecutorTests {
         }
         #expect(log.lines == ["main starts", "timer", "main ends"])
     }
+}
+
+/// An actor on the global executor: awaiting it leaves the loop thread and comes back.
+actor OffLoopCounter {
+    var n = 0
+    func bump() -> Int { n += 1; return n }
 }
