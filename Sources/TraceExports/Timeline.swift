@@ -249,7 +249,9 @@ public final class Timeline {
 
     /// Whether a syscall slice's name is one of the epoll waits.
     public func isEpollWait(_ name: Int) -> Bool { epollNames.contains(name) }
-    private lazy var epollNames: Set<Int> = Set(SyscallNames.epollWaits.map { syscallName($0) })
+    // Interned in syscall-number order: iterating the Set would number the names in hash-seed order,
+    // and Perfetto writes name ids (interned iids), so the output would differ from run to run.
+    private lazy var epollNames: Set<Int> = Set(SyscallNames.epollWaits.sorted().map { syscallName($0) })
     public func process(of thread: Int) -> TimelineProcess { processes[processByPid[threads[thread].pid]!] }
 
     /// Flow ids are small and unique over the whole trace (they cost a varint each in Perfetto).
