@@ -73,6 +73,9 @@ public struct AsyncHookFastPath: Sendable {
     /// thread's previous event's time.
     public var phaseEnterFollowing: PhaseFunction?
     public var initAfterDestroyBefore: (@convention(c) (_ entering: UInt64, _ type: UInt32, _ trigger: UInt64, _ leaving: UInt64) -> Void)?
+    /// initResource(id, type, trigger), then promiseResolve(id): a resource settled as it is created
+    /// (`Promise.resolve(value)`).
+    public var initResolved: (@convention(c) (UInt64, UInt32, UInt64) -> Void)?
 
     public init(initResource: @escaping @convention(c) (UInt64, UInt32, UInt64) -> Void, before: IDFunction,
                 after: IDFunction, destroy: IDFunction, promiseResolve: IDFunction, loopIteration: IDFunction,
@@ -80,7 +83,8 @@ public struct AsyncHookFastPath: Sendable {
                 beforeFollowing: IDFunction? = nil,
                 afterDestroyBefore: (@convention(c) (UInt64, UInt64) -> Void)? = nil,
                 initAfterDestroyBefore: (@convention(c) (UInt64, UInt32, UInt64, UInt64) -> Void)? = nil,
-                phaseEnterFollowing: PhaseFunction? = nil) {
+                phaseEnterFollowing: PhaseFunction? = nil,
+                initResolved: (@convention(c) (UInt64, UInt32, UInt64) -> Void)? = nil) {
         self.initResource = initResource
         self.before = before
         self.after = after
@@ -94,6 +98,7 @@ public struct AsyncHookFastPath: Sendable {
         self.afterDestroyBefore = afterDestroyBefore
         self.initAfterDestroyBefore = initAfterDestroyBefore
         self.phaseEnterFollowing = phaseEnterFollowing
+        self.initResolved = initResolved
     }
 }
 

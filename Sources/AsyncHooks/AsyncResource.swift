@@ -23,6 +23,20 @@ public struct AsyncResourceContext: Sendable {
         AsyncHooks.emitInit(id, type: type, triggerAsyncID: trigger, resource: resource)
     }
 
+    /// Creates a resource that is settled as it is created (`Promise.resolve(value)`): as
+    /// `init(type:triggerAsyncID:)`, then its promiseResolve, in one call to a recorder.
+    @inlinable @inline(__always)
+    public init(resolvedOnCreation type: ResourceType, triggerAsyncID: AsyncID? = nil) {
+        let state = ExecutionState.current
+        let id = state.allocateID()
+        let trigger = triggerAsyncID ?? state.executionID
+        self.asyncID = id
+        self.triggerAsyncID = trigger
+        self.type = type
+        self.frame = state.frame
+        AsyncHooks.emitInitAndPromiseResolve(id, type: type, triggerAsyncID: trigger)
+    }
+
     /// The context of a resource created earlier, from the parts a runtime stored separately (a
     /// promise keeps no type: it is always PROMISE). Creates nothing and emits nothing.
     @inlinable

@@ -19,6 +19,13 @@ extension AsyncHooks {
         if isActive { activePromiseResolve(asyncID) }
     }
 
+    /// `emitInit`, then `emitPromiseResolve` of the same resource (one settled as it is created):
+    /// the same events, one call to a recorder.
+    @inlinable @inline(__always)
+    public static func emitInitAndPromiseResolve(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID) {
+        if isActive { activeInitAndPromiseResolve(asyncID, type, triggerAsyncID) }
+    }
+
     @inlinable @inline(__always)
     public static func emitResourceFD(_ asyncID: AsyncID, fd: Int32) {
         if isActive { forEachHook { $0.resourceFD(asyncID, fd: fd) } }
@@ -68,6 +75,20 @@ extension AsyncHooks {
     @usableFromInline @inline(never)
     static func activeInit(_ id: AsyncID, _ type: ResourceType, _ trigger: AsyncID, _ resource: AnyObject?) {
         if let f = activeFastPath { f.pointee.initResource(id.rawValue, type.id, trigger.rawValue) } else { dispatchInit(id, type, trigger, resource) }
+    }
+    @usableFromInline @inline(never)
+    static func activeInitAndPromiseResolve(_ id: AsyncID, _ type: ResourceType, _ trigger: AsyncID) {
+        if let f = activeFastPath {
+            if let fused = f.pointee.initResolved {
+                fused(id.rawValue, type.id, trigger.rawValue)
+            } else {
+                f.pointee.initResource(id.rawValue, type.id, trigger.rawValue)
+                f.pointee.promiseResolve(id.rawValue)
+            }
+        } else {
+            dispatchInit(id, type, trigger, nil)
+            dispatchPromiseResolve(id)
+        }
     }
     @usableFromInline @inline(never)
     static func activeBefore(_ id: AsyncID) {

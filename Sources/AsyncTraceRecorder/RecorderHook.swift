@@ -15,12 +15,25 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
 
     static func recordInit(_ asyncID: UInt64, _ type: UInt32, _ triggerAsyncID: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        s.commit(putInit(s, asyncID, type, triggerAsyncID))
+    }
+
+    /// init(id) then promiseResolve(id) (a promise settled as it is created): one buffer lookup;
+    /// the promiseResolve is three bytes (kind, tick delta 0, id delta 0).
+    static func recordInitResolved(_ asyncID: UInt64, _ type: UInt32, _ triggerAsyncID: UInt64) {
+        guard let s = Recorder.currentStream() else { return }
+        // init ≤ 27 bytes + 3: within the room `stringRef` guarantees.
+        s.commit(putSameInstantSameID(.promiseResolve, putInit(s, asyncID, type, triggerAsyncID)), events: 2)
+    }
+
+    /// An init event at the stream's last stamp; returns where the next event goes (not committed).
+    @inline(__always)
+    static func putInit(_ s: Stream, _ asyncID: UInt64, _ type: UInt32, _ trigger: UInt64) -> UnsafeMutablePointer<UInt8> {
         let ref = s.stringRef(type)
-        var p = s.headAtLastStamp(.initResource)
+        var p = s.headAtLastStampAfterStringRef(.initResource)
         p = s.putAsyncID(asyncID, p)
         p = putVarint(UInt64(ref), at: p)
-        p = putVarint(zigzag(Int64(bitPattern: triggerAsyncID &- asyncID)), at: p)
-        s.commit(p)
+        return putVarint(zigzag(Int64(bitPattern: trigger &- asyncID)), at: p)
     }
 
     /// The hot events as plain functions: AsyncHooks calls these directly while the recorder is the only hook.
@@ -38,20 +51,17 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
             beforeFollowing: { RecorderHook.idInstant(.before, $0) },
             afterDestroyBefore: { RecorderHook.recordAfterDestroyBefore($0, $1) },
             initAfterDestroyBefore: { RecorderHook.recordInitAfterDestroyBefore($0, $1, $2, $3) },
-            phaseEnterFollowing: { RecorderHook.recordPhaseEnter($0, following: true) })
+            phaseEnterFollowing: { RecorderHook.recordPhaseEnter($0, following: true) },
+            initResolved: { id, type, trigger in RecorderHook.recordInitResolved(id, type, trigger) })
     }
 
     /// init(entering) inside the callback being left, then after(leaving), destroy(leaving),
     /// before(entering): one buffer lookup, one clock read.
     static func recordInitAfterDestroyBefore(_ entering: UInt64, _ type: UInt32, _ trigger: UInt64, _ leaving: UInt64) {
         guard let s = Recorder.currentStream() else { return }
-        let ref = s.stringRef(type)
         // All four fit the room one event is guaranteed (which keeps the string definition and its
         // use in one chunk): init ≤ 27 bytes, after ≤ 21, destroy 3, before ≤ 12.
-        var p = s.headAtLastStamp(.initResource)
-        p = s.putAsyncID(entering, p)
-        p = putVarint(UInt64(ref), at: p)
-        p = putVarint(zigzag(Int64(bitPattern: trigger &- entering)), at: p)
+        var p = putInit(s, entering, type, trigger)
         p.pointee = EventKind.after.rawValue
         p = s.putAsyncID(leaving, s.putFreshDelta(at: p + 1))
         p = putSameInstantSameID(.destroy, p)

@@ -114,6 +114,17 @@ extension UnsafeMutablePointer where Pointee == StreamState {
         return p + 2
     }
 
+    /// `headAtLastStamp` right after `stringRef`, which flushed the deferred loop state and made
+    /// sure of `fixedEventReserve` bytes of room: no checks left to do.
+    @inline(__always)
+    func headAtLastStampAfterStringRef(_ kind: EventKind) -> UnsafeMutablePointer<UInt8> {
+        pointee.shareStamp = false
+        let p = pointee.cursor
+        p.pointee = kind.rawValue
+        (p + 1).pointee = 0
+        return p + 2
+    }
+
     /// Something other than a phase start follows a phase's end: write the phaseLeave now, stamped
     /// with the phase's last event. An iteration that ran no phase is not recorded.
     @inline(never)

@@ -72,6 +72,20 @@ public class PromiseBase {
         self.frame = context.frame
     }
 
+    /// A promise of this thread's loop, fulfilled as it is created (its value is stored next): init
+    /// and promiseResolve in one emission.
+    @usableFromInline
+    init(onCurrentLoopFulfilled: ()) {
+        let current = EventLoop.currentUnretained
+        let type = current._withUnsafeGuaranteedRef { $0.promiseType }
+        self.unownedLoop = current
+        let context = AsyncResourceContext(resolvedOnCreation: type)
+        self.asyncID = context.asyncID
+        self.triggerAsyncID = context.triggerAsyncID
+        self.frame = context.frame
+        self.status = .fulfilled
+    }
+
     deinit {
         AsyncHooks.emitDestroy(asyncID)
         if status == .pending { dropUnrunReactions() }
@@ -106,13 +120,6 @@ public class PromiseBase {
     final func didFulfil() {
         status = .fulfilled
         didSettle()
-    }
-
-    /// `didFulfil` for a promise nothing can have reacted to yet (just created, not yet returned).
-    @inlinable
-    final func didFulfilWithoutReactions() {
-        status = .fulfilled
-        AsyncHooks.emitPromiseResolve(asyncID)
     }
 
     /// Rejects (ignored once settled, as in JS).
@@ -282,6 +289,13 @@ public class Promise<Value>: PromiseBase {
         super.init(onCurrentLoopWithTrigger: nil)
     }
 
+    /// Fulfilled with `value` from the start (`Promise.resolve`).
+    @usableFromInline
+    init(fulfilledWith value: Value) {
+        super.init(onCurrentLoopFulfilled: ())
+        storeValue(value)
+    }
+
     /// `new Promise((resolve, reject) => ...)`: the executor runs now; a throw rejects.
     @inlinable
     public convenience init(_ executor: (PromiseResolver<Value>) throws -> Void) {
@@ -298,10 +312,7 @@ public class Promise<Value>: PromiseBase {
 
     @inlinable
     public static func resolve(_ value: Value) -> Promise<Value> {
-        let p = Promise<Value>()
-        p.storeValue(value)
-        p.didFulfilWithoutReactions()
-        return p
+        Promise<Value>(fulfilledWith: value)
     }
 
     @inlinable

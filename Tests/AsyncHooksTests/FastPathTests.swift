@@ -97,10 +97,13 @@ final class FastPathHook: AsyncHook, @unchecked Sendable {
         let inC = executionAsyncID()
         AsyncHooks.leaveCallbackAndDestroy(c.asyncID)
         #expect(switched && inB == b.asyncID && inC == c.asyncID && executionAsyncID() == outer)
+        let r = AsyncResourceContext(resolvedOnCreation: ResourceType("FusedResolved"))
+        #expect(r.triggerAsyncID == outer)
         let (x, y, z) = (a.asyncID, b.asyncID, c.asyncID)
         return ["init \(x) \(a.type.id) \(outer)", "init \(y) \(b.type.id) \(outer)", "init \(z) \(c.type.id) \(outer)",
                 "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",
-                "before \(z)", "after \(z)", "destroy \(z)"]
+                "before \(z)", "after \(z)", "destroy \(z)", "init \(r.asyncID) \(r.type.id) \(outer)",
+                "resolve \(r.asyncID)"]
     }
 
     @Test func aSoleHookWithoutFusedFunctionsGetsTheSeparateEvents() {

@@ -284,6 +284,28 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         #expect(mine[2].text == "PROMISE" && mine[2].u(2) == x)
         #expect(mine[4].ticks == mine[3].ticks && mine[5].ticks == mine[3].ticks && mine[2].ticks <= mine[3].ticks)
     }
+
+    /// A resource settled as it is created (Promise.resolve): init then promiseResolve, as two calls
+    /// would write them, at one instant.
+    @Test func aResourceResolvedOnCreationWritesInitThenPromiseResolve() throws {
+        let path = tempPath("initresolved")
+        defer { unlink(path) }
+        try TraceRecorder.start(path: path)
+        let d = AsyncResourceContext(type: .immediate)
+        AsyncHooks.enterCallback(d.asyncID, triggerAsyncID: d.triggerAsyncID, frame: nil)
+        let r = AsyncResourceContext(resolvedOnCreation: .promise)
+        AsyncHooks.leaveCallback(d.asyncID)
+        TraceRecorder.stop()
+        let (_, chunks) = try scanTrace(path)
+        let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
+            .filter { [.initResource, .promiseResolve, .before, .after].contains($0.kind) }
+        let (x, y) = (d.asyncID.rawValue, r.asyncID.rawValue)
+        #expect(mine.map { "\($0.kind) \($0.u(0))" } == [
+            "init \(x)", "before \(x)", "init \(y)", "promiseResolve \(y)", "after \(x)"])
+        guard mine.count == 5 else { return }
+        #expect(mine[2].text == "PROMISE" && mine[2].u(2) == x)
+        #expect(mine[2].ticks == mine[1].ticks && mine[3].ticks == mine[2].ticks)
+    }
 }
 
 func trace_gettid_for_tests() -> UInt32 { trace_gettid() }
