@@ -76,6 +76,9 @@ public struct AsyncHookFastPath: Sendable {
     /// initResource(id, type, trigger), then promiseResolve(id): a resource settled as it is created
     /// (`Promise.resolve(value)`).
     public var initResolved: (@convention(c) (UInt64, UInt32, UInt64) -> Void)?
+    /// loopIteration(iteration), then phaseEnter(phase) — or, when `following` is 1,
+    /// `phaseEnterFollowing(phase)` — with nothing in between (an iteration's first phase).
+    public var iterationAndPhaseEnter: (@convention(c) (_ iteration: UInt64, _ phase: UInt8, _ following: UInt8) -> Void)?
 
     public init(initResource: @escaping @convention(c) (UInt64, UInt32, UInt64) -> Void, before: IDFunction,
                 after: IDFunction, destroy: IDFunction, promiseResolve: IDFunction, loopIteration: IDFunction,
@@ -84,7 +87,8 @@ public struct AsyncHookFastPath: Sendable {
                 afterDestroyBefore: (@convention(c) (UInt64, UInt64) -> Void)? = nil,
                 initAfterDestroyBefore: (@convention(c) (UInt64, UInt32, UInt64, UInt64) -> Void)? = nil,
                 phaseEnterFollowing: PhaseFunction? = nil,
-                initResolved: (@convention(c) (UInt64, UInt32, UInt64) -> Void)? = nil) {
+                initResolved: (@convention(c) (UInt64, UInt32, UInt64) -> Void)? = nil,
+                iterationAndPhaseEnter: (@convention(c) (UInt64, UInt8, UInt8) -> Void)? = nil) {
         self.initResource = initResource
         self.before = before
         self.after = after
@@ -99,6 +103,7 @@ public struct AsyncHookFastPath: Sendable {
         self.initAfterDestroyBefore = initAfterDestroyBefore
         self.phaseEnterFollowing = phaseEnterFollowing
         self.initResolved = initResolved
+        self.iterationAndPhaseEnter = iterationAndPhaseEnter
     }
 }
 

@@ -123,7 +123,7 @@ extension AsyncHooks {
                 f.pointee.after(id.rawValue)
                 f.pointee.destroy(id.rawValue)
             }
-            state.restore(to: state.p.pointee.depth - 1)
+            state.popInnermost()
         } else {
             leaveCallback(id)
             emitDestroy(id)
@@ -172,6 +172,24 @@ extension AsyncHooks {
             } else {
                 forEachHook { $0.phaseEnter(p) }
             }
+        }
+    }
+    /// `emitLoopIteration(n)`, then `emitPhaseEnter(p, following:)`: the same events, one call to a recorder.
+    @inlinable public static func emitLoopIterationAndPhaseEnter(_ n: UInt64, _ p: LoopPhase, following: Bool) {
+        if isActive { activeLoopIterationAndPhaseEnter(n, p, following) }
+    }
+    @usableFromInline @inline(never)
+    static func activeLoopIterationAndPhaseEnter(_ n: UInt64, _ p: LoopPhase, _ following: Bool) {
+        if let f = activeFastPath {
+            if let fused = f.pointee.iterationAndPhaseEnter {
+                fused(n, p.rawValue, following ? 1 : 0)
+            } else {
+                f.pointee.loopIteration(n)
+                (following ? f.pointee.phaseEnterFollowing ?? f.pointee.phaseEnter : f.pointee.phaseEnter)(p.rawValue)
+            }
+        } else {
+            forEachHook { $0.loopIteration(n) }
+            forEachHook { $0.phaseEnter(p) }
         }
     }
     @inlinable public static func emitPhaseLeave(_ p: LoopPhase) {

@@ -132,6 +132,18 @@ public struct ExecutionState {
         p.pointee.frame = saved.frame
     }
 
+    /// Leaves the innermost callback (the caller checked there is one): `restore(to: depth - 1)`
+    /// without the unwinding loop.
+    @inlinable @inline(__always)
+    func popInnermost() {
+        let d = p.pointee.depth - 1
+        let saved = (p.pointee.stack + d).move()
+        p.pointee.depth = d
+        p.pointee.executionID = saved.executionID
+        p.pointee.triggerID = saved.triggerID
+        p.pointee.frame = saved.frame
+    }
+
     @usableFromInline
     func leaveMismatched(_ asyncID: AsyncID) -> Bool {
         // Entry i saved the context that was current when the callback at depth i+1 began;

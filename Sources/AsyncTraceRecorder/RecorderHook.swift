@@ -52,7 +52,10 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
             afterDestroyBefore: { RecorderHook.recordAfterDestroyBefore($0, $1) },
             initAfterDestroyBefore: { RecorderHook.recordInitAfterDestroyBefore($0, $1, $2, $3) },
             phaseEnterFollowing: { RecorderHook.recordPhaseEnter($0, following: true) },
-            initResolved: { id, type, trigger in RecorderHook.recordInitResolved(id, type, trigger) })
+            initResolved: { id, type, trigger in RecorderHook.recordInitResolved(id, type, trigger) },
+            iterationAndPhaseEnter: { _, phase, following in
+                RecorderHook.recordPhaseEnter(phase, following: following != 0, startsIteration: true)
+            })
     }
 
     /// init(entering) inside the callback being left, then after(leaving), destroy(leaving),
@@ -166,9 +169,11 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
 
     /// The phase's first event (its first callback's before, or pollStart) shares this event's time.
     /// `following`: only loop bookkeeping since the thread's previous event, whose time it takes.
-    static func recordPhaseEnter(_ phase: UInt8, following: Bool = false) {
+    /// `startsIteration`: a loopIteration came just before, in the same call.
+    @inline(__always)
+    static func recordPhaseEnter(_ phase: UInt8, following: Bool = false, startsIteration iterationNow: Bool = false) {
         guard let s = Recorder.currentStream() else { return }
-        let startsIteration: UInt8 = s.pointee.deferredLoop & deferredIterationBit != 0 ? 1 : 0
+        let startsIteration: UInt8 = iterationNow || s.pointee.deferredLoop & deferredIterationBit != 0 ? 1 : 0
         s.pointee.deferredLoop = 0  // a pending phaseLeave is implied by this phase start
         var p = following ? s.headAtLastStamp(.phaseStart) : s.head(.phaseStart)
         p.pointee = phase

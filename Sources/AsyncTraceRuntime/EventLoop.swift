@@ -80,6 +80,10 @@ public final class EventLoop: @unchecked Sendable {
     /// after its last one; cleared by every other phase that runs (and by a poll that waits). While
     /// set, the next check phase follows that callback with only bookkeeping in between.
     @exclusivity(unchecked) var quietCheckEnd = false
+    /// This iteration's loopIteration is not emitted yet: it goes with the iteration's first phase
+    /// enter (one call to a recorder), or alone at the iteration's end when no phase ran. No hook
+    /// event can come between the loop's top and the first phase enter, so hooks see the same order.
+    @exclusivity(unchecked) var iterationUnannounced = false
     let quietCheckLimit = 8
     /// Rejected promises without a handler, checked once the microtask queue is empty (as Node).
     @exclusivity(unchecked) var unhandledRejections = ContiguousArray<PromiseBase>()
@@ -217,7 +221,7 @@ public final class EventLoop: @unchecked Sendable {
         updateTime()
         while isAlive && !stopRequested {
             iteration &+= 1
-            AsyncHooks.emitLoopIteration(iteration)
+            iterationUnannounced = true
             runTimers()
             runQueue(.pending)
             if !idleHandles.isEmpty { runPhaseHandles(.idle) }
@@ -225,6 +229,10 @@ public final class EventLoop: @unchecked Sendable {
             poll()
             runImmediates()
             runQueue(.close)
+            if iterationUnannounced {
+                iterationUnannounced = false
+                AsyncHooks.emitLoopIteration(iteration)
+            }
             updateTime()
         }
     }
@@ -418,7 +426,18 @@ public final class EventLoop: @unchecked Sendable {
     @inline(__always)
     func enterPhase(_ phase: LoopPhase) {
         quietCheckEnd = false
-        AsyncHooks.emitPhaseEnter(phase)
+        announcePhase(phase, following: false)
+    }
+
+    /// The phase enter, with this iteration's loopIteration first when it is still unannounced.
+    @inline(__always)
+    func announcePhase(_ phase: LoopPhase, following: Bool) {
+        if iterationUnannounced {
+            iterationUnannounced = false
+            AsyncHooks.emitLoopIterationAndPhaseEnter(iteration, phase, following: following)
+        } else {
+            AsyncHooks.emitPhaseEnter(phase, following: following)
+        }
     }
 
     func nextTimerSequence() -> UInt64 {
@@ -430,7 +449,7 @@ public final class EventLoop: @unchecked Sendable {
 
     func runImmediates() {
         if immediateQueue.isEmpty { return }
-        AsyncHooks.emitPhaseEnter(.check, following: quietCheckEnd)
+        announcePhase(.check, following: quietCheckEnd)
         swap(&immediateQueue, &runningImmediates)
         var follows = false  // the first immediate's before shares the phase start's time anyway
         for imm in runningImmediates {

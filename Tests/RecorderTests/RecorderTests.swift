@@ -285,6 +285,37 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         #expect(mine[4].ticks == mine[3].ticks && mine[5].ticks == mine[3].ticks && mine[2].ticks <= mine[3].ticks)
     }
 
+    /// An iteration announced with its first phase (one call) writes what the separate calls write:
+    /// a phase start that starts the iteration; `following` takes the previous event's time.
+    @Test func iterationAndPhaseEnterWriteOnePhaseStart() throws {
+        let path = tempPath("iterphase")
+        defer { unlink(path) }
+        try TraceRecorder.start(path: path)
+        let a = AsyncResourceContext(type: .immediate)
+        AsyncHooks.emitLoopIterationAndPhaseEnter(1, .check, following: false)
+        a.runInScope {}
+        AsyncHooks.emitPhaseLeave(.check)
+        AsyncHooks.emitLoopIterationAndPhaseEnter(2, .check, following: true)
+        AsyncHooks.emitPhaseLeave(.check)
+        AsyncHooks.emitLoopIteration(3)
+        AsyncHooks.emitPhaseEnter(.timers)
+        AsyncHooks.emitPhaseLeave(.timers)
+        AsyncHooks.mark("end")
+        TraceRecorder.stop()
+        let (_, chunks) = try scanTrace(path)
+        let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
+            .filter { [.phaseStart, .phaseLeave, .after, .mark].contains($0.kind) }
+        #expect(mine.map { e -> String in
+            switch e.kind {
+            case .phaseStart: "start \(e.u(0)) \(e.u(1))"
+            case .phaseLeave: "leave \(e.u(0))"
+            default: "\(e.kind)"
+            }
+        } == ["start 5 1", "after", "start 5 1", "start 0 1", "leave 0", "mark"])
+        guard mine.count == 6 else { return }
+        #expect(mine[2].ticks == mine[1].ticks)
+    }
+
     /// A resource settled as it is created (Promise.resolve): init then promiseResolve, as two calls
     /// would write them, at one instant.
     @Test func aResourceResolvedOnCreationWritesInitThenPromiseResolve() throws {
