@@ -111,16 +111,24 @@ extension EventLoop: TaskExecutor {
             capturedJob = nil
             current = runJob(job, asMicrotaskIn: current)
         }
-        AsyncHooks.leaveCallback(current)
-        AsyncHooks.emitDestroy(current)
+        leaveAndDestroy(current)
+    }
+
+    /// after then destroy of the scope a job ended in: one call to a recorder.
+    @inline(__always)
+    private func leaveAndDestroy(_ current: AsyncID) {
+        if AsyncHooks.isActive {
+            AsyncHooks.leaveCallbackAndDestroy(current)
+        } else {
+            AsyncHooks.leaveCallback(current)
+        }
     }
 
     /// The microtask that runs a Swift job queued on the loop thread (a `SwiftJob` resource).
     func runQueuedJob(_ job: LoopJob, _ scope: AsyncResourceContext) {
         AsyncHooks.enterCallback(scope.asyncID, triggerAsyncID: scope.triggerAsyncID, frame: scope.frame)
         let current = runJob(job, asMicrotaskIn: scope.asyncID)
-        AsyncHooks.leaveCallback(current)
-        AsyncHooks.emitDestroy(current)
+        leaveAndDestroy(current)
     }
 
     /// Calls `resume` (which resumes a continuation of a task on this loop) and runs the resumed job
