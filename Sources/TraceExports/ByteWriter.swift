@@ -14,15 +14,33 @@ struct ByteWriter {
 
     @inline(__always)
     mutating func put(_ s: StaticString) {
-        p.update(from: s.utf8Start, count: s.utf8CodeUnitCount)
-        p += s.utf8CodeUnitCount
+        copy(UnsafeRawPointer(s.utf8Start), s.utf8CodeUnitCount)
     }
 
     @inline(__always)
     mutating func put(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
-        p.update(from: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
-        p += bytes.count
+        copy(base, bytes.count)
+    }
+
+    /// Texts of an event are short: up to 64 bytes go as 8-byte words (the last one overlapping), not
+    /// through a call to memmove, which costs more than the copy at these sizes.
+    @inline(__always)
+    private mutating func copy(_ from: UnsafeRawPointer, _ n: Int) {
+        let to = UnsafeMutableRawPointer(p)
+        if n >= 8 && n <= 64 {
+            var i = 0
+            while i + 8 < n {
+                to.storeBytes(of: from.loadUnaligned(fromByteOffset: i, as: UInt64.self), toByteOffset: i, as: UInt64.self)
+                i += 8
+            }
+            to.storeBytes(of: from.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self), toByteOffset: n - 8, as: UInt64.self)
+        } else if n < 8 {
+            for i in 0..<n { p[i] = from.load(fromByteOffset: i, as: UInt8.self) }
+        } else {
+            to.copyMemory(from: from, byteCount: n)
+        }
+        p += n
     }
 
     @inline(__always)

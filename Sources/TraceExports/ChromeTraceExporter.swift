@@ -17,7 +17,7 @@ public final class ChromeTraceExporter: TimelineSink {
     @exclusivity(unchecked) private var prefixes: [ByteArena] = []
     /// Names with ids below this get a cached prefix (bounds the per-thread tables; marks may name thousands).
     static let prefixedNames = 4096
-    @exclusivity(unchecked) private var stacks: [[TimelineOp]] = []
+    @exclusivity(unchecked) private var stacks = PerThreadStacks<TimelineOp>()
     @exclusivity(unchecked) private var first = true
     @exclusivity(unchecked) public private(set) var eventsWritten: UInt64 = 0
 
@@ -31,6 +31,7 @@ public final class ChromeTraceExporter: TimelineSink {
     deinit {
         names.deallocate()
         middles.deallocate()
+        stacks.deallocate()
         for p in prefixes { p.deallocate() }
     }
 
@@ -53,7 +54,7 @@ public final class ChromeTraceExporter: TimelineSink {
     private func rel(_ ns: UInt64) -> UInt64 { ns > baseNs ? ns - baseNs : 0 }
 
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
-        stacks.append([])
+        stacks.addThread()
         prefixes.append(ByteArena(capacity: 1024))
         var text = ""
         if !timeline.threads.dropLast().contains(where: { $0.pid == thread.pid }) {
@@ -120,9 +121,9 @@ public final class ChromeTraceExporter: TimelineSink {
     public func consume(_ op: TimelineOp, timeline: Timeline) {
         switch op.kind {
         case .begin:
-            stacks[op.thread].append(op)
+            stacks.push(op.thread, op)
         case .end:
-            guard let b = stacks[op.thread].popLast() else { return }
+            guard let b = stacks.pop(op.thread) else { return }
             // 240: the longest fixed text and numbers below (6 integers of ≤ 20 digits, a flow, punctuation).
             let type = b.slice == .callback ? names.get(b.typeName, timeline.names).count : 0
             var w = head("{\"ph\":\"X\",\"name\":", b, extra: 240 + type, timeline: timeline)

@@ -15,15 +15,20 @@ public final class SpeedscopeExporter: TimelineSink {
     private var spoolPaths: [String] = []
 
     struct ThreadState {
-        let spool: OutputFile
-        var stack: [Int] = []
+        /// Kept alive by `spools`; unowned, so a per-event access retains nothing.
+        unowned(unsafe) let spool: OutputFile
         var firstEvent = true
         var startAt: UInt64 = .max
         var endAt: UInt64 = 0
     }
 
-    // Per-event state: no dynamic exclusivity checks.
-    @exclusivity(unchecked) private var threads: [ThreadState] = []
+    private var spools: [OutputFile] = []
+    // Per-event state in raw memory: no dynamic exclusivity or copy-on-write checks.
+    @exclusivity(unchecked) private var threads: UnsafeMutablePointer<ThreadState> = .allocate(capacity: 8)
+    @exclusivity(unchecked) private var threadCount = 0
+    private var threadCapacity = 8
+    /// Open frames per thread.
+    @exclusivity(unchecked) private var stacks = PerThreadStacks<Int>()
     public private(set) var failure: ExportError?
 
     public init(output: OutputFile, baseNs: UInt64, spoolDirectory: String) {
@@ -32,13 +37,18 @@ public final class SpeedscopeExporter: TimelineSink {
         self.spoolDirectory = spoolDirectory
     }
 
-    deinit { for p in spoolPaths { unlink(p) } }
+    deinit {
+        for p in spoolPaths { unlink(p) }
+        threads.deinitialize(count: threadCount)
+        threads.deallocate()
+        stacks.deallocate()
+    }
 
     @inline(__always)
     private func rel(_ ns: UInt64) -> UInt64 { ns > baseNs ? ns - baseNs : 0 }
 
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
-        let path = "\(spoolDirectory)/.asynctrace-speedscope-\(getpid())-\(threads.count).tmp"
+        let path = "\(spoolDirectory)/.asynctrace-speedscope-\(getpid())-\(threadCount).tmp"
         let spool: OutputFile
         do {
             spool = try OutputFile(path: path, bufferSize: 64 << 10)
@@ -47,31 +57,42 @@ public final class SpeedscopeExporter: TimelineSink {
             spool = try! OutputFile(path: "/dev/null", bufferSize: 16)
         }
         spoolPaths.append(path)
-        threads.append(ThreadState(spool: spool))
+        spools.append(spool)
+        if threadCount == threadCapacity {
+            let bigger = UnsafeMutablePointer<ThreadState>.allocate(capacity: 2 * threadCapacity)
+            bigger.moveInitialize(from: threads, count: threadCount)
+            threads.deallocate()
+            threads = bigger
+            threadCapacity *= 2
+        }
+        (threads + threadCount).initialize(to: ThreadState(spool: spool))
+        threadCount += 1
+        stacks.addThread()
     }
 
     @inline(__always)
     private func event(_ t: Int, open: Bool, frame: Int, at ns: UInt64) {
         let at = rel(ns)
-        var w = threads[t].spool.reserve(64)
-        if threads[t].firstEvent { threads[t].firstEvent = false } else { w.put(UInt8(ascii: ",")) }
+        let th = threads + t
+        var w = th.pointee.spool.reserve(64)
+        if th.pointee.firstEvent { th.pointee.firstEvent = false } else { w.put(UInt8(ascii: ",")) }
         w.put(open ? "{\"type\":\"O\",\"frame\":" : "{\"type\":\"C\",\"frame\":")
         w.put(uint: UInt64(frame))
         w.put(",\"at\":")
         w.put(uint: at)
         w.put(UInt8(ascii: "}"))
-        threads[t].spool.commit(w)
-        if at < threads[t].startAt { threads[t].startAt = at }
-        if at > threads[t].endAt { threads[t].endAt = at }
+        th.pointee.spool.commit(w)
+        if at < th.pointee.startAt { th.pointee.startAt = at }
+        if at > th.pointee.endAt { th.pointee.endAt = at }
     }
 
     public func consume(_ op: TimelineOp, timeline: Timeline) {
         switch op.kind {
         case .begin:
-            threads[op.thread].stack.append(op.name)
+            stacks.push(op.thread, op.name)
             event(op.thread, open: true, frame: op.name, at: op.timestampNs)
         case .end:
-            guard let frame = threads[op.thread].stack.popLast() else { return }
+            guard let frame = stacks.pop(op.thread) else { return }
             event(op.thread, open: false, frame: frame, at: op.timestampNs)
         case .instant, .counter:
             break  // speedscope has no instants or counters
@@ -93,7 +114,7 @@ public final class SpeedscopeExporter: TimelineSink {
         out.write("]},\"profiles\":[")
         var firstProfile = true
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        for t in threads.indices {
+        for t in 0..<threadCount {
             try threads[t].spool.close()
             guard !threads[t].firstEvent else { continue }  // a thread without slices has no profile
             if firstProfile { firstProfile = false } else { out.write(byte: UInt8(ascii: ",")) }
