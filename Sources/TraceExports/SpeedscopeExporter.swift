@@ -15,8 +15,8 @@ public final class SpeedscopeExporter: TimelineSink {
     private var spoolPaths: [String] = []
 
     struct ThreadState {
-        /// Kept alive by `spools`; unowned, so a per-event access retains nothing.
-        unowned(unsafe) let spool: OutputFile
+        /// Kept alive by `spools`; unmanaged, so a per-event access retains nothing.
+        let spool: Unmanaged<OutputFile>
         var firstEvent = true
         var startAt: UInt64 = .max
         var endAt: UInt64 = 0
@@ -65,7 +65,7 @@ public final class SpeedscopeExporter: TimelineSink {
             threads = bigger
             threadCapacity *= 2
         }
-        (threads + threadCount).initialize(to: ThreadState(spool: spool))
+        (threads + threadCount).initialize(to: ThreadState(spool: .passUnretained(spool)))
         threadCount += 1
         stacks.addThread()
     }
@@ -74,14 +74,18 @@ public final class SpeedscopeExporter: TimelineSink {
     private func event(_ t: Int, open: Bool, frame: Int, at ns: UInt64) {
         let at = rel(ns)
         let th = threads + t
-        var w = th.pointee.spool.reserve(64)
-        if th.pointee.firstEvent { th.pointee.firstEvent = false } else { w.put(UInt8(ascii: ",")) }
-        w.put(open ? "{\"type\":\"O\",\"frame\":" : "{\"type\":\"C\",\"frame\":")
-        w.put(uint: UInt64(frame))
-        w.put(",\"at\":")
-        w.put(uint: at)
-        w.put(UInt8(ascii: "}"))
-        th.pointee.spool.commit(w)
+        let first = th.pointee.firstEvent
+        th.pointee.firstEvent = false
+        th.pointee.spool._withUnsafeGuaranteedRef { spool in
+            var w = spool.reserve(64)
+            if !first { w.put(UInt8(ascii: ",")) }
+            w.put(open ? "{\"type\":\"O\",\"frame\":" : "{\"type\":\"C\",\"frame\":")
+            w.put(uint: UInt64(frame))
+            w.put(",\"at\":")
+            w.put(uint: at)
+            w.put(UInt8(ascii: "}"))
+            spool.commit(w)
+        }
         if at < th.pointee.startAt { th.pointee.startAt = at }
         if at > th.pointee.endAt { th.pointee.endAt = at }
     }
@@ -115,7 +119,7 @@ public final class SpeedscopeExporter: TimelineSink {
         var firstProfile = true
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         for t in 0..<threadCount {
-            try threads[t].spool.close()
+            try spools[t].close()
             guard !threads[t].firstEvent else { continue }  // a thread without slices has no profile
             if firstProfile { firstProfile = false } else { out.write(byte: UInt8(ascii: ",")) }
             let th = timeline.threads[t]
