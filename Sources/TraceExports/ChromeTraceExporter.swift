@@ -91,8 +91,7 @@ public final class ChromeTraceExporter: TimelineSink {
 
     /// `{"ph":"X","name":"…","cat":…,"ts":T` with room for `extra` more bytes after it.
     @inline(__always)
-    private func head(_ ph: StaticString, _ op: TimelineOp, extra: Int, timeline: Timeline) -> ByteWriter {
-        let phase = ph.utf8Start[7] == UInt8(ascii: "X") ? 0 : ph.utf8Start[7] == UInt8(ascii: "i") ? 1 : 2
+    private func head(_ ph: StaticString, phase: Int, _ op: TimelineOp, extra: Int, timeline: Timeline) -> ByteWriter {
         if let pre = prefix(ph, phase, op, timeline: timeline) {
             var w = out.reserve(40 + pre.count + extra)
             open(&w)
@@ -126,7 +125,7 @@ public final class ChromeTraceExporter: TimelineSink {
             guard let b = stacks.pop(op.thread) else { return }
             // 240: the longest fixed text and numbers below (6 integers of ≤ 20 digits, a flow, punctuation).
             let type = b.slice == .callback ? names.get(b.typeName, timeline.names).count : 0
-            var w = head("{\"ph\":\"X\",\"name\":", b, extra: 240 + type, timeline: timeline)
+            var w = head("{\"ph\":\"X\",\"name\":", phase: 0, b, extra: 240 + type, timeline: timeline)
             w.put(",\"dur\":")
             // Both ends relative and clamped alike (a syscall may have begun before the trace's first chunk).
             w.put(microsFromNanos: rel(op.timestampNs) - rel(b.timestampNs))
@@ -137,6 +136,7 @@ public final class ChromeTraceExporter: TimelineSink {
                 w.put(",\"trigger_async_id\":")
                 w.put(uint: b.triggerID)
                 w.put(",\"type\":")
+                // Fetched again: `head` may have added a name, moving the arena.
                 w.put(names.get(b.typeName, timeline.names))
                 w.put(UInt8(ascii: "}"))
                 // One binding per event: the trigger flow (first callback) wins over an epoll-ready flow.
@@ -159,7 +159,7 @@ public final class ChromeTraceExporter: TimelineSink {
         case .instant:
             if op.flowOut != 0 {
                 // A zero-length complete event, so the flow has a slice to bind to.
-                var w = head("{\"ph\":\"X\",\"name\":", op, extra: 160, timeline: timeline)
+                var w = head("{\"ph\":\"X\",\"name\":", phase: 0, op, extra: 160, timeline: timeline)
                 w.put(",\"dur\":0,\"args\":{\"async_id\":")
                 w.put(uint: op.asyncID)
                 if op.slice == .ready {
@@ -171,12 +171,12 @@ public final class ChromeTraceExporter: TimelineSink {
                 w.put(UInt8(ascii: "}"))
                 out.commit(w)
             } else {
-                var w = head("{\"ph\":\"i\",\"name\":", op, extra: 16, timeline: timeline)
+                var w = head("{\"ph\":\"i\",\"name\":", phase: 1, op, extra: 16, timeline: timeline)
                 w.put(",\"s\":\"t\"}")
                 out.commit(w)
             }
         case .counter:
-            var w = head("{\"ph\":\"C\",\"name\":", op, extra: 64, timeline: timeline)
+            var w = head("{\"ph\":\"C\",\"name\":", phase: 2, op, extra: 64, timeline: timeline)
             w.put(",\"args\":{\"value\":")
             w.put(int: op.counterValue)
             w.put("}}")

@@ -46,9 +46,7 @@ struct ByteArena {
     private var storage: UnsafeMutablePointer<UInt8>
     private var used = 0
     private var capacity: Int
-    private var starts: [Int] = []
-    private var lengths: [Int] = []
-    /// Entry id by key (-1: none yet).
+    /// By key: the entry's start << 32 | its length (-1: none yet); one load per lookup.
     private var byKey: [Int] = []
 
     init(capacity: Int = 4096) {
@@ -65,7 +63,7 @@ struct ByteArena {
         guard key >= 0 && key < byKey.count else { return nil }
         let e = byKey[key]
         guard e >= 0 else { return nil }
-        return UnsafeRawBufferPointer(start: storage + starts[e], count: lengths[e])
+        return UnsafeRawBufferPointer(start: storage + (e >> 32), count: e & 0xFFFF_FFFF)
     }
 
     @discardableResult
@@ -81,9 +79,7 @@ struct ByteArena {
         }
         bytes.withUnsafeBufferPointer { (storage + used).update(from: $0.baseAddress!, count: $0.count) }
         if key >= byKey.count { byKey.append(contentsOf: repeatElement(-1, count: key - byKey.count + 1)) }
-        byKey[key] = starts.count
-        starts.append(used)
-        lengths.append(bytes.count)
+        byKey[key] = used << 32 | bytes.count
         used += bytes.count
         return UnsafeRawBufferPointer(start: storage + used - bytes.count, count: bytes.count)
     }
