@@ -79,6 +79,9 @@ public struct AsyncHookFastPath: Sendable {
     /// loopIteration(iteration), then phaseEnter(phase) — or, when `following` is 1,
     /// `phaseEnterFollowing(phase)` — with nothing in between (an iteration's first phase).
     public var iterationAndPhaseEnter: (@convention(c) (_ iteration: UInt64, _ phase: UInt8, _ following: UInt8) -> Void)?
+    /// phaseLeave(leaving), then `iterationAndPhaseEnter(iteration, phase, following)` (a phase that
+    /// ends an iteration, then the next iteration's first phase, with only loop bookkeeping between).
+    public var leaveIterationAndPhaseEnter: (@convention(c) (_ leaving: UInt8, _ iteration: UInt64, _ phase: UInt8, _ following: UInt8) -> Void)?
 
     public init(initResource: @escaping @convention(c) (UInt64, UInt32, UInt64) -> Void, before: IDFunction,
                 after: IDFunction, destroy: IDFunction, promiseResolve: IDFunction, loopIteration: IDFunction,
@@ -88,7 +91,8 @@ public struct AsyncHookFastPath: Sendable {
                 initAfterDestroyBefore: (@convention(c) (UInt64, UInt32, UInt64, UInt64) -> Void)? = nil,
                 phaseEnterFollowing: PhaseFunction? = nil,
                 initResolved: (@convention(c) (UInt64, UInt32, UInt64) -> Void)? = nil,
-                iterationAndPhaseEnter: (@convention(c) (UInt64, UInt8, UInt8) -> Void)? = nil) {
+                iterationAndPhaseEnter: (@convention(c) (UInt64, UInt8, UInt8) -> Void)? = nil,
+                leaveIterationAndPhaseEnter: (@convention(c) (UInt8, UInt64, UInt8, UInt8) -> Void)? = nil) {
         self.initResource = initResource
         self.before = before
         self.after = after
@@ -104,6 +108,7 @@ public struct AsyncHookFastPath: Sendable {
         self.phaseEnterFollowing = phaseEnterFollowing
         self.initResolved = initResolved
         self.iterationAndPhaseEnter = iterationAndPhaseEnter
+        self.leaveIterationAndPhaseEnter = leaveIterationAndPhaseEnter
     }
 }
 

@@ -192,6 +192,26 @@ extension AsyncHooks {
             forEachHook { $0.phaseEnter(p) }
         }
     }
+    /// `emitPhaseLeave(leaving)`, `emitLoopIteration(n)`, then `emitPhaseEnter(p, following:)`: the
+    /// same events, one call to a recorder.
+    @inlinable public static func emitPhaseLeaveLoopIterationAndPhaseEnter(_ leaving: LoopPhase, _ n: UInt64, _ p: LoopPhase,
+                                                                          following: Bool) {
+        if isActive { activePhaseLeaveLoopIterationAndPhaseEnter(leaving, n, p, following) }
+    }
+    @usableFromInline @inline(never)
+    static func activePhaseLeaveLoopIterationAndPhaseEnter(_ leaving: LoopPhase, _ n: UInt64, _ p: LoopPhase, _ following: Bool) {
+        if let f = activeFastPath {
+            if let fused = f.pointee.leaveIterationAndPhaseEnter {
+                fused(leaving.rawValue, n, p.rawValue, following ? 1 : 0)
+            } else {
+                f.pointee.phaseLeave(leaving.rawValue)
+                activeLoopIterationAndPhaseEnter(n, p, following)
+            }
+        } else {
+            forEachHook { $0.phaseLeave(leaving) }
+            activeLoopIterationAndPhaseEnter(n, p, following)
+        }
+    }
     @inlinable public static func emitPhaseLeave(_ p: LoopPhase) {
         if isActive {
             if let f = activeFastPath { f.pointee.phaseLeave(p.rawValue) } else { forEachHook { $0.phaseLeave(p) } }

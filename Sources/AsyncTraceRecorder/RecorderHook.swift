@@ -55,6 +55,10 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
             initResolved: { id, type, trigger in RecorderHook.recordInitResolved(id, type, trigger) },
             iterationAndPhaseEnter: { _, phase, following in
                 RecorderHook.recordPhaseEnter(phase, following: following != 0, startsIteration: true)
+            },
+            leaveIterationAndPhaseEnter: { _, _, phase, following in
+                // The phase start ends the phase being left: its phaseLeave is not written (see below).
+                RecorderHook.recordPhaseEnter(phase, following: following != 0, startsIteration: true)
             })
     }
 

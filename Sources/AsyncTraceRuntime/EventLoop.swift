@@ -84,6 +84,11 @@ public final class EventLoop: @unchecked Sendable {
     /// enter (one call to a recorder), or alone at the iteration's end when no phase ran. No hook
     /// event can come between the loop's top and the first phase enter, so hooks see the same order.
     @exclusivity(unchecked) var iterationUnannounced = false
+    /// A check phase ended and its phaseLeave is not emitted yet: it goes with the next phase enter
+    /// (and the next iteration's announcement) in one call, or alone before the next iteration's
+    /// loopIteration when no phase runs, or when `run` returns. Nothing between the check phase's end
+    /// and the next phase enter emits a hook event.
+    @exclusivity(unchecked) var checkLeaveUnannounced = false
     let quietCheckLimit = 8
     /// Rejected promises without a handler, checked once the microtask queue is empty (as Node).
     @exclusivity(unchecked) var unhandledRejections = ContiguousArray<PromiseBase>()
@@ -231,9 +236,19 @@ public final class EventLoop: @unchecked Sendable {
             runQueue(.close)
             if iterationUnannounced {
                 iterationUnannounced = false
+                announceCheckLeave()
                 AsyncHooks.emitLoopIteration(iteration)
             }
             updateTime()
+        }
+        announceCheckLeave()
+    }
+
+    @inline(__always)
+    func announceCheckLeave() {
+        if checkLeaveUnannounced {
+            checkLeaveUnannounced = false
+            AsyncHooks.emitPhaseLeave(.check)
         }
     }
 
@@ -434,8 +449,14 @@ public final class EventLoop: @unchecked Sendable {
     func announcePhase(_ phase: LoopPhase, following: Bool) {
         if iterationUnannounced {
             iterationUnannounced = false
-            AsyncHooks.emitLoopIterationAndPhaseEnter(iteration, phase, following: following)
+            if checkLeaveUnannounced {
+                checkLeaveUnannounced = false
+                AsyncHooks.emitPhaseLeaveLoopIterationAndPhaseEnter(.check, iteration, phase, following: following)
+            } else {
+                AsyncHooks.emitLoopIterationAndPhaseEnter(iteration, phase, following: following)
+            }
         } else {
+            announceCheckLeave()
             AsyncHooks.emitPhaseEnter(phase, following: following)
         }
     }
@@ -458,7 +479,7 @@ public final class EventLoop: @unchecked Sendable {
         }
         quietCheckEnd = follows && runningImmediates.count <= quietCheckLimit
         runningImmediates.removeAll(keepingCapacity: true)
-        AsyncHooks.emitPhaseLeave(.check)
+        checkLeaveUnannounced = true
     }
 
     // MARK: poll phase

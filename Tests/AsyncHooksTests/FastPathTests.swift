@@ -99,12 +99,14 @@ final class FastPathHook: AsyncHook, @unchecked Sendable {
         #expect(switched && inB == b.asyncID && inC == c.asyncID && executionAsyncID() == outer)
         AsyncHooks.emitLoopIterationAndPhaseEnter(9, .check, following: true)
         AsyncHooks.emitLoopIterationAndPhaseEnter(10, .timers, following: false)
+        AsyncHooks.emitPhaseLeaveLoopIterationAndPhaseEnter(.check, 11, .check, following: true)
         let r = AsyncResourceContext(resolvedOnCreation: ResourceType("FusedResolved"))
         #expect(r.triggerAsyncID == outer)
         let (x, y, z) = (a.asyncID, b.asyncID, c.asyncID)
         return ["init \(x) \(a.type.id) \(outer)", "init \(y) \(b.type.id) \(outer)", "init \(z) \(c.type.id) \(outer)",
                 "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",
                 "before \(z)", "after \(z)", "destroy \(z)", "iteration 9", "enter 5", "iteration 10", "enter 0",
+                "leave 5", "iteration 11", "enter 5",
                 "init \(r.asyncID) \(r.type.id) \(outer)",
                 "resolve \(r.asyncID)"]
     }

@@ -285,8 +285,9 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         #expect(mine[4].ticks == mine[3].ticks && mine[5].ticks == mine[3].ticks && mine[2].ticks <= mine[3].ticks)
     }
 
-    /// An iteration announced with its first phase (one call) writes what the separate calls write:
-    /// a phase start that starts the iteration; `following` takes the previous event's time.
+    /// An iteration announced with its first phase (one call; the second also ending the previous
+    /// phase) writes what the separate calls write: a phase start that starts the iteration (and
+    /// implies the leave); `following` takes the previous event's time.
     @Test func iterationAndPhaseEnterWriteOnePhaseStart() throws {
         let path = tempPath("iterphase")
         defer { unlink(path) }
@@ -294,8 +295,7 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let a = AsyncResourceContext(type: .immediate)
         AsyncHooks.emitLoopIterationAndPhaseEnter(1, .check, following: false)
         a.runInScope {}
-        AsyncHooks.emitPhaseLeave(.check)
-        AsyncHooks.emitLoopIterationAndPhaseEnter(2, .check, following: true)
+        AsyncHooks.emitPhaseLeaveLoopIterationAndPhaseEnter(.check, 2, .check, following: true)
         AsyncHooks.emitPhaseLeave(.check)
         AsyncHooks.emitLoopIteration(3)
         AsyncHooks.emitPhaseEnter(.timers)
