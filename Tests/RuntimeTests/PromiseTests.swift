@@ -188,7 +188,7 @@ struct PromiseTests {
         runLoopThread {
             let requestID = AsyncLocal<String>()
             for name in ["a", "b"] {
-                requestID.run(name) {
+                _ = requestID.run(name) {
                     EventLoop.current.runAsync {
                         try await Task.sleep(nanoseconds: 1_000_000)
                         log("\(name) after Task.sleep: \(requestID.current ?? "nil")")
