@@ -392,23 +392,7 @@ public struct ChunkDecoder {
     }
 
     private func readVarintSlow(_ offset: inout Int) -> UInt64? {
-        let p = bytes.unsafelyUnwrapped
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        var i = offset
-        while i < count {
-            let b = p[i]
-            i += 1
-            if shift == 63 && b > 1 { return nil }  // overflow: not a varint we wrote
-            result |= UInt64(b & 0x7f) << shift
-            if b < 0x80 {
-                offset = i
-                return result
-            }
-            shift += 7
-            if shift > 63 { return nil }
-        }
-        return nil
+        decodeVarint(bytes.unsafelyUnwrapped, count: count, offset: &offset)
     }
 
     /// The one decoding routine: the next event (stringDef included) into `e`. Every read is bounds-checked

@@ -72,23 +72,8 @@ public struct ByteCursor {
             defer { offset += 1 }
             return UInt64(base[offset])
         }
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        var i = offset
-        let end = base.count
-        while i < end {
-            let b = base[i]
-            i += 1
-            if shift == 63 && b > 1 { return nil }  // overflow: not a varint we wrote
-            result |= UInt64(b & 0x7f) << shift
-            if b < 0x80 {
-                offset = i
-                return result
-            }
-            shift += 7
-            if shift > 63 { return nil }
-        }
-        return nil
+        guard let p = base.baseAddress else { return nil }
+        return decodeVarint(p.assumingMemoryBound(to: UInt8.self), count: base.count, offset: &offset)
     }
 
     @inlinable
@@ -98,4 +83,26 @@ public struct ByteCursor {
         offset += n
         return r
     }
+}
+
+/// Decodes the varint at `offset` of the `count` bytes at `p` and moves `offset` past it; nil when it
+/// runs past the end or does not fit 64 bits (not a varint we wrote). Every reader's general case.
+@usableFromInline
+func decodeVarint(_ p: UnsafePointer<UInt8>, count: Int, offset: inout Int) -> UInt64? {
+    var result: UInt64 = 0
+    var shift: UInt64 = 0
+    var i = offset
+    while i < count {
+        let b = p[i]
+        i += 1
+        if shift == 63 && b > 1 { return nil }  // overflow
+        result |= UInt64(b & 0x7f) << shift
+        if b < 0x80 {
+            offset = i
+            return result
+        }
+        shift += 7
+        if shift > 63 { return nil }
+    }
+    return nil
 }
