@@ -158,7 +158,7 @@ import TraceReader
         }
         var bytes = FileHeader(pid: Synthetic.pid, monotonicStartNs: Synthetic.base, realtimeStartNs: 1, program: "chain").encode()
         bytes += Synthetic.userChunk(tid: 100, events)
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { fatalError("cannot write \(path)") }
     }
 
     @Test func runsOfOneTypeFoldIntoOneFrame() throws {

@@ -146,7 +146,7 @@ enum Synthetic {
         bytes += userChunk(tid: 100, mainThread())
         bytes += userChunk(tid: 101, workerThread())
         if kernel { bytes += kernelChunk() }
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { fatalError("cannot write \(path)") }
     }
 }
 
