@@ -13,28 +13,26 @@ public struct AsyncResourceContext: Sendable {
     /// and stores, and a call would cost as much again at every resource a runtime creates.
     @inlinable @inline(__always)
     public init(type: ResourceType, triggerAsyncID: AsyncID? = nil, resource: AnyObject? = nil) {
-        let state = ExecutionState.current
-        let id = state.allocateID()
-        let trigger = triggerAsyncID ?? state.executionID
-        self.asyncID = id
-        self.triggerAsyncID = trigger
-        self.type = type
-        self.frame = state.frame
-        AsyncHooks.emitInit(id, type: type, triggerAsyncID: trigger, resource: resource)
+        self.init(unannounced: type, triggerAsyncID: triggerAsyncID)
+        AsyncHooks.emitInit(asyncID, type: type, triggerAsyncID: self.triggerAsyncID, resource: resource)
     }
 
     /// Creates a resource that is settled as it is created (`Promise.resolve(value)`): as
     /// `init(type:triggerAsyncID:)`, then its promiseResolve, in one call to a recorder.
     @inlinable @inline(__always)
     public init(resolvedOnCreation type: ResourceType, triggerAsyncID: AsyncID? = nil) {
+        self.init(unannounced: type, triggerAsyncID: triggerAsyncID)
+        AsyncHooks.emitInitAndPromiseResolve(asyncID, type: type, triggerAsyncID: self.triggerAsyncID)
+    }
+
+    /// A fresh id, the trigger (default: the current execution id) and the current frame; no event.
+    @inlinable @inline(__always)
+    init(unannounced type: ResourceType, triggerAsyncID: AsyncID?) {
         let state = ExecutionState.current
-        let id = state.allocateID()
-        let trigger = triggerAsyncID ?? state.executionID
-        self.asyncID = id
-        self.triggerAsyncID = trigger
+        self.asyncID = state.allocateID()
+        self.triggerAsyncID = triggerAsyncID ?? state.executionID
         self.type = type
         self.frame = state.frame
-        AsyncHooks.emitInitAndPromiseResolve(id, type: type, triggerAsyncID: trigger)
     }
 
     /// The context of a resource created earlier, from the parts a runtime stored separately (a
