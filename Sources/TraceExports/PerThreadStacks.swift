@@ -19,13 +19,7 @@ struct PerThreadStacks<Element> {
     }
 
     mutating func addThread() {
-        if threads == capacity {
-            let bigger = UnsafeMutablePointer<Stack>.allocate(capacity: 2 * capacity)
-            bigger.moveInitialize(from: stacks, count: threads)
-            stacks.deallocate()
-            stacks = bigger
-            capacity *= 2
-        }
+        if threads == capacity { stacks = doubled(stacks, count: threads, capacity: &capacity) }
         (stacks + threads).initialize(to: Stack(base: .allocate(capacity: 16), count: 0, capacity: 16))
         threads += 1
     }
@@ -47,10 +41,16 @@ struct PerThreadStacks<Element> {
     }
 
     private func grow(_ s: UnsafeMutablePointer<Stack>) {
-        let bigger = UnsafeMutablePointer<Element>.allocate(capacity: 2 * s.pointee.capacity)
-        bigger.moveInitialize(from: s.pointee.base, count: s.pointee.count)
-        s.pointee.base.deallocate()
-        s.pointee.base = bigger
-        s.pointee.capacity *= 2
+        s.pointee.base = doubled(s.pointee.base, count: s.pointee.count, capacity: &s.pointee.capacity)
     }
+}
+
+/// Moves the `count` elements at `base` into new memory of twice `capacity` (updated), frees the old.
+@inline(never)
+func doubled<T>(_ base: UnsafeMutablePointer<T>, count: Int, capacity: inout Int) -> UnsafeMutablePointer<T> {
+    let bigger = UnsafeMutablePointer<T>.allocate(capacity: 2 * capacity)
+    bigger.moveInitialize(from: base, count: count)
+    base.deallocate()
+    capacity *= 2
+    return bigger
 }

@@ -58,13 +58,7 @@ public final class SpeedscopeExporter: TimelineSink {
         }
         spoolPaths.append(path)
         spools.append(spool)
-        if threadCount == threadCapacity {
-            let bigger = UnsafeMutablePointer<ThreadState>.allocate(capacity: 2 * threadCapacity)
-            bigger.moveInitialize(from: threads, count: threadCount)
-            threads.deallocate()
-            threads = bigger
-            threadCapacity *= 2
-        }
+        if threadCount == threadCapacity { threads = doubled(threads, count: threadCount, capacity: &threadCapacity) }
         (threads + threadCount).initialize(to: ThreadState(spool: .passUnretained(spool)))
         threadCount += 1
         stacks.addThread()
