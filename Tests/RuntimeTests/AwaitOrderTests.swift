@@ -109,17 +109,11 @@ struct AwaitOrderTests {
 
     @Test("each await is its own PROMISE resource (trigger: the awaited promise), entered after the previous scope left")
     func awaitEventsDescribeTheContinuations() {
-        struct Event: Equatable { let kind: String; let id: AsyncID; let trigger: AsyncID }
-        let events = Mutex<[Event]>([])
+        typealias Event = HookEventLog.Event
+        let hookLog = HookEventLog()
         let seen = Mutex<[(awaited: AsyncID, scope: AsyncID)]>([])
         let out = runScenario { log in
-            let thread = pthread_self()
-            @Sendable func record(_ kind: String, _ id: AsyncID, _ trigger: AsyncID = .none) {
-                if pthread_equal(pthread_self(), thread) != 0 { events.withLock { $0.append(Event(kind: kind, id: id, trigger: trigger)) } }
-            }
-            let hook = AsyncHooks.createHook(init: { id, _, trigger, _ in record("init", id, trigger) },
-                                             before: { record("before", $0) }, after: { record("after", $0) },
-                                             destroy: { record("destroy", $0) })
+            let hook = hookLog.hookForThisThread()
             hook.enable()
             let loop = EventLoop.current
             loop.runAsync {
@@ -134,7 +128,7 @@ struct AwaitOrderTests {
             setTimeout(1) { hook.disable() }
         }
         #expect(out == ["done"])
-        let evs = events.withLock { $0 }
+        let evs = hookLog.events
         let scopes = seen.withLock { $0 }
         #expect(scopes.count == 4)
         var previousAfter = -1

@@ -240,17 +240,11 @@ struct PromiseTests {
 
     @Test("Promise.all: one PROMISE per input (trigger: the input), run once as a callback, then destroyed")
     func allReactsThroughOneResourcePerInput() {
-        struct Event: Equatable { let kind: String; let id: AsyncID; let trigger: AsyncID }
-        let events = Mutex<[Event]>([])
+        typealias Event = HookEventLog.Event
+        let hookLog = HookEventLog()
         let inputs = Mutex<[AsyncID]>([])
         let out = runScenario { log in
-            let thread = pthread_self()
-            @Sendable func record(_ kind: String, _ id: AsyncID, _ trigger: AsyncID = .none) {
-                if pthread_equal(pthread_self(), thread) != 0 { events.withLock { $0.append(Event(kind: kind, id: id, trigger: trigger)) } }
-            }
-            let hook = AsyncHooks.createHook(init: { id, _, trigger, _ in record("init", id, trigger) },
-                                             before: { record("before", $0) }, after: { record("after", $0) },
-                                             destroy: { record("destroy", $0) })
+            let hook = hookLog.hookForThisThread()
             hook.enable()
             // Settled inputs (the reaction is queued at once) and a pending one (queued when it settles).
             let pending = Promise<Int> { r in setImmediate { r.resolve(3) } }
@@ -260,7 +254,7 @@ struct PromiseTests {
             Promise.all(ps).then { log("all \($0)"); setImmediate { hook.disable() } }
         }
         #expect(out == ["all [1, 2, 3]"])
-        let evs = events.withLock { $0 }
+        let evs = hookLog.events
         for input in inputs.withLock({ $0 }) {
             let reactions = evs.filter { $0.kind == "init" && $0.trigger == input }
             #expect(reactions.count == 1)

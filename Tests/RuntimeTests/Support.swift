@@ -100,3 +100,21 @@ final class BalanceHook: AsyncHook, @unchecked Sendable {
         state.withLock { s in s.types.filter { !s.destroyed.contains($0.key) }.map(\.value).sorted() }
     }
 }
+
+/// init/before/after/destroy of one thread, in order, as plain values a test can compare.
+final class HookEventLog: Sendable {
+    struct Event: Equatable { let kind: String; let id: AsyncID; let trigger: AsyncID }
+    private let storage = Mutex<[Event]>([])
+    var events: [Event] { storage.withLock { $0 } }
+
+    /// A hook (not yet enabled) that logs the calling thread's events only.
+    func hookForThisThread() -> ClosureHook {
+        let thread = pthread_self()
+        @Sendable func record(_ kind: String, _ id: AsyncID, _ trigger: AsyncID = .none) {
+            if pthread_equal(pthread_self(), thread) != 0 { storage.withLock { $0.append(Event(kind: kind, id: id, trigger: trigger)) } }
+        }
+        return AsyncHooks.createHook(init: { id, _, trigger, _ in record("init", id, trigger) },
+                                     before: { record("before", $0) }, after: { record("after", $0) },
+                                     destroy: { record("destroy", $0) })
+    }
+}
