@@ -1,7 +1,8 @@
 // The `runtime` group: the event loop against Node v20, side by side in one run.
 // Workloads (sizes as Benchmarks/node/runtime.js): 1 M chained setImmediate, 200 k setTimeout(0),
 // 1 M chained awaits, Promise.all of 100 k. Each run measures, in turn: our loop bare, our loop with
-// the recorder on, Node, Node with an async_hooks hook. Medians over ASYNCTRACE_BENCH_RUNS runs (default 5).
+// the recorder on, our loop with ClockFloorHook (the hooks' calls and the recorder's clock reads, nothing
+// written), Node, Node with an async_hooks hook. Medians over ASYNCTRACE_BENCH_RUNS runs (default 5).
 import AsyncHooks
 import AsyncTraceRecorder
 import AsyncTraceRuntime
@@ -87,25 +88,42 @@ enum RuntimeBench {
         var bare: [String: [Double]] = [:], recorded: [String: [Double]] = [:]
         var node: [String: [Double]] = [:], nodeHooks: [String: [Double]] = [:]
         var dropped: UInt64 = 0, written: UInt64 = 0
+        // Freed memory stays in the heap between measurements (as V8 keeps its heap): otherwise each run
+        // pays page faults for whatever the run before it gave back, depending on its position.
+        _ = glibcMallopt(-1 /* M_TRIM_THRESHOLD */, 1 << 30)
+        _ = glibcMallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 30)
         for w in workloads { _ = measure((w.name, w.n / 10, w.run)) }  // warm-up
         let withNode = getenv("ASYNCTRACE_BENCH_NO_NODE") == nil
         let withRecording = getenv("ASYNCTRACE_BENCH_NO_RECORDING") == nil
-        // The four measurements of one workload run back to back, so load changes on a shared
-        // machine hit them alike; the ratios are taken from the medians.
-        // Bare and recorded alternate which goes first (odd runs record first): the second of a pair
-        // finds the allocator's memory already faulted in, which a fixed order would credit to one side.
+        let withFloor = withRecording
+        let floorHook = ClockFloorHook()
+        var floor: [String: [Double]] = [:]
+        // The measurements of one workload run back to back, so load changes on a shared machine hit
+        // them alike; the ratios are taken from the medians. Our variants (bare, recorded, floor) take
+        // turns at going first: a later one finds the allocator's memory already faulted in and its
+        // arenas shaped by the one before, which a fixed order would credit to one side (Promise.all
+        // read as 0.87x "slowdown" with recording always second).
+        enum Variant { case bare, recorded, floor }
+        var variants: [Variant] = [.bare]
+        if withRecording { variants += [.recorded, .floor] }
         for run in 0..<runs {
             for w in workloads {
-                let recordFirst = run % 2 == 1
-                if !recordFirst || !withRecording { bare[w.name, default: []].append(measure(w)) }
-                if withRecording {
-                    do { try TraceRecorder.start(path: tracePath) } catch { print("{\"error\": \"recorder: \(error)\"}"); return }
-                    recorded[w.name, default: []].append(measure(w))
-                    TraceRecorder.stop()
-                    dropped += TraceRecorder.statistics.eventsDropped
-                    written += TraceRecorder.statistics.eventsWritten
-                    unlink(tracePath)
-                    if recordFirst { bare[w.name, default: []].append(measure(w)) }
+                for k in 0..<variants.count {
+                    switch variants[(run + k) % variants.count] {
+                    case .bare:
+                        bare[w.name, default: []].append(measure(w))
+                    case .recorded:
+                        do { try TraceRecorder.start(path: tracePath) } catch { print("{\"error\": \"recorder: \(error)\"}"); return }
+                        recorded[w.name, default: []].append(measure(w))
+                        TraceRecorder.stop()
+                        dropped += TraceRecorder.statistics.eventsDropped
+                        written += TraceRecorder.statistics.eventsWritten
+                        unlink(tracePath)
+                    case .floor:
+                        AsyncHooks.enable(floorHook)
+                        floor[w.name, default: []].append(measure(w))
+                        AsyncHooks.disable(floorHook)
+                    }
                 }
                 if withNode {
                     if let v = runNode(script, w.name, hooks: false)[w.name] { node[w.name, default: []].append(v) }
@@ -118,6 +136,10 @@ enum RuntimeBench {
             let nd = median(node[w.name] ?? []), nh = median(nodeHooks[w.name] ?? [])
             emit("runtime/\(w.name)/asynctrace", b, w.n, runs, extra: ", \"speedup_vs_node\": \(fmt(nd / b))")
             emit("runtime/\(w.name)/asynctrace-recording", r, w.n, runs, extra: ", \"recording_slowdown\": \(fmt(r / b))")
+            if withFloor {
+                let f = median(floor[w.name] ?? [])
+                emit("runtime/\(w.name)/hooks-clock-floor", f, w.n, runs, extra: ", \"floor_slowdown\": \(fmt(f / b))")
+            }
             emit("runtime/\(w.name)/node", nd, w.n, runs, extra: "")
             emit("runtime/\(w.name)/node-async-hooks", nh, w.n, runs, extra: ", \"hooks_slowdown\": \(fmt(nh / nd))")
         }
@@ -180,6 +202,9 @@ enum RuntimeBench {
         return String(v.prefix { $0 != "," && $0 != "}" })
     }
 }
+
+/// glibc's mallopt (malloc.h is not in the Glibc module).
+@_silgen_name("mallopt") func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
 
 extension Substring {
     fileprivate func range(of s: String) -> Range<Index>? {
