@@ -106,6 +106,10 @@ enum RuntimeBench {
         enum Variant { case bare, recorded, floor }
         var variants: [Variant] = [.bare]
         if withRecording { variants += [.recorded, .floor] }
+        // ASYNCTRACE_BENCH_VARIANTS=bare,recorded,floor: a subset (for instruction counts of one variant).
+        if let v = getenv("ASYNCTRACE_BENCH_VARIANTS").map({ String(cString: $0).split(separator: ",").map(String.init) }) {
+            variants = variants.filter { v.contains("\($0)") }
+        }
         for run in 0..<runs {
             for w in workloads {
                 for k in 0..<variants.count {
