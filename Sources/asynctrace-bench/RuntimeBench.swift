@@ -2,7 +2,7 @@
 // Workloads (sizes as Benchmarks/node/runtime.js): 1 M chained setImmediate, 200 k setTimeout(0),
 // 1 M chained awaits, Promise.all of 100 k. Each run measures, in turn: our loop bare, our loop with
 // the recorder on, our loop with ClockFloorHook (the hooks' calls and the recorder's clock reads, nothing
-// written), Node, Node with an async_hooks hook. Medians over ASYNCTRACE_BENCH_RUNS runs (default 5).
+// written), the same without the clock reads, Node, Node with an async_hooks hook. Medians over ASYNCTRACE_BENCH_RUNS runs (default 5).
 import AsyncHooks
 import AsyncTraceRecorder
 import AsyncTraceRuntime
@@ -97,16 +97,16 @@ enum RuntimeBench {
         let withRecording = getenv("ASYNCTRACE_BENCH_NO_RECORDING") == nil
         let withFloor = withRecording
         let floorHook = ClockFloorHook()
-        var floor: [String: [Double]] = [:]
+        var floor: [String: [Double]] = [:], hooksOnly: [String: [Double]] = [:]
         // The measurements of one workload run back to back, so load changes on a shared machine hit
-        // them alike; the ratios are taken from the medians. Our variants (bare, recorded, floor) take
+        // them alike; the ratios are taken from the medians. Our variants (bare, recorded, floors) take
         // turns at going first: a later one finds the allocator's memory already faulted in and its
         // arenas shaped by the one before, which a fixed order would credit to one side (Promise.all
         // read as 0.87x "slowdown" with recording always second).
-        enum Variant { case bare, recorded, floor }
+        enum Variant { case bare, recorded, floor, hooks }
         var variants: [Variant] = [.bare]
-        if withRecording { variants += [.recorded, .floor] }
-        // ASYNCTRACE_BENCH_VARIANTS=bare,recorded,floor: a subset (for instruction counts of one variant).
+        if withRecording { variants += [.recorded, .floor, .hooks] }
+        // ASYNCTRACE_BENCH_VARIANTS=bare,recorded,floor,hooks: a subset (for instruction counts of one variant).
         if let v = getenv("ASYNCTRACE_BENCH_VARIANTS").map({ String(cString: $0).split(separator: ",").map(String.init) }) {
             variants = variants.filter { v.contains("\($0)") }
         }
@@ -123,10 +123,12 @@ enum RuntimeBench {
                         dropped += TraceRecorder.statistics.eventsDropped
                         written += TraceRecorder.statistics.eventsWritten
                         unlink(tracePath)
-                    case .floor:
+                    case .floor, .hooks:
+                        clockFloorReadsClock = variants[(run + k) % variants.count] == .floor
                         AsyncHooks.enable(floorHook)
-                        floor[w.name, default: []].append(measure(w))
+                        let t = measure(w)
                         AsyncHooks.disable(floorHook)
+                        if clockFloorReadsClock { floor[w.name, default: []].append(t) } else { hooksOnly[w.name, default: []].append(t) }
                     }
                 }
                 if withNode {
@@ -143,6 +145,8 @@ enum RuntimeBench {
             if withFloor {
                 let f = median(floor[w.name] ?? [])
                 emit("runtime/\(w.name)/hooks-clock-floor", f, w.n, runs, extra: ", \"floor_slowdown\": \(fmt(f / b))")
+                let h = median(hooksOnly[w.name] ?? [])
+                emit("runtime/\(w.name)/hooks-floor", h, w.n, runs, extra: ", \"floor_slowdown\": \(fmt(h / b))")
             }
             emit("runtime/\(w.name)/node", nd, w.n, runs, extra: "")
             emit("runtime/\(w.name)/node-async-hooks", nh, w.n, runs, extra: ", \"hooks_slowdown\": \(fmt(nh / nd))")
