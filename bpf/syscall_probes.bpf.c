@@ -125,11 +125,13 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     if (!is_recorded(nr))
         return 0;
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (!is_traced(tgid))
+    // The task's own fields rather than bpf_get_current_pid_tgid(): one helper call fewer, and a call
+    // is dear where every kernel return goes through a mitigation thunk (SRSO). With
+    // kernel.bpf_stats_enabled this program went from ~156 to ~142 ns per run on such a machine.
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (!is_traced(task->tgid))
         return 0;
-    struct inflight *s = bpf_task_storage_get(&inflight_by_task, bpf_get_current_task_btf(), 0,
-                                              BPF_LOCAL_STORAGE_GET_F_CREATE);
+    struct inflight *s = bpf_task_storage_get(&inflight_by_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (!s) {
         __sync_fetch_and_add(&dropped_records, 1);
         return 0;
@@ -241,10 +243,12 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     if (!is_recorded(regs->orig_ax))
         return 0;
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (!is_traced(pid_tgid >> 32))
+    struct task_struct *task = bpf_get_current_task_btf();
+    __u32 tgid = task->tgid;
+    if (!is_traced(tgid))
         return 0;
-    struct inflight *s = bpf_task_storage_get(&inflight_by_task, bpf_get_current_task_btf(), 0, 0);
+    __u64 pid_tgid = ((__u64)tgid << 32) | (__u32)task->pid;
+    struct inflight *s = bpf_task_storage_get(&inflight_by_task, task, 0, 0);
     if (!s || !s->active)
         return 0; // entered before the process was traced
     s->active = 0;
@@ -253,13 +257,12 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
         emit_epoll(pid_tgid, s, ret, now);
         return 0;
     }
-    struct kp_syscall_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-    if (!r) {
+    // Built on the stack and copied in by one helper call (reserve + submit are two): with the task
+    // fields above, ~210 -> ~179 ns per run (kernel.bpf_stats_enabled).
+    struct kp_syscall_record r;
+    fill_syscall(&r, KP_RECORD_SYSCALL, pid_tgid, s, ret, now);
+    if (bpf_ringbuf_output(&events, &r, sizeof(r), wakeup_flag()) != 0)
         __sync_fetch_and_add(&dropped_records, 1);
-        return 0;
-    }
-    fill_syscall(r, KP_RECORD_SYSCALL, pid_tgid, s, ret, now);
-    bpf_ringbuf_submit(r, wakeup_flag());
     return 0;
 }
 
