@@ -35,7 +35,7 @@ extension AsyncHooks {
         guard state.executionID == current, state.p.pointee.depth > 0 else { return nil }
         let next = state.allocateID()
         if isActive {
-            switchToNewResourceObserved(from: current, destroyingCurrent: destroyingCurrent, to: next, type: type,
+            switchToNewResourceObserved(state, from: current, destroyingCurrent: destroyingCurrent, to: next, type: type,
                                         triggerAsyncID: triggerAsyncID)
         } else {
             state.p.pointee.executionID = next
@@ -47,13 +47,14 @@ extension AsyncHooks {
     /// The init and the switch with hooks enabled; a sole hook with a fused fast path gets all four
     /// events (init, after, destroy, before) in one call.
     @usableFromInline @inline(never)
-    static func switchToNewResourceObserved(from current: AsyncID, destroyingCurrent: Bool, to next: AsyncID,
-                                            type: ResourceType, triggerAsyncID: AsyncID) {
+    static func switchToNewResourceObserved(_ state: ExecutionState, from current: AsyncID, destroyingCurrent: Bool,
+                                            to next: AsyncID, type: ResourceType, triggerAsyncID: AsyncID) {
         if destroyingCurrent, let f = activeFastPath, let fused = f.pointee.initAfterDestroyBefore {
-            fused(next.rawValue, type.id, triggerAsyncID.rawValue, current.rawValue)
-            let state = ExecutionState.current
+            // The in-place switch first, so the call is the last thing done (a tail call): a fast path
+            // reads no context, so it cannot tell.
             state.p.pointee.executionID = next
             state.p.pointee.triggerID = triggerAsyncID
+            fused(next.rawValue, type.id, triggerAsyncID.rawValue, current.rawValue)
             return
         }
         activeInit(next, type, triggerAsyncID, nil)
@@ -68,11 +69,11 @@ extension AsyncHooks {
                                        to next: AsyncID, triggerAsyncID: AsyncID) {
         let state = ExecutionState.current
         if destroyingCurrent, let f = activeFastPath, let fused = f.pointee.afterDestroyBefore {
-            // A fast path reads no context: one call for the three events, then the in-place switch
-            // of the hook-less case (the caller checked that `current` is the innermost callback).
-            fused(current.rawValue, next.rawValue)
+            // A fast path reads no context: the in-place switch of the hook-less case (the caller
+            // checked that `current` is the innermost callback), then one call for the three events.
             state.p.pointee.executionID = next
             state.p.pointee.triggerID = triggerAsyncID
+            fused(current.rawValue, next.rawValue)
             return
         }
         let frame = state.frame
