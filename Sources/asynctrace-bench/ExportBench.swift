@@ -5,6 +5,7 @@
 //         resource's whole life (regular, short timings);
 //   http: shaped like a recorded HTTP benchmark with kernel syscalls (16 keep-alive connections, 1–8 ready
 //         fds per wait, µs-scale jittered timings), where Perfetto's bytes per event are the hardest.
+// kernel_ns_per_event: the exporting thread's time in the kernel (writing the output), median of 3.
 // The last line, `export.summary`, has the figures README quotes.
 #if canImport(Glibc)
 import Glibc
@@ -47,14 +48,17 @@ enum ExportBench {
 
             for format in ExportFormat.allCases where only == nil || only == format.rawValue {
                 var rates: [Double] = []
+                var kernelNsPerEvent: [Double] = []
                 var last: ExportSummary?
                 ReaderBenchmarks.resetPeakRSS()
                 for _ in 0..<3 {
                     let cpu = ReaderBenchmarks.cpuNow()
+                    let kernel = threadKernelNs()
                     guard let s = try? TraceExport.run(reader: reader, format: format, outputPath: out) else {
                         fatalError("export \(format) failed")
                     }
                     rates.append(Double(s.events) / (Double(ReaderBenchmarks.cpuNow() - cpu) / 1e9))
+                    kernelNsPerEvent.append(Double(threadKernelNs() - kernel) / Double(s.events))
                     last = s
                 }
                 let s = last!
@@ -62,7 +66,8 @@ enum ExportBench {
                 ReaderBenchmarks.emit(prefix + format.rawValue, eventsPerSecond: rate,
                                       extra: ["events": "\(s.events)", "output_bytes": "\(s.bytesWritten)",
                                               "max_rss_kb": "\(ReaderBenchmarks.peakRSSKB())",
-                                              "bytes_per_event": ReaderBenchmarks.format(s.bytesPerEvent)])
+                                              "bytes_per_event": ReaderBenchmarks.format(s.bytesPerEvent),
+                                              "kernel_ns_per_event": ReaderBenchmarks.format(kernelNsPerEvent.sorted()[1])])
                 summary["\(label)_\(format.rawValue)_meps"] = ReaderBenchmarks.format(rate / 1e6)
                 if format == .perfetto { summary["\(label)_perfetto_bytes_per_event"] = ReaderBenchmarks.format(s.bytesPerEvent) }
             }
@@ -83,6 +88,15 @@ enum ExportBench {
         // ns_per_op/ops_per_s are the slowest format's (the figure the ≥ 5 M events/s goal is about).
         let slowest = summary.filter { $0.key.hasSuffix("_meps") }.compactMap { Double($0.value) }.min() ?? 0
         ReaderBenchmarks.emit("export.summary", eventsPerSecond: slowest * 1e6, extra: summary)
+    }
+
+    /// The calling thread's CPU time in the kernel so far: for the exports, mostly `write` copying the output
+    /// into the page cache, whose cost per byte swings several-fold on these VMs (memory the host reclaimed
+    /// is faulted back in on first touch), so it explains most of the run-to-run spread of the text formats.
+    static func threadKernelNs() -> UInt64 {
+        var usage = rusage()
+        getrusage(__rusage_who_t(1), &usage)  // RUSAGE_THREAD (a GNU extension the Glibc module leaves out)
+        return UInt64(usage.ru_stime.tv_sec) * 1_000_000_000 + UInt64(usage.ru_stime.tv_usec) * 1_000
     }
 
     struct NullSink: TimelineSink {
