@@ -20,9 +20,12 @@ public final class OutputFile {
     /// The first write error; later writes are dropped and `close()` throws it.
     public private(set) var failure: ExportError?
     private var closed = false
+    /// Flushes go through `UncachedWrite` until the file turns out not to support it.
+    private var uncached: Bool
 
-    /// Creates or truncates `path` ("-": standard output).
-    public init(path: String, bufferSize: Int = 1 << 20) throws(ExportError) {
+    /// Creates or truncates `path` ("-": standard output). `uncached`: an output written once and not read
+    /// back by us (not a spool file), whose data need not stay in the page cache (see `UncachedWrite`).
+    public init(path: String, bufferSize: Int = 1 << 20, uncached: Bool = false) throws(ExportError) {
         self.path = path
         if path == "-" {
             fd = 1
@@ -30,6 +33,7 @@ public final class OutputFile {
             fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             if fd < 0 { throw ExportError("\(path): cannot create (\(String(cString: strerror(errno))))") }
         }
+        self.uncached = uncached
         capacity = bufferSize
         buffer = .allocate(capacity: bufferSize)
     }
@@ -100,7 +104,13 @@ public final class OutputFile {
         guard failure == nil else { return }
         var done = 0
         while done < n {
-            let r = Glibc.write(fd, p + done, n - done)
+            let r: Int
+            if uncached, let written = UncachedWrite.write(fd, p + done, n - done) {
+                r = written
+            } else {
+                uncached = false
+                r = Glibc.write(fd, p + done, n - done)
+            }
             if r < 0 {
                 if errno == EINTR { continue }
                 failure = ExportError("\(path): write failed (\(String(cString: strerror(errno))))")

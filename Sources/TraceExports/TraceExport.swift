@@ -35,7 +35,7 @@ public enum TraceExport {
                            grouping: StackGrouping = .callback, weight: StackWeight = .busy,
                            chromeWarnBytes: UInt64 = ChromeTraceExporter.warnAboveBytes,
                            progress: ((Double) -> Void)? = nil) throws(ExportError) -> ExportSummary {
-        let out = try OutputFile(path: outputPath)
+        let out = try OutputFile(path: outputPath, uncached: true)
         let timeline = Timeline(reader: reader)
         let base = reader.firstNs
         var warnings: [String] = []
