@@ -2,7 +2,8 @@
 // Workloads (sizes as Benchmarks/node/runtime.js): 1 M chained setImmediate, 200 k setTimeout(0),
 // 1 M chained awaits, Promise.all of 100 k. Each run measures, in turn: our loop bare, our loop with
 // the recorder on, our loop with ClockFloorHook (the hooks' calls and the recorder's clock reads, nothing
-// written), the same without the clock reads, Node, Node with an async_hooks hook. Medians over ASYNCTRACE_BENCH_RUNS runs (default 5).
+// written), the same without the clock reads, Node, Node with an async_hooks hook.
+// Medians over ASYNCTRACE_BENCH_RUNS runs (default 5).
 import AsyncHooks
 import AsyncTraceRecorder
 import AsyncTraceRuntime
@@ -95,7 +96,6 @@ enum RuntimeBench {
         for w in workloads { _ = measure((w.name, w.n / 10, w.run)) }  // warm-up
         let withNode = getenv("ASYNCTRACE_BENCH_NO_NODE") == nil
         let withRecording = getenv("ASYNCTRACE_BENCH_NO_RECORDING") == nil
-        let withFloor = withRecording
         let floorHook = ClockFloorHook()
         var floor: [String: [Double]] = [:], hooksOnly: [String: [Double]] = [:]
         // The measurements of one workload run back to back, so load changes on a shared machine hit
@@ -113,7 +113,8 @@ enum RuntimeBench {
         for run in 0..<runs {
             for w in workloads {
                 for k in 0..<variants.count {
-                    switch variants[(run + k) % variants.count] {
+                    let variant = variants[(run + k) % variants.count]
+                    switch variant {
                     case .bare:
                         bare[w.name, default: []].append(measure(w))
                     case .recorded:
@@ -124,11 +125,11 @@ enum RuntimeBench {
                         written += TraceRecorder.statistics.eventsWritten
                         unlink(tracePath)
                     case .floor, .hooks:
-                        clockFloorReadsClock = variants[(run + k) % variants.count] == .floor
+                        clockFloorReadsClock = variant == .floor
                         AsyncHooks.enable(floorHook)
                         let t = measure(w)
                         AsyncHooks.disable(floorHook)
-                        if clockFloorReadsClock { floor[w.name, default: []].append(t) } else { hooksOnly[w.name, default: []].append(t) }
+                        if variant == .floor { floor[w.name, default: []].append(t) } else { hooksOnly[w.name, default: []].append(t) }
                     }
                 }
                 if withNode {
@@ -142,7 +143,7 @@ enum RuntimeBench {
             let nd = median(node[w.name] ?? []), nh = median(nodeHooks[w.name] ?? [])
             emit("runtime/\(w.name)/asynctrace", b, w.n, runs, extra: ", \"speedup_vs_node\": \(fmt(nd / b))")
             emit("runtime/\(w.name)/asynctrace-recording", r, w.n, runs, extra: ", \"recording_slowdown\": \(fmt(r / b))")
-            if withFloor {
+            if withRecording {  // the floors run with the recorded variant
                 let f = median(floor[w.name] ?? [])
                 emit("runtime/\(w.name)/hooks-clock-floor", f, w.n, runs, extra: ", \"floor_slowdown\": \(fmt(f / b))")
                 let h = median(hooksOnly[w.name] ?? [])
