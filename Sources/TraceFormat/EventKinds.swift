@@ -67,9 +67,62 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var epollWait: EventKind { EventKind(rawValue: 0x21) }
     @inlinable public static var processFork: EventKind { EventKind(rawValue: 0x22) }
     @inlinable public static var processExit: EventKind { EventKind(rawValue: 0x23) }
+    // Kernel stream, version 3: threads, scheduling, fd identity
+    @inlinable public static var threadName: EventKind { EventKind(rawValue: 0x24) }
+    @inlinable public static var threadExit: EventKind { EventKind(rawValue: 0x25) }
+    @inlinable public static var offCPU: EventKind { EventKind(rawValue: 0x26) }
+    @inlinable public static var fdOpen: EventKind { EventKind(rawValue: 0x27) }
+    // 0x28...0x2F: reserved for CPU samples, stacks and mappings (version 3)
 
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
+}
+
+/// Why a thread left the CPU (`offCPU.state`): the task state at `sched_switch`.
+public enum OffCPUState: UInt8, Sendable, CaseIterable {
+    /// Still runnable: preempted or yielded; all of its off-CPU time is run-queue wait.
+    case preempted = 0
+    /// Interruptible sleep (TASK_INTERRUPTIBLE): waiting in a syscall for an event, a timer or a lock.
+    case sleeping = 1
+    /// Uninterruptible sleep (TASK_UNINTERRUPTIBLE): typically disk I/O or a kernel lock.
+    case uninterruptible = 2
+    /// Stopped, traced, or a state this build does not name.
+    case other = 3
+    public var name: String {
+        switch self {
+        case .preempted: "preempted"
+        case .sleeping: "sleeping"
+        case .uninterruptible: "uninterruptible"
+        case .other: "other"
+        }
+    }
+}
+
+/// What an fd refers to (`fdOpen.kind`).
+public enum FDKind: UInt8, Sendable, CaseIterable {
+    case unknown = 0, file = 1, directory = 2, tcp = 3, udp = 4, unix = 5, socket = 6, pipe = 7, eventfd = 8,
+         timerfd = 9, epoll = 10, signalfd = 11, inotify = 12, device = 13, pidfd = 14, ioUring = 15, netlink = 16
+    public var name: String {
+        switch self {
+        case .unknown: "unknown"
+        case .file: "file"
+        case .directory: "directory"
+        case .tcp: "tcp"
+        case .udp: "udp"
+        case .unix: "unix"
+        case .socket: "socket"
+        case .pipe: "pipe"
+        case .eventfd: "eventfd"
+        case .timerfd: "timerfd"
+        case .epoll: "epoll"
+        case .signalfd: "signalfd"
+        case .inotify: "inotify"
+        case .device: "device"
+        case .pidfd: "pidfd"
+        case .ioUring: "io_uring"
+        case .netlink: "netlink"
+        }
+    }
 }
 
 /// Loop phases as the file codes them (AsyncHooks.LoopPhase uses the same values), in Node's order.
@@ -142,6 +195,18 @@ public enum EventSpecs {
                   summary: "a traced process forked"),
         EventSpec(kind: .processExit, name: "processExit", args: [a("pid", .unsigned), a("exitCode", .signed)],
                   summary: "a traced process exited"),
+        EventSpec(kind: .threadName, name: "threadName", args: [a("pid", .unsigned), a("tid", .unsigned), a("name", .string)],
+                  summary: "a traced thread's name (comm): at attach, when the thread is created, after every rename"),
+        EventSpec(kind: .threadExit, name: "threadExit", args: [a("pid", .unsigned), a("tid", .unsigned)],
+                  summary: "a traced thread ended"),
+        EventSpec(kind: .offCPU, name: "offCPU",
+                  args: [a("pid", .unsigned), a("tid", .unsigned), a("state", .unsigned), a("blockedNs", .unsigned),
+                         a("runqueueNs", .unsigned), a("wakerPid", .unsigned), a("wakerTid", .unsigned)],
+                  summary: "a traced thread is back on a CPU; the timestamp is the switch-in, it left the CPU at timestamp - blockedNs - runqueueNs (state: OffCPUState)"),
+        EventSpec(kind: .fdOpen, name: "fdOpen",
+                  args: [a("pid", .unsigned), a("tid", .unsigned), a("fd", .signed), a("kind", .unsigned),
+                         a("sourceFd", .signed), a("detail", .string)],
+                  summary: "an fd begins a new life: its kind (FDKind), path or local->peer address, and the fd it was duplicated from (-1: none); tid 0 for fds found open at attach"),
     ]
 
     /// Lookup by code; nil where no kind is defined.
