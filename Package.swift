@@ -68,6 +68,7 @@ let package = Package(
             name: "asynctrace",
             dependencies: [
                 "TraceReader", "TraceAnalyses", "TraceReports", "KernelProbes", "TraceFormat", "TraceExports",
+                "CRecorderSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -100,7 +101,8 @@ let package = Package(
         .testTarget(name: "NetTests", dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncHooks",
                                                  "TraceReader", "TraceAnalyses", "asynctrace-examples"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "asynctrace"]),
+        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "asynctrace",
+                                                           "asynctrace-fixtures"]),
         // Issue 6's acceptance runs: the real CLI recording the real examples.
         .testTarget(name: "AcceptanceTests", dependencies: ["asynctrace", "asynctrace-examples"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).

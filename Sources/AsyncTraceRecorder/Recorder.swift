@@ -58,6 +58,8 @@ final class Recorder: @unchecked Sendable {
     /// Chunks the writer has taken from the queue and not yet written.
     let writing = Atomic<Int>(0)
     let writeErrorReported = Atomic<Bool>(false)
+    /// `asynctrace record`'s counters of what could not be written (nil when not under record).
+    nonisolated(unsafe) var lossCounters: UnsafeMutablePointer<trace_loss_counters>?
     var writerThread = pthread_t()
     let pid: UInt32
 
@@ -214,6 +216,7 @@ final class Recorder: @unchecked Sendable {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 droppedEvents.add(UInt64(h.eventCount), ordering: .relaxed)
+                trace_loss_counters_add(lossCounters, UInt64(h.eventCount), n < 0 ? errno : EIO)
                 if !writeErrorReported.exchange(true, ordering: .relaxed) {
                     writeStderr("asynctrace: writing \(path) failed (errno \(errno)); events are being dropped and counted\n")
                 }

@@ -13,12 +13,12 @@ public enum TraceRecorder {
     /// `ASYNCTRACE_BUFFER_SIZE` (bytes, with an optional K/M/G suffix) sets the in-flight memory.
     @discardableResult
     public static func startFromEnvironment() -> Bool {
-        guard let out = getenv("ASYNCTRACE_OUTPUT").map({ String(cString: $0) }), !out.isEmpty else { return false }
+        guard let out = environment("ASYNCTRACE_OUTPUT"), !out.isEmpty else { return false }
         if isRecording { return true }
         var options = RecorderOptions()
-        options.append = getenv("ASYNCTRACE_APPEND").map { String(cString: $0) == "1" } ?? false
-        if let b = getenv("ASYNCTRACE_BUFFER_SIZE").flatMap({ parseSize(String(cString: $0)) }) { options.bufferBytes = b }
-        if let d = getenv("ASYNCTRACE_TEST_WRITER_DELAY_US").flatMap({ Int(String(cString: $0)) }) {
+        options.append = environment("ASYNCTRACE_APPEND") == "1"
+        if let b = environment("ASYNCTRACE_BUFFER_SIZE").flatMap({ parseSize($0) }) { options.bufferBytes = b }
+        if let d = environment("ASYNCTRACE_TEST_WRITER_DELAY_US").flatMap({ Int($0) }) {
             options.writerDelayMicroseconds = d
         }
         do {
@@ -34,16 +34,19 @@ public enum TraceRecorder {
     }
 
     /// Starts recording into `path` (created mode 0600, or appended to with `options.append`).
+    /// An existing file is used only if it is a regular file with one link, owned by this process's
+    /// user, and a symlink as the last component is never followed; its mode is left as it is.
     public static func start(path: String, options: RecorderOptions = RecorderOptions()) throws {
         try Recorder.lock.withLock { started in
             if started { throw RecorderError(description: "already recording") }
             _ = CRC32C.checksum([0])  // build the CRC tables now, not in a signal handler
-            let flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (options.append ? 0 : O_TRUNC)
-            let fd = open(path, flags, 0o600)
+            var created: Int32 = 0
+            var why: UnsafePointer<CChar>?
+            let fd = trace_open_output(path, options.append ? 0 : 1, options.append ? 1 : 0, nil, &created, &why)
             if fd < 0 {
-                throw RecorderError(description: "cannot open \(path): \(String(cString: strerror(errno)))")
+                let reason = why.map { String(cString: $0) } ?? String(cString: strerror(errno))
+                throw RecorderError(description: "cannot open \(path): \(reason)")
             }
-            fchmod(fd, 0o600)
             if !options.append {
                 let header = FileHeader(pid: UInt32(getpid()), monotonicStartNs: trace_clock_monotonic_ns(),
                                         realtimeStartNs: trace_clock_realtime_ns(),
@@ -55,6 +58,7 @@ public enum TraceRecorder {
                 }
             }
             let r = Recorder(fd: fd, path: path, options: options)
+            r.lossCounters = environment("ASYNCTRACE_LOSS_FD").flatMap { Int32($0) }.flatMap { trace_loss_counters_attach($0) }
             Recorder.streamKey = makeStreamKey()
             let recording = (Recorder.flushEpoch.load(ordering: .relaxed) >> Recorder.recordingShift) + 1
             Recorder.flushEpoch.store(recording << Recorder.recordingShift, ordering: .relaxed)
@@ -94,21 +98,19 @@ public enum TraceRecorder {
     /// Hands every thread's partly filled chunk to the writer at its next event.
     public static func requestFlush() { Recorder.flushEpoch.add(1, ordering: .relaxed) }
 
-    static func parseSize(_ s: String) -> Int? {
-        let t = s.trimmingCharacters(in: " ").uppercased()
-        guard let last = t.last else { return nil }
-        let mult: Int = switch last { case "K": 1 << 10; case "M": 1 << 20; case "G": 1 << 30; default: 1 }
-        let digits = mult == 1 ? t : String(t.dropLast())
-        return Int(digits).map { $0 * mult }
+    /// An environment variable, except in a privileged (set-user-ID) process.
+    static func environment(_ name: String) -> String? {
+        trace_secure_getenv(name).map { String(cString: $0) }
     }
-}
 
-extension String {
-    fileprivate func trimmingCharacters(in set: Character) -> String {
-        var s = Substring(self)
-        while s.first == set { s = s.dropFirst() }
-        while s.last == set { s = s.dropLast() }
-        return String(s)
+    /// ASYNCTRACE_BUFFER_SIZE: the same syntax as `record --buffer-size`; what cannot be read is
+    /// said, not ignored silently.
+    static func parseSize(_ s: String) -> Int? {
+        guard let n = Quantities.byteSize(s), n <= UInt64(Int.max) else {
+            writeStderr("asynctrace: ignoring ASYNCTRACE_BUFFER_SIZE=\(s): not a size (e.g. 64MiB, 512K)\n")
+            return nil
+        }
+        return Int(n)
     }
 }
 

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,6 +75,7 @@ int kp_spawn_held(const char *path, char *const argv[], char *const envp[], int 
         free(extra);
         return -e;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
@@ -115,6 +117,11 @@ int kp_spawn_held(const char *path, char *const argv[], char *const envp[], int 
         }
         if (uid >= 0 && setuid((uid_t)uid) != 0)
             report_and_exit(status[1], 1, errno);
+        // If asynctrace is killed, the program goes too rather than run on untraced (set after the
+        // uid change, which clears it; a parent already gone is caught by the getppid check).
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         execve(path, argv, env);
         report_and_exit(status[1], 2, errno);
     }
@@ -174,10 +181,31 @@ void kp_abandon_held(struct kp_held_child *child) {
 
 static volatile sig_atomic_t forward_pid;
 static volatile sig_atomic_t last_signal;
+static volatile sig_atomic_t interrupts;
+
+static void say(const char *text) {
+    ssize_t w = write(2, text, strlen(text));
+    (void)w;
+}
 
 static void on_signal(int sig, siginfo_t *info, void *uctx) {
     (void)uctx;
     last_signal = sig;
+    // Ctrl-C again: the program ignores SIGINT (or is slow to stop), so escalate as promised.
+    if (sig == SIGINT && forward_pid > 0) {
+        int n = ++interrupts;
+        int saved = errno;
+        if (n == 2) {
+            say("\nasynctrace: sending SIGTERM to the program (Ctrl-C once more: SIGKILL)\n");
+            kill((pid_t)forward_pid, SIGTERM);
+        } else if (n >= 3) {
+            say("\nasynctrace: sending SIGKILL to the program\n");
+            kill((pid_t)forward_pid, SIGKILL);
+        }
+        errno = saved;
+        if (n >= 2)
+            return;
+    }
     // SI_USER/SI_QUEUE: sent by a process (kill, a supervisor). Signals from the terminal
     // (SI_KERNEL) already went to the child, which shares our process group.
     if (forward_pid > 0 && info && (info->si_code == SI_USER || info->si_code == SI_QUEUE)) {

@@ -25,8 +25,9 @@ public final class KernelRecording {
         self.lastFlushNs = monotonicNowNs()
     }
 
-    /// Waits up to `timeoutMs` for events, then writes those old enough to be in order.
-    public func pump(timeoutMs: Int32) throws(TraceWriteError) {
+    /// Waits up to `timeoutMs` for events, then writes those old enough to be in order. What cannot
+    /// be written is counted in `writer.eventsLost`.
+    public func pump(timeoutMs: Int32) {
         let session = self.session, onEvents = self.onEvents
         writer.receive { pending in
             let before = pending.count
@@ -34,7 +35,7 @@ public final class KernelRecording {
         }
         let now = monotonicNowNs()
         if now - lastFlushNs >= flushIntervalNs || writer.pendingCount >= 1 << 18 {
-            try writer.flush(nowNs: now, droppedCumulative: session.statistics.dropped)
+            writer.flush(nowNs: now, droppedCumulative: session.statistics.dropped)
             lastFlushNs = now
         }
     }
@@ -42,7 +43,7 @@ public final class KernelRecording {
     /// Stops the probes, drains the ring, writes everything left with a final chunk, and frees
     /// the probes.
     @discardableResult
-    public func finish() throws(TraceWriteError) -> KernelProbeStatistics {
+    public func finish() -> KernelProbeStatistics {
         session.stop()  // else a busy process (a grandchild, an attached pid) keeps the ring full
         var empty = 0
         let session = self.session, onEvents = self.onEvents
@@ -55,12 +56,12 @@ public final class KernelRecording {
             }
             empty = got == 0 ? empty + 1 : 0
             if writer.pendingCount >= 1 << 18 {
-                try writer.flush(nowNs: monotonicNowNs(), droppedCumulative: session.statistics.dropped)
+                writer.flush(nowNs: monotonicNowNs(), droppedCumulative: session.statistics.dropped)
             }
         }
         let stats = session.statistics
         session.close()
-        try writer.flush(nowNs: monotonicNowNs(), droppedCumulative: stats.dropped, final: true)
+        writer.flush(nowNs: monotonicNowNs(), droppedCumulative: stats.dropped, final: true)
         return stats
     }
 }

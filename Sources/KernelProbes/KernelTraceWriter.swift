@@ -20,6 +20,12 @@ public struct KernelTraceWriter {
     public var maxEventsPerChunk = 16_384
     public private(set) var eventsWritten: UInt64 = 0
     public private(set) var chunksWritten: UInt64 = 0
+    /// Events in chunks that could not be written (disk full, I/O error): counted, not retried, so
+    /// memory stays bounded; the chunk's sequence number is used anyway, so readers see the gap.
+    public private(set) var eventsLost: UInt64 = 0
+    public private(set) var chunksLost: UInt64 = 0
+    /// The first write error (0: none).
+    public private(set) var firstWriteError: Int32 = 0
     private var pending: [KernelEvent] = []
     private var sequence: UInt64 = 0
     private var finished = false
@@ -44,7 +50,7 @@ public struct KernelTraceWriter {
     /// Encodes and appends the pending events older than `nowNs - holdbackNs` (all of them if
     /// `final`); `droppedCumulative` is the probes' drop count so far. The final flush ends the
     /// stream with a `.final` chunk (empty if nothing is left).
-    public mutating func flush(nowNs: UInt64, droppedCumulative: UInt64, final: Bool = false) throws(TraceWriteError) {
+    public mutating func flush(nowNs: UInt64, droppedCumulative: UInt64, final: Bool = false) {
         guard !finished else { return }
         // Records of one CPU arrive in order; only interleavings across CPUs need sorting.
         if zip(pending, pending.dropFirst()).contains(where: { $0.timestampNs > $1.timestampNs }) {
@@ -59,18 +65,18 @@ public struct KernelTraceWriter {
         while start < ready {
             let end = min(start + maxEventsPerChunk, ready)
             let isLast = final && end == ready
-            try writeChunk(pending[start..<end], droppedCumulative: droppedCumulative, final: isLast)
+            writeChunk(pending[start..<end], droppedCumulative: droppedCumulative, final: isLast)
             start = end
         }
         pending.removeFirst(ready)
         if final {
-            if ready == 0 { try writeChunk(pending[0..<0], droppedCumulative: droppedCumulative, final: true, at: nowNs) }
+            if ready == 0 { writeChunk(pending[0..<0], droppedCumulative: droppedCumulative, final: true, at: nowNs) }
             finished = true
         }
     }
 
     private mutating func writeChunk(_ events: ArraySlice<KernelEvent>, droppedCumulative: UInt64, final: Bool,
-                                     at emptyTime: UInt64 = 0) throws(TraceWriteError) {
+                                     at emptyTime: UInt64 = 0) {
         let start = events.first?.timestampNs ?? emptyTime
         let end = events.last?.timestampNs ?? emptyTime
         var b = ChunkBuilder(pid: rootPid, tid: 0, startNs: start, startTicks: start, reserve: events.count * 24 + 64)
@@ -79,8 +85,15 @@ public struct KernelTraceWriter {
         if final { flags.insert(.final) }
         let bytes = b.seal(sequence: sequence, endNs: end, endTicks: end, droppedCumulative: droppedCumulative,
                            flags: flags)
-        try Self.appendWhole(bytes, to: fd)
         sequence += 1
+        do {
+            try Self.appendWhole(bytes, to: fd)
+        } catch {
+            eventsLost += UInt64(events.count)
+            chunksLost += 1
+            if firstWriteError == 0 { firstWriteError = error.errno }
+            return
+        }
         chunksWritten += 1
         eventsWritten += UInt64(events.count)
     }

@@ -76,12 +76,12 @@ enum KernelBench {
         try? child.release()
         var status: Int32 = 0
         while true {
-            if let recording, consumeWhileRunning { try? recording.pump(timeoutMs: 10) } else { usleep(2_000) }
+            if let recording, consumeWhileRunning { recording.pump(timeoutMs: 10) } else { usleep(2_000) }
             if waitpid(child.pid, &status, WNOHANG) == child.pid { break }
         }
         if let recording {
-            let stats = try? recording.finish()
-            if let stats { ringStats?.pointee = stats }
+            let stats = recording.finish()
+            ringStats?.pointee = stats
         }
         session?.close()
         close(sink)
@@ -131,9 +131,9 @@ enum KernelBench {
         var before = -1
         while events != before {  // steady state: batches of 64 Ki, flushed as they come
             before = events
-            try? recording.pump(timeoutMs: 0)
+            recording.pump(timeoutMs: 0)
         }
-        let stats = try? recording.finish()
+        let stats = recording.finish()
         let ns = Double(threadCPUNs() - t0) / Double(max(events, 1))
         close(sink)
         let recordBytes = 64.0  // 56-byte kp_syscall_record + 8-byte ring header
@@ -141,7 +141,7 @@ enum KernelBench {
         // The ring must hold what arrives while the consumer is behind: over 10 s at 5 M/s.
         let deficit = max(0, rate5M - 1e9 / ns)
         print("{\"benchmark\": \"kernel.drain_and_encode\", \"ns_per_op\": \(fmt(ns)), \"ops_per_s\": \(fmt(1e9 / ns)), "
-              + "\"events\": \(events), \"dropped\": \(stats?.dropped ?? 0), \"producer_ns_per_traced_write\": \(fmt(producerNs)), "
+              + "\"events\": \(events), \"dropped\": \(stats.dropped), \"producer_ns_per_traced_write\": \(fmt(producerNs)), "
               + "\"record_bytes\": \(Int(recordBytes)), "
               + "\"ring_bytes_for_5M_per_s_10s\": \(Int(deficit * 10 * recordBytes)), "
               + "\"ring_bytes_for_5M_per_s_100ms_stall\": \(Int(rate5M * 0.1 * recordBytes))}")

@@ -1,6 +1,7 @@
 // `asynctrace record`: run a program (or attach to one) and write one trace file holding the
 // program's own events (its recorder appends them) and the kernel probes' events.
 import ArgumentParser
+import CRecorderSupport
 import KernelProbes
 import TraceFormat
 #if canImport(Glibc)
@@ -19,14 +20,25 @@ struct RecordCommand: ParsableCommand {
 
             The trace file (mode 0600) defaults to asynctrace-<pid>.atrace in the current directory, <pid> \
             being the program's. Under sudo the program runs as the invoking user (SUDO_UID/SUDO_GID) and the \
-            file belongs to that user. SIGINT, SIGTERM and SIGHUP sent to asynctrace are forwarded to the program.
+            file is created as that user, so it can only be where that user could write it. An existing file is \
+            overwritten only if it is a regular file with one link owned by that user (or by you), and a \
+            symbolic link as the last component of the path is never followed; its mode is left as it is.
+
+            SIGINT, SIGTERM and SIGHUP sent to asynctrace are forwarded to the program. A second Ctrl-C sends \
+            the program SIGTERM, a third SIGKILL (for programs that ignore SIGINT). If asynctrace itself is \
+            killed, the program is killed too (it is not left running untraced). With --duration the program \
+            gets SIGTERM when the time is up (SIGKILL 2 s later if it is still running), and the exit status \
+            is 0 if that is what ended it.
 
             With --pid, the kernel probes attach to a running process (and the processes it forks from then \
-            on) until --duration ends, the process exits, or Ctrl-C.
+            on) until --duration ends, the process exits, or Ctrl-C. You may attach only to processes you could \
+            attach a debugger to (your own, or any with root or CAP_SYS_PTRACE).
 
             Exit status: the program's own (128+N if it was killed by signal N); 127: the program was not \
-            found; 126: it could not be executed; 64: invalid command line; 1: asynctrace itself failed \
-            (cannot write the trace file, --pid without kernel probes or without such a process).
+            found; 126: it could not be executed; 64: invalid command line or environment; 74: the program \
+            succeeded but events were lost because the trace file could not be written (disk full, I/O \
+            error; the summary says how many); 1: asynctrace itself failed (cannot create the trace file, \
+            --pid without kernel probes, without such a process, or without the right to trace it).
             """
     )
 
@@ -43,7 +55,7 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Attach the kernel probes to this running process instead of starting a program.")
     var pid: Int32?
 
-    @Option(help: "With --pid: stop after this long (e.g. 10s, 500ms, 2m; default: until Ctrl-C or exit).")
+    @Option(help: "Stop after this long (e.g. 10s, 500ms, 2m; default: until the program exits or Ctrl-C).")
     var duration: String?
 
     @Argument(parsing: .captureForPassthrough, help: "The program and its arguments (after --).")
@@ -56,10 +68,11 @@ struct RecordCommand: ParsableCommand {
         if pid != nil && !command.isEmpty { throw ValidationError("give either --pid or a program, not both") }
         if pid == nil && command.isEmpty { throw ValidationError("missing the program to run") }
         if pid != nil && noKernel { throw ValidationError("--pid records kernel events only; it cannot be combined with --no-kernel") }
-        if duration != nil && pid == nil { throw ValidationError("--duration goes with --pid") }
-        if let d = duration, parseDuration(d) == nil { throw ValidationError("cannot read duration '\(d)' (e.g. 10s, 500ms, 2m)") }
+        if let d = duration, Quantities.duration(d) == nil {
+            throw ValidationError("cannot read duration '\(d)': give a number and a unit, e.g. 10s, 500ms, 2m (at most ~292 years)")
+        }
         if let b = bufferSize {
-            guard let n = parseSize(b) else { throw ValidationError("cannot read buffer size '\(b)' (e.g. 16M, 64MiB)") }
+            guard let n = Quantities.byteSize(b) else { throw ValidationError("cannot read buffer size '\(b)' (e.g. 16M, 64MiB)") }
             guard n >= 4096, n & (n - 1) == 0, n <= 1 << 31 else {
                 throw ValidationError("the buffer size must be a power of two between 4K and 2G, not \(b)")
             }
@@ -67,7 +80,7 @@ struct RecordCommand: ParsableCommand {
     }
 
     func run() throws {
-        let options = KernelProbeOptions(ringBytes: bufferSize.flatMap(parseSize) ?? KernelProbeOptions().ringBytes)
+        let options = KernelProbeOptions(ringBytes: bufferSize.flatMap(Quantities.byteSize) ?? KernelProbeOptions().ringBytes)
         if let pid {
             try attach(to: pid, options: options)
         } else {
@@ -78,7 +91,7 @@ struct RecordCommand: ParsableCommand {
     // MARK: running a program
 
     private func launch(options: KernelProbeOptions) throws {
-        let user = InvokingUser.fromSudo()
+        let user = invokingUser()
         let program: String
         switch ProgramLookup.resolve(command[0], searchPath: getenv("PATH").map { String(cString: $0) }) {
         case .success(let p): program = p
@@ -97,9 +110,13 @@ struct RecordCommand: ParsableCommand {
         // The child is forked (held) before the file exists, so the file can carry its pid; it
         // learns the file's path when released.
         var environment = currentEnvironment().filter {
-            !$0.hasPrefix("ASYNCTRACE_OUTPUT=") && !$0.hasPrefix("ASYNCTRACE_APPEND=")
+            !$0.hasPrefix("ASYNCTRACE_OUTPUT=") && !$0.hasPrefix("ASYNCTRACE_APPEND=") && !$0.hasPrefix("ASYNCTRACE_LOSS_FD=")
         }
         environment.append("ASYNCTRACE_APPEND=1")
+        // What the program's recorder cannot write (disk full) is counted here, as it never reaches the file.
+        var losses: UnsafeMutablePointer<trace_loss_counters>?
+        let lossFD = trace_loss_counters_create(&losses)
+        if lossFD >= 0 { environment.append("ASYNCTRACE_LOSS_FD=\(lossFD)") }
         if let user { environment = user.adjust(environment) }
         let child: HeldProcess
         do {
@@ -108,6 +125,7 @@ struct RecordCommand: ParsableCommand {
         } catch {
             fail(error.description, exitCode: error.exitCode)
         }
+        if lossFD >= 0 { close(lossFD) }  // the held child has its copy
         let path = absolutePath(output ?? "asynctrace-\(child.pid).atrace")
         let fd: Int32
         do {
@@ -137,24 +155,37 @@ struct RecordCommand: ParsableCommand {
         }
 
         var status: Int32 = 0
-        var writeError: TraceWriteError?
+        let limit = duration.flatMap(Quantities.duration).map { start &+ $0 }
+        var stopSentNs: UInt64?
         while true {
-            if let recording, writeError == nil {
-                do { try recording.pump(timeoutMs: 50) } catch { writeError = error }
-                let r = waitpid(child.pid, &status, WNOHANG)
-                if r == child.pid || (r < 0 && errno != EINTR) { break }
+            if let recording {
+                recording.pump(timeoutMs: 50)
             } else {
-                let r = waitpid(child.pid, &status, 0)
-                if r == child.pid || (r < 0 && errno != EINTR) { break }
+                usleep(50_000)
+            }
+            let r = waitpid(child.pid, &status, WNOHANG)
+            if r == child.pid || (r < 0 && errno != EINTR && errno != 0) { break }
+            // --duration: SIGTERM when the time is up, SIGKILL if it is still running 2 s later.
+            let now = monotonicNowNs()
+            if let limit, now >= limit {
+                if stopSentNs == nil {
+                    note("--duration \(duration!) is up; stopping the program (SIGTERM)")
+                    kill(child.pid, SIGTERM)
+                    stopSentNs = now
+                } else if let sent = stopSentNs, now - sent >= 2_000_000_000 {
+                    kill(child.pid, SIGKILL)
+                }
             }
         }
-        var stats: KernelProbeStatistics?
-        if let recording, writeError == nil {
-            do { stats = try recording.finish() } catch { writeError = error }
-        }
-        if let writeError { note("\(writeError.description); the kernel events after that point are lost") }
-        printSummary(path: path, startNs: start, kernel: stats, probesOn: recording != nil)
-        throw ExitCode(exitStatus(status))
+        let stats = recording?.finish()
+        let userLost = losses.map { (events: $0.pointee.events_lost, errno: Int32(truncatingIfNeeded: $0.pointee.first_errno)) }
+        let kernelLost = recording.map { (events: $0.writer.eventsLost, errno: $0.writer.firstWriteError) }
+        let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: recording != nil,
+                                userLost: userLost, kernelLost: kernelLost)
+        var programStatus = exitStatus(status)
+        // Stopped by --duration as asked: that is a successful recording, not a failed program.
+        if stopSentNs != nil && (programStatus == 128 + SIGTERM || programStatus == 128 + SIGKILL) { programStatus = 0 }
+        throw ExitCode(programStatus == 0 && lost ? 74 : programStatus)
     }
 
     /// The program's exit status as a shell reports it: 128+N when killed by signal N.
@@ -167,21 +198,22 @@ struct RecordCommand: ParsableCommand {
     // MARK: attaching to a running process
 
     private func attach(to pid: Int32, options: KernelProbeOptions) throws {
-        guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { fail("no process \(pid)", exitCode: 1) }
+        guard pid > 0 else { fail("no process \(pid)", exitCode: 1) }
+        if let refusal = TraceAccess.check(pid: pid) { fail(refusal, exitCode: 1) }
         let session: KernelProbeSession
         do {
             session = try KernelProbeSession(options: options)
         } catch {
             fail("\(error.description); --pid records kernel events only, so there is nothing to record", exitCode: 1)
         }
-        let user = InvokingUser.fromSudo()
+        let user = invokingUser()
         let path = absolutePath(output ?? "asynctrace-\(pid).atrace")
         let fd = try createTrace(path: path, pid: pid, program: commandLine(of: pid), owner: user)
         defer { close(fd) }
         let recording = KernelRecording(session: session, traceFD: fd, rootPid: pid)
         RecordingSignals.catchSignals()
         let start = monotonicNowNs()
-        let limit = duration.flatMap(parseDuration).map { start + $0 }
+        let limit = duration.flatMap(Quantities.duration).map { start &+ $0 }
         session.trace(pid: pid)
         var exited = false
         recording.onEvents = { events in
@@ -191,23 +223,32 @@ struct RecordCommand: ParsableCommand {
              + (limit == nil ? " until it exits or Ctrl-C" : " for \(duration!)"))
         while !exited && RecordingSignals.last == 0 {
             if let limit, monotonicNowNs() >= limit { break }
-            do { try recording.pump(timeoutMs: 50) } catch { fail(error.description, exitCode: 1) }
+            recording.pump(timeoutMs: 50)
             if kill(pid, 0) != 0 && errno == ESRCH { exited = true }
         }
-        let stats: KernelProbeStatistics
-        do { stats = try recording.finish() } catch { fail(error.description, exitCode: 1) }
-        printSummary(path: path, startNs: start, kernel: stats, probesOn: true)
+        let stats = recording.finish()
+        let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil,
+                                kernelLost: (recording.writer.eventsLost, recording.writer.firstWriteError))
+        if lost { throw ExitCode(74) }
     }
 
     // MARK: the trace file
 
-    /// Creates the file (mode 0600, owned by the invoking user under sudo) with its header.
+    /// Creates the file with its header: as the invoking user under sudo, never through a planted
+    /// symlink or hard link, never re-moding or re-owning a file it did not create (issue 13).
     private func createTrace(path: String, pid: Int32, program: String, owner: InvokingUser?) throws -> Int32 {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { fail("cannot create \(path): \(systemError())", exitCode: 1) }
-        fchmod(fd, 0o600)  // an existing file keeps its mode through O_CREAT
-        if let owner, fchown(fd, uid_t(owner.uid), gid_t(owner.gid)) != 0 {
-            fail("cannot give \(path) to uid \(owner.uid): \(systemError())", exitCode: 1)
+        var created: Int32 = 0
+        var why: UnsafePointer<CChar>?
+        let groups = owner?.groups.map { UInt32($0) } ?? []
+        let fd = groups.withUnsafeBufferPointer { g in
+            var identity = trace_file_owner(uid: owner.map { Int($0.uid) } ?? -1, gid: owner.map { Int($0.gid) } ?? -1,
+                                            groups: g.baseAddress, group_count: g.count)
+            return trace_open_output(path, 1, 0, &identity, &created, &why)
+        }
+        guard fd >= 0 else {
+            let as_ = owner.map { " as uid \($0.uid) (the user who ran sudo)" } ?? ""
+            let reason = why.map { "refusing to overwrite it: " + String(cString: $0) } ?? systemError()
+            fail("cannot create \(path)\(as_): \(reason); choose another path with -o", exitCode: 1)
         }
         let header = FileHeader(pid: UInt32(pid), monotonicStartNs: monotonicNowNs(),
                                 realtimeStartNs: realtimeNowNs(), program: program).encode()
@@ -217,19 +258,43 @@ struct RecordCommand: ParsableCommand {
         return fd
     }
 
-    private func printSummary(path: String, startNs: UInt64, kernel: KernelProbeStatistics?, probesOn: Bool) {
-        let seconds = Double(monotonicNowNs() - startNs) / 1e9
+    /// Prints the summary line (and what was lost, if anything); returns whether events were lost
+    /// because the file could not be written.
+    private func printSummary(path: String, startNs: UInt64, kernel: KernelProbeStatistics?, probesOn: Bool,
+                              userLost: (events: UInt64, errno: Int32)?, kernelLost: (events: UInt64, errno: Int32)?) -> Bool {
+        let seconds = Double(monotonicNowNs() &- startNs) / 1e9
         let counts = TraceSummary.scan(path: path)
+        let userDropped = counts.userDropped &+ (userLost?.events ?? 0)
+        let kernelDropped = (kernel?.dropped ?? counts.kernelDropped) &+ (kernelLost?.events ?? 0)
         var line = "asynctrace: wrote \(path) (\(formatSeconds(seconds)); "
         line += "\(counts.userEvents) program events, "
         line += probesOn ? "\(counts.kernelEvents) kernel events; " : "no kernel events; "
-        line += "dropped: \(counts.userDropped) program, \(probesOn ? String(kernel?.dropped ?? counts.kernelDropped) : "-") kernel)"
+        line += "dropped: \(userDropped) program, \(probesOn ? String(kernelDropped) : "-") kernel)"
         if counts.damaged { line += "; warning: the file has a damaged chunk" }
         note(line)
+        var lost = false
+        for (side, loss) in [("program", userLost), ("kernel", kernelLost)] {
+            guard let loss, loss.events > 0 else { continue }
+            lost = true
+            note("lost \(loss.events) \(side) events that could not be written to \(path): "
+                 + "\(String(cString: strerror(loss.errno))); the trace is incomplete (the report shows the gap)")
+        }
+        return lost
     }
 }
 
 // MARK: - helpers
+
+private func invokingUser() -> InvokingUser? {
+    switch InvokingUser.fromSudo() {
+    case .success(let u): return u
+    case .failure(let why): fail("\(why.description); unset it or run asynctrace without sudo", exitCode: 64)
+    }
+}
+
+private struct SudoEnvironmentError: Error {
+    var description: String
+}
 
 /// Under sudo: the user who ran sudo, so the program never runs as root by accident.
 private struct InvokingUser {
@@ -239,9 +304,19 @@ private struct InvokingUser {
     var name: String?
     var home: String?
 
-    static func fromSudo() -> InvokingUser? {
-        guard geteuid() == 0, let u = getenv("SUDO_UID").flatMap({ Int32(String(cString: $0)) }),
-              let g = getenv("SUDO_GID").flatMap({ Int32(String(cString: $0)) }), u != 0 else { return nil }
+    /// SUDO_UID/SUDO_GID when running as root; a value that is not a plain user id is an error
+    /// (the environment can be crafted), root's own uid 0 means no change.
+    static func fromSudo() -> Result<InvokingUser?, SudoEnvironmentError> {
+        guard geteuid() == 0, let uText = getenv("SUDO_UID").map({ String(cString: $0) }) else { return .success(nil) }
+        let gText = getenv("SUDO_GID").map { String(cString: $0) } ?? ""
+        func id(_ t: String) -> Int32? {
+            guard !t.isEmpty, t.count <= 10, t.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt32(t),
+                  v < UInt32(Int32.max) else { return nil }
+            return Int32(v)
+        }
+        guard let u = id(uText) else { return .failure(SudoEnvironmentError(description: "SUDO_UID=\(uText) is not a user id")) }
+        guard let g = id(gText) else { return .failure(SudoEnvironmentError(description: "SUDO_GID=\(gText) is not a group id")) }
+        if u == 0 { return .success(nil) }
         var user = InvokingUser(uid: u, gid: g, groups: [], name: nil, home: nil)
         if let pw = getpwuid(uid_t(u)) {
             user.name = String(cString: pw.pointee.pw_name)
@@ -253,8 +328,10 @@ private struct InvokingUser {
                 _ = getgrouplist(pw.pointee.pw_name, gid_t(g), &list, &count)
             }
             user.groups = Array(list.prefix(Int(max(count, 0))))
+        } else {
+            user.groups = [gid_t(g)]
         }
-        return user
+        return .success(user)
     }
 
     /// HOME, USER and LOGNAME of the user, not root's.
@@ -365,36 +442,6 @@ private func commandLine(of pid: Int32) -> String {
     let n = read(fd, &buf, buf.count)
     guard n > 0 else { return "" }
     return programLine(buf[0..<n].split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
-}
-
-/// "10s", "500ms", "2m", "1.5", "100us" -> ns.
-private func parseDuration(_ text: String) -> UInt64? {
-    let units: [(String, Double)] = [("ns", 1), ("us", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
-    var number = Substring(text)
-    var scale = 1e9
-    for (suffix, s) in units where text.hasSuffix(suffix) {
-        number = text.dropLast(suffix.count)
-        scale = s
-        break
-    }
-    guard let v = Double(number), v >= 0, v.isFinite else { return nil }
-    return UInt64(v * scale)
-}
-
-/// "16M", "64MiB", "4096", "1G", "512k" -> bytes.
-private func parseSize(_ text: String) -> UInt64? {
-    var t = text.uppercased()
-    for suffix in ["IB", "B"] where t.hasSuffix(suffix) && t.count > suffix.count {
-        t = String(t.dropLast(suffix.count))
-        break
-    }
-    var scale: UInt64 = 1
-    if let last = t.last, let s = ["K": UInt64(1) << 10, "M": 1 << 20, "G": 1 << 30][String(last)] {
-        scale = s
-        t.removeLast()
-    }
-    guard let v = UInt64(t), v <= UInt64.max / scale else { return nil }
-    return v * scale
 }
 
 private func formatSeconds(_ s: Double) -> String {

@@ -4,6 +4,7 @@
 import ArgumentParser
 import TraceAnalyses
 import TraceExports
+import TraceFormat
 import TraceReader
 import TraceReports
 #if canImport(Glibc)
@@ -105,20 +106,9 @@ struct ReportCommand: ParsableCommand {
         Glibc.exit(1)
     }
 
-    /// "10ms", "250us", "250µs", "1.5s", "800ns"; a bare number is milliseconds.
-    static func parseDuration(_ s: String) -> UInt64? {
-        let t = s.trimmingSpaces()
-        let units: [(String, Double)] = [("ns", 1), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9)]
-        var number = Substring(t)
-        var scale = 1e6
-        for (u, f) in units where t.hasSuffix(u) {
-            number = t.dropLast(u.count)
-            scale = f
-            break
-        }
-        guard let v = Double(number), v.isFinite, v >= 0, v * scale < 1.8e19 else { return nil }
-        return UInt64((v * scale).rounded())
-    }
+    /// "10ms", "250us", "250µs", "1.5s", "800ns": the same reading as every other duration
+    /// (TraceFormat's Quantities); a bare number is refused rather than guessed.
+    static func parseDuration(_ s: String) -> UInt64? { Quantities.duration(s) }
 
     static func newestTrace() -> String? {
         guard let dir = opendir(".") else { return nil }

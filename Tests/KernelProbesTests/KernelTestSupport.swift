@@ -74,12 +74,12 @@ func recordProgram(_ path: String, _ args: [String], options: KernelProbeOptions
     whileRunning?()
     var status: Int32 = 0
     while true {
-        if pollWhileRunning { try recording.pump(timeoutMs: 10) }
+        if pollWhileRunning { recording.pump(timeoutMs: 10) }
         let r = waitpid(child.pid, &status, pollWhileRunning ? WNOHANG : 0)
         if r == child.pid { break }
         if r < 0 { throw TestFailure("waitpid: \(errno)") }
     }
-    let stats = try recording.finish()
+    let stats = recording.finish()
     return RecordingResult(events: streamed, statistics: stats, exitStatus: status, rootPid: child.pid,
                            tracePath: tracePath)
 }

@@ -5,13 +5,13 @@ import Testing
 import TraceFormat
 import TraceReader
 
-private func asynctrace() throws -> String {
+func asynctrace() throws -> String {
     guard let exe = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
     return exe
 }
 
 /// Runs a command with separate stdout and stderr, an optional environment and a timeout.
-private func runCapturing(_ path: String, _ args: [String], environment: [String: String]? = nil,
+func runCapturing(_ path: String, _ args: [String], environment: [String: String]? = nil,
                           timeout: TimeInterval = 60, afterStart: ((Process) -> Void)? = nil) throws
     -> (status: Int32, reason: Process.TerminationReason, stdout: String, stderr: String)
 {
@@ -150,7 +150,11 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
 
     @Test func underSudoTheProgramRunsAsTheInvokingUser() throws {
         if geteuid() != 0 { return }
-        let trace = temporaryPath("cli-sudo.atrace")
+        // The file is created as the invoking user, so in a directory of theirs.
+        let dir = temporaryPath("cli-sudo")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chown(dir, 65534, 65534)
+        let trace = dir + "/cli-sudo.atrace"
         var env = ProcessInfo.processInfo.environment
         env["SUDO_UID"] = "65534"
         env["SUDO_GID"] = "65534"

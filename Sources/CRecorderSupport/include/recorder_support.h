@@ -61,6 +61,48 @@ uint32_t trace_gettid(void);
 int trace_thread_name(char *buf, size_t size);
 void trace_set_thread_name(const char *name);
 
+/// getenv, except in a set-user-ID or otherwise privileged (AT_SECURE) process, where it is NULL:
+/// there the environment belongs to whoever started the program, not to the program.
+const char *trace_secure_getenv(const char *name);
+
+/// Identity to create a trace file as (under sudo: the invoking user), or uid -1: as the caller.
+struct trace_file_owner {
+    long uid;
+    long gid;
+    const unsigned int *groups; // supplementary groups (gid_t)
+    size_t group_count;
+};
+
+/// Opens a trace file for appending, safely against a path planted by someone else:
+/// - the last component is never followed if it is a symlink (O_NOFOLLOW);
+/// - a new file is created with O_EXCL, mode 0600 (less by the umask); *created = 1;
+/// - an existing file is used only if it is a regular file with one link, owned by the identity
+///   opening it; its mode and owner are never changed; with `truncate` it is emptied;
+/// - with `owner->uid >= 0` every check and the creation run with that user's filesystem identity
+///   (setfsuid/setfsgid/setgroups on this thread only, restored before returning), so the user
+///   can reach nothing through the path that they could not reach themselves.
+/// `append_only` opens an existing file (written by `asynctrace record`) without creating one.
+/// Returns the fd, or -1 with errno set; *why says which rule refused (a static string or NULL).
+int trace_open_output(const char *path, int truncate, int append_only, const struct trace_file_owner *owner,
+                      int *created, const char **why);
+
+/// What the recorders of a process tree could not write (disk full, I/O error), shared with
+/// `asynctrace record` through an inherited memfd (ASYNCTRACE_LOSS_FD), so its summary counts
+/// losses that by their nature never reach the trace file.
+struct trace_loss_counters {
+    uint64_t magic;         // TRACE_LOSS_MAGIC once set up
+    uint64_t events_lost;   // events in chunks that could not be written
+    uint64_t chunks_lost;
+    uint64_t first_errno;   // the first write error (0: none)
+};
+#define TRACE_LOSS_MAGIC 0x31534f4c43525441ull // "ATRCLOS1"
+/// record: creates the shared counters; returns the fd (inheritable) or -1.
+int trace_loss_counters_create(struct trace_loss_counters **out);
+/// recorder: maps the counters behind `fd` if it is such a memfd; NULL otherwise.
+struct trace_loss_counters *trace_loss_counters_attach(int fd);
+/// recorder: counts one chunk that could not be written (async-signal-safe).
+void trace_loss_counters_add(struct trace_loss_counters *c, uint64_t events, int error);
+
 /// Installs handlers for SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE, SIGTERM and SIGINT that call
 /// `flush(sig)`, restore the previous disposition and re-raise, so the process ends as it would have.
 void trace_install_fatal_handlers(void (*flush)(int));
