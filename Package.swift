@@ -52,6 +52,9 @@ let package = Package(
             linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
         ),
         .target(name: "KernelProbes", dependencies: ["CKernelProbes", "TraceFormat"]),
+        // --- the Node adapter: a preload script (async_hooks) and the recorder's end of its FIFO ---
+        .target(name: "NodeRecording", dependencies: ["TraceFormat"],
+                resources: [.embedInCode("asynctrace-preload.js")]),
 
         // --- reading side ---
         .target(name: "TraceReader", dependencies: ["TraceFormat"]),
@@ -69,6 +72,7 @@ let package = Package(
             dependencies: [
                 "TraceReader", "TraceAnalyses", "TraceReports", "KernelProbes", "TraceFormat", "TraceExports",
                 "CRecorderSupport",
+                "NodeRecording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

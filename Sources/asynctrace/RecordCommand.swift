@@ -58,6 +58,8 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Stop after this long (e.g. 10s, 500ms, 2m; default: until the program exits or Ctrl-C).")
     var duration: String?
 
+    @OptionGroup(title: "Node.js") var node: NodeOptions
+
     @Argument(parsing: .captureForPassthrough, help: "The program and its arguments (after --).")
     var command: [String] = []
 
@@ -118,6 +120,9 @@ struct RecordCommand: ParsableCommand {
         let lossFD = trace_loss_counters_create(&losses)
         if lossFD >= 0 { environment.append("ASYNCTRACE_LOSS_FD=\(lossFD)") }
         if let user { environment = user.adjust(environment) }
+        let nodeLaunch = NodeLaunch.prepare(options: node, program: program,
+                                            owner: user.map { (UInt32(bitPattern: $0.uid), UInt32(bitPattern: $0.gid)) })
+        if let nodeLaunch { environment = nodeLaunch.adjust(environment) }
         let child: HeldProcess
         do {
             child = try HeldProcess(path: program, arguments: command, environment: environment, uid: user?.uid,
@@ -140,6 +145,7 @@ struct RecordCommand: ParsableCommand {
 
         let recording = session.map { KernelRecording(session: $0, traceFD: fd, rootPid: child.pid) }
         session?.trace(pid: child.pid)
+        nodeLaunch?.start(traceFD: fd)
         RecordingSignals.catchSignals(forwardingTo: child.pid)
         let start = monotonicNowNs()
         do {
@@ -178,6 +184,7 @@ struct RecordCommand: ParsableCommand {
             }
         }
         let stats = recording?.finish()
+        nodeLaunch?.finish()
         let userLost = losses.map { (events: $0.pointee.events_lost, errno: Int32(truncatingIfNeeded: $0.pointee.first_errno)) }
         let kernelLost = recording.map { (events: $0.writer.eventsLost, errno: $0.writer.firstWriteError) }
         let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: recording != nil,
@@ -200,6 +207,7 @@ struct RecordCommand: ParsableCommand {
     private func attach(to pid: Int32, options: KernelProbeOptions) throws {
         guard pid > 0 else { fail("no process \(pid)", exitCode: 1) }
         if let refusal = TraceAccess.check(pid: pid) { fail(refusal, exitCode: 1) }
+        NodeLaunch.noteIfAttachingToNode(pid: pid)
         let session: KernelProbeSession
         do {
             session = try KernelProbeSession(options: options)

@@ -1,0 +1,44 @@
+// The batches asynctrace-preload.js sends: what a node thread's hooks recorded, in float64 slots.
+// This is a private protocol between the preload and this module (both ship in one binary), not
+// the trace format: NodeTraceWriter turns it into trace events with TraceFormat's ChunkBuilder.
+//
+// One batch = one write(2) of at most PIPE_BUF bytes on the recorder's FIFO, so batches from many
+// processes and threads never interleave. Little-endian float64 slots:
+//   header (8 slots): magic, pid, tid, sequence (per thread), dropped events so far, slots used
+//                     (header included), Node's threadId, 0
+//   records: kind, then its fields (below); integers are exact in a float64 up to 2^53.
+public enum NodeBatchProtocol {
+    public static let magic: Double = 0x4154_4E42  // "ATNB"
+    /// A message the recorder sends itself through the FIFO to end its reading loop.
+    public static let stopMagic: Double = 0x4154_4E53  // "ATNS"
+    public static let maxBatchBytes = 4096
+    public static let headerSlots = 8
+    public static let maxStringUnits = 256
+
+    public enum Kind: Int {
+        /// asyncID, triggerAsyncID, type index (K_STRING defines it); time = the thread's last.
+        case initResource = 1
+        /// performance.now() ms, asyncID.
+        case before = 2
+        /// performance.now() ms, asyncID.
+        case after = 3
+        /// asyncID.
+        case destroy = 4
+        /// asyncID.
+        case promiseResolve = 5
+        /// asyncID, fd.
+        case resourceFD = 6
+        /// index, length, UTF-16 code units: a type name for K_INIT.
+        case string = 7
+        /// CLOCK_MONOTONIC ns minus performance.now() in ns (this thread's clock offset), performance.now() ms.
+        case clock = 8
+        /// 0, length, code units: the thread's name.
+        case thread = 9
+        /// ppid, length, code units: the process's command line (main thread only).
+        case process = 10
+        /// 0: the thread is exiting (its last batch).
+        case end = 11
+        /// asyncID, length, code units: an uncaught exception's first line, thrown in that resource's callback.
+        case uncaught = 12
+    }
+}

@@ -1,0 +1,272 @@
+// Node batches -> trace streams: one user stream per (pid, tid), written as chunks with
+// TraceFormat's ChunkBuilder on the trace file's O_APPEND descriptor (one write per chunk, so they
+// interleave safely with the kernel stream and other writers). Ticks are CLOCK_MONOTONIC ns.
+import TraceFormat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct NodeRecordingStatistics: Sendable, Equatable {
+    /// Node threads (main threads and workers of every process) that sent events.
+    public var threads = 0
+    public var processes = 0
+    public var batches: UInt64 = 0
+    public var events: UInt64 = 0
+    /// Events the preloads dropped because the recorder fell behind (their cumulative counts, summed).
+    public var droppedByNode: UInt64 = 0
+    /// Batches missing from a thread's sequence (never seen: not explained by drops).
+    public var missingBatches: UInt64 = 0
+    /// Bytes that were not a valid batch (skipped).
+    public var malformedBytes: UInt64 = 0
+    /// Records the writer rejected (bad values; the rest of their batch is skipped).
+    public var malformedRecords: UInt64 = 0
+    /// Threads beyond `NodeTraceWriter.maxStreams` (their events are not recorded).
+    public var refusedThreads = 0
+    public var writeErrno: Int32 = 0
+}
+
+public struct NodeTraceWriter {
+    public static let maxStreams = 4096
+    /// A stream's chunk is sealed and written when its payload reaches this size.
+    public var chunkBytes = 64 << 10
+    public let fd: Int32
+    public private(set) var statistics = NodeRecordingStatistics()
+
+    private struct Stream {
+        var pid: UInt32
+        var tid: UInt32
+        var builder: ChunkBuilder?
+        var chunkSequence: UInt64 = 0
+        var nextBatch: UInt64 = 0
+        var dropped: UInt64 = 0
+        var lastNs: UInt64 = 0
+        var clockOffsetNs: Double = 0
+        var hasClock = false
+        var types: [Int: String] = [:]
+    }
+
+    private var streams: [UInt64: Stream] = [:]
+    private var pids = Set<UInt32>()
+    private var pending: [UInt8] = []
+
+    /// `fd`: the trace file, open with O_APPEND; the writer does not close it.
+    public init(fd: Int32) { self.fd = fd }
+
+    /// Feeds bytes read from the FIFO (any split: a batch cut by a read completes with the next).
+    /// Returns false when the recorder's stop message was read.
+    public mutating func consume(_ bytes: UnsafeRawBufferPointer, nowNs: UInt64) -> Bool {
+        pending.append(contentsOf: bytes)
+        var offset = 0
+        var keepGoing = true
+        pending.withUnsafeBytes { p in
+            while p.count - offset >= 8 {
+                let first = p.loadUnaligned(fromByteOffset: offset, as: Double.self)
+                if first == NodeBatchProtocol.stopMagic {
+                    offset += 8
+                    keepGoing = false
+                    return
+                }
+                guard first == NodeBatchProtocol.magic else {
+                    statistics.malformedBytes += 8  // resynchronise on the next magic
+                    offset += 8
+                    continue
+                }
+                guard p.count - offset >= NodeBatchProtocol.headerSlots * 8 else { return }
+                let used = p.loadUnaligned(fromByteOffset: offset + 40, as: Double.self)
+                guard used >= Double(NodeBatchProtocol.headerSlots), used <= Double(NodeBatchProtocol.maxBatchBytes / 8),
+                      used == used.rounded() else {
+                    statistics.malformedBytes += 8
+                    offset += 8
+                    continue
+                }
+                let length = Int(used) * 8
+                guard p.count - offset >= length else { return }
+                batch(UnsafeRawBufferPointer(rebasing: p[offset..<(offset + length)]), nowNs: nowNs)
+                offset += length
+            }
+        }
+        pending.removeFirst(offset)
+        return keepGoing
+    }
+
+    /// Writes every stream's pending events (chunks not yet full); `final` ends every stream with a final chunk.
+    public mutating func flush(final: Bool = false) {
+        for key in Array(streams.keys) {
+            guard var s = streams[key] else { continue }
+            if final || !(s.builder?.isEmpty ?? true) { seal(&s, final: final) }
+            streams[key] = s
+        }
+    }
+
+    // MARK: decoding
+
+    private static func integer(_ v: Double, min: Double = 0, max: Double = 9_007_199_254_740_992) -> UInt64? {
+        guard v.isFinite, v >= min, v <= max, v == v.rounded() else { return nil }
+        return UInt64(v)
+    }
+
+    private mutating func batch(_ b: UnsafeRawBufferPointer, nowNs: UInt64) {
+        let slots = b.count / 8
+        @inline(__always) func slot(_ i: Int) -> Double { b.loadUnaligned(fromByteOffset: i * 8, as: Double.self) }
+        guard let pid = Self.integer(slot(1), min: 1, max: 4_194_304), let tid = Self.integer(slot(2), min: 1, max: 4_194_304),
+              let seq = Self.integer(slot(3)), let dropped = Self.integer(slot(4)) else {
+            statistics.malformedBytes += UInt64(b.count)
+            return
+        }
+        let key = pid << 32 | tid
+        if streams[key] == nil {
+            guard streams.count < Self.maxStreams else {
+                statistics.refusedThreads += 1
+                return
+            }
+            streams[key] = Stream(pid: UInt32(pid), tid: UInt32(tid))
+            statistics.threads += 1
+            if pids.insert(UInt32(pid)).inserted { statistics.processes += 1 }
+        }
+        var s = streams[key]!
+        defer { streams[key] = s }
+        statistics.batches += 1
+        if seq > s.nextBatch { statistics.missingBatches += seq - s.nextBatch }
+        s.nextBatch = max(s.nextBatch, seq + 1)
+        if dropped > s.dropped {
+            statistics.droppedByNode += dropped - s.dropped
+            s.dropped = dropped
+        }
+
+        var i = NodeBatchProtocol.headerSlots
+        // A string record's text: `n` code units from slot `at`, bounds-checked.
+        func text(at: Int, count n: Double) -> String? {
+            guard let n = Self.integer(n, max: Double(NodeBatchProtocol.maxStringUnits)), at + Int(n) <= slots else { return nil }
+            var units: [UInt16] = []
+            units.reserveCapacity(Int(n))
+            for k in 0..<Int(n) {
+                guard let u = Self.integer(slot(at + k), max: 65535) else { return nil }
+                units.append(UInt16(u))
+            }
+            return String(decoding: units, as: UTF16.self)
+        }
+        while i < slots {
+            guard let kind = Self.integer(slot(i)).flatMap({ NodeBatchProtocol.Kind(rawValue: Int($0)) }) else {
+                statistics.malformedRecords += 1
+                return
+            }
+            let fields: Int
+            switch kind {
+            case .initResource: fields = 3
+            case .before, .after, .resourceFD, .clock, .string, .thread, .process, .uncaught: fields = 2
+            case .destroy, .promiseResolve, .end: fields = 1
+            }
+            guard i + fields < slots else {
+                statistics.malformedRecords += 1
+                return
+            }
+            let a = slot(i + 1), c = fields >= 2 ? slot(i + 2) : 0
+            var consumed = 1 + fields
+            switch kind {
+            case .initResource:
+                guard let id = Self.integer(a), let trigger = Self.integer(c), let t = Self.integer(slot(i + 3)),
+                      let type = s.types[Int(t)] else { statistics.malformedRecords += 1; return }
+                event(&s, .initResource, ns: s.lastNs) { b, ticks in
+                    let typeID = b.intern(type, ticks: ticks)
+                    b.beginEvent(.initResource, ticks: ticks)
+                    b.putAsyncID(id)
+                    b.putStringID(typeID)
+                    b.putRelatedID(trigger)
+                }
+            case .before, .after:
+                guard s.hasClock, a.isFinite, a >= 0, let id = Self.integer(c) else { statistics.malformedRecords += 1; return }
+                let ns = UInt64(max(0, (s.clockOffsetNs + a * 1e6).rounded()))
+                let k: EventKind = kind == .before ? .before : .after
+                event(&s, k, ns: ns) { b, ticks in
+                    b.beginEvent(k, ticks: ticks)
+                    b.putAsyncID(id)
+                }
+            case .destroy, .promiseResolve:
+                guard let id = Self.integer(a) else { statistics.malformedRecords += 1; return }
+                let k: EventKind = kind == .destroy ? .destroy : .promiseResolve
+                event(&s, k, ns: s.lastNs) { b, ticks in
+                    b.beginEvent(k, ticks: ticks)
+                    b.putAsyncID(id)
+                }
+            case .resourceFD:
+                guard let id = Self.integer(a), let fd = Self.integer(c, max: 2_147_483_647) else {
+                    statistics.malformedRecords += 1; return
+                }
+                event(&s, .resourceFD, ns: s.lastNs) { b, ticks in
+                    b.beginEvent(.resourceFD, ticks: ticks)
+                    b.putAsyncID(id)
+                    b.putSigned(Int64(fd))
+                }
+            case .string, .thread, .process, .uncaught:
+                guard let t = text(at: i + 3, count: c) else { statistics.malformedRecords += 1; return }
+                consumed += Int(c)  // validated by text(at:count:)
+                switch kind {
+                case .string:
+                    guard let index = Self.integer(a, max: 65535) else { statistics.malformedRecords += 1; return }
+                    s.types[Int(index)] = t
+                case .thread:
+                    event(&s, .threadInfo, ns: s.lastNs) { b, ticks in
+                        let name = b.intern(t, ticks: ticks)
+                        b.beginEvent(.threadInfo, ticks: ticks)
+                        b.putStringID(name)
+                    }
+                case .process:
+                    guard let ppid = Self.integer(a, max: 4_194_304) else { statistics.malformedRecords += 1; return }
+                    event(&s, .processInfo, ns: s.lastNs) { b, ticks in
+                        let program = b.intern(t, ticks: ticks)
+                        b.beginEvent(.processInfo, ticks: ticks)
+                        b.putUnsigned(ppid)
+                        b.putStringID(program)
+                    }
+                default:  // .uncaught
+                    guard let id = Self.integer(a) else { statistics.malformedRecords += 1; return }
+                    event(&s, .uncaughtError, ns: s.lastNs) { b, ticks in
+                        let message = b.intern(t, ticks: ticks)
+                        b.beginEvent(.uncaughtError, ticks: ticks)
+                        b.putAsyncID(id)
+                        b.putStringID(message)
+                    }
+                }
+            case .clock:
+                guard a.isFinite, abs(a) < 9.2e18, c.isFinite, c >= 0 else { statistics.malformedRecords += 1; return }
+                s.clockOffsetNs = a
+                s.hasClock = true
+                s.lastNs = max(s.lastNs, UInt64(max(0, (a + c * 1e6).rounded())))
+            case .end:
+                if let b = s.builder, !b.isEmpty { seal(&s, final: false) }
+            }
+            i += consumed
+        }
+    }
+
+    /// Appends one event (`encode` writes it) to the stream's open chunk, opening one at `ns` if needed.
+    private mutating func event(_ s: inout Stream, _ kind: EventKind, ns: UInt64,
+                                _ encode: (inout ChunkBuilder, UInt64) -> Void) {
+        let t = max(ns, s.lastNs)
+        s.lastNs = t
+        if s.builder == nil {
+            s.builder = ChunkBuilder(pid: s.pid, tid: s.tid, startNs: t, startTicks: t, reserve: chunkBytes + 512)
+        }
+        encode(&s.builder!, t)
+        statistics.events += 1
+        if s.builder!.byteCount >= chunkBytes { seal(&s, final: false) }
+    }
+
+    private mutating func seal(_ s: inout Stream, final: Bool) {
+        let b = s.builder ?? ChunkBuilder(pid: s.pid, tid: s.tid, startNs: s.lastNs, startTicks: s.lastNs, reserve: 0)
+        let bytes = b.seal(sequence: s.chunkSequence, endNs: s.lastNs, endTicks: s.lastNs, droppedCumulative: s.dropped,
+                           flags: final ? [.final] : [])
+        s.builder = nil
+        s.chunkSequence += 1
+        guard statistics.writeErrno == 0 else { return }
+        bytes.withUnsafeBytes { buf in
+            var off = 0
+            while off < buf.count {
+                let n = write(fd, buf.baseAddress! + off, buf.count - off)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { statistics.writeErrno = n < 0 ? errno : EIO; return }
+                off += n
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+// asynctrace's Node adapter, preloaded by `asynctrace record` (NODE_OPTIONS=--require ...) into every
+// node process and worker thread it starts. It turns Node's own async_hooks events (init, before, after,
+// destroy; promises only with --node-promises) into compact binary batches for the recorder, which
+// writes them into the trace with TraceFormat's writer: this file defines the batch protocol, not the
+// trace format (Sources/NodeRecording/NodeBatchProtocol.swift reads it; docs/node.md describes it).
+//
+// Cost matters more than elegance here: every hook runs on the application's thread. Events go into a
+// preallocated Float64Array (one typed store per field, no allocation); one batch is at most PIPE_BUF
+// (4096) bytes so a write(2) to the recorder's FIFO is atomic among all writers; only `before` and
+// `after` read the clock (init, destroy and fd events take the thread's previous time, as the Swift
+// recorder does).
+'use strict';
+(function asynctracePreload() {
+  const fifoPath = process.env.ASYNCTRACE_NODE_FIFO;
+  if (!fifoPath) return;
+  const fs = require('fs');
+  const asyncHooks = require('async_hooks');
+  const { performance } = require('perf_hooks');
+  let workerThreads = null;
+  try { workerThreads = require('worker_threads'); } catch { /* very old node */ }
+  const isMain = !workerThreads || workerThreads.isMainThread;
+  const nodeThreadId = workerThreads ? workerThreads.threadId : 0;
+  const mode = process.env.ASYNCTRACE_NODE_MODE || 'default';
+  const withPromises = mode === 'promises';
+
+  let fd;
+  try {
+    // O_NONBLOCK: opening fails at once (ENXIO) if the recorder is gone, instead of hanging.
+    fd = fs.openSync(fifoPath, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK | fs.constants.O_CLOEXEC);
+    if (!fs.fstatSync(fd).isFIFO()) { fs.closeSync(fd); return; }
+  } catch {
+    return;  // not recording (recorder gone or path unusable): the program runs untraced
+  }
+
+  // This thread's ids: Node does not expose the OS thread id; /proc/thread-self is "PID/task/TID".
+  let pid = process.pid, tid = process.pid;
+  try {
+    const parts = fs.readlinkSync('/proc/thread-self').split('/');
+    pid = Number(parts[0]); tid = Number(parts[2]);
+  } catch { /* keep process.pid */ }
+  // Async ids count from 1 in every worker, but the trace keys resources by process: a worker's ids
+  // are moved to their own range (threadId * 2^32 + id), the main thread's stay as Node prints them.
+  const idBase = isMain ? 0 : nodeThreadId * 4294967296;
+
+  // Batch layout (float64 slots): header, then records. See NodeBatchProtocol.swift.
+  const BATCH_BYTES = 4096, SLOTS = BATCH_BYTES / 8, HEADER = 8;
+  const MAGIC = 0x4154_4e42;  // "ATNB"
+  const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
+        K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12;
+  const MAX_RECORD = 4 + 256;  // the longest record (a string of at most 256 code units)
+  const buf = new Float64Array(SLOTS);
+  const bytes = new Uint8Array(buf.buffer);
+  let pos = HEADER, sequence = 0, dropped = 0, pendingEvents = 0, enabled = true;
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+  function writeBatch() {
+    if (pos === HEADER) return;
+    buf[0] = MAGIC; buf[1] = pid; buf[2] = tid; buf[3] = sequence; buf[4] = dropped; buf[5] = pos;
+    buf[6] = nodeThreadId; buf[7] = 0;
+    const n = pos * 8;
+    // A full pipe means the recorder is behind: wait for it a little (1 ms at a time, at most ~1 s),
+    // then drop the batch and count it, rather than block the application indefinitely.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        fs.writeSync(fd, bytes, 0, n);
+        sequence++;
+        break;
+      } catch (e) {
+        if (e.code === 'EAGAIN' && attempt < 1000) { Atomics.wait(sleeper, 0, 0, 1); continue; }
+        if (e.code === 'EAGAIN') { dropped += pendingEvents; sequence++; break; }
+        enabled = false;  // EPIPE/EBADF: the recorder is gone
+        break;
+      }
+    }
+    pos = HEADER;
+    pendingEvents = 0;
+  }
+
+  function putString(kind, index, text) {
+    if (pos + MAX_RECORD > SLOTS) writeBatch();
+    const s = String(text);
+    const n = Math.min(s.length, 256);
+    buf[pos] = kind; buf[pos + 1] = index; buf[pos + 2] = n;
+    for (let i = 0; i < n; i++) buf[pos + 3 + i] = s.charCodeAt(i);
+    pos += 3 + n;
+  }
+
+  // Node's type names, interned per thread (a string record the first time each is seen).
+  const typeIndex = new Map();
+  function typeID(type) {
+    let i = typeIndex.get(type);
+    if (i === undefined) {
+      i = typeIndex.size;
+      typeIndex.set(type, i);
+      putString(K_STRING, i, type);
+    }
+    return i;
+  }
+
+  // Clock: performance.now() (ms since this thread's time origin, no allocation) mapped to
+  // CLOCK_MONOTONIC ns (process.hrtime is uv_hrtime, CLOCK_MONOTONIC: the kernel probes' clock) by an
+  // offset measured here, the tightest of a few back-to-back readings.
+  function clockRecord() {
+    let best = Infinity, offset = 0;
+    for (let i = 0; i < 5; i++) {
+      const a = performance.now();
+      const h = Number(process.hrtime.bigint());
+      const b = performance.now();
+      if (b - a < best) { best = b - a; offset = h - (a + b) / 2 * 1e6; }
+    }
+    if (pos + 3 > SLOTS) writeBatch();
+    buf[pos] = K_CLOCK; buf[pos + 1] = Math.round(offset); buf[pos + 2] = performance.now(); pos += 3;
+  }
+
+  let threadName = isMain ? 'main' : 'worker ' + nodeThreadId;
+  try {
+    const comm = fs.readFileSync('/proc/thread-self/comm', 'latin1').trim();
+    if (comm) threadName = comm + (isMain ? '' : ' (worker ' + nodeThreadId + ')');
+  } catch { /* keep the default */ }
+  clockRecord();
+  putString(K_THREAD, 0, threadName);
+  if (isMain) {
+    putString(K_PROCESS, process.ppid, process.argv.join(' '));
+  }
+
+  // Handles whose fd is not known yet at init (accepted sockets get theirs after the wrap exists).
+  const FD_TYPES = new Set(['TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP', 'TTYWRAP', 'UDPWRAP',
+                            'FSEVENTWRAP', 'PROCESSWRAP']);
+  const pendingFD = new Map();
+  function handleFD(resource) {
+    try {
+      const h = resource && (resource._handle || resource);
+      const f = h && h.fd;
+      return typeof f === 'number' ? f : -1;
+    } catch { return -1; }
+  }
+  function putFD(id, f) {
+    if (pos + 3 > SLOTS) writeBatch();
+    buf[pos] = K_FD; buf[pos + 1] = id; buf[pos + 2] = f; pos += 3;
+    pendingEvents++;
+  }
+  function resolvePendingFDs() {
+    for (const [id, resource] of pendingFD) {
+      const f = handleFD(resource);
+      if (f >= 0) { putFD(id, f); pendingFD.delete(id); }
+    }
+  }
+
+  // Our own flush timer is created with the hooks seeing it; its id is skipped.
+  let ownTimerID = -1, creatingOwnTimer = false;
+
+  function init(asyncId, type, triggerAsyncId, resource) {
+    if (creatingOwnTimer) { ownTimerID = asyncId; return; }
+    if (!enabled) return;
+    if (pos + 4 + MAX_RECORD > SLOTS) writeBatch();
+    const t = typeID(type);
+    buf[pos] = K_INIT; buf[pos + 1] = idBase + asyncId; buf[pos + 2] = idBase + triggerAsyncId; buf[pos + 3] = t;
+    pos += 4;
+    pendingEvents++;
+    // Never read the fd here: init runs inside the handle's constructor, before the stream behind
+    // its `fd` getter exists (reading it crashes Node). The next before/after asks.
+    if (FD_TYPES.has(type) && pendingFD.size < 4096) pendingFD.set(idBase + asyncId, resource);
+  }
+  function before(asyncId) {
+    if (asyncId === ownTimerID || !enabled) return;
+    if (pendingFD.size !== 0) resolvePendingFDs();
+    if (pos + 3 > SLOTS) writeBatch();
+    buf[pos] = K_BEFORE; buf[pos + 1] = performance.now(); buf[pos + 2] = idBase + asyncId;
+    pos += 3;
+    pendingEvents++;
+  }
+  function after(asyncId) {
+    if (asyncId === ownTimerID || !enabled) return;
+    if (pos + 3 > SLOTS) writeBatch();
+    buf[pos] = K_AFTER; buf[pos + 1] = performance.now(); buf[pos + 2] = idBase + asyncId;
+    pos += 3;
+    pendingEvents++;
+    if (pendingFD.size !== 0) resolvePendingFDs();
+  }
+  function destroy(asyncId) {
+    if (asyncId === ownTimerID || !enabled) return;
+    if (pendingFD.size !== 0) pendingFD.delete(idBase + asyncId);
+    if (pos + 2 > SLOTS) writeBatch();
+    buf[pos] = K_DESTROY; buf[pos + 1] = idBase + asyncId;
+    pos += 2;
+    pendingEvents++;
+  }
+  function promiseResolve(asyncId) {
+    if (!enabled) return;
+    if (pos + 2 > SLOTS) writeBatch();
+    buf[pos] = K_PROMISE_RESOLVE; buf[pos + 1] = idBase + asyncId;
+    pos += 2;
+    pendingEvents++;
+  }
+
+  const callbacks = withPromises ? { init, before, after, destroy, promiseResolve } : { init, before, after, destroy };
+  asyncHooks.createHook(callbacks).enable();
+  if (!withPromises) {
+    // Enabling any async hook makes Node install V8 promise hooks (an init/before/after call per
+    // promise: 8-19x on await-heavy code). The default mode does without promises: remove them again
+    // (Node puts them back by itself if the program enables a hook of its own, e.g. AsyncLocalStorage).
+    try {
+      const saved = process.noDeprecation;
+      process.noDeprecation = true;  // process.binding('async_wrap') warns (DEP0111)
+      const asyncWrap = process.binding('async_wrap');
+      process.noDeprecation = saved;
+      asyncWrap.setPromiseHooks(undefined, undefined, undefined, undefined);
+    } catch { /* newer Node without the binding: promises stay hooked (and are recorded) */ }
+  }
+
+  // A callback that throws: its resource and message, before Node reports it.
+  process.on('uncaughtExceptionMonitor', (err) => {
+    if (!enabled) return;
+    const id = asyncHooks.executionAsyncId();
+    putString(K_UNCAUGHT, idBase + id, err && err.stack ? String(err.stack).split('\n')[0] : String(err));
+  });
+
+  creatingOwnTimer = true;
+  const timer = setInterval(writeBatch, 100);
+  creatingOwnTimer = false;
+  timer.unref();
+  process.on('exit', () => {
+    if (!enabled) return;
+    if (pos + 2 > SLOTS) writeBatch();
+    buf[pos] = K_END; buf[pos + 1] = 0; pos += 2;
+    writeBatch();
+    enabled = false;
+  });
+})();
