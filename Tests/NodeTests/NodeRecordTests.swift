@@ -1,0 +1,248 @@
+// `asynctrace record node prog.js` end to end: a Node program of known structure, recorded by the
+// real CLI with the real kernel probes (root), read back through the reader, the report's JSON and
+// the exports' validators.
+import Foundation
+import Testing
+import TraceFormat
+import TraceReader
+
+enum NodeRepo {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static func executable(_ name: String) -> String {
+        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<3 {
+            let candidate = dir.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return name
+    }
+
+    static var node: String? {
+        for p in ["/usr/bin/node", "/usr/local/bin/node", "/usr/bin/nodejs"] where FileManager.default.isExecutableFile(atPath: p) {
+            return p
+        }
+        return nil
+    }
+}
+
+struct NodeToolResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+func runNodeTool(_ args: [String], timeout: TimeInterval = 120) throws -> NodeToolResult {
+    let base = NSTemporaryDirectory() + "asynctrace-nodetest-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    defer {
+        try? FileManager.default.removeItem(atPath: base + ".out")
+        try? FileManager.default.removeItem(atPath: base + ".err")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: args[0])
+    p.arguments = Array(args.dropFirst())
+    p.standardOutput = FileHandle(forWritingAtPath: base + ".out")
+    p.standardError = FileHandle(forWritingAtPath: base + ".err")
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(10_000) }
+    if p.isRunning { p.terminate() }
+    p.waitUntilExit()
+    return NodeToolResult(status: p.terminationStatus,
+                          stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
+                          stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+}
+
+/// An HTTP server whose handler defers its work through setImmediate; the /block request's deferred
+/// callback reads a FIFO synchronously until a child writes to it ~250 ms later; a promise chain with
+/// an fs callback; an interval left running; a worker thread whose timer callback spins for 40 ms.
+/// The program prints the async ids the test looks for, then exits with process.exit (the interval
+/// would keep it alive otherwise).
+let nodeProgram = #"""
+const http = require('http');
+const fs = require('fs');
+const { spawn } = require('child_process');
+const { Worker } = require('worker_threads');
+const fifo = process.argv[2];
+const ids = {};
+const keepAlive = setInterval(() => {}, 60000);
+ids.interval = +keepAlive;  // a Timeout's primitive value is its async id
+const worker = new Worker(`
+  const { parentPort } = require('worker_threads');
+  setTimeout(function spin() {
+    const t = Date.now(); while (Date.now() - t < 40) {}
+    parentPort.postMessage('spun');
+  }, 5);
+`, { eval: true });
+const workerDone = new Promise((resolve) => worker.once('message', resolve));
+const server = http.createServer((req, res) => {
+  setImmediate(function deferred() {
+    if (req.url === '/block') {
+      const fd = fs.openSync(fifo, fs.constants.O_RDWR);  // O_RDWR: open never waits for a writer
+      const b = Buffer.alloc(1);
+      fs.readSync(fd, b, 0, 1, null);                    // blocks until the child writes
+      fs.closeSync(fd);
+    }
+    res.end('ok\n');
+  });
+});
+function get(port, path) {
+  return new Promise((resolve) => http.get({ port, host: '127.0.0.1', path }, (r) => { r.resume(); r.on('end', resolve); }));
+}
+server.listen(0, '127.0.0.1', async () => {
+  const port = server.address().port;
+  await get(port, '/');
+  spawn('/bin/sh', ['-c', 'sleep 0.25; printf x > "$0"', fifo], { stdio: 'ignore' });
+  await get(port, '/block');
+  const text = await Promise.resolve(__filename).then((f) => new Promise((resolve, reject) =>
+    fs.readFile(f, 'utf8', (err, data) => (err ? reject(err) : resolve(data)))));
+  await workerDone;
+  await worker.terminate();
+  server.close(() => {
+    console.log(JSON.stringify({ ...ids, length: text.length }));
+    process.exit(0);
+  });
+});
+"""#
+
+struct NodeTrace {
+    var inits: [UInt64: (type: String, trigger: UInt64, stream: Int)] = [:]
+    var destroyed = Set<UInt64>()
+    var befores: [UInt64: Int] = [:]
+    var beforesByStream: [Int: [String]] = [:]
+    var streams: [TraceStream] = []
+}
+
+func readNodeTrace(_ path: String) throws -> NodeTrace {
+    let reader = try TraceReader(path: path)
+    var t = NodeTrace()
+    t.streams = reader.streams
+    reader.events().forEach { s, e in
+        switch e.kind {
+        case .initResource: t.inits[e.u(0)] = (e.text, e.u(2), s)
+        case .destroy: t.destroyed.insert(e.u(0))
+        case .before:
+            t.befores[e.u(0), default: 0] += 1
+            if let i = t.inits[e.u(0)] { t.beforesByStream[s, default: []].append(i.type) }
+        default: break
+        }
+    }
+    return t
+}
+
+@Suite(.serialized) struct NodeRecordTests {
+    static let kernelCapable = getuid() == 0 && FileManager.default.isReadableFile(atPath: "/sys/kernel/btf/vmlinux")
+
+    /// Records the program; returns the trace's path (caller removes it), the program's printed ids and record's stderr.
+    func record(extra: [String] = []) throws -> (trace: String, ids: [String: Any], stderr: String, dir: String) {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let script = dir + "/prog.js", fifo = dir + "/slow.fifo", trace = dir + "/node.atrace"
+        try nodeProgram.write(toFile: script, atomically: true, encoding: .utf8)
+        #expect(mkfifo(fifo, 0o600) == 0)
+        if !Self.kernelCapable { print("KERNEL TEST SKIPPED: not root or no BTF; recording node's own events only") }
+        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "-o", trace] + extra + ["--", node, script, fifo])
+        #expect(rec.status == 0, "record failed: \(rec.stderr)")
+        let line = rec.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        let ids = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]) ?? [:]
+        #expect(!ids.isEmpty, "the program's output: \(rec.stdout) \(rec.stderr)")
+        return (trace, ids, rec.stderr, dir)
+    }
+
+    @Test func defaultModeRecordsNodesResourcesCallbacksThreadsAndSyscalls() throws {
+        let (trace, ids, stderr, dir) = try record()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(stderr.contains("node: "), "record says what the hooks sent: \(stderr)")
+        #expect(!stderr.contains("dropped by node") && !stderr.contains("malformed"), "\(stderr)")
+        let t = try readNodeTrace(trace)
+
+        // Node's own type names, with trigger chains.
+        let types = Set(t.inits.values.map(\.type))
+        for type in ["TCPSERVERWRAP", "TCPWRAP", "HTTPINCOMINGMESSAGE", "Immediate", "Timeout", "FSREQCALLBACK", "TickObject", "WORKER"] {
+            #expect(types.contains(type), "no \(type) resource; types: \(types.sorted())")
+        }
+        #expect(!types.contains("PROMISE"), "the default mode does not record promises")
+        // Every Immediate's trigger chain leads back through the connection (TCPWRAP) that caused it.
+        let immediates = t.inits.filter { $0.value.type == "Immediate" }
+        #expect(immediates.count >= 2)
+        for (id, _) in immediates {
+            var chain: [String] = []
+            var cur = id
+            while let i = t.inits[cur], chain.count < 20 { chain.append(i.type); cur = i.trigger }
+            #expect(chain.contains("TCPWRAP") && chain.contains("HTTPINCOMINGMESSAGE"), "chain of Immediate \(id): \(chain)")
+        }
+
+        // The interval is open at exit: created, never destroyed; the program's own id for it.
+        let intervalID = UInt64((ids["interval"] as? NSNumber)?.intValue ?? -1)
+        #expect(t.inits[intervalID]?.type == "Timeout", "the interval (async id \(intervalID)) has an init as a Timeout")
+        #expect(!t.destroyed.contains(intervalID), "the interval is never destroyed")
+
+        // The worker's callbacks are on its own thread (same process, another tid), with its own ids.
+        let main = try #require(t.streams.first { !$0.isKernel && $0.threadName?.contains("worker") == false })
+        let workerStream = try #require(t.streams.first { !$0.isKernel && $0.threadName?.contains("worker") == true },
+                                        "no worker stream: \(t.streams.map { ($0.tid, $0.threadName ?? "-") })")
+        #expect(workerStream.pid == main.pid && workerStream.tid != main.tid)
+        #expect(t.beforesByStream[workerStream.index]?.contains("Timeout") == true, "the worker's timer ran on its thread")
+        #expect(t.inits.filter { $0.value.stream == workerStream.index }.allSatisfy { $0.key > 1 << 32 },
+                "worker ids are in their own range")
+
+        // The report: the blocking callback is the /block request's Immediate and owns its read.
+        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"])
+        #expect(rep.status == 0, "\(rep.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
+        let blocking = try #require(json["blocking"] as? [[String: Any]])
+        let slow = try #require(blocking.first { ($0["type"] as? String) == "Immediate" }, "blocking: \(blocking)")
+        #expect(((slow["duration_ns"] as? NSNumber)?.int64Value ?? 0) >= 150_000_000)
+        #expect((slow["causal_chain"] as? [String])?.contains("HTTPINCOMINGMESSAGE") == true)
+        let workerBlock = blocking.first { ($0["thread"] as? String)?.contains("worker") == true }
+        #expect(workerBlock?["type"] as? String == "Timeout", "the worker's 40 ms timer is a blocking callback on its thread")
+        if Self.kernelCapable {
+            let calls = slow["syscalls"] as? [[String: Any]] ?? []
+            let read = calls.first { ($0["name"] as? String) == "read" }
+            #expect(((read?["ns"] as? NSNumber)?.int64Value ?? 0) >= 150_000_000,
+                    "the synchronous read is inside the callback that made it: \(calls)")
+            // fds named by their owners.
+            let fds = json["fds"] as? [[String: Any]] ?? []
+            #expect(fds.contains { ($0["resource_type"] as? String) == "TCPWRAP" }, "a socket fd is owned by a TCPWRAP")
+        }
+        let open = json["open_at_exit"] as? [[String: Any]] ?? []
+        #expect(open.contains { ($0["type"] as? String) == "Timeout" }, "the interval is open at exit: \(open)")
+
+        // Exports of a Node trace validate.
+        let pf = dir + "/node.pftrace", chrome = dir + "/node.json"
+        #expect(try runNodeTool([NodeRepo.executable("asynctrace"), "export", trace, "--format", "perfetto", "-o", pf]).status == 0)
+        #expect(try runNodeTool([NodeRepo.executable("asynctrace"), "export", trace, "--format", "chrome", "-o", chrome]).status == 0)
+        for (script, file) in [("perfetto_check.py", pf), ("chrome_check.py", chrome)] {
+            let v = try runNodeTool(["/usr/bin/env", "python3", NodeRepo.root + "/Tests/TraceExportsTests/validators/" + script, file])
+            #expect(v.status == 0 && !v.stdout.contains("\"error\""), "\(script): \(v.stdout.prefix(500)) \(v.stderr.prefix(500))")
+        }
+    }
+
+    @Test func promisesModeRecordsPromisesAndTheirContinuations() throws {
+        let (trace, _, _, dir) = try record(extra: ["--node-promises"])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let t = try readNodeTrace(trace)
+        let promises = t.inits.filter { $0.value.type == "PROMISE" }
+        #expect(promises.count >= 5, "PROMISE resources recorded")
+        #expect(promises.keys.contains { t.befores[$0] != nil }, "await continuations run as PROMISE callbacks")
+        // The fs callback of the promise chain was created inside a promise continuation.
+        #expect(t.inits.values.contains { $0.type == "FSREQCALLBACK" && t.inits[$0.trigger]?.type == "PROMISE" })
+    }
+
+    @Test func noNodeHooksRecordsKernelEventsOnly() throws {
+        let (trace, _, stderr, dir) = try record(extra: ["--no-node-hooks"])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(!stderr.contains("node: "))
+        let t = try readNodeTrace(trace)
+        #expect(t.inits.isEmpty)
+    }
+}

@@ -1,0 +1,129 @@
+// The recorder's end of the preload protocol: well-formed batches become trace events the reader
+// reads back; damaged or hostile bytes are skipped and counted, never trusted or trapped on.
+import Foundation
+import NodeRecording
+import Testing
+import TraceFormat
+import TraceReader
+
+/// Builds batches the way asynctrace-preload.js does.
+struct BatchBuilder {
+    var slots: [Double] = []
+    mutating func string(_ kind: NodeBatchProtocol.Kind, _ index: Double, _ text: String) {
+        let units = Array(text.utf16)
+        slots += [Double(kind.rawValue), index, Double(units.count)] + units.map(Double.init)
+    }
+    func batch(pid: Double, tid: Double, sequence: Double, dropped: Double = 0) -> [UInt8] {
+        let all = [NodeBatchProtocol.magic, pid, tid, sequence, dropped, Double(8 + slots.count), 0, 0] + slots
+        return all.withUnsafeBytes { Array($0) }
+    }
+}
+
+@Suite struct NodeTraceWriterTests {
+    func withTraceFile(_ body: (Int32, String) throws -> Void) throws {
+        let path = NSTemporaryDirectory() + "asynctrace-nodewriter-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).atrace"
+        defer { unlink(path) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        let header = FileHeader(pid: 100, monotonicStartNs: 1_000_000, realtimeStartNs: 0, program: "node test").encode()
+        #expect(write(fd, header, header.count) == header.count)
+        try body(fd, path)
+    }
+
+    @Test func batchesBecomeOneStreamPerThreadWithNodesTypesAndTimes() throws {
+        try withTraceFile { fd, path in
+            var w = NodeTraceWriter(fd: fd)
+            var b = BatchBuilder()
+            b.slots += [Double(NodeBatchProtocol.Kind.clock.rawValue), 5_000_000_000, 2.0]  // offset 5 s, now 2 ms
+            b.string(.thread, 0, "node")
+            b.string(.process, 1, "node app.js")
+            b.string(.string, 0, "Timeout")
+            b.slots += [1, 7, 1, 0]            // init 7 Timeout <- 1
+            b.slots += [6, 7, 12]              // resourceFD 7 -> 12
+            b.slots += [2, 3.5, 7]             // before at 3.5 ms
+            b.slots += [3, 4.25, 7]            // after at 4.25 ms
+            b.slots += [4, 7]                  // destroy
+            var worker = BatchBuilder()
+            worker.slots += [8, 6_000_000_000, 1.0]
+            worker.string(.thread, 0, "node (worker 1)")
+            worker.string(.string, 0, "Immediate")
+            worker.slots += [1, 4_294_967_298, 4_294_967_297, 0, 2, 1.5, 4_294_967_298, 3, 1.75, 4_294_967_298]
+            var bytes = b.batch(pid: 100, tid: 100, sequence: 0) + worker.batch(pid: 100, tid: 101, sequence: 0, dropped: 3)
+            // Fed in odd pieces: a read of the FIFO may end inside a batch.
+            var offset = 0
+            for piece in [5, 100, 3, 1000, 10_000] where offset < bytes.count {
+                let end = min(bytes.count, offset + piece)
+                _ = bytes[offset..<end].withUnsafeBytes { w.consume($0, nowNs: 0) }
+                offset = end
+            }
+            bytes.removeAll()
+            w.flush(final: true)
+            #expect(w.statistics.threads == 2 && w.statistics.processes == 1)
+            #expect(w.statistics.droppedByNode == 3 && w.statistics.malformedRecords == 0 && w.statistics.malformedBytes == 0)
+
+            let reader = try TraceReader(path: path)
+            #expect(reader.streams.filter { !$0.isKernel }.count == 2)
+            #expect(Set(reader.streams.compactMap(\.threadName)) == ["node", "node (worker 1)"])
+            #expect(reader.droppedUser == 3)
+            var seen: [(EventKind, UInt64, UInt64, String)] = []
+            reader.events().forEach { _, e in seen.append((e.kind, e.u(0), e.timestampNs, e.text)) }
+            let before = try #require(seen.first { $0.0 == .before && $0.1 == 7 })
+            let after = try #require(seen.first { $0.0 == .after && $0.1 == 7 })
+            #expect(before.2 == 5_003_500_000 && after.2 == 5_004_250_000, "performance.now() ms + the thread's offset")
+            #expect(seen.contains { $0.0 == .initResource && $0.1 == 7 && $0.3 == "Timeout" })
+            #expect(seen.contains { $0.0 == .resourceFD && $0.1 == 7 })
+            #expect(seen.contains { $0.0 == .initResource && $0.1 == 4_294_967_298 && $0.3 == "Immediate" })
+        }
+    }
+
+    @Test func hostileBytesAreSkippedAndCountedNeverTrusted() throws {
+        try withTraceFile { fd, path in
+            var w = NodeTraceWriter(fd: fd)
+            var rng = SystemRandomNumberGenerator()
+            // Batches with bad values in every field, then random garbage (with and without valid magics).
+            let bad: [[Double]] = [
+                [1, .nan, 1, 0], [1, 7, 1, 99], [2, 1, 7], [8, .infinity, 1], [7, 0, 1e9], [7, 0, 3, 0x110000, 1, 1],
+                [9, 0, 300] + [Double](repeating: 65, count: 300), [42], [-1, 2], [6, 7, -5], [1, 1e300, 1, 0],
+            ]
+            for (i, slots) in bad.enumerated() {
+                var b = BatchBuilder()
+                b.slots = slots
+                _ = b.batch(pid: 100, tid: 200 + Double(i), sequence: 0).withUnsafeBytes { w.consume($0, nowNs: 0) }
+            }
+            for _ in 0..<200 {
+                var garbage = (0..<Int.random(in: 1...600, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                if Bool.random(using: &rng) {
+                    withUnsafeBytes(of: NodeBatchProtocol.magic) { garbage.insert(contentsOf: $0, at: 0) }
+                }
+                _ = garbage.withUnsafeBytes { w.consume($0, nowNs: 0) }
+            }
+            for header in [[NodeBatchProtocol.magic, 0, 1, 0, 0, 8, 0, 0], [NodeBatchProtocol.magic, 1, 1, -1, 0, 8, 0, 0],
+                           [NodeBatchProtocol.magic, 1, 1, 0, 0, 9999, 0, 0], [NodeBatchProtocol.magic, 1, 1, 0, 0, 7.5, 0, 0]] {
+                _ = header.withUnsafeBytes { w.consume($0, nowNs: 0) }
+            }
+            w.flush(final: true)
+            #expect(w.statistics.malformedRecords >= UInt64(bad.count))
+            #expect(w.statistics.malformedBytes > 0)
+            // Whatever was written reads back as a valid trace.
+            let reader = try TraceReader(path: path)
+            var n = 0
+            reader.events().forEach { _, _ in n += 1 }
+            #expect(reader.damage.isEmpty)
+        }
+    }
+
+    @Test func theStopMessageEndsReadingAfterEverythingBeforeIt() throws {
+        try withTraceFile { fd, _ in
+            var w = NodeTraceWriter(fd: fd)
+            var b = BatchBuilder()
+            b.slots += [8, 1e9, 1]
+            b.string(.thread, 0, "node")
+            var bytes = b.batch(pid: 5, tid: 5, sequence: 0)
+            withUnsafeBytes(of: NodeBatchProtocol.stopMagic) { bytes += $0 }
+            let more = bytes.withUnsafeBytes { w.consume($0, nowNs: 0) }
+            #expect(!more)
+            #expect(w.statistics.threads == 1 && w.statistics.events == 1)
+        }
+    }
+}
