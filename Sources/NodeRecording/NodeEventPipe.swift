@@ -31,7 +31,7 @@ public final class NodeEventPipe {
         guard mkdtemp(&template) != nil else {
             throw NodeSetupError(description: "cannot create a directory in \(temporaryDirectory): \(Self.errorText(errno))")
         }
-        directory = String(cString: template)
+        directory = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         preloadPath = directory + "/asynctrace-preload.js"
         fifoPath = directory + "/events.fifo"
         directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
