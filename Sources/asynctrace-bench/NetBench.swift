@@ -3,6 +3,7 @@
 // each server in its own process, driven by the same load generator (one thread, raw epoll, here).
 // Our server runs bare and recording (ASYNCTRACE_OUTPUT set). Each figure: median of 5 runs of 2 s.
 import AsyncTraceHTTP
+import AsyncTraceRecorder
 import AsyncTraceRuntime
 import CRuntimeSystem
 #if canImport(Glibc)
@@ -23,6 +24,7 @@ enum NetBench {
 
     static func run() {
         if let kind = getenv(serveVariable).map({ String(cString: $0) }) {
+            TraceRecorder.startFromEnvironment()  // the recording variant sets ASYNCTRACE_OUTPUT
             serve(kind)  // never returns
         }
         let echo = [UInt8](repeating: UInt8(ascii: "e"), count: 64)

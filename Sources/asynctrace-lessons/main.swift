@@ -2,6 +2,7 @@
 // Each prints what its Node peer (Benchmarks/node/lessons.js) prints, line for line.
 // Usage: asynctrace-lessons NAME DIR   (DIR: scratch directory with a.txt and c.txt for the file lessons)
 // Record one: ASYNCTRACE_OUTPUT=/tmp/l.atrace asynctrace-lessons file-chain DIR
+import AsyncTraceRecorder
 import AsyncTraceRuntime
 #if canImport(Glibc)
 import Glibc
@@ -15,5 +16,6 @@ guard let lesson = Lessons.all[name] else {
     log("usage: asynctrace-lessons NAME DIR\nlessons: \(Lessons.all.keys.sorted().joined(separator: ", "))")
     exit(name == "--help" || name == "-h" ? 0 : 2)
 }
+TraceRecorder.startFromEnvironment()  // the application decides to record; the runtime only emits
 EventLoop.main { try lesson(dir) }
 if name == "unref" { log("loop ended") }
