@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "NetTests", dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncHooks",
                                                  "TraceReader", "TraceAnalyses", "asynctrace-examples"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "asynctrace",
+        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "kernel-threads-groundtruth", "asynctrace",
                                                            "asynctrace-fixtures"]),
         // `asynctrace record node …`: real node, real kernel (the CLI is exec'd); the preload protocol's writer.
         .testTarget(name: "NodeTests", dependencies: ["asynctrace", "NodeRecording", "TraceReader", "TraceFormat"]),
@@ -110,6 +110,8 @@ let package = Package(
         .testTarget(name: "AcceptanceTests", dependencies: ["asynctrace", "asynctrace-examples"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).
         .executableTarget(name: "kernel-groundtruth", path: "Tests/KernelGroundTruth"),
+        // Threads that sleep, wait, burn CPU and read for known times; one fd number reused (scheduler/fd tests).
+        .executableTarget(name: "kernel-threads-groundtruth", path: "Tests/KernelThreadsGroundTruth"),
         // Shared by RuntimeTests and NetTests (not a product).
         .target(name: "LoopTestSupport", dependencies: ["AsyncTraceRuntime"], path: "Tests/LoopTestSupport"),
     ],

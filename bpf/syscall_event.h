@@ -21,6 +21,10 @@ enum kp_record_kind {
     KP_RECORD_EPOLL_WAIT = 2,   // struct kp_epoll_record
     KP_RECORD_PROCESS_FORK = 3, // struct kp_process_record
     KP_RECORD_PROCESS_EXIT = 4, // struct kp_process_record
+    KP_RECORD_OFFCPU = 5,       // struct kp_offcpu_record
+    KP_RECORD_THREAD_NAME = 6,  // struct kp_thread_record
+    KP_RECORD_THREAD_EXIT = 7,  // struct kp_thread_record (name empty)
+    KP_RECORD_FD_SYSCALL = 8,   // struct kp_fd_record
 };
 
 // A completed syscall of a traced process.
@@ -57,6 +61,87 @@ struct kp_process_record {
     __s32 exit_code;  // exit: exit status 0...255, or -signal if killed by a signal; fork: 0
     __u32 reserved;
     __u64 time_ns;
+};
+
+// A traced thread is back on a CPU after an off-CPU episode (one record per episode, written at
+// switch-in). It left the CPU at on_ns - blocked_ns - runqueue_ns.
+enum kp_offcpu_state {
+    KP_OFFCPU_PREEMPTED = 0,       // still runnable at switch-out: all of it is run-queue wait
+    KP_OFFCPU_SLEEPING = 1,        // TASK_INTERRUPTIBLE
+    KP_OFFCPU_UNINTERRUPTIBLE = 2, // TASK_UNINTERRUPTIBLE (disk I/O, kernel locks)
+    KP_OFFCPU_OTHER = 3,
+};
+
+struct kp_offcpu_record {
+    __u32 kind;       // KP_RECORD_OFFCPU
+    __u32 tgid;
+    __u32 tid;
+    __u32 state;      // enum kp_offcpu_state
+    __u32 waker_tgid; // the thread that woke it; 0 when an interrupt did (timer, I/O completion) or none was seen
+    __u32 waker_tid;
+    __u64 on_ns;      // switch-in
+    __u64 blocked_ns; // switch-out -> wakeup (0 when preempted)
+    __u64 runqueue_ns; // wakeup (or preemption) -> switch-in
+};
+
+// A traced thread's name: when it is created (the creator's comm, copied), after a rename, after exec.
+// KP_RECORD_THREAD_EXIT: the thread ended (comm is its last name).
+#define KP_COMM_LEN 16
+struct kp_thread_record {
+    __u32 kind;
+    __u32 tgid;
+    __u32 tid;
+    __u32 reserved;
+    __u64 time_ns;
+    char comm[KP_COMM_LEN]; // NUL-terminated unless all 16 bytes are used
+};
+
+// What a new fd refers to (TraceFormat's FDKind, same values).
+enum kp_fd_kind {
+    KP_FD_UNKNOWN = 0, KP_FD_FILE = 1, KP_FD_DIRECTORY = 2, KP_FD_TCP = 3, KP_FD_UDP = 4, KP_FD_UNIX = 5,
+    KP_FD_SOCKET = 6, KP_FD_PIPE = 7, KP_FD_EVENTFD = 8, KP_FD_TIMERFD = 9, KP_FD_EPOLL = 10, KP_FD_SIGNALFD = 11,
+    KP_FD_INOTIFY = 12, KP_FD_DEVICE = 13, KP_FD_PIDFD = 14, KP_FD_IO_URING = 15, KP_FD_NETLINK = 16,
+};
+
+// How kp_fd_record.detail is to be read.
+enum kp_detail_kind {
+    KP_DETAIL_NONE = 0,
+    KP_DETAIL_PATH = 1,  // detail_len bytes of a path as the program passed it (truncated to KP_DETAIL_MAX)
+    KP_DETAIL_INET4 = 2, // struct kp_inet_detail, addresses in the first 4 bytes
+    KP_DETAIL_INET6 = 3, // struct kp_inet_detail
+    KP_DETAIL_UNIX = 4,  // struct kp_unix_detail
+    KP_DETAIL_NAME = 5,  // detail_len bytes of a name (memfd_create)
+};
+
+#define KP_DETAIL_MAX 256u
+#define KP_UNIX_PATH_MAX 108u
+
+struct kp_inet_detail {
+    __u8 local[16];  // network byte order
+    __u8 peer[16];
+    __u16 local_port; // host byte order
+    __u16 peer_port;
+};
+
+struct kp_unix_detail {
+    __u16 local_len; // bytes of sun_path (0: unnamed); an abstract name starts with a NUL
+    __u16 peer_len;
+    char local[KP_UNIX_PATH_MAX];
+    char peer[KP_UNIX_PATH_MAX];
+};
+
+// A completed syscall that made an fd (or two: pipe2, socketpair): the syscall itself and what
+// the new fd refers to. new_fd < 0 when the call failed (then only the syscall counts).
+struct kp_fd_record {
+    struct kp_syscall_record sys;
+    __s32 new_fd;
+    __s32 new_fd2;    // the second end of pipe/pipe2/socketpair; -1 otherwise
+    __s32 source_fd;  // dup/dup2/dup3/fcntl(F_DUPFD*): the fd duplicated; -1 otherwise
+    __u16 fd_kind;    // enum kp_fd_kind
+    __u16 detail_kind; // enum kp_detail_kind
+    __u32 detail_len;
+    __u32 reserved;
+    __u8 detail[KP_DETAIL_MAX];
 };
 
 #endif

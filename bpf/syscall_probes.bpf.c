@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-// Kernel side of asynctrace: records the I/O and epoll syscalls of one process tree.
+// Kernel side of asynctrace: records the syscalls, scheduling and thread/fd identity of one
+// process tree.
 //
 // sys_enter saves the arguments in task-local storage, sys_exit completes the record and puts it
 // into a ring buffer. Only processes whose tgid is set in `traced_tgids` (written by the loader,
-// extended on fork, cleared on exit) pay more than a bitmap test.
+// extended on fork, cleared on exit) pay more than a bitmap test. The scheduler probes
+// (sched_probes.bpf.h) and the fd descriptions (fd_identity.bpf.h) are included below.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "syscall_event.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -34,7 +38,7 @@ struct {
 struct inflight {
     __u64 enter_ns;
     __u64 size;
-    __u64 events_ptr; // epoll waits: the user's epoll_event array
+    __u64 events_ptr; // a user pointer read at exit: epoll waits' events, open's path, pipe's fds, memfd's name
     __s32 fd;
     __u32 nr;         // 0 would be read(2): `active` says whether the slot is in use
     __s32 timeout_ms;
@@ -51,35 +55,86 @@ struct {
 // x86_64 syscall numbers
 #define NR_read 0
 #define NR_write 1
+#define NR_open 2
 #define NR_close 3
+#define NR_poll 7
 #define NR_pread64 17
 #define NR_pwrite64 18
 #define NR_readv 19
 #define NR_writev 20
-#define NR_epoll_wait 232
+#define NR_pipe 22
+#define NR_select 23
+#define NR_dup 32
+#define NR_dup2 33
+#define NR_nanosleep 35
+#define NR_sendfile 40
+#define NR_socket 41
 #define NR_connect 42
 #define NR_accept 43
 #define NR_sendto 44
 #define NR_recvfrom 45
 #define NR_sendmsg 46
 #define NR_recvmsg 47
+#define NR_socketpair 53
+#define NR_fcntl 72
+#define NR_fsync 74
+#define NR_fdatasync 75
+#define NR_futex 202
+#define NR_epoll_create 213
+#define NR_clock_nanosleep 230
+#define NR_epoll_wait 232
+#define NR_inotify_init 253
+#define NR_openat 257
+#define NR_pselect6 270
+#define NR_ppoll 271
+#define NR_splice 275
 #define NR_epoll_pwait 281
+#define NR_signalfd 282
+#define NR_timerfd_create 283
+#define NR_eventfd 284
 #define NR_accept4 288
+#define NR_signalfd4 289
+#define NR_eventfd2 290
+#define NR_epoll_create1 291
+#define NR_dup3 292
+#define NR_pipe2 293
+#define NR_inotify_init1 294
 #define NR_recvmmsg 299
 #define NR_sendmmsg 307
+#define NR_memfd_create 319
+#define NR_io_uring_setup 425
+#define NR_io_uring_enter 426
+#define NR_pidfd_open 434
+#define NR_close_range 436
+#define NR_openat2 437
 #define NR_epoll_pwait2 441
+
+// The recorded syscalls (docs/kernel-probes.md says why these and not the others).
+#define RECORDED_SYSCALLS(X)                                                                                    \
+    X(NR_read) X(NR_write) X(NR_open) X(NR_close) X(NR_poll) X(NR_pread64) X(NR_pwrite64) X(NR_readv)        \
+    X(NR_writev) X(NR_pipe) X(NR_select) X(NR_dup) X(NR_dup2) X(NR_nanosleep) X(NR_sendfile) X(NR_socket)      \
+    X(NR_connect) X(NR_accept) X(NR_sendto) X(NR_recvfrom) X(NR_sendmsg) X(NR_recvmsg) X(NR_socketpair)        \
+    X(NR_fcntl) X(NR_fsync) X(NR_fdatasync) X(NR_futex) X(NR_epoll_create) X(NR_clock_nanosleep)              \
+    X(NR_epoll_wait) X(NR_inotify_init) X(NR_openat) X(NR_pselect6) X(NR_ppoll) X(NR_splice) X(NR_epoll_pwait) \
+    X(NR_signalfd) X(NR_timerfd_create) X(NR_eventfd) X(NR_accept4) X(NR_signalfd4) X(NR_eventfd2)             \
+    X(NR_epoll_create1) X(NR_dup3) X(NR_pipe2) X(NR_inotify_init1) X(NR_recvmmsg) X(NR_sendmmsg)               \
+    X(NR_memfd_create) X(NR_io_uring_setup) X(NR_io_uring_enter) X(NR_pidfd_open) X(NR_close_range)            \
+    X(NR_openat2) X(NR_epoll_pwait2)
 
 #define BIT(nr) (1ull << ((nr) & 63))
 // The recorded syscalls as a 512-bit set: one load and a shift decide.
-_Static_assert(NR_epoll_pwait / 64 == 4 && NR_accept4 / 64 == 4 && NR_recvmmsg / 64 == 4 && NR_sendmmsg / 64 == 4,
-               "syscall set layout");
+#define IN_WORD(nr, w) (((nr) >> 6) == (w) ? BIT(nr) : 0ull)
+#define W0(nr) | IN_WORD(nr, 0)
+#define W1(nr) | IN_WORD(nr, 1)
+#define W2(nr) | IN_WORD(nr, 2)
+#define W3(nr) | IN_WORD(nr, 3)
+#define W4(nr) | IN_WORD(nr, 4)
+#define W5(nr) | IN_WORD(nr, 5)
+#define W6(nr) | IN_WORD(nr, 6)
+#define W7(nr) | IN_WORD(nr, 7)
 static const __u64 recorded_nrs[8] = {
-    [0] = BIT(NR_read) | BIT(NR_write) | BIT(NR_close) | BIT(NR_pread64) | BIT(NR_pwrite64) | BIT(NR_readv) |
-          BIT(NR_writev) | BIT(NR_connect) | BIT(NR_accept) | BIT(NR_sendto) | BIT(NR_recvfrom) |
-          BIT(NR_sendmsg) | BIT(NR_recvmsg),
-    [NR_epoll_wait / 64] = BIT(NR_epoll_wait),
-    [NR_epoll_pwait / 64] = BIT(NR_epoll_pwait) | BIT(NR_accept4) | BIT(NR_recvmmsg) | BIT(NR_sendmmsg),
-    [NR_epoll_pwait2 / 64] = BIT(NR_epoll_pwait2),
+    0 RECORDED_SYSCALLS(W0), 0 RECORDED_SYSCALLS(W1), 0 RECORDED_SYSCALLS(W2), 0 RECORDED_SYSCALLS(W3),
+    0 RECORDED_SYSCALLS(W4), 0 RECORDED_SYSCALLS(W5), 0 RECORDED_SYSCALLS(W6), 0 RECORDED_SYSCALLS(W7),
 };
 
 static __always_inline bool is_recorded(long nr) {
@@ -121,6 +176,20 @@ static __always_inline __u64 msghdr_total(const struct user_msghdr *umsg) {
     return iovec_total(msg.msg_iov, msg.msg_iovlen);
 }
 
+// A user timespec as ns (0 if unreadable).
+static __always_inline __u64 timespec_ns(__u64 uptr) {
+    struct __kernel_timespec ts;
+    if (!uptr || bpf_probe_read_user(&ts, sizeof(ts), (const void *)uptr) != 0 || ts.tv_sec < 0)
+        return 0;
+    return (__u64)ts.tv_sec * 1000000000ull + (__u64)ts.tv_nsec;
+}
+
+#define F_DUPFD 0
+#define F_DUPFD_CLOEXEC 1030
+#define TIMER_ABSTIME 1
+#define CLOCK_MONOTONIC 1
+#define CLOCK_BOOTTIME 7
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     if (!is_recorded(nr))
@@ -131,17 +200,20 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     struct task_struct *task = bpf_get_current_task_btf();
     if (!is_traced(task->tgid))
         return 0;
+    __u64 a0 = regs->di, a1 = regs->si, a2 = regs->dx, a3 = regs->r10, a4 = regs->r8;
+    if (nr == NR_fcntl && a1 != F_DUPFD && a1 != F_DUPFD_CLOEXEC)
+        return 0; // only fcntl's that make an fd
     struct inflight *s = bpf_task_storage_get(&inflight_by_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (!s) {
         __sync_fetch_and_add(&dropped_records, 1);
         return 0;
     }
-    __u64 a0 = regs->di, a1 = regs->si, a2 = regs->dx, a3 = regs->r10;
     s->nr = nr;
     s->fd = (__s32)a0;
     s->size = 0;
     s->events_ptr = 0;
     s->timeout_ms = -1;
+    // The meaning of fd and size per syscall is documented in docs/trace-format.md.
     switch (nr) {
     case NR_read:
     case NR_write:
@@ -175,6 +247,103 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
             s->timeout_ms = (__s32)(ts.tv_sec * 1000 + (__u64)ts.tv_nsec / 1000000);
         break;
     }
+    // --- waits: size = requested time or the futex word ---
+    case NR_nanosleep:
+        s->fd = -1;
+        s->size = timespec_ns(a0);
+        break;
+    case NR_clock_nanosleep: {
+        s->fd = -1;
+        __u64 t = timespec_ns(a2);
+        if (a1 & TIMER_ABSTIME) { // a deadline: as a duration where the clock is the probes' own
+            __u64 now = bpf_ktime_get_ns();
+            t = (a0 == CLOCK_MONOTONIC && t > now) ? t - now : 0;
+        }
+        s->size = t;
+        break;
+    }
+    case NR_futex:
+        s->fd = (__s32)a1; // op (FUTEX_WAIT, FUTEX_WAKE, ... | FUTEX_PRIVATE_FLAG)
+        s->size = a0;      // uaddr: a wait and its wake name the same word
+        break;
+    case NR_poll:
+    case NR_ppoll:
+        s->fd = -1;
+        s->size = a1; // nfds
+        break;
+    case NR_select:
+    case NR_pselect6:
+        s->fd = -1;
+        s->size = a0; // nfds
+        break;
+    // --- fd creation: fd = the fd it starts from (or -1), size as documented ---
+    case NR_open:
+        s->fd = -100; // AT_FDCWD
+        s->events_ptr = a0;
+        s->size = a1; // flags
+        break;
+    case NR_openat:
+        s->events_ptr = a1;
+        s->size = a2; // flags
+        break;
+    case NR_openat2: {
+        s->events_ptr = a1;
+        __u64 flags = 0;
+        if (a2)
+            bpf_probe_read_user(&flags, sizeof(flags), (const void *)a2);
+        s->size = flags;
+        break;
+    }
+    case NR_dup2:
+    case NR_dup3:
+        s->size = a1; // the target fd (closed first if open)
+        break;
+    case NR_fcntl:
+        s->size = a1; // F_DUPFD or F_DUPFD_CLOEXEC
+        break;
+    case NR_close_range:
+        s->size = (a1 & 0xffffffffull) | (a2 << 32); // last fd | flags << 32
+        break;
+    case NR_socket:
+        s->fd = -1;
+        s->size = (a0 << 32) | (a1 & 0xffffffffull); // family << 32 | type
+        break;
+    case NR_socketpair:
+        s->fd = -1;
+        s->size = (a0 << 32) | (a1 & 0xffffffffull);
+        s->events_ptr = a3;
+        break;
+    case NR_pipe:
+    case NR_pipe2:
+        s->fd = -1;
+        s->events_ptr = a0;
+        break;
+    case NR_memfd_create:
+        s->fd = -1;
+        s->events_ptr = a0;
+        break;
+    case NR_eventfd:
+    case NR_eventfd2:
+    case NR_timerfd_create:
+    case NR_epoll_create:
+    case NR_epoll_create1:
+    case NR_inotify_init:
+    case NR_inotify_init1:
+    case NR_pidfd_open:
+    case NR_io_uring_setup:
+        s->fd = -1;
+        s->size = a0; // initval, clockid, size/flags, pid, entries
+        break;
+    // --- the rest: fd = their fd ---
+    case NR_sendfile:
+        s->size = a3; // count (fd = out_fd)
+        break;
+    case NR_splice:
+        s->size = a4; // len (fd = fd_in)
+        break;
+    case NR_io_uring_enter:
+        s->size = a1; // to_submit
+        break;
     default:
         break;
     }
@@ -239,6 +408,8 @@ static __always_inline void emit_epoll(__u64 pid_tgid, const struct inflight *s,
     bpf_ringbuf_submit(r, wakeup_flag());
 }
 
+#include "fd_identity.bpf.h"
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     if (!is_recorded(regs->orig_ax))
@@ -255,6 +426,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     __u64 now = bpf_ktime_get_ns();
     if (is_epoll_wait(s->nr)) {
         emit_epoll(pid_tgid, s, ret, now);
+        return 0;
+    }
+    if (makes_fd(s->nr, s->fd, ret)) {
+        emit_fd_record(task, pid_tgid, s, ret, now);
         return 0;
     }
     // Built on the stack and copied in by one helper call (reserve + submit are two): with the task
@@ -282,24 +457,32 @@ static __always_inline void emit_process(__u32 kind, __u32 tgid, __u32 tid, __u3
     bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP); // rare: wake at once
 }
 
-// A new process (not a thread) of a traced process joins the tree.
+#include "sched_probes.bpf.h"
+
+// A traced process made a thread (its name: the creator's comm, copied) or a new process, which
+// joins the tree.
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_process_fork, struct task_struct *parent, struct task_struct *child) {
     __u32 ptgid = parent->tgid;
     __u32 ctgid = child->tgid;
-    if (ptgid == ctgid || !is_traced(ptgid) || ctgid >= KP_MAX_PID)
+    if (!is_traced(ptgid) || ctgid >= KP_MAX_PID)
         return 0;
-    __sync_fetch_and_or(&traced_tgids[ctgid >> 6], BIT(ctgid));
-    emit_process(KP_RECORD_PROCESS_FORK, ptgid, parent->pid, ctgid, 0);
+    if (ptgid != ctgid) {
+        __sync_fetch_and_or(&traced_tgids[ctgid >> 6], BIT(ctgid));
+        emit_process(KP_RECORD_PROCESS_FORK, ptgid, parent->pid, ctgid, 0);
+    }
+    emit_thread(KP_RECORD_THREAD_NAME, ctgid, child->pid, child->comm, false);
     return 0;
 }
 
-// The last thread of a traced process leaves: record it and drop the tgid (it may be reused).
+// A traced thread ends; when it is the process's last, record the process's exit too and drop
+// the tgid (it may be reused).
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_process_exit, struct task_struct *p) {
     __u32 tgid = p->tgid;
     if (!is_traced(tgid))
         return 0;
+    emit_thread(KP_RECORD_THREAD_EXIT, tgid, p->pid, p->comm, false);
     if (p->signal->live.counter != 0)
         return 0; // other threads still run
     int code = p->exit_code;
@@ -316,3 +499,10 @@ int BPF_PROG(baseline_sys_enter, struct pt_regs *regs, long nr) { return 0; }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(baseline_sys_exit, struct pt_regs *regs, long ret) { return 0; }
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(baseline_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+             unsigned int prev_state) { return 0; }
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(baseline_sched_waking, struct task_struct *p) { return 0; }

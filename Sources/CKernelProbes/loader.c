@@ -194,15 +194,21 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
     bpf_program__set_autoload(p->skel->progs.on_sys_exit, !baseline);
     bpf_program__set_autoload(p->skel->progs.on_process_fork, !baseline);
     bpf_program__set_autoload(p->skel->progs.on_process_exit, !baseline);
+    bpf_program__set_autoload(p->skel->progs.on_sched_switch, !baseline);
+    bpf_program__set_autoload(p->skel->progs.on_sched_waking, !baseline);
+    bpf_program__set_autoload(p->skel->progs.on_sched_wakeup_new, !baseline);
+    bpf_program__set_autoload(p->skel->progs.on_task_rename, !baseline);
     bpf_program__set_autoload(p->skel->progs.baseline_sys_enter, baseline);
     bpf_program__set_autoload(p->skel->progs.baseline_sys_exit, baseline);
+    bpf_program__set_autoload(p->skel->progs.baseline_sched_switch, baseline);
+    bpf_program__set_autoload(p->skel->progs.baseline_sched_waking, baseline);
     step = "sizing the ring buffer";
     if ((err = -bpf_map__set_max_entries(p->skel->maps.events, (uint32_t)ring_bytes)) != 0)
         goto fail;
     step = "loading the BPF programs";
     if ((err = -syscall_probes_bpf__load(p->skel)) != 0)
         goto fail;
-    step = "attaching to the syscall tracepoints";
+    step = "attaching to the syscall and scheduler tracepoints";
     if ((err = -syscall_probes_bpf__attach(p->skel)) != 0)
         goto fail;
     step = "mapping the ring buffer";

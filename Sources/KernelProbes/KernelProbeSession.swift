@@ -26,7 +26,7 @@ public struct KernelProbesUnavailable: Error, CustomStringConvertible, Sendable 
 }
 
 public struct KernelProbeStatistics: Sendable, Equatable {
-    /// Records received from the ring buffer.
+    /// Events decoded from the ring buffer's records (an fd-making syscall's record gives 2-3).
     public var events: UInt64
     /// Records the BPF side dropped because the ring was full.
     public var dropped: UInt64
@@ -76,14 +76,10 @@ public final class KernelProbeSession {
         var taken = 0
         while taken < limit, let record = kp_probes_next(probes, &size) {
             taken += 1
-            if let e = KernelEvent(record: record, size: Int(size)) {
-                events.append(e)
-            } else {
-                undecodable += 1
-            }
+            if !KernelEvent.decode(record: record, size: Int(size), into: &events) { undecodable += 1 }
         }
         kp_probes_done(probes)
-        received += UInt64(taken)
+        received += UInt64(events.count - before)
         return events.count - before
     }
 

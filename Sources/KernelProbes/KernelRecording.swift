@@ -17,17 +17,39 @@ public final class KernelRecording {
     public var onEvents: ((ArraySlice<KernelEvent>) -> Void)?
     public var flushIntervalNs: UInt64 = 100_000_000
     private var lastFlushNs: UInt64 = 0
+    private let rootPid: Int32
+    private let createdNs: UInt64
+    private var snapshotTaken = false
 
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
+    /// The threads and fds `rootPid` has when the first events are pumped (a launched program has
+    /// exec'd by then) are read from /proc and written as if seen when the recording was created,
+    /// which is before tracing began: anything the probes see later supersedes them.
     public init(session: KernelProbeSession, traceFD: Int32, rootPid: Int32) {
         self.session = session
         self.writer = KernelTraceWriter(fd: traceFD, rootPid: UInt32(rootPid))
-        self.lastFlushNs = monotonicNowNs()
+        self.rootPid = rootPid
+        self.createdNs = monotonicNowNs()
+        self.lastFlushNs = createdNs
+    }
+
+    private func takeSnapshot() {
+        guard !snapshotTaken else { return }
+        snapshotTaken = true
+        let found = ProcessSnapshot.events(pid: rootPid, timestampNs: createdNs)
+        guard !found.isEmpty else { return }
+        let onEvents = self.onEvents
+        writer.receive { pending in
+            let before = pending.count
+            pending.append(contentsOf: found)
+            onEvents?(pending[before...])
+        }
     }
 
     /// Waits up to `timeoutMs` for events, then writes those old enough to be in order. What cannot
     /// be written is counted in `writer.eventsLost`.
     public func pump(timeoutMs: Int32) {
+        takeSnapshot()
         let session = self.session, onEvents = self.onEvents
         writer.receive { pending in
             let before = pending.count
@@ -44,6 +66,7 @@ public final class KernelRecording {
     /// the probes.
     @discardableResult
     public func finish() -> KernelProbeStatistics {
+        takeSnapshot()
         session.stop()  // else a busy process (a grandchild, an attached pid) keeps the ring full
         var empty = 0
         let session = self.session, onEvents = self.onEvents

@@ -130,6 +130,34 @@ public struct KernelTraceWriter {
             b.beginEvent(.processExit, ticks: e.timestampNs)
             b.putUnsigned(UInt64(e.pid))
             b.putSigned(Int64(e.exitCode))
+        case .threadName:
+            let name = b.intern(e.detail, ticks: e.timestampNs)
+            b.beginEvent(.threadName, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.tid))
+            b.putStringID(name)
+        case .threadExit:
+            b.beginEvent(.threadExit, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.tid))
+        case .offCPU:
+            b.beginEvent(.offCPU, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.tid))
+            b.putUnsigned(UInt64(e.offCPUState))
+            b.putUnsigned(e.blockedNs)
+            b.putUnsigned(e.runqueueNs)
+            b.putUnsigned(UInt64(e.wakerPid))
+            b.putUnsigned(UInt64(e.wakerTid))
+        case .fdOpen:
+            let detail = b.intern(e.detail, ticks: e.timestampNs)
+            b.beginEvent(.fdOpen, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.tid))
+            b.putSigned(Int64(e.fd))
+            b.putUnsigned(UInt64(e.fdKind))
+            b.putSigned(Int64(e.sourceFd))
+            b.putStringID(detail)
         }
     }
 

@@ -6,6 +6,17 @@ public enum SyscallNames {
         42: "connect", 43: "accept", 44: "sendto", 45: "recvfrom", 46: "sendmsg", 47: "recvmsg",
         232: "epoll_wait", 281: "epoll_pwait", 288: "accept4", 299: "recvmmsg", 307: "sendmmsg",
         441: "epoll_pwait2",
+        // waits
+        7: "poll", 23: "select", 35: "nanosleep", 202: "futex", 230: "clock_nanosleep", 270: "pselect6",
+        271: "ppoll",
+        // fds made, duplicated, closed
+        2: "open", 22: "pipe", 32: "dup", 33: "dup2", 41: "socket", 53: "socketpair", 72: "fcntl",
+        213: "epoll_create", 253: "inotify_init", 257: "openat", 282: "signalfd", 283: "timerfd_create",
+        284: "eventfd", 289: "signalfd4", 290: "eventfd2", 291: "epoll_create1", 292: "dup3", 293: "pipe2",
+        294: "inotify_init1", 319: "memfd_create", 425: "io_uring_setup", 434: "pidfd_open", 436: "close_range",
+        437: "openat2",
+        // other I/O
+        40: "sendfile", 74: "fsync", 75: "fdatasync", 275: "splice", 426: "io_uring_enter",
     ]
 
     public static func name(_ nr: UInt64) -> String { table[nr] ?? "syscall_\(nr)" }
@@ -13,4 +24,9 @@ public enum SyscallNames {
     public static let readLike: Set<UInt64> = [0, 17, 19, 45, 47, 299]
     public static let writeLike: Set<UInt64> = [1, 18, 20, 44, 46, 307]
     public static let epollWaits: Set<UInt64> = [232, 281, 441]
+    /// Calls whose `fd` argument is not an fd (futex: the op; waits with no fd: -1). See docs/trace-format.md.
+    public static let fdIsNotAnFd: Set<UInt64> = [7, 23, 35, 202, 230, 270, 271]
+    /// Calls that make an fd (their fdOpen events follow them, at the same time).
+    public static let makeFd: Set<UInt64> = [2, 22, 32, 33, 41, 43, 53, 72, 213, 253, 257, 282, 283, 284, 288, 289,
+                                             290, 291, 292, 293, 294, 319, 425, 434, 437]
 }

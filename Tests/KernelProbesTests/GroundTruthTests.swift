@@ -148,8 +148,8 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
         while waitpid(child.pid, &status, WNOHANG) == 0 { session.poll(timeoutMs: 10, into: &events) }
         while session.poll(timeoutMs: 0, into: &events) > 0 {}
         // dd copies fd 0 (/dev/zero) to fd 1 (/dev/null); other fds belong to its start-up.
-        let reads = events.filter { $0.nr == nrRead && $0.pid == UInt32(child.pid) && $0.fd == 0 }
-        let writes = events.filter { $0.nr == nrWrite && $0.pid == UInt32(child.pid) && $0.fd == 1 }
+        let reads = events.filter { $0.kind == .syscall && $0.nr == nrRead && $0.pid == UInt32(child.pid) && $0.fd == 0 }
+        let writes = events.filter { $0.kind == .syscall && $0.nr == nrWrite && $0.pid == UInt32(child.pid) && $0.fd == 1 }
         #expect(reads.count > 0 && reads.count <= 300_000)
         #expect(reads.allSatisfy { $0.size == 64 && $0.ret == 64 })
         #expect(writes.allSatisfy { $0.size == 64 && $0.ret == 64 })

@@ -149,6 +149,21 @@ func kernelEvents(of trace: ScannedTrace) -> [KernelEvent] {
             var e = KernelEvent(kind: .processExit, pid: UInt32(d.u(0)), tid: 0, timestampNs: d.timestampNs)
             e.exitCode = Int32(d.s(1))
             return e
+        case .threadName:
+            var e = KernelEvent(kind: .threadName, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
+            e.detail = d.text
+            return e
+        case .threadExit:
+            return KernelEvent(kind: .threadExit, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
+        case .offCPU:
+            var e = KernelEvent(kind: .offCPU, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
+            e.offCPUState = UInt8(d.u(2)); e.blockedNs = d.u(3); e.runqueueNs = d.u(4)
+            e.wakerPid = UInt32(d.u(5)); e.wakerTid = UInt32(d.u(6))
+            return e
+        case .fdOpen:
+            var e = KernelEvent(kind: .fdOpen, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
+            e.fd = Int32(d.s(2)); e.fdKind = UInt8(d.u(3)); e.sourceFd = Int32(d.s(4)); e.detail = d.text
+            return e
         default:
             return nil
         }

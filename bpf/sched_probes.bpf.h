@@ -1,0 +1,168 @@
+// Scheduler and thread identity (included by syscall_probes.bpf.c).
+//
+// A traced thread's time off the CPU becomes one record, written when it is switched back in:
+// how long it was blocked (switch-out -> wakeup), how long it then waited for a CPU (wakeup or
+// preemption -> switch-in), its state at switch-out, and who woke it. Between switch-out and
+// switch-in the episode lives in task storage. Untraced threads cost a bitmap test per event.
+
+// One traced thread's open off-CPU episode.
+struct offcpu {
+    __u64 off_ns;  // switch-out; 0: none open
+    __u64 wake_ns; // its wakeup (0: not seen yet)
+    __u32 state;   // enum kp_offcpu_state
+    __u32 waker_tgid;
+    __u32 waker_tid;
+    __u32 reserved;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct offcpu);
+} offcpu_by_task SEC(".maps");
+
+#define TASK_INTERRUPTIBLE 0x1
+#define TASK_UNINTERRUPTIBLE 0x2
+#define TASK_REPORT 0x7f
+
+// Whether a wakeup comes from an interrupt (a timer, I/O completion) rather than from the current
+// task. The preempt count would say so directly, but it is a per-CPU variable that typed ksyms can
+// reach only with CONFIG_KALLSYMS_ALL. Instead, on x86_64:
+// - an interrupt of kernel code runs on the CPU's IRQ stack: the probe's own frame then lies
+//   outside the current task's stack;
+// - an interrupt of user code runs on the task's stack, but a user task can only wake another
+//   while in a syscall, and during a syscall its saved registers have orig_ax = the syscall number
+//   and ax = -ENOSYS (set at entry, replaced by the return value only at exit).
+// Kernel threads (kworker, ksoftirqd) are named as the waker.
+#define TASK_STACK_WINDOW (64u << 10) // >= THREAD_SIZE (16 KiB, 32 KiB with KASAN)
+#define PF_KTHREAD 0x00200000
+#define ENOSYS 38
+
+static __always_inline bool woken_by_interrupt(struct task_struct *cur) {
+    if (cur->pid == 0)
+        return true; // the idle task wakes nobody itself
+    volatile __u64 marker = 0;
+    __u64 sp = (__u64)&marker;
+    __u64 stack = (__u64)cur->stack;
+    if (sp < stack || sp - stack >= TASK_STACK_WINDOW)
+        return true;
+    if (cur->flags & PF_KTHREAD)
+        return false;
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(cur);
+    if (!regs)
+        return false;
+    return !((long)regs->orig_ax >= 0 && (long)regs->ax == -ENOSYS);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+             unsigned int prev_state) {
+    bool prev_traced = is_traced(prev->tgid), next_traced = is_traced(next->tgid);
+    if (!prev_traced && !next_traced)
+        return 0;
+    __u64 now = bpf_ktime_get_ns();
+    if (prev_traced && prev->pid != 0) {
+        struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+        if (o) {
+            __u32 st = prev_state & TASK_REPORT;
+            o->state = (preempt || st == 0)            ? KP_OFFCPU_PREEMPTED
+                       : (st & TASK_INTERRUPTIBLE)     ? KP_OFFCPU_SLEEPING
+                       : (st & TASK_UNINTERRUPTIBLE)   ? KP_OFFCPU_UNINTERRUPTIBLE
+                                                       : KP_OFFCPU_OTHER;
+            o->off_ns = now;
+            o->wake_ns = 0;
+            o->waker_tgid = 0;
+            o->waker_tid = 0;
+        } else {
+            __sync_fetch_and_add(&dropped_records, 1);
+        }
+    }
+    if (next_traced) {
+        struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, next, 0, 0);
+        if (!o || o->off_ns == 0 || o->off_ns > now)
+            return 0; // first run, or switched out before the process was traced
+        struct kp_offcpu_record r = {
+            .kind = KP_RECORD_OFFCPU,
+            .tgid = next->tgid,
+            .tid = next->pid,
+            .state = o->state,
+            .waker_tgid = o->waker_tgid,
+            .waker_tid = o->waker_tid,
+            .on_ns = now,
+        };
+        __u64 runnable_since = o->off_ns;
+        if (o->state != KP_OFFCPU_PREEMPTED) {
+            // A wakeup not seen (it came before tracing began) counts the whole episode as blocked.
+            runnable_since = (o->wake_ns >= o->off_ns && o->wake_ns <= now) ? o->wake_ns : now;
+            r.blocked_ns = runnable_since - o->off_ns;
+        }
+        r.runqueue_ns = now - runnable_since;
+        o->off_ns = 0;
+        if (bpf_ringbuf_output(&events, &r, sizeof(r), wakeup_flag()) != 0)
+            __sync_fetch_and_add(&dropped_records, 1);
+    }
+    return 0;
+}
+
+// sched_waking rather than sched_wakeup: it runs in the waker's context (try_to_wake_up), while
+// sched_wakeup may run later on the target CPU (a queued remote wakeup), where the current task is
+// not the waker.
+SEC("tp_btf/sched_waking")
+int BPF_PROG(on_sched_waking, struct task_struct *p) {
+    if (!is_traced(p->tgid))
+        return 0;
+    struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, p, 0, 0);
+    if (!o || o->off_ns == 0 || o->wake_ns != 0)
+        return 0; // not switched out, or already woken (a second waker changes nothing)
+    o->wake_ns = bpf_ktime_get_ns();
+    struct task_struct *cur = bpf_get_current_task_btf();
+    if (!woken_by_interrupt(cur)) {
+        o->waker_tgid = cur->tgid;
+        o->waker_tid = cur->pid;
+    }
+    return 0;
+}
+
+// A new thread's first wait for a CPU: runnable since it was woken by its creator.
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(on_sched_wakeup_new, struct task_struct *p) {
+    if (!is_traced(p->tgid))
+        return 0;
+    struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!o)
+        return 0;
+    __u64 now = bpf_ktime_get_ns();
+    struct task_struct *cur = bpf_get_current_task_btf();
+    o->state = KP_OFFCPU_PREEMPTED; // never ran: all of the wait is run-queue wait
+    o->off_ns = now;
+    o->wake_ns = now;
+    o->waker_tgid = cur->tgid;
+    o->waker_tid = cur->pid;
+    return 0;
+}
+
+static __always_inline void emit_thread(__u32 kind, __u32 tgid, __u32 tid, const char *comm, bool user_comm) {
+    struct kp_thread_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    if (!r) {
+        __sync_fetch_and_add(&dropped_records, 1);
+        return;
+    }
+    r->kind = kind;
+    r->tgid = tgid;
+    r->tid = tid;
+    r->reserved = 0;
+    r->time_ns = bpf_ktime_get_ns();
+    __builtin_memset(r->comm, 0, sizeof(r->comm));
+    bpf_probe_read_kernel_str(r->comm, sizeof(r->comm), comm);
+    bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP); // rare: wake at once
+}
+
+// A thread was renamed (prctl(PR_SET_NAME), pthread_setname_np, writing /proc/.../comm, exec).
+SEC("tp_btf/task_rename")
+int BPF_PROG(on_task_rename, struct task_struct *task, const char *comm) {
+    if (!is_traced(task->tgid))
+        return 0;
+    emit_thread(KP_RECORD_THREAD_NAME, task->tgid, task->pid, comm, false);
+    return 0;
+}
