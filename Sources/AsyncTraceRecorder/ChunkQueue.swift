@@ -70,13 +70,14 @@ final class ChunkQueue: @unchecked Sendable {
         }
     }
 
-    /// For a signal handler: only if the lock is free (the interrupted thread may hold it).
-    func takeAllIfAvailable() -> [PendingChunk] {
-        state.withLockIfAvailable { s in
-            var out: [PendingChunk] = []
-            swap(&out, &s.pending)
-            return out
-        } ?? []
+    /// For a signal handler: hands each queued chunk to `body` under the lock, only if the lock is
+    /// free (the interrupted thread may hold it), and allocates and frees nothing (the crash may
+    /// have happened inside malloc).
+    func drainIfAvailable(_ body: (PendingChunk) -> Void) {
+        _ = state.withLockIfAvailable { s in
+            for c in s.pending { body(c) }
+            s.pending.removeAll(keepingCapacity: true)
+        }
     }
 
     func recycle(_ memory: UnsafeMutablePointer<UInt8>) {

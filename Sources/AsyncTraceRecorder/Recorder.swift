@@ -58,6 +58,7 @@ final class Recorder: @unchecked Sendable {
     /// Chunks the writer has taken from the queue and not yet written.
     let writing = Atomic<Int>(0)
     let writeErrorReported = Atomic<Bool>(false)
+    let writeFailureMessage: [UInt8]
     /// `asynctrace record`'s counters of what could not be written (nil when not under record).
     nonisolated(unsafe) var lossCounters: UnsafeMutablePointer<trace_loss_counters>?
     var writerThread = pthread_t()
@@ -73,6 +74,7 @@ final class Recorder: @unchecked Sendable {
         self.path = path
         self.options = options
         self.chunkPayloadBytes = options.chunkBytes
+        writeFailureMessage = Array("asynctrace: writing \(path) failed (disk full or I/O error); events are being dropped and counted\n".utf8)
         let bufferBytes = TraceFileFormat.chunkHeaderSize + options.chunkBytes
         queue = ChunkQueue(bufferBytes: bufferBytes, maxBuffers: max(4, options.bufferBytes / bufferBytes))
         streams = .allocate(capacity: Recorder.maxStreams)
@@ -218,7 +220,8 @@ final class Recorder: @unchecked Sendable {
                 droppedEvents.add(UInt64(h.eventCount), ordering: .relaxed)
                 trace_loss_counters_add(lossCounters, UInt64(h.eventCount), n < 0 ? errno : EIO)
                 if !writeErrorReported.exchange(true, ordering: .relaxed) {
-                    writeStderr("asynctrace: writing \(path) failed (errno \(errno)); events are being dropped and counted\n")
+                    // Prepared at start: this may run in a fatal-signal handler, where allocating can deadlock.
+                    writeFailureMessage.withUnsafeBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
                 }
                 return
             }
@@ -250,7 +253,9 @@ final class Recorder: @unchecked Sendable {
     /// From a fatal signal handler: write what every stream has. The only wait is for the writer
     /// thread's batch in progress (bounded): once the handler re-raises, those chunks would be lost.
     func emergencyFlush() {
-        for c in queue.takeAllIfAvailable() { write(c) }
+        // A stopped recorder's fd is closed (its number may belong to another file by now).
+        guard running.load(ordering: .acquiring) else { return }
+        queue.drainIfAvailable { write($0) }
         var waited = 0
         while writing.load(ordering: .acquiring) > 0 && waited < 2_000 {
             usleep(1_000)

@@ -80,7 +80,9 @@ public enum TraceRecorder {
             r.stop()
             started = false
             stoppedStatistics = r.statistics
-            Recorder.shared = nil
+            // `shared` keeps the stopped recorder (never freed, not set to nil): a thread still inside a
+            // hook call it entered before `disable` may yet reach for it, and must find a stopped
+            // recorder (running == false), not nil.
         }
     }
 
@@ -88,7 +90,7 @@ public enum TraceRecorder {
 
     /// Counters of the current recording (or of the last one, after `stop`).
     public static var statistics: RecorderStatistics {
-        Recorder.lock.withLock { _ in Recorder.shared?.statistics ?? stoppedStatistics }
+        Recorder.lock.withLock { started in started ? (Recorder.shared?.statistics ?? stoppedStatistics) : stoppedStatistics }
     }
 
     nonisolated(unsafe) static var exitHandlersInstalled = false
