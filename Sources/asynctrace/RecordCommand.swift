@@ -4,6 +4,7 @@ import ArgumentParser
 import CRecorderSupport
 import KernelProbes
 import TraceFormat
+import TraceReader
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -351,7 +352,7 @@ private struct InvokingUser {
     }
 }
 
-/// Chunk headers of a finished trace, summed (payloads are skipped, not decoded).
+/// What the finished trace holds, as the reader indexes it (chunk headers; payloads are not decoded).
 private struct TraceSummary {
     var userEvents: UInt64 = 0
     var kernelEvents: UInt64 = 0
@@ -361,35 +362,20 @@ private struct TraceSummary {
 
     static func scan(path: String) -> TraceSummary {
         var s = TraceSummary()
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return s }
-        defer { close(fd) }
-        var head = [UInt8](repeating: 0, count: 40 + TraceFileFormat.maxProgramBytes)
-        let n = pread(fd, &head, head.count, 0)
-        guard n > 0, case .success(let (_, headerLength)) = head.withUnsafeBytes({
-            FileHeader.decode(UnsafeRawBufferPointer(rebasing: $0[0..<n]))
-        }) else { s.damaged = true; return s }
-        var offset = off_t(headerLength)
-        var droppedByStream: [UInt64: UInt64] = [:]  // (pid << 32 | tid) -> cumulative
-        var chunk = [UInt8](repeating: 0, count: TraceFileFormat.chunkHeaderSize)
-        while true {
-            let r = pread(fd, &chunk, chunk.count, offset)
-            if r == 0 { break }
-            guard r == chunk.count, let h = chunk.withUnsafeBytes({ ChunkHeader.load(from: $0.baseAddress!) }) else {
-                s.damaged = true
-                break
-            }
-            if h.isKernel {
-                s.kernelEvents += UInt64(h.eventCount)
-                s.kernelDropped = max(s.kernelDropped, h.droppedCumulative)
-            } else {
-                s.userEvents += UInt64(h.eventCount)
-                let key = UInt64(h.pid) << 32 | UInt64(h.tid)
-                droppedByStream[key] = max(droppedByStream[key] ?? 0, h.droppedCumulative)
-            }
-            offset += off_t(chunk.count) + off_t(h.payloadLength)
+        guard let reader = try? TraceReader(path: path) else {
+            s.damaged = true
+            return s
         }
-        s.userDropped = droppedByStream.values.reduce(0, +)
+        for stream in reader.streams {
+            if stream.isKernel {
+                s.kernelEvents &+= stream.eventCount
+            } else {
+                s.userEvents &+= stream.eventCount
+            }
+        }
+        s.userDropped = reader.droppedUser
+        s.kernelDropped = reader.droppedKernel
+        s.damaged = !reader.damage.isEmpty
         return s
     }
 }
