@@ -11,6 +11,9 @@ let package = Package(
         .library(name: "AsyncHooks", targets: ["AsyncHooks"]),
         .library(name: "AsyncTraceRecorder", targets: ["AsyncTraceRecorder"]),
         .library(name: "AsyncTraceRuntime", targets: ["AsyncTraceRuntime"]),
+        .library(name: "AsyncTraceConcurrency", targets: ["AsyncTraceConcurrency"]),
+        // The library `asynctrace record` injects (LD_PRELOAD) into programs that link libswift_Concurrency.so.
+        .library(name: "AsyncTraceConcurrencyPreload", type: .dynamic, targets: ["AsyncTraceConcurrencyPreload"]),
         .library(name: "TraceReader", targets: ["TraceReader"]),
         .library(name: "TraceAnalyses", targets: ["TraceAnalyses"]),
         .library(name: "TraceReports", targets: ["TraceReports"]),
@@ -30,6 +33,13 @@ let package = Package(
         .target(name: "AsyncHooks", dependencies: ["CAsyncHooksSupport"]),
         .target(name: "CRecorderSupport"),
         .target(name: "AsyncTraceRecorder", dependencies: ["AsyncHooks", "TraceFormat", "CRecorderSupport"]),
+
+        // --- Swift Concurrency as hook events: in-process (install()) or injected by `record` ---
+        .target(name: "CAsyncTraceConcurrency"),
+        .target(name: "AsyncTraceConcurrency", dependencies: ["AsyncHooks", "CAsyncTraceConcurrency"]),
+        .target(name: "CAsyncTraceConcurrencyPreload", dependencies: ["CAsyncTraceConcurrency"]),
+        .target(name: "AsyncTraceConcurrencyPreload",
+                dependencies: ["AsyncTraceConcurrency", "AsyncTraceRecorder", "CAsyncTraceConcurrencyPreload"]),
 
         // --- the runtime: a libuv/Node-style loop on epoll that emits the hooks ---
         .target(name: "CRuntimeSystem"),
@@ -106,6 +116,9 @@ let package = Package(
                                                            "asynctrace-fixtures"]),
         // `asynctrace record node …`: real node, real kernel (the CLI is exec'd); the preload protocol's writer.
         .testTarget(name: "NodeTests", dependencies: ["asynctrace", "NodeRecording", "TraceReader", "TraceFormat"]),
+        // Swift Concurrency on the real runtime: fixture programs compiled by the tests, recorded by the CLI.
+        .testTarget(name: "ConcurrencyTests", dependencies: ["asynctrace", "TraceReader", "TraceFormat"],
+                    exclude: ["Fixtures"]),
         // Issue 6's acceptance runs: the real CLI recording the real examples.
         .testTarget(name: "AcceptanceTests", dependencies: ["asynctrace", "asynctrace-examples"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).

@@ -22,6 +22,10 @@ public protocol AsyncHook: AnyObject, Sendable {
     func mark(_ name: String, executionAsyncID: AsyncID)
     func spanBegin(_ spanID: UInt64, name: String, executionAsyncID: AsyncID)
     func spanEnd(_ spanID: UInt64)
+    /// A named value describing a resource (a Swift task's kind or priority), recorded once.
+    func resourceAttribute(_ asyncID: AsyncID, attribute: ResourceAttribute)
+    /// A named value describing a span (distributed tracing: trace and span ids, parent, attributes).
+    func spanAttribute(_ spanID: UInt64, key: String, value: String)
     /// Event-loop structure, from a runtime.
     func loopIteration(_ iteration: UInt64)
     func phaseEnter(_ phase: LoopPhase)
@@ -122,6 +126,8 @@ extension AsyncHook {
     public func mark(_ name: String, executionAsyncID: AsyncID) {}
     public func spanBegin(_ spanID: UInt64, name: String, executionAsyncID: AsyncID) {}
     public func spanEnd(_ spanID: UInt64) {}
+    public func resourceAttribute(_ asyncID: AsyncID, attribute: ResourceAttribute) {}
+    public func spanAttribute(_ spanID: UInt64, key: String, value: String) {}
     public func loopIteration(_ iteration: UInt64) {}
     public func phaseEnter(_ phase: LoopPhase) {}
     public func phaseLeave(_ phase: LoopPhase) {}

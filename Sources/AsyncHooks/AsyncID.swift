@@ -64,6 +64,15 @@ public struct ResourceType: Hashable, Sendable, CustomStringConvertible {
     public static let workerWrap = ResourceType("WORKWRAP")
 }
 
+/// An interned `key=value` pair describing a resource (recorded as one string, so interning it once
+/// makes recording it a small integer).
+public struct ResourceAttribute: Hashable, Sendable, CustomStringConvertible {
+    public let id: UInt32
+    public init(key: String, value: String) { id = ResourceTypeRegistry.intern(key + "=" + value) }
+    /// "key=value".
+    public var description: String { ResourceTypeRegistry.name(of: id) }
+}
+
 /// Name <-> id table for resource types. Interning takes a lock; lookups by id copy an
 /// immutable snapshot, so writers may call `name(of:)` from any thread.
 public enum ResourceTypeRegistry {

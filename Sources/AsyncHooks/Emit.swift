@@ -31,6 +31,12 @@ extension AsyncHooks {
         if isActive { forEachHook { $0.resourceFD(asyncID, fd: fd) } }
     }
 
+    /// Describes resource `asyncID` (an attribute interned once, e.g. a task's priority).
+    @inlinable @inline(__always)
+    public static func emitResourceAttribute(_ asyncID: AsyncID, _ attribute: ResourceAttribute) {
+        if isActive { forEachHook { $0.resourceAttribute(asyncID, attribute: attribute) } }
+    }
+
     /// Enters a callback of `asyncID` on this thread: sets the execution context, then emits before.
     /// Prefer `AsyncResourceContext.runInScope`; this pair is for runtimes that cannot use a closure.
     @inlinable

@@ -26,6 +26,11 @@ extension AsyncHooks {
         return span
     }
 
+    /// Describes a span begun with `beginSpan` (before it ends): trace ids, parent, attributes.
+    public static func setSpanAttribute(_ span: SpanID, key: String, value: String) {
+        if isActive { forEachHook { $0.spanAttribute(span.rawValue, key: key, value: value) } }
+    }
+
     public static func endSpan(_ span: SpanID) {
         if isActive { forEachHook { $0.spanEnd(span.rawValue) } }
     }

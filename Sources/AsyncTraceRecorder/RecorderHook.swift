@@ -151,6 +151,22 @@ final class RecorderHook: AsyncHook, @unchecked Sendable {
         s.commit(s.putAsyncID(executionAsyncID.rawValue, p))
     }
 
+    func resourceAttribute(_ asyncID: AsyncID, attribute: ResourceAttribute) {
+        guard let s = Recorder.currentStream() else { return }
+        let ref = s.stringRef(attribute.id)
+        var p = s.headAtLastStampAfterStringRef(.resourceAttribute)
+        p = s.putAsyncID(asyncID.rawValue, p)
+        s.commit(putVarint(UInt64(ref), at: p))
+    }
+
+    func spanAttribute(_ spanID: UInt64, key: String, value: String) {
+        guard let s = Recorder.currentStream() else { return }
+        let ref = s.stringRef(RecorderStrings.intern(String((key + "=" + value).prefix(1000))))
+        var p = s.headAtLastStampAfterStringRef(.spanAttribute)
+        p = putVarint(spanID, at: p)
+        s.commit(putVarint(UInt64(ref), at: p))
+    }
+
     func spanEnd(_ spanID: UInt64) {
         guard let s = Recorder.currentStream() else { return }
         let p = s.head(.spanEnd)

@@ -55,6 +55,10 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var mark: EventKind { EventKind(rawValue: 0x10) }
     @inlinable public static var spanBegin: EventKind { EventKind(rawValue: 0x11) }
     @inlinable public static var spanEnd: EventKind { EventKind(rawValue: 0x12) }
+    // Attributes (version 3): Swift tasks, distributed-tracing spans
+    @inlinable public static var resourceAttribute: EventKind { EventKind(rawValue: 0x13) }
+    @inlinable public static var spanAttribute: EventKind { EventKind(rawValue: 0x14) }
+    // 0x15...0x17: reserved for adapters (version 3)
     // Event-loop phases (runtime)
     @inlinable public static var loopIteration: EventKind { EventKind(rawValue: 0x18) }
     @inlinable public static var phaseEnter: EventKind { EventKind(rawValue: 0x19) }
@@ -172,6 +176,10 @@ public enum EventSpecs {
                   args: [a("spanID", .unsigned), a("name", .string), a("executionAsyncID", .asyncID)],
                   summary: "a user-named span begins"),
         EventSpec(kind: .spanEnd, name: "spanEnd", args: [a("spanID", .unsigned)], summary: "a user-named span ends"),
+        EventSpec(kind: .resourceAttribute, name: "resourceAttribute", args: [a("asyncID", .asyncID), a("attribute", .string)],
+                  summary: "a resource's attribute, as key=value (a Swift task's kind, priority, name)"),
+        EventSpec(kind: .spanAttribute, name: "spanAttribute", args: [a("spanID", .unsigned), a("attribute", .string)],
+                  summary: "a span's attribute, as key=value (trace.id, span.id, parent.span, and a tracer's attributes)"),
         EventSpec(kind: .loopIteration, name: "loopIteration", args: [a("iteration", .unsigned)],
                   summary: "an event-loop iteration begins"),
         EventSpec(kind: .phaseEnter, name: "phaseEnter", args: [a("phase", .unsigned)], summary: "a loop phase begins"),

@@ -120,6 +120,7 @@ struct RecordCommand: ParsableCommand {
         var losses: UnsafeMutablePointer<trace_loss_counters>?
         let lossFD = trace_loss_counters_create(&losses)
         if lossFD >= 0 { environment.append("ASYNCTRACE_LOSS_FD=\(lossFD)") }
+        SwiftConcurrencyLaunch.apply(to: &environment, program: program, note: note)
         if let user { environment = user.adjust(environment) }
         let nodeLaunch = NodeLaunch.prepare(options: node, program: program,
                                             owner: user.map { (UInt32(bitPattern: $0.uid), UInt32(bitPattern: $0.gid)) })

@@ -1,0 +1,12 @@
+// The injected library's Swift side: `asynctrace record` preloads it into programs that link
+// libswift_Concurrency.so. It is the recording adapter `record` started, so it starts the recorder
+// (ASYNCTRACE_OUTPUT, appending to the trace `record` created) and the task observation.
+@_spi(Preload) import AsyncTraceConcurrency
+import AsyncTraceRecorder
+import CAsyncTraceConcurrencyPreload
+
+@_cdecl("asynctrace_concurrency_preload_start")
+func asynctraceConcurrencyPreloadStart() {
+    guard TraceRecorder.startFromEnvironment() else { return }
+    AsyncTraceConcurrency.installForPreload()
+}
