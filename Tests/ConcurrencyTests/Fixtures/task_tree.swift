@@ -46,12 +46,13 @@ func nested(_ n: Int) async -> Int {
             for await v in group { sum += v }
             return sum
         }
+        // Early, so its helper task has finished long before the process exits (an exit cuts a running job).
+        try? await Task.sleep(nanoseconds: 2_000_000)
         let detached = Task.detached {
             let inner = Task { await leaf(100) }
             return await inner.value
         }
         let d = await detached.value
-        try? await Task.sleep(nanoseconds: 2_000_000)
         print("task-tree", total, d, await ledger.entries.count)
     }
 }
