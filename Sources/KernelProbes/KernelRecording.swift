@@ -24,7 +24,8 @@ public final class KernelRecording {
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
     /// The threads and fds `rootPid` has when the first events are pumped (a launched program has
     /// exec'd by then) are read from /proc and written as if seen when the recording was created,
-    /// which is before tracing began: anything the probes see later supersedes them.
+    /// which is before tracing began, except those the probes saw made; anything the probes see
+    /// later supersedes them.
     public init(session: KernelProbeSession, traceFD: Int32, rootPid: Int32) {
         self.session = session
         self.writer = KernelTraceWriter(fd: traceFD, rootPid: UInt32(rootPid))
@@ -40,21 +41,34 @@ public final class KernelRecording {
         guard !found.isEmpty else { return }
         let onEvents = self.onEvents
         writer.receive { pending in
+            // What the probes already saw made (a thread created, an fd opened since tracing began)
+            // they describe better: /proc would show its later state at the earlier time.
+            var seenThreads = Set<UInt64>(), seenFds = Set<UInt64>()
+            for e in pending {
+                let key = UInt64(e.pid) << 32
+                if e.kind == .threadName { seenThreads.insert(key | UInt64(e.tid)) }
+                if e.kind == .fdOpen { seenFds.insert(key | UInt64(UInt32(bitPattern: e.fd))) }
+            }
             let before = pending.count
-            pending.append(contentsOf: found)
-            onEvents?(pending[before...])
+            for e in found {
+                let key = UInt64(e.pid) << 32
+                if e.kind == .threadName && seenThreads.contains(key | UInt64(e.tid)) { continue }
+                if e.kind == .fdOpen && seenFds.contains(key | UInt64(UInt32(bitPattern: e.fd))) { continue }
+                pending.append(e)
+            }
+            if pending.count > before { onEvents?(pending[before...]) }
         }
     }
 
     /// Waits up to `timeoutMs` for events, then writes those old enough to be in order. What cannot
     /// be written is counted in `writer.eventsLost`.
     public func pump(timeoutMs: Int32) {
-        takeSnapshot()
         let session = self.session, onEvents = self.onEvents
         writer.receive { pending in
             let before = pending.count
             if session.poll(timeoutMs: timeoutMs, into: &pending) > 0 { onEvents?(pending[before...]) }
         }
+        takeSnapshot()  // after the first poll: it leaves out what the probes saw made
         let now = monotonicNowNs()
         if now - lastFlushNs >= flushIntervalNs || writer.pendingCount >= 1 << 18 {
             writer.flush(nowNs: now, droppedCumulative: session.statistics.dropped)

@@ -97,7 +97,7 @@ private let ms: UInt64 = 1_000_000
         #expect(wakes.count >= 1, "the signaler's futex wake of the same word")
         #expect(wakes.contains { $0.ret == 1 && $0.enterNs >= signalNs })
         let episodes = sleeps(r, tid: waiter, inside: wait.enterNs, wait.timestampNs)
-        #expect(episodes.count == 1)
+        #expect(episodes.count == 1, "wait \(wait.enterNs)...\(wait.timestampNs); the waiter's episodes (off, state, blocked, runqueue, waker): \(r.events.filter { $0.kind == .offCPU && $0.tid == waiter }.map { "\($0.timestampNs - $0.runqueueNs - $0.blockedNs) \($0.offCPUState) \($0.blockedNs) \($0.runqueueNs) \($0.wakerTid)" })")
         if let e = episodes.first {
             #expect(e.wakerTid == signaler && e.wakerPid == UInt32(r.result.rootPid), "waker \(e.wakerPid)/\(e.wakerTid)")
             let wokenAt = e.timestampNs - e.runqueueNs
@@ -124,8 +124,14 @@ private let ms: UInt64 = 1_000_000
         // No syscalls while burning: any time off the CPU is preemption, and what is left is on CPU.
         #expect(blocked == 0, "\(blocked) blocked episodes while burning")
         let onCPU = end - start - offNs
-        let error = abs(Double(onCPU) - Double(cpu)) / Double(cpu)
-        #expect(error < 0.10, "on CPU \(onCPU) ns by the probes, \(cpu) ns by the thread's own clock; wall \(end - start), off \(offNs), episodes \(r.events.filter { $0.kind == .offCPU && $0.tid == burner }.map { "\($0.offCPUState)/\($0.blockedNs)/\($0.runqueueNs)" })")
+        // The thread's own clock leaves out time in interrupts and time stolen by a hypervisor; the
+        // scheduler counts it as on CPU. /proc/stat's irq+softirq+steal (all CPUs, 10 ms ticks) bounds it.
+        let unaccounted = UInt64(max(r.facts["burn_unaccounted_ns"] ?? 0, 0)) + 10 * ms
+        let episodes = r.events.filter { $0.kind == .offCPU && $0.tid == burner }
+            .map { "\($0.offCPUState)/\($0.blockedNs)/\($0.runqueueNs)" }
+        let detail = "on CPU \(onCPU) ns by the probes, \(cpu) ns by the thread's own clock, up to \(unaccounted) ns in interrupts or stolen; wall \(end - start), off \(offNs), episodes \(episodes)"
+        #expect(onCPU >= cpu * 90 / 100, "\(detail)")
+        #expect(onCPU <= cpu * 110 / 100 + unaccounted, "\(detail)")
     }
 
     @Test func oneFdNumberHasThreeLives() throws {
