@@ -8,6 +8,8 @@ public struct AnalysisOptions: Sendable {
     public var top: Int = 10
     /// Bound on tracked live resources (memory); more are counted as untracked.
     public var maxTrackedResources: Int = 1_000_000
+    /// Only events in this window count (CLOCK_MONOTONIC ns, inclusive); nil: the whole trace.
+    public var window: ClosedRange<UInt64>? = nil
     public init() {}
 }
 
@@ -107,6 +109,81 @@ public struct SyscallInCallback: Sendable {
     /// Time in the kernel (sum of the calls' durations).
     public var ns: UInt64
     public var bytes: UInt64
+    /// Of `ns`, the time the thread was off the CPU, blocked (scheduler events; 0 without them).
+    public var blockedNs: UInt64 = 0
+    /// What the fd was when the first of these calls was made: a path or `local->peer` (fdOpen events).
+    public var fdDetail: String? = nil
+}
+
+/// A thread, named where the trace knows its name.
+public struct ThreadRef: Sendable, Hashable {
+    public var pid: UInt32
+    public var tid: UInt32
+    public var name: String?
+}
+
+/// Time a thread spent blocked for one reason: a syscall ("clock_nanosleep", "futex wait", "read"), or a
+/// state outside traced syscalls.
+public struct OffCPUReasonTime: Sendable {
+    public var reason: String
+    public var ns: UInt64
+    /// Times the thread blocked for it.
+    public var count: UInt64
+    /// The threads whose wakeups ended the most of this time, most first (an interrupt is not listed).
+    public var wakers: [ThreadRef]
+}
+
+/// One traced thread (loop or not): where its time went.
+public struct ThreadSummary: Sendable {
+    public var pid: UInt32
+    public var tid: UInt32
+    public var name: String?
+    /// Whether it waits in epoll (a loop thread).
+    public var isLoop: Bool
+    /// First and last time the trace saw it (its time outside this span is not counted).
+    public var firstNs: UInt64
+    public var lastNs: UInt64
+    public var exited: Bool
+    public var spanNs: UInt64
+    /// span − off CPU − run queue; nil without scheduler events (a trace without offCPU events).
+    public var onCPUNs: UInt64?
+    /// Off the CPU, blocked (sleeping or uninterruptible).
+    public var offCPUNs: UInt64
+    /// Runnable but not running: waiting for a CPU after a wakeup, or preempted.
+    public var runqueueNs: UInt64
+    /// Blocked time by reason, most first.
+    public var offCPUByReason: [OffCPUReasonTime]
+    public var syscalls: UInt64
+    public var syscallNs: UInt64
+    public var errors: UInt64
+    public var epollWaits: UInt64
+    public var epollWaitNs: UInt64
+    /// Loop threads: share of their span not spent waiting in epoll.
+    public var loopUtilization: Double?
+    /// Loop threads: the longest stretch between two epoll waits.
+    public var longestStallNs: UInt64
+    public var longestStallStartNs: UInt64
+    /// The longest single time blocked, and for what.
+    public var longestWaitNs: UInt64
+    public var longestWaitStartNs: UInt64
+    public var longestWaitReason: String?
+    public var ref: ThreadRef { ThreadRef(pid: pid, tid: tid, name: name) }
+}
+
+/// A loop thread's stretch between two epoll waits (kernel stream): its loop could do nothing else.
+public struct LoopStall: Sendable {
+    public var thread: ThreadRef
+    /// When the previous wait returned.
+    public var startNs: UInt64
+    public var durationNs: UInt64
+    /// duration − blocked − run queue; nil without scheduler events.
+    public var onCPUNs: UInt64?
+    public var blockedNs: UInt64
+    public var runqueueNs: UInt64
+    /// Time inside traced syscalls (on or off the CPU).
+    public var kernelNs: UInt64
+    /// Syscalls made in it by (name, fd), most time first (at most 32 distinct).
+    public var syscalls: [SyscallInCallback]
 }
 
 /// One callback invocation (before → after).
@@ -122,7 +199,16 @@ public struct CallbackRecord: Sendable {
     public var causalChain: [String]
     /// Syscalls made on the callback's thread while it ran (largest kernel time first).
     public var syscalls: [SyscallInCallback]
-    public var kernelNs: UInt64 { syscalls.reduce(0) { $0 + $1.ns } }
+    public var kernelNs: UInt64 { syscalls.reduce(0) { $0 &+ $1.ns } }
+    /// Off the CPU while it ran: blocked, and runnable waiting for a CPU; nil without scheduler events.
+    public var blockedNs: UInt64? = nil
+    public var runqueueNs: UInt64? = nil
+    /// duration − blocked − run queue; nil without scheduler events.
+    public var onCPUNs: UInt64? {
+        guard let b = blockedNs, let r = runqueueNs else { return nil }
+        let off = b &+ r < b ? UInt64.max : b &+ r
+        return durationNs > off ? durationNs - off : 0
+    }
 }
 
 public struct BlockingSummary: Sendable {
@@ -143,11 +229,31 @@ public struct SyscallStats: Sendable {
     public var errors: UInt64
     /// Made while a callback was running on the same thread.
     public var attributed: UInt64
+    /// Errors by errno name ("EAGAIN"), most first.
+    public var errorsByErrno: [(errno: String, count: UInt64)] = []
 }
 
+/// One life of an fd: from the syscall that created it (or the recording's start) to its close, or to the
+/// next life of the same number (a dup onto it, or a close the probes did not see).
 public struct FDStats: Sendable {
     public var pid: UInt32
     public var fd: Int64
+    /// "file", "tcp", "pipe", ... (FDKind names); "unknown" for an fd whose creation the trace does not hold.
+    public var kind: String
+    /// Files: the path; sockets: nil.
+    public var path: String?
+    /// Sockets: the local and peer addresses where known.
+    public var local: String?
+    public var peer: String?
+    /// When the life began (nil: before the recording, or not seen) and ended (nil: still open at the end).
+    public var openedNs: UInt64?
+    public var closedNs: UInt64?
+    /// The fd it was duplicated from (dup, dup2, dup3, fcntl F_DUPFD), -1 if none.
+    public var sourceFd: Int64
+    /// The thread that created it (nil: unknown, or open at attach).
+    public var openedBy: ThreadRef?
+    /// The path, or local->peer, for display.
+    public var detail: String? { path ?? (local == nil && peer == nil ? nil : "\(local ?? "?")->\(peer ?? "?")") }
     /// Type of the resource that last owned the fd (resourceFD), if any.
     public var resourceType: String?
     public var reads: UInt64
@@ -163,6 +269,7 @@ public struct FDStats: Sendable {
 
 public struct IOSummary: Sendable {
     public var syscalls: [SyscallStats]
+    /// One row per fd life, by pid, fd, opened.
     public var fds: [FDStats]
     /// read/write-like syscalls of the traced processes.
     public var readWriteSyscalls: UInt64
@@ -177,6 +284,8 @@ public struct IOSummary: Sendable {
     public var ownerShare: Double {
         readWriteOnResourceFDs == 0 ? 0 : Double(readWriteOnResourceFDsByOwner) / Double(readWriteOnResourceFDs)
     }
+    /// fd lives beyond the kept bound (counted, not listed).
+    public var fdLivesNotListed: UInt64 = 0
     public var attributedShare: Double { readWriteSyscalls == 0 ? 0 : Double(readWriteAttributed) / Double(readWriteSyscalls) }
 }
 
@@ -193,12 +302,14 @@ public struct Gap: Sendable {
     public var tid: UInt32
     public var startNs: UInt64
     public var durationNs: UInt64
+    public var threadName: String? = nil
 }
 
 /// A loop seen only through epoll waits in the kernel stream (for unmodified programs).
 public struct KernelLoopThread: Sendable {
     public var pid: UInt32
     public var tid: UInt32
+    public var threadName: String? = nil
     public var waits: UInt64
     public var waitNs: UInt64
     public var spanNs: UInt64
@@ -254,4 +365,22 @@ public struct TraceAnalysis: Sendable {
     public var abandonedCallbacks: UInt64
     /// nil when no callback completed.
     public var busiestSecond: BusiestSecond?
+    /// Every traced thread, by pid and tid.
+    public var threads: [ThreadSummary] = []
+    /// Whether the trace has scheduler events (offCPU): on-CPU and off-CPU times are known.
+    public var hasSchedulerEvents = false
+    /// Loop threads' stretches between epoll waits, longest first (at most `top`).
+    public var stalls: [LoopStall] = []
+    /// All such stretches at or above the blocking threshold, and their total.
+    public var stallsAtThreshold: UInt64 = 0
+    public var stallsAtThresholdNs: UInt64 = 0
+    /// The report's time window, if one was chosen (CLOCK_MONOTONIC ns, inclusive).
+    public var window: ClosedRange<UInt64>? = nil
+    /// Threads beyond the tracking bound (not listed).
+    public var untrackedThreads: UInt64 = 0
+
+    /// A thread's name where the trace knows it.
+    public func threadName(pid: UInt32, tid: UInt32) -> String? {
+        threads.first { $0.pid == pid && $0.tid == tid }?.name
+    }
 }

@@ -8,6 +8,8 @@ struct SyscallTally {
     var count: UInt64
     var ns: UInt64
     var bytes: UInt64
+    var blockedNs: UInt64 = 0
+    var detail: String? = nil
 }
 
 struct CallbackFrame {
@@ -16,6 +18,9 @@ struct CallbackFrame {
     var beforeNs: UInt64
     /// Syscalls made while this frame was innermost, by (nr, fd); at most `maxTallies` distinct.
     var syscalls: [SyscallTally] = []
+    /// Off the CPU while it ran (nested callbacks' time included, as in its duration).
+    var blockedNs: UInt64 = 0
+    var runqueueNs: UInt64 = 0
 }
 
 struct CallbackTracker {
@@ -68,15 +73,30 @@ struct CallbackTracker {
         return top
     }
 
-    mutating func noteSyscall(stream: Int, nr: UInt64, fd: Int64, ns: UInt64, bytes: UInt64) {
+    mutating func noteSyscall(stream: Int, pid: UInt32, nr: UInt64, fd: Int64, ns: UInt64, bytes: UInt64, blockedNs: UInt64,
+                              fds: IOTracker) {
         let last = stacks[stream].count - 1
         guard last >= 0 else { return }
         if let i = stacks[stream][last].syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
-            stacks[stream][last].syscalls[i].count += 1
-            stacks[stream][last].syscalls[i].ns += ns
-            stacks[stream][last].syscalls[i].bytes += bytes
+            stacks[stream][last].syscalls[i].count &+= 1
+            stacks[stream][last].syscalls[i].ns = stacks[stream][last].syscalls[i].ns.addingSaturated(ns)
+            stacks[stream][last].syscalls[i].bytes = stacks[stream][last].syscalls[i].bytes.addingSaturated(bytes)
+            stacks[stream][last].syscalls[i].blockedNs = stacks[stream][last].syscalls[i].blockedNs.addingSaturated(blockedNs)
         } else if stacks[stream][last].syscalls.count < Self.maxTallies {
-            stacks[stream][last].syscalls.append(SyscallTally(nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes))
+            stacks[stream][last].syscalls.append(SyscallTally(nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes,
+                                                              blockedNs: blockedNs, detail: fds.detail(pid: pid, fd: fd)))
+        }
+    }
+
+    /// The thread of `stream` was off the CPU from `outNs`: every running callback that began by then waited.
+    mutating func noteOffCPU(stream: Int, outNs: UInt64, blockedNs: UInt64, runqueueNs: UInt64) {
+        var i = stacks[stream].count - 1
+        while i >= 0 {
+            if stacks[stream][i].beforeNs <= outNs {
+                stacks[stream][i].blockedNs = stacks[stream][i].blockedNs.addingSaturated(blockedNs)
+                stacks[stream][i].runqueueNs = stacks[stream][i].runqueueNs.addingSaturated(runqueueNs)
+            }
+            i -= 1
         }
     }
 
@@ -97,7 +117,8 @@ struct CallbackTracker {
 
     static func syscalls(of frame: CallbackFrame) -> [SyscallInCallback] {
         frame.syscalls.sorted { $0.ns > $1.ns }.map {
-            SyscallInCallback(name: SyscallNames.name($0.nr), fd: $0.fd, count: $0.count, ns: $0.ns, bytes: $0.bytes)
+            SyscallInCallback(name: SyscallNames.name($0.nr), fd: $0.fd, count: $0.count, ns: $0.ns, bytes: $0.bytes,
+                              blockedNs: $0.blockedNs, fdDetail: $0.detail)
         }
     }
 }

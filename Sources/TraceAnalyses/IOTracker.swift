@@ -12,6 +12,15 @@ struct FDAccum {
     var ownerType: Int32 = -1
     /// The resource owning the fd now (0: none).
     var ownerAsyncID: UInt64 = 0
+    /// Syscalls on the fd since the owner was set (an owner set just before the fdOpen that begins the
+    /// life it belongs to moves to that life: the runtime stamps resourceFD without reading the clock).
+    var syscallsSinceOwner: UInt64 = 0
+    /// The life: FDKind code (nil: unknown, the fd was not seen created), detail, when and by whom.
+    var kind: UInt8? = nil
+    var detail: String? = nil
+    var openedNs: UInt64? = nil
+    var sourceFd: Int64 = -1
+    var openedBy: UInt64 = 0
     var reads: UInt64 = 0
     var writes: UInt64 = 0
     var bytesRead: UInt64 = 0
@@ -28,6 +37,14 @@ struct SyscallAccum {
     var ns: UInt64 = 0
     var errors: UInt64 = 0
     var attributed: UInt64 = 0
+    var errnos: [UInt64: UInt64] = [:]
+}
+
+/// An fd life that ended.
+struct EndedFDLife {
+    var key: FDKey
+    var life: FDAccum
+    var closedNs: UInt64
 }
 
 struct IOTracker {
@@ -39,6 +56,10 @@ struct IOTracker {
     var bySmallNr = [SyscallAccum?](repeating: nil, count: IOTracker.directSyscalls)
     var byLargeNr: [UInt64: SyscallAccum] = [:]
     var byFD = FastMap<FDKey, FDAccum>(capacity: 256)
+    /// Lives that ended (close, or replaced by a new life of the number), at most `maxEndedLives`.
+    static let maxEndedLives = 65_536
+    var endedLives: [EndedFDLife] = []
+    var livesNotListed: UInt64 = 0
 
     /// 1 read-like, 2 write-like, 0 other (a table: this runs for every syscall).
     static let ioClassTable: [UInt8] = (0..<UInt64(directSyscalls)).map {
@@ -81,11 +102,14 @@ struct IOTracker {
         let isRead = cls == 1, isWrite = cls == 2
         let bytes: UInt64 = (isRead || isWrite) && ret > 0 ? UInt64(ret) : 0
         func tally(_ s: inout SyscallAccum) {
-            s.count += 1
-            s.bytes += bytes
-            s.ns += durationNs
-            if ret < 0 { s.errors += 1 }
-            if inCallback { s.attributed += 1 }
+            s.count &+= 1
+            s.bytes = s.bytes.addingSaturated(bytes)
+            s.ns = s.ns.addingSaturated(durationNs)
+            if ret < 0 {
+                s.errors &+= 1
+                if s.errnos.count < 64 || s.errnos[ret.magnitude] != nil { s.errnos[ret.magnitude, default: 0] &+= 1 }
+            }
+            if inCallback { s.attributed &+= 1 }
         }
         if nr < UInt64(Self.directSyscalls) {
             var s = bySmallNr[Int(nr)] ?? SyscallAccum()
@@ -103,15 +127,16 @@ struct IOTracker {
         var owner: UInt64 = 0
         withFD(FDKey(pid: pid, fd: fd)) { f in
             owner = f.ownerAsyncID
-            f.syscalls += 1
-            f.kernelNs += durationNs
-            if ret == Self.eagain { f.eagain += 1 }
+            f.syscalls &+= 1
+            f.syscallsSinceOwner &+= 1
+            f.kernelNs = f.kernelNs.addingSaturated(durationNs)
+            if ret == Self.eagain { f.eagain &+= 1 }
             if isRead {
-                f.reads += 1
-                f.bytesRead += bytes
+                f.reads &+= 1
+                f.bytesRead = f.bytesRead.addingSaturated(bytes)
             } else if isWrite {
-                f.writes += 1
-                f.bytesWritten += bytes
+                f.writes &+= 1
+                f.bytesWritten = f.bytesWritten.addingSaturated(bytes)
             }
         }
         if (isRead || isWrite) && owner != 0 {
@@ -125,8 +150,52 @@ struct IOTracker {
         withFD(FDKey(pid: pid, fd: fd)) {
             $0.ownerType = type
             $0.ownerAsyncID = asyncID
+            $0.syscallsSinceOwner = 0
         }
     }
+
+    /// fd `fd` begins a new life (fdOpen); the previous life of the number, if any, ends at `ns`.
+    mutating func fdOpen(pid: UInt32, tid: UInt32, fd: Int64, kind: UInt64, sourceFd: Int64, detail: String, ns: UInt64) {
+        guard fd >= 0 else { return }
+        let key = FDKey(pid: pid, fd: fd)
+        var life = FDAccum()
+        life.kind = UInt8(truncatingIfNeeded: min(kind, 255))
+        life.detail = detail.isEmpty ? nil : detail
+        life.openedNs = tid == 0 ? nil : ns  // tid 0: found open at attach
+        life.sourceFd = sourceFd
+        life.openedBy = tid == 0 ? 0 : UInt64(pid) << 32 | UInt64(tid)
+        if let old = byFD.remove(key) {
+            if old.ownerAsyncID != 0 && old.syscallsSinceOwner == 0 {
+                life.ownerAsyncID = old.ownerAsyncID
+                life.ownerType = old.ownerType
+            }
+            // A life that only carried an early owner (nothing else happened on it) is not a row of its own.
+            if old.syscalls > 0 || old.kind != nil || old.readyToCallback.count > 0 || old.ownerAsyncID == 0 {
+                endLife(key, old, at: ns)
+            }
+        } else if byFD.count >= Self.maxFDs {
+            livesNotListed &+= 1
+            return
+        }
+        byFD.set(key, life)
+    }
+
+    /// A successful close of `fd` at `ns`: its life ends.
+    mutating func closed(pid: UInt32, fd: Int64, ns: UInt64) {
+        guard fd >= 0, let old = byFD.remove(FDKey(pid: pid, fd: fd)) else { return }
+        endLife(FDKey(pid: pid, fd: fd), old, at: ns)
+    }
+
+    private mutating func endLife(_ key: FDKey, _ life: FDAccum, at ns: UInt64) {
+        guard endedLives.count < Self.maxEndedLives else {
+            livesNotListed &+= 1
+            return
+        }
+        endedLives.append(EndedFDLife(key: key, life: life, closedNs: ns))
+    }
+
+    /// The current life's path or address, for naming an fd in a stall or callback.
+    func detail(pid: UInt32, fd: Int64) -> String? { fd < 0 ? nil : byFD[FDKey(pid: pid, fd: fd)]?.detail }
 
     /// `asyncID` no longer owns `fd` (it gave it up or was destroyed); the type stays for the report.
     mutating func releaseOwner(pid: UInt32, fd: Int64, asyncID: UInt64) {

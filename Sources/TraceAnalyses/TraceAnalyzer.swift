@@ -44,6 +44,11 @@ public struct TraceAnalyzer {
     var kernelLoop: KernelLoopTracker
     var busySeconds = BusySecondsTracker(.callbacks)
     var busySecondsBetweenWaits = BusySecondsTracker(.betweenEpollWaits)
+    var threads: ThreadTracker
+    /// Names of the threads with a user stream (threadInfo).
+    var userThreadNames: [UInt64: String] = [:]
+    let windowStart: UInt64
+    let windowEnd: UInt64
 
     public init(reader: TraceReader, options: AnalysisOptions = AnalysisOptions()) {
         self.reader = reader
@@ -54,7 +59,12 @@ public struct TraceAnalyzer {
         streamPid = reader.streams.map(\.pid)
         for s in reader.streams where !s.isKernel {
             userStreamOfThread.set(UInt64(s.pid) << 32 | UInt64(s.tid), s.index)
+            if let n = s.threadName, !n.isEmpty { userThreadNames[UInt64(s.pid) << 32 | UInt64(s.tid)] = n }
         }
+        windowStart = options.window?.lowerBound ?? 0
+        windowEnd = options.window?.upperBound ?? .max
+        threads = ThreadTracker(earliestNs: max(reader.header.monotonicStartNs, windowStart), top: options.top,
+                                thresholdNs: options.blockingThresholdNs)
         callbacks = CallbackTracker(streams: n, options: options)
         loop = LoopTracker(streams: n)
         io = IOTracker(streams: n)
@@ -72,6 +82,12 @@ public struct TraceAnalyzer {
 
     public mutating func consume(stream s: Int, _ ev: borrowing DecodedEvent) {
         let ns = ev.timestampNs
+        // Thread names hold for the whole trace, whenever they were recorded.
+        if ev.kind == .threadName {
+            threads.threadName(pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), name: ev.text,
+                               ns: max(windowStart, min(ns, windowEnd)))
+        }
+        if ns < windowStart || ns > windowEnd { return }
         kindCounts[Int(ev.kind.rawValue)] &+= 1
         total &+= 1
         if ns < firstNs { firstNs = ns }
@@ -126,9 +142,22 @@ public struct TraceAnalyzer {
             io.pollEnd(stream: s, fds: ev.list, ns: ns)
         case .syscall:
             syscall(ev, exitNs: ns)
+        case .threadExit:
+            threads.threadExit(pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), ns: ns)
+        case .offCPU:
+            let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1))
+            let i = threads.offCPU(pid: pid, tid: tid, inNs: ns, state: ev.u(2), blockedNs: ev.u(3), runqueueNs: ev.u(4),
+                                   waker: ev.u(5) << 32 | (ev.u(6) & 0xFFFF_FFFF))
+            if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] {
+                callbacks.noteOffCPU(stream: s, outNs: i.outNs, blockedNs: i.blockedNs, runqueueNs: i.runqueueNs)
+            }
+        case .fdOpen:
+            io.fdOpen(pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), fd: ev.s(2),
+                      kind: ev.u(3), sourceFd: ev.s(4), detail: ev.text, ns: ns)
         case .epollWait:
             let (p, tid, nr, dur) = (UInt32(truncatingIfNeeded: ev.u(0)), UInt32(truncatingIfNeeded: ev.u(1)), ev.u(2), ev.u(7))
             kernelPids.insert(p)
+            threads.epollWait(pid: p, tid: tid, nr: nr, ret: ev.s(6), enterNs: ns.subtractingSaturated(dur), exitNs: ns)
             io.syscall(pid: p, nr: nr, fd: ev.s(3), ret: ev.s(6), durationNs: dur, running: nil, ownerFD: nil)
             if let gap = kernelLoop.wait(pid: p, tid: tid, exitNs: ns, durationNs: dur) {
                 busySecondsBetweenWaits.busy(startNs: gap.startNs, endNs: gap.startNs &+ gap.durationNs, earliestNs: firstNs)
@@ -146,18 +175,37 @@ public struct TraceAnalyzer {
 
     private mutating func syscall(_ ev: borrowing DecodedEvent, exitNs: UInt64) {
         let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1))
-        let nr = ev.u(2), fd = ev.s(3), ret = ev.s(5), dur = ev.u(6)
+        let nr = ev.u(2), raw = ev.s(3), ret = ev.s(5), dur = ev.u(6)
+        // futex's fd field is its operation (docs/trace-format.md), not an fd.
+        let fd = nr == OffCPUReason.futexNr || nr == Self.futexWaitvNr ? -1 : raw
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
         let enter = exitNs >= dur ? exitNs - dur : 0
         var running: UInt64? = nil
         var ownerFD: Int64? = nil
+        let isIO = IOTracker.ioClass(nr) != 0
+        let bytes: UInt64 = isIO && ret > 0 ? UInt64(ret) : 0
+        let blocked = threads.syscall(pid: pid, tid: tid, nr: nr, fd: fd, op: raw, ret: ret, bytes: bytes, enterNs: enter, exitNs: exitNs,
+                                      fds: io)
         if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)], let frame = callbacks.running(stream: s, enteredAt: enter) {
             running = frame.asyncID
             if let f = resources.info(ResourceKey(pid: pid, asyncID: frame.asyncID))?.fd, f >= 0 { ownerFD = Int64(f) }
-            let isIO = IOTracker.ioClass(nr) != 0
-            callbacks.noteSyscall(stream: s, nr: nr, fd: fd, ns: dur, bytes: isIO && ret > 0 ? UInt64(ret) : 0)
+            callbacks.noteSyscall(stream: s, pid: pid, nr: nr, fd: fd, ns: dur, bytes: bytes, blockedNs: blocked, fds: io)
         }
         io.syscall(pid: pid, nr: nr, fd: fd, ret: ret, durationNs: dur, running: running, ownerFD: ownerFD)
+        if nr == Self.closeNr && ret == 0 { io.closed(pid: pid, fd: fd, ns: exitNs) }
+    }
+
+    static let closeNr: UInt64 = 3
+    static let futexWaitvNr: UInt64 = 449
+
+    /// "local->peer" split at its first "->"; nil without one.
+    static func splitArrow(_ s: String) -> (String, String)? {
+        let u = Array(s.utf8)
+        guard u.count >= 2 else { return nil }
+        for i in 0..<(u.count - 1) where u[i] == UInt8(ascii: "-") && u[i + 1] == UInt8(ascii: ">") {
+            return (String(decoding: u[..<i], as: UTF8.self), String(decoding: u[(i + 2)...], as: UTF8.self))
+        }
+        return nil
     }
 
     private mutating func finished(_ frame: CallbackFrame, _ d: UInt64, stream s: Int) {
@@ -175,7 +223,7 @@ public struct TraceAnalyzer {
             asyncID: frame.asyncID, type: resources.typeName(frame.type), pid: st.pid, tid: st.tid,
             threadName: st.threadName, startNs: frame.beforeNs, durationNs: d,
             causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
-            syscalls: CallbackTracker.syscalls(of: frame))
+            syscalls: CallbackTracker.syscalls(of: frame), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs)
         callbacks.slowest.offer(d, record)
         if blocking { callbacks.blockingLongest.offer(d, record) }
     }
@@ -211,29 +259,82 @@ public struct TraceAnalyzer {
 
         let syscalls = io.syscallTotals().map { nr, a in
             SyscallStats(name: SyscallNames.name(nr), count: a.count, bytes: a.bytes, totalNs: a.ns, errors: a.errors,
-                         attributed: a.attributed)
+                         attributed: a.attributed,
+                         errorsByErrno: a.errnos.map { (ErrnoNames.name($0.key), $0.value) }.sorted { ($0.1, $1.0) > ($1.1, $0.0) })
         }.sorted { ($0.totalNs, $0.count) > ($1.totalNs, $1.count) }
-        var fdList: [(FDKey, FDAccum)] = []
-        io.byFD.forEach { fdList.append(($0, $1)) }
-        let fds = fdList.map { k, f in
-            FDStats(pid: k.pid, fd: k.fd, resourceType: f.ownerType >= 0 ? resources.typeName(f.ownerType) : nil,
-                    reads: f.reads, writes: f.writes, bytesRead: f.bytesRead, bytesWritten: f.bytesWritten,
-                    syscalls: f.syscalls, eagain: f.eagain, kernelNs: f.kernelNs,
-                    readyToCallbackNs: DurationSummary(f.readyToCallback))
-        }.sorted { ($0.pid, $0.fd) < ($1.pid, $1.fd) }
+
+        var finalThreads = threads
+        finalThreads.flush()
+        let names = finalThreads.names.merging(userThreadNames) { kernel, _ in kernel }
+        func ref(_ key: UInt64) -> ThreadRef? {
+            key == 0 ? nil : ThreadRef(pid: UInt32(key >> 32), tid: UInt32(truncatingIfNeeded: key), name: names[key])
+        }
+        func fdRow(_ k: FDKey, _ f: FDAccum, closedNs: UInt64?) -> FDStats {
+            let kind = f.kind.map { FDKind(rawValue: $0)?.name ?? "kind \($0)" } ?? "unknown"
+            var path: String? = nil, local: String? = nil, peer: String? = nil
+            if let d = f.detail {
+                let isSocket = f.kind.map { [3, 4, 5, 6, 16].contains($0) } ?? false
+                if let (l, p) = Self.splitArrow(d) {
+                    local = l.isEmpty ? nil : l
+                    peer = p.isEmpty ? nil : p
+                } else if isSocket {
+                    local = d
+                } else {
+                    path = d
+                }
+            }
+            return FDStats(pid: k.pid, fd: k.fd, kind: kind, path: path, local: local, peer: peer, openedNs: f.openedNs,
+                           closedNs: closedNs, sourceFd: f.sourceFd, openedBy: ref(f.openedBy),
+                           resourceType: f.ownerType >= 0 ? resources.typeName(f.ownerType) : nil,
+                           reads: f.reads, writes: f.writes, bytesRead: f.bytesRead, bytesWritten: f.bytesWritten,
+                           syscalls: f.syscalls, eagain: f.eagain, kernelNs: f.kernelNs,
+                           readyToCallbackNs: DurationSummary(f.readyToCallback))
+        }
+        var fds: [FDStats] = io.endedLives.map { fdRow($0.key, $0.life, closedNs: $0.closedNs) }
+        io.byFD.forEach { fds.append(fdRow($0, $1, closedNs: nil)) }
+        fds.sort { ($0.pid, $0.fd, $0.openedNs ?? 0, $0.closedNs ?? .max) < ($1.pid, $1.fd, $1.openedNs ?? 0, $1.closedNs ?? .max) }
+
+        var kernelLoopSummary = kernelLoop.summary()
+        var loopUtilization: [UInt64: Double] = [:]
+        if var k = kernelLoopSummary {
+            for i in k.threads.indices {
+                let key = UInt64(k.threads[i].pid) << 32 | UInt64(k.threads[i].tid)
+                k.threads[i].threadName = names[key]
+                loopUtilization[key] = k.threads[i].utilization
+            }
+            for i in k.longestGaps.indices {
+                k.longestGaps[i].threadName = names[UInt64(k.longestGaps[i].pid) << 32 | UInt64(k.longestGaps[i].tid)]
+            }
+            kernelLoopSummary = k
+        }
+        for t in loopSummary?.threads ?? [] { loopUtilization[UInt64(t.pid) << 32 | UInt64(t.tid)] = t.utilization }
+        let (threadList, stalls) = finalThreads.summary(loopUtilization: loopUtilization, userThreadNames: userThreadNames)
+        let sched = finalThreads.sawScheduler
+        func withSplit(_ c: CallbackRecord) -> CallbackRecord {
+            var c = c
+            if !sched {
+                c.blockedNs = nil
+                c.runqueueNs = nil
+            }
+            if c.threadName == nil { c.threadName = names[UInt64(c.pid) << 32 | UInt64(c.tid)] }
+            return c
+        }
 
         return TraceAnalysis(
             options: options, overview: overview, loop: loopSummary, resources: types,
-            slowestCallbacks: callbacks.slowest.sorted,
+            slowestCallbacks: callbacks.slowest.sorted.map(withSplit),
             blocking: BlockingSummary(thresholdNs: options.blockingThresholdNs, count: callbacks.blockingCount,
-                                      totalNs: callbacks.blockingNs, longest: callbacks.blockingLongest.sorted),
+                                      totalNs: callbacks.blockingNs, longest: callbacks.blockingLongest.sorted.map(withSplit)),
             io: IOSummary(syscalls: syscalls, fds: fds, readWriteSyscalls: io.readWrite,
                           readWriteAttributed: io.readWriteAttributed, readWriteAttributedToOwner: io.readWriteToOwner,
                           readWriteOnResourceFDs: io.readWriteOnOwnedFDs,
-                          readWriteOnResourceFDsByOwner: io.readWriteOnOwnedFDsByOwner),
-            openAtExit: openAtExit(), untrackedResources: resources.untracked, kernelLoop: kernelLoop.summary(),
+                          readWriteOnResourceFDsByOwner: io.readWriteOnOwnedFDsByOwner, fdLivesNotListed: io.livesNotListed),
+            openAtExit: openAtExit(), untrackedResources: resources.untracked, kernelLoop: kernelLoopSummary,
             unmatchedAfters: callbacks.unmatchedAfters, abandonedCallbacks: callbacks.abandonedFrames,
-            busiestSecond: busySeconds.busiest() ?? busySecondsBetweenWaits.busiest())
+            busiestSecond: busySeconds.busiest() ?? busySecondsBetweenWaits.busiest(),
+            threads: threadList, hasSchedulerEvents: sched, stalls: stalls,
+            stallsAtThreshold: finalThreads.stallsAtThreshold, stallsAtThresholdNs: finalThreads.stallsAtThresholdNs,
+            window: options.window, untrackedThreads: finalThreads.untrackedThreads)
     }
 
     /// Live resources grouped by type; the most common causal chain (sampled) says where they came from.

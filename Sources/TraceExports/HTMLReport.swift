@@ -90,6 +90,8 @@ public enum HTMLReport {
         overview(a, &s)
         blocking(a, &s)
         loop(a, &s)
+        stalls(a, &s)
+        threads(a, &s)
         callbacks(a, &s)
         openAtExit(a, &s)
         syscalls(a, &s)
@@ -170,10 +172,7 @@ public enum HTMLReport {
         s += "<table class=\"blocking\"><tr><th>type</th><th>async id</th><th>thread</th><th>at</th><th>duration</th>"
             + "<th>in the kernel</th><th>caused by</th><th>syscalls inside</th></tr>\n"
         for c in b.longest {
-            let sys = c.syscalls.prefix(8).map { sc in
-                "\(x(sc.name))(fd \(sc.fd)) \(Formatting.duration(sc.ns))" + (sc.count > 1 ? " in \(Formatting.count(sc.count)) calls" : "")
-                    + (sc.bytes > 0 ? ", \(Formatting.bytes(sc.bytes))" : "")
-            }.joined(separator: "<br>") + (c.syscalls.count > 8 ? "<br>… \(c.syscalls.count - 8) more" : "")
+            let sys = c.syscalls.prefix(8).map { x(TextReport.syscallLine($0)) }.joined(separator: "<br>") + (c.syscalls.count > 8 ? "<br>… \(c.syscalls.count - 8) more" : "")
             let none = a.overview.hasKernelEvents ? "none recorded (CPU-bound, or a syscall the probes do not trace)"
                 : "none recorded (no kernel events in this trace)"
             s += "<tr class=\"blocking\" data-async-id=\"\(c.asyncID)\" data-start-ns=\"\(c.startNs)\" data-duration-ns=\"\(c.durationNs)\" "
@@ -183,7 +182,10 @@ public enum HTMLReport {
                 + "<td class=\"n\">\(Formatting.duration(c.durationNs))</td>"
                 + "<td class=\"n\">\(c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs))</td>"
                 + "<td>\(c.causalChain.count > 1 ? x(c.causalChain.joined(separator: " → ")) : "-")</td>"
-                + "<td class=\"sys\">\(sys.isEmpty ? none : sys)</td></tr>\n"
+                + "<td class=\"sys\">" + (c.onCPUNs.map { _ in
+                    x(TextReport.verdict(durationNs: c.durationNs, onCPUNs: c.onCPUNs, blockedNs: c.blockedNs ?? 0,
+                                         runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first)) + "<br>"
+                } ?? "") + "\(sys.isEmpty ? (c.onCPUNs != nil ? "no syscalls recorded" : none) : sys)</td></tr>\n"
         }
         s += "</table>\n"
         if b.count > UInt64(b.longest.count) {
@@ -213,18 +215,60 @@ public enum HTMLReport {
             s += "<h2 id=\"loop\">Event loop (from epoll waits in the kernel; time between waits is time in callbacks)</h2>\n"
             s += "<table><tr><th>thread</th><th>waits</th><th>busy</th><th>waiting</th><th>between waits p50</th><th>p99</th><th>max</th></tr>\n"
             for t in k.threads {
-                s += "<tr><td>\(x(thread(t.pid, t.tid, nil)))</td><td class=\"n\">\(Formatting.count(t.waits))</td>"
+                s += "<tr><td>\(x(thread(t.pid, t.tid, t.threadName)))</td><td class=\"n\">\(Formatting.count(t.waits))</td>"
                     + "<td class=\"n\">\(Formatting.percent(t.utilization))</td><td class=\"n\">\(Formatting.duration(t.waitNs))</td>"
                     + "<td class=\"n\">\(Formatting.duration(t.busyNs.p50Ns))</td><td class=\"n\">\(Formatting.duration(t.busyNs.p99Ns))</td>"
                     + "<td class=\"n\">\(Formatting.duration(t.busyNs.maxNs))</td></tr>\n"
             }
             s += "</table>\n"
-            if !k.longestGaps.isEmpty {
-                s += "<p>Longest gaps between epoll waits (the loop was busy or blocked): " + k.longestGaps.map {
-                    "\(Formatting.duration($0.durationNs)) on tid \($0.tid) at \(Formatting.at($0.startNs, from: a.overview.recordingStartNs))"
-                }.joined(separator: "; ") + "</p>\n"
-            }
         }
+    }
+
+    /// Kernel-only traces: the longest stretches between a loop thread's epoll waits, and what they were.
+    private static func stalls(_ a: TraceAnalysis, _ s: inout String) {
+        guard !a.overview.hasUserEvents, !a.stalls.isEmpty else { return }
+        let threshold = Formatting.duration(a.options.blockingThresholdNs)
+        s += "<h2 id=\"stalls\">Loop stalls</h2>\n<p>" + value("stalls.count", a.stallsAtThreshold, Formatting.count(a.stallsAtThreshold))
+            + " stretches between epoll waits of \(threshold) or longer (" + value("stalls.ns_total", a.stallsAtThresholdNs, Formatting.duration(a.stallsAtThresholdNs))
+            + " in total); meanwhile the loop could do nothing else.</p>\n"
+        s += "<table class=\"stalls\"><tr><th>thread</th><th>at</th><th>duration</th><th>what it was</th><th>syscalls inside</th></tr>\n"
+        for st in a.stalls {
+            let verdict = TextReport.verdict(durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs,
+                                             runqueueNs: st.runqueueNs, kernelNs: st.kernelNs, top: st.syscalls.first)
+            let sys = st.syscalls.prefix(5).map { x(TextReport.syscallLine($0)) }.joined(separator: "<br>")
+            s += "<tr class=\"stall\" data-start-ns=\"\(st.startNs)\" data-duration-ns=\"\(st.durationNs)\"><td>\(x(TextReport.thread(st.thread)))</td>"
+                + "<td class=\"n\">\(Formatting.at(st.startNs, from: a.overview.recordingStartNs))</td>"
+                + "<td class=\"n\">\(Formatting.duration(st.durationNs))</td><td>\(x(verdict))</td>"
+                + "<td class=\"sys\">\(sys.isEmpty ? "none" : sys)</td></tr>\n"
+        }
+        s += "</table>\n"
+    }
+
+    /// Every traced thread: on CPU, blocked (and on what), waiting for a CPU.
+    private static func threads(_ a: TraceAnalysis, _ s: inout String) {
+        guard !a.threads.isEmpty, a.overview.hasKernelEvents else { return }
+        let sched = a.hasSchedulerEvents
+        s += "<h2 id=\"threads\">Threads</h2>\n<p>" + value("threads.count", UInt64(a.threads.count), "\(a.threads.count)")
+            + " traced thread\(a.threads.count == 1 ? "" : "s")"
+            + (sched ? ": on CPU, blocked (and on what), and runnable but waiting for a CPU, from the scheduler.</p>\n"
+                     : ". This trace has no scheduler events: only syscall time is known.</p>\n")
+        s += "<table class=\"threads\"><tr><th>thread</th><th>loop</th><th>seen</th><th>on CPU</th><th>blocked</th><th>run queue</th>"
+            + "<th>syscalls</th><th>errors</th><th>longest stall</th><th>blocked in</th></tr>\n"
+        let shown = a.threads.sorted {
+            ($0.isLoop ? 1 : 0, ($0.onCPUNs ?? 0) &+ $0.syscallNs) > ($1.isLoop ? 1 : 0, ($1.onCPUNs ?? 0) &+ $1.syscallNs)
+        }.prefix(200)
+        for t in shown {
+            let stall = t.isLoop ? t.longestStallNs : t.longestWaitNs
+            s += "<tr data-tid=\"\(t.tid)\"><td>\(x(TextReport.thread(t.ref)))</td>"
+                + "<td>\(t.isLoop ? (t.loopUtilization.map { "busy " + Formatting.percent($0) } ?? "yes") : "-")</td>"
+                + "<td class=\"n\">\(Formatting.duration(t.spanNs))</td><td class=\"n\">\(t.onCPUNs.map(Formatting.duration) ?? "-")</td>"
+                + "<td class=\"n\">\(sched ? Formatting.duration(t.offCPUNs) : "-")</td><td class=\"n\">\(sched ? Formatting.duration(t.runqueueNs) : "-")</td>"
+                + "<td class=\"n\">\(Formatting.count(t.syscalls))</td><td class=\"n\">\(Formatting.count(t.errors))</td>"
+                + "<td class=\"n\">\(stall == 0 ? "-" : Formatting.duration(stall))</td>"
+                + "<td class=\"sys\">\(t.offCPUByReason.prefix(4).map { x(TextReport.reasonText($0)) }.joined(separator: "<br>"))</td></tr>\n"
+        }
+        s += "</table>\n"
+        if a.threads.count > shown.count { s += "<p class=\"muted\">\(a.threads.count - shown.count) more threads (the JSON report has all).</p>\n" }
     }
 
     private static func callbacks(_ a: TraceAnalysis, _ s: inout String) {
@@ -276,7 +320,7 @@ public enum HTMLReport {
         for c in a.io.syscalls.prefix(30) {
             s += "<tr><td>\(x(c.name))</td><td class=\"n\">\(Formatting.count(c.count))</td>"
                 + "<td class=\"n\">\(c.bytes == 0 ? "-" : Formatting.bytes(c.bytes))</td><td class=\"n\">\(Formatting.duration(c.totalNs))</td>"
-                + "<td class=\"n\">\(Formatting.count(c.errors))</td>"
+                + "<td class=\"n\">\(x(TextReport.errorsText(c)))</td>"
                 + "<td class=\"n\">\(a.overview.hasUserEvents ? Formatting.count(c.attributed) : "-")</td></tr>\n"
         }
         s += "</table>\n"

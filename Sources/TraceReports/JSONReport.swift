@@ -4,7 +4,7 @@ import TraceReader
 
 public enum JSONReport {
     /// Bump on any incompatible change; adding fields is compatible.
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     public static func render(_ a: TraceAnalysis, pretty: Bool = true) -> String {
         var w = JSONWriter(pretty: pretty)
@@ -24,6 +24,13 @@ public enum JSONReport {
                 t.field("kind", o.hasUserEvents ? (o.hasKernelEvents ? "user+kernel" : "user") : (o.hasKernelEvents ? "kernel-only" : "empty"))
                 t.field("user_threads", o.userThreads)
                 t.array("processes") { p in for pid in o.processes { p.field(nil, UInt64(pid)) } }
+                t.field("scheduler_events", a.hasSchedulerEvents)
+                if let w = a.window {
+                    t.object("window") { x in
+                        x.field("from_ns", w.lowerBound)
+                        if w.upperBound == .max { x.null("to_ns") } else { x.field("to_ns", w.upperBound) }
+                    }
+                } else { t.null("window") }
             }
             j.object("events") { e in
                 e.field("total", o.totalEvents)
@@ -96,6 +103,9 @@ public enum JSONReport {
                         e.field("bytes", s.bytes)
                         e.field("ns_total", s.totalNs)
                         e.field("errors", s.errors)
+                        e.array("errors_by_errno") { r in
+                            for x in s.errorsByErrno { r.object { $0.field("errno", x.errno); $0.field("count", x.count) } }
+                        }
                         e.field("attributed", s.attributed)
                     }
                 }
@@ -114,6 +124,14 @@ public enum JSONReport {
                     r.object { e in
                         e.field("pid", UInt64(f.pid))
                         e.field("fd", f.fd)
+                        e.field("kind", f.kind)
+                        e.field("path", f.path)
+                        e.field("local", f.local)
+                        e.field("peer", f.peer)
+                        if let n = f.openedNs { e.field("opened_ns", n) } else { e.null("opened_ns") }
+                        if let n = f.closedNs { e.field("closed_ns", n) } else { e.null("closed_ns") }
+                        e.field("source_fd", f.sourceFd)
+                        if let t = f.openedBy { e.object("opened_by") { threadRef(t, &$0) } } else { e.null("opened_by") }
                         e.field("resource_type", f.resourceType)
                         e.field("reads", f.reads)
                         e.field("writes", f.writes)
@@ -130,6 +148,15 @@ public enum JSONReport {
                         }
                     }
                 }
+            }
+            j.field("fd_lives_not_listed", a.io.fdLivesNotListed)
+            j.array("threads") { r in for t in a.threads { r.object { thread(t, &$0) } } }
+            j.field("untracked_threads", a.untrackedThreads)
+            j.array("stalls") { r in for st in a.stalls { r.object { stall(st, &$0) } } }
+            j.object("stalls_summary") { b in
+                b.field("threshold_ns", a.options.blockingThresholdNs)
+                b.field("count", a.stallsAtThreshold)
+                b.field("ns_total", a.stallsAtThresholdNs)
             }
             j.array("open_at_exit") { r in
                 for g in a.openAtExit {
@@ -160,6 +187,7 @@ public enum JSONReport {
                             r.object { e in
                                 e.field("pid", UInt64(t.pid))
                                 e.field("tid", UInt64(t.tid))
+                                e.field("thread", t.threadName)
                                 e.field("waits", t.waits)
                                 e.field("wait_ns", t.waitNs)
                                 e.field("span_ns", t.spanNs)
@@ -173,6 +201,7 @@ public enum JSONReport {
                             r.object { e in
                                 e.field("pid", UInt64(g.pid))
                                 e.field("tid", UInt64(g.tid))
+                                e.field("thread", g.threadName)
                                 e.field("start_ns", g.startNs)
                                 e.field("duration_ns", g.durationNs)
                             }
@@ -231,7 +260,8 @@ public enum JSONReport {
                 for t in k.threads { busy.add(t) }
                 l.field("source", "kernel_epoll_waits")
                 l.field("iterations", busy.waits)
-                l.field("utilization", busy.span == 0 ? 0 : Double(busy.span - min(busy.span, busy.wait)) / Double(busy.span))
+                // The busiest loop thread's: an idle helper thread that also waits in epoll must not average it down.
+                l.field("utilization", k.threads.map(\.utilization).max() ?? 0)
                 l.object("iteration_ns") { p in
                     p.field("count", busy.count)
                     p.field("p50", busy.p50)
@@ -241,7 +271,20 @@ public enum JSONReport {
                 l.field("span_ns", busy.span)
                 l.field("poll_wait_ns", busy.wait)
                 l.array("phases") { _ in }
-                l.array("threads") { _ in }
+                l.array("threads") { r in
+                    for t in k.threads {
+                        r.object { e in
+                            e.field("pid", UInt64(t.pid))
+                            e.field("tid", UInt64(t.tid))
+                            e.field("thread", t.threadName)
+                            e.field("iterations", t.waits)
+                            e.field("utilization", t.utilization)
+                            summary("iteration_ns", t.busyNs, &e)
+                            e.field("span_ns", t.spanNs)
+                            e.field("poll_wait_ns", t.waitNs)
+                        }
+                    }
+                }
             } else {
                 l.field("source", "none")
                 l.field("iterations", UInt64(0))
@@ -274,6 +317,80 @@ public enum JSONReport {
         }
     }
 
+    private static func threadRef(_ t: ThreadRef, _ e: inout JSONWriter) {
+        e.field("pid", UInt64(t.pid))
+        e.field("tid", UInt64(t.tid))
+        e.field("name", t.name)
+    }
+
+    private static func optional(_ k: String, _ v: UInt64?, _ e: inout JSONWriter) {
+        if let v { e.field(k, v) } else { e.null(k) }
+    }
+
+    private static func thread(_ t: ThreadSummary, _ e: inout JSONWriter) {
+        e.field("tid", UInt64(t.tid))
+        e.field("pid", UInt64(t.pid))
+        e.field("name", t.name)
+        e.field("is_loop", t.isLoop)
+        e.field("first_ns", t.firstNs)
+        e.field("last_ns", t.lastNs)
+        e.field("exited", t.exited)
+        e.field("span_ns", t.spanNs)
+        optional("on_cpu_ns", t.onCPUNs, &e)
+        e.field("off_cpu_ns", t.offCPUNs)
+        e.field("runqueue_ns", t.runqueueNs)
+        e.array("off_cpu_by_reason") { r in
+            for x in t.offCPUByReason {
+                r.object { o in
+                    o.field("reason", x.reason)
+                    o.field("ns", x.ns)
+                    o.field("count", x.count)
+                    o.array("wakers") { w in for k in x.wakers { w.object { threadRef(k, &$0) } } }
+                }
+            }
+        }
+        e.field("syscalls", t.syscalls)
+        e.field("syscall_ns", t.syscallNs)
+        e.field("errors", t.errors)
+        e.field("epoll_waits", t.epollWaits)
+        e.field("epoll_wait_ns", t.epollWaitNs)
+        if let u = t.loopUtilization { e.field("loop_utilization", u) } else { e.null("loop_utilization") }
+        e.field("longest_stall_ns", t.longestStallNs)
+        e.field("longest_stall_start_ns", t.longestStallStartNs)
+        e.field("longest_wait_ns", t.longestWaitNs)
+        e.field("longest_wait_start_ns", t.longestWaitStartNs)
+        e.field("longest_wait_reason", t.longestWaitReason)
+    }
+
+    private static func syscallsInside(_ list: [SyscallInCallback], _ e: inout JSONWriter) {
+        e.array("syscalls") { r in
+            for s in list {
+                r.object { x in
+                    x.field("name", s.name)
+                    x.field("fd", s.fd)
+                    x.field("fd_detail", s.fdDetail)
+                    x.field("ns", s.ns)
+                    x.field("blocked_ns", s.blockedNs)
+                    x.field("count", s.count)
+                    x.field("bytes", s.bytes)
+                }
+            }
+        }
+    }
+
+    private static func stall(_ st: LoopStall, _ e: inout JSONWriter) {
+        e.field("tid", UInt64(st.thread.tid))
+        e.field("pid", UInt64(st.thread.pid))
+        e.field("thread", st.thread.name)
+        e.field("start_ns", st.startNs)
+        e.field("duration_ns", st.durationNs)
+        optional("on_cpu_ns", st.onCPUNs, &e)
+        e.field("blocked_ns", st.blockedNs)
+        e.field("runqueue_ns", st.runqueueNs)
+        e.field("kernel_ns", st.kernelNs)
+        syscallsInside(st.syscalls, &e)
+    }
+
     private static func callback(_ c: CallbackRecord, _ e: inout JSONWriter) {
         e.field("async_id", c.asyncID)
         e.field("type", c.type)
@@ -283,17 +400,10 @@ public enum JSONReport {
         e.field("start_ns", c.startNs)
         e.field("duration_ns", c.durationNs)
         e.field("kernel_ns", c.kernelNs)
+        optional("on_cpu_ns", c.onCPUNs, &e)
+        optional("blocked_ns", c.blockedNs, &e)
+        optional("runqueue_ns", c.runqueueNs, &e)
         e.strings("causal_chain", c.causalChain)
-        e.array("syscalls") { r in
-            for s in c.syscalls {
-                r.object { x in
-                    x.field("name", s.name)
-                    x.field("fd", s.fd)
-                    x.field("ns", s.ns)
-                    x.field("count", s.count)
-                    x.field("bytes", s.bytes)
-                }
-            }
-        }
+        syscallsInside(c.syscalls, &e)
     }
 }

@@ -11,6 +11,8 @@ public enum TextReport {
         blocking(a, &out)
         if let loop = a.loop { loopSection(loop, &out) }
         if a.loop == nil, let k = a.overview.hasUserEvents ? nil : a.kernelLoop { kernelLoop(k, a, &out) }
+        if !a.overview.hasUserEvents { stalls(a, &out) }
+        threads(a, &out)
         callbacks(a, &out)
         slowest(a, &out)
         syscalls(a, &out)
@@ -19,10 +21,42 @@ public enum TextReport {
         return out
     }
 
-    private static func thread(_ pid: UInt32, _ tid: UInt32, _ name: String?) -> String {
+    public static func thread(_ pid: UInt32, _ tid: UInt32, _ name: String?) -> String {
         let base = "tid \(tid)" + (pid != tid ? " pid \(pid)" : "")
         if let name, !name.isEmpty { return "\(name) (\(base))" }
         return base
+    }
+
+    public static func thread(_ t: ThreadRef) -> String { thread(t.pid, t.tid, t.name) }
+
+    /// "read(fd 41 → /srv/big.bin) 57.0 ms, 64.0 MiB" (plus "in N calls" and the blocked part when known).
+    public static func syscallLine(_ s: SyscallInCallback) -> String {
+        var line = "\(s.name)(" + (s.fd >= 0 ? "fd \(s.fd)" + (s.fdDetail.map { " → " + $0 } ?? "") : "") + ") "
+        line += Formatting.duration(s.ns)
+        if s.count > 1 { line += " in \(Formatting.count(s.count)) calls" }
+        if s.blockedNs > 0 { line += " (\(Formatting.duration(s.blockedNs)) blocked)" }
+        if s.bytes > 0 { line += ", \(Formatting.bytes(s.bytes))" }
+        return line
+    }
+
+    /// What a stretch of time was: "CPU-bound: 352 ms on CPU, 0.3 ms in the kernel", or "waiting: ...".
+    public static func verdict(durationNs: UInt64, onCPUNs: UInt64?, blockedNs: UInt64, runqueueNs: UInt64, kernelNs: UInt64,
+                               top: SyscallInCallback?) -> String {
+        guard let on = onCPUNs else {
+            return "\(Formatting.duration(kernelNs)) in traced syscalls; no scheduler events, so on-CPU time is unknown"
+        }
+        if on >= durationNs / 2 && on >= blockedNs {
+            return "CPU-bound: \(Formatting.duration(on)) on CPU, \(Formatting.duration(kernelNs)) in the kernel"
+                + (blockedNs + runqueueNs > 0 ? ", \(Formatting.duration(blockedNs)) blocked, \(Formatting.duration(runqueueNs)) waiting for a CPU" : "")
+        }
+        if runqueueNs > blockedNs {
+            return "waiting for a CPU: \(Formatting.duration(runqueueNs)) runnable but not running (preempted or the CPUs were busy), "
+                + "\(Formatting.duration(on)) on CPU"
+        }
+        var s = "waiting: \(Formatting.duration(blockedNs)) blocked"
+        if let t = top, t.blockedNs > 0 || t.ns >= blockedNs / 2 { s += ", mostly in \(t.name)" + (t.fd >= 0 ? "(fd \(t.fd)\(t.fdDetail.map { " → " + $0 } ?? ""))" : "") }
+        else if blockedNs > 0 { s += " outside traced syscalls" }
+        return s + "; \(Formatting.duration(on)) on CPU" + (runqueueNs > 0 ? ", \(Formatting.duration(runqueueNs)) waiting for a CPU" : "")
     }
 
     private static func heading(_ title: String, _ out: inout String) { out += "\n" + title + "\n" }
@@ -31,6 +65,11 @@ public enum TextReport {
         let o = a.overview
         out += "asynctrace report: \(o.program.isEmpty ? "(unnamed program)" : o.program) (pid \(o.pid))\n"
         out += "  trace      \(o.path)  (format v\(o.formatVersion))\n"
+        if let w = a.window {
+            out += "  window     \(Formatting.at(w.lowerBound, from: o.recordingStartNs)) to "
+                + (w.upperBound == .max ? "the end" : Formatting.at(w.upperBound, from: o.recordingStartNs))
+                + " (only events inside it are counted; callbacks and waits crossing its edges are cut)\n"
+        }
         out += "  duration   \(Formatting.duration(o.durationNs))"
         out += "  |  \(Formatting.count(o.totalEvents)) events"
         out += "  |  \(o.userThreads) thread\(o.userThreads == 1 ? "" : "s") recorded"
@@ -75,16 +114,17 @@ public enum TextReport {
             out += "  ▶ \(c.type) (async id \(c.asyncID)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
             out += "\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))\n"
             if c.causalChain.count > 1 { out += "      caused by  " + c.causalChain.joined(separator: " → ") + "\n" }
+            if let on = c.onCPUNs {
+                out += "      time       " + verdict(durationNs: c.durationNs, onCPUNs: on, blockedNs: c.blockedNs ?? 0,
+                                                    runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first) + "\n"
+            }
             if c.syscalls.isEmpty {
-                out += "      syscalls   none recorded inside it" + (a.overview.hasKernelEvents ? " (CPU-bound, or a syscall the probes do not trace)\n" : " (no kernel events in this trace)\n")
+                out += "      syscalls   none recorded inside it" + (!a.overview.hasKernelEvents ? " (no kernel events in this trace)\n"
+                    : c.onCPUNs != nil ? "\n" : " (CPU-bound, or a syscall the probes do not trace)\n")
             } else {
                 let k = c.kernelNs
                 out += "      syscalls   \(Formatting.duration(k)) in the kernel (\(Formatting.percent(Double(k) / Double(max(1, c.durationNs)))) of the callback):\n"
-                for s in c.syscalls.prefix(8) {
-                    out += "                 \(s.name)(fd \(s.fd)) \(Formatting.duration(s.ns))"
-                    out += s.count > 1 ? " in \(Formatting.count(s.count)) calls" : ""
-                    out += s.bytes > 0 ? ", \(Formatting.bytes(s.bytes))\n" : "\n"
-                }
+                for s in c.syscalls.prefix(8) { out += "                 " + syscallLine(s) + "\n" }
             }
         }
         if b.count > UInt64(b.longest.count) { out += "  ... and \(b.count - UInt64(b.longest.count)) more (see --top)\n" }
@@ -113,17 +153,66 @@ public enum TextReport {
         var t = Table([("thread", .left), ("waits", .right), ("busy", .right), ("waiting", .right),
                        ("between waits p50", .right), ("p99", .right), ("max", .right)])
         for th in k.threads {
-            t.add([thread(th.pid, th.tid, nil), Formatting.count(th.waits), Formatting.percent(th.utilization),
+            t.add([thread(th.pid, th.tid, th.threadName), Formatting.count(th.waits), Formatting.percent(th.utilization),
                    Formatting.duration(th.waitNs), Formatting.duration(th.busyNs.p50Ns),
                    Formatting.duration(th.busyNs.p99Ns), Formatting.duration(th.busyNs.maxNs)])
         }
         out += t.render()
-        if !k.longestGaps.isEmpty {
-            out += "  longest gaps between epoll waits (the loop was busy or blocked):\n"
-            for g in k.longestGaps {
-                out += "    \(Formatting.duration(g.durationNs)) on tid \(g.tid) at \(Formatting.at(g.startNs, from: a.overview.recordingStartNs))\n"
-            }
+    }
+
+    /// Kernel-only traces: each loop thread's longest stretches between epoll waits, and what they were.
+    private static func stalls(_ a: TraceAnalysis, _ out: inout String) {
+        guard !a.stalls.isEmpty else { return }
+        let threshold = Formatting.duration(a.options.blockingThresholdNs)
+        heading("LOOP STALLS: \(Formatting.count(a.stallsAtThreshold)) stretch\(a.stallsAtThreshold == 1 ? "" : "es") between epoll waits "
+                + "of \(threshold) or longer (\(Formatting.duration(a.stallsAtThresholdNs)) in total); meanwhile the loop could do nothing else", &out)
+        for st in a.stalls {
+            out += "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))\n"
+            out += "      " + verdict(durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs, runqueueNs: st.runqueueNs,
+                                      kernelNs: st.kernelNs, top: st.syscalls.first) + "\n"
+            for s in st.syscalls.prefix(5) { out += "        " + syscallLine(s) + "\n" }
+            if st.syscalls.count > 5 { out += "        ... and \(st.syscalls.count - 5) more\n" }
         }
+        if a.stallsAtThreshold > UInt64(a.stalls.count) {
+            out += "  ... \(Formatting.count(a.stallsAtThreshold - UInt64(min(a.stalls.count, Int(a.stallsAtThreshold))))) more of \(threshold) or longer (see --top)\n"
+        }
+    }
+
+    /// Every traced thread: where its time went.
+    private static func threads(_ a: TraceAnalysis, _ out: inout String) {
+        guard !a.threads.isEmpty, a.overview.hasKernelEvents else { return }
+        let sched = a.hasSchedulerEvents
+        heading("THREADS: \(a.threads.count) traced thread\(a.threads.count == 1 ? "" : "s")"
+                + (sched ? " (on CPU, blocked, and runnable but waiting for a CPU, from the scheduler)"
+                         : " (no scheduler events in this trace: syscall time only)"), &out)
+        let shown = a.threads.sorted {
+            ($0.isLoop ? 1 : 0, ($0.onCPUNs ?? 0) &+ $0.syscallNs) > ($1.isLoop ? 1 : 0, ($1.onCPUNs ?? 0) &+ $1.syscallNs)
+        }.prefix(max(a.options.top, 20))
+        var t = Table([("thread", .left), ("loop", .left), ("seen", .right), ("on CPU", .right), ("blocked", .right),
+                       ("run queue", .right), ("syscalls", .right), ("errors", .right), ("longest stall", .right)])
+        for th in shown {
+            let stall = th.isLoop ? th.longestStallNs : th.longestWaitNs
+            t.add([thread(th.ref), th.isLoop ? (th.loopUtilization.map { "busy " + Formatting.percent($0) } ?? "yes") : "-",
+                   Formatting.duration(th.spanNs), th.onCPUNs.map(Formatting.duration) ?? "-",
+                   sched ? Formatting.duration(th.offCPUNs) : "-", sched ? Formatting.duration(th.runqueueNs) : "-",
+                   Formatting.count(th.syscalls), Formatting.count(th.errors),
+                   stall == 0 ? "-" : Formatting.duration(stall)])
+        }
+        out += t.render()
+        for th in shown where !th.offCPUByReason.isEmpty {
+            out += "  \(thread(th.ref)) blocked in: " + th.offCPUByReason.prefix(4).map(reasonText).joined(separator: "; ") + "\n"
+        }
+        if a.threads.count > shown.count { out += "  ... \(a.threads.count - shown.count) more threads (JSON has all)\n" }
+        if a.untrackedThreads > 0 { out += "  note: \(Formatting.count(a.untrackedThreads)) events of threads beyond the tracking bound were not counted\n" }
+    }
+
+    /// "futex wait 300 ms (4×, woken by worker (tid 12))".
+    public static func reasonText(_ r: OffCPUReasonTime) -> String {
+        let s = "\(r.reason) \(Formatting.duration(r.ns))"
+        var extra: [String] = []
+        if r.count > 1 { extra.append("\(Formatting.count(r.count))×") }
+        if let w = r.wakers.first { extra.append("woken by \(thread(w))") }
+        return s + (extra.isEmpty ? "" : " (" + extra.joined(separator: ", ") + ")")
     }
 
     private static func callbacks(_ a: TraceAnalysis, _ out: inout String) {
@@ -160,7 +249,7 @@ public enum TextReport {
                        ("errors", .right), ("inside callbacks", .right)])
         for s in a.io.syscalls {
             t.add([s.name, Formatting.count(s.count), s.bytes == 0 ? "-" : Formatting.bytes(s.bytes),
-                   Formatting.duration(s.totalNs), Formatting.count(s.errors),
+                   Formatting.duration(s.totalNs), errorsText(s),
                    a.overview.hasUserEvents ? Formatting.count(s.attributed) : "-"])
         }
         out += t.render()
@@ -174,19 +263,32 @@ public enum TextReport {
         }
     }
 
+    /// "12 (EAGAIN 10, ENOENT 2)".
+    public static func errorsText(_ s: SyscallStats) -> String {
+        guard s.errors > 0, !s.errorsByErrno.isEmpty else { return Formatting.count(s.errors) }
+        return Formatting.count(s.errors) + " (" + s.errorsByErrno.prefix(3).map { "\($0.errno) \(Formatting.count($0.count))" }.joined(separator: ", ")
+            + (s.errorsByErrno.count > 3 ? ", ..." : "") + ")"
+    }
+
     private static func fds(_ a: TraceAnalysis, _ out: inout String) {
         guard !a.io.fds.isEmpty else { return }
-        heading("I/O BY FILE DESCRIPTOR", &out)
+        heading("I/O BY FILE DESCRIPTOR (one row per fd life: from its creation to its close)", &out)
         let multiProcess = Set(a.io.fds.map(\.pid)).count > 1
-        var cols: [(String, Table.Align)] = [("fd", .right), ("resource", .left), ("reads", .right), ("writes", .right),
+        let start = a.overview.recordingStartNs
+        var cols: [(String, Table.Align)] = [("fd", .right), ("kind", .left), ("path or local→peer", .left), ("resource", .left),
+                                             ("opened", .right), ("closed", .right), ("reads", .right), ("writes", .right),
                                              ("read", .right), ("written", .right), ("EAGAIN", .right),
                                              ("ready→callback p50", .right), ("p99", .right)]
         if multiProcess { cols.insert(("pid", .right), at: 0) }
         var t = Table(cols)
-        for f in a.io.fds.sorted(by: { ($0.bytesRead + $0.bytesWritten, $0.syscalls) > ($1.bytesRead + $1.bytesWritten, $1.syscalls) }).prefix(max(a.options.top, 20)) {
+        let limit = max(a.options.top, 20)
+        for f in a.io.fds.sorted(by: { ($0.bytesRead &+ $0.bytesWritten, $0.syscalls) > ($1.bytesRead &+ $1.bytesWritten, $1.syscalls) }).prefix(limit) {
             // Without kernel events only readiness is known; syscall columns would be misleading zeros.
             let k = a.overview.hasKernelEvents
-            var row = [String(f.fd), f.resourceType ?? "-", k ? Formatting.count(f.reads) : "-", k ? Formatting.count(f.writes) : "-",
+            var row = [String(f.fd), f.kind, shorten(f.detail ?? "-", 48), f.resourceType ?? "-",
+                       f.openedNs.map { Formatting.at($0, from: start) } ?? "before",
+                       f.closedNs.map { Formatting.at($0, from: start) } ?? "open",
+                       k ? Formatting.count(f.reads) : "-", k ? Formatting.count(f.writes) : "-",
                        k ? Formatting.bytes(f.bytesRead) : "-", k ? Formatting.bytes(f.bytesWritten) : "-",
                        k ? Formatting.count(f.eagain) : "-",
                        f.readyToCallbackNs.count == 0 ? "-" : Formatting.duration(f.readyToCallbackNs.p50Ns),
@@ -195,8 +297,12 @@ public enum TextReport {
             t.add(row)
         }
         out += t.render()
-        if a.io.fds.count > max(a.options.top, 20) { out += "  ... \(a.io.fds.count - max(a.options.top, 20)) more fds (JSON has all)\n" }
+        if a.io.fds.count > limit { out += "  ... \(a.io.fds.count - limit) more fd lives (JSON has all)\n" }
+        if a.io.fdLivesNotListed > 0 { out += "  note: \(Formatting.count(a.io.fdLivesNotListed)) fd lives beyond the kept bound are not listed\n" }
     }
+
+    /// Keeps the end of a long path or address (the informative part), with "…" in front.
+    static func shorten(_ s: String, _ n: Int) -> String { s.count <= n ? s : "…" + String(s.suffix(n - 1)) }
 
     private static func openAtExit(_ a: TraceAnalysis, _ out: inout String) {
         guard a.overview.hasUserEvents else { return }

@@ -43,8 +43,22 @@ struct ReportCommand: ParsableCommand {
                                valueName: "duration"))
     var threshold: String = "10ms"
 
+    @Option(help: ArgumentHelp("Count only events from this time on: an offset from the recording's start (+2s, +1.5s, 500ms), "
+                               + "a UTC wall-clock time (2026-12-05T18:31:05.5Z), or a CLOCK_MONOTONIC timestamp as the JSON prints it (@1234567890123).",
+                               valueName: "time"))
+    var from: String?
+
+    @Option(help: ArgumentHelp("Count only events up to this time (same forms as --from).", valueName: "time"))
+    var to: String?
+
     func validate() throws {
         if json && html { throw ValidationError("--json and --html are alternatives; choose one") }
+        for (name, value) in [("--from", from), ("--to", to)] {
+            if let value, ReportWindow.parse(value) == nil {
+                throw ValidationError("\(name) '\(value)' is not a time; use an offset from the recording's start (+2s, +500ms), "
+                                      + "a UTC time (2026-12-05T18:31:05Z) or a monotonic timestamp (@1234567890123)")
+            }
+        }
         guard top >= 0 && top <= 100_000 else { throw ValidationError("--top must be between 0 and 100000") }
         guard Self.parseDuration(threshold) != nil else {
             throw ValidationError("--threshold '\(threshold)' is not a duration; use for example 10ms, 250us, 1.5s or 800ns")
@@ -71,6 +85,13 @@ struct ReportCommand: ParsableCommand {
         var options = AnalysisOptions()
         options.top = top
         options.blockingThresholdNs = thresholdNs
+        if from != nil || to != nil {
+            let h = reader.header
+            let lower = from.flatMap(ReportWindow.parse).map { $0.ns(monotonicStart: h.monotonicStartNs, realtimeStart: h.realtimeStartNs) } ?? 0
+            let upper = to.flatMap(ReportWindow.parse).map { $0.ns(monotonicStart: h.monotonicStartNs, realtimeStart: h.realtimeStartNs) } ?? .max
+            guard lower <= upper else { Self.fail("--from is after --to: the window is empty") }
+            options.window = lower...upper
+        }
         let text: String
         if html {
             // The same analyses as text and JSON, plus the flame graph and the busiest second.
@@ -122,6 +143,63 @@ struct ReportCommand: ParsableCommand {
             if best == nil || st.st_mtim.tv_sec > best!.1 { best = (name, st.st_mtim.tv_sec) }
         }
         return best?.0
+    }
+}
+
+/// A point in time on the command line (`--from`, `--to`).
+enum ReportWindow: Equatable {
+    /// Nanoseconds after the recording's start.
+    case offset(UInt64)
+    /// Nanoseconds since the Unix epoch (UTC), mapped through the header's realtime calibration.
+    case wallClock(UInt64)
+    /// A CLOCK_MONOTONIC timestamp.
+    case monotonic(UInt64)
+
+    static func parse(_ text: String) -> ReportWindow? {
+        let t = text.trimmingSpaces()
+        if t.hasPrefix("@") { return UInt64(t.dropFirst()).map { .monotonic($0) } }
+        if t.contains("T") && t.hasSuffix("Z") { return parseISO(String(t.dropLast())).map { .wallClock($0) } }
+        let d = t.hasPrefix("+") ? String(t.dropFirst()) : t
+        guard !d.hasPrefix("-") else { return nil }
+        return ReportCommand.parseDuration(d).map { .offset($0) }
+    }
+
+    func ns(monotonicStart: UInt64, realtimeStart: UInt64) -> UInt64 {
+        switch self {
+        case .offset(let o):
+            let (r, overflow) = monotonicStart.addingReportingOverflow(o)
+            return overflow ? .max : r
+        case .monotonic(let m):
+            return m
+        case .wallClock(let w):
+            // monotonic = start + (wall − realtime start), saturating on either side.
+            if w >= realtimeStart {
+                let (r, overflow) = monotonicStart.addingReportingOverflow(w - realtimeStart)
+                return overflow ? .max : r
+            }
+            return monotonicStart > realtimeStart - w ? monotonicStart - (realtimeStart - w) : 0
+        }
+    }
+
+    /// "2026-12-05T18:31:05.25" (UTC) -> ns since the epoch.
+    static func parseISO(_ s: String) -> UInt64? {
+        let parts = s.split(separator: "T", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        let date = parts[0].split(separator: "-", omittingEmptySubsequences: false)
+        let time = parts[1].split(separator: ":", omittingEmptySubsequences: false)
+        guard date.count == 3, time.count == 3, let y = Int(date[0]), let mo = Int(date[1]), let d = Int(date[2]),
+              let h = Int(time[0]), let mi = Int(time[1]), let sec = Double(time[2]),
+              (1970...9999).contains(y), (1...12).contains(mo), (1...31).contains(d), (0...23).contains(h), (0...59).contains(mi),
+              sec >= 0, sec < 61 else { return nil }
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let yy = mo <= 2 ? y - 1 : y
+        let era = yy / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        let seconds = UInt64(days) * 86_400 + UInt64(h * 3_600 + mi * 60)
+        return seconds * 1_000_000_000 + UInt64((sec * 1e9).rounded())
     }
 }
 

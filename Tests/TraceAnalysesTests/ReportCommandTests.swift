@@ -63,7 +63,7 @@ import TraceFormat
         let r = try report([path, "--json", "--top", "1", "--threshold", "5us"])
         #expect(r.status == 0, "\(r.stderr)")
         let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        #expect(j["schema_version"] as? Int == 1)
+        #expect(j["schema_version"] as? Int == 2)
         let trace = j["trace"] as! [String: Any]
         #expect(trace["program"] as? String == "./server" && trace["pid"] as? Int == 100)
         #expect(trace["duration_ns"] as? Int == 23_071_000 && trace["format_version"] as? Int == Int(TraceFileFormat.currentVersion) && trace["path"] as? String == path)

@@ -1,0 +1,396 @@
+// Every traced thread's time, from the kernel stream's version 3 events (threadName, threadExit, offCPU)
+// and its syscalls: on CPU, blocked (in which syscall, woken by whom), or runnable and waiting for a CPU.
+// For loop threads (those that wait in epoll) each stretch between two waits is a stall candidate, with
+// what happened inside it. All arithmetic on file fields saturates: a crafted trace must not trap.
+import TraceFormat
+
+/// Why a thread was off the CPU, as a small key: a syscall number (futex split by operation), or the
+/// task state when it blocked outside any traced syscall.
+enum OffCPUReason {
+    static let futexNr: UInt64 = 202
+    static let outsideBase: UInt64 = 1 << 62
+
+    /// `op`: futex's operation (the syscall event's `fd` field; docs/trace-format.md).
+    static func syscall(_ nr: UInt64, op: Int64) -> UInt64 {
+        guard nr == futexNr else { return nr }
+        return nr | futexClass(op) << 32
+    }
+
+    /// 1 wait, 2 lock (PI), 3 wake/requeue, 0 unknown.
+    static func futexClass(_ op: Int64) -> UInt64 {
+        switch op & 0x7F {
+        case 0, 9, 11: 1  // FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAIT_REQUEUE_PI
+        case 6, 8, 13: 2  // FUTEX_LOCK_PI, FUTEX_TRYLOCK_PI, FUTEX_LOCK_PI2
+        case 1, 3, 4, 5, 7, 10, 12: 3
+        default: 0
+        }
+    }
+
+    static func outside(state: UInt64) -> UInt64 { outsideBase | min(state, 3) }
+
+    static func name(_ key: UInt64) -> String {
+        if key & outsideBase != 0 {
+            switch key & 3 {
+            case 1: return "sleeping outside traced syscalls"
+            case 2: return "uninterruptible (D) outside traced syscalls, e.g. a page fault"
+            case 0: return "preempted"
+            default: return "stopped or other state"
+            }
+        }
+        let nr = key & 0xFFFF_FFFF
+        let name = SyscallNames.name(nr)
+        guard nr == futexNr else { return name }
+        switch key >> 32 {
+        case 1: return "futex wait"
+        case 2: return "futex lock"
+        case 3: return "futex wake"
+        default: return name
+        }
+    }
+}
+
+/// One stretch off the CPU, reported at switch-in.
+struct OffInterval: Sendable {
+    var outNs: UInt64
+    var blockedNs: UInt64
+    var runqueueNs: UInt64
+    var state: UInt64
+    var waker: UInt64  // pid << 32 | tid; 0: an interrupt or unknown
+}
+
+struct ReasonAccum {
+    var ns: UInt64 = 0
+    var count: UInt64 = 0
+    /// The wakers that ended the most of this waiting (at most 4 kept, by time).
+    var wakers: [(key: UInt64, ns: UInt64)] = []
+
+    mutating func add(_ ns: UInt64, waker: UInt64) {
+        self.ns = self.ns.addingSaturated(ns)
+        count &+= 1
+        guard waker != 0 else { return }
+        if let i = wakers.firstIndex(where: { $0.key == waker }) {
+            wakers[i].ns = wakers[i].ns.addingSaturated(ns)
+        } else if wakers.count < 4 {
+            wakers.append((waker, ns))
+        } else if let i = wakers.indices.min(by: { wakers[$0].ns < wakers[$1].ns }), wakers[i].ns < ns {
+            wakers[i] = (waker, ns)
+        }
+    }
+}
+
+/// A syscall (by number and fd) inside a stall or callback, with what the fd was at the time.
+struct StallTally: Sendable {
+    var nr: UInt64
+    var fd: Int64
+    var count: UInt64
+    var ns: UInt64
+    var bytes: UInt64
+    var blockedNs: UInt64
+    var detail: String?
+}
+
+struct ThreadTracker {
+    static let maxThreads = 65_536
+    static let maxPending = 256
+    static let maxTallies = 32
+
+    struct GapState: Sendable {
+        var startNs: UInt64
+        var blockedNs: UInt64 = 0
+        var runqueueNs: UInt64 = 0
+        var kernelNs: UInt64 = 0
+        var syscalls: [StallTally] = []
+    }
+
+    struct ThreadState {
+        var firstNs: UInt64 = .max
+        var lastNs: UInt64 = 0
+        var exited = false
+        var blockedNs: UInt64 = 0
+        var runqueueNs: UInt64 = 0
+        var offCPUEvents: UInt64 = 0
+        var syscalls: UInt64 = 0
+        var syscallNs: UInt64 = 0
+        var errors: UInt64 = 0
+        var reasons: [UInt64: ReasonAccum] = [:]
+        var pending: [OffInterval] = []
+        var longestWaitNs: UInt64 = 0
+        var longestWaitReason: UInt64 = 0
+        var longestWaitStartNs: UInt64 = 0
+        // Loop threads: epoll waits and the stall being measured.
+        var epollWaits: UInt64 = 0
+        var epollNs: UInt64 = 0
+        var gap: GapState?
+        var longestStallNs: UInt64 = 0
+        var longestStallStartNs: UInt64 = 0
+
+        var lastSyscallEnterNs: UInt64 = .max
+        var lastSyscallExitNs: UInt64 = 0
+        var lastSyscallReason: UInt64 = 0
+        var lastSyscallIsEpoll = false
+
+        mutating func noteLastSyscall(enterNs: UInt64, exitNs: UInt64, reason: UInt64, isEpoll: Bool) {
+            lastSyscallEnterNs = enterNs
+            lastSyscallExitNs = exitNs
+            lastSyscallReason = reason
+            lastSyscallIsEpoll = isEpoll
+        }
+
+        mutating func seen(_ ns: UInt64) {
+            if ns < firstNs { firstNs = ns }
+            if ns > lastNs { lastNs = ns }
+        }
+    }
+
+    var threads: [UInt64: ThreadState] = [:]
+    var names: [UInt64: String] = [:]
+    var untrackedThreads: UInt64 = 0
+    var sawScheduler = false
+    /// Off-CPU time before this is cut (the recording's start, or the report window's).
+    let earliestNs: UInt64
+    var stalls: TopN<StallRecordDraft>
+    /// All stalls at or above the blocking threshold.
+    var stallsAtThreshold: UInt64 = 0
+    var stallsAtThresholdNs: UInt64 = 0
+    let thresholdNs: UInt64
+
+    init(earliestNs: UInt64, top: Int, thresholdNs: UInt64) {
+        self.earliestNs = earliestNs
+        self.thresholdNs = thresholdNs
+        stalls = TopN(limit: top)
+    }
+
+    @inline(__always)
+    static func key(_ pid: UInt32, _ tid: UInt32) -> UInt64 { UInt64(pid) << 32 | UInt64(tid) }
+
+    @inline(__always)
+    private mutating func withThread(_ key: UInt64, _ body: (inout ThreadState) -> Void) {
+        if threads[key] == nil {
+            guard threads.count < Self.maxThreads else {
+                untrackedThreads &+= 1
+                return
+            }
+            threads[key] = ThreadState()
+        }
+        body(&threads[key]!)
+    }
+
+    mutating func threadName(pid: UInt32, tid: UInt32, name: String, ns: UInt64) {
+        let k = Self.key(pid, tid)
+        guard names[k] != nil || names.count < Self.maxThreads else { return }
+        names[k] = name
+        withThread(k) { $0.seen(ns) }
+    }
+
+    mutating func threadExit(pid: UInt32, tid: UInt32, ns: UInt64) {
+        withThread(Self.key(pid, tid)) { t in
+            t.seen(ns)
+            t.exited = true
+        }
+    }
+
+    /// A thread is back on a CPU at `inNs`. Returns the interval as it counts (cut at `earliestNs`).
+    mutating func offCPU(pid: UInt32, tid: UInt32, inNs: UInt64, state: UInt64, blockedNs: UInt64, runqueueNs: UInt64,
+                         waker: UInt64) -> OffInterval {
+        sawScheduler = true
+        var blocked = state == 0 ? 0 : blockedNs
+        var runqueue = state == 0 ? blockedNs.addingSaturated(runqueueNs) : runqueueNs
+        // Only the part inside the recording (or the window) counts: the latest `allowed` ns, run queue last.
+        let allowed = inNs.subtractingSaturated(earliestNs)
+        runqueue = min(runqueue, allowed)
+        blocked = min(blocked, allowed - runqueue)
+        let out = inNs - blocked - runqueue
+        let interval = OffInterval(outNs: out, blockedNs: blocked, runqueueNs: runqueue, state: state, waker: waker)
+        withThread(Self.key(pid, tid)) { t in
+            t.seen(out)
+            t.seen(inNs)
+            t.offCPUEvents &+= 1
+            // Written after the syscall it happened in (same timestamp, or the ring's order across CPUs).
+            if inNs <= t.lastSyscallExitNs && out >= t.lastSyscallEnterNs {
+                Self.finalize(interval, reason: t.lastSyscallReason, gapEndNs: t.lastSyscallIsEpoll ? t.lastSyscallEnterNs : .max, &t)
+                return
+            }
+            if t.pending.count >= Self.maxPending { Self.finalize(t.pending.removeFirst(), reason: nil, gapEndNs: .max, &t) }
+            t.pending.append(interval)
+        }
+        return interval
+    }
+
+    /// Charges an off-CPU stretch to its reason (`nil`: outside any traced syscall) and to the stall it is in.
+    /// `gapEndNs`: the stall being measured ends there (an epoll wait began), later stretches are not in it.
+    private static func finalize(_ i: OffInterval, reason: UInt64?, gapEndNs: UInt64, _ t: inout ThreadState) {
+        t.runqueueNs = t.runqueueNs.addingSaturated(i.runqueueNs)
+        if var g = t.gap, i.outNs >= g.startNs && i.outNs < gapEndNs {
+            g.blockedNs = g.blockedNs.addingSaturated(i.blockedNs)
+            g.runqueueNs = g.runqueueNs.addingSaturated(i.runqueueNs)
+            t.gap = g
+        }
+        guard i.blockedNs > 0 else { return }
+        let r = reason ?? OffCPUReason.outside(state: i.state)
+        t.blockedNs = t.blockedNs.addingSaturated(i.blockedNs)
+        t.reasons[r, default: ReasonAccum()].add(i.blockedNs, waker: i.waker)
+        if i.blockedNs > t.longestWaitNs {
+            t.longestWaitNs = i.blockedNs
+            t.longestWaitReason = r
+            t.longestWaitStartNs = i.outNs
+        }
+    }
+
+    /// A completed syscall (not an epoll wait): it claims the off-CPU stretches that began inside it.
+    /// Returns the time it was blocked.
+    @discardableResult
+    mutating func syscall(pid: UInt32, tid: UInt32, nr: UInt64, fd: Int64, op: Int64, ret: Int64, bytes: UInt64,
+                          enterNs: UInt64, exitNs: UInt64, fds: IOTracker) -> UInt64 {
+        var blocked: UInt64 = 0
+        withThread(Self.key(pid, tid)) { t in
+            t.seen(enterNs)
+            t.seen(exitNs)
+            t.syscalls &+= 1
+            let dur = exitNs.subtractingSaturated(enterNs)
+            t.syscallNs = t.syscallNs.addingSaturated(dur)
+            if ret < 0 { t.errors &+= 1 }
+            let reason = OffCPUReason.syscall(nr, op: op)
+            blocked = Self.claim(&t, enterNs: enterNs, reason: reason, gapEndNs: .max)
+            t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: false)
+            guard var g = t.gap, enterNs >= g.startNs else { return }
+            g.kernelNs = g.kernelNs.addingSaturated(dur)
+            if let i = g.syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
+                g.syscalls[i].count &+= 1
+                g.syscalls[i].ns = g.syscalls[i].ns.addingSaturated(dur)
+                g.syscalls[i].bytes = g.syscalls[i].bytes.addingSaturated(bytes)
+                g.syscalls[i].blockedNs = g.syscalls[i].blockedNs.addingSaturated(blocked)
+            } else if g.syscalls.count < Self.maxTallies {
+                g.syscalls.append(StallTally(nr: nr, fd: fd, count: 1, ns: dur, bytes: bytes, blockedNs: blocked,
+                                             detail: fds.detail(pid: pid, fd: fd)))
+            }
+            t.gap = g
+        }
+        return blocked
+    }
+
+    /// Pending stretches that began before `enterNs` were outside any traced syscall; the rest were in this one.
+    private static func claim(_ t: inout ThreadState, enterNs: UInt64, reason: UInt64, gapEndNs: UInt64) -> UInt64 {
+        guard !t.pending.isEmpty else { return 0 }
+        var blocked: UInt64 = 0
+        let pending = t.pending
+        t.pending.removeAll(keepingCapacity: true)
+        for i in pending {
+            if i.outNs < enterNs {
+                finalize(i, reason: nil, gapEndNs: gapEndNs, &t)
+            } else {
+                finalize(i, reason: reason, gapEndNs: gapEndNs, &t)
+                blocked = blocked.addingSaturated(i.blockedNs)
+            }
+        }
+        return blocked
+    }
+
+    /// An epoll wait from `enterNs` to `exitNs`: the thread is a loop thread; the stretch since its previous
+    /// wait ends here, and the next begins.
+    mutating func epollWait(pid: UInt32, tid: UInt32, nr: UInt64, ret: Int64, enterNs: UInt64, exitNs: UInt64) {
+        let k = Self.key(pid, tid)
+        var finished: (GapState, UInt64)? = nil
+        withThread(k) { t in
+            t.seen(enterNs)
+            t.seen(exitNs)
+            t.syscalls &+= 1
+            let dur = exitNs.subtractingSaturated(enterNs)
+            t.syscallNs = t.syscallNs.addingSaturated(dur)
+            if ret < 0 { t.errors &+= 1 }
+            t.epollWaits &+= 1
+            t.epollNs = t.epollNs.addingSaturated(dur)
+            // Stretches that began before the wait belong to the stall; the rest to the wait itself.
+            let reason = OffCPUReason.syscall(nr, op: 0)
+            _ = Self.claim(&t, enterNs: enterNs, reason: reason, gapEndNs: enterNs)
+            t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: true)
+            if let g = t.gap, enterNs >= g.startNs {
+                let d = enterNs - g.startNs
+                if d > t.longestStallNs {
+                    t.longestStallNs = d
+                    t.longestStallStartNs = g.startNs
+                }
+                finished = (g, d)
+            }
+            t.gap = GapState(startNs: exitNs)
+        }
+        guard let (g, d) = finished else { return }
+        if d >= thresholdNs {
+            stallsAtThreshold &+= 1
+            stallsAtThresholdNs = stallsAtThresholdNs.addingSaturated(d)
+        }
+        stalls.offer(d, StallRecordDraft(key: k, gap: g, durationNs: d))
+    }
+
+    /// Stretches still pending at the end: outside any syscall seen.
+    mutating func flush() {
+        for k in Array(threads.keys) where !(threads[k]?.pending.isEmpty ?? true) {
+            var t = threads[k]!
+            let pending = t.pending
+            t.pending.removeAll()
+            for i in pending { Self.finalize(i, reason: nil, gapEndNs: .max, &t) }
+            threads[k] = t
+        }
+    }
+
+    func name(_ key: UInt64) -> String? { names[key] }
+
+    func summary(loopUtilization: [UInt64: Double], userThreadNames: [UInt64: String]) -> ([ThreadSummary], [LoopStall]) {
+        func threadName(_ k: UInt64) -> String? { names[k] ?? userThreadNames[k] }
+        var out: [ThreadSummary] = []
+        var keys = Set(threads.keys)
+        for k in userThreadNames.keys where keys.count < Self.maxThreads { keys.insert(k) }
+        for k in keys.sorted() {
+            let t = threads[k] ?? ThreadState()
+            let span = t.firstNs == .max ? 0 : t.lastNs.subtractingSaturated(t.firstNs)
+            let onCPU: UInt64? = sawScheduler ? span.subtractingSaturated(t.blockedNs.addingSaturated(t.runqueueNs)) : nil
+            let reasons = t.reasons.map { r, a in
+                OffCPUReasonTime(reason: OffCPUReason.name(r), ns: a.ns, count: a.count,
+                                 wakers: a.wakers.sorted { $0.ns > $1.ns }.map {
+                                     ThreadRef(pid: UInt32($0.key >> 32), tid: UInt32(truncatingIfNeeded: $0.key),
+                                               name: threadName($0.key))
+                                 })
+            }.sorted { ($0.ns, $1.reason) > ($1.ns, $0.reason) }
+            out.append(ThreadSummary(
+                pid: UInt32(k >> 32), tid: UInt32(truncatingIfNeeded: k), name: threadName(k), isLoop: t.epollWaits > 0,
+                firstNs: t.firstNs == .max ? 0 : t.firstNs, lastNs: t.lastNs, exited: t.exited, spanNs: span,
+                onCPUNs: onCPU, offCPUNs: t.blockedNs, runqueueNs: t.runqueueNs, offCPUByReason: reasons,
+                syscalls: t.syscalls, syscallNs: t.syscallNs, errors: t.errors, epollWaits: t.epollWaits,
+                epollWaitNs: t.epollNs, loopUtilization: loopUtilization[k],
+                longestStallNs: t.longestStallNs, longestStallStartNs: t.longestStallStartNs,
+                longestWaitNs: t.longestWaitNs, longestWaitStartNs: t.longestWaitStartNs,
+                longestWaitReason: t.longestWaitNs > 0 ? OffCPUReason.name(t.longestWaitReason) : nil))
+        }
+        let stallList = stalls.sorted.map { d in
+            let g = d.gap
+            let off = g.blockedNs.addingSaturated(g.runqueueNs)
+            return LoopStall(
+                thread: ThreadRef(pid: UInt32(d.key >> 32), tid: UInt32(truncatingIfNeeded: d.key), name: threadName(d.key)),
+                startNs: g.startNs, durationNs: d.durationNs,
+                onCPUNs: sawScheduler ? d.durationNs.subtractingSaturated(off) : nil,
+                blockedNs: g.blockedNs, runqueueNs: g.runqueueNs, kernelNs: g.kernelNs,
+                syscalls: g.syscalls.sorted { $0.ns > $1.ns }.map(SyscallInCallback.init))
+        }
+        return (out, stallList)
+    }
+}
+
+struct StallRecordDraft: Sendable {
+    var key: UInt64
+    var gap: ThreadTracker.GapState
+    var durationNs: UInt64
+}
+
+extension SyscallInCallback {
+    init(_ t: StallTally) {
+        self.init(name: SyscallNames.name(t.nr), fd: t.fd, count: t.count, ns: t.ns, bytes: t.bytes,
+                  blockedNs: t.blockedNs, fdDetail: t.detail)
+    }
+}
+
+extension UInt64 {
+    @inline(__always) func addingSaturated(_ o: UInt64) -> UInt64 {
+        let (r, overflow) = addingReportingOverflow(o)
+        return overflow ? .max : r
+    }
+    @inline(__always) func subtractingSaturated(_ o: UInt64) -> UInt64 { self > o ? self - o : 0 }
+}

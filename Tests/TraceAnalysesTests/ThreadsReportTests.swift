@@ -1,0 +1,238 @@
+// THREADS, LOOP STALLS, fd lives, errors by errno and the report window, on scripted v3 traces whose
+// every number is known: a kernel-only program with a loop thread (a CPU-bound stall and a blocking file
+// read), a thread sleeping in clock_nanosleep, one waiting on a futex that another wakes, and one burning CPU.
+import Foundation
+import Testing
+import TraceFormat
+@testable import TraceAnalyses
+import TraceReader
+import TraceReports
+
+private let T: UInt64 = 1_000_000_000
+private func ms(_ v: Double) -> UInt64 { T + UInt64((v * 1_000_000).rounded()) }
+
+/// Times are ms after T (the recording's start). pid 500: node (500, the loop), sleeper 501, burner 502, waiter 503.
+func scriptedThreadsTrace() -> String {
+    var k = KernelScript(pid: 500, startNs: T)
+    k.threadName(tid: 500, "node", at: T)
+    k.threadName(tid: 501, "sleeper", at: T)
+    k.threadName(tid: 502, "burner", at: T)
+    k.threadName(tid: 503, "waiter", at: T)
+    // fd 41: a file, closed; then a TCP connection, replaced by a dup of fd 3 (a pipe) without a close.
+    k.fdOpen(tid: 500, fd: 41, kind: .file, "/srv/big.bin", at: ms(1))
+    // The loop: wait, 100 ms CPU-bound stall (0.3 ms write, preempted 2 ms), wait, 80 ms stall in a 57 ms read.
+    k.epollWait(tid: 500, enter: ms(2), exit: ms(10))
+    k.offCPU(tid: 500, out: ms(2.001), state: 1, blocked: 7_900_000, runqueue: 50_000)
+    k.syscall(tid: 500, nr: 1, fd: 1, size: 10, ret: 10, enter: ms(50), exit: ms(50.3))
+    k.offCPU(tid: 500, out: ms(60), state: 0, blocked: 0, runqueue: 2_000_000)
+    k.epollWait(tid: 500, enter: ms(110), exit: ms(120))
+    k.offCPU(tid: 500, out: ms(110.01), state: 1, blocked: 9_900_000, runqueue: 0)
+    k.syscall(tid: 500, nr: 0, fd: 41, size: 67_108_864, ret: 67_108_864, enter: ms(130), exit: ms(187))
+    k.offCPU(tid: 500, out: ms(130.5), state: 2, blocked: 56_000_000, runqueue: 200_000)
+    k.epollWait(tid: 500, enter: ms(200), exit: ms(300))
+    k.offCPU(tid: 500, out: ms(200.01), state: 1, blocked: 99_900_000, runqueue: 0)
+    k.syscall(tid: 500, nr: 3, fd: 41, ret: 0, enter: ms(300.1), exit: ms(300.2))
+    k.fdOpen(tid: 500, fd: 41, kind: .tcp, "127.0.0.1:8080->127.0.0.1:5555", at: ms(301))
+    k.fdOpen(tid: 500, fd: 41, kind: .pipe, sourceFd: 3, "pipe:[77]", at: ms(305))
+    // sleeper: 200 ms in clock_nanosleep.
+    k.syscall(tid: 501, nr: 230, fd: -1, ret: 0, enter: ms(5), exit: ms(205))
+    k.offCPU(tid: 501, out: ms(5.01), state: 1, blocked: 199_900_000, runqueue: 50_000)
+    // waiter: FUTEX_WAIT_PRIVATE (op 128) for 300 ms, woken by the burner.
+    k.syscall(tid: 503, nr: 202, fd: 128, size: 0x7000, ret: 0, enter: ms(10), exit: ms(310))
+    k.offCPU(tid: 503, out: ms(10.01), state: 1, blocked: 299_900_000, runqueue: 40_000, wakerTid: 502)
+    // burner: on CPU from T, preempted 5 ms at 100 ms; two EAGAIN and one ECONNRESET; wakes the waiter.
+    k.offCPU(tid: 502, out: ms(100), state: 0, blocked: 0, runqueue: 5_000_000)
+    k.syscall(tid: 502, nr: 45, fd: 9, ret: -11, enter: ms(207), exit: ms(207.01))
+    k.syscall(tid: 502, nr: 45, fd: 9, ret: -11, enter: ms(208), exit: ms(208.01))
+    k.syscall(tid: 502, nr: 45, fd: 9, ret: -104, enter: ms(209), exit: ms(209.01))
+    k.syscall(tid: 502, nr: 202, fd: 129, size: 0x7000, ret: 1, enter: ms(309.9), exit: ms(309.92))
+    return writeTrace([k.stream()], pid: 500, startNs: T, program: "node server.js")
+}
+
+private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws -> TraceAnalysis {
+    var o = AnalysisOptions()
+    o.window = window
+    return analyzeTrace(try TraceReader(path: path), options: o)
+}
+
+@Suite struct ThreadsReportTests {
+    @Test func threadsSplitOnCPUBlockedAndRunQueueByReason() throws {
+        let path = scriptedThreadsTrace()
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        #expect(a.hasSchedulerEvents)
+        #expect(a.threads.map(\.tid) == [500, 501, 502, 503])
+        let byTid = Dictionary(uniqueKeysWithValues: a.threads.map { ($0.tid, $0) })
+        let node = try #require(byTid[500]), sleeper = try #require(byTid[501])
+        let burner = try #require(byTid[502]), waiter = try #require(byTid[503])
+        #expect(node.name == "node" && node.isLoop && !sleeper.isLoop && !burner.isLoop)
+        #expect(sleeper.offCPUByReason.first?.reason == "clock_nanosleep")
+        #expect(sleeper.offCPUByReason.first?.ns == 199_900_000)
+        #expect(sleeper.runqueueNs == 50_000)
+        let futex = try #require(waiter.offCPUByReason.first)
+        #expect(futex.reason == "futex wait" && futex.ns == 299_900_000 && futex.count == 1)
+        #expect(futex.wakers.first == ThreadRef(pid: 500, tid: 502, name: "burner"))
+        // The burner was seen from T (its name) to its last syscall's exit, off CPU only while preempted.
+        #expect(burner.spanNs == 309_920_000)
+        #expect(burner.runqueueNs == 5_000_000 && burner.offCPUNs == 0)
+        #expect(burner.onCPUNs == 304_920_000)
+        #expect(burner.errors == 3)
+        // The loop thread: blocked in epoll 7.9 + 9.9 + 99.9 ms, in the read 56 ms (uninterruptible).
+        let reasons = Dictionary(uniqueKeysWithValues: node.offCPUByReason.map { ($0.reason, $0.ns) })
+        #expect(reasons["epoll_wait"] == 117_700_000)
+        #expect(reasons["read"] == 56_000_000)
+        #expect(node.runqueueNs == 2_250_000)
+        #expect(node.longestStallNs == 100_000_000 && node.longestStallStartNs == ms(10))
+        #expect(node.loopUtilization != nil)
+    }
+
+    @Test func loopStallsSayWhetherTheLoopRanOrWaitedAndOnWhat() throws {
+        let path = scriptedThreadsTrace()
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        #expect(a.stalls.map(\.durationNs) == [100_000_000, 80_000_000])
+        #expect(a.stallsAtThreshold == 2 && a.stallsAtThresholdNs == 180_000_000)
+        let cpu = a.stalls[0], read = a.stalls[1]
+        #expect(cpu.thread == ThreadRef(pid: 500, tid: 500, name: "node"))
+        #expect(cpu.onCPUNs == 98_000_000 && cpu.runqueueNs == 2_000_000 && cpu.kernelNs == 300_000)
+        #expect(read.onCPUNs == 23_800_000 && read.blockedNs == 56_000_000)
+        let r = try #require(read.syscalls.first)
+        #expect(r.name == "read" && r.fd == 41 && r.fdDetail == "/srv/big.bin" && r.ns == 57_000_000)
+        #expect(r.blockedNs == 56_000_000 && r.bytes == 67_108_864)
+
+        let text = TextReport.render(a)
+        #expect(text.contains("LOOP STALLS: 2 stretches between epoll waits of 10.0 ms or longer (180 ms in total)"))
+        #expect(text.contains("▶ 100 ms on node (tid 500) at +0.010 s"))
+        #expect(text.contains("CPU-bound: 98.0 ms on CPU, 300 µs in the kernel"))
+        #expect(text.contains("waiting: 56.0 ms blocked, mostly in read(fd 41 → /srv/big.bin)"))
+        #expect(text.contains("read(fd 41 → /srv/big.bin) 57.0 ms (56.0 ms blocked), 64.0 MiB"))
+        #expect(!text.contains("longest gaps between epoll waits"))
+        #expect(text.contains("THREADS: 4 traced threads"))
+        #expect(text.contains("sleeper (tid 501 pid 500) blocked in: clock_nanosleep 200 ms"))
+        #expect(text.contains("waiter (tid 503 pid 500) blocked in: futex wait 300 ms (woken by burner (tid 502 pid 500))"))
+    }
+
+    @Test func everyFDLifeIsItsOwnRowWithKindPathAndPeer() throws {
+        let path = scriptedThreadsTrace()
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let lives = a.io.fds.filter { $0.fd == 41 }
+        #expect(lives.map(\.kind) == ["file", "tcp", "pipe"])
+        // futex's fd field is its operation: no fd rows for 128/129.
+        #expect(!a.io.fds.contains { $0.fd == 128 || $0.fd == 129 })
+        #expect(lives[0].path == "/srv/big.bin" && lives[0].bytesRead == 67_108_864 && lives[0].reads == 1)
+        #expect(lives[0].openedNs == ms(1) && lives[0].closedNs == ms(300.2))
+        #expect(lives[1].path == nil && lives[1].local == "127.0.0.1:8080" && lives[1].peer == "127.0.0.1:5555")
+        #expect(lives[1].openedNs == ms(301) && lives[1].closedNs == ms(305) && lives[1].reads == 0)
+        #expect(lives[2].sourceFd == 3 && lives[2].closedNs == nil && lives[2].openedBy?.name == "node")
+
+        let json = JSONReport.render(a)
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(obj["schema_version"] as? Int == 2)
+        let fds = try #require(obj["fds"] as? [[String: Any]]).filter { $0["fd"] as? Int == 41 }
+        #expect(fds.map { $0["kind"] as? String } == ["file", "tcp", "pipe"])
+        #expect(fds[1]["peer"] as? String == "127.0.0.1:5555")
+        #expect(fds[0]["closed_ns"] as? UInt64 == ms(300.2))
+        let threads = try #require(obj["threads"] as? [[String: Any]])
+        let waiter = try #require(threads.first { $0["tid"] as? Int == 503 })
+        #expect(waiter["name"] as? String == "waiter" && waiter["is_loop"] as? Bool == false)
+        let reason = try #require((waiter["off_cpu_by_reason"] as? [[String: Any]])?.first)
+        #expect(reason["reason"] as? String == "futex wait" && reason["ns"] as? Int == 299_900_000 && reason["count"] as? Int == 1)
+        let stalls = try #require(obj["stalls"] as? [[String: Any]])
+        #expect(stalls.count == 2 && stalls[1]["on_cpu_ns"] as? Int == 23_800_000)
+        let sys = try #require((stalls[1]["syscalls"] as? [[String: Any]])?.first)
+        #expect(sys["name"] as? String == "read" && sys["fd"] as? Int == 41 && sys["ns"] as? Int == 57_000_000)
+        #expect(sys["bytes"] as? Int == 67_108_864)
+    }
+
+    @Test func errorsAreBrokenDownByErrno() throws {
+        let path = scriptedThreadsTrace()
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let recv = try #require(a.io.syscalls.first { $0.name == "recvfrom" })
+        #expect(recv.errors == 3)
+        #expect(recv.errorsByErrno.map(\.errno) == ["EAGAIN", "ECONNRESET"])
+        #expect(recv.errorsByErrno.map(\.count) == [2, 1])
+        #expect(TextReport.render(a).contains("3 (EAGAIN 2, ECONNRESET 1)"))
+    }
+
+    @Test func aWindowCountsOnlyWhatHappenedInsideIt() throws {
+        let path = scriptedThreadsTrace()
+        defer { removeTrace(path) }
+        let a = try analysis(path, window: ms(115)...ms(310))
+        // The 100 ms stall began before the window: only the 80 ms one is whole inside it.
+        #expect(a.stalls.map(\.durationNs) == [80_000_000])
+        let sleeper = try #require(a.threads.first { $0.tid == 501 })
+        // Its sleep began at 5 ms: only the part inside the window (from 115 ms) counts.
+        #expect(sleeper.offCPUByReason.first?.ns == ms(204.96) - ms(115) - 50_000)
+        #expect(TextReport.render(a).contains("window     +0.115 s to +0.310 s"))
+    }
+
+    @Test func aBlockingCallbackThatSleepsIsWaitingNotCPUBound() throws {
+        var m = StreamScript(pid: 600, tid: 600, startNs: T)
+        var k = KernelScript(pid: 600, startNs: T)
+        m.threadName("main", at: T)
+        m.initResource(2, "Timeout", trigger: 1, at: T)
+        m.before(2, at: ms(10))
+        // usleep(2000): clock_nanosleep, off CPU 2 ms.
+        k.syscall(tid: 600, nr: 230, fd: -1, ret: 0, enter: ms(10.5), exit: ms(12.61))
+        k.offCPU(tid: 600, out: ms(10.6), state: 1, blocked: 2_000_000, runqueue: 0)
+        m.after(2, at: ms(13))
+        let path = writeTrace([m, k.stream()], pid: 600, startNs: T)
+        defer { removeTrace(path) }
+        var o = AnalysisOptions()
+        o.blockingThresholdNs = 1_000_000
+        let a = analyzeTrace(try TraceReader(path: path), options: o)
+        let c = try #require(a.blocking.longest.first)
+        #expect(c.durationNs == 3_000_000 && c.blockedNs == 2_000_000 && c.onCPUNs == 1_000_000)
+        #expect(c.syscalls.first?.name == "clock_nanosleep" && c.syscalls.first?.blockedNs == 2_000_000)
+        let text = TextReport.render(a)
+        #expect(text.contains("waiting: 2.00 ms blocked, mostly in clock_nanosleep; 1.00 ms on CPU"))
+        #expect(!text.contains("CPU-bound"))
+    }
+
+    @Test func hostileSchedulerFieldsSaturateInsteadOfTrapping() throws {
+        var k = KernelScript(pid: 700, startNs: T)
+        k.threadName(tid: 700, "x", at: T)
+        k.add(at: ms(1)) { $0.offCPURaw(pid: 700, tid: 700, at: ms(1), state: 1, blocked: .max / 2, runqueue: .max, waker: (.max, .max)) }
+        k.add(at: ms(2)) { $0.offCPURaw(pid: 700, tid: 700, at: ms(2), state: 7, blocked: .max, runqueue: 2, waker: (0, 0)) }
+        k.syscall(tid: 700, nr: 202, fd: Int64.min, size: .max, ret: Int64.min, enter: ms(1), exit: ms(3))
+        let path = writeTrace([k.stream()], pid: 700, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let t = try #require(a.threads.first)
+        // Off-CPU time is cut to the recording: never more than the thread's span.
+        #expect(t.offCPUNs &+ t.runqueueNs <= t.spanNs)
+        _ = TextReport.render(a)
+        _ = JSONReport.render(a)
+    }
+}
+
+@Suite struct ReportWindowCommandTests {
+    @Test func fromAndToPickATimeWindow() throws {
+        let path = scriptedThreadsTrace()
+        defer { removeTrace(path) }
+        let r = try ReportCommandTests().report([path, "--json", "--from", "+115ms", "--to", "+0.31s"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect((j["stalls"] as? [[String: Any]])?.map { $0["duration_ns"] as? Int } == [80_000_000])
+        let w = try #require((j["trace"] as? [String: Any])?["window"] as? [String: Any])
+        #expect(w["from_ns"] as? Int == Int(ms(115)) && w["to_ns"] as? Int == Int(ms(310)))
+        // The same window as CLOCK_MONOTONIC timestamps and as UTC wall-clock (the scripted header's realtime start is 0).
+        let mono = try ReportCommandTests().report([path, "--json", "--from", "@\(ms(115))", "--to", "@\(ms(310))"])
+        #expect(mono.stdout == r.stdout)
+        let wall = try ReportCommandTests().report([path, "--json", "--from", "1970-01-01T00:00:00.115Z", "--to", "1970-01-01T00:00:00.310Z"])
+        #expect(wall.stdout == r.stdout)
+        let whole = try ReportCommandTests().report([path, "--json"])
+        #expect(((try JSONSerialization.jsonObject(with: Data(whole.stdout.utf8)) as? [String: Any])?["stalls"] as? [Any])?.count == 2)
+    }
+
+    @Test func aTimeThatIsNotOneIsAUsageError() throws {
+        let path = scriptedThreadsTrace()
+        defer { removeTrace(path) }
+        let bad = try ReportCommandTests().report([path, "--from", "soon"])
+        #expect(bad.status == 64 && bad.stderr.contains("--from 'soon' is not a time"))
+        let reversed = try ReportCommandTests().report([path, "--from", "+2s", "--to", "+1s"])
+        #expect(reversed.status == 1 && reversed.stderr.contains("--from is after --to"))
+    }
+}
