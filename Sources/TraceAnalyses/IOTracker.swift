@@ -158,6 +158,11 @@ struct IOTracker {
     mutating func fdOpen(pid: UInt32, tid: UInt32, fd: Int64, kind: UInt64, sourceFd: Int64, detail: String, ns: UInt64) {
         guard fd >= 0 else { return }
         let key = FDKey(pid: pid, fd: fd)
+        // connect's fdOpen (sourceFd == fd) describes the current life (now connected), it does not begin one.
+        if sourceFd == fd, byFD.modify(key, { f in
+            if !detail.isEmpty { f.detail = detail }
+            if kind != 0 { f.kind = UInt8(truncatingIfNeeded: min(kind, 255)) }
+        }) { return }
         var life = FDAccum()
         life.kind = UInt8(truncatingIfNeeded: min(kind, 255))
         life.detail = detail.isEmpty ? nil : detail
@@ -184,6 +189,14 @@ struct IOTracker {
     mutating func closed(pid: UInt32, fd: Int64, ns: UInt64) {
         guard fd >= 0, let old = byFD.remove(FDKey(pid: pid, fd: fd)) else { return }
         endLife(FDKey(pid: pid, fd: fd), old, at: ns)
+    }
+
+    /// close_range(first, last): every life of the pid in the range ends.
+    mutating func closedRange(pid: UInt32, first: Int64, last: Int64, ns: UInt64) {
+        guard first >= 0, last >= first else { return }
+        var keys: [FDKey] = []
+        byFD.forEach { k, _ in if k.pid == pid && k.fd >= first && k.fd <= last { keys.append(k) } }
+        for k in keys.sorted(by: { $0.fd < $1.fd }) { closed(pid: pid, fd: k.fd, ns: ns) }
     }
 
     private mutating func endLife(_ key: FDKey, _ life: FDAccum, at ns: UInt64) {

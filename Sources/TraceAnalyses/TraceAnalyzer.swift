@@ -176,8 +176,8 @@ public struct TraceAnalyzer {
     private mutating func syscall(_ ev: borrowing DecodedEvent, exitNs: UInt64) {
         let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1))
         let nr = ev.u(2), raw = ev.s(3), ret = ev.s(5), dur = ev.u(6)
-        // futex's fd field is its operation (docs/trace-format.md), not an fd.
-        let fd = nr == OffCPUReason.futexNr || nr == Self.futexWaitvNr ? -1 : raw
+        // futex's fd field is its operation, the waits' -1 (docs/trace-format.md): not an fd.
+        let fd = SyscallNames.fdIsNotAnFd.contains(nr) || nr == Self.futexWaitvNr ? -1 : raw
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
         let enter = exitNs >= dur ? exitNs - dur : 0
         var running: UInt64? = nil
@@ -193,10 +193,15 @@ public struct TraceAnalyzer {
         }
         io.syscall(pid: pid, nr: nr, fd: fd, ret: ret, durationNs: dur, running: running, ownerFD: ownerFD)
         if nr == Self.closeNr && ret == 0 { io.closed(pid: pid, fd: fd, ns: exitNs) }
+        if nr == Self.closeRangeNr && ret == 0 && (ev.u(4) >> 32) & Self.closeRangeCloexec == 0 {
+            io.closedRange(pid: pid, first: fd, last: Int64(ev.u(4) & 0xFFFF_FFFF), ns: exitNs)
+        }
     }
 
     static let closeNr: UInt64 = 3
     static let futexWaitvNr: UInt64 = 449
+    static let closeRangeNr: UInt64 = 436
+    static let closeRangeCloexec: UInt64 = 4
 
     /// "local->peer" split at its first "->"; nil without one.
     static func splitArrow(_ s: String) -> (String, String)? {

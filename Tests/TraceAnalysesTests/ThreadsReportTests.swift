@@ -34,6 +34,10 @@ func scriptedThreadsTrace() -> String {
     k.syscall(tid: 500, nr: 3, fd: 41, ret: 0, enter: ms(300.1), exit: ms(300.2))
     k.fdOpen(tid: 500, fd: 41, kind: .tcp, "127.0.0.1:8080->127.0.0.1:5555", at: ms(301))
     k.fdOpen(tid: 500, fd: 41, kind: .pipe, sourceFd: 3, "pipe:[77]", at: ms(305))
+    // fd 42: socket(), then connect's fdOpen (sourceFd == fd) names the same life; close_range(40, 50) ends both.
+    k.fdOpen(tid: 500, fd: 42, kind: .tcp, "", at: ms(302))
+    k.fdOpen(tid: 500, fd: 42, kind: .tcp, sourceFd: 42, "127.0.0.1:40312->127.0.0.1:8080", at: ms(303))
+    k.syscall(tid: 500, nr: 436, fd: 40, size: 50, ret: 0, enter: ms(306), exit: ms(306.01))
     // sleeper: 200 ms in clock_nanosleep.
     k.syscall(tid: 501, nr: 230, fd: -1, ret: 0, enter: ms(5), exit: ms(205))
     k.offCPU(tid: 501, out: ms(5.01), state: 1, blocked: 199_900_000, runqueue: 50_000)
@@ -124,7 +128,10 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(lives[0].openedNs == ms(1) && lives[0].closedNs == ms(300.2))
         #expect(lives[1].path == nil && lives[1].local == "127.0.0.1:8080" && lives[1].peer == "127.0.0.1:5555")
         #expect(lives[1].openedNs == ms(301) && lives[1].closedNs == ms(305) && lives[1].reads == 0)
-        #expect(lives[2].sourceFd == 3 && lives[2].closedNs == nil && lives[2].openedBy?.name == "node")
+        #expect(lives[2].sourceFd == 3 && lives[2].closedNs == ms(306.01) && lives[2].openedBy?.name == "node")
+        let connected = a.io.fds.filter { $0.fd == 42 }
+        #expect(connected.count == 1 && connected.first?.peer == "127.0.0.1:8080" && connected.first?.local == "127.0.0.1:40312")
+        #expect(connected.first?.openedNs == ms(302) && connected.first?.closedNs == ms(306.01))
 
         let json = JSONReport.render(a)
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
