@@ -232,7 +232,7 @@ public enum HTMLReport {
             + " stretches between epoll waits of \(threshold) or longer (" + value("stalls.ns_total", a.stallsAtThresholdNs, Formatting.duration(a.stallsAtThresholdNs))
             + " in total); meanwhile the loop could do nothing else.</p>\n"
         s += "<table class=\"stalls\"><tr><th>thread</th><th>at</th><th>duration</th><th>what it was</th><th>syscalls inside</th></tr>\n"
-        for st in a.stalls {
+        for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
             let verdict = TextReport.verdict(durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs,
                                              runqueueNs: st.runqueueNs, kernelNs: st.kernelNs, top: st.syscalls.first)
             let sys = st.syscalls.prefix(5).map { x(TextReport.syscallLine($0)) }.joined(separator: "<br>")

@@ -42,21 +42,35 @@ public enum TextReport {
     /// What a stretch of time was: "CPU-bound: 352 ms on CPU, 0.3 ms in the kernel", or "waiting: ...".
     public static func verdict(durationNs: UInt64, onCPUNs: UInt64?, blockedNs: UInt64, runqueueNs: UInt64, kernelNs: UInt64,
                                top: SyscallInCallback?) -> String {
+        // The syscall most of the time went to, when one did ("384 ms of it in read(fd 5 → /srv/big.bin)").
+        let inside = top.flatMap { t in
+            t.ns >= durationNs / 2 ? "\(Formatting.duration(t.ns)) of it in \(t.name)(" + (t.fd >= 0 ? "fd \(t.fd)\(t.fdDetail.map { " → " + $0 } ?? "")" : "") + ")" : nil
+        }
         guard let on = onCPUNs else {
             return "\(Formatting.duration(kernelNs)) in traced syscalls; no scheduler events, so on-CPU time is unknown"
+                + (inside.map { "; " + $0 } ?? "")
         }
+        var s: String
         if on >= durationNs / 2 && on >= blockedNs {
-            return "CPU-bound: \(Formatting.duration(on)) on CPU, \(Formatting.duration(kernelNs)) in the kernel"
-                + (blockedNs + runqueueNs > 0 ? ", \(Formatting.duration(blockedNs)) blocked, \(Formatting.duration(runqueueNs)) waiting for a CPU" : "")
-        }
-        if runqueueNs > blockedNs {
-            return "waiting for a CPU: \(Formatting.duration(runqueueNs)) runnable but not running (preempted or the CPUs were busy), "
+            s = "CPU-bound: \(Formatting.duration(on)) on CPU, \(Formatting.duration(kernelNs)) in the kernel"
+            if blockedNs > 0 { s += ", \(Formatting.duration(blockedNs)) blocked" }
+            if runqueueNs > 0 { s += ", \(Formatting.duration(runqueueNs)) waiting for a CPU" }
+        } else if runqueueNs > blockedNs {
+            s = "waiting for a CPU: \(Formatting.duration(runqueueNs)) runnable but not running (preempted, or the CPUs were busy), "
                 + "\(Formatting.duration(on)) on CPU"
+            if blockedNs > 0 { s += ", \(Formatting.duration(blockedNs)) blocked" }
+        } else {
+            s = "waiting: \(Formatting.duration(blockedNs)) blocked"
+            if let t = top, t.blockedNs >= blockedNs / 2, t.blockedNs > 0 {
+                s += ", mostly in \(t.name)" + (t.fd >= 0 ? "(fd \(t.fd)\(t.fdDetail.map { " → " + $0 } ?? ""))" : "")
+            } else if blockedNs > 0 && (top?.blockedNs ?? 0) == 0 {
+                s += " outside traced syscalls"
+            }
+            s += "; \(Formatting.duration(on)) on CPU"
+            if runqueueNs > 0 { s += ", \(Formatting.duration(runqueueNs)) waiting for a CPU" }
+            return s
         }
-        var s = "waiting: \(Formatting.duration(blockedNs)) blocked"
-        if let t = top, t.blockedNs > 0 || t.ns >= blockedNs / 2 { s += ", mostly in \(t.name)" + (t.fd >= 0 ? "(fd \(t.fd)\(t.fdDetail.map { " → " + $0 } ?? ""))" : "") }
-        else if blockedNs > 0 { s += " outside traced syscalls" }
-        return s + "; \(Formatting.duration(on)) on CPU" + (runqueueNs > 0 ? ", \(Formatting.duration(runqueueNs)) waiting for a CPU" : "")
+        return s + (inside.map { "; " + $0 } ?? "")
     }
 
     private static func heading(_ title: String, _ out: inout String) { out += "\n" + title + "\n" }
@@ -166,15 +180,19 @@ public enum TextReport {
         let threshold = Formatting.duration(a.options.blockingThresholdNs)
         heading("LOOP STALLS: \(Formatting.count(a.stallsAtThreshold)) stretch\(a.stallsAtThreshold == 1 ? "" : "es") between epoll waits "
                 + "of \(threshold) or longer (\(Formatting.duration(a.stallsAtThresholdNs)) in total); meanwhile the loop could do nothing else", &out)
-        for st in a.stalls {
+        if a.stallsAtThreshold == 0, let longest = a.stalls.first {
+            out += "  none; the longest was \(Formatting.duration(longest.durationNs)) on \(thread(longest.thread))\n"
+        }
+        for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
             out += "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))\n"
             out += "      " + verdict(durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs, runqueueNs: st.runqueueNs,
                                       kernelNs: st.kernelNs, top: st.syscalls.first) + "\n"
             for s in st.syscalls.prefix(5) { out += "        " + syscallLine(s) + "\n" }
             if st.syscalls.count > 5 { out += "        ... and \(st.syscalls.count - 5) more\n" }
         }
-        if a.stallsAtThreshold > UInt64(a.stalls.count) {
-            out += "  ... \(Formatting.count(a.stallsAtThreshold - UInt64(min(a.stalls.count, Int(a.stallsAtThreshold))))) more of \(threshold) or longer (see --top)\n"
+        let listed = UInt64(a.stalls.filter { $0.durationNs >= a.options.blockingThresholdNs }.count)
+        if a.stallsAtThreshold > listed {
+            out += "  ... \(Formatting.count(a.stallsAtThreshold - listed)) more of \(threshold) or longer (see --top)\n"
         }
     }
 
