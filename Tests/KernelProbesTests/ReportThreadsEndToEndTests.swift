@@ -1,0 +1,118 @@
+// `asynctrace record` + `asynctrace report` on a small unmodified C program: an epoll loop thread that
+// stalls three ways (a 64 MiB read of a file, 150 ms of CPU, a 100 ms usleep), a thread that sleeps, one
+// that burns CPU and then wakes a thread waiting on a condition variable. The report must name each
+// stall's thread, say whether it ran or waited, and on which syscall and file.
+import Foundation
+import Testing
+
+private let program = #"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+static int ready;
+static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
+static void burn(uint64_t ns) { volatile uint64_t x = 0; uint64_t end = now() + ns; while (now() < end) x++; }
+static void *sleeper(void *a) { pthread_setname_np(pthread_self(), "e2e-sleeper"); usleep(300000); return 0; }
+static void *waiter(void *a) {
+    pthread_setname_np(pthread_self(), "e2e-waiter");
+    pthread_mutex_lock(&m); while (!ready) pthread_cond_wait(&c, &m); pthread_mutex_unlock(&m); return 0;
+}
+static void *burner(void *a) {
+    pthread_setname_np(pthread_self(), "e2e-burner");
+    burn(200000000);
+    pthread_mutex_lock(&m); ready = 1; pthread_cond_signal(&c); pthread_mutex_unlock(&m); return 0;
+}
+int main(int argc, char **argv) {
+    pthread_setname_np(pthread_self(), "e2e-loop");
+    pthread_t t[3];
+    pthread_create(&t[0], 0, sleeper, 0); pthread_create(&t[1], 0, waiter, 0); pthread_create(&t[2], 0, burner, 0);
+    int ep = epoll_create1(0), ev = eventfd(0, 0);
+    struct epoll_event e = { .events = EPOLLIN, .data.fd = ev };
+    epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
+    char *buf = malloc(64 << 20);
+    for (int i = 0; i < 7; i++) {
+        struct epoll_event out[4];
+        epoll_wait(ep, out, 4, 10);
+        if (i == 1) {
+            int fd = open(argv[1], O_RDONLY); size_t n = 0; ssize_t r;
+            while ((r = read(fd, buf + n, (64 << 20) - n)) > 0) n += r;
+            close(fd);
+        }
+        if (i == 3) burn(150000000);
+        if (i == 5) usleep(100000);
+    }
+    for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
+    return 0;
+}
+"""#
+
+@Suite(.serialized) struct ReportThreadsEndToEndTests {
+    @Test func theReportNamesEachStallsThreadWhetherItRanOrWaitedAndOnWhat() throws {
+        if skipKernelTest("report threads end to end") { return }
+        let source = temporaryPath("e2e-threads.c"), binary = temporaryPath("e2e-threads")
+        let big = temporaryPath("e2e-big.bin"), trace = temporaryPath("e2e-threads.atrace")
+        try program.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        FileManager.default.createFile(atPath: big, contents: Data(repeating: 0x5A, count: 64 << 20))
+        defer { for p in [source, binary, big, trace] { try? FileManager.default.removeItem(atPath: p) } }
+
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary, big])
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
+        try #require(json.status == 0, "report failed: \(json.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect((j["trace"] as? [String: Any])?["scheduler_events"] as? Bool == true)
+
+        let threads = try #require(j["threads"] as? [[String: Any]])
+        func thread(_ name: String) -> [String: Any]? { threads.first { $0["name"] as? String == name } }
+        func reasons(_ t: [String: Any]?) -> [String: Int] {
+            Dictionary(((t?["off_cpu_by_reason"] as? [[String: Any]]) ?? []).map { ($0["reason"] as? String ?? "", $0["ns"] as? Int ?? 0) },
+                       uniquingKeysWith: +)
+        }
+        let loop = try #require(thread("e2e-loop"), "threads: \(threads.map { $0["name"] ?? "?" })")
+        #expect(loop["is_loop"] as? Bool == true)
+        // The sleeper slept 300 ms in clock_nanosleep (within 10%).
+        let sleeper = try #require(thread("e2e-sleeper"))
+        #expect(sleeper["is_loop"] as? Bool == false)
+        #expect(abs((reasons(sleeper)["clock_nanosleep"] ?? 0) - 300_000_000) < 30_000_000, "\(reasons(sleeper))")
+        // The waiter waited on a futex until the burner (200 ms of CPU) woke it.
+        let waiter = try #require(thread("e2e-waiter"))
+        let wait = try #require((waiter["off_cpu_by_reason"] as? [[String: Any]])?.first { $0["reason"] as? String == "futex wait" },
+                                "waiter: \(reasons(waiter))")
+        #expect((wait["ns"] as? Int ?? 0) >= 150_000_000)
+        #expect((wait["wakers"] as? [[String: Any]])?.first?["name"] as? String == "e2e-burner")
+        // The burner ran (on CPU or, on a busy machine, runnable) for its 200 ms, and was hardly blocked.
+        let burner = try #require(thread("e2e-burner"))
+        let burnerRan = (burner["on_cpu_ns"] as? Int ?? 0) + (burner["runqueue_ns"] as? Int ?? 0)
+        #expect(burnerRan >= 180_000_000 && (burner["off_cpu_ns"] as? Int ?? .max) < 20_000_000, "\(burner)")
+
+        // The loop's three stalls, each on its thread, with what it was.
+        let stalls = try #require(j["stalls"] as? [[String: Any]]).filter { ($0["duration_ns"] as? Int ?? 0) >= 50_000_000 }
+        #expect(stalls.allSatisfy { $0["thread"] as? String == "e2e-loop" })
+        func top(_ s: [String: Any]) -> [String: Any]? { (s["syscalls"] as? [[String: Any]])?.first }
+        let read = try #require(stalls.first { top($0)?["name"] as? String == "read" }, "stalls: \(stalls)")
+        #expect(top(read)?["fd_detail"] as? String == big && top(read)?["bytes"] as? Int == 64 << 20)
+        let sleep = try #require(stalls.first { top($0)?["name"] as? String == "clock_nanosleep" }, "stalls: \(stalls)")
+        #expect((sleep["blocked_ns"] as? Int ?? 0) >= 90_000_000)
+        let cpu = try #require(stalls.first { ($0["syscalls"] as? [Any])?.isEmpty == true }, "stalls: \(stalls)")
+        #expect((cpu["duration_ns"] as? Int ?? 0) >= 150_000_000 && (cpu["blocked_ns"] as? Int ?? .max) < 15_000_000)
+
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace])
+        #expect(text.stdout.contains("LOOP STALLS"))
+        #expect(text.stdout.contains("on e2e-loop (tid "))
+        #expect(text.stdout.contains("waiting: ") && text.stdout.contains("mostly in clock_nanosleep"))
+        #expect(text.stdout.contains("CPU-bound: ") || text.stdout.contains("waiting for a CPU: "))
+        #expect(text.stdout.contains("read(fd ") && text.stdout.contains(" → \(big))"))
+        #expect(text.stdout.contains("e2e-waiter (tid ") && text.stdout.contains("futex wait") && text.stdout.contains("woken by e2e-burner"))
+        #expect(text.stdout.contains("e2e-sleeper (tid ") && text.stdout.contains("blocked in: clock_nanosleep"))
+    }
+}
