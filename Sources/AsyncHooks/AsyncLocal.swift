@@ -1,15 +1,22 @@
 // AsyncLocal: Node's AsyncLocalStorage. Values live in an immutable frame; a resource captures
 // the frame current at its creation and its callbacks run with it, whether or not any hook is on.
+// Swift tasks carry the frame too: `run` also binds it as a task-local value, so child tasks, async let
+// and group tasks inherit it as they inherit @TaskLocal values, and an `async` run covers its awaits.
 import Synchronization
+
+let contextFrameSequence = Atomic<UInt64>(1)
 
 /// An immutable set of AsyncLocal values. Frames are small (one entry per live AsyncLocal).
 public final class ContextFrame: @unchecked Sendable {
     @usableFromInline let keys: [UInt64]
     @usableFromInline let values: [any Sendable]
+    /// Creation order: of a thread's frame and a task's bound frame, the newer one is current.
+    let sequence: UInt64
 
     init(keys: [UInt64], values: [any Sendable]) {
         self.keys = keys
         self.values = values
+        sequence = contextFrameSequence.add(1, ordering: .relaxed).oldValue
     }
 
     @usableFromInline
@@ -34,6 +41,36 @@ public final class ContextFrame: @unchecked Sendable {
 
     /// The frame current on this thread.
     @inlinable public static var current: ContextFrame? { ExecutionState.current.frame }
+
+    /// The frame AsyncLocal reads: the thread's, or the one bound to the running task by a `run` (see
+    /// `TaskFrameBinding`), whichever applies here.
+    public static var effective: ContextFrame? {
+        let state = ExecutionState.current
+        guard let b = TaskFrameBinding.bound else { return state.frame }
+        let threadSequence = state.frame?.sequence ?? 0
+        if b.state == UInt(bitPattern: state.p) && state.depth > b.depth {
+            return state.frame  // a callback entered inside the run runs in its resource's context
+        }
+        return threadSequence > b.sequence ? state.frame : b.frame
+    }
+}
+
+/// A frame bound to the running task (a task-local value, so Swift copies it into child tasks, async let
+/// and group tasks, and keeps it across awaits). The thread and callback depth where it was bound tell a
+/// callback entered inside the run (whose resource's context applies) from the run's own code.
+struct TaskFrameBinding: Sendable {
+    let frame: ContextFrame?
+    let sequence: UInt64
+    let state: UInt
+    let depth: Int
+
+    @TaskLocal static var bound: TaskFrameBinding?
+
+    static func binding(_ frame: ContextFrame?) -> TaskFrameBinding {
+        let state = ExecutionState.current
+        return TaskFrameBinding(frame: frame, sequence: frame?.sequence ?? contextFrameSequence.add(1, ordering: .relaxed).oldValue,
+                                state: UInt(bitPattern: state.p), depth: state.depth)
+    }
 }
 
 let asyncLocalKeyCounter = Atomic<UInt64>(1)
@@ -47,34 +84,41 @@ public final class AsyncLocal<Value: Sendable>: Sendable {
 
     /// The value in the current context, or nil outside any `run`.
     public var current: Value? {
-        ExecutionState.current.frame?.value(for: key) as? Value
+        ContextFrame.effective?.value(for: key) as? Value
     }
 
-    /// Runs `body` with the value set to `value`; the previous context is restored afterwards.
+    /// Runs `body` with the value set to `value`; the previous context is restored afterwards. Tasks
+    /// created inside (child tasks, async let, group tasks, `Task {}`) see the value, as with @TaskLocal.
     public func run<R>(_ value: Value, _ body: () throws -> R) rethrows -> R {
-        try withFrame(ContextFrame.setting(key, value, in: ExecutionState.current.frame), body)
+        try withFrame(ContextFrame.setting(key, value, in: ContextFrame.effective), body)
+    }
+
+    /// Runs the async `body` with the value set to `value`, across its awaits and in the tasks it creates.
+    public func run<R>(_ value: Value, _ body: () async throws -> R) async rethrows -> R {
+        let frame = ContextFrame.setting(key, value, in: ContextFrame.effective)
+        return try await TaskFrameBinding.$bound.withValue(TaskFrameBinding.binding(frame)) { try await body() }
     }
 
     /// Runs `body` outside this store (the value is nil inside).
     public func exit<R>(_ body: () throws -> R) rethrows -> R {
-        try withFrame(ContextFrame.setting(key, nil, in: ExecutionState.current.frame), body)
+        try withFrame(ContextFrame.setting(key, nil, in: ContextFrame.effective), body)
     }
 
     /// Sets the value for the rest of the current synchronous execution (until the running callback returns).
     public func enterWith(_ value: Value) {
         let s = ExecutionState.current
-        s.frame = ContextFrame.setting(key, value, in: s.frame)
+        s.frame = ContextFrame.setting(key, value, in: ContextFrame.effective) ?? ContextFrame(keys: [], values: [])
     }
 
     /// Captures every AsyncLocal's value now, as Node's `AsyncLocalStorage.snapshot()`.
-    public static func snapshot() -> AsyncLocalSnapshot { AsyncLocalSnapshot(frame: ExecutionState.current.frame) }
+    public static func snapshot() -> AsyncLocalSnapshot { AsyncLocalSnapshot(frame: ContextFrame.effective) }
 
     private func withFrame<R>(_ f: ContextFrame?, _ body: () throws -> R) rethrows -> R {
         let s = ExecutionState.current
         let saved = s.frame
         s.frame = f
         defer { ExecutionState.current.frame = saved }
-        return try body()
+        return try TaskFrameBinding.$bound.withValue(TaskFrameBinding.binding(f)) { try body() }
     }
 }
 
@@ -87,6 +131,11 @@ public struct AsyncLocalSnapshot: Sendable {
         let saved = s.frame
         s.frame = frame
         defer { ExecutionState.current.frame = saved }
-        return try body()
+        return try TaskFrameBinding.$bound.withValue(TaskFrameBinding.binding(frame)) { try body() }
+    }
+
+    /// Runs the async `body` in the captured context, across its awaits.
+    public func run<R>(_ body: () async throws -> R) async rethrows -> R {
+        try await TaskFrameBinding.$bound.withValue(TaskFrameBinding.binding(frame)) { try await body() }
     }
 }

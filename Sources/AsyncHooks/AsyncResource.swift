@@ -75,6 +75,18 @@ public final class AsyncResource: Sendable {
 
     public func runInScope<R>(_ body: () throws -> R) rethrows -> R { try context.runInScope(body) }
 
+    /// Runs the async `body` in this resource's scope, across its awaits: its AsyncLocal values (the
+    /// resource's creation context) hold throughout, in the tasks it creates too, and the scope is
+    /// recorded as a span named after the resource's type (attribute `asyncID`: this resource) from the
+    /// start to the end of `body`, whichever threads its pieces ran on. (A before/after pair belongs to
+    /// one thread, so an async scope cannot be one.)
+    public func runInScope<R>(_ body: () async throws -> R) async rethrows -> R {
+        let span = AsyncHooks.beginSpan(type.name)
+        AsyncHooks.setSpanAttribute(span, key: "asyncID", value: String(asyncID.rawValue))
+        defer { AsyncHooks.endSpan(span) }
+        return try await TaskFrameBinding.$bound.withValue(TaskFrameBinding.binding(context.frame)) { try await body() }
+    }
+
     public func emitDestroy() { context.emitDestroy() }
 
     /// A closure that always runs in this resource's scope.

@@ -84,7 +84,8 @@ public enum AsyncTraceConcurrency {
             return id.rawValue
         }
         cb.before = { id, trigger in
-            AsyncHooks.enterCallback(AsyncID(id), triggerAsyncID: AsyncID(trigger), frame: ContextFrame.current)
+            // No frame of its own: a task's AsyncLocal values travel with the task (task-local binding).
+            AsyncHooks.enterCallback(AsyncID(id), triggerAsyncID: AsyncID(trigger), frame: nil)
         }
         cb.after = { id in AsyncHooks.leaveCallback(AsyncID(id)) }
         cb.after_and_destroy = { id in

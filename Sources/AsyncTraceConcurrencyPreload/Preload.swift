@@ -5,8 +5,18 @@
 import AsyncTraceRecorder
 import CAsyncTraceConcurrencyPreload
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @_cdecl("asynctrace_concurrency_preload_start")
 func asynctraceConcurrencyPreloadStart() {
+    // The benchmark's floor: the observation (interposers, trampolines, execution-state updates) with no
+    // recorder listening.
+    if let v = getenv("ASYNCTRACE_CONCURRENCY_HOOKS_ONLY"), String(cString: v) == "1" {
+        AsyncTraceConcurrency.installForPreload()
+        return
+    }
     guard TraceRecorder.startFromEnvironment() else { return }
     AsyncTraceConcurrency.installForPreload()
 }

@@ -14,6 +14,7 @@ let groups: [(name: String, run: () -> Void)] = [
     ("reader-quick", ReaderBenchmarks.runQuick),  // the 10 M part of `reader` only
     ("net", NetBench.run),
     ("export", ExportBench.run),
+    ("concurrency", ConcurrencyBench.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())
