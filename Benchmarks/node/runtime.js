@@ -1,5 +1,5 @@
 // Node peers of the `runtime` benchmark group (Sources/asynctrace-bench/RuntimeBench.swift).
-// Same workloads, same sizes; prints one JSON object per line. Usage: node runtime.js [--hooks]
+// Same workloads, same sizes; prints one JSON object per line. Usage: node runtime.js [--hooks] [--scale=F] [WORKLOAD...]
 // --hooks enables an async_hooks hook with all callbacks (Node's own recording cost).
 const { performance } = require('perf_hooks');
 const asyncHooks = require('async_hooks');
@@ -9,7 +9,11 @@ if (process.argv.includes('--hooks')) {
   asyncHooks.createHook({ init() { n++ }, before() { n++ }, after() { n++ }, destroy() { n++ }, promiseResolve() { n++ } }).enable();
 }
 
-const sizes = { immediate: 1_000_000, timeout: 200_000, await: 1_000_000, all: 100_000 };
+// --scale=F multiplies every size (the `node` group runs a tenth: trace_events costs ~40 us per op).
+const scaleArg = process.argv.find(a => a.startsWith('--scale='));
+const scale = scaleArg ? Number(scaleArg.slice(8)) : 1;
+const sizes = Object.fromEntries(Object.entries({ immediate: 1_000_000, timeout: 200_000, await: 1_000_000, all: 100_000 })
+  .map(([k, v]) => [k, Math.max(1, Math.round(v * scale))]));
 
 function report(name, n, ms) {
   const ns = ms * 1e6 / n;

@@ -170,16 +170,21 @@ enum RuntimeBench {
 
     /// Runs the Node peer once; returns ns_per_op by workload name (empty if node is missing).
     static func runNode(_ script: String, _ workload: String, hooks: Bool) -> [String: Double] {
+        runCommand(["node", script, workload] + (hooks ? ["--hooks"] : []))
+    }
+
+    /// Runs a command (PATH searched) whose stdout has runtime.js's lines; ns_per_op by workload name.
+    static func runCommand(_ argv: [String]) -> [String: Double] {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return [:] }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_addclose(&actions, fds[0])
-        var args = ["node", script, workload] + (hooks ? ["--hooks"] : [])
+        var args = argv
         var cargs = args.map { strdup($0) } + [nil]
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, "node", &actions, nil, &cargs, environ)
+        let rc = posix_spawnp(&pid, argv[0], &actions, nil, &cargs, environ)
         posix_spawn_file_actions_destroy(&actions)
         for p in cargs { free(p) }
         close(fds[1])

@@ -15,6 +15,7 @@ let groups: [(name: String, run: () -> Void)] = [
     ("net", NetBench.run),
     ("export", ExportBench.run),
     ("concurrency", ConcurrencyBench.run),
+    ("node", NodeBench.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

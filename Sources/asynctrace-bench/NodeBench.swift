@@ -1,0 +1,136 @@
+// Group `node`: what recording a Node.js program costs, side by side in one run.
+// 1. The `runtime` workloads (Benchmarks/node/runtime.js at a tenth of its sizes, as trace_events
+//    costs ~40 µs per operation): bare node; node with an empty async_hooks hook (Node's own hook
+//    cost, the floor of any async_hooks recorder); node recording with its built-in trace_events
+//    category node.async_hooks (the peer); `asynctrace record --no-kernel` in the default mode and with
+//    --node-promises. Interleaved runs, medians.
+// 2. An HTTP server under load (Benchmarks/node/http-server.js, 50 keep-alive connections, the `net`
+//    group's load generator): bare node; `asynctrace record` with the kernel probes and the default
+//    Node hooks; kernel probes only (--no-node-hooks); with --node-promises.
+// `asynctrace` is the CLI built next to this benchmark (swift build -c release builds both).
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum NodeBench {
+    static let runs = 5
+    static let scale = "0.1"
+
+    static func run() {
+        guard let cli = siblingExecutable("asynctrace") else {
+            print("{\"benchmark\": \"node.skipped\", \"reason\": \"no asynctrace next to asynctrace-bench (swift build -c release)\"}")
+            return
+        }
+        let script = RuntimeBench.nodeScriptPath()
+        let dir = "/tmp/asynctrace-bench-node-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { removeTree(dir) }
+        let trace = dir + "/bench.atrace"
+        let variants: [(name: String, argv: [String])] = [
+            ("node", ["node", script]),
+            ("node-async-hooks-empty", ["node", script, "--hooks"]),
+            ("node-trace-events", ["node", "--trace-event-categories", "node.async_hooks",
+                                   "--trace-event-file-pattern", dir + "/trace-events-${pid}.json", script]),
+            ("asynctrace-default", [cli, "record", "--no-kernel", "-o", trace, "--", "node", script]),
+            ("asynctrace-promises", [cli, "record", "--no-kernel", "--node-promises", "-o", trace, "--", "node", script]),
+        ]
+        let workloads = ["setImmediate-chain", "setTimeout-0", "await-chain", "promise-all"]
+        if getenv("ASYNCTRACE_BENCH_NODE_HTTP_ONLY") == nil {
+            for w in workloads {
+                var results: [String: [Double]] = [:]
+                var traceEventsBytes: [Double] = [], traceBytes: [Double] = []
+                for r in 0..<runs {
+                    // Each round starts with another variant, so drift hits them alike.
+                    for k in 0..<variants.count {
+                        let v = variants[(k + r) % variants.count]
+                        unlink(trace)
+                        if let ns = RuntimeBench.runCommand(v.argv + [w, "--scale=\(scale)"])[w] { results[v.name, default: []].append(ns) }
+                        if v.name == "node-trace-events" { traceEventsBytes.append(Double(directoryBytes(dir, prefix: "trace-events-"))) }
+                        if v.name == "asynctrace-default" { traceBytes.append(Double(fileBytes(trace))) }
+                        removeFiles(dir, prefix: "trace-events-")
+                    }
+                }
+                let bare = median(results["node"] ?? [])
+                for v in variants {
+                    let m = median(results[v.name] ?? [])
+                    var extra = [("runs", "\(results[v.name]?.count ?? 0)"), ("slowdown_vs_node", fmt(m / bare))]
+                    if v.name == "node-trace-events" { extra.append(("output_bytes", fmt(median(traceEventsBytes)))) }
+                    if v.name == "asynctrace-default" { extra.append(("trace_bytes", fmt(median(traceBytes)))) }
+                    if v.name.hasPrefix("asynctrace") {
+                        extra.append(("vs_trace_events", fmt(m / median(results["node-trace-events"] ?? []))))
+                    }
+                    report("node.runtime.\(w).\(v.name)", nsPerOp: m, extra: extra)
+                }
+            }
+        }
+        httpUnderLoad(cli: cli, dir: dir)
+    }
+
+    static func httpUnderLoad(cli: String, dir: String) {
+        let server = "Benchmarks/node/http-server.js"
+        let trace = dir + "/http.atrace"
+        let get = Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        let w = NetBench.Workload(name: "http_50conn", server: "http", connections: 50, request: get)
+        let env = NetBench.currentEnvironment(removing: ["ASYNCTRACE_OUTPUT", "ASYNCTRACE_APPEND", "NODE_OPTIONS"])
+        let variants: [(name: String, argv: [String])] = [
+            ("node", ["node", server]),
+            ("record-default", [cli, "record", "-o", trace, "--", "node", server]),
+            ("record-kernel-only", [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", server]),
+            ("record-promises", [cli, "record", "--node-promises", "-o", trace, "--", "node", server]),
+        ]
+        var results: [String: [Double]] = [:]
+        for r in 0..<runs {
+            for k in 0..<variants.count {
+                let v = variants[(k + r) % variants.count]
+                unlink(trace)
+                if let ops = NetBench.measureServer((v.argv, env), w) { results[v.name, default: []].append(ops) }
+            }
+        }
+        let bare = median(results["node"] ?? [])
+        for v in variants {
+            let m = median(results[v.name] ?? [])
+            report("node.http_50conn.\(v.name)", nsPerOp: 1e9 / m,
+                   extra: [("req_per_s", fmt(m)), ("runs", "\(results[v.name]?.count ?? 0)"),
+                           ("throughput_loss", fmt(bare / m)), ("seconds", fmt(NetBench.seconds))])
+        }
+    }
+
+    static func siblingExecutable(_ name: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        var path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        while let last = path.last, last != "/" { path.removeLast() }
+        let candidate = path + name
+        return access(candidate, X_OK) == 0 ? candidate : nil
+    }
+
+    static func fileBytes(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    static func names(in dir: String) -> [String] {
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var out: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { out.append(name) }
+        }
+        return out
+    }
+
+    static func directoryBytes(_ dir: String, prefix: String) -> Int {
+        names(in: dir).filter { $0.hasPrefix(prefix) }.reduce(0) { $0 + fileBytes(dir + "/" + $1) }
+    }
+
+    static func removeFiles(_ dir: String, prefix: String) {
+        for n in names(in: dir) where n.hasPrefix(prefix) { unlink(dir + "/" + n) }
+    }
+
+    static func removeTree(_ dir: String) {
+        for n in names(in: dir) { unlink(dir + "/" + n) }
+        rmdir(dir)
+    }
+}
