@@ -48,25 +48,54 @@
   const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
         K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12;
   const MAX_RECORD = 4 + 256;  // the longest record (a string of at most 256 code units)
+  // Room kept free in every batch for the batch write's own events (init, fd, before, its type name).
+  const LIMIT = SLOTS - 48;
   const buf = new Float64Array(SLOTS);
   const bytes = new Uint8Array(buf.buffer);
   let pos = HEADER, sequence = 0, dropped = 0, pendingEvents = 0, enabled = true;
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-  function writeBatch() {
-    if (pos === HEADER) return;
+  // Each batch write is itself recorded as a callback of a resource of its own (init, fd, before ...
+  // write ... after, destroy), so the kernel attributes the write(2) to it and not to the application
+  // callback it happened in, and the per-fd table names the FIFO's fd.
+  const FLUSH_ID = idBase + 4294967295;
+  const FLUSH_TYPE = 'asynctrace (batch write)';
+  let flushTypeIndex = -1;
+  let tailOnly = false;  // the batch holds nothing but the previous write's after/destroy
+  function writeBatch(last) {
+    if (pos === HEADER || (tailOnly && pos === HEADER + 5 && !last)) return;
+    if (last) {
+      // The thread's last batch: no write callback around it (its end would never be sent).
+    } else if (flushTypeIndex < 0) {
+      flushTypeIndex = typeIndex.size;
+      typeIndex.set(FLUSH_TYPE, flushTypeIndex);
+      putStringUnchecked(K_STRING, flushTypeIndex, FLUSH_TYPE);
+    }
+    if (!last) {
+      buf[pos] = K_INIT; buf[pos + 1] = FLUSH_ID; buf[pos + 2] = 0; buf[pos + 3] = flushTypeIndex;
+      buf[pos + 4] = K_FD; buf[pos + 5] = FLUSH_ID; buf[pos + 6] = fd;
+      buf[pos + 7] = K_BEFORE; buf[pos + 8] = performance.now(); buf[pos + 9] = FLUSH_ID;
+      pos += 10;
+      pendingEvents += 3;
+    }
     buf[0] = MAGIC; buf[1] = pid; buf[2] = tid; buf[3] = sequence; buf[4] = dropped; buf[5] = pos;
     buf[6] = nodeThreadId; buf[7] = 0;
     const n = pos * 8;
-    // A full pipe means the recorder is behind: wait for it a little (1 ms at a time, at most ~1 s),
-    // then drop the batch and count it, rather than block the application indefinitely.
+    // A full pipe means the recorder is behind: wait for it a little (50 us at a time at first, at most
+    // ~1 s in all), then drop the batch and count its events, rather than block the application.
+    let waitedMs = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         fs.writeSync(fd, bytes, 0, n);
         sequence++;
         break;
       } catch (e) {
-        if (e.code === 'EAGAIN' && attempt < 1000) { Atomics.wait(sleeper, 0, 0, 1); continue; }
+        if (e.code === 'EAGAIN' && waitedMs < 1000) {
+          const ms = attempt < 20 ? 0.05 : 1;
+          Atomics.wait(sleeper, 0, 0, ms);
+          waitedMs += ms;
+          continue;
+        }
         if (e.code === 'EAGAIN') { dropped += pendingEvents; sequence++; break; }
         enabled = false;  // EPIPE/EBADF: the recorder is gone
         break;
@@ -74,10 +103,20 @@
     }
     pos = HEADER;
     pendingEvents = 0;
+    tailOnly = false;
+    if (last) return;
+    tailOnly = true;
+    pendingEvents = 2;
+    buf[pos] = K_AFTER; buf[pos + 1] = performance.now(); buf[pos + 2] = FLUSH_ID;
+    buf[pos + 3] = K_DESTROY; buf[pos + 4] = FLUSH_ID;
+    pos += 5;
   }
 
   function putString(kind, index, text) {
-    if (pos + MAX_RECORD > SLOTS) writeBatch();
+    if (pos + MAX_RECORD > LIMIT) writeBatch();
+    putStringUnchecked(kind, index, text);
+  }
+  function putStringUnchecked(kind, index, text) {
     const s = String(text);
     const n = Math.min(s.length, 256);
     buf[pos] = kind; buf[pos + 1] = index; buf[pos + 2] = n;
@@ -108,7 +147,7 @@
       const b = performance.now();
       if (b - a < best) { best = b - a; offset = h - (a + b) / 2 * 1e6; }
     }
-    if (pos + 3 > SLOTS) writeBatch();
+    if (pos + 3 > LIMIT) writeBatch();
     buf[pos] = K_CLOCK; buf[pos + 1] = Math.round(offset); buf[pos + 2] = performance.now(); pos += 3;
   }
 
@@ -135,7 +174,7 @@
     } catch { return -1; }
   }
   function putFD(id, f) {
-    if (pos + 3 > SLOTS) writeBatch();
+    if (pos + 3 > LIMIT) writeBatch();
     buf[pos] = K_FD; buf[pos + 1] = id; buf[pos + 2] = f; pos += 3;
     pendingEvents++;
   }
@@ -152,7 +191,7 @@
   function init(asyncId, type, triggerAsyncId, resource) {
     if (creatingOwnTimer) { ownTimerID = asyncId; return; }
     if (!enabled) return;
-    if (pos + 4 + MAX_RECORD > SLOTS) writeBatch();
+    if (pos + 4 + MAX_RECORD > LIMIT) writeBatch();
     const t = typeID(type);
     buf[pos] = K_INIT; buf[pos + 1] = idBase + asyncId; buf[pos + 2] = idBase + triggerAsyncId; buf[pos + 3] = t;
     pos += 4;
@@ -164,7 +203,7 @@
   function before(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
     if (pendingFD.size !== 0) resolvePendingFDs();
-    if (pos + 3 > SLOTS) writeBatch();
+    if (pos + 3 > LIMIT) writeBatch();
     buf[pos] = K_BEFORE; buf[pos + 1] = performance.now(); buf[pos + 2] = idBase + asyncId;
     pos += 3;
     pendingEvents++;
@@ -174,7 +213,7 @@
   let lastWriteMs = 0;
   function after(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
-    if (pos + 3 > SLOTS) writeBatch();
+    if (pos + 3 > LIMIT) writeBatch();
     const t = performance.now();
     buf[pos] = K_AFTER; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
     pos += 3;
@@ -185,14 +224,14 @@
   function destroy(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
     if (pendingFD.size !== 0) pendingFD.delete(idBase + asyncId);
-    if (pos + 2 > SLOTS) writeBatch();
+    if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_DESTROY; buf[pos + 1] = idBase + asyncId;
     pos += 2;
     pendingEvents++;
   }
   function promiseResolve(asyncId) {
     if (!enabled) return;
-    if (pos + 2 > SLOTS) writeBatch();
+    if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_PROMISE_RESOLVE; buf[pos + 1] = idBase + asyncId;
     pos += 2;
     pendingEvents++;
@@ -226,9 +265,9 @@
   timer.unref();
   process.on('exit', () => {
     if (!enabled) return;
-    if (pos + 2 > SLOTS) writeBatch();
+    if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_END; buf[pos + 1] = 0; pos += 2;
-    writeBatch();
+    writeBatch(true);
     enabled = false;
   });
 })();

@@ -10,8 +10,9 @@ public enum TextReport {
         overview(a, &out)
         blocking(a, &out)
         if let loop = a.loop { loopSection(loop, &out) }
-        if a.loop == nil, let k = a.overview.hasUserEvents ? nil : a.kernelLoop { kernelLoop(k, a, &out) }
-        if !a.overview.hasUserEvents { stalls(a, &out) }
+        // No loop events (an unmodified program, or Node's hooks, which have none): the loop from epoll waits.
+        if a.loop == nil, let k = a.kernelLoop, !k.threads.isEmpty { kernelLoop(k, a, &out) }
+        if a.loop == nil { stalls(a, &out) }
         threads(a, &out)
         callbacks(a, &out)
         slowest(a, &out)
