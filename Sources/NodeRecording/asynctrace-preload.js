@@ -163,8 +163,8 @@
   }
 
   // Handles whose fd is not known yet at init (accepted sockets get theirs after the wrap exists).
-  const FD_TYPES = new Set(['TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP', 'TTYWRAP', 'UDPWRAP',
-                            'FSEVENTWRAP', 'PROCESSWRAP']);
+  // (The handles with an `fd` getter; a UDP socket gets its fd when bound.)
+  const FD_TYPES = new Set(['TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP', 'TTYWRAP', 'UDPWRAP']);
   const pendingFD = new Map();
   function handleFD(resource) {
     try {
@@ -198,10 +198,11 @@
     pendingEvents++;
     // Never read the fd here: init runs inside the handle's constructor, before the stream behind
     // its `fd` getter exists (reading it crashes Node). The next before/after asks.
-    if (FD_TYPES.has(type) && pendingFD.size < 4096) pendingFD.set(idBase + asyncId, resource);
+    if (FD_TYPES.has(type) && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
   }
   function before(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
+    depth++;
     if (pendingFD.size !== 0) resolvePendingFDs();
     if (pos + 3 > LIMIT) writeBatch();
     buf[pos] = K_BEFORE; buf[pos + 1] = performance.now(); buf[pos + 2] = idBase + asyncId;
@@ -211,8 +212,12 @@
   // A batch also goes out from the first `after` 10 ms after the previous one: a worker stopped by
   // terminate() runs no exit handler, so this bounds what it can take with it.
   let lastWriteMs = 0;
+  // Callbacks open on this thread: the preload itself runs inside one in a worker, whose after()
+  // has no before() here.
+  let depth = 0;
   function after(asyncId) {
-    if (asyncId === ownTimerID || !enabled) return;
+    if (asyncId === ownTimerID || !enabled || depth === 0) return;
+    depth--;
     if (pos + 3 > LIMIT) writeBatch();
     const t = performance.now();
     buf[pos] = K_AFTER; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
@@ -241,15 +246,15 @@
   asyncHooks.createHook(callbacks).enable();
   if (!withPromises) {
     // Enabling any async hook makes Node install V8 promise hooks (an init/before/after call per
-    // promise: 8-19x on await-heavy code). The default mode does without promises: remove them again
+    // promise, the expensive part on await-heavy code). The default mode does without promises: remove them again
     // (Node puts them back by itself if the program enables a hook of its own, e.g. AsyncLocalStorage).
+    const saved = process.noDeprecation;
     try {
-      const saved = process.noDeprecation;
       process.noDeprecation = true;  // process.binding('async_wrap') warns (DEP0111)
-      const asyncWrap = process.binding('async_wrap');
+      process.binding('async_wrap').setPromiseHooks(undefined, undefined, undefined, undefined);
+    } catch { /* a Node without the binding: promises stay hooked (and are recorded) */ } finally {
       process.noDeprecation = saved;
-      asyncWrap.setPromiseHooks(undefined, undefined, undefined, undefined);
-    } catch { /* newer Node without the binding: promises stay hooked (and are recorded) */ }
+    }
   }
 
   // A callback that throws: its resource and message, before Node reports it.
