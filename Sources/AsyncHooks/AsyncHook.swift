@@ -35,16 +35,19 @@ public protocol AsyncHook: AnyObject, Sendable {
     /// after() named a resource other than the innermost before().
     func nestingError(expected: AsyncID, actual: AsyncID)
     func uncaughtError(_ asyncID: AsyncID, message: String)
+}
 
-    /// The same events as plain functions, for a recorder: while this hook is the only one enabled,
-    /// emission sites call them directly (no dispatch loop, no protocol witness). Default nil.
+/// A hook that also offers its events as plain functions, for a recorder: while it is the only hook
+/// enabled, emission sites call them directly (no dispatch loop, no protocol witness). For the
+/// recorder only (`@_spi(Recorder) import AsyncHooks`): not part of the public API.
+@_spi(Recorder) public protocol AsyncHookFastPathProvider: AsyncHook {
     var fastPath: AsyncHookFastPath? { get }
 }
 
 /// A hook's hottest events as C-convention functions (no context: they reach their state through
 /// thread-locals or globals). `initResource` gets no `resource` object: a hook that needs it must
 /// not offer a fast path.
-public struct AsyncHookFastPath: Sendable {
+@_spi(Recorder) public struct AsyncHookFastPath: Sendable {
     public typealias IDFunction = @convention(c) (UInt64) -> Void
     public typealias PhaseFunction = @convention(c) (UInt8) -> Void
     /// (asyncID, type id, triggerAsyncID)
@@ -135,7 +138,6 @@ extension AsyncHook {
     public func pollEnd(readyFDs: UnsafeBufferPointer<Int32>) {}
     public func nestingError(expected: AsyncID, actual: AsyncID) {}
     public func uncaughtError(_ asyncID: AsyncID, message: String) {}
-    public var fastPath: AsyncHookFastPath? { nil }
 }
 
 /// A hook made of closures, in the shape of Node's `createHook({ init, before, ... })`.
@@ -185,7 +187,7 @@ var activeHookCount: Int { @inline(__always) get { asynchooks_active_count() } }
 let activeHookList = Atomic<Unmanaged<HookList>?>(nil)
 /// The sole enabled hook's fast path, or nil (no hook, several hooks, or one without a fast path).
 /// Leaked like the snapshots, so a reader may keep using one it loaded.
-@inlinable
+/// Read only out of line (the table's type is the recorder's SPI, not inlinable API).
 var activeFastPath: UnsafeMutablePointer<AsyncHookFastPath>? {
     @inline(__always) get { asynchooks_fast_path()?.assumingMemoryBound(to: AsyncHookFastPath.self) }
 }
@@ -224,7 +226,7 @@ public enum AsyncHooks {
     private static func publish(_ list: ContiguousArray<any AsyncHook>) {
         let snapshot = list.isEmpty ? nil : Unmanaged.passRetained(HookList(list))  // leaked on purpose
         var fast: UnsafeMutablePointer<AsyncHookFastPath>? = nil
-        if list.count == 1, let f = list[0].fastPath {
+        if list.count == 1, let f = (list[0] as? any AsyncHookFastPathProvider)?.fastPath {
             fast = .allocate(capacity: 1)  // leaked on purpose
             fast!.initialize(to: f)
         }

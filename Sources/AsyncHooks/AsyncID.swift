@@ -82,7 +82,7 @@ public enum ResourceTypeRegistry {
     }
     static let table = Mutex(Table())
 
-    public static func intern(_ name: String) -> UInt32 {
+    @_spi(Recorder) public static func intern(_ name: String) -> UInt32 {
         table.withLock { t in
             if let id = t.ids[name] { return id }
             let id = UInt32(t.names.count)

@@ -22,7 +22,7 @@ public struct AsyncResourceContext: Sendable {
     @inlinable @inline(__always)
     public init(resolvedOnCreation type: ResourceType, triggerAsyncID: AsyncID? = nil) {
         self.init(unannounced: type, triggerAsyncID: triggerAsyncID)
-        AsyncHooks.emitInitAndPromiseResolve(asyncID, type: type, triggerAsyncID: self.triggerAsyncID)
+        if AsyncHooks.isActive { AsyncHooks.activeInitAndPromiseResolve(asyncID, type, self.triggerAsyncID) }
     }
 
     /// A fresh id, the trigger (default: the current execution id) and the current frame; no event.

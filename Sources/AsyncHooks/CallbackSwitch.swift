@@ -8,7 +8,7 @@ extension AsyncHooks {
     /// (when `destroyingCurrent`), then `enterCallback(next, triggerAsyncID:, frame:)` with the frame
     /// current now. Returns false, doing nothing, when `current` is not the innermost callback.
     /// With no hook enabled it is two stores: the saved outer context and the frame stay as they are.
-    @inlinable
+    @_spi(Runtime) @inlinable
     public static func switchCallback(from current: AsyncID, destroyingCurrent: Bool,
                                       to next: AsyncID, triggerAsyncID: AsyncID) -> Bool {
         let state = ExecutionState.current
@@ -28,7 +28,7 @@ extension AsyncHooks {
     /// or nil, having done nothing, when `current` is not the innermost callback. One look-up of
     /// the thread's state for all of it: this is the whole scope work of an await that needs no
     /// suspension.
-    @inlinable
+    @_spi(Runtime) @inlinable
     public static func switchCallback(from current: AsyncID, destroyingCurrent: Bool,
                                       toNewResourceOf type: ResourceType, triggerAsyncID: AsyncID) -> AsyncID? {
         let state = ExecutionState.current

@@ -21,7 +21,7 @@ extension AsyncHooks {
 
     /// `emitInit`, then `emitPromiseResolve` of the same resource (one settled as it is created):
     /// the same events, one call to a recorder.
-    @inlinable @inline(__always)
+    @_spi(Runtime) @inlinable @inline(__always)
     public static func emitInitAndPromiseResolve(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID) {
         if isActive { activeInitAndPromiseResolve(asyncID, type, triggerAsyncID) }
     }
@@ -41,7 +41,8 @@ extension AsyncHooks {
     /// Prefer `AsyncResourceContext.runInScope`; this pair is for runtimes that cannot use a closure.
     @inlinable
     public static func enterCallback(_ asyncID: AsyncID, triggerAsyncID: AsyncID, frame: ContextFrame?) {
-        enterCallback(asyncID, triggerAsyncID: triggerAsyncID, frame: frame, following: false)
+        ExecutionState.current.enter(asyncID, trigger: triggerAsyncID, frame: frame)
+        if isActive { activeBefore(asyncID) }
     }
 
     /// `enterCallback`; `following`: this callback follows the thread's previous callback with nothing
@@ -49,7 +50,7 @@ extension AsyncHooks {
     /// callback's after (consecutive timers of one timers phase, immediates of one check phase, ticks
     /// and microtasks of one drain). Hooks see the same events either way; a recorder may stamp such a
     /// before with the thread's previous event's time (docs/trace-format.md, "Timestamps").
-    @inlinable
+    @_spi(Runtime) @inlinable
     public static func enterCallback(_ asyncID: AsyncID, triggerAsyncID: AsyncID, frame: ContextFrame?, following: Bool) {
         ExecutionState.current.enter(asyncID, trigger: triggerAsyncID, frame: frame)
         if isActive {
@@ -70,7 +71,7 @@ extension AsyncHooks {
     /// `leaveCallback(asyncID)`, then `emitDestroy(asyncID)`: the same events, one call to a recorder.
     /// Always a call: where nothing listens, the inlined `leaveCallback` is cheaper, so hot paths
     /// test `isActive` first.
-    @inlinable
+    @_spi(Runtime) @inlinable
     public static func leaveCallbackAndDestroy(_ asyncID: AsyncID) {
         activeLeaveAndDestroy(asyncID)
     }
@@ -160,28 +161,30 @@ extension AsyncHooks {
     // MARK: loop structure (runtimes)
 
     @inlinable public static func emitLoopIteration(_ n: UInt64) {
-        if isActive {
-            if let f = activeFastPath { f.pointee.loopIteration(n) } else { forEachHook { $0.loopIteration(n) } }
-        }
+        if isActive { activeLoopIteration(n) }
+    }
+    @usableFromInline @inline(never)
+    static func activeLoopIteration(_ n: UInt64) {
+        if let f = activeFastPath { f.pointee.loopIteration(n) } else { forEachHook { $0.loopIteration(n) } }
     }
     @inlinable public static func emitPhaseEnter(_ p: LoopPhase) {
-        if isActive {
-            if let f = activeFastPath { f.pointee.phaseEnter(p.rawValue) } else { forEachHook { $0.phaseEnter(p) } }
-        }
+        if isActive { activePhaseEnter(p, following: false) }
     }
     /// `emitPhaseEnter`; `following`: the phase follows this thread's previous callback with nothing
     /// but the runtime's bookkeeping in between (no system call, no user code; see `enterCallback`).
-    @inlinable public static func emitPhaseEnter(_ p: LoopPhase, following: Bool) {
-        if isActive {
-            if let f = activeFastPath {
-                (following ? f.pointee.phaseEnterFollowing ?? f.pointee.phaseEnter : f.pointee.phaseEnter)(p.rawValue)
-            } else {
-                forEachHook { $0.phaseEnter(p) }
-            }
+    @_spi(Runtime) @inlinable public static func emitPhaseEnter(_ p: LoopPhase, following: Bool) {
+        if isActive { activePhaseEnter(p, following: following) }
+    }
+    @usableFromInline @inline(never)
+    static func activePhaseEnter(_ p: LoopPhase, following: Bool) {
+        if let f = activeFastPath {
+            (following ? f.pointee.phaseEnterFollowing ?? f.pointee.phaseEnter : f.pointee.phaseEnter)(p.rawValue)
+        } else {
+            forEachHook { $0.phaseEnter(p) }
         }
     }
     /// `emitLoopIteration(n)`, then `emitPhaseEnter(p, following:)`: the same events, one call to a recorder.
-    @inlinable public static func emitLoopIterationAndPhaseEnter(_ n: UInt64, _ p: LoopPhase, following: Bool) {
+    @_spi(Runtime) @inlinable public static func emitLoopIterationAndPhaseEnter(_ n: UInt64, _ p: LoopPhase, following: Bool) {
         if isActive { activeLoopIterationAndPhaseEnter(n, p, following) }
     }
     @usableFromInline @inline(never)
@@ -200,7 +203,7 @@ extension AsyncHooks {
     }
     /// `emitPhaseLeave(leaving)`, `emitLoopIteration(n)`, then `emitPhaseEnter(p, following:)`: the
     /// same events, one call to a recorder.
-    @inlinable public static func emitPhaseLeaveLoopIterationAndPhaseEnter(_ leaving: LoopPhase, _ n: UInt64, _ p: LoopPhase,
+    @_spi(Runtime) @inlinable public static func emitPhaseLeaveLoopIterationAndPhaseEnter(_ leaving: LoopPhase, _ n: UInt64, _ p: LoopPhase,
                                                                           following: Bool) {
         if isActive { activePhaseLeaveLoopIterationAndPhaseEnter(leaving, n, p, following) }
     }
@@ -219,9 +222,11 @@ extension AsyncHooks {
         }
     }
     @inlinable public static func emitPhaseLeave(_ p: LoopPhase) {
-        if isActive {
-            if let f = activeFastPath { f.pointee.phaseLeave(p.rawValue) } else { forEachHook { $0.phaseLeave(p) } }
-        }
+        if isActive { activePhaseLeave(p) }
+    }
+    @usableFromInline @inline(never)
+    static func activePhaseLeave(_ p: LoopPhase) {
+        if let f = activeFastPath { f.pointee.phaseLeave(p.rawValue) } else { forEachHook { $0.phaseLeave(p) } }
     }
     @inlinable public static func emitPollStart(timeoutMs: Int64) {
         if isActive { forEachHook { $0.pollStart(timeoutMs: timeoutMs) } }

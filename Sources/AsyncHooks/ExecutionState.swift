@@ -41,7 +41,7 @@ struct ExecutionStateData {
 }
 
 /// One thread's execution context (a handle to it; cheap to copy, never shared between threads).
-public struct ExecutionState {
+@usableFromInline struct ExecutionState {
     @usableFromInline let p: UnsafeMutablePointer<ExecutionStateData>
 
     @usableFromInline init(_ p: UnsafeMutablePointer<ExecutionStateData>) { self.p = p }

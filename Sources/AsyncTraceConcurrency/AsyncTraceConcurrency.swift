@@ -3,7 +3,7 @@
 // of one of its jobs a before/after on the thread that ran it. Jobs that are not tasks (an actor running
 // its queue after a task hopped to it, a continuation, an isolated deinit) are one resource per run.
 // The mechanisms, and what each cannot see, are in CAsyncTraceConcurrency/concurrency_hooks.c.
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 import CAsyncTraceConcurrency
 
 public enum AsyncTraceConcurrency {

@@ -1,6 +1,6 @@
 // The recorder: per-thread streams, a background writer, and the trace file.
 // Starts from ASYNCTRACE_OUTPUT (how `asynctrace record` hands over) or from code.
-import AsyncHooks
+@_spi(Recorder) import AsyncHooks
 import CRecorderSupport
 import Synchronization
 import TraceFormat
@@ -30,7 +30,7 @@ public struct RecorderOptions: Sendable {
     /// Append to an existing trace (its header written by `asynctrace record`) instead of creating one.
     public var append: Bool = false
     /// For tests: the writer sleeps this long per chunk, to exercise dropping.
-    public var writerDelayMicroseconds: Int = 0
+    @_spi(Testing) public var writerDelayMicroseconds: Int = 0
 
     public init() {}
 }

@@ -5,10 +5,10 @@
 // (before, after, pollStart, pollEnd, marks, spans, phaseStart). Instants inside or right after a
 // callback (init, destroy, promiseResolve, resourceFD, phaseLeave) take the thread's last
 // timestamp, and the event right after a phaseStart shares its read.
-import AsyncHooks
+@_spi(Recorder) import AsyncHooks
 import TraceFormat
 
-final class RecorderHook: AsyncHook, @unchecked Sendable {
+final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     func initResource(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {
         Self.recordInit(asyncID.rawValue, type.id, triggerAsyncID.rawValue)
     }

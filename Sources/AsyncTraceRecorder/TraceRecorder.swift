@@ -1,5 +1,5 @@
 // The public face of the recorder: start, stop, statistics, and the crash and exit paths.
-import AsyncHooks
+@_spi(Recorder) import AsyncHooks
 import CRecorderSupport
 import TraceFormat
 #if canImport(Glibc)
@@ -18,9 +18,6 @@ public enum TraceRecorder {
         var options = RecorderOptions()
         options.append = environment("ASYNCTRACE_APPEND") == "1"
         if let b = environment("ASYNCTRACE_BUFFER_SIZE").flatMap({ parseSize($0) }) { options.bufferBytes = b }
-        if let d = environment("ASYNCTRACE_TEST_WRITER_DELAY_US").flatMap({ Int($0) }) {
-            options.writerDelayMicroseconds = d
-        }
         do {
             try start(path: out, options: options)
             // Children inherit ASYNCTRACE_OUTPUT: they must append to this file, not truncate it.

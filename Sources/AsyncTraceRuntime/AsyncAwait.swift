@@ -2,7 +2,7 @@
 // with `runAsync` (or `EventLoop.main { async }`) runs on the loop thread, and every resumption is a
 // loop callback — an awaited promise resumes the task inside that await's PROMISE resource
 // (before/after), exactly where Node runs the rest of an async function.
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 /// A job the loop runs: nonisolated task code (the loop as TaskExecutor) or code isolated to an actor
 /// whose executor is the loop (`loop.serialExecutor`). The runtime must be told which, or it would

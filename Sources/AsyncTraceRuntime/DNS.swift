@@ -1,5 +1,5 @@
 // dns.lookup: getaddrinfo on the thread pool (as Node), completing as a GETADDRINFOREQWRAP callback.
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 public enum DNS {
     /// The first address for `hostname` (family 0: any, 4 or 6), as Node's `dns.lookup(host, cb)`.

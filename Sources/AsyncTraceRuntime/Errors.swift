@@ -2,7 +2,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 import Synchronization
 
 /// Misuse of a handle or of the loop. Every case names the resource so the message is actionable.

@@ -10,7 +10,7 @@
 import Glibc
 import CRuntimeSystem
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 import Synchronization
 
 /// A callback the loop runs; a thrown error is an uncaught error of the resource it belongs to.

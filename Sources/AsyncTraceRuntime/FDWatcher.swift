@@ -7,7 +7,7 @@
 import Glibc
 import CRuntimeSystem
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 /// Readiness bits, the epoll ones.
 public struct FDEvents: OptionSet, Sendable, CustomStringConvertible {

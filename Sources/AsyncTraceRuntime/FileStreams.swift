@@ -1,7 +1,7 @@
 // fs.createReadStream / fs.createWriteStream: chunked file I/O on the thread pool with Node's
 // backpressure. A read stream reads highWaterMark bytes at a time while flowing; a write stream
 // buffers, and `write` returns false once highWaterMark bytes wait, then 'drain' follows.
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 public final class ReadStream {
     public let path: String

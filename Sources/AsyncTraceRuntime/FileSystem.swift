@@ -5,7 +5,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 public enum FS {
     public typealias Completion<T> = (Result<T, any Error>) throws -> Void

@@ -1,5 +1,5 @@
 // Node's global functions, on this thread's loop.
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 @discardableResult
 public func setTimeout(_ delayMs: Int, _ callback: @escaping Callback) -> Timeout {

@@ -1,7 +1,7 @@
 // Idle and prepare handles (libuv's uv_idle_t and uv_prepare_t): a callback run once per loop
 // iteration, in the idle or the prepare phase (both after pending, before poll), while started.
 // An active idle handle makes poll not block; a prepare callback is the last thing before epoll_wait.
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 /// What `Idle` and `Prepare` share: start/stop, ref/unref, close. Each is one resource: init when
 /// created, before/after around each run, destroy in the close phase after `close()`.

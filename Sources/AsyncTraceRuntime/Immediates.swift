@@ -1,5 +1,5 @@
 // Immediate handles: setImmediate / clearImmediate, run in the check phase after poll.
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 /// Node's `Immediate`: runs once in the next check phase. Immediates queued during a check phase
 /// run in the next iteration's, as in Node.

@@ -5,7 +5,7 @@
 // Speed: the settling, reaction and hook machinery is untyped (PromiseBase); only the stored value
 // is generic, and the typed entry points are @inlinable, so a caller's Promise<Int> is specialized in
 // the caller's module and the hot paths never look up generic metadata at run time.
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 @usableFromInline
 enum PromiseStatus: UInt8 {

@@ -4,7 +4,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 import Synchronization
 
 public final class SignalHandle {

@@ -5,7 +5,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 final class ThreadPool: @unchecked Sendable {
     static let shared = ThreadPool(size: ThreadPool.configuredSize())

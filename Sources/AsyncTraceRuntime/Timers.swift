@@ -2,7 +2,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 /// A timer (Node's `Timeout` class). One resource per activation: init when scheduled, before/after
 /// around each run, destroy when it finished (one-shot), or when cleared.

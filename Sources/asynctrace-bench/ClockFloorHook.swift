@@ -2,7 +2,7 @@
 // (the same fast-path members, so the same emission-site work) and does nothing with them but read
 // the TSC where the recorder reads it — one clock read per call that bounds a callback. Whatever a
 // recorder writes comes on top of this, so its slowdown shows what is left for writing events.
-import AsyncHooks
+@_spi(Recorder) import AsyncHooks
 import CRecorderSupport
 
 /// Where the clock reads go, so the optimizer keeps them.
@@ -10,7 +10,7 @@ nonisolated(unsafe) var clockFloorSink: UInt64 = 0
 /// false: the calls only, no clock read (the hooks' share of the floor).
 nonisolated(unsafe) var clockFloorReadsClock = true
 
-final class ClockFloorHook: AsyncHook, @unchecked Sendable {
+final class ClockFloorHook: AsyncHookFastPathProvider, @unchecked Sendable {
     @inline(__always) static func tick() { clockFloorSink &+= clockFloorReadsClock ? trace_clock_ticks() : 1 }
 
     var fastPath: AsyncHookFastPath? {

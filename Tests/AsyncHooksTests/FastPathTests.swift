@@ -2,7 +2,7 @@
 // them; with another hook enabled, both get every event through the dispatch loop.
 import Synchronization
 import Testing
-@testable import AsyncHooks
+@_spi(Recorder) @_spi(Runtime) @testable import AsyncHooks
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +15,7 @@ private func logFast(_ s: String) {
     fastPathLog.withLock { $0.append("fast " + s) }
 }
 
-final class FastPathHook: AsyncHook, @unchecked Sendable {
+final class FastPathHook: AsyncHookFastPathProvider, @unchecked Sendable {
     private func slow(_ s: String) {
         guard pthread_self() == fastPathOwner.load(ordering: .relaxed) else { return }
         fastPathLog.withLock { $0.append("slow " + s) }

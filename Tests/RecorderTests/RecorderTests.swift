@@ -1,9 +1,9 @@
-import AsyncHooks
+@_spi(Recorder) @_spi(Runtime) import AsyncHooks
 import Synchronization
 import Testing
 import TraceFormat
 import CRecorderSupport
-@testable import AsyncTraceRecorder
+@_spi(Testing) @testable import AsyncTraceRecorder
 #if canImport(Glibc)
 import Glibc
 #endif

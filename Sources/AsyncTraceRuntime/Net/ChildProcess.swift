@@ -4,7 +4,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 public final class ChildProcess {
     /// How each of the child's stdin, stdout and stderr is connected.

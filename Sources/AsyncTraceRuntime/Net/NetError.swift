@@ -1,6 +1,6 @@
 // The error every net, dgram, tls, child_process and http resource reports: Node's `err.code`,
 // `errno`, `syscall` and address, plus the async id of the resource it happened on.
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 public struct NetError: Error, Sendable, CustomStringConvertible {
     /// Node's code: "ECONNREFUSED", "EADDRINUSE", "ERR_SSL_...", "HPE_INVALID_METHOD", ...

@@ -3,7 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 public final class Server {
     let loop: EventLoop

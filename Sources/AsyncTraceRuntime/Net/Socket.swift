@@ -10,7 +10,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 public final class Socket {
     public enum Kind: Sendable { case tcp, pipe }

@@ -3,7 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHooks
+@_spi(Runtime) import AsyncHooks
 
 /// The sender of a message (Node's `rinfo`).
 public struct RemoteInfo: Sendable, CustomStringConvertible {
