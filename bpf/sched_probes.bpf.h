@@ -12,7 +12,7 @@ struct offcpu {
     __u32 state;   // enum kp_offcpu_state
     __u32 waker_tgid;
     __u32 waker_tid;
-    __u32 reserved;
+    __u32 sleep_state; // preempted on its way to sleep: the state it was entering, else 0
 };
 
 struct {
@@ -66,10 +66,14 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
         struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
         if (o) {
             __u32 st = prev_state & TASK_REPORT;
-            o->state = (preempt || st == 0)            ? KP_OFFCPU_PREEMPTED
-                       : (st & TASK_INTERRUPTIBLE)     ? KP_OFFCPU_SLEEPING
-                       : (st & TASK_UNINTERRUPTIBLE)   ? KP_OFFCPU_UNINTERRUPTIBLE
-                                                       : KP_OFFCPU_OTHER;
+            __u32 sleep = (st & TASK_INTERRUPTIBLE)     ? KP_OFFCPU_SLEEPING
+                          : (st & TASK_UNINTERRUPTIBLE) ? KP_OFFCPU_UNINTERRUPTIBLE
+                                                        : KP_OFFCPU_OTHER;
+            // Preempted with a sleep state set (between set_current_state and schedule, e.g. at
+            // futex_wait's unlock): still runnable, but if its wakeup comes before it runs again, the
+            // time until then was the wait it was entering.
+            o->state = (preempt || st == 0) ? KP_OFFCPU_PREEMPTED : sleep;
+            o->sleep_state = (preempt && st != 0) ? sleep : 0;
             o->off_ns = now;
             o->wake_ns = 0;
             o->waker_tgid = 0;
@@ -92,7 +96,9 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
             .on_ns = now,
         };
         __u64 runnable_since = o->off_ns;
-        if (o->state != KP_OFFCPU_PREEMPTED) {
+        if (o->state == KP_OFFCPU_PREEMPTED && o->sleep_state && o->wake_ns >= o->off_ns && o->wake_ns <= now)
+            r.state = o->sleep_state; // woken while preempted on its way to sleep: blocked until then
+        if (r.state != KP_OFFCPU_PREEMPTED) {
             // A wakeup not seen (it came before tracing began) counts the whole episode as blocked.
             runnable_since = (o->wake_ns >= o->off_ns && o->wake_ns <= now) ? o->wake_ns : now;
             r.blocked_ns = runnable_since - o->off_ns;
@@ -135,6 +141,7 @@ int BPF_PROG(on_sched_wakeup_new, struct task_struct *p) {
     __u64 now = bpf_ktime_get_ns();
     struct task_struct *cur = bpf_get_current_task_btf();
     o->state = KP_OFFCPU_PREEMPTED; // never ran: all of the wait is run-queue wait
+    o->sleep_state = 0;
     o->off_ns = now;
     o->wake_ns = now;
     o->waker_tgid = cur->tgid;

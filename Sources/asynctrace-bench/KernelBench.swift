@@ -25,6 +25,55 @@ enum KernelBench {
             sustained(rate: 1_000_000, seconds: 10, ringBytes: UInt64(KernelProbeOptions().ringBytes), name: "kernel.sustained_1M_per_s_10s_default_ring")
         }
         if only == nil || only == "drain" { drainRate() }
+        if only == nil || only == "pingpong" { contextSwitchCost() }
+        if only == nil || only == "switches" { sustainedSwitches(roundTripsPerSecond: 100_000, seconds: 10) }
+    }
+
+    // MARK: context switches
+
+    /// Two processes pinned to one CPU pass a byte back and forth over two pipes: every hop is a
+    /// context switch (2 per round trip), plus a write and a read. CPU time of both processes per
+    /// round trip: bare, with empty programs on all the probes' tracepoints, with the probes loaded
+    /// but the pair untraced (the cost every other process on the machine pays), and traced.
+    static func contextSwitchCost() {
+        let trips = 100_000, rounds = 7
+        var bare: [Double] = [], baseline: [Double] = [], untraced: [Double] = [], traced: [Double] = []
+        var switches: [Double] = []
+        for _ in 0..<rounds {
+            bare.append(runWorker("pingpong \(trips)", session: nil, traced: false))
+            baseline.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: .init(baseline: true)), traced: false))
+            untraced.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(), traced: false))
+            var episodes = 0
+            traced.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(), traced: true) {
+                for e in $0 where e.kind == .offCPU { episodes += 1 }
+            })
+            switches.append(Double(episodes) / Double(trips))
+        }
+        let b = median(bare), bl = median(baseline), u = median(untraced), t = median(traced)
+        emit("kernel.pingpong_pinned_round_trip.bare", b)
+        emit("kernel.pingpong_pinned_round_trip.empty_bpf_on_tracepoints", bl, extra: ["ratio_to_bare": bl / b])
+        emit("kernel.pingpong_pinned_round_trip.probes_loaded_untraced", u,
+             extra: ["ratio_to_bare": u / b, "added_ns_per_round_trip": u - b])
+        emit("kernel.pingpong_pinned_round_trip.traced", t,
+             extra: ["ratio_to_bare": t / b, "added_ns_per_round_trip": t - b,
+                     "offcpu_events_per_round_trip": median(switches)])
+    }
+
+    /// A traced pinned ping-pong paced at `roundTripsPerSecond` (2 context switches each) for
+    /// `seconds`, with the default ring: are all the off-CPU episodes recorded?
+    static func sustainedSwitches(roundTripsPerSecond rate: Int, seconds: Int) {
+        guard let session = try? KernelProbeSession() else { return }
+        var stats = KernelProbeStatistics(events: 0, dropped: 0)
+        var episodes = 0, syscalls = 0
+        let achieved = runWorker("pacedpingpong \(rate) \(seconds)", session: session, traced: true, ringStats: &stats) {
+            for e in $0 {
+                if e.kind == .offCPU { episodes += 1 } else if e.kind == .syscall { syscalls += 1 }
+            }
+        }
+        print("{\"benchmark\": \"kernel.sustained_pingpong_10s_default_ring\", \"round_trips_per_s\": \(fmt(achieved)), "
+              + "\"target_round_trips_per_s\": \(rate), \"offcpu_events\": \(episodes), "
+              + "\"offcpu_events_per_s\": \(fmt(Double(episodes) / Double(seconds))), \"syscall_events\": \(syscalls), "
+              + "\"events\": \(stats.events), \"dropped\": \(stats.dropped)}")
     }
 
     // MARK: cost per syscall
@@ -172,12 +221,62 @@ enum KernelBench {
                 while monotonicNowNs() < due {}
             }
             result = fmt(Double(total) / (Double(monotonicNowNs() - t0) / 1e9))
+        case "pingpong":
+            result = fmt(pingPong(trips: Int(parts[1])!, rate: nil))
+        case "pacedpingpong":
+            let rate = Int(parts[1])!, seconds = Int(parts[2])!
+            result = fmt(pingPong(trips: rate * seconds, rate: rate))
         default:
             break
         }
         let out = open(parts.last!, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         _ = result.withCString { write(out, $0, strlen($0)) }
         close(out)
+    }
+
+    /// Parent and a forked child on CPU 0, passing a byte back and forth `trips` times. Unpaced:
+    /// CPU ns of both per round trip. Paced at `rate` round trips/s: the rate achieved.
+    static func pingPong(trips: Int, rate: Int?) -> Double {
+        // sched_setaffinity is a GNU extension the Glibc module does not export: found by name.
+        typealias SetAffinity = @convention(c) (pid_t, Int, UnsafeRawPointer) -> Int32
+        var mask = [UInt64](repeating: 0, count: 16)  // 1024 CPUs, CPU 0 only
+        mask[0] = 1
+        if let sym = dlsym(nil, "sched_setaffinity") {
+            let setAffinity = unsafeBitCast(sym, to: SetAffinity.self)
+            _ = mask.withUnsafeBytes { setAffinity(0, $0.count, $0.baseAddress!) }
+        }
+        var there: [Int32] = [0, 0], back: [Int32] = [0, 0]
+        guard pipe(&there) == 0, pipe(&back) == 0 else { return .nan }
+        var byte: UInt8 = 0
+        let child = fork()
+        if child == 0 {
+            while read(there[0], &byte, 1) == 1 { _ = write(back[1], &byte, 1) }
+            _exit(0)
+        }
+        close(there[0]); close(back[1])
+        let t0 = threadCPUNs(), w0 = monotonicNowNs()
+        var done = 0
+        while done < trips {
+            let batch = min(1000, trips - done)
+            for _ in 0..<batch {
+                _ = write(there[1], &byte, 1)
+                _ = read(back[0], &byte, 1)
+            }
+            done += batch
+            if let rate {
+                let due = w0 + UInt64(Double(done) / Double(rate) * 1e9)
+                while monotonicNowNs() < due {}
+            }
+        }
+        let parentNs = threadCPUNs() - t0, wallNs = monotonicNowNs() - w0
+        close(there[1])
+        var status: Int32 = 0
+        var usage = rusage()
+        _ = wait4(child, &status, 0, &usage)
+        let childNs = UInt64(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000_000
+            + UInt64(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1000
+        if rate != nil { return Double(trips) / (Double(wallNs) / 1e9) }
+        return Double(parentNs + childNs) / Double(trips)
     }
 
     // MARK: helpers
