@@ -20,12 +20,15 @@ public final class KernelRecording {
     private let rootPid: Int32
     private let createdNs: UInt64
     private var snapshotTaken = false
+    /// What /proc showed, held until the first write, and when it was read.
+    private var snapshot: [KernelEvent] = []
+    private var snapshotReadNs: UInt64 = 0
 
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
     /// The threads and fds `rootPid` has when the first events are pumped (a launched program has
     /// exec'd by then) are read from /proc and written as if seen when the recording was created,
-    /// which is before tracing began, except those the probes saw made; anything the probes see
-    /// later supersedes them.
+    /// which is before tracing began, except those the probes saw made before the read; anything
+    /// the probes see later supersedes them.
     public init(session: KernelProbeSession, traceFD: Int32, rootPid: Int32) {
         self.session = session
         self.writer = KernelTraceWriter(fd: traceFD, rootPid: UInt32(rootPid))
@@ -37,14 +40,21 @@ public final class KernelRecording {
     private func takeSnapshot() {
         guard !snapshotTaken else { return }
         snapshotTaken = true
-        let found = ProcessSnapshot.events(pid: rootPid, timestampNs: createdNs)
-        guard !found.isEmpty else { return }
-        let onEvents = self.onEvents
+        snapshotReadNs = monotonicNowNs()
+        snapshot = ProcessSnapshot.events(pid: rootPid, timestampNs: createdNs)
+    }
+
+    /// Before the first write: the snapshot joins the pending events, without what the probes saw
+    /// made before /proc was read (a thread created, an fd opened since tracing began): /proc
+    /// would show its later state at the earlier time. By the first write (100 ms on, or the final
+    /// drain) the ring has delivered everything up to the read.
+    private func mergeSnapshot() {
+        guard !snapshot.isEmpty else { return }
+        let found = snapshot, readNs = snapshotReadNs, onEvents = self.onEvents
+        snapshot = []
         writer.receive { pending in
-            // What the probes already saw made (a thread created, an fd opened since tracing began)
-            // they describe better: /proc would show its later state at the earlier time.
             var seenThreads = Set<UInt64>(), seenFds = Set<UInt64>()
-            for e in pending {
+            for e in pending where e.timestampNs <= readNs {
                 let key = UInt64(e.pid) << 32
                 if e.kind == .threadName { seenThreads.insert(key | UInt64(e.tid)) }
                 if e.kind == .fdOpen { seenFds.insert(key | UInt64(UInt32(bitPattern: e.fd))) }
@@ -68,9 +78,10 @@ public final class KernelRecording {
             let before = pending.count
             if session.poll(timeoutMs: timeoutMs, into: &pending) > 0 { onEvents?(pending[before...]) }
         }
-        takeSnapshot()  // after the first poll: it leaves out what the probes saw made
+        takeSnapshot()
         let now = monotonicNowNs()
         if now - lastFlushNs >= flushIntervalNs || writer.pendingCount >= 1 << 18 {
+            mergeSnapshot()
             writer.flush(nowNs: now, droppedCumulative: session.statistics.dropped)
             lastFlushNs = now
         }
@@ -93,11 +104,13 @@ public final class KernelRecording {
             }
             empty = got == 0 ? empty + 1 : 0
             if writer.pendingCount >= 1 << 18 {
+                mergeSnapshot()
                 writer.flush(nowNs: monotonicNowNs(), droppedCumulative: session.statistics.dropped)
             }
         }
         let stats = session.statistics
         session.close()
+        mergeSnapshot()
         writer.flush(nowNs: monotonicNowNs(), droppedCumulative: stats.dropped, final: true)
         return stats
     }
