@@ -14,6 +14,12 @@ if [ "$status" -ne 0 ]; then
     echo "asynctrace: swift test failed (exit $status)" >&2
     exit "$status"
 fi
+# The swift-distributed-tracing bridge is a package of its own (its dependency stays out of the root build).
+echo "asynctrace: testing Adapters/AsyncTraceTracing" >&2
+(cd Adapters/AsyncTraceTracing && swift test 2>&1 | tee -a "../../$log") || {
+    echo "asynctrace: the tracing adapter's tests failed" >&2
+    exit 1
+}
 if [ "$(id -u)" -eq 0 ] && [ -r /sys/kernel/btf/vmlinux ]; then
     if grep -q "KERNEL TEST SKIPPED" "$log"; then
         echo "asynctrace: kernel tests were skipped on a machine with root and BTF; that is a failure" >&2

@@ -378,6 +378,8 @@ public struct TraceAnalysis: Sendable {
     public var window: ClosedRange<UInt64>? = nil
     /// Threads beyond the tracking bound (not listed).
     public var untrackedThreads: UInt64 = 0
+    /// Spans (spanBegin/spanEnd): the slowest, with what ran inside them.
+    public var spans = SpanSummary()
 
     /// A thread's name where the trace knows it.
     public func threadName(pid: UInt32, tid: UInt32) -> String? {

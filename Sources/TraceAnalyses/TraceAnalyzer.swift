@@ -45,6 +45,7 @@ public struct TraceAnalyzer {
     var busySeconds = BusySecondsTracker(.callbacks)
     var busySecondsBetweenWaits = BusySecondsTracker(.betweenEpollWaits)
     var threads: ThreadTracker
+    var spans: SpanTracker
     /// Names of the threads with a user stream (threadInfo).
     var userThreadNames: [UInt64: String] = [:]
     let windowStart: UInt64
@@ -69,6 +70,7 @@ public struct TraceAnalyzer {
         loop = LoopTracker(streams: n)
         io = IOTracker(streams: n)
         kernelLoop = KernelLoopTracker(top: options.top)
+        spans = SpanTracker(top: options.top)
     }
 
     /// The callback running on (pid, tid) right now, if any: the resource and its frame.
@@ -120,6 +122,17 @@ public struct TraceAnalyzer {
             if info.fd >= 0 && Int64(info.fd) != fd { io.releaseOwner(pid: pid, fd: Int64(info.fd), asyncID: key.asyncID) }
             resources.setFD(key, fd: Int32(truncatingIfNeeded: fd))
             io.setOwner(pid: pid, fd: fd, asyncID: key.asyncID, type: info.type)
+        case .spanBegin:
+            let exec = ev.u(2)
+            let st = reader.streams[s]
+            let execType = resources.info(ResourceKey(pid: pid, asyncID: exec)).map { resources.typeName($0.type) }
+            spans.begin(pid: pid, tid: st.tid, threadName: st.threadName, spanID: ev.u(0), name: ev.text,
+                        executionAsyncID: exec, executionType: execType, ns: ns)
+        case .spanAttribute:
+            spans.attribute(pid: pid, spanID: ev.u(0), text: ev.text)
+        case .spanEnd:
+            let table = resources
+            spans.end(pid: pid, spanID: ev.u(0), ns: ns, typeName: { table.typeName($0) })
         case .loopIteration:
             callbacks.loopIsIdle(stream: s)
             loop.iteration(stream: s, ns: ns)
@@ -214,6 +227,17 @@ public struct TraceAnalyzer {
     }
 
     private mutating func finished(_ frame: CallbackFrame, _ d: UInt64, stream s: Int) {
+        if !spans.byContext.isEmpty {
+            let st = reader.streams[s]
+            let table = resources
+            spans.callbackEnded(pid: st.pid, asyncID: frame.asyncID, type: frame.type, durationNs: d, resources: table) {
+                CallbackRecord(asyncID: frame.asyncID, type: table.typeName(frame.type), pid: st.pid, tid: st.tid,
+                               threadName: st.threadName, startNs: frame.beforeNs, durationNs: d,
+                               causalChain: table.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
+                               syscalls: CallbackTracker.syscalls(of: frame), blockedNs: frame.blockedNs,
+                               runqueueNs: frame.runqueueNs)
+            }
+        }
         if callbacks.stacks[s].isEmpty {
             busySeconds.busy(startNs: frame.beforeNs, endNs: frame.beforeNs &+ d, earliestNs: firstNs)
         }
@@ -325,7 +349,7 @@ public struct TraceAnalyzer {
             return c
         }
 
-        return TraceAnalysis(
+        var analysis = TraceAnalysis(
             options: options, overview: overview, loop: loopSummary, resources: types,
             slowestCallbacks: callbacks.slowest.sorted.map(withSplit),
             blocking: BlockingSummary(thresholdNs: options.blockingThresholdNs, count: callbacks.blockingCount,
@@ -340,6 +364,9 @@ public struct TraceAnalyzer {
             threads: threadList, hasSchedulerEvents: sched, stalls: stalls,
             stallsAtThreshold: finalThreads.stallsAtThreshold, stallsAtThresholdNs: finalThreads.stallsAtThresholdNs,
             window: options.window, untrackedThreads: finalThreads.untrackedThreads)
+        let table = resources
+        analysis.spans = spans.finished(endNs: lastNs, typeName: { table.typeName($0) })
+        return analysis
     }
 
     /// Live resources grouped by type; the most common causal chain (sampled) says where they came from.

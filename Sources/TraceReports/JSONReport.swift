@@ -89,6 +89,12 @@ public enum JSONReport {
                 }
             }
             j.array("slowest_callbacks") { r in for c in a.slowestCallbacks { r.object { callback(c, &$0) } } }
+            j.array("spans") { r in for sp in a.spans.slowest { r.object { span(sp, &$0) } } }
+            j.object("spans_summary") { o in
+                o.field("begun", a.spans.begun)
+                o.field("ended", a.spans.ended)
+                o.field("open_at_end", a.spans.openAtEnd)
+            }
             j.array("blocking") { r in for c in a.blocking.longest { r.object { callback(c, &$0) } } }
             j.object("blocking_summary") { b in
                 b.field("threshold_ns", a.blocking.thresholdNs)
@@ -405,5 +411,32 @@ public enum JSONReport {
         optional("runqueue_ns", c.runqueueNs, &e)
         e.strings("causal_chain", c.causalChain)
         syscallsInside(c.syscalls, &e)
+    }
+
+    private static func span(_ sp: SpanRecord, _ e: inout JSONWriter) {
+        e.field("span_id", sp.spanID)
+        e.field("name", sp.name)
+        e.field("pid", UInt64(sp.pid))
+        e.field("tid", UInt64(sp.tid))
+        e.field("thread", sp.threadName)
+        e.field("start_ns", sp.startNs)
+        optional("duration_ns", sp.durationNs, &e)
+        e.field("execution_async_id", sp.executionAsyncID)
+        e.field("execution_type", sp.executionType)
+        optional("parent_span_id", sp.parentSpanID, &e)
+        e.field("trace_id", sp.attribute("trace.id"))
+        e.object("attributes") { o in for (k, v) in sp.attributes { o.field(k, v) } }
+        e.field("callbacks_inside", sp.callbacksInside)
+        e.field("callback_ns_inside", sp.callbackNsInside)
+        e.array("inside_by_type") { r in
+            for t in sp.insideByType {
+                r.object { o in
+                    o.field("type", t.type)
+                    o.field("count", t.count)
+                    o.field("ns", t.ns)
+                }
+            }
+        }
+        if let c = sp.longestInside { e.object("longest_inside") { callback(c, &$0) } } else { e.null("longest_inside") }
     }
 }

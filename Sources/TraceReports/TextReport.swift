@@ -16,6 +16,7 @@ public enum TextReport {
         threads(a, &out)
         callbacks(a, &out)
         slowest(a, &out)
+        spans(a, &out)
         syscalls(a, &out)
         fds(a, &out)
         openAtExit(a, &out)
