@@ -506,3 +506,5 @@ int BPF_PROG(baseline_sched_switch, bool preempt, struct task_struct *prev, stru
 
 SEC("tp_btf/sched_waking")
 int BPF_PROG(baseline_sched_waking, struct task_struct *p) { return 0; }
+// CPU samples with stacks (record --sample-rate): their own file, sharing the filter and the ring.
+#include "cpu_samples_probes.h"

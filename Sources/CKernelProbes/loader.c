@@ -14,6 +14,7 @@
 #include <bpf/libbpf.h>
 
 #include "syscall_probes.skel.h"
+#include "cpu_sampling.h"
 
 // The ring buffer, read directly rather than through libbpf's ring_buffer__consume, which
 // publishes the consumer position after every record: the producer reads that position on every
@@ -35,6 +36,8 @@ struct kp_probes {
     struct syscall_probes_bpf *skel;
     struct ring_reader ring;
     uint64_t ring_bytes;
+    struct kp_sampling *sampling; // CPU samples (NULL: off)
+    int sampling_error;           // errno of a failed start of sampling
 };
 
 static int ring_open(struct ring_reader *r, int map_fd, uint64_t size) {
@@ -202,6 +205,10 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
     bpf_program__set_autoload(p->skel->progs.baseline_sys_exit, baseline);
     bpf_program__set_autoload(p->skel->progs.baseline_sched_switch, baseline);
     bpf_program__set_autoload(p->skel->progs.baseline_sched_waking, baseline);
+    uint32_t sample_hz = options && !baseline ? options->sample_hz : 0;
+    bpf_program__set_autoload(p->skel->progs.on_cpu_sample, sample_hz > 0);
+    bpf_program__set_autoload(p->skel->progs.on_process_exec, sample_hz > 0); // only samples need the mappings
+    p->skel->rodata->sample_kernel_stacks = options && options->kernel_stacks ? 1 : 0;
     step = "sizing the ring buffer";
     if ((err = -bpf_map__set_max_entries(p->skel->maps.events, (uint32_t)ring_bytes)) != 0)
         goto fail;
@@ -211,6 +218,12 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
     step = "attaching to the syscall and scheduler tracepoints";
     if ((err = -syscall_probes_bpf__attach(p->skel)) != 0)
         goto fail;
+    if (sample_hz > 0) {
+        // Not fatal: the syscall probes are worth having without samples (the caller says why).
+        p->sampling = kp_sampling_start(p->skel->progs.on_cpu_sample, sample_hz);
+        if (!p->sampling)
+            p->sampling_error = errno;
+    }
     step = "mapping the ring buffer";
     if ((err = -ring_open(&p->ring, bpf_map__fd(p->skel->maps.events), ring_bytes)) != 0)
         goto fail;
@@ -253,7 +266,11 @@ void kp_probes_done(struct kp_probes *p) {
 }
 
 void kp_probes_detach(struct kp_probes *p) {
-    if (p && p->skel)
+    if (!p)
+        return;
+    kp_sampling_stop(p->sampling);
+    p->sampling = NULL;
+    if (p->skel)
         syscall_probes_bpf__detach(p->skel);
 }
 
@@ -261,12 +278,17 @@ uint64_t kp_probes_dropped(const struct kp_probes *p) {
     return __atomic_load_n(&p->skel->bss->dropped_records, __ATOMIC_RELAXED);
 }
 
+uint32_t kp_probes_sampled_cpus(const struct kp_probes *p) { return kp_sampling_cpus(p->sampling); }
+
+int kp_probes_sampling_error(const struct kp_probes *p) { return p->sampling_error; }
+
 uint64_t kp_probes_ring_bytes(const struct kp_probes *p) { return p->ring_bytes; }
 
 void kp_probes_close(struct kp_probes *p) {
     if (!p)
         return;
     ring_close(&p->ring);
+    kp_sampling_stop(p->sampling);
     syscall_probes_bpf__destroy(p->skel);
     free(p);
 }

@@ -13,6 +13,8 @@ public struct KernelEvent: Sendable {
         /// `fd` begins a new life (`fdKind`, `sourceFd`, `detail`); `sourceFd == fd`: the current
         /// life was described further (a connect).
         case fdOpen
+        /// CPU samples and mappings (SampleCollector): their stacks and paths live in its SampleTables.
+        case cpuSample, mapping
     }
 
     public var kind: Kind
@@ -54,6 +56,11 @@ public struct KernelEvent: Sendable {
     public var sourceFd: Int32 = -1
     /// threadName / fdOpen: how many bytes of text `epollDataStorage` holds (it is free there).
     public var detailLength: UInt8 = 0
+    /// cpuSample: interned stack ids (SampleTables.stacks; 0: none).
+    public var userStack: UInt32 = 0
+    public var kernelStack: UInt32 = 0
+    /// mapping: index into SampleTables.mappings.
+    public var mappingIndex: UInt32 = 0
 
     public var durationNs: UInt64 { timestampNs >= enterNs ? timestampNs - enterNs : 0 }
 

@@ -11,11 +11,17 @@ public struct KernelProbeOptions: Sendable {
     public var wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY
     /// Attach empty programs instead of the probes: only for measuring the tracepoints' own cost.
     public var baseline = false
+    /// CPU samples of the traced threads per second per CPU, with their user stacks; 0: off.
+    public var sampleHz: UInt32 = 0
+    /// Samples carry the kernel stack too.
+    public var kernelStacks = false
     public init(ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
-                baseline: Bool = false) {
+                baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false) {
         self.ringBytes = ringBytes
         self.wakeupEvery = wakeupEvery
         self.baseline = baseline
+        self.sampleHz = sampleHz
+        self.kernelStacks = kernelStacks
     }
 }
 
@@ -42,11 +48,17 @@ public final class KernelProbeSession {
     private var received: UInt64 = 0
     private var undecodable: UInt64 = 0
     private var lastDropped: UInt64 = 0
+    /// CPU samples: their stacks and the mappings that name them.
+    public let samples = SampleCollector()
 
     /// Loads and attaches the probes; nothing is traced until `trace(pid:)`.
     public init(options: KernelProbeOptions = KernelProbeOptions()) throws(KernelProbesUnavailable) {
-        var opts = kp_options(ring_bytes: options.ringBytes, wakeup_every: options.wakeupEvery, wakeup_bytes: 0,
-                               baseline: options.baseline ? 1 : 0)
+        var opts = kp_options()
+        opts.ring_bytes = options.ringBytes
+        opts.wakeup_every = options.wakeupEvery
+        opts.baseline = options.baseline ? 1 : 0
+        opts.sample_hz = options.sampleHz
+        opts.kernel_stacks = options.kernelStacks ? 1 : 0
         var why = [CChar](repeating: 0, count: 512)
         let p = kp_probes_open(&opts, &why, why.count)
         guard let p else {
@@ -63,6 +75,7 @@ public final class KernelProbeSession {
     public func trace(pid: Int32) {
         guard let probes, pid > 0 else { return }
         _ = kp_probes_trace_tgid(probes, UInt32(pid))
+        if kp_probes_sampled_cpus(probes) > 0 { samples.processTraced(pid: UInt32(pid), nowNs: monotonicNowNs()) }
     }
 
     /// Waits up to `timeoutMs` for events, then appends up to `limit` of them (in ring order, which
@@ -72,11 +85,15 @@ public final class KernelProbeSession {
         guard let probes else { return 0 }
         _ = kp_probes_wait(probes, timeoutMs)
         let before = events.count
+        samples.drain(into: &events)
         var size: UInt32 = 0
         var taken = 0
         while taken < limit, let record = kp_probes_next(probes, &size) {
             taken += 1
-            if !KernelEvent.decode(record: record, size: Int(size), into: &events) { undecodable += 1 }
+            if !KernelEvent.decode(record: record, size: Int(size), into: &events)
+                && !samples.take(record: record, size: Int(size), into: &events) {
+                undecodable += 1
+            }
         }
         kp_probes_done(probes)
         received += UInt64(events.count - before)
@@ -85,6 +102,15 @@ public final class KernelProbeSession {
 
     public var statistics: KernelProbeStatistics {
         KernelProbeStatistics(events: received, dropped: (probes.map { kp_probes_dropped($0) } ?? lastDropped) + undecodable)
+    }
+
+    /// CPUs sampled (0: sampling off or failed; `samplingError` says why).
+    public var sampledCPUs: Int { probes.map { Int(kp_probes_sampled_cpus($0)) } ?? 0 }
+    /// Why sampling could not start (nil: it started or was not asked for).
+    public var samplingError: String? {
+        guard let probes else { return nil }
+        let e = kp_probes_sampling_error(probes)
+        return e == 0 ? nil : "CPU sampling off: cannot open cpu-clock perf events: \(errorText(e))"
     }
 
     public var ringBytes: UInt64 { probes.map { kp_probes_ring_bytes($0) } ?? 0 }

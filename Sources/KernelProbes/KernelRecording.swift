@@ -32,6 +32,7 @@ public final class KernelRecording {
     public init(session: KernelProbeSession, traceFD: Int32, rootPid: Int32) {
         self.session = session
         self.writer = KernelTraceWriter(fd: traceFD, rootPid: UInt32(rootPid))
+        self.writer.sampleTables = session.samples.tables
         self.rootPid = rootPid
         self.createdNs = monotonicNowNs()
         self.lastFlushNs = createdNs

@@ -29,6 +29,10 @@ public struct KernelTraceWriter {
     private var pending: [KernelEvent] = []
     private var sequence: UInt64 = 0
     private var finished = false
+    /// Stacks and mappings of cpuSample/mapping events (the session's `samples.tables`).
+    public var sampleTables: SampleTables?
+    /// Stack ids already defined in this stream (a bit per id).
+    private var definedStacks: [UInt64] = []
 
     /// `fd` must be open with O_APPEND; the writer does not close it.
     public init(fd: Int32, rootPid: UInt32) {
@@ -80,7 +84,9 @@ public struct KernelTraceWriter {
         let start = events.first?.timestampNs ?? emptyTime
         let end = events.last?.timestampNs ?? emptyTime
         var b = ChunkBuilder(pid: rootPid, tid: 0, startNs: start, startTicks: start, reserve: events.count * 24 + 64)
-        for e in events { Self.encode(e, into: &b) }
+        for e in events {
+            if e.kind == .cpuSample || e.kind == .mapping { encodeSampleEvent(e, into: &b) } else { Self.encode(e, into: &b) }
+        }
         var flags: ChunkFlags = .kernel
         if final { flags.insert(.final) }
         let bytes = b.seal(sequence: sequence, endNs: end, endTicks: end, droppedCumulative: droppedCumulative,
@@ -158,7 +164,41 @@ public struct KernelTraceWriter {
             b.putUnsigned(UInt64(e.fdKind))
             b.putSigned(Int64(e.sourceFd))
             b.putStringID(detail)
+        case .cpuSample, .mapping:
+            break  // encodeSampleEvent: they need the sample tables
         }
+    }
+
+    /// A sample, preceded by the stackDef of each of its stacks the stream has not defined yet; or a mapping.
+    private mutating func encodeSampleEvent(_ e: KernelEvent, into b: inout ChunkBuilder) {
+        guard let tables = sampleTables else { return }
+        if e.kind == .mapping {
+            guard Int(e.mappingIndex) < tables.mappings.count else { return }
+            let m = tables.mappings[Int(e.mappingIndex)]
+            let path = b.intern(m.path, ticks: e.timestampNs)
+            b.beginEvent(.mapping, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(m.pid))
+            b.putUnsigned(m.start)
+            b.putUnsigned(m.end)
+            b.putUnsigned(m.fileOffset)
+            b.putStringID(path)
+            b.putList(m.buildID.lazy.map { UInt64($0) })
+            return
+        }
+        for id in [e.userStack, e.kernelStack] where id != 0 {
+            let word = Int(id / 64), bit = UInt64(1) << (id % 64)
+            if word >= definedStacks.count { definedStacks.append(contentsOf: repeatElement(0, count: word + 1 - definedStacks.count)) }
+            guard definedStacks[word] & bit == 0 else { continue }
+            definedStacks[word] |= bit
+            b.beginEvent(.stackDef, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(id))
+            b.putList(tables.stacks.frames(id))
+        }
+        b.beginEvent(.cpuSample, ticks: e.timestampNs)
+        b.putUnsigned(UInt64(e.pid))
+        b.putUnsigned(UInt64(e.tid))
+        b.putUnsigned(UInt64(e.userStack))
+        b.putUnsigned(UInt64(e.kernelStack))
     }
 
     /// One write() for the whole chunk; a short write (disk full) is completed, then reported.

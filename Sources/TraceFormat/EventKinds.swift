@@ -76,7 +76,11 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var threadExit: EventKind { EventKind(rawValue: 0x25) }
     @inlinable public static var offCPU: EventKind { EventKind(rawValue: 0x26) }
     @inlinable public static var fdOpen: EventKind { EventKind(rawValue: 0x27) }
-    // 0x28...0x2F: reserved for CPU samples, stacks and mappings (version 3)
+    // Kernel stream, version 3: CPU samples, their interned stacks, and the code mappings that name them
+    @inlinable public static var stackDef: EventKind { EventKind(rawValue: 0x28) }
+    @inlinable public static var cpuSample: EventKind { EventKind(rawValue: 0x29) }
+    @inlinable public static var mapping: EventKind { EventKind(rawValue: 0x2A) }
+    // 0x2B...0x2F: reserved for more stack kinds (version 3)
 
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
@@ -215,6 +219,15 @@ public enum EventSpecs {
                   args: [a("pid", .unsigned), a("tid", .unsigned), a("fd", .signed), a("kind", .unsigned),
                          a("sourceFd", .signed), a("detail", .string)],
                   summary: "an fd begins a new life: its kind (FDKind), path or local->peer address, and the fd it was duplicated from (-1: none); tid 0 for fds found open at attach"),
+        EventSpec(kind: .stackDef, name: "stackDef", args: [a("id", .unsigned), a("frames", .list)],
+                  summary: "defines stack id (>= 1) for the rest of the stream: code addresses, innermost first"),
+        EventSpec(kind: .cpuSample, name: "cpuSample",
+                  args: [a("pid", .unsigned), a("tid", .unsigned), a("userStack", .unsigned), a("kernelStack", .unsigned)],
+                  summary: "a traced thread was on a CPU; its user and kernel stacks by stackDef id (0: none)"),
+        EventSpec(kind: .mapping, name: "mapping",
+                  args: [a("pid", .unsigned), a("start", .unsigned), a("end", .unsigned), a("fileOffset", .unsigned),
+                         a("path", .string), a("buildID", .list)],
+                  summary: "an executable region of a traced process from now on (it replaces overlapping earlier ones of the pid): file path (empty: anonymous, e.g. JIT code) and the ELF build id, one byte per list element"),
     ]
 
     /// Lookup by code; nil where no kind is defined.

@@ -53,6 +53,17 @@ struct RecordCommand: ParsableCommand {
             help: "Kernel ring buffer size, a power of two (e.g. 16M, 64MiB; default 16M).")
     var bufferSize: String?
 
+    @Option(name: .customLong("sample-rate"),
+            help: "CPU samples with stacks of the traced threads, per second per CPU (0: off).")
+    var sampleRate: UInt32 = 999
+
+    @Flag(name: .customLong("kernel-stacks"), help: "CPU samples carry the kernel stack too.")
+    var kernelStacks = false
+
+    @Flag(name: .customLong("no-perf-map"),
+          help: "Do not add --perf-basic-prof-only-functions to a Node program's NODE_OPTIONS (its JS frames then stay unnamed).")
+    var noPerfMap = false
+
     @Option(help: "Attach the kernel probes to this running process instead of starting a program.")
     var pid: Int32?
 
@@ -74,6 +85,7 @@ struct RecordCommand: ParsableCommand {
         if let d = duration, Quantities.duration(d) == nil {
             throw ValidationError("cannot read duration '\(d)': give a number and a unit, e.g. 10s, 500ms, 2m (at most ~292 years)")
         }
+        if sampleRate > 100_000 { throw ValidationError("--sample-rate \(sampleRate) is more than 100000 per second") }
         if let b = bufferSize {
             guard let n = Quantities.byteSize(b) else { throw ValidationError("cannot read buffer size '\(b)' (e.g. 16M, 64MiB)") }
             guard n >= 4096, n & (n - 1) == 0, n <= 1 << 31 else {
@@ -83,7 +95,8 @@ struct RecordCommand: ParsableCommand {
     }
 
     func run() throws {
-        let options = KernelProbeOptions(ringBytes: bufferSize.flatMap(Quantities.byteSize) ?? KernelProbeOptions().ringBytes)
+        let options = KernelProbeOptions(ringBytes: bufferSize.flatMap(Quantities.byteSize) ?? KernelProbeOptions().ringBytes,
+                                         sampleHz: sampleRate, kernelStacks: kernelStacks)
         if let pid {
             try attach(to: pid, options: options)
         } else {
@@ -105,6 +118,7 @@ struct RecordCommand: ParsableCommand {
         if !noKernel {
             do {
                 session = try KernelProbeSession(options: options)
+                if let why = session?.samplingError { note(why) }
             } catch {
                 note("\(error.description); recording the program's own events only")
             }
@@ -125,6 +139,7 @@ struct RecordCommand: ParsableCommand {
         let nodeLaunch = NodeLaunch.prepare(options: node, program: program,
                                             owner: user.map { (UInt32(bitPattern: $0.uid), UInt32(bitPattern: $0.gid)) })
         if let nodeLaunch { environment = nodeLaunch.adjust(environment) }
+        environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && (session?.sampledCPUs ?? 0) > 0)
         let child: HeldProcess
         do {
             child = try HeldProcess(path: program, arguments: command, environment: environment, uid: user?.uid,
@@ -213,6 +228,7 @@ struct RecordCommand: ParsableCommand {
         let session: KernelProbeSession
         do {
             session = try KernelProbeSession(options: options)
+            if let why = session.samplingError { note(why) }
         } catch {
             fail("\(error.description); --pid records kernel events only, so there is nothing to record", exitCode: 1)
         }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "syscall_event.h"
+#include "cpu_sample.h"
 
 struct kp_probes;
 
@@ -16,6 +17,8 @@ struct kp_options {
     uint32_t wakeup_every; // wake the consumer after this many records per CPU; 0 = default
     uint64_t wakeup_bytes; // ... or when this many bytes wait; 0 = half the ring
     uint32_t baseline;     // 1: attach empty programs instead (measures the tracepoints' own cost)
+    uint32_t sample_hz;    // CPU samples of traced threads per second per CPU (cpu-clock); 0 = off
+    uint32_t kernel_stacks; // 1: samples carry the kernel stack too
 };
 
 #define KP_DEFAULT_RING_BYTES (16u << 20)
@@ -44,6 +47,10 @@ void kp_probes_detach(struct kp_probes *probes);
 
 // Records the BPF side could not deliver (ring full), since open.
 uint64_t kp_probes_dropped(const struct kp_probes *probes);
+// CPUs with a sampling perf event (0: sampling off).
+uint32_t kp_probes_sampled_cpus(const struct kp_probes *probes);
+// Why sampling was asked for but could not start (an errno; 0: it started or was not asked for).
+int kp_probes_sampling_error(const struct kp_probes *probes);
 uint64_t kp_probes_ring_bytes(const struct kp_probes *probes);
 
 // Detaches and frees everything.

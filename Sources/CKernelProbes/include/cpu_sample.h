@@ -1,0 +1,1 @@
+../../../bpf/cpu_sample.h

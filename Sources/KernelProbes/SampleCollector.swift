@@ -1,0 +1,132 @@
+// Turns the probes' sample and exec records into events: interns each sample's stacks, and records
+// the executable mappings of every sampled process (at attach, after execve, and whenever a sample
+// holds an address outside the mappings known so far: a library loaded later, new JIT code space).
+import CKernelProbes
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class SampleCollector {
+    public let tables = SampleTables()
+    /// Samples received.
+    public private(set) var samples: UInt64 = 0
+    /// Times /proc/PID/maps was read.
+    public private(set) var mapsReads: UInt64 = 0
+    /// Re-read the maps of a process on an unknown address at most this often: a frame-pointer walk
+    /// through code without frame pointers yields addresses that no mapping will ever hold.
+    public var rereadIntervalNs: UInt64 = 100_000_000
+
+    private struct MappingKey: Hashable {
+        var start: UInt64, end: UInt64, offset: UInt64, inode: UInt64, path: String
+    }
+
+    private struct ProcessState {
+        /// Known executable regions, sorted by start.
+        var regions: [(start: UInt64, end: UInt64)] = []
+        var known: Set<MappingKey> = []
+        var lastReadNs: UInt64 = 0
+        var read = false
+    }
+
+    private var processes: [UInt32: ProcessState] = [:]
+    private var buildIDs: [String: [UInt8]] = [:]  // "device inode" -> build id
+    private var pending: [KernelEvent] = []
+
+    public init() {}
+
+    /// Records the mappings of a process as they are now (at attach).
+    public func processTraced(pid: UInt32, nowNs: UInt64) {
+        refresh(pid: pid, atNs: nowNs, resetting: false)
+    }
+
+    /// Events produced outside `take` (by `processTraced`), moved into `events`.
+    public func drain(into events: inout [KernelEvent]) {
+        guard !pending.isEmpty else { return }
+        events.append(contentsOf: pending)
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Decodes a sample or exec record into `events` (with the mapping events it makes necessary).
+    /// False if the record is of another kind (or too short).
+    public func take(record: UnsafeRawPointer, size: Int, into events: inout [KernelEvent]) -> Bool {
+        guard size >= 4 else { return false }
+        let kind = record.loadUnaligned(as: UInt32.self)
+        if kind == KP_RECORD_PROCESS_EXEC {
+            guard size >= MemoryLayout<kp_exec_record>.size else { return false }
+            let r = record.loadUnaligned(as: kp_exec_record.self)
+            refresh(pid: r.tgid, atNs: r.time_ns, resetting: true)
+            drain(into: &events)
+            return true
+        }
+        guard kind == KP_RECORD_CPU_SAMPLE else { return false }
+        let header = MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.frames)!
+        guard size >= header else { return false }
+        let pid = record.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+        let tid = record.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+        let userCount = Int(record.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        let kernelCount = Int(record.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+        let time = record.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+        guard size >= header + 8 * (userCount + kernelCount) else { return false }
+        samples += 1
+        var e = KernelEvent(kind: .cpuSample, pid: pid, tid: tid, timestampNs: time)
+        // The ring's records are 8-byte aligned and so is `frames`.
+        let frames = (record + header).assumingMemoryBound(to: UInt64.self)
+        let user = UnsafeBufferPointer(start: frames, count: userCount)
+        e.userStack = tables.stacks.intern(user)
+        e.kernelStack = tables.stacks.intern(UnsafeBufferPointer(start: frames + userCount, count: kernelCount))
+        if userCount > 0 && hasUnknownAddress(pid: pid, user, atNs: time) {
+            refresh(pid: pid, atNs: time, resetting: false)
+            drain(into: &events)
+        }
+        events.append(e)
+        return true
+    }
+
+    private func hasUnknownAddress(pid: UInt32, _ frames: UnsafeBufferPointer<UInt64>, atNs time: UInt64) -> Bool {
+        guard let p = processes[pid] else { return true }
+        guard time &- p.lastReadNs >= rereadIntervalNs else { return false }
+        for a in frames where !Self.contains(p.regions, a) { return true }
+        return false
+    }
+
+    private static func contains(_ regions: [(start: UInt64, end: UInt64)], _ a: UInt64) -> Bool {
+        var lo = 0, hi = regions.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if regions[mid].start <= a { lo = mid + 1 } else { hi = mid }
+        }
+        return lo > 0 && a < regions[lo - 1].end
+    }
+
+    /// Reads the process's maps and emits a `mapping` for each executable region not seen before
+    /// (all of them after an exec), stamped just before `time` so the reader has them by then.
+    private func refresh(pid: UInt32, atNs time: UInt64, resetting: Bool) {
+        var state = resetting ? ProcessState() : (processes[pid] ?? ProcessState())
+        state.lastReadNs = time
+        state.read = true
+        defer { processes[pid] = state }
+        mapsReads += 1
+        guard let entries = ProcessMaps.executableRegions(pid: pid) else { return }
+        state.regions = entries.map { ($0.start, $0.end) }.sorted { $0.start < $1.start }
+        for entry in entries {
+            let key = MappingKey(start: entry.start, end: entry.end, offset: entry.fileOffset, inode: entry.inode,
+                                 path: entry.path)
+            guard state.known.insert(key).inserted else { continue }
+            var buildID: [UInt8] = []
+            if entry.inode != 0 {
+                let cacheKey = "\(entry.device) \(entry.inode)"
+                if let cached = buildIDs[cacheKey] {
+                    buildID = cached
+                } else {
+                    buildID = ProcessMaps.buildID(pid: pid, entry: entry)
+                    buildIDs[cacheKey] = buildID
+                }
+            }
+            var e = KernelEvent(kind: .mapping, pid: pid, tid: 0, timestampNs: time > 0 ? time - 1 : 0)
+            e.mappingIndex = UInt32(tables.mappings.count)
+            tables.mappings.append(RecordedMapping(pid: pid, start: entry.start, end: entry.end,
+                                                   fileOffset: entry.fileOffset, path: entry.path, buildID: buildID))
+            pending.append(e)
+        }
+    }
+}
