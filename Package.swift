@@ -70,6 +70,8 @@ let package = Package(
 
         // --- reading side ---
         .target(name: "TraceReader", dependencies: ["TraceFormat"]),
+        // Names the code in CPU samples (ELF symbols, Node perf maps, kallsyms) at read time.
+        .target(name: "TraceSymbols", dependencies: ["TraceReader", "TraceFormat"]),
         // Synthetic traces for the export benchmark and tests (neither side of the product uses it).
         .target(name: "TraceFixtures", dependencies: ["TraceFormat"]),
         // No unsafe flags (SwiftPM refuses them in dependencies): the hot class properties of the export
@@ -82,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "asynctrace",
             dependencies: [
-                "TraceReader", "TraceAnalyses", "TraceReports", "KernelProbes", "TraceFormat", "TraceExports",
+                "TraceReader", "TraceAnalyses", "TraceReports", "KernelProbes", "TraceFormat", "TraceExports", "TraceSymbols",
                 "CRecorderSupport",
                 "NodeRecording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -117,7 +119,7 @@ let package = Package(
         .testTarget(name: "NetTests", dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncHooks",
                                                  "TraceReader", "TraceAnalyses", "asynctrace-examples"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "kernel-groundtruth", "kernel-threads-groundtruth", "asynctrace",
+        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "TraceSymbols", "kernel-groundtruth", "kernel-threads-groundtruth", "asynctrace",
                                                            "asynctrace-fixtures"]),
         // `asynctrace record node …`: real node, real kernel (the CLI is exec'd); the preload protocol's writer.
         .testTarget(name: "NodeTests", dependencies: ["asynctrace", "NodeRecording", "TraceReader", "TraceFormat"]),

@@ -1,4 +1,4 @@
-// The `asynctrace` command: record, report, export, flamegraph.
+// The `asynctrace` command: record, report, export, flamegraph, profile.
 import ArgumentParser
 
 @main
@@ -11,6 +11,6 @@ struct AsyncTraceCommand: ParsableCommand {
               asynctrace record -o app.atrace -- ./app args
               asynctrace report app.atrace
             """,
-        subcommands: [RecordCommand.self, ReportCommand.self, ExportCommand.self, FlamegraphCommand.self]
+        subcommands: [RecordCommand.self, ReportCommand.self, ExportCommand.self, FlamegraphCommand.self, ProfileCommand.self]
     )
 }

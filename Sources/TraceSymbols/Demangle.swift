@@ -1,0 +1,113 @@
+// Readable names for mangled symbols: Swift through the runtime's own swift_demangle, C++ through
+// __cxa_demangle (both found with dlsym, so nothing is linked for them).
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum Demangle {
+    private typealias SwiftDemangle = @convention(c) (UnsafePointer<CChar>?, Int, UnsafeMutablePointer<CChar>?,
+                                                      UnsafeMutablePointer<Int>?, UInt32) -> UnsafeMutablePointer<CChar>?
+    private typealias CxaDemangle = @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<CChar>?,
+                                                    UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutablePointer<CChar>?
+
+    private static let swiftDemangle: SwiftDemangle? = lookup("swift_demangle")
+    private static let cxaDemangle: CxaDemangle? = lookup("__cxa_demangle")
+
+    private static func lookup<T>(_ name: String) -> T? {
+        guard let handle = dlopen(nil, RTLD_NOW), let sym = dlsym(handle, name) else { return nil }
+        return unsafeBitCast(sym, to: T.self)
+    }
+
+    /// The demangled, shortened name; `name` itself when it is not mangled (C) or cannot be demangled.
+    public static func name(_ name: String) -> String {
+        if isSwift(name), let f = swiftDemangle {
+            let out = name.withCString { f($0, strlen($0), nil, nil, 0) }
+            if let out {
+                defer { free(out) }
+                return shortenSwift(String(cString: out))
+            }
+        } else if name.hasPrefix("_Z"), let f = cxaDemangle {
+            var status: Int32 = 0
+            let out = name.withCString { f($0, nil, nil, &status) }
+            if let out {
+                defer { free(out) }
+                if status == 0 { return shortenCxx(String(cString: out)) }
+            }
+        }
+        return name
+    }
+
+    /// "v8::internal::Execution::Call(v8::internal::Isolate*, ...) const" -> "v8::internal::Execution::Call":
+    /// the qualified name without parameters (templates and "(anonymous namespace)" kept).
+    public static func shortenCxx(_ s: String) -> String {
+        var depth = 0
+        var i = s.startIndex
+        while i < s.endIndex {
+            let c = s[i]
+            if c == "<" { depth += 1 } else if c == ">" && depth > 0 { depth -= 1 }
+            if c == "(" && depth == 0 {
+                let rest = s[s.index(after: i)...]
+                if rest.hasPrefix("anonymous namespace)") {
+                    i = s.index(i, offsetBy: 21)
+                    continue
+                }
+                return i == s.startIndex ? s : String(s[..<i])
+            }
+            i = s.index(after: i)
+        }
+        return s
+    }
+
+    static func isSwift(_ n: String) -> Bool {
+        n.hasPrefix("$s") || n.hasPrefix("_$s") || n.hasPrefix("$S") || n.hasPrefix("_$S") || n.hasPrefix("_T0")
+            || n.hasPrefix("$e") || n.hasPrefix("_$e")
+    }
+
+    /// "Mod.Type.handle(_: Mod.Request, id: Swift.Int) async throws -> Mod.Response" -> "Mod.Type.handle(_:id:)":
+    /// the argument labels, as Swift names a function, without types, effects and result.
+    public static func shortenSwift(_ s: String) -> String {
+        let chars = Array(s)
+        // The argument list: the first "(" at nesting depth 0 of <>, outside "closure #1 in ..." prefixes.
+        var depth = 0, open = -1
+        var i = 0
+        while i < chars.count {
+            let c = chars[i]
+            if c == "<" { depth += 1 } else if c == ">" && depth > 0 { depth -= 1 }
+            if c == "(" && depth == 0 {
+                open = i
+                break
+            }
+            i += 1
+        }
+        guard open >= 0 else { return s }
+        // Its matching ")".
+        var level = 0, close = -1
+        for j in open..<chars.count {
+            if chars[j] == "(" { level += 1 } else if chars[j] == ")" {
+                level -= 1
+                if level == 0 { close = j; break }
+            }
+        }
+        guard close > open else { return s }
+        // "(extension in Foo)" and "(in _$s...)" are not argument lists.
+        let inner = String(chars[(open + 1)..<close])
+        if inner.hasPrefix("extension in ") || inner.hasPrefix("in ") { return s }
+        var labels = ""
+        var argDepth = 0, segment = ""
+        var args: [String] = []
+        for c in inner {
+            if "(<[".contains(c) { argDepth += 1 } else if ")>]".contains(c) { argDepth -= 1 }
+            if c == "," && argDepth == 0 { args.append(segment); segment = "" } else { segment.append(c) }
+        }
+        if !inner.isEmpty { args.append(segment) }
+        for a in args {
+            let t = a.drop(while: { $0 == " " })
+            if let colon = t.firstIndex(of: ":"), !t[..<colon].contains(" "), !t[..<colon].contains(".") {
+                labels += t[..<colon] + ":"
+            } else {
+                labels += "_:"
+            }
+        }
+        return String(chars[..<open]) + "(" + labels + ")"
+    }
+}

@@ -1,0 +1,162 @@
+// The parts of an ELF64 file that name code: loadable segments (file offset -> address), function
+// symbols of .symtab and .dynsym, and the GNU build id. Parsed from a read-only mapping; every
+// offset and size is checked, so a damaged or crafted file yields fewer names, never a crash.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class ELFImage {
+    public struct Segment: Sendable { var fileOffset: UInt64, fileSize: UInt64, address: UInt64 }
+    public struct Symbol: Sendable { public var address: UInt64, size: UInt64, name: Int32 }
+
+    public let path: String
+    public private(set) var segments: [Segment] = []
+    /// Function symbols sorted by address.
+    public private(set) var symbols: [Symbol] = []
+    public private(set) var names: [String] = []
+    public private(set) var buildID: [UInt8] = []
+    /// Whether the file had a .symtab (else only exported names of .dynsym).
+    public private(set) var hasSymtab = false
+
+    private init(emptyFor path: String) { self.path = path }
+
+    /// Symbols of a separate debug file placed by the segments of the file it belongs to.
+    static func merged(symbolsOf debug: ELFImage, segmentsOf file: ELFImage) -> ELFImage {
+        let m = ELFImage(emptyFor: file.path)
+        m.segments = file.segments
+        m.symbols = debug.symbols
+        m.names = debug.names
+        m.buildID = file.buildID
+        m.hasSymtab = true
+        return m
+    }
+
+    /// Files larger than this are not mapped (a crafted trace could name any file).
+    public static let maxFileSize: Int = 4 << 30
+
+    /// Opens `path` (regular files only; never blocks on a FIFO or device). nil if unreadable or not ELF64 LE.
+    public convenience init?(path: String) {
+        self.init(emptyFor: path)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= 64, st.st_size <= Self.maxFileSize
+        else { return nil }
+        let size = Int(st.st_size)
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { return nil }
+        defer { munmap(base, size) }
+        let bytes = UnsafeRawBufferPointer(start: base, count: size)
+        guard parse(bytes) else { return nil }
+    }
+
+    private func parse(_ b: UnsafeRawBufferPointer) -> Bool {
+        guard b[0] == 0x7f, b[1] == 0x45, b[2] == 0x4c, b[3] == 0x46, b[4] == 2, b[5] == 1 else { return false }
+        func u16(_ o: Int) -> UInt16 { b.loadUnaligned(fromByteOffset: o, as: UInt16.self) }
+        func u32(_ o: Int) -> UInt32 { b.loadUnaligned(fromByteOffset: o, as: UInt32.self) }
+        func u64(_ o: Int) -> UInt64 { b.loadUnaligned(fromByteOffset: o, as: UInt64.self) }
+        func fits(_ off: UInt64, _ len: UInt64) -> Bool { off <= UInt64(b.count) && len <= UInt64(b.count) - off }
+
+        let phoff = u64(32), phentsize = UInt64(u16(54)), phnum = UInt64(u16(56))
+        if phentsize >= 56, fits(phoff, phentsize * phnum) {
+            for i in 0..<phnum {
+                let p = Int(phoff + i * phentsize)
+                let type = u32(p)
+                if type == 1 {  // PT_LOAD
+                    segments.append(Segment(fileOffset: u64(p + 8), fileSize: u64(p + 32), address: u64(p + 16)))
+                } else if type == 4, buildID.isEmpty {  // PT_NOTE
+                    buildID = Self.buildID(notes: b, offset: u64(p + 8), size: u64(p + 32))
+                }
+            }
+        }
+        let shoff = u64(40), shentsize = UInt64(u16(58)), shnum = UInt64(u16(60))
+        guard shentsize >= 64, shnum > 0, shnum < 65_536, fits(shoff, shentsize * shnum) else { return true }
+        func section(_ i: UInt64) -> (type: UInt32, offset: UInt64, size: UInt64, link: UInt32, entsize: UInt64) {
+            let s = Int(shoff + i * shentsize)
+            return (u32(s + 4), u64(s + 24), u64(s + 32), u32(s + 40), u64(s + 56))
+        }
+        var nameIDs: [String: Int32] = [:]
+        for pass in [UInt32(2), 11] {  // SHT_SYMTAB first; .dynsym adds what it lacks
+            for i in 0..<shnum {
+                let sec = section(i)
+                guard sec.type == pass, sec.entsize >= 24, fits(sec.offset, sec.size), UInt64(sec.link) < shnum else { continue }
+                if pass == 2 { hasSymtab = true }
+                let strtab = section(UInt64(sec.link))
+                guard fits(strtab.offset, strtab.size) else { continue }
+                let count = sec.size / sec.entsize
+                for j in 0..<count {
+                    let e = Int(sec.offset + j * sec.entsize)
+                    let info = b[e + 4], shndx = u16(e + 6)
+                    let type = info & 0xf
+                    guard type == 2 || type == 10, shndx != 0 else { continue }  // STT_FUNC, STT_GNU_IFUNC; defined
+                    let value = u64(e + 8), size = u64(e + 16), nameOff = UInt64(u32(e))
+                    guard value != 0, nameOff < strtab.size else { continue }
+                    let start = Int(strtab.offset + nameOff)
+                    let limit = Int(strtab.offset + strtab.size)
+                    var end = start
+                    while end < limit && b[end] != 0 { end += 1 }
+                    guard end > start else { continue }
+                    let name = String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<end]), as: UTF8.self)
+                    let id: Int32
+                    if let known = nameIDs[name] { id = known } else {
+                        id = Int32(names.count)
+                        names.append(name)
+                        nameIDs[name] = id
+                    }
+                    symbols.append(Symbol(address: value, size: size, name: id))
+                }
+            }
+            if pass == 2 && hasSymtab { break }  // .symtab holds .dynsym's functions too
+        }
+        // By address; of equal addresses keep one with a size (aliases name the same code).
+        symbols.sort { $0.address != $1.address ? $0.address < $1.address : $0.size > $1.size }
+        var unique: [Symbol] = []
+        unique.reserveCapacity(symbols.count)
+        for s in symbols where unique.last?.address != s.address { unique.append(s) }
+        symbols = unique
+        return true
+    }
+
+    static func buildID(notes b: UnsafeRawBufferPointer, offset: UInt64, size: UInt64) -> [UInt8] {
+        guard offset <= UInt64(b.count), size <= UInt64(b.count) - offset, size <= 1 << 16 else { return [] }
+        var q = Int(offset)
+        let end = Int(offset + size)
+        while q + 12 <= end {
+            let namesz = Int(b.loadUnaligned(fromByteOffset: q, as: UInt32.self))
+            let descsz = Int(b.loadUnaligned(fromByteOffset: q + 4, as: UInt32.self))
+            let type = b.loadUnaligned(fromByteOffset: q + 8, as: UInt32.self)
+            guard namesz <= 256, descsz <= 1024 else { return [] }
+            let nameAt = q + 12, descAt = nameAt + ((namesz + 3) & ~3), next = descAt + ((descsz + 3) & ~3)
+            guard next <= end else { return [] }
+            if type == 3, namesz == 4, b[nameAt] == 0x47, b[nameAt + 1] == 0x4e, b[nameAt + 2] == 0x55, descsz > 0, descsz <= 64 {
+                return Array(UnsafeRawBufferPointer(rebasing: b[descAt..<(descAt + descsz)]))
+            }
+            q = next
+        }
+        return []
+    }
+
+    /// The link-time address of a file offset, by the PT_LOAD segment holding it.
+    public func address(ofFileOffset off: UInt64) -> UInt64? {
+        for s in segments where off >= s.fileOffset && off - s.fileOffset < max(s.fileSize, 1) {
+            return s.address &+ (off - s.fileOffset)
+        }
+        return nil
+    }
+
+    /// The function holding `address` (link-time): its name and the offset into it.
+    public func symbol(at address: UInt64) -> (name: String, offset: UInt64)? {
+        var lo = 0, hi = symbols.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if symbols[mid].address <= address { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo > 0 else { return nil }
+        let s = symbols[lo - 1]
+        let off = address - s.address
+        // A sized symbol must contain the address; an unsized one (hand-written assembly) is taken
+        // when the next symbol is not too far.
+        if s.size > 0 ? off >= s.size : off >= 1 << 16 { return nil }
+        return (names[Int(s.name)], off)
+    }
+}

@@ -1,0 +1,229 @@
+// Names code addresses of a trace's samples: the mappings recorded with the trace say which file
+// (and build id) held an address in which process; the file's symbol tables name the function;
+// Node's perf map names JIT code; /proc/kallsyms names kernel frames. Everything is cached, so a
+// trace costs one lookup per distinct address.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class Symbolizer {
+    public struct Mapping: Sendable {
+        public var start: UInt64, end: UInt64, fileOffset: UInt64
+        public var path: String
+        public var buildID: [UInt8]
+        public var timeNs: UInt64
+    }
+
+    /// Where perf maps are looked for ("perf-PID.map"); nil: not at all.
+    public var perfMapDirectory: String? = "/tmp"
+    /// Read /proc/kallsyms for kernel frames (meaningful on the machine and boot that recorded).
+    public var useKallsyms = true
+    /// Where debug files are looked up by build id (".build-id/ab/cdef....debug").
+    public var debugDirectory = "/usr/lib/debug"
+
+    /// Interned frames; stacks refer to them by index.
+    public private(set) var frames: [CodeFrame] = []
+    private var frameIDs: [CodeFrame: Int] = [:]
+
+    private var mappings: [UInt32: [Mapping]] = [:]   // per pid, sorted by start once sealed
+    private var sorted: Set<UInt32> = []
+    private var images: [String: ELFImage?] = [:]      // path (+ build id) -> parsed file
+    private var perfMaps: [UInt32: PerfMap?] = [:]
+    private var kernelSymbols: [(address: UInt64, name: String)]?
+    private var demangled: [String: String] = [:]
+    private var addressCache: [AddressKey: Int] = [:]
+
+    private struct AddressKey: Hashable { var pid: UInt32; var address: UInt64; var mapping: Int }
+
+    public init() {}
+
+    public func addMapping(pid: UInt32, _ m: Mapping) {
+        mappings[pid, default: []].append(m)
+        sorted.remove(pid)
+    }
+
+    /// Frame ids for a stack of `pid` (addresses innermost first), innermost first. `returnAddresses`:
+    /// every address but the first is a return address (looked up one byte earlier, inside the call).
+    public func frames(pid: UInt32, addresses: [UInt64], timeNs: UInt64, kernel: Bool = false) -> [Int] {
+        var out: [Int] = []
+        out.reserveCapacity(addresses.count)
+        for (i, a) in addresses.enumerated() {
+            out.append(frame(pid: pid, address: a, timeNs: timeNs, isReturnAddress: i > 0, kernel: kernel))
+        }
+        return out
+    }
+
+    public func frame(pid: UInt32, address: UInt64, timeNs: UInt64, isReturnAddress: Bool, kernel: Bool = false) -> Int {
+        let lookup = isReturnAddress && address > 0 ? address - 1 : address
+        if kernel || address >= 0xffff_8000_0000_0000 {
+            let key = AddressKey(pid: 0, address: lookup, mapping: -2)
+            if let id = addressCache[key] { return id }
+            let id = intern(kernelFrame(lookup))
+            addressCache[key] = id
+            return id
+        }
+        let m = mappingIndex(pid: pid, address: address, timeNs: timeNs)
+        let key = AddressKey(pid: pid, address: lookup, mapping: m)
+        if let id = addressCache[key] { return id }
+        let id = intern(userFrame(pid: pid, address: lookup, mapping: m >= 0 ? mappings[pid]![m] : nil))
+        addressCache[key] = id
+        return id
+    }
+
+    private func intern(_ f: CodeFrame) -> Int {
+        if let id = frameIDs[f] { return id }
+        let id = frames.count
+        frames.append(f)
+        frameIDs[f] = id
+        return id
+    }
+
+    /// The mapping of `pid` holding `address`: the latest recorded at or before `timeNs`, else the
+    /// earliest after (mappings are read lazily, so a sample may precede its mapping's record). -1: none.
+    private func mappingIndex(pid: UInt32, address: UInt64, timeNs: UInt64) -> Int {
+        guard mappings[pid] != nil else { return -1 }
+        if !sorted.contains(pid) {
+            mappings[pid]!.sort { $0.start != $1.start ? $0.start < $1.start : $0.timeNs < $1.timeNs }
+            sorted.insert(pid)
+        }
+        let list = mappings[pid]!
+        var lo = 0, hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid].start <= address { lo = mid + 1 } else { hi = mid }
+        }
+        var best = -1, bestAfter = -1
+        var i = lo - 1
+        var scanned = 0
+        while i >= 0 && scanned < 256 {
+            let m = list[i]
+            if address < m.end {
+                if m.timeNs <= timeNs {
+                    if best < 0 || m.timeNs > list[best].timeNs { best = i }
+                } else if bestAfter < 0 || m.timeNs < list[bestAfter].timeNs {
+                    bestAfter = i
+                }
+            }
+            i -= 1
+            scanned += 1
+        }
+        return best >= 0 ? best : bestAfter
+    }
+
+    private func userFrame(pid: UInt32, address: UInt64, mapping: Mapping?) -> CodeFrame {
+        if mapping == nil || mapping!.path.isEmpty || mapping!.path.hasPrefix("[") {
+            // Anonymous memory or no mapping: JIT code, named by the process's perf map if any.
+            if let e = perfMap(pid)?.entry(at: address) {
+                let (function, file, line) = PerfMap.split(e.name)
+                // Named frames carry no offset, so all samples in one function are one frame.
+                return CodeFrame(function: function, file: file, line: line, module: "[jit]", offset: 0)
+            }
+            if let m = mapping { return CodeFrame(function: nil, module: m.path.isEmpty ? "[anon]" : m.path, offset: address - m.start) }
+            return CodeFrame(function: nil, module: "[unknown]", offset: address)
+        }
+        let m = mapping!
+        let fileOffset = address - m.start + m.fileOffset
+        guard let image = image(path: m.path, buildID: m.buildID) else {
+            return CodeFrame(function: nil, module: m.path, offset: fileOffset)
+        }
+        guard let linkAddress = image.address(ofFileOffset: fileOffset) else {
+            return CodeFrame(function: nil, module: m.path, offset: fileOffset)
+        }
+        guard let (raw, into) = image.symbol(at: linkAddress) else {
+            return CodeFrame(function: nil, module: m.path, offset: linkAddress)
+        }
+        // The function's start: one frame per function, whatever the instruction.
+        return CodeFrame(function: demangle(raw), module: m.path, offset: linkAddress - into)
+    }
+
+    private func demangle(_ raw: String) -> String {
+        if let d = demangled[raw] { return d }
+        let d = Demangle.name(raw)
+        demangled[raw] = d
+        return d
+    }
+
+    /// The file's symbols, from a debug file with the same build id where the file itself has no
+    /// .symtab or is not the file recorded (its build id differs). nil: nothing trustworthy.
+    private func image(path: String, buildID: [UInt8]) -> ELFImage? {
+        let key = path + "\0" + buildID.map { String($0, radix: 16) }.joined()
+        if let cached = images[key] { return cached }
+        var result: ELFImage?
+        let file = ELFImage(path: path)
+        let matches = file.map { buildID.isEmpty || $0.buildID.isEmpty || $0.buildID == buildID } ?? false
+        if let file, matches, file.hasSymtab {
+            result = file
+        } else if buildID.count >= 2, let debug = ELFImage(path: debugPath(buildID)), !debug.symbols.isEmpty {
+            // A separate debug file has the symbols but its segments can be NOBITS: use the
+            // file's own segments to place offsets when the file is there.
+            result = debug.segments.isEmpty && file != nil ? file : debug
+            if matches, let file, debug.hasSymtab { result = ELFImage.merged(symbolsOf: debug, segmentsOf: file) }
+        } else if let file, matches {
+            result = file
+        }
+        images[key] = .some(result)
+        return result
+    }
+
+    private func debugPath(_ id: [UInt8]) -> String {
+        let hex = id.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
+        return "\(debugDirectory)/.build-id/\(hex[0])/\(hex[1...].joined()).debug"
+    }
+
+    private func perfMap(_ pid: UInt32) -> PerfMap? {
+        if let cached = perfMaps[pid] { return cached }
+        var map: PerfMap?
+        if let dir = perfMapDirectory, let text = readFile("\(dir)/perf-\(pid).map", limit: PerfMap.maxBytes) {
+            map = PerfMap(text: text)
+        }
+        perfMaps[pid] = .some(map)
+        return map
+    }
+
+    private func kernelFrame(_ address: UInt64) -> CodeFrame {
+        if kernelSymbols == nil {
+            var list: [(UInt64, String)] = []
+            if useKallsyms, let text = readFile("/proc/kallsyms", limit: 64 << 20) {
+                for line in text.split(separator: UInt8(ascii: "\n")) {
+                    let parts = line.split(separator: UInt8(ascii: " "), maxSplits: 3)
+                    guard parts.count >= 3, let a = PerfMap.hex(parts[0]), a != 0 else { continue }
+                    let t = parts[1].first ?? 0
+                    guard t == UInt8(ascii: "t") || t == UInt8(ascii: "T") || t == UInt8(ascii: "w") || t == UInt8(ascii: "W")
+                    else { continue }
+                    list.append((a, String(decoding: parts[2], as: UTF8.self)))
+                }
+            }
+            list.sort { $0.0 < $1.0 }
+            kernelSymbols = list
+        }
+        let list = kernelSymbols!
+        var lo = 0, hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid].address <= address { lo = mid + 1 } else { hi = mid }
+        }
+        if lo > 0, address - list[lo - 1].address < 1 << 20 {
+            return CodeFrame(function: list[lo - 1].name, module: "[kernel]", offset: list[lo - 1].address, isKernel: true)
+        }
+        return CodeFrame(function: nil, module: "[kernel]", offset: address, isKernel: true)
+    }
+}
+
+/// A regular file's first `limit` bytes (nil: not a regular file or unreadable). Never blocks on a FIFO.
+func readFile(_ path: String, limit: Int) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var st = stat()
+    // /proc files report size 0 and are not regular in the sense of st_size; allow them by path.
+    guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 1 << 16)
+    while out.count < limit {
+        let n = read(fd, &buf, min(buf.count, limit - out.count))
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return out
+}

@@ -1,0 +1,83 @@
+// The CPU samples of a trace with their stacks, named: what every code view is built from.
+import TraceFormat
+import TraceReader
+
+public struct CPUSample: Sendable {
+    public var timeNs: UInt64
+    public var pid: UInt32
+    public var tid: UInt32
+    public var userStack: UInt32
+    public var kernelStack: UInt32
+}
+
+public final class TraceSamples {
+    public private(set) var samples: [CPUSample] = []
+    /// Stack addresses by stackDef id (innermost first).
+    public private(set) var stackAddresses: [UInt32: [UInt64]] = [:]
+    public let symbolizer: Symbolizer
+    /// Samples whose stack id no stackDef defined (a damaged chunk lost it).
+    public private(set) var undefinedStacks = 0
+    private var resolved: [UInt64: [Int]] = [:]
+    private var resolvedKernel: [UInt32: [Int]] = [:]
+
+    public init(symbolizer: Symbolizer = Symbolizer()) { self.symbolizer = symbolizer }
+
+    /// Reads the samples, stacks and mappings of the trace's kernel streams.
+    public convenience init(reader: TraceReader, symbolizer: Symbolizer = Symbolizer()) {
+        self.init(symbolizer: symbolizer)
+        let kernelStreams = Set(reader.streams.indices.filter { reader.streams[$0].isKernel })
+        guard !kernelStreams.isEmpty else { return }
+        let it = reader.events(streams: kernelStreams)
+        it.forEachView { v in add(v, strings: it) }
+    }
+
+    /// Feeds one event (callers that already walk the trace can pass the kernel events through).
+    public func add(_ v: EventView, strings it: TraceEventIterator) {
+        switch v.kind {
+        case .cpuSample:
+            guard v.u(2) <= UInt64(UInt32.max), v.u(3) <= UInt64(UInt32.max) else { return }
+            let s = CPUSample(timeNs: v.timestampNs, pid: UInt32(truncatingIfNeeded: v.u(0)), tid: UInt32(truncatingIfNeeded: v.u(1)),
+                              userStack: UInt32(v.u(2)), kernelStack: UInt32(v.u(3)))
+            if (s.userStack != 0 && stackAddresses[s.userStack] == nil) || (s.kernelStack != 0 && stackAddresses[s.kernelStack] == nil) {
+                undefinedStacks += 1
+            }
+            samples.append(s)
+        case .stackDef:
+            guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return }
+            stackAddresses[UInt32(v.u(0))] = Array(v.list)
+        case .mapping:
+            guard v.u(1) < v.u(2) else { return }
+            let path = v.textID >= 0 ? it.string(v.textID) : ""
+            let buildID = v.list.prefix(64).map { UInt8(truncatingIfNeeded: $0) }
+            symbolizer.addMapping(pid: UInt32(truncatingIfNeeded: v.u(0)),
+                                  .init(start: v.u(1), end: v.u(2), fileOffset: v.u(3), path: path, buildID: buildID,
+                                        timeNs: v.timestampNs))
+        default:
+            break
+        }
+    }
+
+    /// The sample's frames (ids into `symbolizer.frames`), innermost first: the kernel stack (if
+    /// recorded) above the user stack.
+    public func frames(of s: CPUSample) -> [Int] {
+        var out: [Int] = []
+        if s.kernelStack != 0 {
+            if let k = resolvedKernel[s.kernelStack] { out = k } else {
+                let k = symbolizer.frames(pid: 0, addresses: stackAddresses[s.kernelStack] ?? [], timeNs: s.timeNs, kernel: true)
+                resolvedKernel[s.kernelStack] = k
+                out = k
+            }
+        }
+        if s.userStack != 0 {
+            let key = UInt64(s.pid) << 32 | UInt64(s.userStack)
+            if let u = resolved[key] { out += u } else {
+                let u = symbolizer.frames(pid: s.pid, addresses: stackAddresses[s.userStack] ?? [], timeNs: s.timeNs)
+                resolved[key] = u
+                out += u
+            }
+        }
+        return out
+    }
+
+    public func frame(_ id: Int) -> CodeFrame { symbolizer.frames[id] }
+}
