@@ -76,7 +76,7 @@ let package = Package(
         .target(name: "TraceFixtures", dependencies: ["TraceFormat"]),
         // No unsafe flags (SwiftPM refuses them in dependencies): the hot class properties of the export
         // pass are marked @exclusivity(unchecked) one by one instead.
-        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports"]),
+        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports", "TraceSymbols"]),
         .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat"]),
         .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader"]),
 
@@ -109,9 +109,10 @@ let package = Package(
             name: "RecorderTests",
             dependencies: ["AsyncTraceRecorder", "AsyncHooks", "TraceReader", "TraceFormat", "CRecorderSupport", "asynctrace-fixtures"]
         ),
+        .testTarget(name: "TraceSymbolsTests", dependencies: ["TraceSymbols"]),
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
         // The example scenarios and the CLI are exec'd by the tests (recorded, exported, validated).
-        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat", "TraceFixtures",
+        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat", "TraceFixtures", "TraceSymbols",
                                                             "asynctrace-examples", "asynctrace"],
                     exclude: ["Fixtures", "validators"]),
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),

@@ -67,6 +67,10 @@ public final class KernelProbeSession {
             throw KernelProbesUnavailable(errno: err, description: line)
         }
         probes = p
+        if kp_probes_sampled_cpus(p) > 0 {
+            samples.tables.periodNs = 1_000_000_000 / UInt64(options.sampleHz)  // as cpu_sampling.c sets it
+            samples.tables.kernelStacks = options.kernelStacks
+        }
     }
 
     deinit { close() }

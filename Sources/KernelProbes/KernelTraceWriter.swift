@@ -31,6 +31,7 @@ public struct KernelTraceWriter {
     private var finished = false
     /// Stacks and mappings of cpuSample/mapping events (the session's `samples.tables`).
     public var sampleTables: SampleTables?
+    private var wroteSampling = false
     /// Stack ids already defined in this stream (a bit per id).
     private var definedStacks: [UInt64] = []
 
@@ -84,6 +85,12 @@ public struct KernelTraceWriter {
         let start = events.first?.timestampNs ?? emptyTime
         let end = events.last?.timestampNs ?? emptyTime
         var b = ChunkBuilder(pid: rootPid, tid: 0, startNs: start, startTicks: start, reserve: events.count * 24 + 64)
+        if !wroteSampling, let tables = sampleTables, tables.periodNs > 0 {
+            b.beginEvent(.sampling, ticks: start)
+            b.putUnsigned(tables.periodNs)
+            b.putUnsigned(tables.kernelStacks ? 1 : 0)
+            wroteSampling = true
+        }
         for e in events {
             if e.kind == .cpuSample || e.kind == .mapping { encodeSampleEvent(e, into: &b) } else { Self.encode(e, into: &b) }
         }

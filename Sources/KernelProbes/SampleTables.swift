@@ -37,6 +37,9 @@ public struct RecordedMapping: Sendable, Equatable {
 
 /// Shared by the collector that fills it and the writer that encodes from it.
 public final class SampleTables {
+    /// CPU time per sample (0: sampling off); written as the stream's `sampling` event.
+    public var periodNs: UInt64 = 0
+    public var kernelStacks = false
     public var stacks = StackTable()
     public var mappings: [RecordedMapping] = []
     public init() {}

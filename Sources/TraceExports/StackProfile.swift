@@ -1,4 +1,7 @@
 // Time aggregated by stack: the data behind folded stacks and flame graphs.
+import TraceReader
+import TraceSymbols
+
 // A trie of frames; each node holds its self time. Per thread, the pass keeps the stack of open
 // slices and charges the time between two operations to the innermost counted frame.
 
@@ -8,6 +11,9 @@ public enum StackGrouping: String, Sendable, CaseIterable {
     case callback
     /// The trigger chain as the stack (root resource first), so everything one connection caused is one tower.
     case causal
+    /// CPU samples: the trigger chain of the callback that was running (the thread outside callbacks),
+    /// then the sampled code inside it, outermost first; each sample weighs its CPU time.
+    case code
 }
 
 /// Which time is counted.
@@ -93,9 +99,35 @@ public final class StackAggregator: TimelineSink {
     @exclusivity(unchecked) private var causalTypes: [ResourceKey: Int] = [:]
     @exclusivity(unchecked) private var frameLabels: [Int] = []  // timeline name id -> tree label id (-1: not yet)
 
+    // Code grouping: the samples' stacks, named; frame id -> tree label (-1: not yet).
+    private var samples: TraceSamples?
+    private var codeLabels: [Int] = []
+    /// CPU samples counted (code grouping).
+    public private(set) var sampleCount = 0
+
     public init(grouping: StackGrouping = .callback, weight: StackWeight = .busy) {
         self.grouping = grouping
         self.weight = weight
+        if grouping == .code {
+            let data = TraceSamples()
+            data.keepsSamples = false
+            samples = data
+        }
+    }
+
+    public func code(_ event: EventView, thread t: Int, strings: TraceEventIterator, timeline: Timeline) {
+        guard let data = samples, let sample = data.add(event, strings: strings), t >= 0, t < stacks.count else { return }
+        sampleCount += 1
+        let top = stacks[t][stacks[t].count - 1]
+        var node = top.node
+        let frames = top.isCallback ? data.callbackFrames(of: sample) : data.frames(of: sample)
+        for f in frames.reversed() {
+            if f >= codeLabels.count { codeLabels.append(contentsOf: repeatElement(-1, count: f + 1 - codeLabels.count)) }
+            if codeLabels[f] < 0 { codeLabels[f] = tree.labels.id(data.frame(f).description.replacingSemicolons()) }
+            node = tree.child(node, codeLabels[f])
+        }
+        // Without a recorded period (an older trace) a sample counts 1 ms, the default rate's.
+        tree.add(node, data.periodNs > 0 ? data.periodNs : 1_000_000)
     }
 
     private func label(_ name: Int, _ timeline: Timeline) -> Int {
@@ -110,7 +142,7 @@ public final class StackAggregator: TimelineSink {
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
         let base: Int
         switch grouping {
-        case .callback:
+        case .callback, .code:
             base = tree.child(StackTree.root, "\(processLabel(process)) \(thread.label)".replacingSemicolons())
         case .causal:
             if outsideCallbacks < 0 { outsideCallbacks = tree.child(StackTree.root, "(outside callbacks)") }
@@ -127,7 +159,7 @@ public final class StackAggregator: TimelineSink {
     }
 
     public func resource(_ change: ResourceChange, timeline: Timeline) {
-        guard grouping == .causal else { return }
+        guard grouping != .callback else { return }
         let key = ResourceKey(pid: change.pid, id: change.asyncID)
         switch change.kind {
         case .created:
@@ -160,7 +192,8 @@ public final class StackAggregator: TimelineSink {
     public func consume(_ op: TimelineOp, timeline: Timeline) {
         let t = op.thread
         let top = stacks[t][stacks[t].count - 1]
-        if top.counted && lastTs[t] != 0 && op.timestampNs > lastTs[t] { tree.add(top.node, op.timestampNs - lastTs[t]) }
+        // Code grouping weighs samples only; the slices just say which callback was running.
+        if top.counted && grouping != .code && lastTs[t] != 0 && op.timestampNs > lastTs[t] { tree.add(top.node, op.timestampNs - lastTs[t]) }
         lastTs[t] = op.timestampNs
         switch op.kind {
         case .begin:
@@ -168,7 +201,7 @@ public final class StackAggregator: TimelineSink {
             switch op.slice {
             case .callback:
                 let node: Int
-                if grouping == .causal {
+                if grouping != .callback {
                     let key = ResourceKey(pid: timeline.threads[t].pid, id: op.asyncID)
                     if let n = causalNodes[key] {
                         node = n

@@ -130,10 +130,14 @@ public protocol TimelineSink {
     /// A resource's life: created (with type and trigger), given an fd, destroyed. Sinks that need the
     /// causal tree listen; the default ignores them.
     mutating func resource(_ change: ResourceChange, timeline: Timeline)
+    /// CPU samples (`thread`: the sampled thread) and what names them (`stackDef`, `mapping`, `sampling`:
+    /// thread -1), in time order with everything else. Sinks that draw code listen; the default ignores them.
+    mutating func code(_ event: EventView, thread: Int, strings: TraceEventIterator, timeline: Timeline)
 }
 
 public extension TimelineSink {
     mutating func resource(_ change: ResourceChange, timeline: Timeline) {}
+    mutating func code(_ event: EventView, thread: Int, strings: TraceEventIterator, timeline: Timeline) {}
 }
 
 public struct ResourceChange: Sendable {
@@ -385,6 +389,13 @@ public final class Timeline {
         switch e.kind {
         case .syscall, .epollWait:
             kernelCall(e, sink: &sink)
+            return
+        case .cpuSample:
+            let t = kernelThread(pid: UInt32(truncatingIfNeeded: e.u(0)), tid: UInt32(truncatingIfNeeded: e.u(1)), sink: &sink)
+            sink.code(e, thread: t, strings: it, timeline: self)
+            return
+        case .stackDef, .mapping, .sampling:
+            sink.code(e, thread: -1, strings: it, timeline: self)
             return
         default:
             break

@@ -55,7 +55,9 @@ public enum TraceExport {
             var sink = StackAggregator(grouping: grouping, weight: weight)
             timeline.run(into: &sink, progress: progress)
             FoldedStacks.write(sink.tree, to: out)
-            if sink.tree.totalWeight == 0 && weight == .busy {
+            if grouping == .code && sink.sampleCount == 0 {
+                warnings.append(Flamegraph.noSamplesWarning)
+            } else if sink.tree.totalWeight == 0 && weight == .busy {
                 warnings.append("no time was spent in callbacks (a kernel-only trace?); --weight wall counts all time")
             }
         }
@@ -86,6 +88,8 @@ public enum Flamegraph {
         public var warnings: [String]
     }
 
+    static let noSamplesWarning = "the trace has no CPU samples (record with --sample-rate > 0, as root or with CAP_PERFMON)"
+
     /// Aggregates the trace by stack and renders the SVG.
     public static func build(reader: TraceReader, grouping: StackGrouping, weight: StackWeight,
                              progress: ((Double) -> Void)? = nil) -> (tree: StackTree, timeline: Timeline) {
@@ -99,15 +103,21 @@ public enum Flamegraph {
                              progress: ((Double) -> Void)? = nil) throws(ExportError) -> Summary {
         let out = try OutputFile(path: path)
         let (tree, timeline) = build(reader: reader, grouping: grouping, weight: weight, progress: progress)
-        let what = grouping == .callback ? "by callback" : "by causal chain"
-        let time = weight == .busy ? "time in callbacks" : "wall time"
+        let what = switch grouping {
+        case .callback: "by callback"
+        case .causal: "by causal chain"
+        case .code: "by callback and code"
+        }
+        let time = grouping == .code ? "sampled CPU time" : weight == .busy ? "time in callbacks" : "wall time"
         var o = FlamegraphSVG.Options(title: "asynctrace: \(reader.header.program.isEmpty ? reader.path : reader.header.program)",
                                       subtitle: "\(what), \(time), \(FlamegraphSVG.formatWeight(tree.totalWeight, "ns")) in total")
         o.unit = "ns"
         out.write(FlamegraphSVG.render(tree, options: o))
         try out.close()
         var warnings: [String] = []
-        if tree.totalWeight == 0 && weight == .busy {
+        if grouping == .code {
+            if tree.totalWeight == 0 { warnings.append(noSamplesWarning) }
+        } else if tree.totalWeight == 0 && weight == .busy {
             warnings.append("no time was spent in callbacks (a kernel-only trace?); --weight wall counts all time")
         }
         for d in reader.damage + timeline.decodeDamage { warnings.append("damaged trace: \(d.message)") }

@@ -80,7 +80,8 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var stackDef: EventKind { EventKind(rawValue: 0x28) }
     @inlinable public static var cpuSample: EventKind { EventKind(rawValue: 0x29) }
     @inlinable public static var mapping: EventKind { EventKind(rawValue: 0x2A) }
-    // 0x2B...0x2F: reserved for more stack kinds (version 3)
+    @inlinable public static var sampling: EventKind { EventKind(rawValue: 0x2B) }
+    // 0x2C...0x2F: reserved for more stack kinds (version 3)
 
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
@@ -228,6 +229,8 @@ public enum EventSpecs {
                   args: [a("pid", .unsigned), a("start", .unsigned), a("end", .unsigned), a("fileOffset", .unsigned),
                          a("path", .string), a("buildID", .list)],
                   summary: "an executable region of a traced process from now on (it replaces overlapping earlier ones of the pid): file path (empty: anonymous, e.g. JIT code) and the ELF build id, one byte per list element"),
+        EventSpec(kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],
+                  summary: "CPU sampling is on from here: one sample per periodNs of a thread's CPU time; flags bit 0: samples carry kernel stacks"),
     ]
 
     /// Lookup by code; nil where no kind is defined.

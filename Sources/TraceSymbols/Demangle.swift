@@ -67,31 +67,33 @@ public enum Demangle {
     /// the argument labels, as Swift names a function, without types, effects and result.
     public static func shortenSwift(_ s: String) -> String {
         let chars = Array(s)
-        // The argument list: the first "(" at nesting depth 0 of <>, outside "closure #1 in ..." prefixes.
-        var depth = 0, open = -1
-        var i = 0
+        // The argument list: the first "(" at nesting depth 0 of <> that is not "(extension in M)" or
+        // "(in _$s...)", and its matching ")".
+        var depth = 0, i = 0
+        var open = -1, close = -1
         while i < chars.count {
             let c = chars[i]
-            if c == "<" { depth += 1 } else if c == ">" && depth > 0 { depth -= 1 }
+            if c == "<" { depth += 1 } else if c == ">" && depth > 0 && !(i > 0 && chars[i - 1] == "-") { depth -= 1 }
             if c == "(" && depth == 0 {
+                var level = 0, j = i
+                while j < chars.count {
+                    if chars[j] == "(" { level += 1 } else if chars[j] == ")" { level -= 1; if level == 0 { break } }
+                    j += 1
+                }
+                guard j < chars.count else { return s }
+                let inner = String(chars[(i + 1)..<j])
+                if inner.hasPrefix("extension in ") || inner.hasPrefix("in ") {
+                    i = j + 1
+                    continue
+                }
                 open = i
+                close = j
                 break
             }
             i += 1
         }
         guard open >= 0 else { return s }
-        // Its matching ")".
-        var level = 0, close = -1
-        for j in open..<chars.count {
-            if chars[j] == "(" { level += 1 } else if chars[j] == ")" {
-                level -= 1
-                if level == 0 { close = j; break }
-            }
-        }
-        guard close > open else { return s }
-        // "(extension in Foo)" and "(in _$s...)" are not argument lists.
         let inner = String(chars[(open + 1)..<close])
-        if inner.hasPrefix("extension in ") || inner.hasPrefix("in ") { return s }
         var labels = ""
         var argDepth = 0, segment = ""
         var args: [String] = []
@@ -108,6 +110,22 @@ public enum Demangle {
                 labels += "_:"
             }
         }
-        return String(chars[..<open]) + "(" + labels + ")"
+        // Without generic parameters ("withUnsafeBytes<A>") and "static ", "(extension in M):" noise.
+        var name = String(chars[..<open])
+        if name.hasSuffix(">"), let lt = Self.matchingOpen(name) { name = String(name[..<lt]) }
+        if name.hasPrefix("static ") { name.removeFirst(7) }
+        while name.hasPrefix("(extension in "), let end = name.firstIndex(of: ":") { name = String(name[name.index(after: end)...]) }
+        return name + "(" + labels + ")"
+    }
+
+    /// The index of the "<" matching a name's final ">".
+    private static func matchingOpen(_ s: String) -> String.Index? {
+        var level = 0
+        var i = s.endIndex
+        while i > s.startIndex {
+            i = s.index(before: i)
+            if s[i] == ">" { level += 1 } else if s[i] == "<" { level -= 1; if level == 0 { return i } }
+        }
+        return nil
     }
 }

@@ -12,6 +12,14 @@ public final class Symbolizer {
         public var path: String
         public var buildID: [UInt8]
         public var timeNs: UInt64
+        public init(start: UInt64, end: UInt64, fileOffset: UInt64, path: String, buildID: [UInt8], timeNs: UInt64) {
+            self.start = start
+            self.end = end
+            self.fileOffset = fileOffset
+            self.path = path
+            self.buildID = buildID
+            self.timeNs = timeNs
+        }
     }
 
     /// Where perf maps are looked for ("perf-PID.map"); nil: not at all.

@@ -15,6 +15,11 @@ public final class TraceSamples {
     /// Stack addresses by stackDef id (innermost first).
     public private(set) var stackAddresses: [UInt32: [UInt64]] = [:]
     public let symbolizer: Symbolizer
+    /// CPU time one sample stands for (the trace's `sampling` event; 0: not recorded).
+    public private(set) var periodNs: UInt64 = 0
+    /// Whether `add` keeps the samples in `samples` (a streaming consumer that only needs each one
+    /// as it comes sets it false).
+    public var keepsSamples = true
     /// Samples whose stack id no stackDef defined (a damaged chunk lost it).
     public private(set) var undefinedStacks = 0
     private var resolved: [UInt64: [Int]] = [:]
@@ -31,22 +36,27 @@ public final class TraceSamples {
         it.forEachView { v in add(v, strings: it) }
     }
 
-    /// Feeds one event (callers that already walk the trace can pass the kernel events through).
-    public func add(_ v: EventView, strings it: TraceEventIterator) {
+    /// Feeds one event (callers that already walk the trace can pass the kernel events through);
+    /// returns the sample when it is one.
+    @discardableResult
+    public func add(_ v: EventView, strings it: TraceEventIterator) -> CPUSample? {
         switch v.kind {
         case .cpuSample:
-            guard v.u(2) <= UInt64(UInt32.max), v.u(3) <= UInt64(UInt32.max) else { return }
+            guard v.u(2) <= UInt64(UInt32.max), v.u(3) <= UInt64(UInt32.max) else { return nil }
             let s = CPUSample(timeNs: v.timestampNs, pid: UInt32(truncatingIfNeeded: v.u(0)), tid: UInt32(truncatingIfNeeded: v.u(1)),
                               userStack: UInt32(v.u(2)), kernelStack: UInt32(v.u(3)))
             if (s.userStack != 0 && stackAddresses[s.userStack] == nil) || (s.kernelStack != 0 && stackAddresses[s.kernelStack] == nil) {
                 undefinedStacks += 1
             }
-            samples.append(s)
+            if keepsSamples { samples.append(s) }
+            return s
+        case .sampling:
+            periodNs = v.u(0)
         case .stackDef:
-            guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return }
+            guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
             stackAddresses[UInt32(v.u(0))] = Array(v.list)
         case .mapping:
-            guard v.u(1) < v.u(2) else { return }
+            guard v.u(1) < v.u(2) else { return nil }
             let path = v.textID >= 0 ? it.string(v.textID) : ""
             let buildID = v.list.prefix(64).map { UInt8(truncatingIfNeeded: $0) }
             symbolizer.addMapping(pid: UInt32(truncatingIfNeeded: v.u(0)),
@@ -55,6 +65,7 @@ public final class TraceSamples {
         default:
             break
         }
+        return nil
     }
 
     /// The sample's frames (ids into `symbolizer.frames`), innermost first: the kernel stack (if
@@ -71,7 +82,12 @@ public final class TraceSamples {
         if s.userStack != 0 {
             let key = UInt64(s.pid) << 32 | UInt64(s.userStack)
             if let u = resolved[key] { out += u } else {
-                let u = symbolizer.frames(pid: s.pid, addresses: stackAddresses[s.userStack] ?? [], timeNs: s.timeNs)
+                var u = symbolizer.frames(pid: s.pid, addresses: stackAddresses[s.userStack] ?? [], timeNs: s.timeNs)
+                // A return address no mapping holds is where a frame-pointer walk went astray (code
+                // without frame pointers): what follows it is noise, not callers.
+                if let bad = u.indices.dropFirst().first(where: { symbolizer.frames[u[$0]].module == "[unknown]" }) {
+                    u.removeSubrange(bad...)
+                }
                 resolved[key] = u
                 out += u
             }
@@ -80,4 +96,14 @@ public final class TraceSamples {
     }
 
     public func frame(_ id: Int) -> CodeFrame { symbolizer.frames[id] }
+
+    /// The frames of a sample taken inside a callback, innermost first, without the runtime's own
+    /// frames that called it: for JS (Node), everything outside the outermost JS frame (V8's entry
+    /// trampolines, node::, libuv's loop, main). Native code keeps its whole stack (nothing marks
+    /// where a native runtime hands over to the callback).
+    public func callbackFrames(of s: CPUSample) -> [Int] {
+        let f = frames(of: s)
+        guard let outermostJS = f.lastIndex(where: { symbolizer.frames[$0].module == "[jit]" }) else { return f }
+        return Array(f[...outermostJS])
+    }
 }

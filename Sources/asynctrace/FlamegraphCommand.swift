@@ -9,6 +9,8 @@ struct FlamegraphCommand: ParsableCommand {
         discussion: """
             --by callback  thread → resource type → (nested callbacks) → syscalls made inside
             --by causal    the trigger chain as the stack: what one connection caused is one tower
+            --by code      CPU samples: the trigger chain of the running callback, then the functions on the CPU
+                           inside it (named from the recorded binaries, Node's perf map); needs record --sample-rate
             --weight busy  time inside callbacks; wall: all time, including loop phases and epoll waits
             Open the SVG in a browser: hover for times, click a frame to zoom, "Search" to highlight.
             Exit codes: 0 done, 1 the trace could not be read or the output not written, 64 bad usage.

@@ -14,7 +14,16 @@ private func run(_ path: String, _ args: [String], cwd: String? = nil) throws ->
     p.standardOutput = pipe
     p.standardError = pipe
     try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    // read(2) with EINTR retried: Foundation's readDataToEndOfFile traps on EINTR.
+    let fd = pipe.fileHandleForReading.fileDescriptor
+    var data: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        data += buf[0..<n]
+    }
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }

@@ -34,7 +34,9 @@ enum FlamegraphPL {
     static func expected(_ folded: String) throws -> Drawn {
         var inclusive: [String: UInt64] = [:]
         var total: UInt64 = 0
-        for line in try String(contentsOfFile: folded, encoding: .utf8).split(separator: "\n") {
+        for raw in try String(contentsOfFile: folded, encoding: .utf8).split(separator: "\n") {
+            // flamegraph.pl turns < and > into ( and ) before drawing (`$stack =~ tr/<>/()/`): Swift generics, C++ templates.
+            let line = Substring(String(raw.map { $0 == "<" ? "(" : $0 == ">" ? ")" : $0 }))
             guard let space = line.lastIndex(of: " "), let w = UInt64(line[line.index(after: space)...]) else { continue }
             total += w
             var prefix = ""

@@ -1,0 +1,90 @@
+// Naming without a kernel: demangled names shortened, perf-map lines split, the mapping a sample's
+// address belongs to chosen by time, ELF symbols of a file compiled here.
+import Foundation
+import Testing
+import TraceSymbols
+
+@Suite struct NamingTests {
+    @Test func swiftNamesKeepTheirLabelsAndLoseTypes() {
+        #expect(Demangle.shortenSwift("App.ReportController.render() -> Swift.String") == "App.ReportController.render()")
+        #expect(Demangle.shortenSwift("App.Server.handle(_: App.Request, id: Swift.Int) async throws -> App.Response")
+                == "App.Server.handle(_:id:)")
+        #expect(Demangle.shortenSwift("static (extension in ArgumentParser):ArgumentParser.ParsableCommand.main() -> ()")
+                == "ArgumentParser.ParsableCommand.main()")
+        #expect(Demangle.shortenSwift("Swift.Array.withUnsafeBytes<A>(_: (Swift.UnsafeRawBufferPointer) throws -> A) throws -> A")
+                == "Swift.Array.withUnsafeBytes(_:)")
+        #expect(Demangle.shortenSwift("App.Store.count.getter : Swift.Int") == "App.Store.count.getter : Swift.Int")
+        #expect(Demangle.name("$s4main6renderyyF") == "main.render()")
+        #expect(Demangle.name("_ZN2v88internal9Execution4CallEPNS0_7IsolateE") == "v8::internal::Execution::Call")
+        #expect(Demangle.name("uv__io_poll") == "uv__io_poll")
+    }
+
+    @Test func cxxNamesLoseTheirParameters() {
+        #expect(Demangle.shortenCxx("node::(anonymous namespace)::Parser::Execute(char const*, unsigned long)")
+                == "node::(anonymous namespace)::Parser::Execute")
+        #expect(Demangle.shortenCxx("std::vector<int, std::allocator<int> >::push_back(int const&)")
+                == "std::vector<int, std::allocator<int> >::push_back")
+    }
+
+    @Test func perfMapLinesOfNode() {
+        let map = PerfMap(text: Array("""
+            7fc11dfc5b80 130 JS:^handleHash /srv/server.js:17:20
+            7fc11dfc6180 2c4 JS:*handleHash /srv/server.js:17:20
+            2a3f34acad66 78 JS:~ node:internal/main/run_main_module:1:1
+            garbage line
+            7fc11dfc6180 10 JS:*replaced /srv/b.js:3:1
+            """.utf8))
+        #expect(map.entries.count == 3)
+        let e = map.entry(at: 0x7fc11dfc6185)
+        #expect(e?.name == "JS:*replaced /srv/b.js:3:1", "the later line wins")
+        #expect(map.entry(at: 0x7fc11dfc5b80 + 0x130) == nil)
+        let (f, file, line) = PerfMap.split("JS:*handleHash /srv/server.js:17:20")
+        #expect(f == "handleHash" && file == "/srv/server.js" && line == 17)
+        let anon = PerfMap.split("JS:~ node:internal/main/run_main_module:1:1")
+        #expect(anon.function == "(anonymous)" && anon.file == "node:internal/main/run_main_module" && anon.line == 1)
+        #expect(PerfMap.split("stub:CEntry").function == "stub:CEntry")
+    }
+
+    @Test func elfSymbolsOfACompiledProgramNameItsFunctions() throws {
+        let dir = NSTemporaryDirectory() + "naming-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let src = dir + "/f.c", exe = dir + "/f"
+        try "__attribute__((noinline)) int named_function(int x) { return x * 3 + 1; }\nint main(int c, char **v) { return named_function(c); }\n"
+            .write(toFile: src, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
+        p.arguments = ["-O2", "-Wl,--build-id", "-o", exe, src]
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let image = try #require(ELFImage(path: exe))
+        #expect(image.hasSymtab && image.buildID.count == 20)
+        let sym = try #require(image.symbols.first { image.names[Int($0.name)] == "named_function" })
+        #expect(image.symbol(at: sym.address + 1)?.name == "named_function")
+        // Not ELF, a directory, a FIFO: no image, no hang.
+        #expect(ELFImage(path: src) == nil)
+        #expect(ELFImage(path: dir) == nil)
+        mkfifo(dir + "/fifo", 0o600)
+        #expect(ELFImage(path: dir + "/fifo") == nil)
+    }
+
+    @Test func theMappingOfAnAddressIsChosenByTime() {
+        let s = Symbolizer()
+        s.perfMapDirectory = nil
+        // The same range held /a before an exec at t=100 and /b after it; a third region only recorded late.
+        s.addMapping(pid: 7, .init(start: 0x1000, end: 0x2000, fileOffset: 0, path: "/nonexistent/a", buildID: [], timeNs: 10))
+        s.addMapping(pid: 7, .init(start: 0x1000, end: 0x2000, fileOffset: 0, path: "/nonexistent/b", buildID: [], timeNs: 100))
+        s.addMapping(pid: 7, .init(start: 0x5000, end: 0x6000, fileOffset: 0x2000, path: "/nonexistent/c", buildID: [], timeNs: 500))
+        func module(_ a: UInt64, _ t: UInt64, pid: UInt32 = 7) -> CodeFrame {
+            let id = s.frame(pid: pid, address: a, timeNs: t, isReturnAddress: false)  // before reading `frames`, which it grows
+            return s.frames[id]
+        }
+        #expect(module(0x1800, 50).module == "/nonexistent/a")
+        #expect(module(0x1800, 150).module == "/nonexistent/b")
+        #expect(module(0x1800, 5).module == "/nonexistent/a", "before any record: the earliest after")
+        let late = module(0x5010, 200)
+        #expect(late.module == "/nonexistent/c" && late.offset == 0x2010 && late.name == "c+0x2010")
+        #expect(module(0x9000, 200).module == "[unknown]")
+        #expect(module(0x1800, 50, pid: 8).module == "[unknown]")
+    }
+}
