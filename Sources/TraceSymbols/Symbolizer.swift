@@ -70,7 +70,7 @@ public final class Symbolizer {
             addressCache[key] = id
             return id
         }
-        let m = mappingIndex(pid: pid, address: address, timeNs: timeNs)
+        let m = mappingIndex(pid: pid, address: lookup, timeNs: timeNs)
         let key = AddressKey(pid: pid, address: lookup, mapping: m)
         if let id = addressCache[key] { return id }
         let id = intern(userFrame(pid: pid, address: lookup, mapping: m >= 0 ? mappings[pid]![m] : nil))
@@ -126,11 +126,12 @@ public final class Symbolizer {
                 // Named frames carry no offset, so all samples in one function are one frame.
                 return CodeFrame(function: function, file: file, line: line, module: "[jit]", offset: 0)
             }
-            if let m = mapping { return CodeFrame(function: nil, module: m.path.isEmpty ? "[anon]" : m.path, offset: address - m.start) }
+            if let m = mapping { return CodeFrame(function: nil, module: m.path.isEmpty ? "[anon]" : m.path, offset: address &- m.start) }
             return CodeFrame(function: nil, module: "[unknown]", offset: address)
         }
         let m = mapping!
-        let fileOffset = address - m.start + m.fileOffset
+        // Wrapping: the mapping holds the address, but a crafted trace may give any file offset.
+        let fileOffset = address &- m.start &+ m.fileOffset
         guard let image = image(path: m.path, buildID: m.buildID) else {
             return CodeFrame(function: nil, module: m.path, offset: fileOffset)
         }
