@@ -35,6 +35,42 @@ public final class ChromeTraceExporter: TimelineSink {
         for p in prefixes { p.deallocate() }
     }
 
+    /// Open spans: name and attributes so far (Chrome's async events take their args at the end).
+    @exclusivity(unchecked) private var openSpans: [UInt64: (name: String, args: [(String, String)])] = [:]
+
+    /// Spans as async events ("b"/"e", one id per span, category "span"), so they need not nest.
+    public func span(_ change: SpanChange, timeline: Timeline) {
+        let key = UInt64(change.pid) << 40 ^ change.spanID
+        let tid = timeline.threads[change.thread].tid
+        switch change.kind {
+        case .begin:
+            openSpans[key] = (change.text, [("execution_async_id", String(change.executionAsyncID))])
+            writeSpan("b", name: change.text, key: key, pid: change.pid, tid: tid, ts: change.timestampNs, args: [])
+        case .attribute:
+            guard openSpans[key] != nil, openSpans[key]!.args.count < 64 else { return }
+            let parts = change.text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            openSpans[key]!.args.append((String(parts[0]), parts.count > 1 ? String(parts[1]) : ""))
+        case .end:
+            guard let s = openSpans.removeValue(forKey: key) else { return }
+            writeSpan("e", name: s.name, key: key, pid: change.pid, tid: tid, ts: change.timestampNs, args: s.args)
+        }
+    }
+
+    private func writeSpan(_ ph: String, name: String, key: UInt64, pid: UInt32, tid: UInt32, ts: UInt64, args: [(String, String)]) {
+        var text = "{\"ph\":\"\(ph)\",\"cat\":\"span\",\"name\":" + JSONWriter.quote(name)
+        text += ",\"id\":\"0x" + String(key, radix: 16) + "\",\"pid\":\(pid),\"tid\":\(tid),\"ts\":"
+        let ns = rel(ts)
+        text += "\(ns / 1000).\(String(ns % 1000 + 1000).dropFirst())"
+        if !args.isEmpty {
+            text += ",\"args\":{" + args.map { JSONWriter.quote($0.0) + ":" + JSONWriter.quote($0.1) }.joined(separator: ",") + "}"
+        }
+        text += "}"
+        var w = out.reserve(2)
+        open(&w)
+        out.commit(w)
+        out.write(text)
+    }
+
     public func finish(timeline: Timeline) {
         out.write("\n],\"otherData\":{\"exporter\":\"asynctrace\",\"trace\":")
         out.write(JSONWriter.quote(timeline.reader.path))

@@ -220,6 +220,151 @@ public final class PerfettoExporter: TimelineSink {
         if change.kind == .destroyed { triggerWritten.remove(UInt64(change.pid) << 44 ^ change.asyncID) }
     }
 
+    // MARK: - spans
+
+    /// Spans go on a sequence of their own (their events arrive in time order, but not in each thread's
+    /// own order with its syscalls), each on a track of its own under its process: they need not nest.
+    static let spanSequence: UInt64 = 0x3FFF_FFFF
+    @exclusivity(unchecked) private var spanSequenceStarted = false
+    @exclusivity(unchecked) private var spanLastTs: UInt64 = 0
+    @exclusivity(unchecked) private var spanNames = Bitset()
+    @exclusivity(unchecked) private var spanAnnotationNames: [String: UInt64] = [:]
+    @exclusivity(unchecked) private var spanStrings: [String: UInt64] = [:]
+    @exclusivity(unchecked) private var openSpanAttributes: [UInt64: [(String, String)]] = [:]
+
+    static func spanTrackUUID(_ pid: UInt32, _ spanID: UInt64) -> UInt64 {
+        1 << 61 | (UInt64(pid) & 0xF_FFFF) << 40 | spanID & 0xFF_FFFF_FFFF
+    }
+
+    public func span(_ change: SpanChange, timeline: Timeline) {
+        let track = Self.spanTrackUUID(change.pid, change.spanID)
+        switch change.kind {
+        case .attribute:
+            guard openSpanAttributes[track] != nil, openSpanAttributes[track]!.count < 64 else { return }
+            let parts = change.text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            openSpanAttributes[track]!.append((String(parts[0]), parts.count > 1 ? String(parts[1]) : ""))
+            return
+        case .begin:
+            guard openSpanAttributes[track] == nil else { return }
+            openSpanAttributes[track] = [("execution_async_id", String(change.executionAsyncID))]
+            var d = ProtoBuffer(capacity: 128)
+            d.varint(1, track)
+            d.varint(5, Self.processUUID(change.pid))
+            d.string(2, change.text.isEmpty ? "span" : change.text)
+            descriptorPacket(d)
+        case .end:
+            guard openSpanAttributes[track] != nil else { return }
+        }
+        let ts = max(change.timestampNs, spanLastTs)
+        if !spanSequenceStarted { startSpanSequence(at: ts) }
+        interned.reset()
+        var w = ByteWriter(event)
+        w.put(0x48)  // type
+        w.put(change.kind == .begin ? 1 : 2)
+        w.put(0x58)  // track_uuid
+        w.varint(track)
+        if change.kind == .begin {
+            let id = timeline.names.id(change.text.isEmpty ? "span" : change.text)
+            if spanNames.insert(id) {
+                scratch.reset()
+                scratch.varint(1, UInt64(id + 1))
+                scratch.string(2, timeline.names[id])
+                interned.message(F.eventNames, scratch)
+            }
+            w.put(0x50)  // name_iid
+            w.varint(UInt64(id + 1))
+            // The attributes (ids, parent, the tracer's) arrive after the begin: written on the begin of the
+            // next packet is not possible, so the begin carries the execution context and the end the rest.
+            spanAnnotations(openSpanAttributes[track]!.prefix(1), &w)
+        } else {
+            spanAnnotations(openSpanAttributes.removeValue(forKey: track)!.dropFirst().prefix(16), &w)
+        }
+        let eventLength = w.p - event
+        let delta = ts &- spanLastTs
+        spanLastTs = ts
+        let internedLength = interned.count
+        var length = 1 + varintLength(delta) + 1 + varintLength(Self.spanSequence) + 1 + varintLength(UInt64(eventLength)) + eventLength
+        if internedLength > 0 { length += 1 + varintLength(UInt64(internedLength)) + internedLength }
+        var o = out.reserve(length + 11)
+        o.put(0x0A)
+        o.varint(UInt64(length))
+        o.put(0x40)
+        o.varint(delta)
+        o.put(0x50)
+        o.varint(Self.spanSequence)
+        if internedLength > 0 {
+            o.put(0x62)
+            o.varint(UInt64(internedLength))
+            o.put(UnsafeRawBufferPointer(start: interned.base, count: internedLength))
+        }
+        o.put(0x5A)
+        o.varint(UInt64(eventLength))
+        o.put(UnsafeRawBufferPointer(start: event, count: eventLength))
+        out.commit(o)
+        packets &+= 1
+    }
+
+    /// Debug annotations {name_iid, string_value_iid}, interned on the span sequence (bounded: 256 names,
+    /// 4096 strings; past that the rest are left out). Written only while the event stays within its buffer.
+    private func spanAnnotations<C: Collection>(_ list: C, _ w: inout ByteWriter) where C.Element == (String, String) {
+        for (key, value) in list {
+            guard let k = internSpan(key, in: &spanAnnotationNames, limit: 256, field: F.annotationNames),
+                  let v = internSpan(String(value.prefix(256)), in: &spanStrings, limit: 4096, field: F.annotationStrings)
+            else { continue }
+            let inner = 1 + varintLength(k) + 2 + varintLength(v)
+            guard (w.p - event) + inner + 12 < Self.eventCapacity else { return }
+            w.put(0x22)  // debug_annotations
+            w.varint(UInt64(inner))
+            w.put(0x08)  // name_iid
+            w.varint(k)
+            w.put(0x88); w.put(0x01)  // string_value_iid (17)
+            w.varint(v)
+        }
+    }
+
+    private func internSpan(_ s: String, in table: inout [String: UInt64], limit: Int, field: UInt32) -> UInt64? {
+        if let id = table[s] { return id }
+        guard table.count < limit else { return nil }
+        // Annotation name iids 1...5 are the thread sequences' names; the span sequence has its own table.
+        let id = UInt64(table.count + 1)
+        table[s] = id
+        scratch.reset()
+        scratch.varint(1, id)
+        scratch.string(2, s)  // InternedString.str and DebugAnnotationName.name: both length-delimited field 2
+        interned.message(field, scratch)
+        return id
+    }
+
+    private func startSpanSequence(at ts: UInt64) {
+        packet.reset()
+        packet.varint(F.sequenceID, Self.spanSequence)
+        packet.varint(F.sequenceFlags, 1)  // SEQ_INCREMENTAL_STATE_CLEARED
+        packet.bool(F.firstPacketOnSequence, true)
+        var defaults = ProtoBuffer(capacity: 32)
+        defaults.varint(F.timestampClockID, Self.incrementalClock + 1)
+        packet.message(F.defaults, defaults)
+        writePacket()
+        packet.reset()
+        packet.varint(F.timestamp, ts)
+        packet.varint(F.timestampClockID, Self.monotonic)
+        packet.varint(F.sequenceID, Self.spanSequence)
+        var snapshot = ProtoBuffer(capacity: 64)
+        scratch.reset()
+        scratch.varint(1, Self.monotonic)
+        scratch.varint(2, ts)
+        snapshot.message(1, scratch)
+        scratch.reset()
+        scratch.varint(1, Self.incrementalClock + 1)
+        scratch.varint(2, ts)
+        scratch.bool(3, true)
+        snapshot.message(1, scratch)
+        snapshot.varint(2, Self.monotonic)
+        packet.message(F.clockSnapshot, snapshot)
+        writePacket()
+        spanSequenceStarted = true
+        spanLastTs = ts
+    }
+
     // MARK: - flows
 
     /// The id a new flow is written with: a recycled one when trace_processor has surely closed it (its flow

@@ -127,6 +127,8 @@ public final class NameTable {
 public protocol TimelineSink {
     mutating func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline)
     mutating func consume(_ op: TimelineOp, timeline: Timeline)
+    /// Spans (user spans, async resource scopes, a tracer's spans).
+    mutating func span(_ change: SpanChange, timeline: Timeline)
     /// A resource's life: created (with type and trigger), given an fd, destroyed. Sinks that need the
     /// causal tree listen; the default ignores them.
     mutating func resource(_ change: ResourceChange, timeline: Timeline)
@@ -138,6 +140,23 @@ public protocol TimelineSink {
 public extension TimelineSink {
     mutating func resource(_ change: ResourceChange, timeline: Timeline) {}
     mutating func code(_ event: EventView, thread: Int, strings: TraceEventIterator, timeline: Timeline) {}
+    mutating func span(_ change: SpanChange, timeline: Timeline) {}
+}
+
+/// A span's begin, attribute or end (spans are not slices of a thread: they may end on another thread
+/// and need not nest). Sinks that show spans listen; the default ignores them.
+public struct SpanChange: Sendable {
+    public enum Kind: UInt8, Sendable { case begin, attribute, end }
+    public var kind: Kind
+    public var pid: UInt32
+    /// Index into `Timeline.threads`: where the event was recorded.
+    public var thread: Int
+    public var spanID: UInt64
+    /// begin: the span's name; attribute: "key=value"; end: "".
+    public var text: String
+    /// begin: the async id current where it began.
+    public var executionAsyncID: UInt64 = 0
+    public var timestampNs: UInt64
 }
 
 public struct ResourceChange: Sendable {
@@ -267,6 +286,15 @@ public final class Timeline {
 
     /// Runs the pass over the whole trace, feeding `sink`; `progress` is called every ~64 K events with the
     /// share of the trace read so far (0...1).
+    struct SpanKey: Hashable {
+        var pid: UInt32
+        var spanID: UInt64
+    }
+    /// Spans begun and not ended: the thread that began them, and begin order. Bounded (100 000).
+    private var openSpans: [SpanKey: (thread: Int, order: UInt64)] = [:]
+    private var spanOrder: UInt64 = 0
+    private var lastSeenNs: UInt64 = 0
+
     public func run<S: TimelineSink>(into sink: inout S, progress: ((Double) -> Void)? = nil) {
         let it = reader.events()
         let total = Double(max(1, reader.payloadBytes))
@@ -291,6 +319,12 @@ public final class Timeline {
         for t in threads.indices {
             while let top = perThread[t].stack.popLast() { emitEnd(top.slice, thread: t, at: perThread[t].lastTs, sink: &sink) }
         }
+        // Spans never ended end where their thread was last seen (in begin order).
+        for (key, t) in openSpans.sorted(by: { $0.value.order < $1.value.order }).map({ ($0.key, $0.value.thread) }) {
+            sink.span(SpanChange(kind: .end, pid: threads[t].pid, thread: t, spanID: key.spanID, text: "",
+                                 timestampNs: max(perThread[t].lastTs, lastSeenNs)), timeline: self)
+        }
+        openSpans.removeAll()
         for k in 0..<256 { stats.byKind[k] = kindCounts[k] }
         decodeDamage = it.damage
         if firstNs == .max { firstNs = 0 }
@@ -466,6 +500,24 @@ public final class Timeline {
             }
             sink.resource(ResourceChange(kind: .fd, pid: threads[t].pid, asyncID: e.u(0), fd: fd, timestampNs: ts),
                           timeline: self)
+        case .spanBegin:
+            if openSpans.count < 100_000 {
+                openSpans[SpanKey(pid: threads[t].pid, spanID: e.u(0))] = (t, spanOrder)
+                spanOrder &+= 1
+            }
+            lastSeenNs = max(lastSeenNs, ts)
+            var c = SpanChange(kind: .begin, pid: threads[t].pid, thread: t, spanID: e.u(0),
+                               text: e.textID >= 0 ? it.string(e.textID) : "", timestampNs: ts)
+            c.executionAsyncID = e.u(2)
+            sink.span(c, timeline: self)
+        case .spanAttribute:
+            guard openSpans[SpanKey(pid: threads[t].pid, spanID: e.u(0))] != nil else { break }
+            sink.span(SpanChange(kind: .attribute, pid: threads[t].pid, thread: t, spanID: e.u(0),
+                                 text: e.textID >= 0 ? it.string(e.textID) : "", timestampNs: ts), timeline: self)
+        case .spanEnd:
+            guard openSpans.removeValue(forKey: SpanKey(pid: threads[t].pid, spanID: e.u(0))) != nil else { break }
+            sink.span(SpanChange(kind: .end, pid: threads[t].pid, thread: t, spanID: e.u(0), text: "", timestampNs: ts),
+                      timeline: self)
         case .mark:
             var op = TimelineOp(.instant, .mark, thread: t, at: ts, name: textName(e.textID, it))
             op.asyncID = e.u(1)

@@ -24,6 +24,7 @@ def main(path):
     flows_out, flows_in = defaultdict(int), defaultdict(int)
     counts = defaultdict(lambda: defaultdict(int))
     instants, counters = 0, 0
+    async_open, async_spans = {}, 0
     for i, e in enumerate(doc["traceEvents"]):
         ph = e.get("ph")
         for k in ("pid", "tid", "name"):
@@ -56,6 +57,22 @@ def main(path):
             if not isinstance(e.get("args"), dict) or not all(isinstance(v, (int, float)) for v in e["args"].values()):
                 fail(f"event {i}: counter without numeric args")
             counters += 1
+        elif ph in ("b", "e"):
+            # Async (nestable) events: matched by (pid, cat, id), a begin before its end; they need not nest.
+            if "id" not in e or "cat" not in e:
+                fail(f"event {i}: async event without id or cat")
+            key = (e["pid"], e["cat"], e["id"])
+            if ph == "b":
+                if key in async_open:
+                    fail(f"event {i}: async id {e['id']} begun twice")
+                async_open[key] = (e["ts"], e["name"])
+            else:
+                if key not in async_open:
+                    fail(f"event {i}: async end {e['id']} without a begin")
+                ts0, name0 = async_open.pop(key)
+                if e["ts"] < ts0 or e["name"] != name0:
+                    fail(f"event {i}: async end {e['id']} before its begin or under another name")
+                async_spans += 1
         else:
             fail(f"event {i}: unexpected phase {ph}")
     # Complete events on one thread must nest (what the viewers stack into rows).
@@ -75,6 +92,8 @@ def main(path):
             if stack:
                 nesting.add(f"{stack[-1][2]} > {name}")
             stack.append((ts, dur, name))
+    if async_open:
+        fail(f"{len(async_open)} async events never ended")
     for b, n in flows_in.items():
         if flows_out.get(b, 0) != 1 or n != 1:
             fail(f"flow {b}: {flows_out.get(b, 0)} sources, {n} targets")
@@ -85,7 +104,7 @@ def main(path):
         "complete_by_thread": {k: dict(v) for k, v in counts.items()},
         "nesting": sorted(nesting),
         "flows_out": len(flows_out), "flows_in": len(flows_in),
-        "instants": instants, "counters": counters,
+        "instants": instants, "counters": counters, "async_spans": async_spans,
     }))
 
 

@@ -48,6 +48,8 @@ def main(path):
                 desc.update(kind="thread", pid=d.thread.pid, tid=d.thread.tid, name=d.thread.thread_name)
             elif d.HasField("counter"):
                 desc.update(kind="counter", name=d.name)
+            else:  # an async track of its own: one span
+                desc.update(kind="span", name=d.name)
             tracks[d.uuid] = desc
             continue
         if p.sequence_flags & 1:  # SEQ_INCREMENTAL_STATE_CLEARED
@@ -123,6 +125,7 @@ def main(path):
             if not stacks[track]:
                 fail(f"packet {i}: slice end on track {track} with no open slice")
             n, t0, a0 = stacks[track].pop()
+            a0 = dict(a0, **ann)  # trace_processor adds an end's annotations to the slice's args
             parent = stacks[track][-1][0] if stacks[track] else None
             slices.append({"track": track, "name": n, "ts": t0, "dur": ts - t0, "depth": len(stacks[track]),
                            "parent": parent, "args": a0})
@@ -164,6 +167,8 @@ def main(path):
 
     by_thread = defaultdict(lambda: defaultdict(int))
     for s in slices:
+        if tracks[s["track"]]["kind"] == "span":
+            continue
         by_thread[thread_label(s["track"])][s["name"]] += 1
     nesting = sorted({f"{s['parent']} > {s['name']}" for s in slices if s["parent"]})
     out = {
@@ -186,6 +191,7 @@ def main(path):
         "syscalls": sorted([[thread_label(s["track"]), s["name"], s["ts"], s["dur"], s["parent"]]
                             for s in slices if "ret" in s["args"] or s["name"].startswith("epoll_")], key=lambda x: x[2]),
         "max_depth": max([s["depth"] for s in slices], default=0),
+        "spans": [{"name": s["name"], "dur": s["dur"], "args": s["args"]} for s in slices if tracks[s["track"]]["kind"] == "span"],
     }
     print(json.dumps(out))
 
