@@ -78,7 +78,7 @@ let package = Package(
         // pass are marked @exclusivity(unchecked) one by one instead.
         .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports", "TraceSymbols"]),
         .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat"]),
-        .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader"]),
+        .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader", "TraceFormat"]),
 
         // --- executables ---
         .executableTarget(

@@ -1,4 +1,5 @@
 // What the analyses find: plain values that the text, JSON and export views render.
+import TraceFormat
 import TraceReader
 
 public struct AnalysisOptions: Sendable {
@@ -11,6 +12,18 @@ public struct AnalysisOptions: Sendable {
     /// Only events in this window count (CLOCK_MONOTONIC ns, inclusive); nil: the whole trace.
     public var window: ClosedRange<UInt64>? = nil
     public init() {}
+}
+
+extension Overview {
+    /// "2 damaged regions skipped; 1 stream without its end (no final chunk)": what `damage` holds, by kind.
+    public var damageSummary: String {
+        let open = damage.filter { $0.kind == .unterminatedStream }.count
+        let regions = damage.count - open
+        var parts: [String] = []
+        if regions > 0 { parts.append("\(regions) damaged region\(regions == 1 ? "" : "s") skipped") }
+        if open > 0 { parts.append("\(open) stream\(open == 1 ? "" : "s") without its end (no final chunk)") }
+        return parts.joined(separator: "; ")
+    }
 }
 
 public struct Overview: Sendable {
@@ -199,7 +212,7 @@ public struct CallbackRecord: Sendable {
     public var causalChain: [String]
     /// Syscalls made on the callback's thread while it ran (largest kernel time first).
     public var syscalls: [SyscallInCallback]
-    public var kernelNs: UInt64 { syscalls.reduce(0) { $0 &+ $1.ns } }
+    public var kernelNs: UInt64 { syscalls.reduce(0) { $0.addingSaturated($1.ns) } }
     /// Off the CPU while it ran: blocked, and runnable waiting for a CPU; nil without scheduler events.
     public var blockedNs: UInt64? = nil
     public var runqueueNs: UInt64? = nil

@@ -261,7 +261,7 @@ struct KernelLoopTracker {
             gaps.offer(gap, busy!)
         }
         t.waits += 1
-        t.waitNs += durationNs
+        t.waitNs = t.waitNs.addingSaturated(durationNs)
         t.lastExitNs = max(t.lastExitNs, exitNs)
         threads[key] = t
         return busy

@@ -1,5 +1,6 @@
 // Percentiles in bounded memory: a log-linear histogram (32 sub-buckets per power of two, so a
 // reported percentile is within 1/32 ≈ 3% below the true value; values under 32 are exact).
+import TraceFormat
 
 public struct LogHistogram: Sendable {
     static let subBits = 5
@@ -33,7 +34,7 @@ public struct LogHistogram: Sendable {
         if counts.isEmpty { counts = [UInt64](repeating: 0, count: Self.bucketCount) }
         counts[Self.index(v)] &+= 1
         count &+= 1
-        sum &+= v
+        sum = sum.addingSaturated(v)
         if v < min { min = v }
         if v > max { max = v }
     }
@@ -43,7 +44,7 @@ public struct LogHistogram: Sendable {
         if counts.isEmpty { counts = [UInt64](repeating: 0, count: Self.bucketCount) }
         for i in 0..<Self.bucketCount where o.counts[i] > 0 { counts[i] &+= o.counts[i] }
         count &+= o.count
-        sum &+= o.sum
+        sum = sum.addingSaturated(o.sum)
         min = Swift.min(min, o.min)
         max = Swift.max(max, o.max)
     }

@@ -45,7 +45,7 @@ struct LoopTracker {
     mutating func phaseLeave(stream s: Int, phase: UInt64, ns: UInt64) {
         guard phase < UInt64(TraceLoopPhase.allCases.count), states[s] != nil,
               let start = states[s]!.phaseStart[Int(phase)] else { return }
-        states[s]!.phaseNs[Int(phase)] += ns - min(ns, start)
+        states[s]!.phaseNs[Int(phase)] = states[s]!.phaseNs[Int(phase)].addingSaturated(ns - min(ns, start))
         states[s]!.phaseCount[Int(phase)] += 1
         states[s]!.phaseStart[Int(phase)] = nil
         if states[s]!.openPhase == Int(phase) { states[s]!.openPhase = nil }
@@ -58,7 +58,7 @@ struct LoopTracker {
 
     mutating func pollEnd(stream s: Int, ns: UInt64) {
         guard states[s] != nil, let start = states[s]!.pollStartNs else { return }
-        states[s]!.pollWaitNs += ns - start
+        states[s]!.pollWaitNs = states[s]!.pollWaitNs.addingSaturated(ns - start)
         states[s]!.pollStartNs = nil
     }
 
@@ -81,7 +81,7 @@ struct LoopTracker {
             let end = max(lastEventNs[s], st.lastIterationNs)
             // A phase still open (its loop returned with no event after it) ends at the thread's last event.
             if let open = st.openPhase, let start = st.phaseStart[open] {
-                st.phaseNs[open] += end - min(end, start)
+                st.phaseNs[open] = st.phaseNs[open].addingSaturated(end - min(end, start))
                 st.phaseCount[open] += 1
             }
             // The last iteration runs until the thread's last event.
@@ -94,12 +94,12 @@ struct LoopTracker {
                                       phases: Self.phases(st.phaseNs, st.phaseCount)))
             all.merge(st.iterationNs)
             for i in 0..<phaseNs.count {
-                phaseNs[i] += st.phaseNs[i]
+                phaseNs[i] = phaseNs[i].addingSaturated(st.phaseNs[i])
                 phaseCount[i] += st.phaseCount[i]
             }
             iterations += st.iterations
-            span += threadSpan
-            wait += st.pollWaitNs
+            span = span.addingSaturated(threadSpan)
+            wait = wait.addingSaturated(st.pollWaitNs)
         }
         guard !threads.isEmpty else { return nil }
         return LoopSummary(threads: threads, iterations: iterations, spanNs: span, pollWaitNs: wait,

@@ -387,10 +387,4 @@ extension SyscallInCallback {
     }
 }
 
-extension UInt64 {
-    @inline(__always) func addingSaturated(_ o: UInt64) -> UInt64 {
-        let (r, overflow) = addingReportingOverflow(o)
-        return overflow ? .max : r
-    }
-    @inline(__always) func subtractingSaturated(_ o: UInt64) -> UInt64 { self > o ? self - o : 0 }
-}
+// addingSaturated / subtractingSaturated: TraceFormat (Saturating.swift), shared by every reading module.

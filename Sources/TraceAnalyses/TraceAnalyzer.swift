@@ -244,7 +244,7 @@ public struct TraceAnalyzer {
         let blocking = d >= options.blockingThresholdNs
         if blocking {
             callbacks.blockingCount += 1
-            callbacks.blockingNs += d
+            callbacks.blockingNs = callbacks.blockingNs.addingSaturated(d)
         }
         guard callbacks.slowest.admits(d) || (blocking && callbacks.blockingLongest.admits(d)) else { return }
         let st = reader.streams[s]
@@ -273,7 +273,7 @@ public struct TraceAnalyzer {
             processes: userPids.union(kernelPids).sorted(),
             hasUserEvents: reader.hasUserEvents, hasKernelEvents: reader.hasKernelEvents,
             droppedUser: reader.droppedUser, droppedKernel: reader.droppedKernel, damage: damage,
-            eventsLostToDamage: damage.reduce(0) { $0 + ($1.eventsLost ?? 0) })
+            eventsLostToDamage: damage.reduce(0) { $0.addingSaturated($1.eventsLost ?? 0) })
 
         let loopSummary = loop.summary(streams: reader.streams.map { ($0.pid, $0.tid, $0.threadName) },
                                        lastEventNs: lastEventNs)

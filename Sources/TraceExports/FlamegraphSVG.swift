@@ -94,7 +94,7 @@ public enum FlamegraphSVG {
             let y = height - 30 - f.depth * fh
             let pct = Double(weight) * 100 / Double(total)
             let title = "\(label) (\(formatWeight(weight, o.unit)), \(format(pct, 2))%)"
-            let chars = Int((w - 6) / 7)
+            let chars = Int.clamping((w - 6) / 7)  // w is a width in pixels; clamped all the same (no trap on any input)
             let text = chars < 3 ? "" : (label.count <= chars ? label : String(label.prefix(chars - 2)) + "..")
             s += "<g class=\"f\" data-x=\"\(format(f.x, 6))\" data-w=\"\(format(f.w, 6))\" data-d=\"\(f.depth)\" "
                 + "data-n=\"\(xml(label))\"><title>\(xml(title))</title>"

@@ -4,6 +4,7 @@
 // and the busiest second (the analyses say which second that is).
 // Two passes over the trace: the analyses, then one timeline pass that collects both drawings.
 import TraceAnalyses
+import TraceFormat
 import TraceReader
 import TraceReports
 
@@ -129,15 +130,15 @@ public enum HTMLReport {
         if !o.hasUserEvents && o.hasKernelEvents {
             s += row("Kind", "kernel-only trace (the program emitted no async events): loop view from epoll waits")
         }
-        let dropped = o.droppedUser + o.droppedKernel
+        let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
         s += row("Dropped events", (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events, the recorder could not keep up")
                  + " (user " + value("dropped.user", o.droppedUser, Formatting.count(o.droppedUser))
                  + ", kernel " + value("dropped.kernel", o.droppedKernel, Formatting.count(o.droppedKernel)) + ")", warn: dropped > 0)
         if o.damage.isEmpty {
-            s += row("Damage", value("damage.regions", 0, "none") + ": every chunk of the file was read")
+            s += row("Damage", value("damage.regions", 0, "none") + ": every chunk of the file was read and every stream was closed")
         } else {
-            var text = value("damage.regions", UInt64(o.damage.count), "\(o.damage.count) damaged region\(o.damage.count == 1 ? "" : "s")")
-                + " skipped" + (o.eventsLostToDamage > 0 ? ", ~" + value("damage.events_lost", o.eventsLostToDamage, Formatting.count(o.eventsLostToDamage)) + " events lost" : "")
+            var text = value("damage.regions", UInt64(o.damage.count), o.damageSummary)
+                + (o.eventsLostToDamage > 0 ? ", ~" + value("damage.events_lost", o.eventsLostToDamage, Formatting.count(o.eventsLostToDamage)) + " events lost" : "")
             for m in o.damage.prefix(20) { text += "<br>" + x(m.message) }
             if o.damage.count > 20 { text += "<br>… and \(o.damage.count - 20) more" }
             s += row("Damage", text, warn: true)

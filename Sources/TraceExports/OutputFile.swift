@@ -2,6 +2,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import TraceReader
 
 public struct ExportError: Error, CustomStringConvertible, Sendable {
     public let message: String
@@ -25,13 +26,33 @@ public final class OutputFile {
 
     /// Creates or truncates `path` ("-": standard output). `uncached`: an output written once and not read
     /// back by us (not a spool file), whose data need not stay in the page cache (see `UncachedWrite`).
-    public init(path: String, bufferSize: Int = 1 << 20, uncached: Bool = false) throws(ExportError) {
+    /// `sparing`: the trace being read; if `path` (or standard output) is that file, under any name (a symbolic
+    /// or hard link), nothing is truncated and the init throws.
+    public init(path: String, bufferSize: Int = 1 << 20, uncached: Bool = false,
+                sparing input: FileIdentity? = nil) throws(ExportError) {
         self.path = path
         if path == "-" {
             fd = 1
+            if let input, FileIdentity(fd: 1) == input {
+                throw ExportError("standard output is the trace file being read; write the output elsewhere")
+            }
         } else {
-            fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            // Opened without O_TRUNC, so the file can be checked before anything is lost.
+            fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0o644)
             if fd < 0 { throw ExportError("\(path): cannot create (\(String(cString: strerror(errno))))") }
+            var st = stat()
+            if fstat(fd, &st) == 0 {
+                if let input, FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) == input {
+                    Glibc.close(fd)
+                    throw ExportError("\(path) is the trace file being read (the same file, perhaps through a link); "
+                        + "choose another output path")
+                }
+                if (st.st_mode & S_IFMT) == S_IFREG && ftruncate(fd, 0) != 0 {
+                    let message = String(cString: strerror(errno))
+                    Glibc.close(fd)
+                    throw ExportError("\(path): cannot truncate (\(message))")
+                }
+            }
         }
         self.uncached = uncached
         capacity = bufferSize

@@ -4,6 +4,7 @@ import TraceSymbols
 
 // A trie of frames; each node holds its self time. Per thread, the pass keeps the stack of open
 // slices and charges the time between two operations to the innermost counted frame.
+import TraceFormat
 
 /// How stacks are formed.
 public enum StackGrouping: String, Sendable, CaseIterable {
@@ -53,9 +54,11 @@ public final class StackTree {
 
     public func child(_ parent: Int, _ label: String) -> Int { child(parent, labels.id(label)) }
 
-    @inline(__always) func add(_ node: Int, _ w: UInt64) { nodes[node].selfWeight &+= w }
+    // Weights come from timestamps and durations in the file: sums saturate (a wrapped sum would make a frame
+    // wider than its parent, and the flame graph's layout arithmetic leave every range).
+    @inline(__always) func add(_ node: Int, _ w: UInt64) { nodes[node].selfWeight = nodes[node].selfWeight.addingSaturated(w) }
 
-    public var totalWeight: UInt64 { nodes.reduce(0) { $0 &+ $1.selfWeight } }
+    public var totalWeight: UInt64 { nodes.reduce(0) { $0.addingSaturated($1.selfWeight) } }
 
     /// Frame labels from the root's child down to `node`.
     public func path(_ node: Int) -> [String] {
@@ -72,7 +75,7 @@ public final class StackTree {
     public func inclusiveWeights() -> [UInt64] {
         var w = nodes.map(\.selfWeight)
         // Children always come after their parent, so one backward sweep sums every subtree.
-        for i in stride(from: nodes.count - 1, through: 1, by: -1) { w[nodes[i].parent] &+= w[i] }
+        for i in stride(from: nodes.count - 1, through: 1, by: -1) { w[nodes[i].parent] = w[nodes[i].parent].addingSaturated(w[i]) }
         return w
     }
 }

@@ -35,7 +35,7 @@ public enum TraceExport {
                            grouping: StackGrouping = .callback, weight: StackWeight = .busy,
                            chromeWarnBytes: UInt64 = ChromeTraceExporter.warnAboveBytes,
                            progress: ((Double) -> Void)? = nil) throws(ExportError) -> ExportSummary {
-        let out = try OutputFile(path: outputPath, uncached: true)
+        let out = try OutputFile(path: outputPath, uncached: true, sparing: reader.fileIdentity)
         let timeline = Timeline(reader: reader)
         let base = reader.firstNs
         var warnings: [String] = []
@@ -101,7 +101,7 @@ public enum Flamegraph {
 
     public static func write(reader: TraceReader, to path: String, grouping: StackGrouping, weight: StackWeight,
                              progress: ((Double) -> Void)? = nil) throws(ExportError) -> Summary {
-        let out = try OutputFile(path: path)
+        let out = try OutputFile(path: path, sparing: reader.fileIdentity)
         let (tree, timeline) = build(reader: reader, grouping: grouping, weight: weight, progress: progress)
         let what = switch grouping {
         case .callback: "by callback"

@@ -60,8 +60,10 @@ public enum LoopTrace {
                 done += 1
                 t += 2_000
             }
-            put(u.seal(sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0))
-            put(k.seal(sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0, flags: [.kernel]))
+            // The last chunks are final, as a recorder that stopped cleanly writes them.
+            let last: ChunkFlags = done == iterations ? [.final] : []
+            put(u.seal(sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0, flags: last))
+            put(k.seal(sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0, flags: last.union(.kernel)))
             seq += 1
         }
     }

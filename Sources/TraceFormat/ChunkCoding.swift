@@ -289,8 +289,9 @@ public struct ChunkDecoder {
         self.state = DecodeState(ticks: header.startTicks)
         self.table = UnsafePointer(argEncodingTable)
         self.identityClock = header.startTicks == header.startNs && header.endTicks == header.endNs
-        let spanTicks = header.endTicks &- header.startTicks
-        self.nsPerTick = spanTicks > 0 ? Double(header.endNs &- header.startNs) / Double(spanTicks) : 0
+        // A clock running backwards (a hostile header) maps every event to the chunk's start.
+        self.nsPerTick = header.endTicks > header.startTicks && header.endNs >= header.startNs
+            ? Double(header.endNs - header.startNs) / Double(header.endTicks - header.startTicks) : 0
     }
 
     public var isAtEnd: Bool { state.offset >= count }
@@ -308,7 +309,8 @@ public struct ChunkDecoder {
     private func nanoseconds(_ t: UInt64) -> UInt64 {
         if identityClock { return t }
         guard nsPerTick > 0, t >= header.startTicks else { return header.startNs }
-        return header.startNs &+ UInt64(Double(t - header.startTicks) * nsPerTick + 0.5)  // round half up, no libm call
+        // Round half up without a libm call; saturates where a hostile tick value would overflow.
+        return ChunkHeader.adding(header.startNs, Double(t - header.startTicks) * nsPerTick + 0.5)
     }
 
     /// Decodes the next event into `e`, reusing its storage (text resolved, list copied).

@@ -169,14 +169,26 @@ public struct ChunkHeader: Equatable, Sendable {
         }
     }
 
-    /// Maps a tick value of this chunk onto CLOCK_MONOTONIC ns.
+    /// Whether the two calibration points are in order (end at or after start, in ns and in ticks).
+    /// Writers guarantee it; a chunk that breaks it passed its checksum but cannot be placed in time.
+    public var hasOrderedClock: Bool { endNs >= startNs && endTicks >= startTicks }
+
+    /// Maps a tick value of this chunk onto CLOCK_MONOTONIC ns. Saturates (never traps) on any header:
+    /// a clock running backwards maps every tick to `startNs`, a time past `UInt64.max` ns to `UInt64.max`.
     @inline(__always)
     public func nanoseconds(forTicks ticks: UInt64) -> UInt64 {
         if startTicks == startNs && endTicks == endNs { return ticks }  // kernel chunks: ticks are ns
-        let spanTicks = endTicks &- startTicks
-        guard spanTicks > 0, ticks >= startTicks else { return startNs }
-        let spanNs = endNs &- startNs
-        let off = Double(ticks - startTicks) * (Double(spanNs) / Double(spanTicks))
-        return startNs &+ UInt64(off.rounded())
+        guard endTicks > startTicks, endNs >= startNs, ticks >= startTicks else { return startNs }
+        let off = Double(ticks - startTicks) * (Double(endNs - startNs) / Double(endTicks - startTicks))
+        return Self.adding(startNs, off.rounded())
+    }
+
+    /// `base + offset` for a non-negative Double offset, saturating at `UInt64.max` (NaN adds nothing).
+    @inline(__always)
+    public static func adding(_ base: UInt64, _ offset: Double) -> UInt64 {
+        guard offset > 0 else { return base }  // also NaN
+        guard offset < 18_446_744_073_709_551_616.0 else { return .max }
+        let (sum, overflow) = base.addingReportingOverflow(UInt64(offset))
+        return overflow ? .max : sum
     }
 }

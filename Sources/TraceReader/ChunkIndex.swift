@@ -158,7 +158,15 @@ struct ChunkIndexer: ~Copyable {
         while pos < file.size {
             switch probe(at: pos) {
             case .valid(let h):
-                accept(h, at: pos)
+                if h.hasOrderedClock {
+                    accept(h, at: pos)
+                } else {
+                    // The checksum vouches for the bytes, not for the writer: a clock running backwards
+                    // cannot place the chunk's events in time.
+                    record(.inconsistentChunk, offset: pos, bytes: headerSize + UInt64(h.payloadLength), header: h,
+                           message: "\(claim(h)) passed its checksum but its clock runs backwards (end before start); "
+                               + "its events were skipped")
+                }
                 pos += headerSize + UInt64(h.payloadLength)
             case .shortHeader:
                 let n = file.size - pos

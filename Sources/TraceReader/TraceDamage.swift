@@ -14,10 +14,15 @@ public struct TraceDamage: Sendable, CustomStringConvertible {
         case undecodable
         /// The same chunk appears twice; the copy was ignored.
         case duplicateChunk = "duplicate_chunk"
+        /// A chunk passed its checksum but its header contradicts itself (its clock runs backwards); skipped.
+        case inconsistentChunk = "inconsistent_chunk"
+        /// A stream's last readable chunk is not marked final: its end is missing (events lost: unknown).
+        case unterminatedStream = "unterminated_stream"
     }
 
     public var kind: Kind
-    /// File range the damage covers (0 bytes for missing chunks).
+    /// File range the damage covers (0 bytes for missing chunks and unterminated streams, which sit at the
+    /// file's end).
     public var fileOffset: UInt64
     public var byteCount: UInt64
     /// The stream the lost events belong to, when a header tells.

@@ -9,8 +9,13 @@ final class TraceFileHandle: @unchecked Sendable {  // the fd is only read with 
     let fd: Int32
     let size: UInt64
 
+    /// Where the file lives (device and inode), so an output path can be checked against it.
+    let identity: FileIdentity
+
     init(path: String) throws(TraceOpenError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below); reads of a
+        // regular file ignore the flag.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         if fd < 0 {
             let e = errno
             switch e {
@@ -25,12 +30,40 @@ final class TraceFileHandle: @unchecked Sendable {  // the fd is only read with 
             close(fd)
             throw .cannotRead(path: path, errno: e, message: String(cString: strerror(e)))
         }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
+        switch st.st_mode & S_IFMT {
+        case S_IFREG:
+            break
+        case S_IFDIR:
             close(fd)
             throw .isDirectory(path: path)
+        default:
+            // A FIFO or socket would block or never end, a device (/dev/zero) never ends: only regular
+            // files have a size to index.
+            close(fd)
+            throw .notRegularFile(path: path, kind: Self.kindName(st.st_mode & S_IFMT))
+        }
+        if st.st_size == 0 {
+            // procfs and sysfs files report size 0 but have contents: not an empty recording.
+            var byte: UInt8 = 0
+            if pread(fd, &byte, 1, 0) == 1 {
+                close(fd)
+                throw .unsizedFile(path: path)
+            }
         }
         self.fd = fd
         self.size = UInt64(max(0, st.st_size))
+        self.identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    private static func kindName(_ type: mode_t) -> String {
+        switch type {
+        case S_IFIFO: "a FIFO (named pipe)"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        case S_IFLNK: "a symbolic link"
+        default: "not a regular file"
+        }
     }
 
     deinit { close(fd) }
@@ -48,6 +81,25 @@ final class TraceFileHandle: @unchecked Sendable {  // the fd is only read with 
             done += n
         }
         return done
+    }
+}
+
+/// A file's place on its file system: two paths with the same identity are the same file (through symbolic
+/// or hard links).
+public struct FileIdentity: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
+    }
+
+    /// The identity of the file `fd` refers to, if it can be found.
+    public init?(fd: Int32) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        self.init(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
     }
 }
 

@@ -5,6 +5,10 @@ public enum TraceOpenError: Error, Equatable, Sendable, CustomStringConvertible 
     case noSuchFile(path: String)
     case permissionDenied(path: String)
     case isDirectory(path: String)
+    /// A FIFO, socket or device: reading it could block forever or never end.
+    case notRegularFile(path: String, kind: String)
+    /// A file that reports size 0 but has contents (procfs, sysfs): not a trace.
+    case unsizedFile(path: String)
     case cannotRead(path: String, errno: Int32, message: String)
     case emptyFile(path: String)
     case notATrace(path: String)
@@ -20,6 +24,10 @@ public enum TraceOpenError: Error, Equatable, Sendable, CustomStringConvertible 
         case .noSuchFile(let p): "\(p): no such file"
         case .permissionDenied(let p): "\(p): permission denied"
         case .isDirectory(let p): "\(p): is a directory, not a trace file"
+        case .notRegularFile(let p, let kind):
+            "\(p): is \(kind), not a trace file (traces are read from regular files; copy it to one first)"
+        case .unsizedFile(let p):
+            "\(p): not a trace file (it reports size 0 but has contents, like files in /proc and /sys)"
         case .cannotRead(let p, let e, let m): "\(p): cannot read (\(m), errno \(e))"
         case .emptyFile(let p): "\(p): the file is empty (the recording wrote nothing)"
         case .notATrace(let p): "\(p): not an asynctrace trace file (its first bytes are not \"ASYNCTRC\")"

@@ -17,6 +17,8 @@ public final class TraceReader: Sendable {
     /// Earliest chunk start and latest chunk end among readable chunks (CLOCK_MONOTONIC ns); 0 if there are none.
     public let firstNs: UInt64
     public let lastNs: UInt64
+    /// The trace file's device and inode: an output must never be this file.
+    public var fileIdentity: FileIdentity { file.identity }
 
     let file: TraceFileHandle
     let chunks: [[ChunkEntry]]
@@ -63,24 +65,46 @@ public final class TraceReader: Sendable {
         }
         var streams: [TraceStream] = []
         var chunks: [[ChunkEntry]] = []
+        var unterminated: [TraceDamage] = []
         for (i, old) in order.enumerated() {
             var s = index.streams[old]
             s = TraceStream(reindexing: s, to: i)
             if let last = index.chunks[old].last {
                 // endedCleanly: the final flag lives only in the full header; re-read the last one.
                 s.endedCleanly = Self.isFinal(file: file, offset: last.offset)
+                if !s.endedCleanly {
+                    unterminated.append(Self.unterminated(s, last: last, traceEndNs: index.lastNs, fileSize: file.size,
+                                                          traceStartNs: header.monotonicStartNs))
+                }
             }
             streams.append(s)
             chunks.append(index.chunks[old])
         }
         self.streams = streams
         self.chunks = chunks
-        self.damage = index.damage.sorted { $0.fileOffset < $1.fileOffset }
-        self.eventCount = streams.reduce(0) { $0 + $1.eventCount }
+        self.damage = index.damage.sorted { $0.fileOffset < $1.fileOffset } + unterminated
+        self.eventCount = streams.reduce(0) { $0.addingSaturated($1.eventCount) }
         self.payloadBytes = index.payloadBytes
         self.largestPayload = index.largestPayload
         self.firstNs = index.firstNs == .max ? 0 : index.firstNs
         self.lastNs = index.lastNs
+    }
+
+    /// A stream whose last readable chunk is not marked final lost its end: the recorder was killed, the file
+    /// was cut at a chunk boundary or lost chunks, or it is still being recorded. What it did from its last
+    /// chunk on is unknown; the rest of the trace says how long that was.
+    private static func unterminated(_ s: TraceStream, last: ChunkEntry, traceEndNs: UInt64, fileSize: UInt64,
+                                     traceStartNs: UInt64) -> TraceDamage {
+        let fromNs = last.header.endNs
+        let after = Wording.relative(fromNs, from: traceStartNs)
+        let lostRange = traceEndNs > fromNs
+            ? "its events from \(after) on are missing (the trace goes on to \(Wording.relative(traceEndNs, from: traceStartNs)))"
+            : "any events after \(after) are missing"
+        return TraceDamage(
+            kind: .unterminatedStream, fileOffset: fileSize, byteCount: 0, stream: s.key,
+            sequences: nil, eventsLost: nil, startNs: fromNs, endNs: max(fromNs, traceEndNs),
+            message: "\(s.key) has no final chunk after chunk \(last.header.sequence) (the recorder was killed, the "
+                + "file was cut or lost chunks, or it is still being written); \(lostRange), count unknown")
     }
 
     private static func isFinal(file: TraceFileHandle, offset: UInt64) -> Bool {
@@ -91,10 +115,10 @@ public final class TraceReader: Sendable {
     }
 
     /// Events the recorders dropped: user streams together, and the kernel stream(s).
-    public var droppedUser: UInt64 { streams.filter { !$0.isKernel }.reduce(0) { $0 + $1.dropped } }
-    public var droppedKernel: UInt64 { streams.filter { $0.isKernel }.reduce(0) { $0 + $1.dropped } }
+    public var droppedUser: UInt64 { streams.filter { !$0.isKernel }.reduce(0) { $0.addingSaturated($1.dropped) } }
+    public var droppedKernel: UInt64 { streams.filter { $0.isKernel }.reduce(0) { $0.addingSaturated($1.dropped) } }
     /// Events known lost to damage (from chunk headers; missing chunks of unknown size are not counted).
-    public var eventsLostToDamage: UInt64 { damage.reduce(0) { $0 + ($1.eventsLost ?? 0) } }
+    public var eventsLostToDamage: UInt64 { damage.reduce(0) { $0.addingSaturated($1.eventsLost ?? 0) } }
     public var hasUserEvents: Bool { streams.contains { !$0.isKernel && $0.eventCount > 0 } }
     public var hasKernelEvents: Bool { streams.contains { $0.isKernel && $0.eventCount > 0 } }
 

@@ -45,12 +45,38 @@ public enum Formatting {
     /// 0.1234 -> "12.3%".
     public static func percent(_ share: Double) -> String { fixed(share * 100, 1) + "%" }
 
-    /// A non-negative number with `digits` decimals, without Foundation.
+    /// `s` safe to print on a terminal: control characters (C0, DEL, C1: escape sequences start with them)
+    /// and bidirectional overrides (they reorder what is shown) become visible escapes such as `\x1b`.
+    /// Names in a trace (program, threads, resource types) are whatever the traced program wrote.
+    public static func printable(_ s: String, keepingNewlines: Bool = false) -> String {
+        guard s.unicodeScalars.contains(where: { needsEscape($0) && !(keepingNewlines && $0 == "\n") }) else { return s }
+        var out = ""
+        for u in s.unicodeScalars {
+            if !needsEscape(u) || (keepingNewlines && u == "\n") {
+                out.unicodeScalars.append(u)
+            } else if u.value < 0x100 {
+                let h = String(u.value, radix: 16)
+                out += "\\x" + (h.count < 2 ? "0" : "") + h
+            } else {
+                out += "\\u{" + String(u.value, radix: 16) + "}"
+            }
+        }
+        return out
+    }
+
+    @inline(__always)
+    static func needsEscape(_ u: Unicode.Scalar) -> Bool {
+        let v = u.value
+        return v < 0x20 || (v >= 0x7F && v <= 0x9F) || (v >= 0x202A && v <= 0x202E) || (v >= 0x2066 && v <= 0x2069)
+    }
+
+    /// A number with `digits` decimals, without Foundation (saturates far beyond any real value).
     public static func fixed(_ v: Double, _ digits: Int) -> String {
         guard v.isFinite else { return "n/a" }
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
         let neg = v < 0
+        guard abs(v) * scale < 1.8e19 else { return (neg ? "-" : "") + String(abs(v)) }  // Swift's own shortest form
         let r = UInt64((abs(v) * scale).rounded())
         let whole = r / UInt64(scale)
         var s = (neg ? "-" : "") + String(whole)
@@ -70,7 +96,8 @@ struct Table {
 
     init(_ columns: [(String, Align)]) { self.columns = columns.map { (title: $0.0, align: $0.1) } }
 
-    mutating func add(_ row: [String]) { rows.append(row) }
+    /// Cells are escaped for the terminal here, before their widths are measured.
+    mutating func add(_ row: [String]) { rows.append(row.map { Formatting.printable($0) }) }
 
     func render(indent: String = "  ") -> String {
         var widths = columns.map { $0.title.count }

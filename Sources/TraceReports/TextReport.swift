@@ -2,6 +2,7 @@
 // went, which callback did which I/O, and what was still open at exit. Dropped events and damage
 // are always stated, even when there were none.
 import TraceAnalyses
+import TraceFormat
 import TraceReader
 
 public enum TextReport {
@@ -20,12 +21,13 @@ public enum TextReport {
         syscalls(a, &out)
         fds(a, &out)
         openAtExit(a, &out)
-        return out
+        // Names were escaped where they were placed; this pass makes sure nothing else reaches the terminal raw.
+        return Formatting.printable(out, keepingNewlines: true)
     }
 
     public static func thread(_ pid: UInt32, _ tid: UInt32, _ name: String?) -> String {
         let base = "tid \(tid)" + (pid != tid ? " pid \(pid)" : "")
-        if let name, !name.isEmpty { return "\(name) (\(base))" }
+        if let name, !name.isEmpty { return "\(Formatting.printable(name)) (\(base))" }
         return base
     }
 
@@ -79,8 +81,8 @@ public enum TextReport {
 
     private static func overview(_ a: TraceAnalysis, _ out: inout String) {
         let o = a.overview
-        out += "asynctrace report: \(o.program.isEmpty ? "(unnamed program)" : o.program) (pid \(o.pid))\n"
-        out += "  trace      \(o.path)  (format v\(o.formatVersion))\n"
+        out += "asynctrace report: \(o.program.isEmpty ? "(unnamed program)" : Formatting.printable(o.program)) (pid \(o.pid))\n"
+        out += "  trace      \(Formatting.printable(o.path))  (format v\(o.formatVersion))\n"
         if let w = a.window {
             out += "  window     \(Formatting.at(w.lowerBound, from: o.recordingStartNs)) to "
                 + (w.upperBound == .max ? "the end" : Formatting.at(w.upperBound, from: o.recordingStartNs))
@@ -93,16 +95,16 @@ public enum TextReport {
         if !o.hasUserEvents && o.hasKernelEvents {
             out += "  kind       kernel-only trace (the program emitted no async events): loop view from epoll waits\n"
         }
-        let dropped = o.droppedUser + o.droppedKernel
+        let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
         out += "  dropped    " + (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events")
         out += " (user \(Formatting.count(o.droppedUser)), kernel \(Formatting.count(o.droppedKernel)))"
         out += dropped == 0 ? "\n" : "  ← the recorder could not keep up; counts below miss these\n"
         if o.damage.isEmpty {
-            out += "  damage     none: every chunk of the file was read\n"
+            out += "  damage     none: every chunk of the file was read and every stream was closed\n"
         } else {
-            out += "  damage     \(o.damage.count) damaged region\(o.damage.count == 1 ? "" : "s") skipped"
+            out += "  damage     \(o.damageSummary)"
             out += o.eventsLostToDamage > 0 ? ", ~\(Formatting.count(o.eventsLostToDamage)) events lost:\n" : ":\n"
-            for d in o.damage.prefix(20) { out += "    - \(d.message)\n" }
+            for d in o.damage.prefix(20) { out += "    - \(Formatting.printable(d.message))\n" }
             if o.damage.count > 20 { out += "    - ... and \(o.damage.count - 20) more\n" }
         }
         let shown = Overview.headlineKinds.filter { o.count($0) > 0 }.map { "\($0) \(Formatting.count(o.count($0)))" }
@@ -127,9 +129,9 @@ public enum TextReport {
         heading("BLOCKING: \(Formatting.count(b.count)) callback\(b.count == 1 ? "" : "s") ran \(threshold) or longer "
                 + "(\(Formatting.duration(b.totalNs)) in total); while one runs, the loop can do nothing else", &out)
         for c in b.longest {
-            out += "  ▶ \(c.type) (async id \(c.asyncID)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
+            out += "  ▶ \(Formatting.printable(c.type)) (async id \(c.asyncID)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
             out += "\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))\n"
-            if c.causalChain.count > 1 { out += "      caused by  " + c.causalChain.joined(separator: " → ") + "\n" }
+            if c.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(c.causalChain.joined(separator: " → ")) + "\n" }
             if let on = c.onCPUNs {
                 out += "      time       " + verdict(durationNs: c.durationNs, onCPUNs: on, blockedNs: c.blockedNs ?? 0,
                                                     runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first) + "\n"
@@ -140,7 +142,7 @@ public enum TextReport {
             } else {
                 let k = c.kernelNs
                 out += "      syscalls   \(Formatting.duration(k)) in the kernel (\(Formatting.percent(Double(k) / Double(max(1, c.durationNs)))) of the callback):\n"
-                for s in c.syscalls.prefix(8) { out += "                 " + syscallLine(s) + "\n" }
+                for s in c.syscalls.prefix(8) { out += "                 " + Formatting.printable(syscallLine(s)) + "\n" }
             }
         }
         if b.count > UInt64(b.longest.count) { out += "  ... and \(b.count - UInt64(b.longest.count)) more (see --top)\n" }

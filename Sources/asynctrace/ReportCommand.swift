@@ -80,6 +80,14 @@ struct ReportCommand: ParsableCommand {
         } catch {
             Self.fail("\(error)")
         }
+        // Opened before the long pass, so a bad output path (or the trace itself as output) fails at once.
+        let destination = output ?? (html ? "report.html" : "-")
+        let out: OutputFile
+        do {
+            out = try OutputFile(path: destination, sparing: reader.fileIdentity)
+        } catch {
+            Self.fail("\(error)")
+        }
         let thresholdNs = Self.parseDuration(threshold) ?? 10_000_000
         let progress = TerminalProgress(label: "reading trace")
         var options = AnalysisOptions()
@@ -105,9 +113,7 @@ struct ReportCommand: ParsableCommand {
             text = json ? JSONReport.render(analysis) : TextReport.render(analysis)
         }
         progress.finish()
-        let destination = output ?? (html ? "report.html" : "-")
         do {
-            let out = try OutputFile(path: destination)
             out.write(text)
             try out.close()
         } catch {

@@ -94,7 +94,7 @@ struct StreamScript {
 
     func sealed() -> [UInt8] {
         builder.seal(sequence: sequence, endNs: lastNs, endTicks: lastNs, droppedCumulative: dropped,
-                     flags: kernel ? [.kernel] : [])
+                     flags: kernel ? [.kernel, .final] : [.final])
     }
 }
 

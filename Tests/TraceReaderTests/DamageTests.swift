@@ -50,7 +50,20 @@ import TraceFormat
             let cut = Array(bytes[0..<c.offset])
             let got = try read(cut, "b\(i)")
             #expect(got.ids == ids(of: w.chunks[0..<i]), "cut before chunk \(i)")
-            #expect(got.ordered && got.damage.isEmpty)
+            // Cut at a chunk boundary nothing is damaged, but every stream whose final chunk was cut off is
+            // reported unterminated (issue 13: it used to read as "every chunk of the file was read").
+            let open = unterminatedStreams(w.chunks[0..<i], finalSequence: 5)
+            #expect(got.ordered && got.damage.allSatisfy { $0.kind == .unterminatedStream && $0.eventsLost == nil })
+            #expect(Set(got.damage.compactMap(\.stream)) == Set(open.keys), "cut before chunk \(i)")
+            for d in got.damage {
+                // The loss starts where the stream's last chunk ends (stream s's chunk c ends at 1_009_999 + c*10_000 + s*7).
+                let key = try #require(d.stream)
+                let s: Int = key.isKernel ? 3 : Int(key.tid) - 200
+                let lastChunk: Int = Int(open[key] ?? 0)
+                let lastEnd: Int = 1_009_999 + lastChunk * 10_000 + s * 7
+                #expect(d.startNs == UInt64(lastEnd))
+                #expect(d.message.contains("has no final chunk after chunk \(lastChunk)"))
+            }
         }
     }
 
@@ -68,8 +81,11 @@ import TraceFormat
             #expect(got.ids == ids(of: whole), "cut at \(n)")
             #expect(got.ordered)
             guard let cutChunk = w.chunks.first(where: { $0.offset < n && n < $0.offset + $0.length }) else { continue }
-            #expect(got.damage.count == 1, "cut at \(n): \(got.damage)")
-            let d = try #require(got.damage.first)
+            let damage = got.damage.filter { $0.kind != .unterminatedStream }
+            #expect(damage.count == 1, "cut at \(n): \(got.damage)")
+            #expect(Set(got.damage.filter { $0.kind == .unterminatedStream }.compactMap(\.stream))
+                    == Set(unterminatedStreams(whole, finalSequence: 5).keys), "cut at \(n)")
+            let d = try #require(damage.first)
             #expect(d.kind == .truncatedTail && d.fileOffset == UInt64(cutChunk.offset) && d.byteCount == UInt64(n - cutChunk.offset))
             if n - cutChunk.offset >= TraceFileFormat.chunkHeaderSize {
                 // The header survived: the account names the chunk and its event count.
@@ -181,7 +197,7 @@ import TraceFormat
         b.beginEvent(.before, ticks: 2); b.putAsyncID(2)
         b.beginEvent(EventKind(rawValue: 0xEE), ticks: 3)  // a kind from the future
         b.beginEvent(.before, ticks: 4); b.putAsyncID(3)
-        w.append(chunk: b.seal(sequence: 0, endNs: 10, endTicks: 10, droppedCumulative: 0), pid: 1, tid: 2, sequence: 0, eventCount: 4)
+        w.append(chunk: b.seal(sequence: 0, endNs: 10, endTicks: 10, droppedCumulative: 0, flags: .final), pid: 1, tid: 2, sequence: 0, eventCount: 4)
         w.close()
         let got = try read(w.bytes, "unk")
         #expect(got.ids == [1, 2])

@@ -1,6 +1,7 @@
 // Writing trace files for tests with the format's own ChunkBuilder (the same bytes the recorders write).
 import Foundation
 import TraceFormat
+import TraceReader
 
 func temporaryTracePath(_ name: String) -> String {
     NSTemporaryDirectory() + "asynctrace-reader-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).atrace"
@@ -98,13 +99,27 @@ func writeSmallTrace(path: String, streams: Int = 3, chunksPerStream: Int = 6, p
                 }
                 ids.append(id)
             }
+            // Each stream's last chunk is final, as a recorder that stopped cleanly writes it.
+            var flags: ChunkFlags = isKernel ? [.kernel] : []
+            if c == chunksPerStream - 1 { flags.insert(.final) }
             let chunk = b.seal(sequence: UInt64(c), endNs: base + 9_999, endTicks: base + 9_999, droppedCumulative: 0,
-                               flags: isKernel ? [.kernel] : [])
+                               flags: flags)
             w.append(chunk: chunk, pid: 100, tid: tid, sequence: UInt64(c), eventCount: Int(b.eventCount), ids: ids)
         }
     }
     w.close()
     return w
+}
+
+/// The streams a file holding only `chunks` (a prefix, or the chunks left after a loss) leaves without their
+/// final chunk, as the reader reports them (`unterminatedStream`), with the end of their last chunk.
+func unterminatedStreams(_ chunks: some Sequence<WrittenChunk>, finalSequence: UInt64) -> [StreamKey: UInt64] {
+    var last: [StreamKey: UInt64] = [:]
+    for c in chunks {
+        let key = StreamKey(pid: c.pid, tid: c.tid, isKernel: c.tid == 0)
+        last[key] = max(last[key] ?? 0, c.sequence)
+    }
+    return last.filter { $0.value != finalSequence }
 }
 
 /// The id a test event carries: asyncID for user events, `size` for kernel syscalls.
