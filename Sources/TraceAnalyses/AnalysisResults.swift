@@ -17,11 +17,11 @@ public struct AnalysisOptions: Sendable {
 extension Overview {
     /// "2 damaged regions skipped; 1 stream without its end (no final chunk)": what `damage` holds, by kind.
     public var damageSummary: String {
-        let open = damage.filter { $0.kind == .unterminatedStream }.count
-        let regions = damage.count - open
+        let open = damage.filter { $0.kind == .unterminatedStream }.reduce(UInt64(0)) { $0.addingSaturated($1.count) }
+        let regions = damage.filter { $0.kind != .unterminatedStream }.reduce(UInt64(0)) { $0.addingSaturated($1.count) }
         var parts: [String] = []
         if regions > 0 { parts.append("\(regions) damaged region\(regions == 1 ? "" : "s") skipped") }
-        if open > 0 { parts.append("\(open) stream\(open == 1 ? "" : "s") without its end (no final chunk)") }
+        if open > 0 { parts.append("\(open) stream\(open == 1 ? "" : "s") without an end (no final chunk)") }
         return parts.joined(separator: "; ")
     }
 }

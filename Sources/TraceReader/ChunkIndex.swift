@@ -12,6 +12,14 @@ struct TraceIndex: Sendable {
     var largestPayload = 0
     var firstNs: UInt64 = .max
     var lastNs: UInt64 = 0
+    var statistics = IndexStatistics()
+}
+
+/// The work indexing did: bytes read from the file, and bytes of candidate chunks the resynchronisation
+/// checked (both bounded by a small multiple of the file's size, whatever the file holds).
+struct IndexStatistics: Sendable {
+    var bytesRead: UInt64 = 0
+    var candidateBytesChecked: UInt64 = 0
 }
 
 struct ChunkIndexer: ~Copyable {
@@ -23,10 +31,32 @@ struct ChunkIndexer: ~Copyable {
     private var streamByKey: [StreamKey: Int] = [:]
     /// Sequence numbers of damaged chunks whose headers named their stream (so a gap they explain is not reported twice).
     private var explained: [StreamKey: Set<UInt64>] = [:]
+    /// The resynchronisation scan reads the file through this window once, however many scans there are
+    /// (a fresh 1 MiB read per scan made a file with garbage before every small chunk quadratic).
+    private var window = ByteBuffer(capacity: ChunkIndexer.windowSize)
+    private var windowStart: UInt64 = 0
+    private var windowCount = 0
+    static let windowSize = 1 << 20
+    /// Bytes the scan may spend checking candidate chunks (reading and CRC-ing what a magic number claims).
+    /// A crafted file can put a magic every few bytes, each claiming a payload up to the end of the file;
+    /// checking them all is quadratic. Real damage costs about one file length at most, so twice the file
+    /// (plus 64 MiB) never stops a real recovery; past it, the rest of the file is reported as unreadable.
+    private var scanBudget: UInt64
+    private var scanBudgetExhausted = false
+    /// Damage entries kept one by one; past this many, they are only counted (`overflowDamage`), so a file of
+    /// a million damaged regions cannot make the report (or memory) a million lines long.
+    static let maxDamageEntries = 1_000
+    /// Streams read; chunks of further streams are skipped and counted in one damage entry.
+    static let maxStreams = 65_536
+    private var beyondStreamLimit = (chunks: UInt64(0), events: UInt64(0), bytes: UInt64(0), streams: Set<StreamKey>(),
+                                     firstOffset: UInt64?.none)
+    private var overflowDamage = TraceDamage(kind: .garbage, fileOffset: 0, byteCount: 0, eventsLost: 0, message: "")
+    private var overflowCount: UInt64 = 0
 
     init(file: TraceFileHandle, traceStartNs: UInt64) {
         self.file = file
         self.traceStartNs = traceStartNs
+        scanBudget = file.size.multipliedSaturated(2).addingSaturated(64 << 20)
     }
 
     private enum Probe {
@@ -37,17 +67,23 @@ struct ChunkIndexer: ~Copyable {
         case shortHeader
     }
 
+    private mutating func read(into p: UnsafeMutableRawPointer, count: Int, at offset: UInt64) -> Int {
+        let n = file.read(into: p, count: count, at: offset)
+        index.statistics.bytesRead &+= UInt64(n)
+        return n
+    }
+
     /// Looks at the bytes at `pos` as a chunk; on `.valid` the payload is in `payload`.
     private mutating func probe(at pos: UInt64) -> Probe {
         let size = TraceFileFormat.chunkHeaderSize
         guard file.size >= pos, file.size - pos >= UInt64(size) else { return .shortHeader }
-        guard file.read(into: headerBytes.pointer, count: size, at: pos) == size else { return .shortHeader }
+        guard read(into: headerBytes.pointer, count: size, at: pos) == size else { return .shortHeader }
         guard let h = ChunkHeader.load(from: headerBytes.pointer),
               Int(h.payloadLength) <= TraceFileFormat.maxPayloadBytes else { return .notAHeader }
         let length = Int(h.payloadLength)
         guard file.size - pos - UInt64(size) >= UInt64(length) else { return .beyondEndOfFile(h) }
         payload.reserve(length)
-        guard file.read(into: payload.pointer, count: length, at: pos + UInt64(size)) == length else {
+        guard read(into: payload.pointer, count: length, at: pos + UInt64(size)) == length else {
             return .beyondEndOfFile(h)
         }
         let crc = ChunkHeader.computeCRC(header: headerBytes.pointer,
@@ -60,27 +96,50 @@ struct ChunkIndexer: ~Copyable {
         return false
     }
 
-    /// The offset of the next readable chunk at or after `from`, or nil.
+    /// Whether a candidate found by the scan is a readable chunk, charging what checking it costs to the budget.
+    private mutating func isValidCandidate(at pos: UInt64) -> Bool {
+        let size = TraceFileFormat.chunkHeaderSize
+        guard file.size >= pos, file.size - pos >= UInt64(size),
+              read(into: headerBytes.pointer, count: size, at: pos) == size,
+              let h = ChunkHeader.load(from: headerBytes.pointer),
+              Int(h.payloadLength) <= TraceFileFormat.maxPayloadBytes,
+              file.size - pos - UInt64(size) >= UInt64(h.payloadLength) else { return false }
+        let cost = UInt64(size) + UInt64(h.payloadLength)
+        guard cost <= scanBudget else {
+            scanBudgetExhausted = true
+            return false
+        }
+        scanBudget -= cost
+        index.statistics.candidateBytesChecked += cost
+        return isValidChunk(at: pos)
+    }
+
+    /// The offset of the next readable chunk at or after `from`, or nil. Each byte of the file is read into the
+    /// window about once over all scans; candidates are checked within `scanBudget`.
     private mutating func scanForChunk(from: UInt64) -> UInt64? {
-        let block = 1 << 20
         let magic = TraceFileFormat.chunkMagic
-        let scratch = ByteBuffer(capacity: block)
         var base = from
-        while base < file.size {
-            let n = file.read(into: scratch.pointer, count: block, at: base)
-            if n < 4 { return nil }
-            let p = UnsafeRawPointer(scratch.pointer)
-            var i = 0
+        while base < file.size && !scanBudgetExhausted {
+            // The window holds [windowStart, windowStart + windowCount); refill it when `base` leaves it.
+            if base < windowStart || base + 4 > windowStart + UInt64(windowCount) {
+                windowStart = base
+                windowCount = read(into: window.pointer, count: Self.windowSize, at: base)
+                if windowCount < 4 { return nil }
+            }
+            let p = UnsafeRawPointer(window.pointer)
+            var i = Int(base - windowStart)
+            let n = windowCount
             while i + 4 <= n {
                 if p.load(fromByteOffset: i, as: UInt8.self) == 0x41,
                    UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt32.self)) == magic,
-                   isValidChunk(at: base + UInt64(i)) {
-                    return base + UInt64(i)
+                   isValidCandidate(at: windowStart + UInt64(i)) {
+                    return windowStart + UInt64(i)
                 }
+                if scanBudgetExhausted { return nil }
                 i += 1
             }
-            base += UInt64(n - 3)  // overlap: a magic may straddle blocks
-            if n < block { break }
+            base = windowStart + UInt64(n - 3)  // overlap: a magic may straddle windows
+            if n < Self.windowSize { break }
         }
         return nil
     }
@@ -94,6 +153,16 @@ struct ChunkIndexer: ~Copyable {
 
     private mutating func record(_ kind: TraceDamage.Kind, offset: UInt64, bytes: UInt64, header h: ChunkHeader?,
                                  message: String) {
+        if let h { explained[key(h), default: []].insert(h.sequence) }
+        guard index.damage.count < Self.maxDamageEntries else {
+            countOverflow(bytes: bytes, eventsLost: h.map { UInt64($0.eventCount) } ?? 0, offset: offset)
+            return
+        }
+        var message = message
+        if kind == .garbage && scanBudgetExhausted && offset + bytes == file.size {
+            message += " (the search for the next chunk gave up: more than \(Wording.grouped(file.size.multipliedSaturated(2) / 1_048_576 + 64)) MiB "
+                + "of candidate chunks in this file failed their checks, which only a crafted file does)"
+        }
         var d = TraceDamage(kind: kind, fileOffset: offset, byteCount: bytes, message: message)
         if let h {
             d.stream = key(h)
@@ -101,9 +170,25 @@ struct ChunkIndexer: ~Copyable {
             d.eventsLost = UInt64(h.eventCount)
             d.startNs = h.startNs
             d.endNs = max(h.startNs, h.endNs)
-            explained[key(h), default: []].insert(h.sequence)
         }
         index.damage.append(d)
+    }
+
+    private mutating func countOverflow(bytes: UInt64, eventsLost: UInt64, offset: UInt64) {
+        if overflowCount == 0 { overflowDamage.fileOffset = offset }
+        overflowCount += 1
+        overflowDamage.byteCount = overflowDamage.byteCount.addingSaturated(bytes)
+        overflowDamage.eventsLost = (overflowDamage.eventsLost ?? 0).addingSaturated(eventsLost)
+    }
+
+    /// The damage beyond `maxDamageEntries`, as one entry that counts it.
+    private mutating func appendOverflow() {
+        guard overflowCount > 0 else { return }
+        overflowDamage.count = overflowCount
+        overflowDamage.message = "\(Wording.grouped(overflowCount)) more damaged regions from offset "
+            + "\(Wording.grouped(overflowDamage.fileOffset)) on (\(Wording.grouped(overflowDamage.byteCount)) bytes, "
+            + "~\(Wording.grouped(overflowDamage.eventsLost ?? 0)) events) are counted here, not listed one by one"
+        index.damage.append(overflowDamage)
     }
 
     private mutating func accept(_ h: ChunkHeader, at pos: UInt64) {
@@ -111,6 +196,15 @@ struct ChunkIndexer: ~Copyable {
         let s: Int
         if let existing = streamByKey[k] {
             s = existing
+        } else if index.streams.count >= Self.maxStreams {
+            // Every stream costs memory in the reader and the analyses (~2 KB); past the bound its chunks are
+            // counted, not read.
+            beyondStreamLimit.chunks += 1
+            beyondStreamLimit.events = beyondStreamLimit.events.addingSaturated(UInt64(h.eventCount))
+            beyondStreamLimit.bytes = beyondStreamLimit.bytes.addingSaturated(UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(h.payloadLength))
+            if beyondStreamLimit.streams.count < Self.maxStreams { beyondStreamLimit.streams.insert(k) }
+            if beyondStreamLimit.firstOffset == nil { beyondStreamLimit.firstOffset = pos }
+            return
         } else {
             s = index.streams.count
             streamByKey[k] = s
@@ -207,7 +301,25 @@ struct ChunkIndexer: ~Copyable {
             }
         }
         orderStreams()
+        if let first = beyondStreamLimit.firstOffset {
+            let n = beyondStreamLimit.streams.count
+            index.damage.append(TraceDamage(
+                kind: .tooManyStreams, fileOffset: first, byteCount: beyondStreamLimit.bytes, stream: nil, sequences: nil,
+                eventsLost: beyondStreamLimit.events, startNs: nil, endNs: nil,
+                message: "the file holds more than \(Wording.grouped(UInt64(Self.maxStreams))) streams; "
+                    + "\(Wording.grouped(beyondStreamLimit.chunks)) chunks (~\(Wording.grouped(beyondStreamLimit.events)) events) "
+                    + "of \(n >= Self.maxStreams ? "at least " : "")\(Wording.grouped(UInt64(n))) more streams were skipped"))
+        }
+        appendOverflow()
         return index
+    }
+
+    private mutating func appendDamage(_ d: TraceDamage) {
+        guard index.damage.count < Self.maxDamageEntries else {
+            countOverflow(bytes: d.byteCount, eventsLost: d.eventsLost ?? 0, offset: d.fileOffset)
+            return
+        }
+        index.damage.append(d)
     }
 
     /// Puts each stream's chunks in sequence order and accounts for duplicates and gaps.
@@ -221,7 +333,7 @@ struct ChunkIndexer: ~Copyable {
             var prev: ChunkEntry? = nil
             for c in list {
                 if let p = prev, p.header.sequence == c.header.sequence {
-                    index.damage.append(TraceDamage(
+                    appendDamage(TraceDamage(
                         kind: .duplicateChunk, fileOffset: c.offset,
                         byteCount: UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(c.header.payloadLength), stream: key,
                         sequences: c.header.sequence...c.header.sequence, eventsLost: 0, startNs: nil, endNs: nil,
@@ -262,7 +374,7 @@ struct ChunkIndexer: ~Copyable {
         let when = after == nil ? "before \(Wording.relative(endNs, from: traceStartNs))"
             : "between \(Wording.relative(startNs, from: traceStartNs)) and \(Wording.relative(endNs, from: traceStartNs))"
         for r in runs {
-            index.damage.append(TraceDamage(
+            appendDamage(TraceDamage(
                 kind: .missingChunks, fileOffset: before.offset, byteCount: 0, stream: key, sequences: r,
                 eventsLost: nil, startNs: after == nil ? nil : startNs, endNs: endNs,
                 message: "\(Wording.sequences(r)) of \(key) \(r.lowerBound == r.upperBound ? "is" : "are") missing from the file; "

@@ -18,6 +18,8 @@ public struct TraceDamage: Sendable, CustomStringConvertible {
         case inconsistentChunk = "inconsistent_chunk"
         /// A stream's last readable chunk is not marked final: its end is missing (events lost: unknown).
         case unterminatedStream = "unterminated_stream"
+        /// Chunks of streams beyond the reader's bound on streams (memory); counted, not read.
+        case tooManyStreams = "too_many_streams"
     }
 
     public var kind: Kind
@@ -36,6 +38,9 @@ public struct TraceDamage: Sendable, CustomStringConvertible {
     public var endNs: UInt64?
     /// One sentence for people, with times relative to the trace start.
     public var message: String
+    /// How many regions (or unterminated streams) this entry stands for: 1, or more for the one entry that
+    /// counts what is past the reader's bound on listed damage.
+    public var count: UInt64 = 1
 
     public var description: String { message }
 }

@@ -215,6 +215,14 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
         }
     }
 
+    /// Bytes of decode buffers the cursors hold (chunk buffer and event batch per stream), for tests.
+    var decodeBufferBytes: Int {
+        (0..<cursorCount).reduce(0) { n, i in
+            n + TraceFileFormat.chunkHeaderSize + cursors[i].chunks.reduce(0) { Swift.max($0, Int($1.header.payloadLength)) }
+                + cursors[i].capacity * MemoryLayout<RawEvent>.stride
+        }
+    }
+
     fileprivate func loaded(bytes: Int) { progress.pointee.bytes &+= UInt64(bytes) }
     fileprivate func report(_ d: TraceDamage) { damage.append(d) }
     fileprivate func intern(_ s: String) -> Int32 { stringTable.pointee.intern(s) }
@@ -261,8 +269,12 @@ private struct StreamCursor {
         self.chunks = chunks
         let largest = chunks.reduce(0) { max($0, Int($1.header.payloadLength)) }
         buffer = .allocate(byteCount: TraceFileFormat.chunkHeaderSize + largest, alignment: 16)
-        capacity = batchCapacity
-        events = .allocate(capacity: batchCapacity)
+        // No bigger than the stream's largest chunk needs: a trace of many short streams (100,000 threads
+        // of one event each) otherwise costs a page of decode buffer per stream. A header that understates
+        // its count only makes the batches smaller.
+        let most = chunks.reduce(0) { max($0, Int($1.header.eventCount)) }
+        capacity = max(1, min(batchCapacity, most))
+        events = .allocate(capacity: capacity)
         decoder = ChunkDecoder(header: ChunkHeader(pid: 0, tid: 0, sequence: 0, startNs: 0, endNs: 0, startTicks: 0,
                                                    endTicks: 0, droppedCumulative: 0),
                                payload: UnsafeRawBufferPointer(start: nil, count: 0))

@@ -22,6 +22,10 @@ public final class TraceReader: Sendable {
 
     let file: TraceFileHandle
     let chunks: [[ChunkEntry]]
+    /// What indexing cost (for tests of its bounds).
+    let indexStatistics: IndexStatistics
+    /// Unterminated streams listed one by one in `damage`; more are counted in one entry.
+    static let maxUnterminatedListed = 100
     let largestPayload: Int
 
     /// Opens `path`; throws only when the file is unusable as a whole (missing, not a trace, header damaged or too new).
@@ -66,6 +70,7 @@ public final class TraceReader: Sendable {
         var streams: [TraceStream] = []
         var chunks: [[ChunkEntry]] = []
         var unterminated: [TraceDamage] = []
+        var unlistedUnterminated = 0
         for (i, old) in order.enumerated() {
             var s = index.streams[old]
             s = TraceStream(reindexing: s, to: i)
@@ -73,15 +78,29 @@ public final class TraceReader: Sendable {
                 // endedCleanly: the final flag lives only in the full header; re-read the last one.
                 s.endedCleanly = Self.isFinal(file: file, offset: last.offset)
                 if !s.endedCleanly {
-                    unterminated.append(Self.unterminated(s, last: last, traceEndNs: index.lastNs, fileSize: file.size,
-                                                          traceStartNs: header.monotonicStartNs))
+                    if unterminated.count < Self.maxUnterminatedListed {
+                        unterminated.append(Self.unterminated(s, last: last, traceEndNs: index.lastNs, fileSize: file.size,
+                                                              traceStartNs: header.monotonicStartNs))
+                    } else {
+                        unlistedUnterminated += 1
+                    }
                 }
             }
             streams.append(s)
             chunks.append(index.chunks[old])
         }
+        if unlistedUnterminated > 0 {
+            var all = TraceDamage(
+                kind: .unterminatedStream, fileOffset: file.size, byteCount: 0, stream: nil, sequences: nil, eventsLost: nil,
+                startNs: nil, endNs: nil,
+                message: "\(Wording.grouped(UInt64(unlistedUnterminated))) more streams have no final chunk either "
+                    + "(counted here, not listed one by one)")
+            all.count = UInt64(unlistedUnterminated)
+            unterminated.append(all)
+        }
         self.streams = streams
         self.chunks = chunks
+        self.indexStatistics = index.statistics
         self.damage = index.damage.sorted { $0.fileOffset < $1.fileOffset } + unterminated
         self.eventCount = streams.reduce(0) { $0.addingSaturated($1.eventCount) }
         self.payloadBytes = index.payloadBytes

@@ -53,6 +53,7 @@ public enum JSONReport {
                     for x in o.damage {
                         r.object { e in
                             e.field("kind", x.kind.rawValue)
+                            e.field("count", x.count)
                             e.field("file_offset", x.fileOffset)
                             e.field("bytes", x.byteCount)
                             if let s = x.stream {
