@@ -110,7 +110,7 @@ let package = Package(
             dependencies: ["AsyncTraceRecorder", "AsyncHooks", "TraceReader", "TraceFormat", "CRecorderSupport", "asynctrace-fixtures"]
         ),
         .testTarget(name: "TraceSymbolsTests", dependencies: ["TraceSymbols"]),
-        .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"]),
+        .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"], exclude: ["Golden"]),
         // The example scenarios and the CLI are exec'd by the tests (recorded, exported, validated).
         .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat", "TraceFixtures", "TraceSymbols",
                                                             "TraceReports", "AsyncHooks", "AsyncTraceRecorder",
