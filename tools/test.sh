@@ -26,3 +26,10 @@ if [ "$(id -u)" -eq 0 ] && [ -r /sys/kernel/btf/vmlinux ]; then
         exit 1
     fi
 fi
+
+# The reader's fuzz target (issue 13): a short libFuzzer run over the committed corpus and golden traces,
+# with AddressSanitizer; a crash, a 10 s input or too much memory fails CI. ASYNCTRACE_FUZZ_SECONDS=0 skips it.
+fuzz_seconds=${ASYNCTRACE_FUZZ_SECONDS:-60}
+if [ "$fuzz_seconds" != "0" ]; then
+    bash tools/fuzz.sh "$fuzz_seconds"
+fi

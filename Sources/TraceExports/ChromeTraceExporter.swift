@@ -91,7 +91,7 @@ public final class ChromeTraceExporter: TimelineSink {
 
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
         stacks.addThread()
-        prefixes.append(ByteArena(capacity: 1024))
+        prefixes.append(ByteArena(capacity: 64))  // grows as needed; a trace may have 65,536 threads
         var text = ""
         if !timeline.threads.dropLast().contains(where: { $0.pid == thread.pid }) {
             text += "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\(process.pid),\"tid\":0,\"args\":{\"name\":"

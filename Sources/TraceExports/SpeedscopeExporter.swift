@@ -15,8 +15,9 @@ public final class SpeedscopeExporter: TimelineSink {
     private var spoolPaths: [String] = []
 
     struct ThreadState {
-        /// Kept alive by `spools`; unmanaged, so a per-event access retains nothing.
-        let spool: Unmanaged<OutputFile>
+        /// Kept alive by `spools`; unmanaged, so a per-event access retains nothing. nil: a thread past
+        /// `maxSpooledThreads`, left out of the file.
+        let spool: Unmanaged<OutputFile>?
         var firstEvent = true
         var startAt: UInt64 = .max
         var endAt: UInt64 = 0
@@ -30,6 +31,12 @@ public final class SpeedscopeExporter: TimelineSink {
     /// Open frames per thread.
     @exclusivity(unchecked) private var stacks = PerThreadStacks<Int>()
     public private(set) var failure: ExportError?
+    /// Each spooled thread holds a file open: past this many threads (a crafted trace can name 65,536), the
+    /// rest are left out of the file and counted, instead of running out of file descriptors.
+    public static let maxSpooledThreads = 512
+    /// Threads left out, and their slices.
+    public private(set) var threadsLeftOut = 0
+    public private(set) var slicesLeftOut: UInt64 = 0
 
     public init(output: OutputFile, baseNs: UInt64, spoolDirectory: String) {
         self.out = output
@@ -49,17 +56,20 @@ public final class SpeedscopeExporter: TimelineSink {
 
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
         let path = "\(spoolDirectory)/.asynctrace-speedscope-\(getpid())-\(threadCount).tmp"
-        let spool: OutputFile
-        do {
-            spool = try OutputFile(path: path, bufferSize: 64 << 10)
-        } catch {
-            if failure == nil { failure = error }
-            spool = try! OutputFile(path: "/dev/null", bufferSize: 16)
+        var spool: OutputFile? = nil
+        if threadCount < Self.maxSpooledThreads {
+            do {
+                spool = try OutputFile(path: path, bufferSize: 64 << 10)
+            } catch {
+                if failure == nil { failure = error }
+            }
+        } else {
+            threadsLeftOut += 1
         }
         spoolPaths.append(path)
-        spools.append(spool)
+        if let spool { spools.append(spool) }
         if threadCount == threadCapacity { threads = doubled(threads, count: threadCount, capacity: &threadCapacity) }
-        (threads + threadCount).initialize(to: ThreadState(spool: .passUnretained(spool)))
+        (threads + threadCount).initialize(to: ThreadState(spool: spool.map { .passUnretained($0) }))
         threadCount += 1
         stacks.addThread()
     }
@@ -68,9 +78,13 @@ public final class SpeedscopeExporter: TimelineSink {
     private func event(_ t: Int, open: Bool, frame: Int, at ns: UInt64) {
         let at = rel(ns)
         let th = threads + t
+        guard let spoolRef = th.pointee.spool else {
+            if open { slicesLeftOut &+= 1 }
+            return
+        }
         let first = th.pointee.firstEvent
         th.pointee.firstEvent = false
-        th.pointee.spool._withUnsafeGuaranteedRef { spool in
+        spoolRef._withUnsafeGuaranteedRef { spool in
             var w = spool.reserve(64)
             if !first { w.put(UInt8(ascii: ",")) }
             w.put(open ? "{\"type\":\"O\",\"frame\":" : "{\"type\":\"C\",\"frame\":")
@@ -113,7 +127,8 @@ public final class SpeedscopeExporter: TimelineSink {
         var firstProfile = true
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         for t in 0..<threadCount {
-            try spools[t].close()
+            guard let spool = threads[t].spool?.takeUnretainedValue() else { continue }  // left out (counted)
+            try spool.close()
             guard !threads[t].firstEvent else { continue }  // a thread without slices has no profile
             if firstProfile { firstProfile = false } else { out.write(byte: UInt8(ascii: ",")) }
             let th = timeline.threads[t]

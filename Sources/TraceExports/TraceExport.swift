@@ -51,6 +51,10 @@ public enum TraceExport {
             var sink = SpeedscopeExporter(output: out, baseNs: base, spoolDirectory: spoolDirectory(for: outputPath))
             timeline.run(into: &sink, progress: progress)
             try sink.finish(timeline: timeline)
+            if sink.threadsLeftOut > 0 {
+                warnings.append("speedscope: \(sink.threadsLeftOut) threads past the first \(SpeedscopeExporter.maxSpooledThreads) "
+                    + "(\(sink.slicesLeftOut) slices) were left out; --format perfetto has them all")
+            }
         case .folded:
             var sink = StackAggregator(grouping: grouping, weight: weight)
             timeline.run(into: &sink, progress: progress)

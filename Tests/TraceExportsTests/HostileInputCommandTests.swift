@@ -90,3 +90,26 @@ import TraceReader
         #expect(svg.contains("Timeout") && svg.hasSuffix("</svg>\n"))
     }
 }
+
+@Suite struct ManyThreadsExportTests {
+    @Test func speedscopeOfMoreThreadsThanFilesCanBeOpenLeavesTheRestOutAndSaysSo() throws {
+        // Each speedscope thread spools to an open file: a trace of 65,536 threads ran out of descriptors and the
+        // fallback's try! trapped. Past 512 threads they are now left out and counted (this machine's descriptor
+        // limit may be high enough for 1,100; the bound and the warning are what is checked).
+        let dir = ScratchDirectory("many-threads")
+        let path = dir.file("many.atrace")
+        var bytes = FileHeader(pid: 5, monotonicStartNs: 0, realtimeStartNs: 0, program: "many").encode()
+        for tid: UInt32 in 1...1_100 {
+            var b = ChunkBuilder(pid: 5, tid: tid, startNs: 10, startTicks: 10, reserve: 64)
+            b.beginEvent(.before, ticks: 10); b.putAsyncID(UInt64(tid))
+            b.beginEvent(.after, ticks: 20); b.putAsyncID(UInt64(tid))
+            bytes += b.seal(sequence: 0, endNs: 20, endTicks: 20, droppedCumulative: 0, flags: .final)
+        }
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        let summary = try export(path, .speedscope, to: dir.file("many.speedscope.json"))
+        let left = 1_100 - SpeedscopeExporter.maxSpooledThreads
+        #expect(summary.warnings.contains { $0.contains("speedscope: \(left) threads past the first") })
+        let json = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: dir.file("many.speedscope.json"))!) as? [String: Any]
+        #expect((json?["profiles"] as? [Any])?.count == SpeedscopeExporter.maxSpooledThreads)
+    }
+}
