@@ -36,7 +36,7 @@ enum KernelBench {
     /// round trip: bare, with empty programs on all the probes' tracepoints, with the probes loaded
     /// but the pair untraced (the cost every other process on the machine pays), and traced.
     static func contextSwitchCost() {
-        let trips = 100_000, rounds = 7
+        let trips = 50_000, rounds = 5
         var bare: [Double] = [], baseline: [Double] = [], untraced: [Double] = [], traced: [Double] = []
         var switches: [Double] = []
         for _ in 0..<rounds {
@@ -250,6 +250,7 @@ enum KernelBench {
         var byte: UInt8 = 0
         let child = fork()
         if child == 0 {
+            close(there[1]); close(back[0])  // else the parent's close never ends the loop
             while read(there[0], &byte, 1) == 1 { _ = write(back[1], &byte, 1) }
             _exit(0)
         }
