@@ -1,6 +1,7 @@
 // Misuse errors, process warnings, and the uncaught-error policy.
 #if canImport(Glibc)
 import Glibc
+import CRuntimeSystem
 #endif
 @_spi(Runtime) import AsyncHooks
 import Synchronization
@@ -52,6 +53,26 @@ public enum RuntimeProcess {
     }
 
     static let policy = Mutex<UncaughtErrorPolicy>(.exit)
+    static let exitCodeStorage = Atomic<Int32>(0)
+
+    /// Node's `process.exitCode`: the status `EventLoop.main` ends the process with, passed to
+    /// 'beforeExit' and 'exit' listeners.
+    public static var exitCode: Int32 {
+        get { exitCodeStorage.load(ordering: .relaxed) }
+        set { exitCodeStorage.store(newValue, ordering: .relaxed) }
+    }
+
+    /// Node's `process.exit(code)`: emits 'exit' on the calling thread's loop (its `onExit`
+    /// listeners; no 'beforeExit'), then ends the process (atexit handlers run, so a recorder
+    /// flushes). Without `code`, `exitCode`.
+    public static func exit(_ code: Int32? = nil) -> Never {
+        if let code { exitCode = code }
+        let c = exitCode
+        if let p = rt_current_loop() {
+            Unmanaged<EventLoop>.fromOpaque(p).takeUnretainedValue().emitExit(c)
+        }
+        Glibc.exit(c)
+    }
     static let warningSink = Mutex<(@Sendable (String) -> Void)?>(nil)
 
     /// Installs the process-wide policy (a loop may override it with `EventLoop.onUncaughtError`).
@@ -78,8 +99,13 @@ public enum RuntimeProcess {
         if let loopHandler { loopHandler(e); return }
         switch policy.withLock({ $0 }) {
         case .exit:
+            // Node: 'exit' (code 1) on this thread's loop, then the error is printed.
+            exitCode = 1
+            if let p = rt_current_loop() {
+                Unmanaged<EventLoop>.fromOpaque(p).takeUnretainedValue().emitExit(1)
+            }
             writeStderr("asynctrace: \(e)\n")
-            exit(1)
+            Glibc.exit(1)
         case .handler(let h):
             h(e)
         }

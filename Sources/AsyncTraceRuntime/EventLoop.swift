@@ -35,6 +35,9 @@ enum Microtask {
     case combinator(CombinatorStep, PromiseBase)
     /// A Swift task resumed on the loop thread outside a promise reaction.
     case job(LoopJob, AsyncResourceContext)
+    /// V8's NewPromiseResolveThenableJob: a promise resolved with another promise subscribes to it
+    /// one microtask later, inside the resolved promise's before/after.
+    case resolveThenable(PromiseBase, () -> Void)
 }
 
 public final class EventLoop: @unchecked Sendable {
@@ -128,6 +131,11 @@ public final class EventLoop: @unchecked Sendable {
     /// Overrides the process's uncaught-error policy for this loop (tests, embedders).
     public var onUncaughtError: ((UncaughtError) -> Void)?
 
+    /// Node's process 'beforeExit' and 'exit' listeners, on this loop (see `onBeforeExit`, `onExit`).
+    @exclusivity(unchecked) var beforeExitHandlers: [(Int32) throws -> Void] = []
+    @exclusivity(unchecked) var exitHandlers: [(Int32) throws -> Void] = []
+    @exclusivity(unchecked) var exitEmitted = false
+
     init() throws(SystemError) {
         thread = pthread_self()
         epollFD = try Sys.epollCreate()
@@ -184,10 +192,17 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs `main` as the program's main module on this thread's loop (execution id root), drains
     /// nextTicks and microtasks, then runs the loop until nothing ref'd remains.
+    /// Then, as Node's process: 'beforeExit' each time the loop runs out of work (its listeners may
+    /// queue more, and the loop goes on), then 'exit' with `RuntimeProcess.exitCode`. A non-zero exit
+    /// code ends the process with it (atexit handlers run); zero returns to the caller.
     public static func main(_ main: Callback) {
         let loop = current
         loop.runMainModule(main)
         do { try loop.run() } catch { fatalError("\(error)") }  // unreachable: `current` is this thread's loop
+        if loop.stopRequested { return }  // stop(): not the end of the program
+        let code = RuntimeProcess.exitCode
+        loop.emitExit(code)
+        if code != 0 { exit(code) }
     }
 
     func runMainModule(_ main: Callback) {
@@ -208,24 +223,71 @@ public final class EventLoop: @unchecked Sendable {
         defer { isRunning = false }
         drainTicksAndMicrotasks()
         updateTime()
-        while isAlive && !stopRequested {
-            iteration &+= 1
-            iterationUnannounced = true
-            runTimers()
-            runQueue(.pending)
-            if !idleHandles.isEmpty { runPhaseHandles(.idle) }
-            if !prepareHandles.isEmpty { runPhaseHandles(.prepare) }
-            poll()
-            runImmediates()
-            runQueue(.close)
-            if iterationUnannounced {
-                iterationUnannounced = false
-                announceCheckLeave()
-                AsyncHooks.emitLoopIteration(iteration)
+        repeat {  // the loop, then 'beforeExit' while its listeners give it more work
+            while isAlive && !stopRequested {
+                iteration &+= 1
+                iterationUnannounced = true
+                runTimers()
+                runQueue(.pending)
+                if !idleHandles.isEmpty { runPhaseHandles(.idle) }
+                if !prepareHandles.isEmpty { runPhaseHandles(.prepare) }
+                poll()
+                runImmediates()
+                runQueue(.close)
+                if iterationUnannounced {
+                    iterationUnannounced = false
+                    announceCheckLeave()
+                    AsyncHooks.emitLoopIteration(iteration)
+                }
+                updateTime()
             }
-            updateTime()
-        }
+        } while !stopRequested && emitBeforeExit()
         announceCheckLeave()
+    }
+
+    // MARK: process events (Node's 'beforeExit' / 'exit')
+
+    /// Node's `process.on('beforeExit', code => ...)`: runs each time this loop runs out of work
+    /// (not after `stop()`), outside any callback (execution id of the loop's top level), then the
+    /// ticks and microtasks it queued; when it made the loop alive again, the loop goes on and it runs
+    /// again at the next end. `code` is `RuntimeProcess.exitCode`. Not after `RuntimeProcess.exit`
+    /// nor an uncaught error (as in Node).
+    public func onBeforeExit(_ handler: @escaping (Int32) throws -> Void) {
+        beforeExitHandlers.append(handler)
+    }
+
+    /// Node's `process.on('exit', code => ...)`: runs once, when `EventLoop.main`'s loop has ended,
+    /// on `RuntimeProcess.exit`, or before an uncaught error ends the process (code 1). Synchronous
+    /// work only: ticks, timers and promises queued here never run.
+    public func onExit(_ handler: @escaping (Int32) throws -> Void) {
+        exitHandlers.append(handler)
+    }
+
+    /// Emits 'beforeExit'; true when its listeners left the loop alive.
+    func emitBeforeExit() -> Bool {
+        if beforeExitHandlers.isEmpty || exitEmitted { return false }
+        let code = RuntimeProcess.exitCode
+        // One emit: every listener, then the drain (Node's process.emit inside one callback scope).
+        invokeUnscoped { [beforeExitHandlers] in
+            for h in beforeExitHandlers { try h(code) }
+        }
+        quietCheckEnd = false
+        updateTime()
+        return isAlive && !stopRequested
+    }
+
+    /// Emits 'exit' once. A listener that throws is reported as uncaught (the rest do not run).
+    func emitExit(_ code: Int32) {
+        if exitEmitted { return }
+        exitEmitted = true
+        let handlers = exitHandlers
+        exitHandlers = []
+        beforeExitHandlers = []
+        do {
+            for h in handlers { try h(code) }
+        } catch {
+            reportUncaught(error, AsyncResourceContext?.none)
+        }
     }
 
     @inline(__always)
@@ -355,6 +417,10 @@ public final class EventLoop: @unchecked Sendable {
                     runAwaitResumption(c, ctx)
                 case .job(let job, let ctx):
                     runQueuedJob(job, ctx)
+                case .resolveThenable(let p, let subscribe):
+                    AsyncHooks.enterCallback(p.asyncID, triggerAsyncID: p.triggerAsyncID, frame: p.frame)
+                    subscribe()
+                    AsyncHooks.leaveCallback(p.asyncID)
                 }
                 follows = work == outsideWork
             }
@@ -368,6 +434,12 @@ public final class EventLoop: @unchecked Sendable {
     /// process.nextTick: runs after the current callback, before promise callbacks.
     public func nextTick(_ body: @escaping Callback) {
         ticks.push(QueuedCallback(context: AsyncResourceContext(type: .tickObject), body: body, destroyAfter: true))
+    }
+
+    /// nextTick with the TickObject's trigger given (Node's `defaultTriggerAsyncIdScope(handle, nextTick, ...)`:
+    /// a handle's 'error' and 'close' ticks are triggered by the handle).
+    func nextTick(triggeredBy trigger: AsyncID, _ body: @escaping Callback) {
+        ticks.push(QueuedCallback(context: AsyncResourceContext(type: .tickObject, triggerAsyncID: trigger), body: body, destroyAfter: true))
     }
 
     /// queueMicrotask: runs after the current callback and its nextTicks. Traced as a "Microtask" resource.

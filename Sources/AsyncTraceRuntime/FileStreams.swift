@@ -29,7 +29,7 @@ public final class ReadStream {
                 try onOpen?(fd)
                 readMore()
             case .failure(let e):
-                try fail(e)
+                fail(e)
             }
         }
     }
@@ -79,25 +79,36 @@ public final class ReadStream {
                 try onData?(chunk)
                 readMore()
             case .failure(let e):
-                try fail(e)
+                fail(e)
             }
         }
     }
 
-    func fail(_ e: any Error) throws {
+    /// Node's errorOrDestroy: the file is closed first, then 'error' and 'close' in one nextTick.
+    func fail(_ e: any Error) {
         isDestroyed = true
-        defer { closeFile() }
-        if let onError { try onError(e) } else { throw e }  // no listener: uncaught, as in Node
+        closeFile(error: e)
     }
 
-    func closeFile() {
+    /// Closes the file (if open), then 'error' (when given) and 'close' on a nextTick (Node's
+    /// emitErrorCloseNT after the stream's _destroy). An error with no listener is uncaught, and
+    /// 'close' does not follow (Node ends the process there).
+    func closeFile(error: (any Error)? = nil) {
         let fd = self.fd
         self.fd = -1
+        let emit: Callback = { [self] in
+            if let error {
+                guard let onError else { dropHandlers(); throw error }
+                try onError(error)
+            }
+            try onClose?()
+            dropHandlers()
+        }
         if fd < 0 {
-            EventLoop.current.nextTick { [self] in try onClose?(); dropHandlers() }
+            EventLoop.current.nextTick(emit)
             return
         }
-        FS.close(fd) { [self] _ in try onClose?(); dropHandlers() }
+        FS.close(fd) { _ in EventLoop.current.nextTick(emit) }
     }
 
     func dropHandlers() {
@@ -135,7 +146,7 @@ public final class WriteStream {
                 try onOpen?(fd)
                 flush()
             case .failure(let e):
-                try fail(e)
+                fail(e)
             }
         }
     }
@@ -144,8 +155,10 @@ public final class WriteStream {
     @discardableResult
     public func write(_ chunk: [UInt8]) -> Bool {
         if isEnded || failed {
-            let e = RuntimeError.invalidArgument("ERR_STREAM_WRITE_AFTER_END: write after end (\(path))")
-            EventLoop.current.nextTick { [self] in try fail(e) }
+            // Node's errorOrDestroy; a stream already failed or finished (destroyed) stays quiet.
+            if !failed && !finished {
+                fail(RuntimeError.invalidArgument("ERR_STREAM_WRITE_AFTER_END: write after end (\(path))"))
+            }
             return false
         }
         pending.append(chunk)
@@ -185,21 +198,23 @@ public final class WriteStream {
                 }
                 flush()
             case .failure(let e):
-                try fail(e)
+                fail(e)
             }
         }
     }
 
+    /// 'finish' (the end callbacks first) on a nextTick, then the file is closed (Node's autoDestroy)
+    /// and 'close' follows on a nextTick.
     func finish() {
         finished = true
         let fd = self.fd
         self.fd = -1
-        FS.close(fd) { [self] _ in
+        let loop = EventLoop.current
+        loop.nextTick { [self] in
+            FS.close(fd) { _ in loop.nextTick { [self] in try onClose?(); dropHandlers() } }
             for cb in endCallbacks { try cb() }
             endCallbacks = []
             try onFinish?()
-            try onClose?()
-            dropHandlers()
         }
     }
 
@@ -207,14 +222,21 @@ public final class WriteStream {
         onOpen = nil; onDrain = nil; onFinish = nil; onError = nil; onClose = nil
     }
 
-    func fail(_ e: any Error) throws {
+    /// Node's errorOrDestroy: the file is closed first (if open), then 'error' and 'close' in one
+    /// nextTick; with no 'error' listener the error is uncaught and 'close' does not follow.
+    func fail(_ e: any Error) {
+        guard !failed else { return }
         failed = true
-        if fd >= 0 {
-            let fd = self.fd
-            self.fd = -1
-            FS.close(fd) { [self] _ in try onClose?(); dropHandlers() }
+        let fd = self.fd
+        self.fd = -1
+        let loop = EventLoop.current
+        let emit: Callback = { [self] in
+            guard let onError else { dropHandlers(); throw e }
+            try onError(e)
+            try onClose?()
+            dropHandlers()
         }
-        if let onError { try onError(e) } else { throw e }
+        if fd < 0 { loop.nextTick(emit) } else { FS.close(fd) { _ in loop.nextTick(emit) } }
     }
 }
 

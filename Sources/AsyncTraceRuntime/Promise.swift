@@ -341,8 +341,15 @@ public class Promise<Value>: PromiseBase {
         }
     }
 
+    /// Resolves with `other`, as JS does: a NewPromiseResolveThenableJob microtask subscribes to it
+    /// (`other.then(resolve, reject)`, a PROMISE resource triggered by `other`), and that reaction
+    /// settles this promise: two microtasks more than settling with a value.
     func adopt(_ other: Promise<Value>) {
-        other.addReaction(ClosureReaction(parent: other) { [self] in settle(like: other) })
+        withLoop { loop in
+            loop.microtasks.push(.resolveThenable(self) { [self] in
+                other.addReaction(ClosureReaction(parent: other) { [self] in settle(like: other) })
+            })
+        }
     }
 
     /// The outcome of a settled promise: its value, or its rejection thrown.

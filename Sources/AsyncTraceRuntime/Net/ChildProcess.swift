@@ -104,15 +104,31 @@ public final class ChildProcess {
             let sys = error as? SystemError
             let e = NetError(code: sys?.code ?? "EINVAL", errno: sys?.errno ?? 0, syscall: "spawn \(command)",
                              asyncID: context.asyncID, message: "spawn \(command) \(sys?.code ?? "\(error)")")
-            // Node: 'error' async, and the handle is closed.
+            // Node (onErrorNT): 'error' on a nextTick, no 'exit', and 'close' (code -errno, no signal)
+            // once the stdio pipes closed: in the close phase when there were pipes, else right after
+            // 'error'. The handle is closed without a callback: destroyed in the close phase.
             closeEmitted = true
             stdin?.destroy(); stdout?.destroy(); stderr?.destroy()
             if pid > 0 { _ = try? Sys.kill(pid, SIGKILL); _ = try? Sys.reap(pid) }
             hasExited = true
-            loop.queueClose(context, destroyAfter: true) { [self] in
+            exitCode = -(sys?.errno ?? EINVAL)
+            let pipes = stdio.prefix(3).contains { $0 == .pipe }
+            let ctx = context
+            loop.nextTick { [self] in
                 if errorListeners.isEmpty { throw e }
                 try errorListeners.emit(e)
-                dropListeners()
+                if !pipes {
+                    try closeListeners.emit((exitCode, nil))
+                    dropListeners()
+                }
+            }
+            if pipes {
+                loop.queueClose(context, destroyAfter: true) { [self] in
+                    try closeListeners.emit((exitCode, nil))
+                    dropListeners()
+                }
+            } else {
+                loop.queueClose(nil, destroyAfter: false) { ctx.emitDestroy() }
             }
         }
     }

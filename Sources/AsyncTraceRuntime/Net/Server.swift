@@ -16,6 +16,7 @@ public final class Server {
     public private(set) var listening = false
     var closing = false
     var closeQueued = false
+    var handleDestroyQueued = false
     var hasRef = true
     /// Accepted sockets not yet destroyed (Node's `getConnections`).
     public private(set) var connections = 0
@@ -97,7 +98,9 @@ public final class Server {
         }
     }
 
-    /// Listening failed: release the fd; 'error' runs in the close phase, then the resource is destroyed.
+    /// Listening failed: release the fd; 'error' follows on a nextTick triggered by the server (Node's
+    /// setupListenHandle), with no 'close'; the resource is destroyed in the close phase (Node closes
+    /// the handle without a callback).
     private func fail(_ error: NetError) {
         if fd >= 0 {
             try? Sys.close(fd)
@@ -105,10 +108,18 @@ public final class Server {
         }
         guard let ctx = context else { return }
         closeQueued = true
-        loop.queueClose(ctx, destroyAfter: true) { [self] in
+        loop.nextTick(triggeredBy: ctx.asyncID) { [self] in
             if errorListeners.isEmpty { throw error }
             try errorListeners.emit(error)
         }
+        queueHandleDestroy(ctx)
+    }
+
+    /// The handle's close without a JS callback: nothing runs under the resource, its destroy follows
+    /// in the close phase.
+    private func queueHandleDestroy(_ ctx: AsyncResourceContext) {
+        handleDestroyQueued = true
+        loop.queueClose(nil, destroyAfter: false) { ctx.emitDestroy() }
     }
 
     func acceptAll() throws {
@@ -164,13 +175,18 @@ public final class Server {
         fd = -1
         if let p = unixPath { Sys.unlink(p) }
         ctx.setFD(-1)
+        queueHandleDestroy(ctx)
         if connections == 0 { queueCloseEvent() }
     }
 
+    /// 'close' on a nextTick triggered by the server once it is closed and its last connection is
+    /// destroyed (Node's `_emitCloseIfDrained`); the resource is destroyed in the close phase after
+    /// the handle closed (at once when it already did).
     private func queueCloseEvent() {
         guard let ctx = context, !closeQueued else { return }
         closeQueued = true
-        loop.queueClose(ctx, destroyAfter: true) { [self] in
+        if !handleDestroyQueued { queueHandleDestroy(ctx) }
+        loop.nextTick(triggeredBy: ctx.asyncID) { [self] in
             try closeListeners.emit(())
             listeningListeners = Listeners()
             connectionListeners = Listeners()

@@ -590,8 +590,9 @@ public final class Socket {
         }
     }
 
-    /// Closes the socket now: queued writes fail, 'error' (when `error` is given) and 'close' follow in the
-    /// close phase, then the resource is destroyed. Destroying twice is harmless, as in Node.
+    /// Closes the socket now: 'error' (when `error` is given) follows on a nextTick, as in Node; queued
+    /// writes fail and 'close' follows in the close phase (the handle's close callback), then the
+    /// resource is destroyed. Destroying twice is harmless, as in Node.
     public func destroy(_ error: NetError? = nil) {
         if destroyed { return }
         destroyed = true
@@ -619,6 +620,14 @@ public final class Socket {
         server?.connectionClosed()
         server = nil
         let tctx = transportContext
+        if let error {
+            // Node's stream destroy: emitErrorNT on a nextTick; with no listener the error is uncaught
+            // (Node ends the process before 'close').
+            loop.nextTick { [self] in
+                if errorListeners.isEmpty { throw error }
+                try errorListeners.emit(error)
+            }
+        }
         loop.queueClose(context, destroyAfter: true) { [self] in
             let writeError = error ?? NetError(code: "ERR_STREAM_DESTROYED", syscall: "write", asyncID: context.asyncID,
                                                message: "Cannot call write after a stream was destroyed")
@@ -627,13 +636,6 @@ public final class Socket {
                 r.context.emitDestroy()
             }
             tctx?.emitDestroy()
-            if let error {
-                if errorListeners.isEmpty {
-                    try closeListeners.emit(true)
-                    throw error  // no 'error' listener: uncaught, as in Node
-                }
-                try errorListeners.emit(error)
-            }
             try closeListeners.emit(error != nil)
             dropListeners()
         }

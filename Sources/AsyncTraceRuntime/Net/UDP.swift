@@ -174,18 +174,29 @@ public final class UDPSocket {
         }
     }
 
-    /// Completes a send request: its callback (if any) runs under UDPSENDWRAP in the pending phase.
+    /// Completes a send request that finished (or failed) at once: the request is done, its callback
+    /// runs on a nextTick queued from a nextTick (Node's send resolves the address with dns.lookup,
+    /// which answers a numeric host on a nextTick; doSend then calls `process.nextTick(callback)`).
+    /// Without a callback an error is emitted as 'error' (Node's documented behaviour; Node 20
+    /// itself drops it).
     func complete(_ ctx: AsyncResourceContext, _ callback: ((NetError?) throws -> Void)?, _ error: NetError?) {
-        guard let callback else {
-            ctx.emitDestroy()
-            if let error { emitErrorSoon(error) }
-            return
+        ctx.emitDestroy()
+        if let callback {
+            loop.nextTick { [loop] in loop.nextTick { try callback(error) } }
+        } else if let error {
+            emitErrorSoon(error)
         }
-        loop.retainRequest()
-        loop.queuePending(ctx, destroyAfter: true) { [loop] in
-            loop.releaseRequest()
-            try callback(error)
+    }
+
+    /// Completes a queued send the poll phase sent (or failed): its callback runs under UDPSENDWRAP
+    /// there (libuv's uv__udp_run_completed), then the request is destroyed.
+    func completeQueued(_ ctx: AsyncResourceContext, _ callback: ((NetError?) throws -> Void)?, _ error: NetError?) {
+        if let callback {
+            loop.invoke(ctx) { try callback(error) }
+        } else if let error {
+            emitErrorSoon(error)
         }
+        ctx.emitDestroy()
     }
 
     func handleEvents(_ events: FDEvents) throws {
@@ -213,12 +224,13 @@ public final class UDPSocket {
         while let p = sendQueue.first, !isClosed {
             guard let result = trySend(p.data, p.address) else { break }
             sendQueue.removeFirst()
-            complete(p.context, p.callback, result)
+            completeQueued(p.context, p.callback, result)
         }
         updateInterest()
     }
 
-    /// Closes the socket; pending sends fail, 'close' follows in the close phase and the resource is destroyed.
+    /// Closes the socket: 'close' follows on a nextTick triggered by the socket (Node's socketCloseNT);
+    /// pending sends fail in the close phase (the handle's close), then the resource is destroyed.
     public func close(_ callback: Callback? = nil) {
         if let callback { closeListeners.add { _ in try callback() } }
         guard !isClosed else { return }
@@ -228,22 +240,30 @@ public final class UDPSocket {
         if fd >= 0 { try? Sys.close(fd); fd = -1 }
         let pending = sendQueue
         sendQueue = []
-        loop.queueClose(context, destroyAfter: true) { [self] in
+        loop.nextTick(triggeredBy: context.asyncID) { [self] in
+            try closeListeners.emit(())
+            dropListeners()
+        }
+        let ctx = context
+        loop.queueClose(nil, destroyAfter: false) { [loop] in
             for p in pending {
                 if let cb = p.callback {
                     loop.invoke(p.context) {
-                        try cb(NetError(code: "ERR_SOCKET_DGRAM_NOT_RUNNING", syscall: "send", asyncID: context.asyncID, message: "Not running"))
+                        try cb(NetError(code: "ECANCELED", errno: ECANCELED, syscall: "send", asyncID: ctx.asyncID, message: "send ECANCELED"))
                     }
                 }
                 p.context.emitDestroy()
             }
-            try closeListeners.emit(())
-            messageListeners = Listeners()
-            listeningListeners = Listeners()
-            connectListeners = Listeners()
-            closeListeners = Listeners()
-            errorListeners = Listeners()
+            ctx.emitDestroy()
         }
+    }
+
+    func dropListeners() {
+        messageListeners = Listeners()
+        listeningListeners = Listeners()
+        connectListeners = Listeners()
+        closeListeners = Listeners()
+        errorListeners = Listeners()
     }
 
     /// Errors without a send callback arrive as 'error' (thrown as uncaught when nobody listens, as in Node).
