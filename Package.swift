@@ -77,7 +77,7 @@ let package = Package(
         // No unsafe flags (SwiftPM refuses them in dependencies): the hot class properties of the export
         // pass are marked @exclusivity(unchecked) one by one instead.
         .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports", "TraceSymbols"]),
-        .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat"]),
+        .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat", "TraceSymbols"]),
         .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader", "TraceFormat"]),
 
         // --- executables ---

@@ -197,6 +197,8 @@ public struct LoopStall: Sendable {
     public var kernelNs: UInt64
     /// Syscalls made in it by (name, fd), most time first (at most 32 distinct).
     public var syscalls: [SyscallInCallback]
+    /// The code the CPU samples taken in it were in, most samples first (empty without samples).
+    public var stacks: [CodeStackSummary] = []
 }
 
 /// One callback invocation (before → after).
@@ -216,6 +218,8 @@ public struct CallbackRecord: Sendable {
     /// Off the CPU while it ran: blocked, and runnable waiting for a CPU; nil without scheduler events.
     public var blockedNs: UInt64? = nil
     public var runqueueNs: UInt64? = nil
+    /// The code the CPU samples taken while it ran were in, most samples first (empty without samples).
+    public var stacks: [CodeStackSummary] = []
     /// duration − blocked − run queue; nil without scheduler events.
     public var onCPUNs: UInt64? {
         guard let b = blockedNs, let r = runqueueNs else { return nil }
@@ -387,6 +391,8 @@ public struct TraceAnalysis: Sendable {
     /// All such stretches at or above the blocking threshold, and their total.
     public var stallsAtThreshold: UInt64 = 0
     public var stallsAtThresholdNs: UInt64 = 0
+    /// CPU time one sample stands for, when the trace has CPU samples (record --sample-rate).
+    public var samplePeriodNs: UInt64? = nil
     /// The report's time window, if one was chosen (CLOCK_MONOTONIC ns, inclusive).
     public var window: ClosedRange<UInt64>? = nil
     /// Threads beyond the tracking bound (not listed).

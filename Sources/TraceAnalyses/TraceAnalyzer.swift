@@ -22,7 +22,9 @@ public func analyzeTrace(_ reader: TraceReader, options: AnalysisOptions = Analy
             progress(AnalysisProgress(bytesRead: events.bytesRead, bytesTotal: reader.payloadBytes, events: n))
         }
     }
-    return analyzer.finish(decodeDamage: events.damage)
+    var analysis = analyzer.finish(decodeDamage: events.damage)
+    if analyzer.kindCounts[Int(EventKind.cpuSample.rawValue)] > 0 { analysis.attachStacks(reader: reader) }
+    return analysis
 }
 
 public struct TraceAnalyzer {

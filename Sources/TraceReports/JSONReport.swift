@@ -396,6 +396,30 @@ public enum JSONReport {
         e.field("runqueue_ns", st.runqueueNs)
         e.field("kernel_ns", st.kernelNs)
         syscallsInside(st.syscalls, &e)
+        codeStacks(st.stacks, &e)
+    }
+
+    /// `stacks`: the code the CPU samples taken inside were in, most samples first (empty without samples).
+    private static func codeStacks(_ stacks: [CodeStackSummary], _ e: inout JSONWriter) {
+        e.array("stacks") { a in
+            for st in stacks {
+                a.object { o in
+                    o.field("samples", st.samples)
+                    o.field("ns", st.ns)
+                    o.array("frames") { fs in
+                        for f in st.frames {
+                            fs.object { fo in
+                                fo.field("function", f.function)
+                                fo.field("file", f.file)
+                                if let line = f.line { fo.field("line", line) } else { fo.null("line") }
+                                fo.field("module", f.module)
+                                fo.field("name", f.name)
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     private static func callback(_ c: CallbackRecord, _ e: inout JSONWriter) {
@@ -412,6 +436,7 @@ public enum JSONReport {
         optional("runqueue_ns", c.runqueueNs, &e)
         e.strings("causal_chain", c.causalChain)
         syscallsInside(c.syscalls, &e)
+        codeStacks(c.stacks, &e)
     }
 
     private static func span(_ sp: SpanRecord, _ e: inout JSONWriter) {

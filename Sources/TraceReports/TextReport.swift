@@ -144,8 +144,21 @@ public enum TextReport {
                 out += "      syscalls   \(Formatting.duration(k)) in the kernel (\(Formatting.percent(Double(k) / Double(max(1, c.durationNs)))) of the callback):\n"
                 for s in c.syscalls.prefix(8) { out += "                 " + Formatting.printable(syscallLine(s)) + "\n" }
             }
+            codeLines(c.stacks, durationNs: c.durationNs, indent: "      code       ", &out)
         }
         if b.count > UInt64(b.longest.count) { out += "  ... and \(b.count - UInt64(b.longest.count)) more (see --top)\n" }
+    }
+
+    /// "86% on CPU in handleHash (server.js:17) ← emit ← …": the share of the time sampled in each top stack.
+    private static func codeLines(_ stacks: [CodeStackSummary], durationNs: UInt64, indent: String, _ out: inout String) {
+        for (i, st) in stacks.enumerated() {
+            let share = Formatting.percent(min(1, Double(st.ns) / Double(max(1, durationNs))))
+            var names = st.frames.prefix(6).map(\.description)
+            if st.frames.count > 6 { names.append("…") }
+            let pad = i == 0 ? indent : String(repeating: " ", count: indent.count)
+            out += pad + "\(share) on CPU in " + (names.isEmpty ? "[no stack]" : names.joined(separator: " ← "))
+                + " (\(st.samples) sample\(st.samples == 1 ? "" : "s"))\n"
+        }
     }
 
     private static func phases(_ p: [PhaseTime]) -> String {
@@ -193,6 +206,7 @@ public enum TextReport {
                                       kernelNs: st.kernelNs, top: st.syscalls.first) + "\n"
             for s in st.syscalls.prefix(5) { out += "        " + syscallLine(s) + "\n" }
             if st.syscalls.count > 5 { out += "        ... and \(st.syscalls.count - 5) more\n" }
+            codeLines(st.stacks, durationNs: st.durationNs, indent: "      code  ", &out)
         }
         let listed = UInt64(a.stalls.filter { $0.durationNs >= a.options.blockingThresholdNs }.count)
         if a.stallsAtThreshold > listed {

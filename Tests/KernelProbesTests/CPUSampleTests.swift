@@ -143,6 +143,43 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
         #expect(withCaller.count * 2 >= named.count, "\(withCaller.count) of \(named.count) with serve as caller")
     }
 
+    /// The issue's "done when": a Node server with a CPU-heavy handler; the report's blocking callbacks name
+    /// the handler's JS function with its file:line, in text and JSON (blocking[].stacks[].frames[]).
+    @Test func reportNamesTheJSFunctionThatBlocked() throws {
+        if skipKernelTest("reportNamesTheJSFunctionThatBlocked") { return }
+        guard let node = which("node"), let exe = builtExecutable("asynctrace") else { Issue.record("node or asynctrace missing"); return }
+        let script = temporaryPath("server-\(UUID().uuidString.prefix(8)).js")
+        try """
+            const http = require('http');
+            function handleHash(n) { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) % 1000003; return x; }
+            const server = http.createServer((req, res) => { res.end(String(handleHash(4e6))); });
+            server.listen(0, () => {
+              const port = server.address().port; let left = 12;
+              const next = () => http.get({port, path: '/'}, r => { r.resume(); r.on('end', () => { if (--left > 0) next(); else server.close(); }); });
+              next();
+            });
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        let trace = temporaryPath("server.atrace")
+        let rec = try run(exe, ["record", "-o", trace, "--", node, script])
+        #expect(rec.status == 0, "\(rec.output)")
+        let json = try run(exe, ["report", "--json", "--threshold", "5ms", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let blocking = try #require(root["blocking"] as? [[String: Any]])
+        let stacked = blocking.filter { ($0["type"] as? String) == "HTTPINCOMINGMESSAGE" }
+        #expect(!stacked.isEmpty, "\(blocking.map { $0["type"] ?? "" })")
+        let top = stacked.compactMap { ($0["stacks"] as? [[String: Any]])?.first }
+        #expect(top.count * 2 >= stacked.count, "most blocking handlers have a sampled stack")
+        for st in top {
+            let frames = try #require(st["frames"] as? [[String: Any]])
+            let first = try #require(frames.first)
+            #expect(first["function"] as? String == "handleHash" && first["file"] as? String == script && first["line"] as? Int == 2,
+                    "\(first)")
+            #expect((st["samples"] as? Int ?? 0) > 0 && (st["ns"] as? Int ?? 0) > 0)
+        }
+        let text = try run(exe, ["report", "--threshold", "5ms", trace]).output
+        #expect(text.contains("on CPU in handleHash (\((script as NSString).lastPathComponent):2) ← "), "\(text.prefix(2000))")
+    }
+
     @Test func sampleRateZeroRecordsNoSamples() throws {
         if skipKernelTest("sampleRateZeroRecordsNoSamples") { return }
         let exe = try compile(burnSource, name: "burn-off", flags: ["-O2"])
