@@ -99,7 +99,7 @@ let package = Package(
             name: "asynctrace-bench",
             dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
                            "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem",
-                           "TraceExports", "TraceAnalyses", "TraceFixtures"]
+                           "TraceExports", "TraceAnalyses", "TraceFixtures", "TraceSymbols"]
         ),
 
         // --- tests ---

@@ -16,6 +16,7 @@ let groups: [(name: String, run: () -> Void)] = [
     ("export", ExportBench.run),
     ("concurrency", ConcurrencyBench.run),
     ("node", NodeBench.run),
+    ("stacks", StacksBench.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

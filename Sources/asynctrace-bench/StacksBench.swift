@@ -1,0 +1,185 @@
+// Group `stacks`: what CPU sampling with stacks costs and what it makes, side by side in one run.
+// 1. Node runtime workloads (Benchmarks/node/runtime.js) and the Node HTTP server under load, recorded
+//    with the kernel probes and no Node hooks, sampling off (--sample-rate 0) against the default 999 Hz
+//    with user stacks, and bare node: the ratio isolates what sampling adds.
+// 2. Trace bytes per sample: a CPU-bound program recorded with and without sampling.
+// 3. Symbolizing 1 M samples: a synthetic trace (mappings of real binaries, 5,000 distinct stacks of 16
+//    frames, 1 M samples) read, symbolized and counted by stack (TraceSamples + CodeProfile).
+import TraceFormat
+import TraceReader
+import TraceSymbols
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum StacksBench {
+    static let runs = 5
+
+    static func run() {
+        symbolize()
+        guard geteuid() == 0, let cli = NodeBench.siblingExecutable("asynctrace") else {
+            print("{\"benchmark\": \"stacks.skipped\", \"reason\": \"needs root and asynctrace next to asynctrace-bench\"}")
+            return
+        }
+        let dir = "/tmp/asynctrace-bench-stacks-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { NodeBench.removeTree(dir) }
+        bytesPerSample(cli: cli, dir: dir)
+        runtime(cli: cli, dir: dir)
+        http(cli: cli, dir: dir)
+    }
+
+    static func runtime(cli: String, dir: String) {
+        let script = RuntimeBench.nodeScriptPath()
+        let trace = dir + "/rt.atrace"
+        let variants: [(name: String, argv: [String])] = [
+            ("node", ["node", script]),
+            ("record-sampling-off", [cli, "record", "--no-node-hooks", "--sample-rate", "0", "-o", trace, "--", "node", script]),
+            ("record-sampling-999hz", [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", script]),
+        ]
+        for w in ["setImmediate-chain", "await-chain"] {
+            var results: [String: [Double]] = [:]
+            for r in 0..<runs {
+                for k in 0..<variants.count {
+                    let v = variants[(k + r) % variants.count]
+                    unlink(trace)
+                    if let ns = RuntimeBench.runCommand(v.argv + [w])[w] { results[v.name, default: []].append(ns) }
+                }
+            }
+            let off = median(results["record-sampling-off"] ?? []), bare = median(results["node"] ?? [])
+            for v in variants {
+                let m = median(results[v.name] ?? [])
+                report("stacks.runtime.\(w).\(v.name)", nsPerOp: m,
+                       extra: [("runs", "\(results[v.name]?.count ?? 0)"), ("slowdown_vs_node", fmt(m / bare)),
+                               ("slowdown_vs_sampling_off", fmt(m / off))])
+            }
+        }
+    }
+
+    static func http(cli: String, dir: String) {
+        let server = "Benchmarks/node/http-server.js"
+        let trace = dir + "/http.atrace"
+        let get = Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        let w = NetBench.Workload(name: "http_50conn", server: "http", connections: 50, request: get)
+        let env = NetBench.currentEnvironment(removing: ["ASYNCTRACE_OUTPUT", "ASYNCTRACE_APPEND", "NODE_OPTIONS"])
+        let variants: [(name: String, argv: [String])] = [
+            ("node", ["node", server]),
+            ("record-sampling-off", [cli, "record", "--no-node-hooks", "--sample-rate", "0", "-o", trace, "--", "node", server]),
+            ("record-sampling-999hz", [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", server]),
+        ]
+        var results: [String: [Double]] = [:]
+        for r in 0..<runs {
+            for k in 0..<variants.count {
+                let v = variants[(k + r) % variants.count]
+                unlink(trace)
+                if let ops = NetBench.measureServer((v.argv, env), w) { results[v.name, default: []].append(ops) }
+            }
+        }
+        let off = median(results["record-sampling-off"] ?? []), bare = median(results["node"] ?? [])
+        for v in variants {
+            let m = median(results[v.name] ?? [])
+            report("stacks.http_50conn.\(v.name)", nsPerOp: 1e9 / m,
+                   extra: [("req_per_s", fmt(m)), ("runs", "\(results[v.name]?.count ?? 0)"),
+                           ("throughput_loss_vs_node", fmt(bare / m)), ("throughput_loss_vs_sampling_off", fmt(off / m))])
+        }
+    }
+
+    /// Trace size with sampling minus without, per sample, for a 1 s CPU-bound Python loop.
+    static func bytesPerSample(cli: String, dir: String) {
+        let program = ["/usr/bin/python3", "-S", "-c", "import time\nt=time.time()\nwhile time.time()-t<1: pass"]
+        func kernelPayload(_ rate: String) -> (bytes: UInt64, samples: Int, stacks: Int)? {
+            let trace = dir + "/bps-\(rate).atrace"
+            _ = RuntimeBench.runCommand([cli, "record", "--sample-rate", rate, "-o", trace, "--"] + program)
+            guard let r = try? TraceReader(path: trace) else { return nil }
+            let bytes = r.fileSize  // a program without hooks: the header and kernel chunks only
+            let data = TraceSamples(reader: r)
+            return (bytes, data.samples.count, data.stackAddresses.count)
+        }
+        var perSample: [Double] = [], samples: [Double] = [], stacks: [Double] = []
+        for _ in 0..<3 {
+            guard let on = kernelPayload("999"), let off = kernelPayload("0"), on.samples > 0 else { continue }
+            perSample.append(Double(Int64(on.bytes) - Int64(off.bytes)) / Double(on.samples))
+            samples.append(Double(on.samples))
+            stacks.append(Double(on.stacks))
+        }
+        report("stacks.bytes_per_sample", nsPerOp: 0,
+               extra: [("bytes_per_sample", fmt(median(perSample))), ("samples", fmt(median(samples))),
+                       ("distinct_stacks", fmt(median(stacks))), ("note", "\"trace size with sampling minus without, per sample, incl. stackDef and mapping events and chunk headers\"")])
+    }
+
+    /// 1 M samples over 5,000 stacks into real binaries: read + symbolize + count by stack.
+    static func symbolize() {
+        let path = "/tmp/asynctrace-bench-symbolize-\(getpid()).atrace"
+        defer { unlink(path) }
+        var exe = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &exe, exe.count - 1)
+        guard n > 0 else { return }
+        let binaries = [String(decoding: exe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self),
+                        "/usr/lib/x86_64-linux-gnu/libc.so.6", "/opt/swift/usr/lib/swift/linux/libswiftCore.so"]
+        var sizes: [UInt64] = []
+        for b in binaries {
+            var st = stat()
+            sizes.append(stat(b, &st) == 0 ? UInt64(st.st_size) : 1 << 20)
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
+        guard fd >= 0 else { return }
+        let header = FileHeader(pid: 1234, monotonicStartNs: 1_000_000, realtimeStartNs: 0, program: "synthetic").encode()
+        _ = write(fd, header, header.count)
+        var rng = SystemRandomNumberGenerator()
+        let bases: [UInt64] = [0x5555_0000_0000, 0x7f00_0000_0000, 0x7f10_0000_0000]
+        var seq: UInt64 = 0
+        var t: UInt64 = 2_000_000
+        func flush(_ b: ChunkBuilder, final: Bool) {
+            let bytes = b.seal(sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0, flags: final ? [.kernel, .final] : .kernel)
+            _ = write(fd, bytes, bytes.count)
+            seq += 1
+        }
+        var b = ChunkBuilder(pid: 1234, tid: 0, startNs: t, startTicks: t)
+        b.beginEvent(.sampling, ticks: t)
+        b.putUnsigned(1_001_001)
+        b.putUnsigned(0)
+        for (i, path) in binaries.enumerated() {
+            let s = b.intern(path, ticks: t)
+            b.beginEvent(.mapping, ticks: t)
+            b.putUnsigned(1234); b.putUnsigned(bases[i]); b.putUnsigned(bases[i] + sizes[i]); b.putUnsigned(0)
+            b.putStringID(s)
+            b.putList([UInt64]())
+        }
+        let stackCount = 5_000, samples = 1_000_000
+        for id in 1...stackCount {
+            let frames = (0..<16).map { _ -> UInt64 in
+                let m = Int.random(in: 0..<binaries.count, using: &rng)
+                return bases[m] + UInt64.random(in: 0x1000..<max(0x2000, sizes[m] / 2), using: &rng)
+            }
+            b.beginEvent(.stackDef, ticks: t)
+            b.putUnsigned(UInt64(id))
+            b.putList(frames)
+        }
+        for i in 0..<samples {
+            t += 1_000_000
+            b.beginEvent(.cpuSample, ticks: t)
+            b.putUnsigned(1234); b.putUnsigned(1234)
+            b.putUnsigned(UInt64.random(in: 1...UInt64(stackCount), using: &rng)); b.putUnsigned(0)
+            if b.byteCount > 4 << 20 && i < samples - 1 {
+                flush(b, final: false)
+                b = ChunkBuilder(pid: 1234, tid: 0, startNs: t, startTicks: t)
+            }
+        }
+        flush(b, final: true)
+        close(fd)
+        var seconds: [Double] = []
+        var named = 0.0
+        for _ in 0..<3 {
+            let t0 = monotonicNs()
+            guard let r = try? TraceReader(path: path) else { return }
+            let data = TraceSamples(reader: r)
+            let profile = CodeProfile(data, samples: data.samples)
+            seconds.append(Double(monotonicNs() - t0) / 1e9)
+            let frames = profile.functions.map { data.frame($0.frame) }
+            named = Double(frames.filter { $0.function != nil }.count) / Double(max(1, frames.count))
+        }
+        report("stacks.symbolize_1M_samples", nsPerOp: median(seconds) * 1e9 / Double(samples),
+               extra: [("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("distinct_stacks", "\(stackCount)"),
+                       ("frames_per_stack", "16"), ("share_of_frames_named", fmt(named))])
+    }
+}
