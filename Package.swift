@@ -113,7 +113,6 @@ let package = Package(
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"], exclude: ["Golden"]),
         // The example scenarios and the CLI are exec'd by the tests (recorded, exported, validated).
         .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat", "TraceFixtures", "TraceSymbols",
-                                                            "TraceReports", "AsyncHooks", "AsyncTraceRecorder",
                                                             "asynctrace-examples", "asynctrace"],
                     exclude: ["Fixtures", "validators"]),
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),

@@ -25,6 +25,7 @@ let package = Package(
             .product(name: "TraceReader", package: "asynctrace"),
             .product(name: "TraceAnalyses", package: "asynctrace"),
             .product(name: "TraceReports", package: "asynctrace"),
+            .product(name: "TraceExports", package: "asynctrace"),
             .product(name: "Tracing", package: "swift-distributed-tracing"),
         ]),
     ],

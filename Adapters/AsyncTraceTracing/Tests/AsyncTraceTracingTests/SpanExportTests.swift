@@ -1,3 +1,5 @@
+// (Here, not in the root package's tests: it records in process, and the root tests share one process in
+// which other suites record too.)
 // Spans through every view: recorded in this process (AsyncHooks spans, an async AsyncResource scope,
 // attributes), then the report's JSON spans[] and the Perfetto and Chrome exports, checked by the validators.
 import AsyncHooks
@@ -8,8 +10,10 @@ import TraceAnalyses
 import TraceExports
 import TraceReader
 import TraceReports
+import TraceExports
 
-@Suite(.serialized) struct SpanExportTests {
+// In TracerTests' serialized suite: both record in this process, one at a time.
+extension TracerTests {
     @Test func spansAppearInTheReportJSONAndTheExports() async throws {
         let dir = NSTemporaryDirectory() + "asynctrace-spans-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -67,4 +71,23 @@ import TraceReports
         #expect(c["error"] == nil, "\(c["error"] ?? "")")
         #expect(c["async_spans"] as? Int == 4)
     }
+}
+
+/// The root package's export validators (Python, with the perfetto package tools/install-deps.sh installs).
+func validate(_ script: String, _ args: [String]) throws -> [String: Any] {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", root.appendingPathComponent("Tests/TraceExportsTests/validators/" + script).path] + args
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? ["error": "validator printed no JSON: \(String(decoding: data.prefix(2000), as: UTF8.self))"]
+}
+
+func export(_ trace: String, _ format: ExportFormat, to out: String) throws {
+    _ = try TraceExport.run(reader: try TraceReader(path: trace), format: format, outputPath: out, grouping: .callback, weight: .busy)
 }
