@@ -20,6 +20,12 @@ public final class WindowCollector: TimelineSink {
     public private(set) var rects: [Rect] = []
     public private(set) var omitted = 0
     private var stacks: [[TimelineOp]] = []
+    /// Threads without user events: where their last epoll wait ended (the loop's busy time runs from there to
+    /// the next wait), 0 if none yet.
+    private var lastWaitEnd: [UInt64] = []
+    private var kernelOnly: [Bool] = []
+    /// The name of the busy stretches between epoll waits.
+    private var busyName = -1
 
     public init(startNs: UInt64, endNs: UInt64, maxRects: Int = 20_000) {
         self.startNs = startNs
@@ -27,23 +33,44 @@ public final class WindowCollector: TimelineSink {
         self.maxRects = maxRects
     }
 
-    public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) { stacks.append([]) }
+    public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
+        stacks.append([])
+        lastWaitEnd.append(0)
+        kernelOnly.append(!thread.hasUserStream)
+        if busyName < 0 { busyName = timeline.names.id("busy (between epoll waits)") }
+    }
+
+    private func add(_ r: Rect) {
+        guard r.endNs > startNs && r.startNs < endNs else { return }
+        if rects.count >= maxRects {
+            omitted += 1
+            return
+        }
+        var r = r
+        r.startNs = max(r.startNs, startNs)
+        r.endNs = min(r.endNs, endNs)
+        rects.append(r)
+    }
 
     public func consume(_ op: TimelineOp, timeline: Timeline) {
         switch op.kind {
         case .begin:
+            // A loop seen only in the kernel: the time since its last epoll wait is its busy time (its callbacks).
+            if kernelOnly[op.thread] && op.slice == .syscall && stacks[op.thread].isEmpty && timeline.isEpollWait(op.name) {
+                if lastWaitEnd[op.thread] != 0 && op.timestampNs > lastWaitEnd[op.thread] {
+                    add(Rect(thread: op.thread, depth: 0, startNs: lastWaitEnd[op.thread], endNs: op.timestampNs, name: busyName,
+                             slice: .callback))
+                }
+            }
             stacks[op.thread].append(op)
         case .end:
             guard let b = stacks[op.thread].popLast() else { return }
-            guard op.timestampNs > startNs && b.timestampNs < endNs else { return }
-            guard b.slice == .callback || b.slice == .syscall || b.slice == .poll else { return }
-            if rects.count >= maxRects {
-                omitted += 1
-                return
-            }
-            rects.append(Rect(thread: op.thread, depth: stacks[op.thread].filter { $0.slice == .callback }.count,
-                              startNs: max(b.timestampNs, startNs), endNs: min(op.timestampNs, endNs), name: b.name,
-                              slice: b.slice))
+            let epoll = b.slice == .syscall && timeline.isEpollWait(b.name)
+            if epoll && stacks[op.thread].isEmpty { lastWaitEnd[op.thread] = op.timestampNs }
+            guard b.slice == .callback || b.slice == .syscall || b.slice == .poll || b.slice == .offCPU else { return }
+            // Kernel epoll waits are the loop waiting, drawn like the runtime's polls.
+            add(Rect(thread: op.thread, depth: stacks[op.thread].filter { $0.slice == .callback }.count,
+                     startNs: b.timestampNs, endNs: op.timestampNs, name: b.name, slice: epoll ? .poll : b.slice))
         case .instant, .counter:
             break
         }
@@ -51,13 +78,18 @@ public final class WindowCollector: TimelineSink {
 }
 
 enum BusiestSecondSVG {
-    /// One lane per thread with slices in the window; callbacks orange (nested ones thinner), syscalls blue,
-    /// epoll waits grey; hover titles give name and duration.
+    /// What the colours mean, as the page says it.
+    static let legend = "Callbacks (and a kernel-only loop's busy time between epoll waits) are orange, syscalls blue, "
+        + "epoll waits grey; under them, time off the CPU: blocked purple, runnable but waiting for a CPU yellow."
+
+    /// One lane per thread with slices in the window; callbacks orange (nested ones thinner; a kernel-only loop's
+    /// busy time between epoll waits too), syscalls blue, epoll waits grey, blocked purple, runnable yellow (a strip
+    /// under the syscalls); hover titles give name and duration. `legend` names exactly these.
     static func render(_ w: WindowCollector, timeline: Timeline, width: Int = 1200) -> String {
         let h = FlamegraphSVG.xml
         let fmt = FlamegraphSVG.format
         let threads = Array(Set(w.rects.map(\.thread))).sorted()
-        let laneHeight = 44, left = 170
+        let laneHeight = 48, left = 170
         let usable = Double(width - left - 10)
         let height = 30 + threads.count * laneHeight + 10
         let span = Double(max(w.endNs - w.startNs, 1))
@@ -77,6 +109,7 @@ enum BusiestSecondSVG {
                 let (ry, rh, fill): (Int, Int, String) = switch r.slice {
                 case .callback: (y + min(r.depth, 2) * 4, 22 - min(r.depth, 2) * 4, "#e8833a")
                 case .syscall: (y + 26, 10, "#3a7bd5")
+                case .offCPU: (y + 36, 6, timeline.names[r.name].hasPrefix("runnable") ? "#e3b505" : "#8e5cc2")
                 default: (y + 26, 10, "#c8c8c8")
                 }
                 s += "<rect x=\"\(fmt(x, 2))\" y=\"\(ry)\" width=\"\(fmt(rw, 2))\" height=\"\(rh)\" fill=\"\(fill)\">"

@@ -44,9 +44,10 @@ public final class PerfettoExporter: TimelineSink {
 
     /// Debug annotation names, interned with these iids on every sequence.
     enum Annotation: UInt64, CaseIterable {
-        case asyncID = 1, trigger, fd, ret, timeoutMs
+        case asyncID = 1, trigger, fd, ret, timeoutMs, wakerTid
         var name: String {
             switch self {
+            case .wakerTid: "waker_tid"
             case .asyncID: "async_id"
             case .trigger: "trigger_async_id"
             case .fd: "fd"
@@ -495,6 +496,9 @@ public final class PerfettoExporter: TimelineSink {
             case .poll:
                 // int64 annotations cost 10 bytes when negative: -1 (no timeout) is left out.
                 if op.ret >= 0 { annotate(.timeoutMs, op.ret, &w) }
+            case .offCPU:
+                // Blocked/runnable state slices ("blocked in read", "runnable (preempted)") and who woke the thread.
+                if op.fd > 0 { annotate(.wakerTid, op.fd, &w) }
             default:
                 break
             }

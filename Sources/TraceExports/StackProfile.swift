@@ -90,6 +90,11 @@ public final class StackAggregator: TimelineSink {
         var node: Int
         var counted: Bool
         var isCallback: Bool
+        /// A kernel-only thread's time outside syscalls ("on CPU"): what begins here hangs off the thread's node.
+        var isOnCPU = false
+        /// A syscall: time off the CPU inside it is a sibling frame ("read", "blocked in read"), so syscall frames
+        /// stay leaves (flamegraph.pl sorts lines as text: "close;x" after "close phase" would split "close").
+        var siblingParent = -1
     }
 
     @exclusivity(unchecked) private var stacks: [[Frame]] = []
@@ -153,6 +158,12 @@ public final class StackAggregator: TimelineSink {
         }
         threadNodes.append(base)
         stacks.append([Frame(node: base, counted: weight == .wall, isCallback: false)])
+        // A kernel-only trace of format 3 (an unmodified program, scheduler events): a thread's time outside
+        // syscalls is on CPU and counts as busy (thread → on CPU / syscall / off-CPU reason), so the graph is not
+        // empty. With callbacks, busy stays the time inside them.
+        if grouping == .callback && !timeline.reader.hasUserEvents && timeline.reader.header.version >= 3 {
+            stacks[stacks.count - 1].append(Frame(node: tree.child(base, "on CPU"), counted: true, isCallback: false, isOnCPU: true))
+        }
         lastTs.append(0)
     }
 
@@ -219,7 +230,24 @@ public final class StackAggregator: TimelineSink {
                 }
                 frame = Frame(node: node, counted: true, isCallback: true)
             case .syscall:
-                if top.counted { frame = Frame(node: tree.child(top.node, label(op.name, timeline)), counted: true, isCallback: false) }
+                if top.isOnCPU {
+                    // A loop waiting in epoll is idle, not busy (it counts with --weight wall).
+                    let idle = weight == .busy && timeline.isEpollWait(op.name)
+                    frame = Frame(node: tree.child(threadNodes[t], label(op.name, timeline)), counted: !idle, isCallback: false,
+                                  siblingParent: threadNodes[t])
+                } else if top.counted {
+                    frame = Frame(node: tree.child(top.node, label(op.name, timeline)), counted: true, isCallback: false,
+                                  siblingParent: top.node)
+                }
+            case .offCPU:
+                // Off the CPU in a counted frame: a frame named for why ("blocked in read", "runnable (preempted)"),
+                // beside the syscall it happened in.
+                if top.isOnCPU {
+                    frame = Frame(node: tree.child(threadNodes[t], label(op.name, timeline)), counted: true, isCallback: false)
+                } else if top.counted {
+                    let parent = top.siblingParent >= 0 ? top.siblingParent : top.node
+                    frame = Frame(node: tree.child(parent, label(op.name, timeline)), counted: true, isCallback: false)
+                }
             default:
                 // Loop phases and polls are frames of their own only when all time counts and no callback is open.
                 if weight == .wall && !top.isCallback {
@@ -253,7 +281,15 @@ public enum FoldedStacks {
             let l = labels[n.label]
             paths.append(n.parent == 0 ? l : paths[n.parent] + ";" + l)
         }
-        for i in 1..<max(1, tree.nodes.count) where tree.nodes[i].selfWeight > 0 {
+        // flamegraph.pl merges a frame only across consecutive lines (it expects stackcollapse's sorted output):
+        // lines in frame-by-frame order keep every path's lines together, so one frame is drawn once.
+        var frames: [[Int]] = [[]]
+        frames.reserveCapacity(tree.nodes.count)
+        for i in 1..<max(1, tree.nodes.count) { frames.append(frames[tree.nodes[i].parent] + [tree.nodes[i].label]) }
+        let order = (1..<max(1, tree.nodes.count)).filter { tree.nodes[$0].selfWeight > 0 }.sorted {
+            frames[$0].lexicographicallyPrecedes(frames[$1]) { labels[$0] < labels[$1] }
+        }
+        for i in order {
             out.write(paths[i])
             out.write(byte: UInt8(ascii: " "))
             out.write(uint: tree.nodes[i].selfWeight)

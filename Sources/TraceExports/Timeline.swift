@@ -23,6 +23,9 @@ public enum SliceKind: UInt8, Sendable {
     case initResource
     /// epoll reported an fd ready (instant; the source of a flow to the callback it woke).
     case ready
+    /// The thread off the CPU (scheduler, format v3): blocked (inside the syscall it blocked in, if any), or
+    /// runnable and waiting for a CPU. Its name says which ("blocked in read", "runnable (preempted)").
+    case offCPU
 
     public var category: String {
         switch self {
@@ -33,6 +36,7 @@ public enum SliceKind: UInt8, Sendable {
         case .mark: "mark"
         case .initResource: "init"
         case .ready: "ready"
+        case .offCPU: "sched"
         }
     }
 }
@@ -75,7 +79,7 @@ public struct TimelineOp: Sendable {
     public var triggerID: UInt64
     /// Callbacks and init instants: the resource type (a name id); -1 otherwise.
     public var typeName: Int
-    /// Syscalls and ready instants: the fd (-1: none). Counters: the value.
+    /// Syscalls and ready instants: the fd (-1: none). Counters: the value. Off-CPU slices: the waker's tid (0: none).
     public var fd: Int64
     /// Syscalls: return value and size argument.
     public var ret: Int64
@@ -208,6 +212,16 @@ public final class Timeline {
     /// Name ids by the reader's string id (-1: not yet).
     @exclusivity(unchecked) private var nameOfString: [Int] = []
     private let openResourcesName: Int
+    // Off-CPU slice names: blocked outside syscalls by state (0...3), runnable after a preemption or a wakeup,
+    // and "blocked in <syscall>" by syscall number (-1: not yet).
+    private let blockedOutsideNames: [Int]
+    private let preemptedName: Int
+    private let runnableName: Int
+    @exclusivity(unchecked) private var blockedInNames: [Int] = []
+    /// Names from the kernel stream's threadName events for threads not seen yet (applied when they appear).
+    private var kernelThreadNames: [UInt64: String] = [:]
+    /// Whether off-CPU stretches were seen (the trace has scheduler events).
+    public private(set) var hasSchedulerEvents = false
 
     // Per-thread state, parallel to `threads`. The pass touches it per event: no dynamic exclusivity checks.
     // Pointer-backed, so the per-event path pays no copy-on-write uniqueness checks.
@@ -237,6 +251,17 @@ public final class Timeline {
     struct ThreadState {
         var lastTs: UInt64 = 0
         var stack = SliceStack()
+        /// Off-CPU stretches reported (at switch-in) but not yet drawn: the syscall they happened in is known
+        /// only at its exit, when its event arrives.
+        var pendingOff: [PendingOff] = []
+    }
+
+    struct PendingOff {
+        var outNs: UInt64
+        var blockedNs: UInt64
+        var runqueueNs: UInt64
+        var state: UInt8
+        var wakerTid: UInt32
     }
 
     deinit {
@@ -261,6 +286,9 @@ public final class Timeline {
         pollName = names.id("epoll wait (loop)")
         unknownType = names.id("(unknown resource)")
         openResourcesName = names.id("open resources")
+        blockedOutsideNames = ["runnable (preempted)", "blocked (sleeping)", "blocked (uninterruptible)", "off CPU (other)"].map(names.id)
+        preemptedName = blockedOutsideNames[0]
+        runnableName = names.id("runnable (waiting for a CPU)")
         self.names = names
         threadOfStream = [Int](repeating: -1, count: reader.streams.count)
         syscallNames = [Int](repeating: -1, count: 1024)
@@ -315,7 +343,8 @@ public final class Timeline {
                 progress?(Double(it.bytesRead) / total)
             }
         }
-        // Close what is still open where its thread was last seen.
+        // Off-CPU stretches no syscall claimed, then what is still open where its thread was last seen.
+        for t in threads.indices where !perThread[t].pendingOff.isEmpty { flushOff(thread: t, before: .max, sink: &sink) }
         for t in threads.indices {
             while let top = perThread[t].stack.popLast() { emitEnd(top.slice, thread: t, at: perThread[t].lastTs, sink: &sink) }
         }
@@ -339,7 +368,7 @@ public final class Timeline {
         if let t = threadByKey[key] { return t }
         let p = processIndex(pid: pid, program: program)
         let t = threads.count
-        threads.append(TimelineThread(index: t, pid: pid, tid: tid, name: name, hasUserStream: user))
+        threads.append(TimelineThread(index: t, pid: pid, tid: tid, name: name ?? kernelThreadNames[key], hasUserStream: user))
         threadByKey[key] = t
         if t == perThreadCapacity {
             let bigger = UnsafeMutablePointer<ThreadState>.allocate(capacity: 2 * t)
@@ -431,12 +460,90 @@ public final class Timeline {
         case .stackDef, .mapping, .sampling:
             sink.code(e, thread: -1, strings: it, timeline: self)
             return
+        case .offCPU:
+            offCPU(e, sink: &sink)
+            return
+        case .threadName:
+            kernelThreadName(e, it)
+            return
         default:
             break
         }
         let t = threadOfStream[e.stream]
         guard t >= 0 else { return }  // other kernel-stream kinds (fork/exit) have no thread timeline
+        // Off-CPU stretches of this thread that ended before its event are drawn first (time order per thread).
+        if !perThread[t].pendingOff.isEmpty { flushOff(thread: t, before: .max, sink: &sink) }
         userEvent(e, it, thread: t, sink: &sink)
+    }
+
+    // MARK: - scheduler (format v3)
+
+    private func kernelThreadName(_ e: EventView, _ it: TraceEventIterator) {
+        guard e.textID >= 0 else { return }
+        let key = UInt64(UInt32(truncatingIfNeeded: e.u(0))) << 32 | UInt64(UInt32(truncatingIfNeeded: e.u(1)))
+        let name = it.string(e.textID)
+        if let t = threadByKey[key] {
+            // A user stream's own name wins; a kernel-only thread takes its latest comm.
+            if !threads[t].hasUserStream || threads[t].name == nil { threads[t].name = name }
+        } else if kernelThreadNames.count < 65_536 || kernelThreadNames[key] != nil {
+            kernelThreadNames[key] = name
+        }
+    }
+
+    /// A thread is back on a CPU: remember the stretch until the syscall it happened in (if any) is known.
+    private func offCPU<S: TimelineSink>(_ e: EventView, sink: inout S) {
+        let t = kernelThread(pid: UInt32(truncatingIfNeeded: e.u(0)), tid: UInt32(truncatingIfNeeded: e.u(1)), sink: &sink)
+        hasSchedulerEvents = true
+        let inNs = e.timestampNs
+        let state = UInt8(truncatingIfNeeded: min(e.u(2), 3))
+        // Saturating: hostile durations must not trap, nor reach before the thread's last drawn op.
+        let allowed = inNs > perThread[t].lastTs ? inNs - perThread[t].lastTs : 0
+        let runqueue = min(state == 0 ? e.u(3) &+ e.u(4) < e.u(3) ? .max : e.u(3) &+ e.u(4) : e.u(4), allowed)
+        let blocked = state == 0 ? 0 : min(e.u(3), allowed - runqueue)
+        guard blocked | runqueue != 0 else { return }
+        if perThread[t].pendingOff.count >= 256 { flushOff(thread: t, before: .max, sink: &sink) }
+        perThread[t].pendingOff.append(PendingOff(outNs: inNs - blocked - runqueue, blockedNs: blocked, runqueueNs: runqueue,
+                                                  state: state, wakerTid: UInt32(truncatingIfNeeded: e.u(6))))
+    }
+
+    /// Draws the pending stretches that began before `before` (outside any syscall seen); keeps the rest.
+    private func flushOff<S: TimelineSink>(thread t: Int, before: UInt64, sink: inout S) {
+        var keep: [PendingOff] = []
+        let pending = perThread[t].pendingOff
+        perThread[t].pendingOff.removeAll(keepingCapacity: true)
+        for p in pending {
+            if p.outNs < before { drawOff(p, thread: t, blockedName: blockedOutsideNames[Int(p.state)], sink: &sink) }
+            else { keep.append(p) }
+        }
+        perThread[t].pendingOff.append(contentsOf: keep)
+    }
+
+    /// One stretch: a blocked slice (named for where it blocked), then a runnable one.
+    private func drawOff<S: TimelineSink>(_ p: PendingOff, thread t: Int, blockedName: Int, sink: inout S) {
+        var ts = p.outNs
+        if p.blockedNs > 0 {
+            var op = TimelineOp(.begin, .offCPU, thread: t, at: ts, name: blockedName)
+            op.fd = Int64(p.wakerTid)
+            emit(op, sink: &sink)
+            ts &+= p.blockedNs
+            emitEnd(.offCPU, thread: t, at: ts, sink: &sink)
+        }
+        if p.runqueueNs > 0 {
+            var op = TimelineOp(.begin, .offCPU, thread: t, at: ts, name: p.state == 0 ? preemptedName : runnableName)
+            if p.blockedNs == 0 { op.fd = Int64(p.wakerTid) }
+            emit(op, sink: &sink)
+            emitEnd(.offCPU, thread: t, at: ts &+ p.runqueueNs, sink: &sink)
+        }
+    }
+
+    private func blockedInName(_ nr: UInt64) -> Int {
+        if nr < 1024 && Int(nr) < blockedInNames.count && blockedInNames[Int(nr)] >= 0 { return blockedInNames[Int(nr)] }
+        let id = names.id("blocked in " + SyscallNames.name(nr))
+        if nr < 1024 {
+            if Int(nr) >= blockedInNames.count { blockedInNames.append(contentsOf: repeatElement(-1, count: Int(nr) - blockedInNames.count + 1)) }
+            blockedInNames[Int(nr)] = id
+        }
+        return id
     }
 
     private func userEvent<S: TimelineSink>(_ e: EventView, _ it: TraceEventIterator, thread t: Int, sink: inout S) {
@@ -622,7 +729,11 @@ public final class Timeline {
         let duration = isEpoll ? e.u(7) : e.u(6)
         // The thread was in the kernel from enter to exit, so none of its user events fall inside;
         // clamping enter only absorbs the small offsets between the user and kernel clocks' conversions.
-        let enter = min(max(exit &- min(duration, exit), perThread[t].lastTs), exit)
+        let rawEnter = exit &- min(duration, exit)
+        // Off-CPU stretches before the call are drawn before it; those inside it, inside its slice.
+        let hasOff = !perThread[t].pendingOff.isEmpty
+        if hasOff { flushOff(thread: t, before: rawEnter, sink: &sink) }
+        let enter = min(max(rawEnter, perThread[t].lastTs), exit)
         var op = TimelineOp(.begin, .syscall, thread: t, at: enter, name: syscallName(e.u(2)))
         op.fd = e.s(3)
         if isEpoll {
@@ -634,6 +745,11 @@ public final class Timeline {
         }
         stats.syscalls &+= 1
         emit(op, sink: &sink)
+        if hasOff && !perThread[t].pendingOff.isEmpty {
+            let inside = blockedInName(e.u(2))
+            for p in perThread[t].pendingOff { drawOff(p, thread: t, blockedName: inside, sink: &sink) }
+            perThread[t].pendingOff.removeAll(keepingCapacity: true)
+        }
         if isEpoll && useKernelPolls && !e.list.isEmpty {
             readyFlows(fds: e.list, process: processOfThread[t], thread: t, at: exit, sink: &sink)
         }
