@@ -123,7 +123,10 @@ private var sudoEnvironment: [String: String] {
         // The binary must be reachable by the unprivileged user: a copy in a world-readable place.
         let exe = temporaryPath("asynctrace-copy")
         unlink(exe)
-        try FileManager.default.copyItem(atPath: try asynctrace(), toPath: exe)
+        // Copied by cp, not in this process: a child forked meanwhile by a parallel test would inherit our
+        // write fd of the copy, and exec of it would fail with "Text file busy" (ETXTBSY).
+        let cp = try runCapturing("/bin/cp", [try asynctrace(), exe])
+        try #require(cp.status == 0, "cp: \(cp.stderr)")
         chmod(exe, 0o755)
         chmod((exe as NSString).deletingLastPathComponent, 0o755)
         let sleeper = Process()

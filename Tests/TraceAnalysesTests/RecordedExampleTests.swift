@@ -33,7 +33,9 @@ import TraceReader
         #expect(a.overview.count("init") == a.overview.count("destroy"))
         #expect(a.overview.count("before") == a.overview.count("after"))
         // The scenario blocks one callback for 200 ms with a synchronous sleep.
-        #expect(a.blocking.count == 1)
+        // (On a loaded machine preemption can stretch another callback past the 10 ms threshold: only the
+        // 200 ms one must be long.)
+        #expect(a.blocking.count >= 1 && a.blocking.longest.filter { $0.durationNs >= 150_000_000 }.count == 1)
         let b = try #require(a.blocking.longest.first)
         #expect(b.durationNs >= 195_000_000 && b.durationNs < 1_000_000_000)
         #expect(a.slowestCallbacks.first?.asyncID == b.asyncID)
