@@ -71,7 +71,7 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
 
 @Suite(.serialized) struct CPUSampleTests {
     @Test func framePointerStacksNameTheCallChainInOrder() throws {
-        if skipKernelTest("framePointerStacksNameTheCallChainInOrder") { return }
+        try requireKernel("framePointerStacksNameTheCallChainInOrder")
         // A leaf function that uses no stack gets no frame from gcc even with -fno-omit-frame-pointer,
         // and a frame-pointer walk then skips its caller (docs/kernel-probes.md); burn_leaf uses stack.
         let exe = try compile(burnSource, name: "burn-fp", flags: ["-O2", "-fno-omit-frame-pointer"])
@@ -87,7 +87,7 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
     }
 
     @Test func withoutFramePointersTheLeafIsStillNamed() throws {
-        if skipKernelTest("withoutFramePointersTheLeafIsStillNamed") { return }
+        try requireKernel("withoutFramePointersTheLeafIsStillNamed")
         let exe = try compile(burnSource, name: "burn-nofp", flags: ["-O2", "-fomit-frame-pointer"])
         let data = try recordSamples([exe], name: "burn-nofp")
         let leaf = data.samples.filter { s in data.frames(of: s).first.map { data.frame($0).function == "burn_leaf" } ?? false }
@@ -96,7 +96,7 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
     }
 
     @Test func aFrameInAStrippedLibraryShowsModuleAndOffset() throws {
-        if skipKernelTest("aFrameInAStrippedLibraryShowsModuleAndOffset") { return }
+        try requireKernel("aFrameInAStrippedLibraryShowsModuleAndOffset")
         let lib = try compile("""
             #include <time.h>
             static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
@@ -121,7 +121,7 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
     }
 
     @Test func nodeJSFunctionsAreNamedWithFileAndLine() throws {
-        if skipKernelTest("nodeJSFunctionsAreNamedWithFileAndLine") { return }
+        try requireKernel("nodeJSFunctionsAreNamedWithFileAndLine")
         guard let node = which("node") else { Issue.record("node is not installed"); return }
         let script = temporaryPath("burn-\(UUID().uuidString.prefix(8)).js")
         try """
@@ -146,7 +146,7 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
     /// The issue's "done when": a Node server with a CPU-heavy handler; the report's blocking callbacks name
     /// the handler's JS function with its file:line, in text and JSON (blocking[].stacks[].frames[]).
     @Test func reportNamesTheJSFunctionThatBlocked() throws {
-        if skipKernelTest("reportNamesTheJSFunctionThatBlocked") { return }
+        try requireKernel("reportNamesTheJSFunctionThatBlocked")
         guard let node = which("node"), let exe = builtExecutable("asynctrace") else { Issue.record("node or asynctrace missing"); return }
         let script = temporaryPath("server-\(UUID().uuidString.prefix(8)).js")
         try """
@@ -181,7 +181,7 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
     }
 
     @Test func sampleRateZeroRecordsNoSamples() throws {
-        if skipKernelTest("sampleRateZeroRecordsNoSamples") { return }
+        try requireKernel("sampleRateZeroRecordsNoSamples")
         let exe = try compile(burnSource, name: "burn-off", flags: ["-O2"])
         let data = try recordSamples([exe], options: ["--sample-rate", "0"], name: "burn-off")
         #expect(data.samples.isEmpty)

@@ -10,7 +10,7 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
 
 @Suite(.serialized) struct GroundTruthTests {
     @Test func knownSequenceIsRecordedExactly() throws {
-        if skipKernelTest("knownSequenceIsRecordedExactly") { return }
+        try requireKernel("knownSequenceIsRecordedExactly")
         guard let exe = builtExecutable("kernel-groundtruth") else {
             Issue.record("kernel-groundtruth was not built (swift build --product kernel-groundtruth)")
             return
@@ -117,7 +117,7 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
     }
 
     @Test func aFullRingDropsAndSaysSoInTheTrace() throws {
-        if skipKernelTest("aFullRingDropsAndSaysSoInTheTrace") { return }
+        try requireKernel("aFullRingDropsAndSaysSoInTheTrace")
         guard let exe = builtExecutable("kernel-groundtruth") else {
             Issue.record("kernel-groundtruth was not built")
             return
@@ -134,7 +134,7 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
     }
 
     @Test func existingProcessCanBeTraced() throws {
-        if skipKernelTest("existingProcessCanBeTraced") { return }
+        try requireKernel("existingProcessCanBeTraced")
         // A running program (held on a pipe of its own) is attached after it started. dd runs flat
         // out (600k records); the ring holds them all, however slow this debug-built reader is.
         let session = try KernelProbeSession(options: KernelProbeOptions(ringBytes: 64 << 20))

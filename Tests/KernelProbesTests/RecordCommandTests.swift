@@ -49,7 +49,7 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
 
 @Suite(.serialized) struct RecordCommandTests {
     @Test func recordsTheGroundTruthProgram() throws {
-        if skipKernelTest("recordsTheGroundTruthProgram") { return }
+        try requireKernel("recordsTheGroundTruthProgram")
         guard let child = builtExecutable("kernel-groundtruth") else { throw TestFailure("kernel-groundtruth not built") }
         let trace = temporaryPath("cli-groundtruth.atrace"), results = temporaryPath("cli-groundtruth.txt")
         let r = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", child, results])
@@ -85,7 +85,7 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
     }
 
     @Test func unmodifiedPythonProgramGivesExactCounts() throws {
-        if skipKernelTest("unmodifiedPythonProgramGivesExactCounts") { return }
+        try requireKernel("unmodifiedPythonProgramGivesExactCounts")
         let trace = temporaryPath("cli-python.atrace")
         let script = "import os\nfor i in range(250): os.write(1, b'0123456789')\n"
         let r = try runCapturing(try asynctrace(), ["record", "--buffer-size", "4MiB", "-o", trace, "/usr/bin/python3",
@@ -185,7 +185,7 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
     }
 
     @Test func attachesToARunningProcess() throws {
-        if skipKernelTest("attachesToARunningProcess") { return }
+        try requireKernel("attachesToARunningProcess")
         // A steady writer (~1,000 writes/s: the debug-built reader stays quick).
         let dd = Process()
         dd.executableURL = URL(fileURLWithPath: "/usr/bin/python3")

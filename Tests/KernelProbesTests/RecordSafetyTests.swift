@@ -119,7 +119,7 @@ private var sudoEnvironment: [String: String] {
     @Test("--pid refuses another user's process without CAP_SYS_PTRACE, even with CAP_BPF+CAP_PERFMON",
           .enabled(if: isRoot, "needs root"))
     func pidOfAnotherUserIsRefused() throws {
-        if skipKernelTest("pidOfAnotherUserIsRefused") { return }
+        try requireKernel("pidOfAnotherUserIsRefused")
         // The binary must be reachable by the unprivileged user: a copy in a world-readable place.
         let exe = temporaryPath("asynctrace-copy")
         unlink(exe)
@@ -226,7 +226,7 @@ private var sudoEnvironment: [String: String] {
 
     @Test("a disk that fills while recording: the loss is counted and said, exit status 74", .enabled(if: isRoot, "needs root"))
     func fullDiskIsCountedAndSaid() throws {
-        if skipKernelTest("fullDiskIsCountedAndSaid") { return }
+        try requireKernel("fullDiskIsCountedAndSaid")
         guard let fixture = builtExecutable("asynctrace-fixtures") else { throw TestFailure("fixtures not built") }
         let mnt = temporaryPath("small-fs")
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)

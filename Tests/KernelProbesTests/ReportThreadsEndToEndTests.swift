@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
 
 @Suite(.serialized) struct ReportThreadsEndToEndTests {
     @Test func theReportNamesEachStallsThreadWhetherItRanOrWaitedAndOnWhat() throws {
-        if skipKernelTest("report threads end to end") { return }
+        try requireKernel("report threads end to end")
         let source = temporaryPath("e2e-threads.c"), binary = temporaryPath("e2e-threads")
         let big = temporaryPath("e2e-big.bin"), trace = temporaryPath("e2e-threads.atrace")
         try program.write(toFile: source, atomically: true, encoding: .utf8)

@@ -59,7 +59,7 @@ private let ms: UInt64 = 1_000_000
     }
 
     @Test func sleepsAreOffCPUInsideTheirSyscallWithTheirDurations() throws {
-        if skipKernelTest("sleepsAreOffCPUInsideTheirSyscallWithTheirDurations") { return }
+        try requireKernel("sleepsAreOffCPUInsideTheirSyscallWithTheirDurations")
         guard let r = try Self.recorded() else { return }
         let sleeper = tid(r, "sleeper")
         for (nr, wanted) in [(nrNanosleep, 50 * ms), (nrClockNanosleep, 30 * ms)] {
@@ -79,7 +79,7 @@ private let ms: UInt64 = 1_000_000
     }
 
     @Test func conditionWaitIsAFutexWaitWokenByTheSignaler() throws {
-        if skipKernelTest("conditionWaitIsAFutexWaitWokenByTheSignaler") { return }
+        try requireKernel("conditionWaitIsAFutexWaitWokenByTheSignaler")
         guard let r = try Self.recorded() else { return }
         let waiter = tid(r, "waiter"), signaler = tid(r, "signaler")
         let cond = UInt64(r.facts["cond_addr"] ?? 0), condEnd = cond + UInt64(r.facts["cond_size"] ?? 0)
@@ -107,7 +107,7 @@ private let ms: UInt64 = 1_000_000
     }
 
     @Test func cpuBurnIsOnCPU() throws {
-        if skipKernelTest("cpuBurnIsOnCPU") { return }
+        try requireKernel("cpuBurnIsOnCPU")
         guard let r = try Self.recorded() else { return }
         let burner = tid(r, "burner")
         let start = UInt64(r.facts["burn_start_ns"] ?? 0), end = UInt64(r.facts["burn_end_ns"] ?? 0)
@@ -135,7 +135,7 @@ private let ms: UInt64 = 1_000_000
     }
 
     @Test func oneFdNumberHasThreeLives() throws {
-        if skipKernelTest("oneFdNumberHasThreeLives") { return }
+        try requireKernel("oneFdNumberHasThreeLives")
         guard let r = try Self.recorded() else { return }
         let main = tid(r, "main"), fd = Int32(r.facts["reused_fd"] ?? -1)
         let port = r.facts["listener_port"] ?? -1, client = r.facts["client_port"] ?? -1
@@ -161,7 +161,7 @@ private let ms: UInt64 = 1_000_000
     }
 
     @Test func threadsHaveTheirNamesAndTheirReads() throws {
-        if skipKernelTest("threadsHaveTheirNamesAndTheirReads") { return }
+        try requireKernel("threadsHaveTheirNamesAndTheirReads")
         guard let r = try Self.recorded() else { return }
         let pid = UInt32(r.result.rootPid)
         func lastName(_ tid: UInt32) -> String? {
