@@ -1,7 +1,8 @@
 // swift-tools-version: 6.0
 // The module list follows the data flow:
 //   app -> AsyncHooks -> AsyncTraceRecorder -> trace file <- KernelProbes
-//   trace file -> TraceReader -> TraceAnalyses -> TraceReports / TraceExports
+//   trace file -> TraceReader -> TraceAnalyses -> TraceReports / TraceExports (views; TraceText formats
+//   numbers and JSON strings for both; TraceSymbols names sampled code)
 // TraceFormat is the only module shared by the recording and the reading side.
 import PackageDescription
 
@@ -76,15 +77,17 @@ let package = Package(
         .target(name: "TraceFixtures", dependencies: ["TraceFormat"]),
         // No unsafe flags (SwiftPM refuses them in dependencies): the hot class properties of the export
         // pass are marked @exclusivity(unchecked) one by one instead.
-        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports", "TraceSymbols"]),
+        .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports", "TraceSymbols", "TraceText"]),
         .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat", "TraceSymbols"]),
-        .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader", "TraceFormat"]),
+        .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader", "TraceFormat", "TraceText"]),
+        // Number formatting and JSON string quoting for every view (reports and exports alike).
+        .target(name: "TraceText"),
 
         // --- executables ---
         .executableTarget(
             name: "asynctrace",
             dependencies: [
-                "TraceReader", "TraceAnalyses", "TraceReports", "KernelProbes", "TraceFormat", "TraceExports", "TraceSymbols",
+                "TraceReader", "TraceAnalyses", "TraceReports", "TraceText", "KernelProbes", "TraceFormat", "TraceExports", "TraceSymbols",
                 "CRecorderSupport",
                 "NodeRecording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -115,7 +118,7 @@ let package = Package(
         .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat", "TraceFixtures", "TraceSymbols",
                                                             "asynctrace-examples", "asynctrace"],
                     exclude: ["Fixtures", "validators"]),
-        .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceReader", "TraceFormat"]),
+        .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceText", "TraceReader", "TraceFormat"]),
         .testTarget(name: "RuntimeTests", dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncHooks", "TraceReader", "TraceFormat", "asynctrace-lessons"]),
         .testTarget(name: "NetTests", dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncHooks",
                                                  "TraceReader", "TraceAnalyses", "asynctrace-examples"],

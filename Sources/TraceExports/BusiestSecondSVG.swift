@@ -1,7 +1,7 @@
 // The HTML report's timeline of the busiest second: the slices of one time window (callbacks, syscalls,
 // epoll waits) collected from the export timeline, drawn as one lane per thread.
 import TraceFormat
-import TraceReports
+import TraceText
 
 /// Collects the slices of one time window for drawing (bounded: at most `maxRects`).
 public final class WindowCollector: TimelineSink {

@@ -1,7 +1,7 @@
 // Chrome's JSON trace format (chrome://tracing, Perfetto UI's JSON importer).
 // Slices become complete ("X") events written when they end; flows use the v2 binding
 // (`bind_id` with `flow_out` on the source and `flow_in` on the target); "M" events name processes and threads.
-import TraceReports
+import TraceText
 
 public final class ChromeTraceExporter: TimelineSink {
     /// Browsers give up on JSON traces much larger than this.

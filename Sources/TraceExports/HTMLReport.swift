@@ -7,6 +7,7 @@ import TraceAnalyses
 import TraceFormat
 import TraceReader
 import TraceReports
+import TraceText
 
 /// Feeds two sinks from one pass.
 public struct PairSink<A: TimelineSink, B: TimelineSink>: TimelineSink {

@@ -1,5 +1,5 @@
 // Writing JSON text straight into an OutputFile: numbers without String allocations, escaped strings.
-import TraceReports
+import TraceText
 
 extension OutputFile {
     @inline(__always)

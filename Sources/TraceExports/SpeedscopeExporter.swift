@@ -3,7 +3,7 @@
 // thread's events are spooled to a temporary file and the profiles are assembled at the end.
 #if canImport(Glibc)
 import Glibc
-import TraceReports
+import TraceText
 #endif
 
 public final class SpeedscopeExporter: TimelineSink {

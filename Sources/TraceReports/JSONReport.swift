@@ -1,6 +1,7 @@
 // The report for tools: every analysis as JSON, schema documented in docs/report.md.
 import TraceAnalyses
 import TraceReader
+import TraceText
 
 public enum JSONReport {
     /// Bump on any incompatible change; adding fields is compatible.

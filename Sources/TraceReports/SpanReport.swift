@@ -1,6 +1,7 @@
 // The SPANS section: the slowest spans (a tracer's requests, async resource scopes, user spans), each
 // with where it began, the callbacks that ran inside it, and the longest of them with its syscalls.
 import TraceAnalyses
+import TraceText
 
 extension TextReport {
     static func spans(_ a: TraceAnalysis, _ out: inout String) {

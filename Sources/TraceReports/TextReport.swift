@@ -4,6 +4,7 @@
 import TraceAnalyses
 import TraceFormat
 import TraceReader
+import TraceText
 
 public enum TextReport {
     public static func render(_ a: TraceAnalysis) -> String {

@@ -9,6 +9,7 @@ import TraceReader
 import TraceReports
 #if canImport(Glibc)
 import Glibc
+import TraceText
 #endif
 
 struct ReportCommand: ParsableCommand {

@@ -6,6 +6,7 @@ import TraceAnalyses
 import TraceFormat
 import TraceReader
 import TraceReports
+import TraceText
 
 @Suite struct HostileTraceTests {
     @Test func durationSumsThatOverflowSaturate() throws {

@@ -1,12 +1,12 @@
 // A small JSON writer with keys in the order written (stable output for diffs and tests).
 
 package struct JSONWriter {
-    private(set) var out = ""
+    package private(set) var out = ""
     private var needComma = [false]
     private let pretty: Bool
     private var depth = 0
 
-    init(pretty: Bool = true) { self.pretty = pretty }
+    package init(pretty: Bool = true) { self.pretty = pretty }
 
     private mutating func separator() {
         if needComma[needComma.count - 1] { out += "," }
@@ -19,7 +19,7 @@ package struct JSONWriter {
         if let k { out += Self.quote(k) + (pretty ? ": " : ":") }
     }
 
-    /// `s` as a JSON string literal, quotes included (also used by TraceExports).
+    /// `s` as a JSON string literal, quotes included (used by the reports and the exports).
     package static func quote(_ s: String) -> String {
         var r = "\""
         for u in s.unicodeScalars {
@@ -44,9 +44,9 @@ package struct JSONWriter {
         return r + "\""
     }
 
-    mutating func object(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) { container(k, "{", "}", body) }
+    package mutating func object(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) { container(k, "{", "}", body) }
 
-    mutating func array(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) { container(k, "[", "]", body) }
+    package mutating func array(_ k: String? = nil, _ body: (inout JSONWriter) -> Void) { container(k, "[", "]", body) }
 
     private mutating func container(_ k: String?, _ open: String, _ close: String, _ body: (inout JSONWriter) -> Void) {
         key(k)
@@ -60,14 +60,14 @@ package struct JSONWriter {
         out += close
     }
 
-    mutating func field(_ k: String?, _ v: String) { key(k); out += Self.quote(v) }
-    mutating func field(_ k: String?, _ v: String?) { key(k); out += v.map(Self.quote) ?? "null" }
-    mutating func field(_ k: String?, _ v: UInt64) { key(k); out += String(v) }
-    mutating func field(_ k: String?, _ v: Int64) { key(k); out += String(v) }
-    mutating func field(_ k: String?, _ v: Int) { key(k); out += String(v) }
-    mutating func field(_ k: String?, _ v: Bool) { key(k); out += v ? "true" : "false" }
+    package mutating func field(_ k: String?, _ v: String) { key(k); out += Self.quote(v) }
+    package mutating func field(_ k: String?, _ v: String?) { key(k); out += v.map(Self.quote) ?? "null" }
+    package mutating func field(_ k: String?, _ v: UInt64) { key(k); out += String(v) }
+    package mutating func field(_ k: String?, _ v: Int64) { key(k); out += String(v) }
+    package mutating func field(_ k: String?, _ v: Int) { key(k); out += String(v) }
+    package mutating func field(_ k: String?, _ v: Bool) { key(k); out += v ? "true" : "false" }
     /// Shares and ratios: 6 decimals.
-    mutating func field(_ k: String?, _ v: Double) { key(k); out += v.isFinite ? Formatting.fixed(v, 6) : "null" }
-    mutating func null(_ k: String?) { key(k); out += "null" }
-    mutating func strings(_ k: String?, _ v: [String]) { array(k) { a in for s in v { a.field(nil, s) } } }
+    package mutating func field(_ k: String?, _ v: Double) { key(k); out += v.isFinite ? Formatting.fixed(v, 6) : "null" }
+    package mutating func null(_ k: String?) { key(k); out += "null" }
+    package mutating func strings(_ k: String?, _ v: [String]) { array(k) { a in for s in v { a.field(nil, s) } } }
 }

@@ -1,4 +1,5 @@
 // Numbers for people: durations, byte counts, counts with separators, shares; and aligned tables.
+// Shared by the text/JSON reports and the exports (views only; no analysis here).
 
 public enum Formatting {
     /// 4096 -> "4,096".
@@ -89,17 +90,17 @@ public enum Formatting {
 }
 
 /// Left/right aligned columns with a header row, two spaces apart.
-struct Table {
-    enum Align { case left, right }
-    var columns: [(title: String, align: Align)]
-    var rows: [[String]] = []
+package struct Table {
+    package enum Align { case left, right }
+    package var columns: [(title: String, align: Align)]
+    package var rows: [[String]] = []
 
-    init(_ columns: [(String, Align)]) { self.columns = columns.map { (title: $0.0, align: $0.1) } }
+    package init(_ columns: [(String, Align)]) { self.columns = columns.map { (title: $0.0, align: $0.1) } }
 
     /// Cells are escaped for the terminal here, before their widths are measured.
-    mutating func add(_ row: [String]) { rows.append(row.map { Formatting.printable($0) }) }
+    package mutating func add(_ row: [String]) { rows.append(row.map { Formatting.printable($0) }) }
 
-    func render(indent: String = "  ") -> String {
+    package func render(indent: String = "  ") -> String {
         var widths = columns.map { $0.title.count }
         for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
         func line(_ cells: [String]) -> String {
