@@ -20,6 +20,15 @@ echo "asynctrace: testing Adapters/AsyncTraceTracing" >&2
     echo "asynctrace: the tracing adapter's tests failed" >&2
     exit 1
 }
+# Warnings are errors for our own code (a fresh clone compiles every file, so CI sees them all; the
+# packages we depend on are not ours to fix).
+root=$(pwd)
+warnings=$(grep -E "^$root/(Sources|Tests|Benchmarks|Fuzz|Adapters/[^/]+/(Sources|Tests))/[^:]+:[0-9]+:[0-9]+: warning:" "$log" | sort -u || true)
+if [ -n "$warnings" ]; then
+    echo "$warnings" >&2
+    echo "asynctrace: the build printed warnings in the project's own code (above); they are errors here" >&2
+    exit 1
+fi
 if [ "$(id -u)" -eq 0 ] && [ -r /sys/kernel/btf/vmlinux ]; then
     if grep -q "KERNEL TEST SKIPPED" "$log"; then
         echo "asynctrace: kernel tests were skipped on a machine with root and BTF; that is a failure" >&2

@@ -24,8 +24,8 @@ struct Run {
 func run(_ argv: [String], timeout: TimeInterval = 120) throws -> Run {
     // Output goes to files, so a chatty child never blocks on a full pipe.
     let base = NSTemporaryDirectory() + "asynctrace-accept-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-    FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
     defer {
         try? FileManager.default.removeItem(atPath: base + ".out")
         try? FileManager.default.removeItem(atPath: base + ".err")

@@ -21,8 +21,8 @@ struct Run {
 
 func run(_ argv: [String], environment: [String: String]? = nil, timeout: TimeInterval = 300) throws -> Run {
     let base = scratch("run-\(UInt64.random(in: 0...UInt64.max))")
-    FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
     defer {
         try? FileManager.default.removeItem(atPath: base + ".out")
         try? FileManager.default.removeItem(atPath: base + ".err")

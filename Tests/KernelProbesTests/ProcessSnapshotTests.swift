@@ -7,7 +7,7 @@ import TraceFormat
 @Suite struct ProcessSnapshotTests {
     @Test func fdsOpenAtAttachHaveKindsPathsAndAddresses() throws {
         let path = temporaryPath("snapshot-file")
-        FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
         let file = open(path, O_RDONLY | O_CLOEXEC)
         let dir = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         var fds: [Int32] = [0, 0]

@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
         try program.write(toFile: source, atomically: true, encoding: .utf8)
         let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
         try #require(cc.status == 0, "cc failed: \(cc.stderr)")
-        FileManager.default.createFile(atPath: big, contents: Data(repeating: 0x5A, count: 64 << 20))
+        _ = FileManager.default.createFile(atPath: big, contents: Data(repeating: 0x5A, count: 64 << 20))
         defer { for p in [source, binary, big, trace] { try? FileManager.default.removeItem(atPath: p) } }
 
         let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary, big])

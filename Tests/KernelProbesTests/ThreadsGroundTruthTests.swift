@@ -22,7 +22,7 @@ private let ms: UInt64 = 1_000_000
             return nil
         }
         let scratch = temporaryPath("threads-scratch.bin")
-        FileManager.default.createFile(atPath: scratch, contents: Data(repeating: 7, count: 16 << 16))
+        _ = FileManager.default.createFile(atPath: scratch, contents: Data(repeating: 7, count: 16 << 16))
         let resultsPath = temporaryPath("threads-results.txt")
         let result = try recordProgram(exe, [resultsPath, scratch])
         #expect(result.exitStatus == 0, "ground-truth child failed (status \(result.exitStatus))")

@@ -39,8 +39,8 @@ struct NodeToolResult {
 
 func runNodeTool(_ args: [String], timeout: TimeInterval = 120) throws -> NodeToolResult {
     let base = NSTemporaryDirectory() + "asynctrace-nodetest-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-    FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
     defer {
         try? FileManager.default.removeItem(atPath: base + ".out")
         try? FileManager.default.removeItem(atPath: base + ".err")

@@ -61,7 +61,7 @@ private enum Sched {
         for (_, _, body) in events.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) { body(&b) }
         var bytes = FileHeader(pid: pid, monotonicStartNs: T, realtimeStartNs: 0, program: "./sched").encode()
         bytes += b.seal(sequence: 0, endNs: ms(90), endTicks: ms(90), droppedCumulative: 0, flags: [.kernel])
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
     }
 }
 

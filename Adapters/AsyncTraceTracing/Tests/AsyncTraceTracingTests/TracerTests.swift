@@ -18,7 +18,7 @@ import Tracing
         let path = NSTemporaryDirectory() + "asynctrace-tracing-\(getpid()).atrace"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let payload = NSTemporaryDirectory() + "asynctrace-tracing-\(getpid()).bin"
-        FileManager.default.createFile(atPath: payload, contents: Data(repeating: 7, count: 4 << 20))
+        _ = FileManager.default.createFile(atPath: payload, contents: Data(repeating: 7, count: 4 << 20))
         defer { try? FileManager.default.removeItem(atPath: payload) }
 
         try TraceRecorder.start(path: path)
