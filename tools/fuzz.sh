@@ -16,11 +16,25 @@ sanitize=${ASYNCTRACE_FUZZ_SANITIZE:-fuzzer,address}
 out=.build-fuzz/${sanitize//,/-}
 mkdir -p "$out" .build-fuzz/corpus .build-fuzz/findings
 
-modules=(TraceFormat TraceReader TraceAnalyses TraceReports TraceSymbols TraceExports)
+# TraceExports and every module it depends on, dependencies first (from Package.swift, so a new dependency
+# between the reading modules needs no change here).
+mapfile -t modules < <(swift package dump-package | python3 -c '
+import json, sys
+targets = {t["name"]: t for t in json.load(sys.stdin)["targets"]}
+order = []
+def visit(name):
+    if name in order or name not in targets: return
+    for d in targets[name]["dependencies"]:
+        visit((d.get("byName") or d.get("target") or [None])[0])
+    order.append(name)
+visit("TraceExports")
+print("\n".join(order))')
+[ "${#modules[@]}" -gt 0 ] || { echo "asynctrace fuzz: could not read the module graph from Package.swift" >&2; exit 1; }
 common=(-O -package-name asynctrace -parse-as-library -I "$out" -sanitize="$sanitize" -swift-version 6)
 stamp="$out/.stamp"
-newest=$(find Sources/TraceFormat Sources/TraceReader Sources/TraceAnalyses Sources/TraceReports Sources/TraceSymbols Sources/TraceExports \
-    Fuzz/ReaderFuzzTarget.swift tools/fuzz.sh -newer "$stamp" 2>/dev/null | head -1 || true)
+sources=()
+for m in "${modules[@]}"; do sources+=("Sources/$m"); done
+newest=$(find "${sources[@]}" Fuzz/ReaderFuzzTarget.swift tools/fuzz.sh -newer "$stamp" 2>/dev/null | head -1 || true)
 if [ ! -f "$stamp" ] || [ -n "$newest" ] || [ ! -x "$out/reader-fuzzer" ]; then
     echo "asynctrace fuzz: building the reader fuzz target ($sanitize)" >&2
     for m in "${modules[@]}"; do
