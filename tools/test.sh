@@ -36,6 +36,30 @@ if [ "$(id -u)" -eq 0 ] && [ -r /sys/kernel/btf/vmlinux ]; then
     fi
 fi
 
+# ThreadSanitizer over the tests of the code that runs on many threads: hooks, recorder, runtime, net.
+# (CrashTests are left out: their children die of signals TSan's own handlers catch first.)
+# ASYNCTRACE_TSAN=0 skips it.
+if [ "${ASYNCTRACE_TSAN:-1}" != "0" ]; then
+    echo "asynctrace: ThreadSanitizer run (hooks, recorder, runtime, net)" >&2
+    tsan_log=.build/tsan.log
+    set +e
+    swift build --build-tests --sanitize=thread --scratch-path .build-tsan >"$tsan_log" 2>&1 &&
+        TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0} swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
+            --filter 'RecorderTests|AsyncHooksTests|RuntimeTests|NetTests' --skip CrashTests >>"$tsan_log" 2>&1
+    tsan_status=$?
+    set -e
+    tail -n 3 "$tsan_log"
+    if [ "$tsan_status" -ne 0 ] || grep -q "WARNING: ThreadSanitizer" "$tsan_log"; then
+        grep -A 30 "WARNING: ThreadSanitizer" "$tsan_log" | head -n 120 >&2 || true
+        echo "asynctrace: the ThreadSanitizer run failed (exit $tsan_status; full log in $tsan_log)" >&2
+        exit 1
+    fi
+fi
+
+# A release build of everything (what the benchmarks and users run; -O finds what debug builds hide).
+echo "asynctrace: release build" >&2
+swift build -c release --scratch-path .build-release 2>&1 | tail -n 3
+
 # The reader's fuzz target (issue 13): a short libFuzzer run over the committed corpus and golden traces,
 # with AddressSanitizer; a crash, a 10 s input or too much memory fails CI. ASYNCTRACE_FUZZ_SECONDS=0 skips it.
 fuzz_seconds=${ASYNCTRACE_FUZZ_SECONDS:-60}

@@ -191,7 +191,7 @@ let activeHookList = Atomic<Unmanaged<HookList>?>(nil)
 var activeFastPath: UnsafeMutablePointer<AsyncHookFastPath>? {
     @inline(__always) get { asynchooks_fast_path()?.assumingMemoryBound(to: AsyncHookFastPath.self) }
 }
-let hookRegistryLock = Mutex<ContiguousArray<any AsyncHook>>([])
+let hookRegistryLock = LockedValue<ContiguousArray<any AsyncHook>>([])
 
 public enum AsyncHooks {
     /// Enables `hook` (no effect if it is enabled already). Several hooks may be enabled at once;

@@ -80,7 +80,7 @@ public enum ResourceTypeRegistry {
         var ids: [String: UInt32] = [:]
         var names: [String] = []
     }
-    static let table = Mutex(Table())
+    static let table = LockedValue(Table())
 
     @_spi(Recorder) public static func intern(_ name: String) -> UInt32 {
         table.withLock { t in

@@ -241,12 +241,11 @@ extension AsyncHooks {
     }
 }
 
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-let nestingErrorHandler = Mutex<@Sendable (AsyncID, AsyncID) -> Void>({ expected, actual in
+let nestingErrorHandler = LockedValue<@Sendable (AsyncID, AsyncID) -> Void>({ expected, actual in
     let line = "asynctrace: async hook nesting error: after(\(actual)) but the innermost callback is \(expected)\n"
     var bytes = Array(line.utf8)
     _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }

@@ -1,9 +1,9 @@
 // The two message objects: IncomingMessage (a request on the server, a response on the client) read
 // as a stream, and OutgoingBody, the head + body writer shared by ServerResponse and ClientRequest.
 import AsyncTraceRuntime
-import Synchronization
 #if canImport(Glibc)
 import Glibc
+import AsyncHooks
 #endif
 
 /// Node's `http.IncomingMessage`. Attach `onData`/`onEnd` in the request or response callback: the body
@@ -187,7 +187,7 @@ func statusText(_ code: Int) -> String {
 
 /// The Date header value, formatted once per second.
 enum HTTPDate {
-    static let cache = Mutex<(second: Int, text: String)>((-1, ""))
+    static let cache = LockedValue<(second: Int, text: String)>((-1, ""))
 
     static func now() -> String {
         var t = time(nil)

@@ -1,9 +1,9 @@
 // Chunks on their way from the traced threads to the writer, and the pool of chunk buffers.
 // Bounded: when every buffer is in flight, `submit` says no and the caller drops and counts.
-import Synchronization
 import TraceFormat
 #if canImport(Glibc)
 import Glibc
+import AsyncHooks
 #endif
 
 struct PendingChunk: @unchecked Sendable {
@@ -20,7 +20,7 @@ final class ChunkQueue: @unchecked Sendable {
         var allocated = 0
     }
 
-    let state = Mutex(State())
+    let state = LockedValue(State())
     let bufferBytes: Int
     let maxBuffers: Int
     /// Posted on every submission; the writer waits on it.

@@ -42,7 +42,7 @@ final class Recorder: @unchecked Sendable {
     /// `recordingShift` up count recordings, so streams of an earlier recording are told apart.
     static let flushEpoch = Atomic<UInt64>(0)
     static let recordingShift: UInt64 = 40
-    static let lock = Mutex<Bool>(false)
+    static let lock = LockedValue<Bool>(false)
 
     let fd: Int32
     let path: String

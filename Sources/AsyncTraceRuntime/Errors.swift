@@ -52,7 +52,7 @@ public enum RuntimeProcess {
         case handler(@Sendable (UncaughtError) -> Void)
     }
 
-    static let policy = Mutex<UncaughtErrorPolicy>(.exit)
+    static let policy = LockedValue<UncaughtErrorPolicy>(.exit)
     static let exitCodeStorage = Atomic<Int32>(0)
 
     /// Node's `process.exitCode`: the status `EventLoop.main` ends the process with, passed to
@@ -73,7 +73,7 @@ public enum RuntimeProcess {
         }
         Glibc.exit(c)
     }
-    static let warningSink = Mutex<(@Sendable (String) -> Void)?>(nil)
+    static let warningSink = LockedValue<(@Sendable (String) -> Void)?>(nil)
 
     /// Installs the process-wide policy (a loop may override it with `EventLoop.onUncaughtError`).
     public static func setUncaughtErrorPolicy(_ p: UncaughtErrorPolicy) { policy.withLock { $0 = p } }

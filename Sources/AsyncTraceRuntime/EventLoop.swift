@@ -125,7 +125,7 @@ public final class EventLoop: @unchecked Sendable {
     @exclusivity(unchecked) var batchCount = 0
 
     /// Work posted from other threads; run in the poll phase.
-    let remote = Mutex<[@Sendable () -> Void]>([])
+    let remote = LockedValue<[@Sendable () -> Void]>([])
     let remotePending = Atomic<Bool>(false)
 
     /// Overrides the process's uncaught-error policy for this loop (tests, embedders).

@@ -5,7 +5,6 @@
 import Glibc
 #endif
 @_spi(Runtime) import AsyncHooks
-import Synchronization
 
 public final class SignalHandle {
     public let signal: Int32
@@ -15,7 +14,7 @@ public final class SignalHandle {
     var watcher: FDWatcher!
     public private(set) var isClosed = false
 
-    static let handlesPerSignal = Mutex<[Int32: Int]>([:])
+    static let handlesPerSignal = LockedValue<[Int32: Int]>([:])
 
     /// Calls `callback` on the loop (a SIGNALWRAP callback) each time `signal` arrives.
     public init(_ signal: Int32, loop: EventLoop = .current, _ callback: @escaping (Int32) throws -> Void) throws {

@@ -1,4 +1,3 @@
-import Synchronization
 import Testing
 @testable import AsyncHooks
 #if canImport(Glibc)
@@ -9,7 +8,7 @@ import Glibc
 /// concurrently and emit too).
 final class RecordingHook: AsyncHook, @unchecked Sendable {
     let owner = pthread_self()
-    let log = Mutex<[String]>([])
+    let log = LockedValue<[String]>([])
     func initResource(_ id: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {
         own { $0.append("init \(id) \(type) \(triggerAsyncID)") }
     }
@@ -47,7 +46,7 @@ func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
 @Suite(.serialized) struct AsyncHooksTests {
     @Test func idsAreUniqueAcrossThreads() {
         let perThread = 50_000
-        let all = Mutex<[UInt64]>([])
+        let all = LockedValue<[UInt64]>([])
         onThreads(4) { _ in
             var mine: [UInt64] = []
             mine.reserveCapacity(perThread)
@@ -123,7 +122,7 @@ func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         // Counts only this test's two resources: other suites emit concurrently.
         let first = AsyncResource("X"), second = AsyncResource("X")
         let ours: Set<AsyncID> = [first.asyncID, second.asyncID]
-        let before = Mutex(0)
+        let before = LockedValue(0)
         let hook = AsyncHooks.createHook(before: { id in if ours.contains(id) { before.withLock { $0 += 1 } } }).enable()
         first.runInScope {}
         hook.disable()
@@ -135,7 +134,7 @@ func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let hook = RecordingHook()
         AsyncHooks.enable(hook)
         defer { AsyncHooks.disable(hook) }
-        let reported = Mutex<[(AsyncID, AsyncID)]>([])
+        let reported = LockedValue<[(AsyncID, AsyncID)]>([])
         AsyncHooks.setNestingErrorHandler { e, a in reported.withLock { $0.append((e, a)) } }
         let a = AsyncID.next(), b = AsyncID.next()
         let top = executionAsyncID()
@@ -202,7 +201,7 @@ extension AsyncHooksTests {
 
     @Test func concurrentRunsAreIsolated() {
         let store = AsyncLocal<Int>()
-        let failures = Mutex(0)
+        let failures = LockedValue(0)
         onThreads(4) { i in
             for k in 0..<2_000 {
                 let v = i * 100_000 + k

@@ -5,9 +5,10 @@ import Testing
 @_spi(Recorder) @_spi(Runtime) @testable import AsyncHooks
 #if canImport(Glibc)
 import Glibc
+import AsyncHooks
 #endif
 
-let fastPathLog = Mutex<[String]>([])
+let fastPathLog = LockedValue<[String]>([])
 let fastPathOwner = Atomic<UInt>(0)
 
 private func logFast(_ s: String) {

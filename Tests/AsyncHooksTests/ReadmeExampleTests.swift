@@ -1,4 +1,3 @@
-import Synchronization
 import Testing
 import AsyncHooks
 
@@ -15,7 +14,7 @@ private final class Job: Sendable {
 
 extension AsyncHooksTests {
     @Test func readmeExampleWorksAsDescribed() {
-        let seen = Mutex<[String]>([])
+        let seen = LockedValue<[String]>([])
         requestID.run("req-42") {
             let job = Job()
             job.complete {

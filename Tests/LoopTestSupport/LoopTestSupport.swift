@@ -5,10 +5,11 @@ import Glibc
 #endif
 import Synchronization
 import AsyncTraceRuntime
+import AsyncHooks
 
 /// Lines printed by a scenario (console.log), in order.
 public final class Log: Sendable {
-    private let storage = Mutex<[String]>([])
+    private let storage = LockedValue<[String]>([])
     public init() {}
     public func callAsFunction(_ s: String) { storage.withLock { $0.append(s) } }
     public var lines: [String] { storage.withLock { $0 } }

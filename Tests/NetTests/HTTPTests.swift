@@ -4,7 +4,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import Testing
 @testable import AsyncTraceRuntime
 @testable import AsyncTraceHTTP
@@ -13,7 +12,7 @@ import Testing
 struct HTTPTests {
     @Test("GET and chunked POST on one keep-alive connection; response callbacks under HTTPCLIENTREQUEST; balanced")
     func keepAliveAndBodies() {
-        let scopes = Mutex<[AsyncID]>([])
+        let scopes = LockedValue<[AsyncID]>([])
         let (lines, hook) = runTraced { log in
             let agent = Agent()
             let server = HTTPServer { req, res in
@@ -65,7 +64,7 @@ struct HTTPTests {
 
     @Test("a malformed request gets 400 and a clientError with the HPE code and the parser's id; the server survives")
     func malformed() {
-        let errorID = Mutex<AsyncID>(.none)
+        let errorID = LockedValue<AsyncID>(.none)
         let (lines, hook) = runTraced { log in
             let server = HTTPServer { _, res in res.end("ok") }
             server.onClientError { e, socket in

@@ -3,7 +3,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import LoopTestSupport
 @testable import AsyncTraceRuntime
 
@@ -20,8 +19,8 @@ final class TraceHook: AsyncHook, @unchecked Sendable {
         var problems: [String] = []
         var uncaught: [String] = []
     }
-    let state = Mutex(State())
-    let thread = Mutex<pthread_t?>(nil)
+    let state = LockedValue(State())
+    let thread = LockedValue<pthread_t?>(nil)
 
     private var mine: Bool {
         guard let t = thread.withLock({ $0 }) else { return false }

@@ -3,7 +3,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import Testing
 @testable import AsyncTraceRuntime
 
@@ -11,7 +10,7 @@ import Testing
 struct TCPTests {
     @Test("echo round trips; accepted socket's trigger is the server; connect runs under TCPCONNECTWRAP; balanced")
     func echo() throws {
-        let connectScope = Mutex<(AsyncID, AsyncID)>((.none, .none))
+        let connectScope = LockedValue<(AsyncID, AsyncID)>((.none, .none))
         let (lines, hook) = runTraced { log in
             let server = Server { socket in
                 socket.onData { socket.write($0) }

@@ -4,7 +4,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import Testing
 @testable import AsyncTraceRuntime
 @testable import AsyncTraceTLS
@@ -24,7 +23,7 @@ enum Fixtures {
 struct TLSTests {
     @Test("verified echo with SNI and ALPN; data and OpenSSL's I/O run under TLSWRAP; balanced")
     func echo() throws {
-        let dataScope = Mutex<[AsyncID]>([])
+        let dataScope = LockedValue<[AsyncID]>([])
         let (lines, hook) = runTraced { log in
             let server = try TLSServer(options: Fixtures.serverOptions) { tls in
                 log("server: secure, servername \(tls.servername ?? "-"), alpn \(tls.alpnProtocol ?? "-")")

@@ -3,7 +3,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import Testing
 @testable import AsyncTraceRuntime
 
@@ -11,7 +10,7 @@ import Testing
 struct UDPTests {
     @Test("echo: messages carry the sender's address; a send that completes at once calls back on a nextTick (as Node); balanced")
     func echo() {
-        let sendScope = Mutex<[AsyncID]>([])
+        let sendScope = LockedValue<[AsyncID]>([])
         let (lines, hook) = runTraced { log in
             let server = UDPSocket()
             server.onMessage { data, rinfo in

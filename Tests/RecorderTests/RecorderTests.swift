@@ -1,11 +1,11 @@
 @_spi(Recorder) @_spi(Runtime) import AsyncHooks
-import Synchronization
 import Testing
 import TraceFormat
 import CRecorderSupport
 @_spi(Testing) @testable import AsyncTraceRecorder
 #if canImport(Glibc)
 import Glibc
+import AsyncHooks
 #endif
 
 func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
@@ -33,9 +33,9 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         try TraceRecorder.start(path: path, options: options)
         let threads = 4
         let perThread = 625_000  // x 4 events x 4 threads = 10 M
-        let firstIDs = Mutex<[Int: UInt64]>([:])
+        let firstIDs = LockedValue<[Int: UInt64]>([:])
         // Other suites run concurrently in this process and emit events too: check only our threads.
-        let ownTids = Mutex<Set<UInt32>>([])
+        let ownTids = LockedValue<Set<UInt32>>([])
         runThreads(threads) { t in
             ownTids.withLock { _ = $0.insert(trace_gettid()) }
             for i in 0..<perThread {

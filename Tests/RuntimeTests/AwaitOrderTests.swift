@@ -5,7 +5,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import Testing
 @testable import AsyncTraceRuntime
 
@@ -111,7 +110,7 @@ struct AwaitOrderTests {
     func awaitEventsDescribeTheContinuations() {
         typealias Event = HookEventLog.Event
         let hookLog = HookEventLog()
-        let seen = Mutex<[(awaited: AsyncID, scope: AsyncID)]>([])
+        let seen = LockedValue<[(awaited: AsyncID, scope: AsyncID)]>([])
         let out = runScenario { log in
             let hook = hookLog.hookForThisThread()
             hook.enable()

@@ -3,7 +3,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import Testing
 @testable import AsyncTraceRuntime
 
@@ -39,7 +38,7 @@ struct ErrorTests {
 
     @Test("a negative delay is a warning and becomes 1 ms, as in Node")
     func negativeDelay() {
-        let warnings = Mutex<[String]>([])
+        let warnings = LockedValue<[String]>([])
         RuntimeProcess.setWarningHandler { w in warnings.withLock { $0.append(w) } }
         defer { RuntimeProcess.setWarningHandler(nil) }
         let out = runScenario { log in

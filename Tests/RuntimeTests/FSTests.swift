@@ -3,7 +3,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import Testing
 @testable import AsyncTraceRuntime
 
@@ -112,7 +111,7 @@ struct FSTests {
         var content = [UInt8](repeating: 0, count: size)
         for i in 0..<size { content[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 8) }
         try FS.writeFileSync(dir + "/in", content)
-        let stats = Mutex<(chunks: Int, falseWrites: Int, drains: Int)>((0, 0, 0))
+        let stats = LockedValue<(chunks: Int, falseWrites: Int, drains: Int)>((0, 0, 0))
         let out = runScenario { log in
             let rs = FS.createReadStream(dir + "/in", highWaterMark: 16 << 10)
             // Chunks (16 KiB) above the writer's highWaterMark (8 KiB): every write must report backpressure.

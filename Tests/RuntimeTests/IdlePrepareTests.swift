@@ -3,15 +3,14 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import Testing
 @testable import AsyncTraceRuntime
 
 /// Records phaseEnter events of its thread, with the loop iteration they belong to.
 final class PhaseOrderHook: AsyncHook, @unchecked Sendable {
     let thread = pthread_self()
-    let phases = Mutex<[(UInt64, LoopPhase)]>([])
-    let iteration = Mutex<UInt64>(0)
+    let phases = LockedValue<[(UInt64, LoopPhase)]>([])
+    let iteration = LockedValue<UInt64>(0)
     private var mine: Bool { pthread_equal(pthread_self(), thread) != 0 }
     func loopIteration(_ n: UInt64) { if mine { iteration.withLock { $0 = n } } }
     func phaseEnter(_ phase: LoopPhase) {
@@ -25,7 +24,7 @@ final class PhaseOrderHook: AsyncHook, @unchecked Sendable {
 struct IdlePrepareTests {
     @Test("one iteration runs timers, pending, idle, prepare, poll, check, close in that order, and records those phases")
     func phaseOrder() {
-        let phaseLog = Mutex<[(UInt64, LoopPhase)]>([])
+        let phaseLog = LockedValue<[(UInt64, LoopPhase)]>([])
         let out = runScenario { log in
             let hook = PhaseOrderHook()
             AsyncHooks.enable(hook)
@@ -135,8 +134,8 @@ struct IdlePrepareTests {
 
     @Test("each run is a callback of the handle's resource; close runs its callback, then destroy; misuse throws")
     func hooksAndMisuse() {
-        let hook = Mutex<BalanceHook?>(nil)
-        let ids = Mutex<[AsyncID]>([])
+        let hook = LockedValue<BalanceHook?>(nil)
+        let ids = LockedValue<[AsyncID]>([])
         let out = runScenario { log in
             let h = BalanceHook()
             hook.withLock { $0 = h }
@@ -174,7 +173,7 @@ struct IdlePrepareTests {
 
     @Test("a handle belongs to its loop's thread")
     func wrongThread() {
-        let loop = Mutex<EventLoop?>(nil)
+        let loop = LockedValue<EventLoop?>(nil)
         let t = try! LoopThread { loop.withLock { $0 = EventLoop.current } }
         t.join()
         let other = loop.withLock { $0 }!

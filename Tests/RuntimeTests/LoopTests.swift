@@ -3,7 +3,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import Testing
 @testable import AsyncTraceRuntime
 
@@ -196,7 +195,7 @@ struct LoopTests {
 
     @Test("several threads each run their own loop")
     func loopsPerThread() throws {
-        let results = Mutex<[Int]>([])
+        let results = LockedValue<[Int]>([])
         let threads = try (0..<4).map { i in
             try LoopThread {
                 let loop = EventLoop.current
@@ -215,7 +214,7 @@ struct LoopTests {
 }
 
 final class BalanceHookBox: @unchecked Sendable {
-    private let m = Mutex<BalanceHook?>(nil)
+    private let m = LockedValue<BalanceHook?>(nil)
     func set(_ h: BalanceHook) { m.withLock { $0 = h } }
     func get() -> BalanceHook? { m.withLock { $0 } }
 }

@@ -4,7 +4,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import LoopTestSupport
 import Testing
 @testable import AsyncTraceRuntime
@@ -138,7 +137,7 @@ struct PromiseTests {
     @Test("await resumes inside the await's PROMISE resource, triggered by the awaited promise; AsyncLocal follows")
     func awaitScopesAndContext() {
         let box = BalanceHookBox()
-        let triggers = Mutex<[AsyncID: AsyncID]>([:])
+        let triggers = LockedValue<[AsyncID: AsyncID]>([:])
         let out = runScenario { log in
             let hook = BalanceHook()
             box.set(hook)
@@ -242,7 +241,7 @@ struct PromiseTests {
     func allReactsThroughOneResourcePerInput() {
         typealias Event = HookEventLog.Event
         let hookLog = HookEventLog()
-        let inputs = Mutex<[AsyncID]>([])
+        let inputs = LockedValue<[AsyncID]>([])
         let out = runScenario { log in
             let hook = hookLog.hookForThisThread()
             hook.enable()
@@ -265,8 +264,8 @@ struct PromiseTests {
 
     @Test("Promise.all: an input's reaction that never ran is destroyed when the input is freed")
     func unrunCombinatorReactionIsDestroyed() {
-        let events = Mutex<[(kind: String, id: AsyncID, trigger: AsyncID)]>([])
-        let input = Mutex<AsyncID>(.none)
+        let events = LockedValue<[(kind: String, id: AsyncID, trigger: AsyncID)]>([])
+        let input = LockedValue<AsyncID>(.none)
         _ = runScenario { _ in
             let hook = AsyncHooks.createHook(init: { id, _, trigger, _ in events.withLock { $0.append(("init", id, trigger)) } },
                                              destroy: { id in events.withLock { $0.append(("destroy", id, .none)) } })

@@ -3,7 +3,6 @@
 import Glibc
 #endif
 import AsyncHooks
-import Synchronization
 import LoopTestSupport
 @testable import AsyncTraceRuntime
 
@@ -45,7 +44,7 @@ final class BalanceHook: AsyncHook, @unchecked Sendable {
         var phases: [String] = []
     }
     let thread: pthread_t
-    let state = Mutex(State())
+    let state = LockedValue(State())
     let recordPhases: Bool
 
     init(recordPhases: Bool = false) {
@@ -104,7 +103,7 @@ final class BalanceHook: AsyncHook, @unchecked Sendable {
 /// init/before/after/destroy of one thread, in order, as plain values a test can compare.
 final class HookEventLog: Sendable {
     struct Event: Equatable { let kind: String; let id: AsyncID; let trigger: AsyncID }
-    private let storage = Mutex<[Event]>([])
+    private let storage = LockedValue<[Event]>([])
     var events: [Event] { storage.withLock { $0 } }
 
     /// A hook (not yet enabled) that logs the calling thread's events only.
