@@ -25,7 +25,7 @@ extension TracerTests {
         AsyncHooks.setSpanAttribute(outer, key: "http.route", value: "/api/report")
         let worker = AsyncResource("WORKER")
         try await worker.runInScope {  // an async scope: recorded as a span named after the type
-            worker.runInScope { usleep(2_000) }  // a callback inside it, on this thread
+            _ = worker.runInScope { usleep(2_000) }  // a callback inside it, on this thread
             try await Task.sleep(nanoseconds: 3_000_000)
         }
         let inner = AsyncHooks.beginSpan("db.query")
