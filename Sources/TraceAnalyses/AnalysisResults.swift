@@ -94,6 +94,8 @@ public struct LoopThread: Sendable {
     /// Share of the loop's time not spent waiting in epoll (0...1).
     public var utilization: Double
     public var iterationNs: DurationSummary
+    /// Iterations since `TraceAnalyzer.startInterval()` (a live view's last interval; all of them otherwise).
+    public var recentIterationNs: DurationSummary
     public var phases: [PhaseTime]
 }
 
@@ -334,6 +336,8 @@ public struct KernelLoopThread: Sendable {
     public var utilization: Double
     /// Time between one wait returning and the next starting: the callbacks' time.
     public var busyNs: DurationSummary
+    /// Wait exit to wait exit since `TraceAnalyzer.startInterval()` (all of them if it was never called).
+    public var recentIterationNs: DurationSummary
 }
 
 public struct KernelLoopSummary: Sendable {

@@ -47,6 +47,10 @@ struct CallbackTracker {
         blockingLongest = TopN(limit: options.top)
     }
 
+    mutating func grow(streams: Int) {
+        while stacks.count < streams { stacks.append([]) }
+    }
+
     mutating func ensureType(_ t: Int32) {
         while durations.count <= Int(t) {
             created.append(0)

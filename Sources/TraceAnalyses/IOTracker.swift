@@ -94,6 +94,10 @@ struct IOTracker {
 
     init(streams: Int) { pendingReady = [[Int64: UInt64]](repeating: [:], count: streams) }
 
+    mutating func grow(streams: Int) {
+        while pendingReady.count < streams { pendingReady.append([:]) }
+    }
+
     /// One completed syscall. `running`: the async id of the callback running on its thread (nil: none);
     /// `ownerFD`: that callback's resource's fd.
     mutating func syscall(pid: UInt32, nr: UInt64, fd: Int64, ret: Int64, durationNs: UInt64, running: UInt64?, ownerFD: Int64?) {
@@ -239,6 +243,8 @@ struct KernelLoopTracker {
         var firstEnterNs: UInt64 = 0
         var lastExitNs: UInt64 = 0
         var busy = LogHistogram()
+        /// Wait exit to wait exit (one iteration), since the interval began (`startInterval`).
+        var recentIterations = LogHistogram()
     }
     var threads: [UInt64: ThreadState] = [:]
     var gaps: TopN<Gap>
@@ -252,6 +258,7 @@ struct KernelLoopTracker {
         let enter = exitNs >= durationNs ? exitNs - durationNs : 0
         var t = threads[key] ?? ThreadState()
         var busy: Gap? = nil
+        if t.waits > 0 && exitNs >= t.lastExitNs { t.recentIterations.record(exitNs - t.lastExitNs) }
         if t.waits == 0 {
             t.firstEnterNs = enter
         } else if enter >= t.lastExitNs {
@@ -267,6 +274,10 @@ struct KernelLoopTracker {
         return busy
     }
 
+    mutating func startInterval() {
+        for k in Array(threads.keys) { threads[k]!.recentIterations = LogHistogram() }
+    }
+
     func summary() -> KernelLoopSummary? {
         guard !threads.isEmpty else { return nil }
         let list = threads.sorted { $0.key < $1.key }.map { key, t in
@@ -274,7 +285,7 @@ struct KernelLoopTracker {
             return KernelLoopThread(pid: UInt32(key >> 32), tid: UInt32(truncatingIfNeeded: key), waits: t.waits,
                                     waitNs: t.waitNs, spanNs: span,
                                     utilization: span == 0 ? 0 : Double(span - min(span, t.waitNs)) / Double(span),
-                                    busyNs: DurationSummary(t.busy))
+                                    busyNs: DurationSummary(t.busy), recentIterationNs: DurationSummary(t.recentIterations))
         }
         return KernelLoopSummary(threads: list, longestGaps: gaps.sorted)
     }

@@ -9,6 +9,8 @@ struct LoopState {
     var pollStartNs: UInt64?
     var pollWaitNs: UInt64 = 0
     var iterationNs = LogHistogram()
+    /// Iterations since the interval began (`startInterval`; the whole trace if it never does).
+    var recentIterationNs = LogHistogram()
     var phaseStart = [UInt64?](repeating: nil, count: TraceLoopPhase.allCases.count)
     var phaseNs = [UInt64](repeating: 0, count: TraceLoopPhase.allCases.count)
     var phaseCount = [UInt64](repeating: 0, count: TraceLoopPhase.allCases.count)
@@ -21,12 +23,21 @@ struct LoopTracker {
 
     init(streams: Int) { states = [LoopState?](repeating: nil, count: streams) }
 
+    mutating func grow(streams: Int) {
+        while states.count < streams { states.append(nil) }
+    }
+
+    mutating func startInterval() {
+        for s in states.indices where states[s] != nil { states[s]!.recentIterationNs = LogHistogram() }
+    }
+
     mutating func iteration(stream s: Int, ns: UInt64) {
         var st = states[s] ?? LoopState()
         if st.iterations == 0 {
             st.firstIterationNs = ns
         } else {
             st.iterationNs.record(ns - st.lastIterationNs)
+            st.recentIterationNs.record(ns - st.lastIterationNs)
         }
         st.iterations += 1
         st.lastIterationNs = ns
@@ -86,11 +97,13 @@ struct LoopTracker {
             }
             // The last iteration runs until the thread's last event.
             st.iterationNs.record(end - st.lastIterationNs)
+            st.recentIterationNs.record(end - st.lastIterationNs)
             let threadSpan = end - st.firstIterationNs
             let util = threadSpan == 0 ? 0 : Double(threadSpan - min(threadSpan, st.pollWaitNs)) / Double(threadSpan)
             threads.append(LoopThread(pid: streams[s].pid, tid: streams[s].tid, threadName: streams[s].name,
                                       iterations: st.iterations, spanNs: threadSpan, pollWaitNs: st.pollWaitNs,
                                       utilization: util, iterationNs: DurationSummary(st.iterationNs),
+                                      recentIterationNs: DurationSummary(st.recentIterationNs),
                                       phases: Self.phases(st.phaseNs, st.phaseCount)))
             all.merge(st.iterationNs)
             for i in 0..<phaseNs.count {

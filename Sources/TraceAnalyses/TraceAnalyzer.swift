@@ -28,7 +28,8 @@ public func analyzeTrace(_ reader: TraceReader, options: AnalysisOptions = Analy
 }
 
 public struct TraceAnalyzer {
-    public let reader: TraceReader
+    /// The trace being analysed; while following a recording, the latest batch (`follow(_:)`).
+    public private(set) var reader: TraceReader
     public let options: AnalysisOptions
     public private(set) var resources: ResourceTable
     var kindCounts = [UInt64](repeating: 0, count: 256)
@@ -73,6 +74,39 @@ public struct TraceAnalyzer {
         io = IOTracker(streams: n)
         kernelLoop = KernelLoopTracker(top: options.top)
         spans = SpanTracker(top: options.top)
+    }
+
+    /// Continues with the next batch of a followed recording (`TraceFollower`): its streams extend the ones
+    /// seen so far (same indices), and its events are consumed after those of the earlier batches.
+    public mutating func follow(_ batch: TraceReader) {
+        let old = streamPid.count
+        reader = batch
+        let n = batch.streams.count
+        guard n >= old else { return }
+        for s in batch.streams {
+            let key = UInt64(s.pid) << 32 | UInt64(s.tid)
+            if s.index >= old {
+                streamPid.append(s.pid)
+                lastEventNs.append(0)
+                if !s.isKernel { userStreamOfThread.set(key, s.index) }
+            }
+            if !s.isKernel, let name = s.threadName, !name.isEmpty, userThreadNames[key] == nil {
+                userThreadNames[key] = name
+            }
+        }
+        callbacks.grow(streams: n)
+        loop.grow(streams: n)
+        io.grow(streams: n)
+    }
+
+    /// Starts a new interval of a live view: the slowest and blocking callbacks, the stalls and the recent
+    /// loop iterations that `finish()` reports are those since this call (everything else stays cumulative).
+    public mutating func startInterval() {
+        callbacks.slowest = TopN(limit: options.top)
+        callbacks.blockingLongest = TopN(limit: options.top)
+        threads.stalls = TopN(limit: options.top)
+        loop.startInterval()
+        kernelLoop.startInterval()
     }
 
     /// The callback running on (pid, tid) right now, if any: the resource and its frame.

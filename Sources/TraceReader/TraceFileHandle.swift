@@ -68,6 +68,13 @@ final class TraceFileHandle: @unchecked Sendable {  // the fd is only read with 
 
     deinit { close(fd) }
 
+    /// The file's size now (it grows while a recording is followed).
+    func currentSize() -> UInt64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return size }
+        return UInt64(max(0, st.st_size))
+    }
+
     /// Reads up to `count` bytes at `offset`; returns how many were read (short only at end of file or on error).
     func read(into p: UnsafeMutableRawPointer, count: Int, at offset: UInt64) -> Int {
         var done = 0

@@ -126,6 +126,24 @@ public final class TraceReader: Sendable {
                 + "file was cut or lost chunks, or it is still being written); \(lostRange), count unknown")
     }
 
+    /// A reader over chunks already indexed elsewhere (a followed file's batch).
+    init(path: String, header: FileHeader, file: TraceFileHandle, streams: [TraceStream], chunks: [[ChunkEntry]],
+         damage: [TraceDamage], payloadBytes: UInt64, largestPayload: Int, firstNs: UInt64, lastNs: UInt64) {
+        self.path = path
+        self.header = header
+        self.fileSize = file.currentSize()
+        self.file = file
+        self.streams = streams
+        self.chunks = chunks
+        self.damage = damage
+        self.indexStatistics = IndexStatistics()
+        self.eventCount = chunks.reduce(0) { n, list in list.reduce(n) { $0.addingSaturated(UInt64($1.header.eventCount)) } }
+        self.payloadBytes = payloadBytes
+        self.largestPayload = largestPayload
+        self.firstNs = firstNs
+        self.lastNs = lastNs
+    }
+
     private static func isFinal(file: TraceFileHandle, offset: UInt64) -> Bool {
         var h = [UInt8](repeating: 0, count: TraceFileFormat.chunkHeaderSize)
         let n = h.withUnsafeMutableBytes { file.read(into: $0.baseAddress!, count: $0.count, at: offset) }

@@ -1,0 +1,196 @@
+// The analyses of a recording in progress, interval by interval (`asynctrace top`): batches of a
+// followed file go through the same TraceAnalyzer as a whole trace; each interval is the difference
+// between two of its summaries, plus what only the interval holds (slowest callbacks, stalls, recent
+// loop iterations: TraceAnalyzer.startInterval()).
+import TraceFormat
+import TraceReader
+
+/// One loop thread over the last interval.
+public struct LiveLoop: Sendable {
+    public var thread: ThreadRef
+    /// Share of the interval not spent waiting in epoll (0...1).
+    public var utilization: Double
+    public var iterations: UInt64
+    public var iterationP99Ns: UInt64
+    public var iterationMaxNs: UInt64
+    /// Seen only through its epoll waits (no runtime events): iterations are wait exit to wait exit.
+    public var kernelOnly: Bool
+}
+
+/// One thread over the last interval.
+public struct LiveThread: Sendable {
+    public var thread: ThreadRef
+    public var isLoop: Bool
+    public var exited: Bool
+    /// The thread's time seen in the interval, and how it was spent (on CPU only with scheduler events).
+    public var spanNs: UInt64
+    public var onCPUNs: UInt64?
+    public var blockedNs: UInt64
+    public var runqueueNs: UInt64
+    /// Where it was blocked the longest in the interval ("read", "futex wait", ...), and for how long.
+    public var topReason: String?
+    public var topReasonNs: UInt64
+    public var syscalls: UInt64
+}
+
+/// Callbacks of one resource type over the last interval.
+public struct LiveCallbackType: Sendable {
+    public var type: String
+    public var callbacks: UInt64
+    public var perSecond: Double
+    public var totalNs: UInt64
+    public var created: UInt64
+    public var destroyed: UInt64
+}
+
+public struct LiveInterval: Sendable {
+    /// The trace time the interval covers (CLOCK_MONOTONIC ns) and the recording's start.
+    public var startNs: UInt64
+    public var endNs: UInt64
+    public var recordingStartNs: UInt64
+    public var program: String
+    public var events: UInt64
+    public var totalEvents: UInt64
+    public var eventsPerSecond: Double
+    public var loops: [LiveLoop]
+    public var threads: [LiveThread]
+    public var callbackTypes: [LiveCallbackType]
+    /// Callbacks that ended in the interval, slowest first, with their syscalls (and stacks when recorded).
+    public var slowestCallbacks: [CallbackRecord]
+    /// Loop stalls (between two epoll waits) that ended in the interval, longest first.
+    public var stalls: [LoopStall]
+    public var blockingThresholdNs: UInt64
+    /// Resources alive now, by type, most first.
+    public var resourcesAlive: [OpenResourceGroup]
+    public var droppedUser: UInt64
+    public var droppedKernel: UInt64
+    public var damage: [TraceDamage]
+    public var hasSchedulerEvents: Bool
+    public var durationNs: UInt64 { endNs.subtractingSaturated(startNs) }
+}
+
+public struct LiveTraceAnalysis {
+    public let options: AnalysisOptions
+    public private(set) var analyzer: TraceAnalyzer?
+    private var previous: TraceAnalysis?
+    private var decodeDamage: [TraceDamage] = []
+    private var intervalStartNs: UInt64 = 0
+    /// Events consumed so far.
+    public private(set) var events: UInt64 = 0
+
+    public init(options: AnalysisOptions = AnalysisOptions()) { self.options = options }
+
+    /// Feeds every event of a batch (a `TraceFollower` reader) to the analyses.
+    public mutating func consume(_ batch: TraceReader) {
+        if analyzer == nil {
+            analyzer = TraceAnalyzer(reader: batch, options: options)
+        } else {
+            analyzer!.follow(batch)
+        }
+        let it = batch.events()
+        var n: UInt64 = 0
+        it.forEach { stream, event in
+            analyzer!.consume(stream: stream, event)
+            n &+= 1
+        }
+        events &+= n
+        if decodeDamage.count < 1_000 { decodeDamage.append(contentsOf: it.damage.prefix(1_000 - decodeDamage.count)) }
+    }
+
+    /// The interval since the previous call (or the start), ending at the latest event consumed; the next
+    /// interval starts here. nil before the first event.
+    public mutating func interval(wallSeconds: Double = 1) -> LiveInterval? {
+        guard var analyzer else { return nil }
+        let now = analyzer.finish(decodeDamage: decodeDamage)
+        let before = previous
+        analyzer.startInterval()
+        self.analyzer = analyzer
+        previous = now
+        let start = before?.overview.endNs ?? now.overview.startNs
+        let end = max(now.overview.endNs, start)
+        defer { intervalStartNs = end }
+        let seconds = end > start ? Double(end - start) / 1e9 : wallSeconds
+        let events = now.overview.totalEvents.subtractingSaturated(before?.overview.totalEvents ?? 0)
+
+        var loops: [LiveLoop] = []
+        var prevLoop: [UInt64: LoopThread] = [:]
+        for t in before?.loop?.threads ?? [] { prevLoop[Self.key(t.pid, t.tid)] = t }
+        var userLoops = Set<UInt64>()
+        for t in now.loop?.threads ?? [] {
+            let k = Self.key(t.pid, t.tid)
+            userLoops.insert(k)
+            let p = prevLoop[k]
+            let span = t.spanNs.subtractingSaturated(p?.spanNs ?? 0)
+            let wait = t.pollWaitNs.subtractingSaturated(p?.pollWaitNs ?? 0)
+            let iterations = t.iterations.subtractingSaturated(p?.iterations ?? 0)
+            guard span > 0 || iterations > 0 else { continue }
+            loops.append(LiveLoop(thread: ThreadRef(pid: t.pid, tid: t.tid, name: t.threadName),
+                                  utilization: span == 0 ? 0 : Double(span - min(span, wait)) / Double(span),
+                                  iterations: iterations, iterationP99Ns: t.recentIterationNs.p99Ns,
+                                  iterationMaxNs: t.recentIterationNs.maxNs, kernelOnly: false))
+        }
+        var prevKernel: [UInt64: KernelLoopThread] = [:]
+        for t in before?.kernelLoop?.threads ?? [] { prevKernel[Self.key(t.pid, t.tid)] = t }
+        for t in now.kernelLoop?.threads ?? [] where !userLoops.contains(Self.key(t.pid, t.tid)) {
+            let p = prevKernel[Self.key(t.pid, t.tid)]
+            let span = t.spanNs.subtractingSaturated(p?.spanNs ?? 0)
+            let wait = t.waitNs.subtractingSaturated(p?.waitNs ?? 0)
+            let waits = t.waits.subtractingSaturated(p?.waits ?? 0)
+            guard waits > 0 else { continue }
+            loops.append(LiveLoop(thread: ThreadRef(pid: t.pid, tid: t.tid, name: t.threadName),
+                                  utilization: span == 0 ? 0 : Double(span - min(span, wait)) / Double(span),
+                                  iterations: waits, iterationP99Ns: t.recentIterationNs.p99Ns,
+                                  iterationMaxNs: t.recentIterationNs.maxNs, kernelOnly: true))
+        }
+        loops.sort { ($0.utilization, $1.thread.tid) > ($1.utilization, $0.thread.tid) }
+
+        var prevThreads: [UInt64: ThreadSummary] = [:]
+        for t in before?.threads ?? [] { prevThreads[Self.key(t.pid, t.tid)] = t }
+        var threads: [LiveThread] = []
+        for t in now.threads {
+            let p = prevThreads[Self.key(t.pid, t.tid)]
+            let span = t.spanNs.subtractingSaturated(p?.spanNs ?? 0)
+            let syscalls = t.syscalls.subtractingSaturated(p?.syscalls ?? 0)
+            let blocked = t.offCPUNs.subtractingSaturated(p?.offCPUNs ?? 0)
+            guard span > 0 || syscalls > 0 || blocked > 0 || (t.exited && !(p?.exited ?? false)) else { continue }
+            var prevReasons: [String: UInt64] = [:]
+            for r in p?.offCPUByReason ?? [] { prevReasons[r.reason] = r.ns }
+            var top: (String, UInt64)? = nil
+            for r in t.offCPUByReason {
+                let d = r.ns.subtractingSaturated(prevReasons[r.reason] ?? 0)
+                if d > 0 && d > (top?.1 ?? 0) { top = (r.reason, d) }
+            }
+            threads.append(LiveThread(
+                thread: t.ref, isLoop: t.isLoop, exited: t.exited, spanNs: span,
+                onCPUNs: t.onCPUNs.map { $0.subtractingSaturated(p?.onCPUNs ?? 0) }, blockedNs: blocked,
+                runqueueNs: t.runqueueNs.subtractingSaturated(p?.runqueueNs ?? 0), topReason: top?.0,
+                topReasonNs: top?.1 ?? 0, syscalls: syscalls))
+        }
+        threads.sort { ($0.onCPUNs ?? $0.spanNs, $0.syscalls, $1.thread.tid) > ($1.onCPUNs ?? $1.spanNs, $1.syscalls, $0.thread.tid) }
+
+        var prevTypes: [String: ResourceTypeStats] = [:]
+        for t in before?.resources ?? [] { prevTypes[t.type] = t }
+        var types: [LiveCallbackType] = []
+        for t in now.resources {
+            let p = prevTypes[t.type]
+            let n = t.callbacks.count.subtractingSaturated(p?.callbacks.count ?? 0)
+            let created = t.created.subtractingSaturated(p?.created ?? 0)
+            let destroyed = t.destroyed.subtractingSaturated(p?.destroyed ?? 0)
+            guard n > 0 || created > 0 || destroyed > 0 else { continue }
+            types.append(LiveCallbackType(type: t.type, callbacks: n, perSecond: Double(n) / seconds,
+                                          totalNs: t.callbacks.totalNs.subtractingSaturated(p?.callbacks.totalNs ?? 0),
+                                          created: created, destroyed: destroyed))
+        }
+        types.sort { ($0.callbacks, $0.totalNs, $1.type) > ($1.callbacks, $1.totalNs, $0.type) }
+
+        return LiveInterval(
+            startNs: start, endNs: end, recordingStartNs: now.overview.recordingStartNs, program: now.overview.program,
+            events: events, totalEvents: now.overview.totalEvents, eventsPerSecond: Double(events) / seconds,
+            loops: loops, threads: threads, callbackTypes: types, slowestCallbacks: now.slowestCallbacks,
+            stalls: now.stalls, blockingThresholdNs: options.blockingThresholdNs, resourcesAlive: now.openAtExit,
+            droppedUser: now.overview.droppedUser, droppedKernel: now.overview.droppedKernel,
+            damage: now.overview.damage, hasSchedulerEvents: now.hasSchedulerEvents)
+    }
+
+    private static func key(_ pid: UInt32, _ tid: UInt32) -> UInt64 { UInt64(pid) << 32 | UInt64(tid) }
+}
