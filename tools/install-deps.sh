@@ -4,7 +4,8 @@ set -euo pipefail
 # python3, util-linux (setpriv), coreutils: the kernel probe / record tests.
 # chromium-headless-shell: the HTML report's rendering test (headless Chromium, ~140 MB download).
 # perl: runs flamegraph.pl on the folded-stacks exports.
-pkgs=(libbpf-dev libelf-dev zlib1g-dev libssl-dev bpftool chromium-headless-shell python3 perl util-linux coreutils)
+# tmux: `asynctrace top` is tested in a real terminal.
+pkgs=(libbpf-dev libelf-dev zlib1g-dev libssl-dev bpftool chromium-headless-shell python3 perl util-linux coreutils tmux)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

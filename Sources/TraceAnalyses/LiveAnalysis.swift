@@ -73,42 +73,35 @@ public struct LiveTraceAnalysis {
     public let options: AnalysisOptions
     public private(set) var analyzer: TraceAnalyzer?
     private var previous: TraceAnalysis?
-    private var decodeDamage: [TraceDamage] = []
-    private var intervalStartNs: UInt64 = 0
     /// Events consumed so far.
     public private(set) var events: UInt64 = 0
 
     public init(options: AnalysisOptions = AnalysisOptions()) { self.options = options }
 
-    /// Feeds every event of a batch (a `TraceFollower` reader) to the analyses.
-    public mutating func consume(_ batch: TraceReader) {
+    /// Feeds the events `follower` has ready (all of them with `all`) to the analyses.
+    public mutating func consume(_ follower: TraceFollower, all: Bool = false) {
+        guard let streams = follower.snapshot() else { return }
         if analyzer == nil {
-            analyzer = TraceAnalyzer(reader: batch, options: options)
+            analyzer = TraceAnalyzer(reader: streams, options: options)
         } else {
-            analyzer!.follow(batch)
+            analyzer!.follow(streams)
         }
-        let it = batch.events()
-        var n: UInt64 = 0
-        it.forEach { stream, event in
-            analyzer!.consume(stream: stream, event)
-            n &+= 1
-        }
-        events &+= n
-        if decodeDamage.count < 1_000 { decodeDamage.append(contentsOf: it.damage.prefix(1_000 - decodeDamage.count)) }
+        events &+= follower.forEachEvent(all: all) { stream, event in analyzer!.consume(stream: stream, event) }
+        // Damage found while handing out events (undecodable chunks) is the follower's: the next snapshot has it.
+        analyzer!.follow(follower.snapshot()!)
     }
 
     /// The interval since the previous call (or the start), ending at the latest event consumed; the next
     /// interval starts here. nil before the first event.
     public mutating func interval(wallSeconds: Double = 1) -> LiveInterval? {
         guard var analyzer else { return nil }
-        let now = analyzer.finish(decodeDamage: decodeDamage)
+        let now = analyzer.finish()
         let before = previous
         analyzer.startInterval()
         self.analyzer = analyzer
         previous = now
         let start = before?.overview.endNs ?? now.overview.startNs
         let end = max(now.overview.endNs, start)
-        defer { intervalStartNs = end }
         let seconds = end > start ? Double(end - start) / 1e9 : wallSeconds
         let events = now.overview.totalEvents.subtractingSaturated(before?.overview.totalEvents ?? 0)
 

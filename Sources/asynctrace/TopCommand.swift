@@ -209,11 +209,9 @@ struct LiveSession {
         let recorderDone = recorder?.poll() ?? false
         if follower == nil { openFollower(mustExist: false) }
         if let f = follower {
-            let before = (f.offset, f.pendingBytes)
-            consume(releaseAll: recorderDone)
-            let grew = (f.offset, f.pendingBytes) != before
+            let grew = poll(f)
             // Nothing new: nothing more is coming soon, so hand out what is held back.
-            if !grew && f.chunksWaiting > 0 { consume(releaseAll: true) }
+            live.consume(f, all: recorderDone || !grew)
             if recorder == nil && !grew && f.allStreamsEnded && f.chunksWaiting == 0 && f.pendingBytes == 0 { ended = true }
         }
         if recorderDone { ended = true }
@@ -226,13 +224,9 @@ struct LiveSession {
         show()
     }
 
-    mutating func consume(releaseAll: Bool) {
-        guard let f = follower else { return }
+    mutating func poll(_ f: TraceFollower) -> Bool {
         do {
-            while let batch = try f.poll(releaseAll: releaseAll) {
-                live.consume(batch)
-                if !releaseAll { break }
-            }
+            return try f.poll()
         } catch {
             stopRecorder()
             TopCommand.fail("cannot follow \(path): \(error.description)")
