@@ -172,7 +172,7 @@ struct LiveSession {
             let now = Self.nowNs()
             if now < next || ended {
                 let wait = ended ? 1_000 : Int32(min(1_000, (next - now) / 1_000_000 + 1))
-                let pressed = LiveTerminal.readKeys(timeoutMs: wait, keys: keys, extraFD: recorder?.outputFD ?? -1)
+                let pressed = LiveTerminal.readKeys(timeoutMs: wait, keys: keys, extraFD: recorder?.pollFD ?? -1)
                 recorder?.drainOutput()
                 if liveResized != 0 {
                     liveResized = 0
@@ -298,6 +298,9 @@ struct LiveSession {
 struct RecordChild {
     let pid: pid_t
     let outputFD: Int32
+    /// False once record and the program closed their output (the pipe then stays readable at EOF).
+    private(set) var outputOpen = true
+    var pollFD: Int32 { outputOpen ? outputFD : -1 }
     let passOutput: Bool
     private(set) var finished = false
     private(set) var rawStatus: Int32 = 0
@@ -348,8 +351,12 @@ struct RecordChild {
     /// Reads what record and the program wrote; passes it on (plain mode) or keeps the last 16 KiB.
     mutating func drainOutput() {
         var buf = [UInt8](repeating: 0, count: 65_536)
-        while true {
+        while outputOpen {
             let n = read(outputFD, &buf, buf.count)
+            if n == 0 {
+                outputOpen = false
+                close(outputFD)
+            }
             if n <= 0 { return }
             if passOutput {
                 buf.withUnsafeBytes { _ = write(2, $0.baseAddress, n) }
