@@ -20,6 +20,13 @@ echo "asynctrace: testing Adapters/AsyncTraceTracing" >&2
     echo "asynctrace: the tracing adapter's tests failed" >&2
     exit 1
 }
+# The SwiftNIO bridge, likewise (swift-nio stays out of the root build; ~4.5 min clean build on a busy
+# 2-core box). Its kernel test records a NIO server with the CLI the root build made.
+echo "asynctrace: testing Adapters/AsyncTraceNIO" >&2
+(cd Adapters/AsyncTraceNIO && ASYNCTRACE_CLI="$(pwd)/../../.build/debug/asynctrace" swift test 2>&1 | tee -a "../../$log") || {
+    echo "asynctrace: the NIO adapter's tests failed" >&2
+    exit 1
+}
 # Warnings are errors for our own code (a fresh clone compiles every file, so CI sees them all; the
 # packages we depend on are not ours to fix).
 root=$(pwd)
