@@ -177,7 +177,15 @@ struct LessonTests {
         #expect(report.problems == [])
         #expect(report.resources > 0 && report.callbacks > 0)
         #expect(report.phases > 0 || name == "promise-adoption")  // that one ends in the main module's drain
-        #expect(report.undestroyedTypes == lessonUndestroyed[name, default: []])
+        if name == "async-await" {
+            // The PROMISE an `await` waited on is destroyed when the Swift task's frame releases it, which the
+            // Swift runtime may do after the loop has ended (seen under ThreadSanitizer); Node likewise destroys
+            // promises only when they are collected. Nothing else may stay.
+            #expect(report.undestroyedTypes.allSatisfy { $0 == "PROMISE" } && report.undestroyedTypes.count <= 1,
+                    "\(report.undestroyedTypes)")
+        } else {
+            #expect(report.undestroyedTypes == lessonUndestroyed[name, default: []])
+        }
     }
 
     @Test("an uncaught error ends the process with status 1 after reporting its async id and type (recorded too)")
