@@ -39,6 +39,8 @@ let package = Package(
         .target(name: "AsyncHooks", dependencies: ["CAsyncHooksSupport"]),
         .target(name: "CRecorderSupport"),
         .target(name: "AsyncTraceRecorder", dependencies: ["AsyncHooks", "TraceFormat", "CRecorderSupport"]),
+        // A flight recorder's window of chunks and its dumps (record --flight-recorder).
+        .target(name: "TraceFlight", dependencies: ["AsyncHooks", "TraceFormat", "CRecorderSupport"]),
 
         // --- Swift Concurrency as hook events: in-process (install()) or injected by `record` ---
         .target(name: "CAsyncTraceConcurrency"),
@@ -88,7 +90,7 @@ let package = Package(
             name: "asynctrace",
             dependencies: [
                 "TraceReader", "TraceAnalyses", "TraceReports", "TraceText", "KernelProbes", "TraceFormat", "TraceExports", "TraceSymbols",
-                "CRecorderSupport",
+                "CRecorderSupport", "TraceFlight",
                 "NodeRecording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -124,7 +126,7 @@ let package = Package(
                                                  "TraceReader", "TraceAnalyses", "asynctrace-examples"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "TraceSymbols", "kernel-groundtruth", "kernel-threads-groundtruth", "asynctrace",
-                                                           "asynctrace-fixtures"]),
+                                                           "asynctrace-fixtures", "asynctrace-examples", "TraceFlight"]),
         // `asynctrace record node …`: real node, real kernel (the CLI is exec'd); the preload protocol's writer.
         .testTarget(name: "NodeTests", dependencies: ["asynctrace", "NodeRecording", "TraceReader", "TraceFormat"]),
         // Swift Concurrency on the real runtime: fixture programs compiled by the tests, recorded by the CLI.

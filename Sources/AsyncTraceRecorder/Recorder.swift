@@ -43,6 +43,11 @@ final class Recorder: @unchecked Sendable {
     static let flushEpoch = Atomic<UInt64>(0)
     static let recordingShift: UInt64 = 40
     static let lock = LockedValue<Bool>(false)
+    /// A callback longer than this (TSC ticks) is reported to the flight recorder (--dump-on-block);
+    /// UInt64.max: not asked for. Set before the hook is enabled.
+    nonisolated(unsafe) static var blockThresholdTicks = UInt64.max
+    nonisolated(unsafe) static var ticksPerNs = 1.0
+    let lastBlockReportNs = Atomic<UInt64>(0)
 
     let fd: Int32
     let path: String
@@ -69,8 +74,12 @@ final class Recorder: @unchecked Sendable {
     let streams: UnsafeMutablePointer<Stream?>
     let streamCount = Atomic<Int>(0)
 
-    init(fd: Int32, path: String, options: RecorderOptions) {
+    /// The fd is a flight recorder's socket: each chunk is one message (send, no SIGPIPE).
+    let sendsMessages: Bool
+
+    init(fd: Int32, path: String, options: RecorderOptions, sendsMessages: Bool = false) {
         self.fd = fd
+        self.sendsMessages = sendsMessages
         self.path = path
         self.options = options
         self.chunkPayloadBytes = options.chunkBytes
@@ -159,6 +168,29 @@ final class Recorder: @unchecked Sendable {
         }
     }
 
+    // MARK: flight recorder
+
+    /// Tells the flight recorder (record --flight-recorder) that a callback blocked for
+    /// `lengthTicks`, ending now; at most one report per 100 ms. Never blocks.
+    func reportBlock(lengthTicks: UInt64) {
+        guard sendsMessages, running.load(ordering: .relaxed) else { return }
+        let now = trace_clock_monotonic_ns()
+        let last = lastBlockReportNs.load(ordering: .relaxed)
+        guard now &- last >= 100_000_000,
+              lastBlockReportNs.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+        let lengthNs = UInt64(min(Double(lengthTicks) / Recorder.ticksPerNs, 1e18))
+        sendControl(kind: 2, startNs: now &- min(lengthNs, now), endNs: now)
+    }
+
+    /// A 32-byte control message: "ATFLCTL1", kind, 0, startNs, endNs (the recorder's FlightControl).
+    func sendControl(kind: UInt32, startNs: UInt64, endNs: UInt64) {
+        var m: (UInt64, UInt32, UInt32, UInt64, UInt64) = (0, kind.littleEndian, 0, startNs.littleEndian, endNs.littleEndian)
+        withUnsafeMutableBytes(of: &m) { raw in
+            for (i, b) in "ATFLCTL1".utf8.enumerated() { raw[i] = b }
+            _ = send(fd, raw.baseAddress, 32, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+        }
+    }
+
     // MARK: writer
 
     func startWriter() {
@@ -214,7 +246,8 @@ final class Recorder: @unchecked Sendable {
         h.store(to: raw)
         var done = 0
         while done < c.length {
-            let n = Glibc.write(fd, raw + done, c.length - done)
+            let n = sendsMessages ? send(fd, raw + done, c.length - done, Int32(MSG_NOSIGNAL))
+                                  : Glibc.write(fd, raw + done, c.length - done)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 droppedEvents.add(UInt64(h.eventCount), ordering: .relaxed)

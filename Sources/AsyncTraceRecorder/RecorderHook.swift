@@ -40,15 +40,15 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     var fastPath: AsyncHookFastPath? {
         AsyncHookFastPath(
             initResource: { id, type, trigger in RecorderHook.recordInit(id, type, trigger) },
-            before: { RecorderHook.idEvent(.before, $0) },
-            after: { RecorderHook.idEvent(.after, $0) },
+            before: { RecorderHook.recordBefore($0) },
+            after: { RecorderHook.recordAfter($0) },
             destroy: { RecorderHook.idInstant(.destroy, $0) },
             promiseResolve: { RecorderHook.idInstant(.promiseResolve, $0) },
             loopIteration: { RecorderHook.recordIteration($0) },
             phaseEnter: { RecorderHook.recordPhaseEnter($0) },
             phaseLeave: { RecorderHook.recordPhaseLeave($0) },
             afterAndDestroy: { RecorderHook.recordAfterAndDestroy($0) },
-            beforeFollowing: { RecorderHook.idInstant(.before, $0) },
+            beforeFollowing: { RecorderHook.recordBefore($0, following: true) },
             afterDestroyBefore: { RecorderHook.recordAfterDestroyBefore($0, $1) },
             initAfterDestroyBefore: { RecorderHook.recordInitAfterDestroyBefore($0, $1, $2, $3) },
             phaseEnterFollowing: { RecorderHook.recordPhaseEnter($0, following: true) },
@@ -76,6 +76,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
         (p + 1).pointee = 0
         p = s.putAsyncID(entering, p + 2)
         s.commit(p, events: 4)
+        s.callbackSwitched()
     }
 
     /// after(id) then destroy(id): one buffer lookup, one clock read; the destroy is three bytes
@@ -85,6 +86,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
         var p = s.putAsyncID(id, s.head(.after))  // fixedEventReserve covers both events
         p = putSameInstantSameID(.destroy, p)
         s.commit(p, events: 2)
+        s.callbackEnded()
     }
 
     /// after(leaving), destroy(leaving), before(entering) with nothing between them: one clock read,
@@ -97,6 +99,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
         (p + 1).pointee = 0
         p = s.putAsyncID(entering, p + 2)
         s.commit(p, events: 3)
+        s.callbackSwitched()
     }
 
     /// An event of the previous event's resource at the previous event's time: kind, delta 0, id delta 0.
@@ -122,8 +125,24 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
         s.commit(s.putAsyncID(id, p))
     }
 
-    func before(_ asyncID: AsyncID) { Self.idEvent(.before, asyncID.rawValue) }
-    func after(_ asyncID: AsyncID) { Self.idEvent(.after, asyncID.rawValue) }
+    @inline(__always)
+    static func recordBefore(_ id: UInt64, following: Bool = false) {
+        guard let s = Recorder.currentStream() else { return }
+        let p = following ? s.headAtLastStamp(.before) : s.head(.before)
+        s.commit(s.putAsyncID(id, p))
+        s.callbackBegan()
+    }
+
+    @inline(__always)
+    static func recordAfter(_ id: UInt64) {
+        guard let s = Recorder.currentStream() else { return }
+        let p = s.head(.after)
+        s.commit(s.putAsyncID(id, p))
+        s.callbackEnded()
+    }
+
+    func before(_ asyncID: AsyncID) { Self.recordBefore(asyncID.rawValue) }
+    func after(_ asyncID: AsyncID) { Self.recordAfter(asyncID.rawValue) }
     func destroy(_ asyncID: AsyncID) { Self.idInstant(.destroy, asyncID.rawValue) }
     func promiseResolve(_ asyncID: AsyncID) { Self.idInstant(.promiseResolve, asyncID.rawValue) }
 

@@ -43,6 +43,9 @@ struct StreamState {
     var stringID: UnsafeMutablePointer<UInt32>
     var stringCapacity: Int
     var slot: Int
+    /// Callbacks open on this thread, and when the outermost began (ticks): for --dump-on-block.
+    var callbackDepth: UInt32 = 0
+    var outerCallbackTicks: UInt64 = 0
 }
 
 typealias Stream = UnsafeMutablePointer<StreamState>
@@ -134,6 +137,44 @@ extension UnsafeMutablePointer where Pointee == StreamState {
         guard leave != 0 else { return }
         let p = headAtLastStamp(.phaseLeave)
         commit(putVarint(UInt64(leave - 1), at: p))
+    }
+
+    // Blocking callbacks (record --flight-recorder --dump-on-block): the outermost callback's
+    // length is checked at its end, against a threshold that is UInt64.max when nobody asked.
+
+    @inline(__always)
+    func callbackBegan() {
+        if pointee.callbackDepth == 0 { pointee.outerCallbackTicks = pointee.lastTicks }
+        pointee.callbackDepth &+= 1
+    }
+
+    @inline(__always)
+    func callbackEnded() {
+        guard pointee.callbackDepth > 0 else { return }
+        pointee.callbackDepth &-= 1
+        if pointee.callbackDepth == 0 && pointee.lastTicks &- pointee.outerCallbackTicks > Recorder.blockThresholdTicks {
+            reportBlock()
+        }
+    }
+
+    /// after(outer) + before(next) at one instant: the outer callback ended, another began.
+    @inline(__always)
+    func callbackSwitched() {
+        if pointee.callbackDepth == 1 {
+            if pointee.lastTicks &- pointee.outerCallbackTicks > Recorder.blockThresholdTicks { reportBlock() }
+            pointee.outerCallbackTicks = pointee.lastTicks
+        } else if pointee.callbackDepth == 0 {
+            callbackBegan()
+        }
+    }
+
+    /// A callback blocked its thread past the threshold: its chunk goes to the writer now (the
+    /// thread may go idle right after, holding it) and the flight recorder hears of it.
+    @inline(never)
+    func reportBlock() {
+        let lengthTicks = pointee.lastTicks &- pointee.outerCallbackTicks
+        rotate()
+        Recorder.shared.reportBlock(lengthTicks: lengthTicks)
     }
 
     /// Publishes an encoded event: the cursor moves past it in one store.

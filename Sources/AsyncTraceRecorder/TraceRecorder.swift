@@ -13,6 +13,10 @@ public enum TraceRecorder {
     /// `ASYNCTRACE_BUFFER_SIZE` (bytes, with an optional K/M/G suffix) sets the in-flight memory.
     @discardableResult
     public static func startFromEnvironment() -> Bool {
+        if let flight = environment("ASYNCTRACE_FLIGHT_FD") {
+            if isRecording { return true }
+            return startFlight(fdText: flight)
+        }
         guard let out = environment("ASYNCTRACE_OUTPUT"), !out.isEmpty else { return false }
         if isRecording { return true }
         var options = RecorderOptions()
@@ -54,20 +58,52 @@ public enum TraceRecorder {
                     throw RecorderError(description: "cannot write \(path): \(String(cString: strerror(errno)))")
                 }
             }
-            let r = Recorder(fd: fd, path: path, options: options)
-            r.lossCounters = environment("ASYNCTRACE_LOSS_FD").flatMap { Int32($0) }.flatMap { trace_loss_counters_attach($0) }
-            Recorder.streamKey = makeStreamKey()
-            let recording = (Recorder.flushEpoch.load(ordering: .relaxed) >> Recorder.recordingShift) + 1
-            Recorder.flushEpoch.store(recording << Recorder.recordingShift, ordering: .relaxed)
-            Recorder.shared = r
-            r.startWriter()
-            if !exitHandlersInstalled {
-                installExitHandlers()
-                exitHandlersInstalled = true
-            }
-            AsyncHooks.enable(r.hook)
+            begin(Recorder(fd: fd, path: path, options: options))
             started = true
         }
+    }
+
+    /// Under `asynctrace record --flight-recorder`: chunks go as messages to the recorder's socket
+    /// (ASYNCTRACE_FLIGHT_FD, inherited: a SOCK_SEQPACKET socket, anything else is refused), which
+    /// keeps the last window and writes dumps.
+    static func startFlight(fdText: String) -> Bool {
+        guard let fd = Int32(fdText), fd > 2, trace_is_seqpacket_socket(fd) != 0 else {
+            writeStderr("asynctrace: not recording: ASYNCTRACE_FLIGHT_FD=\(fdText) is not the flight recorder's socket\n")
+            return false
+        }
+        Recorder.lock.withLock { started in
+            if started { return }
+            _ = CRC32C.checksum([0])
+            var options = RecorderOptions()
+            if let b = environment("ASYNCTRACE_BUFFER_SIZE").flatMap({ parseSize($0) }) { options.bufferBytes = b }
+            if let ns = environment("ASYNCTRACE_DUMP_ON_BLOCK").flatMap({ UInt64($0) }), ns > 0 {
+                // The threshold in TSC ticks: the hook compares ticks, never reading the clock for it.
+                var t0: UInt64 = 0, n0: UInt64 = 0, t1: UInt64 = 0, n1: UInt64 = 0
+                trace_clock_pair(&t0, &n0)
+                usleep(5_000)
+                trace_clock_pair(&t1, &n1)
+                Recorder.ticksPerNs = n1 > n0 && t1 > t0 ? Double(t1 - t0) / Double(n1 - n0) : 1
+                Recorder.blockThresholdTicks = UInt64(min(Double(ns) * Recorder.ticksPerNs, 1.8e19))
+            }
+            begin(Recorder(fd: fd, path: "the flight recorder", options: options, sendsMessages: true))
+            started = true
+        }
+        return true
+    }
+
+    /// With the lock held: makes `r` the recorder and starts it.
+    private static func begin(_ r: Recorder) {
+        r.lossCounters = environment("ASYNCTRACE_LOSS_FD").flatMap { Int32($0) }.flatMap { trace_loss_counters_attach($0) }
+        Recorder.streamKey = makeStreamKey()
+        let recording = (Recorder.flushEpoch.load(ordering: .relaxed) >> Recorder.recordingShift) + 1
+        Recorder.flushEpoch.store(recording << Recorder.recordingShift, ordering: .relaxed)
+        Recorder.shared = r
+        r.startWriter()
+        if !exitHandlersInstalled {
+            installExitHandlers()
+            exitHandlersInstalled = true
+        }
+        AsyncHooks.enable(r.hook)
     }
 
     /// Stops recording and closes the file; every event so far is written (or counted as dropped).
@@ -93,6 +129,20 @@ public enum TraceRecorder {
     nonisolated(unsafe) static var exitHandlersInstalled = false
     nonisolated(unsafe) static var stoppedStatistics = RecorderStatistics(eventsWritten: 0, eventsDropped: 0,
                                                                           chunksWritten: 0, bytesWritten: 0)
+
+    /// Under `asynctrace record --flight-recorder`: asks the recorder to write the window it keeps
+    /// (what happened up to now, from every thread and the kernel) to a new trace file, as SIGUSR1
+    /// or `asynctrace dump` would. Returns at once; false when not recording for a flight recorder.
+    @discardableResult
+    public static func dump() -> Bool {
+        Recorder.lock.withLock { started in
+            guard started, let r = Recorder.shared, r.sendsMessages else { return false }
+            Recorder.flushEpoch.add(1, ordering: .relaxed)
+            let now = trace_clock_monotonic_ns()
+            r.sendControl(kind: 1, startNs: now, endNs: now)
+            return true
+        }
+    }
 
     /// Hands every thread's partly filled chunk to the writer at its next event.
     public static func requestFlush() { Recorder.flushEpoch.add(1, ordering: .relaxed) }

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -84,4 +86,13 @@ void trace_install_fatal_handlers(void (*flush)(int)) {
         sigemptyset(&sa.sa_mask);
         sigaction(fatal_signals[i], &sa, &previous[i]);
     }
+}
+
+int trace_is_seqpacket_socket(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return 0;
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return 0;
+    return type == SOCK_SEQPACKET;
 }

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
@@ -128,4 +129,12 @@ void trace_loss_counters_add(struct trace_loss_counters *c, uint64_t events, int
     uint64_t none = 0;
     __atomic_compare_exchange_n(&c->first_errno, &none, (uint64_t)(error > 0 ? error : 5), 0, __ATOMIC_RELAXED,
                                 __ATOMIC_RELAXED);
+}
+
+int trace_peer_uid(int fd, unsigned int *uid) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    *uid = cred.uid;
+    return 0;
 }

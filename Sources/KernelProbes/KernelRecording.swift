@@ -38,6 +38,14 @@ public final class KernelRecording {
         self.lastFlushNs = createdNs
     }
 
+    /// Flight recorder: the kernel stream's chunks go to `sink` instead of the trace file.
+    public func recordForFlight(retentionNs: UInt64, sink: @escaping ([UInt8]) -> Void) {
+        writer.recordForFlight(retentionNs: retentionNs, sink: sink)
+    }
+
+    /// See `KernelTraceWriter.stateChunk`.
+    public func flightStateChunk(atNs: UInt64) -> [UInt8] { writer.stateChunk(atNs: atNs) }
+
     private func takeSnapshot() {
         guard !snapshotTaken else { return }
         snapshotTaken = true

@@ -34,6 +34,10 @@ public struct KernelTraceWriter {
     private var wroteSampling = false
     /// Stack ids already defined in this stream (a bit per id).
     private var definedStacks: [UInt64] = []
+    /// Flight recorder: sealed chunks go here instead of to `fd`, every chunk defines the stacks its
+    /// samples use (any chunk may begin a dump), and what is alive is tracked for `stateChunk`.
+    private var flightSink: (([UInt8]) -> Void)?
+    private var flightState: KernelFlightState?
 
     /// `fd` must be open with O_APPEND; the writer does not close it.
     public init(fd: Int32, rootPid: UInt32) {
@@ -42,6 +46,39 @@ public struct KernelTraceWriter {
     }
 
     public var pendingCount: Int { pending.count }
+
+    /// Makes this a flight recorder's kernel stream: chunks go to `sink`; what ended more than
+    /// `retentionNs` ago is forgotten.
+    public mutating func recordForFlight(retentionNs: UInt64, sink: @escaping ([UInt8]) -> Void) {
+        flightSink = sink
+        flightState = KernelFlightState(retentionNs: retentionNs)
+    }
+
+    /// For a flight recorder's dump whose window starts at `atNs` after this stream's first chunk:
+    /// a sealed chunk with sequence 0 that says again, at `atNs`, what a reader needs from before
+    /// the window: sampling, every mapping seen, the names of threads alive then and the fds open then.
+    public func stateChunk(atNs: UInt64) -> [UInt8] {
+        var b = ChunkBuilder(pid: rootPid, tid: 0, startNs: atNs, startTicks: atNs, reserve: 4096)
+        if let tables = sampleTables, tables.periodNs > 0 {
+            b.beginEvent(.sampling, ticks: atNs)
+            b.putUnsigned(tables.periodNs)
+            b.putUnsigned(tables.kernelStacks ? 1 : 0)
+        }
+        for e in flightState?.events(atNs: atNs) ?? [] { Self.encode(e, into: &b) }
+        if let tables = sampleTables {
+            for m in tables.mappings {
+                let path = b.intern(m.path, ticks: atNs)
+                b.beginEvent(.mapping, ticks: atNs)
+                b.putUnsigned(UInt64(m.pid))
+                b.putUnsigned(m.start)
+                b.putUnsigned(m.end)
+                b.putUnsigned(m.fileOffset)
+                b.putStringID(path)
+                b.putList(m.buildID.lazy.map { UInt64($0) })
+            }
+        }
+        return b.seal(sequence: 0, endNs: atNs, endTicks: atNs, droppedCumulative: 0, flags: .kernel)
+    }
 
     public mutating func add(_ events: [KernelEvent]) {
         pending.append(contentsOf: events)
@@ -85,6 +122,10 @@ public struct KernelTraceWriter {
         let start = events.first?.timestampNs ?? emptyTime
         let end = events.last?.timestampNs ?? emptyTime
         var b = ChunkBuilder(pid: rootPid, tid: 0, startNs: start, startTicks: start, reserve: events.count * 24 + 64)
+        if flightSink != nil {
+            definedStacks.removeAll(keepingCapacity: true)
+            for e in events { flightState?.note(e) }
+        }
         if !wroteSampling, let tables = sampleTables, tables.periodNs > 0 {
             b.beginEvent(.sampling, ticks: start)
             b.putUnsigned(tables.periodNs)
@@ -99,6 +140,12 @@ public struct KernelTraceWriter {
         let bytes = b.seal(sequence: sequence, endNs: end, endTicks: end, droppedCumulative: droppedCumulative,
                            flags: flags)
         sequence += 1
+        if let flightSink {
+            flightSink(bytes)
+            chunksWritten += 1
+            eventsWritten += UInt64(events.count)
+            return
+        }
         do {
             try Self.appendWhole(bytes, to: fd)
         } catch {

@@ -3,6 +3,7 @@
 import ArgumentParser
 import CRecorderSupport
 import KernelProbes
+import TraceFlight
 import TraceFormat
 import TraceReader
 #if canImport(Glibc)
@@ -70,6 +71,8 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Stop after this long (e.g. 10s, 500ms, 2m; default: until the program exits or Ctrl-C).")
     var duration: String?
 
+    @OptionGroup(title: "Flight recorder") var flight: FlightOptions
+
     @OptionGroup(title: "Node.js") var node: NodeOptions
 
     @Argument(parsing: .captureForPassthrough, help: "The program and its arguments (after --).")
@@ -82,6 +85,7 @@ struct RecordCommand: ParsableCommand {
         if pid != nil && !command.isEmpty { throw ValidationError("give either --pid or a program, not both") }
         if pid == nil && command.isEmpty { throw ValidationError("missing the program to run") }
         if pid != nil && noKernel { throw ValidationError("--pid records kernel events only; it cannot be combined with --no-kernel") }
+        try flight.validate(attaching: pid != nil)
         if let d = duration, Quantities.duration(d) == nil {
             throw ValidationError("cannot read duration '\(d)': give a number and a unit, e.g. 10s, 500ms, 2m (at most ~292 years)")
         }
@@ -128,6 +132,7 @@ struct RecordCommand: ParsableCommand {
         // learns the file's path when released.
         var environment = currentEnvironment().filter {
             !$0.hasPrefix("ASYNCTRACE_OUTPUT=") && !$0.hasPrefix("ASYNCTRACE_APPEND=") && !$0.hasPrefix("ASYNCTRACE_LOSS_FD=")
+                && !$0.hasPrefix("ASYNCTRACE_FLIGHT_FD=") && !$0.hasPrefix("ASYNCTRACE_DUMP_ON_BLOCK=")
         }
         environment.append("ASYNCTRACE_APPEND=1")
         // What the program's recorder cannot write (disk full) is counted here, as it never reaches the file.
@@ -140,6 +145,12 @@ struct RecordCommand: ParsableCommand {
                                             owner: user.map { (UInt32(bitPattern: $0.uid), UInt32(bitPattern: $0.gid)) })
         if let nodeLaunch { environment = nodeLaunch.adjust(environment) }
         environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && (session?.sampledCPUs ?? 0) > 0)
+        if flight.enabled && nodeLaunch != nil {
+            fail("--flight-recorder does not record Node.js programs yet (their events go through a pipe into one file); "
+                 + "record them without it", exitCode: 64)
+        }
+        let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
+        if let flightRecording { environment += flight.environment(socketFD: flightRecording.childFD) }
         let child: HeldProcess
         do {
             child = try HeldProcess(path: program, arguments: command, environment: environment, uid: user?.uid,
@@ -151,26 +162,31 @@ struct RecordCommand: ParsableCommand {
         let path = absolutePath(output ?? "asynctrace-\(child.pid).atrace")
         let fd: Int32
         do {
-            fd = try createTrace(path: path, pid: child.pid, program: programLine(command), owner: user)
+            // A flight recorder writes no file until a dump (dumps are named after `path`).
+            fd = flightRecording != nil ? -1 : try createTrace(path: path, pid: child.pid, program: programLine(command), owner: user)
         } catch {
             child.abandon()
             var st: Int32 = 0
             waitpid(child.pid, &st, 0)
             throw error
         }
-        defer { close(fd) }
+        defer { if fd >= 0 { close(fd) } }
 
         let recording = session.map { KernelRecording(session: $0, traceFD: fd, rootPid: child.pid) }
+        if let flightRecording {
+            flightRecording.configure(rootPid: child.pid, program: programLine(command), output: path, kernel: recording)
+            flightRecording.start(recorderPid: getpid(), tracedPid: child.pid)
+        }
         session?.trace(pid: child.pid)
         nodeLaunch?.start(traceFD: fd)
         RecordingSignals.catchSignals(forwardingTo: child.pid)
         let start = monotonicNowNs()
         do {
-            try child.release(extraEnvironment: "ASYNCTRACE_OUTPUT=\(path)")
+            try child.release(extraEnvironment: flightRecording == nil ? "ASYNCTRACE_OUTPUT=\(path)" : nil)
         } catch {
             var st: Int32 = 0
             waitpid(child.pid, &st, 0)
-            unlink(path)  // nothing was recorded
+            if flightRecording == nil { unlink(path) }  // nothing was recorded
             if error == .goneBeforeExec {  // e.g. a SIGTERM forwarded while it was held
                 fail("\(error.description) (status \(exitStatus(st)))", exitCode: exitStatus(st))
             }
@@ -186,6 +202,7 @@ struct RecordCommand: ParsableCommand {
             } else {
                 usleep(50_000)
             }
+            flightRecording?.poll()
             let r = waitpid(child.pid, &status, WNOHANG)
             if r == child.pid || (r < 0 && errno != EINTR && errno != 0) { break }
             // --duration: SIGTERM when the time is up, SIGKILL if it is still running 2 s later.
@@ -204,6 +221,13 @@ struct RecordCommand: ParsableCommand {
         nodeLaunch?.finish()
         let userLost = losses.map { (events: $0.pointee.events_lost, errno: Int32(truncatingIfNeeded: $0.pointee.first_errno)) }
         let kernelLost = recording.map { (events: $0.writer.eventsLost, errno: $0.writer.firstWriteError) }
+        if let flightRecording {
+            flightRecording.finish()
+            flightRecording.printSummary(startNs: start, kernel: stats, userLost: userLost)
+            var programStatus = exitStatus(status)
+            if stopSentNs != nil && (programStatus == 128 + SIGTERM || programStatus == 128 + SIGKILL) { programStatus = 0 }
+            throw ExitCode(programStatus)
+        }
         let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: recording != nil,
                                 userLost: userLost, kernelLost: kernelLost)
         var programStatus = exitStatus(status)
@@ -256,6 +280,18 @@ struct RecordCommand: ParsableCommand {
         let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil,
                                 kernelLost: (recording.writer.eventsLost, recording.writer.firstWriteError))
         if lost { throw ExitCode(74) }
+    }
+
+    // MARK: the flight recorder
+
+    private func makeFlightRecording(user: InvokingUser?) -> FlightRecording {
+        let owner = trace_file_owner_identity(uid: user.map { Int($0.uid) } ?? -1, gid: user.map { Int($0.gid) } ?? -1,
+                                              groups: user?.groups.map { UInt32($0) } ?? [])
+        do {
+            return try FlightRecording(limits: flight.limits, owner: owner, minAutomaticGapNs: flight.minDumpIntervalNs)
+        } catch {
+            fail("\(error)", exitCode: 1)
+        }
     }
 
     // MARK: the trace file

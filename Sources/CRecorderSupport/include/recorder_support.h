@@ -103,6 +103,12 @@ struct trace_loss_counters *trace_loss_counters_attach(int fd);
 /// recorder: counts one chunk that could not be written (async-signal-safe).
 void trace_loss_counters_add(struct trace_loss_counters *c, uint64_t events, int error);
 
+/// Whether `fd` is a SOCK_SEQPACKET socket (a flight recorder's, ASYNCTRACE_FLIGHT_FD).
+int trace_is_seqpacket_socket(int fd);
+
+/// The uid of the process at the other end of a unix socket (SO_PEERCRED); 0 on success.
+int trace_peer_uid(int fd, unsigned int *uid);
+
 /// Installs handlers for SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE, SIGTERM and SIGINT that call
 /// `flush(sig)`, restore the previous disposition and re-raise, so the process ends as it would have.
 void trace_install_fatal_handlers(void (*flush)(int));

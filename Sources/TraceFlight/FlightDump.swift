@@ -1,0 +1,197 @@
+// A flight recorder's dump: the kept window written out as a complete trace, which every reader
+// and command takes like any recording. See docs/trace-format.md, "Flight-recorder dumps".
+import TraceFormat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct FlightDumpError: Error, CustomStringConvertible, Sendable {
+    public let errno: Int32
+    public var description: String { "cannot write the dump: \(String(cString: strerror(errno)))" }
+}
+
+/// What a dump holds.
+public struct FlightDumpSummary: Sendable {
+    public var chunks = 0
+    public var events: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public var streams = 0
+    /// The window: from the earliest chunk start written to the dump's time.
+    public var startNs: UInt64 = 0
+    public var endNs: UInt64 = 0
+}
+
+public enum FlightDump {
+    /// Writes the window `ring` keeps at `nowNs` to `fd` as a trace: a file header, then per stream its
+    /// chunks whose end is inside the window. Each stream starts where a reader can decode it:
+    /// - sequence numbers restart at 0 and dropped counts at the window's start (what was dropped
+    ///   before the window is not this trace's loss; a gap inside it still shows, explained or not);
+    /// - a user stream whose first chunk left the window gets a chunk of its own first, stamped at
+    ///   its first kept chunk's start, with its threadInfo (and processInfo) again;
+    /// - the kernel stream's first chunk, if it left the window, is replaced by `kernelState(t)`:
+    ///   a sealed kernel chunk (sequence 0) re-stating at `t` what is still alive (thread names,
+    ///   fds, mappings), built by the kernel writer;
+    /// - each stream's last chunk is marked final: the dump ends there.
+    /// Chunks are otherwise written as they are, so a dump costs copying (and re-checksumming) bytes.
+    public static func write(to fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64,
+                             realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil) throws(FlightDumpError) -> FlightDumpSummary {
+        let (all, identities) = ring.snapshot(nowNs: nowNs)
+        let cutoff = ring.limits.keepNs.map { nowNs > $0 ? nowNs - $0 : 0 } ?? 0
+        let chunks = all.filter { $0.header.endNs >= cutoff }
+
+        // Per stream: first kept sequence and its dropped count, the index of its last chunk.
+        struct StreamPlan {
+            var firstSequence: UInt64
+            var droppedBase: UInt64
+            var firstStartNs: UInt64
+            var lastIndex: Int
+            var prefixed = false
+        }
+        var plans: [FlightStreamKey: StreamPlan] = [:]
+        var windowStart = nowNs
+        for (i, c) in chunks.enumerated() {
+            let h = c.header
+            windowStart = min(windowStart, h.startNs)
+            if var p = plans[c.key] {
+                if h.sequence < p.firstSequence {
+                    p.firstSequence = h.sequence
+                    p.droppedBase = h.droppedCumulative
+                    p.firstStartNs = h.startNs
+                }
+                p.lastIndex = i
+                plans[c.key] = p
+            } else {
+                plans[c.key] = StreamPlan(firstSequence: h.sequence, droppedBase: h.droppedCumulative, firstStartNs: h.startNs,
+                                          lastIndex: i)
+            }
+        }
+        if chunks.isEmpty, let keep = ring.limits.keepNs { windowStart = nowNs > keep ? nowNs - keep : 0 }
+
+        var out = DumpOutput(fd: fd)
+        var summary = FlightDumpSummary()
+        summary.startNs = windowStart
+        summary.endNs = nowNs
+        let header = FileHeader(pid: rootPid, monotonicStartNs: windowStart,
+                                realtimeStartNs: realtimeNowNs &- (nowNs &- windowStart), program: program).encode()
+        try out.append(header)
+
+        // The streams' openings.
+        let kernelKey = FlightStreamKey(pid: rootPid, tid: 0, kernel: true)
+        if let kernelState, plans[kernelKey]?.firstSequence != 0 {
+            let at = plans[kernelKey]?.firstStartNs ?? windowStart
+            if var state = kernelState(at), state.count >= TraceFileFormat.chunkHeaderSize {
+                let isOnly = plans[kernelKey] == nil
+                if isOnly { try reseal(&state) { $0.flags.insert(.final) } }
+                try out.append(state)
+                summary.chunks += 1
+                if !isOnly { plans[kernelKey]!.prefixed = true }
+            }
+        }
+        for (key, plan) in plans where !key.kernel && plan.firstSequence != 0 {
+            guard let id = identities[key], id.threadName != nil || id.program != nil else { continue }
+            var b = ChunkBuilder(pid: key.pid, tid: key.tid, startNs: plan.firstStartNs, startTicks: plan.firstStartNs, reserve: 256)
+            if let program = id.program {
+                let s = b.intern(program, ticks: plan.firstStartNs)
+                b.beginEvent(.processInfo, ticks: plan.firstStartNs)
+                b.putUnsigned(id.parentPid)
+                b.putStringID(s)
+            }
+            if let name = id.threadName {
+                let s = b.intern(name, ticks: plan.firstStartNs)
+                b.beginEvent(.threadInfo, ticks: plan.firstStartNs)
+                b.putStringID(s)
+            }
+            try out.append(b.seal(sequence: 0, endNs: plan.firstStartNs, endTicks: plan.firstStartNs, droppedCumulative: 0))
+            summary.chunks += 1
+            plans[key]!.prefixed = true
+        }
+
+        for (i, c) in chunks.enumerated() {
+            let plan = plans[c.key]!
+            var h = c.header
+            h.sequence = h.sequence &- plan.firstSequence &+ (plan.prefixed ? 1 : 0)
+            h.droppedCumulative = h.droppedCumulative >= plan.droppedBase ? h.droppedCumulative - plan.droppedBase : 0
+            if i == plan.lastIndex { h.flags.insert(.final) }
+            try out.append(chunk: c, header: h)
+            summary.chunks += 1
+            summary.events &+= UInt64(h.eventCount)
+        }
+        try out.finish()
+        summary.streams = plans.count
+        summary.bytes = out.written
+        return summary
+    }
+
+    /// Changes a sealed chunk's header and checksums it again.
+    static func reseal(_ bytes: inout [UInt8], _ change: (inout ChunkHeader) -> Void) throws(FlightDumpError) {
+        let ok = bytes.withUnsafeMutableBytes { raw -> Bool in
+            guard var h = ChunkHeader.load(from: raw.baseAddress!) else { return false }
+            change(&h)
+            h.crc = 0
+            h.store(to: raw.baseAddress!)
+            h.crc = flightChunkCRC(header: raw.baseAddress!, payload: raw.baseAddress! + TraceFileFormat.chunkHeaderSize,
+                                   count: Int(h.payloadLength))
+            h.store(to: raw.baseAddress!)
+            return true
+        }
+        if !ok { throw FlightDumpError(errno: EINVAL) }
+    }
+}
+
+/// Buffered writes of whole chunks (a few MiB per write()).
+struct DumpOutput {
+    let fd: Int32
+    var buffer: [UInt8] = []
+    var written: UInt64 = 0
+    static let flushBytes = 4 << 20
+
+    init(fd: Int32) {
+        self.fd = fd
+        buffer.reserveCapacity(Self.flushBytes + (1 << 20))
+    }
+
+    mutating func append(_ bytes: [UInt8]) throws(FlightDumpError) {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= Self.flushBytes { try flush() }
+    }
+
+    /// The chunk with header `h` (sequence, dropped count, flags changed), checksummed again.
+    mutating func append(chunk c: FlightChunk, header: ChunkHeader) throws(FlightDumpError) {
+        var h = header
+        h.crc = 0
+        let at = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: TraceFileFormat.chunkHeaderSize))
+        let payloadCount = c.bytes.count - TraceFileFormat.chunkHeaderSize
+        buffer.withUnsafeMutableBytes { raw in
+            h.store(to: raw.baseAddress! + at)
+            h.crc = c.bytes.withUnsafeBytes { p in
+                flightChunkCRC(header: raw.baseAddress! + at, payload: p.baseAddress! + TraceFileFormat.chunkHeaderSize,
+                               count: payloadCount)
+            }
+            h.store(to: raw.baseAddress! + at)
+        }
+        buffer.append(contentsOf: c.bytes[TraceFileFormat.chunkHeaderSize...])
+        if buffer.count >= Self.flushBytes { try flush() }
+    }
+
+    mutating func flush() throws(FlightDumpError) {
+        var err: Int32 = 0
+        buffer.withUnsafeBytes { b in
+            var off = 0
+            while off < b.count {
+                let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 {
+                    err = n < 0 ? errno : EIO
+                    return
+                }
+                off += n
+            }
+        }
+        if err != 0 { throw FlightDumpError(errno: err) }
+        written &+= UInt64(buffer.count)
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    mutating func finish() throws(FlightDumpError) { try flush() }
+}

@@ -1,0 +1,60 @@
+// `record`'s flight-recorder options.
+import ArgumentParser
+import TraceFlight
+import TraceFormat
+
+struct FlightOptions: ParsableArguments {
+    @Flag(name: .customLong("flight-recorder"), help: ArgumentHelp(
+        "Keep only the most recent window of the program's and the kernel's events in memory and write it to a "
+            + "trace file (a dump) on a trigger: SIGUSR1 to asynctrace, `asynctrace dump --pid PID`, the program "
+            + "calling TraceRecorder.dump(), or --dump-on-block. Dumps are named after -o with the UTC time "
+            + "(asynctrace-PID-20260101T120000.000Z.atrace) and never overwrite a file."))
+    var enabled = false
+
+    @Option(name: .customLong("keep"), help: ArgumentHelp(
+        "How much the flight recorder keeps: a duration, a size, or both (e.g. 30s, 512MiB, 30s,512MiB; default 30s). "
+            + "Memory is capped at 1 GiB when only a duration is given.", valueName: "window"))
+    var keep: String?
+
+    @Option(name: .customLong("dump-on-block"), help: ArgumentHelp(
+        "Dump automatically when a callback runs longer than this (e.g. 100ms): the window up to shortly after it ends.",
+        valueName: "duration"))
+    var dumpOnBlock: String?
+
+    @Option(name: .customLong("min-dump-interval"), help: ArgumentHelp(
+        "At most one automatic (--dump-on-block) dump per this long (default 10s).", valueName: "duration"))
+    var minDumpInterval: String?
+
+    var limits: FlightLimits {
+        keep.flatMap(FlightLimits.parse) ?? FlightLimits(keepNs: FlightLimits.defaultKeepNs, keepBytes: FlightLimits.defaultCapBytes)
+    }
+    var dumpOnBlockNs: UInt64? { dumpOnBlock.flatMap(Quantities.duration) }
+    var minDumpIntervalNs: UInt64 { minDumpInterval.flatMap(Quantities.duration) ?? 10_000_000_000 }
+
+    func validate(attaching: Bool) throws {
+        if !enabled {
+            for (name, value) in [("--keep", keep), ("--dump-on-block", dumpOnBlock), ("--min-dump-interval", minDumpInterval)] where value != nil {
+                throw ValidationError("\(name) needs --flight-recorder")
+            }
+            return
+        }
+        if attaching { throw ValidationError("--flight-recorder runs a program; it cannot be combined with --pid yet") }
+        if let k = keep, FlightLimits.parse(k) == nil {
+            throw ValidationError("cannot read --keep '\(k)': give a duration, a size of at least 1MiB, or both (e.g. 30s, 512MiB, 30s,512MiB)")
+        }
+        if let d = dumpOnBlock, (Quantities.duration(d) ?? 0) == 0 {
+            throw ValidationError("cannot read --dump-on-block '\(d)': give a duration, e.g. 100ms")
+        }
+        if let d = minDumpInterval, Quantities.duration(d) == nil {
+            throw ValidationError("cannot read --min-dump-interval '\(d)': give a duration, e.g. 10s")
+        }
+    }
+
+    /// What the program's recorder learns: the socket to send its chunks to, and when to report a
+    /// blocking callback.
+    func environment(socketFD: Int32) -> [String] {
+        var env = ["ASYNCTRACE_FLIGHT_FD=\(socketFD)"]
+        if let ns = dumpOnBlockNs { env.append("ASYNCTRACE_DUMP_ON_BLOCK=\(ns)") }
+        return env
+    }
+}

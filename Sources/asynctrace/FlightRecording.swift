@@ -1,0 +1,383 @@
+// `record --flight-recorder`: the program's chunks arrive as messages on a socket, the kernel
+// stream's from the probes' writer, and both stay in one bounded window (TraceFlight) until a
+// trigger writes it out as a trace file: SIGUSR1, `asynctrace dump`, the program
+// (`TraceRecorder.dump()`), or a callback that blocked longer than --dump-on-block.
+import CRecorderSupport
+import KernelProbes
+import Synchronization
+import TraceFlight
+import TraceFormat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Control messages on the program's socket (a chunk starts with the chunk magic instead).
+enum FlightControl {
+    static let magic: [UInt8] = Array("ATFLCTL1".utf8)
+    static let dumpRequest: UInt32 = 1
+    static let blocked: UInt32 = 2
+}
+
+/// Set by the SIGUSR1 handler.
+let flightSignalled = Atomic<Int>(0)
+
+final class FlightRecording: @unchecked Sendable {
+    let ring: FlightRing
+    private(set) var rootPid: Int32 = 0
+    private(set) var program = ""
+    /// Dump paths: `<stem>-<UTC time>.atrace`, stem from -o (".atrace" removed).
+    private(set) var stem = "asynctrace"
+    private var kernel: KernelRecording?
+    let owner: trace_file_owner_identity
+    /// Our end of the program's socket; the program inherits the other (`childFD`).
+    let socketFD: Int32
+    private(set) var childFD: Int32
+    var kernelState: ((UInt64) -> [UInt8])?
+    /// Wait this long after a trigger before dumping: the program's recorder hands partly filled
+    /// chunks over every 200 ms, so the dump holds what happened up to the trigger.
+    var settleNs: UInt64 = 300_000_000
+    let minAutomaticGapNs: UInt64
+    private(set) var dumps: [String] = []
+    private(set) var dumpErrors = 0
+    private var listeners: [Int32] = []
+    private var waitingClients: [Int32] = []
+    private var dueNs: UInt64?
+    private var lastAutomaticNs: UInt64 = 0
+    private let requests = LockedRequests()
+    /// Set when every process of the program has closed its end of the socket.
+    private let receiverDone = Atomic<Bool>(false)
+    private var receiver = pthread_t()
+
+    init(limits: FlightLimits, owner: trace_file_owner_identity, minAutomaticGapNs: UInt64) throws {
+        ring = FlightRing(limits: limits)
+        self.owner = owner
+        self.minAutomaticGapNs = minAutomaticGapNs
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            throw FlightSetupError(description: "cannot create the flight recorder's socket: \(String(cString: strerror(errno)))")
+        }
+        socketFD = pair[0]
+        childFD = pair[1]
+        _ = fcntl(childFD, F_SETFD, 0)  // inherited by the program (and its children) on purpose
+        // Room for many chunks in flight: the program's writer blocks (and then drops, counted)
+        // only when we fall behind by this much.
+        var size: Int32 = 8 << 20
+        if setsockopt(childFD, SOL_SOCKET, SO_SNDBUFFORCE, &size, socklen_t(4)) != 0 {
+            _ = setsockopt(childFD, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(4))
+        }
+        if setsockopt(socketFD, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(4)) != 0 {
+            _ = setsockopt(socketFD, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(4))
+        }
+    }
+
+    /// Once the program's pid is known: what dumps are called and carry, and the kernel stream
+    /// (its chunks go into the window).
+    func configure(rootPid: Int32, program: String, output: String, kernel: KernelRecording?) {
+        self.rootPid = rootPid
+        self.program = program
+        stem = output.hasSuffix(".atrace") ? String(output.dropLast(".atrace".count)) : output
+        self.kernel = kernel
+        if let kernel {
+            let ring = self.ring
+            kernel.recordForFlight(retentionNs: (ring.limits.keepNs ?? FlightLimits.defaultKeepNs) &+ 60_000_000_000) { bytes in
+                bytes.withUnsafeBytes { _ = ring.add($0, nowNs: monotonicNowNs()) }
+            }
+            kernelState = { kernel.flightStateChunk(atNs: $0) }
+        }
+    }
+
+    /// After the program was forked: our copy of its end is closed (so the receiver sees the end
+    /// of the stream once every process of the program has exited), the receiver thread and the
+    /// control sockets start, and SIGUSR1 is caught.
+    func start(recorderPid: Int32, tracedPid: Int32) {
+        close(childFD)
+        childFD = -1
+        // Whoever started us may have SIGUSR1 blocked (the mask survives exec): the trigger must work.
+        signal(SIGUSR1) { _ in flightSignalled.add(1, ordering: .relaxed) }
+        var usr1 = sigset_t()
+        sigemptyset(&usr1)
+        sigaddset(&usr1, SIGUSR1)
+        pthread_sigmask(SIG_UNBLOCK, &usr1, nil)
+        let box = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&receiver, nil, { p in
+            let me = Unmanaged<FlightRecording>.fromOpaque(p!).takeRetainedValue()
+            me.receive()
+            return nil
+        }, box)
+        pthread_detach(receiver)
+        for name in [FlightAddress.recorder(recorderPid), FlightAddress.traced(tracedPid)] {
+            if let fd = FlightAddress.listen(name) { listeners.append(fd) }
+        }
+    }
+
+    /// The receiver thread: every message is a chunk for the ring or a control message.
+    private func receive() {
+        let capacity = 16 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        while true {
+            let n = recv(socketFD, buffer, capacity, Int32(MSG_TRUNC))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                receiverDone.store(true, ordering: .releasing)
+                return
+            }
+            let now = monotonicNowNs()
+            if n > capacity {
+                ring.add(UnsafeRawBufferPointer(start: buffer, count: 0), nowNs: now)  // counted as rejected
+                continue
+            }
+            let message = UnsafeRawBufferPointer(start: buffer, count: n)
+            if n == 32 && message.prefix(8).elementsEqual(FlightControl.magic) {
+                let kind = message.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+                let endNs = message.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+                requests.add(kind == FlightControl.blocked ? .blocked(endNs: endNs) : .program)
+                continue
+            }
+            ring.add(message, nowNs: now)
+        }
+    }
+
+    /// From the record loop: takes triggers, writes a dump when one is due, lets old chunks go.
+    func poll() {
+        let now = monotonicNowNs()
+        ring.evict(nowNs: now)
+        var asked = flightSignalled.exchange(0, ordering: .relaxed) > 0
+        for r in requests.takeAll() {
+            switch r {
+            case .program:
+                asked = true
+            case .blocked(let endNs):
+                // Rate-limited: one automatic dump per --min-dump-interval.
+                guard now &- lastAutomaticNs >= minAutomaticGapNs || lastAutomaticNs == 0 else { continue }
+                lastAutomaticNs = now
+                let at = max(now, endNs) + settleNs
+                dueNs = min(dueNs ?? at, at)
+            }
+        }
+        for l in listeners {
+            while true {
+                let c = accept(l, nil, nil)
+                if c < 0 { break }
+                _ = fcntl(c, F_SETFD, FD_CLOEXEC)
+                if FlightAddress.mayAsk(c, owner: owner) {
+                    waitingClients.append(c)
+                    asked = true
+                } else {
+                    FlightAddress.reply(c, "refused: only the user who started the recording (or root) may ask for a dump\n")
+                    close(c)
+                }
+            }
+        }
+        if asked { dueNs = min(dueNs ?? (now + settleNs), now + settleNs) }
+        if let due = dueNs, now >= due {
+            dueNs = nil
+            let line = dump()
+            for c in waitingClients {
+                FlightAddress.reply(c, line + "\n")
+                close(c)
+            }
+            waitingClients.removeAll()
+        }
+    }
+
+    /// The program has exited: once its last chunks are in (at most 2 s), a dump that was asked
+    /// for or due is written now rather than lost.
+    func finish() {
+        var waited = 0
+        while !receiverDone.load(ordering: .acquiring) && waited < 200 {
+            usleep(10_000)
+            waited += 1
+        }
+        poll()  // the last triggers
+        if dueNs != nil {
+            dueNs = 0
+            poll()
+        }
+        for l in listeners { close(l) }
+        listeners.removeAll()
+    }
+
+    /// Writes the window to a new file; returns the line to report.
+    @discardableResult
+    func dump() -> String {
+        let start = monotonicNowNs()
+        guard let (fd, path) = createDumpFile() else {
+            dumpErrors += 1
+            let line = "asynctrace: cannot create a dump file next to \(stem).atrace: \(String(cString: strerror(errno)))"
+            note(line)
+            return line
+        }
+        defer { close(fd) }
+        do {
+            let s = try FlightDump.write(to: fd, ring: ring, rootPid: UInt32(rootPid), program: program, nowNs: start,
+                                         realtimeNowNs: realtimeNs(), kernelState: kernelState)
+            dumps.append(path)
+            let ms = Double(monotonicNowNs() - start) / 1e6
+            let line = "asynctrace: wrote \(path) (the last \(seconds(s.endNs - s.startNs)): \(s.events) events, "
+                + "\(s.bytes >> 10) KiB, in \(Int(ms.rounded())) ms)"
+            note(line)
+            return line
+        } catch {
+            dumpErrors += 1
+            let line = "asynctrace: \(path): \(error.description)"
+            note(line)
+            return line
+        }
+    }
+
+    /// A new file, never an existing one: `<stem>-<UTC time>.atrace`, then `-2`, `-3`… if taken.
+    private func createDumpFile() -> (Int32, String)? {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = tm()
+        var secs = ts.tv_sec
+        gmtime_r(&secs, &t)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let ms = ts.tv_nsec / 1_000_000
+        let millis = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+        let time = "\(t.tm_year + 1900)\(two(t.tm_mon + 1))\(two(t.tm_mday))T\(two(t.tm_hour))\(two(t.tm_min))\(two(t.tm_sec)).\(millis)Z"
+        for attempt in 1...100 {
+            let path = "\(stem)-\(time)\(attempt == 1 ? "" : "-\(attempt)").atrace"
+            var created: Int32 = 0
+            var why: UnsafePointer<CChar>?
+            let fd = owner.groups.withUnsafeBufferPointer { g in
+                var identity = trace_file_owner(uid: owner.uid, gid: owner.gid, groups: g.baseAddress, group_count: g.count)
+                return withUnsafeMutablePointer(to: &identity) { trace_open_output(path, 0, 0, owner.uid >= 0 ? $0 : nil, &created, &why) }
+            }
+            if fd >= 0 && created == 1 { return (fd, path) }
+            if fd >= 0 { close(fd) }  // it exists: never overwrite a dump
+            else if errno != EEXIST && why == nil { return nil }
+        }
+        return nil
+    }
+
+    var statistics: FlightStatistics { ring.statistics }
+
+    /// The end-of-recording summary: dumps written, the window's memory, what was lost.
+    func printSummary(startNs: UInt64, kernel: KernelProbeStatistics?, userLost: (events: UInt64, errno: Int32)?) {
+        let st = ring.statistics
+        let limits = ring.limits
+        var keep = limits.keepNs.map { seconds($0) } ?? ""
+        keep += (keep.isEmpty ? "" : ", ") + "at most \(limits.keepBytes >> 20) MiB"
+        note("flight recorder (\(keep)) ran \(seconds(monotonicNowNs() &- startNs)); kept at most \(st.peakBytes >> 10) KiB at once; "
+             + "\(dumps.count) dump\(dumps.count == 1 ? "" : "s") written" + (dumps.isEmpty ? " (SIGUSR1 or `asynctrace dump` writes one)" : ":"))
+        for d in dumps { note("  \(d)") }
+        if dumpErrors > 0 { note("\(dumpErrors) dump\(dumpErrors == 1 ? "" : "s") could not be written (see above)") }
+        if st.rejected > 0 { note("\(st.rejected) messages on the program's socket were not valid chunks and were ignored") }
+        if let k = kernel, k.dropped > 0 { note("the kernel probes dropped \(k.dropped) events (the dumps count them where they fall)") }
+        if let u = userLost, u.events > 0 { note("the program could not hand over \(u.events) events (counted in the dumps where they fall)") }
+    }
+}
+
+struct FlightSetupError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Under sudo, the user dumps are created as (uid -1: as ourselves).
+struct trace_file_owner_identity {
+    var uid: Int
+    var gid: Int
+    var groups: [UInt32]
+}
+
+enum FlightRequest {
+    case program
+    case blocked(endNs: UInt64)
+}
+
+final class LockedRequests: @unchecked Sendable {
+    private var items: [FlightRequest] = []
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    func add(_ r: FlightRequest) {
+        pthread_mutex_lock(&mutex)
+        items.append(r)
+        pthread_mutex_unlock(&mutex)
+    }
+    func takeAll() -> [FlightRequest] {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        let out = items
+        items.removeAll()
+        return out
+    }
+}
+
+/// How `asynctrace dump` finds a flight recorder: abstract unix sockets (no file to plant or
+/// race) named after the recorder's pid and the traced program's. Either side checks the other's
+/// credentials: a recorder answers only its user (or root), a client believes only a recorder run
+/// by itself or root.
+enum FlightAddress {
+    static func recorder(_ pid: Int32) -> String { "asynctrace-flight/recorder/\(pid)" }
+    static func traced(_ pid: Int32) -> String { "asynctrace-flight/traced/\(pid)" }
+
+    static func address(_ name: String) -> (sockaddr_un, socklen_t) {
+        var a = sockaddr_un()
+        a.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(name.utf8.prefix(100))
+        withUnsafeMutableBytes(of: &a.sun_path) { p in
+            p[0] = 0  // abstract namespace
+            for (i, b) in bytes.enumerated() { p[i + 1] = b }
+        }
+        return (a, socklen_t(MemoryLayout<sa_family_t>.size + 1 + bytes.count))
+    }
+
+    static func listen(_ name: String) -> Int32? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var (a, len) = address(name)
+        let ok = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0
+        guard ok, Glibc.listen(fd, 8) == 0 else {
+            note("cannot listen for `asynctrace dump` as @\(name) (\(String(cString: strerror(errno)))): SIGUSR1 still dumps")
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    static func connect(_ name: String) -> Int32? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var (a, len) = address(name)
+        let ok = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, len) } } == 0
+        if !ok {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    static func peerUID(_ fd: Int32) -> uid_t? {
+        var uid: UInt32 = 0
+        guard trace_peer_uid(fd, &uid) == 0 else { return nil }
+        return uid
+    }
+
+    static func mayAsk(_ fd: Int32, owner: trace_file_owner_identity) -> Bool {
+        guard let uid = peerUID(fd) else { return false }
+        return uid == 0 || uid == geteuid() || (owner.uid >= 0 && Int(uid) == owner.uid)
+    }
+
+    static func reply(_ fd: Int32, _ text: String) {
+        var bytes = Array(text.utf8)
+        _ = bytes.withUnsafeMutableBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+}
+
+private func realtimeNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+private func seconds(_ ns: UInt64) -> String {
+    let s = Double(ns) / 1e9
+    return s < 10 ? "\((s * 10).rounded() / 10) s" : "\(Int(s.rounded())) s"
+}
+
+private func note(_ message: String) {
+    var line = message
+    if !line.hasPrefix("asynctrace: ") { line = "asynctrace: " + line }
+    line += "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
