@@ -4,23 +4,27 @@
 // `on_cpu_sample` runs on a software cpu-clock perf event, one per CPU, opened by the loader at
 // the requested frequency. For a traced thread it copies the user stack by frame pointers
 // (bpf_get_stack with BPF_F_USER_STACK: the kernel walks %rbp from the user registers, even when
-// the sample interrupted a syscall) and, on request, the kernel stack. Everything else is left to
-// user space: interning the stacks, mappings, symbols.
-#include "cpu_sample.h"
+// the sample interrupted a syscall; stack_capture.bpf.h), on request the kernel stack, and with
+// --stack-copy the user registers and the top of the user stack, which user space unwinds by CFI
+// where frame pointers are missing. Everything else is left to user space: interning the stacks,
+// mappings, symbols, unwinding.
 
 // Copy the kernel stack too (record --kernel-stacks).
 const volatile __u32 sample_kernel_stacks = 0;
 
 // Samples lost (ring full) are counted with the other records in `dropped_records`.
 
+struct sample_scratch {
+    struct kp_sample_record record;
+    __u8 stack[KP_STACK_COPY_BUFFER];
+};
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
-    __type(value, struct kp_sample_record);
+    __type(value, struct sample_scratch);
 } sample_scratch SEC(".maps");
-
-#define KP_SAMPLE_STACK_BYTES (KP_SAMPLE_MAX_FRAMES * 8)
 
 SEC("perf_event")
 int on_cpu_sample(struct bpf_perf_event_data *ctx) {
@@ -29,17 +33,15 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
     if (tgid == 0 || !is_traced(tgid))
         return 0;
     __u32 zero = 0;
-    struct kp_sample_record *r = bpf_map_lookup_elem(&sample_scratch, &zero);
-    if (!r)
+    struct sample_scratch *scratch = bpf_map_lookup_elem(&sample_scratch, &zero);
+    if (!scratch)
         return 0;
+    struct kp_sample_record *r = &scratch->record;
     r->kind = KP_RECORD_CPU_SAMPLE;
     r->tgid = tgid;
     r->tid = task->pid;
     r->time_ns = bpf_ktime_get_ns();
-    long ubytes = bpf_get_stack(ctx, r->frames, KP_SAMPLE_STACK_BYTES, BPF_F_USER_STACK);
-    if (ubytes < 0)
-        ubytes = 0;
-    __u32 uoff = (__u32)ubytes & 0x3f8; // < KP_SAMPLE_STACK_BYTES, a whole number of frames
+    __u32 uoff = capture_user_stack(ctx, r->frames);
     long kbytes = 0;
     if (sample_kernel_stacks) {
         kbytes = bpf_get_stack(ctx, (__u8 *)r->frames + uoff, KP_SAMPLE_STACK_BYTES, 0);
@@ -49,11 +51,33 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
     __u32 koff = (__u32)kbytes & 0x3f8;
     r->user_count = uoff / 8;
     r->kernel_count = koff / 8;
-    __u64 size = offsetof(struct kp_sample_record, frames) + uoff + koff;
-    if (size > sizeof(*r))
+    __u32 copied = 0;
+    if (stack_copy_bytes)
+        copied = copy_user_stack(task, &r->regs, scratch->stack);
+    if (copied > KP_STACK_COPY_MAX)
+        copied = 0; // cannot happen; tells the verifier the bound
+    r->stack_bytes = copied;
+    __u32 head = offsetof(struct kp_sample_record, frames) + uoff + koff;
+    if (head > sizeof(*r))
         return 0; // cannot happen; tells the verifier the bound
-    if (bpf_ringbuf_output(&events, r, size, wakeup_flag()) != 0)
+    if (copied == 0) {
+        if (bpf_ringbuf_output(&events, r, head, wakeup_flag()) != 0)
+            __sync_fetch_and_add(&dropped_records, 1);
+        return 0;
+    }
+    // Header, frames and stack bytes in one record of the exact size.
+    struct bpf_dynptr out;
+    if (bpf_ringbuf_reserve_dynptr(&events, head + copied, 0, &out) != 0) {
+        bpf_ringbuf_discard_dynptr(&out, 0);
         __sync_fetch_and_add(&dropped_records, 1);
+        return 0;
+    }
+    if (bpf_dynptr_write(&out, 0, r, head, 0) != 0 || bpf_dynptr_write(&out, head, scratch->stack, copied, 0) != 0) {
+        bpf_ringbuf_discard_dynptr(&out, 0);
+        __sync_fetch_and_add(&dropped_records, 1);
+        return 0;
+    }
+    bpf_ringbuf_submit_dynptr(&out, wakeup_flag());
     return 0;
 }
 

@@ -409,6 +409,7 @@ static __always_inline void emit_epoll(__u64 pid_tgid, const struct inflight *s,
 }
 
 #include "fd_identity.bpf.h"
+#include "stack_capture.bpf.h"
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {

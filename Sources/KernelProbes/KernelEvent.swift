@@ -59,6 +59,8 @@ public struct KernelEvent: Sendable {
     /// cpuSample: interned stack ids (SampleTables.stacks; 0: none).
     public var userStack: UInt32 = 0
     public var kernelStack: UInt32 = 0
+    /// cpuSample: its user stack copy in SampleTables.stackCopies (0: none).
+    public var stackCopy: UInt32 = 0
     /// mapping: index into SampleTables.mappings.
     public var mappingIndex: UInt32 = 0
 

@@ -15,8 +15,13 @@ public struct KernelProbeOptions: Sendable {
     public var sampleHz: UInt32 = 0
     /// Samples carry the kernel stack too.
     public var kernelStacks = false
+    /// Samples copy this many bytes of the user stack (and the user registers), unwound by CFI when
+    /// read where code has no frame pointers; 0: frame pointers only. At most `maxStackCopyBytes`.
+    public var stackCopyBytes: UInt32 = 0
+    public static let maxStackCopyBytes = UInt32(KP_STACK_COPY_MAX)
     public init(ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
-                baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false) {
+                baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false, stackCopyBytes: UInt32 = 0) {
+        self.stackCopyBytes = stackCopyBytes
         self.ringBytes = ringBytes
         self.wakeupEvery = wakeupEvery
         self.baseline = baseline
@@ -50,6 +55,7 @@ public final class KernelProbeSession {
     private var lastDropped: UInt64 = 0
     /// CPU samples: their stacks and the mappings that name them.
     public let samples = SampleCollector()
+    static let maxStackCopyBytesValue = UInt32(KP_STACK_COPY_MAX)
 
     /// Loads and attaches the probes; nothing is traced until `trace(pid:)`.
     public init(options: KernelProbeOptions = KernelProbeOptions()) throws(KernelProbesUnavailable) {
@@ -59,6 +65,7 @@ public final class KernelProbeSession {
         opts.baseline = options.baseline ? 1 : 0
         opts.sample_hz = options.sampleHz
         opts.kernel_stacks = options.kernelStacks ? 1 : 0
+        opts.stack_copy_bytes = min(options.stackCopyBytes, Self.maxStackCopyBytesValue)
         var why = [CChar](repeating: 0, count: 512)
         let p = kp_probes_open(&opts, &why, why.count)
         guard let p else {

@@ -18,6 +18,7 @@ public struct KernelTraceWriter {
     /// by another CPU still land in time order (chunk deltas are unsigned).
     public var holdbackNs: UInt64 = 20_000_000
     public var maxEventsPerChunk = 16_384
+    static let maxStackCopiesPerChunk = 256
     public private(set) var eventsWritten: UInt64 = 0
     public private(set) var chunksWritten: UInt64 = 0
     /// Events in chunks that could not be written (disk full, I/O error): counted, not retried, so
@@ -105,7 +106,14 @@ public struct KernelTraceWriter {
         }
         var start = 0
         while start < ready {
-            let end = min(start + maxEventsPerChunk, ready)
+            var end = min(start + maxEventsPerChunk, ready)
+            // A stack copy can take up to ~32 KB: bound them per chunk so a chunk stays far below
+            // TraceFileFormat.maxPayloadBytes.
+            var copies = 0
+            for i in start..<end where pending[i].stackCopy != 0 {
+                copies += 1
+                if copies > Self.maxStackCopiesPerChunk { end = i; break }
+            }
             let isLast = final && end == ready
             writeChunk(pending[start..<end], droppedCumulative: droppedCumulative, final: isLast)
             start = end
@@ -247,6 +255,16 @@ public struct KernelTraceWriter {
             b.beginEvent(.stackDef, ticks: e.timestampNs)
             b.putUnsigned(UInt64(id))
             b.putList(tables.stacks.frames(id))
+        }
+        if e.stackCopy != 0, let copy = tables.stackCopies.removeValue(forKey: e.stackCopy) {
+            b.beginEvent(.stackCopy, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.tid))
+            b.putUnsigned(copy.ip)
+            b.putUnsigned(copy.sp)
+            b.putUnsigned(copy.bp)
+            b.putUnsigned(UInt64(copy.bytes))
+            b.putList(copy.encodedWords)
         }
         b.beginEvent(.cpuSample, ticks: e.timestampNs)
         b.putUnsigned(UInt64(e.pid))

@@ -10,6 +10,8 @@ public final class SampleCollector {
     public let tables = SampleTables()
     /// Samples received.
     public private(set) var samples: UInt64 = 0
+    /// Samples that carried a user stack copy.
+    public private(set) var stackCopies: UInt64 = 0
     /// Times /proc/PID/maps was read.
     public private(set) var mapsReads: UInt64 = 0
     /// Re-read the maps of a process on an unknown address at most this often: a frame-pointer walk
@@ -61,12 +63,13 @@ public final class SampleCollector {
         guard kind == KP_RECORD_CPU_SAMPLE else { return false }
         let header = MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.frames)!
         guard size >= header else { return false }
+        let stackBytes = Int(record.loadUnaligned(fromByteOffset: MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.stack_bytes)!, as: UInt32.self))
         let pid = record.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
         let tid = record.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         let userCount = Int(record.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
         let kernelCount = Int(record.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
         let time = record.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
-        guard size >= header + 8 * (userCount + kernelCount) else { return false }
+        guard size >= header + 8 * (userCount + kernelCount) + stackBytes else { return false }
         samples += 1
         var e = KernelEvent(kind: .cpuSample, pid: pid, tid: tid, timestampNs: time)
         // The ring's records are 8-byte aligned and so is `frames`.
@@ -78,8 +81,30 @@ public final class SampleCollector {
             refresh(pid: pid, atNs: time, resetting: false)
             drain(into: &events)
         }
+        if stackBytes >= 8 {
+            stackCopies += 1
+            let regs = record.loadUnaligned(fromByteOffset: MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.regs)!,
+                                            as: kp_user_regs.self)
+            let stack = UnsafeRawPointer(frames + userCount + kernelCount)
+            e.stackCopy = tables.add(keptWords(pid: pid, regs: regs, stack: stack, bytes: stackBytes))
+        }
         events.append(e)
         return true
+    }
+
+    /// The words of a stack copy an unwinder can use: values in an executable region of the process
+    /// (return addresses) and pointers into the stack (saved frame pointers). The rest (data,
+    /// spilled values) would only grow the trace.
+    private func keptWords(pid: UInt32, regs: kp_user_regs, stack: UnsafeRawPointer, bytes: Int) -> StackCopy {
+        let regions = processes[pid]?.regions ?? []
+        var words: [(index: UInt32, value: UInt64)] = []
+        for i in 0..<(bytes / 8) {
+            let v = stack.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
+            if (v >= regs.sp && v - regs.sp < StackCopy.stackReach) || Self.contains(regions, v) {
+                words.append((UInt32(i), v))
+            }
+        }
+        return StackCopy(ip: regs.ip, sp: regs.sp, bp: regs.bp, bytes: UInt32(bytes), words: words)
     }
 
     private func hasUnknownAddress(pid: UInt32, _ frames: UnsafeBufferPointer<UInt64>, atNs time: UInt64) -> Bool {

@@ -35,6 +35,45 @@ public struct RecordedMapping: Sendable, Equatable {
     public var buildID: [UInt8]
 }
 
+/// A sample's user registers and the words of its user stack copy an unwinder can use (the
+/// `stackCopy` event): return addresses (values in an executable mapping) and pointers into the
+/// stack (saved frame pointers); every other word is zero, so it costs one byte in the trace.
+public struct StackCopy: Sendable {
+    public var ip: UInt64, sp: UInt64, bp: UInt64
+    /// Bytes copied from `sp` up.
+    public var bytes: UInt32
+    /// (word index, value) of the kept words, by index.
+    public var words: [(index: UInt32, value: UInt64)]
+    public init(ip: UInt64, sp: UInt64, bp: UInt64, bytes: UInt32, words: [(index: UInt32, value: UInt64)]) {
+        self.ip = ip
+        self.sp = sp
+        self.bp = bp
+        self.bytes = bytes
+        self.words = words
+    }
+
+    /// The list argument of `stackCopy`: per kept word the gap to the previous kept index, then the
+    /// value: a pointer into the stack as (value - sp) << 1 | 1, anything else as value << 1.
+    public var encodedWords: [UInt64] {
+        var out: [UInt64] = []
+        out.reserveCapacity(words.count * 2)
+        var next: UInt32 = 0
+        for w in words {
+            out.append(UInt64(w.index &- next))
+            next = w.index &+ 1
+            if w.value >= sp && w.value - sp < Self.stackReach {
+                out.append((w.value - sp) << 1 | 1)
+            } else {
+                out.append(w.value << 1)
+            }
+        }
+        return out
+    }
+
+    /// Values this far above sp count as pointers into the stack.
+    public static let stackReach: UInt64 = 64 << 20
+}
+
 /// Shared by the collector that fills it and the writer that encodes from it.
 public final class SampleTables {
     /// CPU time per sample (0: sampling off); written as the stream's `sampling` event.
@@ -42,5 +81,16 @@ public final class SampleTables {
     public var kernelStacks = false
     public var stacks = StackTable()
     public var mappings: [RecordedMapping] = []
+    /// Stack copies of samples not written yet, by KernelEvent.stackCopy (the writer removes them).
+    public var stackCopies: [UInt32: StackCopy] = [:]
+    var nextStackCopy: UInt32 = 1
     public init() {}
+
+    /// Keeps `copy` until the writer takes it; the id for KernelEvent.stackCopy.
+    public func add(_ copy: StackCopy) -> UInt32 {
+        let id = nextStackCopy
+        nextStackCopy = nextStackCopy == UInt32.max ? 1 : nextStackCopy + 1
+        stackCopies[id] = copy
+        return id
+    }
 }

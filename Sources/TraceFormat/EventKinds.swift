@@ -81,7 +81,9 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var cpuSample: EventKind { EventKind(rawValue: 0x29) }
     @inlinable public static var mapping: EventKind { EventKind(rawValue: 0x2A) }
     @inlinable public static var sampling: EventKind { EventKind(rawValue: 0x2B) }
-    // 0x2C...0x2F: reserved for more stack kinds (version 3)
+    // Kernel stream, version 4: a sample's user registers and stack copy, for unwinding by CFI
+    @inlinable public static var stackCopy: EventKind { EventKind(rawValue: 0x2C) }
+    // 0x2D...0x2F: reserved for more stack kinds
 
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
@@ -229,6 +231,10 @@ public enum EventSpecs {
                   args: [a("pid", .unsigned), a("start", .unsigned), a("end", .unsigned), a("fileOffset", .unsigned),
                          a("path", .string), a("buildID", .list)],
                   summary: "an executable region of a traced process from now on (it replaces overlapping earlier ones of the pid): file path (empty: anonymous, e.g. JIT code) and the ELF build id, one byte per list element"),
+        EventSpec(kind: .stackCopy, name: "stackCopy",
+                  args: [a("pid", .unsigned), a("tid", .unsigned), a("ip", .unsigned), a("sp", .unsigned), a("bp", .unsigned),
+                         a("bytes", .unsigned), a("words", .list)],
+                  summary: "the user registers and user stack (`bytes` copied from sp up) of the cpuSample that follows with the same tid and time, for unwinding by CFI; words: per kept 8-byte word the gap to the previous kept word's index, then its value, a pointer into the stack as (value - sp) << 1 | 1, any other as value << 1; words not kept are zero"),
         EventSpec(kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],
                   summary: "CPU sampling is on from here: one sample per periodNs of a thread's CPU time; flags bit 0: samples carry kernel stacks"),
     ]

@@ -6,7 +6,7 @@
 import Glibc
 #endif
 
-public final class Symbolizer {
+public final class Symbolizer: CodeMappings {
     public struct Mapping: Sendable {
         public var start: UInt64, end: UInt64, fileOffset: UInt64
         public var path: String
@@ -116,6 +116,60 @@ public final class Symbolizer {
             scanned += 1
         }
         return best >= 0 ? best : bestAfter
+    }
+
+    private var callFrameInfos: [String: CallFrameInfo?] = [:]
+    private var mappedFiles: [String: MappedFile?] = [:]
+
+    /// The `count` bytes of code before `address` (a return address: the call instruction), read
+    /// from the recorded file; nil when the file is not there or not the one recorded.
+    public func bytes(pid: UInt32, before address: UInt64, count: Int, timeNs: UInt64) -> [UInt8]? {
+        let m = mappingIndex(pid: pid, address: address &- 1, timeNs: timeNs)
+        guard m >= 0, count > 0, count <= 64 else { return nil }
+        let mapping = mappings[pid]![m]
+        guard !mapping.path.isEmpty, !mapping.path.hasPrefix("["), address &- mapping.start >= UInt64(count) else { return nil }
+        guard callFrameInfo(path: mapping.path, buildID: mapping.buildID) != nil || image(path: mapping.path, buildID: mapping.buildID) != nil
+        else { return nil }
+        let file: MappedFile?
+        if let cached = mappedFiles[mapping.path] { file = cached } else {
+            file = MappedFile(path: mapping.path)
+            mappedFiles[mapping.path] = .some(file)
+        }
+        let offset = address &- mapping.start &+ mapping.fileOffset
+        return file?.bytes(at: offset &- UInt64(count), count: count)
+    }
+
+    /// Where the function holding `address` starts (by the file's symbols), as an address of `pid`.
+    public func functionStart(pid: UInt32, address: UInt64, timeNs: UInt64) -> UInt64? {
+        let w = linkAddress(pid: pid, address: address, timeNs: timeNs)
+        guard !w.path.isEmpty, let image = image(path: w.path, buildID: w.buildID),
+              let (_, into) = image.symbol(at: w.linkAddress)
+        else { return nil }
+        return address &- into
+    }
+
+    public func linkAddress(pid: UInt32, address: UInt64, timeNs: UInt64)
+        -> (path: String, buildID: [UInt8], linkAddress: UInt64, inMapping: Bool) {
+        let m = mappingIndex(pid: pid, address: address, timeNs: timeNs)
+        guard m >= 0 else { return ("", [], address, false) }
+        let mapping = mappings[pid]![m]
+        guard !mapping.path.isEmpty, !mapping.path.hasPrefix("["),
+              let image = image(path: mapping.path, buildID: mapping.buildID),
+              let link = image.address(ofFileOffset: address &- mapping.start &+ mapping.fileOffset)
+        else { return ("", [], address, true) }
+        return (mapping.path, mapping.buildID, link, true)
+    }
+
+    /// The .eh_frame of a recorded file (parsed once; nil: none, or the file on disk is not the one
+    /// recorded: its build id differs).
+    public func callFrameInfo(path: String, buildID: [UInt8]) -> CallFrameInfo? {
+        if let cached = callFrameInfos[path] { return cached }
+        var cfi: CallFrameInfo?
+        if let file = ELFImage(path: path), buildID.isEmpty || file.buildID.isEmpty || file.buildID == buildID {
+            cfi = CallFrameInfo(path: path)
+        }
+        callFrameInfos[path] = .some(cfi)
+        return cfi
     }
 
     private func userFrame(pid: UInt32, address: UInt64, mapping: Mapping?) -> CodeFrame {

@@ -22,6 +22,16 @@ public final class TraceSamples {
     public var keepsSamples = true
     /// Samples whose stack id no stackDef defined (a damaged chunk lost it).
     public private(set) var undefinedStacks = 0
+    /// Unwinds samples that carry a stack copy; its tally says per module how callers were found.
+    public private(set) var unwinder = StackUnwinder()
+    /// Samples whose user stack was unwound from a stack copy.
+    public private(set) var unwoundSamples = 0
+    /// Stack copies that were malformed or had no sample (ignored; the frame-pointer stack is used).
+    public private(set) var badStackCopies = 0
+    private var pendingCopy: (tid: UInt32, timeNs: UInt64, snapshot: StackSnapshot)?
+    private var unwoundIDs: [[UInt64]: UInt32] = [:]
+    private var nextUnwoundID = UInt32.max
+    private var kernelWalkModules: [UInt64: [String]] = [:]
     private var resolved: [UInt64: [Int]] = [:]
     private var resolvedKernel: [UInt32: [Int]] = [:]
 
@@ -43,8 +53,18 @@ public final class TraceSamples {
         switch v.kind {
         case .cpuSample:
             guard v.u(2) <= UInt64(UInt32.max), v.u(3) <= UInt64(UInt32.max) else { return nil }
-            let s = CPUSample(timeNs: v.timestampNs, pid: UInt32(truncatingIfNeeded: v.u(0)), tid: UInt32(truncatingIfNeeded: v.u(1)),
+            var s = CPUSample(timeNs: v.timestampNs, pid: UInt32(truncatingIfNeeded: v.u(0)), tid: UInt32(truncatingIfNeeded: v.u(1)),
                               userStack: UInt32(v.u(2)), kernelStack: UInt32(v.u(3)))
+            if let copy = pendingCopy {
+                pendingCopy = nil
+                if copy.tid == s.tid && copy.timeNs == s.timeNs {
+                    s.userStack = unwound(s, copy.snapshot)
+                } else {
+                    badStackCopies += 1
+                }
+            } else if s.userStack != 0 {
+                tallyKernelWalk(s)
+            }
             if (s.userStack != 0 && stackAddresses[s.userStack] == nil) || (s.kernelStack != 0 && stackAddresses[s.kernelStack] == nil) {
                 undefinedStacks += 1
             }
@@ -52,6 +72,14 @@ public final class TraceSamples {
             return s
         case .sampling:
             periodNs = v.u(0)
+        case .stackCopy:
+            if pendingCopy != nil { badStackCopies += 1 }
+            pendingCopy = nil
+            guard let snap = StackSnapshot.decode(ip: v.u(2), sp: v.u(3), bp: v.u(4), bytes: v.u(5), list: v.list) else {
+                badStackCopies += 1
+                return nil
+            }
+            pendingCopy = (UInt32(truncatingIfNeeded: v.u(1)), v.timestampNs, snap)
         case .stackDef:
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
             stackAddresses[UInt32(v.u(0))] = Array(v.list)
@@ -66,6 +94,37 @@ public final class TraceSamples {
             break
         }
         return nil
+    }
+
+    /// The id of the sample's user stack unwound from its copy (interned among the unwound stacks).
+    private func unwound(_ s: CPUSample, _ snapshot: StackSnapshot) -> UInt32 {
+        let fp = s.userStack != 0 ? stackAddresses[s.userStack] ?? [] : []
+        let addresses = unwinder.unwind(pid: s.pid, timeNs: s.timeNs, snapshot: snapshot, framePointerStack: fp, mappings: symbolizer)
+        unwoundSamples += 1
+        if let id = unwoundIDs[addresses] { return id }
+        while nextUnwoundID > 0 && stackAddresses[nextUnwoundID] != nil { nextUnwoundID -= 1 }
+        guard nextUnwoundID > 0 else { return s.userStack }
+        let id = nextUnwoundID
+        nextUnwoundID -= 1
+        unwoundIDs[addresses] = id
+        stackAddresses[id] = addresses
+        return id
+    }
+
+    /// Counts the frames of a sample without a stack copy as found by the kernel's frame-pointer walk.
+    private func tallyKernelWalk(_ s: CPUSample) {
+        let key = UInt64(s.pid) << 32 | UInt64(s.userStack)
+        if kernelWalkModules[key] == nil {
+            var modules: [String] = []
+            // Each frame whose caller the walk found, by its module.
+            for (i, a) in (stackAddresses[s.userStack] ?? []).dropLast().enumerated() {
+                let w = symbolizer.linkAddress(pid: s.pid, address: i == 0 ? a : a &- 1, timeNs: s.timeNs)
+                guard w.inMapping else { break }
+                modules.append(w.path.isEmpty ? "[anon]" : w.path)
+            }
+            kernelWalkModules[key] = modules
+        }
+        for m in kernelWalkModules[key]! { unwinder.countKernelWalk(module: m, frames: 1) }
     }
 
     /// The sample's frames (ids into `symbolizer.frames`), innermost first: the kernel stack (if

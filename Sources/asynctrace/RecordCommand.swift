@@ -61,6 +61,11 @@ struct RecordCommand: ParsableCommand {
     @Flag(name: .customLong("kernel-stacks"), help: "CPU samples carry the kernel stack too.")
     var kernelStacks = false
 
+    @Option(name: .customLong("stack-copy"),
+            help: ArgumentHelp("Bytes of user stack each CPU sample copies (0, or 64 to 16K; default 8K), unwound by the code's CFI (.eh_frame) when read, so code without frame pointers (swiftc -O, Debian's glibc) gets whole stacks; 0: frame pointers only.",
+                               valueName: "size"))
+    var stackCopy: String = "8K"
+
     @Flag(name: .customLong("no-perf-map"),
           help: "Do not add --perf-basic-prof-only-functions to a Node program's NODE_OPTIONS (its JS frames then stay unnamed).")
     var noPerfMap = false
@@ -90,6 +95,9 @@ struct RecordCommand: ParsableCommand {
             throw ValidationError("cannot read duration '\(d)': give a number and a unit, e.g. 10s, 500ms, 2m (at most ~292 years)")
         }
         if sampleRate > 100_000 { throw ValidationError("--sample-rate \(sampleRate) is more than 100000 per second") }
+        guard let copy = Quantities.byteSize(stackCopy), copy == 0 || (copy >= 64 && copy <= UInt64(KernelProbeOptions.maxStackCopyBytes))
+        else { throw ValidationError("--stack-copy must be 0 or a size from 64 to 16K (e.g. 8K), not '\(stackCopy)'") }
+        _ = copy
         if let b = bufferSize {
             guard let n = Quantities.byteSize(b) else { throw ValidationError("cannot read buffer size '\(b)' (e.g. 16M, 64MiB)") }
             guard n >= 4096, n & (n - 1) == 0, n <= 1 << 31 else {
@@ -100,7 +108,8 @@ struct RecordCommand: ParsableCommand {
 
     func run() throws {
         let options = KernelProbeOptions(ringBytes: bufferSize.flatMap(Quantities.byteSize) ?? KernelProbeOptions().ringBytes,
-                                         sampleHz: sampleRate, kernelStacks: kernelStacks)
+                                         sampleHz: sampleRate, kernelStacks: kernelStacks,
+                                         stackCopyBytes: UInt32(Quantities.byteSize(stackCopy) ?? 0) & ~7)
         if let pid {
             try attach(to: pid, options: options)
         } else {

@@ -19,6 +19,7 @@ struct kp_options {
     uint32_t baseline;     // 1: attach empty programs instead (measures the tracepoints' own cost)
     uint32_t sample_hz;    // CPU samples of traced threads per second per CPU (cpu-clock); 0 = off
     uint32_t kernel_stacks; // 1: samples carry the kernel stack too
+    uint32_t stack_copy_bytes; // samples copy this many bytes of user stack for CFI unwinding (<= KP_STACK_COPY_MAX); 0 = none
 };
 
 #define KP_DEFAULT_RING_BYTES (16u << 20)

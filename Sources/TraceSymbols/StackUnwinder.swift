@@ -1,0 +1,322 @@
+// Unwinds a CPU sample's copied user stack at read time, as `perf --call-graph dwarf` does: from
+// the registers the probe saved (rip, rsp, rbp), each frame's caller is found by the .eh_frame rule
+// of the file mapped at its address, or by frame pointers where the code has no CFI (JIT code).
+// Where the copy ends before the stack does, the kernel's frame-pointer walk of the same sample
+// continues it if it passes through the last frame found.
+
+/// The registers and copied stack of one sample (the `stackCopy` event).
+public struct StackSnapshot: Sendable {
+    public var ip: UInt64, sp: UInt64, bp: UInt64
+    /// The copied words from sp up (words the recorder did not keep are zero).
+    public var words: [UInt64]
+    public init(ip: UInt64, sp: UInt64, bp: UInt64, words: [UInt64]) {
+        self.ip = ip
+        self.sp = sp
+        self.bp = bp
+        self.words = words
+    }
+
+    /// Decodes the `stackCopy` list (see EventKinds: gap, value pairs); nil if it is malformed.
+    public static func decode(ip: UInt64, sp: UInt64, bp: UInt64, bytes: UInt64, list: some Collection<UInt64>) -> StackSnapshot? {
+        guard bytes <= UInt64(maxBytes), list.count % 2 == 0 else { return nil }
+        var words = [UInt64](repeating: 0, count: Int(bytes / 8))
+        var next: UInt64 = 0
+        var it = list.makeIterator()
+        while let gap = it.next(), let raw = it.next() {
+            let (index, overflow) = next.addingReportingOverflow(gap)
+            guard !overflow, index < UInt64(words.count) else { return nil }
+            words[Int(index)] = raw & 1 == 1 ? sp &+ (raw >> 1) : raw >> 1
+            next = index + 1
+        }
+        return StackSnapshot(ip: ip, sp: sp, bp: bp, words: words)
+    }
+
+    /// Copies larger than this are refused (the probes copy at most 16 KiB).
+    public static let maxBytes = 1 << 20
+
+    func read(_ address: UInt64) -> UInt64? {
+        guard address >= sp, address & 7 == sp & 7 else { return nil }
+        let index = (address - sp) / 8
+        guard index < UInt64(words.count) else { return nil }
+        return words[Int(index)]
+    }
+}
+
+/// How the caller of a frame was found.
+public enum UnwindMethod: Int, Sendable, CaseIterable {
+    /// By the .eh_frame rule of the frame's code.
+    case callFrameInfo = 0
+    /// By %rbp in the copied stack (code without CFI: JIT code, [vdso]).
+    case framePointer = 1
+    /// By the kernel's frame-pointer walk (no stack copy, or after the copy ended).
+    case kernelFramePointer = 2
+    /// By scanning the copied stack for a return address after a call of the function (code
+    /// without CFI: swiftc -O leaves Swift functions without .eh_frame entries).
+    case stackScan = 3
+
+    public var name: String {
+        switch self {
+        case .callFrameInfo: "CFI"
+        case .framePointer: "frame pointers"
+        case .kernelFramePointer: "frame pointers (kernel walk)"
+        case .stackScan: "stack scan"
+        }
+    }
+}
+
+/// Per module: how many frames had their caller found by each method, and where unwinding ended
+/// without reaching the outermost frame.
+public struct UnwindTally: Sendable {
+    public var byMethod = [Int](repeating: 0, count: UnwindMethod.allCases.count)
+    /// Unwinding stopped in this module (no rule, the copy ended, an address in no mapping).
+    public var stopped = 0
+    public init() {}
+}
+
+/// Where a program's code lives, for the unwinder: the file mapped at an address and its CFI.
+public protocol CodeMappings: AnyObject {
+    /// The file (path) mapped at `address` in `pid` and the address's link-time address in it;
+    /// nil: not in a file mapping (anonymous, [vdso]) or not known. `inMapping`: some mapping holds it.
+    func linkAddress(pid: UInt32, address: UInt64, timeNs: UInt64) -> (path: String, buildID: [UInt8], linkAddress: UInt64, inMapping: Bool)
+    func callFrameInfo(path: String, buildID: [UInt8]) -> CallFrameInfo?
+    /// The `count` code bytes before `address` in the recorded file (nil: not readable).
+    func bytes(pid: UInt32, before address: UInt64, count: Int, timeNs: UInt64) -> [UInt8]?
+    /// The start of the function holding `address` by the file's symbols (nil: none known).
+    func functionStart(pid: UInt32, address: UInt64, timeNs: UInt64) -> UInt64?
+}
+
+public struct StackUnwinder {
+    public static let maxFrames = 127
+    /// Rules by (file, link-time address): one interpretation per distinct instruction.
+    private var rules: [RuleKey: FrameRule?] = [:]
+    public private(set) var tally: [String: UnwindTally] = [:]
+
+    private struct RuleKey: Hashable { var path: String; var pc: UInt64 }
+
+    public init() {}
+
+    /// The sample's user stack (first the sampled instruction, then return addresses), unwound
+    /// from `snapshot`; `framePointerStack` is the kernel's walk of the same sample (continues the
+    /// unwinding where the copy ends).
+    public mutating func unwind(pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, framePointerStack: [UInt64],
+                                mappings: CodeMappings) -> [UInt64] {
+        var out: [UInt64] = [s.ip]
+        var ip = s.ip, sp = s.sp, bp: UInt64? = s.bp
+        var stopModule = ""
+        var copyEnded = false
+        while out.count < Self.maxFrames {
+            let lookup = out.count == 1 ? ip : ip &- 1  // a return address is one past its call
+            let where_ = mappings.linkAddress(pid: pid, address: lookup, timeNs: timeNs)
+            guard where_.inMapping else { break }
+            stopModule = where_.path
+            var rule: FrameRule?
+            if !where_.path.isEmpty {
+                let key = RuleKey(path: where_.path, pc: where_.linkAddress)
+                if let cached = rules[key] { rule = cached } else {
+                    rule = mappings.callFrameInfo(path: where_.path, buildID: where_.buildID)?.rule(at: where_.linkAddress)
+                    rules[key] = .some(rule)
+                }
+            }
+            let module = where_.path.isEmpty ? "[anon]" : where_.path
+            var next: (ip: UInt64, sp: UInt64, bp: UInt64?)?
+            var method = UnwindMethod.callFrameInfo
+            if let rule {
+                if rule.isSignalFrame { break }
+                guard let cfa = Self.cfa(rule.cfa, ip: ip, sp: sp, bp: bp) else { break }
+                if case .undefined = rule.returnAddress { stopModule = ""; break }  // the outermost frame
+                guard case .atCFA(let raOffset) = rule.returnAddress else { break }
+                guard let ra = s.read(cfa &+ UInt64(bitPattern: raOffset)) else { copyEnded = true; break }
+                var newBP: UInt64?
+                switch rule.rbp {
+                case .sameValue: newBP = bp
+                case .atCFA(let o): newBP = s.read(cfa &+ UInt64(bitPattern: o))
+                case .isCFA(let o): newBP = cfa &+ UInt64(bitPattern: o)
+                case .undefined, .unsupported: newBP = nil
+                }
+                next = (ra, cfa, newBP)
+            } else if !where_.path.isEmpty {
+                // A file without CFI for this code: the first word above sp that returns after a
+                // call of this function (checked in the file's code) is the return address.
+                method = .stackScan
+                let start = mappings.functionStart(pid: pid, address: lookup, timeNs: timeNs)
+                guard let (slot, ra) = scan(pid: pid, timeNs: timeNs, snapshot: s, from: sp, function: start, mappings: mappings,
+                                            copyEnded: &copyEnded)
+                else { break }
+                next = (ra, slot &+ 8, bp)
+            } else {
+                // No CFI: frame pointers (push %rbp; mov %rsp,%rbp) as JIT code keeps them.
+                method = .framePointer
+                guard let b = bp, b >= sp else { break }
+                guard let ra = s.read(b &+ 8), let saved = s.read(b) else { copyEnded = true; break }
+                next = (ra, b &+ 16, saved)
+            }
+            guard let n = next, n.ip != 0 else { stopModule = ""; break }
+            // The stack grows down: a caller's frame is above its callee's.
+            guard n.sp > sp else { break }
+            tally[module, default: UnwindTally()].byMethod[method.rawValue] += 1
+            out.append(n.ip)
+            ip = n.ip
+            sp = n.sp
+            bp = n.bp
+        }
+        // The copy ended: the kernel's frame-pointer walk goes on if it passed through the last frame found.
+        if copyEnded, out.count > 1, let j = framePointerStack.dropFirst().firstIndex(of: out.last!) {
+            let rest = framePointerStack[(j + 1)...].prefix(Self.maxFrames - out.count)
+            if !rest.isEmpty {
+                tally[stopModule.isEmpty ? "[anon]" : stopModule, default: UnwindTally()].byMethod[UnwindMethod.kernelFramePointer.rawValue] += rest.count
+                out += rest
+                stopModule = ""
+            }
+        }
+        if !stopModule.isEmpty { tally[stopModule, default: UnwindTally()].stopped += 1 }
+        return out
+    }
+
+    /// Words scanned for a return address at most.
+    static let maxScanWords = 512
+
+    /// The first slot at or above `from` holding a return address of a call to `function` (or,
+    /// when none does, of any call: a tail call hides the direct caller).
+    private func scan(pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, from: UInt64, function: UInt64?,
+                      mappings: CodeMappings, copyEnded: inout Bool) -> (slot: UInt64, ra: UInt64)? {
+        var loose: (UInt64, UInt64)?
+        for k in 0..<UInt64(Self.maxScanWords) {
+            let slot = from &+ 8 &* k
+            guard let w = s.read(slot) else {
+                if loose == nil { copyEnded = true }
+                break
+            }
+            guard w > 4096, mappings.linkAddress(pid: pid, address: w &- 1, timeNs: timeNs).inMapping,
+                  let code = mappings.bytes(pid: pid, before: w, count: 7, timeNs: timeNs)
+            else { continue }
+            switch Self.callKind(code) {
+            case .direct(let rel):
+                let target = w &+ UInt64(bitPattern: Int64(rel))
+                if function == nil || target == function { return (slot, w) }
+                // A call through a PLT stub (no symbol there) may be a call of this function too.
+                if mappings.functionStart(pid: pid, address: target, timeNs: timeNs) == nil { return (slot, w) }
+                if loose == nil { loose = (slot, w) }
+            case .indirect:
+                return (slot, w)
+            case .none:
+                break
+            }
+        }
+        return loose
+    }
+
+    enum CallKind: Equatable { case none, direct(Int32), indirect }
+
+    /// Whether the 7 bytes before a return address end with a call instruction.
+    static func callKind(_ b: [UInt8]) -> CallKind {
+        guard b.count == 7 else { return .none }
+        if b[2] == 0xe8 {
+            let rel = UInt32(b[3]) | UInt32(b[4]) << 8 | UInt32(b[5]) << 16 | UInt32(b[6]) << 24
+            return .direct(Int32(bitPattern: rel))
+        }
+        // call *%reg, call *(%reg), call *%r8..15
+        if b[5] == 0xff && (b[6] & 0xf8 == 0xd0 || (b[6] & 0xf8 == 0x10 && b[6] & 7 != 4 && b[6] & 7 != 5)) { return .indirect }
+        // call *disp8(%reg)
+        if b[4] == 0xff && b[5] & 0xf8 == 0x50 && b[5] & 7 != 4 { return .indirect }
+        if b[4] == 0x41 && b[5] == 0xff && b[6] & 0xf8 == 0xd0 { return .indirect }
+        // call *disp8(%reg) via SIB, call *disp8(%r8..15)
+        if b[3] == 0xff && b[4] == 0x54 { return .indirect }
+        if b[3] == 0x41 && b[4] == 0xff && b[5] & 0xf8 == 0x50 { return .indirect }
+        // call *disp32(%rip), call *disp32(%reg)
+        if b[1] == 0xff && (b[2] == 0x15 || (b[2] & 0xf8 == 0x90 && b[2] & 7 != 4)) { return .indirect }
+        return .none
+    }
+
+    /// Counts frames of a sample without a stack copy (the kernel's frame-pointer walk).
+    public mutating func countKernelWalk(module: String, frames: Int) {
+        tally[module, default: UnwindTally()].byMethod[UnwindMethod.kernelFramePointer.rawValue] += frames
+    }
+
+    static func cfa(_ rule: FrameRule.CFA, ip: UInt64, sp: UInt64, bp: UInt64?) -> UInt64? {
+        switch rule {
+        case .register(7, let off): return sp &+ UInt64(bitPattern: off)
+        case .register(6, let off): return bp.map { $0 &+ UInt64(bitPattern: off) }
+        case .register: return nil
+        case .expression(let e): return evaluate(e, ip: ip, sp: sp, bp: bp)
+        }
+    }
+
+    /// The DWARF expressions of CFA rules in practice (PLT stubs: rsp + 8 + ((rip & 15) >= 11) << 3):
+    /// literals, breg of rsp/rbp/rip, and arithmetic. Anything else: nil.
+    static func evaluate(_ e: [UInt8], ip: UInt64, sp: UInt64, bp: UInt64?) -> UInt64? {
+        var stack: [UInt64] = []
+        var p = 0
+        func sleb() -> Int64? {
+            var v: UInt64 = 0, shift: UInt64 = 0
+            while p < e.count {
+                let b = e[p]
+                p += 1
+                if shift < 64 { v |= UInt64(b & 0x7f) << shift }
+                shift += 7
+                if b & 0x80 == 0 {
+                    if shift < 64 && b & 0x40 != 0 { v |= UInt64.max << shift }
+                    return Int64(bitPattern: v)
+                }
+            }
+            return nil
+        }
+        func uleb() -> UInt64? {
+            var v: UInt64 = 0, shift: UInt64 = 0
+            while p < e.count {
+                let b = e[p]
+                p += 1
+                if shift < 64 { v |= UInt64(b & 0x7f) << shift }
+                shift += 7
+                if b & 0x80 == 0 { return v }
+            }
+            return nil
+        }
+        while p < e.count {
+            let op = e[p]
+            p += 1
+            guard stack.count < 64 else { return nil }
+            switch op {
+            case 0x30...0x4f: stack.append(UInt64(op - 0x30))  // lit0...lit31
+            case 0x70...0x8f:  // breg0...breg31
+                guard let off = sleb() else { return nil }
+                let reg: UInt64
+                switch op - 0x70 {
+                case 7: reg = sp
+                case 6: guard let b = bp else { return nil }; reg = b
+                case 16: reg = ip
+                default: return nil
+                }
+                stack.append(reg &+ UInt64(bitPattern: off))
+            case 0x92:  // bregx
+                return nil
+            case 0x08:  // const1u
+                guard p < e.count else { return nil }
+                stack.append(UInt64(e[p]))
+                p += 1
+            case 0x23:  // plus_uconst
+                guard let top = stack.popLast(), let v = uleb() else { return nil }
+                stack.append(top &+ v)
+            case 0x12:  // dup
+                guard let top = stack.last else { return nil }
+                stack.append(top)
+            default:
+                guard stack.count >= 2 else { return nil }
+                let b = stack.removeLast(), a = stack.removeLast()
+                switch op {
+                case 0x1a: stack.append(a & b)
+                case 0x1c: stack.append(a &- b)
+                case 0x21: stack.append(a | b)
+                case 0x22: stack.append(a &+ b)
+                case 0x24: stack.append(b >= 64 ? 0 : a << b)
+                case 0x25: stack.append(b >= 64 ? 0 : a >> b)
+                case 0x2a: stack.append(a >= b ? 1 : 0)  // ge
+                case 0x2b: stack.append(a > b ? 1 : 0)   // gt
+                case 0x2c: stack.append(a <= b ? 1 : 0)  // le
+                case 0x2d: stack.append(a < b ? 1 : 0)   // lt
+                default: return nil
+                }
+            }
+        }
+        return stack.last
+    }
+}
