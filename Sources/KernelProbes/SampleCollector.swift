@@ -28,6 +28,7 @@ public final class SampleCollector {
         var known: Set<MappingKey> = []
         var lastReadNs: UInt64 = 0
         var read = false
+        var reads = 0
     }
 
     private var processes: [UInt32: ProcessState] = [:]
@@ -83,6 +84,13 @@ public final class SampleCollector {
         }
         if stackBytes >= 8 {
             stackCopies += 1
+            // The copy keeps only words in known executable regions: keep the regions current (a
+            // process maps its libraries just after exec; a sample's frame-pointer stack may hold
+            // only its innermost frame and so never show an unknown address).
+            if let p = processes[pid], time &- p.lastReadNs >= (p.reads < 20 ? rereadIntervalNs / 20 : rereadIntervalNs) {
+                refresh(pid: pid, atNs: time, resetting: false)
+                drain(into: &events)
+            }
             let regs = record.loadUnaligned(fromByteOffset: MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.regs)!,
                                             as: kp_user_regs.self)
             let stack = UnsafeRawPointer(frames + userCount + kernelCount)
@@ -129,6 +137,7 @@ public final class SampleCollector {
         var state = resetting ? ProcessState() : (processes[pid] ?? ProcessState())
         state.lastReadNs = time
         state.read = true
+        state.reads += 1
         defer { processes[pid] = state }
         mapsReads += 1
         guard let entries = ProcessMaps.executableRegions(pid: pid) else { return }

@@ -55,10 +55,29 @@ struct ProfileCommand: ParsableCommand {
         for s in profile.stacks.prefix(top) {
             out += "  " + CodeProfile.describe(s, of: profile.totalSamples, frames: data.frame, depth: 12) + "\n"
         }
+        out += unwinding(data)
         if data.undefinedStacks > 0 {
             out += "\nwarning: \(data.undefinedStacks) samples refer to stacks the trace lost (a damaged chunk)\n"
         }
         print(out, terminator: "")
+    }
+
+    /// Per module: how the callers of its frames were found (CFI, stack scan, frame pointers) and
+    /// how often unwinding ended there before the outermost frame.
+    private func unwinding(_ data: TraceSamples) -> String {
+        let tally = data.unwinder.tally
+        guard !tally.isEmpty else { return "" }
+        var out = "\nUNWINDING (frames whose caller each method found, per module; \(data.unwoundSamples) samples unwound from stack copies)\n"
+        let rows = tally.sorted { $0.value.byMethod.reduce(0, +) + $0.value.stopped > $1.value.byMethod.reduce(0, +) + $1.value.stopped }
+        for (module, t) in rows.prefix(max(top, 20)) {
+            var parts: [String] = []
+            for m in UnwindMethod.allCases where t.byMethod[m.rawValue] > 0 { parts.append("\(m.name) \(t.byMethod[m.rawValue])") }
+            if t.stopped > 0 { parts.append("ended here \(t.stopped)") }
+            let name = module.split(separator: "/").last.map(String.init) ?? module
+            out += "  \(name): " + parts.joined(separator: ", ") + "\n"
+        }
+        if data.badStackCopies > 0 { out += "  \(data.badStackCopies) stack copies were malformed or unmatched (their frame-pointer stacks used)\n" }
+        return out
     }
 
     private func percent(_ n: Int, _ total: Int) -> String {

@@ -1,4 +1,4 @@
-// Golden files: one small committed trace per format version the reader accepts (1, 2, 3), each holding
+// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4), each holding
 // every event kind of its version in every argument encoding, over user streams (one on a tick clock), a
 // kernel stream, a string table per chunk, a dropped chunk and final chunks; and the decoded text they must
 // read as. A change to the reader that reads an old file differently fails here.
@@ -13,11 +13,13 @@ import TraceFormat
 @Suite struct GoldenFileTests {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden").path
 
-    /// The kinds a writer of `version` could write: phaseStart came with version 2, 0x24...0x2F with version 3.
+    /// The kinds a writer of `version` could write: phaseStart came with version 2, 0x24...0x2B with version 3,
+    /// stackCopy (0x2C) with version 4.
     static func kinds(ofVersion version: UInt16) -> [EventSpec] {
         EventSpecs.all.filter { spec in
             if spec.kind == .stringDef { return false }
             if spec.kind == .phaseStart { return version >= 2 }
+            if spec.kind == .stackCopy { return version >= 4 }
             if spec.kind.rawValue >= 0x24 { return version >= 3 }
             return true
         }
@@ -112,7 +114,7 @@ import TraceFormat
         return s
     }
 
-    @Test(arguments: [UInt16(1), 2, 3])
+    @Test(arguments: [UInt16(1), 2, 3, 4])
     func goldenTraceReadsAsRecorded(version: UInt16) throws {
         let trace = "\(Self.directory)/v\(version).atrace"
         let expected = "\(Self.directory)/v\(version).expected.txt"
