@@ -27,7 +27,9 @@ public enum FlightDump {
     /// - sequence numbers restart at 0 and dropped counts at the window's start (what was dropped
     ///   before the window is not this trace's loss; a gap inside it still shows, explained or not);
     /// - a user stream whose first chunk left the window gets a chunk of its own first, stamped at
-    ///   its first kept chunk's start, with its threadInfo (and processInfo) again;
+    ///   the window's start, with its threadInfo (and processInfo) again, and an init for each
+    ///   resource it created before the window that is still alive (a thread with such resources
+    ///   but no chunk in the window gets that chunk alone);
     /// - the kernel stream's first chunk, if it left the window, is replaced by `kernelState(t)`:
     ///   a sealed kernel chunk (sequence 0) re-stating at `t` what is still alive (thread names,
     ///   fds, mappings), built by the kernel writer;
@@ -35,7 +37,7 @@ public enum FlightDump {
     /// Chunks are otherwise written as they are, so a dump costs copying (and re-checksumming) bytes.
     public static func write(to fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64,
                              realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil) throws(FlightDumpError) -> FlightDumpSummary {
-        let (all, identities) = ring.snapshot(nowNs: nowNs)
+        let (all, identities, live) = ring.snapshot(nowNs: nowNs)
         let cutoff = ring.limits.keepNs.map { nowNs > $0 ? nowNs - $0 : 0 } ?? 0
         let chunks = all.filter { $0.header.endNs >= cutoff }
 
@@ -87,23 +89,38 @@ public enum FlightDump {
                 if !isOnly { plans[kernelKey]!.prefixed = true }
             }
         }
-        for (key, plan) in plans where !key.kernel && plan.firstSequence != 0 {
-            guard let id = identities[key], id.threadName != nil || id.program != nil else { continue }
-            var b = ChunkBuilder(pid: key.pid, tid: key.tid, startNs: plan.firstStartNs, startTicks: plan.firstStartNs, reserve: 256)
+        // User streams: identity again, and the resources created before the window that are
+        // still alive at its start (an init each, stamped at the window's start).
+        var openings = Set(plans.keys.filter { !$0.kernel && plans[$0]!.firstSequence != 0 })
+        openings.formUnion(live.keys)
+        for key in openings.sorted(by: { ($0.pid, $0.tid) < ($1.pid, $1.tid) }) {
+            let plan = plans[key]
+            let id = identities[key] ?? FlightStreamIdentity()
+            let resources = (live[key] ?? []).sorted { $0.asyncID < $1.asyncID }
+            guard id.threadName != nil || id.program != nil || !resources.isEmpty else { continue }
+            let at = windowStart
+            var b = ChunkBuilder(pid: key.pid, tid: key.tid, startNs: at, startTicks: at, reserve: 256 + resources.count * 12)
             if let program = id.program {
-                let s = b.intern(program, ticks: plan.firstStartNs)
-                b.beginEvent(.processInfo, ticks: plan.firstStartNs)
+                let s = b.intern(program, ticks: at)
+                b.beginEvent(.processInfo, ticks: at)
                 b.putUnsigned(id.parentPid)
                 b.putStringID(s)
             }
             if let name = id.threadName {
-                let s = b.intern(name, ticks: plan.firstStartNs)
-                b.beginEvent(.threadInfo, ticks: plan.firstStartNs)
+                let s = b.intern(name, ticks: at)
+                b.beginEvent(.threadInfo, ticks: at)
                 b.putStringID(s)
             }
-            try out.append(b.seal(sequence: 0, endNs: plan.firstStartNs, endTicks: plan.firstStartNs, droppedCumulative: 0))
+            for r in resources {
+                let type = b.intern(r.type, ticks: at)
+                b.beginEvent(.initResource, ticks: at)
+                b.putAsyncID(r.asyncID)
+                b.putStringID(type)
+                b.putRelatedID(r.triggerAsyncID)
+            }
+            try out.append(b.seal(sequence: 0, endNs: at, endTicks: at, droppedCumulative: 0, flags: plan == nil ? .final : []))
             summary.chunks += 1
-            plans[key]!.prefixed = true
+            if plan != nil { plans[key]!.prefixed = true }
         }
 
         for (i, c) in chunks.enumerated() {

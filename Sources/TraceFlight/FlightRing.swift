@@ -81,6 +81,20 @@ public struct FlightStreamIdentity: Sendable {
     public var parentPid: UInt64 = 0
 }
 
+/// A program's resource whose `init` has left the window and whose `destroy` has not.
+public struct FlightLiveResource: Sendable {
+    public var asyncID: UInt64
+    public var type: String
+    public var triggerAsyncID: UInt64
+    /// The thread whose stream held the init.
+    public var tid: UInt32
+}
+
+struct LiveKey: Hashable {
+    var pid: UInt32
+    var asyncID: UInt64
+}
+
 /// Counters of a flight recorder.
 public struct FlightStatistics: Sendable, Equatable {
     public var chunksKept = 0
@@ -91,6 +105,10 @@ public struct FlightStatistics: Sendable, Equatable {
     public var rejected: UInt64 = 0
     /// The most bytes ever kept at once.
     public var peakBytes = 0
+    /// Resources created before the window and still alive (restated in a dump), and how many
+    /// could not be remembered past the cap.
+    public var liveResources = 0
+    public var liveResourcesNotKept: UInt64 = 0
 }
 
 public final class FlightRing: @unchecked Sendable {
@@ -99,7 +117,14 @@ public final class FlightRing: @unchecked Sendable {
         var head = 0
         var stats = FlightStatistics()
         var identities: [FlightStreamKey: FlightStreamIdentity] = [:]
+        var live: [LiveKey: FlightLiveResource] = [:]
+        /// Destroys folded before their init (the init was on another thread whose chunk left later).
+        var destroyedEarly: Set<LiveKey> = []
     }
+
+    /// At most this many resources created before the window are remembered (a leak must not
+    /// grow the recorder without bound); the rest are counted.
+    static let maxLiveResources = 500_000
 
     public let limits: FlightLimits
     private let state = LockedValue(State())
@@ -153,6 +178,7 @@ public final class FlightRing: @unchecked Sendable {
             s.stats.chunksEvicted += 1
             s.stats.bytesEvicted += UInt64(c.bytes.count)
             s.head += 1
+            if !c.header.isKernel { Self.fold(c, into: &s) }
         }
         // Compact now and then: the array's front is dead weight.
         if s.head > 1024 && s.head * 2 > s.chunks.count {
@@ -161,14 +187,48 @@ public final class FlightRing: @unchecked Sendable {
         }
     }
 
-    public var statistics: FlightStatistics { state.withLock { $0.stats } }
+    public var statistics: FlightStatistics {
+        state.withLock { s in
+            var st = s.stats
+            st.liveResources = s.live.count
+            return st
+        }
+    }
+
+    /// A chunk leaving the window: its inits and destroys update what is alive before the window.
+    static func fold(_ chunk: FlightChunk, into s: inout State) {
+        chunk.bytes.withUnsafeBytes { raw in
+            var d = ChunkDecoder(header: chunk.header, payload: UnsafeRawBufferPointer(rebasing: raw[TraceFileFormat.chunkHeaderSize...]))
+            var e = DecodedEvent(kind: .stringDef)
+            while case .event = d.decodeNext(into: &e) {
+                switch e.kind {
+                case .initResource:
+                    let key = LiveKey(pid: chunk.header.pid, asyncID: e.u(0))
+                    if s.destroyedEarly.remove(key) != nil { continue }
+                    if s.live.count >= maxLiveResources && s.live[key] == nil {
+                        s.stats.liveResourcesNotKept += 1
+                        continue
+                    }
+                    s.live[key] = FlightLiveResource(asyncID: e.u(0), type: e.text, triggerAsyncID: e.u(2), tid: chunk.header.tid)
+                case .destroy:
+                    let key = LiveKey(pid: chunk.header.pid, asyncID: e.u(0))
+                    if s.live.removeValue(forKey: key) == nil && s.destroyedEarly.count < 65_536 { s.destroyedEarly.insert(key) }
+                default:
+                    break
+                }
+            }
+        }
+    }
 
     /// The chunks kept now (in arrival order) and the streams' identities: the chunks' storage is
     /// shared, not copied, so the ring can go on while a dump writes them.
-    public func snapshot(nowNs: UInt64) -> (chunks: [FlightChunk], identities: [FlightStreamKey: FlightStreamIdentity]) {
+    public func snapshot(nowNs: UInt64) -> (chunks: [FlightChunk], identities: [FlightStreamKey: FlightStreamIdentity],
+                                            live: [FlightStreamKey: [FlightLiveResource]]) {
         state.withLock { s in
             evict(&s, nowNs: nowNs)
-            return (Array(s.chunks[s.head...]), s.identities)
+            var live: [FlightStreamKey: [FlightLiveResource]] = [:]
+            for (k, r) in s.live { live[FlightStreamKey(pid: k.pid, tid: r.tid, kernel: false), default: []].append(r) }
+            return (Array(s.chunks[s.head...]), s.identities, live)
         }
     }
 

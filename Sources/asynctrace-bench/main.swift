@@ -2,8 +2,14 @@
 // Prints one JSON object per line: {"benchmark": NAME, "ns_per_op": X, "ops_per_s": Y, ...}.
 // Usage: swift run -c release asynctrace-bench [GROUP ...]   (no group: all)
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `onDemand` groups are not part of "all" (profiling loops, subsets of other groups).
 let onDemand: Set<String> = ["core-profile", "reader-quick"]
+// A worker run of `flight` is this binary under `asynctrace record`: it must not run the other groups.
+if getenv(FlightBench.workerVariable) != nil { FlightBench.run() }
 
 let groups: [(name: String, run: () -> Void)] = [
     ("core", runCoreBenchmarks),
@@ -17,6 +23,7 @@ let groups: [(name: String, run: () -> Void)] = [
     ("concurrency", ConcurrencyBench.run),
     ("node", NodeBench.run),
     ("stacks", StacksBench.run),
+    ("flight", FlightBench.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

@@ -27,6 +27,8 @@ private struct DumpContents {
     /// Callbacks (before -> after on one thread) with their length.
     var longestCallbackNs: UInt64 = 0
     var longestCallbackEndNs: UInt64 = 0
+    var longestCallbackID: UInt64 = 0
+    var initialized: [UInt64: String] = [:]
     var syscalls = 0
     var nanosleeps = 0
     var threadInfos = 0
@@ -35,15 +37,17 @@ private struct DumpContents {
 
     init(_ path: String) throws {
         reader = try TraceReader(path: path)
-        var open: [Int: [UInt64]] = [:]
+        var open: [Int: [(UInt64, UInt64)]] = [:]
         for e in reader.events() {
             switch e.kind {
             case .mark: marks.append((e.event.text, e.timestampNs))
-            case .before: open[e.stream, default: []].append(e.timestampNs)
+            case .initResource: initialized[e.event.u(0)] = e.event.text
+            case .before: open[e.stream, default: []].append((e.timestampNs, e.event.u(0)))
             case .after:
-                if let start = open[e.stream]?.popLast(), e.timestampNs - start > longestCallbackNs {
+                if let (start, id) = open[e.stream]?.popLast(), e.timestampNs - start > longestCallbackNs {
                     longestCallbackNs = e.timestampNs - start
                     longestCallbackEndNs = e.timestampNs
+                    longestCallbackID = id
                 }
             case .syscall:
                 syscalls += 1
@@ -92,8 +96,10 @@ private struct DumpContents {
             #expect(stallStart - d.reader.firstNs >= 1_000_000_000, "\(path): \(stallStart - d.reader.firstNs) ns before the stall")
             #expect(d.reader.lastNs - d.reader.firstNs <= keepNs + 700_000_000,
                     "\(path) spans \(d.reader.lastNs - d.reader.firstNs) ns")
-            // Every stream starts decodable: the user thread has its name again.
+            // Every stream starts decodable: the user thread has its name again, and the stalling
+            // timer (created before the window) its init.
             #expect(d.threadInfos >= 1)
+            #expect(d.initialized[d.longestCallbackID] == "Timeout", "\(path): \(d.longestCallbackID) has no init")
             let report = try runCapturing(try asynctrace(), ["report", path])
             #expect(report.status == 0, "\(report.stderr)")
             #expect(report.stdout.contains("damage     none"), "\(report.stdout)")
