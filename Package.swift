@@ -81,7 +81,7 @@ let package = Package(
         // pass are marked @exclusivity(unchecked) one by one instead.
         .target(name: "TraceExports", dependencies: ["TraceReader", "TraceFormat", "TraceAnalyses", "TraceReports", "TraceSymbols", "TraceText"]),
         .target(name: "TraceAnalyses", dependencies: ["TraceReader", "TraceFormat", "TraceSymbols"]),
-        .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader", "TraceFormat", "TraceText"]),
+        .target(name: "TraceReports", dependencies: ["TraceAnalyses", "TraceReader", "TraceFormat", "TraceSymbols", "TraceText"]),
         // Number formatting and JSON string quoting for every view (reports and exports alike).
         .target(name: "TraceText"),
 

@@ -10,9 +10,12 @@
 // Record kinds of this file (the first field, as in syscall_event.h; kinds 16+ are the samples').
 #define KP_RECORD_CPU_SAMPLE 16u   // struct kp_sample_record
 #define KP_RECORD_PROCESS_EXEC 17u // struct kp_exec_record: the mappings changed wholesale
+#define KP_RECORD_WAIT_STACK 18u   // struct kp_wait_stack_record
 
 // Frames per stack: the kernel's default kernel.perf_event_max_stack.
 #define KP_SAMPLE_MAX_FRAMES 127u
+// Words copied from the top of the user stack for a wait stack (kp_wait_stack_record.stack_top).
+#define KP_STACK_TOP_WORDS 8u
 
 // The most user stack bytes a sample copies (record --stack-copy), a power of two; the scratch
 // buffer has a page more so that page-sized copies need no exact bound for the verifier.
@@ -47,6 +50,29 @@ struct kp_exec_record {
     __u32 kind;         // KP_RECORD_PROCESS_EXEC
     __u32 tgid;
     __u64 time_ns;
+};
+
+// What a wait stack was taken for (kp_wait_stack_record.cause).
+#define KP_WAIT_SYSCALL 0u // the end of a traced syscall that took >= stack_threshold_ns
+#define KP_WAIT_OFFCPU 1u  // a thread back on a CPU after >= stack_threshold_ns blocked outside traced syscalls
+
+// The user stack that made a long wait (record --stack-threshold). Variable length: `user_count`
+// return addresses, innermost first.
+struct kp_wait_stack_record {
+    __u32 kind;         // KP_RECORD_WAIT_STACK
+    __u32 tgid;
+    __u32 tid;
+    __u16 user_count;
+    __u16 cause;        // KP_WAIT_SYSCALL or KP_WAIT_OFFCPU
+    __u64 time_ns;      // the syscall's exit / the switch-in
+    __u64 duration_ns;  // the syscall's duration / the time blocked
+    __s32 nr;           // KP_WAIT_SYSCALL: the syscall number; KP_WAIT_OFFCPU: the off-CPU state (enum kp_offcpu_state)
+    __s32 fd;           // KP_WAIT_SYSCALL: its fd argument as in kp_syscall_record; else -1
+    // The first words at the user stack pointer: where a function without a frame pointer (a libc
+    // syscall wrapper) keeps its return address, which the frame-pointer walk skips. User space
+    // takes the first that lies in executable code as the innermost frame's caller.
+    __u64 stack_top[KP_STACK_TOP_WORDS];
+    __u64 frames[KP_SAMPLE_MAX_FRAMES];
 };
 
 #endif

@@ -49,3 +49,11 @@ static __always_inline __u32 copy_user_stack(struct task_struct *task, struct kp
     }
     return done;
 }
+
+// The first KP_STACK_TOP_WORDS words at the current thread's user stack pointer (zeros where
+// unreadable): the return address of a leaf without a frame pointer is among them.
+static __always_inline void capture_stack_top(__u64 *words) {
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    if (!regs || bpf_probe_read_user(words, KP_STACK_TOP_WORDS * 8, (const void *)regs->sp) != 0)
+        __builtin_memset(words, 0, KP_STACK_TOP_WORDS * 8);
+}

@@ -20,6 +20,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 wakeup_every = 256;
 // ... or as soon as this many bytes wait in the ring (0: never by size).
 const volatile __u64 wakeup_bytes = 0;
+// Record the user stack of every syscall and off-CPU wait at least this long (0: none).
+const volatile __u64 stack_threshold_ns = 0;
 
 // --- state shared with the loader (mmapped .bss) ---
 // One bit per tgid: the traced process tree.
@@ -411,6 +413,27 @@ static __always_inline void emit_epoll(__u64 pid_tgid, const struct inflight *s,
 #include "fd_identity.bpf.h"
 #include "stack_capture.bpf.h"
 
+// The user stack of a long wait of the current thread, as its own record after the wait's.
+static __always_inline void emit_wait_stack(void *ctx, __u32 tgid, __u32 tid, __u32 cause, __s32 nr, __s32 fd,
+                                            __u64 now, __u64 duration) {
+    struct kp_wait_stack_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    if (!r) {
+        __sync_fetch_and_add(&dropped_records, 1);
+        return;
+    }
+    r->kind = KP_RECORD_WAIT_STACK;
+    r->tgid = tgid;
+    r->tid = tid;
+    r->cause = cause;
+    r->time_ns = now;
+    r->duration_ns = duration;
+    r->nr = nr;
+    r->fd = fd;
+    r->user_count = capture_user_stack(ctx, r->frames) / 8;
+    capture_stack_top(r->stack_top);
+    bpf_ringbuf_submit(r, wakeup_flag());
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     if (!is_recorded(regs->orig_ax))
@@ -425,6 +448,9 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
         return 0; // entered before the process was traced
     s->active = 0;
     __u64 now = bpf_ktime_get_ns();
+    // The stack first: the user registers it starts from are the same at every point of the exit.
+    if (stack_threshold_ns && now - s->enter_ns >= stack_threshold_ns)
+        emit_wait_stack(ctx, tgid, task->pid, KP_WAIT_SYSCALL, s->nr, s->fd, now, now - s->enter_ns);
     if (is_epoll_wait(s->nr)) {
         emit_epoll(pid_tgid, s, ret, now);
         return 0;

@@ -207,10 +207,13 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
     bpf_program__set_autoload(p->skel->progs.baseline_sched_waking, baseline);
     uint32_t sample_hz = options && !baseline ? options->sample_hz : 0;
     bpf_program__set_autoload(p->skel->progs.on_cpu_sample, sample_hz > 0);
-    bpf_program__set_autoload(p->skel->progs.on_process_exec, sample_hz > 0); // only samples need the mappings
+    uint64_t stack_threshold = options && !baseline ? options->stack_threshold_ns : 0;
+    // Only stacks need the mappings.
+    bpf_program__set_autoload(p->skel->progs.on_process_exec, sample_hz > 0 || stack_threshold > 0);
     p->skel->rodata->sample_kernel_stacks = options && options->kernel_stacks ? 1 : 0;
     uint32_t copy = options ? options->stack_copy_bytes : 0;
     p->skel->rodata->stack_copy_bytes = (copy > KP_STACK_COPY_MAX ? KP_STACK_COPY_MAX : copy) & ~7u;
+    p->skel->rodata->stack_threshold_ns = stack_threshold;
     step = "sizing the ring buffer";
     if ((err = -bpf_map__set_max_entries(p->skel->maps.events, (uint32_t)ring_bytes)) != 0)
         goto fail;

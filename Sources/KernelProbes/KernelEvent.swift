@@ -15,6 +15,10 @@ public struct KernelEvent: Sendable {
         case fdOpen
         /// CPU samples and mappings (SampleCollector): their stacks and paths live in its SampleTables.
         case cpuSample, mapping
+        /// The user stack (`userStack`) of a long wait: the end of syscall `nr` on `fd` after
+        /// `durationNs` (`waitCause` 0), or a switch-in after `durationNs` blocked outside traced
+        /// syscalls in state `offCPUState` (`waitCause` 1).
+        case waitStack
     }
 
     public var kind: Kind
@@ -61,6 +65,8 @@ public struct KernelEvent: Sendable {
     public var kernelStack: UInt32 = 0
     /// cpuSample: its user stack copy in SampleTables.stackCopies (0: none).
     public var stackCopy: UInt32 = 0
+    /// waitStack: 0 the end of a syscall, 1 an off-CPU wait outside traced syscalls.
+    public var waitCause: UInt8 = 0
     /// mapping: index into SampleTables.mappings.
     public var mappingIndex: UInt32 = 0
 

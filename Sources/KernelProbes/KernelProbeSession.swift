@@ -19,9 +19,13 @@ public struct KernelProbeOptions: Sendable {
     /// read where code has no frame pointers; 0: frame pointers only. At most `maxStackCopyBytes`.
     public var stackCopyBytes: UInt32 = 0
     public static let maxStackCopyBytes = UInt32(KP_STACK_COPY_MAX)
+    /// The user stack of every syscall and off-CPU wait at least this long (waitStack events); 0: none.
+    public var stackThresholdNs: UInt64 = 0
     public init(ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
-                baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false, stackCopyBytes: UInt32 = 0) {
+                baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false, stackCopyBytes: UInt32 = 0,
+                stackThresholdNs: UInt64 = 0) {
         self.stackCopyBytes = stackCopyBytes
+        self.stackThresholdNs = stackThresholdNs
         self.ringBytes = ringBytes
         self.wakeupEvery = wakeupEvery
         self.baseline = baseline
@@ -53,9 +57,11 @@ public final class KernelProbeSession {
     private var received: UInt64 = 0
     private var undecodable: UInt64 = 0
     private var lastDropped: UInt64 = 0
-    /// CPU samples: their stacks and the mappings that name them.
+    /// CPU samples and wait stacks: their stacks and the mappings that name them.
     public let samples = SampleCollector()
     static let maxStackCopyBytesValue = UInt32(KP_STACK_COPY_MAX)
+    /// Whether any record carries user stacks (samples or wait stacks): the mappings are recorded then.
+    private var collectsStacks = false
 
     /// Loads and attaches the probes; nothing is traced until `trace(pid:)`.
     public init(options: KernelProbeOptions = KernelProbeOptions()) throws(KernelProbesUnavailable) {
@@ -66,6 +72,7 @@ public final class KernelProbeSession {
         opts.sample_hz = options.sampleHz
         opts.kernel_stacks = options.kernelStacks ? 1 : 0
         opts.stack_copy_bytes = min(options.stackCopyBytes, Self.maxStackCopyBytesValue)
+        opts.stack_threshold_ns = options.baseline ? 0 : options.stackThresholdNs
         var why = [CChar](repeating: 0, count: 512)
         let p = kp_probes_open(&opts, &why, why.count)
         guard let p else {
@@ -74,6 +81,7 @@ public final class KernelProbeSession {
             throw KernelProbesUnavailable(errno: err, description: line)
         }
         probes = p
+        collectsStacks = kp_probes_sampled_cpus(p) > 0 || opts.stack_threshold_ns > 0
         if kp_probes_sampled_cpus(p) > 0 {
             samples.tables.periodNs = 1_000_000_000 / UInt64(options.sampleHz)  // as cpu_sampling.c sets it
             samples.tables.kernelStacks = options.kernelStacks
@@ -86,7 +94,7 @@ public final class KernelProbeSession {
     public func trace(pid: Int32) {
         guard let probes, pid > 0 else { return }
         _ = kp_probes_trace_tgid(probes, UInt32(pid))
-        if kp_probes_sampled_cpus(probes) > 0 { samples.processTraced(pid: UInt32(pid), nowNs: monotonicNowNs()) }
+        if collectsStacks { samples.processTraced(pid: UInt32(pid), nowNs: monotonicNowNs()) }
     }
 
     /// Waits up to `timeoutMs` for events, then appends up to `limit` of them (in ring order, which
@@ -101,9 +109,14 @@ public final class KernelProbeSession {
         var taken = 0
         while taken < limit, let record = kp_probes_next(probes, &size) {
             taken += 1
+            let first = events.count
             if !KernelEvent.decode(record: record, size: Int(size), into: &events)
                 && !samples.take(record: record, size: Int(size), into: &events) {
                 undecodable += 1
+            }
+            if collectsStacks, events.count == first + 1, events[first].kind == .processFork {
+                samples.processForked(parent: events[first].pid, child: events[first].childPid, atNs: events[first].timestampNs)
+                samples.drain(into: &events)
             }
         }
         kp_probes_done(probes)

@@ -141,7 +141,7 @@ public struct KernelTraceWriter {
             wroteSampling = true
         }
         for e in events {
-            if e.kind == .cpuSample || e.kind == .mapping { encodeSampleEvent(e, into: &b) } else { Self.encode(e, into: &b) }
+            if e.kind == .cpuSample || e.kind == .mapping || e.kind == .waitStack { encodeSampleEvent(e, into: &b) } else { Self.encode(e, into: &b) }
         }
         var flags: ChunkFlags = .kernel
         if final { flags.insert(.final) }
@@ -226,12 +226,12 @@ public struct KernelTraceWriter {
             b.putUnsigned(UInt64(e.fdKind))
             b.putSigned(Int64(e.sourceFd))
             b.putStringID(detail)
-        case .cpuSample, .mapping:
+        case .cpuSample, .mapping, .waitStack:
             break  // encodeSampleEvent: they need the sample tables
         }
     }
 
-    /// A sample, preceded by the stackDef of each of its stacks the stream has not defined yet; or a mapping.
+    /// A sample or wait stack, preceded by the stackDef of each of its stacks the stream has not defined yet; or a mapping.
     private mutating func encodeSampleEvent(_ e: KernelEvent, into b: inout ChunkBuilder) {
         guard let tables = sampleTables else { return }
         if e.kind == .mapping {
@@ -265,6 +265,17 @@ public struct KernelTraceWriter {
             b.putUnsigned(copy.bp)
             b.putUnsigned(UInt64(copy.bytes))
             b.putList(copy.encodedWords)
+        }
+        if e.kind == .waitStack {
+            b.beginEvent(.waitStack, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.tid))
+            b.putUnsigned(UInt64(e.userStack))
+            b.putUnsigned(UInt64(e.waitCause))
+            b.putUnsigned(UInt64(e.waitCause == 0 ? e.nr : UInt32(e.offCPUState)))
+            b.putSigned(Int64(e.fd))
+            b.putUnsigned(e.durationNs)
+            return
         }
         b.beginEvent(.cpuSample, ticks: e.timestampNs)
         b.putUnsigned(UInt64(e.pid))

@@ -42,6 +42,33 @@ public final class SampleCollector {
         refresh(pid: pid, atNs: nowNs, resetting: false)
     }
 
+    /// A traced process forked: the child starts with the parent's mappings (a short-lived child may be
+    /// gone before its own maps can be read), recorded for the child's pid.
+    public func processForked(parent: UInt32, child: UInt32, atNs time: UInt64) {
+        guard processes[parent] != nil, processes[child] == nil else { return }
+        // What the parent mapped since its maps were last read (libraries loaded after exec) is the child's too.
+        if monotonicNowNs() &- processes[parent]!.lastReadNs >= 10_000_000 { refresh(pid: parent, atNs: time, resetting: false) }
+        guard let p = processes[parent] else { return }
+        var state = ProcessState()
+        state.regions = p.regions
+        state.known = p.known
+        state.lastReadNs = time
+        state.read = true
+        processes[child] = state
+        var seen = Set<Int>()
+        for (i, m) in tables.mappings.enumerated().reversed() where m.pid == parent {
+            let key = MappingKey(start: m.start, end: m.end, offset: m.fileOffset, inode: 0, path: m.path)
+            guard seen.insert(key.hashValue).inserted, Self.contains(p.regions, m.start) else { continue }
+            _ = i
+            var e = KernelEvent(kind: .mapping, pid: child, tid: 0, timestampNs: time > 0 ? time - 1 : 0)
+            e.mappingIndex = UInt32(tables.mappings.count)
+            var copy = m
+            copy.pid = child
+            tables.mappings.append(copy)
+            pending.append(e)
+        }
+    }
+
     /// Events produced outside `take` (by `processTraced`), moved into `events`.
     public func drain(into events: inout [KernelEvent]) {
         guard !pending.isEmpty else { return }
@@ -61,6 +88,7 @@ public final class SampleCollector {
             drain(into: &events)
             return true
         }
+        if kind == KP_RECORD_WAIT_STACK { return takeWaitStack(record: record, size: size, into: &events) }
         guard kind == KP_RECORD_CPU_SAMPLE else { return false }
         let header = MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.frames)!
         guard size >= header else { return false }
@@ -114,6 +142,43 @@ public final class SampleCollector {
         }
         return StackCopy(ip: regs.ip, sp: regs.sp, bp: regs.bp, bytes: UInt32(bytes), words: words)
     }
+
+    /// Wait stacks received.
+    public private(set) var waitStacks: UInt64 = 0
+
+    private func takeWaitStack(record: UnsafeRawPointer, size: Int, into events: inout [KernelEvent]) -> Bool {
+        let header = MemoryLayout<kp_wait_stack_record>.offset(of: \kp_wait_stack_record.frames)!
+        guard size >= header else { return false }
+        let r = record.loadUnaligned(as: kp_wait_stack_record.self)
+        let count = min(Int(r.user_count), Int(KP_SAMPLE_MAX_FRAMES))
+        guard size >= header + 8 * count else { return false }
+        waitStacks += 1
+        var e = KernelEvent(kind: .waitStack, pid: r.tgid, tid: r.tid, timestampNs: r.time_ns)
+        e.enterNs = r.time_ns >= r.duration_ns ? r.time_ns - r.duration_ns : 0
+        e.waitCause = r.cause == UInt16(KP_WAIT_OFFCPU) ? 1 : 0
+        if e.waitCause == 0 { e.nr = UInt32(bitPattern: r.nr) } else { e.offCPUState = UInt8(clamping: max(0, min(r.nr, 3))) }
+        e.fd = r.fd
+        var frames = Array(UnsafeBufferPointer(start: (record + header).assumingMemoryBound(to: UInt64.self), count: count))
+        if count > 0 && frames.withUnsafeBufferPointer({ hasUnknownAddress(pid: r.tgid, $0, atNs: r.time_ns) }) {
+            refresh(pid: r.tgid, atNs: r.time_ns, resetting: false)
+            drain(into: &events)
+        }
+        // The walk starts at the caller's frame: a leaf without a frame pointer (libc's syscall wrappers)
+        // hides its caller, whose return address is among the first words on the stack.
+        if count > 0, let regions = processes[r.tgid]?.regions {
+            let top = withUnsafeBytes(of: r.stack_top) { Array($0.bindMemory(to: UInt64.self)) }
+            if let caller = top.first(where: { Self.contains(regions, $0) }), !frames.contains(caller) {
+                frames.insert(caller, at: 1)
+                leafCallersAdded += 1
+            }
+        }
+        e.userStack = frames.withUnsafeBufferPointer { tables.stacks.intern($0) }
+        events.append(e)
+        return true
+    }
+
+    /// Wait stacks whose innermost frame's caller came from the top of the stack.
+    public private(set) var leafCallersAdded: UInt64 = 0
 
     private func hasUnknownAddress(pid: UInt32, _ frames: UnsafeBufferPointer<UInt64>, atNs time: UInt64) -> Bool {
         guard let p = processes[pid] else { return true }

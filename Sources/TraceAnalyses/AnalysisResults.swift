@@ -182,6 +182,8 @@ public struct ThreadSummary: Sendable {
     public var longestWaitNs: UInt64
     public var longestWaitStartNs: UInt64
     public var longestWaitReason: String?
+    /// The code that made its longest waits (record --stack-threshold; epoll waits left out), most time first.
+    public var waitStacks: [WaitStackSummary] = []
     public var ref: ThreadRef { ThreadRef(pid: pid, tid: tid, name: name) }
 }
 
@@ -201,6 +203,8 @@ public struct LoopStall: Sendable {
     public var syscalls: [SyscallInCallback]
     /// The code the CPU samples taken in it were in, most samples first (empty without samples).
     public var stacks: [CodeStackSummary] = []
+    /// The code that made its long waits (record --stack-threshold), most time first.
+    public var waitStacks: [WaitStackSummary] = []
 }
 
 /// One callback invocation (before → after).
@@ -222,6 +226,8 @@ public struct CallbackRecord: Sendable {
     public var runqueueNs: UInt64? = nil
     /// The code the CPU samples taken while it ran were in, most samples first (empty without samples).
     public var stacks: [CodeStackSummary] = []
+    /// The code that made its long waits (record --stack-threshold), most time first.
+    public var waitStacks: [WaitStackSummary] = []
     /// duration − blocked − run queue; nil without scheduler events.
     public var onCPUNs: UInt64? {
         guard let b = blockedNs, let r = runqueueNs else { return nil }
@@ -397,6 +403,10 @@ public struct TraceAnalysis: Sendable {
     public var stallsAtThresholdNs: UInt64 = 0
     /// CPU time one sample stands for, when the trace has CPU samples (record --sample-rate).
     public var samplePeriodNs: UInt64? = nil
+    /// Long waits with their stacks (waitStack events), for attachStacks.
+    var waitMoments: [WaitMoment] = []
+    /// waitStack events beyond the bound, not attributed.
+    public var waitMomentsNotKept: UInt64 = 0
     /// The report's time window, if one was chosen (CLOCK_MONOTONIC ns, inclusive).
     public var window: ClosedRange<UInt64>? = nil
     /// Threads beyond the tracking bound (not listed).

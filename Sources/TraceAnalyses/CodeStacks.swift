@@ -1,7 +1,38 @@
 // The code behind the report's slow moments: the CPU samples taken on a blocking callback's thread
-// while it ran (or in a loop stall), grouped by stack and named, most samples first.
+// while it ran (or in a loop stall), grouped by stack and named, most samples first; and the stacks
+// of the long waits it blocked in (waitStack events), grouped by wait and stack, most time first.
 import TraceReader
 import TraceSymbols
+
+/// A long wait as the kernel stream recorded it (waitStack), with its fd named at the time.
+struct WaitMoment: Sendable {
+    var pid: UInt32
+    var tid: UInt32
+    var endNs: UInt64
+    var durationNs: UInt64
+    var userStack: UInt32
+    /// OffCPUReason key: the syscall (futex by operation) or the state outside traced syscalls.
+    var reason: UInt64
+    var fd: Int64
+    var fdDetail: String?
+}
+
+/// The code that made a callback's (or stall's) long waits of one kind: "blocked 140 ms in
+/// read(fd 12 → big.bin) at readAll ← handler".
+public struct WaitStackSummary: Sendable {
+    /// "read", "futex wait", "sleeping outside traced syscalls", ...
+    public var reason: String
+    /// The fd waited on (nil: not an fd call).
+    public var fd: Int64?
+    /// What the fd was then: a path or `local->peer`.
+    public var fdDetail: String?
+    /// Innermost first.
+    public var frames: [CodeFrame]
+    /// Waits with this reason, fd and stack.
+    public var count: Int
+    /// Their total duration.
+    public var ns: UInt64
+}
 
 /// One stack of code and how much of a callback's (or stall's) time was sampled in it.
 public struct CodeStackSummary: Sendable {
@@ -17,7 +48,7 @@ extension TraceAnalysis {
     /// trace's CPU samples (a pass over the kernel stream; nothing when it has none).
     public mutating func attachStacks(reader: TraceReader, top: Int = 3) {
         let data = TraceSamples(reader: reader)
-        guard !data.samples.isEmpty else { return }
+        guard !data.samples.isEmpty || !waitMoments.isEmpty else { return }
         let period = data.periodNs > 0 ? data.periodNs : 1_000_000
         // Per thread, the intervals to collect for: (list, index, start, end).
         struct Interval { var list: Int; var index: Int; var start: UInt64; var end: UInt64 }
@@ -29,7 +60,7 @@ extension TraceAnalysis {
         for (i, c) in blocking.longest.enumerated() { add(0, i, pid: c.pid, tid: c.tid, start: c.startNs, duration: c.durationNs) }
         for (i, c) in slowestCallbacks.enumerated() { add(1, i, pid: c.pid, tid: c.tid, start: c.startNs, duration: c.durationNs) }
         for (i, s) in stalls.enumerated() { add(2, i, pid: s.thread.pid, tid: s.thread.tid, start: s.startNs, duration: s.durationNs) }
-        guard !byThread.isEmpty else { return }
+        guard !byThread.isEmpty || !waitMoments.isEmpty else { return }
         var perList: [[[ [Int]: Int ]]] = [
             Array(repeating: [:], count: blocking.longest.count),
             Array(repeating: [:], count: slowestCallbacks.count),
@@ -48,9 +79,52 @@ extension TraceAnalysis {
                 .prefix(top)
                 .map { CodeStackSummary(frames: $0.key.map(data.frame), samples: $0.value, ns: UInt64($0.value) &* period) }
         }
-        for i in blocking.longest.indices { blocking.longest[i].stacks = summaries(perList[0][i]) }
-        for i in slowestCallbacks.indices { slowestCallbacks[i].stacks = summaries(perList[1][i]) }
-        for i in stalls.indices { stalls[i].stacks = summaries(perList[2][i]) }
-        samplePeriodNs = period
+        // Long waits that ended inside an interval: the code that made them.
+        struct WaitKey: Hashable { var reason: UInt64; var fd: Int64; var frames: [Int] }
+        var waitsPerList: [[[WaitKey: (count: Int, ns: UInt64, detail: String?)]]] = perList.map { $0.map { _ in [:] } }
+        for w in waitMoments {
+            guard let intervals = byThread[UInt64(w.pid) << 32 | UInt64(w.tid)] else { continue }
+            for iv in intervals where w.endNs > iv.start && w.endNs <= iv.end {
+                let all = data.frames(pid: w.pid, userStack: w.userStack, timeNs: w.endNs)
+                let key = WaitKey(reason: w.reason, fd: w.fd, frames: iv.list == 2 ? all : data.callbackFrames(all))
+                let old = waitsPerList[iv.list][iv.index][key] ?? (0, 0, w.fdDetail)
+                // Only the part of the wait inside the interval counts.
+                let inside = min(w.durationNs, w.endNs - iv.start)
+                waitsPerList[iv.list][iv.index][key] = (old.count + 1, old.ns.addingSaturated(inside), old.detail ?? w.fdDetail)
+            }
+        }
+        func waitSummaries(_ waits: [WaitKey: (count: Int, ns: UInt64, detail: String?)]) -> [WaitStackSummary] {
+            waits.sorted { $0.value.ns != $1.value.ns ? $0.value.ns > $1.value.ns : $0.key.frames.lexicographicallyPrecedes($1.key.frames) }
+                .prefix(top)
+                .map { WaitStackSummary(reason: OffCPUReason.name($0.key.reason), fd: $0.key.fd >= 0 ? $0.key.fd : nil,
+                                        fdDetail: $0.value.detail, frames: $0.key.frames.map(data.frame),
+                                        count: $0.value.count, ns: $0.value.ns) }
+        }
+        // Per thread: every long wait but idle epoll waits.
+        var perThread: [UInt64: [WaitKey: (count: Int, ns: UInt64, detail: String?)]] = [:]
+        let threadKeys = Set(threads.map { UInt64($0.pid) << 32 | UInt64($0.tid) })
+        for w in waitMoments where !OffCPUReason.isEpollWait(w.reason) {
+            let t = UInt64(w.pid) << 32 | UInt64(w.tid)
+            guard threadKeys.contains(t) else { continue }
+            let key = WaitKey(reason: w.reason, fd: w.fd, frames: data.frames(pid: w.pid, userStack: w.userStack, timeNs: w.endNs))
+            let old = perThread[t, default: [:]][key] ?? (0, 0, w.fdDetail)
+            perThread[t, default: [:]][key] = (old.count + 1, old.ns.addingSaturated(w.durationNs), old.detail ?? w.fdDetail)
+        }
+        for i in threads.indices {
+            if let waits = perThread[UInt64(threads[i].pid) << 32 | UInt64(threads[i].tid)] { threads[i].waitStacks = waitSummaries(waits) }
+        }
+        for i in blocking.longest.indices {
+            blocking.longest[i].stacks = summaries(perList[0][i])
+            blocking.longest[i].waitStacks = waitSummaries(waitsPerList[0][i])
+        }
+        for i in slowestCallbacks.indices {
+            slowestCallbacks[i].stacks = summaries(perList[1][i])
+            slowestCallbacks[i].waitStacks = waitSummaries(waitsPerList[1][i])
+        }
+        for i in stalls.indices {
+            stalls[i].stacks = summaries(perList[2][i])
+            stalls[i].waitStacks = waitSummaries(waitsPerList[2][i])
+        }
+        if !data.samples.isEmpty { samplePeriodNs = period }
     }
 }

@@ -28,6 +28,9 @@ enum OffCPUReason {
 
     static func outside(state: UInt64) -> UInt64 { outsideBase | min(state, 3) }
 
+    /// epoll_wait, epoll_pwait, epoll_pwait2: a loop's idle wait.
+    static func isEpollWait(_ key: UInt64) -> Bool { key == 232 || key == 281 || key == 441 }
+
     static func name(_ key: UInt64) -> String {
         if key & outsideBase != 0 {
             switch key & 3 {

@@ -23,7 +23,9 @@ public func analyzeTrace(_ reader: TraceReader, options: AnalysisOptions = Analy
         }
     }
     var analysis = analyzer.finish(decodeDamage: events.damage)
-    if analyzer.kindCounts[Int(EventKind.cpuSample.rawValue)] > 0 { analysis.attachStacks(reader: reader) }
+    if analyzer.kindCounts[Int(EventKind.cpuSample.rawValue)] > 0 || !analysis.waitMoments.isEmpty {
+        analysis.attachStacks(reader: reader)
+    }
     return analysis
 }
 
@@ -49,6 +51,10 @@ public struct TraceAnalyzer {
     var busySecondsBetweenWaits = BusySecondsTracker(.betweenEpollWaits)
     var threads: ThreadTracker
     var spans: SpanTracker
+    /// Long waits with the stack that made them (waitStack events), kept for attachStacks.
+    var waitMoments: [WaitMoment] = []
+    var waitMomentsNotKept: UInt64 = 0
+    static let maxWaitMoments = 1 << 20
     /// Names of the threads with a user stream (threadInfo).
     var userThreadNames: [UInt64: String] = [:]
     let windowStart: UInt64
@@ -200,6 +206,8 @@ public struct TraceAnalyzer {
             if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] {
                 callbacks.noteOffCPU(stream: s, outNs: i.outNs, blockedNs: i.blockedNs, runqueueNs: i.runqueueNs)
             }
+        case .waitStack:
+            waitStack(ev, endNs: ns)
         case .fdOpen:
             io.fdOpen(pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), fd: ev.s(2),
                       kind: ev.u(3), sourceFd: ev.s(4), detail: ev.text, ns: ns)
@@ -220,6 +228,28 @@ public struct TraceAnalyzer {
         let t = resources.intern("(untracked)")
         callbacks.ensureType(t)
         return t
+    }
+
+    private mutating func waitStack(_ ev: borrowing DecodedEvent, endNs: UInt64) {
+        guard ev.u(2) != 0, ev.u(2) <= UInt64(UInt32.max) else { return }
+        guard waitMoments.count < Self.maxWaitMoments else {
+            waitMomentsNotKept &+= 1
+            return
+        }
+        let pid = UInt32(truncatingIfNeeded: ev.u(0))
+        let what = ev.u(4), raw = ev.s(5)
+        var m = WaitMoment(pid: pid, tid: UInt32(truncatingIfNeeded: ev.u(1)), endNs: endNs, durationNs: ev.u(6),
+                           userStack: UInt32(ev.u(2)), reason: 0, fd: -1, fdDetail: nil)
+        if ev.u(3) == 0 {
+            m.reason = OffCPUReason.syscall(what & 0xFFFF_FFFF, op: raw)
+            if !SyscallNames.fdIsNotAnFd.contains(what) && what != Self.futexWaitvNr && raw >= 0 {
+                m.fd = raw
+                m.fdDetail = io.detail(pid: pid, fd: raw)
+            }
+        } else {
+            m.reason = OffCPUReason.outside(state: what)
+        }
+        waitMoments.append(m)
     }
 
     private mutating func syscall(_ ev: borrowing DecodedEvent, exitNs: UInt64) {
@@ -402,6 +432,8 @@ public struct TraceAnalyzer {
             window: options.window, untrackedThreads: finalThreads.untrackedThreads)
         let table = resources
         analysis.spans = spans.finished(endNs: lastNs, typeName: { table.typeName($0) })
+        analysis.waitMoments = waitMoments
+        analysis.waitMomentsNotKept = waitMomentsNotKept
         return analysis
     }
 

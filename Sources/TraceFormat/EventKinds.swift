@@ -83,7 +83,9 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var sampling: EventKind { EventKind(rawValue: 0x2B) }
     // Kernel stream, version 4: a sample's user registers and stack copy, for unwinding by CFI
     @inlinable public static var stackCopy: EventKind { EventKind(rawValue: 0x2C) }
-    // 0x2D...0x2F: reserved for more stack kinds
+    // Kernel stream, version 4: the user stack of a long wait (record --stack-threshold)
+    @inlinable public static var waitStack: EventKind { EventKind(rawValue: 0x2D) }
+    // 0x2E...0x2F: reserved for more stack kinds
 
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
@@ -235,6 +237,10 @@ public enum EventSpecs {
                   args: [a("pid", .unsigned), a("tid", .unsigned), a("ip", .unsigned), a("sp", .unsigned), a("bp", .unsigned),
                          a("bytes", .unsigned), a("words", .list)],
                   summary: "the user registers and user stack (`bytes` copied from sp up) of the cpuSample that follows with the same tid and time, for unwinding by CFI; words: per kept 8-byte word the gap to the previous kept word's index, then its value, a pointer into the stack as (value - sp) << 1 | 1, any other as value << 1; words not kept are zero"),
+        EventSpec(kind: .waitStack, name: "waitStack",
+                  args: [a("pid", .unsigned), a("tid", .unsigned), a("userStack", .unsigned), a("cause", .unsigned),
+                         a("what", .unsigned), a("fd", .signed), a("durationNs", .unsigned)],
+                  summary: "the user stack (stackDef id) that made a long wait; cause 0: the end of syscall `what` on `fd` (as in syscall) after durationNs, the timestamp its exit; cause 1: back on a CPU after durationNs blocked outside traced syscalls in state `what` (OffCPUState), fd -1"),
         EventSpec(kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],
                   summary: "CPU sampling is on from here: one sample per periodNs of a thread's CPU time; flags bit 0: samples carry kernel stacks"),
     ]

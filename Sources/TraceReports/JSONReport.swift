@@ -1,6 +1,7 @@
 // The report for tools: every analysis as JSON, schema documented in docs/report.md.
 import TraceAnalyses
 import TraceReader
+import TraceSymbols
 import TraceText
 
 public enum JSONReport {
@@ -368,6 +369,7 @@ public enum JSONReport {
         e.field("longest_wait_ns", t.longestWaitNs)
         e.field("longest_wait_start_ns", t.longestWaitStartNs)
         e.field("longest_wait_reason", t.longestWaitReason)
+        e.array("wait_stacks") { a in for w in t.waitStacks { a.object { waitStack(w, &$0) } } }
     }
 
     private static func syscallsInside(_ list: [SyscallInCallback], _ e: inout JSONWriter) {
@@ -397,27 +399,45 @@ public enum JSONReport {
         e.field("runqueue_ns", st.runqueueNs)
         e.field("kernel_ns", st.kernelNs)
         syscallsInside(st.syscalls, &e)
-        codeStacks(st.stacks, &e)
+        codeStacks(st.stacks, waits: st.waitStacks, &e)
     }
 
-    /// `stacks`: the code the CPU samples taken inside were in, most samples first (empty without samples).
-    private static func codeStacks(_ stacks: [CodeStackSummary], _ e: inout JSONWriter) {
+    /// `stacks`: the code the CPU samples taken inside were in (`kind` "cpu"), most samples first, then the
+    /// code that made its long waits (`kind` "wait": `wait`, `fd`, `target`, `count`, `ns`), most time first.
+    private static func codeStacks(_ stacks: [CodeStackSummary], waits: [WaitStackSummary], _ e: inout JSONWriter) {
         e.array("stacks") { a in
             for st in stacks {
                 a.object { o in
+                    o.field("kind", "cpu")
                     o.field("samples", st.samples)
                     o.field("ns", st.ns)
-                    o.array("frames") { fs in
-                        for f in st.frames {
-                            fs.object { fo in
-                                fo.field("function", f.function)
-                                fo.field("file", f.file)
-                                if let line = f.line { fo.field("line", line) } else { fo.null("line") }
-                                fo.field("module", f.module)
-                                fo.field("name", f.name)
-                            }
-                        }
-                    }
+                    frames(st.frames, &o)
+                }
+            }
+            for w in waits { a.object { waitStack(w, &$0) } }
+        }
+    }
+
+    private static func waitStack(_ w: WaitStackSummary, _ o: inout JSONWriter) {
+        o.field("kind", "wait")
+        o.field("wait", w.reason)
+        if let fd = w.fd { o.field("fd", fd) } else { o.null("fd") }
+        o.field("target", w.fdDetail)
+        o.field("count", w.count)
+        o.field("samples", 0)
+        o.field("ns", w.ns)
+        frames(w.frames, &o)
+    }
+
+    private static func frames(_ frames: [CodeFrame], _ o: inout JSONWriter) {
+        o.array("frames") { fs in
+            for f in frames {
+                fs.object { fo in
+                    fo.field("function", f.function)
+                    fo.field("file", f.file)
+                    if let line = f.line { fo.field("line", line) } else { fo.null("line") }
+                    fo.field("module", f.module)
+                    fo.field("name", f.name)
                 }
             }
         }
@@ -437,7 +457,7 @@ public enum JSONReport {
         optional("runqueue_ns", c.runqueueNs, &e)
         e.strings("causal_chain", c.causalChain)
         syscallsInside(c.syscalls, &e)
-        codeStacks(c.stacks, &e)
+        codeStacks(c.stacks, waits: c.waitStacks, &e)
     }
 
     private static func span(_ sp: SpanRecord, _ e: inout JSONWriter) {

@@ -146,6 +146,7 @@ public enum TextReport {
                 for s in c.syscalls.prefix(8) { out += "                 " + Formatting.printable(syscallLine(s)) + "\n" }
             }
             codeLines(c.stacks, durationNs: c.durationNs, indent: "      code       ", &out)
+            waitLines(c.waitStacks, indent: "      waits      ", &out)
         }
         if b.count > UInt64(b.longest.count) { out += "  ... and \(b.count - UInt64(b.longest.count)) more (see --top)\n" }
     }
@@ -159,6 +160,20 @@ public enum TextReport {
             let pad = i == 0 ? indent : String(repeating: " ", count: indent.count)
             out += pad + "\(share) on CPU in " + (names.isEmpty ? "[no stack]" : names.joined(separator: " ← "))
                 + " (\(st.samples) sample\(st.samples == 1 ? "" : "s"))\n"
+        }
+    }
+
+    /// "blocked 140 ms in read(fd 12 → big.bin) at readAll ← handler ← …": the code that made each kind of long wait.
+    private static func waitLines(_ waits: [WaitStackSummary], indent: String, _ out: inout String) {
+        for (i, w) in waits.enumerated() {
+            var names = w.frames.prefix(6).map(\.description)
+            if w.frames.count > 6 { names.append("…") }
+            let pad = i == 0 ? indent : String(repeating: " ", count: indent.count)
+            let target = w.fd.map { "(fd \($0)" + (w.fdDetail.map { " → " + $0 } ?? "") + ")" } ?? ""
+            let what = w.reason.hasSuffix("outside traced syscalls") ? w.reason : "in " + w.reason + target
+            out += pad + "blocked \(Formatting.duration(w.ns)) " + Formatting.printable(what) + " at "
+                + (names.isEmpty ? "[no stack]" : Formatting.printable(names.joined(separator: " ← ")))
+                + (w.count > 1 ? " (\(w.count) waits)" : "") + "\n"
         }
     }
 
@@ -208,6 +223,7 @@ public enum TextReport {
             for s in st.syscalls.prefix(5) { out += "        " + syscallLine(s) + "\n" }
             if st.syscalls.count > 5 { out += "        ... and \(st.syscalls.count - 5) more\n" }
             codeLines(st.stacks, durationNs: st.durationNs, indent: "      code  ", &out)
+            waitLines(st.waitStacks, indent: "      waits ", &out)
         }
         let listed = UInt64(a.stalls.filter { $0.durationNs >= a.options.blockingThresholdNs }.count)
         if a.stallsAtThreshold > listed {
@@ -238,6 +254,7 @@ public enum TextReport {
         out += t.render()
         for th in shown where !th.offCPUByReason.isEmpty {
             out += "  \(thread(th.ref)) blocked in: " + th.offCPUByReason.prefix(4).map(reasonText).joined(separator: "; ") + "\n"
+            waitLines(Array(th.waitStacks.prefix(2)), indent: "      ", &out)
         }
         if a.threads.count > shown.count { out += "  ... \(a.threads.count - shown.count) more threads (JSON has all)\n" }
         if a.untrackedThreads > 0 { out += "  note: \(Formatting.count(a.untrackedThreads)) events of threads beyond the tracking bound were not counted\n" }

@@ -130,18 +130,24 @@ public final class TraceSamples {
     /// The sample's frames (ids into `symbolizer.frames`), innermost first: the kernel stack (if
     /// recorded) above the user stack.
     public func frames(of s: CPUSample) -> [Int] {
+        frames(pid: s.pid, userStack: s.userStack, kernelStack: s.kernelStack, timeNs: s.timeNs)
+    }
+
+    /// The frames of stacks by stackDef id (a sample's, a wait's), innermost first: the kernel stack
+    /// (if any) above the user stack.
+    public func frames(pid: UInt32, userStack: UInt32, kernelStack: UInt32 = 0, timeNs: UInt64) -> [Int] {
         var out: [Int] = []
-        if s.kernelStack != 0 {
-            if let k = resolvedKernel[s.kernelStack] { out = k } else {
-                let k = symbolizer.frames(pid: 0, addresses: stackAddresses[s.kernelStack] ?? [], timeNs: s.timeNs, kernel: true)
-                resolvedKernel[s.kernelStack] = k
+        if kernelStack != 0 {
+            if let k = resolvedKernel[kernelStack] { out = k } else {
+                let k = symbolizer.frames(pid: 0, addresses: stackAddresses[kernelStack] ?? [], timeNs: timeNs, kernel: true)
+                resolvedKernel[kernelStack] = k
                 out = k
             }
         }
-        if s.userStack != 0 {
-            let key = UInt64(s.pid) << 32 | UInt64(s.userStack)
+        if userStack != 0 {
+            let key = UInt64(pid) << 32 | UInt64(userStack)
             if let u = resolved[key] { out += u } else {
-                var u = symbolizer.frames(pid: s.pid, addresses: stackAddresses[s.userStack] ?? [], timeNs: s.timeNs)
+                var u = symbolizer.frames(pid: pid, addresses: stackAddresses[userStack] ?? [], timeNs: timeNs)
                 // A return address no mapping holds is where a frame-pointer walk went astray (code
                 // without frame pointers): what follows it is noise, not callers.
                 if let bad = u.indices.dropFirst().first(where: { symbolizer.frames[u[$0]].module == "[unknown]" }) {
@@ -161,7 +167,11 @@ public final class TraceSamples {
     /// trampolines, node::, libuv's loop, main). Native code keeps its whole stack (nothing marks
     /// where a native runtime hands over to the callback).
     public func callbackFrames(of s: CPUSample) -> [Int] {
-        let f = frames(of: s)
+        callbackFrames(frames(of: s))
+    }
+
+    /// `frames` (innermost first) without the runtime's own frames below the outermost JS frame (see above).
+    public func callbackFrames(_ f: [Int]) -> [Int] {
         guard let outermostJS = f.lastIndex(where: { symbolizer.frames[$0].module == "[jit]" }) else { return f }
         return Array(f[...outermostJS])
     }

@@ -65,6 +65,9 @@ struct RecordCommand: ParsableCommand {
             help: ArgumentHelp("Bytes of user stack each CPU sample copies (0, or 64 to 16K; default 8K), unwound by the code's CFI (.eh_frame) when read, so code without frame pointers (swiftc -O, Debian's glibc) gets whole stacks; 0: frame pointers only.",
                                valueName: "size"))
     var stackCopy: String = "8K"
+    @Option(name: .customLong("stack-threshold"),
+            help: "Record the user stack of every syscall and off-CPU wait this long or longer (e.g. 1ms, 500us; 0: none; default 1ms).")
+    var stackThreshold: String = "1ms"
 
     @Flag(name: .customLong("no-perf-map"),
           help: "Do not add --perf-basic-prof-only-functions to a Node program's NODE_OPTIONS (its JS frames then stay unnamed).")
@@ -94,6 +97,9 @@ struct RecordCommand: ParsableCommand {
         if let d = duration, Quantities.duration(d) == nil {
             throw ValidationError("cannot read duration '\(d)': give a number and a unit, e.g. 10s, 500ms, 2m (at most ~292 years)")
         }
+        if stackThreshold != "0" && Quantities.duration(stackThreshold) == nil {
+            throw ValidationError("cannot read --stack-threshold '\(stackThreshold)': give a duration, e.g. 1ms, 500us, or 0 for none")
+        }
         if sampleRate > 100_000 { throw ValidationError("--sample-rate \(sampleRate) is more than 100000 per second") }
         guard let copy = Quantities.byteSize(stackCopy), copy == 0 || (copy >= 64 && copy <= UInt64(KernelProbeOptions.maxStackCopyBytes))
         else { throw ValidationError("--stack-copy must be 0 or a size from 64 to 16K (e.g. 8K), not '\(stackCopy)'") }
@@ -109,7 +115,8 @@ struct RecordCommand: ParsableCommand {
     func run() throws {
         let options = KernelProbeOptions(ringBytes: bufferSize.flatMap(Quantities.byteSize) ?? KernelProbeOptions().ringBytes,
                                          sampleHz: sampleRate, kernelStacks: kernelStacks,
-                                         stackCopyBytes: UInt32(Quantities.byteSize(stackCopy) ?? 0) & ~7)
+                                         stackCopyBytes: UInt32(Quantities.byteSize(stackCopy) ?? 0) & ~7,
+                                         stackThresholdNs: stackThreshold == "0" ? 0 : Quantities.duration(stackThreshold) ?? 1_000_000)
         if let pid {
             try attach(to: pid, options: options)
         } else {

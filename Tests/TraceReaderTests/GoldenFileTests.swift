@@ -19,7 +19,7 @@ import TraceFormat
         EventSpecs.all.filter { spec in
             if spec.kind == .stringDef { return false }
             if spec.kind == .phaseStart { return version >= 2 }
-            if spec.kind == .stackCopy { return version >= 4 }
+            if spec.kind == .stackCopy || spec.kind == .waitStack { return version >= 4 }
             if spec.kind.rawValue >= 0x24 { return version >= 3 }
             return true
         }
@@ -49,7 +49,7 @@ import TraceFormat
     }
 
     /// The golden trace of `version`.
-    static func build(version: UInt16) -> [UInt8] {
+    static func build(version: UInt16, kernelKinds: ClosedRange<UInt8> = 0x20...0xFF) -> [UInt8] {
         var out = FileHeader(version: version, pid: 4242, monotonicStartNs: 5_000_000_000, realtimeStartNs: 1_700_000_000_000_000_000,
                              program: "./golden v\(version) --flag ümlaut").encode()
         let kinds = kinds(ofVersion: version)
@@ -81,7 +81,7 @@ import TraceFormat
         var k = ChunkBuilder(pid: 4242, tid: 0, startNs: start, startTicks: start)
         var t = start
         var seed: UInt64 = 500
-        for spec in kinds where spec.kind.rawValue >= 0x20 {
+        for spec in kinds where kernelKinds.contains(spec.kind.rawValue) {
             t += 123_457
             put(spec, seed: seed, ticks: t, into: &k)
             seed += 1
@@ -132,5 +132,20 @@ import TraceFormat
         // to version 3, are not in its file until it is regenerated: the file is what old writers wrote.)
         let r = try TraceReader(path: trace)
         #expect(r.header.version == version && r.damage.isEmpty)
+    }
+
+    /// waitStack (0x2D), added to version 4 after its file was written: a file of its own, written once when
+    /// it came, read as recorded ever since.
+    @Test func waitStackOfVersion4ReadsAsRecorded() throws {
+        let trace = "\(Self.directory)/v4-waitstack.atrace"
+        let expected = "\(Self.directory)/v4-waitstack.expected.txt"
+        if ProcessInfo.processInfo.environment["ASYNCTRACE_WRITE_GOLDEN"] == "1" && !FileManager.default.fileExists(atPath: trace) {
+            _ = FileManager.default.createFile(atPath: trace, contents: Data(Self.build(version: 4, kernelKinds: 0x2D...0x2D)))
+            _ = FileManager.default.createFile(atPath: expected, contents: Data(try Self.dump(trace).utf8))
+        }
+        let want = try #require(FileManager.default.contents(atPath: expected), "missing \(expected)")
+        #expect(try Self.dump(trace) == String(decoding: want, as: UTF8.self))
+        let dump = try Self.dump(trace)
+        #expect(dump.contains(" waitStack "))
     }
 }

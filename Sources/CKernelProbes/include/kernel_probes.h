@@ -20,6 +20,7 @@ struct kp_options {
     uint32_t sample_hz;    // CPU samples of traced threads per second per CPU (cpu-clock); 0 = off
     uint32_t kernel_stacks; // 1: samples carry the kernel stack too
     uint32_t stack_copy_bytes; // samples copy this many bytes of user stack for CFI unwinding (<= KP_STACK_COPY_MAX); 0 = none
+    uint64_t stack_threshold_ns; // the user stack of every syscall / off-CPU wait this long or longer; 0 = none
 };
 
 #define KP_DEFAULT_RING_BYTES (16u << 20)

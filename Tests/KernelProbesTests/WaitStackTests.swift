@@ -1,0 +1,141 @@
+// Wait stacks end to end (record --stack-threshold): a program written and compiled here blocks in a
+// read inside an epoll loop's handler and in waitpid, several frames deep; the real `asynctrace record`
+// on the real kernel takes the stacks, and the report names the functions that made the waits, in order.
+import Foundation
+import Testing
+
+private func runTool(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let fd = pipe.fileHandleForReading.fileDescriptor
+    var data: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        data += buf[0..<n]
+    }
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// An epoll loop whose handler blocks 150 ms in read() (read_chunk <- handle_request <- run_loop <- main),
+/// then a 120 ms waitpid (a syscall the probes do not trace: an off-CPU wait outside traced syscalls)
+/// in reap_child <- main. Frame pointers kept; glibc's wrappers have none.
+private let waitSource = """
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <unistd.h>
+    #include <time.h>
+    #include <sys/epoll.h>
+    #include <sys/wait.h>
+    static void sleep_ms(long ms) { struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L}; nanosleep(&ts, 0); }
+    __attribute__((noinline)) long read_chunk(int fd, char *buf, long n) {
+        long got = 0, r;
+        while (got < n && (r = read(fd, buf + got, n - got)) > 0) got += r;
+        __asm__ volatile("");
+        return got;
+    }
+    __attribute__((noinline)) long handle_request(int ready_fd, int slow_fd) {
+        char buf[64];
+        long r = read(ready_fd, buf, 1);
+        r += read_chunk(slow_fd, buf, 8);
+        __asm__ volatile("");
+        return r;
+    }
+    __attribute__((noinline)) long run_loop(int ready_fd, int slow_fd) {
+        int ep = epoll_create1(0);
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = ready_fd};
+        epoll_ctl(ep, EPOLL_CTL_ADD, ready_fd, &ev);
+        struct epoll_event out[4];
+        long total = 0;
+        if (epoll_wait(ep, out, 4, 2000) > 0) total += handle_request(ready_fd, slow_fd);
+        epoll_wait(ep, out, 4, 0);
+        __asm__ volatile("");
+        return total;
+    }
+    __attribute__((noinline)) int reap_child(pid_t pid) {
+        int status = 0;
+        waitpid(pid, &status, 0);
+        __asm__ volatile("");
+        return status;
+    }
+    int main(void) {
+        int ready[2], slow[2];
+        if (pipe(ready) || pipe(slow)) return 1;
+        pid_t feeder = fork();
+        if (feeder == 0) { sleep_ms(20); write(ready[1], "x", 1); sleep_ms(150); write(slow[1], "abcdefgh", 8); _exit(0); }
+        long total = run_loop(ready[0], slow[0]);
+        waitpid(feeder, 0, 0);
+        pid_t sleeper = fork();
+        if (sleeper == 0) { sleep_ms(120); _exit(0); }
+        int st = reap_child(sleeper);
+        printf("%ld %d\\n", total, st);
+        return 0;
+    }
+    """
+
+@Suite(.serialized) struct WaitStackTests {
+    private func compileAndRecord(_ name: String, options: [String]) throws -> (exe: String, trace: String, asynctrace: String) {
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        let src = temporaryPath("\(name).c"), exe = temporaryPath(name)
+        try waitSource.write(toFile: src, atomically: true, encoding: .utf8)
+        let cc = try runTool("/usr/bin/cc", ["-O2", "-fno-omit-frame-pointer", "-g", "-o", exe, src])
+        guard cc.status == 0 else { throw TestFailure("cc failed: \(cc.output)") }
+        let trace = temporaryPath("\(name).atrace")
+        let r = try runTool(asynctrace, ["record", "-o", trace] + options + ["--", exe])
+        guard r.status == 0 else { throw TestFailure("record failed (\(r.status)): \(r.output)") }
+        return (exe, trace, asynctrace)
+    }
+
+    private func names(_ stack: [String: Any]) -> [String] {
+        ((stack["frames"] as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? ($0["name"] as? String) ?? "?" }
+    }
+
+    /// `want` appears in `list` in this order (other frames may sit between: inlined or unwound differently).
+    private func inOrder(_ want: [String], in list: [String]) -> Bool {
+        var i = 0
+        for n in list where i < want.count && n == want[i] { i += 1 }
+        return i == want.count
+    }
+
+    @Test func theReportNamesTheCodeThatMadeEachLongWait() throws {
+        try requireKernel("theReportNamesTheCodeThatMadeEachLongWait")
+        let (_, trace, exe) = try compileAndRecord("waits", options: ["--stack-threshold", "20ms"])
+        let json = try runTool(exe, ["report", "--json", "--threshold", "50ms", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        // The loop stall: the handler's 150 ms read, made by read_chunk <- handle_request <- run_loop <- main.
+        let stalls = try #require(root["stalls"] as? [[String: Any]])
+        let waitsInStalls = stalls.flatMap { ($0["stacks"] as? [[String: Any]]) ?? [] }.filter { $0["kind"] as? String == "wait" }
+        let read = try #require(waitsInStalls.first { $0["wait"] as? String == "read" }, "no read wait in the stalls: \(stalls)")
+        #expect(inOrder(["read_chunk", "handle_request", "run_loop", "main"], in: names(read)), "\(names(read))")
+        #expect((read["ns"] as? Int ?? 0) >= 100_000_000)
+        // The thread's waits: the read, and waitpid (untraced: blocked outside traced syscalls) in reap_child <- main.
+        let threads = try #require(root["threads"] as? [[String: Any]])
+        let waits = threads.flatMap { ($0["wait_stacks"] as? [[String: Any]]) ?? [] }
+        let reap = try #require(waits.first { names($0).contains("reap_child") }, "no wait in reap_child: \(waits.map(names))")
+        #expect(inOrder(["reap_child", "main"], in: names(reap)), "\(names(reap))")
+        #expect((reap["wait"] as? String ?? "").contains("outside traced syscalls"), "\(reap["wait"] ?? "-")")
+        #expect((reap["ns"] as? Int ?? 0) >= 80_000_000)
+        // The text report says it in one line.
+        let text = try runTool(exe, ["report", "--threshold", "50ms", trace]).output
+        #expect(text.split(separator: "\n").contains { $0.contains("blocked") && $0.contains("in read(fd") && $0.contains("read_chunk ← handle_request") },
+                "\(text)")
+    }
+
+    @Test func aZeroThresholdRecordsNoWaitStacks() throws {
+        try requireKernel("aZeroThresholdRecordsNoWaitStacks")
+        let (_, trace, exe) = try compileAndRecord("waits-off", options: ["--stack-threshold", "0", "--sample-rate", "0"])
+        let json = try runTool(exe, ["report", "--json", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
+        let byKind = ((root["events"] as? [String: Any])?["by_kind"] as? [String: Any]) ?? [:]
+        #expect(byKind["waitStack"] == nil && byKind["stackDef"] == nil && byKind["mapping"] == nil, "\(byKind)")
+        #expect(byKind["syscall"] != nil)
+    }
+}
