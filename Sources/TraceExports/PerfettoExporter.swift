@@ -7,6 +7,8 @@
 // Size: the ready fds a kernel epoll wait returned start their flows on the epoll_wait slice itself
 // (no instant per fd), and flow ids are recycled once their flow ended, so they stay one-byte varints.
 
+import TraceReader
+
 /// Field numbers of perfetto/trace/trace_packet.proto and friends (the subset we write).
 private enum F {
     static let tracePacket: UInt32 = 1  // Trace.packet
@@ -117,6 +119,16 @@ public final class PerfettoExporter: TimelineSink {
     /// Small, so the uuid each counter value carries is a short varint (thread uuids are all ≥ 2^32).
     static func counterUUID(_ pid: UInt32) -> UInt64 { UInt64(pid) + 1 }
     static func threadUUID(_ pid: UInt32, _ tid: UInt32) -> UInt64 { UInt64(pid) << 32 | UInt64(tid) }
+
+    /// CPU samples as PerfSample packets (created at the first code event).
+    @exclusivity(unchecked) private var samples: PerfettoSamples?
+    /// Samples written.
+    public var samplesWritten: Int { samples?.written ?? 0 }
+
+    public func code(_ event: EventView, thread: Int, strings: TraceEventIterator, timeline: Timeline) {
+        if samples == nil { samples = PerfettoSamples() }
+        if samples!.write(event, strings: strings, into: &packet) { writePacket() }
+    }
 
     // MARK: - packets
 

@@ -1,10 +1,14 @@
-// speedscope's file format: one "evented" profile per thread (open/close frame events), frames shared.
+// speedscope's file format: one "evented" profile per thread (open/close frame events), frames shared;
+// and with CPU samples in the trace, one "sampled" profile per sampled thread (each sample's named,
+// unwound stack, weighted by the sampling period), so speedscope's sandwich and left-heavy views show code.
 // A profile's events must be contiguous in the file while the trace interleaves threads, so each
 // thread's events are spooled to a temporary file and the profiles are assembled at the end.
 #if canImport(Glibc)
 import Glibc
 import TraceText
 #endif
+import TraceReader
+import TraceSymbols
 
 public final class SpeedscopeExporter: TimelineSink {
     public static let schemaURL = "https://www.speedscope.app/file-format-schema.json"
@@ -37,6 +41,43 @@ public final class SpeedscopeExporter: TimelineSink {
     /// Threads left out, and their slices.
     public private(set) var threadsLeftOut = 0
     public private(set) var slicesLeftOut: UInt64 = 0
+
+    // CPU samples: stacks interned (code frame ids, outermost first), per thread its samples' stack ids and times.
+    private var sampleData: TraceSamples?
+    private var codeFrameIndex: [Int: Int] = [:]    // symbolizer frame id -> index among the code frames
+    private var codeFrames: [CodeFrame] = []
+    private var stackIDs: [[Int]: UInt32] = [:]
+    private var stackList: [[Int]] = []
+    private var sampled: [Int: (stacks: [UInt32], first: UInt64, last: UInt64)] = [:]
+    /// CPU samples in the sampled profiles.
+    public private(set) var samplesWritten = 0
+
+    public func code(_ event: EventView, thread t: Int, strings: TraceEventIterator, timeline: Timeline) {
+        if sampleData == nil {
+            let d = TraceSamples()
+            d.keepsSamples = false
+            sampleData = d
+        }
+        guard let data = sampleData, let s = data.add(event, strings: strings), t >= 0 else { return }
+        var stack: [Int] = []
+        for f in data.frames(of: s).reversed() {
+            if let i = codeFrameIndex[f] { stack.append(i); continue }
+            let i = codeFrames.count
+            codeFrameIndex[f] = i
+            codeFrames.append(data.frame(f))
+            stack.append(i)
+        }
+        let id: UInt32
+        if let known = stackIDs[stack] { id = known } else {
+            id = UInt32(stackList.count)
+            stackIDs[stack] = id
+            stackList.append(stack)
+        }
+        let at = rel(s.timeNs)
+        sampled[t, default: ([], at, at)].stacks.append(id)
+        sampled[t]!.last = max(sampled[t]!.last, at)
+        samplesWritten += 1
+    }
 
     public init(output: OutputFile, baseNs: UInt64, spoolDirectory: String) {
         self.out = output
@@ -123,6 +164,19 @@ public final class SpeedscopeExporter: TimelineSink {
             out.write(JSONWriter.quote(timeline.names[i]))
             out.write("}")
         }
+        // The samples' code frames follow the timeline's names.
+        for (i, f) in codeFrames.enumerated() {
+            if i > 0 || timeline.names.count > 0 { out.write(byte: UInt8(ascii: ",")) }
+            out.write("{\"name\":")
+            out.write(JSONWriter.quote(f.name))
+            out.write(",\"file\":")
+            out.write(JSONWriter.quote(f.file ?? f.module))
+            if let line = f.line, line > 0 {
+                out.write(",\"line\":")
+                out.write(uint: UInt64(line))
+            }
+            out.write("}")
+        }
         out.write("]},\"profiles\":[")
         var firstProfile = true
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
@@ -151,6 +205,36 @@ public final class SpeedscopeExporter: TimelineSink {
             }
             out.write("]}")
             unlink(spoolPaths[t])
+        }
+        // Without a recorded period (an older trace) a sample counts 1 ms, the default rate's.
+        let period = (sampleData?.periodNs ?? 0) > 0 ? sampleData!.periodNs : 1_000_000
+        for t in sampled.keys.sorted() where t < timeline.threads.count {
+            let s = sampled[t]!
+            if firstProfile { firstProfile = false } else { out.write(byte: UInt8(ascii: ",")) }
+            let th = timeline.threads[t]
+            out.write("\n{\"type\":\"sampled\",\"name\":")
+            out.write(JSONWriter.quote("\(th.label) pid \(th.pid): CPU samples"))
+            out.write(",\"unit\":\"nanoseconds\",\"startValue\":")
+            out.write(uint: s.first)
+            out.write(",\"endValue\":")
+            out.write(uint: s.last &+ period)
+            out.write(",\"samples\":[")
+            let base = timeline.names.count
+            for (i, id) in s.stacks.enumerated() {
+                if i > 0 { out.write(byte: UInt8(ascii: ",")) }
+                out.write(byte: UInt8(ascii: "["))
+                for (j, f) in stackList[Int(id)].enumerated() {
+                    if j > 0 { out.write(byte: UInt8(ascii: ",")) }
+                    out.write(uint: UInt64(base + f))
+                }
+                out.write(byte: UInt8(ascii: "]"))
+            }
+            out.write("],\"weights\":[")
+            for i in 0..<s.stacks.count {
+                if i > 0 { out.write(byte: UInt8(ascii: ",")) }
+                out.write(uint: period)
+            }
+            out.write("]}")
         }
         out.write("],\"activeProfileIndex\":0}\n")
     }

@@ -457,7 +457,7 @@ public final class Timeline {
             let t = kernelThread(pid: UInt32(truncatingIfNeeded: e.u(0)), tid: UInt32(truncatingIfNeeded: e.u(1)), sink: &sink)
             sink.code(e, thread: t, strings: it, timeline: self)
             return
-        case .stackDef, .mapping, .sampling:
+        case .stackDef, .mapping, .sampling, .stackCopy:
             sink.code(e, thread: -1, strings: it, timeline: self)
             return
         case .offCPU:

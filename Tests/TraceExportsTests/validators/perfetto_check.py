@@ -34,6 +34,7 @@ def main(path):
     counters = []
     flow_events = []  # (ts, 0 start / 1 end, id, event name)
     clock_snapshots = 0
+    perf_samples = []
 
     for i, p in enumerate(trace.packet):
         seq_id = p.trusted_packet_sequence_id
@@ -53,7 +54,8 @@ def main(path):
             tracks[d.uuid] = desc
             continue
         if p.sequence_flags & 1:  # SEQ_INCREMENTAL_STATE_CLEARED
-            seqs[seq_id] = {"names": {}, "ann": {}, "strings": {}, "defaults": None, "clock": None}
+            seqs[seq_id] = {"names": {}, "ann": {}, "strings": {}, "defaults": None, "clock": None,
+                            "functions": {}, "sources": {}, "paths": {}, "mappings": {}, "frames": {}, "callstacks": {}}
         st = seqs.get(seq_id)
         if st is None:
             fail(f"packet {i}: sequence {seq_id} used before its incremental state was cleared")
@@ -66,6 +68,29 @@ def main(path):
                 st["ann"][n.iid] = n.name
             for n in p.interned_data.debug_annotation_string_values:
                 st["strings"][n.iid] = n.str.decode()
+            # Callstacks the way trace_processor's StackProfileSequenceState resolves them: every iid a
+            # callstack, frame or mapping names must be interned on the sequence before it is used.
+            for n in p.interned_data.function_names:
+                st["functions"][n.iid] = n.str.decode()
+            for n in p.interned_data.source_paths:
+                st["sources"][n.iid] = n.str.decode()
+            for n in p.interned_data.mapping_paths:
+                st["paths"][n.iid] = n.str.decode()
+            for m in p.interned_data.mappings:
+                if any(i not in st["paths"] for i in m.path_string_ids):
+                    fail(f"packet {i}: mapping {m.iid} names a path not interned")
+                st["mappings"][m.iid] = "/".join(st["paths"][i] for i in m.path_string_ids)
+            for f in p.interned_data.frames:
+                if f.function_name_id not in st["functions"] or f.mapping_id not in st["mappings"]:
+                    fail(f"packet {i}: frame {f.iid} names a function or mapping not interned")
+                if f.source_path_iid and f.source_path_iid not in st["sources"]:
+                    fail(f"packet {i}: frame {f.iid} names a source path not interned")
+                st["frames"][f.iid] = {"function": st["functions"][f.function_name_id], "module": st["mappings"][f.mapping_id],
+                                       "file": st["sources"].get(f.source_path_iid), "line": f.line_number or None}
+            for c in p.interned_data.callstacks:
+                if any(fid not in st["frames"] for fid in c.frame_ids):
+                    fail(f"packet {i}: callstack {c.iid} names a frame not interned")
+                st["callstacks"][c.iid] = [st["frames"][fid] for fid in c.frame_ids]
         if p.HasField("clock_snapshot"):
             clock_snapshots += 1
             clocks = {c.clock_id: c for c in p.clock_snapshot.clocks}
@@ -76,6 +101,19 @@ def main(path):
                 fail(f"packet {i}: clock snapshot does not anchor one sequence-scoped incremental clock on MONOTONIC")
             st["clock"] = inc[0].timestamp
             st["clock_id"] = inc[0].clock_id
+            continue
+        if p.HasField("perf_sample"):
+            s = p.perf_sample
+            if not (p.sequence_flags & 2):
+                fail(f"packet {i}: a perf sample on a sequence without SEQ_NEEDS_INCREMENTAL_STATE")
+            if p.timestamp_clock_id not in (0, 3):
+                fail(f"packet {i}: a perf sample on clock {p.timestamp_clock_id}")
+            if s.callstack_iid and s.callstack_iid not in st["callstacks"]:
+                fail(f"packet {i}: perf sample callstack {s.callstack_iid} not interned")
+            frames = st["callstacks"].get(s.callstack_iid, [])
+            perf_samples.append({"pid": s.pid, "tid": s.tid, "ts": p.timestamp,
+                                 "functions": [f["function"] for f in reversed(frames)],  # innermost first
+                                 "frames": list(reversed(frames))})
             continue
         if not p.HasField("track_event"):
             continue
@@ -192,6 +230,13 @@ def main(path):
                             for s in slices if "ret" in s["args"] or s["name"].startswith("epoll_")], key=lambda x: x[2]),
         "max_depth": max([s["depth"] for s in slices], default=0),
         "spans": [{"name": s["name"], "dur": s["dur"], "args": s["args"]} for s in slices if tracks[s["track"]]["kind"] == "span"],
+        "perf_samples": len(perf_samples),
+        "perf_samples_by_thread": {str(k): v for k, v in sorted(
+            {t: sum(1 for x in perf_samples if x["tid"] == t) for t in {x["tid"] for x in perf_samples}}.items())},
+        "perf_sample_stacks": sorted(({"functions": list(k), "samples": v} for k, v in
+                                      __import__("collections").Counter(tuple(x["functions"]) for x in perf_samples).items()),
+                                     key=lambda s: -s["samples"])[:10],
+        "perf_sample_frames_with_lines": sum(1 for x in perf_samples for f in x["frames"] if f["line"]),
     }
     print(json.dumps(out))
 

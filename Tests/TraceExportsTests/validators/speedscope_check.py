@@ -21,7 +21,26 @@ def main(path, schema_path):
         sys.exit(1)
     frames = [f["name"] for f in doc["shared"]["frames"]]
     profiles = {}
+    sampled = {}
     for p in doc["profiles"]:
+        if p["type"] == "sampled":
+            # As speedscope's importer reads them: one weight per sample, frames root first, indices in range.
+            if len(p["samples"]) != len(p["weights"]):
+                print(json.dumps({"error": f"{p['name']}: {len(p['samples'])} samples but {len(p['weights'])} weights"}))
+                sys.exit(1)
+            if any(i >= len(frames) for s in p["samples"] for i in s):
+                print(json.dumps({"error": f"{p['name']}: a sample names a frame that does not exist"}))
+                sys.exit(1)
+            if sum(p["weights"]) > p["endValue"] - p["startValue"] + max(p["weights"], default=0) * len(p["weights"]):
+                print(json.dumps({"error": f"{p['name']}: weights exceed the profile's span"}))
+                sys.exit(1)
+            stacks = {}
+            for s, w in zip(p["samples"], p["weights"]):
+                key = " <- ".join(frames[i] for i in reversed(s))  # innermost first
+                stacks[key] = stacks.get(key, 0) + w
+            sampled[p["name"]] = {"samples": len(p["samples"]),
+                                  "top": sorted(stacks.items(), key=lambda kv: -kv[1])[:5]}
+            continue
         stack, last, counts = [], p["startValue"], {}
         for i, e in enumerate(p["events"]):
             if e["at"] < last:
@@ -43,7 +62,7 @@ def main(path, schema_path):
             print(json.dumps({"error": f"{p['name']}: events after endValue"}))
             sys.exit(1)
         profiles[p["name"]] = counts
-    print(json.dumps({"profiles": profiles, "frames": len(frames)}))
+    print(json.dumps({"profiles": profiles, "sampled": sampled, "frames": len(frames)}))
 
 
 if __name__ == "__main__":
