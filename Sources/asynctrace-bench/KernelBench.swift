@@ -27,6 +27,43 @@ enum KernelBench {
         if only == nil || only == "drain" { drainRate() }
         if only == nil || only == "pingpong" { contextSwitchCost() }
         if only == nil || only == "switches" { sustainedSwitches(roundTripsPerSecond: 100_000, seconds: 10) }
+        if only == nil || only == "waitstacks" { waitStackCost() }
+    }
+
+    // MARK: wait stacks (record --stack-threshold)
+
+    /// What wait stacks cost, side by side in each round: the pinned ping-pong (waits far below the
+    /// threshold: the fixed cost of the check at every sys_exit and sleeping switch-out), and 1.2 ms waits
+    /// that each get a stack, in a traced syscall (nanosleep: walked at sys_exit) and in an untraced one
+    /// (rt_sigtimedwait: walked at the switch-out). CPU time of the waiting thread per wait, which
+    /// includes the probes that run in its context.
+    static func waitStackCost() {
+        let trips = 50_000, waits = 400, rounds = 5
+        let off = KernelProbeOptions(stackThresholdNs: 0), on = KernelProbeOptions(stackThresholdNs: 1_000_000)
+        var ppOff: [Double] = [], ppOn: [Double] = [], sleepOff: [Double] = [], sleepOn: [Double] = [],
+            sigOff: [Double] = [], sigOn: [Double] = []
+        var stacksSeen = 0
+        for _ in 0..<rounds {
+            ppOff.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: off), traced: true))
+            ppOn.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: on), traced: true))
+            sleepOff.append(runWorker("sleeps \(waits)", session: try? KernelProbeSession(options: off), traced: true))
+            var seen = 0
+            sleepOn.append(runWorker("sleeps \(waits)", session: try? KernelProbeSession(options: on), traced: true) {
+                for e in $0 where e.kind == .waitStack { seen += 1 }
+            })
+            stacksSeen = max(stacksSeen, seen)
+            sigOff.append(runWorker("sigwaits \(waits)", session: try? KernelProbeSession(options: off), traced: true))
+            sigOn.append(runWorker("sigwaits \(waits)", session: try? KernelProbeSession(options: on), traced: true))
+        }
+        emit("kernel.waitstacks.pingpong_round_trip.threshold_off", median(ppOff))
+        emit("kernel.waitstacks.pingpong_round_trip.threshold_1ms", median(ppOn),
+             extra: ["ratio_to_off": median(ppOn) / median(ppOff), "added_ns_per_round_trip": median(ppOn) - median(ppOff)])
+        emit("kernel.waitstacks.nanosleep_1_2ms_cpu_per_wait.threshold_off", median(sleepOff))
+        emit("kernel.waitstacks.nanosleep_1_2ms_cpu_per_wait.threshold_1ms", median(sleepOn),
+             extra: ["added_ns_per_stack": median(sleepOn) - median(sleepOff), "wait_stacks_per_run": Double(stacksSeen)])
+        emit("kernel.waitstacks.sigtimedwait_1_2ms_cpu_per_wait.threshold_off", median(sigOff))
+        emit("kernel.waitstacks.sigtimedwait_1_2ms_cpu_per_wait.threshold_1ms", median(sigOn),
+             extra: ["added_ns_per_stack": median(sigOn) - median(sigOff)])
     }
 
     // MARK: context switches
@@ -223,6 +260,8 @@ enum KernelBench {
             result = fmt(Double(total) / (Double(monotonicNowNs() - t0) / 1e9))
         case "pingpong":
             result = fmt(pingPong(trips: Int(parts[1])!, rate: nil))
+        case "sleeps", "sigwaits":
+            result = fmt(waitDeep(parts[0] == "sleeps", count: Int(parts[1])!, depth: 6))
         case "pacedpingpong":
             let rate = Int(parts[1])!, seconds = Int(parts[2])!
             result = fmt(pingPong(trips: rate * seconds, rate: rate))
@@ -278,6 +317,23 @@ enum KernelBench {
             + UInt64(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1000
         if rate != nil { return Double(trips) / (Double(wallNs) / 1e9) }
         return Double(parentNs + childNs) / Double(trips)
+    }
+
+    /// `count` waits of 1.2 ms, `depth` frames down (a stack worth walking): nanosleep (traced) or
+    /// rt_sigtimedwait (untraced). CPU ns of this thread per wait.
+    @inline(never)
+    static func waitDeep(_ sleep: Bool, count: Int, depth: Int) -> Double {
+        if depth > 0 { return waitDeep(sleep, count: count, depth: depth - 1) + 0 }
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGUSR2)
+        sigprocmask(SIG_BLOCK, &set, nil)
+        var ts = timespec(tv_sec: 0, tv_nsec: 1_200_000)
+        let t0 = threadCPUNs()
+        for _ in 0..<count {
+            if sleep { nanosleep(&ts, nil) } else { _ = sigtimedwait(&set, nil, &ts) }
+        }
+        return Double(threadCPUNs() - t0) / Double(count)
     }
 
     // MARK: helpers
