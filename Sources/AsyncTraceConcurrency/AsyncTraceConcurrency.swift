@@ -58,12 +58,15 @@ public enum AsyncTraceConcurrency {
         public var tasksCompleted: UInt64
         /// Tasks whose completion could not be observed (so no destroy is recorded for them).
         public var tasksWithoutCompletion: UInt64
+        /// Task names not recorded: past 4096 distinct names, the rest are counted here instead.
+        public var taskNamesNotRecorded: UInt64 = 0
     }
 
     public static var statistics: Statistics {
         let s = atc_get_statistics()
         return Statistics(jobsRun: s.jobsRun, tasksSeen: s.tasksSeen, tasksCompleted: s.tasksCompleted,
-                          tasksWithoutCompletion: s.tasksUnwrapped)
+                          tasksWithoutCompletion: s.tasksUnwrapped,
+                          taskNamesNotRecorded: TaskAttributes.namesNotRecorded.withLock { $0 })
     }
 
     static func setCallbacks() {
@@ -96,6 +99,9 @@ public enum AsyncTraceConcurrency {
             }
         }
         cb.task_complete = { id in AsyncHooks.emitDestroy(AsyncID(id)) }
+        cb.task_name = { id, name in
+            if AsyncHooks.isActive, let name { TaskAttributes.emitName(AsyncID(id), String(cString: name)) }
+        }
         cb.execution_id = { executionAsyncID().rawValue }
         atc_set_callbacks(&cb)
     }
@@ -115,6 +121,27 @@ enum TaskAttributes {
         default: "\(raw)"
         }
         return ResourceAttribute(key: "priority", value: name)
+    }
+
+    /// Names are interned as attributes (strings the trace defines once); past `maxNames` distinct ones
+    /// (a program naming tasks after request ids) the rest are not recorded, and counted.
+    static let maxNames = 4096
+    static let names = LockedValue<[String: ResourceAttribute]>([:])
+    static let namesNotRecorded = LockedValue<UInt64>(0)
+
+    static func emitName(_ id: AsyncID, _ name: String) {
+        let attribute: ResourceAttribute? = names.withLock { table in
+            if let a = table[name] { return a }
+            guard table.count < maxNames else { return nil }
+            let a = ResourceAttribute(key: "name", value: name)
+            table[name] = a
+            return a
+        }
+        if let attribute {
+            AsyncHooks.emitResourceAttribute(id, attribute)
+        } else {
+            namesNotRecorded.withLock { $0 += 1 }
+        }
     }
 
     static func emit(_ id: AsyncID, flags: UInt32) {

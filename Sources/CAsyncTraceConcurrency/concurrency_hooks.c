@@ -16,6 +16,8 @@
 // * Task completion. A task's root async context (Parent == NULL) resumes, when the body returns, into
 //   the runtime's completion function. That pointer is replaced by one of a few swiftasync wrappers that
 //   report the completion and tail-call the original; one wrapper per distinct original.
+// * Task names (Swift 6.2+). The runtime hands a task's name only to the task itself
+//   (`swift_task_getCurrentTaskName`), so it is read in the completion wrapper, inside the task.
 #define _GNU_SOURCE
 #include "concurrency_hooks.h"
 #include <dlfcn.h>
@@ -46,7 +48,11 @@ typedef SWIFTCALL void *(*get_current_task_fn)(void);
 typedef SWIFTCALL void (*job_run_fn)(void *job, void *executorIdentity, uintptr_t executorImplementation);
 typedef SWIFTASYNCCALL void (*resume_fn)(ASYNC_CONTEXT void *context, SWIFT_CONTEXT void *error);
 
+typedef SWIFTCALL const char *(*get_current_task_name_fn)(void);
+
 static get_job_task_id_fn get_job_task_id;
+// Swift 6.2+ (NULL before): the running task's name, which the runtime gives only to the task itself.
+static get_current_task_name_fn get_current_task_name;
 static get_current_task_fn get_current_task;
 static job_run_fn swift_job_run_ptr;
 
@@ -66,6 +72,7 @@ static int resolve_runtime(void) {
     get_job_task_id = (get_job_task_id_fn)dlsym(RTLD_DEFAULT, "swift_task_getJobTaskId");
     get_current_task = (get_current_task_fn)dlsym(RTLD_DEFAULT, "swift_task_getCurrent");
     swift_job_run_ptr = (job_run_fn)dlsym(RTLD_DEFAULT, "swift_job_run");
+    get_current_task_name = (get_current_task_name_fn)dlsym(RTLD_DEFAULT, "swift_task_getCurrentTaskName");
     return get_job_task_id && get_current_task && swift_job_run_ptr ? 0 : -1;
 }
 
@@ -77,7 +84,13 @@ static void task_completed(void) {
     void *task = get_current_task();
     if (!task) return;
     atomic_fetch_add_explicit(&stat_completed, 1, memory_order_relaxed);
-    callbacks.task_complete(ATC_TASK_ID_TAG | get_job_task_id(task));
+    uint64_t id = ATC_TASK_ID_TAG | get_job_task_id(task);
+    // The name is read here, inside the task: no other place can read it (see the header).
+    if (get_current_task_name && callbacks.task_name) {
+        const char *name = get_current_task_name();
+        if (name && *name) callbacks.task_name(id, name);
+    }
+    callbacks.task_complete(id);
 }
 
 #define DEFINE_WRAPPER(n)                                                                   \

@@ -43,6 +43,11 @@ import TraceReader
         let unstructured = childrenOfMain.filter { t.tasks[$0]!.kind == "task" }
         #expect(unstructured.count == 2, "the detached task and the sleep helper: \(t.describe())")
         #expect(unstructured.map { t.children(of: $0).count }.sorted() == [0, 1], "the detached task created one task")
+        // Swift 6.2+ task names, read inside each task as it completes: exactly the two named ones.
+        let detached = unstructured.first { t.children(of: $0).count == 1 }
+        #expect(detached.flatMap { t.tasks[$0]?.name } == "detached-worker", "\(t.describe())")
+        #expect(detached.flatMap { t.children(of: $0).first }.flatMap { t.tasks[$0]?.name } == "inner-leaf")
+        #expect(t.tasks.values.filter { $0.name != nil }.count == 2, "only the named tasks have names")
 
         // Every task but main completed (an async main ends the process from inside the main task), and
         // but one whose job the exit cut short on another thread.
@@ -70,6 +75,7 @@ struct RecordedTasks {
         var trigger: UInt64
         var kind = "?"
         var priority = "?"
+        var name: String?
         var destroyed = false
         var runs = 0
     }
@@ -107,6 +113,7 @@ struct RecordedTasks {
                 guard parts.count == 2 else { continue }
                 if parts[0] == "kind" { tasks[id]?.kind = parts[1] }
                 if parts[0] == "priority" { tasks[id]?.priority = parts[1] }
+                if parts[0] == "name" { tasks[id]?.name = parts[1] }
             case .before:
                 let id = UInt64(bitPattern: ev.arg(0))
                 stacks[e.stream, default: []].append(id)

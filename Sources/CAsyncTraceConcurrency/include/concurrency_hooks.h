@@ -25,6 +25,9 @@ typedef struct atc_callbacks {
     void (*task_complete)(uint64_t asyncID);
     /// The async id whose callback runs on this thread (the trigger of work started outside any task).
     uint64_t (*execution_id)(void);
+    /// A completing task's name (Swift 6.2+ `Task(name:)`), reported just before `task_complete`; not
+    /// called for tasks without a name or on runtimes without `swift_task_getCurrentTaskName`.
+    void (*task_name)(uint64_t asyncID, const char *name);
 } atc_callbacks;
 
 /// Counters of what could not be observed.

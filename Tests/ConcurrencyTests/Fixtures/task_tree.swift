@@ -5,8 +5,8 @@
 //   │   ├── async let `quick`                 -> leaf: Task.yield
 //   │   └── async let `nested`                -> a task group of 2 children
 //   │       └── 2 group children              -> leaf
-//   ├── detached task                         (Task.detached in main)
-//   │   └── unstructured child task           (Task {} in the detached task)
+//   ├── detached task "detached-worker"       (Task.detached(name:) in main)
+//   │   └── unstructured child "inner-leaf"   (Task(name:) in the detached task)
 //   └── the helper task of Task.sleep         (the runtime's own, in main)
 // Each group child hops to the actor `Ledger` once.
 actor Ledger {
@@ -48,8 +48,8 @@ func nested(_ n: Int) async -> Int {
         }
         // Early, so its helper task has finished long before the process exits (an exit cuts a running job).
         try? await Task.sleep(nanoseconds: 2_000_000)
-        let detached = Task.detached {
-            let inner = Task { await leaf(100) }
+        let detached = Task.detached(name: "detached-worker") {
+            let inner = Task(name: "inner-leaf") { await leaf(100) }
             return await inner.value
         }
         let d = await detached.value
