@@ -81,6 +81,12 @@ struct SpanTracker {
         guard open[key] != nil, open[key]!.record.attributes.count < 64 else { return }
         let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
         let (k, v) = parts.count == 2 ? (String(parts[0]), String(parts[1])) : (text, "")
+        // A tracer's rename (Hummingbird's TracingMiddleware names a request's span after its route only
+        // once the router matched it): the span takes its last name.
+        if k == "span.name" {
+            open[key]!.record.name = v
+            return
+        }
         open[key]!.record.attributes.append((k, v))
         if k == "parent.span", let p = UInt64(v) { open[key]!.record.parentSpanID = p }
     }

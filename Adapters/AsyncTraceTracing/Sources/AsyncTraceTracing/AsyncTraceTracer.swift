@@ -96,7 +96,7 @@ public final class AsyncTraceSpan: Tracing.Span, @unchecked Sendable {
         get { state.withLock { $0.name } }
         set {
             state.withLock { $0.name = newValue }
-            AsyncHooks.setSpanAttribute(recorded, key: "name", value: newValue)
+            AsyncHooks.setSpanAttribute(recorded, key: "span.name", value: newValue)  // the report renames the span
         }
     }
 
