@@ -1,0 +1,56 @@
+// A Hummingbird server as people write it (a router, TracingMiddleware, async handlers), with one slow
+// handler: GET /report reads a whole file with a blocking read(2) on the cooperative pool. The asynctrace
+// lines are marked; everything else is the application.
+//
+//   hummingbird-slow-handler <file to read in /report>     (prints "PORT n" when it listens)
+import AsyncTraceConcurrency  // asynctrace
+import AsyncTraceNIO  // asynctrace
+import AsyncTraceRecorder  // asynctrace
+import AsyncTraceTracing  // asynctrace
+import Hummingbird
+import Tracing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let bigFile = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "/tmp/big.bin"
+
+// asynctrace: an application that embeds asynctrace's hooks records itself when run under `asynctrace record`
+// (which then injects nothing), with its Swift tasks...
+TraceRecorder.startFromEnvironment()
+try AsyncTraceConcurrency.install()
+// ...and the tracing bridge (an application with tracing already bootstraps its own tracer on this line).
+InstrumentationSystem.bootstrap(AsyncTraceTracer())
+
+/// Reads the whole file with plain read(2) calls: blocks the thread it runs on.
+func readWholeFile(_ path: String) -> Int {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return -1 }
+    defer { close(fd) }
+    var total = 0
+    var buffer = [UInt8](repeating: 0, count: 64 << 20)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        total += n
+    }
+    return total
+}
+
+let router = Router()
+router.middlewares.add(TracingMiddleware())
+router.get("/hello") { _, _ in "hello\n" }
+router.get("/report") { _, _ -> String in
+    "report of \(readWholeFile(bigFile)) bytes\n"
+}
+
+let app = Application(
+    router: router,
+    server: .http1(additionalChannelHandlers: [AsyncTraceChannelHandler()]),  // asynctrace: the NIO bridge
+    configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+    onServerRunning: { channel in
+        let line = Array("PORT \(channel.localAddress?.port ?? 0)\n".utf8)
+        _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+    }
+)
+try await app.runService()
