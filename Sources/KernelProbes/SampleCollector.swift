@@ -55,11 +55,10 @@ public final class SampleCollector {
         state.lastReadNs = time
         state.read = true
         processes[child] = state
-        var seen = Set<Int>()
-        for (i, m) in tables.mappings.enumerated().reversed() where m.pid == parent {
+        var seen = Set<MappingKey>()
+        for m in tables.mappings.reversed() where m.pid == parent {
             let key = MappingKey(start: m.start, end: m.end, offset: m.fileOffset, inode: 0, path: m.path)
-            guard seen.insert(key.hashValue).inserted, Self.contains(p.regions, m.start) else { continue }
-            _ = i
+            guard seen.insert(key).inserted, Self.contains(p.regions, m.start) else { continue }
             var e = KernelEvent(kind: .mapping, pid: child, tid: 0, timestampNs: time > 0 ? time - 1 : 0)
             e.mappingIndex = UInt32(tables.mappings.count)
             var copy = m
