@@ -73,25 +73,36 @@ public struct UnwindTally: Sendable {
     public init() {}
 }
 
-/// Where a program's code lives, for the unwinder: the file mapped at an address and its CFI.
-public protocol CodeMappings: AnyObject {
-    /// The file (path) mapped at `address` in `pid` and the address's link-time address in it;
-    /// nil: not in a file mapping (anonymous, [vdso]) or not known. `inMapping`: some mapping holds it.
-    func linkAddress(pid: UInt32, address: UInt64, timeNs: UInt64) -> (path: String, buildID: [UInt8], linkAddress: UInt64, inMapping: Bool)
-    func callFrameInfo(path: String, buildID: [UInt8]) -> CallFrameInfo?
-    /// The `count` code bytes before `address` in the recorded file (nil: not readable).
-    func bytes(pid: UInt32, before address: UInt64, count: Int, timeNs: UInt64) -> [UInt8]?
-    /// The start of the function holding `address` by the file's symbols (nil: none known).
-    func functionStart(pid: UInt32, address: UInt64, timeNs: UInt64) -> UInt64?
+/// What the unwinder needs to know about one code address of a process.
+public struct CodeSite: Sendable {
+    /// Some recorded mapping holds the address.
+    public var inMapping = false
+    /// A file (not anonymous memory or [vdso]) holds it, and it could be read.
+    public var fileBacked = false
+    /// The module, an id for `CodeMappings.moduleName` (-1: none).
+    public var module = -1
+    /// The .eh_frame rule at the address (nil: no CFI covers it).
+    public var rule: FrameRule?
+    /// The start of the function holding it, by the file's symbols (an address of the process).
+    public var functionStart: UInt64?
+    public init() {}
 }
+
+/// Where a program's code lives, for the unwinder: what a code address is, answered from the
+/// recorded mappings and their files (cached per address by the implementation).
+public protocol CodeMappings: AnyObject {
+    func site(pid: UInt32, address: UInt64, timeNs: UInt64) -> CodeSite
+    func moduleName(_ id: Int) -> String
+    /// The call instruction that ends just before `returnAddress`, read from the recorded file.
+    func callBefore(pid: UInt32, returnAddress: UInt64, timeNs: UInt64) -> CallKind
+}
+
+public enum CallKind: Equatable, Sendable { case none, direct(Int32), indirect }
 
 public struct StackUnwinder {
     public static let maxFrames = 127
-    /// Rules by (file, link-time address): one interpretation per distinct instruction.
-    private var rules: [RuleKey: FrameRule?] = [:]
-    public private(set) var tally: [String: UnwindTally] = [:]
-
-    private struct RuleKey: Hashable { var path: String; var pc: UInt64 }
+    /// By module id (CodeMappings.moduleName).
+    public private(set) var tally: [Int: UnwindTally] = [:]
 
     public init() {}
 
@@ -102,28 +113,19 @@ public struct StackUnwinder {
                                 mappings: CodeMappings) -> [UInt64] {
         var out: [UInt64] = [s.ip]
         var ip = s.ip, sp = s.sp, bp: UInt64? = s.bp
-        var stopModule = ""
+        var stopModule = -1
         var copyEnded = false
         while out.count < Self.maxFrames {
             let lookup = out.count == 1 ? ip : ip &- 1  // a return address is one past its call
-            let where_ = mappings.linkAddress(pid: pid, address: lookup, timeNs: timeNs)
-            guard where_.inMapping else { break }
-            stopModule = where_.path
-            var rule: FrameRule?
-            if !where_.path.isEmpty {
-                let key = RuleKey(path: where_.path, pc: where_.linkAddress)
-                if let cached = rules[key] { rule = cached } else {
-                    rule = mappings.callFrameInfo(path: where_.path, buildID: where_.buildID)?.rule(at: where_.linkAddress)
-                    rules[key] = .some(rule)
-                }
-            }
-            let module = where_.path.isEmpty ? "[anon]" : where_.path
+            let site = mappings.site(pid: pid, address: lookup, timeNs: timeNs)
+            guard site.inMapping else { break }
+            stopModule = site.module
             var next: (ip: UInt64, sp: UInt64, bp: UInt64?)?
             var method = UnwindMethod.callFrameInfo
-            if let rule {
+            if let rule = site.rule {
                 if rule.isSignalFrame { break }
                 guard let cfa = Self.cfa(rule.cfa, ip: ip, sp: sp, bp: bp) else { break }
-                if case .undefined = rule.returnAddress { stopModule = ""; break }  // the outermost frame
+                if case .undefined = rule.returnAddress { stopModule = -1; break }  // the outermost frame
                 guard case .atCFA(let raOffset) = rule.returnAddress else { break }
                 guard let ra = s.read(cfa &+ UInt64(bitPattern: raOffset)) else { copyEnded = true; break }
                 var newBP: UInt64?
@@ -134,13 +136,12 @@ public struct StackUnwinder {
                 case .undefined, .unsupported: newBP = nil
                 }
                 next = (ra, cfa, newBP)
-            } else if !where_.path.isEmpty {
+            } else if site.fileBacked {
                 // A file without CFI for this code: the first word above sp that returns after a
                 // call of this function (checked in the file's code) is the return address.
                 method = .stackScan
-                let start = mappings.functionStart(pid: pid, address: lookup, timeNs: timeNs)
-                guard let (slot, ra) = scan(pid: pid, timeNs: timeNs, snapshot: s, from: sp, function: start, mappings: mappings,
-                                            copyEnded: &copyEnded)
+                guard let (slot, ra) = scan(pid: pid, timeNs: timeNs, snapshot: s, from: sp, function: site.functionStart,
+                                            mappings: mappings, copyEnded: &copyEnded)
                 else { break }
                 next = (ra, slot &+ 8, bp)
             } else {
@@ -150,10 +151,10 @@ public struct StackUnwinder {
                 guard let ra = s.read(b &+ 8), let saved = s.read(b) else { copyEnded = true; break }
                 next = (ra, b &+ 16, saved)
             }
-            guard let n = next, n.ip != 0 else { stopModule = ""; break }
+            guard let n = next, n.ip != 0 else { stopModule = -1; break }
             // The stack grows down: a caller's frame is above its callee's.
             guard n.sp > sp else { break }
-            tally[module, default: UnwindTally()].byMethod[method.rawValue] += 1
+            tally[site.module, default: UnwindTally()].byMethod[method.rawValue] += 1
             out.append(n.ip)
             ip = n.ip
             sp = n.sp
@@ -163,12 +164,12 @@ public struct StackUnwinder {
         if copyEnded, out.count > 1, let j = framePointerStack.dropFirst().firstIndex(of: out.last!) {
             let rest = framePointerStack[(j + 1)...].prefix(Self.maxFrames - out.count)
             if !rest.isEmpty {
-                tally[stopModule.isEmpty ? "[anon]" : stopModule, default: UnwindTally()].byMethod[UnwindMethod.kernelFramePointer.rawValue] += rest.count
+                tally[stopModule, default: UnwindTally()].byMethod[UnwindMethod.kernelFramePointer.rawValue] += rest.count
                 out += rest
-                stopModule = ""
+                stopModule = -1
             }
         }
-        if !stopModule.isEmpty { tally[stopModule, default: UnwindTally()].stopped += 1 }
+        if stopModule >= 0 { tally[stopModule, default: UnwindTally()].stopped += 1 }
         return out
     }
 
@@ -186,15 +187,13 @@ public struct StackUnwinder {
                 if loose == nil { copyEnded = true }
                 break
             }
-            guard w > 4096, mappings.linkAddress(pid: pid, address: w &- 1, timeNs: timeNs).inMapping,
-                  let code = mappings.bytes(pid: pid, before: w, count: 7, timeNs: timeNs)
-            else { continue }
-            switch Self.callKind(code) {
+            guard w > 4096 else { continue }
+            switch mappings.callBefore(pid: pid, returnAddress: w, timeNs: timeNs) {
             case .direct(let rel):
                 let target = w &+ UInt64(bitPattern: Int64(rel))
                 if function == nil || target == function { return (slot, w) }
                 // A call through a PLT stub (no symbol there) may be a call of this function too.
-                if mappings.functionStart(pid: pid, address: target, timeNs: timeNs) == nil { return (slot, w) }
+                if mappings.site(pid: pid, address: target, timeNs: timeNs).functionStart == nil { return (slot, w) }
                 if loose == nil { loose = (slot, w) }
             case .indirect:
                 return (slot, w)
@@ -205,10 +204,8 @@ public struct StackUnwinder {
         return loose
     }
 
-    enum CallKind: Equatable { case none, direct(Int32), indirect }
-
     /// Whether the 7 bytes before a return address end with a call instruction.
-    static func callKind(_ b: [UInt8]) -> CallKind {
+    public static func callKind(_ b: [UInt8]) -> CallKind {
         guard b.count == 7 else { return .none }
         if b[2] == 0xe8 {
             let rel = UInt32(b[3]) | UInt32(b[4]) << 8 | UInt32(b[5]) << 16 | UInt32(b[6]) << 24
@@ -225,11 +222,6 @@ public struct StackUnwinder {
         // call *disp32(%rip), call *disp32(%reg)
         if b[1] == 0xff && (b[2] == 0x15 || (b[2] & 0xf8 == 0x90 && b[2] & 7 != 4)) { return .indirect }
         return .none
-    }
-
-    /// Counts frames of a sample without a stack copy (the kernel's frame-pointer walk).
-    public mutating func countKernelWalk(module: String, frames: Int) {
-        tally[module, default: UnwindTally()].byMethod[UnwindMethod.kernelFramePointer.rawValue] += frames
     }
 
     static func cfa(_ rule: FrameRule.CFA, ip: UInt64, sp: UInt64, bp: UInt64?) -> UInt64? {

@@ -118,36 +118,57 @@ public final class Symbolizer: CodeMappings {
         return best >= 0 ? best : bestAfter
     }
 
-    private var callFrameInfos: [String: CallFrameInfo?] = [:]
-    private var mappedFiles: [String: MappedFile?] = [:]
+    private var sites: [AddressKey: CodeSite] = [:]
+    private var calls: [AddressKey: CallKind] = [:]
+    private var moduleIDs: [String: Int] = [:]
+    private var moduleNames: [String] = []
 
-    /// The `count` bytes of code before `address` (a return address: the call instruction), read
-    /// from the recorded file; nil when the file is not there or not the one recorded.
-    public func bytes(pid: UInt32, before address: UInt64, count: Int, timeNs: UInt64) -> [UInt8]? {
-        let m = mappingIndex(pid: pid, address: address &- 1, timeNs: timeNs)
-        guard m >= 0, count > 0, count <= 64 else { return nil }
-        let mapping = mappings[pid]![m]
-        guard !mapping.path.isEmpty, !mapping.path.hasPrefix("["), address &- mapping.start >= UInt64(count) else { return nil }
-        guard callFrameInfo(path: mapping.path, buildID: mapping.buildID) != nil || image(path: mapping.path, buildID: mapping.buildID) != nil
-        else { return nil }
-        let file: MappedFile?
-        if let cached = mappedFiles[mapping.path] { file = cached } else {
-            file = MappedFile(path: mapping.path)
-            mappedFiles[mapping.path] = .some(file)
+    public func moduleName(_ id: Int) -> String { id >= 0 && id < moduleNames.count ? moduleNames[id] : "[unknown]" }
+
+    private func moduleID(_ name: String) -> Int {
+        if let id = moduleIDs[name] { return id }
+        moduleIDs[name] = moduleNames.count
+        moduleNames.append(name)
+        return moduleNames.count - 1
+    }
+
+    public func site(pid: UInt32, address: UInt64, timeNs: UInt64) -> CodeSite {
+        let m = mappingIndex(pid: pid, address: address, timeNs: timeNs)
+        let key = AddressKey(pid: pid, address: address, mapping: m)
+        if let hit = sites[key] { return hit }
+        var site = CodeSite()
+        if m >= 0 {
+            let mapping = mappings[pid]![m]
+            site.inMapping = true
+            site.module = moduleID(mapping.path.isEmpty ? "[anon]" : mapping.path)
+            if !mapping.path.isEmpty, !mapping.path.hasPrefix("["), let image = image(path: mapping.path, buildID: mapping.buildID),
+               let link = image.address(ofFileOffset: address &- mapping.start &+ mapping.fileOffset) {
+                site.fileBacked = true
+                site.rule = callFrameInfo(path: mapping.path, buildID: mapping.buildID)?.rule(at: link)
+                if let (_, into) = image.symbol(at: link) { site.functionStart = address &- into }
+            }
         }
-        let offset = address &- mapping.start &+ mapping.fileOffset
-        return file?.bytes(at: offset &- UInt64(count), count: count)
+        if sites.count > 4 << 20 { sites.removeAll() }
+        sites[key] = site
+        return site
     }
 
-    /// Where the function holding `address` starts (by the file's symbols), as an address of `pid`.
-    public func functionStart(pid: UInt32, address: UInt64, timeNs: UInt64) -> UInt64? {
-        let w = linkAddress(pid: pid, address: address, timeNs: timeNs)
-        guard !w.path.isEmpty, let image = image(path: w.path, buildID: w.buildID),
-              let (_, into) = image.symbol(at: w.linkAddress)
-        else { return nil }
-        return address &- into
+    public func callBefore(pid: UInt32, returnAddress: UInt64, timeNs: UInt64) -> CallKind {
+        let m = mappingIndex(pid: pid, address: returnAddress &- 1, timeNs: timeNs)
+        guard m >= 0 else { return .none }
+        let key = AddressKey(pid: pid, address: returnAddress, mapping: m)
+        if let hit = calls[key] { return hit }
+        var kind = CallKind.none
+        if site(pid: pid, address: returnAddress &- 1, timeNs: timeNs).fileBacked,
+           let code = bytes(pid: pid, before: returnAddress, count: 7, timeNs: timeNs) {
+            kind = StackUnwinder.callKind(code)
+        }
+        if calls.count > 4 << 20 { calls.removeAll() }
+        calls[key] = kind
+        return kind
     }
 
+    /// The file, buildID and link-time address of an address of `pid` (path "": not file-backed).
     public func linkAddress(pid: UInt32, address: UInt64, timeNs: UInt64)
         -> (path: String, buildID: [UInt8], linkAddress: UInt64, inMapping: Bool) {
         let m = mappingIndex(pid: pid, address: address, timeNs: timeNs)
@@ -170,6 +191,25 @@ public final class Symbolizer: CodeMappings {
         }
         callFrameInfos[path] = .some(cfi)
         return cfi
+    }
+
+    private var callFrameInfos: [String: CallFrameInfo?] = [:]
+    private var mappedFiles: [String: MappedFile?] = [:]
+
+    /// The `count` bytes of code before `address` (a return address: the call instruction), read
+    /// from the recorded file; nil when the file is not there.
+    public func bytes(pid: UInt32, before address: UInt64, count: Int, timeNs: UInt64) -> [UInt8]? {
+        let m = mappingIndex(pid: pid, address: address &- 1, timeNs: timeNs)
+        guard m >= 0, count > 0, count <= 64 else { return nil }
+        let mapping = mappings[pid]![m]
+        guard !mapping.path.isEmpty, !mapping.path.hasPrefix("["), address &- mapping.start >= UInt64(count) else { return nil }
+        let file: MappedFile?
+        if let cached = mappedFiles[mapping.path] { file = cached } else {
+            file = MappedFile(path: mapping.path)
+            mappedFiles[mapping.path] = .some(file)
+        }
+        let offset = address &- mapping.start &+ mapping.fileOffset
+        return file?.bytes(at: offset &- UInt64(count), count: count)
     }
 
     private func userFrame(pid: UInt32, address: UInt64, mapping: Mapping?) -> CodeFrame {

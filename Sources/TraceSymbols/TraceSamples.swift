@@ -31,7 +31,7 @@ public final class TraceSamples {
     private var pendingCopy: (tid: UInt32, timeNs: UInt64, snapshot: StackSnapshot)?
     private var unwoundIDs: [[UInt64]: UInt32] = [:]
     private var nextUnwoundID = UInt32.max
-    private var kernelWalkModules: [UInt64: [String]] = [:]
+    private var kernelWalkSamples: [UInt64: Int] = [:]  // (pid, stack id) -> samples without a copy
     private var resolved: [UInt64: [Int]] = [:]
     private var resolvedKernel: [UInt32: [Int]] = [:]
 
@@ -111,20 +111,25 @@ public final class TraceSamples {
         return id
     }
 
-    /// Counts the frames of a sample without a stack copy as found by the kernel's frame-pointer walk.
     private func tallyKernelWalk(_ s: CPUSample) {
-        let key = UInt64(s.pid) << 32 | UInt64(s.userStack)
-        if kernelWalkModules[key] == nil {
-            var modules: [String] = []
+        kernelWalkSamples[UInt64(s.pid) << 32 | UInt64(s.userStack), default: 0] += 1
+    }
+
+    /// Per module: how the callers of its frames were found (the stack copies' unwinding, and the
+    /// kernel's frame-pointer walk for samples without a copy), and where unwinding ended.
+    public var unwindTally: [String: UnwindTally] {
+        var tally: [String: UnwindTally] = [:]
+        for (id, t) in unwinder.tally { tally[symbolizer.moduleName(id)] = t }
+        for (key, count) in kernelWalkSamples {
+            let pid = UInt32(truncatingIfNeeded: key >> 32), id = UInt32(truncatingIfNeeded: key)
             // Each frame whose caller the walk found, by its module.
-            for (i, a) in (stackAddresses[s.userStack] ?? []).dropLast().enumerated() {
-                let w = symbolizer.linkAddress(pid: s.pid, address: i == 0 ? a : a &- 1, timeNs: s.timeNs)
+            for (i, a) in (stackAddresses[id] ?? []).dropLast().enumerated() {
+                let w = symbolizer.linkAddress(pid: pid, address: i == 0 ? a : a &- 1, timeNs: UInt64.max)
                 guard w.inMapping else { break }
-                modules.append(w.path.isEmpty ? "[anon]" : w.path)
+                tally[w.path.isEmpty ? "[anon]" : w.path, default: UnwindTally()].byMethod[UnwindMethod.kernelFramePointer.rawValue] += count
             }
-            kernelWalkModules[key] = modules
         }
-        for m in kernelWalkModules[key]! { unwinder.countKernelWalk(module: m, frames: 1) }
+        return tally
     }
 
     /// The sample's frames (ids into `symbolizer.frames`), innermost first: the kernel stack (if

@@ -5,6 +5,10 @@
 // 2. Trace bytes per sample: a CPU-bound program recorded with and without sampling.
 // 3. Symbolizing 1 M samples: a synthetic trace (mappings of real binaries, 5,000 distinct stacks of 16
 //    frames, 1 M samples) read, symbolized and counted by stack (TraceSamples + CodeProfile).
+// 4. Unwinding 1 M samples from stack copies: the stack copies of a real recording (C at -O2
+//    -fomit-frame-pointer calling glibc's qsort, whose callback burns CPU) repeated to 1 M samples,
+//    read, unwound by CFI, symbolized and counted by stack. Sampling with stack copies (the default,
+//    8 KiB) is also compared with frame pointers only (--stack-copy 0) in 1 and 2.
 import TraceFormat
 import TraceReader
 import TraceSymbols
@@ -25,6 +29,7 @@ enum StacksBench {
         mkdir(dir, 0o700)
         defer { NodeBench.removeTree(dir) }
         bytesPerSample(cli: cli, dir: dir)
+        unwind(cli: cli, dir: dir)
         runtime(cli: cli, dir: dir)
         http(cli: cli, dir: dir)
     }
@@ -35,6 +40,7 @@ enum StacksBench {
         let variants: [(name: String, argv: [String])] = [
             ("node", ["node", script]),
             ("record-sampling-off", [cli, "record", "--no-node-hooks", "--sample-rate", "0", "-o", trace, "--", "node", script]),
+            ("record-sampling-999hz-fp-only", [cli, "record", "--no-node-hooks", "--stack-copy", "0", "-o", trace, "--", "node", script]),
             ("record-sampling-999hz", [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", script]),
         ]
         for w in ["setImmediate-chain", "await-chain"] {
@@ -65,6 +71,7 @@ enum StacksBench {
         let variants: [(name: String, argv: [String])] = [
             ("node", ["node", server]),
             ("record-sampling-off", [cli, "record", "--no-node-hooks", "--sample-rate", "0", "-o", trace, "--", "node", server]),
+            ("record-sampling-999hz-fp-only", [cli, "record", "--no-node-hooks", "--stack-copy", "0", "-o", trace, "--", "node", server]),
             ("record-sampling-999hz", [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", server]),
         ]
         var results: [String: [Double]] = [:]
@@ -87,24 +94,119 @@ enum StacksBench {
     /// Trace size with sampling minus without, per sample, for a 1 s CPU-bound Python loop.
     static func bytesPerSample(cli: String, dir: String) {
         let program = ["/usr/bin/python3", "-S", "-c", "import time\nt=time.time()\nwhile time.time()-t<1: pass"]
-        func kernelPayload(_ rate: String) -> (bytes: UInt64, samples: Int, stacks: Int)? {
-            let trace = dir + "/bps-\(rate).atrace"
-            _ = RuntimeBench.runCommand([cli, "record", "--sample-rate", rate, "-o", trace, "--"] + program)
+        func kernelPayload(_ rate: String, copy: String = "8K") -> (bytes: UInt64, samples: Int, stacks: Int)? {
+            let trace = dir + "/bps-\(rate)-\(copy).atrace"
+            _ = RuntimeBench.runCommand([cli, "record", "--sample-rate", rate, "--stack-copy", copy, "-o", trace, "--"] + program)
             guard let r = try? TraceReader(path: trace) else { return nil }
             let bytes = r.fileSize  // a program without hooks: the header and kernel chunks only
             let data = TraceSamples(reader: r)
             return (bytes, data.samples.count, data.stackAddresses.count)
         }
-        var perSample: [Double] = [], samples: [Double] = [], stacks: [Double] = []
+        var perSample: [Double] = [], perSampleFP: [Double] = [], samples: [Double] = [], stacks: [Double] = []
         for _ in 0..<3 {
-            guard let on = kernelPayload("999"), let off = kernelPayload("0"), on.samples > 0 else { continue }
+            guard let on = kernelPayload("999"), let fp = kernelPayload("999", copy: "0"), let off = kernelPayload("0"),
+                  on.samples > 0, fp.samples > 0
+            else { continue }
             perSample.append(Double(Int64(on.bytes) - Int64(off.bytes)) / Double(on.samples))
+            perSampleFP.append(Double(Int64(fp.bytes) - Int64(off.bytes)) / Double(fp.samples))
             samples.append(Double(on.samples))
             stacks.append(Double(on.stacks))
         }
         report("stacks.bytes_per_sample", nsPerOp: 0,
-               extra: [("bytes_per_sample", fmt(median(perSample))), ("samples", fmt(median(samples))),
+               extra: [("bytes_per_sample_with_stack_copy", fmt(median(perSample))),
+                       ("bytes_per_sample_fp_only", fmt(median(perSampleFP))), ("samples", fmt(median(samples))),
                        ("distinct_stacks", fmt(median(stacks))), ("note", "\"trace size with sampling minus without, per sample, incl. stackDef and mapping events and chunk headers\"")])
+    }
+
+    /// A real recording's stack copies repeated to 1 M samples: read + unwind + symbolize + count by stack.
+    static func unwind(cli: String, dir: String) {
+        let src = dir + "/qsort-burn.c", exe = dir + "/qsort-burn", trace = dir + "/qsort-burn.atrace"
+        let c = """
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <time.h>
+            static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+            __attribute__((noinline)) int slow_compare(const void *a, const void *b) {
+                volatile double x = 1; for (int i = 0; i < 300; i++) x = x * 1.0000001 + 0.5;
+                long d = *(const long *)a - *(const long *)b; return (d > 0) - (d < 0);
+            }
+            __attribute__((noinline)) long sort_some(long *v, int n) {
+                for (int i = 0; i < n; i++) v[i] = (i * 7919L) % n;
+                qsort(v, n, sizeof(long), slow_compare); __asm__ volatile(""); return v[n / 2] + 1;
+            }
+            int main(void) { static long v[4096]; long s = 0; double t0 = now(); while (now() - t0 < 1) s += sort_some(v, 4096); printf("%ld\\n", s); return 0; }
+            """
+        guard let f = fopen(src, "w") else { return }
+        fputs(c, f)
+        fclose(f)
+        _ = RuntimeBench.runCommand(["/usr/bin/cc", "-O2", "-fomit-frame-pointer", "-o", exe, src])
+        _ = RuntimeBench.runCommand([cli, "record", "-o", trace, "--", exe])
+        guard let r = try? TraceReader(path: trace) else { return }
+        // The recording's mappings and (stackCopy, cpuSample) pairs, re-encoded.
+        var mappings: [(pid: UInt64, start: UInt64, end: UInt64, offset: UInt64, path: String, buildID: [UInt64])] = []
+        var pairs: [(copy: [UInt64], list: [UInt64], sample: [UInt64])] = []
+        var copy: ([UInt64], [UInt64])?
+        let it = r.events(streams: Set(r.streams.indices.filter { r.streams[$0].isKernel }))
+        while let e = it.next() {
+            let ev = e.event
+            switch ev.kind {
+            case .mapping:
+                mappings.append((UInt64(bitPattern: ev.arg(0)), UInt64(bitPattern: ev.arg(1)), UInt64(bitPattern: ev.arg(2)), UInt64(bitPattern: ev.arg(3)), ev.text, ev.list))
+            case .stackCopy:
+                copy = ((0..<6).map { UInt64(bitPattern: ev.arg($0)) }, ev.list)
+            case .cpuSample:
+                if let c = copy { pairs.append((c.0, c.1, (0..<4).map { UInt64(bitPattern: ev.arg($0)) })) }
+                copy = nil
+            default:
+                break
+            }
+        }
+        guard !pairs.isEmpty else { return }
+        let path = dir + "/unwind-1M.atrace"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
+        guard fd >= 0 else { return }
+        let header = FileHeader(pid: r.header.pid, monotonicStartNs: 1_000_000, realtimeStartNs: 0, program: "unwind").encode()
+        _ = write(fd, header, header.count)
+        var t: UInt64 = 2_000_000, seq: UInt64 = 0
+        var b = ChunkBuilder(pid: r.header.pid, tid: 0, startNs: t, startTicks: t)
+        for m in mappings {
+            let s = b.intern(m.path, ticks: t)
+            b.beginEvent(.mapping, ticks: t)
+            b.putUnsigned(m.pid); b.putUnsigned(m.start); b.putUnsigned(m.end); b.putUnsigned(m.offset)
+            b.putStringID(s)
+            b.putList(m.buildID)
+        }
+        let samples = 1_000_000
+        for i in 0..<samples {
+            t += 1_000_000
+            let p = pairs[i % pairs.count]
+            b.beginEvent(.stackCopy, ticks: t)
+            for v in p.copy { b.putUnsigned(v) }
+            b.putList(p.list)
+            b.beginEvent(.cpuSample, ticks: t)
+            b.putUnsigned(p.sample[0]); b.putUnsigned(p.sample[1]); b.putUnsigned(0); b.putUnsigned(0)
+            if b.byteCount > 4 << 20 || i == samples - 1 {
+                let bytes = b.seal(sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0,
+                                   flags: i == samples - 1 ? [.kernel, .final] : .kernel)
+                _ = write(fd, bytes, bytes.count)
+                seq += 1
+                b = ChunkBuilder(pid: r.header.pid, tid: 0, startNs: t, startTicks: t)
+            }
+        }
+        close(fd)
+        var seconds: [Double] = []
+        var depth = 0.0
+        for _ in 0..<3 {
+            let t0 = monotonicNs()
+            guard let r = try? TraceReader(path: path) else { return }
+            let data = TraceSamples(reader: r)
+            let profile = CodeProfile(data, samples: data.samples)
+            seconds.append(Double(monotonicNs() - t0) / 1e9)
+            depth = Double(profile.stacks.first?.frames.count ?? 0)
+        }
+        report("stacks.unwind_1M_samples", nsPerOp: median(seconds) * 1e9 / Double(samples),
+               extra: [("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("distinct_copies", "\(pairs.count)"),
+                       ("top_stack_frames", fmt(depth))])
     }
 
     /// 1 M samples over 5,000 stacks into real binaries: read + symbolize + count by stack.

@@ -65,7 +65,7 @@ struct ProfileCommand: ParsableCommand {
     /// Per module: how the callers of its frames were found (CFI, stack scan, frame pointers) and
     /// how often unwinding ended there before the outermost frame.
     private func unwinding(_ data: TraceSamples) -> String {
-        let tally = data.unwinder.tally
+        let tally = data.unwindTally
         guard !tally.isEmpty else { return "" }
         var out = "\nUNWINDING (frames whose caller each method found, per module; \(data.unwoundSamples) samples unwound from stack copies)\n"
         let rows = tally.sorted { $0.value.byMethod.reduce(0, +) + $0.value.stopped > $1.value.byMethod.reduce(0, +) + $1.value.stopped }

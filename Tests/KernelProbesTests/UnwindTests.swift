@@ -85,7 +85,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
         // main's caller is glibc's (__libc_start_call_main, no frame pointers): found by its CFI.
         #expect(top.names.count > 5 && top.modules[5].hasSuffix("libc.so.6"), "\(top.names) \(top.modules)")
         #expect(top.samples * 10 >= top.of * 8, "the whole chain in \(top.samples) of \(top.of)")
-        let tally = try #require(data.unwinder.tally[exe])
+        let tally = try #require(data.unwindTally[exe])
         #expect(tally.byMethod[UnwindMethod.callFrameInfo.rawValue] > 0)
     }
 
@@ -119,7 +119,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
             if f[1..<sort].contains(where: { $0.module.hasSuffix("libc.so.6") }) { through += 1 }
         }
         #expect(through * 10 >= mine.count * 8, "\(through) of \(mine.count) samples unwound through glibc's qsort into sort_some <- main")
-        let libc = data.unwinder.tally.first { $0.key.hasSuffix("libc.so.6") }?.value
+        let libc = data.unwindTally.first { $0.key.hasSuffix("libc.so.6") }?.value
         #expect((libc?.byMethod[UnwindMethod.callFrameInfo.rawValue] ?? 0) > 0)
     }
 
@@ -151,7 +151,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
         let expected = ["unwindswift.spinLeaf(_:)", "unwindswift.spinThird(_:)", "unwindswift.spinSecond(_:)", "unwindswift.spinFirst(_:)", "main"]
         #expect(Array(top.names.prefix(5)) == expected, "\(top.names)")
         #expect(top.samples * 10 >= top.of * 8, "the whole chain in \(top.samples) of \(top.of)")
-        let tally = try #require(data.unwinder.tally[exe])
+        let tally = try #require(data.unwindTally[exe])
         #expect(tally.byMethod[UnwindMethod.stackScan.rawValue] > 0)
     }
 
