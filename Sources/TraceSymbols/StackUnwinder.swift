@@ -32,7 +32,7 @@ public struct StackSnapshot: Sendable {
     }
 
     /// Copies larger than this are refused (the probes copy at most 16 KiB).
-    public static let maxBytes = 1 << 20
+    public static let maxBytes = 64 << 10
 
     func read(_ address: UInt64) -> UInt64? {
         guard address >= sp, address & 7 == sp & 7 else { return nil }
