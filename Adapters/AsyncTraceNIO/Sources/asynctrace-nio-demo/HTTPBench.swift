@@ -1,7 +1,7 @@
 // HTTP requests/s of the NIO server (`http`, one event-loop thread) under a loopback load generator (this
-// process: one thread, raw epoll, 50 keep-alive connections, one request in flight on each), three variants
-// taking turns so drift in the machine hits all alike: bare (`--untraced`), traced (recorder + Concurrency +
-// NIO bridge, ASYNCTRACE_OUTPUT set), and traced under `asynctrace record` (kernel probes on top; the CLI from
+// process: one thread, poll(2), 50 keep-alive connections, one request in flight on each), four variants
+// taking turns so drift in the machine hits all alike: bare (`--untraced`), hooks only (the bridge installed,
+// no recorder), traced (recorder + Concurrency + NIO bridge, ASYNCTRACE_OUTPUT set), and traced under `asynctrace record` (kernel probes on top; the CLI from
 // ASYNCTRACE_CLI or ../../.build/debug/asynctrace). Medians of `--runs` runs of `--seconds` each.
 import Dispatch
 #if canImport(Glibc)
@@ -20,11 +20,15 @@ enum HTTPBench {
         let traceA = "/tmp/asynctrace-nio-bench-\(getpid())-a.atrace"
         let traceB = "/tmp/asynctrace-nio-bench-\(getpid())-b.atrace"
         defer { unlink(traceA); unlink(traceB) }
-        var bare: [Double] = [], traced: [Double] = [], kernel: [Double] = []
+        var bare: [Double] = [], hooks: [Double] = [], traced: [Double] = [], kernel: [Double] = []
         let env = environment(removing: ["ASYNCTRACE_OUTPUT", "ASYNCTRACE_APPEND", "LD_PRELOAD"])
         for _ in 0..<runs {
             if let r = measure(argv: [me, "http", "--untraced", "--exit-on-stdin-eof"], env: env, seconds: seconds, connections: connections) {
                 bare.append(r)
+            }
+            // The bridge installed, nothing recording: the floor of the hooks themselves.
+            if let r = measure(argv: [me, "http", "--exit-on-stdin-eof"], env: env, seconds: seconds, connections: connections) {
+                hooks.append(r)
             }
             unlink(traceA)
             if let r = measure(argv: [me, "http", "--exit-on-stdin-eof"], env: env + ["ASYNCTRACE_OUTPUT=" + traceA],
@@ -39,14 +43,15 @@ enum HTTPBench {
                 }
             }
         }
-        let b = median(bare), t = median(traced), k = median(kernel)
+        let b = median(bare), h = median(hooks), t = median(traced), k = median(kernel)
         let common = "\"median_of\": \(runs), \"seconds\": \(seconds), \"connections\": \(connections)"
         say("{\"benchmark\": \"nio.http.bare\", \"requests_per_s\": \(Int(b)), \(common)}")
+        say("{\"benchmark\": \"nio.http.hooks_only\", \"requests_per_s\": \(Int(h)), \"slowdown\": \(fmt3(b / h)), \(common)}")
         say("{\"benchmark\": \"nio.http.traced\", \"requests_per_s\": \(Int(t)), \"slowdown\": \(fmt3(b / t)), \(common)}")
         if !kernel.isEmpty {
             say("{\"benchmark\": \"nio.http.traced_kernel\", \"requests_per_s\": \(Int(k)), \"slowdown\": \(fmt3(b / k)), \(common)}")
         }
-        say("runs bare \(bare.map { Int($0) }) traced \(traced.map { Int($0) }) traced+kernel \(kernel.map { Int($0) })")
+        say("runs bare \(bare.map { Int($0) }) hooks-only \(hooks.map { Int($0) }) traced \(traced.map { Int($0) }) traced+kernel \(kernel.map { Int($0) })")
     }
 
     static func median(_ xs: [Double]) -> Double {
