@@ -104,7 +104,7 @@ let package = Package(
             name: "asynctrace-bench",
             dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
                            "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem",
-                           "TraceExports", "TraceAnalyses", "TraceFixtures", "TraceSymbols"]
+                           "TraceExports", "TraceAnalyses", "TraceFixtures", "TraceSymbols", "TraceReports"]
         ),
 
         // --- tests ---

@@ -24,6 +24,7 @@ let groups: [(name: String, run: () -> Void)] = [
     ("node", NodeBench.run),
     ("stacks", StacksBench.run),
     ("flight", FlightBench.run),
+    ("top", TopBench.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

@@ -288,7 +288,6 @@ struct LiveSession {
             if endedByItself { status = r.exitStatus }
             recorder = r
         }
-        if liveStopSignal != 0 && recorder == nil { status = 0 }
         return status
     }
 }

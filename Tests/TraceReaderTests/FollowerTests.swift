@@ -89,6 +89,23 @@ import TraceFormat
         #expect(ids(f) == [4])
     }
 
+    @Test func aChunkStraddlingTheCutIsHandedOutInTwoParts() throws {
+        let path = temporaryTracePath("straddle")
+        writeFile(path, FileHeader(pid: 7, monotonicStartNs: 0, realtimeStartNs: 0, program: "app").encode())
+        defer { removeFile(path) }
+        let f = try TraceFollower(path: path)
+        f.holdbackNs = 300_000_000
+        append(path, chunk(tid: 1, sequence: 0, startMs: 1_000, ids: Array(1...10)))  // 1000...1009 ms
+        append(path, chunk(tid: 2, sequence: 0, startMs: 1_305, ids: [100]))
+        try f.poll()
+        #expect(ids(f, all: false) == [1, 2, 3, 4, 5, 6])  // cut at 1005 ms
+        append(path, chunk(tid: 2, sequence: 1, startMs: 1_400, ids: [101]))
+        try f.poll()
+        #expect(ids(f, all: false) == [7, 8, 9, 10])  // cut at 1100 ms: the rest of the first chunk, once
+        #expect(ids(f) == [100, 101])
+        #expect(f.chunksWaiting == 0)
+    }
+
     @Test func realDamageIsStillReported() throws {
         let path = temporaryTracePath("follow-damage")
         writeFile(path, FileHeader(pid: 7, monotonicStartNs: 0, realtimeStartNs: 0, program: "app").encode())
