@@ -256,7 +256,16 @@ struct KernelLoopTracker {
     mutating func wait(pid: UInt32, tid: UInt32, exitNs: UInt64, durationNs: UInt64) -> Gap? {
         let key = UInt64(pid) << 32 | UInt64(tid)
         let enter = exitNs >= durationNs ? exitNs - durationNs : 0
-        var t = threads[key] ?? ThreadState()
+        // In place (`&threads[key, default:]`): a copy would share the histograms' buckets and copy them
+        // on the first record.
+        let busy = Self.wait(&threads[key, default: ThreadState()], pid: pid, tid: tid, enter: enter, exitNs: exitNs,
+                             durationNs: durationNs)
+        if let busy { gaps.offer(busy.durationNs, busy) }
+        return busy
+    }
+
+    private static func wait(_ t: inout ThreadState, pid: UInt32, tid: UInt32, enter: UInt64, exitNs: UInt64,
+                             durationNs: UInt64) -> Gap? {
         var busy: Gap? = nil
         if t.waits > 0 && exitNs >= t.lastExitNs { t.recentIterations.record(exitNs - t.lastExitNs) }
         if t.waits == 0 {
@@ -265,12 +274,10 @@ struct KernelLoopTracker {
             let gap = enter - t.lastExitNs
             t.busy.record(gap)
             busy = Gap(pid: pid, tid: tid, startNs: t.lastExitNs, durationNs: gap)
-            gaps.offer(gap, busy!)
         }
         t.waits += 1
         t.waitNs = t.waitNs.addingSaturated(durationNs)
         t.lastExitNs = max(t.lastExitNs, exitNs)
-        threads[key] = t
         return busy
     }
 

@@ -32,16 +32,18 @@ struct LoopTracker {
     }
 
     mutating func iteration(stream s: Int, ns: UInt64) {
-        var st = states[s] ?? LoopState()
-        if st.iterations == 0 {
-            st.firstIterationNs = ns
+        // In place: a copy of the state would share the histograms' buckets with the array's element, and
+        // the first record into it would copy them (15 KB each; it was most of the analyses' time).
+        if states[s] == nil { states[s] = LoopState() }
+        if states[s]!.iterations == 0 {
+            states[s]!.firstIterationNs = ns
         } else {
-            st.iterationNs.record(ns - st.lastIterationNs)
-            st.recentIterationNs.record(ns - st.lastIterationNs)
+            let d = ns - states[s]!.lastIterationNs
+            states[s]!.iterationNs.record(d)
+            states[s]!.recentIterationNs.record(d)
         }
-        st.iterations += 1
-        st.lastIterationNs = ns
-        states[s] = st
+        states[s]!.iterations += 1
+        states[s]!.lastIterationNs = ns
     }
 
     /// A phase begins (phaseEnter, or phaseStart, which also ends the open phase).
