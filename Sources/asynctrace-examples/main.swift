@@ -21,7 +21,7 @@ func allScenarios() -> [Scenario] { [
     Scenario(name: "http", summary: "HTTP server plus a client load (8 keep-alive loops) for about 2 s", run: httpScenario),
     Scenario(name: "child", summary: "child processes: cat over stdio pipes, execFile, kill", run: childScenario),
     Scenario(name: "blocking", summary: "TCP traffic with a callback that blocks the loop for 200 ms (a synchronous read)", run: blockingScenario),
-    Scenario(name: "stalls", summary: "runs N s (default 10): a 10 ms timer, and every 2 s a callback blocking the loop for 300 ms", run: stallsScenario),
+    Scenario(name: "stalls", summary: "runs N s (default 3): a 10 ms timer, and every 1 s a callback blocking the loop for 200 ms", run: stallsScenario),
 ] + moreScenarios() }
 
 func usage() -> String {
