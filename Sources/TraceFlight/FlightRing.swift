@@ -71,6 +71,10 @@ public struct FlightChunk: Sendable {
     public let bytes: [UInt8]
     public let header: ChunkHeader
     public var key: FlightStreamKey { FlightStreamKey(header) }
+    public init(bytes: [UInt8], header: ChunkHeader) {
+        self.bytes = bytes
+        self.header = header
+    }
 }
 
 /// What a reader needs at the start of a user stream whose first chunk has left the window: its
@@ -134,10 +138,12 @@ public final class FlightRing: @unchecked Sendable {
     /// Takes a copy of a sealed chunk (e.g. a message received from a program's recorder). A
     /// message that is not one whole chunk with a correct checksum is rejected and counted: the
     /// ring holds only chunks a reader can decode.
+    /// A program's message claiming the kernel stream, or ending more than 10 s in the future,
+    /// is rejected too: only the recorder writes the kernel stream, and a window is of the past.
     @discardableResult
     public func add(_ message: UnsafeRawBufferPointer, nowNs: UInt64) -> Bool {
         guard message.count >= TraceFileFormat.chunkHeaderSize, let base = message.baseAddress,
-              let h = ChunkHeader.load(from: base),
+              let h = ChunkHeader.load(from: base), !h.isKernel, h.endNs <= nowNs &+ 10_000_000_000,
               Int(h.payloadLength) == message.count - TraceFileFormat.chunkHeaderSize, h.hasOrderedClock,
               flightChunkCRC(header: base, payload: base + TraceFileFormat.chunkHeaderSize, count: Int(h.payloadLength)) == h.crc
         else {

@@ -43,6 +43,7 @@ final class FlightRecording: @unchecked Sendable {
     private var waitingClients: [Int32] = []
     private var dueNs: UInt64?
     private var lastAutomaticNs: UInt64 = 0
+    private var lastProgramRequestNs: UInt64 = 0
     private let requests = LockedRequests()
     /// Set when every process of the program has closed its end of the socket.
     private let receiverDone = Atomic<Bool>(false)
@@ -80,7 +81,8 @@ final class FlightRecording: @unchecked Sendable {
         if let kernel {
             let ring = self.ring
             kernel.recordForFlight(retentionNs: (ring.limits.keepNs ?? FlightLimits.defaultKeepNs) &+ 60_000_000_000) { bytes in
-                bytes.withUnsafeBytes { _ = ring.add($0, nowNs: monotonicNowNs()) }
+                guard let h = bytes.withUnsafeBytes({ ChunkHeader.load(from: $0.baseAddress!) }) else { return }
+                ring.add(FlightChunk(bytes: bytes, header: h), nowNs: monotonicNowNs())
             }
             kernelState = { kernel.flightStateChunk(atNs: $0) }
         }
@@ -145,7 +147,11 @@ final class FlightRecording: @unchecked Sendable {
         for r in requests.takeAll() {
             switch r {
             case .program:
-                asked = true
+                // The program may ask at most once a second (it may be hostile or looping).
+                if now &- lastProgramRequestNs >= 1_000_000_000 || lastProgramRequestNs == 0 {
+                    lastProgramRequestNs = now
+                    asked = true
+                }
             case .blocked(let endNs):
                 // Rate-limited: one automatic dump per --min-dump-interval.
                 guard now &- lastAutomaticNs >= minAutomaticGapNs || lastAutomaticNs == 0 else { continue }

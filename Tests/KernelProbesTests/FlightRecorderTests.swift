@@ -187,6 +187,13 @@ private struct DumpContents {
         #expect(!chunk.withUnsafeBytes { ring.add($0, nowNs: 100) })
         #expect(!chunk.dropLast().withUnsafeBytes { ring.add($0, nowNs: 100) })
         #expect(![UInt8](repeating: 0x41, count: 200).withUnsafeBytes { ring.add($0, nowNs: 100) })
-        #expect(ring.statistics.rejected == 3 && ring.statistics.chunksKept == 1)
+        // The kernel stream is the recorder's own; a program cannot forge it.
+        var k = ChunkBuilder(pid: 1, tid: 0, startNs: 10, startTicks: 10)
+        k.beginEvent(.processExit, ticks: 11)
+        k.putUnsigned(1)
+        k.putSigned(0)
+        let kernelChunk = k.seal(sequence: 0, endNs: 12, endTicks: 12, droppedCumulative: 0, flags: .kernel)
+        #expect(!kernelChunk.withUnsafeBytes { ring.add($0, nowNs: 100) })
+        #expect(ring.statistics.rejected == 4 && ring.statistics.chunksKept == 1)
     }
 }
