@@ -17,9 +17,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python modules the export tests validate with: Perfetto's published trace proto (perfetto + protobuf)
+# Python modules the export tests validate with: Perfetto's published trace proto (perfetto + protobuf), OpenTelemetry's
+# (opentelemetry-proto, whose generated code runs on this protobuf)
 # and speedscope's JSON schema (jsonschema). Pinned: a validator that changes under us is not a test.
-validators=(perfetto==0.59.1 protobuf==7.36.2 jsonschema==4.26.0)
+validators=(perfetto==0.59.1 protobuf==7.36.2 jsonschema==4.26.0 opentelemetry-proto==1.45.2)
 if ! python3 - "${validators[@]}" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version

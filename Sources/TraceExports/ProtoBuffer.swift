@@ -15,6 +15,43 @@ struct ProtoBuffer: ~Copyable {
 
     mutating func reset() { count = 0 }
 
+    /// Drops everything after the first `n` bytes (a stack of nested encodings shares one buffer).
+    mutating func truncate(to n: Int) { count = min(count, max(0, n)) }
+
+    /// Appends bytes as they are (an encoding made elsewhere).
+    mutating func append(_ p: UnsafePointer<UInt8>, _ n: Int) {
+        guard n > 0 else { return }
+        reserve(n)
+        (base + count).update(from: p, count: n)
+        count += n
+    }
+
+    @inline(__always)
+    mutating func append(_ s: StaticString) { append(s.utf8Start, s.utf8CodeUnitCount) }
+
+    /// Ids as bytes, most significant first (OTLP's trace and span ids; W3C's hex reads the same way).
+    @inline(__always)
+    mutating func id64(_ field: UInt32, _ v: UInt64) {
+        tag(field, 2)
+        rawVarint(8)
+        bigEndianWord(v)
+    }
+
+    @inline(__always)
+    mutating func id128(_ field: UInt32, _ hi: UInt64, _ lo: UInt64) {
+        tag(field, 2)
+        rawVarint(16)
+        bigEndianWord(hi)
+        bigEndianWord(lo)
+    }
+
+    @inline(__always)
+    private mutating func bigEndianWord(_ v: UInt64) {
+        reserve(8)
+        UnsafeMutableRawPointer(base + count).storeBytes(of: v.bigEndian, as: UInt64.self)
+        count += 8
+    }
+
     @inline(__always)
     private mutating func reserve(_ n: Int) {
         if count + n <= capacity { return }

@@ -2,7 +2,7 @@
 import TraceReader
 
 public enum ExportFormat: String, Sendable, CaseIterable {
-    case perfetto, chrome, speedscope, folded
+    case perfetto, chrome, speedscope, folded, otlp
 
     public var defaultExtension: String {
         switch self {
@@ -10,6 +10,7 @@ public enum ExportFormat: String, Sendable, CaseIterable {
         case .chrome: "json"
         case .speedscope: "speedscope.json"
         case .folded: "folded"
+        case .otlp: "otlp.pb"
         }
     }
 }
@@ -23,6 +24,12 @@ public struct ExportSummary: Sendable {
     public var callbacks: UInt64
     public var syscalls: UInt64
     public var threads: Int
+    /// OTLP: spans written or sent, and in how many requests.
+    public var spans: UInt64 = 0
+    public var requests: UInt64 = 0
+    public var blockingCallbacks: UInt64 = 0
+    public var stalls: UInt64 = 0
+    public var tracerSpans: UInt64 = 0
     /// Things the user should know (size warnings, damage in the trace).
     public var warnings: [String]
 
@@ -34,7 +41,25 @@ public enum TraceExport {
     public static func run(reader: TraceReader, format: ExportFormat, outputPath: String,
                            grouping: StackGrouping = .callback, weight: StackWeight = .busy,
                            chromeWarnBytes: UInt64 = ChromeTraceExporter.warnAboveBytes,
+                           otlp: OTLPOptions = OTLPOptions(), otlpEndpoint: OTLPEndpoint? = nil,
                            progress: ((Double) -> Void)? = nil) throws(ExportError) -> ExportSummary {
+        if let otlpEndpoint {
+            precondition(format == .otlp, "an OTLP endpoint is for the otlp format")
+            let sender = OTLPHTTPSender(endpoint: otlpEndpoint)
+            sender.maxRetryMs = otlp.retryForMs
+            defer { sender.close() }
+            return try runOTLP(reader: reader, sink: sender, outputPath: otlpEndpoint.description, bytes: { sender.bytesSent },
+                               options: otlp, progress: progress)
+        }
+        if format == .otlp {
+            let out = try OutputFile(path: outputPath, uncached: true, sparing: reader.fileIdentity)
+            let summary = try runOTLP(reader: reader, sink: OTLPFileSink(output: out), outputPath: outputPath,
+                                      bytes: { out.bytesWritten }, options: otlp, progress: progress)
+            try out.close()
+            var s = summary
+            s.bytesWritten = out.bytesWritten
+            return s
+        }
         let out = try OutputFile(path: outputPath, uncached: true, sparing: reader.fileIdentity)
         let timeline = Timeline(reader: reader)
         let base = reader.firstNs
@@ -64,6 +89,8 @@ public enum TraceExport {
             } else if sink.tree.totalWeight == 0 && weight == .busy {
                 warnings.append("no time was spent in callbacks (a kernel-only trace?); --weight wall counts all time")
             }
+        case .otlp:
+            preconditionFailure("handled above")
         }
         try out.close()
         if format == .chrome && out.bytesWritten > chromeWarnBytes {
@@ -74,6 +101,35 @@ public enum TraceExport {
         return ExportSummary(format: format, outputPath: outputPath, events: timeline.stats.events,
                              bytesWritten: out.bytesWritten, callbacks: timeline.stats.callbacks,
                              syscalls: timeline.stats.syscalls, threads: timeline.threads.count, warnings: warnings)
+    }
+
+    /// The OTLP pass: spans batched into requests for `sink` (a file or an endpoint).
+    static func runOTLP(reader: TraceReader, sink: OTLPRequestSink, outputPath: String, bytes: () -> UInt64, options: OTLPOptions,
+                        progress: ((Double) -> Void)?) throws(ExportError) -> ExportSummary {
+        let timeline = Timeline(reader: reader)
+        let exporter = OTLPExporter(sink: sink, header: reader.header, options: options)
+        var s = exporter
+        timeline.run(into: &s, progress: progress)
+        exporter.flush()
+        if let failure = exporter.failure {
+            throw ExportError("\(failure.message) (\(exporter.spans) spans delivered in \(exporter.requests) requests, "
+                + "\(exporter.undelivered) not delivered)")
+        }
+        var warnings: [String] = []
+        if exporter.droppedEvents > 0 {
+            warnings.append("otlp: \(exporter.droppedEvents) syscall span events past \(OTLPOptions.maxEventsPerSpan) per span were left out "
+                + "(counted in dropped_events_count); raise --syscall-threshold to keep the longest")
+        }
+        for d in reader.damage + timeline.decodeDamage { warnings.append("damaged trace: \(d.message)") }
+        var summary = ExportSummary(format: .otlp, outputPath: outputPath, events: timeline.stats.events, bytesWritten: bytes(),
+                                    callbacks: timeline.stats.callbacks, syscalls: timeline.stats.syscalls,
+                                    threads: timeline.threads.count, warnings: warnings)
+        summary.spans = exporter.spans
+        summary.requests = exporter.requests
+        summary.blockingCallbacks = exporter.blockingCallbacks
+        summary.stalls = exporter.stallSpans
+        summary.tracerSpans = exporter.tracerSpans
+        return summary
     }
 
     static func spoolDirectory(for outputPath: String) -> String {

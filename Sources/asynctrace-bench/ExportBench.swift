@@ -1,4 +1,4 @@
-// The `export` group: events per second of every export format (CPU time of the exporting thread,
+// The `export` group: events per second of every export format (and OTLP's spans per second) (CPU time of the exporting thread,
 // median of 3) and bytes per event of the Perfetto output, on two synthetic traces:
 //   loop: shaped like a busy server's loop: per iteration a poll phase, an epoll wait reporting a
 //         connection's fd, its read callback with a read and a write syscall inside, and a nextTick-like
@@ -70,6 +70,14 @@ enum ExportBench {
                                               "kernel_ns_per_event": ReaderBenchmarks.format(kernelNsPerEvent.sorted()[1])])
                 summary["\(label)_\(format.rawValue)_meps"] = ReaderBenchmarks.format(rate / 1e6)
                 if format == .perfetto { summary["\(label)_perfetto_bytes_per_event"] = ReaderBenchmarks.format(s.bytesPerEvent) }
+                if format == .otlp {
+                    // The OTLP goal is in spans per second (callbacks, parts inside requests, stalls, tracer spans).
+                    let spansPerSecond = rate * Double(s.spans) / Double(max(1, s.events))
+                    ReaderBenchmarks.emit(prefix + "otlp_spans", eventsPerSecond: spansPerSecond,
+                                          extra: ["spans": "\(s.spans)", "requests": "\(s.requests)",
+                                                  "bytes_per_span": ReaderBenchmarks.format(Double(s.bytesWritten) / Double(max(1, s.spans)))])
+                    summary["\(label)_otlp_mspans"] = ReaderBenchmarks.format(spansPerSecond / 1e6)
+                }
             }
             guard label == "loop" else { continue }
             for (grouping, weight) in [(StackGrouping.causal, StackWeight.busy), (.callback, .wall)] where only == nil {

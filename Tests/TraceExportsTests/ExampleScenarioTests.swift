@@ -53,6 +53,13 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
         case .folded:
             r = try validate("folded_check.py", [out])
             if r["error"] == nil { #expect((r["total"] as? Int ?? 0) > 0, "\(name): no time in callbacks") }
+        case .otlp:
+            // Every span parses with opentelemetry-proto, ids are well-formed, every parent exists.
+            r = try validate("otlp_check.py", [out])
+            if r["error"] == nil {
+                #expect(UInt64(r["spans"] as? Int ?? -1) == s.spans, "\(name): \(r["spans"] ?? "?") spans read back, \(s.spans) written")
+                #expect(s.spans >= s.callbacks, "\(name): \(s.spans) spans for \(s.callbacks) callbacks")
+            }
         }
         #expect(r["error"] == nil, "\(name) \(format): \(r["error"] ?? "")")
     }
