@@ -17,16 +17,18 @@ struct ExportCommand: ParsableCommand {
               chrome      Chrome's JSON trace format (chrome://tracing; large traces: use perfetto)
               speedscope  speedscope's JSON (one evented profile per thread)
               folded      folded stacks for flamegraph.pl (weights in ns)
-              otlp        OpenTelemetry traces, OTLP/protobuf: every callback a span (parent: the callback that
-                          created its resource), syscalls >= --syscall-threshold as span events, blocking
-                          callbacks and loop stalls with status ERROR, distributed-tracing spans with their own
-                          trace ids; one Resource per thread (service.name, process.pid, thread.id, thread.name)
+              otlp        OpenTelemetry traces (OTLP/protobuf): every callback a span,
+                          syscalls >= --syscall-threshold as span events, blocking
+                          callbacks and loop stalls with status ERROR, tracing-bridge
+                          spans with their own trace ids; a Resource per thread
             The export streams: memory stays flat whatever the trace's size.
-            OTLP output is written in batches of at most 8192 spans (~2 MiB): to a file, one
-            ExportTraceServiceRequest after another (their concatenation is itself one valid
-            ExportTraceServiceRequest); with --otlp-endpoint, one HTTP POST per batch to an OTLP/HTTP receiver
-            (e.g. an OpenTelemetry Collector: http://127.0.0.1:4318), retried with backoff on connection
-            errors, 429 and 503 (at most 8 tries, 60 s of waiting per batch).
+            OTLP goes in batches of at most --batch-spans spans (8192, ~2 MiB):
+            in a file one ExportTraceServiceRequest after another (together
+            they parse as one); with --otlp-endpoint one HTTP POST per batch to
+            an OTLP/HTTP receiver such as an OpenTelemetry Collector
+            (http://127.0.0.1:4318), retried with backoff on connection errors,
+            429 and 502-504 (at most 8 tries, --otlp-retry-for per batch).
+            Details: docs/exports.md.
             Exit codes: 0 done, 1 the trace could not be read or the output not written (or sent), 64 bad usage.
             """
     )
