@@ -17,6 +17,12 @@ public final class ChromeTraceExporter: TimelineSink {
     @exclusivity(unchecked) private var prefixes: [ByteArena] = []
     /// Names with ids below this get a cached prefix (bounds the per-thread tables; marks may name thousands).
     static let prefixedNames = 4096
+    /// Lookup slots all threads' prefix caches may hold together (8 bytes each): a trace of 65,536 threads
+    /// would otherwise grow a cache per thread (367 MB seen); past the budget heads are built uncached.
+    static let prefixSlotBudget = 4 << 20
+    @exclusivity(unchecked) private var prefixSlotsLeft = ChromeTraceExporter.prefixSlotBudget
+    /// Processes whose process_name record was written.
+    @exclusivity(unchecked) private var processesNamed = Set<UInt32>()
     @exclusivity(unchecked) private var stacks = PerThreadStacks<TimelineOp>()
     @exclusivity(unchecked) private var first = true
     @exclusivity(unchecked) public private(set) var eventsWritten: UInt64 = 0
@@ -93,7 +99,7 @@ public final class ChromeTraceExporter: TimelineSink {
         stacks.addThread()
         prefixes.append(ByteArena(capacity: 64))  // grows as needed; a trace may have 65,536 threads
         var text = ""
-        if !timeline.threads.dropLast().contains(where: { $0.pid == thread.pid }) {
+        if processesNamed.insert(thread.pid).inserted {
             text += "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\(process.pid),\"tid\":0,\"args\":{\"name\":"
                 + JSONWriter.quote(process.program.isEmpty ? "pid \(process.pid)" : process.program) + "}}"
         }
@@ -119,6 +125,11 @@ public final class ChromeTraceExporter: TimelineSink {
         guard op.name < Self.prefixedNames else { return nil }
         let key = (op.name * 8 + Int(op.slice.rawValue)) * 4 + phase
         if let p = prefixes[op.thread].lookup(key) { return p }
+        let grow = key + 1 - prefixes[op.thread].slots
+        if grow > 0 {
+            guard grow <= prefixSlotsLeft else { return nil }
+            prefixSlotsLeft -= grow
+        }
         var bytes = Array(UnsafeRawBufferPointer(start: ph.utf8Start, count: ph.utf8CodeUnitCount))
         bytes += names.get(op.name, timeline.names)
         bytes += middle(op, timeline: timeline)

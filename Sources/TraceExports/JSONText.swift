@@ -57,6 +57,9 @@ struct ByteArena {
     /// Frees the block (the owner calls this from its deinit; the arena is a plain struct for speed).
     func deallocate() { storage.deallocate() }
 
+    /// Lookup slots allocated so far (keys below this need no growth).
+    var slots: Int { byKey.count }
+
     /// The bytes stored for `key`, if any.
     @inline(__always)
     func lookup(_ key: Int) -> UnsafeRawBufferPointer? {

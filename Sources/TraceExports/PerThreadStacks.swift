@@ -20,7 +20,8 @@ struct PerThreadStacks<Element> {
 
     mutating func addThread() {
         if threads == capacity { stacks = doubled(stacks, count: threads, capacity: &capacity) }
-        (stacks + threads).initialize(to: Stack(base: .allocate(capacity: 16), count: 0, capacity: 16))
+        // Small at first: a trace may have 65,536 threads, most of them a level or two deep.
+        (stacks + threads).initialize(to: Stack(base: .allocate(capacity: 2), count: 0, capacity: 2))
         threads += 1
     }
 
