@@ -4,26 +4,6 @@
 import Foundation
 import Testing
 
-private func runTool(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let fd = pipe.fileHandleForReading.fileDescriptor
-    var data: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        data += buf[0..<n]
-    }
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-}
 
 /// An epoll loop whose handler blocks 150 ms in read() (read_chunk <- handle_request <- run_loop <- main),
 /// then a 120 ms waitpid (a syscall the probes do not trace: an off-CPU wait outside traced syscalls)
