@@ -28,7 +28,7 @@ let package = Package(
         .executable(name: "asynctrace-bench", targets: ["asynctrace-bench"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // --- shared: the file format (spec table, varints, chunk framing, CRC32C) ---
@@ -46,8 +46,9 @@ let package = Package(
         .target(name: "CAsyncTraceConcurrency"),
         .target(name: "AsyncTraceConcurrency", dependencies: ["AsyncHooks", "CAsyncTraceConcurrency"]),
         .target(name: "CAsyncTraceConcurrencyPreload", dependencies: ["CAsyncTraceConcurrency"]),
-        .target(name: "AsyncTraceConcurrencyPreload",
-                dependencies: ["AsyncTraceConcurrency", "AsyncTraceRecorder", "CAsyncTraceConcurrencyPreload"]),
+        .target(
+            name: "AsyncTraceConcurrencyPreload",
+            dependencies: ["AsyncTraceConcurrency", "AsyncTraceRecorder", "CAsyncTraceConcurrencyPreload"]),
 
         // --- the runtime: a libuv/Node-style loop on epoll that emits the hooks ---
         .target(name: "CRuntimeSystem"),
@@ -68,8 +69,9 @@ let package = Package(
         ),
         .target(name: "KernelProbes", dependencies: ["CKernelProbes", "TraceFormat"]),
         // --- the Node adapter: a preload script (async_hooks) and the recorder's end of its FIFO ---
-        .target(name: "NodeRecording", dependencies: ["TraceFormat"],
-                resources: [.embedInCode("asynctrace-preload.js")]),
+        .target(
+            name: "NodeRecording", dependencies: ["TraceFormat"],
+            resources: [.embedInCode("asynctrace-preload.js")]),
 
         // --- reading side ---
         .target(name: "TraceReader", dependencies: ["TraceFormat"]),
@@ -95,16 +97,19 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncTraceRecorder", "AsyncHooks"]),
+        .executableTarget(
+            name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncTraceRecorder", "AsyncHooks"]),
         // Child processes for the recorder's crash tests.
         .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
         // The classic Node event-loop lessons, for the runtime's tests and README.
         .executableTarget(name: "asynctrace-lessons", dependencies: ["AsyncTraceRuntime", "AsyncTraceRecorder"]),
         .executableTarget(
             name: "asynctrace-bench",
-            dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
-                           "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem",
-                           "TraceExports", "TraceAnalyses", "TraceFixtures", "TraceSymbols", "TraceReports"]
+            dependencies: [
+                "AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
+                "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem",
+                "TraceExports", "TraceAnalyses", "TraceFixtures", "TraceSymbols", "TraceReports",
+            ]
         ),
 
         // --- tests ---
@@ -117,21 +122,36 @@ let package = Package(
         .testTarget(name: "TraceSymbolsTests", dependencies: ["TraceSymbols"]),
         .testTarget(name: "TraceReaderTests", dependencies: ["TraceReader", "TraceFormat"], exclude: ["Golden"]),
         // The example scenarios and the CLI are exec'd by the tests (recorded, exported, validated).
-        .testTarget(name: "TraceExportsTests", dependencies: ["TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat", "TraceFixtures", "TraceSymbols",
-                                                            "asynctrace-examples", "asynctrace"],
-                    exclude: ["Fixtures", "validators"]),
+        .testTarget(
+            name: "TraceExportsTests",
+            dependencies: [
+                "TraceExports", "TraceAnalyses", "TraceReader", "TraceFormat", "TraceFixtures", "TraceSymbols",
+                "asynctrace-examples", "asynctrace",
+            ],
+            exclude: ["Fixtures", "validators"]),
         .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceText", "TraceReader", "TraceFormat"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncHooks", "TraceReader", "TraceFormat", "asynctrace-lessons"]),
-        .testTarget(name: "NetTests", dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncHooks",
-                                                 "TraceReader", "TraceAnalyses", "asynctrace-examples"],
-                    exclude: ["Fixtures"]),
-        .testTarget(name: "KernelProbesTests", dependencies: ["KernelProbes", "TraceReader", "TraceFormat", "TraceSymbols", "kernel-groundtruth", "kernel-threads-groundtruth", "asynctrace",
-                                                           "asynctrace-fixtures", "asynctrace-examples", "TraceFlight"]),
+        .testTarget(
+            name: "RuntimeTests",
+            dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncHooks", "TraceReader", "TraceFormat", "asynctrace-lessons"]),
+        .testTarget(
+            name: "NetTests",
+            dependencies: [
+                "LoopTestSupport", "AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncHooks",
+                "TraceReader", "TraceAnalyses", "asynctrace-examples",
+            ],
+            exclude: ["Fixtures"]),
+        .testTarget(
+            name: "KernelProbesTests",
+            dependencies: [
+                "KernelProbes", "TraceReader", "TraceFormat", "TraceSymbols", "kernel-groundtruth", "kernel-threads-groundtruth", "asynctrace",
+                "asynctrace-fixtures", "asynctrace-examples", "TraceFlight",
+            ]),
         // `asynctrace record node …`: real node, real kernel (the CLI is exec'd); the preload protocol's writer.
         .testTarget(name: "NodeTests", dependencies: ["asynctrace", "NodeRecording", "TraceReader", "TraceFormat"]),
         // Swift Concurrency on the real runtime: fixture programs compiled by the tests, recorded by the CLI.
-        .testTarget(name: "ConcurrencyTests", dependencies: ["asynctrace", "TraceReader", "TraceFormat"],
-                    exclude: ["Fixtures"]),
+        .testTarget(
+            name: "ConcurrencyTests", dependencies: ["asynctrace", "TraceReader", "TraceFormat"],
+            exclude: ["Fixtures"]),
         // Issue 6's acceptance runs: the real CLI recording the real examples.
         .testTarget(name: "AcceptanceTests", dependencies: ["asynctrace", "asynctrace-examples"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).

@@ -51,13 +51,15 @@ private func readEverything() {
     _ = JSONReport.render(analysis)
     _ = HTMLReport.render(reader: reader, options: options)
     for format in ExportFormat.allCases {
-        _ = try? TraceExport.run(reader: reader, format: format, outputPath: outputDirectory + "/export",
-                                 grouping: .causal, weight: .wall)
+        _ = try? TraceExport.run(
+            reader: reader, format: format, outputPath: outputDirectory + "/export",
+            grouping: .causal, weight: .wall)
     }
     for grouping in StackGrouping.allCases {
         for weight in StackWeight.allCases {
-            _ = try? Flamegraph.write(reader: reader, to: outputDirectory + "/flamegraph.svg", grouping: grouping,
-                                      weight: weight)
+            _ = try? Flamegraph.write(
+                reader: reader, to: outputDirectory + "/flamegraph.svg", grouping: grouping,
+                weight: weight)
         }
     }
     // One stream alone, through the copying iterator.
@@ -89,8 +91,9 @@ private func withChecksumsFixed(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
             continue
         }
         let crc = b.withUnsafeBytes { p in
-            ChunkHeader.computeCRC(header: p.baseAddress! + pos,
-                                   payload: UnsafeRawBufferPointer(rebasing: p[(pos + size)..<(pos + size + length)]))
+            ChunkHeader.computeCRC(
+                header: p.baseAddress! + pos,
+                payload: UnsafeRawBufferPointer(rebasing: p[(pos + size)..<(pos + size + length)]))
         }
         for i in 0..<4 { b[pos + 72 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
         pos += size + length

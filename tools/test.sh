@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
 mkdir -p .build
+# Formatting first (seconds): .swift-format is the project's style; `bash tools/format.sh` applies it.
+bash tools/format.sh --check
 log=.build/test.log
 set +e
 swift test 2>&1 | tee "$log"
@@ -58,6 +60,7 @@ if [ "${ASYNCTRACE_TSAN:-1}" != "0" ]; then
     tail -n 3 "$tsan_log"
     if [ "$tsan_status" -ne 0 ] || grep -q "WARNING: ThreadSanitizer" "$tsan_log"; then
         grep -A 30 "WARNING: ThreadSanitizer" "$tsan_log" | head -n 120 >&2 || true
+        grep -E "✘|Expectation failed|error:" "$tsan_log" | head -n 40 >&2 || true
         echo "asynctrace: the ThreadSanitizer run failed (exit $tsan_status; full log in $tsan_log)" >&2
         exit 1
     fi

@@ -6,7 +6,7 @@ import PackageDescription
 let package = Package(
     name: "AsyncTraceNIO",
     products: [
-        .library(name: "AsyncTraceNIO", targets: ["AsyncTraceNIO"]),
+        .library(name: "AsyncTraceNIO", targets: ["AsyncTraceNIO"])
     ],
     dependencies: [
         .package(name: "asynctrace", path: "../.."),
@@ -15,32 +15,38 @@ let package = Package(
     targets: [
         // Per-thread state (C __thread variables: the open read scope, the loop's poll bookkeeping).
         .target(name: "CAsyncTraceNIO"),
-        .target(name: "AsyncTraceNIO", dependencies: [
-            "CAsyncTraceNIO",
-            .product(name: "AsyncHooks", package: "asynctrace"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ]),
+        .target(
+            name: "AsyncTraceNIO",
+            dependencies: [
+                "CAsyncTraceNIO",
+                .product(name: "AsyncHooks", package: "asynctrace"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         // NIO servers the tests and the benchmark record: a TCP echo server and an HTTP/1.1 server, bare or
         // traced; and the benchmark's driver (load generator on loopback, variants side by side).
-        .executableTarget(name: "asynctrace-nio-demo", dependencies: [
-            "AsyncTraceNIO",
-            .product(name: "AsyncHooks", package: "asynctrace"),
-            .product(name: "AsyncTraceRecorder", package: "asynctrace"),
-            .product(name: "AsyncTraceConcurrency", package: "asynctrace"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ]),
-        .testTarget(name: "AsyncTraceNIOTests", dependencies: [
-            "AsyncTraceNIO",
-            "asynctrace-nio-demo",
-            .product(name: "AsyncHooks", package: "asynctrace"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-        ]),
+        .executableTarget(
+            name: "asynctrace-nio-demo",
+            dependencies: [
+                "AsyncTraceNIO",
+                .product(name: "AsyncHooks", package: "asynctrace"),
+                .product(name: "AsyncTraceRecorder", package: "asynctrace"),
+                .product(name: "AsyncTraceConcurrency", package: "asynctrace"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
+        .testTarget(
+            name: "AsyncTraceNIOTests",
+            dependencies: [
+                "AsyncTraceNIO",
+                "asynctrace-nio-demo",
+                .product(name: "AsyncHooks", package: "asynctrace"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -14,14 +14,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.0"),
     ],
     targets: [
-        .executableTarget(name: "hummingbird-slow-handler", dependencies: [
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "Tracing", package: "swift-distributed-tracing"),
-            .product(name: "AsyncTraceNIO", package: "AsyncTraceNIO"),
-            .product(name: "AsyncTraceTracing", package: "AsyncTraceTracing"),
-            .product(name: "AsyncTraceRecorder", package: "asynctrace"),
-            .product(name: "AsyncTraceConcurrency", package: "asynctrace"),
-        ]),
+        .executableTarget(
+            name: "hummingbird-slow-handler",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "AsyncTraceNIO", package: "AsyncTraceNIO"),
+                .product(name: "AsyncTraceTracing", package: "AsyncTraceTracing"),
+                .product(name: "AsyncTraceRecorder", package: "asynctrace"),
+                .product(name: "AsyncTraceConcurrency", package: "asynctrace"),
+            ])
     ],
     swiftLanguageModes: [.v6]
 )

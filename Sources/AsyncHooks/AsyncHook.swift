@@ -90,16 +90,18 @@ public protocol AsyncHook: AnyObject, Sendable {
     /// ends an iteration, then the next iteration's first phase, with only loop bookkeeping between).
     public var leaveIterationAndPhaseEnter: (@convention(c) (_ leaving: UInt8, _ iteration: UInt64, _ phase: UInt8, _ following: UInt8) -> Void)?
 
-    public init(initResource: @escaping @convention(c) (UInt64, UInt32, UInt64) -> Void, before: IDFunction,
-                after: IDFunction, destroy: IDFunction, promiseResolve: IDFunction, loopIteration: IDFunction,
-                phaseEnter: PhaseFunction, phaseLeave: PhaseFunction, afterAndDestroy: IDFunction? = nil,
-                beforeFollowing: IDFunction? = nil,
-                afterDestroyBefore: (@convention(c) (UInt64, UInt64) -> Void)? = nil,
-                initAfterDestroyBefore: (@convention(c) (UInt64, UInt32, UInt64, UInt64) -> Void)? = nil,
-                phaseEnterFollowing: PhaseFunction? = nil,
-                initResolved: (@convention(c) (UInt64, UInt32, UInt64) -> Void)? = nil,
-                iterationAndPhaseEnter: (@convention(c) (UInt64, UInt8, UInt8) -> Void)? = nil,
-                leaveIterationAndPhaseEnter: (@convention(c) (UInt8, UInt64, UInt8, UInt8) -> Void)? = nil) {
+    public init(
+        initResource: @escaping @convention(c) (UInt64, UInt32, UInt64) -> Void, before: IDFunction,
+        after: IDFunction, destroy: IDFunction, promiseResolve: IDFunction, loopIteration: IDFunction,
+        phaseEnter: PhaseFunction, phaseLeave: PhaseFunction, afterAndDestroy: IDFunction? = nil,
+        beforeFollowing: IDFunction? = nil,
+        afterDestroyBefore: (@convention(c) (UInt64, UInt64) -> Void)? = nil,
+        initAfterDestroyBefore: (@convention(c) (UInt64, UInt32, UInt64, UInt64) -> Void)? = nil,
+        phaseEnterFollowing: PhaseFunction? = nil,
+        initResolved: (@convention(c) (UInt64, UInt32, UInt64) -> Void)? = nil,
+        iterationAndPhaseEnter: (@convention(c) (UInt64, UInt8, UInt8) -> Void)? = nil,
+        leaveIterationAndPhaseEnter: (@convention(c) (UInt8, UInt64, UInt8, UInt8) -> Void)? = nil
+    ) {
         self.initResource = initResource
         self.before = before
         self.after = after
@@ -150,8 +152,10 @@ public final class ClosureHook: AsyncHook, @unchecked Sendable {
     let onDestroy: IDFn?
     let onPromiseResolve: IDFn?
 
-    public init(init onInit: InitFn? = nil, before: IDFn? = nil, after: IDFn? = nil, destroy: IDFn? = nil,
-                promiseResolve: IDFn? = nil) {
+    public init(
+        init onInit: InitFn? = nil, before: IDFn? = nil, after: IDFn? = nil, destroy: IDFn? = nil,
+        promiseResolve: IDFn? = nil
+    ) {
         self.onInit = onInit
         self.onBefore = before
         self.onAfter = after
@@ -217,9 +221,11 @@ public enum AsyncHooks {
     }
 
     /// Creates a closure hook (not yet enabled), as Node's `async_hooks.createHook`.
-    public static func createHook(init onInit: ClosureHook.InitFn? = nil, before: ClosureHook.IDFn? = nil,
-                                  after: ClosureHook.IDFn? = nil, destroy: ClosureHook.IDFn? = nil,
-                                  promiseResolve: ClosureHook.IDFn? = nil) -> ClosureHook {
+    public static func createHook(
+        init onInit: ClosureHook.InitFn? = nil, before: ClosureHook.IDFn? = nil,
+        after: ClosureHook.IDFn? = nil, destroy: ClosureHook.IDFn? = nil,
+        promiseResolve: ClosureHook.IDFn? = nil
+    ) -> ClosureHook {
         ClosureHook(init: onInit, before: before, after: after, destroy: destroy, promiseResolve: promiseResolve)
     }
 

@@ -95,8 +95,10 @@ public final class AsyncResource: Sendable {
     }
 
     /// Wraps `fn` in a new resource of `type` created now, as Node's `AsyncResource.bind`.
-    public static func bind<each A, R>(type: ResourceType = ResourceType("bound-anonymous-fn"),
-                                       _ fn: @escaping @Sendable (repeat each A) -> R) -> @Sendable (repeat each A) -> R {
+    public static func bind<each A, R>(
+        type: ResourceType = ResourceType("bound-anonymous-fn"),
+        _ fn: @escaping @Sendable (repeat each A) -> R
+    ) -> @Sendable (repeat each A) -> R {
         AsyncResource(type: type).bind(fn)
     }
 }

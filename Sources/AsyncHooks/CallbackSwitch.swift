@@ -9,8 +9,10 @@ extension AsyncHooks {
     /// current now. Returns false, doing nothing, when `current` is not the innermost callback.
     /// With no hook enabled it is two stores: the saved outer context and the frame stay as they are.
     @_spi(Runtime) @inlinable
-    public static func switchCallback(from current: AsyncID, destroyingCurrent: Bool,
-                                      to next: AsyncID, triggerAsyncID: AsyncID) -> Bool {
+    public static func switchCallback(
+        from current: AsyncID, destroyingCurrent: Bool,
+        to next: AsyncID, triggerAsyncID: AsyncID
+    ) -> Bool {
         let state = ExecutionState.current
         guard state.executionID == current, state.p.pointee.depth > 0 else { return false }
         if isActive {
@@ -29,14 +31,17 @@ extension AsyncHooks {
     /// the thread's state for all of it: this is the whole scope work of an await that needs no
     /// suspension.
     @_spi(Runtime) @inlinable
-    public static func switchCallback(from current: AsyncID, destroyingCurrent: Bool,
-                                      toNewResourceOf type: ResourceType, triggerAsyncID: AsyncID) -> AsyncID? {
+    public static func switchCallback(
+        from current: AsyncID, destroyingCurrent: Bool,
+        toNewResourceOf type: ResourceType, triggerAsyncID: AsyncID
+    ) -> AsyncID? {
         let state = ExecutionState.current
         guard state.executionID == current, state.p.pointee.depth > 0 else { return nil }
         let next = state.allocateID()
         if isActive {
-            switchToNewResourceObserved(state, from: current, destroyingCurrent: destroyingCurrent, to: next, type: type,
-                                        triggerAsyncID: triggerAsyncID)
+            switchToNewResourceObserved(
+                state, from: current, destroyingCurrent: destroyingCurrent, to: next, type: type,
+                triggerAsyncID: triggerAsyncID)
         } else {
             state.p.pointee.executionID = next
             state.p.pointee.triggerID = triggerAsyncID
@@ -47,8 +52,10 @@ extension AsyncHooks {
     /// The init and the switch with hooks enabled; a sole hook with a fused fast path gets all four
     /// events (init, after, destroy, before) in one call.
     @usableFromInline @inline(never)
-    static func switchToNewResourceObserved(_ state: ExecutionState, from current: AsyncID, destroyingCurrent: Bool,
-                                            to next: AsyncID, type: ResourceType, triggerAsyncID: AsyncID) {
+    static func switchToNewResourceObserved(
+        _ state: ExecutionState, from current: AsyncID, destroyingCurrent: Bool,
+        to next: AsyncID, type: ResourceType, triggerAsyncID: AsyncID
+    ) {
         if destroyingCurrent, let f = activeFastPath, let fused = f.pointee.initAfterDestroyBefore {
             // The in-place switch first, so the call is the last thing done (a tail call): a fast path
             // reads no context, so it cannot tell.
@@ -65,8 +72,10 @@ extension AsyncHooks {
     /// would see around each event (a sole hook with a fused fast path gets after, destroy and before
     /// in one call).
     @usableFromInline @inline(never)
-    static func switchCallbackObserved(from current: AsyncID, destroyingCurrent: Bool,
-                                       to next: AsyncID, triggerAsyncID: AsyncID) {
+    static func switchCallbackObserved(
+        from current: AsyncID, destroyingCurrent: Bool,
+        to next: AsyncID, triggerAsyncID: AsyncID
+    ) {
         let state = ExecutionState.current
         if destroyingCurrent, let f = activeFastPath, let fused = f.pointee.afterDestroyBefore {
             // A fast path reads no context: the in-place switch of the hook-less case (the caller

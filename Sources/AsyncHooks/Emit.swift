@@ -4,8 +4,10 @@
 
 extension AsyncHooks {
     @inlinable @inline(__always)
-    public static func emitInit(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID,
-                                resource: AnyObject? = nil) {
+    public static func emitInit(
+        _ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID,
+        resource: AnyObject? = nil
+    ) {
         if isActive { activeInit(asyncID, type, triggerAsyncID, resource) }
     }
 
@@ -81,7 +83,11 @@ extension AsyncHooks {
     // these need no stack frame.
     @usableFromInline @inline(never)
     static func activeInit(_ id: AsyncID, _ type: ResourceType, _ trigger: AsyncID, _ resource: AnyObject?) {
-        if let f = activeFastPath { f.pointee.initResource(id.rawValue, type.id, trigger.rawValue) } else { dispatchInit(id, type, trigger, resource) }
+        if let f = activeFastPath {
+            f.pointee.initResource(id.rawValue, type.id, trigger.rawValue)
+        } else {
+            dispatchInit(id, type, trigger, resource)
+        }
     }
     @usableFromInline @inline(never)
     static func activeInitAndPromiseResolve(_ id: AsyncID, _ type: ResourceType, _ trigger: AsyncID) {
@@ -203,8 +209,10 @@ extension AsyncHooks {
     }
     /// `emitPhaseLeave(leaving)`, `emitLoopIteration(n)`, then `emitPhaseEnter(p, following:)`: the
     /// same events, one call to a recorder.
-    @_spi(Runtime) @inlinable public static func emitPhaseLeaveLoopIterationAndPhaseEnter(_ leaving: LoopPhase, _ n: UInt64, _ p: LoopPhase,
-                                                                          following: Bool) {
+    @_spi(Runtime) @inlinable public static func emitPhaseLeaveLoopIterationAndPhaseEnter(
+        _ leaving: LoopPhase, _ n: UInt64, _ p: LoopPhase,
+        following: Bool
+    ) {
         if isActive { activePhaseLeaveLoopIterationAndPhaseEnter(leaving, n, p, following) }
     }
     @usableFromInline @inline(never)

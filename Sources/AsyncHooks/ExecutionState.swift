@@ -91,8 +91,10 @@ struct ExecutionStateData {
     func enter(_ asyncID: AsyncID, trigger: AsyncID, frame newFrame: ContextFrame?) {
         let d = p.pointee.depth
         if d == p.pointee.capacity { grow() }
-        (p.pointee.stack + d).initialize(to: SavedContext(executionID: p.pointee.executionID,
-                                                          triggerID: p.pointee.triggerID, frame: p.pointee.frame))
+        (p.pointee.stack + d).initialize(
+            to: SavedContext(
+                executionID: p.pointee.executionID,
+                triggerID: p.pointee.triggerID, frame: p.pointee.frame))
         p.pointee.depth = d + 1
         p.pointee.executionID = asyncID
         p.pointee.triggerID = trigger

@@ -64,13 +64,15 @@ public enum AsyncTraceConcurrency {
 
     public static var statistics: Statistics {
         let s = atc_get_statistics()
-        return Statistics(jobsRun: s.jobsRun, tasksSeen: s.tasksSeen, tasksCompleted: s.tasksCompleted,
-                          tasksWithoutCompletion: s.tasksUnwrapped,
-                          taskNamesNotRecorded: TaskAttributes.namesNotRecorded.withLock { $0 })
+        return Statistics(
+            jobsRun: s.jobsRun, tasksSeen: s.tasksSeen, tasksCompleted: s.tasksCompleted,
+            tasksWithoutCompletion: s.tasksUnwrapped,
+            taskNamesNotRecorded: TaskAttributes.namesNotRecorded.withLock { $0 })
     }
 
     static func setCallbacks() {
-        _ = (taskType, actorJobType, continuationJobType, otherJobType, TaskAttributes.kinds, TaskAttributes.priorities)  // interned before the hot path
+        // Interned before the hot path.
+        _ = (taskType, actorJobType, continuationJobType, otherJobType, TaskAttributes.kinds, TaskAttributes.priorities)
         var cb = atc_callbacks()
         cb.task_init = { id, trigger, flags in
             AsyncHooks.emitInit(AsyncID(id), type: AsyncTraceConcurrency.taskType, triggerAsyncID: AsyncID(trigger))
@@ -78,11 +80,12 @@ public enum AsyncTraceConcurrency {
         }
         cb.job_init = { kind, trigger in
             let id = AsyncID.next()
-            let type = switch kind {
-            case 192, 193, 194: AsyncTraceConcurrency.actorJobType  // default actor inline/separate/override
-            case 195: AsyncTraceConcurrency.continuationJobType
-            default: AsyncTraceConcurrency.otherJobType
-            }
+            let type =
+                switch kind {
+                case 192, 193, 194: AsyncTraceConcurrency.actorJobType  // default actor inline/separate/override
+                case 195: AsyncTraceConcurrency.continuationJobType
+                default: AsyncTraceConcurrency.otherJobType
+                }
             AsyncHooks.emitInit(id, type: type, triggerAsyncID: AsyncID(trigger))
             return id.rawValue
         }
@@ -111,15 +114,16 @@ public enum AsyncTraceConcurrency {
 enum TaskAttributes {
     static let kinds = ["task", "child", "group child", "async let"].map { ResourceAttribute(key: "kind", value: $0) }
     static let priorities: [ResourceAttribute] = (0..<256).map { raw in
-        let name = switch raw {
-        case 0x21: "userInteractive"
-        case 0x19: "high"
-        case 0x15: "medium"
-        case 0x11: "low"
-        case 0x09: "background"
-        case 0: "unspecified"
-        default: "\(raw)"
-        }
+        let name =
+            switch raw {
+            case 0x21: "userInteractive"
+            case 0x19: "high"
+            case 0x15: "medium"
+            case 0x11: "low"
+            case 0x09: "background"
+            case 0: "unspecified"
+            default: "\(raw)"
+            }
         return ResourceAttribute(key: "priority", value: name)
     }
 

@@ -186,7 +186,9 @@ public final class ClientRequest: OutgoingMessage {
         for f in errorListeners { try f(e) }
     }
 
-    @discardableResult public func onResponse(_ f: @escaping (IncomingMessage) throws -> Void) -> ClientRequest { responseListeners.append(f); return self }
+    @discardableResult public func onResponse(_ f: @escaping (IncomingMessage) throws -> Void) -> ClientRequest {
+        responseListeners.append(f); return self
+    }
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> ClientRequest { errorListeners.append(f); return self }
 
     public var asyncID: AsyncID { context.asyncID }
@@ -195,26 +197,32 @@ public final class ClientRequest: OutgoingMessage {
 /// Node's `http` module functions.
 public enum HTTP {
     /// Node's `http.request`: call `end()` (after writing a body, if any) to send it.
-    public static func request(method: String = "GET", host: String = "127.0.0.1", port: Int, path: String = "/",
-                               headers: [(String, String)] = [], agent: Agent? = nil, loop: EventLoop = .current,
-                               _ onResponse: ((IncomingMessage) throws -> Void)? = nil) -> ClientRequest {
-        let req = ClientRequest(method: method, host: host, port: port, path: path, headers: headers,
-                                agent: agent ?? .current, loop: loop)
+    public static func request(
+        method: String = "GET", host: String = "127.0.0.1", port: Int, path: String = "/",
+        headers: [(String, String)] = [], agent: Agent? = nil, loop: EventLoop = .current,
+        _ onResponse: ((IncomingMessage) throws -> Void)? = nil
+    ) -> ClientRequest {
+        let req = ClientRequest(
+            method: method, host: host, port: port, path: path, headers: headers,
+            agent: agent ?? .current, loop: loop)
         if let onResponse { req.onResponse(onResponse) }
         return req
     }
 
     /// Node's `http.get`: a GET sent at once.
     @discardableResult
-    public static func get(host: String = "127.0.0.1", port: Int, path: String = "/", headers: [(String, String)] = [],
-                           agent: Agent? = nil, loop: EventLoop = .current,
-                           _ onResponse: ((IncomingMessage) throws -> Void)? = nil) -> ClientRequest {
+    public static func get(
+        host: String = "127.0.0.1", port: Int, path: String = "/", headers: [(String, String)] = [],
+        agent: Agent? = nil, loop: EventLoop = .current,
+        _ onResponse: ((IncomingMessage) throws -> Void)? = nil
+    ) -> ClientRequest {
         let req = request(method: "GET", host: host, port: port, path: path, headers: headers, agent: agent, loop: loop, onResponse)
         req.end()
         return req
     }
 
-    public static func createServer(loop: EventLoop = .current, _ onRequest: ((IncomingMessage, ServerResponse) throws -> Void)? = nil) -> HTTPServer {
+    public static func createServer(loop: EventLoop = .current, _ onRequest: ((IncomingMessage, ServerResponse) throws -> Void)? = nil) -> HTTPServer
+    {
         HTTPServer(loop: loop, onRequest)
     }
 }

@@ -194,7 +194,9 @@ final class HTTPParser {
             }
             body = .chunkSize
         } else if let cl {
-            guard let n = Int(cl), n >= 0 else { throw HTTPParseError(code: "HPE_INVALID_CONTENT_LENGTH", message: "Invalid character in Content-Length") }
+            guard let n = Int(cl), n >= 0 else {
+                throw HTTPParseError(code: "HPE_INVALID_CONTENT_LENGTH", message: "Invalid character in Content-Length")
+            }
             body = n == 0 ? .none : .fixed(n)
         } else if kind == .request {
             body = .none

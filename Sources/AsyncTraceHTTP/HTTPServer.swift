@@ -30,10 +30,14 @@ public final class HTTPServer {
     public func close(_ callback: ((NetError?) throws -> Void)? = nil) { server.close(callback) }
     public func address() -> SocketAddress? { server.address() }
 
-    @discardableResult public func onRequest(_ f: @escaping (IncomingMessage, ServerResponse) throws -> Void) -> HTTPServer { requestListeners.append(f); return self }
+    @discardableResult public func onRequest(_ f: @escaping (IncomingMessage, ServerResponse) throws -> Void) -> HTTPServer {
+        requestListeners.append(f); return self
+    }
     /// A malformed request (HPE_* code, the parser's async id). Without a listener the server answers
     /// 400 (431 for oversized headers) and closes the connection, as Node does.
-    @discardableResult public func onClientError(_ f: @escaping (NetError, Socket) throws -> Void) -> HTTPServer { clientErrorListeners.append(f); return self }
+    @discardableResult public func onClientError(_ f: @escaping (NetError, Socket) throws -> Void) -> HTTPServer {
+        clientErrorListeners.append(f); return self
+    }
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> HTTPServer { server.onError(f); return self }
     @discardableResult public func onClose(_ f: @escaping Callback) -> HTTPServer { server.onClose(f); return self }
 }

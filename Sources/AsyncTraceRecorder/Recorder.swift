@@ -123,11 +123,12 @@ final class Recorder: @unchecked Sendable {
             return nil
         }
         let s = Stream.allocate(capacity: 1)
-        s.initialize(to: StreamState(
-            base: memory, cursor: memory, limit: memory, end: memory, lastTicks: 0, shareStamp: false, deferredLoop: 0, prevAsyncID: 0,
-            startTicks: 0, startNs: 0, eventCount: 0, nextStringID: 0, sequence: 0, droppedCumulative: 0,
-            flushEpoch: flushEpoch.load(ordering: .relaxed), pid: r.pid, tid: trace_gettid(),
-            stringChunk: .allocate(capacity: 1), stringID: .allocate(capacity: 1), stringCapacity: 0, slot: slot))
+        s.initialize(
+            to: StreamState(
+                base: memory, cursor: memory, limit: memory, end: memory, lastTicks: 0, shareStamp: false, deferredLoop: 0, prevAsyncID: 0,
+                startTicks: 0, startNs: 0, eventCount: 0, nextStringID: 0, sequence: 0, droppedCumulative: 0,
+                flushEpoch: flushEpoch.load(ordering: .relaxed), pid: r.pid, tid: trace_gettid(),
+                stringChunk: .allocate(capacity: 1), stringID: .allocate(capacity: 1), stringCapacity: 0, slot: slot))
         s.beginChunk(memory)
         r.streams[slot] = s
         pthread_setspecific(streamKey, UnsafeMutableRawPointer(s))  // for the thread-exit hook
@@ -177,7 +178,8 @@ final class Recorder: @unchecked Sendable {
         let now = trace_clock_monotonic_ns()
         let last = lastBlockReportNs.load(ordering: .relaxed)
         guard now &- last >= 100_000_000,
-              lastBlockReportNs.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+            lastBlockReportNs.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged
+        else { return }
         let lengthNs = UInt64(min(Double(lengthTicks) / Recorder.ticksPerNs, 1e18))
         sendControl(kind: 2, startNs: now &- min(lengthNs, now), endNs: now)
     }
@@ -194,10 +196,12 @@ final class Recorder: @unchecked Sendable {
     // MARK: writer
 
     func startWriter() {
-        let rc = pthread_create(&writerThread, nil, { _ in
-            Recorder.shared.writerLoop()
-            return nil
-        }, nil)
+        let rc = pthread_create(
+            &writerThread, nil,
+            { _ in
+                Recorder.shared.writerLoop()
+                return nil
+            }, nil)
         precondition(rc == 0, "asynctrace: cannot start the trace writer thread (\(rc))")
     }
 
@@ -246,8 +250,10 @@ final class Recorder: @unchecked Sendable {
         h.store(to: raw)
         var done = 0
         while done < c.length {
-            let n = sendsMessages ? send(fd, raw + done, c.length - done, Int32(MSG_NOSIGNAL))
-                                  : Glibc.write(fd, raw + done, c.length - done)
+            let n =
+                sendsMessages
+                ? send(fd, raw + done, c.length - done, Int32(MSG_NOSIGNAL))
+                : Glibc.write(fd, raw + done, c.length - done)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 droppedEvents.add(UInt64(h.eventCount), ordering: .relaxed)
@@ -266,10 +272,11 @@ final class Recorder: @unchecked Sendable {
     }
 
     var statistics: RecorderStatistics {
-        RecorderStatistics(eventsWritten: eventsWritten.load(ordering: .relaxed),
-                           eventsDropped: droppedEvents.load(ordering: .relaxed),
-                           chunksWritten: chunksWritten.load(ordering: .relaxed),
-                           bytesWritten: bytesWritten.load(ordering: .relaxed))
+        RecorderStatistics(
+            eventsWritten: eventsWritten.load(ordering: .relaxed),
+            eventsDropped: droppedEvents.load(ordering: .relaxed),
+            chunksWritten: chunksWritten.load(ordering: .relaxed),
+            bytesWritten: bytesWritten.load(ordering: .relaxed))
     }
 
     /// Stops recording: no new events, every stream's chunk written, the file closed.
@@ -314,16 +321,20 @@ func chunkCRC(_ chunk: UnsafeMutableRawPointer, payloadLength: Int) -> UInt32 {
     let crc = trace_crc32c_hw(0, chunk, TraceFileFormat.chunkHeaderSize + payloadLength, &ok)
     if ok != 0 { return crc }
     return ChunkHeader.computeCRC(
-        header: chunk, payload: UnsafeRawBufferPointer(start: chunk + TraceFileFormat.chunkHeaderSize,
-                                                       count: payloadLength))
+        header: chunk,
+        payload: UnsafeRawBufferPointer(
+            start: chunk + TraceFileFormat.chunkHeaderSize,
+            count: payloadLength))
 }
 
 extension StreamState {
     func pending(flags: ChunkFlags, endTicks: UInt64, endNs: UInt64) -> PendingChunk {
-        PendingChunk(memory: base, length: cursor - base,
-                     header: ChunkHeader(flags: flags, eventCount: eventCount, pid: pid, tid: tid, sequence: sequence,
-                                         startNs: startNs, endNs: max(endNs, startNs), startTicks: startTicks,
-                                         endTicks: max(endTicks, lastTicks), droppedCumulative: droppedCumulative))
+        PendingChunk(
+            memory: base, length: cursor - base,
+            header: ChunkHeader(
+                flags: flags, eventCount: eventCount, pid: pid, tid: tid, sequence: sequence,
+                startNs: startNs, endNs: max(endNs, startNs), startTicks: startTicks,
+                endTicks: max(endTicks, lastTicks), droppedCumulative: droppedCumulative))
     }
 }
 

@@ -198,7 +198,8 @@ extension UnsafeMutablePointer where Pointee == StreamState {
         let i = Int(index)
         // Also requires room for the event that uses it, so the two can't end up in different chunks.
         if i < pointee.stringCapacity && pointee.stringChunk[i] == pointee.sequence &+ 1
-            && pointee.cursor + fixedEventReserve <= pointee.end {
+            && pointee.cursor + fixedEventReserve <= pointee.end
+        {
             return pointee.stringID[i]
         }
         return defineString(index)
@@ -260,11 +261,12 @@ extension UnsafeMutablePointer where Pointee == StreamState {
             trace_clock_pair(&ticks, &ns)
             let pending = PendingChunk(
                 memory: pointee.base, length: pointee.cursor - pointee.base,
-                header: ChunkHeader(flags: final ? [.final] : [], eventCount: pointee.eventCount,
-                                    pid: pointee.pid, tid: pointee.tid, sequence: pointee.sequence,
-                                    startNs: pointee.startNs, endNs: max(ns, pointee.startNs),
-                                    startTicks: pointee.startTicks, endTicks: max(ticks, pointee.lastTicks),
-                                    droppedCumulative: pointee.droppedCumulative))
+                header: ChunkHeader(
+                    flags: final ? [.final] : [], eventCount: pointee.eventCount,
+                    pid: pointee.pid, tid: pointee.tid, sequence: pointee.sequence,
+                    startNs: pointee.startNs, endNs: max(ns, pointee.startNs),
+                    startTicks: pointee.startTicks, endTicks: max(ticks, pointee.lastTicks),
+                    droppedCumulative: pointee.droppedCumulative))
             if let fresh = r.queue.submit(pending) {
                 pointee.sequence &+= 1
                 beginChunk(fresh)
@@ -276,7 +278,8 @@ extension UnsafeMutablePointer where Pointee == StreamState {
                 beginChunk(pointee.base)
             }
         }
-        precondition(pointee.base + TraceFileFormat.chunkHeaderSize + room <= pointee.end,
-                     "asynctrace: event larger than a chunk")
+        precondition(
+            pointee.base + TraceFileFormat.chunkHeaderSize + room <= pointee.end,
+            "asynctrace: event larger than a chunk")
     }
 }

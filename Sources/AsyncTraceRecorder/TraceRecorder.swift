@@ -49,9 +49,10 @@ public enum TraceRecorder {
                 throw RecorderError(description: "cannot open \(path): \(reason)")
             }
             if !options.append {
-                let header = FileHeader(pid: UInt32(getpid()), monotonicStartNs: trace_clock_monotonic_ns(),
-                                        realtimeStartNs: trace_clock_realtime_ns(),
-                                        program: CommandLine.arguments.joined(separator: " "))
+                let header = FileHeader(
+                    pid: UInt32(getpid()), monotonicStartNs: trace_clock_monotonic_ns(),
+                    realtimeStartNs: trace_clock_realtime_ns(),
+                    program: CommandLine.arguments.joined(separator: " "))
                 let bytes = header.encode()
                 guard bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
                     close(fd)
@@ -127,8 +128,9 @@ public enum TraceRecorder {
     }
 
     nonisolated(unsafe) static var exitHandlersInstalled = false
-    nonisolated(unsafe) static var stoppedStatistics = RecorderStatistics(eventsWritten: 0, eventsDropped: 0,
-                                                                          chunksWritten: 0, bytesWritten: 0)
+    nonisolated(unsafe) static var stoppedStatistics = RecorderStatistics(
+        eventsWritten: 0, eventsDropped: 0,
+        chunksWritten: 0, bytesWritten: 0)
 
     /// Under `asynctrace record --flight-recorder`: asks the recorder to write the window it keeps
     /// (what happened up to now, from every thread and the kernel) to a new trace file, as SIGUSR1

@@ -32,8 +32,11 @@ extension EventLoop: TaskExecutor {
                 let job = box.value
                 let resource = AsyncResourceContext(type: .swiftJob)
                 let frame = suspendedTaskFrames.isEmpty ? nil : suspendedTaskFrames.removeValue(forKey: job.key)
-                invoke(AsyncResourceContext(existing: resource.asyncID, triggerAsyncID: resource.triggerAsyncID,
-                                            type: resource.type, frame: frame)) { runJob(job) }
+                invoke(
+                    AsyncResourceContext(
+                        existing: resource.asyncID, triggerAsyncID: resource.triggerAsyncID,
+                        type: resource.type, frame: frame)
+                ) { runJob(job) }
             }
         }
     }
@@ -231,8 +234,10 @@ extension PromiseBase {
         guard scope.rawValue != 0, loop.microtasks.isEmpty else { return false }
         // The await's resource (PROMISE, trigger: this promise), init emitted while the scope
         // still runs, then the scope left and destroyed and the await's entered; the frame stays.
-        guard let awaitID = AsyncHooks.switchCallback(from: scope, destroyingCurrent: true,
-                                                      toNewResourceOf: loop.promiseType, triggerAsyncID: asyncID)
+        guard
+            let awaitID = AsyncHooks.switchCallback(
+                from: scope, destroyingCurrent: true,
+                toNewResourceOf: loop.promiseType, triggerAsyncID: asyncID)
         else { return false }
         isHandled = true
         loop.awaitScopeID = awaitID

@@ -3,27 +3,35 @@
 
 public enum DNS {
     /// The first address for `hostname` (family 0: any, 4 or 6), as Node's `dns.lookup(host, cb)`.
-    public static func lookup(_ hostname: String, family: Int = 0,
-                              _ cb: @escaping (Result<(address: String, family: Int), any Error>) throws -> Void) {
+    public static func lookup(
+        _ hostname: String, family: Int = 0,
+        _ cb: @escaping (Result<(address: String, family: Int), any Error>) throws -> Void
+    ) {
         lookupAll(hostname, family: family) { result in
-            try cb(result.flatMap { all in
-                all.first.map { .success($0) } ?? .failure(DNSError(code: "ENOTFOUND", hostname: hostname, message: "no addresses"))
-            })
+            try cb(
+                result.flatMap { all in
+                    all.first.map { .success($0) } ?? .failure(DNSError(code: "ENOTFOUND", hostname: hostname, message: "no addresses"))
+                })
         }
     }
 
     /// Every address, as `dns.lookup(host, { all: true }, cb)`.
-    public static func lookupAll(_ hostname: String, family: Int = 0,
-                                 _ cb: @escaping (Result<[(address: String, family: Int)], any Error>) throws -> Void) {
+    public static func lookupAll(
+        _ hostname: String, family: Int = 0,
+        _ cb: @escaping (Result<[(address: String, family: Int)], any Error>) throws -> Void
+    ) {
         guard family == 0 || family == 4 || family == 6 else {
             let loop = EventLoop.current
             let ctx = AsyncResourceContext(type: .getAddrInfoReqWrap)
             loop.queuePending(ctx, destroyAfter: true) { try cb(.failure(RuntimeError.invalidArgument("family must be 0, 4 or 6, got \(family)"))) }
             return
         }
-        EventLoop.current.queueWork(type: .getAddrInfoReqWrap, { () throws -> AddressList in
-            AddressList(items: try Sys.getAddresses(hostname, family: family))
-        }) { result in try cb(result.map(\.items)) }
+        EventLoop.current.queueWork(
+            type: .getAddrInfoReqWrap,
+            { () throws -> AddressList in
+                AddressList(items: try Sys.getAddresses(hostname, family: family))
+            }
+        ) { result in try cb(result.map(\.items)) }
     }
 
     /// `dns.promises.lookup`.

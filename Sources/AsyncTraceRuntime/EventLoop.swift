@@ -544,7 +544,10 @@ public final class EventLoop: @unchecked Sendable {
     /// the nearest timer, else forever.
     func pollTimeout() -> Int32 {
         if stopRequested || !immediateQueue.isEmpty || !pendingCallbacks.isEmpty || !closeCallbacks.isEmpty
-            || !idleHandles.isEmpty || !isAlive { return 0 }
+            || !idleHandles.isEmpty || !isAlive
+        {
+            return 0
+        }
         guard let t = timers.first else { return -1 }
         now = Sys.monotonicNanoseconds()  // the cached time may predate this timer (see updateTime)
         if t.dueNs <= now { return 0 }

@@ -60,8 +60,10 @@ public final class FDWatcher {
 
     /// Creates a stopped watcher for `fd` on `loop`. Throws `RuntimeError.invalidFD` for a negative fd or
     /// one already watched on this loop.
-    public init(fd: Int32, loop: EventLoop = .current, context: AsyncResourceContext? = nil,
-                _ callback: @escaping (FDEvents) throws -> Void) throws(RuntimeError) {
+    public init(
+        fd: Int32, loop: EventLoop = .current, context: AsyncResourceContext? = nil,
+        _ callback: @escaping (FDEvents) throws -> Void
+    ) throws(RuntimeError) {
         guard fd >= 0 else { throw .invalidFD(fd, reason: "negative") }
         if Int(fd) < loop.watchers.count, loop.watchers[Int(fd)] != nil {
             throw .invalidFD(fd, reason: "already watched on this loop")

@@ -211,7 +211,11 @@ public final class WriteStream {
         self.fd = -1
         let loop = EventLoop.current
         loop.nextTick { [self] in
-            FS.close(fd) { _ in loop.nextTick { [self] in try onClose?(); dropHandlers() } }
+            FS.close(fd) { _ in
+                loop.nextTick { [self] in
+                    try onClose?(); dropHandlers()
+                }
+            }
             for cb in endCallbacks { try cb() }
             endCallbacks = []
             try onFinish?()

@@ -15,11 +15,13 @@ public final class LoopThread: @unchecked Sendable {
     /// Starts a thread that runs `main` as its main module, then its loop until nothing ref'd remains.
     public init(_ main: @escaping @Sendable () throws -> Void) throws(SystemError) {
         let start = Unmanaged.passRetained(Start(main)).toOpaque()
-        let rc = pthread_create(&thread, nil, { arg in
-            let start = Unmanaged<Start>.fromOpaque(arg!).takeRetainedValue()
-            EventLoop.main { try start.main() }
-            return nil
-        }, start)
+        let rc = pthread_create(
+            &thread, nil,
+            { arg in
+                let start = Unmanaged<Start>.fromOpaque(arg!).takeRetainedValue()
+                EventLoop.main { try start.main() }
+                return nil
+            }, start)
         if rc != 0 {
             Unmanaged<Start>.fromOpaque(start).release()
             throw SystemError(errno: rc, function: "pthread_create")

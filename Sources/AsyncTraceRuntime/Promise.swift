@@ -171,8 +171,9 @@ public class PromiseBase {
     @usableFromInline
     final func addCombinatorReaction(_ progress: CombinatorProgress, index: Int, loop: EventLoop) {
         let context = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: asyncID)
-        let step = CombinatorStep(progress: progress, index: index, asyncID: context.asyncID,
-                                  triggerAsyncID: context.triggerAsyncID, frame: context.frame)
+        let step = CombinatorStep(
+            progress: progress, index: index, asyncID: context.asyncID,
+            triggerAsyncID: context.triggerAsyncID, frame: context.frame)
         isHandled = true
         if status == .pending {
             if moreReactions == nil { moreReactions = [] }
@@ -346,9 +347,10 @@ public class Promise<Value>: PromiseBase {
     /// settles this promise: two microtasks more than settling with a value.
     func adopt(_ other: Promise<Value>) {
         withLoop { loop in
-            loop.microtasks.push(.resolveThenable(self) { [self] in
-                other.addReaction(ClosureReaction(parent: other) { [self] in settle(like: other) })
-            })
+            loop.microtasks.push(
+                .resolveThenable(self) { [self] in
+                    other.addReaction(ClosureReaction(parent: other) { [self] in settle(like: other) })
+                })
         }
     }
 
@@ -363,8 +365,10 @@ public class Promise<Value>: PromiseBase {
 
     /// `then(onFulfilled, onRejected)`. A throw in a handler rejects the returned promise.
     @inlinable @discardableResult
-    public func then<U>(_ onFulfilled: @escaping (Value) throws -> U,
-                        _ onRejected: ((any Error) throws -> U)? = nil) -> Promise<U> {
+    public func then<U>(
+        _ onFulfilled: @escaping (Value) throws -> U,
+        _ onRejected: ((any Error) throws -> U)? = nil
+    ) -> Promise<U> {
         let d = DerivedPromise<Value, U>(parent: self, onFulfilled: onFulfilled, onRejected: onRejected)
         addReaction(d)
         return d
@@ -386,7 +390,13 @@ public class Promise<Value>: PromiseBase {
     /// Runs `body` on either outcome; the result keeps this promise's outcome (or rejects if `body` throws).
     @inlinable @discardableResult
     public func finally(_ body: @escaping () throws -> Void) -> Promise<Value> {
-        then({ v in try body(); return v }, { e in try body(); throw e })
+        then(
+            { v in
+                try body(); return v
+            },
+            { e in
+                try body(); throw e
+            })
     }
 }
 
@@ -512,15 +522,16 @@ extension Promise {
         var outcomes = [PromiseSettledResult<Value>?](repeating: nil, count: promises.count)
         var remaining = promises.count
         for (i, p) in promises.enumerated() {
-            p.addReaction(ClosureReaction(parent: p) {
-                switch p.status {
-                case .fulfilled: outcomes[i] = .fulfilled(p.fulfilledValue)
-                case .rejected: outcomes[i] = .rejected(p.rejection!)
-                case .pending: return
-                }
-                remaining -= 1
-                if remaining == 0 { result.fulfil(outcomes.map { $0! }) }
-            })
+            p.addReaction(
+                ClosureReaction(parent: p) {
+                    switch p.status {
+                    case .fulfilled: outcomes[i] = .fulfilled(p.fulfilledValue)
+                    case .rejected: outcomes[i] = .rejected(p.rejection!)
+                    case .pending: return
+                    }
+                    remaining -= 1
+                    if remaining == 0 { result.fulfil(outcomes.map { $0! }) }
+                })
         }
         return result
     }
@@ -532,16 +543,17 @@ extension Promise {
         var errors = [(any Error)?](repeating: nil, count: promises.count)
         var remaining = promises.count
         for (i, p) in promises.enumerated() {
-            p.addReaction(ClosureReaction(parent: p) {
-                switch p.status {
-                case .fulfilled: result.fulfil(p.fulfilledValue)
-                case .rejected:
-                    errors[i] = p.rejection!
-                    remaining -= 1
-                    if remaining == 0 { result.reject(AggregateError(errors: errors.map { $0! })) }
-                case .pending: break
-                }
-            })
+            p.addReaction(
+                ClosureReaction(parent: p) {
+                    switch p.status {
+                    case .fulfilled: result.fulfil(p.fulfilledValue)
+                    case .rejected:
+                        errors[i] = p.rejection!
+                        remaining -= 1
+                        if remaining == 0 { result.reject(AggregateError(errors: errors.map { $0! })) }
+                    case .pending: break
+                    }
+                })
         }
         return result
     }

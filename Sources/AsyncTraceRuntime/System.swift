@@ -70,8 +70,10 @@ enum Sys {
     }
 
     /// Waits for events; returns the count (0 on timeout or on EINTR, so the loop re-checks its state).
-    static func epollWait(_ epfd: Int32, _ events: UnsafeMutablePointer<epoll_event>, _ max: Int32,
-                          timeoutMs: Int32) throws(SystemError) -> Int {
+    static func epollWait(
+        _ epfd: Int32, _ events: UnsafeMutablePointer<epoll_event>, _ max: Int32,
+        timeoutMs: Int32
+    ) throws(SystemError) -> Int {
         let r = epoll_wait(epfd, events, max, timeoutMs)
         if r >= 0 { return Int(r) }
         let e = Glibc.errno
@@ -351,8 +353,9 @@ extension Sys {
         var pid: pid_t = 0
         let r = cArgs.withUnsafeBufferPointer { a in
             cEnv.withUnsafeBufferPointer { e in
-                posix_spawnp(&pid, path, &actions, &attr, UnsafeMutablePointer(mutating: a.baseAddress!),
-                             UnsafeMutablePointer(mutating: e.baseAddress!))
+                posix_spawnp(
+                    &pid, path, &actions, &attr, UnsafeMutablePointer(mutating: a.baseAddress!),
+                    UnsafeMutablePointer(mutating: e.baseAddress!))
             }
         }
         if r != 0 { throw SystemError(errno: r, function: "spawn") }

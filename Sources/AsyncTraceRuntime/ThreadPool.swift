@@ -44,11 +44,13 @@ final class ThreadPool: @unchecked Sendable {
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
         var t = pthread_t()
         let me = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&t, &attr, { arg in
-            let pool = Unmanaged<ThreadPool>.fromOpaque(arg!).takeRetainedValue()
-            pool.workerLoop()
-            return nil
-        }, me)
+        let rc = pthread_create(
+            &t, &attr,
+            { arg in
+                let pool = Unmanaged<ThreadPool>.fromOpaque(arg!).takeRetainedValue()
+                pool.workerLoop()
+                return nil
+            }, me)
         pthread_attr_destroy(&attr)
         if rc != 0 {
             Unmanaged<ThreadPool>.fromOpaque(me).release()
@@ -79,9 +81,11 @@ extension ResourceType {
 extension EventLoop {
     /// Runs `work` on the thread pool, then `completion` on this loop (poll phase) as a callback of a
     /// new resource of `type` (init now, destroy after the completion). Keeps the loop alive meanwhile.
-    public func queueWork<T: Sendable>(type: ResourceType = .workerWrap,
-                                       _ work: @escaping @Sendable () throws -> T,
-                                       completion: @escaping (Result<T, any Error>) throws -> Void) {
+    public func queueWork<T: Sendable>(
+        type: ResourceType = .workerWrap,
+        _ work: @escaping @Sendable () throws -> T,
+        completion: @escaping (Result<T, any Error>) throws -> Void
+    ) {
         let ctx = AsyncResourceContext(type: type)
         retainRequest()
         let done = UncheckedBox(completion)
@@ -110,7 +114,9 @@ extension EventLoop {
 }
 
 /// libuv's uv_queue_work on this thread's loop.
-public func queueWork<T: Sendable>(_ work: @escaping @Sendable () throws -> T,
-                                   completion: @escaping (Result<T, any Error>) throws -> Void) {
+public func queueWork<T: Sendable>(
+    _ work: @escaping @Sendable () throws -> T,
+    completion: @escaping (Result<T, any Error>) throws -> Void
+) {
     EventLoop.current.queueWork(work, completion: completion)
 }

@@ -22,9 +22,11 @@ public struct TLSOptions: Sendable {
     /// ALPN protocols, most preferred first ("h2", "http/1.1").
     public var alpnProtocols: [String] = []
 
-    public init(certificatePEM: String? = nil, certificateFile: String? = nil, privateKeyPEM: String? = nil,
-                privateKeyFile: String? = nil, caPEM: String? = nil, caFile: String? = nil,
-                rejectUnauthorized: Bool = true, servername: String? = nil, alpnProtocols: [String] = []) {
+    public init(
+        certificatePEM: String? = nil, certificateFile: String? = nil, privateKeyPEM: String? = nil,
+        privateKeyFile: String? = nil, caPEM: String? = nil, caFile: String? = nil,
+        rejectUnauthorized: Bool = true, servername: String? = nil, alpnProtocols: [String] = []
+    ) {
         self.certificatePEM = certificatePEM
         self.certificateFile = certificateFile
         self.privateKeyPEM = privateKeyPEM
@@ -120,49 +122,55 @@ public final class SecureContext: @unchecked Sendable {
             SSL_CTX_set_verify(ctx, o.rejectUnauthorized ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nil)
         }
         if isServer && !alpnWire.isEmpty {
-            SSL_CTX_set_alpn_select_cb(ctx, { _, out, outlen, inp, inlen, arg in
-                let me = Unmanaged<SecureContext>.fromOpaque(arg!).takeUnretainedValue()
-                var selected: UnsafeMutablePointer<UInt8>?
-                var selectedLength: UInt8 = 0
-                let r = me.alpnWire.withUnsafeBufferPointer { server in
-                    SSL_select_next_proto(&selected, &selectedLength, server.baseAddress, UInt32(server.count), inp, inlen)
-                }
-                guard r == OPENSSL_NPN_NEGOTIATED, let selected else { return copenssl_alpn_noack() }
-                // OpenSSL wants a pointer into the client's list; map the server entry we matched back into it.
-                let name = Array(UnsafeBufferPointer(start: selected, count: Int(selectedLength)))
-                var i = 0
-                while i < Int(inlen) {
-                    let len = Int(inp![i])
-                    if len == name.count && Array(UnsafeBufferPointer(start: inp! + i + 1, count: len)) == name {
-                        out!.pointee = inp! + i + 1
-                        outlen!.pointee = UInt8(len)
-                        return SSL_TLSEXT_ERR_OK
+            SSL_CTX_set_alpn_select_cb(
+                ctx,
+                { _, out, outlen, inp, inlen, arg in
+                    let me = Unmanaged<SecureContext>.fromOpaque(arg!).takeUnretainedValue()
+                    var selected: UnsafeMutablePointer<UInt8>?
+                    var selectedLength: UInt8 = 0
+                    let r = me.alpnWire.withUnsafeBufferPointer { server in
+                        SSL_select_next_proto(&selected, &selectedLength, server.baseAddress, UInt32(server.count), inp, inlen)
                     }
-                    i += 1 + len
-                }
-                return copenssl_alpn_noack()
-            }, Unmanaged.passUnretained(self).toOpaque())
+                    guard r == OPENSSL_NPN_NEGOTIATED, let selected else { return copenssl_alpn_noack() }
+                    // OpenSSL wants a pointer into the client's list; map the server entry we matched back into it.
+                    let name = Array(UnsafeBufferPointer(start: selected, count: Int(selectedLength)))
+                    var i = 0
+                    while i < Int(inlen) {
+                        let len = Int(inp![i])
+                        if len == name.count && Array(UnsafeBufferPointer(start: inp! + i + 1, count: len)) == name {
+                            out!.pointee = inp! + i + 1
+                            outlen!.pointee = UInt8(len)
+                            return SSL_TLSEXT_ERR_OK
+                        }
+                        i += 1 + len
+                    }
+                    return copenssl_alpn_noack()
+                }, Unmanaged.passUnretained(self).toOpaque())
         }
     }
 
     /// Server: use `context` for connections whose SNI name is `hostname` (exact, or "*.domain").
     public func addContext(_ hostname: String, _ context: SecureContext) {
         if sniContexts.isEmpty {
-            _ = copenssl_ctx_set_servername_cb(ctx, { ssl, _, arg in
-                let me = Unmanaged<SecureContext>.fromOpaque(arg!).takeUnretainedValue()
-                guard let p = copenssl_servername(ssl) else { return copenssl_sni_noack() }
-                let name = String(cString: p).lowercased()
-                if let match = me.sniContexts.first(where: { SecureContext.matches(pattern: $0.name, name) }) {
-                    SSL_set_SSL_CTX(ssl, match.context.ctx)
-                }
-                return copenssl_sni_ok()
-            }, Unmanaged.passUnretained(self).toOpaque())
+            _ = copenssl_ctx_set_servername_cb(
+                ctx,
+                { ssl, _, arg in
+                    let me = Unmanaged<SecureContext>.fromOpaque(arg!).takeUnretainedValue()
+                    guard let p = copenssl_servername(ssl) else { return copenssl_sni_noack() }
+                    let name = String(cString: p).lowercased()
+                    if let match = me.sniContexts.first(where: { SecureContext.matches(pattern: $0.name, name) }) {
+                        SSL_set_SSL_CTX(ssl, match.context.ctx)
+                    }
+                    return copenssl_sni_ok()
+                }, Unmanaged.passUnretained(self).toOpaque())
         }
         sniContexts.append((hostname.lowercased(), context))
     }
 
     static func matches(pattern: String, _ name: String) -> Bool {
-        if pattern.hasPrefix("*.") { return name.hasSuffix(pattern.dropFirst(1)) && name.split(separator: ".").count == pattern.split(separator: ".").count }
+        if pattern.hasPrefix("*.") {
+            return name.hasSuffix(pattern.dropFirst(1)) && name.split(separator: ".").count == pattern.split(separator: ".").count
+        }
         return pattern == name
     }
 

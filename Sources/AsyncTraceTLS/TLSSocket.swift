@@ -236,14 +236,18 @@ public enum TLS {
     /// Node's `tls.connect`: TCP connect, then the TLS handshake; 'secureConnect' when it completed and
     /// the server's certificate verified (or `rejectUnauthorized` is false). Failures arrive as 'error'
     /// on `socket` (ECONNREFUSED, DEPTH_ZERO_SELF_SIGNED_CERT, ERR_TLS_CERT_ALTNAME_INVALID, ERR_SSL_...).
-    public static func connect(port: Int, host: String = "localhost", options: TLSOptions = TLSOptions(),
-                               loop: EventLoop = .current, _ onSecureConnect: (() throws -> Void)? = nil) throws -> TLSSocket {
+    public static func connect(
+        port: Int, host: String = "localhost", options: TLSOptions = TLSOptions(),
+        loop: EventLoop = .current, _ onSecureConnect: (() throws -> Void)? = nil
+    ) throws -> TLSSocket {
         let context = try SecureContext(server: false, options: options)
         return try connect(port: port, host: host, context: context, loop: loop, onSecureConnect)
     }
 
-    public static func connect(port: Int, host: String = "localhost", context: SecureContext,
-                               loop: EventLoop = .current, _ onSecureConnect: (() throws -> Void)? = nil) throws -> TLSSocket {
+    public static func connect(
+        port: Int, host: String = "localhost", context: SecureContext,
+        loop: EventLoop = .current, _ onSecureConnect: (() throws -> Void)? = nil
+    ) throws -> TLSSocket {
         let socket = Socket.connect(port: port, host: host, loop: loop)
         let tls: TLSSocket
         do {
@@ -297,8 +301,12 @@ public final class TLSServer {
 
     public func close(_ callback: ((NetError?) throws -> Void)? = nil) { server.close(callback) }
     public func address() -> SocketAddress? { server.address() }
-    @discardableResult public func onSecureConnection(_ f: @escaping (TLSSocket) throws -> Void) -> TLSServer { secureListeners.append(f); return self }
+    @discardableResult public func onSecureConnection(_ f: @escaping (TLSSocket) throws -> Void) -> TLSServer {
+        secureListeners.append(f); return self
+    }
     /// A connection whose handshake failed (the socket is destroyed).
-    @discardableResult public func onTLSClientError(_ f: @escaping (NetError, TLSSocket) throws -> Void) -> TLSServer { clientErrorListeners.append(f); return self }
+    @discardableResult public func onTLSClientError(_ f: @escaping (NetError, TLSSocket) throws -> Void) -> TLSServer {
+        clientErrorListeners.append(f); return self
+    }
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> TLSServer { server.onError(f); return self }
 }

@@ -74,9 +74,10 @@ public final class HeldProcess {
 
     /// Forks; the child drops to `gid`/`uid` (when given, with supplementary `groups`) and execs
     /// `path` on release. `arguments[0]` is the program's argv[0]. No shell is involved.
-    public init(path: String, arguments: [String], environment: [String], uid: Int32? = nil, gid: Int32? = nil,
-                groups: [gid_t] = []) throws(ProgramLaunchError)
-    {
+    public init(
+        path: String, arguments: [String], environment: [String], uid: Int32? = nil, gid: Int32? = nil,
+        groups: [gid_t] = []
+    ) throws(ProgramLaunchError) {
         var c = kp_held_child(pid: 0, release_fd: -1, status_fd: -1)
         let argv = CStringArray(arguments)
         let envp = CStringArray(environment)

@@ -128,10 +128,12 @@ public struct KernelEvent: Sendable {
         let kind = record.loadUnaligned(as: UInt32.self)
         switch kind {
         case UInt32(KP_RECORD_SYSCALL.rawValue), UInt32(KP_RECORD_EPOLL_WAIT.rawValue),
-             UInt32(KP_RECORD_FD_SYSCALL.rawValue):
+            UInt32(KP_RECORD_FD_SYSCALL.rawValue):
             let isEpoll = kind == UInt32(KP_RECORD_EPOLL_WAIT.rawValue)
             let isFd = kind == UInt32(KP_RECORD_FD_SYSCALL.rawValue)
-            let needed = isEpoll ? MemoryLayout<kp_epoll_record>.size
+            let needed =
+                isEpoll
+                ? MemoryLayout<kp_epoll_record>.size
                 : isFd ? MemoryLayout<kp_fd_record>.size : MemoryLayout<kp_syscall_record>.size
             guard size >= needed else { return false }
             let r = record.loadUnaligned(as: kp_syscall_record.self)
@@ -188,13 +190,16 @@ public struct KernelEvent: Sendable {
         return true
     }
 
-    private static func decodeFdOpen(record: UnsafeRawPointer, syscall r: kp_syscall_record,
-                                     into events: inout [KernelEvent]) {
+    private static func decodeFdOpen(
+        record: UnsafeRawPointer, syscall r: kp_syscall_record,
+        into events: inout [KernelEvent]
+    ) {
         let f = record.loadUnaligned(as: kp_fd_record.self)
         guard f.new_fd >= 0 else { return }
         let detailOffset = MemoryLayout<kp_fd_record>.offset(of: \kp_fd_record.detail)!
-        let detailBytes = UnsafeRawBufferPointer(start: record + detailOffset,
-                                                 count: min(Int(f.detail_len), Int(KP_DETAIL_MAX)))
+        let detailBytes = UnsafeRawBufferPointer(
+            start: record + detailOffset,
+            count: min(Int(f.detail_len), Int(KP_DETAIL_MAX)))
         let text = FdDetail.text(kind: UInt32(f.detail_kind), bytes: detailBytes)
         for fd in [f.new_fd, f.new_fd2] where fd >= 0 {
             var e = KernelEvent(kind: .fdOpen, pid: r.tgid, tid: r.tid, timestampNs: r.exit_ns)
@@ -259,9 +264,13 @@ enum FdDetail {
                 while j < 8 && groups[j] == "0" { j += 1 }
                 if j - i > best.length && j - i >= 2 { best = (i, j - i) }
                 i = j
-            } else { i += 1 }
+            } else {
+                i += 1
+            }
         }
-        let text = best.start < 0 ? groups.joined(separator: ":")
+        let text =
+            best.start < 0
+            ? groups.joined(separator: ":")
             : groups[..<best.start].joined(separator: ":") + "::" + groups[(best.start + best.length)...].joined(separator: ":")
         return "[\(text)]:\(port)"
     }

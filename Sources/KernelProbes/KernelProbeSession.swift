@@ -21,9 +21,11 @@ public struct KernelProbeOptions: Sendable {
     public static let maxStackCopyBytes = UInt32(KP_STACK_COPY_MAX)
     /// The user stack of every syscall and off-CPU wait at least this long (waitStack events); 0: none.
     public var stackThresholdNs: UInt64 = 0
-    public init(ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
-                baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false, stackCopyBytes: UInt32 = 0,
-                stackThresholdNs: UInt64 = 0) {
+    public init(
+        ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
+        baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false, stackCopyBytes: UInt32 = 0,
+        stackThresholdNs: UInt64 = 0
+    ) {
         self.stackCopyBytes = stackCopyBytes
         self.stackThresholdNs = stackThresholdNs
         self.ringBytes = ringBytes
@@ -111,7 +113,8 @@ public final class KernelProbeSession {
             taken += 1
             let first = events.count
             if !KernelEvent.decode(record: record, size: Int(size), into: &events)
-                && !samples.take(record: record, size: Int(size), into: &events) {
+                && !samples.take(record: record, size: Int(size), into: &events)
+            {
                 undecodable += 1
             }
             if collectsStacks, events.count == first + 1, events[first].kind == .processFork {

@@ -125,8 +125,10 @@ public struct KernelTraceWriter {
         }
     }
 
-    private mutating func writeChunk(_ events: ArraySlice<KernelEvent>, droppedCumulative: UInt64, final: Bool,
-                                     at emptyTime: UInt64 = 0) {
+    private mutating func writeChunk(
+        _ events: ArraySlice<KernelEvent>, droppedCumulative: UInt64, final: Bool,
+        at emptyTime: UInt64 = 0
+    ) {
         let start = events.first?.timestampNs ?? emptyTime
         let end = events.last?.timestampNs ?? emptyTime
         var b = ChunkBuilder(pid: rootPid, tid: 0, startNs: start, startTicks: start, reserve: events.count * 24 + 64)
@@ -145,8 +147,9 @@ public struct KernelTraceWriter {
         }
         var flags: ChunkFlags = .kernel
         if final { flags.insert(.final) }
-        let bytes = b.seal(sequence: sequence, endNs: end, endTicks: end, droppedCumulative: droppedCumulative,
-                           flags: flags)
+        let bytes = b.seal(
+            sequence: sequence, endNs: end, endTicks: end, droppedCumulative: droppedCumulative,
+            flags: flags)
         sequence += 1
         if let flightSink {
             flightSink(bytes)

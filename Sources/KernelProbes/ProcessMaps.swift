@@ -40,9 +40,12 @@ public enum ProcessMaps {
             while i < line.endIndex && line[i] == UInt8(ascii: " ") { i += 1 }
             let range = fields[0].split(separator: UInt8(ascii: "-"))
             guard range.count == 2, let start = hex(range[0]), let end = hex(range[1]), let off = hex(fields[2]),
-                  let inode = UInt64(String(decoding: fields[4], as: UTF8.self)) else { continue }
-            out.append(MapsEntry(start: start, end: end, fileOffset: off, device: String(decoding: fields[3], as: UTF8.self),
-                                 inode: inode, path: String(decoding: line[i...], as: UTF8.self)))
+                let inode = UInt64(String(decoding: fields[4], as: UTF8.self))
+            else { continue }
+            out.append(
+                MapsEntry(
+                    start: start, end: end, fileOffset: off, device: String(decoding: fields[3], as: UTF8.self),
+                    inode: inode, path: String(decoding: line[i...], as: UTF8.self)))
         }
         return out
     }
@@ -120,7 +123,8 @@ public enum ELFNotes {
                 let next = descAt + ((descsz + 3) & ~3)
                 guard namesz <= 256, descsz <= 1024, next <= notes.count else { break }
                 if type == 3, namesz == 4, notes[nameAt] == 0x47, notes[nameAt + 1] == 0x4e, notes[nameAt + 2] == 0x55,
-                   descsz > 0, descsz <= 64 {
+                    descsz > 0, descsz <= 64
+                {
                     return Array(notes[descAt..<(descAt + descsz)])
                 }
                 q = next

@@ -73,8 +73,10 @@ public enum ProcessSnapshot {
     /// Sockets of the process's network namespace by inode: kind and "local->peer".
     static func socketTable(pid: Int32) -> [UInt64: (FDKind, String)] {
         var table: [UInt64: (FDKind, String)] = [:]
-        for (file, kind, v6) in [("tcp", FDKind.tcp, false), ("tcp6", .tcp, true), ("udp", .udp, false),
-                                 ("udp6", .udp, true)] {
+        for (file, kind, v6) in [
+            ("tcp", FDKind.tcp, false), ("tcp6", .tcp, true), ("udp", .udp, false),
+            ("udp6", .udp, true),
+        ] {
             guard let text = readSmallFile("/proc/\(pid)/net/\(file)", limit: 8 << 20) else { continue }
             for line in text.split(separator: UInt8(ascii: "\n")).dropFirst() {
                 let f = line.split(separator: UInt8(ascii: " "))

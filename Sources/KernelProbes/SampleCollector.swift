@@ -91,7 +91,8 @@ public final class SampleCollector {
         guard kind == KP_RECORD_CPU_SAMPLE else { return false }
         let header = MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.frames)!
         guard size >= header else { return false }
-        let stackBytes = Int(record.loadUnaligned(fromByteOffset: MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.stack_bytes)!, as: UInt32.self))
+        let stackBytes = Int(
+            record.loadUnaligned(fromByteOffset: MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.stack_bytes)!, as: UInt32.self))
         let pid = record.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
         let tid = record.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         let userCount = Int(record.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
@@ -118,8 +119,9 @@ public final class SampleCollector {
                 refresh(pid: pid, atNs: time, resetting: false)
                 drain(into: &events)
             }
-            let regs = record.loadUnaligned(fromByteOffset: MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.regs)!,
-                                            as: kp_user_regs.self)
+            let regs = record.loadUnaligned(
+                fromByteOffset: MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.regs)!,
+                as: kp_user_regs.self)
             let stack = UnsafeRawPointer(frames + userCount + kernelCount)
             e.stackCopy = tables.add(keptWords(pid: pid, regs: regs, stack: stack, bytes: stackBytes))
         }
@@ -207,8 +209,9 @@ public final class SampleCollector {
         guard let entries = ProcessMaps.executableRegions(pid: pid) else { return }
         state.regions = entries.map { ($0.start, $0.end) }.sorted { $0.start < $1.start }
         for entry in entries {
-            let key = MappingKey(start: entry.start, end: entry.end, offset: entry.fileOffset, inode: entry.inode,
-                                 path: entry.path)
+            let key = MappingKey(
+                start: entry.start, end: entry.end, offset: entry.fileOffset, inode: entry.inode,
+                path: entry.path)
             guard state.known.insert(key).inserted else { continue }
             var buildID: [UInt8] = []
             if entry.inode != 0 {
@@ -222,8 +225,10 @@ public final class SampleCollector {
             }
             var e = KernelEvent(kind: .mapping, pid: pid, tid: 0, timestampNs: time > 0 ? time - 1 : 0)
             e.mappingIndex = UInt32(tables.mappings.count)
-            tables.mappings.append(RecordedMapping(pid: pid, start: entry.start, end: entry.end,
-                                                   fileOffset: entry.fileOffset, path: entry.path, buildID: buildID))
+            tables.mappings.append(
+                RecordedMapping(
+                    pid: pid, start: entry.start, end: entry.end,
+                    fileOffset: entry.fileOffset, path: entry.path, buildID: buildID))
             pending.append(e)
         }
     }

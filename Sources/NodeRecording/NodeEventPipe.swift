@@ -26,8 +26,10 @@ public final class NodeEventPipe {
     /// Creates the directory under `temporaryDirectory`, the preload file and the FIFO (opened for
     /// reading before anything else can touch it). `owner`: the uid/gid the traced program runs as.
     public init(temporaryDirectory: String, owner: (uid: UInt32, gid: UInt32)?) throws(NodeSetupError) {
-        var template = Array((temporaryDirectory.hasSuffix("/") ? temporaryDirectory : temporaryDirectory + "/")
-                             .utf8CString.dropLast()) + Array("asynctrace-node-XXXXXX".utf8CString)
+        var template =
+            Array(
+                (temporaryDirectory.hasSuffix("/") ? temporaryDirectory : temporaryDirectory + "/")
+                    .utf8CString.dropLast()) + Array("asynctrace-node-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else {
             throw NodeSetupError(description: "cannot create a directory in \(temporaryDirectory): \(Self.errorText(errno))")
         }
@@ -50,8 +52,9 @@ public final class NodeEventPipe {
             _ = fcntl(fifoFD, Int32(1031) /* F_SETPIPE_SZ */, Int32(1 << 20))  // room for ~250 batches while the writer is busy
             if let owner {
                 guard fchown(fifoFD, owner.uid, owner.gid) == 0,
-                      fchownat(directoryFD, "asynctrace-preload.js", owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) == 0,
-                      fchown(directoryFD, owner.uid, owner.gid) == 0 else { throw Self.failure("cannot give \(directory) to uid \(owner.uid)") }
+                    fchownat(directoryFD, "asynctrace-preload.js", owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) == 0,
+                    fchown(directoryFD, owner.uid, owner.gid) == 0
+                else { throw Self.failure("cannot give \(directory) to uid \(owner.uid)") }
             }
         } catch {
             removeFiles()
@@ -89,8 +92,10 @@ public final class NodeEventPipe {
         let quoted = "\"" + preloadPath.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
         var options = "--require " + quoted
         if let existing = existingNodeOptions, !existing.isEmpty { options += " " + existing }
-        return ["NODE_OPTIONS=\(options)", "ASYNCTRACE_NODE_FIFO=\(fifoPath)",
-                "ASYNCTRACE_NODE_MODE=\(promises ? "promises" : "default")"]
+        return [
+            "NODE_OPTIONS=\(options)", "ASYNCTRACE_NODE_FIFO=\(fifoPath)",
+            "ASYNCTRACE_NODE_MODE=\(promises ? "promises" : "default")",
+        ]
     }
 
     /// Starts the thread that writes the batches into `traceFD` (O_APPEND).
@@ -98,11 +103,13 @@ public final class NodeEventPipe {
         writer = NodeTraceWriter(fd: traceFD)
         let context = Unmanaged.passRetained(self).toOpaque()
         var t = pthread_t()
-        let rc = pthread_create(&t, nil, { raw in
-            let pipe = Unmanaged<NodeEventPipe>.fromOpaque(raw!).takeRetainedValue()
-            pipe.readLoop()
-            return nil
-        }, context)
+        let rc = pthread_create(
+            &t, nil,
+            { raw in
+                let pipe = Unmanaged<NodeEventPipe>.fromOpaque(raw!).takeRetainedValue()
+                pipe.readLoop()
+                return nil
+            }, context)
         if rc == 0 { thread = t } else { Unmanaged<NodeEventPipe>.fromOpaque(context).release() }
     }
 

@@ -74,7 +74,8 @@ public struct NodeTraceWriter {
                 guard p.count - offset >= NodeBatchProtocol.headerSlots * 8 else { return }
                 let used = p.loadUnaligned(fromByteOffset: offset + 40, as: Double.self)
                 guard used >= Double(NodeBatchProtocol.headerSlots), used <= Double(NodeBatchProtocol.maxBatchBytes / 8),
-                      used == used.rounded() else {
+                    used == used.rounded()
+                else {
                     statistics.malformedBytes += 8
                     offset += 8
                     continue
@@ -109,7 +110,8 @@ public struct NodeTraceWriter {
         let slots = b.count / 8
         @inline(__always) func slot(_ i: Int) -> Double { b.loadUnaligned(fromByteOffset: i * 8, as: Double.self) }
         guard let pid = Self.integer(slot(1), min: 1, max: 4_194_304), let tid = Self.integer(slot(2), min: 1, max: 4_194_304),
-              let seq = Self.integer(slot(3)), let dropped = Self.integer(slot(4)) else {
+            let seq = Self.integer(slot(3)), let dropped = Self.integer(slot(4))
+        else {
             statistics.malformedBytes += UInt64(b.count)
             return
         }
@@ -165,7 +167,8 @@ public struct NodeTraceWriter {
             switch kind {
             case .initResource:
                 guard let id = Self.integer(a), let trigger = Self.integer(c), let t = Self.integer(slot(i + 3)),
-                      let type = s.types[Int(t)] else { statistics.malformedRecords += 1; return }
+                    let type = s.types[Int(t)]
+                else { statistics.malformedRecords += 1; return }
                 event(&s, .initResource, ns: s.lastNs) { b, ticks in
                     let typeID = b.intern(type, ticks: ticks)
                     b.beginEvent(.initResource, ticks: ticks)
@@ -240,8 +243,10 @@ public struct NodeTraceWriter {
     }
 
     /// Appends one event (`encode` writes it) to the stream's open chunk, opening one at `ns` if needed.
-    private mutating func event(_ s: inout Stream, _ kind: EventKind, ns: UInt64,
-                                _ encode: (inout ChunkBuilder, UInt64) -> Void) {
+    private mutating func event(
+        _ s: inout Stream, _ kind: EventKind, ns: UInt64,
+        _ encode: (inout ChunkBuilder, UInt64) -> Void
+    ) {
         let t = max(ns, s.lastNs)
         s.lastNs = t
         if s.builder == nil {
@@ -254,8 +259,9 @@ public struct NodeTraceWriter {
 
     private mutating func seal(_ s: inout Stream, final: Bool) {
         let b = s.builder ?? ChunkBuilder(pid: s.pid, tid: s.tid, startNs: s.lastNs, startTicks: s.lastNs, reserve: 0)
-        let bytes = b.seal(sequence: s.chunkSequence, endNs: s.lastNs, endTicks: s.lastNs, droppedCumulative: s.dropped,
-                           flags: final ? [.final] : [])
+        let bytes = b.seal(
+            sequence: s.chunkSequence, endNs: s.lastNs, endTicks: s.lastNs, droppedCumulative: s.dropped,
+            flags: final ? [.final] : [])
         s.builder = nil
         s.chunkSequence += 1
         guard statistics.writeErrno == 0 else { return }

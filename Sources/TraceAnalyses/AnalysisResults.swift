@@ -56,8 +56,10 @@ public struct Overview: Sendable {
 
     /// The kinds a report's overview names (the rest are in `eventsByKind`). Counts are of events in
     /// the file: a version 2 trace has `phaseStart` where version 1 had `loopIteration` + `phaseEnter`.
-    public static let headlineKinds = ["init", "before", "after", "destroy", "promiseResolve", "syscall", "epollWait",
-                                       "loopIteration", "phaseStart"]
+    public static let headlineKinds = [
+        "init", "before", "after", "destroy", "promiseResolve", "syscall", "epollWait",
+        "loopIteration", "phaseStart",
+    ]
 }
 
 public struct DurationSummary: Sendable {

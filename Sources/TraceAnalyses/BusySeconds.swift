@@ -51,7 +51,8 @@ struct BusySecondsTracker {
             best = (second, ns)
         }
         guard let best else { return nil }
-        return BusiestSecond(measure: measure, index: best.second, startNs: origin &+ best.second &* 1_000_000_000, busyNs: best.ns,
-                             secondsWithCallbacks: busyNs.count + (currentNs > 0 ? 1 : 0))
+        return BusiestSecond(
+            measure: measure, index: best.second, startNs: origin &+ best.second &* 1_000_000_000, busyNs: best.ns,
+            secondsWithCallbacks: busyNs.count + (currentNs > 0 ? 1 : 0))
     }
 }

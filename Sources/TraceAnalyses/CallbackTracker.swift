@@ -77,8 +77,10 @@ struct CallbackTracker {
         return top
     }
 
-    mutating func noteSyscall(stream: Int, pid: UInt32, nr: UInt64, fd: Int64, ns: UInt64, bytes: UInt64, blockedNs: UInt64,
-                              fds: IOTracker) {
+    mutating func noteSyscall(
+        stream: Int, pid: UInt32, nr: UInt64, fd: Int64, ns: UInt64, bytes: UInt64, blockedNs: UInt64,
+        fds: IOTracker
+    ) {
         let last = stacks[stream].count - 1
         guard last >= 0 else { return }
         if let i = stacks[stream][last].syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
@@ -87,8 +89,10 @@ struct CallbackTracker {
             stacks[stream][last].syscalls[i].bytes = stacks[stream][last].syscalls[i].bytes.addingSaturated(bytes)
             stacks[stream][last].syscalls[i].blockedNs = stacks[stream][last].syscalls[i].blockedNs.addingSaturated(blockedNs)
         } else if stacks[stream][last].syscalls.count < Self.maxTallies {
-            stacks[stream][last].syscalls.append(SyscallTally(nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes,
-                                                              blockedNs: blockedNs, detail: fds.detail(pid: pid, fd: fd)))
+            stacks[stream][last].syscalls.append(
+                SyscallTally(
+                    nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes,
+                    blockedNs: blockedNs, detail: fds.detail(pid: pid, fd: fd)))
         }
     }
 
@@ -121,8 +125,9 @@ struct CallbackTracker {
 
     static func syscalls(of frame: CallbackFrame) -> [SyscallInCallback] {
         frame.syscalls.sorted { $0.ns > $1.ns }.map {
-            SyscallInCallback(name: SyscallNames.name($0.nr), fd: $0.fd, count: $0.count, ns: $0.ns, bytes: $0.bytes,
-                              blockedNs: $0.blockedNs, fdDetail: $0.detail)
+            SyscallInCallback(
+                name: SyscallNames.name($0.nr), fd: $0.fd, count: $0.count, ns: $0.ns, bytes: $0.bytes,
+                blockedNs: $0.blockedNs, fdDetail: $0.detail)
         }
     }
 }

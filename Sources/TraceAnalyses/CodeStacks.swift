@@ -61,7 +61,7 @@ extension TraceAnalysis {
         for (i, c) in slowestCallbacks.enumerated() { add(1, i, pid: c.pid, tid: c.tid, start: c.startNs, duration: c.durationNs) }
         for (i, s) in stalls.enumerated() { add(2, i, pid: s.thread.pid, tid: s.thread.tid, start: s.startNs, duration: s.durationNs) }
         guard !byThread.isEmpty || !waitMoments.isEmpty else { return }
-        var perList: [[[ [Int]: Int ]]] = [
+        var perList: [[[[Int]: Int]]] = [
             Array(repeating: [:], count: blocking.longest.count),
             Array(repeating: [:], count: slowestCallbacks.count),
             Array(repeating: [:], count: stalls.count),
@@ -96,9 +96,12 @@ extension TraceAnalysis {
         func waitSummaries(_ waits: [WaitKey: (count: Int, ns: UInt64, detail: String?)]) -> [WaitStackSummary] {
             waits.sorted { $0.value.ns != $1.value.ns ? $0.value.ns > $1.value.ns : $0.key.frames.lexicographicallyPrecedes($1.key.frames) }
                 .prefix(top)
-                .map { WaitStackSummary(reason: OffCPUReason.name($0.key.reason), fd: $0.key.fd >= 0 ? $0.key.fd : nil,
-                                        fdDetail: $0.value.detail, frames: $0.key.frames.map(data.frame),
-                                        count: $0.value.count, ns: $0.value.ns) }
+                .map {
+                    WaitStackSummary(
+                        reason: OffCPUReason.name($0.key.reason), fd: $0.key.fd >= 0 ? $0.key.fd : nil,
+                        fdDetail: $0.value.detail, frames: $0.key.frames.map(data.frame),
+                        count: $0.value.count, ns: $0.value.ns)
+                }
         }
         // Per thread: every long wait but idle epoll waits.
         var perThread: [UInt64: [WaitKey: (count: Int, ns: UInt64, detail: String?)]] = [:]

@@ -163,10 +163,16 @@ struct IOTracker {
         guard fd >= 0 else { return }
         let key = FDKey(pid: pid, fd: fd)
         // connect's fdOpen (sourceFd == fd) describes the current life (now connected), it does not begin one.
-        if sourceFd == fd, byFD.modify(key, { f in
-            if !detail.isEmpty { f.detail = detail }
-            if kind != 0 { f.kind = UInt8(truncatingIfNeeded: min(kind, 255)) }
-        }) { return }
+        if sourceFd == fd,
+            byFD.modify(
+                key,
+                { f in
+                    if !detail.isEmpty { f.detail = detail }
+                    if kind != 0 { f.kind = UInt8(truncatingIfNeeded: min(kind, 255)) }
+                })
+        {
+            return
+        }
         var life = FDAccum()
         life.kind = UInt8(truncatingIfNeeded: min(kind, 255))
         life.detail = detail.isEmpty ? nil : detail
@@ -258,14 +264,17 @@ struct KernelLoopTracker {
         let enter = exitNs >= durationNs ? exitNs - durationNs : 0
         // In place (`&threads[key, default:]`): a copy would share the histograms' buckets and copy them
         // on the first record.
-        let busy = Self.wait(&threads[key, default: ThreadState()], pid: pid, tid: tid, enter: enter, exitNs: exitNs,
-                             durationNs: durationNs)
+        let busy = Self.wait(
+            &threads[key, default: ThreadState()], pid: pid, tid: tid, enter: enter, exitNs: exitNs,
+            durationNs: durationNs)
         if let busy { gaps.offer(busy.durationNs, busy) }
         return busy
     }
 
-    private static func wait(_ t: inout ThreadState, pid: UInt32, tid: UInt32, enter: UInt64, exitNs: UInt64,
-                             durationNs: UInt64) -> Gap? {
+    private static func wait(
+        _ t: inout ThreadState, pid: UInt32, tid: UInt32, enter: UInt64, exitNs: UInt64,
+        durationNs: UInt64
+    ) -> Gap? {
         var busy: Gap? = nil
         if t.waits > 0 && exitNs >= t.lastExitNs { t.recentIterations.record(exitNs - t.lastExitNs) }
         if t.waits == 0 {
@@ -289,10 +298,11 @@ struct KernelLoopTracker {
         guard !threads.isEmpty else { return nil }
         let list = threads.sorted { $0.key < $1.key }.map { key, t in
             let span = t.lastExitNs - t.firstEnterNs
-            return KernelLoopThread(pid: UInt32(key >> 32), tid: UInt32(truncatingIfNeeded: key), waits: t.waits,
-                                    waitNs: t.waitNs, spanNs: span,
-                                    utilization: span == 0 ? 0 : Double(span - min(span, t.waitNs)) / Double(span),
-                                    busyNs: DurationSummary(t.busy), recentIterationNs: DurationSummary(t.recentIterations))
+            return KernelLoopThread(
+                pid: UInt32(key >> 32), tid: UInt32(truncatingIfNeeded: key), waits: t.waits,
+                waitNs: t.waitNs, spanNs: span,
+                utilization: span == 0 ? 0 : Double(span - min(span, t.waitNs)) / Double(span),
+                busyNs: DurationSummary(t.busy), recentIterationNs: DurationSummary(t.recentIterations))
         }
         return KernelLoopSummary(threads: list, longestGaps: gaps.sorted)
     }

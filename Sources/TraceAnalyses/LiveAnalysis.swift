@@ -117,10 +117,12 @@ public struct LiveTraceAnalysis {
             let wait = t.pollWaitNs.subtractingSaturated(p?.pollWaitNs ?? 0)
             let iterations = t.iterations.subtractingSaturated(p?.iterations ?? 0)
             guard span > 0 || iterations > 0 else { continue }
-            loops.append(LiveLoop(thread: ThreadRef(pid: t.pid, tid: t.tid, name: t.threadName),
-                                  utilization: span == 0 ? 0 : Double(span - min(span, wait)) / Double(span),
-                                  iterations: iterations, iterationP99Ns: t.recentIterationNs.p99Ns,
-                                  iterationMaxNs: t.recentIterationNs.maxNs, kernelOnly: false))
+            loops.append(
+                LiveLoop(
+                    thread: ThreadRef(pid: t.pid, tid: t.tid, name: t.threadName),
+                    utilization: span == 0 ? 0 : Double(span - min(span, wait)) / Double(span),
+                    iterations: iterations, iterationP99Ns: t.recentIterationNs.p99Ns,
+                    iterationMaxNs: t.recentIterationNs.maxNs, kernelOnly: false))
         }
         var prevKernel: [UInt64: KernelLoopThread] = [:]
         for t in before?.kernelLoop?.threads ?? [] { prevKernel[Self.key(t.pid, t.tid)] = t }
@@ -130,10 +132,12 @@ public struct LiveTraceAnalysis {
             let wait = t.waitNs.subtractingSaturated(p?.waitNs ?? 0)
             let waits = t.waits.subtractingSaturated(p?.waits ?? 0)
             guard waits > 0 else { continue }
-            loops.append(LiveLoop(thread: ThreadRef(pid: t.pid, tid: t.tid, name: t.threadName),
-                                  utilization: span == 0 ? 0 : Double(span - min(span, wait)) / Double(span),
-                                  iterations: waits, iterationP99Ns: t.recentIterationNs.p99Ns,
-                                  iterationMaxNs: t.recentIterationNs.maxNs, kernelOnly: true))
+            loops.append(
+                LiveLoop(
+                    thread: ThreadRef(pid: t.pid, tid: t.tid, name: t.threadName),
+                    utilization: span == 0 ? 0 : Double(span - min(span, wait)) / Double(span),
+                    iterations: waits, iterationP99Ns: t.recentIterationNs.p99Ns,
+                    iterationMaxNs: t.recentIterationNs.maxNs, kernelOnly: true))
         }
         loops.sort { ($0.utilization, $1.thread.tid) > ($1.utilization, $0.thread.tid) }
 
@@ -153,11 +157,12 @@ public struct LiveTraceAnalysis {
                 let d = r.ns.subtractingSaturated(prevReasons[r.reason] ?? 0)
                 if d > 0 && d > (top?.1 ?? 0) { top = (r.reason, d) }
             }
-            threads.append(LiveThread(
-                thread: t.ref, isLoop: t.isLoop, exited: t.exited, spanNs: span,
-                onCPUNs: t.onCPUNs.map { $0.subtractingSaturated(p?.onCPUNs ?? 0) }, blockedNs: blocked,
-                runqueueNs: t.runqueueNs.subtractingSaturated(p?.runqueueNs ?? 0), topReason: top?.0,
-                topReasonNs: top?.1 ?? 0, syscalls: syscalls))
+            threads.append(
+                LiveThread(
+                    thread: t.ref, isLoop: t.isLoop, exited: t.exited, spanNs: span,
+                    onCPUNs: t.onCPUNs.map { $0.subtractingSaturated(p?.onCPUNs ?? 0) }, blockedNs: blocked,
+                    runqueueNs: t.runqueueNs.subtractingSaturated(p?.runqueueNs ?? 0), topReason: top?.0,
+                    topReasonNs: top?.1 ?? 0, syscalls: syscalls))
         }
         threads.sort { ($0.onCPUNs ?? $0.spanNs, $0.syscalls, $1.thread.tid) > ($1.onCPUNs ?? $1.spanNs, $1.syscalls, $0.thread.tid) }
 
@@ -170,9 +175,11 @@ public struct LiveTraceAnalysis {
             let created = t.created.subtractingSaturated(p?.created ?? 0)
             let destroyed = t.destroyed.subtractingSaturated(p?.destroyed ?? 0)
             guard n > 0 || created > 0 || destroyed > 0 else { continue }
-            types.append(LiveCallbackType(type: t.type, callbacks: n, perSecond: Double(n) / seconds,
-                                          totalNs: t.callbacks.totalNs.subtractingSaturated(p?.callbacks.totalNs ?? 0),
-                                          created: created, destroyed: destroyed))
+            types.append(
+                LiveCallbackType(
+                    type: t.type, callbacks: n, perSecond: Double(n) / seconds,
+                    totalNs: t.callbacks.totalNs.subtractingSaturated(p?.callbacks.totalNs ?? 0),
+                    created: created, destroyed: destroyed))
         }
         types.sort { ($0.callbacks, $0.totalNs, $1.type) > ($1.callbacks, $1.totalNs, $0.type) }
 

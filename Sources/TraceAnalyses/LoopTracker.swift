@@ -57,7 +57,8 @@ struct LoopTracker {
 
     mutating func phaseLeave(stream s: Int, phase: UInt64, ns: UInt64) {
         guard phase < UInt64(TraceLoopPhase.allCases.count), states[s] != nil,
-              let start = states[s]!.phaseStart[Int(phase)] else { return }
+            let start = states[s]!.phaseStart[Int(phase)]
+        else { return }
         states[s]!.phaseNs[Int(phase)] = states[s]!.phaseNs[Int(phase)].addingSaturated(ns - min(ns, start))
         states[s]!.phaseCount[Int(phase)] += 1
         states[s]!.phaseStart[Int(phase)] = nil
@@ -77,7 +78,8 @@ struct LoopTracker {
 
     static func phases(_ ns: [UInt64], _ counts: [UInt64]) -> [PhaseTime] {
         TraceLoopPhase.allCases.compactMap { p in
-            counts[Int(p.rawValue)] == 0 ? nil
+            counts[Int(p.rawValue)] == 0
+                ? nil
                 : PhaseTime(phase: p.name, count: counts[Int(p.rawValue)], totalNs: ns[Int(p.rawValue)])
         }
     }
@@ -102,11 +104,13 @@ struct LoopTracker {
             st.recentIterationNs.record(end - st.lastIterationNs)
             let threadSpan = end - st.firstIterationNs
             let util = threadSpan == 0 ? 0 : Double(threadSpan - min(threadSpan, st.pollWaitNs)) / Double(threadSpan)
-            threads.append(LoopThread(pid: streams[s].pid, tid: streams[s].tid, threadName: streams[s].name,
-                                      iterations: st.iterations, spanNs: threadSpan, pollWaitNs: st.pollWaitNs,
-                                      utilization: util, iterationNs: DurationSummary(st.iterationNs),
-                                      recentIterationNs: DurationSummary(st.recentIterationNs),
-                                      phases: Self.phases(st.phaseNs, st.phaseCount)))
+            threads.append(
+                LoopThread(
+                    pid: streams[s].pid, tid: streams[s].tid, threadName: streams[s].name,
+                    iterations: st.iterations, spanNs: threadSpan, pollWaitNs: st.pollWaitNs,
+                    utilization: util, iterationNs: DurationSummary(st.iterationNs),
+                    recentIterationNs: DurationSummary(st.recentIterationNs),
+                    phases: Self.phases(st.phaseNs, st.phaseCount)))
             all.merge(st.iterationNs)
             for i in 0..<phaseNs.count {
                 phaseNs[i] = phaseNs[i].addingSaturated(st.phaseNs[i])
@@ -117,8 +121,9 @@ struct LoopTracker {
             wait = wait.addingSaturated(st.pollWaitNs)
         }
         guard !threads.isEmpty else { return nil }
-        return LoopSummary(threads: threads, iterations: iterations, spanNs: span, pollWaitNs: wait,
-                           utilization: span == 0 ? 0 : Double(span - min(span, wait)) / Double(span),
-                           iterationNs: DurationSummary(all), phases: Self.phases(phaseNs, phaseCount))
+        return LoopSummary(
+            threads: threads, iterations: iterations, spanNs: span, pollWaitNs: wait,
+            utilization: span == 0 ? 0 : Double(span - min(span, wait)) / Double(span),
+            iterationNs: DurationSummary(all), phases: Self.phases(phaseNs, phaseCount))
     }
 }

@@ -63,13 +63,16 @@ struct SpanTracker {
 
     init(top: Int) { slowest = TopN(limit: top) }
 
-    mutating func begin(pid: UInt32, tid: UInt32, threadName: String?, spanID: UInt64, name: String, executionAsyncID: UInt64,
-                        executionType: String?, ns: UInt64) {
+    mutating func begin(
+        pid: UInt32, tid: UInt32, threadName: String?, spanID: UInt64, name: String, executionAsyncID: UInt64,
+        executionType: String?, ns: UInt64
+    ) {
         summary.begun &+= 1
         guard open.count < Self.maxOpen else { droppedOpen &+= 1; return }
-        let record = SpanRecord(spanID: spanID, name: name, pid: pid, tid: tid, threadName: threadName, startNs: ns,
-                                durationNs: nil, executionAsyncID: executionAsyncID, executionType: executionType,
-                                attributes: [], parentSpanID: nil)
+        let record = SpanRecord(
+            spanID: spanID, name: name, pid: pid, tid: tid, threadName: threadName, startNs: ns,
+            durationNs: nil, executionAsyncID: executionAsyncID, executionType: executionType,
+            attributes: [], parentSpanID: nil)
         let key = SpanKey(pid: pid, spanID: spanID)
         if open[key] != nil { remove(key) }
         open[key] = OpenSpan(record: record)
@@ -116,8 +119,10 @@ struct SpanTracker {
 
     /// A callback of `asyncID` (type `type`) ended after `durationNs`: credit every open span whose
     /// execution context is the callback's resource or one of its ancestors.
-    mutating func callbackEnded(pid: UInt32, asyncID: UInt64, type: Int32, durationNs: UInt64, resources: ResourceTable,
-                                record: () -> CallbackRecord) {
+    mutating func callbackEnded(
+        pid: UInt32, asyncID: UInt64, type: Int32, durationNs: UInt64, resources: ResourceTable,
+        record: () -> CallbackRecord
+    ) {
         guard !byContext.isEmpty else { return }
         var id = asyncID
         var credited: [UInt64] = []

@@ -193,8 +193,10 @@ struct ThreadTracker {
     }
 
     /// A thread is back on a CPU at `inNs`. Returns the interval as it counts (cut at `earliestNs`).
-    mutating func offCPU(pid: UInt32, tid: UInt32, inNs: UInt64, state: UInt64, blockedNs: UInt64, runqueueNs: UInt64,
-                         waker: UInt64) -> OffInterval {
+    mutating func offCPU(
+        pid: UInt32, tid: UInt32, inNs: UInt64, state: UInt64, blockedNs: UInt64, runqueueNs: UInt64,
+        waker: UInt64
+    ) -> OffInterval {
         sawScheduler = true
         var blocked = state == 0 ? 0 : blockedNs
         var runqueue = state == 0 ? blockedNs.addingSaturated(runqueueNs) : runqueueNs
@@ -242,8 +244,10 @@ struct ThreadTracker {
     /// A completed syscall (not an epoll wait): it claims the off-CPU stretches that began inside it.
     /// Returns the time it was blocked.
     @discardableResult
-    mutating func syscall(pid: UInt32, tid: UInt32, nr: UInt64, fd: Int64, op: Int64, ret: Int64, bytes: UInt64,
-                          enterNs: UInt64, exitNs: UInt64, fds: IOTracker) -> UInt64 {
+    mutating func syscall(
+        pid: UInt32, tid: UInt32, nr: UInt64, fd: Int64, op: Int64, ret: Int64, bytes: UInt64,
+        enterNs: UInt64, exitNs: UInt64, fds: IOTracker
+    ) -> UInt64 {
         var blocked: UInt64 = 0
         withThread(Self.key(pid, tid)) { t in
             t.seen(enterNs)
@@ -263,8 +267,10 @@ struct ThreadTracker {
                 g.syscalls[i].bytes = g.syscalls[i].bytes.addingSaturated(bytes)
                 g.syscalls[i].blockedNs = g.syscalls[i].blockedNs.addingSaturated(blocked)
             } else if g.syscalls.count < Self.maxTallies {
-                g.syscalls.append(StallTally(nr: nr, fd: fd, count: 1, ns: dur, bytes: bytes, blockedNs: blocked,
-                                             detail: fds.detail(pid: pid, fd: fd)))
+                g.syscalls.append(
+                    StallTally(
+                        nr: nr, fd: fd, count: 1, ns: dur, bytes: bytes, blockedNs: blocked,
+                        detail: fds.detail(pid: pid, fd: fd)))
             }
             t.gap = g
         }
@@ -347,21 +353,24 @@ struct ThreadTracker {
             let span = t.firstNs == .max ? 0 : t.lastNs.subtractingSaturated(t.firstNs)
             let onCPU: UInt64? = sawScheduler ? span.subtractingSaturated(t.blockedNs.addingSaturated(t.runqueueNs)) : nil
             let reasons = t.reasons.map { r, a in
-                OffCPUReasonTime(reason: OffCPUReason.name(r), ns: a.ns, count: a.count,
-                                 wakers: a.wakers.sorted { $0.ns > $1.ns }.map {
-                                     ThreadRef(pid: UInt32($0.key >> 32), tid: UInt32(truncatingIfNeeded: $0.key),
-                                               name: threadName($0.key))
-                                 })
+                OffCPUReasonTime(
+                    reason: OffCPUReason.name(r), ns: a.ns, count: a.count,
+                    wakers: a.wakers.sorted { $0.ns > $1.ns }.map {
+                        ThreadRef(
+                            pid: UInt32($0.key >> 32), tid: UInt32(truncatingIfNeeded: $0.key),
+                            name: threadName($0.key))
+                    })
             }.sorted { ($0.ns, $1.reason) > ($1.ns, $0.reason) }
-            out.append(ThreadSummary(
-                pid: UInt32(k >> 32), tid: UInt32(truncatingIfNeeded: k), name: threadName(k), isLoop: t.epollWaits > 0,
-                firstNs: t.firstNs == .max ? 0 : t.firstNs, lastNs: t.lastNs, exited: t.exited, spanNs: span,
-                onCPUNs: onCPU, offCPUNs: t.blockedNs, runqueueNs: t.runqueueNs, offCPUByReason: reasons,
-                syscalls: t.syscalls, syscallNs: t.syscallNs, errors: t.errors, epollWaits: t.epollWaits,
-                epollWaitNs: t.epollNs, loopUtilization: loopUtilization[k],
-                longestStallNs: t.longestStallNs, longestStallStartNs: t.longestStallStartNs,
-                longestWaitNs: t.longestWaitNs, longestWaitStartNs: t.longestWaitStartNs,
-                longestWaitReason: t.longestWaitNs > 0 ? OffCPUReason.name(t.longestWaitReason) : nil))
+            out.append(
+                ThreadSummary(
+                    pid: UInt32(k >> 32), tid: UInt32(truncatingIfNeeded: k), name: threadName(k), isLoop: t.epollWaits > 0,
+                    firstNs: t.firstNs == .max ? 0 : t.firstNs, lastNs: t.lastNs, exited: t.exited, spanNs: span,
+                    onCPUNs: onCPU, offCPUNs: t.blockedNs, runqueueNs: t.runqueueNs, offCPUByReason: reasons,
+                    syscalls: t.syscalls, syscallNs: t.syscallNs, errors: t.errors, epollWaits: t.epollWaits,
+                    epollWaitNs: t.epollNs, loopUtilization: loopUtilization[k],
+                    longestStallNs: t.longestStallNs, longestStallStartNs: t.longestStallStartNs,
+                    longestWaitNs: t.longestWaitNs, longestWaitStartNs: t.longestWaitStartNs,
+                    longestWaitReason: t.longestWaitNs > 0 ? OffCPUReason.name(t.longestWaitReason) : nil))
         }
         let stallList = stalls.sorted.map { d in
             let g = d.gap
@@ -385,8 +394,9 @@ struct StallRecordDraft: Sendable {
 
 extension SyscallInCallback {
     init(_ t: StallTally) {
-        self.init(name: SyscallNames.name(t.nr), fd: t.fd, count: t.count, ns: t.ns, bytes: t.bytes,
-                  blockedNs: t.blockedNs, fdDetail: t.detail)
+        self.init(
+            name: SyscallNames.name(t.nr), fd: t.fd, count: t.count, ns: t.ns, bytes: t.bytes,
+            blockedNs: t.blockedNs, fdDetail: t.detail)
     }
 }
 

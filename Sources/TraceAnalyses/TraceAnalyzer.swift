@@ -10,8 +10,10 @@ public struct AnalysisProgress: Sendable {
 }
 
 /// Reads the whole trace once and runs every analysis.
-public func analyzeTrace(_ reader: TraceReader, options: AnalysisOptions = AnalysisOptions(),
-                         progress: ((AnalysisProgress) -> Void)? = nil) -> TraceAnalysis {
+public func analyzeTrace(
+    _ reader: TraceReader, options: AnalysisOptions = AnalysisOptions(),
+    progress: ((AnalysisProgress) -> Void)? = nil
+) -> TraceAnalysis {
     var analyzer = TraceAnalyzer(reader: reader, options: options)
     let events = reader.events()
     var n: UInt64 = 0
@@ -73,8 +75,9 @@ public struct TraceAnalyzer {
         }
         windowStart = options.window?.lowerBound ?? 0
         windowEnd = options.window?.upperBound ?? .max
-        threads = ThreadTracker(earliestNs: max(reader.header.monotonicStartNs, windowStart), top: options.top,
-                                thresholdNs: options.blockingThresholdNs)
+        threads = ThreadTracker(
+            earliestNs: max(reader.header.monotonicStartNs, windowStart), top: options.top,
+            thresholdNs: options.blockingThresholdNs)
         callbacks = CallbackTracker(streams: n, options: options)
         loop = LoopTracker(streams: n)
         io = IOTracker(streams: n)
@@ -118,7 +121,8 @@ public struct TraceAnalyzer {
     /// The callback running on (pid, tid) right now, if any: the resource and its frame.
     public func runningCallback(pid: UInt32, tid: UInt32, enteredAt ns: UInt64) -> (asyncID: UInt64, type: String)? {
         guard let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)],
-              let f = callbacks.running(stream: s, enteredAt: ns) else { return nil }
+            let f = callbacks.running(stream: s, enteredAt: ns)
+        else { return nil }
         return (f.asyncID, resources.typeName(f.type))
     }
 
@@ -128,8 +132,9 @@ public struct TraceAnalyzer {
         let ns = ev.timestampNs
         // Thread names hold for the whole trace, whenever they were recorded.
         if ev.kind == .threadName {
-            threads.threadName(pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), name: ev.text,
-                               ns: max(windowStart, min(ns, windowEnd)))
+            threads.threadName(
+                pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), name: ev.text,
+                ns: max(windowStart, min(ns, windowEnd)))
         }
         if ns < windowStart || ns > windowEnd { return }
         kindCounts[Int(ev.kind.rawValue)] &+= 1
@@ -168,8 +173,9 @@ public struct TraceAnalyzer {
             let exec = ev.u(2)
             let st = reader.streams[s]
             let execType = resources.info(ResourceKey(pid: pid, asyncID: exec)).map { resources.typeName($0.type) }
-            spans.begin(pid: pid, tid: st.tid, threadName: st.threadName, spanID: ev.u(0), name: ev.text,
-                        executionAsyncID: exec, executionType: execType, ns: ns)
+            spans.begin(
+                pid: pid, tid: st.tid, threadName: st.threadName, spanID: ev.u(0), name: ev.text,
+                executionAsyncID: exec, executionType: execType, ns: ns)
         case .spanAttribute:
             spans.attribute(pid: pid, spanID: ev.u(0), text: ev.text)
         case .spanEnd:
@@ -201,16 +207,18 @@ public struct TraceAnalyzer {
             threads.threadExit(pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), ns: ns)
         case .offCPU:
             let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1))
-            let i = threads.offCPU(pid: pid, tid: tid, inNs: ns, state: ev.u(2), blockedNs: ev.u(3), runqueueNs: ev.u(4),
-                                   waker: ev.u(5) << 32 | (ev.u(6) & 0xFFFF_FFFF))
+            let i = threads.offCPU(
+                pid: pid, tid: tid, inNs: ns, state: ev.u(2), blockedNs: ev.u(3), runqueueNs: ev.u(4),
+                waker: ev.u(5) << 32 | (ev.u(6) & 0xFFFF_FFFF))
             if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] {
                 callbacks.noteOffCPU(stream: s, outNs: i.outNs, blockedNs: i.blockedNs, runqueueNs: i.runqueueNs)
             }
         case .waitStack:
             waitStack(ev, endNs: ns)
         case .fdOpen:
-            io.fdOpen(pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), fd: ev.s(2),
-                      kind: ev.u(3), sourceFd: ev.s(4), detail: ev.text, ns: ns)
+            io.fdOpen(
+                pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), fd: ev.s(2),
+                kind: ev.u(3), sourceFd: ev.s(4), detail: ev.text, ns: ns)
         case .epollWait:
             let (p, tid, nr, dur) = (UInt32(truncatingIfNeeded: ev.u(0)), UInt32(truncatingIfNeeded: ev.u(1)), ev.u(2), ev.u(7))
             kernelPids.insert(p)
@@ -238,8 +246,9 @@ public struct TraceAnalyzer {
         }
         let pid = UInt32(truncatingIfNeeded: ev.u(0))
         let what = ev.u(4), raw = ev.s(5)
-        var m = WaitMoment(pid: pid, tid: UInt32(truncatingIfNeeded: ev.u(1)), endNs: endNs, durationNs: ev.u(6),
-                           userStack: UInt32(ev.u(2)), reason: 0, fd: -1, fdDetail: nil)
+        var m = WaitMoment(
+            pid: pid, tid: UInt32(truncatingIfNeeded: ev.u(1)), endNs: endNs, durationNs: ev.u(6),
+            userStack: UInt32(ev.u(2)), reason: 0, fd: -1, fdDetail: nil)
         if ev.u(3) == 0 {
             m.reason = OffCPUReason.syscall(what & 0xFFFF_FFFF, op: raw)
             if !SyscallNames.fdIsNotAnFd.contains(what) && what != Self.futexWaitvNr && raw >= 0 {
@@ -263,8 +272,9 @@ public struct TraceAnalyzer {
         var ownerFD: Int64? = nil
         let isIO = IOTracker.ioClass(nr) != 0
         let bytes: UInt64 = isIO && ret > 0 ? UInt64(ret) : 0
-        let blocked = threads.syscall(pid: pid, tid: tid, nr: nr, fd: fd, op: raw, ret: ret, bytes: bytes, enterNs: enter, exitNs: exitNs,
-                                      fds: io)
+        let blocked = threads.syscall(
+            pid: pid, tid: tid, nr: nr, fd: fd, op: raw, ret: ret, bytes: bytes, enterNs: enter, exitNs: exitNs,
+            fds: io)
         if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)], let frame = callbacks.running(stream: s, enteredAt: enter) {
             running = frame.asyncID
             if let f = resources.info(ResourceKey(pid: pid, asyncID: frame.asyncID))?.fd, f >= 0 { ownerFD = Int64(f) }
@@ -297,11 +307,12 @@ public struct TraceAnalyzer {
             let st = reader.streams[s]
             let table = resources
             spans.callbackEnded(pid: st.pid, asyncID: frame.asyncID, type: frame.type, durationNs: d, resources: table) {
-                CallbackRecord(asyncID: frame.asyncID, type: table.typeName(frame.type), pid: st.pid, tid: st.tid,
-                               threadName: st.threadName, startNs: frame.beforeNs, durationNs: d,
-                               causalChain: table.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
-                               syscalls: CallbackTracker.syscalls(of: frame), blockedNs: frame.blockedNs,
-                               runqueueNs: frame.runqueueNs)
+                CallbackRecord(
+                    asyncID: frame.asyncID, type: table.typeName(frame.type), pid: st.pid, tid: st.tid,
+                    threadName: st.threadName, startNs: frame.beforeNs, durationNs: d,
+                    causalChain: table.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
+                    syscalls: CallbackTracker.syscalls(of: frame), blockedNs: frame.blockedNs,
+                    runqueueNs: frame.runqueueNs)
             }
         }
         if callbacks.stacks[s].isEmpty {
@@ -341,21 +352,25 @@ public struct TraceAnalyzer {
             droppedUser: reader.droppedUser, droppedKernel: reader.droppedKernel, damage: damage,
             eventsLostToDamage: damage.reduce(0) { $0.addingSaturated($1.eventsLost ?? 0) })
 
-        let loopSummary = loop.summary(streams: reader.streams.map { ($0.pid, $0.tid, $0.threadName) },
-                                       lastEventNs: lastEventNs)
+        let loopSummary = loop.summary(
+            streams: reader.streams.map { ($0.pid, $0.tid, $0.threadName) },
+            lastEventNs: lastEventNs)
 
         var types: [ResourceTypeStats] = []
         for t in 0..<callbacks.durations.count where callbacks.created[t] > 0 || callbacks.durations[t].count > 0 {
-            types.append(ResourceTypeStats(type: resources.typeName(Int32(t)), created: callbacks.created[t],
-                                           destroyed: callbacks.destroyed[t],
-                                           callbacks: DurationSummary(callbacks.durations[t])))
+            types.append(
+                ResourceTypeStats(
+                    type: resources.typeName(Int32(t)), created: callbacks.created[t],
+                    destroyed: callbacks.destroyed[t],
+                    callbacks: DurationSummary(callbacks.durations[t])))
         }
         types.sort { ($0.callbacks.totalNs, $0.created) > ($1.callbacks.totalNs, $1.created) }
 
         let syscalls = io.syscallTotals().map { nr, a in
-            SyscallStats(name: SyscallNames.name(nr), count: a.count, bytes: a.bytes, totalNs: a.ns, errors: a.errors,
-                         attributed: a.attributed,
-                         errorsByErrno: a.errnos.map { (ErrnoNames.name($0.key), $0.value) }.sorted { ($0.1, $1.0) > ($1.1, $0.0) })
+            SyscallStats(
+                name: SyscallNames.name(nr), count: a.count, bytes: a.bytes, totalNs: a.ns, errors: a.errors,
+                attributed: a.attributed,
+                errorsByErrno: a.errnos.map { (ErrnoNames.name($0.key), $0.value) }.sorted { ($0.1, $1.0) > ($1.1, $0.0) })
         }.sorted { ($0.totalNs, $0.count) > ($1.totalNs, $1.count) }
 
         var finalThreads = threads
@@ -378,12 +393,13 @@ public struct TraceAnalyzer {
                     path = d
                 }
             }
-            return FDStats(pid: k.pid, fd: k.fd, kind: kind, path: path, local: local, peer: peer, openedNs: f.openedNs,
-                           closedNs: closedNs, sourceFd: f.sourceFd, openedBy: ref(f.openedBy),
-                           resourceType: f.ownerType >= 0 ? resources.typeName(f.ownerType) : nil,
-                           reads: f.reads, writes: f.writes, bytesRead: f.bytesRead, bytesWritten: f.bytesWritten,
-                           syscalls: f.syscalls, eagain: f.eagain, kernelNs: f.kernelNs,
-                           readyToCallbackNs: DurationSummary(f.readyToCallback))
+            return FDStats(
+                pid: k.pid, fd: k.fd, kind: kind, path: path, local: local, peer: peer, openedNs: f.openedNs,
+                closedNs: closedNs, sourceFd: f.sourceFd, openedBy: ref(f.openedBy),
+                resourceType: f.ownerType >= 0 ? resources.typeName(f.ownerType) : nil,
+                reads: f.reads, writes: f.writes, bytesRead: f.bytesRead, bytesWritten: f.bytesWritten,
+                syscalls: f.syscalls, eagain: f.eagain, kernelNs: f.kernelNs,
+                readyToCallbackNs: DurationSummary(f.readyToCallback))
         }
         var fds: [FDStats] = io.endedLives.map { fdRow($0.key, $0.life, closedNs: $0.closedNs) }
         io.byFD.forEach { fds.append(fdRow($0, $1, closedNs: nil)) }
@@ -418,12 +434,14 @@ public struct TraceAnalyzer {
         var analysis = TraceAnalysis(
             options: options, overview: overview, loop: loopSummary, resources: types,
             slowestCallbacks: callbacks.slowest.sorted.map(withSplit),
-            blocking: BlockingSummary(thresholdNs: options.blockingThresholdNs, count: callbacks.blockingCount,
-                                      totalNs: callbacks.blockingNs, longest: callbacks.blockingLongest.sorted.map(withSplit)),
-            io: IOSummary(syscalls: syscalls, fds: fds, readWriteSyscalls: io.readWrite,
-                          readWriteAttributed: io.readWriteAttributed, readWriteAttributedToOwner: io.readWriteToOwner,
-                          readWriteOnResourceFDs: io.readWriteOnOwnedFDs,
-                          readWriteOnResourceFDsByOwner: io.readWriteOnOwnedFDsByOwner, fdLivesNotListed: io.livesNotListed),
+            blocking: BlockingSummary(
+                thresholdNs: options.blockingThresholdNs, count: callbacks.blockingCount,
+                totalNs: callbacks.blockingNs, longest: callbacks.blockingLongest.sorted.map(withSplit)),
+            io: IOSummary(
+                syscalls: syscalls, fds: fds, readWriteSyscalls: io.readWrite,
+                readWriteAttributed: io.readWriteAttributed, readWriteAttributedToOwner: io.readWriteToOwner,
+                readWriteOnResourceFDs: io.readWriteOnOwnedFDs,
+                readWriteOnResourceFDsByOwner: io.readWriteOnOwnedFDsByOwner, fdLivesNotListed: io.livesNotListed),
             openAtExit: openAtExit(), untrackedResources: resources.untracked, kernelLoop: kernelLoopSummary,
             unmatchedAfters: callbacks.unmatchedAfters, abandonedCallbacks: callbacks.abandonedFrames,
             busiestSecond: busySeconds.busiest() ?? busySecondsBetweenWaits.busiest(),

@@ -58,8 +58,10 @@ public final class WindowCollector: TimelineSink {
             // A loop seen only in the kernel: the time since its last epoll wait is its busy time (its callbacks).
             if kernelOnly[op.thread] && op.slice == .syscall && stacks[op.thread].isEmpty && timeline.isEpollWait(op.name) {
                 if lastWaitEnd[op.thread] != 0 && op.timestampNs > lastWaitEnd[op.thread] {
-                    add(Rect(thread: op.thread, depth: 0, startNs: lastWaitEnd[op.thread], endNs: op.timestampNs, name: busyName,
-                             slice: .callback))
+                    add(
+                        Rect(
+                            thread: op.thread, depth: 0, startNs: lastWaitEnd[op.thread], endNs: op.timestampNs, name: busyName,
+                            slice: .callback))
                 }
             }
             stacks[op.thread].append(op)
@@ -69,8 +71,10 @@ public final class WindowCollector: TimelineSink {
             if epoll && stacks[op.thread].isEmpty { lastWaitEnd[op.thread] = op.timestampNs }
             guard b.slice == .callback || b.slice == .syscall || b.slice == .poll || b.slice == .offCPU else { return }
             // Kernel epoll waits are the loop waiting, drawn like the runtime's polls.
-            add(Rect(thread: op.thread, depth: stacks[op.thread].filter { $0.slice == .callback }.count,
-                     startNs: b.timestampNs, endNs: op.timestampNs, name: b.name, slice: epoll ? .poll : b.slice))
+            add(
+                Rect(
+                    thread: op.thread, depth: stacks[op.thread].filter { $0.slice == .callback }.count,
+                    startNs: b.timestampNs, endNs: op.timestampNs, name: b.name, slice: epoll ? .poll : b.slice))
         case .instant, .counter:
             break
         }
@@ -79,7 +83,8 @@ public final class WindowCollector: TimelineSink {
 
 enum BusiestSecondSVG {
     /// What the colours mean, as the page says it.
-    static let legend = "Callbacks (and a kernel-only loop's busy time between epoll waits) are orange, syscalls blue, "
+    static let legend =
+        "Callbacks (and a kernel-only loop's busy time between epoll waits) are orange, syscalls blue, "
         + "epoll waits grey; under them, time off the CPU: blocked purple, runnable but waiting for a CPU yellow."
 
     /// One lane per thread with slices in the window; callbacks orange (nested ones thinner; a kernel-only loop's
@@ -93,11 +98,13 @@ enum BusiestSecondSVG {
         let usable = Double(width - left - 10)
         let height = 30 + threads.count * laneHeight + 10
         let span = Double(max(w.endNs - w.startNs, 1))
-        var s = "<svg class=\"timeline\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" xmlns=\"http://www.w3.org/2000/svg\" style=\"font-family:Verdana,sans-serif;font-size:11px\">\n"
+        var s =
+            "<svg class=\"timeline\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" xmlns=\"http://www.w3.org/2000/svg\" style=\"font-family:Verdana,sans-serif;font-size:11px\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"#fcfcfa\"/>\n"
         for i in 0...10 {
             let x = Double(left) + usable * Double(i) / 10
-            s += "<line x1=\"\(fmt(x, 1))\" y1=\"18\" x2=\"\(fmt(x, 1))\" y2=\"\(height - 5)\" stroke=\"#e4e4e4\"/>"
+            s +=
+                "<line x1=\"\(fmt(x, 1))\" y1=\"18\" x2=\"\(fmt(x, 1))\" y2=\"\(height - 5)\" stroke=\"#e4e4e4\"/>"
                 + "<text x=\"\(fmt(x + 2, 1))\" y=\"14\" fill=\"#777\">+\(Formatting.duration(UInt64(span) * UInt64(i) / 10))</text>\n"
         }
         for (lane, t) in threads.enumerated() {
@@ -106,13 +113,15 @@ enum BusiestSecondSVG {
             for r in w.rects where r.thread == t {
                 let x = Double(left) + Double(r.startNs - w.startNs) / span * usable
                 let rw = max(Double(r.endNs - r.startNs) / span * usable, 0.5)
-                let (ry, rh, fill): (Int, Int, String) = switch r.slice {
-                case .callback: (y + min(r.depth, 2) * 4, 22 - min(r.depth, 2) * 4, "#e8833a")
-                case .syscall: (y + 26, 10, "#3a7bd5")
-                case .offCPU: (y + 36, 6, timeline.names[r.name].hasPrefix("runnable") ? "#e3b505" : "#8e5cc2")
-                default: (y + 26, 10, "#c8c8c8")
-                }
-                s += "<rect x=\"\(fmt(x, 2))\" y=\"\(ry)\" width=\"\(fmt(rw, 2))\" height=\"\(rh)\" fill=\"\(fill)\">"
+                let (ry, rh, fill): (Int, Int, String) =
+                    switch r.slice {
+                    case .callback: (y + min(r.depth, 2) * 4, 22 - min(r.depth, 2) * 4, "#e8833a")
+                    case .syscall: (y + 26, 10, "#3a7bd5")
+                    case .offCPU: (y + 36, 6, timeline.names[r.name].hasPrefix("runnable") ? "#e3b505" : "#8e5cc2")
+                    default: (y + 26, 10, "#c8c8c8")
+                    }
+                s +=
+                    "<rect x=\"\(fmt(x, 2))\" y=\"\(ry)\" width=\"\(fmt(rw, 2))\" height=\"\(rh)\" fill=\"\(fill)\">"
                     + "<title>\(h(timeline.names[r.name])) \(Formatting.duration(r.endNs - r.startNs))</title></rect>\n"
             }
         }

@@ -100,11 +100,13 @@ public final class ChromeTraceExporter: TimelineSink {
         prefixes.append(ByteArena(capacity: 64))  // grows as needed; a trace may have 65,536 threads
         var text = ""
         if processesNamed.insert(thread.pid).inserted {
-            text += "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\(process.pid),\"tid\":0,\"args\":{\"name\":"
+            text +=
+                "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\(process.pid),\"tid\":0,\"args\":{\"name\":"
                 + JSONWriter.quote(process.program.isEmpty ? "pid \(process.pid)" : process.program) + "}}"
         }
         if !text.isEmpty { text += ",\n" }
-        text += "{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":\(thread.pid),\"tid\":\(thread.tid),\"args\":{\"name\":"
+        text +=
+            "{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":\(thread.pid),\"tid\":\(thread.tid),\"args\":{\"name\":"
             + JSONWriter.quote(thread.name.map { $0.isEmpty ? "thread \(thread.tid)" : $0 } ?? "thread \(thread.tid)") + "}}"
         var w = out.reserve(2)
         open(&w)

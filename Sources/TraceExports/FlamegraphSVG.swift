@@ -96,7 +96,8 @@ public enum FlamegraphSVG {
             let title = "\(label) (\(formatWeight(weight, o.unit)), \(format(pct, 2))%)"
             let chars = Int.clamping((w - 6) / 7)  // w is a width in pixels; clamped all the same (no trap on any input)
             let text = chars < 3 ? "" : (label.count <= chars ? label : String(label.prefix(chars - 2)) + "..")
-            s += "<g class=\"f\" data-x=\"\(format(f.x, 6))\" data-w=\"\(format(f.w, 6))\" data-d=\"\(f.depth)\" "
+            s +=
+                "<g class=\"f\" data-x=\"\(format(f.x, 6))\" data-w=\"\(format(f.w, 6))\" data-d=\"\(f.depth)\" "
                 + "data-n=\"\(xml(label))\"><title>\(xml(title))</title>"
                 + "<rect x=\"\(format(x, 2))\" y=\"\(y)\" width=\"\(format(max(w - 0.5, 0.1), 2))\" height=\"\(fh - 1)\" "
                 + "fill=\"\(color(label))\" rx=\"2\"/>"

@@ -43,11 +43,17 @@ public enum HTMLReport {
     }
 
     /// Analyzes the trace (as `asynctrace report` does for text and JSON), draws, and returns the page.
-    public static func render(reader: TraceReader, options: AnalysisOptions = AnalysisOptions(),
-                              progress: ((Double) -> Void)? = nil) -> String {
-        let analysis = analyzeTrace(reader, options: options, progress: progress.map { p in { a in
-            p(a.bytesTotal == 0 ? 0.5 : 0.5 * Double(a.bytesRead) / Double(a.bytesTotal))
-        } })
+    public static func render(
+        reader: TraceReader, options: AnalysisOptions = AnalysisOptions(),
+        progress: ((Double) -> Void)? = nil
+    ) -> String {
+        let analysis = analyzeTrace(
+            reader, options: options,
+            progress: progress.map { p in
+                { a in
+                    p(a.bytesTotal == 0 ? 0.5 : 0.5 * Double(a.bytesRead) / Double(a.bytesTotal))
+                }
+            })
         let drawings = draw(reader: reader, analysis: analysis, progress: progress.map { p in { p(0.5 + 0.5 * $0) } })
         return page(analysis, drawings)
     }
@@ -125,35 +131,47 @@ public enum HTMLReport {
         s += "<h2 id=\"overview\">Overview</h2>\n<table class=\"overview\">\n"
         s += row("Duration", value("duration_ns", o.durationNs, Formatting.duration(o.durationNs)))
         s += row("Events", value("events.total", o.totalEvents, Formatting.count(o.totalEvents)))
-        let shown = Overview.headlineKinds.filter { o.count($0) > 0 }.map { value("events.\($0)", o.count($0), "\($0) \(Formatting.count(o.count($0)))") }
+        let shown = Overview.headlineKinds.filter { o.count($0) > 0 }.map {
+            value("events.\($0)", o.count($0), "\($0) \(Formatting.count(o.count($0)))")
+        }
         if !shown.isEmpty { s += row("Events by kind", shown.joined(separator: ", ")) }
-        s += row("Threads recorded", value("user_threads", UInt64(o.userThreads), "\(o.userThreads)")
-                 + (o.hasKernelEvents ? " + kernel syscalls" : ", no kernel events"))
+        s += row(
+            "Threads recorded",
+            value("user_threads", UInt64(o.userThreads), "\(o.userThreads)")
+                + (o.hasKernelEvents ? " + kernel syscalls" : ", no kernel events"))
         s += row("Processes", o.processes.map(String.init).joined(separator: ", "))
         if !o.hasUserEvents && o.hasKernelEvents {
             s += row("Kind", "kernel-only trace (the program emitted no async events): loop view from epoll waits")
         }
         let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
-        s += row("Dropped events", (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events, the recorder could not keep up")
-                 + " (user " + value("dropped.user", o.droppedUser, Formatting.count(o.droppedUser))
-                 + ", kernel " + value("dropped.kernel", o.droppedKernel, Formatting.count(o.droppedKernel)) + ")", warn: dropped > 0)
+        s += row(
+            "Dropped events",
+            (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events, the recorder could not keep up")
+                + " (user " + value("dropped.user", o.droppedUser, Formatting.count(o.droppedUser))
+                + ", kernel " + value("dropped.kernel", o.droppedKernel, Formatting.count(o.droppedKernel)) + ")", warn: dropped > 0)
         if o.damage.isEmpty {
             s += row("Damage", value("damage.regions", 0, "none") + ": every chunk of the file was read and every stream was closed")
         } else {
-            var text = value("damage.regions", UInt64(o.damage.count), o.damageSummary)
-                + (o.eventsLostToDamage > 0 ? ", ~" + value("damage.events_lost", o.eventsLostToDamage, Formatting.count(o.eventsLostToDamage)) + " events lost" : "")
+            var text =
+                value("damage.regions", UInt64(o.damage.count), o.damageSummary)
+                + (o.eventsLostToDamage > 0
+                    ? ", ~" + value("damage.events_lost", o.eventsLostToDamage, Formatting.count(o.eventsLostToDamage)) + " events lost" : "")
             for m in o.damage.prefix(20) { text += "<br>" + x(m.message) }
             if o.damage.count > 20 { text += "<br>… and \(o.damage.count - 20) more" }
             s += row("Damage", text, warn: true)
         }
         if a.unmatchedAfters + a.abandonedCallbacks > 0 {
-            s += row("Note", value("unmatched_afters", a.unmatchedAfters, Formatting.count(a.unmatchedAfters)) + " after() without a before() and "
-                     + value("abandoned_callbacks", a.abandonedCallbacks, Formatting.count(a.abandonedCallbacks))
-                     + " before() never closed (damage or nesting errors); those callbacks are not timed", warn: true)
+            s += row(
+                "Note",
+                value("unmatched_afters", a.unmatchedAfters, Formatting.count(a.unmatchedAfters)) + " after() without a before() and "
+                    + value("abandoned_callbacks", a.abandonedCallbacks, Formatting.count(a.abandonedCallbacks))
+                    + " before() never closed (damage or nesting errors); those callbacks are not timed", warn: true)
         }
         if a.untrackedResources > 0 {
-            s += row("Note", value("untracked_resources", a.untrackedResources, Formatting.count(a.untrackedResources))
-                     + " resources beyond the tracking bound were not followed", warn: true)
+            s += row(
+                "Note",
+                value("untracked_resources", a.untrackedResources, Formatting.count(a.untrackedResources))
+                    + " resources beyond the tracking bound were not followed", warn: true)
         }
         s += "</table>\n"
     }
@@ -163,32 +181,43 @@ public enum HTMLReport {
         let threshold = Formatting.duration(b.thresholdNs)
         s += "<h2 id=\"blocking\">Blocking callbacks (\(threshold) or longer)</h2>\n"
         guard a.overview.hasUserEvents else {
-            s += "<p>The program recorded no async events, so its callbacks cannot be seen; the loop section shows the gaps between its epoll waits.</p>\n"
+            s +=
+                "<p>The program recorded no async events, so its callbacks cannot be seen; the loop section shows the gaps between its epoll waits.</p>\n"
             return
         }
         if b.count == 0 {
             s += "<p>" + value("blocking.count", 0, "No callback") + " ran \(threshold) or longer.</p>\n"
             return
         }
-        s += "<p>" + value("blocking.count", b.count, "\(Formatting.count(b.count)) callback\(b.count == 1 ? "" : "s")")
+        s +=
+            "<p>" + value("blocking.count", b.count, "\(Formatting.count(b.count)) callback\(b.count == 1 ? "" : "s")")
             + " ran \(threshold) or longer (" + value("blocking.ns_total", b.totalNs, Formatting.duration(b.totalNs))
             + " in total); while one runs, its loop can do nothing else.</p>\n"
-        s += "<table class=\"blocking\"><tr><th>type</th><th>async id</th><th>thread</th><th>at</th><th>duration</th>"
+        s +=
+            "<table class=\"blocking\"><tr><th>type</th><th>async id</th><th>thread</th><th>at</th><th>duration</th>"
             + "<th>in the kernel</th><th>caused by</th><th>syscalls inside</th></tr>\n"
         for c in b.longest {
-            let sys = c.syscalls.prefix(8).map { x(TextReport.syscallLine($0)) }.joined(separator: "<br>") + (c.syscalls.count > 8 ? "<br>… \(c.syscalls.count - 8) more" : "")
-            let none = a.overview.hasKernelEvents ? "none recorded (CPU-bound, or a syscall the probes do not trace)"
+            let sys =
+                c.syscalls.prefix(8).map { x(TextReport.syscallLine($0)) }.joined(separator: "<br>")
+                + (c.syscalls.count > 8 ? "<br>… \(c.syscalls.count - 8) more" : "")
+            let none =
+                a.overview.hasKernelEvents
+                ? "none recorded (CPU-bound, or a syscall the probes do not trace)"
                 : "none recorded (no kernel events in this trace)"
-            s += "<tr class=\"blocking\" data-async-id=\"\(c.asyncID)\" data-start-ns=\"\(c.startNs)\" data-duration-ns=\"\(c.durationNs)\" "
+            s +=
+                "<tr class=\"blocking\" data-async-id=\"\(c.asyncID)\" data-start-ns=\"\(c.startNs)\" data-duration-ns=\"\(c.durationNs)\" "
                 + "data-kernel-ns=\"\(c.kernelNs)\"><td>\(x(c.type))</td><td class=\"n\">\(c.asyncID)</td>"
                 + "<td>\(x(thread(c.pid, c.tid, c.threadName)))</td>"
                 + "<td class=\"n\">\(Formatting.at(c.startNs, from: a.overview.recordingStartNs))</td>"
                 + "<td class=\"n\">\(Formatting.duration(c.durationNs))</td>"
                 + "<td class=\"n\">\(c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs))</td>"
                 + "<td>\(c.causalChain.count > 1 ? x(c.causalChain.joined(separator: " → ")) : "-")</td>"
-                + "<td class=\"sys\">" + (c.onCPUNs.map { _ in
-                    x(TextReport.verdict(durationNs: c.durationNs, onCPUNs: c.onCPUNs, blockedNs: c.blockedNs ?? 0,
-                                         runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first)) + "<br>"
+                + "<td class=\"sys\">"
+                + (c.onCPUNs.map { _ in
+                    x(
+                        TextReport.verdict(
+                            durationNs: c.durationNs, onCPUNs: c.onCPUNs, blockedNs: c.blockedNs ?? 0,
+                            runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first)) + "<br>"
                 } ?? "") + "\(sys.isEmpty ? (c.onCPUNs != nil ? "no syscalls recorded" : none) : sys)</td></tr>\n"
         }
         s += "</table>\n"
@@ -199,27 +228,32 @@ public enum HTMLReport {
 
     private static func loop(_ a: TraceAnalysis, _ s: inout String) {
         if let l = a.loop {
-            s += "<h2 id=\"loop\">Event loop</h2>\n<p>" + value("loop.iterations", l.iterations, Formatting.count(l.iterations))
+            s +=
+                "<h2 id=\"loop\">Event loop</h2>\n<p>" + value("loop.iterations", l.iterations, Formatting.count(l.iterations))
                 + " iterations on \(l.threads.count) thread\(l.threads.count == 1 ? "" : "s"), busy "
                 + "\(Formatting.percent(l.utilization)) of the time (the rest waiting in epoll).</p>\n"
             s += "<table><tr><th>thread</th><th>iterations</th><th>busy</th><th>waiting</th><th>iteration p50</th><th>p99</th><th>max</th></tr>\n"
             for t in l.threads {
-                s += "<tr><td>\(x(thread(t.pid, t.tid, t.threadName)))</td><td class=\"n\">\(Formatting.count(t.iterations))</td>"
+                s +=
+                    "<tr><td>\(x(thread(t.pid, t.tid, t.threadName)))</td><td class=\"n\">\(Formatting.count(t.iterations))</td>"
                     + "<td class=\"n\">\(Formatting.percent(t.utilization))</td><td class=\"n\">\(Formatting.duration(t.pollWaitNs))</td>"
                     + "<td class=\"n\">\(Formatting.duration(t.iterationNs.p50Ns))</td><td class=\"n\">\(Formatting.duration(t.iterationNs.p99Ns))</td>"
                     + "<td class=\"n\">\(Formatting.duration(t.iterationNs.maxNs))</td></tr>\n"
             }
             s += "</table>\n"
             if !l.phases.isEmpty {
-                s += "<p class=\"muted\">Time per phase: " + l.phases.map {
-                    "\(x($0.phase)) \(Formatting.duration($0.totalNs)) (\(Formatting.count($0.count))×)"
-                }.joined(separator: ", ") + "</p>\n"
+                s +=
+                    "<p class=\"muted\">Time per phase: "
+                    + l.phases.map {
+                        "\(x($0.phase)) \(Formatting.duration($0.totalNs)) (\(Formatting.count($0.count))×)"
+                    }.joined(separator: ", ") + "</p>\n"
             }
         } else if let k = a.kernelLoop, !a.overview.hasUserEvents {
             s += "<h2 id=\"loop\">Event loop (from epoll waits in the kernel; time between waits is time in callbacks)</h2>\n"
             s += "<table><tr><th>thread</th><th>waits</th><th>busy</th><th>waiting</th><th>between waits p50</th><th>p99</th><th>max</th></tr>\n"
             for t in k.threads {
-                s += "<tr><td>\(x(thread(t.pid, t.tid, t.threadName)))</td><td class=\"n\">\(Formatting.count(t.waits))</td>"
+                s +=
+                    "<tr><td>\(x(thread(t.pid, t.tid, t.threadName)))</td><td class=\"n\">\(Formatting.count(t.waits))</td>"
                     + "<td class=\"n\">\(Formatting.percent(t.utilization))</td><td class=\"n\">\(Formatting.duration(t.waitNs))</td>"
                     + "<td class=\"n\">\(Formatting.duration(t.busyNs.p50Ns))</td><td class=\"n\">\(Formatting.duration(t.busyNs.p99Ns))</td>"
                     + "<td class=\"n\">\(Formatting.duration(t.busyNs.maxNs))</td></tr>\n"
@@ -232,15 +266,19 @@ public enum HTMLReport {
     private static func stalls(_ a: TraceAnalysis, _ s: inout String) {
         guard !a.overview.hasUserEvents, !a.stalls.isEmpty else { return }
         let threshold = Formatting.duration(a.options.blockingThresholdNs)
-        s += "<h2 id=\"stalls\">Loop stalls</h2>\n<p>" + value("stalls.count", a.stallsAtThreshold, Formatting.count(a.stallsAtThreshold))
-            + " stretches between epoll waits of \(threshold) or longer (" + value("stalls.ns_total", a.stallsAtThresholdNs, Formatting.duration(a.stallsAtThresholdNs))
+        s +=
+            "<h2 id=\"stalls\">Loop stalls</h2>\n<p>" + value("stalls.count", a.stallsAtThreshold, Formatting.count(a.stallsAtThreshold))
+            + " stretches between epoll waits of \(threshold) or longer ("
+            + value("stalls.ns_total", a.stallsAtThresholdNs, Formatting.duration(a.stallsAtThresholdNs))
             + " in total); meanwhile the loop could do nothing else.</p>\n"
         s += "<table class=\"stalls\"><tr><th>thread</th><th>at</th><th>duration</th><th>what it was</th><th>syscalls inside</th></tr>\n"
         for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
-            let verdict = TextReport.verdict(durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs,
-                                             runqueueNs: st.runqueueNs, kernelNs: st.kernelNs, top: st.syscalls.first)
+            let verdict = TextReport.verdict(
+                durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs,
+                runqueueNs: st.runqueueNs, kernelNs: st.kernelNs, top: st.syscalls.first)
             let sys = st.syscalls.prefix(5).map { x(TextReport.syscallLine($0)) }.joined(separator: "<br>")
-            s += "<tr class=\"stall\" data-start-ns=\"\(st.startNs)\" data-duration-ns=\"\(st.durationNs)\"><td>\(x(TextReport.thread(st.thread)))</td>"
+            s +=
+                "<tr class=\"stall\" data-start-ns=\"\(st.startNs)\" data-duration-ns=\"\(st.durationNs)\"><td>\(x(TextReport.thread(st.thread)))</td>"
                 + "<td class=\"n\">\(Formatting.at(st.startNs, from: a.overview.recordingStartNs))</td>"
                 + "<td class=\"n\">\(Formatting.duration(st.durationNs))</td><td>\(x(verdict))</td>"
                 + "<td class=\"sys\">\(sys.isEmpty ? "none" : sys)</td></tr>\n"
@@ -252,18 +290,22 @@ public enum HTMLReport {
     private static func threads(_ a: TraceAnalysis, _ s: inout String) {
         guard !a.threads.isEmpty, a.overview.hasKernelEvents else { return }
         let sched = a.hasSchedulerEvents
-        s += "<h2 id=\"threads\">Threads</h2>\n<p>" + value("threads.count", UInt64(a.threads.count), "\(a.threads.count)")
+        s +=
+            "<h2 id=\"threads\">Threads</h2>\n<p>" + value("threads.count", UInt64(a.threads.count), "\(a.threads.count)")
             + " traced thread\(a.threads.count == 1 ? "" : "s")"
-            + (sched ? ": on CPU, blocked (and on what), and runnable but waiting for a CPU, from the scheduler.</p>\n"
-                     : ". This trace has no scheduler events: only syscall time is known.</p>\n")
-        s += "<table class=\"threads\"><tr><th>thread</th><th>loop</th><th>seen</th><th>on CPU</th><th>blocked</th><th>run queue</th>"
+            + (sched
+                ? ": on CPU, blocked (and on what), and runnable but waiting for a CPU, from the scheduler.</p>\n"
+                : ". This trace has no scheduler events: only syscall time is known.</p>\n")
+        s +=
+            "<table class=\"threads\"><tr><th>thread</th><th>loop</th><th>seen</th><th>on CPU</th><th>blocked</th><th>run queue</th>"
             + "<th>syscalls</th><th>errors</th><th>longest stall</th><th>blocked in</th></tr>\n"
         let shown = a.threads.sorted {
             ($0.isLoop ? 1 : 0, ($0.onCPUNs ?? 0) &+ $0.syscallNs) > ($1.isLoop ? 1 : 0, ($1.onCPUNs ?? 0) &+ $1.syscallNs)
         }.prefix(200)
         for t in shown {
             let stall = t.isLoop ? t.longestStallNs : t.longestWaitNs
-            s += "<tr data-tid=\"\(t.tid)\"><td>\(x(TextReport.thread(t.ref)))</td>"
+            s +=
+                "<tr data-tid=\"\(t.tid)\"><td>\(x(TextReport.thread(t.ref)))</td>"
                 + "<td>\(t.isLoop ? (t.loopUtilization.map { "busy " + Formatting.percent($0) } ?? "yes") : "-")</td>"
                 + "<td class=\"n\">\(Formatting.duration(t.spanNs))</td><td class=\"n\">\(t.onCPUNs.map(Formatting.duration) ?? "-")</td>"
                 + "<td class=\"n\">\(sched ? Formatting.duration(t.offCPUNs) : "-")</td><td class=\"n\">\(sched ? Formatting.duration(t.runqueueNs) : "-")</td>"
@@ -281,12 +323,14 @@ public enum HTMLReport {
             s += "<p class=\"muted\">No resources or callbacks were recorded.</p>\n"
             return
         }
-        s += "<table class=\"types\"><tr><th>type</th><th>created</th><th>destroyed</th><th>callbacks</th><th>total</th>"
+        s +=
+            "<table class=\"types\"><tr><th>type</th><th>created</th><th>destroyed</th><th>callbacks</th><th>total</th>"
             + "<th>p50</th><th>p99</th><th>max</th></tr>\n"
         for r in a.resources.prefix(50) {
             let c = r.callbacks
             let none = c.count == 0
-            s += "<tr><td>\(x(r.type))</td><td class=\"n\">\(Formatting.count(r.created))</td>"
+            s +=
+                "<tr><td>\(x(r.type))</td><td class=\"n\">\(Formatting.count(r.created))</td>"
                 + "<td class=\"n\">\(Formatting.count(r.destroyed))</td><td class=\"n\">\(Formatting.count(c.count))</td>"
                 + "<td class=\"n\">\(Formatting.duration(c.totalNs))</td><td class=\"n\">\(none ? "-" : Formatting.duration(c.p50Ns))</td>"
                 + "<td class=\"n\">\(none ? "-" : Formatting.duration(c.p99Ns))</td><td class=\"n\">\(none ? "-" : Formatting.duration(c.maxNs))</td></tr>\n"
@@ -303,10 +347,12 @@ public enum HTMLReport {
             return
         }
         let total = a.openAtExit.reduce(0) { $0 + $1.count }
-        s += "<p>\(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed (what kept the process alive, or leaked).</p>\n"
+        s +=
+            "<p>\(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed (what kept the process alive, or leaked).</p>\n"
         s += "<table><tr><th>type</th><th>count</th><th>oldest created</th><th>created by</th></tr>\n"
         for g in a.openAtExit.prefix(50) {
-            s += "<tr><td>\(x(g.type))</td><td class=\"n\">\(Formatting.count(g.count))</td>"
+            s +=
+                "<tr><td>\(x(g.type))</td><td class=\"n\">\(Formatting.count(g.count))</td>"
                 + "<td class=\"n\">\(Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs))</td>"
                 + "<td>\(g.createdBy.isEmpty ? "(top level)" : x(g.createdBy.joined(separator: " → ")))</td></tr>\n"
         }
@@ -319,10 +365,12 @@ public enum HTMLReport {
             s += "<p>No kernel events in this trace (`asynctrace record` adds them with the kernel probes).</p>\n"
             return
         }
-        s += "<table class=\"syscalls\"><tr><th>syscall</th><th>count</th><th>bytes</th>"
+        s +=
+            "<table class=\"syscalls\"><tr><th>syscall</th><th>count</th><th>bytes</th>"
             + "<th>kernel time</th><th>errors</th><th>inside callbacks</th></tr>\n"
         for c in a.io.syscalls.prefix(30) {
-            s += "<tr><td>\(x(c.name))</td><td class=\"n\">\(Formatting.count(c.count))</td>"
+            s +=
+                "<tr><td>\(x(c.name))</td><td class=\"n\">\(Formatting.count(c.count))</td>"
                 + "<td class=\"n\">\(c.bytes == 0 ? "-" : Formatting.bytes(c.bytes))</td><td class=\"n\">\(Formatting.duration(c.totalNs))</td>"
                 + "<td class=\"n\">\(x(TextReport.errorsText(c)))</td>"
                 + "<td class=\"n\">\(a.overview.hasUserEvents ? Formatting.count(c.attributed) : "-")</td></tr>\n"
@@ -330,9 +378,11 @@ public enum HTMLReport {
         s += "</table>\n"
         if a.io.syscalls.count > 30 { s += "<p class=\"muted\">\(a.io.syscalls.count - 30) more (the JSON report has all).</p>\n" }
         if a.overview.hasUserEvents && a.io.readWriteSyscalls > 0 {
-            s += "<p>\(Formatting.percent(a.io.attributedShare)) of \(Formatting.count(a.io.readWriteSyscalls)) read/write syscalls ran inside a callback"
-                + (a.io.readWriteOnResourceFDs > 0 ? "; \(Formatting.percent(a.io.ownerShare)) of \(Formatting.count(a.io.readWriteOnResourceFDs)) "
-                   + "on fds owned by a resource ran inside that resource's own callbacks" : "") + ".</p>\n"
+            s +=
+                "<p>\(Formatting.percent(a.io.attributedShare)) of \(Formatting.count(a.io.readWriteSyscalls)) read/write syscalls ran inside a callback"
+                + (a.io.readWriteOnResourceFDs > 0
+                    ? "; \(Formatting.percent(a.io.ownerShare)) of \(Formatting.count(a.io.readWriteOnResourceFDs)) "
+                        + "on fds owned by a resource ran inside that resource's own callbacks" : "") + ".</p>\n"
         }
     }
 
@@ -343,12 +393,16 @@ public enum HTMLReport {
             s += "<p>No time was spent in callbacks, and no thread waited in epoll.</p>\n"
             return
         }
-        s += "<p class=\"muted\">" + (wall ? "No callbacks were recorded: each thread's whole time, by the syscalls it was in. "
-                                        : "Thread → resource type → nested callbacks → syscalls → off-CPU reason; threads "
-                                          + "without callbacks: thread → on CPU / syscall / off-CPU reason (idle epoll waits left out). ")
+        s +=
+            "<p class=\"muted\">"
+            + (wall
+                ? "No callbacks were recorded: each thread's whole time, by the syscalls it was in. "
+                : "Thread → resource type → nested callbacks → syscalls → off-CPU reason; threads "
+                    + "without callbacks: thread → on CPU / syscall / off-CPU reason (idle epoll waits left out). ")
             + "Hover for times, click to zoom.</p>\n"
-        var o = FlamegraphSVG.Options(title: wall ? "wall time per thread" : kernelOnly ? "busy time per thread" : "time in callbacks",
-                                      subtitle: "\(Formatting.duration(tree.totalWeight)) in total")
+        var o = FlamegraphSVG.Options(
+            title: wall ? "wall time per thread" : kernelOnly ? "busy time per thread" : "time in callbacks",
+            subtitle: "\(Formatting.duration(tree.totalWeight)) in total")
         o.width = 1200
         o.standalone = false
         s += FlamegraphSVG.render(tree, options: o)
@@ -360,9 +414,11 @@ public enum HTMLReport {
             s += "<p>No time was spent in callbacks.</p>\n"
             return
         }
-        s += "<p class=\"muted\">The second from \(Formatting.at(b.startNs, from: a.overview.recordingStartNs)) "
+        s +=
+            "<p class=\"muted\">The second from \(Formatting.at(b.startNs, from: a.overview.recordingStartNs)) "
             + "(\(Formatting.duration(w.endNs - w.startNs)) shown): " + value("busiest_second.busy_ns", b.busyNs, Formatting.duration(b.busyNs))
-            + (b.measure == .callbacks ? " in callbacks." : " between epoll waits (no callbacks were recorded: the loop's busy time as the kernel saw it).")
+            + (b.measure == .callbacks
+                ? " in callbacks." : " between epoll waits (no callbacks were recorded: the loop's busy time as the kernel saw it).")
             + " " + BusiestSecondSVG.legend
             + (w.omitted > 0 ? " \(Formatting.count(UInt64(w.omitted))) slices left out." : "") + "</p>\n"
         s += BusiestSecondSVG.render(w, timeline: timeline)

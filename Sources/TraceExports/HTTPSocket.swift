@@ -96,8 +96,9 @@ final class HTTPSocket {
     func receive(into buffer: inout [UInt8], at offset: Int, max: Int) throws(SocketError) -> Int {
         let result: Result<Int, SocketError> = buffer.withUnsafeMutableBytes { b in
             let n = Swift.min(max, b.count - offset)
-            do throws(SocketError) { return .success(try receive(into: UnsafeMutableRawBufferPointer(rebasing: b[offset..<(offset + n)]))) }
-            catch { return .failure(error) }
+            do throws(SocketError) { return .success(try receive(into: UnsafeMutableRawBufferPointer(rebasing: b[offset..<(offset + n)]))) } catch {
+                return .failure(error)
+            }
         }
         return try result.get()
     }
@@ -109,8 +110,9 @@ final class HTTPSocket {
             if n >= 0 { return n }
             if errno == EINTR { continue }
             let timedOut = errno == EAGAIN || errno == EWOULDBLOCK
-            throw SocketError(message: timedOut ? "no response in time" : "receiving failed (\(String(cString: strerror(errno))))",
-                              transient: true)
+            throw SocketError(
+                message: timedOut ? "no response in time" : "receiving failed (\(String(cString: strerror(errno))))",
+                transient: true)
         }
     }
 

@@ -198,7 +198,8 @@ public final class OTLPExporter: TimelineSink {
     /// CLOCK_MONOTONIC -> Unix time via the file header's pair of clocks (saturating: the fields are file data).
     @inline(__always)
     private func unix(_ ts: UInt64) -> UInt64 {
-        ts >= monotonicStartNs ? realtimeStartNs &+ min(ts - monotonicStartNs, UInt64.max - realtimeStartNs)
+        ts >= monotonicStartNs
+            ? realtimeStartNs &+ min(ts - monotonicStartNs, UInt64.max - realtimeStartNs)
             : realtimeStartNs - min(monotonicStartNs - ts, realtimeStartNs)
     }
 
@@ -238,7 +239,8 @@ public final class OTLPExporter: TimelineSink {
                 if timeline.isEpollWait(op.name) {
                     s.inEpoll = true
                     if s.lastEpollEnd != 0 && op.timestampNs &- s.lastEpollEnd >= options.blockingThresholdNs
-                        && op.timestampNs > s.lastEpollEnd {
+                        && op.timestampNs > s.lastEpollEnd
+                    {
                         stall(s, from: s.lastEpollEnd, to: op.timestampNs, timeline)
                     }
                 }
@@ -269,8 +271,9 @@ public final class OTLPExporter: TimelineSink {
         let pid = s.thread.pid
         let key = Self.resourceKey(pid, op.asyncID)
         let info = resources[key]
-        var cb = OpenCallback(spanID: id, traceHi: 0, traceLo: 0, parent: 0, start: op.timestampNs, asyncID: op.asyncID,
-                              trigger: op.triggerID, name: op.name, eventsStart: s.events.count, eventTimesStart: s.eventTimes.count)
+        var cb = OpenCallback(
+            spanID: id, traceHi: 0, traceLo: 0, parent: 0, start: op.timestampNs, asyncID: op.asyncID,
+            trigger: op.triggerID, name: op.name, eventsStart: s.events.count, eventTimesStart: s.eventTimes.count)
         if let info, info.callbacks == 0, info.creatorSpan != 0 {
             // A resource's first callback continues the trace of the callback that created it.
             (cb.traceHi, cb.traceLo, cb.parent) = (info.traceHi, info.traceLo, info.creatorSpan)
@@ -342,9 +345,10 @@ public final class OTLPExporter: TimelineSink {
         let blocking = duration >= options.blockingThresholdNs
         if blocking { blockingCallbacks &+= 1 }
         callbackSpans &+= 1
-        encodeCallback(cb, s, traceHi: cb.traceHi, traceLo: cb.traceLo, spanID: cb.spanID, parent: cb.parent, start: cb.start,
-                       end: end, eventsFrom: cb.eventsStart, blocking: blocking, duration: duration,
-                       link: cb.linkSpan != 0 ? (cb.linkHi, cb.linkLo, cb.linkSpan) : nil, timeline)
+        encodeCallback(
+            cb, s, traceHi: cb.traceHi, traceLo: cb.traceLo, spanID: cb.spanID, parent: cb.parent, start: cb.start,
+            end: end, eventsFrom: cb.eventsStart, blocking: blocking, duration: duration,
+            link: cb.linkSpan != 0 ? (cb.linkHi, cb.linkLo, cb.linkSpan) : nil, timeline)
         if let key = cb.hosted { hostedPart(cb, key, s, end: end, blocking: blocking, duration: duration, timeline) }
         s.events.truncate(to: cb.eventsStart)
         if s.eventTimes.count > cb.eventTimesStart { s.eventTimes.removeSubrange(cb.eventTimesStart...) }
@@ -352,8 +356,10 @@ public final class OTLPExporter: TimelineSink {
     }
 
     /// The part of a callback after a tracer span began in it, as a span in the tracer span's trace.
-    private func hostedPart(_ cb: OpenCallback, _ key: SpanKey, _ s: ThreadState, end: UInt64, blocking: Bool, duration: UInt64,
-                            _ timeline: Timeline) {
+    private func hostedPart(
+        _ cb: OpenCallback, _ key: SpanKey, _ s: ThreadState, end: UInt64, blocking: Bool, duration: UInt64,
+        _ timeline: Timeline
+    ) {
         var ids: (hi: UInt64, lo: UInt64, span: UInt64, end: UInt64)
         if let open = openTracer[key] {
             openTracer[key]!.hostedBy -= 1
@@ -373,14 +379,17 @@ public final class OTLPExporter: TimelineSink {
             break
         }
         callbackSpans &+= 1
-        encodeCallback(cb, s, traceHi: ids.hi, traceLo: ids.lo, spanID: derivedSpanID(cb.spanID, 0x7061_7274), parent: ids.span,
-                       start: start, end: partEnd, eventsFrom: from, blocking: blocking, duration: duration,
-                       link: (cb.traceHi, cb.traceLo, cb.spanID), timeline)
+        encodeCallback(
+            cb, s, traceHi: ids.hi, traceLo: ids.lo, spanID: derivedSpanID(cb.spanID, 0x7061_7274), parent: ids.span,
+            start: start, end: partEnd, eventsFrom: from, blocking: blocking, duration: duration,
+            link: (cb.traceHi, cb.traceLo, cb.spanID), timeline)
     }
 
-    private func encodeCallback(_ cb: OpenCallback, _ s: ThreadState, traceHi: UInt64, traceLo: UInt64, spanID: UInt64, parent: UInt64,
-                                start: UInt64, end: UInt64, eventsFrom: Int, blocking: Bool, duration: UInt64,
-                                link: (UInt64, UInt64, UInt64)?, _ timeline: Timeline) {
+    private func encodeCallback(
+        _ cb: OpenCallback, _ s: ThreadState, traceHi: UInt64, traceLo: UInt64, spanID: UInt64, parent: UInt64,
+        start: UInt64, end: UInt64, eventsFrom: Int, blocking: Bool, duration: UInt64,
+        link: (UInt64, UInt64, UInt64)?, _ timeline: Timeline
+    ) {
         scratch.reset()
         scratch.id128(1, traceHi, traceLo)
         scratch.id64(2, spanID)
@@ -407,7 +416,8 @@ public final class OTLPExporter: TimelineSink {
         }
         if blocking {
             inner.reset()
-            inner.string(2, "blocked its thread for \(Formatting.duration(duration)) (callback at least \(Formatting.duration(options.blockingThresholdNs)))")
+            inner.string(
+                2, "blocked its thread for \(Formatting.duration(duration)) (callback at least \(Formatting.duration(options.blockingThresholdNs)))")
             inner.varint(3, 2)  // STATUS_CODE_ERROR
             scratch.message(15, inner)
         }
@@ -452,8 +462,9 @@ public final class OTLPExporter: TimelineSink {
             guard openTracer[key] == nil, change.thread >= 0, change.thread < threads.count else { return }
             let n = UInt64(change.pid) << 40 ^ change.spanID
             let (hi, lo) = derivedTraceID(n, 0x7370_616e)
-            var span = TracerSpan(thread: change.thread, name: change.text.isEmpty ? "span" : change.text, begin: change.timestampNs,
-                                  context: change.executionAsyncID, traceHi: hi, traceLo: lo, spanID: derivedSpanID(n, 0x7370_616e))
+            var span = TracerSpan(
+                thread: change.thread, name: change.text.isEmpty ? "span" : change.text, begin: change.timestampNs,
+                context: change.executionAsyncID, traceHi: hi, traceLo: lo, spanID: derivedSpanID(n, 0x7370_616e))
             // The callback it began in: its part from here on belongs to the span's trace.
             let s = threads[change.thread]
             if let i = s.open.lastIndex(where: { $0.asyncID == change.executionAsyncID }), s.open[i].hosted == nil {
@@ -502,7 +513,9 @@ public final class OTLPExporter: TimelineSink {
         case "name":
             if !value.isEmpty { span.name = String(value.prefix(1024)) }
         case "status":
-            if value.hasPrefix("ok") { span.statusCode = 1 } else if value.hasPrefix("error") {
+            if value.hasPrefix("ok") {
+                span.statusCode = 1
+            } else if value.hasPrefix("error") {
                 span.statusCode = 2
                 span.statusMessage = value.firstIndex(of: ":").map { String(value[value.index(after: $0)...].drop { $0 == " " }.prefix(1024)) } ?? ""
             }
@@ -591,7 +604,8 @@ public final class OTLPExporter: TimelineSink {
             resource.reset()
             resourceAttributes(s.thread, &resource)
             let scopeSpansLength = 1 + varintLength(UInt64(scope.count)) + scope.count + s.batch.count
-            let resourceSpansLength = 1 + varintLength(UInt64(resource.count)) + resource.count
+            let resourceSpansLength =
+                1 + varintLength(UInt64(resource.count)) + resource.count
                 + 1 + varintLength(UInt64(scopeSpansLength)) + scopeSpansLength
             request.tag(1, 2)  // ExportTraceServiceRequest.resource_spans
             request.rawVarint(UInt64(resourceSpansLength))
@@ -714,7 +728,8 @@ func keyValue(_ b: inout ProtoBuffer, _ field: UInt32, _ key: String, string v: 
 /// 32 hex digits, not all zero (W3C trace-id).
 func parseHex128(_ s: String) -> (UInt64, UInt64)? {
     guard s.utf8.count == 32, let hi = UInt64(s.prefix(16), radix: 16), let lo = UInt64(s.suffix(16), radix: 16),
-          s.utf8.allSatisfy({ isHexDigit($0) }), hi | lo != 0 else { return nil }
+        s.utf8.allSatisfy({ isHexDigit($0) }), hi | lo != 0
+    else { return nil }
     return (hi, lo)
 }
 
@@ -734,4 +749,3 @@ func mix(_ x: UInt64) -> UInt64 {
     z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
     return z ^ (z >> 31)
 }
-

@@ -20,12 +20,14 @@ public struct OTLPEndpoint: Sendable, CustomStringConvertible {
         let hint = "give an OTLP/HTTP endpoint such as http://127.0.0.1:4318 (path /v1/traces is added when none is given)"
         guard text.utf8.count <= 2048 else { throw ExportError("--otlp-endpoint is longer than 2048 bytes; \(hint)") }
         guard text.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
-            throw ExportError("--otlp-endpoint '\(text.unicodeScalars.map { $0.value > 0x20 && $0.value < 0x7F ? String($0) : "?" }.joined())' "
-                + "contains spaces, control or non-ASCII characters; \(hint)")
+            throw ExportError(
+                "--otlp-endpoint '\(text.unicodeScalars.map { $0.value > 0x20 && $0.value < 0x7F ? String($0) : "?" }.joined())' "
+                    + "contains spaces, control or non-ASCII characters; \(hint)")
         }
         if text.lowercased().hasPrefix("https://") {
-            throw ExportError("--otlp-endpoint \(text): https is not supported; send to a local OpenTelemetry Collector over http "
-                + "(http://127.0.0.1:4318) and let it forward over TLS")
+            throw ExportError(
+                "--otlp-endpoint \(text): https is not supported; send to a local OpenTelemetry Collector over http "
+                    + "(http://127.0.0.1:4318) and let it forward over TLS")
         }
         guard text.lowercased().hasPrefix("http://") else { throw ExportError("--otlp-endpoint '\(text)' is not an http:// URL; \(hint)") }
         let rest = text.dropFirst(7)
@@ -51,7 +53,8 @@ public struct OTLPEndpoint: Sendable, CustomStringConvertible {
             host = parts[0]
             if parts.count > 1 { portText = parts[1] }
             guard !host.isEmpty, host.utf8.count <= 253,
-                  host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }) else {
+                host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") })
+            else {
                 throw ExportError("--otlp-endpoint \(text): '\(host)' is not a host name or address; \(hint)")
             }
         }
@@ -92,7 +95,8 @@ public final class OTLPHTTPSender: OTLPRequestSink {
     }
 
     public func send(_ request: UnsafeRawBufferPointer, spans: Int) throws(ExportError) {
-        let head = "POST \(endpoint.path) HTTP/1.1\r\nHost: \(endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host):\(endpoint.port)\r\n"
+        let head =
+            "POST \(endpoint.path) HTTP/1.1\r\nHost: \(endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host):\(endpoint.port)\r\n"
             + "User-Agent: asynctrace\r\nContent-Type: application/x-protobuf\r\nContent-Length: \(request.count)\r\n\r\n"
         let started = HTTPSocket.monotonicMs()
         var backoffMs = 100
@@ -117,9 +121,10 @@ public final class OTLPHTTPSender: OTLPRequestSink {
                 let wait = min(retryAfterMs ?? backoffMs, 30_000)
                 let waited = HTTPSocket.monotonicMs() - started
                 guard attempt < maxAttempts, waited + wait <= maxRetryMs else {
-                    throw ExportError("OTLP endpoint \(endpoint): \(why), still after \(attempt) attempts over \(waited / 1000) s; "
-                        + "is an OpenTelemetry Collector listening there with the otlp receiver's http protocol "
-                        + "(endpoint 0.0.0.0:4318)? Or write a file: --format otlp -o trace.otlp.pb")
+                    throw ExportError(
+                        "OTLP endpoint \(endpoint): \(why), still after \(attempt) attempts over \(waited / 1000) s; "
+                            + "is an OpenTelemetry Collector listening there with the otlp receiver's http protocol "
+                            + "(endpoint 0.0.0.0:4318)? Or write a file: --format otlp -o trace.otlp.pb")
                 }
                 retries &+= 1
                 HTTPSocket.sleep(milliseconds: wait)
@@ -153,8 +158,9 @@ public final class OTLPHTTPSender: OTLPRequestSink {
         case 400:
             return .fail("HTTP 400, the receiver could not use the request\(r.bodyText.isEmpty ? "" : ": " + r.bodyText)")
         case 404, 405:
-            return .fail("HTTP \(r.status) for \(endpoint.path): no OTLP/HTTP traces receiver there; the Collector's otlp receiver "
-                + "takes POST /v1/traces on port 4318 (protocols: http)")
+            return .fail(
+                "HTTP \(r.status) for \(endpoint.path): no OTLP/HTTP traces receiver there; the Collector's otlp receiver "
+                    + "takes POST /v1/traces on port 4318 (protocols: http)")
         case 413:
             return .fail("HTTP 413, the request (\(body.count) bytes) is larger than the receiver accepts; raise its max_request_body_size")
         default:
@@ -236,11 +242,17 @@ public final class OTLPHTTPSender: OTLPRequestSink {
             if field == 1 && wire == 2, let inner = r.lengthDelimited() {
                 var p = ProtoReader(inner)
                 while let (f, w) = p.tag() {
-                    if f == 1 && w == 0, let v = p.varint() { rejectedSpans &+= Int64(bitPattern: v) }
-                    else if f == 2 && w == 2, let s = p.lengthDelimited() { rejectionMessage = String(decoding: s.prefix(300), as: UTF8.self) }
-                    else if !p.skip(w) { return }
+                    if f == 1 && w == 0, let v = p.varint() {
+                        rejectedSpans &+= Int64(bitPattern: v)
+                    } else if f == 2 && w == 2, let s = p.lengthDelimited() {
+                        rejectionMessage = String(decoding: s.prefix(300), as: UTF8.self)
+                    } else if !p.skip(w) {
+                        return
+                    }
                 }
-            } else if !r.skip(wire) { return }
+            } else if !r.skip(wire) {
+                return
+            }
         }
     }
 }

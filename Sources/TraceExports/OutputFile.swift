@@ -28,8 +28,10 @@ public final class OutputFile {
     /// back by us (not a spool file), whose data need not stay in the page cache (see `UncachedWrite`).
     /// `sparing`: the trace being read; if `path` (or standard output) is that file, under any name (a symbolic
     /// or hard link), nothing is truncated and the init throws.
-    public init(path: String, bufferSize: Int = 1 << 20, uncached: Bool = false,
-                sparing input: FileIdentity? = nil) throws(ExportError) {
+    public init(
+        path: String, bufferSize: Int = 1 << 20, uncached: Bool = false,
+        sparing input: FileIdentity? = nil
+    ) throws(ExportError) {
         self.path = path
         if path == "-" {
             fd = 1
@@ -44,8 +46,9 @@ public final class OutputFile {
             if fstat(fd, &st) == 0 {
                 if let input, FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) == input {
                     Glibc.close(fd)
-                    throw ExportError("\(path) is the trace file being read (the same file, perhaps through a link); "
-                        + "choose another output path")
+                    throw ExportError(
+                        "\(path) is the trace file being read (the same file, perhaps through a link); "
+                            + "choose another output path")
                 }
                 if (st.st_mode & S_IFMT) == S_IFREG && ftruncate(fd, 0) != 0 {
                     let message = String(cString: strerror(errno))

@@ -161,8 +161,10 @@ public final class PerfettoExporter: TimelineSink {
         scratch.reset()
         scratch.int(1, Int64(thread.pid))
         scratch.int(2, Int64(thread.tid))
-        scratch.string(5, thread.name.map { $0.isEmpty ? "thread \(thread.tid)" : $0 }
-            ?? (thread.hasUserStream ? "thread \(thread.tid)" : "thread \(thread.tid) (kernel only)"))
+        scratch.string(
+            5,
+            thread.name.map { $0.isEmpty ? "thread \(thread.tid)" : $0 }
+                ?? (thread.hasUserStream ? "thread \(thread.tid)" : "thread \(thread.tid) (kernel only)"))
         d.message(4, scratch)
         descriptorPacket(d)
     }
@@ -322,7 +324,7 @@ public final class PerfettoExporter: TimelineSink {
     private func spanAnnotations<C: Collection>(_ list: C, _ w: inout ByteWriter) where C.Element == (String, String) {
         for (key, value) in list {
             guard let k = internSpan(key, in: &spanAnnotationNames, limit: 256, field: F.annotationNames),
-                  let v = internSpan(String(value.prefix(256)), in: &spanStrings, limit: 4096, field: F.annotationStrings)
+                let v = internSpan(String(value.prefix(256)), in: &spanStrings, limit: 4096, field: F.annotationStrings)
             else { continue }
             let inner = 1 + varintLength(k) + 2 + varintLength(v)
             guard (w.p - event) + inner + 12 < Self.eventCapacity else { return }
@@ -457,7 +459,8 @@ public final class PerfettoExporter: TimelineSink {
         if let p = pending {
             // The ready fds of the epoll wait just begun: their flows start on the wait's slice.
             if op.kind == .instant && op.slice == .ready && op.thread == p.thread && op.flowOut != 0
-                && pendingFlows.count < Self.maxFlowsPerEvent {
+                && pendingFlows.count < Self.maxFlowsPerEvent
+            {
                 pendingFlows.append(op.flowOut)
                 return
             }

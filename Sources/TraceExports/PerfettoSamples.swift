@@ -30,11 +30,11 @@ struct PerfettoSamples {
     static let monotonic: UInt64 = 3
     let data: TraceSamples
     private var started = false
-    private var strings: [String: UInt64] = [:]      // function names, by text
+    private var strings: [String: UInt64] = [:]  // function names, by text
     private var sourcePaths: [String: UInt64] = [:]
     private var mappingPaths: [String: UInt64] = [:]
-    private var mappings: [String: UInt64] = [:]     // by module
-    private var frames: [Int: UInt64] = [:]          // symbolizer frame id -> iid
+    private var mappings: [String: UInt64] = [:]  // by module
+    private var frames: [Int: UInt64] = [:]  // symbolizer frame id -> iid
     private var callstacks: [[UInt64]: UInt64] = [:]
     private var nextIID: UInt64 = 1
     private(set) var written = 0
@@ -61,7 +61,9 @@ struct PerfettoSamples {
         for id in ids.reversed() { frameIIDs.append(frameIID(id, &interned, &scratch)) }
         var callstack: UInt64 = 0
         if !frameIIDs.isEmpty {
-            if let c = callstacks[frameIIDs] { callstack = c } else {
+            if let c = callstacks[frameIIDs] {
+                callstack = c
+            } else {
                 callstack = iid()
                 callstacks[frameIIDs] = callstack
                 scratch.reset()
@@ -120,8 +122,10 @@ struct PerfettoSamples {
         return m
     }
 
-    private mutating func stringIID(_ s: String, table: WritableKeyPath<PerfettoSamples, [String: UInt64]>, field: UInt32,
-                                    _ interned: inout ProtoBuffer, _ scratch: inout ProtoBuffer) -> UInt64 {
+    private mutating func stringIID(
+        _ s: String, table: WritableKeyPath<PerfettoSamples, [String: UInt64]>, field: UInt32,
+        _ interned: inout ProtoBuffer, _ scratch: inout ProtoBuffer
+    ) -> UInt64 {
         if let i = self[keyPath: table][s] { return i }
         let i = iid()
         self[keyPath: table][s] = i

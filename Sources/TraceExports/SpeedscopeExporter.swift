@@ -44,7 +44,7 @@ public final class SpeedscopeExporter: TimelineSink {
 
     // CPU samples: stacks interned (code frame ids, outermost first), per thread its samples' stack ids and times.
     private var sampleData: TraceSamples?
-    private var codeFrameIndex: [Int: Int] = [:]    // symbolizer frame id -> index among the code frames
+    private var codeFrameIndex: [Int: Int] = [:]  // symbolizer frame id -> index among the code frames
     private var codeFrames: [CodeFrame] = []
     private var stackIDs: [[Int]: UInt32] = [:]
     private var stackList: [[Int]] = []
@@ -68,7 +68,9 @@ public final class SpeedscopeExporter: TimelineSink {
             stack.append(i)
         }
         let id: UInt32
-        if let known = stackIDs[stack] { id = known } else {
+        if let known = stackIDs[stack] {
+            id = known
+        } else {
             id = UInt32(stackList.count)
             stackIDs[stack] = id
             stackList.append(stack)

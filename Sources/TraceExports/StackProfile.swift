@@ -233,11 +233,13 @@ public final class StackAggregator: TimelineSink {
                 if top.isOnCPU {
                     // A loop waiting in epoll is idle, not busy (it counts with --weight wall).
                     let idle = weight == .busy && timeline.isEpollWait(op.name)
-                    frame = Frame(node: tree.child(threadNodes[t], label(op.name, timeline)), counted: !idle, isCallback: false,
-                                  siblingParent: threadNodes[t])
+                    frame = Frame(
+                        node: tree.child(threadNodes[t], label(op.name, timeline)), counted: !idle, isCallback: false,
+                        siblingParent: threadNodes[t])
                 } else if top.counted {
-                    frame = Frame(node: tree.child(top.node, label(op.name, timeline)), counted: true, isCallback: false,
-                                  siblingParent: top.node)
+                    frame = Frame(
+                        node: tree.child(top.node, label(op.name, timeline)), counted: true, isCallback: false,
+                        siblingParent: top.node)
                 }
             case .offCPU:
                 // Off the CPU in a counted frame: a frame named for why ("blocked in read", "runnable (preempted)"),

@@ -329,8 +329,9 @@ public final class Timeline {
         var countdown = 65_536
         // Threads of user streams first, in stream order, so their indices are stable.
         for s in reader.streams where !s.isKernel {
-            threadOfStream[s.index] = addThread(pid: s.pid, tid: s.tid, name: s.threadName, user: true,
-                                                program: s.program, sink: &sink)
+            threadOfStream[s.index] = addThread(
+                pid: s.pid, tid: s.tid, name: s.threadName, user: true,
+                program: s.program, sink: &sink)
         }
         // forEachView lends each event in place: nothing is copied or reference-counted per event.
         it.forEachView { e in
@@ -350,8 +351,10 @@ public final class Timeline {
         }
         // Spans never ended end where their thread was last seen (in begin order).
         for (key, t) in openSpans.sorted(by: { $0.value.order < $1.value.order }).map({ ($0.key, $0.value.thread) }) {
-            sink.span(SpanChange(kind: .end, pid: threads[t].pid, thread: t, spanID: key.spanID, text: "",
-                                 timestampNs: max(perThread[t].lastTs, lastSeenNs)), timeline: self)
+            sink.span(
+                SpanChange(
+                    kind: .end, pid: threads[t].pid, thread: t, spanID: key.spanID, text: "",
+                    timestampNs: max(perThread[t].lastTs, lastSeenNs)), timeline: self)
         }
         openSpans.removeAll()
         for k in 0..<256 { stats.byKind[k] = kindCounts[k] }
@@ -362,8 +365,10 @@ public final class Timeline {
 
     // MARK: - threads and processes
 
-    private func addThread<S: TimelineSink>(pid: UInt32, tid: UInt32, name: String?, user: Bool, program: String?,
-                                            sink: inout S) -> Int {
+    private func addThread<S: TimelineSink>(
+        pid: UInt32, tid: UInt32, name: String?, user: Bool, program: String?,
+        sink: inout S
+    ) -> Int {
         let key = UInt64(pid) << 32 | UInt64(tid)
         if let t = threadByKey[key] { return t }
         let p = processIndex(pid: pid, program: program)
@@ -427,8 +432,10 @@ public final class Timeline {
     }
 
     /// Pops the innermost open slice matching (slice, id), closing any left open inside it; false if none is open.
-    private func close<S: TimelineSink>(_ slice: SliceKind, id: UInt64, thread t: Int, at ts: UInt64,
-                                        sink: inout S) -> Bool {
+    private func close<S: TimelineSink>(
+        _ slice: SliceKind, id: UInt64, thread t: Int, at ts: UInt64,
+        sink: inout S
+    ) -> Bool {
         guard let depth = perThread[t].stack.lastIndex(where: { $0.slice == slice && $0.id == id }) else { return false }
         while perThread[t].stack.count > depth, let top = perThread[t].stack.popLast() {
             emitEnd(top.slice, thread: t, at: ts, sink: &sink)
@@ -502,8 +509,10 @@ public final class Timeline {
         let blocked = state == 0 ? 0 : min(e.u(3), allowed - runqueue)
         guard blocked | runqueue != 0 else { return }
         if perThread[t].pendingOff.count >= 256 { flushOff(thread: t, before: .max, sink: &sink) }
-        perThread[t].pendingOff.append(PendingOff(outNs: inNs - blocked - runqueue, blockedNs: blocked, runqueueNs: runqueue,
-                                                  state: state, wakerTid: UInt32(truncatingIfNeeded: e.u(6))))
+        perThread[t].pendingOff.append(
+            PendingOff(
+                outNs: inNs - blocked - runqueue, blockedNs: blocked, runqueueNs: runqueue,
+                state: state, wakerTid: UInt32(truncatingIfNeeded: e.u(6))))
     }
 
     /// Draws the pending stretches that began before `before` (outside any syscall seen); keeps the rest.
@@ -512,8 +521,7 @@ public final class Timeline {
         let pending = perThread[t].pendingOff
         perThread[t].pendingOff.removeAll(keepingCapacity: true)
         for p in pending {
-            if p.outNs < before { drawOff(p, thread: t, blockedName: blockedOutsideNames[Int(p.state)], sink: &sink) }
-            else { keep.append(p) }
+            if p.outNs < before { drawOff(p, thread: t, blockedName: blockedOutsideNames[Int(p.state)], sink: &sink) } else { keep.append(p) }
         }
         perThread[t].pendingOff.append(contentsOf: keep)
     }
@@ -560,8 +568,10 @@ public final class Timeline {
             let flow = inside ? newFlow() : 0
             resources[p].insert(id, Resource(type: type, trigger: trigger, triggerFlow: flow, readyFlow: 0))
             openResources[p] += 1
-            sink.resource(ResourceChange(kind: .created, pid: threads[t].pid, asyncID: id, type: type, trigger: trigger,
-                                         timestampNs: ts), timeline: self)
+            sink.resource(
+                ResourceChange(
+                    kind: .created, pid: threads[t].pid, asyncID: id, type: type, trigger: trigger,
+                    timestampNs: ts), timeline: self)
             if inside {
                 var op = TimelineOp(.instant, .initResource, thread: t, at: ts, name: initName(type))
                 op.asyncID = id
@@ -595,8 +605,9 @@ public final class Timeline {
             if !close(.callback, id: e.u(0), thread: t, at: ts, sink: &sink) { stats.unmatchedEnds &+= 1 }
         case .destroy:
             if resources[p].remove(e.u(0)) != nil { openResources[p] -= 1 }
-            sink.resource(ResourceChange(kind: .destroyed, pid: threads[t].pid, asyncID: e.u(0), timestampNs: ts),
-                          timeline: self)
+            sink.resource(
+                ResourceChange(kind: .destroyed, pid: threads[t].pid, asyncID: e.u(0), timestampNs: ts),
+                timeline: self)
         case .resourceFD:
             let fd = e.s(1)
             if fd < 0 {
@@ -605,26 +616,31 @@ public final class Timeline {
             } else {
                 fdOwner[p].insert(UInt64(bitPattern: fd), e.u(0))
             }
-            sink.resource(ResourceChange(kind: .fd, pid: threads[t].pid, asyncID: e.u(0), fd: fd, timestampNs: ts),
-                          timeline: self)
+            sink.resource(
+                ResourceChange(kind: .fd, pid: threads[t].pid, asyncID: e.u(0), fd: fd, timestampNs: ts),
+                timeline: self)
         case .spanBegin:
             if openSpans.count < 100_000 {
                 openSpans[SpanKey(pid: threads[t].pid, spanID: e.u(0))] = (t, spanOrder)
                 spanOrder &+= 1
             }
             lastSeenNs = max(lastSeenNs, ts)
-            var c = SpanChange(kind: .begin, pid: threads[t].pid, thread: t, spanID: e.u(0),
-                               text: e.textID >= 0 ? it.string(e.textID) : "", timestampNs: ts)
+            var c = SpanChange(
+                kind: .begin, pid: threads[t].pid, thread: t, spanID: e.u(0),
+                text: e.textID >= 0 ? it.string(e.textID) : "", timestampNs: ts)
             c.executionAsyncID = e.u(2)
             sink.span(c, timeline: self)
         case .spanAttribute:
             guard openSpans[SpanKey(pid: threads[t].pid, spanID: e.u(0))] != nil else { break }
-            sink.span(SpanChange(kind: .attribute, pid: threads[t].pid, thread: t, spanID: e.u(0),
-                                 text: e.textID >= 0 ? it.string(e.textID) : "", timestampNs: ts), timeline: self)
+            sink.span(
+                SpanChange(
+                    kind: .attribute, pid: threads[t].pid, thread: t, spanID: e.u(0),
+                    text: e.textID >= 0 ? it.string(e.textID) : "", timestampNs: ts), timeline: self)
         case .spanEnd:
             guard openSpans.removeValue(forKey: SpanKey(pid: threads[t].pid, spanID: e.u(0))) != nil else { break }
-            sink.span(SpanChange(kind: .end, pid: threads[t].pid, thread: t, spanID: e.u(0), text: "", timestampNs: ts),
-                      timeline: self)
+            sink.span(
+                SpanChange(kind: .end, pid: threads[t].pid, thread: t, spanID: e.u(0), text: "", timestampNs: ts),
+                timeline: self)
         case .mark:
             var op = TimelineOp(.instant, .mark, thread: t, at: ts, name: textName(e.textID, it))
             op.asyncID = e.u(1)
@@ -703,8 +719,10 @@ public final class Timeline {
     }
 
     /// One instant per ready fd that a resource owns, each starting a flow to that resource's next callback.
-    private func readyFlows<S: TimelineSink>(fds: UnsafeBufferPointer<UInt64>, process p: Int, thread t: Int, at ts: UInt64,
-                                             sink: inout S) {
+    private func readyFlows<S: TimelineSink>(
+        fds: UnsafeBufferPointer<UInt64>, process p: Int, thread t: Int, at ts: UInt64,
+        sink: inout S
+    ) {
         for raw in fds {
             let fd = Int64(truncatingIfNeeded: raw)
             guard let owner = fdOwner[p][UInt64(bitPattern: fd)] else { continue }

@@ -38,23 +38,27 @@ public struct ExportSummary: Sendable {
 
 public enum TraceExport {
     /// Exports `reader`'s trace to `outputPath` ("-": standard output).
-    public static func run(reader: TraceReader, format: ExportFormat, outputPath: String,
-                           grouping: StackGrouping = .callback, weight: StackWeight = .busy,
-                           chromeWarnBytes: UInt64 = ChromeTraceExporter.warnAboveBytes,
-                           otlp: OTLPOptions = OTLPOptions(), otlpEndpoint: OTLPEndpoint? = nil,
-                           progress: ((Double) -> Void)? = nil) throws(ExportError) -> ExportSummary {
+    public static func run(
+        reader: TraceReader, format: ExportFormat, outputPath: String,
+        grouping: StackGrouping = .callback, weight: StackWeight = .busy,
+        chromeWarnBytes: UInt64 = ChromeTraceExporter.warnAboveBytes,
+        otlp: OTLPOptions = OTLPOptions(), otlpEndpoint: OTLPEndpoint? = nil,
+        progress: ((Double) -> Void)? = nil
+    ) throws(ExportError) -> ExportSummary {
         if let otlpEndpoint {
             precondition(format == .otlp, "an OTLP endpoint is for the otlp format")
             let sender = OTLPHTTPSender(endpoint: otlpEndpoint)
             sender.maxRetryMs = otlp.retryForMs
             defer { sender.close() }
-            return try runOTLP(reader: reader, sink: sender, outputPath: otlpEndpoint.description, bytes: { sender.bytesSent },
-                               options: otlp, progress: progress)
+            return try runOTLP(
+                reader: reader, sink: sender, outputPath: otlpEndpoint.description, bytes: { sender.bytesSent },
+                options: otlp, progress: progress)
         }
         if format == .otlp {
             let out = try OutputFile(path: outputPath, uncached: true, sparing: reader.fileIdentity)
-            let summary = try runOTLP(reader: reader, sink: OTLPFileSink(output: out), outputPath: outputPath,
-                                      bytes: { out.bytesWritten }, options: otlp, progress: progress)
+            let summary = try runOTLP(
+                reader: reader, sink: OTLPFileSink(output: out), outputPath: outputPath,
+                bytes: { out.bytesWritten }, options: otlp, progress: progress)
             try out.close()
             var s = summary
             s.bytesWritten = out.bytesWritten
@@ -77,8 +81,9 @@ public enum TraceExport {
             timeline.run(into: &sink, progress: progress)
             try sink.finish(timeline: timeline)
             if sink.threadsLeftOut > 0 {
-                warnings.append("speedscope: \(sink.threadsLeftOut) threads past the first \(SpeedscopeExporter.maxSpooledThreads) "
-                    + "(\(sink.slicesLeftOut) slices) were left out; --format perfetto has them all")
+                warnings.append(
+                    "speedscope: \(sink.threadsLeftOut) threads past the first \(SpeedscopeExporter.maxSpooledThreads) "
+                        + "(\(sink.slicesLeftOut) slices) were left out; --format perfetto has them all")
             }
         case .folded:
             var sink = StackAggregator(grouping: grouping, weight: weight)
@@ -94,36 +99,43 @@ public enum TraceExport {
         }
         try out.close()
         if format == .chrome && out.bytesWritten > chromeWarnBytes {
-            warnings.append("\(outputPath) is \(out.bytesWritten / 1_000_000) MB; browsers (chrome://tracing) give up on JSON "
-                + "traces above ~500 MB: use --format perfetto and ui.perfetto.dev instead")
+            warnings.append(
+                "\(outputPath) is \(out.bytesWritten / 1_000_000) MB; browsers (chrome://tracing) give up on JSON "
+                    + "traces above ~500 MB: use --format perfetto and ui.perfetto.dev instead")
         }
         for d in reader.damage + timeline.decodeDamage { warnings.append("damaged trace: \(d.message)") }
-        return ExportSummary(format: format, outputPath: outputPath, events: timeline.stats.events,
-                             bytesWritten: out.bytesWritten, callbacks: timeline.stats.callbacks,
-                             syscalls: timeline.stats.syscalls, threads: timeline.threads.count, warnings: warnings)
+        return ExportSummary(
+            format: format, outputPath: outputPath, events: timeline.stats.events,
+            bytesWritten: out.bytesWritten, callbacks: timeline.stats.callbacks,
+            syscalls: timeline.stats.syscalls, threads: timeline.threads.count, warnings: warnings)
     }
 
     /// The OTLP pass: spans batched into requests for `sink` (a file or an endpoint).
-    static func runOTLP(reader: TraceReader, sink: OTLPRequestSink, outputPath: String, bytes: () -> UInt64, options: OTLPOptions,
-                        progress: ((Double) -> Void)?) throws(ExportError) -> ExportSummary {
+    static func runOTLP(
+        reader: TraceReader, sink: OTLPRequestSink, outputPath: String, bytes: () -> UInt64, options: OTLPOptions,
+        progress: ((Double) -> Void)?
+    ) throws(ExportError) -> ExportSummary {
         let timeline = Timeline(reader: reader)
         let exporter = OTLPExporter(sink: sink, header: reader.header, options: options)
         var s = exporter
         timeline.run(into: &s, progress: progress)
         exporter.flush()
         if let failure = exporter.failure {
-            throw ExportError("\(failure.message) (\(exporter.spans) spans delivered in \(exporter.requests) requests, "
-                + "\(exporter.undelivered) not delivered)")
+            throw ExportError(
+                "\(failure.message) (\(exporter.spans) spans delivered in \(exporter.requests) requests, "
+                    + "\(exporter.undelivered) not delivered)")
         }
         var warnings: [String] = []
         if exporter.droppedEvents > 0 {
-            warnings.append("otlp: \(exporter.droppedEvents) syscall span events past \(OTLPOptions.maxEventsPerSpan) per span were left out "
-                + "(counted in dropped_events_count); raise --syscall-threshold to keep the longest")
+            warnings.append(
+                "otlp: \(exporter.droppedEvents) syscall span events past \(OTLPOptions.maxEventsPerSpan) per span were left out "
+                    + "(counted in dropped_events_count); raise --syscall-threshold to keep the longest")
         }
         for d in reader.damage + timeline.decodeDamage { warnings.append("damaged trace: \(d.message)") }
-        var summary = ExportSummary(format: .otlp, outputPath: outputPath, events: timeline.stats.events, bytesWritten: bytes(),
-                                    callbacks: timeline.stats.callbacks, syscalls: timeline.stats.syscalls,
-                                    threads: timeline.threads.count, warnings: warnings)
+        var summary = ExportSummary(
+            format: .otlp, outputPath: outputPath, events: timeline.stats.events, bytesWritten: bytes(),
+            callbacks: timeline.stats.callbacks, syscalls: timeline.stats.syscalls,
+            threads: timeline.threads.count, warnings: warnings)
         summary.spans = exporter.spans
         summary.requests = exporter.requests
         summary.blockingCallbacks = exporter.blockingCallbacks
@@ -151,26 +163,32 @@ public enum Flamegraph {
     static let noSamplesWarning = "the trace has no CPU samples (record with --sample-rate > 0, as root or with CAP_PERFMON)"
 
     /// Aggregates the trace by stack and renders the SVG.
-    public static func build(reader: TraceReader, grouping: StackGrouping, weight: StackWeight,
-                             progress: ((Double) -> Void)? = nil) -> (tree: StackTree, timeline: Timeline) {
+    public static func build(
+        reader: TraceReader, grouping: StackGrouping, weight: StackWeight,
+        progress: ((Double) -> Void)? = nil
+    ) -> (tree: StackTree, timeline: Timeline) {
         let timeline = Timeline(reader: reader)
         var sink = StackAggregator(grouping: grouping, weight: weight)
         timeline.run(into: &sink, progress: progress)
         return (sink.tree, timeline)
     }
 
-    public static func write(reader: TraceReader, to path: String, grouping: StackGrouping, weight: StackWeight,
-                             progress: ((Double) -> Void)? = nil) throws(ExportError) -> Summary {
+    public static func write(
+        reader: TraceReader, to path: String, grouping: StackGrouping, weight: StackWeight,
+        progress: ((Double) -> Void)? = nil
+    ) throws(ExportError) -> Summary {
         let out = try OutputFile(path: path, sparing: reader.fileIdentity)
         let (tree, timeline) = build(reader: reader, grouping: grouping, weight: weight, progress: progress)
-        let what = switch grouping {
-        case .callback: "by callback"
-        case .causal: "by causal chain"
-        case .code: "by callback and code"
-        }
+        let what =
+            switch grouping {
+            case .callback: "by callback"
+            case .causal: "by causal chain"
+            case .code: "by callback and code"
+            }
         let time = grouping == .code ? "sampled CPU time" : weight == .busy ? "time in callbacks" : "wall time"
-        var o = FlamegraphSVG.Options(title: "asynctrace: \(reader.header.program.isEmpty ? reader.path : reader.header.program)",
-                                      subtitle: "\(what), \(time), \(FlamegraphSVG.formatWeight(tree.totalWeight, "ns")) in total")
+        var o = FlamegraphSVG.Options(
+            title: "asynctrace: \(reader.header.program.isEmpty ? reader.path : reader.header.program)",
+            subtitle: "\(what), \(time), \(FlamegraphSVG.formatWeight(tree.totalWeight, "ns")) in total")
         o.unit = "ns"
         out.write(FlamegraphSVG.render(tree, options: o))
         try out.close()
@@ -181,7 +199,8 @@ public enum Flamegraph {
             warnings.append("no time was spent in callbacks (a kernel-only trace?); --weight wall counts all time")
         }
         for d in reader.damage + timeline.decodeDamage { warnings.append("damaged trace: \(d.message)") }
-        return Summary(events: timeline.stats.events, frames: tree.nodes.count - 1, totalWeight: tree.totalWeight,
-                       warnings: warnings)
+        return Summary(
+            events: timeline.stats.events, frames: tree.nodes.count - 1, totalWeight: tree.totalWeight,
+            warnings: warnings)
     }
 }

@@ -35,8 +35,10 @@ public enum FlightDump {
     ///   fds, mappings), built by the kernel writer;
     /// - each stream's last chunk is marked final: the dump ends there.
     /// Chunks are otherwise written as they are, so a dump costs copying (and re-checksumming) bytes.
-    public static func write(to fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64,
-                             realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil) throws(FlightDumpError) -> FlightDumpSummary {
+    public static func write(
+        to fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64,
+        realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil
+    ) throws(FlightDumpError) -> FlightDumpSummary {
         let (all, identities, live) = ring.snapshot(nowNs: nowNs)
         let cutoff = ring.limits.keepNs.map { nowNs > $0 ? nowNs - $0 : 0 } ?? 0
         let chunks = all.filter { $0.header.endNs >= cutoff }
@@ -63,8 +65,9 @@ public enum FlightDump {
                 p.lastIndex = i
                 plans[c.key] = p
             } else {
-                plans[c.key] = StreamPlan(firstSequence: h.sequence, droppedBase: h.droppedCumulative, firstStartNs: h.startNs,
-                                          lastIndex: i)
+                plans[c.key] = StreamPlan(
+                    firstSequence: h.sequence, droppedBase: h.droppedCumulative, firstStartNs: h.startNs,
+                    lastIndex: i)
             }
         }
         if chunks.isEmpty, let keep = ring.limits.keepNs { windowStart = nowNs > keep ? nowNs - keep : 0 }
@@ -73,8 +76,10 @@ public enum FlightDump {
         var summary = FlightDumpSummary()
         summary.startNs = windowStart
         summary.endNs = nowNs
-        let header = FileHeader(pid: rootPid, monotonicStartNs: windowStart,
-                                realtimeStartNs: realtimeNowNs &- (nowNs &- windowStart), program: program).encode()
+        let header = FileHeader(
+            pid: rootPid, monotonicStartNs: windowStart,
+            realtimeStartNs: realtimeNowNs &- (nowNs &- windowStart), program: program
+        ).encode()
         try out.append(header)
 
         // The streams' openings.
@@ -146,8 +151,9 @@ public enum FlightDump {
             change(&h)
             h.crc = 0
             h.store(to: raw.baseAddress!)
-            h.crc = flightChunkCRC(header: raw.baseAddress!, payload: raw.baseAddress! + TraceFileFormat.chunkHeaderSize,
-                                   count: Int(h.payloadLength))
+            h.crc = flightChunkCRC(
+                header: raw.baseAddress!, payload: raw.baseAddress! + TraceFileFormat.chunkHeaderSize,
+                count: Int(h.payloadLength))
             h.store(to: raw.baseAddress!)
             return true
         }
@@ -182,8 +188,9 @@ struct DumpOutput {
         buffer.withUnsafeMutableBytes { raw in
             h.store(to: raw.baseAddress! + at)
             h.crc = c.bytes.withUnsafeBytes { p in
-                flightChunkCRC(header: raw.baseAddress! + at, payload: p.baseAddress! + TraceFileFormat.chunkHeaderSize,
-                               count: payloadCount)
+                flightChunkCRC(
+                    header: raw.baseAddress! + at, payload: p.baseAddress! + TraceFileFormat.chunkHeaderSize,
+                    count: payloadCount)
             }
             h.store(to: raw.baseAddress! + at)
         }

@@ -143,9 +143,9 @@ public final class FlightRing: @unchecked Sendable {
     @discardableResult
     public func add(_ message: UnsafeRawBufferPointer, nowNs: UInt64) -> Bool {
         guard message.count >= TraceFileFormat.chunkHeaderSize, let base = message.baseAddress,
-              let h = ChunkHeader.load(from: base), !h.isKernel, h.endNs <= nowNs &+ 10_000_000_000,
-              Int(h.payloadLength) == message.count - TraceFileFormat.chunkHeaderSize, h.hasOrderedClock,
-              flightChunkCRC(header: base, payload: base + TraceFileFormat.chunkHeaderSize, count: Int(h.payloadLength)) == h.crc
+            let h = ChunkHeader.load(from: base), !h.isKernel, h.endNs <= nowNs &+ 10_000_000_000,
+            Int(h.payloadLength) == message.count - TraceFileFormat.chunkHeaderSize, h.hasOrderedClock,
+            flightChunkCRC(header: base, payload: base + TraceFileFormat.chunkHeaderSize, count: Int(h.payloadLength)) == h.crc
         else {
             state.withLock { $0.stats.rejected += 1 }
             return false
@@ -228,8 +228,10 @@ public final class FlightRing: @unchecked Sendable {
 
     /// The chunks kept now (in arrival order) and the streams' identities: the chunks' storage is
     /// shared, not copied, so the ring can go on while a dump writes them.
-    public func snapshot(nowNs: UInt64) -> (chunks: [FlightChunk], identities: [FlightStreamKey: FlightStreamIdentity],
-                                            live: [FlightStreamKey: [FlightLiveResource]]) {
+    public func snapshot(nowNs: UInt64) -> (
+        chunks: [FlightChunk], identities: [FlightStreamKey: FlightStreamIdentity],
+        live: [FlightStreamKey: [FlightLiveResource]]
+    ) {
         state.withLock { s in
             evict(&s, nowNs: nowNs)
             var live: [FlightStreamKey: [FlightLiveResource]] = [:]

@@ -32,7 +32,8 @@ public enum CRC32C {
         while n >= 8 {
             let lo = UInt32(littleEndian: UnsafeRawPointer(q).loadUnaligned(as: UInt32.self)) ^ c
             let hi = UInt32(littleEndian: UnsafeRawPointer(q + 4).loadUnaligned(as: UInt32.self))
-            c = t[7 * 256 + Int(lo & 0xff)] ^ t[6 * 256 + Int((lo >> 8) & 0xff)]
+            c =
+                t[7 * 256 + Int(lo & 0xff)] ^ t[6 * 256 + Int((lo >> 8) & 0xff)]
                 ^ t[5 * 256 + Int((lo >> 16) & 0xff)] ^ t[4 * 256 + Int(lo >> 24)]
                 ^ t[3 * 256 + Int(hi & 0xff)] ^ t[2 * 256 + Int((hi >> 8) & 0xff)]
                 ^ t[1 * 256 + Int((hi >> 16) & 0xff)] ^ t[0 * 256 + Int(hi >> 24)]

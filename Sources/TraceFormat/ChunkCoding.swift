@@ -70,12 +70,15 @@ public struct ChunkBuilder {
     }
 
     /// The finished chunk: header and payload, ready to append to a trace file.
-    public func seal(sequence: UInt64, endNs: UInt64, endTicks: UInt64, droppedCumulative: UInt64,
-                     flags: ChunkFlags = []) -> [UInt8] {
-        var header = ChunkHeader(flags: flags, payloadLength: UInt32(payload.count), eventCount: eventCount,
-                                 pid: pid, tid: tid, sequence: sequence, startNs: startNs, endNs: max(endNs, startNs),
-                                 startTicks: startTicks, endTicks: max(endTicks, lastTicks),
-                                 droppedCumulative: droppedCumulative)
+    public func seal(
+        sequence: UInt64, endNs: UInt64, endTicks: UInt64, droppedCumulative: UInt64,
+        flags: ChunkFlags = []
+    ) -> [UInt8] {
+        var header = ChunkHeader(
+            flags: flags, payloadLength: UInt32(payload.count), eventCount: eventCount,
+            pid: pid, tid: tid, sequence: sequence, startNs: startNs, endNs: max(endNs, startNs),
+            startTicks: startTicks, endTicks: max(endTicks, lastTicks),
+            droppedCumulative: droppedCumulative)
         var out = [UInt8](repeating: 0, count: TraceFileFormat.chunkHeaderSize)
         out.reserveCapacity(TraceFileFormat.chunkHeaderSize + payload.count)
         out.withUnsafeMutableBytes { header.store(to: $0.baseAddress!) }
@@ -290,7 +293,8 @@ public struct ChunkDecoder {
         self.table = UnsafePointer(argEncodingTable)
         self.identityClock = header.startTicks == header.startNs && header.endTicks == header.endNs
         // A clock running backwards (a hostile header) maps every event to the chunk's start.
-        self.nsPerTick = header.endTicks > header.startTicks && header.endNs >= header.startNs
+        self.nsPerTick =
+            header.endTicks > header.startTicks && header.endNs >= header.startNs
             ? Double(header.endNs - header.startNs) / Double(header.endTicks - header.startTicks) : 0
     }
 
@@ -342,8 +346,10 @@ public struct ChunkDecoder {
     /// Decodes up to `capacity` events into `events`, skipping `stringDef` bookkeeping (its strings go to
     /// `strings`); list arguments are appended to `lists`. Timestamps are kept from going below `floorNs`,
     /// which ends as the last event's. `textEvents` counts events with a string argument.
-    public mutating func decodeBatch(into events: UnsafeMutablePointer<RawEvent>, capacity: Int,
-                                     lists: inout EventListBuffer, floorNs: inout UInt64) -> ChunkBatch {
+    public mutating func decodeBatch(
+        into events: UnsafeMutablePointer<RawEvent>, capacity: Int,
+        lists: inout EventListBuffer, floorNs: inout UInt64
+    ) -> ChunkBatch {
         var n = 0
         var textEvents = 0
         var floor = floorNs
@@ -400,8 +406,10 @@ public struct ChunkDecoder {
     /// The one decoding routine: the next event (stringDef included) into `e`. Every read is bounds-checked
     /// (the payload may be damaged in ways its checksum did not catch); failures leave `st` unspecified.
     @inline(__always)
-    private mutating func decodeRaw(into e: UnsafeMutablePointer<RawEvent>, lists: inout EventListBuffer,
-                                    _ st: inout DecodeState) -> ChunkDecodeStep {
+    private mutating func decodeRaw(
+        into e: UnsafeMutablePointer<RawEvent>, lists: inout EventListBuffer,
+        _ st: inout DecodeState
+    ) -> ChunkDecodeStep {
         let start = st.offset
         guard start < count else { return .end }
         let k = bytes.unsafelyUnwrapped[start]

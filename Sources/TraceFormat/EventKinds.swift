@@ -114,7 +114,7 @@ public enum OffCPUState: UInt8, Sendable, CaseIterable {
 /// What an fd refers to (`fdOpen.kind`).
 public enum FDKind: UInt8, Sendable, CaseIterable {
     case unknown = 0, file = 1, directory = 2, tcp = 3, udp = 4, unix = 5, socket = 6, pipe = 7, eventfd = 8,
-         timerfd = 9, epoll = 10, signalfd = 11, inotify = 12, device = 13, pidfd = 14, ioUring = 15, netlink = 16
+        timerfd = 9, epoll = 10, signalfd = 11, inotify = 12, device = 13, pidfd = 14, ioUring = 15, netlink = 16
     public var name: String {
         switch self {
         case .unknown: "unknown"
@@ -158,91 +158,145 @@ public enum EventSpecs {
     private static func a(_ n: String, _ e: ArgEncoding) -> ArgSpec { ArgSpec(name: n, encoding: e) }
 
     public static let all: [EventSpec] = [
-        EventSpec(kind: .stringDef, name: "stringDef", args: [a("id", .unsigned), a("text", .bytes)],
-                  summary: "defines string id for the rest of this chunk"),
-        EventSpec(kind: .threadInfo, name: "threadInfo", args: [a("name", .string)],
-                  summary: "the stream's thread name"),
-        EventSpec(kind: .processInfo, name: "processInfo", args: [a("ppid", .unsigned), a("program", .string)],
-                  summary: "the stream's process (first chunk of every stream of a process)"),
-        EventSpec(kind: .initResource, name: "init",
-                  args: [a("asyncID", .asyncID), a("type", .string), a("triggerAsyncID", .relatedID)],
-                  summary: "a resource was created"),
+        EventSpec(
+            kind: .stringDef, name: "stringDef", args: [a("id", .unsigned), a("text", .bytes)],
+            summary: "defines string id for the rest of this chunk"),
+        EventSpec(
+            kind: .threadInfo, name: "threadInfo", args: [a("name", .string)],
+            summary: "the stream's thread name"),
+        EventSpec(
+            kind: .processInfo, name: "processInfo", args: [a("ppid", .unsigned), a("program", .string)],
+            summary: "the stream's process (first chunk of every stream of a process)"),
+        EventSpec(
+            kind: .initResource, name: "init",
+            args: [a("asyncID", .asyncID), a("type", .string), a("triggerAsyncID", .relatedID)],
+            summary: "a resource was created"),
         EventSpec(kind: .before, name: "before", args: [a("asyncID", .asyncID)], summary: "a callback begins"),
         EventSpec(kind: .after, name: "after", args: [a("asyncID", .asyncID)], summary: "a callback ends"),
         EventSpec(kind: .destroy, name: "destroy", args: [a("asyncID", .asyncID)], summary: "a resource was freed"),
-        EventSpec(kind: .promiseResolve, name: "promiseResolve", args: [a("asyncID", .asyncID)],
-                  summary: "a promise resolved"),
-        EventSpec(kind: .resourceFD, name: "resourceFD", args: [a("asyncID", .asyncID), a("fd", .signed)],
-                  summary: "the resource owns this fd from now on (-1: no longer)"),
-        EventSpec(kind: .nestingError, name: "nestingError",
-                  args: [a("expectedAsyncID", .asyncID), a("actualAsyncID", .relatedID)],
-                  summary: "after() did not match the innermost before()"),
-        EventSpec(kind: .uncaughtError, name: "uncaughtError", args: [a("asyncID", .asyncID), a("message", .string)],
-                  summary: "a callback threw and nothing caught it"),
-        EventSpec(kind: .mark, name: "mark", args: [a("name", .string), a("executionAsyncID", .asyncID)],
-                  summary: "a user-named instant"),
-        EventSpec(kind: .spanBegin, name: "spanBegin",
-                  args: [a("spanID", .unsigned), a("name", .string), a("executionAsyncID", .asyncID)],
-                  summary: "a user-named span begins"),
+        EventSpec(
+            kind: .promiseResolve, name: "promiseResolve", args: [a("asyncID", .asyncID)],
+            summary: "a promise resolved"),
+        EventSpec(
+            kind: .resourceFD, name: "resourceFD", args: [a("asyncID", .asyncID), a("fd", .signed)],
+            summary: "the resource owns this fd from now on (-1: no longer)"),
+        EventSpec(
+            kind: .nestingError, name: "nestingError",
+            args: [a("expectedAsyncID", .asyncID), a("actualAsyncID", .relatedID)],
+            summary: "after() did not match the innermost before()"),
+        EventSpec(
+            kind: .uncaughtError, name: "uncaughtError", args: [a("asyncID", .asyncID), a("message", .string)],
+            summary: "a callback threw and nothing caught it"),
+        EventSpec(
+            kind: .mark, name: "mark", args: [a("name", .string), a("executionAsyncID", .asyncID)],
+            summary: "a user-named instant"),
+        EventSpec(
+            kind: .spanBegin, name: "spanBegin",
+            args: [a("spanID", .unsigned), a("name", .string), a("executionAsyncID", .asyncID)],
+            summary: "a user-named span begins"),
         EventSpec(kind: .spanEnd, name: "spanEnd", args: [a("spanID", .unsigned)], summary: "a user-named span ends"),
-        EventSpec(kind: .resourceAttribute, name: "resourceAttribute", args: [a("asyncID", .asyncID), a("attribute", .string)],
-                  summary: "a resource's attribute, as key=value (a Swift task's kind, priority, name)"),
-        EventSpec(kind: .spanAttribute, name: "spanAttribute", args: [a("spanID", .unsigned), a("attribute", .string)],
-                  summary: "a span's attribute, as key=value (trace.id, span.id, parent.span, and a tracer's attributes)"),
-        EventSpec(kind: .loopIteration, name: "loopIteration", args: [a("iteration", .unsigned)],
-                  summary: "an event-loop iteration begins"),
+        EventSpec(
+            kind: .resourceAttribute, name: "resourceAttribute", args: [a("asyncID", .asyncID), a("attribute", .string)],
+            summary: "a resource's attribute, as key=value (a Swift task's kind, priority, name)"),
+        EventSpec(
+            kind: .spanAttribute, name: "spanAttribute", args: [a("spanID", .unsigned), a("attribute", .string)],
+            summary: "a span's attribute, as key=value (trace.id, span.id, parent.span, and a tracer's attributes)"),
+        EventSpec(
+            kind: .loopIteration, name: "loopIteration", args: [a("iteration", .unsigned)],
+            summary: "an event-loop iteration begins"),
         EventSpec(kind: .phaseEnter, name: "phaseEnter", args: [a("phase", .unsigned)], summary: "a loop phase begins"),
         EventSpec(kind: .phaseLeave, name: "phaseLeave", args: [a("phase", .unsigned)], summary: "a loop phase ends"),
-        EventSpec(kind: .pollStart, name: "pollStart", args: [a("timeoutMs", .signed)],
-                  summary: "the loop is about to wait in epoll (-1: no timeout)"),
-        EventSpec(kind: .pollEnd, name: "pollEnd", args: [a("readyCount", .unsigned), a("fds", .list)],
-                  summary: "epoll returned; the ready fds"),
-        EventSpec(kind: .phaseStart, name: "phaseStart", args: [a("phase", .unsigned), a("startsIteration", .unsigned)],
-                  summary: "a loop phase begins and the thread's open phase ends; startsIteration 1: a loop iteration begins too"),
-        EventSpec(kind: .syscall, name: "syscall",
-                  args: [a("pid", .unsigned), a("tid", .unsigned), a("nr", .unsigned), a("fd", .signed),
-                         a("size", .unsigned), a("ret", .signed), a("durationNs", .unsigned)],
-                  summary: "a completed syscall; the timestamp is its exit, enter = exit - durationNs"),
-        EventSpec(kind: .epollWait, name: "epollWait",
-                  args: [a("pid", .unsigned), a("tid", .unsigned), a("nr", .unsigned), a("epfd", .signed),
-                         a("maxEvents", .unsigned), a("timeoutMs", .signed), a("ret", .signed),
-                         a("durationNs", .unsigned), a("data", .list)],
-                  summary: "a completed epoll wait with the data of up to 16 returned events"),
-        EventSpec(kind: .processFork, name: "processFork", args: [a("parentPid", .unsigned), a("childPid", .unsigned)],
-                  summary: "a traced process forked"),
-        EventSpec(kind: .processExit, name: "processExit", args: [a("pid", .unsigned), a("exitCode", .signed)],
-                  summary: "a traced process exited"),
-        EventSpec(kind: .threadName, name: "threadName", args: [a("pid", .unsigned), a("tid", .unsigned), a("name", .string)],
-                  summary: "a traced thread's name (comm): at attach, when the thread is created, after every rename"),
-        EventSpec(kind: .threadExit, name: "threadExit", args: [a("pid", .unsigned), a("tid", .unsigned)],
-                  summary: "a traced thread ended"),
-        EventSpec(kind: .offCPU, name: "offCPU",
-                  args: [a("pid", .unsigned), a("tid", .unsigned), a("state", .unsigned), a("blockedNs", .unsigned),
-                         a("runqueueNs", .unsigned), a("wakerPid", .unsigned), a("wakerTid", .unsigned)],
-                  summary: "a traced thread is back on a CPU; the timestamp is the switch-in, it left the CPU at timestamp - blockedNs - runqueueNs (state: OffCPUState)"),
-        EventSpec(kind: .fdOpen, name: "fdOpen",
-                  args: [a("pid", .unsigned), a("tid", .unsigned), a("fd", .signed), a("kind", .unsigned),
-                         a("sourceFd", .signed), a("detail", .string)],
-                  summary: "an fd begins a new life: its kind (FDKind), path or local->peer address, and the fd it was duplicated from (-1: none); tid 0 for fds found open at attach"),
-        EventSpec(kind: .stackDef, name: "stackDef", args: [a("id", .unsigned), a("frames", .list)],
-                  summary: "defines stack id (>= 1) for the rest of the stream: code addresses, innermost first"),
-        EventSpec(kind: .cpuSample, name: "cpuSample",
-                  args: [a("pid", .unsigned), a("tid", .unsigned), a("userStack", .unsigned), a("kernelStack", .unsigned)],
-                  summary: "a traced thread was on a CPU; its user and kernel stacks by stackDef id (0: none)"),
-        EventSpec(kind: .mapping, name: "mapping",
-                  args: [a("pid", .unsigned), a("start", .unsigned), a("end", .unsigned), a("fileOffset", .unsigned),
-                         a("path", .string), a("buildID", .list)],
-                  summary: "an executable region of a traced process from now on (it replaces overlapping earlier ones of the pid): file path (empty: anonymous, e.g. JIT code) and the ELF build id, one byte per list element"),
-        EventSpec(kind: .stackCopy, name: "stackCopy",
-                  args: [a("pid", .unsigned), a("tid", .unsigned), a("ip", .unsigned), a("sp", .unsigned), a("bp", .unsigned),
-                         a("bytes", .unsigned), a("words", .list)],
-                  summary: "the user registers and user stack (`bytes` copied from sp up) of the cpuSample that follows with the same tid and time, for unwinding by CFI; words: per kept 8-byte word the gap to the previous kept word's index, then its value, a pointer into the stack as (value - sp) << 1 | 1, any other as value << 1; words not kept are zero"),
-        EventSpec(kind: .waitStack, name: "waitStack",
-                  args: [a("pid", .unsigned), a("tid", .unsigned), a("userStack", .unsigned), a("cause", .unsigned),
-                         a("what", .unsigned), a("fd", .signed), a("durationNs", .unsigned)],
-                  summary: "the user stack (stackDef id) that made a long wait; cause 0: the end of syscall `what` on `fd` (as in syscall) after durationNs, the timestamp its exit; cause 1: back on a CPU after durationNs blocked outside traced syscalls in state `what` (OffCPUState), fd -1"),
-        EventSpec(kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],
-                  summary: "CPU sampling is on from here: one sample per periodNs of a thread's CPU time; flags bit 0: samples carry kernel stacks"),
+        EventSpec(
+            kind: .pollStart, name: "pollStart", args: [a("timeoutMs", .signed)],
+            summary: "the loop is about to wait in epoll (-1: no timeout)"),
+        EventSpec(
+            kind: .pollEnd, name: "pollEnd", args: [a("readyCount", .unsigned), a("fds", .list)],
+            summary: "epoll returned; the ready fds"),
+        EventSpec(
+            kind: .phaseStart, name: "phaseStart", args: [a("phase", .unsigned), a("startsIteration", .unsigned)],
+            summary: "a loop phase begins and the thread's open phase ends; startsIteration 1: a loop iteration begins too"),
+        EventSpec(
+            kind: .syscall, name: "syscall",
+            args: [
+                a("pid", .unsigned), a("tid", .unsigned), a("nr", .unsigned), a("fd", .signed),
+                a("size", .unsigned), a("ret", .signed), a("durationNs", .unsigned),
+            ],
+            summary: "a completed syscall; the timestamp is its exit, enter = exit - durationNs"),
+        EventSpec(
+            kind: .epollWait, name: "epollWait",
+            args: [
+                a("pid", .unsigned), a("tid", .unsigned), a("nr", .unsigned), a("epfd", .signed),
+                a("maxEvents", .unsigned), a("timeoutMs", .signed), a("ret", .signed),
+                a("durationNs", .unsigned), a("data", .list),
+            ],
+            summary: "a completed epoll wait with the data of up to 16 returned events"),
+        EventSpec(
+            kind: .processFork, name: "processFork", args: [a("parentPid", .unsigned), a("childPid", .unsigned)],
+            summary: "a traced process forked"),
+        EventSpec(
+            kind: .processExit, name: "processExit", args: [a("pid", .unsigned), a("exitCode", .signed)],
+            summary: "a traced process exited"),
+        EventSpec(
+            kind: .threadName, name: "threadName", args: [a("pid", .unsigned), a("tid", .unsigned), a("name", .string)],
+            summary: "a traced thread's name (comm): at attach, when the thread is created, after every rename"),
+        EventSpec(
+            kind: .threadExit, name: "threadExit", args: [a("pid", .unsigned), a("tid", .unsigned)],
+            summary: "a traced thread ended"),
+        EventSpec(
+            kind: .offCPU, name: "offCPU",
+            args: [
+                a("pid", .unsigned), a("tid", .unsigned), a("state", .unsigned), a("blockedNs", .unsigned),
+                a("runqueueNs", .unsigned), a("wakerPid", .unsigned), a("wakerTid", .unsigned),
+            ],
+            summary:
+                "a traced thread is back on a CPU; the timestamp is the switch-in, it left the CPU at timestamp - blockedNs - runqueueNs (state: OffCPUState)"
+        ),
+        EventSpec(
+            kind: .fdOpen, name: "fdOpen",
+            args: [
+                a("pid", .unsigned), a("tid", .unsigned), a("fd", .signed), a("kind", .unsigned),
+                a("sourceFd", .signed), a("detail", .string),
+            ],
+            summary:
+                "an fd begins a new life: its kind (FDKind), path or local->peer address, and the fd it was duplicated from (-1: none); tid 0 for fds found open at attach"
+        ),
+        EventSpec(
+            kind: .stackDef, name: "stackDef", args: [a("id", .unsigned), a("frames", .list)],
+            summary: "defines stack id (>= 1) for the rest of the stream: code addresses, innermost first"),
+        EventSpec(
+            kind: .cpuSample, name: "cpuSample",
+            args: [a("pid", .unsigned), a("tid", .unsigned), a("userStack", .unsigned), a("kernelStack", .unsigned)],
+            summary: "a traced thread was on a CPU; its user and kernel stacks by stackDef id (0: none)"),
+        EventSpec(
+            kind: .mapping, name: "mapping",
+            args: [
+                a("pid", .unsigned), a("start", .unsigned), a("end", .unsigned), a("fileOffset", .unsigned),
+                a("path", .string), a("buildID", .list),
+            ],
+            summary:
+                "an executable region of a traced process from now on (it replaces overlapping earlier ones of the pid): file path (empty: anonymous, e.g. JIT code) and the ELF build id, one byte per list element"
+        ),
+        EventSpec(
+            kind: .stackCopy, name: "stackCopy",
+            args: [
+                a("pid", .unsigned), a("tid", .unsigned), a("ip", .unsigned), a("sp", .unsigned), a("bp", .unsigned),
+                a("bytes", .unsigned), a("words", .list),
+            ],
+            summary:
+                "the user registers and user stack (`bytes` copied from sp up) of the cpuSample that follows with the same tid and time, for unwinding by CFI; words: per kept 8-byte word the gap to the previous kept word's index, then its value, a pointer into the stack as (value - sp) << 1 | 1, any other as value << 1; words not kept are zero"
+        ),
+        EventSpec(
+            kind: .waitStack, name: "waitStack",
+            args: [
+                a("pid", .unsigned), a("tid", .unsigned), a("userStack", .unsigned), a("cause", .unsigned),
+                a("what", .unsigned), a("fd", .signed), a("durationNs", .unsigned),
+            ],
+            summary:
+                "the user stack (stackDef id) that made a long wait; cause 0: the end of syscall `what` on `fd` (as in syscall) after durationNs, the timestamp its exit; cause 1: back on a CPU after durationNs blocked outside traced syscalls in state `what` (OffCPUState), fd -1"
+        ),
+        EventSpec(
+            kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],
+            summary: "CPU sampling is on from here: one sample per periodNs of a thread's CPU time; flags bit 0: samples carry kernel stacks"),
     ]
 
     /// Lookup by code; nil where no kind is defined.

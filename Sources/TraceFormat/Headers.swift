@@ -18,8 +18,10 @@ public struct FileHeader: Equatable, Sendable {
     public var realtimeStartNs: UInt64
     public var program: String
 
-    public init(version: UInt16 = TraceFileFormat.currentVersion, pid: UInt32, monotonicStartNs: UInt64,
-                realtimeStartNs: UInt64, program: String) {
+    public init(
+        version: UInt16 = TraceFileFormat.currentVersion, pid: UInt32, monotonicStartNs: UInt64,
+        realtimeStartNs: UInt64, program: String
+    ) {
         self.version = version
         self.pid = pid
         self.monotonicStartNs = monotonicStartNs
@@ -73,9 +75,10 @@ public struct FileHeader: Equatable, Sendable {
             return .failure(.corrupt)
         }
         let program = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[34..<(34 + progLen)]), as: UTF8.self)
-        let h = FileHeader(version: version, pid: loadLE(p, 12, as: UInt32.self),
-                           monotonicStartNs: loadLE(p, 16, as: UInt64.self),
-                           realtimeStartNs: loadLE(p, 24, as: UInt64.self), program: program)
+        let h = FileHeader(
+            version: version, pid: loadLE(p, 12, as: UInt32.self),
+            monotonicStartNs: loadLE(p, 16, as: UInt64.self),
+            realtimeStartNs: loadLE(p, 24, as: UInt64.self), program: program)
         return .success((h, length))
     }
 }
@@ -107,9 +110,11 @@ public struct ChunkHeader: Equatable, Sendable {
     public var droppedCumulative: UInt64
     public var crc: UInt32
 
-    public init(flags: ChunkFlags = [], payloadLength: UInt32 = 0, eventCount: UInt32 = 0, pid: UInt32, tid: UInt32,
-                sequence: UInt64, startNs: UInt64, endNs: UInt64, startTicks: UInt64, endTicks: UInt64,
-                droppedCumulative: UInt64, crc: UInt32 = 0) {
+    public init(
+        flags: ChunkFlags = [], payloadLength: UInt32 = 0, eventCount: UInt32 = 0, pid: UInt32, tid: UInt32,
+        sequence: UInt64, startNs: UInt64, endNs: UInt64, startTicks: UInt64, endTicks: UInt64,
+        droppedCumulative: UInt64, crc: UInt32 = 0
+    ) {
         self.flags = flags
         self.payloadLength = payloadLength
         self.eventCount = eventCount
@@ -148,14 +153,16 @@ public struct ChunkHeader: Equatable, Sendable {
     /// Reads a header; nil if the magic or the size field is wrong. The CRC is checked separately.
     public static func load(from p: UnsafeRawPointer) -> ChunkHeader? {
         guard loadLE(p, 0, as: UInt32.self) == TraceFileFormat.chunkMagic,
-              loadLE(p, 4, as: UInt16.self) == UInt16(TraceFileFormat.chunkHeaderSize) else { return nil }
-        return ChunkHeader(flags: ChunkFlags(rawValue: loadLE(p, 6, as: UInt16.self)),
-                           payloadLength: loadLE(p, 8, as: UInt32.self), eventCount: loadLE(p, 12, as: UInt32.self),
-                           pid: loadLE(p, 16, as: UInt32.self), tid: loadLE(p, 20, as: UInt32.self),
-                           sequence: loadLE(p, 24, as: UInt64.self), startNs: loadLE(p, 32, as: UInt64.self),
-                           endNs: loadLE(p, 40, as: UInt64.self), startTicks: loadLE(p, 48, as: UInt64.self),
-                           endTicks: loadLE(p, 56, as: UInt64.self), droppedCumulative: loadLE(p, 64, as: UInt64.self),
-                           crc: loadLE(p, 72, as: UInt32.self))
+            loadLE(p, 4, as: UInt16.self) == UInt16(TraceFileFormat.chunkHeaderSize)
+        else { return nil }
+        return ChunkHeader(
+            flags: ChunkFlags(rawValue: loadLE(p, 6, as: UInt16.self)),
+            payloadLength: loadLE(p, 8, as: UInt32.self), eventCount: loadLE(p, 12, as: UInt32.self),
+            pid: loadLE(p, 16, as: UInt32.self), tid: loadLE(p, 20, as: UInt32.self),
+            sequence: loadLE(p, 24, as: UInt64.self), startNs: loadLE(p, 32, as: UInt64.self),
+            endNs: loadLE(p, 40, as: UInt64.self), startTicks: loadLE(p, 48, as: UInt64.self),
+            endTicks: loadLE(p, 56, as: UInt64.self), droppedCumulative: loadLE(p, 64, as: UInt64.self),
+            crc: loadLE(p, 72, as: UInt32.self))
     }
 
     /// The CRC covers the header (with its CRC field zero) and the payload.

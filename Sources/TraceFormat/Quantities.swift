@@ -12,8 +12,10 @@ public enum Quantities {
     public static func duration(_ text: String) -> UInt64? {
         let t = text.trimmingSpaces()
         if t == "0" { return 0 }
-        let units: [(String, Double)] = [("ns", 1), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9),
-                                         ("min", 60e9), ("h", 3600e9)]
+        let units: [(String, Double)] = [
+            ("ns", 1), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9),
+            ("min", 60e9), ("h", 3600e9),
+        ]
         var best: (suffix: String, scale: Double)?
         for (suffix, scale) in units where t.hasSuffix(suffix) && suffix.count > (best?.suffix.count ?? 0) {
             best = (suffix, scale)
@@ -21,7 +23,8 @@ public enum Quantities {
         guard let best, t.count > best.suffix.count else { return nil }
         let number = t.dropLast(best.suffix.count).trimmingSpaces()
         guard number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), let v = Double(number),
-              v.isFinite, v >= 0 else { return nil }
+            v.isFinite, v >= 0
+        else { return nil }
         let ns = v * best.scale
         guard ns < Double(maxDurationNs) else { return nil }
         return UInt64(ns)
@@ -39,7 +42,8 @@ public enum Quantities {
         }
         t = Substring(String(t).trimmingSpaces())
         guard !t.isEmpty, t.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt64(t),
-              v <= UInt64.max >> shift else { return nil }
+            v <= UInt64.max >> shift
+        else { return nil }
         return v << shift
     }
 }

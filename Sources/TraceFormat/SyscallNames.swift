@@ -27,6 +27,8 @@ public enum SyscallNames {
     /// Calls whose `fd` argument is not an fd (futex: the op; waits with no fd: -1). See docs/trace-format.md.
     public static let fdIsNotAnFd: Set<UInt64> = [7, 23, 35, 202, 230, 270, 271]
     /// Calls that make an fd (their fdOpen events follow them, at the same time).
-    public static let makeFd: Set<UInt64> = [2, 22, 32, 33, 41, 43, 53, 72, 213, 253, 257, 282, 283, 284, 288, 289,
-                                             290, 291, 292, 293, 294, 319, 425, 434, 437]
+    public static let makeFd: Set<UInt64> = [
+        2, 22, 32, 33, 41, 43, 53, 72, 213, 253, 257, 282, 283, 284, 288, 289,
+        290, 291, 292, 293, 294, 319, 425, 434, 437,
+    ]
 }

@@ -48,8 +48,10 @@ struct ChunkIndexer: ~Copyable {
     static let maxDamageEntries = 1_000
     /// Streams read; chunks of further streams are skipped and counted in one damage entry.
     static let maxStreams = 65_536
-    private var beyondStreamLimit = (chunks: UInt64(0), events: UInt64(0), bytes: UInt64(0), streams: Set<StreamKey>(),
-                                     firstOffset: UInt64?.none)
+    private var beyondStreamLimit = (
+        chunks: UInt64(0), events: UInt64(0), bytes: UInt64(0), streams: Set<StreamKey>(),
+        firstOffset: UInt64?.none
+    )
     private var overflowDamage = TraceDamage(kind: .garbage, fileOffset: 0, byteCount: 0, eventsLost: 0, message: "")
     private var overflowCount: UInt64 = 0
 
@@ -79,15 +81,17 @@ struct ChunkIndexer: ~Copyable {
         guard file.size >= pos, file.size - pos >= UInt64(size) else { return .shortHeader }
         guard read(into: headerBytes.pointer, count: size, at: pos) == size else { return .shortHeader }
         guard let h = ChunkHeader.load(from: headerBytes.pointer),
-              Int(h.payloadLength) <= TraceFileFormat.maxPayloadBytes else { return .notAHeader }
+            Int(h.payloadLength) <= TraceFileFormat.maxPayloadBytes
+        else { return .notAHeader }
         let length = Int(h.payloadLength)
         guard file.size - pos - UInt64(size) >= UInt64(length) else { return .beyondEndOfFile(h) }
         payload.reserve(length)
         guard read(into: payload.pointer, count: length, at: pos + UInt64(size)) == length else {
             return .beyondEndOfFile(h)
         }
-        let crc = ChunkHeader.computeCRC(header: headerBytes.pointer,
-                                         payload: UnsafeRawBufferPointer(start: payload.pointer, count: length))
+        let crc = ChunkHeader.computeCRC(
+            header: headerBytes.pointer,
+            payload: UnsafeRawBufferPointer(start: payload.pointer, count: length))
         return crc == h.crc ? .valid(h) : .badChecksum(h)
     }
 
@@ -100,10 +104,11 @@ struct ChunkIndexer: ~Copyable {
     private mutating func isValidCandidate(at pos: UInt64) -> Bool {
         let size = TraceFileFormat.chunkHeaderSize
         guard file.size >= pos, file.size - pos >= UInt64(size),
-              read(into: headerBytes.pointer, count: size, at: pos) == size,
-              let h = ChunkHeader.load(from: headerBytes.pointer),
-              Int(h.payloadLength) <= TraceFileFormat.maxPayloadBytes,
-              file.size - pos - UInt64(size) >= UInt64(h.payloadLength) else { return false }
+            read(into: headerBytes.pointer, count: size, at: pos) == size,
+            let h = ChunkHeader.load(from: headerBytes.pointer),
+            Int(h.payloadLength) <= TraceFileFormat.maxPayloadBytes,
+            file.size - pos - UInt64(size) >= UInt64(h.payloadLength)
+        else { return false }
         let cost = UInt64(size) + UInt64(h.payloadLength)
         guard cost <= scanBudget else {
             scanBudgetExhausted = true
@@ -131,8 +136,9 @@ struct ChunkIndexer: ~Copyable {
             let n = windowCount
             while i + 4 <= n {
                 if p.load(fromByteOffset: i, as: UInt8.self) == 0x41,
-                   UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt32.self)) == magic,
-                   isValidCandidate(at: windowStart + UInt64(i)) {
+                    UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt32.self)) == magic,
+                    isValidCandidate(at: windowStart + UInt64(i))
+                {
                     return windowStart + UInt64(i)
                 }
                 if scanBudgetExhausted { return nil }
@@ -151,8 +157,10 @@ struct ChunkIndexer: ~Copyable {
             + "\(Wording.relative(h.startNs, from: traceStartNs)) and \(Wording.relative(h.endNs, from: traceStartNs)))"
     }
 
-    private mutating func record(_ kind: TraceDamage.Kind, offset: UInt64, bytes: UInt64, header h: ChunkHeader?,
-                                 message: String) {
+    private mutating func record(
+        _ kind: TraceDamage.Kind, offset: UInt64, bytes: UInt64, header h: ChunkHeader?,
+        message: String
+    ) {
         if let h { explained[key(h), default: []].insert(h.sequence) }
         guard index.damage.count < Self.maxDamageEntries else {
             countOverflow(bytes: bytes, eventsLost: h.map { UInt64($0.eventCount) } ?? 0, offset: offset)
@@ -160,7 +168,8 @@ struct ChunkIndexer: ~Copyable {
         }
         var message = message
         if kind == .garbage && scanBudgetExhausted && offset + bytes == file.size {
-            message += " (the search for the next chunk gave up: more than \(Wording.grouped(file.size.multipliedSaturated(2) / 1_048_576 + 64)) MiB "
+            message +=
+                " (the search for the next chunk gave up: more than \(Wording.grouped(file.size.multipliedSaturated(2) / 1_048_576 + 64)) MiB "
                 + "of candidate chunks in this file failed their checks, which only a crafted file does)"
         }
         var d = TraceDamage(kind: kind, fileOffset: offset, byteCount: bytes, message: message)
@@ -185,7 +194,8 @@ struct ChunkIndexer: ~Copyable {
     private mutating func appendOverflow() {
         guard overflowCount > 0 else { return }
         overflowDamage.count = overflowCount
-        overflowDamage.message = "\(Wording.grouped(overflowCount)) more damaged regions from offset "
+        overflowDamage.message =
+            "\(Wording.grouped(overflowCount)) more damaged regions from offset "
             + "\(Wording.grouped(overflowDamage.fileOffset)) on (\(Wording.grouped(overflowDamage.byteCount)) bytes, "
             + "~\(Wording.grouped(overflowDamage.eventsLost ?? 0)) events) are counted here, not listed one by one"
         index.damage.append(overflowDamage)
@@ -211,9 +221,12 @@ struct ChunkIndexer: ~Copyable {
             index.streams.append(TraceStream(index: s, key: k))
             index.chunks.append([])
         }
-        index.chunks[s].append(ChunkEntry(offset: pos, header: ChunkHeaderSummary(
-            sequence: h.sequence, startNs: h.startNs, endNs: max(h.startNs, h.endNs), payloadLength: h.payloadLength,
-            eventCount: h.eventCount, droppedCumulative: h.droppedCumulative)))
+        index.chunks[s].append(
+            ChunkEntry(
+                offset: pos,
+                header: ChunkHeaderSummary(
+                    sequence: h.sequence, startNs: h.startNs, endNs: max(h.startNs, h.endNs), payloadLength: h.payloadLength,
+                    eventCount: h.eventCount, droppedCumulative: h.droppedCumulative)))
         index.payloadBytes += UInt64(h.payloadLength)
         index.largestPayload = max(index.largestPayload, Int(h.payloadLength))
         if h.eventCount > 0 {
@@ -257,58 +270,66 @@ struct ChunkIndexer: ~Copyable {
                 } else {
                     // The checksum vouches for the bytes, not for the writer: a clock running backwards
                     // cannot place the chunk's events in time.
-                    record(.inconsistentChunk, offset: pos, bytes: headerSize + UInt64(h.payloadLength), header: h,
-                           message: "\(claim(h)) passed its checksum but its clock runs backwards (end before start); "
-                               + "its events were skipped")
+                    record(
+                        .inconsistentChunk, offset: pos, bytes: headerSize + UInt64(h.payloadLength), header: h,
+                        message: "\(claim(h)) passed its checksum but its clock runs backwards (end before start); "
+                            + "its events were skipped")
                 }
                 pos += headerSize + UInt64(h.payloadLength)
             case .shortHeader:
                 let n = file.size - pos
-                record(.truncatedTail, offset: pos, bytes: n, header: nil,
-                       message: "the file ends with \(n) bytes of an incomplete chunk header at offset \(Wording.grouped(pos)); skipped")
+                record(
+                    .truncatedTail, offset: pos, bytes: n, header: nil,
+                    message: "the file ends with \(n) bytes of an incomplete chunk header at offset \(Wording.grouped(pos)); skipped")
                 pos = file.size
             case .badChecksum(let h):
                 let end = pos + headerSize + UInt64(h.payloadLength)
                 if end == file.size || isValidChunk(at: end) {
                     // The header's length led to the next chunk, so the header is probably right.
-                    record(.checksumFailed, offset: pos, bytes: end - pos, header: h,
-                           message: "\(claim(h)) failed its checksum; its events were skipped")
+                    record(
+                        .checksumFailed, offset: pos, bytes: end - pos, header: h,
+                        message: "\(claim(h)) failed its checksum; its events were skipped")
                     pos = end
                 } else {
                     let next = scanForChunk(from: pos + 4) ?? file.size
-                    record(.garbage, offset: pos, bytes: next - pos, header: nil,
-                           message: "\(Wording.grouped(next - pos)) unreadable bytes at offset \(Wording.grouped(pos)) skipped; "
-                               + "they begin with a damaged header claiming to be \(claim(h))")
+                    record(
+                        .garbage, offset: pos, bytes: next - pos, header: nil,
+                        message: "\(Wording.grouped(next - pos)) unreadable bytes at offset \(Wording.grouped(pos)) skipped; "
+                            + "they begin with a damaged header claiming to be \(claim(h))")
                     pos = next
                 }
             case .beyondEndOfFile(let h):
                 if let next = scanForChunk(from: pos + 4) {
-                    record(.garbage, offset: pos, bytes: next - pos, header: nil,
-                           message: "\(Wording.grouped(next - pos)) unreadable bytes at offset \(Wording.grouped(pos)) skipped; "
-                               + "they begin with a header claiming to be \(claim(h)) that runs past the end of the file")
+                    record(
+                        .garbage, offset: pos, bytes: next - pos, header: nil,
+                        message: "\(Wording.grouped(next - pos)) unreadable bytes at offset \(Wording.grouped(pos)) skipped; "
+                            + "they begin with a header claiming to be \(claim(h)) that runs past the end of the file")
                     pos = next
                 } else {
                     let n = file.size - pos
-                    record(.truncatedTail, offset: pos, bytes: n, header: h,
-                           message: "the file ends inside \(claim(h)); its \(Wording.grouped(n)) bytes were skipped")
+                    record(
+                        .truncatedTail, offset: pos, bytes: n, header: h,
+                        message: "the file ends inside \(claim(h)); its \(Wording.grouped(n)) bytes were skipped")
                     pos = file.size
                 }
             case .notAHeader:
                 let next = scanForChunk(from: pos + 1) ?? file.size
-                record(.garbage, offset: pos, bytes: next - pos, header: nil,
-                       message: "\(Wording.grouped(next - pos)) bytes at offset \(Wording.grouped(pos)) are not a chunk; skipped")
+                record(
+                    .garbage, offset: pos, bytes: next - pos, header: nil,
+                    message: "\(Wording.grouped(next - pos)) bytes at offset \(Wording.grouped(pos)) are not a chunk; skipped")
                 pos = next
             }
         }
         orderStreams()
         if let first = beyondStreamLimit.firstOffset {
             let n = beyondStreamLimit.streams.count
-            index.damage.append(TraceDamage(
-                kind: .tooManyStreams, fileOffset: first, byteCount: beyondStreamLimit.bytes, stream: nil, sequences: nil,
-                eventsLost: beyondStreamLimit.events, startNs: nil, endNs: nil,
-                message: "the file holds more than \(Wording.grouped(UInt64(Self.maxStreams))) streams; "
-                    + "\(Wording.grouped(beyondStreamLimit.chunks)) chunks (~\(Wording.grouped(beyondStreamLimit.events)) events) "
-                    + "of \(n >= Self.maxStreams ? "at least " : "")\(Wording.grouped(UInt64(n))) more streams were skipped"))
+            index.damage.append(
+                TraceDamage(
+                    kind: .tooManyStreams, fileOffset: first, byteCount: beyondStreamLimit.bytes, stream: nil, sequences: nil,
+                    eventsLost: beyondStreamLimit.events, startNs: nil, endNs: nil,
+                    message: "the file holds more than \(Wording.grouped(UInt64(Self.maxStreams))) streams; "
+                        + "\(Wording.grouped(beyondStreamLimit.chunks)) chunks (~\(Wording.grouped(beyondStreamLimit.events)) events) "
+                        + "of \(n >= Self.maxStreams ? "at least " : "")\(Wording.grouped(UInt64(n))) more streams were skipped"))
         }
         appendOverflow()
         return index
@@ -333,12 +354,13 @@ struct ChunkIndexer: ~Copyable {
             var prev: ChunkEntry? = nil
             for c in list {
                 if let p = prev, p.header.sequence == c.header.sequence {
-                    appendDamage(TraceDamage(
-                        kind: .duplicateChunk, fileOffset: c.offset,
-                        byteCount: UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(c.header.payloadLength), stream: key,
-                        sequences: c.header.sequence...c.header.sequence, eventsLost: 0, startNs: nil, endNs: nil,
-                        message: "chunk \(c.header.sequence) of \(key) appears twice (offsets \(Wording.grouped(p.offset)) and "
-                            + "\(Wording.grouped(c.offset))); the second copy was ignored"))
+                    appendDamage(
+                        TraceDamage(
+                            kind: .duplicateChunk, fileOffset: c.offset,
+                            byteCount: UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(c.header.payloadLength), stream: key,
+                            sequences: c.header.sequence...c.header.sequence, eventsLost: 0, startNs: nil, endNs: nil,
+                            message: "chunk \(c.header.sequence) of \(key) appears twice (offsets \(Wording.grouped(p.offset)) and "
+                                + "\(Wording.grouped(c.offset))); the second copy was ignored"))
                     index.streams[s].chunkCount -= 1
                     index.streams[s].eventCount -= UInt64(c.header.eventCount)
                     index.payloadBytes -= UInt64(c.header.payloadLength)
@@ -371,14 +393,17 @@ struct ChunkIndexer: ~Copyable {
         if next <= to { runs.append(next...to) }
         let startNs = after?.header.endNs ?? 0
         let endNs = before.header.startNs
-        let when = after == nil ? "before \(Wording.relative(endNs, from: traceStartNs))"
+        let when =
+            after == nil
+            ? "before \(Wording.relative(endNs, from: traceStartNs))"
             : "between \(Wording.relative(startNs, from: traceStartNs)) and \(Wording.relative(endNs, from: traceStartNs))"
         for r in runs {
-            appendDamage(TraceDamage(
-                kind: .missingChunks, fileOffset: before.offset, byteCount: 0, stream: key, sequences: r,
-                eventsLost: nil, startNs: after == nil ? nil : startNs, endNs: endNs,
-                message: "\(Wording.sequences(r)) of \(key) \(r.lowerBound == r.upperBound ? "is" : "are") missing from the file; "
-                    + "events \(when) lost (count unknown)"))
+            appendDamage(
+                TraceDamage(
+                    kind: .missingChunks, fileOffset: before.offset, byteCount: 0, stream: key, sequences: r,
+                    eventsLost: nil, startNs: after == nil ? nil : startNs, endNs: endNs,
+                    message: "\(Wording.sequences(r)) of \(key) \(r.lowerBound == r.upperBound ? "is" : "are") missing from the file; "
+                        + "events \(when) lost (count unknown)"))
         }
     }
 }

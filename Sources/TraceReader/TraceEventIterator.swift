@@ -275,9 +275,11 @@ private struct StreamCursor {
         let most = chunks.reduce(0) { max($0, Int($1.header.eventCount)) }
         capacity = max(1, min(batchCapacity, most))
         events = .allocate(capacity: capacity)
-        decoder = ChunkDecoder(header: ChunkHeader(pid: 0, tid: 0, sequence: 0, startNs: 0, endNs: 0, startTicks: 0,
-                                                   endTicks: 0, droppedCumulative: 0),
-                               payload: UnsafeRawBufferPointer(start: nil, count: 0))
+        decoder = ChunkDecoder(
+            header: ChunkHeader(
+                pid: 0, tid: 0, sequence: 0, startNs: 0, endNs: 0, startTicks: 0,
+                endTicks: 0, droppedCumulative: 0),
+            payload: UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
     mutating func release() {
@@ -334,13 +336,17 @@ private struct StreamCursor {
         let total = size + Int(c.header.payloadLength)
         let n = it.reader.file.read(into: buffer, count: total, at: c.offset)
         guard n == total, let h = ChunkHeader.load(from: buffer), h.sequence == c.header.sequence,
-              h.payloadLength == c.header.payloadLength else {
+            h.payloadLength == c.header.payloadLength
+        else {
             lost(it, c, decodedSoFar: 0, why: "could not be read again (the file changed while it was being read)")
             return
         }
         it.loaded(bytes: Int(c.header.payloadLength))
-        decoder = ChunkDecoder(header: h, payload: UnsafeRawBufferPointer(start: buffer + size,
-                                                                         count: Int(h.payloadLength)))
+        decoder = ChunkDecoder(
+            header: h,
+            payload: UnsafeRawBufferPointer(
+                start: buffer + size,
+                count: Int(h.payloadLength)))
         stringIDs.removeAll(keepingCapacity: true)
         batchEnd = .full
         active = true
@@ -350,7 +356,8 @@ private struct StreamCursor {
         guard let c = current else { return }
         let why: String
         switch error {
-        case .unknownKind(let k, let off): why = "holds an event of unknown kind 0x\(String(k, radix: 16)) at byte \(off) (written by a newer asynctrace?)"
+        case .unknownKind(let k, let off):
+            why = "holds an event of unknown kind 0x\(String(k, radix: 16)) at byte \(off) (written by a newer asynctrace?)"
         case .truncatedEvent(let off): why = "ends inside an event at byte \(off)"
         case .undefinedString(let id, let off): why = "uses string \(id) before defining it at byte \(off)"
         case .malformed(let off): why = "is malformed near byte \(off)"
@@ -362,12 +369,13 @@ private struct StreamCursor {
         let key = it.reader.streams[stream].key
         let remaining = UInt64(c.header.eventCount) > decodedSoFar ? UInt64(c.header.eventCount) - decodedSoFar : 0
         let start = it.reader.header.monotonicStartNs
-        it.report(TraceDamage(
-            kind: .undecodable, fileOffset: c.offset,
-            byteCount: UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(c.header.payloadLength), stream: key,
-            sequences: c.header.sequence...c.header.sequence, eventsLost: remaining, startNs: c.header.startNs,
-            endNs: c.header.endNs,
-            message: "chunk \(c.header.sequence) of \(key) \(why); its last ~\(Wording.grouped(remaining)) events "
-                + "(up to \(Wording.relative(c.header.endNs, from: start))) were skipped"))
+        it.report(
+            TraceDamage(
+                kind: .undecodable, fileOffset: c.offset,
+                byteCount: UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(c.header.payloadLength), stream: key,
+                sequences: c.header.sequence...c.header.sequence, eventsLost: remaining, startNs: c.header.startNs,
+                endNs: c.header.endNs,
+                message: "chunk \(c.header.sequence) of \(key) \(why); its last ~\(Wording.grouped(remaining)) events "
+                    + "(up to \(Wording.relative(c.header.endNs, from: start))) were skipped"))
     }
 }

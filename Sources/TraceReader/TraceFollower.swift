@@ -109,7 +109,8 @@ public final class TraceFollower {
                 return
             }
             guard let h = headerBytes.withUnsafeBytes({ ChunkHeader.load(from: $0.baseAddress!) }),
-                  Int(h.payloadLength) <= TraceFileFormat.maxPayloadBytes else {
+                Int(h.payloadLength) <= TraceFileFormat.maxPayloadBytes
+            else {
                 resynchronize(from: offset, size: size, why: "are not a chunk")
                 continue
             }
@@ -130,8 +131,9 @@ public final class TraceFollower {
                 // Trust the length only if it leads to the end or to another chunk header.
                 let end = offset + total
                 if end == size || startsWithChunkMagic(at: end, size: size) {
-                    record(.checksumFailed, offset: offset, bytes: total, header: h,
-                           message: "\(claim(h)) failed its checksum; its events were skipped")
+                    record(
+                        .checksumFailed, offset: offset, bytes: total, header: h,
+                        message: "\(claim(h)) failed its checksum; its events were skipped")
                     offset = end
                 } else {
                     resynchronize(from: offset, size: size, why: "begin with a damaged chunk header")
@@ -139,8 +141,9 @@ public final class TraceFollower {
                 continue
             }
             if !h.hasOrderedClock {
-                record(.inconsistentChunk, offset: offset, bytes: total, header: h,
-                       message: "\(claim(h)) passed its checksum but its clock runs backwards (end before start); its events were skipped")
+                record(
+                    .inconsistentChunk, offset: offset, bytes: total, header: h,
+                    message: "\(claim(h)) passed its checksum but its clock runs backwards (end before start); its events were skipped")
             } else {
                 accept(h, at: offset, payload: body)
             }
@@ -175,8 +178,9 @@ public final class TraceFollower {
             base += UInt64(n - 3)
             if n < window { break }
         }
-        record(.garbage, offset: pos, bytes: next - pos, header: nil,
-               message: "\(Wording.grouped(next - pos)) bytes at offset \(Wording.grouped(pos)) \(why); skipped")
+        record(
+            .garbage, offset: pos, bytes: next - pos, header: nil,
+            message: "\(Wording.grouped(next - pos)) bytes at offset \(Wording.grouped(pos)) \(why); skipped")
         offset = next
     }
 
@@ -195,7 +199,8 @@ public final class TraceFollower {
                 damage.append(TraceDamage(kind: kind, fileOffset: offset, byteCount: 0, message: ""))
             }
             damage[Self.maxDamageEntries].count = unlistedDamage
-            damage[Self.maxDamageEntries].message = "\(Wording.grouped(unlistedDamage)) more damaged regions from offset "
+            damage[Self.maxDamageEntries].message =
+                "\(Wording.grouped(unlistedDamage)) more damaged regions from offset "
                 + "\(Wording.grouped(damage[Self.maxDamageEntries].fileOffset)) on are counted here, not listed one by one"
             return
         }
@@ -217,9 +222,11 @@ public final class TraceFollower {
             s = existing
         } else {
             guard streams.count < ChunkIndexer.maxStreams else {
-                record(.tooManyStreams, offset: pos, bytes: UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(h.payloadLength),
-                       header: h, message: "\(claim(h)) belongs to a stream beyond the reader's bound of "
-                           + "\(Wording.grouped(UInt64(ChunkIndexer.maxStreams))) streams; skipped")
+                record(
+                    .tooManyStreams, offset: pos, bytes: UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(h.payloadLength),
+                    header: h,
+                    message: "\(claim(h)) belongs to a stream beyond the reader's bound of "
+                        + "\(Wording.grouped(UInt64(ChunkIndexer.maxStreams))) streams; skipped")
                 return
             }
             s = streams.count
@@ -230,23 +237,27 @@ public final class TraceFollower {
         }
         if let last = lastSequence[s] {
             if h.sequence <= last {
-                record(.duplicateChunk, offset: pos, bytes: UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(h.payloadLength),
-                       header: h, message: "\(claim(h)) comes after chunk \(last) of its stream (a copy or out of order); ignored")
+                record(
+                    .duplicateChunk, offset: pos, bytes: UInt64(TraceFileFormat.chunkHeaderSize) + UInt64(h.payloadLength),
+                    header: h, message: "\(claim(h)) comes after chunk \(last) of its stream (a copy or out of order); ignored")
                 return
             }
             if h.sequence > last + 1 {
-                var d = TraceDamage(kind: .missingChunks, fileOffset: pos, byteCount: 0, stream: k,
-                                    sequences: (last + 1)...(h.sequence - 1), eventsLost: nil, startNs: nil, endNs: h.startNs,
-                                    message: "")
+                var d = TraceDamage(
+                    kind: .missingChunks, fileOffset: pos, byteCount: 0, stream: k,
+                    sequences: (last + 1)...(h.sequence - 1), eventsLost: nil, startNs: nil, endNs: h.startNs,
+                    message: "")
                 d.message = "\(k) skips \(Wording.sequences(d.sequences!)) (not in the file); their events are missing"
                 if damage.count < Self.maxDamageEntries { damage.append(d) } else { unlistedDamage += 1 }
             }
         }
         lastSequence[s] = h.sequence
         chunksIndexed += 1
-        let entry = ChunkEntry(offset: pos, header: ChunkHeaderSummary(
-            sequence: h.sequence, startNs: h.startNs, endNs: max(h.startNs, h.endNs), payloadLength: h.payloadLength,
-            eventCount: h.eventCount, droppedCumulative: h.droppedCumulative))
+        let entry = ChunkEntry(
+            offset: pos,
+            header: ChunkHeaderSummary(
+                sequence: h.sequence, startNs: h.startNs, endNs: max(h.startNs, h.endNs), payloadLength: h.payloadLength,
+                eventCount: h.eventCount, droppedCumulative: h.droppedCumulative))
         ready[s].append(entry)
         var st = streams[s]
         if st.chunkCount < 4 && (st.threadName == nil || (st.program == nil && !k.isKernel)) {
@@ -343,7 +354,8 @@ extension TraceReader {
                 }
             }
         }
-        self.init(path: f.path, header: header, file: f.file, streams: f.streams, chunks: chunks, damage: f.damage,
-                  payloadBytes: bytes, largestPayload: largest, firstNs: first == .max ? 0 : first, lastNs: last)
+        self.init(
+            path: f.path, header: header, file: f.file, streams: f.streams, chunks: chunks, damage: f.damage,
+            payloadBytes: bytes, largestPayload: largest, firstNs: first == .max ? 0 : first, lastNs: last)
     }
 }

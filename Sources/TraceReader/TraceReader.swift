@@ -79,8 +79,10 @@ public final class TraceReader: Sendable {
                 s.endedCleanly = Self.isFinal(file: file, offset: last.offset)
                 if !s.endedCleanly {
                     if unterminated.count < Self.maxUnterminatedListed {
-                        unterminated.append(Self.unterminated(s, last: last, traceEndNs: index.lastNs, fileSize: file.size,
-                                                              traceStartNs: header.monotonicStartNs))
+                        unterminated.append(
+                            Self.unterminated(
+                                s, last: last, traceEndNs: index.lastNs, fileSize: file.size,
+                                traceStartNs: header.monotonicStartNs))
                     } else {
                         unlistedUnterminated += 1
                     }
@@ -112,11 +114,14 @@ public final class TraceReader: Sendable {
     /// A stream whose last readable chunk is not marked final lost its end: the recorder was killed, the file
     /// was cut at a chunk boundary or lost chunks, or it is still being recorded. What it did from its last
     /// chunk on is unknown; the rest of the trace says how long that was.
-    private static func unterminated(_ s: TraceStream, last: ChunkEntry, traceEndNs: UInt64, fileSize: UInt64,
-                                     traceStartNs: UInt64) -> TraceDamage {
+    private static func unterminated(
+        _ s: TraceStream, last: ChunkEntry, traceEndNs: UInt64, fileSize: UInt64,
+        traceStartNs: UInt64
+    ) -> TraceDamage {
         let fromNs = last.header.endNs
         let after = Wording.relative(fromNs, from: traceStartNs)
-        let lostRange = traceEndNs > fromNs
+        let lostRange =
+            traceEndNs > fromNs
             ? "its events from \(after) on are missing (the trace goes on to \(Wording.relative(traceEndNs, from: traceStartNs)))"
             : "any events after \(after) are missing"
         return TraceDamage(
@@ -127,8 +132,10 @@ public final class TraceReader: Sendable {
     }
 
     /// A reader over chunks already indexed elsewhere (a followed file's batch).
-    init(path: String, header: FileHeader, file: TraceFileHandle, streams: [TraceStream], chunks: [[ChunkEntry]],
-         damage: [TraceDamage], payloadBytes: UInt64, largestPayload: Int, firstNs: UInt64, lastNs: UInt64) {
+    init(
+        path: String, header: FileHeader, file: TraceFileHandle, streams: [TraceStream], chunks: [[ChunkEntry]],
+        damage: [TraceDamage], payloadBytes: UInt64, largestPayload: Int, firstNs: UInt64, lastNs: UInt64
+    ) {
         self.path = path
         self.header = header
         self.fileSize = file.currentSize()

@@ -32,7 +32,9 @@ public enum JSONReport {
                         x.field("from_ns", w.lowerBound)
                         if w.upperBound == .max { x.null("to_ns") } else { x.field("to_ns", w.upperBound) }
                     }
-                } else { t.null("window") }
+                } else {
+                    t.null("window")
+                }
             }
             j.object("events") { e in
                 e.field("total", o.totalEvents)
@@ -64,10 +66,16 @@ public enum JSONReport {
                                     st.field("tid", UInt64(s.tid))
                                     st.field("kernel", s.isKernel)
                                 }
-                            } else { e.null("stream") }
+                            } else {
+                                e.null("stream")
+                            }
                             if let q = x.sequences {
-                                e.array("chunks") { c in c.field(nil, q.lowerBound); c.field(nil, q.upperBound) }
-                            } else { e.null("chunks") }
+                                e.array("chunks") { c in
+                                    c.field(nil, q.lowerBound); c.field(nil, q.upperBound)
+                                }
+                            } else {
+                                e.null("chunks")
+                            }
                             if let n = x.eventsLost { e.field("events_lost", n) } else { e.null("events_lost") }
                             if let s = x.startNs { e.field("start_ns", s) } else { e.null("start_ns") }
                             if let s = x.endNs { e.field("end_ns", s) } else { e.null("end_ns") }
@@ -113,7 +121,11 @@ public enum JSONReport {
                         e.field("ns_total", s.totalNs)
                         e.field("errors", s.errors)
                         e.array("errors_by_errno") { r in
-                            for x in s.errorsByErrno { r.object { $0.field("errno", x.errno); $0.field("count", x.count) } }
+                            for x in s.errorsByErrno {
+                                r.object {
+                                    $0.field("errno", x.errno); $0.field("count", x.count)
+                                }
+                            }
                         }
                         e.field("attributed", s.attributed)
                     }
@@ -188,7 +200,9 @@ public enum JSONReport {
                     e.field("busy_ns", b.busyNs)
                     e.field("seconds_with_callbacks", b.secondsWithCallbacks)
                 }
-            } else { j.null("busiest_second") }
+            } else {
+                j.null("busiest_second")
+            }
             if let k = a.kernelLoop {
                 j.object("kernel_loop") { kl in
                     kl.array("threads") { r in
@@ -217,7 +231,9 @@ public enum JSONReport {
                         }
                     }
                 }
-            } else { j.null("kernel_loop") }
+            } else {
+                j.null("kernel_loop")
+            }
         }
         return w.out + "\n"
     }

@@ -34,7 +34,8 @@ public enum LiveText {
         var title = "asynctrace top — \(Formatting.printable(i.program.isEmpty ? "(program unknown)" : i.program))"
         if !o.source.isEmpty { title += " (\(Formatting.printable(o.source)))" }
         out.append(title)
-        var line = "at \(at), interval \(Formatting.duration(i.durationNs)): \(Formatting.count(UInt64(i.eventsPerSecond.rounded()))) events/s, "
+        var line =
+            "at \(at), interval \(Formatting.duration(i.durationNs)): \(Formatting.count(UInt64(i.eventsPerSecond.rounded()))) events/s, "
             + "\(Formatting.count(i.totalEvents)) in all"
         if i.droppedUser > 0 || i.droppedKernel > 0 {
             line += "; dropped \(Formatting.count(i.droppedUser)) program + \(Formatting.count(i.droppedKernel)) kernel events"
@@ -49,8 +50,10 @@ public enum LiveText {
         } else {
             var t = Table([("Loop thread", .left), ("util", .right), ("iterations", .right), ("iter p99", .right), ("iter max", .right)])
             for l in i.loops.prefix(o.rows) {
-                t.add([name(l.thread) + (l.kernelOnly ? " (epoll)" : ""), Formatting.percent(l.utilization), Formatting.count(l.iterations),
-                       Formatting.duration(l.iterationP99Ns), Formatting.duration(l.iterationMaxNs)])
+                t.add([
+                    name(l.thread) + (l.kernelOnly ? " (epoll)" : ""), Formatting.percent(l.utilization), Formatting.count(l.iterations),
+                    Formatting.duration(l.iterationP99Ns), Formatting.duration(l.iterationMaxNs),
+                ])
             }
             out += lines(t, more: i.loops.count - o.rows, what: "loop threads")
         }
@@ -60,14 +63,18 @@ public enum LiveText {
         if threads.isEmpty {
             out.append("Threads: none seen in this interval (the kernel probes add them)")
         } else {
-            var t = Table([("Thread (sort: \(o.sort.rawValue))", .left), ("on CPU", .right), ("blocked", .right), ("runnable", .right),
-                           ("syscalls", .right), ("blocked most in", .left)])
+            var t = Table([
+                ("Thread (sort: \(o.sort.rawValue))", .left), ("on CPU", .right), ("blocked", .right), ("runnable", .right),
+                ("syscalls", .right), ("blocked most in", .left),
+            ])
             for th in threads.prefix(o.rows) {
                 let share = { (ns: UInt64) in th.spanNs == 0 ? "-" : Formatting.percent(Double(ns) / Double(th.spanNs)) }
-                t.add([name(th.thread) + (th.isLoop ? " [loop]" : "") + (th.exited ? " (exited)" : ""),
-                       th.onCPUNs.map(share) ?? "?", i.hasSchedulerEvents ? share(th.blockedNs) : "?",
-                       i.hasSchedulerEvents ? share(th.runqueueNs) : "?", Formatting.count(th.syscalls),
-                       th.topReason.map { "\($0) \(Formatting.duration(th.topReasonNs))" } ?? ""])
+                t.add([
+                    name(th.thread) + (th.isLoop ? " [loop]" : "") + (th.exited ? " (exited)" : ""),
+                    th.onCPUNs.map(share) ?? "?", i.hasSchedulerEvents ? share(th.blockedNs) : "?",
+                    i.hasSchedulerEvents ? share(th.runqueueNs) : "?", Formatting.count(th.syscalls),
+                    th.topReason.map { "\($0) \(Formatting.duration(th.topReasonNs))" } ?? "",
+                ])
             }
             out += lines(t, more: threads.count - o.rows, what: "threads")
         }
@@ -76,20 +83,26 @@ public enum LiveText {
         if i.callbackTypes.isEmpty {
             out.append("Callbacks: none in this interval")
         } else {
-            var t = Table([("Callbacks by type", .left), ("/s", .right), ("busy", .right), ("mean", .right), ("created", .right),
-                           ("destroyed", .right)])
+            var t = Table([
+                ("Callbacks by type", .left), ("/s", .right), ("busy", .right), ("mean", .right), ("created", .right),
+                ("destroyed", .right),
+            ])
             for c in i.callbackTypes.prefix(o.rows) {
-                t.add([c.type, Formatting.fixed(c.perSecond, c.perSecond >= 100 ? 0 : 1), Formatting.duration(c.totalNs),
-                       c.callbacks == 0 ? "-" : Formatting.duration(c.totalNs / c.callbacks),
-                       Formatting.count(c.created), Formatting.count(c.destroyed)])
+                t.add([
+                    c.type, Formatting.fixed(c.perSecond, c.perSecond >= 100 ? 0 : 1), Formatting.duration(c.totalNs),
+                    c.callbacks == 0 ? "-" : Formatting.duration(c.totalNs / c.callbacks),
+                    Formatting.count(c.created), Formatting.count(c.destroyed),
+                ])
             }
             out += lines(t, more: i.callbackTypes.count - o.rows, what: "types")
         }
 
         out.append("")
         let slow = i.slowestCallbacks.prefix(max(1, o.rows / 2))
-        out.append(slow.isEmpty ? "Slowest callbacks: none ended in this interval"
-                   : "Slowest callbacks of the interval (blocking: at least \(Formatting.duration(i.blockingThresholdNs))):")
+        out.append(
+            slow.isEmpty
+                ? "Slowest callbacks: none ended in this interval"
+                : "Slowest callbacks of the interval (blocking: at least \(Formatting.duration(i.blockingThresholdNs))):")
         for c in slow {
             var s = "  " + Formatting.duration(c.durationNs).leftPadded(9) + (c.durationNs >= i.blockingThresholdNs ? " BLOCKING " : "          ")
             s += "\(Formatting.printable(c.type)) on \(name(c.tid, c.threadName)) at \(Formatting.at(c.startNs, from: i.recordingStartNs))"
@@ -113,9 +126,10 @@ public enum LiveText {
             out.append("Resources alive: none tracked")
         } else {
             let total = i.resourcesAlive.reduce(UInt64(0)) { $0 + $1.count }
-            out.append("Resources alive (\(Formatting.count(total))): "
-                + i.resourcesAlive.prefix(o.rows).map { "\(Formatting.printable($0.type)) \(Formatting.count($0.count))" }.joined(separator: ", ")
-                + (i.resourcesAlive.count > o.rows ? ", …" : ""))
+            out.append(
+                "Resources alive (\(Formatting.count(total))): "
+                    + i.resourcesAlive.prefix(o.rows).map { "\(Formatting.printable($0.type)) \(Formatting.count($0.count))" }.joined(separator: ", ")
+                    + (i.resourcesAlive.count > o.rows ? ", …" : ""))
         }
         if let status = o.status { out.append(status) }
         return out
@@ -148,13 +162,15 @@ public enum LiveText {
     static func detail(_ syscalls: [SyscallInCallback], _ stacks: [CodeStackSummary]) -> String? {
         var parts: [String] = []
         if !syscalls.isEmpty {
-            parts.append("syscalls: " + syscalls.prefix(3).map { s in
-                var x = s.name
-                if s.fd >= 0 { x += " fd \(s.fd)" + (s.fdDetail.map { " (\(Formatting.printable($0)))" } ?? "") }
-                x += " \(Formatting.duration(s.ns))"
-                if s.count > 1 { x += " ×\(Formatting.count(s.count))" }
-                return x
-            }.joined(separator: ", "))
+            parts.append(
+                "syscalls: "
+                    + syscalls.prefix(3).map { s in
+                        var x = s.name
+                        if s.fd >= 0 { x += " fd \(s.fd)" + (s.fdDetail.map { " (\(Formatting.printable($0)))" } ?? "") }
+                        x += " \(Formatting.duration(s.ns))"
+                        if s.count > 1 { x += " ×\(Formatting.count(s.count))" }
+                        return x
+                    }.joined(separator: ", "))
         }
         if let top = stacks.first, !top.frames.isEmpty {
             parts.append("stack: " + top.frames.prefix(4).map { Formatting.printable($0.function ?? "?") }.joined(separator: " <- "))

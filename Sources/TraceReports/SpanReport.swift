@@ -28,7 +28,8 @@ extension TextReport {
             }
             out += "      inside     \(Formatting.count(sp.callbacksInside)) callback\(sp.callbacksInside == 1 ? "" : "s"), "
             out += Formatting.duration(sp.callbackNsInside) + ": "
-            out += sp.insideByType.map { "\($0.type) \(Formatting.count($0.count)) (\(Formatting.duration($0.ns)))" }
+            out +=
+                sp.insideByType.map { "\($0.type) \(Formatting.count($0.count)) (\(Formatting.duration($0.ns)))" }
                 .joined(separator: ", ") + "\n"
             if let c = sp.longestInside {
                 out += "      longest    \(c.type) (async id \(c.asyncID)) \(Formatting.duration(c.durationNs)) on "

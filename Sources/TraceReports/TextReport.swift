@@ -45,11 +45,15 @@ public enum TextReport {
     }
 
     /// What a stretch of time was: "CPU-bound: 352 ms on CPU, 0.3 ms in the kernel", or "waiting: ...".
-    public static func verdict(durationNs: UInt64, onCPUNs: UInt64?, blockedNs: UInt64, runqueueNs: UInt64, kernelNs: UInt64,
-                               top: SyscallInCallback?) -> String {
+    public static func verdict(
+        durationNs: UInt64, onCPUNs: UInt64?, blockedNs: UInt64, runqueueNs: UInt64, kernelNs: UInt64,
+        top: SyscallInCallback?
+    ) -> String {
         // The syscall most of the time went to, when one did ("384 ms of it in read(fd 5 → /srv/big.bin)").
         let inside = top.flatMap { t in
-            t.ns >= durationNs / 2 ? "\(Formatting.duration(t.ns)) of it in \(t.name)(" + (t.fd >= 0 ? "fd \(t.fd)\(t.fdDetail.map { " → " + $0 } ?? "")" : "") + ")" : nil
+            t.ns >= durationNs / 2
+                ? "\(Formatting.duration(t.ns)) of it in \(t.name)(" + (t.fd >= 0 ? "fd \(t.fd)\(t.fdDetail.map { " → " + $0 } ?? "")" : "") + ")"
+                : nil
         }
         guard let on = onCPUNs else {
             return "\(Formatting.duration(kernelNs)) in traced syscalls; no scheduler events, so on-CPU time is unknown"
@@ -61,7 +65,8 @@ public enum TextReport {
             if blockedNs > 0 { s += ", \(Formatting.duration(blockedNs)) blocked" }
             if runqueueNs > 0 { s += ", \(Formatting.duration(runqueueNs)) waiting for a CPU" }
         } else if runqueueNs > blockedNs {
-            s = "waiting for a CPU: \(Formatting.duration(runqueueNs)) runnable but not running (preempted, or the CPUs were busy), "
+            s =
+                "waiting for a CPU: \(Formatting.duration(runqueueNs)) runnable but not running (preempted, or the CPUs were busy), "
                 + "\(Formatting.duration(on)) on CPU"
             if blockedNs > 0 { s += ", \(Formatting.duration(blockedNs)) blocked" }
         } else {
@@ -85,7 +90,8 @@ public enum TextReport {
         out += "asynctrace report: \(o.program.isEmpty ? "(unnamed program)" : Formatting.printable(o.program)) (pid \(o.pid))\n"
         out += "  trace      \(Formatting.printable(o.path))  (format v\(o.formatVersion))\n"
         if let w = a.window {
-            out += "  window     \(Formatting.at(w.lowerBound, from: o.recordingStartNs)) to "
+            out +=
+                "  window     \(Formatting.at(w.lowerBound, from: o.recordingStartNs)) to "
                 + (w.upperBound == .max ? "the end" : Formatting.at(w.upperBound, from: o.recordingStartNs))
                 + " (only events inside it are counted; callbacks and waits crossing its edges are cut)\n"
         }
@@ -114,7 +120,7 @@ public enum TextReport {
             out += "  note       \(Formatting.count(a.unmatchedAfters)) after() without a before() and \(Formatting.count(a.abandonedCallbacks)) "
             out += "before() never closed (damage or nesting errors); those callbacks are not timed\n"
         }
-                if a.untrackedResources > 0 {
+        if a.untrackedResources > 0 {
             out += "  note       \(Formatting.count(a.untrackedResources)) resources beyond the tracking bound were not followed\n"
         }
     }
@@ -127,22 +133,30 @@ public enum TextReport {
             heading("BLOCKING: no callback ran \(threshold) or longer", &out)
             return
         }
-        heading("BLOCKING: \(Formatting.count(b.count)) callback\(b.count == 1 ? "" : "s") ran \(threshold) or longer "
+        heading(
+            "BLOCKING: \(Formatting.count(b.count)) callback\(b.count == 1 ? "" : "s") ran \(threshold) or longer "
                 + "(\(Formatting.duration(b.totalNs)) in total); while one runs, the loop can do nothing else", &out)
         for c in b.longest {
             out += "  ▶ \(Formatting.printable(c.type)) (async id \(c.asyncID)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
             out += "\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))\n"
             if c.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(c.causalChain.joined(separator: " → ")) + "\n" }
             if let on = c.onCPUNs {
-                out += "      time       " + verdict(durationNs: c.durationNs, onCPUNs: on, blockedNs: c.blockedNs ?? 0,
-                                                    runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first) + "\n"
+                out +=
+                    "      time       "
+                    + verdict(
+                        durationNs: c.durationNs, onCPUNs: on, blockedNs: c.blockedNs ?? 0,
+                        runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first) + "\n"
             }
             if c.syscalls.isEmpty {
-                out += "      syscalls   none recorded inside it" + (!a.overview.hasKernelEvents ? " (no kernel events in this trace)\n"
-                    : c.onCPUNs != nil ? "\n" : " (CPU-bound, or a syscall the probes do not trace)\n")
+                out +=
+                    "      syscalls   none recorded inside it"
+                    + (!a.overview.hasKernelEvents
+                        ? " (no kernel events in this trace)\n"
+                        : c.onCPUNs != nil ? "\n" : " (CPU-bound, or a syscall the probes do not trace)\n")
             } else {
                 let k = c.kernelNs
-                out += "      syscalls   \(Formatting.duration(k)) in the kernel (\(Formatting.percent(Double(k) / Double(max(1, c.durationNs)))) of the callback):\n"
+                out +=
+                    "      syscalls   \(Formatting.duration(k)) in the kernel (\(Formatting.percent(Double(k) / Double(max(1, c.durationNs)))) of the callback):\n"
                 for s in c.syscalls.prefix(8) { out += "                 " + Formatting.printable(syscallLine(s)) + "\n" }
             }
             codeLines(c.stacks, durationNs: c.durationNs, indent: "      code       ", &out)
@@ -158,7 +172,8 @@ public enum TextReport {
             var names = st.frames.prefix(6).map(\.description)
             if st.frames.count > 6 { names.append("…") }
             let pad = i == 0 ? indent : String(repeating: " ", count: indent.count)
-            out += pad + "\(share) on CPU in " + (names.isEmpty ? "[no stack]" : names.joined(separator: " ← "))
+            out +=
+                pad + "\(share) on CPU in " + (names.isEmpty ? "[no stack]" : names.joined(separator: " ← "))
                 + " (\(st.samples) sample\(st.samples == 1 ? "" : "s"))\n"
         }
     }
@@ -171,7 +186,8 @@ public enum TextReport {
             let pad = i == 0 ? indent : String(repeating: " ", count: indent.count)
             let target = w.fd.map { "(fd \($0)" + (w.fdDetail.map { " → " + $0 } ?? "") + ")" } ?? ""
             let what = w.reason.hasSuffix("outside traced syscalls") ? w.reason : "in " + w.reason + target
-            out += pad + "blocked \(Formatting.duration(w.ns)) " + Formatting.printable(what) + " at "
+            out +=
+                pad + "blocked \(Formatting.duration(w.ns)) " + Formatting.printable(what) + " at "
                 + (names.isEmpty ? "[no stack]" : Formatting.printable(names.joined(separator: " ← ")))
                 + (w.count > 1 ? " (\(w.count) waits)" : "") + "\n"
         }
@@ -182,14 +198,19 @@ public enum TextReport {
     }
 
     private static func loopSection(_ l: LoopSummary, _ out: inout String) {
-        heading("EVENT LOOP: \(Formatting.count(l.iterations)) iterations on \(l.threads.count) thread\(l.threads.count == 1 ? "" : "s"), "
+        heading(
+            "EVENT LOOP: \(Formatting.count(l.iterations)) iterations on \(l.threads.count) thread\(l.threads.count == 1 ? "" : "s"), "
                 + "busy \(Formatting.percent(l.utilization)) of the time (the rest waiting in epoll)", &out)
-        var t = Table([("thread", .left), ("iterations", .right), ("busy", .right), ("waiting", .right),
-                       ("iteration p50", .right), ("p99", .right), ("max", .right)])
+        var t = Table([
+            ("thread", .left), ("iterations", .right), ("busy", .right), ("waiting", .right),
+            ("iteration p50", .right), ("p99", .right), ("max", .right),
+        ])
         for th in l.threads {
-            t.add([thread(th.pid, th.tid, th.threadName), Formatting.count(th.iterations), Formatting.percent(th.utilization),
-                   Formatting.duration(th.pollWaitNs), Formatting.duration(th.iterationNs.p50Ns),
-                   Formatting.duration(th.iterationNs.p99Ns), Formatting.duration(th.iterationNs.maxNs)])
+            t.add([
+                thread(th.pid, th.tid, th.threadName), Formatting.count(th.iterations), Formatting.percent(th.utilization),
+                Formatting.duration(th.pollWaitNs), Formatting.duration(th.iterationNs.p50Ns),
+                Formatting.duration(th.iterationNs.p99Ns), Formatting.duration(th.iterationNs.maxNs),
+            ])
         }
         out += t.render()
         if !l.phases.isEmpty { out += "  time per phase: " + phases(l.phases) + "\n" }
@@ -197,12 +218,16 @@ public enum TextReport {
 
     private static func kernelLoop(_ k: KernelLoopSummary, _ a: TraceAnalysis, _ out: inout String) {
         heading("EVENT LOOP (from epoll waits in the kernel; time between waits = time in callbacks)", &out)
-        var t = Table([("thread", .left), ("waits", .right), ("busy", .right), ("waiting", .right),
-                       ("between waits p50", .right), ("p99", .right), ("max", .right)])
+        var t = Table([
+            ("thread", .left), ("waits", .right), ("busy", .right), ("waiting", .right),
+            ("between waits p50", .right), ("p99", .right), ("max", .right),
+        ])
         for th in k.threads {
-            t.add([thread(th.pid, th.tid, th.threadName), Formatting.count(th.waits), Formatting.percent(th.utilization),
-                   Formatting.duration(th.waitNs), Formatting.duration(th.busyNs.p50Ns),
-                   Formatting.duration(th.busyNs.p99Ns), Formatting.duration(th.busyNs.maxNs)])
+            t.add([
+                thread(th.pid, th.tid, th.threadName), Formatting.count(th.waits), Formatting.percent(th.utilization),
+                Formatting.duration(th.waitNs), Formatting.duration(th.busyNs.p50Ns),
+                Formatting.duration(th.busyNs.p99Ns), Formatting.duration(th.busyNs.maxNs),
+            ])
         }
         out += t.render()
     }
@@ -211,15 +236,21 @@ public enum TextReport {
     private static func stalls(_ a: TraceAnalysis, _ out: inout String) {
         guard !a.stalls.isEmpty else { return }
         let threshold = Formatting.duration(a.options.blockingThresholdNs)
-        heading("LOOP STALLS: \(Formatting.count(a.stallsAtThreshold)) stretch\(a.stallsAtThreshold == 1 ? "" : "es") between epoll waits "
-                + "of \(threshold) or longer (\(Formatting.duration(a.stallsAtThresholdNs)) in total); meanwhile the loop could do nothing else", &out)
+        heading(
+            "LOOP STALLS: \(Formatting.count(a.stallsAtThreshold)) stretch\(a.stallsAtThreshold == 1 ? "" : "es") between epoll waits "
+                + "of \(threshold) or longer (\(Formatting.duration(a.stallsAtThresholdNs)) in total); meanwhile the loop could do nothing else", &out
+        )
         if a.stallsAtThreshold == 0, let longest = a.stalls.first {
             out += "  none; the longest was \(Formatting.duration(longest.durationNs)) on \(thread(longest.thread))\n"
         }
         for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
-            out += "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))\n"
-            out += "      " + verdict(durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs, runqueueNs: st.runqueueNs,
-                                      kernelNs: st.kernelNs, top: st.syscalls.first) + "\n"
+            out +=
+                "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))\n"
+            out +=
+                "      "
+                + verdict(
+                    durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs, runqueueNs: st.runqueueNs,
+                    kernelNs: st.kernelNs, top: st.syscalls.first) + "\n"
             for s in st.syscalls.prefix(5) { out += "        " + syscallLine(s) + "\n" }
             if st.syscalls.count > 5 { out += "        ... and \(st.syscalls.count - 5) more\n" }
             codeLines(st.stacks, durationNs: st.durationNs, indent: "      code  ", &out)
@@ -235,21 +266,28 @@ public enum TextReport {
     private static func threads(_ a: TraceAnalysis, _ out: inout String) {
         guard !a.threads.isEmpty, a.overview.hasKernelEvents else { return }
         let sched = a.hasSchedulerEvents
-        heading("THREADS: \(a.threads.count) traced thread\(a.threads.count == 1 ? "" : "s")"
-                + (sched ? " (on CPU, blocked, and runnable but waiting for a CPU, from the scheduler)"
-                         : " (no scheduler events in this trace: syscall time only)"), &out)
+        heading(
+            "THREADS: \(a.threads.count) traced thread\(a.threads.count == 1 ? "" : "s")"
+                + (sched
+                    ? " (on CPU, blocked, and runnable but waiting for a CPU, from the scheduler)"
+                    : " (no scheduler events in this trace: syscall time only)"),
+            &out)
         let shown = a.threads.sorted {
             ($0.isLoop ? 1 : 0, ($0.onCPUNs ?? 0) &+ $0.syscallNs) > ($1.isLoop ? 1 : 0, ($1.onCPUNs ?? 0) &+ $1.syscallNs)
         }.prefix(max(a.options.top, 20))
-        var t = Table([("thread", .left), ("loop", .left), ("seen", .right), ("on CPU", .right), ("blocked", .right),
-                       ("run queue", .right), ("syscalls", .right), ("errors", .right), ("longest stall", .right)])
+        var t = Table([
+            ("thread", .left), ("loop", .left), ("seen", .right), ("on CPU", .right), ("blocked", .right),
+            ("run queue", .right), ("syscalls", .right), ("errors", .right), ("longest stall", .right),
+        ])
         for th in shown {
             let stall = th.isLoop ? th.longestStallNs : th.longestWaitNs
-            t.add([thread(th.ref), th.isLoop ? (th.loopUtilization.map { "busy " + Formatting.percent($0) } ?? "yes") : "-",
-                   Formatting.duration(th.spanNs), th.onCPUNs.map(Formatting.duration) ?? "-",
-                   sched ? Formatting.duration(th.offCPUNs) : "-", sched ? Formatting.duration(th.runqueueNs) : "-",
-                   Formatting.count(th.syscalls), Formatting.count(th.errors),
-                   stall == 0 ? "-" : Formatting.duration(stall)])
+            t.add([
+                thread(th.ref), th.isLoop ? (th.loopUtilization.map { "busy " + Formatting.percent($0) } ?? "yes") : "-",
+                Formatting.duration(th.spanNs), th.onCPUNs.map(Formatting.duration) ?? "-",
+                sched ? Formatting.duration(th.offCPUNs) : "-", sched ? Formatting.duration(th.runqueueNs) : "-",
+                Formatting.count(th.syscalls), Formatting.count(th.errors),
+                stall == 0 ? "-" : Formatting.duration(stall),
+            ])
         }
         out += t.render()
         for th in shown where !th.offCPUByReason.isEmpty {
@@ -257,7 +295,9 @@ public enum TextReport {
             waitLines(Array(th.waitStacks.prefix(2)), indent: "      ", &out)
         }
         if a.threads.count > shown.count { out += "  ... \(a.threads.count - shown.count) more threads (JSON has all)\n" }
-        if a.untrackedThreads > 0 { out += "  note: \(Formatting.count(a.untrackedThreads)) events of threads beyond the tracking bound were not counted\n" }
+        if a.untrackedThreads > 0 {
+            out += "  note: \(Formatting.count(a.untrackedThreads)) events of threads beyond the tracking bound were not counted\n"
+        }
     }
 
     /// "futex wait 300 ms (4×, woken by worker (tid 12))".
@@ -272,13 +312,17 @@ public enum TextReport {
     private static func callbacks(_ a: TraceAnalysis, _ out: inout String) {
         guard !a.resources.isEmpty else { return }
         heading("CALLBACKS BY RESOURCE TYPE", &out)
-        var t = Table([("type", .left), ("created", .right), ("destroyed", .right), ("callbacks", .right),
-                       ("total", .right), ("p50", .right), ("p99", .right), ("max", .right)])
+        var t = Table([
+            ("type", .left), ("created", .right), ("destroyed", .right), ("callbacks", .right),
+            ("total", .right), ("p50", .right), ("p99", .right), ("max", .right),
+        ])
         for r in a.resources {
             let c = r.callbacks
-            t.add([r.type, Formatting.count(r.created), Formatting.count(r.destroyed), Formatting.count(c.count),
-                   Formatting.duration(c.totalNs), c.count == 0 ? "-" : Formatting.duration(c.p50Ns),
-                   c.count == 0 ? "-" : Formatting.duration(c.p99Ns), c.count == 0 ? "-" : Formatting.duration(c.maxNs)])
+            t.add([
+                r.type, Formatting.count(r.created), Formatting.count(r.destroyed), Formatting.count(c.count),
+                Formatting.duration(c.totalNs), c.count == 0 ? "-" : Formatting.duration(c.p50Ns),
+                c.count == 0 ? "-" : Formatting.duration(c.p99Ns), c.count == 0 ? "-" : Formatting.duration(c.maxNs),
+            ])
         }
         out += t.render()
     }
@@ -286,12 +330,16 @@ public enum TextReport {
     private static func slowest(_ a: TraceAnalysis, _ out: inout String) {
         guard !a.slowestCallbacks.isEmpty else { return }
         heading("SLOWEST CALLBACKS", &out)
-        var t = Table([("duration", .right), ("type", .left), ("async id", .right), ("thread", .left), ("at", .right),
-                       ("in kernel", .right), ("caused by", .left)])
+        var t = Table([
+            ("duration", .right), ("type", .left), ("async id", .right), ("thread", .left), ("at", .right),
+            ("in kernel", .right), ("caused by", .left),
+        ])
         for c in a.slowestCallbacks {
-            t.add([Formatting.duration(c.durationNs), c.type, String(c.asyncID), thread(c.pid, c.tid, c.threadName),
-                   Formatting.at(c.startNs, from: a.overview.recordingStartNs),
-                   c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs), c.causalChain.joined(separator: " → ")])
+            t.add([
+                Formatting.duration(c.durationNs), c.type, String(c.asyncID), thread(c.pid, c.tid, c.threadName),
+                Formatting.at(c.startNs, from: a.overview.recordingStartNs),
+                c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs), c.causalChain.joined(separator: " → "),
+            ])
         }
         out += t.render()
     }
@@ -299,19 +347,24 @@ public enum TextReport {
     private static func syscalls(_ a: TraceAnalysis, _ out: inout String) {
         guard !a.io.syscalls.isEmpty else { return }
         heading("SYSCALLS", &out)
-        var t = Table([("syscall", .left), ("count", .right), ("bytes", .right), ("kernel time", .right),
-                       ("errors", .right), ("inside callbacks", .right)])
+        var t = Table([
+            ("syscall", .left), ("count", .right), ("bytes", .right), ("kernel time", .right),
+            ("errors", .right), ("inside callbacks", .right),
+        ])
         for s in a.io.syscalls {
-            t.add([s.name, Formatting.count(s.count), s.bytes == 0 ? "-" : Formatting.bytes(s.bytes),
-                   Formatting.duration(s.totalNs), errorsText(s),
-                   a.overview.hasUserEvents ? Formatting.count(s.attributed) : "-"])
+            t.add([
+                s.name, Formatting.count(s.count), s.bytes == 0 ? "-" : Formatting.bytes(s.bytes),
+                Formatting.duration(s.totalNs), errorsText(s),
+                a.overview.hasUserEvents ? Formatting.count(s.attributed) : "-",
+            ])
         }
         out += t.render()
         if a.overview.hasUserEvents && a.io.readWriteSyscalls > 0 {
             out += "  \(Formatting.percent(a.io.attributedShare)) of \(Formatting.count(a.io.readWriteSyscalls)) read/write syscalls "
             out += "ran inside a callback\n"
             if a.io.readWriteOnResourceFDs > 0 {
-                out += "  \(Formatting.percent(a.io.ownerShare)) of \(Formatting.count(a.io.readWriteOnResourceFDs)) read/write syscalls on fds owned by a resource "
+                out +=
+                    "  \(Formatting.percent(a.io.ownerShare)) of \(Formatting.count(a.io.readWriteOnResourceFDs)) read/write syscalls on fds owned by a resource "
                 out += "ran inside that resource's own callbacks\n"
             }
         }
@@ -320,7 +373,8 @@ public enum TextReport {
     /// "12 (EAGAIN 10, ENOENT 2)".
     public static func errorsText(_ s: SyscallStats) -> String {
         guard s.errors > 0, !s.errorsByErrno.isEmpty else { return Formatting.count(s.errors) }
-        return Formatting.count(s.errors) + " (" + s.errorsByErrno.prefix(3).map { "\($0.errno) \(Formatting.count($0.count))" }.joined(separator: ", ")
+        return Formatting.count(s.errors) + " ("
+            + s.errorsByErrno.prefix(3).map { "\($0.errno) \(Formatting.count($0.count))" }.joined(separator: ", ")
             + (s.errorsByErrno.count > 3 ? ", ..." : "") + ")"
     }
 
@@ -329,24 +383,30 @@ public enum TextReport {
         heading("I/O BY FILE DESCRIPTOR (one row per fd life: from its creation to its close)", &out)
         let multiProcess = Set(a.io.fds.map(\.pid)).count > 1
         let start = a.overview.recordingStartNs
-        var cols: [(String, Table.Align)] = [("fd", .right), ("kind", .left), ("path or local→peer", .left), ("resource", .left),
-                                             ("opened", .right), ("closed", .right), ("reads", .right), ("writes", .right),
-                                             ("read", .right), ("written", .right), ("EAGAIN", .right),
-                                             ("ready→callback p50", .right), ("p99", .right)]
+        var cols: [(String, Table.Align)] = [
+            ("fd", .right), ("kind", .left), ("path or local→peer", .left), ("resource", .left),
+            ("opened", .right), ("closed", .right), ("reads", .right), ("writes", .right),
+            ("read", .right), ("written", .right), ("EAGAIN", .right),
+            ("ready→callback p50", .right), ("p99", .right),
+        ]
         if multiProcess { cols.insert(("pid", .right), at: 0) }
         var t = Table(cols)
         let limit = max(a.options.top, 20)
-        for f in a.io.fds.sorted(by: { ($0.bytesRead &+ $0.bytesWritten, $0.syscalls) > ($1.bytesRead &+ $1.bytesWritten, $1.syscalls) }).prefix(limit) {
+        for f in a.io.fds.sorted(by: { ($0.bytesRead &+ $0.bytesWritten, $0.syscalls) > ($1.bytesRead &+ $1.bytesWritten, $1.syscalls) }).prefix(
+            limit)
+        {
             // Without kernel events only readiness is known; syscall columns would be misleading zeros.
             let k = a.overview.hasKernelEvents
-            var row = [String(f.fd), f.kind, shorten(f.detail ?? "-", 48), f.resourceType ?? "-",
-                       f.openedNs.map { Formatting.at($0, from: start) } ?? "before",
-                       f.closedNs.map { Formatting.at($0, from: start) } ?? "open",
-                       k ? Formatting.count(f.reads) : "-", k ? Formatting.count(f.writes) : "-",
-                       k ? Formatting.bytes(f.bytesRead) : "-", k ? Formatting.bytes(f.bytesWritten) : "-",
-                       k ? Formatting.count(f.eagain) : "-",
-                       f.readyToCallbackNs.count == 0 ? "-" : Formatting.duration(f.readyToCallbackNs.p50Ns),
-                       f.readyToCallbackNs.count == 0 ? "-" : Formatting.duration(f.readyToCallbackNs.p99Ns)]
+            var row = [
+                String(f.fd), f.kind, shorten(f.detail ?? "-", 48), f.resourceType ?? "-",
+                f.openedNs.map { Formatting.at($0, from: start) } ?? "before",
+                f.closedNs.map { Formatting.at($0, from: start) } ?? "open",
+                k ? Formatting.count(f.reads) : "-", k ? Formatting.count(f.writes) : "-",
+                k ? Formatting.bytes(f.bytesRead) : "-", k ? Formatting.bytes(f.bytesWritten) : "-",
+                k ? Formatting.count(f.eagain) : "-",
+                f.readyToCallbackNs.count == 0 ? "-" : Formatting.duration(f.readyToCallbackNs.p50Ns),
+                f.readyToCallbackNs.count == 0 ? "-" : Formatting.duration(f.readyToCallbackNs.p99Ns),
+            ]
             if multiProcess { row.insert(String(f.pid), at: 0) }
             t.add(row)
         }
@@ -365,12 +425,15 @@ public enum TextReport {
             return
         }
         let total = a.openAtExit.reduce(0) { $0 + $1.count }
-        heading("OPEN AT EXIT: \(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed "
+        heading(
+            "OPEN AT EXIT: \(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed "
                 + "(what kept the process alive, or leaked)", &out)
         var t = Table([("type", .left), ("count", .right), ("oldest created", .right), ("created by", .left)])
         for g in a.openAtExit {
-            t.add([g.type, Formatting.count(g.count), Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs),
-                   g.createdBy.isEmpty ? "(top level)" : g.createdBy.joined(separator: " → ")])
+            t.add([
+                g.type, Formatting.count(g.count), Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs),
+                g.createdBy.isEmpty ? "(top level)" : g.createdBy.joined(separator: " → "),
+            ])
         }
         out += t.render()
     }

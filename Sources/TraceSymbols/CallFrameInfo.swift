@@ -86,8 +86,8 @@ public final class CallFrameInfo {
             guard let cie = cie(forFDEAt: idOffset, id: id) else { continue }
             var p = idOffset + 4
             guard let start = readPointer(&p, encoding: cie.fdeEncoding, limit: entryEnd),
-                  let range = readPointer(&p, encoding: cie.fdeEncoding & 0x0f, limit: entryEnd),
-                  range > 0
+                let range = readPointer(&p, encoding: cie.fdeEncoding & 0x0f, limit: entryEnd),
+                range > 0
             else { continue }
             let (end, overflow) = start.addingReportingOverflow(range)
             table.append((start, overflow ? UInt64.max : end, offset))
@@ -146,8 +146,9 @@ public final class CallFrameInfo {
             guard let r = uleb(&p, end) else { return nil }
             returnRegister = r
         }
-        var cie = CIE(codeAlign: codeAlign, dataAlign: dataAlign, returnRegister: returnRegister, fdeEncoding: 0,
-                      hasAugmentationData: augmentation.first == UInt8(ascii: "z"), isSignalFrame: false, instructions: 0..<0)
+        var cie = CIE(
+            codeAlign: codeAlign, dataAlign: dataAlign, returnRegister: returnRegister, fdeEncoding: 0,
+            hasAugmentationData: augmentation.first == UInt8(ascii: "z"), isSignalFrame: false, instructions: 0..<0)
         if cie.hasAugmentationData {
             guard let length = uleb(&p, end), length <= UInt64(end - p) else { return nil }
             let dataEnd = p + Int(length)
@@ -203,7 +204,7 @@ public final class CallFrameInfo {
         guard let (end, idOffset) = entryBounds(at: offset), let cie = cie(forFDEAt: idOffset, id: u32(idOffset)) else { return nil }
         var p = idOffset + 4
         guard readPointer(&p, encoding: cie.fdeEncoding, limit: end) != nil,
-              readPointer(&p, encoding: cie.fdeEncoding & 0x0f, limit: end) != nil
+            readPointer(&p, encoding: cie.fdeEncoding & 0x0f, limit: end) != nil
         else { return nil }
         if cie.hasAugmentationData {
             guard let length = uleb(&p, end), length <= UInt64(end - p) else { return nil }
@@ -213,8 +214,10 @@ public final class CallFrameInfo {
         var initial = State()
         var steps = 0
         // The CIE's initial instructions, then the FDE's up to pc.
-        guard run(cie.instructions, cie: cie, state: &state, initial: state, location: start, pc: UInt64.max,
-                  steps: &steps)
+        guard
+            run(
+                cie.instructions, cie: cie, state: &state, initial: state, location: start, pc: UInt64.max,
+                steps: &steps)
         else { return nil }
         initial = state
         guard run(p..<end, cie: cie, state: &state, initial: initial, location: start, pc: pc, steps: &steps) else { return nil }
@@ -222,8 +225,10 @@ public final class CallFrameInfo {
     }
 
     /// Runs a CFA program until the location passes `pc`. False: malformed or beyond the bounds.
-    private func run(_ range: Range<Int>, cie: CIE, state: inout State, initial: State, location: UInt64, pc: UInt64,
-                     steps: inout Int) -> Bool {
+    private func run(
+        _ range: Range<Int>, cie: CIE, state: inout State, initial: State, location: UInt64, pc: UInt64,
+        steps: inout Int
+    ) -> Bool {
         var p = range.lowerBound
         let end = range.upperBound
         var loc = location

@@ -36,8 +36,11 @@ public struct CodeProfile: Sendable {
         stacks = byStack.map { StackCount(frames: $0.key, samples: $0.value) }
             .sorted { $0.samples != $1.samples ? $0.samples > $1.samples : $0.frames.lexicographicallyPrecedes($1.frames) }
         functions = totalCount.map { FunctionCount(frame: $0.key, selfSamples: selfCount[$0.key] ?? 0, totalSamples: $0.value) }
-            .sorted { $0.selfSamples != $1.selfSamples ? $0.selfSamples > $1.selfSamples
-                : $0.totalSamples != $1.totalSamples ? $0.totalSamples > $1.totalSamples : $0.frame < $1.frame }
+            .sorted {
+                $0.selfSamples != $1.selfSamples
+                    ? $0.selfSamples > $1.selfSamples
+                    : $0.totalSamples != $1.totalSamples ? $0.totalSamples > $1.totalSamples : $0.frame < $1.frame
+            }
     }
 
     /// "86% on CPU in handleHash (server.js:17) <- emit <- ...", for one stack.

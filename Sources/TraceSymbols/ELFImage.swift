@@ -98,7 +98,9 @@ public final class ELFImage {
                     guard end > start else { continue }
                     let name = String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<end]), as: UTF8.self)
                     let id: Int32
-                    if let known = nameIDs[name] { id = known } else {
+                    if let known = nameIDs[name] {
+                        id = known
+                    } else {
                         id = Int32(names.count)
                         names.append(name)
                         nameIDs[name] = id

@@ -20,7 +20,8 @@ public struct PerfMap: Sendable {
         for line in text.split(separator: UInt8(ascii: "\n")) {
             let parts = line.split(separator: UInt8(ascii: " "), maxSplits: 2)
             guard parts.count == 3, let start = Self.hex(parts[0]), let size = Self.hex(parts[1]), size > 0,
-                  start <= UInt64.max - size else { continue }
+                start <= UInt64.max - size
+            else { continue }
             out.append(Entry(start: start, end: start + size, name: String(decoding: parts[2], as: UTF8.self)))
         }
         entries = Self.normalized(out)

@@ -109,8 +109,10 @@ public struct StackUnwinder {
     /// The sample's user stack (first the sampled instruction, then return addresses), unwound
     /// from `snapshot`; `framePointerStack` is the kernel's walk of the same sample (continues the
     /// unwinding where the copy ends).
-    public mutating func unwind(pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, framePointerStack: [UInt64],
-                                mappings: CodeMappings) -> [UInt64] {
+    public mutating func unwind(
+        pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, framePointerStack: [UInt64],
+        mappings: CodeMappings
+    ) -> [UInt64] {
         var out: [UInt64] = [s.ip]
         var ip = s.ip, sp = s.sp, bp: UInt64? = s.bp
         var stopModule = -1
@@ -140,8 +142,10 @@ public struct StackUnwinder {
                 // A file without CFI for this code: the first word above sp that returns after a
                 // call of this function (checked in the file's code) is the return address.
                 method = .stackScan
-                guard let (slot, ra) = scan(pid: pid, timeNs: timeNs, snapshot: s, from: sp, function: site.functionStart,
-                                            mappings: mappings, copyEnded: &copyEnded)
+                guard
+                    let (slot, ra) = scan(
+                        pid: pid, timeNs: timeNs, snapshot: s, from: sp, function: site.functionStart,
+                        mappings: mappings, copyEnded: &copyEnded)
                 else { break }
                 next = (ra, slot &+ 8, bp)
             } else {
@@ -178,8 +182,10 @@ public struct StackUnwinder {
 
     /// The first slot at or above `from` holding a return address of a call to `function` (or,
     /// when none does, of any call: a tail call hides the direct caller).
-    private func scan(pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, from: UInt64, function: UInt64?,
-                      mappings: CodeMappings, copyEnded: inout Bool) -> (slot: UInt64, ra: UInt64)? {
+    private func scan(
+        pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, from: UInt64, function: UInt64?,
+        mappings: CodeMappings, copyEnded: inout Bool
+    ) -> (slot: UInt64, ra: UInt64)? {
         var loose: (UInt64, UInt64)?
         for k in 0..<UInt64(Self.maxScanWords) {
             let slot = from &+ 8 &* k
@@ -302,9 +308,9 @@ public struct StackUnwinder {
                 case 0x24: stack.append(b >= 64 ? 0 : a << b)
                 case 0x25: stack.append(b >= 64 ? 0 : a >> b)
                 case 0x2a: stack.append(a >= b ? 1 : 0)  // ge
-                case 0x2b: stack.append(a > b ? 1 : 0)   // gt
+                case 0x2b: stack.append(a > b ? 1 : 0)  // gt
                 case 0x2c: stack.append(a <= b ? 1 : 0)  // le
-                case 0x2d: stack.append(a < b ? 1 : 0)   // lt
+                case 0x2d: stack.append(a < b ? 1 : 0)  // lt
                 default: return nil
                 }
             }

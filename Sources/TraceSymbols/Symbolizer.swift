@@ -33,9 +33,9 @@ public final class Symbolizer: CodeMappings {
     public private(set) var frames: [CodeFrame] = []
     private var frameIDs: [CodeFrame: Int] = [:]
 
-    private var mappings: [UInt32: [Mapping]] = [:]   // per pid, sorted by start once sealed
+    private var mappings: [UInt32: [Mapping]] = [:]  // per pid, sorted by start once sealed
     private var sorted: Set<UInt32> = []
-    private var images: [String: ELFImage?] = [:]      // path (+ build id) -> parsed file
+    private var images: [String: ELFImage?] = [:]  // path (+ build id) -> parsed file
     private var perfMaps: [UInt32: PerfMap?] = [:]
     private var kernelSymbols: [(address: UInt64, name: String)]?
     private var demangled: [String: String] = [:]
@@ -142,7 +142,8 @@ public final class Symbolizer: CodeMappings {
             site.inMapping = true
             site.module = moduleID(mapping.path.isEmpty ? "[anon]" : mapping.path)
             if !mapping.path.isEmpty, !mapping.path.hasPrefix("["), let image = image(path: mapping.path, buildID: mapping.buildID),
-               let link = image.address(ofFileOffset: address &- mapping.start &+ mapping.fileOffset) {
+                let link = image.address(ofFileOffset: address &- mapping.start &+ mapping.fileOffset)
+            {
                 site.fileBacked = true
                 site.rule = callFrameInfo(path: mapping.path, buildID: mapping.buildID)?.rule(at: link)
                 if let (_, into) = image.symbol(at: link) { site.functionStart = address &- into }
@@ -160,7 +161,8 @@ public final class Symbolizer: CodeMappings {
         if let hit = calls[key] { return hit }
         var kind = CallKind.none
         if site(pid: pid, address: returnAddress &- 1, timeNs: timeNs).fileBacked,
-           let code = bytes(pid: pid, before: returnAddress, count: 7, timeNs: timeNs) {
+            let code = bytes(pid: pid, before: returnAddress, count: 7, timeNs: timeNs)
+        {
             kind = StackUnwinder.callKind(code)
         }
         if calls.count > 4 << 20 { calls.removeAll() }
@@ -170,13 +172,14 @@ public final class Symbolizer: CodeMappings {
 
     /// The file, buildID and link-time address of an address of `pid` (path "": not file-backed).
     public func linkAddress(pid: UInt32, address: UInt64, timeNs: UInt64)
-        -> (path: String, buildID: [UInt8], linkAddress: UInt64, inMapping: Bool) {
+        -> (path: String, buildID: [UInt8], linkAddress: UInt64, inMapping: Bool)
+    {
         let m = mappingIndex(pid: pid, address: address, timeNs: timeNs)
         guard m >= 0 else { return ("", [], address, false) }
         let mapping = mappings[pid]![m]
         guard !mapping.path.isEmpty, !mapping.path.hasPrefix("["),
-              let image = image(path: mapping.path, buildID: mapping.buildID),
-              let link = image.address(ofFileOffset: address &- mapping.start &+ mapping.fileOffset)
+            let image = image(path: mapping.path, buildID: mapping.buildID),
+            let link = image.address(ofFileOffset: address &- mapping.start &+ mapping.fileOffset)
         else { return ("", [], address, true) }
         return (mapping.path, mapping.buildID, link, true)
     }
@@ -204,7 +207,9 @@ public final class Symbolizer: CodeMappings {
         let mapping = mappings[pid]![m]
         guard !mapping.path.isEmpty, !mapping.path.hasPrefix("["), address &- mapping.start >= UInt64(count) else { return nil }
         let file: MappedFile?
-        if let cached = mappedFiles[mapping.path] { file = cached } else {
+        if let cached = mappedFiles[mapping.path] {
+            file = cached
+        } else {
             file = MappedFile(path: mapping.path)
             mappedFiles[mapping.path] = .some(file)
         }

@@ -53,8 +53,9 @@ public final class TraceSamples {
         switch v.kind {
         case .cpuSample:
             guard v.u(2) <= UInt64(UInt32.max), v.u(3) <= UInt64(UInt32.max) else { return nil }
-            var s = CPUSample(timeNs: v.timestampNs, pid: UInt32(truncatingIfNeeded: v.u(0)), tid: UInt32(truncatingIfNeeded: v.u(1)),
-                              userStack: UInt32(v.u(2)), kernelStack: UInt32(v.u(3)))
+            var s = CPUSample(
+                timeNs: v.timestampNs, pid: UInt32(truncatingIfNeeded: v.u(0)), tid: UInt32(truncatingIfNeeded: v.u(1)),
+                userStack: UInt32(v.u(2)), kernelStack: UInt32(v.u(3)))
             if let copy = pendingCopy {
                 pendingCopy = nil
                 if copy.tid == s.tid && copy.timeNs == s.timeNs {
@@ -87,9 +88,11 @@ public final class TraceSamples {
             guard v.u(1) < v.u(2) else { return nil }
             let path = v.textID >= 0 ? it.string(v.textID) : ""
             let buildID = v.list.prefix(64).map { UInt8(truncatingIfNeeded: $0) }
-            symbolizer.addMapping(pid: UInt32(truncatingIfNeeded: v.u(0)),
-                                  .init(start: v.u(1), end: v.u(2), fileOffset: v.u(3), path: path, buildID: buildID,
-                                        timeNs: v.timestampNs))
+            symbolizer.addMapping(
+                pid: UInt32(truncatingIfNeeded: v.u(0)),
+                .init(
+                    start: v.u(1), end: v.u(2), fileOffset: v.u(3), path: path, buildID: buildID,
+                    timeNs: v.timestampNs))
         default:
             break
         }
@@ -143,7 +146,9 @@ public final class TraceSamples {
     public func frames(pid: UInt32, userStack: UInt32, kernelStack: UInt32 = 0, timeNs: UInt64) -> [Int] {
         var out: [Int] = []
         if kernelStack != 0 {
-            if let k = resolvedKernel[kernelStack] { out = k } else {
+            if let k = resolvedKernel[kernelStack] {
+                out = k
+            } else {
                 let k = symbolizer.frames(pid: 0, addresses: stackAddresses[kernelStack] ?? [], timeNs: timeNs, kernel: true)
                 resolvedKernel[kernelStack] = k
                 out = k
@@ -151,7 +156,9 @@ public final class TraceSamples {
         }
         if userStack != 0 {
             let key = UInt64(pid) << 32 | UInt64(userStack)
-            if let u = resolved[key] { out += u } else {
+            if let u = resolved[key] {
+                out += u
+            } else {
                 var u = symbolizer.frames(pid: pid, addresses: stackAddresses[userStack] ?? [], timeNs: timeNs)
                 // A return address no mapping holds is where a frame-pointer walk went astray (code
                 // without frame pointers): what follows it is noise, not callers.

@@ -33,7 +33,8 @@ package struct JSONWriter {
                 // Control characters, also DEL and C1 (a terminal may act on them when the JSON is printed),
                 // and the bidirectional overrides, as \u escapes.
                 if u.value < 0x20 || (u.value >= 0x7F && u.value <= 0x9F) || (u.value >= 0x202A && u.value <= 0x202E)
-                    || (u.value >= 0x2066 && u.value <= 0x2069) {
+                    || (u.value >= 0x2066 && u.value <= 0x2069)
+                {
                     let h = String(u.value, radix: 16)
                     r += "\\u" + String(repeating: "0", count: 4 - h.count) + h
                 } else {

@@ -13,7 +13,9 @@ import Glibc
 enum ConcurrencyBench {
     static func run() {
         guard let library = preloadLibrary() else {
-            print("{\"benchmark\": \"concurrency\", \"skipped\": \"libAsyncTraceConcurrencyPreload.so not found (set ASYNCTRACE_CONCURRENCY_LIBRARY)\"}")
+            print(
+                "{\"benchmark\": \"concurrency\", \"skipped\": \"libAsyncTraceConcurrencyPreload.so not found (set ASYNCTRACE_CONCURRENCY_LIBRARY)\"}"
+            )
             return
         }
         guard let program = compileProgram() else {
@@ -21,8 +23,10 @@ enum ConcurrencyBench {
             return
         }
         let runs = envInt("ASYNCTRACE_BENCH_RUNS") ?? 5
-        let cases = [("group", envInt("ASYNCTRACE_BENCH_TASKS") ?? 1_000_000, "task"),
-                     ("yield", envInt("ASYNCTRACE_BENCH_YIELDS") ?? 1_000_000, "job")]
+        let cases = [
+            ("group", envInt("ASYNCTRACE_BENCH_TASKS") ?? 1_000_000, "task"),
+            ("yield", envInt("ASYNCTRACE_BENCH_YIELDS") ?? 1_000_000, "job"),
+        ]
         let trace = "/tmp/asynctrace-bench-concurrency-\(getpid()).atrace"
         for (mode, n, unit) in cases {
             var samples: [String: [Double]] = ["bare": [], "hooks-only": [], "recorded": []]
@@ -52,12 +56,14 @@ enum ConcurrencyBench {
             }
             let bare = median(samples["bare"]!), floor = median(samples["hooks-only"]!), rec = median(samples["recorded"]!)
             let name = mode == "group" ? "concurrency/task-group-child" : "concurrency/yield-job"
-            report(name, nsPerOp: rec, extra: [
-                ("unit", "\"\(unit)\""), ("count", String(n)), ("bare_ns", fmt(bare)), ("hooks_only_ns", fmt(floor)),
-                ("recorded_ns", fmt(rec)), ("hooks_only_added_ns", fmt(floor - bare)), ("recorded_added_ns", fmt(rec - bare)),
-                ("recorded_vs_bare", fmt(rec / bare)), ("events_per_run", String(events)), ("events_dropped_max", String(dropped)),
-                ("runs", String(runs)),
-            ])
+            report(
+                name, nsPerOp: rec,
+                extra: [
+                    ("unit", "\"\(unit)\""), ("count", String(n)), ("bare_ns", fmt(bare)), ("hooks_only_ns", fmt(floor)),
+                    ("recorded_ns", fmt(rec)), ("hooks_only_added_ns", fmt(floor - bare)), ("recorded_added_ns", fmt(rec - bare)),
+                    ("recorded_vs_bare", fmt(rec / bare)), ("events_per_run", String(events)), ("events_dropped_max", String(dropped)),
+                    ("runs", String(runs)),
+                ])
         }
     }
 
@@ -101,8 +107,11 @@ enum ConcurrencyBench {
         let output = "/tmp/asynctrace-bench-tasks-\(getpid())"
         let candidates: [String] = ["/opt/swift/usr/bin/swiftc", "/usr/bin/swiftc"]
         let swiftc = candidates.first { (p: String) in access(p, X_OK) == 0 }
-        guard let swiftc, runProgram(swiftc, ["-O", "-parse-as-library", source, "-o", output], baseEnvironment(),
-                                     expectTime: false) != nil else { return nil }
+        guard let swiftc,
+            runProgram(
+                swiftc, ["-O", "-parse-as-library", source, "-o", output], baseEnvironment(),
+                expectTime: false) != nil
+        else { return nil }
         return output
     }
 
@@ -139,7 +148,8 @@ enum ConcurrencyBench {
         if !expectTime { return 0 }
         let text = String(decoding: out, as: UTF8.self)
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("elapsed_ns ") }),
-              let ns = Double(line.split(separator: " ")[1]) else { return nil }
+            let ns = Double(line.split(separator: " ")[1])
+        else { return nil }
         return ns
     }
 }

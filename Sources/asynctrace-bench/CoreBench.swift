@@ -21,8 +21,9 @@ func runCoreBenchmarks() {
     let clockOps = 10_000_000
     var sink: UInt64 = 0
     report("clock.rdtsc", nsPerOp: measure(ops: clockOps) { for _ in 0..<clockOps { sink &+= trace_clock_ticks() } })
-    report("clock.clock_gettime_monotonic",
-           nsPerOp: measure(ops: clockOps) { for _ in 0..<clockOps { sink &+= trace_clock_monotonic_ns() } })
+    report(
+        "clock.clock_gettime_monotonic",
+        nsPerOp: measure(ops: clockOps) { for _ in 0..<clockOps { sink &+= trace_clock_monotonic_ns() } })
     if sink == 42 { print("") }
 
     // An emission site with no hook enabled: one relaxed load and a branch.
@@ -46,8 +47,9 @@ func runCoreBenchmarks() {
         let dt2 = timeThreads(2) { _ in resourceLifecycles(lifecycles) }
         bareRatios.append(Double(2 * dt1) / Double(dt2))
     }
-    report("hooks.lifecycle_2_threads_no_recorder", nsPerOp: bare,
-           extra: [("throughput_vs_1_thread", fmt(median(bareRatios)))])
+    report(
+        "hooks.lifecycle_2_threads_no_recorder", nsPerOp: bare,
+        extra: [("throughput_vs_1_thread", fmt(median(bareRatios)))])
 
     let path = "/tmp/asynctrace-bench-\(getpid()).atrace"
     defer { unlink(path) }
@@ -68,9 +70,12 @@ func runCoreBenchmarks() {
         bytesPerEvent.append(Double(s.bytesWritten) / Double(max(1, s.eventsWritten)))
     }
     let one = median(perEvent)
-    report("recorder.per_event_1_thread", nsPerOp: one,
-           extra: [("bytes_per_event", fmt(median(bytesPerEvent))), ("dropped", String(dropped)),
-                   ("recording_overhead_ns", fmt(one - bare))])
+    report(
+        "recorder.per_event_1_thread", nsPerOp: one,
+        extra: [
+            ("bytes_per_event", fmt(median(bytesPerEvent))), ("dropped", String(dropped)),
+            ("recording_overhead_ns", fmt(one - bare)),
+        ])
 
     // Two threads at once: throughput relative to one thread.
     var ratios: [Double] = []
@@ -85,8 +90,9 @@ func runCoreBenchmarks() {
         ratios.append(tp2 / tp1)
         twoNs.append(Double(dt2) / Double(2 * lifecycles * 4))
     }
-    report("recorder.per_event_2_threads", nsPerOp: median(twoNs),
-           extra: [("throughput_vs_1_thread", fmt(median(ratios)))])
+    report(
+        "recorder.per_event_2_threads", nsPerOp: median(twoNs),
+        extra: [("throughput_vs_1_thread", fmt(median(ratios)))])
 }
 
 /// Group `core-profile`: only the single-thread recording loop, for perf/callgrind.

@@ -43,8 +43,9 @@ enum ExportBench {
                 passRates.append(Double(timeline.stats.events) / (Double(ReaderBenchmarks.cpuNow() - cpu) / 1e9))
                 precondition(sink.ops > 0)
             }
-            ReaderBenchmarks.emit(prefix + "timeline_pass", eventsPerSecond: passRates.sorted()[1],
-                                  extra: ["events": "\(reader.eventCount)"])
+            ReaderBenchmarks.emit(
+                prefix + "timeline_pass", eventsPerSecond: passRates.sorted()[1],
+                extra: ["events": "\(reader.eventCount)"])
 
             for format in ExportFormat.allCases where only == nil || only == format.rawValue {
                 var rates: [Double] = []
@@ -63,19 +64,25 @@ enum ExportBench {
                 }
                 let s = last!
                 let rate = rates.sorted()[1]
-                ReaderBenchmarks.emit(prefix + format.rawValue, eventsPerSecond: rate,
-                                      extra: ["events": "\(s.events)", "output_bytes": "\(s.bytesWritten)",
-                                              "max_rss_kb": "\(ReaderBenchmarks.peakRSSKB())",
-                                              "bytes_per_event": ReaderBenchmarks.format(s.bytesPerEvent),
-                                              "kernel_ns_per_event": ReaderBenchmarks.format(kernelNsPerEvent.sorted()[1])])
+                ReaderBenchmarks.emit(
+                    prefix + format.rawValue, eventsPerSecond: rate,
+                    extra: [
+                        "events": "\(s.events)", "output_bytes": "\(s.bytesWritten)",
+                        "max_rss_kb": "\(ReaderBenchmarks.peakRSSKB())",
+                        "bytes_per_event": ReaderBenchmarks.format(s.bytesPerEvent),
+                        "kernel_ns_per_event": ReaderBenchmarks.format(kernelNsPerEvent.sorted()[1]),
+                    ])
                 summary["\(label)_\(format.rawValue)_meps"] = ReaderBenchmarks.format(rate / 1e6)
                 if format == .perfetto { summary["\(label)_perfetto_bytes_per_event"] = ReaderBenchmarks.format(s.bytesPerEvent) }
                 if format == .otlp {
                     // The OTLP goal is in spans per second (callbacks, parts inside requests, stalls, tracer spans).
                     let spansPerSecond = rate * Double(s.spans) / Double(max(1, s.events))
-                    ReaderBenchmarks.emit(prefix + "otlp_spans", eventsPerSecond: spansPerSecond,
-                                          extra: ["spans": "\(s.spans)", "requests": "\(s.requests)",
-                                                  "bytes_per_span": ReaderBenchmarks.format(Double(s.bytesWritten) / Double(max(1, s.spans)))])
+                    ReaderBenchmarks.emit(
+                        prefix + "otlp_spans", eventsPerSecond: spansPerSecond,
+                        extra: [
+                            "spans": "\(s.spans)", "requests": "\(s.requests)",
+                            "bytes_per_span": ReaderBenchmarks.format(Double(s.bytesWritten) / Double(max(1, s.spans))),
+                        ])
                     summary["\(label)_otlp_mspans"] = ReaderBenchmarks.format(spansPerSecond / 1e6)
                 }
             }
@@ -84,12 +91,16 @@ enum ExportBench {
                 var rates: [Double] = []
                 for _ in 0..<3 {
                     let cpu = ReaderBenchmarks.cpuNow()
-                    guard let s = try? TraceExport.run(reader: reader, format: .folded, outputPath: out, grouping: grouping,
-                                                       weight: weight) else { fatalError("export failed") }
+                    guard
+                        let s = try? TraceExport.run(
+                            reader: reader, format: .folded, outputPath: out, grouping: grouping,
+                            weight: weight)
+                    else { fatalError("export failed") }
                     rates.append(Double(s.events) / (Double(ReaderBenchmarks.cpuNow() - cpu) / 1e9))
                 }
-                ReaderBenchmarks.emit("export.folded_\(grouping.rawValue)_\(weight.rawValue)", eventsPerSecond: rates.sorted()[1],
-                                      extra: [:])
+                ReaderBenchmarks.emit(
+                    "export.folded_\(grouping.rawValue)_\(weight.rawValue)", eventsPerSecond: rates.sorted()[1],
+                    extra: [:])
             }
         }
         // One line for README: every format's M events/s on both traces and Perfetto's bytes per event;

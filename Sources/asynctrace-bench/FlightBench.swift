@@ -36,17 +36,22 @@ enum FlightBench {
             flight.append(record(cli, ["--flight-recorder", "--keep", "30s"], worker: "chain \(n)").workerNsPerOp)
         }
         let p = median(plain), f = median(flight)
-        report("flight.overhead.setImmediate-chain.plain_recording", nsPerOp: p,
-               extra: [("runs", "[\(plain.map(fmt).joined(separator: ", "))]")])
-        report("flight.overhead.setImmediate-chain.flight_recorder", nsPerOp: f,
-               extra: [("runs", "[\(flight.map(fmt).joined(separator: ", "))]"), ("ratio_to_plain", fmt(f / p))])
+        report(
+            "flight.overhead.setImmediate-chain.plain_recording", nsPerOp: p,
+            extra: [("runs", "[\(plain.map(fmt).joined(separator: ", "))]")])
+        report(
+            "flight.overhead.setImmediate-chain.flight_recorder", nsPerOp: f,
+            extra: [("runs", "[\(flight.map(fmt).joined(separator: ", "))]"), ("ratio_to_plain", fmt(f / p))])
     }
 
     static func bound(cli: String) {
         let r = record(cli, ["--flight-recorder", "--keep", "16MiB"], worker: "paced 250000 20 0")
-        report("flight.bound.1M_events_per_s_20s_keep_16MiB", nsPerOp: r.workerNsPerOp,
-               extra: [("window_peak_bytes", "\(r.keptPeakKiB * 1024)"), ("bound_bytes", "\(16 << 20)"),
-                       ("recorder_peak_rss_bytes", "\(r.peakRSSKiB * 1024)")])
+        report(
+            "flight.bound.1M_events_per_s_20s_keep_16MiB", nsPerOp: r.workerNsPerOp,
+            extra: [
+                ("window_peak_bytes", "\(r.keptPeakKiB * 1024)"), ("bound_bytes", "\(16 << 20)"),
+                ("recorder_peak_rss_bytes", "\(r.peakRSSKiB * 1024)"),
+            ])
     }
 
     static func dumpTime(cli: String) {
@@ -58,9 +63,12 @@ enum FlightBench {
             sizes.append(Double(r.dumpKiB) * 1024)
             rss = max(rss, r.peakRSSKiB)
         }
-        report("flight.dump.30s_window_at_1M_events_per_s", nsPerOp: median(ms) * 1e6,
-               extra: [("dump_ms", "[\(ms.map(fmt).joined(separator: ", "))]"), ("dump_bytes", fmt(median(sizes))),
-                       ("recorder_peak_rss_bytes", "\(rss * 1024)")])
+        report(
+            "flight.dump.30s_window_at_1M_events_per_s", nsPerOp: median(ms) * 1e6,
+            extra: [
+                ("dump_ms", "[\(ms.map(fmt).joined(separator: ", "))]"), ("dump_bytes", fmt(median(sizes))),
+                ("recorder_peak_rss_bytes", "\(rss * 1024)"),
+            ])
     }
 
     struct Run {

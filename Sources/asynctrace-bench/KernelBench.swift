@@ -22,7 +22,8 @@ enum KernelBench {
         let only = getenv("ASYNCTRACE_BENCH_KERNEL_ONLY").map { String(cString: $0) }
         if only == nil || only == "cost" { syscallCost() }
         if only == nil || only == "sustained" {
-            sustained(rate: 1_000_000, seconds: 10, ringBytes: UInt64(KernelProbeOptions().ringBytes), name: "kernel.sustained_1M_per_s_10s_default_ring")
+            sustained(
+                rate: 1_000_000, seconds: 10, ringBytes: UInt64(KernelProbeOptions().ringBytes), name: "kernel.sustained_1M_per_s_10s_default_ring")
         }
         if only == nil || only == "drain" { drainRate() }
         if only == nil || only == "pingpong" { contextSwitchCost() }
@@ -48,22 +49,26 @@ enum KernelBench {
             ppOn.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: on), traced: true))
             sleepOff.append(runWorker("sleeps \(waits)", session: try? KernelProbeSession(options: off), traced: true))
             var seen = 0
-            sleepOn.append(runWorker("sleeps \(waits)", session: try? KernelProbeSession(options: on), traced: true) {
-                for e in $0 where e.kind == .waitStack { seen += 1 }
-            })
+            sleepOn.append(
+                runWorker("sleeps \(waits)", session: try? KernelProbeSession(options: on), traced: true) {
+                    for e in $0 where e.kind == .waitStack { seen += 1 }
+                })
             stacksSeen = max(stacksSeen, seen)
             sigOff.append(runWorker("sigwaits \(waits)", session: try? KernelProbeSession(options: off), traced: true))
             sigOn.append(runWorker("sigwaits \(waits)", session: try? KernelProbeSession(options: on), traced: true))
         }
         emit("kernel.waitstacks.pingpong_round_trip.threshold_off", median(ppOff))
-        emit("kernel.waitstacks.pingpong_round_trip.threshold_1ms", median(ppOn),
-             extra: ["ratio_to_off": median(ppOn) / median(ppOff), "added_ns_per_round_trip": median(ppOn) - median(ppOff)])
+        emit(
+            "kernel.waitstacks.pingpong_round_trip.threshold_1ms", median(ppOn),
+            extra: ["ratio_to_off": median(ppOn) / median(ppOff), "added_ns_per_round_trip": median(ppOn) - median(ppOff)])
         emit("kernel.waitstacks.nanosleep_1_2ms_cpu_per_wait.threshold_off", median(sleepOff))
-        emit("kernel.waitstacks.nanosleep_1_2ms_cpu_per_wait.threshold_1ms", median(sleepOn),
-             extra: ["added_ns_per_stack": median(sleepOn) - median(sleepOff), "wait_stacks_per_run": Double(stacksSeen)])
+        emit(
+            "kernel.waitstacks.nanosleep_1_2ms_cpu_per_wait.threshold_1ms", median(sleepOn),
+            extra: ["added_ns_per_stack": median(sleepOn) - median(sleepOff), "wait_stacks_per_run": Double(stacksSeen)])
         emit("kernel.waitstacks.sigtimedwait_1_2ms_cpu_per_wait.threshold_off", median(sigOff))
-        emit("kernel.waitstacks.sigtimedwait_1_2ms_cpu_per_wait.threshold_1ms", median(sigOn),
-             extra: ["added_ns_per_stack": median(sigOn) - median(sigOff)])
+        emit(
+            "kernel.waitstacks.sigtimedwait_1_2ms_cpu_per_wait.threshold_1ms", median(sigOn),
+            extra: ["added_ns_per_stack": median(sigOn) - median(sigOff)])
     }
 
     // MARK: context switches
@@ -81,19 +86,24 @@ enum KernelBench {
             baseline.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: .init(baseline: true)), traced: false))
             untraced.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(), traced: false))
             var episodes = 0
-            traced.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(), traced: true) {
-                for e in $0 where e.kind == .offCPU { episodes += 1 }
-            })
+            traced.append(
+                runWorker("pingpong \(trips)", session: try? KernelProbeSession(), traced: true) {
+                    for e in $0 where e.kind == .offCPU { episodes += 1 }
+                })
             switches.append(Double(episodes) / Double(trips))
         }
         let b = median(bare), bl = median(baseline), u = median(untraced), t = median(traced)
         emit("kernel.pingpong_pinned_round_trip.bare", b)
         emit("kernel.pingpong_pinned_round_trip.empty_bpf_on_tracepoints", bl, extra: ["ratio_to_bare": bl / b])
-        emit("kernel.pingpong_pinned_round_trip.probes_loaded_untraced", u,
-             extra: ["ratio_to_bare": u / b, "added_ns_per_round_trip": u - b])
-        emit("kernel.pingpong_pinned_round_trip.traced", t,
-             extra: ["ratio_to_bare": t / b, "added_ns_per_round_trip": t - b,
-                     "offcpu_events_per_round_trip": median(switches)])
+        emit(
+            "kernel.pingpong_pinned_round_trip.probes_loaded_untraced", u,
+            extra: ["ratio_to_bare": u / b, "added_ns_per_round_trip": u - b])
+        emit(
+            "kernel.pingpong_pinned_round_trip.traced", t,
+            extra: [
+                "ratio_to_bare": t / b, "added_ns_per_round_trip": t - b,
+                "offcpu_events_per_round_trip": median(switches),
+            ])
     }
 
     /// A traced pinned ping-pong paced at `roundTripsPerSecond` (2 context switches each) for
@@ -107,10 +117,11 @@ enum KernelBench {
                 if e.kind == .offCPU { episodes += 1 } else if e.kind == .syscall { syscalls += 1 }
             }
         }
-        print("{\"benchmark\": \"kernel.sustained_pingpong_10s_default_ring\", \"round_trips_per_s\": \(fmt(achieved)), "
-              + "\"target_round_trips_per_s\": \(rate), \"offcpu_events\": \(episodes), "
-              + "\"offcpu_events_per_s\": \(fmt(Double(episodes) / Double(seconds))), \"syscall_events\": \(syscalls), "
-              + "\"events\": \(stats.events), \"dropped\": \(stats.dropped)}")
+        print(
+            "{\"benchmark\": \"kernel.sustained_pingpong_10s_default_ring\", \"round_trips_per_s\": \(fmt(achieved)), "
+                + "\"target_round_trips_per_s\": \(rate), \"offcpu_events\": \(episodes), "
+                + "\"offcpu_events_per_s\": \(fmt(Double(episodes) / Double(seconds))), \"syscall_events\": \(syscalls), "
+                + "\"events\": \(stats.events), \"dropped\": \(stats.dropped)}")
     }
 
     // MARK: cost per syscall
@@ -127,25 +138,33 @@ enum KernelBench {
             untraced.append(runWorker("writes \(writes)", session: try? KernelProbeSession(), traced: false))
             traced.append(runWorker("writes \(writes)", session: try? KernelProbeSession(), traced: true))
             // The probes' own cost: a ring big enough for the whole run, drained only afterwards.
-            probesOnly.append(runWorker("writes \(writes)", session: try? KernelProbeSession(options: .init(ringBytes: 64 << 20)),
-                                        traced: true, consumeWhileRunning: false))
+            probesOnly.append(
+                runWorker(
+                    "writes \(writes)", session: try? KernelProbeSession(options: .init(ringBytes: 64 << 20)),
+                    traced: true, consumeWhileRunning: false))
         }
         let b = median(bare), bl = median(baseline), u = median(untraced), t = median(traced), po = median(probesOnly)
-        emit("kernel.write_1B_devnull.traced_no_concurrent_consumer", po,
-             extra: ["ratio_to_bare": po / b, "added_ns_per_syscall": po - b])
+        emit(
+            "kernel.write_1B_devnull.traced_no_concurrent_consumer", po,
+            extra: ["ratio_to_bare": po / b, "added_ns_per_syscall": po - b])
         emit("kernel.write_1B_devnull.bare", b)
         emit("kernel.write_1B_devnull.empty_bpf_on_tracepoints", bl, extra: ["ratio_to_bare": bl / b])
-        emit("kernel.write_1B_devnull.probes_untraced_process", u,
-             extra: ["ratio_to_bare": u / b, "added_ns_vs_empty_bpf": u - bl,
-                     "tracepoint_cost_ns": bl - b, "filter_cost_ns": u - bl])
+        emit(
+            "kernel.write_1B_devnull.probes_untraced_process", u,
+            extra: [
+                "ratio_to_bare": u / b, "added_ns_vs_empty_bpf": u - bl,
+                "tracepoint_cost_ns": bl - b, "filter_cost_ns": u - bl,
+            ])
         emit("kernel.write_1B_devnull.traced", t, extra: ["ratio_to_bare": t / b, "added_ns_per_syscall": t - b])
     }
 
     /// Runs one worker child; returns its ns per syscall. With `traced`, the probes follow it and
     /// this process drains the ring (and encodes the kernel stream to /dev/null) meanwhile.
-    static func runWorker(_ spec: String, session: KernelProbeSession?, traced: Bool, consumeWhileRunning: Bool = true,
-                          ringStats: UnsafeMutablePointer<KernelProbeStatistics>? = nil,
-                          onEvents: ((ArraySlice<KernelEvent>) -> Void)? = nil) -> Double {
+    static func runWorker(
+        _ spec: String, session: KernelProbeSession?, traced: Bool, consumeWhileRunning: Bool = true,
+        ringStats: UnsafeMutablePointer<KernelProbeStatistics>? = nil,
+        onEvents: ((ArraySlice<KernelEvent>) -> Void)? = nil
+    ) -> Double {
         let resultPath = "/tmp/asynctrace-bench-kernel-\(getpid())"
         let env = ["\(workerVariable)=\(spec) \(resultPath)", "PATH=/usr/bin:/bin"]
         let exe = selfPath()
@@ -187,9 +206,10 @@ enum KernelBench {
             for e in $0 where e.kind == .syscall && e.nr == 1 && e.size == 1 && e.ret == 1 { oneByteWrites += 1 }
         }
         let expected = rate * seconds
-        print("{\"benchmark\": \"\(name)\", \"ns_per_op\": \(fmt(1e9 / achieved)), \"ops_per_s\": \(fmt(achieved)), "
-              + "\"ring_bytes\": \(ringBytes), \"syscalls\": \(expected), \"events\": \(stats.events), "
-              + "\"dropped\": \(stats.dropped), \"recorded_1B_writes\": \(oneByteWrites), \"lost\": \(expected - oneByteWrites)}")
+        print(
+            "{\"benchmark\": \"\(name)\", \"ns_per_op\": \(fmt(1e9 / achieved)), \"ops_per_s\": \(fmt(achieved)), "
+                + "\"ring_bytes\": \(ringBytes), \"syscalls\": \(expected), \"events\": \(stats.events), "
+                + "\"dropped\": \(stats.dropped), \"recorded_1B_writes\": \(oneByteWrites), \"lost\": \(expected - oneByteWrites)}")
     }
 
     /// How fast this process drains and encodes the ring: fill a large ring while not reading,
@@ -200,8 +220,11 @@ enum KernelBench {
         let n = 4_000_000
         let exe = selfPath()
         let resultPath = "/tmp/asynctrace-bench-kernel-\(getpid())"
-        guard let child = try? HeldProcess(path: exe, arguments: [exe, "kernel"],
-                                           environment: ["\(workerVariable)=writes \(n) \(resultPath)"]) else { return }
+        guard
+            let child = try? HeldProcess(
+                path: exe, arguments: [exe, "kernel"],
+                environment: ["\(workerVariable)=writes \(n) \(resultPath)"])
+        else { return }
         session.trace(pid: child.pid)
         try? child.release()
         var status: Int32 = 0
@@ -226,11 +249,12 @@ enum KernelBench {
         let rate5M = 5_000_000.0
         // The ring must hold what arrives while the consumer is behind: over 10 s at 5 M/s.
         let deficit = max(0, rate5M - 1e9 / ns)
-        print("{\"benchmark\": \"kernel.drain_and_encode\", \"ns_per_op\": \(fmt(ns)), \"ops_per_s\": \(fmt(1e9 / ns)), "
-              + "\"events\": \(events), \"dropped\": \(stats.dropped), \"producer_ns_per_traced_write\": \(fmt(producerNs)), "
-              + "\"record_bytes\": \(Int(recordBytes)), "
-              + "\"ring_bytes_for_5M_per_s_10s\": \(Int(deficit * 10 * recordBytes)), "
-              + "\"ring_bytes_for_5M_per_s_100ms_stall\": \(Int(rate5M * 0.1 * recordBytes))}")
+        print(
+            "{\"benchmark\": \"kernel.drain_and_encode\", \"ns_per_op\": \(fmt(ns)), \"ops_per_s\": \(fmt(1e9 / ns)), "
+                + "\"events\": \(events), \"dropped\": \(stats.dropped), \"producer_ns_per_traced_write\": \(fmt(producerNs)), "
+                + "\"record_bytes\": \(Int(recordBytes)), "
+                + "\"ring_bytes_for_5M_per_s_10s\": \(Int(deficit * 10 * recordBytes)), "
+                + "\"ring_bytes_for_5M_per_s_100ms_stall\": \(Int(rate5M * 0.1 * recordBytes))}")
     }
 
     // MARK: worker side
@@ -313,7 +337,8 @@ enum KernelBench {
         var status: Int32 = 0
         var usage = rusage()
         _ = wait4(child, &status, 0, &usage)
-        let childNs = UInt64(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000_000
+        let childNs =
+            UInt64(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000_000
             + UInt64(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1000
         if rate != nil { return Double(trips) / (Double(wallNs) / 1e9) }
         return Double(parentNs + childNs) / Double(trips)

@@ -28,8 +28,10 @@ func measure(runs: Int = 5, ops: Int, _ body: () -> Void) -> Double {
 
 /// One JSON line: {"benchmark": name, "ns_per_op": x, "ops_per_s": y, extra...}.
 func report(_ name: String, nsPerOp: Double, extra: [(String, String)] = []) {
-    var fields = ["\"benchmark\": \"\(name)\"", "\"ns_per_op\": \(fmt(nsPerOp))",
-                  "\"ops_per_s\": \(fmt(nsPerOp > 0 ? 1e9 / nsPerOp : 0))"]
+    var fields = [
+        "\"benchmark\": \"\(name)\"", "\"ns_per_op\": \(fmt(nsPerOp))",
+        "\"ops_per_s\": \(fmt(nsPerOp > 0 ? 1e9 / nsPerOp : 0))",
+    ]
     for (k, v) in extra { fields.append("\"\(k)\": \(v)") }
     print("{" + fields.joined(separator: ", ") + "}")
     fflush(nil)
@@ -54,12 +56,14 @@ func timeThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) -> UInt64 
     var threads: [pthread_t] = []
     for i in 0..<n {
         var t = pthread_t()
-        pthread_create(&t, nil, { p in
-            let b = Unmanaged<Box>.fromOpaque(p!).takeRetainedValue()
-            pthread_barrier_wait(b.gate)
-            b.body(b.i)
-            return nil
-        }, Unmanaged.passRetained(Box(body, i, gate)).toOpaque())
+        pthread_create(
+            &t, nil,
+            { p in
+                let b = Unmanaged<Box>.fromOpaque(p!).takeRetainedValue()
+                pthread_barrier_wait(b.gate)
+                b.body(b.i)
+                return nil
+            }, Unmanaged.passRetained(Box(body, i, gate)).toOpaque())
         threads.append(t)
     }
     pthread_barrier_wait(gate)

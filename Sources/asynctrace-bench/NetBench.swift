@@ -54,8 +54,9 @@ enum NetBench {
             let extra = [("median_of", "\(runs)"), ("connections", "\(w.connections)"), ("seconds", fmt(seconds))]
             if !node.isEmpty { report("net.\(w.name).node", nsPerOp: 1e9 / n, extra: extra) }
             report("net.\(w.name).swift_bare", nsPerOp: 1e9 / b, extra: extra + [("vs_node", node.isEmpty ? "null" : fmt3(b / n))])
-            report("net.\(w.name).swift_recording", nsPerOp: 1e9 / r,
-                   extra: extra + [("recording_slowdown", fmt3(b / r)), ("trace_bytes_per_op", fmt(median(traceBytes) / (r * (seconds + 0.3))))])
+            report(
+                "net.\(w.name).swift_recording", nsPerOp: 1e9 / r,
+                extra: extra + [("recording_slowdown", fmt3(b / r)), ("trace_bytes_per_op", fmt(median(traceBytes) / (r * (seconds + 0.3))))])
         }
     }
 

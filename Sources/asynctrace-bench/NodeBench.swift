@@ -29,8 +29,13 @@ enum NodeBench {
         let variants: [(name: String, argv: [String])] = [
             ("node", ["node", script]),
             ("node-async-hooks-empty", ["node", script, "--hooks"]),
-            ("node-trace-events", ["node", "--trace-event-categories", "node.async_hooks",
-                                   "--trace-event-file-pattern", dir + "/trace-events-${pid}.json", script]),
+            (
+                "node-trace-events",
+                [
+                    "node", "--trace-event-categories", "node.async_hooks",
+                    "--trace-event-file-pattern", dir + "/trace-events-${pid}.json", script,
+                ]
+            ),
             ("asynctrace-default", [cli, "record", "--no-kernel", "-o", trace, "--", "node", script]),
             ("asynctrace-promises", [cli, "record", "--no-kernel", "--node-promises", "-o", trace, "--", "node", script]),
         ]
@@ -89,9 +94,12 @@ enum NodeBench {
         let bare = median(results["node"] ?? [])
         for v in variants {
             let m = median(results[v.name] ?? [])
-            report("node.http_50conn.\(v.name)", nsPerOp: 1e9 / m,
-                   extra: [("req_per_s", fmt(m)), ("runs", "\(results[v.name]?.count ?? 0)"),
-                           ("throughput_loss", fmt(bare / m)), ("seconds", fmt(NetBench.seconds))])
+            report(
+                "node.http_50conn.\(v.name)", nsPerOp: 1e9 / m,
+                extra: [
+                    ("req_per_s", fmt(m)), ("runs", "\(results[v.name]?.count ?? 0)"),
+                    ("throughput_loss", fmt(bare / m)), ("seconds", fmt(NetBench.seconds)),
+                ])
         }
     }
 

@@ -23,17 +23,23 @@ enum ReaderBenchmarks {
         let medianSmall = rates.sorted()[1]
         resetPeakRSS()
         let smallRun = read(small)
-        emit("reader.events_10M", eventsPerSecond: medianSmall,
-             extra: ["events": "\(smallRun.events)", "file_bytes": "\(smallRun.fileBytes)", "max_rss_kb": "\(smallRun.peakKB)",
-                     "bytes_per_event": format(Double(smallRun.fileBytes) / Double(smallRun.events)),
-                     "wall_ops_per_s": "\(Int(wallRates.sorted()[1]))"])
+        emit(
+            "reader.events_10M", eventsPerSecond: medianSmall,
+            extra: [
+                "events": "\(smallRun.events)", "file_bytes": "\(smallRun.fileBytes)", "max_rss_kb": "\(smallRun.peakKB)",
+                "bytes_per_event": format(Double(smallRun.fileBytes) / Double(smallRun.events)),
+                "wall_ops_per_s": "\(Int(wallRates.sorted()[1]))",
+            ])
         var analyzeRates: [Double] = []
         for _ in 0..<3 { analyzeRates.append(analyze(small).eventsPerSecond) }
         resetPeakRSS()
         let analyzeRun = analyze(small)
-        emit("reader.analyze_10M", eventsPerSecond: analyzeRates.sorted()[1],
-             extra: ["events": "\(analyzeRun.events)", "max_rss_kb": "\(analyzeRun.peakKB)",
-                     "wall_ops_per_s": "\(Int(analyzeRun.wallEventsPerSecond))"])
+        emit(
+            "reader.analyze_10M", eventsPerSecond: analyzeRates.sorted()[1],
+            extra: [
+                "events": "\(analyzeRun.events)", "max_rss_kb": "\(analyzeRun.peakKB)",
+                "wall_ops_per_s": "\(Int(analyzeRun.wallEventsPerSecond))",
+            ])
         var iteratorRates: [Double] = []
         for _ in 0..<3 { iteratorRates.append(read(small, byIterator: true).eventsPerSecond) }
         emit("reader.events_10M_next", eventsPerSecond: iteratorRates.sorted()[1], extra: ["api": "\"next()\""])
@@ -46,15 +52,22 @@ enum ReaderBenchmarks {
         let large = writeTrace(events: 100_000_000)
         resetPeakRSS()
         let largeRun = read(large)
-        emit("reader.events_100M", eventsPerSecond: largeRun.eventsPerSecond,
-             extra: ["events": "\(largeRun.events)", "file_bytes": "\(largeRun.fileBytes)", "max_rss_kb": "\(largeRun.peakKB)",
-                     "wall_ops_per_s": "\(Int(largeRun.wallEventsPerSecond))", "rss_ratio_100M_to_10M": format(Double(largeRun.peakKB) / Double(max(1, smallRun.peakKB)))])
+        emit(
+            "reader.events_100M", eventsPerSecond: largeRun.eventsPerSecond,
+            extra: [
+                "events": "\(largeRun.events)", "file_bytes": "\(largeRun.fileBytes)", "max_rss_kb": "\(largeRun.peakKB)",
+                "wall_ops_per_s": "\(Int(largeRun.wallEventsPerSecond))",
+                "rss_ratio_100M_to_10M": format(Double(largeRun.peakKB) / Double(max(1, smallRun.peakKB))),
+            ])
         resetPeakRSS()
         let analyzeLarge = analyze(large)
-        emit("reader.analyze_100M", eventsPerSecond: analyzeLarge.eventsPerSecond,
-             extra: ["events": "\(analyzeLarge.events)", "max_rss_kb": "\(analyzeLarge.peakKB)",
-                     "wall_ops_per_s": "\(Int(analyzeLarge.wallEventsPerSecond))",
-                     "rss_ratio_100M_to_10M": format(Double(analyzeLarge.peakKB) / Double(max(1, analyzeRun.peakKB)))])
+        emit(
+            "reader.analyze_100M", eventsPerSecond: analyzeLarge.eventsPerSecond,
+            extra: [
+                "events": "\(analyzeLarge.events)", "max_rss_kb": "\(analyzeLarge.peakKB)",
+                "wall_ops_per_s": "\(Int(analyzeLarge.wallEventsPerSecond))",
+                "rss_ratio_100M_to_10M": format(Double(analyzeLarge.peakKB) / Double(max(1, analyzeRun.peakKB))),
+            ])
         unlink(large)
     }
 
@@ -68,8 +81,9 @@ enum ReaderBenchmarks {
         let cpuSecs = Double(cpuNow() - cpuStart) / 1e9
         precondition(a.overview.damage.isEmpty && a.overview.count("before") > 0)
         let n = a.overview.totalEvents
-        return ReadRun(events: n, fileBytes: r.fileSize, eventsPerSecond: Double(n) / cpuSecs,
-                       wallEventsPerSecond: Double(n) / secs, peakKB: peakRSSKB())
+        return ReadRun(
+            events: n, fileBytes: r.fileSize, eventsPerSecond: Double(n) / cpuSecs,
+            wallEventsPerSecond: Double(n) / secs, peakKB: peakRSSKB())
     }
 
     struct ReadRun {
@@ -107,8 +121,9 @@ enum ReaderBenchmarks {
         let secs = Double(now() - start) / 1e9
         let cpuSecs = Double(cpuNow() - cpuStart) / 1e9
         precondition(r.damage.isEmpty && it.damage.isEmpty && check != 0)
-        return ReadRun(events: n, fileBytes: r.fileSize, eventsPerSecond: Double(n) / cpuSecs,
-                       wallEventsPerSecond: Double(n) / secs, peakKB: peakRSSKB())
+        return ReadRun(
+            events: n, fileBytes: r.fileSize, eventsPerSecond: Double(n) / cpuSecs,
+            wallEventsPerSecond: Double(n) / secs, peakKB: peakRSSKB())
     }
 
     /// Writes `events` events: 4 user threads (chunks of 16 K events) and a kernel stream, interleaved.
@@ -128,8 +143,9 @@ enum ReaderBenchmarks {
         while written < events {
             for s in 0..<streams where written < events {
                 let kernel = s == streams - 1
-                var b = ChunkBuilder(pid: 1, tid: kernel ? 0 : UInt32(s + 2), startNs: t, startTicks: kernel ? t : t * 2,
-                                     reserve: perChunk * 6)
+                var b = ChunkBuilder(
+                    pid: 1, tid: kernel ? 0 : UInt32(s + 2), startNs: t, startTicks: kernel ? t : t * 2,
+                    reserve: perChunk * 6)
                 let type = kernel ? 0 : b.intern("TCPWRAP", ticks: kernel ? t : t * 2)
                 let n = min(perChunk, events - written)
                 var i = 0
@@ -151,8 +167,10 @@ enum ReaderBenchmarks {
                     }
                 }
                 let end = t + UInt64(n) * 50
-                put(b.seal(sequence: seq, endNs: end, endTicks: kernel ? end : end * 2, droppedCumulative: 0,
-                           flags: kernel ? [.kernel] : []))
+                put(
+                    b.seal(
+                        sequence: seq, endNs: end, endTicks: kernel ? end : end * 2, droppedCumulative: 0,
+                        flags: kernel ? [.kernel] : []))
                 written += Int(b.eventCount) - (kernel ? 0 : 1)
             }
             seq += 1
@@ -198,8 +216,10 @@ enum ReaderBenchmarks {
     static func format(_ v: Double) -> String { String(Double(Int(v * 1000)) / 1000) }
 
     static func emit(_ name: String, eventsPerSecond: Double, extra: [String: String]) {
-        var fields = ["\"benchmark\": \"\(name)\"", "\"ns_per_op\": \(format(1e9 / eventsPerSecond))",
-                      "\"ops_per_s\": \(Int(eventsPerSecond))"]
+        var fields = [
+            "\"benchmark\": \"\(name)\"", "\"ns_per_op\": \(format(1e9 / eventsPerSecond))",
+            "\"ops_per_s\": \(Int(eventsPerSecond))",
+        ]
         for (k, v) in extra.sorted(by: { $0.key < $1.key }) { fields.append("\"\(k)\": \(v)") }
         print("{" + fields.joined(separator: ", ") + "}")
         fflush(nil)

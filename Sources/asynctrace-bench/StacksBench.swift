@@ -55,9 +55,12 @@ enum StacksBench {
             let off = median(results["record-sampling-off"] ?? []), bare = median(results["node"] ?? [])
             for v in variants {
                 let m = median(results[v.name] ?? [])
-                report("stacks.runtime.\(w).\(v.name)", nsPerOp: m,
-                       extra: [("runs", "\(results[v.name]?.count ?? 0)"), ("slowdown_vs_node", fmt(m / bare)),
-                               ("slowdown_vs_sampling_off", fmt(m / off))])
+                report(
+                    "stacks.runtime.\(w).\(v.name)", nsPerOp: m,
+                    extra: [
+                        ("runs", "\(results[v.name]?.count ?? 0)"), ("slowdown_vs_node", fmt(m / bare)),
+                        ("slowdown_vs_sampling_off", fmt(m / off)),
+                    ])
             }
         }
     }
@@ -85,9 +88,12 @@ enum StacksBench {
         let off = median(results["record-sampling-off"] ?? []), bare = median(results["node"] ?? [])
         for v in variants {
             let m = median(results[v.name] ?? [])
-            report("stacks.http_50conn.\(v.name)", nsPerOp: 1e9 / m,
-                   extra: [("req_per_s", fmt(m)), ("runs", "\(results[v.name]?.count ?? 0)"),
-                           ("throughput_loss_vs_node", fmt(bare / m)), ("throughput_loss_vs_sampling_off", fmt(off / m))])
+            report(
+                "stacks.http_50conn.\(v.name)", nsPerOp: 1e9 / m,
+                extra: [
+                    ("req_per_s", fmt(m)), ("runs", "\(results[v.name]?.count ?? 0)"),
+                    ("throughput_loss_vs_node", fmt(bare / m)), ("throughput_loss_vs_sampling_off", fmt(off / m)),
+                ])
         }
     }
 
@@ -105,17 +111,21 @@ enum StacksBench {
         var perSample: [Double] = [], perSampleFP: [Double] = [], samples: [Double] = [], stacks: [Double] = []
         for _ in 0..<3 {
             guard let on = kernelPayload("999"), let fp = kernelPayload("999", copy: "0"), let off = kernelPayload("0"),
-                  on.samples > 0, fp.samples > 0
+                on.samples > 0, fp.samples > 0
             else { continue }
             perSample.append(Double(Int64(on.bytes) - Int64(off.bytes)) / Double(on.samples))
             perSampleFP.append(Double(Int64(fp.bytes) - Int64(off.bytes)) / Double(fp.samples))
             samples.append(Double(on.samples))
             stacks.append(Double(on.stacks))
         }
-        report("stacks.bytes_per_sample", nsPerOp: 0,
-               extra: [("bytes_per_sample_with_stack_copy", fmt(median(perSample))),
-                       ("bytes_per_sample_fp_only", fmt(median(perSampleFP))), ("samples", fmt(median(samples))),
-                       ("distinct_stacks", fmt(median(stacks))), ("note", "\"trace size with sampling minus without, per sample, incl. stackDef and mapping events and chunk headers\"")])
+        report(
+            "stacks.bytes_per_sample", nsPerOp: 0,
+            extra: [
+                ("bytes_per_sample_with_stack_copy", fmt(median(perSample))),
+                ("bytes_per_sample_fp_only", fmt(median(perSampleFP))), ("samples", fmt(median(samples))),
+                ("distinct_stacks", fmt(median(stacks))),
+                ("note", "\"trace size with sampling minus without, per sample, incl. stackDef and mapping events and chunk headers\""),
+            ])
     }
 
     /// A real recording's stack copies repeated to 1 M samples: read + unwind + symbolize + count by stack.
@@ -151,7 +161,11 @@ enum StacksBench {
             let ev = e.event
             switch ev.kind {
             case .mapping:
-                mappings.append((UInt64(bitPattern: ev.arg(0)), UInt64(bitPattern: ev.arg(1)), UInt64(bitPattern: ev.arg(2)), UInt64(bitPattern: ev.arg(3)), ev.text, ev.list))
+                mappings.append(
+                    (
+                        UInt64(bitPattern: ev.arg(0)), UInt64(bitPattern: ev.arg(1)), UInt64(bitPattern: ev.arg(2)), UInt64(bitPattern: ev.arg(3)),
+                        ev.text, ev.list
+                    ))
             case .stackCopy:
                 copy = ((0..<6).map { UInt64(bitPattern: ev.arg($0)) }, ev.list)
             case .cpuSample:
@@ -186,8 +200,9 @@ enum StacksBench {
             b.beginEvent(.cpuSample, ticks: t)
             b.putUnsigned(p.sample[0]); b.putUnsigned(p.sample[1]); b.putUnsigned(0); b.putUnsigned(0)
             if b.byteCount > 4 << 20 || i == samples - 1 {
-                let bytes = b.seal(sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0,
-                                   flags: i == samples - 1 ? [.kernel, .final] : .kernel)
+                let bytes = b.seal(
+                    sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0,
+                    flags: i == samples - 1 ? [.kernel, .final] : .kernel)
                 _ = write(fd, bytes, bytes.count)
                 seq += 1
                 b = ChunkBuilder(pid: r.header.pid, tid: 0, startNs: t, startTicks: t)
@@ -204,9 +219,12 @@ enum StacksBench {
             seconds.append(Double(monotonicNs() - t0) / 1e9)
             depth = Double(profile.stacks.first?.frames.count ?? 0)
         }
-        report("stacks.unwind_1M_samples", nsPerOp: median(seconds) * 1e9 / Double(samples),
-               extra: [("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("distinct_copies", "\(pairs.count)"),
-                       ("top_stack_frames", fmt(depth))])
+        report(
+            "stacks.unwind_1M_samples", nsPerOp: median(seconds) * 1e9 / Double(samples),
+            extra: [
+                ("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("distinct_copies", "\(pairs.count)"),
+                ("top_stack_frames", fmt(depth)),
+            ])
     }
 
     /// 1 M samples over 5,000 stacks into real binaries: read + symbolize + count by stack.
@@ -216,8 +234,10 @@ enum StacksBench {
         var exe = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &exe, exe.count - 1)
         guard n > 0 else { return }
-        let binaries = [String(decoding: exe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self),
-                        "/usr/lib/x86_64-linux-gnu/libc.so.6", "/opt/swift/usr/lib/swift/linux/libswiftCore.so"]
+        let binaries = [
+            String(decoding: exe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self),
+            "/usr/lib/x86_64-linux-gnu/libc.so.6", "/opt/swift/usr/lib/swift/linux/libswiftCore.so",
+        ]
         var sizes: [UInt64] = []
         for b in binaries {
             var st = stat()
@@ -280,8 +300,11 @@ enum StacksBench {
             let frames = profile.functions.map { data.frame($0.frame) }
             named = Double(frames.filter { $0.function != nil }.count) / Double(max(1, frames.count))
         }
-        report("stacks.symbolize_1M_samples", nsPerOp: median(seconds) * 1e9 / Double(samples),
-               extra: [("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("distinct_stacks", "\(stackCount)"),
-                       ("frames_per_stack", "16"), ("share_of_frames_named", fmt(named))])
+        report(
+            "stacks.symbolize_1M_samples", nsPerOp: median(seconds) * 1e9 / Double(samples),
+            extra: [
+                ("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("distinct_stacks", "\(stackCount)"),
+                ("frames_per_stack", "16"), ("share_of_frames_named", fmt(named)),
+            ])
     }
 }

@@ -84,11 +84,13 @@ enum TopBench {
         let replay = Replay(bytes: bytes, chunks: chunks, fd: fd, rate: rate)
         var thread = pthread_t()
         let box = Unmanaged.passRetained(replay).toOpaque()
-        pthread_create(&thread, nil, { p in
-            let r = Unmanaged<Replay>.fromOpaque(p!).takeRetainedValue()
-            r.run()
-            return nil
-        }, box)
+        pthread_create(
+            &thread, nil,
+            { p in
+                let r = Unmanaged<Replay>.fromOpaque(p!).takeRetainedValue()
+                r.run()
+                return nil
+            }, box)
 
         // What `asynctrace top` does every interval.
         let follower = try! TraceFollower(path: target)
@@ -118,13 +120,15 @@ enum TopBench {
         close(fd)
         let writerSeconds = Double(replay.finishedNs - start) / 1e9
         let wall = Double(end - start) / 1e9
-        ReaderBenchmarks.emit("top-follow-\(Int(rate / 1e6))M", eventsPerSecond: Double(live.events) / writerSeconds, extra: [
-            "events": "\(live.events)", "events_written": "\(total)",
-            "writer_s": ReaderBenchmarks.format(writerSeconds), "caught_up_s": ReaderBenchmarks.format(wall),
-            "cpu_s": ReaderBenchmarks.format(Double(cpu) / 1e9),
-            "core_share": ReaderBenchmarks.format(Double(cpu) / 1e9 / wall),
-            "max_behind_events": "\(maxBehind)", "lines_rendered": "\(rendered)",
-        ])
+        ReaderBenchmarks.emit(
+            "top-follow-\(Int(rate / 1e6))M", eventsPerSecond: Double(live.events) / writerSeconds,
+            extra: [
+                "events": "\(live.events)", "events_written": "\(total)",
+                "writer_s": ReaderBenchmarks.format(writerSeconds), "caught_up_s": ReaderBenchmarks.format(wall),
+                "cpu_s": ReaderBenchmarks.format(Double(cpu) / 1e9),
+                "core_share": ReaderBenchmarks.format(Double(cpu) / 1e9 / wall),
+                "max_behind_events": "\(maxBehind)", "lines_rendered": "\(rendered)",
+            ])
         // The same analysis of the finished file as fast as it goes: the ceiling per core.
         let f2 = try! TraceFollower(path: target)
         var live2 = LiveTraceAnalysis()
@@ -133,9 +137,11 @@ enum TopBench {
         live2.consume(f2, all: true)
         _ = live2.interval()
         let c = Double(ReaderBenchmarks.cpuNow() - c0) / 1e9
-        ReaderBenchmarks.emit("top-analyse-flat-out", eventsPerSecond: Double(live2.events) / c, extra: [
-            "events": "\(live2.events)", "cpu_s": ReaderBenchmarks.format(c),
-        ])
+        ReaderBenchmarks.emit(
+            "top-analyse-flat-out", eventsPerSecond: Double(live2.events) / c,
+            extra: [
+                "events": "\(live2.events)", "cpu_s": ReaderBenchmarks.format(c),
+            ])
     }
 
     static func readAll(_ path: String) -> [UInt8]? {

@@ -7,8 +7,10 @@ import Glibc
 #endif
 
 /// An echo server plus a client doing `rounds` request/response round trips, then both close.
-func echo(rounds: Int, listen: (Server, @escaping () -> Void) -> Void, connect: @escaping (Server) -> Socket,
-          paceMs: Int = 0, onRound: ((Int) -> Void)? = nil) {
+func echo(
+    rounds: Int, listen: (Server, @escaping () -> Void) -> Void, connect: @escaping (Server) -> Socket,
+    paceMs: Int = 0, onRound: ((Int) -> Void)? = nil
+) {
     let server = Server { socket in
         socket.onData { socket.write($0) }
     }
@@ -49,23 +51,27 @@ func echo(rounds: Int, listen: (Server, @escaping () -> Void) -> Void, connect: 
 
 func tcpEchoScenario(_ args: [String]) throws {
     let rounds = args.first.flatMap(Int.init) ?? 200
-    echo(rounds: rounds, listen: { server, ready in
-        server.listen(port: 0, host: "127.0.0.1") {
-            log("listening on \(server.address()!)")
-            ready()
-        }
-    }, connect: { server in Socket.connect(port: server.address()!.port, host: "127.0.0.1") })
+    echo(
+        rounds: rounds,
+        listen: { server, ready in
+            server.listen(port: 0, host: "127.0.0.1") {
+                log("listening on \(server.address()!)")
+                ready()
+            }
+        }, connect: { server in Socket.connect(port: server.address()!.port, host: "127.0.0.1") })
 }
 
 func unixEchoScenario(_ args: [String]) throws {
     let rounds = args.first.flatMap(Int.init) ?? 200
     let path = "/tmp/asynctrace-examples-\(getpid()).sock"
-    echo(rounds: rounds, listen: { server, ready in
-        server.listen(path: path) {
-            log("listening on \(path)")
-            ready()
-        }
-    }, connect: { _ in Socket.connect(path: path) })
+    echo(
+        rounds: rounds,
+        listen: { server, ready in
+            server.listen(path: path) {
+                log("listening on \(path)")
+                ready()
+            }
+        }, connect: { _ in Socket.connect(path: path) })
 }
 
 /// TCP echo traffic where, half-way, a data callback does a synchronous read that takes 200 ms
@@ -76,16 +82,19 @@ func blockingScenario(_ args: [String]) throws {
     let rounds = 100
     var ticks = 0
     let heartbeat = setInterval(20) { ticks += 1 }
-    echo(rounds: rounds, listen: { server, ready in
-        server.listen(port: 0, host: "127.0.0.1") { ready() }
-    }, connect: { server in Socket.connect(port: server.address()!.port, host: "127.0.0.1") },
-    paceMs: 4, onRound: { n in
-        if n == rounds / 2 {
-            log("round \(n): blocking the loop for 200 ms (synchronous read)")
-            blockingRead(milliseconds: 200)
-        }
-        if n == rounds { heartbeat.clear(); log("heartbeat ticks: \(ticks)") }
-    })
+    echo(
+        rounds: rounds,
+        listen: { server, ready in
+            server.listen(port: 0, host: "127.0.0.1") { ready() }
+        }, connect: { server in Socket.connect(port: server.address()!.port, host: "127.0.0.1") },
+        paceMs: 4,
+        onRound: { n in
+            if n == rounds / 2 {
+                log("round \(n): blocking the loop for 200 ms (synchronous read)")
+                blockingRead(milliseconds: 200)
+            }
+            if n == rounds { heartbeat.clear(); log("heartbeat ticks: \(ticks)") }
+        })
 }
 
 /// A UDP echo server and a client sending N datagrams one after another.
@@ -183,13 +192,15 @@ func blockingRead(milliseconds: Int) {
     let arg = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
     arg[0] = writeEnd
     arg[1] = Int32(milliseconds)
-    pthread_create(&thread, nil, { raw in
-        let a = raw!.assumingMemoryBound(to: Int32.self)
-        usleep(UInt32(a[1]) * 1000)
-        var byte: UInt8 = 1
-        _ = write(a[0], &byte, 1)
-        return nil
-    }, arg)
+    pthread_create(
+        &thread, nil,
+        { raw in
+            let a = raw!.assumingMemoryBound(to: Int32.self)
+            usleep(UInt32(a[1]) * 1000)
+            var byte: UInt8 = 1
+            _ = write(a[0], &byte, 1)
+            return nil
+        }, arg)
     var byte: UInt8 = 0
     while read(fds[0], &byte, 1) < 0 && errno == EINTR {}
     pthread_join(thread, nil)
@@ -201,8 +212,9 @@ func blockingRead(milliseconds: Int) {
 /// A TLS echo server and client (test-only certificate, verified against its test CA), N round trips.
 func tlsEchoScenario(_ args: [String]) throws {
     let rounds = args.first.flatMap(Int.init) ?? 100
-    let serverOptions = TLSOptions(certificatePEM: TestIdentity.serverCertificatePEM, privateKeyPEM: TestIdentity.serverKeyPEM,
-                                   alpnProtocols: ["echo"])
+    let serverOptions = TLSOptions(
+        certificatePEM: TestIdentity.serverCertificatePEM, privateKeyPEM: TestIdentity.serverKeyPEM,
+        alpnProtocols: ["echo"])
     let server = try TLSServer(options: serverOptions) { tls in
         tls.onData { tls.write($0) }
     }
@@ -210,8 +222,9 @@ func tlsEchoScenario(_ args: [String]) throws {
     server.listen(port: 0, host: "127.0.0.1") {
         let port = server.address()!.port
         log("tls server on 127.0.0.1:\(port)")
-        let client = try TLS.connect(port: port, host: "127.0.0.1",
-                                     options: TLSOptions(caPEM: TestIdentity.caPEM, servername: "localhost", alpnProtocols: ["echo"]))
+        let client = try TLS.connect(
+            port: port, host: "127.0.0.1",
+            options: TLSOptions(caPEM: TestIdentity.caPEM, servername: "localhost", alpnProtocols: ["echo"]))
         let message = Array("secret ping".utf8)
         var pending = 0
         var done = 0

@@ -12,17 +12,22 @@ struct Scenario: Sendable {
     let run: @Sendable ([String]) throws -> Void
 }
 
-func allScenarios() -> [Scenario] { [
-    Scenario(name: "timers", summary: "setTimeout, setInterval, setImmediate and nextTick in Node's order", run: timersScenario),
-    Scenario(name: "tcp-echo", summary: "TCP echo server and client in one process: N round trips (default 200)", run: tcpEchoScenario),
-    Scenario(name: "unix-echo", summary: "the same echo over a Unix-domain socket", run: unixEchoScenario),
-    Scenario(name: "udp-echo", summary: "UDP echo server and client: N datagrams (default 100)", run: udpEchoScenario),
-    Scenario(name: "tls-echo", summary: "TLS echo server and client (test-only certificate, verified): N round trips", run: tlsEchoScenario),
-    Scenario(name: "http", summary: "HTTP server plus a client load (8 keep-alive loops) for about 2 s", run: httpScenario),
-    Scenario(name: "child", summary: "child processes: cat over stdio pipes, execFile, kill", run: childScenario),
-    Scenario(name: "blocking", summary: "TCP traffic with a callback that blocks the loop for 200 ms (a synchronous read)", run: blockingScenario),
-    Scenario(name: "stalls", summary: "runs N s (default 3): a 10 ms timer, and every 1 s a callback blocking the loop for 200 ms", run: stallsScenario),
-] + moreScenarios() }
+func allScenarios() -> [Scenario] {
+    [
+        Scenario(name: "timers", summary: "setTimeout, setInterval, setImmediate and nextTick in Node's order", run: timersScenario),
+        Scenario(name: "tcp-echo", summary: "TCP echo server and client in one process: N round trips (default 200)", run: tcpEchoScenario),
+        Scenario(name: "unix-echo", summary: "the same echo over a Unix-domain socket", run: unixEchoScenario),
+        Scenario(name: "udp-echo", summary: "UDP echo server and client: N datagrams (default 100)", run: udpEchoScenario),
+        Scenario(name: "tls-echo", summary: "TLS echo server and client (test-only certificate, verified): N round trips", run: tlsEchoScenario),
+        Scenario(name: "http", summary: "HTTP server plus a client load (8 keep-alive loops) for about 2 s", run: httpScenario),
+        Scenario(name: "child", summary: "child processes: cat over stdio pipes, execFile, kill", run: childScenario),
+        Scenario(
+            name: "blocking", summary: "TCP traffic with a callback that blocks the loop for 200 ms (a synchronous read)", run: blockingScenario),
+        Scenario(
+            name: "stalls", summary: "runs N s (default 3): a 10 ms timer, and every 1 s a callback blocking the loop for 200 ms", run: stallsScenario
+        ),
+    ] + moreScenarios()
+}
 
 func usage() -> String {
     let scenarios = allScenarios()

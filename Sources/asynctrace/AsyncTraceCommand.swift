@@ -11,6 +11,9 @@ struct AsyncTraceCommand: ParsableCommand {
               asynctrace record -o app.atrace -- ./app args
               asynctrace report app.atrace
             """,
-        subcommands: [RecordCommand.self, DumpCommand.self, TopCommand.self, ReportCommand.self, ExportCommand.self, FlamegraphCommand.self, ProfileCommand.self]
+        subcommands: [
+            RecordCommand.self, DumpCommand.self, TopCommand.self, ReportCommand.self, ExportCommand.self, FlamegraphCommand.self,
+            ProfileCommand.self,
+        ]
     )
 }

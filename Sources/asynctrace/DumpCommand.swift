@@ -34,8 +34,9 @@ struct DumpCommand: ParsableCommand {
     func run() throws {
         guard pid > 0 else { throw ValidationError("--pid must be a process id") }
         guard let fd = findRecorder() else {
-            note("no flight recorder found for process \(pid): is it recorded with `asynctrace record --flight-recorder` "
-                 + "(and is that recorder yours)?")
+            note(
+                "no flight recorder found for process \(pid): is it recorded with `asynctrace record --flight-recorder` "
+                    + "(and is that recorder yours)?")
             throw ExitCode(1)
         }
         defer { close(fd) }

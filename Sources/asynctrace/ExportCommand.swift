@@ -60,45 +60,67 @@ struct ExportCommand: ParsableCommand {
         let endpoint = try otlp.endpoint()
         let out = output ?? defaultOutput(path, format.defaultExtension)
         let label = endpoint.map { "sending otlp to \($0)" } ?? "exporting \(format.rawValue)"
-        try convertTrace(command: "export", path: path, progressLabel: label, { reader, progress in
-            try TraceExport.run(reader: reader, format: format, outputPath: out, grouping: stacks.by, weight: stacks.weight,
-                                otlp: otlp.options(), otlpEndpoint: endpoint, progress: progress)
-        }, warnings: { $0.warnings }, summary: { s in
-            if format == .otlp {
-                let target = endpoint.map { "sent to \($0)" } ?? "\(out): \(s.bytesWritten) bytes"
-                return endpoint == nil && out == "-" ? nil : "\(target), \(s.spans) spans in \(s.requests) requests "
-                    + "(\(s.callbacks) callbacks, \(s.blockingCallbacks) blocking, \(s.stalls) loop stalls, "
-                    + "\(s.tracerSpans) tracer spans), \(s.events) events"
-            }
-            return out == "-" ? nil : "\(out): \(s.bytesWritten) bytes, \(s.events) events, "
-                + "\(s.callbacks) callbacks, \(s.syscalls) syscalls, \(s.threads) threads"
-        })
+        try convertTrace(
+            command: "export", path: path, progressLabel: label,
+            { reader, progress in
+                try TraceExport.run(
+                    reader: reader, format: format, outputPath: out, grouping: stacks.by, weight: stacks.weight,
+                    otlp: otlp.options(), otlpEndpoint: endpoint, progress: progress)
+            }, warnings: { $0.warnings },
+            summary: { s in
+                if format == .otlp {
+                    let target = endpoint.map { "sent to \($0)" } ?? "\(out): \(s.bytesWritten) bytes"
+                    return endpoint == nil && out == "-"
+                        ? nil
+                        : "\(target), \(s.spans) spans in \(s.requests) requests "
+                            + "(\(s.callbacks) callbacks, \(s.blockingCallbacks) blocking, \(s.stalls) loop stalls, "
+                            + "\(s.tracerSpans) tracer spans), \(s.events) events"
+                }
+                return out == "-"
+                    ? nil
+                    : "\(out): \(s.bytesWritten) bytes, \(s.events) events, "
+                        + "\(s.callbacks) callbacks, \(s.syscalls) syscalls, \(s.threads) threads"
+            })
     }
 }
 
 struct OTLPArguments: ParsableArguments {
-    @Option(name: .customLong("otlp-endpoint"),
-            help: ArgumentHelp("Send the spans to this OTLP/HTTP receiver instead of writing a file "
-                               + "(http://host[:port][/path]; port 4318 and path /v1/traces by default).", valueName: "url"))
+    @Option(
+        name: .customLong("otlp-endpoint"),
+        help: ArgumentHelp(
+            "Send the spans to this OTLP/HTTP receiver instead of writing a file "
+                + "(http://host[:port][/path]; port 4318 and path /v1/traces by default).", valueName: "url"))
     var otlpEndpoint: String?
 
-    @Option(name: .customLong("service-name"), help: ArgumentHelp("service.name of every resource (default: the traced program's name).",
-                                                                  valueName: "name"))
+    @Option(
+        name: .customLong("service-name"),
+        help: ArgumentHelp(
+            "service.name of every resource (default: the traced program's name).",
+            valueName: "name"))
     var serviceName: String?
 
-    @Option(name: .customLong("threshold"), help: ArgumentHelp("Callbacks and loop stalls at least this long are marked as blocking "
-                                                               + "(status ERROR), as in `report`.", valueName: "duration"))
+    @Option(
+        name: .customLong("threshold"),
+        help: ArgumentHelp(
+            "Callbacks and loop stalls at least this long are marked as blocking "
+                + "(status ERROR), as in `report`.", valueName: "duration"))
     var threshold: String = "10ms"
 
-    @Option(name: .customLong("syscall-threshold"), help: ArgumentHelp("Syscalls at least this long become span events of their callback.",
-                                                                       valueName: "duration"))
+    @Option(
+        name: .customLong("syscall-threshold"),
+        help: ArgumentHelp(
+            "Syscalls at least this long become span events of their callback.",
+            valueName: "duration"))
     var syscallThreshold: String = "100us"
 
     @Option(name: .customLong("batch-spans"), help: ArgumentHelp("At most this many spans per request (1 to 65536).", valueName: "n"))
     var batchSpans: Int = 8_192
 
-    @Option(name: .customLong("otlp-retry-for"), help: ArgumentHelp("Give up on a batch the endpoint keeps refusing (connection errors, "
-                                                                    + "429, 502-504) after retrying this long.", valueName: "duration"))
+    @Option(
+        name: .customLong("otlp-retry-for"),
+        help: ArgumentHelp(
+            "Give up on a batch the endpoint keeps refusing (connection errors, "
+                + "429, 502-504) after retrying this long.", valueName: "duration"))
     var retryFor: String = "60s"
 
     func validate() throws {

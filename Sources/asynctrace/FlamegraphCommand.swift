@@ -27,8 +27,10 @@ struct FlamegraphCommand: ParsableCommand {
 
     func run() throws {
         let out = output ?? defaultOutput(path, "svg")
-        try convertTrace(command: "flamegraph", path: path, progressLabel: "flamegraph", { reader, progress in
-            try Flamegraph.write(reader: reader, to: out, grouping: stacks.by, weight: stacks.weight, progress: progress)
-        }, warnings: { $0.warnings }, summary: { "\(out): \($0.frames) frames, \($0.events) events" })
+        try convertTrace(
+            command: "flamegraph", path: path, progressLabel: "flamegraph",
+            { reader, progress in
+                try Flamegraph.write(reader: reader, to: out, grouping: stacks.by, weight: stacks.weight, progress: progress)
+            }, warnings: { $0.warnings }, summary: { "\(out): \($0.frames) frames, \($0.events) events" })
     }
 }

@@ -4,25 +4,33 @@ import TraceFlight
 import TraceFormat
 
 struct FlightOptions: ParsableArguments {
-    @Flag(name: .customLong("flight-recorder"), help: ArgumentHelp(
-        "Keep only the most recent window of the program's and the kernel's events in memory and write it to a "
-            + "trace file (a dump) on a trigger: SIGUSR1 to asynctrace, `asynctrace dump --pid PID`, the program "
-            + "calling TraceRecorder.dump(), or --dump-on-block. Dumps are named after -o with the UTC time "
-            + "(asynctrace-PID-20260101T120000.000Z.atrace) and never overwrite a file."))
+    @Flag(
+        name: .customLong("flight-recorder"),
+        help: ArgumentHelp(
+            "Keep only the most recent window of the program's and the kernel's events in memory and write it to a "
+                + "trace file (a dump) on a trigger: SIGUSR1 to asynctrace, `asynctrace dump --pid PID`, the program "
+                + "calling TraceRecorder.dump(), or --dump-on-block. Dumps are named after -o with the UTC time "
+                + "(asynctrace-PID-20260101T120000.000Z.atrace) and never overwrite a file."))
     var enabled = false
 
-    @Option(name: .customLong("keep"), help: ArgumentHelp(
-        "How much the flight recorder keeps: a duration, a size, or both (e.g. 30s, 512MiB, 30s,512MiB; default 30s). "
-            + "Memory is capped at 1 GiB when only a duration is given.", valueName: "window"))
+    @Option(
+        name: .customLong("keep"),
+        help: ArgumentHelp(
+            "How much the flight recorder keeps: a duration, a size, or both (e.g. 30s, 512MiB, 30s,512MiB; default 30s). "
+                + "Memory is capped at 1 GiB when only a duration is given.", valueName: "window"))
     var keep: String?
 
-    @Option(name: .customLong("dump-on-block"), help: ArgumentHelp(
-        "Dump automatically when a callback runs longer than this (e.g. 100ms): the window up to shortly after it ends.",
-        valueName: "duration"))
+    @Option(
+        name: .customLong("dump-on-block"),
+        help: ArgumentHelp(
+            "Dump automatically when a callback runs longer than this (e.g. 100ms): the window up to shortly after it ends.",
+            valueName: "duration"))
     var dumpOnBlock: String?
 
-    @Option(name: .customLong("min-dump-interval"), help: ArgumentHelp(
-        "At most one automatic (--dump-on-block) dump per this long (default 10s).", valueName: "duration"))
+    @Option(
+        name: .customLong("min-dump-interval"),
+        help: ArgumentHelp(
+            "At most one automatic (--dump-on-block) dump per this long (default 10s).", valueName: "duration"))
     var minDumpInterval: String?
 
     var limits: FlightLimits {

@@ -101,11 +101,13 @@ final class FlightRecording: @unchecked Sendable {
         sigaddset(&usr1, SIGUSR1)
         pthread_sigmask(SIG_UNBLOCK, &usr1, nil)
         let box = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&receiver, nil, { p in
-            let me = Unmanaged<FlightRecording>.fromOpaque(p!).takeRetainedValue()
-            me.receive()
-            return nil
-        }, box)
+        pthread_create(
+            &receiver, nil,
+            { p in
+                let me = Unmanaged<FlightRecording>.fromOpaque(p!).takeRetainedValue()
+                me.receive()
+                return nil
+            }, box)
         pthread_detach(receiver)
         for name in [FlightAddress.recorder(recorderPid), FlightAddress.traced(tracedPid)] {
             if let fd = FlightAddress.listen(name) { listeners.append(fd) }
@@ -215,11 +217,13 @@ final class FlightRecording: @unchecked Sendable {
         }
         defer { close(fd) }
         do {
-            let s = try FlightDump.write(to: fd, ring: ring, rootPid: UInt32(rootPid), program: program, nowNs: start,
-                                         realtimeNowNs: realtimeNs(), kernelState: kernelState)
+            let s = try FlightDump.write(
+                to: fd, ring: ring, rootPid: UInt32(rootPid), program: program, nowNs: start,
+                realtimeNowNs: realtimeNs(), kernelState: kernelState)
             dumps.append(path)
             let ms = Double(monotonicNowNs() - start) / 1e6
-            let line = "asynctrace: wrote \(path) (the last \(seconds(s.endNs - s.startNs)): \(s.events) events, "
+            let line =
+                "asynctrace: wrote \(path) (the last \(seconds(s.endNs - s.startNs)): \(s.events) events, "
                 + "\(s.bytes >> 10) KiB, in \(Int(ms.rounded())) ms)"
             note(line)
             return line
@@ -251,8 +255,12 @@ final class FlightRecording: @unchecked Sendable {
                 return withUnsafeMutablePointer(to: &identity) { trace_open_output(path, 0, 0, owner.uid >= 0 ? $0 : nil, &created, &why) }
             }
             if fd >= 0 && created == 1 { return (fd, path) }
-            if fd >= 0 { close(fd) }  // it exists: never overwrite a dump
-            else if errno != EEXIST && why == nil { return nil }
+            if fd >= 0 {
+                close(fd)
+            }  // it exists: never overwrite a dump
+            else if errno != EEXIST && why == nil {
+                return nil
+            }
         }
         return nil
     }
@@ -265,8 +273,9 @@ final class FlightRecording: @unchecked Sendable {
         let limits = ring.limits
         var keep = limits.keepNs.map { seconds($0) } ?? ""
         keep += (keep.isEmpty ? "" : ", ") + "at most \(limits.keepBytes >> 20) MiB"
-        note("flight recorder (\(keep)) ran \(seconds(monotonicNowNs() &- startNs)); kept at most \(st.peakBytes >> 10) KiB at once; "
-             + "\(dumps.count) dump\(dumps.count == 1 ? "" : "s") written" + (dumps.isEmpty ? " (SIGUSR1 or `asynctrace dump` writes one)" : ":"))
+        note(
+            "flight recorder (\(keep)) ran \(seconds(monotonicNowNs() &- startNs)); kept at most \(st.peakBytes >> 10) KiB at once; "
+                + "\(dumps.count) dump\(dumps.count == 1 ? "" : "s") written" + (dumps.isEmpty ? " (SIGUSR1 or `asynctrace dump` writes one)" : ":"))
         for d in dumps { note("  \(d)") }
         if dumpErrors > 0 { note("\(dumpErrors) dump\(dumpErrors == 1 ? "" : "s") could not be written (see above)") }
         if st.rejected > 0 { note("\(st.rejected) messages on the program's socket were not valid chunks and were ignored") }

@@ -105,8 +105,10 @@ enum LiveTerminal {
 
     /// Waits up to `ms` for a key (or a signal); returns the bytes typed, empty on timeout.
     static func readKeys(timeoutMs: Int32, keys: Bool, extraFD: Int32 = -1) -> [UInt8] {
-        var fds = [pollfd(fd: keys ? 0 : -1, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: extraFD, events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: keys ? 0 : -1, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: extraFD, events: Int16(POLLIN), revents: 0),
+        ]
         let n = poll(&fds, 2, timeoutMs)
         guard keys, n > 0, fds[0].revents & Int16(POLLIN) != 0 else { return [] }
         var buf = [UInt8](repeating: 0, count: 64)

@@ -9,15 +9,17 @@ import Glibc
 #endif
 
 struct NodeOptions: ParsableArguments {
-    @Flag(name: .customLong("node"),
-          help: "Inject the Node.js hooks even though the program is not named node (e.g. a shell script that starts node).")
+    @Flag(
+        name: .customLong("node"),
+        help: "Inject the Node.js hooks even though the program is not named node (e.g. a shell script that starts node).")
     var force = false
 
     @Flag(name: .customLong("no-node-hooks"), help: "Do not inject the Node.js hooks (kernel events only for node).")
     var disabled = false
 
-    @Flag(name: .customLong("node-promises"),
-          help: "Node.js: record promises too (PROMISE resources, await continuations, promiseResolve); costs more.")
+    @Flag(
+        name: .customLong("node-promises"),
+        help: "Node.js: record promises too (PROMISE resources, await continuations, promiseResolve); costs more.")
     var promises = false
 }
 
@@ -66,7 +68,8 @@ final class NodeLaunch {
         let s = pipe.finish()
         pipe.removeFiles()
         NodeLaunch.active = nil
-        var line = "node: \(s.events) events from \(s.threads) thread\(s.threads == 1 ? "" : "s") of "
+        var line =
+            "node: \(s.events) events from \(s.threads) thread\(s.threads == 1 ? "" : "s") of "
             + "\(s.processes) process\(s.processes == 1 ? "" : "es")"
         if s.threads == 0 {
             line = "node: no events arrived from the Node.js hooks (was the program node? NODE_OPTIONS reset by the program?)"
@@ -114,8 +117,9 @@ final class NodeLaunch {
         guard n > 0 else { return }
         let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard isNodeName(exe.split(separator: "/").last.map(String.init) ?? exe) else { return }
-        noteNode("node: attaching records kernel events only (syscalls, epoll waits, per-fd I/O): Node's callbacks, "
-                 + "types, async ids and open resources need its hooks, which only a start under `asynctrace record node …` injects")
+        noteNode(
+            "node: attaching records kernel events only (syscalls, epoll waits, per-fd I/O): Node's callbacks, "
+                + "types, async ids and open resources need its hooks, which only a start under `asynctrace record node …` injects")
     }
 }
 

@@ -50,27 +50,33 @@ struct RecordCommand: ParsableCommand {
     @Flag(name: .customLong("no-kernel"), help: "Do not attach the kernel probes.")
     var noKernel = false
 
-    @Option(name: .customLong("buffer-size"),
-            help: "Kernel ring buffer size, a power of two (e.g. 16M, 64MiB; default 16M).")
+    @Option(
+        name: .customLong("buffer-size"),
+        help: "Kernel ring buffer size, a power of two (e.g. 16M, 64MiB; default 16M).")
     var bufferSize: String?
 
-    @Option(name: .customLong("sample-rate"),
-            help: "CPU samples with stacks of the traced threads, per second per CPU (0: off).")
+    @Option(
+        name: .customLong("sample-rate"),
+        help: "CPU samples with stacks of the traced threads, per second per CPU (0: off).")
     var sampleRate: UInt32 = 999
 
     @Flag(name: .customLong("kernel-stacks"), help: "CPU samples carry the kernel stack too.")
     var kernelStacks = false
 
-    @Option(name: .customLong("stack-copy"),
-            help: ArgumentHelp("Bytes of user stack each CPU sample copies (0, or 64 to 16K; default 8K), unwound by the code's CFI (.eh_frame) when read, so code without frame pointers (swiftc -O, Debian's glibc) gets whole stacks; 0: frame pointers only.",
-                               valueName: "size"))
+    @Option(
+        name: .customLong("stack-copy"),
+        help: ArgumentHelp(
+            "Bytes of user stack each CPU sample copies (0, or 64 to 16K; default 8K), unwound by the code's CFI (.eh_frame) when read, so code without frame pointers (swiftc -O, Debian's glibc) gets whole stacks; 0: frame pointers only.",
+            valueName: "size"))
     var stackCopy: String = "8K"
-    @Option(name: .customLong("stack-threshold"),
-            help: "Record the user stack of every syscall and off-CPU wait this long or longer (e.g. 1ms, 500us; 0: none; default 1ms).")
+    @Option(
+        name: .customLong("stack-threshold"),
+        help: "Record the user stack of every syscall and off-CPU wait this long or longer (e.g. 1ms, 500us; 0: none; default 1ms).")
     var stackThreshold: String = "1ms"
 
-    @Flag(name: .customLong("no-perf-map"),
-          help: "Do not add --perf-basic-prof-only-functions to a Node program's NODE_OPTIONS (its JS frames then stay unnamed).")
+    @Flag(
+        name: .customLong("no-perf-map"),
+        help: "Do not add --perf-basic-prof-only-functions to a Node program's NODE_OPTIONS (its JS frames then stay unnamed).")
     var noPerfMap = false
 
     @Option(help: "Attach the kernel probes to this running process instead of starting a program.")
@@ -113,10 +119,11 @@ struct RecordCommand: ParsableCommand {
     }
 
     func run() throws {
-        let options = KernelProbeOptions(ringBytes: bufferSize.flatMap(Quantities.byteSize) ?? KernelProbeOptions().ringBytes,
-                                         sampleHz: sampleRate, kernelStacks: kernelStacks,
-                                         stackCopyBytes: UInt32(Quantities.byteSize(stackCopy) ?? 0) & ~7,
-                                         stackThresholdNs: stackThreshold == "0" ? 0 : Quantities.duration(stackThreshold) ?? 1_000_000)
+        let options = KernelProbeOptions(
+            ringBytes: bufferSize.flatMap(Quantities.byteSize) ?? KernelProbeOptions().ringBytes,
+            sampleHz: sampleRate, kernelStacks: kernelStacks,
+            stackCopyBytes: UInt32(Quantities.byteSize(stackCopy) ?? 0) & ~7,
+            stackThresholdNs: stackThreshold == "0" ? 0 : Quantities.duration(stackThreshold) ?? 1_000_000)
         if let pid {
             try attach(to: pid, options: options)
         } else {
@@ -157,20 +164,23 @@ struct RecordCommand: ParsableCommand {
         if lossFD >= 0 { environment.append("ASYNCTRACE_LOSS_FD=\(lossFD)") }
         SwiftConcurrencyLaunch.apply(to: &environment, program: program, note: note)
         if let user { environment = user.adjust(environment) }
-        let nodeLaunch = NodeLaunch.prepare(options: node, program: program,
-                                            owner: user.map { (UInt32(bitPattern: $0.uid), UInt32(bitPattern: $0.gid)) })
+        let nodeLaunch = NodeLaunch.prepare(
+            options: node, program: program,
+            owner: user.map { (UInt32(bitPattern: $0.uid), UInt32(bitPattern: $0.gid)) })
         if let nodeLaunch { environment = nodeLaunch.adjust(environment) }
         environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && (session?.sampledCPUs ?? 0) > 0)
         if flight.enabled && nodeLaunch != nil {
-            fail("--flight-recorder does not record Node.js programs yet (their events go through a pipe into one file); "
-                 + "record them without it", exitCode: 64)
+            fail(
+                "--flight-recorder does not record Node.js programs yet (their events go through a pipe into one file); "
+                    + "record them without it", exitCode: 64)
         }
         let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
         if let flightRecording { environment += flight.environment(socketFD: flightRecording.childFD) }
         let child: HeldProcess
         do {
-            child = try HeldProcess(path: program, arguments: command, environment: environment, uid: user?.uid,
-                                    gid: user?.gid, groups: user?.groups ?? [])
+            child = try HeldProcess(
+                path: program, arguments: command, environment: environment, uid: user?.uid,
+                gid: user?.gid, groups: user?.groups ?? [])
         } catch {
             fail(error.description, exitCode: error.exitCode)
         }
@@ -244,8 +254,9 @@ struct RecordCommand: ParsableCommand {
             if stopSentNs != nil && (programStatus == 128 + SIGTERM || programStatus == 128 + SIGKILL) { programStatus = 0 }
             throw ExitCode(programStatus)
         }
-        let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: recording != nil,
-                                userLost: userLost, kernelLost: kernelLost)
+        let lost = printSummary(
+            path: path, startNs: start, kernel: stats, probesOn: recording != nil,
+            userLost: userLost, kernelLost: kernelLost)
         var programStatus = exitStatus(status)
         // Stopped by --duration as asked: that is a successful recording, not a failed program.
         if stopSentNs != nil && (programStatus == 128 + SIGTERM || programStatus == 128 + SIGKILL) { programStatus = 0 }
@@ -285,24 +296,27 @@ struct RecordCommand: ParsableCommand {
         recording.onEvents = { events in
             if events.contains(where: { $0.kind == .processExit && $0.pid == UInt32(pid) }) { exited = true }
         }
-        note("recording kernel events of process \(pid) into \(path)"
-             + (limit == nil ? " until it exits or Ctrl-C" : " for \(duration!)"))
+        note(
+            "recording kernel events of process \(pid) into \(path)"
+                + (limit == nil ? " until it exits or Ctrl-C" : " for \(duration!)"))
         while !exited && RecordingSignals.last == 0 {
             if let limit, monotonicNowNs() >= limit { break }
             recording.pump(timeoutMs: 50)
             if kill(pid, 0) != 0 && errno == ESRCH { exited = true }
         }
         let stats = recording.finish()
-        let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil,
-                                kernelLost: (recording.writer.eventsLost, recording.writer.firstWriteError))
+        let lost = printSummary(
+            path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil,
+            kernelLost: (recording.writer.eventsLost, recording.writer.firstWriteError))
         if lost { throw ExitCode(74) }
     }
 
     // MARK: the flight recorder
 
     private func makeFlightRecording(user: InvokingUser?) -> FlightRecording {
-        let owner = trace_file_owner_identity(uid: user.map { Int($0.uid) } ?? -1, gid: user.map { Int($0.gid) } ?? -1,
-                                              groups: user?.groups.map { UInt32($0) } ?? [])
+        let owner = trace_file_owner_identity(
+            uid: user.map { Int($0.uid) } ?? -1, gid: user.map { Int($0.gid) } ?? -1,
+            groups: user?.groups.map { UInt32($0) } ?? [])
         do {
             return try FlightRecording(limits: flight.limits, owner: owner, minAutomaticGapNs: flight.minDumpIntervalNs)
         } catch {
@@ -319,8 +333,9 @@ struct RecordCommand: ParsableCommand {
         var why: UnsafePointer<CChar>?
         let groups = owner?.groups.map { UInt32($0) } ?? []
         let fd = groups.withUnsafeBufferPointer { g in
-            var identity = trace_file_owner(uid: owner.map { Int($0.uid) } ?? -1, gid: owner.map { Int($0.gid) } ?? -1,
-                                            groups: g.baseAddress, group_count: g.count)
+            var identity = trace_file_owner(
+                uid: owner.map { Int($0.uid) } ?? -1, gid: owner.map { Int($0.gid) } ?? -1,
+                groups: g.baseAddress, group_count: g.count)
             return trace_open_output(path, 1, 0, &identity, &created, &why)
         }
         guard fd >= 0 else {
@@ -328,8 +343,10 @@ struct RecordCommand: ParsableCommand {
             let reason = why.map { "refusing to overwrite it: " + String(cString: $0) } ?? systemError()
             fail("cannot create \(path)\(as_): \(reason); choose another path with -o", exitCode: 1)
         }
-        let header = FileHeader(pid: UInt32(pid), monotonicStartNs: monotonicNowNs(),
-                                realtimeStartNs: realtimeNowNs(), program: program).encode()
+        let header = FileHeader(
+            pid: UInt32(pid), monotonicStartNs: monotonicNowNs(),
+            realtimeStartNs: realtimeNowNs(), program: program
+        ).encode()
         guard write(fd, header, header.count) == header.count else {
             fail("cannot write \(path): \(systemError())", exitCode: 1)
         }
@@ -338,8 +355,10 @@ struct RecordCommand: ParsableCommand {
 
     /// Prints the summary line (and what was lost, if anything); returns whether events were lost
     /// because the file could not be written.
-    private func printSummary(path: String, startNs: UInt64, kernel: KernelProbeStatistics?, probesOn: Bool,
-                              userLost: (events: UInt64, errno: Int32)?, kernelLost: (events: UInt64, errno: Int32)?) -> Bool {
+    private func printSummary(
+        path: String, startNs: UInt64, kernel: KernelProbeStatistics?, probesOn: Bool,
+        userLost: (events: UInt64, errno: Int32)?, kernelLost: (events: UInt64, errno: Int32)?
+    ) -> Bool {
         let seconds = Double(monotonicNowNs() &- startNs) / 1e9
         let counts = TraceSummary.scan(path: path)
         let userDropped = counts.userDropped &+ (userLost?.events ?? 0)
@@ -354,8 +373,9 @@ struct RecordCommand: ParsableCommand {
         for (side, loss) in [("program", userLost), ("kernel", kernelLost)] {
             guard let loss, loss.events > 0 else { continue }
             lost = true
-            note("lost \(loss.events) \(side) events that could not be written to \(path): "
-                 + "\(String(cString: strerror(loss.errno))); the trace is incomplete (the report shows the gap)")
+            note(
+                "lost \(loss.events) \(side) events that could not be written to \(path): "
+                    + "\(String(cString: strerror(loss.errno))); the trace is incomplete (the report shows the gap)")
         }
         return lost
     }
@@ -389,7 +409,8 @@ private struct InvokingUser {
         let gText = getenv("SUDO_GID").map { String(cString: $0) } ?? ""
         func id(_ t: String) -> Int32? {
             guard !t.isEmpty, t.count <= 10, t.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt32(t),
-                  v < UInt32(Int32.max) else { return nil }
+                v < UInt32(Int32.max)
+            else { return nil }
             return Int32(v)
         }
         guard let u = id(uText) else { return .failure(SudoEnvironmentError(description: "SUDO_UID=\(uText) is not a user id")) }

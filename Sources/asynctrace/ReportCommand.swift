@@ -34,19 +34,26 @@ struct ReportCommand: ParsableCommand {
     @Flag(help: "Write one self-contained HTML page (overview, blocking callbacks, flame graph, busiest second) instead of text.")
     var html = false
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Write the report to this file ('-': standard output; default: standard output, or report.html with --html).", valueName: "path"))
+    @Option(
+        name: .shortAndLong,
+        help: ArgumentHelp(
+            "Write the report to this file ('-': standard output; default: standard output, or report.html with --html).", valueName: "path"))
     var output: String?
 
     @Option(help: "How many slowest callbacks, blocking callbacks and gaps to list.")
     var top: Int = 10
 
-    @Option(help: ArgumentHelp("Callbacks at least this long are reported as blocking (e.g. 10ms, 500us, 1s).",
-                               valueName: "duration"))
+    @Option(
+        help: ArgumentHelp(
+            "Callbacks at least this long are reported as blocking (e.g. 10ms, 500us, 1s).",
+            valueName: "duration"))
     var threshold: String = "10ms"
 
-    @Option(help: ArgumentHelp("Count only events from this time on: an offset from the recording's start (+2s, +1.5s, 500ms), "
-                               + "a UTC wall-clock time (2026-12-05T18:31:05.5Z), or a CLOCK_MONOTONIC timestamp as the JSON prints it (@1234567890123).",
-                               valueName: "time"))
+    @Option(
+        help: ArgumentHelp(
+            "Count only events from this time on: an offset from the recording's start (+2s, +1.5s, 500ms), "
+                + "a UTC wall-clock time (2026-12-05T18:31:05.5Z), or a CLOCK_MONOTONIC timestamp as the JSON prints it (@1234567890123).",
+            valueName: "time"))
     var from: String?
 
     @Option(help: ArgumentHelp("Count only events up to this time (same forms as --from).", valueName: "time"))
@@ -56,8 +63,9 @@ struct ReportCommand: ParsableCommand {
         if json && html { throw ValidationError("--json and --html are alternatives; choose one") }
         for (name, value) in [("--from", from), ("--to", to)] {
             if let value, ReportWindow.parse(value) == nil {
-                throw ValidationError("\(name) '\(value)' is not a time; use an offset from the recording's start (+2s, +500ms), "
-                                      + "a UTC time (2026-12-05T18:31:05Z) or a monotonic timestamp (@1234567890123)")
+                throw ValidationError(
+                    "\(name) '\(value)' is not a time; use an offset from the recording's start (+2s, +500ms), "
+                        + "a UTC time (2026-12-05T18:31:05Z) or a monotonic timestamp (@1234567890123)")
             }
         }
         guard top >= 0 && top <= 100_000 else { throw ValidationError("--top must be between 0 and 100000") }
@@ -104,13 +112,18 @@ struct ReportCommand: ParsableCommand {
         let text: String
         if html {
             // The same analyses as text and JSON, plus the flame graph and the busiest second.
-            text = HTMLReport.render(reader: reader, options: options,
-                                     progress: progress.isEnabled ? { progress.update($0) } : nil)
+            text = HTMLReport.render(
+                reader: reader, options: options,
+                progress: progress.isEnabled ? { progress.update($0) } : nil)
         } else {
-            let analysis = analyzeTrace(reader, options: options, progress: progress.isEnabled ? { p in
-                progress.update(p.bytesTotal == 0 ? 1 : Double(p.bytesRead) / Double(p.bytesTotal),
-                                detail: "\(Formatting.fixed(Double(p.events) / 1e6, 1)) M events")
-            } : nil)
+            let analysis = analyzeTrace(
+                reader, options: options,
+                progress: progress.isEnabled
+                    ? { p in
+                        progress.update(
+                            p.bytesTotal == 0 ? 1 : Double(p.bytesRead) / Double(p.bytesTotal),
+                            detail: "\(Formatting.fixed(Double(p.events) / 1e6, 1)) M events")
+                    } : nil)
             text = json ? JSONReport.render(analysis) : TextReport.render(analysis)
         }
         progress.finish()
@@ -195,9 +208,10 @@ enum ReportWindow: Equatable {
         let date = parts[0].split(separator: "-", omittingEmptySubsequences: false)
         let time = parts[1].split(separator: ":", omittingEmptySubsequences: false)
         guard date.count == 3, time.count == 3, let y = Int(date[0]), let mo = Int(date[1]), let d = Int(date[2]),
-              let h = Int(time[0]), let mi = Int(time[1]), let sec = Double(time[2]),
-              (1970...9999).contains(y), (1...12).contains(mo), (1...31).contains(d), (0...23).contains(h), (0...59).contains(mi),
-              sec >= 0, sec < 61 else { return nil }
+            let h = Int(time[0]), let mi = Int(time[1]), let sec = Double(time[2]),
+            (1970...9999).contains(y), (1...12).contains(mo), (1...31).contains(d), (0...23).contains(h), (0...59).contains(mi),
+            sec >= 0, sec < 61
+        else { return nil }
         // Days from the civil date (Howard Hinnant's algorithm).
         let yy = mo <= 2 ? y - 1 : y
         let era = yy / 400
@@ -215,4 +229,3 @@ extension String {
         String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
 }
-

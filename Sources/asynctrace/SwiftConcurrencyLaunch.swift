@@ -39,15 +39,17 @@ enum SwiftConcurrencyLaunch {
         }
         if !needsConcurrency {
             if image.contains("swift_task_enqueueGlobal_hook") {
-                return .skip(note: "the program has Swift's runtime linked in statically, so its tasks cannot be "
-                             + "observed from outside; call AsyncTraceConcurrency.install() and start a recorder in it "
-                             + "to record them")
+                return .skip(
+                    note: "the program has Swift's runtime linked in statically, so its tasks cannot be "
+                        + "observed from outside; call AsyncTraceConcurrency.install() and start a recorder in it "
+                        + "to record them")
             }
             return .skip(note: nil)
         }
         guard let library = libraryPath() else {
-            return .skip(note: "\(libraryName) was not found next to asynctrace (build it with `swift build`); "
-                         + "recording without Swift task events")
+            return .skip(
+                note: "\(libraryName) was not found next to asynctrace (build it with `swift build`); "
+                    + "recording without Swift task events")
         }
         let current = environment.first { $0.hasPrefix("LD_PRELOAD=") }.map { String($0.dropFirst(11)) } ?? ""
         return .inject(preload: current.isEmpty ? library : library + ":" + current)
@@ -121,13 +123,15 @@ struct ELFImage {
             return v
         }
         guard let phoff = u64(32), phoff < UInt64(b.count), let phentsize = u16(54), let phnum = u16(56),
-              phentsize >= 56 else { return [] }
+            phentsize >= 56
+        else { return [] }
         var loads: [(vaddr: UInt64, offset: UInt64, size: UInt64)] = []
         var dynamic: (offset: UInt64, size: UInt64)?
         for i in 0..<phnum {
             let o = Int(phoff) + i * phentsize
             guard let type = u64(o).map({ UInt32(truncatingIfNeeded: $0) }), let off = u64(o + 8), let vaddr = u64(o + 16),
-                  let filesz = u64(o + 32) else { return [] }
+                let filesz = u64(o + 32)
+            else { return [] }
             if type == 1 { loads.append((vaddr, off, filesz)) }
             if type == 2 { dynamic = (off, filesz) }
         }
@@ -142,7 +146,8 @@ struct ELFImage {
             o += 16
         }
         guard let strtab,
-              let seg = loads.first(where: { strtab >= $0.vaddr && strtab - $0.vaddr < $0.size }) else { return [] }
+            let seg = loads.first(where: { strtab >= $0.vaddr && strtab - $0.vaddr < $0.size })
+        else { return [] }
         let base = strtab - seg.vaddr + seg.offset
         return neededOffsets.compactMap { rel in
             let (start, overflow) = base.addingReportingOverflow(rel)

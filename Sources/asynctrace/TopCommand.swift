@@ -117,8 +117,9 @@ struct TopCommand: ParsableCommand {
                 Self.fail("cannot start recording: \(error.message)")
             }
         }
-        var view = LiveSession(path: path, intervalNs: intervalNs, options: options, terminal: terminal, rows: rows,
-                               count: count, recorder: recorder)
+        var view = LiveSession(
+            path: path, intervalNs: intervalNs, options: options, terminal: terminal, rows: rows,
+            count: count, recorder: recorder)
         let status = view.run()
         throw ExitCode(status)
     }
@@ -218,7 +219,8 @@ struct LiveSession {
         if let i = live.interval(wallSeconds: Double(intervalNs) / 1e9) { last = i }
         if ended {
             let keysHint = terminal ? " q quits." : ""
-            text.status = recorder.map { "The recording ended (\($0.exitDescription)); the trace is in \(path).\(keysHint)" }
+            text.status =
+                recorder.map { "The recording ended (\($0.exitDescription)); the trace is in \(path).\(keysHint)" }
                 ?? "The recording ended (every stream wrote its final chunk).\(keysHint)"
         }
         show()

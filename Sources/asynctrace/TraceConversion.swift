@@ -6,7 +6,11 @@ import TraceReader
 
 /// The stack options of folded exports and flame graphs.
 struct StackOptions: ParsableArguments {
-    @Option(name: .long, help: "callback (thread → resource type → callback), causal (the trigger chain), or code (the trigger chain, then the sampled code inside it: CPU samples).")
+    @Option(
+        name: .long,
+        help:
+            "callback (thread → resource type → callback), causal (the trigger chain), or code (the trigger chain, then the sampled code inside it: CPU samples)."
+    )
     var by: StackGrouping = .callback
 
     @Option(name: .long, help: "busy (time inside callbacks) or wall (all time, including loop phases and waits).")

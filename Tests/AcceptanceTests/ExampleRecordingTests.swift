@@ -40,9 +40,10 @@ func run(_ argv: [String], timeout: TimeInterval = 120) throws -> Run {
     while p.isRunning && Date() < deadline { usleep(10_000) }
     if p.isRunning { p.terminate() }
     p.waitUntilExit()
-    return Run(status: p.terminationStatus,
-               stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
-               stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+    return Run(
+        status: p.terminationStatus,
+        stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
 }
 
 /// Kernel probes need root and BTF; without them `record` still works (user events only).
@@ -52,8 +53,10 @@ let kernelCapable = getuid() == 0 && FileManager.default.isReadableFile(atPath: 
 func recordAndReport(_ scenario: String, extraReportArgs: [String] = []) throws -> [String: Any] {
     let trace = NSTemporaryDirectory() + "asynctrace-accept-\(getpid())-\(scenario).atrace"
     defer { try? FileManager.default.removeItem(atPath: trace) }
-    let rec = try run([builtExecutable("asynctrace"), "record", "-o", trace, "--",
-                       builtExecutable("asynctrace-examples"), scenario])
+    let rec = try run([
+        builtExecutable("asynctrace"), "record", "-o", trace, "--",
+        builtExecutable("asynctrace-examples"), scenario,
+    ])
     #expect(rec.status == 0, "record \(scenario) failed: \(rec.stderr)")
     let rep = try run([builtExecutable("asynctrace"), "report", trace, "--json"] + extraReportArgs)
     #expect(rep.status == 0, "report failed: \(rep.stderr)")

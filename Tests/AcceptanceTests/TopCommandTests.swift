@@ -23,7 +23,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: trace) }
         let record = Process()
         record.executableURL = URL(fileURLWithPath: builtExecutable("asynctrace"))
-        record.arguments = ["record", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
+        record.arguments =
+            ["record", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
             + ["--", builtExecutable("asynctrace-examples"), "stalls", "4", "1000", "200"]
         record.standardOutput = FileHandle.nullDevice
         record.standardError = FileHandle.nullDevice
@@ -57,7 +58,8 @@ import Testing
         let before = temporary("stty-before"), after = temporary("stty-after"), status = temporary("status")
         defer { for f in [trace, before, after, status] { try? FileManager.default.removeItem(atPath: f) } }
         let session = "asynctrace-top-test-\(getpid())"
-        let top = [builtExecutable("asynctrace"), "top", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
+        let top =
+            [builtExecutable("asynctrace"), "top", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
             + ["--", builtExecutable("asynctrace-examples"), "stalls", "12", "2000", "300"]
         let script = "stty -a > \(before); \(top.joined(separator: " ")); echo $? > \(status); stty -a > \(after); sleep 30"
         let paneFile = temporary("pane")
@@ -84,10 +86,11 @@ import Testing
         func pane() -> String { (try? tmux(["capture-pane", "-p", "-t", session])) ?? "" }
 
         var seen: Date? = nil
-        #expect(waitFor(seconds: 30) {
-            if pane().contains("BLOCKING Timeout") { seen = Date() }
-            return seen != nil
-        }, "no blocking callback on screen:\n\(pane())")
+        #expect(
+            waitFor(seconds: 30) {
+                if pane().contains("BLOCKING Timeout") { seen = Date() }
+                return seen != nil
+            }, "no blocking callback on screen:\n\(pane())")
         let screen = pane()
         #expect(screen.contains("Loop thread"))
         #expect(screen.contains("keys: s sort"))

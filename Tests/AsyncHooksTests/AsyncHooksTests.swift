@@ -27,16 +27,20 @@ final class RecordingHook: AsyncHook, @unchecked Sendable {
 
 /// Runs `body` on `n` threads at once and waits for all.
 func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    final class Box: @unchecked Sendable { let body: (Int) -> Void; let i: Int; init(_ b: @escaping (Int) -> Void, _ i: Int) { body = b; self.i = i } }
+    final class Box: @unchecked Sendable {
+        let body: (Int) -> Void; let i: Int; init(_ b: @escaping (Int) -> Void, _ i: Int) { body = b; self.i = i }
+    }
     var threads: [pthread_t] = []
     for i in 0..<n {
         var t = pthread_t()
         let box = Unmanaged.passRetained(Box(body, i)).toOpaque()
-        pthread_create(&t, nil, { p in
-            let b = Unmanaged<Box>.fromOpaque(p!).takeRetainedValue()
-            b.body(b.i)
-            return nil
-        }, box)
+        pthread_create(
+            &t, nil,
+            { p in
+                let b = Unmanaged<Box>.fromOpaque(p!).takeRetainedValue()
+                b.body(b.i)
+                return nil
+            }, box)
         threads.append(t)
     }
     for t in threads { pthread_join(t, nil) }
@@ -88,10 +92,11 @@ func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         inner.emitDestroy()
         outer.emitDestroy()
         let o = outer.asyncID, i = inner.asyncID, t = outer.triggerAsyncID
-        #expect(hook.events == [
-            "init \(o) Outer \(t)", "before \(o)", "init \(i) Inner \(o)", "before \(i)", "after \(i)",
-            "after \(o)", "destroy \(i)", "destroy \(o)",
-        ])
+        #expect(
+            hook.events == [
+                "init \(o) Outer \(t)", "before \(o)", "init \(i) Inner \(o)", "before \(i)", "after \(i)",
+                "after \(o)", "destroy \(i)", "destroy \(o)",
+            ])
     }
 
     @Test func bindRunsInTheResourceScope() {
@@ -168,69 +173,69 @@ func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
 }
 
 extension AsyncHooksTests {
-@Suite struct AsyncLocalTests {
-    @Test func runSetsValueAndRestores() {
-        let store = AsyncLocal<String>()
-        #expect(store.current == nil)
-        store.run("a") {
-            #expect(store.current == "a")
-            store.run("b") { #expect(store.current == "b") }
-            #expect(store.current == "a")
-            store.exit { #expect(store.current == nil) }
+    @Suite struct AsyncLocalTests {
+        @Test func runSetsValueAndRestores() {
+            let store = AsyncLocal<String>()
+            #expect(store.current == nil)
+            store.run("a") {
+                #expect(store.current == "a")
+                store.run("b") { #expect(store.current == "b") }
+                #expect(store.current == "a")
+                store.exit { #expect(store.current == nil) }
+            }
+            #expect(store.current == nil)
         }
-        #expect(store.current == nil)
-    }
 
-    @Test func resourcesCreatedInsideRunSeeTheValueInTheirCallbacks() {
-        let store = AsyncLocal<Int>()
-        let r: AsyncResource = store.run(7) { AsyncResource("Later") }
-        #expect(store.current == nil)
-        r.runInScope { #expect(store.current == 7) }
-        // A resource created inside a callback inherits the callback's context.
-        let nested: AsyncResource = r.runInScope { AsyncResource("Nested") }
-        nested.runInScope { #expect(store.current == 7) }
-    }
+        @Test func resourcesCreatedInsideRunSeeTheValueInTheirCallbacks() {
+            let store = AsyncLocal<Int>()
+            let r: AsyncResource = store.run(7) { AsyncResource("Later") }
+            #expect(store.current == nil)
+            r.runInScope { #expect(store.current == 7) }
+            // A resource created inside a callback inherits the callback's context.
+            let nested: AsyncResource = r.runInScope { AsyncResource("Nested") }
+            nested.runInScope { #expect(store.current == 7) }
+        }
 
-    @Test func propagationNeedsNoHook() {
-        // Other suites may have hooks enabled; this suite runs serialized with the hook tests,
-        // and none of them leaves a hook enabled.
-        let store = AsyncLocal<String>()
-        let r = store.run("x") { AsyncResource("NoHook") }
-        r.runInScope { #expect(store.current == "x") }
-    }
+        @Test func propagationNeedsNoHook() {
+            // Other suites may have hooks enabled; this suite runs serialized with the hook tests,
+            // and none of them leaves a hook enabled.
+            let store = AsyncLocal<String>()
+            let r = store.run("x") { AsyncResource("NoHook") }
+            r.runInScope { #expect(store.current == "x") }
+        }
 
-    @Test func concurrentRunsAreIsolated() {
-        let store = AsyncLocal<Int>()
-        let failures = LockedValue(0)
-        onThreads(4) { i in
-            for k in 0..<2_000 {
-                let v = i * 100_000 + k
-                let r = store.run(v) { AsyncResource("Iso") }
-                r.runInScope { if store.current != v { failures.withLock { $0 += 1 } } }
-                if store.current != nil { failures.withLock { $0 += 1 } }
+        @Test func concurrentRunsAreIsolated() {
+            let store = AsyncLocal<Int>()
+            let failures = LockedValue(0)
+            onThreads(4) { i in
+                for k in 0..<2_000 {
+                    let v = i * 100_000 + k
+                    let r = store.run(v) { AsyncResource("Iso") }
+                    r.runInScope { if store.current != v { failures.withLock { $0 += 1 } } }
+                    if store.current != nil { failures.withLock { $0 += 1 } }
+                }
+            }
+            #expect(failures.withLock { $0 } == 0)
+        }
+
+        @Test func enterWithLastsUntilTheCallbackReturns() {
+            let store = AsyncLocal<String>()
+            let r = AsyncResource("E")
+            r.runInScope {
+                store.enterWith("inside")
+                #expect(store.current == "inside")
+            }
+            #expect(store.current == nil)
+        }
+
+        @Test func snapshotRunsInTheCapturedContext() {
+            let a = AsyncLocal<Int>(), b = AsyncLocal<String>()
+            let snap = a.run(1) { b.run("s") { AsyncLocal<Int>.snapshot() } }
+            #expect(a.current == nil)
+            snap.run {
+                #expect(a.current == 1)
+                #expect(b.current == "s")
             }
         }
-        #expect(failures.withLock { $0 } == 0)
     }
-
-    @Test func enterWithLastsUntilTheCallbackReturns() {
-        let store = AsyncLocal<String>()
-        let r = AsyncResource("E")
-        r.runInScope {
-            store.enterWith("inside")
-            #expect(store.current == "inside")
-        }
-        #expect(store.current == nil)
-    }
-
-    @Test func snapshotRunsInTheCapturedContext() {
-        let a = AsyncLocal<Int>(), b = AsyncLocal<String>()
-        let snap = a.run(1) { b.run("s") { AsyncLocal<Int>.snapshot() } }
-        #expect(a.current == nil)
-        snap.run {
-            #expect(a.current == 1)
-            #expect(b.current == "s")
-        }
-    }
-}
 }

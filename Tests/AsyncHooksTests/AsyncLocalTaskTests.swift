@@ -12,7 +12,11 @@ private let requestID = AsyncLocal<String>()
             async let direct = { requestID.current }()
             let unstructured = await Task { requestID.current }.value
             let fromGroup = await withTaskGroup(of: String?.self) { group in
-                for _ in 0..<3 { group.addTask { await Task.yield(); return requestID.current } }
+                for _ in 0..<3 {
+                    group.addTask {
+                        await Task.yield(); return requestID.current
+                    }
+                }
                 var all: [String?] = []
                 for await v in group { all.append(v) }
                 return all
@@ -24,7 +28,11 @@ private let requestID = AsyncLocal<String>()
     }
 
     @Test func syncRunIsInheritedByTasksCreatedInside() async {
-        let task = requestID.run("sync") { Task { await Task.yield(); return requestID.current } }
+        let task = requestID.run("sync") {
+            Task {
+                await Task.yield(); return requestID.current
+            }
+        }
         #expect(await task.value == "sync")
         #expect(requestID.current == nil)
     }

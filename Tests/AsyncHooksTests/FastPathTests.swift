@@ -53,8 +53,10 @@ final class FastPathHook: AsyncHookFastPathProvider, @unchecked Sendable {
             AsyncHooks.emitPhaseLeave(.check)
             r.emitDestroy()
             let id = r.asyncID
-            return ["init \(id) \(r.type.id) \(AsyncID.root)", "before \(id)", "resolve \(id)", "after \(id)",
-                    "iteration 7", "enter 5", "leave 5", "destroy \(id)"]
+            return [
+                "init \(id) \(r.type.id) \(AsyncID.root)", "before \(id)", "resolve \(id)", "after \(id)",
+                "iteration 7", "enter 5", "leave 5", "destroy \(id)",
+            ]
         }
 
         @Test func aSoleHookGetsEveryEventOnceThroughItsFastPath() {
@@ -107,12 +109,14 @@ final class FastPathHook: AsyncHookFastPathProvider, @unchecked Sendable {
             let r = AsyncResourceContext(resolvedOnCreation: ResourceType("FusedResolved"))
             #expect(r.triggerAsyncID == outer)
             let (x, y, z) = (a.asyncID, b.asyncID, c.asyncID)
-            return ["init \(x) \(a.type.id) \(outer)", "init \(y) \(b.type.id) \(outer)", "init \(z) \(c.type.id) \(outer)",
-                    "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",
-                    "before \(z)", "after \(z)", "destroy \(z)", "iteration 9", "enter 5", "iteration 10", "enter 0",
-                    "leave 5", "iteration 11", "enter 5",
-                    "init \(r.asyncID) \(r.type.id) \(outer)",
-                    "resolve \(r.asyncID)"]
+            return [
+                "init \(x) \(a.type.id) \(outer)", "init \(y) \(b.type.id) \(outer)", "init \(z) \(c.type.id) \(outer)",
+                "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",
+                "before \(z)", "after \(z)", "destroy \(z)", "iteration 9", "enter 5", "iteration 10", "enter 0",
+                "leave 5", "iteration 11", "enter 5",
+                "init \(r.asyncID) \(r.type.id) \(outer)",
+                "resolve \(r.asyncID)",
+            ]
         }
 
         @Test func aSoleHookWithoutFusedFunctionsGetsTheSeparateEvents() {

@@ -38,9 +38,10 @@ func run(_ argv: [String], environment: [String: String]? = nil, timeout: TimeIn
     while p.isRunning && Date() < deadline { usleep(10_000) }
     if p.isRunning { p.terminate() }
     p.waitUntilExit()
-    return Run(status: p.terminationStatus,
-               stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
-               stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+    return Run(
+        status: p.terminationStatus,
+        stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
 }
 
 struct FixtureError: Error, CustomStringConvertible {
@@ -53,7 +54,8 @@ func compileFixture(_ name: String, extraFlags: [String] = []) throws -> String 
         .appendingPathComponent("Fixtures/\(name).swift").path
     let output = scratch(name + (extraFlags.isEmpty ? "" : "-" + String(extraFlags.joined().hashValue & 0xffff)))
     if FileManager.default.isExecutableFile(atPath: output) { return output }
-    let swiftc = ["/opt/swift/usr/bin/swiftc", "/usr/bin/swiftc"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    let swiftc =
+        ["/opt/swift/usr/bin/swiftc", "/usr/bin/swiftc"].first { FileManager.default.isExecutableFile(atPath: $0) }
         ?? "/usr/bin/env"
     let args = (swiftc == "/usr/bin/env" ? ["swiftc"] : []) + ["-O", "-parse-as-library", source, "-o", output] + extraFlags
     let r = try run([swiftc] + args)

@@ -145,8 +145,9 @@ struct RecordedTasks {
         var lines: [String] = []
         func walk(_ id: UInt64, _ depth: Int) {
             let t = tasks[id]!
-            lines.append(String(repeating: "  ", count: depth) + "\(id & ~(1 << 56)) \(t.kind) \(t.priority)"
-                         + (t.destroyed ? "" : " (no destroy)") + " runs \(t.runs)")
+            lines.append(
+                String(repeating: "  ", count: depth) + "\(id & ~(1 << 56)) \(t.kind) \(t.priority)"
+                    + (t.destroyed ? "" : " (no destroy)") + " runs \(t.runs)")
             for c in children(of: id).sorted() { walk(c, depth + 1) }
         }
         for root in tasks.values.filter({ tasks[$0.trigger] == nil }).map(\.id).sorted() { walk(root, 0) }

@@ -97,18 +97,20 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
 
     @Test func aFrameInAStrippedLibraryShowsModuleAndOffset() throws {
         try requireKernel("aFrameInAStrippedLibraryShowsModuleAndOffset")
-        let lib = try compile("""
+        let lib = try compile(
+            """
             #include <time.h>
             static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
             __attribute__((noinline)) static double hidden_burn(double x) { for (int i = 0; i < 100000; i++) x = x * 1.0000001 + 0.5; return x; }
             double stripped_entry(void) { double t0 = now(), x = 1; while (now() - t0 < 0.5) x = hidden_burn(x); return x; }
             """, name: "libstrippedburn.so", flags: ["-O2", "-shared", "-fPIC", "-s"])
-        let main = try compile("""
+        let main = try compile(
+            """
             #include <stdio.h>
             double stripped_entry(void);
             int main(void) { printf("%f\\n", stripped_entry()); return 0; }
             """, name: "stripped-main", flags: ["-O2", "-Wl,-rpath," + (lib as NSString).deletingLastPathComponent],
-           libraries: [lib])
+            libraries: [lib])
         let data = try recordSamples([main], name: "stripped")
         let inLib = data.samples.compactMap { data.frames(of: $0).first.map(data.frame) }.filter { $0.module == lib }
         #expect(inLib.count >= 40, "\(data.samples.count) samples, \(inLib.count) innermost in the library")
@@ -125,11 +127,11 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
         guard let node = which("node") else { Issue.record("node is not installed"); return }
         let script = temporaryPath("burn-\(UUID().uuidString.prefix(8)).js")
         try """
-            'use strict';
-            function handleHash(n) { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) % 1000003; return x; }
-            function serve() { const t = Date.now(); let s = 0; while (Date.now() - t < 700) s += handleHash(20000); return s; }
-            console.log(serve());
-            """.write(toFile: script, atomically: true, encoding: .utf8)
+        'use strict';
+        function handleHash(n) { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) % 1000003; return x; }
+        function serve() { const t = Date.now(); let s = 0; while (Date.now() - t < 700) s += handleHash(20000); return s; }
+        console.log(serve());
+        """.write(toFile: script, atomically: true, encoding: .utf8)
         let data = try recordSamples([node, script], name: "node-burn")
         let leaves = data.samples.compactMap { data.frames(of: $0).first.map(data.frame) }
         let named = leaves.filter { $0.function == "handleHash" }
@@ -150,15 +152,15 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
         guard let node = which("node"), let exe = builtExecutable("asynctrace") else { Issue.record("node or asynctrace missing"); return }
         let script = temporaryPath("server-\(UUID().uuidString.prefix(8)).js")
         try """
-            const http = require('http');
-            function handleHash(n) { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) % 1000003; return x; }
-            const server = http.createServer((req, res) => { res.end(String(handleHash(4e6))); });
-            server.listen(0, () => {
-              const port = server.address().port; let left = 12;
-              const next = () => http.get({port, path: '/'}, r => { r.resume(); r.on('end', () => { if (--left > 0) next(); else server.close(); }); });
-              next();
-            });
-            """.write(toFile: script, atomically: true, encoding: .utf8)
+        const http = require('http');
+        function handleHash(n) { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) % 1000003; return x; }
+        const server = http.createServer((req, res) => { res.end(String(handleHash(4e6))); });
+        server.listen(0, () => {
+          const port = server.address().port; let left = 12;
+          const next = () => http.get({port, path: '/'}, r => { r.resume(); r.on('end', () => { if (--left > 0) next(); else server.close(); }); });
+          next();
+        });
+        """.write(toFile: script, atomically: true, encoding: .utf8)
         let trace = temporaryPath("server.atrace")
         let rec = try run(exe, ["record", "-o", trace, "--", node, script])
         #expect(rec.status == 0, "\(rec.output)")
@@ -172,8 +174,9 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
         for st in top {
             let frames = try #require(st["frames"] as? [[String: Any]])
             let first = try #require(frames.first)
-            #expect(first["function"] as? String == "handleHash" && first["file"] as? String == script && first["line"] as? Int == 2,
-                    "\(first)")
+            #expect(
+                first["function"] as? String == "handleHash" && first["file"] as? String == script && first["line"] as? Int == 2,
+                "\(first)")
             #expect((st["samples"] as? Int ?? 0) > 0 && (st["ns"] as? Int ?? 0) > 0)
         }
         let text = try run(exe, ["report", "--threshold", "5ms", trace]).output

@@ -64,7 +64,8 @@ private let burnSource = """
         // speedscope: a sampled profile whose heaviest stack is the chain, weighted by the sampling period.
         let sp = temporaryPath("spin.speedscope.json")
         #expect(try runTool(asynctrace, ["export", "--format", "speedscope", "-o", sp, trace]).status == 0)
-        let schema = FileManager.default.fileExists(atPath: repoRoot + "/../shared/schemas/speedscope-file-format-schema.json")
+        let schema =
+            FileManager.default.fileExists(atPath: repoRoot + "/../shared/schemas/speedscope-file-format-schema.json")
             ? repoRoot + "/../shared/schemas/speedscope-file-format-schema.json"
             : repoRoot + "/Tests/TraceExportsTests/Fixtures/speedscope-file-format-schema.json"
         let s = try validator("speedscope_check.py", [sp, schema])

@@ -73,9 +73,13 @@ private struct DumpContents {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let keepNs: UInt64 = 2_000_000_000
-        let r = try runCapturing(try asynctrace(), ["record", "--flight-recorder", "--keep", "2s", "--dump-on-block", "100ms",
-                                                    "--min-dump-interval", "1s", "-o", dir + "/app.atrace", "--",
-                                                    try examples(), "flight-stalls", "7", "2000", "250"], timeout: 90)
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--flight-recorder", "--keep", "2s", "--dump-on-block", "100ms",
+                "--min-dump-interval", "1s", "-o", dir + "/app.atrace", "--",
+                try examples(), "flight-stalls", "7", "2000", "250",
+            ], timeout: 90)
         #expect(r.status == 0, "\(r.stderr)")
         let stalls = r.stdout.split(separator: "\n").filter { $0.hasPrefix("stall ") }.count
         let dumps = dumpPaths(r.stderr)
@@ -94,8 +98,9 @@ private struct DumpContents {
             // The seconds before it, and nothing older than the window (plus one 200 ms hand-over of slack).
             let stallStart = d.longestCallbackEndNs - d.longestCallbackNs
             #expect(stallStart - d.reader.firstNs >= 1_000_000_000, "\(path): \(stallStart - d.reader.firstNs) ns before the stall")
-            #expect(d.reader.lastNs - d.reader.firstNs <= keepNs + 700_000_000,
-                    "\(path) spans \(d.reader.lastNs - d.reader.firstNs) ns")
+            #expect(
+                d.reader.lastNs - d.reader.firstNs <= keepNs + 700_000_000,
+                "\(path) spans \(d.reader.lastNs - d.reader.firstNs) ns")
             // Every stream starts decodable: the user thread has its name again, and the stalling
             // timer (created before the window) its init.
             #expect(d.threadInfos >= 1)
@@ -115,8 +120,13 @@ private struct DumpContents {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         nonisolated(unsafe) var answers: [String] = []
-        let r = try runCapturing(try asynctrace(), ["record", "--flight-recorder", "--keep", "1MiB", "-o", dir + "/app.atrace", "--",
-                                                    try examples(), "flight-stalls", "60", "700", "150"], timeout: 90) { p in
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--flight-recorder", "--keep", "1MiB", "-o", dir + "/app.atrace", "--",
+                try examples(), "flight-stalls", "60", "700", "150",
+            ], timeout: 90
+        ) { p in
             let recorder = p.processIdentifier
             usleep(2_000_000)
             let byRecorder = try? runCapturing(try asynctrace(), ["dump", "--pid", "\(recorder)"], timeout: 30)
@@ -154,8 +164,12 @@ private struct DumpContents {
         let dir = temporaryPath("flight-program")
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let r = try runCapturing(try asynctrace(), ["record", "--flight-recorder", "--keep", "5s", "-o", dir + "/app.atrace", "--",
-                                                    try examples(), "flight-stalls", "4", "1500", "120", "dump"], timeout: 90)
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--flight-recorder", "--keep", "5s", "-o", dir + "/app.atrace", "--",
+                try examples(), "flight-stalls", "4", "1500", "120", "dump",
+            ], timeout: 90)
         #expect(r.status == 0, "\(r.stderr)")
         let dumps = dumpPaths(r.stderr)
         #expect(dumps.count == 2, "\(r.stderr)")

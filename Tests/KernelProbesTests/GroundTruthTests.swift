@@ -5,7 +5,7 @@ import Testing
 import TraceFormat
 
 private let nrRead: UInt32 = 0, nrWrite: UInt32 = 1, nrEpollWait: UInt32 = 232, nrEpollPwait: UInt32 = 281,
-            nrEpollPwait2: UInt32 = 441
+    nrEpollPwait2: UInt32 = 441
 private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: UInt64 = 112, epollFD: Int32 = 120
 
 @Suite(.serialized) struct GroundTruthTests {
@@ -22,9 +22,14 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
             let noise = open(temporaryPath("noise"), O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             for _ in 0..<200 { _ = write(noise, "1234567", 7) }
             close(noise)
-            if let other = try? HeldProcess(path: "/bin/dd", arguments: ["dd", "if=/dev/zero", "of=/dev/null", "bs=7",
-                                                                          "count=1000", "status=none"],
-                                            environment: []) {
+            if let other = try? HeldProcess(
+                path: "/bin/dd",
+                arguments: [
+                    "dd", "if=/dev/zero", "of=/dev/null", "bs=7",
+                    "count=1000", "status=none",
+                ],
+                environment: [])
+            {
                 unrelatedPid = other.pid
                 try? other.release()
                 var st: Int32 = 0
@@ -78,14 +83,18 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
         #expect(waits.count == 4)
         if waits.count == 4 {
             #expect(waits.allSatisfy { $0.fd == epollFD && $0.pid == root })
-            #expect(waits[0].nr == nrEpollWait && waits[0].ret == 0 && waits[0].timeoutMs == 0 && waits[0].size == 16
-                        && waits[0].epollData.isEmpty)
-            #expect(waits[1].nr == nrEpollWait && waits[1].ret == 1 && waits[1].timeoutMs == 1000
-                        && waits[1].epollData == [aIn])
-            #expect(waits[2].nr == nrEpollPwait && waits[2].ret == 2 && waits[2].timeoutMs == -1 && waits[2].size == 8
-                        && Set(waits[2].epollData) == [aIn, bIn] && waits[2].epollData.count == 2)
-            #expect(waits[3].nr == nrEpollPwait2 && waits[3].ret == 0 && waits[3].timeoutMs == 5 && waits[3].size == 4
-                        && waits[3].durationNs >= 5_000_000)
+            #expect(
+                waits[0].nr == nrEpollWait && waits[0].ret == 0 && waits[0].timeoutMs == 0 && waits[0].size == 16
+                    && waits[0].epollData.isEmpty)
+            #expect(
+                waits[1].nr == nrEpollWait && waits[1].ret == 1 && waits[1].timeoutMs == 1000
+                    && waits[1].epollData == [aIn])
+            #expect(
+                waits[2].nr == nrEpollPwait && waits[2].ret == 2 && waits[2].timeoutMs == -1 && waits[2].size == 8
+                    && Set(waits[2].epollData) == [aIn, bIn] && waits[2].epollData.count == 2)
+            #expect(
+                waits[3].nr == nrEpollPwait2 && waits[3].ret == 0 && waits[3].timeoutMs == 5 && waits[3].size == 4
+                    && waits[3].durationNs >= 5_000_000)
         }
         let socketReads = events.filter { $0.kind == .syscall && $0.nr == nrRead && ($0.fd == 110 || $0.fd == 112) }
         #expect(socketReads.map(\.ret) == [1, 1])
@@ -123,8 +132,9 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
             return
         }
         // 4 KiB hold ~60 records, and nothing reads them until the child has exited.
-        let result = try recordProgram(exe, [temporaryPath("groundtruth-small-ring.txt")],
-                                       options: KernelProbeOptions(ringBytes: 4096), pollWhileRunning: false)
+        let result = try recordProgram(
+            exe, [temporaryPath("groundtruth-small-ring.txt")],
+            options: KernelProbeOptions(ringBytes: 4096), pollWhileRunning: false)
         #expect(result.exitStatus == 0)
         #expect(result.statistics.dropped > 0)
         #expect(result.statistics.events + result.statistics.dropped >= 1_500 + 30 + 3)
@@ -138,8 +148,12 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
         // A running program (held on a pipe of its own) is attached after it started. dd runs flat
         // out (600k records); the ring holds them all, however slow this debug-built reader is.
         let session = try KernelProbeSession(options: KernelProbeOptions(ringBytes: 64 << 20))
-        let child = try HeldProcess(path: "/bin/dd", arguments: ["dd", "if=/dev/zero", "of=/dev/null", "bs=64",
-                                                                  "count=300000", "status=none"], environment: [])
+        let child = try HeldProcess(
+            path: "/bin/dd",
+            arguments: [
+                "dd", "if=/dev/zero", "of=/dev/null", "bs=64",
+                "count=300000", "status=none",
+            ], environment: [])
         try child.release()
         usleep(2_000)
         session.trace(pid: child.pid)

@@ -55,17 +55,21 @@ struct TestFailure: Error, CustomStringConvertible {
 
 /// Records `path args` the way `asynctrace record` does: held child, filter, exec, pump, finish.
 /// `whileRunning` runs once after the program was released (for noise from other processes).
-func recordProgram(_ path: String, _ args: [String], options: KernelProbeOptions = KernelProbeOptions(),
-                   pollWhileRunning: Bool = true, whileRunning: (() -> Void)? = nil) throws -> RecordingResult {
+func recordProgram(
+    _ path: String, _ args: [String], options: KernelProbeOptions = KernelProbeOptions(),
+    pollWhileRunning: Bool = true, whileRunning: (() -> Void)? = nil
+) throws -> RecordingResult {
     let session = try KernelProbeSession(options: options)
-    let child = try HeldProcess(path: path, arguments: [path] + args,
-                                environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" })
+    let child = try HeldProcess(
+        path: path, arguments: [path] + args,
+        environment: ProcessInfo.processInfo.environment.map { "\($0)=\($1)" })
     let tracePath = temporaryPath("trace-\(child.pid).atrace")
     let fd = open(tracePath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600)
     guard fd >= 0 else { throw TestFailure("cannot create \(tracePath)") }
     defer { close(fd) }
-    let header = FileHeader(pid: UInt32(child.pid), monotonicStartNs: monotonicNowNs(), realtimeStartNs: 0,
-                            program: ([path] + args).joined(separator: " "))
+    let header = FileHeader(
+        pid: UInt32(child.pid), monotonicStartNs: monotonicNowNs(), realtimeStartNs: 0,
+        program: ([path] + args).joined(separator: " "))
     let hb = header.encode()
     guard write(fd, hb, hb.count) == hb.count else { throw TestFailure("cannot write header") }
 
@@ -83,8 +87,9 @@ func recordProgram(_ path: String, _ args: [String], options: KernelProbeOptions
         if r < 0 { throw TestFailure("waitpid: \(errno)") }
     }
     let stats = recording.finish()
-    return RecordingResult(events: streamed, statistics: stats, exitStatus: status, rootPid: child.pid,
-                           tracePath: tracePath)
+    return RecordingResult(
+        events: streamed, statistics: stats, exitStatus: status, rootPid: child.pid,
+        tracePath: tracePath)
 }
 
 /// A trace file read back with TraceFormat's decoder, every chunk checked.
@@ -105,7 +110,8 @@ func scanTrace(_ path: String) throws -> ScannedTrace {
         var offset = headerLength
         while offset < buf.count {
             guard buf.count - offset >= TraceFileFormat.chunkHeaderSize,
-                  let ch = ChunkHeader.load(from: buf.baseAddress! + offset) else {
+                let ch = ChunkHeader.load(from: buf.baseAddress! + offset)
+            else {
                 throw TestFailure("bad chunk header at \(offset)")
             }
             let payloadStart = offset + TraceFileFormat.chunkHeaderSize

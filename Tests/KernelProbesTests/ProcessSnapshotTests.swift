@@ -38,8 +38,9 @@ import TraceFormat
         let events = ProcessSnapshot.events(pid: getpid(), timestampNs: 42)
         func fdEvent(_ fd: Int32) -> KernelEvent? { events.first { $0.kind == .fdOpen && $0.fd == fd } }
         #expect(events.allSatisfy { $0.timestampNs == 42 && $0.pid == UInt32(getpid()) })
-        #expect(fdEvent(file).map { ($0.fdKind, $0.detail, $0.tid, $0.sourceFd) } ?? (0, "", 1, 0)
-                    == (FDKind.file.rawValue, path, 0, -1))
+        #expect(
+            fdEvent(file).map { ($0.fdKind, $0.detail, $0.tid, $0.sourceFd) } ?? (0, "", 1, 0)
+                == (FDKind.file.rawValue, path, 0, -1))
         #expect(fdEvent(dir)?.fdKind == FDKind.directory.rawValue && fdEvent(dir)?.detail == "/tmp")
         #expect(fdEvent(fds[0])?.fdKind == FDKind.pipe.rawValue && fdEvent(fds[1])?.fdKind == FDKind.pipe.rawValue)
         #expect(fdEvent(listener)?.fdKind == FDKind.tcp.rawValue)
@@ -56,8 +57,9 @@ import TraceFormat
         var e = KernelEvent(kind: .fdOpen, pid: 1, tid: 1, timestampNs: 0)
         let long = "/" + String(repeating: "a", count: 300) + "/end.txt"
         e.detail = long
-        #expect(e.detail.count == 128 && e.detail.hasPrefix("/aaa") && e.detail.hasSuffix("a/end.txt")
-                    && e.detail.contains("..."))
+        #expect(
+            e.detail.count == 128 && e.detail.hasPrefix("/aaa") && e.detail.hasSuffix("a/end.txt")
+                && e.detail.contains("..."))
         e.detail = "short"
         #expect(e.detail == "short")
         #expect(ProcessSnapshot.procAddress(Array("00000000000000000000000001000000:0050".utf8), v6: true) == "[::1]:80")

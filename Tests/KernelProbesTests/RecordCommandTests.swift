@@ -11,8 +11,10 @@ func asynctrace() throws -> String {
 }
 
 /// Runs a command with separate stdout and stderr, an optional environment and a timeout.
-func runCapturing(_ path: String, _ args: [String], environment: [String: String]? = nil,
-                          timeout: TimeInterval = 60, afterStart: ((Process) -> Void)? = nil) throws
+func runCapturing(
+    _ path: String, _ args: [String], environment: [String: String]? = nil,
+    timeout: TimeInterval = 60, afterStart: ((Process) -> Void)? = nil
+) throws
     -> (status: Int32, reason: Process.TerminationReason, stdout: String, stderr: String)
 {
     let p = Process()
@@ -39,8 +41,10 @@ func runCapturing(_ path: String, _ args: [String], environment: [String: String
         throw TestFailure("\(path) \(args) did not finish in \(timeout) s")
     }
     errDone.wait()
-    return (p.terminationStatus, p.terminationReason, String(decoding: outData, as: UTF8.self),
-            String(decoding: errData, as: UTF8.self))
+    return (
+        p.terminationStatus, p.terminationReason, String(decoding: outData, as: UTF8.self),
+        String(decoding: errData, as: UTF8.self)
+    )
 }
 
 private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
@@ -71,8 +75,9 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         // The project's reader sees the same: one clean kernel stream, nothing lost.
         let reader = try TraceReader(path: trace)
         #expect(reader.damage.isEmpty && reader.droppedKernel == 0)
-        #expect(reader.streams.count == 1 && reader.streams.first?.isKernel == true
-                    && reader.streams.first?.endedCleanly == true)
+        #expect(
+            reader.streams.count == 1 && reader.streams.first?.isKernel == true
+                && reader.streams.first?.endedCleanly == true)
         var byReader = 0
         var previous: UInt64 = 0
         var ordered = true
@@ -88,8 +93,12 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         try requireKernel("unmodifiedPythonProgramGivesExactCounts")
         let trace = temporaryPath("cli-python.atrace")
         let script = "import os\nfor i in range(250): os.write(1, b'0123456789')\n"
-        let r = try runCapturing(try asynctrace(), ["record", "--buffer-size", "4MiB", "-o", trace, "/usr/bin/python3",
-                                                    "-S", "-c", script])
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--buffer-size", "4MiB", "-o", trace, "/usr/bin/python3",
+                "-S", "-c", script,
+            ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == String(repeating: "0123456789", count: 250))
         let writes = try kernelSyscalls(trace).filter { $0.nr == 1 && $0.fd == 1 }
@@ -139,8 +148,12 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         chmod(dir, 0o777)
         let trace = dir + "/t.atrace"
-        let r = try runCapturing("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--",
-                                                       try asynctrace(), "record", "-o", trace, "/bin/echo", "hi"])
+        let r = try runCapturing(
+            "/usr/bin/setpriv",
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                try asynctrace(), "record", "-o", trace, "/bin/echo", "hi",
+            ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == "hi\n")
         let lines = r.stderr.split(separator: "\n").filter { $0.contains("kernel probes off") }
@@ -196,8 +209,12 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         // SIGKILL: children of Foundation's Process inherit the test thread's blocked signals.
         defer { kill(dd.processIdentifier, SIGKILL); dd.waitUntilExit() }
         let trace = temporaryPath("cli-pid.atrace")
-        let r = try runCapturing(try asynctrace(), ["record", "--pid", "\(dd.processIdentifier)", "--duration", "200ms",
-                                                    "-o", trace])
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--pid", "\(dd.processIdentifier)", "--duration", "200ms",
+                "-o", trace,
+            ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(dd.isRunning)
         let scanned = try scanTrace(trace)

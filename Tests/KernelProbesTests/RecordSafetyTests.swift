@@ -45,8 +45,9 @@ private var sudoEnvironment: [String: String] {
         let dir = try userDirectory("sudo-symlink"), target = try victim("symlink-victim")
         let before = fileState(target)
         #expect(symlink(target, dir + "/t.atrace") == 0)
-        let r = try runCapturing(try asynctrace(), ["record", "--no-kernel", "-o", dir + "/t.atrace", "/bin/true"],
-                                 environment: sudoEnvironment)
+        let r = try runCapturing(
+            try asynctrace(), ["record", "--no-kernel", "-o", dir + "/t.atrace", "/bin/true"],
+            environment: sudoEnvironment)
         #expect(r.status == 1 && r.stderr.contains("symbolic link"), "\(r.stderr)")
         let after = fileState(target)
         #expect(after?.uid == 0 && after?.mode == before?.mode && after?.size == before?.size)
@@ -57,8 +58,9 @@ private var sudoEnvironment: [String: String] {
     func plantedHardLinkUnderSudo() throws {
         let dir = try userDirectory("sudo-hardlink"), target = try victim("hardlink-victim")
         #expect(link(target, dir + "/t.atrace") == 0)
-        let r = try runCapturing(try asynctrace(), ["record", "--no-kernel", "-o", dir + "/t.atrace", "/bin/true"],
-                                 environment: sudoEnvironment)
+        let r = try runCapturing(
+            try asynctrace(), ["record", "--no-kernel", "-o", dir + "/t.atrace", "/bin/true"],
+            environment: sudoEnvironment)
         #expect(r.status == 1 && r.stderr.contains("cannot create"), "\(r.stderr)")
         let after = fileState(target)
         #expect(after?.uid == 0 && after?.mode == 0o644 && after?.size == 9)
@@ -67,16 +69,18 @@ private var sudoEnvironment: [String: String] {
     @Test("under sudo the file is created by the invoking user, only where that user may write", .enabled(if: isRoot, "needs root"))
     func createdAsTheInvokingUser() throws {
         let dir = try userDirectory("sudo-create")
-        let ok = try runCapturing(try asynctrace(), ["record", "--no-kernel", "-o", dir + "/t.atrace", "/bin/true"],
-                                  environment: sudoEnvironment)
+        let ok = try runCapturing(
+            try asynctrace(), ["record", "--no-kernel", "-o", dir + "/t.atrace", "/bin/true"],
+            environment: sudoEnvironment)
         #expect(ok.status == 0, "\(ok.stderr)")
         #expect(fileState(dir + "/t.atrace")?.uid == nobody)
         // A root-only directory: root could write there, the invoking user cannot, so neither may record.
         let rootOnly = temporaryPath("root-only")
         try? FileManager.default.createDirectory(atPath: rootOnly, withIntermediateDirectories: true)
         chmod(rootOnly, 0o755)
-        let denied = try runCapturing(try asynctrace(), ["record", "--no-kernel", "-o", rootOnly + "/t.atrace", "/bin/true"],
-                                      environment: sudoEnvironment)
+        let denied = try runCapturing(
+            try asynctrace(), ["record", "--no-kernel", "-o", rootOnly + "/t.atrace", "/bin/true"],
+            environment: sudoEnvironment)
         #expect(denied.status == 1 && denied.stderr.contains("Permission denied"), "\(denied.stderr)")
         #expect(fileState(rootOnly + "/t.atrace") == nil)
     }
@@ -116,8 +120,9 @@ private var sudoEnvironment: [String: String] {
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "precious\n" && fileState(target)?.mode == 0o644)
     }
 
-    @Test("--pid refuses another user's process without CAP_SYS_PTRACE, even with CAP_BPF+CAP_PERFMON",
-          .enabled(if: isRoot, "needs root"))
+    @Test(
+        "--pid refuses another user's process without CAP_SYS_PTRACE, even with CAP_BPF+CAP_PERFMON",
+        .enabled(if: isRoot, "needs root"))
     func pidOfAnotherUserIsRefused() throws {
         try requireKernel("pidOfAnotherUserIsRefused")
         // The binary must be reachable by the unprivileged user: a copy in a world-readable place.
@@ -135,15 +140,25 @@ private var sudoEnvironment: [String: String] {
         try sleeper.run()
         defer { kill(sleeper.processIdentifier, SIGKILL); sleeper.waitUntilExit() }
         let dir = try userDirectory("pid-refused")
-        let caps = ["--reuid=\(nobody)", "--regid=\(nobody)", "--clear-groups", "--inh-caps=+bpf,+perfmon",
-                    "--ambient-caps=+bpf,+perfmon", "--"]
-        let r = try runCapturing("/usr/bin/setpriv", caps + [exe, "record", "--pid", "\(sleeper.processIdentifier)",
-                                                             "--duration", "200ms", "-o", dir + "/t.atrace"])
+        let caps = [
+            "--reuid=\(nobody)", "--regid=\(nobody)", "--clear-groups", "--inh-caps=+bpf,+perfmon",
+            "--ambient-caps=+bpf,+perfmon", "--",
+        ]
+        let r = try runCapturing(
+            "/usr/bin/setpriv",
+            caps + [
+                exe, "record", "--pid", "\(sleeper.processIdentifier)",
+                "--duration", "200ms", "-o", dir + "/t.atrace",
+            ])
         #expect(r.status == 1 && r.stderr.contains("you may not trace process"), "\(r.stderr)")
         #expect(fileState(dir + "/t.atrace") == nil)
         // Its own process: allowed (the probes load with those capabilities).
-        let own = try runCapturing("/usr/bin/setpriv", caps + ["/bin/sh", "-c",
-            "/bin/sleep 5 >/dev/null 2>&1 & \(exe) record --pid $! --duration 200ms -o \(dir)/own.atrace; s=$?; kill $!; exit $s"])
+        let own = try runCapturing(
+            "/usr/bin/setpriv",
+            caps + [
+                "/bin/sh", "-c",
+                "/bin/sleep 5 >/dev/null 2>&1 & \(exe) record --pid $! --duration 200ms -o \(dir)/own.atrace; s=$?; kill $!; exit $s",
+            ])
         #expect(own.status == 0 && own.stderr.contains("wrote \(dir)/own.atrace"), "\(own.stderr)")
     }
 
@@ -158,8 +173,12 @@ private var sudoEnvironment: [String: String] {
                 var env = ProcessInfo.processInfo.environment
                 env["SUDO_UID"] = uid
                 env["SUDO_GID"] = "0"
-                let r = try runCapturing(try asynctrace(), ["record", "--no-kernel", "-o", temporaryPath("sudo-uid.atrace"),
-                                                            "/bin/true"], environment: env)
+                let r = try runCapturing(
+                    try asynctrace(),
+                    [
+                        "record", "--no-kernel", "-o", temporaryPath("sudo-uid.atrace"),
+                        "/bin/true",
+                    ], environment: env)
                 #expect(r.status == 64 && r.stderr.contains("SUDO_UID"), "SUDO_UID=\(uid): \(r.status) \(r.stderr)")
             }
         }
@@ -172,8 +191,10 @@ private var sudoEnvironment: [String: String] {
         unlink(ready)
         let script = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nopen('\(ready)', 'w').close()\ntime.sleep(30)\n"
         let start = Date()
-        let r = try runCapturing(try asynctrace(), ["record", "--no-kernel", "-o", trace, "/usr/bin/python3", "-S", "-c", script],
-                                 timeout: 25) { p in
+        let r = try runCapturing(
+            try asynctrace(), ["record", "--no-kernel", "-o", trace, "/usr/bin/python3", "-S", "-c", script],
+            timeout: 25
+        ) { p in
             for _ in 0..<1000 where access(ready, F_OK) != 0 { usleep(10_000) }
             kill(p.processIdentifier, SIGINT)  // forwarded, ignored
             usleep(200_000)
@@ -190,8 +211,10 @@ private var sudoEnvironment: [String: String] {
         unlink(pidFile)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try asynctrace())
-        p.arguments = ["record", "--no-kernel", "-o", temporaryPath("orphan.atrace"), "/bin/sh", "-c",
-                       "echo $$ > \(pidFile); exec /bin/sleep 30"]
+        p.arguments = [
+            "record", "--no-kernel", "-o", temporaryPath("orphan.atrace"), "/bin/sh", "-c",
+            "echo $$ > \(pidFile); exec /bin/sleep 30",
+        ]
         try p.run()
         var child: pid_t = 0
         for _ in 0..<1000 {
@@ -218,8 +241,12 @@ private var sudoEnvironment: [String: String] {
     @Test("--duration stops a launched program and counts as success")
     func durationStopsALaunchedProgram() throws {
         let start = Date()
-        let r = try runCapturing(try asynctrace(), ["record", "--no-kernel", "--duration", "300ms", "-o",
-                                                    temporaryPath("duration.atrace"), "/bin/sleep", "30"], timeout: 20)
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--no-kernel", "--duration", "300ms", "-o",
+                temporaryPath("duration.atrace"), "/bin/sleep", "30",
+            ], timeout: 20)
         #expect(r.status == 0 && r.stderr.contains("--duration 300ms is up"), "\(r.stderr)")
         #expect(Date().timeIntervalSince(start) < 10)
     }

@@ -6,53 +6,53 @@ import Foundation
 import Testing
 
 private let program = #"""
-#define _GNU_SOURCE
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
-static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t c = PTHREAD_COND_INITIALIZER;
-static int ready;
-static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
-static void burn(uint64_t ns) { volatile uint64_t x = 0; uint64_t end = now() + ns; while (now() < end) x++; }
-static void *sleeper(void *a) { pthread_setname_np(pthread_self(), "e2e-sleeper"); usleep(300000); return 0; }
-static void *waiter(void *a) {
-    pthread_setname_np(pthread_self(), "e2e-waiter");
-    pthread_mutex_lock(&m); while (!ready) pthread_cond_wait(&c, &m); pthread_mutex_unlock(&m); return 0;
-}
-static void *burner(void *a) {
-    pthread_setname_np(pthread_self(), "e2e-burner");
-    burn(200000000);
-    pthread_mutex_lock(&m); ready = 1; pthread_cond_signal(&c); pthread_mutex_unlock(&m); return 0;
-}
-int main(int argc, char **argv) {
-    pthread_setname_np(pthread_self(), "e2e-loop");
-    pthread_t t[3];
-    pthread_create(&t[0], 0, sleeper, 0); pthread_create(&t[1], 0, waiter, 0); pthread_create(&t[2], 0, burner, 0);
-    int ep = epoll_create1(0), ev = eventfd(0, 0);
-    struct epoll_event e = { .events = EPOLLIN, .data.fd = ev };
-    epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
-    char *buf = malloc(64 << 20);
-    for (int i = 0; i < 7; i++) {
-        struct epoll_event out[4];
-        epoll_wait(ep, out, 4, 10);
-        if (i == 1) {
-            int fd = open(argv[1], O_RDONLY); size_t n = 0; ssize_t r;
-            while ((r = read(fd, buf + n, (64 << 20) - n)) > 0) n += r;
-            close(fd);
-        }
-        if (i == 3) burn(150000000);
-        if (i == 5) usleep(100000);
+    #define _GNU_SOURCE
+    #include <fcntl.h>
+    #include <pthread.h>
+    #include <stdint.h>
+    #include <stdlib.h>
+    #include <sys/epoll.h>
+    #include <sys/eventfd.h>
+    #include <time.h>
+    #include <unistd.h>
+    static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    static int ready;
+    static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
+    static void burn(uint64_t ns) { volatile uint64_t x = 0; uint64_t end = now() + ns; while (now() < end) x++; }
+    static void *sleeper(void *a) { pthread_setname_np(pthread_self(), "e2e-sleeper"); usleep(300000); return 0; }
+    static void *waiter(void *a) {
+        pthread_setname_np(pthread_self(), "e2e-waiter");
+        pthread_mutex_lock(&m); while (!ready) pthread_cond_wait(&c, &m); pthread_mutex_unlock(&m); return 0;
     }
-    for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
-    return 0;
-}
-"""#
+    static void *burner(void *a) {
+        pthread_setname_np(pthread_self(), "e2e-burner");
+        burn(200000000);
+        pthread_mutex_lock(&m); ready = 1; pthread_cond_signal(&c); pthread_mutex_unlock(&m); return 0;
+    }
+    int main(int argc, char **argv) {
+        pthread_setname_np(pthread_self(), "e2e-loop");
+        pthread_t t[3];
+        pthread_create(&t[0], 0, sleeper, 0); pthread_create(&t[1], 0, waiter, 0); pthread_create(&t[2], 0, burner, 0);
+        int ep = epoll_create1(0), ev = eventfd(0, 0);
+        struct epoll_event e = { .events = EPOLLIN, .data.fd = ev };
+        epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
+        char *buf = malloc(64 << 20);
+        for (int i = 0; i < 7; i++) {
+            struct epoll_event out[4];
+            epoll_wait(ep, out, 4, 10);
+            if (i == 1) {
+                int fd = open(argv[1], O_RDONLY); size_t n = 0; ssize_t r;
+                while ((r = read(fd, buf + n, (64 << 20) - n)) > 0) n += r;
+                close(fd);
+            }
+            if (i == 3) burn(150000000);
+            if (i == 5) usleep(100000);
+        }
+        for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
+        return 0;
+    }
+    """#
 
 @Suite(.serialized) struct ReportThreadsEndToEndTests {
     @Test func theReportNamesEachStallsThreadWhetherItRanOrWaitedAndOnWhat() throws {
@@ -76,8 +76,9 @@ int main(int argc, char **argv) {
         let threads = try #require(j["threads"] as? [[String: Any]])
         func thread(_ name: String) -> [String: Any]? { threads.first { $0["name"] as? String == name } }
         func reasons(_ t: [String: Any]?) -> [String: Int] {
-            Dictionary(((t?["off_cpu_by_reason"] as? [[String: Any]]) ?? []).map { ($0["reason"] as? String ?? "", $0["ns"] as? Int ?? 0) },
-                       uniquingKeysWith: +)
+            Dictionary(
+                ((t?["off_cpu_by_reason"] as? [[String: Any]]) ?? []).map { ($0["reason"] as? String ?? "", $0["ns"] as? Int ?? 0) },
+                uniquingKeysWith: +)
         }
         let loop = try #require(thread("e2e-loop"), "threads: \(threads.map { $0["name"] ?? "?" })")
         #expect(loop["is_loop"] as? Bool == true)
@@ -87,8 +88,9 @@ int main(int argc, char **argv) {
         #expect(abs((reasons(sleeper)["clock_nanosleep"] ?? 0) - 300_000_000) < 30_000_000, "\(reasons(sleeper))")
         // The waiter waited on a futex until the burner (200 ms of CPU) woke it.
         let waiter = try #require(thread("e2e-waiter"))
-        let wait = try #require((waiter["off_cpu_by_reason"] as? [[String: Any]])?.first { $0["reason"] as? String == "futex wait" },
-                                "waiter: \(reasons(waiter))")
+        let wait = try #require(
+            (waiter["off_cpu_by_reason"] as? [[String: Any]])?.first { $0["reason"] as? String == "futex wait" },
+            "waiter: \(reasons(waiter))")
         #expect((wait["ns"] as? Int ?? 0) >= 150_000_000)
         #expect((wait["wakers"] as? [[String: Any]])?.first?["name"] as? String == "e2e-burner")
         // The burner ran (on CPU or, on a busy machine, runnable) for its 200 ms, and was hardly blocked.

@@ -71,8 +71,9 @@ private let ms: UInt64 = 1_000_000
             let episodes = sleeps(r, tid: sleeper, inside: call.enterNs, call.timestampNs)
             #expect(episodes.count == 1, "sleeping episodes inside \(SyscallNames.name(UInt64(nr))): \(episodes.count)")
             if let e = episodes.first {
-                #expect(e.blockedNs >= wanted * 95 / 100 && e.blockedNs <= wanted * 110 / 100,
-                        "blocked \(e.blockedNs) ns for a \(wanted) ns sleep")
+                #expect(
+                    e.blockedNs >= wanted * 95 / 100 && e.blockedNs <= wanted * 110 / 100,
+                    "blocked \(e.blockedNs) ns for a \(wanted) ns sleep")
                 #expect(e.wakerTid == 0, "a timer woke it, not thread \(e.wakerTid)")
             }
         }
@@ -85,19 +86,26 @@ private let ms: UInt64 = 1_000_000
         let cond = UInt64(r.facts["cond_addr"] ?? 0), condEnd = cond + UInt64(r.facts["cond_size"] ?? 0)
         let signalNs = UInt64(r.facts["signal_ns"] ?? 0)
         // FUTEX_WAIT 0, FUTEX_WAIT_BITSET 9; FUTEX_WAKE 1 (| FUTEX_PRIVATE_FLAG 128)
-        let waits = r.events.filter { $0.kind == .syscall && $0.tid == waiter && $0.nr == nrFutex
-            && [0, 9].contains($0.fd & 127) && $0.size >= cond && $0.size < condEnd }
+        let waits = r.events.filter {
+            $0.kind == .syscall && $0.tid == waiter && $0.nr == nrFutex
+                && [0, 9].contains($0.fd & 127) && $0.size >= cond && $0.size < condEnd
+        }
         let wait = waits.max { $0.durationNs < $1.durationNs }
         #expect(wait != nil, "no futex wait on the condition variable by the waiter")
         guard let wait else { return }
         #expect(wait.durationNs >= 36 * ms, "futex wait of \(wait.durationNs) ns")
         #expect(wait.timestampNs >= signalNs)
-        let wakes = r.events.filter { $0.kind == .syscall && $0.tid == signaler && $0.nr == nrFutex
-            && $0.fd & 127 == 1 && $0.size == wait.size }
+        let wakes = r.events.filter {
+            $0.kind == .syscall && $0.tid == signaler && $0.nr == nrFutex
+                && $0.fd & 127 == 1 && $0.size == wait.size
+        }
         #expect(wakes.count >= 1, "the signaler's futex wake of the same word")
         #expect(wakes.contains { $0.ret == 1 && $0.enterNs >= signalNs })
         let episodes = sleeps(r, tid: waiter, inside: wait.enterNs, wait.timestampNs)
-        #expect(episodes.count == 1, "wait \(wait.enterNs)...\(wait.timestampNs); the waiter's episodes (off, state, blocked, runqueue, waker): \(r.events.filter { $0.kind == .offCPU && $0.tid == waiter }.map { "\($0.timestampNs - $0.runqueueNs - $0.blockedNs) \($0.offCPUState) \($0.blockedNs) \($0.runqueueNs) \($0.wakerTid)" })")
+        #expect(
+            episodes.count == 1,
+            "wait \(wait.enterNs)...\(wait.timestampNs); the waiter's episodes (off, state, blocked, runqueue, waker): \(r.events.filter { $0.kind == .offCPU && $0.tid == waiter }.map { "\($0.timestampNs - $0.runqueueNs - $0.blockedNs) \($0.offCPUState) \($0.blockedNs) \($0.runqueueNs) \($0.wakerTid)" })"
+        )
         if let e = episodes.first {
             #expect(e.wakerTid == signaler && e.wakerPid == UInt32(r.result.rootPid), "waker \(e.wakerPid)/\(e.wakerTid)")
             let wokenAt = e.timestampNs - e.runqueueNs
@@ -129,7 +137,8 @@ private let ms: UInt64 = 1_000_000
         let unaccounted = UInt64(max(r.facts["burn_unaccounted_ns"] ?? 0, 0)) + 10 * ms
         let episodes = r.events.filter { $0.kind == .offCPU && $0.tid == burner }
             .map { "\($0.offCPUState)/\($0.blockedNs)/\($0.runqueueNs)" }
-        let detail = "on CPU \(onCPU) ns by the probes, \(cpu) ns by the thread's own clock, up to \(unaccounted) ns in interrupts or stolen; wall \(end - start), off \(offNs), episodes \(episodes)"
+        let detail =
+            "on CPU \(onCPU) ns by the probes, \(cpu) ns by the thread's own clock, up to \(unaccounted) ns in interrupts or stolen; wall \(end - start), off \(offNs), episodes \(episodes)"
         #expect(onCPU >= cpu * 90 / 100, "\(detail)")
         #expect(onCPU <= cpu * 110 / 100 + unaccounted, "\(detail)")
     }
@@ -140,19 +149,26 @@ private let ms: UInt64 = 1_000_000
         let main = tid(r, "main"), fd = Int32(r.facts["reused_fd"] ?? -1)
         let port = r.facts["listener_port"] ?? -1, client = r.facts["client_port"] ?? -1
         let lives = r.events.filter { $0.kind == .fdOpen && $0.tid == main && $0.fd == fd }
-        #expect(lives.map { FDKind(rawValue: $0.fdKind) } == [.file, .tcp, .tcp, .pipe],
-                "\(lives.map { "\($0.fdKind) \($0.detail)" })")
+        #expect(
+            lives.map { FDKind(rawValue: $0.fdKind) } == [.file, .tcp, .tcp, .pipe],
+            "\(lives.map { "\($0.fdKind) \($0.detail)" })")
         guard lives.count == 4 else { return }
         #expect(lives[0].detail == r.scratch && lives[0].sourceFd == -1)
         #expect(lives[1].detail == "" && lives[1].sourceFd == -1)  // socket()
         #expect(lives[2].detail == "127.0.0.1:\(client)->127.0.0.1:\(port)" && lives[2].sourceFd == fd)  // connect
         #expect(lives[3].detail == "" && lives[3].sourceFd == -1)
         let writeEnd = Int32(r.facts["pipe_write_fd"] ?? -1)
-        #expect(r.events.contains { $0.kind == .fdOpen && $0.fd == writeEnd && $0.fdKind == FDKind.pipe.rawValue
-            && $0.timestampNs == lives[3].timestampNs })
+        #expect(
+            r.events.contains {
+                $0.kind == .fdOpen && $0.fd == writeEnd && $0.fdKind == FDKind.pipe.rawValue
+                    && $0.timestampNs == lives[3].timestampNs
+            })
         let accepted = Int32(r.facts["accepted_fd"] ?? -1)
-        #expect(r.events.contains { $0.kind == .fdOpen && $0.tid == main && $0.fd == accepted
-            && $0.fdKind == FDKind.tcp.rawValue && $0.detail == "127.0.0.1:\(port)->127.0.0.1:\(client)" })
+        #expect(
+            r.events.contains {
+                $0.kind == .fdOpen && $0.tid == main && $0.fd == accepted
+                    && $0.fdKind == FDKind.tcp.rawValue && $0.detail == "127.0.0.1:\(port)->127.0.0.1:\(client)"
+            })
         // Between the lives, the closes.
         let closes = r.events.filter { $0.kind == .syscall && $0.tid == main && $0.nr == 3 && $0.fd == fd }
         #expect(closes.count >= 3)
@@ -168,8 +184,10 @@ private let ms: UInt64 = 1_000_000
             r.events.last { $0.kind == .threadName && $0.tid == tid }?.detail
         }
         #expect(lastName(pid) == "kernel-threads-")  // comm: 15 bytes of the program name
-        for (key, name) in [("sleeper", "gt-sleeper"), ("waiter", "gt-waiter"), ("signaler", "gt-signaler"),
-                            ("burner", "gt-burner"), ("reader0", "gt-reader-0"), ("reader1", "gt-reader-1")] {
+        for (key, name) in [
+            ("sleeper", "gt-sleeper"), ("waiter", "gt-waiter"), ("signaler", "gt-signaler"),
+            ("burner", "gt-burner"), ("reader0", "gt-reader-0"), ("reader1", "gt-reader-1"),
+        ] {
             let t = tid(r, key)
             #expect(lastName(t) == name, "thread \(key) \(t): \(String(describing: lastName(t)))")
             // Created with the creator's name, renamed, ended.
@@ -180,8 +198,11 @@ private let ms: UInt64 = 1_000_000
             let t = tid(r, key)
             let reads = r.events.filter { $0.kind == .syscall && $0.tid == t && $0.nr == nrPread }
             #expect(reads.count == 16 && reads.allSatisfy { $0.size == 65536 && $0.ret == 65536 })
-            #expect(r.events.contains { $0.kind == .fdOpen && $0.tid == t && $0.detail == r.scratch
-                && $0.fdKind == FDKind.file.rawValue })
+            #expect(
+                r.events.contains {
+                    $0.kind == .fdOpen && $0.tid == t && $0.detail == r.scratch
+                        && $0.fdKind == FDKind.file.rawValue
+                })
         }
         #expect(r.events.allSatisfy { $0.pid == pid })
     }

@@ -64,7 +64,8 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
 @Suite(.serialized) struct UnwindTests {
     @Test func cWithoutFramePointersUnwindsByCFIIntoGlibc() throws {
         try requireKernel("cWithoutFramePointersUnwindsByCFIIntoGlibc")
-        let exe = try compileC("""
+        let exe = try compileC(
+            """
             #include <stdio.h>
             #include <time.h>
             static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
@@ -92,7 +93,8 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
     @Test func glibcFramesUnwindBetweenACallbackAndItsCaller() throws {
         try requireKernel("glibcFramesUnwindBetweenACallbackAndItsCaller")
         // qsort calls the comparison from inside glibc: the stack goes program -> glibc -> program.
-        let exe = try compileC("""
+        let exe = try compileC(
+            """
             #include <stdio.h>
             #include <stdlib.h>
             #include <time.h>
@@ -128,21 +130,21 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
         guard let swiftc = whichUnwind("swiftc") else { throw TestFailure("swiftc not found") }
         let src = temporaryPath("unwind-swift.swift"), exe = temporaryPath("unwind-swift")
         try """
-            import Glibc
-            @inline(never) func spinLeaf(_ n: UInt64) -> UInt64 {
-                var x = n
-                for _ in 0..<200_000 { x = x &* 6364136223846793005 &+ 1442695040888963407 }
-                return x
-            }
-            @inline(never) func spinThird(_ n: UInt64) -> UInt64 { spinLeaf(n) &+ 1 }
-            @inline(never) func spinSecond(_ n: UInt64) -> UInt64 { spinThird(n &* 3) &+ 2 }
-            @inline(never) func spinFirst(_ n: UInt64) -> UInt64 { spinSecond(n &+ 7) &+ 3 }
-            func now() -> Double { var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9 }
-            let start = now()
-            var n: UInt64 = 1
-            while now() - start < 0.6 { n = n &+ spinFirst(n) }
-            print(n)
-            """.write(toFile: src, atomically: true, encoding: .utf8)
+        import Glibc
+        @inline(never) func spinLeaf(_ n: UInt64) -> UInt64 {
+            var x = n
+            for _ in 0..<200_000 { x = x &* 6364136223846793005 &+ 1442695040888963407 }
+            return x
+        }
+        @inline(never) func spinThird(_ n: UInt64) -> UInt64 { spinLeaf(n) &+ 1 }
+        @inline(never) func spinSecond(_ n: UInt64) -> UInt64 { spinThird(n &* 3) &+ 2 }
+        @inline(never) func spinFirst(_ n: UInt64) -> UInt64 { spinSecond(n &+ 7) &+ 3 }
+        func now() -> Double { var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9 }
+        let start = now()
+        var n: UInt64 = 1
+        while now() - start < 0.6 { n = n &+ spinFirst(n) }
+        print(n)
+        """.write(toFile: src, atomically: true, encoding: .utf8)
         let c = try runUnwind(swiftc, ["-O", "-module-name", "unwindswift", "-o", exe, src])
         guard c.status == 0 else { throw TestFailure("swiftc failed: \(c.output)") }
         let (data, _) = try record([exe], name: "unwind-swift")
@@ -157,7 +159,8 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
 
     @Test func stackCopyZeroKeepsFramePointerStacks() throws {
         try requireKernel("stackCopyZeroKeepsFramePointerStacks")
-        let exe = try compileC("""
+        let exe = try compileC(
+            """
             #include <stdio.h>
             #include <time.h>
             static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }

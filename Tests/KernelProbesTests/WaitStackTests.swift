@@ -105,8 +105,11 @@ private let waitSource = """
         #expect((reap["ns"] as? Int ?? 0) >= 80_000_000)
         // The text report says it in one line.
         let text = try runTool(exe, ["report", "--threshold", "50ms", trace]).output
-        #expect(text.split(separator: "\n").contains { $0.contains("blocked") && $0.contains("in read(fd") && $0.contains("read_chunk ← handle_request") },
-                "\(text)")
+        #expect(
+            text.split(separator: "\n").contains {
+                $0.contains("blocked") && $0.contains("in read(fd") && $0.contains("read_chunk ← handle_request")
+            },
+            "\(text)")
     }
 
     @Test func aZeroThresholdRecordsNoWaitStacks() throws {

@@ -34,16 +34,19 @@ public final class Watchdog: Sendable {
     public init(seconds: Int) {
         self.seconds = seconds
         var thread = pthread_t()
-        pthread_create(&thread, nil, { p in
-            let dog = Unmanaged<Watchdog>.fromOpaque(p!).takeRetainedValue()
-            for _ in 0..<(dog.seconds * 10) {
-                if dog.finished.load(ordering: .acquiring) { return nil }
-                usleep(100_000)
-            }
-            let msg = "test watchdog: the loop did not end within \(dog.seconds) s (a liveness bug: poll blocked forever or a handle kept the loop alive); ending the test process\n"
-            _ = msg.withCString { write(2, $0, strlen($0)) }
-            _exit(70)
-        }, Unmanaged.passRetained(self).toOpaque())
+        pthread_create(
+            &thread, nil,
+            { p in
+                let dog = Unmanaged<Watchdog>.fromOpaque(p!).takeRetainedValue()
+                for _ in 0..<(dog.seconds * 10) {
+                    if dog.finished.load(ordering: .acquiring) { return nil }
+                    usleep(100_000)
+                }
+                let msg =
+                    "test watchdog: the loop did not end within \(dog.seconds) s (a liveness bug: poll blocked forever or a handle kept the loop alive); ending the test process\n"
+                _ = msg.withCString { write(2, $0, strlen($0)) }
+                _exit(70)
+            }, Unmanaged.passRetained(self).toOpaque())
         pthread_detach(thread)  // it ends by itself within 0.1 s of finish()
     }
 

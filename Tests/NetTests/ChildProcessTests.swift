@@ -11,8 +11,9 @@ struct ChildProcessTests {
     @Test("spawn with args, env and cwd; stdin to stdout through cat; exit then close; balanced")
     func spawnPipes() {
         let (lines, hook) = runTraced { log in
-            let child = ChildProcess.spawn("/bin/sh", ["-c", "echo \"$GREETING from $(pwd)\"; cat; exit 3"],
-                                           env: ["GREETING": "hello", "PATH": "/usr/bin:/bin"], cwd: "/tmp")
+            let child = ChildProcess.spawn(
+                "/bin/sh", ["-c", "echo \"$GREETING from $(pwd)\"; cat; exit 3"],
+                env: ["GREETING": "hello", "PATH": "/usr/bin:/bin"], cwd: "/tmp")
             var out: [UInt8] = []
             child.stdout!.onData { out += $0 }
             child.stdin!.write("through cat\n")
@@ -52,11 +53,15 @@ struct ChildProcessTests {
         let (lines, hook) = runTraced { log in
             let bad = ChildProcess.spawn("/nonexistent/program")
             bad.onError { e in log("error \(e.code) \(e.errno == ENOENT) \(e.syscall) \(e.asyncID == bad.asyncID)") }
-            ChildProcess.execFile("/bin/echo", ["a", "b"]) { r in log("execFile \(r.stdoutString.debugDescription) \(r.exitCode!) \(r.error == nil)") }
+            ChildProcess.execFile("/bin/echo", ["a", "b"]) { r in log("execFile \(r.stdoutString.debugDescription) \(r.exitCode!) \(r.error == nil)")
+            }
             ChildProcess.exec("echo oops >&2; exit 2") { r in log("exec \(r.stderrString.debugDescription) \(r.exitCode!) \(r.error?.code ?? "")") }
         }
-        #expect(lines.sorted() == ["error ENOENT true spawn /nonexistent/program true", "exec \"oops\\n\" 2 ERR_CHILD_FAILED",
-                                   "execFile \"a b\\n\" 0 true"])
+        #expect(
+            lines.sorted() == [
+                "error ENOENT true spawn /nonexistent/program true", "exec \"oops\\n\" 2 ERR_CHILD_FAILED",
+                "execFile \"a b\\n\" 0 true",
+            ])
         #expect(hook.problems == [])
         #expect(hook.undestroyed == [])
     }

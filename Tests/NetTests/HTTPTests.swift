@@ -19,7 +19,7 @@ struct HTTPTests {
                 req.readBody { body in
                     res.setHeader("Content-Type", "text/plain")
                     if req.method == "POST" {
-                        res.write("got ")        // streamed: chunked
+                        res.write("got ")  // streamed: chunked
                         res.end(body)
                     } else {
                         res.end("hello \(req.url)")
@@ -58,7 +58,7 @@ struct HTTPTests {
         let requests = hook.ids(of: "HTTPCLIENTREQUEST")
         #expect(requests.count == 2)
         #expect(scopes.withLock { $0 } == requests)
-        #expect(hook.ids(of: "HTTPINCOMINGMESSAGE").count == 1)   // one connection, reused
+        #expect(hook.ids(of: "HTTPINCOMINGMESSAGE").count == 1)  // one connection, reused
         #expect(hook.ids(of: "TCPWRAP").count == 2)
     }
 
@@ -82,7 +82,9 @@ struct HTTPTests {
                     log(String(decoding: reply, as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? "")
                     // The server still answers well-formed requests.
                     HTTP.get(port: port, agent: Agent(keepAlive: false)) { res in
-                        res.readBody { log("then \(res.statusCode) \(String(decoding: $0, as: UTF8.self))"); server.close() }
+                        res.readBody {
+                            log("then \(res.statusCode) \(String(decoding: $0, as: UTF8.self))"); server.close()
+                        }
                     }
                 }
             }

@@ -43,8 +43,9 @@ struct RecordedExamplesTests {
         return (status, path)
     }
 
-    @Test("every example scenario records a balanced trace",
-          arguments: ["timers", "fs", "dns", "tcp-echo", "unix-echo", "udp-echo", "tls-echo", "http", "child", "blocking"])
+    @Test(
+        "every example scenario records a balanced trace",
+        arguments: ["timers", "fs", "dns", "tcp-echo", "unix-echo", "udp-echo", "tls-echo", "http", "child", "blocking"])
     func balanced(scenario: String) throws {
         let (status, path) = record(scenario)
         defer { unlink(path) }
@@ -53,7 +54,9 @@ struct RecordedExamplesTests {
         #expect(a.overview.damage.isEmpty)
         #expect(a.overview.droppedUser == 0)
         #expect(a.overview.count("init") > 0)
-        #expect(a.overview.count("init") == a.overview.count("destroy"), "\(scenario): init \(a.overview.count("init")) destroy \(a.overview.count("destroy"))")
+        #expect(
+            a.overview.count("init") == a.overview.count("destroy"),
+            "\(scenario): init \(a.overview.count("init")) destroy \(a.overview.count("destroy"))")
         #expect(a.overview.count("before") == a.overview.count("after"))
         #expect(a.openAtExit.isEmpty, "\(scenario): open at exit \(a.openAtExit)")
     }

@@ -143,7 +143,9 @@ struct TCPTests {
                 c.onConnect { c.end(Array("request".utf8)) }
                 c.onData { reply += $0 }
                 c.onEnd { log("client got: \(String(decoding: reply, as: UTF8.self))") }
-                c.onClose { _ in log("client close"); server.close() }
+                c.onClose { _ in
+                    log("client close"); server.close()
+                }
             }
         }
         #expect(lines.first == "server end after 7 bytes")
@@ -167,7 +169,9 @@ struct TCPTests {
                 let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1") {}
                 c.onConnect { c.end() }
                 c.onEnd { log("client end") }
-                c.onClose { _ in log("client close"); server.close() }
+                c.onClose { _ in
+                    log("client close"); server.close()
+                }
             }
         }
         #expect(Set(lines) == ["server end", "server socket close", "client end", "client close"])
@@ -211,7 +215,8 @@ struct TCPTests {
                 c.onClose { _ in server.close() }
             }
         }
-        #expect(lines == ["false seen true drains true queue true", "server received \(total)"]
+        #expect(
+            lines == ["false seen true drains true queue true", "server received \(total)"]
                 || lines == ["false seen true drains true queue false", "server received \(total)"])
         #expect(hook.problems == [])
         #expect(hook.undestroyed == [])
@@ -255,7 +260,9 @@ struct TCPTests {
             server.listen(port: 0, host: "127.0.0.1") {
                 let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
                 c.onEnd { log("client end") }
-                c.onClose { _ in log("client close"); server.close() }
+                c.onClose { _ in
+                    log("client close"); server.close()
+                }
             }
         }
         #expect(lines == ["timeout", "client end", "client close"])
@@ -286,7 +293,9 @@ struct TCPTests {
                         if sent == 12 { ticker?.clear() }  // >= 120 ms of traffic, then silence
                     }
                 }
-                c.onClose { _ in ticker?.clear(); server.close() }
+                c.onClose { _ in
+                    ticker?.clear(); server.close()
+                }
             }
         }
         #expect(lines == ["timeout after 12 bytes"])
@@ -323,4 +332,3 @@ struct TCPTests {
         #expect(hook.undestroyed == ["TCPSERVERWRAP"])
     }
 }
-

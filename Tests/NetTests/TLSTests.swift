@@ -36,7 +36,9 @@ struct TLSTests {
                 var got: [UInt8] = []
                 let client = try TLS.connect(port: port, host: "127.0.0.1", options: options)
                 client.onSecureConnect {
-                    log("client: authorized \(client.authorized), alpn \(client.alpnProtocol ?? "-"), \(client.protocolVersion ?? "-"), peer \(client.peerCertificateSubject ?? "-")")
+                    log(
+                        "client: authorized \(client.authorized), alpn \(client.alpnProtocol ?? "-"), \(client.protocolVersion ?? "-"), peer \(client.peerCertificateSubject ?? "-")"
+                    )
                     client.write("hello over tls")
                 }
                 client.onData { data in
@@ -51,8 +53,11 @@ struct TLSTests {
             }
         }
         // TLS 1.3: the client's handshake completes first, then the server's.
-        #expect(Set(lines.prefix(2)) == ["server: secure, servername localhost, alpn http/1.1",
-                                         "client: authorized true, alpn http/1.1, TLSv1.3, peer /CN=localhost"])
+        #expect(
+            Set(lines.prefix(2)) == [
+                "server: secure, servername localhost, alpn http/1.1",
+                "client: authorized true, alpn http/1.1, TLSv1.3, peer /CN=localhost",
+            ])
         #expect(lines.last == "echo: hello over tls")
         #expect(hook.problems == [])
         #expect(hook.undestroyed == [])
@@ -72,31 +77,45 @@ struct TLSTests {
         let (lines, hook) = runTraced { log in
             let server = try TLSServer(options: Fixtures.serverOptions) { _ in log("server: secure (client c)") }
             var clientErrors = 0
-            server.onTLSClientError { e, _ in clientErrors += 1; _ = e }
+            server.onTLSClientError { e, _ in
+                clientErrors += 1; _ = e
+            }
             server.listen(port: 0, host: "127.0.0.1") {
                 let port = server.address()!.port
                 var remaining = 3
                 func done() {
                     remaining -= 1
-                    if remaining == 0 { setTimeout(20) { log("server tlsClientErrors \(clientErrors > 0)"); server.close() } }
+                    if remaining == 0 {
+                        setTimeout(20) {
+                            log("server tlsClientErrors \(clientErrors > 0)"); server.close()
+                        }
+                    }
                 }
                 // 1. Trusting another CA.
-                let a = try TLS.connect(port: port, host: "127.0.0.1", options: TLSOptions(caFile: Fixtures.path("other-ca.pem"), servername: "localhost"))
+                let a = try TLS.connect(
+                    port: port, host: "127.0.0.1", options: TLSOptions(caFile: Fixtures.path("other-ca.pem"), servername: "localhost"))
                 a.onSecureConnect { log("a secure?!") }
                 a.onError { e in log("a: \(e.code) \(e.asyncID == a.asyncID)") }
                 a.onClose { _ in done() }
                 // 2. The right CA, the wrong name.
-                let b = try TLS.connect(port: port, host: "127.0.0.1", options: TLSOptions(caFile: Fixtures.path("ca.pem"), servername: "example.com"))
+                let b = try TLS.connect(
+                    port: port, host: "127.0.0.1", options: TLSOptions(caFile: Fixtures.path("ca.pem"), servername: "example.com"))
                 b.onError { e in log("b: \(e.code)") }
                 b.onClose { _ in done() }
                 // 3. Verification off: connects, not authorized.
-                let c = try TLS.connect(port: port, host: "127.0.0.1", options: TLSOptions(caFile: Fixtures.path("other-ca.pem"), rejectUnauthorized: false))
-                c.onSecureConnect { log("c: secure, authorized \(c.authorized)"); c.end() }
+                let c = try TLS.connect(
+                    port: port, host: "127.0.0.1", options: TLSOptions(caFile: Fixtures.path("other-ca.pem"), rejectUnauthorized: false))
+                c.onSecureConnect {
+                    log("c: secure, authorized \(c.authorized)"); c.end()
+                }
                 c.onClose { _ in done() }
             }
         }
-        #expect(Set(lines) == ["a: UNABLE_TO_GET_ISSUER_CERT_LOCALLY true", "b: ERR_TLS_CERT_ALTNAME_INVALID",
-                               "c: secure, authorized false", "server: secure (client c)", "server tlsClientErrors true"])
+        #expect(
+            Set(lines) == [
+                "a: UNABLE_TO_GET_ISSUER_CERT_LOCALLY true", "b: ERR_TLS_CERT_ALTNAME_INVALID",
+                "c: secure, authorized false", "server: secure (client c)", "server tlsClientErrors true",
+            ])
         #expect(hook.problems == [])
         #expect(hook.undestroyed == [])
     }
@@ -106,7 +125,9 @@ struct TLSTests {
         let (lines, hook) = runTraced { log in
             // Default context: a certificate the client does not trust; "localhost": the CA-signed one.
             let untrusted = TLSOptions(certificateFile: Fixtures.path("other-ca.pem"), privateKeyFile: Fixtures.path("other-key.pem"))
-            let server = try TLSServer(options: untrusted) { tls in log("server: \(tls.servername ?? "-")"); tls.end() }
+            let server = try TLSServer(options: untrusted) { tls in
+                log("server: \(tls.servername ?? "-")"); tls.end()
+            }
             try server.addContext("localhost", options: Fixtures.serverOptions)
             server.listen(port: 0, host: "127.0.0.1") {
                 let c = try TLS.connect(port: server.address()!.port, host: "localhost", options: TLSOptions(caFile: Fixtures.path("ca.pem")))

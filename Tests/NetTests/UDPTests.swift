@@ -36,7 +36,8 @@ struct UDPTests {
                 }
             }
         }
-        #expect(lines.prefix(3) == ["reply m0 from 127.0.0.1 true IPv4 2", "reply m1 from 127.0.0.1 true IPv4 2", "reply m2 from 127.0.0.1 true IPv4 2"])
+        #expect(
+            lines.prefix(3) == ["reply m0 from 127.0.0.1 true IPv4 2", "reply m1 from 127.0.0.1 true IPv4 2", "reply m2 from 127.0.0.1 true IPv4 2"])
         #expect(Set(lines.suffix(2)) == ["client closed", "server closed"])
         #expect(hook.problems == [])
         #expect(hook.undestroyed == [])
@@ -76,8 +77,11 @@ struct UDPTests {
                 }
             }
         }
-        #expect(lines == ["bind error EADDRINUSE true true", "connected to true", "a got via connect",
-                          "unconnected send: ERR_SOCKET_DGRAM_NOT_CONNECTED"])
+        #expect(
+            lines == [
+                "bind error EADDRINUSE true true", "connected to true", "a got via connect",
+                "unconnected send: ERR_SOCKET_DGRAM_NOT_CONNECTED",
+            ])
         #expect(hook.problems == [])
         #expect(hook.undestroyed == [])
     }

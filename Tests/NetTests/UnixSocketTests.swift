@@ -45,7 +45,9 @@ struct UnixSocketTests {
             let a = Server()
             a.listen(path: path) {
                 let b = Server()
-                b.onError { e in log("listen \(e.code)"); a.close() }
+                b.onError { e in
+                    log("listen \(e.code)"); a.close()
+                }
                 b.listen(path: path)
             }
         }

@@ -56,9 +56,10 @@ func runNodeTool(_ args: [String], timeout: TimeInterval = 120) throws -> NodeTo
     while p.isRunning && Date() < deadline { usleep(10_000) }
     if p.isRunning { p.terminate() }
     p.waitUntilExit()
-    return NodeToolResult(status: p.terminationStatus,
-                          stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
-                          stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+    return NodeToolResult(
+        status: p.terminationStatus,
+        stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
 }
 
 /// An HTTP server whose handler defers its work through setImmediate; the /block request's deferred
@@ -67,51 +68,51 @@ func runNodeTool(_ args: [String], timeout: TimeInterval = 120) throws -> NodeTo
 /// The program prints the async ids the test looks for, then exits with process.exit (the interval
 /// would keep it alive otherwise).
 let nodeProgram = #"""
-const http = require('http');
-const fs = require('fs');
-const { spawn } = require('child_process');
-const { Worker } = require('worker_threads');
-const fifo = process.argv[2];
-const ids = {};
-const keepAlive = setInterval(() => {}, 60000);
-ids.interval = +keepAlive;  // a Timeout's primitive value is its async id
-const worker = new Worker(`
-  const { parentPort } = require('worker_threads');
-  setTimeout(function spin() {
-    const t = Date.now(); while (Date.now() - t < 40) {}
-    parentPort.postMessage('spun');
-  }, 5);
-`, { eval: true });
-const workerDone = new Promise((resolve) => worker.once('message', resolve));
-const server = http.createServer((req, res) => {
-  setImmediate(function deferred() {
-    if (req.url === '/block') {
-      const fd = fs.openSync(fifo, fs.constants.O_RDWR);  // O_RDWR: open never waits for a writer
-      const b = Buffer.alloc(1);
-      fs.readSync(fd, b, 0, 1, null);                    // blocks until the child writes
-      fs.closeSync(fd);
+    const http = require('http');
+    const fs = require('fs');
+    const { spawn } = require('child_process');
+    const { Worker } = require('worker_threads');
+    const fifo = process.argv[2];
+    const ids = {};
+    const keepAlive = setInterval(() => {}, 60000);
+    ids.interval = +keepAlive;  // a Timeout's primitive value is its async id
+    const worker = new Worker(`
+      const { parentPort } = require('worker_threads');
+      setTimeout(function spin() {
+        const t = Date.now(); while (Date.now() - t < 40) {}
+        parentPort.postMessage('spun');
+      }, 5);
+    `, { eval: true });
+    const workerDone = new Promise((resolve) => worker.once('message', resolve));
+    const server = http.createServer((req, res) => {
+      setImmediate(function deferred() {
+        if (req.url === '/block') {
+          const fd = fs.openSync(fifo, fs.constants.O_RDWR);  // O_RDWR: open never waits for a writer
+          const b = Buffer.alloc(1);
+          fs.readSync(fd, b, 0, 1, null);                    // blocks until the child writes
+          fs.closeSync(fd);
+        }
+        res.end('ok\n');
+      });
+    });
+    function get(port, path) {
+      return new Promise((resolve) => http.get({ port, host: '127.0.0.1', path }, (r) => { r.resume(); r.on('end', resolve); }));
     }
-    res.end('ok\n');
-  });
-});
-function get(port, path) {
-  return new Promise((resolve) => http.get({ port, host: '127.0.0.1', path }, (r) => { r.resume(); r.on('end', resolve); }));
-}
-server.listen(0, '127.0.0.1', async () => {
-  const port = server.address().port;
-  await get(port, '/');
-  spawn('/bin/sh', ['-c', 'sleep 0.25; printf x > "$0"', fifo], { stdio: 'ignore' });
-  await get(port, '/block');
-  const text = await Promise.resolve(__filename).then((f) => new Promise((resolve, reject) =>
-    fs.readFile(f, 'utf8', (err, data) => (err ? reject(err) : resolve(data)))));
-  await workerDone;
-  await worker.terminate();
-  server.close(() => {
-    console.log(JSON.stringify({ ...ids, length: text.length }));
-    process.exit(0);
-  });
-});
-"""#
+    server.listen(0, '127.0.0.1', async () => {
+      const port = server.address().port;
+      await get(port, '/');
+      spawn('/bin/sh', ['-c', 'sleep 0.25; printf x > "$0"', fifo], { stdio: 'ignore' });
+      await get(port, '/block');
+      const text = await Promise.resolve(__filename).then((f) => new Promise((resolve, reject) =>
+        fs.readFile(f, 'utf8', (err, data) => (err ? reject(err) : resolve(data)))));
+      await workerDone;
+      await worker.terminate();
+      server.close(() => {
+        console.log(JSON.stringify({ ...ids, length: text.length }));
+        process.exit(0);
+      });
+    });
+    """#
 
 struct NodeTrace {
     var inits: [UInt64: (type: String, trigger: UInt64, stream: Int)] = [:]
@@ -188,12 +189,14 @@ func readNodeTrace(_ path: String) throws -> NodeTrace {
 
         // The worker's callbacks are on its own thread (same process, another tid), with its own ids.
         let main = try #require(t.streams.first { !$0.isKernel && $0.threadName?.contains("worker") == false })
-        let workerStream = try #require(t.streams.first { !$0.isKernel && $0.threadName?.contains("worker") == true },
-                                        "no worker stream: \(t.streams.map { ($0.tid, $0.threadName ?? "-") })")
+        let workerStream = try #require(
+            t.streams.first { !$0.isKernel && $0.threadName?.contains("worker") == true },
+            "no worker stream: \(t.streams.map { ($0.tid, $0.threadName ?? "-") })")
         #expect(workerStream.pid == main.pid && workerStream.tid != main.tid)
         #expect(t.beforesByStream[workerStream.index]?.contains("Timeout") == true, "the worker's timer ran on its thread")
-        #expect(t.inits.filter { $0.value.stream == workerStream.index }.allSatisfy { $0.key > 1 << 32 },
-                "worker ids are in their own range")
+        #expect(
+            t.inits.filter { $0.value.stream == workerStream.index }.allSatisfy { $0.key > 1 << 32 },
+            "worker ids are in their own range")
 
         // The report: the blocking callback is the /block request's Immediate and owns its read.
         let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"])
@@ -208,8 +211,9 @@ func readNodeTrace(_ path: String) throws -> NodeTrace {
         if Self.kernelCapable {
             let calls = slow["syscalls"] as? [[String: Any]] ?? []
             let read = calls.first { ($0["name"] as? String) == "read" }
-            #expect(((read?["ns"] as? NSNumber)?.int64Value ?? 0) >= 150_000_000,
-                    "the synchronous read is inside the callback that made it: \(calls)")
+            #expect(
+                ((read?["ns"] as? NSNumber)?.int64Value ?? 0) >= 150_000_000,
+                "the synchronous read is inside the callback that made it: \(calls)")
             // fds named by their owners.
             let fds = json["fds"] as? [[String: Any]] ?? []
             #expect(fds.contains { ($0["resource_type"] as? String) == "TCPWRAP" }, "a socket fd is owned by a TCPWRAP")

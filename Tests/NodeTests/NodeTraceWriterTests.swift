@@ -39,11 +39,11 @@ struct BatchBuilder {
             b.string(.thread, 0, "node")
             b.string(.process, 1, "node app.js")
             b.string(.string, 0, "Timeout")
-            b.slots += [1, 7, 1, 0]            // init 7 Timeout <- 1
-            b.slots += [6, 7, 12]              // resourceFD 7 -> 12
-            b.slots += [2, 3.5, 7]             // before at 3.5 ms
-            b.slots += [3, 4.25, 7]            // after at 4.25 ms
-            b.slots += [4, 7]                  // destroy
+            b.slots += [1, 7, 1, 0]  // init 7 Timeout <- 1
+            b.slots += [6, 7, 12]  // resourceFD 7 -> 12
+            b.slots += [2, 3.5, 7]  // before at 3.5 ms
+            b.slots += [3, 4.25, 7]  // after at 4.25 ms
+            b.slots += [4, 7]  // destroy
             var worker = BatchBuilder()
             worker.slots += [8, 6_000_000_000, 1.0]
             worker.string(.thread, 0, "node (worker 1)")
@@ -98,8 +98,10 @@ struct BatchBuilder {
                 }
                 _ = garbage.withUnsafeBytes { w.consume($0, nowNs: 0) }
             }
-            for header in [[NodeBatchProtocol.magic, 0, 1, 0, 0, 8, 0, 0], [NodeBatchProtocol.magic, 1, 1, -1, 0, 8, 0, 0],
-                           [NodeBatchProtocol.magic, 1, 1, 0, 0, 9999, 0, 0], [NodeBatchProtocol.magic, 1, 1, 0, 0, 7.5, 0, 0]] {
+            for header in [
+                [NodeBatchProtocol.magic, 0, 1, 0, 0, 8, 0, 0], [NodeBatchProtocol.magic, 1, 1, -1, 0, 8, 0, 0],
+                [NodeBatchProtocol.magic, 1, 1, 0, 0, 9999, 0, 0], [NodeBatchProtocol.magic, 1, 1, 0, 0, 7.5, 0, 0],
+            ] {
                 _ = header.withUnsafeBytes { w.consume($0, nowNs: 0) }
             }
             w.flush(final: true)

@@ -9,15 +9,19 @@ import AsyncHooks
 #endif
 
 func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    final class Box: @unchecked Sendable { let body: (Int) -> Void; let i: Int; init(_ b: @escaping (Int) -> Void, _ i: Int) { body = b; self.i = i } }
+    final class Box: @unchecked Sendable {
+        let body: (Int) -> Void; let i: Int; init(_ b: @escaping (Int) -> Void, _ i: Int) { body = b; self.i = i }
+    }
     var threads: [pthread_t] = []
     for i in 0..<n {
         var t = pthread_t()
-        pthread_create(&t, nil, { p in
-            let b = Unmanaged<Box>.fromOpaque(p!).takeRetainedValue()
-            b.body(b.i)
-            return nil
-        }, Unmanaged.passRetained(Box(body, i)).toOpaque())
+        pthread_create(
+            &t, nil,
+            { p in
+                let b = Unmanaged<Box>.fromOpaque(p!).takeRetainedValue()
+                b.body(b.i)
+                return nil
+            }, Unmanaged.passRetained(Box(body, i)).toOpaque())
         threads.append(t)
     }
     for t in threads { pthread_join(t, nil) }
@@ -226,9 +230,11 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
             .filter { [.before, .after, .destroy].contains($0.kind) }
         let (x, y, z) = (a.asyncID.rawValue, b.asyncID.rawValue, c.asyncID.rawValue)
-        #expect(mine.map { "\($0.kind) \($0.u(0))" } == [
-            "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",
-            "before \(z)", "after \(z)", "destroy \(z)"])
+        #expect(
+            mine.map { "\($0.kind) \($0.u(0))" } == [
+                "before \(x)", "after \(x)", "destroy \(x)", "before \(y)", "after \(y)", "destroy \(y)",
+                "before \(z)", "after \(z)", "destroy \(z)",
+            ])
         guard mine.count == 9 else { return }
         // One clock read per after: its destroy, and a before marked `following` or switched to, share it.
         #expect(mine[2].ticks == mine[1].ticks && mine[3].ticks == mine[1].ticks)
@@ -268,8 +274,10 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         try TraceRecorder.start(path: path)
         let d = AsyncResourceContext(type: .immediate)
         AsyncHooks.enterCallback(d.asyncID, triggerAsyncID: d.triggerAsyncID, frame: nil)
-        let e = try #require(AsyncHooks.switchCallback(from: d.asyncID, destroyingCurrent: true, toNewResourceOf: .promise,
-                                                       triggerAsyncID: d.asyncID))
+        let e = try #require(
+            AsyncHooks.switchCallback(
+                from: d.asyncID, destroyingCurrent: true, toNewResourceOf: .promise,
+                triggerAsyncID: d.asyncID))
         #expect(executionAsyncID() == e && triggerAsyncID() == d.asyncID)
         AsyncHooks.leaveCallbackAndDestroy(e)
         TraceRecorder.stop()
@@ -277,9 +285,11 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
             .filter { [.initResource, .before, .after, .destroy].contains($0.kind) }
         let (x, y) = (d.asyncID.rawValue, e.rawValue)
-        #expect(mine.map { "\($0.kind) \($0.u(0))" } == [
-            "init \(x)", "before \(x)", "init \(y)", "after \(x)", "destroy \(x)", "before \(y)",
-            "after \(y)", "destroy \(y)"])
+        #expect(
+            mine.map { "\($0.kind) \($0.u(0))" } == [
+                "init \(x)", "before \(x)", "init \(y)", "after \(x)", "destroy \(x)", "before \(y)",
+                "after \(y)", "destroy \(y)",
+            ])
         guard mine.count == 8 else { return }
         #expect(mine[2].text == "PROMISE" && mine[2].u(2) == x)
         #expect(mine[4].ticks == mine[3].ticks && mine[5].ticks == mine[3].ticks && mine[2].ticks <= mine[3].ticks)
@@ -305,13 +315,14 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let (_, chunks) = try scanTrace(path)
         let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
             .filter { [.phaseStart, .phaseLeave, .after, .mark].contains($0.kind) }
-        #expect(mine.map { e -> String in
-            switch e.kind {
-            case .phaseStart: "start \(e.u(0)) \(e.u(1))"
-            case .phaseLeave: "leave \(e.u(0))"
-            default: "\(e.kind)"
-            }
-        } == ["start 5 1", "after", "start 5 1", "start 0 1", "leave 0", "mark"])
+        #expect(
+            mine.map { e -> String in
+                switch e.kind {
+                case .phaseStart: "start \(e.u(0)) \(e.u(1))"
+                case .phaseLeave: "leave \(e.u(0))"
+                default: "\(e.kind)"
+                }
+            } == ["start 5 1", "after", "start 5 1", "start 0 1", "leave 0", "mark"])
         guard mine.count == 6 else { return }
         #expect(mine[2].ticks == mine[1].ticks)
     }
@@ -331,8 +342,10 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
             .filter { [.initResource, .promiseResolve, .before, .after].contains($0.kind) }
         let (x, y) = (d.asyncID.rawValue, r.asyncID.rawValue)
-        #expect(mine.map { "\($0.kind) \($0.u(0))" } == [
-            "init \(x)", "before \(x)", "init \(y)", "promiseResolve \(y)", "after \(x)"])
+        #expect(
+            mine.map { "\($0.kind) \($0.u(0))" } == [
+                "init \(x)", "before \(x)", "init \(y)", "promiseResolve \(y)", "after \(x)",
+            ])
         guard mine.count == 5 else { return }
         #expect(mine[2].text == "PROMISE" && mine[2].u(2) == x)
         #expect(mine[2].ticks == mine[1].ticks && mine[3].ticks == mine[2].ticks)

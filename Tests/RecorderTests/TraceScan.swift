@@ -42,7 +42,8 @@ func visitTrace(_ path: String, _ visit: (ChunkHeader, [DecodedEvent]) throws ->
         var off = hlen
         while off < raw.count {
             guard raw.count - off >= TraceFileFormat.chunkHeaderSize,
-                  let h = ChunkHeader.load(from: raw.baseAddress! + off) else {
+                let h = ChunkHeader.load(from: raw.baseAddress! + off)
+            else {
                 throw ScanError(description: "bad chunk header at \(off)")
             }
             let pstart = off + TraceFileFormat.chunkHeaderSize

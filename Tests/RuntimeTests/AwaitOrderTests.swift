@@ -95,13 +95,21 @@ struct AwaitOrderTests {
             let loop = EventLoop.current
             let (p1, r1) = Promise<Int>.withResolver()
             p1.then { _ in log("a1") }
-            loop.runAsync { _ = try await p1.value; log("await1") }
+            loop.runAsync {
+                _ = try await p1.value; log("await1")
+            }
             p1.then { _ in log("b1") }
             let (p2, r2) = Promise<Int>.withResolver()
-            loop.runAsync { _ = try await p2.value; log("await2") }
+            loop.runAsync {
+                _ = try await p2.value; log("await2")
+            }
             p2.then { _ in log("a2") }
-            loop.runAsync { _ = try await p2.value; log("await2b") }
-            setTimeout(1) { r1.resolve(1); r2.resolve(2) }
+            loop.runAsync {
+                _ = try await p2.value; log("await2b")
+            }
+            setTimeout(1) {
+                r1.resolve(1); r2.resolve(2)
+            }
         }
         #expect(out == ["a1", "await1", "b1", "await2", "a2", "await2b"])
     }

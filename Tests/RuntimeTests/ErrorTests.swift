@@ -64,7 +64,9 @@ struct ErrorTests {
                 nextTick { log("tick in io") }
                 setImmediate { log("immediate after io") }
                 try watcher.close()
-                EventLoop.current.queueClose(pipeCtx) { try Sys.close(r); try Sys.close(w); log("closed") }
+                EventLoop.current.queueClose(pipeCtx) {
+                    try Sys.close(r); try Sys.close(w); log("closed")
+                }
             }
             try watcher.start(.readable)
             var n = 0

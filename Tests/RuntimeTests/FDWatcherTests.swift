@@ -44,7 +44,9 @@ struct FDWatcherTests {
                 }
             }
             try watcher.start(.writable)
-            setTimeout(50) { log("cleanup"); try watcher.close(); try Sys.close(r); try Sys.close(w) }.unref()
+            setTimeout(50) {
+                log("cleanup"); try watcher.close(); try Sys.close(r); try Sys.close(w)
+            }.unref()
         }
         #expect(out == ["writable 3 times: true"])
     }

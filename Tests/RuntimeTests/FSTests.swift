@@ -52,7 +52,9 @@ struct FSTests {
                                                     try r.get()
                                                     FS.unlink(dir + "/sub/b.txt") { r in
                                                         try r.get()
-                                                        FS.rmdir(dir + "/sub") { r in try r.get(); log("done") }
+                                                        FS.rmdir(dir + "/sub") { r in
+                                                            try r.get(); log("done")
+                                                        }
                                                     }
                                                 }
                                             }
@@ -121,10 +123,14 @@ struct FSTests {
                 if !ws.write(chunk) {
                     stats.withLock { $0.falseWrites += 1 }
                     rs.pause()
-                    ws.onDrain = { stats.withLock { $0.drains += 1 }; rs.resume() }
+                    ws.onDrain = {
+                        stats.withLock { $0.drains += 1 }; rs.resume()
+                    }
                 }
             }
-            rs.onEnd = { log("end after \(rs.bytesRead)"); ws.end() }
+            rs.onEnd = {
+                log("end after \(rs.bytesRead)"); ws.end()
+            }
             rs.onClose = { log("read closed") }
             ws.onFinish = { log("finish \(ws.bytesWritten)") }
         }
@@ -175,7 +181,9 @@ struct FSTests {
     @Test("dns.lookup resolves localhost and reports ENOTFOUND")
     func dns() {
         let out = runScenario { log in
-            DNS.lookup("localhost", family: 4) { r in let (a, f) = try r.get(); log("\(a) v\(f)") }
+            DNS.lookup("localhost", family: 4) { r in
+                let (a, f) = try r.get(); log("\(a) v\(f)")
+            }
             DNS.lookup("nonexistent.invalid") { r in
                 if case .failure(let e as DNSError) = r { log(e.code) }
             }

@@ -158,10 +158,13 @@ struct IdlePrepareTests {
             setTimeout(20) { AsyncHooks.disable(h) }
         }
         let idleID = ids.withLock { $0 }[0]
-        #expect(out == ["idle in true", "prepare in true", "idle in true",
-                        "ERR_HANDLE_CLOSED: IDLEWRAP (async id \(idleID)) is already closed",
-                        "ERR_HANDLE_CLOSED: cannot start: IDLEWRAP (async id \(idleID)) is closed",
-                        "closed in true"])
+        #expect(
+            out == [
+                "idle in true", "prepare in true", "idle in true",
+                "ERR_HANDLE_CLOSED: IDLEWRAP (async id \(idleID)) is already closed",
+                "ERR_HANDLE_CLOSED: cannot start: IDLEWRAP (async id \(idleID)) is closed",
+                "closed in true",
+            ])
         let h = hook.withLock { $0 }!
         h.state.withLock { s in
             #expect(s.problems == [])

@@ -68,33 +68,83 @@ let lessonExpectations: [(name: String, lines: [String])] = [
     ("file-chain", ["read a.txt", "timeout elapsed 1ms", "write b.txt", "read c after a second"]),
     ("immediate-vs-readfile", ["setImmediate", "readFile"]),
     ("nexttick-order", ["main", "nextTick", "promise", "timeout"]),
-    ("async-await", ["Start Initial phase", "async function starts", "End Initial phase", "nextTick",
-                     "awaited readFile: 2 bytes", "awaited a timer"]),
-    ("nexttick-starvation", ["ticks done", "timeout after 100000 ticks", "immediate after 100000 ticks",
-                             "readFile after 100000 ticks"]),
+    (
+        "async-await",
+        [
+            "Start Initial phase", "async function starts", "End Initial phase", "nextTick",
+            "awaited readFile: 2 bytes", "awaited a timer",
+        ]
+    ),
+    (
+        "nexttick-starvation",
+        [
+            "ticks done", "timeout after 100000 ticks", "immediate after 100000 ticks",
+            "readFile after 100000 ticks",
+        ]
+    ),
     ("unref", ["ref timer fired", "loop ended"]),
     // Error events: 'error' on a nextTick right after the failure, 'close' in the close phase.
-    ("error-refused", ["error ECONNREFUSED connect", "in error nextTick", "in error promise", "in error immediate",
-                       "close true", "in error timeout"]),
-    ("error-destroy", ["connect", "error boom", "after destroy nextTick", "after destroy promise", "after destroy immediate",
-                       "close true", "after destroy timeout"]),
-    ("error-listen-inuse", ["error EADDRINUSE listen", "after listen nextTick", "a close", "after listen promise",
-                            "after listen immediate"]),
-    ("error-unix-enoent", ["after connect nextTick", "after connect promise", "error ENOENT connect", "after connect immediate",
-                           "close true"]),
-    ("error-udp", ["bind error EADDRINUSE bind", "after bind nextTick", "b close", "send EACCES", "a close",
-                   "after bind promise", "after bind immediate"]),
-    ("error-spawn", ["error ENOENT spawn /nonexistent/program", "after spawn nextTick", "after spawn promise",
-                     "after spawn immediate", "close -2 null", "no stdio: error ENOENT", "no stdio: close -2 null",
-                     "no stdio: immediate"]),
-    ("error-fs-streams", ["after create nextTick", "read error ENOENT", "read close", "in read error nextTick",
-                          "in read error promise", "in read error immediate", "dir error EISDIR", "dir close",
-                          "write error ENOSPC", "write close"]),
+    (
+        "error-refused",
+        [
+            "error ECONNREFUSED connect", "in error nextTick", "in error promise", "in error immediate",
+            "close true", "in error timeout",
+        ]
+    ),
+    (
+        "error-destroy",
+        [
+            "connect", "error boom", "after destroy nextTick", "after destroy promise", "after destroy immediate",
+            "close true", "after destroy timeout",
+        ]
+    ),
+    (
+        "error-listen-inuse",
+        [
+            "error EADDRINUSE listen", "after listen nextTick", "a close", "after listen promise",
+            "after listen immediate",
+        ]
+    ),
+    (
+        "error-unix-enoent",
+        [
+            "after connect nextTick", "after connect promise", "error ENOENT connect", "after connect immediate",
+            "close true",
+        ]
+    ),
+    (
+        "error-udp",
+        [
+            "bind error EADDRINUSE bind", "after bind nextTick", "b close", "send EACCES", "a close",
+            "after bind promise", "after bind immediate",
+        ]
+    ),
+    (
+        "error-spawn",
+        [
+            "error ENOENT spawn /nonexistent/program", "after spawn nextTick", "after spawn promise",
+            "after spawn immediate", "close -2 null", "no stdio: error ENOENT", "no stdio: close -2 null",
+            "no stdio: immediate",
+        ]
+    ),
+    (
+        "error-fs-streams",
+        [
+            "after create nextTick", "read error ENOENT", "read close", "in read error nextTick",
+            "in read error promise", "in read error immediate", "dir error EISDIR", "dir close",
+            "write error ENOSPC", "write close",
+        ]
+    ),
     // A then handler returning a promise settles two microtasks later than one returning a value.
     ("promise-adoption", ["A returns a promise", "t1", "t2", "t3", "resolved with a promise: 3", "A done 2", "t4", "t5"]),
     // 'beforeExit' while its listener adds work, then 'exit' with process.exitCode (the exit status).
-    ("process-exit", ["main", "immediate", "beforeExit 0", "tick from beforeExit", "timer from beforeExit 1", "beforeExit 0",
-                      "tick from beforeExit", "timer from beforeExit 2", "beforeExit 0", "exit 3"]),
+    (
+        "process-exit",
+        [
+            "main", "immediate", "beforeExit 0", "tick from beforeExit", "timer from beforeExit 1", "beforeExit 0",
+            "tick from beforeExit", "timer from beforeExit 2", "beforeExit 0", "exit 3",
+        ]
+    ),
 ]
 
 /// The exit status a lesson ends with (Node's process.exitCode), 0 unless listed.
@@ -181,8 +231,9 @@ struct LessonTests {
             // The PROMISE an `await` waited on is destroyed when the Swift task's frame releases it, which the
             // Swift runtime may do after the loop has ended (seen under ThreadSanitizer); Node likewise destroys
             // promises only when they are collected. Nothing else may stay.
-            #expect(report.undestroyedTypes.allSatisfy { $0 == "PROMISE" } && report.undestroyedTypes.count <= 1,
-                    "\(report.undestroyedTypes)")
+            #expect(
+                report.undestroyedTypes.allSatisfy { $0 == "PROMISE" } && report.undestroyedTypes.count <= 1,
+                "\(report.undestroyedTypes)")
         } else {
             #expect(report.undestroyedTypes == lessonUndestroyed[name, default: []])
         }

@@ -145,7 +145,9 @@ struct LoopTests {
         // refresh revives a one-shot timer that fired; a cleared one stays cleared.
         let out3 = runScenario { log in
             var count = 0
-            let t = setTimeout(1) { count += 1; log("fired \(count)") }
+            let t = setTimeout(1) {
+                count += 1; log("fired \(count)")
+            }
             setTimeout(10) { t.refresh() }
             let c = setTimeout(1) { log("cleared one") }
             c.clear()

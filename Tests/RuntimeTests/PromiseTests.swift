@@ -67,18 +67,25 @@ struct PromiseTests {
             nextTick { log("tick") }
             log("End Initial phase")
         }
-        #expect(out == ["Start Initial phase", "async fn starts", "End Initial phase", "tick",
-                        "after first await 1", "after timer"])
+        #expect(
+            out == [
+                "Start Initial phase", "async fn starts", "End Initial phase", "tick",
+                "after first await 1", "after timer",
+            ])
     }
 
     @Test("catch and finally")
     func catchFinally() {
         let out = runScenario { log in
             Promise<Int>.reject(TestError(name: "x"))
-                .catch { _ in log("caught"); return 5 }
+                .catch { _ in
+                    log("caught"); return 5
+                }
                 .finally { log("finally") }
                 .then { v in log("v \(v)") }
-            Promise.resolve(2).finally { throw TestError(name: "fin") }.catch { e in log("finally threw \(e)"); return 0 }
+            Promise.resolve(2).finally { throw TestError(name: "fin") }.catch { e in
+                log("finally threw \(e)"); return 0
+            }
         }
         #expect(out == ["caught", "finally", "finally threw fin", "v 5"])
     }
@@ -87,16 +94,21 @@ struct PromiseTests {
     func basics() {
         let out = runScenario { log in
             let p = Promise<Int> { r in
-                setTimeout(2) { r.resolve(21); r.resolve(99); r.reject(TestError(name: "late")) }
+                setTimeout(2) {
+                    r.resolve(21); r.resolve(99); r.reject(TestError(name: "late"))
+                }
             }
             p.then { v -> Promise<Int> in Promise { r in setImmediate { r.resolve(v * 2) } } }
                 .then { v in log("chained \(v)") }
             Promise<Int> { _ in throw TestError(name: "executor threw") }
                 .then({ v in log("no \(v)") }, { e in log("rejected: \(e)") })
             p.then { _ -> Int in throw TestError(name: "handler threw") }
-                .catch { e in log("caught: \(e)"); return 0 }
+                .catch { e in
+                    log("caught: \(e)"); return 0
+                }
         }
-        #expect(out == ["caught: handler threw", "rejected: executor threw", "chained 42"].sorted { _, _ in false }
+        #expect(
+            out == ["caught: handler threw", "rejected: executor threw", "chained 42"].sorted { _, _ in false }
                 || Set(out) == ["chained 42", "rejected: executor threw", "caught: handler threw"])
         #expect(out.first == "rejected: executor threw")
         #expect(out.count == 3)
@@ -114,11 +126,16 @@ struct PromiseTests {
                 log("allSettled " + rs.map { if case .fulfilled(let v) = $0 { "ok \(v)" } else { "failed" } }.joined(separator: ","))
             }
             Promise.any([fail(1, "a"), after(4, 7)]).then { log("any \($0)") }
-            Promise.any([fail(1, "a"), fail(2, "b")]).catch { e in log("any rejected \((e as? AggregateError)?.errors.count ?? -1)"); return 0 }
+            Promise.any([fail(1, "a"), fail(2, "b")]).catch { e in
+                log("any rejected \((e as? AggregateError)?.errors.count ?? -1)"); return 0
+            }
             Promise<Int>.all([]).then { log("empty all \($0.count)") }
         }
-        #expect(Set(out) == ["all [1, 2, 3]", "all rejected e1", "race 2", "allSettled ok 1,failed", "any 7",
-                             "any rejected 2", "empty all 0"])
+        #expect(
+            Set(out) == [
+                "all [1, 2, 3]", "all rejected e1", "race 2", "allSettled ok 1,failed", "any 7",
+                "any rejected 2", "empty all 0",
+            ])
         #expect(out.first == "empty all 0")
     }
 
@@ -129,7 +146,9 @@ struct PromiseTests {
             let p = Promise<Int>.reject(TestError(name: "nobody listens"))
             _ = p
             let handledLater = Promise<Int>.reject(TestError(name: "handled in the same tick"))
-            handledLater.catch { _ in log("handled"); return 0 }
+            handledLater.catch { _ in
+                log("handled"); return 0
+            }
         }
         #expect(out == ["handled", "PROMISE Unhandled promise rejection: nobody listens"])
     }
@@ -150,7 +169,9 @@ struct PromiseTests {
                 EventLoop.current.runAsync {
                     _ = try await p.value
                     let me = executionAsyncID()
-                    log("in \(hook.state.withLock { $0.types[me] ?? "?" }) trigger-is-awaited \(triggers.withLock { $0[me] } == p.asyncID) local \(requestID.current ?? "nil")")
+                    log(
+                        "in \(hook.state.withLock { $0.types[me] ?? "?" }) trigger-is-awaited \(triggers.withLock { $0[me] } == p.asyncID) local \(requestID.current ?? "nil")"
+                    )
                     await sleep(ms: 1)
                     log("after sleep in \(hook.state.withLock { $0.types[executionAsyncID()] ?? "?" }) local \(requestID.current ?? "nil")")
                 }
@@ -232,8 +253,11 @@ struct PromiseTests {
                 log("await \(s) \(r.n) \(p.0 * p.1)")
             }
         }
-        #expect(Set(out) == ["int8 -3", "double 2.5", "pair 3", "optional nil", "string text!", "object 7", "all ab",
-                             "await awaited 9 12"])
+        #expect(
+            Set(out) == [
+                "int8 -3", "double 2.5", "pair 3", "optional nil", "string text!", "object 7", "all ab",
+                "await awaited 9 12",
+            ])
         #expect(out.count == 8)
     }
 
@@ -250,7 +274,9 @@ struct PromiseTests {
             let ps = [Promise.resolve(1), Promise.resolve(2), pending]
             inputs.withLock { $0 = ps.map(\.asyncID) }
             // Off once everything ran (a timer could fire before the pending input's immediate on a slow machine).
-            Promise.all(ps).then { log("all \($0)"); setImmediate { hook.disable() } }
+            Promise.all(ps).then {
+                log("all \($0)"); setImmediate { hook.disable() }
+            }
         }
         #expect(out == ["all [1, 2, 3]"])
         let evs = hookLog.events
@@ -267,8 +293,9 @@ struct PromiseTests {
         let events = LockedValue<[(kind: String, id: AsyncID, trigger: AsyncID)]>([])
         let input = LockedValue<AsyncID>(.none)
         _ = runScenario { _ in
-            let hook = AsyncHooks.createHook(init: { id, _, trigger, _ in events.withLock { $0.append(("init", id, trigger)) } },
-                                             destroy: { id in events.withLock { $0.append(("destroy", id, .none)) } })
+            let hook = AsyncHooks.createHook(
+                init: { id, _, trigger, _ in events.withLock { $0.append(("init", id, trigger)) } },
+                destroy: { id in events.withLock { $0.append(("destroy", id, .none)) } })
             hook.enable()
             do {
                 let never = Promise<Int> { _ in }

@@ -112,8 +112,9 @@ final class HookEventLog: Sendable {
         @Sendable func record(_ kind: String, _ id: AsyncID, _ trigger: AsyncID = .none) {
             if pthread_equal(pthread_self(), thread) != 0 { storage.withLock { $0.append(Event(kind: kind, id: id, trigger: trigger)) } }
         }
-        return AsyncHooks.createHook(init: { id, _, trigger, _ in record("init", id, trigger) },
-                                     before: { record("before", $0) }, after: { record("after", $0) },
-                                     destroy: { record("destroy", $0) })
+        return AsyncHooks.createHook(
+            init: { id, _, trigger, _ in record("init", id, trigger) },
+            before: { record("before", $0) }, after: { record("after", $0) },
+            destroy: { record("destroy", $0) })
     }
 }

@@ -234,7 +234,7 @@ func scriptedServerTrace() -> String {
         third.pollStart(timeoutMs: 0, at: 1_010)
         third.pollEnd(fds: [], at: 1_020)
         var k = StreamScript(pid: 1, tid: 0, kernel: true, startNs: 0)
-        k.syscall(pid: 1, tid: 1, nr: 1, fd: 1, ret: 3, enter: 30, exit: 40)        // inside Timeout 5
+        k.syscall(pid: 1, tid: 1, nr: 1, fd: 1, ret: 3, enter: 30, exit: 40)  // inside Timeout 5
         k.syscall(pid: 1, tid: 1, nr: 1, fd: 1, ret: 3, enter: 1_100, exit: 1_200)  // after the loop moved on
         let path = writeTrace([first, third, k], pid: 1, startNs: 0)
         defer { removeTrace(path) }

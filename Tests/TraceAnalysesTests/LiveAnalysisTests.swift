@@ -39,9 +39,13 @@ import TraceReader
 
     @Test func intervalsAddUpAndHoldTheirOwnSlowestCallbacks() throws {
         let path = NSTemporaryDirectory() + "asynctrace-live-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).atrace"
-        _ = FileManager.default.createFile(atPath: path,
-                                           contents: Data(FileHeader(pid: 5, monotonicStartNs: 1_000_000_000, realtimeStartNs: 0,
-                                                                     program: "./live").encode()))
+        _ = FileManager.default.createFile(
+            atPath: path,
+            contents: Data(
+                FileHeader(
+                    pid: 5, monotonicStartNs: 1_000_000_000, realtimeStartNs: 0,
+                    program: "./live"
+                ).encode()))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let follower = try TraceFollower(path: path)
         var options = AnalysisOptions()

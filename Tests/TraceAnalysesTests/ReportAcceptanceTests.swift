@@ -7,8 +7,11 @@ import Testing
     /// Cancels the test (reported as skipped) when it cannot run here; tools/test.sh looks for the marker.
     private func skipped(_ name: String) throws {
         var reason: String? = nil
-        if geteuid() != 0 { reason = "not root (uid \(geteuid()))" }
-        else if access("/sys/kernel/btf/vmlinux", R_OK) != 0 { reason = "no /sys/kernel/btf/vmlinux (kernel without BTF)" }
+        if geteuid() != 0 {
+            reason = "not root (uid \(geteuid()))"
+        } else if access("/sys/kernel/btf/vmlinux", R_OK) != 0 {
+            reason = "no /sys/kernel/btf/vmlinux (kernel without BTF)"
+        }
         guard let reason else { return }
         print("KERNEL TEST SKIPPED: \(name): \(reason)")
         try Test.cancel("kernel test skipped: \(reason)")

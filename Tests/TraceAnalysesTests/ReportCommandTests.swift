@@ -66,7 +66,9 @@ import TraceFormat
         #expect(j["schema_version"] as? Int == 2)
         let trace = j["trace"] as! [String: Any]
         #expect(trace["program"] as? String == "./server" && trace["pid"] as? Int == 100)
-        #expect(trace["duration_ns"] as? Int == 23_071_000 && trace["format_version"] as? Int == Int(TraceFileFormat.currentVersion) && trace["path"] as? String == path)
+        #expect(
+            trace["duration_ns"] as? Int == 23_071_000 && trace["format_version"] as? Int == Int(TraceFileFormat.currentVersion)
+                && trace["path"] as? String == path)
         let events = j["events"] as! [String: Any]
         for (k, v) in ["init": 3, "before": 3, "after": 3, "destroy": 1, "promise_resolve": 0, "syscall": 6] {
             #expect(events[k] as? Int == v, "events.\(k)")
@@ -80,14 +82,16 @@ import TraceFormat
         #expect(resources.allSatisfy { $0["count"] != nil && $0["callbacks"] != nil && $0["callback_ns_total"] != nil })
         let syscalls = j["syscalls"] as! [[String: Any]]
         let read = try #require(syscalls.first { $0["name"] as? String == "read" })
-        #expect(read["count"] as? Int == 3 && read["bytes"] as? Int == 4_196 && read["attributed"] as? Int == 3 && read["ns_total"] as? Int == 20_001_500)
+        #expect(
+            read["count"] as? Int == 3 && read["bytes"] as? Int == 4_196 && read["attributed"] as? Int == 3 && read["ns_total"] as? Int == 20_001_500)
         let fd7 = try #require((j["fds"] as! [[String: Any]]).first { $0["fd"] as? Int == 7 })
         #expect(fd7["reads"] as? Int == 2 && fd7["writes"] as? Int == 1 && fd7["bytes_read"] as? Int == 100 && fd7["bytes_written"] as? Int == 100)
         #expect((fd7["ready_to_callback_ns"] as! [String: Any])["p50"] as? Int == 2_048)
         // --threshold 5us: all three callbacks block; --top 1 keeps the longest.
         let blocking = j["blocking"] as! [[String: Any]]
         #expect(blocking.count == 1 && (j["blocking_summary"] as! [String: Any])["count"] as? Int == 3)
-        #expect(blocking[0]["async_id"] as? Int == 4 && blocking[0]["type"] as? String == "Timeout" && blocking[0]["duration_ns"] as? Int == 20_009_000)
+        #expect(
+            blocking[0]["async_id"] as? Int == 4 && blocking[0]["type"] as? String == "Timeout" && blocking[0]["duration_ns"] as? Int == 20_009_000)
         let inner = blocking[0]["syscalls"] as! [[String: Any]]
         #expect(inner.count == 1 && inner[0]["name"] as? String == "read" && inner[0]["fd"] as? Int == 9 && inner[0]["ns"] as? Int == 20_000_000)
         let busiest = try #require(j["busiest_second"] as? [String: Any])

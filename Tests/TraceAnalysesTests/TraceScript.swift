@@ -70,16 +70,20 @@ struct StreamScript {
         begin(.threadExit, ns); builder.putUnsigned(UInt64(pid)); builder.putUnsigned(UInt64(tid))
     }
     /// Off the CPU from `out` (state: 0 preempted, 1 sleeping, 2 D), blocked then runnable, back on at out + blocked + runqueue.
-    mutating func offCPU(pid: UInt32, tid: UInt32, out: UInt64, state: UInt64, blocked: UInt64, runqueue: UInt64,
-                         wakerPid: UInt32 = 0, wakerTid: UInt32 = 0) {
+    mutating func offCPU(
+        pid: UInt32, tid: UInt32, out: UInt64, state: UInt64, blocked: UInt64, runqueue: UInt64,
+        wakerPid: UInt32 = 0, wakerTid: UInt32 = 0
+    ) {
         begin(.offCPU, out + blocked + runqueue)
         builder.putUnsigned(UInt64(pid)); builder.putUnsigned(UInt64(tid)); builder.putUnsigned(state)
         builder.putUnsigned(blocked); builder.putUnsigned(runqueue)
         builder.putUnsigned(UInt64(wakerPid)); builder.putUnsigned(UInt64(wakerTid))
     }
     /// An offCPU event with any field values (for hostile inputs).
-    mutating func offCPURaw(pid: UInt32, tid: UInt32, at ns: UInt64, state: UInt64, blocked: UInt64, runqueue: UInt64,
-                            waker: (UInt32, UInt32)) {
+    mutating func offCPURaw(
+        pid: UInt32, tid: UInt32, at ns: UInt64, state: UInt64, blocked: UInt64, runqueue: UInt64,
+        waker: (UInt32, UInt32)
+    ) {
         begin(.offCPU, ns)
         builder.putUnsigned(UInt64(pid)); builder.putUnsigned(UInt64(tid)); builder.putUnsigned(state)
         builder.putUnsigned(blocked); builder.putUnsigned(runqueue)
@@ -93,8 +97,9 @@ struct StreamScript {
     }
 
     func sealed() -> [UInt8] {
-        builder.seal(sequence: sequence, endNs: lastNs, endTicks: lastNs, droppedCumulative: dropped,
-                     flags: kernel ? [.kernel, .final] : [.final])
+        builder.seal(
+            sequence: sequence, endNs: lastNs, endTicks: lastNs, droppedCumulative: dropped,
+            flags: kernel ? [.kernel, .final] : [.final])
     }
 }
 
@@ -134,8 +139,9 @@ struct KernelScript {
     mutating func offCPU(tid: UInt32, out: UInt64, state: UInt64, blocked: UInt64, runqueue: UInt64, wakerTid: UInt32 = 0) {
         let p = pid
         add(at: out + blocked + runqueue) {
-            $0.offCPU(pid: p, tid: tid, out: out, state: state, blocked: blocked, runqueue: runqueue,
-                      wakerPid: wakerTid == 0 ? 0 : p, wakerTid: wakerTid)
+            $0.offCPU(
+                pid: p, tid: tid, out: out, state: state, blocked: blocked, runqueue: runqueue,
+                wakerPid: wakerTid == 0 ? 0 : p, wakerTid: wakerTid)
         }
     }
     mutating func fdOpen(tid: UInt32, fd: Int64, kind: FDKind, sourceFd: Int64 = -1, _ detail: String, at ns: UInt64) {

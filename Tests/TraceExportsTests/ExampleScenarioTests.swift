@@ -112,8 +112,11 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
         }
         let dir = ScratchDirectory("example-kernel-\(scenario)")
         let trace = dir.file("\(scenario).atrace")
-        let rec = try runTool([Repo.executable("asynctrace")!, "record", "-o", trace, "--",
-                               Repo.executable("asynctrace-examples")!, scenario], timeout: 60)
+        let rec = try runTool(
+            [
+                Repo.executable("asynctrace")!, "record", "-o", trace, "--",
+                Repo.executable("asynctrace-examples")!, scenario,
+            ], timeout: 60)
         #expect(rec.status == 0, "record \(scenario) failed: \(rec.stderr.suffix(800))")
         let reader = try TraceReader(path: trace)
         #expect(reader.hasKernelEvents && reader.hasUserEvents && reader.damage.isEmpty)
@@ -128,8 +131,9 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
                 && !loopSlices.contains(Substring(parts[1])) && !parts[1].hasSuffix(" phase")
         }
         #expect(syscallInCallback, "\(scenario): no syscall nested in a callback: \(nesting.sorted())")
-        #expect(nesting.contains("epoll wait (loop) > epoll_wait") || nesting.contains("epoll wait (loop) > epoll_pwait"),
-                "\(scenario): \(nesting.sorted())")
+        #expect(
+            nesting.contains("epoll wait (loop) > epoll_wait") || nesting.contains("epoll wait (loop) > epoll_pwait"),
+            "\(scenario): \(nesting.sorted())")
         // Flows from epoll's ready fds to the callbacks they woke (timers and stalls use only timers: no fds).
         if !["timers", "stalls"].contains(scenario) { #expect((perfetto["flows_terminated"] as? Int ?? 0) > 0, "\(scenario): no flows") }
         if scenario == "blocking" { try blockingCallbackIsNamedWithItsSyscall(reader, perfetto: perfetto, in: dir) }
@@ -144,22 +148,31 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
         }
         let dir = ScratchDirectory("kernel-only")
         let trace = dir.file("python.atrace")
-        let script = "import os, select\nr, w = os.pipe()\nep = select.epoll()\nep.register(r, select.EPOLLIN)\n"
+        let script =
+            "import os, select\nr, w = os.pipe()\nep = select.epoll()\nep.register(r, select.EPOLLIN)\n"
             + "for i in range(40):\n    os.write(w, b'x')\n    ep.poll(1)\n    os.read(r, 1)\n"
-        let rec = try runTool([Repo.executable("asynctrace")!, "record", "-o", trace, "--", "/usr/bin/python3", "-S", "-c", script],
-                              timeout: 60)
+        let rec = try runTool(
+            [Repo.executable("asynctrace")!, "record", "-o", trace, "--", "/usr/bin/python3", "-S", "-c", script],
+            timeout: 60)
         #expect(rec.status == 0, "record failed: \(rec.stderr.suffix(800))")
         let reader = try TraceReader(path: trace)
         #expect(reader.hasKernelEvents && !reader.hasUserEvents)
-        let perfetto = try validate("perfetto_check.py", [{ let o = dir.file("p.perfetto-trace")
-            _ = try TraceExport.run(reader: reader, format: .perfetto, outputPath: o); return o }()])
+        let perfetto = try validate(
+            "perfetto_check.py",
+            [
+                {
+                    let o = dir.file("p.perfetto-trace")
+                    _ = try TraceExport.run(reader: reader, format: .perfetto, outputPath: o); return o
+                }()
+            ])
         #expect(perfetto["error"] == nil, "\(perfetto["error"] ?? "")")
         // No callbacks: only the scheduler's off-CPU states nest, inside the syscall the thread blocked in.
         let nesting = Set(perfetto["nesting"] as? [String] ?? [])
-        #expect(nesting.allSatisfy { pair in
-            let p = pair.components(separatedBy: " > ")
-            return p.count == 2 && (p[1] == "blocked in " + p[0] || p[1].hasPrefix("runnable"))
-        }, "only off-CPU states nest: \(nesting)")
+        #expect(
+            nesting.allSatisfy { pair in
+                let p = pair.components(separatedBy: " > ")
+                return p.count == 2 && (p[1] == "blocked in " + p[0] || p[1].hasPrefix("runnable"))
+            }, "only off-CPU states nest: \(nesting)")
         let chrome = dir.file("p.json"), speedscope = dir.file("p.speedscope.json")
         _ = try TraceExport.run(reader: reader, format: .chrome, outputPath: chrome)
         _ = try TraceExport.run(reader: reader, format: .speedscope, outputPath: speedscope)
@@ -184,8 +197,9 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
         let code = dir.file("code.folded")
         _ = try TraceExport.run(reader: reader, format: .folded, outputPath: code, grouping: .code)
         let drawnCode = try FlamegraphPL.expectAccepts(code, svg: code + ".svg", "kernel-only code")
-        #expect(drawnCode?.frames.contains { $0.name.hasPrefix("_Py") || $0.name.hasPrefix("Py") } == true,
-                "\(drawnCode?.frames.prefix(20).map(\.name) ?? [])")
+        #expect(
+            drawnCode?.frames.contains { $0.name.hasPrefix("_Py") || $0.name.hasPrefix("Py") } == true,
+            "\(drawnCode?.frames.prefix(20).map(\.name) ?? [])")
         // The HTML report: the kernel-only analyses, the same numbers as JSON and text; the flame graph by wall time.
         let page = try expectHTMLReportMatchesJSONAndText(trace, in: dir, name: "kernel-only")
         let dom = try expectHTMLReportRenders(page, "kernel-only", screenshot: "report-kernel-only.png", callbacks: false)

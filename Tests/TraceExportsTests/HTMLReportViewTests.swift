@@ -23,8 +23,10 @@ struct HTMLReportNumbers {
         for line in html.split(separator: "\n") {
             guard let m = line.wholeMatch(of: row) else { continue }
             let cells = m.5.matches(of: /<td[^>]*>(.*?)<\/td>/).map { String($0.1) }
-            blocking.append(BlockingRow(asyncID: UInt64(m.1)!, startNs: UInt64(m.2)!, durationNs: UInt64(m.3)!,
-                                        kernelNs: UInt64(m.4)!, cells: cells))
+            blocking.append(
+                BlockingRow(
+                    asyncID: UInt64(m.1)!, startNs: UInt64(m.2)!, durationNs: UInt64(m.3)!,
+                    kernelNs: UInt64(m.4)!, cells: cells))
         }
     }
 }
@@ -32,8 +34,10 @@ struct HTMLReportNumbers {
 /// Runs `asynctrace report` three ways (text, JSON, HTML) with the same options and checks the HTML against
 /// the other two; returns the HTML's path.
 @discardableResult
-func expectHTMLReportMatchesJSONAndText(_ trace: String, in dir: ScratchDirectory, name: String,
-                                        options: [String] = []) throws -> String {
+func expectHTMLReportMatchesJSONAndText(
+    _ trace: String, in dir: ScratchDirectory, name: String,
+    options: [String] = []
+) throws -> String {
     let cli = Repo.executable("asynctrace")!
     let htmlPath = dir.file("\(name).html")
     let html = try runTool([cli, "report", trace, "--html", "-o", htmlPath] + options)
@@ -43,7 +47,8 @@ func expectHTMLReportMatchesJSONAndText(_ trace: String, in dir: ScratchDirector
     let text = try runTool([cli, "report", trace] + options)
     #expect(text.status == 0, "\(name): report: \(text.stderr)")
     guard html.status == 0, json.status == 0,
-          let j = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any] else {
+        let j = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+    else {
         Issue.record("\(name): no report to compare")
         return htmlPath
     }
@@ -64,8 +69,9 @@ func expectHTMLReportMatchesJSONAndText(_ trace: String, in dir: ScratchDirector
     }
 
     // The busiest second the timeline draws is the analyses' (null in JSON when there were no callbacks).
-    #expect(page.values["busiest_second.busy_ns"] == num((j["busiest_second"] as? [String: Any])?["busy_ns"]),
-            "\(name): busiest second")
+    #expect(
+        page.values["busiest_second.busy_ns"] == num((j["busiest_second"] as? [String: Any])?["busy_ns"]),
+        "\(name): busiest second")
 
     // Blocking: same count, same total, same callbacks in the same order, same numbers, same text.
     let summary = j["blocking_summary"] as! [String: Any]
@@ -81,12 +87,15 @@ func expectHTMLReportMatchesJSONAndText(_ trace: String, in dir: ScratchDirector
     for (i, (row, c)) in zip(page.blocking, list).enumerated() {
         #expect(row.asyncID == num(c["async_id"]) && row.startNs == num(c["start_ns"]), "\(name): blocking order")
         #expect(row.durationNs == num(c["duration_ns"]) && row.kernelNs == num(c["kernel_ns"]), "\(name): blocking times")
-        #expect(row.cells.first == (c["type"] as? String)?.replacingOccurrences(of: "&", with: "&amp;")
-            .replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;"))
+        #expect(
+            row.cells.first
+                == (c["type"] as? String)?.replacingOccurrences(of: "&", with: "&amp;")
+                .replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;"))
         // The text report's line for this callback shows the same duration and start, formatted the same way.
         let line = i < textLines.count ? textLines[i] : ""
-        #expect(line.contains("(async id \(row.asyncID)) blocked") && line.hasSuffix("for \(row.cells[4]), at \(row.cells[3])"),
-                "\(name): text says \(line) where the HTML has async id \(row.asyncID), \(row.cells[4]) at \(row.cells[3])")
+        #expect(
+            line.contains("(async id \(row.asyncID)) blocked") && line.hasSuffix("for \(row.cells[4]), at \(row.cells[3])"),
+            "\(name): text says \(line) where the HTML has async id \(row.asyncID), \(row.cells[4]) at \(row.cells[3])")
     }
     return htmlPath
 }

@@ -19,9 +19,11 @@ import TraceReader
         let original = try #require(contents(trace))
         #expect(symlink(trace, dir.file("link.atrace")) == 0 && link(trace, dir.file("hard.atrace")) == 0)
         for out in [trace, dir.file("link.atrace"), dir.file("hard.atrace"), dir.file("./app.atrace")] {
-            for args in [["export", trace, "--format", "chrome", "-o", out], ["export", trace, "--format", "speedscope", "-o", out],
-                         ["flamegraph", trace, "-o", out], ["report", trace, "-o", out], ["report", trace, "--html", "-o", out],
-                         ["report", trace, "--json", "-o", out]] {
+            for args in [
+                ["export", trace, "--format", "chrome", "-o", out], ["export", trace, "--format", "speedscope", "-o", out],
+                ["flamegraph", trace, "-o", out], ["report", trace, "-o", out], ["report", trace, "--html", "-o", out],
+                ["report", trace, "--json", "-o", out],
+            ] {
                 let r = try runTool([cli] + args, timeout: 60)
                 #expect(r.status == 1, "\(args): \(r.stderr)")
                 #expect(r.stderr.contains("is the trace file being read"), "\(args): \(r.stderr)")
@@ -49,8 +51,10 @@ import TraceReader
         let dir = ScratchDirectory("fifo")
         let fifo = dir.file("pipe.atrace")
         #expect(mkfifo(fifo, 0o600) == 0)
-        for args in [["report", fifo], ["report", fifo, "--json"], ["export", fifo, "--format", "perfetto", "-o", dir.file("o")],
-                     ["flamegraph", fifo, "-o", dir.file("f.svg")]] {
+        for args in [
+            ["report", fifo], ["report", fifo, "--json"], ["export", fifo, "--format", "perfetto", "-o", dir.file("o")],
+            ["flamegraph", fifo, "-o", dir.file("f.svg")],
+        ] {
             // Before: each of these waited forever for a writer. The timeout makes a hang a failure.
             let r = try runTool([cli] + args, timeout: 20)
             #expect(r.status == 1, "\(args): \(r.stderr)")

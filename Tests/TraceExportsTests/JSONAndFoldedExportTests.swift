@@ -17,9 +17,12 @@ import TraceReader
         #expect(r["processes"] as? [String: String] == ["4242": "./server --port 0"])
         #expect(r["threads"] as? [String: String] == ["4242/100": "main", "4242/101": "worker", "4242/102": "thread 102"])
         let byThread = r["complete_by_thread"] as! [String: [String: Int]]
-        #expect(byThread["100"] == ["TCPSERVERWRAP": 1, "TCPWRAP": 1, "Timeout": 1, "epoll_wait": 2, "accept4": 1,
-                                    "read": 1, "write": 1, "timers phase": 2, "poll phase": 2, "epoll wait (loop)": 2,
-                                    "init TCPWRAP": 1, "init Timeout": 1, "ready fd 5": 1, "ready fd 7": 1])
+        #expect(
+            byThread["100"] == [
+                "TCPSERVERWRAP": 1, "TCPWRAP": 1, "Timeout": 1, "epoll_wait": 2, "accept4": 1,
+                "read": 1, "write": 1, "timers phase": 2, "poll phase": 2, "epoll wait (loop)": 2,
+                "init TCPWRAP": 1, "init Timeout": 1, "ready fd 5": 1, "ready fd 7": 1,
+            ])
         #expect(byThread["101"] == ["(unknown resource)": 1, "init FSREQCALLBACK": 1])
         #expect(byThread["102"] == ["write": 1])
         let nesting = Set(r["nesting"] as! [String])
@@ -39,8 +42,9 @@ import TraceReader
         let small = try TraceExport.run(reader: reader, format: .chrome, outputPath: dir.file("a.json"))
         #expect(small.warnings.isEmpty)
         // The same file against a threshold below its size (the real one is 500 MB).
-        let big = try TraceExport.run(reader: reader, format: .chrome, outputPath: dir.file("b.json"),
-                                      chromeWarnBytes: small.bytesWritten - 1)
+        let big = try TraceExport.run(
+            reader: reader, format: .chrome, outputPath: dir.file("b.json"),
+            chromeWarnBytes: small.bytesWritten - 1)
         #expect(big.warnings.count == 1)
         #expect(big.warnings.first?.contains("--format perfetto") == true)
     }
@@ -77,12 +81,13 @@ import TraceReader
         let r = try validate("folded_check.py", [out])
         #expect(r["error"] == nil, "\(r["error"] ?? "")")
         let main = "server (4242) main [100]"
-        #expect(r["stacks"] as? [String: Int] == [
-            "\(main);TCPSERVERWRAP": 700, "\(main);TCPSERVERWRAP;accept4": 100,
-            "\(main);TCPWRAP": 700, "\(main);TCPWRAP;read": 200,
-            "\(main);Timeout": 200, "\(main);Timeout;write": 100,
-            "server (4242) worker [101];(unknown resource)": 1000,
-        ])
+        #expect(
+            r["stacks"] as? [String: Int] == [
+                "\(main);TCPSERVERWRAP": 700, "\(main);TCPSERVERWRAP;accept4": 100,
+                "\(main);TCPWRAP": 700, "\(main);TCPWRAP;read": 200,
+                "\(main);Timeout": 200, "\(main);Timeout;write": 100,
+                "server (4242) worker [101];(unknown resource)": 1000,
+            ])
     }
 
     @Test func flamegraphPLDrawsTheFoldedStacks() throws {
@@ -95,12 +100,13 @@ import TraceReader
         // 3 µs in callbacks; each frame as wide as the time under it.
         #expect(drawn.total == 3_000)
         let main = "server (4242) main [100]", worker = "server (4242) worker [101]"
-        #expect(drawn.frames == [
-            .init(name: "(unknown resource)", samples: 1_000), .init(name: "TCPSERVERWRAP", samples: 800),
-            .init(name: "TCPWRAP", samples: 900), .init(name: "Timeout", samples: 300), .init(name: "accept4", samples: 100),
-            .init(name: "read", samples: 200), .init(name: main, samples: 2_000), .init(name: worker, samples: 1_000),
-            .init(name: "write", samples: 100),
-        ])
+        #expect(
+            drawn.frames == [
+                .init(name: "(unknown resource)", samples: 1_000), .init(name: "TCPSERVERWRAP", samples: 800),
+                .init(name: "TCPWRAP", samples: 900), .init(name: "Timeout", samples: 300), .init(name: "accept4", samples: 100),
+                .init(name: "read", samples: 200), .init(name: main, samples: 2_000), .init(name: worker, samples: 1_000),
+                .init(name: "write", samples: 100),
+            ])
         // Frames that end in a number (an unnamed thread, a connection's fd) are not misread as sample counts.
         _ = try export(trace, .folded, to: dir.file("wall.folded"), weight: .wall)
         let wall = try FlamegraphPL.expectAccepts(dir.file("wall.folded"), svg: dir.file("wall.svg"), "synthetic wall")
@@ -120,10 +126,11 @@ import TraceReader
         #expect(r["error"] == nil, "\(r["error"] ?? "")")
         // Frames ending in a number get an underscore (flamegraph.pl would read "fd 5" as a sample count).
         let server = "TCPSERVERWRAP #2 fd_5", conn = "TCPSERVERWRAP #2 fd_5;TCPWRAP #3 fd_7"
-        #expect(r["stacks"] as? [String: Int] == [
-            server: 700, "\(server);accept4": 100, conn: 700, "\(conn);read": 200,
-            "\(conn);Timeout": 200, "\(conn);Timeout;write": 100, "(unknown resource)": 1000,
-        ])
+        #expect(
+            r["stacks"] as? [String: Int] == [
+                server: 700, "\(server);accept4": 100, conn: 700, "\(conn);read": 200,
+                "\(conn);Timeout": 200, "\(conn);Timeout;write": 100, "(unknown resource)": 1000,
+            ])
     }
 
     @Test func wallWeightCountsEveryThreadsWholeSpan() throws {

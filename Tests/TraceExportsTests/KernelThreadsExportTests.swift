@@ -101,12 +101,17 @@ private enum Sched {
         let tracks = r["tracks"] as! [[String: Any]]
         #expect(tracks.contains { $0["kind"] as? String == "thread" && $0["tid"] as? Int == 901 && $0["name"] as? String == "sleeper" })
         let byThread = r["slices_by_thread"] as! [String: [String: Int]]
-        #expect(byThread["900"] == ["epoll_wait": 2, "blocked in epoll_wait": 2, "runnable (waiting for a CPU)": 2, "read": 1,
-                                    "blocked in read": 1, "runnable (preempted)": 1], "\(byThread)")
+        #expect(
+            byThread["900"] == [
+                "epoll_wait": 2, "blocked in epoll_wait": 2, "runnable (waiting for a CPU)": 2, "read": 1,
+                "blocked in read": 1, "runnable (preempted)": 1,
+            ], "\(byThread)")
         #expect(byThread["901"] == ["clock_nanosleep": 1, "blocked in clock_nanosleep": 1, "runnable (waiting for a CPU)": 1])
         let nesting = Set(r["nesting"] as! [String])
-        for pair in ["read > blocked in read", "read > runnable (waiting for a CPU)", "epoll_wait > blocked in epoll_wait",
-                     "clock_nanosleep > blocked in clock_nanosleep"] {
+        for pair in [
+            "read > blocked in read", "read > runnable (waiting for a CPU)", "epoll_wait > blocked in epoll_wait",
+            "clock_nanosleep > blocked in clock_nanosleep",
+        ] {
             #expect(nesting.contains(pair), "missing \(pair) in \(nesting)")
         }
         #expect(!nesting.contains { $0.hasPrefix("runnable (preempted)") || $0.hasSuffix("> runnable (preempted)") })

@@ -65,8 +65,10 @@ enum RequestTrace {
                 k.putUnsigned(duration)
             }
         }
-        var bytes = FileHeader(pid: S.pid, monotonicStartNs: S.base, realtimeStartNs: 1_765_000_000_000_000_000,
-                               program: "/usr/bin/server --port 0").encode()
+        var bytes = FileHeader(
+            pid: S.pid, monotonicStartNs: S.base, realtimeStartNs: 1_765_000_000_000_000_000,
+            program: "/usr/bin/server --port 0"
+        ).encode()
         bytes += S.userChunk(tid: 100, main)
         bytes += k.seal(sequence: 0, endNs: S.base + 35_000_000, endTicks: S.base + 35_000_000, droppedCumulative: 0, flags: [.kernel, .final])
         guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { fatalError("cannot write \(path)") }
@@ -155,8 +157,11 @@ func spawn(_ args: [String]) -> pid_t? {
         let received = dir.file("received")
         try FileManager.default.createDirectory(atPath: received, withIntermediateDirectories: true)
         // posix_spawn, not Process: Foundation's waitUntilExit was seen to hang here while other tests spawned tools.
-        let receiver = try #require(spawn(["python3", Repo.validator("otlp_receiver.py"), dir.file("port"), received,
-                                           "--fail", "2", "--drop", "1"]))
+        let receiver = try #require(
+            spawn([
+                "python3", Repo.validator("otlp_receiver.py"), dir.file("port"), received,
+                "--fail", "2", "--drop", "1",
+            ]))
         defer {
             kill(receiver, SIGKILL)
             var status: Int32 = 0
@@ -168,8 +173,9 @@ func spawn(_ args: [String]) -> pid_t? {
             if port == nil { usleep(20_000) }
         }
         let p = try #require(port, "the receiver did not start")
-        let r = try runTool([cli, "export", trace, "--format", "otlp", "--otlp-endpoint", "http://127.0.0.1:\(p)", "--batch-spans", "500"],
-                            timeout: 120)
+        let r = try runTool(
+            [cli, "export", trace, "--format", "otlp", "--otlp-endpoint", "http://127.0.0.1:\(p)", "--batch-spans", "500"],
+            timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("\(expected.spans) spans in"), "\(r.stderr)")
         let bodies = try FileManager.default.contentsOfDirectory(atPath: received).sorted().map { received + "/" + $0 }
@@ -186,9 +192,11 @@ func spawn(_ args: [String]) -> pid_t? {
         let dir = ScratchDirectory("otlp-args")
         let trace = dir.file("server.atrace")
         RequestTrace.write(to: trace)
-        for bad in ["https://collector:4318", "ftp://x", "http://", "http://host:0", "http://host:99999", "http://a b",
-                    "http://user@host:4318", "http://[::1", "http://host:43x8", "http://host/v1/traces\r\nX-Evil: 1",
-                    "http://" + String(repeating: "a", count: 3000)] {
+        for bad in [
+            "https://collector:4318", "ftp://x", "http://", "http://host:0", "http://host:99999", "http://a b",
+            "http://user@host:4318", "http://[::1", "http://host:43x8", "http://host/v1/traces\r\nX-Evil: 1",
+            "http://" + String(repeating: "a", count: 3000),
+        ] {
             let r = try runTool([cli, "export", trace, "--format", "otlp", "--otlp-endpoint", bad])
             #expect(r.status == 64, "\(bad.prefix(40)): \(r.status) \(r.stderr)")
             #expect(r.stderr.contains("--otlp-endpoint"), "\(bad.prefix(40)): \(r.stderr)")
@@ -207,8 +215,10 @@ func spawn(_ args: [String]) -> pid_t? {
 
     @Test func craftedSpanIdsAndOddValuesStillGiveWellFormedOutput() throws {
         let dir = ScratchDirectory("otlp-hostile")
-        for (i, ids) in [("00000000000000000000000000000000", "0000000000000000"), ("xyz", "12"),
-                         ("4BF92F3577B34DA6A3CE929D0E0E473G", "00f067aa0ba902b7ffff"), ("", "")].enumerated() {
+        for (i, ids) in [
+            ("00000000000000000000000000000000", "0000000000000000"), ("xyz", "12"),
+            ("4BF92F3577B34DA6A3CE929D0E0E473G", "00f067aa0ba902b7ffff"), ("", ""),
+        ].enumerated() {
             let trace = dir.file("t\(i).atrace")
             RequestTrace.write(to: trace, spanIDs: ids)
             let out = dir.file("t\(i).otlp.pb")

@@ -19,20 +19,26 @@ import TraceFixtures
         // Tracks: one process, its counter, three threads (one known only to the kernel).
         let tracks = r["tracks"] as! [[String: Any]]
         #expect(tracks.filter { $0["kind"] as? String == "thread" }.count == Synthetic.Expect.threads)
-        #expect(tracks.contains { $0["kind"] as? String == "process" && $0["pid"] as? Int == Int(Synthetic.pid) && $0["name"] as? String == "server" })
+        #expect(
+            tracks.contains { $0["kind"] as? String == "process" && $0["pid"] as? Int == Int(Synthetic.pid) && $0["name"] as? String == "server" })
         #expect(tracks.contains { $0["kind"] as? String == "thread" && $0["tid"] as? Int == 101 && $0["name"] as? String == "worker" })
         #expect(r["clock_snapshots"] as? Int == Synthetic.Expect.threads)
 
         let byThread = r["slices_by_thread"] as! [String: [String: Int]]
-        #expect(byThread["100"] == ["TCPSERVERWRAP": 1, "TCPWRAP": 1, "Timeout": 1, "epoll_wait": 2, "accept4": 1,
-                                    "read": 1, "write": 1, "timers phase": 2, "poll phase": 2, "epoll wait (loop)": 2])
+        #expect(
+            byThread["100"] == [
+                "TCPSERVERWRAP": 1, "TCPWRAP": 1, "Timeout": 1, "epoll_wait": 2, "accept4": 1,
+                "read": 1, "write": 1, "timers phase": 2, "poll phase": 2, "epoll wait (loop)": 2,
+            ])
         #expect(byThread["101"] == ["(unknown resource)": 1])
         #expect(byThread["102"] == ["write": 1])
 
         // Kernel syscalls nest inside the callbacks that made them; epoll waits inside the loop's poll.
         let nesting = Set(r["nesting"] as! [String])
-        for pair in ["TCPSERVERWRAP > accept4", "TCPWRAP > read", "Timeout > write", "epoll wait (loop) > epoll_wait",
-                     "poll phase > TCPSERVERWRAP", "poll phase > epoll wait (loop)", "timers phase > Timeout"] {
+        for pair in [
+            "TCPSERVERWRAP > accept4", "TCPWRAP > read", "Timeout > write", "epoll wait (loop) > epoll_wait",
+            "poll phase > TCPSERVERWRAP", "poll phase > epoll wait (loop)", "timers phase > Timeout",
+        ] {
             #expect(nesting.contains(pair), "missing \(pair) in \(nesting)")
         }
         // Exact syscall times: enter = exit - duration.
@@ -51,8 +57,11 @@ import TraceFixtures
         #expect(r["flows_terminated"] as? Int == Synthetic.Expect.flowsTerminated)
         // The fds a kernel epoll wait returned start their flows on the epoll_wait slice (no instant per fd).
         let links = r["flow_links"] as! [String: Int]
-        #expect(links == ["epoll_wait -> TCPSERVERWRAP": 1, "epoll_wait -> TCPWRAP": 1,
-                          "init TCPWRAP -> TCPWRAP": 1, "init Timeout -> Timeout": 1])
+        #expect(
+            links == [
+                "epoll_wait -> TCPSERVERWRAP": 1, "epoll_wait -> TCPWRAP": 1,
+                "init TCPWRAP -> TCPWRAP": 1, "init Timeout -> Timeout": 1,
+            ])
         let instants = r["instants"] as! [[String: Any]]
         #expect(!instants.contains { ($0["name"] as? String)?.hasPrefix("ready fd") == true })
         #expect(instants.contains { $0["name"] as? String == "init TCPWRAP" && $0["parent"] as? String == "TCPSERVERWRAP" })
@@ -71,9 +80,10 @@ import TraceFixtures
         #expect(r["error"] == nil, "\(r["error"] ?? "")")
         guard r["error"] == nil else { return }
         let instants = r["instants"] as! [[String: Any]]
-        #expect(instants.filter { ($0["name"] as? String)?.hasPrefix("ready fd") == true }.allSatisfy {
-            $0["parent"] as? String == "epoll wait (loop)"
-        })
+        #expect(
+            instants.filter { ($0["name"] as? String)?.hasPrefix("ready fd") == true }.allSatisfy {
+                $0["parent"] as? String == "epoll wait (loop)"
+            })
         #expect(r["flows_started"] as? Int == Synthetic.Expect.triggerFlows + Synthetic.Expect.readyFlows)
         #expect(r["flows_terminated"] as? Int == Synthetic.Expect.flowsTerminated)
         let links = r["flow_links"] as! [String: Int]
@@ -97,8 +107,11 @@ import TraceFixtures
         // Per iteration: a ready flow (epoll → connection) and a trigger flow (connection → its TickObject).
         #expect(r["flows_started"] as? Int == 2 * iterations)
         #expect(r["flows_terminated"] as? Int == 2 * iterations)
-        #expect(r["flow_links"] as? [String: Int] == ["epoll_wait -> TCPWRAP": iterations,
-                                                      "init TickObject -> TickObject": iterations])
+        #expect(
+            r["flow_links"] as? [String: Int] == [
+                "epoll_wait -> TCPWRAP": iterations,
+                "init TickObject -> TickObject": iterations,
+            ])
         #expect((r["max_flow_id"] as? Int ?? .max) < 128, "flow ids were not recycled")
         let args = r["callback_args"] as! [[String: Any]]
         let connection = args.filter { $0["name"] as? String == "TCPWRAP" }

@@ -59,9 +59,10 @@ import TraceReader
             if v.timestampNs < lastNs { ordered = false }
             lastNs = v.timestampNs
             let e = v.event
-            got[reader.streams[v.stream].key, default: []].append(Seen(
-                kind: e.kind.rawValue, ns: e.timestampNs, args: (0..<9).map { e.arg($0) },
-                text: v.textID >= 0 ? it.string(v.textID) : "", list: Array(v.list)))
+            got[reader.streams[v.stream].key, default: []].append(
+                Seen(
+                    kind: e.kind.rawValue, ns: e.timestampNs, args: (0..<9).map { e.arg($0) },
+                    text: v.textID >= 0 ? it.string(v.textID) : "", list: Array(v.list)))
         }
         #expect(ordered && it.damage.isEmpty)
         #expect(got.keys.count == want.keys.count)

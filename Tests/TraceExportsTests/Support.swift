@@ -55,16 +55,21 @@ func runTool(_ args: [String], environment: [String: String] = [:], timeout: Tim
     nonisolated(unsafe) var outData = Data(), errData = Data()
     let group = DispatchGroup()
     group.enter()
-    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    DispatchQueue.global().async {
+        outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave()
+    }
     group.enter()
-    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    DispatchQueue.global().async {
+        errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave()
+    }
     let deadline = Date().addingTimeInterval(timeout)
     while p.isRunning && Date() < deadline { usleep(10_000) }
     if p.isRunning { p.terminate() }
     p.waitUntilExit()
     group.wait()
-    return ToolResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+    return ToolResult(
+        status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData, as: UTF8.self))
 }
 
 /// Runs a Python validator and returns its JSON summary (nil with the message in `error` on failure).
@@ -76,8 +81,10 @@ func validate(_ script: String, _ args: [String]) throws -> [String: Any] {
     return obj
 }
 
-func export(_ trace: String, _ format: ExportFormat, to out: String, grouping: StackGrouping = .callback,
-            weight: StackWeight = .busy) throws -> ExportSummary {
+func export(
+    _ trace: String, _ format: ExportFormat, to out: String, grouping: StackGrouping = .callback,
+    weight: StackWeight = .busy
+) throws -> ExportSummary {
     let reader = try TraceReader(path: trace)
     return try TraceExport.run(reader: reader, format: format, outputPath: out, grouping: grouping, weight: weight)
 }

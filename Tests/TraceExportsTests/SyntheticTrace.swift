@@ -136,8 +136,9 @@ enum Synthetic {
                 b.putUnsigned(dur)
             }
         }
-        return b.seal(sequence: 0, endNs: base + 11_400, endTicks: base + 11_400, droppedCumulative: 0,
-                      flags: [.kernel, .final])
+        return b.seal(
+            sequence: 0, endNs: base + 11_400, endTicks: base + 11_400, droppedCumulative: 0,
+            flags: [.kernel, .final])
     }
 
     /// Writes the trace; `kernel: false` leaves out the kernel stream (user-only trace, flows from pollEnd).

@@ -49,8 +49,10 @@ import Testing
             let step = d.decodeNext(into: &e)
             guard case .event = step else { return (out, step, d.decoded) }
             if e.kind == .stringDef { continue }
-            out.append(Seen(kind: e.kind.rawValue, ticks: e.ticks, ns: e.timestampNs, args: (0..<9).map { e.arg($0) },
-                            text: e.text, list: e.list))
+            out.append(
+                Seen(
+                    kind: e.kind.rawValue, ticks: e.ticks, ns: e.timestampNs, args: (0..<9).map { e.arg($0) },
+                    text: e.text, list: e.list))
         }
     }
 
@@ -66,9 +68,11 @@ import Testing
             lists.removeAll()
             let b = d.decodeBatch(into: buffer, capacity: capacity, lists: &lists, floorNs: &floor)
             for e in UnsafeBufferPointer(start: buffer, count: b.count) {
-                out.append(Seen(kind: e.kind.rawValue, ticks: e.ticks, ns: e.timestampNs, args: (0..<9).map { e.arg($0) },
-                                text: e.textID >= 0 ? d.strings[Int(e.textID)] : "",
-                                list: Array(lists.values(start: e.listStart, count: e.listCount))))
+                out.append(
+                    Seen(
+                        kind: e.kind.rawValue, ticks: e.ticks, ns: e.timestampNs, args: (0..<9).map { e.arg($0) },
+                        text: e.textID >= 0 ? d.strings[Int(e.textID)] : "",
+                        list: Array(lists.values(start: e.listStart, count: e.listCount))))
             }
             if case .full = b.end { continue }
             return (out, b.end, d.decoded)

@@ -5,8 +5,9 @@ import TraceFormat
 
 @Suite struct ClockConversionTests {
     private func header(startNs: UInt64, endNs: UInt64, startTicks: UInt64, endTicks: UInt64) -> ChunkHeader {
-        ChunkHeader(pid: 1, tid: 2, sequence: 0, startNs: startNs, endNs: endNs, startTicks: startTicks, endTicks: endTicks,
-                    droppedCumulative: 0)
+        ChunkHeader(
+            pid: 1, tid: 2, sequence: 0, startNs: startNs, endNs: endNs, startTicks: startTicks, endTicks: endTicks,
+            droppedCumulative: 0)
     }
 
     /// One `before` at `ticks`, decoded by both decoder paths: its timestamp.

@@ -14,8 +14,10 @@ import TraceFormat
 
     @Test("durations that are ambiguous, negative, not finite or too long are refused, never trapped on")
     func badDurations() {
-        for t in ["10", "", "s", "-1s", "1e20", "1e20s", "18446744073s", "nan", "nans", "infs", "1e400ms", "0x10s", "1..2s",
-                  "9223372037s", "+5s"] {
+        for t in [
+            "10", "", "s", "-1s", "1e20", "1e20s", "18446744073s", "nan", "nans", "infs", "1e400ms", "0x10s", "1..2s",
+            "9223372037s", "+5s",
+        ] {
             #expect(Quantities.duration(t) == nil, "\(t)")
         }
         #expect(Quantities.duration("9223372036s") != nil)

@@ -83,7 +83,8 @@ import TraceFormat
             guard let cutChunk = w.chunks.first(where: { $0.offset < n && n < $0.offset + $0.length }) else { continue }
             let damage = got.damage.filter { $0.kind != .unterminatedStream }
             #expect(damage.count == 1, "cut at \(n): \(got.damage)")
-            #expect(Set(got.damage.filter { $0.kind == .unterminatedStream }.compactMap(\.stream))
+            #expect(
+                Set(got.damage.filter { $0.kind == .unterminatedStream }.compactMap(\.stream))
                     == Set(unterminatedStreams(whole, finalSequence: 5).keys), "cut at \(n)")
             let d = try #require(damage.first)
             #expect(d.kind == .truncatedTail && d.fileOffset == UInt64(cutChunk.offset) && d.byteCount == UInt64(n - cutChunk.offset))
@@ -111,7 +112,10 @@ import TraceFormat
         #expect(got.damage.count == 1)
         let d = try #require(got.damage.first)
         #expect(d.kind == .checksumFailed && d.eventsLost == UInt64(victim.eventCount) && d.sequences == victim.sequence...victim.sequence)
-        #expect(d.message == "chunk \(victim.sequence) of thread \(victim.tid) of pid 100 (~\(victim.eventCount) events between +0.000010 s and +0.000020 s) failed its checksum; its events were skipped")
+        #expect(
+            d.message
+                == "chunk \(victim.sequence) of thread \(victim.tid) of pid 100 (~\(victim.eventCount) events between +0.000010 s and +0.000020 s) failed its checksum; its events were skipped"
+        )
     }
 
     /// Every single flipped byte after the file header loses exactly the chunk it hits, and nothing traps.
@@ -126,8 +130,9 @@ import TraceFormat
                 damaged[pos] ^= mask
                 let hit = w.chunks.firstIndex { $0.offset <= pos && pos < $0.offset + $0.length }!
                 let got = try read(damaged, "fa")
-                #expect(got.ids == ids(of: w.chunks.enumerated().filter { $0.offset != hit }.map(\.element)),
-                        "flip at \(pos) (chunk \(hit), byte \(pos - w.chunks[hit].offset))")
+                #expect(
+                    got.ids == ids(of: w.chunks.enumerated().filter { $0.offset != hit }.map(\.element)),
+                    "flip at \(pos) (chunk \(hit), byte \(pos - w.chunks[hit].offset))")
                 #expect(got.ordered)
                 #expect(!got.damage.isEmpty)
             }

@@ -50,8 +50,10 @@ import TraceFormat
 
     /// The golden trace of `version`.
     static func build(version: UInt16, kernelKinds: ClosedRange<UInt8> = 0x20...0xFF) -> [UInt8] {
-        var out = FileHeader(version: version, pid: 4242, monotonicStartNs: 5_000_000_000, realtimeStartNs: 1_700_000_000_000_000_000,
-                             program: "./golden v\(version) --flag ümlaut").encode()
+        var out = FileHeader(
+            version: version, pid: 4242, monotonicStartNs: 5_000_000_000, realtimeStartNs: 1_700_000_000_000_000_000,
+            program: "./golden v\(version) --flag ümlaut"
+        ).encode()
         let kinds = kinds(ofVersion: version)
         // Two user streams (the second on a clock of 3 ticks per ns, shifted), two chunks each; sequence 1 of the
         // first stream was dropped (counted), so its chunks are 0 and 2.
@@ -72,8 +74,9 @@ import TraceFormat
                     seed += 1
                 }
                 let end = t + 500
-                out += b.seal(sequence: sequence, endNs: end, endTicks: clock(end), droppedCumulative: s == 0 && c == 1 ? 12 : 0,
-                              flags: c == 1 ? .final : [])
+                out += b.seal(
+                    sequence: sequence, endNs: end, endTicks: clock(end), droppedCumulative: s == 0 && c == 1 ? 12 : 0,
+                    flags: c == 1 ? .final : [])
             }
         }
         // The kernel stream: every kernel kind of the version, ticks == ns.
@@ -94,10 +97,13 @@ import TraceFormat
     static func dump(_ path: String) throws -> String {
         let r = try TraceReader(path: path)
         let h = r.header
-        var s = "version \(h.version) pid \(h.pid) monotonic \(h.monotonicStartNs) realtime \(h.realtimeStartNs) program \(h.program.debugDescription)\n"
-        s += "events \(r.eventCount) payload \(r.payloadBytes) first \(r.firstNs) last \(r.lastNs) dropped user \(r.droppedUser) kernel \(r.droppedKernel)\n"
+        var s =
+            "version \(h.version) pid \(h.pid) monotonic \(h.monotonicStartNs) realtime \(h.realtimeStartNs) program \(h.program.debugDescription)\n"
+        s +=
+            "events \(r.eventCount) payload \(r.payloadBytes) first \(r.firstNs) last \(r.lastNs) dropped user \(r.droppedUser) kernel \(r.droppedKernel)\n"
         for st in r.streams {
-            s += "stream \(st.index) \(st.key) name \(st.threadName.map(\.debugDescription) ?? "-") program \(st.program.map(\.debugDescription) ?? "-") "
+            s +=
+                "stream \(st.index) \(st.key) name \(st.threadName.map(\.debugDescription) ?? "-") program \(st.program.map(\.debugDescription) ?? "-") "
                 + "chunks \(st.chunkCount) events \(st.eventCount) dropped \(st.dropped) closed \(st.endedCleanly)\n"
         }
         let it = r.events()

@@ -28,8 +28,9 @@ import TraceFormat
             b.beginEvent(.before, ticks: startNs * 3 + UInt64(i) * 30)
             b.putAsyncID(id)
         }
-        return b.seal(sequence: sequence, endNs: startNs + 1_000, endTicks: startNs * 3 + 3_000, droppedCumulative: 0,
-                      flags: final ? .final : [])
+        return b.seal(
+            sequence: sequence, endNs: startNs + 1_000, endTicks: startNs * 3 + 3_000, droppedCumulative: 0,
+            flags: final ? .final : [])
     }
 
     @Test func chunkWhoseClockRunsBackwardsIsSkippedWithADamageEntry() throws {

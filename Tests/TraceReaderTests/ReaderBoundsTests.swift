@@ -33,8 +33,10 @@ import TraceFormat
         while bytes.count - start + 80 <= size {
             var h = [UInt8](repeating: 0, count: 80)
             h.withUnsafeMutableBytes { p in
-                ChunkHeader(payloadLength: UInt32(size - (bytes.count - start) - 80), pid: 1, tid: 2, sequence: 0,
-                            startNs: 0, endNs: 0, startTicks: 0, endTicks: 0, droppedCumulative: 0, crc: 1).store(to: p.baseAddress!)
+                ChunkHeader(
+                    payloadLength: UInt32(size - (bytes.count - start) - 80), pid: 1, tid: 2, sequence: 0,
+                    startNs: 0, endNs: 0, startTicks: 0, endTicks: 0, droppedCumulative: 0, crc: 1
+                ).store(to: p.baseAddress!)
             }
             bytes += h
         }

@@ -22,8 +22,9 @@ import TraceFormat
                 let endNs = startNs + UInt64(perChunk * 10)
                 let startTicks = kernel ? startNs : startNs * 3 + 777
                 let endTicks = kernel ? endNs : endNs * 3 + 777
-                var b = ChunkBuilder(pid: 42, tid: kernel ? 0 : UInt32(10 + s), startNs: startNs, startTicks: startTicks,
-                                     reserve: perChunk * 6)
+                var b = ChunkBuilder(
+                    pid: 42, tid: kernel ? 0 : UInt32(10 + s), startNs: startNs, startTicks: startTicks,
+                    reserve: perChunk * 6)
                 for i in 0..<perChunk {
                     let ns = startNs + UInt64(i * 10)
                     if kernel {
@@ -38,9 +39,11 @@ import TraceFormat
                 }
                 var flags: ChunkFlags = kernel ? [.kernel] : []
                 if c == chunksPerStream - 1 { flags.insert(.final) }
-                w.append(chunk: b.seal(sequence: UInt64(c), endNs: endNs, endTicks: endTicks, droppedCumulative: 0,
-                                       flags: flags),
-                         pid: 42, tid: kernel ? 0 : UInt32(10 + s), sequence: UInt64(c), eventCount: perChunk)
+                w.append(
+                    chunk: b.seal(
+                        sequence: UInt64(c), endNs: endNs, endTicks: endTicks, droppedCumulative: 0,
+                        flags: flags),
+                    pid: 42, tid: kernel ? 0 : UInt32(10 + s), sequence: UInt64(c), eventCount: perChunk)
             }
         }
         w.close()
@@ -84,18 +87,21 @@ import TraceFormat
         // The recorder skips a sequence number for each chunk it drops and counts the events: not damage.
         var b2 = ChunkBuilder(pid: 7, tid: 8, startNs: 300, startTicks: 300)
         b2.beginEvent(.before, ticks: 300); b2.putAsyncID(5)
-        w.append(chunk: b2.seal(sequence: 2, endNs: 400, endTicks: 400, droppedCumulative: 11, flags: [.final]),
-                 pid: 7, tid: 8, sequence: 2, eventCount: 1)
+        w.append(
+            chunk: b2.seal(sequence: 2, endNs: 400, endTicks: 400, droppedCumulative: 11, flags: [.final]),
+            pid: 7, tid: 8, sequence: 2, eventCount: 1)
         var k = ChunkBuilder(pid: 7, tid: 0, startNs: 150, startTicks: 150)
         k.beginEvent(.processExit, ticks: 150); k.putUnsigned(7); k.putSigned(0)
-        w.append(chunk: k.seal(sequence: 0, endNs: 150, endTicks: 150, droppedCumulative: 3, flags: [.kernel]),
-                 pid: 7, tid: 0, sequence: 0, eventCount: 1)
+        w.append(
+            chunk: k.seal(sequence: 0, endNs: 150, endTicks: 150, droppedCumulative: 3, flags: [.kernel]),
+            pid: 7, tid: 0, sequence: 0, eventCount: 1)
         w.close()
 
         let r = try TraceReader(path: path)
         // The kernel stream has no final chunk: its end is reported missing, from its last chunk's end on.
         #expect(r.damage.map(\.kind) == [.unterminatedStream])
-        #expect(r.damage.first?.stream == StreamKey(pid: 7, tid: 0, isKernel: true) && r.damage.first?.startNs == 150
+        #expect(
+            r.damage.first?.stream == StreamKey(pid: 7, tid: 0, isKernel: true) && r.damage.first?.startNs == 150
                 && r.damage.first?.endNs == 400 && r.damage.first?.eventsLost == nil)
         #expect(r.streams.count == 2)
         let main = r.streams[0]

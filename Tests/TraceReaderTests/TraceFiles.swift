@@ -41,8 +41,10 @@ final class TraceFileWriter {
     }
 
     func append(chunk: [UInt8], pid: UInt32, tid: UInt32, sequence: UInt64, eventCount: Int, ids: [UInt64] = []) {
-        chunks.append(WrittenChunk(offset: size, length: chunk.count, pid: pid, tid: tid, sequence: sequence,
-                                   eventCount: eventCount, ids: ids))
+        chunks.append(
+            WrittenChunk(
+                offset: size, length: chunk.count, pid: pid, tid: tid, sequence: sequence,
+                eventCount: eventCount, ids: ids))
         write(chunk)
     }
 
@@ -68,10 +70,15 @@ func removeFile(_ path: String) { try? FileManager.default.removeItem(atPath: pa
 
 /// A small multi-stream trace: `streams` user threads (+ a kernel stream) whose `before` events carry
 /// ids `stream << 32 | n`, chunks of `perChunk` events, interleaved in the file.
-func writeSmallTrace(path: String, streams: Int = 3, chunksPerStream: Int = 6, perChunk: Int = 25,
-                     kernel: Bool = true) -> TraceFileWriter {
-    let w = TraceFileWriter(path: path, header: FileHeader(pid: 100, monotonicStartNs: 1_000_000,
-                                                           realtimeStartNs: 5, program: "./small"))
+func writeSmallTrace(
+    path: String, streams: Int = 3, chunksPerStream: Int = 6, perChunk: Int = 25,
+    kernel: Bool = true
+) -> TraceFileWriter {
+    let w = TraceFileWriter(
+        path: path,
+        header: FileHeader(
+            pid: 100, monotonicStartNs: 1_000_000,
+            realtimeStartNs: 5, program: "./small"))
     let total = streams + (kernel ? 1 : 0)
     var counters = [UInt64](repeating: 0, count: total)
     for c in 0..<chunksPerStream {
@@ -102,8 +109,9 @@ func writeSmallTrace(path: String, streams: Int = 3, chunksPerStream: Int = 6, p
             // Each stream's last chunk is final, as a recorder that stopped cleanly writes it.
             var flags: ChunkFlags = isKernel ? [.kernel] : []
             if c == chunksPerStream - 1 { flags.insert(.final) }
-            let chunk = b.seal(sequence: UInt64(c), endNs: base + 9_999, endTicks: base + 9_999, droppedCumulative: 0,
-                               flags: flags)
+            let chunk = b.seal(
+                sequence: UInt64(c), endNs: base + 9_999, endTicks: base + 9_999, droppedCumulative: 0,
+                flags: flags)
             w.append(chunk: chunk, pid: 100, tid: tid, sequence: UInt64(c), eventCount: Int(b.eventCount), ids: ids)
         }
     }

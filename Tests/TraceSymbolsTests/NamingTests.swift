@@ -7,11 +7,14 @@ import TraceSymbols
 @Suite struct NamingTests {
     @Test func swiftNamesKeepTheirLabelsAndLoseTypes() {
         #expect(Demangle.shortenSwift("App.ReportController.render() -> Swift.String") == "App.ReportController.render()")
-        #expect(Demangle.shortenSwift("App.Server.handle(_: App.Request, id: Swift.Int) async throws -> App.Response")
+        #expect(
+            Demangle.shortenSwift("App.Server.handle(_: App.Request, id: Swift.Int) async throws -> App.Response")
                 == "App.Server.handle(_:id:)")
-        #expect(Demangle.shortenSwift("static (extension in ArgumentParser):ArgumentParser.ParsableCommand.main() -> ()")
+        #expect(
+            Demangle.shortenSwift("static (extension in ArgumentParser):ArgumentParser.ParsableCommand.main() -> ()")
                 == "ArgumentParser.ParsableCommand.main()")
-        #expect(Demangle.shortenSwift("Swift.Array.withUnsafeBytes<A>(_: (Swift.UnsafeRawBufferPointer) throws -> A) throws -> A")
+        #expect(
+            Demangle.shortenSwift("Swift.Array.withUnsafeBytes<A>(_: (Swift.UnsafeRawBufferPointer) throws -> A) throws -> A")
                 == "Swift.Array.withUnsafeBytes(_:)")
         #expect(Demangle.shortenSwift("App.Store.count.getter : Swift.Int") == "App.Store.count.getter : Swift.Int")
         #expect(Demangle.name("$s4main6renderyyF") == "main.render()")
@@ -20,20 +23,24 @@ import TraceSymbols
     }
 
     @Test func cxxNamesLoseTheirParameters() {
-        #expect(Demangle.shortenCxx("node::(anonymous namespace)::Parser::Execute(char const*, unsigned long)")
+        #expect(
+            Demangle.shortenCxx("node::(anonymous namespace)::Parser::Execute(char const*, unsigned long)")
                 == "node::(anonymous namespace)::Parser::Execute")
-        #expect(Demangle.shortenCxx("std::vector<int, std::allocator<int> >::push_back(int const&)")
+        #expect(
+            Demangle.shortenCxx("std::vector<int, std::allocator<int> >::push_back(int const&)")
                 == "std::vector<int, std::allocator<int> >::push_back")
     }
 
     @Test func perfMapLinesOfNode() {
-        let map = PerfMap(text: Array("""
-            7fc11dfc5b80 130 JS:^handleHash /srv/server.js:17:20
-            7fc11dfc6180 2c4 JS:*handleHash /srv/server.js:17:20
-            2a3f34acad66 78 JS:~ node:internal/main/run_main_module:1:1
-            garbage line
-            7fc11dfc6180 10 JS:*replaced /srv/b.js:3:1
-            """.utf8))
+        let map = PerfMap(
+            text: Array(
+                """
+                7fc11dfc5b80 130 JS:^handleHash /srv/server.js:17:20
+                7fc11dfc6180 2c4 JS:*handleHash /srv/server.js:17:20
+                2a3f34acad66 78 JS:~ node:internal/main/run_main_module:1:1
+                garbage line
+                7fc11dfc6180 10 JS:*replaced /srv/b.js:3:1
+                """.utf8))
         #expect(map.entries.count == 3)
         let e = map.entry(at: 0x7fc11dfc6185)
         #expect(e?.name == "JS:*replaced /srv/b.js:3:1", "the later line wins")

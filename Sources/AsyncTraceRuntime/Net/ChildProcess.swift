@@ -43,8 +43,10 @@ public final class ChildProcess {
 
     /// Node's `child_process.spawn(command, args, { env, cwd, stdio })`. `command` is looked up in PATH.
     /// `env` replaces the environment (nil: inherit). Failures (ENOENT, EACCES) arrive as 'error'.
-    public static func spawn(_ command: String, _ args: [String] = [], env: [String: String]? = nil, cwd: String? = nil,
-                             stdio: [StdioMode] = [.pipe, .pipe, .pipe], loop: EventLoop = .current) -> ChildProcess {
+    public static func spawn(
+        _ command: String, _ args: [String] = [], env: [String: String]? = nil, cwd: String? = nil,
+        stdio: [StdioMode] = [.pipe, .pipe, .pipe], loop: EventLoop = .current
+    ) -> ChildProcess {
         ChildProcess(command, args, env: env, cwd: cwd, stdio: stdio, loop: loop)
     }
 
@@ -102,8 +104,9 @@ public final class ChildProcess {
             for fd in toClose { try? Sys.close(fd) }
             for fd in parentEnds where fd >= 0 { try? Sys.close(fd) }
             let sys = error as? SystemError
-            let e = NetError(code: sys?.code ?? "EINVAL", errno: sys?.errno ?? 0, syscall: "spawn \(command)",
-                             asyncID: context.asyncID, message: "spawn \(command) \(sys?.code ?? "\(error)")")
+            let e = NetError(
+                code: sys?.code ?? "EINVAL", errno: sys?.errno ?? 0, syscall: "spawn \(command)",
+                asyncID: context.asyncID, message: "spawn \(command) \(sys?.code ?? "\(error)")")
             // Node (onErrorNT): 'error' on a nextTick, no 'exit', and 'close' (code -errno, no signal)
             // once the stdio pipes closed: in the close phase when there were pipes, else right after
             // 'error'. The handle is closed without a callback: destroyed in the close phase.
@@ -184,9 +187,13 @@ public final class ChildProcess {
     public var asyncID: AsyncID { context.asyncID }
 
     /// 'exit' (code, signal): exactly one is non-nil.
-    @discardableResult public func onExit(_ f: @escaping (Int32?, String?) throws -> Void) -> ChildProcess { exitListeners.add { try f($0.0, $0.1) }; return self }
+    @discardableResult public func onExit(_ f: @escaping (Int32?, String?) throws -> Void) -> ChildProcess {
+        exitListeners.add { try f($0.0, $0.1) }; return self
+    }
     /// 'close' (code, signal): after exit and all stdio closed.
-    @discardableResult public func onClose(_ f: @escaping (Int32?, String?) throws -> Void) -> ChildProcess { closeListeners.add { try f($0.0, $0.1) }; return self }
+    @discardableResult public func onClose(_ f: @escaping (Int32?, String?) throws -> Void) -> ChildProcess {
+        closeListeners.add { try f($0.0, $0.1) }; return self
+    }
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> ChildProcess { errorListeners.add(f); return self }
     @discardableResult public func onSpawn(_ f: @escaping Callback) -> ChildProcess { spawnListeners.add { _ in try f() }; return self }
 }
@@ -206,8 +213,10 @@ public struct ExecResult: Sendable {
 extension ChildProcess {
     /// Node's `execFile`: runs `file` with `args`, collects stdout and stderr, calls back once it closed.
     @discardableResult
-    public static func execFile(_ file: String, _ args: [String] = [], env: [String: String]? = nil, cwd: String? = nil,
-                                loop: EventLoop = .current, _ callback: @escaping (ExecResult) throws -> Void) -> ChildProcess {
+    public static func execFile(
+        _ file: String, _ args: [String] = [], env: [String: String]? = nil, cwd: String? = nil,
+        loop: EventLoop = .current, _ callback: @escaping (ExecResult) throws -> Void
+    ) -> ChildProcess {
         let child = ChildProcess.spawn(file, args, env: env, cwd: cwd, stdio: [.ignore, .pipe, .pipe], loop: loop)
         var out: [UInt8] = []
         var err: [UInt8] = []
@@ -222,8 +231,9 @@ extension ChildProcess {
             guard spawnError == nil else { return }
             var e: NetError?
             if code != 0 {
-                e = NetError(code: "ERR_CHILD_FAILED", syscall: "execFile", asyncID: child.asyncID,
-                             message: "Command failed: \(([file] + args).joined(separator: " ")) (\(code.map { "exit code \($0)" } ?? signal ?? "?"))")
+                e = NetError(
+                    code: "ERR_CHILD_FAILED", syscall: "execFile", asyncID: child.asyncID,
+                    message: "Command failed: \(([file] + args).joined(separator: " ")) (\(code.map { "exit code \($0)" } ?? signal ?? "?"))")
             }
             try callback(ExecResult(stdout: out, stderr: err, exitCode: code, signal: signal, error: e))
         }
@@ -232,8 +242,10 @@ extension ChildProcess {
 
     /// Node's `exec`: runs `command` with /bin/sh -c.
     @discardableResult
-    public static func exec(_ command: String, env: [String: String]? = nil, cwd: String? = nil, loop: EventLoop = .current,
-                            _ callback: @escaping (ExecResult) throws -> Void) -> ChildProcess {
+    public static func exec(
+        _ command: String, env: [String: String]? = nil, cwd: String? = nil, loop: EventLoop = .current,
+        _ callback: @escaping (ExecResult) throws -> Void
+    ) -> ChildProcess {
         execFile("/bin/sh", ["-c", command], env: env, cwd: cwd, loop: loop, callback)
     }
 }

@@ -15,8 +15,10 @@ public struct NetError: Error, Sendable, CustomStringConvertible {
     public let asyncID: AsyncID
     public let message: String
 
-    public init(code: String, errno: Int32 = 0, syscall: String, address: SocketAddress? = nil,
-                asyncID: AsyncID, message: String) {
+    public init(
+        code: String, errno: Int32 = 0, syscall: String, address: SocketAddress? = nil,
+        asyncID: AsyncID, message: String
+    ) {
         self.code = code
         self.errno = errno
         self.syscall = syscall

@@ -33,8 +33,10 @@ public final class Server {
     var errorListeners = Listeners<NetError>()
 
     /// Node's `net.createServer(options, connectionListener)`.
-    public init(allowHalfOpen: Bool = false, pauseOnConnect: Bool = false, loop: EventLoop = .current,
-                _ onConnection: ((Socket) throws -> Void)? = nil) {
+    public init(
+        allowHalfOpen: Bool = false, pauseOnConnect: Bool = false, loop: EventLoop = .current,
+        _ onConnection: ((Socket) throws -> Void)? = nil
+    ) {
         self.loop = loop
         self.allowHalfOpen = allowHalfOpen
         self.pauseOnConnect = pauseOnConnect
@@ -48,8 +50,10 @@ public final class Server {
         kind = .tcp
         let ctx = begin(type: .tcpServerWrap, onListening)
         guard (0...65535).contains(port), let addr = SocketAddress.numeric(host: host, port: port) else {
-            fail(NetError(code: "ERR_SOCKET_BAD_ADDRESS", syscall: "listen", asyncID: ctx.asyncID,
-                          message: "cannot listen on \(host):\(port) (numeric hosts and localhost only)"))
+            fail(
+                NetError(
+                    code: "ERR_SOCKET_BAD_ADDRESS", syscall: "listen", asyncID: ctx.asyncID,
+                    message: "cannot listen on \(host):\(port) (numeric hosts and localhost only)"))
             return self
         }
         open(addr, backlog: backlog, ctx: ctx)
@@ -62,8 +66,10 @@ public final class Server {
         kind = .pipe
         let ctx = begin(type: .pipeServerWrap, onListening)
         guard path.utf8.count <= SocketAddress.maxUnixPath else {
-            fail(NetError(code: "ENAMETOOLONG", errno: ENAMETOOLONG, syscall: "listen", asyncID: ctx.asyncID,
-                          message: "listen ENAMETOOLONG \(path)"))
+            fail(
+                NetError(
+                    code: "ENAMETOOLONG", errno: ENAMETOOLONG, syscall: "listen", asyncID: ctx.asyncID,
+                    message: "listen ENAMETOOLONG \(path)"))
             return self
         }
         open(.unix(path: path), backlog: backlog, ctx: ctx)
@@ -161,8 +167,9 @@ public final class Server {
     /// listening reports ERR_SERVER_NOT_RUNNING to `callback`.
     public func close(_ callback: ((NetError?) throws -> Void)? = nil) {
         guard listening, let ctx = context else {
-            let e = NetError(code: "ERR_SERVER_NOT_RUNNING", syscall: "close", asyncID: context?.asyncID ?? .none,
-                             message: "Server is not running.")
+            let e = NetError(
+                code: "ERR_SERVER_NOT_RUNNING", syscall: "close", asyncID: context?.asyncID ?? .none,
+                message: "Server is not running.")
             if let callback { loop.nextTick { try callback(e) } }
             return
         }

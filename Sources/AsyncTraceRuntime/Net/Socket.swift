@@ -126,13 +126,17 @@ public final class Socket {
     /// Connects to `host:port` (Node's `net.connect`); a host name is resolved with `DNS.lookup` first.
     /// Errors (refused, unreachable, ENOTFOUND) arrive as an 'error' event followed by 'close'.
     @discardableResult
-    public static func connect(port: Int, host: String = "localhost", loop: EventLoop = .current,
-                               _ onConnect: Callback? = nil) -> Socket {
+    public static func connect(
+        port: Int, host: String = "localhost", loop: EventLoop = .current,
+        _ onConnect: Callback? = nil
+    ) -> Socket {
         let s = Socket(kind: .tcp, loop: loop)
         if let onConnect { s.onConnect(onConnect) }
         guard (0...65535).contains(port) else {
-            s.failEarly(NetError(code: "ERR_SOCKET_BAD_PORT", syscall: "connect", asyncID: s.context.asyncID,
-                                 message: "Port should be >= 0 and < 65536. Received \(port)."))
+            s.failEarly(
+                NetError(
+                    code: "ERR_SOCKET_BAD_PORT", syscall: "connect", asyncID: s.context.asyncID,
+                    message: "Port should be >= 0 and < 65536. Received \(port)."))
             return s
         }
         if let addr = SocketAddress.numeric(host: host, port: port) {
@@ -150,8 +154,10 @@ public final class Socket {
                 s.startConnect(addr)
             case .failure(let error):
                 let code = (error as? DNSError)?.code ?? "ENOTFOUND"
-                s.destroy(NetError(code: code, syscall: "getaddrinfo", asyncID: s.context.asyncID,
-                                   message: "getaddrinfo \(code) \(host)"))
+                s.destroy(
+                    NetError(
+                        code: code, syscall: "getaddrinfo", asyncID: s.context.asyncID,
+                        message: "getaddrinfo \(code) \(host)"))
             }
         }
         return s
@@ -163,8 +169,10 @@ public final class Socket {
         let s = Socket(kind: .pipe, loop: loop)
         if let onConnect { s.onConnect(onConnect) }
         guard path.utf8.count <= SocketAddress.maxUnixPath else {
-            s.failEarly(NetError(code: "ENAMETOOLONG", errno: ENAMETOOLONG, syscall: "connect", asyncID: s.context.asyncID,
-                                 message: "connect ENAMETOOLONG \(path)"))
+            s.failEarly(
+                NetError(
+                    code: "ENAMETOOLONG", errno: ENAMETOOLONG, syscall: "connect", asyncID: s.context.asyncID,
+                    message: "connect ENAMETOOLONG \(path)"))
             return s
         }
         s.startConnect(.unix(path: path))
@@ -264,8 +272,10 @@ public final class Socket {
             handshakeWantsWrite = wantWrite
             updateInterest()
         case .endOfStream:
-            destroy(NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "handshake", asyncID: ioContext.asyncID,
-                             message: "Client network socket disconnected before secure TLS connection was established"))
+            destroy(
+                NetError(
+                    code: "ECONNRESET", errno: ECONNRESET, syscall: "handshake", asyncID: ioContext.asyncID,
+                    message: "Client network socket disconnected before secure TLS connection was established"))
         case .failed(let e):
             destroy(e)
         }
@@ -386,8 +396,9 @@ public final class Socket {
     @discardableResult
     public func write(_ data: [UInt8], _ callback: ((NetError?) throws -> Void)? = nil) -> Bool {
         if destroyed || ending {
-            let err = NetError(code: destroyed ? "ERR_STREAM_DESTROYED" : "ERR_STREAM_WRITE_AFTER_END", syscall: "write",
-                               asyncID: context.asyncID, message: destroyed ? "Cannot call write after a stream was destroyed" : "write after end")
+            let err = NetError(
+                code: destroyed ? "ERR_STREAM_DESTROYED" : "ERR_STREAM_WRITE_AFTER_END", syscall: "write",
+                asyncID: context.asyncID, message: destroyed ? "Cannot call write after a stream was destroyed" : "write after end")
             if let callback { loop.nextTick { try callback(err) } }
             if !destroyed { destroy(err) }
             return false
@@ -414,7 +425,9 @@ public final class Socket {
             enqueue(data, from: 0, callback)
         case .endOfStream, .failed:
             let err: NetError
-            if case .failed(let e) = result { err = e } else {
+            if case .failed(let e) = result {
+                err = e
+            } else {
                 err = NetError(code: "EPIPE", errno: EPIPE, syscall: "write", asyncID: context.asyncID, message: "write EPIPE")
             }
             if let callback { loop.nextTick { try callback(err) } }
@@ -629,8 +642,11 @@ public final class Socket {
             }
         }
         loop.queueClose(context, destroyAfter: true) { [self] in
-            let writeError = error ?? NetError(code: "ERR_STREAM_DESTROYED", syscall: "write", asyncID: context.asyncID,
-                                               message: "Cannot call write after a stream was destroyed")
+            let writeError =
+                error
+                ?? NetError(
+                    code: "ERR_STREAM_DESTROYED", syscall: "write", asyncID: context.asyncID,
+                    message: "Cannot call write after a stream was destroyed")
             for r in failed {
                 if let cb = r.callback { loop.invoke(r.context) { try cb(writeError) } }
                 r.context.emitDestroy()

@@ -67,8 +67,10 @@ public final class UDPSocket {
         if let onListening { listeningListeners.add { _ in try onListening() } }
         guard !isClosed, fd >= 0 else { return self }
         guard (0...65535).contains(port), let addr = SocketAddress.numeric(host: host ?? anyHost, port: port) else {
-            emitErrorSoon(NetError(code: "ERR_SOCKET_BAD_ADDRESS", syscall: "bind", asyncID: context.asyncID,
-                                   message: "cannot bind \(host ?? anyHost):\(port)"))
+            emitErrorSoon(
+                NetError(
+                    code: "ERR_SOCKET_BAD_ADDRESS", syscall: "bind", asyncID: context.asyncID,
+                    message: "cannot bind \(host ?? anyHost):\(port)"))
             return self
         }
         do {
@@ -131,13 +133,19 @@ public final class UDPSocket {
                 return
             }
         } else if remote == nil {
-            complete(ctx, callback, NetError(code: "ERR_SOCKET_DGRAM_NOT_CONNECTED", syscall: "send", asyncID: context.asyncID,
-                                             message: "Not connected: give a port and host"))
+            complete(
+                ctx, callback,
+                NetError(
+                    code: "ERR_SOCKET_DGRAM_NOT_CONNECTED", syscall: "send", asyncID: context.asyncID,
+                    message: "Not connected: give a port and host"))
             return
         }
         if isClosed {
-            complete(ctx, callback, NetError(code: "ERR_SOCKET_DGRAM_NOT_RUNNING", syscall: "send", asyncID: context.asyncID,
-                                             message: "Not running"))
+            complete(
+                ctx, callback,
+                NetError(
+                    code: "ERR_SOCKET_DGRAM_NOT_RUNNING", syscall: "send", asyncID: context.asyncID,
+                    message: "Not running"))
             return
         }
         // An unbound socket is bound implicitly by the kernel on first send; receive replies from then on.
@@ -295,7 +303,9 @@ public final class UDPSocket {
 
     public var asyncID: AsyncID { context.asyncID }
 
-    @discardableResult public func onMessage(_ f: @escaping ([UInt8], RemoteInfo) throws -> Void) -> UDPSocket { messageListeners.add(f); return self }
+    @discardableResult public func onMessage(_ f: @escaping ([UInt8], RemoteInfo) throws -> Void) -> UDPSocket {
+        messageListeners.add(f); return self
+    }
     @discardableResult public func onListening(_ f: @escaping Callback) -> UDPSocket { listeningListeners.add { _ in try f() }; return self }
     @discardableResult public func onConnect(_ f: @escaping Callback) -> UDPSocket { connectListeners.add { _ in try f() }; return self }
     @discardableResult public func onClose(_ f: @escaping Callback) -> UDPSocket { closeListeners.add { _ in try f() }; return self }

@@ -71,7 +71,8 @@ final class ChannelTrace: @unchecked Sendable {
     /// buffer sizes). Channels without one (a server socket: accept(2), no buffers) are left alone.
     func wrapReceiveAllocator(of channel: any Channel) {
         guard let options = channel.syncOptions,
-              let current = try? options.getOption(ChannelOptions.recvAllocator) else { return }
+            let current = try? options.getOption(ChannelOptions.recvAllocator)
+        else { return }
         if current is ReadScopeAllocator { return }
         try? options.setOption(ChannelOptions.recvAllocator, value: ReadScopeAllocator(inner: current, trace: self))
     }

@@ -31,14 +31,18 @@ enum HTTPBench {
                 hooks.append(r)
             }
             unlink(traceA)
-            if let r = measure(argv: [me, "http", "--exit-on-stdin-eof"], env: env + ["ASYNCTRACE_OUTPUT=" + traceA],
-                               seconds: seconds, connections: connections) {
+            if let r = measure(
+                argv: [me, "http", "--exit-on-stdin-eof"], env: env + ["ASYNCTRACE_OUTPUT=" + traceA],
+                seconds: seconds, connections: connections)
+            {
                 traced.append(r)
             }
             if haveCLI {
                 unlink(traceB)
-                if let r = measure(argv: [cli, "record", "-o", traceB, "--", me, "http", "--exit-on-stdin-eof"], env: env,
-                                   seconds: seconds, connections: connections) {
+                if let r = measure(
+                    argv: [cli, "record", "-o", traceB, "--", me, "http", "--exit-on-stdin-eof"], env: env,
+                    seconds: seconds, connections: connections)
+                {
                     kernel.append(r)
                 }
             }
@@ -51,7 +55,9 @@ enum HTTPBench {
         if !kernel.isEmpty {
             say("{\"benchmark\": \"nio.http.traced_kernel\", \"requests_per_s\": \(Int(k)), \"slowdown\": \(fmt3(b / k)), \(common)}")
         }
-        say("runs bare \(bare.map { Int($0) }) hooks-only \(hooks.map { Int($0) }) traced \(traced.map { Int($0) }) traced+kernel \(kernel.map { Int($0) })")
+        say(
+            "runs bare \(bare.map { Int($0) }) hooks-only \(hooks.map { Int($0) }) traced \(traced.map { Int($0) }) traced+kernel \(kernel.map { Int($0) })"
+        )
     }
 
     static func median(_ xs: [Double]) -> Double {

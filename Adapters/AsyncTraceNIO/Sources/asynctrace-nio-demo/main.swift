@@ -84,9 +84,10 @@ func serve(http: Bool) throws -> Never {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(HTTPHandler())
                 } else {
-                    try channel.pipeline.syncOperations.addHandler(EchoHandler {
-                        if closed.increment() == limit { exit(0) }
-                    })
+                    try channel.pipeline.syncOperations.addHandler(
+                        EchoHandler {
+                            if closed.increment() == limit { exit(0) }
+                        })
                 }
             }
         }
@@ -98,7 +99,11 @@ func serve(http: Bool) throws -> Never {
 
 final class NIOLockedCounter: Sendable {
     private let box = NIOLockedValueBox(0)
-    func increment() -> Int { box.withLockedValue { $0 += 1; return $0 } }
+    func increment() -> Int {
+        box.withLockedValue {
+            $0 += 1; return $0
+        }
+    }
 }
 
 switch arguments.first {

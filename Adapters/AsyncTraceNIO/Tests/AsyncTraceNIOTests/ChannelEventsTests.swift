@@ -90,12 +90,15 @@ final class Echo: ChannelInboundHandler, Sendable {
                 let child = events.compactMap { e -> UInt64? in
                     if case .initResource(let id, "NIOSocketChannel", _) = e { return id } else { return nil }
                 }.first
-                serverSideFD = events.compactMap { e -> Int32? in
-                    if case .fd(let id, let fd) = e, id == child { return fd } else { return nil }
-                }.first ?? -1
+                serverSideFD =
+                    events.compactMap { e -> Int32? in
+                        if case .fd(let id, let fd) = e, id == child { return fd } else { return nil }
+                    }.first ?? -1
                 var peer = sockaddr_in()
                 var plen = socklen_t(MemoryLayout<sockaddr_in>.size)
-                let ok = withUnsafeMutablePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(serverSideFD, $0, &plen) } }
+                let ok = withUnsafeMutablePointer(to: &peer) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(serverSideFD, $0, &plen) }
+                }
                 #expect(ok == 0)
                 #expect(peer.sin_port == clientLocal.sin_port, "resourceFD names the connection's socket")
             }
@@ -117,8 +120,13 @@ final class Echo: ChannelInboundHandler, Sendable {
         let serverInit = try #require(inits.first { $0.1 == "NIOServerSocketChannel" })
         let childInit = try #require(inits.first { $0.1 == "NIOSocketChannel" })
         #expect(childInit.2 == serverInit.0, "a connection's trigger is its server channel")
-        #expect(events.contains(.fd(serverInit.0, events.compactMap { e -> Int32? in
-            if case .fd(serverInit.0, let f) = e { return f } else { return nil } }.first ?? -2)))
+        #expect(
+            events.contains(
+                .fd(
+                    serverInit.0,
+                    events.compactMap { e -> Int32? in
+                        if case .fd(serverInit.0, let f) = e { return f } else { return nil }
+                    }.first ?? -2)))
         #expect(serverSideFD >= 0)
         let child = childInit.0
         let befores = events.filter { $0 == .before(child) }.count

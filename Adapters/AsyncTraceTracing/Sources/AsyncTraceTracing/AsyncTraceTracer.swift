@@ -22,8 +22,9 @@ public struct AsyncTraceTracer: Tracer {
     ) -> AsyncTraceSpan {
         var context = context()
         let parent = context[SpanIdentityKey.self]
-        let identity = SpanIdentity(traceID: parent?.traceID ?? randomHex(bytes: 16), spanID: randomHex(bytes: 8),
-                                    recordedSpan: 0)
+        let identity = SpanIdentity(
+            traceID: parent?.traceID ?? randomHex(bytes: 16), spanID: randomHex(bytes: 8),
+            recordedSpan: 0)
         let recorded = AsyncHooks.beginSpan(operationName)
         let own = SpanIdentity(traceID: identity.traceID, spanID: identity.spanID, recordedSpan: recorded.rawValue)
         AsyncHooks.setSpanAttribute(recorded, key: "trace.id", value: own.traceID)
@@ -50,7 +51,8 @@ public struct AsyncTraceTracer: Tracer {
         guard let header = extractor.extract(key: "traceparent", from: carrier) else { return }
         let parts = header.split(separator: "-")
         guard parts.count == 4, parts[1].count == 32, parts[2].count == 16,
-              parts[1].allSatisfy(\.isHexDigit), parts[2].allSatisfy(\.isHexDigit) else { return }
+            parts[1].allSatisfy(\.isHexDigit), parts[2].allSatisfy(\.isHexDigit)
+        else { return }
         context[SpanIdentityKey.self] = SpanIdentity(traceID: String(parts[1]), spanID: String(parts[2]), recordedSpan: 0)
     }
 }

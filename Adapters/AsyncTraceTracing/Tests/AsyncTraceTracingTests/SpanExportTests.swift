@@ -85,7 +85,9 @@ func validate(_ script: String, _ args: [String]) throws -> [String: Any] {
     try p.run()
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? ["error": "validator printed no JSON: \(String(decoding: data.prefix(2000), as: UTF8.self))"]
+    return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [
+        "error": "validator printed no JSON: \(String(decoding: data.prefix(2000), as: UTF8.self))"
+    ]
 }
 
 func export(_ trace: String, _ format: ExportFormat, to out: String) throws {
