@@ -535,3 +535,5 @@ SEC("tp_btf/sched_waking")
 int BPF_PROG(baseline_sched_waking, struct task_struct *p) { return 0; }
 // CPU samples with stacks (record --sample-rate): their own file, sharing the filter and the ring.
 #include "cpu_samples_probes.h"
+// libuv loop phases by uprobes (record --node-loop-phases): attached per process by the loader.
+#include "loop_probes.bpf.h"

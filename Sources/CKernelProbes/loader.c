@@ -298,6 +298,8 @@ void kp_probes_close(struct kp_probes *p) {
     free(p);
 }
 
+struct bpf_program *kp_probes_loop_program(struct kp_probes *p) { return p && p->skel ? p->skel->progs.on_loop_phase : NULL; }
+
 const char *kp_probes_source_hash(void) {
     // Written into the skeleton by tools/gen-bpf-skeleton.sh.
     return KP_SKELETON_SOURCE_HASH;

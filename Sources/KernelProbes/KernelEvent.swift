@@ -19,6 +19,9 @@ public struct KernelEvent: Sendable {
         /// `durationNs` (`waitCause` 0), or a switch-in after `durationNs` blocked outside traced
         /// syscalls in state `offCPUState` (`waitCause` 1).
         case waitStack
+        /// A libuv loop thread entered phase `loopPhase` (TraceLoopPhase value); `startsIteration`: an
+        /// iteration begins with it (record --node-loop-phases).
+        case loopPhase
     }
 
     public var kind: Kind
@@ -69,6 +72,9 @@ public struct KernelEvent: Sendable {
     public var waitCause: UInt8 = 0
     /// mapping: index into SampleTables.mappings.
     public var mappingIndex: UInt32 = 0
+    /// loopPhase: the phase (TraceLoopPhase value) and whether an iteration begins with it.
+    public var loopPhase: UInt8 = 0
+    public var startsIteration = false
 
     public var durationNs: UInt64 { timestampNs >= enterNs ? timestampNs - enterNs : 0 }
 
@@ -183,6 +189,13 @@ public struct KernelEvent: Sendable {
                 let comm = UnsafeRawBufferPointer(start: record + commOffset, count: Int(KP_COMM_LEN))
                 e.setDetail(comm.prefix { $0 != 0 })
             }
+            events.append(e)
+        case UInt32(KP_RECORD_LOOP_PHASE):
+            guard size >= MemoryLayout<kp_loop_record>.size else { return false }
+            let r = record.loadUnaligned(as: kp_loop_record.self)
+            var e = KernelEvent(kind: .loopPhase, pid: r.tgid, tid: r.tid, timestampNs: r.time_ns)
+            e.loopPhase = UInt8(truncatingIfNeeded: r.phase & 0xFF)
+            e.startsIteration = r.phase & UInt32(KP_LOOP_STARTS_ITERATION) != 0
             events.append(e)
         default:
             return false

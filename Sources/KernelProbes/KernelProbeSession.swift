@@ -64,6 +64,8 @@ public final class KernelProbeSession {
     static let maxStackCopyBytesValue = UInt32(KP_STACK_COPY_MAX)
     /// Whether any record carries user stacks (samples or wait stacks): the mappings are recorded then.
     private var collectsStacks = false
+    /// The libuv loop uprobes attached so far (attachLoopProbes).
+    private var loops: OpaquePointer?
 
     /// Loads and attaches the probes; nothing is traced until `trace(pid:)`.
     public init(options: KernelProbeOptions = KernelProbeOptions()) throws(KernelProbesUnavailable) {
@@ -127,6 +129,23 @@ public final class KernelProbeSession {
         return events.count - before
     }
 
+    /// Uprobes on libuv's loop phases in `binary` (nil: `pid`'s executable; node), for process `pid`
+    /// only: loopPhase events of its loop threads (main thread and workers). A process held before
+    /// exec can be given the binary it will exec. Nil when attached, else why not (`notLibuv`: the
+    /// executable has no such symbols).
+    public func attachLoopProbes(pid: Int32, binary: String? = nil) -> (why: String, notLibuv: Bool)? {
+        guard let probes, pid > 0 else { return ("the probes are stopped", false) }
+        if loops == nil {
+            loops = kp_loop_probes_new(probes)
+            if loops == nil { return ("the loop probes are not available: \(errorText(Glibc.errno))", false) }
+        }
+        var why = [CChar](repeating: 0, count: 256)
+        let r = kp_loop_probes_attach(loops, UInt32(pid), binary, &why, why.count)
+        guard r < 0 else { return nil }
+        let line = String(decoding: why.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return (line.isEmpty ? errorText(-r) : line, r == -ENOENT || r == -ENOEXEC)
+    }
+
     public var statistics: KernelProbeStatistics {
         KernelProbeStatistics(events: received, dropped: (probes.map { kp_probes_dropped($0) } ?? lastDropped) + undecodable)
     }
@@ -144,12 +163,16 @@ public final class KernelProbeSession {
 
     /// Stops recording: no new events; those already in the ring can still be polled.
     public func stop() {
+        kp_loop_probes_free(loops)
+        loops = nil
         if let probes { kp_probes_detach(probes) }
     }
 
     /// Detaches the probes and frees everything. Events not yet polled are lost: `stop()`, then
     /// poll until empty first.
     public func close() {
+        kp_loop_probes_free(loops)
+        loops = nil
         if let probes {
             lastDropped = kp_probes_dropped(probes)
             kp_probes_close(probes)

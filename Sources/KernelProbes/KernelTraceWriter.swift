@@ -229,6 +229,12 @@ public struct KernelTraceWriter {
             b.putUnsigned(UInt64(e.fdKind))
             b.putSigned(Int64(e.sourceFd))
             b.putStringID(detail)
+        case .loopPhase:
+            b.beginEvent(.loopPhase, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.tid))
+            b.putUnsigned(UInt64(e.loopPhase))
+            b.putUnsigned(e.startsIteration ? 1 : 0)
         case .cpuSample, .mapping, .waitStack:
             break  // encodeSampleEvent: they need the sample tables
         }

@@ -99,6 +99,9 @@ public struct LoopThread: Sendable {
     /// Iterations since `TraceAnalyzer.startInterval()` (a live view's last interval; all of them otherwise).
     public var recentIterationNs: DurationSummary
     public var phases: [PhaseTime]
+    /// The loop was seen by uprobes on libuv (loopPhase events; record --node-loop-phases), not
+    /// recorded by the program; its waiting is its epoll waits.
+    public var fromKernel = false
 }
 
 public struct LoopSummary: Sendable {

@@ -194,6 +194,10 @@ public struct TraceAnalyzer {
             loop.phaseEnter(stream: s, phase: ev.u(0), ns: ns)
         case .phaseLeave:
             loop.phaseLeave(stream: s, phase: ev.u(0), ns: ns)
+        case .loopPhase:
+            loop.kernelPhase(
+                pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)),
+                phase: ev.u(2), startsIteration: ev.u(3) != 0, ns: ns)
         case .pollStart:
             callbacks.loopIsIdle(stream: s)
             loop.pollStart(stream: s, ns: ns)
@@ -222,6 +226,7 @@ public struct TraceAnalyzer {
         case .epollWait:
             let (p, tid, nr, dur) = (UInt32(truncatingIfNeeded: ev.u(0)), UInt32(truncatingIfNeeded: ev.u(1)), ev.u(2), ev.u(7))
             kernelPids.insert(p)
+            loop.kernelWait(pid: p, tid: tid, durationNs: dur, exitNs: ns)
             threads.epollWait(pid: p, tid: tid, nr: nr, ret: ev.s(6), enterNs: ns.subtractingSaturated(dur), exitNs: ns)
             io.syscall(pid: p, nr: nr, fd: ev.s(3), ret: ev.s(6), durationNs: dur, running: nil, ownerFD: nil)
             if let gap = kernelLoop.wait(pid: p, tid: tid, exitNs: ns, durationNs: dur) {
@@ -352,9 +357,14 @@ public struct TraceAnalyzer {
             droppedUser: reader.droppedUser, droppedKernel: reader.droppedKernel, damage: damage,
             eventsLostToDamage: damage.reduce(0) { $0.addingSaturated($1.eventsLost ?? 0) })
 
+        let (threadTracker, userNames) = (threads, userThreadNames)
         let loopSummary = loop.summary(
             streams: reader.streams.map { ($0.pid, $0.tid, $0.threadName) },
-            lastEventNs: lastEventNs)
+            lastEventNs: lastEventNs,
+            threadName: { pid, tid in
+                let key = UInt64(pid) << 32 | UInt64(tid)
+                return userNames[key] ?? threadTracker.name(key)
+            })
 
         var types: [ResourceTypeStats] = []
         for t in 0..<callbacks.durations.count where callbacks.created[t] > 0 || callbacks.durations[t].count > 0 {

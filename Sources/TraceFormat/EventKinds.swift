@@ -86,6 +86,8 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     // Kernel stream, version 4: the user stack of a long wait (record --stack-threshold)
     @inlinable public static var waitStack: EventKind { EventKind(rawValue: 0x2D) }
     // 0x2E...0x2F: reserved for more stack kinds
+    // Kernel stream, version 5: loop phases of an unmodified libuv program (node) from uprobes
+    @inlinable public static var loopPhase: EventKind { EventKind(rawValue: 0x30) }
 
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
@@ -293,6 +295,12 @@ public enum EventSpecs {
             ],
             summary:
                 "the user stack (stackDef id) that made a long wait; cause 0: the end of syscall `what` on `fd` (as in syscall) after durationNs, the timestamp its exit; cause 1: back on a CPU after durationNs blocked outside traced syscalls in state `what` (OffCPUState), fd -1"
+        ),
+        EventSpec(
+            kind: .loopPhase, name: "loopPhase",
+            args: [a("pid", .unsigned), a("tid", .unsigned), a("phase", .unsigned), a("startsIteration", .unsigned)],
+            summary:
+                "a libuv loop thread of an unmodified program entered a phase (TraceLoopPhase), seen by a uprobe on libuv (record --node-loop-phases); as phaseStart of that thread, startsIteration 1: a loop iteration begins too"
         ),
         EventSpec(
             kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],

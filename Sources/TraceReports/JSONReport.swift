@@ -250,7 +250,8 @@ public enum JSONReport {
     private static func loop(_ a: TraceAnalysis, _ j: inout JSONWriter) {
         j.object("loop") { l in
             if let loop = a.loop {
-                l.field("source", "runtime")
+                // "uprobes": node's libuv loop seen by uprobes (record --node-loop-phases), same fields.
+                l.field("source", loop.threads.allSatisfy(\.fromKernel) ? "uprobes" : "runtime")
                 l.field("iterations", loop.iterations)
                 l.field("utilization", loop.utilization)
                 summary("iteration_ns", loop.iterationNs, &l)

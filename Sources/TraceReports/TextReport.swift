@@ -14,7 +14,9 @@ public enum TextReport {
         if let loop = a.loop { loopSection(loop, &out) }
         // No loop events (an unmodified program, or Node's hooks, which have none): the loop from epoll waits.
         if a.loop == nil, let k = a.kernelLoop, !k.threads.isEmpty { kernelLoop(k, a, &out) }
-        if a.loop == nil { stalls(a, &out) }
+        // Stalls between epoll waits: for every loop the program does not record itself (node's libuv
+        // seen by uprobes included).
+        if a.loop?.threads.allSatisfy(\.fromKernel) ?? true { stalls(a, &out) }
         threads(a, &out)
         callbacks(a, &out)
         slowest(a, &out)
@@ -200,7 +202,8 @@ public enum TextReport {
     private static func loopSection(_ l: LoopSummary, _ out: inout String) {
         heading(
             "EVENT LOOP: \(Formatting.count(l.iterations)) iterations on \(l.threads.count) thread\(l.threads.count == 1 ? "" : "s"), "
-                + "busy \(Formatting.percent(l.utilization)) of the time (the rest waiting in epoll)", &out)
+                + "busy \(Formatting.percent(l.utilization)) of the time (the rest waiting in epoll)"
+                + (l.threads.allSatisfy(\.fromKernel) ? "; phases from uprobes on libuv" : ""), &out)
         var t = Table([
             ("thread", .left), ("iterations", .right), ("busy", .right), ("waiting", .right),
             ("iteration p50", .right), ("p99", .right), ("max", .right),

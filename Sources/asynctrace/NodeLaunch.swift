@@ -21,6 +21,13 @@ struct NodeOptions: ParsableArguments {
         name: .customLong("node-promises"),
         help: "Node.js: record promises too (PROMISE resources, await continuations, promiseResolve); costs more.")
     var promises = false
+
+    @Flag(
+        name: .customLong("node-loop-phases"),
+        help:
+            "Node.js: the libuv loop's iterations and phases, from uprobes on node's binary (kernel probes; also with --pid); costs ~1.3 us per phase, 7 per iteration."
+    )
+    var loopPhases = false
 }
 
 /// The Node adapter of one `record` run.

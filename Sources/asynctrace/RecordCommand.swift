@@ -99,6 +99,9 @@ struct RecordCommand: ParsableCommand {
         if pid != nil && !command.isEmpty { throw ValidationError("give either --pid or a program, not both") }
         if pid == nil && command.isEmpty { throw ValidationError("missing the program to run") }
         if pid != nil && noKernel { throw ValidationError("--pid records kernel events only; it cannot be combined with --no-kernel") }
+        if node.loopPhases && noKernel {
+            throw ValidationError("--node-loop-phases uses the kernel probes (uprobes); it cannot be combined with --no-kernel")
+        }
         try flight.validate(attaching: pid != nil)
         if let d = duration, Quantities.duration(d) == nil {
             throw ValidationError("cannot read duration '\(d)': give a number and a unit, e.g. 10s, 500ms, 2m (at most ~292 years)")
@@ -204,6 +207,10 @@ struct RecordCommand: ParsableCommand {
             flightRecording.start(recorderPid: getpid(), tracedPid: child.pid)
         }
         session?.trace(pid: child.pid)
+        let loopPhases = node.loopPhases ? session.map(NodeLoopPhases.init) : nil
+        if node.loopPhases && session == nil { note("--node-loop-phases: no loop phases without the kernel probes") }
+        loopPhases?.addHeld(pid: child.pid, program: program)
+        if let loopPhases { recording?.onEvents = { loopPhases.note($0) } }
         nodeLaunch?.start(traceFD: fd)
         RecordingSignals.catchSignals(forwardingTo: child.pid)
         let start = monotonicNowNs()
@@ -228,6 +235,7 @@ struct RecordCommand: ParsableCommand {
             } else {
                 usleep(50_000)
             }
+            loopPhases?.poll()
             flightRecording?.poll()
             let r = waitpid(child.pid, &status, WNOHANG)
             if r == child.pid || (r < 0 && errno != EINTR && errno != 0) { break }
@@ -245,6 +253,7 @@ struct RecordCommand: ParsableCommand {
         }
         let stats = recording?.finish()
         nodeLaunch?.finish()
+        if let loopPhases { note(loopPhases.summary) }
         let userLost = losses.map { (events: $0.pointee.events_lost, errno: Int32(truncatingIfNeeded: $0.pointee.first_errno)) }
         let kernelLost = recording.map { (events: $0.writer.eventsLost, errno: $0.writer.firstWriteError) }
         if let flightRecording {
@@ -292,8 +301,11 @@ struct RecordCommand: ParsableCommand {
         let start = monotonicNowNs()
         let limit = duration.flatMap(Quantities.duration).map { start &+ $0 }
         session.trace(pid: pid)
+        let loopPhases = node.loopPhases ? NodeLoopPhases(session: session) : nil
+        loopPhases?.watch(pid)
         var exited = false
         recording.onEvents = { events in
+            loopPhases?.note(events)
             if events.contains(where: { $0.kind == .processExit && $0.pid == UInt32(pid) }) { exited = true }
         }
         note(
@@ -302,9 +314,11 @@ struct RecordCommand: ParsableCommand {
         while !exited && RecordingSignals.last == 0 {
             if let limit, monotonicNowNs() >= limit { break }
             recording.pump(timeoutMs: 50)
+            loopPhases?.poll()
             if kill(pid, 0) != 0 && errno == ESRCH { exited = true }
         }
         let stats = recording.finish()
+        if let loopPhases { note(loopPhases.summary) }
         let lost = printSummary(
             path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil,
             kernelLost: (recording.writer.eventsLost, recording.writer.firstWriteError))

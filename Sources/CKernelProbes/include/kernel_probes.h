@@ -9,8 +9,10 @@
 #include <sys/types.h>
 #include "syscall_event.h"
 #include "cpu_sample.h"
+#include "loop_phase.h"
 
 struct kp_probes;
+struct bpf_program;
 
 struct kp_options {
     uint64_t ring_bytes;   // ring buffer size: a power of two, >= 4096; 0 = KP_DEFAULT_RING_BYTES
@@ -60,6 +62,22 @@ void kp_probes_close(struct kp_probes *probes);
 
 // SHA-256 of the bpf/ sources the compiled-in skeleton was generated from.
 const char *kp_probes_source_hash(void);
+
+// --- libuv loop phases by uprobes (record --node-loop-phases; loop_probes.c) ---
+
+struct kp_loop_probes;
+
+// The probes' loop-phase program (NULL if this skeleton has none); for kp_loop_probes_new.
+struct bpf_program *kp_probes_loop_program(struct kp_probes *probes);
+// A set of loop uprobes (none attached yet); NULL with errno set on failure. Free it before the probes.
+struct kp_loop_probes *kp_loop_probes_new(struct kp_probes *probes);
+// Attaches uprobes to the libuv phase functions of `binary` (NULL: process `pid`'s executable, by
+// its symbol table), firing for process `pid` only (all its threads; also after an exec of `binary`
+// by a process held before exec). The number attached, or -errno with the reason in `why`
+// (-ENOENT: the executable has no such symbols, e.g. not node).
+int kp_loop_probes_attach(struct kp_loop_probes *loops, uint32_t pid, const char *binary, char *why, size_t why_len);
+// Detaches them all and frees the set (NULL is fine).
+void kp_loop_probes_free(struct kp_loop_probes *loops);
 
 // --- starting a program held before exec ---
 

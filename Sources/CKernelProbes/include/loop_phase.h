@@ -1,0 +1,1 @@
+../../../bpf/loop_phase.h
