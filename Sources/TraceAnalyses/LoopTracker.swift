@@ -151,7 +151,9 @@ struct LoopTracker {
             let (pid, tid) = kernelThreads[k]
             loops.append((st, pid, tid, threadName(pid, tid), kernelLastNs[k], true))
         }
-        for var (st, pid, tid, name, lastNs, kernel) in loops {
+        for loop in loops {
+            var st = loop.state
+            let (pid, tid, name, lastNs, kernel) = (loop.pid, loop.tid, loop.name, loop.lastNs, loop.kernel)
             let end = max(lastNs, st.lastIterationNs)
             // A phase still open (its loop returned with no event after it) ends at the thread's last event.
             if let open = st.openPhase, let start = st.phaseStart[open] {
