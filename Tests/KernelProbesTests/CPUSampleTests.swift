@@ -45,11 +45,12 @@ private func recordSamples(_ program: [String], options: [String] = [], name: St
     return TraceSamples(reader: try TraceReader(path: trace))
 }
 
-/// A C program that burns CPU for `seconds` in burn_leaf <- burn_middle <- burn_outer <- main.
+/// A C program that burns 0.6 s of its own CPU time (CPU time, not wall time: the number of samples must not
+/// depend on how busy the machine is) in burn_leaf <- burn_middle <- burn_outer <- main.
 private let burnSource = """
     #include <stdio.h>
     #include <time.h>
-    static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+    static double now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
     __attribute__((noinline)) double burn_leaf(double x) {
         volatile double acc[2] = {0, 0};  /* stack use: gcc gives a leaf a frame only then */
         for (int i = 0; i < 100000; i++) { x = x * 1.0000001 + 0.5; acc[i & 1] = x; }
@@ -100,7 +101,7 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
         let lib = try compile(
             """
             #include <time.h>
-            static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+            static double now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
             __attribute__((noinline)) static double hidden_burn(double x) { for (int i = 0; i < 100000; i++) x = x * 1.0000001 + 0.5; return x; }
             double stripped_entry(void) { double t0 = now(), x = 1; while (now() - t0 < 0.5) x = hidden_burn(x); return x; }
             """, name: "libstrippedburn.so", flags: ["-O2", "-shared", "-fPIC", "-s"])
@@ -129,7 +130,7 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
         try """
         'use strict';
         function handleHash(n) { let x = 0; for (let i = 0; i < n; i++) x = (x * 31 + i) % 1000003; return x; }
-        function serve() { const t = Date.now(); let s = 0; while (Date.now() - t < 700) s += handleHash(20000); return s; }
+        function serve() { const t = process.cpuUsage().user; let s = 0; while (process.cpuUsage().user - t < 700000) s += handleHash(20000); return s; }
         console.log(serve());
         """.write(toFile: script, atomically: true, encoding: .utf8)
         let data = try recordSamples([node, script], name: "node-burn")

@@ -24,7 +24,7 @@ private func validator(_ script: String, _ args: [String]) throws -> [String: An
 private let burnSource = """
     #include <stdio.h>
     #include <time.h>
-    static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+    static double now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
     __attribute__((noinline)) double spin_leaf(double x) {
         volatile double acc[2] = {0, 0};
         for (int i = 0; i < 100000; i++) { x = x * 1.0000001 + 0.5; acc[i & 1] = x; }

@@ -68,7 +68,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
             """
             #include <stdio.h>
             #include <time.h>
-            static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+            static double now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
             volatile unsigned long sink;
             __attribute__((noinline)) unsigned long spin_leaf(unsigned long x) {
                 for (int i = 0; i < 200000; i++) x = x * 6364136223846793005ul + 1442695040888963407ul;
@@ -98,7 +98,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
             #include <stdio.h>
             #include <stdlib.h>
             #include <time.h>
-            static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+            static double now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
             __attribute__((noinline)) int slow_compare(const void *a, const void *b) {
                 volatile double x = 1; for (int i = 0; i < 300; i++) x = x * 1.0000001 + 0.5;
                 long d = *(const long *)a - *(const long *)b; return (d > 0) - (d < 0);
@@ -139,7 +139,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
         @inline(never) func spinThird(_ n: UInt64) -> UInt64 { spinLeaf(n) &+ 1 }
         @inline(never) func spinSecond(_ n: UInt64) -> UInt64 { spinThird(n &* 3) &+ 2 }
         @inline(never) func spinFirst(_ n: UInt64) -> UInt64 { spinSecond(n &+ 7) &+ 3 }
-        func now() -> Double { var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9 }
+        func now() -> Double { var t = timespec(); clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9 }
         let start = now()
         var n: UInt64 = 1
         while now() - start < 0.6 { n = n &+ spinFirst(n) }
@@ -163,7 +163,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
             """
             #include <stdio.h>
             #include <time.h>
-            static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+            static double now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
             __attribute__((noinline)) double flat_burn(double x) { for (int i = 0; i < 100000; i++) x = x * 1.0000001 + 0.5; return x; }
             int main(void) { double t0 = now(), x = 1; while (now() - t0 < 0.4) x = flat_burn(x); printf("%f\\n", x); return 0; }
             """, name: "unwind-off")

@@ -193,7 +193,12 @@ func readNodeTrace(_ path: String) throws -> NodeTrace {
             t.streams.first { !$0.isKernel && $0.threadName?.contains("worker") == true },
             "no worker stream: \(t.streams.map { ($0.tid, $0.threadName ?? "-") })")
         #expect(workerStream.pid == main.pid && workerStream.tid != main.tid)
-        #expect(t.beforesByStream[workerStream.index]?.contains("Timeout") == true, "the worker's timer ran on its thread")
+        #expect(
+            t.beforesByStream[workerStream.index]?.contains("Timeout") == true,
+            """
+            the worker's timer ran on its thread; streams: \(t.streams.filter { !$0.isKernel }.map { ($0.index, $0.tid, $0.threadName ?? "-") }), \
+            callbacks per stream: \(t.beforesByStream.mapValues { Dictionary($0.map { ($0, 1) }, uniquingKeysWith: +) })
+            """)
         #expect(
             t.inits.filter { $0.value.stream == workerStream.index }.allSatisfy { $0.key > 1 << 32 },
             "worker ids are in their own range")
