@@ -40,5 +40,8 @@ public enum NodeBatchProtocol {
         case end = 11
         /// asyncID, length, code units: an uncaught exception's first line, thrown in that resource's callback.
         case uncaught = 12
+        /// asyncID, length, code units: where the resource was created (V8 frame lines, innermost first);
+        /// time = the thread's last. Written as the resource's `created_at=` attribute.
+        case site = 13
     }
 }

@@ -88,13 +88,14 @@ public final class NodeEventPipe {
 
     /// The environment additions for the program: the FIFO, the mode, and NODE_OPTIONS with the
     /// preload first (the user's own NODE_OPTIONS kept after it).
-    public func environment(existingNodeOptions: String?, promises: Bool) -> [String] {
+    /// `sites`: the preload captures where resources are created (ASYNCTRACE_NODE_SITES).
+    public func environment(existingNodeOptions: String?, promises: Bool, sites: Bool = true) -> [String] {
         let quoted = "\"" + preloadPath.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
         var options = "--require " + quoted
         if let existing = existingNodeOptions, !existing.isEmpty { options += " " + existing }
         return [
             "NODE_OPTIONS=\(options)", "ASYNCTRACE_NODE_FIFO=\(fifoPath)",
-            "ASYNCTRACE_NODE_MODE=\(promises ? "promises" : "default")",
+            "ASYNCTRACE_NODE_MODE=\(promises ? "promises" : "default")", "ASYNCTRACE_NODE_SITES=\(sites ? "on" : "off")",
         ]
     }
 

@@ -155,7 +155,7 @@ public struct NodeTraceWriter {
             let fields: Int
             switch kind {
             case .initResource: fields = 3
-            case .before, .after, .resourceFD, .clock, .string, .thread, .process, .uncaught: fields = 2
+            case .before, .after, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site: fields = 2
             case .destroy, .promiseResolve, .end: fields = 1
             }
             guard i + fields < slots else {
@@ -200,7 +200,7 @@ public struct NodeTraceWriter {
                     b.putAsyncID(id)
                     b.putSigned(Int64(fd))
                 }
-            case .string, .thread, .process, .uncaught:
+            case .string, .thread, .process, .uncaught, .site:
                 guard let t = text(at: i + 3, count: c) else { statistics.malformedRecords += 1; return }
                 consumed += Int(c)  // validated by text(at:count:)
                 switch kind {
@@ -220,6 +220,17 @@ public struct NodeTraceWriter {
                         b.beginEvent(.processInfo, ticks: ticks)
                         b.putUnsigned(ppid)
                         b.putStringID(program)
+                    }
+                case .site:
+                    guard let id = Self.integer(a) else {
+                        statistics.malformedRecords += 1
+                        return
+                    }
+                    event(&s, .resourceAttribute, ns: s.lastNs) { b, ticks in
+                        let attribute = b.intern("created_at=" + t, ticks: ticks)
+                        b.beginEvent(.resourceAttribute, ticks: ticks)
+                        b.putAsyncID(id)
+                        b.putStringID(attribute)
                     }
                 default:  // .uncaught
                     guard let id = Self.integer(a) else { statistics.malformedRecords += 1; return }

@@ -22,6 +22,7 @@
   const nodeThreadId = workerThreads ? workerThreads.threadId : 0;
   const mode = process.env.ASYNCTRACE_NODE_MODE || 'default';
   const withPromises = mode === 'promises';
+  const withSites = process.env.ASYNCTRACE_NODE_SITES !== 'off';
 
   let fd;
   try {
@@ -41,12 +42,23 @@
   // Async ids count from 1 in every worker, but the trace keys resources by process: a worker's ids
   // are moved to their own range (threadId * 2^32 + id), the main thread's stay as Node prints them.
   const idBase = isMain ? 0 : nodeThreadId * 4294967296;
+  // A worker's first resources are triggered by its root (execution id 1 or 2 at this point), which is no
+  // resource; the WORKER that started the thread is, in the parent thread: the parent's preload passes its
+  // id (in the parent's range) through the worker's environment data, cloned when the Worker is made.
+  const ENV_KEY = 'asynctrace:parent-worker';
+  let rootTrigger = -1, parentWorker = -1;
+  if (!isMain) {
+    try {
+      const w = workerThreads.getEnvironmentData(ENV_KEY);
+      if (typeof w === 'number' && w > 0) { parentWorker = w; rootTrigger = asyncHooks.executionAsyncId(); }
+    } catch { /* no environment data (node < 15.12): triggers stay the worker's root */ }
+  }
 
   // Batch layout (float64 slots): header, then records. See NodeBatchProtocol.swift.
   const BATCH_BYTES = 4096, SLOTS = BATCH_BYTES / 8, HEADER = 8;
   const MAGIC = 0x4154_4e42;  // "ATNB"
   const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
-        K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12;
+        K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12, K_SITE = 13;
   const MAX_RECORD = 4 + 256;  // the longest record (a string of at most 256 code units)
   // Room kept free in every batch for the batch write's own events (init, fd, before, its type name).
   const LIMIT = SLOTS - 48;
@@ -185,6 +197,85 @@
     }
   }
 
+  // Creation sites: where each resource was made, from a stack captured at init (raw: V8 formats it only
+  // when .stack is read). Only a site that may be shown is formatted and sent: that of a resource whose
+  // callback ran long, of one still alive after LONG_LIVED_MS (servers, intervals, sockets: what keeps a
+  // process alive, also when it is killed by a signal), and of every resource still alive at exit (open
+  // at exit). Resources made per tick or per await (TickObject, PROMISE) get none: the capture (a few µs)
+  // would cost more than the resource.
+  const FREQUENT_TYPES = new Set(['PROMISE', 'TickObject', 'Microtask']);
+  // ... except a thread's first ticks: the start-up code that makes servers often defers through them
+  // (listen with a host, connect), and a resource node's own code makes there is placed by them (below).
+  let tickSitesLeft = 256;
+  const SITE_FRAMES = 8;        // enough to get past node's own frames (net.Server.listen: 5 of them)
+  const MAX_SITES = 65536;      // live resources with a site not yet sent
+  const SLOW_CALLBACK_MS = 1;
+  const LONG_LIVED_MS = 1000;
+  const liveSites = new Map();  // id -> holder of the captured stack (and its time)
+  const beforeMs = new Float64Array(64);
+  // The holder keeps its trigger's (while that is alive, i.e. when made in its callback): a resource that
+  // node's own code made (an accepted connection, a timer of the http module) is placed by the user code
+  // of the resources that led to it, as an async stack trace would.
+  function captureSite(id, triggerId) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = SITE_FRAMES;
+    const holder = { t: performance.now(), parent: liveSites.get(triggerId), stack: undefined };
+    try { Error.captureStackTrace(holder, init); } catch { /* frozen Error */ }
+    Error.stackTraceLimit = limit;
+    liveSites.set(id, holder);
+  }
+  // "fn (file:line:col)" lines: the first frames outside node's own code and this file; when node's own
+  // code made the resource, its first such frame, then the user frames of the nearest trigger with some.
+  const preloadFile = __filename;
+  const HOOK_FRAME = /emitInit(Native|Script)|initAsyncResource|^new (Timeout|Immediate) /;
+  function frames(holder) {
+    let text;
+    try { text = holder.stack; } catch { return null; }
+    if (typeof text !== 'string') return null;
+    const user = [], internal = [];
+    const lines = text.split('\n');
+    for (let i = 1; i < lines.length; i++) {
+      let l = lines[i].trim();
+      if (!l.startsWith('at ')) continue;
+      l = l.slice(3);
+      if (l.includes(preloadFile) || HOOK_FRAME.test(l)) continue;
+      if (l.includes('(node:') || l.startsWith('node:')) { if (internal.length < 1) internal.push(l); } else user.push(l);
+    }
+    return { user, internal };
+  }
+  function siteText(holder) {
+    const own = frames(holder);
+    if (own === null) return '';
+    let list = own.user;
+    if (list.length === 0) {
+      list = own.internal.slice();
+      for (let h = holder.parent, depth = 0; h !== undefined && depth < 4; h = h.parent, depth++) {
+        const f = frames(h);
+        if (f !== null && f.user.length) { list.push(...f.user); break; }
+      }
+    }
+    let out = '';
+    for (const f of list) {
+      if (out.length + f.length + 1 > 256) break;
+      out += (out ? '\n' : '') + f;
+    }
+    return out;
+  }
+  function sendSite(id) {
+    const holder = liveSites.get(id);
+    if (holder === undefined) return;
+    liveSites.delete(id);
+    const text = siteText(holder);
+    if (text) { putString(K_SITE, id, text); pendingEvents++; }
+  }
+  // Sites of resources alive for a while (called with each timed batch; the map is in creation order).
+  function sendLongLivedSites(nowMs) {
+    for (const [id, holder] of liveSites) {
+      if (nowMs - holder.t < LONG_LIVED_MS) break;
+      sendSite(id);
+    }
+  }
+
   // Our own flush timer is created with the hooks seeing it; its id is skipped.
   let ownTimerID = -1, creatingOwnTimer = false;
 
@@ -193,19 +284,29 @@
     if (!enabled) return;
     if (pos + 4 + MAX_RECORD > LIMIT) writeBatch();
     const t = typeID(type);
-    buf[pos] = K_INIT; buf[pos + 1] = idBase + asyncId; buf[pos + 2] = idBase + triggerAsyncId; buf[pos + 3] = t;
+    const trigger = triggerAsyncId <= rootTrigger ? parentWorker : idBase + triggerAsyncId;
+    buf[pos] = K_INIT; buf[pos + 1] = idBase + asyncId; buf[pos + 2] = trigger; buf[pos + 3] = t;
     pos += 4;
     pendingEvents++;
+    if (withSites && liveSites.size < MAX_SITES) {
+      if (!FREQUENT_TYPES.has(type)) captureSite(idBase + asyncId, trigger);
+      else if (type === 'TickObject' && tickSitesLeft > 0) { tickSitesLeft--; captureSite(idBase + asyncId, trigger); }
+    }
+    if (type === 'WORKER' && workerThreads) {
+      try { workerThreads.setEnvironmentData(ENV_KEY, idBase + asyncId); } catch { /* an old node */ }
+    }
     // Never read the fd here: init runs inside the handle's constructor, before the stream behind
     // its `fd` getter exists (reading it crashes Node). The next before/after asks.
     if (FD_TYPES.has(type) && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
   }
   function before(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
-    depth++;
     if (pendingFD.size !== 0) resolvePendingFDs();
     if (pos + 3 > LIMIT) writeBatch();
-    buf[pos] = K_BEFORE; buf[pos + 1] = performance.now(); buf[pos + 2] = idBase + asyncId;
+    const t = performance.now();
+    if (depth < beforeMs.length) beforeMs[depth] = t;
+    depth++;
+    buf[pos] = K_BEFORE; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
     pos += 3;
     pendingEvents++;
   }
@@ -223,12 +324,15 @@
     buf[pos] = K_AFTER; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
     pos += 3;
     pendingEvents++;
+    // A callback that ran long (it may be the report's blocking callback): where its resource was made.
+    if (liveSites.size !== 0 && t - beforeMs[depth] >= SLOW_CALLBACK_MS) sendSite(idBase + asyncId);
     if (pendingFD.size !== 0) resolvePendingFDs();
     if (t - lastWriteMs >= 10) { lastWriteMs = t; writeBatch(); }
   }
   function destroy(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
     if (pendingFD.size !== 0) pendingFD.delete(idBase + asyncId);
+    if (liveSites.size !== 0) liveSites.delete(idBase + asyncId);
     if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_DESTROY; buf[pos + 1] = idBase + asyncId;
     pos += 2;
@@ -265,11 +369,15 @@
   });
 
   creatingOwnTimer = true;
-  const timer = setInterval(writeBatch, 100);
+  const timer = setInterval(() => {
+    if (liveSites.size !== 0) sendLongLivedSites(performance.now());
+    writeBatch();
+  }, 100);
   creatingOwnTimer = false;
   timer.unref();
   process.on('exit', () => {
     if (!enabled) return;
+    for (const id of Array.from(liveSites.keys())) sendSite(id);  // what is open at exit
     if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_END; buf[pos + 1] = 0; pos += 2;
     writeBatch(true);

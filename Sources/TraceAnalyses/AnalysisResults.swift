@@ -1,6 +1,7 @@
 // What the analyses find: plain values that the text, JSON and export views render.
 import TraceFormat
 import TraceReader
+import TraceSymbols
 
 public struct AnalysisOptions: Sendable {
     /// Callbacks at least this long are listed as blocking.
@@ -233,6 +234,9 @@ public struct CallbackRecord: Sendable {
     public var stacks: [CodeStackSummary] = []
     /// The code that made its long waits (record --stack-threshold), most time first.
     public var waitStacks: [WaitStackSummary] = []
+    /// Where its resource was created, innermost first (Node: the first JS frames outside node's own
+    /// code at its init); empty where the trace does not say.
+    public var createdAt: [CodeFrame] = []
     /// duration − blocked − run queue; nil without scheduler events.
     public var onCPUNs: UInt64? {
         guard let b = blockedNs, let r = runqueueNs else { return nil }
@@ -325,6 +329,9 @@ public struct OpenResourceGroup: Sendable {
     /// The most common causal chain above these resources (where they were created).
     public var createdBy: [String]
     public var oldestInitNs: UInt64
+    /// Where they were created, innermost first (the group holds the resources of one type made there);
+    /// empty where the trace does not say.
+    public var createdAt: [CodeFrame] = []
 }
 
 public struct Gap: Sendable {

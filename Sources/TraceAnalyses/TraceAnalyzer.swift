@@ -46,6 +46,8 @@ public struct TraceAnalyzer {
     var userStreamOfThread = FastMap<UInt64, Int>()
     var kernelPids = Set<UInt32>()
     var callbacks: CallbackTracker
+    /// Where resources were created (created_at attributes).
+    var sites = CreationSites()
     var loop: LoopTracker
     var io: IOTracker
     var kernelLoop: KernelLoopTracker
@@ -176,6 +178,8 @@ public struct TraceAnalyzer {
             spans.begin(
                 pid: pid, tid: st.tid, threadName: st.threadName, spanID: ev.u(0), name: ev.text,
                 executionAsyncID: exec, executionType: execType, ns: ns)
+        case .resourceAttribute:
+            _ = sites.attribute(ResourceKey(pid: pid, asyncID: ev.u(0)), text: ev.text)
         case .spanAttribute:
             spans.attribute(pid: pid, spanID: ev.u(0), text: ev.text)
         case .spanEnd:
@@ -438,6 +442,7 @@ public struct TraceAnalyzer {
                 c.runqueueNs = nil
             }
             if c.threadName == nil { c.threadName = names[UInt64(c.pid) << 32 | UInt64(c.tid)] }
+            if c.createdAt.isEmpty { c.createdAt = sites.frames(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
             return c
         }
 
@@ -465,7 +470,8 @@ public struct TraceAnalyzer {
         return analysis
     }
 
-    /// Live resources grouped by type; the most common causal chain (sampled) says where they came from.
+    /// Live resources grouped by type and creation site (where the trace has sites); the most common
+    /// causal chain (sampled) says where they came from.
     private func openAtExit() -> [OpenResourceGroup] {
         struct Group {
             var count: UInt64 = 0
@@ -473,20 +479,26 @@ public struct TraceAnalyzer {
             var chains: [[String]: Int] = [:]
             var sampled = 0
         }
-        var groups: [Int32: Group] = [:]
+        var groups: [UInt64: Group] = [:]
+        let sites = self.sites
         resources.live.forEach { key, info in
-            var g = groups[info.type] ?? Group()
+            let site = sites.isEmpty ? -1 : (sites.site(key) ?? -1)
+            let groupKey = UInt64(UInt32(bitPattern: info.type)) << 32 | UInt64(UInt32(bitPattern: site))
+            var g = groups[groupKey] ?? Group()
             g.count += 1
             g.oldest = min(g.oldest, info.initNs)
             if g.sampled < 64 {
                 g.sampled += 1
                 g.chains[Array(resources.causalChain(key).dropLast()), default: 0] += 1
             }
-            groups[info.type] = g
+            groups[groupKey] = g
         }
-        return groups.map { t, g in
+        return groups.map { k, g in
             let chain = g.chains.max { ($0.value, $1.key.count) < ($1.value, $0.key.count) }?.key ?? []
-            return OpenResourceGroup(type: resources.typeName(t), count: g.count, createdBy: chain, oldestInitNs: g.oldest)
-        }.sorted { ($0.count, $1.type) > ($1.count, $0.type) }
+            let type = Int32(bitPattern: UInt32(k >> 32)), site = Int32(bitPattern: UInt32(k & 0xFFFF_FFFF))
+            return OpenResourceGroup(
+                type: resources.typeName(type), count: g.count, createdBy: chain, oldestInitNs: g.oldest,
+                createdAt: site < 0 ? [] : sites.frames(site: site))
+        }.sorted { ($0.count, $1.type, $1.oldestInitNs) > ($1.count, $0.type, $0.oldestInitNs) }
     }
 }

@@ -211,7 +211,8 @@ public enum HTMLReport {
                 + "<td class=\"n\">\(Formatting.at(c.startNs, from: a.overview.recordingStartNs))</td>"
                 + "<td class=\"n\">\(Formatting.duration(c.durationNs))</td>"
                 + "<td class=\"n\">\(c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs))</td>"
-                + "<td>\(c.causalChain.count > 1 ? x(c.causalChain.joined(separator: " → ")) : "-")</td>"
+                + "<td>\(c.causalChain.count > 1 ? x(c.causalChain.joined(separator: " → ")) : "-")"
+                + (c.createdAt.isEmpty ? "" : "<br>created at " + x(TextReport.createdAt(c.createdAt))) + "</td>"
                 + "<td class=\"sys\">"
                 + (c.onCPUNs.map { _ in
                     x(
@@ -349,11 +350,12 @@ public enum HTMLReport {
         let total = a.openAtExit.reduce(0) { $0 + $1.count }
         s +=
             "<p>\(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed (what kept the process alive, or leaked).</p>\n"
-        s += "<table><tr><th>type</th><th>count</th><th>oldest created</th><th>created by</th></tr>\n"
+        s += "<table><tr><th>type</th><th>count</th><th>oldest created</th><th>created at</th><th>created by</th></tr>\n"
         for g in a.openAtExit.prefix(50) {
             s +=
                 "<tr><td>\(x(g.type))</td><td class=\"n\">\(Formatting.count(g.count))</td>"
                 + "<td class=\"n\">\(Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs))</td>"
+                + "<td>\(g.createdAt.isEmpty ? "-" : x(TextReport.createdAt(g.createdAt)))</td>"
                 + "<td>\(g.createdBy.isEmpty ? "(top level)" : x(g.createdBy.joined(separator: " → ")))</td></tr>\n"
         }
         s += "</table>\n"

@@ -186,6 +186,7 @@ public enum JSONReport {
                         e.field("count", g.count)
                         e.strings("created_by", g.createdBy)
                         e.field("oldest_init_ns", g.oldestInitNs)
+                        frames(g.createdAt, named: "created_at", &e)
                     }
                 }
             }
@@ -446,8 +447,8 @@ public enum JSONReport {
         frames(w.frames, &o)
     }
 
-    private static func frames(_ frames: [CodeFrame], _ o: inout JSONWriter) {
-        o.array("frames") { fs in
+    private static func frames(_ frames: [CodeFrame], named name: String = "frames", _ o: inout JSONWriter) {
+        o.array(name) { fs in
             for f in frames {
                 fs.object { fo in
                     fo.field("function", f.function)
@@ -468,6 +469,7 @@ public enum JSONReport {
         e.field("thread", c.threadName)
         e.field("start_ns", c.startNs)
         e.field("duration_ns", c.durationNs)
+        frames(c.createdAt, named: "created_at", &e)
         e.field("kernel_ns", c.kernelNs)
         optional("on_cpu_ns", c.onCPUNs, &e)
         optional("blocked_ns", c.blockedNs, &e)

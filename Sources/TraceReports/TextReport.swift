@@ -4,6 +4,7 @@
 import TraceAnalyses
 import TraceFormat
 import TraceReader
+import TraceSymbols
 import TraceText
 
 public enum TextReport {
@@ -142,6 +143,7 @@ public enum TextReport {
             out += "  ▶ \(Formatting.printable(c.type)) (async id \(c.asyncID)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
             out += "\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))\n"
             if c.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(c.causalChain.joined(separator: " → ")) + "\n" }
+            if !c.createdAt.isEmpty { out += "      created at " + Formatting.printable(createdAt(c.createdAt)) + "\n" }
             if let on = c.onCPUNs {
                 out +=
                     "      time       "
@@ -431,13 +433,23 @@ public enum TextReport {
         heading(
             "OPEN AT EXIT: \(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed "
                 + "(what kept the process alive, or leaked)", &out)
-        var t = Table([("type", .left), ("count", .right), ("oldest created", .right), ("created by", .left)])
+        let sites = a.openAtExit.contains { !$0.createdAt.isEmpty }
+        var t = Table(
+            [("type", .left), ("count", .right), ("oldest created", .right)] + (sites ? [("created at", .left)] : [])
+                + [("created by", .left)])
         for g in a.openAtExit {
-            t.add([
-                g.type, Formatting.count(g.count), Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs),
-                g.createdBy.isEmpty ? "(top level)" : g.createdBy.joined(separator: " → "),
-            ])
+            t.add(
+                [g.type, Formatting.count(g.count), Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs)]
+                    + (sites ? [g.createdAt.isEmpty ? "-" : createdAt(g.createdAt, frames: 2)] : [])
+                    + [g.createdBy.isEmpty ? "(top level)" : g.createdBy.joined(separator: " → ")])
         }
         out += t.render()
+    }
+
+    /// "leak (app.js:4) ← main (app.js:9)": where a resource was created, innermost first.
+    public static func createdAt(_ frames: [CodeFrame], frames limit: Int = 3) -> String {
+        var names = frames.prefix(limit).map(\.description)
+        if frames.count > limit { names.append("…") }
+        return names.joined(separator: " ← ")
     }
 }

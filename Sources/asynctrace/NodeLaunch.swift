@@ -23,6 +23,13 @@ struct NodeOptions: ParsableArguments {
     var promises = false
 
     @Flag(
+        name: .customLong("no-node-sites"),
+        help:
+            "Node.js: do not capture where resources are created (a short JS stack per handle at init; open at exit and blocking callbacks then show no file:line)."
+    )
+    var noSites = false
+
+    @Flag(
         name: .customLong("node-loop-phases"),
         help:
             "Node.js: the libuv loop's iterations and phases, from uprobes on node's binary (kernel probes; also with --pid); costs ~1.3 us per phase, 7 per iteration."
@@ -34,12 +41,14 @@ struct NodeOptions: ParsableArguments {
 final class NodeLaunch {
     let pipe: NodeEventPipe
     let promises: Bool
+    let sites: Bool
     /// For the atexit handler: `fail()` exits without unwinding.
     nonisolated(unsafe) private static var active: NodeEventPipe?
 
-    private init(pipe: NodeEventPipe, promises: Bool) {
+    private init(pipe: NodeEventPipe, promises: Bool, sites: Bool) {
         self.pipe = pipe
         self.promises = promises
+        self.sites = sites
     }
 
     /// The adapter for this program, or nil if it is not node (and not forced) or the hooks are off.
@@ -53,7 +62,7 @@ final class NodeLaunch {
             let pipe = try NodeEventPipe(temporaryDirectory: base, owner: owner)
             active = pipe
             atexit { NodeLaunch.active?.removeFiles() }
-            return NodeLaunch(pipe: pipe, promises: options.promises)
+            return NodeLaunch(pipe: pipe, promises: options.promises, sites: !options.noSites)
         } catch {
             noteNode("cannot set up the Node.js hooks (\(error.description)); recording kernel events only")
             return nil
@@ -65,7 +74,7 @@ final class NodeLaunch {
     func adjust(_ environment: [String]) -> [String] {
         let existing = environment.last { $0.hasPrefix("NODE_OPTIONS=") }.map { String($0.dropFirst("NODE_OPTIONS=".count)) }
         let out = environment.filter { !$0.hasPrefix("NODE_OPTIONS=") && !$0.hasPrefix("ASYNCTRACE_NODE_") }
-        return out + pipe.environment(existingNodeOptions: existing, promises: promises)
+        return out + pipe.environment(existingNodeOptions: existing, promises: promises, sites: sites)
     }
 
     func start(traceFD: Int32) { pipe.start(traceFD: traceFD) }

@@ -213,6 +213,9 @@ func readNodeTrace(_ path: String) throws -> NodeTrace {
         #expect((slow["causal_chain"] as? [String])?.contains("HTTPINCOMINGMESSAGE") == true)
         let workerBlock = blocking.first { ($0["thread"] as? String)?.contains("worker") == true }
         #expect(workerBlock?["type"] as? String == "Timeout", "the worker's 40 ms timer is a blocking callback on its thread")
+        #expect(
+            (workerBlock?["causal_chain"] as? [String])?.first == "WORKER",
+            "the worker's first resources are the WORKER's: \(String(describing: workerBlock))")
         if Self.kernelCapable {
             let calls = slow["syscalls"] as? [[String: Any]] ?? []
             let read = calls.first { ($0["name"] as? String) == "read" }
@@ -253,5 +256,77 @@ func readNodeTrace(_ path: String) throws -> NodeTrace {
         #expect(!stderr.contains("node: "))
         let t = try readNodeTrace(trace)
         #expect(t.inits.isEmpty)
+    }
+}
+
+/// A server that is never closed, an interval left running (made in a named function), and a deferred
+/// callback that spins for 30 ms: open at exit and the blocking callback name where each was created.
+let nodeLeakProgram = #"""
+    const http = require('http');
+    function startServer() {
+      const server = http.createServer((req, res) => {
+        setImmediate(function slowHandler() { const t = Date.now(); while (Date.now() - t < 30) {} res.end('ok'); });
+      });
+      server.listen(0, '127.0.0.1', () => {
+        http.get({ port: server.address().port, host: '127.0.0.1', path: '/' }, (r) => {
+          r.resume();
+          r.on('end', () => setTimeout(() => process.exit(0), 3000));
+        });
+      });
+      return server;
+    }
+    function leakAnInterval() {
+      return setInterval(function tick() {}, 60000);
+    }
+    startServer();
+    leakAnInterval();
+    """#
+
+@Suite(.serialized) struct NodeCreationSiteTests {
+    @Test(arguments: [false, true]) func openAtExitAndBlockingCallbacksSayWhereTheirResourcesWereCreated(killed: Bool) throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-sites-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/leaky.js", trace = dir + "/sites.atrace"
+        try nodeLeakProgram.write(toFile: script, atomically: true, encoding: .utf8)
+        // killed: stopped by SIGTERM (--duration) before it exits by itself: no exit handler runs, the sites
+        // of what lived long enough were sent while it ran.
+        let rec = try runNodeTool(
+            [NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace]
+                + (killed ? ["--duration", "2200ms"] : []) + ["--", node, script])
+        #expect(rec.status == 0, "record failed: \(rec.stderr)")
+        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
+        func sites(_ o: [String: Any]) -> [(function: String, file: String, line: Int)] {
+            (o["created_at"] as? [[String: Any]] ?? []).map {
+                (($0["function"] as? String) ?? "", ($0["file"] as? String) ?? "", ($0["line"] as? NSNumber)?.intValue ?? 0)
+            }
+        }
+        let open = json["open_at_exit"] as? [[String: Any]] ?? []
+        // The interval: made in leakAnInterval (line 15), called from the top level (line 18).
+        let interval = open.first { $0["type"] as? String == "Timeout" && sites($0).first?.function == "leakAnInterval" }
+        #expect(interval != nil, "no Timeout created in leakAnInterval open at exit: \(open)")
+        if let interval {
+            #expect(sites(interval).first.map { $0.file == script && $0.line == 15 } == true, "\(sites(interval))")
+            #expect(sites(interval).dropFirst().first?.line == 18, "its caller: \(sites(interval))")
+        }
+        // The server: listen() with an address defers the handle's creation (a lookup, then a tick), so node's
+        // own frame comes first, then the user code that led to it: startServer, where listen was called.
+        let server = try #require(open.first { $0["type"] as? String == "TCPSERVERWRAP" }, "\(open)")
+        #expect(sites(server).contains { $0.function == "startServer" && $0.file == script && $0.line == 6 }, "\(sites(server))")
+        // The blocking callback: the Immediate made in the request handler (line 4).
+        let blocking = try #require(json["blocking"] as? [[String: Any]])
+        let slow = try #require(blocking.first { ($0["type"] as? String) == "Immediate" }, "blocking: \(blocking)")
+        #expect(sites(slow).first.map { $0.file == script && $0.line == 4 } == true, "\(sites(slow))")
+        // The text report says it too.
+        let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace]).stdout
+        #expect(text.contains("created at Server.<anonymous> (leaky.js:4)"), "\(text.prefix(3000))")
+        #expect(text.contains("leakAnInterval (leaky.js:15)"), "\(text)")
+        // And the HTML report.
+        let html = dir + "/sites.html"
+        #expect(try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--html", "-o", html]).status == 0)
+        let page = (try? String(contentsOfFile: html, encoding: .utf8)) ?? ""
+        #expect(page.contains("leakAnInterval (leaky.js:15)"), "the HTML report's open-at-exit table")
     }
 }

@@ -43,6 +43,7 @@ struct BatchBuilder {
             b.slots += [6, 7, 12]  // resourceFD 7 -> 12
             b.slots += [2, 3.5, 7]  // before at 3.5 ms
             b.slots += [3, 4.25, 7]  // after at 4.25 ms
+            b.string(.site, 7, "leak (/srv/app.js:4:3)\nObject.<anonymous> (/srv/app.js:9:1)")
             b.slots += [4, 7]  // destroy
             var worker = BatchBuilder()
             worker.slots += [8, 6_000_000_000, 1.0]
@@ -73,6 +74,10 @@ struct BatchBuilder {
             #expect(before.2 == 5_003_500_000 && after.2 == 5_004_250_000, "performance.now() ms + the thread's offset")
             #expect(seen.contains { $0.0 == .initResource && $0.1 == 7 && $0.3 == "Timeout" })
             #expect(seen.contains { $0.0 == .resourceFD && $0.1 == 7 })
+            #expect(
+                seen.contains {
+                    $0.0 == .resourceAttribute && $0.1 == 7 && $0.3 == "created_at=leak (/srv/app.js:4:3)\nObject.<anonymous> (/srv/app.js:9:1)"
+                }, "a site is the resource's created_at attribute")
             #expect(seen.contains { $0.0 == .initResource && $0.1 == 4_294_967_298 && $0.3 == "Immediate" })
         }
     }
