@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/bpf.h>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "syscall_probes.skel.h"
@@ -58,7 +59,9 @@ static int ring_open(struct ring_reader *r, int map_fd, uint64_t size) {
     r->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (r->epoll_fd < 0)
         return -errno;
-    struct epoll_event ev = {.events = EPOLLIN};
+    // Edge-triggered: a wait returns on the producers' wakeups only, not merely because a few records
+    // are in the ring (level-triggered, a reader that drains a handful at a time would never sleep).
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET};
     if (epoll_ctl(r->epoll_fd, EPOLL_CTL_ADD, map_fd, &ev) != 0)
         return -errno;
     return 0;
@@ -191,15 +194,18 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
         goto fail;
     }
     p->skel->rodata->wakeup_every = options && options->wakeup_every ? options->wakeup_every : KP_DEFAULT_WAKEUP_EVERY;
-    p->skel->rodata->wakeup_bytes = options && options->wakeup_bytes ? options->wakeup_bytes : ring_bytes / 2;
+    p->skel->rodata->wakeup_bytes = options && options->wakeup_bytes ? options->wakeup_bytes : ring_bytes / 4;
     int baseline = options && options->baseline;
-    bpf_program__set_autoload(p->skel->progs.on_sys_enter, !baseline);
-    bpf_program__set_autoload(p->skel->progs.on_sys_exit, !baseline);
+    // Families switched off are not loaded at all, so their tracepoints cost nothing.
+    int syscalls = !baseline && !(options && options->no_syscalls);
+    int scheduler = !baseline && !(options && options->no_scheduler);
+    bpf_program__set_autoload(p->skel->progs.on_sys_enter, syscalls);
+    bpf_program__set_autoload(p->skel->progs.on_sys_exit, syscalls);
     bpf_program__set_autoload(p->skel->progs.on_process_fork, !baseline);
     bpf_program__set_autoload(p->skel->progs.on_process_exit, !baseline);
-    bpf_program__set_autoload(p->skel->progs.on_sched_switch, !baseline);
-    bpf_program__set_autoload(p->skel->progs.on_sched_waking, !baseline);
-    bpf_program__set_autoload(p->skel->progs.on_sched_wakeup_new, !baseline);
+    bpf_program__set_autoload(p->skel->progs.on_sched_switch, scheduler);
+    bpf_program__set_autoload(p->skel->progs.on_sched_waking, scheduler);
+    bpf_program__set_autoload(p->skel->progs.on_sched_wakeup_new, scheduler);
     bpf_program__set_autoload(p->skel->progs.on_task_rename, !baseline);
     bpf_program__set_autoload(p->skel->progs.baseline_sys_enter, baseline);
     bpf_program__set_autoload(p->skel->progs.baseline_sys_exit, baseline);
@@ -251,11 +257,14 @@ int kp_probes_trace_tgid(struct kp_probes *p, uint32_t tgid) {
 }
 
 int kp_probes_wait(struct kp_probes *p, int timeout_ms) {
-    // The BPF side wakes us only every few thousand records, so the caller reads after every
-    // wait, woken or timed out; and never waits while records are there.
+    // Records waiting are no reason to return at once: under a busy traced program they always are,
+    // and reading them a few at a time kept this thread on a CPU the program needed (a whole core's
+    // share on a 2-core machine). The producers wake us every `wakeup_every` records per CPU or when
+    // `wakeup_bytes` wait; the caller reads after every wait, woken or timed out. Only a reader
+    // already behind by a good part of the ring goes on at once.
     struct ring_reader *r = &p->ring;
     r->known_prod = __atomic_load_n(r->producer_pos, __ATOMIC_ACQUIRE);
-    if (r->pos < r->known_prod || timeout_ms == 0)
+    if (timeout_ms == 0 || r->known_prod - r->pos >= p->ring_bytes / 8)
         return 0;
     struct epoll_event ev;
     if (epoll_wait(r->epoll_fd, &ev, 1, timeout_ms) < 0 && errno != EINTR)
@@ -299,6 +308,11 @@ void kp_probes_close(struct kp_probes *p) {
 }
 
 struct bpf_program *kp_probes_loop_program(struct kp_probes *p) { return p && p->skel ? p->skel->progs.on_loop_phase : NULL; }
+
+int kp_enable_run_time_stats(void) {
+    int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+    return fd < 0 ? -errno : fd;
+}
 
 const char *kp_probes_source_hash(void) {
     // Written into the skeleton by tools/gen-bpf-skeleton.sh.

@@ -21,11 +21,17 @@ public struct KernelProbeOptions: Sendable {
     public static let maxStackCopyBytes = UInt32(KP_STACK_COPY_MAX)
     /// The user stack of every syscall and off-CPU wait at least this long (waitStack events); 0: none.
     public var stackThresholdNs: UInt64 = 0
+    /// Syscall records (and with them fd identity and syscall wait stacks).
+    public var syscalls = true
+    /// Scheduler records: off-CPU episodes (and with them off-CPU wait stacks).
+    public var scheduler = true
     public init(
         ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
         baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false, stackCopyBytes: UInt32 = 0,
-        stackThresholdNs: UInt64 = 0
+        stackThresholdNs: UInt64 = 0, syscalls: Bool = true, scheduler: Bool = true
     ) {
+        self.syscalls = syscalls
+        self.scheduler = scheduler
         self.stackCopyBytes = stackCopyBytes
         self.stackThresholdNs = stackThresholdNs
         self.ringBytes = ringBytes
@@ -77,6 +83,8 @@ public final class KernelProbeSession {
         opts.kernel_stacks = options.kernelStacks ? 1 : 0
         opts.stack_copy_bytes = min(options.stackCopyBytes, Self.maxStackCopyBytesValue)
         opts.stack_threshold_ns = options.baseline ? 0 : options.stackThresholdNs
+        opts.no_syscalls = options.syscalls ? 0 : 1
+        opts.no_scheduler = options.scheduler ? 0 : 1
         var why = [CChar](repeating: 0, count: 512)
         let p = kp_probes_open(&opts, &why, why.count)
         guard let p else {
@@ -179,6 +187,10 @@ public final class KernelProbeSession {
         }
         probes = nil
     }
+
+    /// Turns on the kernel's per-program run-time statistics until the returned fd is closed (-errno on
+    /// failure). For benchmarks: the statistics themselves add two clock reads per program run.
+    package static func enableRunTimeStatistics() -> Int32 { kp_enable_run_time_stats() }
 
     /// SHA-256 of the bpf/ sources the built-in skeleton came from.
     public static var skeletonSourceHash: String { String(cString: kp_probes_source_hash()) }

@@ -172,7 +172,7 @@ enum NetBench {
     }
 
     /// Request/response loops on `w.connections` connections: 0.3 s warm-up, then `seconds` counted.
-    static func load(port: Int, _ w: Workload) -> Double? {
+    static func load(port: Int, _ w: Workload, onCountingStart: (() -> Void)? = nil) -> Double? {
         let ep = epoll_create1(Int32(EPOLL_CLOEXEC))
         defer { close(ep) }
         var conns: [Connection] = []
@@ -203,7 +203,8 @@ enum NetBench {
         }
         conns.forEach(send)
         let warmupEnd = monotonicNs() + 300_000_000
-        let end = warmupEnd + UInt64(seconds * 1e9)
+        var countStart = warmupEnd
+        var end = warmupEnd + UInt64(seconds * 1e9)
         var completed = 0
         var counting = false
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: 256)
@@ -213,7 +214,13 @@ enum NetBench {
         while true {
             let now = monotonicNs()
             if now >= end { break }
-            if !counting && now >= warmupEnd { counting = true; completed = 0 }
+            if !counting && now >= warmupEnd {
+                counting = true
+                onCountingStart?()
+                completed = 0
+                countStart = monotonicNs()
+                end = countStart + UInt64(seconds * 1e9)
+            }
             let n = epoll_wait(ep, events, 256, 100)
             if n < 0 { if errno == EINTR { continue }; return nil }
             for i in 0..<Int(n) {
@@ -242,7 +249,8 @@ enum NetBench {
                 }
             }
         }
-        return Double(completed) / seconds
+        // The counted time, not `seconds`: `onCountingStart` may have taken a moment.
+        return Double(completed) / (Double(monotonicNs() - countStart) / 1e9)
     }
 
     /// The size of the first complete response in `b` (head with Content-Length, plus its body), or nil.

@@ -22,6 +22,7 @@ let groups: [(name: String, run: () -> Void)] = [
     ("export", ExportBench.run),
     ("concurrency", ConcurrencyBench.run),
     ("node", NodeBench.run),
+    ("probes", ProbeCostBench.run),
     ("stacks", StacksBench.run),
     ("flight", FlightBench.run),
     ("top", TopBench.run),

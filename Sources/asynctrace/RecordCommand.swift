@@ -55,6 +55,16 @@ struct RecordCommand: ParsableCommand {
         help: "Kernel ring buffer size, a power of two (e.g. 16M, 64MiB; default 16M).")
     var bufferSize: String?
 
+    @Flag(
+        name: .customLong("no-syscalls"),
+        help: "Kernel probes without syscall records (nor fd identities, nor syscall wait stacks): cheaper on syscall-heavy servers.")
+    var noSyscalls = false
+
+    @Flag(
+        name: .customLong("no-sched"),
+        help: "Kernel probes without scheduler records (off-CPU waits, run-queue time, wakers): cheaper on servers switching often.")
+    var noSched = false
+
     @Option(
         name: .customLong("sample-rate"),
         help: "CPU samples with stacks of the traced threads, per second per CPU (0: off).")
@@ -126,7 +136,8 @@ struct RecordCommand: ParsableCommand {
             ringBytes: bufferSize.flatMap(Quantities.byteSize) ?? KernelProbeOptions().ringBytes,
             sampleHz: sampleRate, kernelStacks: kernelStacks,
             stackCopyBytes: UInt32(Quantities.byteSize(stackCopy) ?? 0) & ~7,
-            stackThresholdNs: stackThreshold == "0" ? 0 : Quantities.duration(stackThreshold) ?? 1_000_000)
+            stackThresholdNs: stackThreshold == "0" ? 0 : Quantities.duration(stackThreshold) ?? 1_000_000,
+            syscalls: !noSyscalls, scheduler: !noSched)
         if let pid {
             try attach(to: pid, options: options)
         } else {

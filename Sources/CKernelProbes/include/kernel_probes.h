@@ -17,12 +17,14 @@ struct bpf_program;
 struct kp_options {
     uint64_t ring_bytes;   // ring buffer size: a power of two, >= 4096; 0 = KP_DEFAULT_RING_BYTES
     uint32_t wakeup_every; // wake the consumer after this many records per CPU; 0 = default
-    uint64_t wakeup_bytes; // ... or when this many bytes wait; 0 = half the ring
+    uint64_t wakeup_bytes; // ... or when this many bytes wait; 0 = a quarter of the ring
     uint32_t baseline;     // 1: attach empty programs instead (measures the tracepoints' own cost)
     uint32_t sample_hz;    // CPU samples of traced threads per second per CPU (cpu-clock); 0 = off
     uint32_t kernel_stacks; // 1: samples carry the kernel stack too
     uint32_t stack_copy_bytes; // samples copy this many bytes of user stack for CFI unwinding (<= KP_STACK_COPY_MAX); 0 = none
     uint64_t stack_threshold_ns; // the user stack of every syscall / off-CPU wait this long or longer; 0 = none
+    uint32_t no_syscalls;  // 1: no syscall records (nor fd identity, nor syscall wait stacks)
+    uint32_t no_scheduler; // 1: no off-CPU records (sched_switch / sched_waking; nor off-CPU wait stacks)
 };
 
 #define KP_DEFAULT_RING_BYTES (16u << 20)
@@ -59,6 +61,11 @@ uint64_t kp_probes_ring_bytes(const struct kp_probes *probes);
 
 // Detaches and frees everything.
 void kp_probes_close(struct kp_probes *probes);
+
+// Turns on the kernel's run_time_ns / run_cnt statistics of every BPF program while the returned fd is
+// open (BPF_ENABLE_STATS: counted, so other holders are not disturbed); -errno on failure. Benchmarks only:
+// the statistics add two clock reads to every program run.
+int kp_enable_run_time_stats(void);
 
 // SHA-256 of the bpf/ sources the compiled-in skeleton was generated from.
 const char *kp_probes_source_hash(void);
