@@ -101,7 +101,16 @@ public final class NodeEventPipe {
 
     /// Starts the thread that writes the batches into `traceFD` (O_APPEND).
     public func start(traceFD: Int32) {
-        writer = NodeTraceWriter(fd: traceFD)
+        start(writer: NodeTraceWriter(fd: traceFD))
+    }
+
+    /// Starts the thread that hands the batches' sealed chunks to `sink` (a flight recorder's window).
+    public func start(sink: @escaping ([UInt8]) -> Void) {
+        start(writer: NodeTraceWriter(sink: sink))
+    }
+
+    private func start(writer: NodeTraceWriter) {
+        self.writer = writer
         let context = Unmanaged.passRetained(self).toOpaque()
         var t = pthread_t()
         let rc = pthread_create(

@@ -49,8 +49,20 @@ public struct NodeTraceWriter {
     private var pids = Set<UInt32>()
     private var pending: [UInt8] = []
 
+    /// Flight recorder: sealed chunks go here instead of to `fd`.
+    private let sink: (([UInt8]) -> Void)?
+
     /// `fd`: the trace file, open with O_APPEND; the writer does not close it.
-    public init(fd: Int32) { self.fd = fd }
+    public init(fd: Int32) {
+        self.fd = fd
+        sink = nil
+    }
+
+    /// A flight recorder's Node streams: every sealed chunk is handed to `sink` (on the writer's thread).
+    public init(sink: @escaping ([UInt8]) -> Void) {
+        fd = -1
+        self.sink = sink
+    }
 
     /// Feeds bytes read from the FIFO (any split: a batch cut by a read completes with the next).
     /// Returns false when the recorder's stop message was read.
@@ -275,6 +287,10 @@ public struct NodeTraceWriter {
             flags: final ? [.final] : [])
         s.builder = nil
         s.chunkSequence += 1
+        if let sink {
+            sink(bytes)
+            return
+        }
         guard statistics.writeErrno == 0 else { return }
         bytes.withUnsafeBytes { buf in
             var off = 0

@@ -35,12 +35,21 @@ public enum FlightDump {
     ///   fds, mappings), built by the kernel writer;
     /// - each stream's last chunk is marked final: the dump ends there.
     /// Chunks are otherwise written as they are, so a dump costs copying (and re-checksumming) bytes.
-    public static func write(
-        to fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64,
-        realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil
-    ) throws(FlightDumpError) -> FlightDumpSummary {
-        let (all, identities, live) = ring.snapshot(nowNs: nowNs)
-        let cutoff = ring.limits.keepNs.map { nowNs > $0 ? nowNs - $0 : 0 } ?? 0
+    public static func write(to fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64,
+                             realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil) throws(FlightDumpError) -> FlightDumpSummary {
+        var out = DumpOutput(fd: fd)
+        let snapshot = ring.snapshot(nowNs: nowNs)
+        return try write(snapshot, keepNs: ring.limits.keepNs, to: &out, rootPid: rootPid, program: program, nowNs: nowNs,
+                         realtimeNowNs: realtimeNowNs, kernelState: kernelState, live: false).summary
+    }
+
+    /// The window of `snapshot` as a trace into `out`. `live`: the start of a live feed (FlightFeed),
+    /// whose streams go on: no chunk is marked final, and where each stream's numbering starts is returned.
+    static func write(_ snapshot: FlightSnapshot, keepNs: UInt64?, to out: inout DumpOutput, rootPid: UInt32, program: String,
+                      nowNs: UInt64, realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)?,
+                      live isLive: Bool) throws(FlightDumpError) -> (summary: FlightDumpSummary, starts: [FlightStreamKey: FlightFeedStart]) {
+        let (all, identities, live) = (snapshot.chunks, snapshot.identities, snapshot.live)
+        let cutoff = keepNs.map { nowNs > $0 ? nowNs - $0 : 0 } ?? 0
         let chunks = all.filter { $0.header.endNs >= cutoff }
 
         // Per stream: first kept sequence and its dropped count, the index of its last chunk.
@@ -70,9 +79,8 @@ public enum FlightDump {
                     lastIndex: i)
             }
         }
-        if chunks.isEmpty, let keep = ring.limits.keepNs { windowStart = nowNs > keep ? nowNs - keep : 0 }
+        if chunks.isEmpty, let keep = keepNs { windowStart = nowNs > keep ? nowNs - keep : 0 }
 
-        var out = DumpOutput(fd: fd)
         var summary = FlightDumpSummary()
         summary.startNs = windowStart
         summary.endNs = nowNs
@@ -83,14 +91,16 @@ public enum FlightDump {
         try out.append(header)
 
         // The streams' openings.
+        var opened: Set<FlightStreamKey> = []
         let kernelKey = FlightStreamKey(pid: rootPid, tid: 0, kernel: true)
         if let kernelState, plans[kernelKey]?.firstSequence != 0 {
             let at = plans[kernelKey]?.firstStartNs ?? windowStart
             if var state = kernelState(at), state.count >= TraceFileFormat.chunkHeaderSize {
                 let isOnly = plans[kernelKey] == nil
-                if isOnly { try reseal(&state) { $0.flags.insert(.final) } }
+                if isOnly && !isLive { try reseal(&state) { $0.flags.insert(.final) } }
                 try out.append(state)
                 summary.chunks += 1
+                opened.insert(kernelKey)
                 if !isOnly { plans[kernelKey]!.prefixed = true }
             }
         }
@@ -123,8 +133,9 @@ public enum FlightDump {
                 b.putStringID(type)
                 b.putRelatedID(r.triggerAsyncID)
             }
-            try out.append(b.seal(sequence: 0, endNs: at, endTicks: at, droppedCumulative: 0, flags: plan == nil ? .final : []))
+            try out.append(b.seal(sequence: 0, endNs: at, endTicks: at, droppedCumulative: 0, flags: plan == nil && !isLive ? .final : []))
             summary.chunks += 1
+            opened.insert(key)
             if plan != nil { plans[key]!.prefixed = true }
         }
 
@@ -133,7 +144,7 @@ public enum FlightDump {
             var h = c.header
             h.sequence = h.sequence &- plan.firstSequence &+ (plan.prefixed ? 1 : 0)
             h.droppedCumulative = h.droppedCumulative >= plan.droppedBase ? h.droppedCumulative - plan.droppedBase : 0
-            if i == plan.lastIndex { h.flags.insert(.final) }
+            if i == plan.lastIndex && !isLive { h.flags.insert(.final) }
             try out.append(chunk: c, header: h)
             summary.chunks += 1
             summary.events &+= UInt64(h.eventCount)
@@ -141,7 +152,11 @@ public enum FlightDump {
         try out.finish()
         summary.streams = plans.count
         summary.bytes = out.written
-        return summary
+        var starts: [FlightStreamKey: FlightFeedStart] = [:]
+        for (key, p) in plans { starts[key] = FlightFeedStart(firstSequence: p.firstSequence, droppedBase: p.droppedBase, prefixed: p.prefixed) }
+        // Streams that got only an opening: their first chunk to come follows it.
+        for key in opened where plans[key] == nil { starts[key] = FlightFeedStart(firstSequence: nil, droppedBase: nil, prefixed: true) }
+        return (summary, starts)
     }
 
     /// Changes a sealed chunk's header and checksums it again.
@@ -161,7 +176,7 @@ public enum FlightDump {
     }
 }
 
-/// Buffered writes of whole chunks (a few MiB per write()).
+/// Buffered writes of whole chunks (a few MiB per write()); with fd -1 everything stays in `buffer`.
 struct DumpOutput {
     let fd: Int32
     var buffer: [UInt8] = []
@@ -199,6 +214,7 @@ struct DumpOutput {
     }
 
     mutating func flush() throws(FlightDumpError) {
+        guard fd >= 0 else { return }
         var err: Int32 = 0
         buffer.withUnsafeBytes { b in
             var off = 0

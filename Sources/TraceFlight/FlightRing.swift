@@ -99,6 +99,14 @@ struct LiveKey: Hashable {
     var asyncID: UInt64
 }
 
+/// What a ring keeps at one moment: its chunks (in arrival order; storage shared, not copied), the
+/// streams' identities, and the resources created before the window that are still alive.
+public struct FlightSnapshot: Sendable {
+    public var chunks: [FlightChunk]
+    public var identities: [FlightStreamKey: FlightStreamIdentity]
+    public var live: [FlightStreamKey: [FlightLiveResource]]
+}
+
 /// Counters of a flight recorder.
 public struct FlightStatistics: Sendable, Equatable {
     public var chunksKept = 0
@@ -124,6 +132,9 @@ public final class FlightRing: @unchecked Sendable {
         var live: [LiveKey: FlightLiveResource] = [:]
         /// Destroys folded before their init (the init was on another thread whose chunk left later).
         var destroyedEarly: Set<LiveKey> = []
+        /// Live feeds (`asynctrace top` attached): each chunk kept is also handed to them.
+        var observers: [Int: (FlightChunk) -> Void] = [:]
+        var nextObserver = 0
     }
 
     /// At most this many resources created before the window are remembered (a leak must not
@@ -166,7 +177,26 @@ public final class FlightRing: @unchecked Sendable {
             s.stats.chunksKept += 1
             s.stats.bytesKept += chunk.bytes.count
             s.stats.peakBytes = max(s.stats.peakBytes, s.stats.bytesKept)
+            for o in s.observers.values { o(chunk) }
         }
+    }
+
+    /// The window now (as `snapshot`) and, from the same moment on, every chunk the ring takes
+    /// handed to `observer` (on the adding thread, under the ring's lock: it must not call the
+    /// ring). Nothing is missed or seen twice between the two. Returns a token for `stopObserving`.
+    public func snapshotAndObserve(nowNs: UInt64, _ observer: @escaping (FlightChunk) -> Void)
+        -> (snapshot: FlightSnapshot, token: Int) {
+        state.withLock { s in
+            let snap = snapshot(&s, nowNs: nowNs)
+            let token = s.nextObserver
+            s.nextObserver += 1
+            s.observers[token] = observer
+            return (snap, token)
+        }
+    }
+
+    public func stopObserving(_ token: Int) {
+        state.withLock { _ = $0.observers.removeValue(forKey: token) }
     }
 
     /// Lets go of chunks past the limits (also called as time passes with nothing added).
@@ -228,16 +258,15 @@ public final class FlightRing: @unchecked Sendable {
 
     /// The chunks kept now (in arrival order) and the streams' identities: the chunks' storage is
     /// shared, not copied, so the ring can go on while a dump writes them.
-    public func snapshot(nowNs: UInt64) -> (
-        chunks: [FlightChunk], identities: [FlightStreamKey: FlightStreamIdentity],
-        live: [FlightStreamKey: [FlightLiveResource]]
-    ) {
-        state.withLock { s in
-            evict(&s, nowNs: nowNs)
-            var live: [FlightStreamKey: [FlightLiveResource]] = [:]
-            for (k, r) in s.live { live[FlightStreamKey(pid: k.pid, tid: r.tid, kernel: false), default: []].append(r) }
-            return (Array(s.chunks[s.head...]), s.identities, live)
-        }
+    public func snapshot(nowNs: UInt64) -> FlightSnapshot {
+        state.withLock { snapshot(&$0, nowNs: nowNs) }
+    }
+
+    private func snapshot(_ s: inout State, nowNs: UInt64) -> FlightSnapshot {
+        evict(&s, nowNs: nowNs)
+        var live: [FlightStreamKey: [FlightLiveResource]] = [:]
+        for (k, r) in s.live { live[FlightStreamKey(pid: k.pid, tid: r.tid, kernel: false), default: []].append(r) }
+        return FlightSnapshot(chunks: Array(s.chunks[s.head...]), identities: s.identities, live: live)
     }
 
     /// Thread name and program from a stream's first chunk (threadInfo, processInfo).

@@ -64,38 +64,7 @@ struct DumpCommand: ParsableCommand {
     /// The recorder listening for `pid` as the traced program, or as itself; else for an ancestor
     /// of `pid` as the traced program (a process the program started). Only a recorder run by us
     /// or root is believed.
-    private func findRecorder() -> Int32? {
-        var candidates = [FlightAddress.traced(pid), FlightAddress.recorder(pid)]
-        var p = parent(of: pid)
-        var depth = 0
-        while let q = p, q > 1, depth < 64 {
-            candidates.append(FlightAddress.traced(q))
-            p = parent(of: q)
-            depth += 1
-        }
-        let me = getuid()
-        for name in candidates {
-            guard let fd = FlightAddress.connect(name) else { continue }
-            if let uid = FlightAddress.peerUID(fd), uid == 0 || uid == me || uid == geteuid() { return fd }
-            note("ignoring @\(name): it is not run by you or root")
-            close(fd)
-        }
-        return nil
-    }
-
-    private func parent(of pid: Int32) -> Int32? {
-        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: 1024)
-        let n = read(fd, &buf, buf.count)
-        guard n > 0 else { return nil }
-        // "pid (comm) state ppid ...": comm may hold anything, so read after the last ')'.
-        guard let close = buf[0..<n].lastIndex(of: UInt8(ascii: ")")) else { return nil }
-        let fields = buf[(close + 1)..<n].split(separator: UInt8(ascii: " "))
-        guard fields.count >= 2 else { return nil }
-        return Int32(String(decoding: fields[1], as: UTF8.self))
-    }
+    private func findRecorder() -> Int32? { FlightAddress.connectToRecorder(for: pid, live: false) }
 }
 
 private func note(_ message: String) {

@@ -20,11 +20,11 @@ struct FlightOptions: ParsableArguments {
                 + "Memory is capped at 1 GiB when only a duration is given.", valueName: "window"))
     var keep: String?
 
-    @Option(
-        name: .customLong("dump-on-block"),
-        help: ArgumentHelp(
-            "Dump automatically when a callback runs longer than this (e.g. 100ms): the window up to shortly after it ends.",
-            valueName: "duration"))
+    @Option(name: .customLong("dump-on-block"), help: ArgumentHelp(
+        "Dump automatically when a callback runs longer than this, or a loop thread stays this long between two "
+            + "epoll waits (a loop stall, seen by the kernel probes; also with --pid and for Node.js), e.g. 100ms: "
+            + "the window up to shortly after it ends.",
+        valueName: "duration"))
     var dumpOnBlock: String?
 
     @Option(
@@ -39,14 +39,13 @@ struct FlightOptions: ParsableArguments {
     var dumpOnBlockNs: UInt64? { dumpOnBlock.flatMap(Quantities.duration) }
     var minDumpIntervalNs: UInt64 { minDumpInterval.flatMap(Quantities.duration) ?? 10_000_000_000 }
 
-    func validate(attaching: Bool) throws {
+    func validate() throws {
         if !enabled {
             for (name, value) in [("--keep", keep), ("--dump-on-block", dumpOnBlock), ("--min-dump-interval", minDumpInterval)] where value != nil {
                 throw ValidationError("\(name) needs --flight-recorder")
             }
             return
         }
-        if attaching { throw ValidationError("--flight-recorder runs a program; it cannot be combined with --pid yet") }
         if let k = keep, FlightLimits.parse(k) == nil {
             throw ValidationError("cannot read --keep '\(k)': give a duration, a size of at least 1MiB, or both (e.g. 30s, 512MiB, 30s,512MiB)")
         }

@@ -40,11 +40,18 @@ final class FlightRecording: @unchecked Sendable {
     private(set) var dumps: [String] = []
     private(set) var dumpErrors = 0
     private var listeners: [Int32] = []
+    /// `asynctrace top` attached: where viewers connect, and the feeds they get.
+    private var liveListeners: [Int32] = []
+    private var feeds: [FlightFeed] = []
     private var waitingClients: [Int32] = []
     private var dueNs: UInt64?
+    /// What asked for the dump that is due (said in its line).
+    private var dueReasons: [String] = []
     private var lastAutomaticNs: UInt64 = 0
     private var lastProgramRequestNs: UInt64 = 0
     private let requests = LockedRequests()
+    /// --dump-on-block seen from the kernel: loop threads away from epoll_wait too long.
+    private var stallWatch: LoopStallWatch?
     /// Set when every process of the program has closed its end of the socket.
     private let receiverDone = Atomic<Bool>(false)
     private var receiver = pthread_t()
@@ -88,6 +95,19 @@ final class FlightRecording: @unchecked Sendable {
         }
     }
 
+    /// --dump-on-block for loop stalls the kernel probes see (any epoll loop; --pid; Node.js).
+    func watchLoopStalls(thresholdNs: UInt64) {
+        stallWatch = LoopStallWatch(thresholdNs: thresholdNs)
+    }
+
+    /// The kernel stream's events as they arrive (from the record loop's thread).
+    func kernelEvents(_ events: ArraySlice<KernelEvent>) {
+        guard stallWatch != nil else { return }
+        for st in stallWatch!.stalls(in: events) {
+            requests.add(.blocked(endNs: st.endNs, why: "a loop stall of \(milliseconds(st.durationNs)) on thread \(st.tid)"))
+        }
+    }
+
     /// After the program was forked: our copy of its end is closed (so the receiver sees the end
     /// of the stream once every process of the program has exited), the receiver thread and the
     /// control sockets start, and SIGUSR1 is caught.
@@ -112,6 +132,9 @@ final class FlightRecording: @unchecked Sendable {
         for name in [FlightAddress.recorder(recorderPid), FlightAddress.traced(tracedPid)] {
             if let fd = FlightAddress.listen(name) { listeners.append(fd) }
         }
+        for name in [FlightAddress.liveRecorder(recorderPid), FlightAddress.liveTraced(tracedPid)] {
+            if let fd = FlightAddress.listen(name, purpose: "`asynctrace top --pid`") { liveListeners.append(fd) }
+        }
     }
 
     /// The receiver thread: every message is a chunk for the ring or a control message.
@@ -133,12 +156,20 @@ final class FlightRecording: @unchecked Sendable {
             let message = UnsafeRawBufferPointer(start: buffer, count: n)
             if n == 32 && message.prefix(8).elementsEqual(FlightControl.magic) {
                 let kind = message.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+                let startNs = message.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
                 let endNs = message.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
-                requests.add(kind == FlightControl.blocked ? .blocked(endNs: endNs) : .program)
+                let why = "a callback that blocked \(milliseconds(endNs > startNs ? endNs - startNs : 0))"
+                requests.add(kind == FlightControl.blocked ? .blocked(endNs: endNs, why: why) : .program)
                 continue
             }
             ring.add(message, nowNs: now)
         }
+    }
+
+    /// A chunk sealed by one of our own writers (the Node adapter's), for the window.
+    func addOwnChunk(_ bytes: [UInt8]) {
+        guard let h = bytes.withUnsafeBytes({ ChunkHeader.load(from: $0.baseAddress!) }) else { return }
+        ring.add(FlightChunk(bytes: bytes, header: h), nowNs: monotonicNowNs())
     }
 
     /// From the record loop: takes triggers, writes a dump when one is due, lets old chunks go.
@@ -146,6 +177,7 @@ final class FlightRecording: @unchecked Sendable {
         let now = monotonicNowNs()
         ring.evict(nowNs: now)
         var asked = flightSignalled.exchange(0, ordering: .relaxed) > 0
+        if asked { dueReasons.append("SIGUSR1") }
         for r in requests.takeAll() {
             switch r {
             case .program:
@@ -153,13 +185,15 @@ final class FlightRecording: @unchecked Sendable {
                 if now &- lastProgramRequestNs >= 1_000_000_000 || lastProgramRequestNs == 0 {
                     lastProgramRequestNs = now
                     asked = true
+                    dueReasons.append("the program asked (TraceRecorder.dump())")
                 }
-            case .blocked(let endNs):
+            case .blocked(let endNs, let why):
                 // Rate-limited: one automatic dump per --min-dump-interval.
                 guard now &- lastAutomaticNs >= minAutomaticGapNs || lastAutomaticNs == 0 else { continue }
                 lastAutomaticNs = now
                 let at = max(now, endNs) + settleNs
                 dueNs = min(dueNs ?? at, at)
+                dueReasons.append(why)
             }
         }
         for l in listeners {
@@ -170,21 +204,56 @@ final class FlightRecording: @unchecked Sendable {
                 if FlightAddress.mayAsk(c, owner: owner) {
                     waitingClients.append(c)
                     asked = true
+                    dueReasons.append("`asynctrace dump`")
                 } else {
                     FlightAddress.reply(c, "refused: only the user who started the recording (or root) may ask for a dump\n")
                     close(c)
                 }
             }
         }
+        for l in liveListeners {
+            while true {
+                let c = accept(l, nil, nil)
+                if c < 0 { break }
+                _ = fcntl(c, F_SETFD, FD_CLOEXEC)
+                guard FlightAddress.mayAsk(c, owner: owner) else {
+                    FlightAddress.reply(c, "refused: only the user who started the recording (or root) may watch it\n")
+                    close(c)
+                    continue
+                }
+                startFeed(c, nowNs: now)
+            }
+        }
+        feeds.removeAll { feed in
+            let status = feed.flush()
+            if case .fellBehind(let queued) = status {
+                note("a live viewer fell behind by \(queued >> 20) MiB; its feed was ended (the recording goes on)")
+            }
+            if status != .open { close(feed.fd) }
+            return status != .open
+        }
         if asked { dueNs = min(dueNs ?? (now + settleNs), now + settleNs) }
         if let due = dueNs, now >= due {
             dueNs = nil
-            let line = dump()
+            let line = dump(why: dueReasons.isEmpty ? nil : dueReasons.joined(separator: ", "))
+            dueReasons.removeAll()
             for c in waitingClients {
                 FlightAddress.reply(c, line + "\n")
                 close(c)
             }
             waitingClients.removeAll()
+        }
+    }
+
+    /// A viewer connected: it gets the window as a trace, then every chunk as it comes.
+    private func startFeed(_ fd: Int32, nowNs: UInt64) {
+        do {
+            let feed = try FlightFeed(fd: fd, ring: ring, rootPid: UInt32(rootPid), program: program, nowNs: nowNs,
+                                      realtimeNowNs: realtimeNs(), kernelState: kernelState)
+            feeds.append(feed)
+        } catch {
+            close(fd)
+            note("cannot start a live feed: \(error.description)")
         }
     }
 
@@ -201,13 +270,27 @@ final class FlightRecording: @unchecked Sendable {
             dueNs = 0
             poll()
         }
-        for l in listeners { close(l) }
+        for l in listeners + liveListeners { close(l) }
         listeners.removeAll()
+        liveListeners.removeAll()
+        // Viewers get the last chunks (for up to 2 s), then the end of the feed.
+        waited = 0
+        while !feeds.isEmpty && waited < 200 {
+            feeds.removeAll { feed in
+                let status = feed.flush()
+                if status != .open || !feed.hasQueued { close(feed.fd) }
+                return status != .open || !feed.hasQueued
+            }
+            if !feeds.isEmpty { usleep(10_000) }
+            waited += 1
+        }
+        for feed in feeds { close(feed.fd) }
+        feeds.removeAll()
     }
 
     /// Writes the window to a new file; returns the line to report.
     @discardableResult
-    func dump() -> String {
+    func dump(why: String? = nil) -> String {
         let start = monotonicNowNs()
         guard let (fd, path) = createDumpFile() else {
             dumpErrors += 1
@@ -222,9 +305,8 @@ final class FlightRecording: @unchecked Sendable {
                 realtimeNowNs: realtimeNs(), kernelState: kernelState)
             dumps.append(path)
             let ms = Double(monotonicNowNs() - start) / 1e6
-            let line =
-                "asynctrace: wrote \(path) (the last \(seconds(s.endNs - s.startNs)): \(s.events) events, "
-                + "\(s.bytes >> 10) KiB, in \(Int(ms.rounded())) ms)"
+            let line = "asynctrace: wrote \(path) (the last \(seconds(s.endNs - s.startNs)): \(s.events) events, "
+                + "\(s.bytes >> 10) KiB, in \(Int(ms.rounded())) ms)" + (why.map { ": \($0)" } ?? "")
             note(line)
             return line
         } catch {
@@ -297,7 +379,7 @@ struct trace_file_owner_identity {
 
 enum FlightRequest {
     case program
-    case blocked(endNs: UInt64)
+    case blocked(endNs: UInt64, why: String)
 }
 
 final class LockedRequests: @unchecked Sendable {
@@ -337,13 +419,57 @@ enum FlightAddress {
         return (a, socklen_t(MemoryLayout<sa_family_t>.size + 1 + bytes.count))
     }
 
-    static func listen(_ name: String) -> Int32? {
+    static func liveRecorder(_ pid: Int32) -> String { "asynctrace-flight/live/recorder/\(pid)" }
+    static func liveTraced(_ pid: Int32) -> String { "asynctrace-flight/live/traced/\(pid)" }
+
+    /// The names to try for `pid`: as the traced program, as a recorder, then its ancestors as
+    /// traced programs (a process the program started).
+    static func candidates(for pid: Int32, live: Bool) -> [String] {
+        var out = live ? [liveTraced(pid), liveRecorder(pid)] : [traced(pid), recorder(pid)]
+        var p = parent(of: pid)
+        var depth = 0
+        while let q = p, q > 1, depth < 64 {
+            out.append(live ? liveTraced(q) : traced(q))
+            p = parent(of: q)
+            depth += 1
+        }
+        return out
+    }
+
+    /// Connects to the first candidate run by us or root (a recorder run by anyone else is not believed).
+    static func connectToRecorder(for pid: Int32, live: Bool) -> Int32? {
+        let me = getuid()
+        for name in candidates(for: pid, live: live) {
+            guard let fd = connect(name) else { continue }
+            if let uid = peerUID(fd), uid == 0 || uid == me || uid == geteuid() { return fd }
+            note("ignoring @\(name): it is not run by you or root")
+            close(fd)
+        }
+        return nil
+    }
+
+    static func parent(of pid: Int32) -> Int32? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 1024)
+        let n = read(fd, &buf, buf.count)
+        guard n > 0 else { return nil }
+        // "pid (comm) state ppid ...": comm may hold anything, so read after the last ')'.
+        guard let close = buf[0..<n].lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = buf[(close + 1)..<n].split(separator: UInt8(ascii: " "))
+        guard fields.count >= 2 else { return nil }
+        return Int32(String(decoding: fields[1], as: UTF8.self))
+    }
+
+    static func listen(_ name: String, purpose: String = "`asynctrace dump`") -> Int32? {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { return nil }
         var (a, len) = address(name)
         let ok = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0
         guard ok, Glibc.listen(fd, 8) == 0 else {
-            note("cannot listen for `asynctrace dump` as @\(name) (\(String(cString: strerror(errno)))): SIGUSR1 still dumps")
+            note("cannot listen for \(purpose) as @\(name) (\(String(cString: strerror(errno))))"
+                 + (purpose == "`asynctrace dump`" ? ": SIGUSR1 still dumps" : ""))
             close(fd)
             return nil
         }
@@ -384,6 +510,8 @@ private func realtimeNs() -> UInt64 {
     clock_gettime(CLOCK_REALTIME, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
+
+private func milliseconds(_ ns: UInt64) -> String { "\((ns + 500_000) / 1_000_000) ms" }
 
 private func seconds(_ ns: UInt64) -> String {
     let s = Double(ns) / 1e9

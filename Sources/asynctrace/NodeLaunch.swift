@@ -1,7 +1,7 @@
 // `record` and Node.js: when the program is node (or --node), the preload script of NodeRecording is
 // injected through NODE_OPTIONS into every node process and worker thread of the program, and its
 // events reach the trace through a FIFO. Kept apart from RecordCommand.swift, which calls in at
-// three points (environment, start, finish).
+// three points (environment, start, finish). Under a flight recorder the chunks go into its window.
 import ArgumentParser
 import NodeRecording
 #if canImport(Glibc)
@@ -78,6 +78,9 @@ final class NodeLaunch {
     }
 
     func start(traceFD: Int32) { pipe.start(traceFD: traceFD) }
+
+    /// Flight recorder: the Node streams' chunks go into the window instead of a file.
+    func start(flight: FlightRecording) { pipe.start(sink: { flight.addOwnChunk($0) }) }
 
     /// Ends the Node streams, removes the files, and says what was recorded and lost.
     func finish() {

@@ -34,7 +34,9 @@ struct RecordCommand: ParsableCommand {
 
             With --pid, the kernel probes attach to a running process (and the processes it forks from then \
             on) until --duration ends, the process exits, or Ctrl-C. You may attach only to processes you could \
-            attach a debugger to (your own, or any with root or CAP_SYS_PTRACE).
+            attach a debugger to (your own, or any with root or CAP_SYS_PTRACE). --flight-recorder works \
+            there too: the window holds the process's kernel events, and --dump-on-block dumps on loop stalls \
+            (a thread away from epoll_wait that long).
 
             Exit status: the program's own (128+N if it was killed by signal N); 127: the program was not \
             found; 126: it could not be executed; 64: invalid command line or environment; 74: the program \
@@ -95,6 +97,11 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Stop after this long (e.g. 10s, 500ms, 2m; default: until the program exits or Ctrl-C).")
     var duration: String?
 
+    /// `top` runs record as its child: when that parent is gone (even SIGKILLed), record stops the
+    /// program as SIGTERM would and finishes the trace instead of recording on with nobody watching.
+    @Option(name: .customLong("stop-with-parent"), help: .hidden)
+    var stopWithParent: Int32?
+
     @OptionGroup(title: "Flight recorder") var flight: FlightOptions
 
     @OptionGroup(title: "Node.js") var node: NodeOptions
@@ -112,7 +119,7 @@ struct RecordCommand: ParsableCommand {
         if node.loopPhases && noKernel {
             throw ValidationError("--node-loop-phases uses the kernel probes (uprobes); it cannot be combined with --no-kernel")
         }
-        try flight.validate(attaching: pid != nil)
+        try flight.validate()
         if let d = duration, Quantities.duration(d) == nil {
             throw ValidationError("cannot read duration '\(d)': give a number and a unit, e.g. 10s, 500ms, 2m (at most ~292 years)")
         }
@@ -146,6 +153,19 @@ struct RecordCommand: ParsableCommand {
     }
 
     // MARK: running a program
+
+    /// Whether --stop-with-parent's process is no longer our parent (we were re-parented: it exited
+    /// or was killed). From then on our output goes nowhere: writes to it fail (EPIPE) instead of
+    /// killing us before the trace is finished.
+    private func parentHasGone() -> Bool {
+        guard let expected = stopWithParent, getppid() != expected else { return false }
+        if !RecordCommand.orphaned {
+            RecordCommand.orphaned = true
+            signal(SIGPIPE, SIG_IGN)
+        }
+        return true
+    }
+    nonisolated(unsafe) private static var orphaned = false
 
     private func launch(options: KernelProbeOptions) throws {
         let user = invokingUser()
@@ -183,11 +203,6 @@ struct RecordCommand: ParsableCommand {
             owner: user.map { (UInt32(bitPattern: $0.uid), UInt32(bitPattern: $0.gid)) })
         if let nodeLaunch { environment = nodeLaunch.adjust(environment) }
         environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && (session?.sampledCPUs ?? 0) > 0)
-        if flight.enabled && nodeLaunch != nil {
-            fail(
-                "--flight-recorder does not record Node.js programs yet (their events go through a pipe into one file); "
-                    + "record them without it", exitCode: 64)
-        }
         let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
         if let flightRecording { environment += flight.environment(socketFD: flightRecording.childFD) }
         let child: HeldProcess
@@ -215,14 +230,22 @@ struct RecordCommand: ParsableCommand {
         let recording = session.map { KernelRecording(session: $0, traceFD: fd, rootPid: child.pid) }
         if let flightRecording {
             flightRecording.configure(rootPid: child.pid, program: programLine(command), output: path, kernel: recording)
+            if let ns = flight.dumpOnBlockNs, recording != nil { flightRecording.watchLoopStalls(thresholdNs: ns) }
             flightRecording.start(recorderPid: getpid(), tracedPid: child.pid)
         }
         session?.trace(pid: child.pid)
         let loopPhases = node.loopPhases ? session.map(NodeLoopPhases.init) : nil
         if node.loopPhases && session == nil { note("--node-loop-phases: no loop phases without the kernel probes") }
         loopPhases?.addHeld(pid: child.pid, program: program)
-        if let loopPhases { recording?.onEvents = { loopPhases.note($0) } }
-        nodeLaunch?.start(traceFD: fd)
+        if let recording, loopPhases != nil || flightRecording != nil {
+            recording.onEvents = { events in
+                loopPhases?.note(events)
+                flightRecording?.kernelEvents(events)
+            }
+        }
+        if let nodeLaunch {
+            if let flightRecording { nodeLaunch.start(flight: flightRecording) } else { nodeLaunch.start(traceFD: fd) }
+        }
         RecordingSignals.catchSignals(forwardingTo: child.pid)
         let start = monotonicNowNs()
         do {
@@ -250,11 +273,16 @@ struct RecordCommand: ParsableCommand {
             flightRecording?.poll()
             let r = waitpid(child.pid, &status, WNOHANG)
             if r == child.pid || (r < 0 && errno != EINTR && errno != 0) { break }
-            // --duration: SIGTERM when the time is up, SIGKILL if it is still running 2 s later.
+            // --duration (or the parent that started us is gone): SIGTERM, then SIGKILL if the
+            // program is still running 2 s later.
             let now = monotonicNowNs()
-            if let limit, now >= limit {
+            let orphaned = parentHasGone()
+            if orphaned || (limit.map { now >= $0 } ?? false) {
                 if stopSentNs == nil {
-                    note("--duration \(duration!) is up; stopping the program (SIGTERM)")
+                    note(
+                        orphaned
+                            ? "the process that started this recording is gone; stopping the program (SIGTERM)"
+                            : "--duration \(duration!) is up; stopping the program (SIGTERM)")
                     kill(child.pid, SIGTERM)
                     stopSentNs = now
                 } else if let sent = stopSentNs, now - sent >= 2_000_000_000 {
@@ -305,9 +333,17 @@ struct RecordCommand: ParsableCommand {
         }
         let user = invokingUser()
         let path = absolutePath(output ?? "asynctrace-\(pid).atrace")
-        let fd = try createTrace(path: path, pid: pid, program: commandLine(of: pid), owner: user)
-        defer { close(fd) }
+        // A flight recorder writes no file until a dump (dumps are named after `path`).
+        let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
+        let fd = flightRecording != nil ? -1 : try createTrace(path: path, pid: pid, program: commandLine(of: pid), owner: user)
+        defer { if fd >= 0 { close(fd) } }
         let recording = KernelRecording(session: session, traceFD: fd, rootPid: pid)
+        if let flightRecording {
+            flightRecording.configure(rootPid: pid, program: commandLine(of: pid), output: path, kernel: recording)
+            if let ns = flight.dumpOnBlockNs { flightRecording.watchLoopStalls(thresholdNs: ns) }
+            // No program of ours to hand chunks over: the window holds the kernel stream only.
+            flightRecording.start(recorderPid: getpid(), tracedPid: pid)
+        }
         RecordingSignals.catchSignals()
         let start = monotonicNowNs()
         let limit = duration.flatMap(Quantities.duration).map { start &+ $0 }
@@ -318,18 +354,29 @@ struct RecordCommand: ParsableCommand {
         recording.onEvents = { events in
             loopPhases?.note(events)
             if events.contains(where: { $0.kind == .processExit && $0.pid == UInt32(pid) }) { exited = true }
+            flightRecording?.kernelEvents(events)
         }
+        let what =
+            flightRecording == nil
+            ? "into \(path)"
+            : "with a flight recorder (SIGUSR1 to \(getpid()) or `asynctrace dump --pid \(pid)` writes a dump)"
         note(
-            "recording kernel events of process \(pid) into \(path)"
+            "recording kernel events of process \(pid) \(what)"
                 + (limit == nil ? " until it exits or Ctrl-C" : " for \(duration!)"))
-        while !exited && RecordingSignals.last == 0 {
+        while !exited && RecordingSignals.last == 0 && !parentHasGone() {
             if let limit, monotonicNowNs() >= limit { break }
             recording.pump(timeoutMs: 50)
             loopPhases?.poll()
+            flightRecording?.poll()
             if kill(pid, 0) != 0 && errno == ESRCH { exited = true }
         }
         let stats = recording.finish()
         if let loopPhases { note(loopPhases.summary) }
+        if let flightRecording {
+            flightRecording.finish()
+            flightRecording.printSummary(startNs: start, kernel: stats, userLost: nil)
+            return
+        }
         let lost = printSummary(
             path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil,
             kernelLost: (recording.writer.eventsLost, recording.writer.firstWriteError))

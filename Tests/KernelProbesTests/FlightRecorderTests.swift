@@ -180,6 +180,88 @@ private struct DumpContents {
         }
     }
 
+    /// --pid: the flight recorder attaches to a program it did not start (no recorder in it): the
+    /// window is the kernel stream; --dump-on-block dumps on loop stalls seen by the probes (a loop
+    /// thread away from epoll_wait), and `asynctrace dump --pid <program>` works as for a launched one.
+    @Test func attachedFlightRecorderDumpsKernelLoopStalls() throws {
+        try requireKernel("flight recorder --pid")
+        let dir = temporaryPath("flight-pid")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let program = Process()
+        program.executableURL = URL(fileURLWithPath: try examples())
+        program.arguments = ["flight-stalls", "14", "2000", "300"]
+        program.standardOutput = FileHandle.nullDevice
+        program.standardError = FileHandle.nullDevice
+        try program.run()
+        defer { if program.isRunning { program.terminate() } }
+        usleep(300_000)
+        nonisolated(unsafe) var answer = ""
+        let r = try runCapturing(try asynctrace(), ["record", "--pid", "\(program.processIdentifier)", "--flight-recorder", "--keep", "3s",
+                                                    "--dump-on-block", "200ms", "--min-dump-interval", "1s", "--duration", "9s",
+                                                    "-o", dir + "/app.atrace"], timeout: 60) { _ in
+            usleep(1_000_000)
+            answer = (try? runCapturing(try asynctrace(), ["dump", "--pid", "\(program.processIdentifier)"], timeout: 30))?.stdout ?? ""
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("with a flight recorder"), "\(r.stderr)")
+        #expect(answer.hasPrefix("wrote \(dir)/app-"), "asynctrace dump --pid <program>: \(answer)")
+        let dumps = dumpPaths(r.stderr)
+        // One dump asked for, and one per 300 ms stall in the 9 s attached (a stall every 2 s: 4 or 5).
+        #expect(dumps.count >= 4 && dumps.count <= 7, "\(r.stderr)")
+        var stallDumps = 0
+        for path in dumps {
+            let d = try DumpContents(path)
+            #expect(d.reader.damage.isEmpty, "\(path): \(d.reader.damage.map(\.message))")
+            #expect(d.userEvents == 0, "attached: no program events")
+            #expect(d.syscalls > 100, "\(path): the load's writes")
+            #expect(d.reader.lastNs - d.reader.firstNs <= 3_000_000_000 + 700_000_000, "\(path) spans \(d.reader.lastNs - d.reader.firstNs) ns")
+            if d.nanosleeps >= 1 { stallDumps += 1 }
+            let report = try runCapturing(try asynctrace(), ["report", path])
+            #expect(report.status == 0 && report.stdout.contains("damage     none"), "\(report.stdout)")
+        }
+        #expect(stallDumps >= 3, "the stalls' 300 ms nanosleeps are in their dumps")
+        // The stall is in the report as a loop stall of 300 ms.
+        if let last = dumps.last {
+            let report = try runCapturing(try asynctrace(), ["report", "--json", last])
+            #expect(report.stdout.contains("\"stalls\""), "\(report.stdout.prefix(2000))")
+        }
+    }
+
+    /// `asynctrace top --pid <recorder>` attached to a running flight recorder: it gets the window
+    /// (events from before it attached) and then the chunks as they come; the stalls show; quitting
+    /// top leaves the recording running, and a second viewer can attach after it.
+    @Test func topAttachesToAFlightRecorder() throws {
+        try requireKernel("top attached to a flight recorder")
+        let dir = temporaryPath("flight-top")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        nonisolated(unsafe) var views: [(status: Int32, stdout: String, stderr: String)] = []
+        let r = try runCapturing(try asynctrace(), ["record", "--flight-recorder", "--keep", "5s", "-o", dir + "/app.atrace", "--",
+                                                    try examples(), "flight-stalls", "12", "1000", "300"], timeout: 90) { p in
+            usleep(2_500_000)
+            for _ in 0..<2 {
+                if let v = try? runCapturing(try asynctrace(), ["top", "--plain", "--count", "3", "--pid", "\(p.processIdentifier)"],
+                                             timeout: 30) {
+                    views.append((v.status, v.stdout, v.stderr))
+                }
+            }
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(views.count == 2)
+        for v in views {
+            #expect(v.status == 0, "\(v.stderr)")
+            #expect(v.stdout.contains("attached to the flight recorder of pid"), "\(v.stdout)")
+            #expect(v.stdout.components(separatedBy: "asynctrace top — ").count - 1 == 3, "\(v.stdout)")
+            #expect(v.stdout.contains("Callbacks by type"), "\(v.stdout)")
+            #expect(v.stdout.contains("BLOCKING Timeout"), "a 300 ms stall every second shows:\n\(v.stdout)")
+            #expect(v.stdout.contains("syscalls: "), "the kernel stream comes with it:\n\(v.stdout)")
+            #expect(!v.stdout.contains("damaged"), "\(v.stdout)")
+        }
+        // The recording went on to the end: the program ran its 12 s.
+        #expect(r.stdout.contains(" stalls, ") && r.stdout.split(separator: "\n").filter { $0.hasPrefix("stall ") }.count >= 8, "\(r.stdout)")
+    }
+
     @Test func keepParsesDurationsAndSizes() {
         #expect(FlightLimits.parse("30s") == FlightLimits(keepNs: 30_000_000_000, keepBytes: 1 << 30))
         #expect(FlightLimits.parse("512MiB") == FlightLimits(keepNs: nil, keepBytes: 512 << 20))

@@ -1,0 +1,42 @@
+// --dump-on-block from the kernel's view: a loop thread that stays away from epoll_wait longer than
+// the threshold (the time from one wait's return to the next wait's entry: one loop iteration) is a
+// stall, for any epoll loop (libuv, NIO, our runtime) without the program's help. This is what
+// makes --dump-on-block work with --pid and for Node programs, whose hooks report no blocking callbacks.
+import KernelProbes
+
+struct LoopStallWatch {
+    let thresholdNs: UInt64
+    /// Per thread (pid << 32 | tid): when its last epoll wait returned.
+    private var lastReturnNs: [UInt64: UInt64] = [:]
+    static let maxThreads = 65_536
+
+    init(thresholdNs: UInt64) { self.thresholdNs = thresholdNs }
+
+    struct Stall {
+        var tid: UInt32
+        var durationNs: UInt64
+        /// The next wait's entry.
+        var endNs: UInt64
+    }
+
+    /// The stalls in `events`, in order.
+    mutating func stalls(in events: ArraySlice<KernelEvent>) -> [Stall] {
+        var ends: [Stall] = []
+        for e in events {
+            switch e.kind {
+            case .epollWait:
+                let key = UInt64(e.pid) << 32 | UInt64(e.tid)
+                if let last = lastReturnNs[key], e.enterNs > last, e.enterNs - last >= thresholdNs {
+                    ends.append(Stall(tid: e.tid, durationNs: e.enterNs - last, endNs: e.enterNs))
+                }
+                if lastReturnNs.count >= Self.maxThreads && lastReturnNs[key] == nil { lastReturnNs.removeAll() }
+                lastReturnNs[key] = e.timestampNs
+            case .threadExit:
+                lastReturnNs[UInt64(e.pid) << 32 | UInt64(e.tid)] = nil
+            default:
+                break
+            }
+        }
+        return ends
+    }
+}
