@@ -138,3 +138,12 @@ int trace_peer_uid(int fd, unsigned int *uid) {
     *uid = cred.uid;
     return 0;
 }
+
+int trace_memory_file(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int trace_discard_prefix(int fd, uint64_t bytes) {
+    uint64_t page = 4096;
+    uint64_t n = bytes - bytes % page;
+    if (n == 0) return 0;
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)n);
+}

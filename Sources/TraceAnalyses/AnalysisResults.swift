@@ -141,6 +141,12 @@ public struct ThreadRef: Sendable, Hashable {
     public var pid: UInt32
     public var tid: UInt32
     public var name: String?
+
+    public init(pid: UInt32, tid: UInt32, name: String?) {
+        self.pid = pid
+        self.tid = tid
+        self.name = name
+    }
 }
 
 /// Time a thread spent blocked for one reason: a syscall ("clock_nanosleep", "futex wait", "read"), or a
@@ -356,6 +362,8 @@ public struct KernelLoopThread: Sendable {
     public var busyNs: DurationSummary
     /// Wait exit to wait exit since `TraceAnalyzer.startInterval()` (all of them if it was never called).
     public var recentIterationNs: DurationSummary
+    /// When its latest wait returned (a live view measures a stall in progress from it).
+    public var lastWaitExitNs: UInt64 = 0
 }
 
 public struct KernelLoopSummary: Sendable {

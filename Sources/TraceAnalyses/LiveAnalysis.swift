@@ -43,6 +43,39 @@ public struct LiveCallbackType: Sendable {
     public var destroyed: UInt64
 }
 
+/// A loop thread that has not come back to epoll_wait for at least the blocking threshold by the
+/// latest time analysed (a stall in progress, or one that ended after that time): found from the
+/// kernel stream; a live view checks what the thread is doing now and how long it has been away.
+public struct LiveLoopAway: Sendable {
+    public var thread: ThreadRef
+    /// When its latest wait returned, and the time up to which its events were analysed (it did not
+    /// wait in between).
+    public var lastWaitExitNs: UInt64
+    public var knownUntilNs: UInt64
+    /// The callback running on it, if its recorder handed the callback's start over.
+    public var callback: CallbackRecord?
+}
+
+/// A stall in progress as a live view shows it: the thread, how long it has been away from its
+/// epoll wait (or running its callback), and what it is doing now.
+public struct LiveStallInProgress: Sendable {
+    public var thread: ThreadRef
+    public var sinceNs: UInt64
+    public var durationNs: UInt64
+    /// e.g. "in read fd 5 (/tmp/big)", "on CPU"; nil when not known.
+    public var doing: String?
+    /// The callback's type, when known ("Timeout").
+    public var callbackType: String?
+
+    public init(thread: ThreadRef, sinceNs: UInt64, durationNs: UInt64, doing: String?, callbackType: String?) {
+        self.thread = thread
+        self.sinceNs = sinceNs
+        self.durationNs = durationNs
+        self.doing = doing
+        self.callbackType = callbackType
+    }
+}
+
 public struct LiveInterval: Sendable {
     /// The trace time the interval covers (CLOCK_MONOTONIC ns) and the recording's start.
     public var startNs: UInt64
@@ -59,6 +92,14 @@ public struct LiveInterval: Sendable {
     public var slowestCallbacks: [CallbackRecord]
     /// Loop stalls (between two epoll waits) that ended in the interval, longest first.
     public var stalls: [LoopStall]
+    /// Callbacks still running at the interval's end for at least the blocking threshold (a stall in
+    /// progress), longest first, their duration so far.
+    public var running: [CallbackRecord] = []
+    /// Loop threads away from epoll_wait for at least the threshold by the latest time analysed.
+    public var awayFromWait: [LiveLoopAway] = []
+    /// What the view shows as stalls in progress (filled in by the view from `running` and
+    /// `awayFromWait`, checking the threads now).
+    public var inProgress: [LiveStallInProgress] = []
     public var blockingThresholdNs: UInt64
     /// Resources alive now, by type, most first.
     public var resourcesAlive: [OpenResourceGroup]
@@ -75,6 +116,8 @@ public struct LiveTraceAnalysis {
     private var previous: TraceAnalysis?
     /// Events consumed so far.
     public private(set) var events: UInt64 = 0
+    /// The latest time the recording is known to have reached (any stream's latest chunk end).
+    public private(set) var latestNs: UInt64 = 0
 
     public init(options: AnalysisOptions = AnalysisOptions()) { self.options = options }
 
@@ -87,6 +130,7 @@ public struct LiveTraceAnalysis {
             analyzer!.follow(streams)
         }
         events &+= follower.forEachEvent(all: all) { stream, event in analyzer!.consume(stream: stream, event) }
+        latestNs = max(latestNs, follower.latestNs)
         // Damage found while handing out events (undecodable chunks) is the follower's: the next snapshot has it.
         analyzer!.follow(follower.snapshot()!)
     }
@@ -183,11 +227,26 @@ public struct LiveTraceAnalysis {
         }
         types.sort { ($0.callbacks, $0.totalNs, $1.type) > ($1.callbacks, $1.totalNs, $0.type) }
 
+        // Measured to the latest time any stream reached: a callback that has not ended has run at least that long.
+        let running = analyzer.runningCallbacks(atNs: max(latestNs, end), atLeastNs: options.blockingThresholdNs)
+        // Loop threads whose latest wait returned long before the latest event analysed: they have not
+        // waited since (the kernel stream is in time order up to there).
+        var exited = Set<UInt64>()
+        for t in now.threads where t.exited { exited.insert(Self.key(t.pid, t.tid)) }
+        var away: [LiveLoopAway] = []
+        let knownUntil = analyzer.lastNs
+        for t in now.kernelLoop?.threads ?? [] where !exited.contains(Self.key(t.pid, t.tid)) {
+            guard t.lastWaitExitNs > 0, knownUntil > t.lastWaitExitNs,
+                  knownUntil - t.lastWaitExitNs >= options.blockingThresholdNs else { continue }
+            let callback = running.first { $0.pid == t.pid && $0.tid == t.tid }
+            away.append(LiveLoopAway(thread: ThreadRef(pid: t.pid, tid: t.tid, name: t.threadName), lastWaitExitNs: t.lastWaitExitNs,
+                                     knownUntilNs: knownUntil, callback: callback))
+        }
         return LiveInterval(
             startNs: start, endNs: end, recordingStartNs: now.overview.recordingStartNs, program: now.overview.program,
             events: events, totalEvents: now.overview.totalEvents, eventsPerSecond: Double(events) / seconds,
             loops: loops, threads: threads, callbackTypes: types, slowestCallbacks: now.slowestCallbacks,
-            stalls: now.stalls, blockingThresholdNs: options.blockingThresholdNs, resourcesAlive: now.openAtExit,
+            stalls: now.stalls, running: Array(running.prefix(options.top)), awayFromWait: away, blockingThresholdNs: options.blockingThresholdNs, resourcesAlive: now.openAtExit,
             droppedUser: now.overview.droppedUser, droppedKernel: now.overview.droppedKernel,
             damage: now.overview.damage, hasSchedulerEvents: now.hasSchedulerEvents)
     }

@@ -128,6 +128,29 @@ public struct TraceAnalyzer {
         return (f.asyncID, resources.typeName(f.type))
     }
 
+    /// Callbacks begun and not ended yet that have run at least `atLeastNs` by `nowNs` (a stall in
+    /// progress, for the live view): the outermost one per thread, longest first, their duration so
+    /// far. Threads whose stream has ended are left out (their frames lost their after()).
+    public func runningCallbacks(atNs nowNs: UInt64, atLeastNs: UInt64) -> [CallbackRecord] {
+        var out: [CallbackRecord] = []
+        for (s, stack) in callbacks.stacks.enumerated() {
+            guard let frame = stack.first, nowNs > frame.beforeNs, nowNs - frame.beforeNs >= atLeastNs,
+                  s < reader.streams.count, !reader.streams[s].endedCleanly else { continue }
+            let st = reader.streams[s]
+            // Syscalls of the whole nest: those made in inner callbacks count for the outer one too.
+            var tallies: [SyscallTally] = []
+            for f in stack { tallies += f.syscalls }
+            var merged = frame
+            merged.syscalls = tallies
+            out.append(CallbackRecord(
+                asyncID: frame.asyncID, type: resources.typeName(frame.type), pid: st.pid, tid: st.tid,
+                threadName: st.threadName, startNs: frame.beforeNs, durationNs: nowNs - frame.beforeNs,
+                causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
+                syscalls: CallbackTracker.syscalls(of: merged), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs))
+        }
+        return out.sorted { ($0.durationNs, $1.tid) > ($1.durationNs, $0.tid) }
+    }
+
     public mutating func consume(_ e: TraceEvent) { consume(stream: e.stream, e.event) }
 
     public mutating func consume(stream s: Int, _ ev: borrowing DecodedEvent) {

@@ -54,6 +54,14 @@ public final class TraceFollower {
     /// Chunks indexed whose events have not all been handed out.
     public var chunksWaiting: Int { ready.reduce(0) { $0 + $1.count } }
 
+    /// The file's bytes before this offset will not be read again (everything there was indexed and
+    /// handed out): a follower of an in-memory file may free them.
+    public var discardableBelow: UInt64 {
+        var low = offset
+        for list in ready { if let first = list.first { low = min(low, first.offset) } }
+        return header == nil ? 0 : low
+    }
+
     /// Indexes what was appended since the last call (`forEachEvent` then hands its events out); returns
     /// whether the file grew. Throws only if the file's header turns out not to be a trace.
     @discardableResult

@@ -98,6 +98,27 @@ public enum LiveText {
         }
 
         out.append("")
+        // A stall in progress shows as it grows, before its callback ends.
+        if !i.inProgress.isEmpty {
+            out.append("Stalls in progress (at least \(Formatting.duration(i.blockingThresholdNs)) away from the loop's wait, or in one callback):")
+            for st in i.inProgress.prefix(max(1, o.rows / 2)) {
+                var s = "  " + Formatting.duration(st.durationNs).leftPadded(9) + " RUNNING  "
+                if let type = st.callbackType { s += "\(Formatting.printable(type)) on " }
+                s += "\(name(st.thread)) since \(Formatting.at(st.sinceNs, from: i.recordingStartNs))"
+                if let d = st.doing { s += ", now \(Formatting.printable(d))" }
+                s += " (not ended yet)"
+                out.append(s)
+            }
+        } else if !i.running.isEmpty {
+            out.append("Running now for at least \(Formatting.duration(i.blockingThresholdNs)) (a stall in progress):")
+            for c in i.running.prefix(max(1, o.rows / 2)) {
+                var s = "  " + Formatting.duration(c.durationNs).leftPadded(9) + " RUNNING  "
+                s += "\(Formatting.printable(c.type)) on \(name(c.tid, c.threadName)) since \(Formatting.at(c.startNs, from: i.recordingStartNs))"
+                s += " (not ended yet)"
+                out.append(s)
+                if let d = detail(c.syscalls, c.stacks) { out.append("            " + d) }
+            }
+        }
         let slow = i.slowestCallbacks.prefix(max(1, o.rows / 2))
         out.append(
             slow.isEmpty

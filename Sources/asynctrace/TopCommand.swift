@@ -17,7 +17,12 @@ struct TopCommand: ParsableCommand {
         discussion: """
             asynctrace top app.atrace           follow a trace file while it is being recorded
             asynctrace top -- ./app args        record the program (as `record` does) and show it live
-            asynctrace top --pid 1234           record a running process's kernel events and show them live
+            asynctrace top --pid 1234           attach to the flight recorder of process 1234 (`record \
+            --flight-recorder`; the recorder's pid or its program's), else record the process's kernel events
+
+            Attached to a flight recorder, top first gets the window it keeps (as a dump would hold it), then \
+            every chunk as the recorder takes it; the recording goes on unchanged when top quits, and a top \
+            that cannot keep up is cut off by the recorder (never the other way round).
 
             Every interval (default 1 s) the view shows, for the events of that interval: each loop thread's \
             utilization and iteration p99, the threads (on CPU, blocked, runnable, and the syscall they were \
@@ -48,7 +53,7 @@ struct TopCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "When recording: the trace file to write (default: asynctrace-top-<pid>.atrace).")
     var output: String?
 
-    @Option(help: "Record the kernel events of this running process and show them live.")
+    @Option(help: "Attach to the flight recorder of this process (the recorder's or its program's pid), else record the process's kernel events, and show them live.")
     var pid: Int32?
 
     @Flag(name: .customLong("no-kernel"), help: "When recording a program: do not attach the kernel probes.")
@@ -105,9 +110,25 @@ struct TopCommand: ParsableCommand {
         let terminal = !plain && isatty(1) != 0
         LiveTerminal.installStopHandlers()
 
+        // --pid of a flight recorder (or of the program it records): attach to its live feed.
+        if let pid, let socket = FlightAddress.connectToRecorder(for: pid, live: true) {
+            if output != nil { writeStderr("asynctrace top: -o is ignored: attached to a flight recorder, which writes only its dumps\n") }
+            let feed: FlightFeedClient
+            do {
+                feed = try FlightFeedClient(socket: socket)
+            } catch {
+                Self.fail(error.message)
+            }
+            var view = LiveSession(path: feed.path, intervalNs: intervalNs, options: options, terminal: terminal, rows: rows,
+                                   count: count, recorder: nil, feed: feed)
+            view.text.source = "attached to the flight recorder of pid \(pid)"
+            throw ExitCode(view.run())
+        }
+
         var recorder: RecordChild? = nil
         if recording {
-            var args = ["record", "-o", path]
+            // If top is killed (even with SIGKILL), record stops the program and finishes the trace.
+            var args = ["record", "-o", path, "--stop-with-parent", String(getpid())]
             if let pid { args += ["--pid", String(pid)] }
             if noKernel { args.append("--no-kernel") }
             if arguments.first == "--" { args += ["--"] + arguments.dropFirst() }
@@ -117,9 +138,8 @@ struct TopCommand: ParsableCommand {
                 Self.fail("cannot start recording: \(error.message)")
             }
         }
-        var view = LiveSession(
-            path: path, intervalNs: intervalNs, options: options, terminal: terminal, rows: rows,
-            count: count, recorder: recorder)
+        var view = LiveSession(path: path, intervalNs: intervalNs, options: options, terminal: terminal, rows: rows,
+                               count: count, recorder: recorder, feed: nil)
         let status = view.run()
         throw ExitCode(status)
     }
@@ -138,6 +158,8 @@ struct LiveSession {
     let terminal: Bool
     let maxIntervals: Int?
     var recorder: RecordChild?
+    /// Attached to a flight recorder: its live feed, which `path` (a file in memory) receives.
+    let feed: FlightFeedClient?
     var live: LiveTraceAnalysis
     var text = LiveTextOptions()
     var follower: TraceFollower?
@@ -146,7 +168,9 @@ struct LiveSession {
     var keys = false
     var ended = false
 
-    init(path: String, intervalNs: UInt64, options: AnalysisOptions, terminal: Bool, rows: Int, count: Int?, recorder: RecordChild?) {
+    init(path: String, intervalNs: UInt64, options: AnalysisOptions, terminal: Bool, rows: Int, count: Int?, recorder: RecordChild?,
+         feed: FlightFeedClient?) {
+        self.feed = feed
         self.path = path
         self.intervalNs = intervalNs
         self.terminal = terminal
@@ -164,6 +188,7 @@ struct LiveSession {
     }
 
     mutating func run() -> Int32 {
+        if feed != nil { drainFeed() }
         if recorder == nil { openFollower(mustExist: true) }
         if terminal { keys = LiveTerminal.enter() }
         var next = Self.nowNs() + intervalNs
@@ -173,8 +198,9 @@ struct LiveSession {
             let now = Self.nowNs()
             if now < next || ended {
                 let wait = ended ? 1_000 : Int32(min(1_000, (next - now) / 1_000_000 + 1))
-                let pressed = LiveTerminal.readKeys(timeoutMs: wait, keys: keys, extraFD: recorder?.pollFD ?? -1)
+                let pressed = LiveTerminal.readKeys(timeoutMs: wait, keys: keys, extraFD: recorder?.pollFD ?? feed?.pollFD ?? -1)
                 recorder?.drainOutput()
+                drainFeed()
                 if liveResized != 0 {
                     liveResized = 0
                     redraw()
@@ -207,23 +233,41 @@ struct LiveSession {
     /// One interval: read what the recording appended, analyse it, show it.
     mutating func tick() {
         recorder?.drainOutput()
-        let recorderDone = recorder?.poll() ?? false
+        drainFeed()
+        let recorderDone = recorder?.poll() ?? feed?.ended ?? false
         if follower == nil { openFollower(mustExist: false) }
         if let f = follower {
             let grew = poll(f)
             // Nothing new: nothing more is coming soon, so hand out what is held back.
             live.consume(f, all: recorderDone || !grew)
-            if recorder == nil && !grew && f.allStreamsEnded && f.chunksWaiting == 0 && f.pendingBytes == 0 { ended = true }
+            feed?.discard(below: f.discardableBelow)
+            if recorder == nil && feed == nil && !grew && f.allStreamsEnded && f.chunksWaiting == 0 && f.pendingBytes == 0 { ended = true }
         }
         if recorderDone { ended = true }
-        if let i = live.interval(wallSeconds: Double(intervalNs) / 1e9) { last = i }
+        if var i = live.interval(wallSeconds: Double(intervalNs) / 1e9) {
+            // The program runs on this machine: what its stalled threads do now.
+            if !ended { i.inProgress = StallsInProgress.check(i, nowNs: Self.nowNs()) }
+            last = i
+        }
         if ended {
             let keysHint = terminal ? " q quits." : ""
-            text.status =
-                recorder.map { "The recording ended (\($0.exitDescription)); the trace is in \(path).\(keysHint)" }
-                ?? "The recording ended (every stream wrote its final chunk).\(keysHint)"
+            if feed != nil {
+                text.status = "The flight recorder ended its feed (the program exited, or it stopped).\(keysHint)"
+            } else {
+                text.status = recorder.map { "The recording ended (\($0.exitDescription)); the trace is in \(path).\(keysHint)" }
+                    ?? "The recording ended (every stream wrote its final chunk).\(keysHint)"
+            }
         }
         show()
+    }
+
+    func drainFeed() {
+        guard let feed else { return }
+        do {
+            try feed.drain()
+        } catch {
+            TopCommand.fail(error.message)
+        }
     }
 
     mutating func poll(_ f: TraceFollower) -> Bool {

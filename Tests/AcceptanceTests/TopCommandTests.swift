@@ -121,4 +121,81 @@ import Testing
         print("top showed the first stall \(String(format: "%.2f", latency)) s after it began")
         #expect(latency > 0 && latency <= 2.0, "shown \(latency) s after the stall began")
     }
+
+    /// top killed with SIGKILL (no handler runs): its `record` child notices, stops the program as
+    /// SIGTERM would and finishes the trace, instead of recording on with nobody watching.
+    @Test func sigkillOfTopEndsItsRecordingAndLeavesAReadableTrace() throws {
+        let trace = temporary("killed.atrace")
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let top = Process()
+        top.executableURL = URL(fileURLWithPath: builtExecutable("asynctrace"))
+        top.arguments = ["top", "--plain", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
+            + ["--", builtExecutable("asynctrace-examples"), "stalls", "120", "1000", "100"]
+        top.standardOutput = FileHandle.nullDevice
+        top.standardError = FileHandle.nullDevice
+        try top.run()
+        defer { if top.isRunning { kill(top.processIdentifier, SIGKILL) } }
+        func children(_ pid: Int32) -> [Int32] {
+            let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+            return text.split(separator: " ").compactMap { Int32($0) }
+        }
+        /// Running (a zombie waiting for its parent counts as gone).
+        func alive(_ pid: Int32) -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            return !stat[close...].hasPrefix(") Z") && !stat[close...].hasPrefix(") X")
+        }
+        var record: Int32 = 0, program: Int32 = 0
+        #expect(waitFor(seconds: 30) {
+            record = children(top.processIdentifier).first ?? 0
+            program = record > 0 ? children(record).first ?? 0 : 0
+            let size = (try? FileManager.default.attributesOfItem(atPath: trace)[.size] as? NSNumber)?.intValue ?? 0
+            return program > 0 && size > 4096
+        }, "top's record child and its program did not start")
+        try #require(program > 0)
+        usleep(1_500_000)
+        kill(top.processIdentifier, SIGKILL)
+        top.waitUntilExit()
+        #expect(waitFor(seconds: 10) { !alive(record) && !alive(program) },
+                "record \(record) or the program \(program) still runs after top was killed")
+        if alive(program) { kill(program, SIGKILL) }
+        if alive(record) { kill(record, SIGKILL) }
+        // The trace was finished as after Ctrl-C: every stream ended, nothing damaged.
+        let report = try run([builtExecutable("asynctrace"), "report", trace])
+        #expect(report.status == 0, "\(report.stderr)")
+        #expect(report.stdout.contains("damage     none"), "\(report.stdout)")
+    }
+
+    /// A stall still in progress shows while it grows (not only once its callback ended): a 2.5 s
+    /// stall is on screen as RUNNING, longer from one interval to the next, before it is listed as a
+    /// BLOCKING callback; with the kernel probes the view says what the thread is doing now (the
+    /// stall's synchronous read).
+    @Test func aStallInProgressShowsAsItGrows() throws {
+        let trace = temporary("running.atrace")
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let top = try run([builtExecutable("asynctrace"), "top", "--plain", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
+                          + ["--", builtExecutable("asynctrace-examples"), "stalls", "5", "1500", "2500"], timeout: 90)
+        #expect(top.status == 0, "top failed: \(top.stderr)")
+        let blocks = Array(top.stdout.components(separatedBy: "asynctrace top — ").dropFirst())
+        let running = blocks.firstIndex { $0.contains(" RUNNING  ") }
+        let ended = blocks.firstIndex { $0.contains("BLOCKING Timeout") }
+        guard kernelCapable else {
+            // Without the probes a stalled thread hands its events over only after the stall.
+            print("KERNEL TEST SKIPPED: stalls in progress come from the kernel stream")
+            return
+        }
+        #expect(running != nil, "the stall never showed while it ran:\n\(top.stdout)")
+        if let running, let ended { #expect(running < ended, "RUNNING shows before the callback ends") }
+        #expect(top.stdout.contains("(not ended yet)"))
+        #expect(top.stdout.contains("now in read fd "), "what the stalled thread does now:\n\(top.stdout)")
+        // Its duration so far grows from one interval to the next, and stays within the 2.5 s stall.
+        let sofar: [Double] = blocks.compactMap { b in
+            guard let line = b.split(separator: "\n").first(where: { $0.contains(" RUNNING  ") }) else { return nil }
+            let parts = line.split(separator: " ")
+            guard parts.count >= 2, let v = Double(parts[0]) else { return nil }
+            return parts[1] == "ms" ? v / 1000 : parts[1] == "s" ? v : nil
+        }
+        print("the running stall as shown, interval by interval: \(sofar) s")
+        #expect(!sofar.isEmpty && sofar == sofar.sorted() && sofar.allSatisfy { $0 > 0.01 && $0 <= 2.6 }, "\(sofar)")
+    }
 }

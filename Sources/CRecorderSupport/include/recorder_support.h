@@ -109,6 +109,12 @@ int trace_is_seqpacket_socket(int fd);
 /// The uid of the process at the other end of a unix socket (SO_PEERCRED); 0 on success.
 int trace_peer_uid(int fd, unsigned int *uid);
 
+/// `asynctrace top` attached to a flight recorder: a file in memory (memfd, close-on-exec) that the
+/// feed is appended to and the follower reads; -1 on error.
+int trace_memory_file(const char *name);
+/// Frees the first `bytes` of such a file (rounded down to pages; offsets and size stay): 0 on success.
+int trace_discard_prefix(int fd, uint64_t bytes);
+
 /// Installs handlers for SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE, SIGTERM and SIGINT that call
 /// `flush(sig)`, restore the previous disposition and re-raise, so the process ends as it would have.
 void trace_install_fatal_handlers(void (*flush)(int));
