@@ -298,11 +298,12 @@ struct KernelLoopTracker {
         guard !threads.isEmpty else { return nil }
         let list = threads.sorted { $0.key < $1.key }.map { key, t in
             let span = t.lastExitNs - t.firstEnterNs
-            return KernelLoopThread(pid: UInt32(key >> 32), tid: UInt32(truncatingIfNeeded: key), waits: t.waits,
-                                    waitNs: t.waitNs, spanNs: span,
-                                    utilization: span == 0 ? 0 : Double(span - min(span, t.waitNs)) / Double(span),
-                                    busyNs: DurationSummary(t.busy), recentIterationNs: DurationSummary(t.recentIterations),
-                                    lastWaitExitNs: t.lastExitNs)
+            return KernelLoopThread(
+                pid: UInt32(key >> 32), tid: UInt32(truncatingIfNeeded: key), waits: t.waits,
+                waitNs: t.waitNs, spanNs: span,
+                utilization: span == 0 ? 0 : Double(span - min(span, t.waitNs)) / Double(span),
+                busyNs: DurationSummary(t.busy), recentIterationNs: DurationSummary(t.recentIterations),
+                lastWaitExitNs: t.lastExitNs)
         }
         return KernelLoopSummary(threads: list, longestGaps: gaps.sorted)
     }

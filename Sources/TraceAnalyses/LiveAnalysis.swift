@@ -237,16 +237,20 @@ public struct LiveTraceAnalysis {
         let knownUntil = analyzer.lastNs
         for t in now.kernelLoop?.threads ?? [] where !exited.contains(Self.key(t.pid, t.tid)) {
             guard t.lastWaitExitNs > 0, knownUntil > t.lastWaitExitNs,
-                  knownUntil - t.lastWaitExitNs >= options.blockingThresholdNs else { continue }
+                knownUntil - t.lastWaitExitNs >= options.blockingThresholdNs
+            else { continue }
             let callback = running.first { $0.pid == t.pid && $0.tid == t.tid }
-            away.append(LiveLoopAway(thread: ThreadRef(pid: t.pid, tid: t.tid, name: t.threadName), lastWaitExitNs: t.lastWaitExitNs,
-                                     knownUntilNs: knownUntil, callback: callback))
+            away.append(
+                LiveLoopAway(
+                    thread: ThreadRef(pid: t.pid, tid: t.tid, name: t.threadName), lastWaitExitNs: t.lastWaitExitNs,
+                    knownUntilNs: knownUntil, callback: callback))
         }
         return LiveInterval(
             startNs: start, endNs: end, recordingStartNs: now.overview.recordingStartNs, program: now.overview.program,
             events: events, totalEvents: now.overview.totalEvents, eventsPerSecond: Double(events) / seconds,
             loops: loops, threads: threads, callbackTypes: types, slowestCallbacks: now.slowestCallbacks,
-            stalls: now.stalls, running: Array(running.prefix(options.top)), awayFromWait: away, blockingThresholdNs: options.blockingThresholdNs, resourcesAlive: now.openAtExit,
+            stalls: now.stalls, running: Array(running.prefix(options.top)), awayFromWait: away, blockingThresholdNs: options.blockingThresholdNs,
+            resourcesAlive: now.openAtExit,
             droppedUser: now.overview.droppedUser, droppedKernel: now.overview.droppedKernel,
             damage: now.overview.damage, hasSchedulerEvents: now.hasSchedulerEvents)
     }

@@ -135,18 +135,20 @@ public struct TraceAnalyzer {
         var out: [CallbackRecord] = []
         for (s, stack) in callbacks.stacks.enumerated() {
             guard let frame = stack.first, nowNs > frame.beforeNs, nowNs - frame.beforeNs >= atLeastNs,
-                  s < reader.streams.count, !reader.streams[s].endedCleanly else { continue }
+                s < reader.streams.count, !reader.streams[s].endedCleanly
+            else { continue }
             let st = reader.streams[s]
             // Syscalls of the whole nest: those made in inner callbacks count for the outer one too.
             var tallies: [SyscallTally] = []
             for f in stack { tallies += f.syscalls }
             var merged = frame
             merged.syscalls = tallies
-            out.append(CallbackRecord(
-                asyncID: frame.asyncID, type: resources.typeName(frame.type), pid: st.pid, tid: st.tid,
-                threadName: st.threadName, startNs: frame.beforeNs, durationNs: nowNs - frame.beforeNs,
-                causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
-                syscalls: CallbackTracker.syscalls(of: merged), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs))
+            out.append(
+                CallbackRecord(
+                    asyncID: frame.asyncID, type: resources.typeName(frame.type), pid: st.pid, tid: st.tid,
+                    threadName: st.threadName, startNs: frame.beforeNs, durationNs: nowNs - frame.beforeNs,
+                    causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
+                    syscalls: CallbackTracker.syscalls(of: merged), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs))
         }
         return out.sorted { ($0.durationNs, $1.tid) > ($1.durationNs, $0.tid) }
     }

@@ -35,19 +35,25 @@ public enum FlightDump {
     ///   fds, mappings), built by the kernel writer;
     /// - each stream's last chunk is marked final: the dump ends there.
     /// Chunks are otherwise written as they are, so a dump costs copying (and re-checksumming) bytes.
-    public static func write(to fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64,
-                             realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil) throws(FlightDumpError) -> FlightDumpSummary {
+    public static func write(
+        to fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64,
+        realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil
+    ) throws(FlightDumpError) -> FlightDumpSummary {
         var out = DumpOutput(fd: fd)
         let snapshot = ring.snapshot(nowNs: nowNs)
-        return try write(snapshot, keepNs: ring.limits.keepNs, to: &out, rootPid: rootPid, program: program, nowNs: nowNs,
-                         realtimeNowNs: realtimeNowNs, kernelState: kernelState, live: false).summary
+        return try write(
+            snapshot, keepNs: ring.limits.keepNs, to: &out, rootPid: rootPid, program: program, nowNs: nowNs,
+            realtimeNowNs: realtimeNowNs, kernelState: kernelState, live: false
+        ).summary
     }
 
     /// The window of `snapshot` as a trace into `out`. `live`: the start of a live feed (FlightFeed),
     /// whose streams go on: no chunk is marked final, and where each stream's numbering starts is returned.
-    static func write(_ snapshot: FlightSnapshot, keepNs: UInt64?, to out: inout DumpOutput, rootPid: UInt32, program: String,
-                      nowNs: UInt64, realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)?,
-                      live isLive: Bool) throws(FlightDumpError) -> (summary: FlightDumpSummary, starts: [FlightStreamKey: FlightFeedStart]) {
+    static func write(
+        _ snapshot: FlightSnapshot, keepNs: UInt64?, to out: inout DumpOutput, rootPid: UInt32, program: String,
+        nowNs: UInt64, realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)?,
+        live isLive: Bool
+    ) throws(FlightDumpError) -> (summary: FlightDumpSummary, starts: [FlightStreamKey: FlightFeedStart]) {
         let (all, identities, live) = (snapshot.chunks, snapshot.identities, snapshot.live)
         let cutoff = keepNs.map { nowNs > $0 ? nowNs - $0 : 0 } ?? 0
         let chunks = all.filter { $0.header.endNs >= cutoff }

@@ -41,8 +41,10 @@ public final class FlightFeed: @unchecked Sendable {
     /// Starts a feed on `fd` (a connected stream socket; made non-blocking): the window of `ring` now
     /// as a trace (file header, openings, chunks), then what the ring takes from this moment on.
     /// `kernelState` as for a dump (called here, on the caller's thread).
-    public init(fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64, realtimeNowNs: UInt64,
-                kernelState: ((UInt64) -> [UInt8]?)?) throws(FlightDumpError) {
+    public init(
+        fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64, realtimeNowNs: UInt64,
+        kernelState: ((UInt64) -> [UInt8]?)?
+    ) throws(FlightDumpError) {
         self.fd = fd
         self.ring = ring
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -59,8 +61,9 @@ public final class FlightFeed: @unchecked Sendable {
         var out = DumpOutput(fd: -1)
         let written: (summary: FlightDumpSummary, starts: [FlightStreamKey: FlightFeedStart])
         do {
-            written = try FlightDump.write(snapshot, keepNs: ring.limits.keepNs, to: &out, rootPid: rootPid, program: program,
-                                           nowNs: nowNs, realtimeNowNs: realtimeNowNs, kernelState: kernelState, live: true)
+            written = try FlightDump.write(
+                snapshot, keepNs: ring.limits.keepNs, to: &out, rootPid: rootPid, program: program,
+                nowNs: nowNs, realtimeNowNs: realtimeNowNs, kernelState: kernelState, live: true)
         } catch {
             ring.stopObserving(token)
             throw error

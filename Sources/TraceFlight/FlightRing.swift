@@ -185,7 +185,8 @@ public final class FlightRing: @unchecked Sendable {
     /// handed to `observer` (on the adding thread, under the ring's lock: it must not call the
     /// ring). Nothing is missed or seen twice between the two. Returns a token for `stopObserving`.
     public func snapshotAndObserve(nowNs: UInt64, _ observer: @escaping (FlightChunk) -> Void)
-        -> (snapshot: FlightSnapshot, token: Int) {
+        -> (snapshot: FlightSnapshot, token: Int)
+    {
         state.withLock { s in
             let snap = snapshot(&s, nowNs: nowNs)
             let token = s.nextObserver

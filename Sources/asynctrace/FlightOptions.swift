@@ -20,11 +20,13 @@ struct FlightOptions: ParsableArguments {
                 + "Memory is capped at 1 GiB when only a duration is given.", valueName: "window"))
     var keep: String?
 
-    @Option(name: .customLong("dump-on-block"), help: ArgumentHelp(
-        "Dump automatically when a callback runs longer than this, or a loop thread stays this long between two "
-            + "epoll waits (a loop stall, seen by the kernel probes; also with --pid and for Node.js), e.g. 100ms: "
-            + "the window up to shortly after it ends.",
-        valueName: "duration"))
+    @Option(
+        name: .customLong("dump-on-block"),
+        help: ArgumentHelp(
+            "Dump automatically when a callback runs longer than this, or a loop thread stays this long between two "
+                + "epoll waits (a loop stall, seen by the kernel probes; also with --pid and for Node.js), e.g. 100ms: "
+                + "the window up to shortly after it ends.",
+            valueName: "duration"))
     var dumpOnBlock: String?
 
     @Option(

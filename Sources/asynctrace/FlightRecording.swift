@@ -248,8 +248,9 @@ final class FlightRecording: @unchecked Sendable {
     /// A viewer connected: it gets the window as a trace, then every chunk as it comes.
     private func startFeed(_ fd: Int32, nowNs: UInt64) {
         do {
-            let feed = try FlightFeed(fd: fd, ring: ring, rootPid: UInt32(rootPid), program: program, nowNs: nowNs,
-                                      realtimeNowNs: realtimeNs(), kernelState: kernelState)
+            let feed = try FlightFeed(
+                fd: fd, ring: ring, rootPid: UInt32(rootPid), program: program, nowNs: nowNs,
+                realtimeNowNs: realtimeNs(), kernelState: kernelState)
             feeds.append(feed)
         } catch {
             close(fd)
@@ -305,7 +306,8 @@ final class FlightRecording: @unchecked Sendable {
                 realtimeNowNs: realtimeNs(), kernelState: kernelState)
             dumps.append(path)
             let ms = Double(monotonicNowNs() - start) / 1e6
-            let line = "asynctrace: wrote \(path) (the last \(seconds(s.endNs - s.startNs)): \(s.events) events, "
+            let line =
+                "asynctrace: wrote \(path) (the last \(seconds(s.endNs - s.startNs)): \(s.events) events, "
                 + "\(s.bytes >> 10) KiB, in \(Int(ms.rounded())) ms)" + (why.map { ": \($0)" } ?? "")
             note(line)
             return line
@@ -468,8 +470,9 @@ enum FlightAddress {
         var (a, len) = address(name)
         let ok = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } } == 0
         guard ok, Glibc.listen(fd, 8) == 0 else {
-            note("cannot listen for \(purpose) as @\(name) (\(String(cString: strerror(errno))))"
-                 + (purpose == "`asynctrace dump`" ? ": SIGUSR1 still dumps" : ""))
+            note(
+                "cannot listen for \(purpose) as @\(name) (\(String(cString: strerror(errno))))"
+                    + (purpose == "`asynctrace dump`" ? ": SIGUSR1 still dumps" : ""))
             close(fd)
             return nil
         }

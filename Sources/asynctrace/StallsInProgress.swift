@@ -30,16 +30,20 @@ enum StallsInProgress {
             let now = read(pid: a.thread.pid, tid: a.thread.tid)
             seen.insert(UInt64(a.thread.pid) << 32 | UInt64(a.thread.tid))
             if now == .waiting || now == .gone { continue }  // it ended after the time analysed: shown once analysed
-            out.append(LiveStallInProgress(thread: a.thread, sinceNs: a.lastWaitExitNs,
-                                           durationNs: nowNs > a.lastWaitExitNs ? nowNs - a.lastWaitExitNs : 0,
-                                           doing: describe(now, pid: a.thread.pid), callbackType: a.callback?.type))
+            out.append(
+                LiveStallInProgress(
+                    thread: a.thread, sinceNs: a.lastWaitExitNs,
+                    durationNs: nowNs > a.lastWaitExitNs ? nowNs - a.lastWaitExitNs : 0,
+                    doing: describe(now, pid: a.thread.pid), callbackType: a.callback?.type))
         }
         for c in i.running where !seen.contains(UInt64(c.pid) << 32 | UInt64(c.tid)) {
             let now = read(pid: c.pid, tid: c.tid)
             if now == .waiting || now == .gone { continue }
             // Its after() may be on its way: measured to the latest time analysed, not to now.
-            out.append(LiveStallInProgress(thread: ThreadRef(pid: c.pid, tid: c.tid, name: c.threadName), sinceNs: c.startNs,
-                                           durationNs: c.durationNs, doing: describe(now, pid: c.pid), callbackType: c.type))
+            out.append(
+                LiveStallInProgress(
+                    thread: ThreadRef(pid: c.pid, tid: c.tid, name: c.threadName), sinceNs: c.startNs,
+                    durationNs: c.durationNs, doing: describe(now, pid: c.pid), callbackType: c.type))
         }
         return out.sorted { ($0.durationNs, $1.thread.tid) > ($1.durationNs, $0.thread.tid) }
     }
@@ -79,7 +83,10 @@ enum StallsInProgress {
             if epollWaits.contains(nr) { return .waiting }
             var fd: Int64?
             if fdSyscalls.contains(nr), fields.count > 1, fields[1].hasPrefix("0x"),
-               let v = UInt64(fields[1].dropFirst(2), radix: 16), v < 1 << 20 { fd = Int64(v) }
+                let v = UInt64(fields[1].dropFirst(2), radix: 16), v < 1 << 20
+            {
+                fd = Int64(v)
+            }
             return .syscall(nr: nr, fd: fd)
         }
         if access(base, F_OK) != 0 { return .gone }

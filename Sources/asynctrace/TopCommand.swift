@@ -53,7 +53,10 @@ struct TopCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "When recording: the trace file to write (default: asynctrace-top-<pid>.atrace).")
     var output: String?
 
-    @Option(help: "Attach to the flight recorder of this process (the recorder's or its program's pid), else record the process's kernel events, and show them live.")
+    @Option(
+        help:
+            "Attach to the flight recorder of this process (the recorder's or its program's pid), else record the process's kernel events, and show them live."
+    )
     var pid: Int32?
 
     @Flag(name: .customLong("no-kernel"), help: "When recording a program: do not attach the kernel probes.")
@@ -119,8 +122,9 @@ struct TopCommand: ParsableCommand {
             } catch {
                 Self.fail(error.message)
             }
-            var view = LiveSession(path: feed.path, intervalNs: intervalNs, options: options, terminal: terminal, rows: rows,
-                                   count: count, recorder: nil, feed: feed)
+            var view = LiveSession(
+                path: feed.path, intervalNs: intervalNs, options: options, terminal: terminal, rows: rows,
+                count: count, recorder: nil, feed: feed)
             view.text.source = "attached to the flight recorder of pid \(pid)"
             throw ExitCode(view.run())
         }
@@ -138,8 +142,9 @@ struct TopCommand: ParsableCommand {
                 Self.fail("cannot start recording: \(error.message)")
             }
         }
-        var view = LiveSession(path: path, intervalNs: intervalNs, options: options, terminal: terminal, rows: rows,
-                               count: count, recorder: recorder, feed: nil)
+        var view = LiveSession(
+            path: path, intervalNs: intervalNs, options: options, terminal: terminal, rows: rows,
+            count: count, recorder: recorder, feed: nil)
         let status = view.run()
         throw ExitCode(status)
     }
@@ -168,8 +173,10 @@ struct LiveSession {
     var keys = false
     var ended = false
 
-    init(path: String, intervalNs: UInt64, options: AnalysisOptions, terminal: Bool, rows: Int, count: Int?, recorder: RecordChild?,
-         feed: FlightFeedClient?) {
+    init(
+        path: String, intervalNs: UInt64, options: AnalysisOptions, terminal: Bool, rows: Int, count: Int?, recorder: RecordChild?,
+        feed: FlightFeedClient?
+    ) {
         self.feed = feed
         self.path = path
         self.intervalNs = intervalNs
@@ -254,7 +261,8 @@ struct LiveSession {
             if feed != nil {
                 text.status = "The flight recorder ended its feed (the program exited, or it stopped).\(keysHint)"
             } else {
-                text.status = recorder.map { "The recording ended (\($0.exitDescription)); the trace is in \(path).\(keysHint)" }
+                text.status =
+                    recorder.map { "The recording ended (\($0.exitDescription)); the trace is in \(path).\(keysHint)" }
                     ?? "The recording ended (every stream wrote its final chunk).\(keysHint)"
             }
         }

@@ -129,7 +129,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: trace) }
         let top = Process()
         top.executableURL = URL(fileURLWithPath: builtExecutable("asynctrace"))
-        top.arguments = ["top", "--plain", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
+        top.arguments =
+            ["top", "--plain", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
             + ["--", builtExecutable("asynctrace-examples"), "stalls", "120", "1000", "100"]
         top.standardOutput = FileHandle.nullDevice
         top.standardError = FileHandle.nullDevice
@@ -142,22 +143,25 @@ import Testing
         /// Running (a zombie waiting for its parent counts as gone).
         func alive(_ pid: Int32) -> Bool {
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
+                let close = stat.lastIndex(of: ")")
+            else { return false }
             return !stat[close...].hasPrefix(") Z") && !stat[close...].hasPrefix(") X")
         }
         var record: Int32 = 0, program: Int32 = 0
-        #expect(waitFor(seconds: 30) {
-            record = children(top.processIdentifier).first ?? 0
-            program = record > 0 ? children(record).first ?? 0 : 0
-            let size = (try? FileManager.default.attributesOfItem(atPath: trace)[.size] as? NSNumber)?.intValue ?? 0
-            return program > 0 && size > 4096
-        }, "top's record child and its program did not start")
+        #expect(
+            waitFor(seconds: 30) {
+                record = children(top.processIdentifier).first ?? 0
+                program = record > 0 ? children(record).first ?? 0 : 0
+                let size = (try? FileManager.default.attributesOfItem(atPath: trace)[.size] as? NSNumber)?.intValue ?? 0
+                return program > 0 && size > 4096
+            }, "top's record child and its program did not start")
         try #require(program > 0)
         usleep(1_500_000)
         kill(top.processIdentifier, SIGKILL)
         top.waitUntilExit()
-        #expect(waitFor(seconds: 10) { !alive(record) && !alive(program) },
-                "record \(record) or the program \(program) still runs after top was killed")
+        #expect(
+            waitFor(seconds: 10) { !alive(record) && !alive(program) },
+            "record \(record) or the program \(program) still runs after top was killed")
         if alive(program) { kill(program, SIGKILL) }
         if alive(record) { kill(record, SIGKILL) }
         // The trace was finished as after Ctrl-C: every stream ended, nothing damaged.
@@ -173,8 +177,9 @@ import Testing
     @Test func aStallInProgressShowsAsItGrows() throws {
         let trace = temporary("running.atrace")
         defer { try? FileManager.default.removeItem(atPath: trace) }
-        let top = try run([builtExecutable("asynctrace"), "top", "--plain", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
-                          + ["--", builtExecutable("asynctrace-examples"), "stalls", "5", "1500", "2500"], timeout: 90)
+        let top = try run(
+            [builtExecutable("asynctrace"), "top", "--plain", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
+                + ["--", builtExecutable("asynctrace-examples"), "stalls", "5", "1500", "2500"], timeout: 90)
         #expect(top.status == 0, "top failed: \(top.stderr)")
         let blocks = Array(top.stdout.components(separatedBy: "asynctrace top — ").dropFirst())
         let running = blocks.firstIndex { $0.contains(" RUNNING  ") }

@@ -197,9 +197,14 @@ private struct DumpContents {
         defer { if program.isRunning { program.terminate() } }
         usleep(300_000)
         nonisolated(unsafe) var answer = ""
-        let r = try runCapturing(try asynctrace(), ["record", "--pid", "\(program.processIdentifier)", "--flight-recorder", "--keep", "3s",
-                                                    "--dump-on-block", "200ms", "--min-dump-interval", "1s", "--duration", "9s",
-                                                    "-o", dir + "/app.atrace"], timeout: 60) { _ in
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--pid", "\(program.processIdentifier)", "--flight-recorder", "--keep", "3s",
+                "--dump-on-block", "200ms", "--min-dump-interval", "1s", "--duration", "9s",
+                "-o", dir + "/app.atrace",
+            ], timeout: 60
+        ) { _ in
             usleep(1_000_000)
             answer = (try? runCapturing(try asynctrace(), ["dump", "--pid", "\(program.processIdentifier)"], timeout: 30))?.stdout ?? ""
         }
@@ -237,12 +242,19 @@ private struct DumpContents {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         nonisolated(unsafe) var views: [(status: Int32, stdout: String, stderr: String)] = []
-        let r = try runCapturing(try asynctrace(), ["record", "--flight-recorder", "--keep", "5s", "-o", dir + "/app.atrace", "--",
-                                                    try examples(), "flight-stalls", "12", "1000", "300"], timeout: 90) { p in
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--flight-recorder", "--keep", "5s", "-o", dir + "/app.atrace", "--",
+                try examples(), "flight-stalls", "12", "1000", "300",
+            ], timeout: 90
+        ) { p in
             usleep(2_500_000)
             for _ in 0..<2 {
-                if let v = try? runCapturing(try asynctrace(), ["top", "--plain", "--count", "3", "--pid", "\(p.processIdentifier)"],
-                                             timeout: 30) {
+                if let v = try? runCapturing(
+                    try asynctrace(), ["top", "--plain", "--count", "3", "--pid", "\(p.processIdentifier)"],
+                    timeout: 30)
+                {
                     views.append((v.status, v.stdout, v.stderr))
                 }
             }

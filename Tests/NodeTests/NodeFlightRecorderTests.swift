@@ -9,16 +9,16 @@ import TraceReader
 /// A steady load of Immediates (each writes a byte to /dev/null) and a Timeout every second that
 /// spins the loop for 300 ms, for 4.5 s.
 private let stallingNodeProgram = #"""
-const fs = require('fs');
-const devnull = fs.openSync('/dev/null', 'w');
-let n = 0, stalls = 0;
-function spin(ms) { const end = Date.now() + ms; while (Date.now() < end) {} }
-const load = setInterval(() => {
-  for (let i = 0; i < 20; i++) setImmediate(() => { n++; fs.writeSync(devnull, 'x'); });
-}, 1);
-const stall = setInterval(() => { stalls++; console.log('stall ' + stalls); spin(300); }, 1000);
-setTimeout(() => { clearInterval(load); clearInterval(stall); console.log('done ' + n); }, 4500);
-"""#
+    const fs = require('fs');
+    const devnull = fs.openSync('/dev/null', 'w');
+    let n = 0, stalls = 0;
+    function spin(ms) { const end = Date.now() + ms; while (Date.now() < end) {} }
+    const load = setInterval(() => {
+      for (let i = 0; i < 20; i++) setImmediate(() => { n++; fs.writeSync(devnull, 'x'); });
+    }, 1);
+    const stall = setInterval(() => { stalls++; console.log('stall ' + stalls); spin(300); }, 1000);
+    setTimeout(() => { clearInterval(load); clearInterval(stall); console.log('done ' + n); }, 4500);
+    """#
 
 @Suite(.serialized) struct NodeFlightRecorderTests {
     @Test func eachNodeStallLeavesADumpWithNodesCallbacks() throws {
@@ -32,9 +32,11 @@ setTimeout(() => { clearInterval(load); clearInterval(stall); console.log('done 
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let script = dir + "/stalls.js"
         try stallingNodeProgram.write(toFile: script, atomically: true, encoding: .utf8)
-        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--flight-recorder", "--keep", "3s",
-                                   "--dump-on-block", "150ms", "--min-dump-interval", "500ms", "-o", dir + "/node.atrace",
-                                   "--", node, script])
+        let rec = try runNodeTool([
+            NodeRepo.executable("asynctrace"), "record", "--flight-recorder", "--keep", "3s",
+            "--dump-on-block", "150ms", "--min-dump-interval", "500ms", "-o", dir + "/node.atrace",
+            "--", node, script,
+        ])
         #expect(rec.status == 0, "\(rec.stderr)")
         let stalls = rec.stdout.split(separator: "\n").filter { $0.hasPrefix("stall ") }.count
         #expect(stalls == 4, "\(rec.stdout)")
