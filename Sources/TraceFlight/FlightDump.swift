@@ -201,6 +201,12 @@ struct DumpOutput {
 
     /// The chunk with header `h` (sequence, dropped count, flags changed), checksummed again.
     mutating func append(chunk c: FlightChunk, header: ChunkHeader) throws(FlightDumpError) {
+        Self.append(chunk: c, header: header, to: &buffer)
+        if buffer.count >= Self.flushBytes { try flush() }
+    }
+
+    /// Appends the chunk `c` with header `header` to `buffer`, checksummed again.
+    static func append(chunk c: FlightChunk, header: ChunkHeader, to buffer: inout [UInt8]) {
         var h = header
         h.crc = 0
         let at = buffer.count
@@ -216,7 +222,6 @@ struct DumpOutput {
             h.store(to: raw.baseAddress! + at)
         }
         buffer.append(contentsOf: c.bytes[TraceFileFormat.chunkHeaderSize...])
-        if buffer.count >= Self.flushBytes { try flush() }
     }
 
     mutating func flush() throws(FlightDumpError) {

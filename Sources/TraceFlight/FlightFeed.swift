@@ -105,10 +105,7 @@ public final class FlightFeed: @unchecked Sendable {
             s.queue.removeFirst(s.sent)
             s.sent = 0
         }
-        var out = DumpOutput(fd: -1)
-        swap(&out.buffer, &s.queue)
-        try? out.append(chunk: c, header: h)
-        swap(&out.buffer, &s.queue)
+        DumpOutput.append(chunk: c, header: h, to: &s.queue)
     }
 
     /// Whether bytes wait to be sent.
