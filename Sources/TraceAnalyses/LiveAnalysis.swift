@@ -227,8 +227,9 @@ public struct LiveTraceAnalysis {
         }
         types.sort { ($0.callbacks, $0.totalNs, $1.type) > ($1.callbacks, $1.totalNs, $0.type) }
 
-        // Measured to the latest time any stream reached: a callback that has not ended has run at least that long.
-        let running = analyzer.runningCallbacks(atNs: max(latestNs, end), atLeastNs: options.blockingThresholdNs)
+        // Measured to the latest event analysed: a callback that had not ended by then ran at least that
+        // long (its after() may be among the events not analysed yet).
+        let running = analyzer.runningCallbacks(atNs: analyzer.lastNs, atLeastNs: options.blockingThresholdNs)
         // Loop threads whose latest wait returned long before the latest event analysed: they have not
         // waited since (the kernel stream is in time order up to there).
         var exited = Set<UInt64>()

@@ -100,7 +100,9 @@ public enum LiveText {
         out.append("")
         // A stall in progress shows as it grows, before its callback ends.
         if !i.inProgress.isEmpty {
-            out.append("Stalls in progress (at least \(Formatting.duration(i.blockingThresholdNs)) away from the loop's wait, or in one callback):")
+            out.append(
+                "Stalls in progress (at least \(Formatting.duration(i.blockingThresholdNs)) away from the loop's wait, or in one callback; "
+                    + "time so far, to the latest events analysed):")
             for st in i.inProgress.prefix(max(1, o.rows / 2)) {
                 var s = "  " + Formatting.duration(st.durationNs).leftPadded(9) + " RUNNING  "
                 if let type = st.callbackType { s += "\(Formatting.printable(type)) on " }

@@ -1,7 +1,7 @@
 // `top`: stalls in progress. The trace says which loop threads have not come back to epoll_wait (and
 // which callbacks have not ended) by the latest time analysed; the view checks each thread now in
-// /proc (its current syscall, or that it runs) and measures the stall to the present: a stall shows
-// while it grows, not only once it has ended. CLOCK_MONOTONIC is the trace's clock too.
+// /proc (its current syscall, or that it runs): a stall shows while it grows, not only once it has
+// ended.
 import TraceAnalyses
 import TraceFormat
 #if canImport(Glibc)
@@ -23,7 +23,11 @@ enum StallsInProgress {
     /// Syscalls whose first argument is an fd worth naming.
     static let fdSyscalls: Set<UInt64> = [0, 1, 16, 17, 18, 19, 20, 42, 43, 44, 45, 46, 47, 73, 74, 75, 288, 295, 296]
 
-    static func check(_ i: LiveInterval, nowNs: UInt64) -> [LiveStallInProgress] {
+    /// The stalls to show: each at least as long as the trace proves (to the latest event analysed, some
+    /// 0.3–0.5 s behind the present: the thread may have gone back to its loop since, and a loop busy
+    /// with other callbacks is not in its wait either, so the present is not extrapolated); a thread
+    /// that is back in its wait now is left out (its stall shows once analysed).
+    static func check(_ i: LiveInterval) -> [LiveStallInProgress] {
         var out: [LiveStallInProgress] = []
         var seen = Set<UInt64>()
         for a in i.awayFromWait {
@@ -33,13 +37,12 @@ enum StallsInProgress {
             out.append(
                 LiveStallInProgress(
                     thread: a.thread, sinceNs: a.lastWaitExitNs,
-                    durationNs: nowNs > a.lastWaitExitNs ? nowNs - a.lastWaitExitNs : 0,
+                    durationNs: a.knownUntilNs - a.lastWaitExitNs,
                     doing: describe(now, pid: a.thread.pid), callbackType: a.callback?.type))
         }
         for c in i.running where !seen.contains(UInt64(c.pid) << 32 | UInt64(c.tid)) {
             let now = read(pid: c.pid, tid: c.tid)
             if now == .waiting || now == .gone { continue }
-            // Its after() may be on its way: measured to the latest time analysed, not to now.
             out.append(
                 LiveStallInProgress(
                     thread: ThreadRef(pid: c.pid, tid: c.tid, name: c.threadName), sinceNs: c.startNs,

@@ -253,7 +253,7 @@ struct LiveSession {
         if recorderDone { ended = true }
         if var i = live.interval(wallSeconds: Double(intervalNs) / 1e9) {
             // The program runs on this machine: what its stalled threads do now.
-            if !ended { i.inProgress = StallsInProgress.check(i, nowNs: Self.nowNs()) }
+            if !ended { i.inProgress = StallsInProgress.check(i) }
             last = i
         }
         if ended {
