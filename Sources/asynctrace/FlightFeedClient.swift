@@ -14,11 +14,12 @@ final class FlightFeedClient {
     private(set) var received: UInt64 = 0
     private var discarded: UInt64 = 0
     private var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    static let maxBehindBytes: UInt64 = 1 << 30
 
     /// The path the follower opens (the memory file, through /proc).
     var path: String { "/proc/self/fd/\(file)" }
     /// For poll(): the socket while the feed goes on.
-    var pollFD: Int32 { ended ? -1 : socket }
+    var pollFD: Int32 { ended || received - discarded >= Self.maxBehindBytes ? -1 : socket }
 
     struct Failure: Error { let message: String }
 
@@ -43,7 +44,9 @@ final class FlightFeedClient {
     @discardableResult
     func drain() throws(Failure) -> Bool {
         var got = false
-        while !ended {
+        // Analysis behind by this much: stop taking more (the recorder queues, then cuts the feed off
+        // rather than wait; memory here stays bounded either way).
+        while !ended && received - discarded < Self.maxBehindBytes {
             let n = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress!, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
@@ -70,7 +73,7 @@ final class FlightFeedClient {
 
     /// Frees what the follower will not read again.
     func discard(below offset: UInt64) {
-        guard offset > discarded + (4 << 20) else { return }  // in steps of a few MiB
+        guard offset > discarded + (4 << 20) || (offset > discarded && received - discarded >= Self.maxBehindBytes) else { return }
         if trace_discard_prefix(file, offset) == 0 { discarded = offset }
     }
 }

@@ -43,6 +43,7 @@ final class FlightRecording: @unchecked Sendable {
     /// `asynctrace top` attached: where viewers connect, and the feeds they get.
     private var liveListeners: [Int32] = []
     private var feeds: [FlightFeed] = []
+    static let maxFeeds = 4
     private var waitingClients: [Int32] = []
     private var dueNs: UInt64?
     /// What asked for the dump that is due (said in its line).
@@ -218,6 +219,12 @@ final class FlightRecording: @unchecked Sendable {
                 _ = fcntl(c, F_SETFD, FD_CLOEXEC)
                 guard FlightAddress.mayAsk(c, owner: owner) else {
                     FlightAddress.reply(c, "refused: only the user who started the recording (or root) may watch it\n")
+                    close(c)
+                    continue
+                }
+                // Each feed may hold a copy of the window: a bounded number at once.
+                guard feeds.count < Self.maxFeeds else {
+                    FlightAddress.reply(c, "refused: \(Self.maxFeeds) viewers are attached already\n")
                     close(c)
                     continue
                 }
