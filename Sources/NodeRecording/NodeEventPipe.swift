@@ -88,14 +88,15 @@ public final class NodeEventPipe {
 
     /// The environment additions for the program: the FIFO, the mode, and NODE_OPTIONS with the
     /// preload first (the user's own NODE_OPTIONS kept after it).
-    /// `sites`: the preload captures where resources are created (ASYNCTRACE_NODE_SITES).
-    public func environment(existingNodeOptions: String?, promises: Bool, sites: Bool = true) -> [String] {
+    /// `sites`: where the preload captures resources' creation sites (ASYNCTRACE_NODE_SITES): "on" (the first
+    /// of each type, then a budget per 100 ms), "all", or "off".
+    public func environment(existingNodeOptions: String?, promises: Bool, sites: String = "on") -> [String] {
         let quoted = "\"" + preloadPath.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
         var options = "--require " + quoted
         if let existing = existingNodeOptions, !existing.isEmpty { options += " " + existing }
         return [
             "NODE_OPTIONS=\(options)", "ASYNCTRACE_NODE_FIFO=\(fifoPath)",
-            "ASYNCTRACE_NODE_MODE=\(promises ? "promises" : "default")", "ASYNCTRACE_NODE_SITES=\(sites ? "on" : "off")",
+            "ASYNCTRACE_NODE_MODE=\(promises ? "promises" : "default")", "ASYNCTRACE_NODE_SITES=\(sites)",
         ]
     }
 

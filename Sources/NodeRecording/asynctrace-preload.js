@@ -22,7 +22,8 @@
   const nodeThreadId = workerThreads ? workerThreads.threadId : 0;
   const mode = process.env.ASYNCTRACE_NODE_MODE || 'default';
   const withPromises = mode === 'promises';
-  const withSites = process.env.ASYNCTRACE_NODE_SITES !== 'off';
+  const sitesMode = process.env.ASYNCTRACE_NODE_SITES || 'on';  // on (budgeted) | all | off
+  const withSites = sitesMode !== 'off';
 
   let fd;
   try {
@@ -207,6 +208,14 @@
   // ... except a thread's first ticks: the start-up code that makes servers often defers through them
   // (listen with a host, connect), and a resource node's own code makes there is placed by them (below).
   let tickSitesLeft = 256;
+  // The capture costs a few µs, more than a Timeout or an Immediate itself: by default each thread captures
+  // the first FIRST_PER_TYPE resources of every type (start-up code: servers, intervals, what leaks), then
+  // at most SITES_PER_TICK per 100 ms (a budget refilled by the batch timer: ~1,000 per second, a few ms of
+  // CPU), so a program making 100 k timers a second pays for 1 %. `all` (record --node-all-sites) captures
+  // every one.
+  const FIRST_PER_TYPE = 64, SITES_PER_TICK = 100;
+  const capturedOfType = new Int32Array(1024);
+  let siteBudget = SITES_PER_TICK;
   const SITE_FRAMES = 8;        // enough to get past node's own frames (net.Server.listen: 5 of them)
   const MAX_SITES = 65536;      // live resources with a site not yet sent
   const SLOW_CALLBACK_MS = 1;
@@ -289,8 +298,10 @@
     pos += 4;
     pendingEvents++;
     if (withSites && liveSites.size < MAX_SITES) {
-      if (!FREQUENT_TYPES.has(type)) captureSite(idBase + asyncId, trigger);
-      else if (type === 'TickObject' && tickSitesLeft > 0) { tickSitesLeft--; captureSite(idBase + asyncId, trigger); }
+      if (!FREQUENT_TYPES.has(type)) {
+        if (t < 1024 && capturedOfType[t] < FIRST_PER_TYPE) { capturedOfType[t]++; captureSite(idBase + asyncId, trigger); }
+        else if (siteBudget > 0 || sitesMode === 'all') { siteBudget--; captureSite(idBase + asyncId, trigger); }
+      } else if (type === 'TickObject' && tickSitesLeft > 0) { tickSitesLeft--; captureSite(idBase + asyncId, trigger); }
     }
     if (type === 'WORKER' && workerThreads) {
       try { workerThreads.setEnvironmentData(ENV_KEY, idBase + asyncId); } catch { /* an old node */ }
@@ -324,10 +335,12 @@
     buf[pos] = K_AFTER; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
     pos += 3;
     pendingEvents++;
-    // A callback that ran long (it may be the report's blocking callback): where its resource was made.
-    if (liveSites.size !== 0 && t - beforeMs[depth] >= SLOW_CALLBACK_MS) sendSite(idBase + asyncId);
     if (pendingFD.size !== 0) resolvePendingFDs();
     if (t - lastWriteMs >= 10) { lastWriteMs = t; writeBatch(); }
+    // A callback that ran long (it may be the report's blocking callback): where its resource was made. After
+    // the flush, so that a worker terminated right now (it may have just posted its result) loses at most the
+    // site, never the callback's own events.
+    if (liveSites.size !== 0 && t - beforeMs[depth] >= SLOW_CALLBACK_MS) sendSite(idBase + asyncId);
   }
   function destroy(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
@@ -370,6 +383,7 @@
 
   creatingOwnTimer = true;
   const timer = setInterval(() => {
+    siteBudget = SITES_PER_TICK;
     if (liveSites.size !== 0) sendLongLivedSites(performance.now());
     writeBatch();
   }, 100);

@@ -217,6 +217,9 @@ public struct LoopStall: Sendable {
     public var stacks: [CodeStackSummary] = []
     /// The code that made its long waits (record --stack-threshold), most time first.
     public var waitStacks: [WaitStackSummary] = []
+    /// The listed callback (blocking or slowest) that ran longest inside it on its thread: its type,
+    /// causal chain and creation site name the stall (Node with its hooks); nil when none is listed.
+    public var callback: CallbackRecord? = nil
 }
 
 /// One callback invocation (before → after).

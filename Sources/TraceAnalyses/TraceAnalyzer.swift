@@ -458,7 +458,7 @@ public struct TraceAnalyzer {
             kernelLoopSummary = k
         }
         for t in loopSummary?.threads ?? [] { loopUtilization[UInt64(t.pid) << 32 | UInt64(t.tid)] = t.utilization }
-        let (threadList, stalls) = finalThreads.summary(loopUtilization: loopUtilization, userThreadNames: userThreadNames)
+        var (threadList, stalls) = finalThreads.summary(loopUtilization: loopUtilization, userThreadNames: userThreadNames)
         let sched = finalThreads.sawScheduler
         func withSplit(_ c: CallbackRecord) -> CallbackRecord {
             var c = c
@@ -469,6 +469,20 @@ public struct TraceAnalyzer {
             if c.threadName == nil { c.threadName = names[UInt64(c.pid) << 32 | UInt64(c.tid)] }
             if c.createdAt.isEmpty { c.createdAt = sites.frames(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
             return c
+        }
+
+        // A stall (between epoll waits) is named by the listed callback that ran longest inside it.
+        let listed = callbacks.blockingLongest.sorted + callbacks.slowest.sorted
+        if !listed.isEmpty {
+            for i in stalls.indices {
+                let st = stalls[i], end = st.startNs &+ st.durationNs
+                func inside(_ c: CallbackRecord) -> UInt64 {
+                    guard c.pid == st.thread.pid, c.tid == st.thread.tid else { return 0 }
+                    let from = max(c.startNs, st.startNs), to = min(c.startNs &+ c.durationNs, end)
+                    return to > from ? to - from : 0
+                }
+                if let best = listed.max(by: { inside($0) < inside($1) }), inside(best) > 0 { stalls[i].callback = withSplit(best) }
+            }
         }
 
         var analysis = TraceAnalysis(

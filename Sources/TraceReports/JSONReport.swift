@@ -418,6 +418,7 @@ public enum JSONReport {
         e.field("kernel_ns", st.kernelNs)
         syscallsInside(st.syscalls, &e)
         codeStacks(st.stacks, waits: st.waitStacks, &e)
+        if let c = st.callback { e.object("callback") { callback(c, &$0) } } else { e.null("callback") }
     }
 
     /// `stacks`: the code the CPU samples taken inside were in (`kind` "cpu"), most samples first, then the

@@ -251,6 +251,12 @@ public enum TextReport {
         for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
             out +=
                 "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))\n"
+            if let c = st.callback {
+                out +=
+                    "      inside " + Formatting.printable("\(c.type) (async id \(c.asyncID)) for \(Formatting.duration(c.durationNs))")
+                    + (c.createdAt.isEmpty ? "" : ", created at " + Formatting.printable(createdAt(c.createdAt)))
+                    + (c.causalChain.count > 1 ? ", caused by " + Formatting.printable(c.causalChain.joined(separator: " → ")) : "") + "\n"
+            }
             out +=
                 "      "
                 + verdict(

@@ -2,8 +2,10 @@
 // 1. The `runtime` workloads (Benchmarks/node/runtime.js at a tenth of its sizes, as trace_events
 //    costs ~40 µs per operation): bare node; node with an empty async_hooks hook (Node's own hook
 //    cost, the floor of any async_hooks recorder); node recording with its built-in trace_events
-//    category node.async_hooks (the peer); `asynctrace record --no-kernel` in the default mode and with
-//    --node-promises. Interleaved runs, medians.
+//    category node.async_hooks (the peer); `asynctrace record --no-kernel` in the default mode, with
+//    --node-promises and with --no-node-sites (what creation sites cost); kernel probes only, without
+//    and with --node-loop-phases (what the libuv uprobes cost). Interleaved runs, medians.
+//    ASYNCTRACE_BENCH_NODE_NO_HTTP=1 skips part 2.
 // 2. An HTTP server under load (Benchmarks/node/http-server.js, 50 keep-alive connections, the `net`
 //    group's load generator): bare node; `asynctrace record` with the kernel probes and the default
 //    Node hooks; kernel probes only (--no-node-hooks); with --node-promises.
@@ -38,6 +40,17 @@ enum NodeBench {
             ),
             ("asynctrace-default", [cli, "record", "--no-kernel", "-o", trace, "--", "node", script]),
             ("asynctrace-promises", [cli, "record", "--no-kernel", "--node-promises", "-o", trace, "--", "node", script]),
+            // The default mode without creation sites: what capturing them costs.
+            ("asynctrace-no-sites", [cli, "record", "--no-kernel", "--no-node-sites", "-o", trace, "--", "node", script]),
+            // Kernel probes only (no hooks, no sampling), without and with the libuv loop uprobes: what
+            // --node-loop-phases costs.
+            ("kernel-only", [cli, "record", "--no-node-hooks", "--sample-rate", "0", "-o", trace, "--", "node", script]),
+            (
+                "kernel-loop-phases",
+                [
+                    cli, "record", "--no-node-hooks", "--sample-rate", "0", "--node-loop-phases", "-o", trace, "--", "node", script,
+                ]
+            ),
         ]
         let workloads = ["setImmediate-chain", "setTimeout-0", "await-chain", "promise-all"]
         if getenv("ASYNCTRACE_BENCH_NODE_HTTP_ONLY") == nil {
@@ -61,6 +74,10 @@ enum NodeBench {
                     var extra = [("runs", "\(results[v.name]?.count ?? 0)"), ("slowdown_vs_node", fmt(m / bare))]
                     if v.name == "node-trace-events" { extra.append(("output_bytes", fmt(median(traceEventsBytes)))) }
                     if v.name == "asynctrace-default" { extra.append(("trace_bytes", fmt(median(traceBytes)))) }
+                    if v.name == "asynctrace-default" {
+                        extra.append(("vs_no_sites", fmt(m / median(results["asynctrace-no-sites"] ?? []))))
+                    }
+                    if v.name == "kernel-loop-phases" { extra.append(("vs_kernel_only", fmt(m / median(results["kernel-only"] ?? [])))) }
                     if v.name.hasPrefix("asynctrace") {
                         extra.append(("vs_trace_events", fmt(m / median(results["node-trace-events"] ?? []))))
                     }
@@ -68,7 +85,7 @@ enum NodeBench {
                 }
             }
         }
-        httpUnderLoad(cli: cli, dir: dir)
+        if getenv("ASYNCTRACE_BENCH_NODE_NO_HTTP") == nil { httpUnderLoad(cli: cli, dir: dir) }
     }
 
     static func httpUnderLoad(cli: String, dir: String) {

@@ -30,6 +30,11 @@ struct NodeOptions: ParsableArguments {
     var noSites = false
 
     @Flag(
+        name: .customLong("node-all-sites"),
+        help: "Node.js: capture the creation site of every resource (by default: the first 64 of each type, then ~1,000 a second).")
+    var allSites = false
+
+    @Flag(
         name: .customLong("node-loop-phases"),
         help:
             "Node.js: the libuv loop's iterations and phases, from uprobes on node's binary (kernel probes; also with --pid); costs ~1.3 us per phase, 7 per iteration."
@@ -41,11 +46,11 @@ struct NodeOptions: ParsableArguments {
 final class NodeLaunch {
     let pipe: NodeEventPipe
     let promises: Bool
-    let sites: Bool
+    let sites: String
     /// For the atexit handler: `fail()` exits without unwinding.
     nonisolated(unsafe) private static var active: NodeEventPipe?
 
-    private init(pipe: NodeEventPipe, promises: Bool, sites: Bool) {
+    private init(pipe: NodeEventPipe, promises: Bool, sites: String) {
         self.pipe = pipe
         self.promises = promises
         self.sites = sites
@@ -62,7 +67,8 @@ final class NodeLaunch {
             let pipe = try NodeEventPipe(temporaryDirectory: base, owner: owner)
             active = pipe
             atexit { NodeLaunch.active?.removeFiles() }
-            return NodeLaunch(pipe: pipe, promises: options.promises, sites: !options.noSites)
+            return NodeLaunch(
+                pipe: pipe, promises: options.promises, sites: options.noSites ? "off" : options.allSites ? "all" : "on")
         } catch {
             noteNode("cannot set up the Node.js hooks (\(error.description)); recording kernel events only")
             return nil

@@ -225,6 +225,15 @@ func readNodeTrace(_ path: String) throws -> NodeTrace {
             // fds named by their owners.
             let fds = json["fds"] as? [[String: Any]] ?? []
             #expect(fds.contains { ($0["resource_type"] as? String) == "TCPWRAP" }, "a socket fd is owned by a TCPWRAP")
+            // The loop stall (between epoll waits) is named by the callback inside it and where it was made.
+            let stalls = json["stalls"] as? [[String: Any]] ?? []
+            let stall = stalls.first { (($0["duration_ns"] as? NSNumber)?.int64Value ?? 0) >= 150_000_000 }
+            let inside = stall?["callback"] as? [String: Any]
+            #expect(inside?["type"] as? String == "Immediate", "the stall's callback: \(String(describing: stall))")
+            let site = (inside?["created_at"] as? [[String: Any]])?.first
+            #expect(
+                site?["function"] as? String == "Server.<anonymous>" && (site?["file"] as? String)?.hasSuffix("prog.js") == true,
+                "created in the request handler: \(String(describing: site))")
         }
         let open = json["open_at_exit"] as? [[String: Any]] ?? []
         #expect(open.contains { ($0["type"] as? String) == "Timeout" }, "the interval is open at exit: \(open)")
