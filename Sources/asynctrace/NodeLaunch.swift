@@ -144,7 +144,8 @@ final class NodeLaunch {
         guard isNodeName(exe.split(separator: "/").last.map(String.init) ?? exe) else { return }
         noteNode(
             "node: attaching records kernel events only (syscalls, epoll waits, per-fd I/O): Node's callbacks, "
-                + "types, async ids and open resources need its hooks, which only a start under `asynctrace record node …` injects")
+                + "types, async ids and open resources need its hooks, which only a start under `asynctrace record node …` injects"
+                + " (--node-loop-phases adds the loop's iterations and phases)")
     }
 }
 
