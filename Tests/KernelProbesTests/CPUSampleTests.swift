@@ -5,44 +5,10 @@ import Testing
 import TraceReader
 import TraceSymbols
 
-private func run(_ path: String, _ args: [String], cwd: String? = nil) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    // read(2) with EINTR retried: Foundation's readDataToEndOfFile traps on EINTR.
-    let fd = pipe.fileHandleForReading.fileDescriptor
-    var data: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        data += buf[0..<n]
-    }
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
-private func which(_ name: String) -> String? {
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-        let p = "\(dir)/\(name)"
-        if access(p, X_OK) == 0 { return p }
-    }
-    return nil
-}
 
 /// Records `program args` with `asynctrace record` (extra record options first); the samples, read back.
 private func recordSamples(_ program: [String], options: [String] = [], name: String) throws -> TraceSamples {
-    guard let exe = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
-    let trace = temporaryPath("\(name).atrace")
-    let r = try run(exe, ["record", "-o", trace] + options + ["--"] + program)
-    guard r.status == 0 else { throw TestFailure("record failed (\(r.status)): \(r.output)") }
-    return TraceSamples(reader: try TraceReader(path: trace))
+    TraceSamples(reader: try TraceReader(path: try recordTrace(program, options: options, name: name)))
 }
 
 /// A C program that burns 0.6 s of its own CPU time (CPU time, not wall time: the number of samples must not
@@ -61,21 +27,13 @@ private let burnSource = """
     int main(void) { double t0 = now(), x = 1; while (now() - t0 < 0.6) x = burn_outer(x); printf("%f\\n", x); return 0; }
     """
 
-private func compile(_ source: String, name: String, flags: [String], libraries: [String] = []) throws -> String {
-    guard let cc = which("cc") ?? which("gcc") else { throw TestFailure("no C compiler") }
-    let src = temporaryPath("\(name).c"), out = temporaryPath(name)
-    try source.write(toFile: src, atomically: true, encoding: .utf8)
-    let r = try run(cc, flags + ["-o", out, src] + libraries)
-    guard r.status == 0 else { throw TestFailure("cc failed: \(r.output)") }
-    return out
-}
 
 @Suite(.serialized) struct CPUSampleTests {
     @Test func framePointerStacksNameTheCallChainInOrder() throws {
         try requireKernel("framePointerStacksNameTheCallChainInOrder")
         // A leaf function that uses no stack gets no frame from gcc even with -fno-omit-frame-pointer,
         // and a frame-pointer walk then skips its caller (docs/kernel-probes.md); burn_leaf uses stack.
-        let exe = try compile(burnSource, name: "burn-fp", flags: ["-O2", "-fno-omit-frame-pointer"])
+        let exe = try compileC(burnSource, name: "burn-fp", flags: ["-O2", "-fno-omit-frame-pointer"])
         let data = try recordSamples([exe], name: "burn-fp")
         let mine = data.samples.filter { s in data.frames(of: s).contains { data.frame($0).function == "burn_leaf" } }
         #expect(mine.count >= 50, "\(data.samples.count) samples, \(mine.count) in burn_leaf")
@@ -89,7 +47,7 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
 
     @Test func withoutFramePointersTheLeafIsStillNamed() throws {
         try requireKernel("withoutFramePointersTheLeafIsStillNamed")
-        let exe = try compile(burnSource, name: "burn-nofp", flags: ["-O2", "-fomit-frame-pointer"])
+        let exe = try compileC(burnSource, name: "burn-nofp", flags: ["-O2", "-fomit-frame-pointer"])
         let data = try recordSamples([exe], name: "burn-nofp")
         let leaf = data.samples.filter { s in data.frames(of: s).first.map { data.frame($0).function == "burn_leaf" } ?? false }
         // The program is on the CPU nearly all of its 0.6 s; the machine may be busy.
@@ -98,14 +56,14 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
 
     @Test func aFrameInAStrippedLibraryShowsModuleAndOffset() throws {
         try requireKernel("aFrameInAStrippedLibraryShowsModuleAndOffset")
-        let lib = try compile(
+        let lib = try compileC(
             """
             #include <time.h>
             static double now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
             __attribute__((noinline)) static double hidden_burn(double x) { for (int i = 0; i < 100000; i++) x = x * 1.0000001 + 0.5; return x; }
             double stripped_entry(void) { double t0 = now(), x = 1; while (now() - t0 < 0.5) x = hidden_burn(x); return x; }
             """, name: "libstrippedburn.so", flags: ["-O2", "-shared", "-fPIC", "-s"])
-        let main = try compile(
+        let main = try compileC(
             """
             #include <stdio.h>
             double stripped_entry(void);
@@ -163,9 +121,9 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
         });
         """.write(toFile: script, atomically: true, encoding: .utf8)
         let trace = temporaryPath("server.atrace")
-        let rec = try run(exe, ["record", "-o", trace, "--", node, script])
+        let rec = try runTool(exe, ["record", "-o", trace, "--", node, script])
         #expect(rec.status == 0, "\(rec.output)")
-        let json = try run(exe, ["report", "--json", "--threshold", "5ms", trace])
+        let json = try runTool(exe, ["report", "--json", "--threshold", "5ms", trace])
         let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
         let blocking = try #require(root["blocking"] as? [[String: Any]])
         let stacked = blocking.filter { ($0["type"] as? String) == "HTTPINCOMINGMESSAGE" }
@@ -180,13 +138,13 @@ private func compile(_ source: String, name: String, flags: [String], libraries:
                 "\(first)")
             #expect((st["samples"] as? Int ?? 0) > 0 && (st["ns"] as? Int ?? 0) > 0)
         }
-        let text = try run(exe, ["report", "--threshold", "5ms", trace]).output
+        let text = try runTool(exe, ["report", "--threshold", "5ms", trace]).output
         #expect(text.contains("on CPU in handleHash (\((script as NSString).lastPathComponent):2) ← "), "\(text.prefix(2000))")
     }
 
     @Test func sampleRateZeroRecordsNoSamples() throws {
         try requireKernel("sampleRateZeroRecordsNoSamples")
-        let exe = try compile(burnSource, name: "burn-off", flags: ["-O2"])
+        let exe = try compileC(burnSource, name: "burn-off", flags: ["-O2"])
         let data = try recordSamples([exe], options: ["--sample-rate", "0"], name: "burn-off")
         #expect(data.samples.isEmpty)
     }

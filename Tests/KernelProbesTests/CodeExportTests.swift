@@ -39,13 +39,8 @@ private let burnSource = """
     @Test func perfettoSpeedscopeAndFoldedCarryTheSampledCallChain() throws {
         try requireKernel("perfettoSpeedscopeAndFoldedCarryTheSampledCallChain")
         guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
-        let src = temporaryPath("spin.c"), exe = temporaryPath("spin")
-        try burnSource.write(toFile: src, atomically: true, encoding: .utf8)
-        let cc = try runTool("/usr/bin/cc", ["-O2", "-fno-omit-frame-pointer", "-o", exe, src])
-        guard cc.status == 0 else { throw TestFailure("cc failed: \(cc.output)") }
-        let trace = temporaryPath("spin.atrace")
-        let rec = try runTool(asynctrace, ["record", "-o", trace, "--", exe])
-        guard rec.status == 0 else { throw TestFailure("record failed: \(rec.output)") }
+        let exe = try compileC(burnSource, name: "spin", flags: ["-O2", "-fno-omit-frame-pointer"])
+        let trace = try recordTrace([exe], name: "spin")
         let chain = ["spin_leaf", "spin_middle", "spin_outer", "main"]
 
         // Perfetto: PerfSample packets on the program's thread, callstacks resolved through the interned frames.

@@ -179,26 +179,14 @@ func kernelEvents(of trace: ScannedTrace) -> [KernelEvent] {
     }
 }
 
-/// Runs a command (no shell) and returns its exit status and stdout.
-func run(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) {
+/// Runs a tool (no shell) to its end with stdout and stderr in one pipe, read until EOF before waiting (so a
+/// chatty tool cannot fill the pipe and hang) with read(2) retried on EINTR (Foundation's
+/// readDataToEndOfFile traps on it).
+func runTool(_ path: String, _ args: [String], cwd: String? = nil) throws -> (status: Int32, output: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let out = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: out, as: UTF8.self))
-}
-
-/// Runs a tool to its end with stdout and stderr in one pipe (read until EOF before waiting, so a chatty
-/// tool cannot fill the pipe and hang).
-func runTool(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
+    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
     let pipe = Pipe()
     p.standardOutput = pipe
     p.standardError = pipe
@@ -214,4 +202,32 @@ func runTool(_ path: String, _ args: [String]) throws -> (status: Int32, output:
     }
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// The first `name` on PATH that is executable.
+func which(_ name: String) -> String? {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let p = "\(dir)/\(name)"
+        if access(p, X_OK) == 0 { return p }
+    }
+    return nil
+}
+
+/// Compiles a C program written by a test; returns the executable's path.
+func compileC(_ source: String, name: String, flags: [String], libraries: [String] = []) throws -> String {
+    guard let cc = which("cc") ?? which("gcc") else { throw TestFailure("no C compiler") }
+    let src = temporaryPath("\(name).c"), out = temporaryPath(name)
+    try source.write(toFile: src, atomically: true, encoding: .utf8)
+    let r = try runTool(cc, flags + ["-o", out, src] + libraries)
+    guard r.status == 0 else { throw TestFailure("cc failed: \(r.output)") }
+    return out
+}
+
+/// Records `program` with `asynctrace record` (extra record options first); the trace's path.
+func recordTrace(_ program: [String], options: [String] = [], name: String) throws -> String {
+    guard let exe = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+    let trace = temporaryPath("\(name).atrace")
+    let r = try runTool(exe, ["record", "-o", trace] + options + ["--"] + program)
+    guard r.status == 0 else { throw TestFailure("record failed (\(r.status)): \(r.output)") }
+    return trace
 }

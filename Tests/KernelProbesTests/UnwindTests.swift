@@ -7,51 +7,12 @@ import Testing
 import TraceReader
 import TraceSymbols
 
-private func runUnwind(_ path: String, _ args: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let fd = pipe.fileHandleForReading.fileDescriptor
-    var data: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        data += buf[0..<n]
-    }
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
-private func whichUnwind(_ name: String) -> String? {
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-        let p = "\(dir)/\(name)"
-        if access(p, X_OK) == 0 { return p }
-    }
-    return nil
-}
 
 private func record(_ program: [String], options: [String] = [], name: String) throws -> (TraceSamples, String) {
-    guard let exe = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
-    let trace = temporaryPath("\(name).atrace")
-    let r = try runUnwind(exe, ["record", "-o", trace] + options + ["--"] + program)
-    guard r.status == 0 else { throw TestFailure("record failed (\(r.status)): \(r.output)") }
+    let trace = try recordTrace(program, options: options, name: name)
     return (TraceSamples(reader: try TraceReader(path: trace)), trace)
 }
 
-private func compileC(_ source: String, name: String) throws -> String {
-    guard let cc = whichUnwind("cc") ?? whichUnwind("gcc") else { throw TestFailure("no C compiler") }
-    let src = temporaryPath("\(name).c"), out = temporaryPath(name)
-    try source.write(toFile: src, atomically: true, encoding: .utf8)
-    let r = try runUnwind(cc, ["-O2", "-fomit-frame-pointer", "-o", out, src])
-    guard r.status == 0 else { throw TestFailure("cc failed: \(r.output)") }
-    return out
-}
 
 /// The names of the most frequent stack among samples whose innermost frame is `leaf`.
 private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], modules: [String], samples: Int, of: Int) {
@@ -78,7 +39,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
             __attribute__((noinline)) unsigned long spin_second(unsigned long n) { unsigned long r = spin_third(n * 3); sink = r; return r + 2; }
             __attribute__((noinline)) unsigned long spin_first(unsigned long n) { unsigned long r = spin_second(n + 7); sink = r; return r + 3; }
             int main(void) { double t0 = now(); unsigned long n = 1; while (now() - t0 < 0.6) n += spin_first(n); printf("%lu\\n", n); return 0; }
-            """, name: "unwind-c")
+            """, name: "unwind-c", flags: ["-O2", "-fomit-frame-pointer"])
         let (data, _) = try record([exe], name: "unwind-c")
         let top = topStack(data, leaf: "spin_leaf")
         #expect(top.of >= 50, "\(data.samples.count) samples, \(top.of) in spin_leaf")
@@ -110,7 +71,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
                 return v[n / 2] + 1; /* work after the call: no tail call */
             }
             int main(void) { static long v[4096]; long s = 0; double t0 = now(); while (now() - t0 < 0.6) s += sort_some(v, 4096); printf("%ld\\n", s); return 0; }
-            """, name: "unwind-qsort")
+            """, name: "unwind-qsort", flags: ["-O2", "-fomit-frame-pointer"])
         let (data, _) = try record([exe], name: "unwind-qsort")
         let mine = data.samples.filter { s in data.frames(of: s).first.map { data.frame($0).name == "slow_compare" } ?? false }
         #expect(mine.count >= 50, "\(data.samples.count) samples, \(mine.count) in slow_compare")
@@ -127,7 +88,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
 
     @Test func swiftReleaseCodeUnwindsByStackScan() throws {
         try requireKernel("swiftReleaseCodeUnwindsByStackScan")
-        guard let swiftc = whichUnwind("swiftc") else { throw TestFailure("swiftc not found") }
+        guard let swiftc = which("swiftc") else { throw TestFailure("swiftc not found") }
         let src = temporaryPath("unwind-swift.swift"), exe = temporaryPath("unwind-swift")
         try """
         import Glibc
@@ -145,7 +106,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
         while now() - start < 0.6 { n = n &+ spinFirst(n) }
         print(n)
         """.write(toFile: src, atomically: true, encoding: .utf8)
-        let c = try runUnwind(swiftc, ["-O", "-module-name", "unwindswift", "-o", exe, src])
+        let c = try runTool(swiftc, ["-O", "-module-name", "unwindswift", "-o", exe, src])
         guard c.status == 0 else { throw TestFailure("swiftc failed: \(c.output)") }
         let (data, _) = try record([exe], name: "unwind-swift")
         let top = topStack(data, leaf: "spinLeaf(_:)")
@@ -166,7 +127,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
             static double now(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
             __attribute__((noinline)) double flat_burn(double x) { for (int i = 0; i < 100000; i++) x = x * 1.0000001 + 0.5; return x; }
             int main(void) { double t0 = now(), x = 1; while (now() - t0 < 0.4) x = flat_burn(x); printf("%f\\n", x); return 0; }
-            """, name: "unwind-off")
+            """, name: "unwind-off", flags: ["-O2", "-fomit-frame-pointer"])
         let (data, trace) = try record([exe], options: ["--stack-copy", "0"], name: "unwind-off")
         #expect(data.samples.count >= 30)
         #expect(data.unwoundSamples == 0)

@@ -64,14 +64,8 @@ private let waitSource = """
 @Suite(.serialized) struct WaitStackTests {
     private func compileAndRecord(_ name: String, options: [String]) throws -> (exe: String, trace: String, asynctrace: String) {
         guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
-        let src = temporaryPath("\(name).c"), exe = temporaryPath(name)
-        try waitSource.write(toFile: src, atomically: true, encoding: .utf8)
-        let cc = try runTool("/usr/bin/cc", ["-O2", "-fno-omit-frame-pointer", "-g", "-o", exe, src])
-        guard cc.status == 0 else { throw TestFailure("cc failed: \(cc.output)") }
-        let trace = temporaryPath("\(name).atrace")
-        let r = try runTool(asynctrace, ["record", "-o", trace] + options + ["--", exe])
-        guard r.status == 0 else { throw TestFailure("record failed (\(r.status)): \(r.output)") }
-        return (exe, trace, asynctrace)
+        let exe = try compileC(waitSource, name: name, flags: ["-O2", "-fno-omit-frame-pointer", "-g"])
+        return (exe, try recordTrace([exe], options: options, name: name), asynctrace)
     }
 
     private func names(_ stack: [String: Any]) -> [String] {
