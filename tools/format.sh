@@ -15,5 +15,10 @@ if [ "${1:-}" = "--check" ]; then
         exit 1
     fi
 else
-    swift format format --in-place --parallel --recursive "${existing[@]}"
+    # Only the files that differ: rewriting every file would touch them all and make the next build a full one.
+    mapfile -t differing < <(swift format lint --parallel --recursive "${existing[@]}" 2>&1 |
+        sed -n 's/^\(.*\.swift\):[0-9]*:[0-9]*: .*/\1/p' | sort -u)
+    if [ "${#differing[@]}" -gt 0 ]; then
+        swift format format --in-place --parallel "${differing[@]}"
+    fi
 fi
