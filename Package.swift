@@ -129,7 +129,8 @@ let package = Package(
                 "asynctrace-examples", "asynctrace",
             ],
             exclude: ["Fixtures", "validators"]),
-        .testTarget(name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceText", "TraceReader", "TraceFormat"]),
+        .testTarget(
+            name: "TraceAnalysesTests", dependencies: ["TraceAnalyses", "TraceReports", "TraceText", "TraceReader", "TraceFormat", "TraceSymbols"]),
         .testTarget(
             name: "RuntimeTests",
             dependencies: ["LoopTestSupport", "AsyncTraceRuntime", "AsyncHooks", "TraceReader", "TraceFormat", "asynctrace-lessons"]),

@@ -29,6 +29,9 @@ public struct RecorderOptions: Sendable {
     public var flushIntervalMs: Int = 200
     /// Append to an existing trace (its header written by `asynctrace record`) instead of creating one.
     public var append: Bool = false
+    /// Which resources get a creation stack (where they were created); ASYNCTRACE_CREATION_STACKS
+    /// sets it for `startFromEnvironment`.
+    public var creationStacks = CreationStackPolicy()
     /// For tests: the writer sleeps this long per chunk, to exercise dropping.
     @_spi(Testing) public var writerDelayMicroseconds: Int = 0
 

@@ -16,6 +16,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     static func recordInit(_ asyncID: UInt64, _ type: UInt32, _ triggerAsyncID: UInt64) {
         guard let s = Recorder.currentStream() else { return }
         s.commit(putInit(s, asyncID, type, triggerAsyncID))
+        CreationStacks.afterInit(s, asyncID, type)
     }
 
     /// init(id) then promiseResolve(id) (a promise settled as it is created): one buffer lookup;
@@ -24,6 +25,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
         guard let s = Recorder.currentStream() else { return }
         // init ≤ 27 bytes + 3: within the room `stringRef` guarantees.
         s.commit(putSameInstantSameID(.promiseResolve, putInit(s, asyncID, type, triggerAsyncID)), events: 2)
+        CreationStacks.afterInit(s, asyncID, type)
     }
 
     /// An init event at the stream's last stamp; returns where the next event goes (not committed).
@@ -77,6 +79,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
         p = s.putAsyncID(entering, p + 2)
         s.commit(p, events: 4)
         s.callbackSwitched()
+        CreationStacks.afterInit(s, entering, type)
     }
 
     /// after(id) then destroy(id): one buffer lookup, one clock read; the destroy is three bytes

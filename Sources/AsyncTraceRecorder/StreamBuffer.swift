@@ -46,6 +46,16 @@ struct StreamState {
     /// Callbacks open on this thread, and when the outermost began (ticks): for --dump-on-block.
     var callbackDepth: UInt32 = 0
     var outerCallbackTicks: UInt64 = 0
+    /// Creation stacks (CreationStacks.swift): per type whether to record one, the thread's stack
+    /// top (0: not read yet, 1: unknown), interned stacks, the next stack id, the promise sampler.
+    var stackPolicy: UnsafeMutablePointer<UInt8>? = nil
+    var stackPolicyCount = 0
+    var stackTop: UInt = 0
+    var stackTable: UnsafeMutablePointer<StackTableEntry>? = nil
+    var stackScratch: UnsafeMutablePointer<UInt64>? = nil
+    var stacksInterned = 0
+    var nextStackID: UInt32 = 1
+    var promiseCountdown: UInt32 = 0
 }
 
 typealias Stream = UnsafeMutablePointer<StreamState>
@@ -68,6 +78,7 @@ extension UnsafeMutablePointer where Pointee == StreamState {
         pointee.prevAsyncID = 0
         pointee.eventCount = 0
         pointee.nextStringID = 0
+        if Recorder.shared.sendsMessages { CreationStacks.forgetStacks(self) }
     }
 
     /// Writes the kind byte and the tick delta of a fresh clock read (or of the loop-structure event

@@ -22,6 +22,7 @@ public enum TraceRecorder {
         var options = RecorderOptions()
         options.append = environment("ASYNCTRACE_APPEND") == "1"
         if let b = environment("ASYNCTRACE_BUFFER_SIZE").flatMap({ parseSize($0) }) { options.bufferBytes = b }
+        if let p = creationStacksFromEnvironment() { options.creationStacks = p }
         do {
             try start(path: out, options: options)
             // Children inherit ASYNCTRACE_OUTPUT: they must append to this file, not truncate it.
@@ -77,6 +78,7 @@ public enum TraceRecorder {
             _ = CRC32C.checksum([0])
             var options = RecorderOptions()
             if let b = environment("ASYNCTRACE_BUFFER_SIZE").flatMap({ parseSize($0) }) { options.bufferBytes = b }
+            if let p = creationStacksFromEnvironment() { options.creationStacks = p }
             if let ns = environment("ASYNCTRACE_DUMP_ON_BLOCK").flatMap({ UInt64($0) }), ns > 0 {
                 // The threshold in TSC ticks: the hook compares ticks, never reading the clock for it.
                 var t0: UInt64 = 0, n0: UInt64 = 0, t1: UInt64 = 0, n1: UInt64 = 0
@@ -99,6 +101,7 @@ public enum TraceRecorder {
         let recording = (Recorder.flushEpoch.load(ordering: .relaxed) >> Recorder.recordingShift) + 1
         Recorder.flushEpoch.store(recording << Recorder.recordingShift, ordering: .relaxed)
         Recorder.shared = r
+        CreationStacks.policy = r.options.creationStacks
         r.startWriter()
         if !exitHandlersInstalled {
             installExitHandlers()
@@ -152,6 +155,16 @@ public enum TraceRecorder {
     /// An environment variable, except in a privileged (set-user-ID) process.
     static func environment(_ name: String) -> String? {
         trace_secure_getenv(name).map { String(cString: $0) }
+    }
+
+    /// ASYNCTRACE_CREATION_STACKS: off, handles (the default), all, or handles+N; what cannot be read is said.
+    static func creationStacksFromEnvironment() -> CreationStackPolicy? {
+        guard let text = environment("ASYNCTRACE_CREATION_STACKS"), !text.isEmpty else { return nil }
+        guard let p = CreationStackPolicy(parsing: text) else {
+            writeStderr("asynctrace: ignoring ASYNCTRACE_CREATION_STACKS=\(text): use off, handles, all or handles+N (one promise in N)\n")
+            return nil
+        }
+        return p
     }
 
     /// ASYNCTRACE_BUFFER_SIZE: the same syntax as `record --buffer-size`; what cannot be read is

@@ -35,6 +35,11 @@ public struct KernelTraceWriter {
     private var wroteSampling = false
     /// Stack ids already defined in this stream (a bit per id).
     private var definedStacks: [UInt64] = []
+    /// Per thread, its last stack copy in the chunk being written (the base of the next one's delta).
+    private var lastCopy: [UInt32: (timeNs: UInt64, copy: StackCopy)] = [:]
+    /// Stack copies written whole, and as deltas (stackCopyDelta).
+    public private(set) var copiesWhole: UInt64 = 0
+    public private(set) var copiesAsDelta: UInt64 = 0
     /// Flight recorder: sealed chunks go here instead of to `fd`, every chunk defines the stacks its
     /// samples use (any chunk may begin a dump), and what is alive is tracked for `stateChunk`.
     private var flightSink: (([UInt8]) -> Void)?
@@ -132,6 +137,7 @@ public struct KernelTraceWriter {
         let start = events.first?.timestampNs ?? emptyTime
         let end = events.last?.timestampNs ?? emptyTime
         var b = ChunkBuilder(pid: rootPid, tid: 0, startNs: start, startTicks: start, reserve: events.count * 24 + 64)
+        lastCopy.removeAll(keepingCapacity: true)  // a delta's base is in its own chunk: chunks decode on their own
         if flightSink != nil {
             definedStacks.removeAll(keepingCapacity: true)
             for e in events { flightState?.note(e) }
@@ -266,14 +272,32 @@ public struct KernelTraceWriter {
             b.putList(tables.stacks.frames(id))
         }
         if e.stackCopy != 0, let copy = tables.stackCopies.removeValue(forKey: e.stackCopy) {
-            b.beginEvent(.stackCopy, ticks: e.timestampNs)
-            b.putUnsigned(UInt64(e.pid))
-            b.putUnsigned(UInt64(e.tid))
-            b.putUnsigned(copy.ip)
-            b.putUnsigned(copy.sp)
-            b.putUnsigned(copy.bp)
-            b.putUnsigned(UInt64(copy.bytes))
-            b.putList(copy.encodedWords)
+            // A thread sampled again in the same code leaves mostly the same words: write what changed.
+            if let base = lastCopy[e.tid], base.timeNs <= e.timestampNs, let delta = copy.encodedDelta(from: base.copy),
+                delta.count < copy.words.count * 2
+            {
+                b.beginEvent(.stackCopyDelta, ticks: e.timestampNs)
+                b.putUnsigned(UInt64(e.pid))
+                b.putUnsigned(UInt64(e.tid))
+                b.putUnsigned(copy.ip)
+                b.putUnsigned(copy.sp)
+                b.putUnsigned(copy.bp)
+                b.putUnsigned(UInt64(copy.bytes))
+                b.putUnsigned(e.timestampNs - base.timeNs)
+                b.putList(delta)
+                copiesAsDelta += 1
+            } else {
+                b.beginEvent(.stackCopy, ticks: e.timestampNs)
+                b.putUnsigned(UInt64(e.pid))
+                b.putUnsigned(UInt64(e.tid))
+                b.putUnsigned(copy.ip)
+                b.putUnsigned(copy.sp)
+                b.putUnsigned(copy.bp)
+                b.putUnsigned(UInt64(copy.bytes))
+                b.putList(copy.encodedWords)
+                copiesWhole += 1
+            }
+            lastCopy[e.tid] = (e.timestampNs, copy)
         }
         if e.kind == .waitStack {
             b.beginEvent(.waitStack, ticks: e.timestampNs)

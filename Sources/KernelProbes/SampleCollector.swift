@@ -123,9 +123,32 @@ public final class SampleCollector {
                 fromByteOffset: MemoryLayout<kp_sample_record>.offset(of: \kp_sample_record.regs)!,
                 as: kp_user_regs.self)
             let stack = UnsafeRawPointer(frames + userCount + kernelCount)
-            e.stackCopy = tables.add(keptWords(pid: pid, regs: regs, stack: stack, bytes: stackBytes))
+            let copy = keptWords(pid: pid, regs: regs, stack: stack, bytes: stackBytes)
+            if Self.framePointersSuffice(copy, user) {
+                copiesNotNeeded += 1
+            } else {
+                e.stackCopy = tables.add(copy)
+            }
         }
         events.append(e)
+        return true
+    }
+
+    /// Stack copies not written because the frame-pointer walk already had every caller.
+    public private(set) var copiesNotNeeded: UInt64 = 0
+
+    /// Whether the kernel's frame-pointer walk of a sample holds every caller its stack copy could
+    /// give: it has callers, and every code address in the copy (a return address, or a code pointer
+    /// kept in a frame) is one of them. Code without frame pointers leaves its callers' return
+    /// addresses on the stack where the walk does not see them (it stops, or skips to an older frame
+    /// whose %rbp survived), so its copies are kept; so are copies holding stray code pointers (the
+    /// cautious side: bytes, never frames, are lost).
+    static func framePointersSuffice(_ copy: StackCopy, _ walk: UnsafeBufferPointer<UInt64>) -> Bool {
+        guard walk.count >= 2 else { return false }
+        let callers = walk.dropFirst()
+        for w in copy.words where !(w.value >= copy.sp && w.value - copy.sp < StackCopy.stackReach) {
+            if !callers.contains(w.value) { return false }
+        }
         return true
     }
 

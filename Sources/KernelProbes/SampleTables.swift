@@ -70,6 +70,29 @@ public struct StackCopy: Sendable {
         return out
     }
 
+    /// The `stackCopyDelta` list against `base` (the same thread's previous copy): the words whose value
+    /// differs from what `base` held at the same address (0 where this copy keeps none), encoded as
+    /// `encodedWords`. Nil when the two are not word-aligned with each other.
+    public func encodedDelta(from base: StackCopy) -> [UInt64]? {
+        guard base.sp & 7 == sp & 7 else { return nil }
+        let count = UInt64(bytes / 8)
+        // base's words at this copy's indices.
+        var inherited: [UInt32: UInt64] = [:]
+        for w in base.words {
+            let address = base.sp &+ UInt64(w.index) &* 8
+            guard address >= sp else { continue }
+            let i = (address - sp) / 8
+            if i < count { inherited[UInt32(i)] = w.value }
+        }
+        var changes: [(index: UInt32, value: UInt64)] = []
+        for w in words {
+            if inherited.removeValue(forKey: w.index) != w.value { changes.append(w) }
+        }
+        for (i, v) in inherited where v != 0 { changes.append((i, 0)) }
+        changes.sort { $0.index < $1.index }
+        return StackCopy(ip: ip, sp: sp, bp: bp, bytes: bytes, words: changes).encodedWords
+    }
+
     /// Values this far above sp count as pointers into the stack.
     public static let stackReach: UInt64 = 64 << 20
 }

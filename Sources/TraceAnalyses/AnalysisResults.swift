@@ -246,6 +246,8 @@ public struct CallbackRecord: Sendable {
     /// Where its resource was created, innermost first (Node: the first JS frames outside node's own
     /// code at its init); empty where the trace does not say.
     public var createdAt: [CodeFrame] = []
+    /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
+    var creationStack: Int32 = -1
     /// duration − blocked − run queue; nil without scheduler events.
     public var onCPUNs: UInt64? {
         guard let b = blockedNs, let r = runqueueNs else { return nil }
@@ -341,6 +343,8 @@ public struct OpenResourceGroup: Sendable {
     /// Where they were created, innermost first (the group holds the resources of one type made there);
     /// empty where the trace does not say.
     public var createdAt: [CodeFrame] = []
+    /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
+    var creationStack: Int32 = -1
 }
 
 public struct Gap: Sendable {
@@ -428,6 +432,10 @@ public struct TraceAnalysis: Sendable {
     public var samplePeriodNs: UInt64? = nil
     /// Long waits with their stacks (waitStack events), for attachStacks.
     var waitMoments: [WaitMoment] = []
+    /// Creation stacks' addresses and the code regions that name them, for attachCreationStacks.
+    var creationStacks = CreationStackTable()
+    /// creationStack events whose stack no stackDef defined (a damaged or dropped chunk lost it).
+    public var creationStacksUndefined: UInt64 = 0
     /// waitStack events beyond the bound, not attributed.
     public var waitMomentsNotKept: UInt64 = 0
     /// The report's time window, if one was chosen (CLOCK_MONOTONIC ns, inclusive).

@@ -17,6 +17,8 @@ public struct ResourceInfo: Sendable {
     public var trigger: UInt64
     public var fd: Int32 = -1
     public var initNs: UInt64
+    /// Where it was created: an index into the analysis' creation stacks (-1: not recorded).
+    public var creationStack: Int32 = -1
 }
 
 public struct ResourceTable: Sendable {
@@ -53,6 +55,10 @@ public struct ResourceTable: Sendable {
             return
         }
         live.set(key, ResourceInfo(type: type, trigger: trigger, initNs: ns))
+    }
+
+    public mutating func setCreationStack(_ key: ResourceKey, _ stack: Int32) {
+        live.modify(key) { $0.creationStack = stack }
     }
 
     public mutating func setFD(_ key: ResourceKey, fd: Int32) {

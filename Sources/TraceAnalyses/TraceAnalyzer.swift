@@ -25,6 +25,7 @@ public func analyzeTrace(
         }
     }
     var analysis = analyzer.finish(decodeDamage: events.damage)
+    analysis.attachCreationStacks()
     if analyzer.kindCounts[Int(EventKind.cpuSample.rawValue)] > 0 || !analysis.waitMoments.isEmpty {
         analysis.attachStacks(reader: reader)
     }
@@ -35,7 +36,7 @@ public struct TraceAnalyzer {
     /// The trace being analysed; while following a recording, the latest batch (`follow(_:)`).
     public private(set) var reader: TraceReader
     public let options: AnalysisOptions
-    public private(set) var resources: ResourceTable
+    public internal(set) var resources: ResourceTable
     var kindCounts = [UInt64](repeating: 0, count: 256)
     var total: UInt64 = 0
     var firstNs: UInt64 = .max
@@ -59,6 +60,10 @@ public struct TraceAnalyzer {
     var waitMoments: [WaitMoment] = []
     var waitMomentsNotKept: UInt64 = 0
     static let maxWaitMoments = 1 << 20
+    /// Creation stacks (user streams' stackDefs) and every stream's code regions.
+    var creationStacks = CreationStackTable()
+    /// creationStack events naming a stack no stackDef of their stream defined (damage).
+    var creationStacksUndefined: UInt64 = 0
     /// Names of the threads with a user stream (threadInfo).
     var userThreadNames: [UInt64: String] = [:]
     let windowStart: UInt64
@@ -163,6 +168,8 @@ public struct TraceAnalyzer {
                 pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), name: ev.text,
                 ns: max(windowStart, min(ns, windowEnd)))
         }
+        // Stack definitions and code regions hold for the rest of the trace too.
+        if ev.kind == .stackDef || ev.kind == .mapping { creationStackEvent(stream: s, pid: streamPid[s], ev) }
         if ns < windowStart || ns > windowEnd { return }
         kindCounts[Int(ev.kind.rawValue)] &+= 1
         total &+= 1
@@ -248,6 +255,8 @@ public struct TraceAnalyzer {
             }
         case .waitStack:
             waitStack(ev, endNs: ns)
+        case .creationStack:
+            creationStackEvent(stream: s, pid: pid, ev)
         case .fdOpen:
             io.fdOpen(
                 pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), fd: ev.s(2),
@@ -359,11 +368,12 @@ public struct TraceAnalyzer {
         }
         guard callbacks.slowest.admits(d) || (blocking && callbacks.blockingLongest.admits(d)) else { return }
         let st = reader.streams[s]
-        let record = CallbackRecord(
+        var record = CallbackRecord(
             asyncID: frame.asyncID, type: resources.typeName(frame.type), pid: st.pid, tid: st.tid,
             threadName: st.threadName, startNs: frame.beforeNs, durationNs: d,
             causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
             syscalls: CallbackTracker.syscalls(of: frame), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs)
+        record.creationStack = resources.info(ResourceKey(pid: st.pid, asyncID: frame.asyncID))?.creationStack ?? -1
         callbacks.slowest.offer(d, record)
         if blocking { callbacks.blockingLongest.offer(d, record) }
     }
@@ -505,6 +515,8 @@ public struct TraceAnalyzer {
         let table = resources
         analysis.spans = spans.finished(endNs: lastNs, typeName: { table.typeName($0) })
         analysis.waitMoments = waitMoments
+        analysis.creationStacks = creationStacks
+        analysis.creationStacksUndefined = creationStacksUndefined
         analysis.waitMomentsNotKept = waitMomentsNotKept
         return analysis
     }
@@ -518,11 +530,17 @@ public struct TraceAnalyzer {
             var chains: [[String]: Int] = [:]
             var sampled = 0
         }
-        var groups: [UInt64: Group] = [:]
+        // By type and creation site (Node) or creation stack (attachCreationStacks merges stacks that name the same code).
+        struct GroupKey: Hashable {
+            var type: Int32
+            var site: Int32
+            var stack: Int32
+        }
+        var groups: [GroupKey: Group] = [:]
         let sites = self.sites
         resources.live.forEach { key, info in
             let site = sites.isEmpty ? -1 : (sites.site(key) ?? -1)
-            let groupKey = UInt64(UInt32(bitPattern: info.type)) << 32 | UInt64(UInt32(bitPattern: site))
+            let groupKey = GroupKey(type: info.type, site: site, stack: info.creationStack)
             var g = groups[groupKey] ?? Group()
             g.count += 1
             g.oldest = min(g.oldest, info.initNs)
@@ -534,10 +552,11 @@ public struct TraceAnalyzer {
         }
         return groups.map { k, g in
             let chain = g.chains.max { ($0.value, $1.key.count) < ($1.value, $0.key.count) }?.key ?? []
-            let type = Int32(bitPattern: UInt32(k >> 32)), site = Int32(bitPattern: UInt32(k & 0xFFFF_FFFF))
-            return OpenResourceGroup(
-                type: resources.typeName(type), count: g.count, createdBy: chain, oldestInitNs: g.oldest,
-                createdAt: site < 0 ? [] : sites.frames(site: site))
+            var group = OpenResourceGroup(
+                type: resources.typeName(k.type), count: g.count, createdBy: chain, oldestInitNs: g.oldest,
+                createdAt: k.site < 0 ? [] : sites.frames(site: k.site))
+            group.creationStack = k.stack
+            return group
         }.sorted { ($0.count, $1.type, $1.oldestInitNs) > ($1.count, $0.type, $0.oldestInitNs) }
     }
 }

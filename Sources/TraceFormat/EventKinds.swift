@@ -85,7 +85,10 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var stackCopy: EventKind { EventKind(rawValue: 0x2C) }
     // Kernel stream, version 4: the user stack of a long wait (record --stack-threshold)
     @inlinable public static var waitStack: EventKind { EventKind(rawValue: 0x2D) }
-    // 0x2E...0x2F: reserved for more stack kinds
+    // User stream, version 5: where a resource was created (AsyncHooks programs)
+    @inlinable public static var creationStack: EventKind { EventKind(rawValue: 0x2E) }
+    // Kernel stream, version 5: a stack copy as the difference from the thread's previous one
+    @inlinable public static var stackCopyDelta: EventKind { EventKind(rawValue: 0x2F) }
     // Kernel stream, version 5: loop phases of an unmodified libuv program (node) from uprobes
     @inlinable public static var loopPhase: EventKind { EventKind(rawValue: 0x30) }
 
@@ -295,6 +298,20 @@ public enum EventSpecs {
             ],
             summary:
                 "the user stack (stackDef id) that made a long wait; cause 0: the end of syscall `what` on `fd` (as in syscall) after durationNs, the timestamp its exit; cause 1: back on a CPU after durationNs blocked outside traced syscalls in state `what` (OffCPUState), fd -1"
+        ),
+        EventSpec(
+            kind: .stackCopyDelta, name: "stackCopyDelta",
+            args: [
+                a("pid", .unsigned), a("tid", .unsigned), a("ip", .unsigned), a("sp", .unsigned), a("bp", .unsigned),
+                a("bytes", .unsigned), a("baseNs", .unsigned), a("words", .list),
+            ],
+            summary:
+                "a stackCopy given as the difference from the same thread's copy baseNs earlier (in the same chunk): that copy's words at the addresses this one covers, then `words` (as stackCopy's; a value 0 clears the word)"
+        ),
+        EventSpec(
+            kind: .creationStack, name: "creationStack", args: [a("asyncID", .asyncID), a("stack", .unsigned)],
+            summary:
+                "where resource asyncID (its init just before, in this stream) was created: a stackDef id of this stream (return addresses, innermost first)"
         ),
         EventSpec(
             kind: .loopPhase, name: "loopPhase",

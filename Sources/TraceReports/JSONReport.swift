@@ -191,6 +191,7 @@ public enum JSONReport {
                 }
             }
             j.field("untracked_resources", a.untrackedResources)
+            j.field("creation_stacks_undefined", a.creationStacksUndefined)
             j.field("unmatched_afters", a.unmatchedAfters)
             j.field("abandoned_callbacks", a.abandonedCallbacks)
             if let b = a.busiestSecond {

@@ -2,6 +2,7 @@
 // went, which callback did which I/O, and what was still open at exit. Dropped events and damage
 // are always stated, even when there were none.
 import TraceAnalyses
+import TraceSymbols
 import TraceFormat
 import TraceReader
 import TraceSymbols
@@ -450,6 +451,9 @@ public enum TextReport {
                     + [g.createdBy.isEmpty ? "(top level)" : g.createdBy.joined(separator: " → ")])
         }
         out += t.render()
+        if a.creationStacksUndefined > 0 {
+            out += "  note: \(Formatting.count(a.creationStacksUndefined)) creation stacks were lost with damaged or dropped chunks\n"
+        }
     }
 
     /// "leak (app.js:4) ← main (app.js:9)": where a resource was created, innermost first.

@@ -113,6 +113,33 @@ public struct StackUnwinder {
         pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, framePointerStack: [UInt64],
         mappings: CodeMappings
     ) -> [UInt64] {
+        let (out, log) = unwindLogged(pid: pid, timeNs: timeNs, snapshot: s, framePointerStack: framePointerStack, mappings: mappings)
+        apply(log)
+        return out
+    }
+
+    /// What one unwinding added to `tally`, so a cached result counts again when it is used again.
+    public struct TallyLog: Sendable {
+        /// (module, method raw value; -1: unwinding stopped there), with a count.
+        var entries: [(module: Int, method: Int, count: Int)] = []
+    }
+
+    public mutating func apply(_ log: TallyLog) {
+        for e in log.entries {
+            if e.method < 0 {
+                tally[e.module, default: UnwindTally()].stopped += e.count
+            } else {
+                tally[e.module, default: UnwindTally()].byMethod[e.method] += e.count
+            }
+        }
+    }
+
+    /// `unwind` without touching `tally`: the addresses and what they would add to it.
+    public func unwindLogged(
+        pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, framePointerStack: [UInt64],
+        mappings: CodeMappings
+    ) -> ([UInt64], TallyLog) {
+        var log = TallyLog()
         var out: [UInt64] = [s.ip]
         var ip = s.ip, sp = s.sp, bp: UInt64? = s.bp
         var stopModule = -1
@@ -158,7 +185,7 @@ public struct StackUnwinder {
             guard let n = next, n.ip != 0 else { stopModule = -1; break }
             // The stack grows down: a caller's frame is above its callee's.
             guard n.sp > sp else { break }
-            tally[site.module, default: UnwindTally()].byMethod[method.rawValue] += 1
+            log.entries.append((site.module, method.rawValue, 1))
             out.append(n.ip)
             ip = n.ip
             sp = n.sp
@@ -168,13 +195,13 @@ public struct StackUnwinder {
         if copyEnded, out.count > 1, let j = framePointerStack.dropFirst().firstIndex(of: out.last!) {
             let rest = framePointerStack[(j + 1)...].prefix(Self.maxFrames - out.count)
             if !rest.isEmpty {
-                tally[stopModule, default: UnwindTally()].byMethod[UnwindMethod.kernelFramePointer.rawValue] += rest.count
+                log.entries.append((stopModule, UnwindMethod.kernelFramePointer.rawValue, rest.count))
                 out += rest
                 stopModule = -1
             }
         }
-        if stopModule >= 0 { tally[stopModule, default: UnwindTally()].stopped += 1 }
-        return out
+        if stopModule >= 0 { log.entries.append((stopModule, -1, 1)) }
+        return (out, log)
     }
 
     /// Words scanned for a return address at most.

@@ -28,7 +28,13 @@ public final class TraceSamples {
     public private(set) var unwoundSamples = 0
     /// Stack copies that were malformed or had no sample (ignored; the frame-pointer stack is used).
     public private(set) var badStackCopies = 0
-    private var pendingCopy: (tid: UInt32, timeNs: UInt64, snapshot: StackSnapshot)?
+    private var pendingCopy: (tid: UInt32, timeNs: UInt64, copy: CopyKey)?
+    /// Unwound stacks by their copy (and frame-pointer stack): a thread that runs the same code
+    /// again leaves the same copy, unwound once. Bounded: cleared when full.
+    private var unwoundCache: [CopyKey: (id: UInt32, log: StackUnwinder.TallyLog)] = [:]
+    static let unwoundCacheLimit = 1 << 16
+    /// Samples whose copy was unwound before (cache hits).
+    public private(set) var unwoundFromCache = 0
     private var unwoundIDs: [[UInt64]: UInt32] = [:]
     private var nextUnwoundID = UInt32.max
     private var kernelWalkSamples: [UInt64: Int] = [:]  // (pid, stack id) -> samples without a copy
@@ -59,7 +65,7 @@ public final class TraceSamples {
             if let copy = pendingCopy {
                 pendingCopy = nil
                 if copy.tid == s.tid && copy.timeNs == s.timeNs {
-                    s.userStack = unwound(s, copy.snapshot)
+                    s.userStack = unwound(s, copy.copy)
                 } else {
                     badStackCopies += 1
                 }
@@ -73,14 +79,31 @@ public final class TraceSamples {
             return s
         case .sampling:
             periodNs = v.u(0)
-        case .stackCopy:
+        case .stackCopy, .stackCopyDelta:
             if pendingCopy != nil { badStackCopies += 1 }
             pendingCopy = nil
-            guard let snap = StackSnapshot.decode(ip: v.u(2), sp: v.u(3), bp: v.u(4), bytes: v.u(5), list: v.list) else {
+            let tid = UInt32(truncatingIfNeeded: v.u(1))
+            let sp = v.u(3), bytes = v.u(5)
+            let delta = v.kind == .stackCopyDelta
+            var words: [UInt64]?
+            if delta {
+                // The base: this thread's previous copy, exactly baseNs earlier (else it was lost: not guessed).
+                if let base = lastCopy[tid], v.u(6) <= v.timestampNs, base.timeNs == v.timestampNs - v.u(6) {
+                    words = Self.applyDelta(v.list, sp: sp, bytes: bytes, base: base)
+                }
+            } else {
+                words = Self.entries(v.list, sp: sp, bytes: bytes)
+            }
+            guard let words else {
                 badStackCopies += 1
+                lastCopy[tid] = nil
                 return nil
             }
-            pendingCopy = (UInt32(truncatingIfNeeded: v.u(1)), v.timestampNs, snap)
+            lastCopy[tid] = (v.timestampNs, sp, words)
+            let key = CopyKey(
+                pid: UInt32(truncatingIfNeeded: v.u(0)), ip: v.u(2), sp: sp, bp: v.u(4), bytes: bytes,
+                framePointerStack: 0, words: words)
+            pendingCopy = (tid, v.timestampNs, key)
         case .stackDef:
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
             stackAddresses[UInt32(v.u(0))] = Array(v.list)
@@ -100,18 +123,106 @@ public final class TraceSamples {
     }
 
     /// The id of the sample's user stack unwound from its copy (interned among the unwound stacks).
-    private func unwound(_ s: CPUSample, _ snapshot: StackSnapshot) -> UInt32 {
+    private func unwound(_ s: CPUSample, _ copy: CopyKey) -> UInt32 {
+        var key = copy
+        key.framePointerStack = s.userStack
+        if let hit = unwoundCache[key] {
+            unwinder.apply(hit.log)
+            unwoundSamples += 1
+            unwoundFromCache += 1
+            return hit.id
+        }
+        var dense = [UInt64](repeating: 0, count: Int(key.bytes / 8))
+        var i = 0
+        while i + 1 < key.words.count {
+            dense[Int(key.words[i])] = key.words[i + 1]
+            i += 2
+        }
+        let snapshot = StackSnapshot(ip: key.ip, sp: key.sp, bp: key.bp, words: dense)
         let fp = s.userStack != 0 ? stackAddresses[s.userStack] ?? [] : []
-        let addresses = unwinder.unwind(pid: s.pid, timeNs: s.timeNs, snapshot: snapshot, framePointerStack: fp, mappings: symbolizer)
+        let (addresses, log) = unwinder.unwindLogged(
+            pid: s.pid, timeNs: s.timeNs, snapshot: snapshot, framePointerStack: fp,
+            mappings: symbolizer)
+        unwinder.apply(log)
         unwoundSamples += 1
+        let id = intern(unwoundStack: addresses, fallback: s.userStack)
+        if unwoundCache.count >= Self.unwoundCacheLimit { unwoundCache.removeAll(keepingCapacity: true) }
+        unwoundCache[key] = (id, log)
+        return id
+    }
+
+    private func intern(unwoundStack addresses: [UInt64], fallback: UInt32) -> UInt32 {
         if let id = unwoundIDs[addresses] { return id }
         while nextUnwoundID > 0 && stackAddresses[nextUnwoundID] != nil { nextUnwoundID -= 1 }
-        guard nextUnwoundID > 0 else { return s.userStack }
+        guard nextUnwoundID > 0 else { return fallback }
         let id = nextUnwoundID
         nextUnwoundID -= 1
         unwoundIDs[addresses] = id
         stackAddresses[id] = addresses
         return id
+    }
+
+    /// Per thread, its last stack copy (the base of a stackCopyDelta): time, sp, words as in CopyKey.
+    private var lastCopy: [UInt32: (timeNs: UInt64, sp: UInt64, words: [UInt64])] = [:]
+
+    /// A stackCopy's list as (index, value) pairs, flat, by index, zero words left out; nil if malformed.
+    static func entries(_ list: UnsafeBufferPointer<UInt64>, sp: UInt64, bytes: UInt64) -> [UInt64]? {
+        guard bytes <= UInt64(StackSnapshot.maxBytes), list.count % 2 == 0 else { return nil }
+        let count = bytes / 8
+        var out: [UInt64] = []
+        out.reserveCapacity(list.count)
+        var next: UInt64 = 0
+        var i = 0
+        while i < list.count {
+            let (index, overflow) = next.addingReportingOverflow(list[i])
+            guard !overflow, index < count else { return nil }
+            let raw = list[i + 1]
+            let value = raw & 1 == 1 ? sp &+ (raw >> 1) : raw >> 1
+            if value != 0 { out.append(index); out.append(value) }
+            next = index + 1
+            i += 2
+        }
+        return out
+    }
+
+    /// A stackCopyDelta's words: the base's words at the addresses this copy covers, then the listed changes.
+    static func applyDelta(
+        _ list: UnsafeBufferPointer<UInt64>, sp: UInt64, bytes: UInt64,
+        base: (timeNs: UInt64, sp: UInt64, words: [UInt64])
+    ) -> [UInt64]? {
+        guard bytes <= UInt64(StackSnapshot.maxBytes), list.count % 2 == 0, base.sp & 7 == sp & 7 else { return nil }
+        let count = bytes / 8
+        var byIndex: [UInt64: UInt64] = [:]
+        var i = 0
+        while i + 1 < base.words.count {
+            let address = base.sp &+ base.words[i] &* 8
+            if address >= sp, (address - sp) / 8 < count { byIndex[(address - sp) / 8] = base.words[i + 1] }
+            i += 2
+        }
+        var next: UInt64 = 0
+        i = 0
+        while i < list.count {
+            let (index, overflow) = next.addingReportingOverflow(list[i])
+            guard !overflow, index < count else { return nil }
+            let raw = list[i + 1]
+            let value = raw & 1 == 1 ? sp &+ (raw >> 1) : raw >> 1
+            byIndex[index] = value == 0 ? nil : value
+            next = index + 1
+            i += 2
+        }
+        var out: [UInt64] = []
+        out.reserveCapacity(byIndex.count * 2)
+        for index in byIndex.keys.sorted() { out.append(index); out.append(byIndex[index]!) }
+        return out
+    }
+
+    /// A stack copy (its registers and words as flat (index, value) pairs by index) with the sample's
+    /// frame-pointer stack id: full copies and deltas that give the same stack give the same key.
+    struct CopyKey: Hashable {
+        var pid: UInt32
+        var ip: UInt64, sp: UInt64, bp: UInt64, bytes: UInt64
+        var framePointerStack: UInt32
+        var words: [UInt64]
     }
 
     private func tallyKernelWalk(_ s: CPUSample) {

@@ -103,13 +103,16 @@ enum RuntimeBench {
         // turns at going first: a later one finds the allocator's memory already faulted in and its
         // arenas shaped by the one before, which a fixed order would credit to one side (Promise.all
         // read as 0.87x "slowdown" with recording always second).
-        enum Variant { case bare, recorded, floor, hooks }
+        enum Variant { case bare, recorded, floor, hooks, noStacks, allStacks, promise64 }
         var variants: [Variant] = [.bare]
         if withRecording { variants += [.recorded, .floor, .hooks] }
         // ASYNCTRACE_BENCH_VARIANTS=bare,recorded,floor,hooks: a subset (for instruction counts of one variant).
+        // Creation stacks' cost (only when listed): noStacks (recorded with ASYNCTRACE_CREATION_STACKS=off),
+        // allStacks (=all: every promise too), promise64 (=handles+64); `recorded` is the default (handles).
         if let v = getenv("ASYNCTRACE_BENCH_VARIANTS").map({ String(cString: $0).split(separator: ",").map(String.init) }) {
-            variants = variants.filter { v.contains("\($0)") }
+            variants = (variants + (withRecording ? [.noStacks, .allStacks, .promise64] : [])).filter { v.contains("\($0)") }
         }
+        var stackVariants: [String: [String: [Double]]] = [:]
         for run in 0..<runs {
             for w in workloads {
                 for k in 0..<variants.count {
@@ -117,9 +120,23 @@ enum RuntimeBench {
                     switch variant {
                     case .bare:
                         bare[w.name, default: []].append(measure(w))
-                    case .recorded:
-                        do { try TraceRecorder.start(path: tracePath) } catch { print("{\"error\": \"recorder: \(error)\"}"); return }
-                        recorded[w.name, default: []].append(measure(w))
+                    case .recorded, .noStacks, .allStacks, .promise64:
+                        var options = RecorderOptions()
+                        switch variant {
+                        case .noStacks: options.creationStacks = .off
+                        case .allStacks: options.creationStacks = .all
+                        case .promise64: options.creationStacks = CreationStackPolicy(handles: true, promiseEvery: 64)
+                        default: break
+                        }
+                        do { try TraceRecorder.start(path: tracePath, options: options) } catch {
+                            print("{\"error\": \"recorder: \(error)\"}"); return
+                        }
+                        let t = measure(w)
+                        if variant == .recorded {
+                            recorded[w.name, default: []].append(t)
+                        } else {
+                            stackVariants["\(variant)", default: [:]][w.name, default: []].append(t)
+                        }
                         TraceRecorder.stop()
                         dropped += TraceRecorder.statistics.eventsDropped
                         written += TraceRecorder.statistics.eventsWritten
@@ -148,6 +165,13 @@ enum RuntimeBench {
                 emit("runtime/\(w.name)/hooks-clock-floor", f, w.n, runs, extra: ", \"floor_slowdown\": \(fmt(f / b))")
                 let h = median(hooksOnly[w.name] ?? [])
                 emit("runtime/\(w.name)/hooks-floor", h, w.n, runs, extra: ", \"floor_slowdown\": \(fmt(h / b))")
+            }
+            for (name, label) in [("noStacks", "no-creation-stacks"), ("allStacks", "all-creation-stacks"), ("promise64", "promise-stacks-1-in-64")] {
+                guard let xs = stackVariants[name]?[w.name] else { continue }
+                let v = median(xs)
+                emit(
+                    "runtime/\(w.name)/asynctrace-recording-\(label)", v, w.n, runs,
+                    extra: ", \"recording_slowdown\": \(fmt(v / b)), \"vs_default_recording\": \(fmt(v / r))")
             }
             emit("runtime/\(w.name)/node", nd, w.n, runs, extra: "")
             emit("runtime/\(w.name)/node-async-hooks", nh, w.n, runs, extra: ", \"hooks_slowdown\": \(fmt(nh / nd))")

@@ -20,7 +20,10 @@ enum StacksBench {
     static let runs = 5
 
     static func run() {
-        symbolize()
+        // ASYNCTRACE_BENCH_ONLY=symbolize,bytes,unwind,runtime,http: a subset of the parts.
+        let only = getenv("ASYNCTRACE_BENCH_ONLY").map { String(cString: $0).split(separator: ",").map(String.init) }
+        func wanted(_ part: String) -> Bool { only == nil || only!.contains(part) }
+        if wanted("symbolize") { symbolize() }
         guard geteuid() == 0, let cli = NodeBench.siblingExecutable("asynctrace") else {
             print("{\"benchmark\": \"stacks.skipped\", \"reason\": \"needs root and asynctrace next to asynctrace-bench\"}")
             return
@@ -28,10 +31,10 @@ enum StacksBench {
         let dir = "/tmp/asynctrace-bench-stacks-\(getpid())"
         mkdir(dir, 0o700)
         defer { NodeBench.removeTree(dir) }
-        bytesPerSample(cli: cli, dir: dir)
-        unwind(cli: cli, dir: dir)
-        runtime(cli: cli, dir: dir)
-        http(cli: cli, dir: dir)
+        if wanted("bytes") { bytesPerSample(cli: cli, dir: dir) }
+        if wanted("unwind") { unwind(cli: cli, dir: dir) }
+        if wanted("runtime") { runtime(cli: cli, dir: dir) }
+        if wanted("http") { http(cli: cli, dir: dir) }
     }
 
     static func runtime(cli: String, dir: String) {
@@ -154,8 +157,8 @@ enum StacksBench {
         guard let r = try? TraceReader(path: trace) else { return }
         // The recording's mappings and (stackCopy, cpuSample) pairs, re-encoded.
         var mappings: [(pid: UInt64, start: UInt64, end: UInt64, offset: UInt64, path: String, buildID: [UInt64])] = []
-        var pairs: [(copy: [UInt64], list: [UInt64], sample: [UInt64])] = []
-        var copy: ([UInt64], [UInt64])?
+        var pairs: [(delta: Bool, copy: [UInt64], list: [UInt64], sample: [UInt64])] = []
+        var copy: (Bool, [UInt64], [UInt64])?
         let it = r.events(streams: Set(r.streams.indices.filter { r.streams[$0].isKernel }))
         while let e = it.next() {
             let ev = e.event
@@ -167,9 +170,12 @@ enum StacksBench {
                         ev.text, ev.list
                     ))
             case .stackCopy:
-                copy = ((0..<6).map { UInt64(bitPattern: ev.arg($0)) }, ev.list)
+                copy = (false, (0..<6).map { UInt64(bitPattern: ev.arg($0)) }, ev.list)
+            case .stackCopyDelta:
+                // Its base is the copy before it (one thread): 1 ms earlier in the file written below.
+                copy = (true, (0..<6).map { UInt64(bitPattern: ev.arg($0)) } + [1_000_000], ev.list)
             case .cpuSample:
-                if let c = copy { pairs.append((c.0, c.1, (0..<4).map { UInt64(bitPattern: ev.arg($0)) })) }
+                if let c = copy { pairs.append((c.0, c.1, c.2, (0..<4).map { UInt64(bitPattern: ev.arg($0)) })) }
                 copy = nil
             default:
                 break
@@ -194,8 +200,9 @@ enum StacksBench {
         for i in 0..<samples {
             t += 1_000_000
             let p = pairs[i % pairs.count]
-            b.beginEvent(.stackCopy, ticks: t)
-            for v in p.copy { b.putUnsigned(v) }
+            // The first copy of the file has no base: the recording's first copy (always whole) goes first.
+            b.beginEvent(p.delta && i > 0 ? .stackCopyDelta : .stackCopy, ticks: t)
+            for v in (p.delta && i == 0 ? Array(p.copy.prefix(6)) : p.copy) { b.putUnsigned(v) }
             b.putList(p.list)
             b.beginEvent(.cpuSample, ticks: t)
             b.putUnsigned(p.sample[0]); b.putUnsigned(p.sample[1]); b.putUnsigned(0); b.putUnsigned(0)
@@ -219,10 +226,29 @@ enum StacksBench {
             seconds.append(Double(monotonicNs() - t0) / 1e9)
             depth = Double(profile.stacks.first?.frames.count ?? 0)
         }
+        // The recording itself (each copy once, as recorded): unwinding without the repetition above.
+        var recordedSeconds: [Double] = []
+        var recordedSamples = 0, recordedFromCache = 0
+        for _ in 0..<3 {
+            let t0 = monotonicNs()
+            guard let r = try? TraceReader(path: trace) else { break }
+            let data = TraceSamples(reader: r)
+            _ = CodeProfile(data, samples: data.samples)
+            recordedSeconds.append(Double(monotonicNs() - t0) / 1e9)
+            recordedSamples = data.unwoundSamples
+            recordedFromCache = data.unwoundFromCache
+        }
+        report(
+            "stacks.unwind_recorded", nsPerOp: median(recordedSeconds) * 1e9 / Double(max(1, recordedSamples)),
+            extra: [
+                ("seconds", fmt(median(recordedSeconds))), ("unwound_samples", "\(recordedSamples)"),
+                ("from_cache", "\(recordedFromCache)"), ("file_bytes", "\(r.fileSize)"),
+            ])
         report(
             "stacks.unwind_1M_samples", nsPerOp: median(seconds) * 1e9 / Double(samples),
             extra: [
-                ("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("distinct_copies", "\(pairs.count)"),
+                ("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("recorded_copies", "\(pairs.count)"),
+                ("copies_as_delta", "\(pairs.filter(\.delta).count)"),
                 ("top_stack_frames", fmt(depth)),
             ])
     }

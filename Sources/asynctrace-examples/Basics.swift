@@ -23,3 +23,16 @@ func timersScenario(_ args: [String]) throws {
     }
     log("main module end")
 }
+
+/// A leak as programs have them: a heartbeat nobody clears. The process ends by process exit while
+/// it is still armed, so it is open at exit, and its creation stack names startHeartbeat.
+func leakScenario(_ args: [String]) throws {
+    startHeartbeat(everyMs: 20)
+    setTimeout(200) { RuntimeProcess.exit(0) }
+}
+
+@inline(never)
+func startHeartbeat(everyMs: Int) {
+    var beats = 0
+    _ = setInterval(everyMs) { beats += 1 }
+}

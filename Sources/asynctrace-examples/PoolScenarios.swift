@@ -9,6 +9,8 @@ func moreScenarios() -> [Scenario] {
         Scenario(name: "fs", summary: "readFile -> writeFile -> setTimeout -> readFile, plus a stat and a readdir (thread pool)", run: fsScenario),
         Scenario(name: "dns", summary: "dns.lookup of localhost and this host's name, then a TCP connect by name", run: dnsScenario),
         Scenario(
+            name: "leak", summary: "a heartbeat interval started in startHeartbeat() and never cleared; process exit after 200 ms", run: leakScenario),
+        Scenario(
             name: "flight-stalls", summary: "a steady load (20k callbacks/s) with a 250 ms stall every 2 s, for 6 s (flight recorder)",
             run: flightStallsScenario),
     ]

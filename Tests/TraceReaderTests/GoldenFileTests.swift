@@ -1,4 +1,4 @@
-// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4), each holding
+// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4, 5), each holding
 // every event kind of its version in every argument encoding, over user streams (one on a tick clock), a
 // kernel stream, a string table per chunk, a dropped chunk and final chunks; and the decoded text they must
 // read as. A change to the reader that reads an old file differently fails here.
@@ -14,12 +14,13 @@ import TraceFormat
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden").path
 
     /// The kinds a writer of `version` could write: phaseStart came with version 2, 0x24...0x2B with version 3,
-    /// stackCopy (0x2C) with version 4.
+    /// stackCopy (0x2C) with version 4, creationStack (0x2E) and stackCopyDelta (0x2F) with version 5.
     static func kinds(ofVersion version: UInt16) -> [EventSpec] {
         EventSpecs.all.filter { spec in
             if spec.kind == .stringDef { return false }
             if spec.kind == .phaseStart { return version >= 2 }
             if spec.kind == .stackCopy || spec.kind == .waitStack { return version >= 4 }
+            if spec.kind == .creationStack || spec.kind == .stackCopyDelta || spec.kind == .loopPhase { return version >= 5 }
             if spec.kind.rawValue >= 0x24 { return version >= 3 }
             return true
         }
@@ -68,7 +69,10 @@ import TraceFormat
                     b.beginEvent(.threadInfo, ticks: clock(start)); b.putStringID(name)
                 }
                 var t = start
-                for spec in kinds where spec.kind.rawValue < 0x20 && spec.kind != .threadInfo {
+                // Version 5: user streams hold stack definitions, code regions and creation stacks too.
+                let userKinds: Set<UInt8> =
+                    version >= 5 ? [EventKind.stackDef.rawValue, EventKind.mapping.rawValue, EventKind.creationStack.rawValue] : []
+                for spec in kinds where (spec.kind.rawValue < 0x20 || userKinds.contains(spec.kind.rawValue)) && spec.kind != .threadInfo {
                     t += 1_000 + seed % 300
                     put(spec, seed: seed, ticks: clock(t), into: &b)
                     seed += 1
@@ -120,7 +124,7 @@ import TraceFormat
         return s
     }
 
-    @Test(arguments: [UInt16(1), 2, 3, 4])
+    @Test(arguments: [UInt16(1), 2, 3, 4, 5])
     func goldenTraceReadsAsRecorded(version: UInt16) throws {
         let trace = "\(Self.directory)/v\(version).atrace"
         let expected = "\(Self.directory)/v\(version).expected.txt"

@@ -52,6 +52,29 @@ extern __thread void *trace_stream_tls;
 static inline void *trace_current_stream(void) { return trace_stream_tls; }
 static inline void trace_set_current_stream(void *s) { trace_stream_tls = s; }
 
+/// The calling thread's stack: its highest address (exclusive), for `trace_capture_return_addresses`;
+/// 0 where pthread_getattr_np cannot say (then nothing is captured).
+uintptr_t trace_thread_stack_top(void);
+
+/// Creation stacks: the return addresses of the calling code by its frame-pointer chain, innermost
+/// first, after skipping `skip` of them; at most `max`. A walk through code without frame pointers
+/// (swiftc -O, Debian's glibc) stops where the chain leaves the stack [own frame, `stack_top`), stops
+/// rising, or is misaligned, so it never reads outside the thread's stack. Swift async frames'
+/// flag bit (60) is cleared. Returns the count; *hash: a hash of the addresses (0 with none).
+int trace_capture_return_addresses(uint64_t *out, int max, int skip, uintptr_t stack_top, uint64_t *hash);
+
+/// One executable region of a loaded object (dl_iterate_phdr: no file is read): its addresses,
+/// file offset of `start`, the object's path (NULL for the main program: /proc/self/exe names it)
+/// and GNU build id (from its PT_NOTE in memory).
+struct trace_code_region {
+    uint64_t start, end, file_offset;
+    const char *path;
+    uint8_t build_id[64];
+    uint32_t build_id_length;
+};
+/// Calls `visit` for every executable PT_LOAD segment of every loaded object; stops early when it returns non-zero.
+void trace_code_regions(int (*visit)(const struct trace_code_region *, void *), void *context);
+
 /// CRC32C with the SSE4.2 instruction (the same checksum TraceFormat computes in software, about
 /// 5x faster), continuing from `crc` (0 to start). Returns 0 with *ok = 0 where the CPU lacks it.
 uint32_t trace_crc32c_hw(uint32_t crc, const void *data, size_t length, int *ok);
