@@ -28,6 +28,7 @@ enum ProbeCostBench {
         let bare: [String]  // the server alone
         let program: [String]  // what `record` runs
         let env: [String]
+        var extraVariants: [Variant] = []  // record flags only this server has
     }
 
     struct Variant {
@@ -74,6 +75,7 @@ enum ProbeCostBench {
         mkdir(dir, 0o700)
         defer { NodeBench.removeTree(dir) }
         for server in servers() where wantedServers?.contains(server.name) ?? true {
+            let chosen = chosen + server.extraVariants.filter { wantedVariants?.contains($0.name) ?? true }
             var results: [String: [Sample]] = [:]
             for r in 0..<runs {
                 for k in 0..<chosen.count {
@@ -122,7 +124,12 @@ enum ProbeCostBench {
         var out = [
             Server(
                 name: "node-http", workload: http, bare: ["node", "Benchmarks/node/http-server.js"],
-                program: ["node", "Benchmarks/node/http-server.js"], env: base),
+                program: ["node", "Benchmarks/node/http-server.js"], env: base,
+                // The kernel probes without Node's hooks: what issue 17 calls "probes alone".
+                extraVariants: [
+                    Variant(name: "kernel-only", flags: ["--no-node-hooks"]),
+                    Variant(name: "kernel-only-no-sched", flags: ["--no-node-hooks", "--no-sched"]),
+                ]),
             Server(
                 name: "runtime-http", workload: http, bare: [me, "net"], program: [me, "net"],
                 env: base + ["\(NetBench.serveVariable)=http"]),
@@ -161,14 +168,14 @@ enum ProbeCostBench {
         let rps = NetBench.load(port: port, server.workload) {
             if recorder != nil { serverPid = firstChild(of: child.pid) ?? child.pid }
             atCountingStart?(child.pid)
-            server0 = (cpuTicks(serverPid), recorder.map(cpuTicks) ?? 0, KernelBench.threadCPUNs())
+            server0 = (cpuNs(serverPid), recorder.map(cpuNs) ?? 0, KernelBench.threadCPUNs())
         }
         let load1 = KernelBench.threadCPUNs()
-        let server1 = cpuTicks(serverPid), recorder1 = recorder.map(cpuTicks) ?? 0
+        let server1 = cpuNs(serverPid), recorder1 = recorder.map(cpuNs) ?? 0
         atEnd?(child.pid)
         guard let rps, rps > 0, let server0 else { return nil }
         let requests = rps * NetBench.seconds
-        let tick = 1e6 / Double(sysconf(Int32(_SC_CLK_TCK)))
+        let tick = 1e-3  // ns -> us
         child.stop()
         let summary = recorder == nil ? RecordSummary() : RecordSummary(log: log)
         return Sample(
@@ -246,15 +253,14 @@ enum ProbeCostBench {
 
     // MARK: processes
 
-    /// utime + stime of a process (all its threads), in clock ticks.
-    static func cpuTicks(_ pid: pid_t) -> UInt64 {
-        let text = readSmall("/proc/\(pid)/stat")
-        // The command may hold spaces and parentheses: fields are counted after its last ')'.
-        guard let close = text.lastIndex(of: ")") else { return 0 }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-        guard fields.count > 13 else { return 0 }
-        return (UInt64(fields[11]) ?? 0) + (UInt64(fields[12]) ?? 0)
+    /// CPU time of a process's threads in ns (the first field of each /proc/PID/task/TID/schedstat:
+    /// ns precision, where /proc/PID/stat counts 10 ms ticks).
+    static func cpuNs(_ pid: pid_t) -> UInt64 {
+        var total: UInt64 = 0
+        for tid in NodeBench.names(in: "/proc/\(pid)/task") {
+            total &+= readSmall("/proc/\(pid)/task/\(tid)/schedstat").split(separator: " ").first.flatMap { UInt64($0) } ?? 0
+        }
+        return total
     }
 
     static func firstChild(of pid: pid_t) -> pid_t? {
