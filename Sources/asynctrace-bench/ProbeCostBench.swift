@@ -129,6 +129,9 @@ enum ProbeCostBench {
                 extraVariants: [
                     Variant(name: "kernel-only", flags: ["--no-node-hooks"]),
                     Variant(name: "kernel-only-no-sched", flags: ["--no-node-hooks", "--no-sched"]),
+                    // The hooks without their creation stacks (Error.captureStackTrace at every init).
+                    Variant(name: "own-events-no-node-sites", flags: ["--no-kernel", "--no-node-sites"]),
+                    Variant(name: "defaults-no-node-sites", flags: ["--no-node-sites"]),
                 ]),
             Server(
                 name: "runtime-http", workload: http, bare: [me, "net"], program: [me, "net"],

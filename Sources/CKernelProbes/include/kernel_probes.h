@@ -17,7 +17,7 @@ struct bpf_program;
 struct kp_options {
     uint64_t ring_bytes;   // ring buffer size: a power of two, >= 4096; 0 = KP_DEFAULT_RING_BYTES
     uint32_t wakeup_every; // wake the consumer after this many records per CPU; 0 = default
-    uint64_t wakeup_bytes; // ... or when this many bytes wait; 0 = a quarter of the ring
+    uint64_t wakeup_bytes; // ... or when this many bytes wait; 0 = half the ring
     uint32_t baseline;     // 1: attach empty programs instead (measures the tracepoints' own cost)
     uint32_t sample_hz;    // CPU samples of traced threads per second per CPU (cpu-clock); 0 = off
     uint32_t kernel_stacks; // 1: samples carry the kernel stack too
