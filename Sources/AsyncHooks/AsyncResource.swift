@@ -58,6 +58,37 @@ public struct AsyncResourceContext: Sendable {
     @inlinable public func setFD(_ fd: Int32) { AsyncHooks.emitResourceFD(asyncID, fd: fd) }
 }
 
+/// A new resource's parts for a runtime that stores them in its own object (a promise): the frame
+/// is retained by hand, so an object made where no AsyncLocal frame is set (the common case) pays
+/// no retain when created and no release when freed — the owner releases `frame` if it is non-nil.
+@_spi(Runtime) public struct UnmanagedResourceParts {
+    public let asyncID: AsyncID
+    public let triggerAsyncID: AsyncID
+    public let frame: Unmanaged<ContextFrame>?
+    @inlinable init(asyncID: AsyncID, triggerAsyncID: AsyncID, frame: Unmanaged<ContextFrame>?) {
+        self.asyncID = asyncID
+        self.triggerAsyncID = triggerAsyncID
+        self.frame = frame
+    }
+}
+
+extension AsyncHooks {
+    /// Creates a resource as `AsyncResourceContext(type:triggerAsyncID:)` does (or, when
+    /// `resolvedOnCreation`, as `AsyncResourceContext(resolvedOnCreation:triggerAsyncID:)`: init and
+    /// promiseResolve in one call to a recorder), returning its parts with the frame unmanaged.
+    @_spi(Runtime) @inlinable @inline(__always)
+    public static func newResource(type: ResourceType, triggerAsyncID: AsyncID?, resolvedOnCreation: Bool) -> UnmanagedResourceParts {
+        let state = ExecutionState.current
+        let id = state.allocateID()
+        let trigger = triggerAsyncID ?? state.executionID
+        let frame = state.retainedFrame
+        if isActive {
+            if resolvedOnCreation { activeInitAndPromiseResolve(id, type, trigger) } else { activeInit(id, type, trigger, nil) }
+        }
+        return UnmanagedResourceParts(asyncID: id, triggerAsyncID: trigger, frame: frame)
+    }
+}
+
 /// A traceable resource for library code, as Node's `AsyncResource`.
 public final class AsyncResource: Sendable {
     public let context: AsyncResourceContext

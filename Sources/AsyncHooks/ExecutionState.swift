@@ -71,6 +71,14 @@ struct ExecutionStateData {
     }
     var depth: Int { p.pointee.depth }
 
+    /// The current frame, retained by hand: with no frame (the common case) nothing is called, where
+    /// copying the `ContextFrame?` would call swift_retain on nil (see `AsyncHooks.newResource`).
+    @inlinable var retainedFrame: Unmanaged<ContextFrame>? {
+        let raw = withUnsafePointer(to: &p.pointee.frame) { UnsafeRawPointer($0).load(as: UnsafeRawPointer?.self) }
+        guard let raw else { return nil }
+        return Unmanaged<ContextFrame>.fromOpaque(raw).retain()
+    }
+
     @inlinable
     func allocateID() -> AsyncID {
         if p.pointee.nextID == p.pointee.idLimit { refillIDs() }
