@@ -6,89 +6,171 @@
 // is generic, and the typed entry points are @inlinable, so a caller's Promise<Int> is specialized in
 // the caller's module and the hot paths never look up generic metadata at run time.
 @_spi(Runtime) import AsyncHooks
+import CRuntimeSystem
 
 @usableFromInline
 enum PromiseStatus: UInt8 {
     case pending, fulfilled, rejected
 }
 
-/// The untyped part of every promise: the resource, its outcome's status, the rejection, the reactions.
-public class PromiseBase {
+/// A promise's fields, in one struct: the class stores only this, at the start of the object, so a
+/// promise can be built in memory the runtime owns (`PromiseBase.makePooled`). Every field is
+/// trivial: what needs releasing (the frame, the outcome, the reactions) is retained by hand and
+/// released in deinit only when present, so freeing a promise calls no release for nil fields.
+@usableFromInline
+struct PromiseState {
     /// Not retained: a loop lives until its thread exits, and a promise is confined to that thread
     /// (a retain and a release per promise are a measurable share of an await).
-    @usableFromInline final let unownedLoop: Unmanaged<EventLoop>
+    @usableFromInline let unownedLoop: Unmanaged<EventLoop>
+    // The PROMISE resource, as its parts: the type is always PROMISE.
+    @usableFromInline let asyncID: AsyncID
+    @usableFromInline let triggerAsyncID: AsyncID
+    /// The AsyncLocal frame at creation, retained by hand.
+    @usableFromInline let frameRef: Unmanaged<ContextFrame>?
+    @usableFromInline var status: PromiseStatus
+    /// A handler is attached (so a rejection is not unhandled).
+    @usableFromInline var isHandled = false
+    /// The memory came from the thread's promise pool (CRuntimeSystem/promise_pool.h): deinit gives it back.
+    @usableFromInline let pooled: Bool
+    /// The fulfilled value, when it is a trivial type of up to 8 bytes (Int, Double, Bool, Void, ...)...
+    @usableFromInline var inlineValue: UInt64 = 0
+    /// ...else a `PromiseValueBox<Value>`; when rejected, a `PromiseRejection` (retained by hand).
+    /// The typed subclass stores no `Value?` of its own: destroying one in its (unspecializable)
+    /// deinit would look up `Optional<Value>`'s metadata on every free.
+    @usableFromInline var outcomeRef: Unmanaged<AnyObject>? = nil
+    /// The reactions in the order they were added: the first if it is a promise (the common case,
+    /// without an array; retained by hand), else all in the reaction list.
+    var firstReaction: Unmanaged<PromiseBase>? = nil
+    /// A `ContiguousArray<Reaction>`'s storage, retained by hand (see `PromiseBase.takeMoreReactions`).
+    var moreReactionsRef: Unmanaged<AnyObject>? = nil
+
+    /// A new PROMISE resource of `loop` (init emitted; with promiseResolve when `fulfilled`).
+    @usableFromInline
+    init(loop: Unmanaged<EventLoop>, trigger: AsyncID?, fulfilled: Bool, pooled: Bool) {
+        let type = loop._withUnsafeGuaranteedRef { $0.promiseType }
+        let parts = AsyncHooks.newResource(type: type, triggerAsyncID: trigger, resolvedOnCreation: fulfilled)
+        self.unownedLoop = loop
+        self.asyncID = parts.asyncID
+        self.triggerAsyncID = parts.triggerAsyncID
+        self.frameRef = parts.frame
+        self.status = fulfilled ? .fulfilled : .pending
+        self.pooled = pooled
+    }
+}
+
+/// The untyped part of every promise: the resource, its outcome's status, the rejection, the reactions.
+public class PromiseBase {
+    // Promises are confined to their loop's thread: no dynamic exclusivity checks on the hot fields.
+    // The fields are laid out small (88 bytes with the header): programs make promises by the
+    // hundred thousand.
+    @usableFromInline @exclusivity(unchecked) final var state: PromiseState
+
+    @inlinable final var unownedLoop: Unmanaged<EventLoop> { state.unownedLoop }
     @usableFromInline final var loop: EventLoop { unownedLoop.takeUnretainedValue() }
     /// Runs `body` with the loop borrowed: no retain and release on the hot paths.
     @inline(__always)
     final func withLoop<R>(_ body: (EventLoop) -> R) -> R { unownedLoop._withUnsafeGuaranteedRef(body) }
-    // The PROMISE resource, as its parts: the type is always PROMISE, and without it the object is
-    // 8 bytes smaller (a combinator's reaction then fits glibc's fast bins).
-    public final let asyncID: AsyncID
-    @usableFromInline final let triggerAsyncID: AsyncID
-    @usableFromInline final let frame: ContextFrame?
-    // Promises are confined to their loop's thread: no dynamic exclusivity checks on the hot fields.
-    // The fields are laid out small (88 bytes with the header): programs make promises by the
-    // hundred thousand, and glibc's fast bins take chunks up to 128 bytes. Few of them need a
-    // release when the promise is freed: each costs a call even when nil.
-    @usableFromInline @exclusivity(unchecked) final var status: PromiseStatus = .pending
-    /// A handler is attached (so a rejection is not unhandled).
-    @usableFromInline @exclusivity(unchecked) final var isHandled = false
-    /// The fulfilled value, when it is a trivial type of up to 8 bytes (Int, Double, Bool, Void, ...)...
-    @usableFromInline @exclusivity(unchecked) final var inlineValue: UInt64 = 0
-    /// ...else a `PromiseValueBox<Value>`; when rejected, a `PromiseRejection`. The typed subclass
-    /// stores no `Value?` of its own: destroying one in its (unspecializable) deinit would look up
-    /// `Optional<Value>`'s metadata on every free.
-    @usableFromInline @exclusivity(unchecked) final var outcomeBox: AnyObject?
-    /// The reactions in the order they were added: the first if it is a promise (the common case,
-    /// without an array; retained by hand, so a settled promise's deinit has nothing to release
-    /// here), else all in `moreReactions`.
-    @exclusivity(unchecked) private var firstReaction: Unmanaged<PromiseBase>?
-    @exclusivity(unchecked) private var moreReactions: ContiguousArray<Reaction>?
+    public final var asyncID: AsyncID { state.asyncID }
+    @inlinable final var triggerAsyncID: AsyncID { state.triggerAsyncID }
+    @usableFromInline final var frame: ContextFrame? { state.frameRef?.takeUnretainedValue() }
+    @inlinable final var status: PromiseStatus {
+        get { state.status }
+        set { state.status = newValue }
+    }
+    @inlinable final var isHandled: Bool {
+        get { state.isHandled }
+        set { state.isHandled = newValue }
+    }
+    @inlinable final var inlineValue: UInt64 {
+        get { state.inlineValue }
+        set { state.inlineValue = newValue }
+    }
+    @inlinable final var outcomeRef: Unmanaged<AnyObject>? {
+        get { state.outcomeRef }
+        set { state.outcomeRef = newValue }
+    }
+    @inlinable final var outcomeBox: AnyObject { state.outcomeRef.unsafelyUnwrapped.takeUnretainedValue() }
+    private final var firstReaction: Unmanaged<PromiseBase>? {
+        get { state.firstReaction }
+        set { state.firstReaction = newValue }
+    }
+    private final var moreReactionsRef: Unmanaged<AnyObject>? {
+        get { state.moreReactionsRef }
+        set { state.moreReactionsRef = newValue }
+    }
+
+    /// Moves the reaction list out (nil if there is none); `putMoreReactions` puts one back.
+    private final func takeMoreReactions() -> ContiguousArray<Reaction>? {
+        guard let r = moreReactionsRef else { return nil }
+        moreReactionsRef = nil
+        return unsafeBitCast(r.takeRetainedValue(), to: ContiguousArray<Reaction>.self)
+    }
+
+    private final func putMoreReactions(_ list: ContiguousArray<Reaction>) {
+        moreReactionsRef = Unmanaged.passRetained(unsafeBitCast(list, to: AnyObject.self))
+    }
+
+    /// Appends to the reaction list (the list is uniquely owned here: no copy).
+    private final func appendReaction(_ r: Reaction) {
+        var list = takeMoreReactions() ?? []
+        list.append(r)
+        putMoreReactions(list)
+    }
 
     /// The rejection, once rejected.
     @usableFromInline
     final var rejection: (any Error)? {
-        status == .rejected ? unsafeDowncast(outcomeBox.unsafelyUnwrapped, to: PromiseRejection.self).error : nil
+        status == .rejected ? unsafeDowncast(outcomeBox, to: PromiseRejection.self).error : nil
     }
 
     @usableFromInline
     init(loop: EventLoop, trigger: AsyncID?) {
-        self.unownedLoop = Unmanaged.passUnretained(loop)
-        let context = AsyncResourceContext(type: loop.promiseType, triggerAsyncID: trigger)
-        self.asyncID = context.asyncID
-        self.triggerAsyncID = context.triggerAsyncID
-        self.frame = context.frame
+        state = PromiseState(loop: Unmanaged.passUnretained(loop), trigger: trigger, fulfilled: false, pooled: false)
     }
 
     /// A promise of this thread's loop (no retain and release of the loop).
     @usableFromInline
     init(onCurrentLoopWithTrigger trigger: AsyncID?) {
-        let current = EventLoop.currentUnretained
-        let type = current._withUnsafeGuaranteedRef { $0.promiseType }
-        self.unownedLoop = current
-        let context = AsyncResourceContext(type: type, triggerAsyncID: trigger)
-        self.asyncID = context.asyncID
-        self.triggerAsyncID = context.triggerAsyncID
-        self.frame = context.frame
+        state = PromiseState(loop: EventLoop.currentUnretained, trigger: trigger, fulfilled: false, pooled: false)
     }
 
     /// A promise of this thread's loop, fulfilled as it is created (its value is stored next): init
     /// and promiseResolve in one emission.
     @usableFromInline
     init(onCurrentLoopFulfilled: ()) {
-        let current = EventLoop.currentUnretained
-        let type = current._withUnsafeGuaranteedRef { $0.promiseType }
-        self.unownedLoop = current
-        let context = AsyncResourceContext(resolvedOnCreation: type)
-        self.asyncID = context.asyncID
-        self.triggerAsyncID = context.triggerAsyncID
-        self.frame = context.frame
-        self.status = .fulfilled
+        state = PromiseState(loop: EventLoop.currentUnretained, trigger: nil, fulfilled: true, pooled: false)
     }
+
+    /// Memory from this thread's promise pool holding a new object of class `metadata` (an exact
+    /// `Promise<Value>`, which adds no fields) with its state initialised: a PROMISE resource of
+    /// this thread's loop, pending, or fulfilled (init and promiseResolve in one emission; the
+    /// caller stores the value next). Returned at +1; nil, having done nothing, when the pool's
+    /// budget is in use (the caller makes an ordinary promise). See CRuntimeSystem/promise_pool.h.
+    @usableFromInline
+    static func makePooled(metadata: UnsafeRawPointer, fulfilled: Bool) -> UnsafeMutableRawPointer? {
+        guard let object = rt_promise_pool_take(metadata, pooledObjectSize) else { return nil }
+        (object + storedPropertiesOffset).initializeMemory(
+            as: PromiseState.self,
+            repeating: PromiseState(loop: EventLoop.currentUnretained, trigger: nil, fulfilled: fulfilled, pooled: true),
+            count: 1)
+        return object
+    }
+
+    /// Where a root Swift class's first stored property starts: after the object header (metadata
+    /// and reference counts). `PromiseTests` checks it against `_getUnsafePointerToStoredProperties`.
+    static var storedPropertiesOffset: Int { 2 * MemoryLayout<UnsafeRawPointer>.size }
+    /// A pooled promise's size: the header and the state.
+    static var pooledObjectSize: Int { storedPropertiesOffset + MemoryLayout<PromiseState>.size }
 
     deinit {
         AsyncHooks.emitDestroy(asyncID)
         if status == .pending { dropUnrunReactions() }
+        // The fields retained by hand (the others are trivial: nothing to release).
+        if let r = outcomeRef { r.release() }
+        if let r = state.frameRef { r.release() }
+        if let r = moreReactionsRef { r.release() }
+        // Last: the memory is reused only after this object's deallocation finished.
+        if state.pooled { rt_promise_pool_give(Unmanaged.passUnretained(self).toOpaque()) }
     }
 
     /// A promise freed before it settled: its reactions never ran and go with it. A combinator's
@@ -98,7 +180,7 @@ public class PromiseBase {
     private final func dropUnrunReactions() {
         firstReaction?.release()
         firstReaction = nil
-        for case .combinator(let step) in moreReactions ?? [] { AsyncHooks.emitDestroy(step.asyncID) }
+        for case .combinator(let step) in takeMoreReactions() ?? [] { AsyncHooks.emitDestroy(step.asyncID) }
     }
 
     public final var context: AsyncResourceContext {
@@ -126,7 +208,7 @@ public class PromiseBase {
     @usableFromInline
     final func reject(_ error: any Error) {
         guard status == .pending else { return }
-        outcomeBox = PromiseRejection(error)
+        outcomeRef = Unmanaged.passRetained(PromiseRejection(error))
         status = .rejected
         didSettle()
     }
@@ -137,8 +219,7 @@ public class PromiseBase {
             firstReaction = nil
             withLoop { $0.microtasks.push(.reaction(r.takeRetainedValue())) }
         }
-        if let more = moreReactions {
-            moreReactions = nil
+        if let more = takeMoreReactions() {
             withLoop { loop in for r in more { loop.microtasks.push(r.microtask(reactingTo: self)) } }
         }
         if status == .rejected, !isHandled {
@@ -148,7 +229,7 @@ public class PromiseBase {
 
     @usableFromInline
     final func addReaction(_ r: PromiseBase) {
-        if status == .pending && firstReaction == nil && moreReactions == nil {
+        if status == .pending && firstReaction == nil && moreReactionsRef == nil {
             isHandled = true
             firstReaction = Unmanaged.passRetained(r)
         } else {
@@ -159,8 +240,7 @@ public class PromiseBase {
     final func addReaction(_ r: Reaction) {
         isHandled = true
         if status == .pending {
-            if moreReactions == nil { moreReactions = [] }
-            moreReactions!.append(r)
+            appendReaction(r)
         } else {
             withLoop { $0.microtasks.push(r.microtask(reactingTo: self)) }
         }
@@ -176,8 +256,7 @@ public class PromiseBase {
             triggerAsyncID: context.triggerAsyncID, frame: context.frame)
         isHandled = true
         if status == .pending {
-            if moreReactions == nil { moreReactions = [] }
-            moreReactions!.append(.combinator(step))
+            appendReaction(.combinator(step))
         } else {
             loop.microtasks.push(.combinator(step, self))
         }
@@ -267,7 +346,7 @@ public class Promise<Value>: PromiseBase {
         if Self.storesValueInline {
             return withUnsafeBytes(of: inlineValue) { $0.loadUnaligned(as: Value.self) }
         }
-        return unsafeDowncast(outcomeBox.unsafelyUnwrapped, to: PromiseValueBox<Value>.self).value
+        return unsafeDowncast(outcomeBox, to: PromiseValueBox<Value>.self).value
     }
 
     @inlinable
@@ -275,7 +354,7 @@ public class Promise<Value>: PromiseBase {
         if Self.storesValueInline {
             withUnsafeMutableBytes(of: &inlineValue) { $0.storeBytes(of: value, as: Value.self) }
         } else {
-            outcomeBox = PromiseValueBox(value)
+            outcomeRef = Unmanaged.passRetained(PromiseValueBox(value))
         }
     }
 
@@ -290,11 +369,19 @@ public class Promise<Value>: PromiseBase {
         super.init(onCurrentLoopWithTrigger: nil)
     }
 
-    /// Fulfilled with `value` from the start (`Promise.resolve`).
+    /// Fulfilled with `value` from the start (`Promise.resolve` when the pool's budget is in use).
     @usableFromInline
     init(fulfilledWith value: Value) {
         super.init(onCurrentLoopFulfilled: ())
         storeValue(value)
+    }
+
+    /// A pending promise of this thread's loop with no parent, in pooled memory if it can (`Promise()`).
+    @inlinable
+    static func makePending() -> Promise<Value> {
+        guard let object = PromiseBase.makePooled(metadata: unsafeBitCast(Promise<Value>.self, to: UnsafeRawPointer.self),
+                                                  fulfilled: false) else { return Promise<Value>() }
+        return Unmanaged<Promise<Value>>.fromOpaque(object).takeRetainedValue()
     }
 
     /// `new Promise((resolve, reject) => ...)`: the executor runs now; a throw rejects.
@@ -307,18 +394,22 @@ public class Promise<Value>: PromiseBase {
     /// A pending promise and its resolver (Promise.withResolvers()).
     @inlinable
     public static func withResolver() -> (Promise<Value>, PromiseResolver<Value>) {
-        let p = Promise<Value>()
+        let p = Promise<Value>.makePending()
         return (p, PromiseResolver(promise: p))
     }
 
     @inlinable
     public static func resolve(_ value: Value) -> Promise<Value> {
-        Promise<Value>(fulfilledWith: value)
+        guard let object = PromiseBase.makePooled(metadata: unsafeBitCast(Promise<Value>.self, to: UnsafeRawPointer.self),
+                                                  fulfilled: true) else { return Promise<Value>(fulfilledWith: value) }
+        let p = Unmanaged<Promise<Value>>.fromOpaque(object).takeRetainedValue()
+        p.storeValue(value)
+        return p
     }
 
     @inlinable
     public static func reject(_ error: any Error) -> Promise<Value> {
-        let p = Promise<Value>()
+        let p = Promise<Value>.makePending()
         p.reject(error)
         return p
     }

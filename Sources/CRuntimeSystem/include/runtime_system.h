@@ -9,6 +9,7 @@
 #include <netdb.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include "promise_pool.h"
 
 // stat(2) by path: Swift sees `stat` as the struct's initializer, so give the function another name.
 static inline int rt_stat_path(const char *path, struct stat *st) { return stat(path, st); }
