@@ -379,8 +379,8 @@ public class Promise<Value>: PromiseBase {
     /// A pending promise of this thread's loop with no parent, in pooled memory if it can (`Promise()`).
     @inlinable
     static func makePending() -> Promise<Value> {
-        guard let object = PromiseBase.makePooled(metadata: unsafeBitCast(Promise<Value>.self, to: UnsafeRawPointer.self),
-                                                  fulfilled: false) else { return Promise<Value>() }
+        let metadata = unsafeBitCast(Promise<Value>.self, to: UnsafeRawPointer.self)
+        guard let object = PromiseBase.makePooled(metadata: metadata, fulfilled: false) else { return Promise<Value>() }
         return Unmanaged<Promise<Value>>.fromOpaque(object).takeRetainedValue()
     }
 
@@ -400,8 +400,8 @@ public class Promise<Value>: PromiseBase {
 
     @inlinable
     public static func resolve(_ value: Value) -> Promise<Value> {
-        guard let object = PromiseBase.makePooled(metadata: unsafeBitCast(Promise<Value>.self, to: UnsafeRawPointer.self),
-                                                  fulfilled: true) else { return Promise<Value>(fulfilledWith: value) }
+        let metadata = unsafeBitCast(Promise<Value>.self, to: UnsafeRawPointer.self)
+        guard let object = PromiseBase.makePooled(metadata: metadata, fulfilled: true) else { return Promise<Value>(fulfilledWith: value) }
         let p = Unmanaged<Promise<Value>>.fromOpaque(object).takeRetainedValue()
         p.storeValue(value)
         return p

@@ -31,8 +31,10 @@ struct PromisePoolTests {
         runLoopThread {
             // Hooks are process-wide: only this thread's events (other tests run in parallel).
             let me = pthread_self()
-            let hook = AsyncHooks.createHook(init: { id, type, _, _ in if pthread_equal(pthread_self(), me) != 0, type == .promise { log("init \(id.rawValue)") } },
-                                             destroy: { id in if pthread_equal(pthread_self(), me) != 0 { log("destroy \(id.rawValue)") } })
+            let mine: @Sendable () -> Bool = { pthread_equal(pthread_self(), me) != 0 }
+            let hook = AsyncHooks.createHook(
+                init: { id, type, _, _ in if mine() && type == .promise { log("init \(id.rawValue)") } },
+                destroy: { id in if mine() { log("destroy \(id.rawValue)") } })
             AsyncHooks.enable(hook)
             defer { AsyncHooks.disable(hook) }
             var first: Promise<String>? = Promise<String>.resolve("a")
@@ -72,9 +74,10 @@ struct PromisePoolTests {
         let log = Log()
         runLoopThread {
             let me = pthread_self()  // hooks are process-wide: only this thread's events
+            let mine: @Sendable () -> Bool = { pthread_equal(pthread_self(), me) != 0 }
             let hook = AsyncHooks.createHook(
-                init: { id, type, _, _ in if pthread_equal(pthread_self(), me) != 0, type == .promise { inits.withLock { _ = $0.insert(id.rawValue) } } },
-                destroy: { id in if pthread_equal(pthread_self(), me) != 0 { destroys.withLock { _ = $0.insert(id.rawValue) } } })
+                init: { id, type, _, _ in if mine() && type == .promise { inits.withLock { _ = $0.insert(id.rawValue) } } },
+                destroy: { id in if mine() { destroys.withLock { _ = $0.insert(id.rawValue) } } })
             AsyncHooks.enable(hook)
             EventLoop.current.runAsync {
                 var s = 0
