@@ -181,43 +181,62 @@ public final class ClosureHook: AsyncHook, @unchecked Sendable {
 @usableFromInline
 final class HookList: @unchecked Sendable {
     @usableFromInline let hooks: ContiguousArray<any AsyncHook>
-    init(_ hooks: ContiguousArray<any AsyncHook>) { self.hooks = hooks }
+    /// The registry generation this list was built for (see `asynchooks_generation`).
+    @usableFromInline let generation: UInt
+    init(_ hooks: ContiguousArray<any AsyncHook>, generation: UInt) {
+        self.hooks = hooks
+        self.generation = generation
+    }
 }
 
-/// How many hooks are enabled (a C global: no lazy-initialisation check on the emission path).
+/// How many hooks are enabled, in every copy of AsyncHooks in the process (a C global: no
+/// lazy-initialisation check on the emission path).
 @inlinable
 var activeHookCount: Int { @inline(__always) get { asynchooks_active_count() } }
+/// What this copy's emission sites call: its own hooks, then one forwarder per other copy with hooks.
 @usableFromInline
 let activeHookList = Atomic<Unmanaged<HookList>?>(nil)
-/// The sole enabled hook's fast path, or nil (no hook, several hooks, or one without a fast path).
-/// Leaked like the snapshots, so a reader may keep using one it loaded.
+/// This copy's own hooks, for the other copies' forwarders (they must not see each other's).
+let localHookList = Atomic<Unmanaged<HookList>?>(nil)
+/// The sole enabled hook's fast path (in whichever copy it was enabled), or nil (no hook, several hooks,
+/// or one without a fast path). Leaked like the snapshots, so a reader may keep using one it loaded.
 /// Read only out of line (the table's type is the recorder's SPI, not inlinable API).
 var activeFastPath: UnsafeMutablePointer<AsyncHookFastPath>? {
     @inline(__always) get { asynchooks_fast_path()?.assumingMemoryBound(to: AsyncHookFastPath.self) }
 }
-let hookRegistryLock = LockedValue<ContiguousArray<any AsyncHook>>([])
+/// This copy's own hooks, in the order they were enabled. Guarded by the registry's lock
+/// (`asynchooks_lock`), which every copy in the process shares.
+nonisolated(unsafe) var localHooks = ContiguousArray<any AsyncHook>()
+
+/// Runs `body` with the registry's lock held.
+func withRegistryLock<R>(_ body: () throws -> R) rethrows -> R {
+    asynchooks_lock()
+    defer { asynchooks_unlock() }
+    return try body()
+}
 
 public enum AsyncHooks {
     /// Enables `hook` (no effect if it is enabled already). Several hooks may be enabled at once;
-    /// they are called in the order they were enabled.
+    /// they are called in the order they were enabled. A hook receives the events of every copy of
+    /// AsyncHooks in the process (an application's own and the one `asynctrace record` injects).
     public static func enable(_ hook: any AsyncHook) {
-        hookRegistryLock.withLock { list in
-            guard !list.contains(where: { $0 === hook }) else { return }
-            list.append(hook)
-            publish(list)
+        withRegistryLock {
+            guard !localHooks.contains(where: { $0 === hook }) else { return }
+            localHooks.append(hook)
+            publish()
         }
     }
 
     public static func disable(_ hook: any AsyncHook) {
-        hookRegistryLock.withLock { list in
-            guard let i = list.firstIndex(where: { $0 === hook }) else { return }
-            list.remove(at: i)
-            publish(list)
+        withRegistryLock {
+            guard let i = localHooks.firstIndex(where: { $0 === hook }) else { return }
+            localHooks.remove(at: i)
+            publish()
         }
     }
 
     public static func isEnabled(_ hook: any AsyncHook) -> Bool {
-        hookRegistryLock.withLock { $0.contains(where: { $0 === hook }) }
+        withRegistryLock { localHooks.contains(where: { $0 === hook }) }
     }
 
     /// Creates a closure hook (not yet enabled), as Node's `async_hooks.createHook`.
@@ -229,16 +248,47 @@ public enum AsyncHooks {
         ClosureHook(init: onInit, before: before, after: after, destroy: destroy, promiseResolve: promiseResolve)
     }
 
-    private static func publish(_ list: ContiguousArray<any AsyncHook>) {
-        let snapshot = list.isEmpty ? nil : Unmanaged.passRetained(HookList(list))  // leaked on purpose
+    /// (Lock held.) This copy's hooks changed: tell the registry (which rewrites every copy's count,
+    /// fast path and generation), then rebuild this copy's dispatch list.
+    private static func publish() {
+        let list = localHooks
+        localHookList.store(list.isEmpty ? nil : Unmanaged.passRetained(HookList(list, generation: 0)),  // leaked on purpose
+                            ordering: .releasing)
         var fast: UnsafeMutablePointer<AsyncHookFastPath>? = nil
         if list.count == 1, let f = (list[0] as? any AsyncHookFastPathProvider)?.fastPath {
             fast = .allocate(capacity: 1)  // leaked on purpose
             fast!.initialize(to: f)
         }
-        asynchooks_set_fast_path(fast)
+        asynchooks_publish_local(list.count, fast, list.isEmpty ? nil : UnsafePointer(localEvents))
+        rebuildHookList()
+    }
+
+    /// (Lock held.) This copy's hooks and a forwarder for each other copy with hooks.
+    @discardableResult
+    static func rebuildHookList() -> Unmanaged<HookList>? {
+        let generation = asynchooks_generation()
+        var hooks = localHooks
+        for i in 0..<asynchooks_foreign_count() {
+            if let events = asynchooks_foreign_events(i) { hooks.append(ForeignHooks(events)) }
+        }
+        let snapshot = Unmanaged.passRetained(HookList(hooks, generation: generation))  // leaked on purpose
         activeHookList.store(snapshot, ordering: .releasing)
-        asynchooks_set_active_count(list.count)
+        return snapshot
+    }
+
+    /// The dispatch list, rebuilt if another copy changed its hooks since it was made.
+    @inlinable @inline(__always)
+    static func currentHookList() -> Unmanaged<HookList>? {
+        if let list = activeHookList.load(ordering: .acquiring),
+           list._withUnsafeGuaranteedRef({ $0.generation }) == asynchooks_generation() {
+            return list
+        }
+        return refreshHookList()
+    }
+
+    @usableFromInline @inline(never)
+    static func refreshHookList() -> Unmanaged<HookList>? {
+        withRegistryLock { rebuildHookList() }
     }
 
     /// True when at least one hook is enabled: one relaxed load. Emission sites test this
@@ -249,7 +299,7 @@ public enum AsyncHooks {
     /// Calls `body` for each enabled hook.
     @inlinable
     public static func forEachHook(_ body: (any AsyncHook) -> Void) {
-        guard let list = activeHookList.load(ordering: .acquiring) else { return }
+        guard let list = currentHookList() else { return }
         list._withUnsafeGuaranteedRef { l in
             // Indexing (not `for h in`) borrows each element instead of copying it.
             for i in 0..<l.hooks.count { body(l.hooks[i]) }

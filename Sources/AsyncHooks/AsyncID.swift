@@ -21,9 +21,7 @@ public struct AsyncID: RawRepresentable, Hashable, Comparable, Sendable, CustomS
     public static func next() -> AsyncID { ExecutionState.current.allocateID() }
 }
 
-/// Global block counter for id allocation; ids 0 and 1 are reserved.
-@usableFromInline
-let asyncIDBlockCounter = Atomic<UInt64>(2)
+/// Ids come in blocks of this size from the process's counter (`asynchooks_take_ids`; 0 and 1 are reserved).
 @usableFromInline
 let asyncIDBlockSize: UInt64 = 1024
 
@@ -69,12 +67,14 @@ public struct ResourceType: Hashable, Sendable, CustomStringConvertible {
 public struct ResourceAttribute: Hashable, Sendable, CustomStringConvertible {
     public let id: UInt32
     public init(key: String, value: String) { id = ResourceTypeRegistry.intern(key + "=" + value) }
+    init(id: UInt32) { self.id = id }
     /// "key=value".
     public var description: String { ResourceTypeRegistry.name(of: id) }
 }
 
 /// Name <-> id table for resource types. Interning takes a lock; lookups by id copy an
-/// immutable snapshot, so writers may call `name(of:)` from any thread.
+/// immutable snapshot, so writers may call `name(of:)` from any thread. One table serves every copy of
+/// AsyncHooks in the process (the first copy to intern a name keeps it; see ProcessCopies.swift).
 public enum ResourceTypeRegistry {
     struct Table {
         var ids: [String: UInt32] = [:]
@@ -83,6 +83,28 @@ public enum ResourceTypeRegistry {
     static let table = LockedValue(Table())
 
     @_spi(Recorder) public static func intern(_ name: String) -> UInt32 {
+        guard let foreign = foreignInterner() else { return internLocally(name) }
+        var name = name
+        return name.withUTF8 { foreign.pointee.intern($0.baseAddress, $0.count) }
+    }
+
+    public static func name(of id: UInt32) -> String {
+        guard let foreign = foreignInterner() else { return nameLocally(of: id) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        var n = buffer.withUnsafeMutableBufferPointer { foreign.pointee.name(id, $0.baseAddress, $0.count) }
+        if n > buffer.count {
+            buffer = [UInt8](repeating: 0, count: n)
+            n = buffer.withUnsafeMutableBufferPointer { foreign.pointee.name(id, $0.baseAddress, $0.count) }
+        }
+        return String(decoding: buffer[0..<min(n, buffer.count)], as: UTF8.self)
+    }
+
+    public static var count: Int {
+        guard let foreign = foreignInterner() else { return countLocally }
+        return foreign.pointee.count()
+    }
+
+    static func internLocally(_ name: String) -> UInt32 {
         table.withLock { t in
             if let id = t.ids[name] { return id }
             let id = UInt32(t.names.count)
@@ -92,9 +114,9 @@ public enum ResourceTypeRegistry {
         }
     }
 
-    public static func name(of id: UInt32) -> String {
+    static func nameLocally(of id: UInt32) -> String {
         table.withLock { t in id < t.names.count ? t.names[Int(id)] : "type#\(id)" }
     }
 
-    public static var count: Int { table.withLock { $0.names.count } }
+    static var countLocally: Int { table.withLock { $0.names.count } }
 }

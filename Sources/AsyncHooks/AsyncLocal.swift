@@ -2,9 +2,9 @@
 // the frame current at its creation and its callbacks run with it, whether or not any hook is on.
 // Swift tasks carry the frame too: `run` also binds it as a task-local value, so child tasks, async let
 // and group tasks inherit it as they inherit @TaskLocal values, and an `async` run covers its awaits.
+import CAsyncHooksSupport
 import Synchronization
 
-let contextFrameSequence = Atomic<UInt64>(1)
 
 /// An immutable set of AsyncLocal values. Frames are small (one entry per live AsyncLocal).
 public final class ContextFrame: @unchecked Sendable {
@@ -16,7 +16,7 @@ public final class ContextFrame: @unchecked Sendable {
     init(keys: [UInt64], values: [any Sendable]) {
         self.keys = keys
         self.values = values
-        sequence = contextFrameSequence.add(1, ordering: .relaxed).oldValue
+        sequence = asynchooks_next_frame_sequence()
     }
 
     @usableFromInline
@@ -68,20 +68,18 @@ struct TaskFrameBinding: Sendable {
 
     static func binding(_ frame: ContextFrame?) -> TaskFrameBinding {
         let state = ExecutionState.current
-        return TaskFrameBinding(
-            frame: frame, sequence: frame?.sequence ?? contextFrameSequence.add(1, ordering: .relaxed).oldValue,
-            state: UInt(bitPattern: state.p), depth: state.depth)
+        return TaskFrameBinding(frame: frame, sequence: frame?.sequence ?? asynchooks_next_frame_sequence(),
+                                state: UInt(bitPattern: state.p), depth: state.depth)
     }
 }
 
-let asyncLocalKeyCounter = Atomic<UInt64>(1)
 
 /// A value that follows the async flow: set it with `run`, and every callback of every resource
 /// created inside (timers, I/O, promises, awaits) sees it; concurrent runs never see each other's.
 public final class AsyncLocal<Value: Sendable>: Sendable {
     let key: UInt64
 
-    public init() { key = asyncLocalKeyCounter.add(1, ordering: .relaxed).oldValue }
+    public init() { key = asynchooks_next_local_key() }
 
     /// The value in the current context, or nil outside any `run`.
     public var current: Value? {

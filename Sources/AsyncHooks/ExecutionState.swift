@@ -54,8 +54,18 @@ struct ExecutionStateData {
         return makeCurrent()
     }
 
+    /// The thread's first use in this copy: the state the process's other copies use, if one of them
+    /// makes the thread states (so every copy sees the same current callback), else a new one.
     @usableFromInline
     static func makeCurrent() -> ExecutionState {
+        if let shared = asynchooks_shared_thread_state(ownThreadStateMaker) {
+            asynchooks_set_state(shared)
+            return ExecutionState(shared.assumingMemoryBound(to: ExecutionStateData.self))
+        }
+        return makeOwn()
+    }
+
+    static func makeOwn() -> ExecutionState {
         let p = UnsafeMutablePointer<ExecutionStateData>.allocate(capacity: 1)
         p.initialize(to: ExecutionStateData())
         pthread_setspecific(executionStateKey, p)  // only for the thread-exit destructor
@@ -89,7 +99,7 @@ struct ExecutionStateData {
 
     @usableFromInline
     func refillIDs() {
-        let base = asyncIDBlockCounter.add(asyncIDBlockSize, ordering: .relaxed).oldValue
+        let base = asynchooks_take_ids(asyncIDBlockSize)
         p.pointee.nextID = base
         p.pointee.idLimit = base + asyncIDBlockSize
     }
@@ -177,7 +187,7 @@ let executionStateKey: pthread_key_t = {
     let rc = pthread_key_create(&key) { raw in
         guard let raw else { return }
         let p = raw.assumingMemoryBound(to: ExecutionStateData.self)
-        asynchooks_set_state(nil)
+        asynchooks_clear_thread_states()  // in every copy that uses it
         p.pointee.stack.deinitialize(count: p.pointee.depth)
         p.pointee.stack.deallocate()
         p.deinitialize(count: 1)

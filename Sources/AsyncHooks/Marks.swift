@@ -1,7 +1,5 @@
 // User marks: named instants and spans, recorded like every other event.
-import Synchronization
-
-@usableFromInline let spanIDCounter = Atomic<UInt64>(1)
+import CAsyncHooksSupport
 
 /// A span begun with `AsyncHooks.beginSpan`; end it exactly once.
 public struct SpanID: Hashable, Sendable {
@@ -18,7 +16,7 @@ extension AsyncHooks {
 
     /// Begins a named span; returns its id for `endSpan`.
     public static func beginSpan(_ name: String) -> SpanID {
-        let span = SpanID(rawValue: spanIDCounter.add(1, ordering: .relaxed).oldValue)
+        let span = SpanID(rawValue: asynchooks_next_span_id())
         if isActive {
             let id = executionAsyncID()
             forEachHook { $0.spanBegin(span.rawValue, name: name, executionAsyncID: id) }
