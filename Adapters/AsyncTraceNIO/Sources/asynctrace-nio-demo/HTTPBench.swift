@@ -4,6 +4,7 @@
 // no recorder), traced (recorder + Concurrency + NIO bridge, ASYNCTRACE_OUTPUT set), and traced under `asynctrace record` (kernel probes on top; the CLI from
 // ASYNCTRACE_CLI or ../../.build/debug/asynctrace). Medians of `--runs` runs of `--seconds` each.
 import Dispatch
+import NIODemoServers
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -188,14 +189,5 @@ enum HTTPBench {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-}
-
-/// `--exit-on-stdin-eof`: the benchmark stops a server by closing its stdin.
-func exitOnStdinEOF() {
-    DispatchQueue.global().async {
-        var c: UInt8 = 0
-        while read(0, &c, 1) > 0 {}
-        exit(0)
     }
 }

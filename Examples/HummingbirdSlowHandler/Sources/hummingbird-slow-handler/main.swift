@@ -3,9 +3,7 @@
 // lines are marked; everything else is the application.
 //
 //   hummingbird-slow-handler <file to read in /report>     (prints "PORT n" when it listens)
-import AsyncTraceConcurrency  // asynctrace
 import AsyncTraceNIO  // asynctrace
-import AsyncTraceRecorder  // asynctrace
 import AsyncTraceTracing  // asynctrace
 import Hummingbird
 import Tracing
@@ -15,11 +13,9 @@ import Glibc
 
 let bigFile = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "/tmp/big.bin"
 
-// asynctrace: an application that embeds asynctrace's hooks records itself when run under `asynctrace record`
-// (which then injects nothing), with its Swift tasks...
-TraceRecorder.startFromEnvironment()
-try AsyncTraceConcurrency.install()
-// ...and the tracing bridge (an application with tracing already bootstraps its own tracer on this line).
+// asynctrace: the tracing bridge (an application with tracing already bootstraps its own tracer on this line).
+// Nothing starts a recorder here: `asynctrace record` injects one, with the Swift task observation, and the
+// hooks of this program's adapters reach it (docs/nio.md, "Recording").
 InstrumentationSystem.bootstrap(AsyncTraceTracer())
 
 /// Reads the whole file with plain read(2) calls: blocks the thread it runs on.
