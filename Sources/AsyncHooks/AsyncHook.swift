@@ -296,8 +296,9 @@ public enum AsyncHooks {
     @inlinable @inline(__always)
     public static var isActive: Bool { activeHookCount != 0 }
 
-    /// Calls `body` for each enabled hook.
-    @inlinable
+    /// Calls `body` for each enabled hook. Always inlined: as a call, its closure's captures (a span's
+    /// name, the hooks) are retained and released at every event.
+    @inlinable @inline(__always)
     public static func forEachHook(_ body: (any AsyncHook) -> Void) {
         guard let list = currentHookList() else { return }
         list._withUnsafeGuaranteedRef { l in
