@@ -97,7 +97,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncTraceRecorder", "AsyncHooks"]),
+        .executableTarget(
+            name: "asynctrace-examples", dependencies: ["AsyncTraceRuntime", "AsyncTraceHTTP", "AsyncTraceTLS", "AsyncTraceRecorder", "AsyncHooks"]),
         // An application with its own copy of AsyncHooks and no recorder (ConcurrencyTests record it).
         .executableTarget(name: "asynctrace-embedded-fixture", dependencies: ["AsyncHooks"]),
         // Child processes for the recorder's crash tests.
@@ -151,8 +152,9 @@ let package = Package(
         // `asynctrace record node …`: real node, real kernel (the CLI is exec'd); the preload protocol's writer.
         .testTarget(name: "NodeTests", dependencies: ["asynctrace", "NodeRecording", "TraceReader", "TraceFormat"]),
         // Swift Concurrency on the real runtime: fixture programs compiled by the tests, recorded by the CLI.
-        .testTarget(name: "ConcurrencyTests", dependencies: ["asynctrace", "TraceReader", "TraceFormat", "asynctrace-embedded-fixture"],
-                    exclude: ["Fixtures"]),
+        .testTarget(
+            name: "ConcurrencyTests", dependencies: ["asynctrace", "TraceReader", "TraceFormat", "asynctrace-embedded-fixture"],
+            exclude: ["Fixtures"]),
         // Issue 6's acceptance runs: the real CLI recording the real examples.
         .testTarget(name: "AcceptanceTests", dependencies: ["asynctrace", "asynctrace-examples"]),
         // The known syscall sequence the kernel probe tests record (an executable, so it is exec'd).

@@ -15,47 +15,57 @@ let package = Package(
     targets: [
         // Per-thread state (C __thread variables: the open read scope, the loop's poll bookkeeping).
         .target(name: "CAsyncTraceNIO"),
-        .target(name: "AsyncTraceNIO", dependencies: [
-            "CAsyncTraceNIO",
-            .product(name: "AsyncHooks", package: "asynctrace"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ]),
+        .target(
+            name: "AsyncTraceNIO",
+            dependencies: [
+                "CAsyncTraceNIO",
+                .product(name: "AsyncHooks", package: "asynctrace"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         // NIO servers the tests and the benchmark record: a TCP echo server and an HTTP/1.1 server.
-        .target(name: "NIODemoServers", dependencies: [
-            "AsyncTraceNIO",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ]),
+        .target(
+            name: "NIODemoServers",
+            dependencies: [
+                "AsyncTraceNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         // The servers bare or recording themselves; and the benchmark's driver (load generator on loopback,
         // variants side by side).
-        .executableTarget(name: "asynctrace-nio-demo", dependencies: [
-            "AsyncTraceNIO", "NIODemoServers",
-            .product(name: "AsyncHooks", package: "asynctrace"),
-            .product(name: "AsyncTraceRecorder", package: "asynctrace"),
-            .product(name: "AsyncTraceConcurrency", package: "asynctrace"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ]),
+        .executableTarget(
+            name: "asynctrace-nio-demo",
+            dependencies: [
+                "AsyncTraceNIO", "NIODemoServers",
+                .product(name: "AsyncHooks", package: "asynctrace"),
+                .product(name: "AsyncTraceRecorder", package: "asynctrace"),
+                .product(name: "AsyncTraceConcurrency", package: "asynctrace"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         // The servers with the one asynctrace line and nothing else (no recorder: `asynctrace record` injects one).
-        .executableTarget(name: "asynctrace-nio-oneline", dependencies: [
-            "AsyncTraceNIO", "NIODemoServers",
-            .product(name: "NIOPosix", package: "swift-nio"),
-        ]),
-        .testTarget(name: "AsyncTraceNIOTests", dependencies: [
-            "AsyncTraceNIO",
-            "asynctrace-nio-demo",
-            "asynctrace-nio-oneline",
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "AsyncHooks", package: "asynctrace"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-        ]),
+        .executableTarget(
+            name: "asynctrace-nio-oneline",
+            dependencies: [
+                "AsyncTraceNIO", "NIODemoServers",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        .testTarget(
+            name: "AsyncTraceNIOTests",
+            dependencies: [
+                "AsyncTraceNIO",
+                "asynctrace-nio-demo",
+                "asynctrace-nio-oneline",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHooks", package: "asynctrace"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

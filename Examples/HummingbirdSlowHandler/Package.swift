@@ -13,12 +13,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.0"),
     ],
     targets: [
-        .executableTarget(name: "hummingbird-slow-handler", dependencies: [
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "Tracing", package: "swift-distributed-tracing"),
-            .product(name: "AsyncTraceNIO", package: "AsyncTraceNIO"),
-            .product(name: "AsyncTraceTracing", package: "AsyncTraceTracing"),
-        ]),
+        .executableTarget(
+            name: "hummingbird-slow-handler",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "AsyncTraceNIO", package: "AsyncTraceNIO"),
+                .product(name: "AsyncTraceTracing", package: "AsyncTraceTracing"),
+            ])
     ],
     swiftLanguageModes: [.v6]
 )

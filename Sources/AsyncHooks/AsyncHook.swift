@@ -252,8 +252,9 @@ public enum AsyncHooks {
     /// fast path and generation), then rebuild this copy's dispatch list.
     private static func publish() {
         let list = localHooks
-        localHookList.store(list.isEmpty ? nil : Unmanaged.passRetained(HookList(list, generation: 0)),  // leaked on purpose
-                            ordering: .releasing)
+        localHookList.store(
+            list.isEmpty ? nil : Unmanaged.passRetained(HookList(list, generation: 0)),  // leaked on purpose
+            ordering: .releasing)
         var fast: UnsafeMutablePointer<AsyncHookFastPath>? = nil
         if list.count == 1, let f = (list[0] as? any AsyncHookFastPathProvider)?.fastPath {
             fast = .allocate(capacity: 1)  // leaked on purpose
@@ -280,7 +281,8 @@ public enum AsyncHooks {
     @inlinable @inline(__always)
     static func currentHookList() -> Unmanaged<HookList>? {
         if let list = activeHookList.load(ordering: .acquiring),
-           list._withUnsafeGuaranteedRef({ $0.generation }) == asynchooks_generation() {
+            list._withUnsafeGuaranteedRef({ $0.generation }) == asynchooks_generation()
+        {
             return list
         }
         return refreshHookList()

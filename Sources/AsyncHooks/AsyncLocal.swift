@@ -68,8 +68,9 @@ struct TaskFrameBinding: Sendable {
 
     static func binding(_ frame: ContextFrame?) -> TaskFrameBinding {
         let state = ExecutionState.current
-        return TaskFrameBinding(frame: frame, sequence: frame?.sequence ?? asynchooks_next_frame_sequence(),
-                                state: UInt(bitPattern: state.p), depth: state.depth)
+        return TaskFrameBinding(
+            frame: frame, sequence: frame?.sequence ?? asynchooks_next_frame_sequence(),
+            state: UInt(bitPattern: state.p), depth: state.depth)
     }
 }
 

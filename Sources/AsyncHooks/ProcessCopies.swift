@@ -79,8 +79,9 @@ final class ForeignHooks: AsyncHook, @unchecked Sendable {
     init(_ events: UnsafePointer<asynchooks_events>) { self.events = events }
 
     func initResource(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?) {
-        events.pointee.init_resource(asyncID.rawValue, type.id, triggerAsyncID.rawValue,
-                                     resource.map { Unmanaged.passUnretained($0).toOpaque() })
+        events.pointee.init_resource(
+            asyncID.rawValue, type.id, triggerAsyncID.rawValue,
+            resource.map { Unmanaged.passUnretained($0).toOpaque() })
     }
     func before(_ asyncID: AsyncID) { events.pointee.before(asyncID.rawValue) }
     func after(_ asyncID: AsyncID) { events.pointee.after(asyncID.rawValue) }
@@ -126,16 +127,17 @@ let ownThreadStateMaker: @convention(c) () -> UnsafeMutableRawPointer? = {
 /// interns them all). Leaked (made once).
 nonisolated(unsafe) let ownInterner: UnsafeMutablePointer<asynchooks_interner> = {
     let p = UnsafeMutablePointer<asynchooks_interner>.allocate(capacity: 1)
-    p.initialize(to: asynchooks_interner(
-        intern: { name, length in ResourceTypeRegistry.internLocally(utf8String(name, length)) },
-        name: { id, buffer, capacity in
-            let bytes = Array(ResourceTypeRegistry.nameLocally(of: id).utf8)
-            if let buffer, capacity > 0 {
-                for i in 0..<min(bytes.count, capacity) { buffer[i] = bytes[i] }
-            }
-            return bytes.count
-        },
-        count: { ResourceTypeRegistry.countLocally }))
+    p.initialize(
+        to: asynchooks_interner(
+            intern: { name, length in ResourceTypeRegistry.internLocally(utf8String(name, length)) },
+            name: { id, buffer, capacity in
+                let bytes = Array(ResourceTypeRegistry.nameLocally(of: id).utf8)
+                if let buffer, capacity > 0 {
+                    for i in 0..<min(bytes.count, capacity) { buffer[i] = bytes[i] }
+                }
+                return bytes.count
+            },
+            count: { ResourceTypeRegistry.countLocally }))
     return p
 }()
 

@@ -27,7 +27,9 @@ func say(_ s: String) {
         AsyncHooks.setSpanAttribute(span, key: "copy", value: "application")
         let task: Task<Int, Never> = work.runInScope {
             AsyncHooks.mark("embedded-mark")
-            return Task.detached { await Task.yield(); return 42 }
+            return Task.detached {
+                await Task.yield(); return 42
+            }
         }
         _ = await task.value
         work.emitDestroy()

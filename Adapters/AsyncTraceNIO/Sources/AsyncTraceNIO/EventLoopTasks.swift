@@ -65,14 +65,18 @@ public struct TracedEventLoop: Sendable {
     }
 
     @discardableResult
-    public func flatScheduleTask<T: Sendable>(in delay: TimeAmount,
-                                              _ task: @escaping @Sendable () throws -> EventLoopFuture<T>) -> Scheduled<T> {
+    public func flatScheduleTask<T: Sendable>(
+        in delay: TimeAmount,
+        _ task: @escaping @Sendable () throws -> EventLoopFuture<T>
+    ) -> Scheduled<T> {
         flatScheduleTask(deadline: .now() + delay, task)
     }
 
     @discardableResult
-    public func flatScheduleTask<T: Sendable>(deadline: NIODeadline,
-                                              _ task: @escaping @Sendable () throws -> EventLoopFuture<T>) -> Scheduled<T> {
+    public func flatScheduleTask<T: Sendable>(
+        deadline: NIODeadline,
+        _ task: @escaping @Sendable () throws -> EventLoopFuture<T>
+    ) -> Scheduled<T> {
         let resource = AsyncResourceContext(type: NIOTaskTypes.scheduledTask)
         let scheduled = loop.flatScheduleTask(deadline: deadline) { try resource.runTask(task) }
         scheduled.futureResult.whenComplete { _ in resource.emitDestroy() }
@@ -82,14 +86,18 @@ public struct TracedEventLoop: Sendable {
     /// `scheduleCallback(in:handler:)`: the handler's `handleScheduledCallback` runs as the resource's
     /// callback; the resource is destroyed after it, or when the callback is cancelled.
     @discardableResult
-    public func scheduleCallback(in delay: TimeAmount,
-                                 handler: some (NIOScheduledCallbackHandler & Sendable)) throws -> NIOScheduledCallback {
+    public func scheduleCallback(
+        in delay: TimeAmount,
+        handler: some (NIOScheduledCallbackHandler & Sendable)
+    ) throws -> NIOScheduledCallback {
         try loop.scheduleCallback(in: delay, handler: TracedCallbackHandler(handler))
     }
 
     @discardableResult
-    public func scheduleCallback(at deadline: NIODeadline,
-                                 handler: some (NIOScheduledCallbackHandler & Sendable)) throws -> NIOScheduledCallback {
+    public func scheduleCallback(
+        at deadline: NIODeadline,
+        handler: some (NIOScheduledCallbackHandler & Sendable)
+    ) throws -> NIOScheduledCallback {
         try loop.scheduleCallback(at: deadline, handler: TracedCallbackHandler(handler))
     }
 }

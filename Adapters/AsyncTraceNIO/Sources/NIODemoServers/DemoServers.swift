@@ -29,8 +29,10 @@ public enum DemoServer {
     /// Serves until `connectionLimit` connections closed (0: forever); prints "PORT n" once listening.
     /// `traceChannels`: the one line of asynctrace, `AsyncTraceChannelHandler()` in the child channel
     /// initializer.
-    public static func serve(http: Bool, group: MultiThreadedEventLoopGroup, traceChannels: Bool, port: Int,
-                             connectionLimit: Int) throws -> Never {
+    public static func serve(
+        http: Bool, group: MultiThreadedEventLoopGroup, traceChannels: Bool, port: Int,
+        connectionLimit: Int
+    ) throws -> Never {
         let closed = NIOLockedCounter()
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -43,9 +45,10 @@ public enum DemoServer {
                     } else {
                         try channel.pipeline.syncOperations.addHandler(EchoHandler())
                     }
-                    try channel.pipeline.syncOperations.addHandler(CloseCounter {
-                        if closed.increment() == connectionLimit { exit(0) }
-                    })
+                    try channel.pipeline.syncOperations.addHandler(
+                        CloseCounter {
+                            if closed.increment() == connectionLimit { exit(0) }
+                        })
                 }
             }
         let server = try bootstrap.bind(host: "127.0.0.1", port: port).wait()
@@ -90,5 +93,9 @@ final class HTTPHandler: ChannelInboundHandler, Sendable {
 
 final class NIOLockedCounter: Sendable {
     private let box = NIOLockedValueBox(0)
-    func increment() -> Int { box.withLockedValue { $0 += 1; return $0 } }
+    func increment() -> Int {
+        box.withLockedValue {
+            $0 += 1; return $0
+        }
+    }
 }

@@ -33,8 +33,9 @@ func makeGroup() -> MultiThreadedEventLoopGroup {
 
 func serve(http: Bool) throws -> Never {
     if arguments.contains("--exit-on-stdin-eof") { exitOnStdinEOF() }
-    try DemoServer.serve(http: http, group: makeGroup(), traceChannels: traced, port: Int(option("--port") ?? "0") ?? 0,
-                         connectionLimit: Int(option("--connections") ?? "0") ?? 0)
+    try DemoServer.serve(
+        http: http, group: makeGroup(), traceChannels: traced, port: Int(option("--port") ?? "0") ?? 0,
+        connectionLimit: Int(option("--connections") ?? "0") ?? 0)
 }
 
 switch arguments.first {

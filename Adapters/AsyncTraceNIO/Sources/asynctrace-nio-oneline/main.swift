@@ -22,8 +22,10 @@ guard let mode = arguments.first, mode == "echo" || mode == "http" else {
     exit(64)
 }
 if arguments.contains("--exit-on-stdin-eof") { exitOnStdinEOF() }
-let group = arguments.contains("--loop-metrics")
+let group =
+    arguments.contains("--loop-metrics")
     ? AsyncTraceNIO.makeEventLoopGroup(numberOfThreads: 1)
     : MultiThreadedEventLoopGroup(numberOfThreads: 1)
-try DemoServer.serve(http: mode == "http", group: group, traceChannels: true, port: Int(option("--port") ?? "0") ?? 0,
-                     connectionLimit: Int(option("--connections") ?? "0") ?? 0)
+try DemoServer.serve(
+    http: mode == "http", group: group, traceChannels: true, port: Int(option("--port") ?? "0") ?? 0,
+    connectionLimit: Int(option("--connections") ?? "0") ?? 0)

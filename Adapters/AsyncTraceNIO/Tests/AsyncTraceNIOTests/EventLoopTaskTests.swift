@@ -24,20 +24,29 @@ final class CountingCallback: NIOScheduledCallbackHandler, Sendable {
 
         // Queued from a resource's callback (as from a channel's handler): that resource is the trigger.
         let creator = AsyncResourceContext(type: ResourceType("TaskCreator"))
-        let (executed, submitted, scheduled, cancelled, callback): (EventLoopFuture<Void>, EventLoopFuture<Int>, Scheduled<Int>, Scheduled<Int>, EventLoopPromise<Void>) =
-            creator.runInScope {
-                let executedPromise = loop.makePromise(of: Void.self)
-                loop.traced.execute { seen.add(executionAsyncID()); executedPromise.succeed() }
-                let submitted = loop.traced.submit { seen.add(executionAsyncID()); return 1 }
-                let scheduled = loop.traced.scheduleTask(in: .milliseconds(5)) { seen.add(executionAsyncID()); return 2 }
-                let cancelled = loop.traced.scheduleTask(in: .seconds(60)) { 3 }
-                let callbackPromise = loop.makePromise(of: Void.self)
-                _ = try? loop.traced.scheduleCallback(in: .milliseconds(5), handler: CountingCallback { id in
-                    seen.add(id)
-                    callbackPromise.succeed()
-                })
-                return (executedPromise.futureResult, submitted, scheduled, cancelled, callbackPromise)
-            }
+        let (executed, submitted, scheduled, cancelled, callback):
+            (EventLoopFuture<Void>, EventLoopFuture<Int>, Scheduled<Int>, Scheduled<Int>, EventLoopPromise<Void>) =
+                creator.runInScope {
+                    let executedPromise = loop.makePromise(of: Void.self)
+                    loop.traced.execute {
+                        seen.add(executionAsyncID()); executedPromise.succeed()
+                    }
+                    let submitted = loop.traced.submit {
+                        seen.add(executionAsyncID()); return 1
+                    }
+                    let scheduled = loop.traced.scheduleTask(in: .milliseconds(5)) {
+                        seen.add(executionAsyncID()); return 2
+                    }
+                    let cancelled = loop.traced.scheduleTask(in: .seconds(60)) { 3 }
+                    let callbackPromise = loop.makePromise(of: Void.self)
+                    _ = try? loop.traced.scheduleCallback(
+                        in: .milliseconds(5),
+                        handler: CountingCallback { id in
+                            seen.add(id)
+                            callbackPromise.succeed()
+                        })
+                    return (executedPromise.futureResult, submitted, scheduled, cancelled, callbackPromise)
+                }
         creator.emitDestroy()
         cancelled.cancel()
         try executed.wait()
@@ -55,8 +64,9 @@ final class CountingCallback: NIOScheduledCallbackHandler, Sendable {
             }
             return nil
         }
-        #expect(tasks.map(\.1).sorted() == ["NIOScheduledTask", "NIOScheduledTask", "NIOScheduledTask", "NIOTask", "NIOTask"],
-                "\(tasks)")
+        #expect(
+            tasks.map(\.1).sorted() == ["NIOScheduledTask", "NIOScheduledTask", "NIOScheduledTask", "NIOTask", "NIOTask"],
+            "\(tasks)")
         #expect(tasks.allSatisfy { $0.2 == creator.asyncID.rawValue }, "every task's trigger is the callback that queued it")
         // The four that ran did so as their own callbacks (the ids the tasks saw), one before/after each.
         let ran = Set(seen.all.map(\.rawValue))
