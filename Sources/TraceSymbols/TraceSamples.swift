@@ -192,27 +192,41 @@ public final class TraceSamples {
     ) -> [UInt64]? {
         guard bytes <= UInt64(StackSnapshot.maxBytes), list.count % 2 == 0, base.sp & 7 == sp & 7 else { return nil }
         let count = bytes / 8
-        var byIndex: [UInt64: UInt64] = [:]
-        var i = 0
-        while i + 1 < base.words.count {
-            let address = base.sp &+ base.words[i] &* 8
-            if address >= sp, (address - sp) / 8 < count { byIndex[(address - sp) / 8] = base.words[i + 1] }
-            i += 2
+        // Both sorted by index: the base's words moved to this copy's indices, merged with the changes.
+        var out: [UInt64] = []
+        out.reserveCapacity(base.words.count + list.count)
+        var b = 0
+        func baseIndex(_ k: Int) -> UInt64? {
+            let address = base.sp &+ base.words[k] &* 8
+            guard address >= sp else { return nil }
+            return (address - sp) / 8
+        }
+        func emitBase(below limit: UInt64) {
+            while b + 1 < base.words.count {
+                guard let index = baseIndex(b) else { b += 2; continue }
+                guard index < limit, index < count else { return }
+                out.append(index)
+                out.append(base.words[b + 1])
+                b += 2
+            }
         }
         var next: UInt64 = 0
-        i = 0
+        var i = 0
         while i < list.count {
             let (index, overflow) = next.addingReportingOverflow(list[i])
             guard !overflow, index < count else { return nil }
+            emitBase(below: index)
+            if b + 1 < base.words.count, baseIndex(b) == index { b += 2 }  // replaced
             let raw = list[i + 1]
             let value = raw & 1 == 1 ? sp &+ (raw >> 1) : raw >> 1
-            byIndex[index] = value == 0 ? nil : value
+            if value != 0 {
+                out.append(index)
+                out.append(value)
+            }
             next = index + 1
             i += 2
         }
-        var out: [UInt64] = []
-        out.reserveCapacity(byIndex.count * 2)
-        for index in byIndex.keys.sorted() { out.append(index); out.append(byIndex[index]!) }
+        emitBase(below: count)
         return out
     }
 
