@@ -57,7 +57,7 @@ import TraceReader
         // Every job ran inside a before/after pair on its thread, after its task's init.
         #expect(t.unbalanced == 0, "before/after mismatches: \(t.unbalanced)")
         // The main task's last run never ends: exit() is called inside it. Jobs running on other threads at
-        // that moment may be cut short too, but only as their thread's last event.
+        // that moment may be cut short too, but only as their thread's last callback boundary.
         #expect(t.openAtEnd.filter { $0 != main.id && !t.cutByExit.contains($0) } == [], "callbacks never left")
         #expect(t.cutByExit.count <= 2)
         #expect(t.runsBeforeInit == 0)
@@ -93,11 +93,13 @@ struct RecordedTasks {
         let reader = try TraceReader(path: path)
         dropped = reader.droppedUser
         var stacks: [Int: [UInt64]] = [:]
-        var lastEventWasBefore: [Int: Bool] = [:]
+        var lastBoundaryWasBefore: [Int: Bool] = [:]
         let it = reader.events()
         while let e = it.next() {
             let ev = e.event
-            lastEventWasBefore[e.stream] = ev.kind == .before
+            // Only callback boundaries count: a job cut short by exit may still have created a task or
+            // named one (init, attribute events) after its before.
+            if ev.kind == .before || ev.kind == .after { lastBoundaryWasBefore[e.stream] = ev.kind == .before }
             switch ev.kind {
             case .initResource:
                 let id = UInt64(bitPattern: ev.arg(0))
@@ -131,7 +133,7 @@ struct RecordedTasks {
             }
         }
         openAtEnd = stacks.values.flatMap { $0 }
-        for (stream, stack) in stacks where stack.count == 1 && lastEventWasBefore[stream] == true { cutByExit.insert(stack[0]) }
+        for (stream, stack) in stacks where stack.count == 1 && lastBoundaryWasBefore[stream] == true { cutByExit.insert(stack[0]) }
         // The main task is the one no task created; name it so the kind checks read plainly.
         for (id, t) in tasks where tasks[t.trigger] == nil && t.kind == "task" {
             if tasks.values.contains(where: { $0.trigger == id && $0.kind == "group child" }) { tasks[id]!.kind = "main" }
