@@ -32,7 +32,9 @@ struct FlightOptions: ParsableArguments {
     @Option(
         name: .customLong("min-dump-interval"),
         help: ArgumentHelp(
-            "At most one automatic (--dump-on-block) dump per this long (default 10s).", valueName: "duration"))
+            "At most one automatic (--dump-on-block) dump per this long (default 10s). A stall that comes sooner "
+                + "goes in the next dump allowed if the window still holds it then; one that no dump can hold is said and "
+                + "counted in the summary.", valueName: "duration"))
     var minDumpInterval: String?
 
     var limits: FlightLimits {

@@ -45,10 +45,23 @@ final class FlightRecording: @unchecked Sendable {
     private var feeds: [FlightFeed] = []
     static let maxFeeds = 4
     private var waitingClients: [Int32] = []
+    /// A dump asked for (SIGUSR1, `asynctrace dump`, the program) is due then.
     private var dueNs: UInt64?
     /// What asked for the dump that is due (said in its line).
     private var dueReasons: [String] = []
-    private var lastAutomaticNs: UInt64 = 0
+    /// --dump-on-block: the automatic dump that is due, the stalls that no dump holds yet, and when the
+    /// last automatic dump was written (the next may come --min-dump-interval later).
+    private var automaticDueNs: UInt64?
+    private var stalls: [PendingStall] = []
+    private var lastAutomaticNs: UInt64?
+    private var automaticDueHeldBack = false
+    private var automaticDueFirstNs: UInt64 = 0
+    /// Stalls a dump holds already, or no dump will (a second report of one is not a new stall).
+    private var recentStalls: [PendingStall] = []
+    /// The program has ended and every chunk is in: a dump now holds what ended just before.
+    private var finishing = false
+    private(set) var stallCounts = StallCounts()
+    static let maxPendingStalls = 10_000
     private var lastProgramRequestNs: UInt64 = 0
     private let requests = LockedRequests()
     /// --dump-on-block seen from the kernel: loop threads away from epoll_wait too long.
@@ -105,7 +118,9 @@ final class FlightRecording: @unchecked Sendable {
     func kernelEvents(_ events: ArraySlice<KernelEvent>) {
         guard stallWatch != nil else { return }
         for st in stallWatch!.stalls(in: events) {
-            requests.add(.blocked(endNs: st.endNs, why: "a loop stall of \(milliseconds(st.durationNs)) on thread \(st.tid)"))
+            requests.add(
+                .blocked(
+                    startNs: st.endNs &- st.durationNs, endNs: st.endNs, why: "a loop stall of \(milliseconds(st.durationNs)) on thread \(st.tid)"))
         }
     }
 
@@ -160,7 +175,9 @@ final class FlightRecording: @unchecked Sendable {
                 let startNs = message.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
                 let endNs = message.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
                 let why = "a callback that blocked \(milliseconds(endNs > startNs ? endNs - startNs : 0))"
-                requests.add(kind == FlightControl.blocked ? .blocked(endNs: endNs, why: why) : .program)
+                // The program's times are believed only as far as they make sense (start <= end <= now).
+                let end = min(endNs, now)
+                requests.add(kind == FlightControl.blocked ? .blocked(startNs: min(startNs, end), endNs: end, why: why) : .program)
                 continue
             }
             ring.add(message, nowNs: now)
@@ -188,13 +205,8 @@ final class FlightRecording: @unchecked Sendable {
                     asked = true
                     dueReasons.append("the program asked (TraceRecorder.dump())")
                 }
-            case .blocked(let endNs, let why):
-                // Rate-limited: one automatic dump per --min-dump-interval.
-                guard now &- lastAutomaticNs >= minAutomaticGapNs || lastAutomaticNs == 0 else { continue }
-                lastAutomaticNs = now
-                let at = max(now, endNs) + settleNs
-                dueNs = min(dueNs ?? at, at)
-                dueReasons.append(why)
+            case .blocked(let startNs, let endNs, let why):
+                stallSeen(PendingStall(startNs: startNs, endNs: endNs, why: why), nowNs: now)
             }
         }
         for l in listeners {
@@ -240,9 +252,11 @@ final class FlightRecording: @unchecked Sendable {
             return status != .open
         }
         if asked { dueNs = min(dueNs ?? (now + settleNs), now + settleNs) }
-        if let due = dueNs, now >= due {
-            dueNs = nil
-            let line = dump(why: dueReasons.isEmpty ? nil : dueReasons.joined(separator: ", "))
+        let automatic = automaticDueNs.map { now >= $0 } ?? false
+        if automatic || dueNs.map({ now >= $0 }) ?? false {
+            if dueNs.map({ now >= $0 }) ?? false { dueNs = nil }
+            if automatic { automaticDueNs = nil }
+            let line = dump(reasons: dueReasons, automatic: automatic)
             dueReasons.removeAll()
             for c in waitingClients {
                 FlightAddress.reply(c, line + "\n")
@@ -274,10 +288,18 @@ final class FlightRecording: @unchecked Sendable {
             waited += 1
         }
         poll()  // the last triggers
-        if dueNs != nil {
-            dueNs = 0
+        finishing = true
+        if dueNs != nil || automaticDueNs != nil {
+            if dueNs != nil { dueNs = 0 }
+            // A dump held back by --min-dump-interval is written now: the recording ends.
+            if let due = automaticDueNs {
+                if due > monotonicNowNs() && automaticDueHeldBack { dueReasons.append("written as the recording ended") }
+                automaticDueNs = 0
+            }
             poll()
         }
+        for s in stalls { stallNotDumped(s, because: "the recording ended before a dump could hold it") }
+        stalls.removeAll()
         for l in listeners + liveListeners { close(l) }
         listeners.removeAll()
         liveListeners.removeAll()
@@ -296,10 +318,16 @@ final class FlightRecording: @unchecked Sendable {
         feeds.removeAll()
     }
 
-    /// Writes the window to a new file; returns the line to report.
+    /// Writes the window to a new file; returns the line to report. The line says what asked for it
+    /// (`reasons`) and which stalls (--dump-on-block) it holds.
     @discardableResult
-    func dump(why: String? = nil) -> String {
+    func dump(reasons: [String] = [], automatic: Bool = false) -> String {
         let start = monotonicNowNs()
+        if automatic { lastAutomaticNs = start }
+        // Stalls that wait for a dump (this one may hold them): said in its line when it does.
+        var why = reasons
+        var written = false
+        defer { stallsAfterDump(nowNs: start, written: written) }
         guard let (fd, path) = createDumpFile() else {
             dumpErrors += 1
             let line = "asynctrace: cannot create a dump file next to \(stem).atrace: \(String(cString: strerror(errno)))"
@@ -312,10 +340,12 @@ final class FlightRecording: @unchecked Sendable {
                 to: fd, ring: ring, rootPid: UInt32(rootPid), program: program, nowNs: start,
                 realtimeNowNs: realtimeNs(), kernelState: kernelState)
             dumps.append(path)
+            written = true
             let ms = Double(monotonicNowNs() - start) / 1e6
+            why = stallsHeld(by: s) + why
             let line =
                 "asynctrace: wrote \(path) (the last \(seconds(s.endNs - s.startNs)): \(s.events) events, "
-                + "\(s.bytes >> 10) KiB, in \(Int(ms.rounded())) ms)" + (why.map { ": \($0)" } ?? "")
+                + "\(s.bytes >> 10) KiB, in \(Int(ms.rounded())) ms)" + (why.isEmpty ? "" : ": " + why.joined(separator: ", "))
             note(line)
             return line
         } catch {
@@ -358,6 +388,135 @@ final class FlightRecording: @unchecked Sendable {
 
     var statistics: FlightStatistics { ring.statistics }
 
+    // MARK: --dump-on-block and --min-dump-interval
+
+    /// A stall (a callback that blocked, or a loop stall) asks for an automatic dump: the window up to
+    /// shortly after its end. At most one automatic dump is written per --min-dump-interval; a stall that
+    /// comes sooner is not dropped: the dump that is due waits for it if its window then still holds every
+    /// stall it is for, otherwise the next dump the interval allows is written for it, if the window will
+    /// still hold it then. A stall no dump can hold is counted and said (never silent).
+    private func stallSeen(_ stall: PendingStall, nowNs now: UInt64) {
+        // One stall may be reported twice: by the program (a callback that blocked) and by the kernel
+        // probes (its loop away from epoll_wait as long): the same stall, one entry.
+        if let i = stalls.firstIndex(where: { $0.isMostly(stall) }) {
+            stalls[i].startNs = min(stalls[i].startNs, stall.startNs)
+            stalls[i].endNs = max(stalls[i].endNs, stall.endNs)
+            stalls[i].why += " (\(stall.why))"
+            let wanted = max(now, stalls[i].endNs) &+ settleNs
+            if let due = automaticDueNs, due < wanted, windowHolds(stalls, atNs: wanted) { automaticDueNs = wanted }
+            return
+        }
+        if recentStalls.contains(where: { $0.isMostly(stall) }) { return }
+        stallCounts.seen += 1
+        guard stalls.count < Self.maxPendingStalls else {
+            stallNotDumped(stall, because: "\(Self.maxPendingStalls) stalls were waiting for a dump already")
+            return
+        }
+        var s = stall
+        let wanted = max(now, s.endNs) &+ settleNs
+        if let due = automaticDueNs {
+            s.heldBack = automaticDueHeldBack
+            // The due dump would end before this stall: it waits for it (by up to one interval, as the
+            // next dump could not come sooner) while its window still holds every stall it is for;
+            // otherwise the stall waits for the next dump allowed.
+            if due < wanted {
+                if wanted <= automaticDueFirstNs &+ minAutomaticGapNs && windowHolds(stalls + [s], atNs: wanted) {
+                    automaticDueNs = wanted
+                } else {
+                    s.heldBack = true
+                }
+            }
+        } else {
+            let allowed = lastAutomaticNs.map { $0 &+ minAutomaticGapNs } ?? 0
+            automaticDueHeldBack = allowed > wanted
+            s.heldBack = automaticDueHeldBack
+            let at = max(allowed, wanted)
+            guard windowHolds([s], atNs: at) else {
+                stallCounts.heldBack += 1
+                stallNotDumped(s, because: heldBackTooLong)
+                return
+            }
+            automaticDueNs = at
+            automaticDueFirstNs = at
+        }
+        if s.heldBack { stallCounts.heldBack += 1 }
+        stalls.append(s)
+    }
+
+    private var heldBackTooLong: String {
+        "--min-dump-interval (\(seconds(minAutomaticGapNs))) held it back and the window (\(seconds(ring.limits.keepNs ?? 0))) "
+            + "will no longer hold it when the next automatic dump is allowed"
+    }
+
+    /// Whether a window ending at `atNs` starts before every one of `stalls` (by --keep's duration; a
+    /// size-only window is taken to hold 10 s: whether it did is checked when the dump is written).
+    private func windowHolds(_ stalls: [PendingStall], atNs: UInt64) -> Bool {
+        let keep = ring.limits.keepNs ?? 10_000_000_000
+        let start = atNs > keep ? atNs - keep : 0
+        return stalls.allSatisfy { $0.startNs >= start }
+    }
+
+    /// The stalls a dump just written holds (start and end, and the settling time after it, inside its
+    /// window): no longer pending. Returns what to say of them in the dump's line.
+    private func stallsHeld(by summary: FlightDumpSummary) -> [String] {
+        var said: [String] = []
+        stalls.removeAll { s in
+            guard s.startNs >= summary.startNs && s.endNs &+ (finishing ? 0 : settleNs) <= summary.endNs else { return false }
+            stallCounts.dumped += 1
+            recentStalls.append(s)
+            if recentStalls.count > 64 { recentStalls.removeFirst() }
+            if s.heldBack {
+                stallCounts.heldBackDumped += 1
+                said.append("\(s.why) (\(seconds(summary.endNs &- s.endNs)) ago: held back by --min-dump-interval)")
+            } else {
+                said.append(s.why)
+            }
+            return true
+        }
+        return said
+    }
+
+    /// After a dump: stalls that ended well before it but are not in it had left the window (its size
+    /// bound) and are counted; those that came while it was due get the next automatic dump allowed.
+    private func stallsAfterDump(nowNs: UInt64, written: Bool) {
+        var waiting: [PendingStall] = []
+        for s in stalls {
+            if s.endNs &+ (finishing ? 0 : settleNs) <= nowNs {
+                stallNotDumped(
+                    s, because: written ? "the window no longer held it when the dump was written (--keep's size)" : "its dump could not be written")
+            } else {
+                waiting.append(s)
+            }
+        }
+        stalls = []
+        if waiting.isEmpty { automaticDueNs = nil }
+        guard automaticDueNs == nil, !waiting.isEmpty else {
+            stalls = waiting
+            return
+        }
+        let allowed = lastAutomaticNs.map { $0 &+ minAutomaticGapNs } ?? 0
+        let at = max(allowed, waiting.map { $0.endNs &+ settleNs }.max()!)
+        automaticDueHeldBack = true
+        for var s in waiting {
+            if !s.heldBack && at > s.endNs &+ settleNs {
+                s.heldBack = true
+                stallCounts.heldBack += 1
+            }
+            if windowHolds([s], atNs: at) { stalls.append(s) } else { stallNotDumped(s, because: heldBackTooLong) }
+        }
+        if !stalls.isEmpty {
+            automaticDueNs = at
+            automaticDueFirstNs = at
+        }
+    }
+
+    private func stallNotDumped(_ stall: PendingStall, because: String) {
+        stallCounts.notDumped += 1
+        recentStalls.append(stall)
+        if recentStalls.count > 64 { recentStalls.removeFirst() }
+        note("\(stall.why) is in no dump: \(because)")
+    }
+
     /// The end-of-recording summary: dumps written, the window's memory, what was lost.
     func printSummary(startNs: UInt64, kernel: KernelProbeStatistics?, userLost: (events: UInt64, errno: Int32)?) {
         let st = ring.statistics
@@ -368,6 +527,14 @@ final class FlightRecording: @unchecked Sendable {
             "flight recorder (\(keep)) ran \(seconds(monotonicNowNs() &- startNs)); kept at most \(st.peakBytes >> 10) KiB at once; "
                 + "\(dumps.count) dump\(dumps.count == 1 ? "" : "s") written" + (dumps.isEmpty ? " (SIGUSR1 or `asynctrace dump` writes one)" : ":"))
         for d in dumps { note("  \(d)") }
+        let c = stallCounts
+        if c.seen > 0 {
+            note(
+                "--dump-on-block: \(c.seen) stall\(c.seen == 1 ? "" : "s") (callbacks or loop stalls) asked for a dump; \(c.dumped) "
+                    + "\(c.dumped == 1 ? "is" : "are") in one; \(c.heldBack) came too soon after an automatic dump "
+                    + "(--min-dump-interval \(seconds(minAutomaticGapNs))), \(c.heldBackDumped) of them in a later dump; "
+                    + "\(c.notDumped) in none")
+        }
         if dumpErrors > 0 { note("\(dumpErrors) dump\(dumpErrors == 1 ? "" : "s") could not be written (see above)") }
         if st.rejected > 0 { note("\(st.rejected) messages on the program's socket were not valid chunks and were ignored") }
         if let k = kernel, k.dropped > 0 { note("the kernel probes dropped \(k.dropped) events (the dumps count them where they fall)") }
@@ -386,9 +553,35 @@ struct trace_file_owner_identity {
     var groups: [UInt32]
 }
 
+/// A stall (--dump-on-block) that no dump holds yet.
+struct PendingStall {
+    var startNs: UInt64
+    var endNs: UInt64
+    var why: String
+    /// Its dump comes later than it would have without --min-dump-interval.
+    var heldBack = false
+
+    /// Whether the two overlap by at least half of the shorter (one stall reported twice).
+    func isMostly(_ other: PendingStall) -> Bool {
+        let overlapStart = max(startNs, other.startNs)
+        let overlapEnd = min(endNs, other.endNs)
+        guard overlapEnd > overlapStart else { return false }
+        return (overlapEnd - overlapStart) * 2 >= min(endNs &- startNs, other.endNs &- other.startNs)
+    }
+}
+
+/// What became of the stalls that asked for a dump.
+struct StallCounts {
+    var seen = 0
+    var dumped = 0
+    var heldBack = 0
+    var heldBackDumped = 0
+    var notDumped = 0
+}
+
 enum FlightRequest {
     case program
-    case blocked(endNs: UInt64, why: String)
+    case blocked(startNs: UInt64, endNs: UInt64, why: String)
 }
 
 final class LockedRequests: @unchecked Sendable {

@@ -20,6 +20,24 @@ private func dumpPaths(_ stderr: String) -> [String] {
     }
 }
 
+/// A dump's time from its name (`...-20261206T051500.123Z.atrace`), in seconds of the day.
+private func dumpTime(_ path: String) -> Double? {
+    guard let t = path.range(of: "T", options: .backwards), let z = path.range(of: "Z", options: .backwards) else { return nil }
+    let s = path[t.upperBound..<z.lowerBound]
+    guard s.count == 10, let h = Double(s.prefix(2)), let m = Double(s.dropFirst(2).prefix(2)), let sec = Double(s.dropFirst(4)) else { return nil }
+    return h * 3600 + m * 60 + sec
+}
+
+/// The recorder's summary of --dump-on-block: stalls seen, in a dump, held back, held back and in a
+/// later dump, in none.
+private func stallSummary(_ stderr: String) -> (seen: Int, dumped: Int, heldBack: Int, heldBackDumped: Int, none: Int)? {
+    guard let line = stderr.split(separator: "\n").first(where: { $0.contains("--dump-on-block: ") }) else { return nil }
+    let n = line.split(whereSeparator: { !$0.isNumber && $0 != "." }).compactMap { Int($0) }
+    // "N stalls ...; D are in one; H came too soon ... (--min-dump-interval X s), HD of them ...; Z in none"
+    guard n.count >= 5 else { return nil }
+    return (n[0], n[1], n[2], n[n.count - 2], n[n.count - 1])
+}
+
 /// What a dump holds, read through TraceReader like every command reads it.
 private struct DumpContents {
     var reader: TraceReader
@@ -110,6 +128,74 @@ private struct DumpContents {
             #expect(report.stdout.contains("damage     none"), "\(report.stdout)")
             #expect(report.stdout.contains("250 ms"), "\(report.stdout)")
         }
+    }
+
+    /// A stall every 700 ms, at most one automatic dump per 2 s, a 5 s window: the stalls that come too
+    /// soon after a dump are held back, not lost: each one's mark is in a later dump, dumps stay 2 s
+    /// apart, and the summary counts them.
+    @Test func stallsTooSoonAfterADumpGoInTheNextDumpAllowed() throws {
+        try requireKernel("flight recorder --min-dump-interval")
+        let dir = temporaryPath("flight-held-back")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--flight-recorder", "--keep", "5s", "--dump-on-block", "100ms",
+                "--min-dump-interval", "2s", "-o", dir + "/app.atrace", "--",
+                try examples(), "flight-stalls", "6", "700", "150",
+            ], timeout: 90)
+        #expect(r.status == 0, "\(r.stderr)")
+        let marks = Set(
+            r.stdout.split(separator: "\n").filter { $0.hasPrefix("stall ") }.compactMap { $0.split(separator: ":").first.map(String.init) })
+        #expect(marks.count >= 7, "\(r.stdout)")
+        let dumps = dumpPaths(r.stderr)
+        var dumped: Set<String> = []
+        for path in dumps {
+            let d = try DumpContents(path)
+            #expect(d.reader.damage.isEmpty, "\(path): \(d.reader.damage.map(\.message))")
+            dumped.formUnion(d.marks.map(\.name))
+        }
+        #expect(marks.isSubset(of: dumped), "stalls in no dump: \(marks.subtracting(dumped).sorted()): \(r.stderr)")
+        // Automatic dumps at least --min-dump-interval apart (their names hold the UTC time, to the ms).
+        // (The last may come sooner when the program ends: a held-back dump is written then, and says so.)
+        let lines = r.stderr.split(separator: "\n").filter { $0.contains("asynctrace: wrote ") }
+        let times = dumps.compactMap(dumpTime)
+        #expect(times.count == dumps.count && lines.count == dumps.count)
+        for i in times.indices.dropFirst() where !lines[i].contains("written as the recording ended") {
+            #expect(times[i] - times[i - 1] >= 1.95, "dumps \(times[i - 1]) and \(times[i]) are too close: \(r.stderr)")
+        }
+        #expect(dumps.count < marks.count, "fewer dumps than stalls: \(r.stderr)")
+        let counts = try #require(stallSummary(r.stderr), "\(r.stderr)")
+        #expect(counts.heldBack >= marks.count - dumps.count && counts.heldBackDumped == counts.heldBack, "\(r.stderr)")
+        #expect(counts.none == 0 && counts.dumped == counts.seen, "\(r.stderr)")
+        #expect(r.stderr.contains("held back by --min-dump-interval"), "the dump's line says which stalls it holds late: \(r.stderr)")
+    }
+
+    /// A window (1 s) shorter than --min-dump-interval (3 s): a stall held back too long for the window
+    /// to hold it at the next dump allowed is in no dump, and that is said and counted, never silent.
+    @Test func stallsNoDumpCanHoldAreCounted() throws {
+        try requireKernel("flight recorder stalls in no dump")
+        let dir = temporaryPath("flight-not-dumped")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--flight-recorder", "--keep", "1s", "--dump-on-block", "100ms",
+                "--min-dump-interval", "3s", "-o", dir + "/app.atrace", "--",
+                try examples(), "flight-stalls", "6", "700", "150",
+            ], timeout: 90)
+        #expect(r.status == 0, "\(r.stderr)")
+        let marks = Set(
+            r.stdout.split(separator: "\n").filter { $0.hasPrefix("stall ") }.compactMap { $0.split(separator: ":").first.map(String.init) })
+        var dumped: Set<String> = []
+        for path in dumpPaths(r.stderr) { dumped.formUnion(try DumpContents(path).marks.map(\.name)) }
+        let missing = marks.subtracting(dumped)
+        let counts = try #require(stallSummary(r.stderr), "\(r.stderr)")
+        #expect(!missing.isEmpty, "a 1 s window cannot hold every stall 3 s apart: \(r.stderr)")
+        #expect(counts.none >= missing.count && counts.dumped + counts.none == counts.seen, "\(missing.sorted()) \(r.stderr)")
+        #expect(r.stderr.components(separatedBy: " is in no dump: ").count - 1 == counts.none, "\(r.stderr)")
     }
 
     /// SIGUSR1, `asynctrace dump` (by the recorder's pid and by the program's), then SIGKILL of the
