@@ -3,7 +3,8 @@
 # blocking read(2) calls), changed only by the asynctrace lines marked in
 # Examples/HummingbirdSlowHandler/Sources/hummingbird-slow-handler/main.swift, recorded with
 # `asynctrace record` while a client sends /hello requests and one /report. Checks that the report names
-# the slow request's span, the task it ran in, the thread, and the read(2) it blocked in.
+# the slow request's span, the task it ran in, the thread, and the read(2) it blocked in, and that the
+# connections' socket reads and writes belong to their channels.
 #
 # Not part of tools/test.sh: Hummingbird's first debug build takes 2.5-4.5 min (more on a busy machine).
 # Usage: bash tools/hummingbird-scenario.sh [trace-file]     (root: the kernel probes need it)
@@ -61,5 +62,10 @@ print("task: SwiftTask %s on %s blocked %.1f ms; read(fd %d -> %s) %.1f ms (%d c
     b["async_id"], b["thread"], b["duration_ns"] / 1e6, read["fd"], read["fd_detail"], read["ns"] / 1e6,
     read["count"], read["bytes"]))
 assert read["bytes"] == 64 << 20, read
+# The connections' socket reads and writes run inside their channel's callbacks (issue 16: >= 99%).
+a = r["attribution"]
+print("channels: %d of %d reads/writes on the channels' sockets inside their own channel's callbacks (%.1f%%)" % (
+    a["on_resource_fds_by_owner"], a["on_resource_fds"], 100 * a["owner_share"]))
+assert a["on_resource_fds"] > 0 and a["owner_share"] >= 0.99, a
 print("asynctrace: the report names the slow request's span, its task, its thread and the read it blocked in")
 PY

@@ -2,9 +2,10 @@
 // stores into the calling thread's chunk (layouts per TraceFormat's spec table).
 //
 // Clock reads are most of an event's cost, so only events that bound a duration read the clock
-// (before, after, pollStart, pollEnd, marks, spans, phaseStart). Instants inside or right after a
-// callback (init, destroy, promiseResolve, resourceFD, phaseLeave) take the thread's last
-// timestamp, and the event right after a phaseStart shares its read.
+// (before, after, pollStart, pollEnd, marks, spans, phaseStart) and resourceFD (which the reader
+// orders against the kernel's events on that fd). Instants inside or right after a callback (init,
+// destroy, promiseResolve, phaseLeave) take the thread's last timestamp, and the event right after
+// a phaseStart shares its read.
 @_spi(Recorder) import AsyncHooks
 import TraceFormat
 
@@ -149,9 +150,13 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     func destroy(_ asyncID: AsyncID) { Self.idInstant(.destroy, asyncID.rawValue) }
     func promiseResolve(_ asyncID: AsyncID) { Self.idInstant(.promiseResolve, asyncID.rawValue) }
 
+    /// Reads the clock: the reader gives the fd's current life (opened by the kernel's accept, say) to
+    /// the resource, so the event must not be stamped before that life began. With the thread's last
+    /// timestamp it was, where a resource gets its fd outside any callback (a NIO channel set up by
+    /// the accepting loop): the owner went to the number's previous life, another connection's.
     func resourceFD(_ asyncID: AsyncID, fd: Int32) {
         guard let s = Recorder.currentStream() else { return }
-        var p = s.headAtLastStamp(.resourceFD)
+        var p = s.head(.resourceFD)
         p = s.putAsyncID(asyncID.rawValue, p)
         s.commit(putVarint(zigzag(Int64(fd)), at: p))
     }

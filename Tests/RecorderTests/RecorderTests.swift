@@ -184,6 +184,30 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         #expect(loop[3].ticks == loop[2].ticks && loop[4].ticks == loop[2].ticks)
     }
 
+    /// resourceFD reads the clock: a resource that gets its fd outside any callback, long after its thread's
+    /// previous event (a NIO channel set up by the loop that accepted it), is stamped when it got the fd, not
+    /// before the accept that opened it (the reader would give the fd's previous life to it).
+    @Test func resourceFDIsStampedWhenItHappens() throws {
+        let path = tempPath("fdstamp")
+        defer { unlink(path) }
+        try TraceRecorder.start(path: path)
+        let r = AsyncResourceContext(type: .tcpWrap)
+        usleep(3000)
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let setAt = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        r.setFD(9)
+        r.emitDestroy()
+        TraceRecorder.stop()
+        let (_, chunks) = try scanTrace(path)
+        let mine = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.flatMap(\.events)
+        let initEvent = try #require(mine.first { $0.kind == .initResource && $0.u(0) == r.asyncID.rawValue })
+        let fd = try #require(mine.first { $0.kind == .resourceFD })
+        #expect(initEvent.timestampNs < setAt)
+        // The clock pairing's error is tens of ns; the sleep is 3 ms.
+        #expect(fd.timestampNs + 100_000 >= setAt, "resourceFD at \(fd.timestampNs), setFD called at \(setAt)")
+    }
+
     @Test func anIterationStartsWithItsFirstPhaseAndAPhaseStartEndsTheOpenPhase() throws {
         let path = tempPath("fold")
         defer { unlink(path) }
