@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 16's "done when": a Hummingbird server with one slow handler (GET /report reads a 64 MiB file with
-# blocking read(2) calls), changed only by the asynctrace lines marked in
+# blocking read(2) calls), changed only by the asynctrace line (and its import) marked in
 # Examples/HummingbirdSlowHandler/Sources/hummingbird-slow-handler/main.swift, recorded with
 # `asynctrace record` while a client sends /hello requests and one /report. Checks that the report names
 # the slow request's span, the task it ran in, the thread, and the read(2) it blocked in, and that the
@@ -37,7 +37,8 @@ wait $record_pid || true
 
 "$cli" report "$trace" >"$work/report.txt"
 sed -n '/^SPANS/,/^$/p' "$work/report.txt"
-sed -n '/^BLOCKING/,/^$/p' "$work/report.txt" | head -n 12
+# (awk stops by itself: sed into head could die of SIGPIPE and, with pipefail, end the script)
+awk '/^BLOCKING/ { on = 1 } on && n < 12 { print; n++ } on && /^$/ { exit }' "$work/report.txt"
 "$cli" report --json "$trace" >"$work/report.json"
 python3 - "$big" "$work/report.json" <<'PY'
 import json, sys

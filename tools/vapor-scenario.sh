@@ -38,7 +38,8 @@ wait $record_pid || true
 
 "$cli" report "$trace" >"$work/report.txt"
 sed -n '/^SPANS/,/^$/p' "$work/report.txt"
-sed -n '/^BLOCKING/,/^$/p' "$work/report.txt" | head -n 12
+# (awk stops by itself: sed into head could die of SIGPIPE and, with pipefail, end the script)
+awk '/^BLOCKING/ { on = 1 } on && n < 12 { print; n++ } on && /^$/ { exit }' "$work/report.txt"
 "$cli" report --json "$trace" >"$work/report.json"
 python3 - "$big" "$work/report.json" <<'PY'
 import json, sys

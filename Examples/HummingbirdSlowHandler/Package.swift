@@ -8,18 +8,14 @@ let package = Package(
     name: "HummingbirdSlowHandler",
     dependencies: [
         .package(name: "AsyncTraceNIO", path: "../../Adapters/AsyncTraceNIO"),
-        .package(name: "AsyncTraceTracing", path: "../../Adapters/AsyncTraceTracing"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
-        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.0"),
     ],
     targets: [
         .executableTarget(
             name: "hummingbird-slow-handler",
             dependencies: [
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "AsyncTraceNIO", package: "AsyncTraceNIO"),
-                .product(name: "AsyncTraceTracing", package: "AsyncTraceTracing"),
+                .product(name: "AsyncTraceServer", package: "AsyncTraceNIO"),
             ])
     ],
     swiftLanguageModes: [.v6]

@@ -1,22 +1,17 @@
 // A Hummingbird server as people write it (a router, TracingMiddleware, async handlers), with one slow
 // handler: GET /report reads a whole file with a blocking read(2) on the cooperative pool. The asynctrace
-// lines are marked; everything else is the application.
+// line is marked (with its import); everything else is the application. Nothing starts a recorder here:
+// `asynctrace record` injects one, with the Swift task observation, and the hooks of this program's adapters
+// reach it (docs/nio.md, "Recording").
 //
 //   hummingbird-slow-handler <file to read in /report>     (prints "PORT n" when it listens)
-import AsyncTraceNIO  // asynctrace
-import AsyncTraceTracing  // asynctrace
+import AsyncTraceServer  // asynctrace
 import Hummingbird
-import Tracing
 #if canImport(Glibc)
 import Glibc
 #endif
 
 let bigFile = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "/tmp/big.bin"
-
-// asynctrace: the tracing bridge (an application with tracing already bootstraps its own tracer on this line).
-// Nothing starts a recorder here: `asynctrace record` injects one, with the Swift task observation, and the
-// hooks of this program's adapters reach it (docs/nio.md, "Recording").
-InstrumentationSystem.bootstrap(AsyncTraceTracer())
 
 /// Reads the whole file with plain read(2) calls: blocks the thread it runs on.
 func readWholeFile(_ path: String) -> Int {
@@ -42,7 +37,7 @@ router.get("/report") { _, _ -> String in
 
 let app = Application(
     router: router,
-    server: .http1(additionalChannelHandlers: [AsyncTraceChannelHandler()]),  // asynctrace: the NIO bridge
+    server: .http1(configuration: .init(additionalChannelHandlers: [AsyncTraceBridges.channelHandler()])),  // asynctrace
     configuration: .init(address: .hostname("127.0.0.1", port: 0)),
     onServerRunning: { channel in
         let line = Array("PORT \(channel.localAddress?.port ?? 0)\n".utf8)
