@@ -110,7 +110,7 @@ let package = Package(
             dependencies: [
                 "AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
                 "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem",
-                "TraceExports", "TraceAnalyses", "TraceFixtures", "TraceSymbols", "TraceReports",
+                "TraceExports", "TraceAnalyses", "TraceFixtures", "TraceSymbols", "TraceReports", "TraceText",
             ]
         ),
 

@@ -103,6 +103,9 @@ static __always_inline void emit_offcpu_stack(struct task_struct *task, __u64 of
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
              unsigned int prev_state) {
+    __u32 cpu = bpf_get_smp_processor_id();
+    if (cpu < KP_MAX_CPUS)
+        cpu_states[cpu].current_tgid = next->tgid; // for cpu_runs_untraced()
     bool prev_traced = is_traced(prev->tgid), next_traced = is_traced(next->tgid);
     if (!prev_traced && !next_traced)
         return 0;

@@ -13,6 +13,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <bpf/btf.h>
 
 #include "syscall_probes.skel.h"
 #include "cpu_sampling.h"
@@ -195,8 +196,10 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
     p->skel->rodata->wakeup_bytes = options && options->wakeup_bytes ? options->wakeup_bytes : ring_bytes / 2;
     int baseline = options && options->baseline;
     // Families switched off are not loaded at all, so their tracepoints cost nothing.
-    int syscalls = !baseline && !(options && options->no_syscalls);
-    int scheduler = !baseline && !(options && options->no_scheduler);
+    int syscall_family = !(options && options->no_syscalls), scheduler_family = !(options && options->no_scheduler);
+    int syscalls = !baseline && syscall_family;
+    int scheduler = !baseline && scheduler_family;
+    p->skel->rodata->cpu_filter = options && options->task_filter ? 0 : 1;
     bpf_program__set_autoload(p->skel->progs.on_sys_enter, syscalls);
     bpf_program__set_autoload(p->skel->progs.on_sys_exit, syscalls);
     bpf_program__set_autoload(p->skel->progs.on_process_fork, !baseline);
@@ -205,10 +208,10 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
     bpf_program__set_autoload(p->skel->progs.on_sched_waking, scheduler);
     bpf_program__set_autoload(p->skel->progs.on_sched_wakeup_new, scheduler);
     bpf_program__set_autoload(p->skel->progs.on_task_rename, !baseline);
-    bpf_program__set_autoload(p->skel->progs.baseline_sys_enter, baseline);
-    bpf_program__set_autoload(p->skel->progs.baseline_sys_exit, baseline);
-    bpf_program__set_autoload(p->skel->progs.baseline_sched_switch, baseline);
-    bpf_program__set_autoload(p->skel->progs.baseline_sched_waking, baseline);
+    bpf_program__set_autoload(p->skel->progs.baseline_sys_enter, baseline && syscall_family);
+    bpf_program__set_autoload(p->skel->progs.baseline_sys_exit, baseline && syscall_family);
+    bpf_program__set_autoload(p->skel->progs.baseline_sched_switch, baseline && scheduler_family);
+    bpf_program__set_autoload(p->skel->progs.baseline_sched_waking, baseline && scheduler_family);
     uint32_t sample_hz = options && !baseline ? options->sample_hz : 0;
     bpf_program__set_autoload(p->skel->progs.on_cpu_sample, sample_hz > 0);
     uint64_t stack_threshold = options && !baseline ? options->stack_threshold_ns : 0;
@@ -309,6 +312,52 @@ struct bpf_program *kp_probes_loop_program(struct kp_probes *p) { return p && p-
 int kp_enable_run_time_stats(void) {
     int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
     return fd < 0 ? -errno : fd;
+}
+
+int kp_fentry_probe(const char *function, char *why, size_t why_len) {
+    if (why && why_len)
+        why[0] = 0;
+    struct btf *vmlinux = btf__load_vmlinux_btf();
+    if (!vmlinux) {
+        int err = errno ? errno : ENOENT;
+        if (why)
+            snprintf(why, why_len, "no kernel BTF: %s", strerror(err));
+        return -err;
+    }
+    int id = btf__find_by_name_kind(vmlinux, function, BTF_KIND_FUNC);
+    btf__free(vmlinux);
+    if (id < 0) {
+        if (why)
+            snprintf(why, why_len, "%s is not a function in the kernel's BTF", function);
+        return -ENOENT;
+    }
+    // r0 = 0; exit: the smallest program; what is asked is whether the kernel lets one in.
+    struct bpf_insn insns[] = {
+        {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0},
+        {.code = BPF_JMP | BPF_EXIT},
+    };
+    char log[512] = {0};
+    LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FENTRY, .attach_btf_id = (uint32_t)id,
+                .log_buf = log, .log_size = sizeof(log), .log_level = 1);
+    int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "kp_fentry_probe", "GPL", insns, 2, &opts);
+    if (fd < 0) {
+        int err = errno;
+        size_t n = strlen(log);
+        while (n > 0 && (log[n - 1] == '\n' || log[n - 1] == ' '))
+            log[--n] = 0;
+        if (why)
+            snprintf(why, why_len, "loading an fentry program on %s failed: %s%s%s%s", function, strerror(err),
+                     n ? " (verifier: " : " (no verifier log: refused before verification)", n ? log : "", n ? ")" : "");
+        return -err;
+    }
+    int link = bpf_raw_tracepoint_open(NULL, fd); // attaches a tracing program to its target
+    int err = link < 0 ? errno : 0;
+    if (link >= 0)
+        close(link);
+    close(fd);
+    if (err && why)
+        snprintf(why, why_len, "attaching an fentry program to %s failed: %s", function, strerror(err));
+    return -err;
 }
 
 const char *kp_probes_source_hash(void) {

@@ -9,7 +9,8 @@ public struct KernelProbeOptions: Sendable {
     public var ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES)
     /// Wake the consumer after this many records per CPU (it also polls on a timeout).
     public var wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY
-    /// Attach empty programs instead of the probes: only for measuring the tracepoints' own cost.
+    /// Attach empty programs instead of the probes: only for measuring the tracepoints' own cost (those
+    /// of the families `syscalls` and `scheduler` leave on).
     public var baseline = false
     /// CPU samples of the traced threads per second per CPU, with their user stacks; 0: off.
     public var sampleHz: UInt32 = 0
@@ -25,6 +26,9 @@ public struct KernelProbeOptions: Sendable {
     public var syscalls = true
     /// Scheduler records: off-CPU episodes (and with them off-CPU wait stacks).
     public var scheduler = true
+    /// Filter every syscall by the current task instead of by the process the scheduler probe noted for
+    /// the CPU: slower for untraced processes; only for the benchmark's side-by-side comparison.
+    public var taskFilter = false
     public init(
         ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
         baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false, stackCopyBytes: UInt32 = 0,
@@ -85,6 +89,7 @@ public final class KernelProbeSession {
         opts.stack_threshold_ns = options.baseline ? 0 : options.stackThresholdNs
         opts.no_syscalls = options.syscalls ? 0 : 1
         opts.no_scheduler = options.scheduler ? 0 : 1
+        opts.task_filter = options.taskFilter ? 1 : 0
         var why = [CChar](repeating: 0, count: 512)
         let p = kp_probes_open(&opts, &why, why.count)
         guard let p else {
@@ -101,6 +106,14 @@ public final class KernelProbeSession {
     }
 
     deinit { close() }
+
+    /// Whether a BPF trampoline (fentry) program loads and attaches to the kernel function `function`
+    /// here: nil if it does, else why not (one line).
+    public static func fentryUnavailable(function: String) -> String? {
+        var why = [CChar](repeating: 0, count: 768)
+        if kp_fentry_probe(function, &why, why.count) == 0 { return nil }
+        return String(decoding: why.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 
     /// Traces `pid`'s process (all threads) and, from now on, every process it forks.
     public func trace(pid: Int32) {

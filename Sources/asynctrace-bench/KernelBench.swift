@@ -5,6 +5,7 @@
 // includes the BPF programs), so other load on the machine does not count; wall-clock rates
 // are reported separately where they matter (sustained rate).
 import KernelProbes
+import TraceText
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -75,16 +76,33 @@ enum KernelBench {
 
     /// Two processes pinned to one CPU pass a byte back and forth over two pipes: every hop is a
     /// context switch (2 per round trip), plus a write and a read. CPU time of both processes per
-    /// round trip: bare, with empty programs on all the probes' tracepoints, with the probes loaded
-    /// but the pair untraced (the cost every other process on the machine pays), and traced.
+    /// round trip: bare; with empty programs on all the probes' tracepoints, on the syscall ones only and
+    /// on the scheduler ones only (what the tracepoints themselves cost); with the probes loaded but the
+    /// pair untraced (the cost every other process on the machine pays), also with the per-task filter
+    /// the probes used before the per-CPU one; and traced. First, whether fentry programs (BPF
+    /// trampolines) could replace the syscall tracepoints here.
     static func contextSwitchCost() {
-        let trips = 50_000, rounds = 5
+        for function in ["__x64_sys_write", "finish_task_switch"] {
+            let why = KernelProbeSession.fentryUnavailable(function: function)
+            print(
+                "{\"benchmark\": \"kernel.fentry_available.\(function)\", \"available\": \(why == nil)"
+                    + (why.map { ", \"why\": \(JSONWriter.quote($0))" } ?? "") + "}")
+        }
+        let trips = 50_000, rounds = 15
         var bare: [Double] = [], baseline: [Double] = [], untraced: [Double] = [], traced: [Double] = []
+        var baselineSyscalls: [Double] = [], baselineScheduler: [Double] = [], untracedTaskFilter: [Double] = []
         var switches: [Double] = []
         for _ in 0..<rounds {
             bare.append(runWorker("pingpong \(trips)", session: nil, traced: false))
             baseline.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: .init(baseline: true)), traced: false))
+            baselineSyscalls.append(
+                runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: .init(baseline: true, scheduler: false)), traced: false))
+            baselineScheduler.append(
+                runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: .init(baseline: true, syscalls: false)), traced: false))
             untraced.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(), traced: false))
+            var before = KernelProbeOptions()
+            before.taskFilter = true
+            untracedTaskFilter.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: before), traced: false))
             var episodes = 0
             traced.append(
                 runWorker("pingpong \(trips)", session: try? KernelProbeSession(), traced: true) {
@@ -96,8 +114,18 @@ enum KernelBench {
         emit("kernel.pingpong_pinned_round_trip.bare", b)
         emit("kernel.pingpong_pinned_round_trip.empty_bpf_on_tracepoints", bl, extra: ["ratio_to_bare": bl / b])
         emit(
+            "kernel.pingpong_pinned_round_trip.empty_bpf_on_syscall_tracepoints", median(baselineSyscalls),
+            extra: ["ratio_to_bare": median(baselineSyscalls) / b])
+        emit(
+            "kernel.pingpong_pinned_round_trip.empty_bpf_on_scheduler_tracepoints", median(baselineScheduler),
+            extra: ["ratio_to_bare": median(baselineScheduler) / b])
+        emit(
             "kernel.pingpong_pinned_round_trip.probes_loaded_untraced", u,
-            extra: ["ratio_to_bare": u / b, "added_ns_per_round_trip": u - b])
+            extra: ["ratio_to_bare": u / b, "added_ns_per_round_trip": u - b, "added_ns_vs_empty_bpf": u - bl])
+        let utf = median(untracedTaskFilter)
+        emit(
+            "kernel.pingpong_pinned_round_trip.probes_loaded_untraced_task_filter", utf,
+            extra: ["ratio_to_bare": utf / b, "added_ns_per_round_trip": utf - b, "added_ns_vs_empty_bpf": utf - bl])
         emit(
             "kernel.pingpong_pinned_round_trip.traced", t,
             extra: [
@@ -131,11 +159,14 @@ enum KernelBench {
     static func syscallCost() {
         let writes = 400_000, rounds = 9
         var bare: [Double] = [], baseline: [Double] = [], untraced: [Double] = [], traced: [Double] = [],
-            probesOnly: [Double] = []
+            probesOnly: [Double] = [], untracedTaskFilter: [Double] = []
         for _ in 0..<rounds {
             bare.append(runWorker("writes \(writes)", session: nil, traced: false))
             baseline.append(runWorker("writes \(writes)", session: try? KernelProbeSession(options: .init(baseline: true)), traced: false))
             untraced.append(runWorker("writes \(writes)", session: try? KernelProbeSession(), traced: false))
+            var before = KernelProbeOptions()
+            before.taskFilter = true
+            untracedTaskFilter.append(runWorker("writes \(writes)", session: try? KernelProbeSession(options: before), traced: false))
             traced.append(runWorker("writes \(writes)", session: try? KernelProbeSession(), traced: true))
             // The probes' own cost: a ring big enough for the whole run, drained only afterwards.
             probesOnly.append(
@@ -155,6 +186,9 @@ enum KernelBench {
                 "ratio_to_bare": u / b, "added_ns_vs_empty_bpf": u - bl,
                 "tracepoint_cost_ns": bl - b, "filter_cost_ns": u - bl,
             ])
+        emit(
+            "kernel.write_1B_devnull.probes_untraced_process_task_filter", median(untracedTaskFilter),
+            extra: ["ratio_to_bare": median(untracedTaskFilter) / b, "filter_cost_ns": median(untracedTaskFilter) - bl])
         emit("kernel.write_1B_devnull.traced", t, extra: ["ratio_to_bare": t / b, "added_ns_per_syscall": t - b])
     }
 

@@ -25,6 +25,9 @@ struct kp_options {
     uint64_t stack_threshold_ns; // the user stack of every syscall / off-CPU wait this long or longer; 0 = none
     uint32_t no_syscalls;  // 1: no syscall records (nor fd identity, nor syscall wait stacks)
     uint32_t no_scheduler; // 1: no off-CPU records (sched_switch / sched_waking; nor off-CPU wait stacks)
+                           // With `baseline`, no_syscalls / no_scheduler leave out that family's empty programs.
+    uint32_t task_filter;  // 1: filter every syscall by the current task, not by the tgid the scheduler probe
+                           // noted per CPU (only for the benchmark's comparison)
 };
 
 #define KP_DEFAULT_RING_BYTES (16u << 20)
@@ -66,6 +69,11 @@ void kp_probes_close(struct kp_probes *probes);
 // open (BPF_ENABLE_STATS: counted, so other holders are not disturbed); -errno on failure. Benchmarks only:
 // the statistics add two clock reads to every program run.
 int kp_enable_run_time_stats(void);
+
+// Whether a BPF trampoline program (fentry) can be loaded and attached to the kernel function `function`
+// here: 0, or -errno with the reason (and the verifier's words, if any) in `why`. Detaches at once. The
+// probes use tracepoints; this answers, for the benchmark and the docs, whether fentry would be an option.
+int kp_fentry_probe(const char *function, char *why, size_t why_len);
 
 // SHA-256 of the bpf/ sources the compiled-in skeleton was generated from.
 const char *kp_probes_source_hash(void);
