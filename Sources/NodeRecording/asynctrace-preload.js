@@ -291,8 +291,13 @@
   function init(asyncId, type, triggerAsyncId, resource) {
     if (creatingOwnTimer) { ownTimerID = asyncId; return; }
     if (!enabled) return;
-    if (pos + 4 + MAX_RECORD > LIMIT) writeBatch();
-    const t = typeID(type);
+    // Room for the record, and for the type's string record only when the type is new (reserving
+    // MAX_RECORD on every init cut batches to ~1.6 KB instead of 4 KB: 2.5x the writes).
+    let t = typeIndex.get(type);
+    if (t === undefined) {
+      if (pos + 4 + MAX_RECORD > LIMIT) writeBatch();
+      t = typeID(type);
+    } else if (pos + 4 > LIMIT) writeBatch();
     const trigger = triggerAsyncId <= rootTrigger ? parentWorker : idBase + triggerAsyncId;
     buf[pos] = K_INIT; buf[pos + 1] = idBase + asyncId; buf[pos + 2] = trigger; buf[pos + 3] = t;
     pos += 4;
