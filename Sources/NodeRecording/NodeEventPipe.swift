@@ -131,10 +131,20 @@ public final class NodeEventPipe {
         while running {
             var pfd = pollfd(fd: fifoFD, events: Int16(POLLIN), revents: 0)
             _ = poll(&pfd, 1, 100)
+            var drained = false
             while running {
                 let n = buffer.withUnsafeMutableBytes { read(fifoFD, $0.baseAddress!, $0.count) }
                 if n <= 0 { break }
+                drained = true
                 running = buffer.withUnsafeBytes { writer!.consume(UnsafeRawBufferPointer(rebasing: $0[0..<n]), nowNs: 0) }
+            }
+            // Under load, nap before waiting again: batches then pile up in the pipe (1 MB, ~15 ms of a
+            // busy HTTP server's events) and most writes find no reader to wake; waking this thread on
+            // every 4 KB write cost the traced program a few us per batch (a cross-CPU wakeup) and
+            // this thread a context switch per batch.
+            if drained && running {
+                var nap = timespec(tv_sec: 0, tv_nsec: 3_000_000)
+                nanosleep(&nap, nil)
             }
             let now = Self.nowNs()
             if now - lastFlush >= 200_000_000 {

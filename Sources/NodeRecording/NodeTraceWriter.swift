@@ -43,6 +43,9 @@ public struct NodeTraceWriter {
         var clockOffsetNs: Double = 0
         var hasClock = false
         var types: [Int: String] = [:]
+        /// The open chunk's string id of each type index (-1: not interned in this chunk yet): an init
+        /// then costs an array read, not a String hash.
+        var typeStringIDs: [Int64] = []
     }
 
     private var streams: [UInt64: Stream] = [:]
@@ -137,7 +140,9 @@ public struct NodeTraceWriter {
             statistics.threads += 1
             if pids.insert(UInt32(pid)).inserted { statistics.processes += 1 }
         }
-        var s = streams[key]!
+        // Taken out of the dictionary while its batch is decoded: a copy that shared the open chunk's
+        // buffer with the dictionary's value would copy the whole chunk (up to 64 KB) at its first append.
+        var s = streams.removeValue(forKey: key)!
         defer { streams[key] = s }
         statistics.batches += 1
         if seq > s.nextBatch { statistics.missingBatches += seq - s.nextBatch }
@@ -178,16 +183,25 @@ public struct NodeTraceWriter {
             var consumed = 1 + fields
             switch kind {
             case .initResource:
-                guard let id = Self.integer(a), let trigger = Self.integer(c), let t = Self.integer(slot(i + 3)),
+                guard let id = Self.integer(a), let trigger = Self.integer(c), let t = Self.integer(slot(i + 3), max: 65535),
                     let type = s.types[Int(t)]
                 else { statistics.malformedRecords += 1; return }
+                let typeIndex = Int(t)
+                if typeIndex >= s.typeStringIDs.count {
+                    s.typeStringIDs.append(contentsOf: repeatElement(-1, count: typeIndex + 1 - s.typeStringIDs.count))
+                }
+                let known = s.builder == nil ? -1 : s.typeStringIDs[typeIndex]
+                var interned: UInt64 = 0
                 event(&s, .initResource, ns: s.lastNs) { b, ticks in
-                    let typeID = b.intern(type, ticks: ticks)
+                    let typeID = known >= 0 ? UInt64(known) : b.intern(type, ticks: ticks)
+                    interned = typeID
                     b.beginEvent(.initResource, ticks: ticks)
                     b.putAsyncID(id)
                     b.putStringID(typeID)
                     b.putRelatedID(trigger)
                 }
+                // The event may have sealed the chunk (then the next one interns the type again).
+                if s.builder != nil { s.typeStringIDs[typeIndex] = Int64(interned) }
             case .before, .after:
                 guard s.hasClock, a.isFinite, a >= 0, let id = Self.integer(c) else { statistics.malformedRecords += 1; return }
                 let ns = UInt64(max(0, (s.clockOffsetNs + a * 1e6).rounded()))
@@ -219,6 +233,7 @@ public struct NodeTraceWriter {
                 case .string:
                     guard let index = Self.integer(a, max: 65535) else { statistics.malformedRecords += 1; return }
                     s.types[Int(index)] = t
+                    if Int(index) < s.typeStringIDs.count { s.typeStringIDs[Int(index)] = -1 }
                 case .thread:
                     event(&s, .threadInfo, ns: s.lastNs) { b, ticks in
                         let name = b.intern(t, ticks: ticks)
@@ -286,6 +301,7 @@ public struct NodeTraceWriter {
             sequence: s.chunkSequence, endNs: s.lastNs, endTicks: s.lastNs, droppedCumulative: s.dropped,
             flags: final ? [.final] : [])
         s.builder = nil
+        for k in s.typeStringIDs.indices { s.typeStringIDs[k] = -1 }
         s.chunkSequence += 1
         if let sink {
             sink(bytes)
