@@ -93,6 +93,60 @@ int trace_open_output(const char *path, int truncate, int append_only, const str
     return fd;
 }
 
+int trace_open_window_directory(const char *path, const struct trace_file_owner *owner, const char **why) {
+    *why = NULL;
+    struct saved_identity saved;
+    if (become(owner, &saved) != 0) {
+        restore(&saved);
+        *why = "cannot take on the invoking user's identity";
+        return -1;
+    }
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        restore(&saved);
+        return -1;
+    }
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) *why = "it is a symbolic link or not a directory";
+    if (fd >= 0) {
+        struct stat st;
+        uid_t me = (owner != NULL && owner->uid >= 0) ? (uid_t)owner->uid : geteuid();
+        int bad = 0;
+        if (fstat(fd, &st) != 0) bad = errno;
+        else if (!S_ISDIR(st.st_mode)) { *why = "it is not a directory"; bad = ENOTDIR; }
+        else if (st.st_uid != me) { *why = "it belongs to another user"; bad = EPERM; }
+        else if ((st.st_mode & 022) != 0) { *why = "other users can write to it (give a directory only you can write)"; bad = EPERM; }
+        if (bad) {
+            close(fd);
+            fd = -1;
+            errno = bad;
+        }
+    }
+    restore(&saved);
+    return fd;
+}
+
+int trace_create_at(int directory, const char *name, const struct trace_file_owner *owner) {
+    struct saved_identity saved;
+    if (become(owner, &saved) != 0) {
+        restore(&saved);
+        return -1;
+    }
+    int fd = openat(directory, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    restore(&saved);
+    return fd;
+}
+
+int trace_unlink_at(int directory, const char *name, const struct trace_file_owner *owner) {
+    struct saved_identity saved;
+    if (become(owner, &saved) != 0) {
+        restore(&saved);
+        return -1;
+    }
+    int r = unlinkat(directory, name, 0);
+    restore(&saved);
+    return r;
+}
+
 int trace_loss_counters_create(struct trace_loss_counters **out) {
     *out = NULL;
     int fd = memfd_create("asynctrace-losses", 0); // inherited by the program on purpose

@@ -146,6 +146,8 @@ public enum FlightDump {
         }
 
         for (i, c) in chunks.enumerated() {
+            // On disk: the segments before this chunk's are read; the ring may remove them now.
+            if let segment = c.segment { snapshot.pins?.releaseBefore(segment) }
             let plan = plans[c.key]!
             var h = c.header
             h.sequence = h.sequence &- plan.firstSequence &+ (plan.prefixed ? 1 : 0)
@@ -156,6 +158,7 @@ public enum FlightDump {
             summary.events &+= UInt64(h.eventCount)
         }
         try out.finish()
+        snapshot.pins?.releaseAll()
         summary.streams = plans.count
         summary.bytes = out.written
         var starts: [FlightStreamKey: FlightFeedStart] = [:]
@@ -201,27 +204,35 @@ struct DumpOutput {
 
     /// The chunk with header `h` (sequence, dropped count, flags changed), checksummed again.
     mutating func append(chunk c: FlightChunk, header: ChunkHeader) throws(FlightDumpError) {
-        Self.append(chunk: c, header: header, to: &buffer)
+        guard Self.append(chunk: c, header: header, to: &buffer) else { throw FlightDumpError(errno: EIO) }
         if buffer.count >= Self.flushBytes { try flush() }
     }
 
-    /// Appends the chunk `c` with header `header` to `buffer`, checksummed again.
-    static func append(chunk c: FlightChunk, header: ChunkHeader, to buffer: inout [UInt8]) {
+    /// Appends the chunk `c` with header `header` to `buffer`, checksummed again; false (and nothing
+    /// appended) if its bytes cannot be read from its segment.
+    @discardableResult
+    static func append(chunk c: FlightChunk, header: ChunkHeader, to buffer: inout [UInt8]) -> Bool {
+        let at = buffer.count
+        if let memory = c.memory {
+            buffer.append(contentsOf: memory)
+        } else {
+            let ok = withUnsafeTemporaryAllocation(byteCount: c.byteCount, alignment: 16) { scratch -> Bool in
+                guard c.copyBytes(to: scratch.baseAddress!) else { return false }
+                buffer.append(contentsOf: UnsafeRawBufferPointer(scratch))
+                return true
+            }
+            if !ok { return false }
+        }
         var h = header
         h.crc = 0
-        let at = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: TraceFileFormat.chunkHeaderSize))
-        let payloadCount = c.bytes.count - TraceFileFormat.chunkHeaderSize
+        let payloadCount = c.byteCount - TraceFileFormat.chunkHeaderSize
         buffer.withUnsafeMutableBytes { raw in
-            h.store(to: raw.baseAddress! + at)
-            h.crc = c.bytes.withUnsafeBytes { p in
-                flightChunkCRC(
-                    header: raw.baseAddress! + at, payload: p.baseAddress! + TraceFileFormat.chunkHeaderSize,
-                    count: payloadCount)
-            }
-            h.store(to: raw.baseAddress! + at)
+            let base = raw.baseAddress! + at
+            h.store(to: base)
+            h.crc = flightChunkCRC(header: base, payload: base + TraceFileFormat.chunkHeaderSize, count: payloadCount)
+            h.store(to: base)
         }
-        buffer.append(contentsOf: c.bytes[TraceFileFormat.chunkHeaderSize...])
+        return true
     }
 
     mutating func flush() throws(FlightDumpError) {

@@ -86,7 +86,7 @@ public final class FlightFeed: @unchecked Sendable {
 
     static func enqueue(_ c: FlightChunk, into s: inout State) {
         guard !s.overflowed else { return }
-        guard s.queue.count - s.sent + c.bytes.count <= s.limit else {
+        guard s.queue.count - s.sent + c.byteCount <= s.limit else {
             s.overflowed = true
             return
         }

@@ -66,14 +66,46 @@ public struct FlightStreamKey: Hashable, Sendable {
     }
 }
 
-/// A sealed chunk (header and payload) as it was written.
+/// A sealed chunk (header and payload) as it was written: in memory, or in a segment file of a
+/// window on disk.
 public struct FlightChunk: Sendable {
-    public let bytes: [UInt8]
     public let header: ChunkHeader
+    let memory: [UInt8]?
+    let segment: FlightSegment?
+    let offset: Int
+    /// Its size, header included.
+    public let byteCount: Int
     public var key: FlightStreamKey { FlightStreamKey(header) }
     public init(bytes: [UInt8], header: ChunkHeader) {
-        self.bytes = bytes
+        memory = bytes
+        segment = nil
+        offset = 0
+        byteCount = bytes.count
         self.header = header
+    }
+    init(header: ChunkHeader, segment: FlightSegment, offset: Int, byteCount: Int) {
+        memory = nil
+        self.segment = segment
+        self.offset = offset
+        self.byteCount = byteCount
+        self.header = header
+    }
+
+    /// Its bytes (read back from its segment when on disk; nil if that read fails).
+    public var bytes: [UInt8]? {
+        if let memory { return memory }
+        var out = [UInt8](repeating: 0, count: byteCount)
+        let ok = out.withUnsafeMutableBytes { copyBytes(to: $0.baseAddress!) }
+        return ok ? out : nil
+    }
+
+    /// Copies its `byteCount` bytes to `to`; false if they cannot be read.
+    func copyBytes(to: UnsafeMutableRawPointer) -> Bool {
+        if let memory {
+            memory.withUnsafeBytes { to.copyMemory(from: $0.baseAddress!, byteCount: byteCount) }
+            return true
+        }
+        return segment!.read(offset, byteCount, into: to)
     }
 }
 
@@ -105,6 +137,8 @@ public struct FlightSnapshot: Sendable {
     public var chunks: [FlightChunk]
     public var identities: [FlightStreamKey: FlightStreamIdentity]
     public var live: [FlightStreamKey: [FlightLiveResource]]
+    /// On disk: the segments it reads, kept until they are read.
+    var pins: FlightPins?
 }
 
 /// Counters of a flight recorder.
@@ -121,6 +155,14 @@ public struct FlightStatistics: Sendable, Equatable {
     /// could not be remembered past the cap.
     public var liveResources = 0
     public var liveResourcesNotKept: UInt64 = 0
+    /// On disk (`--keep-on-disk`): bytes of the segment files (what the bound limits), the most at
+    /// once, segments created, and chunks not kept (no room while a dump read the oldest segment, a
+    /// chunk larger than the bound allows, or a failed write: `diskErrno`).
+    public var diskBytes = 0
+    public var peakDiskBytes = 0
+    public var segmentsCreated = 0
+    public var chunksNotKept: UInt64 = 0
+    public var diskErrno: Int32 = 0
 }
 
 public final class FlightRing: @unchecked Sendable {
@@ -143,8 +185,46 @@ public final class FlightRing: @unchecked Sendable {
 
     public let limits: FlightLimits
     private let state = LockedValue(State())
+    /// The window on disk, if any (changed only under `state`'s lock).
+    public let disk: FlightDiskWindow?
 
-    public init(limits: FlightLimits) { self.limits = limits }
+    public init(limits: FlightLimits) {
+        self.limits = limits
+        disk = nil
+    }
+
+    /// A window on disk: the chunks go to segment files of `disk`, whose total size (headers included,
+    /// and segments a dump still reads) never exceeds `limits.keepBytes`. Segments are a sixteenth of
+    /// that (256 KiB to 64 MiB); one segment's room is left free for dumps, which keep the segments
+    /// they read until they have read them.
+    public init(limits: FlightLimits, disk: FlightDiskWindow) {
+        self.limits = limits
+        self.disk = disk
+        disk.segmentBytes = min(max(limits.keepBytes / 16, 256 << 10), 64 << 20)
+    }
+
+    /// On disk: the file header each new segment starts with (the recording's pid and program).
+    public func setSegmentHeader(_ header: FileHeader) {
+        guard let disk else { return }
+        state.withLock { _ in disk.header = header.encode() }
+    }
+
+    /// On disk: removes this recording's segments (the recording has ended; its dumps are written).
+    public func removeSegments() {
+        guard let disk else { return }
+        state.withLock { s in
+            s.stats.chunksKept = 0
+            s.stats.bytesKept = 0
+            s.chunks = []
+            s.head = 0
+            for segment in disk.segments where !segment.unlinked { disk.unlink(segment) }
+        }
+    }
+
+    func unpin(_ segments: [FlightSegment]) {
+        guard let disk else { return }
+        state.withLock { _ in for segment in segments { disk.unpin(segment) } }
+    }
 
     /// Takes a copy of a sealed chunk (e.g. a message received from a program's recorder). A
     /// message that is not one whole chunk with a correct checksum is rejected and counted: the
@@ -172,10 +252,19 @@ public final class FlightRing: @unchecked Sendable {
         state.withLock { s in
             if let identity { s.identities[chunk.key] = identity }
             // Room first: the bound holds at every moment, not just between chunks.
-            evict(&s, nowNs: nowNs, incoming: chunk.bytes.count)
-            s.chunks.append(chunk)
+            evict(&s, nowNs: nowNs, incoming: chunk.byteCount)
+            var kept = chunk
+            if let disk {
+                guard let stored = store(chunk, on: disk, &s) else {
+                    disk.chunksNotKept += 1
+                    for o in s.observers.values { o(chunk) }  // a live viewer still gets it
+                    return
+                }
+                kept = stored
+            }
+            s.chunks.append(kept)
             s.stats.chunksKept += 1
-            s.stats.bytesKept += chunk.bytes.count
+            s.stats.bytesKept += chunk.byteCount
             s.stats.peakBytes = max(s.stats.peakBytes, s.stats.bytesKept)
             for o in s.observers.values { o(chunk) }
         }
@@ -209,14 +298,69 @@ public final class FlightRing: @unchecked Sendable {
         let cutoff = limits.keepNs.map { nowNs > $0 ? nowNs - $0 : 0 } ?? 0
         while s.head < s.chunks.count {
             let c = s.chunks[s.head]
-            guard s.stats.bytesKept + incoming > limits.keepBytes || c.header.endNs < cutoff else { break }
-            s.stats.bytesKept -= c.bytes.count
-            s.stats.chunksKept -= 1
-            s.stats.chunksEvicted += 1
-            s.stats.bytesEvicted += UInt64(c.bytes.count)
-            s.head += 1
-            if !c.header.isKernel { Self.fold(c, into: &s) }
+            // On disk the bound is on the segment files (`store`); here only age.
+            let overBytes = disk == nil && s.stats.bytesKept + incoming > limits.keepBytes
+            guard overBytes || c.header.endNs < cutoff else { break }
+            dropHead(&s)
         }
+        // Segments whose chunks have all left the window (the one being written stays).
+        if let disk {
+            while let oldest = disk.oldest, oldest !== disk.current,
+                s.head == s.chunks.count || s.chunks[s.head].segment !== oldest
+            {
+                disk.unlink(oldest)
+            }
+        }
+        compact(&s)
+    }
+
+    /// The oldest chunk leaves the window.
+    private func dropHead(_ s: inout State) {
+        let c = s.chunks[s.head]
+        s.stats.bytesKept -= c.byteCount
+        s.stats.chunksKept -= 1
+        s.stats.chunksEvicted += 1
+        s.stats.bytesEvicted += UInt64(c.byteCount)
+        s.head += 1
+        if !c.header.isKernel { Self.fold(c, into: &s) }
+    }
+
+    /// Writes `chunk` to the window's current segment (a new one when it is full), making room first
+    /// by removing the oldest segments: the segment files never exceed the bound, one segment's room
+    /// kept free for a dump that still reads the oldest. nil: no room (counted by the caller).
+    private func store(_ chunk: FlightChunk, on disk: FlightDiskWindow, _ s: inout State) -> FlightChunk? {
+        let n = chunk.byteCount
+        func needed() -> Int {
+            let rotate = disk.current.map { $0.size + n > disk.segmentBytes && $0.size > disk.header.count } ?? true
+            return n + (rotate ? disk.header.count : 0)
+        }
+        let target = limits.keepBytes - disk.segmentBytes
+        guard n + disk.header.count <= target else { return nil }  // larger than the window may ever hold
+        while disk.usedBytes + needed() > target, let oldest = disk.oldest, oldest.pins == 0 {
+            while s.head < s.chunks.count && s.chunks[s.head].segment === oldest { dropHead(&s) }
+            disk.unlink(oldest)
+        }
+        compact(&s)
+        guard disk.usedBytes + needed() <= limits.keepBytes else { return nil }
+        if needed() > n || disk.current == nil {
+            disk.current = nil
+            guard let segment = disk.newSegment() else { return nil }
+            disk.current = segment
+        }
+        let segment = disk.current!
+        let offset = segment.size
+        let ok: Bool
+        if let memory = chunk.memory {
+            ok = disk.write(memory, to: segment)
+        } else {
+            guard let bytes = chunk.bytes else { return nil }
+            ok = disk.write(bytes, to: segment)
+        }
+        guard ok else { return nil }
+        return FlightChunk(header: chunk.header, segment: segment, offset: offset, byteCount: n)
+    }
+
+    private func compact(_ s: inout State) {
         // Compact now and then: the array's front is dead weight.
         if s.head > 1024 && s.head * 2 > s.chunks.count {
             s.chunks.removeFirst(s.head)
@@ -228,13 +372,21 @@ public final class FlightRing: @unchecked Sendable {
         state.withLock { s in
             var st = s.stats
             st.liveResources = s.live.count
+            if let disk {
+                st.diskBytes = disk.usedBytes
+                st.peakDiskBytes = disk.peakBytes
+                st.segmentsCreated = disk.segmentsCreated
+                st.chunksNotKept = disk.chunksNotKept
+                st.diskErrno = disk.firstErrno
+            }
             return st
         }
     }
 
     /// A chunk leaving the window: its inits and destroys update what is alive before the window.
     static func fold(_ chunk: FlightChunk, into s: inout State) {
-        chunk.bytes.withUnsafeBytes { raw in
+        guard let bytes = chunk.bytes else { return }
+        bytes.withUnsafeBytes { raw in
             var d = ChunkDecoder(header: chunk.header, payload: UnsafeRawBufferPointer(rebasing: raw[TraceFileFormat.chunkHeaderSize...]))
             var e = DecodedEvent(kind: .stringDef)
             while case .event = d.decodeNext(into: &e) {
@@ -267,13 +419,23 @@ public final class FlightRing: @unchecked Sendable {
         evict(&s, nowNs: nowNs)
         var live: [FlightStreamKey: [FlightLiveResource]] = [:]
         for (k, r) in s.live { live[FlightStreamKey(pid: k.pid, tid: r.tid, kernel: false), default: []].append(r) }
-        return FlightSnapshot(chunks: Array(s.chunks[s.head...]), identities: s.identities, live: live)
+        let chunks = Array(s.chunks[s.head...])
+        var pins: FlightPins?
+        if disk != nil {
+            // The segments it reads stay until it has read them (released oldest first).
+            var segments: [FlightSegment] = []
+            for c in chunks where c.segment !== segments.last { segments.append(c.segment!) }
+            for segment in segments { segment.pins += 1 }
+            pins = FlightPins(ring: self, segments: segments)
+        }
+        return FlightSnapshot(chunks: chunks, identities: s.identities, live: live, pins: pins)
     }
 
     /// Thread name and program from a stream's first chunk (threadInfo, processInfo).
     static func identity(of chunk: FlightChunk) -> FlightStreamIdentity {
         var id = FlightStreamIdentity()
-        chunk.bytes.withUnsafeBytes { raw in
+        guard let bytes = chunk.bytes else { return id }
+        bytes.withUnsafeBytes { raw in
             var d = ChunkDecoder(header: chunk.header, payload: UnsafeRawBufferPointer(rebasing: raw[TraceFileFormat.chunkHeaderSize...]))
             var seen = 0
             while seen < 64, let r = d.next(), case .success(let e) = r {

@@ -21,6 +21,16 @@ struct FlightOptions: ParsableArguments {
     var keep: String?
 
     @Option(
+        name: .customLong("keep-on-disk"),
+        help: ArgumentHelp(
+            "Keep the window in segment files in this directory instead of memory: --keep's size bounds the files "
+                + "(at least 4MiB; 1GiB with a duration only), the oldest segment is removed as new ones fill. The "
+                + "directory is created if missing (mode 0700) and must be yours alone; the segments are removed when "
+                + "the recording ends. If the recorder is killed they stay: `asynctrace dump --segments DIR` makes a "
+                + "trace of them.", valueName: "directory"))
+    var keepOnDisk: String?
+
+    @Option(
         name: .customLong("dump-on-block"),
         help: ArgumentHelp(
             "Dump automatically when a callback runs longer than this, or a loop thread stays this long between two "
@@ -45,13 +55,21 @@ struct FlightOptions: ParsableArguments {
 
     func validate() throws {
         if !enabled {
-            for (name, value) in [("--keep", keep), ("--dump-on-block", dumpOnBlock), ("--min-dump-interval", minDumpInterval)] where value != nil {
+            for (name, value) in [
+                ("--keep", keep), ("--keep-on-disk", keepOnDisk), ("--dump-on-block", dumpOnBlock), ("--min-dump-interval", minDumpInterval),
+            ] where value != nil {
                 throw ValidationError("\(name) needs --flight-recorder")
             }
             return
         }
         if let k = keep, FlightLimits.parse(k) == nil {
             throw ValidationError("cannot read --keep '\(k)': give a duration, a size of at least 1MiB, or both (e.g. 30s, 512MiB, 30s,512MiB)")
+        }
+        if let dir = keepOnDisk {
+            if dir.isEmpty { throw ValidationError("--keep-on-disk needs a directory") }
+            if limits.keepBytes < 4 << 20 {
+                throw ValidationError("--keep-on-disk needs a window of at least 4MiB (--keep \(keep ?? ""))")
+            }
         }
         if let d = dumpOnBlock, (Quantities.duration(d) ?? 0) == 0 {
             throw ValidationError("cannot read --dump-on-block '\(d)': give a duration, e.g. 100ms")

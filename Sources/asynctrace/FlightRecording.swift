@@ -70,8 +70,20 @@ final class FlightRecording: @unchecked Sendable {
     private let receiverDone = Atomic<Bool>(false)
     private var receiver = pthread_t()
 
-    init(limits: FlightLimits, owner: trace_file_owner_identity, minAutomaticGapNs: UInt64) throws {
-        ring = FlightRing(limits: limits)
+    init(limits: FlightLimits, owner: trace_file_owner_identity, minAutomaticGapNs: UInt64, onDisk directory: String? = nil) throws {
+        if let directory {
+            let disk = try FlightDiskWindow(
+                directory: directory, owner: FlightFileOwner(uid: owner.uid, gid: owner.gid, groups: owner.groups), recorderPid: getpid())
+            ring = FlightRing(limits: limits, disk: disk)
+            let others = disk.foreignSegments()
+            if !others.isEmpty {
+                note(
+                    "\(directory) holds \(others.count) segment\(others.count == 1 ? "" : "s") of another recording (a recorder that was "
+                        + "killed?): left as they are and not counted in --keep; `asynctrace dump --segments \(directory)` makes a trace of them")
+            }
+        } else {
+            ring = FlightRing(limits: limits)
+        }
         self.owner = owner
         self.minAutomaticGapNs = minAutomaticGapNs
         var pair: [Int32] = [-1, -1]
@@ -99,6 +111,8 @@ final class FlightRecording: @unchecked Sendable {
         self.program = program
         stem = output.hasSuffix(".atrace") ? String(output.dropLast(".atrace".count)) : output
         self.kernel = kernel
+        ring.setSegmentHeader(
+            FileHeader(pid: UInt32(rootPid), monotonicStartNs: monotonicNowNs(), realtimeStartNs: realtimeNs(), program: program))
         if let kernel {
             let ring = self.ring
             kernel.recordForFlight(retentionNs: (ring.limits.keepNs ?? FlightLimits.defaultKeepNs) &+ 60_000_000_000) { bytes in
@@ -316,6 +330,8 @@ final class FlightRecording: @unchecked Sendable {
         }
         for feed in feeds { close(feed.fd) }
         feeds.removeAll()
+        // The window's segments go with the recording (its dumps are written).
+        ring.removeSegments()
     }
 
     /// Writes the window to a new file; returns the line to report. The line says what asked for it
@@ -523,8 +539,15 @@ final class FlightRecording: @unchecked Sendable {
         let limits = ring.limits
         var keep = limits.keepNs.map { seconds($0) } ?? ""
         keep += (keep.isEmpty ? "" : ", ") + "at most \(limits.keepBytes >> 20) MiB"
+        var kept = "kept at most \(st.peakBytes >> 10) KiB at once"
+        if let disk = ring.disk {
+            keep += " on disk in \(disk.directory)"
+            kept =
+                "the segment files took at most \(st.peakDiskBytes >> 10) KiB at once (\(st.segmentsCreated) segment\(st.segmentsCreated == 1 ? "" : "s") "
+                + "written, removed now), holding up to \(st.peakBytes >> 10) KiB of chunks"
+        }
         note(
-            "flight recorder (\(keep)) ran \(seconds(monotonicNowNs() &- startNs)); kept at most \(st.peakBytes >> 10) KiB at once; "
+            "flight recorder (\(keep)) ran \(seconds(monotonicNowNs() &- startNs)); \(kept); "
                 + "\(dumps.count) dump\(dumps.count == 1 ? "" : "s") written" + (dumps.isEmpty ? " (SIGUSR1 or `asynctrace dump` writes one)" : ":"))
         for d in dumps { note("  \(d)") }
         let c = stallCounts
@@ -536,6 +559,14 @@ final class FlightRecording: @unchecked Sendable {
                     + "\(c.notDumped) in none")
         }
         if dumpErrors > 0 { note("\(dumpErrors) dump\(dumpErrors == 1 ? "" : "s") could not be written (see above)") }
+        if st.chunksNotKept > 0 {
+            note(
+                "\(st.chunksNotKept) chunks were not kept on disk ("
+                    + (st.diskErrno != 0
+                        ? "writing a segment failed: \(String(cString: strerror(st.diskErrno)))"
+                        : "no room: a dump was still reading the oldest segment")
+                    + "); the dumps show the gaps")
+        }
         if st.rejected > 0 { note("\(st.rejected) messages on the program's socket were not valid chunks and were ignored") }
         if let k = kernel, k.dropped > 0 { note("the kernel probes dropped \(k.dropped) events (the dumps count them where they fall)") }
         if let u = userLost, u.events > 0 { note("the program could not hand over \(u.events) events (counted in the dumps where they fall)") }

@@ -390,7 +390,8 @@ struct RecordCommand: ParsableCommand {
             uid: user.map { Int($0.uid) } ?? -1, gid: user.map { Int($0.gid) } ?? -1,
             groups: user?.groups.map { UInt32($0) } ?? [])
         do {
-            return try FlightRecording(limits: flight.limits, owner: owner, minAutomaticGapNs: flight.minDumpIntervalNs)
+            return try FlightRecording(
+                limits: flight.limits, owner: owner, minAutomaticGapNs: flight.minDumpIntervalNs, onDisk: flight.keepOnDisk)
         } catch {
             fail("\(error)", exitCode: 1)
         }

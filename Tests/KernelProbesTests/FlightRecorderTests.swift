@@ -360,6 +360,258 @@ private struct DumpContents {
         #expect(r.stdout.contains(" stalls, ") && r.stdout.split(separator: "\n").filter { $0.hasPrefix("stall ") }.count >= 8, "\(r.stdout)")
     }
 
+    /// --keep 4MiB --keep-on-disk DIR under a steady load with a stall every 1.5 s: the window rotates
+    /// through segment files (0600, oldest removed first) whose total, sampled every 20 ms, never exceeds
+    /// 4 MiB, nor does the recorder's own count (segments a dump still reads included); every dump, also
+    /// those written after the first segments were removed, reads without damage, holds its stall and the
+    /// timer's init (restated from before the window), and stays within the bound; the segments go with
+    /// the recording.
+    @Test func diskWindowStaysWithinItsBound() throws {
+        try requireKernel("flight recorder --keep-on-disk")
+        let dir = temporaryPath("flight-disk")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let window = dir + "/window"
+        let bound = 4 << 20
+        nonisolated(unsafe) var samples = 0
+        nonisolated(unsafe) var most = 0
+        nonisolated(unsafe) var names: [String] = []
+        nonisolated(unsafe) var modes: Set<UInt32> = []
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--flight-recorder", "--keep", "4MiB", "--keep-on-disk", window, "--dump-on-block", "100ms",
+                "--min-dump-interval", "1s", "-o", dir + "/app.atrace", "--", try examples(), "flight-stalls", "14", "1500", "200",
+            ], timeout: 120
+        ) { p in
+            while p.isRunning {
+                var total = 0
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: window)) ?? [] {
+                    var st = stat()
+                    guard lstat(window + "/" + name, &st) == 0 else { continue }  // removed meanwhile
+                    total += Int(st.st_size)
+                    modes.insert(st.st_mode & 0o7777)
+                    if names.last != name && !names.contains(name) { names.append(name) }
+                }
+                most = max(most, total)
+                samples += 1
+                usleep(20_000)
+            }
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(samples > 200)
+        #expect(most <= bound, "the segment files took \(most) bytes at once")
+        #expect(most >= bound / 2, "the window filled (\(most) bytes at most)")
+        #expect(names.count >= 10 && names.allSatisfy { $0.hasPrefix("window-") && $0.hasSuffix(".atseg") }, "\(names)")
+        #expect(modes == [0o600], "\(modes)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: window)) ?? ["?"]
+        #expect(left.isEmpty, "the segments go with the recording: \(left)")
+        // The recorder's own count: at most 4 MiB at once, dumps' reads included.
+        let summary = try #require(r.stderr.split(separator: "\n").first { $0.contains("the segment files took at most ") }, "\(r.stderr)")
+        let kib = summary.components(separatedBy: "the segment files took at most ")[1].split(separator: " ")[0]
+        #expect((Int(kib) ?? .max) <= bound >> 10, "\(summary)")
+        #expect(!r.stderr.contains("were not kept on disk"), "\(r.stderr)")
+
+        let stalls = r.stdout.split(separator: "\n").filter { $0.hasPrefix("stall ") }.count
+        let dumps = dumpPaths(r.stderr)
+        #expect(stalls >= 7 && dumps.count == stalls, "\(r.stdout) \(r.stderr)")
+        var firsts: [UInt64] = []
+        for (i, path) in dumps.enumerated() {
+            let d = try DumpContents(path)
+            #expect(d.reader.damage.isEmpty, "\(path): \(d.reader.damage.map(\.message))")
+            #expect(d.marks.contains { $0.name == "stall \(i + 1)" }, "\(path): marks \(d.marks.map(\.name))")
+            #expect(d.longestCallbackNs >= 190_000_000 && d.nanosleeps >= 1, "\(path)")
+            #expect(d.initialized[d.longestCallbackID] == "Timeout", "\(path): \(d.longestCallbackID) has no init")
+            let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? .max
+            #expect(size <= bound, "\(path): \(size) bytes")
+            firsts.append(d.reader.firstNs)
+        }
+        // The window moved on: the last dumps start seconds after the first (their early segments were removed).
+        if let first = firsts.first, let last = firsts.last { #expect(last > first + 3_000_000_000, "\(firsts)") }
+        if let last = dumps.last {
+            let report = try runCapturing(try asynctrace(), ["report", last])
+            #expect(report.status == 0 && report.stdout.contains("damage     none"), "\(report.stdout)")
+        }
+    }
+
+    /// SIGKILL of a recorder with its window on disk: the dump written before reads without damage, the
+    /// segments stay (within the bound), and `asynctrace dump --segments` makes a trace of them that
+    /// reads without damage and reaches past that dump, up to the kill; it never overwrites a file.
+    @Test func diskWindowSurvivesSIGKILL() throws {
+        try requireKernel("flight recorder --keep-on-disk SIGKILL")
+        let dir = temporaryPath("flight-disk-kill")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let window = dir + "/window"
+        let r = try runCapturing(
+            try asynctrace(),
+            [
+                "record", "--flight-recorder", "--keep", "4MiB", "--keep-on-disk", window, "-o", dir + "/app.atrace", "--",
+                try examples(), "flight-stalls", "60", "1000", "150",
+            ], timeout: 90
+        ) { p in
+            usleep(6_000_000)
+            kill(p.processIdentifier, SIGUSR1)
+            usleep(2_500_000)
+            kill(p.processIdentifier, SIGKILL)
+        }
+        #expect(r.reason == .uncaughtSignal && r.status == SIGKILL)
+        let dumps = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".atrace") }
+        #expect(dumps.count == 1, "\(dumps) \(r.stderr)")
+        let dump = try DumpContents(dir + "/" + (dumps.first ?? "?"))
+        #expect(dump.reader.damage.isEmpty, "\(dump.reader.damage.map(\.message))")
+        let segments = try FileManager.default.contentsOfDirectory(atPath: window)
+        var total = 0
+        for name in segments {
+            let a = try FileManager.default.attributesOfItem(atPath: window + "/" + name)
+            total += (a[.size] as? NSNumber)?.intValue ?? 0
+        }
+        #expect(segments.count >= 8 && total <= 4 << 20, "\(segments.count) segments, \(total) bytes")
+
+        let recovered = dir + "/recovered.atrace"
+        let rec = try runCapturing(try asynctrace(), ["dump", "--segments", window, "-o", recovered])
+        #expect(rec.status == 0 && rec.stdout.hasPrefix("wrote \(recovered) ("), "\(rec.stdout) \(rec.stderr)")
+        let d = try DumpContents(recovered)
+        #expect(d.reader.damage.isEmpty, "\(d.reader.damage.map(\.message))")
+        #expect(d.userEvents > 10_000 && d.syscalls > 1000 && d.nanosleeps >= 1, "\(recovered)")
+        #expect(d.marks.count >= 2, "\(d.marks.map(\.name))")
+        #expect(d.reader.lastNs > dump.reader.lastNs + 1_000_000_000, "the segments reach past the dump, up to the kill")
+        let report = try runCapturing(try asynctrace(), ["report", recovered])
+        #expect(report.status == 0 && report.stdout.contains("damage     none"), "\(report.stdout)")
+        let again = try runCapturing(try asynctrace(), ["dump", "--segments", window, "-o", recovered])
+        #expect(again.status == 1 && again.stderr.contains("never overwritten"), "\(again.stderr)")
+    }
+
+    /// The window's directory must be the recorder's user's alone: a symlink, or a directory other users
+    /// can write, is refused before the program starts.
+    @Test func diskWindowRefusesUnsafeDirectories() throws {
+        let dir = temporaryPath("flight-disk-unsafe")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/open", withIntermediateDirectories: true)
+        chmod(dir + "/open", 0o777)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: dir + "/open")
+        for (path, why) in [(dir + "/open", "other users can write to it"), (dir + "/link", "symbolic link")] {
+            let r = try runCapturing(
+                try asynctrace(),
+                ["record", "--flight-recorder", "--keep", "4MiB", "--keep-on-disk", path, "-o", dir + "/a.atrace", "--", "/bin/true"])
+            #expect(r.status == 1 && r.stderr.contains(why), "\(path): \(r.stderr)")
+        }
+        let small = try runCapturing(
+            try asynctrace(),
+            ["record", "--flight-recorder", "--keep", "2MiB", "--keep-on-disk", dir + "/w", "-o", dir + "/a.atrace", "--", "/bin/true"])
+        #expect(small.status != 0 && small.stderr.contains("at least 4MiB"), "\(small.stderr)")
+    }
+
+    /// Under sudo (SUDO_UID/SUDO_GID) the window's directory and segments are created as the invoking
+    /// user (0700, 0600), and a directory that is not that user's is refused.
+    @Test(.enabled(if: geteuid() == 0, "needs root")) func diskWindowUnderSudoIsTheUsers() throws {
+        try requireKernel("flight recorder --keep-on-disk under sudo")
+        let nobody: uid_t = 65534
+        let dir = temporaryPath("flight-disk-sudo")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chown(dir, nobody, nobody)
+        chmod(dir, 0o755)
+        var env = ProcessInfo.processInfo.environment
+        env["SUDO_UID"] = "\(nobody)"
+        env["SUDO_GID"] = "\(nobody)"
+        nonisolated(unsafe) var seen: [(uid: uid_t, mode: mode_t)] = []
+        nonisolated(unsafe) var directory: (uid: uid_t, mode: mode_t)?
+        let r = try runCapturing(
+            try asynctrace(),
+            ["record", "--flight-recorder", "--keep", "4MiB", "--keep-on-disk", dir + "/win", "-o", dir + "/a.atrace", "--", "/bin/sleep", "2"],
+            environment: env
+        ) { _ in
+            usleep(1_200_000)
+            var st = stat()
+            if lstat(dir + "/win", &st) == 0 { directory = (st.st_uid, st.st_mode & 0o7777) }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir + "/win")) ?? [] where lstat(dir + "/win/" + name, &st) == 0 {
+                seen.append((st.st_uid, st.st_mode & 0o7777))
+            }
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(directory?.uid == nobody && directory?.mode == 0o700, "\(String(describing: directory))")
+        #expect(!seen.isEmpty && seen.allSatisfy { $0.uid == nobody && $0.mode == 0o600 }, "\(seen)")
+        // root's own directory is not the invoking user's.
+        let rootOwned = dir + "/root-owned"
+        try FileManager.default.createDirectory(atPath: rootOwned, withIntermediateDirectories: true)
+        chmod(rootOwned, 0o700)
+        let refused = try runCapturing(
+            try asynctrace(),
+            ["record", "--flight-recorder", "--keep", "4MiB", "--keep-on-disk", rootOwned, "-o", dir + "/b.atrace", "--", "/bin/true"],
+            environment: env)
+        #expect(refused.status == 1 && refused.stderr.contains("cannot use"), "\(refused.stderr)")
+    }
+
+    /// The ring on disk, chunk by chunk: the segment files never exceed the bound, even while a dump's
+    /// snapshot holds the oldest segments (chunks that find no room then are counted, not kept); once
+    /// released, the ring rotates again, and a dump of it reads every chunk back.
+    @Test func diskRingBoundHoldsWhileADumpReads() throws {
+        let dir = temporaryPath("flight-disk-ring")
+        try? FileManager.default.removeItem(atPath: dir)
+        let limits = FlightLimits(keepNs: nil, keepBytes: 4 << 20)
+        let ring = FlightRing(limits: limits, disk: try FlightDiskWindow(directory: dir, owner: .current, recorderPid: 7))
+        var sequence: UInt64 = 0
+        var b = ChunkBuilder(pid: 7, tid: 7, startNs: 1000, startTicks: 1000, reserve: 40 << 10)
+        for i in 0..<1000 {
+            b.beginEvent(.before, ticks: 1000)
+            b.putAsyncID(UInt64(i) << 50 | 1)  // large ids: ~10 KiB chunks from few events (the ring decodes what it evicts)
+        }
+        let template = b.seal(sequence: 0, endNs: 1001, endTicks: 1001, droppedCumulative: 0)
+        // The template renumbered and checksummed again (building each chunk event by event is slow in debug).
+        func chunk() -> [UInt8] {
+            var bytes = template
+            bytes.withUnsafeMutableBytes { raw in
+                var h = ChunkHeader.load(from: raw.baseAddress!)!
+                h.sequence = sequence
+                h.crc = 0
+                h.store(to: raw.baseAddress!)
+                h.crc = ChunkHeader.computeCRC(
+                    header: raw.baseAddress!, payload: UnsafeRawBufferPointer(rebasing: raw[TraceFileFormat.chunkHeaderSize...]))
+                h.store(to: raw.baseAddress!)
+            }
+            sequence += 1
+            return bytes
+        }
+        func diskBytes() -> Int {
+            ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).reduce(0) { total, name in
+                var st = stat()
+                return total + (lstat(dir + "/" + name, &st) == 0 ? Int(st.st_size) : 0)
+            }
+        }
+        for i in 0..<1000 {
+            #expect(chunk().withUnsafeBytes { ring.add($0, nowNs: 10_000) })
+            #expect(ring.statistics.diskBytes <= limits.keepBytes)
+            if i % 8 == 0 { #expect(diskBytes() <= limits.keepBytes) }
+        }
+        #expect(ring.statistics.chunksEvicted > 100 && ring.statistics.segmentsCreated > 16)
+        // A dump's snapshot pins every segment: new chunks use the room left free, then are refused.
+        var snapshot: FlightSnapshot? = ring.snapshot(nowNs: 10_000)
+        for _ in 0..<100 {
+            _ = chunk().withUnsafeBytes { ring.add($0, nowNs: 10_000) }
+            #expect(ring.statistics.diskBytes <= limits.keepBytes && diskBytes() <= limits.keepBytes)
+        }
+        #expect(ring.statistics.chunksNotKept > 0)
+        #expect(snapshot!.chunks.allSatisfy { $0.bytes != nil }, "what a snapshot holds stays readable")
+        snapshot = nil
+        let notKept = ring.statistics.chunksNotKept
+        // Released: the ring rotates again (and the gap the refused chunks left moves out of the window).
+        for _ in 0..<1000 { #expect(chunk().withUnsafeBytes { ring.add($0, nowNs: 10_000) }) }
+        #expect(ring.statistics.chunksNotKept == notKept)
+        // A dump reads the window back from the segments.
+        let out = dir + "-dump.atrace"
+        unlink(out)
+        let fd = open(out, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        let summary = try FlightDump.write(to: fd, ring: ring, rootPid: 7, program: "ring", nowNs: 10_000, realtimeNowNs: 1)
+        close(fd)
+        let reader = try TraceReader(path: out)
+        #expect(summary.chunks == ring.statistics.chunksKept && summary.events == UInt64(ring.statistics.chunksKept) * 1000)
+        #expect(reader.damage.isEmpty, "\(reader.damage.map(\.message))")
+        ring.removeSegments()
+        #expect(diskBytes() == 0 && ring.statistics.diskBytes == 0)
+    }
+
     @Test func keepParsesDurationsAndSizes() {
         #expect(FlightLimits.parse("30s") == FlightLimits(keepNs: 30_000_000_000, keepBytes: 1 << 30))
         #expect(FlightLimits.parse("512MiB") == FlightLimits(keepNs: nil, keepBytes: 512 << 20))

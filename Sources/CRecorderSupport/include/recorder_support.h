@@ -109,6 +109,20 @@ struct trace_file_owner {
 int trace_open_output(const char *path, int truncate, int append_only, const struct trace_file_owner *owner,
                       int *created, const char **why);
 
+/// A flight recorder's window on disk (`--keep-on-disk DIR`): opens DIR (creating it, mode 0700,
+/// if missing) as `owner` (as trace_open_output does) and returns a directory fd for the *_at calls
+/// below. DIR itself is never followed if it is a symlink, and it must be a directory owned by the
+/// identity opening it that no other user can write (nobody else can plant, rename or remove files
+/// in it). Returns -1 with errno set; *why says which rule refused (a static string or NULL).
+int trace_open_window_directory(const char *path, const struct trace_file_owner *owner, const char **why);
+
+/// Creates `name` in the window directory (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600, read-write) as
+/// `owner`. Returns the fd or -1 with errno set (EEXIST: the name is taken).
+int trace_create_at(int directory, const char *name, const struct trace_file_owner *owner);
+
+/// Removes `name` from the window directory as `owner`. Returns 0 or -1 with errno set.
+int trace_unlink_at(int directory, const char *name, const struct trace_file_owner *owner);
+
 /// What the recorders of a process tree could not write (disk full, I/O error), shared with
 /// `asynctrace record` through an inherited memfd (ASYNCTRACE_LOSS_FD), so its summary counts
 /// losses that by their nature never reach the trace file.
