@@ -1,0 +1,110 @@
+// The preload loses nothing and invents nothing: a program counts its own async_hooks events (a second
+// hook, so both see the same emits) for every resource made after it starts counting, and the trace holds
+// exactly those inits, befores, afters and destroys, per resource and type. The workload fills many
+// batches (ticks, immediates, timers, fs callbacks, keep-alive HTTP requests), so every batching path
+// (full batch, after+destroy records, the timed flush, the last batch at exit) is crossed.
+import Foundation
+import Testing
+import TraceFormat
+import TraceReader
+
+/// Prints, at exit, {first, last, resources: {id: [type, before, after, destroy]}} for the resources it saw made.
+let nodeCountingProgram = #"""
+    const ah = require('async_hooks');
+    const fs = require('fs');
+    const http = require('http');
+    const seen = new Map();
+    let counting = true, first = -1, last = -1;
+    ah.createHook({
+      init(id, type) { if (!counting) return; if (first < 0) first = id; last = id; seen.set(id, [type, 0, 0, 0]); },
+      before(id) { const c = seen.get(id); if (c) c[1]++; },
+      after(id) { const c = seen.get(id); if (c) c[2]++; },
+      destroy(id) { const c = seen.get(id); if (c) c[3]++; },
+    }).enable();
+    process.on('exit', () => {
+      const resources = {};
+      for (const [id, c] of seen) resources[id] = c;
+      process.stdout.write(JSON.stringify({ first, last, resources }) + '\n');
+    });
+    function ticks(n, done) { let i = 0; (function f() { if (++i < n) process.nextTick(f); else done(); })(); }
+    function immediates(n, done) { let i = 0; (function f() { if (++i < n) setImmediate(f); else done(); })(); }
+    function timeouts(n, done) { let i = 0; (function f() { if (++i < n) setTimeout(f, 0); else done(); })(); }
+    function reads(n, done) { let i = 0; (function f() { if (++i < n) fs.readFile(__filename, f); else done(); })(); }
+    function requests(n, done) {
+      const server = http.createServer((req, res) => { req.resume(); req.on('end', () => setImmediate(() => res.end('ok'))); });
+      server.listen(0, '127.0.0.1', () => {
+        const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+        let left = n, inFlight = 0;
+        function one() {
+          inFlight++;
+          http.get({ host: '127.0.0.1', port: server.address().port, path: '/', agent }, (res) => {
+            res.resume();
+            res.on('end', () => {
+              inFlight--;
+              if (--left > 0) one(); else if (inFlight === 0) { agent.destroy(); server.close(done); }
+            });
+          });
+        }
+        one(); one(); left--;
+      });
+    }
+    ticks(6000, () => immediates(3000, () => timeouts(300, () => reads(60, () => requests(150, () => {})))));
+    """#
+
+@Suite(.serialized) struct NodeExactCountTests {
+    @Test(arguments: ["default", "no-sites", "promises"]) func traceHoldsExactlyTheProgramsOwnHookEvents(mode: String) throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-count-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/count.js", trace = dir + "/count.atrace"
+        try nodeCountingProgram.write(toFile: script, atomically: true, encoding: .utf8)
+        let flags = ["default": [], "no-sites": ["--no-node-sites"], "promises": ["--node-promises"]][mode] ?? []
+        // Node's own events only (the kernel's are not what is counted here).
+        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace] + flags + ["--", node, script])
+        #expect(rec.status == 0, "record failed: \(rec.stderr)")
+        #expect(!rec.stderr.contains("dropped by node") && !rec.stderr.contains("malformed"), "\(rec.stderr)")
+        let line = rec.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        let out = try #require(try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "output: \(rec.stdout)")
+        let first = UInt64((out["first"] as? NSNumber)?.int64Value ?? -1)
+        let last = UInt64((out["last"] as? NSNumber)?.int64Value ?? -1)
+        let resources = try #require(out["resources"] as? [String: [Any]])
+        var expected: [UInt64: (type: String, before: Int, after: Int, destroy: Int)] = [:]
+        for (key, c) in resources {
+            guard let id = UInt64(key), c.count == 4, let type = c[0] as? String else { continue }
+            expected[id] = (type, (c[1] as? NSNumber)?.intValue ?? -1, (c[2] as? NSNumber)?.intValue ?? -1, (c[3] as? NSNumber)?.intValue ?? -1)
+        }
+        #expect(expected.count > 9_000, "the program counted its resources: \(expected.count)")
+
+        // The main thread's events on resources made in the counted range.
+        var got: [UInt64: (type: String, before: Int, after: Int, destroy: Int)] = [:]
+        let reader = try TraceReader(path: trace)
+        reader.events().forEach { _, e in
+            let id = e.u(0)
+            guard id >= first && id <= last else { return }
+            switch e.kind {
+            case .initResource: got[id] = (e.text, 0, 0, 0)
+            case .before: got[id]?.before += 1
+            case .after: got[id]?.after += 1
+            case .destroy: got[id]?.destroy += 1
+            default: break
+            }
+        }
+        var byType: [String: (expected: Int, got: Int)] = [:]
+        var wrong: [String] = []
+        for (id, e) in expected {
+            byType[e.type, default: (0, 0)].expected += 1
+            guard let g = got[id] else { wrong.append("\(id) \(e.type): no init"); continue }
+            byType[e.type, default: (0, 0)].got += 1
+            if g.type != e.type || g.before != e.before || g.after != e.after || g.destroy != e.destroy {
+                wrong.append("\(id): \(e) in the program, \(g) in the trace")
+            }
+        }
+        let extra = got.keys.filter { expected[$0] == nil }
+        #expect(wrong.isEmpty, "\(wrong.count) resources differ, e.g. \(wrong.prefix(5)); per type: \(byType)")
+        #expect(extra.isEmpty, "resources in the trace the program never saw: \(extra.prefix(5))")
+        for type in ["TickObject", "Immediate", "Timeout", "FSREQCALLBACK", "TCPWRAP", "HTTPINCOMINGMESSAGE", "HTTPCLIENTREQUEST"] {
+            #expect((byType[type]?.expected ?? 0) > 0, "the workload made \(type) resources: \(byType)")
+        }
+    }
+}
