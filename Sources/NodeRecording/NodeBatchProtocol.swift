@@ -43,5 +43,9 @@ public enum NodeBatchProtocol {
         /// asyncID, length, code units: where the resource was created (V8 frame lines, innermost first);
         /// time = the thread's last. Written as the resource's `created_at=` attribute.
         case site = 13
+        /// performance.now() ms, asyncID: an `after` and the resource's `destroy` right behind it (time = the
+        /// after's). The preload writes it for a resource destroyed right after its callback (ticks,
+        /// immediates, one-shot timers): one record instead of two.
+        case afterDestroy = 14
     }
 }

@@ -172,7 +172,7 @@ public struct NodeTraceWriter {
             let fields: Int
             switch kind {
             case .initResource: fields = 3
-            case .before, .after, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site: fields = 2
+            case .before, .after, .afterDestroy, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site: fields = 2
             case .destroy, .promiseResolve, .end: fields = 1
             }
             guard i + fields < slots else {
@@ -202,13 +202,19 @@ public struct NodeTraceWriter {
                 }
                 // The event may have sealed the chunk (then the next one interns the type again).
                 if s.builder != nil { s.typeStringIDs[typeIndex] = Int64(interned) }
-            case .before, .after:
+            case .before, .after, .afterDestroy:
                 guard s.hasClock, a.isFinite, a >= 0, let id = Self.integer(c) else { statistics.malformedRecords += 1; return }
                 let ns = UInt64(max(0, (s.clockOffsetNs + a * 1e6).rounded()))
                 let k: EventKind = kind == .before ? .before : .after
                 event(&s, k, ns: ns) { b, ticks in
                     b.beginEvent(k, ticks: ticks)
                     b.putAsyncID(id)
+                }
+                if kind == .afterDestroy {
+                    event(&s, .destroy, ns: s.lastNs) { b, ticks in
+                        b.beginEvent(.destroy, ticks: ticks)
+                        b.putAsyncID(id)
+                    }
                 }
             case .destroy, .promiseResolve:
                 guard let id = Self.integer(a) else { statistics.malformedRecords += 1; return }

@@ -59,7 +59,8 @@
   const BATCH_BYTES = 4096, SLOTS = BATCH_BYTES / 8, HEADER = 8;
   const MAGIC = 0x4154_4e42;  // "ATNB"
   const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
-        K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12, K_SITE = 13;
+        K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12, K_SITE = 13,
+        K_AFTER_DESTROY = 14;
   const MAX_RECORD = 4 + 256;  // the longest record (a string of at most 256 code units)
   // Room kept free in every batch for the batch write's own events (init, fd, before, its type name).
   const LIMIT = SLOTS - 48;
@@ -137,14 +138,21 @@
     pos += 3 + n;
   }
 
-  // Node's type names, interned per thread (a string record the first time each is seen).
+  // Node's type names, interned per thread (a string record the first time each is seen), with what init
+  // does for each type in typeFlags (an array read instead of Set lookups per init).
   const typeIndex = new Map();
+  const F_FREQUENT = 1, F_FD = 2, F_WORKER = 4, F_TICK = 8;
+  const typeFlags = new Uint8Array(65536);
   function typeID(type) {
     let i = typeIndex.get(type);
     if (i === undefined) {
       i = typeIndex.size;
       typeIndex.set(type, i);
       putString(K_STRING, i, type);
+      if (i < typeFlags.length) {
+        typeFlags[i] = (FREQUENT_TYPES.has(type) ? F_FREQUENT : 0) | (FD_TYPES.has(type) ? F_FD : 0) |
+          (type === 'WORKER' ? F_WORKER : 0) | (type === 'TickObject' ? F_TICK : 0);
+      }
     }
     return i;
   }
@@ -302,18 +310,20 @@
     buf[pos] = K_INIT; buf[pos + 1] = idBase + asyncId; buf[pos + 2] = trigger; buf[pos + 3] = t;
     pos += 4;
     pendingEvents++;
+    // (A type past the flags' range, never seen in practice: sites as for any other, no fd, not a worker.)
+    const flags = t < 65536 ? typeFlags[t] : 0;
     if (withSites && liveSites.size < MAX_SITES) {
-      if (!FREQUENT_TYPES.has(type)) {
+      if ((flags & F_FREQUENT) === 0) {
         if (t < 1024 && capturedOfType[t] < FIRST_PER_TYPE) { capturedOfType[t]++; captureSite(idBase + asyncId, trigger); }
         else if (siteBudget > 0 || sitesMode === 'all') { siteBudget--; captureSite(idBase + asyncId, trigger); }
-      } else if (type === 'TickObject' && tickSitesLeft > 0) { tickSitesLeft--; captureSite(idBase + asyncId, trigger); }
+      } else if ((flags & F_TICK) !== 0 && tickSitesLeft > 0) { tickSitesLeft--; captureSite(idBase + asyncId, trigger); }
     }
-    if (type === 'WORKER' && workerThreads) {
+    if ((flags & F_WORKER) !== 0 && workerThreads) {
       try { workerThreads.setEnvironmentData(ENV_KEY, idBase + asyncId); } catch { /* an old node */ }
     }
     // Never read the fd here: init runs inside the handle's constructor, before the stream behind
     // its `fd` getter exists (reading it crashes Node). The next before/after asks.
-    if (FD_TYPES.has(type) && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
+    if ((flags & F_FD) !== 0 && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
   }
   function before(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
@@ -329,6 +339,8 @@
   // A batch also goes out from the first `after` 10 ms after the previous one: a worker stopped by
   // terminate() runs no exit handler, so this bounds what it can take with it.
   let lastWriteMs = 0;
+  // Where the last after record ends, in which batch: destroy merges with it when nothing came between.
+  let lastAfterEnd = -1, lastAfterBatch = -1;
   // Callbacks open on this thread: the preload itself runs inside one in a worker, whose after()
   // has no before() here.
   let depth = 0;
@@ -339,6 +351,7 @@
     const t = performance.now();
     buf[pos] = K_AFTER; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
     pos += 3;
+    lastAfterEnd = pos; lastAfterBatch = sequence;
     pendingEvents++;
     if (pendingFD.size !== 0) resolvePendingFDs();
     if (t - lastWriteMs >= 10) { lastWriteMs = t; writeBatch(); }
@@ -351,10 +364,16 @@
     if (asyncId === ownTimerID || !enabled) return;
     if (pendingFD.size !== 0) pendingFD.delete(idBase + asyncId);
     if (liveSites.size !== 0) liveSites.delete(idBase + asyncId);
+    pendingEvents++;
+    // Most resources (every tick, immediate and one-shot timer) are destroyed right after their callback:
+    // the after record just written becomes an after+destroy (one record, 2 slots and a bounds check less).
+    if (lastAfterEnd === pos && lastAfterBatch === sequence && buf[pos - 1] === idBase + asyncId) {
+      buf[pos - 3] = K_AFTER_DESTROY;
+      return;
+    }
     if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_DESTROY; buf[pos + 1] = idBase + asyncId;
     pos += 2;
-    pendingEvents++;
   }
   function promiseResolve(asyncId) {
     if (!enabled) return;

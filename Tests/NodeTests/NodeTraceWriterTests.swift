@@ -49,7 +49,8 @@ struct BatchBuilder {
             worker.slots += [8, 6_000_000_000, 1.0]
             worker.string(.thread, 0, "node (worker 1)")
             worker.string(.string, 0, "Immediate")
-            worker.slots += [1, 4_294_967_298, 4_294_967_297, 0, 2, 1.5, 4_294_967_298, 3, 1.75, 4_294_967_298]
+            // init, before, then after+destroy in one record (kind 14).
+            worker.slots += [1, 4_294_967_298, 4_294_967_297, 0, 2, 1.5, 4_294_967_298, 14, 1.75, 4_294_967_298]
             var bytes = b.batch(pid: 100, tid: 100, sequence: 0) + worker.batch(pid: 100, tid: 101, sequence: 0, dropped: 3)
             // Fed in odd pieces: a read of the FIFO may end inside a batch.
             var offset = 0
@@ -79,6 +80,46 @@ struct BatchBuilder {
                     $0.0 == .resourceAttribute && $0.1 == 7 && $0.3 == "created_at=leak (/srv/app.js:4:3)\nObject.<anonymous> (/srv/app.js:9:1)"
                 }, "a site is the resource's created_at attribute")
             #expect(seen.contains { $0.0 == .initResource && $0.1 == 4_294_967_298 && $0.3 == "Immediate" })
+            let workerEnd = seen.filter { ($0.0 == .after || $0.0 == .destroy) && $0.1 == 4_294_967_298 }.map { ($0.0, $0.2) }
+            #expect(
+                workerEnd.map(\.0) == [.after, .destroy] && workerEnd.allSatisfy { $0.1 == 6_001_750_000 },
+                "an after+destroy record is an after and a destroy at its time: \(workerEnd)")
+        }
+    }
+
+    /// The type name's string id is cached per chunk: with tiny chunks (sealed every few events) every
+    /// init still carries its type, in every chunk, whichever types came before.
+    @Test func everyInitKeepsItsTypeAcrossChunkSeals() throws {
+        try withTraceFile { fd, path in
+            var w = NodeTraceWriter(fd: fd)
+            w.chunkBytes = 48
+            // Five batches of 40 resources (a batch is at most 4 KB), the type names defined in the first.
+            for batch in 0..<5 {
+                var b = BatchBuilder()
+                if batch == 0 {
+                    b.slots += [8, 0, 1.0]
+                    b.string(.string, 0, "TickObject")
+                    b.string(.string, 1, "Timeout")
+                }
+                for id in (batch * 40 + 1)...(batch * 40 + 40) {
+                    let ms = 1.0 + Double(id) / 1000
+                    b.slots += [1, Double(id), 1, Double(id % 3 == 0 ? 1 : 0), 2, ms, Double(id), 14, ms, Double(id)]
+                }
+                _ = b.batch(pid: 100, tid: 100, sequence: Double(batch)).withUnsafeBytes { w.consume($0, nowNs: 0) }
+            }
+            w.flush(final: true)
+            #expect(w.statistics.malformedRecords == 0)
+            let reader = try TraceReader(path: path)
+            var types: [UInt64: String] = [:]
+            var destroys = 0
+            reader.events().forEach { _, e in
+                if e.kind == .initResource { types[e.u(0)] = e.text }
+                if e.kind == .destroy { destroys += 1 }
+            }
+            #expect(types.count == 200 && destroys == 200)
+            #expect(
+                types.allSatisfy { $0.value == ($0.key % 3 == 0 ? "Timeout" : "TickObject") },
+                "\(types.filter { $0.value != ($0.key % 3 == 0 ? "Timeout" : "TickObject") })")
         }
     }
 
