@@ -13,13 +13,14 @@
 // Per-CPU wakeup counters; CPUs beyond this share slots (only batching gets less exact).
 #define KP_MAX_CPUS 256u
 // The probes' state per CPU (in their .bss, so the generated skeleton names it too): one cache line,
-// written only on its own CPU.
+// written only on its own CPU, and aligned to one: every context switch writes it, so a line shared by two CPUs
+// would move between them at every switch (the .bss before it is 8 + 512 KiB long).
 struct kp_cpu_state {
     __u64 records_since_wakeup; // records since the last forced wakeup (CPUs beyond KP_MAX_CPUS share one)
     __u32 current_tgid;         // the process the scheduler probe last switched in here; 0: not known
     __u32 reserved;
     __u64 pad[6];
-};
+} __attribute__((aligned(64)));
 
 // How many `data` words of the events an epoll wait returned are copied.
 #define KP_EPOLL_MAX_DATA 16u

@@ -360,6 +360,22 @@ int kp_fentry_probe(const char *function, char *why, size_t why_len) {
     return -err;
 }
 
+int kp_count_loaded_programs(const char *name) {
+    uint32_t id = 0;
+    int count = 0;
+    while (bpf_prog_get_next_id(id, &id) == 0) {
+        int fd = bpf_prog_get_fd_by_id(id);
+        if (fd < 0)
+            continue; // unloaded meanwhile
+        struct bpf_prog_info info = {0};
+        uint32_t len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && strncmp(info.name, name, sizeof(info.name)) == 0)
+            count++;
+        close(fd);
+    }
+    return errno == ENOENT ? count : -errno;
+}
+
 const char *kp_probes_source_hash(void) {
     // Written into the skeleton by tools/gen-bpf-skeleton.sh.
     return KP_SKELETON_SOURCE_HASH;

@@ -107,6 +107,13 @@ public final class KernelProbeSession {
 
     deinit { close() }
 
+    /// How many BPF programs named `name` are loaded on the machine now, by any process (nil: they cannot be
+    /// listed). For benchmarks: other recordings' programs on the same tracepoints add to every variant.
+    public static func loadedPrograms(named name: String) -> Int? {
+        let n = kp_count_loaded_programs(name)
+        return n >= 0 ? Int(n) : nil
+    }
+
     /// Whether a BPF trampoline (fentry) program loads and attaches to the kernel function `function`
     /// here: nil if it does, else why not (one line).
     public static func fentryUnavailable(function: String) -> String? {

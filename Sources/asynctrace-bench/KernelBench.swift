@@ -92,7 +92,11 @@ enum KernelBench {
         var bare: [Double] = [], baseline: [Double] = [], untraced: [Double] = [], traced: [Double] = []
         var baselineSyscalls: [Double] = [], baselineScheduler: [Double] = [], untracedTaskFilter: [Double] = []
         var switches: [Double] = []
+        var othersLoaded = 0, mostOthers = 0  // other sessions' syscall probes, seen at a round's start
         for _ in 0..<rounds {
+            let others = KernelProbeSession.loadedPrograms(named: "on_sys_enter") ?? 0
+            if others > 0 { othersLoaded += 1 }
+            mostOthers = max(mostOthers, others)
             bare.append(runWorker("pingpong \(trips)", session: nil, traced: false))
             baseline.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: .init(baseline: true)), traced: false))
             baselineSyscalls.append(
@@ -111,7 +115,9 @@ enum KernelBench {
             switches.append(Double(episodes) / Double(trips))
         }
         let b = median(bare), bl = median(baseline), u = median(untraced), t = median(traced)
-        emit("kernel.pingpong_pinned_round_trip.bare", b)
+        emit(
+            "kernel.pingpong_pinned_round_trip.bare", b,
+            extra: ["rounds": Double(rounds), "rounds_with_other_probes_loaded": Double(othersLoaded), "most_other_probes": Double(mostOthers)])
         emit("kernel.pingpong_pinned_round_trip.empty_bpf_on_tracepoints", bl, extra: ["ratio_to_bare": bl / b])
         emit(
             "kernel.pingpong_pinned_round_trip.empty_bpf_on_syscall_tracepoints", median(baselineSyscalls),

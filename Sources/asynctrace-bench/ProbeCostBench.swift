@@ -11,6 +11,8 @@
 // load generator (untraced, it pays the tracepoints and the filter on its syscalls; their sum is the robust
 // figure on a machine shared with other work), the
 // kernel events per request, and every drop the recording reported (summed over the runs).
+// Runs that started while another recording's probes were loaded (other sessions on a shared machine: their
+// programs run on the same tracepoints for every process) are counted per variant.
 // ASYNCTRACE_BENCH_PROBES_SERVERS / _VARIANTS: comma lists selecting some; _RUNS: rounds (default 5);
 // _OTHER_CLI=<asynctrace>: another build's defaults as one more variant (before/after a change, one run).
 // ASYNCTRACE_BENCH_PROBES_BPF_STATS=1: one more run of the defaults per server with the kernel's BPF run-time
@@ -57,6 +59,8 @@ enum ProbeCostBench {
         var loadCPUPerRequestUs: Double
         var kernelEventsPerRequest: Double
         var dropped: UInt64
+        /// Other recordings' syscall probes loaded when the run started (they cost every variant alike).
+        var otherProbes = 0
     }
 
     static func run() {
@@ -80,7 +84,11 @@ enum ProbeCostBench {
             for r in 0..<runs {
                 for k in 0..<chosen.count {
                     let v = chosen[(k + r) % chosen.count]
-                    if let s = measure(server, v, cli: cli, dir: dir) { results[v.name, default: []].append(s) }
+                    let others = KernelProbeSession.loadedPrograms(named: "on_sys_enter") ?? 0
+                    if var s = measure(server, v, cli: cli, dir: dir) {
+                        s.otherProbes = others
+                        results[v.name, default: []].append(s)
+                    }
                 }
             }
             let bare = median((results["bare"] ?? []).map(\.requestsPerS))
@@ -100,6 +108,7 @@ enum ProbeCostBench {
                         ),
                         ("kernel_events_per_req", fmt3(median(s.map(\.kernelEventsPerRequest)))),
                         ("dropped", "\(s.reduce(0) { $0 + $1.dropped })"),
+                        ("runs_with_other_probes_loaded", "\(s.filter { $0.otherProbes > 0 }.count)"),
                         ("all_req_per_s", "[" + s.map { fmt($0.requestsPerS) }.joined(separator: ", ") + "]"),
                     ])
             }

@@ -75,6 +75,11 @@ int kp_enable_run_time_stats(void);
 // probes use tracepoints; this answers, for the benchmark and the docs, whether fentry would be an option.
 int kp_fentry_probe(const char *function, char *why, size_t why_len);
 
+// How many BPF programs named `name` (at most 15 characters: the kernel keeps no more) are loaded on the machine
+// now, by any process; -errno if they cannot be listed. Benchmarks use it to tell when other sessions' probes share
+// the tracepoints they measure.
+int kp_count_loaded_programs(const char *name);
+
 // SHA-256 of the bpf/ sources the compiled-in skeleton was generated from.
 const char *kp_probes_source_hash(void);
 
