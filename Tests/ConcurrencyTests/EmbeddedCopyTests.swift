@@ -16,6 +16,12 @@ import TraceReader
         let rec = try run([builtExecutable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", program])
         #expect(rec.status == 0, "record failed: \(rec.stderr)")
         #expect(rec.stdout.contains("copies 2\n"), "the application's copy and the injected one share the hooks: \(rec.stdout)")
+        // AsyncLocal (the application's copy) while the injected copy runs every job as a callback: inherited
+        // by async let and group tasks, kept across awaits, not in a detached task.
+        let locals = rec.stdout.split(separator: "\n").first { $0.hasPrefix("locals ") }.map(String.init)
+        #expect(
+            locals == "locals async-run async-run async-run async-run async-run async-run nil sync-run async-run",
+            "\(rec.stdout)")
         let idsLine = rec.stdout.split(separator: "\n").first { $0.hasPrefix("ids ") }.map { $0.split(separator: " ") }
         let ids = try #require(idsLine.map { $0.dropFirst().compactMap { UInt64($0) } })
         try #require(ids.count == 2)
