@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A Vapor 4 server with one slow handler (GET /report reads a 64 MiB file with blocking read(2) calls),
-# changed only by the asynctrace lines marked in Examples/VaporSlowHandler/Sources/vapor-slow-handler/main.swift,
+# changed only by the asynctrace line (and its import) marked in Examples/VaporSlowHandler/Sources/vapor-slow-handler/main.swift,
 # recorded with `asynctrace record` while a client sends /hello requests and one /report. Checks that the
 # report names the slow request's span, the task it ran in, the thread, the read(2) it blocked in, and that
 # Vapor's connections are NIOSocketChannel resources owning their sockets' reads.
@@ -26,8 +26,10 @@ head -c $((64 << 20)) /dev/urandom >"$big"
 
 "$cli" record -o "$trace" -- "$server" "$big" >"$work/out" 2>"$work/err" &
 record_pid=$!
-for _ in $(seq 1 200); do grep -q '^PORT ' "$work/out" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/^PORT //p' "$work/out" | head -n 1)
+# The app prints nothing of its own: Vapor logs "Server started on http://127.0.0.1:PORT" once it listens.
+started='s|.*Server started on http://127\.0\.0\.1:\([0-9][0-9]*\).*|\1|p'
+for _ in $(seq 1 300); do grep -q 'Server started on' "$work/out" "$work/err" 2>/dev/null && break; sleep 0.1; done
+port=$(cat "$work/out" "$work/err" | sed -n "$started" | sed -n 1p)
 [ -n "$port" ] || { cat "$work/err" >&2; echo "asynctrace: the server did not start" >&2; exit 1; }
 
 for _ in $(seq 1 20); do curl -s "http://127.0.0.1:$port/hello" >/dev/null; done
@@ -73,5 +75,9 @@ rows = [f for f in r["fds"] if f.get("resource_type") == "NIOSocketChannel"]
 assert rows and all(f["reads"] >= 1 for f in rows), rows
 print("channels: %d NIOSocketChannel, %d callbacks; %d socket lives owned by a channel, %d reads on them" % (
     channels[0]["count"], channels[0]["callbacks"], len(rows), sum(f["reads"] for f in rows)))
+a = r["attribution"]
+print("ownership: %d of %d reads/writes on the channels' sockets inside their own channel's callbacks (%.1f%%)" % (
+    a["on_resource_fds_by_owner"], a["on_resource_fds"], 100 * a["owner_share"]))
+assert a["on_resource_fds"] > 0 and a["owner_share"] >= 0.99, a
 print("asynctrace: the report names the slow request's span, its task, its thread and the read it blocked in, and Vapor's channels")
 PY

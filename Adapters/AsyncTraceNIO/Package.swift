@@ -84,6 +84,7 @@ let package = Package(
             name: "AsyncTraceNIOTests",
             dependencies: [
                 "AsyncTraceNIO",
+                "AsyncTraceServer",
                 "asynctrace-nio-demo",
                 "asynctrace-nio-oneline",
                 "asynctrace-nio-bridges",

@@ -8,7 +8,6 @@ let package = Package(
     name: "VaporSlowHandler",
     dependencies: [
         .package(name: "AsyncTraceNIO", path: "../../Adapters/AsyncTraceNIO"),
-        .package(name: "AsyncTraceTracing", path: "../../Adapters/AsyncTraceTracing"),
         .package(url: "https://github.com/vapor/vapor", from: "4.122.0"),
     ],
     targets: [
@@ -16,8 +15,7 @@ let package = Package(
             name: "vapor-slow-handler",
             dependencies: [
                 .product(name: "Vapor", package: "vapor"),
-                .product(name: "AsyncTraceNIO", package: "AsyncTraceNIO"),
-                .product(name: "AsyncTraceTracing", package: "AsyncTraceTracing"),
+                .product(name: "AsyncTraceServer", package: "AsyncTraceNIO"),
             ])
     ],
     swiftLanguageModes: [.v6]

@@ -3,14 +3,15 @@
 //
 //     // Hummingbird 2: the one line (the handler may go into any server builder's additional handlers)
 //     server: .http1(configuration: .init(additionalChannelHandlers: [AsyncTraceBridges.channelHandler()]))
-//     // Vapor 4, once its server runs (it builds its pipelines itself): docs/nio.md, "Vapor"
-//     try await AsyncTraceBridges.instrumentServers(in: app.http.server.shared)
+//     // Vapor 4 (it builds its pipelines itself), on the line before `try await app.execute()`: docs/nio.md
+//     AsyncTraceBridges.instrumentServers(whenListeningIn: app.http.server.shared)
 //
 // Each makes `AsyncTraceTracer` the process's tracer (unless the application bootstrapped one of its own)
 // and instruments the server's channels. The module re-exports AsyncTraceNIO and AsyncTraceTracing, so
 // its import is the only one an application adds.
 @_exported import AsyncTraceNIO
 @_exported import AsyncTraceTracing
+import Dispatch
 import Instrumentation
 import NIOCore
 import Tracing
@@ -43,6 +44,29 @@ public enum AsyncTraceBridges {
         return try await AsyncTraceNIO.instrumentAcceptedChannels(ofServersIn: root)
     }
 
+    /// `instrumentServers(in:)` for a server that is not listening yet, so that the call can come before the
+    /// framework's own start-and-wait (Vapor: `AsyncTraceBridges.instrumentServers(whenListeningIn:
+    /// app.http.server.shared)` on the line before `try await app.execute()`). Installs the tracer now, then
+    /// looks for `root`'s server channels on a Dispatch queue — every 1 ms for the first 100 looks, every 10 ms
+    /// for 10 s, every 250 ms after that — and instruments them when they appear (then it stops). Connections
+    /// the server accepts between its bind and the look that finds it (at most the interval, ~1 ms at startup)
+    /// are not instrumented; `instrumentServers(in:)` after the start has no such gap.
+    public static func instrumentServers(whenListeningIn root: Any) {
+        installTracer()
+        let box = UncheckedBox(root)
+        DispatchQueue.global().async { lookForServers(in: box, 0) }
+    }
+
+    private static func lookForServers(in box: UncheckedBox, _ n: Int) {
+        let servers = AsyncTraceNIO.serverChannels(in: box.value)
+        if !servers.isEmpty {
+            for server in servers { _ = AsyncTraceNIO.instrumentAcceptedChannels(of: server) }
+            return
+        }
+        let ms = n < 100 ? 1 : n < 1100 ? 10 : 250
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(ms)) { lookForServers(in: box, n + 1) }
+    }
+
     // A global's initializer runs once, thread-safely (swift_once), whichever loop gets the first connection.
     private static let tracerInstalled: Bool = {
         let current = InstrumentationSystem.instrument
@@ -51,4 +75,10 @@ public enum AsyncTraceBridges {
         InstrumentationSystem.bootstrap(AsyncTraceTracer())
         return true
     }()
+}
+
+/// The root object reflection starts from, carried to the Dispatch queue: only read there, by `Mirror`.
+private struct UncheckedBox: @unchecked Sendable {
+    let value: Any
+    init(_ value: Any) { self.value = value }
 }

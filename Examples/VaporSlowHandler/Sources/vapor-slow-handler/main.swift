@@ -1,19 +1,15 @@
 // A Vapor 4 server as people write it (routes, TracingMiddleware, async handlers), with one slow handler:
-// GET /report reads a whole file with a blocking read(2). The asynctrace lines are marked.
+// GET /report reads a whole file with a blocking read(2). The asynctrace line is marked (with its import,
+// and the optional loop-iterations group).
 //
-//   vapor-slow-handler <file to read in /report>     (prints "PORT n" when it listens)
-import AsyncTraceNIO  // asynctrace
-import AsyncTraceTracing  // asynctrace
-import Tracing
+//   vapor-slow-handler <file to read in /report>     (Vapor logs "Server started on http://127.0.0.1:n")
+import AsyncTraceServer  // asynctrace
 import Vapor
 #if canImport(Glibc)
 import Glibc
 #endif
 
 let bigFile = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "/tmp/big.bin"
-
-// asynctrace: the tracing bridge (an application with tracing already bootstraps its own tracer here).
-InstrumentationSystem.bootstrap(AsyncTraceTracer())
 
 /// Reads the whole file with plain read(2) calls: blocks the thread it runs on.
 func readWholeFile(_ path: String) -> Int {
@@ -40,12 +36,8 @@ app.get("report") { _ async -> String in
     "report of \(readWholeFile(bigFile)) bytes\n"
 }
 
-// Vapor's `app.execute()`, in its two halves (start the server; wait until it is told to stop), with the
-// asynctrace line between them: Vapor builds its channels' pipelines itself, so they are instrumented from the
-// server channel (docs/nio.md, "Vapor").
-try await app.startup()
-try await AsyncTraceNIO.instrumentAcceptedChannels(ofServersIn: app.http.server.shared)  // asynctrace: Vapor's channels
-let line = Array("PORT \(app.http.server.shared.localAddress?.port ?? 0)\n".utf8)
-_ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-try await app.running?.onStop.get()
+// Vapor builds its channels' pipelines itself: its server channel, once it listens, instruments the channels it
+// accepts, and AsyncTraceTracer becomes the tracer of TracingMiddleware's spans (docs/nio.md, "Vapor").
+AsyncTraceBridges.instrumentServers(whenListeningIn: app.http.server.shared)  // asynctrace
+try await app.execute()
 try await app.asyncShutdown()
