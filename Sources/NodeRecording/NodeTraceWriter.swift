@@ -16,6 +16,13 @@ public struct NodeRecordingStatistics: Sendable, Equatable {
     public var droppedByNode: UInt64 = 0
     /// Batches missing from a thread's sequence (never seen: not explained by drops).
     public var missingBatches: UInt64 = 0
+    /// Events of stopped workers that their parent thread could not write (the recorder was behind).
+    public var lostAtWorkerStop: UInt64 = 0
+    /// Batches taken from stopped workers by their parent thread (their unwritten events, recovered).
+    public var takenBatches: UInt64 = 0
+    /// Batches (or their prefixes) received a second time and skipped: a worker's batch its parent took
+    /// while the worker wrote it too.
+    public var repeatedBatches: UInt64 = 0
     /// Bytes that were not a valid batch (skipped).
     public var malformedBytes: UInt64 = 0
     /// Records the writer rejected (bad values; the rest of their batch is skipped).
@@ -38,7 +45,18 @@ public struct NodeTraceWriter {
         var builder: ChunkBuilder?
         var chunkSequence: UInt64 = 0
         var nextBatch: UInt64 = 0
-        var dropped: UInt64 = 0
+        /// The slots of batch `nextBatch - 1` already processed (a batch may come twice, or its prefix first),
+        /// and where its last record processed began if that was a plain `after` (else -1): the preload may
+        /// turn that after into an after+destroy later, in place.
+        var doneSlots = 0
+        var lastAfterAt = -1
+        /// The thread's nonce (0: none yet); another one means a new thread with this pid/tid.
+        var nonce: UInt64 = 0
+        /// Dropped: earlier threads with this pid/tid, this thread's header count, and losses its parent reported.
+        var droppedBefore: UInt64 = 0
+        var droppedByThread: UInt64 = 0
+        var lost: UInt64 = 0
+        var dropped: UInt64 { droppedBefore.addingSaturated(droppedByThread).addingSaturated(lost) }
         var lastNs: UInt64 = 0
         var clockOffsetNs: Double = 0
         var hasClock = false
@@ -51,6 +69,8 @@ public struct NodeTraceWriter {
     private var streams: [UInt64: Stream] = [:]
     private var pids = Set<UInt32>()
     private var pending: [UInt8] = []
+    /// Losses a batch reported for another thread (pid, tid, count), applied once the batch is done.
+    private var lostReports: [(pid: UInt64, tid: UInt64, count: UInt64)] = []
 
     /// Flight recorder: sealed chunks go here instead of to `fd`.
     private let sink: (([UInt8]) -> Void)?
@@ -99,6 +119,7 @@ public struct NodeTraceWriter {
                 guard p.count - offset >= length else { return }
                 batch(UnsafeRawBufferPointer(rebasing: p[offset..<(offset + length)]), nowNs: nowNs)
                 offset += length
+                if !lostReports.isEmpty { applyLostReports() }
             }
         }
         pending.removeFirst(offset)
@@ -125,34 +146,64 @@ public struct NodeTraceWriter {
         let slots = b.count / 8
         @inline(__always) func slot(_ i: Int) -> Double { b.loadUnaligned(fromByteOffset: i * 8, as: Double.self) }
         guard let pid = Self.integer(slot(1), min: 1, max: 4_194_304), let tid = Self.integer(slot(2), min: 1, max: 4_194_304),
-            let seq = Self.integer(slot(3)), let dropped = Self.integer(slot(4))
+            let seq = Self.integer(slot(3)), let dropped = Self.integer(slot(4)), let mark = Self.integer(slot(7))
         else {
             statistics.malformedBytes += UInt64(b.count)
             return
         }
-        let key = pid << 32 | tid
-        if streams[key] == nil {
-            guard streams.count < Self.maxStreams else {
-                statistics.refusedThreads += 1
-                return
-            }
-            streams[key] = Stream(pid: UInt32(pid), tid: UInt32(tid))
-            statistics.threads += 1
-            if pids.insert(UInt32(pid)).inserted { statistics.processes += 1 }
-        }
         // Taken out of the dictionary while its batch is decoded: a copy that shared the open chunk's
         // buffer with the dictionary's value would copy the whole chunk (up to 64 KB) at its first append.
-        var s = streams.removeValue(forKey: key)!
+        guard var s = takeStream(pid: pid, tid: tid) else { return }
+        let key = pid << 32 | tid
         defer { streams[key] = s }
+        let nonce = mark / 2
+        if nonce != 0 && nonce != s.nonce {
+            if s.nonce != 0 {
+                // Another thread with this pid/tid (a reused id): its own sequence, types and clock.
+                s.nextBatch = 0
+                s.doneSlots = 0
+                s.droppedBefore = s.droppedBefore.addingSaturated(s.droppedByThread)
+                s.droppedByThread = 0
+                s.types = [:]
+                s.typeStringIDs = []
+                s.hasClock = false
+            }
+            s.nonce = nonce
+        }
         statistics.batches += 1
-        if seq > s.nextBatch { statistics.missingBatches += seq - s.nextBatch }
-        s.nextBatch = max(s.nextBatch, seq + 1)
-        if dropped > s.dropped {
-            statistics.droppedByNode += dropped - s.dropped
-            s.dropped = dropped
+        if mark % 2 == 1 { statistics.takenBatches += 1 }
+        var i = NodeBatchProtocol.headerSlots
+        if seq + 1 < s.nextBatch {
+            statistics.repeatedBatches += 1  // had it whole
+            return
+        } else if seq + 1 == s.nextBatch {
+            // This batch again (taken by the parent and written by the worker): only what is new in it.
+            let at = s.lastAfterAt
+            if at >= 0 && at + 3 == s.doneSlots && at + 2 < slots && slot(at) == Double(NodeBatchProtocol.Kind.afterDestroy.rawValue),
+                let id = Self.integer(slot(at + 2))
+            {
+                // The after seen the first time became an after+destroy since: its destroy.
+                event(&s, .destroy, ns: s.lastNs) { b, ticks in
+                    b.beginEvent(.destroy, ticks: ticks)
+                    b.putAsyncID(id)
+                }
+                s.lastAfterAt = -1
+            }
+            guard slots > s.doneSlots else {
+                statistics.repeatedBatches += 1
+                return
+            }
+            i = s.doneSlots
+        } else if seq > s.nextBatch {
+            statistics.missingBatches += seq - s.nextBatch
+        }
+        s.nextBatch = seq + 1
+        s.doneSlots = slots
+        if dropped > s.droppedByThread {
+            statistics.droppedByNode += dropped - s.droppedByThread
+            s.droppedByThread = dropped
         }
 
-        var i = NodeBatchProtocol.headerSlots
         // A string record's text: `n` code units from slot `at`, bounds-checked.
         func text(at: Int, count n: Double) -> String? {
             guard let n = Self.integer(n, max: Double(NodeBatchProtocol.maxStringUnits)), at + Int(n) <= slots else { return nil }
@@ -169,11 +220,13 @@ public struct NodeTraceWriter {
                 statistics.malformedRecords += 1
                 return
             }
+            s.lastAfterAt = kind == .after ? i : -1
             let fields: Int
             switch kind {
             case .initResource: fields = 3
             case .before, .after, .afterDestroy, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site: fields = 2
             case .destroy, .promiseResolve, .end: fields = 1
+            case .lost: fields = 2
             }
             guard i + fields < slots else {
                 statistics.malformedRecords += 1
@@ -281,9 +334,41 @@ public struct NodeTraceWriter {
                 s.lastNs = max(s.lastNs, UInt64(max(0, (a + c * 1e6).rounded())))
             case .end:
                 if let b = s.builder, !b.isEmpty { seal(&s, final: false) }
+            case .lost:
+                guard let thread = Self.integer(a, min: 1, max: 4_194_304), let count = Self.integer(c) else {
+                    statistics.malformedRecords += 1
+                    return
+                }
+                lostReports.append((UInt64(s.pid), thread, count))
             }
             i += consumed
         }
+    }
+
+    /// The stream of a thread, taken out of `streams` (the caller puts it back), made at its first batch
+    /// (nil past `maxStreams`: refused and counted).
+    private mutating func takeStream(pid: UInt64, tid: UInt64) -> Stream? {
+        let key = pid << 32 | tid
+        if let s = streams.removeValue(forKey: key) { return s }
+        guard streams.count < Self.maxStreams else {
+            statistics.refusedThreads += 1
+            return nil
+        }
+        statistics.threads += 1
+        if pids.insert(UInt32(pid)).inserted { statistics.processes += 1 }
+        return Stream(pid: UInt32(pid), tid: UInt32(tid))
+    }
+
+    /// Losses reported by a parent thread: counted on the lost thread's stream (made if it sent nothing),
+    /// so its chunks' droppedCumulative, and the report, carry them.
+    private mutating func applyLostReports() {
+        for r in lostReports {
+            statistics.lostAtWorkerStop = statistics.lostAtWorkerStop.addingSaturated(r.count)
+            guard var s = takeStream(pid: r.pid, tid: r.tid) else { continue }
+            s.lost = s.lost.addingSaturated(r.count)
+            streams[r.pid << 32 | r.tid] = s
+        }
+        lostReports.removeAll()
     }
 
     /// Appends one event (`encode` writes it) to the stream's open chunk, opening one at `ns` if needed.

@@ -46,12 +46,14 @@
   // A worker's first resources are triggered by its root (execution id 1 or 2 at this point), which is no
   // resource; the WORKER that started the thread is, in the parent thread: the parent's preload passes its
   // id (in the parent's range) through the worker's environment data, cloned when the Worker is made.
+  // The same data carries the worker's batch buffer, shared with the parent (below).
   const ENV_KEY = 'asynctrace:parent-worker';
-  let rootTrigger = -1, parentWorker = -1;
+  let rootTrigger = -1, parentWorker = -1, sharedBuffer = null;
   if (!isMain) {
     try {
       const w = workerThreads.getEnvironmentData(ENV_KEY);
-      if (typeof w === 'number' && w > 0) { parentWorker = w; rootTrigger = asyncHooks.executionAsyncId(); }
+      if (w && typeof w.parent === 'number' && w.parent > 0) { parentWorker = w.parent; rootTrigger = asyncHooks.executionAsyncId(); }
+      if (w && w.buffer instanceof SharedArrayBuffer) sharedBuffer = w.buffer;
     } catch { /* no environment data (node < 15.12): triggers stay the worker's root */ }
   }
 
@@ -60,14 +62,31 @@
   const MAGIC = 0x4154_4e42;  // "ATNB"
   const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
         K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12, K_SITE = 13,
-        K_AFTER_DESTROY = 14;
+        K_AFTER_DESTROY = 14, K_LOST = 15;
   const MAX_RECORD = 4 + 256;  // the longest record (a string of at most 256 code units)
   // Room kept free in every batch for the batch write's own events (init, fd, before, its type name).
   const LIMIT = SLOTS - 48;
-  const buf = new Float64Array(SLOTS);
-  const bytes = new Uint8Array(buf.buffer);
-  let pos = HEADER, sequence = 0, dropped = 0, pendingEvents = 0, enabled = true;
+  // A worker's batch lives in memory its parent thread shares (SHARED_BYTES: the batch, then 4 int32s:
+  // the batch's sequence, published with each write, and the buffer's owner claim), so that what the worker
+  // has not written when it is stopped (terminate(), process.exit() in the main thread: no exit handler runs
+  // in it) is written by the parent, which takes it after the thread ended (see takeWorkerBatch). The header
+  // is kept current for that: slot 5 (slots used) after every record, slots 3-4 after every write.
+  const SHARED_BYTES = BATCH_BYTES + 16;
+  let shared = null;
+  if (sharedBuffer !== null && sharedBuffer.byteLength === SHARED_BYTES) {
+    const control = new Int32Array(sharedBuffer, BATCH_BYTES, 4);
+    // Claimed once: a stale buffer (environment data inherited from a parent whose hooks were off) is not reused.
+    if (Atomics.compareExchange(control, 1, 0, 1) === 0) shared = control;
+  }
+  const buf = shared !== null ? new Float64Array(sharedBuffer, 0, SLOTS) : new Float64Array(SLOTS);
+  const bytes = new Uint8Array(buf.buffer, 0, BATCH_BYTES);
+  let pos = HEADER, sequence = 0, dropped = 0, pendingEvents = 0, enabled = true, pipeOpen = true;
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  // A per-thread nonce (header slot 7, doubled; +1 marks a batch its parent took): the recorder tells a
+  // thread's batches from those of a later thread with the same pid/tid, and sees a batch twice only once.
+  const nonce = 1 + Math.floor(Math.random() * 0x3fff_ffff);
+  buf[0] = MAGIC; buf[1] = pid; buf[2] = tid; buf[3] = 0; buf[4] = 0; buf[5] = HEADER; buf[6] = nodeThreadId;
+  buf[7] = nonce * 2;
 
   // Each batch write is itself recorded as a callback of a resource of its own (init, fd, before ...
   // write ... after, destroy), so the kernel attributes the write(2) to it and not to the application
@@ -93,29 +112,15 @@
       pendingEvents += 3;
     }
     buf[0] = MAGIC; buf[1] = pid; buf[2] = tid; buf[3] = sequence; buf[4] = dropped; buf[5] = pos;
-    buf[6] = nodeThreadId; buf[7] = 0;
-    const n = pos * 8;
-    // A full pipe means the recorder is behind: wait for it a little (50 us at a time at first, at most
-    // ~1 s in all), then drop the batch and count its events, rather than block the application.
-    let waitedMs = 0;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        fs.writeSync(fd, bytes, 0, n);
-        sequence++;
-        break;
-      } catch (e) {
-        if (e.code === 'EAGAIN' && waitedMs < 1000) {
-          const ms = attempt < 20 ? 0.05 : 1;
-          Atomics.wait(sleeper, 0, 0, ms);
-          waitedMs += ms;
-          continue;
-        }
-        if (e.code === 'EAGAIN') { dropped += pendingEvents; sequence++; break; }
-        enabled = false;  // EPIPE/EBADF: the recorder is gone
-        break;
-      }
-    }
-    pos = HEADER;
+    buf[6] = nodeThreadId; buf[7] = nonce * 2;
+    const outcome = writeFully(bytes, pos * 8);
+    // No call between these stores (V8 stops a terminated thread only at a call or a loop's back edge): the
+    // parent sees either this batch whole, unsent or sent (then the recorder skips it as seen), or the next.
+    if (outcome === WRITE_FULL) dropped += pendingEvents;
+    pos = HEADER; buf[5] = HEADER;
+    sequence++; buf[3] = sequence; buf[4] = dropped;
+    if (shared !== null) Atomics.store(shared, 0, sequence);
+    if (outcome === WRITE_GONE) { enabled = false; pipeOpen = false; }
     pendingEvents = 0;
     tailOnly = false;
     if (last) return;
@@ -123,7 +128,29 @@
     pendingEvents = 2;
     buf[pos] = K_AFTER; buf[pos + 1] = performance.now(); buf[pos + 2] = FLUSH_ID;
     buf[pos + 3] = K_DESTROY; buf[pos + 4] = FLUSH_ID;
-    pos += 5;
+    pos += 5; buf[5] = pos;
+  }
+
+  // A full pipe means the recorder is behind: wait for it a little (50 us at a time at first, at most
+  // ~1 s in all), then give up (the caller drops the batch and counts its events), rather than block the
+  // application.
+  const WRITE_OK = 0, WRITE_FULL = 1, WRITE_GONE = 2;
+  function writeFully(data, n) {
+    let waitedMs = 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        fs.writeSync(fd, data, 0, n);
+        return WRITE_OK;
+      } catch (e) {
+        if (e.code === 'EAGAIN' && waitedMs < 1000) {
+          const ms = attempt < 20 ? 0.05 : 1;
+          Atomics.wait(sleeper, 0, 0, ms);
+          waitedMs += ms;
+          continue;
+        }
+        return e.code === 'EAGAIN' ? WRITE_FULL : WRITE_GONE;  // EPIPE/EBADF: the recorder is gone
+      }
+    }
   }
 
   function putString(kind, index, text) {
@@ -135,7 +162,7 @@
     const n = Math.min(s.length, 256);
     buf[pos] = kind; buf[pos + 1] = index; buf[pos + 2] = n;
     for (let i = 0; i < n; i++) buf[pos + 3 + i] = s.charCodeAt(i);
-    pos += 3 + n;
+    pos += 3 + n; buf[5] = pos;
   }
 
   // Node's type names, interned per thread (a string record the first time each is seen), with what init
@@ -169,7 +196,7 @@
       if (b - a < best) { best = b - a; offset = h - (a + b) / 2 * 1e6; }
     }
     if (pos + 3 > LIMIT) writeBatch();
-    buf[pos] = K_CLOCK; buf[pos + 1] = Math.round(offset); buf[pos + 2] = performance.now(); pos += 3;
+    buf[pos] = K_CLOCK; buf[pos + 1] = Math.round(offset); buf[pos + 2] = performance.now(); pos += 3; buf[5] = pos;
   }
 
   let threadName = isMain ? 'main' : 'worker ' + nodeThreadId;
@@ -196,7 +223,7 @@
   }
   function putFD(id, f) {
     if (pos + 3 > LIMIT) writeBatch();
-    buf[pos] = K_FD; buf[pos + 1] = id; buf[pos + 2] = f; pos += 3;
+    buf[pos] = K_FD; buf[pos + 1] = id; buf[pos + 2] = f; pos += 3; buf[5] = pos;
     pendingEvents++;
   }
   function resolvePendingFDs() {
@@ -293,6 +320,66 @@
     }
   }
 
+  // Worker threads this thread started (WORKER id -> the batch memory shared with it). The worker's preload
+  // keeps its batch there; when the worker has ended (its WORKER's exit callback, terminate() included) or
+  // this thread exits, what it had not written is taken from there and written here. A copy is consistent
+  // when the worker's published sequence did not change while it was made (the worker may still run); the
+  // recorder skips what it already has of a batch (same thread nonce and sequence), so taking a batch that
+  // the worker writes later, or that it had written just before it was stopped, duplicates nothing.
+  const MAX_CHILDREN = 4096;
+  const children = new Map();
+  let taken = null;  // the copy (allocated at the first worker)
+  function shareWithWorker(workerId) {
+    let data = { parent: workerId, buffer: null };
+    if (children.size < MAX_CHILDREN) {
+      const sab = new SharedArrayBuffer(SHARED_BYTES);
+      children.set(workerId, { batch: new Float64Array(sab, 0, SLOTS), control: new Int32Array(sab, BATCH_BYTES, 4) });
+      data.buffer = sab;
+    }
+    try { workerThreads.setEnvironmentData(ENV_KEY, data); } catch { /* an old node */ }
+  }
+  function takeWorkerBatch(child) {
+    if (!pipeOpen) return;
+    if (taken === null) taken = new Float64Array(SLOTS);
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const sequence = Atomics.load(child.control, 0);
+      const used = child.batch[5];
+      if (!(used > HEADER && used <= SLOTS && used === Math.floor(used))) return;  // nothing unwritten
+      taken.set(child.batch.subarray(0, used));
+      if (Atomics.load(child.control, 0) !== sequence) continue;  // it wrote meanwhile: copy again
+      taken[0] = MAGIC; taken[3] = sequence; taken[5] = used; taken[7] = taken[7] + 1;  // marked as taken
+      const outcome = writeFully(new Uint8Array(taken.buffer, 0, used * 8), used * 8);
+      if (outcome === WRITE_GONE) { pipeOpen = false; enabled = false; }
+      // The recorder was behind for ~1 s: these events are lost, and counted on the worker's stream.
+      if (outcome === WRITE_FULL) putLost(taken[2], eventsIn(taken, HEADER, used));
+      return;
+    }
+  }
+  function takeAllWorkerBatches() {
+    for (const child of children.values()) takeWorkerBatch(child);
+  }
+  function putLost(threadTid, count) {
+    if (pos + 3 > LIMIT) writeBatch();
+    buf[pos] = K_LOST; buf[pos + 1] = threadTid; buf[pos + 2] = count; pos += 3; buf[5] = pos;
+  }
+  // The events a batch's records make in the trace (what a lost batch loses).
+  function eventsIn(b, from, to) {
+    let n = 0;
+    for (let i = from; i < to; n++) {
+      const k = b[i];
+      if (k === K_INIT) i += 4;
+      else if (k === K_BEFORE || k === K_AFTER || k === K_FD) i += 3;
+      else if (k === K_AFTER_DESTROY) { i += 3; n++; }
+      else if (k === K_DESTROY || k === K_PROMISE_RESOLVE) i += 2;
+      else if (k === K_THREAD || k === K_PROCESS || k === K_UNCAUGHT || k === K_SITE) i += 3 + b[i + 2];
+      else if (k === K_STRING) { i += 3 + b[i + 2]; n--; }
+      else if (k === K_CLOCK || k === K_LOST) { i += 3; n--; }
+      else if (k === K_END) { i += 2; n--; }
+      else return n + 1;  // not a record: at least one event
+    }
+    return n;
+  }
+
   // Our own flush timer is created with the hooks seeing it; its id is skipped.
   let ownTimerID = -1, creatingOwnTimer = false;
 
@@ -308,7 +395,7 @@
     } else if (pos + 4 > LIMIT) writeBatch();
     const trigger = triggerAsyncId <= rootTrigger ? parentWorker : idBase + triggerAsyncId;
     buf[pos] = K_INIT; buf[pos + 1] = idBase + asyncId; buf[pos + 2] = trigger; buf[pos + 3] = t;
-    pos += 4;
+    pos += 4; buf[5] = pos;
     pendingEvents++;
     // (A type past the flags' range, never seen in practice: sites as for any other, no fd, not a worker.)
     const flags = t < 65536 ? typeFlags[t] : 0;
@@ -318,22 +405,22 @@
         else if (siteBudget > 0 || sitesMode === 'all') { siteBudget--; captureSite(idBase + asyncId, trigger); }
       } else if ((flags & F_TICK) !== 0 && tickSitesLeft > 0) { tickSitesLeft--; captureSite(idBase + asyncId, trigger); }
     }
-    if ((flags & F_WORKER) !== 0 && workerThreads) {
-      try { workerThreads.setEnvironmentData(ENV_KEY, idBase + asyncId); } catch { /* an old node */ }
-    }
+    if ((flags & F_WORKER) !== 0 && workerThreads) shareWithWorker(idBase + asyncId);
     // Never read the fd here: init runs inside the handle's constructor, before the stream behind
     // its `fd` getter exists (reading it crashes Node). The next before/after asks.
     if ((flags & F_FD) !== 0 && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
   }
   function before(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
+    // A WORKER's callback is its exit (run after its thread ended): write what the worker had not.
+    if (children.size !== 0) { const c = children.get(idBase + asyncId); if (c !== undefined) takeWorkerBatch(c); }
     if (pendingFD.size !== 0) resolvePendingFDs();
     if (pos + 3 > LIMIT) writeBatch();
     const t = performance.now();
     if (depth < beforeMs.length) beforeMs[depth] = t;
     depth++;
     buf[pos] = K_BEFORE; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
-    pos += 3;
+    pos += 3; buf[5] = pos;
     pendingEvents++;
   }
   // A batch also goes out from the first `after` 10 ms after the previous one: a worker stopped by
@@ -350,7 +437,7 @@
     if (pos + 3 > LIMIT) writeBatch();
     const t = performance.now();
     buf[pos] = K_AFTER; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
-    pos += 3;
+    pos += 3; buf[5] = pos;
     lastAfterEnd = pos; lastAfterBatch = sequence;
     pendingEvents++;
     if (pendingFD.size !== 0) resolvePendingFDs();
@@ -362,6 +449,7 @@
   }
   function destroy(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
+    if (children.size !== 0) children.delete(idBase + asyncId);
     if (pendingFD.size !== 0) pendingFD.delete(idBase + asyncId);
     if (liveSites.size !== 0) liveSites.delete(idBase + asyncId);
     pendingEvents++;
@@ -373,13 +461,13 @@
     }
     if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_DESTROY; buf[pos + 1] = idBase + asyncId;
-    pos += 2;
+    pos += 2; buf[5] = pos;
   }
   function promiseResolve(asyncId) {
     if (!enabled) return;
     if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_PROMISE_RESOLVE; buf[pos + 1] = idBase + asyncId;
-    pos += 2;
+    pos += 2; buf[5] = pos;
     pendingEvents++;
   }
 
@@ -415,10 +503,25 @@
   timer.unref();
   process.on('exit', () => {
     if (!enabled) return;
+    // Workers still running are stopped after this without an exit handler of theirs: take what they have
+    // not written (again at process.reallyExit, below, closer to the moment they are stopped).
+    if (children.size !== 0) takeAllWorkerBatches();
     for (const id of Array.from(liveSites.keys())) sendSite(id);  // what is open at exit
     if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_END; buf[pos + 1] = 0; pos += 2;
     writeBatch(true);
     enabled = false;
   });
+  // process.exit() calls process.reallyExit after the 'exit' handlers (the program's own, which may run for
+  // a while): the last moment before node stops the workers. A loss there is written in a batch of its own.
+  const reallyExit = process.reallyExit;
+  if (typeof reallyExit === 'function' && workerThreads) {
+    process.reallyExit = function asynctraceReallyExit(code) {
+      if (children.size !== 0 && pipeOpen) {
+        takeAllWorkerBatches();
+        if (pos > HEADER) writeBatch(true);
+      }
+      return reallyExit.apply(this, arguments);
+    };
+  }
 })();

@@ -99,8 +99,12 @@ final class NodeLaunch {
         if s.threads == 0 {
             line = "node: no events arrived from the Node.js hooks (was the program node? NODE_OPTIONS reset by the program?)"
         }
+        if s.takenBatches > 0 {
+            line += " (\(s.takenBatches) unwritten batch\(s.takenBatches == 1 ? "" : "es") of stopped workers written by their parent)"
+        }
         var losses: [String] = []
         if s.droppedByNode > 0 { losses.append("\(s.droppedByNode) dropped by node (recorder behind)") }
+        if s.lostAtWorkerStop > 0 { losses.append("\(s.lostAtWorkerStop) of stopped workers lost (recorder behind)") }
         if s.missingBatches > 0 { losses.append("\(s.missingBatches) batches missing") }
         if s.malformedBytes > 0 || s.malformedRecords > 0 {
             losses.append("\(s.malformedBytes) malformed bytes, \(s.malformedRecords) malformed records skipped")

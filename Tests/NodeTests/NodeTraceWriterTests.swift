@@ -13,8 +13,9 @@ struct BatchBuilder {
         let units = Array(text.utf16)
         slots += [Double(kind.rawValue), index, Double(units.count)] + units.map(Double.init)
     }
-    func batch(pid: Double, tid: Double, sequence: Double, dropped: Double = 0) -> [UInt8] {
-        let all = [NodeBatchProtocol.magic, pid, tid, sequence, dropped, Double(8 + slots.count), 0, 0] + slots
+    /// `mark`: header slot 7, the thread's nonce × 2 (+ 1: taken by the parent thread).
+    func batch(pid: Double, tid: Double, sequence: Double, dropped: Double = 0, mark: Double = 0) -> [UInt8] {
+        let all = [NodeBatchProtocol.magic, pid, tid, sequence, dropped, Double(8 + slots.count), 0, mark] + slots
         return all.withUnsafeBytes { Array($0) }
     }
 }
@@ -157,6 +158,77 @@ struct BatchBuilder {
             let reader = try TraceReader(path: path)
             var n = 0
             reader.events().forEach { _, _ in n += 1 }
+            #expect(reader.damage.isEmpty)
+        }
+    }
+
+    /// A stopped worker's batch taken by its parent may also have been written by the worker (before it was
+    /// stopped, or after, when the parent took it while the worker ran): each record is written once.
+    @Test func aBatchSeenTwiceOrItsPrefixFirstIsWrittenOnce() throws {
+        try withTraceFile { fd, path in
+            var w = NodeTraceWriter(fd: fd)
+            var first = BatchBuilder()
+            first.slots += [8, 1e9, 1]
+            first.string(.thread, 0, "node (worker 1)")
+            first.string(.string, 0, "Immediate")
+            first.slots += [1, 11, 1, 0, 2, 1.5, 11, 3, 1.6, 11]  // init 11, before 11, after 11
+            var second = first
+            // The after became an after+destroy in place (the preload does that for a destroy right behind it).
+            second.slots[second.slots.count - 3] = Double(NodeBatchProtocol.Kind.afterDestroy.rawValue)
+            second.slots += [1, 12, 1, 0]  // init 12
+            func feed(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { w.consume($0, nowNs: 0) } }
+            feed(first.batch(pid: 7, tid: 8, sequence: 0, mark: 10 + 1))  // the parent's copy of batch 0 so far
+            feed(second.batch(pid: 7, tid: 8, sequence: 0, mark: 10))  // the worker's own batch 0, longer
+            feed(second.batch(pid: 7, tid: 8, sequence: 0, mark: 10 + 1))  // taken again after the worker wrote it
+            var next = BatchBuilder()
+            next.slots += [2, 2.0, 12]
+            feed(next.batch(pid: 7, tid: 8, sequence: 1, mark: 10))
+            feed(first.batch(pid: 7, tid: 8, sequence: 0, mark: 10 + 1))  // an old batch again: skipped whole
+            // A later thread with this pid/tid (another nonce) starts its own sequence.
+            var later = BatchBuilder()
+            later.slots += [8, 1e9, 1]
+            later.string(.string, 0, "Timeout")
+            later.slots += [1, 13, 1, 0]
+            feed(later.batch(pid: 7, tid: 8, sequence: 0, mark: 20))
+            w.flush(final: true)
+            #expect(w.statistics.takenBatches == 3 && w.statistics.repeatedBatches == 2 && w.statistics.missingBatches == 0)
+            #expect(w.statistics.malformedRecords == 0 && w.statistics.malformedBytes == 0)
+            var seen: [String] = []
+            try TraceReader(path: path).events().forEach { _, e in
+                switch e.kind {
+                case .initResource: seen.append("init \(e.u(0)) \(e.text)")
+                case .before, .after, .destroy: seen.append("\(e.kind) \(e.u(0))")
+                default: break
+                }
+            }
+            #expect(seen == ["init 11 Immediate", "before 11", "after 11", "destroy 11", "init 12 Immediate", "before 12", "init 13 Timeout"])
+        }
+    }
+
+    /// What a parent could not write for a stopped worker (the recorder was behind) is counted as dropped on
+    /// the worker's stream, also when that worker sent nothing before: shown like every other drop.
+    @Test func aLossReportedByTheParentIsCountedOnTheWorkersStream() throws {
+        try withTraceFile { fd, path in
+            var w = NodeTraceWriter(fd: fd)
+            var worker = BatchBuilder()
+            worker.slots += [8, 1e9, 1]
+            worker.string(.thread, 0, "node (worker 1)")
+            var main = BatchBuilder()
+            main.slots += [8, 1e9, 1]
+            main.string(.thread, 0, "node")
+            let lost = Double(NodeBatchProtocol.Kind.lost.rawValue)
+            main.slots += [lost, 8, 25, lost, 9, 4]  // worker tid 8 lost 25 events, tid 9 (never seen) 4
+            main.slots += [lost, 0, 1, lost, 8, -1, lost, 8, .nan]  // malformed: skipped, counted
+            for bytes in [worker.batch(pid: 7, tid: 8, sequence: 0, dropped: 2, mark: 10), main.batch(pid: 7, tid: 7, sequence: 0, mark: 12)] {
+                _ = bytes.withUnsafeBytes { w.consume($0, nowNs: 0) }
+            }
+            w.flush(final: true)
+            #expect(w.statistics.lostAtWorkerStop == 29 && w.statistics.droppedByNode == 2)
+            #expect(w.statistics.malformedRecords == 1, "the batch's rest is skipped at its first bad record")
+            let reader = try TraceReader(path: path)
+            #expect(reader.droppedUser == 31)
+            #expect(reader.streams.first { $0.tid == 8 }?.dropped == 27)
+            #expect(reader.streams.first { $0.tid == 9 }?.dropped == 4)
             #expect(reader.damage.isEmpty)
         }
     }
