@@ -102,7 +102,7 @@ let package = Package(
         // An application with its own copy of AsyncHooks and no recorder (ConcurrencyTests record it).
         .executableTarget(name: "asynctrace-embedded-fixture", dependencies: ["AsyncHooks"]),
         // Child processes for the recorder's crash tests.
-        .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder"]),
+        .executableTarget(name: "asynctrace-fixtures", dependencies: ["AsyncHooks", "AsyncTraceRecorder", "CAsyncHooksSupport"]),
         // The classic Node event-loop lessons, for the runtime's tests and README.
         .executableTarget(name: "asynctrace-lessons", dependencies: ["AsyncTraceRuntime", "AsyncTraceRecorder"]),
         .executableTarget(

@@ -63,6 +63,11 @@ final class Recorder: @unchecked Sendable {
     let chunksWritten = Atomic<UInt64>(0)
     let bytesWritten = Atomic<UInt64>(0)
     let running = Atomic<Bool>(true)
+    /// False once the process crashed or forked: no thread starts a stream of this recording any more
+    /// (`stopEmitting`, the lock-free and allocation-free stand-in for disabling the hook).
+    let emitting = Atomic<Bool>(true)
+    /// Set in a forked child (single-threaded then): the writer thread and the file are the parent's.
+    nonisolated(unsafe) var inForkedChild = false
     /// Chunks the writer has taken from the queue and not yet written.
     let writing = Atomic<Int>(0)
     let writeErrorReported = Atomic<Bool>(false)
@@ -119,7 +124,7 @@ final class Recorder: @unchecked Sendable {
 
     @inline(never)
     static func makeStream() -> Stream? {
-        guard let r = shared, r.running.load(ordering: .relaxed) else { return nil }
+        guard let r = shared, r.running.load(ordering: .relaxed), r.emitting.load(ordering: .relaxed) else { return nil }
         let slot = r.streamCount.add(1, ordering: .relaxed).oldValue
         guard slot < maxStreams, let memory = r.queue.acquire() else {
             r.droppedEvents.add(1, ordering: .relaxed)
@@ -282,8 +287,23 @@ final class Recorder: @unchecked Sendable {
             bytesWritten: bytesWritten.load(ordering: .relaxed))
     }
 
+    /// From a fatal-signal handler or a forked child, where AsyncHooks.disable could wait forever for a
+    /// registry lock held when the crash or the fork happened (and allocates): every thread's next event
+    /// finds the recording's number changed and gets no stream, as after disabling the hook. Events
+    /// already in progress on other threads finish, as they would after disable too.
+    func stopEmitting() {
+        emitting.store(false, ordering: .relaxed)
+        Recorder.flushEpoch.add(1 << Recorder.recordingShift, ordering: .relaxed)
+    }
+
     /// Stops recording: no new events, every stream's chunk written, the file closed.
     func stop() {
+        if inForkedChild {
+            // The parent records; this child's copies of its streams are not to be written, and the
+            // writer thread to wait for does not exist here.
+            running.store(false, ordering: .releasing)
+            return
+        }
         AsyncHooks.disable(hook)
         let n = min(streamCount.load(ordering: .relaxed), Recorder.maxStreams)
         for i in 0..<n { if let s = streams[i] { finish(s) } }
@@ -296,8 +316,9 @@ final class Recorder: @unchecked Sendable {
     /// From a fatal signal handler: write what every stream has. The only wait is for the writer
     /// thread's batch in progress (bounded): once the handler re-raises, those chunks would be lost.
     func emergencyFlush() {
-        // A stopped recorder's fd is closed (its number may belong to another file by now).
-        guard running.load(ordering: .acquiring) else { return }
+        // A stopped recorder's fd is closed (its number may belong to another file by now); a forked
+        // child's streams are copies of the parent's, which the parent writes.
+        guard running.load(ordering: .acquiring), !inForkedChild else { return }
         queue.drainIfAvailable { write($0) }
         var waited = 0
         while writing.load(ordering: .acquiring) > 0 && waited < 2_000 {

@@ -182,13 +182,18 @@ public enum TraceRecorder {
 
 func installExitHandlers() {
     atexit { TraceRecorder.stop() }
+    // Neither handler takes a lock or allocates: a crash may happen inside malloc or while another thread
+    // holds AsyncHooks' registry lock (and a fork may copy that lock taken), where AsyncHooks.disable
+    // would wait forever.
     trace_install_fatal_handlers { _ in
         guard let r = Recorder.shared else { return }
-        AsyncHooks.disable(r.hook)
+        r.stopEmitting()
         r.emergencyFlush()
     }
     pthread_atfork(nil, nil) {
         // A forked child runs no writer thread: it stops recording instead of corrupting the file.
-        if let r = Recorder.shared { AsyncHooks.disable(r.hook) }
+        guard let r = Recorder.shared else { return }
+        r.inForkedChild = true
+        r.stopEmitting()
     }
 }

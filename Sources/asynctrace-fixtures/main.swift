@@ -2,6 +2,7 @@
 // and then end in a chosen way (normally, SIGSEGV, SIGKILL), so tests can check what survives.
 import AsyncHooks
 import AsyncTraceRecorder
+import CAsyncHooksSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,6 +15,27 @@ func emit(_ n: Int) {
     }
 }
 
+/// The write end of a pipe the locker thread signals on once it holds the lock.
+nonisolated(unsafe) var lockedSignal: Int32 = -1
+
+/// Starts a thread that takes AsyncHooks' registry lock and keeps it; returns once it holds it.
+nonisolated func holdRegistryLockOnAnotherThread() {
+    var fds: [Int32] = [0, 0]
+    pipe(&fds)
+    lockedSignal = fds[1]
+    var locker = pthread_t()
+    pthread_create(
+        &locker, nil,
+        { _ in
+            asynchooks_lock()
+            var one: UInt8 = 1
+            _ = write(lockedSignal, &one, 1)
+            while true { pause() }
+        }, nil)
+    var byte: UInt8 = 0
+    _ = read(fds[0], &byte, 1)
+}
+
 func say(_ s: String) {
     var b = Array((s + "\n").utf8)
     _ = b.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
@@ -21,7 +43,7 @@ func say(_ s: String) {
 
 let args = CommandLine.arguments
 guard args.count >= 3, let n = Int(args[2]) else {
-    say("usage: asynctrace-fixtures normal|segv|sigkill|abort RESOURCES   (records to $ASYNCTRACE_OUTPUT)")
+    say("usage: asynctrace-fixtures normal|segv|segv-locked|fork-locked|sigkill|abort RESOURCES   (records to $ASYNCTRACE_OUTPUT)")
     exit(2)
 }
 if args[1] == "sigkill" {
@@ -42,6 +64,42 @@ case "segv":
     p.pointee = 1
 case "abort":
     abort()
+case "segv-locked":
+    // Another thread holds AsyncHooks' registry lock (as a thread enabling or disabling a hook does) when
+    // this one crashes: the crash handler must not wait for that lock. SIGALRM ends a handler that does.
+    holdRegistryLockOnAnotherThread()
+    // The test runner's thread that forked this process may block SIGALRM; the mask survives exec.
+    var alarmOnly = sigset_t()
+    sigemptyset(&alarmOnly)
+    sigaddset(&alarmOnly, SIGALRM)
+    sigprocmask(SIG_UNBLOCK, &alarmOnly, nil)
+    alarm(20)
+    let p = UnsafeMutablePointer<Int>(bitPattern: 8)!
+    p.pointee = 1
+case "fork-locked":
+    // fork() while another thread holds the registry lock: in the child that lock stays taken forever, so
+    // the child's fork handler must not take it. The child emits, exits normally (atexit handlers run) and
+    // must end at once, writing nothing into the parent's trace.
+    holdRegistryLockOnAnotherThread()
+    let child = fork()
+    if child == 0 {
+        emit(100)
+        exit(0)
+    }
+    // A child stuck in fork's handler never reaches an alarm() of its own: the parent waits 20 s at most.
+    var status: Int32 = 0
+    var waited = 0
+    while waitpid(child, &status, WNOHANG) == 0 {
+        if waited == 2_000 {
+            kill(child, SIGKILL)
+            waitpid(child, &status, 0)
+            break
+        }
+        usleep(10_000)
+        waited += 1
+    }
+    say("child status \(status)")
+    _exit(0)  // exit() would stop the recorder, which disables its hook: the lock is held for good here
 case "sigkill":
     // Wait until what was emitted so far reached the kernel, report it, then die without warning.
     TraceRecorder.requestFlush()

@@ -72,6 +72,33 @@ func hookEventCount(_ chunks: [ScannedChunk]) -> Int {
         #expect(hookEventCount(chunks) == 120_000)
     }
 
+    @Test("a crash while another thread holds AsyncHooks' registry lock still flushes and dies of its signal")
+    func crashWithTheRegistryLockHeldElsewhere() throws {
+        // The crash handler used to disable the hook (that lock, and allocation): it waited forever, until the
+        // fixture's 20 s alarm (SIGALRM) ended it with nothing written.
+        let path = tempPath("segv-locked")
+        defer { unlink(path) }
+        let (status, _) = runFixture("segv-locked", 10_000, trace: path)
+        #expect(status & 0x7f == SIGSEGV)
+        let (_, chunks) = try scanTrace(path)
+        #expect(hookEventCount(chunks) == 40_000)
+    }
+
+    @Test("a child forked while another thread holds the registry lock exits at once")
+    func forkWithTheRegistryLockHeldElsewhere() throws {
+        // The fork handler used to disable the hook in the child, whose copy of that lock stays taken: the
+        // child hung until the parent killed it after 20 s (status 9).
+        let path = tempPath("fork-locked")
+        defer { unlink(path) }
+        let (status, out) = runFixture("fork-locked", 10, trace: path)
+        #expect(status == 0)
+        #expect(out.contains("child status 0"), "\(out)")
+        // The parent ends with _exit (its recorder cannot stop with the lock held): nothing of the child's
+        // 100 resources may be in the file.
+        let (_, chunks) = try scanTrace(path)
+        #expect(hookEventCount(chunks) <= 40)
+    }
+
     @Test func sigkilledChildLeavesWhatReachedTheKernel() throws {
         let path = tempPath("sigkill")
         defer { unlink(path) }
