@@ -129,6 +129,44 @@ enum NetBench {
 
     /// Starts the server, runs the load, stops the server; ops per second, or nil if the server failed.
     static func measureServer(_ cmd: (argv: [String], env: [String]), _ w: Workload) -> Double? {
+        measureServerAndCPU(cmd, w)?.opsPerSecond
+    }
+
+    /// CPU time (user + system, ns) of `pid` and its descendants, from /proc (clock ticks).
+    static func treeCPUNs(_ pid: pid_t) -> Double {
+        var total = 0.0
+        var queue = [pid]
+        let tick = 1e9 / Double(sysconf(Int32(_SC_CLK_TCK)))
+        while let p = queue.popLast() {
+            if let stat = readSmallFile("/proc/\(p)/stat"), let close = stat.lastIndex(of: ")") {
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                // After ")": state(0) ppid(1) ... utime(11) stime(12)
+                if fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) { total += (u + s) * tick }
+            }
+            for task in NodeBench.names(in: "/proc/\(p)/task") {
+                if let children = readSmallFile("/proc/\(p)/task/\(task)/children") {
+                    queue += children.split(separator: " ").compactMap { pid_t($0.trimmingPrefix(" ")) }
+                }
+            }
+        }
+        return total
+    }
+
+    static func readSmallFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = read(fd, &buf, buf.count)
+        return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+    }
+
+    /// Requests per second, and the CPU time the server's process tree (a recorder and its program
+    /// included) spent per request while they were counted: robust where throughput is not, on a
+    /// machine other work keeps busy.
+    static func measureServerAndCPU(_ cmd: (argv: [String], env: [String]), _ w: Workload) -> (
+        opsPerSecond: Double, cpuNsPerOp: Double
+    )? {
         var toChild: [Int32] = [-1, -1], fromChild: [Int32] = [-1, -1]
         guard pipe(&toChild) == 0, pipe(&fromChild) == 0 else { return nil }
         var actions = posix_spawn_file_actions_t()
@@ -162,7 +200,19 @@ enum NetBench {
         while read(fromChild[0], &c, 1) == 1 && c != 10 { line.append(c) }
         close(fromChild[0])
         guard let port = Int(String(decoding: line, as: UTF8.self)) else { return nil }
-        return load(port: port, w)
+        var cpuStart = 0.0
+        let startNs = monotonicNs()
+        var countStartNs = startNs
+        guard
+            let ops = load(
+                port: port, w,
+                onCountingStart: {
+                    cpuStart = treeCPUNs(pid); countStartNs = monotonicNs()
+                })
+        else { return nil }
+        let cpu = treeCPUNs(pid) - cpuStart
+        let requests = ops * Double(monotonicNs() - countStartNs) / 1e9
+        return (ops, requests > 0 ? cpu / requests : 0)
     }
 
     final class Connection {

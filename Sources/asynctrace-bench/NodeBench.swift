@@ -7,8 +7,9 @@
 //    and with --node-loop-phases (what the libuv uprobes cost). Interleaved runs, medians.
 //    ASYNCTRACE_BENCH_NODE_NO_HTTP=1 skips part 2.
 // 2. An HTTP server under load (Benchmarks/node/http-server.js, 50 keep-alive connections, the `net`
-//    group's load generator): bare node; `asynctrace record` with the kernel probes and the default
-//    Node hooks; kernel probes only (--no-node-hooks); with --node-promises.
+//    group's load generator): bare node; node with an empty async_hooks hook (Node's floor); `asynctrace
+//    record` with the kernel probes and the default Node hooks, without creation sites; kernel probes
+//    only (--no-node-hooks); with --node-promises.
 // `asynctrace` is the CLI built next to this benchmark (swift build -c release builds both).
 #if canImport(Glibc)
 import Glibc
@@ -96,26 +97,37 @@ enum NodeBench {
         let env = NetBench.currentEnvironment(removing: ["ASYNCTRACE_OUTPUT", "ASYNCTRACE_APPEND", "NODE_OPTIONS"])
         let variants: [(name: String, argv: [String])] = [
             ("node", ["node", server]),
+            // Node's own hook machinery with empty hooks: the floor of any async_hooks recorder.
+            ("node-async-hooks-empty", ["node", server, "--hooks"]),
             ("record-default", [cli, "record", "-o", trace, "--", "node", server]),
+            ("record-no-sites", [cli, "record", "--no-node-sites", "-o", trace, "--", "node", server]),
             ("record-kernel-only", [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", server]),
             ("record-promises", [cli, "record", "--node-promises", "-o", trace, "--", "node", server]),
         ]
-        var results: [String: [Double]] = [:]
+        var results: [String: [Double]] = [:], cpu: [String: [Double]] = [:]
         for r in 0..<runs {
             for k in 0..<variants.count {
                 let v = variants[(k + r) % variants.count]
                 unlink(trace)
-                if let ops = NetBench.measureServer((v.argv, env), w) { results[v.name, default: []].append(ops) }
+                if let m = NetBench.measureServerAndCPU((v.argv, env), w) {
+                    results[v.name, default: []].append(m.opsPerSecond)
+                    cpu[v.name, default: []].append(m.cpuNsPerOp)
+                }
             }
         }
         let bare = median(results["node"] ?? [])
+        let bareCPU = median(cpu["node"] ?? [])
         for v in variants {
             let m = median(results[v.name] ?? [])
+            let c = median(cpu[v.name] ?? [])
             report(
                 "node.http_50conn.\(v.name)", nsPerOp: 1e9 / m,
                 extra: [
                     ("req_per_s", fmt(m)), ("runs", "\(results[v.name]?.count ?? 0)"),
-                    ("throughput_loss", fmt(bare / m)), ("seconds", fmt(NetBench.seconds)),
+                    // CPU of the server's process tree (node, and the recorder where there is one) per request.
+                    ("cpu_us_per_req", fmt(c / 1000)), ("cpu_vs_node", fmt(c / bareCPU)),
+                    ("throughput_loss", fmt(bare / m)), ("vs_kernel_only", fmt(median(results["record-kernel-only"] ?? []) / m)),
+                    ("seconds", fmt(NetBench.seconds)),
                 ])
         }
     }
