@@ -9,7 +9,8 @@
 // 2. An HTTP server under load (Benchmarks/node/http-server.js, 50 keep-alive connections, the `net`
 //    group's load generator): bare node; node with an empty async_hooks hook (Node's floor); `asynctrace
 //    record` with the kernel probes and the default Node hooks, without creation sites; kernel probes
-//    only (--no-node-hooks); with --node-promises.
+//    only (--no-node-hooks); with --node-promises; ASYNCTRACE_BENCH_NODE_OTHER_CLI=<asynctrace>: another
+//    build's defaults as one more variant.
 // `asynctrace` is the CLI built next to this benchmark (swift build -c release builds both).
 #if canImport(Glibc)
 import Glibc
@@ -95,7 +96,7 @@ enum NodeBench {
         let get = Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         let w = NetBench.Workload(name: "http_50conn", server: "http", connections: 50, request: get)
         let env = NetBench.currentEnvironment(removing: ["ASYNCTRACE_OUTPUT", "ASYNCTRACE_APPEND", "NODE_OPTIONS"])
-        let variants: [(name: String, argv: [String])] = [
+        var variants: [(name: String, argv: [String])] = [
             ("node", ["node", server]),
             // Node's own hook machinery with empty hooks: the floor of any async_hooks recorder.
             ("node-async-hooks-empty", ["node", server, "--hooks"]),
@@ -104,6 +105,10 @@ enum NodeBench {
             ("record-kernel-only", [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", server]),
             ("record-promises", [cli, "record", "--node-promises", "-o", trace, "--", "node", server]),
         ]
+        // Another build's defaults side by side (before/after a change, one run): ASYNCTRACE_BENCH_NODE_OTHER_CLI=<asynctrace>.
+        if let other = getenv("ASYNCTRACE_BENCH_NODE_OTHER_CLI").map({ String(cString: $0) }) {
+            variants.append(("record-default-other-cli", [other, "record", "-o", trace, "--", "node", server]))
+        }
         var results: [String: [Double]] = [:], cpu: [String: [Double]] = [:]
         for r in 0..<runs {
             for k in 0..<variants.count {
