@@ -453,8 +453,9 @@
     if (pendingFD.size !== 0) pendingFD.delete(idBase + asyncId);
     if (liveSites.size !== 0) liveSites.delete(idBase + asyncId);
     pendingEvents++;
-    // Most resources (every tick, immediate and one-shot timer) are destroyed right after their callback:
-    // the after record just written becomes an after+destroy (one record, 2 slots and a bounds check less).
+    // An Immediate is destroyed right after its callback: the after record just written becomes an
+    // after+destroy (one record, 2 slots and a bounds check less). (Ticks' and timers' destroys come later,
+    // in runs from Node's destroy queue.)
     if (lastAfterEnd === pos && lastAfterBatch === sequence && buf[pos - 1] === idBase + asyncId) {
       buf[pos - 3] = K_AFTER_DESTROY;
       return;
