@@ -477,6 +477,13 @@ public final class Timeline {
         case .threadName:
             kernelThreadName(e, it)
             return
+        case .loopPhase:
+            // A libuv loop's phase, seen by a uprobe (record --node-loop-phases): on that thread's own track,
+            // as the runtime's phaseStart.
+            let t = kernelThread(pid: UInt32(truncatingIfNeeded: e.u(0)), tid: UInt32(truncatingIfNeeded: e.u(1)), sink: &sink)
+            if !perThread[t].pendingOff.isEmpty { flushOff(thread: t, before: e.timestampNs, sink: &sink) }
+            phaseStarts(code: e.u(2), startsIteration: e.u(3) != 0, process: processOfThread[t], thread: t, at: e.timestampNs, sink: &sink)
+            return
         default:
             break
         }
@@ -656,14 +663,7 @@ public final class Timeline {
         case .phaseLeave:
             _ = close(.phase, id: min(e.u(0), 7), thread: t, at: ts, sink: &sink)
         case .phaseStart:
-            // The recorder's folded loop event: ends the open phase, may begin an iteration, begins a phase.
-            if let open = perThread[t].stack.last(where: { $0.slice == .phase }) {
-                _ = close(.phase, id: open.id, thread: t, at: ts, sink: &sink)
-            }
-            if e.u(1) != 0 { iterationBegins(process: p, thread: t, at: ts, sink: &sink) }
-            let code = min(e.u(0), 7)
-            perThread[t].stack.append(OpenSlice(slice: .phase, id: code))
-            emit(TimelineOp(.begin, .phase, thread: t, at: ts, name: phaseNames[Int(code)]), sink: &sink)
+            phaseStarts(code: e.u(0), startsIteration: e.u(1) != 0, process: p, thread: t, at: ts, sink: &sink)
         case .pollStart:
             perThread[t].stack.append(OpenSlice(slice: .poll, id: 0))
             var op = TimelineOp(.begin, .poll, thread: t, at: ts, name: pollName)
@@ -692,6 +692,20 @@ public final class Timeline {
         if id >= nameOfString.count { nameOfString.append(contentsOf: repeatElement(-1, count: id - nameOfString.count + 1)) }
         nameOfString[id] = names.id(it.string(id))
         return nameOfString[id]
+    }
+
+    /// The recorder's folded loop event (phaseStart, loopPhase): ends the open phase, may begin an iteration,
+    /// begins a phase.
+    private func phaseStarts<S: TimelineSink>(
+        code: UInt64, startsIteration: Bool, process p: Int, thread t: Int, at ts: UInt64, sink: inout S
+    ) {
+        if let open = perThread[t].stack.last(where: { $0.slice == .phase }) {
+            _ = close(.phase, id: open.id, thread: t, at: ts, sink: &sink)
+        }
+        if startsIteration { iterationBegins(process: p, thread: t, at: ts, sink: &sink) }
+        let code = min(code, 7)
+        perThread[t].stack.append(OpenSlice(slice: .phase, id: code))
+        emit(TimelineOp(.begin, .phase, thread: t, at: ts, name: phaseNames[Int(code)]), sink: &sink)
     }
 
     /// A loop iteration begins: the open-resources counter, when it changed.

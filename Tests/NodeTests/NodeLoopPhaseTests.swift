@@ -128,6 +128,31 @@ let loopPhaseAttachProgram = #"""
         #expect(((check?["count"] as? NSNumber)?.intValue ?? 0) >= 60, "phases: \(phases)")
         let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace]).stdout
         #expect(text.contains("phases from uprobes on libuv") && text.contains("time per phase: timers"), "\(text.prefix(2000))")
+
+        // The exports draw the phases as slices on the loop thread's own track, the callbacks inside them;
+        // each validates.
+        func export(_ format: String, _ validator: String, _ extra: [String] = []) throws -> [String: Any] {
+            let out = dir + "/phases." + format
+            let e = try runNodeTool([NodeRepo.executable("asynctrace"), "export", trace, "--format", format, "-o", out])
+            #expect(e.status == 0, "\(format): \(e.stderr)")
+            let v = try runNodeTool(["/usr/bin/env", "python3", NodeRepo.root + "/Tests/TraceExportsTests/validators/" + validator, out] + extra)
+            #expect(v.status == 0, "\(validator): \(v.stdout.prefix(500)) \(v.stderr.prefix(500))")
+            return (try? JSONSerialization.jsonObject(with: Data(v.stdout.utf8)) as? [String: Any]) ?? [:]
+        }
+        let main = "\(header.pid)"
+        let perfetto = try export("perfetto", "perfetto_check.py")
+        let byThread = perfetto["slices_by_thread"] as? [String: [String: Int]] ?? [:]
+        #expect((byThread[main]?["check phase"] ?? 0) >= 60 && (byThread[main]?["timers phase"] ?? 0) >= 25, "\(byThread[main] ?? [:])")
+        for (name, json) in [("perfetto", perfetto), ("chrome", try export("chrome", "chrome_check.py"))] {
+            let nesting = Set(json["nesting"] as? [String] ?? [])
+            #expect(
+                nesting.contains("check phase > Immediate") && nesting.contains("timers phase > Timeout"),
+                "\(name): callbacks inside their phases: \(nesting.sorted())")
+        }
+        let schema = NodeRepo.root + "/Tests/TraceExportsTests/Fixtures/speedscope-file-format-schema.json"
+        let speedscope = try export("speedscope", "speedscope_check.py", [schema])
+        let profile = (speedscope["profiles"] as? [String: [String: Int]] ?? [:]).first { $0.key.hasPrefix("node [\(main)]") }?.value
+        #expect((profile?["check phase"] ?? 0) >= 60, "speedscope: the loop thread's phases as frames: \(String(describing: profile))")
     }
 
     @Test func attachingWithPidGetsThePhasesToo() throws {
