@@ -46,6 +46,21 @@ public struct FastMap<Key: FastHashable, Value> {
 
     public func contains(_ key: Key) -> Bool { find(key) != nil }
 
+    /// Reads part of a value in place: `body` gets a pointer to it (valid only during the call), so a
+    /// large value (strings, histograms) is not copied, retained and released to read one field.
+    @inline(__always)
+    public func peek<R>(_ key: Key, _ body: (UnsafePointer<Value>) -> R) -> R? {
+        guard let i = find(key) else { return nil }
+        return slots.withUnsafeBufferPointer { buffer in
+            // An Optional of a payload with spare room keeps the payload at offset 0; a tuple lays out
+            // its elements in order, each at its alignment (Swift's ABI).
+            let valueOffset =
+                (MemoryLayout<Key>.size + MemoryLayout<Value>.alignment - 1) / MemoryLayout<Value>.alignment * MemoryLayout<Value>.alignment
+            let slot = UnsafeRawPointer(buffer.baseAddress! + i)
+            return body((slot + valueOffset).assumingMemoryBound(to: Value.self))
+        }
+    }
+
     /// Changes the value in place; returns false if the key is absent.
     @inline(__always)
     @discardableResult

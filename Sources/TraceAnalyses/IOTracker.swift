@@ -218,7 +218,10 @@ struct IOTracker {
     }
 
     /// The current life's path or address, for naming an fd in a stall or callback.
-    func detail(pid: UInt32, fd: Int64) -> String? { fd < 0 ? nil : byFD[FDKey(pid: pid, fd: fd)]?.detail }
+    func detail(pid: UInt32, fd: Int64) -> String? {
+        guard fd >= 0 else { return nil }
+        return byFD.peek(FDKey(pid: pid, fd: fd)) { $0.pointee.detail } ?? nil  // in place: an FDAccum is large
+    }
 
     /// `asyncID` no longer owns `fd` (it gave it up or was destroyed); the type stays for the report.
     mutating func releaseOwner(pid: UInt32, fd: Int64, asyncID: UInt64) {

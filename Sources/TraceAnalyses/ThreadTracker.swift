@@ -168,14 +168,17 @@ struct ThreadTracker {
 
     @inline(__always)
     private mutating func withThread(_ key: UInt64, _ body: (inout ThreadState) -> Void) {
-        if threads[key] == nil {
-            guard threads.count < Self.maxThreads else {
-                untrackedThreads &+= 1
-                return
-            }
-            threads[key] = ThreadState()
+        // Through the values' index: `threads[key]!` moved the whole state out and back (a memcpy per event).
+        if let i = threads.index(forKey: key) {
+            body(&threads.values[i])
+            return
         }
-        body(&threads[key]!)
+        guard threads.count < Self.maxThreads else {
+            untrackedThreads &+= 1
+            return
+        }
+        threads[key] = ThreadState()
+        body(&threads.values[threads.index(forKey: key)!])
     }
 
     mutating func threadName(pid: UInt32, tid: UInt32, name: String, ns: UInt64) {

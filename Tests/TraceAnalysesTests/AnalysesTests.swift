@@ -275,6 +275,30 @@ func scriptedServerTrace() -> String {
 }
 
 @Suite struct FastMapTests {
+    /// `peek` reads a value in place, for keys and values of mixed sizes and alignments.
+    @Test func peekReadsTheValueInPlace() {
+        struct Small: FastHashable {
+            var a: UInt8
+            var fastHash: UInt64 { UInt64(a) }
+        }
+        struct Big {
+            var n: UInt64
+            var name: String?
+            var list: [Int]
+        }
+        var m = FastMap<Small, Big>()
+        for i in 0..<200 { m.set(Small(a: UInt8(i)), Big(n: UInt64(i) * 3, name: "v\(i)", list: [i])) }
+        for i in 0..<200 {
+            #expect(m.peek(Small(a: UInt8(i))) { $0.pointee.name } == "v\(i)")
+            #expect(m.peek(Small(a: UInt8(i))) { $0.pointee.n } == UInt64(i) * 3)
+            #expect(m.peek(Small(a: UInt8(i))) { $0.pointee.list } == [i])
+        }
+        #expect(m.peek(Small(a: 250)) { $0.pointee.n } == nil)
+        var w = FastMap<UInt64, UInt8>()
+        w.set(7, 9)
+        #expect(w.peek(7) { $0.pointee } == 9)
+    }
+
     /// Random inserts, updates and removals agree with Dictionary (removal shifts probe runs back).
     @Test func agreesWithDictionary() {
         var fast = FastMap<UInt64, Int>()
