@@ -56,8 +56,10 @@ struct kp_exec_record {
 #define KP_WAIT_SYSCALL 0u // the end of a traced syscall that took >= stack_threshold_ns
 #define KP_WAIT_OFFCPU 1u  // a thread back on a CPU after >= stack_threshold_ns blocked outside traced syscalls
 
-// The user stack that made a long wait (record --stack-threshold). Variable length: `user_count`
-// return addresses, innermost first.
+// The user stack that made a long wait (record --stack-threshold): `user_count` return addresses,
+// innermost first, by frame pointers; for a syscall's wait with --stack-copy also the user registers
+// and `stack_bytes` bytes of user stack from `regs.sp` up, right after the record, which user space
+// unwinds by CFI as a sample's (off-CPU waits: 0, their stack is walked at the switch-out).
 struct kp_wait_stack_record {
     __u32 kind;         // KP_RECORD_WAIT_STACK
     __u32 tgid;
@@ -68,6 +70,9 @@ struct kp_wait_stack_record {
     __u64 duration_ns;  // the syscall's duration / the time blocked
     __s32 nr;           // KP_WAIT_SYSCALL: the syscall number; KP_WAIT_OFFCPU: the off-CPU state (enum kp_offcpu_state)
     __s32 fd;           // KP_WAIT_SYSCALL: its fd argument as in kp_syscall_record; else -1
+    struct kp_user_regs regs; // valid when stack_bytes > 0
+    __u32 stack_bytes;
+    __u32 reserved;
     // The first words at the user stack pointer: where a function without a frame pointer (a libc
     // syscall wrapper) keeps its return address, which the frame-pointer walk skips. User space
     // takes the first that lies in executable code as the innermost frame's caller.

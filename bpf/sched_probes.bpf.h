@@ -92,6 +92,7 @@ static __always_inline void emit_offcpu_stack(struct task_struct *task, __u64 of
     r->duration_ns = off->blocked_ns;
     r->nr = off->state;
     r->fd = -1;
+    r->stack_bytes = 0; // the switch-in runs in another task's context: its stack cannot be copied here
     r->user_count = bytes / 8;
     __builtin_memcpy(r->stack_top, w->stack_top, sizeof(r->stack_top));
     if (bytes > sizeof(r->frames) || bpf_probe_read_kernel(r->frames, bytes, w->frames) != 0)

@@ -151,6 +151,9 @@ public final class KernelProbeSession {
                 samples.processForked(parent: events[first].pid, child: events[first].childPid, atNs: events[first].timestampNs)
                 samples.drain(into: &events)
             }
+            if collectsStacks, events.count == first + 1, events[first].kind == .processExit {
+                samples.processExited(pid: events[first].pid)
+            }
         }
         kp_probes_done(probes)
         received += UInt64(events.count - before)

@@ -270,6 +270,11 @@ public struct KernelTraceWriter {
             b.beginEvent(.stackDef, ticks: e.timestampNs)
             b.putUnsigned(UInt64(id))
             b.putList(tables.stacks.frames(id))
+            if let methods = tables.unwindMethods[id] {
+                b.beginEvent(.stackUnwind, ticks: e.timestampNs)
+                b.putUnsigned(UInt64(id))
+                b.putList(methods.lazy.map { UInt64($0) })
+            }
         }
         if e.stackCopy != 0, let copy = tables.stackCopies.removeValue(forKey: e.stackCopy) {
             // A thread sampled again in the same code leaves mostly the same words: write what changed.

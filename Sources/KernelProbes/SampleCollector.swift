@@ -17,6 +17,19 @@ public final class SampleCollector {
     /// Re-read the maps of a process on an unknown address at most this often: a frame-pointer walk
     /// through code without frame pointers yields addresses that no mapping will ever hold.
     public var rereadIntervalNs: UInt64 = 100_000_000
+    /// Unwinds stack copies as they arrive, so the trace holds interned stacks instead (nil: every
+    /// copy is written for the reader to unwind).
+    public var unwinder: (any StackCopyUnwinding)?
+    /// Samples' copies are written for the reader even with an unwinder (record --unwind-later); the
+    /// unwinder then serves wait stacks only (their copies have no place in the trace).
+    public var samplesUnwoundLater = false
+    /// Stack copies unwound here (their samples carry the unwound stack; no copy written).
+    public private(set) var copiesUnwound: UInt64 = 0
+    /// Stack copies the unwinder could not do now, by reason (a sample's copy is then written for the
+    /// reader; a wait stack keeps its frame-pointer walk).
+    public private(set) var copiesDeferred: [UnwindDeferral: UInt64] = [:]
+    /// How each unwound stack's frames were found (`stackUnwind` events), by stack id.
+    public var unwindMethods: [UInt32: [UInt8]] { tables.unwindMethods }
 
     private struct MappingKey: Hashable {
         var start: UInt64, end: UInt64, offset: UInt64, inode: UInt64, path: String
@@ -55,6 +68,7 @@ public final class SampleCollector {
         state.lastReadNs = time
         state.read = true
         processes[child] = state
+        unwinder?.forked(parent: parent, child: child, timeNs: time)
         var seen = Set<MappingKey>()
         for m in tables.mappings.reversed() where m.pid == parent {
             let key = MappingKey(start: m.start, end: m.end, offset: m.fileOffset, inode: 0, path: m.path)
@@ -126,12 +140,48 @@ public final class SampleCollector {
             let copy = keptWords(pid: pid, regs: regs, stack: stack, bytes: stackBytes)
             if Self.framePointersSuffice(copy, user) {
                 copiesNotNeeded += 1
+            } else if !samplesUnwoundLater, let stack = unwindNow(pid: pid, timeNs: time, copy: copy, walk: user, into: &events) {
+                e.userStack = stack
             } else {
                 e.stackCopy = tables.add(copy)
             }
         }
         events.append(e)
         return true
+    }
+
+    /// The id of the copy's stack unwound by `unwinder` (nil: none, or it cannot be done now: the
+    /// copy is written). An address in no region known may be code mapped since the maps were read:
+    /// they are read again (at most every 10 ms per process) and the copy unwound once more; maps
+    /// read after the sample are conclusive (the address is not code).
+    private func unwindNow(
+        pid: UInt32, timeNs: UInt64, copy: StackCopy, walk: UnsafeBufferPointer<UInt64>, into events: inout [KernelEvent]
+    ) -> UInt32? {
+        guard let unwinder else { return nil }
+        var result = unwinder.unwind(pid: pid, timeNs: timeNs, copy: copy, framePointerStack: walk)
+        if result.deferral == .unknownAddress, let p = processes[pid] {
+            if p.lastReadNs >= timeNs {
+                result.deferral = nil
+            } else if monotonicNowNs() &- p.lastReadNs >= 10_000_000 {
+                refresh(pid: pid, atNs: timeNs, resetting: false)
+                drain(into: &events)
+                result = unwinder.unwind(pid: pid, timeNs: timeNs, copy: copy, framePointerStack: walk)
+                if result.deferral == .unknownAddress { result.deferral = nil }
+            }
+        }
+        if let why = result.deferral {
+            copiesDeferred[why, default: 0] += 1
+            return nil
+        }
+        copiesUnwound += 1
+        let id = result.stack.frames.withUnsafeBufferPointer { tables.stacks.intern($0) }
+        if id != 0 && tables.unwindMethods[id] == nil { tables.unwindMethods[id] = result.stack.methods }
+        return id
+    }
+
+    /// A traced process exited: the unwinder can forget it.
+    public func processExited(pid: UInt32) {
+        unwinder?.exited(pid: pid)
     }
 
     /// Stack copies not written because the frame-pointer walk already had every caller.
@@ -187,6 +237,23 @@ public final class SampleCollector {
             refresh(pid: r.tgid, atNs: r.time_ns, resetting: false)
             drain(into: &events)
         }
+        // A syscall's wait with a stack copy: unwound by CFI like a sample's, where the walk misses callers.
+        let stackBytes = Int(r.stack_bytes)
+        let full = MemoryLayout<kp_wait_stack_record>.size
+        if stackBytes >= 8, stackBytes <= Int(KP_STACK_COPY_MAX), size >= full + stackBytes {
+            waitStackCopies += 1
+            let copy = keptWords(pid: r.tgid, regs: r.regs, stack: record + full, bytes: stackBytes)
+            let unwound = frames.withUnsafeBufferPointer { walk -> UInt32? in
+                if Self.framePointersSuffice(copy, walk) { return nil }
+                return unwindNow(pid: r.tgid, timeNs: r.time_ns, copy: copy, walk: walk, into: &events)
+            }
+            if let unwound {
+                waitStacksUnwound += 1
+                e.userStack = unwound
+                events.append(e)
+                return true
+            }
+        }
         // The walk starts at the caller's frame: a leaf without a frame pointer (libc's syscall wrappers)
         // hides its caller, whose return address is among the first words on the stack.
         if count > 0, let regions = processes[r.tgid]?.regions {
@@ -200,6 +267,10 @@ public final class SampleCollector {
         events.append(e)
         return true
     }
+
+    /// Wait stacks that carried a stack copy, and those whose stack was unwound from it by CFI.
+    public private(set) var waitStackCopies: UInt64 = 0
+    public private(set) var waitStacksUnwound: UInt64 = 0
 
     /// Wait stacks whose innermost frame's caller came from the top of the stack.
     public private(set) var leafCallersAdded: UInt64 = 0
@@ -253,6 +324,7 @@ public final class SampleCollector {
                     pid: pid, start: entry.start, end: entry.end,
                     fileOffset: entry.fileOffset, path: entry.path, buildID: buildID))
             pending.append(e)
+            unwinder?.mapped(pid: pid, region: entry, buildID: buildID, timeNs: e.timestampNs)
         }
     }
 }

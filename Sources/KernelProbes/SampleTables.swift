@@ -103,6 +103,9 @@ public final class SampleTables {
     public var periodNs: UInt64 = 0
     public var kernelStacks = false
     public var stacks = StackTable()
+    /// For stacks unwound from a copy while recording: how each frame's caller was found (written
+    /// as `stackUnwind` after the stack's stackDef; see StackUnwinder.TallyLog.methodsPerFrame).
+    public var unwindMethods: [UInt32: [UInt8]] = [:]
     public var mappings: [RecordedMapping] = []
     /// Stack copies of samples not written yet, by KernelEvent.stackCopy (the writer removes them).
     public var stackCopies: [UInt32: StackCopy] = [:]

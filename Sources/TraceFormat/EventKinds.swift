@@ -91,6 +91,8 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var stackCopyDelta: EventKind { EventKind(rawValue: 0x2F) }
     // Kernel stream, version 5: loop phases of an unmodified libuv program (node) from uprobes
     @inlinable public static var loopPhase: EventKind { EventKind(rawValue: 0x30) }
+    // Kernel stream, version 6: how a stack unwound while recording was found
+    @inlinable public static var stackUnwind: EventKind { EventKind(rawValue: 0x31) }
 
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
@@ -318,6 +320,11 @@ public enum EventSpecs {
             args: [a("pid", .unsigned), a("tid", .unsigned), a("phase", .unsigned), a("startsIteration", .unsigned)],
             summary:
                 "a libuv loop thread of an unmodified program entered a phase (TraceLoopPhase), seen by a uprobe on libuv (record --node-loop-phases); as phaseStart of that thread, startsIteration 1: a loop iteration begins too"
+        ),
+        EventSpec(
+            kind: .stackUnwind, name: "stackUnwind", args: [a("id", .unsigned), a("methods", .list)],
+            summary:
+                "stack id (its stackDef just before) was unwound by the recorder from a stack copy; per frame, innermost first, how its caller was found (UnwindMethod: 0 CFI, 1 frame pointers in the copy, 2 the kernel's frame-pointer walk, 3 stack scan), and a last 4 when unwinding ended in the last frame before the outermost one"
         ),
         EventSpec(
             kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],

@@ -4,7 +4,7 @@ public enum TraceFileFormat {
     public static let magic: [UInt8] = Array("ASYNCTRC".utf8)
     public static let chunkMagic: UInt32 = 0x4B43_5441  // "ATCK" little-endian
     /// The version this build writes. The reader accepts 1...currentVersion.
-    public static let currentVersion: UInt16 = 5
+    public static let currentVersion: UInt16 = 6
     public static let chunkHeaderSize = 80
     public static let maxProgramBytes = 4096
     /// A chunk's payload is never larger than this (the reader uses it to reject garbage).

@@ -54,6 +54,9 @@ public enum UnwindMethod: Int, Sendable, CaseIterable {
     /// without CFI: swiftc -O leaves Swift functions without .eh_frame entries).
     case stackScan = 3
 
+    /// In a `stackUnwind` list: unwinding ended in this frame before the outermost one.
+    public static let endedCode: UInt8 = 4
+
     public var name: String {
         switch self {
         case .callFrameInfo: "CFI"
@@ -122,6 +125,21 @@ public struct StackUnwinder {
     public struct TallyLog: Sendable {
         /// (module, method raw value; -1: unwinding stopped there), with a count.
         var entries: [(module: Int, method: Int, count: Int)] = []
+
+        /// Per frame of the stack it was logged for, innermost first, the UnwindMethod that found its
+        /// caller, then `UnwindMethod.endedCode` when unwinding stopped before the outermost frame
+        /// (the `stackUnwind` event's list).
+        public var methodsPerFrame: [UInt8] {
+            var out: [UInt8] = []
+            for e in entries {
+                if e.method < 0 {
+                    out.append(UnwindMethod.endedCode)
+                } else {
+                    out.append(contentsOf: repeatElement(UInt8(e.method), count: min(e.count, StackUnwinder.maxFrames)))
+                }
+            }
+            return out
+        }
     }
 
     public mutating func apply(_ log: TallyLog) {

@@ -26,6 +26,8 @@ public final class Symbolizer: CodeMappings {
     public var perfMapDirectory: String? = "/tmp"
     /// Read /proc/kallsyms for kernel frames (meaningful on the machine and boot that recorded).
     public var useKallsyms = true
+    /// Code sites (site(pid:address:timeNs:)) cached at most; the cache is emptied when full.
+    public var siteCacheLimit = 4 << 20
     /// Where debug files are looked up by build id (".build-id/ab/cdef....debug").
     public var debugDirectory = "/usr/lib/debug"
 
@@ -149,7 +151,7 @@ public final class Symbolizer: CodeMappings {
                 if let (_, into) = image.symbol(at: link) { site.functionStart = address &- into }
             }
         }
-        if sites.count > 4 << 20 { sites.removeAll() }
+        if sites.count > siteCacheLimit { sites.removeAll() }
         sites[key] = site
         return site
     }
@@ -165,7 +167,7 @@ public final class Symbolizer: CodeMappings {
         {
             kind = StackUnwinder.callKind(code)
         }
-        if calls.count > 4 << 20 { calls.removeAll() }
+        if calls.count > siteCacheLimit { calls.removeAll() }
         calls[key] = kind
         return kind
     }

@@ -70,7 +70,13 @@ public final class TraceSamples {
                     badStackCopies += 1
                 }
             } else if s.userStack != 0 {
-                tallyKernelWalk(s)
+                if recordUnwindMethods[s.userStack] != nil {
+                    recordUnwoundSamples[UInt64(s.pid) << 32 | UInt64(s.userStack), default: 0] += 1
+                    unwoundSamples += 1
+                    unwoundWhenRecorded += 1
+                } else {
+                    tallyKernelWalk(s)
+                }
             }
             if (s.userStack != 0 && stackAddresses[s.userStack] == nil) || (s.kernelStack != 0 && stackAddresses[s.kernelStack] == nil) {
                 undefinedStacks += 1
@@ -107,6 +113,9 @@ public final class TraceSamples {
         case .stackDef:
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
             stackAddresses[UInt32(v.u(0))] = Array(v.list)
+        case .stackUnwind:
+            guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
+            recordUnwindMethods[UInt32(v.u(0))] = v.list.prefix(StackUnwinder.maxFrames + 1).map { UInt8(clamping: $0) }
         case .mapping:
             guard v.u(1) < v.u(2) else { return nil }
             let path = v.textID >= 0 ? it.string(v.textID) : ""
@@ -239,6 +248,13 @@ public final class TraceSamples {
         var words: [UInt64]
     }
 
+    /// How the recorder unwound stacks from their copies (`stackUnwind`), by stack id.
+    private var recordUnwindMethods: [UInt32: [UInt8]] = [:]
+    /// (pid, stack id) -> samples whose stack the recorder unwound.
+    private var recordUnwoundSamples: [UInt64: Int] = [:]
+    /// Samples (of `unwoundSamples`) whose copy the recorder unwound (the trace holds their stack, not the copy).
+    public private(set) var unwoundWhenRecorded = 0
+
     private func tallyKernelWalk(_ s: CPUSample) {
         kernelWalkSamples[UInt64(s.pid) << 32 | UInt64(s.userStack), default: 0] += 1
     }
@@ -248,6 +264,20 @@ public final class TraceSamples {
     public var unwindTally: [String: UnwindTally] {
         var tally: [String: UnwindTally] = [:]
         for (id, t) in unwinder.tally { tally[symbolizer.moduleName(id)] = t }
+        for (key, count) in recordUnwoundSamples {
+            let pid = UInt32(truncatingIfNeeded: key >> 32), id = UInt32(truncatingIfNeeded: key)
+            guard let methods = recordUnwindMethods[id], let addresses = stackAddresses[id] else { continue }
+            // Each frame's own module: the frame whose caller a method found, or where unwinding ended.
+            for (i, (m, a)) in zip(methods, addresses).enumerated() {
+                let site = symbolizer.site(pid: pid, address: i == 0 ? a : a &- 1, timeNs: UInt64.max)
+                let module = symbolizer.moduleName(site.module)
+                if m == UnwindMethod.endedCode {
+                    tally[module, default: UnwindTally()].stopped += count
+                } else if Int(m) < UnwindMethod.allCases.count {
+                    tally[module, default: UnwindTally()].byMethod[Int(m)] += count
+                }
+            }
+        }
         for (key, count) in kernelWalkSamples {
             let pid = UInt32(truncatingIfNeeded: key >> 32), id = UInt32(truncatingIfNeeded: key)
             // Each frame whose caller the walk found, by its module.

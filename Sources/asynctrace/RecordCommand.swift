@@ -78,9 +78,15 @@ struct RecordCommand: ParsableCommand {
     @Option(
         name: .customLong("stack-copy"),
         help: ArgumentHelp(
-            "Bytes of user stack each CPU sample copies (0, or 64 to 16K; default 8K), unwound by the code's CFI (.eh_frame) when read, so code without frame pointers (swiftc -O, Debian's glibc) gets whole stacks; 0: frame pointers only.",
+            "Bytes of user stack each CPU sample copies (0, or 64 to 16K; default 8K), unwound by the code's CFI (.eh_frame) while recording, so code without frame pointers (swiftc -O, Debian's glibc) gets whole stacks; 0: frame pointers only.",
             valueName: "size"))
     var stackCopy: String = "8K"
+    @Flag(
+        name: .customLong("unwind-later"),
+        help:
+            "Write CPU samples' stack copies into the trace for the reader to unwind, instead of unwinding them while recording (~60 more bytes per sample, less of the recorder's CPU)."
+    )
+    var unwindLater = false
     @Option(
         name: .customLong("stack-threshold"),
         help: "Record the user stack of every syscall and off-CPU wait this long or longer (e.g. 1ms, 500us; 0: none; default 1ms).")
@@ -101,6 +107,10 @@ struct RecordCommand: ParsableCommand {
     /// program as SIGTERM would and finishes the trace instead of recording on with nobody watching.
     @Option(name: .customLong("stop-with-parent"), help: .hidden)
     var stopWithParent: Int32?
+
+    /// asynctrace-bench: print the recorder's own CPU time and sample counts as benchmark lines on stdout.
+    @Flag(name: .customLong("bench-cpu"), help: .hidden)
+    var benchCPU = false
 
     @OptionGroup(title: "Flight recorder") var flight: FlightOptions
 
@@ -152,6 +162,14 @@ struct RecordCommand: ParsableCommand {
         }
     }
 
+    /// Stack copies are unwound as they come (the trace holds stacks, not copies); with --unwind-later
+    /// only wait stacks' (the trace has no place for their copies).
+    private func unwindWhileRecording(_ session: KernelProbeSession, _ options: KernelProbeOptions) {
+        guard options.stackCopyBytes > 0 else { return }
+        session.samples.unwinder = RecordTimeUnwinder()
+        session.samples.samplesUnwoundLater = unwindLater
+    }
+
     // MARK: running a program
 
     /// Whether --stop-with-parent's process is no longer our parent (we were re-parented: it exited
@@ -180,6 +198,7 @@ struct RecordCommand: ParsableCommand {
             do {
                 session = try KernelProbeSession(options: options)
                 if let why = session?.samplingError { note(why) }
+                if let session { unwindWhileRecording(session, options) }
             } catch {
                 note("\(error.description); recording the program's own events only")
             }
@@ -291,6 +310,7 @@ struct RecordCommand: ParsableCommand {
             }
         }
         let stats = recording?.finish()
+        if benchCPU { printBenchCPU(recording?.session) }
         nodeLaunch?.finish()
         if let loopPhases { note(loopPhases.summary) }
         let userLost = losses.map { (events: $0.pointee.events_lost, errno: Int32(truncatingIfNeeded: $0.pointee.first_errno)) }
@@ -311,6 +331,24 @@ struct RecordCommand: ParsableCommand {
         throw ExitCode(programStatus == 0 && lost ? 74 : programStatus)
     }
 
+    /// --bench-cpu: the recorder's CPU time (all its threads, not the program's) and what its samples became.
+    private func printBenchCPU(_ session: KernelProbeSession?) {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        let cpuNs =
+            (Int64(u.ru_utime.tv_sec) + Int64(u.ru_stime.tv_sec)) * 1_000_000_000
+            + (Int64(u.ru_utime.tv_usec) + Int64(u.ru_stime.tv_usec)) * 1000
+        let s = session?.samples
+        let lines: [(String, UInt64)] = [
+            ("record_cpu", UInt64(cpuNs)), ("record_samples", s?.samples ?? 0), ("record_copies", s?.stackCopies ?? 0),
+            ("record_copies_unwound", s?.copiesUnwound ?? 0), ("record_copies_deferred", s?.copiesDeferred.values.reduce(0, +) ?? 0),
+            ("record_wait_stacks", s?.waitStacks ?? 0),
+        ]
+        var text = ""
+        for (name, v) in lines { text += "{\"benchmark\": \"\(name)\", \"ns_per_op\": \(v)}\n" }
+        _ = text.withCString { write(1, $0, strlen($0)) }
+    }
+
     /// The program's exit status as a shell reports it: 128+N when killed by signal N.
     private func exitStatus(_ status: Int32) -> Int32 {
         let signal = status & 0x7f
@@ -328,6 +366,7 @@ struct RecordCommand: ParsableCommand {
         do {
             session = try KernelProbeSession(options: options)
             if let why = session.samplingError { note(why) }
+            unwindWhileRecording(session, options)
         } catch {
             fail("\(error.description); --pid records kernel events only, so there is nothing to record", exitCode: 1)
         }

@@ -4,6 +4,7 @@
 // the stack scan). Real programs, the real `asynctrace record`, the real kernel.
 import Foundation
 import Testing
+import TraceFormat
 import TraceReader
 import TraceSymbols
 
@@ -13,6 +14,14 @@ private func record(_ program: [String], options: [String] = [], name: String) t
     return (TraceSamples(reader: try TraceReader(path: trace)), trace)
 }
 
+
+/// Events of each kind in a trace.
+private func kindCounts(_ path: String) throws -> [EventKind: Int] {
+    let it = try TraceReader(path: path).events()
+    var out: [EventKind: Int] = [:]
+    while let e = it.next() { out[e.event.kind, default: 0] += 1 }
+    return out
+}
 
 /// The names of the most frequent stack among samples whose innermost frame is `leaf`.
 private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], modules: [String], samples: Int, of: Int) {
@@ -40,7 +49,7 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
             __attribute__((noinline)) unsigned long spin_first(unsigned long n) { unsigned long r = spin_second(n + 7); sink = r; return r + 3; }
             int main(void) { double t0 = now(); unsigned long n = 1; while (now() - t0 < 0.6) n += spin_first(n); printf("%lu\\n", n); return 0; }
             """, name: "unwind-c", flags: ["-O2", "-fomit-frame-pointer"])
-        let (data, _) = try record([exe], name: "unwind-c")
+        let (data, trace) = try record([exe], name: "unwind-c")
         let top = topStack(data, leaf: "spin_leaf")
         #expect(top.of >= 50, "\(data.samples.count) samples, \(top.of) in spin_leaf")
         #expect(Array(top.names.prefix(5)) == ["spin_leaf", "spin_third", "spin_second", "spin_first", "main"], "\(top.names)")
@@ -49,6 +58,18 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
         #expect(top.samples * 10 >= top.of * 8, "the whole chain in \(top.samples) of \(top.of)")
         let tally = try #require(data.unwindTally[exe])
         #expect(tally.byMethod[UnwindMethod.callFrameInfo.rawValue] > 0)
+        // Unwound while recording: the trace holds the stacks and how they were found, not the copies.
+        let kinds = try kindCounts(trace)
+        #expect(kinds[.stackCopy, default: 0] + kinds[.stackCopyDelta, default: 0] == 0, "\(kinds)")
+        #expect(kinds[.stackUnwind, default: 0] > 0 && data.unwoundWhenRecorded > 0, "\(kinds)")
+
+        // --unwind-later: the copies are written and the reader unwinds them to the same chain.
+        let (later, laterTrace) = try record([exe], options: ["--unwind-later"], name: "unwind-c-later")
+        let laterTop = topStack(later, leaf: "spin_leaf")
+        #expect(Array(laterTop.names.prefix(6)) == Array(top.names.prefix(6)), "\(laterTop.names)")
+        let laterKinds = try kindCounts(laterTrace)
+        #expect(laterKinds[.stackCopy, default: 0] + laterKinds[.stackCopyDelta, default: 0] > 0, "\(laterKinds)")
+        #expect(laterKinds[.stackUnwind, default: 0] == 0 && later.unwoundWhenRecorded == 0)
     }
 
     @Test func glibcFramesUnwindBetweenACallbackAndItsCaller() throws {

@@ -116,3 +116,35 @@ private let waitSource = """
         #expect(byKind["syscall"] != nil)
     }
 }
+
+/// Wait stacks of code without frame pointers: unwound by CFI from a copy of the stack at the syscall's end.
+@Suite(.serialized) struct WaitStackUnwindTests {
+    private func names(_ stack: [String: Any]) -> [String] {
+        ((stack["frames"] as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? "?" }
+    }
+
+    private func inOrder(_ want: [String], in list: [String]) -> Bool {
+        var i = 0
+        for n in list where i < want.count && n == want[i] { i += 1 }
+        return i == want.count
+    }
+
+    /// The blocking read of the epoll handler, compiled -O2 -fomit-frame-pointer (no -g): the stall's wait
+    /// names read_chunk <- handle_request <- run_loop <- main, the callers only the CFI of the binary knows.
+    @Test(arguments: [false, true])
+    func aSyscallWaitInCodeWithoutFramePointersNamesItsCallersInOrder(unwindLater: Bool) throws {
+        try requireKernel("aSyscallWaitInCodeWithoutFramePointersNamesItsCallersInOrder")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        let exe = try compileC(waitSource, name: "waits-nofp", flags: ["-O2", "-fomit-frame-pointer"])
+        let trace = try recordTrace(
+            [exe], options: ["--stack-threshold", "20ms", "--sample-rate", "0"] + (unwindLater ? ["--unwind-later"] : []),
+            name: "waits-nofp\(unwindLater ? "-later" : "")")
+        let json = try runTool(asynctrace, ["report", "--json", "--threshold", "50ms", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let stalls = try #require(root["stalls"] as? [[String: Any]])
+        let waits = stalls.flatMap { ($0["stacks"] as? [[String: Any]]) ?? [] }.filter { $0["kind"] as? String == "wait" }
+        let read = try #require(waits.first { $0["wait"] as? String == "read" }, "no read wait in the stalls: \(stalls)")
+        #expect(inOrder(["read_chunk", "handle_request", "run_loop", "main"], in: names(read)), "\(names(read))")
+        #expect((read["ns"] as? Int ?? 0) >= 100_000_000)
+    }
+}
