@@ -44,6 +44,7 @@ enum StacksBench {
             ("node", ["node", script]),
             ("record-sampling-off", [cli, "record", "--no-node-hooks", "--sample-rate", "0", "-o", trace, "--", "node", script]),
             ("record-sampling-999hz-fp-only", [cli, "record", "--no-node-hooks", "--stack-copy", "0", "-o", trace, "--", "node", script]),
+            ("record-sampling-999hz-unwind-later", [cli, "record", "--no-node-hooks", "--unwind-later", "-o", trace, "--", "node", script]),
             ("record-sampling-999hz", [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", script]),
         ]
         for w in ["setImmediate-chain", "await-chain"] {
@@ -78,6 +79,7 @@ enum StacksBench {
             ("node", ["node", server]),
             ("record-sampling-off", [cli, "record", "--no-node-hooks", "--sample-rate", "0", "-o", trace, "--", "node", server]),
             ("record-sampling-999hz-fp-only", [cli, "record", "--no-node-hooks", "--stack-copy", "0", "-o", trace, "--", "node", server]),
+            ("record-sampling-999hz-unwind-later", [cli, "record", "--no-node-hooks", "--unwind-later", "-o", trace, "--", "node", server]),
             ("record-sampling-999hz", [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", server]),
         ]
         var results: [String: [Double]] = [:]
@@ -100,35 +102,64 @@ enum StacksBench {
         }
     }
 
-    /// Trace size with sampling minus without, per sample, for a 1 s CPU-bound Python loop.
+    /// Trace size with sampling minus without, per sample, for a 2 s CPU-bound Python loop (Debian's
+    /// python3 and glibc have no frame pointers: samples need their stack copies), and the recorder's
+    /// own CPU time per sample (its rusage, minus that of the recording without sampling): stack copies
+    /// unwound while recording (the default), written for the reader (--unwind-later), frame pointers
+    /// only (--stack-copy 0), side by side in one run.
     static func bytesPerSample(cli: String, dir: String) {
-        let program = ["/usr/bin/python3", "-S", "-c", "import time\nt=time.time()\nwhile time.time()-t<1: pass"]
-        func kernelPayload(_ rate: String, copy: String = "8K") -> (bytes: UInt64, samples: Int, stacks: Int)? {
+        let program = ["/usr/bin/python3", "-S", "-c", "import time\nt=time.time()\nwhile time.time()-t<2: pass"]
+        struct Run {
+            var bytes: UInt64, samples: Int, stacks: Int, cpuNs: Double
+            var copies: Double, unwound: Double, deferred: Double
+        }
+        func kernelPayload(_ rate: String, copy: String = "8K", extra: [String] = []) -> Run? {
             let trace = dir + "/bps-\(rate)-\(copy).atrace"
-            _ = RuntimeBench.runCommand([cli, "record", "--sample-rate", rate, "--stack-copy", copy, "-o", trace, "--"] + program)
-            guard let r = try? TraceReader(path: trace) else { return nil }
-            let bytes = r.fileSize  // a program without hooks: the header and kernel chunks only
+            unlink(trace)
+            let out = RuntimeBench.runCommand(
+                [cli, "record", "--bench-cpu", "--sample-rate", rate, "--stack-copy", copy] + extra + ["-o", trace, "--"] + program)
+            guard let r = try? TraceReader(path: trace), let cpu = out["record_cpu"] else { return nil }
             let data = TraceSamples(reader: r)
-            return (bytes, data.samples.count, data.stackAddresses.count)
+            return Run(
+                bytes: r.fileSize, samples: data.samples.count, stacks: data.stackAddresses.count, cpuNs: cpu,
+                copies: (out["record_copies"] ?? 0) - (out["record_copies_not_needed"] ?? 0), unwound: out["record_copies_unwound"] ?? 0,
+                deferred: out["record_copies_deferred"] ?? 0)
         }
-        var perSample: [Double] = [], perSampleFP: [Double] = [], samples: [Double] = [], stacks: [Double] = []
+        let variants: [(name: String, copy: String, extra: [String])] = [
+            ("unwound_while_recording", "8K", []), ("unwind_later", "8K", ["--unwind-later"]), ("fp_only", "0", []),
+        ]
+        var bytes: [String: [Double]] = [:], cpu: [String: [Double]] = [:], samples: [String: [Double]] = [:]
+        var stacks: [Double] = [], copies: [Double] = [], unwound: [Double] = [], deferred: [Double] = []
         for _ in 0..<3 {
-            guard let on = kernelPayload("999"), let fp = kernelPayload("999", copy: "0"), let off = kernelPayload("0"),
-                on.samples > 0, fp.samples > 0
-            else { continue }
-            perSample.append(Double(Int64(on.bytes) - Int64(off.bytes)) / Double(on.samples))
-            perSampleFP.append(Double(Int64(fp.bytes) - Int64(off.bytes)) / Double(fp.samples))
-            samples.append(Double(on.samples))
-            stacks.append(Double(on.stacks))
+            guard let off = kernelPayload("0") else { continue }
+            for v in variants {
+                guard let on = kernelPayload("999", copy: v.copy, extra: v.extra), on.samples > 0 else { continue }
+                bytes[v.name, default: []].append(Double(Int64(on.bytes) - Int64(off.bytes)) / Double(on.samples))
+                cpu[v.name, default: []].append((on.cpuNs - off.cpuNs) / Double(on.samples))
+                samples[v.name, default: []].append(Double(on.samples))
+                if v.name == "unwound_while_recording" {
+                    stacks.append(Double(on.stacks))
+                    copies.append(on.copies)
+                    unwound.append(on.unwound)
+                    deferred.append(on.deferred)
+                }
+            }
         }
-        report(
-            "stacks.bytes_per_sample", nsPerOp: 0,
-            extra: [
-                ("bytes_per_sample_with_stack_copy", fmt(median(perSample))),
-                ("bytes_per_sample_fp_only", fmt(median(perSampleFP))), ("samples", fmt(median(samples))),
-                ("distinct_stacks", fmt(median(stacks))),
-                ("note", "\"trace size with sampling minus without, per sample, incl. stackDef and mapping events and chunk headers\""),
-            ])
+        var extra: [(String, String)] = []
+        for v in variants {
+            extra.append(("bytes_per_sample_\(v.name)", fmt(median(bytes[v.name] ?? []))))
+            extra.append(("recorder_cpu_ns_per_sample_\(v.name)", fmt(median(cpu[v.name] ?? []))))
+            extra.append(("samples_\(v.name)", fmt(median(samples[v.name] ?? []))))
+        }
+        extra += [
+            ("distinct_stacks", fmt(median(stacks))), ("copies_needed", fmt(median(copies))),
+            ("copies_unwound_while_recording", fmt(median(unwound))), ("copies_left_to_reader", fmt(median(deferred))),
+            (
+                "note",
+                "\"trace size with sampling minus without, per sample, incl. stackDef, stackUnwind and mapping events and chunk headers; recorder CPU likewise\""
+            ),
+        ]
+        report("stacks.bytes_per_sample", nsPerOp: 0, extra: extra)
     }
 
     /// A real recording's stack copies repeated to 1 M samples: read + unwind + symbolize + count by stack.

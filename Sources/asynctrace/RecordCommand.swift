@@ -108,6 +108,26 @@ struct RecordCommand: ParsableCommand {
     @Option(name: .customLong("stop-with-parent"), help: .hidden)
     var stopWithParent: Int32?
 
+    @Option(
+        name: .customLong("creation-stacks"),
+        help: ArgumentHelp(
+            "Creation stacks of an AsyncHooks program's resources (our runtime, the Swift Concurrency adapter): on (handles and requests, the recorder's default), off, all (promises, ticks and jobs too), or N (handles and one in N of those); sets ASYNCTRACE_CREATION_STACKS for the program.",
+            valueName: "on|off|all|N"))
+    var creationStacks: String?
+
+    /// The ASYNCTRACE_CREATION_STACKS value for --creation-stacks (nil: not a value it takes).
+    static func creationStacksSetting(_ text: String) -> String? {
+        switch text {
+        case "on", "handles": return "handles"
+        case "off", "0": return "off"
+        case "all", "1": return "all"
+        default:
+            let n = text.hasPrefix("handles+") ? text.dropFirst(8) : Substring(text)
+            guard !n.isEmpty, n.allSatisfy({ $0.isASCII && $0.isNumber }), let v = Int(n), v > 0 else { return nil }
+            return v == 1 ? "all" : "handles+\(v)"
+        }
+    }
+
     /// asynctrace-bench: print the recorder's own CPU time and sample counts as benchmark lines on stdout.
     @Flag(name: .customLong("bench-cpu"), help: .hidden)
     var benchCPU = false
@@ -128,6 +148,13 @@ struct RecordCommand: ParsableCommand {
         if pid != nil && noKernel { throw ValidationError("--pid records kernel events only; it cannot be combined with --no-kernel") }
         if node.loopPhases && noKernel {
             throw ValidationError("--node-loop-phases uses the kernel probes (uprobes); it cannot be combined with --no-kernel")
+        }
+        if let c = creationStacks {
+            guard Self.creationStacksSetting(c) != nil else {
+                throw ValidationError(
+                    "--creation-stacks takes on, off, all or a number N (handles and one in N promises, ticks and jobs), not '\(c)'")
+            }
+            if pid != nil { throw ValidationError("--creation-stacks applies to a program record starts; it cannot be combined with --pid") }
         }
         try flight.validate()
         if let d = duration, Quantities.duration(d) == nil {
@@ -209,7 +236,9 @@ struct RecordCommand: ParsableCommand {
         var environment = currentEnvironment().filter {
             !$0.hasPrefix("ASYNCTRACE_OUTPUT=") && !$0.hasPrefix("ASYNCTRACE_APPEND=") && !$0.hasPrefix("ASYNCTRACE_LOSS_FD=")
                 && !$0.hasPrefix("ASYNCTRACE_FLIGHT_FD=") && !$0.hasPrefix("ASYNCTRACE_DUMP_ON_BLOCK=")
+                && !(creationStacks != nil && $0.hasPrefix("ASYNCTRACE_CREATION_STACKS="))
         }
+        if let c = creationStacks.flatMap(Self.creationStacksSetting) { environment.append("ASYNCTRACE_CREATION_STACKS=\(c)") }
         environment.append("ASYNCTRACE_APPEND=1")
         // What the program's recorder cannot write (disk full) is counted here, as it never reaches the file.
         var losses: UnsafeMutablePointer<trace_loss_counters>?
@@ -341,6 +370,7 @@ struct RecordCommand: ParsableCommand {
         let s = session?.samples
         let lines: [(String, UInt64)] = [
             ("record_cpu", UInt64(cpuNs)), ("record_samples", s?.samples ?? 0), ("record_copies", s?.stackCopies ?? 0),
+            ("record_copies_not_needed", s?.copiesNotNeeded ?? 0),
             ("record_copies_unwound", s?.copiesUnwound ?? 0), ("record_copies_deferred", s?.copiesDeferred.values.reduce(0, +) ?? 0),
             ("record_wait_stacks", s?.waitStacks ?? 0),
         ]

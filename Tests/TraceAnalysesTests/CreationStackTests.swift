@@ -85,6 +85,31 @@ import TraceSymbols
         #expect(open.contains { $0["type"] as? String == "Timeout" } && open.allSatisfy { functions($0["created_at"]).isEmpty }, "\(open)")
     }
 
+    /// `record --creation-stacks` sets the program's policy, over what its environment said; a value it
+    /// does not take is refused before anything runs.
+    @Test func recordCreationStacksFlagSetsThePolicy() throws {
+        func recorded(_ flag: String, environment: [String: String]) throws -> [[String: Any]] {
+            let trace = NSTemporaryDirectory() + "asynctrace-creation-flag-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).atrace"
+            defer { try? FileManager.default.removeItem(atPath: trace) }
+            let r = try run(
+                ReportCommandTests.executable, ["record", "--no-kernel", "--creation-stacks", flag, "-o", trace, "--", examples, "leak"],
+                environment: environment)
+            try #require(r.status == 0, "record failed: \(r.stderr)")
+            let j = try #require(try JSONSerialization.jsonObject(with: report(trace)) as? [String: Any])
+            return try #require(j["open_at_exit"] as? [[String: Any]]).filter { $0["type"] as? String == "Timeout" }
+        }
+        let off = try recorded("off", environment: ["ASYNCTRACE_CREATION_STACKS": "all"])
+        #expect(!off.isEmpty && off.allSatisfy { functions($0["created_at"]).isEmpty }, "\(off)")
+        let on = try recorded("on", environment: ["ASYNCTRACE_CREATION_STACKS": "off"])
+        #expect(on.contains { functions($0["created_at"]).contains { $0.hasSuffix("startHeartbeat(everyMs:)") } }, "\(on)")
+        let every = try recorded("8", environment: [:])
+        #expect(every.contains { functions($0["created_at"]).contains { $0.hasSuffix("startHeartbeat(everyMs:)") } }, "\(every)")
+        for bad in ["sometimes", "-3", "99999999999999999999999", "handles+0", "1x"] {
+            let r = try run(ReportCommandTests.executable, ["record", "--no-kernel", "--creation-stacks=\(bad)", "--", examples, "leak"])
+            #expect(r.status == 64 && r.stderr.contains("--creation-stacks takes on, off, all or a number N"), "\(bad): \(r.status) \(r.stderr)")
+        }
+    }
+
     /// A blocking callback's entry says where its resource was created (a server's accepted TCPWRAP: inside the runtime).
     @Test func blockingCallbackSaysWhereItsResourceWasCreated() throws {
         let trace = try record("blocking")
