@@ -108,9 +108,11 @@ enum StacksBench {
     /// unwound while recording (the default), written for the reader (--unwind-later), frame pointers
     /// only (--stack-copy 0), side by side in one run.
     static func bytesPerSample(cli: String, dir: String) {
-        let program = ["/usr/bin/python3", "-S", "-c", "import time\nt=time.time()\nwhile time.time()-t<2: pass"]
+        // 2 s of the program's own CPU time (not wall time: on a loaded machine it gets a share of a core).
+        let program = ["/usr/bin/python3", "-S", "-c", "import time\nt=time.process_time()\nwhile time.process_time()-t<2: pass"]
         struct Run {
             var bytes: UInt64, samples: Int, stacks: Int, cpuNs: Double
+            var sampleEventBytes: UInt64
             var copies: Double, unwound: Double, deferred: Double
         }
         func kernelPayload(_ rate: String, copy: String = "8K", extra: [String] = []) -> Run? {
@@ -122,12 +124,14 @@ enum StacksBench {
             let data = TraceSamples(reader: r)
             return Run(
                 bytes: r.fileSize, samples: data.samples.count, stacks: data.stackAddresses.count, cpuNs: cpu,
+                sampleEventBytes: sampleEventBytes(r),
                 copies: (out["record_copies"] ?? 0) - (out["record_copies_not_needed"] ?? 0), unwound: out["record_copies_unwound"] ?? 0,
                 deferred: out["record_copies_deferred"] ?? 0)
         }
         let variants: [(name: String, copy: String, extra: [String])] = [
             ("unwound_while_recording", "8K", []), ("unwind_later", "8K", ["--unwind-later"]), ("fp_only", "0", []),
         ]
+        var encoded: [String: [Double]] = [:]
         var bytes: [String: [Double]] = [:], cpu: [String: [Double]] = [:], samples: [String: [Double]] = [:]
         var stacks: [Double] = [], copies: [Double] = [], unwound: [Double] = [], deferred: [Double] = []
         for _ in 0..<3 {
@@ -136,6 +140,7 @@ enum StacksBench {
                 guard let on = kernelPayload("999", copy: v.copy, extra: v.extra), on.samples > 0 else { continue }
                 bytes[v.name, default: []].append(Double(Int64(on.bytes) - Int64(off.bytes)) / Double(on.samples))
                 cpu[v.name, default: []].append((on.cpuNs - off.cpuNs) / Double(on.samples))
+                encoded[v.name, default: []].append(Double(on.sampleEventBytes) / Double(on.samples))
                 samples[v.name, default: []].append(Double(on.samples))
                 if v.name == "unwound_while_recording" {
                     stacks.append(Double(on.stacks))
@@ -148,6 +153,7 @@ enum StacksBench {
         var extra: [(String, String)] = []
         for v in variants {
             extra.append(("bytes_per_sample_\(v.name)", fmt(median(bytes[v.name] ?? []))))
+            extra.append(("sample_event_bytes_per_sample_\(v.name)", fmt(median(encoded[v.name] ?? []))))
             extra.append(("recorder_cpu_ns_per_sample_\(v.name)", fmt(median(cpu[v.name] ?? []))))
             extra.append(("samples_\(v.name)", fmt(median(samples[v.name] ?? []))))
         }
@@ -156,10 +162,42 @@ enum StacksBench {
             ("copies_unwound_while_recording", fmt(median(unwound))), ("copies_left_to_reader", fmt(median(deferred))),
             (
                 "note",
-                "\"trace size with sampling minus without, per sample, incl. stackDef, stackUnwind and mapping events and chunk headers; recorder CPU likewise\""
+                "\"bytes_per_sample: trace size with sampling minus without, per sample (noisy under load: the other kernel events vary); sample_event_bytes_per_sample: the encoded bytes of the sampling events themselves (cpuSample, stackDef, stackUnwind, stackCopy, stackCopyDelta, mapping, sampling) per sample; recorder CPU: its rusage with sampling minus without, per sample\""
             ),
         ]
         report("stacks.bytes_per_sample", nsPerOp: 0, extra: extra)
+    }
+
+    /// The encoded size of the events sampling adds to a trace's kernel stream (kind byte, timestamp
+    /// delta, arguments as the spec table encodes them; string definitions of mapping paths left out).
+    static func sampleEventBytes(_ r: TraceReader) -> UInt64 {
+        func varint(_ v: UInt64) -> UInt64 {
+            var n: UInt64 = 1
+            var x = v >> 7
+            while x != 0 { n += 1; x >>= 7 }
+            return n
+        }
+        let kinds: Set<EventKind> = [.cpuSample, .stackDef, .stackUnwind, .stackCopy, .stackCopyDelta, .mapping, .sampling]
+        let kernel = Set(r.streams.indices.filter { r.streams[$0].isKernel })
+        let it = r.events(streams: kernel)
+        var total: UInt64 = 0
+        var previous: UInt64 = 0
+        it.forEachView { v in
+            defer { previous = v.timestampNs }
+            guard kinds.contains(v.kind), let spec = v.kind.spec else { return }
+            var n = 1 + varint(v.timestampNs &- previous)
+            for (i, a) in spec.args.enumerated() {
+                switch a.encoding {
+                case .unsigned: n += varint(v.u(i))
+                case .signed: n += varint(UInt64(bitPattern: (v.s(i) << 1) ^ (v.s(i) >> 63)))
+                case .string: n += varint(UInt64(max(0, v.textID)))
+                case .list: n += varint(UInt64(v.list.count)) + v.list.reduce(0) { $0 + varint($1) }
+                default: n += 1
+                }
+            }
+            total += n
+        }
+        return total
     }
 
     /// A real recording's stack copies repeated to 1 M samples: read + unwind + symbolize + count by stack.
