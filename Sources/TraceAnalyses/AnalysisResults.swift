@@ -248,6 +248,9 @@ public struct CallbackRecord: Sendable {
     public var createdAt: [CodeFrame] = []
     /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
     var creationStack: Int32 = -1
+    /// Still running when its process's events end: its after() never came (the process exited or was
+    /// killed inside it, or the trace or window was cut), so `durationNs` runs to that end: at least this long.
+    public var unfinished = false
     /// duration − blocked − run queue; nil without scheduler events.
     public var onCPUNs: UInt64? {
         guard let b = blockedNs, let r = runqueueNs else { return nil }
@@ -345,6 +348,9 @@ public struct OpenResourceGroup: Sendable {
     public var createdAt: [CodeFrame] = []
     /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
     var creationStack: Int32 = -1
+    /// Still running when its process's events end: its after() never came (the process exited or was
+    /// killed inside it, or the trace or window was cut), so `durationNs` runs to that end: at least this long.
+    public var unfinished = false
 }
 
 public struct Gap: Sendable {

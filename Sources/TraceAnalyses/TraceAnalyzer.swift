@@ -481,6 +481,38 @@ public struct TraceAnalyzer {
             return c
         }
 
+        // Callbacks still running where their process's events end: the longest blocker of a program that
+        // exited or was killed inside a callback, so listed (marked unfinished), never silently left out.
+        var callbacks = self.callbacks
+        var processEndNs: [UInt32: UInt64] = [:]
+        for (s, st) in reader.streams.enumerated() where !st.isKernel && s < lastEventNs.count {
+            processEndNs[st.pid] = max(processEndNs[st.pid] ?? 0, lastEventNs[s])
+        }
+        for (s, stack) in callbacks.stacks.enumerated() where s < reader.streams.count {
+            guard let frame = stack.first else { continue }
+            let st = reader.streams[s]
+            let endNs = processEndNs[st.pid] ?? lastNs
+            guard endNs > frame.beforeNs else { continue }
+            let d = endNs - frame.beforeNs
+            var merged = frame
+            merged.syscalls = stack.flatMap(\.syscalls)
+            let blocking = d >= options.blockingThresholdNs
+            if blocking {
+                callbacks.blockingCount += 1
+                callbacks.blockingNs = callbacks.blockingNs.addingSaturated(d)
+            }
+            guard callbacks.slowest.admits(d) || (blocking && callbacks.blockingLongest.admits(d)) else { continue }
+            var record = CallbackRecord(
+                asyncID: frame.asyncID, type: resources.typeName(frame.type), pid: st.pid, tid: st.tid,
+                threadName: st.threadName, startNs: frame.beforeNs, durationNs: d,
+                causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
+                syscalls: CallbackTracker.syscalls(of: merged), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs)
+            record.creationStack = resources.info(ResourceKey(pid: st.pid, asyncID: frame.asyncID))?.creationStack ?? -1
+            record.unfinished = true
+            callbacks.slowest.offer(d, record)
+            if blocking { callbacks.blockingLongest.offer(d, record) }
+        }
+
         // A stall (between epoll waits) is named by the listed callback that ran longest inside it.
         let listed = callbacks.blockingLongest.sorted + callbacks.slowest.sorted
         if !listed.isEmpty {

@@ -209,7 +209,7 @@ public enum HTMLReport {
                 + "data-kernel-ns=\"\(c.kernelNs)\"><td>\(x(c.type))</td><td class=\"n\">\(c.asyncID)</td>"
                 + "<td>\(x(thread(c.pid, c.tid, c.threadName)))</td>"
                 + "<td class=\"n\">\(Formatting.at(c.startNs, from: a.overview.recordingStartNs))</td>"
-                + "<td class=\"n\">\(Formatting.duration(c.durationNs))</td>"
+                + "<td class=\"n\">\(c.unfinished ? "≥ " : "")\(Formatting.duration(c.durationNs))</td>"
                 + "<td class=\"n\">\(c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs))</td>"
                 + "<td>\(c.causalChain.count > 1 ? x(c.causalChain.joined(separator: " → ")) : "-")"
                 + (c.createdAt.isEmpty ? "" : "<br>created at " + x(TextReport.createdAt(c.createdAt))) + "</td>"

@@ -471,6 +471,7 @@ public enum JSONReport {
         e.field("thread", c.threadName)
         e.field("start_ns", c.startNs)
         e.field("duration_ns", c.durationNs)
+        e.field("unfinished", c.unfinished)
         frames(c.createdAt, named: "created_at", &e)
         e.field("kernel_ns", c.kernelNs)
         optional("on_cpu_ns", c.onCPUNs, &e)

@@ -142,7 +142,9 @@ public enum TextReport {
                 + "(\(Formatting.duration(b.totalNs)) in total); while one runs, the loop can do nothing else", &out)
         for c in b.longest {
             out += "  ▶ \(Formatting.printable(c.type)) (async id \(c.asyncID)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
-            out += "\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))\n"
+            out +=
+                "\(c.unfinished ? "at least " : "")\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))"
+            out += c.unfinished ? " (still running when its process's events end: the program exited or was killed inside it)\n" : "\n"
             if c.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(c.causalChain.joined(separator: " → ")) + "\n" }
             if !c.createdAt.isEmpty { out += "      created at " + Formatting.printable(createdAt(c.createdAt)) + "\n" }
             if let on = c.onCPUNs {
@@ -348,7 +350,7 @@ public enum TextReport {
         ])
         for c in a.slowestCallbacks {
             t.add([
-                Formatting.duration(c.durationNs), c.type, String(c.asyncID), thread(c.pid, c.tid, c.threadName),
+                (c.unfinished ? "≥ " : "") + Formatting.duration(c.durationNs), c.type, String(c.asyncID), thread(c.pid, c.tid, c.threadName),
                 Formatting.at(c.startNs, from: a.overview.recordingStartNs),
                 c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs), c.causalChain.joined(separator: " → "),
             ])

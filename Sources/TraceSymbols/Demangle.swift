@@ -70,8 +70,71 @@ public enum Demangle {
     }
 
     /// "Mod.Type.handle(_: Mod.Request, id: Swift.Int) async throws -> Mod.Response" -> "Mod.Type.handle(_:id:)":
-    /// the argument labels, as Swift names a function, without types, effects and result.
+    /// the argument labels, as Swift names a function, without types, effects and result. An async
+    /// function's continuations ("(1) suspend resume partial function for f") and forwarding thunks are
+    /// named after the function they belong to; closures keep their place and number ("closure #2 in
+    /// closure #1 in App.main()").
     public static func shortenSwift(_ s: String) -> String {
+        var rest = Substring(s)
+        var changed = true
+        while changed {
+            changed = false
+            if rest.first == "(", let close = rest.firstIndex(of: ")"),
+                rest[rest.index(after: rest.startIndex)..<close].allSatisfy(\.isNumber),
+                let f = find(" partial function for ", in: rest), f.lowerBound > close,
+                rest[rest.index(after: close)..<f.lowerBound].allSatisfy({ $0.isLetter || $0 == " " })
+            {
+                rest = rest[f.upperBound...]
+                changed = true
+            }
+            for thunk in ["partial apply forwarder for ", "partial apply for ", "specialized ", "merged "]
+            where rest.hasPrefix(thunk) {
+                rest = rest.dropFirst(thunk.count)
+                changed = true
+            }
+        }
+        var closures = ""
+        while let (closure, enclosing) = splitClosure(rest) {
+            closures += closure + " in "
+            rest = enclosing
+        }
+        return closures + shortenFunction(String(rest))
+    }
+
+    /// "closure #2 () async -> Swift.Int in static M.App.main() async -> ()" -> ("closure #2", "static M.App.main() …").
+    private static func splitClosure(_ s: Substring) -> (String, Substring)? {
+        let kinds = ["closure #", "implicit closure #"]
+        guard let kind = kinds.first(where: { s.hasPrefix($0) }) else { return nil }
+        let digits = s.dropFirst(kind.count).prefix(while: \.isNumber)
+        guard !digits.isEmpty else { return nil }
+        // The enclosing function follows the first " in " outside parentheses and angle brackets.
+        var depth = 0
+        var i = s.startIndex
+        while i < s.endIndex {
+            let c = s[i]
+            if c == "(" || c == "<" || c == "[" {
+                depth += 1
+            } else if (c == ")" || c == "]" || (c == ">" && i > s.startIndex && s[s.index(before: i)] != "-")) && depth > 0 {
+                depth -= 1
+            } else if c == " " && depth == 0 && s[i...].hasPrefix(" in ") {
+                let enclosing = s[s.index(i, offsetBy: 4)...]
+                return enclosing.isEmpty ? nil : (kind + digits, enclosing)
+            }
+            i = s.index(after: i)
+        }
+        return nil
+    }
+
+    private static func find(_ needle: String, in s: Substring) -> Range<Substring.Index>? {
+        var i = s.startIndex
+        while i < s.endIndex {
+            if s[i...].hasPrefix(needle) { return i..<s.index(i, offsetBy: needle.count) }
+            i = s.index(after: i)
+        }
+        return nil
+    }
+
+    private static func shortenFunction(_ s: String) -> String {
         let chars = Array(s)
         // The argument list: the first "(" at nesting depth 0 of <> that is not "(extension in M)" or
         // "(in _$s...)", and its matching ")".

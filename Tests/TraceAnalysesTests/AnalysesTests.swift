@@ -245,6 +245,39 @@ func scriptedServerTrace() -> String {
         #expect(TextReport.render(a).contains("0 after() without a before() and 1 before() never closed"))
     }
 
+    /// A program that exits while a worker thread is inside a callback (a Swift task's job still running when
+    /// main returns): the after() never comes. That callback is the longest blocker, so it is listed, marked
+    /// unfinished, with its duration up to the process's last event, not silently left out.
+    @Test func callbackStillRunningAtExitIsListedAsUnfinished() throws {
+        let T: UInt64 = 1_000_000_000
+        var main = StreamScript(pid: 3, tid: 3, startNs: T)
+        main.initResource(7, "SwiftTask", trigger: 1, at: T)
+        main.initResource(8, "SwiftTask", trigger: 1, at: T + 1_000)
+        var worker = StreamScript(pid: 3, tid: 4, startNs: T + 1_000_000)
+        worker.before(7, at: T + 1_000_000)  // never ends: the process exits inside it
+        main.before(8, at: T + 2_000_000)
+        main.after(8, at: T + 22_000_000)
+        main.destroy(8, at: T + 50_000_000)
+        var k = StreamScript(pid: 3, tid: 0, kernel: true, startNs: T)
+        k.syscall(pid: 3, tid: 4, nr: 0, fd: 9, size: 4096, ret: 4096, enter: T + 5_000_000, exit: T + 15_000_000)
+        let path = writeTrace([main, worker, k], pid: 3, startNs: T)
+        defer { removeTrace(path) }
+        let a = analyzeTrace(try TraceReader(path: path))
+        #expect(a.blocking.count == 2)
+        let open = try #require(a.blocking.longest.first)
+        #expect(open.asyncID == 7 && open.unfinished && open.tid == 4)
+        #expect(open.durationNs == 49_000_000)  // to the process's last event
+        #expect(open.syscalls.map(\.name) == ["read"] && open.kernelNs == 10_000_000)
+        #expect(a.blocking.longest.last.map { $0.asyncID == 8 && !$0.unfinished && $0.durationNs == 20_000_000 } == true)
+        #expect(a.slowestCallbacks.first?.asyncID == 7 && a.abandonedCallbacks == 0)
+        let text = TextReport.render(a)
+        #expect(text.contains("for at least 49.0 ms") && text.contains("still running when its process's events end"))
+        #expect(text.contains("≥ 49.0 ms"))
+        let json = try JSONSerialization.jsonObject(with: Data(JSONReport.render(a).utf8)) as! [String: Any]
+        let blocking = (json["blocking"] as! [[String: Any]])
+        #expect(blocking.first?["unfinished"] as? Bool == true && blocking.last?["unfinished"] as? Bool == false)
+    }
+
     @Test func histogramPercentilesAreWithinABucket() {
         var h = LogHistogram()
         for v in 1...10_000 { h.record(UInt64(v) * 1_000) }

@@ -18,6 +18,20 @@ import TraceSymbols
                 == "Swift.Array.withUnsafeBytes(_:)")
         #expect(Demangle.shortenSwift("App.Store.count.getter : Swift.Int") == "App.Store.count.getter : Swift.Int")
         #expect(Demangle.name("$s4main6renderyyF") == "main.render()")
+        // Closures keep their place; async continuations and thunks are named after their function.
+        #expect(
+            Demangle.name("$s4conc3AppV4mainyyYaFZyScGySiGzYaXEfU_SiyYacfU0_")
+                == "closure #2 in closure #1 in conc.App.main()")
+        #expect(
+            Demangle.name("$s4conc3AppV4mainyyYaFZyScGySiGzYaXEfU_SiyYacfU_TATQ0_")
+                == "closure #1 in closure #1 in conc.App.main()")
+        #expect(Demangle.name("$s4conc3AppV4mainyyYaFZTQ0_") == "conc.App.main()")
+        #expect(
+            Demangle.shortenSwift("(2) suspend resume partial function for App.Server.handle(_: App.Request) async -> ()")
+                == "App.Server.handle(_:)")
+        #expect(
+            Demangle.shortenSwift("implicit closure #1 (Swift.Int) -> Swift.Bool in App.Store.filter(by: Swift.Int) -> [Swift.Int]")
+                == "implicit closure #1 in App.Store.filter(by:)")
         #expect(Demangle.name("_ZN2v88internal9Execution4CallEPNS0_7IsolateE") == "v8::internal::Execution::Call")
         #expect(Demangle.name("uv__io_poll") == "uv__io_poll")
     }
