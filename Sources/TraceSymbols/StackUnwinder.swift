@@ -183,6 +183,12 @@ public struct StackUnwinder {
                 case .undefined, .unsupported: newBP = nil
                 }
                 next = (ra, cfa, newBP)
+            } else if site.fileBacked, let fp = framePointerStep(pid: pid, timeNs: timeNs, snapshot: s, sp: sp, bp: bp, mappings: mappings) {
+                // A file without CFI for this code whose frame pointer leads to a call site: code built
+                // with frame pointers and no CFI, as Node's embedded V8 builtins (Builtins_CallApiCallback)
+                // between C++ callbacks and the JIT frames that called them.
+                method = .framePointer
+                next = fp
             } else if site.fileBacked {
                 // A file without CFI for this code: the first word above sp that returns after a
                 // call of this function (checked in the file's code) is the return address.
@@ -220,6 +226,19 @@ public struct StackUnwinder {
         }
         if stopModule >= 0 { log.entries.append((stopModule, -1, 1)) }
         return (out, log)
+    }
+
+    /// One frame-pointer step (return address at bp + 8, the caller's bp at bp) when it is plausible: bp
+    /// in the stack above sp, the caller's bp further up (or 0), and the return address right after a
+    /// call instruction in a file, or in JIT code (a mapping without a file).
+    private func framePointerStep(
+        pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, sp: UInt64, bp: UInt64?, mappings: CodeMappings
+    ) -> (ip: UInt64, sp: UInt64, bp: UInt64?)? {
+        guard let b = bp, b >= sp, let ra = s.read(b &+ 8), let saved = s.read(b), saved == 0 || saved > b else { return nil }
+        let caller = mappings.site(pid: pid, address: ra &- 1, timeNs: timeNs)
+        guard caller.inMapping else { return nil }
+        if caller.fileBacked && mappings.callBefore(pid: pid, returnAddress: ra, timeNs: timeNs) == .none { return nil }
+        return (ra, b &+ 16, saved)
     }
 
     /// Words scanned for a return address at most.
