@@ -26,9 +26,12 @@ public struct KernelProbeOptions: Sendable {
     public var syscalls = true
     /// Scheduler records: off-CPU episodes (and with them off-CPU wait stacks).
     public var scheduler = true
-    /// Filter every syscall by the current task instead of by the process the scheduler probe noted for
-    /// the CPU: slower for untraced processes; only for the benchmark's side-by-side comparison.
-    public var taskFilter = false
+    /// Filter every syscall by the current task (the default) instead of by the process the scheduler
+    /// probe noted for the CPU. The per-CPU note (false) costs untraced processes ~20 ns less per
+    /// syscall, but since it landed GroundTruthTests.existingProcessCanBeTraced lost two of a running
+    /// dd's syscalls in 3 of ~5 loaded full runs (never before, cause not found): until that is
+    /// understood it is only the benchmark's side-by-side variant.
+    public var taskFilter = true
     public init(
         ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
         baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false, stackCopyBytes: UInt32 = 0,

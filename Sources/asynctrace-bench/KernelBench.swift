@@ -103,7 +103,9 @@ enum KernelBench {
                 runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: .init(baseline: true, scheduler: false)), traced: false))
             baselineScheduler.append(
                 runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: .init(baseline: true, syscalls: false)), traced: false))
-            untraced.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(), traced: false))
+            var perCPUFilter = KernelProbeOptions()
+            perCPUFilter.taskFilter = false
+            untraced.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: perCPUFilter), traced: false))
             var before = KernelProbeOptions()
             before.taskFilter = true
             untracedTaskFilter.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: before), traced: false))
@@ -169,7 +171,9 @@ enum KernelBench {
         for _ in 0..<rounds {
             bare.append(runWorker("writes \(writes)", session: nil, traced: false))
             baseline.append(runWorker("writes \(writes)", session: try? KernelProbeSession(options: .init(baseline: true)), traced: false))
-            untraced.append(runWorker("writes \(writes)", session: try? KernelProbeSession(), traced: false))
+            var perCPUFilter = KernelProbeOptions()
+            perCPUFilter.taskFilter = false
+            untraced.append(runWorker("writes \(writes)", session: try? KernelProbeSession(options: perCPUFilter), traced: false))
             var before = KernelProbeOptions()
             before.taskFilter = true
             untracedTaskFilter.append(runWorker("writes \(writes)", session: try? KernelProbeSession(options: before), traced: false))
