@@ -29,7 +29,7 @@ public struct KernelProbeOptions: Sendable {
     /// Filter every syscall by the current task (the default) instead of by the process the scheduler
     /// probe noted for the CPU. The per-CPU note (false) costs untraced processes ~20 ns less per
     /// syscall, but since it landed GroundTruthTests.existingProcessCanBeTraced lost two of a running
-    /// dd's syscalls in 3 of ~5 loaded full runs (never before, cause not found): until that is
+    /// dd's syscalls in 2 of ~4 loaded full runs (never before, cause not found): until that is
     /// understood it is only the benchmark's side-by-side variant.
     public var taskFilter = true
     public init(
