@@ -19,9 +19,10 @@ final class RecordTimeUnwinder: StackCopyUnwinding {
     /// Per process, file regions whose file could not be opened: stacks through them are left to the reader.
     private var unreadable: [UInt32: [(start: UInt64, end: UInt64)]] = [:]
     private var mappings = 0
-    /// Files kept open at most (a descriptor each), and regions known at most: past either, copies
+    /// Files kept open at most (a descriptor each, and one more for the stack scan's reads: well under
+    /// the usual limit of 1,024 descriptors), and regions known at most: past either, copies
     /// of new code are written for the reader.
-    static let maxFiles = 1024
+    static let maxFiles = 256
     static let maxMappings = 1 << 18
 
     init() {

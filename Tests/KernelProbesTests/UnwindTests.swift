@@ -64,7 +64,8 @@ private func topStack(_ data: TraceSamples, leaf: String) -> (names: [String], m
         #expect(kinds[.stackUnwind, default: 0] > 0 && data.unwoundWhenRecorded > 0, "\(kinds)")
 
         // --unwind-later: the copies are written and the reader unwinds them to the same chain.
-        let (later, laterTrace) = try record([exe], options: ["--unwind-later"], name: "unwind-c-later")
+        // (No wait stacks: theirs are unwound while recording even then.)
+        let (later, laterTrace) = try record([exe], options: ["--unwind-later", "--stack-threshold", "0"], name: "unwind-c-later")
         let laterTop = topStack(later, leaf: "spin_leaf")
         #expect(Array(laterTop.names.prefix(6)) == Array(top.names.prefix(6)), "\(laterTop.names)")
         let laterKinds = try kindCounts(laterTrace)
