@@ -151,6 +151,10 @@ func exportAndValidateEverything(_ trace: String, in dir: ScratchDirectory, name
         let script =
             "import os, select\nr, w = os.pipe()\nep = select.epoll()\nep.register(r, select.EPOLLIN)\n"
             + "for i in range(40):\n    os.write(w, b'x')\n    ep.poll(1)\n    os.read(r, 1)\n"
+            // Some CPU in python's own code, and a process still alive when a loaded recorder reads its maps
+            // after the exec (they are read from /proc when the exec record is taken: a process gone by then
+            // leaves its frames unnamed, module unknown).
+            + "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 0.4:\n    sum(range(1000))\n"
         let rec = try runTool(
             [Repo.executable("asynctrace")!, "record", "-o", trace, "--", "/usr/bin/python3", "-S", "-c", script],
             timeout: 60)
