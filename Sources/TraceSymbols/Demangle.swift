@@ -76,9 +76,10 @@ public enum Demangle {
     /// closure #1 in App.main()").
     public static func shortenSwift(_ s: String) -> String {
         var rest = Substring(s)
-        var changed = true
-        while changed {
+        var changed = true, strips = 0
+        while changed && strips < 8 {
             changed = false
+            strips += 1
             if rest.first == "(", let close = rest.firstIndex(of: ")"),
                 rest[rest.index(after: rest.startIndex)..<close].allSatisfy(\.isNumber),
                 let f = find(" partial function for ", in: rest), f.lowerBound > close,
@@ -94,7 +95,10 @@ public enum Demangle {
             }
         }
         var closures = ""
-        while let (closure, enclosing) = splitClosure(rest) {
+        // Each split scans what is left: bounded, so a crafted name of many closures stays linear.
+        var splits = 0
+        while splits < 16, let (closure, enclosing) = splitClosure(rest) {
+            splits += 1
             closures += closure + " in "
             rest = enclosing
         }
