@@ -1,6 +1,6 @@
-// A precise account of what could not be read and why: every skipped byte range is one entry.
-
+/// One region of a trace file that could not be read, and why: every skipped byte range is one entry.
 public struct TraceDamage: Sendable, CustomStringConvertible {
+    /// What went wrong in a damaged region (the raw value is the name JSON reports use).
     public enum Kind: String, Sendable {
         /// A chunk's checksum did not match; the whole chunk was skipped.
         case checksumFailed = "checksum_failed"
@@ -22,10 +22,12 @@ public struct TraceDamage: Sendable, CustomStringConvertible {
         case tooManyStreams = "too_many_streams"
     }
 
+    /// What went wrong.
     public var kind: Kind
     /// File range the damage covers (0 bytes for missing chunks and unterminated streams, which sit at the
     /// file's end).
     public var fileOffset: UInt64
+    /// Bytes skipped, from `fileOffset`.
     public var byteCount: UInt64
     /// The stream the lost events belong to, when a header tells.
     public var stream: StreamKey?
@@ -35,6 +37,7 @@ public struct TraceDamage: Sendable, CustomStringConvertible {
     public var eventsLost: UInt64?
     /// Time range of the lost events (CLOCK_MONOTONIC ns), when known.
     public var startNs: UInt64?
+    /// End of the lost events' time range (CLOCK_MONOTONIC ns), when known.
     public var endNs: UInt64?
     /// One sentence for people, with times relative to the trace start.
     public var message: String

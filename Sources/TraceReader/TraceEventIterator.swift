@@ -4,9 +4,12 @@ import TraceFormat
 
 /// One event and the stream (index into `TraceReader.streams`) it came from.
 public struct TraceEvent: Sendable {
+    /// Index into `TraceReader.streams` of the stream the event came from.
     public var stream: Int
+    /// The decoded event: kind, time, arguments, text and list.
     public var event: DecodedEvent
 
+    /// The event's kind (`event.kind`).
     @inline(__always) public var kind: EventKind { event.kind }
     /// CLOCK_MONOTONIC ns; never decreases within a stream.
     @inline(__always) public var timestampNs: UInt64 { event.timestampNs }
@@ -20,11 +23,15 @@ public struct EventView {
     @usableFromInline let pointer: UnsafePointer<RawEvent>
     @usableFromInline let lists: UnsafePointer<UInt64>?
 
+    /// The event's kind, time and numeric arguments (its text and list are `textID` and `list`).
     @inlinable @inline(__always) public var event: RawEvent { pointer.pointee }
+    /// The event's kind.
     @inlinable @inline(__always) public var kind: EventKind { pointer.pointee.kind }
     /// CLOCK_MONOTONIC ns; never decreases within a stream.
     @inlinable @inline(__always) public var timestampNs: UInt64 { pointer.pointee.timestampNs }
+    /// Numeric argument `i` (0..<9) as unsigned; the kind's spec (`EventSpec`) says which index means what.
     @inlinable @inline(__always) public func u(_ i: Int) -> UInt64 { pointer.pointee.u(i) }
+    /// Numeric argument `i` (0..<9) as signed (negative results such as `-errno`).
     @inlinable @inline(__always) public func s(_ i: Int) -> Int64 { pointer.pointee.s(i) }
     /// The string argument as an id of `TraceEventIterator.string(_:)` (stable for the whole pass); -1: none.
     @inlinable @inline(__always) public var textID: Int { Int(pointer.pointee.textID) }
@@ -36,7 +43,10 @@ public struct EventView {
     }
 }
 
+/// The events of a trace's selected streams in time order (a k-way merge over the streams' chunks),
+/// decoded in batches; memory is one decoded chunk per stream. Made by `TraceReader.events(streams:)`.
 public final class TraceEventIterator: IteratorProtocol, Sequence {
+    /// The reader whose file this iterator reads.
     public let reader: TraceReader
     /// Damage found while decoding (chunks that passed their checksum but held undecodable events).
     public private(set) var damage: [TraceDamage] = []
@@ -100,6 +110,7 @@ public final class TraceEventIterator: IteratorProtocol, Sequence {
     /// How many strings `string(_:)` knows so far (ids are 0..<stringCount).
     public var stringCount: Int { stringTable.pointee.strings.count }
 
+    /// The next event in time order (a copy, text resolved), or nil at the end; `forEachView(_:)` avoids the copy.
     public func next() -> TraceEvent? {
         guard heapCount > 0 else { return nil }
         let c = cursors + heapStream[0]

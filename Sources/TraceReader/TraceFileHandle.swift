@@ -94,9 +94,12 @@ final class TraceFileHandle: @unchecked Sendable {  // the fd is only read with 
 /// A file's place on its file system: two paths with the same identity are the same file (through symbolic
 /// or hard links).
 public struct FileIdentity: Hashable, Sendable {
+    /// The `st_dev` of the file's `stat`.
     public var device: UInt64
+    /// The `st_ino` of the file's `stat`.
     public var inode: UInt64
 
+    /// An identity from a `stat`'s device and inode numbers.
     public init(device: UInt64, inode: UInt64) {
         self.device = device
         self.inode = inode

@@ -5,7 +5,11 @@
 // that are not a chunk, checksums that fail and sequence gaps are damage, counted as the indexer does.
 import TraceFormat
 
+/// Reads a trace file while it is being recorded (`asynctrace top`): each `poll` indexes the chunks
+/// appended since the last one and hands their events to the analyses in time order. A short last chunk
+/// is a write in progress, not damage.
 public final class TraceFollower {
+    /// The followed file's path, as given.
     public let path: String
     /// nil until the file holds a complete header (the recorder may not have written it yet).
     public private(set) var header: FileHeader?
@@ -19,6 +23,7 @@ public final class TraceFollower {
     public private(set) var offset: UInt64 = 0
     /// Complete chunks indexed, and chunks whose events are being or have been handed out.
     public private(set) var chunksIndexed: UInt64 = 0
+    /// Chunks whose events have all been handed out.
     public private(set) var chunksReleased: UInt64 = 0
     /// Latest chunk end among indexed chunks (CLOCK_MONOTONIC ns); 0 before the first.
     public private(set) var latestNs: UInt64 = 0

@@ -1,16 +1,21 @@
-// Why a trace file could not be opened at all. Anything past a readable header is not an error:
-// damage inside the file is skipped and reported as `TraceDamage`.
-
+/// Why a trace file could not be opened at all. Anything past a readable header is not an error:
+/// damage inside the file is skipped and reported as `TraceDamage`.
 public enum TraceOpenError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The path does not exist (ENOENT).
     case noSuchFile(path: String)
+    /// The file cannot be opened for reading (EACCES/EPERM).
     case permissionDenied(path: String)
+    /// The path is a directory.
     case isDirectory(path: String)
     /// A FIFO, socket or device: reading it could block forever or never end.
     case notRegularFile(path: String, kind: String)
     /// A file that reports size 0 but has contents (procfs, sysfs): not a trace.
     case unsizedFile(path: String)
+    /// Opening, `fstat` or reading failed otherwise (`errno` 0: a short read).
     case cannotRead(path: String, errno: Int32, message: String)
+    /// The file has no bytes (the recording wrote nothing).
     case emptyFile(path: String)
+    /// The file does not start with the trace magic "ASYNCTRC".
     case notATrace(path: String)
     /// Written by a newer asynctrace than this one.
     case newerVersion(path: String, found: UInt16, supported: UInt16)

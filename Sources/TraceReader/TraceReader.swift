@@ -2,9 +2,14 @@
 // out iterators over the events of all streams in time order.
 import TraceFormat
 
+/// An open trace file: its header, streams and damage, indexed once (every chunk checksum checked);
+/// `events(streams:)` hands out iterators over the events in time order. Immutable and `Sendable`.
 public final class TraceReader: Sendable {
+    /// The path the trace was opened from.
     public let path: String
+    /// The file header: format version, the recording process, its start times and program name.
     public let header: FileHeader
+    /// The file's size in bytes when it was opened (later appends are not read).
     public let fileSize: UInt64
     /// Every stream with at least one readable chunk: user threads, then the kernel stream, in file order of appearance.
     public let streams: [TraceStream]
@@ -16,6 +21,7 @@ public final class TraceReader: Sendable {
     public let payloadBytes: UInt64
     /// Earliest chunk start and latest chunk end among readable chunks (CLOCK_MONOTONIC ns); 0 if there are none.
     public let firstNs: UInt64
+    /// Latest chunk end among readable chunks (CLOCK_MONOTONIC ns); 0 if there are none.
     public let lastNs: UInt64
     /// The trace file's device and inode: an output must never be this file.
     public var fileIdentity: FileIdentity { file.identity }
@@ -160,10 +166,13 @@ public final class TraceReader: Sendable {
 
     /// Events the recorders dropped: user streams together, and the kernel stream(s).
     public var droppedUser: UInt64 { streams.filter { !$0.isKernel }.reduce(0) { $0.addingSaturated($1.dropped) } }
+    /// Events the kernel probes dropped (ring buffer full), summed over the kernel streams.
     public var droppedKernel: UInt64 { streams.filter { $0.isKernel }.reduce(0) { $0.addingSaturated($1.dropped) } }
     /// Events known lost to damage (from chunk headers; missing chunks of unknown size are not counted).
     public var eventsLostToDamage: UInt64 { damage.reduce(0) { $0.addingSaturated($1.eventsLost ?? 0) } }
+    /// Whether any program thread's stream holds events (hooks were recorded).
     public var hasUserEvents: Bool { streams.contains { !$0.isKernel && $0.eventCount > 0 } }
+    /// Whether any kernel stream holds events (the probes were recorded).
     public var hasKernelEvents: Bool { streams.contains { $0.isKernel && $0.eventCount > 0 } }
 
     /// All events of the selected streams (default: all) in time order. Each call starts from the beginning.

@@ -2,10 +2,14 @@
 
 /// Identifies a stream in the file: chunks with the same key belong together.
 public struct StreamKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The process id.
     public var pid: UInt32
+    /// The thread id (0 for a kernel stream).
     public var tid: UInt32
+    /// Whether this is a kernel stream (probe events) rather than one of the program's threads.
     public var isKernel: Bool
 
+    /// A key from its parts.
     public init(pid: UInt32, tid: UInt32, isKernel: Bool) {
         self.pid = pid
         self.tid = tid
@@ -22,17 +26,23 @@ public struct StreamKey: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 }
 
+/// What the reader learned about one stream while indexing: its chunks, counts, time range and names.
 public struct TraceStream: Sendable {
     /// Position in `TraceReader.streams`; events carry it.
     public let index: Int
+    /// The stream's pid, tid and kind.
     public let key: StreamKey
+    /// The process id (`key.pid`).
     public var pid: UInt32 { key.pid }
+    /// The thread id (`key.tid`).
     public var tid: UInt32 { key.tid }
+    /// Whether this is a kernel stream (`key.isKernel`).
     public var isKernel: Bool { key.isKernel }
     /// From the stream's `threadInfo` event, if any.
     public internal(set) var threadName: String?
     /// From the stream's `processInfo` event, if any.
     public internal(set) var program: String?
+    /// The parent process id from the stream's `processInfo` event, if any.
     public internal(set) var parentPid: UInt32?
     /// Readable chunks (checksum passed), in sequence order.
     public internal(set) var chunkCount: Int = 0
@@ -40,7 +50,9 @@ public struct TraceStream: Sendable {
     public internal(set) var eventCount: UInt64 = 0
     /// Events the recorder dropped on this stream (the largest cumulative count of its chunks).
     public internal(set) var dropped: UInt64 = 0
+    /// Earliest chunk start (CLOCK_MONOTONIC ns); `UInt64.max` while the stream has no readable chunk.
     public internal(set) var firstNs: UInt64 = .max
+    /// Latest chunk end (CLOCK_MONOTONIC ns); 0 while the stream has no readable chunk.
     public internal(set) var lastNs: UInt64 = 0
     /// Whether the stream's last chunk is marked final (thread exit or recorder stop).
     public internal(set) var endedCleanly = false
