@@ -4,10 +4,12 @@ import TraceReader
 import TraceSymbols
 import TraceText
 
+/// The report for tools: every analysis of a `TraceAnalysis` as one JSON object (schema in docs/report.md).
 public enum JSONReport {
     /// Bump on any incompatible change; adding fields is compatible.
     public static let schemaVersion = 2
 
+    /// The JSON text of `a` (`pretty`: indented, one field per line; otherwise one line).
     public static func render(_ a: TraceAnalysis, pretty: Bool = true) -> String {
         var w = JSONWriter(pretty: pretty)
         let o = a.overview

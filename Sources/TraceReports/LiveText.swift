@@ -5,27 +5,34 @@ import TraceText
 
 /// How the threads table is ordered (the view's `s` key cycles through them).
 public enum LiveSort: String, CaseIterable, Sendable {
+    /// On-CPU time (the order the analysis gives), time blocked, syscall count, or thread name.
     case cpu, blocked, syscalls, name
 
+    /// The order after this one (wraps around): what the `s` key switches to.
     public var next: LiveSort {
         let all = Self.allCases
         return all[(all.firstIndex(of: self)! + 1) % all.count]
     }
 }
 
+/// What `LiveText.render` shows besides the interval: order, rows, title and status.
 public struct LiveTextOptions: Sendable {
+    /// How the threads table is ordered.
     public var sort: LiveSort = .cpu
     /// Rows per table (the terminal view fits them to the screen).
     public var rows: Int = 10
+    /// Whether the view is paused (the header says "[paused]").
     public var paused = false
     /// What the view is attached to, for the title ("recording pid 1234", "following app.atrace").
     public var source: String = ""
     /// A line of status (the recording ended, keys).
     public var status: String? = nil
 
+    /// Defaults: sorted by CPU, 10 rows, not paused, no source or status.
     public init() {}
 }
 
+/// The text of one interval of `asynctrace top`: loops, threads, callbacks and syscalls of a `LiveInterval`.
 public enum LiveText {
     /// The lines of one interval (no trailing newlines; names escaped for the terminal).
     public static func render(_ i: LiveInterval, options o: LiveTextOptions) -> [String] {

@@ -8,7 +8,11 @@ import TraceReader
 import TraceSymbols
 import TraceText
 
+/// The report for people (`asynctrace report`): what happened, whether the loop was blocked and by what,
+/// where the time went, which callback did which I/O, and what was still open at exit.
 public enum TextReport {
+    /// The whole report as text with newlines; drops and damage are stated even when there were none, and
+    /// nothing unprintable reaches the terminal.
     public static func render(_ a: TraceAnalysis) -> String {
         var out = ""
         overview(a, &out)
@@ -30,12 +34,14 @@ public enum TextReport {
         return Formatting.printable(out, keepingNewlines: true)
     }
 
+    /// "tid T pid P" (" pid P" left out when it equals the tid); "name (tid T pid P)" with a name (escaped).
     public static func thread(_ pid: UInt32, _ tid: UInt32, _ name: String?) -> String {
         let base = "tid \(tid)" + (pid != tid ? " pid \(pid)" : "")
         if let name, !name.isEmpty { return "\(Formatting.printable(name)) (\(base))" }
         return base
     }
 
+    /// `thread(_:_:_:)` of `t`'s pid, tid and name.
     public static func thread(_ t: ThreadRef) -> String { thread(t.pid, t.tid, t.name) }
 
     /// "read(fd 41 → /srv/big.bin) 57.0 ms, 64.0 MiB" (plus "in N calls" and the blocked part when known).
