@@ -1,6 +1,5 @@
-// CRC32C (Castagnoli), slice-by-8 in software: every chunk carries one so damage is found,
-// not misread. Same polynomial as iSCSI/ext4, so external tools can check it.
-
+/// CRC32C (Castagnoli), slice-by-8 in software: every chunk and the file header carry one, so damage is
+/// found rather than misread. Same polynomial as iSCSI/ext4, so external tools can check it.
 public enum CRC32C {
     static let tables: [[UInt32]] = {
         var t = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
@@ -50,8 +49,10 @@ public enum CRC32C {
         return ~c
     }
 
+    /// The CRC32C of `bytes` (`update(0, bytes)`).
     public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 { update(0, bytes) }
 
+    /// The CRC32C of `bytes`.
     public static func checksum(_ bytes: [UInt8]) -> UInt32 {
         bytes.withUnsafeBytes { update(0, $0) }
     }

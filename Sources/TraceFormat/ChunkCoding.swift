@@ -4,17 +4,24 @@
 
 /// Builds one chunk of one stream.
 public struct ChunkBuilder {
+    /// The encoded events so far (no header; `seal` adds it).
     public private(set) var payload: [UInt8] = []
+    /// Events begun so far, `stringDef`s included.
     public private(set) var eventCount: UInt32 = 0
+    /// The stream's process id (goes into the header).
     public let pid: UInt32
+    /// The stream's thread id (0 for a kernel stream).
     public let tid: UInt32
+    /// The chunk's start time (CLOCK_MONOTONIC ns), the header's first calibration point.
     public let startNs: UInt64
+    /// The tick count at `startNs` (ticks == ns for writers that read the monotonic clock).
     public let startTicks: UInt64
     private var lastTicks: UInt64
     private var prevAsyncID: UInt64 = 0
     private var firstAsyncIDOfEvent: UInt64 = 0
     private var strings: [String: UInt64] = [:]
 
+    /// An empty chunk starting at `startNs`/`startTicks`; `reserve` is the payload capacity to allocate up front, in bytes.
     public init(pid: UInt32, tid: UInt32, startNs: UInt64, startTicks: UInt64, reserve: Int = 64 << 10) {
         self.pid = pid
         self.tid = tid
@@ -24,7 +31,9 @@ public struct ChunkBuilder {
         payload.reserveCapacity(reserve)
     }
 
+    /// Whether no event has been begun.
     public var isEmpty: Bool { eventCount == 0 }
+    /// Payload bytes so far (the sealed chunk adds the 80-byte header).
     public var byteCount: Int { payload.count }
 
     /// The id of `s` in this chunk, defining it (a `stringDef` event) the first time.
@@ -50,20 +59,26 @@ public struct ChunkBuilder {
         firstAsyncIDOfEvent = 0
     }
 
+    /// Appends an `ArgEncoding.unsigned` argument.
     public mutating func putUnsigned(_ v: UInt64) { appendVarint(v, to: &payload) }
+    /// Appends an `ArgEncoding.signed` argument (zigzag).
     public mutating func putSigned(_ v: Int64) { appendVarint(zigzag(v), to: &payload) }
+    /// Appends an `ArgEncoding.string` argument: an id from `intern(_:ticks:)` (intern before `beginEvent`).
     public mutating func putStringID(_ id: UInt64) { appendVarint(id, to: &payload) }
 
+    /// Appends an `ArgEncoding.asyncID` argument (delta against the chunk's previous async id).
     public mutating func putAsyncID(_ id: UInt64) {
         appendVarint(zigzag(Int64(bitPattern: id &- prevAsyncID)), to: &payload)
         prevAsyncID = id
         if firstAsyncIDOfEvent == 0 { firstAsyncIDOfEvent = id }
     }
 
+    /// Appends an `ArgEncoding.relatedID` argument (delta against this event's first async id).
     public mutating func putRelatedID(_ id: UInt64) {
         appendVarint(zigzag(Int64(bitPattern: id &- firstAsyncIDOfEvent)), to: &payload)
     }
 
+    /// Appends an `ArgEncoding.list` argument: the count, then each value.
     public mutating func putList(_ values: some Collection<UInt64>) {
         appendVarint(UInt64(values.count), to: &payload)
         for v in values { appendVarint(v, to: &payload) }
@@ -94,14 +109,20 @@ public struct ChunkBuilder {
 /// One decoded event. Numeric arguments are in spec order (string arguments as their id);
 /// `text` is the event's string argument resolved, `list` its list argument.
 public struct DecodedEvent: Sendable {
+    /// The event's kind.
     public var kind: EventKind
+    /// The writer's clock at the event (ticks; equal to ns for the kernel stream).
     public var ticks: UInt64
+    /// The event's time (CLOCK_MONOTONIC ns), mapped from `ticks` by the chunk's calibration points.
     public var timestampNs: UInt64
     /// Fixed-size storage: a plain tuple copies inline, which keeps the reader's per-event copies cheap.
     @usableFromInline var argStorage: EventArgs
+    /// The string argument, resolved (empty if the kind has none).
     public var text: String
+    /// The list argument (empty if the kind has none).
     public var list: [UInt64]
 
+    /// An event of `kind` with no arguments, text or list.
     public init(kind: EventKind, ticks: UInt64 = 0, timestampNs: UInt64 = 0) {
         self.kind = kind
         self.ticks = ticks
@@ -123,19 +144,23 @@ public struct DecodedEvent: Sendable {
         }
     }
 
+    /// Numeric argument `i` (0..<9) in spec order; traps on an index out of range.
     @inlinable @inline(__always)
     public func arg(_ i: Int) -> Int64 {
         precondition(i >= 0 && i < 9, "argument index out of range")
         return withUnsafeBytes(of: argStorage) { $0.load(fromByteOffset: i * 8, as: Int64.self) }
     }
 
+    /// Sets numeric argument `i` (0..<9); traps on an index out of range.
     @inlinable @inline(__always)
     public mutating func setArg(_ i: Int, _ v: Int64) {
         precondition(i >= 0 && i < 9, "argument index out of range")
         withUnsafeMutableBytes(of: &argStorage) { $0.storeBytes(of: v, toByteOffset: i * 8, as: Int64.self) }
     }
 
+    /// Numeric argument `i` as unsigned (its bit pattern).
     @inlinable @inline(__always) public func u(_ i: Int) -> UInt64 { UInt64(bitPattern: arg(i)) }
+    /// Numeric argument `i` as signed.
     @inlinable @inline(__always) public func s(_ i: Int) -> Int64 { arg(i) }
 }
 
@@ -157,16 +182,21 @@ public typealias EventArgs = (Int64, Int64, Int64, Int64, Int64, Int64, Int64, I
 /// reference counting: the reader's fast path decodes whole runs of these into flat buffers.
 /// The string argument is an id (`textID`), the list argument a range of a list buffer.
 public struct RawEvent: Sendable {
+    /// The event's kind.
     public var kind: EventKind
+    /// The writer's clock at the event (ticks; equal to ns for the kernel stream).
     public var ticks: UInt64
+    /// The event's time (CLOCK_MONOTONIC ns).
     public var timestampNs: UInt64
     @usableFromInline var argStorage: EventArgs
     /// The string argument: an index into `ChunkDecoder.strings` (the reader maps it to its own table); -1: none.
     public var textID: Int32
     /// The list argument: `listCount` values from `listStart` in the decoder's list buffer.
     public var listStart: Int32
+    /// How many values of the decoder's list buffer from `listStart` are the list argument (0: none).
     public var listCount: Int32
 
+    /// An event of `kind` with no arguments, no text (`textID` -1) and no list.
     public init(kind: EventKind) {
         self.kind = kind
         ticks = 0
@@ -177,25 +207,33 @@ public struct RawEvent: Sendable {
         listCount = 0
     }
 
+    /// Numeric argument `i` (0..<9) in spec order; traps on an index out of range.
     @inlinable @inline(__always)
     public func arg(_ i: Int) -> Int64 {
         precondition(i >= 0 && i < 9, "argument index out of range")
         return withUnsafeBytes(of: argStorage) { $0.load(fromByteOffset: i * 8, as: Int64.self) }
     }
 
+    /// Numeric argument `i` as unsigned (its bit pattern).
     @inlinable @inline(__always) public func u(_ i: Int) -> UInt64 { UInt64(bitPattern: arg(i)) }
+    /// Numeric argument `i` as signed.
     @inlinable @inline(__always) public func s(_ i: Int) -> Int64 { arg(i) }
 }
 
 /// A growable buffer of list-argument values that the decoder appends to and the caller owns
 /// (and frees with `deallocate()`); events refer to it by offset.
 public struct EventListBuffer {
+    /// The values' storage (nil until the first value; freed by `deallocate()`).
     public private(set) var base: UnsafeMutablePointer<UInt64>?
+    /// Values held.
     public private(set) var count = 0
+    /// Values the storage has room for.
     public private(set) var capacity = 0
 
+    /// An empty buffer (allocates nothing).
     public init() {}
 
+    /// Forgets the values, keeping the storage.
     @inline(__always) public mutating func removeAll() { count = 0 }
 
     /// Room for `n` more values.
@@ -220,10 +258,12 @@ public struct EventListBuffer {
         count += 1
     }
 
+    /// `count` values from `start` (a `RawEvent`'s `listStart`/`listCount`); valid until the buffer grows or is freed.
     public func values(start: Int32, count n: Int32) -> UnsafeBufferPointer<UInt64> {
         UnsafeBufferPointer(start: base.map { $0 + Int(start) }, count: base == nil ? 0 : Int(n))
     }
 
+    /// Frees the storage; the buffer is empty and usable again.
     public mutating func deallocate() {
         base?.deallocate()
         base = nil
@@ -232,6 +272,7 @@ public struct EventListBuffer {
     }
 }
 
+/// Why an event of a chunk could not be decoded (offsets are into the chunk's payload, at the event's start).
 public enum ChunkDecodeError: Error, Equatable, Sendable {
     /// The payload ended inside an event.
     case truncatedEvent(offset: Int)
@@ -239,13 +280,17 @@ public enum ChunkDecodeError: Error, Equatable, Sendable {
     case unknownKind(UInt8, offset: Int)
     /// A string id used before its definition.
     case undefinedString(UInt64, offset: Int)
+    /// Bytes in an event other than `stringDef`, or a `stringDef` whose id is not the chunk's next one.
     case malformed(offset: Int)
 }
 
 /// What `ChunkDecoder.decodeNext(into:)` found.
 public enum ChunkDecodeStep: Sendable {
+    /// One event was decoded.
     case event
+    /// The payload ended; no event.
     case end
+    /// The next event could not be decoded; nothing after it can be.
     case failure(ChunkDecodeError)
 }
 
@@ -265,6 +310,7 @@ nonisolated(unsafe) private let argEncodingTable: UnsafeMutablePointer<UInt8> = 
 
 /// Decodes the events of one chunk, in order.
 public struct ChunkDecoder {
+    /// The header of the chunk being decoded.
     public let header: ChunkHeader
     private let bytes: UnsafePointer<UInt8>?
     private let count: Int
@@ -273,7 +319,9 @@ public struct ChunkDecoder {
     /// ns per tick, computed once per chunk (same value `ChunkHeader.nanoseconds` computes per call).
     private let identityClock: Bool
     private let nsPerTick: Double
+    /// The chunk's string table so far (indexed by `RawEvent.textID`).
     public private(set) var strings: [String] = []
+    /// Events decoded so far, `stringDef`s included.
     public var decoded: UInt32 { state.decoded }
 
     /// The decoder's moving parts, copied into locals while a batch is decoded (so they live in registers).
@@ -298,8 +346,10 @@ public struct ChunkDecoder {
             ? Double(header.endNs - header.startNs) / Double(header.endTicks - header.startTicks) : 0
     }
 
+    /// Whether the payload has been read to its end.
     public var isAtEnd: Bool { state.offset >= count }
 
+    /// The next event (`stringDef`s included), a decoding failure, or nil at the payload's end.
     public mutating func next() -> Result<DecodedEvent, ChunkDecodeError>? {
         var e = DecodedEvent(kind: .stringDef)
         switch decodeNext(into: &e) {
@@ -484,6 +534,7 @@ public struct ChunkDecoder {
 
 /// What `ChunkDecoder.decodeBatch` decoded: `count` events, then how the batch ended.
 public struct ChunkBatch: Sendable {
+    /// How a batch ended.
     public enum End: Sendable {
         /// The buffer is full; the chunk may hold more.
         case full
@@ -493,7 +544,10 @@ public struct ChunkBatch: Sendable {
         case failure(ChunkDecodeError)
     }
 
+    /// Events decoded into the caller's buffer.
     public var count: Int
+    /// Of those, events with a string argument (`textID` >= 0).
     public var textEvents: Int
+    /// Why the batch stopped.
     public var end: End
 }

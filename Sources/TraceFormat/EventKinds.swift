@@ -21,79 +21,130 @@ public enum ArgEncoding: UInt8, Sendable {
     case list
 }
 
+/// One argument of an event kind: its name (as in docs/trace-format.md) and how it is encoded.
 public struct ArgSpec: Sendable {
+    /// The argument's name.
     public let name: String
+    /// How the argument is encoded.
     public let encoding: ArgEncoding
 }
 
+/// One row of the spec table: a kind, its name, its arguments in order and a one-line summary.
 public struct EventSpec: Sendable {
+    /// The kind (its one-byte code).
     public let kind: EventKind
+    /// The kind's name (as in docs/trace-format.md and `asynctrace dump`).
     public let name: String
+    /// The arguments in encoding order: `DecodedEvent.arg(_:)` 0, 1, ... (a string as its id, bytes and lists as their length).
     public let args: [ArgSpec]
+    /// What an event of this kind says, in one line.
     public let summary: String
 }
 
 /// One byte at the start of every event.
 public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The code.
     public let rawValue: UInt8
+    /// The kind with code `rawValue` (known to this build or not: see `spec`).
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     // Stream bookkeeping
+    /// Defines a string id for the rest of the chunk (id, text).
     @inlinable public static var stringDef: EventKind { EventKind(rawValue: 0x01) }
+    /// The stream's thread name (name).
     @inlinable public static var threadInfo: EventKind { EventKind(rawValue: 0x02) }
+    /// The stream's process, in the first chunk of every stream of a process (ppid, program).
     @inlinable public static var processInfo: EventKind { EventKind(rawValue: 0x03) }
     // Async hooks
+    /// A resource was created (asyncID, type, triggerAsyncID, ...; see `spec`).
     @inlinable public static var initResource: EventKind { EventKind(rawValue: 0x08) }
+    /// A callback begins (asyncID).
     @inlinable public static var before: EventKind { EventKind(rawValue: 0x09) }
+    /// A callback ends (asyncID).
     @inlinable public static var after: EventKind { EventKind(rawValue: 0x0A) }
+    /// A resource was freed (asyncID).
     @inlinable public static var destroy: EventKind { EventKind(rawValue: 0x0B) }
+    /// A promise resolved (asyncID).
     @inlinable public static var promiseResolve: EventKind { EventKind(rawValue: 0x0C) }
+    /// The resource owns this fd from now on; -1: no longer (asyncID, fd).
     @inlinable public static var resourceFD: EventKind { EventKind(rawValue: 0x0D) }
+    /// `after()` did not match the innermost `before()` (expectedAsyncID, actualAsyncID).
     @inlinable public static var nestingError: EventKind { EventKind(rawValue: 0x0E) }
+    /// A callback threw and nothing caught it (asyncID, message).
     @inlinable public static var uncaughtError: EventKind { EventKind(rawValue: 0x0F) }
     // User marks
+    /// A user-named instant (name, executionAsyncID).
     @inlinable public static var mark: EventKind { EventKind(rawValue: 0x10) }
+    /// A user-named span begins (spanID, name, executionAsyncID, ...; see `spec`).
     @inlinable public static var spanBegin: EventKind { EventKind(rawValue: 0x11) }
+    /// A user-named span ends (spanID).
     @inlinable public static var spanEnd: EventKind { EventKind(rawValue: 0x12) }
     // Attributes (version 3): Swift tasks, distributed-tracing spans
+    /// A resource's attribute as key=value: a Swift task's kind, priority, name (asyncID, attribute).
     @inlinable public static var resourceAttribute: EventKind { EventKind(rawValue: 0x13) }
+    /// A span's attribute as key=value: trace.id, span.id, parent.span, a tracer's attributes (spanID, attribute).
     @inlinable public static var spanAttribute: EventKind { EventKind(rawValue: 0x14) }
     // 0x15...0x17: reserved for adapters (version 3)
     // Event-loop phases (runtime)
+    /// An event-loop iteration begins (iteration).
     @inlinable public static var loopIteration: EventKind { EventKind(rawValue: 0x18) }
+    /// A loop phase begins (phase: `TraceLoopPhase`).
     @inlinable public static var phaseEnter: EventKind { EventKind(rawValue: 0x19) }
+    /// A loop phase ends (phase).
     @inlinable public static var phaseLeave: EventKind { EventKind(rawValue: 0x1A) }
+    /// The loop is about to wait in epoll (timeoutMs; -1: no timeout).
     @inlinable public static var pollStart: EventKind { EventKind(rawValue: 0x1B) }
+    /// epoll returned (readyCount, fds: the ready fds).
     @inlinable public static var pollEnd: EventKind { EventKind(rawValue: 0x1C) }
+    /// A loop phase begins and the thread's open phase ends; startsIteration 1: an iteration begins too.
     @inlinable public static var phaseStart: EventKind { EventKind(rawValue: 0x1D) }
     // Kernel (eBPF) stream
+    /// Kernel: a completed syscall, timestamped at its exit (pid, tid, nr, fd, size, ret, durationNs).
     @inlinable public static var syscall: EventKind { EventKind(rawValue: 0x20) }
+    /// Kernel: a completed epoll wait with the data of up to 16 returned events (pid, tid, nr, epfd, ...).
     @inlinable public static var epollWait: EventKind { EventKind(rawValue: 0x21) }
+    /// Kernel: a traced process forked (parentPid, childPid).
     @inlinable public static var processFork: EventKind { EventKind(rawValue: 0x22) }
+    /// Kernel: a traced process exited (pid, exitCode).
     @inlinable public static var processExit: EventKind { EventKind(rawValue: 0x23) }
     // Kernel stream, version 3: threads, scheduling, fd identity
+    /// Kernel: a traced thread's name (comm) at attach, at creation and after every rename (pid, tid, name).
     @inlinable public static var threadName: EventKind { EventKind(rawValue: 0x24) }
+    /// Kernel: a traced thread ended (pid, tid).
     @inlinable public static var threadExit: EventKind { EventKind(rawValue: 0x25) }
+    /// Kernel: a thread is back on a CPU; it left at timestamp - blockedNs - runqueueNs (state: `OffCPUState`).
     @inlinable public static var offCPU: EventKind { EventKind(rawValue: 0x26) }
+    /// Kernel: an fd begins a new life: its `FDKind`, path or address, and the fd it was duplicated from.
     @inlinable public static var fdOpen: EventKind { EventKind(rawValue: 0x27) }
     // Kernel stream, version 3: CPU samples, their interned stacks, and the code mappings that name them
+    /// Kernel: defines stack id (>= 1) for the rest of the stream: code addresses, innermost first.
     @inlinable public static var stackDef: EventKind { EventKind(rawValue: 0x28) }
+    /// Kernel: a thread was on a CPU; its user and kernel stacks by `stackDef` id (0: none).
     @inlinable public static var cpuSample: EventKind { EventKind(rawValue: 0x29) }
+    /// Kernel: an executable region of a traced process from now on: range, file offset, path, build id.
     @inlinable public static var mapping: EventKind { EventKind(rawValue: 0x2A) }
+    /// Kernel: CPU sampling is on from here, one sample per periodNs of a thread's CPU time (periodNs, flags).
     @inlinable public static var sampling: EventKind { EventKind(rawValue: 0x2B) }
     // Kernel stream, version 4: a sample's user registers and stack copy, for unwinding by CFI
+    /// Kernel: the user registers and stack copy of the `cpuSample` that follows, for unwinding by CFI.
     @inlinable public static var stackCopy: EventKind { EventKind(rawValue: 0x2C) }
     // Kernel stream, version 4: the user stack of a long wait (record --stack-threshold)
+    /// Kernel: the user stack that made a long wait (record --stack-threshold): a syscall or time blocked.
     @inlinable public static var waitStack: EventKind { EventKind(rawValue: 0x2D) }
     // User stream, version 5: where a resource was created (AsyncHooks programs)
+    /// Where resource asyncID (its init just before, in this stream) was created: a `stackDef` id of this stream.
     @inlinable public static var creationStack: EventKind { EventKind(rawValue: 0x2E) }
     // Kernel stream, version 5: a stack copy as the difference from the thread's previous one
+    /// Kernel: a `stackCopy` as the difference from the same thread's copy baseNs earlier.
     @inlinable public static var stackCopyDelta: EventKind { EventKind(rawValue: 0x2F) }
     // Kernel stream, version 5: loop phases of an unmodified libuv program (node) from uprobes
+    /// Kernel: a libuv loop thread of an unmodified program entered a phase (uprobe; as `phaseStart`).
     @inlinable public static var loopPhase: EventKind { EventKind(rawValue: 0x30) }
     // Kernel stream, version 6: how a stack unwound while recording was found
+    /// Kernel: how each frame of stack id was unwound while recording (`UnwindMethod` per frame).
     @inlinable public static var stackUnwind: EventKind { EventKind(rawValue: 0x31) }
 
+    /// The kind's row of the spec table; nil for a code this build does not know.
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
     public var description: String { spec?.name ?? "unknown(0x\(String(rawValue, radix: 16)))" }
 }
@@ -108,6 +159,7 @@ public enum OffCPUState: UInt8, Sendable, CaseIterable {
     case uninterruptible = 2
     /// Stopped, traced, or a state this build does not name.
     case other = 3
+    /// The state's name as reports print it.
     public var name: String {
         switch self {
         case .preempted: "preempted"
@@ -120,8 +172,10 @@ public enum OffCPUState: UInt8, Sendable, CaseIterable {
 
 /// What an fd refers to (`fdOpen.kind`).
 public enum FDKind: UInt8, Sendable, CaseIterable {
+    /// The kinds; `unknown`: the probe could not tell.
     case unknown = 0, file = 1, directory = 2, tcp = 3, udp = 4, unix = 5, socket = 6, pipe = 7, eventfd = 8,
         timerfd = 9, epoll = 10, signalfd = 11, inotify = 12, device = 13, pidfd = 14, ioUring = 15, netlink = 16
+    /// The kind's name as reports print it ("io_uring" for `ioUring`).
     public var name: String {
         switch self {
         case .unknown: "unknown"
@@ -147,7 +201,9 @@ public enum FDKind: UInt8, Sendable, CaseIterable {
 
 /// Loop phases as the file codes them (AsyncHooks.LoopPhase uses the same values), in Node's order.
 public enum TraceLoopPhase: UInt8, Sendable, CaseIterable {
+    /// Node's phases, in loop order.
     case timers = 0, pending = 1, idle = 2, prepare = 3, poll = 4, check = 5, close = 6
+    /// The phase's name as reports print it.
     public var name: String {
         switch self {
         case .timers: "timers"
@@ -161,9 +217,11 @@ public enum TraceLoopPhase: UInt8, Sendable, CaseIterable {
     }
 }
 
+/// The spec table: every event kind, its code, its arguments and a summary (docs/trace-format.md describes it).
 public enum EventSpecs {
     private static func a(_ n: String, _ e: ArgEncoding) -> ArgSpec { ArgSpec(name: n, encoding: e) }
 
+    /// Every kind this build knows, in code order.
     public static let all: [EventSpec] = [
         EventSpec(
             kind: .stringDef, name: "stringDef", args: [a("id", .unsigned), a("text", .bytes)],

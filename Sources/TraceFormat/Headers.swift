@@ -1,23 +1,35 @@
 // The file header and the chunk header: fixed little-endian layouts (see docs/trace-format.md).
 
+/// Constants of the file layout (docs/trace-format.md).
 public enum TraceFileFormat {
+    /// The file's first 8 bytes: "ASYNCTRC".
     public static let magic: [UInt8] = Array("ASYNCTRC".utf8)
+    /// The first 4 bytes of every chunk header: "ATCK" little-endian (the reader resynchronises on it after damage).
     public static let chunkMagic: UInt32 = 0x4B43_5441  // "ATCK" little-endian
     /// The version this build writes. The reader accepts 1...currentVersion.
     public static let currentVersion: UInt16 = 6
+    /// Bytes of a chunk header (`ChunkHeader.store(to:)`).
     public static let chunkHeaderSize = 80
+    /// The program string in the file header is cut to this many UTF-8 bytes (at a scalar boundary).
     public static let maxProgramBytes = 4096
     /// A chunk's payload is never larger than this (the reader uses it to reject garbage).
     public static let maxPayloadBytes = 16 << 20
 }
 
+/// The file header: format version, the recording process, its start times and its program.
 public struct FileHeader: Equatable, Sendable {
+    /// The format version the file was written in (1...`TraceFileFormat.currentVersion` when read).
     public var version: UInt16
+    /// The pid of the recording process.
     public var pid: UInt32
+    /// When recording started, CLOCK_MONOTONIC ns (the clock of every event time).
     public var monotonicStartNs: UInt64
+    /// When recording started, CLOCK_REALTIME ns (the wall-clock time of `monotonicStartNs`).
     public var realtimeStartNs: UInt64
+    /// The recorded program's command line (at most `TraceFileFormat.maxProgramBytes` bytes when encoded).
     public var program: String
 
+    /// A header; `version` defaults to the one this build writes.
     public init(
         version: UInt16 = TraceFileFormat.currentVersion, pid: UInt32, monotonicStartNs: UInt64,
         realtimeStartNs: UInt64, program: String
@@ -30,6 +42,8 @@ public struct FileHeader: Equatable, Sendable {
     }
 
     // magic[8] version:u16 headerLength:u16 pid:u32 mono:u64 real:u64 programLength:u16 program crc32c:u32
+    /// The header's bytes: magic, version, length, pid, both start times, the program (cut to
+    /// `TraceFileFormat.maxProgramBytes` at a scalar boundary) and a CRC32C of all of it.
     public func encode() -> [UInt8] {
         // Cut at a scalar boundary so a long program line never ends in half a UTF-8 sequence.
         var prog: [UInt8] = []
@@ -50,10 +64,15 @@ public struct FileHeader: Equatable, Sendable {
         return b
     }
 
+    /// Why `decode(_:)` rejected the bytes.
     public enum DecodeError: Error, Equatable, Sendable {
+        /// The bytes end before the header does (or are empty).
         case tooShort
+        /// The bytes do not start with `TraceFileFormat.magic`.
         case notATrace
+        /// A version newer than this build reads.
         case unsupportedVersion(UInt16)
+        /// Version 0, a length that does not match, or a checksum mismatch.
         case corrupt
     }
 
@@ -83,8 +102,11 @@ public struct FileHeader: Equatable, Sendable {
     }
 }
 
+/// Flags of a chunk header.
 public struct ChunkFlags: OptionSet, Sendable {
+    /// The flag bits.
     public let rawValue: UInt16
+    /// Flags from their bits (unknown bits are kept).
     public init(rawValue: UInt16) { self.rawValue = rawValue }
     /// Events from the eBPF probes (timestamps already in ns; ticks == ns).
     public static let kernel = ChunkFlags(rawValue: 1)
@@ -96,20 +118,32 @@ public struct ChunkFlags: OptionSet, Sendable {
 /// Event timestamps are tick deltas; ticks map linearly onto CLOCK_MONOTONIC ns through the
 /// two calibration points the header carries (start and end), so the recorder can read the TSC.
 public struct ChunkHeader: Equatable, Sendable {
+    /// Kernel stream or not, final chunk of its stream or not.
     public var flags: ChunkFlags
+    /// Bytes of payload after the header.
     public var payloadLength: UInt32
+    /// Events in the payload, `stringDef`s included.
     public var eventCount: UInt32
+    /// The stream's process id.
     public var pid: UInt32
+    /// The stream's thread id (0 for a kernel stream).
     public var tid: UInt32
+    /// The chunk's number in its stream, one more than the previous chunk's: a gap means chunks are missing.
     public var sequence: UInt64
+    /// Calibration point: the chunk's start, CLOCK_MONOTONIC ns.
     public var startNs: UInt64
+    /// Calibration point: the chunk's end (its last event or later), CLOCK_MONOTONIC ns.
     public var endNs: UInt64
+    /// The writer's tick count at `startNs`.
     public var startTicks: UInt64
+    /// The writer's tick count at `endNs`.
     public var endTicks: UInt64
     /// Events this stream has dropped so far, including any before this chunk.
     public var droppedCumulative: UInt64
+    /// CRC32C of the header (this field zero) and the payload.
     public var crc: UInt32
 
+    /// A header from its fields (`crc` is usually computed later with `computeCRC(header:payload:)`).
     public init(
         flags: ChunkFlags = [], payloadLength: UInt32 = 0, eventCount: UInt32 = 0, pid: UInt32, tid: UInt32,
         sequence: UInt64, startNs: UInt64, endNs: UInt64, startTicks: UInt64, endTicks: UInt64,
@@ -129,6 +163,7 @@ public struct ChunkHeader: Equatable, Sendable {
         self.crc = crc
     }
 
+    /// Whether the chunk belongs to a kernel stream (`ChunkFlags.kernel`).
     public var isKernel: Bool { flags.contains(.kernel) }
 
     /// Writes the 80-byte header (CRC field included as given) at `p`.

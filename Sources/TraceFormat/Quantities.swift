@@ -1,6 +1,5 @@
-// The one reading of durations and byte sizes that every command line, environment variable and
-// option shares (the file stores ns and bytes; people type "10ms" and "64MiB").
-
+/// The one reading of durations and byte sizes that every command line, environment variable and option
+/// shares: the file stores ns and bytes, people type "10ms" and "64MiB".
 public enum Quantities {
     /// The longest duration a UInt64 of nanoseconds holds, rounded down to whole years' worth of
     /// safety: anything longer is refused rather than wrapped.

@@ -1,6 +1,6 @@
-// x86_64 syscall numbers of the calls the kernel probes record (the kernel stream stores numbers).
-
+/// x86_64 syscall numbers of the calls the kernel probes record (the kernel stream stores numbers).
 public enum SyscallNames {
+    /// Number to name, for every syscall the probes record.
     public static let table: [UInt64: String] = [
         0: "read", 1: "write", 3: "close", 17: "pread64", 18: "pwrite64", 19: "readv", 20: "writev",
         42: "connect", 43: "accept", 44: "sendto", 45: "recvfrom", 46: "sendmsg", 47: "recvmsg",
@@ -19,10 +19,14 @@ public enum SyscallNames {
         40: "sendfile", 74: "fsync", 75: "fdatasync", 275: "splice", 426: "io_uring_enter",
     ]
 
+    /// The syscall's name, or "syscall_N" for a number not in `table`.
     public static func name(_ nr: UInt64) -> String { table[nr] ?? "syscall_\(nr)" }
 
+    /// Calls that read from their fd (read, pread64, readv, recvfrom, recvmsg, recvmmsg); docs/trace-format.md says what `size` and `ret` are for each.
     public static let readLike: Set<UInt64> = [0, 17, 19, 45, 47, 299]
+    /// Calls that write to their fd (write, pwrite64, writev, sendto, sendmsg, sendmmsg); docs/trace-format.md says what `size` and `ret` are for each.
     public static let writeLike: Set<UInt64> = [1, 18, 20, 44, 46, 307]
+    /// epoll_wait, epoll_pwait and epoll_pwait2 (recorded as `epollWait` events).
     public static let epollWaits: Set<UInt64> = [232, 281, 441]
     /// Calls whose `fd` argument is not an fd (futex: the op; waits with no fd: -1). See docs/trace-format.md.
     public static let fdIsNotAnFd: Set<UInt64> = [7, 23, 35, 202, 230, 270, 271]

@@ -1,9 +1,11 @@
 // LEB128 varints and zigzag, the framing every event argument uses.
 // Written against raw pointers so the recorder's hot path can use them without allocation.
 
+/// Zigzag: maps signed to unsigned so small magnitudes of either sign make short varints (0, -1, 1, -2 -> 0, 1, 2, 3).
 @inline(__always)
 public func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v &<< 1) ^ (v >> 63)) }
 
+/// The inverse of `zigzag(_:)`.
 @inline(__always)
 public func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
 
@@ -45,18 +47,24 @@ public func varintSize(_ value: UInt64) -> Int {
 /// A bounds-checked cursor over bytes; every read reports failure instead of trapping,
 /// because the bytes may come from a damaged file.
 public struct ByteCursor {
+    /// The bytes read (must stay valid while the cursor is used).
     public let base: UnsafeRawBufferPointer
+    /// The next byte to read.
     public var offset: Int
 
+    /// A cursor over `base` starting at `offset`.
     @inlinable
     public init(_ base: UnsafeRawBufferPointer, offset: Int = 0) {
         self.base = base
         self.offset = offset
     }
 
+    /// Bytes left from `offset` (negative if `offset` was set past the end).
     @inlinable public var remaining: Int { base.count - offset }
+    /// Whether every byte has been read.
     @inlinable public var isAtEnd: Bool { offset >= base.count }
 
+    /// The next byte, or nil at the end.
     @inlinable
     public mutating func readByte() -> UInt8? {
         guard offset < base.count else { return nil }
@@ -65,6 +73,7 @@ public struct ByteCursor {
         return b
     }
 
+    /// The next varint, or nil when it runs past the end or does not fit 64 bits (the offset then stays put).
     @inlinable @inline(__always)
     public mutating func readVarint() -> UInt64? {
         // Most values (kinds' deltas, ids' deltas, small args) fit one byte.
@@ -76,6 +85,7 @@ public struct ByteCursor {
         return decodeVarint(p.assumingMemoryBound(to: UInt8.self), count: base.count, offset: &offset)
     }
 
+    /// The next `n` bytes (a view into `base`), or nil if fewer remain or `n` is negative.
     @inlinable
     public mutating func readBytes(_ n: Int) -> UnsafeRawBufferPointer? {
         guard n >= 0, n <= remaining else { return nil }
