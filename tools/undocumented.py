@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lists the public declarations of Swift modules that have no `///` (or `/** */`) doc comment.
 
-    python3 tools/undocumented.py Sources/TraceReader [more module folders...]
+    python3 tools/undocumented.py Sources/TraceReader [more module folders or files...]
     python3 tools/undocumented.py --products      every library product's module (root and Adapters/*)
     --summary     one line per module: documented/total (no list)
     --check       exit 1 when any listed module has an undocumented public declaration
@@ -254,6 +254,8 @@ def main(argv):
     missing_total = 0
     for d in dirs:
         results = []
+        if os.path.isfile(d):
+            scan_file(d, results)
         for base, subdirs, files in os.walk(d):
             subdirs.sort()
             for name in sorted(files):
