@@ -3,6 +3,7 @@ import TraceFormat
 import TraceReader
 import TraceSymbols
 
+/// What `TraceAnalyzer` measures and how much of it it keeps; the defaults are `asynctrace report`'s.
 public struct AnalysisOptions: Sendable {
     /// Callbacks at least this long are listed as blocking.
     public var blockingThresholdNs: UInt64 = 10_000_000
@@ -12,6 +13,7 @@ public struct AnalysisOptions: Sendable {
     public var maxTrackedResources: Int = 1_000_000
     /// Only events in this window count (CLOCK_MONOTONIC ns, inclusive); nil: the whole trace.
     public var window: ClosedRange<UInt64>? = nil
+    /// The defaults: 10 ms blocking threshold, top 10, a million tracked resources, the whole trace.
     public init() {}
 }
 
@@ -27,10 +29,15 @@ extension Overview {
     }
 }
 
+/// The trace as a whole: where it came from, its time range, event counts, drops and damage.
 public struct Overview: Sendable {
+    /// The trace file's path, as opened.
     public var path: String
+    /// The recorded program's command line (file header).
     public var program: String
+    /// The recording process's pid (file header).
     public var pid: UInt32
+    /// The trace format version the file was written in.
     public var formatVersion: UInt16
     /// CLOCK_MONOTONIC at recording start (file header); times in reports are relative to it.
     public var recordingStartNs: UInt64
@@ -38,21 +45,31 @@ public struct Overview: Sendable {
     public var realtimeStartNs: UInt64
     /// First to last event (CLOCK_MONOTONIC ns); 0 when there are none.
     public var startNs: UInt64
+    /// The last event's time (CLOCK_MONOTONIC ns); 0 when there are none.
     public var endNs: UInt64
+    /// `endNs - startNs` (0 when there are no events).
     public var durationNs: UInt64 { endNs >= startNs ? endNs - startNs : 0 }
     /// Events read, by kind name (string definitions are bookkeeping and not counted).
     public var eventsByKind: [String: UInt64]
+    /// Events read, all kinds but string definitions.
     public var totalEvents: UInt64
+    /// Streams of program threads (every user stream; the kernel stream is not one).
     public var userThreads: Int
+    /// Every pid with a stream or seen in the kernel stream, ascending.
     public var processes: [UInt32]
+    /// Whether any program thread's stream holds events (hooks were recorded).
     public var hasUserEvents: Bool
+    /// Whether any kernel stream holds events (the probes were recorded).
     public var hasKernelEvents: Bool
+    /// Events the program's recorder dropped (buffers full), over all its streams.
     public var droppedUser: UInt64
+    /// Events the kernel probes dropped (ring buffer full).
     public var droppedKernel: UInt64
     /// Everything that could not be read, one sentence each.
     public var damage: [TraceDamage]
     /// Events known lost to damage (counts from chunk headers; missing chunks add an unknown number).
     public var eventsLostToDamage: UInt64
+    /// Events of the kind named `kind` (`EventKind.description`, e.g. "syscall"); 0 if none.
     public func count(_ kind: String) -> UInt64 { eventsByKind[kind] ?? 0 }
 
     /// The kinds a report's overview names (the rest are in `eventsByKind`). Counts are of events in
@@ -63,13 +80,21 @@ public struct Overview: Sendable {
     ]
 }
 
+/// Count, total and percentiles of a set of durations (ns), from a `LogHistogram`.
 public struct DurationSummary: Sendable {
+    /// Durations counted.
     public var count: UInt64
+    /// Their sum (ns; saturates).
     public var totalNs: UInt64
+    /// Median (ns), at most ~3% below the true value (`LogHistogram.percentile(_:)`).
     public var p50Ns: UInt64
+    /// 99th percentile (ns), at most ~3% below the true value.
     public var p99Ns: UInt64
+    /// The longest (ns; exact).
     public var maxNs: UInt64
+    /// No durations: every field 0.
     public static let empty = DurationSummary(LogHistogram())
+    /// The summary of `h`'s durations.
     public init(_ h: LogHistogram) {
         count = h.count
         totalNs = h.sum
@@ -79,56 +104,84 @@ public struct DurationSummary: Sendable {
     }
 }
 
+/// Time in one loop phase.
 public struct PhaseTime: Sendable {
+    /// The phase's name ("timers", "poll", ...: `TraceLoopPhase.name`).
     public var phase: String
+    /// Times the phase was entered.
     public var count: UInt64
+    /// Time in it (ns).
     public var totalNs: UInt64
 }
 
 /// One event-loop thread, from the runtime's loop events.
 public struct LoopThread: Sendable {
+    /// The loop thread's process id.
     public var pid: UInt32
+    /// The loop thread's thread id.
     public var tid: UInt32
+    /// Its name, where the trace knows it.
     public var threadName: String?
+    /// Loop iterations it ran.
     public var iterations: UInt64
+    /// From its first iteration to its last event (ns).
     public var spanNs: UInt64
     /// Time blocked in epoll (pollStart → pollEnd).
     public var pollWaitNs: UInt64
     /// Share of the loop's time not spent waiting in epoll (0...1).
     public var utilization: Double
+    /// Iteration durations (ns): one iteration start to the next, the last one to the thread's last event.
     public var iterationNs: DurationSummary
     /// Iterations since `TraceAnalyzer.startInterval()` (a live view's last interval; all of them otherwise).
     public var recentIterationNs: DurationSummary
+    /// Time per phase, in loop order (phases never entered are left out).
     public var phases: [PhaseTime]
     /// The loop was seen by uprobes on libuv (loopPhase events; record --node-loop-phases), not
     /// recorded by the program; its waiting is its epoll waits.
     public var fromKernel = false
 }
 
+/// All of the runtime's loop threads together.
 public struct LoopSummary: Sendable {
+    /// Each loop thread.
     public var threads: [LoopThread]
+    /// Iterations of all loops.
     public var iterations: UInt64
+    /// Sum of the loops' spans (ns).
     public var spanNs: UInt64
+    /// Sum of their time waiting in epoll (ns).
     public var pollWaitNs: UInt64
+    /// Share of `spanNs` not spent waiting in epoll (0...1).
     public var utilization: Double
+    /// Iteration durations of all loops together (ns).
     public var iterationNs: DurationSummary
+    /// Time per phase, all loops added, in loop order.
     public var phases: [PhaseTime]
 }
 
+/// One resource type's resources and callbacks ("Timeout", "TCPWRAP", a Swift task kind, ...).
 public struct ResourceTypeStats: Sendable {
+    /// The type's name, as the program registered it.
     public var type: String
     /// Resources of this type created (init events).
     public var created: UInt64
+    /// Resources of this type freed (destroy events).
     public var destroyed: UInt64
+    /// Durations of its callbacks (before → after, ns).
     public var callbacks: DurationSummary
 }
 
+/// One syscall (by name and fd) made inside a callback or stall, with its totals.
 public struct SyscallInCallback: Sendable {
+    /// The syscall's name ("read", "futex", ...).
     public var name: String
+    /// The fd it was made on; -1 (or not an fd) for calls without one (see `SyscallNames`).
     public var fd: Int64
+    /// Calls made.
     public var count: UInt64
     /// Time in the kernel (sum of the calls' durations).
     public var ns: UInt64
+    /// Bytes moved by read- and write-like calls (positive return values; 0 for other calls).
     public var bytes: UInt64
     /// Of `ns`, the time the thread was off the CPU, blocked (scheduler events; 0 without them).
     public var blockedNs: UInt64 = 0
@@ -138,10 +191,14 @@ public struct SyscallInCallback: Sendable {
 
 /// A thread, named where the trace knows its name.
 public struct ThreadRef: Sendable, Hashable {
+    /// The process id.
     public var pid: UInt32
+    /// The thread id.
     public var tid: UInt32
+    /// Its name (the stream's thread name or the kernel's comm), nil where unknown.
     public var name: String?
 
+    /// A thread from its ids and name.
     public init(pid: UInt32, tid: UInt32, name: String?) {
         self.pid = pid
         self.tid = tid
@@ -152,7 +209,9 @@ public struct ThreadRef: Sendable, Hashable {
 /// Time a thread spent blocked for one reason: a syscall ("clock_nanosleep", "futex wait", "read"), or a
 /// state outside traced syscalls.
 public struct OffCPUReasonTime: Sendable {
+    /// "clock_nanosleep", "futex wait", "read", or an off-CPU state outside traced syscalls.
     public var reason: String
+    /// Time blocked for it (ns).
     public var ns: UInt64
     /// Times the thread blocked for it.
     public var count: UInt64
@@ -162,15 +221,21 @@ public struct OffCPUReasonTime: Sendable {
 
 /// One traced thread (loop or not): where its time went.
 public struct ThreadSummary: Sendable {
+    /// The process id.
     public var pid: UInt32
+    /// The thread id.
     public var tid: UInt32
+    /// Its name, where the trace knows it.
     public var name: String?
     /// Whether it waits in epoll (a loop thread).
     public var isLoop: Bool
     /// First and last time the trace saw it (its time outside this span is not counted).
     public var firstNs: UInt64
+    /// The last time the trace saw it (CLOCK_MONOTONIC ns).
     public var lastNs: UInt64
+    /// Whether the trace saw it end (threadExit).
     public var exited: Bool
+    /// `lastNs - firstNs` (ns).
     public var spanNs: UInt64
     /// span − off CPU − run queue; nil without scheduler events (a trace without offCPU events).
     public var onCPUNs: UInt64?
@@ -180,34 +245,47 @@ public struct ThreadSummary: Sendable {
     public var runqueueNs: UInt64
     /// Blocked time by reason, most first.
     public var offCPUByReason: [OffCPUReasonTime]
+    /// Syscalls it made (traced ones; epoll waits included).
     public var syscalls: UInt64
+    /// Time in them (ns).
     public var syscallNs: UInt64
+    /// Of them, those that returned an error (negative return value).
     public var errors: UInt64
+    /// epoll waits it made.
     public var epollWaits: UInt64
+    /// Time in epoll waits (ns).
     public var epollWaitNs: UInt64
     /// Loop threads: share of their span not spent waiting in epoll.
     public var loopUtilization: Double?
     /// Loop threads: the longest stretch between two epoll waits.
     public var longestStallNs: UInt64
+    /// When its longest stall began (CLOCK_MONOTONIC ns; 0: none).
     public var longestStallStartNs: UInt64
     /// The longest single time blocked, and for what.
     public var longestWaitNs: UInt64
+    /// When that wait began (CLOCK_MONOTONIC ns).
     public var longestWaitStartNs: UInt64
+    /// The reason for that wait (as `OffCPUReasonTime.reason`); nil when it never blocked.
     public var longestWaitReason: String?
     /// The code that made its longest waits (record --stack-threshold; epoll waits left out), most time first.
     public var waitStacks: [WaitStackSummary] = []
+    /// Its pid, tid and name as a `ThreadRef`.
     public var ref: ThreadRef { ThreadRef(pid: pid, tid: tid, name: name) }
 }
 
 /// A loop thread's stretch between two epoll waits (kernel stream): its loop could do nothing else.
 public struct LoopStall: Sendable {
+    /// The loop thread.
     public var thread: ThreadRef
     /// When the previous wait returned.
     public var startNs: UInt64
+    /// How long it lasted (ns): to the next wait's start.
     public var durationNs: UInt64
     /// duration − blocked − run queue; nil without scheduler events.
     public var onCPUNs: UInt64?
+    /// Of it, off the CPU and blocked (ns; 0 without scheduler events).
     public var blockedNs: UInt64
+    /// Of it, runnable and waiting for a CPU (ns; 0 without scheduler events).
     public var runqueueNs: UInt64
     /// Time inside traced syscalls (on or off the CPU).
     public var kernelNs: UInt64
@@ -224,20 +302,29 @@ public struct LoopStall: Sendable {
 
 /// One callback invocation (before → after).
 public struct CallbackRecord: Sendable {
+    /// The resource's async id (unique within its process).
     public var asyncID: UInt64
+    /// The resource's type name.
     public var type: String
+    /// The process id.
     public var pid: UInt32
+    /// The thread the callback ran on.
     public var tid: UInt32
+    /// That thread's name, where known.
     public var threadName: String?
+    /// When the callback began (CLOCK_MONOTONIC ns).
     public var startNs: UInt64
+    /// before → after (ns); for an `unfinished` callback, to its process's last event.
     public var durationNs: UInt64
     /// Trigger path from the root cause to this resource, e.g. ["TCPSERVERWRAP", "TCPWRAP", "Timeout"].
     public var causalChain: [String]
     /// Syscalls made on the callback's thread while it ran (largest kernel time first).
     public var syscalls: [SyscallInCallback]
+    /// Time in the kernel during it (ns): the sum of `syscalls`' times.
     public var kernelNs: UInt64 { syscalls.reduce(0) { $0.addingSaturated($1.ns) } }
     /// Off the CPU while it ran: blocked, and runnable waiting for a CPU; nil without scheduler events.
     public var blockedNs: UInt64? = nil
+    /// Runnable but waiting for a CPU while it ran (ns); nil without scheduler events.
     public var runqueueNs: UInt64? = nil
     /// The code the CPU samples taken while it ran were in, most samples first (empty without samples).
     public var stacks: [CodeStackSummary] = []
@@ -259,21 +346,29 @@ public struct CallbackRecord: Sendable {
     }
 }
 
+/// Callbacks that ran at least `AnalysisOptions.blockingThresholdNs`: they blocked their loop.
 public struct BlockingSummary: Sendable {
+    /// The threshold they were measured against (ns).
     public var thresholdNs: UInt64
     /// All callbacks at or above the threshold.
     public var count: UInt64
+    /// Their total time (ns).
     public var totalNs: UInt64
     /// The longest of them (at most `AnalysisOptions.top`).
     public var longest: [CallbackRecord]
 }
 
+/// One syscall's totals over the whole trace.
 public struct SyscallStats: Sendable {
+    /// The syscall's name ("read", "epoll_wait", ...).
     public var name: String
+    /// Calls made.
     public var count: UInt64
     /// Bytes transferred (positive return values of reads and writes).
     public var bytes: UInt64
+    /// Time in them (ns).
     public var totalNs: UInt64
+    /// Calls that returned an error (negative return value).
     public var errors: UInt64
     /// Made while a callback was running on the same thread.
     public var attributed: UInt64
@@ -284,7 +379,9 @@ public struct SyscallStats: Sendable {
 /// One life of an fd: from the syscall that created it (or the recording's start) to its close, or to the
 /// next life of the same number (a dup onto it, or a close the probes did not see).
 public struct FDStats: Sendable {
+    /// The process the fd belongs to.
     public var pid: UInt32
+    /// The fd number.
     public var fd: Int64
     /// "file", "tcp", "pipe", ... (FDKind names); "unknown" for an fd whose creation the trace does not hold.
     public var kind: String
@@ -292,9 +389,11 @@ public struct FDStats: Sendable {
     public var path: String?
     /// Sockets: the local and peer addresses where known.
     public var local: String?
+    /// Sockets: the peer address where known.
     public var peer: String?
     /// When the life began (nil: before the recording, or not seen) and ended (nil: still open at the end).
     public var openedNs: UInt64?
+    /// When the life ended (CLOCK_MONOTONIC ns); nil: still open at the end of the trace.
     public var closedNs: UInt64?
     /// The fd it was duplicated from (dup, dup2, dup3, fcntl F_DUPFD), -1 if none.
     public var sourceFd: Int64
@@ -304,18 +403,27 @@ public struct FDStats: Sendable {
     public var detail: String? { path ?? (local == nil && peer == nil ? nil : "\(local ?? "?")->\(peer ?? "?")") }
     /// Type of the resource that last owned the fd (resourceFD), if any.
     public var resourceType: String?
+    /// Read-like syscalls on it.
     public var reads: UInt64
+    /// Write-like syscalls on it.
     public var writes: UInt64
+    /// Bytes read (positive return values).
     public var bytesRead: UInt64
+    /// Bytes written (positive return values).
     public var bytesWritten: UInt64
+    /// Traced syscalls on it, of any kind.
     public var syscalls: UInt64
+    /// Calls on it that returned EAGAIN (would block).
     public var eagain: UInt64
+    /// Time in syscalls on it (ns).
     public var kernelNs: UInt64
     /// Delay from epoll reporting the fd ready to the owning resource's callback starting.
     public var readyToCallbackNs: DurationSummary
 }
 
+/// The trace's I/O: syscalls by name, fd lives, and how much of the I/O callbacks account for.
 public struct IOSummary: Sendable {
+    /// Per syscall name, over the whole trace.
     public var syscalls: [SyscallStats]
     /// One row per fd life, by pid, fd, opened.
     public var fds: [FDStats]
@@ -329,45 +437,63 @@ public struct IOSummary: Sendable {
     public var readWriteOnResourceFDs: UInt64
     /// ... of which inside a callback of that very resource (e.g. a socket's reads in its TCPWRAP's callbacks).
     public var readWriteOnResourceFDsByOwner: UInt64
+    /// `readWriteOnResourceFDsByOwner` / `readWriteOnResourceFDs` (0...1; 0 when there were none).
     public var ownerShare: Double {
         readWriteOnResourceFDs == 0 ? 0 : Double(readWriteOnResourceFDsByOwner) / Double(readWriteOnResourceFDs)
     }
     /// fd lives beyond the kept bound (counted, not listed).
     public var fdLivesNotListed: UInt64 = 0
+    /// `readWriteAttributed` / `readWriteSyscalls` (0...1; 0 when there were none).
     public var attributedShare: Double { readWriteSyscalls == 0 ? 0 : Double(readWriteAttributed) / Double(readWriteSyscalls) }
 }
 
+/// Resources of one type (and creation site) still alive at the end of the trace.
 public struct OpenResourceGroup: Sendable {
+    /// Their type name.
     public var type: String
+    /// How many.
     public var count: UInt64
     /// The most common causal chain above these resources (where they were created).
     public var createdBy: [String]
+    /// The oldest one's creation (CLOCK_MONOTONIC ns).
     public var oldestInitNs: UInt64
     /// Where they were created, innermost first (the group holds the resources of one type made there);
     /// empty where the trace does not say.
     public var createdAt: [CodeFrame] = []
     /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
     var creationStack: Int32 = -1
-    /// Still running when its process's events end: its after() never came (the process exited or was
-    /// killed inside it, or the trace or window was cut), so `durationNs` runs to that end: at least this long.
+    /// Not set by the analyses (always false): what is open at exit is a resource, not a running callback;
+    /// an unfinished callback is `CallbackRecord.unfinished`.
     public var unfinished = false
 }
 
+/// A stretch between two epoll waits of a thread (kernel stream): what its loop was doing instead of waiting.
 public struct Gap: Sendable {
+    /// The process id.
     public var pid: UInt32
+    /// The thread id.
     public var tid: UInt32
+    /// When the previous wait returned (CLOCK_MONOTONIC ns).
     public var startNs: UInt64
+    /// To the next wait's start (ns).
     public var durationNs: UInt64
+    /// The thread's name, where known.
     public var threadName: String? = nil
 }
 
 /// A loop seen only through epoll waits in the kernel stream (for unmodified programs).
 public struct KernelLoopThread: Sendable {
+    /// The process id.
     public var pid: UInt32
+    /// The thread id.
     public var tid: UInt32
+    /// Its name, where known.
     public var threadName: String? = nil
+    /// epoll waits it made.
     public var waits: UInt64
+    /// Time in them (ns).
     public var waitNs: UInt64
+    /// From its first wait's start to its last wait's end (ns).
     public var spanNs: UInt64
     /// Share of the span not spent in epoll waits (0...1).
     public var utilization: Double
@@ -379,8 +505,11 @@ public struct KernelLoopThread: Sendable {
     public var lastWaitExitNs: UInt64 = 0
 }
 
+/// Loops seen only through epoll waits (kernel stream).
 public struct KernelLoopSummary: Sendable {
+    /// Each thread that waited in epoll.
     public var threads: [KernelLoopThread]
+    /// The longest stretches between waits, longest first (at most `AnalysisOptions.top`).
     public var longestGaps: [Gap]
 }
 
@@ -388,12 +517,14 @@ public struct KernelLoopSummary: Sendable {
 /// A trace without callbacks (an unmodified program, kernel events only) counts the time between one
 /// epoll wait returning and the thread's next wait instead: the loop's time in its callbacks.
 public struct BusiestSecond: Sendable {
+    /// What counts as busy.
     public enum Measure: String, Sendable {
         /// Time inside recorded callbacks.
         case callbacks
         /// Time between epoll waits, per thread (kernel events only).
         case betweenEpollWaits = "between_epoll_waits"
     }
+    /// What was measured: callbacks, or time between epoll waits.
     public var measure: Measure
     /// Seconds since the first event of the trace.
     public var index: UInt64
@@ -405,15 +536,23 @@ public struct BusiestSecond: Sendable {
     public var secondsWithCallbacks: Int
 }
 
+/// Everything `TraceAnalyzer` found in a trace: the plain values the text, JSON, HTML and export views render.
 public struct TraceAnalysis: Sendable {
+    /// The options it was made with.
     public var options: AnalysisOptions
+    /// The trace as a whole.
     public var overview: Overview
     /// nil when the trace has no loop events.
     public var loop: LoopSummary?
+    /// Per resource type, most callback time first.
     public var resources: [ResourceTypeStats]
+    /// The slowest callbacks, slowest first (at most `AnalysisOptions.top`).
     public var slowestCallbacks: [CallbackRecord]
+    /// Callbacks at or above the blocking threshold.
     public var blocking: BlockingSummary
+    /// Syscalls, fds and their attribution to callbacks.
     public var io: IOSummary
+    /// Resources still alive at the end, grouped by type and creation site, largest groups first.
     public var openAtExit: [OpenResourceGroup]
     /// Resources not tracked because the bound was reached (open-at-exit counts are then a lower bound).
     public var untrackedResources: UInt64
@@ -433,6 +572,7 @@ public struct TraceAnalysis: Sendable {
     public var stalls: [LoopStall] = []
     /// All such stretches at or above the blocking threshold, and their total.
     public var stallsAtThreshold: UInt64 = 0
+    /// Total time of those stretches (ns).
     public var stallsAtThresholdNs: UInt64 = 0
     /// CPU time one sample stands for, when the trace has CPU samples (record --sample-rate).
     public var samplePeriodNs: UInt64? = nil
