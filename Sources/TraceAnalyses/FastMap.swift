@@ -2,7 +2,7 @@
 // Swift's Dictionary hashes with SipHash; at tens of millions of events that is most of the
 // analysis time, and these keys are small integers that a multiplicative hash spreads well.
 
-public protocol FastHashable: Equatable {
+package protocol FastHashable: Equatable {
     var fastHash: UInt64 { get }
 }
 
@@ -14,12 +14,12 @@ func mix64(_ x: UInt64) -> UInt64 {
     return z ^ (z >> 31)
 }
 
-public struct FastMap<Key: FastHashable, Value> {
+package struct FastMap<Key: FastHashable, Value> {
     private var slots: [(key: Key, value: Value)?]
     private var mask: Int
-    public private(set) var count = 0
+    package private(set) var count = 0
 
-    public init(capacity: Int = 16) {
+    package init(capacity: Int = 16) {
         var n = 16
         while n < capacity * 2 { n <<= 1 }
         slots = Array(repeating: nil, count: n)
@@ -39,17 +39,17 @@ public struct FastMap<Key: FastHashable, Value> {
         return nil
     }
 
-    public subscript(key: Key) -> Value? {
+    package subscript(key: Key) -> Value? {
         guard let i = find(key) else { return nil }
         return slots[i]!.value
     }
 
-    public func contains(_ key: Key) -> Bool { find(key) != nil }
+    package func contains(_ key: Key) -> Bool { find(key) != nil }
 
     /// Reads part of a value in place: `body` gets a pointer to it (valid only during the call), so a
     /// large value (strings, histograms) is not copied, retained and released to read one field.
     @inline(__always)
-    public func peek<R>(_ key: Key, _ body: (UnsafePointer<Value>) -> R) -> R? {
+    package func peek<R>(_ key: Key, _ body: (UnsafePointer<Value>) -> R) -> R? {
         guard let i = find(key) else { return nil }
         return slots.withUnsafeBufferPointer { buffer in
             // An Optional of a payload with spare room keeps the payload at offset 0; a tuple lays out
@@ -64,13 +64,13 @@ public struct FastMap<Key: FastHashable, Value> {
     /// Changes the value in place; returns false if the key is absent.
     @inline(__always)
     @discardableResult
-    public mutating func modify(_ key: Key, _ body: (inout Value) -> Void) -> Bool {
+    package mutating func modify(_ key: Key, _ body: (inout Value) -> Void) -> Bool {
         guard let i = find(key) else { return false }
         body(&slots[i]!.value)
         return true
     }
 
-    public mutating func set(_ key: Key, _ value: Value) {
+    package mutating func set(_ key: Key, _ value: Value) {
         if let i = find(key) {
             slots[i]!.value = value
             return
@@ -83,7 +83,7 @@ public struct FastMap<Key: FastHashable, Value> {
     }
 
     @discardableResult
-    public mutating func remove(_ key: Key) -> Value? {
+    package mutating func remove(_ key: Key) -> Value? {
         guard var i = find(key) else { return nil }
         let value = slots[i]!.value
         slots[i] = nil
@@ -118,15 +118,15 @@ public struct FastMap<Key: FastHashable, Value> {
         }
     }
 
-    public func forEach(_ body: (Key, Value) -> Void) {
+    package func forEach(_ body: (Key, Value) -> Void) {
         for case let s? in slots { body(s.key, s.value) }
     }
 
-    public var isEmpty: Bool { count == 0 }
+    package var isEmpty: Bool { count == 0 }
 }
 
 extension FastMap: Sendable where Key: Sendable, Value: Sendable {}
 
 extension UInt64: FastHashable {
-    public var fastHash: UInt64 { self }
+    package var fastHash: UInt64 { self }
 }

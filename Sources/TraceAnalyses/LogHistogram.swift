@@ -73,16 +73,16 @@ public struct LogHistogram: Sendable {
 }
 
 /// The N largest items by a key, in bounded memory (a min-heap of N).
-public struct TopN<Item: Sendable>: Sendable {
-    public let limit: Int
+package struct TopN<Item: Sendable>: Sendable {
+    package let limit: Int
     private var heap: [(key: UInt64, item: Item)] = []
 
-    public init(limit: Int) { self.limit = Swift.max(0, limit) }
+    package init(limit: Int) { self.limit = Swift.max(0, limit) }
 
     /// Whether an item with this key would be kept (check before building an expensive item).
-    public func admits(_ key: UInt64) -> Bool { limit > 0 && (heap.count < limit || key > heap[0].key) }
+    package func admits(_ key: UInt64) -> Bool { limit > 0 && (heap.count < limit || key > heap[0].key) }
 
-    public mutating func offer(_ key: UInt64, _ item: @autoclosure () -> Item) {
+    package mutating func offer(_ key: UInt64, _ item: @autoclosure () -> Item) {
         guard admits(key) else { return }
         if heap.count < limit {
             heap.append((key, item()))
@@ -109,5 +109,5 @@ public struct TopN<Item: Sendable>: Sendable {
     }
 
     /// Largest first.
-    public var sorted: [Item] { heap.sorted { $0.key > $1.key }.map(\.item) }
+    package var sorted: [Item] { heap.sorted { $0.key > $1.key }.map(\.item) }
 }

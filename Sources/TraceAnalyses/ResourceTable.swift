@@ -2,44 +2,44 @@
 // most recently destroyed ones so causal chains through short-lived ancestors still resolve.
 
 /// Async ids are unique per process; traces may hold several processes.
-public struct ResourceKey: Hashable, Sendable, FastHashable {
-    public var pid: UInt32
-    public var asyncID: UInt64
-    public init(pid: UInt32, asyncID: UInt64) {
+package struct ResourceKey: Hashable, Sendable, FastHashable {
+    package var pid: UInt32
+    package var asyncID: UInt64
+    package init(pid: UInt32, asyncID: UInt64) {
         self.pid = pid
         self.asyncID = asyncID
     }
-    public var fastHash: UInt64 { asyncID ^ (UInt64(pid) << 40) }
+    package var fastHash: UInt64 { asyncID ^ (UInt64(pid) << 40) }
 }
 
-public struct ResourceInfo: Sendable {
-    public var type: Int32
-    public var trigger: UInt64
-    public var fd: Int32 = -1
-    public var initNs: UInt64
+package struct ResourceInfo: Sendable {
+    package var type: Int32
+    package var trigger: UInt64
+    package var fd: Int32 = -1
+    package var initNs: UInt64
     /// Where it was created: an index into the analysis' creation stacks (-1: not recorded).
-    public var creationStack: Int32 = -1
+    package var creationStack: Int32 = -1
 }
 
-public struct ResourceTable: Sendable {
+package struct ResourceTable: Sendable {
     /// Interned resource type names; `ResourceInfo.type` indexes this.
-    public private(set) var typeNames: [String] = []
+    package private(set) var typeNames: [String] = []
     private var typeIndex: [String: Int32] = [:]
-    public private(set) var live = FastMap<ResourceKey, ResourceInfo>(capacity: 1024)
+    package private(set) var live = FastMap<ResourceKey, ResourceInfo>(capacity: 1024)
     private var destroyed = FastMap<ResourceKey, ResourceInfo>(capacity: 1024)
     private var destroyedRing: [ResourceKey] = []
     private var ringNext = 0
-    public let maxLive: Int
-    public let recentlyDestroyedKept: Int
+    package let maxLive: Int
+    package let recentlyDestroyedKept: Int
     /// Inits not tracked because `maxLive` was reached (their callbacks count as type "(untracked)").
-    public private(set) var untracked: UInt64 = 0
+    package private(set) var untracked: UInt64 = 0
 
-    public init(maxLive: Int = 1_000_000, recentlyDestroyedKept: Int = 65_536) {
+    package init(maxLive: Int = 1_000_000, recentlyDestroyedKept: Int = 65_536) {
         self.maxLive = maxLive
         self.recentlyDestroyedKept = recentlyDestroyedKept
     }
 
-    public mutating func intern(_ type: String) -> Int32 {
+    package mutating func intern(_ type: String) -> Int32 {
         if let i = typeIndex[type] { return i }
         let i = Int32(typeNames.count)
         typeNames.append(type)
@@ -47,9 +47,9 @@ public struct ResourceTable: Sendable {
         return i
     }
 
-    public func typeName(_ t: Int32) -> String { t >= 0 && Int(t) < typeNames.count ? typeNames[Int(t)] : "(unknown)" }
+    package func typeName(_ t: Int32) -> String { t >= 0 && Int(t) < typeNames.count ? typeNames[Int(t)] : "(unknown)" }
 
-    public mutating func initResource(_ key: ResourceKey, type: Int32, trigger: UInt64, ns: UInt64) {
+    package mutating func initResource(_ key: ResourceKey, type: Int32, trigger: UInt64, ns: UInt64) {
         if live.count >= maxLive && !live.contains(key) {
             untracked += 1
             return
@@ -57,17 +57,17 @@ public struct ResourceTable: Sendable {
         live.set(key, ResourceInfo(type: type, trigger: trigger, initNs: ns))
     }
 
-    public mutating func setCreationStack(_ key: ResourceKey, _ stack: Int32) {
+    package mutating func setCreationStack(_ key: ResourceKey, _ stack: Int32) {
         live.modify(key) { $0.creationStack = stack }
     }
 
-    public mutating func setFD(_ key: ResourceKey, fd: Int32) {
+    package mutating func setFD(_ key: ResourceKey, fd: Int32) {
         live.modify(key) { $0.fd = fd }
     }
 
     /// Forgets `key` (keeping it among the recently destroyed); returns what it was.
     @discardableResult
-    public mutating func destroy(_ key: ResourceKey) -> ResourceInfo? {
+    package mutating func destroy(_ key: ResourceKey) -> ResourceInfo? {
         guard let info = live.remove(key) else { return nil }
         guard recentlyDestroyedKept > 0 else { return info }
         if destroyedRing.count < recentlyDestroyedKept {
@@ -81,11 +81,11 @@ public struct ResourceTable: Sendable {
         return info
     }
 
-    public func info(_ key: ResourceKey) -> ResourceInfo? { live[key] ?? destroyed[key] }
+    package func info(_ key: ResourceKey) -> ResourceInfo? { live[key] ?? destroyed[key] }
 
     /// Type names from the root cause down to `key`'s own type, e.g. ["TCPSERVERWRAP", "TCPWRAP", "Timeout"].
     /// Stops at the top level (trigger 0 or 1), at an unknown ancestor ("?"), or after 32 steps.
-    public func causalChain(_ key: ResourceKey) -> [String] {
+    package func causalChain(_ key: ResourceKey) -> [String] {
         var chain: [String] = []
         var k = key
         var seen = Set<UInt64>()

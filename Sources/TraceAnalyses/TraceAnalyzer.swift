@@ -36,7 +36,7 @@ public struct TraceAnalyzer {
     /// The trace being analysed; while following a recording, the latest batch (`follow(_:)`).
     public private(set) var reader: TraceReader
     public let options: AnalysisOptions
-    public internal(set) var resources: ResourceTable
+    package internal(set) var resources: ResourceTable
     var kindCounts = [UInt64](repeating: 0, count: 256)
     var total: UInt64 = 0
     var firstNs: UInt64 = .max
