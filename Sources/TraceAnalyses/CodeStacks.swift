@@ -38,6 +38,7 @@ public struct WaitStackSummary: Sendable {
 public struct CodeStackSummary: Sendable {
     /// Innermost first.
     public var frames: [CodeFrame]
+    /// CPU samples taken in this stack.
     public var samples: Int
     /// samples × the sampling period: CPU time in this stack.
     public var ns: UInt64

@@ -7,11 +7,15 @@ import TraceReader
 
 /// One loop thread over the last interval.
 public struct LiveLoop: Sendable {
+    /// The loop thread.
     public var thread: ThreadRef
     /// Share of the interval not spent waiting in epoll (0...1).
     public var utilization: Double
+    /// Iterations in the interval (for a kernel-only loop: epoll waits).
     public var iterations: UInt64
+    /// 99th percentile of the iterations since the interval began (ns).
     public var iterationP99Ns: UInt64
+    /// The longest iteration since the interval began (ns).
     public var iterationMaxNs: UInt64
     /// Seen only through its epoll waits (no runtime events): iterations are wait exit to wait exit.
     public var kernelOnly: Bool
@@ -19,27 +23,41 @@ public struct LiveLoop: Sendable {
 
 /// One thread over the last interval.
 public struct LiveThread: Sendable {
+    /// The thread.
     public var thread: ThreadRef
+    /// Whether it waits in epoll (a loop thread).
     public var isLoop: Bool
+    /// Whether it has ended (by now, not only in this interval).
     public var exited: Bool
     /// The thread's time seen in the interval, and how it was spent (on CPU only with scheduler events).
     public var spanNs: UInt64
+    /// Of `spanNs`, on a CPU (ns); nil without scheduler events.
     public var onCPUNs: UInt64?
+    /// Of `spanNs`, off the CPU and blocked (ns).
     public var blockedNs: UInt64
+    /// Of `spanNs`, runnable and waiting for a CPU (ns).
     public var runqueueNs: UInt64
     /// Where it was blocked the longest in the interval ("read", "futex wait", ...), and for how long.
     public var topReason: String?
+    /// Time blocked for `topReason` in the interval (ns; 0 when there is none).
     public var topReasonNs: UInt64
+    /// Syscalls it made in the interval.
     public var syscalls: UInt64
 }
 
 /// Callbacks of one resource type over the last interval.
 public struct LiveCallbackType: Sendable {
+    /// The resource type's name.
     public var type: String
+    /// Callbacks of the type that ended in the interval.
     public var callbacks: UInt64
+    /// `callbacks` per second of trace time in the interval.
     public var perSecond: Double
+    /// Their total time (ns).
     public var totalNs: UInt64
+    /// Resources of the type created in the interval.
     public var created: UInt64
+    /// Resources of the type destroyed in the interval.
     public var destroyed: UInt64
 }
 
@@ -47,10 +65,12 @@ public struct LiveCallbackType: Sendable {
 /// latest time analysed (a stall in progress, or one that ended after that time): found from the
 /// kernel stream; a live view checks what the thread is doing now and how long it has been away.
 public struct LiveLoopAway: Sendable {
+    /// The loop thread.
     public var thread: ThreadRef
     /// When its latest wait returned, and the time up to which its events were analysed (it did not
     /// wait in between).
     public var lastWaitExitNs: UInt64
+    /// The latest time analysed (CLOCK_MONOTONIC ns): the thread had not waited again by then.
     public var knownUntilNs: UInt64
     /// The callback running on it, if its recorder handed the callback's start over.
     public var callback: CallbackRecord?
@@ -59,14 +79,18 @@ public struct LiveLoopAway: Sendable {
 /// A stall in progress as a live view shows it: the thread, how long it has been away from its
 /// epoll wait (or running its callback), and what it is doing now.
 public struct LiveStallInProgress: Sendable {
+    /// The thread.
     public var thread: ThreadRef
+    /// When it left its epoll wait or began its callback (CLOCK_MONOTONIC ns).
     public var sinceNs: UInt64
+    /// How long it has been away so far (ns).
     public var durationNs: UInt64
     /// e.g. "in read fd 5 (/tmp/big)", "on CPU"; nil when not known.
     public var doing: String?
     /// The callback's type, when known ("Timeout").
     public var callbackType: String?
 
+    /// A stall in progress from its parts.
     public init(thread: ThreadRef, sinceNs: UInt64, durationNs: UInt64, doing: String?, callbackType: String?) {
         self.thread = thread
         self.sinceNs = sinceNs
@@ -76,17 +100,28 @@ public struct LiveStallInProgress: Sendable {
     }
 }
 
+/// One interval of a recording in progress (`LiveTraceAnalysis.interval(wallSeconds:)`): the difference
+/// between two successive analyses, plus what only the interval holds. Drops and damage are totals so far.
 public struct LiveInterval: Sendable {
     /// The trace time the interval covers (CLOCK_MONOTONIC ns) and the recording's start.
     public var startNs: UInt64
+    /// The interval's end: the latest event consumed (CLOCK_MONOTONIC ns).
     public var endNs: UInt64
+    /// The recording's start (CLOCK_MONOTONIC ns, file header); times are shown relative to it.
     public var recordingStartNs: UInt64
+    /// The recorded program's command line.
     public var program: String
+    /// Events in the interval.
     public var events: UInt64
+    /// Events consumed so far, all intervals together.
     public var totalEvents: UInt64
+    /// `events` per second of trace time (per `wallSeconds` when the interval has no trace time).
     public var eventsPerSecond: Double
+    /// Loop threads active in the interval, busiest (highest utilization) first.
     public var loops: [LiveLoop]
+    /// Threads active in the interval, most on-CPU time first (span without scheduler events).
     public var threads: [LiveThread]
+    /// Resource types with callbacks, creations or destructions in the interval, most callbacks first.
     public var callbackTypes: [LiveCallbackType]
     /// Callbacks that ended in the interval, slowest first, with their syscalls (and stacks when recorded).
     public var slowestCallbacks: [CallbackRecord]
@@ -100,18 +135,28 @@ public struct LiveInterval: Sendable {
     /// What the view shows as stalls in progress (filled in by the view from `running` and
     /// `awayFromWait`, checking the threads now).
     public var inProgress: [LiveStallInProgress] = []
+    /// The blocking threshold the analyses use (ns; `AnalysisOptions.blockingThresholdNs`).
     public var blockingThresholdNs: UInt64
     /// Resources alive now, by type, most first.
     public var resourcesAlive: [OpenResourceGroup]
+    /// Events the program's recorder dropped so far.
     public var droppedUser: UInt64
+    /// Events the kernel probes dropped so far.
     public var droppedKernel: UInt64
+    /// Damage found so far.
     public var damage: [TraceDamage]
+    /// Whether the trace has scheduler events (on/off-CPU times are known).
     public var hasSchedulerEvents: Bool
+    /// `endNs - startNs` (ns).
     public var durationNs: UInt64 { endNs.subtractingSaturated(startNs) }
 }
 
+/// The analyses of a recording in progress (`asynctrace top`): feed it a `TraceFollower` with
+/// `consume(_:all:)`, then take an `interval(wallSeconds:)` per screen.
 public struct LiveTraceAnalysis {
+    /// The options every interval is analysed with.
     public let options: AnalysisOptions
+    /// The analyzer of everything consumed so far; nil before the first batch.
     public private(set) var analyzer: TraceAnalyzer?
     private var previous: TraceAnalysis?
     /// Events consumed so far.
@@ -119,6 +164,7 @@ public struct LiveTraceAnalysis {
     /// The latest time the recording is known to have reached (any stream's latest chunk end).
     public private(set) var latestNs: UInt64 = 0
 
+    /// Nothing consumed yet.
     public init(options: AnalysisOptions = AnalysisOptions()) { self.options = options }
 
     /// Feeds the events `follower` has ready (all of them with `all`) to the analyses.

@@ -1,18 +1,23 @@
-// Percentiles in bounded memory: a log-linear histogram (32 sub-buckets per power of two, so a
-// reported percentile is within 1/32 ≈ 3% below the true value; values under 32 are exact).
 import TraceFormat
 
+/// Durations (or any UInt64s) in bounded memory: a log-linear histogram with 32 sub-buckets per power of
+/// two, so a percentile is at most 1/32 (~3%) below the true value; values under 32 are exact.
 public struct LogHistogram: Sendable {
     static let subBits = 5
     static let sub = 1 << subBits
     static let bucketCount = (64 - subBits + 1) * sub
 
     private var counts: [UInt64] = []  // allocated on the first value
+    /// Values recorded.
     public private(set) var count: UInt64 = 0
+    /// Their sum (saturates at `UInt64.max`).
     public private(set) var sum: UInt64 = 0
+    /// The smallest value; `UInt64.max` while empty.
     public private(set) var min: UInt64 = .max
+    /// The largest value; 0 while empty.
     public private(set) var max: UInt64 = 0
 
+    /// An empty histogram (allocates on the first value).
     public init() {}
 
     @inline(__always)
@@ -30,6 +35,7 @@ public struct LogHistogram: Sendable {
         return (UInt64(sub) + s) << UInt64(e - subBits)
     }
 
+    /// Records one value.
     public mutating func record(_ v: UInt64) {
         if counts.isEmpty { counts = [UInt64](repeating: 0, count: Self.bucketCount) }
         counts[Self.index(v)] &+= 1
@@ -39,6 +45,7 @@ public struct LogHistogram: Sendable {
         if v > max { max = v }
     }
 
+    /// Adds `o`'s values.
     public mutating func merge(_ o: LogHistogram) {
         guard o.count > 0 else { return }
         if counts.isEmpty { counts = [UInt64](repeating: 0, count: Self.bucketCount) }
@@ -67,8 +74,11 @@ public struct LogHistogram: Sendable {
         return max
     }
 
+    /// The median (`percentile(0.50)`).
     public var p50: UInt64 { percentile(0.50) }
+    /// The 99th percentile (`percentile(0.99)`).
     public var p99: UInt64 { percentile(0.99) }
+    /// `sum / count` (exact up to saturation); 0 if empty.
     public var mean: UInt64 { count == 0 ? 0 : sum / count }
 }
 

@@ -6,38 +6,52 @@ import TraceFormat
 
 /// One span, as the report shows it.
 public struct SpanRecord: Sendable {
+    /// The span's id (unique within its process).
     public var spanID: UInt64
+    /// The span's name.
     public var name: String
+    /// The process id.
     public var pid: UInt32
+    /// The thread the span began on.
     public var tid: UInt32
+    /// That thread's name, where known.
     public var threadName: String?
+    /// When it began (CLOCK_MONOTONIC ns).
     public var startNs: UInt64
     /// nil: the span never ended in the trace.
     public var durationNs: UInt64?
     /// The async id current where the span began, and its type.
     public var executionAsyncID: UInt64
+    /// The execution resource's type name, where known.
     public var executionType: String?
     /// The spanAttribute events, in order, as (key, value).
     public var attributes: [(key: String, value: String)]
     /// The enclosing span's id (its `span.id` attribute for a tracer's spans), if known.
     public var parentSpanID: UInt64?
+    /// Callbacks inside the span (ended while it was open, in its execution context or descending from it).
     public var callbacksInside: UInt64 = 0
+    /// Their total time (ns).
     public var callbackNsInside: UInt64 = 0
     /// Callbacks inside by resource type: (type, count, total ns), largest total first (at most 5).
     public var insideByType: [(type: String, count: UInt64, ns: UInt64)] = []
     /// The longest callback inside, with its syscalls.
     public var longestInside: CallbackRecord?
 
+    /// The value of the attribute `key` (the first one), or nil.
     public func attribute(_ key: String) -> String? { attributes.first { $0.key == key }?.value }
 }
 
+/// The spans of a trace: how many began and ended, and the slowest with what ran inside them.
 public struct SpanSummary: Sendable {
+    /// spanBegin events.
     public var begun: UInt64 = 0
+    /// spanEnd events that matched an open span.
     public var ended: UInt64 = 0
     /// Spans still open at the end of the trace (or of the window).
     public var openAtEnd: UInt64 = 0
     /// The slowest spans (open ones count with the time until the trace's end), at most `top`.
     public var slowest: [SpanRecord] = []
+    /// No spans.
     public init() {}
 }
 

@@ -3,9 +3,13 @@
 import TraceFormat
 import TraceReader
 
+/// How far `analyzeTrace` has read, for a progress line.
 public struct AnalysisProgress: Sendable {
+    /// Payload bytes read so far.
     public var bytesRead: UInt64
+    /// Payload bytes in all (`TraceReader.payloadBytes`).
     public var bytesTotal: UInt64
+    /// Events analysed so far.
     public var events: UInt64
 }
 
@@ -32,9 +36,12 @@ public func analyzeTrace(
     return analysis
 }
 
+/// Every analysis in one streaming pass: `consume` each event of `reader.events()` in order, then
+/// `finish`. `analyzeTrace` does all of it (and attaches stacks); exports feed an analyzer from their own pass.
 public struct TraceAnalyzer {
     /// The trace being analysed; while following a recording, the latest batch (`follow(_:)`).
     public private(set) var reader: TraceReader
+    /// What it measures and keeps.
     public let options: AnalysisOptions
     package internal(set) var resources: ResourceTable
     var kindCounts = [UInt64](repeating: 0, count: 256)
@@ -69,6 +76,7 @@ public struct TraceAnalyzer {
     let windowStart: UInt64
     let windowEnd: UInt64
 
+    /// An analyzer of `reader`'s trace with nothing consumed yet.
     public init(reader: TraceReader, options: AnalysisOptions = AnalysisOptions()) {
         self.reader = reader
         self.options = options
@@ -158,8 +166,10 @@ public struct TraceAnalyzer {
         return out.sorted { ($0.durationNs, $1.tid) > ($1.durationNs, $0.tid) }
     }
 
+    /// Consumes one event (events must come in the reader's time order).
     public mutating func consume(_ e: TraceEvent) { consume(stream: e.stream, e.event) }
 
+    /// Consumes one event from stream `s` (an index into `reader.streams`), in the reader's time order.
     public mutating func consume(stream s: Int, _ ev: borrowing DecodedEvent) {
         let ns = ev.timestampNs
         // Thread names hold for the whole trace, whenever they were recorded.
@@ -378,6 +388,9 @@ public struct TraceAnalyzer {
         if blocking { callbacks.blockingLongest.offer(d, record) }
     }
 
+    /// The analysis of everything consumed so far (the analyzer can go on consuming); `decodeDamage` is damage
+    /// found while iterating (`TraceEventIterator.damage`). Creation and CPU stacks are attached by
+    /// `TraceAnalysis.attachCreationStacks()` and `attachStacks(reader:top:)`.
     public func finish(decodeDamage: [TraceDamage] = []) -> TraceAnalysis {
         var byKind: [String: UInt64] = [:]
         for (code, n) in kindCounts.enumerated() where n > 0 {
