@@ -12,9 +12,10 @@ What counts as public (what a user of the library product sees):
 - a member without an access modifier of a `public extension`, of a public protocol (requirements), and
   a public enum's `case`s (one `case a, b` line is one declaration).
 Not counted: `@_spi` declarations and members of `@_spi` types, `package`/internal/private ones,
-`override`s and the witnesses DocC documents from their protocol (`description`, `debugDescription`,
-`hash(into:)`, `==`, `<`, `init(from:)`, `encode(to:)`, `errorDescription`, `makeIterator()`,
-`callAsFunction` is counted). A line scanner, not a parser: it tracks braces outside comments and strings,
+`override`s and the witnesses DocC documents from their protocol: members named like a requirement of a
+protocol the type (or extension) declares conformance to, where that protocol is in the scanned modules,
+and the standard library's `description`, `debugDescription`, `hash(into:)`, `==`, `<`, `init(from:)`,
+`encode(to:)`, `errorDescription` and `makeIterator()`. A line scanner, not a parser: it tracks braces outside comments and strings,
 which is enough for this project's style (swift-format'ed code, one declaration per line).
 """
 
@@ -128,9 +129,31 @@ def parse_decl(code):
     return attrs, mods, kw, s
 
 
+# Requirement names of the protocols seen in the scanned modules (a first pass fills it): a conforming
+# type's member of the same name is a witness, and DocC shows the requirement's documentation for it.
+PROTOCOLS = {}
+
+
+def member_name(kw, rest):
+    m = re.match(r"func\s+([^\s(<]+)", rest) if kw == "func" else re.match(r"(?:var|let|typealias|associatedtype)\s+(\w+)", rest)
+    return m.group(1) if m else kw
+
+
+def conformances(kw, rest):
+    m = re.match(r"(?:class|struct|enum|actor|extension)\s+[\w.]+(?:<[^>]*>)?\s*:\s*([^{]*)", rest)
+    if not m:
+        return set()
+    names = set()
+    for part in m.group(1).split(" where ")[0].split(","):
+        n = re.match(r"\s*([\w.]+)", part)
+        if n:
+            names.add(n.group(1).split(".")[-1])
+    return names
+
+
 def scan_file(path, results):
     state = {"block": 0, "multiline": False}
-    # scope stack: (kind, members_default_public, members_can_be_public)
+    # scope stack: (kind, members_default_public, members_can_be_public, witness names, protocol name)
     #   kind: "container" or "body"
     stack = []
     pending_doc = False
@@ -157,7 +180,7 @@ def scan_file(path, results):
             # #if/#else/#endif between a doc comment and its declaration keep the doc
             counted_braces(cs, stack, None)
             continue
-        in_body = any(kind == "body" for kind, _, _ in stack)
+        in_body = any(scope[0] == "body" for scope in stack)
         parent = stack[-1] if stack else None
         decl = None if in_body else parse_decl(cs)
         if decl is None and not in_body and re.fullmatch(r"(@[\w.]+(\([^)]*\))?\s*)+", cs):
@@ -173,7 +196,9 @@ def scan_file(path, results):
             if parent is None:
                 visible = access_word in ("public", "open")
             else:
-                _, default_public, can_be_public = parent
+                _, default_public, can_be_public, witnesses, protocol = parent
+                if protocol is not None:
+                    PROTOCOLS.setdefault(protocol, set()).add(member_name(kw, rest))
                 if not can_be_public:
                     visible = False
                 elif access_word is None:
@@ -183,6 +208,8 @@ def scan_file(path, results):
             visible = visible and not spi
             counted = visible and kw not in ("extension", "deinit") and "override" not in mods
             if counted and INHERITED_DOCS.match(rest):
+                counted = False
+            if counted and parent is not None and member_name(kw, rest) in parent[3]:
                 counted = False
             if counted:
                 results.append((path, lineno, cs, pending_doc))
@@ -199,9 +226,13 @@ def scan_file(path, results):
                 else:
                     members_default = False
                     can = visible
-                opened = ("container", members_default, can)
+                witness_names = set()
+                for proto in conformances(kw, rest):
+                    witness_names |= PROTOCOLS.get(proto, set())
+                name = re.match(r"protocol\s+(\w+)", rest) if kw == "protocol" else None
+                opened = ("container", members_default, can, witness_names, name.group(1) if name else None)
             else:
-                opened = ("body", False, False)
+                opened = ("body", False, False, set(), None)
         pending_doc = False
         if opened is None and pending_container is not None and "{" in cs:
             opened, pending_container = pending_container, None
@@ -216,7 +247,7 @@ def counted_braces(code, stack, opened):
     first = True
     for c in code:
         if c == "{":
-            stack.append(opened if (first and opened is not None) else ("body", False, False))
+            stack.append(opened if (first and opened is not None) else ("body", False, False, set(), None))
             first = False
         elif c == "}":
             if stack:
@@ -241,6 +272,16 @@ def products(root):
     return found
 
 
+def swift_files(d):
+    if os.path.isfile(d):
+        return [d]
+    found = []
+    for base, subdirs, files in os.walk(d):
+        subdirs.sort()
+        found += [os.path.join(base, name) for name in sorted(files) if name.endswith(".swift")]
+    return found
+
+
 def main(argv):
     summary = "--summary" in argv
     check = "--check" in argv
@@ -252,15 +293,14 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     missing_total = 0
+    # first pass: the protocols' requirements (a conformance may come before its protocol in file order)
+    for d in dirs:
+        for f in swift_files(d):
+            scan_file(f, [])
     for d in dirs:
         results = []
-        if os.path.isfile(d):
-            scan_file(d, results)
-        for base, subdirs, files in os.walk(d):
-            subdirs.sort()
-            for name in sorted(files):
-                if name.endswith(".swift"):
-                    scan_file(os.path.join(base, name), results)
+        for f in swift_files(d):
+            scan_file(f, results)
         undocumented = [r for r in results if not r[3]]
         missing_total += len(undocumented)
         if summary:
