@@ -140,10 +140,15 @@ def member_name(kw, rest):
 
 
 def conformances(kw, rest):
+    """The protocols a type or extension declares conformance to; for an extension, also the extended
+    name (an extension of a protocol holds its default implementations, witnesses too)."""
+    names = set()
+    e = re.match(r"extension\s+([\w.]+)", rest)
+    if e:
+        names.add(e.group(1).split(".")[-1])
     m = re.match(r"(?:class|struct|enum|actor|extension)\s+[\w.]+(?:<[^>]*>)?\s*:\s*([^{]*)", rest)
     if not m:
-        return set()
-    names = set()
+        return names
     for part in m.group(1).split(" where ")[0].split(","):
         n = re.match(r"\s*([\w.]+)", part)
         if n:
