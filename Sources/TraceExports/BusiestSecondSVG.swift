@@ -5,19 +5,31 @@ import TraceText
 
 /// Collects the slices of one time window for drawing (bounded: at most `maxRects`).
 public final class WindowCollector: TimelineSink {
+    /// One slice clipped to the window, for drawing.
     public struct Rect: Sendable {
+        /// Index into `Timeline.threads`: the slice's lane.
         public var thread: Int
+        /// Nesting depth within its thread (0: outermost).
         public var depth: Int
+        /// Where it starts, clipped to the window (CLOCK_MONOTONIC ns).
         public var startNs: UInt64
+        /// Where it ends, clipped to the window (CLOCK_MONOTONIC ns).
         public var endNs: UInt64
+        /// Its name, an id of `Timeline.names`.
         public var name: Int
+        /// What it stands for.
         public var slice: SliceKind
     }
 
+    /// The window's start (CLOCK_MONOTONIC ns).
     public let startNs: UInt64
+    /// The window's end (CLOCK_MONOTONIC ns).
     public let endNs: UInt64
+    /// The most slices kept; later ones are counted in `omitted`.
     public let maxRects: Int
+    /// The slices that overlap the window, in the order they ended.
     public private(set) var rects: [Rect] = []
+    /// Slices in the window past `maxRects`, not kept.
     public private(set) var omitted = 0
     private var stacks: [[TimelineOp]] = []
     /// Threads without user events: where their last epoll wait ended (the loop's busy time runs from there to
@@ -27,6 +39,7 @@ public final class WindowCollector: TimelineSink {
     /// The name of the busy stretches between epoll waits.
     private var busyName = -1
 
+    /// Collects the slices overlapping `startNs..<endNs` (CLOCK_MONOTONIC ns), at most `maxRects` of them.
     public init(startNs: UInt64, endNs: UInt64, maxRects: Int = 20_000) {
         self.startNs = startNs
         self.endNs = endNs

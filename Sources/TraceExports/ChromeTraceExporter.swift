@@ -3,6 +3,8 @@
 // (`bind_id` with `flow_out` on the source and `flow_in` on the target); "M" events name processes and threads.
 import TraceText
 
+/// Writes the timeline as Chrome's JSON trace format (chrome://tracing, Perfetto UI's JSON importer):
+/// complete ("X") events, v2 flows, and "M" events naming processes and threads. Call `finish` after the pass.
 public final class ChromeTraceExporter: TimelineSink {
     /// Browsers give up on JSON traces much larger than this.
     public static let warnAboveBytes: UInt64 = 500_000_000
@@ -25,6 +27,7 @@ public final class ChromeTraceExporter: TimelineSink {
     @exclusivity(unchecked) private var processesNamed = Set<UInt32>()
     @exclusivity(unchecked) private var stacks = PerThreadStacks<TimelineOp>()
     @exclusivity(unchecked) private var first = true
+    /// JSON events written so far.
     @exclusivity(unchecked) public private(set) var eventsWritten: UInt64 = 0
 
     /// Timestamps are written relative to `baseNs` (µs), so they stay short.
@@ -77,6 +80,7 @@ public final class ChromeTraceExporter: TimelineSink {
         out.write(text)
     }
 
+    /// Closes the JSON (the trace's path and base time go into `otherData`); call once, after `Timeline.run`.
     public func finish(timeline: Timeline) {
         out.write("\n],\"otherData\":{\"exporter\":\"asynctrace\",\"trace\":")
         out.write(JSONWriter.quote(timeline.reader.path))

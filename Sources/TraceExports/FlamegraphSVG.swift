@@ -2,11 +2,17 @@
 // "Search" to highlight frames by regular expression, "Reset zoom" to go back. No network, no fonts to load.
 import TraceFormat
 
+/// An interactive flame graph as one self-contained SVG (hover, click to zoom, search), no network or fonts.
 public enum FlamegraphSVG {
+    /// Titles and layout of the drawing.
     public struct Options: Sendable {
+        /// The title line.
         public var title: String
+        /// The line under the title (empty: none).
         public var subtitle: String
+        /// Width of the drawing in pixels.
         public var width: Int = 1200
+        /// Height of one frame in pixels.
         public var frameHeight: Int = 16
         /// Frames narrower than this many pixels are left out (their time still counts in their parent).
         public var minFrameWidth: Double = 0.3
@@ -15,6 +21,7 @@ public enum FlamegraphSVG {
         /// false: no XML declaration (for embedding in HTML).
         public var standalone = true
 
+        /// Options with these titles and the default layout (1200 px wide, 16 px frames, unit "ns").
         public init(title: String, subtitle: String = "") {
             self.title = title
             self.subtitle = subtitle

@@ -11,8 +11,11 @@ import TraceText
 
 /// Feeds two sinks from one pass.
 public struct PairSink<A: TimelineSink, B: TimelineSink>: TimelineSink {
+    /// The first sink.
     public var a: A
+    /// The second sink.
     public var b: B
+    /// A sink that forwards every call to `a`, then to `b`.
     public init(_ a: A, _ b: B) {
         self.a = a
         self.b = b
@@ -31,12 +34,15 @@ public struct PairSink<A: TimelineSink, B: TimelineSink>: TimelineSink {
     }
 }
 
+/// `asynctrace report --html`: one self-contained page (no network): the analyses the text and JSON
+/// reports print, plus a flame graph and the busiest second drawn from the export timeline.
 public enum HTMLReport {
     /// What the page draws besides the analyses.
     public struct Drawings {
         /// Time in callbacks by thread → resource type → nested callbacks → syscalls (the flamegraph's default);
         /// for a trace without async events, each thread's whole time (its syscalls: `--weight wall`).
         public var flamegraph: StackTree
+        /// Which time the flame graph counts.
         public var flamegraphWeight: StackWeight
         /// The slices of the busiest second, and the timeline that names their threads; nil without callbacks.
         public var busiestSecond: (window: WindowCollector, timeline: Timeline)?
@@ -79,6 +85,7 @@ public enum HTMLReport {
 
     // MARK: - the page
 
+    /// The page: the analyses of `a` with the drawings `d` (HTML, names escaped).
     public static func page(_ a: TraceAnalysis, _ d: Drawings) -> String {
         let o = a.overview
         let program = o.program.isEmpty ? "(unnamed program)" : o.program

@@ -25,18 +25,24 @@ import TraceFormat
 import TraceReader
 import TraceText
 
+/// What the OTLP export makes spans of, and how it batches them (docs/exports.md, "OpenTelemetry").
 public struct OTLPOptions: Sendable {
     /// service.name; nil: the traced program's name.
     public var serviceName: String?
+    /// Callbacks at least this long are marked blocking (status ERROR); loop stalls as long become spans (ns).
     public var blockingThresholdNs: UInt64 = 10_000_000
+    /// Syscalls of a callback at least this long become span events (ns).
     public var syscallThresholdNs: UInt64 = 100_000
+    /// Most spans in one ExportTraceServiceRequest.
     public var maxSpansPerRequest = 8_192
+    /// About the most bytes in one request (a request is sent once it passes this).
     public var maxBytesPerRequest = 2 << 20
     /// --otlp-endpoint: how long a batch is retried before the export gives up.
     public var retryForMs = 60_000
     /// Span events kept per span (syscalls, a tracer's events); the rest are counted as dropped.
     public static let maxEventsPerSpan = 32
 
+    /// The defaults: 10 ms blocking, 100 µs syscall events, 8,192 spans or 2 MiB per request, 60 s of retries.
     public init() {}
 }
 
@@ -50,6 +56,7 @@ public protocol OTLPRequestSink: AnyObject {
 /// ExportTraceServiceRequest whose resource_spans are all the batches'.
 public final class OTLPFileSink: OTLPRequestSink {
     let out: OutputFile
+    /// A sink appending to `output`.
     public init(output: OutputFile) { out = output }
     public func send(_ request: UnsafeRawBufferPointer, spans: Int) throws(ExportError) {
         out.write(request)
@@ -57,6 +64,9 @@ public final class OTLPFileSink: OTLPRequestSink {
     }
 }
 
+/// Turns the timeline into OpenTelemetry spans (OTLP/protobuf ExportTraceServiceRequests) for a
+/// `OTLPRequestSink`: callbacks, a tracer's spans and loop stalls. Ids derive from the trace, so the same
+/// trace exports the same ids. Call `flush()` after the pass.
 public final class OTLPExporter: TimelineSink {
     let options: OTLPOptions
     let sink: OTLPRequestSink
@@ -65,15 +75,23 @@ public final class OTLPExporter: TimelineSink {
     let monotonicStartNs: UInt64
     let realtimeStartNs: UInt64
 
+    /// Spans handed to the sink.
     public private(set) var spans: UInt64 = 0
+    /// Requests handed to the sink.
     public private(set) var requests: UInt64 = 0
+    /// Spans made of callbacks.
     public private(set) var callbackSpans: UInt64 = 0
+    /// Spans recorded by a tracer (the distributed-tracing bridge).
     public private(set) var tracerSpans: UInt64 = 0
+    /// Spans made of loop stalls.
     public private(set) var stallSpans: UInt64 = 0
+    /// Callbacks at or above `OTLPOptions.blockingThresholdNs`.
     public private(set) var blockingCallbacks: UInt64 = 0
+    /// Syscall span events left out past `OTLPOptions.maxEventsPerSpan` per span.
     public private(set) var droppedEvents: UInt64 = 0
     /// Spans not delivered after the sink failed.
     public private(set) var undelivered: UInt64 = 0
+    /// The sink's first error; nothing is sent after it (`undelivered` counts what was lost).
     public private(set) var failure: ExportError?
 
     final class ThreadState {
@@ -173,6 +191,7 @@ public final class OTLPExporter: TimelineSink {
     /// Tracer spans that ended while a callback they began in was still running: their final ids and end.
     @exclusivity(unchecked) private var endedHosted: [SpanKey: (hi: UInt64, lo: UInt64, span: UInt64, end: UInt64)] = [:]
 
+    /// An exporter for the trace with `header` (its pid and start times seed the ids), sending to `sink`.
     public init(sink: OTLPRequestSink, header: FileHeader, options: OTLPOptions = OTLPOptions()) {
         self.sink = sink
         self.options = options

@@ -5,8 +5,11 @@
 
 /// A validated `http://host[:port][/path]` (the endpoint is an argument: it may be crafted).
 public struct OTLPEndpoint: Sendable, CustomStringConvertible {
+    /// The host name or address (IPv6 without brackets).
     public let host: String
+    /// The port (default 4318).
     public let port: UInt16
+    /// The request path (default "/v1/traces").
     public let path: String
 
     public var description: String {
@@ -16,6 +19,8 @@ public struct OTLPEndpoint: Sendable, CustomStringConvertible {
     /// OTLP/HTTP's default port and traces path: `http://host` alone means `http://host:4318/v1/traces`.
     public static let defaultPort: UInt16 = 4318
 
+    /// Parses `text` as `http://host[:port][/path]`; throws, saying why, for anything else (https, user
+    /// names, fragments, bad hosts or ports, control characters, more than 2048 bytes).
     public init(parsing text: String) throws(ExportError) {
         let hint = "give an OTLP/HTTP endpoint such as http://127.0.0.1:4318 (path /v1/traces is added when none is given)"
         guard text.utf8.count <= 2048 else { throw ExportError("--otlp-endpoint is longer than 2048 bytes; \(hint)") }
@@ -73,22 +78,35 @@ public struct OTLPEndpoint: Sendable, CustomStringConvertible {
     }
 }
 
+/// POSTs each request to an OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger, Tempo) as
+/// application/x-protobuf over one keep-alive connection, retrying connection failures, 429 and 502-504
+/// with exponential backoff (Retry-After honoured up to 30 s).
 public final class OTLPHTTPSender: OTLPRequestSink {
+    /// Where requests go.
     public let endpoint: OTLPEndpoint
+    /// Tries per request, the first included.
     public var maxAttempts = 8
+    /// Most time spent retrying one request (ms, from its first try).
     public var maxRetryMs = 60_000
+    /// How long a connection may take (ms).
     public var connectTimeoutMs: Int32 = 5_000
+    /// How long a read or write on the connection may block (ms).
     public var ioTimeoutMs = 30_000
+    /// Request bytes the receiver accepted.
     public private(set) var bytesSent: UInt64 = 0
+    /// Tries that were retried.
     public private(set) var retries: UInt64 = 0
     /// Spans the receiver reported as rejected (ExportTracePartialSuccess), and its message.
     public private(set) var rejectedSpans: Int64 = 0
+    /// The receiver's message about rejected spans, if it sent one.
     public private(set) var rejectionMessage: String?
     private var socket: HTTPSocket?
     private var response = [UInt8](repeating: 0, count: 64 * 1024)
 
+    /// A sender to `endpoint`; it connects on the first request.
     public init(endpoint: OTLPEndpoint) { self.endpoint = endpoint }
 
+    /// Closes the connection (the next request opens a new one).
     public func close() {
         socket?.close()
         socket = nil

@@ -4,19 +4,26 @@ import Glibc
 #endif
 import TraceReader
 
+/// Why an export failed, as one sentence for people.
 public struct ExportError: Error, CustomStringConvertible, Sendable {
+    /// The sentence.
     public let message: String
+    /// An error with this message.
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
 
+/// A buffered output file: exports write through a fixed buffer, so memory stays flat for any trace size.
+/// Write errors are kept, not thrown, until `close()`.
 public final class OutputFile {
+    /// The path it was opened with ("-": standard output).
     public let path: String
     private let fd: Int32
     private var buffer: UnsafeMutablePointer<UInt8>
     private var capacity: Int
     // Touched per event by every exporter; no dynamic exclusivity checks.
     @exclusivity(unchecked) private var count = 0
+    /// Bytes written to the file so far (buffered bytes not yet included).
     @exclusivity(unchecked) public private(set) var bytesWritten: UInt64 = 0
     /// The first write error; later writes are dropped and `close()` throws it.
     public private(set) var failure: ExportError?
@@ -67,6 +74,7 @@ public final class OutputFile {
         buffer.deallocate()
     }
 
+    /// Writes `n` bytes from `p` (buffered).
     @inline(__always)
     public func write(_ p: UnsafeRawPointer, count n: Int) {
         if count + n > capacity {
@@ -101,17 +109,20 @@ public final class OutputFile {
     @inline(__always)
     func commit(_ w: ByteWriter) { count = w.p - buffer }
 
+    /// Writes `bytes` (buffered).
     @inline(__always)
     public func write(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
         write(base, count: bytes.count)
     }
 
+    /// Writes `s` as UTF-8 (buffered).
     public func write(_ s: String) {
         var s = s
         s.withUTF8 { write(UnsafeRawBufferPointer($0)) }
     }
 
+    /// Writes one byte (buffered).
     @inline(__always)
     public func write(byte b: UInt8) {
         if count == capacity { flush() }
@@ -119,6 +130,7 @@ public final class OutputFile {
         count += 1
     }
 
+    /// Writes the buffer out (an error goes to `failure`).
     public func flush() {
         if count > 0 { writeAll(buffer, count) }
         count = 0

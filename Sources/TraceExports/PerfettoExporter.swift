@@ -39,6 +39,8 @@ private enum F {
     static let annotationStrings: UInt32 = 29
 }
 
+/// Writes the timeline as Perfetto's native protobuf trace (ui.perfetto.dev): track descriptors, then
+/// one packet sequence per thread with interned names and delta timestamps, flows between slices.
 public final class PerfettoExporter: TimelineSink {
     static let incrementalClock: UInt64 = 64
     static let monotonic: UInt64 = 3
@@ -104,10 +106,12 @@ public final class PerfettoExporter: TimelineSink {
     @exclusivity(unchecked) private var freeFlowIDs: [(id: UInt64, freedAt: UInt64)] = []
     @exclusivity(unchecked) private var freeHead = 0
     @exclusivity(unchecked) private var nextFlowID: UInt64 = 1
+    /// TracePackets written so far.
     @exclusivity(unchecked) public private(set) var packets: UInt64 = 0
     /// Live resources whose trigger was annotated already (forgotten when they are destroyed).
     @exclusivity(unchecked) private var triggerWritten = IDTable<Void>()
 
+    /// An exporter writing to `output`.
     public init(output: OutputFile) {
         self.out = output
         event = .allocate(capacity: Self.eventCapacity)

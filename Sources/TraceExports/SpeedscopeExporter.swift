@@ -10,7 +10,10 @@ import TraceText
 import TraceReader
 import TraceSymbols
 
+/// Writes the timeline in speedscope's file format: an "evented" profile per thread and, with CPU
+/// samples, a "sampled" profile per sampled thread. Call `finish` after the pass.
 public final class SpeedscopeExporter: TimelineSink {
+    /// The `$schema` the file names.
     public static let schemaURL = "https://www.speedscope.app/file-format-schema.json"
 
     let out: OutputFile
@@ -34,12 +37,14 @@ public final class SpeedscopeExporter: TimelineSink {
     private var threadCapacity = 8
     /// Open frames per thread.
     @exclusivity(unchecked) private var stacks = PerThreadStacks<Int>()
+    /// The first spool file that could not be created; `finish` throws it.
     public private(set) var failure: ExportError?
     /// Each spooled thread holds a file open: past this many threads (a crafted trace can name 65,536), the
     /// rest are left out of the file and counted, instead of running out of file descriptors.
     public static let maxSpooledThreads = 512
     /// Threads left out, and their slices.
     public private(set) var threadsLeftOut = 0
+    /// Slices of the threads left out.
     public private(set) var slicesLeftOut: UInt64 = 0
 
     // CPU samples: stacks interned (code frame ids, outermost first), per thread its samples' stack ids and times.
@@ -81,6 +86,8 @@ public final class SpeedscopeExporter: TimelineSink {
         samplesWritten += 1
     }
 
+    /// An exporter writing to `output`, times relative to `baseNs` (CLOCK_MONOTONIC ns); each thread's events
+    /// are spooled to a temporary file in `spoolDirectory` until `finish` assembles the profiles.
     public init(output: OutputFile, baseNs: UInt64, spoolDirectory: String) {
         self.out = output
         self.baseNs = baseNs

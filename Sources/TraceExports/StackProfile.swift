@@ -27,19 +27,28 @@ public enum StackWeight: String, Sendable, CaseIterable {
 
 /// The frames and their self times.
 public final class StackTree {
+    /// One frame: its label, parent and self time.
     public struct Node: Sendable {
+        /// Its label, an id of `labels` (-1: the root).
         public var label: Int
+        /// Its parent's index in `nodes` (-1: the root).
         public var parent: Int
+        /// Time charged to this frame itself (ns; sampled CPU time for code grouping).
         public var selfWeight: UInt64
+        /// Distance from the root (0: the root).
         public var depth: Int
     }
 
+    /// Every frame; index 0 is the root, and a child always comes after its parent.
     @exclusivity(unchecked) public private(set) var nodes: [Node] = [Node(label: -1, parent: -1, selfWeight: 0, depth: 0)]
+    /// The frames' labels.
     public let labels = NameTable()
     @exclusivity(unchecked) private var childIndex = IDTable<Int>()
 
+    /// The root's index in `nodes`.
     public static let root = 0
 
+    /// A tree with only its root.
     public init() {}
 
     /// The child of `parent` labelled `label` (created when new).
@@ -52,12 +61,14 @@ public final class StackTree {
         return c
     }
 
+    /// The child of `parent` labelled `label` (created when new).
     public func child(_ parent: Int, _ label: String) -> Int { child(parent, labels.id(label)) }
 
     // Weights come from timestamps and durations in the file: sums saturate (a wrapped sum would make a frame
     // wider than its parent, and the flame graph's layout arithmetic leave every range).
     @inline(__always) func add(_ node: Int, _ w: UInt64) { nodes[node].selfWeight = nodes[node].selfWeight.addingSaturated(w) }
 
+    /// All self times together (ns; saturates).
     public var totalWeight: UInt64 { nodes.reduce(0) { $0.addingSaturated($1.selfWeight) } }
 
     /// Frame labels from the root's child down to `node`.
@@ -82,8 +93,11 @@ public final class StackTree {
 
 /// Builds a StackTree from a timeline.
 public final class StackAggregator: TimelineSink {
+    /// The tree being built.
     public let tree = StackTree()
+    /// How stacks are formed.
     public let grouping: StackGrouping
+    /// Which time is counted.
     public let weight: StackWeight
 
     struct Frame {
@@ -113,6 +127,7 @@ public final class StackAggregator: TimelineSink {
     /// CPU samples counted (code grouping).
     public private(set) var sampleCount = 0
 
+    /// An aggregator forming stacks by `grouping`, counting `weight`'s time.
     public init(grouping: StackGrouping = .callback, weight: StackWeight = .busy) {
         self.grouping = grouping
         self.weight = weight
@@ -274,6 +289,8 @@ extension String {
 
 /// Brendan Gregg's folded format: one line per stack, `frame;frame;frame weight` (weight in ns).
 public enum FoldedStacks {
+    /// Writes `tree`: a line `frame;frame weight` per frame with self time, in frame order (one frame's lines
+    /// together, as flamegraph.pl merges them); whitespace before a number ending a frame name becomes "_".
     public static func write(_ tree: StackTree, to out: OutputFile) {
         let labels = (0..<tree.labels.count).map { frameName(tree.labels[$0]) }
         var paths: [String] = [""]

@@ -27,6 +27,7 @@ public enum SliceKind: UInt8, Sendable {
     /// runnable and waiting for a CPU. Its name says which ("blocked in read", "runnable (preempted)").
     case offCPU
 
+    /// The slice's category as the exports name it ("callback", "syscall", "loop", "sched", ...).
     public var category: String {
         switch self {
         case .callback: "callback"
@@ -43,13 +44,18 @@ public enum SliceKind: UInt8, Sendable {
 
 /// One thread the timeline knows: a user stream, or a thread seen only in the kernel stream.
 public struct TimelineThread: Sendable {
+    /// Its index in `Timeline.threads` (ops name threads by it).
     public let index: Int
+    /// The process id.
     public let pid: UInt32
+    /// The thread id.
     public let tid: UInt32
+    /// Its name, where the trace knows it.
     public var name: String?
     /// Whether the thread has a user event stream (false: only its syscalls were recorded).
     public let hasUserStream: Bool
 
+    /// "name [tid]", or "thread tid" without a name.
     public var label: String {
         if let n = name, !n.isEmpty { return "\(n) [\(tid)]" }
         return "thread \(tid)"
@@ -58,24 +64,32 @@ public struct TimelineThread: Sendable {
 
 /// One process of the trace.
 public struct TimelineProcess: Sendable {
+    /// Its index in `Timeline.processes`.
     public let index: Int
+    /// The process id.
     public let pid: UInt32
+    /// The program, from its streams' processInfo (the file header's for the recording process); "" if unknown.
     public var program: String
 }
 
 /// One operation in a thread's timeline.
 public struct TimelineOp: Sendable {
+    /// A slice begins or ends, an instant, or a counter's new value.
     public enum Kind: UInt8, Sendable { case begin, end, instant, counter }
 
+    /// Begin, end, instant or counter.
     public var kind: Kind
+    /// What the slice or instant stands for.
     public var slice: SliceKind
     /// Index into `Timeline.threads`.
     public var thread: Int
+    /// When (CLOCK_MONOTONIC ns); never decreases within a thread.
     public var timestampNs: UInt64
     /// Index into `Timeline.names` (the slice's display name).
     public var name: Int
     /// Callbacks and init instants: the resource. Syscalls: 0.
     public var asyncID: UInt64
+    /// Callbacks and init instants: the resource that triggered the resource's creation (0: none known).
     public var triggerID: UInt64
     /// Callbacks and init instants: the resource type (a name id); -1 otherwise.
     public var typeName: Int
@@ -83,10 +97,13 @@ public struct TimelineOp: Sendable {
     public var fd: Int64
     /// Syscalls: return value and size argument.
     public var ret: Int64
+    /// Syscalls: the size argument (see docs/trace-format.md per syscall).
     public var size: UInt64
     /// Instants: a flow starting here (0: none). Begins: flows ending here (0: none).
     public var flowOut: UInt64
+    /// Callback begins: the flow from the callback that created the resource (0: none).
     public var flowIn: UInt64
+    /// Callback begins: the flow from the epoll wait that reported the resource's fd ready (0: none).
     public var flowIn2: UInt64
 
     init(_ kind: Kind, _ slice: SliceKind, thread: Int, at ts: UInt64, name: Int) {
@@ -112,9 +129,11 @@ public struct TimelineOp: Sendable {
 
 /// Names (resource types, syscalls, phases, marks) as small integers.
 public final class NameTable {
+    /// Every name, by id.
     public private(set) var names: [String] = []
     private var ids: [String: Int] = [:]
 
+    /// The id of `s`, added when new.
     public func id(_ s: String) -> Int {
         if let i = ids[s] { return i }
         let i = names.count
@@ -123,13 +142,17 @@ public final class NameTable {
         return i
     }
 
+    /// The name with id `id` (traps on an id the table did not give).
     public subscript(_ id: Int) -> String { names[id] }
+    /// Names held.
     public var count: Int { names.count }
 }
 
 /// Receives a timeline. Calls arrive in time order per thread; `threadAdded` precedes a thread's first op.
 public protocol TimelineSink {
+    /// A thread appears; called before its first op.
     mutating func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline)
+    /// One op of a thread.
     mutating func consume(_ op: TimelineOp, timeline: Timeline)
     /// Spans (user spans, async resource scopes, a tracer's spans).
     mutating func span(_ change: SpanChange, timeline: Timeline)
@@ -150,56 +173,85 @@ public extension TimelineSink {
 /// A span's begin, attribute or end (spans are not slices of a thread: they may end on another thread
 /// and need not nest). Sinks that show spans listen; the default ignores them.
 public struct SpanChange: Sendable {
+    /// A span begins, gets an attribute, or ends.
     public enum Kind: UInt8, Sendable { case begin, attribute, end }
+    /// Begin, attribute or end.
     public var kind: Kind
+    /// The process the span belongs to.
     public var pid: UInt32
     /// Index into `Timeline.threads`: where the event was recorded.
     public var thread: Int
+    /// The span's id (unique within its process).
     public var spanID: UInt64
     /// begin: the span's name; attribute: "key=value"; end: "".
     public var text: String
     /// begin: the async id current where it began.
     public var executionAsyncID: UInt64 = 0
+    /// When (CLOCK_MONOTONIC ns).
     public var timestampNs: UInt64
 }
 
+/// A change in a resource's life: created, given an fd, or destroyed.
 public struct ResourceChange: Sendable {
+    /// Created, fd, destroyed.
     public enum Kind: UInt8, Sendable { case created, fd, destroyed }
+    /// Which change.
     public var kind: Kind
+    /// The resource's process.
     public var pid: UInt32
+    /// The resource's async id (unique within its process).
     public var asyncID: UInt64
     /// created: the type (a name id) and the trigger; fd: the fd (-1: released).
     public var type: Int = -1
+    /// created: the resource that triggered its creation (0: none).
     public var trigger: UInt64 = 0
+    /// fd: the fd it owns from now on (-1: released).
     public var fd: Int64 = -1
+    /// When (CLOCK_MONOTONIC ns).
     public var timestampNs: UInt64
 }
 
 /// Counters of what the pass saw (also the basis of the report's overview).
 public struct TimelineStats: Sendable {
+    /// Trace events read.
     public var events: UInt64 = 0
+    /// Callbacks begun.
     public var callbacks: UInt64 = 0
+    /// Kernel syscalls seen.
     public var syscalls: UInt64 = 0
+    /// Flows started (trigger and ready flows).
     public var flows: UInt64 = 0
     /// `after` events that matched no open callback (dropped events, nesting errors).
     public var unmatchedEnds: UInt64 = 0
+    /// Events read by kind code (`EventKind.rawValue`).
     public var byKind = [UInt64](repeating: 0, count: 256)
 }
 
+/// The one pass every export shares: the trace's events, merged in time order, become per-thread slices
+/// (callbacks, syscalls, loop phases, epoll waits, off-CPU time), instants and flows, properly nested per
+/// thread, fed to a `TimelineSink`. Memory is bounded by what is live, not by the trace's length.
 public final class Timeline {
+    /// The trace being read.
     public let reader: TraceReader
+    /// Every name the ops refer to.
     public let names: NameTable
+    /// Every thread seen so far (user streams first, in stream order); ops name them by index.
     @exclusivity(unchecked) public private(set) var threads: [TimelineThread] = []
+    /// Every process seen so far.
     public private(set) var processes: [TimelineProcess] = []
+    /// What the pass has seen so far.
     @exclusivity(unchecked) public private(set) var stats = TimelineStats()
     /// Name ids of loop phases, by phase code (0...6), and of the fixed names.
     public let phaseNames: [Int]
+    /// Name id of "epoll wait (loop)", the runtime's poll slices.
     public let pollName: Int
+    /// Name id of "(unknown resource)", for callbacks whose resource's init is not in the trace.
     public let unknownType: Int
     /// Damage found while decoding (the reader's index damage is in `reader.damage`).
     public private(set) var decodeDamage: [TraceDamage] = []
     /// Earliest and latest timestamp of any op (0 if none).
     @exclusivity(unchecked) public private(set) var firstNs: UInt64 = .max
+    /// The latest timestamp of any op (CLOCK_MONOTONIC ns; 0 if none).
     @exclusivity(unchecked) public private(set) var lastNs: UInt64 = 0
 
     private var threadByKey: [UInt64: Int] = [:]
@@ -279,6 +331,7 @@ public final class Timeline {
         var readyFlow: UInt64
     }
 
+    /// A timeline over `reader`'s trace; `run(into:progress:)` makes the pass.
     public init(reader: TraceReader) {
         self.reader = reader
         let names = NameTable()
@@ -296,6 +349,7 @@ public final class Timeline {
         useKernelPolls = reader.hasKernelEvents
     }
 
+    /// The name with id `id`.
     public func name(_ id: Int) -> String { names[id] }
 
     /// Whether a syscall slice's name is one of the epoll waits.
@@ -303,6 +357,7 @@ public final class Timeline {
     // Interned in syscall-number order: iterating the Set would number the names in hash-seed order,
     // and Perfetto writes name ids (interned iids), so the output would differ from run to run.
     private lazy var epollNames: Set<Int> = Set(SyscallNames.epollWaits.sorted().map { syscallName($0) })
+    /// The process `thread` (an index into `threads`) belongs to.
     public func process(of thread: Int) -> TimelineProcess { processes[processByPid[threads[thread].pid]!] }
 
     /// Flow ids are small and unique over the whole trace (they cost a varint each in Perfetto).
@@ -312,8 +367,6 @@ public final class Timeline {
         return nextFlow
     }
 
-    /// Runs the pass over the whole trace, feeding `sink`; `progress` is called every ~64 K events with the
-    /// share of the trace read so far (0...1).
     struct SpanKey: Hashable {
         var pid: UInt32
         var spanID: UInt64
@@ -323,6 +376,8 @@ public final class Timeline {
     private var spanOrder: UInt64 = 0
     private var lastSeenNs: UInt64 = 0
 
+    /// Runs the pass over the whole trace, feeding `sink`; `progress` is called every ~64 K events with the
+    /// share of the trace read so far (0...1).
     public func run<S: TimelineSink>(into sink: inout S, progress: ((Double) -> Void)? = nil) {
         let it = reader.events()
         let total = Double(max(1, reader.payloadBytes))

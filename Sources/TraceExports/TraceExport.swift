@@ -1,9 +1,12 @@
 // The entry point of `asynctrace export`: one pass over the trace into the chosen format.
 import TraceReader
 
+/// The formats `asynctrace export` writes.
 public enum ExportFormat: String, Sendable, CaseIterable {
+    /// Perfetto protobuf, Chrome JSON, speedscope JSON, folded stacks, OTLP/protobuf.
     case perfetto, chrome, speedscope, folded, otlp
 
+    /// The file name extension used when no output path is given.
     public var defaultExtension: String {
         switch self {
         case .perfetto: "perfetto-trace"
@@ -15,27 +18,40 @@ public enum ExportFormat: String, Sendable, CaseIterable {
     }
 }
 
+/// What an export wrote, for the command's closing line.
 public struct ExportSummary: Sendable {
+    /// The format written.
     public var format: ExportFormat
+    /// Where (a path, "-", or an OTLP endpoint).
     public var outputPath: String
     /// Trace events read.
     public var events: UInt64
+    /// Bytes written (or sent to the endpoint).
     public var bytesWritten: UInt64
+    /// Callbacks in the timeline.
     public var callbacks: UInt64
+    /// Kernel syscalls in the timeline.
     public var syscalls: UInt64
+    /// Threads in the timeline.
     public var threads: Int
     /// OTLP: spans written or sent, and in how many requests.
     public var spans: UInt64 = 0
+    /// OTLP: requests written or sent.
     public var requests: UInt64 = 0
+    /// OTLP: callbacks marked blocking.
     public var blockingCallbacks: UInt64 = 0
+    /// OTLP: loop stalls exported as spans.
     public var stalls: UInt64 = 0
+    /// OTLP: a tracer's spans exported.
     public var tracerSpans: UInt64 = 0
     /// Things the user should know (size warnings, damage in the trace).
     public var warnings: [String]
 
+    /// `bytesWritten / events` (0 when there were no events).
     public var bytesPerEvent: Double { events == 0 ? 0 : Double(bytesWritten) / Double(events) }
 }
 
+/// The entry point of `asynctrace export`: one pass over the trace into the chosen format.
 public enum TraceExport {
     /// Exports `reader`'s trace to `outputPath` ("-": standard output).
     public static func run(
@@ -152,17 +168,23 @@ public enum TraceExport {
     }
 }
 
+/// Flame graphs (`asynctrace flamegraph`): time aggregated by stack, drawn as a `FlamegraphSVG`.
 public enum Flamegraph {
+    /// What a flame graph holds.
     public struct Summary: Sendable {
+        /// Trace events read.
         public var events: UInt64
+        /// Frames in the tree (the root not counted).
         public var frames: Int
+        /// All time drawn (ns).
         public var totalWeight: UInt64
+        /// Things the user should know (no samples, no time in callbacks, damage).
         public var warnings: [String]
     }
 
     static let noSamplesWarning = "the trace has no CPU samples (record with --sample-rate > 0, as root or with CAP_PERFMON)"
 
-    /// Aggregates the trace by stack and renders the SVG.
+    /// Aggregates the trace by stack in one timeline pass: the tree, and the timeline (its names and stats).
     public static func build(
         reader: TraceReader, grouping: StackGrouping, weight: StackWeight,
         progress: ((Double) -> Void)? = nil
@@ -173,6 +195,8 @@ public enum Flamegraph {
         return (sink.tree, timeline)
     }
 
+    /// Aggregates `reader`'s trace by stack and writes the SVG to `path`; throws when the output
+    /// cannot be created or written, or is the trace itself.
     public static func write(
         reader: TraceReader, to path: String, grouping: StackGrouping, weight: StackWeight,
         progress: ((Double) -> Void)? = nil
