@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 const char *trace_secure_getenv(const char *name) { return secure_getenv(name); }
@@ -90,6 +91,46 @@ int trace_open_output(const char *path, int truncate, int append_only, const str
         *why = "it is a symbolic link";
     }
     restore(&saved);
+    return fd;
+}
+
+int trace_open_reserve(int trace_fd, const char *path, const struct trace_file_owner *owner, size_t bytes) {
+    char dir[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof dir) { errno = ENAMETOOLONG; return -1; }
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    struct saved_identity saved;
+    if (become(owner, &saved) != 0) {
+        restore(&saved);
+        return -1;
+    }
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    restore(&saved);
+    if (fd < 0) return -1;
+    struct stat reserve, trace;
+    int bad = 0;
+    if (fstat(fd, &reserve) != 0 || fstat(trace_fd, &trace) != 0) bad = errno;
+    else if (reserve.st_dev != trace.st_dev) bad = EXDEV;  // the directory changed under us: no use
+    else if (fallocate(fd, 0, 0, (off_t)bytes) != 0) {
+        // Filesystems without fallocate: write the blocks.
+        static const char zeros[4096];
+        for (size_t done = 0; done < bytes && !bad;) {
+            size_t want = bytes - done < sizeof zeros ? bytes - done : sizeof zeros;
+            ssize_t w = write(fd, zeros, want);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) bad = w < 0 ? errno : ENOSPC;
+            else done += (size_t)w;
+        }
+    }
+    if (bad) {
+        close(fd);
+        errno = bad;
+        return -1;
+    }
     return fd;
 }
 

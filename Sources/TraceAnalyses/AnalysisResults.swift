@@ -69,6 +69,15 @@ public struct Overview: Sendable {
     public var damage: [TraceDamage]
     /// Events known lost to damage (counts from chunk headers; missing chunks add an unknown number).
     public var eventsLostToDamage: UInt64
+    /// Events of the program's own streams that the recorders could not write to the file (disk full, I/O
+    /// error), from `asynctrace record`'s note at the end of the file.
+    public var unwrittenUser: UInt64 = 0
+    /// Events of the kernel stream that could not be written to the file (as `unwrittenUser`).
+    public var unwrittenKernel: UInt64 = 0
+    /// The write error behind them, as an errno name (`ENOSPC`); nil when nothing was unwritten.
+    public var unwrittenError: String? = nil
+    /// Total of `unwrittenUser` and `unwrittenKernel` (saturating).
+    public var unwritten: UInt64 { unwrittenUser.addingSaturated(unwrittenKernel) }
     /// Events of the kind named `kind` (`EventKind.description`, e.g. "syscall"); 0 if none.
     public func count(_ kind: String) -> UInt64 { eventsByKind[kind] ?? 0 }
 

@@ -407,7 +407,9 @@ public struct TraceAnalyzer {
             processes: userPids.union(kernelPids).sorted(),
             hasUserEvents: reader.hasUserEvents, hasKernelEvents: reader.hasKernelEvents,
             droppedUser: reader.droppedUser, droppedKernel: reader.droppedKernel, damage: damage,
-            eventsLostToDamage: damage.reduce(0) { $0.addingSaturated($1.eventsLost ?? 0) })
+            eventsLostToDamage: damage.reduce(0) { $0.addingSaturated($1.eventsLost ?? 0) },
+            unwrittenUser: reader.unwritten?.userEvents ?? 0, unwrittenKernel: reader.unwritten?.kernelEvents ?? 0,
+            unwrittenError: reader.unwritten.map { ErrnoNames.name(UInt64(UInt32(bitPattern: $0.errno))) })
 
         let (threadTracker, userNames) = (threads, userThreadNames)
         let loopSummary = loop.summary(

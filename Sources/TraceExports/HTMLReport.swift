@@ -156,6 +156,14 @@ public enum HTMLReport {
             (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events, the recorder could not keep up")
                 + " (user " + value("dropped.user", o.droppedUser, Formatting.count(o.droppedUser))
                 + ", kernel " + value("dropped.kernel", o.droppedKernel, Formatting.count(o.droppedKernel)) + ")", warn: dropped > 0)
+        if let error = o.unwrittenError {
+            s += row(
+                "Unwritten events",
+                Formatting.count(o.unwritten) + " events could not be written to the file (\(x(error))): the trace is incomplete"
+                    + " (user " + value("unwritten.user", o.unwrittenUser, Formatting.count(o.unwrittenUser))
+                    + ", kernel " + value("unwritten.kernel", o.unwrittenKernel, Formatting.count(o.unwrittenKernel)) + ")",
+                warn: true)
+        }
         if o.damage.isEmpty {
             s += row("Damage", value("damage.regions", 0, "none") + ": every chunk of the file was read and every stream was closed")
         } else {

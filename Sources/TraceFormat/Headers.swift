@@ -112,6 +112,58 @@ public struct ChunkFlags: OptionSet, Sendable {
     public static let kernel = ChunkFlags(rawValue: 1)
     /// The last chunk of its stream (thread exit or recorder stop).
     public static let final = ChunkFlags(rawValue: 2)
+    /// Not events: `asynctrace record`'s note, written after the recording, of what could not be written
+    /// to the file (disk full, I/O error). Its payload is an ``UnwrittenNote``; it belongs to no stream.
+    public static let unwrittenNote = ChunkFlags(rawValue: 4)
+}
+
+/// What the recorders could not write to a trace file (their chunks failed with ENOSPC or EIO): the
+/// payload of an `unwrittenNote` chunk. Such losses never reach the file by their nature, so `record`
+/// keeps a little disk space in reserve and spends it on this note at the end.
+public struct UnwrittenNote: Equatable, Sendable {
+    /// Events of the program's own streams (the in-process recorders) that were not written.
+    public var userEvents: UInt64
+    /// Events of the kernel stream that were not written.
+    public var kernelEvents: UInt64
+    /// The first write error (an errno value; 0 if unknown).
+    public var errno: Int32
+
+    public init(userEvents: UInt64, kernelEvents: UInt64, errno: Int32) {
+        self.userEvents = userEvents
+        self.kernelEvents = kernelEvents
+        self.errno = errno
+    }
+
+    /// The payload's size: user events, kernel events (UInt64 LE each), errno (Int32 LE), 4 bytes zero.
+    public static let payloadSize = 24
+
+    /// The complete chunk (header with its CRC, then the payload), ready for one `write()`.
+    public func encodeChunk(pid: UInt32, atNs ns: UInt64) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: TraceFileFormat.chunkHeaderSize + Self.payloadSize)
+        bytes.withUnsafeMutableBytes { b in
+            let p = b.baseAddress!
+            let payload = p + TraceFileFormat.chunkHeaderSize
+            storeLE(userEvents, payload, 0)
+            storeLE(kernelEvents, payload, 8)
+            storeLE(errno, payload, 16)
+            var h = ChunkHeader(
+                flags: [.kernel, .final, .unwrittenNote], payloadLength: UInt32(Self.payloadSize), eventCount: 0, pid: pid,
+                tid: 0, sequence: 0, startNs: ns, endNs: ns, startTicks: ns, endTicks: ns, droppedCumulative: 0)
+            h.store(to: p)
+            h.crc = ChunkHeader.computeCRC(
+                header: UnsafeRawPointer(p), payload: UnsafeRawBufferPointer(start: payload, count: Self.payloadSize))
+            h.store(to: p)
+        }
+        return bytes
+    }
+
+    /// The note in an `unwrittenNote` chunk's payload; nil if the payload is too short.
+    public static func decode(_ payload: UnsafeRawBufferPointer) -> UnwrittenNote? {
+        guard payload.count >= payloadSize, let p = payload.baseAddress else { return nil }
+        return UnwrittenNote(
+            userEvents: loadLE(p, 0, as: UInt64.self), kernelEvents: loadLE(p, 8, as: UInt64.self),
+            errno: loadLE(p, 16, as: Int32.self))
+    }
 }
 
 /// Every chunk holds events of one stream (one thread of one process, or the kernel stream).

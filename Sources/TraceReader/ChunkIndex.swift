@@ -13,6 +13,8 @@ struct TraceIndex: Sendable {
     var firstNs: UInt64 = .max
     var lastNs: UInt64 = 0
     var statistics = IndexStatistics()
+    /// `asynctrace record`'s notes of what could not be written (summed; nil: the file has none).
+    var unwritten: UnwrittenNote?
 }
 
 /// The work indexing did: bytes read from the file, and bytes of candidate chunks the resynchronisation
@@ -202,6 +204,10 @@ struct ChunkIndexer: ~Copyable {
     }
 
     private mutating func accept(_ h: ChunkHeader, at pos: UInt64) {
+        if h.flags.contains(.unwrittenNote) {
+            noteUnwritten(UnwrittenNote.decode(UnsafeRawBufferPointer(start: payload.pointer, count: Int(h.payloadLength))))
+            return
+        }
         let k = key(h)
         let s: Int
         if let existing = streamByKey[k] {
@@ -245,6 +251,19 @@ struct ChunkIndexer: ~Copyable {
             st.lastNs = max(st.lastNs, h.endNs)
         }
         index.streams[s] = st
+    }
+
+    /// A note of unwritten events belongs to no stream; several (a crafted file) add up, saturating.
+    private mutating func noteUnwritten(_ note: UnwrittenNote?) {
+        guard let note else { return }
+        guard var sum = index.unwritten else {
+            index.unwritten = note
+            return
+        }
+        sum.userEvents = sum.userEvents.addingSaturated(note.userEvents)
+        sum.kernelEvents = sum.kernelEvents.addingSaturated(note.kernelEvents)
+        if sum.errno == 0 { sum.errno = note.errno }
+        index.unwritten = sum
     }
 
     /// Thread and process names come from events in the stream's first chunks.

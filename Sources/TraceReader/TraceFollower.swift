@@ -17,6 +17,8 @@ public final class TraceFollower {
     public private(set) var streams: [TraceStream] = []
     /// Damage found so far (never a chunk still being written).
     public private(set) var damage: [TraceDamage] = []
+    /// `asynctrace record`'s note of events it could not write (see `TraceReader.unwritten`).
+    public private(set) var unwritten: UnwrittenNote?
     /// Bytes at the end of the file that are not a whole chunk yet (a write in progress).
     public private(set) var pendingBytes: UInt64 = 0
     /// Where indexing stands: everything before this offset has been read.
@@ -229,6 +231,11 @@ public final class TraceFollower {
     }
 
     private func accept(_ h: ChunkHeader, at pos: UInt64, payload body: UnsafeRawBufferPointer) {
+        if h.flags.contains(.unwrittenNote) {
+            // A note, not a stream's chunk (see TraceReader.unwritten); the live view shows it as written.
+            if let note = UnwrittenNote.decode(body) { unwritten = note }
+            return
+        }
         let k = key(h)
         let s: Int
         if let existing = streamByKey[k] {
@@ -369,6 +376,6 @@ extension TraceReader {
         }
         self.init(
             path: f.path, header: header, file: f.file, streams: f.streams, chunks: chunks, damage: f.damage,
-            payloadBytes: bytes, largestPayload: largest, firstNs: first == .max ? 0 : first, lastNs: last)
+            payloadBytes: bytes, largestPayload: largest, firstNs: first == .max ? 0 : first, lastNs: last, unwritten: f.unwritten)
     }
 }

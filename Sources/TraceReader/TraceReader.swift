@@ -23,6 +23,10 @@ public final class TraceReader: Sendable {
     public let firstNs: UInt64
     /// Latest chunk end among readable chunks (CLOCK_MONOTONIC ns); 0 if there are none.
     public let lastNs: UInt64
+    /// Events the recorders could not write to the file (disk full, I/O error), from `asynctrace record`'s
+    /// note at the end of the file; nil when there is no note (nothing was lost, or the note itself could not
+    /// be written, or the trace was not made by `record`).
+    public let unwritten: UnwrittenNote?
     /// The trace file's device and inode: an output must never be this file.
     public var fileIdentity: FileIdentity { file.identity }
 
@@ -115,6 +119,7 @@ public final class TraceReader: Sendable {
         self.largestPayload = index.largestPayload
         self.firstNs = index.firstNs == .max ? 0 : index.firstNs
         self.lastNs = index.lastNs
+        self.unwritten = index.unwritten
     }
 
     /// A stream whose last readable chunk is not marked final lost its end: the recorder was killed, the file
@@ -140,7 +145,8 @@ public final class TraceReader: Sendable {
     /// A reader over chunks already indexed elsewhere (a followed file's batch).
     init(
         path: String, header: FileHeader, file: TraceFileHandle, streams: [TraceStream], chunks: [[ChunkEntry]],
-        damage: [TraceDamage], payloadBytes: UInt64, largestPayload: Int, firstNs: UInt64, lastNs: UInt64
+        damage: [TraceDamage], payloadBytes: UInt64, largestPayload: Int, firstNs: UInt64, lastNs: UInt64,
+        unwritten: UnwrittenNote? = nil
     ) {
         self.path = path
         self.header = header
@@ -155,6 +161,7 @@ public final class TraceReader: Sendable {
         self.largestPayload = largestPayload
         self.firstNs = firstNs
         self.lastNs = lastNs
+        self.unwritten = unwritten
     }
 
     private static func isFinal(file: TraceFileHandle, offset: UInt64) -> Bool {

@@ -53,6 +53,11 @@ public enum JSONReport {
                 d.field("user", o.droppedUser)
                 d.field("kernel", o.droppedKernel)
             }
+            j.object("unwritten") { u in
+                u.field("user", o.unwrittenUser)
+                u.field("kernel", o.unwrittenKernel)
+                if let e = o.unwrittenError { u.field("error", e) } else { u.null("error") }
+            }
             j.object("damage") { d in
                 d.field("events_lost", o.eventsLostToDamage)
                 d.array("regions") { r in

@@ -116,6 +116,12 @@ public enum TextReport {
         out += "  dropped    " + (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events")
         out += " (user \(Formatting.count(o.droppedUser)), kernel \(Formatting.count(o.droppedKernel)))"
         out += dropped == 0 ? "\n" : "  ← the recorder could not keep up; counts below miss these\n"
+        if let error = o.unwrittenError {
+            out += "  unwritten  \(Formatting.count(o.unwritten)) events (user \(Formatting.count(o.unwrittenUser)), kernel "
+            out += "\(Formatting.count(o.unwrittenKernel))) could not be written to the file (\(error)"
+            out += error == "ENOSPC" ? ": the disk was full" : ""
+            out += "); the trace is incomplete and counts below miss them\n"
+        }
         if o.damage.isEmpty {
             out += "  damage     none: every chunk of the file was read and every stream was closed\n"
         } else {

@@ -274,6 +274,8 @@ struct RecordCommand: ParsableCommand {
             throw error
         }
         defer { if fd >= 0 { close(fd) } }
+        var reserve = fd >= 0 ? openReserve(traceFD: fd, path: path, owner: user) : -1
+        defer { if reserve >= 0 { close(reserve) } }
 
         let recording = session.map { KernelRecording(session: $0, traceFD: fd, rootPid: child.pid) }
         if let flightRecording {
@@ -351,6 +353,8 @@ struct RecordCommand: ParsableCommand {
             if stopSentNs != nil && (programStatus == 128 + SIGTERM || programStatus == 128 + SIGKILL) { programStatus = 0 }
             throw ExitCode(programStatus)
         }
+        appendUnwrittenNote(
+            traceFD: fd, reserve: &reserve, path: path, pid: child.pid, userLost: userLost, kernelLost: kernelLost)
         let lost = printSummary(
             path: path, startNs: start, kernel: stats, probesOn: recording != nil,
             userLost: userLost, kernelLost: kernelLost)
@@ -406,6 +410,8 @@ struct RecordCommand: ParsableCommand {
         let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
         let fd = flightRecording != nil ? -1 : try createTrace(path: path, pid: pid, program: commandLine(of: pid), owner: user)
         defer { if fd >= 0 { close(fd) } }
+        var reserve = fd >= 0 ? openReserve(traceFD: fd, path: path, owner: user) : -1
+        defer { if reserve >= 0 { close(reserve) } }
         let recording = KernelRecording(session: session, traceFD: fd, rootPid: pid)
         if let flightRecording {
             flightRecording.configure(rootPid: pid, program: commandLine(of: pid), output: path, kernel: recording)
@@ -446,9 +452,9 @@ struct RecordCommand: ParsableCommand {
             flightRecording.printSummary(startNs: start, kernel: stats, userLost: nil)
             return
         }
-        let lost = printSummary(
-            path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil,
-            kernelLost: (recording.writer.eventsLost, recording.writer.firstWriteError))
+        let kernelLost = (events: recording.writer.eventsLost, errno: recording.writer.firstWriteError)
+        appendUnwrittenNote(traceFD: fd, reserve: &reserve, path: path, pid: pid, userLost: nil, kernelLost: kernelLost)
+        let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil, kernelLost: kernelLost)
         if lost { throw ExitCode(74) }
     }
 
@@ -495,6 +501,53 @@ struct RecordCommand: ParsableCommand {
         return fd
     }
 
+    /// Disk space for the note of what could not be written (`trace_open_reserve`); -1 if the filesystem
+    /// cannot give it (then a disk-full recording's file cannot say what it lost; `record`'s summary still does).
+    private func openReserve(traceFD: Int32, path: String, owner: InvokingUser?) -> Int32 {
+        let groups = owner?.groups.map { UInt32($0) } ?? []
+        return groups.withUnsafeBufferPointer { g in
+            var identity = trace_file_owner(
+                uid: owner.map { Int($0.uid) } ?? -1, gid: owner.map { Int($0.gid) } ?? -1,
+                groups: g.baseAddress, group_count: g.count)
+            // 64 KiB covers any block size; a nearly full (or tiny) filesystem may still give 8 KiB.
+            for bytes in [64 << 10, 8 << 10] {
+                let fd = trace_open_reserve(traceFD, path, &identity, bytes)
+                if fd >= 0 || errno != ENOSPC { return fd }
+            }
+            return -1
+        }
+    }
+
+    /// When events could not be written (disk full), frees the reserve and appends the note of them, so the
+    /// report says what the file lacks (an `unwrittenNote` chunk: TraceFormat's UnwrittenNote).
+    private func appendUnwrittenNote(
+        traceFD: Int32, reserve: inout Int32, path: String, pid: Int32,
+        userLost: (events: UInt64, errno: Int32)?, kernelLost: (events: UInt64, errno: Int32)?
+    ) {
+        let user = userLost?.events ?? 0
+        let kernel = kernelLost?.events ?? 0
+        guard traceFD >= 0, user > 0 || kernel > 0 else { return }
+        if reserve >= 0 {
+            close(reserve)
+            reserve = -1
+        }
+        let error = (userLost?.events ?? 0) > 0 ? userLost!.errno : kernelLost?.errno ?? 0
+        let chunk = UnwrittenNote(userEvents: user, kernelEvents: kernel, errno: error)
+            .encodeChunk(pid: UInt32(bitPattern: pid), atNs: monotonicNowNs())
+        var done = 0
+        while done < chunk.count {
+            let n = chunk.withUnsafeBytes { write(traceFD, $0.baseAddress! + done, chunk.count - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                note(
+                    "cannot write the note of the lost events to \(path) either (\(systemError())): "
+                        + "the report cannot show this loss, only this summary does")
+                return
+            }
+            done += n
+        }
+    }
+
     /// Prints the summary line (and what was lost, if anything); returns whether events were lost
     /// because the file could not be written.
     private func printSummary(
@@ -517,7 +570,7 @@ struct RecordCommand: ParsableCommand {
             lost = true
             note(
                 "lost \(loss.events) \(side) events that could not be written to \(path): "
-                    + "\(String(cString: strerror(loss.errno))); the trace is incomplete (the report shows the gap)")
+                    + "\(String(cString: strerror(loss.errno))); the trace is incomplete (its report says so)")
         }
         return lost
     }

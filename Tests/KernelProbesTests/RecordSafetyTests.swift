@@ -257,7 +257,7 @@ private var sudoEnvironment: [String: String] {
         guard let fixture = builtExecutable("asynctrace-fixtures") else { throw TestFailure("fixtures not built") }
         let mnt = temporaryPath("small-fs")
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
-        let mounted = try runCapturing("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt])
+        let mounted = try runCapturing("/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mnt])
         #expect(mounted.status == 0, "\(mounted.stderr)")
         defer { _ = try? runCapturing("/bin/umount", [mnt]) }
         // Program events (the fixture emits 4 per resource) and kernel events, far beyond 64 KiB.
@@ -266,5 +266,16 @@ private var sudoEnvironment: [String: String] {
         let lost = r.stderr.split(separator: "\n").filter { $0.contains("lost ") && $0.contains("No space left on device") }
         #expect(lost.contains { $0.contains("program events") }, "\(r.stderr)")
         #expect(!r.stderr.contains("dropped: 0 program"), "\(r.stderr)")
+        // The file says so too: record kept disk space in reserve for the note of what it could not write.
+        let json = try runCapturing(try asynctrace(), ["report", "--json", mnt + "/t.atrace"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let unwritten = object?["unwritten"] as? [String: Any]
+        let user = (unwritten?["user"] as? NSNumber)?.uint64Value ?? 0
+        let kernel = (unwritten?["kernel"] as? NSNumber)?.uint64Value ?? 0
+        #expect(user > 0 && unwritten?["error"] as? String == "ENOSPC", "\(String(describing: unwritten)) \(json.stderr)")
+        let said = lost.compactMap { line in line.split(separator: " ").dropFirst(2).first.flatMap { UInt64($0) } }
+        #expect(said.reduce(0, +) == user + kernel, "record said \(lost), the file says user \(user) kernel \(kernel)")
+        let text = try runCapturing(try asynctrace(), ["report", mnt + "/t.atrace"])
+        #expect(text.stdout.contains("unwritten  ") && text.stdout.contains("the disk was full"), "\(text.stdout.prefix(1500))")
     }
 }

@@ -210,3 +210,31 @@ import TraceFormat
         #expect(got.damage[0].message.contains("unknown kind 0xee"))
     }
 }
+
+/// `asynctrace record`'s note of events it could not write (disk full) belongs to no stream, and notes add up.
+@Suite struct UnwrittenNoteTests {
+    @Test func aNoteIsReadAsWhatTheFileLacksNotAsAStream() throws {
+        let path = temporaryTracePath("unwritten")
+        let w = writeSmallTrace(path: path)
+        defer { removeFile(path) }
+        var bytes = w.bytes
+        let streams = try TraceReader(path: path).streams.count
+        bytes += UnwrittenNote(userEvents: 7, kernelEvents: 11, errno: 28).encodeChunk(pid: 100, atNs: 2_000_000)
+        writeFile(path, bytes)
+        let r = try TraceReader(path: path)
+        #expect(r.unwritten == UnwrittenNote(userEvents: 7, kernelEvents: 11, errno: 28))
+        #expect(r.streams.count == streams && r.damage.isEmpty && r.droppedUser == 0 && r.droppedKernel == 0)
+        // A crafted file's notes saturate rather than trap; the first error stays.
+        bytes += UnwrittenNote(userEvents: .max, kernelEvents: 1, errno: 5).encodeChunk(pid: 100, atNs: 2_000_001)
+        writeFile(path, bytes)
+        let again = try TraceReader(path: path)
+        #expect(again.unwritten == UnwrittenNote(userEvents: .max, kernelEvents: 12, errno: 28))
+    }
+
+    @Test func aFileWithoutANoteHasNothingUnwritten() throws {
+        let path = temporaryTracePath("written")
+        _ = writeSmallTrace(path: path)
+        defer { removeFile(path) }
+        #expect(try TraceReader(path: path).unwritten == nil)
+    }
+}

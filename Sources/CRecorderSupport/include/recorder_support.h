@@ -109,6 +109,13 @@ struct trace_file_owner {
 int trace_open_output(const char *path, int truncate, int append_only, const struct trace_file_owner *owner,
                       int *created, const char **why);
 
+/// Disk space held in reserve for `asynctrace record`'s last words: an unnamed file (O_TMPFILE, so there is
+/// nothing to plant, follow or clean up) of `bytes` allocated blocks in the directory of `path`, opened as
+/// `owner`, on the same filesystem as `trace_fd` (EXDEV otherwise). When the disk fills while recording,
+/// closing it frees just enough room to append the note of what could not be written. -1 with errno set
+/// when the filesystem cannot do it (then there is no reserve).
+int trace_open_reserve(int trace_fd, const char *path, const struct trace_file_owner *owner, size_t bytes);
+
 /// A flight recorder's window on disk (`--keep-on-disk DIR`): opens DIR (creating it, mode 0700,
 /// if missing) as `owner` (as trace_open_output does) and returns a directory fd for the *_at calls
 /// below. DIR itself is never followed if it is a symlink, and it must be a directory owned by the
