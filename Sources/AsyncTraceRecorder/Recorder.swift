@@ -101,15 +101,21 @@ final class Recorder: @unchecked Sendable {
 
     // MARK: streams
 
-    /// This thread's stream, created on first use.
+    /// This thread's stream, created on first use, with a hook call begun on it: the caller ends it with
+    /// `leaveHook()` once its event is committed (so `stop` never seals a chunk being written).
     @inline(__always)
     static func currentStream() -> Stream? {
         guard let p = trace_current_stream() else { return makeStream() }
         let s = p.assumingMemoryBound(to: StreamState.self)
+        // Counted before the epoch is read: stop changes the epoch first, then waits for the counts.
+        trace_hook_enter(&s.pointee.hooksInProgress)
         let epoch = flushEpoch.load(ordering: .relaxed)
         if s.pointee.flushEpoch != epoch {
-            // The top bits number the recording: a stream left from an earlier one is replaced.
-            if s.pointee.flushEpoch >> recordingShift != epoch >> recordingShift { return makeStream() }
+            // The top bits number the recording: a stream left from an earlier (or stopped) one is replaced.
+            if s.pointee.flushEpoch >> recordingShift != epoch >> recordingShift {
+                s.leaveHook()
+                return makeStream()
+            }
             s.rotate()
         }
         return s
@@ -136,7 +142,8 @@ final class Recorder: @unchecked Sendable {
                 base: memory, cursor: memory, limit: memory, end: memory, lastTicks: 0, shareStamp: false, deferredLoop: 0, prevAsyncID: 0,
                 startTicks: 0, startNs: 0, eventCount: 0, nextStringID: 0, sequence: 0, droppedCumulative: 0,
                 flushEpoch: flushEpoch.load(ordering: .relaxed), pid: r.pid, tid: trace_gettid(),
-                stringChunk: .allocate(capacity: 1), stringID: .allocate(capacity: 1), stringCapacity: 0, slot: slot))
+                stringChunk: .allocate(capacity: 1), stringID: .allocate(capacity: 1), stringCapacity: 0, slot: slot,
+                hooksInProgress: 1))  // the caller's hook call, as currentStream begins it
         s.beginChunk(memory)
         r.streams[slot] = s
         pthread_setspecific(streamKey, UnsafeMutableRawPointer(s))  // for the thread-exit hook
@@ -161,6 +168,11 @@ final class Recorder: @unchecked Sendable {
     /// may still hold a pointer to it) but leaves the registry.
     static func streamExited(_ s: Stream) {
         guard let r = shared else { return }
+        // As a hook call: either stop sees it and waits, or it sees stop (emitting off) and leaves the
+        // stream to stop's own finish.
+        trace_hook_enter(&s.pointee.hooksInProgress)
+        defer { s.leaveHook() }
+        guard r.emitting.load(ordering: .relaxed) else { return }
         r.finish(s)
     }
 
@@ -305,12 +317,38 @@ final class Recorder: @unchecked Sendable {
             return
         }
         AsyncHooks.disable(hook)
+        // A thread may be inside a hook it entered before `disable` (its chunk half written): no new
+        // stream (emitting off) and a new epoch, then a barrier on every thread, then wait for each stream's
+        // hook calls to end. Whatever entered before the barrier is counted; whatever after sees the epoch.
+        stopEmitting()
+        if trace_process_barrier() != 0 { usleep(20_000) }  // no membarrier: a grace period instead
         let n = min(streamCount.load(ordering: .relaxed), Recorder.maxStreams)
-        for i in 0..<n { if let s = streams[i] { finish(s) } }
+        for i in 0..<n {
+            guard let s = streams[i] else { continue }
+            if waitForHooks(s) {
+                finish(s)
+            } else {
+                // A thread stopped inside a hook for a second (a debugger, SIGSTOP): its chunk is not
+                // sealed under it; its events are counted as dropped instead.
+                streams[i] = nil
+                droppedEvents.add(UInt64(s.pointee.eventCount), ordering: .relaxed)
+            }
+        }
         running.store(false, ordering: .releasing)
         sem_post(queue.ready)
         pthread_join(writerThread, nil)
         close(fd)
+    }
+
+    /// Whether the stream's thread left every hook call within a second (yielding the CPU meanwhile).
+    private func waitForHooks(_ s: Stream) -> Bool {
+        var spins = 0
+        while trace_hook_count(&s.pointee.hooksInProgress) != 0 {
+            spins += 1
+            if spins > 1_000 { return false }
+            if spins < 64 { sched_yield() } else { usleep(1_000) }
+        }
+        return true
     }
 
     /// From a fatal signal handler: write what every stream has. The only wait is for the writer

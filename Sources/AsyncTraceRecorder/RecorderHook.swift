@@ -16,6 +16,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
 
     static func recordInit(_ asyncID: UInt64, _ type: UInt32, _ triggerAsyncID: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         s.commit(putInit(s, asyncID, type, triggerAsyncID))
         CreationStacks.afterInit(s, asyncID, type)
     }
@@ -24,6 +25,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     /// the promiseResolve is three bytes (kind, tick delta 0, id delta 0).
     static func recordInitResolved(_ asyncID: UInt64, _ type: UInt32, _ triggerAsyncID: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         // init ≤ 27 bytes + 3: within the room `stringRef` guarantees.
         s.commit(putSameInstantSameID(.promiseResolve, putInit(s, asyncID, type, triggerAsyncID)), events: 2)
         CreationStacks.afterInit(s, asyncID, type)
@@ -69,6 +71,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     /// before(entering): one buffer lookup, one clock read.
     static func recordInitAfterDestroyBefore(_ entering: UInt64, _ type: UInt32, _ trigger: UInt64, _ leaving: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         // All four fit the room one event is guaranteed (which keeps the string definition and its
         // use in one chunk): init ≤ 27 bytes, after ≤ 21, destroy 3, before ≤ 12.
         var p = putInit(s, entering, type, trigger)
@@ -87,6 +90,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     /// (kind, tick delta 0, id delta 0).
     static func recordAfterAndDestroy(_ id: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         var p = s.putAsyncID(id, s.head(.after))  // fixedEventReserve covers both events
         p = putSameInstantSameID(.destroy, p)
         s.commit(p, events: 2)
@@ -97,6 +101,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     /// and the before carries the after's time (it is the same instant).
     static func recordAfterDestroyBefore(_ leaving: UInt64, _ entering: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         var p = s.putAsyncID(leaving, s.head(.after))  // fixedEventReserve covers all three (≤ 36 bytes)
         p = putSameInstantSameID(.destroy, p)
         p.pointee = EventKind.before.rawValue
@@ -118,6 +123,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     @inline(__always)
     static func idEvent(_ kind: EventKind, _ id: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let p = s.head(kind)
         s.commit(s.putAsyncID(id, p))
     }
@@ -125,6 +131,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     @inline(__always)
     static func idInstant(_ kind: EventKind, _ id: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let p = s.headAtLastStamp(kind)
         s.commit(s.putAsyncID(id, p))
     }
@@ -132,6 +139,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     @inline(__always)
     static func recordBefore(_ id: UInt64, following: Bool = false) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let p = following ? s.headAtLastStamp(.before) : s.head(.before)
         s.commit(s.putAsyncID(id, p))
         s.callbackBegan()
@@ -140,6 +148,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     @inline(__always)
     static func recordAfter(_ id: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let p = s.head(.after)
         s.commit(s.putAsyncID(id, p))
         s.callbackEnded()
@@ -156,6 +165,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     /// the accepting loop): the owner went to the number's previous life, another connection's.
     func resourceFD(_ asyncID: AsyncID, fd: Int32) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         var p = s.head(.resourceFD)
         p = s.putAsyncID(asyncID.rawValue, p)
         s.commit(putVarint(zigzag(Int64(fd)), at: p))
@@ -163,6 +173,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
 
     func mark(_ name: String, executionAsyncID: AsyncID) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let ref = s.stringRef(RecorderStrings.intern(name))
         var p = s.head(.mark)
         p = putVarint(UInt64(ref), at: p)
@@ -171,6 +182,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
 
     func spanBegin(_ spanID: UInt64, name: String, executionAsyncID: AsyncID) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let ref = s.stringRef(RecorderStrings.intern(name))
         var p = s.head(.spanBegin)
         p = putVarint(spanID, at: p)
@@ -180,6 +192,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
 
     func resourceAttribute(_ asyncID: AsyncID, attribute: ResourceAttribute) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let ref = s.stringRef(attribute.id)
         var p = s.headAtLastStampAfterStringRef(.resourceAttribute)
         p = s.putAsyncID(asyncID.rawValue, p)
@@ -188,6 +201,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
 
     func spanAttribute(_ spanID: UInt64, key: String, value: String) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let ref = s.stringRef(RecorderStrings.intern(String((key + "=" + value).prefix(1000))))
         var p = s.headAtLastStampAfterStringRef(.spanAttribute)
         p = putVarint(spanID, at: p)
@@ -196,6 +210,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
 
     func spanEnd(_ spanID: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let p = s.head(.spanEnd)
         s.commit(putVarint(spanID, at: p))
     }
@@ -211,6 +226,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     /// Nothing is written: the iteration's first phase start says it began.
     static func recordIteration(_ iteration: UInt64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         s.pointee.deferredLoop |= deferredIterationBit
     }
 
@@ -220,6 +236,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     @inline(__always)
     static func recordPhaseEnter(_ phase: UInt8, following: Bool = false, startsIteration iterationNow: Bool = false) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let startsIteration: UInt8 = iterationNow || s.pointee.deferredLoop & deferredIterationBit != 0 ? 1 : 0
         s.pointee.deferredLoop = 0  // a pending phaseLeave is implied by this phase start
         var p = following ? s.headAtLastStamp(.phaseStart) : s.head(.phaseStart)
@@ -240,6 +257,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
 
     func pollStart(timeoutMs: Int64) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let p = s.head(.pollStart)
         s.commit(putVarint(zigzag(timeoutMs), at: p))
     }
@@ -247,6 +265,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
     /// Records up to 256 ready fds (the count is always exact).
     func pollEnd(readyFDs: UnsafeBufferPointer<Int32>) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let listed = min(readyFDs.count, 256)
         var p = s.head(.pollEnd, room: fixedEventReserve + listed * 5)
         p = putVarint(UInt64(readyFDs.count), at: p)
@@ -257,6 +276,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
 
     func nestingError(expected: AsyncID, actual: AsyncID) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         var p = s.head(.nestingError)
         p = s.putAsyncID(expected.rawValue, p)
         s.commit(putVarint(zigzag(Int64(bitPattern: actual.rawValue &- expected.rawValue)), at: p))
@@ -264,6 +284,7 @@ final class RecorderHook: AsyncHookFastPathProvider, @unchecked Sendable {
 
     func uncaughtError(_ asyncID: AsyncID, message: String) {
         guard let s = Recorder.currentStream() else { return }
+        defer { s.leaveHook() }
         let ref = s.stringRef(RecorderStrings.intern(String(message.prefix(1000))))
         var p = s.head(.uncaughtError)
         p = s.putAsyncID(asyncID.rawValue, p)

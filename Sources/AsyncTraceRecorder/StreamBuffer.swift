@@ -56,11 +56,17 @@ struct StreamState {
     var stacksInterned = 0
     var nextStackID: UInt32 = 1
     var promiseCountdown: UInt32 = 0
+    /// Hook calls of this thread in progress on this stream (see `trace_hook_enter`); only this thread writes it.
+    var hooksInProgress: UInt32 = 0
 }
 
 typealias Stream = UnsafeMutablePointer<StreamState>
 
 extension UnsafeMutablePointer where Pointee == StreamState {
+    /// Ends a hook call that `Recorder.currentStream()` began on this stream.
+    @inline(__always)
+    func leaveHook() { trace_hook_leave(&pointee.hooksInProgress) }
+
     /// Starts a fresh chunk in `memory`.
     @inline(__always)
     func beginChunk(_ memory: UnsafeMutablePointer<UInt8>) {

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "recorder_support.h"
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -95,4 +96,18 @@ int trace_is_seqpacket_socket(int fd) {
     socklen_t len = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) return 0;
     return type == SOCK_SEQPACKET;
+}
+
+// membarrier(2) by number: glibc has no wrapper.
+
+void trace_process_barrier_register(void) {
+    (void)syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0);
+}
+
+int trace_process_barrier(void) {
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return 0;
+    // Not registered (or refused): the global command waits for every CPU to pass a barrier (slower, always
+    // allowed where membarrier exists).
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0) return 0;
+    return -1;
 }

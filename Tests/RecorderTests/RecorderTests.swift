@@ -1,4 +1,5 @@
 @_spi(Recorder) @_spi(Runtime) import AsyncHooks
+import Synchronization
 import Testing
 import TraceFormat
 import CRecorderSupport
@@ -124,6 +125,78 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let lastDropped = chunks.filter { $0.header.tid == trace_gettid_for_tests() }.map(\.header.droppedCumulative).max() ?? 0
         #expect(lastDropped > 0)
         #expect(lastDropped <= stats.eventsDropped)
+    }
+
+    /// Issue 13: `stop` must not seal a chunk that a thread still inside a hook is writing (and a thread must
+    /// not write into a chunk stop already sealed). Threads emit without pause while recordings start and stop;
+    /// every file must check out whole, each of our streams end in one final chunk, and each resource's events
+    /// stay in order. (Under ThreadSanitizer, CI's run of RecorderTests, the unguarded stop was a data race.)
+    @Test func stoppingWhileThreadsAreInsideHooksLeavesEveryChunkWhole() throws {
+        let shared = EmitterBox()
+        let ownTids = shared.tids
+        var threads: [pthread_t] = []
+        for _ in 0..<3 {
+            var t = pthread_t()
+            let box = Unmanaged.passRetained(shared).toOpaque()
+            pthread_create(
+                &t, nil,
+                { p in
+                    let b = Unmanaged<EmitterBox>.fromOpaque(p!).takeRetainedValue()
+                    b.tids.withLock { _ = $0.insert(trace_gettid()) }
+                    while !b.stop.load(ordering: .relaxed) {
+                        let r = AsyncResourceContext(type: .immediate)
+                        r.runInScope {}
+                        r.emitDestroy()
+                    }
+                    return nil
+                }, box)
+            threads.append(t)
+        }
+        defer {
+            shared.stop.store(true, ordering: .relaxed)
+            for t in threads { pthread_join(t, nil) }
+        }
+        var problems: [String] = []
+        for round in 0..<8 {
+            let path = tempPath("stop-race-\(round)")
+            defer { unlink(path) }
+            var options = RecorderOptions()
+            options.chunkBytes = 4 << 10  // many rotations, so stop often meets a thread mid-event
+            options.bufferBytes = 16 << 20
+            try TraceRecorder.start(path: path, options: options)
+            usleep(UInt32(5_000 + round * 3_000))
+            TraceRecorder.stop()
+            let stats = TraceRecorder.statistics
+            var finals: [UInt32: Int] = [:]
+            var next: [UInt32: UInt64] = [:]
+            var open: [UInt32: UInt64] = [:]
+            var events = 0
+            do {
+                _ = try visitTrace(path) { h, decoded in
+                    events += decoded.count
+                    guard ownTids.withLock({ $0.contains(h.tid) }) else { return }
+                    if h.sequence != next[h.tid, default: 0] { problems.append("round \(round): tid \(h.tid) sequence \(h.sequence)") }
+                    next[h.tid] = h.sequence + 1
+                    if h.flags.contains(.final) { finals[h.tid, default: 0] += 1 }
+                    for e in decoded {
+                        switch e.kind {
+                        case .before: open[h.tid] = e.u(0)
+                        case .after:
+                            if let o = open[h.tid], o != e.u(0) { problems.append("round \(round): after \(e.u(0)) inside \(o)") }
+                            open[h.tid] = nil
+                        default: break
+                        }
+                    }
+                }
+            } catch {
+                problems.append("round \(round): \(error)")
+            }
+            if let bad = finals.first(where: { $0.value != 1 }) { problems.append("round \(round): tid \(bad.key) has \(bad.value) final chunks") }
+            if finals.count != next.count { problems.append("round \(round): \(next.count - finals.count) of our streams have no final chunk") }
+            if UInt64(events) != stats.eventsWritten { problems.append("round \(round): \(events) events read, \(stats.eventsWritten) written") }
+            if problems.count > 5 { break }
+        }
+        #expect(problems.isEmpty, "\(problems.prefix(5))")
     }
 
     @Test func fileIsPrivateAndAppendKeepsTheHeader() throws {
@@ -377,6 +450,12 @@ func runThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
 }
 
 func trace_gettid_for_tests() -> UInt32 { trace_gettid() }
+
+/// An emitting thread's stop flag and the set of tids to check, handed over through pthread_create.
+final class EmitterBox: @unchecked Sendable {
+    let stop = Atomic<Bool>(false)
+    let tids = LockedValue<Set<UInt32>>([])
+}
 
 @Suite struct ChecksumTests {
     /// The writer's SSE4.2 CRC and the reader's software CRC must agree on every length.

@@ -52,6 +52,26 @@ extern __thread void *trace_stream_tls;
 static inline void *trace_current_stream(void) { return trace_stream_tls; }
 static inline void trace_set_current_stream(void *s) { trace_stream_tls = s; }
 
+/// A stream's in-hook count (issue 13: stop must not seal a chunk a thread is still writing). Only its
+/// thread writes it: entering a hook adds one (then reads the recording's epoch), leaving takes one.
+/// `stop` changes the epoch, runs `trace_process_barrier`, then waits for every count to be zero: either
+/// the thread saw the new epoch, or stop sees its count (an asymmetric Dekker pair; the fast side pays two
+/// plain stores and no fence).
+static inline void trace_hook_enter(uint32_t *count) {
+    __atomic_store_n(count, __atomic_load_n(count, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+static inline void trace_hook_leave(uint32_t *count) {
+    __atomic_store_n(count, __atomic_load_n(count, __ATOMIC_RELAXED) - 1, __ATOMIC_RELEASE);
+}
+static inline uint32_t trace_hook_count(const uint32_t *count) { return __atomic_load_n(count, __ATOMIC_ACQUIRE); }
+
+/// A full memory barrier on every running thread of this process (membarrier, private expedited; the global
+/// command where that is refused). 0 on success, -1 if neither works (then the caller waits a grace period).
+int trace_process_barrier(void);
+/// Registers the process for private expedited barriers (cheap; once per recording start).
+void trace_process_barrier_register(void);
+
 /// The calling thread's stack: its highest address (exclusive), for `trace_capture_return_addresses`;
 /// 0 where pthread_getattr_np cannot say (then nothing is captured).
 uintptr_t trace_thread_stack_top(void);
