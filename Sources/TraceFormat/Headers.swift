@@ -128,6 +128,7 @@ public struct UnwrittenNote: Equatable, Sendable {
     /// The first write error (an errno value; 0 if unknown).
     public var errno: Int32
 
+    /// A note of `userEvents` + `kernelEvents` events not written, the first write error being `errno`.
     public init(userEvents: UInt64, kernelEvents: UInt64, errno: Int32) {
         self.userEvents = userEvents
         self.kernelEvents = kernelEvents
