@@ -15,6 +15,9 @@ import AsyncHooks
 import NIOCore
 import NIOPosix
 
+/// SwiftNIO as async hooks: every channel a resource (its fd recorded, so the kernel's reads and writes
+/// on it are attributed to it), each pipeline event that runs handlers a before/after of the channel, and
+/// loop iterations from the event loop's metrics delegate. docs/nio.md says what NIO lets us see.
 public enum AsyncTraceNIO {
     /// The resource type of a channel: "NIO" + the channel's class ("NIOSocketChannel",
     /// "NIOServerSocketChannel", "NIODatagramChannel", "NIOPipeChannel", ...).
@@ -46,10 +49,14 @@ public enum AsyncTraceNIO {
 /// Add it anywhere in a channel's pipeline (Hummingbird's `additionalChannelHandlers`, a bootstrap's
 /// channel initializer): it instruments the channel (`AsyncTraceNIO.instrument`) and removes itself.
 public final class AsyncTraceChannelHandler: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    /// Any inbound data (the handler removes itself before any arrives).
     public typealias InboundIn = NIOAny
 
+    /// A handler; add a new one to each channel's pipeline.
     public init() {}
 
+    /// Instruments the channel (`AsyncTraceNIO.instrument`) and removes this handler; a channel whose
+    /// pipeline refuses the scope handler (closing) is left untraced.
     public func handlerAdded(context: ChannelHandlerContext) {
         do {
             try AsyncTraceNIO.instrument(context.channel)

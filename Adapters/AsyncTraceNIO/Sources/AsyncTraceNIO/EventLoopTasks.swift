@@ -11,6 +11,7 @@
 import AsyncHooks
 import NIOCore
 
+/// The resource types of traced event-loop tasks.
 public enum NIOTaskTypes {
     /// `execute`, `submit`, `flatSubmit`.
     public static let task = ResourceType("NIOTask")
@@ -25,8 +26,11 @@ extension EventLoop {
 
 /// An event loop's task API whose tasks are resources (see `EventLoop.traced`).
 public struct TracedEventLoop: Sendable {
+    /// The loop the tasks run on.
     public let loop: any EventLoop
 
+    /// `EventLoop.execute`, the task a `NIOTask` resource: triggered by the current callback, run as its
+    /// callback, destroyed after it ran.
     public func execute(_ task: @escaping @Sendable () -> Void) {
         let resource = AsyncResourceContext(type: NIOTaskTypes.task)
         loop.execute {
@@ -35,6 +39,7 @@ public struct TracedEventLoop: Sendable {
         }
     }
 
+    /// `EventLoop.submit`, the task a `NIOTask` resource destroyed after it ran (or threw).
     public func submit<T>(_ task: @escaping @Sendable () throws -> T) -> EventLoopFuture<T> {
         let resource = AsyncResourceContext(type: NIOTaskTypes.task)
         return loop.submit {
@@ -43,6 +48,7 @@ public struct TracedEventLoop: Sendable {
         }
     }
 
+    /// `EventLoop.flatSubmit`, the task a `NIOTask` resource destroyed after it ran (its future's completion is not part of it).
     public func flatSubmit<T: Sendable>(_ task: @escaping @Sendable () -> EventLoopFuture<T>) -> EventLoopFuture<T> {
         let resource = AsyncResourceContext(type: NIOTaskTypes.task)
         return loop.flatSubmit {
@@ -51,11 +57,13 @@ public struct TracedEventLoop: Sendable {
         }
     }
 
+    /// `scheduleTask(deadline:_:)` at now + `delay`.
     @discardableResult
     public func scheduleTask<T>(in delay: TimeAmount, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
         scheduleTask(deadline: .now() + delay, task)
     }
 
+    /// `EventLoop.scheduleTask`, the task a `NIOScheduledTask` resource destroyed when it ran, failed or was cancelled.
     @discardableResult
     public func scheduleTask<T>(deadline: NIODeadline, _ task: @escaping @Sendable () throws -> T) -> Scheduled<T> {
         let resource = AsyncResourceContext(type: NIOTaskTypes.scheduledTask)
@@ -64,6 +72,7 @@ public struct TracedEventLoop: Sendable {
         return scheduled
     }
 
+    /// `flatScheduleTask(deadline:_:)` at now + `delay`.
     @discardableResult
     public func flatScheduleTask<T: Sendable>(
         in delay: TimeAmount,
@@ -72,6 +81,8 @@ public struct TracedEventLoop: Sendable {
         flatScheduleTask(deadline: .now() + delay, task)
     }
 
+    /// `EventLoop.flatScheduleTask`, the task a `NIOScheduledTask` resource destroyed when its result completes
+    /// (ran, failed or cancelled).
     @discardableResult
     public func flatScheduleTask<T: Sendable>(
         deadline: NIODeadline,
@@ -93,6 +104,7 @@ public struct TracedEventLoop: Sendable {
         try loop.scheduleCallback(in: delay, handler: TracedCallbackHandler(handler))
     }
 
+    /// `scheduleCallback(at:handler:)`: as `scheduleCallback(in:handler:)`, at a deadline.
     @discardableResult
     public func scheduleCallback(
         at deadline: NIODeadline,

@@ -15,8 +15,11 @@ import NIOPosix
 public struct AsyncTraceLoopMetrics: NIOEventLoopMetricsDelegate {
     let next: (any NIOEventLoopMetricsDelegate)?
 
+    /// A delegate that records iterations, then calls `next` (nil: none) with each tick.
     public init(next: (any NIOEventLoopMetricsDelegate)? = nil) { self.next = next }
 
+    /// Called by the loop at the end of each tick: ends the open wait and records the next iteration's
+    /// `loopIteration`, its poll phase and `pollStart` (its `pollEnd` comes at the thread's next channel event).
     public func processedTick(info: NIOEventLoopTickInfo) {
         ChannelTrace.closeAnyReadScope()
         LoopPoll.endIfWaiting()

@@ -16,6 +16,9 @@ import Instrumentation
 import NIOCore
 import Tracing
 
+/// The NIO and tracing bridges in one call, for servers built on SwiftNIO with swift-distributed-tracing
+/// (Hummingbird, Vapor): each entry point makes `AsyncTraceTracer` the process's tracer (unless one was
+/// bootstrapped already) and instruments the server's channels.
 public enum AsyncTraceBridges {
     /// `AsyncTraceChannelHandler()` (it instruments the channel it is added to, then removes itself), after
     /// `installTracer()`. Frameworks evaluate their additional handlers once per connection (Hummingbird's

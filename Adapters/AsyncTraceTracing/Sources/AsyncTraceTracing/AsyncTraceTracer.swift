@@ -11,11 +11,18 @@ import Instrumentation
 import Synchronization
 import Tracing
 
+/// A swift-distributed-tracing `Tracer` that records every span into the asynctrace trace: spanBegin and
+/// spanEnd in the task or callback that started it, and spanAttribute events for its ids, parent, kind,
+/// attributes, events, errors and status. `InstrumentationSystem.bootstrap(AsyncTraceTracer())` is the one line.
 public struct AsyncTraceTracer: Tracer {
+    /// The spans it makes.
     public typealias Span = AsyncTraceSpan
 
+    /// A tracer; it holds no state (spans go to the process's AsyncHooks, recorded or not).
     public init() {}
 
+    /// Begins a span named `operationName`: a child of the context's span (same trace id), or the root of
+    /// a new trace with random W3C-shaped ids. `instant`, `function`, `file` and `line` are not recorded.
     public func startSpan<Instant: TracerInstant>(
         _ operationName: String, context: @autoclosure () -> InstrumentationContext, ofKind kind: SpanKind,
         at instant: @autoclosure () -> Instant, function: String, file fileID: String, line: UInt
@@ -38,14 +45,17 @@ public struct AsyncTraceTracer: Tracer {
         return AsyncTraceSpan(context: context, operationName: operationName, recorded: recorded)
     }
 
+    /// Does nothing: spans are events of the trace, written by the recorder.
     public func forceFlush() {}
 
+    /// Writes the context's span as a W3C `traceparent` header ("00-trace-span-01"); nothing when it has none.
     public func inject<Carrier, Inject>(_ context: InstrumentationContext, into carrier: inout Carrier, using injector: Inject)
     where Inject: Injector, Carrier == Inject.Carrier {
         guard let id = context[SpanIdentityKey.self] else { return }
         injector.inject("00-\(id.traceID)-\(id.spanID)-01", forKey: "traceparent", into: &carrier)
     }
 
+    /// Reads a W3C `traceparent` header into the context as a remote parent; a malformed header is ignored.
     public func extract<Carrier, Extract>(_ carrier: Carrier, into context: inout InstrumentationContext, using extractor: Extract)
     where Extract: Extractor, Carrier == Extract.Carrier {
         guard let header = extractor.extract(key: "traceparent", from: carrier) else { return }
@@ -59,14 +69,19 @@ public struct AsyncTraceTracer: Tracer {
 
 /// The ids a span passes to its children through the context.
 public struct SpanIdentity: Sendable, Hashable {
+    /// The trace id: 32 lowercase hex digits.
     public let traceID: String
+    /// The span id: 16 lowercase hex digits.
     public let spanID: String
     /// The span's id in the trace file (AsyncHooks' SpanID), 0 for a remote parent.
     public let recordedSpan: UInt64
 }
 
+/// The context key under which a span's `SpanIdentity` travels.
 public enum SpanIdentityKey: InstrumentationContextKey {
+    /// What the key holds.
     public typealias Value = SpanIdentity
+    /// "asynctrace-span".
     public static var nameOverride: String? { "asynctrace-span" }
 }
 
@@ -77,6 +92,7 @@ extension InstrumentationContext {
 
 /// One span: every change is recorded as a spanAttribute event; `end` records spanEnd (once).
 public final class AsyncTraceSpan: Tracing.Span, @unchecked Sendable {
+    /// The span's context, holding its `SpanIdentity`.
     public let context: InstrumentationContext
     private let recorded: SpanID
     private struct State {
@@ -92,8 +108,10 @@ public final class AsyncTraceSpan: Tracing.Span, @unchecked Sendable {
         state = Mutex(State(name: operationName))
     }
 
+    /// Whether `end` has not been called yet.
     public var isRecording: Bool { !state.withLock { $0.ended } }
 
+    /// The span's name; renaming records a "span.name" attribute (the report shows the new name).
     public var operationName: String {
         get { state.withLock { $0.name } }
         set {
@@ -102,6 +120,7 @@ public final class AsyncTraceSpan: Tracing.Span, @unchecked Sendable {
         }
     }
 
+    /// The span's attributes; each change is recorded as a "key=value" spanAttribute.
     public var attributes: SpanAttributes {
         get { state.withLock { $0.attributes } }
         set {
@@ -117,18 +136,22 @@ public final class AsyncTraceSpan: Tracing.Span, @unchecked Sendable {
         }
     }
 
+    /// Records a "status" attribute ("code" or "code: message").
     public func setStatus(_ status: SpanStatus) {
         AsyncHooks.setSpanAttribute(recorded, key: "status", value: "\(status.code)" + (status.message.map { ": " + $0 } ?? ""))
     }
 
+    /// Records an "event" attribute with the event's name (its attributes and time are not recorded).
     public func addEvent(_ event: SpanEvent) {
         AsyncHooks.setSpanAttribute(recorded, key: "event", value: event.name)
     }
 
+    /// Records an "error" attribute describing `error` (`attributes` and `instant` are not recorded).
     public func recordError<Instant: TracerInstant>(_ error: Error, attributes: SpanAttributes, at instant: @autoclosure () -> Instant) {
         AsyncHooks.setSpanAttribute(recorded, key: "error", value: String(describing: error))
     }
 
+    /// Records a "link" attribute ("traceID/spanID") when the linked context holds an asynctrace span.
     public func addLink(_ link: SpanLink) {
         if let id = link.context[SpanIdentityKey.self] {
             AsyncHooks.setSpanAttribute(recorded, key: "link", value: "\(id.traceID)/\(id.spanID)")
