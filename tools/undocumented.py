@@ -189,7 +189,8 @@ def scan_file(path, results):
         parent = stack[-1] if stack else None
         decl = None if in_body else parse_decl(cs)
         if decl is None and not in_body and re.fullmatch(r"(@[\w.]+(\([^)]*\))?\s*)+", cs):
-            # an attribute on its own line: the doc comment above still belongs to the declaration below
+            # an attribute on its own line: it, and the doc comment above, belong to the declaration below
+            pending_attr_lines.append(cs)
             counted_braces(cs, stack, None)
             continue
         opened = None
@@ -197,7 +198,7 @@ def scan_file(path, results):
             attrs, mods, kw, rest = decl
             access = next((m for m in mods if re.match(r"(public|open|package|internal|fileprivate|private)\b", m)), None)
             access_word = access.split("(")[0] if access else None
-            spi = any(a.startswith("@_spi") for a in attrs)
+            spi = any(a.startswith("@_spi") for a in attrs) or any("@_spi" in a for a in pending_attr_lines)
             if parent is None:
                 visible = access_word in ("public", "open")
             else:
@@ -239,6 +240,7 @@ def scan_file(path, results):
             else:
                 opened = ("body", False, False, set(), None)
         pending_doc = False
+        pending_attr_lines = []
         if opened is None and pending_container is not None and "{" in cs:
             opened, pending_container = pending_container, None
         elif decl is not None:
