@@ -4,23 +4,32 @@ import Synchronization
 
 /// Loop phases in Node's order (the trace format uses the same codes).
 public enum LoopPhase: UInt8, Sendable, CaseIterable {
+    /// Node's phases, in loop order.
     case timers = 0, pending = 1, idle = 2, prepare = 3, poll = 4, check = 5, close = 6
 }
 
 /// A listener for async events. Every method has an empty default, so a hook implements
 /// any subset. Methods are called on the thread where the event happened.
 public protocol AsyncHook: AnyObject, Sendable {
+    /// A resource was created: its id, type, the resource whose callback (or the top level) created it,
+    /// and the runtime's object for it where it passes one.
     func initResource(_ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID, resource: AnyObject?)
+    /// A callback of resource `asyncID` is about to run on this thread.
     func before(_ asyncID: AsyncID)
+    /// The callback of `asyncID` that `before` announced has returned.
     func after(_ asyncID: AsyncID)
+    /// The resource was freed: it will have no more callbacks.
     func destroy(_ asyncID: AsyncID)
+    /// A promise resource resolved (its continuations may now run).
     func promiseResolve(_ asyncID: AsyncID)
 
     /// The resource owns `fd` from now on (-1: it no longer owns one), so kernel I/O on it can be attributed.
     func resourceFD(_ asyncID: AsyncID, fd: Int32)
     /// A user-named instant.
     func mark(_ name: String, executionAsyncID: AsyncID)
+    /// A user-named span begins (`AsyncHooks.beginSpan`) in the execution context `executionAsyncID`.
     func spanBegin(_ spanID: UInt64, name: String, executionAsyncID: AsyncID)
+    /// The span `spanID` ends.
     func spanEnd(_ spanID: UInt64)
     /// A named value describing a resource (a Swift task's kind or priority), recorded once.
     func resourceAttribute(_ asyncID: AsyncID, attribute: ResourceAttribute)
@@ -28,12 +37,17 @@ public protocol AsyncHook: AnyObject, Sendable {
     func spanAttribute(_ spanID: UInt64, key: String, value: String)
     /// Event-loop structure, from a runtime.
     func loopIteration(_ iteration: UInt64)
+    /// The loop enters `phase`.
     func phaseEnter(_ phase: LoopPhase)
+    /// The loop leaves `phase`.
     func phaseLeave(_ phase: LoopPhase)
+    /// The loop is about to wait for I/O (`timeoutMs` -1: no timeout).
     func pollStart(timeoutMs: Int64)
+    /// The wait returned; `readyFDs` (valid only during the call) are the fds that are ready.
     func pollEnd(readyFDs: UnsafeBufferPointer<Int32>)
     /// after() named a resource other than the innermost before().
     func nestingError(expected: AsyncID, actual: AsyncID)
+    /// A callback of `asyncID` threw and nothing caught it; `message` describes the error.
     func uncaughtError(_ asyncID: AsyncID, message: String)
 }
 
@@ -144,7 +158,9 @@ extension AsyncHook {
 
 /// A hook made of closures, in the shape of Node's `createHook({ init, before, ... })`.
 public final class ClosureHook: AsyncHook, @unchecked Sendable {
+    /// `init`: (asyncID, type, triggerAsyncID, resource object or nil).
     public typealias InitFn = @Sendable (AsyncID, ResourceType, AsyncID, AnyObject?) -> Void
+    /// `before`, `after`, `destroy`, `promiseResolve`: the resource's id.
     public typealias IDFn = @Sendable (AsyncID) -> Void
     let onInit: InitFn?
     let onBefore: IDFn?
@@ -152,6 +168,7 @@ public final class ClosureHook: AsyncHook, @unchecked Sendable {
     let onDestroy: IDFn?
     let onPromiseResolve: IDFn?
 
+    /// A hook calling the given closures (nil: that event is ignored); not enabled yet.
     public init(
         init onInit: InitFn? = nil, before: IDFn? = nil, after: IDFn? = nil, destroy: IDFn? = nil,
         promiseResolve: IDFn? = nil
@@ -171,7 +188,9 @@ public final class ClosureHook: AsyncHook, @unchecked Sendable {
     public func destroy(_ asyncID: AsyncID) { onDestroy?(asyncID) }
     public func promiseResolve(_ asyncID: AsyncID) { onPromiseResolve?(asyncID) }
 
+    /// `AsyncHooks.enable(self)`; returns self.
     @discardableResult public func enable() -> Self { AsyncHooks.enable(self); return self }
+    /// `AsyncHooks.disable(self)`; returns self.
     @discardableResult public func disable() -> Self { AsyncHooks.disable(self); return self }
 }
 
@@ -215,6 +234,8 @@ func withRegistryLock<R>(_ body: () throws -> R) rethrows -> R {
     return try body()
 }
 
+/// The process's hooks: enabling and disabling them, emitting events to them, and the current
+/// execution context, as Node's `async_hooks` module.
 public enum AsyncHooks {
     /// Enables `hook` (no effect if it is enabled already). Several hooks may be enabled at once;
     /// they are called in the order they were enabled. A hook receives the events of every copy of
@@ -227,6 +248,7 @@ public enum AsyncHooks {
         }
     }
 
+    /// Disables `hook` (no effect if it is not enabled); it gets no events after this returns.
     public static func disable(_ hook: any AsyncHook) {
         withRegistryLock {
             guard let i = localHooks.firstIndex(where: { $0 === hook }) else { return }
@@ -235,6 +257,7 @@ public enum AsyncHooks {
         }
     }
 
+    /// Whether `hook` is enabled (in this copy of AsyncHooks).
     public static func isEnabled(_ hook: any AsyncHook) -> Bool {
         withRegistryLock { localHooks.contains(where: { $0 === hook }) }
     }

@@ -80,6 +80,7 @@ struct TaskFrameBinding: Sendable {
 public final class AsyncLocal<Value: Sendable>: Sendable {
     let key: UInt64
 
+    /// A new store, distinct from every other (its value is nil everywhere until `run`).
     public init() { key = asynchooks_next_local_key() }
 
     /// The value in the current context, or nil outside any `run`.
@@ -124,8 +125,10 @@ public final class AsyncLocal<Value: Sendable>: Sendable {
 
 /// Every AsyncLocal's values at one moment; `run` executes code in that context.
 public struct AsyncLocalSnapshot: Sendable {
+    /// The captured values (nil: none were set).
     public let frame: ContextFrame?
 
+    /// Runs `body` in the captured context; the previous context is restored afterwards.
     public func run<R>(_ body: () throws -> R) rethrows -> R {
         let s = ExecutionState.current
         let saved = s.frame

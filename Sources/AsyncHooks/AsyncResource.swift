@@ -3,9 +3,13 @@
 /// What a resource keeps from its creation: its id, what triggered it, and the AsyncLocal frame.
 /// A value type so runtimes can embed it in their handles without another allocation.
 public struct AsyncResourceContext: Sendable {
+    /// The resource's id, unique in the process.
     public let asyncID: AsyncID
+    /// The resource whose callback (or the top level) created it.
     public let triggerAsyncID: AsyncID
+    /// The resource's type.
     public let type: ResourceType
+    /// The AsyncLocal values current at its creation, restored in its callbacks (nil: none).
     public let frame: ContextFrame?
 
     /// Creates a resource: takes a fresh id, captures the current frame, emits init. The trigger
@@ -53,8 +57,11 @@ public struct AsyncResourceContext: Sendable {
         return try body()
     }
 
+    /// Emits destroy: the resource will have no more callbacks.
     @inlinable public func emitDestroy() { AsyncHooks.emitDestroy(asyncID) }
+    /// Emits promiseResolve for the resource (a promise that resolved).
     @inlinable public func emitPromiseResolve() { AsyncHooks.emitPromiseResolve(asyncID) }
+    /// Emits resourceFD: the resource owns `fd` from now on (-1: it no longer owns one).
     @inlinable public func setFD(_ fd: Int32) { AsyncHooks.emitResourceFD(asyncID, fd: fd) }
 }
 
@@ -91,19 +98,26 @@ extension AsyncHooks {
 
 /// A traceable resource for library code, as Node's `AsyncResource`.
 public final class AsyncResource: Sendable {
+    /// The resource's id, trigger, type and creation context.
     public let context: AsyncResourceContext
+    /// The resource's id.
     public var asyncID: AsyncID { context.asyncID }
+    /// The resource whose callback created it.
     public var triggerAsyncID: AsyncID { context.triggerAsyncID }
+    /// The resource's type.
     public var type: ResourceType { context.type }
 
+    /// Creates the resource and emits init; the trigger defaults to the current execution id.
     public init(type: ResourceType, triggerAsyncID: AsyncID? = nil) {
         context = AsyncResourceContext(type: type, triggerAsyncID: triggerAsyncID)
     }
 
+    /// `init(type: ResourceType(typeName), triggerAsyncID:)`.
     public convenience init(_ typeName: String, triggerAsyncID: AsyncID? = nil) {
         self.init(type: ResourceType(typeName), triggerAsyncID: triggerAsyncID)
     }
 
+    /// Runs `body` as a callback of this resource (before, its context, after).
     public func runInScope<R>(_ body: () throws -> R) rethrows -> R { try context.runInScope(body) }
 
     /// Runs the async `body` in this resource's scope, across its awaits: its AsyncLocal values (the
@@ -118,6 +132,7 @@ public final class AsyncResource: Sendable {
         return try await TaskFrameBinding.$bound.withValue(TaskFrameBinding.binding(context.frame)) { try await body() }
     }
 
+    /// Emits destroy: the resource will have no more callbacks.
     public func emitDestroy() { context.emitDestroy() }
 
     /// A closure that always runs in this resource's scope.

@@ -3,6 +3,8 @@
 // recorder), one more load and a direct call; otherwise the dispatch loop.
 
 extension AsyncHooks {
+    /// Reports a new resource to the enabled hooks (one load and a branch when none is). `AsyncResourceContext`
+    /// takes an id and reports it in one step; this is for ids a runtime takes itself (`AsyncID.next()`).
     @inlinable @inline(__always)
     public static func emitInit(
         _ asyncID: AsyncID, type: ResourceType, triggerAsyncID: AsyncID,
@@ -11,11 +13,13 @@ extension AsyncHooks {
         if isActive { activeInit(asyncID, type, triggerAsyncID, resource) }
     }
 
+    /// Reports that resource `asyncID` was freed.
     @inlinable @inline(__always)
     public static func emitDestroy(_ asyncID: AsyncID) {
         if isActive { activeDestroy(asyncID) }
     }
 
+    /// Reports that promise resource `asyncID` resolved.
     @inlinable @inline(__always)
     public static func emitPromiseResolve(_ asyncID: AsyncID) {
         if isActive { activePromiseResolve(asyncID) }
@@ -28,6 +32,7 @@ extension AsyncHooks {
         if isActive { activeInitAndPromiseResolve(asyncID, type, triggerAsyncID) }
     }
 
+    /// Reports that resource `asyncID` owns `fd` from now on (-1: it no longer owns one).
     @inlinable @inline(__always)
     public static func emitResourceFD(_ asyncID: AsyncID, fd: Int32) {
         if isActive { forEachHook { $0.resourceFD(asyncID, fd: fd) } }
@@ -166,6 +171,7 @@ extension AsyncHooks {
 
     // MARK: loop structure (runtimes)
 
+    /// A runtime's loop begins iteration `n`.
     @inlinable public static func emitLoopIteration(_ n: UInt64) {
         if isActive { activeLoopIteration(n) }
     }
@@ -173,6 +179,7 @@ extension AsyncHooks {
     static func activeLoopIteration(_ n: UInt64) {
         if let f = activeFastPath { f.pointee.loopIteration(n) } else { forEachHook { $0.loopIteration(n) } }
     }
+    /// A runtime's loop enters phase `p`.
     @inlinable public static func emitPhaseEnter(_ p: LoopPhase) {
         if isActive { activePhaseEnter(p, following: false) }
     }
@@ -229,6 +236,7 @@ extension AsyncHooks {
             activeLoopIterationAndPhaseEnter(n, p, following)
         }
     }
+    /// A runtime's loop leaves phase `p`.
     @inlinable public static func emitPhaseLeave(_ p: LoopPhase) {
         if isActive { activePhaseLeave(p) }
     }
@@ -236,9 +244,11 @@ extension AsyncHooks {
     static func activePhaseLeave(_ p: LoopPhase) {
         if let f = activeFastPath { f.pointee.phaseLeave(p.rawValue) } else { forEachHook { $0.phaseLeave(p) } }
     }
+    /// A runtime's loop is about to wait for I/O (`timeoutMs` -1: no timeout).
     @inlinable public static func emitPollStart(timeoutMs: Int64) {
         if isActive { forEachHook { $0.pollStart(timeoutMs: timeoutMs) } }
     }
+    /// The wait returned with these fds ready (the buffer need only live during the call).
     @inlinable public static func emitPollEnd(readyFDs: UnsafeBufferPointer<Int32>) {
         if isActive { forEachHook { $0.pollEnd(readyFDs: readyFDs) } }
     }

@@ -3,6 +3,7 @@ import CAsyncHooksSupport
 
 /// A span begun with `AsyncHooks.beginSpan`; end it exactly once.
 public struct SpanID: Hashable, Sendable {
+    /// The span's number, unique in the process.
     public let rawValue: UInt64
 }
 
@@ -29,6 +30,7 @@ extension AsyncHooks {
         if isActive { forEachHook { $0.spanAttribute(span.rawValue, key: key, value: value) } }
     }
 
+    /// Ends `span` (call exactly once per span).
     public static func endSpan(_ span: SpanID) {
         if isActive { forEachHook { $0.spanEnd(span.rawValue) } }
     }
