@@ -6,9 +6,13 @@ import Glibc
 
 /// Why a program could not be started. `exitCode` follows the shell's convention.
 public enum ProgramLaunchError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// No executable file of that name (in PATH, for a name without a slash).
     case notFound(String)
+    /// The file exists but cannot be executed (`errno`: why; EISDIR for a directory).
     case notExecutable(String, errno: Int32)
+    /// The child could not drop to `uid`/`gid`.
     case cannotSwitchUser(uid: Int32, gid: Int32, errno: Int32)
+    /// fork failed.
     case forkFailed(errno: Int32)
     /// The held child was gone before it could exec (killed by a signal forwarded to it).
     case goneBeforeExec
@@ -35,6 +39,7 @@ func errorText(_ e: Int32) -> String {
     return String(validatingCString: s) ?? "errno \(e)"
 }
 
+/// Finding the file a command names, as execvp would.
 public enum ProgramLookup {
     /// The file `program` names: itself if it contains a slash, else the first executable regular
     /// file of that name in `searchPath` (PATH), like execvp.
@@ -68,6 +73,7 @@ public enum ProgramLookup {
 
 /// A forked child waiting to exec until `release()`.
 public final class HeldProcess {
+    /// The child's pid (it has not exec'd before `release()`).
     public let pid: Int32
     private var child: kp_held_child
     private var released = false

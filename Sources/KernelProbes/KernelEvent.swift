@@ -1,8 +1,12 @@
 // One record of the kernel probes, decoded from the ring buffer.
 import CKernelProbes
 
+/// One event of the kernel probes, decoded from a ring-buffer record: a plain value (no references),
+/// whose fields mean what its `kind` says.
 public struct KernelEvent: Sendable {
+    /// What the event records.
     public enum Kind: Sendable, Equatable {
+        /// A completed syscall, a completed epoll wait, a fork (`childPid`), a process exit (`exitCode`).
         case syscall, epollWait, processFork, processExit
         /// A traced thread's name (`detail`): at attach, at creation, after a rename or exec.
         case threadName
@@ -24,9 +28,11 @@ public struct KernelEvent: Sendable {
         case loopPhase
     }
 
+    /// What the event records.
     public var kind: Kind
     /// The process (tgid); for a fork the parent, for an exit the exiting process.
     public var pid: UInt32
+    /// The thread.
     public var tid: UInt32
     /// x86_64 syscall number (see TraceFormat's SyscallNames).
     public var nr: UInt32 = 0
@@ -37,15 +43,18 @@ public struct KernelEvent: Sendable {
     public var size: UInt64 = 0
     /// Bytes, fd, ready count, or -errno.
     public var ret: Int64 = 0
+    /// Syscall entry (CLOCK_MONOTONIC ns); 0 for events that are not calls.
     public var enterNs: UInt64 = 0
     /// Syscall exit, or when the fork/exit happened (CLOCK_MONOTONIC ns).
     public var timestampNs: UInt64
+    /// epoll waits: the timeout argument (ms; -1: none).
     public var timeoutMs: Int32 = -1
     /// How many of `epollDataStorage` are valid.
     public var epollDataCount: UInt8 = 0
     /// Inline, so that a KernelEvent is a plain value: copying millions of them costs no
     /// reference counting.
     public var epollDataStorage = InlineArray<16, UInt64>(repeating: 0)
+    /// processFork: the new process.
     public var childPid: UInt32 = 0
     /// Exit status 0...255, or -signal.
     public var exitCode: Int32 = 0
@@ -53,9 +62,11 @@ public struct KernelEvent: Sendable {
     public var offCPUState: UInt8 = 0
     /// offCPU: switch-out -> wakeup (0 when preempted), and wakeup/preemption -> switch-in.
     public var blockedNs: UInt64 = 0
+    /// offCPU: runnable, waiting for a CPU, after the wakeup or preemption (ns).
     public var runqueueNs: UInt64 = 0
     /// offCPU: the thread that woke it (0: an interrupt, or not seen).
     public var wakerPid: UInt32 = 0
+    /// offCPU: the waker's thread id (0: an interrupt, or not seen).
     public var wakerTid: UInt32 = 0
     /// fdOpen: TraceFormat's FDKind value.
     public var fdKind: UInt8 = 0
@@ -65,6 +76,7 @@ public struct KernelEvent: Sendable {
     public var detailLength: UInt8 = 0
     /// cpuSample: interned stack ids (SampleTables.stacks; 0: none).
     public var userStack: UInt32 = 0
+    /// cpuSample: the interned kernel stack id (0: none, or kernel stacks off).
     public var kernelStack: UInt32 = 0
     /// cpuSample: its user stack copy in SampleTables.stackCopies (0: none).
     public var stackCopy: UInt32 = 0
@@ -74,8 +86,10 @@ public struct KernelEvent: Sendable {
     public var mappingIndex: UInt32 = 0
     /// loopPhase: the phase (TraceLoopPhase value) and whether an iteration begins with it.
     public var loopPhase: UInt8 = 0
+    /// loopPhase: whether a loop iteration begins with this phase.
     public var startsIteration = false
 
+    /// `timestampNs - enterNs` (ns; 0 when the entry is later or unknown).
     public var durationNs: UInt64 { timestampNs >= enterNs ? timestampNs - enterNs : 0 }
 
     /// `data` of the returned epoll events (at most 16), in the order epoll returned them.
@@ -98,6 +112,7 @@ public struct KernelEvent: Sendable {
         set { setDetail(Array(newValue.utf8)) }
     }
 
+    /// Sets `detail` from raw bytes (kept as `detail` says: at most 128, the middle elided).
     public mutating func setDetail(_ bytes: some Collection<UInt8>) {
         let capacity = MemoryLayout<InlineArray<16, UInt64>>.size
         var text = Array(bytes)
@@ -112,6 +127,7 @@ public struct KernelEvent: Sendable {
         detailLength = UInt8(text.count)
     }
 
+    /// An event of `kind` with every other field at its default.
     public init(kind: Kind, pid: UInt32, tid: UInt32, timestampNs: UInt64) {
         self.kind = kind
         self.pid = pid

@@ -4,6 +4,7 @@ import CKernelProbes
 import Glibc
 #endif
 
+/// What the probes record and how: ring size, sampling, stack copies, wait stacks, families.
 public struct KernelProbeOptions: Sendable {
     /// Ring buffer bytes: a power of two >= the page size.
     public var ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES)
@@ -19,6 +20,7 @@ public struct KernelProbeOptions: Sendable {
     /// Samples copy this many bytes of the user stack (and the user registers), unwound by CFI when
     /// read where code has no frame pointers; 0: frame pointers only. At most `maxStackCopyBytes`.
     public var stackCopyBytes: UInt32 = 0
+    /// The largest `stackCopyBytes` the probes can copy.
     public static let maxStackCopyBytes = UInt32(KP_STACK_COPY_MAX)
     /// The user stack of every syscall and off-CPU wait at least this long (waitStack events); 0: none.
     public var stackThresholdNs: UInt64 = 0
@@ -32,6 +34,7 @@ public struct KernelProbeOptions: Sendable {
     /// dd's syscalls in 2 of ~4 loaded full runs (never before, cause not found): until that is
     /// understood it is only the benchmark's side-by-side variant.
     public var taskFilter = true
+    /// Options with these values; `taskFilter` stays true.
     public init(
         ringBytes: UInt64 = UInt64(KP_DEFAULT_RING_BYTES), wakeupEvery: UInt32 = KP_DEFAULT_WAKEUP_EVERY,
         baseline: Bool = false, sampleHz: UInt32 = 0, kernelStacks: Bool = false, stackCopyBytes: UInt32 = 0,
@@ -51,15 +54,19 @@ public struct KernelProbeOptions: Sendable {
 
 /// Why the probes could not start; `description` is the one line to show the user.
 public struct KernelProbesUnavailable: Error, CustomStringConvertible, Sendable {
+    /// errno when the probes failed to open (EPERM without the privileges, ...).
     public let errno: Int32
+    /// The loader's account of what failed, one line.
     public let description: String
 }
 
+/// What the probes delivered and dropped so far.
 public struct KernelProbeStatistics: Sendable, Equatable {
     /// Events decoded from the ring buffer's records (an fd-making syscall's record gives 2-3).
     public var events: UInt64
     /// Records the BPF side dropped because the ring was full.
     public var dropped: UInt64
+    /// Statistics from their counts.
     public init(events: UInt64, dropped: UInt64) {
         self.events = events
         self.dropped = dropped
@@ -180,6 +187,7 @@ public final class KernelProbeSession {
         return (line.isEmpty ? errorText(-r) : line, r == -ENOENT || r == -ENOEXEC)
     }
 
+    /// Events decoded so far, and records dropped (ring full, plus records that could not be decoded).
     public var statistics: KernelProbeStatistics {
         KernelProbeStatistics(events: received, dropped: (probes.map { kp_probes_dropped($0) } ?? lastDropped) + undecodable)
     }
@@ -193,6 +201,7 @@ public final class KernelProbeSession {
         return e == 0 ? nil : "CPU sampling off: cannot open cpu-clock perf events: \(errorText(e))"
     }
 
+    /// The ring buffer's size in bytes (0 once closed).
     public var ringBytes: UInt64 { probes.map { kp_probes_ring_bytes($0) } ?? 0 }
 
     /// Stops recording: no new events; those already in the ring can still be polled.

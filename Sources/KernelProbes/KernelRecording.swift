@@ -4,17 +4,23 @@ import TraceFormat
 import Glibc
 #endif
 
+/// CLOCK_MONOTONIC now, in ns (the clock of every trace time).
 public func monotonicNowNs() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
+/// The kernel side of `asynctrace record`: drains a `KernelProbeSession` and writes its events as
+/// the trace's kernel stream (with what /proc showed of the traced root at the start). Use from one thread.
 public final class KernelRecording {
+    /// The probes being drained.
     public let session: KernelProbeSession
+    /// The writer of the kernel stream (its counters say what was written and lost).
     public private(set) var writer: KernelTraceWriter
     /// Every batch of events as it arrives (in ring order), before it is written.
     public var onEvents: ((ArraySlice<KernelEvent>) -> Void)?
+    /// Pending events are written at least this often (ns), or sooner when many are pending.
     public var flushIntervalNs: UInt64 = 100_000_000
     private var lastFlushNs: UInt64 = 0
     private let rootPid: Int32

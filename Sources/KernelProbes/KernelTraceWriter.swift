@@ -1,29 +1,37 @@
-// Writes kernel events into a trace file as the kernel stream: flags .kernel, tid 0,
-// pid = the traced root process, ticks == CLOCK_MONOTONIC ns. Each chunk is appended whole
-// with one write() on an O_APPEND descriptor, so it interleaves safely with the program's chunks.
 import TraceFormat
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// Writing the trace file failed.
 public struct TraceWriteError: Error, CustomStringConvertible, Sendable {
+    /// The write's errno.
     public let errno: Int32
     public var description: String { "cannot write the trace file: \(errorText(errno))" }
 }
 
+/// Writes kernel events into a trace file as the kernel stream (flags .kernel, tid 0, ticks == ns),
+/// each chunk whole with one write() on an O_APPEND descriptor, so it interleaves safely with the
+/// program's chunks. Events are held back `holdbackNs` so that late records still land in time order.
 public struct KernelTraceWriter {
+    /// The trace file (O_APPEND; not closed by the writer).
     public let fd: Int32
+    /// The traced root process: the kernel stream's pid.
     public let rootPid: UInt32
     /// Events are held back this long before they are encoded, so that records committed late
     /// by another CPU still land in time order (chunk deltas are unsigned).
     public var holdbackNs: UInt64 = 20_000_000
+    /// Most events in one chunk.
     public var maxEventsPerChunk = 16_384
     static let maxStackCopiesPerChunk = 256
+    /// Events in chunks written.
     public private(set) var eventsWritten: UInt64 = 0
+    /// Chunks written.
     public private(set) var chunksWritten: UInt64 = 0
     /// Events in chunks that could not be written (disk full, I/O error): counted, not retried, so
     /// memory stays bounded; the chunk's sequence number is used anyway, so readers see the gap.
     public private(set) var eventsLost: UInt64 = 0
+    /// Chunks that could not be written.
     public private(set) var chunksLost: UInt64 = 0
     /// The first write error (0: none).
     public private(set) var firstWriteError: Int32 = 0
@@ -39,6 +47,7 @@ public struct KernelTraceWriter {
     private var lastCopy: [UInt32: (timeNs: UInt64, copy: StackCopy)] = [:]
     /// Stack copies written whole, and as deltas (stackCopyDelta).
     public private(set) var copiesWhole: UInt64 = 0
+    /// Stack copies written as deltas (stackCopyDelta).
     public private(set) var copiesAsDelta: UInt64 = 0
     /// Flight recorder: sealed chunks go here instead of to `fd`, every chunk defines the stacks its
     /// samples use (any chunk may begin a dump), and what is alive is tracked for `stateChunk`.
@@ -51,6 +60,7 @@ public struct KernelTraceWriter {
         self.rootPid = rootPid
     }
 
+    /// Events waiting to be written.
     public var pendingCount: Int { pending.count }
 
     /// Makes this a flight recorder's kernel stream: chunks go to `sink`; what ended more than
@@ -86,6 +96,7 @@ public struct KernelTraceWriter {
         return b.seal(sequence: 0, endNs: atNs, endTicks: atNs, droppedCumulative: 0, flags: .kernel)
     }
 
+    /// Adds events to write (in any order; they are sorted by time when written).
     public mutating func add(_ events: [KernelEvent]) {
         pending.append(contentsOf: events)
     }

@@ -4,15 +4,24 @@
 import Glibc
 #endif
 
+/// One line of /proc/PID/maps.
 public struct MapsEntry: Sendable, Equatable {
+    /// The region's first address.
     public var start: UInt64
+    /// The address after the region's last.
     public var end: UInt64
+    /// Where in the file the region starts.
     public var fileOffset: UInt64
+    /// The file's device, "major:minor" in hex as maps shows it.
     public var device: String
+    /// The file's inode (0: anonymous).
     public var inode: UInt64
+    /// The file's path; empty for anonymous memory, "[vdso]" and the like for the kernel's.
     public var path: String
 }
 
+/// Reading a process's executable mappings (/proc/PID/maps), so a trace can be symbolized after
+/// the process is gone.
 public enum ProcessMaps {
     /// The executable regions of `pid` (nil: the process is gone or unreadable). At most 1 MiB of
     /// maps text is read (tens of thousands of mappings).
@@ -95,6 +104,7 @@ public enum ProcessMaps {
 
 /// The GNU build-id note of an ELF64 little-endian file, from its PT_NOTE segments.
 public enum ELFNotes {
+    /// The build id of the ELF file open as `fd`; empty when it has none or is not a readable ELF64 file.
     public static func buildID(fd: Int32) -> [UInt8] {
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= 64 else { return [] }

@@ -1,10 +1,10 @@
-// What a process already had when tracing began, read once from /proc: its threads' names and its
-// open fds (kind, path or addresses), as threadName and fdOpen events (tid 0 for the fds).
 import TraceFormat
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// What a process already had when tracing began, read once from /proc: its threads' names and its
+/// open fds, as threadName and fdOpen events.
 public enum ProcessSnapshot {
     /// threadName for every thread of `pid` and fdOpen for every open fd, stamped `timestampNs`.
     /// Whatever cannot be read (the process is gone, no permission) is left out.

@@ -1,12 +1,12 @@
-// Turns the probes' sample and exec records into events: interns each sample's stacks, and records
-// the executable mappings of every sampled process (at attach, after execve, and whenever a sample
-// holds an address outside the mappings known so far: a library loaded later, new JIT code space).
 import CKernelProbes
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// Turns the probes' sample and exec records into events: interns each sample's stacks and records the
+/// executable mappings of every sampled process (at attach, after execve, and on an address outside them).
 public final class SampleCollector {
+    /// The stacks, mappings and stack copies the events refer to.
     public let tables = SampleTables()
     /// Samples received.
     public private(set) var samples: UInt64 = 0
@@ -48,6 +48,7 @@ public final class SampleCollector {
     private var buildIDs: [String: [UInt8]] = [:]  // "device inode" -> build id
     private var pending: [KernelEvent] = []
 
+    /// A collector with empty tables.
     public init() {}
 
     /// Records the mappings of a process as they are now (at attach).
@@ -270,6 +271,7 @@ public final class SampleCollector {
 
     /// Wait stacks that carried a stack copy, and those whose stack was unwound from it by CFI.
     public private(set) var waitStackCopies: UInt64 = 0
+    /// Wait stacks unwound from their copy by CFI.
     public private(set) var waitStacksUnwound: UInt64 = 0
 
     /// Wait stacks whose innermost frame's caller came from the top of the stack.

@@ -4,9 +4,12 @@
 /// Each distinct stack once, by id (1, 2, 3, ...; 0 means "no stack").
 public struct StackTable {
     private var ids: [[UInt64]: UInt32] = [:]
+    /// The stacks by id (index 0: the empty stack).
     public private(set) var stacks: [[UInt64]] = [[]]  // index 0: the empty stack
+    /// An empty table.
     public init() {}
 
+    /// Distinct stacks interned (the empty stack not counted).
     public var count: Int { stacks.count - 1 }
 
     /// The id of `frames` (innermost first), assigned on first sight; 0 for an empty stack.
@@ -20,14 +23,19 @@ public struct StackTable {
         return id
     }
 
+    /// The frames of stack `id` (innermost first); empty for 0 or an unknown id.
     public func frames(_ id: UInt32) -> [UInt64] { Int(id) < stacks.count ? stacks[Int(id)] : [] }
 }
 
 /// An executable region of a traced process, as /proc/PID/maps showed it.
 public struct RecordedMapping: Sendable, Equatable {
+    /// The process.
     public var pid: UInt32
+    /// The region's first address.
     public var start: UInt64
+    /// The address after the region's last.
     public var end: UInt64
+    /// Where in the file the region starts.
     public var fileOffset: UInt64
     /// Empty for anonymous memory (JIT code); "[vdso]" and the like for the kernel's.
     public var path: String
@@ -39,11 +47,13 @@ public struct RecordedMapping: Sendable, Equatable {
 /// `stackCopy` event): return addresses (values in an executable mapping) and pointers into the
 /// stack (saved frame pointers); every other word is zero, so it costs one byte in the trace.
 public struct StackCopy: Sendable {
+    /// The sampled instruction, stack and frame pointers.
     public var ip: UInt64, sp: UInt64, bp: UInt64
     /// Bytes copied from `sp` up.
     public var bytes: UInt32
     /// (word index, value) of the kept words, by index.
     public var words: [(index: UInt32, value: UInt64)]
+    /// A copy from its registers, size and kept words (by index).
     public init(ip: UInt64, sp: UInt64, bp: UInt64, bytes: UInt32, words: [(index: UInt32, value: UInt64)]) {
         self.ip = ip
         self.sp = sp
@@ -101,15 +111,19 @@ public struct StackCopy: Sendable {
 public final class SampleTables {
     /// CPU time per sample (0: sampling off); written as the stream's `sampling` event.
     public var periodNs: UInt64 = 0
+    /// Whether samples carry kernel stacks (the `sampling` event's flag).
     public var kernelStacks = false
+    /// The samples' stacks, user and kernel.
     public var stacks = StackTable()
     /// For stacks unwound from a copy while recording: how each frame's caller was found (written
     /// as `stackUnwind` after the stack's stackDef; see StackUnwinder.TallyLog.methodsPerFrame).
     public var unwindMethods: [UInt32: [UInt8]] = [:]
+    /// Every executable region recorded, in the order seen.
     public var mappings: [RecordedMapping] = []
     /// Stack copies of samples not written yet, by KernelEvent.stackCopy (the writer removes them).
     public var stackCopies: [UInt32: StackCopy] = [:]
     var nextStackCopy: UInt32 = 1
+    /// Empty tables, sampling off.
     public init() {}
 
     /// Keeps `copy` until the writer takes it; the id for KernelEvent.stackCopy.

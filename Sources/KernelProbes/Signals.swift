@@ -1,6 +1,6 @@
-// SIGINT/SIGTERM/SIGHUP while recording: forwarded to the program, or just noted.
 import CKernelProbes
 
+/// SIGINT, SIGTERM and SIGHUP while recording: forwarded to the program, or just noted.
 public enum RecordingSignals {
     /// Catches SIGINT, SIGTERM and SIGHUP from now on. With a pid they are forwarded to it when
     /// another process sent them (a terminal's Ctrl-C already reached the program, which shares

@@ -8,8 +8,11 @@
 /// A stack unwound from a copy: the sampled instruction then return addresses (innermost first),
 /// and per frame how its caller was found (`methods`, as the `stackUnwind` event writes them).
 public struct UnwoundStack: Sendable {
+    /// The sampled instruction, then return addresses, innermost first.
     public var frames: [UInt64]
+    /// Per frame, how its caller was found (`UnwindMethod` values, as `stackUnwind` writes them).
     public var methods: [UInt8]
+    /// A stack from its frames and methods.
     public init(frames: [UInt64], methods: [UInt8]) {
         self.frames = frames
         self.methods = methods
@@ -27,6 +30,8 @@ public enum UnwindDeferral: Sendable {
     case full
 }
 
+/// An unwinder the CLI plugs into `SampleCollector.unwinder` to unwind stack copies while recording
+/// (TraceSymbols has the code; KernelProbes does not unwind itself).
 public protocol StackCopyUnwinding: AnyObject {
     /// A new executable region of `pid` as its maps showed it at `timeNs`.
     func mapped(pid: UInt32, region: MapsEntry, buildID: [UInt8], timeNs: UInt64)
