@@ -302,6 +302,9 @@ public struct LoopStall: Sendable {
     public var syscalls: [SyscallInCallback]
     /// The code the CPU samples taken in it were in, most samples first (empty without samples).
     public var stacks: [CodeStackSummary] = []
+    /// The program's own function most of those samples passed through, at any depth (nil: no samples
+    /// in the program's own code).
+    public var hot: HotFunction? = nil
     /// The code that made its long waits (record --stack-threshold), most time first.
     public var waitStacks: [WaitStackSummary] = []
     /// The listed callback (blocking or slowest) that ran longest inside it on its thread: its type,
@@ -337,6 +340,9 @@ public struct CallbackRecord: Sendable {
     public var runqueueNs: UInt64? = nil
     /// The code the CPU samples taken while it ran were in, most samples first (empty without samples).
     public var stacks: [CodeStackSummary] = []
+    /// The program's own function most of those samples passed through, at any depth (nil: no samples
+    /// in the program's own code).
+    public var hot: HotFunction? = nil
     /// The code that made its long waits (record --stack-threshold), most time first.
     public var waitStacks: [WaitStackSummary] = []
     /// Where its resource was created, innermost first (Node: the first JS frames outside node's own

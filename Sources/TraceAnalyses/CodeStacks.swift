@@ -119,14 +119,17 @@ extension TraceAnalysis {
         }
         for i in blocking.longest.indices {
             blocking.longest[i].stacks = summaries(perList[0][i])
+            blocking.longest[i].hot = OwnCode.hot(perList[0][i], frame: data.frame)
             blocking.longest[i].waitStacks = waitSummaries(waitsPerList[0][i])
         }
         for i in slowestCallbacks.indices {
             slowestCallbacks[i].stacks = summaries(perList[1][i])
+            slowestCallbacks[i].hot = OwnCode.hot(perList[1][i], frame: data.frame)
             slowestCallbacks[i].waitStacks = waitSummaries(waitsPerList[1][i])
         }
         for i in stalls.indices {
             stalls[i].stacks = summaries(perList[2][i])
+            stalls[i].hot = OwnCode.hot(perList[2][i], frame: data.frame)
             stalls[i].waitStacks = waitSummaries(waitsPerList[2][i])
         }
         if !data.samples.isEmpty { samplePeriodNs = period }

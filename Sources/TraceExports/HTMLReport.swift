@@ -210,7 +210,7 @@ public enum HTMLReport {
             + " in total); while one runs, its loop can do nothing else.</p>\n"
         s +=
             "<table class=\"blocking\"><tr><th>type</th><th>async id</th><th>thread</th><th>at</th><th>duration</th>"
-            + "<th>in the kernel</th><th>caused by</th><th>syscalls inside</th></tr>\n"
+            + "<th>in the kernel</th><th>caused by</th><th>syscalls inside</th><th>hot code</th></tr>\n"
         for c in b.longest {
             let sys =
                 c.syscalls.prefix(8).map { x(TextReport.syscallLine($0)) }.joined(separator: "<br>")
@@ -234,12 +234,19 @@ public enum HTMLReport {
                         TextReport.verdict(
                             durationNs: c.durationNs, onCPUNs: c.onCPUNs, blockedNs: c.blockedNs ?? 0,
                             runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first)) + "<br>"
-                } ?? "") + "\(sys.isEmpty ? (c.onCPUNs != nil ? "no syscalls recorded" : none) : sys)</td></tr>\n"
+                } ?? "") + "\(sys.isEmpty ? (c.onCPUNs != nil ? "no syscalls recorded" : none) : sys)</td>"
+                + hotCell(c.hot) + "</tr>\n"
         }
         s += "</table>\n"
         if b.count > UInt64(b.longest.count) {
             s += "<p class=\"muted\">… and \(b.count - UInt64(b.longest.count)) more (see --top).</p>\n"
         }
+    }
+
+    /// The program's own function most CPU samples passed through (TextReport.hotLine), or "-".
+    private static func hotCell(_ h: HotFunction?) -> String {
+        guard let h else { return "<td class=\"hot\">-</td>" }
+        return "<td class=\"hot\" data-samples=\"\(h.samples)\" data-of-samples=\"\(h.totalSamples)\">\(x(TextReport.hotLine(h)))</td>"
     }
 
     private static func loop(_ a: TraceAnalysis, _ s: inout String) {
@@ -287,7 +294,8 @@ public enum HTMLReport {
             + " stretches between epoll waits of \(threshold) or longer ("
             + value("stalls.ns_total", a.stallsAtThresholdNs, Formatting.duration(a.stallsAtThresholdNs))
             + " in total); meanwhile the loop could do nothing else.</p>\n"
-        s += "<table class=\"stalls\"><tr><th>thread</th><th>at</th><th>duration</th><th>what it was</th><th>syscalls inside</th></tr>\n"
+        s +=
+            "<table class=\"stalls\"><tr><th>thread</th><th>at</th><th>duration</th><th>what it was</th><th>syscalls inside</th><th>hot code</th></tr>\n"
         for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
             let verdict = TextReport.verdict(
                 durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs,
@@ -297,7 +305,7 @@ public enum HTMLReport {
                 "<tr class=\"stall\" data-start-ns=\"\(st.startNs)\" data-duration-ns=\"\(st.durationNs)\"><td>\(x(TextReport.thread(st.thread)))</td>"
                 + "<td class=\"n\">\(Formatting.at(st.startNs, from: a.overview.recordingStartNs))</td>"
                 + "<td class=\"n\">\(Formatting.duration(st.durationNs))</td><td>\(x(verdict))</td>"
-                + "<td class=\"sys\">\(sys.isEmpty ? "none" : sys)</td></tr>\n"
+                + "<td class=\"sys\">\(sys.isEmpty ? "none" : sys)</td>" + hotCell(st.hot) + "</tr>\n"
         }
         s += "</table>\n"
     }

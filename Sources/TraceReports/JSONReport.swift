@@ -426,6 +426,7 @@ public enum JSONReport {
         e.field("kernel_ns", st.kernelNs)
         syscallsInside(st.syscalls, &e)
         codeStacks(st.stacks, waits: st.waitStacks, &e)
+        hotFunction(st.hot, &e)
         if let c = st.callback { e.object("callback") { callback(c, &$0) } } else { e.null("callback") }
     }
 
@@ -442,6 +443,23 @@ public enum JSONReport {
                 }
             }
             for w in waits { a.object { waitStack(w, &$0) } }
+        }
+    }
+
+    /// `hot_function`: the program's own function most of the CPU samples passed through (inclusive;
+    /// docs/report.md, "Hot"), or null.
+    private static func hotFunction(_ h: HotFunction?, _ e: inout JSONWriter) {
+        guard let h else { return e.null("hot_function") }
+        e.object("hot_function") { o in
+            o.field("function", h.frame.function)
+            o.field("file", h.frame.file)
+            if let line = h.frame.line { o.field("line", line) } else { o.null("line") }
+            o.field("module", h.frame.module)
+            o.field("name", h.frame.name)
+            o.field("samples", h.samples)
+            o.field("of_samples", h.totalSamples)
+            o.field("share", h.share)
+            frames(h.callers, named: "callers", &o)
         }
     }
 
@@ -487,6 +505,7 @@ public enum JSONReport {
         e.strings("causal_chain", c.causalChain)
         syscallsInside(c.syscalls, &e)
         codeStacks(c.stacks, waits: c.waitStacks, &e)
+        hotFunction(c.hot, &e)
     }
 
     private static func span(_ sp: SpanRecord, _ e: inout JSONWriter) {

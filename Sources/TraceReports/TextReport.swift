@@ -178,10 +178,20 @@ public enum TextReport {
                     "      syscalls   \(Formatting.duration(k)) in the kernel (\(Formatting.percent(Double(k) / Double(max(1, c.durationNs)))) of the callback):\n"
                 for s in c.syscalls.prefix(8) { out += "                 " + Formatting.printable(syscallLine(s)) + "\n" }
             }
+            if let h = c.hot { out += "      hot        " + Formatting.printable(hotLine(h)) + "\n" }
             codeLines(c.stacks, durationNs: c.durationNs, indent: "      code       ", &out)
             waitLines(c.waitStacks, indent: "      waits      ", &out)
         }
         if b.count > UInt64(b.longest.count) { out += "  ... and \(b.count - UInt64(b.longest.count)) more (see --top)\n" }
+    }
+
+    /// "86.0% of 585 samples under handleHash (server.js:17) ← emit ← …": the program's own function
+    /// most of the samples passed through (inclusive), with its most common callers.
+    public static func hotLine(_ h: HotFunction, callers limit: Int = 5) -> String {
+        var names = [h.frame.description] + h.callers.prefix(limit).map(\.description)
+        if h.callers.count > limit { names.append("…") }
+        return "\(Formatting.percent(h.share)) of \(Formatting.count(UInt64(h.totalSamples))) sample\(h.totalSamples == 1 ? "" : "s") under "
+            + names.joined(separator: " ← ")
     }
 
     /// "86% on CPU in handleHash (server.js:17) ← emit ← …": the share of the time sampled in each top stack.
@@ -279,6 +289,7 @@ public enum TextReport {
                     kernelNs: st.kernelNs, top: st.syscalls.first) + "\n"
             for s in st.syscalls.prefix(5) { out += "        " + syscallLine(s) + "\n" }
             if st.syscalls.count > 5 { out += "        ... and \(st.syscalls.count - 5) more\n" }
+            if let h = st.hot { out += "      hot   " + Formatting.printable(hotLine(h)) + "\n" }
             codeLines(st.stacks, durationNs: st.durationNs, indent: "      code  ", &out)
             waitLines(st.waitStacks, indent: "      waits ", &out)
         }

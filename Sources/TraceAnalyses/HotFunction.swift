@@ -1,0 +1,158 @@
+// The inclusive view of a slow moment's CPU samples: the function of the program's own code that most
+// of them passed through, at any depth ("86% of 585 samples under handleHash (server.js:17) ← …").
+// The code lines group samples by their exact stack, so a function whose time is spread over many
+// leaves (V8 builtins, crypto, libc, allocation) shows there as many small lines; this names it once.
+import TraceSymbols
+
+/// The function of the program's own code that held the most specific majority of a callback's (or
+/// stall's) CPU samples, with its callers.
+public struct HotFunction: Sendable {
+    public var frame: CodeFrame
+    /// Its most common callers, innermost first (the stack below its outermost occurrence).
+    public var callers: [CodeFrame]
+    /// Samples with it anywhere in the stack.
+    public var samples: Int
+    /// All the samples taken in the callback (or stall).
+    public var totalSamples: Int
+    public var share: Double { totalSamples > 0 ? Double(samples) / Double(totalSamples) : 0 }
+}
+
+/// Which frames are the program's own code, and the rule that picks the hot one.
+enum OwnCode {
+    /// Script frames (JS or Python source named by a perf map, outside the runtime's own sources).
+    static func isScript(_ f: CodeFrame) -> Bool {
+        guard f.module == "[jit]", f.function != nil, let file = f.file, !file.isEmpty else { return false }
+        // node:events, node:internal/…; Python's <frozen …>, <string>; an installed runtime's own library sources.
+        if file.hasPrefix("node:") || file.hasPrefix("<") || !file.contains("/") { return false }
+        return !isSystemPath(file)
+    }
+
+    /// Native frames of the program: not the kernel, not JIT stubs or unnamed memory, not a shared
+    /// library of the system or the Swift toolchain, not an interpreter's binary, and not the frames
+    /// of the Swift standard library or of asynctrace's own modules (hooks, runtime, recorder)
+    /// compiled into the executable.
+    static func isNative(_ f: CodeFrame) -> Bool {
+        guard !f.isKernel, !f.module.hasPrefix("[") else { return false }
+        let base = f.moduleName
+        if base.contains(".so") && (isSystemPath(f.module) || isToolchainLibrary(base)) { return false }
+        if isInterpreter(base) { return false }
+        if let function = f.function, let module = swiftModule(function), runtimeModules.contains(module) || isOurs(module) {
+            return false
+        }
+        return true
+    }
+
+    static func isSystemPath(_ path: String) -> Bool {
+        ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/", "/usr/share/"].contains { path.hasPrefix($0) }
+    }
+
+    /// The Swift runtime and core libraries wherever the toolchain is installed; C and C++ runtimes.
+    static func isToolchainLibrary(_ base: String) -> Bool {
+        ["libswift", "libFoundation", "lib_Foundation", "libdispatch", "libBlocksRuntime", "libicu", "libstdc++", "libc++"]
+            .contains { base.hasPrefix($0) }
+    }
+
+    /// The binaries of script runtimes: their native frames are the interpreter, not the program.
+    static func isInterpreter(_ base: String) -> Bool {
+        if ["node", "nodejs", "deno", "bun", "ruby", "perl", "php", "java", "lua", "luajit"].contains(base) { return true }
+        guard base.hasPrefix("python") else { return false }
+        return base.dropFirst(6).allSatisfy { $0.isNumber || $0 == "." }
+    }
+
+    /// Swift's and the toolchain's modules (their generic code specialized into the executable).
+    static let runtimeModules: Set<Substring> = [
+        "Swift", "_Concurrency", "_StringProcessing", "Foundation", "FoundationEssentials", "FoundationInternationalization",
+        "Dispatch", "Synchronization",
+    ]
+
+    /// asynctrace's hooks, runtime, recorder and adapters: the loop that dispatches a callback.
+    static func isOurs(_ module: Substring) -> Bool { module.hasPrefix("AsyncTrace") || module == "AsyncHooks" || module == "TraceFlight" }
+
+    /// The module of a demangled Swift name ("closure #1 in static App.main()" -> "App"); nil for a
+    /// name that is not qualified (C).
+    static func swiftModule(_ function: String) -> Substring? {
+        var name = Substring(function)
+        if name.hasPrefix("generic specialization") || name.hasPrefix("function signature specialization"), let end = afterLast("> of ", in: name) {
+            name = name[end...]
+        }
+        // "closure #2 in closure #1 in M.f()": the function it is in.
+        if let end = afterLast(" in ", in: name) { name = name[end...] }
+        var stripped = true
+        while stripped {
+            stripped = false
+            for prefix in ["static ", "@objc ", "@nonobjc ", "merged ", "outlined ", "specialized ", "dispatch thunk of ", "protocol witness for "]
+            where name.hasPrefix(prefix) {
+                name = name.dropFirst(prefix.count)
+                stripped = true
+            }
+        }
+        guard let dot = name.firstIndex(of: "."), dot > name.startIndex else { return nil }
+        let module = name[..<dot]
+        // A qualified Swift name starts with an identifier; C++ names ("ns::f") and file names do not qualify.
+        guard module.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { return nil }
+        return module
+    }
+
+    /// Where the last `needle` in `s` ends.
+    private static func afterLast(_ needle: String, in s: Substring) -> Substring.Index? {
+        let n = Array(needle.utf8), u = s.utf8
+        guard u.count >= n.count else { return nil }
+        var i = u.index(u.endIndex, offsetBy: -n.count)
+        while true {
+            if u[i...].starts(with: n) { return u.index(i, offsetBy: n.count) }
+            if i == u.startIndex { return nil }
+            i = u.index(before: i)
+        }
+    }
+
+    /// The hot function of stacks (frame ids, innermost first) counted by samples: among the frames of
+    /// the program's own code (script frames when any stack has one, else native ones), those each on
+    /// more than half of the samples that have own code at all form one call chain from the outside
+    /// in; the innermost of them is the answer: the most specific function that still holds most of
+    /// the time, not `main` or the loop's dispatch that every sample passes through.
+    static func hot(_ stacks: [[Int]: Int], frame: (Int) -> CodeFrame, maxCallers: Int = 32) -> HotFunction? {
+        let total = stacks.values.reduce(0, +)
+        guard total > 0 else { return nil }
+        var script: [Int: Bool] = [:], native: [Int: Bool] = [:]
+        for ids in stacks.keys {
+            for id in ids where script[id] == nil {
+                let f = frame(id)
+                script[id] = isScript(f)
+                native[id] = isNative(f)
+            }
+        }
+        let own = script.values.contains(true) ? script : native
+        // Per own frame: samples with it (counted once per stack, at its innermost occurrence).
+        var count: [Int: Int] = [:]
+        var withOwn = 0
+        for (ids, n) in stacks {
+            var seen = Set<Int>()
+            for id in ids where own[id] == true && seen.insert(id).inserted { count[id, default: 0] += n }
+            if !seen.isEmpty { withOwn += n }
+        }
+        let majority = count.filter { 2 * $0.value > withOwn }.map(\.key).sorted()
+        guard !majority.isEmpty else { return nil }
+        // Which of them is inside which: on the samples with both, the one nearer the leaf. Not by counts: a
+        // caller the unwinder lost in a few samples would count fewer samples than its callee.
+        var inside = [[Int]](repeating: [Int](repeating: 0, count: majority.count), count: majority.count)
+        let slot = Dictionary(uniqueKeysWithValues: majority.enumerated().map { ($1, $0) })
+        for (ids, n) in stacks {
+            var order: [Int] = []  // candidates' slots, innermost first
+            for id in ids { if let k = slot[id], !order.contains(k) { order.append(k) } }
+            for (i, a) in order.enumerated() { for b in order[(i + 1)...] { inside[a][b] += n } }
+        }
+        // The innermost: inside the most of the others; then the fewest samples.
+        func wins(_ a: Int) -> Int { majority.indices.filter { $0 != a && inside[a][$0] > inside[$0][a] }.count }
+        let bestSlot = majority.indices.min { (-wins($0), count[majority[$0]]!, $0) < (-wins($1), count[majority[$1]]!, $1) }!
+        let best = (key: majority[bestSlot], value: count[majority[bestSlot]]!)
+        // Its callers: the most common stack below its outermost occurrence.
+        var callerCounts: [ArraySlice<Int>: Int] = [:]
+        for (ids, n) in stacks {
+            guard let i = ids.lastIndex(of: best.key) else { continue }
+            callerCounts[ids[(i + 1)...].prefix(maxCallers), default: 0] += n
+        }
+        let callers =
+            callerCounts.max { $0.value != $1.value ? $0.value < $1.value : $1.key.lexicographicallyPrecedes($0.key) }?.key ?? []
+        return HotFunction(frame: frame(best.key), callers: callers.map(frame), samples: best.value, totalSamples: total)
+    }
+}

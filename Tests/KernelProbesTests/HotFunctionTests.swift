@@ -1,0 +1,182 @@
+// The report's inclusive view (`hot` lines, `hot_function`): programs written here burn CPU in one named
+// function through several different leaves in turns, so no single stack holds most samples; recorded by the
+// real `asynctrace record` on the real kernel, the report must name that function, not the loop's dispatch,
+// `main` or the handler that called it.
+import Foundation
+import Testing
+
+/// An epoll loop (serve_loop) that, for each of 4 requests, calls dispatch -> handle_request, which burns
+/// 120 ms of its own CPU time in four helpers in turns, each about a quarter: an own leaf (mix_block), libc's
+/// qsort calling back into cmp_int (sort_block), libc's memset/memcpy (copy_block) and libm (math_block).
+/// Between requests the loop waits 30 ms in epoll_wait, so each request is one loop stall.
+private let spreadSource = """
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <math.h>
+    #include <time.h>
+    #include <unistd.h>
+    #include <sys/epoll.h>
+    static double cpu_now(void) { struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+    static int cmp_int(const void *a, const void *b) { int x = *(const int *)a, y = *(const int *)b; return (x > y) - (x < y); }
+    static char buf_a[1 << 20], buf_b[1 << 20];
+    static int values[10000];
+    __attribute__((noinline)) unsigned mix_block(unsigned h) {
+        for (int i = 0; i < 600000; i++) h = (h ^ (unsigned)i) * 16777619u;
+        return h;
+    }
+    __attribute__((noinline)) unsigned sort_block(unsigned seed) {
+        for (int i = 0; i < 10000; i++) values[i] = (int)((seed = seed * 1103515245u + 12345u) >> 8);
+        qsort(values, 10000, sizeof values[0], cmp_int);
+        return (unsigned)values[5000];
+    }
+    __attribute__((noinline)) unsigned copy_block(unsigned seed) {
+        unsigned r = 0;
+        for (int k = 0; k < 30; k++) {
+            memset(buf_a, (int)(seed + k), sizeof buf_a);
+            memcpy(buf_b, buf_a, sizeof buf_a);
+            r += (unsigned char)buf_b[(seed + k) % sizeof buf_b];
+        }
+        return r;
+    }
+    __attribute__((noinline)) double math_block(double x) {
+        for (int i = 1; i < 36000; i++) x += sin(x) * cos(i) + log(i);
+        return x;
+    }
+    __attribute__((noinline)) unsigned handle_request(unsigned seed) {
+        double t0 = cpu_now(), x = seed;
+        unsigned h = seed;
+        while (cpu_now() - t0 < 0.12) {
+            h = mix_block(h);
+            h += sort_block(h);
+            h += copy_block(h);
+            x = math_block(x);
+        }
+        __asm__ volatile("");
+        return h + (unsigned)x;
+    }
+    __attribute__((noinline)) unsigned dispatch(int fd) {
+        char c = 0;
+        if (read(fd, &c, 1) != 1) return 0;
+        unsigned r = handle_request((unsigned)c);
+        __asm__ volatile("");
+        return r + 1;
+    }
+    __attribute__((noinline)) unsigned serve_loop(int requests) {
+        int p[2];
+        if (pipe(p)) return 0;
+        int ep = epoll_create1(0);
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = p[0]}, out[4];
+        epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev);
+        unsigned total = 0;
+        for (int k = 0; k < requests; k++) {
+            epoll_wait(ep, out, 4, 30);
+            if (write(p[1], "x", 1) != 1) return 0;
+            if (epoll_wait(ep, out, 4, 1000) > 0) total += dispatch(out[0].data.fd);
+        }
+        epoll_wait(ep, out, 4, 30);
+        __asm__ volatile("");
+        return total;
+    }
+    int main(void) { printf("%u\\n", serve_loop(4)); return 0; }
+    """
+
+@Suite(.serialized) struct HotFunctionTests {
+    private func names(_ frames: Any?) -> [String] {
+        ((frames as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? ($0["name"] as? String) ?? "?" }
+    }
+
+    /// A C -O2 program (no frame pointers; libc and libm without them either): each loop stall's hot
+    /// function is handle_request, whose samples end in four different leaves, at ≥ 50% with dispatch and
+    /// serve_loop as its callers; dispatch, serve_loop and main hold at least as many samples and are not it.
+    @Test func cStallNamesTheFunctionWhoseTimeIsSpreadOverLeaves() throws {
+        try requireKernel("cStallNamesTheFunctionWhoseTimeIsSpreadOverLeaves")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        let exe = try compileC(spreadSource, name: "hot-spread", flags: ["-O2", "-g"], libraries: ["-lm"])
+        let trace = try recordTrace([exe], name: "hot-spread")
+        let json = try runTool(asynctrace, ["report", "--json", "--threshold", "60ms", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let stalls = try #require(root["stalls"] as? [[String: Any]]).filter { ($0["duration_ns"] as? Int ?? 0) >= 100_000_000 }
+        #expect(stalls.count >= 3, "4 requests of 120 ms CPU: \(stalls.count) stalls of 100 ms or longer")
+        var named = 0
+        for st in stalls {
+            let hot = try #require(st["hot_function"] as? [String: Any], "a stall with samples has a hot function: \(st)")
+            let share = hot["share"] as? Double ?? 0, samples = hot["samples"] as? Int ?? 0, of = hot["of_samples"] as? Int ?? 0
+            #expect(hot["function"] as? String == "handle_request", "\(hot["function"] ?? "-") at \(share), callers \(names(hot["callers"]))")
+            #expect(hot["module"] as? String == exe)
+            #expect(share >= 0.5 && samples * 2 >= of && of >= 20, "\(samples) of \(of)")
+            let callers = names(hot["callers"])
+            #expect(Array(callers.prefix(2)) == ["dispatch", "serve_loop"], "\(callers)")
+            // The spread the inclusive view is for: no single leaf stack holds most of the stall's samples.
+            let cpu = (st["stacks"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "cpu" }
+            let topStack = cpu.first?["samples"] as? Int ?? 0
+            #expect(topStack * 2 < of, "the top leaf stack holds \(topStack) of \(of): \(names(cpu.first?["frames"]))")
+            if hot["function"] as? String == "handle_request" { named += 1 }
+        }
+        #expect(named >= 3)
+        let text = try runTool(asynctrace, ["report", "--threshold", "60ms", trace]).output
+        let hotLines = text.split(separator: "\n").filter { $0.hasPrefix("      hot   ") }
+        #expect(hotLines.count >= 3, "\(text.prefix(3000))")
+        for line in hotLines {
+            #expect(line.contains(" samples under handle_request ← dispatch ← serve_loop ← main"), "\(line)")
+        }
+        let htmlPath = temporaryPath("hot-spread.html")
+        _ = try runTool(asynctrace, ["report", "--html", "--output", htmlPath, "--threshold", "60ms", trace])
+        let html = (try? String(contentsOfFile: htmlPath, encoding: .utf8)) ?? ""
+        #expect(html.contains("samples under handle_request ← dispatch ← serve_loop"), "the HTML stall table shows it")
+    }
+
+    /// A Node server whose named handler function burns CPU in crypto, JSON and Math in turns: each
+    /// blocking request's hot function is handleHash (file:line) at ≥ 50%, not the anonymous request
+    /// handler that called it (which holds more samples) nor node's own JS.
+    @Test func nodeBlockingCallbackNamesTheJSFunctionWhoseTimeIsSpreadOverLeaves() throws {
+        try requireKernel("nodeBlockingCallbackNamesTheJSFunctionWhoseTimeIsSpreadOverLeaves")
+        guard let node = which("node"), let asynctrace = builtExecutable("asynctrace") else {
+            Issue.record("node or asynctrace missing")
+            return
+        }
+        let script = temporaryPath("hot-server-\(UUID().uuidString.prefix(8)).js")
+        try """
+        const http = require('http'), crypto = require('crypto');
+        function handleHash(budgetUs) {
+          const t = process.cpuUsage().user; let s = 'x'.repeat(256), acc = 0, i = 0;
+          while (process.cpuUsage().user - t < budgetUs) {
+            for (let k = 0; k < 40; k++) s = crypto.createHash('sha256').update(s + i).digest('hex').repeat(4);
+            for (let k = 0; k < 40; k++) acc += JSON.parse(JSON.stringify({ s, i, list: [acc, i, s.length, s.slice(0, 64)] })).list[2];
+            for (let k = 0; k < 8000; k++) acc += Math.sqrt(k * i + 1) * Math.sin(k + acc);
+            i++;
+          }
+          return acc + s.length;
+        }
+        const server = http.createServer((req, res) => { res.end(String(handleHash(120000))); });
+        server.listen(0, () => {
+          const port = server.address().port; let left = 6;
+          const next = () => http.get({port, path: '/'}, r => { r.resume(); r.on('end', () => { if (--left > 0) next(); else server.close(); }); });
+          next();
+        });
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let trace = temporaryPath("hot-server.atrace")
+        let rec = try runTool(asynctrace, ["record", "-o", trace, "--", node, script])
+        #expect(rec.status == 0, "\(rec.output)")
+        let json = try runTool(asynctrace, ["report", "--json", "--threshold", "60ms", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let handlers = try #require(root["blocking"] as? [[String: Any]]).filter { ($0["type"] as? String) == "HTTPINCOMINGMESSAGE" }
+        #expect(handlers.count >= 4, "\(handlers.count) blocking request handlers")
+        let hots = handlers.compactMap { $0["hot_function"] as? [String: Any] }
+        #expect(hots.count * 4 >= handlers.count * 3, "most blocking handlers have a hot function: \(hots.count) of \(handlers.count)")
+        for (hot, h) in zip(hots, handlers) {
+            let share = hot["share"] as? Double ?? 0
+            #expect(
+                hot["function"] as? String == "handleHash" && hot["file"] as? String == script && hot["line"] as? Int == 2,
+                "\(hot["function"] ?? "-") \(hot["file"] ?? "-"):\(hot["line"] ?? "-") at \(share), callers \(names(hot["callers"]))")
+            #expect(share >= 0.5, "\(hot)")
+            #expect(names(hot["callers"]).first == "(anonymous)", "\(names(hot["callers"]))")
+            let cpu = (h["stacks"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "cpu" }
+            let topStack = cpu.first?["samples"] as? Int ?? 0, of = hot["of_samples"] as? Int ?? 0
+            #expect(topStack * 2 < of, "the top leaf stack holds \(topStack) of \(of): \(names(cpu.first?["frames"]))")
+        }
+        let text = try runTool(asynctrace, ["report", "--threshold", "60ms", trace]).output
+        let base = (script as NSString).lastPathComponent
+        #expect(text.contains(" samples under handleHash (\(base):2) ← (anonymous) (\(base):"), "\(text.prefix(3000))")
+    }
+}

@@ -1,0 +1,79 @@
+// The hot-function rule on stacks written out here (HotFunctionTests records real programs): which frames
+// count as the program's own code, and which of them is picked.
+import Testing
+import TraceSymbols
+
+@testable import TraceAnalyses
+
+struct HotFunctionRuleTests {
+    /// Frames by id; stacks are lists of ids, innermost first.
+    private let frames: [CodeFrame] = [
+        CodeFrame(function: "main", module: "/srv/app", offset: 0x10),  // 0
+        CodeFrame(function: "dispatch", module: "/srv/app", offset: 0x20),  // 1
+        CodeFrame(function: "handle", module: "/srv/app", offset: 0x30),  // 2
+        CodeFrame(function: "parse", module: "/srv/app", offset: 0x40),  // 3
+        CodeFrame(function: "__memmove_avx_unaligned", module: "/usr/lib/x86_64-linux-gnu/libc.so.6", offset: 0x50),  // 4
+        CodeFrame(function: "AsyncTraceRuntime.EventLoop.run()", module: "/srv/app", offset: 0x60),  // 5
+        CodeFrame(function: "closure #1 in App.serve()", module: "/srv/app", offset: 0x70),  // 6
+        CodeFrame(function: "specialized Swift.Array.append(_:)", module: "/srv/app", offset: 0x80),  // 7
+        CodeFrame(function: "handleHash", file: "/srv/server.js", line: 17, module: "[jit]", offset: 0),  // 8
+        CodeFrame(function: "emit", file: "node:events", line: 517, module: "[jit]", offset: 0),  // 9
+        CodeFrame(function: "node::Start", module: "/usr/local/bin/node", offset: 0x90),  // 10
+        CodeFrame(function: "(anonymous)", file: "/srv/server.js", line: 20, module: "[jit]", offset: 0),  // 11
+        CodeFrame(function: "swift_retain", module: "/opt/swift/usr/lib/swift/linux/libswiftCore.so", offset: 0xa0),  // 12
+        CodeFrame(function: nil, module: "[anon]", offset: 0xb0),  // 13
+    ]
+
+    private func hot(_ stacks: [[Int]: Int]) -> HotFunction? { OwnCode.hot(stacks, frame: { frames[$0] }) }
+
+    @Test func theInnermostMajorityFrameNotTheDispatch() {
+        // handle holds 90 of 100 samples, spread over parse (30), libc (30) and itself (30); dispatch and main hold all.
+        let h = hot([[3, 2, 1, 0]: 30, [4, 2, 1, 0]: 30, [2, 1, 0]: 30, [1, 0]: 10])
+        #expect(h?.frame.function == "handle")
+        #expect(h?.samples == 90 && h?.totalSamples == 100)
+        #expect(h?.callers.map(\.name) == ["dispatch", "main"])
+    }
+
+    @Test func whenNoCalleeHoldsHalfTheCallerIsTheAnswer() {
+        // handle 45 and parse 45 under dispatch: neither is a majority, dispatch is.
+        let h = hot([[2, 1, 0]: 45, [3, 1, 0]: 45, [1, 0]: 10])
+        #expect(h?.frame.function == "dispatch")
+    }
+
+    @Test func aCallerLostInSomeSamplesIsStillTheCaller() {
+        // The unwinder lost handle's caller dispatch in 10 samples: dispatch counts fewer samples than handle, but
+        // sits below it wherever both are seen.
+        let h = hot([[3, 2, 1, 0]: 40, [2, 1, 0]: 40, [2, 0]: 10])
+        #expect(h?.frame.function == "handle", "\(h.map { $0.frame.name } ?? "-")")
+    }
+
+    @Test func asynctraceRuntimeAndSwiftLibraryFramesAreNotTheProgram() {
+        // The runtime's loop runs a closure of the program, whose time is split between the stdlib and retain.
+        let h = hot([[7, 6, 5, 0]: 30, [12, 6, 5, 0]: 30, [6, 5, 0]: 20, [5, 0]: 20])
+        #expect(h?.frame.function == "closure #1 in App.serve()")
+        #expect(OwnCode.swiftModule("closure #2 in closure #1 in static AsyncTraceRuntime.Loop.run()") == "AsyncTraceRuntime")
+        #expect(OwnCode.swiftModule("generic specialization <Swift.Int> of Swift.Array.append(_:)") == "Swift")
+        #expect(OwnCode.swiftModule("burn_leaf") == nil && OwnCode.swiftModule("v8::internal::Heap::Scavenge") == nil)
+    }
+
+    @Test func scriptFramesWinOverTheInterpreterAndNodeInternals() {
+        // JS handler under node's emit, over node's binary: the script function, with the runtime frames as callers.
+        let h = hot([[13, 8, 11, 9, 10]: 50, [8, 11, 9, 10]: 30, [11, 9, 10]: 15, [9, 10]: 5])
+        #expect(h?.frame.function == "handleHash" && h?.frame.line == 17)
+        #expect(h?.samples == 80)
+        #expect(h?.callers.map(\.name) == ["(anonymous)", "emit", "node::Start"])
+        #expect(OwnCode.isInterpreter("python3.11") && OwnCode.isInterpreter("node") && !OwnCode.isInterpreter("python-app"))
+    }
+
+    @Test func noOwnCodeNoAnswer() {
+        #expect(hot([[4, 10]: 10, [13]: 5]) == nil)
+        #expect(hot([:]) == nil)
+    }
+
+    @Test func recursionCountsOncePerSample() {
+        // parse calls itself: one sample per stack, however deep; its callers are below its outermost occurrence.
+        let h = hot([[3, 3, 3, 2, 1, 0]: 60, [2, 1, 0]: 40])
+        #expect(h?.frame.function == "parse" && h?.samples == 60)
+        #expect(h?.callers.first?.name == "handle")
+    }
+}
