@@ -7,6 +7,7 @@ import TraceSymbols
 /// The function of the program's own code that held the most specific majority of a callback's (or
 /// stall's) CPU samples, with its callers.
 public struct HotFunction: Sendable {
+    /// The function (its frame as the code lines name it).
     public var frame: CodeFrame
     /// Its most common callers, innermost first (the stack below its outermost occurrence).
     public var callers: [CodeFrame]
@@ -14,6 +15,7 @@ public struct HotFunction: Sendable {
     public var samples: Int
     /// All the samples taken in the callback (or stall).
     public var totalSamples: Int
+    /// samples / totalSamples.
     public var share: Double { totalSamples > 0 ? Double(samples) / Double(totalSamples) : 0 }
 }
 
