@@ -54,10 +54,19 @@ public struct PerfMap: Sendable {
         return entries[lo - 1]
     }
 
-    /// Node's "JS:*name file:line:col" as (name, file, line); other names as they are.
+    /// Node's "JS:*name file:line:col" as (name, file, line), CPython's "py::name:file" as (name, file,
+    /// nil); other names as they are.
     public static func split(_ raw: String) -> (function: String, file: String?, line: Int?) {
         var s = Substring(raw)
-        for prefix in ["JS:", "LazyCompile:", "Function:", "Script:", "Eval:", "py::"] where s.hasPrefix(prefix) {
+        // CPython 3.12+ perf trampolines: "py::qualname:filename" (a qualified name holds no colon; the file may).
+        if s.hasPrefix("py::") {
+            let rest = s.dropFirst(4)
+            guard let colon = rest.firstIndex(of: ":"), colon > rest.startIndex, rest.index(after: colon) < rest.endIndex else {
+                return (rest.isEmpty ? "(anonymous)" : String(rest), nil, nil)
+            }
+            return (String(rest[..<colon]), String(rest[rest.index(after: colon)...]), nil)
+        }
+        for prefix in ["JS:", "LazyCompile:", "Function:", "Script:", "Eval:"] where s.hasPrefix(prefix) {
             s = s.dropFirst(prefix.count)
             break
         }

@@ -65,6 +65,20 @@ struct HotFunctionRuleTests {
         #expect(OwnCode.isInterpreter("python3.11") && OwnCode.isInterpreter("node") && !OwnCode.isInterpreter("python-app"))
     }
 
+    @Test func pythonFramesFromPerfTrampolinesAreTheProgram() {
+        // CPython 3.12+ with perf trampolines: "py::render:/srv/app/views.py" frames over the interpreter's C.
+        let f: [CodeFrame] = [
+            CodeFrame(function: "_PyEval_EvalFrameDefault", module: "/usr/bin/python3.12", offset: 0x10),
+            CodeFrame(function: "main", file: "/srv/app/app.py", module: "[jit]", offset: 0),
+            CodeFrame(function: "render", file: "/srv/app/views.py", module: "[jit]", offset: 0),
+            CodeFrame(function: "_bootstrap", file: "<frozen importlib._bootstrap>", module: "[jit]", offset: 0),
+            CodeFrame(function: "dumps", file: "/usr/lib/python3.12/json/__init__.py", module: "[jit]", offset: 0),
+        ]
+        let h = OwnCode.hot([[0, 4, 0, 2, 0, 1, 0, 3, 0]: 60, [0, 2, 0, 1, 0, 3, 0]: 30, [0, 1, 0, 3, 0]: 10], frame: { f[$0] })
+        #expect(h?.frame.function == "render" && h?.samples == 90)
+        #expect(!OwnCode.isScript(f[3]) && !OwnCode.isScript(f[4]) && !OwnCode.isNative(f[0]))
+    }
+
     @Test func noOwnCodeNoAnswer() {
         #expect(hot([[4, 10]: 10, [13]: 5]) == nil)
         #expect(hot([:]) == nil)

@@ -64,6 +64,10 @@ import TraceSymbols
         let anon = PerfMap.split("JS:~ node:internal/main/run_main_module:1:1")
         #expect(anon.function == "(anonymous)" && anon.file == "node:internal/main/run_main_module" && anon.line == 1)
         #expect(PerfMap.split("stub:CEntry").function == "stub:CEntry")
+        let py = PerfMap.split("py::Handler.render:/srv/app/views.py")
+        #expect(py.function == "Handler.render" && py.file == "/srv/app/views.py" && py.line == nil)
+        #expect(PerfMap.split("py::<module>:C:/odd:name.py").file == "C:/odd:name.py")
+        #expect(PerfMap.split("py::").function == "(anonymous)" && PerfMap.split("py::f:").file == nil)
     }
 
     @Test func elfSymbolsOfACompiledProgramNameItsFunctions() throws {
