@@ -93,6 +93,14 @@ public enum Demangle {
                 rest = rest.dropFirst(thunk.count)
                 changed = true
             }
+            // The full form of "specialized ": "generic specialization <Swift.Int> of f",
+            // "function signature specialization <Arg[3] = [Closure Propagated : …]> of f".
+            if rest.hasPrefix("generic specialization <") || rest.hasPrefix("function signature specialization <"),
+                let of = specializationEnd(rest)
+            {
+                rest = rest[of...]
+                changed = true
+            }
         }
         var closures = ""
         // Each split scans what is left: bounded, so a crafted name of many closures stays linear.
@@ -103,6 +111,28 @@ public enum Demangle {
             rest = enclosing
         }
         return closures + shortenFunction(String(rest))
+    }
+
+    /// Where the function of "… specialization <…> of f" begins: after the " of " that follows the
+    /// "<…>" matching the first "<" ("->" is not a bracket); nil if there is none.
+    private static func specializationEnd(_ s: Substring) -> Substring.Index? {
+        guard let open = s.firstIndex(of: "<") else { return nil }
+        var depth = 0
+        var i = open
+        while i < s.endIndex {
+            let c = s[i]
+            if c == "<" {
+                depth += 1
+            } else if c == ">" && s[s.index(before: i)] != "-" {
+                depth -= 1
+                if depth == 0 {
+                    let after = s[s.index(after: i)...]
+                    return after.hasPrefix(" of ") ? after.index(after.startIndex, offsetBy: 4) : nil
+                }
+            }
+            i = s.index(after: i)
+        }
+        return nil
     }
 
     /// "closure #2 () async -> Swift.Int in static M.App.main() async -> ()" -> ("closure #2", "static M.App.main() …").

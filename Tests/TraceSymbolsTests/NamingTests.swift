@@ -34,6 +34,18 @@ import TraceSymbols
                 == "implicit closure #1 in App.Store.filter(by:)")
         #expect(Demangle.name("_ZN2v88internal9Execution4CallEPNS0_7IsolateE") == "v8::internal::Execution::Call")
         #expect(Demangle.name("uv__io_poll") == "uv__io_poll")
+        // Specializations in their full form are named after the function they specialize (stdlib code
+        // specialized into the program: its module says so).
+        #expect(
+            Demangle.name(
+                "$sSr15_stableSortImpl2byySbx_xtKXE_tKFySryxGz_SiztKXEfU_Si_Tg559$sSMsSkRzSL7ElementSTRpzrlE4sortyyFSbAB_ABtcfu_SaySiG_Tt1G5Tf1nnncn_n"
+            ) == "closure #1 in Swift.UnsafeMutableBufferPointer._stableSortImpl(by:)")
+        #expect(
+            Demangle.shortenSwift("generic specialization <Swift.Array<(Swift.Int) -> Swift.Int>> of App.Store.run(_: Swift.Int) -> ()")
+                == "App.Store.run(_:)")
+        // Unbalanced: left as it is.
+        let unbalanced = "generic specialization <Swift.Int of App.f() -> ()"
+        #expect(Demangle.shortenSwift(unbalanced) == unbalanced)
     }
 
     @Test func cxxNamesLoseTheirParameters() {
