@@ -81,6 +81,63 @@ private let spreadSource = """
     int main(void) { printf("%u\\n", serve_loop(4)); return 0; }
     """
 
+/// The same loop in Swift, built with `swiftc -O` (no frame pointers, no CFI for Swift functions): each
+/// request's handleRequest spends its time in the standard library's sort (specialized into the program),
+/// Dictionary and String code and swift_retain/release, in turns.
+private let swiftSpreadSource = """
+    import Glibc
+
+    final class Server {
+        var table: [String: Int] = [:]
+        @inline(never) func handleRequest(_ seed: Int) -> Int {
+            var ts = timespec(); clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+            let t0 = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+            var acc = seed
+            while true {
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+                if Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 - t0 > 0.12 { break }
+                var a = (0..<20000).map { ($0 &* 2654435761 &+ acc) & 0xffff }
+                a.sort()
+                acc &+= a[100]
+                for i in 0..<2000 { table["k\\(i % 500)", default: 0] += i }
+                acc &+= table.count
+                let s = String(repeating: "ab", count: 5000)
+                acc &+= s.utf8.reduce(0) { $0 &+ Int($1) }
+            }
+            return acc
+        }
+    }
+
+    @inline(never) func dispatch(_ s: Server, _ fd: Int32) -> Int {
+        var c: UInt8 = 0
+        _ = read(fd, &c, 1)
+        let r = s.handleRequest(Int(c))
+        return r &+ 1
+    }
+
+    @_silgen_name("epoll_create1") func c_epoll_create1(_ f: Int32) -> Int32
+    @_silgen_name("epoll_ctl") func c_epoll_ctl(_ ep: Int32, _ op: Int32, _ fd: Int32, _ ev: UnsafeMutableRawPointer) -> Int32
+    @_silgen_name("epoll_wait") func c_epoll_wait(_ ep: Int32, _ ev: UnsafeMutableRawPointer, _ n: Int32, _ t: Int32) -> Int32
+    var p: [Int32] = [0, 0]
+    pipe(&p)
+    let ep = c_epoll_create1(0)
+    let buf = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+    buf.storeBytes(of: UInt32(1), as: UInt32.self)
+    buf.storeBytes(of: UInt32(0), toByteOffset: 8, as: UInt32.self)
+    buf.storeBytes(of: p[0], toByteOffset: 4, as: Int32.self)
+    _ = c_epoll_ctl(ep, 1, p[0], buf)
+    let server = Server()
+    var total = 0
+    for _ in 0..<4 {
+        _ = c_epoll_wait(ep, buf, 4, 30)
+        var x: UInt8 = 120
+        _ = write(p[1], &x, 1)
+        if c_epoll_wait(ep, buf, 4, 1000) > 0 { total &+= dispatch(server, p[0]) }
+    }
+    _ = c_epoll_wait(ep, buf, 4, 30)
+    print(total)
+    """
+
 @Suite(.serialized) struct HotFunctionTests {
     private func names(_ frames: Any?) -> [String] {
         ((frames as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? ($0["name"] as? String) ?? "?" }
@@ -178,5 +235,30 @@ private let spreadSource = """
         let text = try runTool(asynctrace, ["report", "--threshold", "60ms", trace]).output
         let base = (script as NSString).lastPathComponent
         #expect(text.contains(" samples under handleHash (\(base):2) ← (anonymous) (\(base):"), "\(text.prefix(3000))")
+    }
+
+    /// The Swift release build: each stall's hot function is Server.handleRequest(_:) (not the stdlib's
+    /// specialized sort closure, not dispatch or main) with dispatch as its caller.
+    @Test func swiftReleaseStallNamesTheMethodNotTheStdlibOrTheDispatch() throws {
+        try requireKernel("swiftReleaseStallNamesTheMethodNotTheStdlibOrTheDispatch")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        guard let swiftc = which("swiftc") else { throw TestFailure("swiftc not found") }
+        let src = temporaryPath("hotswift.swift"), exe = temporaryPath("hotswift")
+        try swiftSpreadSource.write(toFile: src, atomically: true, encoding: .utf8)
+        let c = try runTool(swiftc, ["-O", "-module-name", "hotswift", "-o", exe, src])
+        guard c.status == 0 else { throw TestFailure("swiftc failed: \(c.output)") }
+        let trace = try recordTrace([exe], name: "hotswift")
+        let json = try runTool(asynctrace, ["report", "--json", "--threshold", "60ms", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let stalls = try #require(root["stalls"] as? [[String: Any]]).filter { ($0["duration_ns"] as? Int ?? 0) >= 100_000_000 }
+        #expect(stalls.count >= 3, "4 requests of 120 ms CPU: \(stalls.count) stalls of 100 ms or longer")
+        for st in stalls {
+            let hot = try #require(st["hot_function"] as? [String: Any], "a stall with samples has a hot function: \(st)")
+            let share = hot["share"] as? Double ?? 0
+            #expect(
+                hot["function"] as? String == "hotswift.Server.handleRequest(_:)" && share >= 0.5,
+                "\(hot["function"] ?? "-") at \(share), callers \(names(hot["callers"]))")
+            #expect(names(hot["callers"]).first == "hotswift.dispatch(_:_:)", "\(names(hot["callers"]))")
+        }
     }
 }
