@@ -235,6 +235,10 @@ private let swiftSpreadSource = """
         let text = try runTool(asynctrace, ["report", "--threshold", "60ms", trace]).output
         let base = (script as NSString).lastPathComponent
         #expect(text.contains(" samples under handleHash (\(base):2) ← (anonymous) (\(base):"), "\(text.prefix(3000))")
+        let htmlPath = temporaryPath("hot-server.html")
+        _ = try runTool(asynctrace, ["report", "--html", "--output", htmlPath, "--threshold", "60ms", trace])
+        let html = (try? String(contentsOfFile: htmlPath, encoding: .utf8)) ?? ""
+        #expect(html.contains(" samples under handleHash (\(base):2) ← (anonymous) (\(base):"), "the HTML blocking table shows it")
     }
 
     /// The Swift release build: each stall's hot function is Server.handleRequest(_:) (not the stdlib's
