@@ -6,6 +6,8 @@
 @_spi(Runtime) import AsyncHooks
 import CAsyncTraceConcurrency
 
+/// Swift Concurrency as async hooks: each task a SwiftTask resource (its trigger the task or callback that
+/// created it), each run of one of its jobs a before/after on the thread that ran it.
 public enum AsyncTraceConcurrency {
     /// The resource type of every Swift task.
     public static let taskType = ResourceType("SwiftTask")
@@ -28,7 +30,9 @@ public enum AsyncTraceConcurrency {
         return id == 0 ? nil : id
     }
 
+    /// Why `install()` failed.
     public enum InstallError: Error, CustomStringConvertible {
+        /// Neither `swift_task_enqueueGlobal_hook` nor Dispatch's queue functions were found in this process.
         case hookNotFound
         public var description: String {
             "swift_task_enqueueGlobal_hook or Dispatch's queue functions were not found in this process"
@@ -52,9 +56,13 @@ public enum AsyncTraceConcurrency {
         atc_set_preload_active(1)
     }
 
+    /// What the hooks have seen in this process so far.
     public struct Statistics: Sendable, Equatable {
+        /// Jobs run (each a before/after pair).
         public var jobsRun: UInt64
+        /// Distinct tasks seen (each a SwiftTask resource).
         public var tasksSeen: UInt64
+        /// Tasks whose completion was seen (each a destroy).
         public var tasksCompleted: UInt64
         /// Tasks whose completion could not be observed (so no destroy is recorded for them).
         public var tasksWithoutCompletion: UInt64
@@ -62,6 +70,7 @@ public enum AsyncTraceConcurrency {
         public var taskNamesNotRecorded: UInt64 = 0
     }
 
+    /// The counters now.
     public static var statistics: Statistics {
         let s = atc_get_statistics()
         return Statistics(
