@@ -9,9 +9,11 @@ import AsyncTraceRuntime
 
 /// Keeps idle connections per host:port (Node's `http.Agent`; keep-alive by default, as in Node 20).
 public final class Agent {
+    /// Whether connections are kept open for reuse after a response (Node 20's default: true).
     public let keepAlive: Bool
     var free: [String: [ClientConnection]] = [:]
 
+    /// An agent with no connections yet.
     public init(keepAlive: Bool = true) { self.keepAlive = keepAlive }
 
     /// This thread's default agent.
@@ -86,15 +88,20 @@ final class ClientConnection {
 /// Node's `http.ClientRequest`: write the body (or nothing), then `end()`; the response arrives as
 /// an IncomingMessage. Errors (refused, reset, malformed response) arrive as 'error'.
 public final class ClientRequest: OutgoingMessage {
+    /// The request method ("GET", ...).
     public let method: String
+    /// The request target ("/path?query").
     public let path: String
+    /// The server's host.
     public let host: String
+    /// The server's port.
     public let port: Int
     /// HTTPCLIENTREQUEST.
     public let context: AsyncResourceContext
     let connection: ClientConnection
     let loop: EventLoop
     let keepAliveRequested: Bool
+    /// The response, once its head arrived.
     public private(set) var response: IncomingMessage?
     var done = false
     var responseListeners: [(IncomingMessage) throws -> Void] = []
@@ -186,11 +193,15 @@ public final class ClientRequest: OutgoingMessage {
         for f in errorListeners { try f(e) }
     }
 
+    /// 'response': `f` runs with the response once its head arrived (in the request's scope).
     @discardableResult public func onResponse(_ f: @escaping (IncomingMessage) throws -> Void) -> ClientRequest {
         responseListeners.append(f); return self
     }
+    /// 'error': `f` runs on a refused or reset connection or a malformed response; without a listener
+    /// it is thrown as an uncaught error of the request's callback.
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> ClientRequest { errorListeners.append(f); return self }
 
+    /// The request's async id (its HTTPCLIENTREQUEST resource).
     public var asyncID: AsyncID { context.asyncID }
 }
 
@@ -221,6 +232,7 @@ public enum HTTP {
         return req
     }
 
+    /// Node's `http.createServer`: a server (not listening yet) calling `onRequest` for each request.
     public static func createServer(loop: EventLoop = .current, _ onRequest: ((IncomingMessage, ServerResponse) throws -> Void)? = nil) -> HTTPServer
     {
         HTTPServer(loop: loop, onRequest)

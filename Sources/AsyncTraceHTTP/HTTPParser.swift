@@ -4,11 +4,15 @@
 
 /// The start line and headers of one message.
 public struct HTTPHead: Sendable {
+    /// Requests: the method ("GET", ...).
     public var method = ""
+    /// Requests: the request target ("/path?query").
     public var target = ""
     /// "1.1" or "1.0".
     public var version = "1.1"
+    /// Responses: the status code.
     public var statusCode = 0
+    /// Responses: the reason phrase.
     public var statusMessage = ""
     /// Header fields in arrival order, names as sent.
     public var headers: [(name: String, value: String)] = []

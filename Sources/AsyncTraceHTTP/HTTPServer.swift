@@ -5,7 +5,11 @@
 import AsyncHooks
 import AsyncTraceRuntime
 
+/// Node's `http.Server`: HTTP/1.1 with keep-alive, Content-Length and chunked bodies, requests of a
+/// connection in order. Each connection's parser is an HTTPINCOMINGMESSAGE resource (trigger: the socket)
+/// under which the request handler and the body events run.
 public final class HTTPServer {
+    /// The TCP server underneath.
     public let server: Server
     let loop: EventLoop
     var requestListeners: [(IncomingMessage, ServerResponse) throws -> Void] = []
@@ -21,15 +25,19 @@ public final class HTTPServer {
         server.onConnection { [self] socket in _ = ServerConnection(http: self, socket: socket) }
     }
 
+    /// Starts listening on `host`:`port` (0: any free port; see `address()`); `onListening` runs once it listens.
     @discardableResult
     public func listen(port: Int = 0, host: String = "0.0.0.0", _ onListening: Callback? = nil) -> HTTPServer {
         server.listen(port: port, host: host, onListening)
         return self
     }
 
+    /// Stops accepting connections; `callback` runs once the server closed.
     public func close(_ callback: ((NetError?) throws -> Void)? = nil) { server.close(callback) }
+    /// The bound address, nil before `listen` took effect.
     public func address() -> SocketAddress? { server.address() }
 
+    /// 'request': `f` runs for each request, with the response to write.
     @discardableResult public func onRequest(_ f: @escaping (IncomingMessage, ServerResponse) throws -> Void) -> HTTPServer {
         requestListeners.append(f); return self
     }
@@ -38,7 +46,9 @@ public final class HTTPServer {
     @discardableResult public func onClientError(_ f: @escaping (NetError, Socket) throws -> Void) -> HTTPServer {
         clientErrorListeners.append(f); return self
     }
+    /// 'error': the listening socket failed.
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> HTTPServer { server.onError(f); return self }
+    /// 'close': the server closed.
     @discardableResult public func onClose(_ f: @escaping Callback) -> HTTPServer { server.onClose(f); return self }
 }
 
@@ -131,7 +141,9 @@ final class ServerConnection {
 
 /// Node's `http.ServerResponse`.
 public final class ServerResponse: OutgoingMessage {
+    /// The status code the head will carry (default 200).
     public var statusCode = 200
+    /// The reason phrase (nil: the standard one for `statusCode`).
     public var statusMessage: String?
     let keepAlive: Bool
     weak var connection: ServerConnection?
@@ -142,6 +154,7 @@ public final class ServerResponse: OutgoingMessage {
         super.init(socket: connection.socket)
     }
 
+    /// Sets the status and headers the head will carry (sent with the first write or `end`).
     public func writeHead(_ status: Int, _ headers: [(String, String)] = []) {
         statusCode = status
         for (n, v) in headers { setHeader(n, v) }

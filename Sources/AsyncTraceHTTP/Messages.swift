@@ -9,14 +9,23 @@ import AsyncHooks
 /// Node's `http.IncomingMessage`. Attach `onData`/`onEnd` in the request or response callback: the body
 /// streams as it arrives.
 public final class IncomingMessage {
+    /// The start line and headers.
     public let head: HTTPHead
+    /// The connection it arrived on.
     public let socket: Socket
+    /// Requests: the method.
     public var method: String { head.method }
+    /// Requests: the request target ("/path?query").
     public var url: String { head.target }
+    /// "1.1" or "1.0".
     public var httpVersion: String { head.version }
+    /// Responses: the status code.
     public var statusCode: Int { head.statusCode }
+    /// Responses: the reason phrase.
     public var statusMessage: String { head.statusMessage }
+    /// Header fields in arrival order, names as sent.
     public var headers: [(name: String, value: String)] { head.headers }
+    /// The value of the first header named `name` (case-insensitive), or nil.
     public func header(_ name: String) -> String? { head.header(name) }
     /// The whole body was received.
     public internal(set) var complete = false
@@ -30,7 +39,9 @@ public final class IncomingMessage {
         self.socket = socket
     }
 
+    /// 'data': `f` runs with each piece of the body as it arrives.
     @discardableResult public func onData(_ f: @escaping ([UInt8]) throws -> Void) -> IncomingMessage { dataListeners.append(f); return self }
+    /// 'end': `f` runs once the whole body arrived.
     @discardableResult public func onEnd(_ f: @escaping () throws -> Void) -> IncomingMessage { endListeners.append(f); return self }
     /// The connection closed before the message was complete.
     @discardableResult public func onAborted(_ f: @escaping () throws -> Void) -> IncomingMessage { abortedListeners.append(f); return self }
@@ -62,9 +73,12 @@ public final class IncomingMessage {
 /// Writes one message's head and body on a socket: Content-Length when the whole body is known at
 /// `end`, chunked transfer coding when it is written in pieces (unless a Content-Length was set).
 public class OutgoingMessage {
+    /// The connection it is written on.
     public let socket: Socket
     var headers: [(name: String, value: String)] = []
+    /// Whether the head was written (headers can no longer change).
     public private(set) var headersSent = false
+    /// Whether `end` was called.
     public private(set) var finished = false
     var chunked = false
     var finishListeners: [() throws -> Void] = []
@@ -78,11 +92,13 @@ public class OutgoingMessage {
         headers.append((name, value))
     }
 
+    /// The value of header `name` (case-insensitive), or nil.
     public func getHeader(_ name: String) -> String? {
         let lower = name.lowercased()
         return headers.first { $0.name.lowercased() == lower }?.value
     }
 
+    /// Removes every header named `name` (case-insensitive).
     public func removeHeader(_ name: String) {
         let lower = name.lowercased()
         headers.removeAll { $0.name.lowercased() == lower }
@@ -130,6 +146,7 @@ public class OutgoingMessage {
         return socket.write(out)
     }
 
+    /// `write` of the string's UTF-8 bytes.
     @discardableResult
     public func write(_ s: String) -> Bool { write(Array(s.utf8)) }
 
@@ -155,6 +172,7 @@ public class OutgoingMessage {
         didFinish()
     }
 
+    /// `end` with the string's UTF-8 bytes.
     public func end(_ s: String) { end(Array(s.utf8)) }
 
     /// 'finish': the whole message was handed to the socket.
