@@ -9,11 +9,15 @@ import Glibc
 public struct TLSOptions: Sendable {
     /// PEM text, or a path in the `File` variants.
     public var certificatePEM: String?
+    /// A path to the PEM certificate (chain).
     public var certificateFile: String?
+    /// The private key as PEM text.
     public var privateKeyPEM: String?
+    /// A path to the PEM private key.
     public var privateKeyFile: String?
     /// Trusted CAs for verifying the peer (PEM text or a file); without one, the system store.
     public var caPEM: String?
+    /// A path to a PEM file of trusted CAs.
     public var caFile: String?
     /// Clients: fail the handshake when the server's certificate does not verify (Node's default: true).
     public var rejectUnauthorized = true
@@ -22,6 +26,7 @@ public struct TLSOptions: Sendable {
     /// ALPN protocols, most preferred first ("h2", "http/1.1").
     public var alpnProtocols: [String] = []
 
+    /// Options from their parts; nothing is read until a `SecureContext` is made from them.
     public init(
         certificatePEM: String? = nil, certificateFile: String? = nil, privateKeyPEM: String? = nil,
         privateKeyFile: String? = nil, caPEM: String? = nil, caFile: String? = nil,
@@ -41,7 +46,9 @@ public struct TLSOptions: Sendable {
 
 /// A bad configuration (unreadable certificate, key not matching, ...), with OpenSSL's reason.
 public struct TLSConfigurationError: Error, CustomStringConvertible {
+    /// A short code naming the failing step (e.g. "ERR_SSL_CTX_NEW").
     public let code: String
+    /// OpenSSL's reason.
     public let message: String
     public var description: String { "\(code): \(message)" }
 }
@@ -50,12 +57,15 @@ public struct TLSConfigurationError: Error, CustomStringConvertible {
 public final class SecureContext: @unchecked Sendable {
     let ctx: OpaquePointer
     let isServer: Bool
+    /// The options it was built from.
     public let options: TLSOptions
     /// ALPN list in wire format (length-prefixed names).
     let alpnWire: [UInt8]
     /// Server: contexts selected by SNI name (Node's `server.addContext`).
     var sniContexts: [(name: String, context: SecureContext)] = []
 
+    /// Builds the context for a server or a client: reads the certificate, key and CAs; throws when one
+    /// cannot be read or the key does not match.
     public init(server: Bool, options: TLSOptions) throws(TLSConfigurationError) {
         ignoreSIGPIPE
         guard let ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()) else {

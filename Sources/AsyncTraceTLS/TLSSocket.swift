@@ -175,18 +175,24 @@ final class OpenSSLTransport: SocketTransport {
 /// Node's `tls.TLSSocket`: a TCP socket with TLS under its bytes. Use `socket` for the stream API
 /// (write, end, onData, onEnd, onClose, onError...), which runs under this TLSWRAP.
 public final class TLSSocket {
+    /// The TCP socket underneath (its stream API carries the decrypted bytes).
     public let socket: Socket
     /// TLSWRAP.
     public let context: AsyncResourceContext
     let transport: OpenSSLTransport
+    /// Whether this is the server's end.
     public let isServer: Bool
     /// The handshake completed and (for clients) the certificate verified against the trusted CAs.
     public private(set) var authorized = false
+    /// The ALPN protocol both ends agreed on, once the handshake completed (nil: none).
     public private(set) var alpnProtocol: String?
+    /// The SNI name of the connection, once the handshake completed.
     public private(set) var servername: String?
+    /// The TLS version ("TLSv1.3"), once the handshake completed.
     public private(set) var protocolVersion: String?
     /// The peer certificate's subject ("/CN=localhost"), when it sent one.
     public private(set) var peerCertificateSubject: String?
+    /// Whether the handshake completed.
     public private(set) var secure = false
     var secureListeners: [() throws -> Void] = []
 
@@ -220,14 +226,24 @@ public final class TLSSocket {
     @discardableResult
     public func onSecureConnect(_ f: @escaping () throws -> Void) -> TLSSocket { secureListeners.append(f); return self }
 
+    /// Writes `data` (encrypted before it is sent); false when the queue is at or past its high-water mark;
+    /// `cb` runs once the bytes are handed to the kernel (or with the error that stopped them).
     @discardableResult public func write(_ data: [UInt8], _ cb: ((NetError?) throws -> Void)? = nil) -> Bool { socket.write(data, cb) }
+    /// Writes the string's UTF-8 bytes.
     @discardableResult public func write(_ s: String) -> Bool { socket.write(s) }
+    /// Sends `data`, if any, then ends the writing side (`Socket.end`).
     public func end(_ data: [UInt8]? = nil) { socket.end(data) }
+    /// Closes the connection now (`Socket.destroy`): 'error' follows when `error` is given, then 'close'.
     public func destroy(_ error: NetError? = nil) { socket.destroy(error) }
+    /// 'data': `f` runs with each piece of decrypted data.
     @discardableResult public func onData(_ f: @escaping ([UInt8]) throws -> Void) -> TLSSocket { socket.onData(f); return self }
+    /// 'end': the peer ended its side.
     @discardableResult public func onEnd(_ f: @escaping () throws -> Void) -> TLSSocket { socket.onEnd(f); return self }
+    /// 'close': the connection closed (`true`: because of an error).
     @discardableResult public func onClose(_ f: @escaping (Bool) throws -> Void) -> TLSSocket { socket.onClose(f); return self }
+    /// 'error': the connection or the handshake failed.
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> TLSSocket { socket.onError(f); return self }
+    /// The TLSWRAP resource's async id.
     public var asyncID: AsyncID { context.asyncID }
 }
 
@@ -244,6 +260,7 @@ public enum TLS {
         return try connect(port: port, host: host, context: context, loop: loop, onSecureConnect)
     }
 
+    /// Node's `tls.connect` with a context made already (shared by many connections).
     public static func connect(
         port: Int, host: String = "localhost", context: SecureContext,
         loop: EventLoop = .current, _ onSecureConnect: (() throws -> Void)? = nil
@@ -263,11 +280,14 @@ public enum TLS {
 
 /// Node's `tls.Server`: a TCP server whose connections handshake before 'secureConnection'.
 public final class TLSServer {
+    /// The TCP server underneath.
     public let server: Server
+    /// The server's context (certificate, key, ALPN).
     public let secureContext: SecureContext
     var secureListeners: [(TLSSocket) throws -> Void] = []
     var clientErrorListeners: [(NetError, TLSSocket) throws -> Void] = []
 
+    /// A server (not listening yet) with `options`' certificate and key; throws when they cannot be used.
     public init(options: TLSOptions, loop: EventLoop = .current, _ onSecureConnection: ((TLSSocket) throws -> Void)? = nil) throws {
         secureContext = try SecureContext(server: true, options: options)
         server = Server(loop: loop)
@@ -293,14 +313,18 @@ public final class TLSServer {
         secureContext.addContext(hostname, try SecureContext(server: true, options: options))
     }
 
+    /// Starts listening on `host`:`port` (0: any free port; see `address()`); `onListening` runs once it listens.
     @discardableResult
     public func listen(port: Int = 0, host: String = "0.0.0.0", _ onListening: Callback? = nil) -> TLSServer {
         server.listen(port: port, host: host, onListening)
         return self
     }
 
+    /// Stops accepting connections; `callback` runs once the server closed.
     public func close(_ callback: ((NetError?) throws -> Void)? = nil) { server.close(callback) }
+    /// The bound address, nil before `listen` took effect.
     public func address() -> SocketAddress? { server.address() }
+    /// 'secureConnection': `f` runs with each connection whose handshake completed.
     @discardableResult public func onSecureConnection(_ f: @escaping (TLSSocket) throws -> Void) -> TLSServer {
         secureListeners.append(f); return self
     }
@@ -308,5 +332,6 @@ public final class TLSServer {
     @discardableResult public func onTLSClientError(_ f: @escaping (NetError, TLSSocket) throws -> Void) -> TLSServer {
         clientErrorListeners.append(f); return self
     }
+    /// 'error': the listening socket failed.
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> TLSServer { server.onError(f); return self }
 }
