@@ -3,16 +3,28 @@
 // buffers, and `write` returns false once highWaterMark bytes wait, then 'drain' follows.
 @_spi(Runtime) import AsyncHooks
 
+/// Node's `fs.ReadStream`: reads the file `highWaterMark` bytes at a time on the thread pool while flowing;
+/// each chunk is 'data' (made by `FS.createReadStream`).
 public final class ReadStream {
+    /// The file's path.
     public let path: String
+    /// Bytes read per request.
     public let highWaterMark: Int
+    /// 'open': the file was opened (its fd).
     public var onOpen: ((Int32) throws -> Void)?
+    /// 'data': the next chunk.
     public var onData: (([UInt8]) throws -> Void)?
+    /// 'end': the whole file was read (then 'close').
     public var onEnd: (() throws -> Void)?
+    /// 'error': opening or reading failed (then 'close'; without a handler the error is uncaught).
     public var onError: ((any Error) throws -> Void)?
+    /// 'close': the file was closed.
     public var onClose: (() throws -> Void)?
+    /// Bytes read so far.
     public private(set) var bytesRead = 0
+    /// Whether `pause()` stopped the flow.
     public private(set) var isPaused = false
+    /// Whether `destroy()` was called.
     public private(set) var isDestroyed = false
     var fd: Int32 = -1
     var reading = false
@@ -34,7 +46,9 @@ public final class ReadStream {
         }
     }
 
+    /// Stops reading after the request in flight; `resume()` continues.
     public func pause() { isPaused = true }
+    /// Continues reading after `pause()`.
     public func resume() {
         guard isPaused else { return }
         isPaused = false
@@ -116,17 +130,28 @@ public final class ReadStream {
     }
 }
 
+/// Node's `fs.WriteStream`: buffers writes and writes them in order on the thread pool; `write` returns
+/// false once `highWaterMark` bytes wait, and 'drain' follows when they are written (made by `FS.createWriteStream`).
 public final class WriteStream {
+    /// The file's path.
     public let path: String
+    /// Waiting bytes at which `write` returns false.
     public let highWaterMark: Int
+    /// 'open': the file was opened (its fd).
     public var onOpen: ((Int32) throws -> Void)?
+    /// 'drain': the waiting bytes were written after `write` returned false.
     public var onDrain: (() throws -> Void)?
+    /// 'finish': everything was written after `end`.
     public var onFinish: (() throws -> Void)?
+    /// 'error': opening or writing failed, or a write after `end` (then 'close'; without a handler it is uncaught).
     public var onError: ((any Error) throws -> Void)?
+    /// 'close': the file was closed.
     public var onClose: (() throws -> Void)?
     /// Bytes accepted by `write` and not yet written to the file.
     public private(set) var writableLength = 0
+    /// Bytes written to the file so far.
     public private(set) var bytesWritten = 0
+    /// Whether `end` was called.
     public private(set) var isEnded = false
     var fd: Int32 = -1
     var pending: [[UInt8]] = []
