@@ -6,6 +6,8 @@ import Glibc
 #endif
 @_spi(Runtime) import AsyncHooks
 
+/// Node's `child_process.ChildProcess`: a spawned program (a PROCESSWRAP resource recording its pidfd),
+/// its stdio as PIPEWRAP sockets, its exit from the pidfd watched on the loop.
 public final class ChildProcess {
     /// How each of the child's stdin, stdout and stderr is connected.
     public enum StdioMode: Sendable {
@@ -20,20 +22,29 @@ public final class ChildProcess {
     let loop: EventLoop
     /// PROCESSWRAP.
     public let context: AsyncResourceContext
+    /// The child's pid (0 until spawned).
     public private(set) var pid: pid_t = 0
+    /// The program spawned (as given).
     public let spawnFile: String
+    /// Its arguments, argv[0] included.
     public let spawnArgs: [String]
+    /// The parent's end of the child's stdin (nil unless `.pipe`).
     public private(set) var stdin: Socket?
+    /// The parent's end of the child's stdout (nil unless `.pipe`).
     public private(set) var stdout: Socket?
+    /// The parent's end of the child's stderr (nil unless `.pipe`).
     public private(set) var stderr: Socket?
     var pidFD: Int32 = -1
     var watcher: FDWatcher?
+    /// The exit code once it exited normally; -errno when spawning failed; nil while running or when a signal ended it.
     public private(set) var exitCode: Int32?
     /// The signal that ended the child, e.g. "SIGTERM".
     public private(set) var signalCode: String?
+    /// Whether the child has ended (exited, killed by a signal, or failed to spawn).
     public private(set) var hasExited = false
     var openStdio = 0
     var closeEmitted = false
+    /// Whether `kill` sent a signal successfully.
     public private(set) var killed = false
 
     var exitListeners = Listeners<(Int32?, String?)>()
@@ -184,6 +195,7 @@ public final class ChildProcess {
         }
     }
 
+    /// The PROCESSWRAP resource's async id.
     public var asyncID: AsyncID { context.asyncID }
 
     /// 'exit' (code, signal): exactly one is non-nil.
@@ -194,19 +206,27 @@ public final class ChildProcess {
     @discardableResult public func onClose(_ f: @escaping (Int32?, String?) throws -> Void) -> ChildProcess {
         closeListeners.add { try f($0.0, $0.1) }; return self
     }
+    /// 'error': the child could not be spawned (without a listener the error is uncaught).
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> ChildProcess { errorListeners.add(f); return self }
+    /// 'spawn': the child started.
     @discardableResult public func onSpawn(_ f: @escaping Callback) -> ChildProcess { spawnListeners.add { _ in try f() }; return self }
 }
 
 /// What `execFile` collected.
 public struct ExecResult: Sendable {
+    /// Everything the child wrote to stdout.
     public let stdout: [UInt8]
+    /// Everything the child wrote to stderr.
     public let stderr: [UInt8]
+    /// The exit code (nil when a signal ended it or it was not spawned).
     public let exitCode: Int32?
+    /// The signal that ended it ("SIGTERM"), nil otherwise.
     public let signal: String?
     /// Spawn failure, or a non-zero exit / a signal (code "ERR_CHILD_FAILED"), as Node's callback error.
     public let error: NetError?
+    /// `stdout` as UTF-8 (invalid bytes replaced).
     public var stdoutString: String { String(decoding: stdout, as: UTF8.self) }
+    /// `stderr` as UTF-8 (invalid bytes replaced).
     public var stderrString: String { String(decoding: stderr, as: UTF8.self) }
 }
 

@@ -2,6 +2,8 @@
 // `errno`, `syscall` and address, plus the async id of the resource it happened on.
 @_spi(Runtime) import AsyncHooks
 
+/// The error every net, dgram, tls, child_process and http resource reports: Node's `err.code`, `errno`,
+/// `syscall` and address, plus the async id of the resource it happened on.
 public struct NetError: Error, Sendable, CustomStringConvertible {
     /// Node's code: "ECONNREFUSED", "EADDRINUSE", "ERR_SSL_...", "HPE_INVALID_METHOD", ...
     public let code: String
@@ -13,8 +15,10 @@ public struct NetError: Error, Sendable, CustomStringConvertible {
     public let address: SocketAddress?
     /// The resource the error happened on.
     public let asyncID: AsyncID
+    /// Node's message ("connect ECONNREFUSED 127.0.0.1:9").
     public let message: String
 
+    /// An error from its parts.
     public init(
         code: String, errno: Int32 = 0, syscall: String, address: SocketAddress? = nil,
         asyncID: AsyncID, message: String

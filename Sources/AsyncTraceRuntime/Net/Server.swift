@@ -5,14 +5,18 @@ import Glibc
 #endif
 @_spi(Runtime) import AsyncHooks
 
+/// Node's `net.Server`: a listening TCP (TCPSERVERWRAP) or Unix-domain (PIPESERVERWRAP) socket; each
+/// accepted socket's trigger is the server.
 public final class Server {
     let loop: EventLoop
     /// TCPSERVERWRAP or PIPESERVERWRAP; created by `listen`.
     public private(set) var context: AsyncResourceContext?
+    /// TCP or Unix socket (known once `listen` chose).
     public private(set) var kind: Socket.Kind = .tcp
     var fd: Int32 = -1
     var watcher: FDWatcher?
     var unixPath: String?
+    /// Whether it is listening.
     public private(set) var listening = false
     var closing = false
     var closeQueued = false
@@ -215,13 +219,20 @@ public final class Server {
         loop.nextTick { try callback(n) }
     }
 
+    /// The server no longer keeps the loop alive.
     @discardableResult public func unref() -> Server { hasRef = false; watcher?.unref(); return self }
+    /// The server keeps the loop alive again (the default).
     @discardableResult public func ref() -> Server { hasRef = true; watcher?.ref(); return self }
 
+    /// The server's async id (`.none` before `listen`).
     public var asyncID: AsyncID { context?.asyncID ?? .none }
 
+    /// 'listening': the server is bound and listening.
     @discardableResult public func onListening(_ f: @escaping Callback) -> Server { listeningListeners.add { _ in try f() }; return self }
+    /// 'connection': `f` runs with each accepted socket.
     @discardableResult public func onConnection(_ f: @escaping (Socket) throws -> Void) -> Server { connectionListeners.add(f); return self }
+    /// 'close': the server closed (after its connections ended).
     @discardableResult public func onClose(_ f: @escaping Callback) -> Server { closeListeners.add { _ in try f() }; return self }
+    /// 'error': listening failed (EADDRINUSE, ...).
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> Server { errorListeners.add(f); return self }
 }

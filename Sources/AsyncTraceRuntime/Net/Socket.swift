@@ -12,7 +12,10 @@ import Glibc
 #endif
 @_spi(Runtime) import AsyncHooks
 
+/// Node's `net.Socket`: a TCP or Unix-socket stream (a TCPWRAP or PIPEWRAP resource) with Node's events,
+/// backpressure and half-close.
 public final class Socket {
+    /// TCP, or a Unix socket (Node's pipe).
     public enum Kind: Sendable { case tcp, pipe }
 
     struct WriteRequest {
@@ -22,6 +25,7 @@ public final class Socket {
         let callback: ((NetError?) throws -> Void)?
     }
 
+    /// TCP, or a Unix socket.
     public let kind: Kind
     let loop: EventLoop
     /// TCPWRAP or PIPEWRAP.
@@ -30,6 +34,7 @@ public final class Socket {
     public private(set) var transportContext: AsyncResourceContext?
     /// The resource the socket's I/O and data events run under.
     @inline(__always) var ioContext: AsyncResourceContext { transportContext ?? context }
+    /// The socket's fd (-1 before it is connected and after it closed).
     public private(set) var fd: Int32 = -1
     var watcher: FDWatcher?
     var server: Server?
@@ -38,10 +43,12 @@ public final class Socket {
     public var onHandshakeDone: (() throws -> Void)?
 
     // State.
+    /// Whether a connect is in progress.
     public private(set) var connecting = false
     var connectContext: AsyncResourceContext?
     var handshaking = false
     var handshakeWantsWrite = false
+    /// The peer's address, once connected.
     public private(set) var remoteAddress: SocketAddress?
     /// The peer ended its side (EOF read).
     public private(set) var readEnded = false
@@ -49,7 +56,9 @@ public final class Socket {
     public private(set) var ending = false
     /// Our writing side is shut down.
     public private(set) var writeFinished = false
+    /// Whether the socket was destroyed (closed).
     public private(set) var destroyed = false
+    /// Whether reading is paused (`pause()`).
     public internal(set) var isPaused = false
     var hasRef = true
     /// Keep our writing side open after the peer ends (Node's allowHalfOpen); otherwise end() follows 'end'.
@@ -57,7 +66,9 @@ public final class Socket {
     /// `write` returns false once this many bytes wait in the queue; 'drain' follows when it empties.
     public var highWaterMark = 16 * 1024
     var needDrain = false
+    /// Bytes read so far.
     public private(set) var bytesRead = 0
+    /// Bytes written so far (handed to the kernel).
     public private(set) var bytesWritten = 0
 
     // Write queue: chunks not yet sent (the first one partly sent), and the requests waiting on them.
@@ -382,6 +393,7 @@ public final class Socket {
         return self
     }
 
+    /// Reads again after `pause()`.
     @discardableResult
     public func resume() -> Socket {
         isPaused = false
@@ -579,6 +591,7 @@ public final class Socket {
         if !connecting && !handshaking && writableLength == 0 && fd >= 0 { shutdownWriteSide() }
     }
 
+    /// `end` with the string's UTF-8 bytes.
     public func end(_ string: String) { end(Array(string.utf8)) }
 
     func shutdownWriteSide() {
@@ -712,12 +725,14 @@ public final class Socket {
         }.unref()
     }
 
+    /// Disables (or enables) Nagle's algorithm (TCP_NODELAY); no effect on Unix sockets.
     @discardableResult
     public func setNoDelay(_ noDelay: Bool = true) -> Socket {
         if kind == .tcp && fd >= 0 { try? Sys.setSocketOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, noDelay ? 1 : 0) }
         return self
     }
 
+    /// Turns TCP keep-alive on or off; `initialDelayMs` (whole seconds) before the first probe.
     @discardableResult
     public func setKeepAlive(_ enable: Bool = false, initialDelayMs: Int = 0) -> Socket {
         guard kind == .tcp && fd >= 0 else { return self }
@@ -736,6 +751,7 @@ public final class Socket {
         return self
     }
 
+    /// The socket keeps the loop alive again (the default).
     @discardableResult
     public func ref() -> Socket {
         hasRef = true
@@ -746,18 +762,26 @@ public final class Socket {
     /// The local address (Node's `socket.address()`).
     public func address() -> SocketAddress? { fd >= 0 ? Sys.localAddress(fd) : nil }
 
+    /// The socket's async id (TCPWRAP or PIPEWRAP).
     public var asyncID: AsyncID { context.asyncID }
 
     // MARK: listeners (Node's events)
 
+    /// 'connect': the connection was established.
     @discardableResult public func onConnect(_ f: @escaping Callback) -> Socket { connectListeners.add { _ in try f() }; return self }
+    /// 'data': `f` runs with each piece read.
     @discardableResult public func onData(_ f: @escaping ([UInt8]) throws -> Void) -> Socket { dataListeners.add(f); return self }
+    /// 'end': the peer ended its side.
     @discardableResult public func onEnd(_ f: @escaping Callback) -> Socket { endListeners.add { _ in try f() }; return self }
     /// 'close', with whether it closed because of an error.
     @discardableResult public func onClose(_ f: @escaping (Bool) throws -> Void) -> Socket { closeListeners.add(f); return self }
+    /// 'error': the connection failed (then 'close').
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> Socket { errorListeners.add(f); return self }
+    /// 'drain': the write queue emptied after `write` returned false.
     @discardableResult public func onDrain(_ f: @escaping Callback) -> Socket { drainListeners.add { _ in try f() }; return self }
+    /// 'timeout': the socket was idle for the timeout set with `setTimeout` (it stays open).
     @discardableResult public func onTimeout(_ f: @escaping Callback) -> Socket { timeoutListeners.add { _ in try f() }; return self }
+    /// 'finish': our writing side was shut down after `end`.
     @discardableResult public func onFinish(_ f: @escaping Callback) -> Socket { finishListeners.add { _ in try f() }; return self }
 }
 

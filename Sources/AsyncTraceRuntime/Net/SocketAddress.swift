@@ -6,8 +6,11 @@ import CRuntimeSystem
 
 /// A socket address, as Node reports it in `address()` and `rinfo`.
 public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
+    /// An IPv4 address and port.
     case ipv4(host: String, port: Int)
+    /// An IPv6 address and port.
     case ipv6(host: String, port: Int)
+    /// A Unix-domain socket's path.
     case unix(path: String)
 
     /// Node's `family`: "IPv4", "IPv6" or "Unix".
@@ -19,6 +22,7 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The address ("127.0.0.1", "::1"), or a Unix socket's path.
     public var host: String {
         switch self {
         case let .ipv4(h, _), let .ipv6(h, _): return h
@@ -26,6 +30,7 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The port (0 for a Unix socket).
     public var port: Int {
         switch self {
         case let .ipv4(_, p), let .ipv6(_, p): return p

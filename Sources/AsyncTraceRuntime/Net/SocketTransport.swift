@@ -10,13 +10,18 @@ public enum TransportResult {
     case wouldBlock(wantWrite: Bool)
     /// The peer ended the stream cleanly.
     case endOfStream
+    /// The operation failed (the socket is destroyed with this error).
     case failed(NetError)
 }
 
+/// The byte layer under a `Socket`: plain reads and writes by default, or a protocol such as TLS doing its
+/// own I/O on the fd, inside the socket's I/O resource.
 public protocol SocketTransport: AnyObject {
     /// Advances the handshake; `.bytes` when it is complete.
     func handshake(fd: Int32) -> TransportResult
+    /// Reads up to `count` decoded bytes into `buffer`.
     func read(fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) -> TransportResult
+    /// Writes up to `count` bytes from `buffer` (encoding them as the protocol does).
     func write(fd: Int32, from buffer: UnsafeRawPointer, count: Int) -> TransportResult
     /// Says goodbye at the protocol level before the socket shuts its writing side (TLS close_notify).
     func shutdown(fd: Int32)

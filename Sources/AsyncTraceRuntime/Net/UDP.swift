@@ -7,14 +7,20 @@ import Glibc
 
 /// The sender of a message (Node's `rinfo`).
 public struct RemoteInfo: Sendable, CustomStringConvertible {
+    /// The sender's address.
     public let address: String
+    /// "IPv4" or "IPv6" ("" when the sender's address is unknown).
     public let family: String
+    /// The sender's port.
     public let port: Int
+    /// The datagram's size in bytes.
     public let size: Int
     public var description: String { "\(address):\(port) (\(size) bytes)" }
 }
 
+/// Node's `dgram.Socket`: a UDP socket (a UDPWRAP resource); each send a UDPSENDWRAP request.
 public final class UDPSocket {
+    /// IPv4 or IPv6.
     public enum Family: Sendable { case udp4, udp6 }
 
     struct PendingSend {
@@ -25,13 +31,17 @@ public final class UDPSocket {
     }
 
     let loop: EventLoop
+    /// IPv4 or IPv6.
     public let family: Family
     /// UDPWRAP, created with the socket (as `dgram.createSocket`).
     public let context: AsyncResourceContext
     var fd: Int32 = -1
     var watcher: FDWatcher?
+    /// Whether it was bound (by `bind`, `connect` or a first `send`).
     public private(set) var isBound = false
+    /// Whether `close` was called.
     public private(set) var isClosed = false
+    /// The connected peer (`connect`), nil when not connected.
     public private(set) var remote: SocketAddress?
     var sendQueue = ContiguousArray<PendingSend>()
     var hasRef = true
@@ -116,6 +126,7 @@ public final class UDPSocket {
         }
     }
 
+    /// Forgets the connected peer (no effect when not connected).
     public func disconnect() {
         guard remote != nil, !isClosed else { return }
         try? Sys.disconnect(fd)
@@ -166,6 +177,7 @@ public final class UDPSocket {
         }
     }
 
+    /// `send` of the string's UTF-8 bytes.
     public func send(_ string: String, port: Int? = nil, host: String = "127.0.0.1", _ callback: ((NetError?) throws -> Void)? = nil) {
         send(Array(string.utf8), port: port, host: host, callback)
     }
@@ -282,10 +294,12 @@ public final class UDPSocket {
         }
     }
 
+    /// Allows sending to broadcast addresses (SO_BROADCAST).
     public func setBroadcast(_ on: Bool) throws {
         try Sys.setSocketOption(fd, SOL_SOCKET, SO_BROADCAST, on ? 1 : 0)
     }
 
+    /// The hop limit of sent datagrams (1...255); throws outside that range.
     public func setTTL(_ ttl: Int) throws {
         guard (1...255).contains(ttl) else { throw RuntimeError.invalidArgument("TTL must be 1...255, got \(ttl)") }
         if family == .udp4 {
@@ -295,19 +309,29 @@ public final class UDPSocket {
         }
     }
 
+    /// The bound local address, nil when not bound or closed.
     public func address() -> SocketAddress? { fd >= 0 ? Sys.localAddress(fd) : nil }
+    /// The connected peer, nil when not connected.
     public func remoteAddress() -> SocketAddress? { remote }
 
+    /// The socket no longer keeps the loop alive.
     @discardableResult public func unref() -> UDPSocket { hasRef = false; watcher?.unref(); return self }
+    /// The socket keeps the loop alive again (the default).
     @discardableResult public func ref() -> UDPSocket { hasRef = true; watcher?.ref(); return self }
 
+    /// The UDPWRAP resource's async id.
     public var asyncID: AsyncID { context.asyncID }
 
+    /// 'message': `f` runs with each datagram and its sender.
     @discardableResult public func onMessage(_ f: @escaping ([UInt8], RemoteInfo) throws -> Void) -> UDPSocket {
         messageListeners.add(f); return self
     }
+    /// 'listening': the socket was bound.
     @discardableResult public func onListening(_ f: @escaping Callback) -> UDPSocket { listeningListeners.add { _ in try f() }; return self }
+    /// 'connect': `connect` took effect.
     @discardableResult public func onConnect(_ f: @escaping Callback) -> UDPSocket { connectListeners.add { _ in try f() }; return self }
+    /// 'close': the socket closed.
     @discardableResult public func onClose(_ f: @escaping Callback) -> UDPSocket { closeListeners.add { _ in try f() }; return self }
+    /// 'error': a failure no send callback took.
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> UDPSocket { errorListeners.add(f); return self }
 }
