@@ -15,6 +15,7 @@ struct LoopJob {
 }
 
 extension EventLoop: TaskExecutor {
+    /// Runs `job` on the loop's thread (as a task executor: `Task(executorPreference: loop)`).
     public func enqueue(_ job: consuming ExecutorJob) {
         enqueueLoopJob(LoopJob(job: UnownedJob(job), isolated: false))
     }
@@ -66,6 +67,7 @@ extension EventLoop: TaskExecutor {
         taskEnding = false
     }
 
+    /// The loop as an unowned task executor.
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
 
     @inline(__always)
@@ -267,10 +269,13 @@ public final class LoopSerialExecutor: SerialExecutor, @unchecked Sendable {
     unowned let loop: EventLoop
     init(loop: EventLoop) { self.loop = loop }
 
+    /// Runs `job` on the loop's thread, isolated to the actors that use this executor.
     public func enqueue(_ job: consuming ExecutorJob) {
         loop.enqueueLoopJob(LoopJob(job: UnownedJob(job), isolated: true))
     }
+    /// The executor as an actor's `unownedExecutor`.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
+    /// Traps unless called on the loop's thread.
     public func checkIsolated() {
         precondition(loop.isOnLoopThread, "asynctrace: expected to run on the event loop's thread")
     }

@@ -1,6 +1,7 @@
 // dns.lookup: getaddrinfo on the thread pool (as Node), completing as a GETADDRINFOREQWRAP callback.
 @_spi(Runtime) import AsyncHooks
 
+/// Node's `dns`: lookups with getaddrinfo on the thread pool, completing as GETADDRINFOREQWRAP callbacks.
 public enum DNS {
     /// The first address for `hostname` (family 0: any, 4 or 6), as Node's `dns.lookup(host, cb)`.
     public static func lookup(

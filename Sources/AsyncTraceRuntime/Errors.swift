@@ -32,8 +32,11 @@ public enum RuntimeError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// An error no callback caught, with the resource whose callback threw.
 public struct UncaughtError: Sendable, CustomStringConvertible {
+    /// What was thrown.
     public let error: any Error
+    /// The resource whose callback threw (`.root` for the main module).
     public let asyncID: AsyncID
+    /// That resource's type, when known.
     public let type: ResourceType?
 
     public var description: String {

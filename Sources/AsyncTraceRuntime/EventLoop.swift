@@ -40,6 +40,8 @@ enum Microtask {
     case resolveThenable(PromiseBase, () -> Void)
 }
 
+/// A libuv/Node-style event loop on epoll, one per thread: timers, pending, idle, prepare, poll, check and
+/// close phases, nextTick and microtask queues, a thread pool; every callback runs as an async-hooks callback.
 public final class EventLoop: @unchecked Sendable {
     // Thread confinement: everything below `remote` is touched only on `thread`, so the hot state
     // skips dynamic exclusivity checks (@exclusivity(unchecked); the package uses no unsafe flags).
@@ -51,6 +53,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Cached CLOCK_MONOTONIC ns (libuv's loop time), updated at the start of each iteration and after
     /// poll while timers are active.
     @exclusivity(unchecked) public private(set) var now: UInt64
+    /// Iterations run so far.
     @exclusivity(unchecked) public private(set) var iteration: UInt64 = 0
     /// Ref'd active handles + in-flight requests + queued ref'd immediates + pending close callbacks.
     @exclusivity(unchecked) var refCount = 0
@@ -311,6 +314,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Keeps the loop alive while a request (e.g. thread-pool work) is in flight; balance with `releaseRequest`.
     public func retainRequest() { refCount += 1 }
+    /// Balances a `retainRequest`.
     public func releaseRequest() { refCount -= 1 }
 
     // MARK: callbacks

@@ -11,10 +11,14 @@ import CRuntimeSystem
 
 /// Readiness bits, the epoll ones.
 public struct FDEvents: OptionSet, Sendable, CustomStringConvertible {
+    /// The epoll bits.
     public let rawValue: UInt32
+    /// Events from epoll bits.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
+    /// The fd is readable (EPOLLIN).
     public static let readable = FDEvents(rawValue: EPOLLIN.rawValue)
+    /// The fd is writable (EPOLLOUT).
     public static let writable = FDEvents(rawValue: EPOLLOUT.rawValue)
     /// Out-of-band / priority data.
     public static let priority = FDEvents(rawValue: EPOLLPRI.rawValue)
@@ -48,13 +52,17 @@ public struct FDEvents: OptionSet, Sendable, CustomStringConvertible {
 /// - Ticks and microtasks are drained after each callback, as after any loop callback.
 /// - A started, ref'd watcher keeps the loop alive.
 public final class FDWatcher {
+    /// The watched fd (not owned: the watcher never closes it).
     public let fd: Int32
     let loop: EventLoop
+    /// The resource each callback runs as (nil: callbacks run unscoped).
     public let context: AsyncResourceContext?
     var callback: ((FDEvents) throws -> Void)?
     /// What is being watched now (empty: stopped).
     public private(set) var interest: FDEvents = []
+    /// Whether a started watcher keeps the loop alive.
     public private(set) var hasRef = true
+    /// Whether `close()` was called.
     public private(set) var isClosed = false
     var isRegistered = false
 
@@ -130,6 +138,7 @@ public final class FDWatcher {
         try unregister()
     }
 
+    /// The watcher no longer keeps the loop alive.
     @discardableResult
     public func unref() -> FDWatcher {
         if hasRef && isActive { loop.refCount -= 1 }
@@ -137,6 +146,7 @@ public final class FDWatcher {
         return self
     }
 
+    /// A started watcher keeps the loop alive again (the default).
     @discardableResult
     public func ref() -> FDWatcher {
         if !hasRef && isActive { loop.refCount += 1 }

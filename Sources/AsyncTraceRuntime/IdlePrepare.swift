@@ -8,11 +8,14 @@
 public class LoopPhaseHandle {
     let loop: EventLoop
     let phase: LoopPhase
+    /// The handle's resource (IDLEWRAP or PREPAREWRAP).
     public let context: AsyncResourceContext
     var callback: Callback?
     /// Started and not stopped.
     public private(set) var isActive = false
+    /// Whether an active handle keeps the loop alive.
     public private(set) var hasRef = true
+    /// Whether `close()` was called.
     public private(set) var isClosed = false
 
     init(loop: EventLoop, phase: LoopPhase, type: ResourceType) throws(RuntimeError) {
@@ -64,6 +67,7 @@ public class LoopPhaseHandle {
         return self
     }
 
+    /// An active handle keeps the loop alive again (the default).
     @discardableResult
     public func ref() -> Self {
         if !hasRef {
@@ -73,6 +77,7 @@ public class LoopPhaseHandle {
         return self
     }
 
+    /// The handle's async id.
     public var asyncID: AsyncID { context.asyncID }
 
     func run() {
@@ -83,6 +88,7 @@ public class LoopPhaseHandle {
 
 /// libuv's idle handle: runs once per iteration in the idle phase; while one is active, poll does not block.
 public final class Idle: LoopPhaseHandle {
+    /// An idle handle on `loop` (an IDLEWRAP resource), not started; throws off the loop's thread.
     public init(loop: EventLoop = .current) throws(RuntimeError) {
         try super.init(loop: loop, phase: .idle, type: .idleWrap)
     }
@@ -90,6 +96,7 @@ public final class Idle: LoopPhaseHandle {
 
 /// libuv's prepare handle: runs once per iteration in the prepare phase, right before poll.
 public final class Prepare: LoopPhaseHandle {
+    /// A prepare handle on `loop` (a PREPAREWRAP resource), not started; throws off the loop's thread.
     public init(loop: EventLoop = .current) throws(RuntimeError) {
         try super.init(loop: loop, phase: .prepare, type: .prepareWrap)
     }

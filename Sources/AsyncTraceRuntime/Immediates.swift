@@ -5,8 +5,10 @@
 /// run in the next iteration's, as in Node.
 public final class Immediate {
     let loop: EventLoop
+    /// The Immediate resource.
     public let context: AsyncResourceContext
     @exclusivity(unchecked) var callback: Callback?  // loop-thread only: no dynamic exclusivity checks
+    /// Whether it keeps the loop alive while queued.
     @exclusivity(unchecked) public private(set) var hasRef = true
 
     init(loop: EventLoop, callback: @escaping Callback) {
@@ -39,6 +41,7 @@ public final class Immediate {
         // It stays in the queue as a tombstone; `run` skips it.
     }
 
+    /// It no longer keeps the loop alive.
     @discardableResult
     public func unref() -> Immediate {
         if hasRef && callback != nil { loop.refCount -= 1 }
@@ -46,6 +49,7 @@ public final class Immediate {
         return self
     }
 
+    /// It keeps the loop alive again (the default).
     @discardableResult
     public func ref() -> Immediate {
         if !hasRef && callback != nil { loop.refCount += 1 }
@@ -53,10 +57,12 @@ public final class Immediate {
         return self
     }
 
+    /// The Immediate's async id.
     public var asyncID: AsyncID { context.asyncID }
 }
 
 extension EventLoop {
+    /// Queues `callback` for this loop's next check phase (an Immediate resource).
     @discardableResult
     public func setImmediate(_ callback: @escaping Callback) -> Immediate {
         Immediate(loop: self, callback: callback)

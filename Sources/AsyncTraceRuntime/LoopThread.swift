@@ -3,6 +3,7 @@
 import Glibc
 #endif
 
+/// A thread running its own event loop (Node's worker threads, without the messaging).
 public final class LoopThread: @unchecked Sendable {
     private var thread = pthread_t()
     private var joined = false

@@ -70,6 +70,7 @@ public class PromiseBase {
     /// Runs `body` with the loop borrowed: no retain and release on the hot paths.
     @inline(__always)
     final func withLoop<R>(_ body: (EventLoop) -> R) -> R { unownedLoop._withUnsafeGuaranteedRef(body) }
+    /// The promise's async id (a PROMISE resource).
     public final var asyncID: AsyncID { state.asyncID }
     @inlinable final var triggerAsyncID: AsyncID { state.triggerAsyncID }
     @usableFromInline final var frame: ContextFrame? { state.frameRef?.takeUnretainedValue() }
@@ -183,10 +184,12 @@ public class PromiseBase {
         for case .combinator(let step) in takeMoreReactions() ?? [] { AsyncHooks.emitDestroy(step.asyncID) }
     }
 
+    /// The promise's resource (id, trigger, PROMISE type, creation context).
     public final var context: AsyncResourceContext {
         AsyncResourceContext(existing: asyncID, triggerAsyncID: triggerAsyncID, type: loop.promiseType, frame: frame)
     }
 
+    /// Whether it is neither fulfilled nor rejected yet.
     public final var isPending: Bool { status == .pending }
 
     /// The job run when the promise this one reacts to settles (derived promises override it).
@@ -298,13 +301,17 @@ struct CombinatorStep {
     }
 }
 
+/// One outcome of `Promise.allSettled`.
 public enum PromiseSettledResult<Value> {
+    /// Fulfilled with this value.
     case fulfilled(Value)
+    /// Rejected with this error.
     case rejected(any Error)
 }
 
 /// Promise.any rejects with this when every input rejected.
 public struct AggregateError: Error, CustomStringConvertible {
+    /// Every input's rejection, in input order.
     public let errors: [any Error]
     public var description: String { "AggregateError: All promises were rejected (\(errors.count))" }
 }
@@ -313,7 +320,9 @@ public struct AggregateError: Error, CustomStringConvertible {
 public struct PromiseResolver<Value> {
     @usableFromInline let promise: Promise<Value>
     @inlinable init(promise: Promise<Value>) { self.promise = promise }
+    /// Fulfils the promise with `value` (no effect once it is settled).
     @inlinable public func resolve(_ value: Value) { promise.fulfil(value) }
+    /// Rejects the promise with `error` (no effect once it is settled).
     public func reject(_ error: any Error) { promise.reject(error) }
     /// Adopts `other`'s outcome (resolving with a promise).
     public func resolve(with other: Promise<Value>) { promise.adopt(other) }
@@ -333,6 +342,8 @@ final class PromiseValueBox<Value> {
     @inlinable init(_ value: Value) { self.value = value }
 }
 
+/// A JavaScript-style promise on the loop (a PROMISE resource): reactions run as microtasks, each as a
+/// callback of the promise `then` returned (triggered by the promise it reacts to), as in Node's async hooks.
 public class Promise<Value>: PromiseBase {
     /// Whether a value of this type fits `inlineValue`.
     @inlinable
@@ -398,6 +409,7 @@ public class Promise<Value>: PromiseBase {
         return (p, PromiseResolver(promise: p))
     }
 
+    /// A promise fulfilled with `value` now (init and promiseResolve in one step).
     @inlinable
     public static func resolve(_ value: Value) -> Promise<Value> {
         let metadata = unsafeBitCast(Promise<Value>.self, to: UnsafeRawPointer.self)
@@ -407,6 +419,7 @@ public class Promise<Value>: PromiseBase {
         return p
     }
 
+    /// A promise rejected with `error` now.
     @inlinable
     public static func reject(_ error: any Error) -> Promise<Value> {
         let p = Promise<Value>.makePending()
@@ -473,6 +486,7 @@ public class Promise<Value>: PromiseBase {
         return d
     }
 
+    /// Handles a rejection: the result fulfils with `onRejected`'s value (or rejects if it throws).
     @inlinable @discardableResult
     public func `catch`(_ onRejected: @escaping (any Error) throws -> Value) -> Promise<Value> {
         then({ $0 }, onRejected)
@@ -493,6 +507,7 @@ public class Promise<Value>: PromiseBase {
 
 /// Thrown if a pending promise's outcome is read (a runtime bug; never expected).
 public struct PromiseNotSettled: Error, CustomStringConvertible {
+    /// The error.
     @inlinable public init() {}
     public var description: String { "asynctrace: a pending promise's outcome was read" }
 }
@@ -577,6 +592,7 @@ extension EventLoop {
 
 /// The error reported for a rejected promise no handler caught (Node: unhandled rejections end the process).
 public struct UnhandledRejection: Error, CustomStringConvertible {
+    /// What the promise was rejected with.
     public let reason: any Error
     public var description: String { "Unhandled promise rejection: \(reason)" }
 }

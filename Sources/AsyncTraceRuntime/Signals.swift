@@ -6,12 +6,17 @@ import Glibc
 #endif
 @_spi(Runtime) import AsyncHooks
 
+/// Node's `process.on(signal)`: a SIGNALWRAP resource whose callback runs on the loop when `signal`
+/// arrives (blocked on the loop's thread and read from a signalfd).
 public final class SignalHandle {
+    /// The signal watched (SIGINT, ...).
     public let signal: Int32
+    /// The SIGNALWRAP resource.
     public let context: AsyncResourceContext
     let loop: EventLoop
     let fd: Int32
     var watcher: FDWatcher!
+    /// Whether `close()` was called.
     public private(set) var isClosed = false
 
     static let handlesPerSignal = LockedValue<[Int32: Int]>([:])
@@ -55,7 +60,9 @@ public final class SignalHandle {
         loop.queueClose(context) {}
     }
 
+    /// The handle no longer keeps the loop alive.
     @discardableResult public func unref() -> SignalHandle { watcher.unref(); return self }
+    /// The handle keeps the loop alive again (the default).
     @discardableResult public func ref() -> SignalHandle { watcher.ref(); return self }
 }
 

@@ -7,9 +7,12 @@ import CRuntimeSystem
 
 /// A failed system call: errno and the function that failed, with Node's code name ("ENOENT").
 public struct SystemError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The errno.
     public let errno: Int32
+    /// The function that failed ("open", "connect", ...).
     public let function: String
 
+    /// An error from its errno and function.
     public init(errno: Int32, function: String) {
         self.errno = errno
         self.function = function
@@ -395,13 +398,21 @@ extension Sys {
 
 /// File metadata, as Node's fs.Stats.
 public struct FileStats: Sendable, Equatable {
+    /// Size in bytes.
     public let size: Int64
+    /// `st_mode`: type and permission bits.
     public let mode: UInt32
+    /// Last modification (CLOCK_REALTIME ns since the Unix epoch).
     public let modifiedNs: Int64
+    /// The inode number.
     public let inode: UInt64
+    /// Hard links.
     public let links: UInt64
+    /// A regular file.
     public var isFile: Bool { mode & 0o170000 == 0o100000 }
+    /// A directory.
     public var isDirectory: Bool { mode & 0o170000 == 0o040000 }
+    /// A symbolic link (never true from `FS.stat`/`fstat`, which follow links).
     public var isSymbolicLink: Bool { mode & 0o170000 == 0o120000 }  // S_IFMT, S_IFLNK
 
     init(_ st: stat) {
@@ -493,8 +504,11 @@ extension Sys {
 
 /// A failed lookup, with Node's codes (ENOTFOUND, EAI_AGAIN, ...).
 public struct DNSError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Node's code ("ENOTFOUND", "EAI_AGAIN", ...).
     public let code: String
+    /// The name looked up.
     public let hostname: String
+    /// getaddrinfo's message (gai_strerror).
     public let message: String
     public var description: String { "getaddrinfo \(code) \(hostname): \(message)" }
 }

@@ -9,10 +9,13 @@ import Glibc
 public final class Timeout {
     let loop: EventLoop
     // The fields the loop touches per run skip dynamic exclusivity checks (loop-thread only).
+    /// The timer's Timeout resource (a new one when a timer that ran and was destroyed is refreshed).
     @exclusivity(unchecked) public private(set) var context: AsyncResourceContext
     @exclusivity(unchecked) var callback: Callback
+    /// The delay in ms (a negative or too large request became 1, with a warning, as in Node).
     public let delayMs: Int
     let delayNs: UInt64
+    /// Whether it repeats (`setInterval`).
     public let isRepeating: Bool
     @exclusivity(unchecked) var dueNs: UInt64 = 0
     @exclusivity(unchecked) var sequence: UInt64 = 0
@@ -20,6 +23,7 @@ public final class Timeout {
     @exclusivity(unchecked) var list: TimerList?
     @exclusivity(unchecked) var next: Timeout?
     unowned(unsafe) var prev: Timeout?
+    /// Whether an active timer keeps the loop alive.
     @exclusivity(unchecked) public private(set) var hasRef = true
     /// destroy was emitted for the current context.
     @exclusivity(unchecked) var isDestroyed = false
@@ -121,6 +125,7 @@ public final class Timeout {
         return self
     }
 
+    /// An active timer keeps the loop alive again (the default).
     @discardableResult
     public func ref() -> Timeout {
         if !hasRef {
@@ -130,15 +135,18 @@ public final class Timeout {
         return self
     }
 
+    /// The timer's current async id.
     public var asyncID: AsyncID { context.asyncID }
 }
 
 extension EventLoop {
+    /// A one-shot timer on this loop: `callback` runs once after at least `delayMs` ms.
     @discardableResult
     public func setTimeout(_ delayMs: Int, _ callback: @escaping Callback) -> Timeout {
         Timeout(loop: self, delayMs: delayMs, repeating: false, callback: callback)
     }
 
+    /// A repeating timer on this loop: `callback` runs every `delayMs` ms until cleared.
     @discardableResult
     public func setInterval(_ delayMs: Int, _ callback: @escaping Callback) -> Timeout {
         Timeout(loop: self, delayMs: delayMs, repeating: true, callback: callback)
