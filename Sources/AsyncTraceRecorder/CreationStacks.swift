@@ -22,11 +22,13 @@ public struct CreationStackPolicy: Sendable, Equatable {
     /// One in this many promises, ticks, microtasks and Swift jobs/tasks; 0: none.
     public var promiseEvery: Int
 
+    /// A policy; the default: every handle and request, no promises.
     public init(handles: Bool = true, promiseEvery: Int = 0) {
         self.handles = handles
         self.promiseEvery = promiseEvery
     }
 
+    /// No creation stacks.
     public static let off = CreationStackPolicy(handles: false, promiseEvery: 0)
     /// Every resource.
     public static let all = CreationStackPolicy(handles: true, promiseEvery: 1)

@@ -8,18 +8,25 @@ import TraceFormat
 import Glibc
 #endif
 
+/// Why recording could not start (already recording, the file cannot be opened or written), in one line.
 public struct RecorderError: Error, CustomStringConvertible, Sendable {
+    /// The line to show.
     public let description: String
 }
 
 /// Counters of a recording, readable at any time.
 public struct RecorderStatistics: Sendable, Equatable {
+    /// Events in chunks written to the file.
     public var eventsWritten: UInt64
+    /// Events dropped: buffers full, or in chunks that could not be written.
     public var eventsDropped: UInt64
+    /// Chunks written.
     public var chunksWritten: UInt64
+    /// Bytes of chunks written (headers included).
     public var bytesWritten: UInt64
 }
 
+/// How a recording buffers and writes: chunk size, memory, flush interval, append, creation stacks.
 public struct RecorderOptions: Sendable {
     /// Payload bytes per chunk.
     public var chunkBytes: Int = 64 << 10
@@ -35,6 +42,7 @@ public struct RecorderOptions: Sendable {
     /// For tests: the writer sleeps this long per chunk, to exercise dropping.
     @_spi(Testing) public var writerDelayMicroseconds: Int = 0
 
+    /// The defaults: 64 KiB chunks, 8 MiB in flight, a flush every 200 ms, a new file, `CreationStackPolicy()`.
     public init() {}
 }
 

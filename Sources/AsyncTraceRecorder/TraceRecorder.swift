@@ -6,6 +6,8 @@ import TraceFormat
 import Glibc
 #endif
 
+/// The in-process recorder: start and stop a recording of this process's hook events into a trace file,
+/// its statistics; the file is flushed at exit and on a crash (fatal signal).
 public enum TraceRecorder {
     /// Starts recording when `ASYNCTRACE_OUTPUT` is set (as `asynctrace record` does); a no-op
     /// otherwise or when already recording. Runtimes call this once at start-up.
@@ -124,6 +126,7 @@ public enum TraceRecorder {
         }
     }
 
+    /// Whether a recording is running in this process.
     public static var isRecording: Bool { Recorder.lock.withLock { $0 } }
 
     /// Counters of the current recording (or of the last one, after `stop`).
