@@ -9,7 +9,7 @@ mkdir -p .build
 bash tools/format.sh --check
 # A doc comment on every public declaration of the library products documented so far (about a second; the
 # list grows as modules reach 0 undocumented: `python3 tools/undocumented.py --products --summary`).
-python3 tools/undocumented.py --check Sources/AsyncHooks Sources/AsyncTraceRuntime Sources/AsyncTraceConcurrency Sources/AsyncTraceHTTP \
+python3 tools/undocumented.py --check Sources/AsyncHooks Sources/AsyncTraceRecorder Sources/AsyncTraceRuntime Sources/AsyncTraceConcurrency Sources/AsyncTraceHTTP \
     Sources/AsyncTraceTLS Sources/TraceFormat Sources/TraceReader Sources/TraceAnalyses \
     Sources/TraceReports Sources/TraceExports Sources/KernelProbes Adapters/AsyncTraceNIO/Sources/AsyncTraceNIO \
     Adapters/AsyncTraceNIO/Sources/AsyncTraceServer Adapters/AsyncTraceTracing/Sources/AsyncTraceTracing
