@@ -10,6 +10,7 @@ import Glibc
 
 /// How to get from a frame to its caller's, at one code address (x86-64 DWARF register numbers).
 public struct FrameRule: Sendable, Equatable {
+    /// Where a register's caller value is, by one rule.
     public enum Register: Sendable, Equatable {
         /// Not saved by this frame: the caller's value is unknown (for the return address: the
         /// outermost frame).
@@ -23,19 +24,26 @@ public struct FrameRule: Sendable, Equatable {
         /// A rule this interpreter does not follow (another register, an expression).
         case unsupported
     }
+    /// How the canonical frame address (the caller's stack pointer before the call) is computed.
     public enum CFA: Sendable, Equatable {
         /// register (6 %rbp, 7 %rsp) + offset
         case register(UInt16, Int64)
         /// A DWARF expression (PLT stubs), as its bytes.
         case expression([UInt8])
     }
+    /// The canonical frame address.
     public var cfa: CFA
+    /// Where the return address is.
     public var returnAddress: Register
+    /// Where the caller's %rbp is.
     public var rbp: Register
     /// A signal trampoline's frame (augmentation "S"): the caller's registers are in a sigcontext.
     public var isSignalFrame: Bool
 }
 
+/// The call frame information (.eh_frame) of one x86-64 ELF file: for a code address, how to find the
+/// caller's frame. Every offset, length and loop from the file is bounded: a crafted file gives no rule, never
+/// a crash or a hang.
 public final class CallFrameInfo {
     /// FDEs by start address (link-time): start, end, offset of the FDE in `section`.
     private var table: [(start: UInt64, end: UInt64, fde: Int)] = []
@@ -47,6 +55,7 @@ public final class CallFrameInfo {
     /// CFA program steps and remember-state depth, per rule.
     static let maxSteps = 100_000, maxStateDepth = 64
 
+    /// FDEs (address ranges with a CFA program) parsed.
     public var fdeCount: Int { table.count }
 
     /// The .eh_frame of the file at `path` (nil: no readable section: not ELF64, or a debug file whose

@@ -1,10 +1,10 @@
-// One frame of code, as named at read time.
-
+/// One frame of code, as named at read time: function, module and offset (and source position where known).
 public struct CodeFrame: Hashable, Sendable {
     /// The function's (demangled) name; nil when nothing names the address.
     public var function: String?
     /// Source file and line where known (Node's perf map; DWARF line tables are not read yet).
     public var file: String?
+    /// The source line where known (with `file`).
     public var line: Int?
     /// The file the code is in ("/usr/lib/.../libc.so.6"), "[kernel]", "[anon]" (JIT memory no map
     /// names) or "[unknown]" (no recorded mapping holds the address).
@@ -12,8 +12,10 @@ public struct CodeFrame: Hashable, Sendable {
     /// Unnamed frames: the address's offset in the module (its link-time address for ELF files).
     /// Named frames: the function's start (0 for JIT code), so one function is one frame.
     public var offset: UInt64
+    /// Whether the frame is kernel code (module "[kernel]").
     public var isKernel: Bool
 
+    /// A frame from its parts.
     public init(function: String?, file: String? = nil, line: Int? = nil, module: String, offset: UInt64, isKernel: Bool = false) {
         self.function = function
         self.file = file

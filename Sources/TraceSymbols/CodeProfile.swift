@@ -1,12 +1,16 @@
 // Samples counted by stack and by function: the answer to "which code was on the CPU".
 
+/// One distinct stack and how many samples had it.
 public struct StackCount: Sendable {
     /// Frame ids, innermost first.
     public var frames: [Int]
+    /// Samples with this stack.
     public var samples: Int
 }
 
+/// One function (frame) and how many samples it was in.
 public struct FunctionCount: Sendable {
+    /// The frame's id (`TraceSamples.frame(_:)`).
     public var frame: Int
     /// Samples with this frame innermost (on the CPU itself).
     public var selfSamples: Int
@@ -14,9 +18,13 @@ public struct FunctionCount: Sendable {
     public var totalSamples: Int
 }
 
+/// Samples counted by stack and by function: which code was on the CPU.
 public struct CodeProfile: Sendable {
+    /// Samples counted.
     public var totalSamples = 0
+    /// Distinct stacks, most samples first.
     public var stacks: [StackCount] = []
+    /// Functions, most samples first.
     public var functions: [FunctionCount] = []
 
     /// Counts `samples` (or those `include` keeps); stacks and functions by samples, most first.

@@ -1,9 +1,9 @@
-// Readable names for mangled symbols: Swift through the runtime's own swift_demangle, C++ through
-// __cxa_demangle (both found with dlsym, so nothing is linked for them).
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// Readable names for mangled symbols: Swift through the runtime's swift_demangle, C++ through
+/// __cxa_demangle (both found with dlsym, nothing linked for them).
 public enum Demangle {
     private typealias SwiftDemangle =
         @convention(c) (

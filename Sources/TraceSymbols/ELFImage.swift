@@ -5,15 +5,23 @@
 import Glibc
 #endif
 
+/// The parts of an ELF64 file that name code: loadable segments, function symbols of .symtab and .dynsym,
+/// and the GNU build id. Every offset and size is checked: a damaged or crafted file yields fewer names, never a crash.
 public final class ELFImage {
+    /// A loadable segment: where it is in the file and at which link-time address it is loaded.
     public struct Segment: Sendable { var fileOffset: UInt64, fileSize: UInt64, address: UInt64 }
+    /// A function symbol: its link-time address, size in bytes and name (an index into `names`).
     public struct Symbol: Sendable { public var address: UInt64, size: UInt64, name: Int32 }
 
+    /// The file's path.
     public let path: String
+    /// The loadable segments.
     public private(set) var segments: [Segment] = []
     /// Function symbols sorted by address.
     public private(set) var symbols: [Symbol] = []
+    /// Symbol names, by `Symbol.name`.
     public private(set) var names: [String] = []
+    /// The GNU build id (empty: none).
     public private(set) var buildID: [UInt8] = []
     /// Whether the file had a .symtab (else only exported names of .dynsym).
     public private(set) var hasSymtab = false

@@ -1,9 +1,13 @@
-// JIT code names from a perf map (/tmp/perf-PID.map: "START SIZE NAME" per line, hex), as Node
-// writes with --perf-basic-prof-only-functions ("JS:*handleHash /srv/server.js:17:20").
+/// JIT code names from a perf map (/tmp/perf-PID.map: "START SIZE NAME" per line, hex), as Node
+/// writes them with --perf-basic-prof-only-functions.
 public struct PerfMap: Sendable {
+    /// One line: a code range and its name.
     public struct Entry: Sendable {
+        /// The first address.
         public var start: UInt64
+        /// The address after the last.
         public var end: UInt64
+        /// The name as written ("JS:*handleHash /srv/server.js:17:20").
         public var name: String
     }
 
@@ -13,8 +17,10 @@ public struct PerfMap: Sendable {
     /// Files larger than this are read only up to it.
     public static let maxBytes = 256 << 20
 
+    /// A map of these entries (sorted; of equal starts the later wins).
     public init(entries: [Entry]) { self.entries = Self.normalized(entries) }
 
+    /// Parses the file's text; malformed lines are skipped.
     public init(text: [UInt8]) {
         var out: [Entry] = []
         for line in text.split(separator: UInt8(ascii: "\n")) {
@@ -44,6 +50,7 @@ public struct PerfMap: Sendable {
         return UInt64(t, radix: 16)
     }
 
+    /// The entry whose range holds `address`, or nil.
     public func entry(at address: UInt64) -> Entry? {
         var lo = 0, hi = entries.count
         while lo < hi {

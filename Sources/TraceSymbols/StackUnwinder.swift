@@ -6,9 +6,11 @@
 
 /// The registers and copied stack of one sample (the `stackCopy` event).
 public struct StackSnapshot: Sendable {
+    /// The sampled instruction pointer, stack pointer and frame pointer.
     public var ip: UInt64, sp: UInt64, bp: UInt64
     /// The copied words from sp up (words the recorder did not keep are zero).
     public var words: [UInt64]
+    /// A snapshot from registers and words.
     public init(ip: UInt64, sp: UInt64, bp: UInt64, words: [UInt64]) {
         self.ip = ip
         self.sp = sp
@@ -57,6 +59,7 @@ public enum UnwindMethod: Int, Sendable, CaseIterable {
     /// In a `stackUnwind` list: unwinding ended in this frame before the outermost one.
     public static let endedCode: UInt8 = 4
 
+    /// The method's name as reports print it.
     public var name: String {
         switch self {
         case .callFrameInfo: "CFI"
@@ -70,9 +73,11 @@ public enum UnwindMethod: Int, Sendable, CaseIterable {
 /// Per module: how many frames had their caller found by each method, and where unwinding ended
 /// without reaching the outermost frame.
 public struct UnwindTally: Sendable {
+    /// Frames whose caller each `UnwindMethod` found, by its raw value.
     public var byMethod = [Int](repeating: 0, count: UnwindMethod.allCases.count)
     /// Unwinding stopped in this module (no rule, the copy ended, an address in no mapping).
     public var stopped = 0
+    /// No frames counted.
     public init() {}
 }
 
@@ -88,25 +93,33 @@ public struct CodeSite: Sendable {
     public var rule: FrameRule?
     /// The start of the function holding it, by the file's symbols (an address of the process).
     public var functionStart: UInt64?
+    /// An address nothing is known about.
     public init() {}
 }
 
 /// Where a program's code lives, for the unwinder: what a code address is, answered from the
 /// recorded mappings and their files (cached per address by the implementation).
 public protocol CodeMappings: AnyObject {
+    /// What `address` is in process `pid` at `timeNs` (by the mappings recorded up to then).
     func site(pid: UInt32, address: UInt64, timeNs: UInt64) -> CodeSite
+    /// The name of module `id` ("[unknown]" for an id it did not give).
     func moduleName(_ id: Int) -> String
     /// The call instruction that ends just before `returnAddress`, read from the recorded file.
     func callBefore(pid: UInt32, returnAddress: UInt64, timeNs: UInt64) -> CallKind
 }
 
+/// The call instruction before a return address: none found, a direct call (its rel32), or an indirect call.
 public enum CallKind: Equatable, Sendable { case none, direct(Int32), indirect }
 
+/// Unwinds sampled stack copies by CFI, frame pointers and stack scanning, and tallies per module how
+/// each frame's caller was found.
 public struct StackUnwinder {
+    /// Most frames of one unwound stack.
     public static let maxFrames = 127
     /// By module id (CodeMappings.moduleName).
     public private(set) var tally: [Int: UnwindTally] = [:]
 
+    /// An unwinder with an empty tally.
     public init() {}
 
     /// The sample's user stack (first the sampled instruction, then return addresses), unwound
@@ -142,6 +155,7 @@ public struct StackUnwinder {
         }
     }
 
+    /// Adds a logged unwinding to `tally` (a cached stack counts again when it is used again).
     public mutating func apply(_ log: TallyLog) {
         for e in log.entries {
             if e.method < 0 {

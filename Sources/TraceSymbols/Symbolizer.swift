@@ -6,12 +6,21 @@
 import Glibc
 #endif
 
+/// Names code addresses of a trace's samples: the recorded mappings say which file held an address in
+/// which process, its symbols name the function, Node's perf map names JIT code, /proc/kallsyms the kernel's.
+/// Every lookup is cached.
 public final class Symbolizer: CodeMappings {
+    /// A mapping recorded with the trace (a `mapping` event).
     public struct Mapping: Sendable {
+        /// The region's addresses, and where in the file it starts.
         public var start: UInt64, end: UInt64, fileOffset: UInt64
+        /// The mapped file (empty: anonymous memory).
         public var path: String
+        /// The file's build id, as recorded (empty: none).
         public var buildID: [UInt8]
+        /// When it was recorded (CLOCK_MONOTONIC ns): it holds its addresses from then on.
         public var timeNs: UInt64
+        /// A mapping from its parts.
         public init(start: UInt64, end: UInt64, fileOffset: UInt64, path: String, buildID: [UInt8], timeNs: UInt64) {
             self.start = start
             self.end = end
@@ -45,8 +54,10 @@ public final class Symbolizer: CodeMappings {
 
     private struct AddressKey: Hashable { var pid: UInt32; var address: UInt64; var mapping: Int }
 
+    /// A symbolizer with no mappings.
     public init() {}
 
+    /// Records a mapping of `pid`.
     public func addMapping(pid: UInt32, _ m: Mapping) {
         mappings[pid, default: []].append(m)
         sorted.remove(pid)
@@ -63,6 +74,8 @@ public final class Symbolizer: CodeMappings {
         return out
     }
 
+    /// The frame id naming `address` of `pid` at `timeNs` (a return address is looked up one byte earlier,
+    /// inside its call; kernel addresses by kallsyms).
     public func frame(pid: UInt32, address: UInt64, timeNs: UInt64, isReturnAddress: Bool, kernel: Bool = false) -> Int {
         let lookup = isReturnAddress && address > 0 ? address - 1 : address
         if kernel || address >= 0xffff_8000_0000_0000 {

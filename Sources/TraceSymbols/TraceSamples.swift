@@ -1,19 +1,27 @@
-// The CPU samples of a trace with their stacks, named: what every code view is built from.
 import TraceFormat
 import TraceReader
 
+/// One CPU sample.
 public struct CPUSample: Sendable {
+    /// When it was taken (CLOCK_MONOTONIC ns).
     public var timeNs: UInt64
+    /// The sampled process.
     public var pid: UInt32
+    /// The sampled thread.
     public var tid: UInt32
+    /// Its user stack id (0: none).
     public var userStack: UInt32
+    /// Its kernel stack id (0: none).
     public var kernelStack: UInt32
 }
 
+/// The CPU samples of a trace with their stacks, named: what every code view is built from.
 public final class TraceSamples {
+    /// The samples, in time order (kept only with `keepsSamples`).
     public private(set) var samples: [CPUSample] = []
     /// Stack addresses by stackDef id (innermost first).
     public private(set) var stackAddresses: [UInt32: [UInt64]] = [:]
+    /// Names the samples' addresses.
     public let symbolizer: Symbolizer
     /// CPU time one sample stands for (the trace's `sampling` event; 0: not recorded).
     public private(set) var periodNs: UInt64 = 0
@@ -41,6 +49,7 @@ public final class TraceSamples {
     private var resolved: [UInt64: [Int]] = [:]
     private var resolvedKernel: [UInt32: [Int]] = [:]
 
+    /// Samples named by `symbolizer`.
     public init(symbolizer: Symbolizer = Symbolizer()) { self.symbolizer = symbolizer }
 
     /// Reads the samples, stacks and mappings of the trace's kernel streams.
@@ -327,6 +336,7 @@ public final class TraceSamples {
         return out
     }
 
+    /// The frame with id `id`.
     public func frame(_ id: Int) -> CodeFrame { symbolizer.frames[id] }
 
     /// The frames of a sample taken inside a callback, innermost first, without the runtime's own
