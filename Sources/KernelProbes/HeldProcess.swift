@@ -144,3 +144,25 @@ final class CStringArray {
         pointers.deallocate()
     }
 }
+
+/// Keeps the traced tree from outliving a killed `asynctrace record` (kernel_probes.h, "the guardian"): the
+/// program itself dies with its parent (PR_SET_PDEATHSIG), but what it started would run on, untraced.
+public final class TreeGuardian {
+    private var guardian = kp_guardian(pid: -1, fd: -1)
+
+    /// Starts the guardian process; nil (and the reason's errno) if it cannot be forked.
+    public init?() {
+        guard kp_guardian_start(&guardian) == 0 else { return nil }
+    }
+
+    /// A process of the traced tree, to be killed if asynctrace dies without `dismiss()`.
+    public func watch(pid: UInt32) {
+        guard pid > 1, pid <= UInt32(Int32.max) else { return }
+        kp_guardian_watch(&guardian, pid_t(pid))
+    }
+
+    /// The recording ended normally: nothing is killed; the guardian exits and is reaped.
+    public func dismiss() { kp_guardian_dismiss(&guardian) }
+
+    deinit { dismiss() }
+}

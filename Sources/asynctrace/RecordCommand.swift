@@ -28,7 +28,9 @@ struct RecordCommand: ParsableCommand {
 
             SIGINT, SIGTERM and SIGHUP sent to asynctrace are forwarded to the program. A second Ctrl-C sends \
             the program SIGTERM, a third SIGKILL (for programs that ignore SIGINT). If asynctrace itself is \
-            killed, the program is killed too (it is not left running untraced). With --duration the program \
+            killed, the program is killed too, and with the kernel probes every process it started (a small \
+            guardian process, asynctrace-guard, outlives asynctrace for that): nothing is left running \
+            untraced. With --duration the program \
             gets SIGTERM when the time is up (SIGKILL 2 s later if it is still running), and the exit status \
             is 0 if that is what ended it.
 
@@ -253,6 +255,10 @@ struct RecordCommand: ParsableCommand {
         environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && (session?.sampledCPUs ?? 0) > 0)
         let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
         if let flightRecording { environment += flight.environment(socketFD: flightRecording.childFD) }
+        // If asynctrace is killed, what the program started dies with it too (the program itself has
+        // PR_SET_PDEATHSIG); the tree's processes come from the probes' fork events.
+        let guardian = TreeGuardian()
+        defer { guardian?.dismiss() }
         let child: HeldProcess
         do {
             child = try HeldProcess(
@@ -287,10 +293,14 @@ struct RecordCommand: ParsableCommand {
         let loopPhases = node.loopPhases ? session.map(NodeLoopPhases.init) : nil
         if node.loopPhases && session == nil { note("--node-loop-phases: no loop phases without the kernel probes") }
         loopPhases?.addHeld(pid: child.pid, program: program)
-        if let recording, loopPhases != nil || flightRecording != nil {
+        guardian?.watch(pid: UInt32(bitPattern: child.pid))
+        if let recording, loopPhases != nil || flightRecording != nil || guardian != nil {
             recording.onEvents = { events in
                 loopPhases?.note(events)
                 flightRecording?.kernelEvents(events)
+                if let guardian {
+                    for e in events where e.kind == .processFork { guardian.watch(pid: e.childPid) }
+                }
             }
         }
         if let nodeLaunch {

@@ -238,6 +238,44 @@ private var sudoEnvironment: [String: String] {
         if !gone { kill(child, SIGKILL) }
     }
 
+    @Test("a killed recorder does not leave what its program started running either (the guardian)")
+    func killedRecorderTakesTheWholeTreeWithIt() throws {
+        try requireKernel("killedRecorderTakesTheWholeTreeWithIt")
+        let pidFile = temporaryPath("tree.pids")
+        unlink(pidFile)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try asynctrace())
+        // A grandchild, and a great-grandchild under a shell that is itself a grandchild: neither has the
+        // program's PR_SET_PDEATHSIG.
+        p.arguments = [
+            "record", "-o", temporaryPath("tree.atrace"), "/bin/sh", "-c",
+            "/bin/sleep 301 & echo $! >> \(pidFile); /bin/sh -c '/bin/sleep 302 & echo $! >> \(pidFile); wait' & wait",
+        ]
+        try p.run()
+        var pids: [pid_t] = []
+        for _ in 0..<1000 {
+            let text = (try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""
+            pids = text.split(separator: "\n").compactMap { pid_t($0) }
+            if pids.count == 2 { break }
+            usleep(10_000)
+        }
+        #expect(pids.count == 2)
+        usleep(300_000)  // the probes' fork events reach the recorder in batches
+        kill(p.processIdentifier, SIGKILL)
+        // (Not waitUntilExit here: Foundation waits until the surviving grandchildren release its pipes.)
+        defer { p.waitUntilExit() }
+        for pid in pids {
+            var gone = false
+            for _ in 0..<500 {
+                let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+                if stat.isEmpty || stat.contains(") Z ") { gone = true; break }
+                usleep(10_000)
+            }
+            #expect(gone, "process \(pid) (started by the program's children) still runs after its recorder was killed")
+            if !gone { kill(pid, SIGKILL) }
+        }
+    }
+
     @Test("--duration stops a launched program and counts as success")
     func durationStopsALaunchedProgram() throws {
         let start = Date()

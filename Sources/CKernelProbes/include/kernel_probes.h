@@ -122,6 +122,24 @@ int kp_release_held(struct kp_held_child *child, const char *extra_env, int *sta
 // Makes a held child exit without exec'ing (status 127).
 void kp_abandon_held(struct kp_held_child *child);
 
+// --- the guardian: the traced tree does not outlive a killed asynctrace ---
+// PR_SET_PDEATHSIG covers the program asynctrace started, not what that program started. The guardian is a
+// small process forked from asynctrace (in its own process group, ignoring the terminal's signals) that
+// reads the tree's processes from a pipe; when the pipe closes without the all-clear (asynctrace was
+// killed, even by SIGKILL), it sends SIGKILL to each of them still alive and still the same process (its
+// start time in /proc/PID/stat unchanged), then exits. At most KP_GUARDIAN_MAX processes are watched.
+#define KP_GUARDIAN_MAX 16384
+struct kp_guardian {
+    pid_t pid;
+    int fd; // write end (close-on-exec: the traced program never holds it); -1 when there is no guardian
+};
+// Starts the guardian. 0 or -errno.
+int kp_guardian_start(struct kp_guardian *g);
+// Adds a process of the traced tree (its start time is read now). No effect without a guardian.
+void kp_guardian_watch(struct kp_guardian *g, pid_t pid);
+// The recording ended normally: the guardian exits without killing anything, and is reaped.
+void kp_guardian_dismiss(struct kp_guardian *g);
+
 // Catches SIGINT, SIGTERM and SIGHUP. With pid > 0 they are forwarded to `pid` when another
 // process sent them (a terminal's Ctrl-C already reaches the whole foreground process group,
 // so it is not sent twice). kp_last_signal() returns the last one caught (0: none).
