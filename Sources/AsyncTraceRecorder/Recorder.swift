@@ -147,11 +147,11 @@ final class Recorder: @unchecked Sendable {
         let s = Stream.allocate(capacity: 1)
         s.initialize(
             to: StreamState(
-                base: memory, cursor: memory, limit: memory, end: memory, lastTicks: 0, shareStamp: false, deferredLoop: 0, prevAsyncID: 0,
+                base: memory, cursor: memory, hooksInProgress: 1,  // the caller's hook call, as currentStream begins it
+                limit: memory, end: memory, lastTicks: 0, shareStamp: false, deferredLoop: 0, prevAsyncID: 0,
                 startTicks: 0, startNs: 0, eventCount: 0, nextStringID: 0, sequence: 0, droppedCumulative: 0,
                 flushEpoch: flushEpoch.load(ordering: .relaxed), pid: r.pid, tid: trace_gettid(),
-                stringChunk: .allocate(capacity: 1), stringID: .allocate(capacity: 1), stringCapacity: 0, slot: slot,
-                hooksInProgress: 1))  // the caller's hook call, as currentStream begins it
+                stringChunk: .allocate(capacity: 1), stringID: .allocate(capacity: 1), stringCapacity: 0, slot: slot))
         s.beginChunk(memory)
         r.streams[slot] = s
         pthread_setspecific(streamKey, UnsafeMutableRawPointer(s))  // for the thread-exit hook

@@ -18,6 +18,10 @@ struct StreamState {
     /// so a signal handler can seal the chunk at any moment.
     var base: UnsafeMutablePointer<UInt8>
     var cursor: UnsafeMutablePointer<UInt8>
+    /// Hook calls of this thread in progress on this stream (see `trace_hook_enter`); only this thread writes
+    /// it. Beside `cursor`, which every event writes too: at the struct's end it could share a cache line with
+    /// the start of another thread's stream.
+    var hooksInProgress: UInt32
     var limit: UnsafeMutablePointer<UInt8>
     var end: UnsafeMutablePointer<UInt8>
     var lastTicks: UInt64
@@ -56,8 +60,6 @@ struct StreamState {
     var stacksInterned = 0
     var nextStackID: UInt32 = 1
     var promiseCountdown: UInt32 = 0
-    /// Hook calls of this thread in progress on this stream (see `trace_hook_enter`); only this thread writes it.
-    var hooksInProgress: UInt32 = 0
 }
 
 typealias Stream = UnsafeMutablePointer<StreamState>
