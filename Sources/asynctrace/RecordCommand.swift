@@ -255,10 +255,6 @@ struct RecordCommand: ParsableCommand {
         environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && (session?.sampledCPUs ?? 0) > 0)
         let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
         if let flightRecording { environment += flight.environment(socketFD: flightRecording.childFD) }
-        // If asynctrace is killed, what the program started dies with it too (the program itself has
-        // PR_SET_PDEATHSIG); the tree's processes come from the probes' fork events.
-        let guardian = TreeGuardian()
-        defer { guardian?.dismiss() }
         let child: HeldProcess
         do {
             child = try HeldProcess(
@@ -268,6 +264,11 @@ struct RecordCommand: ParsableCommand {
             fail(error.description, exitCode: error.exitCode)
         }
         if lossFD >= 0 { close(lossFD) }  // the held child has its copy
+        // If asynctrace is killed, what the program started dies with it too (the program itself has
+        // PR_SET_PDEATHSIG); the tree's processes come from the probes' fork events. Forked after the
+        // program, so the program stays asynctrace's first child (tools look for it there).
+        let guardian = TreeGuardian()
+        defer { guardian?.dismiss() }
         let path = absolutePath(output ?? "asynctrace-\(child.pid).atrace")
         let fd: Int32
         do {

@@ -218,7 +218,11 @@ private struct DumpContents {
             let byRecorder = try? runCapturing(try asynctrace(), ["dump", "--pid", "\(recorder)"], timeout: 30)
             answers.append(byRecorder?.stdout ?? "")
             let children = (try? String(contentsOfFile: "/proc/\(recorder)/task/\(recorder)/children", encoding: .utf8)) ?? ""
-            if let program = children.split(separator: " ").first {
+            // The program, not record's guardian process (asynctrace-guard).
+            let program = children.split(separator: " ").first {
+                (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8))?.hasPrefix("asynctrace-guar") == false
+            }
+            if let program {
                 let byProgram = try? runCapturing(try asynctrace(), ["dump", "--pid", String(program)], timeout: 30)
                 answers.append(byProgram?.stdout ?? "")
             }
