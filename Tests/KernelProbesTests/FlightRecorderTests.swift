@@ -126,7 +126,8 @@ private struct DumpContents {
             let report = try runCapturing(try asynctrace(), ["report", path])
             #expect(report.status == 0, "\(report.stderr)")
             #expect(report.stdout.contains("damage     none"), "\(report.stdout)")
-            #expect(report.stdout.contains("250 ms"), "\(report.stdout)")
+            // The 250 ms stall as measured: 252 ms on a loaded CI box, so not the literal "250 ms".
+            #expect(report.stdout.contains(/for 2[4-9][0-9] ms/), "\(report.stdout)")
         }
     }
 
