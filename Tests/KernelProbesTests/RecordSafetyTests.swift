@@ -227,13 +227,7 @@ private var sudoEnvironment: [String: String] {
         #expect(child > 0)
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
-        var gone = false
-        for _ in 0..<500 {
-            // Gone, or a zombie waiting for init to reap it.
-            let stat = (try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)) ?? ""
-            if stat.isEmpty || stat.contains(") Z ") { gone = true; break }
-            usleep(10_000)
-        }
+        let gone = endsWithin5Seconds(child)
         #expect(gone, "process \(child) still runs after its recorder was killed")
         if !gone { kill(child, SIGKILL) }
     }
@@ -265,12 +259,7 @@ private var sudoEnvironment: [String: String] {
         // (Not waitUntilExit here: Foundation waits until the surviving grandchildren release its pipes.)
         defer { p.waitUntilExit() }
         for pid in pids {
-            var gone = false
-            for _ in 0..<500 {
-                let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-                if stat.isEmpty || stat.contains(") Z ") { gone = true; break }
-                usleep(10_000)
-            }
+            let gone = endsWithin5Seconds(pid)
             #expect(gone, "process \(pid) (started by the program's children) still runs after its recorder was killed")
             if !gone { kill(pid, SIGKILL) }
         }
@@ -316,4 +305,14 @@ private var sudoEnvironment: [String: String] {
         let text = try runCapturing(try asynctrace(), ["report", mnt + "/t.atrace"])
         #expect(text.stdout.contains("unwritten  ") && text.stdout.contains("the disk was full"), "\(text.stdout.prefix(1500))")
     }
+}
+
+/// Whether `pid` is gone (or a zombie waiting for init to reap it) within 5 s.
+private func endsWithin5Seconds(_ pid: pid_t) -> Bool {
+    for _ in 0..<500 {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        if stat.isEmpty || stat.contains(") Z ") { return true }
+        usleep(10_000)
+    }
+    return false
 }
