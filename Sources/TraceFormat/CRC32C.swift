@@ -56,4 +56,55 @@ public enum CRC32C {
     public static func checksum(_ bytes: [UInt8]) -> UInt32 {
         bytes.withUnsafeBytes { update(0, $0) }
     }
+
+    // The CRC register without its pre- and post-inversion is linear over GF(2) in the register and the
+    // bytes: raw(s, X) = zeroShift(s, |X|) ^ raw(0, X). So the raw CRC of any byte range follows from raw
+    // prefix CRCs at its two ends, raw(0, F[a..<b]) = P(b) ^ zeroShift(P(a), b - a), with no reread of the
+    // range: the reader checks candidate chunks this way when it searches damaged bytes (see ChunkSearch).
+
+    /// The raw register after `bytes` starting from raw register `state` (`update` without the inversions).
+    @inline(__always)
+    package static func rawUpdate(_ state: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        ~update(~state, bytes)
+    }
+
+    /// The raw register `state` advanced over `count` zero bytes, in O(log count) table look-ups.
+    package static func zeroShift(_ state: UInt32, count: UInt32) -> UInt32 {
+        let t = zeroShiftTables
+        var v = state
+        var n = count
+        var k = 0
+        while n != 0 {
+            if n & 1 != 0 { v = applyShift(t + k * 1024, v) }
+            n >>= 1
+            k += 1
+        }
+        return v
+    }
+
+    @inline(__always)
+    private static func applyShift(_ t: UnsafeMutablePointer<UInt32>, _ v: UInt32) -> UInt32 {
+        t[Int(v & 0xff)] ^ t[256 + Int((v >> 8) & 0xff)] ^ t[512 + Int((v >> 16) & 0xff)] ^ t[768 + Int(v >> 24)]
+    }
+
+    /// For k in 0..<32, the linear map "advance over 2^k zero bytes" as four 256-entry tables (one per byte
+    /// of the register): 128 KiB, built on first use.
+    nonisolated(unsafe) static let zeroShiftTables: UnsafeMutablePointer<UInt32> = {
+        let t = UnsafeMutablePointer<UInt32>.allocate(capacity: 32 * 1024)
+        let t0 = flat
+        func oneZeroByte(_ v: UInt32) -> UInt32 { t0[Int(v & 0xff)] ^ (v >> 8) }
+        for lane in 0..<4 {
+            for b in 0..<256 { t[lane * 256 + b] = oneZeroByte(UInt32(b) << (8 * lane)) }
+        }
+        for k in 1..<32 {
+            let previous = t + (k - 1) * 1024
+            for lane in 0..<4 {
+                for b in 0..<256 {
+                    let v = UInt32(b) << (8 * lane)
+                    t[k * 1024 + lane * 256 + b] = applyShift(previous, applyShift(previous, v))
+                }
+            }
+        }
+        return t
+    }()
 }

@@ -17,11 +17,11 @@ struct TraceIndex: Sendable {
     var unwritten: UnwrittenNote?
 }
 
-/// The work indexing did: bytes read from the file, and bytes of candidate chunks the resynchronisation
-/// checked (both bounded by a small multiple of the file's size, whatever the file holds).
+/// The work indexing did: bytes read from the file (bounded by a small multiple of the file's size, whatever
+/// the file holds), and candidate chunks the resynchronisation checked.
 struct IndexStatistics: Sendable {
     var bytesRead: UInt64 = 0
-    var candidateBytesChecked: UInt64 = 0
+    var candidatesChecked: UInt64 = 0
 }
 
 struct ChunkIndexer: ~Copyable {
@@ -33,18 +33,8 @@ struct ChunkIndexer: ~Copyable {
     private var streamByKey: [StreamKey: Int] = [:]
     /// Sequence numbers of damaged chunks whose headers named their stream (so a gap they explain is not reported twice).
     private var explained: [StreamKey: Set<UInt64>] = [:]
-    /// The resynchronisation scan reads the file through this window once, however many scans there are
-    /// (a fresh 1 MiB read per scan made a file with garbage before every small chunk quadratic).
-    private var window = ByteBuffer(capacity: ChunkIndexer.windowSize)
-    private var windowStart: UInt64 = 0
-    private var windowCount = 0
-    static let windowSize = 1 << 20
-    /// Bytes the scan may spend checking candidate chunks (reading and CRC-ing what a magic number claims).
-    /// A crafted file can put a magic every few bytes, each claiming a payload up to the end of the file;
-    /// checking them all is quadratic. Real damage costs about one file length at most, so twice the file
-    /// (plus 64 MiB) never stops a real recovery; past it, the rest of the file is reported as unreadable.
-    private var scanBudget: UInt64
-    private var scanBudgetExhausted = false
+    /// Finds the next readable chunk after damage, checking every candidate, in about one read of the file.
+    private var search: ChunkSearch
     /// Damage entries kept one by one; past this many, they are only counted (`overflowDamage`), so a file of
     /// a million damaged regions cannot make the report (or memory) a million lines long.
     static let maxDamageEntries = 1_000
@@ -60,7 +50,7 @@ struct ChunkIndexer: ~Copyable {
     init(file: TraceFileHandle, traceStartNs: UInt64) {
         self.file = file
         self.traceStartNs = traceStartNs
-        scanBudget = file.size.multipliedSaturated(2).addingSaturated(64 << 20)
+        search = ChunkSearch(file: file)
     }
 
     private enum Probe {
@@ -102,54 +92,10 @@ struct ChunkIndexer: ~Copyable {
         return false
     }
 
-    /// Whether a candidate found by the scan is a readable chunk, charging what checking it costs to the budget.
-    private mutating func isValidCandidate(at pos: UInt64) -> Bool {
-        let size = TraceFileFormat.chunkHeaderSize
-        guard file.size >= pos, file.size - pos >= UInt64(size),
-            read(into: headerBytes.pointer, count: size, at: pos) == size,
-            let h = ChunkHeader.load(from: headerBytes.pointer),
-            Int(h.payloadLength) <= TraceFileFormat.maxPayloadBytes,
-            file.size - pos - UInt64(size) >= UInt64(h.payloadLength)
-        else { return false }
-        let cost = UInt64(size) + UInt64(h.payloadLength)
-        guard cost <= scanBudget else {
-            scanBudgetExhausted = true
-            return false
-        }
-        scanBudget -= cost
-        index.statistics.candidateBytesChecked += cost
-        return isValidChunk(at: pos)
-    }
-
-    /// The offset of the next readable chunk at or after `from`, or nil. Each byte of the file is read into the
-    /// window about once over all scans; candidates are checked within `scanBudget`.
+    /// The offset of the next readable chunk at or after `from`, or nil.
     private mutating func scanForChunk(from: UInt64) -> UInt64? {
-        let magic = TraceFileFormat.chunkMagic
-        var base = from
-        while base < file.size && !scanBudgetExhausted {
-            // The window holds [windowStart, windowStart + windowCount); refill it when `base` leaves it.
-            if base < windowStart || base + 4 > windowStart + UInt64(windowCount) {
-                windowStart = base
-                windowCount = read(into: window.pointer, count: Self.windowSize, at: base)
-                if windowCount < 4 { return nil }
-            }
-            let p = UnsafeRawPointer(window.pointer)
-            var i = Int(base - windowStart)
-            let n = windowCount
-            while i + 4 <= n {
-                if p.load(fromByteOffset: i, as: UInt8.self) == 0x41,
-                    UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt32.self)) == magic,
-                    isValidCandidate(at: windowStart + UInt64(i))
-                {
-                    return windowStart + UInt64(i)
-                }
-                if scanBudgetExhausted { return nil }
-                i += 1
-            }
-            base = windowStart + UInt64(n - 3)  // overlap: a magic may straddle windows
-            if n < Self.windowSize { break }
-        }
-        return nil
+        guard case .chunk(let at) = search.next(from: from, limit: file.size, stopAtIncomplete: false) else { return nil }
+        return at
     }
 
     private func key(_ h: ChunkHeader) -> StreamKey { StreamKey(pid: h.pid, tid: h.tid, isKernel: h.isKernel) }
@@ -167,12 +113,6 @@ struct ChunkIndexer: ~Copyable {
         guard index.damage.count < Self.maxDamageEntries else {
             countOverflow(bytes: bytes, eventsLost: h.map { UInt64($0.eventCount) } ?? 0, offset: offset)
             return
-        }
-        var message = message
-        if kind == .garbage && scanBudgetExhausted && offset + bytes == file.size {
-            message +=
-                " (the search for the next chunk gave up: more than \(Wording.grouped(file.size.multipliedSaturated(2) / 1_048_576 + 64)) MiB "
-                + "of candidate chunks in this file failed their checks, which only a crafted file does)"
         }
         var d = TraceDamage(kind: kind, fileOffset: offset, byteCount: bytes, message: message)
         if let h {
@@ -303,14 +243,23 @@ struct ChunkIndexer: ~Copyable {
                 pos = file.size
             case .badChecksum(let h):
                 let end = pos + headerSize + UInt64(h.payloadLength)
-                if end == file.size || isValidChunk(at: end) {
+                let following = scanForChunk(from: pos + 4)
+                if let inside = following, inside < end {
+                    // A whole chunk inside the claimed payload: the length is a lie (a crafted header claiming
+                    // to reach the end of the file or the next chunk would otherwise hide every chunk it covers).
+                    record(
+                        .garbage, offset: pos, bytes: inside - pos, header: nil,
+                        message: "\(Wording.grouped(inside - pos)) unreadable bytes at offset \(Wording.grouped(pos)) skipped; "
+                            + "they begin with a damaged header claiming to be \(claim(h)), but a whole chunk starts inside it")
+                    pos = inside
+                } else if end == file.size || isValidChunk(at: end) {
                     // The header's length led to the next chunk, so the header is probably right.
                     record(
                         .checksumFailed, offset: pos, bytes: end - pos, header: h,
                         message: "\(claim(h)) failed its checksum; its events were skipped")
                     pos = end
                 } else {
-                    let next = scanForChunk(from: pos + 4) ?? file.size
+                    let next = following ?? file.size
                     record(
                         .garbage, offset: pos, bytes: next - pos, header: nil,
                         message: "\(Wording.grouped(next - pos)) unreadable bytes at offset \(Wording.grouped(pos)) skipped; "
@@ -340,6 +289,8 @@ struct ChunkIndexer: ~Copyable {
             }
         }
         orderStreams()
+        index.statistics.bytesRead &+= search.bytesRead
+        index.statistics.candidatesChecked = search.candidatesChecked
         if let first = beyondStreamLimit.firstOffset {
             let n = beyondStreamLimit.streams.count
             index.damage.append(

@@ -46,6 +46,9 @@ public final class TraceFollower {
     private var headerBytes = [UInt8](repeating: 0, count: TraceFileFormat.chunkHeaderSize)
     private var payload = ByteBuffer(capacity: 256 << 10)
     private var unlistedDamage: UInt64 = 0
+    private var search: ChunkSearch
+    /// The pending chunk last searched for whole chunks inside it, and how far the file reached then.
+    private var searchedPending: (offset: UInt64, size: UInt64)?
     static let maxDamageEntries = 1_000
 
     /// Opens `path` for following; the file may still be empty. Throws if it cannot be opened or is not a
@@ -53,6 +56,7 @@ public final class TraceFollower {
     public init(path: String) throws(TraceOpenError) {
         self.path = path
         self.file = try TraceFileHandle(path: path)
+        self.search = ChunkSearch(file: file)
     }
 
     /// Whether every stream seen has written its final chunk (the recording ended, or all its threads did).
@@ -131,6 +135,17 @@ public final class TraceFollower {
             }
             let total = headerSize + UInt64(h.payloadLength)
             if avail < total {
+                if let inside = wholeChunkInside(pendingAt: offset, size: size) {
+                    // A writer appends a chunk with one write(), so no other chunk can follow a chunk still
+                    // being written: this header's length is a lie (damage, or a crafted file) and waiting
+                    // for it would hide every chunk after it.
+                    record(
+                        .garbage, offset: offset, bytes: inside - offset, header: nil,
+                        message: "\(Wording.grouped(inside - offset)) bytes at offset \(Wording.grouped(offset)) begin with a header "
+                            + "claiming to be \(claim(h)) of \(Wording.grouped(total)) bytes, but a whole chunk starts inside it; skipped")
+                    offset = inside
+                    continue
+                }
                 pendingBytes = avail
                 return
             }
@@ -145,7 +160,14 @@ public final class TraceFollower {
             if crc != h.crc {
                 // Trust the length only if it leads to the end or to another chunk header.
                 let end = offset + total
-                if end == size || startsWithChunkMagic(at: end, size: size) {
+                if case .chunk(let inside) = search.next(from: offset + 4, limit: end, stopAtIncomplete: false) {
+                    // A whole chunk inside the claimed payload: the length is a lie.
+                    record(
+                        .garbage, offset: offset, bytes: inside - offset, header: nil,
+                        message: "\(Wording.grouped(inside - offset)) bytes at offset \(Wording.grouped(offset)) begin with a damaged "
+                            + "header claiming to be \(claim(h)), but a whole chunk starts inside it; skipped")
+                    offset = inside
+                } else if end == size || startsWithChunkMagic(at: end, size: size) {
                     record(
                         .checksumFailed, offset: offset, bytes: total, header: h,
                         message: "\(claim(h)) failed its checksum; its events were skipped")
@@ -173,30 +195,26 @@ public final class TraceFollower {
         return UInt32(littleEndian: m) == TraceFileFormat.chunkMagic
     }
 
-    /// Skips to the next chunk magic in what the file holds now (a candidate too short to check yet is
-    /// waited for); everything skipped is damage.
+    /// Skips to the next whole chunk, or to a chunk header whose chunk is not all there yet (waited for),
+    /// in what the file holds now; everything skipped is damage.
     private func resynchronize(from pos: UInt64, size: UInt64, why: String) {
-        let window = 1 << 20
-        var base = pos + 1
         var next = size
-        var buf = [UInt8](repeating: 0, count: window)
-        search: while base + 4 <= size {
-            let n = buf.withUnsafeMutableBytes { file.read(into: $0.baseAddress!, count: window, at: base) }
-            if n < 4 { break }
-            for i in 0...(n - 4) where buf[i] == 0x41 {
-                let m = UInt32(buf[i]) | UInt32(buf[i + 1]) << 8 | UInt32(buf[i + 2]) << 16 | UInt32(buf[i + 3]) << 24
-                if m == TraceFileFormat.chunkMagic {
-                    next = base + UInt64(i)
-                    break search
-                }
-            }
-            base += UInt64(n - 3)
-            if n < window { break }
+        switch search.next(from: pos + 1, limit: size, stopAtIncomplete: true) {
+        case .chunk(let at), .incomplete(let at): next = at
+        case nil: break
         }
         record(
             .garbage, offset: pos, bytes: next - pos, header: nil,
             message: "\(Wording.grouped(next - pos)) bytes at offset \(Wording.grouped(pos)) \(why); skipped")
         offset = next
+    }
+
+    /// A whole chunk starting inside the incomplete chunk at `pending`, searched once per size of the file.
+    private func wholeChunkInside(pendingAt pending: UInt64, size: UInt64) -> UInt64? {
+        if let s = searchedPending, s.offset == pending, s.size == size { return nil }
+        searchedPending = (pending, size)
+        guard case .chunk(let at) = search.next(from: pending + 1, limit: size, stopAtIncomplete: false) else { return nil }
+        return at
     }
 
     private func key(_ h: ChunkHeader) -> StreamKey { StreamKey(pid: h.pid, tid: h.tid, isKernel: h.isKernel) }

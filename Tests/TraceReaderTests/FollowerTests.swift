@@ -125,6 +125,31 @@ import TraceFormat
         #expect(f.pendingBytes == 0)
     }
 
+    @Test func aHeaderClaimingMoreThanFollowsDoesNotHideTheChunksAfterIt() throws {
+        // A writer appends each chunk with one write(), so a whole chunk after an incomplete one means the
+        // incomplete one's length is a lie: the follower used to wait for its megabyte forever.
+        let path = temporaryTracePath("follow-liar")
+        writeFile(path, FileHeader(pid: 7, monotonicStartNs: 0, realtimeStartNs: 0, program: "app").encode())
+        defer { removeFile(path) }
+        let f = try TraceFollower(path: path)
+        append(path, chunk(tid: 1, sequence: 0, startMs: 0, ids: [1]))
+        var liar = chunk(tid: 1, sequence: 1, startMs: 2, ids: [99])
+        liar.replaceSubrange(8..<12, with: [0, 0, 0x10, 0])  // payload length (little-endian): 1 MiB
+        append(path, liar)
+        try f.poll()
+        #expect(ids(f) == [1])
+        #expect(f.pendingBytes == UInt64(liar.count) && f.damage.isEmpty)  // could still be a write in progress
+        append(path, chunk(tid: 1, sequence: 2, startMs: 5, ids: [3]))
+        append(path, chunk(tid: 1, sequence: 3, startMs: 9, ids: [4], final: true))
+        try f.poll()
+        #expect(ids(f) == [3, 4])
+        #expect(f.pendingBytes == 0)
+        // The lying chunk is skipped as garbage, and its sequence number is then missing.
+        #expect(f.damage.map(\.kind) == [.garbage, .missingChunks], "\(f.damage.map(\.message))")
+        #expect(f.damage.first?.byteCount == UInt64(liar.count))
+        #expect(f.allStreamsEnded)
+    }
+
     @Test func aFileThatIsNotATraceIsRefused() throws {
         let path = temporaryTracePath("not-a-trace")
         writeFile(path, Array("hello, this is not a trace at all".utf8))
