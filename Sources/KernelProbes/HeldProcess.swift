@@ -40,10 +40,10 @@ func errorText(_ e: Int32) -> String {
 }
 
 /// Finding the file a command names, as execvp would.
-public enum ProgramLookup {
+package enum ProgramLookup {
     /// The file `program` names: itself if it contains a slash, else the first executable regular
     /// file of that name in `searchPath` (PATH), like execvp.
-    public static func resolve(_ program: String, searchPath: String?) -> Result<String, ProgramLaunchError> {
+    package static func resolve(_ program: String, searchPath: String?) -> Result<String, ProgramLaunchError> {
         if program.isEmpty { return .failure(.notFound(program)) }
         if program.contains("/") { return check(program, reportedAs: program) }
         var deniedError: ProgramLaunchError?
@@ -147,22 +147,22 @@ final class CStringArray {
 
 /// Keeps the traced tree from outliving a killed `asynctrace record` (kernel_probes.h, "the guardian"): the
 /// program itself dies with its parent (PR_SET_PDEATHSIG), but what it started would run on, untraced.
-public final class TreeGuardian {
+package final class TreeGuardian {
     private var guardian = kp_guardian(pid: -1, fd: -1)
 
     /// Starts the guardian process; nil (and the reason's errno) if it cannot be forked.
-    public init?() {
+    package init?() {
         guard kp_guardian_start(&guardian) == 0 else { return nil }
     }
 
     /// A process of the traced tree, to be killed if asynctrace dies without `dismiss()`.
-    public func watch(pid: UInt32) {
+    package func watch(pid: UInt32) {
         guard pid > 1, pid <= UInt32(Int32.max) else { return }
         kp_guardian_watch(&guardian, pid_t(pid))
     }
 
     /// The recording ended normally: nothing is killed; the guardian exits and is reaped.
-    public func dismiss() { kp_guardian_dismiss(&guardian) }
+    package func dismiss() { kp_guardian_dismiss(&guardian) }
 
     deinit { dismiss() }
 }

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// CLOCK_MONOTONIC now, in ns (the clock of every trace time).
-public func monotonicNowNs() -> UInt64 {
+package func monotonicNowNs() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

@@ -477,9 +477,6 @@ public struct OpenResourceGroup: Sendable {
     public var createdAt: [CodeFrame] = []
     /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
     var creationStack: Int32 = -1
-    /// Not set by the analyses (always false): what is open at exit is a resource, not a running callback;
-    /// an unfinished callback is `CallbackRecord.unfinished`.
-    public var unfinished = false
 }
 
 /// A stretch between two epoll waits of a thread (kernel stream): what its loop was doing instead of waiting.
