@@ -1,5 +1,6 @@
 // A minimal HTTP/1.1 client (Node's `http.request`): each request is an HTTPCLIENTREQUEST resource
-// under which its response, body and errors run; an Agent keeps idle keep-alive connections (unref'd,
+// under which its response and body run ('error' and 'close' run where Node emits them: the socket's
+// ticks and close phase, or the request's own ticks); an Agent keeps idle keep-alive connections (unref'd,
 // as Node's agent does) for reuse.
 #if canImport(Glibc)
 import Glibc
@@ -67,7 +68,10 @@ final class ClientConnection {
     let key: String
     let socket: Socket
     let parser = HTTPParser(.response)
+    /// The request the socket's events go to (Node's `socket._httpMessage` with its listeners).
     var current: ClientRequest?
+    /// Requests this connection carried (more than one: it was reused from the agent's idle list).
+    var requests = 0
 
     init(agent: Agent, key: String, socket: Socket) {
         self.agent = agent
@@ -75,18 +79,22 @@ final class ClientConnection {
         self.socket = socket
         socket.setNoDelay(true)
         socket.onData { [self] bytes in current?.receive(bytes) }
-        socket.onEnd { [self] in current?.connectionEnded() }
-        socket.onError { [self] e in current?.fail(e) }
+        socket.onEnd { [self] in try current?.socketEnded() }
+        socket.onError { [self] e in try current?.socketError(e) }
         socket.onClose { [self] _ in
-            current?.fail(NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: socket.asyncID, message: "socket hang up"))
+            let request = current
             current = nil
             self.agent?.remove(self)
+            try request?.socketClosed()
         }
     }
 }
 
 /// Node's `http.ClientRequest`: write the body (or nothing), then `end()`; the response arrives as
-/// an IncomingMessage. Errors (refused, reset, malformed response) arrive as 'error'.
+/// an IncomingMessage. As in Node v20, a failure (refused, reset, hang-up, malformed response,
+/// `destroy(error)`) arrives as 'error' and every request ends with one 'close': on a nextTick after the
+/// response ended when its connection stays open for reuse, else in the close phase when the connection
+/// closed; a request destroyed before its socket was assigned reports both on the nextTick that assigns it.
 public final class ClientRequest: OutgoingMessage {
     /// The request method ("GET", ...).
     public let method: String
@@ -101,11 +109,20 @@ public final class ClientRequest: OutgoingMessage {
     let connection: ClientConnection
     let loop: EventLoop
     let keepAliveRequested: Bool
+    let reusedConnection: Bool
     /// The response, once its head arrived.
     public private(set) var response: IncomingMessage?
-    var done = false
+    /// `destroy` was called, the connection closed or the response ended (Node's `req.destroyed`).
+    public private(set) var destroyed = false
+    /// Node's socket assignment (onSocketNT) ran: a destroy now goes through the socket.
+    var socketAssigned = false
+    /// An 'error' was emitted (Node's `socket._hadError`): no 'socket hang up' after it.
+    var hadError = false
+    var closed = false
+    var destroyError: NetError?
     var responseListeners: [(IncomingMessage) throws -> Void] = []
     var errorListeners: [(NetError) throws -> Void] = []
+    var closeListeners: [() throws -> Void] = []
 
     init(method: String, host: String, port: Int, path: String, headers: [(String, String)], agent: Agent, loop: EventLoop) {
         self.method = method
@@ -115,14 +132,20 @@ public final class ClientRequest: OutgoingMessage {
         self.loop = loop
         self.keepAliveRequested = agent.keepAlive
         self.context = AsyncResourceContext(type: .httpClientRequest)
-        // The connection (and a new socket's TCPWRAP) belongs to the request that opened it.
-        let conn = context.runInScope { agent.acquire(host: host, port: port, loop: loop) }
+        // As in Node, a new socket's TCPWRAP is triggered by the caller (the agent opens it in the request's
+        // constructor, before the request's own resource).
+        let conn = agent.acquire(host: host, port: port, loop: loop)
         self.connection = conn
+        conn.requests += 1
+        reusedConnection = conn.requests > 1
         super.init(socket: conn.socket)
         for (n, v) in headers { setHeader(n, v) }
         conn.current = self
         conn.parser.expectNoBody = method == "HEAD"
         conn.parser.paused = false
+        // Node gives the request its socket on a nextTick (ClientRequest.onSocket); a request destroyed
+        // before then reports its 'error' and 'close' there.
+        loop.nextTick { [self] in try assignSocket() }
     }
 
     override func prepareHead() -> String {
@@ -131,75 +154,157 @@ public final class ClientRequest: OutgoingMessage {
         return "\(method) \(path) HTTP/1.1"
     }
 
+    /// Node's onSocketNT.
+    func assignSocket() throws {
+        socketAssigned = true
+        guard destroyed else { return }
+        if connection.current === self { connection.current = nil }
+        // An idle connection the request never wrote on goes back to the agent, else it closes (Node:
+        // the socket's 'free', which the agent answers so).
+        if reusedConnection && !headersSent {
+            connection.agent?.release(connection)
+        } else {
+            connection.socket.destroy()
+        }
+        try endWithError(destroyError ?? hangUp())
+    }
+
+    /// 'error' (unless one was emitted), then 'close'. An 'error' nobody listens to is thrown (the
+    /// delivering callback's uncaught error) and, as in Node, no 'close' follows; the resource ends anyway.
+    func endWithError(_ error: NetError?) throws {
+        if let error, !hadError {
+            hadError = true
+            do { try emitError(error) } catch {
+                closed = true
+                context.emitDestroy()
+                throw error
+            }
+        }
+        try emitCloseAndDestroy()
+    }
+
+    /// 'close', then the request's resource ends.
+    func emitCloseAndDestroy() throws {
+        guard !closed else { return }
+        closed = true
+        destroyed = true
+        defer { context.emitDestroy() }
+        let listeners = closeListeners
+        closeListeners = []
+        for f in listeners { try f() }
+    }
+
+    func hangUp() -> NetError {
+        NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: context.asyncID, message: "socket hang up")
+    }
+
     func receive(_ bytes: [UInt8]) {
         loop.invoke(context) { [self] in
             do { try connection.parser.feed(bytes, handle) } catch let e as HTTPParseError {
+                // Node's socketOnData: the socket is destroyed and the request gets the error at once;
+                // 'close' follows when the socket closed.
                 let err = NetError(code: e.code, syscall: "parse", asyncID: context.asyncID, message: "Parse Error: \(e.message)")
-                connection.current = nil
                 connection.socket.destroy()
+                hadError = true
                 try emitError(err)
             }
         }
-        if done { context.emitDestroy() }
     }
 
     func handle(_ event: HTTPParser.Event) throws {
         switch event {
         case .head(let head):
-            let res = IncomingMessage(head: head, socket: connection.socket)
+            let res = IncomingMessage(head: head, socket: connection.socket, loop: loop, isResponse: true)
             response = res
             for f in responseListeners { try f(res) }
         case .body(let b):
             try response?.emitData(b)
         case .end:
-            done = true
-            connection.current = nil
-            let serverClose = response?.header("connection")?.lowercased() == "close"
-            if serverClose || !keepAliveRequested {
-                connection.socket.end()
-            } else {
-                connection.agent?.release(connection)
-            }
-            try response?.emitEnd()
+            // Complete now; 'end' on a nextTick, as Node's stream emits it (endReadableNT), where Node's
+            // own 'end' listener (responseOnEnd) runs first.
+            response?.complete = true
+            loop.nextTick { [self] in try responseEnded() }
         }
     }
 
-    /// The server ended the connection: a read-until-close body is complete, anything else was cut short.
-    func connectionEnded() {
-        loop.invoke(context) { [self] in
-            let cut = try connection.parser.finish(handle)
-            if !done && (cut || response == nil) {
-                connection.current = nil
-                try emitError(NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: context.asyncID, message: "socket hang up"))
+    /// Node's responseOnEnd, then the response's 'end'.
+    func responseEnded() throws {
+        let serverClose = response?.header("connection")?.lowercased() == "close"
+        if serverClose || !keepAliveRequested {
+            // destroySoon: the socket ends and is destroyed once finished; 'close' comes with the socket's.
+            let socket = connection.socket
+            socket.end(nil) { socket.destroy() }
+        } else if !destroyed {
+            // Node's responseKeepAlive: the socket leaves the request now, which closes on a nextTick
+            // (emitFreeNT, triggered by the socket) that then hands the socket back to the agent.
+            destroyed = true
+            if connection.current === self { connection.current = nil }
+            loop.nextTick(triggeredBy: connection.socket.asyncID) { [self] in
+                defer { connection.agent?.release(connection) }
+                try emitCloseAndDestroy()
             }
         }
-        if done { context.emitDestroy() }
+        try response?.emitEnd()
     }
 
-    func fail(_ e: NetError) {
-        guard !done else { return }
-        connection.current = nil
-        loop.invoke(context) { [self] in
-            let err = NetError(code: e.code, errno: e.errno, syscall: e.syscall, address: e.address, asyncID: context.asyncID, message: e.message)
-            try emitError(err)
+    /// Node's socketOnEnd: a read-until-close body is complete; without a response the request gets
+    /// 'socket hang up'; the socket is destroyed ('close' follows with the socket's).
+    func socketEnded() throws {
+        loop.invoke(context) { [self] in _ = try connection.parser.finish(handle) }
+        defer { connection.socket.destroy() }
+        if response == nil && !hadError {
+            hadError = true
+            try emitError(hangUp())
         }
-        context.emitDestroy()
+    }
+
+    /// Node's socketErrorListener: the socket's 'error' (on its nextTick) is the request's.
+    func socketError(_ e: NetError) throws {
+        hadError = true
+        try emitError(NetError(code: e.code, errno: e.errno, syscall: e.syscall, address: e.address, asyncID: context.asyncID, message: e.message))
+    }
+
+    /// Node's socketCloseListener (close phase): an unfinished response is destroyed ('aborted' now,
+    /// its 'error' and 'close' on nextTicks); without a response the request gets 'socket hang up' unless
+    /// it had an error; then the request's 'close'.
+    func socketClosed() throws {
+        destroyed = true
+        if let res = response {
+            if !res.complete {
+                try res.destroyNow(NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: context.asyncID, message: "aborted"))
+            }
+            try emitCloseAndDestroy()
+        } else {
+            try endWithError(hadError ? nil : hangUp())
+        }
     }
 
     func emitError(_ e: NetError) throws {
-        done = true
-        if let r = response, !r.complete { try r.emitAborted() }
         if errorListeners.isEmpty { throw e }
         for f in errorListeners { try f(e) }
+    }
+
+    /// Ends the request now (Node's `req.destroy(error)`): the connection is destroyed, 'error' (with
+    /// `error`, or 'socket hang up' when no response had arrived) and 'close' follow as in Node — on the
+    /// nextTick that would have assigned the socket when called before it, else with the socket's own
+    /// 'error' tick and close phase. A response still arriving is dropped. Destroying twice is harmless.
+    public func destroy(_ error: NetError? = nil) {
+        guard !destroyed else { return }
+        destroyed = true
+        response?.dump()
+        destroyError = error
+        if socketAssigned { connection.socket.destroy(error) }
     }
 
     /// 'response': `f` runs with the response once its head arrived (in the request's scope).
     @discardableResult public func onResponse(_ f: @escaping (IncomingMessage) throws -> Void) -> ClientRequest {
         responseListeners.append(f); return self
     }
-    /// 'error': `f` runs on a refused or reset connection or a malformed response; without a listener
-    /// it is thrown as an uncaught error of the request's callback.
+    /// 'error': `f` runs on a refused or reset connection, a hang-up, a malformed response or
+    /// `destroy(error)`; without a listener it is thrown as an uncaught error of the callback that delivers it.
     @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> ClientRequest { errorListeners.append(f); return self }
+    /// 'close': `f` runs once when the request is over (see the type's description for when).
+    @discardableResult public func onClose(_ f: @escaping () throws -> Void) -> ClientRequest { closeListeners.append(f); return self }
 
     /// The request's async id (its HTTPCLIENTREQUEST resource).
     public var asyncID: AsyncID { context.asyncID }

@@ -94,7 +94,7 @@ final class ServerConnection {
     func handle(_ event: HTTPParser.Event) throws {
         switch event {
         case .head(let head):
-            let req = IncomingMessage(head: head, socket: socket)
+            let req = IncomingMessage(head: head, socket: socket, loop: http.loop, isResponse: false)
             let connection = head.header("connection")?.lowercased()
             let keepAlive = head.version == "1.1" ? connection != "close" : connection == "keep-alive"
             let res = ServerResponse(connection: self, keepAlive: keepAlive)

@@ -7,7 +7,10 @@ import AsyncHooks
 #endif
 
 /// Node's `http.IncomingMessage`. Attach `onData`/`onEnd` in the request or response callback: the body
-/// streams as it arrives.
+/// streams as it arrives. A response (on the client) ends with 'close' as in Node v20: two nextTicks after
+/// 'end', or after `destroy` (with 'aborted' first when the body was incomplete, and 'error' before
+/// 'close' when destroyed with an error and someone listens for it). A server's request emits 'close' only
+/// when destroyed.
 public final class IncomingMessage {
     /// The start line and headers.
     public let head: HTTPHead
@@ -30,21 +33,56 @@ public final class IncomingMessage {
     /// The whole body was received.
     public internal(set) var complete = false
 
+    /// The message was destroyed before it was complete ('aborted' was emitted).
+    public private(set) var aborted = false
+    /// `destroy` was called, or a response ended (Node's autoDestroy).
+    public private(set) var destroyed = false
+    /// 'end' was emitted (Node's readableEnded; `complete` is set when the parser saw the end, before).
+    var ended = false
+    /// Responses: 'data' goes out as it arrives (else it waits in `buffered` for the resume tick).
+    var flowing = false
+    var resumeScheduled = false
+    var buffered: [[UInt8]] = []
+    /// The loop its ticks run on.
+    let loop: EventLoop
+    /// A response on the client (flows from its first 'data' listener on, closes after 'end'); else a
+    /// server's request (its body is emitted as it arrives).
+    let isResponse: Bool
+
     var dataListeners: [([UInt8]) throws -> Void] = []
     var endListeners: [() throws -> Void] = []
     var abortedListeners: [() throws -> Void] = []
+    var errorListeners: [(NetError) throws -> Void] = []
+    var closeListeners: [() throws -> Void] = []
 
-    init(head: HTTPHead, socket: Socket) {
+    init(head: HTTPHead, socket: Socket, loop: EventLoop, isResponse: Bool) {
         self.head = head
         self.socket = socket
+        self.loop = loop
+        self.isResponse = isResponse
+        flowing = !isResponse
     }
 
     /// 'data': `f` runs with each piece of the body as it arrives.
-    @discardableResult public func onData(_ f: @escaping ([UInt8]) throws -> Void) -> IncomingMessage { dataListeners.append(f); return self }
+    /// A response starts flowing on a nextTick after its first 'data' listener (Node's resume): the body
+    /// that arrived with the head is emitted there, later pieces as they arrive.
+    @discardableResult public func onData(_ f: @escaping ([UInt8]) throws -> Void) -> IncomingMessage {
+        dataListeners.append(f)
+        if !flowing, !resumeScheduled {
+            resumeScheduled = true
+            loop.nextTick { [self] in try startFlowing() }
+        }
+        return self
+    }
     /// 'end': `f` runs once the whole body arrived.
     @discardableResult public func onEnd(_ f: @escaping () throws -> Void) -> IncomingMessage { endListeners.append(f); return self }
-    /// The connection closed before the message was complete.
+    /// The connection closed (or the message was destroyed) before the message was complete.
     @discardableResult public func onAborted(_ f: @escaping () throws -> Void) -> IncomingMessage { abortedListeners.append(f); return self }
+    /// Responses: 'error', the error a destroy carried (ECONNRESET "aborted" when the connection closed
+    /// before the body was complete); emitted only when someone listens, as in Node, right before 'close'.
+    @discardableResult public func onError(_ f: @escaping (NetError) throws -> Void) -> IncomingMessage { errorListeners.append(f); return self }
+    /// Responses: 'close', once, after 'end' or after a destroy (see the type's description).
+    @discardableResult public func onClose(_ f: @escaping () throws -> Void) -> IncomingMessage { closeListeners.append(f); return self }
 
     /// Collects the body and calls back once it is complete.
     public func readBody(_ f: @escaping ([UInt8]) throws -> Void) {
@@ -53,15 +91,91 @@ public final class IncomingMessage {
         onEnd { try f(body) }
     }
 
-    func emitData(_ b: [UInt8]) throws { for f in dataListeners { try f(b) } }
+    func emitData(_ b: [UInt8]) throws {
+        if !flowing {
+            buffered.append(b)
+            return
+        }
+        for f in dataListeners { try f(b) }
+    }
+
+    /// Node's resume_: the buffered body goes out, then the message flows.
+    func startFlowing() throws {
+        guard !flowing else { return }
+        flowing = true
+        let pieces = buffered
+        buffered = []
+        for b in pieces { for f in dataListeners { try f(b) } }
+    }
     func emitEnd() throws {
+        // Nobody started the flow (no 'data' listener yet): what arrived goes out before 'end' (Node would
+        // hold 'end' until someone reads).
+        try startFlowing()
         complete = true
+        ended = true
         for f in endListeners { try f() }
         dataListeners = []
         endListeners = []
         abortedListeners = []
+        // Node's autoDestroy after 'end': _destroy's nextTick, then the one that emits 'close'.
+        if isResponse && !destroyed {
+            destroyed = true
+            let loop = self.loop
+            loop.nextTick { loop.nextTick { [self] in try emitClose(nil) } }
+        }
+    }
+
+    /// Destroys the message (Node's `destroy(error)`): an incomplete one emits 'aborted' now and destroys
+    /// its connection (with `error`); 'error' (when given and listened for) and 'close' follow on nextTicks
+    /// as in Node v20 (three when the connection was still open, two when it was not). Destroying twice,
+    /// or after a response's 'end', is harmless.
+    public func destroy(_ error: NetError? = nil) {
+        // A throwing 'aborted' listener: Swift's destroy cannot throw, so it is the next tick's uncaught error.
+        do { try destroyNow(error) } catch { self.loop.nextTick { throw error } }
+    }
+
+    /// `destroy`, with an 'aborted' listener's error thrown to the caller.
+    func destroyNow(_ error: NetError?) throws {
+        guard !destroyed else { return }
+        destroyed = true
+        dataListeners = []
+        endListeners = []
+        buffered = []
+        let abortedNow = !complete || !ended
+        if abortedNow {
+            aborted = true
+            let l = abortedListeners
+            abortedListeners = []
+            for f in l { try f() }
+        }
+        let socketOpen = !socket.destroyed
+        let loop = self.loop
+        if socketOpen && abortedNow {
+            socket.destroy(error)
+            // Node waits for the socket's end (stream.finished: a nextTick), then _destroy's and the close's.
+            loop.nextTick { loop.nextTick { loop.nextTick { [self] in try emitClose(error) } } }
+        } else {
+            loop.nextTick { loop.nextTick { [self] in try emitClose(error) } }
+        }
+    }
+
+    func emitClose(_ error: NetError?) throws {
+        let errors = errorListeners
+        let closes = closeListeners
+        errorListeners = []
+        closeListeners = []
+        if let error { for f in errors { try f(error) } }
+        for f in closes { try f() }
+    }
+
+    /// Node's `_dump`: the rest of the body is read and dropped.
+    func dump() {
+        dataListeners = []
+        buffered = []
+        flowing = true
     }
     func emitAborted() throws {
+        aborted = true
         let l = abortedListeners
         dataListeners = []
         endListeners = []

@@ -442,7 +442,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// nextTick with the TickObject's trigger given (Node's `defaultTriggerAsyncIdScope(handle, nextTick, ...)`:
     /// a handle's 'error' and 'close' ticks are triggered by the handle).
-    func nextTick(triggeredBy trigger: AsyncID, _ body: @escaping Callback) {
+    package func nextTick(triggeredBy trigger: AsyncID, _ body: @escaping Callback) {
         ticks.push(QueuedCallback(context: AsyncResourceContext(type: .tickObject, triggerAsyncID: trigger), body: body, destroyAfter: true))
     }
 

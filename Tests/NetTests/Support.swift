@@ -87,6 +87,11 @@ final class TraceHook: AsyncHook, @unchecked Sendable {
 /// Runs `main` as the main module of a fresh loop thread with a TraceHook enabled for that thread.
 /// The loop's uncaught errors are logged ("uncaught: ...") instead of ending the process.
 func runTraced(_ main: @escaping @Sendable (Log) throws -> Void) -> (lines: [String], hook: TraceHook) {
+    runTraced { log, _ in try main(log) }
+}
+
+/// `runTraced` whose `main` also gets the hook (to ask, say, the type of the running resource).
+func runTraced(_ main: @escaping @Sendable (Log, TraceHook) throws -> Void) -> (lines: [String], hook: TraceHook) {
     let log = Log()
     let hook = TraceHook()
     AsyncHooks.enable(hook)
@@ -94,7 +99,7 @@ func runTraced(_ main: @escaping @Sendable (Log) throws -> Void) -> (lines: [Str
     runLoopThread {
         hook.attachToCurrentThread()
         EventLoop.current.onUncaughtError = { e in log("uncaught: \(e.error)") }
-        try main(log)
+        try main(log, hook)
     }
     return (log.lines, hook)
 }

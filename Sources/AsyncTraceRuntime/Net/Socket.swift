@@ -58,6 +58,8 @@ public final class Socket {
     public private(set) var writeFinished = false
     /// Whether the socket was destroyed (closed).
     public private(set) var destroyed = false
+    /// Destroyed with an error (Node's `errored`): a pending 'end' is not emitted.
+    var errored = false
     /// Whether reading is paused (`pause()`).
     public internal(set) var isPaused = false
     var hasRef = true
@@ -373,15 +375,22 @@ public final class Socket {
         }
     }
 
+    /// The peer ended: 'end' on a nextTick, as Node's stream emits it (endReadableNT), then the writing
+    /// side ends too unless allowHalfOpen (or the socket is destroyed when it already had).
     func handleEndOfStream() throws {
         readEnded = true
         updateInterest()
-        try endListeners.emit(())
-        if destroyed { return }
-        if writeFinished {
-            destroy()
-        } else if !allowHalfOpen {
-            end()
+        loop.nextTick { [self] in
+            // As Node's endReadableNT: no 'end' once destroyed with an error (a plain destroy still has one
+            // before its close).
+            if errored { return }
+            try endListeners.emit(())
+            if destroyed { return }
+            if writeFinished {
+                destroy()
+            } else if !allowHalfOpen {
+                end()
+            }
         }
     }
 
@@ -622,6 +631,7 @@ public final class Socket {
     public func destroy(_ error: NetError? = nil) {
         if destroyed { return }
         destroyed = true
+        if error != nil { errored = true }
         idleTimer?.clear()
         idleTimer = nil
         if let w = watcher {
