@@ -18,6 +18,13 @@ package struct FastMap<Key: FastHashable, Value> {
     private var slots: [(key: Key, value: Value)?]
     private var mask: Int
     package private(set) var count = 0
+    /// 0 until an insertion leaves a run of more than `maxRun` occupied slots, which keys from a real
+    /// program never do (at most half the slots are used) but keys crafted against the fixed hash do (every
+    /// lookup then walks the run: quadratic, a file that never finishes). The table is then rehashed with a
+    /// random seed the file cannot know. Honest traces keep 0, so their reports are the same run to run.
+    package private(set) var seed: UInt64 = 0
+    /// The longest run of occupied slots an insertion may leave.
+    package static var maxRun: Int { 512 }  // at 1/2 load, honest runs stay under ~110 up to 2^30 keys
 
     package init(capacity: Int = 16) {
         var n = 16
@@ -27,7 +34,7 @@ package struct FastMap<Key: FastHashable, Value> {
     }
 
     @inline(__always)
-    private func home(_ key: Key) -> Int { Int(truncatingIfNeeded: mix64(key.fastHash)) & mask }
+    private func home(_ key: Key) -> Int { Int(truncatingIfNeeded: mix64(key.fastHash ^ seed)) & mask }
 
     @inline(__always)
     private func find(_ key: Key) -> Int? {
@@ -80,6 +87,39 @@ package struct FastMap<Key: FastHashable, Value> {
         while slots[i] != nil { i = (i + 1) & mask }
         slots[i] = (key, value)
         count += 1
+        if runLength(through: i) > Self.maxRun {
+            seed = UInt64.random(in: 1 ... .max)
+            rebuild(slotCount: slots.count)
+        }
+    }
+
+    /// Occupied slots in the run through slot `i`, counted up to `maxRun + 1`.
+    @inline(__always)
+    private func runLength(through i: Int) -> Int {
+        var n = 1
+        var j = i
+        while n <= Self.maxRun {
+            j = (j - 1) & mask
+            if slots[j] == nil { break }
+            n += 1
+        }
+        j = i
+        while n <= Self.maxRun {
+            j = (j + 1) & mask
+            if slots[j] == nil { break }
+            n += 1
+        }
+        return n
+    }
+
+    /// The longest run of occupied slots (a run may wrap round the end).
+    package var longestRun: Int {
+        var longest = 0, run = 0
+        for k in 0..<(slots.count * 2) {
+            run = slots[k & mask] == nil ? 0 : run + 1
+            longest = max(longest, min(run, slots.count))
+        }
+        return longest
     }
 
     @discardableResult
@@ -105,16 +145,24 @@ package struct FastMap<Key: FastHashable, Value> {
         return value
     }
 
-    private mutating func grow() {
+    private mutating func grow() { rebuild(slotCount: slots.count * 2) }
+
+    /// Places every entry again in `slotCount` slots; while that leaves a run longer than `maxRun` (crafted
+    /// keys), again with a new random seed.
+    private mutating func rebuild(slotCount: Int) {
         let old = slots
-        slots = Array(repeating: nil, count: old.count * 2)
-        mask = slots.count - 1
-        count = 0
-        for case let s? in old {
-            var i = home(s.key)
-            while slots[i] != nil { i = (i + 1) & mask }
-            slots[i] = s
-            count += 1
+        while true {
+            slots = Array(repeating: nil, count: slotCount)
+            mask = slotCount - 1
+            count = 0
+            for case let s? in old {
+                var i = home(s.key)
+                while slots[i] != nil { i = (i + 1) & mask }
+                slots[i] = s
+                count += 1
+            }
+            if longestRun <= Self.maxRun { return }
+            seed = UInt64.random(in: 1 ... .max)
         }
     }
 

@@ -1,6 +1,7 @@
 // A hash table from async ids (or fds) to small values: open addressing with linear probing and
 // backward-shift deletion, a multiplicative hash. Dictionary's SipHash was a tenth of the export
-// pass; ids are not adversarial input that needs a seeded hash (a long probe only costs time).
+// pass. Ids come from the file, so they may be crafted to share one slot (every lookup would then
+// walk them all: quadratic); a run of more than `maxRun` occupied slots rehashes with a random seed.
 
 struct IDTable<Value> {
     private var keys: [UInt64]
@@ -8,6 +9,9 @@ struct IDTable<Value> {
     private var used: [Bool]
     private var shift: UInt64
     private(set) var count = 0
+    /// 0 (the same layout every run) until crafted ids crowd one run of slots; then random.
+    private(set) var seed: UInt64 = 0
+    static var maxRun: Int { 1024 }  // at 3/4 load, honest runs of a million ids reach a few hundred
 
     init() {
         keys = [UInt64](repeating: 0, count: 16)
@@ -19,7 +23,7 @@ struct IDTable<Value> {
     @inline(__always) private var mask: Int { keys.count - 1 }
 
     @inline(__always) private func slot(_ key: UInt64) -> Int {
-        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        Int(truncatingIfNeeded: ((key ^ seed) &* 0x9E37_79B9_7F4A_7C15) >> shift)
     }
 
     @inline(__always)
@@ -54,6 +58,39 @@ struct IDTable<Value> {
         keys[i] = key
         values[i] = value
         count += 1
+        if runLength(through: i) > Self.maxRun {
+            seed = UInt64.random(in: 1 ... .max)
+            rebuild(slotCount: keys.count)
+        }
+    }
+
+    /// Occupied slots in the run through slot `i`, counted up to `maxRun + 1`.
+    @inline(__always)
+    private func runLength(through i: Int) -> Int {
+        var n = 1
+        var j = i
+        while n <= Self.maxRun {
+            j = (j - 1) & mask
+            if !used[j] { break }
+            n += 1
+        }
+        j = i
+        while n <= Self.maxRun {
+            j = (j + 1) & mask
+            if !used[j] { break }
+            n += 1
+        }
+        return n
+    }
+
+    /// The longest run of occupied slots (a run may wrap round the end).
+    var longestRun: Int {
+        var longest = 0, run = 0
+        for k in 0..<(used.count * 2) {
+            run = used[k & mask] ? run + 1 : 0
+            longest = max(longest, min(run, used.count))
+        }
+        return longest
     }
 
     /// Updates the value in place; false if the key is absent.
@@ -88,22 +125,30 @@ struct IDTable<Value> {
         return old
     }
 
-    /// The first key whose value satisfies `match` (linear; for rare lookups by value).
-    func firstKey(where match: (Value) -> Bool) -> UInt64? {
-        for i in keys.indices where used[i] {
-            if let v = values[i], match(v) { return keys[i] }
-        }
-        return nil
-    }
+    private mutating func grow() { rebuild(slotCount: keys.count * 2) }
 
-    private mutating func grow() {
+    /// Places every entry again in `slotCount` slots; while that leaves a run longer than `maxRun`
+    /// (crafted ids), again with a new random seed.
+    private mutating func rebuild(slotCount n: Int) {
         let oldKeys = keys, oldValues = values, oldUsed = used
-        let n = keys.count * 2
-        keys = [UInt64](repeating: 0, count: n)
-        values = [Value?](repeating: nil, count: n)
-        used = [Bool](repeating: false, count: n)
-        shift -= 1
-        count = 0
-        for i in oldKeys.indices where oldUsed[i] { insert(oldKeys[i], oldValues[i]!) }
+        var bits: UInt64 = 0
+        while (1 << bits) < n { bits += 1 }
+        while true {
+            keys = [UInt64](repeating: 0, count: n)
+            values = [Value?](repeating: nil, count: n)
+            used = [Bool](repeating: false, count: n)
+            shift = 64 - bits
+            count = 0
+            for k in oldKeys.indices where oldUsed[k] {
+                var i = slot(oldKeys[k])
+                while used[i] { i = (i + 1) & mask }
+                used[i] = true
+                keys[i] = oldKeys[k]
+                values[i] = oldValues[k]
+                count += 1
+            }
+            if longestRun <= Self.maxRun { return }
+            seed = UInt64.random(in: 1 ... .max)
+        }
     }
 }

@@ -287,6 +287,9 @@ public final class Timeline {
     // Per-process state, parallel to `processes`.
     @exclusivity(unchecked) private var resources: [IDTable<Resource>] = []
     @exclusivity(unchecked) private var fdOwner: [IDTable<UInt64>] = []
+    /// The reverse of `fdOwner`: the fd each resource was last given (so releasing it is one lookup, not a
+    /// scan of every fd: a file of many fds and many releases was quadratic).
+    @exclusivity(unchecked) private var fdOfOwner: [IDTable<UInt64>] = []
     @exclusivity(unchecked) private var processOfThread: [Int] = []
     @exclusivity(unchecked) private var lastKernelKey: UInt64 = .max
     @exclusivity(unchecked) private var lastKernelThread = -1
@@ -454,6 +457,7 @@ public final class Timeline {
         processByPid[pid] = p
         resources.append(IDTable())
         fdOwner.append(IDTable())
+        fdOfOwner.append(IDTable())
         openResources.append(0)
         reportedOpen.append(0)
         return p
@@ -676,11 +680,12 @@ public final class Timeline {
                 timeline: self)
         case .resourceFD:
             let fd = e.s(1)
+            let id = e.u(0)
             if fd < 0 {
-                let id = e.u(0)
-                if let k = fdOwner[p].firstKey(where: { $0 == id }) { fdOwner[p].remove(k) }
+                if let k = fdOfOwner[p].remove(id), fdOwner[p][k] == id { fdOwner[p].remove(k) }
             } else {
-                fdOwner[p].insert(UInt64(bitPattern: fd), e.u(0))
+                fdOwner[p].insert(UInt64(bitPattern: fd), id)
+                fdOfOwner[p].insert(id, UInt64(bitPattern: fd))
             }
             sink.resource(
                 ResourceChange(kind: .fd, pid: threads[t].pid, asyncID: e.u(0), fd: fd, timestampNs: ts),

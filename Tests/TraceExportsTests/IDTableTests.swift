@@ -30,4 +30,20 @@ import Testing
             #expect(table.count == reference.count)
         }
     }
+
+    /// Ids a crafter computes to share one slot under the fixed multiplicative hash (their products with
+    /// the constant are 0, 2^40, 2·2^40, …: the same top bits for any table under 2^24 slots).
+    @Test func craftedIdsDoNotPileUpInOneRun() {
+        var inverse: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for _ in 0..<6 { inverse = inverse &* (2 &- 0x9E37_79B9_7F4A_7C15 &* inverse) }
+        let ids = (1...20_000).map { UInt64($0) << 24 &* inverse }
+        var table = IDTable<Int>()
+        for (i, id) in ids.enumerated() { table.insert(id, i) }
+        #expect(table.seed != 0)
+        #expect(table.longestRun <= IDTable<Int>.maxRun, "longest run \(table.longestRun)")
+        for (i, id) in ids.enumerated() { #expect(table[id] == i) }
+        var sequential = IDTable<Int>()
+        for i in 0..<300_000 { sequential.insert(UInt64(i), i) }
+        #expect(sequential.seed == 0)
+    }
 }
