@@ -43,6 +43,10 @@ public struct KernelTraceWriter {
     private var wroteSampling = false
     /// Stack ids already defined in this stream (a bit per id).
     private var definedStacks: [UInt64] = []
+    /// The caller chains of the stacks defined in this stream (the bases of `stackExtend`).
+    private var callers = CallerChains()
+    /// Stacks written as `stackExtend` (the rest of those defined: `stackDef`).
+    public private(set) var stacksExtended: UInt64 = 0
     /// Per thread, its last stack copy in the chunk being written (the base of the next one's delta).
     private var lastCopy: [UInt32: (timeNs: UInt64, copy: StackCopy)] = [:]
     /// Stack copies written whole, and as deltas (stackCopyDelta).
@@ -151,6 +155,7 @@ public struct KernelTraceWriter {
         lastCopy.removeAll(keepingCapacity: true)  // a delta's base is in its own chunk: chunks decode on their own
         if flightSink != nil {
             definedStacks.removeAll(keepingCapacity: true)
+            callers.removeAll()
             for e in events { flightState?.note(e) }
         }
         if !wroteSampling, let tables = sampleTables, tables.periodNs > 0 {
@@ -278,14 +283,7 @@ public struct KernelTraceWriter {
             if word >= definedStacks.count { definedStacks.append(contentsOf: repeatElement(0, count: word + 1 - definedStacks.count)) }
             guard definedStacks[word] & bit == 0 else { continue }
             definedStacks[word] |= bit
-            b.beginEvent(.stackDef, ticks: e.timestampNs)
-            b.putUnsigned(UInt64(id))
-            b.putList(tables.stacks.frames(id))
-            if let methods = tables.unwindMethods[id] {
-                b.beginEvent(.stackUnwind, ticks: e.timestampNs)
-                b.putUnsigned(UInt64(id))
-                b.putList(methods.lazy.map { UInt64($0) })
-            }
+            define(stack: id, tables, ticks: e.timestampNs, into: &b)
         }
         if e.stackCopy != 0, let copy = tables.stackCopies.removeValue(forKey: e.stackCopy) {
             // A thread sampled again in the same code leaves mostly the same words: write what changed.
@@ -333,6 +331,59 @@ public struct KernelTraceWriter {
         b.putUnsigned(UInt64(e.kernelStack))
     }
 
+    /// Writes stack `id`'s definition: as a `stackExtend` of the defined stack that shares the most
+    /// callers with it when that is shorter (stacks of one program differ near the leaf and share their
+    /// callers: a new stack then costs its new frames), else as a `stackDef` and its `stackUnwind`.
+    private mutating func define(stack id: UInt32, _ tables: SampleTables, ticks: UInt64, into b: inout ChunkBuilder) {
+        let frames = tables.stacks.frames(id)
+        let methods = tables.unwindMethods[id]
+        if let (base, shared) = callers.longestShared(frames, stacks: tables.stacks),
+            let unwind = Self.extensionMethods(methods, own: frames.count - shared, base: base, shared: shared, tables)
+        {
+            let own = frames.count - shared
+            let list = StackExtension.encode(frames.prefix(own), above: shared > 0 ? frames[own] : 0)
+            let extended =
+                varintSize(UInt64(base)) + varintSize(UInt64(shared)) + varintSize(UInt64(own)) + list.reduce(0) { $0 + varintSize($1) }
+                + unwind.count
+            let whole = frames.reduce(0) { $0 + varintSize($1) } + (methods.map { $0.count + 4 + varintSize(UInt64(id)) } ?? 0)
+            if extended < whole {
+                b.beginEvent(.stackExtend, ticks: ticks)
+                b.putUnsigned(UInt64(id))
+                b.putUnsigned(UInt64(base))
+                b.putUnsigned(UInt64(shared))
+                b.putUnsigned(UInt64(own))
+                b.putList(list + unwind.lazy.map { UInt64($0) })
+                stacksExtended += 1
+                callers.add(id, frames)
+                return
+            }
+        }
+        b.beginEvent(.stackDef, ticks: ticks)
+        b.putUnsigned(UInt64(id))
+        b.putList(frames)
+        if let methods {
+            b.beginEvent(.stackUnwind, ticks: ticks)
+            b.putUnsigned(UInt64(id))
+            b.putList(methods.lazy.map { UInt64($0) })
+        }
+        callers.add(id, frames)
+    }
+
+    /// The `methods` list of a `stackExtend` with `own` frames of its own on `shared` frames of `base`
+    /// (nil: it cannot say them). The shared frames keep base's methods when they are the same (a stack
+    /// unwound deeper may have run out of its copy sooner and found the same callers another way);
+    /// else a list longer than the own frames is the whole stack's; empty with own frames: none.
+    static func extensionMethods(_ methods: [UInt8]?, own: Int, base: UInt32, shared: Int, _ tables: SampleTables) -> ArraySlice<UInt8>? {
+        let baseMethods = tables.unwindMethods[base]
+        guard let m = methods else {
+            // No methods: an empty list says so, unless it would be read as "all of base's".
+            return own > 0 || baseMethods == nil ? [] : nil
+        }
+        let inherited = baseMethods?.dropFirst(tables.stacks.frames(base).count - shared) ?? []
+        if m.count >= own && m.dropFirst(own).elementsEqual(inherited) && (own > 0 || baseMethods != nil) { return m.prefix(own) }
+        return m.count > own ? m[...] : nil
+    }
+
     /// One write() for the whole chunk; a short write (disk full) is completed, then reported.
     static func appendWhole(_ bytes: [UInt8], to fd: Int32) throws(TraceWriteError) {
         var err: Int32 = 0
@@ -350,6 +401,56 @@ public struct KernelTraceWriter {
             }
         }
         if err != 0 { throw TraceWriteError(errno: err) }
+    }
+}
+
+/// The bytes of `v` as an unsigned varint.
+func varintSize(_ v: UInt64) -> Int { v == 0 ? 1 : (64 - v.leadingZeroBitCount + 6) / 7 }
+
+/// The defined stacks by each of their caller chains (their outermost 1, 2, 3, ... frames), so that a
+/// new stack finds the defined one sharing the most outer frames with it.
+struct CallerChains {
+    /// Hash of a stack's outermost n frames (for every n) -> a defined stack with those outermost frames.
+    private var byChain: [UInt64: UInt32] = [:]
+    /// Chains kept at most (then defined stacks are no longer added; those added still serve).
+    static let maxChains = 1 << 20
+
+    /// The chain hash after adding the next inner frame to `h`.
+    @inline(__always) static func next(_ h: UInt64, _ frame: UInt64) -> UInt64 {
+        var x = (h ^ frame) &* 0x9E37_79B9_7F4A_7C15
+        x ^= x >> 29
+        return x
+    }
+
+    mutating func add(_ id: UInt32, _ frames: [UInt64]) {
+        guard byChain.count < Self.maxChains else { return }
+        var h: UInt64 = 0
+        for f in frames.reversed() {
+            h = Self.next(h, f)
+            if byChain[h] == nil { byChain[h] = id }
+        }
+    }
+
+    mutating func removeAll() { byChain.removeAll(keepingCapacity: true) }
+
+    /// The defined stack sharing the most outermost frames with `frames`, and how many (nil: none).
+    func longestShared(_ frames: [UInt64], stacks: StackTable) -> (base: UInt32, shared: Int)? {
+        var h: UInt64 = 0
+        var best: (base: UInt32, shared: Int)?
+        for (n, f) in frames.reversed().enumerated() {
+            h = Self.next(h, f)
+            guard let id = byChain[h] else { break }
+            // A hash is only a hint: the frames decide.
+            let candidate = stacks.frames(id)
+            guard candidate.count > n else { break }
+            if id == best?.base {
+                guard candidate[candidate.count - 1 - n] == f else { break }
+            } else {
+                guard candidate.suffix(n + 1).elementsEqual(frames.suffix(n + 1)) else { break }
+            }
+            best = (id, n + 1)
+        }
+        return best
     }
 }
 

@@ -143,6 +143,9 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     // Kernel stream, version 6: how a stack unwound while recording was found
     /// Kernel: how each frame of stack id was unwound while recording (`UnwindMethod` per frame).
     @inlinable public static var stackUnwind: EventKind { EventKind(rawValue: 0x31) }
+    // Kernel stream, version 7: a stack defined as new frames on the callers of an earlier one
+    /// Kernel: defines stack id as its own innermost frames on the outermost `shared` frames of stack base, and how they were unwound.
+    @inlinable public static var stackExtend: EventKind { EventKind(rawValue: 0x32) }
 
     /// The kind's row of the spec table; nil for a code this build does not know.
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
@@ -385,6 +388,12 @@ public enum EventSpecs {
                 "stack id (its stackDef just before) was unwound by the recorder from a stack copy; per frame, innermost first, how its caller was found (UnwindMethod: 0 CFI, 1 frame pointers in the copy, 2 the kernel's frame-pointer walk, 3 stack scan), and a last 4 when unwinding ended in the last frame before the outermost one"
         ),
         EventSpec(
+            kind: .stackExtend, name: "stackExtend",
+            args: [a("id", .unsigned), a("base", .unsigned), a("shared", .unsigned), a("own", .unsigned), a("framesThenMethods", .list)],
+            summary:
+                "defines stack id (>= 1) as stackDef would: `own` frames of its own (innermost first) followed by the outermost `shared` frames of stack base, defined earlier in this stream; the list holds the own frames, each as the zigzag difference from the frame after it (the last own frame: from the first shared one, or from 0 when none is shared), then the stack's methods as stackUnwind's: those of the own frames, the shared frames keeping base's (more methods than own frames: the whole stack's; none with own frames: the stack was not unwound from a copy)"
+        ),
+        EventSpec(
             kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],
             summary: "CPU sampling is on from here: one sample per periodNs of a thread's CPU time; flags bit 0: samples carry kernel stacks"),
     ]
@@ -398,4 +407,33 @@ public enum EventSpecs {
 
     /// The most arguments any kind has.
     public static let maxArgs = 9
+}
+
+/// The `frames` list of `stackExtend`: each own frame (innermost first) as the zigzag difference from the
+/// frame after it, the last from the first shared frame (0 if none): frames of one module are close
+/// to each other, so a difference takes fewer bytes than an address.
+public enum StackExtension {
+    /// The list for `own` (innermost first) above the frame `above`.
+    public static func encode(_ own: some BidirectionalCollection<UInt64>, above: UInt64) -> [UInt64] {
+        var out = [UInt64](repeating: 0, count: own.count)
+        var next = above
+        for (i, f) in own.enumerated().reversed() {
+            let d = Int64(bitPattern: f &- next)
+            out[i] = UInt64(bitPattern: (d << 1) ^ (d >> 63))
+            next = f
+        }
+        return out
+    }
+
+    /// The own frames (innermost first) of a `frames` list above the frame `above`.
+    public static func decode(_ list: some BidirectionalCollection<UInt64>, above: UInt64) -> [UInt64] {
+        var out = [UInt64](repeating: 0, count: list.count)
+        var next = above
+        for (i, z) in list.enumerated().reversed() {
+            let d = Int64(bitPattern: z >> 1) ^ -Int64(bitPattern: z & 1)
+            next = next &+ UInt64(bitPattern: d)
+            out[i] = next
+        }
+        return out
+    }
 }

@@ -121,10 +121,13 @@ public final class TraceSamples {
             pendingCopy = (tid, v.timestampNs, key)
         case .stackDef:
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
-            stackAddresses[UInt32(v.u(0))] = Array(v.list)
+            if v.list.count > Self.maxStackFrames { cutStacks += 1 }
+            stackAddresses[UInt32(v.u(0))] = Array(v.list.prefix(Self.maxStackFrames))
+        case .stackExtend:
+            extend(v)
         case .stackUnwind:
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
-            recordUnwindMethods[UInt32(v.u(0))] = v.list.prefix(StackUnwinder.maxFrames + 1).map { UInt8(clamping: $0) }
+            recordUnwindMethods[UInt32(v.u(0))] = v.list.prefix(Self.maxStackFrames + 1).map { UInt8(clamping: $0) }
         case .mapping:
             guard v.u(1) < v.u(2) else { return nil }
             let path = v.textID >= 0 ? it.string(v.textID) : ""
@@ -138,6 +141,54 @@ public final class TraceSamples {
             break
         }
         return nil
+    }
+
+    /// A stack is read up to this many frames, innermost first (a kernel stack and a user stack are each at
+    /// most 127 deep): a longer stackDef, or a stackExtend that would make one, is cut here and counted.
+    public static let maxStackFrames = 512
+    /// Stack definitions cut at `maxStackFrames`.
+    public private(set) var cutStacks = 0
+    /// `stackExtend`s not read: the stack they extend is unknown (a damaged chunk lost it) or has fewer
+    /// frames than they share; their stack is left undefined (its samples count in `undefinedStacks`).
+    public private(set) var badStackExtensions = 0
+
+    /// Defines a stack from a `stackExtend`: its own frames on the outermost `shared` frames of a stack
+    /// defined before. Stacks are copied when read, so an extension can only name one that exists: no
+    /// chain to follow, no cycle.
+    private func extend(_ v: EventView) {
+        guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else {
+            badStackExtensions += 1
+            return
+        }
+        let id = UInt32(v.u(0))
+        let baseID = v.u(1) <= UInt64(UInt32.max) ? UInt32(v.u(1)) : 0
+        guard baseID != 0, let base = stackAddresses[baseID], v.u(2) <= UInt64(base.count), v.u(3) <= UInt64(v.list.count) else {
+            stackAddresses[id] = nil
+            recordUnwindMethods[id] = nil
+            badStackExtensions += 1
+            return
+        }
+        let shared = Int(v.u(2))
+        let sharedFrames = base.suffix(shared)
+        let own = Int(v.u(3))
+        let listedMethods = v.list[own...]
+        var frames = StackExtension.decode(v.list[..<own], above: sharedFrames.first ?? 0)
+        if frames.count > Self.maxStackFrames { frames.removeSubrange(Self.maxStackFrames...) }
+        if own + shared > Self.maxStackFrames { cutStacks += 1 }
+        frames += sharedFrames.prefix(Self.maxStackFrames - frames.count)
+        stackAddresses[id] = frames
+        // Methods: of the own frames, the shared ones keeping base's; longer: the whole stack's; empty
+        // with own frames: none.
+        let listed = listedMethods.prefix(Self.maxStackFrames + 1).map { UInt8(clamping: $0) }
+        let baseMethods = recordUnwindMethods[baseID]
+        if listedMethods.count > own {
+            recordUnwindMethods[id] = listed
+        } else if listedMethods.isEmpty && (own > 0 || baseMethods == nil) {
+            recordUnwindMethods[id] = nil
+        } else {
+            let inherited = (baseMethods ?? []).dropFirst(base.count - shared)
+            recordUnwindMethods[id] = listed + inherited.prefix(Self.maxStackFrames + 1 - listed.count)
+        }
     }
 
     /// The id of the sample's user stack unwound from its copy (interned among the unwound stacks).
@@ -258,7 +309,7 @@ public final class TraceSamples {
     }
 
     /// How the recorder unwound stacks from their copies (`stackUnwind`), by stack id.
-    private var recordUnwindMethods: [UInt32: [UInt8]] = [:]
+    private(set) var recordUnwindMethods: [UInt32: [UInt8]] = [:]
     /// (pid, stack id) -> samples whose stack the recorder unwound.
     private var recordUnwoundSamples: [UInt64: Int] = [:]
     /// Samples (of `unwoundSamples`) whose copy the recorder unwound (the trace holds their stack, not the copy).

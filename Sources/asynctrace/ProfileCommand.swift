@@ -59,6 +59,10 @@ struct ProfileCommand: ParsableCommand {
         if data.undefinedStacks > 0 {
             out += "\nwarning: \(data.undefinedStacks) samples refer to stacks the trace lost (a damaged chunk)\n"
         }
+        if data.badStackExtensions > 0 {
+            out += "warning: \(data.badStackExtensions) stack definitions extend a stack the trace lost or name frames it does not have\n"
+        }
+        if data.cutStacks > 0 { out += "warning: \(data.cutStacks) stacks cut at \(TraceSamples.maxStackFrames) frames\n" }
         print(out, terminator: "")
     }
 

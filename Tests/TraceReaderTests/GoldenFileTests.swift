@@ -1,4 +1,4 @@
-// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4, 5, 6), each holding
+// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4, 5, 6, 7), each holding
 // every event kind of its version in every argument encoding, over user streams (one on a tick clock), a
 // kernel stream, a string table per chunk, a dropped chunk and final chunks; and the decoded text they must
 // read as. A change to the reader that reads an old file differently fails here.
@@ -15,11 +15,12 @@ import TraceFormat
 
     /// The kinds a writer of `version` could write: phaseStart came with version 2, 0x24...0x2B with version 3,
     /// stackCopy (0x2C) with version 4, creationStack (0x2E) and stackCopyDelta (0x2F) with version 5,
-    /// stackUnwind (0x31) with version 6.
+    /// stackUnwind (0x31) with version 6, stackExtend (0x32) with version 7.
     static func kinds(ofVersion version: UInt16) -> [EventSpec] {
         EventSpecs.all.filter { spec in
             if spec.kind == .stringDef { return false }
             if spec.kind == .stackUnwind { return version >= 6 }
+            if spec.kind == .stackExtend { return version >= 7 }
             if spec.kind == .phaseStart { return version >= 2 }
             if spec.kind == .stackCopy || spec.kind == .waitStack { return version >= 4 }
             if spec.kind == .creationStack || spec.kind == .stackCopyDelta || spec.kind == .loopPhase { return version >= 5 }
@@ -126,7 +127,7 @@ import TraceFormat
         return s
     }
 
-    @Test(arguments: [UInt16(1), 2, 3, 4, 5, 6])
+    @Test(arguments: [UInt16(1), 2, 3, 4, 5, 6, 7])
     func goldenTraceReadsAsRecorded(version: UInt16) throws {
         let trace = "\(Self.directory)/v\(version).atrace"
         let expected = "\(Self.directory)/v\(version).expected.txt"
