@@ -107,24 +107,33 @@ enum StacksBench {
     /// own CPU time per sample (its rusage, minus that of the recording without sampling): stack copies
     /// unwound while recording (the default), written for the reader (--unwind-later), frame pointers
     /// only (--stack-copy 0), side by side in one run.
+    /// The same for a real program of many more distinct stacks: node running the runtime workloads
+    /// (Benchmarks/node/runtime.js at half size: libuv, V8's builtins and JIT code; node's hooks off).
     static func bytesPerSample(cli: String, dir: String) {
         // 2 s of the program's own CPU time (not wall time: on a loaded machine it gets a share of a core).
-        let program = ["/usr/bin/python3", "-S", "-c", "import time\nt=time.process_time()\nwhile time.process_time()-t<2: pass"]
+        let python = ["/usr/bin/python3", "-S", "-c", "import time\nt=time.process_time()\nwhile time.process_time()-t<2: pass"]
+        bytesPerSample(cli: cli, dir: dir, name: "stacks.bytes_per_sample", program: python)
+        let node = ["node", RuntimeBench.nodeScriptPath(), "--scale=0.5"]
+        bytesPerSample(cli: cli, dir: dir, name: "stacks.bytes_per_sample.node_runtime", program: node, options: ["--no-node-hooks"])
+    }
+
+    static func bytesPerSample(cli: String, dir: String, name: String, program: [String], options: [String] = []) {
         struct Run {
             var bytes: UInt64, samples: Int, stacks: Int, cpuNs: Double
             var sampleEventBytes: UInt64
+            var byKind: [String: UInt64]
             var copies: Double, unwound: Double, deferred: Double
         }
         func kernelPayload(_ rate: String, copy: String = "8K", extra: [String] = []) -> Run? {
             let trace = dir + "/bps-\(rate)-\(copy).atrace"
             unlink(trace)
             let out = RuntimeBench.runCommand(
-                [cli, "record", "--bench-cpu", "--sample-rate", rate, "--stack-copy", copy] + extra + ["-o", trace, "--"] + program)
+                [cli, "record", "--bench-cpu", "--sample-rate", rate, "--stack-copy", copy] + options + extra + ["-o", trace, "--"] + program)
             guard let r = try? TraceReader(path: trace), let cpu = out["record_cpu"] else { return nil }
             let data = TraceSamples(reader: r)
             return Run(
                 bytes: r.fileSize, samples: data.samples.count, stacks: data.stackAddresses.count, cpuNs: cpu,
-                sampleEventBytes: sampleEventBytes(r),
+                sampleEventBytes: sampleEventBytes(r), byKind: sampleEventBytesByKind(r),
                 copies: (out["record_copies"] ?? 0) - (out["record_copies_not_needed"] ?? 0), unwound: out["record_copies_unwound"] ?? 0,
                 deferred: out["record_copies_deferred"] ?? 0)
         }
@@ -134,6 +143,7 @@ enum StacksBench {
         var encoded: [String: [Double]] = [:]
         var bytes: [String: [Double]] = [:], cpu: [String: [Double]] = [:], samples: [String: [Double]] = [:]
         var stacks: [Double] = [], copies: [Double] = [], unwound: [Double] = [], deferred: [Double] = []
+        var byKind: [String: [Double]] = [:]  // unwound while recording: bytes per sample by event kind
         for _ in 0..<3 {
             guard let off = kernelPayload("0") else { continue }
             for v in variants {
@@ -147,6 +157,7 @@ enum StacksBench {
                     copies.append(on.copies)
                     unwound.append(on.unwound)
                     deferred.append(on.deferred)
+                    for (k, n) in on.byKind { byKind[k, default: []].append(Double(n) / Double(on.samples)) }
                 }
             }
         }
@@ -157,31 +168,40 @@ enum StacksBench {
             extra.append(("recorder_cpu_ns_per_sample_\(v.name)", fmt(median(cpu[v.name] ?? []))))
             extra.append(("samples_\(v.name)", fmt(median(samples[v.name] ?? []))))
         }
+        for (k, v) in byKind.sorted(by: { $0.key < $1.key }) { extra.append(("unwound_while_recording_per_sample_\(k)", fmt(median(v)))) }
         extra += [
             ("distinct_stacks", fmt(median(stacks))), ("copies_needed", fmt(median(copies))),
             ("copies_unwound_while_recording", fmt(median(unwound))), ("copies_left_to_reader", fmt(median(deferred))),
             (
                 "note",
-                "\"bytes_per_sample: trace size with sampling minus without, per sample (noisy under load: the other kernel events vary); sample_event_bytes_per_sample: the encoded bytes of the sampling events themselves (cpuSample, stackDef, stackUnwind, stackCopy, stackCopyDelta, mapping, sampling) per sample; recorder CPU: its rusage with sampling minus without, per sample\""
+                "\"bytes_per_sample: trace size with sampling minus without, per sample (noisy under load: the other kernel events vary); sample_event_bytes_per_sample: the encoded bytes of the sampling events themselves (cpuSample, stackDef, stackExtend, stackUnwind, stackCopy, stackCopyDelta, mapping, sampling) per sample; recorder CPU: its rusage with sampling minus without, per sample\""
             ),
         ]
-        report("stacks.bytes_per_sample", nsPerOp: 0, extra: extra)
+        report(name, nsPerOp: 0, extra: extra)
     }
 
     /// The encoded size of the events sampling adds to a trace's kernel stream (kind byte, timestamp
     /// delta, arguments as the spec table encodes them; string definitions of mapping paths left out).
     static func sampleEventBytes(_ r: TraceReader) -> UInt64 {
+        sampleEventBytesByKind(r).filter { !$0.key.hasPrefix("if_") }.values.reduce(0, +)
+    }
+
+    /// `sampleEventBytes` per event kind (by name), and what the stack definitions would have cost had every
+    /// stack been written whole (`stackDef` and a whole `stackUnwind`, as before `stackExtend`): "if_whole_stackDef",
+    /// "if_whole_stackUnwind", the same recording side by side.
+    static func sampleEventBytesByKind(_ r: TraceReader) -> [String: UInt64] {
         func varint(_ v: UInt64) -> UInt64 {
             var n: UInt64 = 1
             var x = v >> 7
             while x != 0 { n += 1; x >>= 7 }
             return n
         }
-        let kinds: Set<EventKind> = [.cpuSample, .stackDef, .stackUnwind, .stackCopy, .stackCopyDelta, .mapping, .sampling]
+        let kinds: Set<EventKind> = [.cpuSample, .stackDef, .stackExtend, .stackUnwind, .stackCopy, .stackCopyDelta, .mapping, .sampling]
         let kernel = Set(r.streams.indices.filter { r.streams[$0].isKernel })
         let it = r.events(streams: kernel)
-        var total: UInt64 = 0
+        var total: [String: UInt64] = [:]
         var previous: UInt64 = 0
+        var stacks: [UInt64: (frames: [UInt64], methods: Int)] = [:]
         it.forEachView { v in
             defer { previous = v.timestampNs }
             guard kinds.contains(v.kind), let spec = v.kind.spec else { return }
@@ -195,7 +215,29 @@ enum StacksBench {
                 default: n += 1
                 }
             }
-            total += n
+            total[spec.name, default: 0] += n
+            let delta = varint(v.timestampNs &- previous)
+            switch v.kind {
+            case .stackDef:
+                stacks[v.u(0)] = (Array(v.list), 0)
+                total["if_whole_stackDef", default: 0] += n
+            case .stackExtend:
+                guard let base = stacks[v.u(1)], v.u(2) <= UInt64(base.frames.count), v.u(3) <= UInt64(v.list.count) else { return }
+                let shared = base.frames.suffix(Int(v.u(2))), own = Int(v.u(3))
+                let frames = StackExtension.decode(v.list[..<own], above: shared.first ?? 0) + shared
+                let listed = v.list.count - own
+                let methods = listed > own ? listed : listed == 0 && own > 0 ? 0 : listed + max(0, base.methods - (base.frames.count - shared.count))
+                stacks[v.u(0)] = (frames, methods)
+                total["if_whole_stackDef", default: 0] +=
+                    1 + delta + varint(v.u(0)) + varint(UInt64(frames.count)) + frames.reduce(0) { $0 + varint($1) }
+                // A whole stackUnwind: kind, delta 0, id, count, one byte per method.
+                if methods > 0 { total["if_whole_stackUnwind", default: 0] += 2 + varint(v.u(0)) + varint(UInt64(methods)) + UInt64(methods) }
+            case .stackUnwind:
+                stacks[v.u(0)]?.methods = v.list.count
+                total["if_whole_stackUnwind", default: 0] += n
+            default:
+                break
+            }
         }
         return total
     }
