@@ -6,8 +6,10 @@
 // 3. Symbolizing 1 M samples: a synthetic trace (mappings of real binaries, 5,000 distinct stacks of 16
 //    frames, 1 M samples) read, symbolized and counted by stack (TraceSamples + CodeProfile).
 // 4. Unwinding 1 M samples from stack copies: the stack copies of a real recording (C at -O2
-//    -fomit-frame-pointer calling glibc's qsort, whose callback burns CPU) repeated to 1 M samples,
-//    read, unwound by CFI, symbolized and counted by stack. Sampling with stack copies (the default,
+//    -fomit-frame-pointer calling glibc's qsort, whose callback burns CPU; record --unwind-later)
+//    repeated to 1 M samples, read, unwound by CFI, symbolized and counted by stack; and the same
+//    program recorded as record writes it (unwound while recording: stacks, no copies), its samples
+//    repeated to 1 M, read, symbolized and counted. Sampling with stack copies (the default,
 //    8 KiB) is also compared with frame pointers only (--stack-copy 0) in 1 and 2.
 import TraceFormat
 import TraceReader
@@ -264,7 +266,12 @@ enum StacksBench {
         fputs(c, f)
         fclose(f)
         _ = RuntimeBench.runCommand(["/usr/bin/cc", "-O2", "-fomit-frame-pointer", "-o", exe, src])
-        _ = RuntimeBench.runCommand([cli, "record", "-o", trace, "--", exe])
+        // The copies themselves (the reader unwinds them): --unwind-later, as record wrote them before v6.
+        _ = RuntimeBench.runCommand([cli, "record", "--unwind-later", "-o", trace, "--", exe])
+        // And as record writes them now (unwound while recording): the stacks, no copies.
+        let unwoundTrace = dir + "/qsort-burn-unwound.atrace"
+        _ = RuntimeBench.runCommand([cli, "record", "-o", unwoundTrace, "--", exe])
+        symbolizeRecorded(unwoundTrace, dir: dir)
         guard let r = try? TraceReader(path: trace) else { return }
         // The recording's mappings and (stackCopy, cpuSample) pairs, re-encoded.
         var mappings: [(pid: UInt64, start: UInt64, end: UInt64, offset: UInt64, path: String, buildID: [UInt64])] = []
@@ -361,6 +368,72 @@ enum StacksBench {
                 ("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("recorded_copies", "\(pairs.count)"),
                 ("copies_as_delta", "\(pairs.filter(\.delta).count)"),
                 ("top_stack_frames", fmt(depth)),
+            ])
+    }
+
+    /// A real recording's samples as record writes them (stacks unwound while recording: stackDef,
+    /// stackExtend, stackUnwind, no copies) repeated to 1 M samples: read + symbolize + count by stack.
+    static func symbolizeRecorded(_ trace: String, dir: String) {
+        guard let r = try? TraceReader(path: trace) else { return }
+        let path = dir + "/symbolize-recorded-1M.atrace"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
+        guard fd >= 0 else { return }
+        let header = FileHeader(pid: r.header.pid, monotonicStartNs: 1_000_000, realtimeStartNs: 0, program: "symbolize").encode()
+        _ = write(fd, header, header.count)
+        var t: UInt64 = 2_000_000, seq: UInt64 = 0
+        var b = ChunkBuilder(pid: r.header.pid, tid: 0, startNs: t, startTicks: t)
+        // Every event but the samples as recorded (mappings, sampling, stack definitions), then the samples.
+        var samples: [[UInt64]] = []
+        let kinds: Set<EventKind> = [.mapping, .sampling, .stackDef, .stackExtend, .stackUnwind]
+        let it = r.events(streams: Set(r.streams.indices.filter { r.streams[$0].isKernel }))
+        while let e = it.next() {
+            let ev = e.event
+            if ev.kind == .cpuSample { samples.append((0..<4).map { UInt64(bitPattern: ev.arg($0)) }) }
+            guard kinds.contains(ev.kind), let spec = ev.kind.spec else { continue }
+            let text = ev.kind == .mapping ? b.intern(ev.text, ticks: t) : 0
+            b.beginEvent(ev.kind, ticks: t)
+            for (i, a) in spec.args.enumerated() {
+                switch a.encoding {
+                case .string: b.putStringID(text)
+                case .list: b.putList(ev.list)
+                default: b.putUnsigned(UInt64(bitPattern: ev.arg(i)))
+                }
+            }
+        }
+        guard !samples.isEmpty else { return }
+        let total = 1_000_000
+        for i in 0..<total {
+            t += 1_000_000
+            let s = samples[i % samples.count]
+            b.beginEvent(.cpuSample, ticks: t)
+            for v in s { b.putUnsigned(v) }
+            if b.byteCount > 4 << 20 || i == total - 1 {
+                let bytes = b.seal(
+                    sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0, flags: i == total - 1 ? [.kernel, .final] : .kernel)
+                _ = write(fd, bytes, bytes.count)
+                seq += 1
+                b = ChunkBuilder(pid: r.header.pid, tid: 0, startNs: t, startTicks: t)
+            }
+        }
+        close(fd)
+        var seconds: [Double] = []
+        var stacks = 0, named = 0.0, fileBytes: UInt64 = 0
+        for _ in 0..<3 {
+            let t0 = monotonicNs()
+            guard let r = try? TraceReader(path: path) else { return }
+            let data = TraceSamples(reader: r)
+            let profile = CodeProfile(data, samples: data.samples)
+            seconds.append(Double(monotonicNs() - t0) / 1e9)
+            stacks = profile.stacks.count
+            fileBytes = r.fileSize
+            let frames = profile.functions.map { data.frame($0.frame) }
+            named = Double(frames.filter { $0.function != nil }.count) / Double(max(1, frames.count))
+        }
+        report(
+            "stacks.symbolize_1M_recorded_samples", nsPerOp: median(seconds) * 1e9 / Double(total),
+            extra: [
+                ("seconds", fmt(median(seconds))), ("samples", "\(total)"), ("recorded_samples", "\(samples.count)"),
+                ("distinct_stacks", "\(stacks)"), ("file_bytes", "\(fileBytes)"), ("share_of_frames_named", fmt(named)),
             ])
     }
 
