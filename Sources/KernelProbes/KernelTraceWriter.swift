@@ -46,7 +46,7 @@ public struct KernelTraceWriter {
     /// The caller chains of the stacks defined in this stream (the bases of `stackExtend`).
     private var callers = CallerChains()
     /// Stacks written as `stackExtend` (the rest of those defined: `stackDef`).
-    public private(set) var stacksExtended: UInt64 = 0
+    private(set) var stacksExtended: UInt64 = 0
     /// Per thread, its last stack copy in the chunk being written (the base of the next one's delta).
     private var lastCopy: [UInt32: (timeNs: UInt64, copy: StackCopy)] = [:]
     /// Stack copies written whole, and as deltas (stackCopyDelta).
