@@ -56,6 +56,8 @@ struct IOTracker {
     var bySmallNr = [SyscallAccum?](repeating: nil, count: IOTracker.directSyscalls)
     var byLargeNr: [UInt64: SyscallAccum] = [:]
     var byFD = FastMap<FDKey, FDAccum>(capacity: 256)
+    /// The keys of `byFD` by process, in fd order (close_range).
+    var fdsOfProcess: [UInt32: OrderedFDs] = [:]
     /// Lives that ended (close, or replaced by a new life of the number), at most `maxEndedLives`.
     static let maxEndedLives = 65_536
     var endedLives: [EndedFDLife] = []
@@ -83,6 +85,7 @@ struct IOTracker {
         var f = FDAccum()
         body(&f)
         byFD.set(key, f)
+        fdsOfProcess[key.pid, default: OrderedFDs()].insert(key.fd)
     }
     /// Per user stream: fds the last epoll wait reported ready, and when.
     var pendingReady: [[Int64: UInt64]]
@@ -191,6 +194,8 @@ struct IOTracker {
         } else if byFD.count >= Self.maxFDs {
             livesNotListed &+= 1
             return
+        } else {
+            fdsOfProcess[pid, default: OrderedFDs()].insert(fd)
         }
         byFD.set(key, life)
     }
@@ -198,15 +203,15 @@ struct IOTracker {
     /// A successful close of `fd` at `ns`: its life ends.
     mutating func closed(pid: UInt32, fd: Int64, ns: UInt64) {
         guard fd >= 0, let old = byFD.remove(FDKey(pid: pid, fd: fd)) else { return }
+        fdsOfProcess[pid]?.remove(fd)
+        if fdsOfProcess[pid]?.isEmpty == true { fdsOfProcess[pid] = nil }
         endLife(FDKey(pid: pid, fd: fd), old, at: ns)
     }
 
     /// close_range(first, last): every life of the pid in the range ends.
     mutating func closedRange(pid: UInt32, first: Int64, last: Int64, ns: UInt64) {
-        guard first >= 0, last >= first else { return }
-        var keys: [FDKey] = []
-        byFD.forEach { k, _ in if k.pid == pid && k.fd >= first && k.fd <= last { keys.append(k) } }
-        for k in keys.sorted(by: { $0.fd < $1.fd }) { closed(pid: pid, fd: k.fd, ns: ns) }
+        guard first >= 0, last >= first, let fds = fdsOfProcess[pid] else { return }
+        for fd in fds.inRange(first, last) { closed(pid: pid, fd: fd, ns: ns) }
     }
 
     private mutating func endLife(_ key: FDKey, _ life: FDAccum, at ns: UInt64) {
