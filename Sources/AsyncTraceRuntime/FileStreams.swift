@@ -41,7 +41,9 @@ public final class ReadStream {
                 try onOpen?(fd)
                 readMore()
             case .failure(let e):
-                fail(e)
+                // Node's construct callback reports the failure on a nextTick (onConstruct), whose
+                // errorOrDestroy then queues 'error' and 'close'.
+                EventLoop.current.nextTick { [self] in fail(e) }
             }
         }
     }
@@ -171,7 +173,8 @@ public final class WriteStream {
                 try onOpen?(fd)
                 flush()
             case .failure(let e):
-                fail(e)
+                // As the read stream's: the failure goes through Node's onConstruct tick first.
+                EventLoop.current.nextTick { [self] in fail(e) }
             }
         }
     }

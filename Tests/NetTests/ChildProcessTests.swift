@@ -8,9 +8,11 @@ import Testing
 
 @Suite("Child processes")
 struct ChildProcessTests {
-    @Test("spawn with args, env and cwd; stdin to stdout through cat; exit then close; balanced")
+    @Test("spawn with args, env and cwd; stdin to stdout through cat; exit then close; pipes triggered by the caller (as Node's); balanced")
     func spawnPipes() {
+        let caller = LockedValue<AsyncID>(.none)
         let (lines, hook) = runTraced { log in
+            caller.withLock { $0 = executionAsyncID() }
             let child = ChildProcess.spawn(
                 "/bin/sh", ["-c", "echo \"$GREETING from $(pwd)\"; cat; exit 3"],
                 env: ["GREETING": "hello", "PATH": "/usr/bin:/bin"], cwd: "/tmp")
@@ -31,7 +33,7 @@ struct ChildProcessTests {
         let pipes = hook.ids(of: "PIPEWRAP")
         #expect(proc.count == 1 && pipes.count == 3)
         if let p = proc.first {
-            #expect(pipes.allSatisfy { hook.resource($0)?.trigger == p })
+            #expect(pipes.allSatisfy { hook.resource($0)?.trigger == caller.withLock { $0 } })
             #expect((hook.resource(p)?.fds.first ?? -1) >= 0)
         }
     }

@@ -1,9 +1,10 @@
-// Issue 13 item 9 for the protocol handles over the runtime's sockets: TLS and the HTTP client report a
-// failure as Node v20 does — 'error' on a nextTick right after it, 'close' later in the close phase (after
-// the immediates) — and a socket's 'end', an HTTP request's and response's 'close', 'aborted' and 'end'
-// come when Node's do; checked line for line against the lines node itself prints for the same script.
-// The event lines also name the async resource they ran in and its trigger (`@TYPE<TRIGGERTYPE`, from an
-// async hook: executionAsyncId's init), which node must print too.
+// Issue 13 item 9: every handle type reports its failures and ends as Node v20 does — 'error' on a nextTick
+// right after the failure, 'close' later (the close phase for sockets, a tick for servers and UDP, the
+// callback completing a child's count) — and a socket's 'end', an HTTP request's and response's 'close',
+// 'aborted' and 'end' come when Node's do: TCP, Unix sockets, servers, UDP, child processes, fs streams,
+// TLS and HTTP, each checked line for line against the lines node itself prints for the same script. The
+// event lines also name the async resource they ran in and its trigger (`@TYPE<TRIGGERTYPE`, from an async
+// hook: executionAsyncId's init), which node must print too.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,6 +38,7 @@ private func withFreePort(_ body: @escaping (Int) throws -> Void) {
 /// The same scenarios for node (console.log lines), run by `nodeAgrees`.
 private let nodeScript = """
     const net = require('net'), tls = require('tls'), http = require('http'), ah = require('async_hooks');
+    const dgram = require('dgram'), childProcess = require('child_process'), fs = require('fs');
     const types = new Map([[1, 'ROOT']]), triggers = new Map();
     ah.createHook({ init(id, type, trigger) { types.set(id, type); triggers.set(id, trigger); } }).enable();
     const log = (s) => console.log(s);
@@ -61,6 +63,88 @@ private let nodeScript = """
         s.destroy(new Error('boom'));
         markers('after destroy', false);  // set in the close phase: a timer's order would be a race
       }); },
+      'net-refused'() { withFreePort((port) => {
+        const s = net.connect(port, '127.0.0.1');
+        s.on('error', (e) => { log('error ' + e.code + ' ' + e.syscall + at()); markers('in error'); });
+        s.on('close', (hadError) => log('close ' + hadError + at()));
+      }); },
+      'net-destroy'() {
+        const server = net.createServer(() => {});
+        server.listen(0, '127.0.0.1', () => {
+          const s = net.connect(server.address().port, '127.0.0.1', () => {
+            log('connect' + at());
+            s.destroy(new Error('boom'));
+            markers('after destroy');
+            server.close();
+          });
+          s.on('error', (e) => log('error ' + e.message + at()));
+          s.on('close', (hadError) => log('close ' + hadError + at()));
+        });
+      },
+      'net-listen-inuse'() {
+        const a = net.createServer();
+        a.listen(0, () => {
+          const b = net.createServer();
+          b.on('error', (e) => { log('error ' + e.code + ' ' + e.syscall + at()); a.close(() => log('a close' + at())); });
+          b.on('close', () => log('b close (never: it did not listen)'));
+          b.listen(a.address().port);
+          markers('after listen', false);
+        });
+      },
+      'unix-enoent'() {
+        const s = net.connect('/nonexistent-asynctrace-dir/missing.sock');
+        s.on('error', (e) => log('error ' + e.code + ' ' + e.syscall + at()));
+        s.on('close', (hadError) => log('close ' + hadError + at()));
+        markers('after connect', false);
+      },
+      'udp-errors'() {
+        const a = dgram.createSocket('udp4');
+        a.bind(0, '127.0.0.1', () => {
+          const b = dgram.createSocket('udp4');
+          b.on('error', (e) => { log('bind error ' + e.code + ' ' + e.syscall + at()); b.close(() => log('b close' + at())); });
+          b.bind(a.address().port, '127.0.0.1');
+          markers('after bind', false);
+          // Broadcast without SO_BROADCAST: EACCES from sendto.
+          a.send('x', 9, '255.255.255.255', (e) => { log('send ' + (e && e.code) + at()); a.close(() => log('a close' + at())); });
+        });
+      },
+      'spawn-enoent'() {
+        const c = childProcess.spawn('/nonexistent/program');
+        c.on('error', (e) => log('error ' + e.code + ' ' + e.syscall + at()));
+        c.on('exit', () => log('exit (never)'));
+        c.on('close', (code, signal) => {
+          log('close ' + code + ' ' + signal + at());
+          const d = childProcess.spawn('/nonexistent/program', [], { stdio: 'ignore' });
+          d.on('error', (e) => log('no stdio: error ' + e.code + at()));
+          d.on('close', (code, signal) => log('no stdio: close ' + code + ' ' + signal + at()));
+          setImmediate(() => log('no stdio: immediate'));
+        });
+        markers('after spawn', false);
+      },
+      'spawn-exit-nostdio'() {
+        // Without stdio pipes 'close' comes in the exit callback itself, right after 'exit'.
+        const c = childProcess.spawn('/bin/sh', ['-c', 'exit 3'], { stdio: 'ignore' });
+        c.on('exit', (code) => { log('exit ' + code + at()); markers('in exit'); });
+        c.on('close', (code) => log('close ' + code + at()));
+      },
+      'fs-streams'() {
+        const r = fs.createReadStream('/nonexistent-asynctrace-dir/missing.txt');
+        r.on('error', (e) => { log('read error ' + e.code + at()); markers('in read error', false); });
+        r.on('close', () => {
+          log('read close' + at());
+          const d = fs.createReadStream('/');  // opens; the first read fails (EISDIR), after the fd closed
+          d.on('data', () => log('data (never)'));
+          d.on('error', (e) => log('dir error ' + e.code + at()));
+          d.on('close', () => {
+            log('dir close' + at());
+            const w = fs.createWriteStream('/dev/full');
+            w.on('error', (e) => log('write error ' + e.code + at()));
+            w.on('close', () => log('write close' + at()));
+            w.write('x');
+          });
+        });
+        process.nextTick(() => log('after create nextTick'));
+      },
       'tcp-end'() {
         const server = net.createServer((c) => c.end('bye'));
         server.listen(0, '127.0.0.1', () => {
@@ -250,6 +334,165 @@ private let scenarios: [(name: String, run: @Sendable (Log, @escaping At) throws
         [
             "error boom @TickObject<TickObject", "after destroy nextTick", "after destroy promise", "after destroy immediate",
             "close true @TCPWRAP<TickObject",
+        ]
+    ),
+    (
+        "net-refused",
+        { log, at in
+            withFreePort { port in
+                let s = Socket.connect(port: port, host: "127.0.0.1")
+                s.onError { e in
+                    log("error \(e.code) \(e.syscall)\(at())")
+                    markers(log, "in error")
+                }
+                s.onClose { hadError in log("close \(hadError)\(at())") }
+            }
+        },
+        [
+            "error ECONNREFUSED connect @TickObject<TCPCONNECTWRAP", "in error nextTick", "in error promise", "in error immediate",
+            "close true @TCPWRAP<TickObject", "in error timeout",
+        ]
+    ),
+    (
+        "net-destroy",
+        { log, at in
+            let server = Server { _ in }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let s = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
+                s.onConnect {
+                    log("connect\(at())")
+                    s.destroy(NetError(code: "ERR_TEST", syscall: "destroy", asyncID: s.asyncID, message: "boom"))
+                    markers(log, "after destroy")
+                    server.close()
+                }
+                s.onError { e in log("error \(e.message)\(at())") }
+                s.onClose { hadError in log("close \(hadError)\(at())") }
+            }
+        },
+        [
+            "connect @TCPCONNECTWRAP<TCPWRAP", "error boom @TickObject<TCPCONNECTWRAP", "after destroy nextTick", "after destroy promise",
+            "after destroy immediate", "close true @TCPWRAP<TickObject", "after destroy timeout",
+        ]
+    ),
+    (
+        "net-listen-inuse",
+        { log, at in
+            let a = Server()
+            a.listen(port: 0) {
+                let b = Server()
+                b.onError { e in
+                    log("error \(e.code) \(e.syscall)\(at())")
+                    a.close { _ in log("a close\(at())") }
+                }
+                b.onClose { log("b close (never: it did not listen)") }
+                b.listen(port: a.address()!.port)
+                markers(log, "after listen", timer: false)
+            }
+        },
+        [
+            "error EADDRINUSE listen @TickObject<TCPSERVERWRAP", "after listen nextTick", "a close @TickObject<TCPSERVERWRAP", "after listen promise",
+            "after listen immediate",
+        ]
+    ),
+    (
+        "unix-enoent",
+        { log, at in
+            let s = Socket.connect(path: "/nonexistent-asynctrace-dir/missing.sock")
+            s.onError { e in log("error \(e.code) \(e.syscall)\(at())") }
+            s.onClose { hadError in log("close \(hadError)\(at())") }
+            markers(log, "after connect", timer: false)
+        },
+        [
+            "after connect nextTick", "after connect promise", "error ENOENT connect @TickObject<PIPECONNECTWRAP", "after connect immediate",
+            "close true @PIPEWRAP<ROOT",
+        ]
+    ),
+    (
+        "udp-errors",
+        { log, at in
+            let a = UDPSocket(.udp4)
+            a.bind(port: 0, host: "127.0.0.1") {
+                let b = UDPSocket(.udp4)
+                b.onError { e in
+                    log("bind error \(e.code) \(e.syscall)\(at())")
+                    b.close { log("b close\(at())") }
+                }
+                b.bind(port: a.address()!.port, host: "127.0.0.1")
+                markers(log, "after bind", timer: false)
+                // Broadcast without SO_BROADCAST: EACCES from sendto.
+                a.send("x", port: 9, host: "255.255.255.255") { e in
+                    log("send \(e?.code ?? "null")\(at())")
+                    a.close { log("a close\(at())") }
+                }
+            }
+        },
+        [
+            "bind error EADDRINUSE bind @TickObject<TickObject", "after bind nextTick", "b close @TickObject<UDPWRAP",
+            "send EACCES @TickObject<UDPWRAP", "a close @TickObject<UDPWRAP", "after bind promise", "after bind immediate",
+        ]
+    ),
+    (
+        "spawn-enoent",
+        { log, at in
+            let c = ChildProcess.spawn("/nonexistent/program")
+            c.onError { e in log("error \(e.code) \(e.syscall)\(at())") }
+            c.onExit { _, _ in log("exit (never)") }
+            c.onClose { code, signal in
+                log("close \(code.map { "\($0)" } ?? "null") \(signal ?? "null")\(at())")
+                let d = ChildProcess.spawn("/nonexistent/program", stdio: [.ignore, .ignore, .ignore])
+                d.onError { e in log("no stdio: error \(e.code)\(at())") }
+                d.onClose { code, signal in log("no stdio: close \(code.map { "\($0)" } ?? "null") \(signal ?? "null")\(at())") }
+                setImmediate { log("no stdio: immediate") }
+            }
+            markers(log, "after spawn", timer: false)
+        },
+        [
+            "error ENOENT spawn /nonexistent/program @TickObject<ROOT", "after spawn nextTick", "after spawn promise", "after spawn immediate",
+            "close -2 null @PIPEWRAP<ROOT", "no stdio: error ENOENT @TickObject<PIPEWRAP", "no stdio: close -2 null @TickObject<PIPEWRAP",
+            "no stdio: immediate",
+        ]
+    ),
+    (
+        "spawn-exit-nostdio",
+        { log, at in
+            // Without stdio pipes 'close' comes in the exit callback itself, right after 'exit'.
+            let c = ChildProcess.spawn("/bin/sh", ["-c", "exit 3"], stdio: [.ignore, .ignore, .ignore])
+            c.onExit { code, _ in
+                log("exit \(code.map { "\($0)" } ?? "null")\(at())")
+                markers(log, "in exit")
+            }
+            c.onClose { code, _ in log("close \(code.map { "\($0)" } ?? "null")\(at())") }
+        },
+        ["exit 3 @PROCESSWRAP<ROOT", "close 3 @PROCESSWRAP<ROOT", "in exit nextTick", "in exit promise", "in exit immediate", "in exit timeout"]
+    ),
+    (
+        "fs-streams",
+        { log, at in
+            let code = { (e: any Error) in (e as? SystemError)?.code ?? "\(e)" }
+            let r = FS.createReadStream("/nonexistent-asynctrace-dir/missing.txt")
+            r.onError = { e in
+                log("read error \(code(e))\(at())")
+                markers(log, "in read error", timer: false)
+            }
+            r.onClose = {
+                log("read close\(at())")
+                let d = FS.createReadStream("/")  // opens; the first read fails (EISDIR), after the fd closed
+                d.onData = { _ in log("data (never)") }
+                d.onError = { e in log("dir error \(code(e))\(at())") }
+                d.onClose = {
+                    log("dir close\(at())")
+                    let w = FS.createWriteStream("/dev/full")
+                    w.onError = { e in log("write error \(code(e))\(at())") }
+                    w.onClose = { log("write close\(at())") }
+                    w.write(Array("x".utf8))
+                }
+            }
+            nextTick { log("after create nextTick") }
+        },
+        [
+            "after create nextTick", "read error ENOENT @TickObject<TickObject", "read close @TickObject<TickObject", "in read error nextTick",
+            "in read error promise", "in read error immediate", "dir error EISDIR @TickObject<FSREQCALLBACK", "dir close @TickObject<FSREQCALLBACK",
+            "write error ENOSPC @TickObject<FSREQCALLBACK", "write close @TickObject<FSREQCALLBACK",
         ]
     ),
     (
@@ -534,7 +777,7 @@ private let scenarios: [(name: String, run: @Sendable (Log, @escaping At) throws
     ),
 ]
 
-@Suite("Error order of TCP end, TLS and HTTP, as in Node")
+@Suite("Error and close order of every handle type, as in Node")
 struct ErrorOrderTests {
     @Test("each scenario prints Node's order", arguments: scenarios.map(\.name))
     func scenario(_ name: String) {
@@ -542,7 +785,9 @@ struct ErrorOrderTests {
         let (lines, hook) = runTraced { log, hook in
             try s.run(log) {
                 let r = hook.resource(executionAsyncID())
-                return " @" + (r?.type ?? "?") + "<" + (r.flatMap { hook.resource($0.trigger)?.type } ?? "undefined")
+                // The top level has no init (node's script names id 1 ROOT).
+                let name = { (id: AsyncID) in id == .root ? "ROOT" : hook.resource(id)?.type ?? "undefined" }
+                return " @" + (r?.type ?? "?") + "<" + (r.map { name($0.trigger) } ?? "undefined")
             }
         }
         #expect(lines == s.expected)

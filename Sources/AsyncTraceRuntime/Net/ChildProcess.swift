@@ -42,7 +42,9 @@ public final class ChildProcess {
     public private(set) var signalCode: String?
     /// Whether the child has ended (exited, killed by a signal, or failed to spawn).
     public private(set) var hasExited = false
-    var openStdio = 0
+    /// Node's _closesNeeded/_closesGot: the exit, plus stdout's and stderr's 'close' when piped.
+    var closesNeeded = 1
+    var closesGot = 0
     var closeEmitted = false
     /// Whether `kill` sent a signal successfully.
     public private(set) var killed = false
@@ -86,27 +88,28 @@ public final class ChildProcess {
                     childFDs.append(-1)
                 }
             }
-            let environment = env.map { $0.map { "\($0.key)=\($0.value)" }.sorted() } ?? Sys.environment()
-            pid = try Sys.spawn(path: command, argv: [command] + args, env: environment, cwd: cwd, stdio: childFDs)
-            for fd in toClose { try? Sys.close(fd) }
-            toClose = []
-            pidFD = try Sys.pidfdOpen(pid)
-            // The stdio sockets are created inside the process's scope: their trigger is the PROCESSWRAP.
-            try context.runInScope {
-                for (i, fd) in parentEnds.enumerated() where fd >= 0 {
-                    let s = try Socket(connectedFD: fd, kind: .pipe, server: nil, loop: loop)
-                    parentEnds[i] = -1
-                    openStdio += 1
-                    s.onClose { [self] _ in stdioClosed() }
-                    if i == 0 {
-                        stdin = s
-                        s.updateInterest()
-                    } else {
-                        if i == 1 { stdout = s } else { stderr = s }
-                        s.updateInterest()
-                    }
+            // The stdio sockets exist before the spawn, as Node's pipes (their trigger is the caller, not
+            // the process); stdout and stderr are each one more 'close' the process waits for.
+            for (i, fd) in parentEnds.enumerated() where fd >= 0 {
+                let sock = try Socket(connectedFD: fd, kind: .pipe, server: nil, loop: loop)
+                parentEnds[i] = -1
+                if i == 0 {
+                    stdin = sock
+                } else {
+                    if i == 1 { stdout = sock } else { stderr = sock }
+                    closesNeeded += 1
+                    sock.onClose { [self] _ in try maybeClose() }
                 }
+                sock.updateInterest()
             }
+            let environment = env.map { $0.map { "\($0.key)=\($0.value)" }.sorted() } ?? Sys.environment()
+            defer {
+                // The child's ends: once closed, a failed spawn's stdout and stderr read their end.
+                for fd in toClose { try? Sys.close(fd) }
+                toClose = []
+            }
+            pid = try Sys.spawn(path: command, argv: [command] + args, env: environment, cwd: cwd, stdio: childFDs)
+            pidFD = try Sys.pidfdOpen(pid)
             let w = try FDWatcher(fd: pidFD, loop: loop, context: context) { [self] _ in try reap() }
             try w.start(.readable)
             watcher = w
@@ -118,35 +121,25 @@ public final class ChildProcess {
             let e = NetError(
                 code: sys?.code ?? "EINVAL", errno: sys?.errno ?? 0, syscall: "spawn \(command)",
                 asyncID: context.asyncID, message: "spawn \(command) \(sys?.code ?? "\(error)")")
-            // Node (onErrorNT): 'error' on a nextTick, no 'exit', and 'close' (code -errno, no signal)
-            // once the stdio pipes closed: in the close phase when there were pipes, else right after
-            // 'error'. The handle is closed without a callback: destroyed in the close phase.
-            closeEmitted = true
-            stdin?.destroy(); stdout?.destroy(); stderr?.destroy()
             if pid > 0 { _ = try? Sys.kill(pid, SIGKILL); _ = try? Sys.reap(pid) }
-            hasExited = true
-            exitCode = -(sys?.errno ?? EINVAL)
-            let pipes = stdio.prefix(3).contains { $0 == .pipe }
+            // Node (onErrorNT -> onexit): stdin destroyed, the handle closed (destroyed in the close phase),
+            // 'error' instead of 'exit', then the exit's share of 'close', which comes once stdout and
+            // stderr closed too (they read the end of their closed child ends).
             let ctx = context
             loop.nextTick { [self] in
+                stdin?.destroy()
+                hasExited = true
+                exitCode = -(sys?.errno ?? EINVAL)
+                loop.queueClose(nil, destroyAfter: false) { ctx.emitDestroy() }
                 if errorListeners.isEmpty { throw e }
                 try errorListeners.emit(e)
-                if !pipes {
-                    try closeListeners.emit((exitCode, nil))
-                    dropListeners()
-                }
-            }
-            if pipes {
-                loop.queueClose(context, destroyAfter: true) { [self] in
-                    try closeListeners.emit((exitCode, nil))
-                    dropListeners()
-                }
-            } else {
-                loop.queueClose(nil, destroyAfter: false) { ctx.emitDestroy() }
+                try maybeClose()
             }
         }
     }
 
+    /// Node's onexit: stdin destroyed, the process handle closed (destroyed in the close phase), 'exit',
+    /// then the exit's share of 'close'.
     func reap() throws {
         guard let status = try? Sys.reap(pid) else { return }
         hasExited = true
@@ -156,23 +149,21 @@ public final class ChildProcess {
         watcher = nil
         try? Sys.close(pidFD)
         pidFD = -1
+        stdin?.destroy()
+        let ctx = context
+        loop.queueClose(nil, destroyAfter: false) { ctx.emitDestroy() }
         try exitListeners.emit((exitCode, signalCode))
-        maybeClose()
+        try maybeClose()
     }
 
-    func stdioClosed() {
-        openStdio -= 1
-        maybeClose()
-    }
-
-    /// 'close' follows 'exit' once every stdio stream has closed; then the PROCESSWRAP is destroyed.
-    func maybeClose() {
-        guard hasExited, openStdio == 0, !closeEmitted else { return }
+    /// Node's maybeClose: 'close' once the exit and every stdout/stderr socket's 'close' arrived, in the
+    /// callback of the last of them.
+    func maybeClose() throws {
+        closesGot += 1
+        guard closesGot == closesNeeded, !closeEmitted else { return }
         closeEmitted = true
-        loop.queueClose(context, destroyAfter: true) { [self] in
-            try closeListeners.emit((exitCode, signalCode))
-            dropListeners()
-        }
+        defer { dropListeners() }
+        try closeListeners.emit((exitCode, signalCode))
     }
 
     func dropListeners() {

@@ -202,7 +202,9 @@ public final class UDPSocket {
     func complete(_ ctx: AsyncResourceContext, _ callback: ((NetError?) throws -> Void)?, _ error: NetError?) {
         ctx.emitDestroy()
         if let callback {
-            loop.nextTick { [loop] in loop.nextTick { try callback(error) } }
+            // The second tick is doSend's, in defaultTriggerAsyncIdScope(the socket).
+            let socketID = context.asyncID
+            loop.nextTick { [loop] in loop.nextTick(triggeredBy: socketID) { try callback(error) } }
         } else if let error {
             emitErrorSoon(error)
         }
