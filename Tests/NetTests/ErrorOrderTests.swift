@@ -154,6 +154,20 @@ private let nodeScript = """
           s.on('close', (hadError) => { log('close ' + hadError + at()); server.close(); });
         });
       },
+      'http-client-error'() {
+        const server = http.createServer(() => log('request (never)'));
+        server.on('clientError', (e, socket) => {
+          log('clientError ' + e.code + at());
+          markers('in clientError', false);  // (a timer would race the client's close)
+          socket.end('HTTP/1.1 400 Bad Request\\r\\nConnection: close\\r\\n\\r\\n');
+          server.close();
+        });
+        server.listen(0, '127.0.0.1', () => {
+          const c = net.connect(server.address().port, '127.0.0.1', () => c.write('GET / HTTP/1.1\\r\\nBad Header Line\\r\\n\\r\\n'));
+          c.on('data', () => {});
+          c.on('close', () => log('client close' + at()));
+        });
+      },
       'http-refused'() { withFreePort((port) => {
         const r = http.request({ port, host: '127.0.0.1', path: '/' });
         r.on('error', (e) => { log('error ' + e.code + ' ' + e.syscall + at()); markers('in error'); });
@@ -517,6 +531,28 @@ private let scenarios: [(name: String, run: @Sendable (Log, @escaping At) throws
         [
             "data 3 @TCPWRAP<TickObject", "end @TickObject<TCPWRAP", "in end nextTick", "in end promise", "in end immediate",
             "close false @TCPWRAP<TickObject",
+        ]
+    ),
+    (
+        "http-client-error",
+        { log, at in
+            let server = HTTP.createServer { _, _ in log("request (never)") }
+            server.onClientError { e, socket in
+                log("clientError \(e.code)\(at())")
+                markers(log, "in clientError", timer: false)  // (a timer would race the client's close)
+                socket.end(Array("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n".utf8))
+                server.close()
+            }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
+                c.onConnect { c.write("GET / HTTP/1.1\r\nBad Header Line\r\n\r\n") }
+                c.onData { _ in }
+                c.onClose { _ in log("client close\(at())") }
+            }
+        },
+        [
+            "clientError HPE_INVALID_HEADER_TOKEN @HTTPINCOMINGMESSAGE<TCPWRAP", "in clientError nextTick", "in clientError promise",
+            "in clientError immediate", "client close @TCPWRAP<TickObject",
         ]
     ),
     (
