@@ -64,6 +64,7 @@ enum FlightBench {
                     ("recorder_peak_rss_bytes", "\(r.peakRSSKiB * 1024)"),
                     ("recorder_rss_first_minute_max_bytes", "\(r.rssFirstMinuteKiB * 1024)"),
                     ("recorder_rss_after_first_minute_max_bytes", "\(r.rssLaterKiB * 1024)"),
+                    ("recorder_rss_max_mib_by_minute", "[\(r.rssByMinuteKiB.map { String($0 / 1024) }.joined(separator: ", "))]"),
                 ])
             rmdir(directory)
         }
@@ -95,6 +96,8 @@ enum FlightBench {
         var directoryPeakBytes = 0
         var rssFirstMinuteKiB = 0
         var rssLaterKiB = 0
+        /// The most RSS in each minute of the run (a leak grows from minute to minute; warming up does not).
+        var rssByMinuteKiB: [Int] = []
     }
 
     /// `asynctrace record ARGS -- <this binary> flight` with the worker `spec`; what the worker and
@@ -121,6 +124,9 @@ enum FlightBench {
         while waitpid(pid, &status, WNOHANG) == 0 {
             if let hwm = statusField("/proc/\(pid)/status", "VmHWM:") { run.peakRSSKiB = max(run.peakRSSKiB, hwm) }
             if let rss = statusField("/proc/\(pid)/status", "VmRSS:") {
+                let minute = Int((monotonicNs() - started) / 60_000_000_000)
+                while run.rssByMinuteKiB.count <= minute { run.rssByMinuteKiB.append(0) }
+                run.rssByMinuteKiB[minute] = max(run.rssByMinuteKiB[minute], rss)
                 if monotonicNs() - started < 60_000_000_000 {
                     run.rssFirstMinuteKiB = max(run.rssFirstMinuteKiB, rss)
                 } else {
