@@ -2,6 +2,9 @@
 // requests in order on a connection (a pipelined request waits until the previous response ended).
 // Each connection's parser is an HTTPINCOMINGMESSAGE resource (trigger: the socket); the request
 // handler and the request body events run under it, as in Node.
+#if canImport(Glibc)
+import Glibc
+#endif
 import AsyncHooks
 import AsyncTraceRuntime
 
@@ -57,8 +60,16 @@ final class ServerConnection {
     let socket: Socket
     let parser = HTTPParser(.request)
     let context: AsyncResourceContext
+    /// The request being answered (Node's `state.incoming`): until its response finished, it is destroyed
+    /// when the connection closes.
     var request: IncomingMessage?
     var response: ServerResponse?
+    /// The parser is inside a message's body (the next message waits for this one and its response).
+    var inBody = false
+    /// A head parsed but not handled yet: the request handler runs in the callback of the next body piece
+    /// or end (Node runs the head's callback without draining the ticks, each body piece and the end as
+    /// their own callbacks, so ticks the handler queued run after the first piece was pushed).
+    var pendingHead: HTTPHead?
     var parsing = false
     var closed = false
 
@@ -71,45 +82,83 @@ final class ServerConnection {
         if http.keepAliveTimeoutMs > 0 {
             // Idle means no request in progress; a slow handler is not cut off (no request timeout here).
             socket.setTimeout(http.keepAliveTimeoutMs) { [self] in
-                if request == nil && response == nil { socket.destroy() }
+                if !inBody && response == nil { socket.destroy() }
             }
         }
         socket.onClose { [self] _ in
+            // Node's abortIncoming, then the response's close (onServerResponseClose), both in the
+            // socket's close callback: 'aborted' now if incomplete, 'error' (ECONNRESET "aborted") and
+            // 'close' two ticks later.
             closed = true
-            if let r = request, !r.complete { try r.emitAborted() }
+            let req = request, res = response
             request = nil
             response = nil
+            if let req {
+                try req.destroyNow(NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: context.asyncID, message: "aborted"))
+            }
+            try res?.emitClose()
             context.emitDestroy()
         }
     }
 
     func receive(_ bytes: [UInt8]) {
-        http.loop.invoke(context) { [self] in
-            parsing = true
-            defer { parsing = false }
-            do { try parser.feed(bytes, handle) } catch let e as HTTPParseError { try clientError(e) }
+        parse { try parser.feed(bytes, handle) }
+    }
+
+    /// Runs the parser; each body piece and end is its own callback of the parser's resource, as in Node.
+    func parse(_ run: () throws -> Void) {
+        parsing = true
+        defer { parsing = false }
+        do {
+            try run()
+        } catch let e as HTTPParseError {
+            http.loop.invoke(context) { [self] in
+                if let head = pendingHead { try handleHead(head) }
+                pendingHead = nil
+                try clientError(e)
+            }
+            return
+        } catch {
+            // (handle throws only parse errors: listener errors are reported by its invoke)
+        }
+        if let head = pendingHead {
+            pendingHead = nil
+            http.loop.invoke(context) { [self] in try handleHead(head) }
         }
     }
 
-    func handle(_ event: HTTPParser.Event) throws {
-        switch event {
-        case .head(let head):
-            let req = IncomingMessage(head: head, socket: socket, loop: http.loop, isResponse: false)
-            let connection = head.header("connection")?.lowercased()
-            let keepAlive = head.version == "1.1" ? connection != "close" : connection == "keep-alive"
-            let res = ServerResponse(connection: self, keepAlive: keepAlive)
-            request = req
-            response = res
-            for f in http.requestListeners { try f(req, res) }
-        case .body(let b):
-            try request?.emitData(b)
-        case .end:
-            let req = request
-            request = nil
-            try req?.emitEnd()
-            // The response already went out: go on with the next request.
-            if response == nil && !closed { parser.paused = false }
+    func handle(_ event: HTTPParser.Event) {
+        if case .head(let head) = event {
+            pendingHead = head
+            return
         }
+        http.loop.invoke(context) { [self] in
+            if let head = pendingHead {
+                pendingHead = nil
+                try handleHead(head)
+            }
+            switch event {
+            case .head: break
+            case .body(let b):
+                try request?.pushRequestBody(b)
+            case .end:
+                inBody = false
+                try request?.pushRequestEnd()
+                // The response already went out: go on with the next request.
+                if response == nil && !closed { parser.paused = false }
+            }
+        }
+    }
+
+    func handleHead(_ head: HTTPHead) throws {
+        let req = IncomingMessage(head: head, socket: socket, loop: http.loop, isResponse: false)
+        let connection = head.header("connection")?.lowercased()
+        let keepAlive = head.version == "1.1" ? connection != "close" : connection == "keep-alive"
+        let res = ServerResponse(connection: self, keepAlive: keepAlive)
+        request = req
+        response = res
+        inBody = true
+        for f in http.requestListeners { try f(req, res) }
     }
 
     func clientError(_ e: HTTPParseError) throws {
@@ -122,19 +171,23 @@ final class ServerConnection {
         for f in http.clientErrorListeners { try f(err, socket) }
     }
 
-    func responseFinished(keepAlive: Bool) {
+    /// Node's resOnFinish (on the response's write callback tick, before the user's 'finish'): a request
+    /// nobody read is dumped, the response's 'close' goes on a tick, then the connection ends or goes on.
+    func responseFinished(_ res: ServerResponse, keepAlive: Bool) {
+        if let req = request {
+            if !req.flowing && !req.ended { req.dump() }
+            request = nil
+        }
         response = nil
+        http.loop.nextTick { try res.emitClose() }
         if !keepAlive || closed {
             socket.end()
             return
         }
-        // Parse the next request once this one's body was read too.
-        if request == nil && !parsing && parser.paused {
-            http.loop.invoke(context) { [self] in
-                parsing = true
-                defer { parsing = false }
-                do { try parser.resume(handle) } catch let e as HTTPParseError { try clientError(e) }
-            }
+        // Parse the next request once this one's body was read too (inside the parser's callback, as
+        // when the response finished in the end's ticks, the parser goes on by itself).
+        if !inBody && parser.paused {
+            if parsing { parser.paused = false } else { parse { try parser.resume(handle) } }
         }
     }
 }
@@ -147,6 +200,9 @@ public final class ServerResponse: OutgoingMessage {
     public var statusMessage: String?
     let keepAlive: Bool
     weak var connection: ServerConnection?
+    var closeListeners: [() throws -> Void] = []
+    /// 'close' was emitted.
+    var closed = false
 
     init(connection: ServerConnection, keepAlive: Bool) {
         self.connection = connection
@@ -169,8 +225,29 @@ public final class ServerResponse: OutgoingMessage {
         return "HTTP/1.1 \(statusCode) \(statusMessage ?? statusText(statusCode))"
     }
 
+    /// 'close': once, after 'finish' (a nextTick later) or when the connection closed before.
+    @discardableResult public func onClose(_ f: @escaping () throws -> Void) -> ServerResponse { closeListeners.append(f); return self }
+
+    /// Node: 'finish' runs in the socket write's callback, a nextTick after `end`, after the server's
+    /// own listener (resOnFinish).
+    override func written() {
+        guard let loop = connection?.http.loop else { return super.written() }
+        loop.nextTick { [self] in
+            didFinish()
+            emitFinish()
+        }
+    }
+
     override func didFinish() {
         let close = getHeader("connection")?.lowercased() == "close"
-        connection?.responseFinished(keepAlive: keepAlive && !close)
+        connection?.responseFinished(self, keepAlive: keepAlive && !close)
+    }
+
+    func emitClose() throws {
+        if closed { return }
+        closed = true
+        let l = closeListeners
+        closeListeners = []
+        for f in l { try f() }
     }
 }

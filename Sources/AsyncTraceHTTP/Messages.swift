@@ -9,8 +9,9 @@ import AsyncHooks
 /// Node's `http.IncomingMessage`. Attach `onData`/`onEnd` in the request or response callback: the body
 /// streams as it arrives. A response (on the client) ends with 'close' as in Node v20: two nextTicks after
 /// 'end', or after `destroy` (with 'aborted' first when the body was incomplete, and 'error' before
-/// 'close' when destroyed with an error and someone listens for it). A server's request emits 'close' only
-/// when destroyed.
+/// 'close' when destroyed with an error and someone listens for it). A server's request emits 'close' two
+/// nextTicks after 'end' too (Node's autoDestroy), and when its connection closes first ('aborted' and an
+/// ECONNRESET 'error' when it was incomplete).
 public final class IncomingMessage {
     /// The start line and headers.
     public let head: HTTPHead
@@ -39,9 +40,14 @@ public final class IncomingMessage {
     public private(set) var destroyed = false
     /// 'end' was emitted (Node's readableEnded; `complete` is set when the parser saw the end, before).
     var ended = false
-    /// Responses: 'data' goes out as it arrives (else it waits in `buffered` for the resume tick).
+    /// 'data' goes out as it arrives (else it waits in `buffered` for the resume tick).
     var flowing = false
     var resumeScheduled = false
+    /// Requests (Node's Readable kSync): no read reached the socket yet, so a body piece is buffered for
+    /// the resume tick and the end waits for a tick (emitReadable's) instead of scheduling 'end' at once.
+    var readSync = true
+    /// Requests: 'end' is scheduled (Node's endReadable), once.
+    var endScheduled = false
     var buffered: [[UInt8]] = []
     /// The loop its ticks run on.
     let loop: EventLoop
@@ -60,19 +66,24 @@ public final class IncomingMessage {
         self.socket = socket
         self.loop = loop
         self.isResponse = isResponse
-        flowing = !isResponse
     }
 
     /// 'data': `f` runs with each piece of the body as it arrives.
-    /// A response starts flowing on a nextTick after its first 'data' listener (Node's resume): the body
+    /// The message starts flowing on a nextTick after its first 'data' listener (Node's resume): the body
     /// that arrived with the head is emitted there, later pieces as they arrive.
     @discardableResult public func onData(_ f: @escaping ([UInt8]) throws -> Void) -> IncomingMessage {
         dataListeners.append(f)
+        resume()
+        return self
+    }
+
+    /// Node's `resume()`: the body flows from a nextTick on (to the 'data' listeners, if any), so that
+    /// 'end' comes; a request nobody reads is resumed when its response finished (Node's `_dump`).
+    public func resume() {
         if !flowing, !resumeScheduled {
             resumeScheduled = true
-            loop.nextTick { [self] in try startFlowing() }
+            loop.nextTick { [self] in try isResponse ? startFlowing() : resumeRequest() }
         }
-        return self
     }
     /// 'end': `f` runs once the whole body arrived.
     @discardableResult public func onEnd(_ f: @escaping () throws -> Void) -> IncomingMessage { endListeners.append(f); return self }
@@ -107,7 +118,59 @@ public final class IncomingMessage {
         buffered = []
         for b in pieces { for f in dataListeners { try f(b) } }
     }
+    // A server's request, as Node's Readable over the parser (push, onEofChunk, resume_, endReadable).
+
+    /// The parser's body piece (Node's push): emitted at once while flowing, else kept for the resume tick.
+    func pushRequestBody(_ b: [UInt8]) throws {
+        if flowing && !readSync && buffered.isEmpty {
+            for f in dataListeners { try f(b) }
+        } else {
+            buffered.append(b)
+        }
+    }
+
+    /// The parser's end of the message (Node's push(null)).
+    func pushRequestEnd() throws {
+        complete = true
+        if !readSync {
+            // emitReadable_ runs now: what is buffered flows, then 'end' is scheduled.
+            if flowing { try flushRequestBody() }
+            scheduleRequestEnd()
+        } else if !resumeScheduled && !flowing {
+            // Node's emitReadable tick; a pending resume tick schedules 'end' itself (Node's emitReadable
+            // tick then does nothing and is not made). Nobody resumed by then: Node would hold 'end' until
+            // someone reads; the runtime ends the request there.
+            loop.nextTick { [self] in
+                if flowing { try flushRequestBody() }
+                scheduleRequestEnd()
+            }
+        }
+    }
+
+    /// Node's resume_ tick.
+    func resumeRequest() throws {
+        resumeScheduled = false
+        guard !destroyed else { return }
+        flowing = true
+        try flushRequestBody()
+        if complete { scheduleRequestEnd() } else { readSync = false }
+    }
+
+    func flushRequestBody() throws {
+        if buffered.isEmpty { return }
+        let pieces = buffered
+        buffered = []
+        for b in pieces { for f in dataListeners { try f(b) } }
+    }
+
+    func scheduleRequestEnd() {
+        if endScheduled { return }
+        endScheduled = true
+        loop.nextTick { [self] in try emitEnd() }
+    }
+
     func emitEnd() throws {
+        if destroyed && !isResponse { return }
         // Nobody started the flow (no 'data' listener yet): what arrived goes out before 'end' (Node would
         // hold 'end' until someone reads).
         try startFlowing()
@@ -118,7 +181,7 @@ public final class IncomingMessage {
         endListeners = []
         abortedListeners = []
         // Node's autoDestroy after 'end': _destroy's nextTick, then the one that emits 'close'.
-        if isResponse && !destroyed {
+        if !destroyed {
             destroyed = true
             let loop = self.loop
             loop.nextTick { loop.nextTick { [self] in try emitClose(nil) } }
@@ -172,7 +235,7 @@ public final class IncomingMessage {
     func dump() {
         dataListeners = []
         buffered = []
-        flowing = true
+        if isResponse { flowing = true } else { resume() }
     }
     func emitAborted() throws {
         aborted = true
@@ -280,10 +343,20 @@ public class OutgoingMessage {
         }
         finished = true
         if !out.isEmpty { socket.write(out) }
+        written()
+    }
+
+    /// The whole message was handed to the socket: 'finish', then `didFinish` (a `ServerResponse` defers
+    /// both to the write's callback tick, as Node).
+    func written() {
+        emitFinish()
+        didFinish()
+    }
+
+    func emitFinish() {
         let l = finishListeners
         finishListeners = []
         for f in l { try? f() }
-        didFinish()
     }
 
     /// `end` with the string's UTF-8 bytes.

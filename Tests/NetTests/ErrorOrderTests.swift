@@ -26,6 +26,17 @@ private func markers(_ log: Log, _ tag: String, timer: Bool = true) {
     if timer { setTimeout(0) { log("\(tag) timeout") } }
 }
 
+/// A server's request and response: every event a user handles, with where it ran (node's `watch`).
+private func watch(_ log: Log, _ at: @escaping At, _ req: IncomingMessage, _ res: ServerResponse) {
+    req.onData { log("req data \($0.count)\(at())") }
+    req.onEnd { log("req end\(at())") }
+    req.onAborted { log("req aborted\(at())") }
+    req.onError { e in log("req error \(e.code) \(e.message)\(at())") }
+    req.onClose { log("req close\(at())") }
+    res.onFinish { log("res finish\(at())") }
+    res.onClose { log("res close\(at())") }
+}
+
 /// A port nothing listens on: listened on, then closed (the scenario runs in its close callback).
 private func withFreePort(_ body: @escaping (Int) throws -> Void) {
     let probe = Server()
@@ -48,6 +59,16 @@ private let nodeScript = """
       process.nextTick(() => log(tag + ' nextTick'));
       Promise.resolve().then(() => log(tag + ' promise'));
       if (timer) setTimeout(() => log(tag + ' timeout'), 0);
+    };
+    // A server's request and response: every event a user handles.
+    const watch = (req, res) => {
+      req.on('data', (d) => log('req data ' + d.length + at()));
+      req.on('end', () => log('req end' + at()));
+      req.on('aborted', () => log('req aborted' + at()));
+      req.on('error', (e) => log('req error ' + e.code + ' ' + e.message + at()));
+      req.on('close', () => log('req close' + at()));
+      res.on('finish', () => log('res finish' + at()));
+      res.on('close', () => log('res close' + at()));
     };
     const withFreePort = (f) => { const p = net.createServer(); p.listen(0, '127.0.0.1', () => { const port = p.address().port; p.close(() => f(port)); }); };
     const scenarios = {
@@ -302,6 +323,90 @@ private let nodeScript = """
           r.on('error', (e) => log('req error ' + e.message + at()));
           r.on('close', () => log('req close' + at()));
           r.end();
+        });
+      },
+      'http-server-request'() {
+        const server = http.createServer((req, res) => {
+          log('request ' + req.method + at());
+          watch(req, res);
+          req.on('end', () => { markers('in end', false); res.end('ok'); markers('after res end', false); });
+        });
+        server.listen(0, '127.0.0.1', () => {
+          const c = net.connect(server.address().port, '127.0.0.1', () => c.write('POST / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 5\\r\\nConnection: close\\r\\n\\r\\nhello'));
+          c.on('data', () => {});
+          c.on('close', () => { log('client close' + at()); server.close(); });
+        });
+      },
+      'http-server-body-pieces'() {
+        const server = http.createServer((req, res) => {
+          log('request' + at());
+          watch(req, res);
+          req.on('data', () => markers('in data', false));
+          req.on('end', () => { res.end('ok'); server.close(); });
+        });
+        server.listen(0, '127.0.0.1', () => {
+          const c = net.connect(server.address().port, '127.0.0.1', () => {
+            c.write('POST / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 5\\r\\nConnection: close\\r\\n\\r\\nhel');
+            setTimeout(() => c.write('lo'), 20);
+          });
+          c.on('data', () => {});
+        });
+      },
+      'http-server-unread'() {
+        const server = http.createServer((req, res) => {
+          log('request' + at());
+          req.on('end', () => log('req end' + at()));
+          req.on('close', () => { log('req close' + at()); server.close(); });
+          res.on('finish', () => log('res finish' + at()));
+          res.on('close', () => log('res close' + at()));
+          res.end('ok');
+          markers('after res end', false);
+        });
+        server.listen(0, '127.0.0.1', () => {
+          const c = net.connect(server.address().port, '127.0.0.1', () => c.write('GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'));
+          c.on('data', () => {});
+        });
+      },
+      'http-server-keepalive'() {
+        let n = 0;
+        const server = http.createServer((req, res) => {
+          const k = ++n;
+          log('request ' + k + at());
+          watch(req, res);
+          req.on('end', () => res.end('ok' + k));
+        });
+        server.listen(0, '127.0.0.1', () => {
+          const c = net.connect(server.address().port, '127.0.0.1', () => c.write('GET /1 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'));
+          let got = 0;
+          c.on('data', () => { if (++got === 1) c.write('GET /2 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'); else c.end(); });
+          c.on('close', () => { log('client close' + at()); server.close(); });
+        });
+      },
+      'http-server-cut-body'() {
+        let client;
+        const server = http.createServer((req, res) => {
+          log('request' + at());
+          watch(req, res);
+          req.on('data', () => client.destroy());
+          req.on('aborted', () => markers('in aborted', false));
+          req.on('close', () => server.close());
+        });
+        server.listen(0, '127.0.0.1', () => {
+          client = net.connect(server.address().port, '127.0.0.1', () => client.write('POST / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 10\\r\\n\\r\\nhel'));
+        });
+      },
+      'http-server-cut-response'() {
+        let client;
+        const server = http.createServer((req, res) => {
+          log('request' + at());
+          watch(req, res);
+          res.writeHead(200, { 'content-length': '10' });
+          res.write('hel');
+          res.on('close', () => { markers('in res close', false); server.close(); });
+        });
+        server.listen(0, '127.0.0.1', () => {
+          client = net.connect(server.address().port, '127.0.0.1', () => client.write('GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'));
+          client.on('data', () => client.destroy());
         });
       },
     };
@@ -809,6 +914,181 @@ private let scenarios: [(name: String, run: @Sendable (Log, @escaping At) throws
             "response 200 @HTTPCLIENTREQUEST<TickObject", "data 3", "aborted @TickObject<HTTPCLIENTREQUEST", "req error gone @TickObject<TickObject",
             "after destroy nextTick", "res error gone @TickObject<TickObject", "res close @TickObject<TickObject", "after destroy promise",
             "after destroy immediate", "req close @TCPWRAP<TickObject",
+        ]
+    ),
+    (
+        "http-server-request",
+        { log, at in
+            let server = HTTP.createServer()
+            server.onRequest { req, res in
+                log("request \(req.method)\(at())")
+                watch(log, at, req, res)
+                req.onEnd {
+                    markers(log, "in end", timer: false)
+                    res.end("ok")
+                    markers(log, "after res end", timer: false)
+                }
+            }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
+                c.onConnect { c.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello") }
+                c.onData { _ in }
+                c.onClose { _ in
+                    log("client close\(at())")
+                    server.close()
+                }
+            }
+        },
+        [
+            "request POST @HTTPINCOMINGMESSAGE<TCPWRAP", "req data 5 @TickObject<HTTPINCOMINGMESSAGE", "req end @TickObject<HTTPINCOMINGMESSAGE",
+            "in end nextTick", "res finish @TickObject<TickObject", "after res end nextTick", "res close @TickObject<TickObject",
+            "req close @TickObject<TickObject", "in end promise", "after res end promise", "in end immediate", "after res end immediate",
+            "client close @TCPWRAP<TickObject",
+        ]
+    ),
+    (
+        // A body piece arriving while the request flows is emitted at once, in the parser's callback.
+        "http-server-body-pieces",
+        { log, at in
+            let server = HTTP.createServer()
+            server.onRequest { req, res in
+                log("request\(at())")
+                watch(log, at, req, res)
+                req.onData { _ in markers(log, "in data", timer: false) }
+                req.onEnd {
+                    res.end("ok")
+                    server.close()
+                }
+            }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
+                c.onConnect {
+                    c.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhel")
+                    setTimeout(20) { c.write("lo") }
+                }
+                c.onData { _ in }
+            }
+        },
+        [
+            "request @HTTPINCOMINGMESSAGE<TCPWRAP", "req data 3 @TickObject<HTTPINCOMINGMESSAGE", "in data nextTick", "in data promise",
+            "in data immediate", "req data 2 @HTTPINCOMINGMESSAGE<TCPWRAP", "in data nextTick", "in data promise",
+            "req end @TickObject<HTTPINCOMINGMESSAGE", "res finish @TickObject<TickObject", "res close @TickObject<TickObject",
+            "req close @TickObject<TickObject", "in data immediate",
+        ]
+    ),
+    (
+        // Answered without reading: the response's finish dumps the request (Node's _dump), then it ends.
+        "http-server-unread",
+        { log, at in
+            let server = HTTP.createServer()
+            server.onRequest { req, res in
+                log("request\(at())")
+                req.onEnd { log("req end\(at())") }
+                req.onClose {
+                    log("req close\(at())")
+                    server.close()
+                }
+                res.onFinish { log("res finish\(at())") }
+                res.onClose { log("res close\(at())") }
+                res.end("ok")
+                markers(log, "after res end", timer: false)
+            }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
+                c.onConnect { c.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") }
+                c.onData { _ in }
+            }
+        },
+        [
+            "request @HTTPINCOMINGMESSAGE<TCPWRAP", "res finish @TickObject<HTTPINCOMINGMESSAGE", "after res end nextTick",
+            "res close @TickObject<TickObject", "req end @TickObject<TickObject", "req close @TickObject<TickObject", "after res end promise",
+            "after res end immediate",
+        ]
+    ),
+    (
+        "http-server-keepalive",
+        { log, at in
+            var n = 0
+            let server = HTTP.createServer()
+            server.onRequest { req, res in
+                n += 1
+                let k = n
+                log("request \(k)\(at())")
+                watch(log, at, req, res)
+                req.onEnd { res.end("ok\(k)") }
+            }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
+                c.onConnect { c.write("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n") }
+                var got = 0
+                c.onData { _ in
+                    got += 1
+                    if got == 1 { c.write("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n") } else { c.end() }
+                }
+                c.onClose { _ in
+                    log("client close\(at())")
+                    server.close()
+                }
+            }
+        },
+        [
+            "request 1 @HTTPINCOMINGMESSAGE<TCPWRAP", "req end @TickObject<TickObject", "res finish @TickObject<TickObject",
+            "res close @TickObject<TickObject", "req close @TickObject<TickObject", "request 2 @HTTPINCOMINGMESSAGE<TCPWRAP",
+            "req end @TickObject<TickObject", "res finish @TickObject<TickObject", "res close @TickObject<TickObject",
+            "req close @TickObject<TickObject", "client close @TCPWRAP<TickObject",
+        ]
+    ),
+    (
+        // The client goes away mid-body: 'aborted' and the response's 'close' in the socket's close
+        // callback, the request's ECONNRESET 'error' and 'close' two ticks later.
+        "http-server-cut-body",
+        { log, at in
+            var client: Socket?
+            let server = HTTP.createServer()
+            server.onRequest { req, res in
+                log("request\(at())")
+                watch(log, at, req, res)
+                req.onData { _ in client?.destroy() }
+                req.onAborted { markers(log, "in aborted", timer: false) }
+                req.onClose { server.close() }
+            }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
+                client = c
+                c.onConnect { c.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhel") }
+            }
+        },
+        [
+            "request @HTTPINCOMINGMESSAGE<TCPWRAP", "req data 3 @TickObject<HTTPINCOMINGMESSAGE", "req aborted @TCPWRAP<TCPSERVERWRAP",
+            "res close @TCPWRAP<TCPSERVERWRAP", "in aborted nextTick", "req error ECONNRESET aborted @TickObject<TickObject",
+            "req close @TickObject<TickObject", "in aborted promise", "in aborted immediate",
+        ]
+    ),
+    (
+        // The client goes away mid-response: the request had ended and closed; the response's 'close' in
+        // the socket's close callback.
+        "http-server-cut-response",
+        { log, at in
+            let server = HTTP.createServer()
+            server.onRequest { req, res in
+                log("request\(at())")
+                watch(log, at, req, res)
+                res.writeHead(200, [("content-length", "10")])
+                res.write("hel")
+                res.onClose {
+                    markers(log, "in res close", timer: false)
+                    server.close()
+                }
+            }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let c = Socket.connect(port: server.address()!.port, host: "127.0.0.1")
+                c.onConnect { c.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }
+                c.onData { _ in c.destroy() }
+            }
+        },
+        [
+            "request @HTTPINCOMINGMESSAGE<TCPWRAP", "req end @TickObject<TickObject", "req close @TickObject<TickObject",
+            "res close @TCPWRAP<TCPSERVERWRAP", "in res close nextTick", "in res close promise", "in res close immediate",
         ]
     ),
 ]
