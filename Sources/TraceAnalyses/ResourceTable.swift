@@ -1,7 +1,5 @@
-// Live resources (type, trigger, fd) in bounded memory: a destroyed entry stays, marked, while it is among
-// the most recently destroyed (a ring), so causal chains through short-lived ancestors still resolve; one
-// table for both, so a destroy marks the entry its callbacks just touched instead of moving it to another
-// table (two cold hash operations per resource, which were ~14% of `top`'s analysis).
+// Live resources (type, trigger, fd) in bounded memory: entries leave on destroy; a ring keeps the
+// most recently destroyed ones so causal chains through short-lived ancestors still resolve.
 
 /// Async ids are unique per process; traces may hold several processes.
 package struct ResourceKey: Hashable, Sendable, FastHashable {
@@ -21,18 +19,14 @@ package struct ResourceInfo: Sendable {
     package var initNs: UInt64
     /// Where it was created: an index into the analysis' creation stacks (-1: not recorded).
     package var creationStack: Int32 = -1
-    /// Destroyed, kept among the recently destroyed.
-    package var destroyed = false
 }
 
 package struct ResourceTable: Sendable {
     /// Interned resource type names; `ResourceInfo.type` indexes this.
     package private(set) var typeNames: [String] = []
     private var typeIndex: [String: Int32] = [:]
-    /// Live and recently destroyed resources (`ResourceInfo.destroyed`).
-    private var entries = FastMap<ResourceKey, ResourceInfo>(capacity: 1024)
-    /// Resources not destroyed.
-    package private(set) var liveCount = 0
+    package private(set) var live = FastMap<ResourceKey, ResourceInfo>(capacity: 1024)
+    private var destroyed = FastMap<ResourceKey, ResourceInfo>(capacity: 1024)
     private var destroyedRing: [ResourceKey] = []
     private var ringNext = 0
     package let maxLive: Int
@@ -56,67 +50,38 @@ package struct ResourceTable: Sendable {
     package func typeName(_ t: Int32) -> String { t >= 0 && Int(t) < typeNames.count ? typeNames[Int(t)] : "(unknown)" }
 
     package mutating func initResource(_ key: ResourceKey, type: Int32, trigger: UInt64, ns: UInt64) {
-        let wasLive = entries.peek(key) { !$0.pointee.destroyed }
-        if wasLive == true {
-            entries.set(key, ResourceInfo(type: type, trigger: trigger, initNs: ns))  // an id given twice: the newer
-            return
-        }
-        guard liveCount < maxLive else {
+        if live.count >= maxLive && !live.contains(key) {
             untracked += 1
             return
         }
-        entries.set(key, ResourceInfo(type: type, trigger: trigger, initNs: ns))
-        liveCount += 1
+        live.set(key, ResourceInfo(type: type, trigger: trigger, initNs: ns))
     }
 
     package mutating func setCreationStack(_ key: ResourceKey, _ stack: Int32) {
-        entries.modify(key) { if !$0.destroyed { $0.creationStack = stack } }
+        live.modify(key) { $0.creationStack = stack }
     }
 
     package mutating func setFD(_ key: ResourceKey, fd: Int32) {
-        entries.modify(key) { if !$0.destroyed { $0.fd = fd } }
+        live.modify(key) { $0.fd = fd }
     }
 
-    /// Marks `key` destroyed (keeping it among the recently destroyed); returns what it was (nil: not live).
+    /// Forgets `key` (keeping it among the recently destroyed); returns what it was.
     @discardableResult
     package mutating func destroy(_ key: ResourceKey) -> ResourceInfo? {
-        var info: ResourceInfo?
-        entries.modify(key) {
-            guard !$0.destroyed else { return }
-            info = $0
-            $0.destroyed = true
-        }
-        guard let info else { return nil }
-        liveCount -= 1
-        guard recentlyDestroyedKept > 0 else {
-            entries.remove(key)
-            return info
-        }
+        guard let info = live.remove(key) else { return nil }
+        guard recentlyDestroyedKept > 0 else { return info }
         if destroyedRing.count < recentlyDestroyedKept {
             destroyedRing.append(key)
         } else {
-            // The oldest destroyed leaves, unless its id was given again since (then it is live).
-            let old = destroyedRing[ringNext]
-            if entries.peek(old, { $0.pointee.destroyed }) == true { entries.remove(old) }
+            destroyed.remove(destroyedRing[ringNext])
             destroyedRing[ringNext] = key
             ringNext = (ringNext + 1) % recentlyDestroyedKept
         }
+        destroyed.set(key, info)
         return info
     }
 
-    /// A live resource (nil once destroyed).
-    package func live(_ key: ResourceKey) -> ResourceInfo? {
-        guard let i = entries[key], !i.destroyed else { return nil }
-        return i
-    }
-
-    /// A live or recently destroyed resource.
-    package func info(_ key: ResourceKey) -> ResourceInfo? { entries[key] }
-
-    /// Each live resource, in no particular order.
-    package func forEachLive(_ body: (ResourceKey, ResourceInfo) -> Void) {
-        entries.forEach { k, i in if !i.destroyed { body(k, i) } }
-    }
+    package func info(_ key: ResourceKey) -> ResourceInfo? { live[key] ?? destroyed[key] }
 
     /// Type names from the root cause down to `key`'s own type, e.g. ["TCPSERVERWRAP", "TCPWRAP", "Timeout"].
     /// Stops at the top level (trigger 0 or 1), at an unknown ancestor ("?"), or after 32 steps.

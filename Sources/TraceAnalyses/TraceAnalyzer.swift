@@ -209,7 +209,7 @@ public struct TraceAnalyzer {
         case .resourceFD:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
             let fd = ev.s(1)
-            guard let info = resources.live(key) else { break }
+            guard let info = resources.live[key] else { break }
             if info.fd >= 0 && Int64(info.fd) != fd { io.releaseOwner(pid: pid, fd: Int64(info.fd), asyncID: key.asyncID) }
             resources.setFD(key, fd: Int32(truncatingIfNeeded: fd))
             io.setOwner(pid: pid, fd: fd, asyncID: key.asyncID, type: info.type)
@@ -585,7 +585,7 @@ public struct TraceAnalyzer {
         }
         var groups: [GroupKey: Group] = [:]
         let sites = self.sites
-        resources.forEachLive { key, info in
+        resources.live.forEach { key, info in
             let site = sites.isEmpty ? -1 : (sites.site(key) ?? -1)
             let groupKey = GroupKey(type: info.type, site: site, stack: info.creationStack)
             var g = groups[groupKey] ?? Group()

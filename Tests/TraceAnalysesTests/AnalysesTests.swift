@@ -296,13 +296,13 @@ func scriptedServerTrace() -> String {
         let type = t.intern("X")
         for id: UInt64 in 2...4 { t.initResource(ResourceKey(pid: 1, asyncID: id), type: type, trigger: id - 1, ns: 0) }
         t.initResource(ResourceKey(pid: 1, asyncID: 5), type: type, trigger: 4, ns: 0)
-        #expect(t.untracked == 1 && t.liveCount == 3)
+        #expect(t.untracked == 1 && t.live.count == 3)
         t.destroy(ResourceKey(pid: 1, asyncID: 2))
         #expect(t.causalChain(ResourceKey(pid: 1, asyncID: 4)) == ["X", "X", "X"])
         t.destroy(ResourceKey(pid: 1, asyncID: 3))
         t.destroy(ResourceKey(pid: 1, asyncID: 4))
         // The ring keeps two destroyed entries: 2 fell out, so the chain ends in "?".
-        #expect(t.liveCount == 0)
+        #expect(t.live.isEmpty)
         #expect(t.causalChain(ResourceKey(pid: 1, asyncID: 4)) == ["?", "X", "X"])
     }
 }
