@@ -18,14 +18,15 @@ package struct FastMap<Key: FastHashable, Value> {
     private var slots: [(key: Key, value: Value)?]
     private var mask: Int
     package private(set) var count = 0
-    /// 0 until an insertion leaves a run of more than `maxRun` occupied slots, which keys from a real
-    /// program never do (at most half the slots are used) but keys crafted against the fixed hash do (every
-    /// lookup then walks the run: quadratic, a file that never finishes). The table is then rehashed with a
-    /// random seed the file cannot know. Honest traces keep 0, so their reports are the same run to run.
+    /// 0 until an insertion would put a key more than `maxDisplacement` slots past its home, which keys from a
+    /// real program never need (at most half the slots are used) but keys crafted against the fixed hash do
+    /// (every operation would walk them all: quadratic, a file that never finishes). The table is then
+    /// rehashed with a random seed the file cannot know. Honest traces keep 0, so their reports are the same
+    /// run to run. With every key within `maxDisplacement` of its home, no lookup, insertion or removal walks
+    /// further, whatever the keys.
     package private(set) var seed: UInt64 = 0
-    /// The longest run of occupied slots an insertion may leave.
-    package static var maxRun: Int { 512 }  // at 1/2 load, honest runs stay under ~110 up to 2^30 keys
-
+    /// How far past its home slot a key may sit.
+    package static var maxDisplacement: Int { 256 }  // at 1/2 load, honest displacements stay under ~100 up to 2^30 keys
     package init(capacity: Int = 16) {
         var n = 16
         while n < capacity * 2 { n <<= 1 }
@@ -39,8 +40,11 @@ package struct FastMap<Key: FastHashable, Value> {
     @inline(__always)
     private func find(_ key: Key) -> Int? {
         var i = home(key)
+        var walked = 0
         while let s = slots[i] {
             if s.key == key { return i }
+            walked += 1
+            if walked > Self.maxDisplacement { return nil }  // no key sits further from its home
             i = (i + 1) & mask
         }
         return nil
@@ -83,43 +87,31 @@ package struct FastMap<Key: FastHashable, Value> {
             return
         }
         if (count + 1) * 2 > slots.count { grow() }
-        var i = home(key)
-        while slots[i] != nil { i = (i + 1) & mask }
-        slots[i] = (key, value)
-        count += 1
-        if runLength(through: i) > Self.maxRun {
+        while true {
+            var i = home(key)
+            var walked = 0
+            while slots[i] != nil && walked <= Self.maxDisplacement {
+                i = (i + 1) & mask
+                walked += 1
+            }
+            if walked <= Self.maxDisplacement {
+                slots[i] = (key, value)
+                count += 1
+                return
+            }
             seed = UInt64.random(in: 1 ... .max)
             rebuild(slotCount: slots.count)
         }
     }
 
-    /// Occupied slots in the run through slot `i`, counted up to `maxRun + 1`.
-    @inline(__always)
-    private func runLength(through i: Int) -> Int {
-        var n = 1
-        var j = i
-        while n <= Self.maxRun {
-            j = (j - 1) & mask
-            if slots[j] == nil { break }
-            n += 1
+    /// The furthest any key sits past its home slot.
+    package var maxDisplacementNow: Int {
+        var most = 0
+        for i in slots.indices {
+            guard let s = slots[i] else { continue }
+            most = max(most, (i - home(s.key)) & mask)
         }
-        j = i
-        while n <= Self.maxRun {
-            j = (j + 1) & mask
-            if slots[j] == nil { break }
-            n += 1
-        }
-        return n
-    }
-
-    /// The longest run of occupied slots (a run may wrap round the end).
-    package var longestRun: Int {
-        var longest = 0, run = 0
-        for k in 0..<(slots.count * 2) {
-            run = slots[k & mask] == nil ? 0 : run + 1
-            longest = max(longest, min(run, slots.count))
-        }
-        return longest
+        return most
     }
 
     @discardableResult
@@ -128,10 +120,12 @@ package struct FastMap<Key: FastHashable, Value> {
         let value = slots[i]!.value
         slots[i] = nil
         count -= 1
-        // Backward-shift deletion: pull later entries of the probe run into the hole.
+        // Backward-shift deletion: pull later entries of the probe run into the hole. An entry more than
+        // maxDisplacement past the hole cannot have its home at or before it, so the walk stops there.
         var j = i
         while true {
             j = (j + 1) & mask
+            if (j - i) & mask > Self.maxDisplacement { break }
             guard let s = slots[j] else { break }
             let h = home(s.key)
             // Move s to i if its home is not cyclically within (i, j].
@@ -147,22 +141,29 @@ package struct FastMap<Key: FastHashable, Value> {
 
     private mutating func grow() { rebuild(slotCount: slots.count * 2) }
 
-    /// Places every entry again in `slotCount` slots; while that leaves a run longer than `maxRun` (crafted
-    /// keys), again with a new random seed.
+    /// Places every entry again in `slotCount` slots; while that would put a key more than `maxDisplacement`
+    /// past its home (crafted keys), again with a new random seed.
     private mutating func rebuild(slotCount: Int) {
         let old = slots
-        while true {
+        rebuilding: while true {
             slots = Array(repeating: nil, count: slotCount)
             mask = slotCount - 1
             count = 0
             for case let s? in old {
                 var i = home(s.key)
-                while slots[i] != nil { i = (i + 1) & mask }
+                var walked = 0
+                while slots[i] != nil {
+                    i = (i + 1) & mask
+                    walked += 1
+                    if walked > Self.maxDisplacement {
+                        seed = UInt64.random(in: 1 ... .max)
+                        continue rebuilding
+                    }
+                }
                 slots[i] = s
                 count += 1
             }
-            if longestRun <= Self.maxRun { return }
-            seed = UInt64.random(in: 1 ... .max)
+            return
         }
     }
 

@@ -1,7 +1,8 @@
 // A hash table from async ids (or fds) to small values: open addressing with linear probing and
 // backward-shift deletion, a multiplicative hash. Dictionary's SipHash was a tenth of the export
 // pass. Ids come from the file, so they may be crafted to share one slot (every lookup would then
-// walk them all: quadratic); a run of more than `maxRun` occupied slots rehashes with a random seed.
+// walk them all: quadratic): no key may sit more than `maxDisplacement` past its home slot; one that would
+// rehashes the table with a random seed, and so no operation walks further, whatever the ids.
 
 struct IDTable<Value> {
     private var keys: [UInt64]
@@ -11,7 +12,7 @@ struct IDTable<Value> {
     private(set) var count = 0
     /// 0 (the same layout every run) until crafted ids crowd one run of slots; then random.
     private(set) var seed: UInt64 = 0
-    static var maxRun: Int { 1024 }  // at 3/4 load, honest runs of a million ids reach a few hundred
+    static var maxDisplacement: Int { 1024 }  // at 3/4 load, honest displacements of a million ids reach a few hundred
 
     init() {
         keys = [UInt64](repeating: 0, count: 16)
@@ -29,8 +30,11 @@ struct IDTable<Value> {
     @inline(__always)
     private func find(_ key: UInt64) -> Int? {
         var i = slot(key)
+        var walked = 0
         while used[i] {
             if keys[i] == key { return i }
+            walked += 1
+            if walked > Self.maxDisplacement { return nil }  // no key sits further from its home
             i = (i + 1) & mask
         }
         return nil
@@ -52,45 +56,30 @@ struct IDTable<Value> {
             return
         }
         if (count + 1) * 4 > keys.count * 3 { grow() }
-        var i = slot(key)
-        while used[i] { i = (i + 1) & mask }
-        used[i] = true
-        keys[i] = key
-        values[i] = value
-        count += 1
-        if runLength(through: i) > Self.maxRun {
+        while true {
+            var i = slot(key)
+            var walked = 0
+            while used[i] && walked <= Self.maxDisplacement {
+                i = (i + 1) & mask
+                walked += 1
+            }
+            if walked <= Self.maxDisplacement {
+                used[i] = true
+                keys[i] = key
+                values[i] = value
+                count += 1
+                return
+            }
             seed = UInt64.random(in: 1 ... .max)
             rebuild(slotCount: keys.count)
         }
     }
 
-    /// Occupied slots in the run through slot `i`, counted up to `maxRun + 1`.
-    @inline(__always)
-    private func runLength(through i: Int) -> Int {
-        var n = 1
-        var j = i
-        while n <= Self.maxRun {
-            j = (j - 1) & mask
-            if !used[j] { break }
-            n += 1
-        }
-        j = i
-        while n <= Self.maxRun {
-            j = (j + 1) & mask
-            if !used[j] { break }
-            n += 1
-        }
-        return n
-    }
-
-    /// The longest run of occupied slots (a run may wrap round the end).
-    var longestRun: Int {
-        var longest = 0, run = 0
-        for k in 0..<(used.count * 2) {
-            run = used[k & mask] ? run + 1 : 0
-            longest = max(longest, min(run, used.count))
-        }
-        return longest
+    /// The furthest any key sits past its home slot.
+    var maxDisplacementNow: Int {
+        var most = 0
+        for i in keys.indices where used[i] { most = max(most, (i - slot(keys[i])) & mask) }
+        return most
     }
 
     /// Updates the value in place; false if the key is absent.
@@ -109,7 +98,8 @@ struct IDTable<Value> {
         var j = i
         while true {
             j = (j + 1) & mask
-            if !used[j] { break }
+            // An entry more than maxDisplacement past the hole cannot have its home at or before it.
+            if (j - i) & mask > Self.maxDisplacement || !used[j] { break }
             let home = slot(keys[j])
             // Move j to i unless its home lies cyclically in (i, j].
             let inRange = i <= j ? (home > i && home <= j) : (home > i || home <= j)
@@ -127,13 +117,13 @@ struct IDTable<Value> {
 
     private mutating func grow() { rebuild(slotCount: keys.count * 2) }
 
-    /// Places every entry again in `slotCount` slots; while that leaves a run longer than `maxRun`
-    /// (crafted ids), again with a new random seed.
+    /// Places every entry again in `slotCount` slots; while that would put a key more than `maxDisplacement`
+    /// past its home (crafted ids), again with a new random seed.
     private mutating func rebuild(slotCount n: Int) {
         let oldKeys = keys, oldValues = values, oldUsed = used
         var bits: UInt64 = 0
         while (1 << bits) < n { bits += 1 }
-        while true {
+        rebuilding: while true {
             keys = [UInt64](repeating: 0, count: n)
             values = [Value?](repeating: nil, count: n)
             used = [Bool](repeating: false, count: n)
@@ -141,14 +131,21 @@ struct IDTable<Value> {
             count = 0
             for k in oldKeys.indices where oldUsed[k] {
                 var i = slot(oldKeys[k])
-                while used[i] { i = (i + 1) & mask }
+                var walked = 0
+                while used[i] {
+                    i = (i + 1) & mask
+                    walked += 1
+                    if walked > Self.maxDisplacement {
+                        seed = UInt64.random(in: 1 ... .max)
+                        continue rebuilding
+                    }
+                }
                 used[i] = true
                 keys[i] = oldKeys[k]
                 values[i] = oldValues[k]
                 count += 1
             }
-            if longestRun <= Self.maxRun { return }
-            seed = UInt64.random(in: 1 ... .max)
+            return
         }
     }
 }

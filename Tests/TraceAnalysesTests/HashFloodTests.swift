@@ -1,6 +1,7 @@
 // Issue 13: ids and fds come from the file, so a crafted trace can choose them to share one slot of the
 // analyses' hash tables under their fixed hash; every insertion and lookup would then walk all of them
-// (quadratic: a file that never finishes). The table notices the crowded run and rehashes with a random seed.
+// (quadratic: a file that never finishes). No key may sit more than `maxDisplacement` past its home (one that
+// would rehashes the table with a random seed), so no operation walks further, whatever the keys.
 import Testing
 import TraceAnalyses
 
@@ -36,11 +37,26 @@ func unmix64(_ y: UInt64) -> UInt64 {
         var map = FastMap<ResourceKey, Int>()
         for (i, k) in keys.enumerated() { map.set(k, i) }
         #expect(map.seed != 0)
-        #expect(map.longestRun <= FastMap<ResourceKey, Int>.maxRun, "longest run \(map.longestRun)")
+        #expect(map.maxDisplacementNow <= FastMap<ResourceKey, Int>.maxDisplacement, "displacement \(map.maxDisplacementNow)")
         #expect(map.count == keys.count)
         for (i, k) in keys.enumerated() { #expect(map[k] == i) }
         for k in keys.prefix(10_000) { #expect(map.remove(k) != nil) }
         #expect(map.count == 10_000 && keys.suffix(10_000).allSatisfy { map.contains($0) })
+    }
+
+    @Test func keysCraftedIntoOneLongRunStayCorrect() {
+        // Homes 0, 1, 2, … 4,999 in a table of 16,384 slots: each key at its own home (none displaced), one run
+        // of 5,000 occupied slots. A search for an absent key stops maxDisplacement slots on (no key sits
+        // further from its home) instead of walking the run; removals stop as soon as nothing can move.
+        let keys = (0..<5_000).map { unmix64(UInt64($0)) }
+        var map = FastMap<UInt64, Int>(capacity: 8_192)
+        for (n, k) in keys.enumerated() { map.set(k, n) }
+        #expect(map.seed == 0 && map.maxDisplacementNow == 0)
+        for (n, k) in keys.enumerated() { #expect(map[k] == n) }
+        #expect(map[unmix64(16_384)] == nil && map[unmix64(16_384 + 17)] == nil)  // homes 0 and 17: absent
+        for k in keys.prefix(2_500) { #expect(map.remove(k) != nil) }
+        for (n, k) in keys.enumerated() { #expect(map[k] == (n < 2_500 ? nil : n)) }
+        #expect(map.count == 2_500)
     }
 
     @Test func ordinaryIdsKeepTheFixedLayout() {

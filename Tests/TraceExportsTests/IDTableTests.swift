@@ -40,7 +40,7 @@ import Testing
         var table = IDTable<Int>()
         for (i, id) in ids.enumerated() { table.insert(id, i) }
         #expect(table.seed != 0)
-        #expect(table.longestRun <= IDTable<Int>.maxRun, "longest run \(table.longestRun)")
+        #expect(table.maxDisplacementNow <= IDTable<Int>.maxDisplacement, "displacement \(table.maxDisplacementNow)")
         for (i, id) in ids.enumerated() { #expect(table[id] == i) }
         var sequential = IDTable<Int>()
         for i in 0..<300_000 { sequential.insert(UInt64(i), i) }
