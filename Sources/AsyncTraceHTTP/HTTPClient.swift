@@ -119,6 +119,8 @@ public final class ClientRequest: OutgoingMessage {
     /// An 'error' was emitted (Node's `socket._hadError`): no 'socket hang up' after it.
     var hadError = false
     var closed = false
+    /// `end` ran before the socket was assigned: 'finish' is scheduled from the assigning tick.
+    var finishPending = false
     var destroyError: NetError?
     var responseListeners: [(IncomingMessage) throws -> Void] = []
     var errorListeners: [(NetError) throws -> Void] = []
@@ -157,7 +159,14 @@ public final class ClientRequest: OutgoingMessage {
     /// Node's onSocketNT.
     func assignSocket() throws {
         socketAssigned = true
-        guard destroyed else { return }
+        guard destroyed else {
+            // Node flushes the request's output here: 'finish' once the socket took it.
+            if finishPending {
+                finishPending = false
+                finishOnceWritten()
+            }
+            return
+        }
         if connection.current === self { connection.current = nil }
         // An idle connection the request never wrote on goes back to the agent, else it closes (Node:
         // the socket's 'free', which the agent answers so).
@@ -194,6 +203,35 @@ public final class ClientRequest: OutgoingMessage {
         for f in listeners { try f() }
     }
 
+    /// Node: 'finish' comes from the socket write's callback, so only once the request has its socket
+    /// (the assigning tick) and the socket took the bytes: in the connect callback while it is connecting,
+    /// else on a nextTick (afterWriteTick) after the write.
+    override func written() {
+        if !socketAssigned {
+            finishPending = true
+        } else {
+            finishOnceWritten()
+        }
+    }
+
+    func finishOnceWritten() {
+        let socket = connection.socket
+        if socket.connecting {
+            socket.onConnect { [self] in
+                if !destroyed { finishNow() }
+            }
+        } else {
+            loop.nextTick { [self] in
+                if !destroyed { finishNow() }
+            }
+        }
+    }
+
+    func finishNow() {
+        emitFinish()
+        didFinish()
+    }
+
     func hangUp() -> NetError {
         NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: context.asyncID, message: "socket hang up")
     }
@@ -222,8 +260,14 @@ public final class ClientRequest: OutgoingMessage {
         case .end:
             // Complete now; 'end' on a nextTick, as Node's stream emits it (endReadableNT), where Node's
             // own 'end' listener (responseOnEnd) runs first.
+            // While the response's resume tick is pending (its first read has not run), that tick
+            // schedules it, as Node's resume_ does.
             response?.complete = true
-            loop.nextTick { [self] in try responseEnded() }
+            if let res = response, res.resumeScheduled && !res.flowing {
+                res.endsFromResume = self
+            } else {
+                loop.nextTick { [self] in try responseEnded() }
+            }
         }
     }
 

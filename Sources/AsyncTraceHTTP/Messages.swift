@@ -48,6 +48,9 @@ public final class IncomingMessage {
     var readSync = true
     /// Requests: 'end' is scheduled (Node's endReadable), once.
     var endScheduled = false
+    /// Responses: the message completed while the resume tick was pending, so that tick schedules the
+    /// request's end step and 'end' (Node's endReadable from resume_).
+    weak var endsFromResume: ClientRequest?
     var buffered: [[UInt8]] = []
     /// The loop its ticks run on.
     let loop: EventLoop
@@ -82,7 +85,7 @@ public final class IncomingMessage {
     public func resume() {
         if !flowing, !resumeScheduled {
             resumeScheduled = true
-            loop.nextTick { [self] in try isResponse ? startFlowing() : resumeRequest() }
+            loop.nextTick { [self] in try isResponse ? resumeResponse() : resumeRequest() }
         }
     }
     /// 'end': `f` runs once the whole body arrived.
@@ -117,6 +120,15 @@ public final class IncomingMessage {
         let pieces = buffered
         buffered = []
         for b in pieces { for f in dataListeners { try f(b) } }
+    }
+
+    /// A response's resume tick.
+    func resumeResponse() throws {
+        try startFlowing()
+        if let request = endsFromResume {
+            endsFromResume = nil
+            loop.nextTick { try request.responseEnded() }
+        }
     }
     // A server's request, as Node's Readable over the parser (push, onEofChunk, resume_, endReadable).
 

@@ -409,6 +409,27 @@ private let nodeScript = """
           client.on('data', () => client.destroy());
         });
       },
+      'http-client-finish'() {
+        // A request's 'finish' once its socket took the bytes: in the connect callback on a new
+        // connection, on the write's tick after the socket-assigning tick on a reused one.
+        const server = http.createServer((req, res) => { req.resume(); req.on('end', () => res.end('ok')); });
+        server.listen(0, '127.0.0.1', () => {
+          const agent = new http.Agent({ keepAlive: true });
+          const go = (k, then) => {
+            const r = http.request({ port: server.address().port, host: '127.0.0.1', path: '/', method: 'POST', agent }, (res) => {
+              log(k + ' response' + at());
+              res.resume();
+              res.on('end', () => log(k + ' res end' + at()));
+              res.on('close', () => { log(k + ' res close' + at()); then(); });
+            });
+            r.on('finish', () => log(k + ' finish' + at()));
+            r.on('close', () => log(k + ' req close' + at()));
+            r.end('body');
+            markers(k + ' after end', false);
+          };
+          go('a', () => go('b', () => { agent.destroy(); server.close(); }));
+        });
+      },
     };
     scenarios[process.argv[1]]();
     """
@@ -1089,6 +1110,48 @@ private let scenarios: [(name: String, run: @Sendable (Log, @escaping At) throws
         [
             "request @HTTPINCOMINGMESSAGE<TCPWRAP", "req end @TickObject<TickObject", "req close @TickObject<TickObject",
             "res close @TCPWRAP<TCPSERVERWRAP", "in res close nextTick", "in res close promise", "in res close immediate",
+        ]
+    ),
+    (
+        // A request's 'finish' once its socket took the bytes: in the connect callback on a new
+        // connection, on the write's tick after the socket-assigning tick on a reused one.
+        "http-client-finish",
+        { log, at in
+            let server = HTTP.createServer { req, res in
+                req.resume()
+                req.onEnd { res.end("ok") }
+            }
+            server.listen(port: 0, host: "127.0.0.1") {
+                let agent = Agent(keepAlive: true)
+                func go(_ k: String, _ then: @escaping () -> Void) {
+                    let r = HTTP.request(method: "POST", port: server.address()!.port, path: "/", agent: agent) { res in
+                        log("\(k) response\(at())")
+                        res.resume()
+                        res.onEnd { log("\(k) res end\(at())") }
+                        res.onClose {
+                            log("\(k) res close\(at())")
+                            then()
+                        }
+                    }
+                    r.onFinish { log("\(k) finish\(at())") }
+                    r.onClose { log("\(k) req close\(at())") }
+                    r.end("body")
+                    markers(log, "\(k) after end", timer: false)
+                }
+                go("a") {
+                    go("b") {
+                        agent.destroy()
+                        server.close()
+                    }
+                }
+            }
+        },
+        [
+            "a after end nextTick", "a after end promise", "a finish @TCPCONNECTWRAP<TCPWRAP", "a after end immediate",
+            "a response @HTTPCLIENTREQUEST<TickObject", "a res end @TickObject<TickObject", "a req close @TickObject<TCPWRAP",
+            "a res close @TickObject<TickObject", "b after end nextTick", "b finish @TickObject<TickObject", "b after end promise",
+            "b after end immediate", "b response @HTTPCLIENTREQUEST<TickObject", "b res end @TickObject<TickObject",
+            "b req close @TickObject<TCPWRAP", "b res close @TickObject<TickObject",
         ]
     ),
 ]
