@@ -104,8 +104,9 @@ public final class ClientRequest: OutgoingMessage {
     public let host: String
     /// The server's port.
     public let port: Int
-    /// HTTPCLIENTREQUEST.
-    public let context: AsyncResourceContext
+    /// HTTPCLIENTREQUEST, made on the nextTick that assigns the request its socket (so triggered by that
+    /// TickObject), as Node's; nil before it, and for a request destroyed before it (Node makes none).
+    public private(set) var context: AsyncResourceContext?
     let connection: ClientConnection
     let loop: EventLoop
     let keepAliveRequested: Bool
@@ -133,7 +134,6 @@ public final class ClientRequest: OutgoingMessage {
         self.port = port
         self.loop = loop
         self.keepAliveRequested = agent.keepAlive
-        self.context = AsyncResourceContext(type: .httpClientRequest)
         // As in Node, a new socket's TCPWRAP is triggered by the caller (the agent opens it in the request's
         // constructor, before the request's own resource).
         let conn = agent.acquire(host: host, port: port, loop: loop)
@@ -160,6 +160,7 @@ public final class ClientRequest: OutgoingMessage {
     func assignSocket() throws {
         socketAssigned = true
         guard destroyed else {
+            _ = resource
             // Node flushes the request's output here: 'finish' once the socket took it.
             if finishPending {
                 finishPending = false
@@ -185,7 +186,7 @@ public final class ClientRequest: OutgoingMessage {
             hadError = true
             do { try emitError(error) } catch {
                 closed = true
-                context.emitDestroy()
+                context?.emitDestroy()
                 throw error
             }
         }
@@ -197,7 +198,7 @@ public final class ClientRequest: OutgoingMessage {
         guard !closed else { return }
         closed = true
         destroyed = true
-        defer { context.emitDestroy() }
+        defer { context?.emitDestroy() }
         let listeners = closeListeners
         closeListeners = []
         for f in listeners { try f() }
@@ -233,15 +234,15 @@ public final class ClientRequest: OutgoingMessage {
     }
 
     func hangUp() -> NetError {
-        NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: context.asyncID, message: "socket hang up")
+        NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: asyncID, message: "socket hang up")
     }
 
     func receive(_ bytes: [UInt8]) {
-        loop.invoke(context) { [self] in
+        loop.invoke(resource) { [self] in
             do { try connection.parser.feed(bytes, handle) } catch let e as HTTPParseError {
                 // Node's socketOnData: the socket is destroyed and the request gets the error at once;
                 // 'close' follows when the socket closed.
-                let err = NetError(code: e.code, syscall: "parse", asyncID: context.asyncID, message: "Parse Error: \(e.message)")
+                let err = NetError(code: e.code, syscall: "parse", asyncID: asyncID, message: "Parse Error: \(e.message)")
                 connection.socket.destroy()
                 hadError = true
                 try emitError(err)
@@ -294,7 +295,7 @@ public final class ClientRequest: OutgoingMessage {
     /// Node's socketOnEnd: a read-until-close body is complete; without a response the request gets
     /// 'socket hang up'; the socket is destroyed ('close' follows with the socket's).
     func socketEnded() throws {
-        loop.invoke(context) { [self] in _ = try connection.parser.finish(handle) }
+        loop.invoke(resource) { [self] in _ = try connection.parser.finish(handle) }
         defer { connection.socket.destroy() }
         if response == nil && !hadError {
             hadError = true
@@ -305,7 +306,7 @@ public final class ClientRequest: OutgoingMessage {
     /// Node's socketErrorListener: the socket's 'error' (on its nextTick) is the request's.
     func socketError(_ e: NetError) throws {
         hadError = true
-        try emitError(NetError(code: e.code, errno: e.errno, syscall: e.syscall, address: e.address, asyncID: context.asyncID, message: e.message))
+        try emitError(NetError(code: e.code, errno: e.errno, syscall: e.syscall, address: e.address, asyncID: asyncID, message: e.message))
     }
 
     /// Node's socketCloseListener (close phase): an unfinished response is destroyed ('aborted' now,
@@ -315,7 +316,7 @@ public final class ClientRequest: OutgoingMessage {
         destroyed = true
         if let res = response {
             if !res.complete {
-                try res.destroyNow(NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: context.asyncID, message: "aborted"))
+                try res.destroyNow(NetError(code: "ECONNRESET", errno: ECONNRESET, syscall: "read", asyncID: asyncID, message: "aborted"))
             }
             try emitCloseAndDestroy()
         } else {
@@ -350,8 +351,17 @@ public final class ClientRequest: OutgoingMessage {
     /// 'close': `f` runs once when the request is over (see the type's description for when).
     @discardableResult public func onClose(_ f: @escaping () throws -> Void) -> ClientRequest { closeListeners.append(f); return self }
 
-    /// The request's async id (its HTTPCLIENTREQUEST resource).
-    public var asyncID: AsyncID { context.asyncID }
+    /// The request's async id (its HTTPCLIENTREQUEST resource); `AsyncID.none` before the socket-assigning
+    /// tick made it.
+    public var asyncID: AsyncID { context?.asyncID ?? .none }
+
+    /// The HTTPCLIENTREQUEST, made now if the assigning tick has not run (a callback can only come after it).
+    var resource: AsyncResourceContext {
+        if let context { return context }
+        let made = AsyncResourceContext(type: .httpClientRequest)
+        context = made
+        return made
+    }
 }
 
 /// Node's `http` module functions.

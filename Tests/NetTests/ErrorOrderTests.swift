@@ -430,6 +430,22 @@ private let nodeScript = """
           go('a', () => go('b', () => { agent.destroy(); server.close(); }));
         });
       },
+      'http-client-resource'() {
+        // HTTPCLIENTREQUEST is made on the tick that assigns the socket, not where the request is made.
+        const server = http.createServer((req, res) => res.end('ok'));
+        server.listen(0, '127.0.0.1', () => {
+          setTimeout(() => {
+            const r = http.request({ port: server.address().port, host: '127.0.0.1', path: '/' }, (res) => {
+              log('response' + at());
+              res.on('data', (d) => log('data ' + d.length + at()));
+              res.on('end', () => log('end' + at()));
+              res.on('close', () => { log('res close' + at()); server.close(); });
+            });
+            r.on('close', () => log('req close' + at()));
+            r.end();
+          }, 1);
+        });
+      },
     };
     scenarios[process.argv[1]]();
     """
@@ -1152,6 +1168,32 @@ private let scenarios: [(name: String, run: @Sendable (Log, @escaping At) throws
             "a res close @TickObject<TickObject", "b after end nextTick", "b finish @TickObject<TickObject", "b after end promise",
             "b after end immediate", "b response @HTTPCLIENTREQUEST<TickObject", "b res end @TickObject<TickObject",
             "b req close @TickObject<TCPWRAP", "b res close @TickObject<TickObject",
+        ]
+    ),
+    (
+        // HTTPCLIENTREQUEST is made on the tick that assigns the socket, not where the request is made.
+        "http-client-resource",
+        { log, at in
+            let server = HTTP.createServer { _, res in res.end("ok") }
+            server.listen(port: 0, host: "127.0.0.1") {
+                setTimeout(1) {
+                    let r = HTTP.request(port: server.address()!.port, path: "/") { res in
+                        log("response\(at())")
+                        res.onData { log("data \($0.count)\(at())") }
+                        res.onEnd { log("end\(at())") }
+                        res.onClose {
+                            log("res close\(at())")
+                            server.close()
+                        }
+                    }
+                    r.onClose { log("req close\(at())") }
+                    r.end()
+                }
+            }
+        },
+        [
+            "response @HTTPCLIENTREQUEST<TickObject", "data 2 @TickObject<HTTPCLIENTREQUEST", "end @TickObject<TickObject",
+            "req close @TickObject<TCPWRAP", "res close @TickObject<TickObject",
         ]
     ),
 ]
