@@ -274,7 +274,7 @@ public final class ClientRequest: OutgoingMessage {
 
     /// Node's responseOnEnd, then the response's 'end'.
     func responseEnded() throws {
-        let serverClose = response?.header("connection")?.lowercased() == "close"
+        let serverClose = response?.header("connection")?.equalsIgnoringASCIICase("close") == true
         if serverClose || !keepAliveRequested {
             // destroySoon: the socket ends and is destroyed once finished; 'close' comes with the socket's.
             let socket = connection.socket

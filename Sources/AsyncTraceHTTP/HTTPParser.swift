@@ -19,8 +19,22 @@ public struct HTTPHead: Sendable {
 
     /// The first value of `name` (case-insensitive).
     public func header(_ name: String) -> String? {
-        let lower = name.lowercased()
-        return headers.first { $0.name.lowercased() == lower }?.value
+        headers.first { $0.name.equalsIgnoringASCIICase(name) }?.value
+    }
+}
+
+extension String {
+    /// Equal but for the case of ASCII letters (header names and tokens), without the lowercased copies
+    /// `lowercased()` would allocate: header lookups run several times per message.
+    func equalsIgnoringASCIICase(_ other: String) -> Bool {
+        let a = utf8, b = other.utf8
+        guard a.count == b.count else { return false }
+        for (x, y) in zip(a, b) where x != y {
+            let lx = x >= 65 && x <= 90 ? x | 0x20 : x
+            let ly = y >= 65 && y <= 90 ? y | 0x20 : y
+            if lx != ly { return false }
+        }
+        return true
     }
 }
 

@@ -152,8 +152,10 @@ final class ServerConnection {
 
     func handleHead(_ head: HTTPHead) throws {
         let req = IncomingMessage(head: head, socket: socket, loop: http.loop, isResponse: false)
-        let connection = head.header("connection")?.lowercased()
-        let keepAlive = head.version == "1.1" ? connection != "close" : connection == "keep-alive"
+        let connection = head.header("connection")
+        let keepAlive =
+            head.version == "1.1"
+            ? connection?.equalsIgnoringASCIICase("close") != true : connection?.equalsIgnoringASCIICase("keep-alive") == true
         let res = ServerResponse(connection: self, keepAlive: keepAlive)
         request = req
         response = res
@@ -239,7 +241,7 @@ public final class ServerResponse: OutgoingMessage {
     }
 
     override func didFinish() {
-        let close = getHeader("connection")?.lowercased() == "close"
+        let close = getHeader("connection")?.equalsIgnoringASCIICase("close") == true
         connection?.responseFinished(self, keepAlive: keepAlive && !close)
     }
 

@@ -276,21 +276,18 @@ public class OutgoingMessage {
 
     /// Sets a header, replacing any with the same name (case-insensitive).
     public func setHeader(_ name: String, _ value: String) {
-        let lower = name.lowercased()
-        headers.removeAll { $0.name.lowercased() == lower }
+        headers.removeAll { $0.name.equalsIgnoringASCIICase(name) }
         headers.append((name, value))
     }
 
     /// The value of header `name` (case-insensitive), or nil.
     public func getHeader(_ name: String) -> String? {
-        let lower = name.lowercased()
-        return headers.first { $0.name.lowercased() == lower }?.value
+        headers.first { $0.name.equalsIgnoringASCIICase(name) }?.value
     }
 
     /// Removes every header named `name` (case-insensitive).
     public func removeHeader(_ name: String) {
-        let lower = name.lowercased()
-        headers.removeAll { $0.name.lowercased() == lower }
+        headers.removeAll { $0.name.equalsIgnoringASCIICase(name) }
     }
 
     /// The start line ("HTTP/1.1 200 OK" or "GET / HTTP/1.1"); subclasses also add their default headers here.

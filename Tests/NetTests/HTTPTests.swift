@@ -114,6 +114,24 @@ struct HTTPTests {
     }
 }
 
+@Suite("HTTP header names")
+struct HTTPHeaderNameTests {
+    @Test("names and tokens compare without ASCII case, nothing else folded")
+    func caseInsensitive() {
+        #expect("Content-Length".equalsIgnoringASCIICase("content-length"))
+        #expect("CONNECTION".equalsIgnoringASCIICase("connection"))
+        #expect("close".equalsIgnoringASCIICase("Close"))
+        #expect(!"close".equalsIgnoringASCIICase("closed"))
+        #expect(!"a-b".equalsIgnoringASCIICase("a\rb"))  // '-' and CR differ only in bit 0x20
+        #expect(!"[".equalsIgnoringASCIICase("{"))  // neither is a letter
+        #expect(!"É".equalsIgnoringASCIICase("é"))  // ASCII only, as header tokens are
+        var head = HTTPHead()
+        head.headers = [("Host", "x"), ("CONTENT-length", "5"), ("content-length", "6")]
+        #expect(head.header("content-length") == "5")
+        #expect(head.header("Transfer-Encoding") == nil)
+    }
+}
+
 @Suite("HTTP keep-alive timeout")
 struct HTTPKeepAliveTimeoutTests {
     @Test("an idle keep-alive connection is closed by the server after keepAliveTimeoutMs")
