@@ -75,8 +75,11 @@ private let writeFD: Int32 = 100, readFD: Int32 = 101, aIn: UInt64 = 110, bIn: U
         #expect(mainWrites.count == 1000)
         #expect(mainWrites.allSatisfy { $0.size == 7 && $0.ret == 7 && $0.pid == root })
         let reads = events.filter { $0.kind == .syscall && $0.nr == nrRead && $0.fd == readFD }
-        #expect(reads.count == 500)
-        #expect(reads.allSatisfy { $0.size == 4096 && $0.ret == 4096 && $0.tid == root })
+        // An odd read says what it was (seen once in a loaded CI run: 501 reads, one not of 4 KiB by the main thread).
+        let odd = reads.filter { !($0.size == 4096 && $0.ret == 4096 && $0.tid == root) }.prefix(4)
+            .map { "tid \($0.tid) size \($0.size) ret \($0.ret) at \($0.timestampNs) duration \($0.durationNs)" }
+        #expect(reads.count == 500, "odd reads: \(odd)")
+        #expect(odd.isEmpty, "odd reads: \(odd)")
 
         // The epoll waits, with the ready fds in `data`.
         let waits = events.filter { $0.kind == .epollWait }
