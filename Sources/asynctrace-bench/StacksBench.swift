@@ -301,10 +301,7 @@ enum StacksBench {
         }
         guard !pairs.isEmpty else { return }
         let path = dir + "/unwind-1M.atrace"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
-        guard fd >= 0 else { return }
-        let header = FileHeader(pid: r.header.pid, monotonicStartNs: 1_000_000, realtimeStartNs: 0, program: "unwind").encode()
-        _ = write(fd, header, header.count)
+        guard let fd = createSyntheticTrace(path, pid: r.header.pid, program: "unwind") else { return }
         var t: UInt64 = 2_000_000, seq: UInt64 = 0
         var b = ChunkBuilder(pid: r.header.pid, tid: 0, startNs: t, startTicks: t)
         for m in mappings {
@@ -376,10 +373,7 @@ enum StacksBench {
     static func symbolizeRecorded(_ trace: String, dir: String) {
         guard let r = try? TraceReader(path: trace) else { return }
         let path = dir + "/symbolize-recorded-1M.atrace"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
-        guard fd >= 0 else { return }
-        let header = FileHeader(pid: r.header.pid, monotonicStartNs: 1_000_000, realtimeStartNs: 0, program: "symbolize").encode()
-        _ = write(fd, header, header.count)
+        guard let fd = createSyntheticTrace(path, pid: r.header.pid, program: "symbolize") else { return }
         var t: UInt64 = 2_000_000, seq: UInt64 = 0
         var b = ChunkBuilder(pid: r.header.pid, tid: 0, startNs: t, startTicks: t)
         // Every event but the samples as recorded (mappings, sampling, stack definitions), then the samples.
@@ -453,10 +447,7 @@ enum StacksBench {
             var st = stat()
             sizes.append(stat(b, &st) == 0 ? UInt64(st.st_size) : 1 << 20)
         }
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
-        guard fd >= 0 else { return }
-        let header = FileHeader(pid: 1234, monotonicStartNs: 1_000_000, realtimeStartNs: 0, program: "synthetic").encode()
-        _ = write(fd, header, header.count)
+        guard let fd = createSyntheticTrace(path, pid: 1234, program: "synthetic") else { return }
         var rng = SystemRandomNumberGenerator()
         let bases: [UInt64] = [0x5555_0000_0000, 0x7f00_0000_0000, 0x7f10_0000_0000]
         var seq: UInt64 = 0
@@ -516,5 +507,14 @@ enum StacksBench {
                 ("seconds", fmt(median(seconds))), ("samples", "\(samples)"), ("distinct_stacks", "\(stackCount)"),
                 ("frames_per_stack", "16"), ("share_of_frames_named", fmt(named)),
             ])
+    }
+
+    /// A new trace file at `path` holding only its header (start 1 ms), open for appending chunks; nil if it cannot be created.
+    static func createSyntheticTrace(_ path: String, pid: UInt32, program: String) -> Int32? {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
+        guard fd >= 0 else { return nil }
+        let header = FileHeader(pid: pid, monotonicStartNs: 1_000_000, realtimeStartNs: 0, program: program).encode()
+        _ = write(fd, header, header.count)
+        return fd
     }
 }
