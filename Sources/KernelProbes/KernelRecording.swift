@@ -55,8 +55,10 @@ public final class KernelRecording {
     private func takeSnapshot() {
         guard !snapshotTaken else { return }
         snapshotTaken = true
-        snapshotReadNs = monotonicNowNs()
         snapshot = ProcessSnapshot.events(pid: rootPid, timestampNs: createdNs)
+        // After the read, not before: a thread made (or renamed) while /proc was being read shows
+        // there with its new name, and its creation event must count as "seen before the read".
+        snapshotReadNs = monotonicNowNs()
     }
 
     /// Before the first write: the snapshot joins the pending events, without what the probes saw
