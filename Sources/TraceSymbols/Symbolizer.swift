@@ -204,7 +204,7 @@ public final class Symbolizer: CodeMappings {
     public func callFrameInfo(path: String, buildID: [UInt8]) -> CallFrameInfo? {
         if let cached = callFrameInfos[path] { return cached }
         var cfi: CallFrameInfo?
-        if let file = ELFImage(path: path), buildID.isEmpty || file.buildID.isEmpty || file.buildID == buildID {
+        if let fileID = ELFImage.buildID(ofFileAt: path), buildID.isEmpty || fileID.isEmpty || fileID == buildID {
             cfi = CallFrameInfo(path: path)
         }
         callFrameInfos[path] = .some(cfi)

@@ -96,7 +96,7 @@ import TraceSymbols
         #expect(p.terminationStatus == 0)
         let image = try #require(ELFImage(path: exe))
         #expect(image.hasSymtab && image.buildID.count == 20)
-        let sym = try #require(image.symbols.first { image.names[Int($0.name)] == "named_function" })
+        let sym = try #require(image.symbols.first { image.name(of: $0) == "named_function" })
         #expect(image.symbol(at: sym.address + 1)?.name == "named_function")
         // Not ELF, a directory, a FIFO: no image, no hang.
         #expect(ELFImage(path: src) == nil)

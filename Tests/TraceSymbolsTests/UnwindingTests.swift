@@ -60,7 +60,7 @@ private func handBuiltEHFrame() -> [UInt8] {
             guard let r = cfi.rule(at: s.address) else { continue }
             found += 1
             // At a function's first instruction the CFA is rsp + 8 and the return address below it.
-            #expect(r.cfa == .register(7, 8), "\(image.names[Int(s.name)])")
+            #expect(r.cfa == .register(7, 8), "\(image.name(of: s))")
             #expect(r.returnAddress == .atCFA(-8))
         }
         #expect(found > 500)
