@@ -36,7 +36,7 @@ enum OwnCode {
     static func isNative(_ f: CodeFrame) -> Bool {
         guard !f.isKernel, !f.module.hasPrefix("[") else { return false }
         let base = f.moduleName
-        if base.contains(".so") && (isSystemPath(f.module) || isToolchainLibrary(base)) { return false }
+        if base.contains(".so") && (isSystemPath(f.module) || isToolchainLibrary(base) || isInterpreterLibrary(base)) { return false }
         if isInterpreter(base) { return false }
         if let function = f.function, let module = swiftModule(function), runtimeModules.contains(module) || isOurs(module) {
             return false
@@ -59,6 +59,12 @@ enum OwnCode {
         if ["node", "nodejs", "deno", "bun", "ruby", "perl", "php", "java", "lua", "luajit"].contains(base) { return true }
         guard base.hasPrefix("python") else { return false }
         return base.dropFirst(6).allSatisfy { $0.isNumber || $0 == "." }
+    }
+
+    /// Script runtimes built as a shared library wherever installed (pyenv's and conda's python link
+    /// libpython3.x.so from their own prefix): their frames are the interpreter too.
+    static func isInterpreterLibrary(_ base: String) -> Bool {
+        ["libpython", "libnode", "libruby", "libperl", "libjvm", "libphp", "liblua", "libluajit"].contains { base.hasPrefix($0) }
     }
 
     /// Swift's and the toolchain's modules (their generic code specialized into the executable).

@@ -79,6 +79,21 @@ struct HotFunctionRuleTests {
         #expect(!OwnCode.isScript(f[3]) && !OwnCode.isScript(f[4]) && !OwnCode.isNative(f[0]))
     }
 
+    @Test func anInterpreterLinkedAsALibraryIsNotTheProgram() {
+        // pyenv's python3.11: the interpreter's C is in libpython3.11.so under the user's home, not a system path;
+        // without perf trampolines (before 3.12) no frame is the program's, so there is no answer.
+        let f: [CodeFrame] = [
+            CodeFrame(function: "_PyDict_GetItem_KnownHash", module: "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0", offset: 0x10),
+            CodeFrame(function: "_PyEval_EvalFrameDefault", module: "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0", offset: 0x20),
+            CodeFrame(function: "main", module: "/root/.pyenv/versions/3.11.7/bin/python3.11", offset: 0x30),
+            CodeFrame(function: "burn", module: "/srv/app/libburn.so", offset: 0x40),
+        ]
+        #expect(OwnCode.hot([[0, 1, 2]: 30, [1, 2]: 70], frame: { f[$0] }) == nil)
+        // A library of the program itself, outside a system path, still is.
+        #expect(OwnCode.hot([[3, 1, 2]: 60, [1, 2]: 40], frame: { f[$0] })?.frame.function == "burn")
+        #expect(OwnCode.isInterpreterLibrary("libpython3.11.so.1.0") && !OwnCode.isInterpreterLibrary("libburn.so"))
+    }
+
     @Test func noOwnCodeNoAnswer() {
         #expect(hot([[4, 10]: 10, [13]: 5]) == nil)
         #expect(hot([:]) == nil)
