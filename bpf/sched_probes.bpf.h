@@ -145,8 +145,28 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
     }
     if (next_traced) {
         struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, next, 0, 0);
-        if (!o || o->off_ns == 0 || o->off_ns > now)
-            return 0; // first run, or switched out before the process was traced
+        if (!o) {
+            // Switched out before it was traced and not woken since: runnable since tracing began (a
+            // new thread has its episode from sched_wakeup_new, a woken one from sched_waking).
+            __u64 since = tracing_since_ns;
+            if (since == 0 || since > now || next->pid == 0)
+                return 0;
+            struct kp_offcpu_record first = {
+                .kind = KP_RECORD_OFFCPU,
+                .tgid = next->tgid,
+                .tid = next->pid,
+                .state = KP_OFFCPU_PREEMPTED,
+                .on_ns = now,
+                .runqueue_ns = now - since,
+            };
+            // The episode is closed: later switch-ins find off_ns 0 until a switch-out opens one.
+            bpf_task_storage_get(&offcpu_by_task, next, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+            if (bpf_ringbuf_output(&events, &first, sizeof(first), wakeup_flag()) != 0)
+                __sync_fetch_and_add(&dropped_records, 1);
+            return 0;
+        }
+        if (o->off_ns == 0 || o->off_ns > now)
+            return 0; // no episode open
         struct kp_offcpu_record r = {
             .kind = KP_RECORD_OFFCPU,
             .tgid = next->tgid,
@@ -182,9 +202,25 @@ int BPF_PROG(on_sched_waking, struct task_struct *p) {
     if (!is_traced(p->tgid))
         return 0;
     struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, p, 0, 0);
-    if (!o || o->off_ns == 0 || o->wake_ns != 0)
+    __u64 now = bpf_ktime_get_ns();
+    if (!o) {
+        // Asleep since before it was traced (an attached process's thread, the held child): blocked
+        // since tracing began. (A task woken before it slept never switched out: its switch-out
+        // overwrites this episode.)
+        __u64 since = tracing_since_ns;
+        if (since == 0 || since > now)
+            return 0;
+        o = bpf_task_storage_get(&offcpu_by_task, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+        if (!o)
+            return 0;
+        o->state = KP_OFFCPU_SLEEPING;
+        o->sleep_state = 0;
+        o->off_ns = since;
+        o->wake_ns = 0;
+    }
+    if (o->off_ns == 0 || o->wake_ns != 0)
         return 0; // not switched out, or already woken (a second waker changes nothing)
-    o->wake_ns = bpf_ktime_get_ns();
+    o->wake_ns = now;
     struct task_struct *cur = bpf_get_current_task_btf();
     if (!woken_by_interrupt(cur)) {
         o->waker_tgid = cur->tgid;

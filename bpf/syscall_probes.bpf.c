@@ -31,6 +31,10 @@ const volatile __u32 cpu_filter = 1;
 __u64 traced_tgids[KP_MAX_PID / 64];
 // Records lost because the ring was full (or task storage could not be allocated).
 __u64 dropped_records;
+// When the loader first marked a tgid traced (CLOCK_MONOTONIC ns; 0: none yet). A thread switched
+// out before then (an attached process's, the held child's) has no episode open: its first wait
+// counts from here, as the part of it inside the recording.
+__u64 tracing_since_ns;
 // Per-CPU state (syscall_event.h), one cache line per CPU, written only on its own CPU.
 struct kp_cpu_state cpu_states[KP_MAX_CPUS];
 

@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/bpf.h>
 #include <bpf/bpf.h>
@@ -253,6 +254,12 @@ fail:
 int kp_probes_trace_tgid(struct kp_probes *p, uint32_t tgid) {
     if (!p || tgid >= KP_MAX_PID)
         return -EINVAL;
+    if (__atomic_load_n(&p->skel->bss->tracing_since_ns, __ATOMIC_RELAXED) == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts); // bpf_ktime_get_ns()'s clock
+        __atomic_store_n(&p->skel->bss->tracing_since_ns, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
+                         __ATOMIC_SEQ_CST);
+    }
     __atomic_fetch_or(&p->skel->bss->traced_tgids[tgid / 64], 1ull << (tgid % 64), __ATOMIC_SEQ_CST);
     return 0;
 }

@@ -119,4 +119,48 @@ private let program = #"""
         #expect(text.stdout.contains("e2e-waiter (tid ") && text.stdout.contains("futex wait") && text.stdout.contains("woken by e2e-burner"))
         #expect(text.stdout.contains("e2e-sleeper (tid ") && text.stdout.contains("blocked in: clock_nanosleep"))
     }
+
+    /// Attached by --pid to a process whose threads sleep across the attach: a thread switched out before
+    /// tracing began has no open episode in the probes, and its first switch-in used to give no record at
+    /// all, so the time until then counted as on CPU (an idle node server's four V8 workers showed 860 ms
+    /// on CPU each in a second). Now the wait counts from when tracing began.
+    @Test func threadsAsleepWhenAttachedCountAsWaitingNotOnCPU() throws {
+        try requireKernel("threadsAsleepWhenAttachedCountAsWaitingNotOnCPU")
+        let source = temporaryPath("attach-sleepers.c"), binary = temporaryPath("attach-sleepers")
+        let trace = temporaryPath("attach-sleepers.atrace")
+        try #"""
+        #define _GNU_SOURCE
+        #include <pthread.h>
+        #include <unistd.h>
+        static void *sleeper(void *a) { pthread_setname_np(pthread_self(), "att-sleeper"); usleep(1500000); return 0; }
+        int main(void) {
+            pthread_setname_np(pthread_self(), "att-main");
+            pthread_t t; pthread_create(&t, 0, sleeper, 0);
+            pthread_join(t, 0);  /* a futex wait from the start to the sleeper's end */
+            usleep(100000);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let program = Process()
+        program.executableURL = URL(fileURLWithPath: binary)
+        try program.run()
+        defer { if program.isRunning { kill(program.processIdentifier, SIGKILL) }; program.waitUntilExit() }
+        usleep(200_000)  // both threads asleep and named
+        let rec = try runCapturing(try asynctrace(), ["record", "--pid", "\(program.processIdentifier)", "-o", trace])
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
+        try #require(json.status == 0, "report failed: \(json.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let threads = try #require(j["threads"] as? [[String: Any]])
+        for name in ["att-sleeper", "att-main"] {
+            let t = try #require(threads.first { $0["name"] as? String == name }, "threads: \(threads.map { $0["name"] ?? "?" })")
+            let span = t["span_ns"] as? Int ?? 0, onCPU = t["on_cpu_ns"] as? Int ?? .max, off = t["off_cpu_ns"] as? Int ?? 0
+            // Asleep from the attach (0.2 s into its 1.5 s sleep) to its wakeup: mostly off CPU.
+            #expect(span >= 300_000_000, "\(name): \(t)")
+            #expect(onCPU < span / 10 && off > span / 2, "\(name): \(t)")
+        }
+    }
 }
