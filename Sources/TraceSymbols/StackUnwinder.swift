@@ -213,12 +213,23 @@ public struct StackUnwinder {
                         mappings: mappings, copyEnded: &copyEnded)
                 else { break }
                 next = (ra, slot &+ 8, bp)
-            } else {
+            } else if let b = bp, b >= sp {
                 // No CFI: frame pointers (push %rbp; mov %rsp,%rbp) as JIT code keeps them.
                 method = .framePointer
-                guard let b = bp, b >= sp else { break }
                 guard let ra = s.read(b &+ 8), let saved = s.read(b) else { copyEnded = true; break }
                 next = (ra, b &+ 16, saved)
+            } else {
+                // No CFI and %rbp is no frame pointer (below sp, or unknown): code that keeps none, as
+                // CPython 3.12+'s perf trampolines (`sub $8,%rsp; call *%rcx`, one copy per Python
+                // function in anonymous memory). The first word above sp that returns after a call is
+                // the return address.
+                method = .stackScan
+                guard
+                    let (slot, ra) = scan(
+                        pid: pid, timeNs: timeNs, snapshot: s, from: sp, function: nil, mappings: mappings,
+                        copyEnded: &copyEnded)
+                else { break }
+                next = (ra, slot &+ 8, bp)
             }
             guard let n = next, n.ip != 0 else { stopModule = -1; break }
             // The stack grows down: a caller's frame is above its callee's.

@@ -96,7 +96,9 @@ struct RecordCommand: ParsableCommand {
 
     @Flag(
         name: .customLong("no-perf-map"),
-        help: "Do not add --perf-basic-prof-only-functions to a Node program's NODE_OPTIONS (its JS frames then stay unnamed).")
+        help:
+            "Do not ask Node (--perf-basic-prof-only-functions in NODE_OPTIONS) or Python 3.12+ (PYTHONPERFSUPPORT=1) for the perf map that names their JS and Python frames (they then stay unnamed)."
+    )
     var noPerfMap = false
 
     @Option(help: "Attach the kernel probes to this running process instead of starting a program.")
@@ -252,7 +254,9 @@ struct RecordCommand: ParsableCommand {
             options: node, program: program,
             owner: user.map { (UInt32(bitPattern: $0.uid), UInt32(bitPattern: $0.gid)) })
         if let nodeLaunch { environment = nodeLaunch.adjust(environment) }
-        environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && (session?.sampledCPUs ?? 0) > 0)
+        let sampling = (session?.sampledCPUs ?? 0) > 0
+        environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && sampling)
+        environment = PythonPerfMap.adjust(environment, enabled: !noPerfMap && sampling)
         let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
         if let flightRecording { environment += flight.environment(socketFD: flightRecording.childFD) }
         let child: HeldProcess

@@ -270,4 +270,63 @@ private let swiftSpreadSource = """
             #expect(names(hot["callers"]).first == "hotswift.dispatch(_:_:)", "\(names(hot["callers"]))")
         }
     }
+
+    /// A CPython 3.12+ asyncio program whose coroutine calls a function that burns CPU between awaits, recorded
+    /// with no change: `record` sets PYTHONPERFSUPPORT=1, so each stall's hot function is that Python function
+    /// with its file, called from the coroutine, not the interpreter's C.
+    @Test func pythonStallNamesThePythonFunction() throws {
+        try requireKernel("pythonStallNamesThePythonFunction")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        guard let python = Self.python312() else {
+            try Test.cancel("no CPython 3.12 or newer here (perf trampolines came with 3.12)")
+        }
+        let script = temporaryPath("hot-python-\(UUID().uuidString.prefix(8)).py")
+        try """
+        import asyncio, time
+        def crunch_numbers(ms):
+            end = time.perf_counter() + ms / 1000
+            x = 0
+            while time.perf_counter() < end:
+                for i in range(64):
+                    x += i * i
+            return x
+        async def serve():
+            for _ in range(4):
+                crunch_numbers(150)
+                await asyncio.sleep(0.02)
+        asyncio.run(serve())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: script) }
+        let trace = try recordTrace([python, script], name: "hot-python")
+        let json = try runTool(asynctrace, ["report", "--json", "--threshold", "60ms", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let stalls = try #require(root["stalls"] as? [[String: Any]]).filter { ($0["duration_ns"] as? Int ?? 0) >= 100_000_000 }
+        #expect(stalls.count >= 3, "4 calls of 150 ms CPU: \(stalls.count) stalls of 100 ms or longer")
+        var named = 0
+        for st in stalls {
+            guard let hot = st["hot_function"] as? [String: Any] else {
+                Issue.record("a stall with samples has a hot function: \(st)")
+                continue
+            }
+            #expect(hot["function"] as? String == "crunch_numbers", "\(hot)")
+            #expect((hot["file"] as? String ?? "").hasSuffix(".py"), "\(hot)")
+            #expect(names(hot["callers"]).contains("serve"), "\(names(hot["callers"]))")
+            if hot["function"] as? String == "crunch_numbers" { named += 1 }
+        }
+        #expect(named >= 3)
+    }
+
+    /// A CPython of version 3.12 or newer: python3 on PATH, a versioned one in /usr, or pyenv's.
+    static func python312() -> String? {
+        var candidates = ["python3", "python3.13", "python3.12"].compactMap(which)
+        let pyenv = "/root/.pyenv/versions"
+        for v in ((try? FileManager.default.contentsOfDirectory(atPath: pyenv)) ?? []).sorted().reversed() {
+            candidates.append("\(pyenv)/\(v)/bin/python3")
+        }
+        for c in candidates where access(c, X_OK) == 0 {
+            let r = try? runTool(c, ["-c", "import sys; print(sys.version_info >= (3, 12))"])
+            if r?.status == 0 && r?.output.hasPrefix("True") == true { return c }
+        }
+        return nil
+    }
 }
