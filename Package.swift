@@ -109,7 +109,7 @@ let package = Package(
             name: "asynctrace-bench",
             dependencies: [
                 "AsyncHooks", "AsyncTraceRecorder", "CRecorderSupport", "TraceFormat", "TraceReader", "KernelProbes",
-                "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem",
+                "AsyncTraceRuntime", "AsyncTraceHTTP", "CRuntimeSystem", "NodeRecording",
                 "TraceExports", "TraceAnalyses", "TraceFixtures", "TraceSymbols", "TraceReports", "TraceText",
             ]
         ),

@@ -11,7 +11,12 @@
 //    record` with the kernel probes and the default Node hooks, without creation sites; kernel probes
 //    only (--no-node-hooks); with --node-promises; ASYNCTRACE_BENCH_NODE_OTHER_CLI=<asynctrace>: another
 //    build's defaults as one more variant.
+// 3. ASYNCTRACE_BENCH_NODE_STREAM=<file>: only the recorder's half of the hand-off, on a stream of preload
+//    batches captured from the FIFO (e.g. `cat fifo > file` while the HTTP server is under load): the
+//    NodeTraceWriter decoding it into trace chunks, ns per event (medians of 5 passes, one core).
 // `asynctrace` is the CLI built next to this benchmark (swift build -c release builds both).
+import NodeRecording
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,6 +26,10 @@ enum NodeBench {
     static let scale = "0.1"
 
     static func run() {
+        if let stream = getenv("ASYNCTRACE_BENCH_NODE_STREAM").map({ String(cString: $0) }) {
+            decodeStream(stream)
+            return
+        }
         guard let cli = siblingExecutable("asynctrace") else {
             print("{\"benchmark\": \"node.skipped\", \"reason\": \"no asynctrace next to asynctrace-bench (swift build -c release)\"}")
             return
@@ -135,6 +144,50 @@ enum NodeBench {
                     ("seconds", fmt(NetBench.seconds)),
                 ])
         }
+    }
+
+    /// The recorder's decoding of captured preload batches: ns per trace event written.
+    static func decodeStream(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            print("{\"benchmark\": \"node.decode.skipped\", \"reason\": \"cannot open \(path)\"}")
+            return
+        }
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if n <= 0 { break }
+            data += chunk[0..<n]
+        }
+        close(fd)
+        var times: [Double] = []
+        var events: UInt64 = 0, written = 0
+        for _ in 0..<runs {
+            var out = 0
+            var writer = NodeTraceWriter(sink: { out += $0.count })
+            let t0 = monotonicNs()
+            data.withUnsafeBytes { all in
+                // In 1 MiB reads, as the recorder's reader thread takes them from the FIFO.
+                var offset = 0
+                while offset < all.count {
+                    let end = min(all.count, offset + (1 << 20))
+                    _ = writer.consume(UnsafeRawBufferPointer(rebasing: all[offset..<end]), nowNs: 0)
+                    offset = end
+                }
+            }
+            writer.flush(final: true)
+            times.append(Double(monotonicNs() - t0))
+            events = writer.statistics.events
+            written = out
+        }
+        let ns = median(times)
+        report(
+            "node.decode", nsPerOp: ns / Double(max(events, 1)),
+            extra: [
+                ("events", "\(events)"), ("input_bytes_per_event", fmt(Double(data.count) / Double(max(events, 1)))),
+                ("trace_bytes_per_event", fmt(Double(written) / Double(max(events, 1)))), ("runs", "\(runs)"),
+            ])
     }
 
     static func siblingExecutable(_ name: String) -> String? {
