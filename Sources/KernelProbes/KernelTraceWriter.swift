@@ -324,10 +324,11 @@ public struct KernelTraceWriter {
             b.putUnsigned(e.durationNs)
             return
         }
-        b.beginEvent(.cpuSample, ticks: e.timestampNs)
-        b.putUnsigned(UInt64(e.pid))
-        b.putUnsigned(UInt64(e.tid))
-        b.putUnsigned(UInt64(e.userStack))
+        // pid, tid and stack as differences from the chunk's previous sample: one byte each while a thread keeps running.
+        b.beginEvent(.sample, ticks: e.timestampNs)
+        b.putPid(UInt64(e.pid))
+        b.putTid(UInt64(e.tid))
+        b.putStackID(UInt64(e.userStack))
         b.putUnsigned(UInt64(e.kernelStack))
     }
 

@@ -30,7 +30,8 @@ public func analyzeTrace(
     }
     var analysis = analyzer.finish(decodeDamage: events.damage)
     analysis.attachCreationStacks()
-    if analyzer.kindCounts[Int(EventKind.cpuSample.rawValue)] > 0 || !analysis.waitMoments.isEmpty {
+    let samples = analyzer.kindCounts[Int(EventKind.cpuSample.rawValue)] + analyzer.kindCounts[Int(EventKind.sample.rawValue)]
+    if samples > 0 || !analysis.waitMoments.isEmpty {
         analysis.attachStacks(reader: reader)
     }
     return analysis

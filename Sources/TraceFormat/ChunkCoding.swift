@@ -19,6 +19,9 @@ public struct ChunkBuilder {
     private var lastTicks: UInt64
     private var prevAsyncID: UInt64 = 0
     private var firstAsyncIDOfEvent: UInt64 = 0
+    private var prevPid: UInt64 = 0
+    private var prevTid: UInt64 = 0
+    private var prevStackID: UInt64 = 0
     private var strings: [String: UInt64] = [:]
 
     /// An empty chunk starting at `startNs`/`startTicks`; `reserve` is the payload capacity to allocate up front, in bytes.
@@ -76,6 +79,24 @@ public struct ChunkBuilder {
     /// Appends an `ArgEncoding.relatedID` argument (delta against this event's first async id).
     public mutating func putRelatedID(_ id: UInt64) {
         appendVarint(zigzag(Int64(bitPattern: id &- firstAsyncIDOfEvent)), to: &payload)
+    }
+
+    /// Appends an `ArgEncoding.pid` argument (delta against the chunk's previous pid argument).
+    public mutating func putPid(_ pid: UInt64) {
+        appendVarint(zigzag(Int64(bitPattern: pid &- prevPid)), to: &payload)
+        prevPid = pid
+    }
+
+    /// Appends an `ArgEncoding.tid` argument (delta against the chunk's previous tid argument).
+    public mutating func putTid(_ tid: UInt64) {
+        appendVarint(zigzag(Int64(bitPattern: tid &- prevTid)), to: &payload)
+        prevTid = tid
+    }
+
+    /// Appends an `ArgEncoding.stackID` argument (delta against the chunk's previous stackID argument).
+    public mutating func putStackID(_ id: UInt64) {
+        appendVarint(zigzag(Int64(bitPattern: id &- prevStackID)), to: &payload)
+        prevStackID = id
     }
 
     /// Appends an `ArgEncoding.list` argument: the count, then each value.
@@ -329,6 +350,9 @@ public struct ChunkDecoder {
         var offset = 0
         var ticks: UInt64
         var prevAsyncID: UInt64 = 0
+        var prevPid: UInt64 = 0
+        var prevTid: UInt64 = 0
+        var prevStackID: UInt64 = 0
         var decoded: UInt32 = 0
     }
 
@@ -495,6 +519,15 @@ public struct ChunkDecoder {
                 value = Int64(bitPattern: id)
             case ArgEncoding.relatedID.rawValue:
                 value = Int64(bitPattern: firstID &+ UInt64(bitPattern: unzigzag(v)))
+            case ArgEncoding.pid.rawValue:
+                st.prevPid &+= UInt64(bitPattern: unzigzag(v))
+                value = Int64(bitPattern: st.prevPid)
+            case ArgEncoding.tid.rawValue:
+                st.prevTid &+= UInt64(bitPattern: unzigzag(v))
+                value = Int64(bitPattern: st.prevTid)
+            case ArgEncoding.stackID.rawValue:
+                st.prevStackID &+= UInt64(bitPattern: unzigzag(v))
+                value = Int64(bitPattern: st.prevStackID)
             case ArgEncoding.string.rawValue:
                 guard v < UInt64(strings.count) else { return .failure(.undefinedString(v, offset: start)) }
                 e.pointee.textID = Int32(truncatingIfNeeded: v)

@@ -19,6 +19,14 @@ public enum ArgEncoding: UInt8, Sendable {
     case bytes
     /// Varint count, then that many unsigned varints.
     case list
+    /// A process id, zigzag delta against the previous `pid` argument in the same chunk (0 at chunk
+    /// start): samples of one process cost one byte for it (version 8).
+    case pid
+    /// A thread id, zigzag delta against the previous `tid` argument in the same chunk (0 at chunk start) (version 8).
+    case tid
+    /// A stack id, zigzag delta against the previous `stackID` argument in the same chunk (0 at chunk
+    /// start): a thread sampled again in the same code, or in the stack defined just after the last one, costs one byte (version 8).
+    case stackID
 }
 
 /// One argument of an event kind: its name (as in docs/trace-format.md) and how it is encoded.
@@ -146,6 +154,9 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     // Kernel stream, version 7: a stack defined as new frames on the callers of an earlier one
     /// Kernel: defines stack id as its own innermost frames on the outermost `shared` frames of stack base, and how they were unwound.
     @inlinable public static var stackExtend: EventKind { EventKind(rawValue: 0x32) }
+    // Kernel stream, version 8: a CPU sample with its pid, tid and stack as differences from the chunk's previous ones
+    /// Kernel: a thread was on a CPU (as `cpuSample`; pid, tid and user stack as deltas in the chunk).
+    @inlinable public static var sample: EventKind { EventKind(rawValue: 0x33) }
 
     /// The kind's row of the spec table; nil for a code this build does not know.
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
@@ -392,6 +403,12 @@ public enum EventSpecs {
             args: [a("id", .unsigned), a("base", .unsigned), a("shared", .unsigned), a("own", .unsigned), a("framesThenMethods", .list)],
             summary:
                 "defines stack id (>= 1) as stackDef would: `own` frames of its own (innermost first) followed by the outermost `shared` frames of stack base, defined earlier in this stream; the list holds the own frames, each as the zigzag difference from the frame after it (the last own frame: from the first shared one, or from 0 when none is shared), then the stack's methods as stackUnwind's: those of the own frames, the shared frames keeping base's (more methods than own frames: the whole stack's; none with own frames: the stack was not unwound from a copy)"
+        ),
+        EventSpec(
+            kind: .sample, name: "sample",
+            args: [a("pid", .pid), a("tid", .tid), a("userStack", .stackID), a("kernelStack", .unsigned)],
+            summary:
+                "a traced thread was on a CPU, as cpuSample (same arguments), with pid, tid and the user stack id written as differences from the previous sample's in the chunk"
         ),
         EventSpec(
             kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],

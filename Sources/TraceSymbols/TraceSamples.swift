@@ -66,7 +66,7 @@ public final class TraceSamples {
     @discardableResult
     public func add(_ v: EventView, strings it: TraceEventIterator) -> CPUSample? {
         switch v.kind {
-        case .cpuSample:
+        case .cpuSample, .sample:
             guard v.u(2) <= UInt64(UInt32.max), v.u(3) <= UInt64(UInt32.max) else { return nil }
             var s = CPUSample(
                 timeNs: v.timestampNs, pid: UInt32(truncatingIfNeeded: v.u(0)), tid: UInt32(truncatingIfNeeded: v.u(1)),

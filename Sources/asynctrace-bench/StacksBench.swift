@@ -176,7 +176,7 @@ enum StacksBench {
             ("copies_unwound_while_recording", fmt(median(unwound))), ("copies_left_to_reader", fmt(median(deferred))),
             (
                 "note",
-                "\"bytes_per_sample: trace size with sampling minus without, per sample (noisy under load: the other kernel events vary); sample_event_bytes_per_sample: the encoded bytes of the sampling events themselves (cpuSample, stackDef, stackExtend, stackUnwind, stackCopy, stackCopyDelta, mapping, sampling) per sample; recorder CPU: its rusage with sampling minus without, per sample\""
+                "\"bytes_per_sample: trace size with sampling minus without, per sample (noisy under load: the other kernel events vary); sample_event_bytes_per_sample: the encoded bytes of the sampling events themselves (sample or cpuSample, stackDef, stackExtend, stackUnwind, stackCopy, stackCopyDelta, mapping, sampling) per sample, and if_cpuSample what the samples would have cost as format-7 cpuSamples; recorder CPU: its rusage with sampling minus without, per sample\""
             ),
         ]
         report(name, nsPerOp: 0, extra: extra)
@@ -198,11 +198,14 @@ enum StacksBench {
             while x != 0 { n += 1; x >>= 7 }
             return n
         }
-        let kinds: Set<EventKind> = [.cpuSample, .stackDef, .stackExtend, .stackUnwind, .stackCopy, .stackCopyDelta, .mapping, .sampling]
+        let kinds: Set<EventKind> = [.cpuSample, .sample, .stackDef, .stackExtend, .stackUnwind, .stackCopy, .stackCopyDelta, .mapping, .sampling]
         let kernel = Set(r.streams.indices.filter { r.streams[$0].isKernel })
         let it = r.events(streams: kernel)
         var total: [String: UInt64] = [:]
         var previous: UInt64 = 0
+        // The previous pid, tid and stackID arguments (the writer's are per chunk: a chunk's first sample is
+        // counted as a difference from the previous chunk's last, a few bytes less than written, once per chunk).
+        var previousByEncoding: [ArgEncoding: UInt64] = [:]
         var stacks: [UInt64: (frames: [UInt64], methods: Int)] = [:]
         it.forEachView { v in
             defer { previous = v.timestampNs }
@@ -214,12 +217,21 @@ enum StacksBench {
                 case .signed: n += varint(UInt64(bitPattern: (v.s(i) << 1) ^ (v.s(i) >> 63)))
                 case .string: n += varint(UInt64(max(0, v.textID)))
                 case .list: n += varint(UInt64(v.list.count)) + v.list.reduce(0) { $0 + varint($1) }
+                case .pid, .tid, .stackID:
+                    let d = Int64(bitPattern: v.u(i) &- previousByEncoding[a.encoding, default: 0])
+                    n += varint(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
+                    previousByEncoding[a.encoding] = v.u(i)
                 default: n += 1
                 }
             }
             total[spec.name, default: 0] += n
             let delta = varint(v.timestampNs &- previous)
             switch v.kind {
+            case .sample:
+                // The same sample as a format-7 cpuSample (pid, tid and stack as plain varints).
+                total["if_cpuSample", default: 0] += 1 + delta + (0..<4).reduce(0) { $0 + varint(v.u($1)) }
+            case .cpuSample:
+                total["if_cpuSample", default: 0] += n
             case .stackDef:
                 stacks[v.u(0)] = (Array(v.list), 0)
                 total["if_whole_stackDef", default: 0] += n
@@ -292,7 +304,7 @@ enum StacksBench {
             case .stackCopyDelta:
                 // Its base is the copy before it (one thread): 1 ms earlier in the file written below.
                 copy = (true, (0..<6).map { UInt64(bitPattern: ev.arg($0)) } + [1_000_000], ev.list)
-            case .cpuSample:
+            case .cpuSample, .sample:
                 if let c = copy { pairs.append((c.0, c.1, c.2, (0..<4).map { UInt64(bitPattern: ev.arg($0)) })) }
                 copy = nil
             default:
@@ -382,7 +394,7 @@ enum StacksBench {
         let it = r.events(streams: Set(r.streams.indices.filter { r.streams[$0].isKernel }))
         while let e = it.next() {
             let ev = e.event
-            if ev.kind == .cpuSample { samples.append((0..<4).map { UInt64(bitPattern: ev.arg($0)) }) }
+            if ev.kind == .cpuSample || ev.kind == .sample { samples.append((0..<4).map { UInt64(bitPattern: ev.arg($0)) }) }
             guard kinds.contains(ev.kind), let spec = ev.kind.spec else { continue }
             let text = ev.kind == .mapping ? b.intern(ev.text, ticks: t) : 0
             b.beginEvent(ev.kind, ticks: t)
@@ -399,8 +411,12 @@ enum StacksBench {
         for i in 0..<total {
             t += 1_000_000
             let s = samples[i % samples.count]
-            b.beginEvent(.cpuSample, ticks: t)
-            for v in s { b.putUnsigned(v) }
+            // As record writes them (format 8).
+            b.beginEvent(.sample, ticks: t)
+            b.putPid(s[0])
+            b.putTid(s[1])
+            b.putStackID(s[2])
+            b.putUnsigned(s[3])
             if b.byteCount > 4 << 20 || i == total - 1 {
                 let bytes = b.seal(
                     sequence: seq, endNs: t, endTicks: t, droppedCumulative: 0, flags: i == total - 1 ? [.kernel, .final] : .kernel)

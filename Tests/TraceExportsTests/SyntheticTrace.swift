@@ -106,6 +106,9 @@ enum Synthetic {
                 case .relatedID: b.putRelatedID(UInt64(e.args[argi]))
                 case .signed: b.putSigned(e.args[argi])
                 case .unsigned: b.putUnsigned(UInt64(e.args[argi]))
+                case .pid: b.putPid(UInt64(e.args[argi]))
+                case .tid: b.putTid(UInt64(e.args[argi]))
+                case .stackID: b.putStackID(UInt64(e.args[argi]))
                 case .bytes: break
                 }
                 argi += 1

@@ -30,6 +30,49 @@ import Testing
         }
     }
 
+    /// `sample` (format 8): pid, tid and stack as differences from the chunk's previous ones, so a thread
+    /// sampled again costs a byte for each; any values (both directions, the widest) read back as written,
+    /// and every chunk starts again from 0 (it decodes on its own).
+    @Test func samplesCarryDifferencesWithinTheirChunk() throws {
+        let samples: [(pid: UInt64, tid: UInt64, stack: UInt64, kernel: UInt64)] = [
+            (91_234, 91_240, 570, 0), (91_234, 91_240, 570, 0), (91_234, 91_240, 571, 3), (91_234, 91_251, 12, 0),
+            (7, 8, 0, 0), (UInt64(UInt32.max), UInt64(UInt32.max), UInt64.max, 1), (0, 0, 1, 0), (91_234, 91_240, 571, 0),
+        ]
+        func chunk(_ part: ArraySlice<(pid: UInt64, tid: UInt64, stack: UInt64, kernel: UInt64)>) -> [UInt8] {
+            var b = ChunkBuilder(pid: 1, tid: 0, startNs: 1_000, startTicks: 1_000)
+            for (i, s) in part.enumerated() {
+                b.beginEvent(.sample, ticks: 1_000 + UInt64(i))
+                b.putPid(s.pid); b.putTid(s.tid); b.putStackID(s.stack); b.putUnsigned(s.kernel)
+            }
+            return b.seal(sequence: 0, endNs: 2_000, endTicks: 2_000, droppedCumulative: 0, flags: .kernel)
+        }
+        var decoded: [[UInt64]] = []
+        for part in [samples[0..<4], samples[4...]] {
+            let bytes = chunk(part)
+            try bytes.withUnsafeBytes { raw in
+                let h = try #require(ChunkHeader.load(from: raw.baseAddress!))
+                var d = ChunkDecoder(header: h, payload: UnsafeRawBufferPointer(rebasing: raw[TraceFileFormat.chunkHeaderSize...]))
+                while let r = d.next() {
+                    let e = try r.get()
+                    #expect(e.kind == .sample)
+                    decoded.append((0..<4).map { e.u($0) })
+                }
+            }
+        }
+        #expect(decoded == samples.map { [$0.pid, $0.tid, $0.stack, $0.kernel] })
+        // A chunk's first sample states its pid and tid (3 bytes each here) and stack (2); the next one of the
+        // same thread and stack: kind, time delta and four single bytes.
+        var one = ChunkBuilder(pid: 1, tid: 0, startNs: 0, startTicks: 0)
+        one.beginEvent(.sample, ticks: 0); one.putPid(91_234); one.putTid(91_240); one.putStackID(570); one.putUnsigned(0)
+        let first = one.byteCount
+        one.beginEvent(.sample, ticks: 0); one.putPid(91_234); one.putTid(91_240); one.putStackID(570); one.putUnsigned(0)
+        #expect(first == 1 + 1 + 3 + 3 + 2 + 1)
+        #expect(one.byteCount - first == 6)
+        // The stack defined right after the previous one: one byte too.
+        one.beginEvent(.sample, ticks: 0); one.putPid(91_234); one.putTid(91_240); one.putStackID(571); one.putUnsigned(0)
+        #expect(one.byteCount - first == 12)
+    }
+
     @Test func fileHeaderRoundTripsAndRejectsDamage() {
         let h = FileHeader(pid: 7, monotonicStartNs: 1, realtimeStartNs: 2, program: "./app --flag é")
         var bytes = h.encode()

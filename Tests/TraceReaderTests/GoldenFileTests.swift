@@ -1,4 +1,4 @@
-// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4, 5, 6, 7), each holding
+// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4, 5, 6, 7, 8), each holding
 // every event kind of its version in every argument encoding, over user streams (one on a tick clock), a
 // kernel stream, a string table per chunk, a dropped chunk and final chunks; and the decoded text they must
 // read as. A change to the reader that reads an old file differently fails here.
@@ -15,12 +15,13 @@ import TraceFormat
 
     /// The kinds a writer of `version` could write: phaseStart came with version 2, 0x24...0x2B with version 3,
     /// stackCopy (0x2C) with version 4, creationStack (0x2E) and stackCopyDelta (0x2F) with version 5,
-    /// stackUnwind (0x31) with version 6, stackExtend (0x32) with version 7.
+    /// stackUnwind (0x31) with version 6, stackExtend (0x32) with version 7, sample (0x33) with version 8.
     static func kinds(ofVersion version: UInt16) -> [EventSpec] {
         EventSpecs.all.filter { spec in
             if spec.kind == .stringDef { return false }
             if spec.kind == .stackUnwind { return version >= 6 }
             if spec.kind == .stackExtend { return version >= 7 }
+            if spec.kind == .sample { return version >= 8 }
             if spec.kind == .phaseStart { return version >= 2 }
             if spec.kind == .stackCopy || spec.kind == .waitStack { return version >= 4 }
             if spec.kind == .creationStack || spec.kind == .stackCopyDelta || spec.kind == .loopPhase { return version >= 5 }
@@ -48,6 +49,10 @@ import TraceFormat
             case .string: b.putStringID(strings.next()!)
             case .list: b.putList([v % 17, v % 5, 65_537])
             case .bytes: b.putUnsigned(0)
+            // Differences of both signs against the chunk's previous ones.
+            case .pid: b.putPid(4_000 + v % 500)
+            case .tid: b.putTid(70_000 + v % 300)
+            case .stackID: b.putStackID(v % 200)
             }
         }
     }
@@ -96,6 +101,13 @@ import TraceFormat
             put(spec, seed: seed, ticks: t, into: &k)
             seed += 1
         }
+        // Version 8: more samples, so their pid, tid and stack differences go both ways.
+        if version >= 8, let sample = EventKind.sample.spec {
+            for s in [UInt64(7), 3, 11, 3] {
+                t += 1_000_003
+                put(sample, seed: seed * s, ticks: t, into: &k)
+            }
+        }
         out += k.seal(sequence: 0, endNs: t + 1, endTicks: t + 1, droppedCumulative: 3, flags: [.kernel, .final])
         return out
     }
@@ -127,7 +139,7 @@ import TraceFormat
         return s
     }
 
-    @Test(arguments: [UInt16(1), 2, 3, 4, 5, 6, 7])
+    @Test(arguments: [UInt16(1), 2, 3, 4, 5, 6, 7, 8])
     func goldenTraceReadsAsRecorded(version: UInt16) throws {
         let trace = "\(Self.directory)/v\(version).atrace"
         let expected = "\(Self.directory)/v\(version).expected.txt"
