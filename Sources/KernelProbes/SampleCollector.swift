@@ -28,6 +28,11 @@ public final class SampleCollector {
     /// Stack copies the unwinder could not do now, by reason (a sample's copy is then written for the
     /// reader; a wait stack keeps its frame-pointer walk).
     public private(set) var copiesDeferred: [UnwindDeferral: UInt64] = [:]
+    /// Samples processed after their process's maps had gone (it exited before they were processed).
+    public private(set) var samplesAfterExit: UInt64 = 0
+    /// Stack copies of an exited process whose unwinding ended in code never known (the sample keeps
+    /// the kernel's frame-pointer walk where that is longer).
+    public private(set) var stacksEndedInUnknownCode: UInt64 = 0
     /// How each unwound stack's frames were found (`stackUnwind` events), by stack id.
     public var unwindMethods: [UInt32: [UInt8]] { tables.unwindMethods }
 
@@ -42,6 +47,10 @@ public final class SampleCollector {
         var lastReadNs: UInt64 = 0
         var read = false
         var reads = 0
+        /// Its maps read empty (a zombie) or could no longer be read after they had been: the process
+        /// exited, perhaps seconds before its samples are processed. Its last known regions are kept
+        /// until its exit is processed (`processExited`).
+        var mapsGone = false
     }
 
     private var processes: [UInt32: ProcessState] = [:]
@@ -115,6 +124,7 @@ public final class SampleCollector {
         let time = record.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
         guard size >= header + 8 * (userCount + kernelCount) + stackBytes else { return false }
         samples += 1
+        if processes[pid]?.mapsGone == true { samplesAfterExit += 1 }
         var e = KernelEvent(kind: .cpuSample, pid: pid, tid: tid, timestampNs: time)
         // The ring's records are 8-byte aligned and so is `frames`.
         let frames = (record + header).assumingMemoryBound(to: UInt64.self)
@@ -159,29 +169,44 @@ public final class SampleCollector {
         pid: UInt32, timeNs: UInt64, copy: StackCopy, walk: UnsafeBufferPointer<UInt64>, into events: inout [KernelEvent]
     ) -> UInt32? {
         guard let unwinder else { return nil }
-        var result = unwinder.unwind(pid: pid, timeNs: timeNs, copy: copy, framePointerStack: walk)
+        let exited = processes[pid]?.mapsGone ?? false
+        var result = unwinder.unwind(pid: pid, timeNs: timeNs, copy: copy, framePointerStack: walk, exited: exited)
         if result.deferral == .unknownAddress, let p = processes[pid] {
-            if p.lastReadNs >= timeNs {
-                result.deferral = nil
-            } else if monotonicNowNs() &- p.lastReadNs >= 10_000_000 {
+            if !p.mapsGone && p.lastReadNs < timeNs && monotonicNowNs() &- p.lastReadNs >= 10_000_000 {
                 refresh(pid: pid, atNs: timeNs, resetting: false)
                 drain(into: &events)
-                result = unwinder.unwind(pid: pid, timeNs: timeNs, copy: copy, framePointerStack: walk)
-                if result.deferral == .unknownAddress { result.deferral = nil }
+                result = unwinder.unwind(
+                    pid: pid, timeNs: timeNs, copy: copy, framePointerStack: walk, exited: processes[pid]?.mapsGone ?? false)
+            }
+            if result.deferral == .unknownAddress, let p = processes[pid] {
+                if p.mapsGone {
+                    // The process exited before this sample was processed: code mapped after its last live
+                    // maps read stays unknown for good, and unwinding ended there short of what the
+                    // kernel's walk went through: its walk is the better stack.
+                    stacksEndedInUnknownCode += 1
+                    return walk.count > result.stack.frames.count ? tables.stacks.intern(walk) : internUnwound(result.stack)
+                }
+                if p.lastReadNs >= timeNs { result.deferral = nil }
             }
         }
         if let why = result.deferral {
             copiesDeferred[why, default: 0] += 1
             return nil
         }
+        return internUnwound(result.stack)
+    }
+
+    private func internUnwound(_ stack: UnwoundStack) -> UInt32 {
         copiesUnwound += 1
-        let id = result.stack.frames.withUnsafeBufferPointer { tables.stacks.intern($0) }
-        if id != 0 && tables.unwindMethods[id] == nil { tables.unwindMethods[id] = result.stack.methods }
+        let id = stack.frames.withUnsafeBufferPointer { tables.stacks.intern($0) }
+        if id != 0 && tables.unwindMethods[id] == nil { tables.unwindMethods[id] = stack.methods }
         return id
     }
 
-    /// A traced process exited: the unwinder can forget it.
+    /// A traced process exited (its samples were all processed before): it and what was known of its
+    /// regions can go (its pid may be reused).
     public func processExited(pid: UInt32) {
+        processes[pid] = nil
         unwinder?.exited(pid: pid)
     }
 
@@ -206,12 +231,17 @@ public final class SampleCollector {
     /// The words of a stack copy an unwinder can use: values in an executable region of the process
     /// (return addresses) and pointers into the stack (saved frame pointers). The rest (data,
     /// spilled values) would only grow the trace.
+    /// Of an exited process (maps gone), every user-space address is kept: JIT code mapped after its
+    /// last maps read is in no region known, and its return addresses are what the unwinder follows.
     private func keptWords(pid: UInt32, regs: kp_user_regs, stack: UnsafeRawPointer, bytes: Int) -> StackCopy {
         let regions = processes[pid]?.regions ?? []
+        let exited = processes[pid]?.mapsGone ?? false
         var words: [(index: UInt32, value: UInt64)] = []
         for i in 0..<(bytes / 8) {
             let v = stack.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
-            if (v >= regs.sp && v - regs.sp < StackCopy.stackReach) || Self.contains(regions, v) {
+            if (v >= regs.sp && v - regs.sp < StackCopy.stackReach) || Self.contains(regions, v)
+                || (exited && v >= 0x1_0000 && v < 0x8000_0000_0000)
+            {
                 words.append((UInt32(i), v))
             }
         }
@@ -302,7 +332,12 @@ public final class SampleCollector {
         state.reads += 1
         defer { processes[pid] = state }
         mapsReads += 1
-        guard let entries = ProcessMaps.executableRegions(pid: pid) else { return }
+        guard let entries = ProcessMaps.executableRegions(pid: pid), !entries.isEmpty else {
+            // Gone, or a zombie whose maps read empty: it exited (samples are processed late, seconds
+            // in a debug build). What was known of it stays, or its later samples would lose their callers.
+            if !state.regions.isEmpty { state.mapsGone = true }
+            return
+        }
         state.regions = entries.map { ($0.start, $0.end) }.sorted { $0.start < $1.start }
         for entry in entries {
             let key = MappingKey(

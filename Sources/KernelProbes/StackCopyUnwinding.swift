@@ -41,7 +41,8 @@ public protocol StackCopyUnwinding: AnyObject {
     func exited(pid: UInt32)
     /// The stack of the copy (`framePointerStack`: the kernel's walk of the same moment, which
     /// continues where the copy ends), and why it should rather be left to the reader (nil: it
-    /// should not).
-    func unwind(pid: UInt32, timeNs: UInt64, copy: StackCopy, framePointerStack: UnsafeBufferPointer<UInt64>)
+    /// should not). `exited`: the process exited before the sample was processed, so an address in
+    /// no region known may be JIT code that will never be (unwound by frame pointers, as JIT code keeps them).
+    func unwind(pid: UInt32, timeNs: UInt64, copy: StackCopy, framePointerStack: UnsafeBufferPointer<UInt64>, exited: Bool)
         -> (stack: UnwoundStack, deferral: UnwindDeferral?)
 }

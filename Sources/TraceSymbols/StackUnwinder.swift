@@ -167,9 +167,12 @@ public struct StackUnwinder {
     }
 
     /// `unwind` without touching `tally`: the addresses and what they would add to it.
+    /// `unknownCodeKeepsFramePointers`: an address in no mapping is JIT code mapped after the last
+    /// mappings known, which will never be known (the process exited before its maps were read again):
+    /// unwound by frame pointers, as anonymous code, instead of ending the stack there.
     public func unwindLogged(
         pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, framePointerStack: [UInt64],
-        mappings: CodeMappings
+        mappings: CodeMappings, unknownCodeKeepsFramePointers: Bool = false
     ) -> ([UInt64], TallyLog) {
         var log = TallyLog()
         var out: [UInt64] = [s.ip]
@@ -179,7 +182,9 @@ public struct StackUnwinder {
         while out.count < Self.maxFrames {
             let lookup = out.count == 1 ? ip : ip &- 1  // a return address is one past its call
             let site = mappings.site(pid: pid, address: lookup, timeNs: timeNs)
-            guard site.inMapping else { break }
+            // Code in no mapping: not code, or (`unknownCodeKeepsFramePointers`) JIT code never seen mapped,
+            // unwound as the anonymous code it is (frame pointers).
+            guard site.inMapping || unknownCodeKeepsFramePointers else { break }
             stopModule = site.module
             var next: (ip: UInt64, sp: UInt64, bp: UInt64?)?
             var method = UnwindMethod.callFrameInfo
@@ -197,7 +202,11 @@ public struct StackUnwinder {
                 case .undefined, .unsupported: newBP = nil
                 }
                 next = (ra, cfa, newBP)
-            } else if site.fileBacked, let fp = framePointerStep(pid: pid, timeNs: timeNs, snapshot: s, sp: sp, bp: bp, mappings: mappings) {
+            } else if site.fileBacked,
+                let fp = framePointerStep(
+                    pid: pid, timeNs: timeNs, snapshot: s, sp: sp, bp: bp, mappings: mappings,
+                    unknownCodeIsJIT: unknownCodeKeepsFramePointers)
+            {
                 // A file without CFI for this code whose frame pointer leads to a call site: code built
                 // with frame pointers and no CFI, as Node's embedded V8 builtins (Builtins_CallApiCallback)
                 // between C++ callbacks and the JIT frames that called them.
@@ -256,12 +265,14 @@ public struct StackUnwinder {
     /// One frame-pointer step (return address at bp + 8, the caller's bp at bp) when it is plausible: bp
     /// in the stack above sp, the caller's bp further up (or 0), and the return address right after a
     /// call instruction in a file, or in JIT code (a mapping without a file).
+    /// `unknownCodeIsJIT`: a return address in no mapping counts as one into JIT code never seen mapped.
     private func framePointerStep(
-        pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, sp: UInt64, bp: UInt64?, mappings: CodeMappings
+        pid: UInt32, timeNs: UInt64, snapshot s: StackSnapshot, sp: UInt64, bp: UInt64?, mappings: CodeMappings,
+        unknownCodeIsJIT: Bool = false
     ) -> (ip: UInt64, sp: UInt64, bp: UInt64?)? {
         guard let b = bp, b >= sp, let ra = s.read(b &+ 8), let saved = s.read(b), saved == 0 || saved > b else { return nil }
         let caller = mappings.site(pid: pid, address: ra &- 1, timeNs: timeNs)
-        guard caller.inMapping else { return nil }
+        guard caller.inMapping || (unknownCodeIsJIT && ra > 4096) else { return nil }
         if caller.fileBacked && mappings.callBefore(pid: pid, returnAddress: ra, timeNs: timeNs) == .none { return nil }
         return (ra, b &+ 16, saved)
     }

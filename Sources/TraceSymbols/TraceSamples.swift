@@ -376,8 +376,12 @@ public final class TraceSamples {
             } else {
                 var u = symbolizer.frames(pid: pid, addresses: stackAddresses[userStack] ?? [], timeNs: timeNs)
                 // A return address no mapping holds is where a frame-pointer walk went astray (code
-                // without frame pointers): what follows it is noise, not callers.
-                if let bad = u.indices.dropFirst().first(where: { symbolizer.frames[u[$0]].module == "[unknown]" }) {
+                // without frame pointers): what follows it is noise, not callers. Unless the recorder
+                // unwound the stack (its stackUnwind) and it comes back into a file's code after: then it
+                // went through JIT code never seen mapped (its process exited before its maps were read again).
+                if let bad = u.indices.dropFirst().first(where: { symbolizer.frames[u[$0]].module == "[unknown]" }),
+                    recordUnwindMethods[userStack] == nil || !u[(bad + 1)...].contains(where: { Self.isFileCode(symbolizer.frames[$0]) })
+                {
                     u.removeSubrange(bad...)
                 }
                 resolved[key] = u
@@ -389,6 +393,9 @@ public final class TraceSamples {
 
     /// The frame with id `id`.
     public func frame(_ id: Int) -> CodeFrame { symbolizer.frames[id] }
+
+    /// Whether `f` is in a mapped file's code (not JIT, anonymous or unknown code, nor the kernel's pages).
+    static func isFileCode(_ f: CodeFrame) -> Bool { !f.module.isEmpty && !f.module.hasPrefix("[") }
 
     /// The frames of a sample taken inside a callback, innermost first, without the runtime's own
     /// frames that called it: for JS (Node), everything outside the outermost JS frame (V8's entry

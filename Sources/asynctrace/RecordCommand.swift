@@ -391,6 +391,7 @@ struct RecordCommand: ParsableCommand {
             ("record_cpu", UInt64(cpuNs)), ("record_samples", s?.samples ?? 0), ("record_copies", s?.stackCopies ?? 0),
             ("record_copies_not_needed", s?.copiesNotNeeded ?? 0),
             ("record_copies_unwound", s?.copiesUnwound ?? 0), ("record_copies_deferred", s?.copiesDeferred.values.reduce(0, +) ?? 0),
+            ("record_samples_after_exit", s?.samplesAfterExit ?? 0), ("record_stacks_ended_in_unknown_code", s?.stacksEndedInUnknownCode ?? 0),
             ("record_wait_stacks", s?.waitStacks ?? 0),
         ]
         var text = ""

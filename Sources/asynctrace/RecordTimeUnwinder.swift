@@ -87,7 +87,7 @@ final class RecordTimeUnwinder: StackCopyUnwinding {
         unreadable[pid] = nil
     }
 
-    func unwind(pid: UInt32, timeNs: UInt64, copy: StackCopy, framePointerStack: UnsafeBufferPointer<UInt64>)
+    func unwind(pid: UInt32, timeNs: UInt64, copy: StackCopy, framePointerStack: UnsafeBufferPointer<UInt64>, exited: Bool)
         -> (stack: UnwoundStack, deferral: UnwindDeferral?)
     {
         guard mappings < Self.maxMappings else { return (UnwoundStack(frames: [], methods: []), .full) }
@@ -95,7 +95,8 @@ final class RecordTimeUnwinder: StackCopyUnwinding {
         for w in copy.words where Int(w.index) < words.count { words[Int(w.index)] = w.value }
         let snapshot = StackSnapshot(ip: copy.ip, sp: copy.sp, bp: copy.bp, words: words)
         let (frames, log) = unwinder.unwindLogged(
-            pid: pid, timeNs: timeNs, snapshot: snapshot, framePointerStack: Array(framePointerStack), mappings: symbolizer)
+            pid: pid, timeNs: timeNs, snapshot: snapshot, framePointerStack: Array(framePointerStack), mappings: symbolizer,
+            unknownCodeKeepsFramePointers: exited)
         let stack = UnwoundStack(frames: frames, methods: log.methodsPerFrame)
         if let bad = unreadable[pid], frames.contains(where: { a in bad.contains { a >= $0.start && a < $0.end } }) {
             return (stack, .unreadableFile)
