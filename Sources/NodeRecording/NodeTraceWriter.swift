@@ -60,7 +60,8 @@ public struct NodeTraceWriter {
         var lastNs: UInt64 = 0
         var clockOffsetNs: Double = 0
         var hasClock = false
-        var types: [Int: String] = [:]
+        /// Type names by the preload's index (nil: not defined yet).
+        var types: [String?] = []
         /// The open chunk's string id of each type index (-1: not interned in this chunk yet): an init
         /// then costs an array read, not a String hash.
         var typeStringIDs: [Int64] = []
@@ -90,40 +91,55 @@ public struct NodeTraceWriter {
     /// Feeds bytes read from the FIFO (any split: a batch cut by a read completes with the next).
     /// Returns false when the recorder's stop message was read.
     public mutating func consume(_ bytes: UnsafeRawBufferPointer, nowNs: UInt64) -> Bool {
-        pending.append(contentsOf: bytes)
-        var offset = 0
-        var keepGoing = true
-        pending.withUnsafeBytes { p in
-            while p.count - offset >= 8 {
-                let first = p.loadUnaligned(fromByteOffset: offset, as: Double.self)
-                if first == NodeBatchProtocol.stopMagic {
-                    offset += 8
-                    keepGoing = false
-                    return
-                }
-                guard first == NodeBatchProtocol.magic else {
-                    statistics.malformedBytes += 8  // resynchronise on the next magic
-                    offset += 8
-                    continue
-                }
-                guard p.count - offset >= NodeBatchProtocol.headerSlots * 8 else { return }
-                let used = p.loadUnaligned(fromByteOffset: offset + 40, as: Double.self)
-                guard used >= Double(NodeBatchProtocol.headerSlots), used <= Double(NodeBatchProtocol.maxBatchBytes / 8),
-                    used == used.rounded()
-                else {
-                    statistics.malformedBytes += 8
-                    offset += 8
-                    continue
-                }
-                let length = Int(used) * 8
-                guard p.count - offset >= length else { return }
-                batch(UnsafeRawBufferPointer(rebasing: p[offset..<(offset + length)]), nowNs: nowNs)
-                offset += length
-                if !lostReports.isEmpty { applyLostReports() }
+        // Whole batches are decoded where they are read; only what a read cut off waits in `pending` (copied
+        // there), not every byte read.
+        var rest = bytes
+        if !pending.isEmpty {
+            // The cut batch first, completed with at most one batch's worth of the new bytes.
+            let old = pending.count, add = min(bytes.count, NodeBatchProtocol.maxBatchBytes)
+            var buffered = pending
+            pending = []
+            buffered.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[0..<add]))
+            let (used, keepGoing) = buffered.withUnsafeBytes { decode($0, nowNs: nowNs) }
+            if !keepGoing || used < old {
+                pending = Array(buffered[used...])
+                pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[add...]))
+                return keepGoing
             }
+            rest = UnsafeRawBufferPointer(rebasing: bytes[(used - old)...])
         }
-        pending.removeFirst(offset)
+        let (used, keepGoing) = decode(rest, nowNs: nowNs)
+        if used < rest.count { pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[used...])) }
         return keepGoing
+    }
+
+    /// Decodes the whole batches at the start of `p`: how many bytes were used, and false after the stop message.
+    private mutating func decode(_ p: UnsafeRawBufferPointer, nowNs: UInt64) -> (used: Int, keepGoing: Bool) {
+        var offset = 0
+        while p.count - offset >= 8 {
+            let first = p.loadUnaligned(fromByteOffset: offset, as: Double.self)
+            if first == NodeBatchProtocol.stopMagic { return (offset + 8, false) }
+            guard first == NodeBatchProtocol.magic else {
+                statistics.malformedBytes += 8  // resynchronise on the next magic
+                offset += 8
+                continue
+            }
+            guard p.count - offset >= NodeBatchProtocol.headerSlots * 8 else { break }
+            let used = p.loadUnaligned(fromByteOffset: offset + 40, as: Double.self)
+            guard used >= Double(NodeBatchProtocol.headerSlots), used <= Double(NodeBatchProtocol.maxBatchBytes / 8),
+                Double(Int(used)) == used
+            else {
+                statistics.malformedBytes += 8
+                offset += 8
+                continue
+            }
+            let length = Int(used) * 8
+            guard p.count - offset >= length else { break }
+            batch(UnsafeRawBufferPointer(rebasing: p[offset..<(offset + length)]), nowNs: nowNs)
+            offset += length
+            if !lostReports.isEmpty { applyLostReports() }
+        }
+        return (offset, true)
     }
 
     /// Writes every stream's pending events (chunks not yet full); `final` ends every stream with a final chunk.
@@ -137,9 +153,12 @@ public struct NodeTraceWriter {
 
     // MARK: decoding
 
-    private static func integer(_ v: Double, min: Double = 0, max: Double = 9_007_199_254_740_992) -> UInt64? {
-        guard v.isFinite, v >= min, v <= max, v == v.rounded() else { return nil }
-        return UInt64(v)
+    @inline(__always) private static func integer(_ v: Double, min: Double = 0, max: Double = 9_007_199_254_740_992) -> UInt64? {
+        // In range first (NaN fails it), so the conversion cannot trap; integral if it converts back exactly
+        // (no libm rounding call per field).
+        guard v >= min, v <= max else { return nil }
+        let u = UInt64(v)
+        return Double(u) == v ? u : nil
     }
 
     private mutating func batch(_ b: UnsafeRawBufferPointer, nowNs: UInt64) {
@@ -164,7 +183,7 @@ public struct NodeTraceWriter {
                 s.doneSlots = 0
                 s.droppedBefore = s.droppedBefore.addingSaturated(s.droppedByThread)
                 s.droppedByThread = 0
-                s.types = [:]
+                s.types = []
                 s.typeStringIDs = []
                 s.hasClock = false
             }
@@ -237,7 +256,7 @@ public struct NodeTraceWriter {
             switch kind {
             case .initResource:
                 guard let id = Self.integer(a), let trigger = Self.integer(c), let t = Self.integer(slot(i + 3), max: 65535),
-                    let type = s.types[Int(t)]
+                    Int(t) < s.types.count, let type = s.types[Int(t)]
                 else { statistics.malformedRecords += 1; return }
                 let typeIndex = Int(t)
                 if typeIndex >= s.typeStringIDs.count {
@@ -256,8 +275,10 @@ public struct NodeTraceWriter {
                 // The event may have sealed the chunk (then the next one interns the type again).
                 if s.builder != nil { s.typeStringIDs[typeIndex] = Int64(interned) }
             case .before, .after, .afterDestroy:
-                guard s.hasClock, a.isFinite, a >= 0, let id = Self.integer(c) else { statistics.malformedRecords += 1; return }
-                let ns = UInt64(max(0, (s.clockOffsetNs + a * 1e6).rounded()))
+                // ms since the thread's time origin: at most ~285 years (so the ns below fit in a UInt64).
+                guard s.hasClock, a >= 0, a <= 9e12, let id = Self.integer(c) else { statistics.malformedRecords += 1; return }
+                let x = s.clockOffsetNs + a * 1e6
+                let ns = x > 0 ? UInt64(x + 0.5) : 0
                 let k: EventKind = kind == .before ? .before : .after
                 event(&s, k, ns: ns) { b, ticks in
                     b.beginEvent(k, ticks: ticks)
@@ -291,6 +312,7 @@ public struct NodeTraceWriter {
                 switch kind {
                 case .string:
                     guard let index = Self.integer(a, max: 65535) else { statistics.malformedRecords += 1; return }
+                    if Int(index) >= s.types.count { s.types += repeatElement(nil, count: Int(index) + 1 - s.types.count) }
                     s.types[Int(index)] = t
                     if Int(index) < s.typeStringIDs.count { s.typeStringIDs[Int(index)] = -1 }
                 case .thread:
