@@ -11,7 +11,17 @@
 //   processes each thread's (sequence, slot) only once: a batch taken and then written by the worker
 //   itself, or written and then taken, adds only the records it did not have.)
 //   records: kind, then its fields (below); integers are exact in a float64 up to 2^53.
+//   The five records every callback makes also come packed, one slot shorter: a negative first slot
+//   -(asyncID × 8 + code) holds the kind and the id, then the other fields in the plain record's order:
+//   before/after/after+destroy [p, ms], destroy [p], init [p, triggerAsyncID, type index].
 public enum NodeBatchProtocol {
+    /// Codes of the packed records (the low 3 bits of the negated first slot).
+    public static let packedBefore: UInt64 = 1
+    public static let packedAfter: UInt64 = 2
+    public static let packedAfterDestroy: UInt64 = 3
+    public static let packedDestroy: UInt64 = 4
+    public static let packedInit: UInt64 = 5
+
     public static let magic: Double = 0x4154_4E42  // "ATNB"
     /// A message the recorder sends itself through the FIFO to end its reading loop.
     public static let stopMagic: Double = 0x4154_4E53  // "ATNS"

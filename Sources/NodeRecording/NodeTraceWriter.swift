@@ -153,6 +153,21 @@ public struct NodeTraceWriter {
 
     // MARK: decoding
 
+    /// A packed record's first slot, -(id × 8 + code): its kind (before, after, after+destroy, destroy, init) and id.
+    @inline(__always) private static func packed(_ v: Double) -> (code: NodeBatchProtocol.Kind, id: UInt64)? {
+        guard let u = integer(-v, min: 1) else { return nil }
+        let code: NodeBatchProtocol.Kind
+        switch u & 7 {
+        case NodeBatchProtocol.packedBefore: code = .before
+        case NodeBatchProtocol.packedAfter: code = .after
+        case NodeBatchProtocol.packedAfterDestroy: code = .afterDestroy
+        case NodeBatchProtocol.packedDestroy: code = .destroy
+        case NodeBatchProtocol.packedInit: code = .initResource
+        default: return nil
+        }
+        return (code, u >> 3)
+    }
+
     @inline(__always) private static func integer(_ v: Double, min: Double = 0, max: Double = 9_007_199_254_740_992) -> UInt64? {
         // In range first (NaN fails it), so the conversion cannot trap; integral if it converts back exactly
         // (no libm rounding call per field).
@@ -198,9 +213,16 @@ public struct NodeTraceWriter {
         } else if seq + 1 == s.nextBatch {
             // This batch again (taken by the parent and written by the worker): only what is new in it.
             let at = s.lastAfterAt
-            if at >= 0 && at + 3 == s.doneSlots && at + 2 < slots && slot(at) == Double(NodeBatchProtocol.Kind.afterDestroy.rawValue),
-                let id = Self.integer(slot(at + 2))
-            {
+            // (An after seen the first time: [after, time, id], or packed [-(id * 8 + after), time].)
+            let packedAt = at >= 0 && at < slots && slot(at) < 0
+            let afterDestroyID: UInt64? =
+                at < 0 || at >= slots
+                ? nil
+                : packedAt
+                    ? (at + 2 == s.doneSlots ? Self.packed(slot(at)).flatMap { $0.code == .afterDestroy ? $0.id : nil } : nil)
+                    : (at + 3 == s.doneSlots && at + 2 < slots && slot(at) == Double(NodeBatchProtocol.Kind.afterDestroy.rawValue)
+                        ? Self.integer(slot(at + 2)) : nil)
+            if let id = afterDestroyID {
                 // The after seen the first time became an after+destroy since: its destroy.
                 event(&s, .destroy, ns: s.lastNs) { b, ticks in
                     b.beginEvent(.destroy, ticks: ticks)
@@ -235,27 +257,55 @@ public struct NodeTraceWriter {
             return String(decoding: units, as: UTF16.self)
         }
         while i < slots {
-            guard let kind = Self.integer(slot(i)).flatMap({ NodeBatchProtocol.Kind(rawValue: Int($0)) }) else {
-                statistics.malformedRecords += 1
-                return
+            let first = slot(i)
+            let kind: NodeBatchProtocol.Kind
+            // The fields in the plain records' order: a, c, then the init's type.
+            let a: Double, c: Double, typeSlot: Double
+            var consumed: Int
+            if first < 0 {
+                // A packed record: the async id is in the first slot.
+                guard let p = Self.packed(first) else {
+                    statistics.malformedRecords += 1
+                    return
+                }
+                kind = p.code
+                let fields = kind == .initResource ? 2 : kind == .destroy ? 0 : 1
+                guard i + fields < slots else {
+                    statistics.malformedRecords += 1
+                    return
+                }
+                switch kind {
+                case .initResource: (a, c, typeSlot) = (Double(p.id), slot(i + 1), slot(i + 2))
+                case .destroy: (a, c, typeSlot) = (Double(p.id), 0, 0)
+                default: (a, c, typeSlot) = (slot(i + 1), Double(p.id), 0)
+                }
+                consumed = 1 + fields
+            } else {
+                guard let k = Self.integer(first).flatMap({ NodeBatchProtocol.Kind(rawValue: Int($0)) }) else {
+                    statistics.malformedRecords += 1
+                    return
+                }
+                kind = k
+                let fields: Int
+                switch kind {
+                case .initResource: fields = 3
+                case .before, .after, .afterDestroy, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site: fields = 2
+                case .destroy, .promiseResolve, .end: fields = 1
+                case .lost: fields = 2
+                }
+                guard i + fields < slots else {
+                    statistics.malformedRecords += 1
+                    return
+                }
+                a = slot(i + 1)
+                c = fields >= 2 ? slot(i + 2) : 0
+                typeSlot = fields >= 3 ? slot(i + 3) : 0
+                consumed = 1 + fields
             }
             s.lastAfterAt = kind == .after ? i : -1
-            let fields: Int
-            switch kind {
-            case .initResource: fields = 3
-            case .before, .after, .afterDestroy, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site: fields = 2
-            case .destroy, .promiseResolve, .end: fields = 1
-            case .lost: fields = 2
-            }
-            guard i + fields < slots else {
-                statistics.malformedRecords += 1
-                return
-            }
-            let a = slot(i + 1), c = fields >= 2 ? slot(i + 2) : 0
-            var consumed = 1 + fields
             switch kind {
             case .initResource:
-                guard let id = Self.integer(a), let trigger = Self.integer(c), let t = Self.integer(slot(i + 3), max: 65535),
+                guard let id = Self.integer(a), let trigger = Self.integer(c), let t = Self.integer(typeSlot, max: 65535),
                     Int(t) < s.types.count, let type = s.types[Int(t)]
                 else { statistics.malformedRecords += 1; return }
                 let typeIndex = Int(t)

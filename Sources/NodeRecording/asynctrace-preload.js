@@ -63,6 +63,9 @@
   const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
         K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12, K_SITE = 13,
         K_AFTER_DESTROY = 14, K_LOST = 15;
+  // The records every callback makes are packed, one slot shorter: the first slot -(id * 8 + code) holds the
+  // kind and the async id (ids stay below 2^50: worker ranges are threadId * 2^32), then the other fields.
+  const P_BEFORE = 1, P_AFTER = 2, P_AFTER_DESTROY = 3, P_DESTROY = 4, P_INIT = 5;
   const MAX_RECORD = 4 + 256;  // the longest record (a string of at most 256 code units)
   // Room kept free in every batch for the batch write's own events (init, fd, before, its type name).
   const LIMIT = SLOTS - 48;
@@ -371,6 +374,11 @@
       if (k === K_INIT) i += 4;
       else if (k === K_BEFORE || k === K_AFTER || k === K_FD) i += 3;
       else if (k === K_AFTER_DESTROY) { i += 3; n++; }
+      else if (k < 0) {
+        const code = (-k) % 8;
+        i += code === P_INIT ? 3 : code === P_DESTROY ? 1 : 2;
+        if (code === P_AFTER_DESTROY) n++;
+      }
       else if (k === K_DESTROY || k === K_PROMISE_RESOLVE) i += 2;
       else if (k === K_THREAD || k === K_PROCESS || k === K_UNCAUGHT || k === K_SITE) i += 3 + b[i + 2];
       else if (k === K_STRING) { i += 3 + b[i + 2]; n--; }
@@ -391,12 +399,12 @@
     // MAX_RECORD on every init cut batches to ~1.6 KB instead of 4 KB: 2.5x the writes).
     let t = typeIndex.get(type);
     if (t === undefined) {
-      if (pos + 4 + MAX_RECORD > LIMIT) writeBatch();
+      if (pos + 3 + MAX_RECORD > LIMIT) writeBatch();
       t = typeID(type);
-    } else if (pos + 4 > LIMIT) writeBatch();
+    } else if (pos + 3 > LIMIT) writeBatch();
     const trigger = triggerAsyncId <= rootTrigger ? parentWorker : idBase + triggerAsyncId;
-    buf[pos] = K_INIT; buf[pos + 1] = idBase + asyncId; buf[pos + 2] = trigger; buf[pos + 3] = t;
-    pos += 4; buf[5] = pos;
+    buf[pos] = -((idBase + asyncId) * 8 + P_INIT); buf[pos + 1] = trigger; buf[pos + 2] = t;
+    pos += 3; buf[5] = pos;
     pendingEvents++;
     // (A type past the flags' range, never seen in practice: sites as for any other, no fd, not a worker.)
     const flags = t < 65536 ? typeFlags[t] : 0;
@@ -416,12 +424,12 @@
     // A WORKER's callback is its exit (run after its thread ended): write what the worker had not.
     if (children.size !== 0) { const c = children.get(idBase + asyncId); if (c !== undefined) takeWorkerBatch(c); }
     if (pendingFD.size !== 0) resolvePendingFDs();
-    if (pos + 3 > LIMIT) writeBatch();
+    if (pos + 2 > LIMIT) writeBatch();
     const t = performance.now();
     if (depth < beforeMs.length) { beforeMs[depth] = t; runningIds[depth] = asyncId; }
     depth++;
-    buf[pos] = K_BEFORE; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
-    pos += 3; buf[5] = pos;
+    buf[pos] = -((idBase + asyncId) * 8 + P_BEFORE); buf[pos + 1] = t;
+    pos += 2; buf[5] = pos;
     pendingEvents++;
   }
   // A batch also goes out from the first `after` 10 ms after the previous one: a worker stopped by
@@ -435,17 +443,17 @@
   function after(asyncId) {
     if (asyncId === ownTimerID || !enabled || depth === 0) return;
     depth--;
-    if (pos + 3 > LIMIT) writeBatch();
+    if (pos + 2 > LIMIT) writeBatch();
     const t = performance.now();
     if (pendingDestroy === asyncId) {
       // Destroyed in its own callback's end (a tick, an immediate, a one-shot timer): one after+destroy record.
       pendingDestroy = -1;
-      buf[pos] = K_AFTER_DESTROY; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
-      pos += 3; buf[5] = pos;
+      buf[pos] = -((idBase + asyncId) * 8 + P_AFTER_DESTROY); buf[pos + 1] = t;
+      pos += 2; buf[5] = pos;
       pendingEvents += 2;
     } else {
-      buf[pos] = K_AFTER; buf[pos + 1] = t; buf[pos + 2] = idBase + asyncId;
-      pos += 3; buf[5] = pos;
+      buf[pos] = -((idBase + asyncId) * 8 + P_AFTER); buf[pos + 1] = t;
+      pos += 2; buf[5] = pos;
       lastAfterEnd = pos; lastAfterBatch = sequence;
       pendingEvents++;
     }
@@ -470,13 +478,13 @@
     pendingEvents++;
     // A resource destroyed right after its callback: the after record just written becomes an
     // after+destroy (one record, 2 slots and a bounds check less).
-    if (lastAfterEnd === pos && lastAfterBatch === sequence && buf[pos - 1] === id) {
-      buf[pos - 3] = K_AFTER_DESTROY;
+    if (lastAfterEnd === pos && lastAfterBatch === sequence && buf[pos - 2] === -(id * 8 + P_AFTER)) {
+      buf[pos - 2] = -(id * 8 + P_AFTER_DESTROY);
       return;
     }
-    if (pos + 2 > LIMIT) writeBatch();
-    buf[pos] = K_DESTROY; buf[pos + 1] = id;
-    pos += 2; buf[5] = pos;
+    if (pos + 1 > LIMIT) writeBatch();
+    buf[pos] = -(id * 8 + P_DESTROY);
+    pos += 1; buf[5] = pos;
   }
   // The destroy a callback's own resource queued in its end, recorded with its after (raw async id; -1: none).
   let pendingDestroy = -1;

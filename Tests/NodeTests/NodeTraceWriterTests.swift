@@ -88,6 +88,59 @@ struct BatchBuilder {
         }
     }
 
+    /// The packed records (what the preload sends for every callback) are the plain ones one slot shorter:
+    /// the same events, times and ids; a packed slot that is no record (unknown code, -0, a fraction, past
+    /// 2^53) is counted as malformed and ends its batch, never trusted.
+    @Test func packedRecordsAreThePlainOnesAndHostileOnesAreCounted() throws {
+        func packed(_ id: Double, _ code: UInt64) -> Double { -(id * 8 + Double(code)) }
+        func decode(_ records: [Double]) throws -> (events: [String], malformed: UInt64) {
+            var out: [String] = []
+            var malformed: UInt64 = 0
+            try withTraceFile { fd, path in
+                var w = NodeTraceWriter(fd: fd)
+                var b = BatchBuilder()
+                b.slots += [Double(NodeBatchProtocol.Kind.clock.rawValue), 5_000_000_000, 2.0]
+                b.string(.string, 0, "TickObject")
+                b.slots += records
+                _ = b.batch(pid: 100, tid: 100, sequence: 0, mark: 2).withUnsafeBytes { w.consume($0, nowNs: 0) }
+                w.flush(final: true)
+                malformed = w.statistics.malformedRecords
+                try TraceReader(path: path).events().forEach { _, e in
+                    out.append("\(e.kind) \(e.u(0)) \(e.timestampNs)" + (e.kind == .initResource ? " \(e.text) \(e.u(2))" : ""))
+                }
+            }
+            return (out, malformed)
+        }
+        // init 4_294_967_303 (a worker's id) <- 7, before at 3.5 ms, after+destroy at 4 ms; init 9 <- 7, before,
+        // after, then destroy.
+        let plain: [Double] = [
+            1, 4_294_967_303, 7, 0, 2, 3.5, 4_294_967_303, 14, 4.0, 4_294_967_303,
+            1, 9, 7, 0, 2, 4.5, 9, 3, 4.75, 9, 4, 9,
+        ]
+        let worker: Double = 4_294_967_303
+        var compact: [Double] = [packed(worker, NodeBatchProtocol.packedInit), 7, 0]
+        compact += [packed(worker, NodeBatchProtocol.packedBefore), 3.5]
+        compact += [packed(worker, NodeBatchProtocol.packedAfterDestroy), 4.0]
+        compact += [packed(9, NodeBatchProtocol.packedInit), 7, 0]
+        compact += [packed(9, NodeBatchProtocol.packedBefore), 4.5]
+        compact += [packed(9, NodeBatchProtocol.packedAfter), 4.75]
+        compact += [packed(9, NodeBatchProtocol.packedDestroy)]
+        let a = try decode(plain)
+        let b = try decode(compact)
+        #expect(a.events.count == 8 && a.events == b.events, "plain \(a.events)\npacked \(b.events)")
+        #expect(b.malformed == 0)
+        let hostiles: [Double] = [-0.0, -(9 * 8 + 6), -(9 * 8 + 0), -72.5, -9.1e15, -Double.infinity, -Double.nan]
+        for hostile in hostiles {
+            var records: [Double] = [packed(9, NodeBatchProtocol.packedInit), 7, 0, hostile, 1]
+            records += [packed(9, NodeBatchProtocol.packedBefore), 5]
+            let bad = try decode(records)
+            #expect(bad.malformed == 1 && bad.events.count == 1, "\(hostile): \(bad.events)")
+        }
+        // A packed init cut short by the batch's end.
+        let cut = try decode([packed(9, NodeBatchProtocol.packedInit), 7])
+        #expect(cut.events.isEmpty && cut.malformed == 1)
+    }
+
     /// The type name's string id is cached per chunk: with tiny chunks (sealed every few events) every
     /// init still carries its type, in every chunk, whichever types came before.
     @Test func everyInitKeepsItsTypeAcrossChunkSeals() throws {
@@ -164,24 +217,36 @@ struct BatchBuilder {
 
     /// A stopped worker's batch taken by its parent may also have been written by the worker (before it was
     /// stopped, or after, when the parent took it while the worker ran): each record is written once.
-    @Test func aBatchSeenTwiceOrItsPrefixFirstIsWrittenOnce() throws {
+    /// `packed`: the callback's records as the preload sends them (packed), else plain.
+    @Test(arguments: [false, true]) func aBatchSeenTwiceOrItsPrefixFirstIsWrittenOnce(packed: Bool) throws {
+        func p(_ id: Double, _ code: UInt64) -> Double { -(id * 8 + Double(code)) }
         try withTraceFile { fd, path in
             var w = NodeTraceWriter(fd: fd)
             var first = BatchBuilder()
             first.slots += [8, 1e9, 1]
             first.string(.thread, 0, "node (worker 1)")
             first.string(.string, 0, "Immediate")
-            first.slots += [1, 11, 1, 0, 2, 1.5, 11, 3, 1.6, 11]  // init 11, before 11, after 11
+            if packed {
+                first.slots += [p(11, NodeBatchProtocol.packedInit), 1, 0, p(11, NodeBatchProtocol.packedBefore), 1.5]
+                first.slots += [p(11, NodeBatchProtocol.packedAfter), 1.6]
+            } else {
+                first.slots += [1, 11, 1, 0, 2, 1.5, 11, 3, 1.6, 11]  // init 11, before 11, after 11
+            }
             var second = first
             // The after became an after+destroy in place (the preload does that for a destroy right behind it).
-            second.slots[second.slots.count - 3] = Double(NodeBatchProtocol.Kind.afterDestroy.rawValue)
-            second.slots += [1, 12, 1, 0]  // init 12
+            if packed {
+                second.slots[second.slots.count - 2] = p(11, NodeBatchProtocol.packedAfterDestroy)
+                second.slots += [p(12, NodeBatchProtocol.packedInit), 1, 0]
+            } else {
+                second.slots[second.slots.count - 3] = Double(NodeBatchProtocol.Kind.afterDestroy.rawValue)
+                second.slots += [1, 12, 1, 0]  // init 12
+            }
             func feed(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { w.consume($0, nowNs: 0) } }
             feed(first.batch(pid: 7, tid: 8, sequence: 0, mark: 10 + 1))  // the parent's copy of batch 0 so far
             feed(second.batch(pid: 7, tid: 8, sequence: 0, mark: 10))  // the worker's own batch 0, longer
             feed(second.batch(pid: 7, tid: 8, sequence: 0, mark: 10 + 1))  // taken again after the worker wrote it
             var next = BatchBuilder()
-            next.slots += [2, 2.0, 12]
+            next.slots += packed ? [p(12, NodeBatchProtocol.packedBefore), 2.0] : [2, 2.0, 12]
             feed(next.batch(pid: 7, tid: 8, sequence: 1, mark: 10))
             feed(first.batch(pid: 7, tid: 8, sequence: 0, mark: 10 + 1))  // an old batch again: skipped whole
             // A later thread with this pid/tid (another nonce) starts its own sequence.
