@@ -10,7 +10,7 @@
 //    group's load generator): bare node; node with an empty async_hooks hook (Node's floor); `asynctrace
 //    record` with the kernel probes and the default Node hooks, without creation sites; kernel probes
 //    only (--no-node-hooks); with --node-promises; ASYNCTRACE_BENCH_NODE_OTHER_CLI=<asynctrace>: another
-//    build's defaults as one more variant.
+//    build's defaults as one more variant. ASYNCTRACE_BENCH_NODE_RUNS=N: N interleaved rounds (5).
 // 3. ASYNCTRACE_BENCH_NODE_STREAM=<file>: only the recorder's half of the hand-off, on a stream of preload
 //    batches captured from the FIFO (e.g. `cat fifo > file` while the HTTP server is under load): the
 //    NodeTraceWriter decoding it into trace chunks, ns per event (medians of 5 passes, one core).
@@ -22,7 +22,11 @@ import Glibc
 #endif
 
 enum NodeBench {
-    static let runs = 5
+    /// Interleaved rounds per variant (ASYNCTRACE_BENCH_NODE_RUNS=N for more on a noisy machine, 1...99).
+    static let runs: Int = {
+        guard let v = getenv("ASYNCTRACE_BENCH_NODE_RUNS").flatMap({ Int(String(cString: $0)) }), (1...99).contains(v) else { return 5 }
+        return v
+    }()
     static let scale = "0.1"
 
     static func run() {
