@@ -235,6 +235,10 @@ final class Recorder: @unchecked Sendable {
 
     func writerLoop() {
         setThreadName("asynctrace-wr")
+        // For stop's barrier. Here, not in `start`: registering waits for an RCU grace period (10-16 ms
+        // here), which the program's thread showed as a wait in every report; until it is done, stop's
+        // barrier falls back to the global command.
+        trace_process_barrier_register()
         var lastFlush = trace_clock_monotonic_ns()
         let interval = UInt64(max(1, options.flushIntervalMs)) * 1_000_000
         while true {

@@ -105,7 +105,6 @@ public enum TraceRecorder {
         Recorder.shared = r
         CreationStacks.policy = r.options.creationStacks
         r.startWriter()
-        trace_process_barrier_register()  // for stop's barrier (Recorder.stop)
         if !exitHandlersInstalled {
             installExitHandlers()
             exitHandlersInstalled = true

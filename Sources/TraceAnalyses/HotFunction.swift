@@ -113,6 +113,10 @@ enum OwnCode {
         }
     }
 
+    /// Fewer samples than this (5 ms of CPU at the default 999 Hz) name no hot function: a blocked
+    /// callback's one sample said "100% of 1 sample under …", a claim of heat its CPU time does not bear.
+    static let minimumSamples = 5
+
     /// The hot function of stacks (frame ids, innermost first) counted by samples: among the frames of
     /// the program's own code (script frames when any stack has one, else native ones), those each on
     /// more than half of the samples that have own code at all form one call chain from the outside
@@ -120,7 +124,7 @@ enum OwnCode {
     /// the time, not `main` or the loop's dispatch that every sample passes through.
     static func hot(_ stacks: [[Int]: Int], frame: (Int) -> CodeFrame, maxCallers: Int = 32) -> HotFunction? {
         let total = stacks.values.reduce(0, +)
-        guard total > 0 else { return nil }
+        guard total >= minimumSamples else { return nil }
         var script: [Int: Bool] = [:], native: [Int: Bool] = [:]
         for ids in stacks.keys {
             for id in ids where script[id] == nil {

@@ -99,6 +99,13 @@ struct HotFunctionRuleTests {
         #expect(hot([:]) == nil)
     }
 
+    @Test func tooFewSamplesNoAnswer() {
+        // A callback blocked 200 ms in read with 365 µs on CPU: one sample is no heat to name.
+        #expect(hot([[3, 2, 1, 0]: 1]) == nil)
+        #expect(hot([[3, 2, 1, 0]: OwnCode.minimumSamples - 1]) == nil)
+        #expect(hot([[3, 2, 1, 0]: OwnCode.minimumSamples])?.frame.function == "parse")
+    }
+
     @Test func recursionCountsOncePerSample() {
         // parse calls itself: one sample per stack, however deep; its callers are below its outermost occurrence.
         let h = hot([[3, 3, 3, 2, 1, 0]: 60, [2, 1, 0]: 40])
