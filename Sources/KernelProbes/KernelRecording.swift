@@ -29,6 +29,8 @@ public final class KernelRecording {
     /// What /proc showed, held until the first write, and when it was read.
     private var snapshot: [KernelEvent] = []
     private var snapshotReadNs: UInt64 = 0
+    /// When the latest poll of the ring began.
+    private var pollStartNs: UInt64 = 0
 
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
     /// The threads and fds `rootPid` has when the first events are pumped (a launched program has
@@ -63,8 +65,8 @@ public final class KernelRecording {
 
     /// Before the first write: the snapshot joins the pending events, without what the probes saw
     /// made before /proc was read (a thread created, an fd opened since tracing began): /proc
-    /// would show its later state at the earlier time. By the first write (100 ms on, or the final
-    /// drain) the ring has delivered everything up to the read.
+    /// would show its later state at the earlier time. The first write waits for a poll begun after
+    /// the read (`pump`), so the ring has delivered everything up to it.
     private func mergeSnapshot() {
         guard !snapshot.isEmpty else { return }
         let found = snapshot, readNs = snapshotReadNs, onEvents = self.onEvents
@@ -91,11 +93,17 @@ public final class KernelRecording {
     /// be written is counted in `writer.eventsLost`.
     public func pump(timeoutMs: Int32) {
         let session = self.session, onEvents = self.onEvents
+        pollStartNs = monotonicNowNs()
         writer.receive { pending in
             let before = pending.count
             if session.poll(timeoutMs: timeoutMs, into: &pending) > 0 { onEvents?(pending[before...]) }
         }
         takeSnapshot()
+        // Not before a poll that began after /proc was read (the next pump): what the probes saw made
+        // or renamed between this poll and the read is not pending yet, and the snapshot would give such
+        // a thread its later name at the recording's start (a loaded first pump, later than the flush
+        // interval, wrote the snapshot right away: threadsHaveTheirNamesAndTheirReads saw gt-sleeper first).
+        guard snapshot.isEmpty || pollStartNs > snapshotReadNs else { return }
         let now = monotonicNowNs()
         if now - lastFlushNs >= flushIntervalNs || writer.pendingCount >= 1 << 18 {
             mergeSnapshot()

@@ -54,10 +54,11 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// Records `path args` the way `asynctrace record` does: held child, filter, exec, pump, finish.
-/// `whileRunning` runs once after the program was released (for noise from other processes).
+/// `whileRunning` runs once after the program was released (for noise from other processes);
+/// `firstPumpAfterMs` delays the first pump (a loaded recorder's).
 func recordProgram(
     _ path: String, _ args: [String], options: KernelProbeOptions = KernelProbeOptions(),
-    pollWhileRunning: Bool = true, whileRunning: (() -> Void)? = nil
+    pollWhileRunning: Bool = true, firstPumpAfterMs: UInt32 = 0, whileRunning: (() -> Void)? = nil
 ) throws -> RecordingResult {
     let session = try KernelProbeSession(options: options)
     let child = try HeldProcess(
@@ -79,6 +80,7 @@ func recordProgram(
     session.trace(pid: child.pid)
     try child.release()
     whileRunning?()
+    if firstPumpAfterMs > 0 { usleep(firstPumpAfterMs * 1000) }
     var status: Int32 = 0
     while true {
         if pollWhileRunning { recording.pump(timeoutMs: 10) }

@@ -206,4 +206,61 @@ private let ms: UInt64 = 1_000_000
         }
         #expect(r.events.allSatisfy { $0.pid == pid })
     }
+
+    /// Threads made and renamed while the recorder reads /proc at its first pump: none is written with its
+    /// later name at the recording's start. The first pump comes 150 ms after the program started (as a
+    /// loaded recorder's does, past the 100 ms flush interval), and every 0.1 ms a thread starts and renames
+    /// itself; the snapshot was written with the very pump that read it, so threads made between that
+    /// pump's poll and the read were written named before they existed.
+    @Test func threadsMadeWhileProcIsReadAreNotNamedBeforeTheyExist() throws {
+        try requireKernel("threadsMadeWhileProcIsReadAreNotNamedBeforeTheyExist")
+        let exe = try compileC(
+            """
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <time.h>
+            #include <unistd.h>
+            #include <sys/prctl.h>
+            static void *renamed(void *arg) {
+                char name[16];
+                snprintf(name, sizeof name, "churn-%ld", (long)arg);
+                prctl(PR_SET_NAME, name);
+                usleep(5000);
+                return 0;
+            }
+            static long elapsed_ms(struct timespec *t0) {
+                struct timespec t;
+                clock_gettime(CLOCK_MONOTONIC, &t);
+                return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+            }
+            int main(void) {
+                struct timespec t0;
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                pthread_t threads[256];
+                long made = 0;
+                int live = 0;
+                while (elapsed_ms(&t0) < 400) {
+                    if (pthread_create(&threads[live], 0, renamed, (void *)made) == 0) { live++; made++; }
+                    if (live == 256) { while (live > 0) pthread_join(threads[--live], 0); }
+                    usleep(100);
+                }
+                while (live > 0) pthread_join(threads[--live], 0);
+                printf("%ld\\n", made);
+                return 0;
+            }
+            """, name: "threads-churn", flags: ["-O1", "-pthread"])
+        let result = try recordProgram(exe, [], firstPumpAfterMs: 150)
+        #expect(result.exitStatus == 0)
+        #expect(result.statistics.dropped == 0)
+        let trace = try scanTrace(result.tracePath)
+        let events = kernelEvents(of: trace)
+        #expect(zip(events, events.dropFirst()).allSatisfy { $0.timestampNs <= $1.timestampNs })
+        var first: [UInt32: String] = [:]
+        for e in events where e.kind == .threadName && first[e.tid] == nil { first[e.tid] = e.detail }
+        let churned = first.filter { $0.key != UInt32(result.rootPid) }
+        #expect(churned.count >= 100, "threads named: \(churned.count)")
+        // Each was created with the creator's name (comm: the program's), then renamed itself.
+        let early = churned.filter { $0.value.hasPrefix("churn-") }
+        #expect(early.isEmpty, "\(early.count) of \(churned.count) threads first named by their later name: \(early.values.sorted().prefix(5))")
+    }
 }
