@@ -278,11 +278,19 @@ public struct KernelTraceWriter {
             b.putList(m.buildID.lazy.map { UInt64($0) })
             return
         }
+        // A sample's new user stack, when it extends a defined one, goes into the sample itself (sampleNewStack).
+        var newUserStack: Extension?
         for id in [e.userStack, e.kernelStack] where id != 0 {
             let word = Int(id / 64), bit = UInt64(1) << (id % 64)
             if word >= definedStacks.count { definedStacks.append(contentsOf: repeatElement(0, count: word + 1 - definedStacks.count)) }
             guard definedStacks[word] & bit == 0 else { continue }
             definedStacks[word] |= bit
+            if id == e.userStack && e.kind == .cpuSample, let ext = shorterExtension(of: id, tables) {
+                newUserStack = ext
+                stacksExtended += 1
+                callers.add(id, tables.stacks.frames(id))
+                continue
+            }
             define(stack: id, tables, ticks: e.timestampNs, into: &b)
         }
         if e.stackCopy != 0, let copy = tables.stackCopies.removeValue(forKey: e.stackCopy) {
@@ -325,11 +333,43 @@ public struct KernelTraceWriter {
             return
         }
         // pid, tid and stack as differences from the chunk's previous sample: one byte each while a thread keeps running.
-        b.beginEvent(.sample, ticks: e.timestampNs)
+        b.beginEvent(newUserStack == nil ? .sample : .sampleNewStack, ticks: e.timestampNs)
         b.putPid(UInt64(e.pid))
         b.putTid(UInt64(e.tid))
         b.putStackID(UInt64(e.userStack))
         b.putUnsigned(UInt64(e.kernelStack))
+        if let ext = newUserStack {
+            b.putUnsigned(UInt64(ext.base))
+            b.putUnsigned(UInt64(ext.shared))
+            b.putUnsigned(UInt64(ext.own))
+            b.putList(ext.list)
+        }
+    }
+
+    /// A stack written as its own frames on the outermost `shared` frames of stack `base`
+    /// (`stackExtend`'s or `sampleNewStack`'s arguments after the id).
+    struct Extension {
+        var base: UInt32, shared: Int, own: Int
+        /// The own frames as differences, then the unwinding methods.
+        var list: [UInt64]
+    }
+
+    /// Stack `id` as an extension of the defined stack that shares the most callers with it, when that
+    /// is shorter than a `stackDef` and its `stackUnwind`; else nil.
+    private func shorterExtension(of id: UInt32, _ tables: SampleTables) -> Extension? {
+        let frames = tables.stacks.frames(id)
+        let methods = tables.unwindMethods[id]
+        guard let (base, shared) = callers.longestShared(frames, stacks: tables.stacks),
+            let unwind = Self.extensionMethods(methods, own: frames.count - shared, base: base, shared: shared, tables)
+        else { return nil }
+        let own = frames.count - shared
+        let list = StackExtension.encode(frames.prefix(own), above: shared > 0 ? frames[own] : 0)
+        let extended =
+            varintSize(UInt64(base)) + varintSize(UInt64(shared)) + varintSize(UInt64(own)) + list.reduce(0) { $0 + varintSize($1) }
+            + unwind.count
+        let whole = frames.reduce(0) { $0 + varintSize($1) } + (methods.map { $0.count + 4 + varintSize(UInt64(id)) } ?? 0)
+        guard extended < whole else { return nil }
+        return Extension(base: base, shared: shared, own: own, list: list + unwind.lazy.map { UInt64($0) })
     }
 
     /// Writes stack `id`'s definition: as a `stackExtend` of the defined stack that shares the most
@@ -338,26 +378,16 @@ public struct KernelTraceWriter {
     private mutating func define(stack id: UInt32, _ tables: SampleTables, ticks: UInt64, into b: inout ChunkBuilder) {
         let frames = tables.stacks.frames(id)
         let methods = tables.unwindMethods[id]
-        if let (base, shared) = callers.longestShared(frames, stacks: tables.stacks),
-            let unwind = Self.extensionMethods(methods, own: frames.count - shared, base: base, shared: shared, tables)
-        {
-            let own = frames.count - shared
-            let list = StackExtension.encode(frames.prefix(own), above: shared > 0 ? frames[own] : 0)
-            let extended =
-                varintSize(UInt64(base)) + varintSize(UInt64(shared)) + varintSize(UInt64(own)) + list.reduce(0) { $0 + varintSize($1) }
-                + unwind.count
-            let whole = frames.reduce(0) { $0 + varintSize($1) } + (methods.map { $0.count + 4 + varintSize(UInt64(id)) } ?? 0)
-            if extended < whole {
-                b.beginEvent(.stackExtend, ticks: ticks)
-                b.putUnsigned(UInt64(id))
-                b.putUnsigned(UInt64(base))
-                b.putUnsigned(UInt64(shared))
-                b.putUnsigned(UInt64(own))
-                b.putList(list + unwind.lazy.map { UInt64($0) })
-                stacksExtended += 1
-                callers.add(id, frames)
-                return
-            }
+        if let ext = shorterExtension(of: id, tables) {
+            b.beginEvent(.stackExtend, ticks: ticks)
+            b.putUnsigned(UInt64(id))
+            b.putUnsigned(UInt64(ext.base))
+            b.putUnsigned(UInt64(ext.shared))
+            b.putUnsigned(UInt64(ext.own))
+            b.putList(ext.list)
+            stacksExtended += 1
+            callers.add(id, frames)
+            return
         }
         b.beginEvent(.stackDef, ticks: ticks)
         b.putUnsigned(UInt64(id))

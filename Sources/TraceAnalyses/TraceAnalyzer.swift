@@ -30,7 +30,9 @@ public func analyzeTrace(
     }
     var analysis = analyzer.finish(decodeDamage: events.damage)
     analysis.attachCreationStacks()
-    let samples = analyzer.kindCounts[Int(EventKind.cpuSample.rawValue)] + analyzer.kindCounts[Int(EventKind.sample.rawValue)]
+    let samples =
+        analyzer.kindCounts[Int(EventKind.cpuSample.rawValue)] + analyzer.kindCounts[Int(EventKind.sample.rawValue)]
+        + analyzer.kindCounts[Int(EventKind.sampleNewStack.rawValue)]
     if samples > 0 || !analysis.waitMoments.isEmpty {
         analysis.attachStacks(reader: reader)
     }

@@ -519,7 +519,7 @@ public final class Timeline {
         case .syscall, .epollWait:
             kernelCall(e, sink: &sink)
             return
-        case .cpuSample, .sample:
+        case .cpuSample, .sample, .sampleNewStack:
             let t = kernelThread(pid: UInt32(truncatingIfNeeded: e.u(0)), tid: UInt32(truncatingIfNeeded: e.u(1)), sink: &sink)
             sink.code(e, thread: t, strings: it, timeline: self)
             return

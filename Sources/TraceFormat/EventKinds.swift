@@ -157,6 +157,9 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     // Kernel stream, version 8: a CPU sample with its pid, tid and stack as differences from the chunk's previous ones
     /// Kernel: a thread was on a CPU (as `cpuSample`; pid, tid and user stack as deltas in the chunk).
     @inlinable public static var sample: EventKind { EventKind(rawValue: 0x33) }
+    // Kernel stream, version 9: a sample and the stackExtend of its new user stack as one event
+    /// Kernel: a `sample` whose user stack is new, defined by the event as a `stackExtend` of that id would.
+    @inlinable public static var sampleNewStack: EventKind { EventKind(rawValue: 0x34) }
 
     /// The kind's row of the spec table; nil for a code this build does not know.
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
@@ -409,6 +412,15 @@ public enum EventSpecs {
             args: [a("pid", .pid), a("tid", .tid), a("userStack", .stackID), a("kernelStack", .unsigned)],
             summary:
                 "a traced thread was on a CPU, as cpuSample (same arguments), with pid, tid and the user stack id written as differences from the previous sample's in the chunk"
+        ),
+        EventSpec(
+            kind: .sampleNewStack, name: "sampleNewStack",
+            args: [
+                a("pid", .pid), a("tid", .tid), a("userStack", .stackID), a("kernelStack", .unsigned), a("base", .unsigned),
+                a("shared", .unsigned), a("own", .unsigned), a("framesThenMethods", .list),
+            ],
+            summary:
+                "a sample (same first four arguments) whose user stack is new: first defines userStack as a stackExtend with id userStack and the other arguments would, then is the sample (its kind byte, time and id written once)"
         ),
         EventSpec(
             kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],

@@ -66,7 +66,9 @@ public final class TraceSamples {
     @discardableResult
     public func add(_ v: EventView, strings it: TraceEventIterator) -> CPUSample? {
         switch v.kind {
-        case .cpuSample, .sample:
+        case .cpuSample, .sample, .sampleNewStack:
+            // sampleNewStack: its user stack's definition first, then the sample.
+            if v.kind == .sampleNewStack { extend(v, id: v.u(2), base: 4) }
             guard v.u(2) <= UInt64(UInt32.max), v.u(3) <= UInt64(UInt32.max) else { return nil }
             var s = CPUSample(
                 timeNs: v.timestampNs, pid: UInt32(truncatingIfNeeded: v.u(0)), tid: UInt32(truncatingIfNeeded: v.u(1)),
@@ -124,7 +126,7 @@ public final class TraceSamples {
             if v.list.count > Self.maxStackFrames { cutStacks += 1 }
             stackAddresses[UInt32(v.u(0))] = Array(v.list.prefix(Self.maxStackFrames))
         case .stackExtend:
-            extend(v)
+            extend(v, id: v.u(0), base: 1)
         case .stackUnwind:
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
             recordUnwindMethods[UInt32(v.u(0))] = v.list.prefix(Self.maxStackFrames + 1).map { UInt8(clamping: $0) }
@@ -155,22 +157,25 @@ public final class TraceSamples {
     /// Defines a stack from a `stackExtend`: its own frames on the outermost `shared` frames of a stack
     /// defined before. Stacks are copied when read, so an extension can only name one that exists: no
     /// chain to follow, no cycle.
-    private func extend(_ v: EventView) {
-        guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else {
+    /// `v` is a `stackExtend` (id in argument 0, base, shared, own after it) or a `sampleNewStack` (id: its
+    /// user stack, argument 2; base, shared, own from argument 4).
+    private func extend(_ v: EventView, id rawID: UInt64, base first: Int) {
+        guard rawID > 0, rawID <= UInt64(UInt32.max) else {
             badStackExtensions += 1
             return
         }
-        let id = UInt32(v.u(0))
-        let baseID = v.u(1) <= UInt64(UInt32.max) ? UInt32(v.u(1)) : 0
-        guard baseID != 0, let base = stackAddresses[baseID], v.u(2) <= UInt64(base.count), v.u(3) <= UInt64(v.list.count) else {
+        let id = UInt32(rawID)
+        let baseID = v.u(first) <= UInt64(UInt32.max) ? UInt32(v.u(first)) : 0
+        guard baseID != 0, let base = stackAddresses[baseID], v.u(first + 1) <= UInt64(base.count), v.u(first + 2) <= UInt64(v.list.count)
+        else {
             stackAddresses[id] = nil
             recordUnwindMethods[id] = nil
             badStackExtensions += 1
             return
         }
-        let shared = Int(v.u(2))
+        let shared = Int(v.u(first + 1))
         let sharedFrames = base.suffix(shared)
-        let own = Int(v.u(3))
+        let own = Int(v.u(first + 2))
         let listedMethods = v.list[own...]
         var frames = StackExtension.decode(v.list[..<own], above: sharedFrames.first ?? 0)
         if frames.count > Self.maxStackFrames { frames.removeSubrange(Self.maxStackFrames...) }

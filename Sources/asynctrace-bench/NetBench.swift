@@ -164,7 +164,7 @@ enum NetBench {
     /// Requests per second, and the CPU time the server's process tree (a recorder and its program
     /// included) spent per request while they were counted: robust where throughput is not, on a
     /// machine other work keeps busy.
-    static func measureServerAndCPU(_ cmd: (argv: [String], env: [String]), _ w: Workload) -> (
+    static func measureServerAndCPU(_ cmd: (argv: [String], env: [String]), _ w: Workload, seconds: Double = seconds) -> (
         opsPerSecond: Double, cpuNsPerOp: Double
     )? {
         var toChild: [Int32] = [-1, -1], fromChild: [Int32] = [-1, -1]
@@ -205,7 +205,7 @@ enum NetBench {
         var countStartNs = startNs
         guard
             let ops = load(
-                port: port, w,
+                port: port, w, seconds: seconds,
                 onCountingStart: {
                     cpuStart = treeCPUNs(pid); countStartNs = monotonicNs()
                 })
@@ -222,7 +222,7 @@ enum NetBench {
     }
 
     /// Request/response loops on `w.connections` connections: 0.3 s warm-up, then `seconds` counted.
-    static func load(port: Int, _ w: Workload, onCountingStart: (() -> Void)? = nil) -> Double? {
+    static func load(port: Int, _ w: Workload, seconds: Double = seconds, onCountingStart: (() -> Void)? = nil) -> Double? {
         let ep = epoll_create1(Int32(EPOLL_CLOEXEC))
         defer { close(ep) }
         var conns: [Connection] = []

@@ -22,9 +22,10 @@ enum StacksBench {
     static let runs = 5
 
     static func run() {
-        // ASYNCTRACE_BENCH_ONLY=symbolize,bytes,unwind,runtime,http: a subset of the parts.
+        // ASYNCTRACE_BENCH_ONLY=symbolize,bytes,bytes_http,unwind,runtime,http: a subset of the parts.
         let only = getenv("ASYNCTRACE_BENCH_ONLY").map { String(cString: $0).split(separator: ",").map(String.init) }
         func wanted(_ part: String) -> Bool { only == nil || only!.contains(part) }
+        if let path = getenv("ASYNCTRACE_BENCH_TRACE"), let r = try? TraceReader(path: String(cString: path)) { extensionAnatomy(r); return }
         if wanted("symbolize") { symbolize() }
         guard geteuid() == 0, let cli = NodeBench.siblingExecutable("asynctrace") else {
             print("{\"benchmark\": \"stacks.skipped\", \"reason\": \"needs root and asynctrace next to asynctrace-bench\"}")
@@ -34,6 +35,7 @@ enum StacksBench {
         mkdir(dir, 0o700)
         defer { NodeBench.removeTree(dir) }
         if wanted("bytes") { bytesPerSample(cli: cli, dir: dir) }
+        if wanted("bytes_http") { bytesOverDuration(cli: cli, dir: dir) }
         if wanted("unwind") { unwind(cli: cli, dir: dir) }
         if wanted("runtime") { runtime(cli: cli, dir: dir) }
         if wanted("http") { http(cli: cli, dir: dir) }
@@ -182,6 +184,78 @@ enum StacksBench {
         report(name, nsPerOp: 0, extra: extra)
     }
 
+    /// Bytes of the sampling events per sample as a recording grows: the Node HTTP server under load
+    /// (50 connections) recorded with its default sampling for each duration in
+    /// ASYNCTRACE_BENCH_SECONDS (default "10,30,60"), and the share of samples that brought a new stack
+    /// (a `stackDef` or `stackExtend`): a server's code paths repeat, so new stacks thin out with time.
+    static func bytesOverDuration(cli: String, dir: String) {
+        let durations = (getenv("ASYNCTRACE_BENCH_SECONDS").map { String(cString: $0) } ?? "10,30,60")
+            .split(separator: ",").compactMap { Double($0) }.filter { $0 > 0 && $0 <= 3600 }
+        let trace = dir + "/http-duration.atrace"
+        let get = Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        let w = NetBench.Workload(name: "http_50conn", server: "http", connections: 50, request: get)
+        let env = NetBench.currentEnvironment(removing: ["ASYNCTRACE_OUTPUT", "ASYNCTRACE_APPEND", "NODE_OPTIONS"])
+        let argv = [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", "Benchmarks/node/http-server.js"]
+        for seconds in durations {
+            unlink(trace)
+            guard let load = NetBench.measureServerAndCPU((argv, env), w, seconds: seconds), let r = try? TraceReader(path: trace) else {
+                print("{\"benchmark\": \"stacks.bytes_per_sample.node_http.skipped\", \"seconds\": \(fmt(seconds))}")
+                continue
+            }
+            let byKind = sampleEventBytesByKind(r)
+            let samples = TraceSamples(reader: r).samples.count
+            let newStacks = eventCounts(r, [.stackDef, .stackExtend, .sampleNewStack])
+            let perSample = { (k: String) in fmt(Double(byKind[k] ?? 0) / Double(max(1, samples))) }
+            var extra: [(String, String)] = [
+                ("seconds", fmt(seconds)), ("req_per_s", fmt(load.opsPerSecond)), ("samples", "\(samples)"),
+                ("new_stacks", "\(newStacks)"), ("new_stack_share", NetBench.fmt3(Double(newStacks) / Double(max(1, samples)))),
+                ("sample_event_bytes_per_sample", fmt(Double(sampleEventBytes(r)) / Double(max(1, samples)))),
+            ]
+            for k in byKind.keys.sorted() { extra.append(("per_sample_\(k)", perSample(k))) }
+            report("stacks.bytes_per_sample.node_http.\(Int(seconds))s", nsPerOp: 0, extra: extra)
+            // ASYNCTRACE_BENCH_KEEP=<file>: keep the last recording there (to look into its events).
+            if let keep = getenv("ASYNCTRACE_BENCH_KEEP") { rename(trace, keep) }
+        }
+        unlink(trace)
+    }
+
+    /// Where a trace's stackExtend bytes go (ASYNCTRACE_BENCH_TRACE=<file>): per field, bytes per extension.
+    static func extensionAnatomy(_ r: TraceReader) {
+        func varint(_ v: UInt64) -> Double { Double(varintSize(v)) }
+        var n = 0.0, id = 0.0, base = 0.0, shared = 0.0, own = 0.0, count = 0.0, frames = 0.0, methods = 0.0, ownOne = 0.0, ownFrames = 0.0
+        var leafFromBaseLeaf = 0.0
+        var stacks: [UInt64: [UInt64]] = [:]
+        r.events(streams: Set(r.streams.indices.filter { r.streams[$0].isKernel })).forEachView { v in
+            if v.kind == .stackDef { stacks[v.u(0)] = Array(v.list) }
+            guard v.kind == .stackExtend, let b = stacks[v.u(1)] else { return }
+            let o = Int(v.u(3))
+            n += 1; id += varint(v.u(0)); base += varint(v.u(1)); shared += varint(v.u(2)); own += varint(v.u(3))
+            count += varint(UInt64(v.list.count))
+            frames += v.list.prefix(o).reduce(0) { $0 + varint($1) }
+            methods += Double(v.list.count - o)
+            ownFrames += Double(o)
+            if o == 1 { ownOne += 1 }
+            let sharedFrames = b.suffix(Int(v.u(2)))
+            let full = StackExtension.decode(v.list[..<o], above: sharedFrames.first ?? 0) + sharedFrames
+            stacks[v.u(0)] = full
+            if o >= 1, let bl = b.first {
+                let d = Int64(bitPattern: full[0] &- bl)
+                leafFromBaseLeaf += varint(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
+            }
+        }
+        print(
+            "{\"extensions\": \(Int(n)), \"id\": \(fmt(id / n)), \"base\": \(fmt(base / n)), \"shared\": \(fmt(shared / n)), \"own\": \(fmt(own / n)), \"list_count\": \(fmt(count / n)), \"frames\": \(fmt(frames / n)), \"methods\": \(fmt(methods / n)), \"own_frames\": \(fmt(ownFrames / n)), \"own_one_share\": \(fmt(ownOne / n)), \"leaf_from_base_leaf_bytes\": \(fmt(leafFromBaseLeaf / n))}"
+        )
+    }
+
+    /// How many events of `kinds` the kernel streams hold.
+    static func eventCounts(_ r: TraceReader, _ kinds: Set<EventKind>) -> Int {
+        let it = r.events(streams: Set(r.streams.indices.filter { r.streams[$0].isKernel }))
+        var n = 0
+        it.forEachView { v in if kinds.contains(v.kind) { n += 1 } }
+        return n
+    }
+
     /// The encoded size of the events sampling adds to a trace's kernel stream (kind byte, timestamp
     /// delta, arguments as the spec table encodes them; string definitions of mapping paths left out).
     static func sampleEventBytes(_ r: TraceReader) -> UInt64 {
@@ -198,7 +272,9 @@ enum StacksBench {
             while x != 0 { n += 1; x >>= 7 }
             return n
         }
-        let kinds: Set<EventKind> = [.cpuSample, .sample, .stackDef, .stackExtend, .stackUnwind, .stackCopy, .stackCopyDelta, .mapping, .sampling]
+        let kinds: Set<EventKind> = [
+            .cpuSample, .sample, .sampleNewStack, .stackDef, .stackExtend, .stackUnwind, .stackCopy, .stackCopyDelta, .mapping, .sampling,
+        ]
         let kernel = Set(r.streams.indices.filter { r.streams[$0].isKernel })
         let it = r.events(streams: kernel)
         var total: [String: UInt64] = [:]
@@ -226,26 +302,36 @@ enum StacksBench {
             }
             total[spec.name, default: 0] += n
             let delta = varint(v.timestampNs &- previous)
+            // What format 8 wrote: a sampleNewStack as a stackExtend (kind, time delta 0, id) and a sample.
+            total["if_format8", default: 0] += n + (v.kind == .sampleNewStack ? 2 + varint(v.u(2)) : 0)
+            /// A stack defined as an extension (stackExtend: id in argument 0, base, shared, own after it;
+            /// sampleNewStack: id in argument 2, the others from argument 4), and what a whole stackDef + stackUnwind would cost.
+            func extended(id: UInt64, first: Int) {
+                guard let base = stacks[v.u(first)], v.u(first + 1) <= UInt64(base.frames.count), v.u(first + 2) <= UInt64(v.list.count) else {
+                    return
+                }
+                let shared = base.frames.suffix(Int(v.u(first + 1))), own = Int(v.u(first + 2))
+                let frames = StackExtension.decode(v.list[..<own], above: shared.first ?? 0) + shared
+                let listed = v.list.count - own
+                let methods = listed > own ? listed : listed == 0 && own > 0 ? 0 : listed + max(0, base.methods - (base.frames.count - shared.count))
+                stacks[id] = (frames, methods)
+                total["if_whole_stackDef", default: 0] +=
+                    1 + (v.kind == .sampleNewStack ? 1 : delta) + varint(id) + varint(UInt64(frames.count)) + frames.reduce(0) { $0 + varint($1) }
+                // A whole stackUnwind: kind, delta 0, id, count, one byte per method.
+                if methods > 0 { total["if_whole_stackUnwind", default: 0] += 2 + varint(id) + varint(UInt64(methods)) + UInt64(methods) }
+            }
             switch v.kind {
-            case .sample:
+            case .sample, .sampleNewStack:
                 // The same sample as a format-7 cpuSample (pid, tid and stack as plain varints).
                 total["if_cpuSample", default: 0] += 1 + delta + (0..<4).reduce(0) { $0 + varint(v.u($1)) }
+                if v.kind == .sampleNewStack { extended(id: v.u(2), first: 4) }
             case .cpuSample:
                 total["if_cpuSample", default: 0] += n
             case .stackDef:
                 stacks[v.u(0)] = (Array(v.list), 0)
                 total["if_whole_stackDef", default: 0] += n
             case .stackExtend:
-                guard let base = stacks[v.u(1)], v.u(2) <= UInt64(base.frames.count), v.u(3) <= UInt64(v.list.count) else { return }
-                let shared = base.frames.suffix(Int(v.u(2))), own = Int(v.u(3))
-                let frames = StackExtension.decode(v.list[..<own], above: shared.first ?? 0) + shared
-                let listed = v.list.count - own
-                let methods = listed > own ? listed : listed == 0 && own > 0 ? 0 : listed + max(0, base.methods - (base.frames.count - shared.count))
-                stacks[v.u(0)] = (frames, methods)
-                total["if_whole_stackDef", default: 0] +=
-                    1 + delta + varint(v.u(0)) + varint(UInt64(frames.count)) + frames.reduce(0) { $0 + varint($1) }
-                // A whole stackUnwind: kind, delta 0, id, count, one byte per method.
-                if methods > 0 { total["if_whole_stackUnwind", default: 0] += 2 + varint(v.u(0)) + varint(UInt64(methods)) + UInt64(methods) }
+                extended(id: v.u(0), first: 1)
             case .stackUnwind:
                 stacks[v.u(0)]?.methods = v.list.count
                 total["if_whole_stackUnwind", default: 0] += n
@@ -304,7 +390,7 @@ enum StacksBench {
             case .stackCopyDelta:
                 // Its base is the copy before it (one thread): 1 ms earlier in the file written below.
                 copy = (true, (0..<6).map { UInt64(bitPattern: ev.arg($0)) } + [1_000_000], ev.list)
-            case .cpuSample, .sample:
+            case .cpuSample, .sample, .sampleNewStack:
                 if let c = copy { pairs.append((c.0, c.1, c.2, (0..<4).map { UInt64(bitPattern: ev.arg($0)) })) }
                 copy = nil
             default:
@@ -394,7 +480,15 @@ enum StacksBench {
         let it = r.events(streams: Set(r.streams.indices.filter { r.streams[$0].isKernel }))
         while let e = it.next() {
             let ev = e.event
-            if ev.kind == .cpuSample || ev.kind == .sample { samples.append((0..<4).map { UInt64(bitPattern: ev.arg($0)) }) }
+            if ev.kind == .cpuSample || ev.kind == .sample || ev.kind == .sampleNewStack {
+                samples.append((0..<4).map { UInt64(bitPattern: ev.arg($0)) })
+            }
+            if ev.kind == .sampleNewStack {
+                // Its stack's definition, as a stackExtend.
+                b.beginEvent(.stackExtend, ticks: t)
+                for i in [2, 4, 5, 6] { b.putUnsigned(UInt64(bitPattern: ev.arg(i))) }
+                b.putList(ev.list)
+            }
             guard kinds.contains(ev.kind), let spec = ev.kind.spec else { continue }
             let text = ev.kind == .mapping ? b.intern(ev.text, ticks: t) : 0
             b.beginEvent(ev.kind, ticks: t)

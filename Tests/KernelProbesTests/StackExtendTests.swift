@@ -69,8 +69,9 @@ import TraceReader
         let (path, writer) = try writeTrace(Self.stacks, name: "roundtrip")
         defer { unlink(path) }
         let (data, kinds) = try read(path)
-        #expect(kinds[.stackExtend, default: 0] == 6 && writer.stacksExtended == 6, "\(kinds)")
-        #expect(kinds[.stackDef, default: 0] == 2, "\(kinds)")
+        // Each new stack comes with a sample: the extensions are written inside their samples (sampleNewStack).
+        #expect(kinds[.sampleNewStack, default: 0] == 6 && writer.stacksExtended == 6, "\(kinds)")
+        #expect(kinds[.stackExtend, default: 0] == 0 && kinds[.stackDef, default: 0] == 2 && kinds[.sample, default: 0] == 2, "\(kinds)")
         #expect(data.samples.count == Self.stacks.count && data.undefinedStacks == 0 && data.badStackExtensions == 0)
         for (i, s) in data.samples.enumerated() {
             #expect(data.stackAddresses[s.userStack] == Self.stacks[i].frames, "stack \(i)")
@@ -176,5 +177,37 @@ import TraceReader
         #expect(data.cutStacks == 3, "\(data.cutStacks)")
         // Every sample still names frames (or none): nothing traps.
         for s in data.samples { _ = data.frames(of: s) }
+    }
+
+    @Test func samplesBringingHostileStacksAreCountedNotFollowed() throws {
+        var out = FileHeader(pid: 700, monotonicStartNs: 1_000, realtimeStartNs: 0, program: "hostile").encode()
+        var b = ChunkBuilder(pid: 700, tid: 0, startNs: 2_000, startTicks: 2_000)
+        b.beginEvent(.stackDef, ticks: 2_000)
+        b.putUnsigned(1)
+        b.putList([0x1000, 0x2000, 0x3000])
+        // (id, base, shared, own, list): a good one, then an unknown base, too many shared frames, an id of 0.
+        for (i, a) in [(UInt64(2), UInt64(1), UInt64(2), UInt64(1), [UInt64(2)]), (3, 9, 1, 1, [2]), (4, 1, 4, 1, [2]), (0, 1, 1, 1, [2])]
+            .enumerated()
+        {
+            b.beginEvent(.sampleNewStack, ticks: 3_000 + UInt64(i))
+            b.putPid(700)
+            b.putTid(701)
+            b.putStackID(a.0)
+            b.putUnsigned(0)
+            b.putUnsigned(a.1)
+            b.putUnsigned(a.2)
+            b.putUnsigned(a.3)
+            b.putList(a.4)
+        }
+        out += b.seal(sequence: 0, endNs: 4_000, endTicks: 4_000, droppedCumulative: 0, flags: [.kernel, .final])
+        let path = NSTemporaryDirectory() + "stack-extend-hostile-samples-\(getpid()).atrace"
+        defer { unlink(path) }
+        _ = FileManager.default.createFile(atPath: path, contents: Data(out))
+        let (data, kinds) = try read(path)
+        #expect(kinds[.sampleNewStack, default: 0] == 4)
+        // Every sample is kept; the three bad definitions are counted, and two of their samples name a stack never defined.
+        #expect(data.samples.map(\.userStack) == [2, 3, 4, 0])
+        #expect(data.stackAddresses[2] == [0x2001, 0x2000, 0x3000])
+        #expect(data.badStackExtensions == 3 && data.undefinedStacks == 2, "\(data.badStackExtensions) \(data.undefinedStacks)")
     }
 }

@@ -1,4 +1,4 @@
-// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4, 5, 6, 7, 8), each holding
+// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4, 5, 6, 7, 8, 9), each holding
 // every event kind of its version in every argument encoding, over user streams (one on a tick clock), a
 // kernel stream, a string table per chunk, a dropped chunk and final chunks; and the decoded text they must
 // read as. A change to the reader that reads an old file differently fails here.
@@ -15,13 +15,15 @@ import TraceFormat
 
     /// The kinds a writer of `version` could write: phaseStart came with version 2, 0x24...0x2B with version 3,
     /// stackCopy (0x2C) with version 4, creationStack (0x2E) and stackCopyDelta (0x2F) with version 5,
-    /// stackUnwind (0x31) with version 6, stackExtend (0x32) with version 7, sample (0x33) with version 8.
+    /// stackUnwind (0x31) with version 6, stackExtend (0x32) with version 7, sample (0x33) with version 8,
+    /// sampleNewStack (0x34) with version 9.
     static func kinds(ofVersion version: UInt16) -> [EventSpec] {
         EventSpecs.all.filter { spec in
             if spec.kind == .stringDef { return false }
             if spec.kind == .stackUnwind { return version >= 6 }
             if spec.kind == .stackExtend { return version >= 7 }
             if spec.kind == .sample { return version >= 8 }
+            if spec.kind == .sampleNewStack { return version >= 9 }
             if spec.kind == .phaseStart { return version >= 2 }
             if spec.kind == .stackCopy || spec.kind == .waitStack { return version >= 4 }
             if spec.kind == .creationStack || spec.kind == .stackCopyDelta || spec.kind == .loopPhase { return version >= 5 }
@@ -108,6 +110,15 @@ import TraceFormat
                 put(sample, seed: seed * s, ticks: t, into: &k)
             }
         }
+        // Version 9: samples bringing their new stacks among plain ones (the stack differences shared by both kinds).
+        if version >= 9, let sample = EventKind.sample.spec, let newStack = EventKind.sampleNewStack.spec {
+            for s in [UInt64(5), 13, 2] {
+                t += 999_983
+                put(newStack, seed: seed * s, ticks: t, into: &k)
+                t += 1_000_003
+                put(sample, seed: seed * s + 1, ticks: t, into: &k)
+            }
+        }
         out += k.seal(sequence: 0, endNs: t + 1, endTicks: t + 1, droppedCumulative: 3, flags: [.kernel, .final])
         return out
     }
@@ -139,7 +150,7 @@ import TraceFormat
         return s
     }
 
-    @Test(arguments: [UInt16(1), 2, 3, 4, 5, 6, 7, 8])
+    @Test(arguments: [UInt16(1), 2, 3, 4, 5, 6, 7, 8, 9])
     func goldenTraceReadsAsRecorded(version: UInt16) throws {
         let trace = "\(Self.directory)/v\(version).atrace"
         let expected = "\(Self.directory)/v\(version).expected.txt"
