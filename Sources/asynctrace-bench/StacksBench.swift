@@ -178,7 +178,7 @@ enum StacksBench {
             ("copies_unwound_while_recording", fmt(median(unwound))), ("copies_left_to_reader", fmt(median(deferred))),
             (
                 "note",
-                "\"bytes_per_sample: trace size with sampling minus without, per sample (noisy under load: the other kernel events vary); sample_event_bytes_per_sample: the encoded bytes of the sampling events themselves (sample or cpuSample, stackDef, stackExtend, stackUnwind, stackCopy, stackCopyDelta, mapping, sampling) per sample, and if_cpuSample what the samples would have cost as format-7 cpuSamples; recorder CPU: its rusage with sampling minus without, per sample\""
+                "\"bytes_per_sample: trace size with sampling minus without, per sample (noisy under load: the other kernel events vary); sample_event_bytes_per_sample: the encoded bytes of the sampling events themselves (sample, sampleNewStack or cpuSample, stackDef, stackExtend, stackUnwind, stackCopy, stackCopyDelta, mapping, sampling) per sample, if_cpuSample what the samples would have cost as format-7 cpuSamples, if_format8 what the same events cost as format 8 wrote them (each sampleNewStack as a stackExtend and a sample); recorder CPU: its rusage with sampling minus without, per sample\""
             ),
         ]
         report(name, nsPerOp: 0, extra: extra)
@@ -219,7 +219,8 @@ enum StacksBench {
         unlink(trace)
     }
 
-    /// Where a trace's stackExtend bytes go (ASYNCTRACE_BENCH_TRACE=<file>): per field, bytes per extension.
+    /// Where a trace's stack extension bytes go (ASYNCTRACE_BENCH_TRACE=<file>): per field of stackExtend and
+    /// sampleNewStack (the id: a stackExtend's own; a sampleNewStack's is its sample's), bytes per extension.
     static func extensionAnatomy(_ r: TraceReader) {
         func varint(_ v: UInt64) -> Double { Double(varintSize(v)) }
         var n = 0.0, id = 0.0, base = 0.0, shared = 0.0, own = 0.0, count = 0.0, frames = 0.0, methods = 0.0, ownOne = 0.0, ownFrames = 0.0
@@ -227,17 +228,20 @@ enum StacksBench {
         var stacks: [UInt64: [UInt64]] = [:]
         r.events(streams: Set(r.streams.indices.filter { r.streams[$0].isKernel })).forEachView { v in
             if v.kind == .stackDef { stacks[v.u(0)] = Array(v.list) }
-            guard v.kind == .stackExtend, let b = stacks[v.u(1)] else { return }
-            let o = Int(v.u(3))
-            n += 1; id += varint(v.u(0)); base += varint(v.u(1)); shared += varint(v.u(2)); own += varint(v.u(3))
+            // stackExtend: id, base, shared, own; sampleNewStack: the sample's user stack, base, shared, own from argument 4.
+            guard v.kind == .stackExtend || v.kind == .sampleNewStack else { return }
+            let (sid, f) = v.kind == .stackExtend ? (v.u(0), 1) : (v.u(2), 4)
+            guard let b = stacks[v.u(f)], v.u(f + 2) <= UInt64(v.list.count), v.u(f + 1) <= UInt64(b.count) else { return }
+            let o = Int(v.u(f + 2))
+            n += 1; id += varint(sid); base += varint(v.u(f)); shared += varint(v.u(f + 1)); own += varint(v.u(f + 2))
             count += varint(UInt64(v.list.count))
             frames += v.list.prefix(o).reduce(0) { $0 + varint($1) }
             methods += Double(v.list.count - o)
             ownFrames += Double(o)
             if o == 1 { ownOne += 1 }
-            let sharedFrames = b.suffix(Int(v.u(2)))
+            let sharedFrames = b.suffix(Int(v.u(f + 1)))
             let full = StackExtension.decode(v.list[..<o], above: sharedFrames.first ?? 0) + sharedFrames
-            stacks[v.u(0)] = full
+            stacks[sid] = full
             if o >= 1, let bl = b.first {
                 let d = Int64(bitPattern: full[0] &- bl)
                 leafFromBaseLeaf += varint(UInt64(bitPattern: (d << 1) ^ (d >> 63)))
