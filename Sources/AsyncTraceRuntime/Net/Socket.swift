@@ -281,6 +281,10 @@ public final class Socket {
             updateInterest()
             try onHandshakeDone?()
             try connectListeners.emit(())
+            // The handshake's last read may have taken the peer's first records with it (read-ahead):
+            // epoll does not see them, so they are read now, or the connection waits for input that
+            // came already (tls-echo hung under load when the client's first write arrived with its Finished).
+            if !destroyed && !isPaused && !readEnded && t.hasBufferedInput { try readAvailable() }
         case .wouldBlock(let wantWrite):
             handshakeWantsWrite = wantWrite
             updateInterest()
