@@ -89,6 +89,9 @@ final class Recorder: @unchecked Sendable {
     static let maxStreams = 4096
     let streams: UnsafeMutablePointer<Stream?>
     let streamCount = Atomic<Int>(0)
+    /// `makeStream` calls under way (counted before they read `emitting`): `stop` waits for them, so a
+    /// stream made while it stops is in `streams` when it looks, and is finished.
+    let streamsBeingMade = Atomic<Int>(0)
 
     /// The fd is a flight recorder's socket: each chunk is one message (send, no SIGPIPE).
     let sendsMessages: Bool
@@ -138,7 +141,10 @@ final class Recorder: @unchecked Sendable {
 
     @inline(never)
     static func makeStream() -> Stream? {
-        guard let r = shared, r.running.load(ordering: .relaxed), r.emitting.load(ordering: .relaxed) else { return nil }
+        guard let r = shared else { return nil }
+        r.streamsBeingMade.add(1, ordering: .relaxed)
+        defer { r.streamsBeingMade.subtract(1, ordering: .releasing) }
+        guard r.running.load(ordering: .relaxed), r.emitting.load(ordering: .relaxed) else { return nil }
         let slot = r.streamCount.add(1, ordering: .relaxed).oldValue
         guard slot < maxStreams, let memory = r.queue.acquire() else {
             r.droppedEvents.add(1, ordering: .relaxed)
@@ -334,6 +340,14 @@ final class Recorder: @unchecked Sendable {
         // hook calls to end. Whatever entered before the barrier is counted; whatever after sees the epoch.
         stopEmitting()
         if trace_process_barrier() != 0 { usleep(20_000) }  // no membarrier: a grace period instead
+        // A stream being made (its thread passed the emitting check before the barrier) is not in `streams`
+        // yet: it would be skipped, and its chunks written without a final one (a loaded CI run of
+        // stoppingWhileThreadsAreInsideHooksLeavesEveryChunkWhole: "1 of our streams have no final chunk").
+        var spins = 0
+        while streamsBeingMade.load(ordering: .acquiring) != 0 && spins < 1_000 {
+            spins += 1
+            if spins < 64 { sched_yield() } else { usleep(1_000) }
+        }
         let n = min(streamCount.load(ordering: .relaxed), Recorder.maxStreams)
         for i in 0..<n {
             guard let s = streams[i] else { continue }
