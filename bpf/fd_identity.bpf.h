@@ -21,11 +21,14 @@
 #define IPPROTO_UDPLITE 136
 #define EINPROGRESS 115
 
-// Whether this completed syscall starts an fd life (or, for connect, describes one).
+// Whether this completed syscall starts an fd life (or, for connect, bind and listen, describes one).
 static __always_inline bool makes_fd(__u32 nr, __s32 fd_arg, long ret) {
     switch (nr) {
     case NR_connect:
         return ret == 0 || ret == -EINPROGRESS;
+    case NR_bind:
+    case NR_listen:
+        return ret == 0;
     case NR_signalfd:
     case NR_signalfd4:
         return ret >= 0 && fd_arg == -1; // else an existing signalfd was changed
@@ -207,6 +210,8 @@ static __always_inline void emit_fd_record(struct task_struct *task, __u64 pid_t
         describe_fd(task, ret, r);
         break;
     case NR_connect:
+    case NR_bind:   // a server's socket: its local address (a unix socket's path)
+    case NR_listen: // its address again, as listen may have bound it (port 0 before)
         r->new_fd = s->fd; // the same life, now with its peer (see docs/trace-format.md)
         r->source_fd = s->fd;
         describe_fd(task, s->fd, r);

@@ -84,6 +84,8 @@ struct {
 #define NR_recvfrom 45
 #define NR_sendmsg 46
 #define NR_recvmsg 47
+#define NR_bind 49
+#define NR_listen 50
 #define NR_socketpair 53
 #define NR_fcntl 72
 #define NR_fsync 74
@@ -119,16 +121,17 @@ struct {
 #define NR_epoll_pwait2 441
 
 // The recorded syscalls (docs/kernel-probes.md says why these and not the others).
-#define RECORDED_SYSCALLS(X)                                                                                    \
-    X(NR_read) X(NR_write) X(NR_open) X(NR_close) X(NR_poll) X(NR_pread64) X(NR_pwrite64) X(NR_readv)        \
-    X(NR_writev) X(NR_pipe) X(NR_select) X(NR_dup) X(NR_dup2) X(NR_nanosleep) X(NR_sendfile) X(NR_socket)      \
-    X(NR_connect) X(NR_accept) X(NR_sendto) X(NR_recvfrom) X(NR_sendmsg) X(NR_recvmsg) X(NR_socketpair)        \
-    X(NR_fcntl) X(NR_fsync) X(NR_fdatasync) X(NR_futex) X(NR_epoll_create) X(NR_clock_nanosleep)              \
-    X(NR_epoll_wait) X(NR_inotify_init) X(NR_openat) X(NR_pselect6) X(NR_ppoll) X(NR_splice) X(NR_epoll_pwait) \
-    X(NR_signalfd) X(NR_timerfd_create) X(NR_eventfd) X(NR_accept4) X(NR_signalfd4) X(NR_eventfd2)             \
-    X(NR_epoll_create1) X(NR_dup3) X(NR_pipe2) X(NR_inotify_init1) X(NR_recvmmsg) X(NR_sendmmsg)               \
-    X(NR_memfd_create) X(NR_io_uring_setup) X(NR_io_uring_enter) X(NR_pidfd_open) X(NR_close_range)            \
-    X(NR_openat2) X(NR_epoll_pwait2)
+#define RECORDED_SYSCALLS(X)                                                                                \
+    X(NR_read) X(NR_write) X(NR_open) X(NR_close) X(NR_poll) X(NR_pread64) X(NR_pwrite64) X(NR_readv)       \
+    X(NR_writev) X(NR_pipe) X(NR_select) X(NR_dup) X(NR_dup2) X(NR_nanosleep) X(NR_sendfile)                \
+    X(NR_socket) X(NR_connect) X(NR_accept) X(NR_sendto) X(NR_recvfrom) X(NR_sendmsg) X(NR_recvmsg)         \
+    X(NR_bind) X(NR_listen) X(NR_socketpair) X(NR_fcntl) X(NR_fsync) X(NR_fdatasync) X(NR_futex)            \
+    X(NR_epoll_create) X(NR_clock_nanosleep) X(NR_epoll_wait) X(NR_inotify_init) X(NR_openat)               \
+    X(NR_pselect6) X(NR_ppoll) X(NR_splice) X(NR_epoll_pwait) X(NR_signalfd) X(NR_timerfd_create)           \
+    X(NR_eventfd) X(NR_accept4) X(NR_signalfd4) X(NR_eventfd2) X(NR_epoll_create1) X(NR_dup3)               \
+    X(NR_pipe2) X(NR_inotify_init1) X(NR_recvmmsg) X(NR_sendmmsg) X(NR_memfd_create)                        \
+    X(NR_io_uring_setup) X(NR_io_uring_enter) X(NR_pidfd_open) X(NR_close_range) X(NR_openat2)              \
+    X(NR_epoll_pwait2)
 
 #define BIT(nr) (1ull << ((nr) & 63))
 // The recorded syscalls as a 512-bit set: one load and a shift decide.

@@ -414,8 +414,15 @@ public struct FDStats: Sendable {
     public var sourceFd: Int64
     /// The thread that created it (nil: unknown, or open at attach).
     public var openedBy: ThreadRef?
-    /// The path, or local->peer, for display.
-    public var detail: String? { path ?? (local == nil && peer == nil ? nil : "\(local ?? "?")->\(peer ?? "?")") }
+    /// The path, or local->peer, for display; a bound or listening socket (no peer) its local address alone.
+    public var detail: String? {
+        if let path { return path }
+        switch (local, peer) {
+        case (nil, nil): return nil
+        case (let local?, nil): return local
+        case (let local, let peer?): return "\(local ?? "?")->\(peer)"
+        }
+    }
     /// Type of the resource that last owned the fd (resourceFD), if any.
     public var resourceType: String?
     /// Read-like syscalls on it.

@@ -3,7 +3,7 @@ public enum SyscallNames {
     /// Number to name, for every syscall the probes record.
     public static let table: [UInt64: String] = [
         0: "read", 1: "write", 3: "close", 17: "pread64", 18: "pwrite64", 19: "readv", 20: "writev",
-        42: "connect", 43: "accept", 44: "sendto", 45: "recvfrom", 46: "sendmsg", 47: "recvmsg",
+        42: "connect", 43: "accept", 44: "sendto", 45: "recvfrom", 46: "sendmsg", 47: "recvmsg", 49: "bind", 50: "listen",
         232: "epoll_wait", 281: "epoll_pwait", 288: "accept4", 299: "recvmmsg", 307: "sendmmsg",
         441: "epoll_pwait2",
         // waits

@@ -13,8 +13,10 @@ struct ExportCommand: ParsableCommand {
         abstract: "Convert a trace for Perfetto, chrome://tracing, speedscope, flamegraph.pl or OpenTelemetry.",
         discussion: """
             Formats:
-              perfetto    Perfetto's protobuf trace (open in ui.perfetto.dev, query with trace_processor)
-              chrome      Chrome's JSON trace format (chrome://tracing; large traces: use perfetto)
+              perfetto    Perfetto's protobuf trace (open in ui.perfetto.dev, query
+                          with trace_processor)
+              chrome      Chrome's JSON trace format (chrome://tracing; large
+                          traces: use perfetto)
               speedscope  speedscope's JSON (one evented profile per thread)
               folded      folded stacks for flamegraph.pl (weights in ns)
               otlp        OpenTelemetry traces (OTLP/protobuf): every callback a span,

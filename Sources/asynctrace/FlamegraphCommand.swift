@@ -7,13 +7,20 @@ struct FlamegraphCommand: ParsableCommand {
         commandName: "flamegraph",
         abstract: "Render an interactive flame graph (SVG) of the time spent in callbacks.",
         discussion: """
-            --by callback  thread → resource type → (nested callbacks) → syscalls made inside
-            --by causal    the trigger chain as the stack: what one connection caused is one tower
-            --by code      CPU samples: the trigger chain of the running callback, then the functions on the CPU
-                           inside it (named from the recorded binaries, Node's perf map); needs record --sample-rate
-            --weight busy  time inside callbacks; wall: all time, including loop phases and epoll waits
-            Open the SVG in a browser: hover for times, click a frame to zoom, "Search" to highlight.
-            Exit codes: 0 done, 1 the trace could not be read or the output not written, 64 bad usage.
+            --by callback  thread → resource type → (nested callbacks) → syscalls
+                           made inside
+            --by causal    the trigger chain as the stack: what one connection
+                           caused is one tower
+            --by code      CPU samples: the trigger chain of the running callback,
+                           then the functions on the CPU inside it (named from the
+                           recorded binaries, Node's perf map; record samples at
+                           999 Hz unless --sample-rate 0)
+            --weight busy  time inside callbacks; wall: all time, including loop
+                           phases and epoll waits
+            Open the SVG in a browser: hover for times, click a frame to zoom,
+            "Search" to highlight.
+            Exit codes: 0 done, 1 the trace could not be read or the output not
+            written, 64 bad usage.
             """
     )
 

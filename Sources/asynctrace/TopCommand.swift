@@ -15,10 +15,13 @@ struct TopCommand: ParsableCommand {
         commandName: "top",
         abstract: "Live view of a recording: loops, threads, callbacks/s, the slowest callbacks and stalls, resources alive.",
         discussion: """
-            asynctrace top app.atrace           follow a trace file while it is being recorded
-            asynctrace top -- ./app args        record the program (as `record` does) and show it live
-            asynctrace top --pid 1234           attach to the flight recorder of process 1234 (`record \
-            --flight-recorder`; the recorder's pid or its program's), else record the process's kernel events
+            asynctrace top app.atrace      follow a trace file while it is being recorded
+            asynctrace top -- ./app args   record the program (as `record` does) and
+                                           show it live
+            asynctrace top --pid 1234      attach to the flight recorder of process
+                                           1234 (`record --flight-recorder`; the
+                                           recorder's pid or its program's), else
+                                           record the process's kernel events
 
             Attached to a flight recorder, top first gets the window it keeps (as a dump would hold it), then \
             every chunk as the recorder takes it; the recording goes on unchanged when top quits, and a top \

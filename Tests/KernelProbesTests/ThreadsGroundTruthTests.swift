@@ -169,6 +169,21 @@ private let ms: UInt64 = 1_000_000
                 $0.kind == .fdOpen && $0.tid == main && $0.fd == accepted
                     && $0.fdKind == FDKind.tcp.rawValue && $0.detail == "127.0.0.1:\(port)->127.0.0.1:\(client)"
             })
+        // bind and listen describe the listener's life: its local address (the port bind chose).
+        let listener = Int32(r.facts["listener_fd"] ?? -1)
+        let closed = r.events.first { $0.kind == .syscall && $0.tid == main && $0.nr == 3 && $0.fd == listener }?.timestampNs ?? 0
+        let described = r.events.filter {
+            $0.kind == .fdOpen && $0.tid == main && $0.fd == listener && $0.sourceFd == listener && $0.timestampNs < closed
+        }
+        #expect(
+            described.count == 2 && described.allSatisfy { $0.fdKind == FDKind.tcp.rawValue && $0.detail == "127.0.0.1:\(port)" },
+            "\(described.map { "\($0.fdKind) \($0.detail)" })")
+        let unixFd = Int32(r.facts["unix_fd"] ?? -1)
+        #expect(
+            r.events.contains {
+                $0.kind == .fdOpen && $0.tid == main && $0.fd == unixFd && $0.sourceFd == unixFd
+                    && $0.fdKind == FDKind.unix.rawValue && $0.detail == r.scratch + ".sock"
+            }, "\(r.events.filter { $0.kind == .fdOpen && $0.fd == unixFd }.map { "\($0.fdKind) \($0.detail)" })")
         // Between the lives, the closes.
         let closes = r.events.filter { $0.kind == .syscall && $0.tid == main && $0.nr == 3 && $0.fd == fd }
         #expect(closes.count >= 3)

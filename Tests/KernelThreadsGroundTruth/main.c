@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -150,6 +151,7 @@ static void fd_reuse(const char *path) {
         getsockname(listener, (struct sockaddr *)&addr, &len) != 0)
         die("listener");
     fact("listener_port", ntohs(addr.sin_port));
+    fact("listener_fd", listener);
 
     int f = open(path, O_RDONLY | O_CLOEXEC);
     if (f < 0)
@@ -180,6 +182,17 @@ static void fd_reuse(const char *path) {
     close(p[1]);
     close(accepted);
     close(listener);
+
+    // A unix socket bound to a path (the scratch file's name + ".sock"): its row names the path.
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof(un.sun_path), "%s.sock", path);
+    unlink(un.sun_path);
+    int u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (u < 0 || bind(u, (struct sockaddr *)&un, sizeof(un)) != 0)
+        die("unix bind");
+    fact("unix_fd", u);
+    close(u);
+    unlink(un.sun_path);
 }
 
 int main(int argc, char **argv) {
