@@ -7,7 +7,7 @@
 //   header (8 slots): magic, pid, tid, sequence (per thread), dropped events so far, slots used
 //                     (header included), Node's threadId, nonce × 2 + taken
 //   (nonce: random per thread, tells a thread from a later one with the same pid/tid; taken = 1: the
-//   batch was taken from a stopped worker's shared memory and written by its parent thread. The recorder
+//   batch was taken from a stopped worker's shared memory and written by a thread above it. The recorder
 //   processes each thread's (sequence, slot) only once: a batch taken and then written by the worker
 //   itself, or written and then taken, adds only the records it did not have.)
 //   records: kind, then its fields (below); integers are exact in a float64 up to 2^53.
@@ -61,7 +61,7 @@ public enum NodeBatchProtocol {
         /// after's). The preload writes it for a resource destroyed right after its callback (ticks,
         /// immediates, one-shot timers): one record instead of two.
         case afterDestroy = 14
-        /// tid, count: a thread of this process (a worker) lost `count` events: its parent could not write
+        /// tid, count: a thread of this process (a worker) lost `count` events: a thread above it could not write
         /// what the worker left unwritten when it was stopped. Counted as dropped on that thread's stream.
         case lost = 15
     }

@@ -16,11 +16,11 @@ public struct NodeRecordingStatistics: Sendable, Equatable {
     public var droppedByNode: UInt64 = 0
     /// Batches missing from a thread's sequence (never seen: not explained by drops).
     public var missingBatches: UInt64 = 0
-    /// Events of stopped workers that their parent thread could not write (the recorder was behind).
+    /// Events of stopped workers that a thread above them could not write (the recorder was behind).
     public var lostAtWorkerStop: UInt64 = 0
-    /// Batches taken from stopped workers by their parent thread (their unwritten events, recovered).
+    /// Batches taken from stopped workers by a thread above them (their unwritten events, recovered).
     public var takenBatches: UInt64 = 0
-    /// Batches (or their prefixes) received a second time and skipped: a worker's batch its parent took
+    /// Batches (or their prefixes) received a second time and skipped: a worker's batch a thread above it took
     /// while the worker wrote it too.
     public var repeatedBatches: UInt64 = 0
     /// Bytes that were not a valid batch (skipped).
@@ -52,7 +52,7 @@ public struct NodeTraceWriter {
         var lastAfterAt = -1
         /// The thread's nonce (0: none yet); another one means a new thread with this pid/tid.
         var nonce: UInt64 = 0
-        /// Dropped: earlier threads with this pid/tid, this thread's header count, and losses its parent reported.
+        /// Dropped: earlier threads with this pid/tid, this thread's header count, and losses a thread above it reported.
         var droppedBefore: UInt64 = 0
         var droppedByThread: UInt64 = 0
         var lost: UInt64 = 0
@@ -211,7 +211,7 @@ public struct NodeTraceWriter {
             statistics.repeatedBatches += 1  // had it whole
             return
         } else if seq + 1 == s.nextBatch {
-            // This batch again (taken by the parent and written by the worker): only what is new in it.
+            // This batch again (taken by a thread above and written by the worker): only what is new in it.
             let at = s.lastAfterAt
             // (An after seen the first time: [after, time, id], or packed [-(id * 8 + after), time].)
             let packedAt = at >= 0 && at < slots && slot(at) < 0
@@ -431,7 +431,7 @@ public struct NodeTraceWriter {
         return Stream(pid: UInt32(pid), tid: UInt32(tid))
     }
 
-    /// Losses reported by a parent thread: counted on the lost thread's stream (made if it sent nothing),
+    /// Losses reported by a thread above the lost one: counted on the lost thread's stream (made if it sent nothing),
     /// so its chunks' droppedCumulative, and the report, carry them.
     private mutating func applyLostReports() {
         for r in lostReports {

@@ -48,12 +48,15 @@
   // id (in the parent's range) through the worker's environment data, cloned when the Worker is made.
   // The same data carries the worker's batch buffer, shared with the parent (below).
   const ENV_KEY = 'asynctrace:parent-worker';
-  let rootTrigger = -1, parentWorker = -1, sharedBuffer = null;
+  let rootTrigger = -1, parentWorker = -1, sharedBuffer = null, sharedOffset = 0, inheritedPool = null;
+  let inheritedSlot = -1, inheritedGeneration = -1;
   if (!isMain) {
     try {
       const w = workerThreads.getEnvironmentData(ENV_KEY);
       if (w && typeof w.parent === 'number' && w.parent > 0) { parentWorker = w.parent; rootTrigger = asyncHooks.executionAsyncId(); }
-      if (w && w.buffer instanceof SharedArrayBuffer) sharedBuffer = w.buffer;
+      if (w && w.pool instanceof SharedArrayBuffer && Number.isInteger(w.slot) && Number.isInteger(w.generation)) {
+        inheritedPool = w.pool; inheritedSlot = w.slot; inheritedGeneration = w.generation;
+      } else if (w && w.buffer instanceof SharedArrayBuffer) sharedBuffer = w.buffer;
     } catch { /* no environment data (node < 15.12): triggers stay the worker's root */ }
   }
 
@@ -69,20 +72,38 @@
   const MAX_RECORD = 4 + 256;  // the longest record (a string of at most 256 code units)
   // Room kept free in every batch for the batch write's own events (init, fd, before, its type name).
   const LIMIT = SLOTS - 48;
-  // A worker's batch lives in memory its parent thread shares (SHARED_BYTES: the batch, then 4 int32s:
-  // the batch's sequence, published with each write, and the buffer's owner claim), so that what the worker
-  // has not written when it is stopped (terminate(), process.exit() in the main thread: no exit handler runs
-  // in it) is written by the parent, which takes it after the thread ended (see takeWorkerBatch). The header
-  // is kept current for that: slot 5 (slots used) after every record, slots 3-4 after every write.
-  const SHARED_BYTES = BATCH_BYTES + 16;
-  let shared = null;
-  if (sharedBuffer !== null && sharedBuffer.byteLength === SHARED_BYTES) {
-    const control = new Int32Array(sharedBuffer, BATCH_BYTES, 4);
-    // Claimed once: a stale buffer (environment data inherited from a parent whose hooks were off) is not reused.
-    if (Atomics.compareExchange(control, 1, 0, 1) === 0) shared = control;
+  // A worker's batch lives in memory shared with the threads above it (SHARED_BYTES: the batch, then CONTROL
+  // int32s), so that what the worker has not written when it is stopped (terminate(), process.exit() in the
+  // main thread or in a worker above it: no exit handler runs in it, nor in the workers it started) is
+  // written by a thread above it, which takes it after the thread ended, or at its own exit (see takeBatch).
+  // The header is kept current for that: slot 5 (slots used) after every record, slots 3-4 after every write.
+  // The buffers of a process's workers, at any depth, are slots of one pool the top thread made and every
+  // worker hands down (MAX_POOL_SLOTS; fewer if ASYNCTRACE_NODE_POOL_SLOTS says so when the top thread starts
+  // its first worker, as a test does; a worker started when all are in use gets a buffer of its own, shared
+  // with its parent only), so the main thread's exit reaches all of them, also the workers of a stopped worker.
+  const CONTROL = 8, SHARED_BYTES = BATCH_BYTES + CONTROL * 4, MAX_POOL_SLOTS = 1024;
+  let poolSlots = 0;
+  const C_SEQUENCE = 0,  // the batch's sequence, published with each write
+        C_CLAIM = 1,     // 1: the worker took the buffer (once: a stale one inherited is not reused)
+        C_STATE = 2,     // pool slots: 1 in use (allocated by the parent), 2 being allocated, 0 free
+        C_PARENT = 3,    // pool slots: the parent's slot + 1 (0: the thread that made the pool)
+        C_GENERATION = 4,  // pool slots: counts allocations (a copy spanning a reuse is made again)
+        C_CLOSING = 5, C_IN_HOOK = 6, C_CLOSED = 7;  // reserved
+  let shared = null, pool = null, mySlot = -1;
+  if (inheritedPool !== null && inheritedPool.byteLength % SHARED_BYTES === 0 &&
+      inheritedPool.byteLength <= MAX_POOL_SLOTS * SHARED_BYTES && inheritedSlot >= 0 &&
+      inheritedSlot < inheritedPool.byteLength / SHARED_BYTES) {
+    const control = new Int32Array(inheritedPool, inheritedSlot * SHARED_BYTES + BATCH_BYTES, CONTROL);
+    if (Atomics.load(control, C_GENERATION) === inheritedGeneration && Atomics.compareExchange(control, C_CLAIM, 0, 1) === 0) {
+      shared = control; pool = inheritedPool; mySlot = inheritedSlot; poolSlots = pool.byteLength / SHARED_BYTES;
+      sharedBuffer = inheritedPool; sharedOffset = inheritedSlot * SHARED_BYTES;
+    }
+  } else if (sharedBuffer !== null && sharedBuffer.byteLength === SHARED_BYTES) {
+    const control = new Int32Array(sharedBuffer, BATCH_BYTES, CONTROL);
+    if (Atomics.compareExchange(control, C_CLAIM, 0, 1) === 0) shared = control;
   }
-  const buf = shared !== null ? new Float64Array(sharedBuffer, 0, SLOTS) : new Float64Array(SLOTS);
-  const bytes = new Uint8Array(buf.buffer, 0, BATCH_BYTES);
+  const buf = shared !== null ? new Float64Array(sharedBuffer, sharedOffset, SLOTS) : new Float64Array(SLOTS);
+  const bytes = new Uint8Array(buf.buffer, buf.byteOffset, BATCH_BYTES);
   let pos = HEADER, sequence = 0, dropped = 0, pendingEvents = 0, enabled = true, pipeOpen = true;
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
   // A per-thread nonce (header slot 7, doubled; +1 marks a batch its parent took): the recorder tells a
@@ -122,7 +143,7 @@
     if (outcome === WRITE_FULL) dropped += pendingEvents;
     pos = HEADER; buf[5] = HEADER;
     sequence++; buf[3] = sequence; buf[4] = dropped;
-    if (shared !== null) Atomics.store(shared, 0, sequence);
+    if (shared !== null) Atomics.store(shared, C_SEQUENCE, sequence);
     if (outcome === WRITE_GONE) { enabled = false; pipeOpen = false; }
     pendingEvents = 0;
     tailOnly = false;
@@ -324,33 +345,104 @@
     }
   }
 
-  // Worker threads this thread started (WORKER id -> the batch memory shared with it). The worker's preload
-  // keeps its batch there; when the worker has ended (its WORKER's exit callback, terminate() included) or
-  // this thread exits, what it had not written is taken from there and written here. A copy is consistent
-  // when the worker's published sequence did not change while it was made (the worker may still run); the
-  // recorder skips what it already has of a batch (same thread nonce and sequence), so taking a batch that
-  // the worker writes later, or that it had written just before it was stopped, duplicates nothing.
+  // Worker threads this thread started (WORKER id -> the batch memory shared with it), and below them, in the
+  // pool, theirs. A worker's preload keeps its batch there; when the worker has ended (its WORKER's exit
+  // callback, terminate() included: its own workers ended with it) or this thread exits, what it and the
+  // workers below it had not written is taken from there and written here. A copy is consistent when the
+  // worker's published sequence (and the slot's generation) did not change while it was made (the worker may
+  // still run); the recorder skips what it already has of a batch (same thread nonce and sequence), so taking
+  // a batch that the worker writes later, or that it had written just before it was stopped, or that another
+  // thread took too, duplicates nothing.
   const MAX_CHILDREN = 4096;
   const children = new Map();
   let taken = null;  // the copy (allocated at the first worker)
+  const slots = [];  // views of the pool's slots, made when first used
+  let nextSlot = 0;
+  function slotAt(i) {
+    let v = slots[i];
+    if (v === undefined) {
+      v = { slot: i, generation: -1, batch: new Float64Array(pool, i * SHARED_BYTES, SLOTS),
+            control: new Int32Array(pool, i * SHARED_BYTES + BATCH_BYTES, CONTROL) };
+      slots[i] = v;
+    }
+    return v;
+  }
+  // A free slot of the pool for a worker this thread starts (made at the first one if this thread is the
+  // top), or null when all are in use.
+  function allocateSlot() {
+    if (pool === null) {
+      if (mySlot !== -1) return null;
+      const n = Number(process.env.ASYNCTRACE_NODE_POOL_SLOTS);
+      poolSlots = Number.isInteger(n) && n >= 1 && n < MAX_POOL_SLOTS ? n : MAX_POOL_SLOTS;
+      try { pool = new SharedArrayBuffer(poolSlots * SHARED_BYTES); } catch { return null; }
+    }
+    for (let k = 0; k < poolSlots; k++) {
+      const i = (nextSlot + k) % poolSlots;
+      const v = slotAt(i), c = v.control;
+      if (Atomics.compareExchange(c, C_STATE, 0, 2) !== 0) continue;
+      nextSlot = i + 1;
+      v.generation = Atomics.add(c, C_GENERATION, 1) + 1;
+      v.batch[5] = 0;
+      for (const w of [C_SEQUENCE, C_CLAIM, C_CLOSING, C_IN_HOOK, C_CLOSED]) Atomics.store(c, w, 0);
+      Atomics.store(c, C_PARENT, mySlot + 1);
+      Atomics.store(c, C_STATE, 1);  // in use, with its parent set: seen by the scans from now on
+      return v;
+    }
+    return null;
+  }
+  // The slot and every one below it (their threads have ended): nothing left to take, free for reuse.
+  function release(v) {
+    for (const below of slotsBelow(v.slot)) { below.batch[5] = 0; Atomics.store(below.control, C_STATE, 0); }
+    if (Atomics.load(v.control, C_GENERATION) !== v.generation) return;
+    v.batch[5] = 0;
+    Atomics.store(v.control, C_STATE, 0);
+  }
+  // The pool's slots in use by workers below `ancestor` (a slot; -1: this pool's top thread), at any depth.
+  function slotsBelow(ancestor) {
+    const out = [];
+    if (pool === null) return out;
+    for (let i = 0; i < poolSlots; i++) {
+      const v = slotAt(i);
+      if (Atomics.load(v.control, C_STATE) !== 1) continue;
+      let p = Atomics.load(v.control, C_PARENT) - 1;
+      for (let steps = 0; p !== ancestor && p >= 0 && steps < poolSlots; steps++) p = Atomics.load(slotAt(p).control, C_PARENT) - 1;
+      if (p === ancestor) out.push(v);
+    }
+    return out;
+  }
+  // Every buffer below this thread: its workers' (pool slots or their own) and, at any depth, theirs.
+  function everyBelow() {
+    const out = slotsBelow(mySlot);
+    for (const child of children.values()) if (child.slot < 0) out.push(child);
+    return out;
+  }
   function shareWithWorker(workerId) {
     let data = { parent: workerId, buffer: null };
     if (children.size < MAX_CHILDREN) {
-      const sab = new SharedArrayBuffer(SHARED_BYTES);
-      children.set(workerId, { batch: new Float64Array(sab, 0, SLOTS), control: new Int32Array(sab, BATCH_BYTES, 4) });
-      data.buffer = sab;
+      const v = allocateSlot();
+      if (v !== null) {
+        children.set(workerId, v);
+        data = { parent: workerId, buffer: null, pool, slot: v.slot, generation: v.generation };
+      } else {
+        const sab = new SharedArrayBuffer(SHARED_BYTES);
+        children.set(workerId, { slot: -1, generation: 0, batch: new Float64Array(sab, 0, SLOTS),
+          control: new Int32Array(sab, BATCH_BYTES, CONTROL) });
+        data.buffer = sab;
+      }
     }
     try { workerThreads.setEnvironmentData(ENV_KEY, data); } catch { /* an old node */ }
   }
-  function takeWorkerBatch(child) {
+  function takeBatch(child) {
     if (!pipeOpen) return;
     if (taken === null) taken = new Float64Array(SLOTS);
     for (let attempt = 0; attempt < 16; attempt++) {
-      const sequence = Atomics.load(child.control, 0);
+      const generation = Atomics.load(child.control, C_GENERATION);
+      const sequence = Atomics.load(child.control, C_SEQUENCE);
       const used = child.batch[5];
       if (!(used > HEADER && used <= SLOTS && used === Math.floor(used))) return;  // nothing unwritten
       taken.set(child.batch.subarray(0, used));
-      if (Atomics.load(child.control, 0) !== sequence) continue;  // it wrote meanwhile: copy again
+      // It wrote meanwhile, or the slot was freed and given to another worker: copy again.
+      if (Atomics.load(child.control, C_SEQUENCE) !== sequence || Atomics.load(child.control, C_GENERATION) !== generation) continue;
       taken[0] = MAGIC; taken[3] = sequence; taken[5] = used; taken[7] = taken[7] + 1;  // marked as taken
       const outcome = writeFully(new Uint8Array(taken.buffer, 0, used * 8), used * 8);
       if (outcome === WRITE_GONE) { pipeOpen = false; enabled = false; }
@@ -359,8 +451,17 @@
       return;
     }
   }
+  // A worker of this thread ended (its WORKER's exit callback: node has joined its thread): its batch and
+  // those of the workers below it, which node stopped with it.
+  function childEnded(id, child) {
+    children.delete(id);
+    takeBatch(child);
+    if (child.slot < 0) return;
+    for (const below of slotsBelow(child.slot)) takeBatch(below);
+    release(child);
+  }
   function takeAllWorkerBatches() {
-    for (const child of children.values()) takeWorkerBatch(child);
+    for (const v of everyBelow()) takeBatch(v);
   }
   function putLost(threadTid, count) {
     if (pos + 3 > LIMIT) writeBatch();
@@ -422,7 +523,7 @@
   function before(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
     // A WORKER's callback is its exit (run after its thread ended): write what the worker had not.
-    if (children.size !== 0) { const c = children.get(idBase + asyncId); if (c !== undefined) takeWorkerBatch(c); }
+    if (children.size !== 0) { const c = children.get(idBase + asyncId); if (c !== undefined) childEnded(idBase + asyncId, c); }
     if (pendingFD.size !== 0) resolvePendingFDs();
     if (pos + 2 > LIMIT) writeBatch();
     const t = performance.now();
@@ -501,15 +602,18 @@
   // only when another destroy hook (the program's own) needs it. Saves two crossings per resource; 10 of
   // the ~11 resources of an HTTP request are ticks and timers.
   const takenDestroys = new Set();
+  function takeDestroy(asyncId) {
+    if (depth !== 0 && depth <= runningIds.length && runningIds[depth - 1] === asyncId) {
+      flushPendingDestroy();
+      pendingDestroy = asyncId;
+    } else {
+      recordDestroy(asyncId);
+    }
+  }
   function takeQueuedDestroy(asyncWrap, queueDestroy, hookFields, kDestroyField) {
     return function queueDestroyAsyncId(asyncId) {
       if (enabled && asyncId !== ownTimerID && typeof asyncId === 'number') {
-        if (depth !== 0 && depth <= runningIds.length && runningIds[depth - 1] === asyncId) {
-          flushPendingDestroy();
-          pendingDestroy = asyncId;
-        } else {
-          recordDestroy(asyncId);
-        }
+        takeDestroy(asyncId);
         if (!(hookFields[kDestroyField] > 1)) return;  // ours is the only destroy hook
         if (takenDestroys.size < 65536) takenDestroys.add(asyncId);
       }

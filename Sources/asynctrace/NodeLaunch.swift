@@ -100,7 +100,7 @@ final class NodeLaunch {
             line = "node: no events arrived from the Node.js hooks (was the program node? NODE_OPTIONS reset by the program?)"
         }
         if s.takenBatches > 0 {
-            line += " (\(s.takenBatches) unwritten batch\(s.takenBatches == 1 ? "" : "es") of stopped workers written by their parent)"
+            line += " (\(s.takenBatches) unwritten batch\(s.takenBatches == 1 ? "" : "es") of stopped workers written by another thread)"
         }
         var losses: [String] = []
         if s.droppedByNode > 0 { losses.append("\(s.droppedByNode) dropped by node (recorder behind)") }

@@ -115,7 +115,7 @@ let nodeWorkerStopProgram = #"""
                     "worker \(id) began \(c.count) callbacks (+1 if stopped between its before and its first line), the trace has \(got.befores)")
             }
         }
-        #expect(r.stderr.contains("of stopped workers written by their parent"), "\(r.stderr)")
+        #expect(r.stderr.contains("of stopped workers written by another thread"), "\(r.stderr)")
         #expect(!r.stderr.contains("lost") && !r.stderr.contains("missing") && !r.stderr.contains("malformed"), "\(r.stderr)")
     }
 
@@ -132,7 +132,7 @@ let nodeWorkerStopProgram = #"""
                 #expect(got.befores >= c.count, "worker \(id) had begun \(c.count) callbacks at process.exit(), the trace has \(got.befores)")
             }
         }
-        #expect(r.stderr.contains("of stopped workers written by their parent"), "\(r.stderr)")
+        #expect(r.stderr.contains("of stopped workers written by another thread"), "\(r.stderr)")
         #expect(!r.stderr.contains("lost") && !r.stderr.contains("malformed"), "\(r.stderr)")
     }
 }

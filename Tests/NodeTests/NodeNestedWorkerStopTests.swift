@@ -1,0 +1,133 @@
+// Workers of workers, stopped together with their ancestors: by process.exit() in the main thread (node
+// stops the direct workers, and each stopped worker its own, without running a handler in any of them), and
+// by worker.terminate() of the worker at the top of the tree. What every one of them recorded must reach the
+// trace, also what they recorded after the main thread's last JavaScript (process.reallyExit), never be lost
+// silently. Real node, real `asynctrace record`, no timing assumptions: every worker appends a byte to a
+// file of its own as the first thing its callbacks do (a file survives the thread), and its stream must hold
+// as many Immediate befores (one more if it was stopped between a before and that byte).
+import Foundation
+import Testing
+import TraceFormat
+import TraceReader
+
+/// The tree: main → A → B → C, and main → D. Each runs a chain of setImmediate callbacks, each callback first
+/// appending a byte to `<dir>/<threadId>.count`. B spins forever inside its 200th callback (it can never
+/// write again: an ancestor must); A, C and D go on. When all four have begun 200 callbacks (a counter in
+/// shared memory, handed down the tree), the main thread calls process.exit() with all of them running
+/// (`exit`), or ends by itself with all of them running (`end`: they were unref'd), or terminates A (B and C
+/// stop with it), waits for that, then exits (`terminate`). `small-pool`: as `exit`, with a pool of 3 batch
+/// slots that 5 workers (E) used and freed before, one after another, and D started once A, B and C hold all
+/// three.
+let nodeNestedWorkerStopProgram = #"""
+    const { Worker } = require('worker_threads');
+    const [mode, dir] = process.argv.slice(2);
+    const code = `
+      const fs = require('fs');
+      const { Worker, workerData, threadId } = require('worker_threads');
+      const ready = new Int32Array(workerData.ready);
+      const out = fs.openSync(workerData.dir + '/' + threadId + '.count', 'w');
+      const byte = Buffer.from('x');
+      let n = 0;
+      const [me, ...below] = workerData.chain;
+      if (below.length) new Worker(workerData.code, { eval: true, workerData: { ...workerData, chain: below } });
+      function step() {
+        fs.writeSync(out, byte);
+        if (++n === 200) Atomics.add(ready, 0, 1);
+        if (me === 'B' && n >= 200) for (;;) {}
+        if (me === 'E' && n === 50) return;  // ends by itself
+        setImmediate(step);
+      }
+      setImmediate(step);
+    `;
+    const ready = new Int32Array(new SharedArrayBuffer(4));
+    const data = (chain) => ({ workerData: { ready: ready.buffer, dir, code, chain }, eval: true });
+    let a, d;
+    function tree() {
+      a = new Worker(code, data(['A', 'B', 'C']));
+      if (mode !== 'small-pool') d = new Worker(code, data(['D']));
+      (function wait() {
+        // small-pool: D once A, B and C hold the pool's 3 slots (D gets a buffer of its own).
+        if (mode === 'small-pool' && d === undefined && Atomics.load(ready, 0) === 3) d = new Worker(code, data(['D']));
+        if (Atomics.load(ready, 0) < 4) return setTimeout(wait, 1);
+        if (mode === 'exit' || mode === 'small-pool') process.exit(0);
+        if (mode === 'end') return a.unref(), d.unref();  // the main thread ends by itself, the workers running
+        a.on('exit', () => process.exit(0));
+        a.terminate();
+      })();
+    }
+    if (mode !== 'small-pool') tree();
+    else {
+      // A pool of 3 slots, first used by 5 workers one after another (each ends by itself), so that the tree's
+      // slots are reused ones.
+      process.env.ASYNCTRACE_NODE_POOL_SLOTS = '3';
+      let left = 5;
+      (function next() {
+        if (left-- === 0) return tree();
+        new Worker(code, data(['E'])).on('exit', next);
+      })();
+    }
+    """#
+
+@Suite(.serialized) struct NodeNestedWorkerStopTests {
+    struct Thread {
+        var begun: Int  // bytes in its file: callbacks that reached their first line
+        var befores: Int  // Immediate befores on its stream
+        var mostPerID: Int
+    }
+
+    func record(_ mode: String, workers: Int = 4) throws -> (threads: [Int: Thread], stderr: String) {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-nested-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/nested.js", trace = dir + "/nested.atrace"
+        try nodeNestedWorkerStopProgram.write(toFile: script, atomically: true, encoding: .utf8)
+        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script, mode, dir])
+        #expect(rec.status == 0, "record: \(rec.stdout) \(rec.stderr)")
+
+        var begun: [Int: Int] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".count") {
+            let size = try FileManager.default.attributesOfItem(atPath: dir + "/" + name)[.size] as? NSNumber
+            if let id = Int(name.dropLast(".count".count)) { begun[id] = size?.intValue ?? 0 }
+        }
+        #expect(begun.count == workers, "the workers' files: \(begun) \(rec.stderr)")
+
+        let reader = try TraceReader(path: trace)
+        var types: [UInt64: String] = [:]
+        var befores: [Int: [UInt64: Int]] = [:]  // stream index -> id -> befores
+        reader.events().forEach { s, e in
+            switch e.kind {
+            case .initResource: types[e.u(0)] = e.text
+            case .before where types[e.u(0)] == "Immediate": befores[s, default: [:]][e.u(0), default: 0] += 1
+            default: break
+            }
+        }
+        var threads: [Int: Thread] = [:]
+        for stream in reader.streams where !stream.isKernel {
+            // "node (worker 3)": the worker's threadId.
+            guard let name = stream.threadName, let r = name.range(of: "(worker "),
+                let id = Int(name[r.upperBound...].prefix { $0.isNumber }), let n = begun[id]
+            else { continue }
+            let b = befores[stream.index] ?? [:]
+            threads[id] = Thread(begun: n, befores: b.values.reduce(0, +), mostPerID: b.values.max() ?? 0)
+        }
+        #expect(threads.count == workers, "streams of the workers: \(threads.keys.sorted()) of \(begun.keys.sorted()) \(rec.stderr)")
+        return (threads, rec.stderr)
+    }
+
+    func expectEveryCallbackOnce(_ r: (threads: [Int: Thread], stderr: String)) {
+        for (id, t) in r.threads.sorted(by: { $0.key < $1.key }) {
+            #expect(t.mostPerID == 1, "worker \(id): an Immediate's before recorded twice")
+            #expect(
+                t.befores == t.begun || t.befores == t.begun + 1,
+                "worker \(id) began \(t.begun) callbacks (+1 if stopped between a before and its first line), the trace has \(t.befores)")
+        }
+        #expect(!r.stderr.contains("lost") && !r.stderr.contains("malformed"), "\(r.stderr)")
+    }
+
+    /// terminate() of the worker at the top of a tree: its workers stop with it, and every callback they
+    /// began is in the trace, once.
+    @Test func nestedWorkersOfATerminatedWorkerLoseNothing() throws {
+        expectEveryCallbackOnce(try record("terminate"))
+    }
+}
