@@ -88,7 +88,9 @@
         C_STATE = 2,     // pool slots: 1 in use (allocated by the parent), 2 being allocated, 0 free
         C_PARENT = 3,    // pool slots: the parent's slot + 1 (0: the thread that made the pool)
         C_GENERATION = 4,  // pool slots: counts allocations (a copy spanning a reuse is made again)
-        C_CLOSING = 5, C_IN_HOOK = 6, C_CLOSED = 7;  // reserved
+        C_CLOSING = 5,   // 1: a thread above is about to end this one (process.exit): record nothing more
+        C_IN_HOOK = 6,   // > 0 while this thread's hooks run (plain stores; see closeBelow)
+        C_CLOSED = 7;    // 1: this thread saw C_CLOSING and stopped recording
   let shared = null, pool = null, mySlot = -1;
   if (inheritedPool !== null && inheritedPool.byteLength % SHARED_BYTES === 0 &&
       inheritedPool.byteLength <= MAX_POOL_SLOTS * SHARED_BYTES && inheritedSlot >= 0 &&
@@ -102,6 +104,8 @@
     const control = new Int32Array(sharedBuffer, BATCH_BYTES, CONTROL);
     if (Atomics.compareExchange(control, C_CLAIM, 0, 1) === 0) shared = control;
   }
+  // This thread's control words (the main thread's are its own: nobody closes it).
+  const own = shared !== null ? shared : new Int32Array(CONTROL);
   const buf = shared !== null ? new Float64Array(sharedBuffer, sharedOffset, SLOTS) : new Float64Array(SLOTS);
   const bytes = new Uint8Array(buf.buffer, buf.byteOffset, BATCH_BYTES);
   let pos = HEADER, sequence = 0, dropped = 0, pendingEvents = 0, enabled = true, pipeOpen = true;
@@ -613,7 +617,12 @@
   function takeQueuedDestroy(asyncWrap, queueDestroy, hookFields, kDestroyField) {
     return function queueDestroyAsyncId(asyncId) {
       if (enabled && asyncId !== ownTimerID && typeof asyncId === 'number') {
-        takeDestroy(asyncId);
+        if (shared === null) {
+          takeDestroy(asyncId);
+        } else {
+          enter();
+          try { takeDestroy(asyncId); } finally { own[C_IN_HOOK]--; }
+        }
         if (!(hookFields[kDestroyField] > 1)) return;  // ours is the only destroy hook
         if (takenDestroys.size < 65536) takenDestroys.add(asyncId);
       }
@@ -628,7 +637,54 @@
     pendingEvents++;
   }
 
-  const callbacks = withPromises ? { init, before, after, destroy, promiseResolve } : { init, before, after, destroy };
+  // A worker's hooks mark themselves as running in its control words (C_IN_HOOK) and stop at C_CLOSING (see
+  // closeBelow); the main thread's run bare (nothing above it closes it).
+  function frozen() {
+    // A thread above is about to end this one (process.exit() there): record nothing more, write what is not
+    // written yet (also what that thread's copy may have missed), and wait for node to stop the thread (a
+    // thread being stopped leaves Atomics.wait at once).
+    enabled = false;
+    if (pipeOpen && pos > HEADER) writeBatch(true);
+    Atomics.store(own, C_CLOSED, 1);
+    Atomics.notify(own, C_CLOSED);
+    for (;;) Atomics.wait(own, C_CLOSING, 1);
+  }
+  // (One wrapper per hook rather than one made by a function: each call site inside stays monomorphic.)
+  function enter() {
+    own[C_IN_HOOK]++;
+    if (own[C_CLOSING] !== 0 && enabled) frozen();
+  }
+  function markedInit(asyncId, type, triggerAsyncId, resource) {
+    enter();
+    try { init(asyncId, type, triggerAsyncId, resource); } finally { own[C_IN_HOOK]--; }
+  }
+  function markedBefore(asyncId) {
+    enter();
+    try { before(asyncId); } finally { own[C_IN_HOOK]--; }
+  }
+  function markedAfter(asyncId) {
+    enter();
+    try { after(asyncId); } finally { own[C_IN_HOOK]--; }
+  }
+  function markedDestroy(asyncId) {
+    enter();
+    try { destroy(asyncId); } finally { own[C_IN_HOOK]--; }
+  }
+  function markedPromiseResolve(asyncId) {
+    enter();
+    try { promiseResolve(asyncId); } finally { own[C_IN_HOOK]--; }
+  }
+  // The rare ones (exit, the batch timer, uncaught exceptions).
+  function marked(hook) {
+    if (shared === null) return hook;
+    return function markedHook(a) {
+      enter();
+      try { return hook(a); } finally { own[C_IN_HOOK]--; }
+    };
+  }
+  const callbacks = shared === null ? { init, before, after, destroy } :
+    { init: markedInit, before: markedBefore, after: markedAfter, destroy: markedDestroy };
+  if (withPromises) callbacks.promiseResolve = shared === null ? promiseResolve : markedPromiseResolve;
   asyncHooks.createHook(callbacks).enable();
   let asyncWrap = null;
   const saved = process.noDeprecation;
@@ -655,21 +711,22 @@
   }
 
   // A callback that throws: its resource and message, before Node reports it.
-  process.on('uncaughtExceptionMonitor', (err) => {
+  process.on('uncaughtExceptionMonitor', marked((err) => {
     if (!enabled) return;
     const id = asyncHooks.executionAsyncId();
     putString(K_UNCAUGHT, idBase + id, err && err.stack ? String(err.stack).split('\n')[0] : String(err));
-  });
+  }));
 
   creatingOwnTimer = true;
-  const timer = setInterval(() => {
+  const timer = setInterval(marked(() => {
+    if (!enabled) return;
     siteBudget = SITES_PER_TICK;
     if (liveSites.size !== 0) sendLongLivedSites(performance.now());
     writeBatch();
-  }, 100);
+  }), 100);
   creatingOwnTimer = false;
   timer.unref();
-  process.on('exit', () => {
+  process.on('exit', marked(() => {
     if (!enabled) return;
     // Workers still running are stopped after this without an exit handler of theirs: take what they have
     // not written (again at process.reallyExit, below, closer to the moment they are stopped).
@@ -680,17 +737,43 @@
     buf[pos] = K_END; buf[pos + 1] = 0; pos += 2;
     writeBatch(true);
     enabled = false;
-  });
-  // process.exit() calls process.reallyExit after the 'exit' handlers (the program's own, which may run for
-  // a while): the last moment before node stops the workers. A loss there is written in a batch of its own.
+  }));
+  // The last JavaScript of this thread before node stops every worker below it, which run no handler of their
+  // own then: they record nothing after this, so that all they recorded can be taken now. Each worker sees
+  // C_CLOSING at its next hook, writes its batch and waits for node to stop it; one inside a hook now is
+  // waited for (it may be writing into a full pipe: ~1 s at most); one that runs no hook (a callback
+  // spinning) records nothing more. The hooks mark themselves with plain stores (~1 ns), not a fence: the
+  // 1 ms pause after setting C_CLOSING orders them (a store buffer holds a store for nanoseconds).
+  function closeBelow() {
+    if (children.size === 0 || !pipeOpen) return;
+    const below = everyBelow();
+    for (const v of below) Atomics.store(v.control, C_CLOSING, 1);
+    Atomics.wait(sleeper, 0, 0, 1);
+    const deadline = performance.now() + 2000;
+    for (const v of below) {
+      while (Atomics.load(v.control, C_IN_HOOK) > 0 && Atomics.load(v.control, C_CLOSED) === 0 && performance.now() < deadline) {
+        Atomics.wait(v.control, C_CLOSED, 0, 1);
+      }
+    }
+    for (const v of below) takeBatch(v);
+    if (pos > HEADER) writeBatch(true);  // losses counted while taking
+  }
+  // process.exit() calls process.reallyExit after the 'exit' handlers (the program's own, which may run for a
+  // while, and may wait for workers); a thread that ends by itself (its loop empty: workers unref'd) runs no
+  // JavaScript after its 'exit' event, whose end is caught in process.emit.
   const reallyExit = process.reallyExit;
   if (typeof reallyExit === 'function' && workerThreads) {
     process.reallyExit = function asynctraceReallyExit(code) {
-      if (children.size !== 0 && pipeOpen) {
-        takeAllWorkerBatches();
-        if (pos > HEADER) writeBatch(true);
-      }
+      closeBelow();
       return reallyExit.apply(this, arguments);
+    };
+  }
+  const emit = process.emit;
+  if (typeof emit === 'function' && workerThreads) {
+    process.emit = function asynctraceEmit(event) {
+      const result = emit.apply(this, arguments);
+      if (event === 'exit' && process._exiting === true) closeBelow();  // not an 'exit' a program emits itself
+      return result;
     };
   }
 })();

@@ -125,6 +125,22 @@ let nodeNestedWorkerStopProgram = #"""
         #expect(!r.stderr.contains("lost") && !r.stderr.contains("malformed"), "\(r.stderr)")
     }
 
+    /// process.exit() in the main thread with the whole tree running: every callback every worker began, at
+    /// any depth, also after the main thread's last JavaScript, is in the trace, once.
+    @Test func nestedWorkersRunningAtProcessExitLoseNothing() throws {
+        expectEveryCallbackOnce(try record("exit"))
+    }
+
+    /// The main thread's loop ends (its workers unref'd) with the whole tree running: the same.
+    @Test func nestedWorkersRunningAtTheMainThreadsEndLoseNothing() throws {
+        expectEveryCallbackOnce(try record("end"))
+    }
+
+    /// The same with batch slots freed by ended workers and used again, and a worker that found them all in use.
+    @Test func reusedSlotsAndAWorkerBeyondThePoolLoseNothing() throws {
+        expectEveryCallbackOnce(try record("small-pool", workers: 9))
+    }
+
     /// terminate() of the worker at the top of a tree: its workers stop with it, and every callback they
     /// began is in the trace, once.
     @Test func nestedWorkersOfATerminatedWorkerLoseNothing() throws {
