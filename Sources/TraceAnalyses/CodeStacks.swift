@@ -15,6 +15,8 @@ struct WaitMoment: Sendable {
     var reason: UInt64
     var fd: Int64
     var fdDetail: String?
+    /// Of `durationNs`, the time off CPU and not runnable (all of it for waits outside syscalls, or without scheduler events).
+    var blockedNs: UInt64
 }
 
 /// The code that made a callback's (or stall's) long waits of one kind: "blocked 140 ms in
@@ -32,6 +34,23 @@ public struct WaitStackSummary: Sendable {
     public var count: Int
     /// Their total duration.
     public var ns: UInt64
+    /// Of `ns`, the time blocked (off CPU, not runnable); the rest was on CPU or waiting for one.
+    public var blockedNs: UInt64
+}
+
+/// Long waits of one kind and stack, added up.
+struct WaitTally {
+    var count = 0
+    var ns: UInt64 = 0
+    var blockedNs: UInt64 = 0
+    var detail: String?
+
+    mutating func add(ns: UInt64, blockedNs: UInt64, detail: String?) {
+        count += 1
+        self.ns = self.ns.addingSaturated(ns)
+        self.blockedNs = self.blockedNs.addingSaturated(blockedNs)
+        if self.detail == nil { self.detail = detail }
+    }
 }
 
 /// One stack of code and how much of a callback's (or stall's) time was sampled in it.
@@ -82,37 +101,36 @@ extension TraceAnalysis {
         }
         // Long waits that ended inside an interval: the code that made them.
         struct WaitKey: Hashable { var reason: UInt64; var fd: Int64; var frames: [Int] }
-        var waitsPerList: [[[WaitKey: (count: Int, ns: UInt64, detail: String?)]]] = perList.map { $0.map { _ in [:] } }
+        var waitsPerList: [[[WaitKey: WaitTally]]] = perList.map { $0.map { _ in [:] } }
         for w in waitMoments {
             guard let intervals = byThread[UInt64(w.pid) << 32 | UInt64(w.tid)] else { continue }
             for iv in intervals where w.endNs > iv.start && w.endNs <= iv.end {
                 let all = data.frames(pid: w.pid, userStack: w.userStack, timeNs: w.endNs)
                 let key = WaitKey(reason: w.reason, fd: w.fd, frames: iv.list == 2 ? all : data.callbackFrames(all))
-                let old = waitsPerList[iv.list][iv.index][key] ?? (0, 0, w.fdDetail)
                 // Only the part of the wait inside the interval counts.
                 let inside = min(w.durationNs, w.endNs - iv.start)
-                waitsPerList[iv.list][iv.index][key] = (old.count + 1, old.ns.addingSaturated(inside), old.detail ?? w.fdDetail)
+                waitsPerList[iv.list][iv.index][key, default: WaitTally()].add(
+                    ns: inside, blockedNs: min(w.blockedNs, inside), detail: w.fdDetail)
             }
         }
-        func waitSummaries(_ waits: [WaitKey: (count: Int, ns: UInt64, detail: String?)]) -> [WaitStackSummary] {
+        func waitSummaries(_ waits: [WaitKey: WaitTally]) -> [WaitStackSummary] {
             waits.sorted { $0.value.ns != $1.value.ns ? $0.value.ns > $1.value.ns : $0.key.frames.lexicographicallyPrecedes($1.key.frames) }
                 .prefix(top)
                 .map {
                     WaitStackSummary(
                         reason: OffCPUReason.name($0.key.reason), fd: $0.key.fd >= 0 ? $0.key.fd : nil,
                         fdDetail: $0.value.detail, frames: $0.key.frames.map(data.frame),
-                        count: $0.value.count, ns: $0.value.ns)
+                        count: $0.value.count, ns: $0.value.ns, blockedNs: $0.value.blockedNs)
                 }
         }
         // Per thread: every long wait but idle epoll waits.
-        var perThread: [UInt64: [WaitKey: (count: Int, ns: UInt64, detail: String?)]] = [:]
+        var perThread: [UInt64: [WaitKey: WaitTally]] = [:]
         let threadKeys = Set(threads.map { UInt64($0.pid) << 32 | UInt64($0.tid) })
         for w in waitMoments where !OffCPUReason.isEpollWait(w.reason) {
             let t = UInt64(w.pid) << 32 | UInt64(w.tid)
             guard threadKeys.contains(t) else { continue }
             let key = WaitKey(reason: w.reason, fd: w.fd, frames: data.frames(pid: w.pid, userStack: w.userStack, timeNs: w.endNs))
-            let old = perThread[t, default: [:]][key] ?? (0, 0, w.fdDetail)
-            perThread[t, default: [:]][key] = (old.count + 1, old.ns.addingSaturated(w.durationNs), old.detail ?? w.fdDetail)
+            perThread[t, default: [:]][key, default: WaitTally()].add(ns: w.durationNs, blockedNs: w.blockedNs, detail: w.fdDetail)
         }
         for i in threads.indices {
             if let waits = perThread[UInt64(threads[i].pid) << 32 | UInt64(threads[i].tid)] { threads[i].waitStacks = waitSummaries(waits) }

@@ -63,10 +63,15 @@ struct IOTracker {
     var endedLives: [EndedFDLife] = []
     var livesNotListed: UInt64 = 0
 
-    /// 1 read-like, 2 write-like, 0 other (a table: this runs for every syscall).
+    /// Bits: 1 read-like, 2 write-like, 4 its return value is bytes; 0 other (a table: this runs for every syscall).
     static let ioClassTable: [UInt8] = (0..<UInt64(directSyscalls)).map {
-        SyscallNames.readLike.contains($0) ? 1 : SyscallNames.writeLike.contains($0) ? 2 : 0
+        (SyscallNames.readLike.contains($0) ? 1 : SyscallNames.writeLike.contains($0) ? 2 : 0)
+            | (SyscallNames.returnsBytes.contains($0) ? 4 : 0)
     }
+
+    /// Bytes a completed read- or write-like call moved (0 for others, errors, and message counts).
+    @inline(__always)
+    static func bytesMoved(nr: UInt64, ret: Int64) -> UInt64 { ioClass(nr) & 4 != 0 && ret > 0 ? UInt64(ret) : 0 }
 
     @inline(__always)
     static func ioClass(_ nr: UInt64) -> UInt8 { nr < UInt64(directSyscalls) ? ioClassTable[Int(nr)] : 0 }
@@ -106,8 +111,8 @@ struct IOTracker {
     mutating func syscall(pid: UInt32, nr: UInt64, fd: Int64, ret: Int64, durationNs: UInt64, running: UInt64?, ownerFD: Int64?) {
         let inCallback = running != nil
         let cls = Self.ioClass(nr)
-        let isRead = cls == 1, isWrite = cls == 2
-        let bytes: UInt64 = (isRead || isWrite) && ret > 0 ? UInt64(ret) : 0
+        let isRead = cls & 1 != 0, isWrite = cls & 2 != 0
+        let bytes = Self.bytesMoved(nr: nr, ret: ret)
         func tally(_ s: inout SyscallAccum) {
             s.count &+= 1
             s.bytes = s.bytes.addingSaturated(bytes)

@@ -131,12 +131,15 @@ struct ThreadTracker {
         var lastSyscallExitNs: UInt64 = 0
         var lastSyscallReason: UInt64 = 0
         var lastSyscallIsEpoll = false
+        /// Time the last syscall was blocked (off CPU, not runnable), including stretches written after it.
+        var lastSyscallBlockedNs: UInt64 = 0
 
         mutating func noteLastSyscall(enterNs: UInt64, exitNs: UInt64, reason: UInt64, isEpoll: Bool) {
             lastSyscallEnterNs = enterNs
             lastSyscallExitNs = exitNs
             lastSyscallReason = reason
             lastSyscallIsEpoll = isEpoll
+            lastSyscallBlockedNs = 0
         }
 
         mutating func seen(_ ns: UInt64) {
@@ -215,6 +218,7 @@ struct ThreadTracker {
             t.offCPUEvents &+= 1
             // Written after the syscall it happened in (same timestamp, or the ring's order across CPUs).
             if inNs <= t.lastSyscallExitNs && out >= t.lastSyscallEnterNs {
+                t.lastSyscallBlockedNs = t.lastSyscallBlockedNs.addingSaturated(interval.blockedNs)
                 Self.finalize(interval, reason: t.lastSyscallReason, gapEndNs: t.lastSyscallIsEpoll ? t.lastSyscallEnterNs : .max, &t)
                 return
             }
@@ -262,6 +266,7 @@ struct ThreadTracker {
             let reason = OffCPUReason.syscall(nr, op: op)
             blocked = Self.claim(&t, enterNs: enterNs, reason: reason, gapEndNs: .max)
             t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: false)
+            t.lastSyscallBlockedNs = blocked
             guard var g = t.gap, enterNs >= g.startNs else { return }
             g.kernelNs = g.kernelNs.addingSaturated(dur)
             if let i = g.syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
@@ -278,6 +283,12 @@ struct ThreadTracker {
             t.gap = g
         }
         return blocked
+    }
+
+    /// How long the thread's last syscall was blocked, if it ended at `exitNs` (a waitStack follows its syscall).
+    func blockedInLastSyscall(pid: UInt32, tid: UInt32, exitNs: UInt64) -> UInt64? {
+        guard let t = threads[Self.key(pid, tid)], t.lastSyscallExitNs == exitNs, !t.lastSyscallIsEpoll else { return nil }
+        return t.lastSyscallBlockedNs
     }
 
     /// Pending stretches that began before `enterNs` were outside any traced syscall; the rest were in this one.

@@ -69,6 +69,8 @@ public struct TraceAnalyzer {
     /// Long waits with the stack that made them (waitStack events), kept for attachStacks.
     var waitMoments: [WaitMoment] = []
     var waitMomentsNotKept: UInt64 = 0
+    /// Per thread (pid << 32 | tid): the wait moment whose syscall event has not come yet.
+    var waitMomentAwaitingSyscall: [UInt64: Int] = [:]
     static let maxWaitMoments = 1 << 20
     /// Creation stacks (user streams' stackDefs) and every stream's code regions.
     var creationStacks = CreationStackTable()
@@ -304,9 +306,18 @@ public struct TraceAnalyzer {
         let what = ev.u(4), raw = ev.s(5)
         var m = WaitMoment(
             pid: pid, tid: UInt32(truncatingIfNeeded: ev.u(1)), endNs: endNs, durationNs: ev.u(6),
-            userStack: UInt32(ev.u(2)), reason: 0, fd: -1, fdDetail: nil)
+            userStack: UInt32(ev.u(2)), reason: 0, fd: -1, fdDetail: nil, blockedNs: ev.u(6))
         if ev.u(3) == 0 {
             m.reason = OffCPUReason.syscall(what & 0xFFFF_FFFF, op: raw)
+            // A long syscall is not a blocked one (a 64 MiB read from the page cache runs on CPU): its blocked part.
+            if threads.sawScheduler {
+                if let b = threads.blockedInLastSyscall(pid: pid, tid: m.tid, exitNs: endNs) {
+                    m.blockedNs = min(m.durationNs, b)
+                } else {
+                    // The syscall's own event (same time) comes next: it fills this in.
+                    waitMomentAwaitingSyscall[UInt64(pid) << 32 | UInt64(m.tid)] = waitMoments.count
+                }
+            }
             if !SyscallNames.fdIsNotAnFd.contains(what) && what != Self.futexWaitvNr && raw >= 0 {
                 m.fd = raw
                 m.fdDetail = io.detail(pid: pid, fd: raw)
@@ -326,11 +337,15 @@ public struct TraceAnalyzer {
         let enter = exitNs >= dur ? exitNs - dur : 0
         var running: UInt64? = nil
         var ownerFD: Int64? = nil
-        let isIO = IOTracker.ioClass(nr) != 0
-        let bytes: UInt64 = isIO && ret > 0 ? UInt64(ret) : 0
+        let bytes = IOTracker.bytesMoved(nr: nr, ret: ret)
         let blocked = threads.syscall(
             pid: pid, tid: tid, nr: nr, fd: fd, op: raw, ret: ret, bytes: bytes, enterNs: enter, exitNs: exitNs,
             fds: io)
+        if !waitMomentAwaitingSyscall.isEmpty, let i = waitMomentAwaitingSyscall.removeValue(forKey: UInt64(pid) << 32 | UInt64(tid)),
+            waitMoments[i].endNs == exitNs
+        {
+            waitMoments[i].blockedNs = min(waitMoments[i].durationNs, blocked)
+        }
         if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)], let frame = callbacks.running(stream: s, enteredAt: enter) {
             running = frame.asyncID
             if let f = resources.info(ResourceKey(pid: pid, asyncID: frame.asyncID))?.fd, f >= 0 { ownerFD = Int64(f) }

@@ -22,10 +22,14 @@ public enum SyscallNames {
     /// The syscall's name, or "syscall_N" for a number not in `table`.
     public static func name(_ nr: UInt64) -> String { table[nr] ?? "syscall_\(nr)" }
 
-    /// Calls that read from their fd (read, pread64, readv, recvfrom, recvmsg, recvmmsg); docs/trace-format.md says what `size` and `ret` are for each.
-    public static let readLike: Set<UInt64> = [0, 17, 19, 45, 47, 299]
-    /// Calls that write to their fd (write, pwrite64, writev, sendto, sendmsg, sendmmsg); docs/trace-format.md says what `size` and `ret` are for each.
-    public static let writeLike: Set<UInt64> = [1, 18, 20, 44, 46, 307]
+    /// Calls that read from their fd (read, pread64, readv, recvfrom, recvmsg, recvmmsg; splice, whose
+    /// recorded fd is fd_in); docs/trace-format.md says what `size` and `ret` are for each.
+    public static let readLike: Set<UInt64> = [0, 17, 19, 45, 47, 299, 275]
+    /// Calls that write to their fd (write, pwrite64, writev, sendto, sendmsg, sendmmsg; sendfile, whose
+    /// recorded fd is out_fd); docs/trace-format.md says what `size` and `ret` are for each.
+    public static let writeLike: Set<UInt64> = [1, 18, 20, 44, 46, 307, 40]
+    /// The read- and write-like calls whose return value is bytes (not recvmmsg/sendmmsg: messages).
+    public static let returnsBytes: Set<UInt64> = [0, 1, 17, 18, 19, 20, 40, 44, 45, 46, 47, 275]
     /// epoll_wait, epoll_pwait and epoll_pwait2 (recorded as `epollWait` events).
     public static let epollWaits: Set<UInt64> = [232, 281, 441]
     /// Calls whose `fd` argument is not an fd (futex: the op; waits with no fd: -1). See docs/trace-format.md.

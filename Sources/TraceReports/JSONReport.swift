@@ -431,7 +431,7 @@ public enum JSONReport {
     }
 
     /// `stacks`: the code the CPU samples taken inside were in (`kind` "cpu"), most samples first, then the
-    /// code that made its long waits (`kind` "wait": `wait`, `fd`, `target`, `count`, `ns`), most time first.
+    /// code that made its long waits (`kind` "wait": `wait`, `fd`, `target`, `count`, `ns`, `blocked_ns`), most time first.
     private static func codeStacks(_ stacks: [CodeStackSummary], waits: [WaitStackSummary], _ e: inout JSONWriter) {
         e.array("stacks") { a in
             for st in stacks {
@@ -471,6 +471,7 @@ public enum JSONReport {
         o.field("count", w.count)
         o.field("samples", 0)
         o.field("ns", w.ns)
+        o.field("blocked_ns", w.blockedNs)
         frames(w.frames, &o)
     }
 

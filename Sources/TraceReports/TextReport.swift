@@ -208,6 +208,7 @@ public enum TextReport {
     }
 
     /// "blocked 140 ms in read(fd 12 → big.bin) at readAll ← handler ← …": the code that made each kind of long wait.
+    /// A long syscall that was mostly not blocked (on CPU, or runnable) says so: "57 ms in read(…) (6 µs blocked) at …".
     private static func waitLines(_ waits: [WaitStackSummary], indent: String, _ out: inout String) {
         for (i, w) in waits.enumerated() {
             var names = w.frames.prefix(6).map(\.description)
@@ -215,8 +216,14 @@ public enum TextReport {
             let pad = i == 0 ? indent : String(repeating: " ", count: indent.count)
             let target = w.fd.map { "(fd \($0)" + (w.fdDetail.map { " → " + $0 } ?? "") + ")" } ?? ""
             let what = w.reason.hasSuffix("outside traced syscalls") ? w.reason : "in " + w.reason + target
+            let mostlyBlocked = w.blockedNs >= w.ns - w.ns / 10
+            let head =
+                mostlyBlocked
+                ? "blocked \(Formatting.duration(w.ns)) " + Formatting.printable(what)
+                : "\(Formatting.duration(w.ns)) " + Formatting.printable(what)
+                    + (w.blockedNs == 0 ? " (never blocked)" : " (\(Formatting.duration(w.blockedNs)) blocked)")
             out +=
-                pad + "blocked \(Formatting.duration(w.ns)) " + Formatting.printable(what) + " at "
+                pad + head + " at "
                 + (names.isEmpty ? "[no stack]" : Formatting.printable(names.joined(separator: " ← ")))
                 + (w.count > 1 ? " (\(w.count) waits)" : "") + "\n"
         }

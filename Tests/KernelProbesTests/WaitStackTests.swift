@@ -7,8 +7,10 @@ import Testing
 
 /// An epoll loop whose handler blocks 150 ms in read() (read_chunk <- handle_request <- run_loop <- main),
 /// then a 120 ms waitpid (a syscall the probes do not trace: an off-CPU wait outside traced syscalls)
-/// in reap_child <- main. Frame pointers kept; glibc's wrappers have none.
+/// in reap_child <- main; then a 256 MiB read of /dev/zero (long, on CPU: never blocked) in zero_fill <- main.
+/// Frame pointers kept; glibc's wrappers have none.
 private let waitSource = """
+    #include <fcntl.h>
     #include <stdio.h>
     #include <stdlib.h>
     #include <unistd.h>
@@ -46,6 +48,16 @@ private let waitSource = """
         __asm__ volatile("");
         return status;
     }
+    __attribute__((noinline)) long zero_fill(void) {
+        long n = 256L << 20;
+        char *b = malloc(n);
+        int fd = open("/dev/zero", O_RDONLY);
+        long r = b && fd >= 0 ? read(fd, b, n) : -1;
+        close(fd);
+        __asm__ volatile("" ::: "memory");
+        free(b);
+        return r;
+    }
     int main(void) {
         int ready[2], slow[2];
         if (pipe(ready) || pipe(slow)) return 1;
@@ -56,7 +68,8 @@ private let waitSource = """
         pid_t sleeper = fork();
         if (sleeper == 0) { sleep_ms(120); _exit(0); }
         int st = reap_child(sleeper);
-        printf("%ld %d\\n", total, st);
+        long zeros = zero_fill();
+        printf("%ld %d %ld\\n", total, st, zeros);
         return 0;
     }
     """
@@ -97,11 +110,24 @@ private let waitSource = """
         #expect(inOrder(["reap_child", "main"], in: names(reap)), "\(names(reap))")
         #expect((reap["wait"] as? String ?? "").contains("outside traced syscalls"), "\(reap["wait"] ?? "-")")
         #expect((reap["ns"] as? Int ?? 0) >= 80_000_000)
+        // A long syscall is not a blocked one: the pipe read was blocked nearly all its time, the read of
+        // /dev/zero (the kernel clearing 256 MiB) never.
+        #expect((read["blocked_ns"] as? Int ?? 0) >= (read["ns"] as? Int ?? 0) * 9 / 10, "\(read)")
+        let zero = try #require(waits.first { $0["target"] as? String == "/dev/zero" }, "no /dev/zero wait: \(waits.map(names))")
+        #expect(inOrder(["zero_fill", "main"], in: names(zero)), "\(names(zero))")
+        let zeroBlocked = try #require(zero["blocked_ns"] as? Int, "\(zero)")
+        #expect(zeroBlocked * 10 < (zero["ns"] as? Int ?? 0), "\(zero)")
         // The text report says it in one line.
         let text = try runTool(exe, ["report", "--threshold", "50ms", trace]).output
         #expect(
             text.split(separator: "\n").contains {
                 $0.contains("blocked") && $0.contains("in read(fd") && $0.contains("read_chunk ← handle_request")
+            },
+            "\(text)")
+        #expect(
+            text.split(separator: "\n").contains {
+                $0.contains("in read(fd") && $0.contains("/dev/zero) (") && $0.contains("zero_fill ← main") && !$0.contains("blocked ")
+                    || $0.contains("/dev/zero) (never blocked)")
             },
             "\(text)")
     }

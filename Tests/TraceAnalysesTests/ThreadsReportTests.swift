@@ -152,6 +152,27 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(sys["bytes"] as? Int == 67_108_864)
     }
 
+    @Test func bytesAreBytesNotMessagesAndSendfileAndSpliceMoveThem() throws {
+        var k = KernelScript(pid: 600, startNs: T)
+        k.threadName(tid: 600, "nginx", at: T)
+        k.fdOpen(tid: 600, fd: 7, kind: .tcp, "127.0.0.1:80->127.0.0.1:5000", at: ms(1))
+        k.fdOpen(tid: 600, fd: 8, kind: .pipe, "", at: ms(1))
+        k.fdOpen(tid: 600, fd: 9, kind: .udp, "127.0.0.1:53", at: ms(1))
+        k.syscall(tid: 600, nr: 40, fd: 7, size: 4 << 20, ret: 2 << 20, enter: ms(2), exit: ms(3))  // sendfile: out_fd
+        k.syscall(tid: 600, nr: 275, fd: 8, size: 65_536, ret: 4096, enter: ms(4), exit: ms(5))  // splice: fd_in
+        k.syscall(tid: 600, nr: 299, fd: 9, size: 8, ret: 5, enter: ms(6), exit: ms(7))  // recvmmsg: 5 messages
+        k.syscall(tid: 600, nr: 307, fd: 9, size: 8, ret: 3, enter: ms(8), exit: ms(9))  // sendmmsg: 3 messages
+        let path = writeTrace([k.stream()], pid: 600, startNs: T, program: "nginx")
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let fd = Dictionary(uniqueKeysWithValues: a.io.fds.map { ($0.fd, $0) })
+        #expect(fd[7]?.writes == 1 && fd[7]?.bytesWritten == 2 << 20)
+        #expect(fd[8]?.reads == 1 && fd[8]?.bytesRead == 4096)
+        #expect(fd[9]?.reads == 1 && fd[9]?.writes == 1 && fd[9]?.bytesRead == 0 && fd[9]?.bytesWritten == 0)
+        let bytes = Dictionary(uniqueKeysWithValues: a.io.syscalls.map { ($0.name, $0.bytes) })
+        #expect(bytes == ["sendfile": 2 << 20, "splice": 4096, "recvmmsg": 0, "sendmmsg": 0])
+    }
+
     @Test func errorsAreBrokenDownByErrno() throws {
         let path = scriptedThreadsTrace()
         defer { removeTrace(path) }
