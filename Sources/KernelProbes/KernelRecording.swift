@@ -24,6 +24,9 @@ public final class KernelRecording {
     public var flushIntervalNs: UInt64 = 100_000_000
     private var lastFlushNs: UInt64 = 0
     private let rootPid: Int32
+    /// Processes other than `rootPid` already running when tracing began (`--pid`'s descendants):
+    /// their threads and fds are read from /proc too.
+    public var otherPidsAtStart: [Int32] = []
     private let createdNs: UInt64
     private var snapshotTaken = false
     /// What /proc showed, held until the first write, and when it was read.
@@ -58,6 +61,7 @@ public final class KernelRecording {
         guard !snapshotTaken else { return }
         snapshotTaken = true
         snapshot = ProcessSnapshot.events(pid: rootPid, timestampNs: createdNs)
+        for pid in otherPidsAtStart { snapshot += ProcessSnapshot.events(pid: pid, timestampNs: createdNs) }
         // After the read, not before: a thread made (or renamed) while /proc was being read shows
         // there with its new name, and its creation event must count as "seen before the read".
         snapshotReadNs = monotonicNowNs()

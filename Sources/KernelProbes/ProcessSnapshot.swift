@@ -35,6 +35,36 @@ public enum ProcessSnapshot {
         return events
     }
 
+    /// The processes below `pid` now (children, their children, ...), parents first, from every
+    /// /proc/N/stat's ppid; at most `limit`. A process that exits meanwhile is simply not listed.
+    public static func descendants(of pid: Int32, limit: Int = 4096) -> [Int32] {
+        guard pid > 0 else { return [] }
+        var children: [Int32: [Int32]] = [:]
+        for n in numericEntries("/proc") where n > 0 && n <= Int(Int32.max) {
+            guard let stat = readSmallFile("/proc/\(n)/stat", limit: 1024), let ppid = parentPid(stat: stat) else { continue }
+            children[ppid, default: []].append(Int32(n))
+        }
+        var out: [Int32] = []
+        var queue = [pid], seen: Set<Int32> = [pid]
+        while !queue.isEmpty && out.count < limit {
+            let p = queue.removeFirst()
+            for c in children[p] ?? [] where out.count < limit && seen.insert(c).inserted {
+                out.append(c)
+                queue.append(c)
+            }
+        }
+        return out
+    }
+
+    /// The 4th field of /proc/N/stat ("pid (comm) state ppid ..."); comm may hold spaces and parentheses,
+    /// so the fields are counted after its last ')'.
+    static func parentPid(stat: [UInt8]) -> Int32? {
+        guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+        guard fields.count >= 2 else { return nil }
+        return Int32(String(decoding: fields[1], as: UTF8.self))
+    }
+
     /// Kind and detail of one fd from its /proc link text ("socket:[123]", "anon_inode:[eventfd]", a path).
     static func describe(_ target: String, fdPath: String, socket: (UInt64) -> (FDKind, String)?) -> (FDKind, String) {
         if let inode = bracketed(target, prefix: "socket:") {

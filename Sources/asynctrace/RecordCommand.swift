@@ -34,8 +34,8 @@ struct RecordCommand: ParsableCommand {
             gets SIGTERM when the time is up (SIGKILL 2 s later if it is still running), and the exit status \
             is 0 if that is what ended it.
 
-            With --pid, the kernel probes attach to a running process (and the processes it forks from then \
-            on) until --duration ends, the process exits, or Ctrl-C. You may attach only to processes you could \
+            With --pid, the kernel probes attach to a running process, the processes already below it (a \
+            server's workers) and those they fork from then on, until --duration ends, the process exits, or Ctrl-C. You may attach only to processes you could \
             attach a debugger to (your own, or any with root or CAP_SYS_PTRACE). --flight-recorder works \
             there too: the window holds the process's kernel events, and --dump-on-block dumps on loop stalls \
             (a thread away from epoll_wait that long).
@@ -439,8 +439,26 @@ struct RecordCommand: ParsableCommand {
         let start = monotonicNowNs()
         let limit = duration.flatMap(Quantities.duration).map { start &+ $0 }
         session.trace(pid: pid)
+        // Its processes already running (a server's workers: nginx, gunicorn, a node cluster): traced
+        // too, as the ones it forks from now on are. Listed after the root is marked, and again, so
+        // a process forked meanwhile by one not yet marked is not missed.
+        var descendants: [Int32] = []
+        var refused: [(Int32, String)] = []
+        for _ in 0..<2 {
+            for child in ProcessSnapshot.descendants(of: pid) where !descendants.contains(child) && !refused.contains(where: { $0.0 == child }) {
+                if let why = TraceAccess.check(pid: child) {
+                    if kill(child, 0) != 0 && errno == ESRCH { continue }  // exited meanwhile
+                    refused.append((child, why))
+                    continue
+                }
+                session.trace(pid: child)
+                descendants.append(child)
+            }
+        }
+        recording.otherPidsAtStart = descendants
         let loopPhases = node.loopPhases ? NodeLoopPhases(session: session) : nil
         loopPhases?.watch(pid)
+        for child in descendants { loopPhases?.watch(child) }
         var exited = false
         recording.onEvents = { events in
             loopPhases?.note(events)
@@ -451,9 +469,14 @@ struct RecordCommand: ParsableCommand {
             flightRecording == nil
             ? "into \(path)"
             : "with a flight recorder (SIGUSR1 to \(getpid()) or `asynctrace dump --pid \(pid)` writes a dump)"
+        let tree =
+            descendants.isEmpty
+            ? "" : " and of the \(descendants.count) process\(descendants.count == 1 ? "" : "es") below it (\(Self.pidList(descendants)))"
         note(
-            "recording kernel events of process \(pid) \(what)"
+            "recording kernel events of process \(pid)\(tree) \(what)"
                 + (limit == nil ? " until it exits or Ctrl-C" : " for \(duration!)"))
+        for (child, why) in refused.prefix(3) { note("not recording process \(child) below it: \(why)") }
+        if refused.count > 3 { note("... and \(refused.count - 3) more processes below it not recorded, for the same reasons") }
         while !exited && RecordingSignals.last == 0 && !parentHasGone() {
             if let limit, monotonicNowNs() >= limit { break }
             recording.pump(timeoutMs: 50)
@@ -472,6 +495,11 @@ struct RecordCommand: ParsableCommand {
         appendUnwrittenNote(traceFD: fd, reserve: &reserve, path: path, pid: pid, userLost: nil, kernelLost: kernelLost)
         let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil, kernelLost: kernelLost)
         if lost { throw ExitCode(74) }
+    }
+
+    /// "6449, 6450" (at most 8, then "…").
+    static func pidList(_ pids: [Int32]) -> String {
+        pids.prefix(8).map(String.init).joined(separator: ", ") + (pids.count > 8 ? ", …" : "")
     }
 
     // MARK: the flight recorder

@@ -227,4 +227,74 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         #expect(writes.allSatisfy { $0.fd == 1 && $0.size == 16 && $0.ret == 16 })
         #expect(scanned.chunks.last?.flags.contains(.final) == true)
     }
+
+    @Test func attachingToAProcessAlsoRecordsTheProcessesAlreadyBelowIt() throws {
+        try requireKernel("attachingToAProcessAlsoRecordsTheProcessesAlreadyBelowIt")
+        // A parent that sleeps (a server's master) with a child and a grandchild that write, all running
+        // before the attach (nginx, gunicorn, a node cluster): their writes are in the trace, with their fds.
+        let tree = Process()
+        tree.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        tree.arguments = [
+            "-S", "-c",
+            """
+            import os, time
+            def writer():
+                while True:
+                    os.write(1, b'y' * 24)
+                    time.sleep(0.002)
+            if os.fork() == 0:
+                if os.fork() == 0:
+                    writer()
+                writer()
+            while True:
+                time.sleep(1)
+            """,
+        ]
+        tree.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try tree.run()
+        defer {
+            // The whole tree: the parent's children are in its process group only if it made one, so by pid.
+            for pid in descendantsOf(tree.processIdentifier) { kill(pid, SIGKILL) }
+            kill(tree.processIdentifier, SIGKILL)
+            tree.waitUntilExit()
+        }
+        var below: [Int32] = []
+        for _ in 0..<200 where below.count < 2 {
+            usleep(10_000)
+            below = descendantsOf(tree.processIdentifier)
+        }
+        try #require(below.count == 2, "the test's process tree did not start: \(below)")
+        let trace = temporaryPath("cli-pid-tree.atrace")
+        let r = try runCapturing(
+            try asynctrace(), ["record", "--pid", "\(tree.processIdentifier)", "--duration", "300ms", "-o", trace])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("and of the 2 processes below it"), "\(r.stderr)")
+        let events = kernelEvents(of: try scanTrace(trace))
+        for pid in below {
+            let writes = events.filter { $0.kind == .syscall && $0.nr == 1 && $0.pid == UInt32(pid) }
+            #expect(writes.count > 10 && writes.allSatisfy { $0.fd == 1 && $0.ret == 24 }, "pid \(pid): \(writes.count) writes")
+            // Its threads and fds as /proc showed them at the attach.
+            #expect(events.contains { $0.kind == .threadName && $0.pid == UInt32(pid) })
+            #expect(events.contains { $0.kind == .fdOpen && $0.pid == UInt32(pid) && $0.fd == 1 })
+        }
+    }
+
+    /// Processes below `pid` now, by their /proc/N/stat parent.
+    private func descendantsOf(_ pid: Int32) -> [Int32] {
+        var parent: [Int32: Int32] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let n = Int32(name), let stat = try? String(contentsOfFile: "/proc/\(n)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let p = Int32(fields[1]) { parent[n] = p }
+        }
+        var out: [Int32] = [], frontier: Set<Int32> = [pid]
+        while !frontier.isEmpty {
+            let next = parent.filter { frontier.contains($0.value) }.map(\.key)
+            out += next
+            frontier = Set(next)
+        }
+        return out
+    }
 }
