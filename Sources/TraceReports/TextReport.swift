@@ -316,7 +316,10 @@ public enum TextReport {
                     ? " (on CPU, blocked, and runnable but waiting for a CPU, from the scheduler)"
                     : " (no scheduler events in this trace: syscall time only)"),
             &out)
-        let shown = a.threads.sorted {
+        // Threads known only from /proc at the attach that never ran while recorded (asleep throughout: a
+        // --pid attach's idle pool threads) have no numbers: one line names them instead of rows of zeros.
+        let idle = a.threads.filter { $0.spanNs == 0 && $0.syscalls == 0 && $0.offCPUByReason.isEmpty && !$0.isLoop }
+        let shown = a.threads.filter { !($0.spanNs == 0 && $0.syscalls == 0 && $0.offCPUByReason.isEmpty && !$0.isLoop) }.sorted {
             ($0.isLoop ? 1 : 0, ($0.onCPUNs ?? 0) &+ $0.syscallNs) > ($1.isLoop ? 1 : 0, ($1.onCPUNs ?? 0) &+ $1.syscallNs)
         }.prefix(max(a.options.top, 20))
         var t = Table([
@@ -338,7 +341,18 @@ public enum TextReport {
             out += "  \(thread(th.ref)) blocked in: " + th.offCPUByReason.prefix(4).map(reasonText).joined(separator: "; ") + "\n"
             waitLines(Array(th.waitStacks.prefix(2)), indent: "      ", &out)
         }
-        if a.threads.count > shown.count { out += "  ... \(a.threads.count - shown.count) more threads (JSON has all)\n" }
+        if !idle.isEmpty {
+            var names: [String: Int] = [:]
+            for th in idle { names[th.name ?? "tid \(th.tid)", default: 0] += 1 }
+            let list = names.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(6)
+                .map { $0.value > 1 ? "\(Formatting.printable($0.key)) ×\($0.value)" : Formatting.printable($0.key) }
+            out +=
+                "  \(idle.count) thread\(idle.count == 1 ? "" : "s") did nothing while recorded (asleep throughout): "
+                + list.joined(separator: ", ") + (names.count > 6 ? ", …" : "") + "\n"
+        }
+        if a.threads.count > shown.count + idle.count {
+            out += "  ... \(a.threads.count - shown.count - idle.count) more threads (JSON has all)\n"
+        }
         if a.untrackedThreads > 0 {
             out += "  note: \(Formatting.count(a.untrackedThreads)) events of threads beyond the tracking bound were not counted\n"
         }

@@ -173,6 +173,21 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(bytes == ["sendfile": 2 << 20, "splice": 4096, "recvmmsg": 0, "sendmmsg": 0])
     }
 
+    @Test func threadsThatNeverRanWhileRecordedShareOneLine() throws {
+        var k = KernelScript(pid: 700, startNs: T)
+        k.threadName(tid: 700, "server", at: T)
+        for tid: UInt32 in 701...703 { k.threadName(tid: tid, "pool", at: T) }  // as /proc showed them at the attach
+        k.syscall(tid: 700, nr: 0, fd: 5, size: 10, ret: 10, enter: ms(1), exit: ms(2))
+        k.offCPU(tid: 700, out: ms(3), state: 1, blocked: 5_000_000, runqueue: 0)
+        let path = writeTrace([k.stream()], pid: 700, startNs: T, program: "server")
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        #expect(a.threads.count == 4)
+        let text = TextReport.render(a)
+        #expect(text.contains("3 threads did nothing while recorded (asleep throughout): pool ×3"), "\(text)")
+        #expect(!text.contains("pool (tid 701"), "\(text)")
+    }
+
     @Test func errorsAreBrokenDownByErrno() throws {
         let path = scriptedThreadsTrace()
         defer { removeTrace(path) }
