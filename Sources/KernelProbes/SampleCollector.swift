@@ -149,7 +149,7 @@ public final class SampleCollector {
                 as: kp_user_regs.self)
             let stack = UnsafeRawPointer(frames + userCount + kernelCount)
             let copy = keptWords(pid: pid, regs: regs, stack: stack, bytes: stackBytes)
-            if Self.framePointersSuffice(copy, user) {
+            if Self.framePointersSuffice(copy, user, stackEnd: stackEnd(pid: pid, sp: regs.sp)) {
                 copiesNotNeeded += 1
             } else if !samplesUnwoundLater, let stack = unwindNow(pid: pid, timeNs: time, copy: copy, walk: user, into: &events) {
                 e.userStack = stack
@@ -218,14 +218,37 @@ public final class SampleCollector {
     /// kept in a frame) is one of them. Code without frame pointers leaves its callers' return
     /// addresses on the stack where the walk does not see them (it stops, or skips to an older frame
     /// whose %rbp survived), so its copies are kept; so are copies holding stray code pointers (the
-    /// cautious side: bytes, never frames, are lost).
-    static func framePointersSuffice(_ copy: StackCopy, _ walk: UnsafeBufferPointer<UInt64>) -> Bool {
+    /// cautious side: bytes, never frames, are lost). Words from `copy.sp` up to `stackEnd` are
+    /// pointers into the stack (saved frame pointers), not code.
+    static func framePointersSuffice(_ copy: StackCopy, _ walk: UnsafeBufferPointer<UInt64>, stackEnd: UInt64) -> Bool {
         guard walk.count >= 2 else { return false }
         let callers = walk.dropFirst()
-        for w in copy.words where !(w.value >= copy.sp && w.value - copy.sp < StackCopy.stackReach) {
+        for w in copy.words where !(w.value >= copy.sp && w.value < stackEnd) {
             if !callers.contains(w.value) { return false }
         }
         return true
+    }
+
+    /// Where the stack holding `sp` may end: `StackCopy.stackReach` above it, and never past the first
+    /// known executable region above it (a stack holds no code). A thread's stack is memory its library
+    /// mapped (glibc's pthread stacks), often a few MiB below the shared libraries: counted as pointers
+    /// into the stack, the return addresses into them made the copy of a thread blocked in
+    /// libpython look as if it held no code the walk had missed, and its stack ended at `_Py_read`.
+    private func stackEnd(pid: UInt32, sp: UInt64) -> UInt64 {
+        Self.stackEnd(processes[pid]?.regions ?? [], sp: sp)
+    }
+
+    static func stackEnd(_ regions: [(start: UInt64, end: UInt64)], sp: UInt64) -> UInt64 {
+        let reach = sp.addingReportingOverflow(StackCopy.stackReach)
+        var end = reach.overflow ? UInt64.max : reach.partialValue
+        // The first region starting above sp.
+        var lo = 0, hi = regions.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if regions[mid].start <= sp { lo = mid + 1 } else { hi = mid }
+        }
+        if lo < regions.count { end = min(end, regions[lo].start) }
+        return end
     }
 
     /// The words of a stack copy an unwinder can use: values in an executable region of the process
@@ -236,10 +259,11 @@ public final class SampleCollector {
     private func keptWords(pid: UInt32, regs: kp_user_regs, stack: UnsafeRawPointer, bytes: Int) -> StackCopy {
         let regions = processes[pid]?.regions ?? []
         let exited = processes[pid]?.mapsGone ?? false
+        let end = Self.stackEnd(regions, sp: regs.sp)
         var words: [(index: UInt32, value: UInt64)] = []
         for i in 0..<(bytes / 8) {
             let v = stack.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
-            if (v >= regs.sp && v - regs.sp < StackCopy.stackReach) || Self.contains(regions, v)
+            if (v >= regs.sp && v < end) || Self.contains(regions, v)
                 || (exited && v >= 0x1_0000 && v < 0x8000_0000_0000)
             {
                 words.append((UInt32(i), v))
@@ -275,7 +299,7 @@ public final class SampleCollector {
             waitStackCopies += 1
             let copy = keptWords(pid: r.tgid, regs: r.regs, stack: record + full, bytes: stackBytes)
             let unwound = frames.withUnsafeBufferPointer { walk -> UInt32? in
-                if Self.framePointersSuffice(copy, walk) { return nil }
+                if Self.framePointersSuffice(copy, walk, stackEnd: stackEnd(pid: r.tgid, sp: r.regs.sp)) { return nil }
                 return unwindNow(pid: r.tgid, timeNs: r.time_ns, copy: copy, walk: walk, into: &events)
             }
             if let unwound {
