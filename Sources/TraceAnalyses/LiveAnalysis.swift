@@ -190,8 +190,13 @@ public struct LiveTraceAnalysis {
         analyzer.startInterval()
         self.analyzer = analyzer
         previous = now
-        let start = before?.overview.endNs ?? now.overview.startNs
-        let end = max(now.overview.endNs, start)
+        // Before the first event the trace has no times of its own: the recording's start stands in
+        // (else the first view said "at -35544 s" and the next "interval 35547 s").
+        let origin = now.overview.recordingStartNs > 0 ? now.overview.recordingStartNs : now.overview.startNs
+        let hasEvents = now.overview.totalEvents > 0
+        let start =
+            before.map { $0.overview.totalEvents > 0 ? $0.overview.endNs : origin } ?? (hasEvents ? now.overview.startNs : origin)
+        let end = max(hasEvents ? now.overview.endNs : origin, start)
         let seconds = end > start ? Double(end - start) / 1e9 : wallSeconds
         let events = now.overview.totalEvents.subtractingSaturated(before?.overview.totalEvents ?? 0)
 

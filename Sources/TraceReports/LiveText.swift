@@ -111,7 +111,7 @@ public enum LiveText {
                 "Stalls in progress (at least \(Formatting.duration(i.blockingThresholdNs)) away from the loop's wait, or in one callback; "
                     + "time so far, to the latest events analysed):")
             for st in i.inProgress.prefix(max(1, o.rows / 2)) {
-                var s = "  " + Formatting.duration(st.durationNs).leftPadded(9) + " RUNNING  "
+                var s = "  " + Formatting.duration(st.durationNs).leftPadded(9) + " ONGOING  "
                 if let type = st.callbackType { s += "\(Formatting.printable(type)) on " }
                 s += "\(name(st.thread)) since \(Formatting.at(st.sinceNs, from: i.recordingStartNs))"
                 if let d = st.doing { s += ", now \(Formatting.printable(d))" }
@@ -121,7 +121,7 @@ public enum LiveText {
         } else if !i.running.isEmpty {
             out.append("Running now for at least \(Formatting.duration(i.blockingThresholdNs)) (a stall in progress):")
             for c in i.running.prefix(max(1, o.rows / 2)) {
-                var s = "  " + Formatting.duration(c.durationNs).leftPadded(9) + " RUNNING  "
+                var s = "  " + Formatting.duration(c.durationNs).leftPadded(9) + " ONGOING  "
                 s += "\(Formatting.printable(c.type)) on \(name(c.tid, c.threadName)) since \(Formatting.at(c.startNs, from: i.recordingStartNs))"
                 s += " (not ended yet)"
                 out.append(s)

@@ -171,7 +171,7 @@ import Testing
     }
 
     /// A stall still in progress shows while it grows (not only once its callback ended): a 2.5 s
-    /// stall is on screen as RUNNING, longer from one interval to the next, before it is listed as a
+    /// stall is on screen as ONGOING, longer from one interval to the next, before it is listed as a
     /// BLOCKING callback; with the kernel probes the view says what the thread is doing now (the
     /// stall's synchronous read).
     @Test func aStallInProgressShowsAsItGrows() throws {
@@ -182,7 +182,7 @@ import Testing
                 + ["--", builtExecutable("asynctrace-examples"), "stalls", "5", "1500", "2500"], timeout: 90)
         #expect(top.status == 0, "top failed: \(top.stderr)")
         let blocks = Array(top.stdout.components(separatedBy: "asynctrace top — ").dropFirst())
-        let running = blocks.firstIndex { $0.contains(" RUNNING  ") }
+        let running = blocks.firstIndex { $0.contains(" ONGOING  ") }
         let ended = blocks.firstIndex { $0.contains("BLOCKING Timeout") }
         guard kernelCapable else {
             // Without the probes a stalled thread hands its events over only after the stall.
@@ -190,12 +190,12 @@ import Testing
             return
         }
         #expect(running != nil, "the stall never showed while it ran:\n\(top.stdout)")
-        if let running, let ended { #expect(running < ended, "RUNNING shows before the callback ends") }
+        if let running, let ended { #expect(running < ended, "ONGOING shows before the callback ends") }
         #expect(top.stdout.contains("(not ended yet)"))
         #expect(top.stdout.contains("now in read fd "), "what the stalled thread does now:\n\(top.stdout)")
         // Its duration so far grows from one interval to the next, and stays within the 2.5 s stall.
         let sofar: [Double] = blocks.compactMap { b in
-            guard let line = b.split(separator: "\n").first(where: { $0.contains(" RUNNING  ") }) else { return nil }
+            guard let line = b.split(separator: "\n").first(where: { $0.contains(" ONGOING  ") }) else { return nil }
             let parts = line.split(separator: " ")
             guard parts.count >= 2, let v = Double(parts[0]) else { return nil }
             return parts[1] == "ms" ? v / 1000 : parts[1] == "s" ? v : nil

@@ -77,4 +77,27 @@ import TraceReader
         #expect(whole.resources.first { $0.type == "Timeout" }?.callbacks.count == 30)
         #expect(intervals.allSatisfy { $0.damage.isEmpty })
     }
+
+    @Test func intervalsBeforeTheFirstEventStartAtTheRecordingsStart() throws {
+        let path = NSTemporaryDirectory() + "asynctrace-live-empty-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).atrace"
+        _ = FileManager.default.createFile(
+            atPath: path,
+            contents: Data(FileHeader(pid: 5, monotonicStartNs: 1_000_000_000, realtimeStartNs: 0, program: "./live").encode()))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let follower = try TraceFollower(path: path)
+        var live = LiveTraceAnalysis(options: AnalysisOptions())
+        try follower.poll()
+        live.consume(follower, all: true)
+        // No event yet: the view stands at the recording's start, not at time 0.
+        if let empty = live.interval() {
+            #expect(empty.endNs == 1_000_000_000 && empty.durationNs == 0, "\(empty.startNs)...\(empty.endNs)")
+        }
+        append(path, second(0).sealed())
+        try follower.poll()
+        live.consume(follower, all: true)
+        let next = live.interval()
+        let first = try #require(next)
+        // From the recording's start (or the first event) to the last event of that second: about 1 s, not the clock's age.
+        #expect(first.startNs >= 1_000_000_000 && first.durationNs <= 1_000_000_000, "\(first.startNs)...\(first.endNs)")
+    }
 }
