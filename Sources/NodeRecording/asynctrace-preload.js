@@ -362,6 +362,9 @@
   let taken = null;  // the copy (allocated at the first worker)
   const slots = [];  // views of the pool's slots, made when first used
   let nextSlot = 0;
+  let poolWords = null;  // the whole pool's int32s: the scans read the control words without views per slot
+  // The index in poolWords of slot i's control word w.
+  function wordOf(i, w) { return i * (SHARED_BYTES / 4) + BATCH_BYTES / 4 + w; }
   function slotAt(i) {
     let v = slots[i];
     if (v === undefined) {
@@ -380,10 +383,11 @@
       poolSlots = Number.isInteger(n) && n >= 1 && n < MAX_POOL_SLOTS ? n : MAX_POOL_SLOTS;
       try { pool = new SharedArrayBuffer(poolSlots * SHARED_BYTES); } catch { return null; }
     }
+    if (poolWords === null) poolWords = new Int32Array(pool);
     for (let k = 0; k < poolSlots; k++) {
       const i = (nextSlot + k) % poolSlots;
+      if (Atomics.compareExchange(poolWords, wordOf(i, C_STATE), 0, 2) !== 0) continue;
       const v = slotAt(i), c = v.control;
-      if (Atomics.compareExchange(c, C_STATE, 0, 2) !== 0) continue;
       nextSlot = i + 1;
       v.generation = Atomics.add(c, C_GENERATION, 1) + 1;
       v.batch[5] = 0;
@@ -405,12 +409,14 @@
   function slotsBelow(ancestor) {
     const out = [];
     if (pool === null) return out;
+    if (poolWords === null) poolWords = new Int32Array(pool);
     for (let i = 0; i < poolSlots; i++) {
-      const v = slotAt(i);
-      if (Atomics.load(v.control, C_STATE) !== 1) continue;
-      let p = Atomics.load(v.control, C_PARENT) - 1;
-      for (let steps = 0; p !== ancestor && p >= 0 && steps < poolSlots; steps++) p = Atomics.load(slotAt(p).control, C_PARENT) - 1;
-      if (p === ancestor) out.push(v);
+      if (Atomics.load(poolWords, wordOf(i, C_STATE)) !== 1) continue;
+      let p = Atomics.load(poolWords, wordOf(i, C_PARENT)) - 1;
+      for (let steps = 0; p !== ancestor && p >= 0 && p < poolSlots && steps < poolSlots; steps++) {
+        p = Atomics.load(poolWords, wordOf(p, C_PARENT)) - 1;
+      }
+      if (p === ancestor) out.push(slotAt(i));
     }
     return out;
   }
