@@ -118,4 +118,54 @@ private let mainSource = """
         let top = CodeProfile(data, samples: mine).stacks.first.map { $0.frames.map { data.frame($0).name } } ?? []
         #expect(whole.count * 10 >= mine.count * 9, "the whole chain in \(whole.count) of \(mine.count) samples; top: \(top)")
     }
+
+    /// The case it was found on: a CPython 3.12+ worker thread (libpython, libc and the perf trampolines:
+    /// no frame of the executable) blocks in os.read on a pipe, then burns CPU. Its wait and its samples
+    /// name the Python functions and go down to the thread's start.
+    @Test func aPythonWorkerThreadsWaitAndSamplesReachTheThreadsStart() throws {
+        try requireKernel("aPythonWorkerThreadsWaitAndSamplesReachTheThreadsStart")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        guard let python = HotFunctionTests.python312() else {
+            try Test.cancel("no CPython 3.12 or newer here (perf trampolines came with 3.12)")
+        }
+        let script = temporaryPath("thread-python-\(UUID().uuidString.prefix(8)).py")
+        try """
+        import os, threading, time
+        def wait_for_input(fd):
+            return os.read(fd, 8)
+        def crunch_numbers(ms):
+            end = time.process_time() + ms / 1000
+            x = 0
+            while time.process_time() < end:
+                for i in range(64):
+                    x += i * i
+            return x
+        def worker(fd):
+            wait_for_input(fd)
+            crunch_numbers(300)
+        r, w = os.pipe()
+        t = threading.Thread(target=worker, args=(r,))
+        t.start()
+        time.sleep(0.2)
+        os.write(w, b"abcdefgh")
+        t.join()
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: script) }
+        let trace = try recordTrace([python, script], options: ["--stack-threshold", "20ms"], name: "thread-python")
+        let json = try runTool(asynctrace, ["report", "--json", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let threads = try #require(root["threads"] as? [[String: Any]])
+        let waits = threads.flatMap { ($0["wait_stacks"] as? [[String: Any]]) ?? [] }
+        let read = try #require(waits.first { names($0).contains("wait_for_input") }, "no wait in wait_for_input: \(waits.map(names))")
+        #expect(read["wait"] as? String == "read", "\(read["wait"] ?? "-")")
+        #expect(inOrder(["_Py_read", "wait_for_input", "worker", "start_thread"], in: names(read)), "\(names(read))")
+        let data = TraceSamples(reader: try TraceReader(path: trace))
+        let mine = data.samples.filter { s in data.frames(of: s).contains { data.frame($0).name == "crunch_numbers" } }
+        #expect(mine.count >= 50, "\(data.samples.count) samples, \(mine.count) in crunch_numbers")
+        let whole = mine.filter { s in
+            inOrder(["crunch_numbers", "worker", "start_thread"], in: data.frames(of: s).map { data.frame($0).name })
+        }
+        let top = CodeProfile(data, samples: mine).stacks.first.map { $0.frames.map { data.frame($0).name } } ?? []
+        #expect(whole.count * 10 >= mine.count * 9, "the whole chain in \(whole.count) of \(mine.count) samples; top: \(top)")
+    }
 }
