@@ -14,7 +14,8 @@ import TraceReader
 /// appending a byte to `<dir>/<threadId>.count`. B spins forever inside its 200th callback (it can never
 /// write again: an ancestor must); A, C and D go on. When all four have begun 200 callbacks (a counter in
 /// shared memory, handed down the tree), the main thread calls process.exit() with all of them running
-/// (`exit`), or ends by itself with all of them running (`end`: they were unref'd), or terminates A (B and C
+/// (`exit`), or ends by itself with all of them running (`end`: they were unref'd; `throw`: an uncaught
+/// exception), or terminates A (B and C
 /// stop with it), waits for that, then exits (`terminate`). `small-pool`: as `exit`, with a pool of 3 batch
 /// slots that 5 workers (E) used and freed before, one after another, and D started once A, B and C hold all
 /// three.
@@ -51,6 +52,7 @@ let nodeNestedWorkerStopProgram = #"""
         if (Atomics.load(ready, 0) < 4) return setTimeout(wait, 1);
         if (mode === 'exit' || mode === 'small-pool') process.exit(0);
         if (mode === 'end') return a.unref(), d.unref();  // the main thread ends by itself, the workers running
+        if (mode === 'throw') throw new Error('uncaught');  // node ends the process (exit status 1)
         a.on('exit', () => process.exit(0));
         a.terminate();
       })();
@@ -75,7 +77,7 @@ let nodeNestedWorkerStopProgram = #"""
         var mostPerID: Int
     }
 
-    func record(_ mode: String, workers: Int = 4) throws -> (threads: [Int: Thread], stderr: String) {
+    func record(_ mode: String, workers: Int = 4, status: Int32 = 0) throws -> (threads: [Int: Thread], stderr: String) {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
         let dir = NSTemporaryDirectory() + "asynctrace-node-nested-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -83,7 +85,7 @@ let nodeNestedWorkerStopProgram = #"""
         let script = dir + "/nested.js", trace = dir + "/nested.atrace"
         try nodeNestedWorkerStopProgram.write(toFile: script, atomically: true, encoding: .utf8)
         let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script, mode, dir])
-        #expect(rec.status == 0, "record: \(rec.stdout) \(rec.stderr)")
+        #expect(rec.status == status, "record: \(rec.stdout) \(rec.stderr)")
 
         var begun: [Int: Int] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".count") {
@@ -134,6 +136,11 @@ let nodeNestedWorkerStopProgram = #"""
     /// The main thread's loop ends (its workers unref'd) with the whole tree running: the same.
     @Test func nestedWorkersRunningAtTheMainThreadsEndLoseNothing() throws {
         expectEveryCallbackOnce(try record("end"))
+    }
+
+    /// An uncaught exception in the main thread with the whole tree running: the same.
+    @Test func nestedWorkersRunningAtAnUncaughtExceptionLoseNothing() throws {
+        expectEveryCallbackOnce(try record("throw", status: 1))
     }
 
     /// The same with batch slots freed by ended workers and used again, and a worker that found them all in use.
