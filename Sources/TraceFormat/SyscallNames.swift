@@ -19,8 +19,13 @@ public enum SyscallNames {
         40: "sendfile", 74: "fsync", 75: "fdatasync", 275: "splice", 426: "io_uring_enter",
     ]
 
-    /// The syscall's name, or "syscall_N" for a number not in `table`.
-    public static func name(_ nr: UInt64) -> String { table[nr] ?? "syscall_\(nr)" }
+    /// The syscall's name (recorded or not: an off-CPU wait names the syscall it slept in), or "syscall_N"
+    /// for a number x86_64 does not have.
+    public static func name(_ nr: UInt64) -> String {
+        if let name = table[nr] { return name }
+        if nr < UInt64(x86_64.count), !x86_64[Int(nr)].isEmpty { return x86_64[Int(nr)] }
+        return "syscall_\(nr)"
+    }
 
     /// Calls that read from their fd (read, pread64, readv, recvfrom, recvmsg, recvmmsg; splice, whose
     /// recorded fd is fd_in); docs/trace-format.md says what `size` and `ret` are for each.
