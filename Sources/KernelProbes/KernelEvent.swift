@@ -60,6 +60,9 @@ public struct KernelEvent: Sendable {
     public var exitCode: Int32 = 0
     /// offCPU: the state at switch-out (TraceFormat's OffCPUState values).
     public var offCPUState: UInt8 = 0
+    /// offCPU, and waitStack with `waitCause` 1: 1 + the syscall the thread slept in as the scheduler saw it
+    /// (one the probes do not record, or one begun before tracing began); 0: none, or not known.
+    public var offCPUSyscall: UInt16 = 0
     /// offCPU: switch-out -> wakeup (0 when preempted), and wakeup/preemption -> switch-in.
     public var blockedNs: UInt64 = 0
     /// offCPU: runnable, waiting for a CPU, after the wakeup or preemption (ns).
@@ -189,7 +192,8 @@ public struct KernelEvent: Sendable {
             guard size >= MemoryLayout<kp_offcpu_record>.size else { return false }
             let r = record.loadUnaligned(as: kp_offcpu_record.self)
             var e = KernelEvent(kind: .offCPU, pid: r.tgid, tid: r.tid, timestampNs: r.on_ns)
-            e.offCPUState = UInt8(min(r.state, 3))
+            e.offCPUState = UInt8(min(r.state & 0xFFFF, 3))
+            e.offCPUSyscall = UInt16(truncatingIfNeeded: r.state >> 16)
             e.blockedNs = r.blocked_ns
             e.runqueueNs = r.runqueue_ns
             e.wakerPid = r.waker_tgid

@@ -237,7 +237,7 @@ public struct KernelTraceWriter {
             b.beginEvent(.offCPU, ticks: e.timestampNs)
             b.putUnsigned(UInt64(e.pid))
             b.putUnsigned(UInt64(e.tid))
-            b.putUnsigned(UInt64(e.offCPUState))
+            b.putUnsigned(UInt64(e.offCPUState) | UInt64(e.offCPUSyscall) << 8)
             b.putUnsigned(e.blockedNs)
             b.putUnsigned(e.runqueueNs)
             b.putUnsigned(UInt64(e.wakerPid))
@@ -327,7 +327,7 @@ public struct KernelTraceWriter {
             b.putUnsigned(UInt64(e.tid))
             b.putUnsigned(UInt64(e.userStack))
             b.putUnsigned(UInt64(e.waitCause))
-            b.putUnsigned(UInt64(e.waitCause == 0 ? e.nr : UInt32(e.offCPUState)))
+            b.putUnsigned(e.waitCause == 0 ? UInt64(e.nr) : UInt64(e.offCPUState) | UInt64(e.offCPUSyscall) << 8)
             b.putSigned(Int64(e.fd))
             b.putUnsigned(e.durationNs)
             return

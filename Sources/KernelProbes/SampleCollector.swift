@@ -285,7 +285,13 @@ public final class SampleCollector {
         var e = KernelEvent(kind: .waitStack, pid: r.tgid, tid: r.tid, timestampNs: r.time_ns)
         e.enterNs = r.time_ns >= r.duration_ns ? r.time_ns - r.duration_ns : 0
         e.waitCause = r.cause == UInt16(KP_WAIT_OFFCPU) ? 1 : 0
-        if e.waitCause == 0 { e.nr = UInt32(bitPattern: r.nr) } else { e.offCPUState = UInt8(clamping: max(0, min(r.nr, 3))) }
+        if e.waitCause == 0 {
+            e.nr = UInt32(bitPattern: r.nr)
+        } else {
+            let state = UInt32(bitPattern: r.nr)  // as kp_offcpu_record's: the syscall above bit 16
+            e.offCPUState = UInt8(min(state & 0xFFFF, 3))
+            e.offCPUSyscall = UInt16(truncatingIfNeeded: state >> 16)
+        }
         e.fd = r.fd
         var frames = Array(UnsafeBufferPointer(start: (record + header).assumingMemoryBound(to: UInt64.self), count: count))
         if count > 0 && frames.withUnsafeBufferPointer({ hasUnknownAddress(pid: r.tgid, $0, atNs: r.time_ns) }) {

@@ -26,7 +26,14 @@ enum OffCPUReason {
         }
     }
 
-    static func outside(state: UInt64) -> UInt64 { outsideBase | min(state, 3) }
+    /// Off CPU outside any traced syscall seen: `state` as the offCPU event has it (bits 0-7 OffCPUState,
+    /// above them 1 + the syscall the scheduler saw it sleep in: one the probes do not record, or one begun
+    /// before tracing did), named for that syscall when known, else for the state.
+    static func outside(state: UInt64) -> UInt64 {
+        let nr = state >> 8
+        if nr > 0 && nr <= 0xFFFF { return syscall(nr - 1, op: -1) }
+        return outsideBase | min(state & 0xFF, 3)
+    }
 
     /// epoll_wait, epoll_pwait, epoll_pwait2: a loop's idle wait.
     static func isEpollWait(_ key: UInt64) -> Bool { key == 232 || key == 281 || key == 441 }
@@ -204,8 +211,8 @@ struct ThreadTracker {
         waker: UInt64
     ) -> OffInterval {
         sawScheduler = true
-        var blocked = state == 0 ? 0 : blockedNs
-        var runqueue = state == 0 ? blockedNs.addingSaturated(runqueueNs) : runqueueNs
+        var blocked = state & 0xFF == 0 ? 0 : blockedNs
+        var runqueue = state & 0xFF == 0 ? blockedNs.addingSaturated(runqueueNs) : runqueueNs
         // Only the part inside the recording (or the window) counts: the latest `allowed` ns, run queue last.
         let allowed = inNs.subtractingSaturated(earliestNs)
         runqueue = min(runqueue, allowed)

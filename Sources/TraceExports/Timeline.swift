@@ -317,6 +317,8 @@ public final class Timeline {
         var runqueueNs: UInt64
         var state: UInt8
         var wakerTid: UInt32
+        /// 1 + the syscall it slept in as the scheduler saw it (0: none known).
+        var syscall: UInt16 = 0
     }
 
     deinit {
@@ -572,7 +574,7 @@ public final class Timeline {
         let t = kernelThread(pid: UInt32(truncatingIfNeeded: e.u(0)), tid: UInt32(truncatingIfNeeded: e.u(1)), sink: &sink)
         hasSchedulerEvents = true
         let inNs = e.timestampNs
-        let state = UInt8(truncatingIfNeeded: min(e.u(2), 3))
+        let state = UInt8(truncatingIfNeeded: min(e.u(2) & 0xFF, 3))
         // Saturating: hostile durations must not trap, nor reach before the thread's last drawn op.
         let allowed = inNs > perThread[t].lastTs ? inNs - perThread[t].lastTs : 0
         let runqueue = min(state == 0 ? e.u(3) &+ e.u(4) < e.u(3) ? .max : e.u(3) &+ e.u(4) : e.u(4), allowed)
@@ -582,7 +584,8 @@ public final class Timeline {
         perThread[t].pendingOff.append(
             PendingOff(
                 outNs: inNs - blocked - runqueue, blockedNs: blocked, runqueueNs: runqueue,
-                state: state, wakerTid: UInt32(truncatingIfNeeded: e.u(6))))
+                state: state, wakerTid: UInt32(truncatingIfNeeded: e.u(6)),
+                syscall: UInt16(truncatingIfNeeded: min(e.u(2) >> 8, 0xFFFF))))
     }
 
     /// Draws the pending stretches that began before `before` (outside any syscall seen); keeps the rest.
@@ -591,7 +594,13 @@ public final class Timeline {
         let pending = perThread[t].pendingOff
         perThread[t].pendingOff.removeAll(keepingCapacity: true)
         for p in pending {
-            if p.outNs < before { drawOff(p, thread: t, blockedName: blockedOutsideNames[Int(p.state)], sink: &sink) } else { keep.append(p) }
+            if p.outNs < before {
+                // Outside any syscall seen: named for the syscall the scheduler saw it sleep in (untraced, or begun before tracing).
+                let name = p.syscall > 0 ? blockedInName(UInt64(p.syscall - 1)) : blockedOutsideNames[Int(p.state)]
+                drawOff(p, thread: t, blockedName: name, sink: &sink)
+            } else {
+                keep.append(p)
+            }
         }
         perThread[t].pendingOff.append(contentsOf: keep)
     }

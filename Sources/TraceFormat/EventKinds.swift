@@ -331,7 +331,7 @@ public enum EventSpecs {
                 a("runqueueNs", .unsigned), a("wakerPid", .unsigned), a("wakerTid", .unsigned),
             ],
             summary:
-                "a traced thread is back on a CPU; the timestamp is the switch-in, it left the CPU at timestamp - blockedNs - runqueueNs (state: OffCPUState)"
+                "a traced thread is back on a CPU; the timestamp is the switch-in, it left the CPU at timestamp - blockedNs - runqueueNs (state: bits 0-7 OffCPUState; bits 8 and up: 1 + the syscall it slept in as the scheduler saw it, 0: none or not known)"
         ),
         EventSpec(
             kind: .fdOpen, name: "fdOpen",
@@ -374,7 +374,7 @@ public enum EventSpecs {
                 a("what", .unsigned), a("fd", .signed), a("durationNs", .unsigned),
             ],
             summary:
-                "the user stack (stackDef id) that made a long wait; cause 0: the end of syscall `what` on `fd` (as in syscall) after durationNs, the timestamp its exit; cause 1: back on a CPU after durationNs blocked outside traced syscalls in state `what` (OffCPUState), fd -1"
+                "the user stack (stackDef id) that made a long wait; cause 0: the end of syscall `what` on `fd` (as in syscall) after durationNs, the timestamp its exit; cause 1: back on a CPU after durationNs blocked outside traced syscalls in state `what` (as offCPU's state: OffCPUState, and above bit 8 the syscall), fd -1"
         ),
         EventSpec(
             kind: .stackCopyDelta, name: "stackCopyDelta",

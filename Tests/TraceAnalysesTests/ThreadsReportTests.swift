@@ -188,6 +188,30 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(!text.contains("pool (tid 701"), "\(text)")
     }
 
+    @Test func waitsOutsideTracedSyscallsAreNamedForTheSyscallTheSchedulerSaw() throws {
+        // A master process: 1 s in wait4 (not recorded), 20 ms in vfork (uninterruptible), 5 ms of page faults
+        // (no syscall), and the rest of an epoll_pwait begun before tracing (recorded, but its enter never seen).
+        var k = KernelScript(pid: 800, startNs: T)
+        k.threadName(tid: 800, "master", at: T)
+        k.offCPU(tid: 800, out: ms(1), state: 1, blocked: 50_000_000, runqueue: 0)  // no syscall known: old traces
+        k.offCPU(tid: 800, out: ms(60), state: 1 | (232 + 1) << 8, blocked: 100_000_000, runqueue: 0)
+        k.offCPU(tid: 800, out: ms(200), state: 1 | (61 + 1) << 8, blocked: 1_000_000_000, runqueue: 0)
+        k.offCPU(tid: 800, out: ms(1300), state: 2 | (58 + 1) << 8, blocked: 20_000_000, runqueue: 1_000)
+        k.offCPU(tid: 800, out: ms(1400), state: 2, blocked: 5_000_000, runqueue: 0)
+        k.syscall(tid: 800, nr: 0, fd: 3, size: 1, ret: 1, enter: ms(1500), exit: ms(1500.01))
+        let path = writeTrace([k.stream()], pid: 800, startNs: T, program: "master")
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let master = try #require(a.threads.first { $0.tid == 800 })
+        let reasons = Dictionary(uniqueKeysWithValues: master.offCPUByReason.map { ($0.reason, $0.ns) })
+        #expect(
+            reasons == [
+                "wait4": 1_000_000_000, "epoll_wait": 100_000_000, "sleeping outside traced syscalls": 50_000_000, "vfork": 20_000_000,
+                "uninterruptible (D) outside traced syscalls, e.g. a page fault": 5_000_000,
+            ], "\(reasons)")
+        #expect(TextReport.render(a).contains("blocked in: wait4 1.00 s"), "\(TextReport.render(a))")
+    }
+
     @Test func errorsAreBrokenDownByErrno() throws {
         let path = scriptedThreadsTrace()
         defer { removeTrace(path) }

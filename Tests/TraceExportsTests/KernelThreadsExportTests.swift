@@ -47,6 +47,9 @@ private enum Sched {
         }
         name(900, "loop")
         name(901, "sleeper")
+        name(902, "reaper")
+        // reaper (902): 40 ms in wait4, a syscall the probes do not record (the scheduler names it).
+        off(902, out: ms(5), state: 1 | (61 + 1) << 8, blocked: 40_000_000, runqueue: 0)
         off(900, out: ms(1.01), state: 1, blocked: 8_890_000, runqueue: 100_000)
         epoll(900, ms(1), ms(10))
         off(900, out: ms(31), state: 2, blocked: 18_000_000, runqueue: 500_000)
@@ -87,6 +90,7 @@ private enum Sched {
         #expect(w[sleeper + ";blocked in clock_nanosleep"] == 87_800_000)
         #expect(w[sleeper + ";runnable (waiting for a CPU)"] == 50_000)
         #expect(w[sleeper + ";clock_nanosleep"] == 150_000)
+        #expect(w["sched (900) reaper [902];blocked in wait4"] == 40_000_000, "\(w)")
         _ = try FlamegraphPL.expectAccepts(out, svg: out + ".svg", "scheduler folded")
     }
 
