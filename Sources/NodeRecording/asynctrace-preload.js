@@ -88,7 +88,7 @@
         C_STATE = 2,     // pool slots: 1 in use (allocated by the parent), 2 being allocated, 0 free
         C_PARENT = 3,    // pool slots: the parent's slot + 1 (0: the thread that made the pool)
         C_GENERATION = 4,  // pool slots: counts allocations (a copy spanning a reuse is made again)
-        C_CLOSING = 5,   // 1: a thread above is about to end this one (process.exit): record nothing more
+        C_CLOSING = 5,   // 1: a thread above is about to end this one (process.exit), 2: terminate(): record nothing more
         C_IN_HOOK = 6,   // > 0 while this thread's hooks run (plain stores; see closeBelow)
         C_CLOSED = 7;    // 1: this thread saw C_CLOSING and stopped recording
   let shared = null, pool = null, mySlot = -1;
@@ -426,21 +426,39 @@
     for (const child of children.values()) if (child.slot < 0) out.push(child);
     return out;
   }
-  function shareWithWorker(workerId) {
+  function shareWithWorker(workerId, handle) {
     let data = { parent: workerId, buffer: null };
     if (children.size < MAX_CHILDREN) {
-      const v = allocateSlot();
-      if (v !== null) {
-        children.set(workerId, v);
-        data = { parent: workerId, buffer: null, pool, slot: v.slot, generation: v.generation };
+      let child = allocateSlot();
+      if (child !== null) {
+        data = { parent: workerId, buffer: null, pool, slot: child.slot, generation: child.generation };
       } else {
         const sab = new SharedArrayBuffer(SHARED_BYTES);
-        children.set(workerId, { slot: -1, generation: 0, batch: new Float64Array(sab, 0, SLOTS),
-          control: new Int32Array(sab, BATCH_BYTES, CONTROL) });
+        child = { slot: -1, generation: 0, batch: new Float64Array(sab, 0, SLOTS), control: new Int32Array(sab, BATCH_BYTES, CONTROL) };
         data.buffer = sab;
       }
+      children.set(workerId, child);
+      watchStop(handle, workerId, child);
     }
     try { workerThreads.setEnvironmentData(ENV_KEY, data); } catch { /* an old node */ }
+  }
+  // worker.terminate() (the handle's stopThread): V8 stops the worker at its next call or loop, also inside a
+  // hook, where no `finally` runs then, so its C_IN_HOOK may stay up until its slot is freed. Its slot and
+  // those below it (stopped with it) are marked (C_CLOSING 2): each stops recording at its next hook, and
+  // a thread closing them waits for them only briefly (see closeBelow).
+  function watchStop(handle, workerId, child) {
+    const stop = handle && handle.stopThread;
+    if (typeof stop !== 'function') return;
+    try {
+      handle.stopThread = function asynctraceStopThread() {
+        // (Not once it has ended: its slot may be another worker's by now.)
+        if (children.get(workerId) !== child) return stop.apply(this, arguments);
+        const stopped = child.slot >= 0 ? slotsBelow(child.slot) : [];
+        stopped.push(child);
+        for (const v of stopped) Atomics.compareExchange(v.control, C_CLOSING, 0, 2);
+        return stop.apply(this, arguments);
+      };
+    } catch { /* a frozen handle: such a worker is waited for as any other */ }
   }
   function takeBatch(child) {
     if (!pipeOpen) return;
@@ -525,7 +543,7 @@
         else if (siteBudget > 0 || sitesMode === 'all') { siteBudget--; captureSite(idBase + asyncId, trigger); }
       } else if ((flags & F_TICK) !== 0 && tickSitesLeft > 0) { tickSitesLeft--; captureSite(idBase + asyncId, trigger); }
     }
-    if ((flags & F_WORKER) !== 0 && workerThreads) shareWithWorker(idBase + asyncId);
+    if ((flags & F_WORKER) !== 0 && workerThreads) shareWithWorker(idBase + asyncId, resource);
     // Never read the fd here: init runs inside the handle's constructor, before the stream behind
     // its `fd` getter exists (reading it crashes Node). The next before/after asks.
     if ((flags & F_FD) !== 0 && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
@@ -750,15 +768,22 @@
   // waited for (it may be writing into a full pipe: ~1 s at most); one that runs no hook (a callback
   // spinning) records nothing more. The hooks mark themselves with plain stores (~1 ns), not a fence: the
   // 1 ms pause after setting C_CLOSING orders them (a store buffer holds a store for nanoseconds).
+  let closed = false;
   function closeBelow() {
     if (children.size === 0 || !pipeOpen) return;
     const below = everyBelow();
-    for (const v of below) Atomics.store(v.control, C_CLOSING, 1);
-    Atomics.wait(sleeper, 0, 0, 1);
-    const deadline = performance.now() + 2000;
-    for (const v of below) {
-      while (Atomics.load(v.control, C_IN_HOOK) > 0 && Atomics.load(v.control, C_CLOSED) === 0 && performance.now() < deadline) {
-        Atomics.wait(v.control, C_CLOSED, 0, 1);
+    for (const v of below) Atomics.compareExchange(v.control, C_CLOSING, 0, 1);
+    // (process.exit(): closed at the end of 'exit', then only taken again at reallyExit.)
+    if (!closed) {
+      closed = true;
+      Atomics.wait(sleeper, 0, 0, 1);
+      const start = performance.now();
+      for (const v of below) {
+        // One being stopped by terminate() may have been stopped inside a hook: given 200 ms, not 2 s.
+        const deadline = start + (Atomics.load(v.control, C_CLOSING) === 2 ? 200 : 2000);
+        while (Atomics.load(v.control, C_IN_HOOK) > 0 && Atomics.load(v.control, C_CLOSED) === 0 && performance.now() < deadline) {
+          Atomics.wait(v.control, C_CLOSED, 0, 1);
+        }
       }
     }
     for (const v of below) takeBatch(v);
