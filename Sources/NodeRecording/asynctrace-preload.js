@@ -109,6 +109,7 @@
   const buf = shared !== null ? new Float64Array(sharedBuffer, sharedOffset, SLOTS) : new Float64Array(SLOTS);
   const bytes = new Uint8Array(buf.buffer, buf.byteOffset, BATCH_BYTES);
   let pos = HEADER, sequence = 0, dropped = 0, pendingEvents = 0, enabled = true, pipeOpen = true;
+  let chainMs = -1;  // the last after's time while it was a tick's and nothing came after it; -1: none (below)
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
   // A per-thread nonce (header slot 7, doubled; +1 marks a batch its parent took): the recorder tells a
   // thread's batches from those of a later thread with the same pid/tid, and sees a batch twice only once.
@@ -151,6 +152,7 @@
     if (outcome === WRITE_GONE) { enabled = false; pipeOpen = false; }
     pendingEvents = 0;
     tailOnly = false;
+    chainMs = -1;  // the write came between: the next callback reads the clock
     if (last) return;
     tailOnly = true;
     pendingEvents = 2;
@@ -271,12 +273,12 @@
   // ... except a thread's first ticks: the start-up code that makes servers often defers through them
   // (listen with a host, connect), and a resource node's own code makes there is placed by them (below).
   let tickSitesLeft = 256;
-  // The capture costs a few µs, more than a Timeout or an Immediate itself: by default each thread captures
-  // the first FIRST_PER_TYPE resources of every type (start-up code: servers, intervals, what leaks), then
-  // at most SITES_PER_TICK per 100 ms (a budget refilled by the batch timer: ~1,000 per second, a few ms of
-  // CPU), so a program making 100 k timers a second pays for 1 %. `all` (record --node-all-sites) captures
-  // every one.
-  const FIRST_PER_TYPE = 64, SITES_PER_TICK = 100;
+  // The capture costs more than a Timeout or an Immediate itself (11-12 µs each inside an HTTP server under
+  // load here: V8 rebuilds the inlined frames of optimized code): by default each thread captures the first
+  // FIRST_PER_TYPE resources of every type (start-up code: servers, intervals, what leaks), then at most
+  // SITES_PER_TICK per 100 ms (a budget refilled by the batch timer: ~200 per second, ~0.25 % of a busy
+  // thread; 100 per 100 ms cost ~1.2 %). `all` (record --node-all-sites) captures every one.
+  const FIRST_PER_TYPE = 64, SITES_PER_TICK = 20;
   const capturedOfType = new Int32Array(1024);
   let siteBudget = SITES_PER_TICK;
   const SITE_FRAMES = 8;        // enough to get past node's own frames (net.Server.listen: 5 of them)
@@ -521,9 +523,22 @@
   // Our own flush timer is created with the hooks seeing it; its id is skipped.
   let ownTimerID = -1, creatingOwnTimer = false;
 
+  // A clock read costs ~70-130 ns here (clock_gettime through the VM's TSC), two per callback, and 10 of the
+  // ~11 callbacks of an HTTP request are ticks. Node's tick queue runs its ticks back to back (after(A),
+  // then before(B) of the next queued tick, with no microtasks or native code between them: those run only
+  // once the queue is empty, and a tick queued after A ended has its init in between). So a tick's before
+  // that follows a tick's after with nothing recorded in between takes that after's time: ~100 ns of
+  // Node's queue code count to the next tick, which makes no syscall there. Only while ours is the only after
+  // hook (a program's own after hook runs after ours and may make syscalls). tickIds holds a live tick's raw
+  // id at slot id & TICK_MASK (no false match; a tick whose slot was reused just reads the clock).
+  const TICK_MASK = 4095;
+  const tickIds = new Float64Array(TICK_MASK + 1);
+  let hookCounts = null, kAfterCount = -1;  // Node's async_hook_fields and its kAfter index, when found
+
   function init(asyncId, type, triggerAsyncId, resource) {
     if (creatingOwnTimer) { ownTimerID = asyncId; return; }
     if (!enabled) return;
+    chainMs = -1;
     // Room for the record, and for the type's string record only when the type is new (reserving
     // MAX_RECORD on every init cut batches to ~1.6 KB instead of 4 KB: 2.5x the writes).
     let t = typeIndex.get(type);
@@ -537,6 +552,7 @@
     pendingEvents++;
     // (A type past the flags' range, never seen in practice: sites as for any other, no fd, not a worker.)
     const flags = t < 65536 ? typeFlags[t] : 0;
+    if ((flags & F_TICK) !== 0) tickIds[asyncId & TICK_MASK] = asyncId;
     if (withSites && liveSites.size < MAX_SITES) {
       if ((flags & F_FREQUENT) === 0) {
         if (t < 1024 && capturedOfType[t] < FIRST_PER_TYPE) { capturedOfType[t]++; captureSite(idBase + asyncId, trigger); }
@@ -554,7 +570,8 @@
     if (children.size !== 0) { const c = children.get(idBase + asyncId); if (c !== undefined) childEnded(idBase + asyncId, c); }
     if (pendingFD.size !== 0) resolvePendingFDs();
     if (pos + 2 > LIMIT) writeBatch();
-    const t = performance.now();
+    const t = chainMs >= 0 && tickIds[asyncId & TICK_MASK] === asyncId ? chainMs : performance.now();
+    chainMs = -1;
     if (depth < beforeMs.length) { beforeMs[depth] = t; runningIds[depth] = asyncId; }
     depth++;
     buf[pos] = -((idBase + asyncId) * 8 + P_BEFORE); buf[pos + 1] = t;
@@ -586,6 +603,8 @@
       lastAfterEnd = pos; lastAfterBatch = sequence;
       pendingEvents++;
     }
+    // (A batch write below resets it.)
+    chainMs = tickIds[asyncId & TICK_MASK] === asyncId && hookCounts !== null && hookCounts[kAfterCount] === 1 ? t : -1;
     if (pendingFD.size !== 0) resolvePendingFDs();
     if (t - lastWriteMs >= 10) { lastWriteMs = t; writeBatch(); }
     // A callback that ran long (it may be the report's blocking callback): where its resource was made. After
@@ -601,6 +620,7 @@
   }
   function recordDestroy(asyncId) {
     const id = idBase + asyncId;
+    chainMs = -1;
     if (children.size !== 0) children.delete(id);
     if (pendingFD.size !== 0) pendingFD.delete(id);
     if (liveSites.size !== 0) liveSites.delete(id);
@@ -655,6 +675,7 @@
   }
   function promiseResolve(asyncId) {
     if (!enabled) return;
+    chainMs = -1;
     if (pos + 2 > LIMIT) writeBatch();
     buf[pos] = K_PROMISE_RESOLVE; buf[pos + 1] = idBase + asyncId;
     pos += 2; buf[5] = pos;
@@ -725,6 +746,10 @@
     try {
       asyncWrap.setPromiseHooks(undefined, undefined, undefined, undefined);
     } catch { /* promises stay hooked (and are recorded) */ }
+  }
+  if (asyncWrap !== null && asyncWrap.async_hook_fields instanceof Uint32Array && asyncWrap.constants &&
+      typeof asyncWrap.constants.kAfter === 'number') {
+    hookCounts = asyncWrap.async_hook_fields; kAfterCount = asyncWrap.constants.kAfter;
   }
   if (asyncWrap !== null && typeof asyncWrap.queueDestroyAsyncId === 'function' && asyncWrap.async_hook_fields instanceof Uint32Array &&
       asyncWrap.constants && typeof asyncWrap.constants.kDestroy === 'number') {

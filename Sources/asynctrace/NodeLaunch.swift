@@ -31,7 +31,7 @@ struct NodeOptions: ParsableArguments {
 
     @Flag(
         name: .customLong("node-all-sites"),
-        help: "Node.js: capture the creation site of every resource (by default: the first 64 of each type, then ~1,000 a second).")
+        help: "Node.js: capture the creation site of every resource (by default: the first 64 of each type, then ~200 a second).")
     var allSites = false
 
     @Flag(

@@ -88,9 +88,22 @@ let nodeCountingProgram = #"""
 
         // The main thread's events on resources made in the counted range.
         var got: [UInt64: (type: String, before: Int, after: Int, destroy: Int)] = [:]
+        // A tick run right after a tick (Node's queue, nothing between) starts at that tick's end: one clock read
+        // less. Only while the preload's after hook is the only one: a program's own could make a syscall there.
+        var tickBefores = 0, tickBeforesAtTickAfter = 0
+        var lastTickAfterNs: [Int: UInt64] = [:]
         let reader = try TraceReader(path: trace)
-        reader.events().forEach { _, e in
+        reader.events().forEach { stream, e in
             let id = e.u(0)
+            if e.kind == .before || e.kind == .after, got[id]?.type == "TickObject" {
+                if e.kind == .before {
+                    tickBefores += 1
+                    if lastTickAfterNs[stream] == e.timestampNs { tickBeforesAtTickAfter += 1 }
+                }
+                lastTickAfterNs[stream] = e.kind == .after ? e.timestampNs : nil
+            } else if e.kind != .destroy {
+                lastTickAfterNs[stream] = nil
+            }
             guard id >= first && id <= last else { return }
             switch e.kind {
             case .initResource: got[id] = (e.text, 0, 0, 0)
@@ -119,8 +132,55 @@ let nodeCountingProgram = #"""
         let extra = got.keys.filter { expected[$0] == nil }
         #expect(wrong.isEmpty, "\(wrong.count) resources differ, e.g. \(wrong.prefix(5)); per type: \(byType)")
         #expect(extra.isEmpty, "resources in the trace the program never saw: \(extra.prefix(5))")
+        // The program's counting hook has an after callback: its syscalls could come between two ticks.
+        #expect(
+            tickBefores > 5_000 && tickBeforesAtTickAfter * 100 < tickBefores,
+            "\(tickBeforesAtTickAfter) of \(tickBefores) tick befores at the previous tick's after")
         for type in ["TickObject", "Immediate", "Timeout", "FSREQCALLBACK", "TCPWRAP", "HTTPINCOMINGMESSAGE", "HTTPCLIENTREQUEST"] {
             #expect((byType[type]?.expected ?? 0) > 0, "the workload made \(type) resources: \(byType)")
         }
+    }
+
+    // Without a hook of the program's, a tick run right after another tick (Node's tick queue runs them back to back,
+    // nothing between them) takes that tick's after time as its before time instead of reading the clock again; a
+    // tick after anything else (here: an immediate's callback, a timer's) reads the clock.
+    @Test func ticksRunBackToBackStartAtThePreviousTicksEnd() throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-chain-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/chain.js", trace = dir + "/chain.atrace"
+        try """
+        let i = 0, j = 0;
+        (function f() { if (++i < 3000) process.nextTick(f); else next(); })();
+        function next() { setImmediate(function g() { process.nextTick(() => {}); if (++j < 200) setTimeout(g, 0); }); }
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script])
+        #expect(rec.status == 0, "record failed: \(rec.stderr)")
+        var types: [UInt64: String] = [:]
+        var lastAfter: [Int: (ns: UInt64, tick: Bool)] = [:]
+        var afterTick = 0, afterTickShared = 0, afterOther = 0, afterOtherShared = 0
+        try TraceReader(path: trace).events().forEach { stream, e in
+            switch e.kind {
+            case .initResource:
+                types[e.u(0)] = e.text
+                lastAfter[stream] = nil
+            case .before:
+                if types[e.u(0)] == "TickObject", let a = lastAfter[stream] {
+                    if a.tick {
+                        afterTick += 1; afterTickShared += a.ns == e.timestampNs ? 1 : 0
+                    } else {
+                        afterOther += 1; afterOtherShared += a.ns == e.timestampNs ? 1 : 0
+                    }
+                }
+                lastAfter[stream] = nil
+            case .after: lastAfter[stream] = (e.timestampNs, types[e.u(0)] == "TickObject")
+            case .destroy, .resourceAttribute: break
+            default: lastAfter[stream] = nil
+            }
+        }
+        #expect(
+            afterTick > 2_500 && afterTickShared * 10 >= afterTick * 9, "\(afterTickShared) of \(afterTick) ticks right after a tick share its time")
+        #expect(afterOther >= 100 && afterOtherShared == 0, "\(afterOtherShared) of \(afterOther) ticks right after another callback share its time")
     }
 }
