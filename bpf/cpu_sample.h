@@ -57,16 +57,18 @@ struct kp_exec_record {
 #define KP_WAIT_OFFCPU 1u  // a thread back on a CPU after >= stack_threshold_ns blocked outside traced syscalls
 
 // The user stack that made a long wait (record --stack-threshold): `user_count` return addresses,
-// innermost first, by frame pointers; for a syscall's wait with --stack-copy also the user registers
-// and `stack_bytes` bytes of user stack from `regs.sp` up, right after the record, which user space
-// unwinds by CFI as a sample's (off-CPU waits: 0, their stack is walked at the switch-out).
+// innermost first, by frame pointers; with --stack-copy also the user registers and `stack_bytes`
+// bytes of user stack from `regs.sp` up, right after the record, which user space unwinds by CFI as
+// a sample's: a traced syscall's wait takes the copy at its exit, an off-CPU wait inside an untraced
+// syscall at that syscall's exit (or the thread's next switch-out); other off-CPU waits (page
+// faults) have none (0): their stack is walked at the switch-out.
 struct kp_wait_stack_record {
     __u32 kind;         // KP_RECORD_WAIT_STACK
     __u32 tgid;
     __u32 tid;
     __u16 user_count;
     __u16 cause;        // KP_WAIT_SYSCALL or KP_WAIT_OFFCPU
-    __u64 time_ns;      // the syscall's exit / the switch-in
+    __u64 time_ns;      // the syscall's exit / the switch-in (also when the record is written later)
     __u64 duration_ns;  // the syscall's duration / the time blocked
     __s32 nr;           // KP_WAIT_SYSCALL: the syscall number; KP_WAIT_OFFCPU: the off-CPU state (enum kp_offcpu_state)
     __s32 fd;           // KP_WAIT_SYSCALL: its fd argument as in kp_syscall_record; else -1

@@ -22,24 +22,6 @@ struct {
     __type(value, struct offcpu);
 } offcpu_by_task SEC(".maps");
 
-// The user stack a traced thread went to sleep with outside a traced syscall (stack_threshold_ns
-// set): taken at switch-out, written at switch-in if the wait was long. Waits inside traced
-// syscalls get theirs at the syscall's exit instead (the same stack, taken only when long).
-struct wait_stash {
-    __u64 off_ns; // the switch-out it belongs to
-    __u32 bytes;
-    __u32 reserved;
-    __u64 stack_top[KP_STACK_TOP_WORDS];
-    __u64 frames[KP_SAMPLE_MAX_FRAMES];
-};
-
-struct {
-    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, int);
-    __type(value, struct wait_stash);
-} wait_stash_by_task SEC(".maps");
-
 #define TASK_INTERRUPTIBLE 0x1
 #define TASK_UNINTERRUPTIBLE 0x2
 #define TASK_REPORT 0x7f
@@ -55,7 +37,6 @@ struct {
 // Kernel threads (kworker, ksoftirqd) are named as the waker.
 #define TASK_STACK_WINDOW (64u << 10) // >= THREAD_SIZE (16 KiB, 32 KiB with KASAN)
 #define PF_KTHREAD 0x00200000
-#define ENOSYS 38
 
 static __always_inline bool woken_by_interrupt(struct task_struct *cur) {
     if (cur->pid == 0)
@@ -70,43 +51,22 @@ static __always_inline bool woken_by_interrupt(struct task_struct *cur) {
     struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(cur);
     if (!regs)
         return false;
-    return !((long)regs->orig_ax >= 0 && (long)regs->ax == -ENOSYS);
-}
-
-// The stash of a long off-CPU wait outside traced syscalls, as a wait-stack record.
-static __always_inline void emit_offcpu_stack(struct task_struct *task, __u64 off_ns, const struct kp_offcpu_record *off) {
-    struct wait_stash *w = bpf_task_storage_get(&wait_stash_by_task, task, 0, 0);
-    if (!w || w->off_ns != off_ns || w->bytes == 0)
-        return; // it slept inside a traced syscall (whose exit takes the stack), or nothing was walked
-    struct kp_wait_stack_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-    if (!r) {
-        __sync_fetch_and_add(&dropped_records, 1);
-        return;
-    }
-    __u32 bytes = w->bytes & 0x3f8;
-    r->kind = KP_RECORD_WAIT_STACK;
-    r->tgid = off->tgid;
-    r->tid = off->tid;
-    r->cause = KP_WAIT_OFFCPU;
-    r->time_ns = off->on_ns;
-    r->duration_ns = off->blocked_ns;
-    r->nr = off->state;
-    r->fd = -1;
-    r->stack_bytes = 0; // the switch-in runs in another task's context: its stack cannot be copied here
-    r->user_count = bytes / 8;
-    __builtin_memcpy(r->stack_top, w->stack_top, sizeof(r->stack_top));
-    if (bytes > sizeof(r->frames) || bpf_probe_read_kernel(r->frames, bytes, w->frames) != 0)
-        r->user_count = 0;
-    w->off_ns = 0;
-    bpf_ringbuf_submit(r, wakeup_flag());
+    return !regs_in_syscall(regs);
 }
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
              unsigned int prev_state) {
     __u32 cpu = bpf_get_smp_processor_id();
-    if (cpu < KP_MAX_CPUS)
+    if (cpu < KP_MAX_CPUS) {
         cpu_states[cpu].current_tgid = next->tgid; // for cpu_runs_untraced()
+        // prev (still the current task) leaves with a deferred wait stack its syscall's exit has not
+        // taken: taken now, in its own context, before it can walk a new stash.
+        if (cpu_states[cpu].wait_stack_pending) {
+            cpu_states[cpu].wait_stack_pending = 0;
+            emit_deferred_wait_stack(prev);
+        }
+    }
     bool prev_traced = is_traced(prev->tgid), next_traced = is_traced(next->tgid);
     if (!prev_traced && !next_traced)
         return 0;
@@ -134,6 +94,7 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
                         bpf_task_storage_get(&wait_stash_by_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
                     if (w) {
                         w->off_ns = now;
+                        w->deferred = 0;
                         w->bytes = capture_user_stack(ctx, w->frames); // prev is the current task
                         capture_stack_top(w->stack_top);
                     }
@@ -186,7 +147,7 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
         }
         r.runqueue_ns = now - runnable_since;
         if (stack_threshold_ns && r.state != KP_OFFCPU_PREEMPTED && r.blocked_ns >= stack_threshold_ns)
-            emit_offcpu_stack(next, o->off_ns, &r);
+            emit_offcpu_stack(next, cpu, o->off_ns, &r);
         o->off_ns = 0;
         if (bpf_ringbuf_output(&events, &r, sizeof(r), wakeup_flag()) != 0)
             __sync_fetch_and_add(&dropped_records, 1);

@@ -18,7 +18,7 @@
 struct kp_cpu_state {
     __u64 records_since_wakeup; // records since the last forced wakeup (CPUs beyond KP_MAX_CPUS share one)
     __u32 current_tgid;         // the process the scheduler probe last switched in here; 0: not known
-    __u32 reserved;
+    __u32 wait_stack_pending;   // 1: the task switched in here has a deferred wait stack (wait_stacks.bpf.h)
     __u64 pad[6];
 } __attribute__((aligned(64)));
 

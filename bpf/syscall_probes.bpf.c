@@ -438,64 +438,17 @@ static __always_inline void emit_epoll(__u64 pid_tgid, const struct inflight *s,
 
 #include "fd_identity.bpf.h"
 #include "stack_capture.bpf.h"
-
-// A wait-stack record and the stack copy that follows it, built per CPU (a perf-event sample may
-// interrupt this program on its CPU: it has its own scratch).
-struct wait_scratch {
-    struct kp_wait_stack_record record;
-    __u8 stack[KP_STACK_COPY_BUFFER];
-};
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct wait_scratch);
-} wait_scratch SEC(".maps");
-
-// The user stack of a long wait of the current thread, as its own record after the wait's: frame
-// pointers, and with --stack-copy the registers and top of the stack for unwinding by CFI.
-static __always_inline void emit_wait_stack(void *ctx, __u32 tgid, __u32 tid, __u32 cause, __s32 nr, __s32 fd,
-                                            __u64 now, __u64 duration) {
-    __u32 zero = 0;
-    struct wait_scratch *scratch = bpf_map_lookup_elem(&wait_scratch, &zero);
-    if (!scratch)
-        return;
-    struct kp_wait_stack_record *r = &scratch->record;
-    r->kind = KP_RECORD_WAIT_STACK;
-    r->tgid = tgid;
-    r->tid = tid;
-    r->cause = cause;
-    r->time_ns = now;
-    r->duration_ns = duration;
-    r->nr = nr;
-    r->fd = fd;
-    r->user_count = capture_user_stack(ctx, r->frames) / 8;
-    capture_stack_top(r->stack_top);
-    __u32 copied = 0;
-    if (stack_copy_bytes)
-        copied = copy_user_stack(bpf_get_current_task_btf(), &r->regs, scratch->stack);
-    if (copied > KP_STACK_COPY_MAX)
-        copied = 0; // cannot happen; tells the verifier the bound
-    r->stack_bytes = copied;
-    struct bpf_dynptr out;
-    if (bpf_ringbuf_reserve_dynptr(&events, sizeof(*r) + copied, 0, &out) != 0) {
-        bpf_ringbuf_discard_dynptr(&out, 0);
-        __sync_fetch_and_add(&dropped_records, 1);
-        return;
-    }
-    if (bpf_dynptr_write(&out, 0, r, sizeof(*r), 0) != 0 ||
-        (copied && bpf_dynptr_write(&out, sizeof(*r), scratch->stack, copied, 0) != 0)) {
-        bpf_ringbuf_discard_dynptr(&out, 0);
-        __sync_fetch_and_add(&dropped_records, 1);
-        return;
-    }
-    bpf_ringbuf_submit_dynptr(&out, wakeup_flag());
-}
+#include "wait_stacks.bpf.h"
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
-    if (!is_recorded(regs->orig_ax) || cpu_runs_untraced())
+    if (!is_recorded(regs->orig_ax)) {
+        // A long off-CPU wait in this untraced syscall takes its stack copy here (wait_stacks.bpf.h);
+        // every other untraced syscall pays one per-CPU load for it.
+        take_deferred_wait_stack();
+        return 0;
+    }
+    if (cpu_runs_untraced())
         return 0;
     struct task_struct *task = bpf_get_current_task_btf();
     __u32 tgid = task->tgid;
@@ -503,8 +456,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
         return 0;
     __u64 pid_tgid = ((__u64)tgid << 32) | (__u32)task->pid;
     struct inflight *s = bpf_task_storage_get(&inflight_by_task, task, 0, 0);
-    if (!s || !s->active)
-        return 0; // entered before the process was traced
+    if (!s || !s->active) { // entered before the process was traced, or a recorded syscall's call not recorded
+        take_deferred_wait_stack();
+        return 0;
+    }
     s->active = 0;
     __u64 now = bpf_ktime_get_ns();
     // The stack first: the user registers it starts from are the same at every point of the exit.

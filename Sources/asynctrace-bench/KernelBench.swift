@@ -19,9 +19,10 @@ enum KernelBench {
             print("{\"benchmark\": \"kernel\", \"skipped\": \"needs root and /sys/kernel/btf/vmlinux\"}")
             return
         }
-        // ASYNCTRACE_BENCH_KERNEL_ONLY=cost|sustained|drain runs one part (for profiling).
+        // ASYNCTRACE_BENCH_KERNEL_ONLY=cost|unrecorded|sustained|drain|pingpong|switches|waitstacks runs one part.
         let only = getenv("ASYNCTRACE_BENCH_KERNEL_ONLY").map { String(cString: $0) }
         if only == nil || only == "cost" { syscallCost() }
+        if only == nil || only == "cost" || only == "unrecorded" { unrecordedSyscallCost() }
         if only == nil || only == "sustained" {
             sustained(
                 rate: 1_000_000, seconds: 10, ringBytes: UInt64(KernelProbeOptions().ringBytes), name: "kernel.sustained_1M_per_s_10s_default_ring")
@@ -36,15 +37,18 @@ enum KernelBench {
 
     /// What wait stacks cost, side by side in each round: the pinned ping-pong (waits far below the
     /// threshold: the fixed cost of the check at every sys_exit and sleeping switch-out), and 1.2 ms waits
-    /// that each get a stack, in a traced syscall (nanosleep: walked at sys_exit) and in an untraced one
-    /// (rt_sigtimedwait: walked at the switch-out). CPU time of the waiting thread per wait, which
-    /// includes the probes that run in its context.
+    /// that each get a stack, in a traced syscall (nanosleep: walked and copied at sys_exit) and in an
+    /// untraced one (rt_sigtimedwait: walked at the switch-out, copied at its sys_exit). CPU time of the
+    /// waiting thread per wait, which includes the probes that run in its context. "On" is record's
+    /// default: a 1 ms threshold and 8 KiB stack copies.
     static func waitStackCost() {
         let trips = 50_000, waits = 400, rounds = 5
-        let off = KernelProbeOptions(stackThresholdNs: 0), on = KernelProbeOptions(stackThresholdNs: 1_000_000)
+        let off = KernelProbeOptions(stackCopyBytes: 8192, stackThresholdNs: 0)
+        let on = KernelProbeOptions(stackCopyBytes: 8192, stackThresholdNs: 1_000_000)
         var ppOff: [Double] = [], ppOn: [Double] = [], sleepOff: [Double] = [], sleepOn: [Double] = [],
             sigOff: [Double] = [], sigOn: [Double] = []
         var stacksSeen = 0
+        var sigCopies = 0.0  // wait stacks of the untraced waits that carried a stack copy
         for _ in 0..<rounds {
             ppOff.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: off), traced: true))
             ppOn.append(runWorker("pingpong \(trips)", session: try? KernelProbeSession(options: on), traced: true))
@@ -56,7 +60,9 @@ enum KernelBench {
                 })
             stacksSeen = max(stacksSeen, seen)
             sigOff.append(runWorker("sigwaits \(waits)", session: try? KernelProbeSession(options: off), traced: true))
-            sigOn.append(runWorker("sigwaits \(waits)", session: try? KernelProbeSession(options: on), traced: true))
+            let sigSession = try? KernelProbeSession(options: on)
+            sigOn.append(runWorker("sigwaits \(waits)", session: sigSession, traced: true))
+            sigCopies = max(sigCopies, Double(sigSession?.samples.waitStackCopies ?? 0))
         }
         emit("kernel.waitstacks.pingpong_round_trip.threshold_off", median(ppOff))
         emit(
@@ -69,7 +75,7 @@ enum KernelBench {
         emit("kernel.waitstacks.sigtimedwait_1_2ms_cpu_per_wait.threshold_off", median(sigOff))
         emit(
             "kernel.waitstacks.sigtimedwait_1_2ms_cpu_per_wait.threshold_1ms", median(sigOn),
-            extra: ["added_ns_per_stack": median(sigOn) - median(sigOff)])
+            extra: ["added_ns_per_stack": median(sigOn) - median(sigOff), "stack_copies_per_run": sigCopies])
     }
 
     // MARK: context switches
@@ -202,6 +208,33 @@ enum KernelBench {
         emit("kernel.write_1B_devnull.traced", t, extra: ["ratio_to_bare": t / b, "added_ns_per_syscall": t - b])
     }
 
+    /// getppid(2), a syscall the probes do not record (sys_exit then looks whether the CPU's task has a
+    /// deferred wait stack): bare, with empty programs on the tracepoints, with the probes loaded (record's
+    /// wait stack settings) and this process untraced, and traced. Rounds interleave the four.
+    static func unrecordedSyscallCost() {
+        let calls = 400_000, rounds = 9
+        var unrecordedBare: [Double] = [], unrecordedEmpty: [Double] = [], unrecordedTraced: [Double] = [],
+            unrecordedUntraced: [Double] = []
+        let recordDefaults = KernelProbeOptions(stackCopyBytes: 8192, stackThresholdNs: 1_000_000)
+        for _ in 0..<rounds {
+            unrecordedBare.append(runWorker("getppids \(calls)", session: nil, traced: false))
+            unrecordedEmpty.append(
+                runWorker("getppids \(calls)", session: try? KernelProbeSession(options: .init(baseline: true)), traced: false))
+            unrecordedUntraced.append(runWorker("getppids \(calls)", session: try? KernelProbeSession(options: recordDefaults), traced: false))
+            unrecordedTraced.append(runWorker("getppids \(calls)", session: try? KernelProbeSession(options: recordDefaults), traced: true))
+        }
+        let ub = median(unrecordedBare), ue = median(unrecordedEmpty), ut = median(unrecordedTraced)
+        emit("kernel.getppid_unrecorded.bare", ub)
+        emit("kernel.getppid_unrecorded.empty_bpf_on_tracepoints", ue, extra: ["ratio_to_bare": ue / ub, "tracepoint_cost_ns": ue - ub])
+        let uu = median(unrecordedUntraced)
+        emit(
+            "kernel.getppid_unrecorded.probes_untraced_process", uu,
+            extra: ["ratio_to_bare": uu / ub, "added_ns_per_syscall": uu - ub, "added_ns_vs_empty_bpf": uu - ue])
+        emit(
+            "kernel.getppid_unrecorded.traced_wait_stacks_on", ut,
+            extra: ["ratio_to_bare": ut / ub, "added_ns_per_syscall": ut - ub, "added_ns_vs_empty_bpf": ut - ue])
+    }
+
     /// Runs one worker child; returns its ns per syscall. With `traced`, the probes follow it and
     /// this process drains the ring (and encodes the kernel stream to /dev/null) meanwhile.
     static func runWorker(
@@ -313,6 +346,11 @@ enum KernelBench {
             let n = Int(parts[1])!
             let t0 = threadCPUNs()
             for _ in 0..<n { _ = write(fd, &byte, 1) }
+            result = fmt(Double(threadCPUNs() - t0) / Double(n))
+        case "getppids":
+            let n = Int(parts[1])!
+            let t0 = threadCPUNs()
+            for _ in 0..<n { _ = getppid() }
             result = fmt(Double(threadCPUNs() - t0) / Double(n))
         case "paced":
             let rate = Int(parts[1])!, seconds = Int(parts[2])!

@@ -74,6 +74,56 @@ private let waitSource = """
     }
     """
 
+/// Waits in syscalls the probes do not trace, several frames deep: wait4 on a child sleeping 120 ms
+/// (reap_worker <- supervise_worker <- run_job <- main) and an 80 ms rt_sigtimedwait (await_signal <-
+/// wait_for_go <- run_job <- main). Built without frame pointers, their callers are known only to CFI.
+private let untracedWaitSource = """
+    #include <signal.h>
+    #include <stdio.h>
+    #include <time.h>
+    #include <unistd.h>
+    #include <sys/wait.h>
+    static void sleep_ms(long ms) { struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L}; nanosleep(&ts, 0); }
+    __attribute__((noinline)) int reap_worker(pid_t pid) {
+        int status = 0;
+        waitpid(pid, &status, 0);
+        __asm__ volatile("");
+        return status;
+    }
+    __attribute__((noinline)) int supervise_worker(pid_t pid) {
+        int r = reap_worker(pid);
+        __asm__ volatile("");
+        return r + 1;
+    }
+    __attribute__((noinline)) int await_signal(long ms) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR2);
+        sigprocmask(SIG_BLOCK, &set, 0);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        int r = sigtimedwait(&set, 0, &ts);
+        __asm__ volatile("");
+        return r;
+    }
+    __attribute__((noinline)) int wait_for_go(long ms) {
+        int r = await_signal(ms);
+        __asm__ volatile("");
+        return r + 2;
+    }
+    __attribute__((noinline)) int run_job(void) {
+        pid_t worker = fork();
+        if (worker == 0) { sleep_ms(120); _exit(0); }
+        int r = supervise_worker(worker);
+        r += wait_for_go(80);
+        __asm__ volatile("");
+        return r;
+    }
+    int main(void) {
+        printf("%d\\n", run_job());
+        return 0;
+    }
+    """
+
 @Suite(.serialized) struct WaitStackTests {
     private func compileAndRecord(_ name: String, options: [String]) throws -> (exe: String, trace: String, asynctrace: String) {
         guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
@@ -172,5 +222,29 @@ private let waitSource = """
         let read = try #require(waits.first { $0["wait"] as? String == "read" }, "no read wait in the stalls: \(stalls)")
         #expect(inOrder(["read_chunk", "handle_request", "run_loop", "main"], in: names(read)), "\(names(read))")
         #expect((read["ns"] as? Int ?? 0) >= 100_000_000)
+    }
+
+    /// Off-CPU waits in untraced syscalls (wait4, rt_sigtimedwait) of code compiled -O2
+    /// -fomit-frame-pointer: the frame-pointer walk at the switch-out gives the wrapper and at most its
+    /// caller; the copy taken at the syscall's exit names every caller, in order.
+    @Test(arguments: [false, true])
+    func anUntracedSyscallWaitInCodeWithoutFramePointersNamesItsCallersInOrder(unwindLater: Bool) throws {
+        try requireKernel("anUntracedSyscallWaitInCodeWithoutFramePointersNamesItsCallersInOrder")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        let exe = try compileC(untracedWaitSource, name: "untraced-waits-nofp", flags: ["-O2", "-fomit-frame-pointer"])
+        let trace = try recordTrace(
+            [exe], options: ["--stack-threshold", "10ms", "--sample-rate", "0"] + (unwindLater ? ["--unwind-later"] : []),
+            name: "untraced-waits-nofp\(unwindLater ? "-later" : "")")
+        let json = try runTool(asynctrace, ["report", "--json", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let threads = try #require(root["threads"] as? [[String: Any]])
+        let waits = threads.flatMap { ($0["wait_stacks"] as? [[String: Any]]) ?? [] }
+        let reap = try #require(waits.first { names($0).contains("reap_worker") }, "no wait in reap_worker: \(waits.map(names))")
+        #expect(inOrder(["reap_worker", "supervise_worker", "run_job", "main"], in: names(reap)), "\(names(reap))")
+        #expect((reap["wait"] as? String ?? "").contains("outside traced syscalls"), "\(reap["wait"] ?? "-")")
+        #expect((reap["ns"] as? Int ?? 0) >= 80_000_000)
+        let signal = try #require(waits.first { names($0).contains("await_signal") }, "no wait in await_signal: \(waits.map(names))")
+        #expect(inOrder(["await_signal", "wait_for_go", "run_job", "main"], in: names(signal)), "\(names(signal))")
+        #expect((signal["ns"] as? Int ?? 0) >= 60_000_000)
     }
 }
