@@ -13,7 +13,19 @@ struct offcpu {
     __u32 waker_tgid;
     __u32 waker_tid;
     __u32 sleep_state; // preempted on its way to sleep: the state it was entering, else 0
+    __u32 syscall;     // 1 + the syscall it went to sleep in (its saved registers), 0: none
+    __u32 reserved;
 };
+
+// 1 + the syscall `task` is in by its saved user registers (0: none: a page fault, an interrupt). Read
+// at a sleeping switch-out: names a wait in a syscall the probes do not record (wait4, rt_sigsuspend)
+// or one that began before tracing did (an attached server's epoll_wait).
+static __always_inline __u32 syscall_slept_in(struct task_struct *task) {
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+    if (!regs || !regs_in_syscall(regs) || regs->orig_ax >= 0xffff)
+        return 0;
+    return (__u32)regs->orig_ax + 1;
+}
 
 struct {
     __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -83,6 +95,7 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
             // time until then was the wait it was entering.
             o->state = (preempt || st == 0) ? KP_OFFCPU_PREEMPTED : sleep;
             o->sleep_state = (preempt && st != 0) ? sleep : 0;
+            o->syscall = st != 0 ? syscall_slept_in(prev) : 0;
             o->off_ns = now;
             o->wake_ns = 0;
             o->waker_tgid = 0;
@@ -144,6 +157,7 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
             // A wakeup not seen (it came before tracing began) counts the whole episode as blocked.
             runnable_since = (o->wake_ns >= o->off_ns && o->wake_ns <= now) ? o->wake_ns : now;
             r.blocked_ns = runnable_since - o->off_ns;
+            r.state |= o->syscall << 16; // see kp_offcpu_record
         }
         r.runqueue_ns = now - runnable_since;
         if (stack_threshold_ns && r.state != KP_OFFCPU_PREEMPTED && r.blocked_ns >= stack_threshold_ns)
@@ -176,6 +190,7 @@ int BPF_PROG(on_sched_waking, struct task_struct *p) {
             return 0;
         o->state = KP_OFFCPU_SLEEPING;
         o->sleep_state = 0;
+        o->syscall = syscall_slept_in(p); // asleep in the kernel: its saved registers hold still
         o->off_ns = since;
         o->wake_ns = 0;
     }

@@ -86,7 +86,7 @@ struct kp_offcpu_record {
     __u32 kind;       // KP_RECORD_OFFCPU
     __u32 tgid;
     __u32 tid;
-    __u32 state;      // enum kp_offcpu_state
+    __u32 state;      // enum kp_offcpu_state; bits 16 and up: 1 + the syscall it slept in (0: none)
     __u32 waker_tgid; // the thread that woke it; 0 when an interrupt did (timer, I/O completion) or none was seen
     __u32 waker_tid;
     __u64 on_ns;      // switch-in

@@ -168,7 +168,8 @@ func kernelEvents(of trace: ScannedTrace) -> [KernelEvent] {
             return KernelEvent(kind: .threadExit, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
         case .offCPU:
             var e = KernelEvent(kind: .offCPU, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
-            e.offCPUState = UInt8(d.u(2)); e.blockedNs = d.u(3); e.runqueueNs = d.u(4)
+            e.offCPUState = UInt8(d.u(2) & 0xFF); e.offCPUSyscall = UInt16(truncatingIfNeeded: d.u(2) >> 8)
+            e.blockedNs = d.u(3); e.runqueueNs = d.u(4)
             e.wakerPid = UInt32(d.u(5)); e.wakerTid = UInt32(d.u(6))
             return e
         case .fdOpen:

@@ -75,6 +75,8 @@ private let ms: UInt64 = 1_000_000
                     e.blockedNs >= wanted * 95 / 100 && e.blockedNs <= wanted * 110 / 100,
                     "blocked \(e.blockedNs) ns for a \(wanted) ns sleep")
                 #expect(e.wakerTid == 0, "a timer woke it, not thread \(e.wakerTid)")
+                // The scheduler saw which syscall it slept in (what names waits in syscalls not recorded).
+                #expect(e.offCPUSyscall == UInt16(nr) + 1, "slept in syscall \(Int(e.offCPUSyscall) - 1)")
             }
         }
     }
