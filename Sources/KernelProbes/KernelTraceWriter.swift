@@ -43,9 +43,9 @@ public struct KernelTraceWriter {
     private var wroteSampling = false
     /// Stack ids already defined in this stream (a bit per id).
     private var definedStacks: [UInt64] = []
-    /// The caller chains of the stacks defined in this stream (the bases of `stackExtend`).
+    /// The caller chains of the stacks defined in this stream (the bases of their definitions).
     private var callers = CallerChains()
-    /// Stacks written as `stackExtend` (the rest of those defined: `stackDef`).
+    /// Stacks defined on a base (the rest of those defined: with every frame their own).
     private(set) var stacksExtended: UInt64 = 0
     /// Per thread, its last stack copy in the chunk being written (the base of the next one's delta).
     private var lastCopy: [UInt32: (timeNs: UInt64, copy: StackCopy)] = [:]
@@ -278,20 +278,26 @@ public struct KernelTraceWriter {
             b.putList(m.buildID.lazy.map { UInt64($0) })
             return
         }
-        // A sample's new user stack, when it extends a defined one, goes into the sample itself (sampleNewStack).
-        var newUserStack: Extension?
+        // A sample's new user stack goes into the sample itself (userSampleNewStack) when it has no kernel stack;
+        // any other new stack is defined before the event (stackCompact).
+        var newUserStack: CompactStack.Encoded?
         for id in [e.userStack, e.kernelStack] where id != 0 {
             let word = Int(id / 64), bit = UInt64(1) << (id % 64)
             if word >= definedStacks.count { definedStacks.append(contentsOf: repeatElement(0, count: word + 1 - definedStacks.count)) }
             guard definedStacks[word] & bit == 0 else { continue }
             definedStacks[word] |= bit
-            if id == e.userStack && e.kind == .cpuSample, let ext = shorterExtension(of: id, tables) {
-                newUserStack = ext
-                stacksExtended += 1
-                callers.add(id, tables.stacks.frames(id))
+            let definition = compact(stack: id, tables)
+            if definition.base != 0 { stacksExtended += 1 }
+            callers.add(id, tables.stacks.frames(id))
+            if id == e.userStack && e.kind == .cpuSample && e.kernelStack == 0 {
+                newUserStack = definition
                 continue
             }
-            define(stack: id, tables, ticks: e.timestampNs, into: &b)
+            b.beginEvent(.stackCompact, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(id))
+            b.putSigned(definition.base)
+            b.putUnsigned(definition.shape)
+            b.putList(definition.frames)
         }
         if e.stackCopy != 0, let copy = tables.stackCopies.removeValue(forKey: e.stackCopy) {
             // A thread sampled again in the same code leaves mostly the same words: write what changed.
@@ -333,86 +339,45 @@ public struct KernelTraceWriter {
             return
         }
         // pid, tid and stack as differences from the chunk's previous sample: one byte each while a thread keeps running.
-        b.beginEvent(newUserStack == nil ? .sample : .sampleNewStack, ticks: e.timestampNs)
-        b.putPid(UInt64(e.pid))
-        b.putTid(UInt64(e.tid))
-        b.putStackID(UInt64(e.userStack))
-        b.putUnsigned(UInt64(e.kernelStack))
-        if let ext = newUserStack {
-            b.putUnsigned(UInt64(ext.base))
-            b.putUnsigned(UInt64(ext.shared))
-            b.putUnsigned(UInt64(ext.own))
-            b.putList(ext.list)
+        if e.kernelStack == 0 {
+            b.beginEvent(newUserStack == nil ? .userSample : .userSampleNewStack, ticks: e.timestampNs)
+            b.putPid(UInt64(e.pid))
+            b.putTid(UInt64(e.tid))
+            b.putStackID(UInt64(e.userStack))
+            if let definition = newUserStack {
+                b.putSigned(definition.base)
+                b.putUnsigned(definition.shape)
+                b.putList(definition.frames)
+            }
+        } else {
+            b.beginEvent(.sample, ticks: e.timestampNs)
+            b.putPid(UInt64(e.pid))
+            b.putTid(UInt64(e.tid))
+            b.putStackID(UInt64(e.userStack))
+            b.putUnsigned(UInt64(e.kernelStack))
         }
     }
 
-    /// A stack written as its own frames on the outermost `shared` frames of stack `base`
-    /// (`stackExtend`'s or `sampleNewStack`'s arguments after the id).
-    struct Extension {
-        var base: UInt32, shared: Int, own: Int
-        /// The own frames as differences, then the unwinding methods.
-        var list: [UInt64]
-    }
-
-    /// Stack `id` as an extension of the defined stack that shares the most callers with it, when that
-    /// is shorter than a `stackDef` and its `stackUnwind`; else nil.
-    private func shorterExtension(of id: UInt32, _ tables: SampleTables) -> Extension? {
+    /// Stack `id`'s definition in the fewest bytes: on one of the recent stacks that share the most callers
+    /// with it (stacks of one program differ near the leaf and share their callers: a new stack then costs
+    /// its new frames), or on none.
+    private func compact(stack id: UInt32, _ tables: SampleTables) -> CompactStack.Encoded {
         let frames = tables.stacks.frames(id)
         let methods = tables.unwindMethods[id]
-        guard let (base, shared) = callers.longestShared(frames, stacks: tables.stacks),
-            let unwind = Self.extensionMethods(methods, own: frames.count - shared, base: base, shared: shared, tables)
-        else { return nil }
-        let own = frames.count - shared
-        let list = StackExtension.encode(frames.prefix(own), above: shared > 0 ? frames[own] : 0)
-        let extended =
-            varintSize(UInt64(base)) + varintSize(UInt64(shared)) + varintSize(UInt64(own)) + list.reduce(0) { $0 + varintSize($1) }
-            + unwind.count
-        let whole = frames.reduce(0) { $0 + varintSize($1) } + (methods.map { $0.count + 4 + varintSize(UInt64(id)) } ?? 0)
-        guard extended < whole else { return nil }
-        return Extension(base: base, shared: shared, own: own, list: list + unwind.lazy.map { UInt64($0) })
-    }
-
-    /// Writes stack `id`'s definition: as a `stackExtend` of the defined stack that shares the most
-    /// callers with it when that is shorter (stacks of one program differ near the leaf and share their
-    /// callers: a new stack then costs its new frames), else as a `stackDef` and its `stackUnwind`.
-    private mutating func define(stack id: UInt32, _ tables: SampleTables, ticks: UInt64, into b: inout ChunkBuilder) {
-        let frames = tables.stacks.frames(id)
-        let methods = tables.unwindMethods[id]
-        if let ext = shorterExtension(of: id, tables) {
-            b.beginEvent(.stackExtend, ticks: ticks)
-            b.putUnsigned(UInt64(id))
-            b.putUnsigned(UInt64(ext.base))
-            b.putUnsigned(UInt64(ext.shared))
-            b.putUnsigned(UInt64(ext.own))
-            b.putList(ext.list)
-            stacksExtended += 1
-            callers.add(id, frames)
-            return
+        // Without a base every method list can be said; a method code above 7 (none is) would lose the methods.
+        var best =
+            CompactStack.encode(id: id, frames: frames, methods: methods, baseID: 0, baseFrames: [], baseMethods: nil)
+            ?? CompactStack.encode(id: id, frames: frames, methods: nil, baseID: 0, baseFrames: [], baseMethods: nil)!
+        for base in callers.recentSharingTheMost(frames, stacks: tables.stacks) {
+            if let e = CompactStack.encode(
+                id: id, frames: frames, methods: methods, baseID: base, baseFrames: tables.stacks.frames(base),
+                baseMethods: tables.unwindMethods[base]),
+                e.size < best.size
+            {
+                best = e
+            }
         }
-        b.beginEvent(.stackDef, ticks: ticks)
-        b.putUnsigned(UInt64(id))
-        b.putList(frames)
-        if let methods {
-            b.beginEvent(.stackUnwind, ticks: ticks)
-            b.putUnsigned(UInt64(id))
-            b.putList(methods.lazy.map { UInt64($0) })
-        }
-        callers.add(id, frames)
-    }
-
-    /// The `methods` list of a `stackExtend` with `own` frames of its own on `shared` frames of `base`
-    /// (nil: it cannot say them). The shared frames keep base's methods when they are the same (a stack
-    /// unwound deeper may have run out of its copy sooner and found the same callers another way);
-    /// else a list longer than the own frames is the whole stack's; empty with own frames: none.
-    static func extensionMethods(_ methods: [UInt8]?, own: Int, base: UInt32, shared: Int, _ tables: SampleTables) -> ArraySlice<UInt8>? {
-        let baseMethods = tables.unwindMethods[base]
-        guard let m = methods else {
-            // No methods: an empty list says so, unless it would be read as "all of base's".
-            return own > 0 || baseMethods == nil ? [] : nil
-        }
-        let inherited = baseMethods?.dropFirst(tables.stacks.frames(base).count - shared) ?? []
-        if m.count >= own && m.dropFirst(own).elementsEqual(inherited) && (own > 0 || baseMethods != nil) { return m.prefix(own) }
-        return m.count > own ? m[...] : nil
+        return best
     }
 
     /// One write() for the whole chunk; a short write (disk full) is completed, then reported.
@@ -435,16 +400,22 @@ public struct KernelTraceWriter {
     }
 }
 
-/// The bytes of `v` as an unsigned varint.
-func varintSize(_ v: UInt64) -> Int { v == 0 ? 1 : (64 - v.leadingZeroBitCount + 6) / 7 }
 
 /// The defined stacks by each of their caller chains (their outermost 1, 2, 3, ... frames), so that a
-/// new stack finds the defined one sharing the most outer frames with it.
+/// new stack finds the recent defined ones sharing the most outer frames with it.
 struct CallerChains {
-    /// Hash of a stack's outermost n frames (for every n) -> a defined stack with those outermost frames.
-    private var byChain: [UInt64: UInt32] = [:]
-    /// Chains kept at most (then defined stacks are no longer added; those added still serve).
-    static let maxChains = 1 << 20
+    /// The last few stacks defined with one caller chain, the most recent first (0: none).
+    struct Recent {
+        var ids: (UInt32, UInt32, UInt32, UInt32)
+        init(_ id: UInt32) { ids = (id, 0, 0, 0) }
+        mutating func push(_ id: UInt32) { ids = (id, ids.0, ids.1, ids.2) }
+        var all: [UInt32] { [ids.0, ids.1, ids.2, ids.3].filter { $0 != 0 } }
+    }
+    /// Hash of a stack's outermost n frames (for every n) -> the recent defined stacks with those outermost frames.
+    private var byChain: [UInt64: Recent] = [:]
+    /// Chains kept at most (then chains of new stacks are no longer added; those added still serve and
+    /// still learn their recent stacks).
+    static let maxChains = 1 << 19
 
     /// The chain hash after adding the next inner frame to `h`.
     @inline(__always) static func next(_ h: UInt64, _ frame: UInt64) -> UInt64 {
@@ -454,32 +425,34 @@ struct CallerChains {
     }
 
     mutating func add(_ id: UInt32, _ frames: [UInt64]) {
-        guard byChain.count < Self.maxChains else { return }
         var h: UInt64 = 0
         for f in frames.reversed() {
             h = Self.next(h, f)
-            if byChain[h] == nil { byChain[h] = id }
+            if byChain[h] != nil {
+                byChain[h]!.push(id)
+            } else if byChain.count < Self.maxChains {
+                byChain[h] = Recent(id)
+            }
         }
     }
 
     mutating func removeAll() { byChain.removeAll(keepingCapacity: true) }
 
-    /// The defined stack sharing the most outermost frames with `frames`, and how many (nil: none).
-    func longestShared(_ frames: [UInt64], stacks: StackTable) -> (base: UInt32, shared: Int)? {
+    /// The recent defined stacks sharing the most outermost frames with `frames`, the most recent first
+    /// (empty: none shares any).
+    func recentSharingTheMost(_ frames: [UInt64], stacks: StackTable) -> [UInt32] {
         var h: UInt64 = 0
-        var best: (base: UInt32, shared: Int)?
+        var best: [UInt32] = []
         for (n, f) in frames.reversed().enumerated() {
             h = Self.next(h, f)
-            guard let id = byChain[h] else { break }
+            guard let recent = byChain[h] else { break }
             // A hash is only a hint: the frames decide.
-            let candidate = stacks.frames(id)
-            guard candidate.count > n else { break }
-            if id == best?.base {
-                guard candidate[candidate.count - 1 - n] == f else { break }
-            } else {
-                guard candidate.suffix(n + 1).elementsEqual(frames.suffix(n + 1)) else { break }
+            let sharing = recent.all.filter { id in
+                let candidate = stacks.frames(id)
+                return candidate.count > n && candidate.suffix(n + 1).elementsEqual(frames.suffix(n + 1))
             }
-            best = (id, n + 1)
+            guard !sharing.isEmpty else { break }
+            best = sharing
         }
         return best
     }

@@ -32,7 +32,8 @@ public func analyzeTrace(
     analysis.attachCreationStacks()
     let samples =
         analyzer.kindCounts[Int(EventKind.cpuSample.rawValue)] + analyzer.kindCounts[Int(EventKind.sample.rawValue)]
-        + analyzer.kindCounts[Int(EventKind.sampleNewStack.rawValue)]
+        + analyzer.kindCounts[Int(EventKind.sampleNewStack.rawValue)] + analyzer.kindCounts[Int(EventKind.userSample.rawValue)]
+        + analyzer.kindCounts[Int(EventKind.userSampleNewStack.rawValue)]
     if samples > 0 || !analysis.waitMoments.isEmpty {
         analysis.attachStacks(reader: reader)
     }

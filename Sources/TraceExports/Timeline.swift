@@ -521,11 +521,11 @@ public final class Timeline {
         case .syscall, .epollWait:
             kernelCall(e, sink: &sink)
             return
-        case .cpuSample, .sample, .sampleNewStack:
+        case .cpuSample, .sample, .sampleNewStack, .userSample, .userSampleNewStack:
             let t = kernelThread(pid: UInt32(truncatingIfNeeded: e.u(0)), tid: UInt32(truncatingIfNeeded: e.u(1)), sink: &sink)
             sink.code(e, thread: t, strings: it, timeline: self)
             return
-        case .stackDef, .stackExtend:
+        case .stackDef, .stackExtend, .stackCompact:
             // A user stream's stacks are creation stacks, numbered on their own: not the samples'.
             if reader.streams[e.stream].isKernel { sink.code(e, thread: -1, strings: it, timeline: self) }
             return

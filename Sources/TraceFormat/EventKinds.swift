@@ -160,6 +160,13 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     // Kernel stream, version 9: a sample and the stackExtend of its new user stack as one event
     /// Kernel: a `sample` whose user stack is new, defined by the event as a `stackExtend` of that id would.
     @inlinable public static var sampleNewStack: EventKind { EventKind(rawValue: 0x34) }
+    // Kernel stream, version 10: samples without a kernel stack, and stacks defined compactly (`CompactStack`)
+    /// Kernel: a thread was on a CPU (as `sample`, without its kernel stack: it has none).
+    @inlinable public static var userSample: EventKind { EventKind(rawValue: 0x35) }
+    /// Kernel: a `userSample` whose user stack is new, defined by the event as `stackCompact` would.
+    @inlinable public static var userSampleNewStack: EventKind { EventKind(rawValue: 0x36) }
+    /// Kernel: defines stack id compactly: its base as a difference of ids, its shape, its own frames (`CompactStack`).
+    @inlinable public static var stackCompact: EventKind { EventKind(rawValue: 0x37) }
 
     /// The kind's row of the spec table; nil for a code this build does not know.
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
@@ -421,6 +428,23 @@ public enum EventSpecs {
             ],
             summary:
                 "a sample (same first four arguments) whose user stack is new: first defines userStack as a stackExtend with id userStack and the other arguments would, then is the sample (its kind byte, time and id written once)"
+        ),
+        EventSpec(
+            kind: .userSample, name: "userSample",
+            args: [a("pid", .pid), a("tid", .tid), a("userStack", .stackID)],
+            summary: "a traced thread was on a CPU, as sample (same encodings) without a kernel stack (it has none)"
+        ),
+        EventSpec(
+            kind: .userSampleNewStack, name: "userSampleNewStack",
+            args: [a("pid", .pid), a("tid", .tid), a("userStack", .stackID), a("base", .signed), a("shape", .unsigned), a("frames", .list)],
+            summary:
+                "a userSample (same first three arguments) whose user stack is new: first defines userStack as stackCompact with id userStack and the other arguments would, then is the sample"
+        ),
+        EventSpec(
+            kind: .stackCompact, name: "stackCompact",
+            args: [a("id", .unsigned), a("base", .signed), a("shape", .unsigned), a("frames", .list)],
+            summary:
+                "defines stack id (>= 1) as stackDef would, compactly: base is id minus the id of the stack it shares its outer frames with (0: none), shape the unwinding methods' code + 8 x the base's innermost frames it does not share, frames its own frames (and method runs): see CompactStack"
         ),
         EventSpec(
             kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],

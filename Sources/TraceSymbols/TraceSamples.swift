@@ -66,13 +66,16 @@ public final class TraceSamples {
     @discardableResult
     public func add(_ v: EventView, strings it: TraceEventIterator) -> CPUSample? {
         switch v.kind {
-        case .cpuSample, .sample, .sampleNewStack:
-            // sampleNewStack: its user stack's definition first, then the sample.
+        case .cpuSample, .sample, .sampleNewStack, .userSample, .userSampleNewStack:
+            // sampleNewStack, userSampleNewStack: its user stack's definition first, then the sample.
             if v.kind == .sampleNewStack { extend(v, id: v.u(2), base: 4) }
-            guard v.u(2) <= UInt64(UInt32.max), v.u(3) <= UInt64(UInt32.max) else { return nil }
+            if v.kind == .userSampleNewStack { defineCompact(v, id: v.u(2), base: 3) }
+            // userSample and userSampleNewStack have no kernel stack.
+            let kernelStack = v.kind == .userSample || v.kind == .userSampleNewStack ? 0 : v.u(3)
+            guard v.u(2) <= UInt64(UInt32.max), kernelStack <= UInt64(UInt32.max) else { return nil }
             var s = CPUSample(
                 timeNs: v.timestampNs, pid: UInt32(truncatingIfNeeded: v.u(0)), tid: UInt32(truncatingIfNeeded: v.u(1)),
-                userStack: UInt32(v.u(2)), kernelStack: UInt32(v.u(3)))
+                userStack: UInt32(v.u(2)), kernelStack: UInt32(kernelStack))
             if let copy = pendingCopy {
                 pendingCopy = nil
                 if copy.tid == s.tid && copy.timeNs == s.timeNs {
@@ -127,6 +130,8 @@ public final class TraceSamples {
             stackAddresses[UInt32(v.u(0))] = Array(v.list.prefix(Self.maxStackFrames))
         case .stackExtend:
             extend(v, id: v.u(0), base: 1)
+        case .stackCompact:
+            defineCompact(v, id: v.u(0), base: 1)
         case .stackUnwind:
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
             recordUnwindMethods[UInt32(v.u(0))] = v.list.prefix(Self.maxStackFrames + 1).map { UInt8(clamping: $0) }
@@ -150,8 +155,9 @@ public final class TraceSamples {
     public static let maxStackFrames = 512
     /// Stack definitions cut at `maxStackFrames`.
     public private(set) var cutStacks = 0
-    /// `stackExtend`s not read: the stack they extend is unknown (a damaged chunk lost it) or has fewer
-    /// frames than they share; their stack is left undefined (its samples count in `undefinedStacks`).
+    /// Stack definitions on a base (`stackExtend`, `stackCompact`, and those samples carry) not read: the stack
+    /// they extend is unknown (a damaged chunk lost it) or has fewer frames than they share, or they are
+    /// malformed; their stack is left undefined (its samples count in `undefinedStacks`).
     public private(set) var badStackExtensions = 0
 
     /// Defines a stack from a `stackExtend`: its own frames on the outermost `shared` frames of a stack
@@ -193,6 +199,30 @@ public final class TraceSamples {
         } else {
             let inherited = (baseMethods ?? []).dropFirst(base.count - shared)
             recordUnwindMethods[id] = listed + inherited.prefix(Self.maxStackFrames + 1 - listed.count)
+        }
+    }
+
+    /// Defines a stack from a `stackCompact` (id in argument 0, base, shape, frames after it) or a
+    /// `userSampleNewStack` (id: its user stack, argument 2; base, shape, frames from argument 3). A definition
+    /// that names a base never seen, or cannot be read, leaves its stack undefined and is counted as a
+    /// `stackExtend`'s would be.
+    private func defineCompact(_ v: EventView, id: UInt64, base first: Int) {
+        let decoded = CompactStack.decode(
+            id: id, base: v.s(first), shape: v.u(first + 1), frames: v.list, maxFrames: Self.maxStackFrames
+        ) { baseID in
+            stackAddresses[baseID].map { ($0, recordUnwindMethods[baseID]) }
+        }
+        switch decoded {
+        case .success(let stack):
+            stackAddresses[UInt32(id)] = stack.frames
+            recordUnwindMethods[UInt32(id)] = stack.methods
+            if stack.cut { cutStacks += 1 }
+        case .failure(let failure):
+            if failure != .badID {
+                stackAddresses[UInt32(id)] = nil
+                recordUnwindMethods[UInt32(id)] = nil
+            }
+            badStackExtensions += 1
         }
     }
 

@@ -21,6 +21,12 @@ import Glibc
 enum StacksBench {
     static let runs = 5
 
+    /// ASYNCTRACE_BENCH_BASELINE: another build's `asynctrace`, recorded beside ours in the bytes parts.
+    static var baselineCLI: String? {
+        guard let path = getenv("ASYNCTRACE_BENCH_BASELINE").map({ String(cString: $0) }), access(path, X_OK) == 0 else { return nil }
+        return path
+    }
+
     static func run() {
         // ASYNCTRACE_BENCH_ONLY=symbolize,bytes,bytes_http,unwind,runtime,http: a subset of the parts.
         let only = getenv("ASYNCTRACE_BENCH_ONLY").map { String(cString: $0).split(separator: ",").map(String.init) }
@@ -128,7 +134,7 @@ enum StacksBench {
             var byKind: [String: UInt64]
             var copies: Double, unwound: Double, deferred: Double
         }
-        func kernelPayload(_ rate: String, copy: String = "8K", extra: [String] = []) -> Run? {
+        func kernelPayload(_ rate: String, copy: String = "8K", extra: [String] = [], cli: String = cli) -> Run? {
             let trace = dir + "/bps-\(rate)-\(copy).atrace"
             unlink(trace)
             let out = RuntimeBench.runCommand(
@@ -141,9 +147,12 @@ enum StacksBench {
                 copies: (out["record_copies"] ?? 0) - (out["record_copies_not_needed"] ?? 0), unwound: out["record_copies_unwound"] ?? 0,
                 deferred: out["record_copies_deferred"] ?? 0)
         }
-        let variants: [(name: String, copy: String, extra: [String])] = [
-            ("unwound_while_recording", "8K", []), ("unwind_later", "8K", ["--unwind-later"]), ("fp_only", "0", []),
+        var variants: [(name: String, copy: String, extra: [String], cli: String)] = [
+            ("unwound_while_recording", "8K", [], cli), ("unwind_later", "8K", ["--unwind-later"], cli), ("fp_only", "0", [], cli),
         ]
+        // ASYNCTRACE_BENCH_BASELINE=<another build's asynctrace>: its recordings beside ours (unwound while recording),
+        // e.g. the format before a change, same run, same program.
+        if let baseline = Self.baselineCLI { variants.append(("baseline", "8K", [], baseline)) }
         var encoded: [String: [Double]] = [:]
         var bytes: [String: [Double]] = [:], cpu: [String: [Double]] = [:], samples: [String: [Double]] = [:]
         var stacks: [Double] = [], copies: [Double] = [], unwound: [Double] = [], deferred: [Double] = []
@@ -151,7 +160,7 @@ enum StacksBench {
         for _ in 0..<3 {
             guard let off = kernelPayload("0") else { continue }
             for v in variants {
-                guard let on = kernelPayload("999", copy: v.copy, extra: v.extra), on.samples > 0 else { continue }
+                guard let on = kernelPayload("999", copy: v.copy, extra: v.extra, cli: v.cli), on.samples > 0 else { continue }
                 bytes[v.name, default: []].append(Double(Int64(on.bytes) - Int64(off.bytes)) / Double(on.samples))
                 cpu[v.name, default: []].append((on.cpuNs - off.cpuNs) / Double(on.samples))
                 encoded[v.name, default: []].append(Double(on.sampleEventBytes) / Double(on.samples))
@@ -178,7 +187,7 @@ enum StacksBench {
             ("copies_unwound_while_recording", fmt(median(unwound))), ("copies_left_to_reader", fmt(median(deferred))),
             (
                 "note",
-                "\"bytes_per_sample: trace size with sampling minus without, per sample (noisy under load: the other kernel events vary); sample_event_bytes_per_sample: the encoded bytes of the sampling events themselves (sample, sampleNewStack or cpuSample, stackDef, stackExtend, stackUnwind, stackCopy, stackCopyDelta, mapping, sampling) per sample, if_cpuSample what the samples would have cost as format-7 cpuSamples, if_format8 what the same events cost as format 8 wrote them (each sampleNewStack as a stackExtend and a sample); recorder CPU: its rusage with sampling minus without, per sample\""
+                "\"bytes_per_sample: trace size with sampling minus without, per sample (noisy under load: the other kernel events vary); sample_event_bytes_per_sample: the encoded bytes of the sampling events themselves (userSample, userSampleNewStack, stackCompact, sample, sampleNewStack or cpuSample, stackDef, stackExtend, stackUnwind, stackCopy, stackCopyDelta, mapping, sampling) per sample, if_cpuSample what the samples would have cost as format-7 cpuSamples, if_format8 (format 9 traces) what the same events cost as format 8 wrote them (each sampleNewStack as a stackExtend and a sample); baseline: recorded by ASYNCTRACE_BENCH_BASELINE's build (unwound while recording), interleaved with ours; recorder CPU: its rusage with sampling minus without, per sample\""
             ),
         ]
         report(name, nsPerOp: 0, extra: extra)
@@ -187,7 +196,7 @@ enum StacksBench {
     /// Bytes of the sampling events per sample as a recording grows: the Node HTTP server under load
     /// (50 connections) recorded with its default sampling for each duration in
     /// ASYNCTRACE_BENCH_SECONDS (default "10,30,60"), and the share of samples that brought a new stack
-    /// (a `stackDef` or `stackExtend`): a server's code paths repeat, so new stacks thin out with time.
+    /// (any stack definition): a server's code paths repeat, so new stacks thin out with time.
     static func bytesOverDuration(cli: String, dir: String) {
         let durations = (getenv("ASYNCTRACE_BENCH_SECONDS").map { String(cString: $0) } ?? "10,30,60")
             .split(separator: ",").compactMap { Double($0) }.filter { $0 > 0 && $0 <= 3600 }
@@ -195,26 +204,32 @@ enum StacksBench {
         let get = Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         let w = NetBench.Workload(name: "http_50conn", server: "http", connections: 50, request: get)
         let env = NetBench.currentEnvironment(removing: ["ASYNCTRACE_OUTPUT", "ASYNCTRACE_APPEND", "NODE_OPTIONS"])
-        let argv = [cli, "record", "--no-node-hooks", "-o", trace, "--", "node", "Benchmarks/node/http-server.js"]
+        // With ASYNCTRACE_BENCH_BASELINE, each duration is recorded by that build too, after ours.
+        var recorders: [(suffix: String, cli: String)] = [("", cli)]
+        if let baseline = Self.baselineCLI { recorders.append((".baseline", baseline)) }
         for seconds in durations {
-            unlink(trace)
-            guard let load = NetBench.measureServerAndCPU((argv, env), w, seconds: seconds), let r = try? TraceReader(path: trace) else {
-                print("{\"benchmark\": \"stacks.bytes_per_sample.node_http.skipped\", \"seconds\": \(fmt(seconds))}")
-                continue
+            for recorder in recorders {
+                let argv = [recorder.cli, "record", "--no-node-hooks", "-o", trace, "--", "node", "Benchmarks/node/http-server.js"]
+                unlink(trace)
+                guard let load = NetBench.measureServerAndCPU((argv, env), w, seconds: seconds), let r = try? TraceReader(path: trace) else {
+                    print("{\"benchmark\": \"stacks.bytes_per_sample.node_http.skipped\", \"seconds\": \(fmt(seconds))}")
+                    continue
+                }
+                let byKind = sampleEventBytesByKind(r)
+                let samples = TraceSamples(reader: r).samples.count
+                let newStacks = eventCounts(r, [.stackDef, .stackExtend, .sampleNewStack, .stackCompact, .userSampleNewStack])
+                let perSample = { (k: String) in fmt(Double(byKind[k] ?? 0) / Double(max(1, samples))) }
+                var extra: [(String, String)] = [
+                    ("format", "\(r.header.version)"), ("seconds", fmt(seconds)), ("req_per_s", fmt(load.opsPerSecond)),
+                    ("samples", "\(samples)"), ("new_stacks", "\(newStacks)"),
+                    ("new_stack_share", NetBench.fmt3(Double(newStacks) / Double(max(1, samples)))),
+                    ("sample_event_bytes_per_sample", fmt(Double(sampleEventBytes(r)) / Double(max(1, samples)))),
+                ]
+                for k in byKind.keys.sorted() { extra.append(("per_sample_\(k)", perSample(k))) }
+                report("stacks.bytes_per_sample.node_http.\(Int(seconds))s\(recorder.suffix)", nsPerOp: 0, extra: extra)
+                // ASYNCTRACE_BENCH_KEEP=<file>: keep the last recording there (to look into its events).
+                if let keep = getenv("ASYNCTRACE_BENCH_KEEP") { rename(trace, String(cString: keep) + recorder.suffix) }
             }
-            let byKind = sampleEventBytesByKind(r)
-            let samples = TraceSamples(reader: r).samples.count
-            let newStacks = eventCounts(r, [.stackDef, .stackExtend, .sampleNewStack])
-            let perSample = { (k: String) in fmt(Double(byKind[k] ?? 0) / Double(max(1, samples))) }
-            var extra: [(String, String)] = [
-                ("seconds", fmt(seconds)), ("req_per_s", fmt(load.opsPerSecond)), ("samples", "\(samples)"),
-                ("new_stacks", "\(newStacks)"), ("new_stack_share", NetBench.fmt3(Double(newStacks) / Double(max(1, samples)))),
-                ("sample_event_bytes_per_sample", fmt(Double(sampleEventBytes(r)) / Double(max(1, samples)))),
-            ]
-            for k in byKind.keys.sorted() { extra.append(("per_sample_\(k)", perSample(k))) }
-            report("stacks.bytes_per_sample.node_http.\(Int(seconds))s", nsPerOp: 0, extra: extra)
-            // ASYNCTRACE_BENCH_KEEP=<file>: keep the last recording there (to look into its events).
-            if let keep = getenv("ASYNCTRACE_BENCH_KEEP") { rename(trace, keep) }
         }
         unlink(trace)
     }
@@ -278,7 +293,9 @@ enum StacksBench {
         }
         let kinds: Set<EventKind> = [
             .cpuSample, .sample, .sampleNewStack, .stackDef, .stackExtend, .stackUnwind, .stackCopy, .stackCopyDelta, .mapping, .sampling,
+            .userSample, .userSampleNewStack, .stackCompact,
         ]
+        var format10 = false
         let kernel = Set(r.streams.indices.filter { r.streams[$0].isKernel })
         let it = r.events(streams: kernel)
         var total: [String: UInt64] = [:]
@@ -308,6 +325,21 @@ enum StacksBench {
             let delta = varint(v.timestampNs &- previous)
             // What format 8 wrote: a sampleNewStack as a stackExtend (kind, time delta 0, id) and a sample.
             total["if_format8", default: 0] += n + (v.kind == .sampleNewStack ? 2 + varint(v.u(2)) : 0)
+            /// A stack defined compactly (format 10: stackCompact, id in argument 0, or userSampleNewStack, id in argument 2).
+            func compact(id: UInt64, first: Int) {
+                format10 = true
+                let read = CompactStack.decode(id: id, base: v.s(first), shape: v.u(first + 1), frames: v.list, maxFrames: 512) { b in
+                    stacks[UInt64(b)].map { ($0.frames, [UInt8](repeating: 0, count: $0.methods)) }
+                }
+                guard case .success(let stack) = read else { return }
+                stacks[id] = (stack.frames, stack.methods?.count ?? 0)
+                total["if_whole_stackDef", default: 0] +=
+                    1 + (v.kind == .userSampleNewStack ? 1 : delta) + varint(id) + varint(UInt64(stack.frames.count))
+                    + stack.frames.reduce(0) { $0 + varint($1) }
+                if let m = stack.methods, !m.isEmpty {
+                    total["if_whole_stackUnwind", default: 0] += 2 + varint(id) + varint(UInt64(m.count)) + UInt64(m.count)
+                }
+            }
             /// A stack defined as an extension (stackExtend: id in argument 0, base, shared, own after it;
             /// sampleNewStack: id in argument 2, the others from argument 4), and what a whole stackDef + stackUnwind would cost.
             func extended(id: UInt64, first: Int) {
@@ -329,6 +361,12 @@ enum StacksBench {
                 // The same sample as a format-7 cpuSample (pid, tid and stack as plain varints).
                 total["if_cpuSample", default: 0] += 1 + delta + (0..<4).reduce(0) { $0 + varint(v.u($1)) }
                 if v.kind == .sampleNewStack { extended(id: v.u(2), first: 4) }
+            case .userSample, .userSampleNewStack:
+                format10 = true
+                total["if_cpuSample", default: 0] += 1 + delta + (0..<3).reduce(0) { $0 + varint(v.u($1)) } + 1
+                if v.kind == .userSampleNewStack { compact(id: v.u(2), first: 3) }
+            case .stackCompact:
+                compact(id: v.u(0), first: 1)
             case .cpuSample:
                 total["if_cpuSample", default: 0] += n
             case .stackDef:
@@ -343,6 +381,8 @@ enum StacksBench {
                 break
             }
         }
+        // "What format 8 wrote" is said of format 9's kinds only.
+        if format10 { total["if_format8"] = nil }
         return total
     }
 

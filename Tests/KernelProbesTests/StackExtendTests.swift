@@ -69,13 +69,47 @@ import TraceReader
         let (path, writer) = try writeTrace(Self.stacks, name: "roundtrip")
         defer { unlink(path) }
         let (data, kinds) = try read(path)
-        // Each new stack comes with a sample: the extensions are written inside their samples (sampleNewStack).
-        #expect(kinds[.sampleNewStack, default: 0] == 6 && writer.stacksExtended == 6, "\(kinds)")
-        #expect(kinds[.stackExtend, default: 0] == 0 && kinds[.stackDef, default: 0] == 2 && kinds[.sample, default: 0] == 2, "\(kinds)")
+        // Each new stack comes with a sample without a kernel stack: every definition is written inside its sample
+        // (userSampleNewStack), six of them on a base, the first and the last (nothing shared) on none.
+        #expect(kinds[.userSampleNewStack, default: 0] == 8 && writer.stacksExtended == 6, "\(kinds)")
+        let older: [EventKind] = [.stackDef, .stackExtend, .stackUnwind, .sample, .sampleNewStack, .stackCompact, .userSample]
+        #expect(older.allSatisfy { kinds[$0] == nil }, "\(kinds)")
         #expect(data.samples.count == Self.stacks.count && data.undefinedStacks == 0 && data.badStackExtensions == 0)
         for (i, s) in data.samples.enumerated() {
             #expect(data.stackAddresses[s.userStack] == Self.stacks[i].frames, "stack \(i)")
             #expect(data.recordUnwindMethods[s.userStack] == Self.stacks[i].methods, "methods of stack \(i)")
+        }
+    }
+
+    @Test func aSampleWithAKernelStackDefinesBothStacksBeforeIt() throws {
+        let path = NSTemporaryDirectory() + "stack-extend-kernel-\(getpid()).atrace"
+        unlink(path)
+        defer { unlink(path) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        try #require(fd >= 0)
+        let header = FileHeader(pid: 700, monotonicStartNs: 1_000, realtimeStartNs: 0, program: "extend").encode()
+        _ = header.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let tables = SampleTables()
+        tables.periodNs = 1_000_000
+        tables.kernelStacks = true
+        let user = Self.stacks[2].frames, kernel: [UInt64] = [0xffff_ffff_8100_1234, 0xffff_ffff_8100_0042]
+        var e = KernelEvent(kind: .cpuSample, pid: 700, tid: 701, timestampNs: 2_000)
+        e.userStack = user.withUnsafeBufferPointer { tables.stacks.intern($0) }
+        e.kernelStack = kernel.withUnsafeBufferPointer { tables.stacks.intern($0) }
+        tables.unwindMethods[e.userStack] = Self.stacks[2].methods
+        var again = e
+        again.timestampNs = 3_000
+        var writer = KernelTraceWriter(fd: fd, rootPid: 700)
+        writer.sampleTables = tables
+        writer.add([e, again])
+        writer.flush(nowNs: .max, droppedCumulative: 0, final: true)
+        close(fd)
+        let (data, kinds) = try read(path)
+        #expect(kinds[.stackCompact] == 2 && kinds[.sample] == 2 && kinds[.userSampleNewStack] == nil, "\(kinds)")
+        #expect(data.samples.count == 2 && data.undefinedStacks == 0 && data.badStackExtensions == 0)
+        for s in data.samples {
+            #expect(data.stackAddresses[s.userStack] == user && data.stackAddresses[s.kernelStack] == kernel)
+            #expect(data.recordUnwindMethods[s.userStack] == Self.stacks[2].methods && data.recordUnwindMethods[s.kernelStack] == nil)
         }
     }
 
@@ -86,8 +120,11 @@ import TraceReader
         let (path, _) = try writeTrace(stacks.map { ($0.0, Optional($0.1)) }, name: "size")
         defer { unlink(path) }
         let r = try TraceReader(path: path)
-        // Whole stackDefs would take > 50 × 30 × 6 bytes of addresses alone.
-        #expect(r.payloadBytes < 3_000, "\(r.payloadBytes) bytes")
+        // Whole stackDefs would take > 50 × 30 × 6 bytes of addresses alone. Each of the 49 later samples is its
+        // kind, time, pid, tid, stack id, and a definition of base, shape, list count and a leaf 16 bytes from its
+        // base's leaf (a byte each); the first stack's 31 frames (differences of 3 bytes) and 25 chunks'
+        // first pid and tid (3 bytes each) come on top.
+        #expect(r.payloadBytes < 49 * 12 + 31 * 4 + 25 * 8 + 64, "\(r.payloadBytes) bytes")
         let (data, _) = try read(path)
         #expect(data.samples.map { data.stackAddresses[$0.userStack] ?? [] } == stacks.map(\.0))
     }
@@ -176,6 +213,57 @@ import TraceReader
         #expect(nine.count == TraceSamples.maxStackFrames && nine.first == 0x1385)
         #expect(data.cutStacks == 3, "\(data.cutStacks)")
         // Every sample still names frames (or none): nothing traps.
+        for s in data.samples { _ = data.frames(of: s) }
+    }
+
+    /// Hostile compact definitions (format 10), then a sample of each id 1...10.
+    @Test func hostileCompactDefinitionsAreCountedNotFollowed() throws {
+        var out = FileHeader(pid: 700, monotonicStartNs: 1_000, realtimeStartNs: 0, program: "hostile").encode()
+        var b = ChunkBuilder(pid: 700, tid: 0, startNs: 2_000, startTicks: 2_000)
+        func compact(_ id: UInt64, base: Int64, shape: UInt64, _ list: [UInt64]) {
+            b.beginEvent(.stackCompact, ticks: 2_000)
+            b.putUnsigned(id)
+            b.putSigned(base)
+            b.putUnsigned(shape)
+            b.putList(list)
+        }
+        b.beginEvent(.stackDef, ticks: 2_000)
+        b.putUnsigned(1)
+        b.putList([0x1000, 0x2000, 0x3000])
+        compact(2, base: -7, shape: 5, [2])  // base 9: never defined (9 is defined below, later)
+        compact(3, base: 2, shape: 4 * 8 + 5, [2])  // base 1, but drops more frames than it has
+        compact(4, base: 3, shape: 7, [2])  // code 7
+        compact(5, base: 0, shape: 1, [zigzag(-0x1000), zigzag(0x5000)])  // no base: two frames of its own
+        compact(6, base: 6, shape: 5, [2])  // base 0 is "no stack": bad id
+        compact(7, base: 10, shape: 5, [2])  // base -3
+        compact(8, base: 7, shape: 6, [3, 1 << 3, 9])  // 3 runs in a list of 3
+        compact(9, base: 8, shape: 6, [1, 0 << 3 | 1, 9])  // a run of 0 frames
+        compact(10, base: 9, shape: 6, [1, 600 << 3 | 1, 9])  // a run longer than any stack
+        compact(UInt64(UInt32.max) + 1, base: Int64(UInt32.max), shape: 5, [2])  // an id out of range
+        // Deep: 600 own frames on base 1's 3, then one that extends it and takes the base's frame at the same
+        // depth (the selector bit): each cut at maxStackFrames; a difference that wraps names any address.
+        compact(8, base: 7, shape: 8 * 0 + 5, [UInt64](repeating: 4, count: 600))
+        compact(9, base: 8, shape: 8 * 3 + 5, [UInt64.max << 1, zigzag(-0x1000) << 1 | 1])
+        for id in UInt64(1)...10 {
+            b.beginEvent(.userSample, ticks: 3_000 + id)
+            b.putPid(700)
+            b.putTid(701)
+            b.putStackID(id)
+        }
+        out += b.seal(sequence: 0, endNs: 4_000, endTicks: 4_000, droppedCumulative: 0, flags: [.kernel, .final])
+        let path = NSTemporaryDirectory() + "stack-compact-hostile-\(getpid()).atrace"
+        defer { unlink(path) }
+        _ = FileManager.default.createFile(atPath: path, contents: Data(out))
+        let (data, _) = try read(path)
+        // 2, 3, 4, 6, 7, 10 and the out-of-range id, and the first 8 and 9, cannot be read; 2, 3, 4, 6, 7, 10 stay undefined.
+        #expect(data.badStackExtensions == 9, "\(data.badStackExtensions)")
+        #expect(data.undefinedStacks == 6, "\(data.undefinedStacks)")
+        #expect(data.stackAddresses[5] == [0x4000, 0x5000] && data.recordUnwindMethods[5] == [1, 1])
+        #expect(data.stackAddresses[8]?.count == TraceSamples.maxStackFrames && data.stackAddresses[8]?.first == 0x1000 + 1_200)
+        // 9 drops all three of 1's frames: its outer frame is 0x3000 - 0x1000 (from 1's frame at its depth), its
+        // leaf wraps from it.
+        #expect(data.stackAddresses[9] == [0x2000 &+ UInt64(bitPattern: unzigzag(UInt64.max >> 1)), 0x2000])
+        #expect(data.cutStacks == 1, "\(data.cutStacks)")
         for s in data.samples { _ = data.frames(of: s) }
     }
 
