@@ -132,11 +132,14 @@ public final class KernelProbeSession {
         return String(decoding: why.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Traces `pid`'s process (all threads) and, from now on, every process it forks.
-    public func trace(pid: Int32) {
+    /// Traces `pid`'s process (all threads) and, from now on, every process it forks. `heldBeforeExec`: the
+    /// process is a held child about to exec the program; the code it has mapped now is the recorder's own
+    /// (not written to the trace: ~20 mappings, ~1 KB), so its mappings are read at its exec, or at a sample
+    /// outside every region known, as for any process.
+    public func trace(pid: Int32, heldBeforeExec: Bool = false) {
         guard let probes, pid > 0 else { return }
         _ = kp_probes_trace_tgid(probes, UInt32(pid))
-        if collectsStacks { samples.processTraced(pid: UInt32(pid), nowNs: monotonicNowNs()) }
+        if collectsStacks && !heldBeforeExec { samples.processTraced(pid: UInt32(pid), nowNs: monotonicNowNs()) }
     }
 
     /// Waits up to `timeoutMs` for events, then appends up to `limit` of them (in ring order, which

@@ -294,7 +294,7 @@ struct RecordCommand: ParsableCommand {
             if let ns = flight.dumpOnBlockNs, recording != nil { flightRecording.watchLoopStalls(thresholdNs: ns) }
             flightRecording.start(recorderPid: getpid(), tracedPid: child.pid)
         }
-        session?.trace(pid: child.pid)
+        session?.trace(pid: child.pid, heldBeforeExec: true)
         let loopPhases = node.loopPhases ? session.map(NodeLoopPhases.init) : nil
         if node.loopPhases && session == nil { note("--node-loop-phases: no loop phases without the kernel probes") }
         loopPhases?.addHeld(pid: child.pid, program: program)
