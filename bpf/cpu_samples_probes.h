@@ -53,7 +53,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
     r->kernel_count = koff / 8;
     __u32 copied = 0;
     if (stack_copy_bytes)
-        copied = copy_user_stack(task, &r->regs, scratch->stack);
+        copied = copy_user_stack(task, &r->regs, scratch->stack, stack_copy_bytes);
     if (copied > KP_STACK_COPY_MAX)
         copied = 0; // cannot happen; tells the verifier the bound
     r->stack_bytes = copied;

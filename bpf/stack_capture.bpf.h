@@ -19,11 +19,16 @@ static __always_inline __u32 capture_user_stack(void *ctx, __u64 *frames) {
 // a multiple of 8, at most KP_STACK_COPY_MAX; 0: none).
 const volatile __u32 stack_copy_bytes = 0;
 
+// A long wait's copy: the most the probes take, whenever copies are on. Waits are rare (at least the
+// stack threshold each) and their code is often deep (a Python worker: ~620 bytes of C stack per
+// Python call); a sample's copy stays at stack_copy_bytes.
+static __always_inline __u32 wait_copy_bytes(void) { return stack_copy_bytes ? KP_STACK_COPY_MAX : 0; }
+
 // The current thread's user registers (saved at kernel entry, whatever the probe interrupted) and
-// the top `stack_copy_bytes` of its user stack into `buf` (KP_STACK_COPY_BUFFER bytes), as
+// the top `want` bytes of its user stack into `buf` (KP_STACK_COPY_BUFFER bytes), as
 // `perf --call-graph dwarf` does, for code without frame pointers. Page by page, so a stack that
 // ends sooner (the main thread's, near its top) still gives what is there. Returns the bytes copied.
-static __always_inline __u32 copy_user_stack(struct task_struct *task, struct kp_user_regs *out, __u8 *buf) {
+static __always_inline __u32 copy_user_stack(struct task_struct *task, struct kp_user_regs *out, __u8 *buf, __u32 want) {
     struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
     if (!regs)
         return 0;
@@ -31,7 +36,6 @@ static __always_inline __u32 copy_user_stack(struct task_struct *task, struct kp
     out->ip = regs->ip;
     out->sp = sp;
     out->bp = regs->bp;
-    __u32 want = stack_copy_bytes;
     if (want > KP_STACK_COPY_MAX)
         want = KP_STACK_COPY_MAX;
     __u32 done = 0;

@@ -68,7 +68,7 @@ static __always_inline void emit_wait_stack(void *ctx, __u32 tgid, __u32 tid, __
     capture_stack_top(r->stack_top);
     __u32 copied = 0;
     if (stack_copy_bytes)
-        copied = copy_user_stack(bpf_get_current_task_btf(), &r->regs, scratch->stack);
+        copied = copy_user_stack(bpf_get_current_task_btf(), &r->regs, scratch->stack, wait_copy_bytes());
     submit_wait_stack(scratch, copied);
 }
 
@@ -133,7 +133,7 @@ static __always_inline void emit_stash(struct wait_stash *w, __u32 tgid, __u32 t
         r->user_count = 0;
     __u32 copied = 0;
     if (with_copy)
-        copied = copy_user_stack(bpf_get_current_task_btf(), &r->regs, scratch->stack);
+        copied = copy_user_stack(bpf_get_current_task_btf(), &r->regs, scratch->stack, wait_copy_bytes());
     submit_wait_stack(scratch, copied);
 }
 

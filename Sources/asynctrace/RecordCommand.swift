@@ -80,7 +80,7 @@ struct RecordCommand: ParsableCommand {
     @Option(
         name: .customLong("stack-copy"),
         help: ArgumentHelp(
-            "Bytes of user stack each CPU sample copies (0, or 64 to 16K; default 8K), unwound by the code's CFI (.eh_frame) while recording, so code without frame pointers (swiftc -O, Debian's glibc) gets whole stacks; 0: frame pointers only.",
+            "Bytes of user stack each CPU sample copies (0, or 64 to 16K; default 8K), unwound by the code's CFI (.eh_frame) while recording, so code without frame pointers (swiftc -O, Debian's glibc) gets whole stacks; 0: frame pointers only. A long wait's copy (--stack-threshold) is 16K whenever this is not 0.",
             valueName: "size"))
     var stackCopy: String = "8K"
     @Flag(

@@ -249,4 +249,40 @@ private let untracedWaitSource = """
         #expect((signal["ns"] as? Int ?? 0) >= 60_000_000)
         #expect(signal["wait"] as? String == "rt_sigtimedwait", "\(signal["wait"] ?? "-")")
     }
+
+    /// A wait under ~11 KiB of stack (96 levels of a recursive function with a 96-byte local, -O2 without
+    /// frame pointers): a sample's 8 KiB copy would end inside the recursion, so a wait's copy is the
+    /// probes' maximum (16 KiB) and reaches main.
+    @Test func aDeepWaitsCopyReachesMain() throws {
+        try requireKernel("aDeepWaitsCopyReachesMain")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        let source = """
+            #include <unistd.h>
+            #include <time.h>
+            static void sleep_ms(long ms) { struct timespec ts = {0, ms * 1000000L}; nanosleep(&ts, 0); }
+            __attribute__((noinline)) long wait_input(int fd) { char c; long r = read(fd, &c, 1); __asm__ volatile(""); return r; }
+            __attribute__((noinline)) long descend(int fd, int depth) {
+                volatile char pad[96];
+                pad[depth % 96] = (char)depth;
+                long r = depth == 0 ? wait_input(fd) : descend(fd, depth - 1);
+                return r + pad[(depth * 7) % 96];
+            }
+            int main(void) {
+                int p[2];
+                if (pipe(p)) return 1;
+                if (fork() == 0) { sleep_ms(120); write(p[1], "x", 1); _exit(0); }
+                descend(p[0], 96);
+                return 0;
+            }
+            """
+        let exe = try compileC(source, name: "deep-wait-nofp", flags: ["-O2", "-fomit-frame-pointer"])
+        let trace = try recordTrace([exe], options: ["--stack-threshold", "20ms", "--sample-rate", "0"], name: "deep-wait-nofp")
+        let json = try runTool(asynctrace, ["report", "--json", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let waits = try #require(root["threads"] as? [[String: Any]]).flatMap { ($0["wait_stacks"] as? [[String: Any]]) ?? [] }
+        let read = try #require(waits.first { $0["wait"] as? String == "read" }, "no read wait: \(waits)")
+        let frames = ((read["frames"] as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? ($0["name"] as? String) ?? "?" }
+        #expect(frames.filter { $0 == "descend" }.count >= 90, "\(frames.count) frames: \(frames.prefix(8))… \(frames.suffix(4))")
+        #expect(frames.contains("main"), "\(frames.count) frames, ending \(frames.suffix(4))")
+    }
 }
