@@ -45,6 +45,8 @@ public final class SampleCollector {
         var regions: [(start: UInt64, end: UInt64)] = []
         var known: Set<MappingKey> = []
         var lastReadNs: UInt64 = 0
+        /// When its maps were last read (the monotonic clock; `lastReadNs` is the record's time).
+        var readAtNs: UInt64 = 0
         var read = false
         var reads = 0
         /// Its maps read empty (a zombie) or could no longer be read after they had been: the process
@@ -68,10 +70,23 @@ public final class SampleCollector {
     /// A traced process forked: the child starts with the parent's mappings (a short-lived child may be
     /// gone before its own maps can be read), recorded for the child's pid.
     public func processForked(parent: UInt32, child: UInt32, atNs time: UInt64) {
-        guard processes[parent] != nil, processes[child] == nil else { return }
-        // What the parent mapped since its maps were last read (libraries loaded after exec) is the child's too.
-        if monotonicNowNs() &- processes[parent]!.lastReadNs >= 10_000_000 { refresh(pid: parent, atNs: time, resetting: false) }
+        // A child known with regions had its own maps read (a record of it came first); one known without
+        // them could not be read (gone) and still takes the parent's.
+        guard processes[parent] != nil, processes[child]?.regions.isEmpty ?? true else { return }
+        // What the parent mapped before the fork is the child's too: its maps are read again unless read
+        // after the fork. A program forks just after its exec, which may have been processed before the
+        // loader had mapped its libraries (the child's libc then was in no region known: its frames
+        // '[unknown]'); only a parent reading its maps often (past its 20th read) is held to one read in 10 ms.
+        if let p = processes[parent], !p.mapsGone, p.readAtNs < time, p.reads < 20 || monotonicNowNs() &- p.readAtNs >= 10_000_000 {
+            refresh(pid: parent, atNs: time, resetting: false)
+        }
         guard let p = processes[parent] else { return }
+        if p.regions.isEmpty {
+            // The parent's maps were never read (it exited before its exec was processed): the child's own
+            // are the image it forked from, if it still lives.
+            refresh(pid: child, atNs: time, resetting: true)
+            if !(processes[child]?.regions.isEmpty ?? true) { return }
+        }
         var state = ProcessState()
         state.regions = p.regions
         state.known = p.known
@@ -358,6 +373,7 @@ public final class SampleCollector {
     private func refresh(pid: UInt32, atNs time: UInt64, resetting: Bool) {
         var state = resetting ? ProcessState() : (processes[pid] ?? ProcessState())
         state.lastReadNs = time
+        state.readAtNs = monotonicNowNs()
         state.read = true
         state.reads += 1
         defer { processes[pid] = state }
