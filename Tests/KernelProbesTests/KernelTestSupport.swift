@@ -234,3 +234,15 @@ func recordTrace(_ program: [String], options: [String] = [], name: String) thro
     guard r.status == 0 else { throw TestFailure("record failed (\(r.status)): \(r.output)") }
     return trace
 }
+
+/// The function names of a report JSON stack's `frames` (its display name where no function is known), innermost first.
+func names(_ stack: [String: Any]) -> [String] {
+    ((stack["frames"] as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? ($0["name"] as? String) ?? "?" }
+}
+
+/// `want` appears in `list` in this order (other frames may sit between: inlined or unwound differently).
+func inOrder(_ want: [String], in list: [String]) -> Bool {
+    var i = 0
+    for n in list where i < want.count && n == want[i] { i += 1 }
+    return i == want.count
+}

@@ -75,16 +75,6 @@ private let mainSource = """
     """
 
 @Suite(.serialized) struct ThreadUnwindTests {
-    private func names(_ stack: [String: Any]) -> [String] {
-        ((stack["frames"] as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? "?" }
-    }
-
-    private func inOrder(_ want: [String], in list: [String]) -> Bool {
-        var i = 0
-        for n in list where i < want.count && n == want[i] { i += 1 }
-        return i == want.count
-    }
-
     @Test(arguments: [false, true])
     func aThreadBelowItsLibrariesUnwindsToItsStart(unwindLater: Bool) throws {
         try requireKernel("aThreadBelowItsLibrariesUnwindsToItsStart")

@@ -131,17 +131,6 @@ private let untracedWaitSource = """
         return (exe, try recordTrace([exe], options: options, name: name), asynctrace)
     }
 
-    private func names(_ stack: [String: Any]) -> [String] {
-        ((stack["frames"] as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? ($0["name"] as? String) ?? "?" }
-    }
-
-    /// `want` appears in `list` in this order (other frames may sit between: inlined or unwound differently).
-    private func inOrder(_ want: [String], in list: [String]) -> Bool {
-        var i = 0
-        for n in list where i < want.count && n == want[i] { i += 1 }
-        return i == want.count
-    }
-
     @Test func theReportNamesTheCodeThatMadeEachLongWait() throws {
         try requireKernel("theReportNamesTheCodeThatMadeEachLongWait")
         let (_, trace, exe) = try compileAndRecord("waits", options: ["--stack-threshold", "20ms"])
@@ -196,16 +185,6 @@ private let untracedWaitSource = """
 
 /// Wait stacks of code without frame pointers: unwound by CFI from a copy of the stack at the syscall's end.
 @Suite(.serialized) struct WaitStackUnwindTests {
-    private func names(_ stack: [String: Any]) -> [String] {
-        ((stack["frames"] as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? "?" }
-    }
-
-    private func inOrder(_ want: [String], in list: [String]) -> Bool {
-        var i = 0
-        for n in list where i < want.count && n == want[i] { i += 1 }
-        return i == want.count
-    }
-
     /// The blocking read of the epoll handler, compiled -O2 -fomit-frame-pointer (no -g): the stall's wait
     /// names read_chunk <- handle_request <- run_loop <- main, the callers only the CFI of the binary knows.
     @Test(arguments: [false, true])
@@ -281,7 +260,7 @@ private let untracedWaitSource = """
         let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
         let waits = try #require(root["threads"] as? [[String: Any]]).flatMap { ($0["wait_stacks"] as? [[String: Any]]) ?? [] }
         let read = try #require(waits.first { $0["wait"] as? String == "read" }, "no read wait: \(waits)")
-        let frames = ((read["frames"] as? [[String: Any]]) ?? []).map { ($0["function"] as? String) ?? ($0["name"] as? String) ?? "?" }
+        let frames = names(read)
         #expect(frames.filter { $0 == "descend" }.count >= 90, "\(frames.count) frames: \(frames.prefix(8))… \(frames.suffix(4))")
         #expect(frames.contains("main"), "\(frames.count) frames, ending \(frames.suffix(4))")
     }
