@@ -140,6 +140,8 @@ struct ThreadTracker {
         var lastSyscallIsEpoll = false
         /// Time the last syscall was blocked (off CPU, not runnable), including stretches written after it.
         var lastSyscallBlockedNs: UInt64 = 0
+        /// The latest switch-in (offCPU event) seen: the next episode began after it.
+        var lastOnNs: UInt64 = 0
 
         mutating func noteLastSyscall(enterNs: UInt64, exitNs: UInt64, reason: UInt64, isEpoll: Bool) {
             lastSyscallEnterNs = enterNs
@@ -211,15 +213,19 @@ struct ThreadTracker {
         waker: UInt64
     ) -> OffInterval {
         sawScheduler = true
-        var blocked = state & 0xFF == 0 ? 0 : blockedNs
-        var runqueue = state & 0xFF == 0 ? blockedNs.addingSaturated(runqueueNs) : runqueueNs
-        // Only the part inside the recording (or the window) counts: the latest `allowed` ns, run queue last.
-        let allowed = inNs.subtractingSaturated(earliestNs)
-        runqueue = min(runqueue, allowed)
-        blocked = min(blocked, allowed - runqueue)
-        let out = inNs - blocked - runqueue
-        let interval = OffInterval(outNs: out, blockedNs: blocked, runqueueNs: runqueue, state: state, waker: waker)
+        let earliest = earliestNs
+        var interval = OffInterval(outNs: inNs, blockedNs: 0, runqueueNs: 0, state: state, waker: waker)
         withThread(Self.key(pid, tid)) { t in
+            var blocked = state & 0xFF == 0 ? 0 : blockedNs
+            var runqueue = state & 0xFF == 0 ? blockedNs.addingSaturated(runqueueNs) : runqueueNs
+            // Only the part inside the recording (or the window), and after the thread's previous switch-in
+            // (episodes cannot overlap; a crafted trace's could), counts: the latest `allowed` ns, run queue last.
+            let allowed = inNs.subtractingSaturated(max(earliest, t.lastOnNs))
+            runqueue = min(runqueue, allowed)
+            blocked = min(blocked, allowed - runqueue)
+            let out = inNs - blocked - runqueue
+            interval = OffInterval(outNs: out, blockedNs: blocked, runqueueNs: runqueue, state: state, waker: waker)
+            t.lastOnNs = max(t.lastOnNs, inNs)
             t.seen(out)
             t.seen(inNs)
             t.offCPUEvents &+= 1

@@ -263,6 +263,9 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         k.threadName(tid: 700, "x", at: T)
         k.add(at: ms(1)) { $0.offCPURaw(pid: 700, tid: 700, at: ms(1), state: 1, blocked: .max / 2, runqueue: .max, waker: (.max, .max)) }
         k.add(at: ms(2)) { $0.offCPURaw(pid: 700, tid: 700, at: ms(2), state: 7, blocked: .max, runqueue: 2, waker: (0, 0)) }
+        // A state whose syscall bits are out of any range, and one naming a syscall number x86_64 has not.
+        k.add(at: ms(2.5)) { $0.offCPURaw(pid: 700, tid: 700, at: ms(2.5), state: .max, blocked: 10, runqueue: 2, waker: (0, 0)) }
+        k.add(at: ms(2.6)) { $0.offCPURaw(pid: 700, tid: 700, at: ms(2.6), state: 1 | 5_000 << 8, blocked: 10, runqueue: 0, waker: (0, 0)) }
         k.syscall(tid: 700, nr: 202, fd: Int64.min, size: .max, ret: Int64.min, enter: ms(1), exit: ms(3))
         let path = writeTrace([k.stream()], pid: 700, startNs: T)
         defer { removeTrace(path) }
