@@ -56,12 +56,14 @@ import Testing
         }
         let trace = temporary("tui.atrace")
         let before = temporary("stty-before"), after = temporary("stty-after"), status = temporary("status")
-        defer { for f in [trace, before, after, status] { try? FileManager.default.removeItem(atPath: f) } }
+        defer { for f in [trace, before, after, after + ".part", status] { try? FileManager.default.removeItem(atPath: f) } }
         let session = "asynctrace-top-test-\(getpid())"
         let top =
             [builtExecutable("asynctrace"), "top", "-o", trace] + (kernelCapable ? [] : ["--no-kernel"])
             + ["--", builtExecutable("asynctrace-examples"), "stalls", "12", "2000", "300"]
-        let script = "stty -a > \(before); \(top.joined(separator: " ")); echo $? > \(status); stty -a > \(after); sleep 30"
+        // The settings after top are written aside and renamed: the test waits for the file, which must then be whole.
+        let script =
+            "stty -a > \(before); \(top.joined(separator: " ")); echo $? > \(status); stty -a > \(after).part && mv \(after).part \(after); sleep 30"
         let paneFile = temporary("pane")
         defer { try? FileManager.default.removeItem(atPath: paneFile) }
         // Not through Foundation's Process: the tmux server it starts inherits Process's bookkeeping
