@@ -135,7 +135,7 @@ public struct KernelTraceWriter {
                 if copies > Self.maxStackCopiesPerChunk { end = i; break }
             }
             let isLast = final && end == ready
-            writeChunk(pending[start..<end], droppedCumulative: droppedCumulative, final: isLast)
+            writeChunk(pending[start..<end], droppedCumulative: droppedCumulative, final: isLast, at: isLast ? nowNs : 0)
             start = end
         }
         pending.removeFirst(ready)
@@ -150,7 +150,9 @@ public struct KernelTraceWriter {
         at emptyTime: UInt64 = 0
     ) {
         let start = events.first?.timestampNs ?? emptyTime
-        let end = events.last?.timestampNs ?? emptyTime
+        // The final chunk ends when recording stopped, not at the last event: readers take the latest chunk
+        // end as the recording's end (a process idle at the end has its last event long before).
+        let end = max(events.last?.timestampNs ?? emptyTime, final ? emptyTime : 0)
         var b = ChunkBuilder(pid: rootPid, tid: 0, startNs: start, startTicks: start, reserve: events.count * 24 + 64)
         lastCopy.removeAll(keepingCapacity: true)  // a delta's base is in its own chunk: chunks decode on their own
         if flightSink != nil {

@@ -49,6 +49,20 @@ public struct Overview: Sendable {
     public var endNs: UInt64
     /// `endNs - startNs` (0 when there are no events).
     public var durationNs: UInt64 { endNs >= startNs ? endNs - startNs : 0 }
+    /// When recording stopped (CLOCK_MONOTONIC ns): the latest chunk end, which `record` sets to its stop
+    /// time (inside a report window: clamped to it); 0 when unknown. A process idle at the end (attached
+    /// with `--pid`) has its last event long before.
+    public var recordingEndNs: UInt64 = 0
+    /// Recording start to stop (ns), or 0 when the file does not say: the length the user asked for, where
+    /// `durationNs` is only the span of the events.
+    public var recordedNs: UInt64 {
+        recordingStartNs > 0 && recordingEndNs > recordingStartNs ? recordingEndNs - recordingStartNs : 0
+    }
+    /// Whether the recording ran notably longer than its events span (by 5% and 50 ms at least): views then
+    /// say both, so a recording of an idle process does not look cut short.
+    public var recordedBeyondEvents: Bool {
+        recordedNs > durationNs.addingSaturated(max(durationNs / 20, 50_000_000))
+    }
     /// Events read, by kind name (string definitions are bookkeeping and not counted).
     public var eventsByKind: [String: UInt64]
     /// Events read, all kinds but string definitions.

@@ -417,7 +417,7 @@ public struct TraceAnalyzer {
         }
         let damage = reader.damage + decodeDamage
         let userPids = Set(reader.streams.filter { !$0.isKernel }.map(\.pid))
-        let overview = Overview(
+        var overview = Overview(
             path: reader.path, program: reader.header.program, pid: reader.header.pid,
             formatVersion: reader.header.version, recordingStartNs: reader.header.monotonicStartNs,
             realtimeStartNs: reader.header.realtimeStartNs, startNs: total == 0 ? 0 : firstNs, endNs: lastNs,
@@ -429,6 +429,10 @@ public struct TraceAnalyzer {
             eventsLostToDamage: damage.reduce(0) { $0.addingSaturated($1.eventsLost ?? 0) },
             unwrittenUser: reader.unwritten?.userEvents ?? 0, unwrittenKernel: reader.unwritten?.kernelEvents ?? 0,
             unwrittenError: reader.unwritten.map { ErrnoNames.name(UInt64(UInt32(bitPattern: $0.errno))) })
+        if total > 0 {
+            // A window clamps the recording's end to it; an end before the last event (a crafted header) is ignored.
+            overview.recordingEndNs = reader.recordingEndNs == 0 ? 0 : max(lastNs, min(reader.recordingEndNs, windowEnd))
+        }
 
         let (threadTracker, userNames) = (threads, userThreadNames)
         let loopSummary = loop.summary(

@@ -136,7 +136,14 @@ public enum HTMLReport {
     private static func overview(_ a: TraceAnalysis, _ s: inout String) {
         let o = a.overview
         s += "<h2 id=\"overview\">Overview</h2>\n<table class=\"overview\">\n"
-        s += row("Duration", value("duration_ns", o.durationNs, Formatting.duration(o.durationNs)))
+        if a.window == nil && o.recordedBeyondEvents {
+            s += row(
+                "Duration",
+                value("recorded_ns", o.recordedNs, Formatting.duration(o.recordedNs)) + " recorded; events span "
+                    + value("duration_ns", o.durationNs, Formatting.duration(o.durationNs)))
+        } else {
+            s += row("Duration", value("duration_ns", o.durationNs, Formatting.duration(o.durationNs)))
+        }
         s += row("Events", value("events.total", o.totalEvents, Formatting.count(o.totalEvents)))
         let shown = Overview.headlineKinds.filter { o.count($0) > 0 }.map {
             value("events.\($0)", o.count($0), "\($0) \(Formatting.count(o.count($0)))")

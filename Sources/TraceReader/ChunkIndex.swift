@@ -12,6 +12,8 @@ struct TraceIndex: Sendable {
     var largestPayload = 0
     var firstNs: UInt64 = .max
     var lastNs: UInt64 = 0
+    /// Latest end of a stream's final chunk, empty ones included (0: none).
+    var finalEndNs: UInt64 = 0
     var statistics = IndexStatistics()
     /// `asynctrace record`'s notes of what could not be written (summed; nil: the file has none).
     var unwritten: UnwrittenNote?
@@ -174,6 +176,7 @@ struct ChunkIndexer: ~Copyable {
                     sequence: h.sequence, startNs: h.startNs, endNs: max(h.startNs, h.endNs), payloadLength: h.payloadLength,
                     eventCount: h.eventCount, droppedCumulative: h.droppedCumulative)))
         index.payloadBytes += UInt64(h.payloadLength)
+        if h.flags.contains(.final) { index.finalEndNs = max(index.finalEndNs, h.startNs, h.endNs) }
         index.largestPayload = max(index.largestPayload, Int(h.payloadLength))
         if h.eventCount > 0 {
             index.firstNs = min(index.firstNs, h.startNs)

@@ -23,6 +23,10 @@ public final class TraceReader: Sendable {
     public let firstNs: UInt64
     /// Latest chunk end among readable chunks (CLOCK_MONOTONIC ns); 0 if there are none.
     public let lastNs: UInt64
+    /// When recording stopped, as the recorders wrote it (CLOCK_MONOTONIC ns): the latest end of a stream's
+    /// final chunk, which `record` sets to its stop time even when the last event came long before (a
+    /// process idle at the end); 0 when no stream was closed.
+    public let recordingEndNs: UInt64
     /// Events the recorders could not write to the file (disk full, I/O error), from `asynctrace record`'s
     /// note at the end of the file; nil when there is no note (nothing was lost, or the note itself could not
     /// be written, or the trace was not made by `record`).
@@ -119,6 +123,7 @@ public final class TraceReader: Sendable {
         self.largestPayload = index.largestPayload
         self.firstNs = index.firstNs == .max ? 0 : index.firstNs
         self.lastNs = index.lastNs
+        self.recordingEndNs = index.finalEndNs
         self.unwritten = index.unwritten
     }
 
@@ -161,6 +166,7 @@ public final class TraceReader: Sendable {
         self.largestPayload = largestPayload
         self.firstNs = firstNs
         self.lastNs = lastNs
+        self.recordingEndNs = 0  // a followed file is still being written
         self.unwritten = unwritten
     }
 

@@ -24,6 +24,8 @@ public enum JSONReport {
                 t.field("start_ns", o.startNs)
                 t.field("end_ns", o.endNs)
                 t.field("recording_start_ns", o.recordingStartNs)
+                t.field("recording_end_ns", o.recordingEndNs)
+                t.field("recorded_ns", o.recordedNs)
                 t.field("realtime_start_ns", o.realtimeStartNs)
                 t.field("kind", o.hasUserEvents ? (o.hasKernelEvents ? "user+kernel" : "user") : (o.hasKernelEvents ? "kernel-only" : "empty"))
                 t.field("user_threads", o.userThreads)

@@ -105,7 +105,12 @@ public enum TextReport {
                 + (w.upperBound == .max ? "the end" : Formatting.at(w.upperBound, from: o.recordingStartNs))
                 + " (only events inside it are counted; callbacks and waits crossing its edges are cut)\n"
         }
-        out += "  duration   \(Formatting.duration(o.durationNs))"
+        if a.window == nil && o.recordedBeyondEvents {
+            out += "  duration   \(Formatting.duration(o.recordedNs)) recorded; events span \(Formatting.duration(o.durationNs)) "
+            out += "(\(Formatting.at(o.startNs, from: o.recordingStartNs)) to \(Formatting.at(o.endNs, from: o.recordingStartNs)))"
+        } else {
+            out += "  duration   \(Formatting.duration(o.durationNs))"
+        }
         out += "  |  \(Formatting.count(o.totalEvents)) events"
         out += "  |  \(o.userThreads) thread\(o.userThreads == 1 ? "" : "s") recorded"
         out += o.hasKernelEvents ? " + kernel syscalls\n" : ", no kernel events\n"

@@ -228,6 +228,29 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         #expect(scanned.chunks.last?.flags.contains(.final) == true)
     }
 
+    @Test func anIdleAttachedProcessIsRecordedForTheWholeDurationAsked() throws {
+        try requireKernel("anIdleAttachedProcessIsRecordedForTheWholeDurationAsked")
+        // A process asleep throughout the attach has its last event right after it: the report said
+        // "duration 9.72 ms" for a 2 s recording, as if it had been cut short.
+        let idle = Process()
+        idle.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        idle.arguments = ["-S", "-c", "import time\ntime.sleep(60)\n"]
+        try idle.run()
+        defer { kill(idle.processIdentifier, SIGKILL); idle.waitUntilExit() }
+        usleep(200_000)
+        let trace = temporaryPath("cli-pid-idle.atrace")
+        let r = try runCapturing(try asynctrace(), ["record", "--pid", "\(idle.processIdentifier)", "--duration", "700ms", "-o", trace])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let t = try #require(root["trace"] as? [String: Any])
+        let recorded = t["recorded_ns"] as? Int ?? 0, span = t["duration_ns"] as? Int ?? .max
+        #expect(recorded >= 690_000_000 && recorded < 5_000_000_000, "recorded_ns \(recorded)")
+        #expect(span < recorded / 2, "the events span \(span) ns of \(recorded)")
+        let text = try runCapturing(try asynctrace(), ["report", trace]).stdout
+        #expect(text.contains(" recorded; events span "), "\(text.prefix(600))")
+    }
+
     @Test func attachingToAProcessAlsoRecordsTheProcessesAlreadyBelowIt() throws {
         try requireKernel("attachingToAProcessAlsoRecordsTheProcessesAlreadyBelowIt")
         // A parent that sleeps (a server's master) with a child and a grandchild that write, all running
