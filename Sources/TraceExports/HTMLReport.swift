@@ -329,19 +329,18 @@ public enum HTMLReport {
                 : ". This trace has no scheduler events: only syscall time is known.</p>\n")
         s +=
             "<table class=\"threads\"><tr><th>thread</th><th>loop</th><th>seen</th><th>on CPU</th><th>blocked</th><th>run queue</th>"
-            + "<th>syscalls</th><th>errors</th><th>longest stall</th><th>blocked in</th></tr>\n"
+            + "<th>syscalls</th><th>errors</th><th>longest stall or wait</th><th>blocked in</th></tr>\n"
         let shown = a.threads.sorted {
             ($0.isLoop ? 1 : 0, ($0.onCPUNs ?? 0) &+ $0.syscallNs) > ($1.isLoop ? 1 : 0, ($1.onCPUNs ?? 0) &+ $1.syscallNs)
         }.prefix(200)
         for t in shown {
-            let stall = t.isLoop ? t.longestStallNs : t.longestWaitNs
             s +=
                 "<tr data-tid=\"\(t.tid)\"><td>\(x(TextReport.thread(t.ref)))</td>"
                 + "<td>\(t.isLoop ? (t.loopUtilization.map { "busy " + Formatting.percent($0) } ?? "yes") : "-")</td>"
                 + "<td class=\"n\">\(Formatting.duration(t.spanNs))</td><td class=\"n\">\(t.onCPUNs.map(Formatting.duration) ?? "-")</td>"
                 + "<td class=\"n\">\(sched ? Formatting.duration(t.offCPUNs) : "-")</td><td class=\"n\">\(sched ? Formatting.duration(t.runqueueNs) : "-")</td>"
                 + "<td class=\"n\">\(Formatting.count(t.syscalls))</td><td class=\"n\">\(Formatting.count(t.errors))</td>"
-                + "<td class=\"n\">\(stall == 0 ? "-" : Formatting.duration(stall))</td>"
+                + "<td class=\"n\">\(x(TextReport.longestText(t)))</td>"
                 + "<td class=\"sys\">\(t.offCPUByReason.prefix(4).map { x(TextReport.reasonText($0)) }.joined(separator: "<br>"))</td></tr>\n"
         }
         s += "</table>\n"

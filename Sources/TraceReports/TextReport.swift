@@ -329,16 +329,15 @@ public enum TextReport {
         }.prefix(max(a.options.top, 20))
         var t = Table([
             ("thread", .left), ("loop", .left), ("seen", .right), ("on CPU", .right), ("blocked", .right),
-            ("run queue", .right), ("syscalls", .right), ("errors", .right), ("longest stall", .right),
+            ("run queue", .right), ("syscalls", .right), ("errors", .right), ("longest stall or wait", .right),
         ])
         for th in shown {
-            let stall = th.isLoop ? th.longestStallNs : th.longestWaitNs
             t.add([
                 thread(th.ref), th.isLoop ? (th.loopUtilization.map { "busy " + Formatting.percent($0) } ?? "yes") : "-",
                 Formatting.duration(th.spanNs), th.onCPUNs.map(Formatting.duration) ?? "-",
                 sched ? Formatting.duration(th.offCPUNs) : "-", sched ? Formatting.duration(th.runqueueNs) : "-",
                 Formatting.count(th.syscalls), Formatting.count(th.errors),
-                stall == 0 ? "-" : Formatting.duration(stall),
+                longestText(th),
             ])
         }
         out += t.render()
@@ -361,6 +360,14 @@ public enum TextReport {
         if a.untrackedThreads > 0 {
             out += "  note: \(Formatting.count(a.untrackedThreads)) events of threads beyond the tracking bound were not counted\n"
         }
+    }
+
+    /// A loop thread's longest stall ("stall 201 ms"); another thread's longest wait, by what it waited in
+    /// ("poll 501 ms"): a thread that is not a loop has no stalls, and its longest wait may be idle time.
+    public static func longestText(_ th: ThreadSummary) -> String {
+        if th.isLoop { return th.longestStallNs == 0 ? "-" : "stall " + Formatting.duration(th.longestStallNs) }
+        guard th.longestWaitNs > 0 else { return "-" }
+        return Formatting.printable(th.longestWaitReason ?? "wait") + " " + Formatting.duration(th.longestWaitNs)
     }
 
     /// "futex wait 300 ms (4×, woken by worker (tid 12))".
