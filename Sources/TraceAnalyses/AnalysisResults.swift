@@ -229,6 +229,16 @@ public struct ThreadRef: Sendable, Hashable {
     }
 }
 
+/// A thread that ended some of a thread's waits for one reason.
+public struct WakerTime: Sendable, Hashable {
+    /// The waking thread.
+    public var thread: ThreadRef
+    /// How many of the waits it ended.
+    public var count: UInt64
+    /// Their time blocked (ns).
+    public var ns: UInt64
+}
+
 /// Time a thread spent blocked for one reason: a syscall ("clock_nanosleep", "futex wait", "read"), or a
 /// state outside traced syscalls.
 public struct OffCPUReasonTime: Sendable {
@@ -239,7 +249,14 @@ public struct OffCPUReasonTime: Sendable {
     /// Times the thread blocked for it.
     public var count: UInt64
     /// The threads whose wakeups ended the most of this time, most first (an interrupt is not listed).
-    public var wakers: [ThreadRef]
+    public var wakers: [ThreadRef] { wokenBy.map(\.thread) }
+    /// The same threads with how many of these waits each ended and their time (at most 4).
+    public var wokenBy: [WakerTime]
+    /// Waits no thread was seen to end: woken by an interrupt (a timer's expiry, a packet, a disk's
+    /// completion: the kernel wakes the thread from whatever ran on that CPU), or a wakeup not seen.
+    public var wokenByInterrupt: UInt64
+    /// Their time blocked (ns).
+    public var wokenByInterruptNs: UInt64
 }
 
 /// One traced thread (loop or not): where its time went.

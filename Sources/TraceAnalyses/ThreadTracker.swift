@@ -71,19 +71,27 @@ struct OffInterval: Sendable {
 struct ReasonAccum {
     var ns: UInt64 = 0
     var count: UInt64 = 0
-    /// The wakers that ended the most of this waiting (at most 4 kept, by time).
-    var wakers: [(key: UInt64, ns: UInt64)] = []
+    /// The wakers that ended the most of this waiting (at most 4 kept, by time), with how many waits each ended.
+    var wakers: [(key: UInt64, ns: UInt64, count: UInt64)] = []
+    /// Waits no thread was seen to end (an interrupt: a timer, a packet, I/O completion).
+    var unnamedCount: UInt64 = 0
+    var unnamedNs: UInt64 = 0
 
     mutating func add(_ ns: UInt64, waker: UInt64) {
         self.ns = self.ns.addingSaturated(ns)
         count &+= 1
-        guard waker != 0 else { return }
+        guard waker != 0 else {
+            unnamedCount &+= 1
+            unnamedNs = unnamedNs.addingSaturated(ns)
+            return
+        }
         if let i = wakers.firstIndex(where: { $0.key == waker }) {
             wakers[i].ns = wakers[i].ns.addingSaturated(ns)
+            wakers[i].count &+= 1
         } else if wakers.count < 4 {
-            wakers.append((waker, ns))
+            wakers.append((waker, ns, 1))
         } else if let i = wakers.indices.min(by: { wakers[$0].ns < wakers[$1].ns }), wakers[i].ns < ns {
-            wakers[i] = (waker, ns)
+            wakers[i] = (waker, ns, 1)
         }
     }
 }
@@ -382,11 +390,14 @@ struct ThreadTracker {
             let reasons = t.reasons.map { r, a in
                 OffCPUReasonTime(
                     reason: OffCPUReason.name(r), ns: a.ns, count: a.count,
-                    wakers: a.wakers.sorted { $0.ns > $1.ns }.map {
-                        ThreadRef(
-                            pid: UInt32($0.key >> 32), tid: UInt32(truncatingIfNeeded: $0.key),
-                            name: threadName($0.key))
-                    })
+                    wokenBy: a.wakers.sorted { $0.ns > $1.ns }.map {
+                        WakerTime(
+                            thread: ThreadRef(
+                                pid: UInt32($0.key >> 32), tid: UInt32(truncatingIfNeeded: $0.key),
+                                name: threadName($0.key)),
+                            count: $0.count, ns: $0.ns)
+                    },
+                    wokenByInterrupt: a.unnamedCount, wokenByInterruptNs: a.unnamedNs)
             }.sorted { ($0.ns, $1.reason) > ($1.ns, $0.reason) }
             out.append(
                 ThreadSummary(

@@ -382,7 +382,17 @@ public enum JSONReport {
                     o.field("reason", x.reason)
                     o.field("ns", x.ns)
                     o.field("count", x.count)
-                    o.array("wakers") { w in for k in x.wakers { w.object { threadRef(k, &$0) } } }
+                    o.array("wakers") { w in
+                        for k in x.wokenBy {
+                            w.object {
+                                threadRef(k.thread, &$0)
+                                $0.field("count", k.count)
+                                $0.field("ns", k.ns)
+                            }
+                        }
+                    }
+                    o.field("woken_by_interrupt", x.wokenByInterrupt)
+                    o.field("woken_by_interrupt_ns", x.wokenByInterruptNs)
                 }
             }
         }

@@ -163,4 +163,62 @@ private let program = #"""
             #expect(onCPU < span / 10 && off > span / 2, "\(name): \(t)")
         }
     }
+
+    /// An event loop's waits are ended by interrupts (here its epoll_wait's timeouts; in a server, packets) and
+    /// now and then by a thread (here one eventfd write). The report said "epoll_wait 23.9 s (6,862×, woken by
+    /// tid 9727)" for redis-server, whose waits asynctrace's own SIGTERM ended one of: the waker named as if it
+    /// had ended them all. Now each waker has its count and the waits ended by interrupts theirs.
+    @Test func aWakerThatEndedOneOfManyWaitsIsNotNamedAsTheWakerOfAll() throws {
+        try requireKernel("aWakerThatEndedOneOfManyWaitsIsNotNamedAsTheWakerOfAll")
+        let source = temporaryPath("one-kick.c"), binary = temporaryPath("one-kick"), trace = temporaryPath("one-kick.atrace")
+        try #"""
+        #define _GNU_SOURCE
+        #include <pthread.h>
+        #include <stdint.h>
+        #include <sys/epoll.h>
+        #include <sys/eventfd.h>
+        #include <unistd.h>
+        static int ev;
+        static void *kicker(void *a) {
+            pthread_setname_np(pthread_self(), "kick-thread");
+            usleep(100000); uint64_t one = 1; write(ev, &one, 8); return 0;
+        }
+        int main(void) {
+            pthread_setname_np(pthread_self(), "kick-loop");
+            int ep = epoll_create1(0); ev = eventfd(0, 0);
+            struct epoll_event e = { .events = EPOLLIN, .data.fd = ev };
+            epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
+            pthread_t t; pthread_create(&t, 0, kicker, 0);
+            for (int i = 0; i < 40; i++) {  /* 40 waits of 5 ms: a timer ends all but the kicked one */
+                struct epoll_event out[1];
+                if (epoll_wait(ep, out, 1, 5) == 1) { uint64_t v; read(ev, &v, 8); }
+            }
+            pthread_join(t, 0);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary])
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
+        try #require(json.status == 0, "report failed: \(json.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let threads = try #require(j["threads"] as? [[String: Any]])
+        let loop = try #require(threads.first { $0["name"] as? String == "kick-loop" }, "threads: \(threads.map { $0["name"] ?? "?" })")
+        let epoll = try #require(
+            (loop["off_cpu_by_reason"] as? [[String: Any]])?.first { $0["reason"] as? String == "epoll_wait" }, "\(loop)")
+        let count = epoll["count"] as? Int ?? 0
+        #expect(count >= 30, "\(epoll)")
+        // The kicker ended exactly one wait; the timers the rest (a wait can end before it blocks: not counted).
+        let kicker = try #require((epoll["wakers"] as? [[String: Any]])?.first { $0["name"] as? String == "kick-thread" }, "\(epoll)")
+        #expect(kicker["count"] as? Int == 1, "\(epoll)")
+        let byInterrupt = epoll["woken_by_interrupt"] as? Int ?? -1
+        #expect(byInterrupt >= count - 2 && byInterrupt <= count - 1, "\(epoll)")
+        let text = try runCapturing(try asynctrace(), ["report", trace])
+        let line = try #require(text.stdout.split(separator: "\n").first { $0.contains("kick-loop (tid ") && $0.contains("blocked in:") })
+        #expect(line.contains("× by interrupts, 1× by kick-thread (tid "), "\(line)")
+        #expect(!line.contains("woken by kick-thread"), "\(line)")
+    }
 }
