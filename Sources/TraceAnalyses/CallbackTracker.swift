@@ -2,15 +2,6 @@
 // by resource type, the slowest callbacks, blocking callbacks and the syscalls made inside them.
 import TraceFormat
 
-struct SyscallTally {
-    var nr: UInt64
-    var fd: Int64
-    var count: UInt64
-    var ns: UInt64
-    var bytes: UInt64
-    var blockedNs: UInt64 = 0
-    var detail: String? = nil
-}
 
 struct CallbackFrame {
     var asyncID: UInt64
@@ -83,7 +74,7 @@ struct CallbackTracker {
     ) {
         let last = stacks[stream].count - 1
         guard last >= 0 else { return }
-        if let i = stacks[stream][last].syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
+        if !SyscallNames.opensPath.contains(nr), let i = stacks[stream][last].syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
             stacks[stream][last].syscalls[i].count &+= 1
             stacks[stream][last].syscalls[i].ns = stacks[stream][last].syscalls[i].ns.addingSaturated(ns)
             stacks[stream][last].syscalls[i].bytes = stacks[stream][last].syscalls[i].bytes.addingSaturated(bytes)
@@ -92,8 +83,15 @@ struct CallbackTracker {
             stacks[stream][last].syscalls.append(
                 SyscallTally(
                     nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes,
-                    blockedNs: blockedNs, detail: fds.detail(pid: pid, fd: fd)))
+                    blockedNs: blockedNs, detail: SyscallNames.opensPath.contains(nr) ? nil : fds.detail(pid: pid, fd: fd)))
         }
+    }
+
+    /// The open the running callback of `stream` just made (tallied by the fd it made) opened `path`.
+    mutating func opened(stream: Int, fd: Int64, path: String) {
+        let last = stacks[stream].count - 1
+        guard last >= 0 else { return }
+        SyscallTally.named(&stacks[stream][last].syscalls, fd: fd, path: path)
     }
 
     /// The thread of `stream` was off the CPU from `outNs`: every running callback that began by then waited.

@@ -97,7 +97,7 @@ struct ReasonAccum {
 }
 
 /// A syscall (by number and fd) inside a stall or callback, with what the fd was at the time.
-struct StallTally: Sendable {
+struct SyscallTally: Sendable {
     var nr: UInt64
     var fd: Int64
     var count: UInt64
@@ -105,6 +105,22 @@ struct StallTally: Sendable {
     var bytes: UInt64
     var blockedNs: UInt64
     var detail: String?
+
+    /// The last open tallied (alone: opens are not merged before their path is known), which made `fd`, opened
+    /// `path`: named, and merged into an earlier tally of an open of that path to that fd.
+    static func named(_ tallies: inout [SyscallTally], fd: Int64, path: String) {
+        guard let i = tallies.lastIndex(where: { SyscallNames.opensPath.contains($0.nr) && $0.fd == fd }),
+            tallies[i].detail == nil
+        else { return }
+        tallies[i].detail = path
+        let t = tallies[i]
+        guard let j = tallies.firstIndex(where: { $0.nr == t.nr && $0.fd == fd && $0.detail == path }), j < i else { return }
+        tallies[j].count &+= t.count
+        tallies[j].ns = tallies[j].ns.addingSaturated(t.ns)
+        tallies[j].bytes = tallies[j].bytes.addingSaturated(t.bytes)
+        tallies[j].blockedNs = tallies[j].blockedNs.addingSaturated(t.blockedNs)
+        tallies.remove(at: i)
+    }
 }
 
 struct ThreadTracker {
@@ -117,7 +133,7 @@ struct ThreadTracker {
         var blockedNs: UInt64 = 0
         var runqueueNs: UInt64 = 0
         var kernelNs: UInt64 = 0
-        var syscalls: [StallTally] = []
+        var syscalls: [SyscallTally] = []
     }
 
     struct ThreadState {
@@ -270,6 +286,12 @@ struct ThreadTracker {
     }
 
     /// A completed syscall (not an epoll wait): it claims the off-CPU stretches that began inside it.
+    /// The open the thread just made (tallied by the fd it made) opened `path`: the stall's tally says so.
+    mutating func opened(pid: UInt32, tid: UInt32, fd: Int64, path: String) {
+        guard let t = threads.index(forKey: Self.key(pid, tid)), threads.values[t].gap != nil else { return }
+        SyscallTally.named(&threads.values[t].gap!.syscalls, fd: fd, path: path)
+    }
+
     /// Returns the time it was blocked.
     @discardableResult
     mutating func syscall(
@@ -290,16 +312,17 @@ struct ThreadTracker {
             t.lastSyscallBlockedNs = blocked
             guard var g = t.gap, enterNs >= g.startNs else { return }
             g.kernelNs = g.kernelNs.addingSaturated(dur)
-            if let i = g.syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
+            // An open is merged with the opens of the same path once its fdOpen names it (`opened`).
+            if !SyscallNames.opensPath.contains(nr), let i = g.syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
                 g.syscalls[i].count &+= 1
                 g.syscalls[i].ns = g.syscalls[i].ns.addingSaturated(dur)
                 g.syscalls[i].bytes = g.syscalls[i].bytes.addingSaturated(bytes)
                 g.syscalls[i].blockedNs = g.syscalls[i].blockedNs.addingSaturated(blocked)
             } else if g.syscalls.count < Self.maxTallies {
                 g.syscalls.append(
-                    StallTally(
+                    SyscallTally(
                         nr: nr, fd: fd, count: 1, ns: dur, bytes: bytes, blockedNs: blocked,
-                        detail: fds.detail(pid: pid, fd: fd)))
+                        detail: SyscallNames.opensPath.contains(nr) ? nil : fds.detail(pid: pid, fd: fd)))
             }
             t.gap = g
         }
@@ -431,7 +454,7 @@ struct StallRecordDraft: Sendable {
 }
 
 extension SyscallInCallback {
-    init(_ t: StallTally) {
+    init(_ t: SyscallTally) {
         self.init(
             name: SyscallNames.name(t.nr), fd: t.fd, count: t.count, ns: t.ns, bytes: t.bytes,
             blockedNs: t.blockedNs, fdDetail: t.detail)

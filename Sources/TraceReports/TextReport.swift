@@ -44,9 +44,17 @@ public enum TextReport {
     /// `thread(_:_:_:)` of `t`'s pid, tid and name.
     public static func thread(_ t: ThreadRef) -> String { thread(t.pid, t.tid, t.name) }
 
+    /// "read(fd 41 → /srv/big.bin)"; an open by what it opened and the fd it made: "openat(/srv/big.bin) = fd 41".
+    public static func call(_ name: String, fd: Int64, fdDetail: String?) -> String {
+        if name == "open" || name == "openat" || name == "openat2" {
+            return "\(name)(\(fdDetail ?? ""))" + (fd >= 0 ? " = fd \(fd)" : "")
+        }
+        return "\(name)(" + (fd >= 0 ? "fd \(fd)" + (fdDetail.map { " → " + $0 } ?? "") : "") + ")"
+    }
+
     /// "read(fd 41 → /srv/big.bin) 57.0 ms, 64.0 MiB" (plus "in N calls" and the blocked part when known).
     public static func syscallLine(_ s: SyscallInCallback) -> String {
-        var line = "\(s.name)(" + (s.fd >= 0 ? "fd \(s.fd)" + (s.fdDetail.map { " → " + $0 } ?? "") : "") + ") "
+        var line = call(s.name, fd: s.fd, fdDetail: s.fdDetail) + " "
         line += Formatting.duration(s.ns)
         if s.count > 1 { line += " in \(Formatting.count(s.count)) calls" }
         if s.blockedNs > 0 { line += " (\(Formatting.duration(s.blockedNs)) blocked)" }
@@ -62,7 +70,7 @@ public enum TextReport {
         // The syscall most of the time went to, when one did ("384 ms of it in read(fd 5 → /srv/big.bin)").
         let inside = top.flatMap { t in
             t.ns >= durationNs / 2
-                ? "\(Formatting.duration(t.ns)) of it in \(t.name)(" + (t.fd >= 0 ? "fd \(t.fd)\(t.fdDetail.map { " → " + $0 } ?? "")" : "") + ")"
+                ? "\(Formatting.duration(t.ns)) of it in " + call(t.name, fd: t.fd, fdDetail: t.fdDetail)
                 : nil
         }
         guard let on = onCPUNs else {
@@ -82,7 +90,7 @@ public enum TextReport {
         } else {
             s = "waiting: \(Formatting.duration(blockedNs)) blocked"
             if let t = top, t.blockedNs >= blockedNs / 2, t.blockedNs > 0 {
-                s += ", mostly in \(t.name)" + (t.fd >= 0 ? "(fd \(t.fd)\(t.fdDetail.map { " → " + $0 } ?? ""))" : "")
+                s += ", mostly in " + (t.fd >= 0 ? call(t.name, fd: t.fd, fdDetail: t.fdDetail) : t.name)
             } else if blockedNs > 0 && (top?.blockedNs ?? 0) == 0 {
                 s += " outside traced syscalls"
             }
@@ -219,8 +227,9 @@ public enum TextReport {
             var names = w.frames.prefix(6).map(\.description)
             if w.frames.count > 6 { names.append("…") }
             let pad = i == 0 ? indent : String(repeating: " ", count: indent.count)
-            let target = w.fd.map { "(fd \($0)" + (w.fdDetail.map { " → " + $0 } ?? "") + ")" } ?? ""
-            let what = w.reason.hasSuffix("outside traced syscalls") ? w.reason : "in " + w.reason + target
+            let what =
+                w.reason.hasSuffix("outside traced syscalls")
+                ? w.reason : "in " + (w.fd.map { call(w.reason, fd: $0, fdDetail: w.fdDetail) } ?? w.reason)
             let mostlyBlocked = w.blockedNs >= w.ns - w.ns / 10
             let head =
                 mostlyBlocked

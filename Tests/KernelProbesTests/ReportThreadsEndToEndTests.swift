@@ -221,4 +221,62 @@ private let program = #"""
         #expect(line.contains("× by interrupts, 1× by kick-thread (tid "), "\(line)")
         #expect(!line.contains("woken by kick-thread"), "\(line)")
     }
+
+    /// A loop stalled in an open (a FIFO no writer has opened yet; an NFS or FUSE path alike) is named by the
+    /// path it opened. redis-server's SAVE and every command's stall listed "openat() 115 µs in 3 calls": an
+    /// open's fd argument is its directory, and the path its new fd was given was not looked up.
+    @Test func aStallInAnOpenNamesThePathItOpened() throws {
+        try requireKernel("aStallInAnOpenNamesThePathItOpened")
+        let source = temporaryPath("slow-open.c"), binary = temporaryPath("slow-open"), trace = temporaryPath("slow-open.atrace")
+        let fifo = temporaryPath("slow-open.fifo")
+        try #"""
+        #define _GNU_SOURCE
+        #include <fcntl.h>
+        #include <pthread.h>
+        #include <sys/epoll.h>
+        #include <sys/eventfd.h>
+        #include <unistd.h>
+        static const char *path;
+        static void *writer(void *a) {
+            pthread_setname_np(pthread_self(), "fifo-writer");
+            usleep(120000); int fd = open(path, O_WRONLY); write(fd, "x", 1); close(fd); return 0;
+        }
+        int main(int argc, char **argv) {
+            pthread_setname_np(pthread_self(), "fifo-loop");
+            path = argv[1];
+            int ep = epoll_create1(0), ev = eventfd(0, 0);
+            struct epoll_event e = { .events = EPOLLIN, .data.fd = ev };
+            epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
+            pthread_t t; pthread_create(&t, 0, writer, 0);
+            for (int i = 0; i < 4; i++) {
+                struct epoll_event out[1];
+                epoll_wait(ep, out, 1, 5);
+                if (i == 1) { char c; int fd = open(path, O_RDONLY); read(fd, &c, 1); close(fd); }
+            }
+            pthread_join(t, 0);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try #require(mkfifo(fifo, 0o600) == 0, "mkfifo: \(errno)")
+        defer { for p in [source, binary, trace, fifo] { try? FileManager.default.removeItem(atPath: p) } }
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary, fifo])
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
+        try #require(json.status == 0, "report failed: \(json.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let stalls = try #require(j["stalls"] as? [[String: Any]])
+        let stall = try #require(stalls.first { $0["thread"] as? String == "fifo-loop" }, "stalls: \(stalls)")
+        let open = try #require(
+            (stall["syscalls"] as? [[String: Any]])?.first { ($0["name"] as? String)?.hasPrefix("open") == true }, "\(stall)")
+        #expect(open["fd_detail"] as? String == fifo, "\(open)")
+        #expect((open["fd"] as? Int ?? -1) >= 3 && (open["blocked_ns"] as? Int ?? 0) >= 50_000_000, "\(open)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace])
+        let name = open["name"] as? String ?? "open"
+        #expect(text.stdout.contains("mostly in \(name)(\(fifo)) = fd "), "\(text.stdout)")
+        // The wait's stack line too ("blocked 110 ms in openat(/tmp/….fifo) = fd 5 at __libc_open64 ← main ← …").
+        let waitLine = text.stdout.split(separator: "\n").first { $0.contains("waits ") && $0.contains(" at ") }
+        #expect(waitLine?.contains("in \(name)(\(fifo)) = fd ") == true, "\(text.stdout)")
+    }
 }
