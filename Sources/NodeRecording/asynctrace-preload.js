@@ -124,16 +124,18 @@
   const FLUSH_TYPE = 'asynctrace (batch write)';
   let flushTypeIndex = -1;
   let tailOnly = false;  // the batch holds nothing but the previous write's after/destroy
-  function writeBatch(last) {
-    if (pos === HEADER || (tailOnly && pos === HEADER + 5 && !last)) return;
-    if (last) {
-      // The thread's last batch: no write callback around it (its end would never be sent).
+  // bare: no write callback around this write (the thread's last batch, whose end would never be sent; or
+  // a lone tail sent by the timer while idle).
+  function writeBatch(bare) {
+    if (pos === HEADER || (tailOnly && pos === HEADER + 5 && !bare)) return;
+    if (bare) {
+      // (Nothing to open.)
     } else if (flushTypeIndex < 0) {
       flushTypeIndex = typeIndex.size;
       typeIndex.set(FLUSH_TYPE, flushTypeIndex);
       putStringUnchecked(K_STRING, flushTypeIndex, FLUSH_TYPE);
     }
-    if (!last) {
+    if (!bare) {
       buf[pos] = K_INIT; buf[pos + 1] = FLUSH_ID; buf[pos + 2] = 0; buf[pos + 3] = flushTypeIndex;
       buf[pos + 4] = K_FD; buf[pos + 5] = FLUSH_ID; buf[pos + 6] = fd;
       buf[pos + 7] = K_BEFORE; buf[pos + 8] = performance.now(); buf[pos + 9] = FLUSH_ID;
@@ -153,7 +155,7 @@
     pendingEvents = 0;
     tailOnly = false;
     chainMs = -1;  // the write came between: the next callback reads the clock
-    if (last) return;
+    if (bare) return;
     tailOnly = true;
     pendingEvents = 2;
     buf[pos] = K_AFTER; buf[pos + 1] = performance.now(); buf[pos + 2] = FLUSH_ID;
@@ -771,7 +773,10 @@
     if (!enabled) return;
     siteBudget = SITES_PER_TICK;
     if (liveSites.size !== 0) sendLongLivedSites(performance.now());
-    writeBatch();
+    // Idle since the last write (only its own after/destroy pending): those go out bare, so that a program
+    // killed while idle (Ctrl-C, SIGTERM, record --duration) does not leave that write's callback open in
+    // the trace, reported as blocking the loop until the process's last event.
+    writeBatch(tailOnly && pos === HEADER + 5);
   }), 100);
   creatingOwnTimer = false;
   timer.unref();
