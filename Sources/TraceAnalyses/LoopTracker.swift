@@ -132,7 +132,7 @@ struct LoopTracker {
     }
 
     /// `lastEventNs`: each stream's last event, where its final iteration ends; `threadName` names the
-    /// threads of kernel-seen loops.
+    /// loops' threads (a stream's own name where it gives none).
     func summary(
         streams: [(pid: UInt32, tid: UInt32, name: String?)], lastEventNs: [UInt64],
         threadName: (UInt32, UInt32) -> String? = { _, _ in nil }
@@ -145,7 +145,8 @@ struct LoopTracker {
         var loops: [(state: LoopState, pid: UInt32, tid: UInt32, name: String?, lastNs: UInt64, kernel: Bool)] = []
         for (s, maybe) in states.enumerated() {
             guard let st = maybe, st.iterations > 0 else { continue }
-            loops.append((st, streams[s].pid, streams[s].tid, streams[s].name, lastEventNs[s], false))
+            let (pid, tid) = (streams[s].pid, streams[s].tid)
+            loops.append((st, pid, tid, threadName(pid, tid) ?? streams[s].name, lastEventNs[s], false))
         }
         for (k, st) in kernelStates.enumerated() where st.iterations > 0 {
             let (pid, tid) = kernelThreads[k]

@@ -401,8 +401,21 @@ struct ThreadTracker {
 
     func name(_ key: UInt64) -> String? { names[key] }
 
+    /// A thread's name in every section: the kernel's (its comm, which follows renames), unless the name its
+    /// runtime gave the thread (a user stream's `threadInfo`) extends it: node's `node (worker 1)` for a
+    /// worker whose comm is `node`, a name longer than comm's 15 bytes. Either where the other is unknown.
+    static func preferredName(kernel: String?, user: String?) -> String? {
+        guard let kernel, !kernel.isEmpty else { return user }
+        if let user, user.count > kernel.count, user.hasPrefix(kernel) { return user }
+        return kernel
+    }
+
+    func name(_ key: UInt64, userThreadNames: [UInt64: String]) -> String? {
+        Self.preferredName(kernel: names[key], user: userThreadNames[key])
+    }
+
     func summary(loopUtilization: [UInt64: Double], userThreadNames: [UInt64: String]) -> ([ThreadSummary], [LoopStall]) {
-        func threadName(_ k: UInt64) -> String? { names[k] ?? userThreadNames[k] }
+        func threadName(_ k: UInt64) -> String? { name(k, userThreadNames: userThreadNames) }
         var out: [ThreadSummary] = []
         var keys = Set(threads.keys)
         for k in userThreadNames.keys where keys.count < Self.maxThreads { keys.insert(k) }

@@ -462,8 +462,7 @@ public struct TraceAnalyzer {
             streams: reader.streams.map { ($0.pid, $0.tid, $0.threadName) },
             lastEventNs: lastEventNs,
             threadName: { pid, tid in
-                let key = UInt64(pid) << 32 | UInt64(tid)
-                return userNames[key] ?? threadTracker.name(key)
+                threadTracker.name(UInt64(pid) << 32 | UInt64(tid), userThreadNames: userNames)
             })
 
         var types: [ResourceTypeStats] = []
@@ -485,7 +484,8 @@ public struct TraceAnalyzer {
 
         var finalThreads = threads
         finalThreads.flush()
-        let names = finalThreads.names.merging(userThreadNames) { kernel, _ in kernel }
+        var names = userThreadNames
+        for k in finalThreads.names.keys { names[k] = finalThreads.name(k, userThreadNames: userThreadNames) }
         func ref(_ key: UInt64) -> ThreadRef? {
             key == 0 ? nil : ThreadRef(pid: UInt32(key >> 32), tid: UInt32(truncatingIfNeeded: key), name: names[key])
         }
@@ -537,7 +537,8 @@ public struct TraceAnalyzer {
                 c.blockedNs = nil
                 c.runqueueNs = nil
             }
-            if c.threadName == nil { c.threadName = names[UInt64(c.pid) << 32 | UInt64(c.tid)] }
+            c.threadName = ThreadTracker.preferredName(
+                kernel: finalThreads.names[UInt64(c.pid) << 32 | UInt64(c.tid)], user: c.threadName)
             if c.createdAt.isEmpty { c.createdAt = sites.frames(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
             return c
         }
