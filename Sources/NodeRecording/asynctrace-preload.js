@@ -566,8 +566,37 @@
     // its `fd` getter exists (reading it crashes Node). The next before/after asks.
     if ((flags & F_FD) !== 0 && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
   }
+  // Resources made before this preload ran have no init: a worker's parentPort and the ports it got in its
+  // workerData (deserialized before preloads run), whose callbacks are most of a worker pool's work. At
+  // their first callback they get one, with the type named by their class (MessagePort: MESSAGEPORT, as
+  // Node's own init names it) and the WORKER as trigger; ids up to earlierIdLimit were given out before.
+  let earlierIdLimit = -1, providers = null;
+  const announcedEarlier = new Set();
+  function announceEarlier(asyncId) {
+    if (announcedEarlier.size >= 1024) return;
+    announcedEarlier.add(asyncId);
+    let type = null, resource = null;
+    try {
+      resource = asyncHooks.executionAsyncResource();
+      const name = resource && resource.constructor && resource.constructor.name;
+      if (typeof name === 'string' && name !== 'Object') {
+        const upper = name.toUpperCase();
+        if (providers[upper] !== undefined) type = upper;
+        else if (providers[upper + 'WRAP'] !== undefined) type = upper + 'WRAP';
+        else if (name === 'Timeout' || name === 'Immediate') type = name;
+      }
+    } catch { /* unnamed: stays untracked */ }
+    if (type === null) return;
+    const t = typeID(type);
+    if (pos + 3 > LIMIT) writeBatch();
+    buf[pos] = -((idBase + asyncId) * 8 + P_INIT); buf[pos + 1] = parentWorker > 0 ? parentWorker : 0; buf[pos + 2] = t;
+    pos += 3; buf[5] = pos;
+    pendingEvents++;
+    if (t < 65536 && (typeFlags[t] & F_FD) !== 0 && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
+  }
   function before(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
+    if (asyncId <= earlierIdLimit && !announcedEarlier.has(asyncId)) announceEarlier(asyncId);
     // A WORKER's callback is its exit (run after its thread ended): write what the worker had not.
     if (children.size !== 0) { const c = children.get(idBase + asyncId); if (c !== undefined) childEnded(idBase + asyncId, c); }
     if (pendingFD.size !== 0) resolvePendingFDs();
@@ -740,6 +769,11 @@
     asyncWrap = process.binding('async_wrap');
   } catch { /* a Node without the binding */ } finally {
     process.noDeprecation = saved;
+  }
+  if (asyncWrap !== null && asyncWrap.async_id_fields instanceof Float64Array && asyncWrap.constants &&
+      typeof asyncWrap.constants.kAsyncIdCounter === 'number' && asyncWrap.Providers && typeof asyncWrap.Providers === 'object') {
+    providers = asyncWrap.Providers;
+    earlierIdLimit = asyncWrap.async_id_fields[asyncWrap.constants.kAsyncIdCounter];
   }
   if (!withPromises && asyncWrap !== null) {
     // Enabling any async hook makes Node install V8 promise hooks (an init/before/after call per
