@@ -83,11 +83,65 @@ struct IOTracker {
         return out
     }
 
+    /// A forked child's fds as its parent had them at the fork (kind, path or address), per child pid. They become
+    /// the child's lives only when the child uses them: a child inherits every fd, and most it never touches (a
+    /// pre-fork server's workers, a backend forked per connection: the socket the parent accepted is the child's).
+    var inherited: [UInt32: [Int64: InheritedFD]] = [:]
+    /// Bounds (a crafted trace forking thousands of children of a parent with thousands of fds): per child, and
+    /// in all; beyond them a child's fds are unknown, as before.
+    static let maxInheritedFDs = 4_096
+    static let maxInheritedInAll = 262_144
+    var inheritedInAll = 0
+
+    struct InheritedFD {
+        var kind: UInt8?
+        var detail: String?
+        var forkNs: UInt64
+    }
+
+    /// `parent` forked `child` at `ns`: the child has the fds the parent had open then.
+    mutating func forked(parent: UInt32, child: UInt32, ns: UInt64) {
+        let most = min(Self.maxInheritedFDs, Self.maxInheritedInAll - inheritedInAll)
+        guard parent != child, most > 0, inherited[child] == nil else { return }
+        var fds: [Int64: InheritedFD] = [:]
+        for (fd, f) in inherited[parent] ?? [:] {
+            if fds.count >= most { break }
+            fds[fd] = InheritedFD(kind: f.kind, detail: f.detail, forkNs: ns)
+        }
+        for fd in fdsOfProcess[parent]?.inRange(0, .max, atMost: most) ?? [] where fds.count < most {
+            if let f = byFD.peek(FDKey(pid: parent, fd: fd), { InheritedFD(kind: $0.pointee.kind, detail: $0.pointee.detail, forkNs: ns) }) {
+                fds[fd] = f
+            }
+        }
+        guard !fds.isEmpty else { return }
+        inherited[child] = fds
+        inheritedInAll += fds.count
+    }
+
+    /// A process exited: what it inherited and never used goes.
+    mutating func exited(pid: UInt32) {
+        if !inherited.isEmpty, let gone = inherited.removeValue(forKey: pid) { inheritedInAll -= gone.count }
+    }
+
+    /// The fd's inherited life, if it has one not taken yet (removed: a life of its own from now on).
+    private mutating func takeInherited(_ key: FDKey) -> InheritedFD? {
+        guard !inherited.isEmpty, let i = inherited.index(forKey: key.pid) else { return nil }
+        guard let f = inherited.values[i].removeValue(forKey: key.fd) else { return nil }
+        inheritedInAll -= 1
+        if inherited.values[i].isEmpty { inherited.remove(at: i) }
+        return f
+    }
+
     @inline(__always)
     private mutating func withFD(_ key: FDKey, _ body: (inout FDAccum) -> Void) {
         if byFD.modify(key, body) { return }
         guard byFD.count < Self.maxFDs else { return }
         var f = FDAccum()
+        if let i = takeInherited(key) {
+            f.kind = i.kind
+            f.detail = i.detail
+            f.openedNs = i.forkNs
+        }
         body(&f)
         byFD.set(key, f)
         fdsOfProcess[key.pid, default: OrderedFDs()].insert(key.fd)
@@ -181,6 +235,7 @@ struct IOTracker {
         {
             return
         }
+        _ = takeInherited(key)  // a new life of the number: the inherited one, never used, ends
         var life = FDAccum()
         life.kind = UInt8(truncatingIfNeeded: min(kind, 255))
         life.detail = detail.isEmpty ? nil : detail
@@ -207,7 +262,9 @@ struct IOTracker {
 
     /// A successful close of `fd` at `ns`: its life ends.
     mutating func closed(pid: UInt32, fd: Int64, ns: UInt64) {
-        guard fd >= 0, let old = byFD.remove(FDKey(pid: pid, fd: fd)) else { return }
+        guard fd >= 0 else { return }
+        _ = takeInherited(FDKey(pid: pid, fd: fd))
+        guard let old = byFD.remove(FDKey(pid: pid, fd: fd)) else { return }
         fdsOfProcess[pid]?.remove(fd)
         if fdsOfProcess[pid]?.isEmpty == true { fdsOfProcess[pid] = nil }
         endLife(FDKey(pid: pid, fd: fd), old, at: ns)
@@ -215,7 +272,14 @@ struct IOTracker {
 
     /// close_range(first, last): every life of the pid in the range ends.
     mutating func closedRange(pid: UInt32, first: Int64, last: Int64, ns: UInt64) {
-        guard first >= 0, last >= first, let fds = fdsOfProcess[pid] else { return }
+        guard first >= 0, last >= first else { return }
+        if let i = inherited.index(forKey: pid) {
+            let before = inherited.values[i].count
+            inherited.values[i] = inherited.values[i].filter { $0.key < first || $0.key > last }
+            inheritedInAll -= before - inherited.values[i].count
+            if inherited.values[i].isEmpty { inherited.remove(at: i) }
+        }
+        guard let fds = fdsOfProcess[pid] else { return }
         for fd in fds.inRange(first, last) { closed(pid: pid, fd: fd, ns: ns) }
     }
 
@@ -230,7 +294,8 @@ struct IOTracker {
     /// The current life's path or address, for naming an fd in a stall or callback.
     func detail(pid: UInt32, fd: Int64) -> String? {
         guard fd >= 0 else { return nil }
-        return byFD.peek(FDKey(pid: pid, fd: fd)) { $0.pointee.detail } ?? nil  // in place: an FDAccum is large
+        if let d = byFD.peek(FDKey(pid: pid, fd: fd), { $0.pointee.detail }) { return d }  // in place: an FDAccum is large
+        return inherited.isEmpty ? nil : inherited[pid]?[fd]?.detail
     }
 
     /// `asyncID` no longer owns `fd` (it gave it up or was destroyed); the type stays for the report.

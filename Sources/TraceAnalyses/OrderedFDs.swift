@@ -50,14 +50,14 @@ struct OrderedFDs {
         if blocks[b].isEmpty { blocks.remove(at: b) }
     }
 
-    /// The fds in first...last, ascending.
-    func inRange(_ first: Int64, _ last: Int64) -> [Int64] {
-        guard first <= last, var b = block(for: first) else { return [] }
+    /// The fds in first...last, ascending (the first `limit` of them).
+    func inRange(_ first: Int64, _ last: Int64, atMost limit: Int = .max) -> [Int64] {
+        guard first <= last, limit > 0, var b = block(for: first) else { return [] }
         var out: [Int64] = []
         var i = Self.lowerBound(blocks[b], first)
         while b < blocks.count {
             while i < blocks[b].count {
-                if blocks[b][i] > last { return out }
+                if blocks[b][i] > last || out.count >= limit { return out }
                 out.append(blocks[b][i])
                 i += 1
             }

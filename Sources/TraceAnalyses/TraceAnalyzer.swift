@@ -275,6 +275,10 @@ public struct TraceAnalyzer {
             waitStack(ev, endNs: ns)
         case .creationStack:
             creationStackEvent(stream: s, pid: pid, ev)
+        case .processFork:
+            io.forked(parent: UInt32(truncatingIfNeeded: ev.u(0)), child: UInt32(truncatingIfNeeded: ev.u(1)), ns: ns)
+        case .processExit:
+            io.exited(pid: UInt32(truncatingIfNeeded: ev.u(0)))
         case .fdOpen:
             let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1)), fd = ev.s(2)
             io.fdOpen(pid: pid, tid: tid, fd: fd, kind: ev.u(3), sourceFd: ev.s(4), detail: ev.text, ns: ns)

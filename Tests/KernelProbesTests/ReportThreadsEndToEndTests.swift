@@ -279,4 +279,70 @@ private let program = #"""
         let waitLine = text.stdout.split(separator: "\n").first { $0.contains("waits ") && $0.contains(" at ") }
         #expect(waitLine?.contains("in \(name)(\(fifo)) = fd ") == true, "\(text.stdout)")
     }
+
+    /// A forked child's fds are its parent's: the socket a pre-fork server accepted and handed to the worker it
+    /// forked, the file it opened before. A postgres backend (forked by the postmaster per connection, which
+    /// then closes its copy) showed "sendto(fd 6)" with the fd's kind unknown and no address.
+    @Test func aForkedChildsInheritedFdsHaveTheirParentsIdentity() throws {
+        try requireKernel("aForkedChildsInheritedFdsHaveTheirParentsIdentity")
+        let source = temporaryPath("prefork.c"), binary = temporaryPath("prefork"), trace = temporaryPath("prefork.atrace")
+        let file = temporaryPath("prefork.data")
+        try #"""
+        #include <arpa/inet.h>
+        #include <fcntl.h>
+        #include <netinet/in.h>
+        #include <sys/socket.h>
+        #include <sys/wait.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+            int data = open(argv[1], O_RDONLY);
+            int l = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+            socklen_t n = sizeof(a);
+            bind(l, (struct sockaddr *)&a, sizeof(a)); listen(l, 1); getsockname(l, (struct sockaddr *)&a, &n);
+            int c = socket(AF_INET, SOCK_STREAM, 0);
+            connect(c, (struct sockaddr *)&a, sizeof(a));
+            int s = accept(l, 0, 0);
+            pid_t child = fork();
+            if (child == 0) {  /* the worker: uses what the parent opened */
+                char buf[64];
+                usleep(20000);
+                write(s, "hello", 5);
+                read(data, buf, sizeof(buf));
+                _exit(0);
+            }
+            close(s);  /* the parent gives the connection away, as a pre-fork server does */
+            char buf[8];
+            read(c, buf, 5);
+            waitpid(child, 0, 0);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try Data(repeating: 0x41, count: 64).write(to: URL(fileURLWithPath: file))
+        defer { for p in [source, binary, trace, file] { try? FileManager.default.removeItem(atPath: p) } }
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary, file])
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
+        try #require(json.status == 0, "report failed: \(json.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let fds = try #require(j["fds"] as? [[String: Any]])
+        // The parent's accepted socket (its peer is the parent's client socket) and the file, in the parent.
+        let parentPid = try #require(fds.first { $0["path"] as? String == file }?["pid"] as? Int, "fds: \(fds)")
+        let accepted = try #require(
+            fds.first {
+                $0["pid"] as? Int == parentPid && $0["kind"] as? String == "tcp" && ($0["reads"] as? Int ?? 0) == 0 && $0["closed_ns"] as? Int != nil
+                    && $0["peer"] as? String != nil
+            },
+            "fds: \(fds)")
+        let childRows = fds.filter { ($0["pid"] as? Int).map { $0 != parentPid } == true }
+        let written = try #require(childRows.first { ($0["writes"] as? Int ?? 0) == 1 }, "child's fds: \(childRows)")
+        #expect(written["fd"] as? Int == accepted["fd"] as? Int)
+        #expect(
+            written["kind"] as? String == "tcp" && written["local"] as? String == accepted["local"] as? String
+                && written["peer"] as? String == accepted["peer"] as? String, "\(written)")
+        let read = try #require(childRows.first { ($0["reads"] as? Int ?? 0) == 1 }, "child's fds: \(childRows)")
+        #expect(read["kind"] as? String == "file" && read["path"] as? String == file, "\(read)")
+    }
 }

@@ -31,6 +31,31 @@ import TraceText
         _ = JSONReport.render(a)
     }
 
+    @Test func forkedChildrenInheritBoundedFdTables() throws {
+        // A forked child's fds are its parent's (as the parent had them at the fork), taken when the child uses
+        // them. A crafted trace forks 2,000 children of a parent with 4,000 fds: what is kept is bounded (at most
+        // 4,096 per child and 262,144 in all), not 8 million entries; children past the bound have unknown fds.
+        var k = StreamScript(pid: 100, tid: 0, kernel: true, startNs: 0)
+        for fd in 0..<4_000 { k.fdOpen(pid: 100, tid: 100, fd: Int64(fd), kind: .file, "/f/\(fd)", at: 10) }
+        for i in 0..<2_000 {
+            let ns = UInt64(100 + 10 * i), child = UInt32(1_000 + i)
+            k.processFork(parent: 100, child: child, at: ns)
+            k.syscall(pid: child, tid: child, nr: 1, fd: 3, size: 1, ret: 1, enter: ns + 1, exit: ns + 2)
+        }
+        let path = writeTrace([k], pid: 100, startNs: 0)
+        defer { removeTrace(path) }
+        let a = analyzeTrace(try TraceReader(path: path))
+        let children = a.io.fds.filter { $0.pid >= 1_000 && $0.fd == 3 }
+        #expect(children.count == 2_000)
+        let named = children.filter { $0.path == "/f/3" && $0.kind == "file" }
+        // 262,144 / 4,000: the first 65 children hold all their parent's fds; the 66th the 2,209 lowest that are
+        // left (and those the 65 took back by using fd 3), later ones as many as the children before them took.
+        #expect(named.count == 66, "\(named.count) of \(children.count)")
+        #expect(named.allSatisfy { $0.pid < 1_066 } && named.first?.openedNs == 100)
+        _ = TextReport.render(a)
+        _ = JSONReport.render(a)
+    }
+
     @Test func callbackDurationSumsSaturate() throws {
         // Three threads, each with one callback of ~2^64/3 ns: the per-type total used to wrap or trap.
         let third = UInt64.max / 3 + 2

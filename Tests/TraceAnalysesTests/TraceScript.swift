@@ -96,6 +96,10 @@ struct StreamScript {
         builder.putUnsigned(UInt64(kind.rawValue)); builder.putSigned(sourceFd); builder.putStringID(id)
     }
 
+    mutating func processFork(parent: UInt32, child: UInt32, at ns: UInt64) {
+        begin(.processFork, ns); builder.putUnsigned(UInt64(parent)); builder.putUnsigned(UInt64(child))
+    }
+
     func sealed() -> [UInt8] {
         builder.seal(
             sequence: sequence, endNs: lastNs, endTicks: lastNs, droppedCumulative: dropped,
