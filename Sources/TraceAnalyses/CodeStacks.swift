@@ -17,6 +17,8 @@ struct WaitMoment: Sendable {
     var fdDetail: String?
     /// Of `durationNs`, the time off CPU and not runnable (all of it for waits outside syscalls, or without scheduler events).
     var blockedNs: UInt64
+    /// A poll loop's wait for events (see TraceAnalyzer.pollWaitNrs): idle, as epoll waits are.
+    var loopIdle = false
 }
 
 /// The code that made a callback's (or stall's) long waits of one kind: "blocked 140 ms in
@@ -126,7 +128,7 @@ extension TraceAnalysis {
         // Per thread: every long wait but idle epoll waits.
         var perThread: [UInt64: [WaitKey: WaitTally]] = [:]
         let threadKeys = Set(threads.map { UInt64($0.pid) << 32 | UInt64($0.tid) })
-        for w in waitMoments where !OffCPUReason.isEpollWait(w.reason) {
+        for w in waitMoments where !OffCPUReason.isEpollWait(w.reason) && !w.loopIdle {
             let t = UInt64(w.pid) << 32 | UInt64(w.tid)
             guard threadKeys.contains(t) else { continue }
             let key = WaitKey(reason: w.reason, fd: w.fd, frames: data.frames(pid: w.pid, userStack: w.userStack, timeNs: w.endNs))

@@ -154,6 +154,8 @@ struct ThreadTracker {
         // Loop threads: epoll waits and the stall being measured.
         var epollWaits: UInt64 = 0
         var epollNs: UInt64 = 0
+        /// Whether any of them was an epoll wait (not poll or select): then its polls are not loop waits.
+        var usesEpoll = false
         var gap: GapState?
         var longestStallNs: UInt64 = 0
         var longestStallStartNs: UInt64 = 0
@@ -354,10 +356,11 @@ struct ThreadTracker {
 
     /// An epoll wait from `enterNs` to `exitNs`: the thread is a loop thread; the stretch since its previous
     /// wait ends here, and the next begins.
-    mutating func epollWait(pid: UInt32, tid: UInt32, nr: UInt64, ret: Int64, enterNs: UInt64, exitNs: UInt64) {
+    mutating func epollWait(pid: UInt32, tid: UInt32, nr: UInt64, ret: Int64, enterNs: UInt64, exitNs: UInt64, isEpoll: Bool = true) {
         let k = Self.key(pid, tid)
         var finished: (GapState, UInt64)? = nil
         withThread(k) { t in
+            if isEpoll { t.usesEpoll = true }
             t.seen(enterNs)
             t.seen(exitNs)
             t.syscalls &+= 1
@@ -387,6 +390,15 @@ struct ThreadTracker {
         }
         stalls.offer(d, StallRecordDraft(key: k, gap: g, durationNs: d))
     }
+
+    /// Whether the thread's last syscall, ending at `exitNs`, was a poll loop's wait.
+    func lastSyscallWasPollLoopWait(pid: UInt32, tid: UInt32, exitNs: UInt64) -> Bool {
+        guard let t = threads[Self.key(pid, tid)] else { return false }
+        return t.lastSyscallExitNs == exitNs && t.lastSyscallIsEpoll && !t.usesEpoll
+    }
+
+    /// Whether a poll or select of this thread may be its loop's wait: it has not waited in epoll.
+    func mayLoopOnPoll(pid: UInt32, tid: UInt32) -> Bool { !(threads[Self.key(pid, tid)]?.usesEpoll ?? false) }
 
     /// Stretches still pending at the end: outside any syscall seen.
     mutating func flush() {

@@ -299,16 +299,29 @@ public struct TraceAnalyzer {
         case .epollWait:
             let (p, tid, nr, dur) = (UInt32(truncatingIfNeeded: ev.u(0)), UInt32(truncatingIfNeeded: ev.u(1)), ev.u(2), ev.u(7))
             kernelPids.insert(p)
-            loop.kernelWait(pid: p, tid: tid, durationNs: dur, exitNs: ns)
-            threads.epollWait(pid: p, tid: tid, nr: nr, ret: ev.s(6), enterNs: ns.subtractingSaturated(dur), exitNs: ns)
-            io.syscall(pid: p, nr: nr, fd: ev.s(3), ret: ev.s(6), durationNs: dur, running: nil, ownerFD: nil)
-            if let gap = kernelLoop.wait(pid: p, tid: tid, exitNs: ns, durationNs: dur) {
-                busySecondsBetweenWaits.busy(startNs: gap.startNs, endNs: gap.startNs &+ gap.durationNs, earliestNs: firstNs)
-            }
+            loopWait(pid: p, tid: tid, nr: nr, fd: ev.s(3), ret: ev.s(6), durationNs: dur, exitNs: ns, isEpoll: true)
         default:
             break
         }
     }
+
+    /// A loop thread's wait for events (epoll, or poll/select in a loop that never uses epoll): the loop is
+    /// idle in it, and the stretch since its previous wait (a stall, if long) ends at its start.
+    private mutating func loopWait(
+        pid p: UInt32, tid: UInt32, nr: UInt64, fd: Int64, ret: Int64, durationNs dur: UInt64, exitNs ns: UInt64,
+        isEpoll: Bool
+    ) {
+        loop.kernelWait(pid: p, tid: tid, durationNs: dur, exitNs: ns)
+        threads.epollWait(pid: p, tid: tid, nr: nr, ret: ret, enterNs: ns.subtractingSaturated(dur), exitNs: ns, isEpoll: isEpoll)
+        io.syscall(pid: p, nr: nr, fd: fd, ret: ret, durationNs: dur, running: nil, ownerFD: nil)
+        if let gap = kernelLoop.wait(pid: p, tid: tid, exitNs: ns, durationNs: dur) {
+            busySecondsBetweenWaits.busy(startNs: gap.startNs, endNs: gap.startNs &+ gap.durationNs, earliestNs: firstNs)
+        }
+    }
+
+    /// poll, select, pselect6, ppoll: how loops that do not use epoll wait (GLib, Python's socketserver
+    /// and http.server, sshd, Tcl).
+    static let pollWaitNrs: Set<UInt64> = [7, 23, 270, 271]
 
     private mutating func untrackedType() -> Int32 {
         let t = resources.intern("(untracked)")
@@ -329,6 +342,8 @@ public struct TraceAnalyzer {
             userStack: UInt32(ev.u(2)), reason: 0, fd: -1, fdDetail: nil, blockedNs: ev.u(6))
         if ev.u(3) == 0 {
             m.reason = OffCPUReason.syscall(what & 0xFFFF_FFFF, op: raw)
+            // After its syscall (a poll loop's wait, already counted as the loop's idle time).
+            m.loopIdle = threads.lastSyscallWasPollLoopWait(pid: pid, tid: m.tid, exitNs: endNs)
             // A long syscall is not a blocked one (a 64 MiB read from the page cache runs on CPU): its blocked part.
             if threads.sawScheduler {
                 if let b = threads.blockedInLastSyscall(pid: pid, tid: m.tid, exitNs: endNs) {
@@ -363,6 +378,21 @@ public struct TraceAnalyzer {
         pendingOpen = opened ? (UInt64(pid) << 32 | UInt64(tid), ret, exitNs) : nil
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
         let enter = exitNs >= dur ? exitNs - dur : 0
+        // A thread of a program that records no events of its own, that waits in poll or select and has never
+        // waited in epoll, runs its loop on poll: that wait is its idle time, as epoll's is for the others. (A
+        // poll inside an epoll loop's callback, such as a resolver's, stays a syscall of the stall it is in.)
+        if Self.pollWaitNrs.contains(nr), userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] == nil,
+            threads.mayLoopOnPoll(pid: pid, tid: tid)
+        {
+            if !waitMomentAwaitingSyscall.isEmpty { waitMomentAwaitingSyscall.removeValue(forKey: UInt64(pid) << 32 | UInt64(tid)) }
+            // Its stack, written just before it (same end), is the loop's idle wait, not a wait to explain.
+            for i in waitMoments.indices.suffix(4).reversed()
+            where waitMoments[i].endNs == exitNs && waitMoments[i].pid == pid && waitMoments[i].tid == tid {
+                waitMoments[i].loopIdle = true
+            }
+            loopWait(pid: pid, tid: tid, nr: nr, fd: -1, ret: ret, durationNs: dur, exitNs: exitNs, isEpoll: false)
+            return
+        }
         var running: UInt64? = nil
         var ownerFD: Int64? = nil
         let bytes = IOTracker.bytesMoved(nr: nr, ret: ret)

@@ -155,7 +155,7 @@ public enum HTMLReport {
                 + (o.hasKernelEvents ? " + kernel syscalls" : ", no kernel events"))
         s += row("Processes", o.processes.map(String.init).joined(separator: ", "))
         if !o.hasUserEvents && o.hasKernelEvents {
-            s += row("Kind", "kernel-only trace (the program emitted no async events): loop view from epoll waits")
+            s += row("Kind", "kernel-only trace (the program emitted no async events): loop view from its waits for events (epoll, poll, select)")
         }
         let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
         s += row(
@@ -204,7 +204,7 @@ public enum HTMLReport {
         s += "<h2 id=\"blocking\">Blocking callbacks (\(threshold) or longer)</h2>\n"
         guard a.overview.hasUserEvents else {
             s +=
-                "<p>The program recorded no async events, so its callbacks cannot be seen; the loop section shows the gaps between its epoll waits.</p>\n"
+                "<p>The program recorded no async events, so its callbacks cannot be seen; the loop section shows the gaps between its waits for events (epoll, poll, select).</p>\n"
             return
         }
         if b.count == 0 {
@@ -261,7 +261,7 @@ public enum HTMLReport {
             s +=
                 "<h2 id=\"loop\">Event loop</h2>\n<p>" + value("loop.iterations", l.iterations, Formatting.count(l.iterations))
                 + " iterations on \(l.threads.count) thread\(l.threads.count == 1 ? "" : "s"), busy "
-                + "\(Formatting.percent(l.utilization)) of the time (the rest waiting in epoll).</p>\n"
+                + "\(Formatting.percent(l.utilization)) of the time (the rest waiting for events).</p>\n"
             s += "<table><tr><th>thread</th><th>iterations</th><th>busy</th><th>waiting</th><th>iteration p50</th><th>p99</th><th>max</th></tr>\n"
             for t in l.threads {
                 s +=
@@ -279,7 +279,8 @@ public enum HTMLReport {
                     }.joined(separator: ", ") + "</p>\n"
             }
         } else if let k = a.kernelLoop, !a.overview.hasUserEvents {
-            s += "<h2 id=\"loop\">Event loop (from epoll waits in the kernel; time between waits is time in callbacks)</h2>\n"
+            s +=
+                "<h2 id=\"loop\">Event loop (from waits for events in the kernel: epoll, poll, select; time between waits is time in callbacks)</h2>\n"
             s += "<table><tr><th>thread</th><th>waits</th><th>busy</th><th>waiting</th><th>between waits p50</th><th>p99</th><th>max</th></tr>\n"
             for t in k.threads {
                 s +=
@@ -298,7 +299,7 @@ public enum HTMLReport {
         let threshold = Formatting.duration(a.options.blockingThresholdNs)
         s +=
             "<h2 id=\"stalls\">Loop stalls</h2>\n<p>" + value("stalls.count", a.stallsAtThreshold, Formatting.count(a.stallsAtThreshold))
-            + " stretches between epoll waits of \(threshold) or longer ("
+            + " stretches between waits for events of \(threshold) or longer ("
             + value("stalls.ns_total", a.stallsAtThresholdNs, Formatting.duration(a.stallsAtThresholdNs))
             + " in total); meanwhile the loop could do nothing else.</p>\n"
         s +=
@@ -421,7 +422,7 @@ public enum HTMLReport {
         let wall = weight == .wall
         s += "<h2 id=\"flamegraph\">\(wall || kernelOnly ? "Where the time went" : "Where the time in callbacks went")</h2>\n"
         guard tree.totalWeight > 0 else {
-            s += "<p>No time was spent in callbacks, and no thread waited in epoll.</p>\n"
+            s += "<p>No time was spent in callbacks, and no thread waited for events (epoll, poll, select).</p>\n"
             return
         }
         s +=
@@ -449,7 +450,7 @@ public enum HTMLReport {
             "<p class=\"muted\">The second from \(Formatting.at(b.startNs, from: a.overview.recordingStartNs)) "
             + "(\(Formatting.duration(w.endNs - w.startNs)) shown): " + value("busiest_second.busy_ns", b.busyNs, Formatting.duration(b.busyNs))
             + (b.measure == .callbacks
-                ? " in callbacks." : " between epoll waits (no callbacks were recorded: the loop's busy time as the kernel saw it).")
+                ? " in callbacks." : " between waits for events (no callbacks were recorded: the loop's busy time as the kernel saw it).")
             + " " + BusiestSecondSVG.legend
             + (w.omitted > 0 ? " \(Formatting.count(UInt64(w.omitted))) slices left out." : "") + "</p>\n"
         s += BusiestSecondSVG.render(w, timeline: timeline)

@@ -141,7 +141,7 @@ public enum LiveText {
             if let d = detail(c.syscalls, c.stacks) { out.append("            " + d) }
         }
         let stalls = i.stalls.prefix(max(1, o.rows / 2))
-        out.append(stalls.isEmpty ? "Loop stalls: none ended in this interval" : "Loop stalls of the interval (between two epoll waits):")
+        out.append(stalls.isEmpty ? "Loop stalls: none ended in this interval" : "Loop stalls of the interval (between two waits for events):")
         for st in stalls {
             var s = "  " + Formatting.duration(st.durationNs).leftPadded(9) + (st.durationNs >= i.blockingThresholdNs ? " STALL    " : "          ")
             s += "\(name(st.thread)) at \(Formatting.at(st.startNs, from: i.recordingStartNs))"

@@ -123,7 +123,7 @@ public enum TextReport {
         out += "  |  \(o.userThreads) thread\(o.userThreads == 1 ? "" : "s") recorded"
         out += o.hasKernelEvents ? " + kernel syscalls\n" : ", no kernel events\n"
         if !o.hasUserEvents && o.hasKernelEvents {
-            out += "  kind       kernel-only trace (the program emitted no async events): loop view from epoll waits\n"
+            out += "  kind       kernel-only trace (the program emitted no async events): loop view from its waits for events (epoll, poll, select)\n"
         }
         let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
         out += "  dropped    " + (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events")
@@ -250,7 +250,7 @@ public enum TextReport {
     private static func loopSection(_ l: LoopSummary, _ out: inout String) {
         heading(
             "EVENT LOOP: \(Formatting.count(l.iterations)) iterations on \(l.threads.count) thread\(l.threads.count == 1 ? "" : "s"), "
-                + "busy \(Formatting.percent(l.utilization)) of the time (the rest waiting in epoll)"
+                + "busy \(Formatting.percent(l.utilization)) of the time (the rest waiting for events)"
                 + (l.threads.allSatisfy(\.fromKernel) ? "; phases from uprobes on libuv" : ""), &out)
         var t = Table([
             ("thread", .left), ("iterations", .right), ("busy", .right), ("waiting", .right),
@@ -268,7 +268,7 @@ public enum TextReport {
     }
 
     private static func kernelLoop(_ k: KernelLoopSummary, _ a: TraceAnalysis, _ out: inout String) {
-        heading("EVENT LOOP (from epoll waits in the kernel; time between waits = time in callbacks)", &out)
+        heading("EVENT LOOP (from waits for events in the kernel: epoll, poll, select; time between waits = time in callbacks)", &out)
         var t = Table([
             ("thread", .left), ("waits", .right), ("busy", .right), ("waiting", .right),
             ("between waits p50", .right), ("p99", .right), ("max", .right),
@@ -288,7 +288,7 @@ public enum TextReport {
         guard !a.stalls.isEmpty else { return }
         let threshold = Formatting.duration(a.options.blockingThresholdNs)
         heading(
-            "LOOP STALLS: \(Formatting.count(a.stallsAtThreshold)) stretch\(a.stallsAtThreshold == 1 ? "" : "es") between epoll waits "
+            "LOOP STALLS: \(Formatting.count(a.stallsAtThreshold)) stretch\(a.stallsAtThreshold == 1 ? "" : "es") between waits for events "
                 + "of \(threshold) or longer (\(Formatting.duration(a.stallsAtThresholdNs)) in total); meanwhile the loop could do nothing else", &out
         )
         if a.stallsAtThreshold == 0, let longest = a.stalls.first {

@@ -120,6 +120,75 @@ private let program = #"""
         #expect(text.stdout.contains("e2e-sleeper (tid ") && text.stdout.contains("blocked in: clock_nanosleep"))
     }
 
+    /// Loops that wait in poll or select rather than epoll (GLib, Python's socketserver and http.server,
+    /// sshd): `python3 -m http.server` got no loop view at all, and its main thread's idle 0.5 s polls were
+    /// its "longest stall". A poll loop's stalls are listed like an epoll loop's; a poll made inside an epoll
+    /// loop's stall (a resolver's) stays part of that stall.
+    @Test func aLoopOnPollHasItsStallsAndAPollInsideAnEpollLoopIsPartOfItsStall() throws {
+        try requireKernel("aLoopOnPollHasItsStallsAndAPollInsideAnEpollLoopIsPartOfItsStall")
+        let source = temporaryPath("poll-loop.c"), binary = temporaryPath("poll-loop")
+        let trace = temporaryPath("poll-loop.atrace")
+        try #"""
+        #define _GNU_SOURCE
+        #include <poll.h>
+        #include <pthread.h>
+        #include <stdint.h>
+        #include <sys/epoll.h>
+        #include <sys/select.h>
+        #include <time.h>
+        #include <unistd.h>
+        static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
+        static void burn(uint64_t ns) { volatile uint64_t x = 0; uint64_t end = now() + ns; while (now() < end) x++; }
+        static int idle[2];
+        static void *epoll_loop(void *a) {
+            pthread_setname_np(pthread_self(), "ep-loop");
+            int ep = epoll_create1(0);
+            struct epoll_event e = { .events = EPOLLIN, .data.fd = idle[0] };
+            epoll_ctl(ep, EPOLL_CTL_ADD, idle[0], &e);
+            for (int i = 0; i < 6; i++) {
+                struct epoll_event out[4];
+                epoll_wait(ep, out, 4, 10);
+                if (i == 2) { struct pollfd p = { .fd = idle[0], .events = POLLIN }; poll(&p, 1, 120); }
+            }
+            return 0;
+        }
+        int main(void) {
+            pthread_setname_np(pthread_self(), "poll-loop");
+            pipe(idle);
+            pthread_t t; pthread_create(&t, 0, epoll_loop, 0);
+            for (int i = 0; i < 8; i++) {
+                if (i % 2 == 0) { struct pollfd p = { .fd = idle[0], .events = POLLIN }; poll(&p, 1, 10); }
+                else { fd_set r; FD_ZERO(&r); FD_SET(idle[0], &r); struct timeval tv = { 0, 10000 }; select(idle[0] + 1, &r, 0, 0, &tv); }
+                if (i == 3) burn(150000000);
+                if (i == 5) usleep(100000);
+            }
+            pthread_join(t, 0);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary])
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let threads = try #require(j["threads"] as? [[String: Any]])
+        func thread(_ name: String) -> [String: Any]? { threads.first { $0["name"] as? String == name } }
+        #expect(thread("poll-loop")?["is_loop"] as? Bool == true, "\(threads)")
+        #expect(thread("ep-loop")?["is_loop"] as? Bool == true)
+        let stalls = try #require(j["stalls"] as? [[String: Any]]).filter { ($0["duration_ns"] as? Int ?? 0) >= 50_000_000 }
+        func top(_ s: [String: Any]) -> [String: Any]? { (s["syscalls"] as? [[String: Any]])?.first }
+        let mine = stalls.filter { $0["thread"] as? String == "poll-loop" }
+        // Its two stalls: 150 ms of CPU, a 100 ms sleep; its 10 ms polls and selects are its idle time.
+        #expect(mine.count == 2, "\(stalls)")
+        #expect(mine.contains { ($0["syscalls"] as? [Any])?.isEmpty == true && ($0["duration_ns"] as? Int ?? 0) >= 145_000_000 }, "\(mine)")
+        #expect(mine.contains { top($0)?["name"] as? String == "clock_nanosleep" && ($0["blocked_ns"] as? Int ?? 0) >= 90_000_000 }, "\(mine)")
+        // The epoll loop's 120 ms poll is its stall, not its idle time.
+        let ep = stalls.filter { $0["thread"] as? String == "ep-loop" }
+        #expect(ep.count == 1 && top(ep[0])?["name"] as? String == "poll" && (ep[0]["duration_ns"] as? Int ?? 0) >= 115_000_000, "\(ep)")
+    }
+
     /// Attached by --pid to a process whose threads sleep across the attach: a thread switched out before
     /// tracing began has no open episode in the probes, and its first switch-in used to give no record at
     /// all, so the time until then counted as on CPU (an idle node server's four V8 workers showed 860 ms

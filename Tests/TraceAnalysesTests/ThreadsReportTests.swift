@@ -105,7 +105,7 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(r.blockedNs == 56_000_000 && r.bytes == 67_108_864)
 
         let text = TextReport.render(a)
-        #expect(text.contains("LOOP STALLS: 2 stretches between epoll waits of 10.0 ms or longer (180 ms in total)"))
+        #expect(text.contains("LOOP STALLS: 2 stretches between waits for events of 10.0 ms or longer (180 ms in total)"))
         #expect(text.contains("▶ 100 ms on node (tid 500) at +0.010 s"))
         #expect(text.contains("CPU-bound: 98.0 ms on CPU, 300 µs in the kernel"))
         #expect(text.contains("waiting: 56.0 ms blocked, mostly in read(fd 41 → /srv/big.bin)"))

@@ -147,7 +147,7 @@ func expectHTMLReportRenders(_ path: String, _ name: String, screenshot: String?
     #expect(dom.contains("class=\"flamegraph\""), "\(name): no flame graph drawn")
     #expect(dom.contains("class=\"timeline\""), "\(name): no timeline of the busiest second drawn")
     #expect(
-        dom.contains("between epoll waits (no callbacks were recorded") == !callbacks,
+        dom.contains("between waits for events (no callbacks were recorded") == !callbacks,
         "\(name): the busiest second is measured \(callbacks ? "in callbacks" : "between epoll waits")")
     if let screenshot { #expect(try Browser.screenshot(path, to: Browser.artifacts + "/" + screenshot)) }
     return dom
