@@ -75,7 +75,10 @@ public enum LiveText {
                 ("syscalls", .right), ("blocked most in", .left),
             ])
             for th in threads.prefix(o.rows) {
-                let share = { (ns: UInt64) in th.spanNs == 0 ? "-" : Formatting.percent(Double(ns) / Double(th.spanNs)) }
+                // Of the interval (or of the thread's stretch, when a wait that ended in it began before): a thread
+                // seen for 10 µs before a long sleep was "84.0% on CPU" of those 10 µs.
+                let whole = max(th.spanNs, i.durationNs)
+                let share = { (ns: UInt64) in whole == 0 ? "-" : Formatting.percent(Double(ns) / Double(whole)) }
                 t.add([
                     name(th.thread) + (th.isLoop ? " [loop]" : "") + (th.exited ? " (exited)" : ""),
                     th.onCPUNs.map(share) ?? "?", i.hasSchedulerEvents ? share(th.blockedNs) : "?",

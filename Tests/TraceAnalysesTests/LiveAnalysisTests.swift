@@ -5,6 +5,7 @@ import Testing
 import TraceAnalyses
 import TraceFormat
 import TraceReader
+import TraceReports
 
 @Suite struct LiveAnalysisTests {
     private func append(_ path: String, _ bytes: [UInt8]) {
@@ -99,5 +100,40 @@ import TraceReader
         let first = try #require(next)
         // From the recording's start (or the first event) to the last event of that second: about 1 s, not the clock's age.
         #expect(first.startNs >= 1_000_000_000 && first.durationNs <= 1_000_000_000, "\(first.startNs)...\(first.endNs)")
+    }
+
+    /// `top` gave a thread's shares of its own stretch in the interval: redis-server's bio threads, seen for a few
+    /// µs at their start before sleeping 30 s on a condition variable, were "84.0% on CPU, 16.0% runnable" in the
+    /// first interval. Shares are of the interval (or of the thread's stretch when longer: a wait that ended in it).
+    @Test func aThreadSeenBrieflyIsNotShownBusyForTheInterval() throws {
+        var k = KernelScript(pid: 7, startNs: 1_000_000_000)
+        k.threadName(tid: 7, "busy", at: 1_000_000_000)
+        k.threadName(tid: 8, "napper", at: 1_000_000_000)
+        // busy: a syscall every 10 ms for a second, preempted 1 ms now and then (scheduler events).
+        for i in UInt64(0)..<100 {
+            let t = 1_000_000_000 + i * 10_000_000
+            k.syscall(tid: 7, nr: 0, fd: 3, ret: 1, enter: t, exit: t + 1_000)
+            if i % 10 == 5 { k.offCPU(tid: 7, out: t + 2_000, state: 0, blocked: 0, runqueue: 1_000_000) }
+        }
+        // napper: 10 µs of CPU, 8 µs of it before being preempted 2 µs, then a sleep not over by the interval's end.
+        k.syscall(tid: 8, nr: 0, fd: 4, ret: 1, enter: 1_000_100_000, exit: 1_000_101_000)
+        k.offCPU(tid: 8, out: 1_000_102_000, state: 0, blocked: 0, runqueue: 2_000)
+        k.syscall(tid: 8, nr: 0, fd: 4, ret: 1, enter: 1_000_108_000, exit: 1_000_110_000)
+        let path = writeTrace([k.stream()], pid: 7, startNs: 1_000_000_000)
+        defer { removeTrace(path) }
+        let follower = try TraceFollower(path: path)
+        try follower.poll()
+        var live = LiveTraceAnalysis(options: AnalysisOptions())
+        live.consume(follower, all: true)
+        let next = live.interval()
+        let iv = try #require(next)
+        #expect(iv.durationNs >= 990_000_000)
+        let lines = LiveText.render(iv, options: LiveTextOptions())
+        let napper = try #require(lines.first { $0.hasPrefix("napper") }, "\(lines)")
+        let busy = try #require(lines.first { $0.hasPrefix("busy") }, "\(lines)")
+        let napperShares = napper.split(separator: " ").filter { $0.hasSuffix("%") }
+        let busyShares = busy.split(separator: " ").filter { $0.hasSuffix("%") }
+        #expect(napperShares.first == "0.0%" && napperShares.dropFirst().first == "0.0%", "\(napper)")
+        #expect(busyShares.first.map { $0.hasPrefix("9") } == true, "\(busy)")
     }
 }
