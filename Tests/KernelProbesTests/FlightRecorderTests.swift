@@ -324,6 +324,42 @@ private struct DumpContents {
         }
     }
 
+    /// --dump-on-block watches loops that wait in poll (GLib, Python's socketserver) as it does epoll loops:
+    /// a C loop polling every 10 ms with one 300 ms stall (a usleep) leaves a dump holding it.
+    @Test func aLoopOnPollIsWatchedForStallsToo() throws {
+        try requireKernel("flight recorder dump-on-block, poll loop")
+        let dir = temporaryPath("flight-poll")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let source = dir + "/poll-loop.c", binary = dir + "/poll-loop"
+        try #"""
+        #include <poll.h>
+        #include <unistd.h>
+        int main(void) {
+            int p[2]; pipe(p);
+            for (int i = 0; i < 100; i++) {
+                struct pollfd f = { .fd = p[0], .events = POLLIN };
+                poll(&f, 1, 10);
+                if (i == 40) usleep(300000);
+            }
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        let r = try runCapturing(
+            try asynctrace(),
+            ["record", "--flight-recorder", "--keep", "3s", "--dump-on-block", "150ms", "-o", dir + "/app.atrace", "--", binary],
+            timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        let dumps = dumpPaths(r.stderr)
+        #expect(dumps.count == 1, "one dump for the one stall: \(r.stderr)")
+        if let path = dumps.first {
+            let d = try DumpContents(path)
+            #expect(d.nanosleeps >= 1, "the stall's usleep is in its dump")
+        }
+    }
+
     /// `asynctrace top --pid <recorder>` attached to a running flight recorder: it gets the window
     /// (events from before it attached) and then the chunks as they come; the stalls show; quitting
     /// top leaves the recording running, and a second viewer can attach after it.
