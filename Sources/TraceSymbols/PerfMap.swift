@@ -11,13 +11,13 @@ public struct PerfMap: Sendable {
         public var name: String
     }
 
-    /// Sorted by start; where code was moved or replaced, the later line wins.
+    /// Sorted by start, none overlapping: where code was moved or replaced, the later line wins.
     public private(set) var entries: [Entry] = []
 
     /// Files larger than this are read only up to it.
     public static let maxBytes = 256 << 20
 
-    /// A map of these entries (sorted; of equal starts the later wins).
+    /// A map of these entries, given in the order they were written (see `normalized`).
     public init(entries: [Entry]) { self.entries = Self.normalized(entries) }
 
     /// Parses the file's text; malformed lines are skipped.
@@ -33,14 +33,78 @@ public struct PerfMap: Sendable {
         entries = Self.normalized(out)
     }
 
+    /// V8 writes code only where no live code is, so a line whose range overlaps a later line's names code
+    /// freed before the later one was written there, and is dropped: a start-up function's interpreter
+    /// trampoline (`Eval:~ node:_http_agent:1:1` at ...3400, 0x378 bytes) whose space a request handler's
+    /// baseline code later took (`JS:^ server.mjs:59:34` at ...3300) named the handler's frames
+    /// `(anonymous) (node:_http_agent:1)` (the greater start won). A sweep over the boundaries finds the
+    /// latest line on each stretch between two of them; a line lives if it is the latest on all of its own.
+    /// O(n log n) for any input.
     private static func normalized(_ list: [Entry]) -> [Entry] {
-        // Stable order by start; of equal starts keep the last written.
-        let indexed = list.enumerated().sorted { $0.element.start != $1.element.start ? $0.element.start < $1.element.start : $0.offset < $1.offset }
-        var out: [Entry] = []
-        for (_, e) in indexed {
-            if let last = out.last, last.start == e.start { out[out.count - 1] = e } else { out.append(e) }
+        guard list.count > 1 else { return list }
+        var bounds: [UInt64] = []
+        bounds.reserveCapacity(list.count * 2)
+        for e in list {
+            bounds.append(e.start)
+            bounds.append(e.end)
         }
-        return out
+        bounds.sort()
+        var unique: [UInt64] = []
+        unique.reserveCapacity(bounds.count)
+        for b in bounds where unique.last != b { unique.append(b) }
+        func firstIndex(notBelow x: UInt64) -> Int {
+            var lo = 0, hi = unique.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if unique[mid] < x { lo = mid + 1 } else { hi = mid }
+            }
+            return lo
+        }
+        let order = list.indices.sorted { (list[$0].start, $0) < (list[$1].start, $1) }
+        var latest = LatestFirst()
+        var latestOn = [Int](repeating: 0, count: list.count)
+        var next = 0
+        for i in 0..<(unique.count - 1) {
+            let at = unique[i]
+            while next < order.count, list[order[next]].start <= at {
+                latest.push(order[next])
+                next += 1
+            }
+            while let top = latest.top, list[top].end <= at { latest.pop() }
+            if let top = latest.top { latestOn[top] += 1 }
+        }
+        return order.filter { i in
+            latestOn[i] == firstIndex(notBelow: list[i].end) - firstIndex(notBelow: list[i].start)
+        }.map { list[$0] }
+    }
+
+    /// A max-heap of line numbers: the latest written on top.
+    private struct LatestFirst {
+        var items: [Int] = []
+        var top: Int? { items.first }
+        mutating func push(_ x: Int) {
+            items.append(x)
+            var i = items.count - 1
+            while i > 0, items[(i - 1) / 2] < items[i] {
+                items.swapAt(i, (i - 1) / 2)
+                i = (i - 1) / 2
+            }
+        }
+        mutating func pop() {
+            guard !items.isEmpty else { return }
+            items.swapAt(0, items.count - 1)
+            items.removeLast()
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < items.count, items[l] > items[m] { m = l }
+                if r < items.count, items[r] > items[m] { m = r }
+                if m == i { return }
+                items.swapAt(i, m)
+                i = m
+            }
+        }
     }
 
     static func hex(_ s: some Collection<UInt8>) -> UInt64? {

@@ -57,6 +57,36 @@ import TraceSymbols
                 == "std::vector<int, std::allocator<int> >::push_back")
     }
 
+    /// Node's own perf map of an ESM HTTP server (/tmp/perf-PID.map, lines 1006 and 4081 of 4,500): a
+    /// start-up trampoline, then, in the same space once it was freed, the request handler's baseline code
+    /// starting 0x100 bytes lower. The handler's frames were named `(anonymous) (node:_http_agent:1)`.
+    @Test func aLaterLineOverlappingAnEarlierOneWinsWhereverItStarts() {
+        let map = PerfMap(
+            text: Array(
+                """
+                7f83b0083400 378 Eval:~ node:_http_agent:1:1
+                7f83b00837c0 378 JS:~ node:_http_agent:1:1
+                2ee47fdfeda6 5 Eval:~ node:_http_agent:1:1
+                7f83b0083300 180 JS:^ file:///tmp/xd/node/server.mjs:59:34
+                7f83b0083540 1d0 JS:^emitReadable node:internal/streams/readable:819:22
+                7f83b00839c0 100 JS:^readStart node:_http_incoming:39:19
+                7f83b0090000 40 JS:^kept /srv/a.js:1:1
+                """.utf8))
+        #expect(map.entry(at: 0x7f83b0083450)?.name == "JS:^ file:///tmp/xd/node/server.mjs:59:34")
+        #expect(map.entry(at: 0x7f83b0083300)?.name == "JS:^ file:///tmp/xd/node/server.mjs:59:34")
+        #expect(map.entry(at: 0x7f83b0083600)?.name == "JS:^emitReadable node:internal/streams/readable:819:22")
+        // The freed trampolines are gone entirely, also where nothing later was written over them.
+        #expect(map.entry(at: 0x7f83b00837d0) == nil)
+        #expect(map.entry(at: 0x7f83b0083a00)?.name == "JS:^readStart node:_http_incoming:39:19")
+        #expect(map.entry(at: 0x2ee47fdfeda8)?.name == "Eval:~ node:_http_agent:1:1")
+        #expect(map.entry(at: 0x7f83b0090010)?.name == "JS:^kept /srv/a.js:1:1")
+        #expect(map.entries.map(\.start) == [0x2ee47fdfeda6, 0x7f83b0083300, 0x7f83b0083540, 0x7f83b00839c0, 0x7f83b0090000])
+        // Nested and chained overlaps: only lines no later line touches stay.
+        let chainText = (0..<2000).map { String(0x1000 + $0 * 8, radix: 16) + " 10 f\($0)" }.joined(separator: "\n")
+        let chain = PerfMap(text: Array(chainText.utf8))
+        #expect(chain.entries.map(\.name) == ["f1999"], "\(chain.entries.count) lines left")
+    }
+
     @Test func perfMapLinesOfNode() {
         let map = PerfMap(
             text: Array(
