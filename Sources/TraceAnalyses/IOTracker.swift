@@ -60,6 +60,8 @@ struct IOTracker {
     var fdsOfProcess: [UInt32: OrderedFDs] = [:]
     /// Lives that ended (close, or replaced by a new life of the number), at most `maxEndedLives`.
     static let maxEndedLives = 65_536
+    /// Lives that end before this (a `--from` window's start) are not rows.
+    var listLivesEndingFrom: UInt64 = 0
     var endedLives: [EndedFDLife] = []
     var livesNotListed: UInt64 = 0
 
@@ -284,6 +286,7 @@ struct IOTracker {
     }
 
     private mutating func endLife(_ key: FDKey, _ life: FDAccum, at ns: UInt64) {
+        guard ns >= listLivesEndingFrom else { return }  // ended before the report's window: not a row of it
         guard endedLives.count < Self.maxEndedLives else {
             livesNotListed &+= 1
             return

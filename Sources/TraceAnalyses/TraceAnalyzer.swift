@@ -104,6 +104,7 @@ public struct TraceAnalyzer {
         callbacks = CallbackTracker(streams: n, options: options)
         loop = LoopTracker(streams: n)
         io = IOTracker(streams: n)
+        io.listLivesEndingFrom = windowStart
         kernelLoop = KernelLoopTracker(top: options.top)
         spans = SpanTracker(top: options.top)
     }
@@ -188,7 +189,11 @@ public struct TraceAnalyzer {
         }
         // Stack definitions and code regions hold for the rest of the trace too.
         if ev.kind == .stackDef || ev.kind == .mapping { creationStackEvent(stream: s, pid: streamPid[s], ev) }
-        if ns < windowStart || ns > windowEnd { return }
+        if ns < windowStart {
+            fdIdentityBeforeWindow(ev, ns: ns)
+            return
+        }
+        if ns > windowEnd { return }
         kindCounts[Int(ev.kind.rawValue)] &+= 1
         total &+= 1
         if ns < firstNs { firstNs = ns }
@@ -322,6 +327,29 @@ public struct TraceAnalyzer {
     /// poll, select, pselect6, ppoll: how loops that do not use epoll wait (GLib, Python's socketserver
     /// and http.server, sshd, Tcl).
     static let pollWaitNrs: Set<UInt64> = [7, 23, 270, 271]
+
+    /// Before `--from`: what the fds are (opens, closes, forks) holds in the window, but nothing is counted and
+    /// lives that ended before it make no row. "write(fd 14)" in a window said nothing of a socket opened before it.
+    private mutating func fdIdentityBeforeWindow(_ ev: borrowing DecodedEvent, ns: UInt64) {
+        switch ev.kind {
+        case .fdOpen:
+            io.fdOpen(
+                pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), fd: ev.s(2), kind: ev.u(3),
+                sourceFd: ev.s(4), detail: ev.text, ns: ns)
+        case .syscall:
+            let pid = UInt32(truncatingIfNeeded: ev.u(0)), nr = ev.u(2), fd = ev.s(3), ret = ev.s(5)
+            if nr == Self.closeNr && ret == 0 { io.closed(pid: pid, fd: fd, ns: ns) }
+            if nr == Self.closeRangeNr && ret == 0 && (ev.u(4) >> 32) & Self.closeRangeCloexec == 0 {
+                io.closedRange(pid: pid, first: fd, last: Int64(ev.u(4) & 0xFFFF_FFFF), ns: ns)
+            }
+        case .processFork:
+            io.forked(parent: UInt32(truncatingIfNeeded: ev.u(0)), child: UInt32(truncatingIfNeeded: ev.u(1)), ns: ns)
+        case .processExit:
+            io.exited(pid: UInt32(truncatingIfNeeded: ev.u(0)))
+        default:
+            break
+        }
+    }
 
     private mutating func untrackedType() -> Int32 {
         let t = resources.intern("(untracked)")

@@ -235,6 +235,30 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(TextReport.render(a).contains("window     +0.115 s to +0.310 s"))
     }
 
+    /// `report --from` skipped every event before the window, fdOpen too: redis-server's clients, connected
+    /// before it, were "write(fd 14)" inside it where the whole trace said "write(fd 14 → 127.0.0.1:6391->…)".
+    @Test func aWindowKnowsTheFdsOpenedBeforeIt() throws {
+        var k = KernelScript(pid: 800, startNs: T)
+        k.threadName(tid: 800, "server", at: T)
+        k.fdOpen(tid: 800, fd: 5, kind: .tcp, "127.0.0.1:6391->127.0.0.1:57126", at: ms(1))
+        k.fdOpen(tid: 800, fd: 6, kind: .file, "/tmp/gone-before", at: ms(2))
+        k.syscall(tid: 800, nr: 3, fd: 6, ret: 0, enter: ms(3), exit: ms(3.01))  // closed before the window
+        k.fdOpen(tid: 800, fd: 6, kind: .file, "/tmp/open-across", at: ms(4))
+        k.epollWait(tid: 800, enter: ms(5), exit: ms(110))
+        k.syscall(tid: 800, nr: 1, fd: 5, size: 5, ret: 5, enter: ms(120), exit: ms(140))  // a 20 ms write in a stall
+        k.syscall(tid: 800, nr: 3, fd: 6, ret: 0, enter: ms(141), exit: ms(141.01))
+        k.epollWait(tid: 800, enter: ms(150), exit: ms(160))
+        let path = writeTrace([k.stream()], pid: 800, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path, window: ms(100)...ms(200))
+        let socket = try #require(a.io.fds.first { $0.fd == 5 }, "\(a.io.fds.map { ($0.fd, $0.detail) })")
+        #expect(socket.kind == "tcp" && socket.peer == "127.0.0.1:57126" && socket.writes == 1)
+        // fd 6's first life ended before the window: no row; its second, closed inside it, is one.
+        #expect(a.io.fds.filter { $0.fd == 6 }.map(\.path) == ["/tmp/open-across"])
+        let stall = try #require(a.stalls.first)
+        #expect(stall.syscalls.first?.fdDetail == "127.0.0.1:6391->127.0.0.1:57126", "\(stall.syscalls)")
+    }
+
     @Test func aBlockingCallbackThatSleepsIsWaitingNotCPUBound() throws {
         var m = StreamScript(pid: 600, tid: 600, startNs: T)
         var k = KernelScript(pid: 600, startNs: T)
