@@ -331,6 +331,9 @@ public struct LoopStall: Sendable {
     public var kernelNs: UInt64
     /// Syscalls made in it by (name, fd), most time first (at most 32 distinct).
     public var syscalls: [SyscallInCallback]
+    /// Of it, inside the thread's recorded callbacks (ns); the rest ran between them (Node's promise
+    /// continuations without promise hooks, the loop's own code). nil: the thread recorded no callbacks.
+    public var inCallbacksNs: UInt64? = nil
     /// The code the CPU samples taken in it were in, most samples first (empty without samples).
     public var stacks: [CodeStackSummary] = []
     /// The program's own function most of those samples passed through, at any depth (nil: no samples

@@ -134,6 +134,8 @@ struct ThreadTracker {
         var runqueueNs: UInt64 = 0
         var kernelNs: UInt64 = 0
         var syscalls: [SyscallTally] = []
+        /// Of it, inside the thread's outermost recorded callbacks.
+        var inCallbacksNs: UInt64 = 0
     }
 
     struct ThreadState {
@@ -156,6 +158,8 @@ struct ThreadTracker {
         var epollNs: UInt64 = 0
         /// Whether any of them was an epoll wait (not poll or select): then its polls are not loop waits.
         var usesEpoll = false
+        /// The thread's program recorded callbacks on it (what a stall spent outside them means something).
+        var ranCallbacks = false
         var gap: GapState?
         var longestStallNs: UInt64 = 0
         var longestStallStartNs: UInt64 = 0
@@ -391,6 +395,17 @@ struct ThreadTracker {
         stalls.offer(d, StallRecordDraft(key: k, gap: g, durationNs: d))
     }
 
+    /// An outermost recorded callback ran on the thread until `endNs`: the stall being measured counts its
+    /// time inside callbacks (a loop waits only between callbacks, so a stall holds its callbacks whole).
+    mutating func callbackRan(pid: UInt32, tid: UInt32, startNs: UInt64, endNs: UInt64) {
+        guard let i = threads.index(forKey: Self.key(pid, tid)) else { return }
+        threads.values[i].ranCallbacks = true
+        guard var g = threads.values[i].gap else { return }
+        let from = max(startNs, g.startNs)
+        if endNs > from { g.inCallbacksNs = g.inCallbacksNs.addingSaturated(endNs - from) }
+        threads.values[i].gap = g
+    }
+
     /// Whether the thread's last syscall, ending at `exitNs`, was a poll loop's wait.
     func lastSyscallWasPollLoopWait(pid: UInt32, tid: UInt32, exitNs: UInt64) -> Bool {
         guard let t = threads[Self.key(pid, tid)] else { return false }
@@ -466,7 +481,8 @@ struct ThreadTracker {
                 startNs: g.startNs, durationNs: d.durationNs,
                 onCPUNs: sawScheduler ? d.durationNs.subtractingSaturated(off) : nil,
                 blockedNs: g.blockedNs, runqueueNs: g.runqueueNs, kernelNs: g.kernelNs,
-                syscalls: g.syscalls.sorted { $0.ns > $1.ns }.map(SyscallInCallback.init))
+                syscalls: g.syscalls.sorted { $0.ns > $1.ns }.map(SyscallInCallback.init),
+                inCallbacksNs: threads[d.key]?.ranCallbacks == true ? min(g.inCallbacksNs, d.durationNs) : nil)
         }
         return (out, stallList)
     }

@@ -474,6 +474,8 @@ public struct TraceAnalyzer {
         }
         if callbacks.stacks[s].isEmpty {
             busySeconds.busy(startNs: frame.beforeNs, endNs: frame.beforeNs &+ d, earliestNs: firstNs)
+            let st = reader.streams[s]
+            threads.callbackRan(pid: st.pid, tid: st.tid, startNs: frame.beforeNs, endNs: frame.beforeNs &+ d)
         }
         let blocking = d >= options.blockingThresholdNs
         if blocking {

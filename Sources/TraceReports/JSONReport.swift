@@ -432,6 +432,7 @@ public enum JSONReport {
         e.field("thread", st.thread.name)
         e.field("start_ns", st.startNs)
         e.field("duration_ns", st.durationNs)
+        optional("in_callbacks_ns", st.inCallbacksNs, &e)
         optional("on_cpu_ns", st.onCPUNs, &e)
         e.field("blocked_ns", st.blockedNs)
         e.field("runqueue_ns", st.runqueueNs)

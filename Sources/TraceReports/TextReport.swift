@@ -294,6 +294,7 @@ public enum TextReport {
         if a.stallsAtThreshold == 0, let longest = a.stalls.first {
             out += "  none; the longest was \(Formatting.duration(longest.durationNs)) on \(thread(longest.thread))\n"
         }
+        let promisesRecorded = a.resources.contains { $0.type == "PROMISE" }
         for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
             out +=
                 "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))\n"
@@ -303,6 +304,7 @@ public enum TextReport {
                     + (c.createdAt.isEmpty ? "" : ", created at " + Formatting.printable(createdAt(c.createdAt)))
                     + (c.causalChain.count > 1 ? ", caused by " + Formatting.printable(c.causalChain.joined(separator: " → ")) : "") + "\n"
             }
+            if let line = outsideCallbacks(st, promisesRecorded: promisesRecorded) { out += "      " + line + "\n" }
             out +=
                 "      "
                 + verdict(
@@ -318,6 +320,19 @@ public enum TextReport {
         if a.stallsAtThreshold > listed {
             out += "  ... \(Formatting.count(a.stallsAtThreshold - listed)) more of \(threshold) or longer (see --top)\n"
         }
+    }
+
+    /// A stall on a thread that records callbacks, a tenth or more of it outside them: what ran there is not
+    /// named by any callback (Node's `await` continuations when promises are not recorded), so say so.
+    static func outsideCallbacks(_ st: LoopStall, promisesRecorded: Bool) -> String? {
+        guard let inside = st.inCallbacksNs, st.durationNs > 0 else { return nil }
+        let outside = st.durationNs.subtractingSaturated(inside)
+        guard outside >= st.durationNs / 10 else { return nil }
+        return "outside every recorded callback: \(Formatting.duration(outside)) (\(Formatting.percent(Double(outside) / Double(st.durationNs))))"
+            + (promisesRecorded
+                ? " (code the loop ran between callbacks)"
+                : ", code run between callbacks, such as promise continuations after an `await`, which this trace does not"
+                    + " record (Node: record --node-promises)")
     }
 
     /// Every traced thread: where its time went.

@@ -1,0 +1,49 @@
+// A stall that no callback explains: an `async` handler that blocks after an `await` runs as a promise
+// continuation, which Node's default mode does not record. On an HTTP server whose handler parsed a big JSON
+// body after `for await (const chunk of req)`, the 371 ms stall had no "inside" line and nothing said why;
+// the report now says how much of a stall ran outside every recorded callback (JSON in_callbacks_ns).
+import Foundation
+import Testing
+
+@Suite(.serialized) struct NodeOutsideCallbackStallTests {
+    static let kernelCapable = getuid() == 0 && FileManager.default.isReadableFile(atPath: "/sys/kernel/btf/vmlinux")
+
+    static let program = #"""
+        const { setTimeout: sleep } = require('timers/promises');
+        function spin(ms) { const t = Date.now(); while (Date.now() - t < ms) {} }
+        async function main() {
+          await sleep(20);
+          spin(120);                                  // an await's continuation: no callback recorded around it
+          await sleep(20);
+          setTimeout(function inTimer() { spin(60); }, 20);  // a Timeout's callback
+        }
+        main();
+        """#
+
+    @Test func aStallAfterAnAwaitSaysItRanOutsideEveryRecordedCallback() throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        try #require(Self.kernelCapable, "KERNEL TEST SKIPPED: not root or no BTF (stalls come from the kernel's epoll waits)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-outside-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/outside.js", trace = dir + "/outside.atrace"
+        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
+        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--sample-rate", "0", "-o", trace, "--", node, script])
+        #expect(rec.status == 0, "record: \(rec.stderr)")
+        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json", "--threshold", "50ms"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
+        let stalls = (json["stalls"] as? [[String: Any]] ?? []).filter { ($0["duration_ns"] as? NSNumber)?.uint64Value ?? 0 >= 50_000_000 }
+        func ns(_ s: [String: Any], _ k: String) -> UInt64? { (s[k] as? NSNumber)?.uint64Value }
+        // The spin after the await: at least 120 ms, almost none of it in a callback.
+        let afterAwait = try #require(stalls.first { (ns($0, "duration_ns") ?? 0) >= 115_000_000 }, "stalls: \(stalls)")
+        let inside = try #require(ns(afterAwait, "in_callbacks_ns"), "\(afterAwait)")
+        #expect(inside < 20_000_000, "\(afterAwait)")
+        // The Timeout's spin: all of it in its callback.
+        let inTimer = try #require(stalls.first { (55_000_000..<115_000_000).contains(ns($0, "duration_ns") ?? 0) }, "stalls: \(stalls)")
+        #expect((ns(inTimer, "in_callbacks_ns") ?? 0) >= 55_000_000, "\(inTimer)")
+
+        let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--threshold", "50ms"]).stdout
+        #expect(text.contains("outside every recorded callback"), "\(text)")
+        #expect(text.contains("record --node-promises"), "\(text)")
+    }
+}
