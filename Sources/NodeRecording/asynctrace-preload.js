@@ -200,7 +200,7 @@
   // Node's type names, interned per thread (a string record the first time each is seen), with what init
   // does for each type in typeFlags (an array read instead of Set lookups per init).
   const typeIndex = new Map();
-  const F_FREQUENT = 1, F_FD = 2, F_WORKER = 4, F_TICK = 8;
+  const F_FREQUENT = 1, F_FD = 2, F_WORKER = 4, F_TICK = 8, F_FILEHANDLE = 16, F_CLOSE_REQUEST = 32;
   const typeFlags = new Uint8Array(65536);
   function typeID(type) {
     let i = typeIndex.get(type);
@@ -210,7 +210,8 @@
       putString(K_STRING, i, type);
       if (i < typeFlags.length) {
         typeFlags[i] = (FREQUENT_TYPES.has(type) ? F_FREQUENT : 0) | (FD_TYPES.has(type) ? F_FD : 0) |
-          (type === 'WORKER' ? F_WORKER : 0) | (type === 'TickObject' ? F_TICK : 0);
+          (type === 'WORKER' ? F_WORKER : 0) | (type === 'TickObject' ? F_TICK : 0) |
+          (type === 'FILEHANDLE' ? F_FILEHANDLE : 0) | (type === 'FILEHANDLECLOSEREQ' ? F_CLOSE_REQUEST : 0);
       }
     }
     return i;
@@ -565,6 +566,25 @@
     // Never read the fd here: init runs inside the handle's constructor, before the stream behind
     // its `fd` getter exists (reading it crashes Node). The next before/after asks.
     if ((flags & F_FD) !== 0 && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
+    if ((flags & F_FILEHANDLE) !== 0 && openFileHandles.size < 4096) openFileHandles.set(asyncId, resource);
+    if ((flags & F_CLOSE_REQUEST) !== 0 && closeRequests.size < 4096) closeRequests.add(asyncId);
+  }
+  // fs.promises FileHandles: Node destroys one when it is garbage collected, not when it is closed, so
+  // every file a program read with readFile() or open()/close() was 'open at exit' (what kept the process
+  // alive, or leaked). At the end of a close request's callback (FILEHANDLECLOSEREQ), the handles whose fd
+  // is gone (negative) are recorded as destroyed, and Node's own destroy at their collection is skipped.
+  // One never closed stays open until Node destroys it.
+  const openFileHandles = new Map();  // raw async id -> the native FileHandle
+  const closeRequests = new Set();
+  function closedFileHandles() {
+    for (const [asyncId, handle] of openFileHandles) {
+      let fd = 0;
+      try { fd = handle.fd; } catch { continue; }
+      if (typeof fd !== 'number' || fd >= 0) continue;
+      openFileHandles.delete(asyncId);
+      takenDestroys.add(asyncId);
+      recordDestroy(asyncId);
+    }
   }
   // Resources made before this preload ran have no init: a worker's parentPort and the ports it got in its
   // workerData (deserialized before preloads run), whose callbacks are most of a worker pool's work. At
@@ -637,6 +657,7 @@
     // (A batch write below resets it.)
     chainMs = tickIds[asyncId & TICK_MASK] === asyncId && hookCounts !== null && hookCounts[kAfterCount] === 1 ? t : -1;
     if (pendingFD.size !== 0) resolvePendingFDs();
+    if (closeRequests.size !== 0 && closeRequests.delete(asyncId)) closedFileHandles();
     if (t - lastWriteMs >= 10) { lastWriteMs = t; writeBatch(); }
     // A callback that ran long (it may be the report's blocking callback): where its resource was made. After
     // the flush, so that a worker terminated right now (it may have just posted its result) loses at most the
@@ -655,6 +676,8 @@
     if (children.size !== 0) children.delete(id);
     if (pendingFD.size !== 0) pendingFD.delete(id);
     if (liveSites.size !== 0) liveSites.delete(id);
+    if (openFileHandles.size !== 0) openFileHandles.delete(asyncId);
+    if (closeRequests.size !== 0) closeRequests.delete(asyncId);
     pendingEvents++;
     // A resource destroyed right after its callback: the after record just written becomes an
     // after+destroy (one record, 2 slots and a bounds check less).

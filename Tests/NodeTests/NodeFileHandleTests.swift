@@ -1,0 +1,40 @@
+// fs.promises FileHandles closed by the program are not open at exit. Node destroys a FileHandle when it is
+// garbage collected, not when it is closed: an ESM program that read its files with readFile() and
+// open()/close() listed every one of them as 'FILEHANDLE 3 ... created and never destroyed (what kept the
+// process alive, or leaked)'.
+import Foundation
+import Testing
+
+@Suite(.serialized) struct NodeFileHandleTests {
+    static let program = #"""
+        import { open, readFile } from 'node:fs/promises';
+        const me = new URL(import.meta.url);
+        const fh = await open(me);
+        await fh.read(Buffer.alloc(16), 0, 16, 0);
+        await fh.close();
+        await readFile(me);
+        await Promise.all([readFile(me), readFile(me)]);
+        globalThis.leaked = await open(me);   // never closed: open at exit
+        setTimeout(() => {}, 200);
+        """#
+
+    @Test func closedFileHandlesAreNotOpenAtExit() throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-fh-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/files.mjs", trace = dir + "/files.atrace"
+        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
+        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script])
+        #expect(rec.status == 0, "record: \(rec.stderr)")
+        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
+        let open = (json["open_at_exit"] as? [[String: Any]] ?? []).filter { $0["type"] as? String == "FILEHANDLE" }
+        let count = open.reduce(0) { $0 + (($1["count"] as? NSNumber)?.intValue ?? 0) }
+        #expect(count == 1, "only the handle never closed: \(open)")
+        let resources = json["resources"] as? [[String: Any]] ?? []
+        let handles = try #require(resources.first { $0["type"] as? String == "FILEHANDLE" }, "\(resources)")
+        #expect((handles["count"] as? NSNumber)?.intValue ?? 0 >= 5, "\(handles)")
+        #expect((handles["destroyed"] as? NSNumber)?.intValue == ((handles["count"] as? NSNumber)?.intValue ?? 0) - 1, "\(handles)")
+    }
+}
