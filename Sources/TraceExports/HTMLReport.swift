@@ -278,7 +278,7 @@ public enum HTMLReport {
                         "\(x($0.phase)) \(Formatting.duration($0.totalNs)) (\(Formatting.count($0.count))×)"
                     }.joined(separator: ", ") + "</p>\n"
             }
-        } else if let k = a.kernelLoop, !a.overview.hasUserEvents {
+        } else if let k = a.kernelLoop, !k.threads.isEmpty {
             s +=
                 "<h2 id=\"loop\">Event loop (from waits for events in the kernel: epoll, poll, select; time between waits is time in callbacks)</h2>\n"
             s += "<table><tr><th>thread</th><th>waits</th><th>busy</th><th>waiting</th><th>between waits p50</th><th>p99</th><th>max</th></tr>\n"
@@ -293,9 +293,11 @@ public enum HTMLReport {
         }
     }
 
-    /// Kernel-only traces: the longest stretches between a loop thread's epoll waits, and what they were.
+    /// The longest stretches between a loop thread's waits for events, and what they were (as the text: also
+    /// for programs with callbacks, whose stalls may run outside every callback).
     private static func stalls(_ a: TraceAnalysis, _ s: inout String) {
-        guard !a.overview.hasUserEvents, !a.stalls.isEmpty else { return }
+        guard !a.stalls.isEmpty else { return }
+        let promisesRecorded = a.resources.contains { $0.type == "PROMISE" }
         let threshold = Formatting.duration(a.options.blockingThresholdNs)
         s +=
             "<h2 id=\"stalls\">Loop stalls</h2>\n<p>" + value("stalls.count", a.stallsAtThreshold, Formatting.count(a.stallsAtThreshold))
@@ -309,10 +311,19 @@ public enum HTMLReport {
                 durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs,
                 runqueueNs: st.runqueueNs, kernelNs: st.kernelNs, top: st.syscalls.first)
             let sys = st.syscalls.prefix(5).map { x(TextReport.syscallLine($0)) }.joined(separator: "<br>")
+            var what: [String] = []
+            if let c = st.callback {
+                what.append(
+                    x(
+                        "inside \(c.type) (async id \(c.asyncID)) for \(Formatting.duration(c.durationNs))"
+                            + (c.causalChain.count > 1 ? ", caused by " + c.causalChain.joined(separator: " → ") : "")))
+            }
+            if let line = TextReport.outsideCallbacks(st, promisesRecorded: promisesRecorded) { what.append(x(line)) }
+            what.append(x(verdict))
             s +=
                 "<tr class=\"stall\" data-start-ns=\"\(st.startNs)\" data-duration-ns=\"\(st.durationNs)\"><td>\(x(TextReport.thread(st.thread)))</td>"
                 + "<td class=\"n\">\(Formatting.at(st.startNs, from: a.overview.recordingStartNs))</td>"
-                + "<td class=\"n\">\(Formatting.duration(st.durationNs))</td><td>\(x(verdict))</td>"
+                + "<td class=\"n\">\(Formatting.duration(st.durationNs))</td><td>\(what.joined(separator: "<br>"))</td>"
                 + "<td class=\"sys\">\(sys.isEmpty ? "none" : sys)</td>" + hotCell(st.hot) + "</tr>\n"
         }
         s += "</table>\n"

@@ -291,8 +291,9 @@ public enum JSONReport {
                         }
                     }
                 }
-            } else if let k = a.kernelLoop, !a.overview.hasUserEvents {
-                // Kernel-only: iterations are epoll waits, iteration time is the time between them.
+            } else if let k = a.kernelLoop, !k.threads.isEmpty {
+                // No loop events (kernel-only, or Node without --node-loop-phases): iterations are epoll waits,
+                // iteration time is the time between them.
                 var busy = DurationSummaryAccumulator()
                 for t in k.threads { busy.add(t) }
                 l.field("source", "kernel_epoll_waits")

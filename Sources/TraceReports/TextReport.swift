@@ -324,7 +324,7 @@ public enum TextReport {
 
     /// A stall on a thread that records callbacks, a tenth or more of it outside them: what ran there is not
     /// named by any callback (Node's `await` continuations when promises are not recorded), so say so.
-    static func outsideCallbacks(_ st: LoopStall, promisesRecorded: Bool) -> String? {
+    public static func outsideCallbacks(_ st: LoopStall, promisesRecorded: Bool) -> String? {
         guard let inside = st.inCallbacksNs, st.durationNs > 0 else { return nil }
         let outside = st.durationNs.subtractingSaturated(inside)
         guard outside >= st.durationNs / 10 else { return nil }

@@ -46,4 +46,30 @@ import Testing
         #expect(text.contains("outside every recorded callback"), "\(text)")
         #expect(text.contains("record --node-promises"), "\(text)")
     }
+
+    /// The JSON's loop and the HTML page say what the text says of a Node program's loop: its loop from the
+    /// kernel's epoll waits (JSON `loop` was source "none", utilization 0.0, while the text said busy 16.5%),
+    /// and its stalls (the HTML page had neither section for a program with callbacks).
+    @Test func theJSONLoopAndTheHTMLPageShowANodeProgramsLoopAndStalls() throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        try #require(Self.kernelCapable, "KERNEL TEST SKIPPED: not root or no BTF (the loop comes from the kernel's epoll waits)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-outside-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/outside.js", trace = dir + "/outside.atrace", html = dir + "/outside.html"
+        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
+        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--sample-rate", "0", "-o", trace, "--", node, script])
+        #expect(rec.status == 0, "record: \(rec.stderr)")
+        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json", "--threshold", "50ms"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
+        let loop = try #require(json["loop"] as? [String: Any])
+        #expect(loop["source"] as? String == "kernel_epoll_waits", "\(loop)")
+        #expect(((loop["utilization"] as? NSNumber)?.doubleValue ?? 0) > 0.1, "200 ms of spinning: \(loop)")
+        #expect(try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--html", "--threshold", "50ms", "-o", html]).status == 0)
+        let page = (try? String(contentsOfFile: html, encoding: .utf8)) ?? ""
+        #expect(page.contains("<h2 id=\"loop\">"), "no event loop section")
+        #expect(page.contains("<h2 id=\"stalls\">"), "no loop stalls section")
+        #expect(page.contains("outside every recorded callback"))
+        #expect(page.contains("inside Timeout (async id"), "the Timeout's stall names its callback")
+    }
 }
