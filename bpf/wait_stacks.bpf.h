@@ -26,6 +26,26 @@ struct {
     __type(value, struct wait_scratch);
 } wait_scratch SEC(".maps");
 
+// This CPU's scratch with a wait-stack record's header filled in (nil: no scratch); the caller adds the
+// frames and the stack copy.
+static __always_inline struct wait_scratch *wait_record(__u32 tgid, __u32 tid, __u32 cause, __u64 time_ns,
+                                                       __u64 duration_ns, __s32 nr, __s32 fd) {
+    __u32 zero = 0;
+    struct wait_scratch *scratch = bpf_map_lookup_elem(&wait_scratch, &zero);
+    if (!scratch)
+        return 0;
+    struct kp_wait_stack_record *r = &scratch->record;
+    r->kind = KP_RECORD_WAIT_STACK;
+    r->tgid = tgid;
+    r->tid = tid;
+    r->cause = cause;
+    r->time_ns = time_ns;
+    r->duration_ns = duration_ns;
+    r->nr = nr;
+    r->fd = fd;
+    return scratch;
+}
+
 // The record in `scratch` and `copied` bytes of stack copy after it, into the ring.
 static __always_inline void submit_wait_stack(struct wait_scratch *scratch, __u32 copied) {
     struct kp_wait_stack_record *r = &scratch->record;
@@ -51,19 +71,10 @@ static __always_inline void submit_wait_stack(struct wait_scratch *scratch, __u3
 // pointers, and with --stack-copy the registers and top of the stack for unwinding by CFI.
 static __always_inline void emit_wait_stack(void *ctx, __u32 tgid, __u32 tid, __u32 cause, __s32 nr, __s32 fd,
                                             __u64 now, __u64 duration) {
-    __u32 zero = 0;
-    struct wait_scratch *scratch = bpf_map_lookup_elem(&wait_scratch, &zero);
+    struct wait_scratch *scratch = wait_record(tgid, tid, cause, now, duration, nr, fd);
     if (!scratch)
         return;
     struct kp_wait_stack_record *r = &scratch->record;
-    r->kind = KP_RECORD_WAIT_STACK;
-    r->tgid = tgid;
-    r->tid = tid;
-    r->cause = cause;
-    r->time_ns = now;
-    r->duration_ns = duration;
-    r->nr = nr;
-    r->fd = fd;
     r->user_count = capture_user_stack(ctx, r->frames) / 8;
     capture_stack_top(r->stack_top);
     __u32 copied = 0;
@@ -72,18 +83,21 @@ static __always_inline void emit_wait_stack(void *ctx, __u32 tgid, __u32 tid, __
     submit_wait_stack(scratch, copied);
 }
 
-// The user stack a traced thread went to sleep with outside a traced syscall: taken at switch-out,
-// written at switch-in if the wait was long (or deferred, see above).
+// One traced thread's user stack from its latest sleeping switch-out outside a traced syscall (the
+// frame-pointer walk and the stack top), written at its switch-in if the wait was long. A deferred
+// record (see above) also keeps what the record needs from the switch-in, and the user registers it
+// slept with: at a later syscall exit, other registers mean another syscall (an exception taken for a
+// syscall, see regs_in_syscall, has others at the next syscall's exit).
 struct wait_stash {
-    __u64 off_ns; // the switch-out it belongs to
-    __u32 bytes;
-    __u32 deferred; // a long wait in a syscall, waiting for the copy in the thread's own context:
-    __s32 nr;       //   the syscall it waited in,
-    __u32 state;    //   its off-CPU state (enum kp_offcpu_state),
-    __u64 on_ns;    //   its switch-in,
-    __u64 blocked_ns; // the time it was blocked,
-    __u64 user_ip;  //   and its user registers (an exception taken for a syscall, see regs_in_syscall,
-    __u64 user_sp;  //   has others at the next syscall's exit)
+    __u64 off_ns;     // the switch-out it belongs to
+    __u32 bytes;      // of frames
+    __u32 deferred;   // 1: a long wait in a syscall, waiting for the copy in the thread's own context
+    __s32 nr;         // deferred: the syscall it waited in
+    __u32 state;      // deferred: its off-CPU state (as kp_offcpu_record.state)
+    __u64 on_ns;      // deferred: its switch-in
+    __u64 blocked_ns; // deferred: the time it was blocked
+    __u64 user_ip;    // deferred: its user registers
+    __u64 user_sp;
     __u64 stack_top[KP_STACK_TOP_WORDS];
     __u64 frames[KP_SAMPLE_MAX_FRAMES];
 };
@@ -113,20 +127,11 @@ static __always_inline bool defers_offcpu_copies(void) { return stack_threshold_
 // own context, still in the syscall it waited in) the registers and top of the stack.
 static __always_inline void emit_stash(struct wait_stash *w, __u32 tgid, __u32 tid, __u32 state, __u64 on_ns,
                                        __u64 blocked_ns, bool with_copy) {
-    __u32 zero = 0;
-    struct wait_scratch *scratch = bpf_map_lookup_elem(&wait_scratch, &zero);
+    struct wait_scratch *scratch = wait_record(tgid, tid, KP_WAIT_OFFCPU, on_ns, blocked_ns, state, -1);
     if (!scratch)
         return;
     struct kp_wait_stack_record *r = &scratch->record;
     __u32 bytes = w->bytes & 0x3f8;
-    r->kind = KP_RECORD_WAIT_STACK;
-    r->tgid = tgid;
-    r->tid = tid;
-    r->cause = KP_WAIT_OFFCPU;
-    r->time_ns = on_ns;
-    r->duration_ns = blocked_ns;
-    r->nr = state;
-    r->fd = -1;
     r->user_count = bytes / 8;
     __builtin_memcpy(r->stack_top, w->stack_top, sizeof(r->stack_top));
     if (bytes > sizeof(r->frames) || bpf_probe_read_kernel(r->frames, bytes, w->frames) != 0)
