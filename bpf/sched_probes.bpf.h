@@ -4,6 +4,14 @@
 // how long it was blocked (switch-out -> wakeup), how long it then waited for a CPU (wakeup or
 // preemption -> switch-in), its state at switch-out, and who woke it. Between switch-out and
 // switch-in the episode lives in task storage. Untraced threads cost a bitmap test per event.
+//
+// Rarely (~1 in 100-200 short recordings, 0.18% of the episodes of a fork-heavy program) the
+// sched_switch tracepoint's program does not run for a traced thread's switch-in (and mostly not the
+// sched_waking one for its wakeup either), although the thread's context-switch counts say it ran;
+// the cause is not known (not ring space, program recursion, the bitmap or the guards below). Its
+// next switch-out (or its exit, on_process_exit) then finds the episode still open: it is written as
+// KP_OFFCPU_SWITCH_IN_NOT_SEEN rather than overwritten, so the loss is counted and the time it hides
+// is known to be unknown.
 
 // One traced thread's open off-CPU episode.
 struct offcpu {
@@ -14,7 +22,8 @@ struct offcpu {
     __u32 waker_tid;
     __u32 sleep_state; // preempted on its way to sleep: the state it was entering, else 0
     __u32 syscall;     // 1 + the syscall it went to sleep in (its saved registers), 0: none
-    __u32 reserved;
+    __u32 assumed;     // opened by the wakeup of a thread not seen switching out since tracing began:
+                       // it may never have left the CPU, so its next switch-out closes it silently
 };
 
 // 1 + the syscall `task` is in by its saved user registers (0: none: a page fault, an interrupt). Read
@@ -49,6 +58,30 @@ struct {
 // Kernel threads (kworker, ksoftirqd) are named as the waker.
 #define TASK_STACK_WINDOW (64u << 10) // >= THREAD_SIZE (16 KiB, 32 KiB with KASAN)
 #define PF_KTHREAD 0x00200000
+
+// At the switch-out (or exit) of `prev` (current) at `now`, its episode `o` still open: the switch-in
+// that should have closed it was not delivered (or skipped by a guard below). Written as what is
+// known: the switch-out, the blocked part if its wakeup was seen (exact), and the rest up to now,
+// unknown (runnable, then on a CPU from the unseen switch-in).
+static __always_inline void emit_switch_in_not_seen(struct task_struct *prev, const struct offcpu *o, __u64 now) {
+    __u64 off = o->off_ns < now ? o->off_ns : now;
+    struct kp_offcpu_record r = {
+        .kind = KP_RECORD_OFFCPU,
+        .tgid = prev->tgid,
+        .tid = prev->pid,
+        .state = KP_OFFCPU_SWITCH_IN_NOT_SEEN,
+        .waker_tgid = o->waker_tgid,
+        .waker_tid = o->waker_tid,
+        .on_ns = now,
+    };
+    bool sleeping = o->state != KP_OFFCPU_PREEMPTED || o->sleep_state != 0;
+    if (sleeping && o->wake_ns >= off && o->wake_ns <= now)
+        r.blocked_ns = o->wake_ns - off;
+    r.state |= o->syscall << 16; // see kp_offcpu_record (0 unless it left with a sleep state)
+    r.runqueue_ns = now - off - r.blocked_ns;
+    if (bpf_ringbuf_output(&events, &r, sizeof(r), wakeup_flag()) != 0)
+        __sync_fetch_and_add(&dropped_records, 1);
+}
 
 static __always_inline bool woken_by_interrupt(struct task_struct *cur) {
     if (cur->pid == 0)
@@ -86,6 +119,8 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
     if (prev_traced && prev->pid != 0) {
         struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
         if (o) {
+            if (o->off_ns != 0 && !o->assumed)
+                emit_switch_in_not_seen(prev, o, now);
             __u32 st = prev_state & TASK_REPORT;
             __u32 sleep = (st & TASK_INTERRUPTIBLE)     ? KP_OFFCPU_SLEEPING
                           : (st & TASK_UNINTERRUPTIBLE) ? KP_OFFCPU_UNINTERRUPTIBLE
@@ -100,6 +135,7 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
             o->wake_ns = 0;
             o->waker_tgid = 0;
             o->waker_tid = 0;
+            o->assumed = 0;
             if (stack_threshold_ns && o->state != KP_OFFCPU_PREEMPTED) {
                 struct inflight *s = bpf_task_storage_get(&inflight_by_task, prev, 0, 0);
                 if (!s || !s->active) {
@@ -193,6 +229,7 @@ int BPF_PROG(on_sched_waking, struct task_struct *p) {
         o->syscall = syscall_slept_in(p); // asleep in the kernel: its saved registers hold still
         o->off_ns = since;
         o->wake_ns = 0;
+        o->assumed = 1;
     }
     if (o->off_ns == 0 || o->wake_ns != 0)
         return 0; // not switched out, or already woken (a second waker changes nothing)
@@ -221,6 +258,7 @@ int BPF_PROG(on_sched_wakeup_new, struct task_struct *p) {
     o->wake_ns = now;
     o->waker_tgid = cur->tgid;
     o->waker_tid = cur->pid;
+    o->assumed = 0;
     return 0;
 }
 

@@ -80,6 +80,12 @@ enum kp_offcpu_state {
     KP_OFFCPU_SLEEPING = 1,        // TASK_INTERRUPTIBLE
     KP_OFFCPU_UNINTERRUPTIBLE = 2, // TASK_UNINTERRUPTIBLE (disk I/O, kernel locks)
     KP_OFFCPU_OTHER = 3,
+    // An episode whose switch-in the sched_switch tracepoint never delivered (cause not known; see
+    // sched_probes.bpf.h), written at the thread's next switch-out or its exit: on_ns is that time
+    // (the latest its episode can have ended), blocked_ns the blocked part if its wakeup was seen (exact;
+    // else 0), runqueue_ns the rest, unknown: runnable, then on a CPU from the unseen switch-in. The
+    // syscall bits as below when it went to sleep; the state it slept in is not kept.
+    KP_OFFCPU_SWITCH_IN_NOT_SEEN = 4,
 };
 
 struct kp_offcpu_record {

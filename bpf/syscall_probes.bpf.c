@@ -523,6 +523,13 @@ int BPF_PROG(on_process_exit, struct task_struct *p) {
     __u32 tgid = p->tgid;
     if (!is_traced(tgid))
         return 0;
+    // p is running: an episode still open lost its switch-in, and no later switch-out will see it (the
+    // last thread's tgid is dropped below). Written now, this exit its latest end.
+    struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, p, 0, 0);
+    if (o && o->off_ns != 0 && !o->assumed) {
+        emit_switch_in_not_seen(p, o, bpf_ktime_get_ns());
+        o->off_ns = 0;
+    }
     emit_thread(KP_RECORD_THREAD_EXIT, tgid, p->pid, p->comm, false);
     if (p->signal->live.counter != 0)
         return 0; // other threads still run

@@ -192,7 +192,8 @@ public struct KernelEvent: Sendable {
             guard size >= MemoryLayout<kp_offcpu_record>.size else { return false }
             let r = record.loadUnaligned(as: kp_offcpu_record.self)
             var e = KernelEvent(kind: .offCPU, pid: r.tgid, tid: r.tid, timestampNs: r.on_ns)
-            e.offCPUState = UInt8(min(r.state & 0xFFFF, 3))
+            let state = r.state & 0xFFFF
+            e.offCPUState = state == KP_OFFCPU_SWITCH_IN_NOT_SEEN.rawValue ? UInt8(state) : UInt8(min(state, 3))
             e.offCPUSyscall = UInt16(truncatingIfNeeded: r.state >> 16)
             e.blockedNs = r.blocked_ns
             e.runqueueNs = r.runqueue_ns

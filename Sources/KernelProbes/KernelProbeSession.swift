@@ -66,10 +66,28 @@ public struct KernelProbeStatistics: Sendable, Equatable {
     public var events: UInt64
     /// Records the BPF side dropped because the ring was full.
     public var dropped: UInt64
+    /// Off-CPU episodes whose switch-in the sched_switch tracepoint never delivered (offCPU events in state
+    /// `switchInNotSeen`; cause not known, docs/kernel-probes.md): in the trace, counted here for the summary.
+    public var switchInsNotSeen: UInt64 = 0
+    /// The time they leave unknown (ns, saturating).
+    public var switchInsNotSeenNs: UInt64 = 0
+    /// The first few threads they were of (tids, at most 4, in order of their first).
+    public var switchInsNotSeenThreads: [UInt32] { Array(threadsInOrder.prefix(4)) }
+    /// How many threads they were of (at most 65,536 counted).
+    public var switchInsNotSeenThreadCount: Int { threadsInOrder.count }
+    private var threadsInOrder: [UInt32] = []
     /// Statistics from their counts.
     public init(events: UInt64, dropped: UInt64) {
         self.events = events
         self.dropped = dropped
+    }
+
+    mutating func noteSwitchInNotSeen(_ e: KernelEvent) {
+        switchInsNotSeen &+= 1
+        let unknown = e.runqueueNs
+        switchInsNotSeenNs = switchInsNotSeenNs &+ unknown < switchInsNotSeenNs ? .max : switchInsNotSeenNs &+ unknown
+        // Linear: these are rare (a few per recording).
+        if threadsInOrder.count < 65_536 && !threadsInOrder.contains(e.tid) { threadsInOrder.append(e.tid) }
     }
 }
 
@@ -79,6 +97,7 @@ public final class KernelProbeSession {
     private var received: UInt64 = 0
     private var undecodable: UInt64 = 0
     private var lastDropped: UInt64 = 0
+    private var switchInsNotSeen = KernelProbeStatistics(events: 0, dropped: 0)
     /// CPU samples and wait stacks: their stacks and the mappings that name them.
     public let samples = SampleCollector()
     static let maxStackCopyBytesValue = UInt32(KP_STACK_COPY_MAX)
@@ -160,6 +179,11 @@ public final class KernelProbeSession {
             {
                 undecodable += 1
             }
+            if events.count == first + 1, events[first].kind == .offCPU,
+                events[first].offCPUState == UInt8(KP_OFFCPU_SWITCH_IN_NOT_SEEN.rawValue)
+            {
+                switchInsNotSeen.noteSwitchInNotSeen(events[first])
+            }
             if collectsStacks, events.count == first + 1, events[first].kind == .processFork {
                 samples.processForked(parent: events[first].pid, child: events[first].childPid, atNs: events[first].timestampNs)
                 samples.drain(into: &events)
@@ -192,7 +216,10 @@ public final class KernelProbeSession {
 
     /// Events decoded so far, and records dropped (ring full, plus records that could not be decoded).
     public var statistics: KernelProbeStatistics {
-        KernelProbeStatistics(events: received, dropped: (probes.map { kp_probes_dropped($0) } ?? lastDropped) + undecodable)
+        var s = switchInsNotSeen
+        s.events = received
+        s.dropped = (probes.map { kp_probes_dropped($0) } ?? lastDropped) + undecodable
+        return s
     }
 
     /// CPUs sampled (0: sampling off or failed; `samplingError` says why).

@@ -92,6 +92,14 @@ public struct Overview: Sendable {
     public var unwrittenError: String? = nil
     /// Total of `unwrittenUser` and `unwrittenKernel` (saturating).
     public var unwritten: UInt64 { unwrittenUser.addingSaturated(unwrittenKernel) }
+    /// Off-CPU episodes whose switch-in the kernel's sched_switch tracepoint never delivered, per thread (most
+    /// unknown time first): each leaves the time from its wakeup (or switch-out) to the thread's next switch-out or exit
+    /// unknown. The cause is not known (docs/kernel-probes.md, "Switch-ins not seen").
+    public var switchInsNotSeen: [SwitchInsNotSeen] = []
+    /// Their total count (saturating).
+    public var switchInsNotSeenCount: UInt64 { switchInsNotSeen.reduce(0) { $0.addingSaturated($1.count) } }
+    /// The time they leave unknown, in total (ns; saturating).
+    public var switchInsNotSeenNs: UInt64 { switchInsNotSeen.reduce(0) { $0.addingSaturated($1.unknownNs) } }
     /// Events of the kind named `kind` (`EventKind.description`, e.g. "syscall"); 0 if none.
     public func count(_ kind: String) -> UInt64 { eventsByKind[kind] ?? 0 }
 
@@ -101,6 +109,16 @@ public struct Overview: Sendable {
         "init", "before", "after", "destroy", "promiseResolve", "syscall", "epollWait",
         "loopIteration", "phaseStart",
     ]
+}
+
+/// One thread's off-CPU episodes whose switch-in was not seen (`Overview.switchInsNotSeen`).
+public struct SwitchInsNotSeen: Sendable {
+    /// The thread.
+    public var thread: ThreadRef
+    /// Its episodes without a switch-in.
+    public var count: UInt64
+    /// The time they leave unknown (ns): neither on the CPU nor a known wait.
+    public var unknownNs: UInt64
 }
 
 /// Count, total and percentiles of a set of durations (ns), from a `LogHistogram`.
@@ -277,7 +295,7 @@ public struct ThreadSummary: Sendable {
     public var exited: Bool
     /// `lastNs - firstNs` (ns).
     public var spanNs: UInt64
-    /// span − off CPU − run queue; nil without scheduler events (a trace without offCPU events).
+    /// span − off CPU − run queue − `unknownNs`; nil without scheduler events (a trace without offCPU events).
     public var onCPUNs: UInt64?
     /// Off the CPU, blocked (sleeping or uninterruptible).
     public var offCPUNs: UInt64
@@ -309,6 +327,12 @@ public struct ThreadSummary: Sendable {
     public var longestWaitReason: String?
     /// The code that made its longest waits (record --stack-threshold; epoll waits left out), most time first.
     public var waitStacks: [WaitStackSummary] = []
+    /// Off-CPU episodes whose switch-in the kernel's sched_switch tracepoint never delivered (offCPU state
+    /// `switchInNotSeen`; the cause is not known: docs/kernel-probes.md).
+    public var switchInsNotSeen: UInt64 = 0
+    /// The time those episodes leave unknown (ns): from their wakeup (or their switch-out, the wakeup not seen) to
+    /// the thread's next switch-out or exit, run-queue wait and on-CPU time in unknown shares; counted in neither.
+    public var unknownNs: UInt64 = 0
     /// Its pid, tid and name as a `ThreadRef`.
     public var ref: ThreadRef { ThreadRef(pid: pid, tid: tid, name: name) }
 }
@@ -321,7 +345,7 @@ public struct LoopStall: Sendable {
     public var startNs: UInt64
     /// How long it lasted (ns): to the next wait's start.
     public var durationNs: UInt64
-    /// duration − blocked − run queue; nil without scheduler events.
+    /// duration − blocked − run queue − time unknown (a switch-in not seen); nil without scheduler events.
     public var onCPUNs: UInt64?
     /// Of it, off the CPU and blocked (ns; 0 without scheduler events).
     public var blockedNs: UInt64
@@ -372,6 +396,9 @@ public struct CallbackRecord: Sendable {
     public var blockedNs: UInt64? = nil
     /// Runnable but waiting for a CPU while it ran (ns); nil without scheduler events.
     public var runqueueNs: UInt64? = nil
+    /// Neither on nor off the CPU as far as the trace knows (ns): an off-CPU episode whose switch-in was not seen
+    /// (`Overview.switchInsNotSeen`) began while it ran.
+    public var unknownNs: UInt64 = 0
     /// The code the CPU samples taken while it ran were in, most samples first (empty without samples).
     public var stacks: [CodeStackSummary] = []
     /// The program's own function most of those samples passed through, at any depth (nil: no samples
@@ -387,10 +414,10 @@ public struct CallbackRecord: Sendable {
     /// Still running when its process's events end: its after() never came (the process exited or was
     /// killed inside it, or the trace or window was cut), so `durationNs` runs to that end: at least this long.
     public var unfinished = false
-    /// duration − blocked − run queue; nil without scheduler events.
+    /// duration − blocked − run queue − unknown; nil without scheduler events.
     public var onCPUNs: UInt64? {
         guard let b = blockedNs, let r = runqueueNs else { return nil }
-        let off = b &+ r < b ? UInt64.max : b &+ r
+        let off = b.addingSaturated(r).addingSaturated(unknownNs)
         return durationNs > off ? durationNs - off : 0
     }
 }

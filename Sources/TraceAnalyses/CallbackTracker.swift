@@ -12,6 +12,8 @@ struct CallbackFrame {
     /// Off the CPU while it ran (nested callbacks' time included, as in its duration).
     var blockedNs: UInt64 = 0
     var runqueueNs: UInt64 = 0
+    /// After an off-CPU episode whose switch-in was not seen: neither on nor off the CPU as far as the trace knows.
+    var unknownNs: UInt64 = 0
 }
 
 struct CallbackTracker {
@@ -95,12 +97,13 @@ struct CallbackTracker {
     }
 
     /// The thread of `stream` was off the CPU from `outNs`: every running callback that began by then waited.
-    mutating func noteOffCPU(stream: Int, outNs: UInt64, blockedNs: UInt64, runqueueNs: UInt64) {
+    mutating func noteOffCPU(stream: Int, outNs: UInt64, blockedNs: UInt64, runqueueNs: UInt64, unknownNs: UInt64) {
         var i = stacks[stream].count - 1
         while i >= 0 {
             if stacks[stream][i].beforeNs <= outNs {
                 stacks[stream][i].blockedNs = stacks[stream][i].blockedNs.addingSaturated(blockedNs)
                 stacks[stream][i].runqueueNs = stacks[stream][i].runqueueNs.addingSaturated(runqueueNs)
+                stacks[stream][i].unknownNs = stacks[stream][i].unknownNs.addingSaturated(unknownNs)
             }
             i -= 1
         }

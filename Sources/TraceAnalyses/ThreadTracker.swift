@@ -32,18 +32,22 @@ enum OffCPUReason {
     static func outside(state: UInt64) -> UInt64 {
         let nr = state >> 8
         if nr > 0 && nr <= 0xFFFF { return syscall(nr - 1, op: -1) }
-        return outsideBase | min(state & 0xFF, 3)
+        return outsideBase | (state & 0xFF == switchInNotSeen ? switchInNotSeen : min(state & 0xFF, 3))
     }
+
+    /// `OffCPUState.switchInNotSeen`: an episode whose switch-in the kernel's tracepoint never delivered.
+    static let switchInNotSeen = UInt64(OffCPUState.switchInNotSeen.rawValue)
 
     /// epoll_wait, epoll_pwait, epoll_pwait2: a loop's idle wait.
     static func isEpollWait(_ key: UInt64) -> Bool { key == 232 || key == 281 || key == 441 }
 
     static func name(_ key: UInt64) -> String {
         if key & outsideBase != 0 {
-            switch key & 3 {
+            switch key & 7 {
             case 1: return "sleeping outside traced syscalls"
             case 2: return "uninterruptible (D) outside traced syscalls, e.g. a page fault"
             case 0: return "preempted"
+            case switchInNotSeen: return "blocked outside traced syscalls (switch-in not seen)"
             default: return "stopped or other state"
             }
         }
@@ -66,6 +70,8 @@ struct OffInterval: Sendable {
     var runqueueNs: UInt64
     var state: UInt64
     var waker: UInt64  // pid << 32 | tid; 0: an interrupt or unknown
+    /// A switch-in not seen: after `blockedNs`, the time to the next switch-out, neither known on nor off the CPU.
+    var unknownNs: UInt64 = 0
 }
 
 struct ReasonAccum {
@@ -133,6 +139,7 @@ struct ThreadTracker {
         var blockedNs: UInt64 = 0
         var runqueueNs: UInt64 = 0
         var kernelNs: UInt64 = 0
+        var unknownNs: UInt64 = 0
         var syscalls: [SyscallTally] = []
         /// Of it, inside the thread's outermost recorded callbacks.
         var inCallbacksNs: UInt64 = 0
@@ -145,6 +152,9 @@ struct ThreadTracker {
         var blockedNs: UInt64 = 0
         var runqueueNs: UInt64 = 0
         var offCPUEvents: UInt64 = 0
+        /// Episodes whose switch-in was not seen, and the time they leave unknown.
+        var switchInsNotSeen: UInt64 = 0
+        var unknownNs: UInt64 = 0
         var syscalls: UInt64 = 0
         var syscallNs: UInt64 = 0
         var errors: UInt64 = 0
@@ -246,6 +256,9 @@ struct ThreadTracker {
         let earliest = earliestNs
         var interval = OffInterval(outNs: inNs, blockedNs: 0, runqueueNs: 0, state: state, waker: waker)
         withThread(Self.key(pid, tid)) { t in
+            // A switch-in not seen (written at the next switch-out, `inNs`): the blocked part is exact when its
+            // wakeup was seen; the rest (`runqueueNs`) was run-queue wait and on-CPU time in unknown shares.
+            let lost = state & 0xFF == OffCPUReason.switchInNotSeen
             var blocked = state & 0xFF == 0 ? 0 : blockedNs
             var runqueue = state & 0xFF == 0 ? blockedNs.addingSaturated(runqueueNs) : runqueueNs
             // Only the part inside the recording (or the window), and after the thread's previous switch-in
@@ -255,12 +268,19 @@ struct ThreadTracker {
             blocked = min(blocked, allowed - runqueue)
             let out = inNs - blocked - runqueue
             interval = OffInterval(outNs: out, blockedNs: blocked, runqueueNs: runqueue, state: state, waker: waker)
+            if lost {
+                interval.runqueueNs = 0
+                interval.unknownNs = runqueue
+                t.switchInsNotSeen &+= 1
+                t.unknownNs = t.unknownNs.addingSaturated(runqueue)
+            }
             t.lastOnNs = max(t.lastOnNs, inNs)
             t.seen(out)
             t.seen(inNs)
             t.offCPUEvents &+= 1
-            // Written after the syscall it happened in (same timestamp, or the ring's order across CPUs).
-            if inNs <= t.lastSyscallExitNs && out >= t.lastSyscallEnterNs {
+            // Written after the syscall it happened in (same timestamp, or the ring's order across CPUs); a switch-in
+            // not seen is written at the next switch-out, so also after the syscall it began in ended.
+            if (lost ? out : inNs) <= t.lastSyscallExitNs && out >= t.lastSyscallEnterNs {
                 t.lastSyscallBlockedNs = t.lastSyscallBlockedNs.addingSaturated(interval.blockedNs)
                 Self.finalize(interval, reason: t.lastSyscallReason, gapEndNs: t.lastSyscallIsEpoll ? t.lastSyscallEnterNs : .max, &t)
                 return
@@ -278,6 +298,7 @@ struct ThreadTracker {
         if var g = t.gap, i.outNs >= g.startNs && i.outNs < gapEndNs {
             g.blockedNs = g.blockedNs.addingSaturated(i.blockedNs)
             g.runqueueNs = g.runqueueNs.addingSaturated(i.runqueueNs)
+            g.unknownNs = g.unknownNs.addingSaturated(i.unknownNs)
             t.gap = g
         }
         guard i.blockedNs > 0 else { return }
@@ -449,7 +470,8 @@ struct ThreadTracker {
         for k in keys.sorted() {
             let t = threads[k] ?? ThreadState()
             let span = t.firstNs == .max ? 0 : t.lastNs.subtractingSaturated(t.firstNs)
-            let onCPU: UInt64? = sawScheduler ? span.subtractingSaturated(t.blockedNs.addingSaturated(t.runqueueNs)) : nil
+            let offOrUnknown = t.blockedNs.addingSaturated(t.runqueueNs).addingSaturated(t.unknownNs)
+            let onCPU: UInt64? = sawScheduler ? span.subtractingSaturated(offOrUnknown) : nil
             let reasons = t.reasons.map { r, a in
                 OffCPUReasonTime(
                     reason: OffCPUReason.name(r), ns: a.ns, count: a.count,
@@ -471,11 +493,12 @@ struct ThreadTracker {
                     epollWaitNs: t.epollNs, loopUtilization: loopUtilization[k],
                     longestStallNs: t.longestStallNs, longestStallStartNs: t.longestStallStartNs,
                     longestWaitNs: t.longestWaitNs, longestWaitStartNs: t.longestWaitStartNs,
-                    longestWaitReason: t.longestWaitNs > 0 ? OffCPUReason.name(t.longestWaitReason) : nil))
+                    longestWaitReason: t.longestWaitNs > 0 ? OffCPUReason.name(t.longestWaitReason) : nil,
+                    switchInsNotSeen: t.switchInsNotSeen, unknownNs: t.unknownNs))
         }
         let stallList = stalls.sorted.map { d in
             let g = d.gap
-            let off = g.blockedNs.addingSaturated(g.runqueueNs)
+            let off = g.blockedNs.addingSaturated(g.runqueueNs).addingSaturated(g.unknownNs)
             return LoopStall(
                 thread: ThreadRef(pid: UInt32(d.key >> 32), tid: UInt32(truncatingIfNeeded: d.key), name: threadName(d.key)),
                 startNs: g.startNs, durationNs: d.durationNs,

@@ -170,7 +170,8 @@ public struct TraceAnalyzer {
                     asyncID: frame.asyncID, type: resources.typeName(frame.type), pid: st.pid, tid: st.tid,
                     threadName: st.threadName, startNs: frame.beforeNs, durationNs: nowNs - frame.beforeNs,
                     causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
-                    syscalls: CallbackTracker.syscalls(of: merged), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs))
+                    syscalls: CallbackTracker.syscalls(of: merged), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs,
+                    unknownNs: frame.unknownNs))
         }
         return out.sorted { ($0.durationNs, $1.tid) > ($1.durationNs, $0.tid) }
     }
@@ -274,7 +275,8 @@ public struct TraceAnalyzer {
                 pid: pid, tid: tid, inNs: ns, state: ev.u(2), blockedNs: ev.u(3), runqueueNs: ev.u(4),
                 waker: ev.u(5) << 32 | (ev.u(6) & 0xFFFF_FFFF))
             if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] {
-                callbacks.noteOffCPU(stream: s, outNs: i.outNs, blockedNs: i.blockedNs, runqueueNs: i.runqueueNs)
+                callbacks.noteOffCPU(
+                    stream: s, outNs: i.outNs, blockedNs: i.blockedNs, runqueueNs: i.runqueueNs, unknownNs: i.unknownNs)
             }
         case .waitStack:
             waitStack(ev, endNs: ns)
@@ -469,7 +471,7 @@ public struct TraceAnalyzer {
                     threadName: st.threadName, startNs: frame.beforeNs, durationNs: d,
                     causalChain: table.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
                     syscalls: CallbackTracker.syscalls(of: frame), blockedNs: frame.blockedNs,
-                    runqueueNs: frame.runqueueNs)
+                    runqueueNs: frame.runqueueNs, unknownNs: frame.unknownNs)
             }
         }
         if callbacks.stacks[s].isEmpty {
@@ -488,7 +490,7 @@ public struct TraceAnalyzer {
             asyncID: frame.asyncID, type: resources.typeName(frame.type), pid: st.pid, tid: st.tid,
             threadName: st.threadName, startNs: frame.beforeNs, durationNs: d,
             causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
-            syscalls: CallbackTracker.syscalls(of: frame), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs)
+            syscalls: CallbackTracker.syscalls(of: frame), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs, unknownNs: frame.unknownNs)
         record.creationStack = resources.info(ResourceKey(pid: st.pid, asyncID: frame.asyncID))?.creationStack ?? -1
         callbacks.slowest.offer(d, record)
         if blocking { callbacks.blockingLongest.offer(d, record) }
@@ -594,6 +596,9 @@ public struct TraceAnalyzer {
         }
         for t in loopSummary?.threads ?? [] { loopUtilization[UInt64(t.pid) << 32 | UInt64(t.tid)] = t.utilization }
         var (threadList, stalls) = finalThreads.summary(loopUtilization: loopUtilization, userThreadNames: userThreadNames)
+        overview.switchInsNotSeen = threadList.filter { $0.switchInsNotSeen > 0 }
+            .map { SwitchInsNotSeen(thread: $0.ref, count: $0.switchInsNotSeen, unknownNs: $0.unknownNs) }
+            .sorted { ($0.unknownNs, $1.thread.tid) > ($1.unknownNs, $0.thread.tid) }
         let sched = finalThreads.sawScheduler
         func withSplit(_ c: CallbackRecord) -> CallbackRecord {
             var c = c
@@ -632,7 +637,7 @@ public struct TraceAnalyzer {
                 asyncID: frame.asyncID, type: resources.typeName(frame.type), pid: st.pid, tid: st.tid,
                 threadName: st.threadName, startNs: frame.beforeNs, durationNs: d,
                 causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
-                syscalls: CallbackTracker.syscalls(of: merged), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs)
+                syscalls: CallbackTracker.syscalls(of: merged), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs, unknownNs: frame.unknownNs)
             record.creationStack = resources.info(ResourceKey(pid: st.pid, asyncID: frame.asyncID))?.creationStack ?? -1
             record.unfinished = true
             callbacks.slowest.offer(d, record)

@@ -163,6 +163,12 @@ public enum HTMLReport {
             (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events, the recorder could not keep up")
                 + " (user " + value("dropped.user", o.droppedUser, Formatting.count(o.droppedUser))
                 + ", kernel " + value("dropped.kernel", o.droppedKernel, Formatting.count(o.droppedKernel)) + ")", warn: dropped > 0)
+        if !o.switchInsNotSeen.isEmpty {
+            s += row(
+                "Switch-ins not seen",
+                value("switch_ins_not_seen.count", o.switchInsNotSeenCount, TextReport.switchInsNotSeenLine(o))
+                    + ": that time is neither on-CPU nor a known wait", warn: true)
+        }
         if let error = o.unwrittenError {
             s += row(
                 "Unwritten events",

@@ -269,6 +269,8 @@ public final class Timeline {
     private let blockedOutsideNames: [Int]
     private let preemptedName: Int
     private let runnableName: Int
+    /// After the blocked part of an episode whose switch-in was not seen: runnable or on the CPU, not known which.
+    private let unknownName: Int
     @exclusivity(unchecked) private var blockedInNames: [Int] = []
     /// Names from the kernel stream's threadName events for threads not seen yet (applied when they appear).
     private var kernelThreadNames: [UInt64: String] = [:]
@@ -344,9 +346,12 @@ public final class Timeline {
         pollName = names.id("epoll wait (loop)")
         unknownType = names.id("(unknown resource)")
         openResourcesName = names.id("open resources")
-        blockedOutsideNames = ["runnable (preempted)", "blocked (sleeping)", "blocked (uninterruptible)", "off CPU (other)"].map(names.id)
+        blockedOutsideNames = [
+            "runnable (preempted)", "blocked (sleeping)", "blocked (uninterruptible)", "off CPU (other)", "blocked (switch-in not seen)",
+        ].map(names.id)
         preemptedName = blockedOutsideNames[0]
         runnableName = names.id("runnable (waiting for a CPU)")
+        unknownName = names.id("unknown: switch-in not seen (runnable or on CPU)")
         self.names = names
         threadOfStream = [Int](repeating: -1, count: reader.streams.count)
         syscallNames = [Int](repeating: -1, count: 1024)
@@ -574,7 +579,8 @@ public final class Timeline {
         let t = kernelThread(pid: UInt32(truncatingIfNeeded: e.u(0)), tid: UInt32(truncatingIfNeeded: e.u(1)), sink: &sink)
         hasSchedulerEvents = true
         let inNs = e.timestampNs
-        let state = UInt8(truncatingIfNeeded: min(e.u(2) & 0xFF, 3))
+        let notSeen = UInt64(OffCPUState.switchInNotSeen.rawValue)
+        let state = UInt8(truncatingIfNeeded: e.u(2) & 0xFF == notSeen ? notSeen : min(e.u(2) & 0xFF, 3))
         // Saturating: hostile durations must not trap, nor reach before the thread's last drawn op.
         let allowed = inNs > perThread[t].lastTs ? inNs - perThread[t].lastTs : 0
         let runqueue = min(state == 0 ? e.u(3) &+ e.u(4) < e.u(3) ? .max : e.u(3) &+ e.u(4) : e.u(4), allowed)
@@ -616,7 +622,7 @@ public final class Timeline {
             emitEnd(.offCPU, thread: t, at: ts, sink: &sink)
         }
         if p.runqueueNs > 0 {
-            var op = TimelineOp(.begin, .offCPU, thread: t, at: ts, name: p.state == 0 ? preemptedName : runnableName)
+            var op = TimelineOp(.begin, .offCPU, thread: t, at: ts, name: p.state == 0 ? preemptedName : p.state == 4 ? unknownName : runnableName)
             if p.blockedNs == 0 { op.fd = Int64(p.wakerTid) }
             emit(op, sink: &sink)
             emitEnd(.offCPU, thread: t, at: ts &+ p.runqueueNs, sink: &sink)

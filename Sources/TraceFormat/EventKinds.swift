@@ -183,6 +183,11 @@ public enum OffCPUState: UInt8, Sendable, CaseIterable {
     case uninterruptible = 2
     /// Stopped, traced, or a state this build does not name.
     case other = 3
+    /// Not a task state: an episode whose switch-in the kernel's sched_switch tracepoint never delivered
+    /// (cause not known), written at the thread's next switch-out or exit (the timestamp: the latest the episode
+    /// can have ended). `blockedNs` is its blocked part when its wakeup was seen (exact; else 0), `runqueueNs`
+    /// the rest, unknown: run-queue wait, then on the CPU from the unseen switch-in.
+    case switchInNotSeen = 4
     /// The state's name as reports print it.
     public var name: String {
         switch self {
@@ -190,6 +195,7 @@ public enum OffCPUState: UInt8, Sendable, CaseIterable {
         case .sleeping: "sleeping"
         case .uninterruptible: "uninterruptible"
         case .other: "other"
+        case .switchInNotSeen: "switch-in not seen"
         }
     }
 }
@@ -338,7 +344,7 @@ public enum EventSpecs {
                 a("runqueueNs", .unsigned), a("wakerPid", .unsigned), a("wakerTid", .unsigned),
             ],
             summary:
-                "a traced thread is back on a CPU; the timestamp is the switch-in, it left the CPU at timestamp - blockedNs - runqueueNs (state: bits 0-7 OffCPUState; bits 8 and up: 1 + the syscall it slept in as the scheduler saw it, 0: none or not known)"
+                "a traced thread is back on a CPU; the timestamp is the switch-in, it left the CPU at timestamp - blockedNs - runqueueNs (state: bits 0-7 OffCPUState; bits 8 and up: 1 + the syscall it slept in as the scheduler saw it, 0: none or not known). State 4 (switchInNotSeen): the switch-in was never seen; the timestamp is the next switch-out or exit, blockedNs the blocked part if the wakeup was seen, runqueueNs the rest, unknown (neither on nor off the CPU)"
         ),
         EventSpec(
             kind: .fdOpen, name: "fdOpen",

@@ -55,6 +55,19 @@ public enum JSONReport {
                 d.field("user", o.droppedUser)
                 d.field("kernel", o.droppedKernel)
             }
+            j.object("switch_ins_not_seen") { u in
+                u.field("count", o.switchInsNotSeenCount)
+                u.field("unknown_ns", o.switchInsNotSeenNs)
+                u.array("threads") { a in
+                    for x in o.switchInsNotSeen {
+                        a.object { e in
+                            threadRef(x.thread, &e)
+                            e.field("count", x.count)
+                            e.field("unknown_ns", x.unknownNs)
+                        }
+                    }
+                }
+            }
             j.object("unwritten") { u in
                 u.field("user", o.unwrittenUser)
                 u.field("kernel", o.unwrittenKernel)
@@ -377,6 +390,8 @@ public enum JSONReport {
         optional("on_cpu_ns", t.onCPUNs, &e)
         e.field("off_cpu_ns", t.offCPUNs)
         e.field("runqueue_ns", t.runqueueNs)
+        e.field("switch_ins_not_seen", t.switchInsNotSeen)
+        e.field("unknown_ns", t.unknownNs)
         e.array("off_cpu_by_reason") { r in
             for x in t.offCPUByReason {
                 r.object { o in

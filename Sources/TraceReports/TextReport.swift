@@ -52,6 +52,16 @@ public enum TextReport {
         return "\(name)(" + (fd >= 0 ? "fd \(fd)" + (fdDetail.map { " → " + $0 } ?? "") : "") + ")"
     }
 
+    /// The overview's loss line for off-CPU switch-ins not seen (the first 3 threads named, most unknown time first).
+    public static func switchInsNotSeenLine(_ o: Overview) -> String {
+        let shown = o.switchInsNotSeen.prefix(3).map {
+            thread($0.thread) + (o.switchInsNotSeen.count > 1 ? " \(Formatting.count($0.count))× \(Formatting.duration($0.unknownNs))" : "")
+        }
+        return Formatting.switchInsNotSeen(
+            o.switchInsNotSeenCount, threads: shown, moreThreads: o.switchInsNotSeen.count - shown.count,
+            unknownNs: o.switchInsNotSeenNs)
+    }
+
     /// "read(fd 41 → /srv/big.bin) 57.0 ms, 64.0 MiB" (plus "in N calls" and the blocked part when known).
     public static func syscallLine(_ s: SyscallInCallback) -> String {
         var line = call(s.name, fd: s.fd, fdDetail: s.fdDetail) + " "
@@ -129,6 +139,9 @@ public enum TextReport {
         out += "  dropped    " + (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events")
         out += " (user \(Formatting.count(o.droppedUser)), kernel \(Formatting.count(o.droppedKernel)))"
         out += dropped == 0 ? "\n" : "  ← the recorder could not keep up; counts below miss these\n"
+        if !o.switchInsNotSeen.isEmpty {
+            out += "  unseen     " + switchInsNotSeenLine(o) + ": that time is neither on-CPU nor a known wait\n"
+        }
         if let error = o.unwrittenError {
             out += "  unwritten  \(Formatting.count(o.unwritten)) events (user \(Formatting.count(o.unwrittenUser)), kernel "
             out += "\(Formatting.count(o.unwrittenKernel))) could not be written to the file (\(error)"

@@ -25,6 +25,18 @@ public enum Formatting {
         return sig(Double(ns) / 1e9, "s")
     }
 
+    /// The loss line for off-CPU episodes whose switch-in the kernel never delivered, shared by the reports and
+    /// `record`'s summary: "1 off-CPU switch-in not seen by the kernel's sched_switch tracepoint (thread T, 3.20 ms
+    /// unknown)". `threads`: the threads named, formatted; `moreThreads`: how many others had some.
+    public static func switchInsNotSeen(_ count: UInt64, threads: [String], moreThreads: Int, unknownNs: UInt64) -> String {
+        var named = threads.joined(separator: ", ")
+        if moreThreads > 0 { named += (named.isEmpty ? "" : ", ") + "\(moreThreads) more" }
+        let threadCount = threads.count + moreThreads
+        return "\(Self.count(count)) off-CPU switch-in\(count == 1 ? "" : "s") not seen by the kernel's sched_switch tracepoint ("
+            + (threadCount == 0 ? "" : "thread\(threadCount == 1 ? "" : "s") \(named), ")
+            + "\(duration(unknownNs)) unknown)"
+    }
+
     /// Time since the recording started: "+1.204 s".
     public static func at(_ ns: UInt64, from start: UInt64) -> String {
         guard ns >= start else { return "-" + fixed(Double(start - ns) / 1e9, 3) + " s" }

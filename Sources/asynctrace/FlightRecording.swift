@@ -569,6 +569,7 @@ final class FlightRecording: @unchecked Sendable {
         }
         if st.rejected > 0 { note("\(st.rejected) messages on the program's socket were not valid chunks and were ignored") }
         if let k = kernel, k.dropped > 0 { note("the kernel probes dropped \(k.dropped) events (the dumps count them where they fall)") }
+        if let k = kernel, let unseen = k.switchInsNotSeenText { note(unseen + " (the dumps show them where they fall)") }
         if let u = userLost, u.events > 0 { note("the program could not hand over \(u.events) events (counted in the dumps where they fall)") }
     }
 }

@@ -6,6 +6,7 @@ import KernelProbes
 import TraceFlight
 import TraceFormat
 import TraceReader
+import TraceText
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -606,6 +607,7 @@ struct RecordCommand: ParsableCommand {
         line += "\(counts.userEvents) program events, "
         line += probesOn ? "\(counts.kernelEvents) kernel events; " : "no kernel events; "
         line += "dropped: \(userDropped) program, \(probesOn ? String(kernelDropped) : "-") kernel)"
+        if let k = kernel, let unseen = k.switchInsNotSeenText { line += "; " + unseen }
         if counts.damaged { line += "; warning: the file has a damaged chunk" }
         note(line)
         var lost = false
@@ -678,6 +680,17 @@ private struct InvokingUser {
         if let home { out.append("HOME=\(home)") }
         if let name { out += ["USER=\(name)", "LOGNAME=\(name)"] }
         return out
+    }
+}
+
+extension KernelProbeStatistics {
+    /// "1 off-CPU switch-in not seen by the kernel's sched_switch tracepoint (thread 123, 3.20 ms unknown)"; nil: none.
+    var switchInsNotSeenText: String? {
+        guard switchInsNotSeen > 0 else { return nil }
+        let named = switchInsNotSeenThreads
+        return Formatting.switchInsNotSeen(
+            switchInsNotSeen, threads: named.map { "tid \($0)" }, moreThreads: switchInsNotSeenThreadCount - named.count,
+            unknownNs: switchInsNotSeenNs)
     }
 }
 

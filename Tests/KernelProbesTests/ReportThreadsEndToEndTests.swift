@@ -93,9 +93,11 @@ private let program = #"""
             "waiter: \(reasons(waiter))")
         #expect((wait["ns"] as? Int ?? 0) >= 150_000_000)
         #expect((wait["wakers"] as? [[String: Any]])?.first?["name"] as? String == "e2e-burner")
-        // The burner ran (on CPU or, on a busy machine, runnable) for its 200 ms, and was hardly blocked.
+        // The burner ran (on CPU or, on a busy machine, runnable) for its 200 ms, and was hardly blocked. Time left
+        // unknown by a switch-in the kernel did not deliver (rare, docs/kernel-probes.md) was one or the other.
         let burner = try #require(thread("e2e-burner"))
-        let burnerRan = (burner["on_cpu_ns"] as? Int ?? 0) + (burner["runqueue_ns"] as? Int ?? 0)
+        let burnerRan =
+            (burner["on_cpu_ns"] as? Int ?? 0) + (burner["runqueue_ns"] as? Int ?? 0) + (burner["unknown_ns"] as? Int ?? 0)
         #expect(burnerRan >= 180_000_000 && (burner["off_cpu_ns"] as? Int ?? .max) < 20_000_000, "\(burner)")
 
         // The loop's three stalls, each on its thread, with what it was.

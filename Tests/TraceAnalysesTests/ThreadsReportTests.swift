@@ -300,6 +300,74 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         _ = TextReport.render(a)
         _ = JSONReport.render(a)
     }
+
+    /// An off-CPU episode whose switch-in the kernel's tracepoint never delivered, as the probes write it at the
+    /// thread's next switch-out: its blocked part (wakeup seen) counts as a wait in its syscall, the rest is
+    /// unknown: not on-CPU, not run-queue wait, and shown as a loss.
+    @Test func aSwitchInNotSeenIsALossAndItsUnknownTimeIsNotOnCPU() throws {
+        var k = KernelScript(pid: 800, startNs: T)
+        k.threadName(tid: 800, "worker", at: T)
+        k.offCPU(tid: 800, out: ms(10), state: 1, blocked: 5_000_000, runqueue: 100_000)
+        // Asleep in read from 20 ms, woken at 23 ms; its switch-in not seen; the next switch-out at 30 ms (preempted,
+        // back on at 31 ms). The read's exit (24 ms) is written before the lost episode, which comes at 30 ms.
+        k.syscall(tid: 800, nr: 0, fd: 5, size: 100, ret: 100, enter: ms(19.9), exit: ms(24))
+        let lost = UInt64(OffCPUState.switchInNotSeen.rawValue) | (0 + 1) << 8
+        k.add(at: ms(30)) {
+            $0.offCPURaw(pid: 800, tid: 800, at: ms(30), state: lost, blocked: 3_000_000, runqueue: 7_000_000, waker: (800, 801))
+        }
+        k.offCPU(tid: 800, out: ms(30), state: 0, blocked: 0, runqueue: 1_000_000)
+        k.syscall(tid: 800, nr: 1, fd: 1, size: 1, ret: 1, enter: ms(39.9), exit: ms(40))
+        let path = writeTrace([k.stream()], pid: 800, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let t = try #require(a.threads.first { $0.tid == 800 })
+        #expect(t.spanNs == 40_000_000)
+        #expect(t.switchInsNotSeen == 1 && t.unknownNs == 7_000_000)
+        #expect(t.offCPUNs == 8_000_000 && t.runqueueNs == 1_100_000)
+        #expect(t.onCPUNs == 40_000_000 - 8_000_000 - 1_100_000 - 7_000_000)
+        #expect(t.offCPUByReason.first { $0.reason == "read" }?.ns == 3_000_000)
+        #expect(a.overview.switchInsNotSeenCount == 1 && a.overview.switchInsNotSeenNs == 7_000_000)
+        #expect(a.overview.switchInsNotSeen.first?.thread == ThreadRef(pid: 800, tid: 800, name: "worker"))
+        let text = TextReport.render(a)
+        #expect(
+            text.contains(
+                "unseen     1 off-CPU switch-in not seen by the kernel's sched_switch tracepoint (thread worker (tid 800), 7.00 ms unknown)"))
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(JSONReport.render(a).utf8)) as? [String: Any])
+        let unseen = try #require(j["switch_ins_not_seen"] as? [String: Any])
+        #expect(unseen["count"] as? Int == 1 && unseen["unknown_ns"] as? Int == 7_000_000)
+        #expect((unseen["threads"] as? [[String: Any]])?.first?["tid"] as? Int == 800)
+        let jt = try #require((j["threads"] as? [[String: Any]])?.first { $0["tid"] as? Int == 800 })
+        #expect(jt["unknown_ns"] as? Int == 7_000_000 && jt["on_cpu_ns"] as? Int == 23_900_000)
+        let html = try ReportCommandTests().report([path, "--html", "-o", "-"])
+        #expect(html.stdout.contains("data-key=\"switch_ins_not_seen.count\" data-value=\"1\""), "\(html.stderr)")
+        // A trace without one says nothing of it in text, and 0 in JSON.
+        let plain = scriptedThreadsTrace()
+        defer { removeTrace(plain) }
+        let b = try analysis(plain)
+        #expect(b.overview.switchInsNotSeen.isEmpty && !TextReport.render(b).contains("unseen"))
+    }
+
+    @Test func hostileSwitchInNotSeenTimesSaturate() throws {
+        var k = KernelScript(pid: 900, startNs: T)
+        k.threadName(tid: 900, "x", at: T)
+        let lost = UInt64(OffCPUState.switchInNotSeen.rawValue)
+        for (i, (blocked, runqueue)) in [(UInt64.max, UInt64.max), (.max, 0), (0, .max), (.max / 2 + 1, .max / 2 + 1)].enumerated() {
+            let at = ms(1 + Double(i))
+            k.add(at: at) {
+                $0.offCPURaw(pid: 900, tid: 900, at: at, state: lost | .max << 8, blocked: blocked, runqueue: runqueue, waker: (.max, .max))
+            }
+        }
+        k.add(at: .max) { $0.offCPURaw(pid: 900, tid: 900, at: .max, state: lost, blocked: .max, runqueue: .max, waker: (0, 0)) }
+        let path = writeTrace([k.stream()], pid: 900, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let t = try #require(a.threads.first)
+        #expect(t.switchInsNotSeen == 5)
+        #expect(t.offCPUNs.addingSaturated(t.runqueueNs).addingSaturated(t.unknownNs) <= t.spanNs)
+        #expect(a.overview.switchInsNotSeenCount == 5)
+        _ = TextReport.render(a)
+        _ = JSONReport.render(a)
+    }
 }
 
 @Suite struct ReportWindowCommandTests {
