@@ -69,7 +69,7 @@ public final class WindowCollector: TimelineSink {
         switch op.kind {
         case .begin:
             // A loop seen only in the kernel: the time since its last epoll wait is its busy time (its callbacks).
-            if kernelOnly[op.thread] && op.slice == .syscall && stacks[op.thread].isEmpty && timeline.isEpollWait(op.name) {
+            if kernelOnly[op.thread] && op.slice == .syscall && stacks[op.thread].isEmpty && op.isLoopWait {
                 if lastWaitEnd[op.thread] != 0 && op.timestampNs > lastWaitEnd[op.thread] {
                     add(
                         Rect(
@@ -80,7 +80,7 @@ public final class WindowCollector: TimelineSink {
             stacks[op.thread].append(op)
         case .end:
             guard let b = stacks[op.thread].popLast() else { return }
-            let epoll = b.slice == .syscall && timeline.isEpollWait(b.name)
+            let epoll = b.slice == .syscall && b.isLoopWait
             if epoll && stacks[op.thread].isEmpty { lastWaitEnd[op.thread] = op.timestampNs }
             guard b.slice == .callback || b.slice == .syscall || b.slice == .poll || b.slice == .offCPU else { return }
             // Kernel epoll waits are the loop waiting, drawn like the runtime's polls.

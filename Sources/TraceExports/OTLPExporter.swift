@@ -255,7 +255,7 @@ public final class OTLPExporter: TimelineSink {
                 s.syscallFd = op.fd
                 s.syscallRet = op.ret
                 s.syscallSize = op.size
-                if timeline.isEpollWait(op.name) {
+                if op.isLoopWait {
                     s.inEpoll = true
                     if s.lastEpollEnd != 0 && op.timestampNs &- s.lastEpollEnd >= options.blockingThresholdNs
                         && op.timestampNs > s.lastEpollEnd

@@ -64,6 +64,14 @@ public final class StackTree {
     /// The child of `parent` labelled `label` (created when new).
     public func child(_ parent: Int, _ label: String) -> Int { child(parent, labels.id(label)) }
 
+    /// Gives `node` another label, unless a sibling already has it.
+    func relabel(_ node: Int, _ label: String) {
+        let id = labels.id(label), parent = nodes[node].parent
+        guard node > 0, nodes[node].label != id, childIndex[UInt64(parent) << 32 | UInt64(id)] == nil else { return }
+        nodes[node].label = id
+        childIndex.insert(UInt64(parent) << 32 | UInt64(id), node)
+    }
+
     // Weights come from timestamps and durations in the file: sums saturate (a wrapped sum would make a frame
     // wider than its parent, and the flame graph's layout arithmetic leave every range).
     @inline(__always) func add(_ node: Int, _ w: UInt64) { nodes[node].selfWeight = nodes[node].selfWeight.addingSaturated(w) }
@@ -162,6 +170,15 @@ public final class StackAggregator: TimelineSink {
         return l
     }
 
+    /// Threads renamed after they appeared (a main thread naming itself, a thread created with its creator's name)
+    /// take their final name.
+    public func finished(timeline: Timeline) {
+        guard grouping != .causal else { return }
+        for t in threadNodes.indices where t < timeline.threads.count {
+            tree.relabel(threadNodes[t], "\(processLabel(timeline.process(of: t))) \(timeline.threads[t].label)".replacingSemicolons())
+        }
+    }
+
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
         let base: Int
         switch grouping {
@@ -247,7 +264,7 @@ public final class StackAggregator: TimelineSink {
             case .syscall:
                 if top.isOnCPU {
                     // A loop waiting in epoll is idle, not busy (it counts with --weight wall).
-                    let idle = weight == .busy && timeline.isEpollWait(op.name)
+                    let idle = weight == .busy && op.isLoopWait
                     frame = Frame(
                         node: tree.child(threadNodes[t], label(op.name, timeline)), counted: !idle, isCallback: false,
                         siblingParent: threadNodes[t])

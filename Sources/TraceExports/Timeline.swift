@@ -81,6 +81,9 @@ public struct TimelineOp: Sendable {
     public var kind: Kind
     /// What the slice or instant stands for.
     public var slice: SliceKind
+    /// Syscall begins: a loop's wait for events, its idle time (an epoll wait; a poll or select of a thread
+    /// without a user stream that has not waited in epoll: a loop on poll, as the report counts it).
+    public var isLoopWait = false
     /// Index into `Timeline.threads`.
     public var thread: Int
     /// When (CLOCK_MONOTONIC ns); never decreases within a thread.
@@ -162,9 +165,12 @@ public protocol TimelineSink {
     /// CPU samples (`thread`: the sampled thread) and what names them (`stackDef`, `mapping`, `sampling`:
     /// thread -1), in time order with everything else. Sinks that draw code listen; the default ignores them.
     mutating func code(_ event: EventView, thread: Int, strings: TraceEventIterator, timeline: Timeline)
+    /// The run is over: every thread has its final name (a thread renamed after it appeared: `timeline.threads`).
+    mutating func finished(timeline: Timeline)
 }
 
 public extension TimelineSink {
+    mutating func finished(timeline: Timeline) {}
     mutating func resource(_ change: ResourceChange, timeline: Timeline) {}
     mutating func code(_ event: EventView, thread: Int, strings: TraceEventIterator, timeline: Timeline) {}
     mutating func span(_ change: SpanChange, timeline: Timeline) {}
@@ -311,6 +317,8 @@ public final class Timeline {
         /// Off-CPU stretches reported (at switch-in) but not yet drawn: the syscall they happened in is known
         /// only at its exit, when its event arrives.
         var pendingOff: [PendingOff] = []
+        /// It waited in epoll: its polls are not loop waits.
+        var waitedInEpoll = false
     }
 
     struct PendingOff {
@@ -364,6 +372,8 @@ public final class Timeline {
 
     /// Whether a syscall slice's name is one of the epoll waits.
     public func isEpollWait(_ name: Int) -> Bool { epollNames.contains(name) }
+    /// poll, select, pselect6, ppoll: a loop's wait in a thread that never waits in epoll (`TimelineOp.isLoopWait`).
+    static let pollWaitNrs: Set<UInt64> = [7, 23, 270, 271]
     // Interned in syscall-number order: iterating the Set would number the names in hash-seed order,
     // and Perfetto writes name ids (interned iids), so the output would differ from run to run.
     private lazy var epollNames: Set<Int> = Set(SyscallNames.epollWaits.sorted().map { syscallName($0) })
@@ -425,6 +435,7 @@ public final class Timeline {
         for k in 0..<256 { stats.byKind[k] = kindCounts[k] }
         decodeDamage = it.damage
         if firstNs == .max { firstNs = 0 }
+        sink.finished(timeline: self)
         progress?(1)
     }
 
@@ -847,6 +858,9 @@ public final class Timeline {
         let enter = min(max(rawEnter, perThread[t].lastTs), exit)
         var op = TimelineOp(.begin, .syscall, thread: t, at: enter, name: syscallName(e.u(2)))
         op.fd = e.s(3)
+        if isEpoll { perThread[t].waitedInEpoll = true }
+        op.isLoopWait =
+            isEpoll || (Self.pollWaitNrs.contains(e.u(2)) && !perThread[t].waitedInEpoll && !threads[t].hasUserStream)
         if isEpoll {
             op.ret = e.s(6)
             op.size = e.u(4)

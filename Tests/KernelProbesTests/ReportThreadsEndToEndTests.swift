@@ -189,6 +189,15 @@ private let program = #"""
         // The epoll loop's 120 ms poll is its stall, not its idle time.
         let ep = stalls.filter { $0["thread"] as? String == "ep-loop" }
         #expect(ep.count == 1 && top(ep[0])?["name"] as? String == "poll" && (ep[0]["duration_ns"] as? Int ?? 0) >= 115_000_000, "\(ep)")
+        // The flame graph of busy time leaves the poll loop's idle waits out, as epoll's; the stall's poll stays.
+        let folded = temporaryPath("poll-loop.folded")
+        defer { try? FileManager.default.removeItem(atPath: folded) }
+        #expect(try runCapturing(try asynctrace(), ["export", "--format", "folded", "-o", folded, trace]).status == 0)
+        let lines = try String(contentsOfFile: folded, encoding: .utf8).split(separator: "\n")
+        let polls = lines.filter { line in line.split(separator: ";").dropFirst().contains { $0.contains("poll") || $0.contains("select") } }
+        // (Each thread by its final name: the epoll thread was created with its creator's, then renamed.)
+        #expect(!polls.contains { $0.contains(" poll-loop [") }, "\(polls)")
+        #expect(polls.contains { $0.contains(" ep-loop [") }, "\(lines)")
     }
 
     /// Attached by --pid to a process whose threads sleep across the attach: a thread switched out before
