@@ -255,24 +255,44 @@ private let program = #"""
         #define _GNU_SOURCE
         #include <pthread.h>
         #include <stdint.h>
+        #include <stdio.h>
+        #include <string.h>
         #include <sys/epoll.h>
         #include <sys/eventfd.h>
         #include <unistd.h>
-        static int ev;
+        static int ev, go[2];
+        static pid_t loop_tid;
+        /* Whether the loop thread is asleep in epoll_wait (its syscall 232, state S): only then does the kick end
+           a wait it blocked in (on a busy machine a kick sent while the loop is runnable ends none). */
+        static int loop_asleep_in_epoll(void) {
+            char path[64], buf[256] = {0}; FILE *f;
+            snprintf(path, sizeof path, "/proc/self/task/%d/syscall", loop_tid);
+            if (!(f = fopen(path, "r"))) return 0;
+            int in_epoll = fgets(buf, sizeof buf, f) && strncmp(buf, "232 ", 4) == 0; fclose(f);
+            snprintf(path, sizeof path, "/proc/self/task/%d/stat", loop_tid);
+            if (!(f = fopen(path, "r"))) return 0;
+            memset(buf, 0, sizeof buf); fgets(buf, sizeof buf, f); fclose(f);
+            char *close = strrchr(buf, ')');
+            return in_epoll && close && close[2] == 'S';
+        }
         static void *kicker(void *a) {
             pthread_setname_np(pthread_self(), "kick-thread");
-            usleep(100000); uint64_t one = 1; write(ev, &one, 8); return 0;
+            char c; read(go[0], &c, 1);
+            while (!loop_asleep_in_epoll()) usleep(1000);
+            usleep(2000);
+            uint64_t one = 1; write(ev, &one, 8); return 0;
         }
         int main(void) {
             pthread_setname_np(pthread_self(), "kick-loop");
-            int ep = epoll_create1(0); ev = eventfd(0, 0);
+            loop_tid = gettid();
+            int ep = epoll_create1(0); ev = eventfd(0, 0); pipe(go);
             struct epoll_event e = { .events = EPOLLIN, .data.fd = ev };
             epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
             pthread_t t; pthread_create(&t, 0, kicker, 0);
-            for (int i = 0; i < 40; i++) {  /* 40 waits of 5 ms: a timer ends all but the kicked one */
-                struct epoll_event out[1];
-                if (epoll_wait(ep, out, 1, 5) == 1) { uint64_t v; read(ev, &v, 8); }
-            }
+            struct epoll_event out[1];
+            for (int i = 0; i < 40; i++) epoll_wait(ep, out, 1, 5);  /* 40 waits of 5 ms: a timer ends each */
+            write(go[1], "k", 1);
+            if (epoll_wait(ep, out, 1, -1) == 1) { uint64_t v; read(ev, &v, 8); }  /* the kick ends this one */
             pthread_join(t, 0);
             return 0;
         }
