@@ -317,6 +317,9 @@
       if (!l.startsWith('at ')) continue;
       l = l.slice(3);
       if (l.includes(preloadFile) || HOOK_FRAME.test(l)) continue;
+      // V8's builtins (`Array.reduce (<anonymous>)`, `new Promise (<anonymous>)`) are no place in the
+      // program: child_process's pipes were 'created at Array.reduce ← startChild (app.js:2)'.
+      if (l.endsWith('(<anonymous>)') || l.endsWith('(native)')) continue;
       if (l.includes('(node:') || l.startsWith('node:')) { if (internal.length < 1) internal.push(l); } else user.push(l);
     }
     return { user, internal };

@@ -38,3 +38,33 @@ import Testing
         #expect((handles["destroyed"] as? NSNumber)?.intValue == ((handles["count"] as? NSNumber)?.intValue ?? 0) - 1, "\(handles)")
     }
 }
+
+/// A resource node's code made through a V8 builtin (child_process creates a child's stdio pipes inside
+/// Array.prototype.reduce) is placed by the program's frames, not by the builtin: the pipes of
+/// `spawn('sleep', ...)` called in startChild were open at exit 'created at Array.reduce ← startChild'.
+@Suite(.serialized) struct NodeBuiltinFrameSiteTests {
+    static let program = #"""
+        const { spawn } = require('child_process');
+        function startChild() { return spawn('sleep', ['5'], { stdio: 'pipe' }); }
+        const child = startChild();
+        setTimeout(() => { child.kill(); process.exit(0); }, 300);
+        """#
+
+    @Test func sitesSkipV8Builtins() throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-builtin-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/child.js", trace = dir + "/child.atrace"
+        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
+        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script])
+        #expect(rec.status == 0, "record: \(rec.stderr)")
+        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
+        let open = json["open_at_exit"] as? [[String: Any]] ?? []
+        let pipes = try #require(open.first { $0["type"] as? String == "PIPEWRAP" }, "\(open)")
+        let functions = (pipes["created_at"] as? [[String: Any]] ?? []).map { $0["function"] as? String ?? "" }
+        #expect(functions.first == "startChild", "\(functions)")
+        #expect(!functions.contains("Array.reduce"), "\(functions)")
+    }
+}
