@@ -327,6 +327,11 @@ public struct ThreadSummary: Sendable {
     public var longestWaitReason: String?
     /// The code that made its longest waits (record --stack-threshold; epoll waits left out), most time first.
     public var waitStacks: [WaitStackSummary] = []
+    /// The code its CPU samples were in, over the whole recording, most samples first (at most 3): where a
+    /// thread that is not a loop (a worker, a task pool) spent its CPU.
+    public var stacks: [CodeStackSummary] = []
+    /// The program's own function most of its samples passed through.
+    public var hot: HotFunction? = nil
     /// Off-CPU episodes whose switch-in the kernel's sched_switch tracepoint never delivered (offCPU state
     /// `switchInNotSeen`; the cause is not known: docs/kernel-probes.md).
     public var switchInsNotSeen: UInt64 = 0

@@ -82,7 +82,7 @@ extension TraceAnalysis {
         for (i, c) in blocking.longest.enumerated() { add(0, i, pid: c.pid, tid: c.tid, start: c.startNs, duration: c.durationNs) }
         for (i, c) in slowestCallbacks.enumerated() { add(1, i, pid: c.pid, tid: c.tid, start: c.startNs, duration: c.durationNs) }
         for (i, s) in stalls.enumerated() { add(2, i, pid: s.thread.pid, tid: s.thread.tid, start: s.startNs, duration: s.durationNs) }
-        guard !byThread.isEmpty || !waitMoments.isEmpty else { return }
+        guard !byThread.isEmpty || !waitMoments.isEmpty || !threads.isEmpty else { return }
         var perList: [[[[Int]: Int]]] = [
             Array(repeating: [:], count: blocking.longest.count),
             Array(repeating: [:], count: slowestCallbacks.count),
@@ -136,6 +136,18 @@ extension TraceAnalysis {
         }
         for i in threads.indices {
             if let waits = perThread[UInt64(threads[i].pid) << 32 | UInt64(threads[i].tid)] { threads[i].waitStacks = waitSummaries(waits) }
+        }
+        // Per thread: where its CPU samples were, over the whole recording.
+        var samplesPerThread: [UInt64: [[Int]: Int]] = [:]
+        for s in data.samples {
+            let t = UInt64(s.pid) << 32 | UInt64(s.tid)
+            guard threadKeys.contains(t) else { continue }
+            samplesPerThread[t, default: [:]][data.frames(of: s), default: 0] += 1
+        }
+        for i in threads.indices {
+            guard let counts = samplesPerThread[UInt64(threads[i].pid) << 32 | UInt64(threads[i].tid)] else { continue }
+            threads[i].stacks = summaries(counts)
+            threads[i].hot = OwnCode.hot(counts, frame: data.frame)
         }
         for i in blocking.longest.indices {
             blocking.longest[i].stacks = summaries(perList[0][i])

@@ -424,6 +424,8 @@ public enum JSONReport {
         e.field("longest_wait_start_ns", t.longestWaitStartNs)
         e.field("longest_wait_reason", t.longestWaitReason)
         e.array("wait_stacks") { a in for w in t.waitStacks { a.object { waitStack(w, &$0) } } }
+        codeStacks(t.stacks, waits: [], &e)
+        hotFunction(t.hot, &e)
     }
 
     private static func syscallsInside(_ list: [SyscallInCallback], _ e: inout JSONWriter) {

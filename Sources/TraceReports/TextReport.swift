@@ -378,9 +378,17 @@ public enum TextReport {
             ])
         }
         out += t.render()
-        for th in shown where !th.offCPUByReason.isEmpty {
-            out += "  \(thread(th.ref)) blocked in: " + th.offCPUByReason.prefix(4).map(reasonText).joined(separator: "; ") + "\n"
-            waitLines(Array(th.waitStacks.prefix(2)), indent: "      ", &out)
+        for th in shown where !th.offCPUByReason.isEmpty || th.hot != nil || !th.stacks.isEmpty {
+            if !th.offCPUByReason.isEmpty {
+                out += "  \(thread(th.ref)) blocked in: " + th.offCPUByReason.prefix(4).map(reasonText).joined(separator: "; ") + "\n"
+                waitLines(Array(th.waitStacks.prefix(2)), indent: "      ", &out)
+            }
+            // Where it ran: for a worker or a task pool's thread, the only place its CPU time is named.
+            let on = th.onCPUNs ?? th.spanNs
+            guard on >= Self.threadCodeMinimumNs, th.hot != nil || !th.stacks.isEmpty else { continue }
+            if th.offCPUByReason.isEmpty { out += "  \(thread(th.ref)) ran:\n" }
+            if let h = th.hot { out += "      hot   " + Formatting.printable(hotLine(h)) + "\n" }
+            codeLines(Array(th.stacks.prefix(1)), durationNs: on, indent: "      code  ", &out)
         }
         if !idle.isEmpty {
             var names: [String: Int] = [:]
@@ -406,6 +414,9 @@ public enum TextReport {
         guard th.longestWaitNs > 0 else { return "-" }
         return Formatting.printable(th.longestWaitReason ?? "wait") + " " + Formatting.duration(th.longestWaitNs)
     }
+
+    /// Threads that ran less than this have no code lines in THREADS (JSON has them all).
+    static let threadCodeMinimumNs: UInt64 = 10_000_000
 
     /// "futex wait 300 ms (4×, woken by worker (tid 12))"; where a thread ended only some of the waits, how
     /// many it and interrupts ended: "epoll_wait 23.9 s (6,862×, woken 6,861× by interrupts, 1× by tid 9727)".

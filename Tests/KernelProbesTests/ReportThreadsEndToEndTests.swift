@@ -99,6 +99,10 @@ private let program = #"""
         let burnerRan =
             (burner["on_cpu_ns"] as? Int ?? 0) + (burner["runqueue_ns"] as? Int ?? 0) + (burner["unknown_ns"] as? Int ?? 0)
         #expect(burnerRan >= 180_000_000 && (burner["off_cpu_ns"] as? Int ?? .max) < 20_000_000, "\(burner)")
+        // Where it ran: its CPU samples' code (a thread that is not a loop has no stalls to name it in).
+        let burnerFrames = ((burner["stacks"] as? [[String: Any]]) ?? []).flatMap { ($0["frames"] as? [[String: Any]]) ?? [] }
+        #expect(burnerFrames.contains { $0["function"] as? String == "burner" }, "\(burner["stacks"] ?? "no stacks")")
+        #expect((burner["hot_function"] as? [String: Any])?["samples"] as? Int ?? 0 > 0, "\(burner["hot_function"] ?? "none")")
 
         // The loop's three stalls, each on its thread, with what it was.
         let allStalls = try #require(j["stalls"] as? [[String: Any]])
@@ -120,6 +124,7 @@ private let program = #"""
         #expect(text.stdout.contains("read(fd ") && text.stdout.contains(" → \(big))"))
         #expect(text.stdout.contains("e2e-waiter (tid ") && text.stdout.contains("futex wait") && text.stdout.contains("woken by e2e-burner"))
         #expect(text.stdout.contains("e2e-sleeper (tid ") && text.stdout.contains("blocked in: clock_nanosleep"))
+        #expect(text.stdout.contains("on CPU in ") && text.stdout.contains("burner ← "), "\(text.stdout)")
     }
 
     /// Loops that wait in poll or select rather than epoll (GLib, Python's socketserver and http.server,
