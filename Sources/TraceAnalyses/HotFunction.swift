@@ -36,7 +36,11 @@ enum OwnCode {
     static func isNative(_ f: CodeFrame) -> Bool {
         guard !f.isKernel, !f.module.hasPrefix("[") else { return false }
         let base = f.moduleName
-        if base.contains(".so") && (isSystemPath(f.module) || isToolchainLibrary(base) || isInterpreterLibrary(base)) { return false }
+        if base.contains(".so")
+            && (isSystemPath(f.module) || isToolchainLibrary(base) || isInterpreterLibrary(base) || isInstalledPythonExtension(f.module))
+        {
+            return false
+        }
         if isInterpreter(base) { return false }
         if let function = f.function, let module = swiftModule(function), runtimeModules.contains(module) || isOurs(module) {
             return false
@@ -65,6 +69,19 @@ enum OwnCode {
     /// libpython3.x.so from their own prefix): their frames are the interpreter too.
     static func isInterpreterLibrary(_ base: String) -> Bool {
         ["libpython", "libnode", "libruby", "libperl", "libjvm", "libphp", "liblua", "libluajit"].contains { base.hasPrefix($0) }
+    }
+
+    /// A Python installation's extension modules, wherever it is installed (pyenv, a venv, conda): the standard
+    /// library's C (`lib/python3.11/lib-dynload/_asyncio.cpython-311-x86_64-linux-gnu.so`: asyncio's
+    /// `task_step_impl`, under every coroutine) and installed packages' (`site-packages/uvloop/loop.cpython-311-…so`:
+    /// the loop that runs the handler) are the runtime, as `.py` files under /usr/lib are; a pyenv python 3.11's
+    /// every stall was 'hot … under task_step_impl'.
+    static func isInstalledPythonExtension(_ path: String) -> Bool {
+        let parts = path.split(separator: "/")
+        guard let base = parts.last, base.contains(".cpython-") || base.hasSuffix(".abi3.so"),
+            let lib = parts.indices.first(where: { $0 + 1 < parts.count && parts[$0] == "lib" && parts[$0 + 1].hasPrefix("python") })
+        else { return false }
+        return parts[(lib + 2)...].contains { $0 == "lib-dynload" || $0 == "site-packages" }
     }
 
     /// Swift's and the toolchain's modules (their generic code specialized into the executable).
