@@ -127,7 +127,7 @@ struct CallbackTracker {
     static func syscalls(of frame: CallbackFrame) -> [SyscallInCallback] {
         frame.syscalls.sorted { $0.ns > $1.ns }.map {
             SyscallInCallback(
-                name: SyscallNames.name($0.nr), fd: $0.fd, count: $0.count, ns: $0.ns, bytes: $0.bytes,
+                name: OffCPUReason.name($0.nr), fd: $0.fd, count: $0.count, ns: $0.ns, bytes: $0.bytes,
                 blockedNs: $0.blockedNs, fdDetail: $0.detail)
         }
     }

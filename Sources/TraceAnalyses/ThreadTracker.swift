@@ -340,6 +340,8 @@ struct ThreadTracker {
             guard var g = t.gap, enterNs >= g.startNs else { return }
             g.kernelNs = g.kernelNs.addingSaturated(dur)
             // An open is merged with the opens of the same path once its fdOpen names it (`opened`).
+            // futex by its operation ("futex wait", "futex wake"), as THREADS names its waits: its fd field is the op.
+            let nr = reason
             if !SyscallNames.opensPath.contains(nr), let i = g.syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
                 g.syscalls[i].count &+= 1
                 g.syscalls[i].ns = g.syscalls[i].ns.addingSaturated(dur)
@@ -520,7 +522,7 @@ struct StallRecordDraft: Sendable {
 extension SyscallInCallback {
     init(_ t: SyscallTally) {
         self.init(
-            name: SyscallNames.name(t.nr), fd: t.fd, count: t.count, ns: t.ns, bytes: t.bytes,
+            name: OffCPUReason.name(t.nr), fd: t.fd, count: t.count, ns: t.ns, bytes: t.bytes,
             blockedNs: t.blockedNs, fdDetail: t.detail)
     }
 }

@@ -437,7 +437,9 @@ public struct TraceAnalyzer {
         if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)], let frame = callbacks.running(stream: s, enteredAt: enter) {
             running = frame.asyncID
             if let f = resources.info(ResourceKey(pid: pid, asyncID: frame.asyncID))?.fd, f >= 0 { ownerFD = Int64(f) }
-            callbacks.noteSyscall(stream: s, pid: pid, nr: nr, fd: tallyFd, ns: dur, bytes: bytes, blockedNs: blocked, fds: io)
+            callbacks.noteSyscall(
+                stream: s, pid: pid, nr: OffCPUReason.syscall(nr, op: raw), fd: tallyFd, ns: dur, bytes: bytes, blockedNs: blocked,
+                fds: io)
         }
         io.syscall(pid: pid, nr: nr, fd: fd, ret: ret, durationNs: dur, running: running, ownerFD: ownerFD)
         if nr == Self.closeNr && ret == 0 { io.closed(pid: pid, fd: fd, ns: exitNs) }

@@ -259,6 +259,25 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(stall.syscalls.first?.fdDetail == "127.0.0.1:6391->127.0.0.1:57126", "\(stall.syscalls)")
     }
 
+    /// A stall's futex calls are named by their operation, as THREADS names the waits: postgres's 353 ms stall
+    /// listed "futex() 18.5 ms in 2 calls (14.5 ms blocked)" (an LWLock wait) with the wakes merged into it.
+    @Test func aStallsFutexCallsAreNamedByTheirOperation() throws {
+        var k = KernelScript(pid: 900, startNs: T)
+        k.threadName(tid: 900, "backend", at: T)
+        k.epollWait(tid: 900, enter: ms(1), exit: ms(10))
+        // FUTEX_WAIT_PRIVATE (op 128) 40 ms, blocked, then a FUTEX_WAKE_PRIVATE (op 129).
+        k.syscall(tid: 900, nr: 202, fd: 128, size: 0x7000, ret: 0, enter: ms(20), exit: ms(60))
+        k.offCPU(tid: 900, out: ms(20.01), state: 1, blocked: 39_900_000, runqueue: 50_000)
+        k.syscall(tid: 900, nr: 202, fd: 129, size: 0x7000, ret: 1, enter: ms(61), exit: ms(61.01))
+        k.epollWait(tid: 900, enter: ms(62), exit: ms(70))
+        let path = writeTrace([k.stream()], pid: 900, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let stall = try #require(a.stalls.first)
+        #expect(stall.syscalls.map(\.name) == ["futex wait", "futex wake"], "\(stall.syscalls)")
+        #expect(TextReport.render(a).contains("mostly in futex wait;"))
+    }
+
     @Test func aBlockingCallbackThatSleepsIsWaitingNotCPUBound() throws {
         var m = StreamScript(pid: 600, tid: 600, startNs: T)
         var k = KernelScript(pid: 600, startNs: T)
