@@ -46,6 +46,7 @@ public enum TextReport {
 
     /// "read(fd 41 → /srv/big.bin)"; an open by what it opened and the fd it made: "openat(/srv/big.bin) = fd 41".
     public static func call(_ name: String, fd: Int64, fdDetail: String?) -> String {
+        if name.hasPrefix("futex ") { return name }  // "futex wait": its fd field is its operation, named already
         if name == "open" || name == "openat" || name == "openat2" {
             return "\(name)(\(fdDetail ?? ""))" + (fd >= 0 ? " = fd \(fd)" : "")
         }
