@@ -297,8 +297,23 @@ struct IOTracker {
     /// The current life's path or address, for naming an fd in a stall or callback.
     func detail(pid: UInt32, fd: Int64) -> String? {
         guard fd >= 0 else { return nil }
-        if let d = byFD.peek(FDKey(pid: pid, fd: fd), { $0.pointee.detail }) { return d }  // in place: an FDAccum is large
-        return inherited.isEmpty ? nil : inherited[pid]?[fd]?.detail
+        // In place: an FDAccum is large.
+        if let (d, kind) = byFD.peek(FDKey(pid: pid, fd: fd), { ($0.pointee.detail, $0.pointee.kind) }) {
+            return d ?? Self.unnamedKind(kind)
+        }
+        guard !inherited.isEmpty, let i = inherited[pid]?[fd] else { return nil }
+        return i.detail ?? Self.unnamedKind(i.kind)
+    }
+
+    /// An fd with no path or address is named by its kind where that says what it is: node's
+    /// 'write(fd 17) 8 B' in every callback is libuv's wake-up eventfd, uv_spawn's 'read(fd 21) 49 ms' a
+    /// pipe (its child's exec). Files and sockets without a path or address stay unnamed.
+    static func unnamedKind(_ code: UInt8?) -> String? {
+        guard let code, let kind = FDKind(rawValue: code) else { return nil }
+        switch kind {
+        case .pipe, .eventfd, .timerfd, .epoll, .signalfd, .inotify, .pidfd, .ioUring: return kind.name
+        default: return nil
+        }
     }
 
     /// `asyncID` no longer owns `fd` (it gave it up or was destroyed); the type stays for the report.

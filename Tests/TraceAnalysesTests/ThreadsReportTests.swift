@@ -419,3 +419,32 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(reversed.status == 1 && reversed.stderr.contains("--from is after --to"))
     }
 }
+
+@Suite struct UnnamedFDKindTests {
+    /// An fd without a path or address is named by its kind where that says what it is: node's
+    /// 'write(fd 17) 8 B' in every callback was libuv's wake-up eventfd, uvloop's spawn 'read(fd 21) 49.2 ms'
+    /// a pipe (the child's exec), and nothing said so.
+    @Test func pipesAndEventfdsAreNamedByTheirKind() throws {
+        var k = KernelScript(pid: 700, startNs: T)
+        k.threadName(tid: 700, "loop", at: T)
+        k.fdOpen(tid: 700, fd: 17, kind: .eventfd, "", at: ms(1))
+        k.fdOpen(tid: 700, fd: 21, kind: .pipe, "", at: ms(1))
+        k.fdOpen(tid: 700, fd: 5, kind: .file, "", at: ms(1))
+        k.epollWait(tid: 700, enter: ms(2), exit: ms(10))
+        k.syscall(tid: 700, nr: 1, fd: 17, size: 8, ret: 8, enter: ms(11), exit: ms(11.01))
+        k.syscall(tid: 700, nr: 0, fd: 21, size: 4, ret: 0, enter: ms(12), exit: ms(40))
+        k.syscall(tid: 700, nr: 0, fd: 5, size: 4, ret: 4, enter: ms(41), exit: ms(42))
+        k.epollWait(tid: 700, enter: ms(60), exit: ms(70))
+        let path = writeTrace([k.stream()], pid: 700, startNs: T, program: "python3 app.py")
+        defer { removeTrace(path) }
+        let a = analyzeTrace(try TraceReader(path: path), options: AnalysisOptions())
+        let stall = try #require(a.stalls.first)
+        let byFD = Dictionary(uniqueKeysWithValues: stall.syscalls.map { ($0.fd, $0.fdDetail) })
+        #expect(byFD[17] == "eventfd" && byFD[21] == "pipe")
+        #expect(byFD[5] == .some(nil), "a file without its path stays unnamed")
+        let text = TextReport.render(a)
+        #expect(text.contains("read(fd 21 → pipe) 28.0 ms"), "\(text)")
+        #expect(text.contains("write(fd 17 → eventfd)"))
+        #expect(text.contains("read(fd 5) "))
+    }
+}
