@@ -347,7 +347,7 @@ public enum HTMLReport {
                 : ". This trace has no scheduler events: only syscall time is known.</p>\n")
         s +=
             "<table class=\"threads\"><tr><th>thread</th><th>loop</th><th>seen</th><th>on CPU</th><th>blocked</th><th>run queue</th>"
-            + "<th>syscalls</th><th>errors</th><th>longest stall or wait</th><th>blocked in</th></tr>\n"
+            + "<th>syscalls</th><th>errors</th><th>longest stall or wait</th><th>blocked in</th><th>ran in</th></tr>\n"
         let shown = a.threads.sorted {
             ($0.isLoop ? 1 : 0, ($0.onCPUNs ?? 0) &+ $0.syscallNs) > ($1.isLoop ? 1 : 0, ($1.onCPUNs ?? 0) &+ $1.syscallNs)
         }.prefix(200)
@@ -359,7 +359,8 @@ public enum HTMLReport {
                 + "<td class=\"n\">\(sched ? Formatting.duration(t.offCPUNs) : "-")</td><td class=\"n\">\(sched ? Formatting.duration(t.runqueueNs) : "-")</td>"
                 + "<td class=\"n\">\(Formatting.count(t.syscalls))</td><td class=\"n\">\(Formatting.count(t.errors))</td>"
                 + "<td class=\"n\">\(x(TextReport.longestText(t)))</td>"
-                + "<td class=\"sys\">\(t.offCPUByReason.prefix(4).map { x(TextReport.reasonText($0)) }.joined(separator: "<br>"))</td></tr>\n"
+                + "<td class=\"sys\">\(t.offCPUByReason.prefix(4).map { x(TextReport.reasonText($0)) }.joined(separator: "<br>"))</td>"
+                + "<td class=\"sys\">\(t.hot.map { x(TextReport.hotLine($0, callers: 2)) } ?? "")</td></tr>\n"
         }
         s += "</table>\n"
         if a.threads.count > shown.count { s += "<p class=\"muted\">\(a.threads.count - shown.count) more threads (the JSON report has all).</p>\n" }
