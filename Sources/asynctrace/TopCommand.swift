@@ -94,6 +94,11 @@ struct TopCommand: ParsableCommand {
         guard rows >= 1 && rows <= 1_000 else { throw ValidationError("--rows must be between 1 and 1000") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         let program = arguments.first == "--"
+        // captureForPassthrough hands on an option top does not have (`--duration 10s -- ./app`) as the first
+        // argument: name it, rather than say a trace file or program is missing.
+        if let first = arguments.first, first != "--", first.hasPrefix("-"), first.count > 1 {
+            throw ValidationError("unknown option '\(first)' (see asynctrace top --help; --count N stops after N intervals)")
+        }
         if pid != nil && !arguments.isEmpty { throw ValidationError("give either --pid, a trace file or -- and a program, not more than one") }
         if program && arguments.count < 2 { throw ValidationError("missing the program to record after --") }
         if !program && arguments.count > 1 {

@@ -18,6 +18,15 @@ import Testing
         return condition()
     }
 
+    /// An option top does not have, before `--`: it was taken for the first argument and the error said
+    /// 'give one trace file to follow, or put the program to record after --' (tried as `top --duration 10s --
+    /// node server.mjs`, as record takes it).
+    @Test func anUnknownOptionIsNamed() throws {
+        let r = try run([builtExecutable("asynctrace"), "top", "--plain", "--duration", "10s", "--", "/bin/true"], timeout: 30)
+        #expect(r.status == 64, "\(r.stderr)")
+        #expect(r.stderr.contains("unknown option '--duration'"), "\(r.stderr)")
+    }
+
     @Test func plainTextFollowsARecordingInProgressUntilItEnds() throws {
         let trace = temporary("plain.atrace")
         defer { try? FileManager.default.removeItem(atPath: trace) }
