@@ -432,6 +432,9 @@ public enum TextReport {
                 var by: [(count: UInt64, what: String)] = r.wokenBy.prefix(2).map { ($0.count, thread($0.thread)) }
                 if r.wokenByInterrupt > 0 { by.append((r.wokenByInterrupt, "interrupts")) }
                 by.sort { $0.count > $1.count }
+                // The rest: threads past the two named (or past the four kept), so the counts add up.
+                let rest = r.count.subtractingSaturated(by.reduce(0) { $0.addingSaturated($1.count) })
+                if rest > 0 { by.append((rest, "other threads")) }
                 extra.append("woken " + by.map { "\(Formatting.count($0.count))× by \($0.what)" }.joined(separator: ", "))
             }
         }

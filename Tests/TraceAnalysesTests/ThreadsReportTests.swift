@@ -280,6 +280,26 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(!text.contains("futex wait()") && !text.contains("futex wake()"), "\(text)")
     }
 
+    /// The counts of a reason's wakers add up to its waits: redis-server's AOF thread said "fdatasync 49.9 ms (43×,
+    /// woken 33× by interrupts, 4× by tid 22366, 1× by tid 612)", 5 waits unaccounted (ended by threads not named).
+    @Test func wakerCountsAddUpToTheWaits() throws {
+        var k = KernelScript(pid: 950, startNs: T)
+        k.threadName(tid: 950, "syncer", at: T)
+        // 10 futex waits of 1 ms: 4 ended by tid 951, 2 by 952, 1 each by 953, 954 and 955, 1 by an interrupt.
+        let wakers: [UInt32] = [951, 951, 951, 951, 952, 952, 953, 954, 955, 0]
+        for (i, w) in wakers.enumerated() {
+            let t = 10 + 10 * Double(i)
+            k.syscall(tid: 950, nr: 202, fd: 128, size: 0x7000, ret: 0, enter: ms(t), exit: ms(t + 1.01))
+            k.offCPU(tid: 950, out: ms(t + 0.005), state: 1, blocked: 1_000_000, runqueue: 0, wakerTid: w)
+        }
+        let path = writeTrace([k.stream()], pid: 950, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let line = try #require(TextReport.render(a).split(separator: "\n").first { $0.contains("syncer (tid 950) blocked in:") })
+        #expect(
+            line.contains("(10×, woken 4× by tid 951 pid 950, 2× by tid 952 pid 950, 1× by interrupts, 3× by other threads)"), "\(line)")
+    }
+
     @Test func aBlockingCallbackThatSleepsIsWaitingNotCPUBound() throws {
         var m = StreamScript(pid: 600, tid: 600, startNs: T)
         var k = KernelScript(pid: 600, startNs: T)
