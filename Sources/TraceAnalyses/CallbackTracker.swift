@@ -76,7 +76,7 @@ struct CallbackTracker {
     ) {
         let last = stacks[stream].count - 1
         guard last >= 0 else { return }
-        if !SyscallNames.opensPath.contains(nr), let i = stacks[stream][last].syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
+        if !SyscallNames.opensPath(nr), let i = stacks[stream][last].syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
             stacks[stream][last].syscalls[i].count &+= 1
             stacks[stream][last].syscalls[i].ns = stacks[stream][last].syscalls[i].ns.addingSaturated(ns)
             stacks[stream][last].syscalls[i].bytes = stacks[stream][last].syscalls[i].bytes.addingSaturated(bytes)
@@ -85,7 +85,7 @@ struct CallbackTracker {
             stacks[stream][last].syscalls.append(
                 SyscallTally(
                     nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes,
-                    blockedNs: blockedNs, detail: SyscallNames.opensPath.contains(nr) ? nil : fds.detail(pid: pid, fd: fd)))
+                    blockedNs: blockedNs, detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd)))
         }
     }
 

@@ -115,7 +115,7 @@ struct SyscallTally: Sendable {
     /// The last open tallied (alone: opens are not merged before their path is known), which made `fd`, opened
     /// `path`: named, and merged into an earlier tally of an open of that path to that fd.
     static func named(_ tallies: inout [SyscallTally], fd: Int64, path: String) {
-        guard let i = tallies.lastIndex(where: { SyscallNames.opensPath.contains($0.nr) && $0.fd == fd }),
+        guard let i = tallies.lastIndex(where: { SyscallNames.opensPath($0.nr) && $0.fd == fd }),
             tallies[i].detail == nil
         else { return }
         tallies[i].detail = path
@@ -342,7 +342,7 @@ struct ThreadTracker {
             // An open is merged with the opens of the same path once its fdOpen names it (`opened`).
             // futex by its operation ("futex wait", "futex wake"), as THREADS names its waits: its fd field is the op.
             let nr = reason
-            if !SyscallNames.opensPath.contains(nr), let i = g.syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
+            if !SyscallNames.opensPath(nr), let i = g.syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
                 g.syscalls[i].count &+= 1
                 g.syscalls[i].ns = g.syscalls[i].ns.addingSaturated(dur)
                 g.syscalls[i].bytes = g.syscalls[i].bytes.addingSaturated(bytes)
@@ -351,7 +351,7 @@ struct ThreadTracker {
                 g.syscalls.append(
                     SyscallTally(
                         nr: nr, fd: fd, count: 1, ns: dur, bytes: bytes, blockedNs: blocked,
-                        detail: SyscallNames.opensPath.contains(nr) ? nil : fds.detail(pid: pid, fd: fd)))
+                        detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd)))
             }
             t.gap = g
         }

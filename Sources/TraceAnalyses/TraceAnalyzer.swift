@@ -295,7 +295,7 @@ public struct TraceAnalyzer {
                     threads.opened(pid: pid, tid: tid, fd: fd, path: path)
                     // Its wait stack (written just before the syscall) says what it waited to open, too.
                     if let i = waitMoments.indices.last, waitMoments[i].pid == pid, waitMoments[i].tid == tid,
-                        waitMoments[i].endNs == ns, waitMoments[i].fd < 0, SyscallNames.opensPath.contains(waitMoments[i].reason)
+                        waitMoments[i].endNs == ns, waitMoments[i].fd < 0, SyscallNames.opensPath(waitMoments[i].reason)
                     {
                         waitMoments[i].fd = fd
                         waitMoments[i].fdDetail = path
@@ -384,7 +384,7 @@ public struct TraceAnalyzer {
                 }
             }
             // An open's fd is its directory's: the fd it made (and its path) comes with its fdOpen.
-            if !SyscallNames.fdIsNotAnFd.contains(what) && !SyscallNames.opensPath.contains(what) && what != Self.futexWaitvNr
+            if !SyscallNames.fdIsNotAnFd.contains(what) && !SyscallNames.opensPath(what) && what != Self.futexWaitvNr
                 && raw >= 0
             {
                 m.fd = raw
@@ -403,8 +403,8 @@ public struct TraceAnalyzer {
         let fd = SyscallNames.fdIsNotAnFd.contains(nr) || nr == Self.futexWaitvNr ? -1 : raw
         // An open is tallied inside stalls and callbacks by the fd it made, named by the path its fdOpen (next,
         // same time) gives: "openat() 115 µs in 3 calls" said nothing of what was opened.
-        let opened = SyscallNames.opensPath.contains(nr) && ret >= 0 && ret <= Int64(Int32.max)
-        let tallyFd = SyscallNames.opensPath.contains(nr) ? (opened ? ret : -1) : fd  // not the directory fd
+        let opened = SyscallNames.opensPath(nr) && ret >= 0 && ret <= Int64(Int32.max)
+        let tallyFd = SyscallNames.opensPath(nr) ? (opened ? ret : -1) : fd  // not the directory fd
         pendingOpen = opened ? (UInt64(pid) << 32 | UInt64(tid), ret, exitNs) : nil
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
         let enter = exitNs >= dur ? exitNs - dur : 0

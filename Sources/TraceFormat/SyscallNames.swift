@@ -40,7 +40,8 @@ public enum SyscallNames {
     /// Calls whose `fd` argument is not an fd (futex: the op; waits with no fd: -1). See docs/trace-format.md.
     public static let fdIsNotAnFd: Set<UInt64> = [7, 23, 35, 202, 230, 270, 271]
     /// open, openat, openat2: their `fd` is the directory fd, their path is the new fd's (`fdOpen` detail).
-    public static let opensPath: Set<UInt64> = [2, 257, 437]
+    /// Compares, not a set lookup: the analysis asks for every syscall event.
+    @inlinable public static func opensPath(_ nr: UInt64) -> Bool { nr == 257 || nr == 2 || nr == 437 }
     /// Calls that make an fd (their fdOpen events follow them, at the same time).
     public static let makeFd: Set<UInt64> = [
         2, 22, 32, 33, 41, 43, 53, 72, 213, 253, 257, 282, 283, 284, 288, 289,
