@@ -289,6 +289,11 @@
   const SLOW_CALLBACK_MS = 1;
   const LONG_LIVED_MS = 1000;
   const liveSites = new Map();  // id -> holder of the captured stack (and its time)
+  // Sites already sent of resources still alive (a server, once it lived a second): the parents of the sites
+  // of what they cause later. Without them, the connections a server accepted after its first second were
+  // 'created at connectionListenerInternal (node:_http_server:675)', with no user frame of the server.
+  const sentSites = new Map();
+  const MAX_SENT_SITES = 4096;
   const beforeMs = new Float64Array(64);
   const runningIds = new Float64Array(64);  // the raw async ids of the callbacks running (innermost last)
   // The holder keeps its trigger's (while that is alive, i.e. when made in its callback): a resource that
@@ -297,7 +302,8 @@
   function captureSite(id, triggerId) {
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = SITE_FRAMES;
-    const holder = { t: performance.now(), parent: liveSites.get(triggerId), stack: undefined };
+    const parent = liveSites.get(triggerId);
+    const holder = { t: performance.now(), parent: parent !== undefined || sentSites.size === 0 ? parent : sentSites.get(triggerId), stack: undefined };
     try { Error.captureStackTrace(holder, init); } catch { /* frozen Error */ }
     Error.stackTraceLimit = limit;
     liveSites.set(id, holder);
@@ -348,6 +354,7 @@
     liveSites.delete(id);
     const text = siteText(holder);
     if (text) { putString(K_SITE, id, text); pendingEvents++; }
+    if (sentSites.size < MAX_SENT_SITES) sentSites.set(id, holder);
   }
   // Sites of resources alive for a while (called with each timed batch; the map is in creation order).
   function sendLongLivedSites(nowMs) {
@@ -679,6 +686,7 @@
     if (children.size !== 0) children.delete(id);
     if (pendingFD.size !== 0) pendingFD.delete(id);
     if (liveSites.size !== 0) liveSites.delete(id);
+    if (sentSites.size !== 0) sentSites.delete(id);
     if (openFileHandles.size !== 0) openFileHandles.delete(asyncId);
     if (closeRequests.size !== 0) closeRequests.delete(asyncId);
     pendingEvents++;
