@@ -23,10 +23,22 @@ public struct HotFunction: Sendable {
 enum OwnCode {
     /// Script frames (JS or Python source named by a perf map, outside the runtime's own sources).
     static func isScript(_ f: CodeFrame) -> Bool {
+        if f.module == "[jit]", f.file == nil, let function = f.function, isApplicationJavaMethod(function) { return true }
         guard f.module == "[jit]", f.function != nil, let file = f.file, !file.isEmpty else { return false }
         // node:events, node:internal/…; Python's <frozen …>, <string>; an installed runtime's own library sources.
         if file.hasPrefix("node:") || file.hasPrefix("<") || !file.contains("/") { return false }
         return !isSystemPath(file)
+    }
+
+    /// A method as a JVM's perf map names it ("double Burn.burnForTheTest(long)"), not one of the JDK's own
+    /// classes, nor the JVM's stubs ("Interpreter", "StubRoutines (1)").
+    static func isApplicationJavaMethod(_ function: String) -> Bool {
+        guard let open = function.firstIndex(of: "("), function.hasSuffix(")") else { return false }
+        let head = function[..<open]
+        guard let space = head.lastIndex(of: " ") else { return false }
+        let qualified = head[head.index(after: space)...]
+        guard qualified.contains("."), !qualified.hasPrefix(".") else { return false }
+        return !["java.", "javax.", "jdk.", "sun.", "com.sun."].contains { qualified.hasPrefix($0) }
     }
 
     /// Native frames of the program: not the kernel, not JIT stubs or unnamed memory, not a shared

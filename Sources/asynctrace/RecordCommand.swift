@@ -98,7 +98,7 @@ struct RecordCommand: ParsableCommand {
     @Flag(
         name: .customLong("no-perf-map"),
         help:
-            "Do not ask Node (--perf-basic-prof-only-functions in NODE_OPTIONS) or Python 3.12+ (PYTHONPERFSUPPORT=1) for the perf map that names their JS and Python frames (they then stay unnamed)."
+            "Do not ask Node (--perf-basic-prof-only-functions in NODE_OPTIONS), Python 3.12+ (PYTHONPERFSUPPORT=1) or a JVM (-XX:+DumpPerfMapAtExit -XX:+PreserveFramePointer in JAVA_TOOL_OPTIONS) for the perf map that names their JS, Python and Java frames (they then stay unnamed)."
     )
     var noPerfMap = false
 
@@ -258,6 +258,7 @@ struct RecordCommand: ParsableCommand {
         let sampling = (session?.sampledCPUs ?? 0) > 0
         environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && sampling)
         environment = PythonPerfMap.adjust(environment, enabled: !noPerfMap && sampling)
+        environment = JavaPerfMap.adjust(environment, enabled: !noPerfMap && sampling)
         let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
         if let flightRecording { environment += flight.environment(socketFD: flightRecording.childFD) }
         let child: HeldProcess

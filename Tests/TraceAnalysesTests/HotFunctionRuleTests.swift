@@ -56,6 +56,16 @@ struct HotFunctionRuleTests {
         #expect(OwnCode.swiftModule("burn_leaf") == nil && OwnCode.swiftModule("v8::internal::Heap::Scavenge") == nil)
     }
 
+    @Test func aJVMsPerfMapNamesTheApplicationsMethodsNotTheJDKsOrItsStubs() {
+        #expect(OwnCode.isApplicationJavaMethod("double Burn.burnForTheTest(long)"))
+        #expect(OwnCode.isApplicationJavaMethod("void com.example.Server.handle(com.sun.net.httpserver.HttpExchange)"))
+        #expect(OwnCode.isApplicationJavaMethod("void Srv.lambda$main$2(com.sun.net.httpserver.HttpExchange)"))
+        #expect(!OwnCode.isApplicationJavaMethod("void java.lang.System.arraycopy(java.lang.Object, int, java.lang.Object, int, int)"))
+        #expect(!OwnCode.isApplicationJavaMethod("java.lang.Object jdk.internal.misc.Unsafe.getReferenceVolatile(java.lang.Object, long)"))
+        #expect(!OwnCode.isApplicationJavaMethod("Interpreter") && !OwnCode.isApplicationJavaMethod("StubRoutines (1)"))
+        #expect(!OwnCode.isApplicationJavaMethod("handle (/srv/app.js:12)") && !OwnCode.isApplicationJavaMethod("f()"))
+    }
+
     @Test func scriptFramesWinOverTheInterpreterAndNodeInternals() {
         // JS handler under node's emit, over node's binary: the script function, with the runtime frames as callers.
         let h = hot([[13, 8, 11, 9, 10]: 50, [8, 11, 9, 10]: 30, [11, 9, 10]: 15, [9, 10]: 5])
