@@ -2,12 +2,14 @@
 // read inside an epoll loop's handler and in waitpid, several frames deep; the real `asynctrace record`
 // on the real kernel takes the stacks, and the report names the functions that made the waits, in order.
 import Foundation
+import KernelProbes
 import Testing
 
 
 /// An epoll loop whose handler blocks 150 ms in read() (read_chunk <- handle_request <- run_loop <- main),
 /// then a 120 ms waitpid (wait4: a syscall the probes do not trace, named from the scheduler's view)
-/// in reap_child <- main; then a 256 MiB read of /dev/zero (long, on CPU: never blocked) in zero_fill <- main.
+/// in reap_child <- main; then 256 MiB reads of /dev/zero (long, on CPU: never blocked) in zero_fill <- main
+/// for 400 ms: the thread's longest wait whatever the machine's speed (its text lists its two longest).
 /// Frame pointers kept; glibc's wrappers have none.
 private let waitSource = """
     #include <fcntl.h>
@@ -48,11 +50,13 @@ private let waitSource = """
         __asm__ volatile("");
         return status;
     }
+    static long now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000L + t.tv_nsec / 1000000; }
     __attribute__((noinline)) long zero_fill(void) {
-        long n = 256L << 20;
+        long n = 256L << 20, start = now_ms(), r = 0;
         char *b = malloc(n);
         int fd = open("/dev/zero", O_RDONLY);
-        long r = b && fd >= 0 ? read(fd, b, n) : -1;
+        if (!b || fd < 0) return -1;
+        do r += read(fd, b, n); while (now_ms() - start < 400);
         close(fd);
         __asm__ volatile("" ::: "memory");
         free(b);
@@ -151,8 +155,11 @@ private let untracedWaitSource = """
         #expect(reap["wait"] as? String == "wait4", "\(reap["wait"] ?? "-")")
         #expect((reap["ns"] as? Int ?? 0) >= 80_000_000)
         // A long syscall is not a blocked one: the pipe read was blocked nearly all its time, the read of
-        // /dev/zero (the kernel clearing 256 MiB) never.
-        #expect((read["blocked_ns"] as? Int ?? 0) >= (read["ns"] as? Int ?? 0) * 9 / 10, "\(read)")
+        // /dev/zero (the kernel clearing 256 MiB) never. Nearly all the time it was not runnable: on a busy
+        // machine the reader, woken by the write, waits for a CPU before its read returns (a 150 ms read was
+        // 73% blocked at load 7), time the trace's off-CPU episodes inside the read give as runnable.
+        let runnable = try runnableNs(inTheSyscallOf: trace, lasting: read["ns"] as? Int ?? 0, returning: 8)
+        #expect((read["blocked_ns"] as? Int ?? 0) >= ((read["ns"] as? Int ?? 0) - runnable) * 9 / 10, "\(read), runnable \(runnable) ns")
         let zero = try #require(waits.first { $0["target"] as? String == "/dev/zero" }, "no /dev/zero wait: \(waits.map(names))")
         #expect(inOrder(["zero_fill", "main"], in: names(zero)), "\(names(zero))")
         let zeroBlocked = try #require(zero["blocked_ns"] as? Int, "\(zero)")
@@ -170,6 +177,18 @@ private let untracedWaitSource = """
                     || $0.contains("/dev/zero) (never blocked)")
             },
             "\(text)")
+    }
+
+    /// The time the traced syscall returning `ret` whose length is closest to `ns` spent runnable: its
+    /// thread's off-CPU episodes that ended inside it, their run-queue parts.
+    private func runnableNs(inTheSyscallOf trace: String, lasting ns: Int, returning ret: Int64) throws -> Int {
+        let events = kernelEvents(of: try scanTrace(trace))
+        let call = try #require(
+            events.filter { $0.kind == .syscall && $0.ret == ret }.min { abs(Int($0.durationNs) - ns) < abs(Int($1.durationNs) - ns) },
+            "no syscall returning \(ret)")
+        try #require(abs(Int(call.durationNs) - ns) < 1_000_000, "the syscall closest to \(ns) ns lasted \(call.durationNs) ns")
+        return events.filter { $0.kind == .offCPU && $0.tid == call.tid && $0.timestampNs > call.enterNs && $0.timestampNs <= call.timestampNs }
+            .reduce(0) { $0 + Int($1.runqueueNs) }
     }
 
     @Test func aZeroThresholdRecordsNoWaitStacks() throws {
