@@ -205,9 +205,16 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         dd.arguments = ["-S", "-c", "import os, time\nwhile True:\n    os.write(1, b'x' * 16)\n    time.sleep(0.001)\n"]
         dd.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try dd.run()
-        usleep(100_000)
         // SIGKILL: children of Foundation's Process inherit the test thread's blocked signals.
         defer { kill(dd.processIdentifier, SIGKILL); dd.waitUntilExit() }
+        // Writing before the attach (its /proc/PID/io counts its writes, 5 of them its start-up): on a busy machine the interpreter can
+        // take longer to start than a fixed wait.
+        func writes() -> Int {
+            let io = (try? String(contentsOfFile: "/proc/\(dd.processIdentifier)/io", encoding: .utf8)) ?? ""
+            return io.split(separator: "\n").first { $0.hasPrefix("syscw: ") }.flatMap { Int($0.dropFirst(7)) } ?? 0
+        }
+        for _ in 0..<1000 where writes() < 25 { usleep(10_000) }
+        try #require(writes() >= 25, "python3 did not start writing within 10 s")
         let trace = temporaryPath("cli-pid.atrace")
         let r = try runCapturing(
             try asynctrace(),
@@ -237,7 +244,13 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         idle.arguments = ["-S", "-c", "import time\ntime.sleep(60)\n"]
         try idle.run()
         defer { kill(idle.processIdentifier, SIGKILL); idle.waitUntilExit() }
-        usleep(200_000)
+        // Asleep in its clock_nanosleep (syscall 230) before the attach: a fixed wait can end, on a busy machine,
+        // while the interpreter still starts, whose events would then span the recording.
+        func asleep() -> Bool {
+            (try? String(contentsOfFile: "/proc/\(idle.processIdentifier)/syscall", encoding: .utf8))?.hasPrefix("230 ") == true
+        }
+        for _ in 0..<1000 where !asleep() { usleep(10_000) }
+        try #require(asleep(), "python3 did not fall asleep within 10 s")
         let trace = temporaryPath("cli-pid-idle.atrace")
         let r = try runCapturing(try asynctrace(), ["record", "--pid", "\(idle.processIdentifier)", "--duration", "700ms", "-o", trace])
         #expect(r.status == 0, "\(r.stderr)")
