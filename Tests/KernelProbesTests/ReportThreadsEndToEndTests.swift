@@ -20,6 +20,9 @@ private let program = #"""
     static int ready;
     static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
     static void burn(uint64_t ns) { volatile uint64_t x = 0; uint64_t end = now() + ns; while (now() < end) x++; }
+    static uint64_t cpu_now(void) { struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
+    /* ns of this thread's CPU time, however long a busy machine makes it wait for a CPU meanwhile */
+    static void burn_cpu(uint64_t ns) { volatile uint64_t x = 0; uint64_t end = cpu_now() + ns; while (cpu_now() < end) for (int i = 0; i < 100000; i++) x++; }
     static void *sleeper(void *a) { pthread_setname_np(pthread_self(), "e2e-sleeper"); usleep(300000); return 0; }
     static void *waiter(void *a) {
         pthread_setname_np(pthread_self(), "e2e-waiter");
@@ -27,7 +30,7 @@ private let program = #"""
     }
     static void *burner(void *a) {
         pthread_setname_np(pthread_self(), "e2e-burner");
-        burn(200000000);
+        burn_cpu(200000000);
         pthread_mutex_lock(&m); ready = 1; pthread_cond_signal(&c); pthread_mutex_unlock(&m); return 0;
     }
     int main(int argc, char **argv) {
@@ -100,8 +103,8 @@ private let program = #"""
             "waiter: \(reasons(waiter))")
         #expect((wait["ns"] as? Int ?? 0) >= 150_000_000)
         #expect((wait["wakers"] as? [[String: Any]])?.first?["name"] as? String == "e2e-burner")
-        // The burner ran (on CPU or, on a busy machine, runnable) for its 200 ms, and was hardly blocked. Time left
-        // unknown by a switch-in the kernel did not deliver (rare, docs/kernel-probes.md) was one or the other.
+        // The burner ran (on CPU, and on a busy machine runnable too) for its 200 ms of CPU, and was hardly blocked.
+        // Time left unknown by a switch-in the kernel did not deliver (rare, docs/kernel-probes.md) was one or the other.
         let burner = try #require(thread("e2e-burner"))
         let burnerRan =
             (burner["on_cpu_ns"] as? Int ?? 0) + (burner["runqueue_ns"] as? Int ?? 0) + (burner["unknown_ns"] as? Int ?? 0)
