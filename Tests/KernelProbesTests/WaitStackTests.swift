@@ -15,11 +15,28 @@ private let waitSource = """
     #include <fcntl.h>
     #include <stdio.h>
     #include <stdlib.h>
+    #include <string.h>
     #include <unistd.h>
     #include <time.h>
     #include <sys/epoll.h>
     #include <sys/wait.h>
     static void sleep_ms(long ms) { struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L}; nanosleep(&ts, 0); }
+    /* Until `pid` sleeps (state S) in the syscall /proc/PID/syscall starts with `call` ("0 0x5 ": read of fd 5):
+       a wait that starts late on a busy machine would otherwise be shorter than the sleep meant to make it. */
+    static void until_asleep_in(pid_t pid, const char *call) {
+        for (int i = 0; i < 10000; i++) {
+            char path[64], buf[512] = {0}; FILE *f;
+            snprintf(path, sizeof path, "/proc/%d/syscall", pid);
+            if (!(f = fopen(path, "r"))) return;
+            int in = fgets(buf, sizeof buf, f) && strncmp(buf, call, strlen(call)) == 0; fclose(f);
+            snprintf(path, sizeof path, "/proc/%d/stat", pid);
+            if (!(f = fopen(path, "r"))) return;
+            memset(buf, 0, sizeof buf); fgets(buf, sizeof buf, f); fclose(f);
+            char *close = strrchr(buf, ')');
+            if (in && close && close[2] == 'S') return;
+            sleep_ms(1);
+        }
+    }
     __attribute__((noinline)) long read_chunk(int fd, char *buf, long n) {
         long got = 0, r;
         while (got < n && (r = read(fd, buf + got, n - got)) > 0) got += r;
@@ -66,11 +83,16 @@ private let waitSource = """
         int ready[2], slow[2];
         if (pipe(ready) || pipe(slow)) return 1;
         pid_t feeder = fork();
-        if (feeder == 0) { sleep_ms(20); write(ready[1], "x", 1); sleep_ms(150); write(slow[1], "abcdefgh", 8); _exit(0); }
+        if (feeder == 0) {
+            char call[32];
+            snprintf(call, sizeof call, "0 0x%x ", slow[0]);
+            sleep_ms(20); write(ready[1], "x", 1);
+            until_asleep_in(getppid(), call); sleep_ms(150); write(slow[1], "abcdefgh", 8); _exit(0);
+        }
         long total = run_loop(ready[0], slow[0]);
         waitpid(feeder, 0, 0);
         pid_t sleeper = fork();
-        if (sleeper == 0) { sleep_ms(120); _exit(0); }
+        if (sleeper == 0) { until_asleep_in(getppid(), "61 "); sleep_ms(120); _exit(0); }
         int st = reap_child(sleeper);
         long zeros = zero_fill();
         printf("%ld %d %ld\\n", total, st, zeros);
@@ -84,10 +106,27 @@ private let waitSource = """
 private let untracedWaitSource = """
     #include <signal.h>
     #include <stdio.h>
+    #include <string.h>
     #include <time.h>
     #include <unistd.h>
     #include <sys/wait.h>
     static void sleep_ms(long ms) { struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L}; nanosleep(&ts, 0); }
+    /* Until `pid` sleeps (state S) in the syscall /proc/PID/syscall starts with `call` ("0 0x5 ": read of fd 5):
+       a wait that starts late on a busy machine would otherwise be shorter than the sleep meant to make it. */
+    static void until_asleep_in(pid_t pid, const char *call) {
+        for (int i = 0; i < 10000; i++) {
+            char path[64], buf[512] = {0}; FILE *f;
+            snprintf(path, sizeof path, "/proc/%d/syscall", pid);
+            if (!(f = fopen(path, "r"))) return;
+            int in = fgets(buf, sizeof buf, f) && strncmp(buf, call, strlen(call)) == 0; fclose(f);
+            snprintf(path, sizeof path, "/proc/%d/stat", pid);
+            if (!(f = fopen(path, "r"))) return;
+            memset(buf, 0, sizeof buf); fgets(buf, sizeof buf, f); fclose(f);
+            char *close = strrchr(buf, ')');
+            if (in && close && close[2] == 'S') return;
+            sleep_ms(1);
+        }
+    }
     __attribute__((noinline)) int reap_worker(pid_t pid) {
         int status = 0;
         waitpid(pid, &status, 0);
@@ -116,7 +155,7 @@ private let untracedWaitSource = """
     }
     __attribute__((noinline)) int run_job(void) {
         pid_t worker = fork();
-        if (worker == 0) { sleep_ms(120); _exit(0); }
+        if (worker == 0) { until_asleep_in(getppid(), "61 "); sleep_ms(120); _exit(0); }
         int r = supervise_worker(worker);
         r += wait_for_go(80);
         __asm__ volatile("");
