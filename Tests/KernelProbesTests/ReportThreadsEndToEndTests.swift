@@ -388,17 +388,35 @@ private let program = #"""
         #define _GNU_SOURCE
         #include <fcntl.h>
         #include <pthread.h>
+        #include <stdio.h>
+        #include <string.h>
         #include <sys/epoll.h>
         #include <sys/eventfd.h>
         #include <unistd.h>
         static const char *path;
+        static pid_t loop_tid;
+        /* Whether the loop thread sleeps (state S) in its openat (257) of the FIFO: the writer's 120 ms count from
+           then, or on a busy machine the loop could reach its open late and hardly wait in it. */
+        static int loop_asleep_in_open(void) {
+            char p[64], buf[256] = {0}; FILE *f;
+            snprintf(p, sizeof p, "/proc/self/task/%d/syscall", loop_tid);
+            if (!(f = fopen(p, "r"))) return 0;
+            int in_open = fgets(buf, sizeof buf, f) && strncmp(buf, "257 ", 4) == 0; fclose(f);
+            snprintf(p, sizeof p, "/proc/self/task/%d/stat", loop_tid);
+            if (!(f = fopen(p, "r"))) return 0;
+            memset(buf, 0, sizeof buf); fgets(buf, sizeof buf, f); fclose(f);
+            char *close = strrchr(buf, ')');
+            return in_open && close && close[2] == 'S';
+        }
         static void *writer(void *a) {
             pthread_setname_np(pthread_self(), "fifo-writer");
+            for (int i = 0; i < 10000 && !loop_asleep_in_open(); i++) usleep(1000);
             usleep(120000); int fd = open(path, O_WRONLY); write(fd, "x", 1); close(fd); return 0;
         }
         int main(int argc, char **argv) {
             pthread_setname_np(pthread_self(), "fifo-loop");
             path = argv[1];
+            loop_tid = gettid();
             int ep = epoll_create1(0), ev = eventfd(0, 0);
             struct epoll_event e = { .events = EPOLLIN, .data.fd = ev };
             epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
