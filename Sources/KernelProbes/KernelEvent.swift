@@ -12,6 +12,9 @@ public struct KernelEvent: Sendable {
         case threadName
         /// A traced thread ended.
         case threadExit
+        /// A traced process's title (`detail`, "": none again): its /proc/PID/cmdline when it differs from
+        /// the command line it was exec'd with. Read by the recorder, not the probes.
+        case processTitle
         /// A traced thread is back on a CPU (`timestampNs`) after `blockedNs` + `runqueueNs` off it.
         case offCPU
         /// `fd` begins a new life (`fdKind`, `sourceFd`, `detail`); `sourceFd == fd`: the current
@@ -56,6 +59,8 @@ public struct KernelEvent: Sendable {
     public var epollDataStorage = InlineArray<16, UInt64>(repeating: 0)
     /// processFork: the new process.
     public var childPid: UInt32 = 0
+    /// processTitle: the process's parent (0: not known).
+    public var parentPid: UInt32 = 0
     /// Exit status 0...255, or -signal.
     public var exitCode: Int32 = 0
     /// offCPU: the state at switch-out (TraceFormat's OffCPUState values).
@@ -75,7 +80,7 @@ public struct KernelEvent: Sendable {
     public var fdKind: UInt8 = 0
     /// fdOpen: the fd it duplicates (-1: none).
     public var sourceFd: Int32 = -1
-    /// threadName / fdOpen: how many bytes of text `epollDataStorage` holds (it is free there).
+    /// threadName / processTitle / fdOpen: how many bytes of text `epollDataStorage` holds (it is free there).
     public var detailLength: UInt8 = 0
     /// cpuSample: interned stack ids (SampleTables.stacks; 0: none).
     public var userStack: UInt32 = 0
@@ -104,7 +109,7 @@ public struct KernelEvent: Sendable {
         }
     }
 
-    /// threadName: the name; fdOpen: the path, or `local->peer`. At most 128 bytes are kept; a
+    /// threadName: the name; processTitle: the title; fdOpen: the path, or `local->peer`. At most 128 bytes are kept; a
     /// longer text keeps its start and end around "...".
     public var detail: String {
         get {

@@ -19,6 +19,8 @@ struct KernelFlightState {
 
     var threads: [UInt64: Thread] = [:]
     var fds: [UInt64: [FDLife]] = [:]
+    /// Every traced process's latest processTitle, kept while a thread of it is kept.
+    var titles: [UInt32: KernelEvent] = [:]
     /// What ended longer ago than this (before any window a dump can have) is forgotten.
     var retentionNs: UInt64
     private var notedSinceSweep = 0
@@ -38,6 +40,9 @@ struct KernelFlightState {
             notedSinceSweep += 1
         case .threadExit:
             threads[Self.key(e.pid, e.tid)]?.exitNs = e.timestampNs
+        case .processTitle:
+            titles[e.pid] = e
+            notedSinceSweep += 1
         case .processExit:
             for (k, t) in threads where k >> 32 == UInt64(e.pid) && t.exitNs == nil { threads[k]!.exitNs = e.timestampNs }
             for (k, lives) in fds where k >> 32 == UInt64(e.pid) && lives.last?.closedNs == nil {
@@ -84,13 +89,15 @@ struct KernelFlightState {
         notedSinceSweep = 0
         let horizon = nowNs > retentionNs ? nowNs - retentionNs : 0
         threads = threads.filter { ($0.value.exitNs ?? .max) >= horizon }
+        let pids = Set(threads.keys.map { UInt32($0 >> 32) })
+        titles = titles.filter { pids.contains($0.key) }
         fds = fds.compactMapValues { lives in
             let kept = lives.filter { ($0.closedNs ?? .max) >= horizon }
             return kept.isEmpty ? nil : kept
         }
     }
 
-    /// threadName and fdOpen (tid 0, as at attach) events for what was alive at `atNs`, stamped `atNs`.
+    /// threadName, processTitle and fdOpen (tid 0, as at attach) events for what was alive at `atNs`, stamped `atNs`.
     func events(atNs: UInt64) -> [KernelEvent] {
         var out: [KernelEvent] = []
         for (k, t) in threads.sorted(by: { $0.key < $1.key }) where (t.exitNs ?? .max) >= atNs {
@@ -98,6 +105,10 @@ struct KernelFlightState {
             var e = KernelEvent(kind: .threadName, pid: UInt32(k >> 32), tid: UInt32(truncatingIfNeeded: k), timestampNs: atNs)
             e.detail = name
             out.append(e)
+            if var title = titles[e.pid], title.detailLength > 0, e.pid == e.tid {
+                title.timestampNs = atNs
+                out.append(title)
+            }
         }
         for (_, lives) in fds.sorted(by: { $0.key < $1.key }) {
             guard let life = lives.last(where: { $0.openNs < atNs && ($0.closedNs ?? .max) >= atNs }) else { continue }

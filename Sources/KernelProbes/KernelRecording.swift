@@ -34,6 +34,10 @@ public final class KernelRecording {
     private var snapshotReadNs: UInt64 = 0
     /// When the latest poll of the ring began.
     private var pollStartNs: UInt64 = 0
+    /// The processes' titles (argv rewritten), read from /proc at attach and after forks.
+    private var titles = ProcessTitleWatch()
+    /// Processes not given titles because too many were watched.
+    public var processesWithoutTitles: UInt64 { titles.notTracked }
 
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
     /// The threads and fds `rootPid` has when the first events are pumped (a launched program has
@@ -62,6 +66,13 @@ public final class KernelRecording {
         snapshotTaken = true
         snapshot = ProcessSnapshot.events(pid: rootPid, timestampNs: createdNs)
         for pid in otherPidsAtStart { snapshot += ProcessSnapshot.events(pid: pid, timestampNs: createdNs) }
+        // Parents first: each process is compared with its parent's command line if that is traced (the root's is not).
+        for pid in [rootPid] + otherPidsAtStart {
+            let parent = ProcessSnapshot.readSmallFile("/proc/\(pid)/stat", limit: 1024).flatMap(ProcessSnapshot.parentPid(stat:))
+            if let e = titles.attach(pid: UInt32(pid), parent: UInt32(bitPattern: parent ?? 0), nowNs: createdNs) {
+                snapshot.append(e)
+            }
+        }
         // After the read, not before: a thread made (or renamed) while /proc was being read shows
         // there with its new name, and its creation event must count as "seen before the read".
         snapshotReadNs = monotonicNowNs()
@@ -98,11 +109,17 @@ public final class KernelRecording {
     public func pump(timeoutMs: Int32) {
         let session = self.session, onEvents = self.onEvents
         pollStartNs = monotonicNowNs()
+        var forksAndExits: [KernelEvent] = []
         writer.receive { pending in
             let before = pending.count
-            if session.poll(timeoutMs: timeoutMs, into: &pending) > 0 { onEvents?(pending[before...]) }
+            if session.poll(timeoutMs: timeoutMs, into: &pending) > 0 {
+                onEvents?(pending[before...])
+                forksAndExits = pending[before...].filter { $0.kind == .processFork || $0.kind == .processExit }
+            }
         }
-        takeSnapshot()
+        takeSnapshot()  // first: a child forked before it is compared with its parent as read there
+        watchProcesses(forksAndExits)
+        rereadTitles(nowNs: monotonicNowNs())
         // Not before a poll that began after /proc was read (the next pump): what the probes saw made
         // or renamed between this poll and the read is not pending yet, and the snapshot would give such
         // a thread its later name at the recording's start (a loaded first pump, later than the flush
@@ -116,6 +133,27 @@ public final class KernelRecording {
         }
     }
 
+    /// Forks and exits of `events` start and end the watch of a process's title.
+    private func watchProcesses(_ events: [KernelEvent]) {
+        for e in events {
+            if e.kind == .processFork { titles.forked(parent: e.pid, child: e.childPid, nowNs: e.timestampNs) }
+            if e.kind == .processExit { titles.exited(pid: e.pid) }
+        }
+    }
+
+    /// Re-reads the titles due by `nowNs` and adds what changed to the pending events.
+    private func rereadTitles(nowNs: UInt64) {
+        guard titles.anyDue(nowNs: nowNs) else { return }
+        let found = titles.reread(nowNs: nowNs)
+        guard !found.isEmpty else { return }
+        let onEvents = self.onEvents
+        writer.receive { pending in
+            let before = pending.count
+            pending.append(contentsOf: found)
+            onEvents?(pending[before...])
+        }
+    }
+
     /// Stops the probes, drains the ring, writes everything left with a final chunk, and frees
     /// the probes.
     @discardableResult
@@ -126,17 +164,24 @@ public final class KernelRecording {
         let session = self.session, onEvents = self.onEvents
         while empty < 2 {
             var got = 0
+            var forksAndExits: [KernelEvent] = []
             writer.receive { pending in
                 let before = pending.count
                 got = session.poll(timeoutMs: 0, into: &pending)
-                if got > 0 { onEvents?(pending[before...]) }
+                if got > 0 {
+                    onEvents?(pending[before...])
+                    forksAndExits = pending[before...].filter { $0.kind == .processFork || $0.kind == .processExit }
+                }
             }
+            watchProcesses(forksAndExits)
             empty = got == 0 ? empty + 1 : 0
             if writer.pendingCount >= 1 << 18 {
                 mergeSnapshot()
                 writer.flush(nowNs: monotonicNowNs(), droppedCumulative: session.statistics.dropped)
             }
         }
+        // Children forked lately are read once more now, whatever their delay: they may not be later.
+        rereadTitles(nowNs: .max)
         let stats = session.statistics
         session.close()
         mergeSnapshot()

@@ -231,6 +231,12 @@ public struct KernelTraceWriter {
             b.putUnsigned(UInt64(e.pid))
             b.putUnsigned(UInt64(e.tid))
             b.putStringID(name)
+        case .processTitle:
+            let title = b.intern(e.detail, ticks: e.timestampNs)
+            b.beginEvent(.processTitle, ticks: e.timestampNs)
+            b.putUnsigned(UInt64(e.pid))
+            b.putUnsigned(UInt64(e.parentPid))
+            b.putStringID(title)
         case .threadExit:
             b.beginEvent(.threadExit, ticks: e.timestampNs)
             b.putUnsigned(UInt64(e.pid))

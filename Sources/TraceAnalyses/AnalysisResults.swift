@@ -231,6 +231,43 @@ public struct SyscallInCallback: Sendable {
 }
 
 /// A thread, named where the trace knows its name.
+/// A process that gave itself a title by rewriting its argv (postgres' "postgres: 15/main: checkpointer",
+/// nginx's "nginx: worker process"): /proc/PID/cmdline as the recorder read it, when it differed from the
+/// command line the process was exec'd with.
+public struct TitledProcess: Sendable, Hashable {
+    /// The process id.
+    public var pid: UInt32
+    /// Its parent, where the trace saw the fork.
+    public var ppid: UInt32?
+    /// Its program as the kernel names it (the main thread's comm), where known.
+    public var program: String?
+    /// The title (as read; not escaped).
+    public var title: String
+
+    /// A title is kept in at most this many bytes (the recorder writes at most 128; a crafted trace may hold any).
+    public static let maxTitleBytes = 256
+
+    /// `title` cut to `maxTitleBytes` (at a character boundary, "…" added), so a crafted one stays a line.
+    public static func bounded(_ title: String) -> String {
+        guard title.utf8.count > maxTitleBytes else { return title }
+        var out = "", bytes = 0
+        for c in title {
+            bytes += c.utf8.count
+            if bytes > maxTitleBytes - 3 { break }
+            out.append(c)
+        }
+        return out + "…"
+    }
+
+    /// A titled process from its fields.
+    public init(pid: UInt32, ppid: UInt32?, program: String?, title: String) {
+        self.pid = pid
+        self.ppid = ppid
+        self.program = program
+        self.title = title
+    }
+}
+
 public struct ThreadRef: Sendable, Hashable {
     /// The process id.
     public var pid: UInt32
@@ -651,6 +688,8 @@ public struct TraceAnalysis: Sendable {
     public var busiestSecond: BusiestSecond?
     /// Every traced thread, by pid and tid.
     public var threads: [ThreadSummary] = []
+    /// The processes that gave themselves a title (processTitle), by pid.
+    public var titledProcesses: [TitledProcess] = []
     /// Whether the trace has scheduler events (offCPU): on-CPU and off-CPU times are known.
     public var hasSchedulerEvents = false
     /// Loop threads' stretches between epoll waits, longest first (at most `top`).

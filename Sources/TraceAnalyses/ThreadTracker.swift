@@ -199,6 +199,9 @@ struct ThreadTracker {
 
     var threads: [UInt64: ThreadState] = [:]
     var names: [UInt64: String] = [:]
+    /// Processes' titles (processTitle: argv rewritten, as postgres, nginx do), by pid; their parents (processFork).
+    var titles: [UInt32: String] = [:]
+    var parents: [UInt32: UInt32] = [:]
     var untrackedThreads: UInt64 = 0
     var sawScheduler = false
     /// Off-CPU time before this is cut (the recording's start, or the report window's).
@@ -238,6 +241,16 @@ struct ThreadTracker {
         guard names[k] != nil || names.count < Self.maxThreads else { return }
         names[k] = name
         withThread(k) { $0.seen(ns) }
+    }
+
+    mutating func processTitle(pid: UInt32, title: String) {
+        guard titles[pid] != nil || titles.count < Self.maxThreads else { return }
+        titles[pid] = title.isEmpty ? nil : TitledProcess.bounded(title)
+    }
+
+    mutating func forked(parent: UInt32, child: UInt32) {
+        guard parents[child] != nil || parents.count < Self.maxThreads else { return }
+        parents[child] = parent
     }
 
     mutating func threadExit(pid: UInt32, tid: UInt32, ns: UInt64) {
@@ -461,7 +474,24 @@ struct ThreadTracker {
     }
 
     func name(_ key: UInt64, userThreadNames: [UInt64: String]) -> String? {
-        Self.preferredName(kernel: names[key], user: userThreadNames[key])
+        titled(Self.preferredName(kernel: names[key], user: userThreadNames[key]), key)
+    }
+
+    /// A thread's name where its process has a title: the title for its main thread ("postgres: checkpointer"),
+    /// "name in title" for the others.
+    func titled(_ name: String?, _ key: UInt64) -> String? {
+        let pid = UInt32(key >> 32), tid = UInt32(truncatingIfNeeded: key)
+        guard let title = titles[pid] else { return name }
+        if pid == tid { return title }
+        return "\(name ?? "thread") in \(title)"
+    }
+
+    /// The titled processes, by pid: pid, parent, program (its main thread's comm) and title.
+    func titledProcesses() -> [TitledProcess] {
+        titles.keys.sorted().map { pid in
+            TitledProcess(
+                pid: pid, ppid: parents[pid], program: names[UInt64(pid) << 32 | UInt64(pid)], title: titles[pid]!)
+        }
     }
 
     func summary(loopUtilization: [UInt64: Double], userThreadNames: [UInt64: String]) -> ([ThreadSummary], [LoopStall]) {

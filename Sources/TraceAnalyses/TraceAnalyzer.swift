@@ -188,6 +188,15 @@ public struct TraceAnalyzer {
                 pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), name: ev.text,
                 ns: max(windowStart, min(ns, windowEnd)))
         }
+        // So do process titles and parents (a title names its process in every section).
+        if ev.kind == .processTitle {
+            let pid = UInt32(truncatingIfNeeded: ev.u(0)), ppid = UInt32(truncatingIfNeeded: ev.u(1))
+            threads.processTitle(pid: pid, title: ev.text)
+            if ppid != 0 && ppid != pid { threads.forked(parent: ppid, child: pid) }
+        }
+        if ev.kind == .processFork {
+            threads.forked(parent: UInt32(truncatingIfNeeded: ev.u(0)), child: UInt32(truncatingIfNeeded: ev.u(1)))
+        }
         // Stack definitions and code regions hold for the rest of the trace too.
         if ev.kind == .stackDef || ev.kind == .mapping { creationStackEvent(stream: s, pid: streamPid[s], ev) }
         if ns < windowStart {
@@ -608,8 +617,9 @@ public struct TraceAnalyzer {
                 c.blockedNs = nil
                 c.runqueueNs = nil
             }
-            c.threadName = ThreadTracker.preferredName(
-                kernel: finalThreads.names[UInt64(c.pid) << 32 | UInt64(c.tid)], user: c.threadName)
+            let key = UInt64(c.pid) << 32 | UInt64(c.tid)
+            c.threadName = finalThreads.titled(
+                ThreadTracker.preferredName(kernel: finalThreads.names[key], user: c.threadName), key)
             if c.createdAt.isEmpty { c.createdAt = sites.frames(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
             return c
         }
@@ -683,6 +693,7 @@ public struct TraceAnalyzer {
         analysis.creationStacks = creationStacks
         analysis.creationStacksUndefined = creationStacksUndefined
         analysis.waitMomentsNotKept = waitMomentsNotKept
+        analysis.titledProcesses = finalThreads.titledProcesses()
         return analysis
     }
 

@@ -23,8 +23,8 @@ public final class ChromeTraceExporter: TimelineSink {
     /// would otherwise grow a cache per thread (367 MB seen); past the budget heads are built uncached.
     static let prefixSlotBudget = 4 << 20
     @exclusivity(unchecked) private var prefixSlotsLeft = ChromeTraceExporter.prefixSlotBudget
-    /// Processes whose process_name record was written.
-    @exclusivity(unchecked) private var processesNamed = Set<UInt32>()
+    /// Processes whose process_name record was written, and the name written.
+    @exclusivity(unchecked) private var processesNamed: [UInt32: String] = [:]
     @exclusivity(unchecked) private var stacks = PerThreadStacks<TimelineOp>()
     @exclusivity(unchecked) private var first = true
     /// JSON events written so far.
@@ -103,10 +103,8 @@ public final class ChromeTraceExporter: TimelineSink {
         stacks.addThread()
         prefixes.append(ByteArena(capacity: 64))  // grows as needed; a trace may have 65,536 threads
         var text = ""
-        if processesNamed.insert(thread.pid).inserted {
-            text +=
-                "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\(process.pid),\"tid\":0,\"args\":{\"name\":"
-                + JSONWriter.quote(process.program.isEmpty ? "pid \(process.pid)" : process.program) + "}}"
+        if processesNamed[thread.pid] == nil {
+            text += processNameRecord(process)
         }
         if !text.isEmpty { text += ",\n" }
         text +=
@@ -116,6 +114,28 @@ public final class ChromeTraceExporter: TimelineSink {
         open(&w)
         out.commit(w)
         out.write(text)
+    }
+
+    /// The process_name record of `process` (its title, else its program, else "pid N"), noted as written.
+    private func processNameRecord(_ process: TimelineProcess) -> String {
+        let name = process.displayName.isEmpty ? "pid \(process.pid)" : process.displayName
+        processesNamed[process.pid] = name
+        return "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":\(process.pid),\"tid\":0,\"args\":{\"name\":"
+            + JSONWriter.quote(name) + "}}"
+    }
+
+    /// A process that took its title after it appeared (a forked child sets it right after the fork) is named
+    /// again by it: the later process_name record is the one viewers show.
+    public func finished(timeline: Timeline) {
+        for process in timeline.processes {
+            guard let written = processesNamed[process.pid], !process.displayName.isEmpty,
+                written != process.displayName
+            else { continue }
+            var w = out.reserve(2)
+            open(&w)
+            out.commit(w)
+            out.write(processNameRecord(process))
+        }
     }
 
     private func middle(_ op: TimelineOp, timeline: Timeline) -> UnsafeRawBufferPointer {

@@ -364,6 +364,16 @@ public enum HTMLReport {
         }
         s += "</table>\n"
         if a.threads.count > shown.count { s += "<p class=\"muted\">\(a.threads.count - shown.count) more threads (the JSON report has all).</p>\n" }
+        if !a.titledProcesses.isEmpty {
+            // Processes named by the title they set (their argv rewritten), as their threads are above.
+            let limit = max(a.options.top, 20)
+            s += "<p>Processes by their titles:</p>\n<ul class=\"titles\">\n"
+            for p in a.titledProcesses.prefix(limit) { s += "<li>\(x(TextReport.processTitle(p)))</li>\n" }
+            s += "</ul>\n"
+            if a.titledProcesses.count > limit {
+                s += "<p class=\"muted\">\(a.titledProcesses.count - limit) more titled processes (the JSON report has all).</p>\n"
+            }
+        }
     }
 
     private static func callbacks(_ a: TraceAnalysis, _ s: inout String) {

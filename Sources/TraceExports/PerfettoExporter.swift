@@ -94,7 +94,8 @@ public final class PerfettoExporter: TimelineSink {
     @exclusivity(unchecked) private var packet = ProtoBuffer()
     @exclusivity(unchecked) private var scratch = ProtoBuffer(capacity: 256)
     @exclusivity(unchecked) private var sequences: [Sequence] = []
-    @exclusivity(unchecked) private var describedProcesses: Set<UInt32> = []
+    /// Processes whose track descriptor was written, and the title it had ("": none).
+    @exclusivity(unchecked) private var describedProcesses: [UInt32: String] = [:]
     @exclusivity(unchecked) private var describedCounters: Set<UInt32> = []
     /// Per name id: 1 if it names an epoll wait syscall, 0 if not, -1 not yet known.
     @exclusivity(unchecked) private var epollName: [Int8] = []
@@ -147,18 +148,7 @@ public final class PerfettoExporter: TimelineSink {
 
     public func threadAdded(_ thread: TimelineThread, process: TimelineProcess, timeline: Timeline) {
         sequences.append(Sequence())
-        if describedProcesses.insert(process.pid).inserted {
-            var d = ProtoBuffer(capacity: 256)
-            d.varint(1, Self.processUUID(process.pid))
-            scratch.reset()
-            scratch.int(1, Int64(process.pid))
-            if !process.program.isEmpty {
-                scratch.string(6, processName(process.program))
-                scratch.string(2, process.program)
-            }
-            d.message(3, scratch)
-            descriptorPacket(d)
-        }
+        if describedProcesses[process.pid] == nil { describe(process) }
         var d = ProtoBuffer(capacity: 256)
         d.varint(1, Self.threadUUID(thread.pid, thread.tid))
         d.varint(5, Self.processUUID(thread.pid))
@@ -171,6 +161,34 @@ public final class PerfettoExporter: TimelineSink {
                 ?? (thread.hasUserStream ? "thread \(thread.tid)" : "thread \(thread.tid) (kernel only)"))
         d.message(4, scratch)
         descriptorPacket(d)
+    }
+
+    /// The process's track descriptor: its title as its name where it has one ("postgres: checkpointer"), else
+    /// its program's file name; the command line.
+    private func describe(_ process: TimelineProcess) {
+        describedProcesses[process.pid] = process.title ?? ""
+        var d = ProtoBuffer(capacity: 256)
+        d.varint(1, Self.processUUID(process.pid))
+        scratch.reset()
+        scratch.int(1, Int64(process.pid))
+        if let title = process.title {
+            scratch.string(6, title)
+            if !process.program.isEmpty { scratch.string(2, process.program) }
+        } else if !process.program.isEmpty {
+            scratch.string(6, processName(process.program))
+            scratch.string(2, process.program)
+        }
+        d.message(3, scratch)
+        descriptorPacket(d)
+    }
+
+    /// A process that took its title after it appeared (a forked child sets it right after the fork) is
+    /// described again with it: the later descriptor names the track.
+    public func finished(timeline: Timeline) {
+        for process in timeline.processes {
+            guard let written = describedProcesses[process.pid], let title = process.title, title != written else { continue }
+            describe(process)
+        }
     }
 
     private func processName(_ program: String) -> String {

@@ -4,6 +4,7 @@
 //
 // Memory is bounded by what is live: open slices per thread, resources not yet destroyed, fds owned,
 // flows not yet terminated. Nothing grows with the trace's length.
+import TraceAnalyses
 import TraceFormat
 import TraceReader
 
@@ -70,6 +71,12 @@ public struct TimelineProcess: Sendable {
     public let pid: UInt32
     /// The program, from its streams' processInfo (the file header's for the recording process); "" if unknown.
     public var program: String
+    /// The title it gave itself (the kernel stream's processTitle: argv rewritten, as postgres' "postgres:
+    /// checkpointer"), nil if none. Known when the process appears if it was read at attach; a forked child's
+    /// comes later (`TimelineSink.finished` sees the final one).
+    public var title: String? = nil
+    /// What names the process: its title, else its program ("" if neither is known).
+    public var displayName: String { title ?? program }
 }
 
 /// One operation in a thread's timeline.
@@ -280,6 +287,8 @@ public final class Timeline {
     @exclusivity(unchecked) private var blockedInNames: [Int] = []
     /// Names from the kernel stream's threadName events for threads not seen yet (applied when they appear).
     private var kernelThreadNames: [UInt64: String] = [:]
+    /// Titles from processTitle events for processes not seen yet (applied when they appear).
+    private var pendingTitles: [UInt32: String] = [:]
     /// Whether off-CPU stretches were seen (the trace has scheduler events).
     public private(set) var hasSchedulerEvents = false
 
@@ -472,6 +481,7 @@ public final class Timeline {
         let p = processes.count
         let prog = program ?? (pid == reader.header.pid ? reader.header.program : "")
         processes.append(TimelineProcess(index: p, pid: pid, program: prog))
+        if let title = pendingTitles.removeValue(forKey: pid) { processes[p].title = title }
         processByPid[pid] = p
         resources.append(IDTable())
         fdOwner.append(IDTable())
@@ -554,6 +564,9 @@ public final class Timeline {
         case .threadName:
             kernelThreadName(e, it)
             return
+        case .processTitle:
+            processTitle(e, it)
+            return
         case .loopPhase:
             // A libuv loop's phase, seen by a uprobe (record --node-loop-phases): on that thread's own track,
             // as the runtime's phaseStart.
@@ -582,6 +595,19 @@ public final class Timeline {
             if !threads[t].hasUserStream || threads[t].name == nil { threads[t].name = name }
         } else if kernelThreadNames.count < 65_536 || kernelThreadNames[key] != nil {
             kernelThreadNames[key] = name
+        }
+    }
+
+    /// A process's title ("": none again): on its process, or kept until it appears.
+    private func processTitle(_ e: EventView, _ it: TraceEventIterator) {
+        guard e.textID >= 0 else { return }
+        let pid = UInt32(truncatingIfNeeded: e.u(0))
+        let text = it.string(e.textID)
+        let title = text.isEmpty ? nil : TitledProcess.bounded(text)
+        if let p = processByPid[pid] {
+            processes[p].title = title
+        } else if pendingTitles.count < 65_536 || pendingTitles[pid] != nil {
+            pendingTitles[pid] = title
         }
     }
 

@@ -167,6 +167,9 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     @inlinable public static var userSampleNewStack: EventKind { EventKind(rawValue: 0x36) }
     /// Kernel: defines stack id compactly: its base as a difference of ids, its shape, its own frames (`CompactStack`).
     @inlinable public static var stackCompact: EventKind { EventKind(rawValue: 0x37) }
+    // Kernel stream, version 11: the title a process gave itself (argv rewritten: postgres, nginx, setproctitle)
+    /// Kernel: a traced process's title, its /proc/PID/cmdline when that differs from its exec'd command line ("": none again) (pid, ppid, title).
+    @inlinable public static var processTitle: EventKind { EventKind(rawValue: 0x38) }
 
     /// The kind's row of the spec table; nil for a code this build does not know.
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
@@ -455,6 +458,11 @@ public enum EventSpecs {
         EventSpec(
             kind: .sampling, name: "sampling", args: [a("periodNs", .unsigned), a("flags", .unsigned)],
             summary: "CPU sampling is on from here: one sample per periodNs of a thread's CPU time; flags bit 0: samples carry kernel stacks"),
+        EventSpec(
+            kind: .processTitle, name: "processTitle", args: [a("pid", .unsigned), a("ppid", .unsigned), a("title", .string)],
+            summary:
+                "a traced process's title: its /proc/PID/cmdline (NULs as spaces) when it differs from the command line it was exec'd with, read at attach and after a fork; \"\": no title again"
+        ),
     ]
 
     /// Lookup by code; nil where no kind is defined.

@@ -195,6 +195,16 @@ public enum JSONReport {
             j.field("fd_lives_not_listed", a.io.fdLivesNotListed)
             j.array("threads") { r in for t in a.threads { r.object { thread(t, &$0) } } }
             j.field("untracked_threads", a.untrackedThreads)
+            j.array("process_titles") { r in
+                for p in a.titledProcesses {
+                    r.object { e in
+                        e.field("pid", UInt64(p.pid))
+                        optional("ppid", p.ppid.map(UInt64.init), &e)
+                        e.field("program", p.program)
+                        e.field("title", p.title)
+                    }
+                }
+            }
             j.array("stalls") { r in for st in a.stalls { r.object { stall(st, &$0) } } }
             j.object("stalls_summary") { b in
                 b.field("threshold_ns", a.options.blockingThresholdNs)

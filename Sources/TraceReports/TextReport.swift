@@ -406,6 +406,25 @@ public enum TextReport {
         if a.untrackedThreads > 0 {
             out += "  note: \(Formatting.count(a.untrackedThreads)) events of threads beyond the tracking bound were not counted\n"
         }
+        processTitles(a, &out)
+    }
+
+    /// One line per process that gave itself a title (its argv rewritten: postgres, nginx), as threads are
+    /// named by it: "postgres: checkpointer (pid 123, postgres, child of 100)".
+    private static func processTitles(_ a: TraceAnalysis, _ out: inout String) {
+        guard !a.titledProcesses.isEmpty else { return }
+        let limit = max(a.options.top, 20)
+        out += "  processes by their titles (the command line they rewrote):\n"
+        for p in a.titledProcesses.prefix(limit) { out += "    " + processTitle(p) + "\n" }
+        if a.titledProcesses.count > limit { out += "    ... \(a.titledProcesses.count - limit) more (JSON has all)\n" }
+    }
+
+    /// "title (pid P, program, child of Q)", the title and program escaped.
+    public static func processTitle(_ p: TitledProcess) -> String {
+        var about = ["pid \(p.pid)"]
+        if let program = p.program, !program.isEmpty { about.append(Formatting.printable(program)) }
+        if let ppid = p.ppid { about.append("child of \(ppid)") }
+        return Formatting.printable(p.title) + " (" + about.joined(separator: ", ") + ")"
     }
 
     /// A loop thread's longest stall ("stall 201 ms"); another thread's longest wait, by what it waited in

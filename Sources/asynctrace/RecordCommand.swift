@@ -358,6 +358,7 @@ struct RecordCommand: ParsableCommand {
             }
         }
         let stats = recording?.finish()
+        if let recording { noteProcessesWithoutTitles(recording) }
         if benchCPU { printBenchCPU(recording?.session) }
         nodeLaunch?.finish()
         if let loopPhases { note(loopPhases.summary) }
@@ -487,6 +488,7 @@ struct RecordCommand: ParsableCommand {
             if kill(pid, 0) != 0 && errno == ESRCH { exited = true }
         }
         let stats = recording.finish()
+        noteProcessesWithoutTitles(recording)
         if let loopPhases { note(loopPhases.summary) }
         if let flightRecording {
             flightRecording.finish()
@@ -497,6 +499,13 @@ struct RecordCommand: ParsableCommand {
         appendUnwrittenNote(traceFD: fd, reserve: &reserve, path: path, pid: pid, userLost: nil, kernelLost: kernelLost)
         let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil, kernelLost: kernelLost)
         if lost { throw ExitCode(74) }
+    }
+
+    /// Says how many forked processes were not watched for a title (beyond the watch's bound).
+    private func noteProcessesWithoutTitles(_ recording: KernelRecording) {
+        let n = recording.processesWithoutTitles
+        guard n > 0 else { return }
+        note("\(n) forked process\(n == 1 ? " was" : "es were") not watched for a process title (at most 4,096 at a time)")
     }
 
     /// "6449, 6450" (at most 8, then "…").

@@ -99,6 +99,10 @@ struct StreamScript {
     mutating func processFork(parent: UInt32, child: UInt32, at ns: UInt64) {
         begin(.processFork, ns); builder.putUnsigned(UInt64(parent)); builder.putUnsigned(UInt64(child))
     }
+    mutating func processTitle(pid: UInt32, ppid: UInt32 = 0, _ title: String, at ns: UInt64) {
+        let id = builder.intern(title, ticks: ns)
+        begin(.processTitle, ns); builder.putUnsigned(UInt64(pid)); builder.putUnsigned(UInt64(ppid)); builder.putStringID(id)
+    }
 
     func sealed() -> [UInt8] {
         builder.seal(
@@ -151,6 +155,14 @@ struct KernelScript {
     mutating func fdOpen(tid: UInt32, fd: Int64, kind: FDKind, sourceFd: Int64 = -1, _ detail: String, at ns: UInt64) {
         let p = pid
         add(at: ns) { $0.fdOpen(pid: p, tid: tid, fd: fd, kind: kind, sourceFd: sourceFd, detail, at: ns) }
+    }
+
+    mutating func processFork(child: UInt32, at ns: UInt64, parent: UInt32? = nil) {
+        let p = parent ?? pid
+        add(at: ns) { $0.processFork(parent: p, child: child, at: ns) }
+    }
+    mutating func processTitle(pid: UInt32, ppid: UInt32 = 0, _ title: String, at ns: UInt64) {
+        add(at: ns) { $0.processTitle(pid: pid, ppid: ppid, title, at: ns) }
     }
 
     func stream() -> StreamScript {
