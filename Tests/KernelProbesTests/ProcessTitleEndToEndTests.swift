@@ -3,6 +3,7 @@
 // and the Chrome export; a child that keeps its command line or execs has none.
 import Foundation
 import Testing
+@testable import KernelProbes
 
 @Suite(.serialized) struct ProcessTitleEndToEndTests {
     /// `titlesrv MS`: forks "worker A" (sets its title at once), after MS ms "checkpointer B" (sets it at once),
@@ -105,5 +106,29 @@ import Testing
         let rec = try runCapturing(try asynctrace(), ["record", "--pid", "\(program.processIdentifier)", "-o", trace])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
         try check(trace: trace, root: program.processIdentifier)
+    }
+}
+
+/// A flight recorder's dump says each live process's latest title again at its start, as it says thread names.
+@Suite struct ProcessTitleFlightStateTests {
+    @Test func aDumpRepeatsTheLatestTitleOfALiveProcess() {
+        var state = KernelFlightState(retentionNs: 10_000_000_000)
+        for (pid, tid) in [(40, 40), (41, 41), (41, 42), (43, 43)] as [(UInt32, UInt32)] {
+            var n = KernelEvent(kind: .threadName, pid: pid, tid: tid, timestampNs: 1_000)
+            n.detail = "srv"
+            state.note(n)
+        }
+        for (pid, title, at) in [(41, "srv: worker", 2_000), (41, "srv: worker busy", 3_000), (43, "srv: gone", 2_000)]
+            as [(UInt32, String, UInt64)]
+        {
+            var t = KernelEvent(kind: .processTitle, pid: pid, tid: 0, timestampNs: at)
+            t.parentPid = 40
+            t.detail = title
+            state.note(t)
+        }
+        state.note(KernelEvent(kind: .processExit, pid: 43, tid: 43, timestampNs: 4_000))
+        let titles = state.events(atNs: 5_000).filter { $0.kind == .processTitle }
+        #expect(titles.map(\.pid) == [41] && titles.first?.detail == "srv: worker busy" && titles.first?.parentPid == 40)
+        #expect(titles.first?.timestampNs == 5_000)
     }
 }
