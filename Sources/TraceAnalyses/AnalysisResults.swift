@@ -237,7 +237,7 @@ public struct SyscallInCallback: Sendable {
 public struct TitledProcess: Sendable, Hashable {
     /// The process id.
     public var pid: UInt32
-    /// Its parent, where the trace saw the fork.
+    /// Its parent, where the trace says it (a traced fork, or the title's record: /proc at attach).
     public var ppid: UInt32?
     /// Its program as the kernel names it (the main thread's comm), where known.
     public var program: String?
