@@ -230,7 +230,6 @@ public struct SyscallInCallback: Sendable {
     public var fdDetail: String? = nil
 }
 
-/// A thread, named where the trace knows its name.
 /// A process that gave itself a title by rewriting its argv (postgres' "postgres: 15/main: checkpointer",
 /// nginx's "nginx: worker process"): /proc/PID/cmdline as the recorder read it, when it differed from the
 /// command line the process was exec'd with.
@@ -268,6 +267,7 @@ public struct TitledProcess: Sendable, Hashable {
     }
 }
 
+/// A thread, named where the trace knows its name.
 public struct ThreadRef: Sendable, Hashable {
     /// The process id.
     public var pid: UInt32
