@@ -246,3 +246,25 @@ func inOrder(_ want: [String], in list: [String]) -> Bool {
     for n in list where i < want.count && n == want[i] { i += 1 }
     return i == want.count
 }
+
+/// C for the test programs (needs stdio.h, string.h, unistd.h): `asleep_in(tid, call)` says whether thread or
+/// process `tid` sleeps (state S) in the syscall whose /proc/TID/syscall line starts with `call` ("232 ":
+/// epoll_wait; "0 0x5 ": a read of fd 5), and `until_asleep_in(tid, call)` waits for it (at most ~10 s). A
+/// program's helper starts its timed part only then: on a busy machine a fixed sleep races the wait it is
+/// meant to end, and a wait that starts late comes out shorter than the test says.
+let asleepInSyscallC = """
+    static int asleep_in(int tid, const char *call) {
+        char path[64], buf[512] = {0}; FILE *f;
+        snprintf(path, sizeof path, "/proc/%d/syscall", tid);
+        if (!(f = fopen(path, "r"))) return 0;
+        int in = fgets(buf, sizeof buf, f) && strncmp(buf, call, strlen(call)) == 0; fclose(f);
+        snprintf(path, sizeof path, "/proc/%d/stat", tid);
+        if (!(f = fopen(path, "r"))) return 0;
+        memset(buf, 0, sizeof buf); fgets(buf, sizeof buf, f); fclose(f);
+        char *close = strrchr(buf, ')');
+        return in && close && close[2] == 'S';
+    }
+    static void until_asleep_in(int tid, const char *call) {
+        for (int i = 0; i < 10000 && !asleep_in(tid, call); i++) usleep(1000);
+    }
+    """

@@ -315,23 +315,12 @@ private let program = #"""
         #include <unistd.h>
         static int ev, go[2];
         static pid_t loop_tid;
-        /* Whether the loop thread is asleep in epoll_wait (its syscall 232, state S): only then does the kick end
-           a wait it blocked in (on a busy machine a kick sent while the loop is runnable ends none). */
-        static int loop_asleep_in_epoll(void) {
-            char path[64], buf[256] = {0}; FILE *f;
-            snprintf(path, sizeof path, "/proc/self/task/%d/syscall", loop_tid);
-            if (!(f = fopen(path, "r"))) return 0;
-            int in_epoll = fgets(buf, sizeof buf, f) && strncmp(buf, "232 ", 4) == 0; fclose(f);
-            snprintf(path, sizeof path, "/proc/self/task/%d/stat", loop_tid);
-            if (!(f = fopen(path, "r"))) return 0;
-            memset(buf, 0, sizeof buf); fgets(buf, sizeof buf, f); fclose(f);
-            char *close = strrchr(buf, ')');
-            return in_epoll && close && close[2] == 'S';
-        }
+        \#(asleepInSyscallC)
         static void *kicker(void *a) {
             pthread_setname_np(pthread_self(), "kick-thread");
             char c; read(go[0], &c, 1);
-            while (!loop_asleep_in_epoll()) usleep(1000);
+            /* only once the loop sleeps in epoll_wait does the kick end a wait it blocked in */
+            while (!asleep_in(loop_tid, "232 ")) usleep(1000);
             usleep(2000);
             uint64_t one = 1; write(ev, &one, 8); return 0;
         }
@@ -395,22 +384,11 @@ private let program = #"""
         #include <unistd.h>
         static const char *path;
         static pid_t loop_tid;
-        /* Whether the loop thread sleeps (state S) in its openat (257) of the FIFO: the writer's 120 ms count from
-           then, or on a busy machine the loop could reach its open late and hardly wait in it. */
-        static int loop_asleep_in_open(void) {
-            char p[64], buf[256] = {0}; FILE *f;
-            snprintf(p, sizeof p, "/proc/self/task/%d/syscall", loop_tid);
-            if (!(f = fopen(p, "r"))) return 0;
-            int in_open = fgets(buf, sizeof buf, f) && strncmp(buf, "257 ", 4) == 0; fclose(f);
-            snprintf(p, sizeof p, "/proc/self/task/%d/stat", loop_tid);
-            if (!(f = fopen(p, "r"))) return 0;
-            memset(buf, 0, sizeof buf); fgets(buf, sizeof buf, f); fclose(f);
-            char *close = strrchr(buf, ')');
-            return in_open && close && close[2] == 'S';
-        }
+        \#(asleepInSyscallC)
         static void *writer(void *a) {
             pthread_setname_np(pthread_self(), "fifo-writer");
-            for (int i = 0; i < 10000 && !loop_asleep_in_open(); i++) usleep(1000);
+            /* its 120 ms count from when the loop sleeps in its openat */
+            until_asleep_in(loop_tid, "257 ");
             usleep(120000); int fd = open(path, O_WRONLY); write(fd, "x", 1); close(fd); return 0;
         }
         int main(int argc, char **argv) {

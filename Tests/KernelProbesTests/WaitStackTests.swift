@@ -21,22 +21,7 @@ private let waitSource = """
     #include <sys/epoll.h>
     #include <sys/wait.h>
     static void sleep_ms(long ms) { struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L}; nanosleep(&ts, 0); }
-    /* Until `pid` sleeps (state S) in the syscall /proc/PID/syscall starts with `call` ("0 0x5 ": read of fd 5):
-       a wait that starts late on a busy machine would otherwise be shorter than the sleep meant to make it. */
-    static void until_asleep_in(pid_t pid, const char *call) {
-        for (int i = 0; i < 10000; i++) {
-            char path[64], buf[512] = {0}; FILE *f;
-            snprintf(path, sizeof path, "/proc/%d/syscall", pid);
-            if (!(f = fopen(path, "r"))) return;
-            int in = fgets(buf, sizeof buf, f) && strncmp(buf, call, strlen(call)) == 0; fclose(f);
-            snprintf(path, sizeof path, "/proc/%d/stat", pid);
-            if (!(f = fopen(path, "r"))) return;
-            memset(buf, 0, sizeof buf); fgets(buf, sizeof buf, f); fclose(f);
-            char *close = strrchr(buf, ')');
-            if (in && close && close[2] == 'S') return;
-            sleep_ms(1);
-        }
-    }
+    \(asleepInSyscallC)
     __attribute__((noinline)) long read_chunk(int fd, char *buf, long n) {
         long got = 0, r;
         while (got < n && (r = read(fd, buf + got, n - got)) > 0) got += r;
@@ -111,22 +96,7 @@ private let untracedWaitSource = """
     #include <unistd.h>
     #include <sys/wait.h>
     static void sleep_ms(long ms) { struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L}; nanosleep(&ts, 0); }
-    /* Until `pid` sleeps (state S) in the syscall /proc/PID/syscall starts with `call` ("0 0x5 ": read of fd 5):
-       a wait that starts late on a busy machine would otherwise be shorter than the sleep meant to make it. */
-    static void until_asleep_in(pid_t pid, const char *call) {
-        for (int i = 0; i < 10000; i++) {
-            char path[64], buf[512] = {0}; FILE *f;
-            snprintf(path, sizeof path, "/proc/%d/syscall", pid);
-            if (!(f = fopen(path, "r"))) return;
-            int in = fgets(buf, sizeof buf, f) && strncmp(buf, call, strlen(call)) == 0; fclose(f);
-            snprintf(path, sizeof path, "/proc/%d/stat", pid);
-            if (!(f = fopen(path, "r"))) return;
-            memset(buf, 0, sizeof buf); fgets(buf, sizeof buf, f); fclose(f);
-            char *close = strrchr(buf, ')');
-            if (in && close && close[2] == 'S') return;
-            sleep_ms(1);
-        }
-    }
+    \(asleepInSyscallC)
     __attribute__((noinline)) int reap_worker(pid_t pid) {
         int status = 0;
         waitpid(pid, &status, 0);
