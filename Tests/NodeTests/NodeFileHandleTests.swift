@@ -20,22 +20,17 @@ import Testing
 
     @Test func closedFileHandlesAreNotOpenAtExit() throws {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
-        let dir = NSTemporaryDirectory() + "asynctrace-node-fh-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let script = dir + "/files.mjs", trace = dir + "/files.atrace"
-        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
-        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script])
-        #expect(rec.status == 0, "record: \(rec.stderr)")
-        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
-        let open = (json["open_at_exit"] as? [[String: Any]] ?? []).filter { $0["type"] as? String == "FILEHANDLE" }
-        let count = open.reduce(0) { $0 + (($1["count"] as? NSNumber)?.intValue ?? 0) }
-        #expect(count == 1, "only the handle never closed: \(open)")
-        let resources = json["resources"] as? [[String: Any]] ?? []
-        let handles = try #require(resources.first { $0["type"] as? String == "FILEHANDLE" }, "\(resources)")
-        #expect((handles["count"] as? NSNumber)?.intValue ?? 0 >= 5, "\(handles)")
-        #expect((handles["destroyed"] as? NSNumber)?.intValue == ((handles["count"] as? NSNumber)?.intValue ?? 0) - 1, "\(handles)")
+        try withRecordedNodeScript(Self.program, file: "files.mjs", node: node, record: ["--no-kernel"], report: []) { r in
+            let (rec, json) = (r.record, r.json)
+            #expect(rec.status == 0, "record: \(rec.stderr)")
+            let open = (json["open_at_exit"] as? [[String: Any]] ?? []).filter { $0["type"] as? String == "FILEHANDLE" }
+            let count = open.reduce(0) { $0 + (($1["count"] as? NSNumber)?.intValue ?? 0) }
+            #expect(count == 1, "only the handle never closed: \(open)")
+            let resources = json["resources"] as? [[String: Any]] ?? []
+            let handles = try #require(resources.first { $0["type"] as? String == "FILEHANDLE" }, "\(resources)")
+            #expect((handles["count"] as? NSNumber)?.intValue ?? 0 >= 5, "\(handles)")
+            #expect((handles["destroyed"] as? NSNumber)?.intValue == ((handles["count"] as? NSNumber)?.intValue ?? 0) - 1, "\(handles)")
+        }
     }
 }
 
@@ -52,19 +47,14 @@ import Testing
 
     @Test func sitesSkipV8Builtins() throws {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
-        let dir = NSTemporaryDirectory() + "asynctrace-node-builtin-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let script = dir + "/child.js", trace = dir + "/child.atrace"
-        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
-        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script])
-        #expect(rec.status == 0, "record: \(rec.stderr)")
-        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
-        let open = json["open_at_exit"] as? [[String: Any]] ?? []
-        let pipes = try #require(open.first { $0["type"] as? String == "PIPEWRAP" }, "\(open)")
-        let functions = (pipes["created_at"] as? [[String: Any]] ?? []).map { $0["function"] as? String ?? "" }
-        #expect(functions.first == "startChild", "\(functions)")
-        #expect(!functions.contains("Array.reduce"), "\(functions)")
+        try withRecordedNodeScript(Self.program, file: "child.js", node: node, record: ["--no-kernel"], report: []) { r in
+            let (rec, json) = (r.record, r.json)
+            #expect(rec.status == 0, "record: \(rec.stderr)")
+            let open = json["open_at_exit"] as? [[String: Any]] ?? []
+            let pipes = try #require(open.first { $0["type"] as? String == "PIPEWRAP" }, "\(open)")
+            let functions = (pipes["created_at"] as? [[String: Any]] ?? []).map { $0["function"] as? String ?? "" }
+            #expect(functions.first == "startChild", "\(functions)")
+            #expect(!functions.contains("Array.reduce"), "\(functions)")
+        }
     }
 }

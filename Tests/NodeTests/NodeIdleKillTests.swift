@@ -23,39 +23,34 @@ import TraceReader
 
     @Test func aProgramKilledWhileIdleLeavesNoBatchWriteOpen() throws {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
-        let dir = NSTemporaryDirectory() + "asynctrace-node-idlekill-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let script = dir + "/idle.js", trace = dir + "/idle.atrace"
-        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
-        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script])
-        #expect(rec.status == 128 + SIGTERM, "record: \(rec.stderr)")
+        try withRecordedNodeScript(Self.program, file: "idle.js", node: node, record: ["--no-kernel"], report: []) { r in
+            let (trace, rec, json) = (r.trace, r.record, r.json)
+            #expect(rec.status == 128 + SIGTERM, "record: \(rec.stderr)")
 
-        let reader = try TraceReader(path: trace)
-        var batchWriteIDs = Set<UInt64>()
-        var open: [UInt64: Int] = [:]  // async id -> befores not yet matched by an after
-        var batchWrites = 0
-        reader.events().forEach { _, e in
-            switch e.kind {
-            case .initResource:
-                if e.text == "asynctrace (batch write)" { batchWriteIDs.insert(e.u(0)) }
-            case .before:
-                if batchWriteIDs.contains(e.u(0)) { batchWrites += 1 }
-                open[e.u(0), default: 0] += 1
-            case .after:
-                open[e.u(0), default: 0] -= 1
-            default: break
+            let reader = try TraceReader(path: trace)
+            var batchWriteIDs = Set<UInt64>()
+            var open: [UInt64: Int] = [:]  // async id -> befores not yet matched by an after
+            var batchWrites = 0
+            reader.events().forEach { _, e in
+                switch e.kind {
+                case .initResource:
+                    if e.text == "asynctrace (batch write)" { batchWriteIDs.insert(e.u(0)) }
+                case .before:
+                    if batchWriteIDs.contains(e.u(0)) { batchWrites += 1 }
+                    open[e.u(0), default: 0] += 1
+                case .after:
+                    open[e.u(0), default: 0] -= 1
+                default: break
+                }
             }
-        }
-        #expect(batchWrites > 0, "the busy part should have made the preload write batches")
-        for (id, n) in open where batchWriteIDs.contains(id) {
-            #expect(n == 0, "batch write \(id): \(n) before(s) without an after")
-        }
+            #expect(batchWrites > 0, "the busy part should have made the preload write batches")
+            for (id, n) in open where batchWriteIDs.contains(id) {
+                #expect(n == 0, "batch write \(id): \(n) before(s) without an after")
+            }
 
-        // The report agrees: no batch write open at exit or unfinished.
-        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
-        let openAtExit = json["open_at_exit"] as? [[String: Any]] ?? []
-        #expect(!openAtExit.contains { $0["type"] as? String == "asynctrace (batch write)" }, "\(openAtExit)")
+            // The report agrees: no batch write open at exit or unfinished.
+            let openAtExit = json["open_at_exit"] as? [[String: Any]] ?? []
+            #expect(!openAtExit.contains { $0["type"] as? String == "asynctrace (batch write)" }, "\(openAtExit)")
+        }
     }
 }

@@ -20,18 +20,13 @@ import Testing
 
     @Test func aRequestAcceptedAfterTheServersFirstSecondNamesTheServersCode() throws {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
-        let dir = NSTemporaryDirectory() + "asynctrace-node-late-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let script = dir + "/late.js", trace = dir + "/late.atrace"
-        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
-        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script])
-        #expect(rec.status == 0, "record: \(rec.stderr)")
-        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json", "--threshold", "20ms"])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
-        let blocking = json["blocking"] as? [[String: Any]] ?? []
-        let request = try #require(blocking.first { $0["type"] as? String == "HTTPINCOMINGMESSAGE" }, "\(blocking)")
-        let frames = (request["created_at"] as? [[String: Any]] ?? []).map { (($0["function"] as? String) ?? "", ($0["file"] as? String) ?? "") }
-        #expect(frames.contains { $0.0 == "startServer" && $0.1 == script }, "\(frames)")
+        try withRecordedNodeScript(Self.program, file: "late.js", node: node, record: ["--no-kernel"], report: ["--threshold", "20ms"]) { r in
+            let (script, rec, json) = (r.script, r.record, r.json)
+            #expect(rec.status == 0, "record: \(rec.stderr)")
+            let blocking = json["blocking"] as? [[String: Any]] ?? []
+            let request = try #require(blocking.first { $0["type"] as? String == "HTTPINCOMINGMESSAGE" }, "\(blocking)")
+            let frames = (request["created_at"] as? [[String: Any]] ?? []).map { (($0["function"] as? String) ?? "", ($0["file"] as? String) ?? "") }
+            #expect(frames.contains { $0.0 == "startServer" && $0.1 == script }, "\(frames)")
+        }
     }
 }

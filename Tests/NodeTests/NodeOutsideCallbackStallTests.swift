@@ -23,28 +23,24 @@ import Testing
     @Test func aStallAfterAnAwaitSaysItRanOutsideEveryRecordedCallback() throws {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
         try #require(Self.kernelCapable, "KERNEL TEST SKIPPED: not root or no BTF (stalls come from the kernel's epoll waits)")
-        let dir = NSTemporaryDirectory() + "asynctrace-node-outside-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let script = dir + "/outside.js", trace = dir + "/outside.atrace"
-        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
-        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--sample-rate", "0", "-o", trace, "--", node, script])
-        #expect(rec.status == 0, "record: \(rec.stderr)")
-        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json", "--threshold", "50ms"])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
-        let stalls = (json["stalls"] as? [[String: Any]] ?? []).filter { ($0["duration_ns"] as? NSNumber)?.uint64Value ?? 0 >= 50_000_000 }
-        func ns(_ s: [String: Any], _ k: String) -> UInt64? { (s[k] as? NSNumber)?.uint64Value }
-        // The spin after the await: at least 120 ms, almost none of it in a callback.
-        let afterAwait = try #require(stalls.first { (ns($0, "duration_ns") ?? 0) >= 115_000_000 }, "stalls: \(stalls)")
-        let inside = try #require(ns(afterAwait, "in_callbacks_ns"), "\(afterAwait)")
-        #expect(inside < 20_000_000, "\(afterAwait)")
-        // The Timeout's spin: all of it in its callback.
-        let inTimer = try #require(stalls.first { (55_000_000..<115_000_000).contains(ns($0, "duration_ns") ?? 0) }, "stalls: \(stalls)")
-        #expect((ns(inTimer, "in_callbacks_ns") ?? 0) >= 55_000_000, "\(inTimer)")
+        try withRecordedNodeScript(Self.program, file: "outside.js", node: node, record: ["--sample-rate", "0"], report: ["--threshold", "50ms"]) {
+            r in
+            let (trace, rec, json) = (r.trace, r.record, r.json)
+            #expect(rec.status == 0, "record: \(rec.stderr)")
+            let stalls = (json["stalls"] as? [[String: Any]] ?? []).filter { ($0["duration_ns"] as? NSNumber)?.uint64Value ?? 0 >= 50_000_000 }
+            func ns(_ s: [String: Any], _ k: String) -> UInt64? { (s[k] as? NSNumber)?.uint64Value }
+            // The spin after the await: at least 120 ms, almost none of it in a callback.
+            let afterAwait = try #require(stalls.first { (ns($0, "duration_ns") ?? 0) >= 115_000_000 }, "stalls: \(stalls)")
+            let inside = try #require(ns(afterAwait, "in_callbacks_ns"), "\(afterAwait)")
+            #expect(inside < 20_000_000, "\(afterAwait)")
+            // The Timeout's spin: all of it in its callback.
+            let inTimer = try #require(stalls.first { (55_000_000..<115_000_000).contains(ns($0, "duration_ns") ?? 0) }, "stalls: \(stalls)")
+            #expect((ns(inTimer, "in_callbacks_ns") ?? 0) >= 55_000_000, "\(inTimer)")
 
-        let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--threshold", "50ms"]).stdout
-        #expect(text.contains("outside every recorded callback"), "\(text)")
-        #expect(text.contains("record --node-promises"), "\(text)")
+            let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--threshold", "50ms"]).stdout
+            #expect(text.contains("outside every recorded callback"), "\(text)")
+            #expect(text.contains("record --node-promises"), "\(text)")
+        }
     }
 
     /// The JSON's loop and the HTML page say what the text says of a Node program's loop: its loop from the
@@ -53,23 +49,20 @@ import Testing
     @Test func theJSONLoopAndTheHTMLPageShowANodeProgramsLoopAndStalls() throws {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
         try #require(Self.kernelCapable, "KERNEL TEST SKIPPED: not root or no BTF (the loop comes from the kernel's epoll waits)")
-        let dir = NSTemporaryDirectory() + "asynctrace-node-outside-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let script = dir + "/outside.js", trace = dir + "/outside.atrace", html = dir + "/outside.html"
-        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
-        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--sample-rate", "0", "-o", trace, "--", node, script])
-        #expect(rec.status == 0, "record: \(rec.stderr)")
-        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json", "--threshold", "50ms"])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
-        let loop = try #require(json["loop"] as? [String: Any])
-        #expect(loop["source"] as? String == "kernel_epoll_waits", "\(loop)")
-        #expect(((loop["utilization"] as? NSNumber)?.doubleValue ?? 0) > 0.1, "200 ms of spinning: \(loop)")
-        #expect(try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--html", "--threshold", "50ms", "-o", html]).status == 0)
-        let page = (try? String(contentsOfFile: html, encoding: .utf8)) ?? ""
-        #expect(page.contains("<h2 id=\"loop\">"), "no event loop section")
-        #expect(page.contains("<h2 id=\"stalls\">"), "no loop stalls section")
-        #expect(page.contains("outside every recorded callback"))
-        #expect(page.contains("inside Timeout (async id"), "the Timeout's stall names its callback")
+        try withRecordedNodeScript(Self.program, file: "outside.js", node: node, record: ["--sample-rate", "0"], report: ["--threshold", "50ms"]) {
+            r in
+            let (trace, rec, json) = (r.trace, r.record, r.json)
+            let html = r.dir + "/outside.html"
+            #expect(rec.status == 0, "record: \(rec.stderr)")
+            let loop = try #require(json["loop"] as? [String: Any])
+            #expect(loop["source"] as? String == "kernel_epoll_waits", "\(loop)")
+            #expect(((loop["utilization"] as? NSNumber)?.doubleValue ?? 0) > 0.1, "200 ms of spinning: \(loop)")
+            #expect(try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--html", "--threshold", "50ms", "-o", html]).status == 0)
+            let page = (try? String(contentsOfFile: html, encoding: .utf8)) ?? ""
+            #expect(page.contains("<h2 id=\"loop\">"), "no event loop section")
+            #expect(page.contains("<h2 id=\"stalls\">"), "no loop stalls section")
+            #expect(page.contains("outside every recorded callback"))
+            #expect(page.contains("inside Timeout (async id"), "the Timeout's stall names its callback")
+        }
     }
 }

@@ -62,6 +62,33 @@ func runNodeTool(_ args: [String], timeout: TimeInterval = 120) throws -> NodeTo
         stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
 }
 
+/// A Node program recorded and reported as most of these tests do: `source` written as `file` in a fresh
+/// temporary directory, `asynctrace record <recordOptions> -o TRACE -- node SCRIPT`, then `report TRACE --json
+/// <reportOptions>` (its JSON, or empty when it did not parse). The directory is removed after `body`, which
+/// may read the trace or report it again.
+struct RecordedNodeScript {
+    var dir: String
+    var script: String
+    var trace: String
+    var record: NodeToolResult
+    var json: [String: Any]
+}
+
+func withRecordedNodeScript<T>(
+    _ source: String, file: String, node: String, record recordOptions: [String], report reportOptions: [String] = [],
+    _ body: (RecordedNodeScript) throws -> T
+) throws -> T {
+    let dir = NSTemporaryDirectory() + "asynctrace-node-\(file)-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let script = dir + "/" + file, trace = dir + "/" + file + ".atrace"
+    try source.write(toFile: script, atomically: true, encoding: .utf8)
+    let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record"] + recordOptions + ["-o", trace, "--", node, script])
+    let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"] + reportOptions)
+    let json = (try? JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any]) ?? [:]
+    return try body(RecordedNodeScript(dir: dir, script: script, trace: trace, record: rec, json: json))
+}
+
 /// An HTTP server whose handler defers its work through setImmediate; the /block request's deferred
 /// callback reads a FIFO synchronously until a child writes to it ~500 ms later (the test wants >= 150 ms:
 /// room for a loaded machine's slow spawn); a promise chain with

@@ -20,35 +20,30 @@ import Testing
     @Test func aWorkerThreadHasItsNodeNameInEverySection() throws {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
         try #require(Self.kernelCapable, "KERNEL TEST SKIPPED: not root or no BTF (the kernel's thread names are the point)")
-        let dir = NSTemporaryDirectory() + "asynctrace-node-names-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let script = dir + "/names.js", trace = dir + "/names.atrace"
-        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
-        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--sample-rate", "0", "-o", trace, "--", node, script])
-        #expect(rec.status == 0, "record: \(rec.stderr)")
-        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json", "--threshold", "30ms"])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
+        try withRecordedNodeScript(Self.program, file: "names.js", node: node, record: ["--sample-rate", "0"], report: ["--threshold", "30ms"]) { r in
+            let (trace, rec, json) = (r.trace, r.record, r.json)
+            #expect(rec.status == 0, "record: \(rec.stderr)")
 
-        let blocking = json["blocking"] as? [[String: Any]] ?? []
-        let spin = try #require(blocking.first { $0["type"] as? String == "Timeout" }, "\(blocking)")
-        let tid = try #require((spin["tid"] as? NSNumber)?.uint64Value)
-        #expect(spin["thread"] as? String == "node (worker 1)", "\(spin)")
+            let blocking = json["blocking"] as? [[String: Any]] ?? []
+            let spin = try #require(blocking.first { $0["type"] as? String == "Timeout" }, "\(blocking)")
+            let tid = try #require((spin["tid"] as? NSNumber)?.uint64Value)
+            #expect(spin["thread"] as? String == "node (worker 1)", "\(spin)")
 
-        let threads = json["threads"] as? [[String: Any]] ?? []
-        let row = try #require(threads.first { ($0["tid"] as? NSNumber)?.uint64Value == tid }, "\(threads)")
-        #expect(row["name"] as? String == "node (worker 1)", "THREADS: \(row)")
-        let stalls = json["stalls"] as? [[String: Any]] ?? []
-        for s in stalls where (s["tid"] as? NSNumber)?.uint64Value == tid {
-            #expect(s["thread"] as? String == "node (worker 1)", "LOOP STALLS: \(s)")
+            let threads = json["threads"] as? [[String: Any]] ?? []
+            let row = try #require(threads.first { ($0["tid"] as? NSNumber)?.uint64Value == tid }, "\(threads)")
+            #expect(row["name"] as? String == "node (worker 1)", "THREADS: \(row)")
+            let stalls = json["stalls"] as? [[String: Any]] ?? []
+            for s in stalls where (s["tid"] as? NSNumber)?.uint64Value == tid {
+                #expect(s["thread"] as? String == "node (worker 1)", "LOOP STALLS: \(s)")
+            }
+            // The main thread keeps its own name.
+            let main = threads.first { ($0["tid"] as? NSNumber)?.uint64Value == ($0["pid"] as? NSNumber)?.uint64Value }
+            #expect(main?["name"] as? String == "node", "\(String(describing: main))")
+
+            let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--threshold", "30ms"]).stdout
+            let threadRows = text.split(separator: "\n").filter { $0.contains("(tid \(tid) ") }
+            #expect(!threadRows.isEmpty)
+            for line in threadRows { #expect(line.contains("node (worker 1) (tid \(tid) "), "\(line)") }
         }
-        // The main thread keeps its own name.
-        let main = threads.first { ($0["tid"] as? NSNumber)?.uint64Value == ($0["pid"] as? NSNumber)?.uint64Value }
-        #expect(main?["name"] as? String == "node", "\(String(describing: main))")
-
-        let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--threshold", "30ms"]).stdout
-        let threadRows = text.split(separator: "\n").filter { $0.contains("(tid \(tid) ") }
-        #expect(!threadRows.isEmpty)
-        for line in threadRows { #expect(line.contains("node (worker 1) (tid \(tid) "), "\(line)") }
     }
 }

@@ -25,24 +25,19 @@ import Testing
 
     @Test func aWorkersPortCallbacksHaveTheirTypeAndTheWorkerAsCause() throws {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
-        let dir = NSTemporaryDirectory() + "asynctrace-node-ports-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let script = dir + "/ports.js", trace = dir + "/ports.atrace"
-        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
-        let rec = try runNodeTool([NodeRepo.executable("asynctrace"), "record", "--no-kernel", "-o", trace, "--", node, script])
-        #expect(rec.status == 0, "record: \(rec.stderr)")
-        let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json", "--threshold", "20ms"])
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
-        let blocking = json["blocking"] as? [[String: Any]] ?? []
-        let onWorker = blocking.filter { ($0["thread"] as? String)?.contains("(worker 1)") == true }
-        #expect(onWorker.count == 2, "the two spins on the worker: \(blocking)")
-        for c in onWorker {
-            #expect(c["type"] as? String == "MESSAGEPORT", "\(c)")
-            let chain = c["causal_chain"] as? [String] ?? []
-            #expect(chain == ["WORKER", "MESSAGEPORT"] || chain.last == "MESSAGEPORT" && chain.contains("WORKER"), "\(chain)")
+        try withRecordedNodeScript(Self.program, file: "ports.js", node: node, record: ["--no-kernel"], report: ["--threshold", "20ms"]) { r in
+            let (rec, json) = (r.record, r.json)
+            #expect(rec.status == 0, "record: \(rec.stderr)")
+            let blocking = json["blocking"] as? [[String: Any]] ?? []
+            let onWorker = blocking.filter { ($0["thread"] as? String)?.contains("(worker 1)") == true }
+            #expect(onWorker.count == 2, "the two spins on the worker: \(blocking)")
+            for c in onWorker {
+                #expect(c["type"] as? String == "MESSAGEPORT", "\(c)")
+                let chain = c["causal_chain"] as? [String] ?? []
+                #expect(chain == ["WORKER", "MESSAGEPORT"] || chain.last == "MESSAGEPORT" && chain.contains("WORKER"), "\(chain)")
+            }
+            let types = json["resources"] as? [[String: Any]] ?? []
+            #expect(!types.contains { $0["type"] as? String == "(untracked)" }, "\(types)")
         }
-        let types = json["resources"] as? [[String: Any]] ?? []
-        #expect(!types.contains { $0["type"] as? String == "(untracked)" }, "\(types)")
     }
 }
