@@ -342,6 +342,31 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         _ = JSONReport.render(a)
     }
 
+    /// A loop on poll/select from a crafted trace: a wait begun long before the recording, one of no time, failing,
+    /// and a poll after an epoll wait. Nothing traps, and the loop's numbers stay within its span.
+    @Test func hostilePollLoopWaitsSaturate() throws {
+        var k = KernelScript(pid: 710, startNs: T)
+        k.threadName(tid: 710, "poller", at: T)
+        k.syscall(tid: 710, nr: 7, fd: -1, size: .max, ret: Int64.min, enter: ms(1), exit: ms(2))
+        k.syscall(tid: 710, nr: 23, fd: -1, size: 1, ret: 1, enter: ms(3), exit: ms(3))  // no time at all
+        k.syscall(tid: 710, nr: 271, fd: -1, size: 1, ret: 0, enter: 0, exit: ms(4))  // began before the recording
+        k.syscall(tid: 710, nr: 270, fd: -1, size: 1, ret: 0, enter: ms(40), exit: ms(50))
+        k.epollWait(tid: 711, enter: ms(1), exit: ms(2))
+        k.syscall(tid: 711, nr: 7, fd: -1, size: 1, ret: 0, enter: ms(10), exit: ms(30))
+        let path = writeTrace([k.stream()], pid: 710, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let poller = try #require(a.threads.first { $0.tid == 710 })
+        #expect(poller.isLoop)
+        #expect(poller.loopUtilization.map { $0 >= 0 && $0 <= 1 } ?? true)
+        #expect(poller.longestStallNs <= poller.spanNs)
+        // The other thread waited in epoll first: its poll is a syscall inside its stall, not its idle time.
+        let other = try #require(a.threads.first { $0.tid == 711 })
+        #expect(other.epollWaits == 1)
+        _ = TextReport.render(a)
+        _ = JSONReport.render(a)
+    }
+
     /// An off-CPU episode whose switch-in the kernel's tracepoint never delivered, as the probes write it at the
     /// thread's next switch-out: its blocked part (wakeup seen) counts as a wait in its syscall, the rest is
     /// unknown: not on-CPU, not run-queue wait, and shown as a loss.
