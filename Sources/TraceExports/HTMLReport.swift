@@ -246,7 +246,7 @@ public enum HTMLReport {
                     x(
                         TextReport.verdict(
                             durationNs: c.durationNs, onCPUNs: c.onCPUNs, blockedNs: c.blockedNs ?? 0,
-                            runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first)) + "<br>"
+                            runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, syscalls: c.syscalls)) + "<br>"
                 } ?? "") + "\(sys.isEmpty ? (c.onCPUNs != nil ? "no syscalls recorded" : none) : sys)</td>"
                 + hotCell(c.hot) + "</tr>\n"
         }
@@ -315,7 +315,7 @@ public enum HTMLReport {
         for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
             let verdict = TextReport.verdict(
                 durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs,
-                runqueueNs: st.runqueueNs, kernelNs: st.kernelNs, top: st.syscalls.first)
+                runqueueNs: st.runqueueNs, kernelNs: st.kernelNs, syscalls: st.syscalls)
             let sys = st.syscalls.prefix(5).map { x(TextReport.syscallLine($0)) }.joined(separator: "<br>")
             var what: [String] = []
             if let c = st.callback {

@@ -74,10 +74,12 @@ public enum TextReport {
     }
 
     /// What a stretch of time was: "CPU-bound: 352 ms on CPU, 0.3 ms in the kernel", or "waiting: ...".
+    /// `syscalls` are the stretch's syscalls, longest first.
     public static func verdict(
         durationNs: UInt64, onCPUNs: UInt64?, blockedNs: UInt64, runqueueNs: UInt64, kernelNs: UInt64,
-        top: SyscallInCallback?
+        syscalls: [SyscallInCallback]
     ) -> String {
+        let top = syscalls.first
         // The syscall most of the time went to, when one did ("384 ms of it in read(fd 5 → /srv/big.bin)").
         let inside = top.flatMap { t in
             t.ns >= durationNs / 2
@@ -100,9 +102,12 @@ public enum TextReport {
             if blockedNs > 0 { s += ", \(Formatting.duration(blockedNs)) blocked" }
         } else {
             s = "waiting: \(Formatting.duration(blockedNs)) blocked"
-            if let t = top, t.blockedNs >= blockedNs / 2, t.blockedNs > 0 {
+            // The syscall that blocked longest, not the longest one: a 388 ms read that waited for a CPU is not
+            // where a thread blocked 337 ms in a futex wait was.
+            let blockedIn = syscalls.max { $0.blockedNs < $1.blockedNs }
+            if let t = blockedIn, t.blockedNs >= blockedNs / 2, t.blockedNs > 0 {
                 s += ", mostly in " + (t.fd >= 0 ? call(t.name, fd: t.fd, fdDetail: t.fdDetail) : t.name)
-            } else if blockedNs > 0 && (top?.blockedNs ?? 0) == 0 {
+            } else if blockedNs > 0 && (blockedIn?.blockedNs ?? 0) == 0 {
                 s += " outside traced syscalls"
             }
             s += "; \(Formatting.duration(on)) on CPU"
@@ -191,7 +196,7 @@ public enum TextReport {
                     "      time       "
                     + verdict(
                         durationNs: c.durationNs, onCPUNs: on, blockedNs: c.blockedNs ?? 0,
-                        runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, top: c.syscalls.first) + "\n"
+                        runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, syscalls: c.syscalls) + "\n"
             }
             if c.syscalls.isEmpty {
                 out +=
@@ -323,7 +328,7 @@ public enum TextReport {
                 "      "
                 + verdict(
                     durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs, runqueueNs: st.runqueueNs,
-                    kernelNs: st.kernelNs, top: st.syscalls.first) + "\n"
+                    kernelNs: st.kernelNs, syscalls: st.syscalls) + "\n"
             for s in st.syscalls.prefix(5) { out += "        " + syscallLine(s) + "\n" }
             if st.syscalls.count > 5 { out += "        ... and \(st.syscalls.count - 5) more\n" }
             if let h = st.hot { out += "      hot   " + Formatting.printable(hotLine(h)) + "\n" }

@@ -496,4 +496,70 @@ private let program = #"""
         let read = try #require(childRows.first { ($0["reads"] as? Int ?? 0) == 1 }, "child's fds: \(childRows)")
         #expect(read["kind"] as? String == "file" && read["path"] as? String == file, "\(read)")
     }
+
+    /// A stall's "mostly in" names the syscall it blocked in, not its longest one. A Go server's 726 ms stall
+    /// read "342 ms blocked outside traced syscalls" while its syscall list showed a 337 ms blocked futex wait:
+    /// its longest syscall, a 388 ms file read, never blocked (half of it was waiting for a CPU). Here the loop
+    /// reads /dev/zero for 100 ms of CPU (R ms in the reads), then waits on a futex 0.8 R and sleeps 0.5 R: the
+    /// reads are the longest syscall, the stall more blocked than on CPU, and most of that in the futex wait.
+    @Test func aStallsBlockedTimeIsNamedByTheSyscallThatBlockedNotTheLongest() throws {
+        try requireKernel("aStallsBlockedTimeIsNamedByTheSyscallThatBlockedNotTheLongest")
+        let binary = try compileC(
+            #"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <linux/futex.h>
+            #include <pthread.h>
+            #include <stdint.h>
+            #include <sys/epoll.h>
+            #include <sys/eventfd.h>
+            #include <sys/syscall.h>
+            #include <time.h>
+            #include <unistd.h>
+            static uint64_t clock_ns(clockid_t c) { struct timespec t; clock_gettime(c, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
+            static struct timespec span(uint64_t ns) { return (struct timespec){ ns / 1000000000ull, ns % 1000000000ull }; }
+            int main(void) {
+                pthread_setname_np(pthread_self(), "stall-loop");
+                int ep = epoll_create1(0), ev = eventfd(0, 0), zero = open("/dev/zero", O_RDONLY);
+                struct epoll_event e = { .events = EPOLLIN, .data.fd = ev }, out[1];
+                epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
+                static char buf[16 << 20];
+                epoll_wait(ep, out, 1, 20);
+                uint64_t cpu_start = clock_ns(CLOCK_THREAD_CPUTIME_ID), in_reads = 0;
+                while (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start < 100000000) {
+                    uint64_t r = clock_ns(CLOCK_MONOTONIC);
+                    read(zero, buf, sizeof buf);
+                    in_reads += clock_ns(CLOCK_MONOTONIC) - r;
+                }
+                static uint32_t word;
+                struct timespec futex_wait = span(in_reads * 8 / 10), sleep = span(in_reads / 2);
+                syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &futex_wait, 0, 0);
+                nanosleep(&sleep, 0);
+                epoll_wait(ep, out, 1, 20);
+                return 0;
+            }
+            """#, name: "blocked-not-longest", flags: ["-O1", "-pthread"])
+        let trace = try recordTrace([binary], name: "blocked-not-longest")
+        defer { for p in [binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
+        try #require(json.status == 0, "report failed: \(json.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let stalls = try #require(j["stalls"] as? [[String: Any]])
+        let stall = try #require(stalls.first { $0["thread"] as? String == "stall-loop" }, "stalls: \(stalls)")
+        let syscalls = try #require(stall["syscalls"] as? [[String: Any]])
+        let longest = try #require(syscalls.first, "\(stall)")
+        let slept = try #require(syscalls.max { ($0["blocked_ns"] as? Int ?? 0) < ($1["blocked_ns"] as? Int ?? 0) })
+        let sleptName = try #require(slept["name"] as? String)
+        // The case this is about: the longest syscall is the reads, the blocked time the sleep's, and the stall
+        // was more blocked than on a CPU or in the run queue (else it is "CPU-bound" or "waiting for a CPU").
+        try #require(longest["name"] as? String == "read" && sleptName == "futex wait", "\(syscalls)")
+        let blocked = stall["blocked_ns"] as? Int ?? 0
+        try #require(
+            blocked > stall["runqueue_ns"] as? Int ?? .max && 2 * (stall["on_cpu_ns"] as? Int ?? .max) < stall["duration_ns"] as? Int ?? 0
+                && 2 * (slept["blocked_ns"] as? Int ?? 0) >= blocked, "\(stall)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace])
+        let verdict = text.stdout.split(separator: "\n").first { $0.contains("waiting: ") && $0.contains(" blocked") }
+        #expect(verdict?.contains("mostly in \(sleptName)") == true, "\(text.stdout)")
+        #expect(verdict?.contains("outside traced syscalls") == false, "\(text.stdout)")
+    }
 }
