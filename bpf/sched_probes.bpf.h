@@ -7,24 +7,13 @@
 //
 // Rarely (~1 in 100-200 short recordings, 0.18% of the episodes of a fork-heavy program) the
 // sched_switch tracepoint's program does not run for a traced thread's switch-in (and mostly not the
-// sched_waking one for its wakeup either), although the thread's context-switch counts say it ran;
-// the cause is not known (not ring space, program recursion, the bitmap or the guards below). Its
+// sched_waking one for its wakeup either), although the thread's context-switch counts say it ran. On
+// the VM this was measured on, no program here runs while a thread of its init process (PID 1, the
+// sandbox's agent) is current, and every miss was a switch away from one (docs/kernel-probes.md). Its
 // next switch-out (or its exit, on_process_exit) then finds the episode still open: it is written as
 // KP_OFFCPU_SWITCH_IN_NOT_SEEN rather than overwritten, so the loss is counted and the time it hides
-// is known to be unknown.
-
-// One traced thread's open off-CPU episode.
-struct offcpu {
-    __u64 off_ns;  // switch-out; 0: none open
-    __u64 wake_ns; // its wakeup (0: not seen yet)
-    __u32 state;   // enum kp_offcpu_state
-    __u32 waker_tgid;
-    __u32 waker_tid;
-    __u32 sleep_state; // preempted on its way to sleep: the state it was entering, else 0
-    __u32 syscall;     // 1 + the syscall it went to sleep in (its saved registers), 0: none
-    __u32 assumed;     // opened by the wakeup of a thread not seen switching out since tracing began:
-                       // it may never have left the CPU, so its next switch-out closes it silently
-};
+// is known to be unknown. A thread asleep when its process began to be traced gets its episode from
+// the loader (open_episodes_of_sleepers), so that one is caught the same way.
 
 // 1 + the syscall `task` is in by its saved user registers (0: none: a page fault, an interrupt). Read
 // at a sleeping switch-out: names a wait in a syscall the probes do not record (wait4, rt_sigsuspend)
@@ -40,7 +29,7 @@ struct {
     __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
     __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, int);
-    __type(value, struct offcpu);
+    __type(value, struct kp_offcpu_episode);
 } offcpu_by_task SEC(".maps");
 
 #define TASK_INTERRUPTIBLE 0x1
@@ -63,7 +52,7 @@ struct {
 // that should have closed it was not delivered (or skipped by a guard below). Written as what is
 // known: the switch-out, the blocked part if its wakeup was seen (exact), and the rest up to now,
 // unknown (runnable, then on a CPU from the unseen switch-in).
-static __always_inline void emit_switch_in_not_seen(struct task_struct *prev, const struct offcpu *o, __u64 now) {
+static __always_inline void emit_switch_in_not_seen(struct task_struct *prev, const struct kp_offcpu_episode *o, __u64 now) {
     __u64 off = o->off_ns < now ? o->off_ns : now;
     struct kp_offcpu_record r = {
         .kind = KP_RECORD_OFFCPU,
@@ -117,7 +106,7 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
         return 0;
     __u64 now = bpf_ktime_get_ns();
     if (prev_traced && prev->pid != 0) {
-        struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+        struct kp_offcpu_episode *o = bpf_task_storage_get(&offcpu_by_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
         if (o) {
             if (o->off_ns != 0 && !o->assumed)
                 emit_switch_in_not_seen(prev, o, now);
@@ -154,7 +143,7 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
         }
     }
     if (next_traced) {
-        struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, next, 0, 0);
+        struct kp_offcpu_episode *o = bpf_task_storage_get(&offcpu_by_task, next, 0, 0);
         if (!o) {
             // Switched out before it was traced and not woken since: runnable since tracing began (a
             // new thread has its episode from sched_wakeup_new, a woken one from sched_waking).
@@ -212,7 +201,7 @@ SEC("tp_btf/sched_waking")
 int BPF_PROG(on_sched_waking, struct task_struct *p) {
     if (!is_traced(p->tgid))
         return 0;
-    struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, p, 0, 0);
+    struct kp_offcpu_episode *o = bpf_task_storage_get(&offcpu_by_task, p, 0, 0);
     __u64 now = bpf_ktime_get_ns();
     if (!o) {
         // Asleep since before it was traced (an attached process's thread, the held child): blocked
@@ -247,7 +236,7 @@ SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(on_sched_wakeup_new, struct task_struct *p) {
     if (!is_traced(p->tgid))
         return 0;
-    struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    struct kp_offcpu_episode *o = bpf_task_storage_get(&offcpu_by_task, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (!o)
         return 0;
     __u64 now = bpf_ktime_get_ns();

@@ -80,12 +80,26 @@ enum kp_offcpu_state {
     KP_OFFCPU_SLEEPING = 1,        // TASK_INTERRUPTIBLE
     KP_OFFCPU_UNINTERRUPTIBLE = 2, // TASK_UNINTERRUPTIBLE (disk I/O, kernel locks)
     KP_OFFCPU_OTHER = 3,
-    // An episode whose switch-in the sched_switch tracepoint never delivered (cause not known; see
-    // sched_probes.bpf.h), written at the thread's next switch-out or its exit: on_ns is that time
-    // (the latest its episode can have ended), blocked_ns the blocked part if its wakeup was seen (exact;
+    // An episode whose switch-in the sched_switch tracepoint never delivered (see sched_probes.bpf.h),
+    // written at the thread's next switch-out or its exit: on_ns is that time (the latest its episode can have ended), blocked_ns the blocked part if its wakeup was seen (exact;
     // else 0), runqueue_ns the rest, unknown: runnable, then on a CPU from the unseen switch-in. The
     // syscall bits as below when it went to sleep; the state it slept in is not kept.
     KP_OFFCPU_SWITCH_IN_NOT_SEEN = 4,
+};
+
+// One traced thread's open off-CPU episode: the value of the probes' task storage `offcpu_by_task`, kept
+// between its switch-out and switch-in (sched_probes.bpf.h). The loader writes one for a thread found asleep
+// when its process begins to be traced, so that its wait is known even if the probes miss its wakeup.
+struct kp_offcpu_episode {
+    __u64 off_ns;      // switch-out; 0: none open
+    __u64 wake_ns;     // its wakeup (0: not seen yet)
+    __u32 state;       // enum kp_offcpu_state
+    __u32 waker_tgid;
+    __u32 waker_tid;
+    __u32 sleep_state; // preempted on its way to sleep: the state it was entering, else 0
+    __u32 syscall;     // 1 + the syscall it went to sleep in (its saved registers), 0: none
+    __u32 assumed;     // opened by the wakeup of a thread not seen switching out since tracing began:
+                       // it may never have left the CPU, so its next switch-out closes it silently
 };
 
 struct kp_offcpu_record {

@@ -525,7 +525,7 @@ int BPF_PROG(on_process_exit, struct task_struct *p) {
         return 0;
     // p is running: an episode still open lost its switch-in, and no later switch-out will see it (the
     // last thread's tgid is dropped below). Written now, this exit its latest end.
-    struct offcpu *o = bpf_task_storage_get(&offcpu_by_task, p, 0, 0);
+    struct kp_offcpu_episode *o = bpf_task_storage_get(&offcpu_by_task, p, 0, 0);
     if (o && o->off_ns != 0 && !o->assumed) {
         emit_switch_in_not_seen(p, o, bpf_ktime_get_ns());
         o->off_ns = 0;

@@ -1,7 +1,9 @@
 // Loads the committed skeleton of bpf/syscall_probes.bpf.c and drains its ring buffer.
 #include "kernel_probes.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/bpf.h>
@@ -41,6 +44,7 @@ struct kp_probes {
     uint64_t ring_bytes;
     struct kp_sampling *sampling; // CPU samples (NULL: off)
     int sampling_error;           // errno of a failed start of sampling
+    int scheduler;                // the scheduler probes are attached
 };
 
 static int ring_open(struct ring_reader *r, int map_fd, uint64_t size) {
@@ -237,6 +241,7 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
         if (!p->sampling)
             p->sampling_error = errno;
     }
+    p->scheduler = scheduler;
     step = "mapping the ring buffer";
     if ((err = -ring_open(&p->ring, bpf_map__fd(p->skel->maps.events), ring_bytes)) != 0)
         goto fail;
@@ -251,6 +256,92 @@ fail:
     return NULL;
 }
 
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL // linux/pidfd.h, kernel 6.9: a pidfd for one thread
+#endif
+
+// A thread's state letter from /proc/<tgid>/task/<tid>/stat (0: unreadable). The name before it may hold
+// any byte, ')' and spaces included: the state follows the last ')'.
+static char thread_state(uint32_t tgid, unsigned long tid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%u/task/%lu/stat", tgid, tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *close_paren = strrchr(buf, ')');
+    return close_paren && close_paren[1] == ' ' ? close_paren[2] : 0;
+}
+
+// Whether a thread is off its CPU, and in which syscall, from /proc/<tgid>/task/<tid>/syscall: the kernel
+// answers only once the thread has left its CPU (wait_task_inactive), with "nr arg... sp pc", or "-1 sp pc"
+// outside a syscall; "running" when it runs, is woken meanwhile, or is on its way to sleep (state set, not yet
+// switched out, which /proc/.../stat already shows as asleep). Returns 1 + the syscall, 0 for none, -1: on a
+// CPU or not known.
+static int64_t thread_off_cpu_in(uint32_t tgid, unsigned long tid) {
+    char path[64], buf[64];
+    snprintf(path, sizeof path, "/proc/%u/task/%lu/syscall", tgid, tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    char *end;
+    long nr = strtol(buf, &end, 10);
+    if (end == buf || (*end != ' ' && *end != '\n'))
+        return -1;
+    return nr >= 0 && nr < 0xffff ? nr + 1 : 0;
+}
+
+// A thread asleep when its process begins to be traced has no episode in the probes until they see its
+// wakeup or its switch-in. Should they miss both (rare; sched_probes.bpf.h), its next switch-out would open a
+// fresh episode and the wait would count as time on a CPU. So every thread found asleep (S, D, I, T in its
+// stat) and off its CPU (its syscall file) after the tgid's bit was set gets an episode open since tracing
+// began, as the probes' own wakeup path would open it, unless the probes have opened one by now (BPF_NOEXIST:
+// they saw it wake or switch out, and theirs is the truth). Best effort: a thread that ends meanwhile, or a
+// kernel without thread pidfds (before 6.9), is left to the probes.
+static void open_episodes_of_sleepers(struct kp_probes *p, uint32_t tgid, uint64_t since) {
+    if (since == 0)
+        return;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%u/task", tgid);
+    DIR *dir = opendir(path);
+    if (!dir)
+        return;
+    int map = bpf_map__fd(p->skel->maps.offcpu_by_task);
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        char *end;
+        unsigned long tid = strtoul(entry->d_name, &end, 10);
+        if (*end != 0 || tid == 0 || tid >= KP_MAX_PID)
+            continue;
+        char state = thread_state(tgid, tid);
+        uint32_t kp_state = state == 'S'                   ? KP_OFFCPU_SLEEPING
+                            : state == 'D' || state == 'I' ? KP_OFFCPU_UNINTERRUPTIBLE
+                            : state == 'T' || state == 't' ? KP_OFFCPU_OTHER
+                                                           : UINT32_MAX;
+        if (kp_state == UINT32_MAX)
+            continue; // running or runnable: the probes' switch-in path counts a runnable one's wait
+        int64_t syscall_plus_one = thread_off_cpu_in(tgid, tid);
+        if (syscall_plus_one < 0)
+            continue;
+        int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)tid, PIDFD_THREAD);
+        if (pidfd < 0)
+            continue;
+        struct kp_offcpu_episode episode = {.off_ns = since, .state = kp_state, .syscall = (uint32_t)syscall_plus_one};
+        bpf_map_update_elem(map, &pidfd, &episode, BPF_NOEXIST);
+        close(pidfd);
+    }
+    closedir(dir);
+}
+
 int kp_probes_trace_tgid(struct kp_probes *p, uint32_t tgid) {
     if (!p || tgid >= KP_MAX_PID)
         return -EINVAL;
@@ -261,6 +352,8 @@ int kp_probes_trace_tgid(struct kp_probes *p, uint32_t tgid) {
                          __ATOMIC_SEQ_CST);
     }
     __atomic_fetch_or(&p->skel->bss->traced_tgids[tgid / 64], 1ull << (tgid % 64), __ATOMIC_SEQ_CST);
+    if (p->scheduler)
+        open_episodes_of_sleepers(p, tgid, __atomic_load_n(&p->skel->bss->tracing_since_ns, __ATOMIC_SEQ_CST));
     return 0;
 }
 

@@ -67,7 +67,7 @@ public struct KernelProbeStatistics: Sendable, Equatable {
     /// Records the BPF side dropped because the ring was full.
     public var dropped: UInt64
     /// Off-CPU episodes whose switch-in the sched_switch tracepoint never delivered (offCPU events in state
-    /// `switchInNotSeen`; cause not known, docs/kernel-probes.md): in the trace, counted here for the summary.
+    /// `switchInNotSeen`; on the VM measured, a switch away from its hidden init agent: docs/kernel-probes.md): in the trace, counted here for the summary.
     public var switchInsNotSeen: UInt64 = 0
     /// The time they leave unknown (ns, saturating).
     public var switchInsNotSeenNs: UInt64 = 0

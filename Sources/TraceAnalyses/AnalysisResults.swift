@@ -94,7 +94,7 @@ public struct Overview: Sendable {
     public var unwritten: UInt64 { unwrittenUser.addingSaturated(unwrittenKernel) }
     /// Off-CPU episodes whose switch-in the kernel's sched_switch tracepoint never delivered, per thread (most
     /// unknown time first): each leaves the time from its wakeup (or switch-out) to the thread's next switch-out or exit
-    /// unknown. The cause is not known (docs/kernel-probes.md, "Switch-ins not seen").
+    /// unknown. Why: docs/kernel-probes.md, "Switch-ins not seen".
     public var switchInsNotSeen: [SwitchInsNotSeen] = []
     /// Their total count (saturating).
     public var switchInsNotSeenCount: UInt64 { switchInsNotSeen.reduce(0) { $0.addingSaturated($1.count) } }
@@ -370,7 +370,7 @@ public struct ThreadSummary: Sendable {
     /// The program's own function most of its samples passed through.
     public var hot: HotFunction? = nil
     /// Off-CPU episodes whose switch-in the kernel's sched_switch tracepoint never delivered (offCPU state
-    /// `switchInNotSeen`; the cause is not known: docs/kernel-probes.md).
+    /// `switchInNotSeen`; why: docs/kernel-probes.md).
     public var switchInsNotSeen: UInt64 = 0
     /// The time those episodes leave unknown (ns): from their wakeup (or their switch-out, the wakeup not seen) to
     /// the thread's next switch-out or exit, run-queue wait and on-CPU time in unknown shares; counted in neither.

@@ -187,7 +187,7 @@ public enum OffCPUState: UInt8, Sendable, CaseIterable {
     /// Stopped, traced, or a state this build does not name.
     case other = 3
     /// Not a task state: an episode whose switch-in the kernel's sched_switch tracepoint never delivered
-    /// (cause not known), written at the thread's next switch-out or exit (the timestamp: the latest the episode
+    /// (docs/kernel-probes.md, "Switch-ins not seen"), written at the thread's next switch-out or exit (the timestamp: the latest the episode
     /// can have ended). `blockedNs` is its blocked part when its wakeup was seen (exact; else 0), `runqueueNs`
     /// the rest, unknown: run-queue wait, then on the CPU from the unseen switch-in.
     case switchInNotSeen = 4
