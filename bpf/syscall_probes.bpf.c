@@ -163,8 +163,10 @@ static __always_inline bool is_traced(__u32 tgid) {
 
 // Whether the current task is known to be untraced without looking at it: the tgid the scheduler
 // probe noted at this CPU's last switch. Every change of a CPU's current task goes through
-// sched_switch, so the note is exact once on_sched_switch runs; before its first switch here (or
-// without the scheduler probes) it is 0 and the caller looks at the task. On a machine whose
+// sched_switch, so the note is exact where on_sched_switch runs for every switch; before its first
+// switch here (or without the scheduler probes) it is 0 and the caller looks at the task. Not every
+// kernel runs it for every switch (sched_probes.bpf.h: a VM hiding its agent), so this is only the
+// benchmark's variant (record loads the probes with cpu_filter 0). On a machine whose
 // retpolines and SRSO make every call dear, the bpf_get_current_task_btf() call this saves was half
 // of what an untraced process paid per syscall beyond the tracepoints' own cost.
 static __always_inline bool cpu_runs_untraced(void) {

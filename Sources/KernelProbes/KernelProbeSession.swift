@@ -30,9 +30,12 @@ public struct KernelProbeOptions: Sendable {
     public var scheduler = true
     /// Filter every syscall by the current task (the default) instead of by the process the scheduler
     /// probe noted for the CPU. The per-CPU note (false) costs untraced processes ~20 ns less per
-    /// syscall, but since it landed GroundTruthTests.existingProcessCanBeTraced lost two of a running
-    /// dd's syscalls in 2 of ~4 loaded full runs (never before, cause not found): until that is
-    /// understood it is only the benchmark's side-by-side variant.
+    /// syscall, but it is exact only where the scheduler probe sees every switch, and on this VM it does not:
+    /// no program runs while a thread of the VM's init agent is current (docs/kernel-probes.md, "Switch-ins
+    /// not seen"), so after a switch from one to a traced process the note still names the agent, and the
+    /// traced process's syscalls on that CPU are filtered out until the next switch there
+    /// (GroundTruthTests.existingProcessCanBeTraced lost two of a running dd's syscalls in 2 of ~4 loaded full
+    /// runs). So it is only the benchmark's side-by-side variant.
     public var taskFilter = true
     /// Options with these values; `taskFilter` stays true.
     public init(
