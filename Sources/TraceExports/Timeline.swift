@@ -555,7 +555,8 @@ public final class Timeline {
             // A user stream's stacks are creation stacks, numbered on their own: not the samples'.
             if reader.streams[e.stream].isKernel { sink.code(e, thread: -1, strings: it, timeline: self) }
             return
-        case .mapping, .sampling, .stackCopy, .stackCopyDelta:
+        case .mapping, .sampling, .stackCopy, .stackCopyDelta, .processFork:
+            // processFork: a forked child's inherited JIT code is named by its parent's perf map.
             sink.code(e, thread: -1, strings: it, timeline: self)
             return
         case .offCPU:

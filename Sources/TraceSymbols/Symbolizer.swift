@@ -48,6 +48,7 @@ public final class Symbolizer: CodeMappings {
     private var sorted: Set<UInt32> = []
     private var images: [String: ELFImage?] = [:]  // path (+ build id) -> parsed file
     private var perfMaps: [UInt32: PerfMap?] = [:]
+    private var forkedFrom: [UInt32: UInt32] = [:]  // child pid -> parent pid
     private var kernelSymbols: [(address: UInt64, name: String)]?
     private var demangled: [String: String] = [:]
     private var addressCache: [AddressKey: Int] = [:]
@@ -61,6 +62,14 @@ public final class Symbolizer: CodeMappings {
     public func addMapping(pid: UInt32, _ m: Mapping) {
         mappings[pid, default: []].append(m)
         sorted.remove(pid)
+    }
+
+    /// Records that `child` was forked from `parent` (a `processFork` event). JIT code the child inherited
+    /// is named only in the parent's perf map: CPython 3.12+ starts a new map in a forked child, and the
+    /// trampolines of the functions called before the fork (a pre-fork server's spawn path) are in the parent's.
+    public func addFork(parent: UInt32, child: UInt32) {
+        guard parent != child else { return }
+        forkedFrom[child] = parent
     }
 
     /// Frame ids for a stack of `pid` (addresses innermost first), innermost first. `returnAddresses`:
@@ -235,7 +244,7 @@ public final class Symbolizer: CodeMappings {
     private func userFrame(pid: UInt32, address: UInt64, mapping: Mapping?) -> CodeFrame {
         if mapping == nil || mapping!.path.isEmpty || mapping!.path.hasPrefix("[") {
             // Anonymous memory or no mapping: JIT code, named by the process's perf map if any.
-            if let e = perfMap(pid)?.entry(at: address) {
+            if let e = perfMapEntry(pid: pid, address: address) {
                 let (function, file, line) = PerfMap.split(e.name)
                 // Named frames carry no offset, so all samples in one function are one frame.
                 return CodeFrame(function: function, file: file, line: line, module: "[jit]", offset: 0)
@@ -291,6 +300,19 @@ public final class Symbolizer: CodeMappings {
     private func debugPath(_ id: [UInt8]) -> String {
         let hex = id.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
         return "\(debugDirectory)/.build-id/\(hex[0])/\(hex[1...].joined()).debug"
+    }
+
+    /// The perf-map entry naming `address` of `pid`: its own map's, else its parent's at its fork, and so on
+    /// up to 16 forks back (a crafted trace's fork cycle ends there). The own map comes first: after the
+    /// fork, parent and child make new code at the same addresses, each naming it in its own map.
+    private func perfMapEntry(pid: UInt32, address: UInt64) -> PerfMap.Entry? {
+        var process = pid
+        for _ in 0..<16 {
+            if let e = perfMap(process)?.entry(at: address) { return e }
+            guard let parent = forkedFrom[process] else { return nil }
+            process = parent
+        }
+        return nil
     }
 
     private func perfMap(_ pid: UInt32) -> PerfMap? {

@@ -135,6 +135,8 @@ public final class TraceSamples {
         case .stackUnwind:
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
             recordUnwindMethods[UInt32(v.u(0))] = v.list.prefix(Self.maxStackFrames + 1).map { UInt8(clamping: $0) }
+        case .processFork:
+            symbolizer.addFork(parent: UInt32(truncatingIfNeeded: v.u(0)), child: UInt32(truncatingIfNeeded: v.u(1)))
         case .mapping:
             guard v.u(1) < v.u(2) else { return nil }
             let path = v.textID >= 0 ? it.string(v.textID) : ""

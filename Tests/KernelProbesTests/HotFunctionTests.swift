@@ -316,6 +316,60 @@ private let swiftSpreadSource = """
         #expect(named >= 3)
     }
 
+    /// A pre-fork server's worker (gunicorn, multiprocessing): a CPython 3.12+ process forks inside Python calls,
+    /// and the child burns CPU in a function called from them. CPython starts a new perf map in the child, so the
+    /// trampolines of the functions it inherited (those the fork was called in) are named only in the parent's map;
+    /// they showed as '[anon]+0x7c1' in the child's stacks. They are named in the report and the folded export.
+    @Test func aForkedPythonChildNamesTheFunctionsItWasForkedIn() throws {
+        try requireKernel("aForkedPythonChildNamesTheFunctionsItWasForkedIn")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        guard let python = Self.python312() else {
+            try Test.cancel("no CPython 3.12 or newer here (perf trampolines came with 3.12)")
+        }
+        let script = temporaryPath("fork-python-\(UUID().uuidString.prefix(8)).py")
+        try """
+        import os, time
+        def burn_in_worker(ms):
+            end = time.thread_time() + ms / 1000
+            x = 0
+            while time.thread_time() < end:
+                x += 1
+            return x
+        def spawn_worker():
+            pid = os.fork()
+            if pid == 0:
+                burn_in_worker(300)
+                os._exit(0)
+            return pid
+        def arbiter_run():
+            os.waitpid(spawn_worker(), 0)
+        arbiter_run()
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: script) }
+        let trace = try recordTrace([python, script], name: "fork-python")
+        let json = try runTool(asynctrace, ["report", "--json", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let threads = try #require(root["threads"] as? [[String: Any]])
+        let worker = try #require(
+            threads.first { (($0["hot_function"] as? [String: Any])?["function"] as? String) == "burn_in_worker" },
+            "the forked child's thread is hot in burn_in_worker: \(threads.map { $0["hot_function"] ?? "-" })")
+        let parentPid = try #require(root["trace"] as? [String: Any])["pid"] as? Int
+        #expect(worker["pid"] as? Int != parentPid, "the burning thread is the child's")
+        let callers = names((worker["hot_function"] as? [String: Any])?["callers"])
+        #expect(inOrder(["spawn_worker", "arbiter_run", "<module>"], in: callers), "\(callers)")
+        #expect(!callers.contains { $0.hasPrefix("[anon]") }, "\(callers)")
+
+        let foldedPath = trace + ".folded"
+        let export = try runTool(asynctrace, ["export", "--format", "folded", "--by", "code", "-o", foldedPath, trace])
+        #expect(export.status == 0, "\(export.output.prefix(300))")
+        let folded = try String(contentsOfFile: foldedPath, encoding: .utf8)
+        let burning = folded.split(separator: "\n").filter { $0.contains("burn_in_worker") }
+        #expect(!burning.isEmpty, "\(folded.prefix(600))")
+        for line in burning {
+            #expect(line.contains("spawn_worker") && !line.contains("[anon]"), "\(line)")
+        }
+    }
+
     /// A CPython of version 3.12 or newer: python3 on PATH, a versioned one in /usr, or pyenv's.
     static func python312() -> String? {
         var candidates = ["python3", "python3.13", "python3.12"].compactMap(which)

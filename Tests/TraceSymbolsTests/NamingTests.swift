@@ -135,6 +135,36 @@ import TraceSymbols
         #expect(ELFImage(path: dir + "/fifo") == nil)
     }
 
+    /// A forked child's JIT code not in its own perf map is named by its parent's, and that one's parent's; its own
+    /// map comes first. A crafted trace's fork cycle (1 forked from 2 forked from 1) ends without a name, not a hang.
+    @Test func aForkedChildsCodeIsNamedByItsOwnPerfMapThenItsAncestors() throws {
+        let dir = NSTemporaryDirectory() + "perfmaps-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "1000 100 py::run:/srv/arbiter.py\n".write(toFile: "\(dir)/perf-50.map", atomically: true, encoding: .utf8)
+        try "2000 100 py::spawn:/srv/arbiter.py\n3000 100 py::parent_later:/srv/a.py\n"
+            .write(toFile: "\(dir)/perf-51.map", atomically: true, encoding: .utf8)
+        try "3000 100 py::handle:/srv/worker.py\n".write(toFile: "\(dir)/perf-52.map", atomically: true, encoding: .utf8)
+        let s = Symbolizer()
+        s.perfMapDirectory = dir
+        s.useKallsyms = false
+        s.addFork(parent: 50, child: 51)
+        s.addFork(parent: 51, child: 52)
+        s.addFork(parent: 60, child: 61)
+        s.addFork(parent: 61, child: 60)
+        s.addFork(parent: 70, child: 70)
+        func function(_ pid: UInt32, _ address: UInt64) -> String? {
+            let id = s.frame(pid: pid, address: address, timeNs: 1, isReturnAddress: false)
+            return s.frames[id].function
+        }
+        #expect(function(52, 0x3010) == "handle", "its own map first")
+        #expect(function(52, 0x2010) == "spawn", "its parent's")
+        #expect(function(52, 0x1010) == "run", "its grandparent's")
+        #expect(function(51, 0x3010) == "parent_later")
+        #expect(function(50, 0x2010) == nil, "a parent is not named by its child's map")
+        #expect(function(60, 0x1010) == nil && function(61, 0x1010) == nil && function(70, 0x1010) == nil)
+    }
+
     @Test func theMappingOfAnAddressIsChosenByTime() {
         let s = Symbolizer()
         s.perfMapDirectory = nil
