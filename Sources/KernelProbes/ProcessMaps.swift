@@ -108,11 +108,27 @@ public enum ELFNotes {
     public static func buildID(fd: Int32) -> [UInt8] {
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= 64 else { return [] }
-        let size = UInt64(st.st_size)
+        return buildID(fd: fd, base: 0, size: UInt64(st.st_size))
+    }
+
+    /// The build id of the ELF image at `start..<end` of process `pid`'s memory, read through /proc/PID/mem:
+    /// the kernel's `[vdso]`, which no file holds (the recorder may read it: it traces the process). Empty when
+    /// it has none, is not an ELF64 image, or cannot be read.
+    public static func buildID(memoryOf pid: UInt32, start: UInt64, end: UInt64) -> [UInt8] {
+        // A vDSO is a few pages; a crafted or odd region is not read whole, only what the headers point to.
+        guard start < end, start <= UInt64(Int64.max), end - start >= 64 else { return [] }
+        let fd = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        return buildID(fd: fd, base: start, size: min(end - start, 1 << 20))
+    }
+
+    /// The build id of the ELF image `size` bytes long at offset `base` of `fd`.
+    private static func buildID(fd: Int32, base: UInt64, size: UInt64) -> [UInt8] {
         func read(_ count: Int, at offset: UInt64) -> [UInt8]? {
-            guard count > 0, offset < size, UInt64(count) <= size - offset else { return nil }
+            guard count > 0, offset < size, UInt64(count) <= size - offset, base <= UInt64(Int64.max) - size else { return nil }
             var b = [UInt8](repeating: 0, count: count)
-            let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+            let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(base + offset)) }
             return n == count ? b : nil
         }
         guard let h = read(64, at: 0), h[0] == 0x7f, h[1] == 0x45, h[2] == 0x4c, h[3] == 0x46, h[4] == 2, h[5] == 1 else {

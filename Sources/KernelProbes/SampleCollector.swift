@@ -399,6 +399,10 @@ public final class SampleCollector {
                     buildID = ProcessMaps.buildID(pid: pid, entry: entry)
                     buildIDs[cacheKey] = buildID
                 }
+            } else if entry.path == "[vdso]" {
+                // No file holds the kernel's vDSO: its build id lets a reader on the same kernel name its
+                // functions (clock_gettime, which a program reading the time in a loop spends its time in).
+                buildID = ELFNotes.buildID(memoryOf: pid, start: entry.start, end: entry.end)
             }
             var e = KernelEvent(kind: .mapping, pid: pid, tid: 0, timestampNs: time > 0 ? time - 1 : 0)
             e.mappingIndex = UInt32(tables.mappings.count)

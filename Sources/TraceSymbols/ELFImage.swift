@@ -50,6 +50,22 @@ public final class ELFImage {
         guard Self.withMappedFile(path, { parse($0, symbols: true) }) == true else { return nil }
     }
 
+    /// The vDSO the kernel maps into this process (nil: none, or not an ELF64 image). Its build id says whether a
+    /// recorded `[vdso]` region was the same code: the kernel gives every 64-bit process one image.
+    public static func ownVDSO() -> ELFImage? {
+        guard let maps = readFile("/proc/self/maps", limit: 1 << 22) else { return nil }
+        for line in maps.split(separator: UInt8(ascii: "\n")) where line.reversed().starts(with: "]osdv[".utf8) {
+            let range = line.prefix { $0 != UInt8(ascii: " ") }.split(separator: UInt8(ascii: "-"))
+            guard range.count == 2, let start = PerfMap.hex(range[0]), let end = PerfMap.hex(range[1]), end > start, end - start >= 64,
+                end - start <= 1 << 20
+            else { continue }
+            let image = ELFImage(emptyFor: "[vdso]")
+            let bytes = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(start)), count: Int(end - start))
+            return image.parse(bytes, symbols: true) ? image : nil
+        }
+        return nil
+    }
+
     /// The GNU build id of the file at `path` (empty: none), read from its program headers only;
     /// nil if unreadable or not ELF64 LE.
     public static func buildID(ofFileAt path: String) -> [UInt8]? {

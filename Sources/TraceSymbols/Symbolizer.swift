@@ -241,7 +241,16 @@ public final class Symbolizer: CodeMappings {
         return file?.bytes(at: offset &- UInt64(count), count: count)
     }
 
+    /// This machine's vDSO, read once: it names a recorded `[vdso]` region whose build id is its own.
+    private lazy var ownVDSO: ELFImage? = ELFImage.ownVDSO()
+
     private func userFrame(pid: UInt32, address: UInt64, mapping: Mapping?) -> CodeFrame {
+        if let m = mapping, m.path == "[vdso]", !m.buildID.isEmpty, let vdso = ownVDSO, vdso.buildID == m.buildID,
+            let linkAddress = vdso.address(ofFileOffset: address &- m.start &+ m.fileOffset),
+            let (name, into) = vdso.symbol(at: linkAddress)
+        {
+            return CodeFrame(function: name, module: m.path, offset: linkAddress - into)
+        }
         if mapping == nil || mapping!.path.isEmpty || mapping!.path.hasPrefix("[") {
             // Anonymous memory or no mapping: JIT code, named by the process's perf map if any.
             if let e = perfMapEntry(pid: pid, address: address) {

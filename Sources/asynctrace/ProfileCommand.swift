@@ -49,7 +49,9 @@ struct ProfileCommand: ParsableCommand {
         for f in profile.functions.prefix(top) {
             let frame = data.frame(f.frame)
             out += pad(percent(f.selfSamples, profile.totalSamples), 8) + " " + pad(percent(f.totalSamples, profile.totalSamples), 8)
-            out += "  \(frame.description)" + (frame.function != nil ? "  [\(frame.moduleName)]" : "") + "\n"
+            out +=
+                "  \(frame.description)"
+                + (frame.function == nil ? "" : frame.moduleName.hasPrefix("[") ? "  \(frame.moduleName)" : "  [\(frame.moduleName)]") + "\n"
         }
         out += "\nTOP STACKS (innermost first)\n"
         for s in profile.stacks.prefix(top) {

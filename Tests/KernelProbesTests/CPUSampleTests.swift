@@ -148,4 +148,41 @@ private let burnSource = """
         let data = try recordSamples([exe], options: ["--sample-rate", "0"], name: "burn-off")
         #expect(data.samples.isEmpty)
     }
+
+    /// A program that reads the time in a loop spends its time in the kernel's vDSO, which no file holds: its
+    /// samples' innermost frame was '[vdso]+0xc01' (each Python, Node and Go server reading clocks). The recorder
+    /// keeps the vDSO's build id, so a reader on the same kernel names it from its own vDSO, in the report's stacks
+    /// and in `profile`.
+    @Test func timeReadsInTheVDSOAreNamed() throws {
+        try requireKernel("timeReadsInTheVDSOAreNamed")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        let exe = try compileC(
+            """
+            #include <stdio.h>
+            #include <time.h>
+            static double seconds(clockid_t c) { struct timespec t; clock_gettime(c, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+            int main(void) {
+                /* 300 ms of its own CPU time, whatever the load, nearly all of it reading CLOCK_MONOTONIC. */
+                double end = seconds(CLOCK_THREAD_CPUTIME_ID) + 0.3, last = 0;
+                long reads = 0;
+                while (reads % 4096 != 0 || seconds(CLOCK_THREAD_CPUTIME_ID) < end) { last = seconds(CLOCK_MONOTONIC); reads++; }
+                printf("%ld %f\\n", reads, last);
+                return 0;
+            }
+            """, name: "vdso-clock", flags: ["-O1"])
+        let trace = try recordTrace([exe], name: "vdso-clock")
+        let json = try runTool(asynctrace, ["report", "--json", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let threads = try #require(root["threads"] as? [[String: Any]])
+        let frames = threads.flatMap { t in ((t["stacks"] as? [[String: Any]]) ?? []).flatMap { ($0["frames"] as? [[String: Any]]) ?? [] } }
+        let vdso = frames.filter { $0["module"] as? String == "[vdso]" }
+        #expect(!vdso.isEmpty, "the loop's samples are in the vDSO: \(frames.map { $0["name"] ?? "-" })")
+        for f in vdso {
+            let function = f["function"] as? String ?? ""
+            #expect(function.hasSuffix("clock_gettime"), "\(f)")
+        }
+        let profile = try runTool(asynctrace, ["profile", trace])
+        let top = profile.output.split(separator: "\n").first { $0.contains("%") && $0.contains("[vdso]") }
+        #expect(top?.contains("clock_gettime  [vdso]") == true, "\(profile.output.prefix(800))")
+    }
 }

@@ -165,6 +165,27 @@ import TraceSymbols
         #expect(function(60, 0x1010) == nil && function(61, 0x1010) == nil && function(70, 0x1010) == nil)
     }
 
+    /// A recorded `[vdso]` region is named from this process's own vDSO only where their build ids are one: a
+    /// trace from another kernel (another id) or an older trace (none recorded) keeps '[vdso]+0x…'.
+    @Test func aVDSOIsNamedOnlyByTheSameKernelsImage() throws {
+        let own = try #require(ELFImage.ownVDSO(), "every x86-64 Linux process has a vDSO")
+        #expect(!own.buildID.isEmpty && !own.symbols.isEmpty)
+        let clock = try #require(own.symbols.first { own.name(of: $0).hasSuffix("clock_gettime") })
+        let s = Symbolizer()
+        s.perfMapDirectory = nil
+        let other = own.buildID.map { $0 ^ 0xff }
+        for (pid, id) in [(UInt32(1), own.buildID), (2, other), (3, [])] {
+            s.addMapping(pid: pid, .init(start: 0x7000_0000, end: 0x7000_2000, fileOffset: 0, path: "[vdso]", buildID: id, timeNs: 0))
+        }
+        func frame(_ pid: UInt32) -> CodeFrame {
+            let id = s.frame(pid: pid, address: 0x7000_0000 + clock.address + 1, timeNs: 1, isReturnAddress: false)
+            return s.frames[id]
+        }
+        #expect(frame(1).function?.hasSuffix("clock_gettime") == true && frame(1).module == "[vdso]", "\(frame(1))")
+        #expect(frame(2).function == nil && frame(2).name.hasPrefix("[vdso]+0x"), "\(frame(2))")
+        #expect(frame(3).function == nil, "\(frame(3))")
+    }
+
     @Test func theMappingOfAnAddressIsChosenByTime() {
         let s = Symbolizer()
         s.perfMapDirectory = nil
