@@ -21,9 +21,15 @@
 #define IPPROTO_UDPLITE 136
 #define EINPROGRESS 115
 
-// Whether this completed syscall starts an fd life (or, for connect, bind and listen, describes one).
+// Whether this completed syscall starts an fd life (or, for connect, bind and listen, describes one), or is
+// an open that failed: its record then carries the path it asked for, with new_fd = ret (-errno), so that
+// "openat: 623 ENOENT" can say of which files.
 static __always_inline bool makes_fd(__u32 nr, __s32 fd_arg, long ret) {
     switch (nr) {
+    case NR_open:
+    case NR_openat:
+    case NR_openat2:
+        return true;
     case NR_connect:
         return ret == 0 || ret == -EINPROGRESS;
     case NR_bind:
@@ -36,9 +42,6 @@ static __always_inline bool makes_fd(__u32 nr, __s32 fd_arg, long ret) {
     case NR_pipe2:
     case NR_socketpair:
         return ret == 0;
-    case NR_open:
-    case NR_openat:
-    case NR_openat2:
     case NR_dup:
     case NR_dup2:
     case NR_dup3:
@@ -185,7 +188,8 @@ static __always_inline void emit_fd_record(struct task_struct *task, __u64 pid_t
     case NR_open:
     case NR_openat:
     case NR_openat2: {
-        describe_fd(task, ret, r);
+        if (ret >= 0)
+            describe_fd(task, ret, r);
         long n = bpf_probe_read_user_str(r->detail, KP_DETAIL_MAX, (const void *)s->events_ptr);
         if (n > 0) {
             r->detail_kind = KP_DETAIL_PATH;

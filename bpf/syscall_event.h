@@ -164,7 +164,7 @@ struct kp_unix_detail {
 // the new fd refers to. new_fd < 0 when the call failed (then only the syscall counts).
 struct kp_fd_record {
     struct kp_syscall_record sys;
-    __s32 new_fd;
+    __s32 new_fd;     // an open that failed: -errno (its record has the path it asked for)
     __s32 new_fd2;    // the second end of pipe/pipe2/socketpair; -1 otherwise
     __s32 source_fd;  // dup/dup2/dup3/fcntl(F_DUPFD*): the fd duplicated; -1 otherwise
     __u16 fd_kind;    // enum kp_fd_kind

@@ -234,13 +234,15 @@ public struct KernelEvent: Sendable {
         into events: inout [KernelEvent]
     ) {
         let f = record.loadUnaligned(as: kp_fd_record.self)
-        guard f.new_fd >= 0 else { return }
+        // An open that failed has its path, and fd -errno: an fdOpen that begins no life (fdOpen's spec).
+        let failedOpen = f.new_fd < 0 && [2, 257, 437].contains(r.nr) && f.detail_kind == KP_DETAIL_PATH.rawValue
+        guard f.new_fd >= 0 || failedOpen else { return }
         let detailOffset = MemoryLayout<kp_fd_record>.offset(of: \kp_fd_record.detail)!
         let detailBytes = UnsafeRawBufferPointer(
             start: record + detailOffset,
             count: min(Int(f.detail_len), Int(KP_DETAIL_MAX)))
         let text = FdDetail.text(kind: UInt32(f.detail_kind), bytes: detailBytes)
-        for fd in [f.new_fd, f.new_fd2] where fd >= 0 {
+        for fd in failedOpen ? [f.new_fd] : [f.new_fd, f.new_fd2] where fd >= 0 || failedOpen {
             var e = KernelEvent(kind: .fdOpen, pid: r.tgid, tid: r.tid, timestampNs: r.exit_ns)
             e.fd = fd
             e.fdKind = UInt8(truncatingIfNeeded: f.fd_kind)

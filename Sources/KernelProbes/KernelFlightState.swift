@@ -48,7 +48,7 @@ struct KernelFlightState {
             for (k, lives) in fds where k >> 32 == UInt64(e.pid) && lives.last?.closedNs == nil {
                 fds[k]![lives.count - 1].closedNs = e.timestampNs
             }
-        case .fdOpen:
+        case .fdOpen where e.fd >= 0:  // (a failed open begins no life)
             let k = Self.key(e.pid, UInt32(bitPattern: e.fd))
             var lives = fds[k] ?? []
             if e.sourceFd == e.fd, let last = lives.last, last.closedNs == nil {

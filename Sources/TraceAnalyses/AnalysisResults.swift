@@ -492,6 +492,25 @@ public struct SyscallStats: Sendable {
     public var attributed: UInt64
     /// Errors by errno name ("EAGAIN"), most first.
     public var errorsByErrno: [(errno: String, count: UInt64)] = []
+    /// Opens (open, openat, openat2) that failed: the paths they asked for, most failed first, at most
+    /// `failedPathsShown`. Empty for other syscalls and for traces recorded before failed opens kept their path.
+    public var failedPaths: [FailedPath] = []
+    /// Distinct (path, errno) pairs among the failed opens (at most 4,096 are told apart).
+    public var failedPathCount: Int = 0
+    /// Failed opens whose path the trace holds (those beyond the 4,096 pairs included).
+    public var failedWithPath: UInt64 = 0
+    /// How many of a syscall's failed paths `failedPaths` lists.
+    public static let failedPathsShown = 10
+}
+
+/// A path that opens failed on, with the error and how often.
+public struct FailedPath: Sendable, Equatable {
+    /// The path as the program passed it (relative paths stay relative; up to 255 bytes).
+    public var path: String
+    /// The error's name ("ENOENT").
+    public var errno: String
+    /// Opens that failed on it with that error.
+    public var count: UInt64
 }
 
 /// One life of an fd: from the syscall that created it (or the recording's start) to its close, or to the

@@ -38,6 +38,15 @@ struct SyscallAccum {
     var errors: UInt64 = 0
     var attributed: UInt64 = 0
     var errnos: [UInt64: UInt64] = [:]
+    /// Failed opens by (errno, path asked for): their fdOpen with fd -errno.
+    var failedPaths: [FailedPathKey: UInt64] = [:]
+    /// Failed opens with a path, beyond the bound on distinct paths (counted, not named).
+    var failedPathsBeyondBound: UInt64 = 0
+}
+
+struct FailedPathKey: Hashable {
+    var errno: UInt64
+    var path: String
 }
 
 /// An fd life that ended.
@@ -77,6 +86,29 @@ struct IOTracker {
 
     @inline(__always)
     static func ioClass(_ nr: UInt64) -> UInt8 { nr < UInt64(directSyscalls) ? ioClassTable[Int(nr)] : 0 }
+
+    /// Distinct (errno, path) pairs of failed opens kept per syscall (a crafted trace or a program probing
+    /// thousands of paths); beyond it they are counted in failedPathsBeyondBound.
+    static let maxFailedPaths = 4096
+
+    /// An open (`nr`) that failed with `errno` on `path` (its fdOpen with fd -errno).
+    mutating func failedOpen(nr: UInt64, errno: UInt64, path: String) {
+        func note(_ s: inout SyscallAccum) {
+            let key = FailedPathKey(errno: errno, path: path)
+            if s.failedPaths.count < Self.maxFailedPaths || s.failedPaths[key] != nil {
+                s.failedPaths[key, default: 0] &+= 1
+            } else {
+                s.failedPathsBeyondBound &+= 1
+            }
+        }
+        if nr < UInt64(Self.directSyscalls) {
+            guard var s = bySmallNr[Int(nr)] else { return }  // its syscall event comes first
+            note(&s)
+            bySmallNr[Int(nr)] = s
+        } else if byLargeNr[nr] != nil {
+            note(&byLargeNr[nr]!)
+        }
+    }
 
     func syscallTotals() -> [(UInt64, SyscallAccum)] {
         var out: [(UInt64, SyscallAccum)] = []

@@ -74,6 +74,8 @@ public struct TraceAnalyzer {
     var waitMomentAwaitingSyscall: [UInt64: Int] = [:]
     /// The open just seen (thread key, the fd it made, its time), whose path the `fdOpen` after it gives.
     var pendingOpen: (thread: UInt64, fd: Int64, ns: UInt64)? = nil
+    /// An open that just failed: its fdOpen (next, same time, fd = its return value) names the path.
+    var pendingFailedOpen: (thread: UInt64, nr: UInt64, ret: Int64, ns: UInt64)? = nil
     static let maxWaitMoments = 1 << 20
     /// Creation stacks (user streams' stackDefs) and every stream's code regions.
     var creationStacks = CreationStackTable()
@@ -297,6 +299,15 @@ public struct TraceAnalyzer {
             io.exited(pid: UInt32(truncatingIfNeeded: ev.u(0)))
         case .fdOpen:
             let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1)), fd = ev.s(2)
+            if fd < 0 {
+                // A failed open's path (no life): paired with the syscall it follows, else ignored.
+                if let p = pendingFailedOpen, p.thread == UInt64(pid) << 32 | UInt64(tid), p.ret == fd, p.ns == ns {
+                    pendingFailedOpen = nil
+                    let path = ev.text
+                    if !path.isEmpty { io.failedOpen(nr: p.nr, errno: fd.magnitude, path: path) }
+                }
+                break
+            }
             io.fdOpen(pid: pid, tid: tid, fd: fd, kind: ev.u(3), sourceFd: ev.s(4), detail: ev.text, ns: ns)
             if let p = pendingOpen, p.thread == UInt64(pid) << 32 | UInt64(tid), p.fd == fd, p.ns == ns {
                 pendingOpen = nil
@@ -415,6 +426,7 @@ public struct TraceAnalyzer {
         let opened = SyscallNames.opensPath(nr) && ret >= 0 && ret <= Int64(Int32.max)
         let tallyFd = SyscallNames.opensPath(nr) ? (opened ? ret : -1) : fd  // not the directory fd
         pendingOpen = opened ? (UInt64(pid) << 32 | UInt64(tid), ret, exitNs) : nil
+        pendingFailedOpen = SyscallNames.opensPath(nr) && ret < 0 ? (UInt64(pid) << 32 | UInt64(tid), nr, ret, exitNs) : nil
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
         let enter = exitNs >= dur ? exitNs - dur : 0
         // A thread of a program that records no events of its own, that waits in poll or select and has never
@@ -556,7 +568,11 @@ public struct TraceAnalyzer {
             SyscallStats(
                 name: SyscallNames.name(nr), count: a.count, bytes: a.bytes, totalNs: a.ns, errors: a.errors,
                 attributed: a.attributed,
-                errorsByErrno: a.errnos.map { (ErrnoNames.name($0.key), $0.value) }.sorted { ($0.1, $1.0) > ($1.1, $0.0) })
+                errorsByErrno: a.errnos.map { (ErrnoNames.name($0.key), $0.value) }.sorted { ($0.1, $1.0) > ($1.1, $0.0) },
+                failedPaths: a.failedPaths.sorted { ($0.value, $1.key.path) > ($1.value, $0.key.path) }.prefix(SyscallStats.failedPathsShown)
+                    .map { FailedPath(path: $0.key.path, errno: ErrnoNames.name($0.key.errno), count: $0.value) },
+                failedPathCount: a.failedPaths.count,
+                failedWithPath: a.failedPaths.values.reduce(a.failedPathsBeyondBound) { $0.addingSaturated($1) })
         }.sorted { ($0.totalNs, $0.count) > ($1.totalNs, $1.count) }
 
         var finalThreads = threads

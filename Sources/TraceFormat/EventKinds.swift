@@ -356,7 +356,7 @@ public enum EventSpecs {
                 a("sourceFd", .signed), a("detail", .string),
             ],
             summary:
-                "an fd begins a new life: its kind (FDKind), path or local->peer address, and the fd it was duplicated from (-1: none); tid 0 for fds found open at attach"
+                "an fd begins a new life: its kind (FDKind), path or local->peer address, and the fd it was duplicated from (-1: none); tid 0 for fds found open at attach. fd < 0: an open that failed (fd is -errno, detail the path it asked for), no life"
         ),
         EventSpec(
             kind: .stackDef, name: "stackDef", args: [a("id", .unsigned), a("frames", .list)],

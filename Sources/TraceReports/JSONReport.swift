@@ -150,6 +150,17 @@ public enum JSONReport {
                             }
                         }
                         e.field("attributed", s.attributed)
+                        if !s.failedPaths.isEmpty {
+                            e.array("failed_paths") { r in
+                                for p in s.failedPaths {
+                                    r.object {
+                                        $0.field("path", p.path); $0.field("errno", p.errno); $0.field("count", p.count)
+                                    }
+                                }
+                            }
+                            e.field("failed_path_count", s.failedPathCount)
+                            e.field("failed_with_path", s.failedWithPath)
+                        }
                     }
                 }
             }

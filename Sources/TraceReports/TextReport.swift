@@ -515,6 +515,7 @@ public enum TextReport {
             ])
         }
         out += t.render()
+        failedPaths(a, &out)
         if a.overview.hasUserEvents && a.io.readWriteSyscalls > 0 {
             out += "  \(Formatting.percent(a.io.attributedShare)) of \(Formatting.count(a.io.readWriteSyscalls)) read/write syscalls "
             out += "ran inside a callback\n"
@@ -522,6 +523,19 @@ public enum TextReport {
                 out +=
                     "  \(Formatting.percent(a.io.ownerShare)) of \(Formatting.count(a.io.readWriteOnResourceFDs)) read/write syscalls on fds owned by a resource "
                 out += "ran inside that resource's own callbacks\n"
+            }
+        }
+    }
+
+    /// What the failed opens asked for: "openat failed on 41 paths (639 times):" and the most failed paths.
+    private static func failedPaths(_ a: TraceAnalysis, _ out: inout String) {
+        let shown = 5
+        for s in a.io.syscalls where !s.failedPaths.isEmpty {
+            let distinct = s.failedPathCount >= 4096 ? "4,096+" : Formatting.count(UInt64(s.failedPathCount))
+            out += "  \(s.name) failed on \(distinct) path\(s.failedPathCount == 1 ? "" : "s") (\(Formatting.count(s.failedWithPath))×)"
+            out += s.failedPathCount > shown ? ", most often:\n" : ":\n"
+            for p in s.failedPaths.prefix(shown) {
+                out += "      \(Formatting.count(p.count))× \(p.errno) \(Formatting.printable(p.path))\n"
             }
         }
     }

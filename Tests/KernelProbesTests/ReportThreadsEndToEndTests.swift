@@ -371,6 +371,68 @@ private let program = #"""
         #expect(!epollPart.contains("woken by kick-thread"), "\(line)")
     }
 
+    /// Opens that failed name the paths they asked for: "openat: 639 errors (ENOENT 623, ENXIO 16)" said nothing of
+    /// which files a program probed. A C program fails known opens (ENOENT, ENOTDIR, EISDIR, through open, openat
+    /// and openat2) between successful ones; the report lists each path with its error and count, and no fd row
+    /// is made of a failed open.
+    @Test func failedOpensNameThePathsTheyAskedFor() throws {
+        try requireKernel("failedOpensNameThePathsTheyAskedFor")
+        let source = temporaryPath("failed-opens.c"), binary = temporaryPath("failed-opens"), trace = temporaryPath("failed-opens.atrace")
+        let dir = temporaryPath("failed-opens.d")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try #"""
+        #define _GNU_SOURCE
+        #include <fcntl.h>
+        #include <linux/openat2.h>
+        #include <sys/syscall.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+            const char *dir = argv[1];
+            char missing[512], notdir[512];
+            snprintf(missing, sizeof missing, "%s/missing.conf", dir);
+            snprintf(notdir, sizeof notdir, "%s/real.txt/below", dir);
+            char real[512]; snprintf(real, sizeof real, "%s/real.txt", dir);
+            close(open(real, O_CREAT | O_WRONLY, 0644));
+            for (int i = 0; i < 7; i++) openat(AT_FDCWD, missing, O_RDONLY);
+            for (int i = 0; i < 3; i++) openat(AT_FDCWD, notdir, O_RDONLY);
+            openat(AT_FDCWD, dir, O_WRONLY);                           /* EISDIR */
+            struct open_how how = { .flags = O_RDONLY };
+            syscall(SYS_openat2, AT_FDCWD, missing, &how, sizeof how);   /* ENOENT, openat2 */
+            close(openat(AT_FDCWD, real, O_RDONLY));
+            return 0;
+        }
+        """#.replacingOccurrences(of: "#include <unistd.h>", with: "#include <stdio.h>\n#include <unistd.h>")
+            .write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        defer { for p in [source, binary, trace, dir] { try? FileManager.default.removeItem(atPath: p) } }
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary, dir])
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
+        try #require(json.status == 0, "report failed: \(json.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let syscalls = try #require(j["syscalls"] as? [[String: Any]])
+        func failed(_ name: String) -> [String: Int] {
+            let row = syscalls.first { $0["name"] as? String == name }
+            var out: [String: Int] = [:]
+            for p in (row?["failed_paths"] as? [[String: Any]]) ?? [] {
+                out["\(p["errno"] as? String ?? "?") \(p["path"] as? String ?? "?")"] = p["count"] as? Int
+            }
+            return out
+        }
+        let openat = failed("openat")
+        #expect(openat["ENOENT \(dir)/missing.conf"] == 7, "\(openat)")
+        #expect(openat["ENOTDIR \(dir)/real.txt/below"] == 3, "\(openat)")
+        #expect(openat["EISDIR \(dir)"] == 1, "\(openat)")
+        #expect(failed("openat2") == ["ENOENT \(dir)/missing.conf": 1])
+        // The successful opens are lives as before; no row for a failed one.
+        let fds = try #require(j["fds"] as? [[String: Any]])
+        #expect(fds.allSatisfy { ($0["fd"] as? Int ?? -1) >= 0 }, "\(fds)")
+        #expect(fds.contains { $0["path"] as? String == "\(dir)/real.txt" }, "\(fds)")
+        let text = try runCapturing(try asynctrace(), ["report", trace])
+        #expect(text.stdout.contains("7× ENOENT \(dir)/missing.conf"), "\(text.stdout)")
+    }
+
     /// A loop stalled in an open (a FIFO no writer has opened yet; an NFS or FUSE path alike) is named by the
     /// path it opened. redis-server's SAVE and every command's stall listed "openat() 115 µs in 3 calls": an
     /// open's fd argument is its directory, and the path its new fd was given was not looked up.

@@ -493,3 +493,72 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         #expect(text.contains("read(fd 5) "))
     }
 }
+
+/// Opens that failed keep the path they asked for (an fdOpen with fd -errno after the syscall): the SYSCALLS
+/// section names them, most failed first; they begin no fd life. A crafted trace's unpaired or odd ones saturate.
+@Suite struct FailedOpenPathTests {
+    @Test func failedOpensAreNamedByPathAndErrorAndMakeNoFdRows() throws {
+        var k = KernelScript(pid: 900, startNs: T)
+        k.threadName(tid: 900, "prober", at: T)
+        var at = ms(1)
+        func failed(_ nr: UInt64, _ errno: Int64, _ path: String) {
+            k.syscall(tid: 900, nr: nr, fd: -100, ret: -errno, enter: at, exit: at + 1_000)
+            k.fdOpen(tid: 900, fd: -errno, kind: .unknown, path, at: at + 1_000)
+            at += 10_000
+        }
+        for _ in 0..<3 { failed(257, 2, "/etc/app/config.yaml") }
+        failed(257, 2, "/etc/app/config.yml")
+        failed(257, 20, "/etc/passwd/x")
+        failed(2, 2, "legacy.conf")  // open(2), its own row
+        // A successful open: a life as before.
+        k.syscall(tid: 900, nr: 257, fd: -100, ret: 5, enter: at, exit: at + 1_000)
+        k.fdOpen(tid: 900, fd: 5, kind: .file, "/etc/hosts", at: at + 1_000)
+        // Hostile: an fdOpen with fd < 0 paired with no failed syscall, one whose fd is not the syscall's return,
+        // one with Int64.min, and a failed syscall whose fdOpen never comes.
+        k.fdOpen(tid: 900, fd: -2, kind: .unknown, "/unpaired", at: ms(5))
+        k.syscall(tid: 900, nr: 257, fd: -100, ret: -13, enter: ms(6), exit: ms(6.1))
+        k.fdOpen(tid: 900, fd: -2, kind: .unknown, "/wrong-errno", at: ms(6.1))
+        k.syscall(tid: 900, nr: 257, fd: -100, ret: Int64.min, enter: ms(7), exit: ms(7.1))
+        k.fdOpen(tid: 900, fd: Int64.min, kind: .unknown, "/min", at: ms(7.1))
+        k.syscall(tid: 900, nr: 257, fd: -100, ret: -2, enter: ms(8), exit: ms(8.1))
+        let path = writeTrace([k.stream()], pid: 900, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let openat = try #require(a.io.syscalls.first { $0.name == "openat" })
+        #expect(openat.failedPaths.first == FailedPath(path: "/etc/app/config.yaml", errno: "ENOENT", count: 3), "\(openat.failedPaths)")
+        #expect(openat.failedPaths.contains(FailedPath(path: "/etc/passwd/x", errno: "ENOTDIR", count: 1)))
+        #expect(!openat.failedPaths.contains { ["/unpaired", "/wrong-errno"].contains($0.path) }, "\(openat.failedPaths)")
+        #expect(openat.failedPathCount == openat.failedPaths.count && openat.failedPathCount <= 4)
+        let open = try #require(a.io.syscalls.first { $0.name == "open" })
+        #expect(open.failedPaths == [FailedPath(path: "legacy.conf", errno: "ENOENT", count: 1)])
+        #expect(a.io.fds.allSatisfy { $0.fd >= 0 }, "\(a.io.fds.map(\.fd))")
+        #expect(a.io.fds.contains { $0.fd == 5 && $0.path == "/etc/hosts" })
+        let text = TextReport.render(a)
+        #expect(text.contains("openat failed on "), "\(text)")
+        #expect(text.contains("3× ENOENT /etc/app/config.yaml"), "\(text)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(JSONReport.render(a).utf8)) as? [String: Any])
+        let rows = try #require(json["syscalls"] as? [[String: Any]])
+        let jOpenat = try #require(rows.first { $0["name"] as? String == "openat" })
+        let paths = try #require(jOpenat["failed_paths"] as? [[String: Any]])
+        #expect(paths.first?["path"] as? String == "/etc/app/config.yaml" && paths.first?["count"] as? Int == 3)
+    }
+
+    /// A program probing more distinct paths than are told apart: the rest are counted, not named, and not lost.
+    @Test func failedPathsBeyondTheBoundAreCounted() throws {
+        var k = KernelScript(pid: 901, startNs: T)
+        var at = ms(1)
+        let n = 4096 + 10
+        for i in 0..<n {
+            k.syscall(tid: 901, nr: 257, fd: -100, ret: -2, enter: at, exit: at + 100)
+            k.fdOpen(tid: 901, fd: -2, kind: .unknown, "/probe/\(i)", at: at + 100)
+            at += 1_000
+        }
+        let path = writeTrace([k.stream()], pid: 901, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let openat = try #require(a.io.syscalls.first { $0.name == "openat" })
+        #expect(openat.failedPathCount == 4096)
+        #expect(openat.failedWithPath == UInt64(n))
+        #expect(openat.failedPaths.count == SyscallStats.failedPathsShown)
+    }
+}
