@@ -370,6 +370,50 @@ private let swiftSpreadSource = """
         }
     }
 
+    /// A CPython 3.12+ asyncio program whose three handlers split each loop turn's CPU between them, none of them
+    /// half of it: asyncio's Handle._run (the installation's standard library, outside a system path under pyenv)
+    /// passes above all three, and was named as the stalls' and the loop thread's hot function ('under Handle._run
+    /// (events.py)'). The installation's Python is the runtime: no hot function is named from it.
+    @Test func anInstalledPythonsOwnSourcesAreNotTheProgramsHotCode() throws {
+        try requireKernel("anInstalledPythonsOwnSourcesAreNotTheProgramsHotCode")
+        guard let asynctrace = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }
+        guard let python = Self.python312() else {
+            try Test.cancel("no CPython 3.12 or newer here (perf trampolines came with 3.12)")
+        }
+        let script = temporaryPath("split-python-\(UUID().uuidString.prefix(8)).py")
+        try """
+        import asyncio, time
+        async def parse_request():
+            end = time.thread_time() + 0.04
+            while time.thread_time() < end: pass
+        async def render_page():
+            end = time.thread_time() + 0.04
+            while time.thread_time() < end: pass
+        async def store_session():
+            end = time.thread_time() + 0.04
+            while time.thread_time() < end: pass
+        async def serve():
+            for _ in range(4):
+                await asyncio.gather(parse_request(), render_page(), store_session())
+                await asyncio.sleep(0.02)
+        asyncio.run(serve())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: script) }
+        let trace = try recordTrace([python, script], name: "split-python")
+        let json = try runTool(asynctrace, ["report", "--json", "--threshold", "60ms", trace])
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output.prefix(300))")
+        let stalls = try #require(root["stalls"] as? [[String: Any]]).filter { ($0["duration_ns"] as? Int ?? 0) >= 100_000_000 }
+        #expect(stalls.count >= 3, "4 turns of 120 ms CPU: \(stalls.count) stalls of 100 ms or longer")
+        let threads = try #require(root["threads"] as? [[String: Any]])
+        let hots = (stalls + threads).compactMap { $0["hot_function"] as? [String: Any] }
+        for hot in hots {
+            #expect(hot["file"] as? String == script, "only the program's code is hot: \(hot["name"] ?? "-") (\(hot["file"] ?? "-"))")
+        }
+        // The handlers are still the code the samples were in.
+        let frames = stalls.flatMap { ($0["stacks"] as? [[String: Any]] ?? []).flatMap { names($0["frames"]) } }
+        #expect(["parse_request", "render_page", "store_session"].allSatisfy(frames.contains), "\(Set(frames))")
+    }
+
     /// A CPython of version 3.12 or newer: python3 on PATH, a versioned one in /usr, or pyenv's.
     static func python312() -> String? {
         var candidates = ["python3", "python3.13", "python3.12"].compactMap(which)
