@@ -37,7 +37,8 @@ struct ReportCommand: ParsableCommand {
     @Option(
         name: .shortAndLong,
         help: ArgumentHelp(
-            "Write the report to this file ('-': standard output; default: standard output, or report.html with --html).", valueName: "path"))
+            "Write the report to this file ('-': standard output; default: standard output, or with --html the trace's name with .html).",
+            valueName: "path"))
     var output: String?
 
     @Option(help: "How many slowest callbacks, blocking callbacks and gaps to list.")
@@ -90,7 +91,9 @@ struct ReportCommand: ParsableCommand {
             Self.fail("\(error)")
         }
         // Opened before the long pass, so a bad output path (or the trace itself as output) fails at once.
-        let destination = output ?? (html ? "report.html" : "-")
+        // The page is named after its trace (as flamegraph's SVG and export's files are): one fixed name
+        // let the page of a second trace replace the first's.
+        let destination = output ?? (html ? defaultOutput(file, "html") : "-")
         let out: OutputFile
         do {
             out = try OutputFile(path: destination, sparing: reader.fileIdentity)

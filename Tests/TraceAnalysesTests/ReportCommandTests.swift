@@ -119,6 +119,27 @@ import TraceFormat
         #expect(unwritable.status == 1 && unwritable.stderr.contains("cannot create"))
     }
 
+    /// Without -o, each trace's page is named after it: two traces' pages were both report.html, the second
+    /// replacing the first.
+    @Test func htmlPagesAreNamedAfterTheirTraces() throws {
+        let path = scriptedServerTrace()
+        defer { removeTrace(path) }
+        let dir = NSTemporaryDirectory() + "asynctrace-html-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["api", "worker"] {
+            try FileManager.default.copyItem(atPath: path, toPath: "\(dir)/\(name).atrace")
+            let r = try report(["\(name).atrace", "--html"], in: dir)
+            #expect(r.status == 0 && r.stderr.contains("wrote \(name).html"), "\(r.stderr)")
+        }
+        let pages = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".html") }.sorted()
+        #expect(pages == ["api.html", "worker.html"])
+        for page in pages {
+            let html = try String(contentsOfFile: "\(dir)/\(page)", encoding: .utf8)
+            #expect(html.contains(page.replacingOccurrences(of: ".html", with: ".atrace")), "\(page) is its trace's page")
+        }
+    }
+
     @Test func damagedTraceIsReportedWithWhatWasLost() throws {
         let path = scriptedServerTrace()
         defer { removeTrace(path) }
