@@ -609,6 +609,13 @@ public struct TraceAnalyzer {
         fds.sort { ($0.pid, $0.fd, $0.openedNs ?? 0, $0.closedNs ?? .max) < ($1.pid, $1.fd, $1.openedNs ?? 0, $1.closedNs ?? .max) }
 
         var kernelLoopSummary = kernelLoop.summary()
+        // Threads that polled on their way to other waits are no loops: not in the loop view, no stalls.
+        let noLoops = finalThreads.pollCallersThatAreNoLoop()
+        if var k = kernelLoopSummary, !noLoops.isEmpty {
+            k.threads.removeAll { noLoops.contains(UInt64($0.pid) << 32 | UInt64($0.tid)) }
+            k.longestGaps.removeAll { noLoops.contains(UInt64($0.pid) << 32 | UInt64($0.tid)) }
+            kernelLoopSummary = k.threads.isEmpty ? nil : k
+        }
         var loopUtilization: [UInt64: Double] = [:]
         if var k = kernelLoopSummary {
             for i in k.threads.indices {
@@ -622,7 +629,9 @@ public struct TraceAnalyzer {
             kernelLoopSummary = k
         }
         for t in loopSummary?.threads ?? [] { loopUtilization[UInt64(t.pid) << 32 | UInt64(t.tid)] = t.utilization }
-        var (threadList, stalls) = finalThreads.summary(loopUtilization: loopUtilization, userThreadNames: userThreadNames)
+        var (threadList, stalls) = finalThreads.summary(
+            loopUtilization: loopUtilization, userThreadNames: userThreadNames, noLoops: noLoops)
+        let stallsOfNoLoops = finalThreads.stallsAtThreshold(of: noLoops)
         overview.switchInsNotSeen = threadList.filter { $0.switchInsNotSeen > 0 }
             .map { SwitchInsNotSeen(thread: $0.ref, count: $0.switchInsNotSeen, unknownNs: $0.unknownNs) }
             .sorted { ($0.unknownNs, $1.thread.tid) > ($1.unknownNs, $0.thread.tid) }
@@ -701,7 +710,8 @@ public struct TraceAnalyzer {
             unmatchedAfters: callbacks.unmatchedAfters, abandonedCallbacks: callbacks.abandonedFrames,
             busiestSecond: busySeconds.busiest() ?? busySecondsBetweenWaits.busiest(),
             threads: threadList, hasSchedulerEvents: sched, stalls: stalls,
-            stallsAtThreshold: finalThreads.stallsAtThreshold, stallsAtThresholdNs: finalThreads.stallsAtThresholdNs,
+            stallsAtThreshold: finalThreads.stallsAtThreshold.subtractingSaturated(stallsOfNoLoops.count),
+            stallsAtThresholdNs: finalThreads.stallsAtThresholdNs.subtractingSaturated(stallsOfNoLoops.ns),
             window: options.window, untrackedThreads: finalThreads.untrackedThreads)
         let table = resources
         analysis.spans = spans.finished(endNs: lastNs, typeName: { table.typeName($0) })

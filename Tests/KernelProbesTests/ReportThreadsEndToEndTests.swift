@@ -215,6 +215,67 @@ private let program = #"""
         #expect(polls.contains { $0.contains(" ep-loop [") }, "\(lines)")
     }
 
+    /// A thread that polls on its way to other waits is no loop: multiprocessing's main thread made 6 polls (1 ms in
+    /// all) and then waited 2.4 s in futex waits; it was a loop 'busy 99.8%' with a 473 ms 'loop stall'. Here the
+    /// main thread checks a pipe with three polls that do not wait, then blocks 400 ms in a read of another: no
+    /// loop, no stall, its longest wait is the read. A loop on poll beside it (25 polls of 10 ms, one 150 ms
+    /// sleep in a handler) still is one, with that stall.
+    @Test func aThreadThatPollsOnItsWayToOtherWaitsIsNoLoop() throws {
+        try requireKernel("aThreadThatPollsOnItsWayToOtherWaitsIsNoLoop")
+        let source = temporaryPath("poll-caller.c"), binary = temporaryPath("poll-caller")
+        let trace = temporaryPath("poll-caller.atrace")
+        try #"""
+        #define _GNU_SOURCE
+        #include <poll.h>
+        #include <pthread.h>
+        #include <unistd.h>
+        static int idle[2], slow[2];
+        static void *poll_loop(void *a) {
+            pthread_setname_np(pthread_self(), "poll-loop");
+            for (int i = 0; i < 25; i++) {
+                struct pollfd p = { .fd = idle[0], .events = POLLIN };
+                poll(&p, 1, 10);
+                if (i == 12) usleep(150000);
+            }
+            return 0;
+        }
+        int main(void) {
+            pthread_setname_np(pthread_self(), "poll-caller");
+            pipe(idle);
+            pipe(slow);
+            pthread_t t; pthread_create(&t, 0, poll_loop, 0);
+            for (int i = 0; i < 3; i++) { struct pollfd p = { .fd = idle[0], .events = POLLIN }; poll(&p, 1, 0); }
+            if (fork() == 0) { usleep(400000); write(slow[1], "x", 1); _exit(0); }
+            char c;
+            read(slow[0], &c, 1);
+            pthread_join(t, 0);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary])
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let threads = try #require(j["threads"] as? [[String: Any]])
+        func thread(_ name: String) -> [String: Any]? { threads.first { $0["name"] as? String == name } }
+        let caller = try #require(thread("poll-caller"), "\(threads.map { $0["name"] ?? "-" })")
+        #expect(caller["is_loop"] as? Bool == false, "\(caller)")
+        #expect(caller["longest_wait_reason"] as? String == "read" && (caller["longest_wait_ns"] as? Int ?? 0) >= 300_000_000, "\(caller)")
+        #expect(thread("poll-loop")?["is_loop"] as? Bool == true, "\(threads)")
+        let stalls = try #require(j["stalls"] as? [[String: Any]])
+        #expect(!stalls.contains { $0["thread"] as? String == "poll-caller" }, "\(stalls)")
+        #expect(
+            stalls.contains { $0["thread"] as? String == "poll-loop" && ($0["blocked_ns"] as? Int ?? 0) >= 140_000_000 },
+            "\(stalls)")
+        let loops = ((j["kernel_loop"] as? [String: Any])?["threads"] as? [[String: Any]]) ?? []
+        #expect(loops.map { $0["thread"] as? String } == ["poll-loop"], "\(loops)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace]).stdout
+        #expect(!text.contains("on poll-caller (tid"), "\(text.prefix(3000))")
+    }
+
     /// Attached by --pid to a process whose threads sleep across the attach: a thread switched out before
     /// tracing began has no open episode in the probes, and its first switch-in used to give no record at
     /// all, so the time until then counted as on CPU (an idle node server's four V8 workers showed 860 ms
