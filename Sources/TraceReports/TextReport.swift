@@ -219,9 +219,22 @@ public enum TextReport {
 
     /// "86.0% of 585 samples under handleHash (server.js:17) ← emit ← …": the program's own function
     /// most of the samples passed through (inclusive), with its most common callers.
+    /// A script function's callers shown are the script's (the JSON has them all): each Python call puts three
+    /// frames of the interpreter's C below it (`py_trampoline_evaluator ← PyObject_Vectorcall ←
+    /// _PyEval_EvalFrameDefault`), which left room for one Python caller ("burn (app.py) ← py_trampoline_evaluator
+    /// ← … ← cpu (app.py) ← py_trampoline_evaluator ← …"); now "burn (app.py) ← cpu (app.py) ← Handle._run (events.py)".
     public static func hotLine(_ h: HotFunction, callers limit: Int = 5) -> String {
-        var names = [h.frame.description] + h.callers.prefix(limit).map(\.description)
-        if h.callers.count > limit { names.append("…") }
+        let isScript = { (f: CodeFrame) in f.module == "[jit]" && f.function != nil }
+        let scriptsOnly = isScript(h.frame)
+        var names = [h.frame.description]
+        var shown = 0, lastShown = -1
+        for (i, f) in h.callers.enumerated() where shown < limit && (!scriptsOnly || isScript(f)) {
+            names.append(f.description)
+            shown += 1
+            lastShown = i
+        }
+        // "…" where frames below the last one shown were left out (more callers, or native ones under them).
+        if lastShown < h.callers.count - 1 { names.append("…") }
         return "\(Formatting.percent(h.share)) of \(Formatting.count(UInt64(h.totalSamples))) sample\(h.totalSamples == 1 ? "" : "s") under "
             + names.joined(separator: " ← ")
     }

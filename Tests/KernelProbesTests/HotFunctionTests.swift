@@ -359,6 +359,12 @@ private let swiftSpreadSource = """
         #expect(inOrder(["spawn_worker", "arbiter_run", "<module>"], in: callers), "\(callers)")
         #expect(!callers.contains { $0.hasPrefix("[anon]") }, "\(callers)")
 
+        // The text's hot line gives the Python callers, not the interpreter's C between them.
+        let base = (script as NSString).lastPathComponent
+        let text = try runTool(asynctrace, ["report", trace]).output
+        #expect(
+            text.contains("under burn_in_worker (\(base)) ← spawn_worker (\(base)) ← arbiter_run (\(base)) ← <module> (\(base))"),
+            "\(text.split(separator: "\n").filter { $0.contains("hot ") })")
         let foldedPath = trace + ".folded"
         let export = try runTool(asynctrace, ["export", "--format", "folded", "--by", "code", "-o", foldedPath, trace])
         #expect(export.status == 0, "\(export.output.prefix(300))")

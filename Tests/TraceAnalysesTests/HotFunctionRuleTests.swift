@@ -1,6 +1,7 @@
 // The hot-function rule on stacks written out here (HotFunctionTests records real programs): which frames
 // count as the program's own code, and which of them is picked.
 import Testing
+import TraceReports
 import TraceSymbols
 
 @testable import TraceAnalyses
@@ -102,6 +103,25 @@ struct HotFunctionRuleTests {
         // A library of the program itself, outside a system path, still is.
         #expect(OwnCode.hot([[3, 1, 2]: 60, [1, 2]: 40], frame: { f[$0] })?.frame.function == "burn")
         #expect(OwnCode.isInterpreterLibrary("libpython3.11.so.1.0") && !OwnCode.isInterpreterLibrary("libburn.so"))
+    }
+
+    /// The text's hot line gives a Python function's Python callers: each call's three frames of the interpreter's
+    /// C left room for one ("burn (app.py) ← py_trampoline_evaluator ← PyObject_Vectorcall ←
+    /// _PyEval_EvalFrameDefault ← cpu (app.py) ← py_trampoline_evaluator ← …"). A native function keeps its callers.
+    @Test func aScriptFunctionsHotLineGivesItsScriptCallers() {
+        let c = { (name: String) in CodeFrame(function: name, module: "/usr/lib/libpython3.12.so.1.0", offset: 0x10) }
+        let py = { (name: String, file: String) in CodeFrame(function: name, file: file, module: "[jit]", offset: 0) }
+        let interpreter = [c("py_trampoline_evaluator"), c("PyObject_Vectorcall"), c("_PyEval_EvalFrameDefault")]
+        let callers =
+            interpreter + [py("cpu", "/srv/app.py")] + interpreter + [py("Handle._run", "/usr/lib/python3.12/asyncio/events.py")]
+            + interpreter + [c("Py_RunMain"), c("main")]
+        let h = HotFunction(frame: py("burn", "/srv/app.py"), callers: callers, samples: 90, totalSamples: 100)
+        #expect(TextReport.hotLine(h) == "90.0% of 100 samples under burn (app.py) ← cpu (app.py) ← Handle._run (events.py) ← …")
+        #expect(TextReport.hotLine(h, callers: 1) == "90.0% of 100 samples under burn (app.py) ← cpu (app.py) ← …")
+        let whole = HotFunction(frame: py("burn", "/srv/app.py"), callers: interpreter + [py("main", "/srv/app.py")], samples: 9, totalSamples: 10)
+        #expect(TextReport.hotLine(whole) == "90.0% of 10 samples under burn (app.py) ← main (app.py)")
+        let native = HotFunction(frame: c("handle_request"), callers: [c("dispatch"), c("serve_loop"), c("main")], samples: 5, totalSamples: 10)
+        #expect(TextReport.hotLine(native) == "50.0% of 10 samples under handle_request ← dispatch ← serve_loop ← main")
     }
 
     @Test func aPythonInstallationsSourcesAreNotTheProgram() {
