@@ -638,6 +638,7 @@ private let program = #"""
             #include <fcntl.h>
             #include <linux/futex.h>
             #include <pthread.h>
+            #include <sched.h>
             #include <stdint.h>
             #include <sys/epoll.h>
             #include <sys/eventfd.h>
@@ -648,6 +649,9 @@ private let program = #"""
             static struct timespec span(uint64_t ns) { return (struct timespec){ ns / 1000000000ull, ns % 1000000000ull }; }
             int main(void) {
                 pthread_setname_np(pthread_self(), "stall-loop");
+                /* real-time, so a busy machine cannot add run-queue time to the stall (tests run as root) */
+                struct sched_param fifo = { .sched_priority = 1 };
+                sched_setscheduler(0, SCHED_FIFO, &fifo);
                 int ep = epoll_create1(0), ev = eventfd(0, 0), zero = open("/dev/zero", O_RDONLY);
                 struct epoll_event e = { .events = EPOLLIN, .data.fd = ev }, out[1];
                 epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
