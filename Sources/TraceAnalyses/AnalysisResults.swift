@@ -372,6 +372,10 @@ public struct ThreadSummary: Sendable {
     /// Off-CPU episodes whose switch-in the kernel's sched_switch tracepoint never delivered (offCPU state
     /// `switchInNotSeen`; why: docs/kernel-probes.md).
     public var switchInsNotSeen: UInt64 = 0
+    /// Futex waits that were idle time, counted among its loop's waits like its epoll waits: it takes turns
+    /// with other threads at one epoll fd (a worker pool such as Go's or Tokio's) and parks while another has
+    /// the poller. 0 for a thread that is not such a worker.
+    public var idleParks: UInt64 = 0
     /// The time those episodes leave unknown (ns): from their wakeup (or their switch-out, the wakeup not seen) to
     /// the thread's next switch-out or exit, run-queue wait and on-CPU time in unknown shares; counted in neither.
     public var unknownNs: UInt64 = 0

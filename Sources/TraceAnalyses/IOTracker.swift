@@ -422,6 +422,13 @@ struct KernelLoopTracker {
         for k in Array(threads.keys) { threads[k]!.recentIterations = LogHistogram() }
     }
 
+    /// A thread found not to be a loop (`SharedPollers`): its waits so far and their gaps are not shown.
+    mutating func forget(_ key: UInt64) {
+        threads.removeValue(forKey: key)
+        if forgotten.count < 4096 { forgotten.insert(key) }
+    }
+    private var forgotten = Set<UInt64>()
+
     func summary() -> KernelLoopSummary? {
         guard !threads.isEmpty else { return nil }
         let list = threads.sorted { $0.key < $1.key }.map { key, t in
@@ -433,6 +440,7 @@ struct KernelLoopTracker {
                 busyNs: DurationSummary(t.busy), recentIterationNs: DurationSummary(t.recentIterations),
                 lastWaitExitNs: t.lastExitNs)
         }
-        return KernelLoopSummary(threads: list, longestGaps: gaps.sorted)
+        return KernelLoopSummary(
+            threads: list, longestGaps: gaps.sorted.filter { !forgotten.contains(UInt64($0.pid) << 32 | UInt64($0.tid)) })
     }
 }

@@ -165,6 +165,10 @@ struct ThreadTracker {
         var longestWaitStartNs: UInt64 = 0
         // Loop threads: epoll waits and the stall being measured.
         var epollWaits: UInt64 = 0
+        /// Futex waits that were idle time of a worker sharing an epoll fd (`parkedInPool`).
+        var parks: UInt64 = 0
+        /// From when its stalls count (`notALoop`).
+        var stallsCountFromNs: UInt64 = 0
         var epollNs: UInt64 = 0
         /// Whether any of them was an epoll wait (not poll or select): then its polls are not loop waits.
         var usesEpoll = false
@@ -416,16 +420,54 @@ struct ThreadTracker {
             let reason = OffCPUReason.syscall(nr, op: 0)
             _ = Self.claim(&t, enterNs: enterNs, reason: reason, gapEndNs: enterNs)
             t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: true)
-            if let g = t.gap, enterNs >= g.startNs {
-                let d = enterNs - g.startNs
-                if d > t.longestStallNs {
-                    t.longestStallNs = d
-                    t.longestStallStartNs = g.startNs
-                }
-                finished = (g, d)
-            }
-            t.gap = GapState(startNs: exitNs)
+            finished = Self.endGap(&t, enterNs: enterNs, exitNs: exitNs)
         }
+        offerStall(k, finished)
+    }
+
+    /// A futex wait of a thread that takes turns with others at one epoll fd (a Go or Tokio worker parked
+    /// until there is work, while another waits in epoll): the thread is idle in it as in its epoll waits, so
+    /// the stretch since its previous wait ends here and the next begins. It stays a syscall of the thread's
+    /// (THREADS names it and its wakers). Returns the time it was blocked.
+    mutating func parkedInPool(
+        pid: UInt32, tid: UInt32, nr: UInt64, op: Int64, ret: Int64, enterNs: UInt64, exitNs: UInt64
+    ) -> UInt64 {
+        let k = Self.key(pid, tid)
+        var finished: (GapState, UInt64)? = nil
+        var blocked: UInt64 = 0
+        withThread(k) { t in
+            t.seen(enterNs)
+            t.seen(exitNs)
+            t.syscalls &+= 1
+            t.syscallNs = t.syscallNs.addingSaturated(exitNs.subtractingSaturated(enterNs))
+            if ret < 0 { t.errors &+= 1 }
+            let reason = OffCPUReason.syscall(nr, op: op)
+            blocked = Self.claim(&t, enterNs: enterNs, reason: reason, gapEndNs: enterNs)
+            t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: false)
+            t.lastSyscallBlockedNs = blocked
+            t.parks &+= 1
+            finished = Self.endGap(&t, enterNs: enterNs, exitNs: exitNs)
+        }
+        offerStall(k, finished)
+        return blocked
+    }
+
+    /// Ends the thread's stretch between waits at `enterNs` (its length, if it had one) and begins the next at `exitNs`.
+    private static func endGap(_ t: inout ThreadState, enterNs: UInt64, exitNs: UInt64) -> (GapState, UInt64)? {
+        var finished: (GapState, UInt64)? = nil
+        if let g = t.gap, enterNs >= g.startNs {
+            let d = enterNs - g.startNs
+            if d > t.longestStallNs {
+                t.longestStallNs = d
+                t.longestStallStartNs = g.startNs
+            }
+            finished = (g, d)
+        }
+        t.gap = GapState(startNs: exitNs)
+        return finished
+    }
+
+    private mutating func offerStall(_ k: UInt64, _ finished: (GapState, UInt64)?) {
         guard let (g, d) = finished else { return }
         if d >= thresholdNs {
             stallsAtThreshold &+= 1
@@ -470,6 +512,23 @@ struct ThreadTracker {
         }
         return out
     }
+
+    /// A thread whose epoll waits until `ns` were looks in passing at a poller other threads wait on: not a
+    /// loop, so no stretch between them is a stall (those already offered are left out of the summary).
+    mutating func notALoop(_ key: UInt64, ns: UInt64) {
+        guard let i = threads.index(forKey: key) else { return }
+        threads.values[i].gap = nil
+        threads.values[i].epollWaits = 0
+        threads.values[i].longestStallNs = 0
+        stallsAtThreshold = stallsAtThreshold.subtractingSaturated(threads.values[i].stallsAtThreshold)
+        stallsAtThresholdNs = stallsAtThresholdNs.subtractingSaturated(threads.values[i].stallsAtThresholdNs)
+        threads.values[i].stallsAtThreshold = 0
+        threads.values[i].stallsAtThresholdNs = 0
+        threads.values[i].stallsCountFromNs = ns
+    }
+
+    /// Whether the thread has waited for events (epoll, or poll in a poll loop).
+    func isLoop(pid: UInt32, tid: UInt32) -> Bool { (threads[Self.key(pid, tid)]?.epollWaits ?? 0) > 0 }
 
     /// Whether a poll or select of this thread may be its loop's wait: it has not waited in epoll.
     func mayLoopOnPoll(pid: UInt32, tid: UInt32) -> Bool { !(threads[Self.key(pid, tid)]?.usesEpoll ?? false) }
@@ -564,9 +623,11 @@ struct ThreadTracker {
                     longestStallStartNs: noLoops.contains(k) ? 0 : t.longestStallStartNs,
                     longestWaitNs: t.longestWaitNs, longestWaitStartNs: t.longestWaitStartNs,
                     longestWaitReason: t.longestWaitNs > 0 ? OffCPUReason.name(t.longestWaitReason) : nil,
-                    switchInsNotSeen: t.switchInsNotSeen, unknownNs: t.unknownNs))
+                    switchInsNotSeen: t.switchInsNotSeen, idleParks: t.parks, unknownNs: t.unknownNs))
         }
-        let stallList = stalls.sorted.filter { !noLoops.contains($0.key) }.map { d in
+        let stallList = stalls.sorted.filter {
+            !noLoops.contains($0.key) && $0.gap.startNs >= threads[$0.key]?.stallsCountFromNs ?? 0
+        }.map { d in
             let g = d.gap
             let off = g.blockedNs.addingSaturated(g.runqueueNs).addingSaturated(g.unknownNs)
             return LoopStall(

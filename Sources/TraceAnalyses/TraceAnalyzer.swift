@@ -63,6 +63,7 @@ public struct TraceAnalyzer {
     var loop: LoopTracker
     var io: IOTracker
     var kernelLoop: KernelLoopTracker
+    var sharedPollers = SharedPollers()
     var busySeconds = BusySecondsTracker(.callbacks)
     var busySecondsBetweenWaits = BusySecondsTracker(.betweenEpollWaits)
     var threads: ThreadTracker
@@ -326,7 +327,21 @@ public struct TraceAnalyzer {
         case .epollWait:
             let (p, tid, nr, dur) = (UInt32(truncatingIfNeeded: ev.u(0)), UInt32(truncatingIfNeeded: ev.u(1)), ev.u(2), ev.u(7))
             kernelPids.insert(p)
-            loopWait(pid: p, tid: tid, nr: nr, fd: ev.s(3), ret: ev.s(6), durationNs: dur, exitNs: ns, isEpoll: true)
+            let (epfd, ret) = (ev.s(3), ev.s(6))
+            var neverBlocked: [UInt64] = []
+            let wait = sharedPollers.waited(pid: p, tid: tid, epfd: epfd, timeoutMs: ev.s(5), joinedNeverBlocked: &neverBlocked)
+            for k in neverBlocked {
+                threads.notALoop(k, ns: ns)
+                kernelLoop.forget(k)
+            }
+            if wait == .polled {
+                // A worker's look at the shared poller in passing (Go's netpoll(0)): a syscall of its busy time.
+                let enter = ns.subtractingSaturated(dur)
+                threads.syscall(pid: p, tid: tid, nr: nr, fd: epfd, op: epfd, ret: ret, bytes: 0, enterNs: enter, exitNs: ns, fds: io)
+                io.syscall(pid: p, nr: nr, fd: epfd, ret: ret, durationNs: dur, running: nil, ownerFD: nil)
+                break
+            }
+            loopWait(pid: p, tid: tid, nr: nr, fd: epfd, ret: ret, durationNs: dur, exitNs: ns, isEpoll: true)
         default:
             break
         }
@@ -447,9 +462,19 @@ public struct TraceAnalyzer {
         var running: UInt64? = nil
         var ownerFD: Int64? = nil
         let bytes = IOTracker.bytesMoved(nr: nr, ret: ret)
-        let blocked = threads.syscall(
-            pid: pid, tid: tid, nr: nr, fd: tallyFd, op: raw, ret: ret, bytes: bytes, enterNs: enter, exitNs: exitNs,
-            fds: io)
+        let parked =
+            (nr == Self.futexWaitvNr || (nr == OffCPUReason.futexNr && OffCPUReason.futexClass(raw) == 1))
+            && sharedPollers.isWorker(pid: pid, tid: tid) && threads.isLoop(pid: pid, tid: tid)
+        let blocked =
+            parked
+            ? threads.parkedInPool(pid: pid, tid: tid, nr: nr, op: raw, ret: ret, enterNs: enter, exitNs: exitNs)
+            : threads.syscall(
+                pid: pid, tid: tid, nr: nr, fd: tallyFd, op: raw, ret: ret, bytes: bytes, enterNs: enter, exitNs: exitNs,
+                fds: io)
+        if parked, let gap = kernelLoop.wait(pid: pid, tid: tid, exitNs: exitNs, durationNs: dur) {
+            busySecondsBetweenWaits.busy(startNs: gap.startNs, endNs: gap.startNs &+ gap.durationNs, earliestNs: firstNs)
+        }
+        if nr == Self.closeNr && ret == 0 { sharedPollers.closed(pid: pid, fd: fd) }
         if !waitMomentAwaitingSyscall.isEmpty, let i = waitMomentAwaitingSyscall.removeValue(forKey: UInt64(pid) << 32 | UInt64(tid)),
             waitMoments[i].endNs == exitNs
         {
@@ -760,5 +785,61 @@ public struct TraceAnalyzer {
             group.creationStack = k.stack
             return group
         }.sorted { ($0.count, $1.type, $1.oldestInitNs) > ($1.count, $0.type, $0.oldestInitNs) }
+    }
+}
+
+/// Epoll fds that more than one thread of a process waits on: a runtime whose worker threads take turns at one
+/// poller (Go's netpoller, Tokio's driver) and park on a futex when there is no work, while one of them waits
+/// in epoll. Such a worker's futex wait is its idle time, as its epoll waits are; its epoll waits with no
+/// timeout are a look in passing, not a wait (Go's sysmon only ever looks). A thread becomes one the moment a
+/// second thread waits on its epoll fd: its waits before that were counted as a lone loop's.
+struct SharedPollers {
+    enum Wait { case loopWait, polled }
+    /// (pid << 32 | epfd) -> the first thread (tid) that waited on it, or `shared` once another did.
+    private var firstWaiter: [UInt64: UInt32] = [:]
+    private static let shared = UInt32.max
+    /// Threads (pid << 32 | tid) that wait on a shared epoll fd.
+    private(set) var workers = Set<UInt64>()
+    /// Threads that have blocked in an epoll wait (a timeout other than 0), shared or not.
+    private var blockers = Set<UInt64>()
+    /// Beyond these many epoll fds, workers or blocking threads, new ones are not followed (their threads stay
+    /// lone loops).
+    static let limit = 4096
+
+    /// `joinedNeverBlocked`: the threads that became workers with this wait and have never blocked in epoll:
+    /// their waits so far were looks in passing, and they are no loops (until they block in one).
+    mutating func waited(
+        pid: UInt32, tid: UInt32, epfd: Int64, timeoutMs: Int64, joinedNeverBlocked: inout [UInt64]
+    ) -> Wait {
+        let thread = UInt64(pid) << 32 | UInt64(tid)
+        if timeoutMs != 0 && blockers.count < Self.limit { blockers.insert(thread) }
+        let fdKey = UInt64(pid) << 32 | UInt64(UInt32(truncatingIfNeeded: epfd))
+        var joined: [UInt64] = []
+        switch firstWaiter[fdKey] {
+        case nil:
+            if firstWaiter.count < Self.limit { firstWaiter[fdKey] = tid }
+        case Self.shared?:
+            joined = [thread]
+        case let first? where first != tid:
+            firstWaiter[fdKey] = Self.shared
+            joined = [UInt64(pid) << 32 | UInt64(first), thread]
+        default:
+            break
+        }
+        for k in joined where workers.count < Self.limit && workers.insert(k).inserted && !blockers.contains(k) {
+            joinedNeverBlocked.append(k)
+        }
+        return timeoutMs == 0 && workers.contains(thread) ? .polled : .loopWait
+    }
+
+    /// Whether the thread waits on a shared epoll fd.
+    func isWorker(pid: UInt32, tid: UInt32) -> Bool {
+        !workers.isEmpty && workers.contains(UInt64(pid) << 32 | UInt64(tid))
+    }
+
+    /// A closed fd's number may be a new epoll's, waited on by other threads.
+    mutating func closed(pid: UInt32, fd: Int64) {
+        guard !firstWaiter.isEmpty else { return }
+        firstWaiter.removeValue(forKey: UInt64(pid) << 32 | UInt64(UInt32(truncatingIfNeeded: fd)))
     }
 }

@@ -296,6 +296,7 @@ public enum HTMLReport {
                     + "<td class=\"n\">\(Formatting.duration(t.busyNs.maxNs))</td></tr>\n"
             }
             s += "</table>\n"
+            if let note = TextReport.sharedPollerNote(a) { s += "<p class=\"muted\">\(x(note)).</p>\n" }
         }
     }
 

@@ -404,6 +404,7 @@ public enum JSONReport {
         e.field("pid", UInt64(t.pid))
         e.field("name", t.name)
         e.field("is_loop", t.isLoop)
+        e.field("idle_parks", t.idleParks)
         e.field("first_ns", t.firstNs)
         e.field("last_ns", t.lastNs)
         e.field("exited", t.exited)

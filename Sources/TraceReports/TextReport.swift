@@ -299,6 +299,15 @@ public enum TextReport {
         if !l.phases.isEmpty { out += "  time per phase: " + phases(l.phases) + "\n" }
     }
 
+    /// Why a worker pool's futex waits count as waits: "3 of these threads take turns at one epoll fd ...".
+    public static func sharedPollerNote(_ a: TraceAnalysis) -> String? {
+        let workers = a.threads.filter { $0.isLoop && $0.idleParks > 0 }.count
+        guard workers > 0 else { return nil }
+        return "\(workers == 1 ? "1 of these threads takes" : "\(workers) of these threads take") turns with others at one epoll fd "
+            + "(a worker pool, as Go's and Tokio's): a futex wait is idle time for them and counts among their waits; "
+            + "an epoll wait with timeout 0 is a look in passing, not a wait"
+    }
+
     private static func kernelLoop(_ k: KernelLoopSummary, _ a: TraceAnalysis, _ out: inout String) {
         heading("EVENT LOOP (from waits for events in the kernel: epoll, poll, select; time between waits = time in callbacks)", &out)
         var t = Table([
@@ -313,6 +322,7 @@ public enum TextReport {
             ])
         }
         out += t.render()
+        if let note = sharedPollerNote(a) { out += "  " + note + "\n" }
     }
 
     /// Kernel-only traces: each loop thread's longest stretches between epoll waits, and what they were.
