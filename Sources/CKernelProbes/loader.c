@@ -357,6 +357,12 @@ int kp_probes_trace_tgid(struct kp_probes *p, uint32_t tgid) {
     return 0;
 }
 
+int kp_probes_is_traced(const struct kp_probes *p, uint32_t tgid) {
+    if (!p || tgid >= KP_MAX_PID)
+        return 0;
+    return (int)((__atomic_load_n(&p->skel->bss->traced_tgids[tgid / 64], __ATOMIC_RELAXED) >> (tgid % 64)) & 1);
+}
+
 int kp_probes_wait(struct kp_probes *p, int timeout_ms) {
     // The BPF side wakes us only every few thousand records, so the caller reads after every
     // wait, woken or timed out; and never waits while records are there. (Waiting edge-triggered for

@@ -12,6 +12,9 @@ public struct KernelEvent: Sendable {
         case threadName
         /// A traced thread ended.
         case threadExit
+        /// The name (`detail`) of a thread outside the traced tree that woke a traced one (an offCPU's
+        /// `wakerPid`/`wakerTid`). Read by the recorder from /proc, not by the probes.
+        case wakerName
         /// A traced process's title (`detail`, "": none again): its /proc/PID/cmdline when it differs from
         /// the command line it was exec'd with. Read by the recorder, not the probes.
         case processTitle
@@ -80,7 +83,7 @@ public struct KernelEvent: Sendable {
     public var fdKind: UInt8 = 0
     /// fdOpen: the fd it duplicates (-1: none).
     public var sourceFd: Int32 = -1
-    /// threadName / processTitle / fdOpen: how many bytes of text `epollDataStorage` holds (it is free there).
+    /// threadName / wakerName / processTitle / fdOpen: how many bytes of text `epollDataStorage` holds (it is free there).
     public var detailLength: UInt8 = 0
     /// cpuSample: interned stack ids (SampleTables.stacks; 0: none).
     public var userStack: UInt32 = 0
@@ -109,7 +112,7 @@ public struct KernelEvent: Sendable {
         }
     }
 
-    /// threadName: the name; processTitle: the title; fdOpen: the path, or `local->peer`. At most 128 bytes are kept; a
+    /// threadName, wakerName: the name; processTitle: the title; fdOpen: the path, or `local->peer`. At most 128 bytes are kept; a
     /// longer text keeps its start and end around "...".
     public var detail: String {
         get {

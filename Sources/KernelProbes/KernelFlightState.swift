@@ -21,6 +21,10 @@ struct KernelFlightState {
     var fds: [UInt64: [FDLife]] = [:]
     /// Every traced process's latest processTitle, kept while a thread of it is kept.
     var titles: [UInt32: KernelEvent] = [:]
+    /// Wakers outside the traced tree by thread, their wakerName (the recorder names each once; at most
+    /// `maxWakerNames`, as it bounds them, so kept for the whole recording).
+    var wakerNames: [UInt64: KernelEvent] = [:]
+    static let maxWakerNames = 65_536
     /// What ended longer ago than this (before any window a dump can have) is forgotten.
     var retentionNs: UInt64
     private var notedSinceSweep = 0
@@ -31,6 +35,8 @@ struct KernelFlightState {
 
     mutating func note(_ e: KernelEvent) {
         switch e.kind {
+        case .wakerName:
+            if wakerNames.count < Self.maxWakerNames { wakerNames[Self.key(e.pid, e.tid)] = e }
         case .threadName:
             var t = threads[Self.key(e.pid, e.tid)] ?? Thread()
             t.names.append((e.detail, e.timestampNs))
@@ -97,9 +103,15 @@ struct KernelFlightState {
         }
     }
 
-    /// threadName, processTitle and fdOpen (tid 0, as at attach) events for what was alive at `atNs`, stamped `atNs`.
+    /// threadName, processTitle and fdOpen (tid 0, as at attach) events for what was alive at `atNs`, and the
+    /// wakerName of every waker named before it, stamped `atNs`.
     func events(atNs: UInt64) -> [KernelEvent] {
         var out: [KernelEvent] = []
+        for (_, w) in wakerNames.sorted(by: { $0.key < $1.key }) where w.timestampNs < atNs {
+            var e = w
+            e.timestampNs = atNs
+            out.append(e)
+        }
         for (k, t) in threads.sorted(by: { $0.key < $1.key }) where (t.exitNs ?? .max) >= atNs {
             guard let name = t.names.last(where: { $0.sinceNs < atNs })?.name ?? t.names.first?.name else { continue }
             var e = KernelEvent(kind: .threadName, pid: UInt32(k >> 32), tid: UInt32(truncatingIfNeeded: k), timestampNs: atNs)

@@ -154,6 +154,12 @@ public final class KernelProbeSession {
         return String(decoding: why.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Whether process `pid` is in the traced tree now (false once it has exited, or when the probes are closed).
+    public func isTraced(pid: UInt32) -> Bool {
+        guard let probes else { return false }
+        return kp_probes_is_traced(probes, pid) != 0
+    }
+
     /// Traces `pid`'s process (all threads) and, from now on, every process it forks. `heldBeforeExec`: the
     /// process is a held child about to exec the program; the code it has mapped now is the recorder's own
     /// (not written to the trace: ~20 mappings, ~1 KB), so its mappings are read at its exec, or at a sample

@@ -38,6 +38,8 @@ public final class KernelRecording {
     private var titles = ProcessTitleWatch()
     /// Processes not given titles because too many were watched.
     public var processesWithoutTitles: UInt64 { titles.notTracked }
+    /// The untraced threads that woke traced ones, named once each from /proc.
+    private var wakers = WakerNames()
 
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
     /// The threads and fds `rootPid` has when the first events are pumped (a launched program has
@@ -110,13 +112,16 @@ public final class KernelRecording {
         let session = self.session, onEvents = self.onEvents
         pollStartNs = monotonicNowNs()
         var forksAndExits: [KernelEvent] = []
+        var wakers = self.wakers
         writer.receive { pending in
             let before = pending.count
             if session.poll(timeoutMs: timeoutMs, into: &pending) > 0 {
+                wakers.name(&pending, from: before, isTraced: session.isTraced(pid:))
                 onEvents?(pending[before...])
                 forksAndExits = pending[before...].filter { $0.kind == .processFork || $0.kind == .processExit }
             }
         }
+        self.wakers = wakers
         takeSnapshot()  // first: a child forked before it is compared with its parent as read there
         watchProcesses(forksAndExits)
         rereadTitles(nowNs: monotonicNowNs())
@@ -165,14 +170,18 @@ public final class KernelRecording {
         while empty < 2 {
             var got = 0
             var forksAndExits: [KernelEvent] = []
+            var wakers = self.wakers
             writer.receive { pending in
                 let before = pending.count
                 got = session.poll(timeoutMs: 0, into: &pending)
                 if got > 0 {
+                    // (The probes are stopped, not closed: the bitmap still says who was traced.)
+                    wakers.name(&pending, from: before, isTraced: session.isTraced(pid:))
                     onEvents?(pending[before...])
                     forksAndExits = pending[before...].filter { $0.kind == .processFork || $0.kind == .processExit }
                 }
             }
+            self.wakers = wakers
             watchProcesses(forksAndExits)
             empty = got == 0 ? empty + 1 : 0
             if writer.pendingCount >= 1 << 18 {

@@ -225,9 +225,9 @@ public struct KernelTraceWriter {
             b.beginEvent(.processExit, ticks: e.timestampNs)
             b.putUnsigned(UInt64(e.pid))
             b.putSigned(Int64(e.exitCode))
-        case .threadName:
+        case .threadName, .wakerName:
             let name = b.intern(e.detail, ticks: e.timestampNs)
-            b.beginEvent(.threadName, ticks: e.timestampNs)
+            b.beginEvent(e.kind == .threadName ? .threadName : .wakerName, ticks: e.timestampNs)
             b.putUnsigned(UInt64(e.pid))
             b.putUnsigned(UInt64(e.tid))
             b.putStringID(name)

@@ -206,6 +206,8 @@ struct ThreadTracker {
 
     var threads: [UInt64: ThreadState] = [:]
     var names: [UInt64: String] = [:]
+    /// Names of wakers outside the traced tree (wakerName), for naming them where they woke a traced thread.
+    var wakerNames: [UInt64: String] = [:]
     /// Processes' titles (processTitle: argv rewritten, as postgres, nginx do), by pid; their parents (processFork).
     var titles: [UInt32: String] = [:]
     var parents: [UInt32: UInt32] = [:]
@@ -248,6 +250,13 @@ struct ThreadTracker {
         guard names[k] != nil || names.count < Self.maxThreads else { return }
         names[k] = name
         withThread(k) { $0.seen(ns) }
+    }
+
+    /// A thread outside the traced tree that woke a traced one (wakerName): a name only, not a thread of the trace.
+    mutating func wakerName(pid: UInt32, tid: UInt32, name: String) {
+        let k = Self.key(pid, tid)
+        guard !name.isEmpty, wakerNames[k] != nil || wakerNames.count < Self.maxThreads else { return }
+        wakerNames[k] = name
     }
 
     mutating func processTitle(pid: UInt32, title: String) {
@@ -566,7 +575,7 @@ struct ThreadTracker {
     }
 
     func name(_ key: UInt64, userThreadNames: [UInt64: String]) -> String? {
-        titled(Self.preferredName(kernel: names[key], user: userThreadNames[key]), key)
+        titled(Self.preferredName(kernel: names[key], user: userThreadNames[key]) ?? wakerNames[key], key)
     }
 
     /// A thread's name where its process has a title: the title for its main thread ("postgres: checkpointer"),

@@ -191,6 +191,10 @@ public struct TraceAnalyzer {
                 pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), name: ev.text,
                 ns: max(windowStart, min(ns, windowEnd)))
         }
+        // And the names of the untraced threads that woke traced ones.
+        if ev.kind == .wakerName {
+            threads.wakerName(pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)), name: ev.text)
+        }
         // So do process titles and parents (a title names its process in every section).
         if ev.kind == .processTitle {
             let pid = UInt32(truncatingIfNeeded: ev.u(0)), ppid = UInt32(truncatingIfNeeded: ev.u(1))
@@ -604,6 +608,7 @@ public struct TraceAnalyzer {
         finalThreads.flush()
         var names = userThreadNames
         for k in finalThreads.names.keys { names[k] = finalThreads.name(k, userThreadNames: userThreadNames) }
+        for (k, n) in finalThreads.wakerNames where names[k] == nil { names[k] = n }
         func ref(_ key: UInt64) -> ThreadRef? {
             key == 0 ? nil : ThreadRef(pid: UInt32(key >> 32), tid: UInt32(truncatingIfNeeded: key), name: names[key])
         }

@@ -170,6 +170,10 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     // Kernel stream, version 11: the title a process gave itself (argv rewritten: postgres, nginx, setproctitle)
     /// Kernel: a traced process's title, its /proc/PID/cmdline when that differs from its exec'd command line ("": none again) (pid, ppid, title).
     @inlinable public static var processTitle: EventKind { EventKind(rawValue: 0x38) }
+    // Kernel stream, version 12: a thread outside the traced tree that woke one inside it
+    /// Kernel: the name (comm) of a thread outside the traced tree that woke a traced one (another program, a
+    /// kernel thread, the recorder), read once from /proc at its first wakeup seen (pid, tid, name).
+    @inlinable public static var wakerName: EventKind { EventKind(rawValue: 0x39) }
 
     /// The kind's row of the spec table; nil for a code this build does not know.
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
@@ -462,6 +466,11 @@ public enum EventSpecs {
             kind: .processTitle, name: "processTitle", args: [a("pid", .unsigned), a("ppid", .unsigned), a("title", .string)],
             summary:
                 "a traced process's title: its /proc/PID/cmdline (NULs as spaces) when it differs from the command line it was exec'd with, read at attach and after a fork; \"\": no title again"
+        ),
+        EventSpec(
+            kind: .wakerName, name: "wakerName", args: [a("pid", .unsigned), a("tid", .unsigned), a("name", .string)],
+            summary:
+                "the name (comm) of a thread outside the traced tree that woke a traced one (an offCPU's waker: another program, a kernel thread), read from /proc at its first wakeup seen; names only, it is not a traced thread"
         ),
     ]
 

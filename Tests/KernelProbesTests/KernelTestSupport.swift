@@ -164,6 +164,10 @@ func kernelEvents(of trace: ScannedTrace) -> [KernelEvent] {
             var e = KernelEvent(kind: .threadName, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
             e.detail = d.text
             return e
+        case .wakerName:
+            var e = KernelEvent(kind: .wakerName, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
+            e.detail = d.text
+            return e
         case .threadExit:
             return KernelEvent(kind: .threadExit, pid: UInt32(d.u(0)), tid: UInt32(d.u(1)), timestampNs: d.timestampNs)
         case .offCPU:

@@ -432,6 +432,87 @@ private let program = #"""
         #expect(!epollPart.contains("woken by kick-thread"), "\(line)")
     }
 
+    /// A waker outside the traced tree is named: a traced thread blocked reading its stdin is woken by this test's
+    /// own thread writing to it (another program, as a kworker completing I/O or the recorder signalling would
+    /// be). The report said "woken by tid 17521"; now it names the waker by its comm, read once from /proc, and
+    /// does not list it as a traced thread.
+    @Test func anUntracedWakerIsNamedAndNotListedAsTraced() throws {
+        try requireKernel("anUntracedWakerIsNamedAndNotListedAsTraced")
+        let source = temporaryPath("woken-reader.c"), binary = temporaryPath("woken-reader"), trace = temporaryPath("woken-reader.atrace")
+        try #"""
+        #define _GNU_SOURCE
+        #include <pthread.h>
+        #include <unistd.h>
+        int main(void) {
+            pthread_setname_np(pthread_self(), "woken-reader");
+            char c; read(0, &c, 1);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let rec = Process(), input = Pipe(), output = Pipe()
+        rec.executableURL = URL(fileURLWithPath: try asynctrace())
+        rec.arguments = ["record", "-o", trace, "--", binary]
+        rec.standardInput = input
+        rec.standardOutput = output
+        rec.standardError = output
+        try rec.run()
+        defer { if rec.isRunning { kill(rec.processIdentifier, SIGKILL) }; rec.waitUntilExit() }
+        // The reader asleep in its read (seen in /proc), then this thread, under a name of its own, wakes it.
+        func readerAsleep() -> Bool {
+            for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(pid) != nil {
+                if (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) == "woken-reader\n",
+                    let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                    let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "S"
+                {
+                    return true
+                }
+            }
+            return false
+        }
+        var waited = 0
+        while !readerAsleep() && waited < 10_000 { usleep(10_000); waited += 10 }
+        try #require(readerAsleep(), "the reader did not fall asleep in its read within 10 s")
+        usleep(50_000)
+        // This thread's tid ("PID/task/TID") and name; the name is given back afterwards.
+        let me = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self")
+        let myTid = try #require(Int32(me.split(separator: "/").last ?? ""), "\(me)")
+        let previous = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+        func rename(_ name: String) {
+            let fd = open("/proc/thread-self/comm", O_WRONLY)
+            guard fd >= 0 else { return }
+            _ = name.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+        rename("xwaker-test")
+        defer { rename(previous.replacingOccurrences(of: "\n", with: "")) }
+        try input.fileHandleForWriting.write(contentsOf: Data("x".utf8))
+        var said: [UInt8] = [], buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(output.fileHandleForReading.fileDescriptor, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            said += buf[0..<n]
+        }
+        rec.waitUntilExit()
+        try #require(rec.terminationStatus == 0, "record failed: \(String(decoding: said, as: UTF8.self))")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
+        try #require(json.status == 0, "report failed: \(json.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let threads = try #require(j["threads"] as? [[String: Any]])
+        let reader = try #require(threads.first { $0["name"] as? String == "woken-reader" }, "\(threads)")
+        let reasons = try #require(reader["off_cpu_by_reason"] as? [[String: Any]])
+        let read = try #require(reasons.first { $0["reason"] as? String == "read" }, "\(reasons)")
+        let wakers = (read["wakers"] as? [[String: Any]]) ?? []
+        #expect(wakers.contains { $0["tid"] as? Int == Int(myTid) && $0["name"] as? String == "xwaker-test" }, "\(read)")
+        // The waker is a name, not a thread of the trace.
+        #expect(!threads.contains { $0["tid"] as? Int == Int(myTid) }, "\(threads.map { $0["name"] ?? "?" })")
+        let text = try runCapturing(try asynctrace(), ["report", trace])
+        #expect(text.stdout.contains("xwaker-test (tid \(myTid)"), "\(text.stdout)")
+    }
+
     /// Opens that failed name the paths they asked for: "openat: 639 errors (ENOENT 623, ENXIO 16)" said nothing of
     /// which files a program probed. A C program fails known opens (ENOENT, ENOTDIR, EISDIR, through open, openat
     /// and openat2) between successful ones; the report lists each path with its error and count, and no fd row

@@ -40,6 +40,9 @@ struct kp_probes *kp_probes_open(const struct kp_options *options, char *why, si
 // Adds a process (all its threads, and from now on its forks) to the traced tree. 0 or -errno.
 int kp_probes_trace_tgid(struct kp_probes *probes, uint32_t tgid);
 
+// Whether `tgid` is in the traced tree now (1) or not (0).
+int kp_probes_is_traced(const struct kp_probes *probes, uint32_t tgid);
+
 // Reading the ring without a callback per record (zero copy):
 //   kp_probes_wait(p, timeout);                 // returns at once if records are waiting
 //   while ((rec = kp_probes_next(p, &size)))   // valid until the next call
