@@ -137,22 +137,50 @@ public final class ELFImage {
             }
             if pass == 2 && hasSymtab { break }  // .symtab holds .dynsym's functions too
         }
-        // By address; of equal addresses keep one with a size (aliases name the same code). qsort
-        // with a C comparator: a debug build's Swift sort took ~0.3 s for node's ~80 k symbols, while
-        // `record` unwinds stacks as they come.
+        // By address; of equal addresses keep one with a size (aliases name the same code), the smallest: a
+        // symbol for a whole object file's code starts where its first function does (Go's external link
+        // names each C object's "runtime/cgo(.text)", which named cgo's threadentry and crosscall_amd64 in
+        // every Go thread's stack). qsort with a C comparator: a debug build's Swift sort took ~0.3 s for
+        // node's ~80 k symbols, while `record` unwinds stacks as they come.
         symbols.withUnsafeMutableBufferPointer { all in
             guard let base = all.baseAddress, all.count > 1 else { return }
             qsort(base, all.count, MemoryLayout<Symbol>.stride) { a, b in
                 let x = a!.load(as: Symbol.self), y = b!.load(as: Symbol.self)
                 if x.address != y.address { return x.address < y.address ? -1 : 1 }
-                return x.size == y.size ? 0 : (x.size > y.size ? -1 : 1)
+                if x.size == y.size { return 0 }
+                if x.size == 0 || y.size == 0 { return x.size == 0 ? 1 : -1 }
+                return x.size < y.size ? -1 : 1
             }
         }
         var unique: [Symbol] = []
         unique.reserveCapacity(symbols.count)
-        for s in symbols where unique.last?.address != s.address { unique.append(s) }
+        for s in symbols {
+            if let last = unique.last, last.address == s.address {
+                // An object file's symbol yields to a function's even when that one has no size (Go's external
+                // link: "runtime/cgo(.text)", 31 bytes, and the hand-written crosscall_amd64 at its address).
+                if isObjectFileSymbol(last), !isObjectFileSymbol(s) { unique[unique.count - 1] = s }
+                continue
+            }
+            unique.append(s)
+        }
         symbols = unique
         return true
+    }
+
+    /// A name Go's linker gives a host object's section, "runtime/cgo(.text)" or "x.o(.text.unlikely)": it
+    /// spans all the object's functions, so it names none.
+    private func isObjectFileSymbol(_ s: Symbol) -> Bool {
+        let open = UInt8(ascii: "("), dot = UInt8(ascii: "."), close = UInt8(ascii: ")")
+        var i = Int(s.name)
+        guard i >= 0, i < nameBytes.count else { return false }
+        var last: UInt8 = 0
+        var sawSection = false
+        while i < nameBytes.count, nameBytes[i] != 0 {
+            if nameBytes[i] == dot && last == open { sawSection = true }
+            last = nameBytes[i]
+            i += 1
+        }
+        return sawSection && last == close
     }
 
     static func buildID(notes b: UnsafeRawBufferPointer, offset: UInt64, size: UInt64) -> [UInt8] {

@@ -135,6 +135,52 @@ import TraceSymbols
         #expect(ELFImage(path: dir + "/fifo") == nil)
     }
 
+    /// Of two symbols that start at one address, the smaller names it, and a function one the linker made for a
+    /// whole object file's code ("x.o(.text)"), which starts where its first function does, even unsized. Go's external link gives each C object's code one
+    /// ("runtime/cgo(.text)", 436 bytes, at threadentry's address), and every Go thread's stack read
+    /// "runtime/cgo(.text) ← runtime/cgo(.text) ← start_thread" where threadentry and crosscall_amd64 were.
+    @Test func theSmallestOfSymbolsStartingTogetherNamesTheirCode() throws {
+        let dir = NSTemporaryDirectory() + "naming-overlap-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let src = dir + "/f.c", exe = dir + "/f"
+        try #"""
+        __asm__(
+            "  .text\n"
+            "  .type \"f.o(.text)\", @function\n"
+            "\"f.o(.text)\":\n"
+            "  .type first_in_object, @function\n"
+            "first_in_object:\n"
+            "  nop\n  nop\n  ret\n"
+            "  .size first_in_object, .-first_in_object\n"
+            "  .type second_in_object, @function\n"
+            "second_in_object:\n"
+            "  nop\n  ret\n"
+            "  .size second_in_object, .-second_in_object\n"
+            "  .size \"f.o(.text)\", .-\"f.o(.text)\"\n"
+            "  .type \"g.o(.text)\", @function\n"
+            "\"g.o(.text)\":\n"
+            "  .type unsized_entry, @function\n"
+            "unsized_entry:\n"
+            "  nop\n  ret\n"
+            "  .size \"g.o(.text)\", .-\"g.o(.text)\"\n");
+        int main(void) { return 0; }
+        """#.write(toFile: src, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
+        p.arguments = ["-O1", "-o", exe, src]
+        try p.run()
+        p.waitUntilExit()
+        try #require(p.terminationStatus == 0)
+        let image = try #require(ELFImage(path: exe))
+        let second = try #require(image.symbols.first { image.name(of: $0) == "second_in_object" })
+        // first_in_object is the 3 bytes before it, where f.o(.text) (5 bytes) starts too.
+        #expect(image.symbol(at: second.address - 2)?.name == "first_in_object")
+        #expect(image.symbol(at: second.address + 1)?.name == "second_in_object")
+        // unsized_entry (hand-written, no .size) comes after it, where g.o(.text) (2 bytes) starts.
+        #expect(image.symbol(at: second.address + 2)?.name == "unsized_entry")
+    }
+
     /// A forked child's JIT code not in its own perf map is named by its parent's, and that one's parent's; its own
     /// map comes first. A crafted trace's fork cycle (1 forked from 2 forked from 1) ends without a name, not a hang.
     @Test func aForkedChildsCodeIsNamedByItsOwnPerfMapThenItsAncestors() throws {
