@@ -108,9 +108,9 @@ public final class ELFImage {
         }
         let shoff = u64(40), shentsize = UInt64(u16(58)), shnum = UInt64(u16(60))
         guard wanted, shentsize >= 64, shnum > 0, shnum < 65_536, fits(shoff, shentsize * shnum) else { return true }
-        func section(_ i: UInt64) -> (type: UInt32, offset: UInt64, size: UInt64, link: UInt32, entsize: UInt64) {
+        func section(_ i: UInt64) -> (type: UInt32, flags: UInt64, offset: UInt64, size: UInt64, link: UInt32, entsize: UInt64) {
             let s = Int(shoff + i * shentsize)
-            return (u32(s + 4), u64(s + 24), u64(s + 32), u32(s + 40), u64(s + 56))
+            return (u32(s + 4), u64(s + 8), u64(s + 24), u64(s + 32), u32(s + 40), u64(s + 56))
         }
         for pass in [UInt32(2), 11] {  // SHT_SYMTAB first; .dynsym adds what it lacks
             for i in 0..<shnum {
@@ -128,8 +128,14 @@ public final class ELFImage {
                 for j in 0..<count {
                     let e = Int(sec.offset + j * sec.entsize)
                     let info = b[e + 4], shndx = u16(e + 6)
-                    let type = info & 0xf
-                    guard type == 2 || type == 10, shndx != 0 else { continue }  // STT_FUNC, STT_GNU_IFUNC; defined
+                    let type = info & 0xf, binding = info >> 4
+                    // STT_FUNC, STT_GNU_IFUNC; defined. And a global label with no type in code: hand-written
+                    // assembly's entry points, such as a cgo Go program's crosscall_amd64 at every thread's start.
+                    let isFunction =
+                        type == 2 || type == 10
+                        || (type == 0 && (binding == 1 || binding == 2) && UInt64(shndx) < shnum
+                            && section(UInt64(shndx)).flags & 4 != 0)  // SHF_EXECINSTR
+                    guard isFunction, shndx != 0 else { continue }
                     let value = u64(e + 8), size = u64(e + 16), nameOff = UInt64(u32(e))
                     guard value != 0, nameOff < strtab.size, b[Int(strtab.offset + nameOff)] != 0 else { continue }
                     symbols.append(Symbol(address: value, size: size, name: Int32(base + Int(nameOff))))

@@ -139,7 +139,9 @@ import TraceSymbols
     /// whole object file's code ("x.o(.text)"), which starts where its first function does, even unsized. Go's external link gives each C object's code one
     /// ("runtime/cgo(.text)", 436 bytes, at threadentry's address), and every Go thread's stack read
     /// "runtime/cgo(.text) ← runtime/cgo(.text) ← start_thread" where threadentry and crosscall_amd64 were.
-    @Test func theSmallestOfSymbolsStartingTogetherNamesTheirCode() throws {
+    /// A global label with no type in code is a function too: another cgo build's crosscall_amd64 is one, and
+    /// its frame was "many+0x4ca657".
+    @Test func overlappingAndUntypedSymbolsNameTheFunctionsTheyStart() throws {
         let dir = NSTemporaryDirectory() + "naming-overlap-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -163,7 +165,10 @@ import TraceSymbols
             "  .type unsized_entry, @function\n"
             "unsized_entry:\n"
             "  nop\n  ret\n"
-            "  .size \"g.o(.text)\", .-\"g.o(.text)\"\n");
+            "  .size \"g.o(.text)\", .-\"g.o(.text)\"\n"
+            "  .globl untyped_entry\n"
+            "untyped_entry:\n"
+            "  nop\n  nop\n  ret\n");
         int main(void) { return 0; }
         """#.write(toFile: src, atomically: true, encoding: .utf8)
         let p = Process()
@@ -179,6 +184,10 @@ import TraceSymbols
         #expect(image.symbol(at: second.address + 1)?.name == "second_in_object")
         // unsized_entry (hand-written, no .size) comes after it, where g.o(.text) (2 bytes) starts.
         #expect(image.symbol(at: second.address + 2)?.name == "unsized_entry")
+        // A global label with no type in code (hand-written assembly's entry, as cgo's crosscall_amd64) names it.
+        #expect(image.symbol(at: second.address + 5)?.name == "untyped_entry")
+        // Untyped globals outside code (the linker's _edata, _end) name nothing.
+        #expect(!image.symbols.contains { ["_edata", "_end", "__bss_start"].contains(image.name(of: $0)) })
     }
 
     /// A forked child's JIT code not in its own perf map is named by its parent's, and that one's parent's; its own
