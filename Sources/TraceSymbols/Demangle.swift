@@ -24,8 +24,11 @@ public enum Demangle {
         return unsafeBitCast(sym, to: T.self)
     }
 
-    /// The demangled, shortened name; `name` itself when it is not mangled (C) or cannot be demangled.
+    /// The demangled, shortened name; `name` itself when it is not mangled (C) or cannot be demangled. A Go
+    /// assembly function's ABI wrapper suffix is dropped ("runtime.futex.abi0" is runtime.futex, as Go's own
+    /// tools name it).
     public static func name(_ name: String) -> String {
+        if name.hasSuffix(".abi0"), name.utf8.count > 5, name.dropLast(5).contains(".") { return String(name.dropLast(5)) }
         if isSwift(name), let f = swiftDemangle {
             let out = name.withCString { f($0, strlen($0), nil, nil, 0) }
             if let out {

@@ -18,6 +18,10 @@ import TraceSymbols
                 == "Swift.Array.withUnsafeBytes(_:)")
         #expect(Demangle.shortenSwift("App.Store.count.getter : Swift.Int") == "App.Store.count.getter : Swift.Int")
         #expect(Demangle.name("$s4main6renderyyF") == "main.render()")
+        // Go's assembly functions carry their ABI in the symbol; Go's tools name them without it.
+        #expect(Demangle.name("runtime.futex.abi0") == "runtime.futex")
+        #expect(Demangle.name("runtime/internal/syscall.Syscall6") == "runtime/internal/syscall.Syscall6")
+        #expect(Demangle.name(".abi0") == ".abi0" && Demangle.name("x.abi0") == "x.abi0")
         // Closures keep their place; async continuations and thunks are named after their function.
         #expect(
             Demangle.name("$s4conc3AppV4mainyyYaFZyScGySiGzYaXEfU_SiyYacfU0_")
