@@ -479,6 +479,17 @@ struct RecordCommand: ParsableCommand {
             "recording kernel events of process \(pid)\(tree) \(what)"
                 + (limit == nil ? " until it exits or Ctrl-C" : " for \(duration!)"))
         for (child, why) in refused.prefix(3) { note("not recording process \(child) below it: \(why)") }
+        // An attached CPython keeps the environment it was started with: without its perf map, samples name only
+        // the interpreter's C (record -- PROGRAM sets PYTHONPERFSUPPORT=1 for what it launches).
+        if session.sampledCPUs > 0 {
+            let unnamed = ([pid] + descendants).compactMap { p in PythonPerfMap.pythonWithoutMap(pid: p).map { (p, $0) } }
+            if let (first, version) = unnamed.first {
+                let which = unnamed.count == 1 ? "process \(first) runs" : "\(unnamed.count) processes (\(Self.pidList(unnamed.map(\.0)))) run"
+                note(
+                    "\(which) CPython \(version) without a perf map: samples will name its C functions, not its Python ones; "
+                        + "start it with PYTHONPERFSUPPORT=1 (or python -X perf) to have them named")
+            }
+        }
         if refused.count > 3 { note("... and \(refused.count - 3) more processes below it not recorded, for the same reasons") }
         while !exited && RecordingSignals.last == 0 && !parentHasGone() {
             if let limit, monotonicNowNs() >= limit { break }

@@ -264,6 +264,37 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         #expect(text.contains(" recorded; events span "), "\(text.prefix(600))")
     }
 
+    /// Attached, a CPython 3.12+ keeps the environment it was started with: without PYTHONPERFSUPPORT=1 it writes
+    /// no perf map and its samples name only the interpreter's C. record says so, and not for one that writes it.
+    @Test func attachingToAPythonWithoutItsPerfMapSaysHowToGetPythonNames() throws {
+        try requireKernel("attachingToAPythonWithoutItsPerfMapSaysHowToGetPythonNames")
+        guard let python = HotFunctionTests.python312() else {
+            try Test.cancel("no CPython 3.12 or newer here (perf trampolines came with 3.12)")
+        }
+        for perfSupport in [false, true] {
+            let idle = Process()
+            idle.executableURL = URL(fileURLWithPath: python)
+            idle.arguments = ["-S", "-c", "import time\ntime.sleep(60)\n"]
+            var environment = ProcessInfo.processInfo.environment
+            environment["PYTHONPERFSUPPORT"] = perfSupport ? "1" : nil
+            idle.environment = environment
+            try idle.run()
+            defer { kill(idle.processIdentifier, SIGKILL); idle.waitUntilExit() }
+            let pid = idle.processIdentifier
+            defer { try? FileManager.default.removeItem(atPath: "/tmp/perf-\(pid).map") }
+            // Asleep in its clock_nanosleep (syscall 230): started, its map (if any) opened.
+            func asleep() -> Bool { (try? String(contentsOfFile: "/proc/\(pid)/syscall", encoding: .utf8))?.hasPrefix("230 ") == true }
+            for _ in 0..<1000 where !asleep() { usleep(10_000) }
+            try #require(asleep(), "python did not fall asleep within 10 s")
+            let trace = temporaryPath("cli-pid-python-\(perfSupport).atrace")
+            defer { try? FileManager.default.removeItem(atPath: trace) }
+            let r = try runCapturing(try asynctrace(), ["record", "--pid", "\(pid)", "--duration", "200ms", "-o", trace])
+            #expect(r.status == 0, "\(r.stderr)")
+            let said = r.stderr.contains("process \(pid) runs CPython 3.") && r.stderr.contains("PYTHONPERFSUPPORT=1")
+            #expect(said == !perfSupport, "PYTHONPERFSUPPORT \(perfSupport ? "set" : "not set"): \(r.stderr)")
+        }
+    }
+
     @Test func attachingToAProcessAlsoRecordsTheProcessesAlreadyBelowIt() throws {
         try requireKernel("attachingToAProcessAlsoRecordsTheProcessesAlreadyBelowIt")
         // A parent that sleeps (a server's master) with a child and a grandchild that write, all running
