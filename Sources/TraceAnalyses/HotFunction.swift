@@ -57,8 +57,33 @@ enum OwnCode {
         if let function = f.function, let module = swiftModule(function), runtimeModules.contains(module) || isOurs(module) {
             return false
         }
+        if let function = f.function, isGoStandardLibrary(function) { return false }
         return true
     }
+
+    /// A function of Go's runtime or standard library, compiled into every Go program: its package path's first
+    /// element has no dot ("runtime.futex", "net/http.(*conn).serve", "internal/poll.(*FD).Read"), unlike the
+    /// program's own ("main.handler") and its modules' ("github.com/x/y.F"). A Go server's file-read stall was
+    /// "hot 100% under runtime/internal/syscall.Syscall6 ← syscall.Syscall ← …" above main.fileHandler. C's
+    /// compiler suffixes ("sort.part.0", "io.cold") are not Go packages.
+    static func isGoStandardLibrary(_ function: String) -> Bool {
+        guard let dot = function.firstIndex(of: ".") else { return false }
+        let path = function[..<dot]
+        guard let root = path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).first,
+            goStandardRoots.contains(root)
+        else { return false }
+        let rest = function[function.index(after: dot)...]
+        return !["cold", "part.", "isra.", "constprop.", "lto_priv.", "localalias"].contains { rest.hasPrefix($0) }
+    }
+
+    /// The first path elements of Go's standard library packages (and the linker's "type" and "go" symbols).
+    static let goStandardRoots: Set<Substring> = [
+        "archive", "bufio", "bytes", "cmp", "compress", "container", "context", "crypto", "database", "debug",
+        "embed", "encoding", "errors", "expvar", "flag", "fmt", "go", "hash", "html", "image", "index", "internal",
+        "io", "iter", "log", "maps", "math", "mime", "net", "os", "path", "plugin", "reflect", "regexp", "runtime",
+        "slices", "sort", "strconv", "strings", "structs", "sync", "syscall", "testing", "text", "time", "type",
+        "unicode", "unique", "unsafe", "vendor", "weak",
+    ]
 
     static func isSystemPath(_ path: String) -> Bool {
         ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/", "/usr/share/"].contains { path.hasPrefix($0) }

@@ -57,6 +57,22 @@ struct HotFunctionRuleTests {
         #expect(OwnCode.swiftModule("burn_leaf") == nil && OwnCode.swiftModule("v8::internal::Heap::Scavenge") == nil)
     }
 
+    @Test func goStandardLibraryFramesAreNotTheProgram() {
+        // A Go server's 64 MiB file read: its samples in the read syscall's Go wrappers, under the handler.
+        let go = [
+            "runtime/internal/syscall.Syscall6", "syscall.read", "internal/poll.(*FD).Read", "os.(*File).Read",
+            "main.fileHandler", "net/http.HandlerFunc.ServeHTTP", "net/http.(*conn).serve", "runtime.goexit.abi0",
+        ].map { CodeFrame(function: $0, module: "/srv/gosrv", offset: 0x10) }
+        let h = OwnCode.hot([[0, 1, 2, 3, 4, 5, 6, 7]: 40, [2, 3, 4, 5, 6, 7]: 5], frame: { go[$0] })
+        #expect(h?.frame.function == "main.fileHandler")
+        #expect(OwnCode.isGoStandardLibrary("net/http.(*conn).serve") && OwnCode.isGoStandardLibrary("runtime.futex"))
+        #expect(OwnCode.isGoStandardLibrary("vendor/golang.org/x/net/http2/hpack.(*Decoder).Write"))
+        #expect(!OwnCode.isGoStandardLibrary("main.burn") && !OwnCode.isGoStandardLibrary("github.com/acme/db.(*Pool).Get"))
+        // C: no package; a compiler's suffixes on a C function named like a Go package are not Go.
+        #expect(!OwnCode.isGoStandardLibrary("burn_leaf") && !OwnCode.isGoStandardLibrary("sort.part.0"))
+        #expect(!OwnCode.isGoStandardLibrary("io.cold") && !OwnCode.isGoStandardLibrary("v8::internal::Heap::Scavenge"))
+    }
+
     @Test func aJVMsPerfMapNamesTheApplicationsMethodsNotTheJDKsOrItsStubs() {
         #expect(OwnCode.isApplicationJavaMethod("double Burn.burnForTheTest(long)"))
         #expect(OwnCode.isApplicationJavaMethod("void com.example.Server.handle(com.sun.net.httpserver.HttpExchange)"))
