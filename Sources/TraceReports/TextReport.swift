@@ -241,14 +241,24 @@ public enum TextReport {
 
     /// "86% on CPU in handleHash (server.js:17) ← emit ← …": the share of the time sampled in each top stack.
     private static func codeLines(_ stacks: [CodeStackSummary], durationNs: UInt64, indent: String, _ out: inout String) {
-        for (i, st) in stacks.enumerated() {
-            let share = Formatting.percent(min(1, Double(st.ns) / Double(max(1, durationNs))))
+        // Stacks that differ only below the frames shown would read as the same line twice ("9.7% on CPU in
+        // Syscall6 ← … (4 samples)", then "2.4% on CPU in Syscall6 ← … (1 sample)"): one line, their samples summed.
+        var lines: [(stack: String, ns: UInt64, samples: Int)] = []
+        for st in stacks {
             var names = st.frames.prefix(6).map(\.description)
             if st.frames.count > 6 { names.append("…") }
+            let stack = names.isEmpty ? "[no stack]" : names.joined(separator: " ← ")
+            if let i = lines.firstIndex(where: { $0.stack == stack }) {
+                lines[i].ns = lines[i].ns.addingSaturated(st.ns)
+                lines[i].samples += st.samples
+            } else {
+                lines.append((stack, st.ns, st.samples))
+            }
+        }
+        for (i, line) in lines.sorted(by: { $0.ns > $1.ns }).enumerated() {
+            let share = Formatting.percent(min(1, Double(line.ns) / Double(max(1, durationNs))))
             let pad = i == 0 ? indent : String(repeating: " ", count: indent.count)
-            out +=
-                pad + "\(share) on CPU in " + (names.isEmpty ? "[no stack]" : names.joined(separator: " ← "))
-                + " (\(st.samples) sample\(st.samples == 1 ? "" : "s"))\n"
+            out += pad + "\(share) on CPU in " + line.stack + " (\(line.samples) sample\(line.samples == 1 ? "" : "s"))\n"
         }
     }
 
