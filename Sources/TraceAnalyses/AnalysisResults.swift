@@ -610,6 +610,10 @@ public struct OpenResourceGroup: Sendable {
     public var createdAt: [CodeFrame] = []
     /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
     var creationStack: Int32 = -1
+    /// The standard streams among them (fds 0, 1, 2, ascending): handles a runtime made for the process's stdin,
+    /// stdout or stderr (node's `process.stdout`), which it never closes and which do not keep it alive by
+    /// themselves. A group holds either only such handles or none.
+    public var standardStreams: [Int32] = []
 }
 
 /// A stretch between two epoll waits of a thread (kernel stream): what its loop was doing instead of waiting.

@@ -93,15 +93,16 @@ extension TraceAnalysis {
             named[i] = f
             return f
         }
-        struct GroupKey: Hashable { var type: String; var frames: [CodeFrame] }
+        struct GroupKey: Hashable { var type: String; var frames: [CodeFrame]; var standardStream: Bool }
         var merged: [GroupKey: OpenResourceGroup] = [:]
         var order: [GroupKey] = []
         for var g in openAtExit {
             if g.creationStack >= 0 && g.createdAt.isEmpty { g.createdAt = frames(g.creationStack) }
-            let k = GroupKey(type: g.type, frames: g.createdAt)
+            let k = GroupKey(type: g.type, frames: g.createdAt, standardStream: !g.standardStreams.isEmpty)
             if var m = merged[k] {
                 m.count += g.count
                 m.oldestInitNs = min(m.oldestInitNs, g.oldestInitNs)
+                m.standardStreams = Array(Set(m.standardStreams + g.standardStreams)).sorted()
                 merged[k] = m
             } else {
                 merged[k] = g

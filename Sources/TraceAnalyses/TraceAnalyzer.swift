@@ -761,20 +761,23 @@ public struct TraceAnalyzer {
             var oldest: UInt64 = .max
             var chains: [[String]: Int] = [:]
             var sampled = 0
+            var streams: [Int32] = []
         }
         // By type and creation site (Node) or creation stack (attachCreationStacks merges stacks that name the same code).
         struct GroupKey: Hashable {
             var type: Int32
             var site: Int32
             var stack: Int32
+            var standardStream: Bool  // fds 0-2: apart from the handles that may have kept the process alive
         }
         var groups: [GroupKey: Group] = [:]
         let sites = self.sites
         resources.live.forEach { key, info in
             let site = sites.isEmpty ? -1 : (sites.site(key) ?? -1)
-            let groupKey = GroupKey(type: info.type, site: site, stack: info.creationStack)
+            let groupKey = GroupKey(type: info.type, site: site, stack: info.creationStack, standardStream: (0...2).contains(info.fd))
             var g = groups[groupKey] ?? Group()
             g.count += 1
+            if groupKey.standardStream && !g.streams.contains(info.fd) { g.streams.append(info.fd) }
             g.oldest = min(g.oldest, info.initNs)
             if g.sampled < 64 {
                 g.sampled += 1
@@ -788,6 +791,7 @@ public struct TraceAnalyzer {
                 type: resources.typeName(k.type), count: g.count, createdBy: chain, oldestInitNs: g.oldest,
                 createdAt: k.site < 0 ? [] : sites.frames(site: k.site))
             group.creationStack = k.stack
+            group.standardStreams = g.streams.sorted()
             return group
         }.sorted { ($0.count, $1.type, $1.oldestInitNs) > ($1.count, $0.type, $0.oldestInitNs) }
     }

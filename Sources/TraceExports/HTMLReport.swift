@@ -409,10 +409,15 @@ public enum HTMLReport {
         let total = a.openAtExit.reduce(0) { $0 + $1.count }
         s +=
             "<p>\(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed (what kept the process alive, or leaked).</p>\n"
+        let streams = Set(a.openAtExit.flatMap(\.standardStreams)).sorted().map(TextReport.streamName)
+        if !streams.isEmpty {
+            s +=
+                "<p>\(x(streams.joined(separator: ", "))): the handles of the standard streams stay open for the process's life; they did not keep it alive.</p>\n"
+        }
         s += "<table><tr><th>type</th><th>count</th><th>oldest created</th><th>created at</th><th>created by</th></tr>\n"
         for g in a.openAtExit.prefix(50) {
             s +=
-                "<tr><td>\(x(g.type))</td><td class=\"n\">\(Formatting.count(g.count))</td>"
+                "<tr><td>\(x(TextReport.openGroupLabel(g)))</td><td class=\"n\">\(Formatting.count(g.count))</td>"
                 + "<td class=\"n\">\(Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs))</td>"
                 + "<td>\(g.createdAt.isEmpty ? "-" : x(TextReport.createdAt(g.createdAt)))</td>"
                 + "<td>\(g.createdBy.isEmpty ? "(top level)" : x(g.createdBy.joined(separator: " → ")))</td></tr>\n"

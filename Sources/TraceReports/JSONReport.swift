@@ -230,6 +230,7 @@ public enum JSONReport {
                         e.strings("created_by", g.createdBy)
                         e.field("oldest_init_ns", g.oldestInitNs)
                         frames(g.createdAt, named: "created_at", &e)
+                        e.array("standard_streams") { r in for fd in g.standardStreams { r.field(nil, UInt64(fd)) } }
                     }
                 }
             }

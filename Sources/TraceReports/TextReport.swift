@@ -628,23 +628,44 @@ public enum TextReport {
             return
         }
         let total = a.openAtExit.reduce(0) { $0 + $1.count }
-        heading(
-            "OPEN AT EXIT: \(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed "
-                + "(what kept the process alive, or leaked)", &out)
+        // The standard streams' handles (node's process.stdout) stay open for the process's life without keeping it.
+        let streams = Set(a.openAtExit.flatMap(\.standardStreams)).sorted().map(streamName)
+        let others = a.openAtExit.filter { $0.standardStreams.isEmpty }.reduce(0) { $0 + $1.count }
+        if others == 0 {
+            heading(
+                "OPEN AT EXIT: only the handles of the standard streams (\(streams.joined(separator: ", "))), which stay open "
+                    + "for the process's life: nothing else was left", &out)
+        } else {
+            heading(
+                "OPEN AT EXIT: \(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed "
+                    + "(what kept the process alive, or leaked)", &out)
+        }
         let sites = a.openAtExit.contains { !$0.createdAt.isEmpty }
         var t = Table(
             [("type", .left), ("count", .right), ("oldest created", .right)] + (sites ? [("created at", .left)] : [])
                 + [("created by", .left)])
         for g in a.openAtExit {
             t.add(
-                [g.type, Formatting.count(g.count), Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs)]
+                [openGroupLabel(g), Formatting.count(g.count), Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs)]
                     + (sites ? [g.createdAt.isEmpty ? "-" : createdAt(g.createdAt, frames: 2)] : [])
                     + [g.createdBy.isEmpty ? "(top level)" : g.createdBy.joined(separator: " → ")])
         }
         out += t.render()
+        if !streams.isEmpty && others > 0 {
+            out += "  \(streams.joined(separator: ", ")): the handles of the standard streams stay open for the process's life; "
+            out += "they did not keep it alive\n"
+        }
         if a.creationStacksUndefined > 0 {
             out += "  note: \(Formatting.count(a.creationStacksUndefined)) creation stacks were lost with damaged or dropped chunks\n"
         }
+    }
+
+    /// "stdout" for fd 1: the standard streams by name.
+    public static func streamName(_ fd: Int32) -> String { fd == 0 ? "stdin" : fd == 1 ? "stdout" : fd == 2 ? "stderr" : "fd \(fd)" }
+
+    /// An open-at-exit group's type, with the standard streams it holds: "PIPEWRAP (stdout, stderr)".
+    public static func openGroupLabel(_ g: OpenResourceGroup) -> String {
+        g.standardStreams.isEmpty ? g.type : "\(g.type) (\(g.standardStreams.map(streamName).joined(separator: ", ")))"
     }
 
     /// "leak (app.js:4) ← main (app.js:9)": where a resource was created, innermost first.

@@ -58,3 +58,35 @@ import Testing
         }
     }
 }
+
+/// Node's handles for a process's standard streams (`process.stdout` on a pipe is a PIPEWRAP node never closes,
+/// unref'd so that it keeps nothing alive) were listed as open at exit like a server left listening, under
+/// "what kept the process alive, or leaked". A child node whose stdout and stderr are pipes writes to both and
+/// leaves a server listening: its stdio handles are told apart (`standard_streams` [1, 2]), the server is not.
+@Suite(.serialized) struct NodeStandardStreamsTests {
+    static let program = #"""
+        const { spawn } = require('child_process');
+        const child = spawn(process.execPath, ['-e', `
+            console.log('out'); console.error('err');
+            require('net').createServer().listen(0, '127.0.0.1', () => setTimeout(() => process.exit(0), 50));
+        `], { stdio: ['ignore', 'pipe', 'pipe'] });
+        child.stdout.resume(); child.stderr.resume();
+        child.on('exit', () => {});
+        """#
+
+    @Test func standardStreamsAreToldApartFromWhatKeptTheProcessAlive() throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        try withRecordedNodeScript(Self.program, file: "stdio.js", node: node, record: ["--no-kernel"], report: []) { r in
+            let (rec, json) = (r.record, r.json)
+            #expect(rec.status == 0, "record: \(rec.stderr)")
+            let open = json["open_at_exit"] as? [[String: Any]] ?? []
+            func streams(_ g: [String: Any]) -> [Int] { (g["standard_streams"] as? [NSNumber] ?? []).map(\.intValue) }
+            #expect(open.contains { $0["type"] as? String == "PIPEWRAP" && streams($0) == [1, 2] }, "\(open)")
+            let server = try #require(open.first { $0["type"] as? String == "TCPSERVERWRAP" }, "\(open)")
+            #expect(streams(server).isEmpty, "\(server)")
+            let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", r.trace])
+            #expect(text.stdout.contains("PIPEWRAP (stdout, stderr)"), "\(text.stdout)")
+            #expect(text.stdout.contains("stdout, stderr: the handles of the standard streams stay open"), "\(text.stdout)")
+        }
+    }
+}
