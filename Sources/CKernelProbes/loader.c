@@ -363,6 +363,17 @@ int kp_probes_is_traced(const struct kp_probes *p, uint32_t tgid) {
     return (int)((__atomic_load_n(&p->skel->bss->traced_tgids[tgid / 64], __ATOMIC_RELAXED) >> (tgid % 64)) & 1);
 }
 
+int kp_probes_thread_episode(const struct kp_probes *p, uint32_t tid, struct kp_offcpu_episode *out) {
+    if (!p || !p->scheduler || !out || tid == 0 || tid >= KP_MAX_PID)
+        return -EINVAL;
+    int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)tid, PIDFD_THREAD);
+    if (pidfd < 0)
+        return -errno;
+    int rc = bpf_map_lookup_elem(bpf_map__fd(p->skel->maps.offcpu_by_task), &pidfd, out) == 0 ? 0 : -errno;
+    close(pidfd);
+    return rc;
+}
+
 int kp_probes_wait(struct kp_probes *p, int timeout_ms) {
     // The BPF side wakes us only every few thousand records, so the caller reads after every
     // wait, woken or timed out; and never waits while records are there. (Waiting edge-triggered for

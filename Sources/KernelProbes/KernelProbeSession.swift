@@ -160,6 +160,35 @@ public final class KernelProbeSession {
         return kp_probes_is_traced(probes, pid) != 0
     }
 
+    /// For every thread of `pids` that is off its CPU when the probes stopped (`stopNs`), its episode so far as an
+    /// offCPU event at `stopNs`: the probes write one only when a thread is back on a CPU, so a thread asleep at
+    /// the end (an idle worker, a server waiting for a request) lost its last wait, or its whole recording.
+    /// Call after `stop()` and before `close()`.
+    public func episodesOpenAtStop(pids: [UInt32], stopNs: UInt64) -> [KernelEvent] {
+        guard let probes else { return [] }
+        var out: [KernelEvent] = []
+        for pid in pids {
+            for n in ProcessSnapshot.numericEntries("/proc/\(pid)/task") {
+                guard let tid = UInt32(exactly: n), tid != 0 else { continue }
+                var ep = kp_offcpu_episode()
+                guard kp_probes_thread_episode(probes, tid, &ep) == 0, ep.off_ns != 0, ep.off_ns <= stopNs, ep.assumed == 0
+                else { continue }
+                var e = KernelEvent(kind: .offCPU, pid: pid, tid: tid, timestampNs: stopNs)
+                e.offCPUState = UInt8(min(ep.state, 3))
+                e.offCPUSyscall = UInt16(truncatingIfNeeded: ep.syscall)
+                e.wakerPid = ep.waker_tgid
+                e.wakerTid = ep.waker_tid
+                let sleeping = ep.state != KP_OFFCPU_PREEMPTED.rawValue
+                let woken = ep.wake_ns >= ep.off_ns && ep.wake_ns <= stopNs && ep.wake_ns != 0
+                let runnableSince = !sleeping ? ep.off_ns : woken ? ep.wake_ns : stopNs
+                e.blockedNs = runnableSince - ep.off_ns
+                e.runqueueNs = stopNs - runnableSince
+                out.append(e)
+            }
+        }
+        return out
+    }
+
     /// Traces `pid`'s process (all threads) and, from now on, every process it forks. `heldBeforeExec`: the
     /// process is a held child about to exec the program; the code it has mapped now is the recorder's own
     /// (not written to the trace: ~20 mappings, ~1 KB), so its mappings are read at its exec, or at a sample

@@ -40,6 +40,9 @@ public final class KernelRecording {
     public var processesWithoutTitles: UInt64 { titles.notTracked }
     /// The untraced threads that woke traced ones, named once each from /proc.
     private var wakers = WakerNames()
+    /// The traced processes alive as far as the stream says (the root, those at start, forks minus exits): at
+    /// the end, their threads still off a CPU get their episode so far. At most 65,536 are kept.
+    private var livePids = Set<UInt32>()
 
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
     /// The threads and fds `rootPid` has when the first events are pumped (a launched program has
@@ -138,11 +141,17 @@ public final class KernelRecording {
         }
     }
 
-    /// Forks and exits of `events` start and end the watch of a process's title.
+    /// Forks and exits of `events` start and end the watch of a process's title, and its place among the live.
     private func watchProcesses(_ events: [KernelEvent]) {
         for e in events {
-            if e.kind == .processFork { titles.forked(parent: e.pid, child: e.childPid, nowNs: e.timestampNs) }
-            if e.kind == .processExit { titles.exited(pid: e.pid) }
+            if e.kind == .processFork {
+                titles.forked(parent: e.pid, child: e.childPid, nowNs: e.timestampNs)
+                if livePids.count < 65_536 { livePids.insert(e.childPid) }
+            }
+            if e.kind == .processExit {
+                titles.exited(pid: e.pid)
+                livePids.remove(e.pid)
+            }
         }
     }
 
@@ -164,6 +173,7 @@ public final class KernelRecording {
     @discardableResult
     public func finish() -> KernelProbeStatistics {
         takeSnapshot()
+        let stopNs = monotonicNowNs()
         session.stop()  // else a busy process (a grandchild, an attached pid) keeps the ring full
         var empty = 0
         let session = self.session, onEvents = self.onEvents
@@ -191,6 +201,18 @@ public final class KernelRecording {
         }
         // Children forked lately are read once more now, whatever their delay: they may not be later.
         rereadTitles(nowNs: .max)
+        // The threads asleep (or waiting for a CPU) at the end: their episodes so far, which no switch-in will write.
+        var pids = livePids
+        pids.insert(UInt32(bitPattern: rootPid))
+        for p in otherPidsAtStart where p > 0 { pids.insert(UInt32(p)) }
+        let open = session.episodesOpenAtStop(pids: pids.filter { session.isTraced(pid: $0) }.sorted(), stopNs: stopNs)
+        if !open.isEmpty {
+            writer.receive { pending in
+                let before = pending.count
+                pending.append(contentsOf: open)
+                onEvents?(pending[before...])
+            }
+        }
         let stats = session.statistics
         session.close()
         mergeSnapshot()

@@ -251,8 +251,11 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         }
         for _ in 0..<1000 where !asleep() { usleep(10_000) }
         try #require(asleep(), "python3 did not fall asleep within 10 s")
+        // Without the scheduler probes nothing happens after the attach: the events span a few ms of the 700.
         let trace = temporaryPath("cli-pid-idle.atrace")
-        let r = try runCapturing(try asynctrace(), ["record", "--pid", "\(idle.processIdentifier)", "--duration", "700ms", "-o", trace])
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let r = try runCapturing(
+            try asynctrace(), ["record", "--pid", "\(idle.processIdentifier)", "--duration", "700ms", "--no-sched", "-o", trace])
         #expect(r.status == 0, "\(r.stderr)")
         let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
         let root = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
@@ -262,6 +265,19 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         #expect(span < recorded / 2, "the events span \(span) ns of \(recorded)")
         let text = try runCapturing(try asynctrace(), ["report", trace]).stdout
         #expect(text.contains(" recorded; events span "), "\(text.prefix(600))")
+        // With them, the sleep it is in at the end is its episode so far: blocked in clock_nanosleep to the stop.
+        let withSched = temporaryPath("cli-pid-idle-sched.atrace")
+        defer { try? FileManager.default.removeItem(atPath: withSched) }
+        let r2 = try runCapturing(try asynctrace(), ["record", "--pid", "\(idle.processIdentifier)", "--duration", "700ms", "-o", withSched])
+        #expect(r2.status == 0, "\(r2.stderr)")
+        let json2 = try runCapturing(try asynctrace(), ["report", "--json", withSched])
+        let root2 = try #require(try JSONSerialization.jsonObject(with: Data(json2.stdout.utf8)) as? [String: Any])
+        let recorded2 = (root2["trace"] as? [String: Any])?["recorded_ns"] as? Int ?? 0
+        let thread = try #require((root2["threads"] as? [[String: Any]])?.first, "\(root2["threads"] ?? "none")")
+        let reasons = (thread["off_cpu_by_reason"] as? [[String: Any]]) ?? []
+        #expect(
+            reasons.contains { $0["reason"] as? String == "clock_nanosleep" && ($0["ns"] as? Int ?? 0) >= recorded2 * 9 / 10 },
+            "recorded \(recorded2): \(reasons)")
     }
 
     /// Attached, a CPython 3.12+ keeps the environment it was started with: without PYTHONPERFSUPPORT=1 it writes

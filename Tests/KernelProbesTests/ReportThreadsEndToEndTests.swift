@@ -432,6 +432,61 @@ private let program = #"""
         #expect(!epollPart.contains("woken by kick-thread"), "\(line)")
     }
 
+    /// Threads asleep when the recording stops get their wait so far: the probes write an off-CPU episode only
+    /// when its thread is back on a CPU, so a thread asleep at the end lost its last wait, and one asleep for the
+    /// whole of a `--pid` recording was "did nothing while recorded" (an idle executor thread: "seen 665 ms,
+    /// blocked 18 µs" in a 9 s recording). Attached for 600 ms to a program whose threads sleep throughout.
+    @Test func threadsAsleepAtTheEndHaveTheirWaitSoFar() throws {
+        try requireKernel("threadsAsleepAtTheEndHaveTheirWaitSoFar")
+        let source = temporaryPath("end-sleepers.c"), binary = temporaryPath("end-sleepers")
+        let trace = temporaryPath("end-sleepers.atrace")
+        try #"""
+        #define _GNU_SOURCE
+        #include <pthread.h>
+        #include <unistd.h>
+        static void *reader(void *a) { pthread_setname_np(pthread_self(), "end-reader"); char c; read(0, &c, 1); return 0; }
+        int main(void) {
+            pthread_setname_np(pthread_self(), "end-main");
+            pthread_t t; pthread_create(&t, 0, reader, 0);
+            pthread_join(t, 0);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let program = Process(), stdin = Pipe()
+        program.executableURL = URL(fileURLWithPath: binary)
+        program.standardInput = stdin
+        try program.run()
+        defer { if program.isRunning { kill(program.processIdentifier, SIGKILL) }; program.waitUntilExit() }
+        let pid = program.processIdentifier
+        var waited = 0
+        func named() -> Bool {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).count == 2
+                && (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) == "end-main\n"
+        }
+        while !named() && waited < 10_000 { usleep(10_000); waited += 10 }
+        try #require(named(), "the program's threads did not start within 10 s")
+        usleep(50_000)
+        let rec = try runCapturing(try asynctrace(), ["record", "--pid", "\(pid)", "--duration", "600ms", "-o", trace])
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
+        try #require(json.status == 0, "report failed: \(json.stderr)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let threads = try #require(j["threads"] as? [[String: Any]])
+        for (name, reason) in [("end-reader", "read"), ("end-main", "futex")] {
+            let t = try #require(threads.first { $0["name"] as? String == name }, "threads: \(threads.map { $0["name"] ?? "?" })")
+            let span = t["span_ns"] as? Int ?? 0, off = t["off_cpu_ns"] as? Int ?? 0
+            // Asleep from the attach to the end (600 ms asked; the span from tracing's start to the stop).
+            #expect(span >= 500_000_000 && off >= span * 9 / 10, "\(name): \(t)")
+            let reasons = (t["off_cpu_by_reason"] as? [[String: Any]]) ?? []
+            #expect(
+                reasons.contains { ($0["reason"] as? String ?? "").hasPrefix(reason) && ($0["ns"] as? Int ?? 0) >= span * 9 / 10 },
+                "\(name): \(reasons)")
+        }
+    }
+
     /// A waker outside the traced tree is named: a traced thread blocked reading its stdin is woken by this test's
     /// own thread writing to it (another program, as a kworker completing I/O or the recorder signalling would
     /// be). The report said "woken by tid 17521"; now it names the waker by its comm, read once from /proc, and

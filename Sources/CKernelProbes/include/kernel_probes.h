@@ -43,6 +43,10 @@ int kp_probes_trace_tgid(struct kp_probes *probes, uint32_t tgid);
 // Whether `tgid` is in the traced tree now (1) or not (0).
 int kp_probes_is_traced(const struct kp_probes *probes, uint32_t tgid);
 
+// Thread `tid`'s off-CPU episode as the scheduler probes hold it (struct kp_offcpu_episode; off_ns 0: none
+// open). 0, or -errno: no such thread, no episode, no thread pidfds, or the scheduler probes are off.
+int kp_probes_thread_episode(const struct kp_probes *probes, uint32_t tid, struct kp_offcpu_episode *out);
+
 // Reading the ring without a callback per record (zero copy):
 //   kp_probes_wait(p, timeout);                 // returns at once if records are waiting
 //   while ((rec = kp_probes_next(p, &size)))   // valid until the next call
