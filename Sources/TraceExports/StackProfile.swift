@@ -72,6 +72,9 @@ public final class StackTree {
         childIndex.insert(UInt64(parent) << 32 | UInt64(id), node)
     }
 
+    /// Takes `w` off `node`'s self time (not below 0): time that children now stand for.
+    func take(_ node: Int, _ w: UInt64) { nodes[node].selfWeight = nodes[node].selfWeight.subtractingSaturated(w) }
+
     // Weights come from timestamps and durations in the file: sums saturate (a wrapped sum would make a frame
     // wider than its parent, and the flame graph's layout arithmetic leave every range).
     @inline(__always) func add(_ node: Int, _ w: UInt64) { nodes[node].selfWeight = nodes[node].selfWeight.addingSaturated(w) }
@@ -129,9 +132,13 @@ public final class StackAggregator: TimelineSink {
     @exclusivity(unchecked) private var causalTypes: [ResourceKey: Int] = [:]
     @exclusivity(unchecked) private var frameLabels: [Int] = []  // timeline name id -> tree label id (-1: not yet)
 
-    // Code grouping: the samples' stacks, named; frame id -> tree label (-1: not yet).
+    // Code grouping, and a kernel-only trace's "on CPU" frames: the samples' stacks, named; frame id -> tree label
+    // (-1: not yet).
     private var samples: TraceSamples?
     private var codeLabels: [Int] = []
+    /// Callback grouping of a kernel-only trace: sampled time hung below each "on CPU" node, taken off its self
+    /// time at the end (the samples say where the thread's measured time on the CPU went).
+    private var sampledOnCPU: [Int: UInt64] = [:]
     /// CPU samples counted (code grouping).
     public private(set) var sampleCount = 0
 
@@ -139,7 +146,7 @@ public final class StackAggregator: TimelineSink {
     public init(grouping: StackGrouping = .callback, weight: StackWeight = .busy) {
         self.grouping = grouping
         self.weight = weight
-        if grouping == .code {
+        if grouping == .code || grouping == .callback {
             let data = TraceSamples()
             data.keepsSamples = false
             samples = data
@@ -147,9 +154,13 @@ public final class StackAggregator: TimelineSink {
     }
 
     public func code(_ event: EventView, thread t: Int, strings: TraceEventIterator, timeline: Timeline) {
+        // Callback grouping uses samples only below a kernel-only thread's "on CPU" (see threadAdded).
+        if grouping == .callback && (timeline.reader.hasUserEvents || timeline.reader.header.version < 3) { return }
         guard let data = samples, let sample = data.add(event, strings: strings), t >= 0, t < stacks.count else { return }
-        sampleCount += 1
         let top = stacks[t][stacks[t].count - 1]
+        // A sample inside a syscall or while off the CPU: that frame already has the time.
+        if grouping == .callback && !top.isOnCPU { return }
+        if grouping == .code { sampleCount += 1 }
         var node = top.node
         let frames = top.isCallback ? data.callbackFrames(of: sample) : data.frames(of: sample)
         for f in frames.reversed() {
@@ -158,7 +169,9 @@ public final class StackAggregator: TimelineSink {
             node = tree.child(node, codeLabels[f])
         }
         // Without a recorded period (an older trace) a sample counts 1 ms, the default rate's.
-        tree.add(node, data.periodNs > 0 ? data.periodNs : 1_000_000)
+        let w = data.periodNs > 0 ? data.periodNs : 1_000_000
+        tree.add(node, w)
+        if grouping == .callback { sampledOnCPU[top.node, default: 0] &+= w }
     }
 
     private func label(_ name: Int, _ timeline: Timeline) -> Int {
@@ -173,6 +186,10 @@ public final class StackAggregator: TimelineSink {
     /// Threads renamed after they appeared (a main thread naming itself, a thread created with its creator's name)
     /// take their final name.
     public func finished(timeline: Timeline) {
+        // The sampled code below "on CPU" stands for that much of its measured time (sampling's error stays: a
+        // thread with more samples than time on the CPU keeps the samples' weight).
+        for (node, w) in sampledOnCPU { tree.take(node, w) }
+        sampledOnCPU = [:]
         guard grouping != .causal else { return }
         for t in threadNodes.indices where t < timeline.threads.count {
             tree.relabel(threadNodes[t], "\(processLabel(timeline.process(of: t))) \(timeline.threads[t].label)".replacingSemicolons())
@@ -192,7 +209,7 @@ public final class StackAggregator: TimelineSink {
         stacks.append([Frame(node: base, counted: weight == .wall, isCallback: false)])
         // A kernel-only trace of format 3 (an unmodified program, scheduler events): a thread's time outside
         // syscalls is on CPU and counts as busy (thread → on CPU / syscall / off-CPU reason), so the graph is not
-        // empty. With callbacks, busy stays the time inside them.
+        // empty; CPU samples hang their code below "on CPU". With callbacks, busy stays the time inside them.
         if grouping == .callback && !timeline.reader.hasUserEvents && timeline.reader.header.version >= 3 {
             stacks[stacks.count - 1].append(Frame(node: tree.child(base, "on CPU"), counted: true, isCallback: false, isOnCPU: true))
         }
