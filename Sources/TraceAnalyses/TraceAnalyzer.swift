@@ -802,13 +802,13 @@ public struct TraceAnalyzer {
 /// in epoll. Such a worker's futex wait is its idle time, as its epoll waits are; its epoll waits with no
 /// timeout are a look in passing, not a wait (Go's sysmon only ever looks). A thread becomes one the moment a
 /// second thread waits on its epoll fd: its waits before that were counted as a lone loop's.
-struct SharedPollers {
-    enum Wait { case loopWait, polled }
+package struct SharedPollers {
+    package enum Wait { case loopWait, polled }
     /// (pid << 32 | epfd) -> the first thread (tid) that waited on it, or `shared` once another did.
     private var firstWaiter: [UInt64: UInt32] = [:]
     private static let shared = UInt32.max
     /// Threads (pid << 32 | tid) that wait on a shared epoll fd.
-    private(set) var workers = Set<UInt64>()
+    package private(set) var workers = Set<UInt64>()
     /// Threads that have blocked in an epoll wait (a timeout other than 0), shared or not.
     private var blockers = Set<UInt64>()
     /// Beyond these many epoll fds, workers or blocking threads, new ones are not followed (their threads stay
@@ -817,7 +817,9 @@ struct SharedPollers {
 
     /// `joinedNeverBlocked`: the threads that became workers with this wait and have never blocked in epoll:
     /// their waits so far were looks in passing, and they are no loops (until they block in one).
-    mutating func waited(
+    package init() {}
+
+    package mutating func waited(
         pid: UInt32, tid: UInt32, epfd: Int64, timeoutMs: Int64, joinedNeverBlocked: inout [UInt64]
     ) -> Wait {
         let thread = UInt64(pid) << 32 | UInt64(tid)
@@ -842,12 +844,16 @@ struct SharedPollers {
     }
 
     /// Whether the thread waits on a shared epoll fd.
-    func isWorker(pid: UInt32, tid: UInt32) -> Bool {
+    package func isWorker(pid: UInt32, tid: UInt32) -> Bool {
         !workers.isEmpty && workers.contains(UInt64(pid) << 32 | UInt64(tid))
     }
 
+    /// Whether the thread has blocked in an epoll wait (one with a timeout other than 0): a look-only thread
+    /// (Go's sysmon) has not.
+    package func hasBlocked(pid: UInt32, tid: UInt32) -> Bool { blockers.contains(UInt64(pid) << 32 | UInt64(tid)) }
+
     /// A closed fd's number may be a new epoll's, waited on by other threads.
-    mutating func closed(pid: UInt32, fd: Int64) {
+    package mutating func closed(pid: UInt32, fd: Int64) {
         guard !firstWaiter.isEmpty else { return }
         firstWaiter.removeValue(forKey: UInt64(pid) << 32 | UInt64(UInt32(truncatingIfNeeded: fd)))
     }

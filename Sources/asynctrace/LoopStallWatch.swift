@@ -2,9 +2,13 @@
 // the threshold (the time from one wait's return to the next wait's entry: one loop iteration) is a
 // stall, for any epoll loop (libuv, NIO, our runtime) without the program's help. A thread that waits in
 // poll or select and never waited in epoll is a loop on poll (GLib, Python's socketserver), as for the
-// report (TraceAnalyzer.pollWaitNrs). This is what
+// report (TraceAnalyzer.pollWaitNrs). Worker pools that take turns at one epoll fd (Go's netpoller, Tokio's
+// driver) park in futex waits while another worker has the poller: for them, as for the report
+// (SharedPollers), a futex wait ends a stretch like an epoll wait, a look with timeout 0 is no wait, and a
+// thread that only looks (Go's sysmon) is no loop; else an idle Go server dumped on every park. This is what
 // makes --dump-on-block work with --pid and for Node programs, whose hooks report no blocking callbacks.
 import KernelProbes
+import TraceAnalyses
 
 struct LoopStallWatch {
     let thresholdNs: UInt64
@@ -14,7 +18,10 @@ struct LoopStallWatch {
     private var epollThreads: Set<UInt64> = []
     /// poll, select, pselect6, ppoll.
     static let pollWaitNrs: Set<UInt32> = [7, 23, 270, 271]
+    static let futexNr: UInt32 = 202
+    static let closeNr: UInt32 = 3
     static let maxThreads = 65_536
+    private var pollers = SharedPollers()
 
     init(thresholdNs: UInt64) { self.thresholdNs = thresholdNs }
 
@@ -33,10 +40,22 @@ struct LoopStallWatch {
             case .epollWait, .syscall:
                 let key = UInt64(e.pid) << 32 | UInt64(e.tid)
                 if e.kind == .syscall {
-                    guard Self.pollWaitNrs.contains(e.nr), !epollThreads.contains(key) else { continue }
-                } else if !epollThreads.contains(key) {
-                    if epollThreads.count >= Self.maxThreads { epollThreads.removeAll() }
-                    epollThreads.insert(key)
+                    if e.nr == Self.closeNr && e.ret == 0 { pollers.closed(pid: e.pid, fd: Int64(e.fd)) }
+                    // A pool worker's futex wait (that has blocked in epoll) is its idle time, as an epoll wait.
+                    let parked = e.nr == Self.futexNr && pollers.isWorker(pid: e.pid, tid: e.tid) && pollers.hasBlocked(pid: e.pid, tid: e.tid)
+                    guard parked || (Self.pollWaitNrs.contains(e.nr) && !epollThreads.contains(key)) else { continue }
+                } else {
+                    var joined: [UInt64] = []
+                    let wait = pollers.waited(pid: e.pid, tid: e.tid, epfd: Int64(e.fd), timeoutMs: Int64(e.timeoutMs), joinedNeverBlocked: &joined)
+                    for k in joined { lastReturnNs[k] = nil }  // their stretches so far were looks in passing
+                    // (A lone loop's waits all count, a look included: a loop under load may never block.)
+                    if wait == .polled || (pollers.isWorker(pid: e.pid, tid: e.tid) && !pollers.hasBlocked(pid: e.pid, tid: e.tid)) {
+                        continue
+                    }
+                    if !epollThreads.contains(key) {
+                        if epollThreads.count >= Self.maxThreads { epollThreads.removeAll() }
+                        epollThreads.insert(key)
+                    }
                 }
                 if let last = lastReturnNs[key], e.enterNs > last, e.enterNs - last >= thresholdNs {
                     ends.append(Stall(tid: e.tid, durationNs: e.enterNs - last, endNs: e.enterNs))

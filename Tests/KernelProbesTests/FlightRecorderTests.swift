@@ -360,6 +360,69 @@ private struct DumpContents {
         }
     }
 
+    /// --dump-on-block on a worker pool sharing one epoll fd (Go's netpoller, Tokio's driver): a worker parked in
+    /// a futex while the other has the poller is idle, not stalled (an idle Go server dumped on every park), but a
+    /// worker burning 300 ms between its waits is a stall. Two C workers take turns: one waits 100 ms in epoll
+    /// while the other parks on a condition variable; once, worker 0 burns 300 ms before handing over.
+    @Test func aWorkerPoolsParksAreNoStalls() throws {
+        try requireKernel("flight recorder dump-on-block, shared poller")
+        let dir = temporaryPath("flight-pool")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = dir + "/pool.c", binary = dir + "/pool"
+        try #"""
+        #include <pthread.h>
+        #include <sys/epoll.h>
+        #include <time.h>
+        #include <unistd.h>
+        static int ep, turn;
+        static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+        static pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+        static void burn(long ms) {
+            struct timespec a, b; clock_gettime(CLOCK_MONOTONIC, &a);
+            do clock_gettime(CLOCK_MONOTONIC, &b); while ((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000 < ms);
+        }
+        static void *worker(void *arg) {
+            int id = (int)(long)arg;
+            for (int round = 0; round < 8; round++) {
+                pthread_mutex_lock(&m);
+                while (turn != id) pthread_cond_wait(&c, &m);   /* parked: the other has the poller */
+                pthread_mutex_unlock(&m);
+                struct epoll_event ev[1];
+                epoll_wait(ep, ev, 1, 100);                        /* the poller: nothing comes */
+                if (id == 0 && round == 4) burn(300);              /* the one stall */
+                pthread_mutex_lock(&m);
+                turn = 1 - id;
+                pthread_cond_broadcast(&c);
+                pthread_mutex_unlock(&m);
+            }
+            return 0;
+        }
+        int main(void) {
+            ep = epoll_create1(0);
+            pthread_t a, b;
+            pthread_create(&a, 0, worker, (void *)0L);
+            pthread_create(&b, 0, worker, (void *)1L);
+            pthread_join(a, 0); pthread_join(b, 0);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
+        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        let r = try runCapturing(
+            try asynctrace(),
+            ["record", "--flight-recorder", "--keep", "3s", "--dump-on-block", "200ms", "-o", dir + "/app.atrace", "--", binary],
+            timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        // The parks last 100-400 ms (the other worker's wait, and once its burn too): none is a stall. The dump
+        // names the stalls it was written for: the burn alone (before, also worker 1's 400 ms park beside it).
+        let summary = stallSummary(r.stderr)
+        #expect(summary?.seen == 1, "\(r.stderr)")
+        #expect(dumpPaths(r.stderr).count == 1, "\(r.stderr)")
+        #expect(r.stderr.components(separatedBy: "a loop stall of ").count - 1 == 1, "the burn alone is a stall: \(r.stderr)")
+    }
+
     /// `asynctrace top --pid <recorder>` attached to a running flight recorder: it gets the window
     /// (events from before it attached) and then the chunks as they come; the stalls show; quitting
     /// top leaves the recording running, and a second viewer can attach after it.
