@@ -230,6 +230,22 @@ func compileC(_ source: String, name: String, flags: [String], libraries: [Strin
     return out
 }
 
+/// Compiles the C file `source` (written by a test) into `binary` with the system's cc.
+func compileCFile(_ source: String, to binary: String, flags: [String]) throws {
+    let r = try runCapturing("/usr/bin/cc", flags + ["-o", binary, source])
+    guard r.status == 0 else { throw TestFailure("cc failed: \(r.stderr)") }
+}
+
+/// `asynctrace report --json` of `trace` (with `options`), parsed; throws if the report fails or is no object.
+func reportJSON(_ trace: String, options: [String] = []) throws -> [String: Any] {
+    let r = try runCapturing(try asynctrace(), ["report", "--json"] + options + [trace])
+    guard r.status == 0 else { throw TestFailure("report failed (\(r.status)): \(r.stderr)") }
+    guard let j = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else {
+        throw TestFailure("report --json printed no JSON object")
+    }
+    return j
+}
+
 /// Records `program` with `asynctrace record` (extra record options first); the trace's path.
 func recordTrace(_ program: [String], options: [String] = [], name: String) throws -> String {
     guard let exe = builtExecutable("asynctrace") else { throw TestFailure("asynctrace was not built") }

@@ -63,17 +63,14 @@ private let program = #"""
         let source = temporaryPath("e2e-threads.c"), binary = temporaryPath("e2e-threads")
         let big = temporaryPath("e2e-big.bin"), trace = temporaryPath("e2e-threads.atrace")
         try program.write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         _ = FileManager.default.createFile(atPath: big, contents: Data(repeating: 0x5A, count: 64 << 20))
         defer { for p in [source, binary, big, trace] { try? FileManager.default.removeItem(atPath: p) } }
 
         let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary, big])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
         // 5 ms: the 64 MiB read comes from the page cache and can take well under 50 ms on a fast machine.
-        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "5ms", trace])
-        try #require(json.status == 0, "report failed: \(json.stderr)")
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace, options: ["--threshold", "5ms"])
         #expect((j["trace"] as? [String: Any])?["scheduler_events"] as? Bool == true)
 
         let threads = try #require(j["threads"] as? [[String: Any]])
@@ -183,13 +180,11 @@ private let program = #"""
             return 0;
         }
         """#.write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
         let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
-        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace, options: ["--threshold", "50ms"])
         let threads = try #require(j["threads"] as? [[String: Any]])
         func thread(_ name: String) -> [String: Any]? { threads.first { $0["name"] as? String == name } }
         #expect(thread("poll-loop")?["is_loop"] as? Bool == true, "\(threads)")
@@ -252,13 +247,11 @@ private let program = #"""
             return 0;
         }
         """#.write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
         let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
-        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace, options: ["--threshold", "50ms"])
         let threads = try #require(j["threads"] as? [[String: Any]])
         func thread(_ name: String) -> [String: Any]? { threads.first { $0["name"] as? String == name } }
         let caller = try #require(thread("poll-caller"), "\(threads.map { $0["name"] ?? "-" })")
@@ -301,8 +294,7 @@ private let program = #"""
             return 0;
         }
         """#.write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
         let program = Process(), wake = Pipe()
         program.executableURL = URL(fileURLWithPath: binary)
@@ -347,9 +339,7 @@ private let program = #"""
         while readSome() {}
         rec.waitUntilExit()
         try #require(rec.terminationStatus == 0, "record failed: \(String(decoding: said, as: UTF8.self))")
-        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
-        try #require(json.status == 0, "report failed: \(json.stderr)")
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace)
         let threads = try #require(j["threads"] as? [[String: Any]])
         let notSeen = ((j["switch_ins_not_seen"] as? [String: Any])?["threads"] as? [[String: Any]]) ?? []
         for name in ["att-sleeper", "att-main"] {
@@ -405,14 +395,11 @@ private let program = #"""
             return 0;
         }
         """#.write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
         let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
-        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
-        try #require(json.status == 0, "report failed: \(json.stderr)")
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace)
         let threads = try #require(j["threads"] as? [[String: Any]])
         let loop = try #require(threads.first { $0["name"] as? String == "kick-loop" }, "threads: \(threads.map { $0["name"] ?? "?" })")
         let epoll = try #require(
@@ -452,8 +439,7 @@ private let program = #"""
             return 0;
         }
         """#.write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
         let program = Process(), stdin = Pipe()
         program.executableURL = URL(fileURLWithPath: binary)
@@ -471,9 +457,7 @@ private let program = #"""
         usleep(50_000)
         let rec = try runCapturing(try asynctrace(), ["record", "--pid", "\(pid)", "--duration", "600ms", "-o", trace])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
-        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
-        try #require(json.status == 0, "report failed: \(json.stderr)")
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace)
         let threads = try #require(j["threads"] as? [[String: Any]])
         for (name, reason) in [("end-reader", "read"), ("end-main", "futex")] {
             let t = try #require(threads.first { $0["name"] as? String == name }, "threads: \(threads.map { $0["name"] ?? "?" })")
@@ -504,8 +488,7 @@ private let program = #"""
             return 0;
         }
         """#.write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
         let rec = Process(), input = Pipe(), output = Pipe()
         rec.executableURL = URL(fileURLWithPath: try asynctrace())
@@ -553,9 +536,7 @@ private let program = #"""
         }
         rec.waitUntilExit()
         try #require(rec.terminationStatus == 0, "record failed: \(String(decoding: said, as: UTF8.self))")
-        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
-        try #require(json.status == 0, "report failed: \(json.stderr)")
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace)
         let threads = try #require(j["threads"] as? [[String: Any]])
         let reader = try #require(threads.first { $0["name"] as? String == "woken-reader" }, "\(threads)")
         let reasons = try #require(reader["off_cpu_by_reason"] as? [[String: Any]])
@@ -600,14 +581,11 @@ private let program = #"""
         }
         """#.replacingOccurrences(of: "#include <unistd.h>", with: "#include <stdio.h>\n#include <unistd.h>")
             .write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1"])
         defer { for p in [source, binary, trace, dir] { try? FileManager.default.removeItem(atPath: p) } }
         let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary, dir])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
-        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
-        try #require(json.status == 0, "report failed: \(json.stderr)")
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace)
         let syscalls = try #require(j["syscalls"] as? [[String: Any]])
         func failed(_ name: String) -> [String: Int] {
             let row = syscalls.first { $0["name"] as? String == name }
@@ -672,15 +650,12 @@ private let program = #"""
             return 0;
         }
         """#.write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-pthread", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         try #require(mkfifo(fifo, 0o600) == 0, "mkfifo: \(errno)")
         defer { for p in [source, binary, trace, fifo] { try? FileManager.default.removeItem(atPath: p) } }
         let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary, fifo])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
-        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
-        try #require(json.status == 0, "report failed: \(json.stderr)")
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace, options: ["--threshold", "50ms"])
         let stalls = try #require(j["stalls"] as? [[String: Any]])
         let stall = try #require(stalls.first { $0["thread"] as? String == "fifo-loop" }, "stalls: \(stalls)")
         let open = try #require(
@@ -733,15 +708,12 @@ private let program = #"""
             return 0;
         }
         """#.write(toFile: source, atomically: true, encoding: .utf8)
-        let cc = try runCapturing("/usr/bin/cc", ["-O1", "-o", binary, source])
-        try #require(cc.status == 0, "cc failed: \(cc.stderr)")
+        try compileCFile(source, to: binary, flags: ["-O1"])
         try Data(repeating: 0x41, count: 64).write(to: URL(fileURLWithPath: file))
         defer { for p in [source, binary, trace, file] { try? FileManager.default.removeItem(atPath: p) } }
         let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary, file])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
-        let json = try runCapturing(try asynctrace(), ["report", "--json", trace])
-        try #require(json.status == 0, "report failed: \(json.stderr)")
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace)
         let fds = try #require(j["fds"] as? [[String: Any]])
         // The parent's accepted socket (its peer is the parent's client socket) and the file, in the parent.
         let parentPid = try #require(fds.first { $0["path"] as? String == file }?["pid"] as? Int, "fds: \(fds)")
@@ -809,9 +781,7 @@ private let program = #"""
             """#, name: "blocked-not-longest", flags: ["-O1", "-pthread"])
         let trace = try recordTrace([binary], name: "blocked-not-longest")
         defer { for p in [binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
-        let json = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
-        try #require(json.status == 0, "report failed: \(json.stderr)")
-        let j = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let j = try reportJSON(trace, options: ["--threshold", "50ms"])
         let stalls = try #require(j["stalls"] as? [[String: Any]])
         let stall = try #require(stalls.first { $0["thread"] as? String == "stall-loop" }, "stalls: \(stalls)")
         let syscalls = try #require(stall["syscalls"] as? [[String: Any]])
