@@ -269,6 +269,24 @@ private let program = #"""
         #expect(!text.contains("on poll-caller (tid"), "\(text.prefix(3000))")
     }
 
+    /// A C program of two named threads that sleep until its stdin is written to: `reader` in read(2), `main` in
+    /// pthread_join (a futex wait) until the reader ends, then `after`.
+    static func twoSleepersC(main: String, reader: String, after: String = "") -> String {
+        """
+        #define _GNU_SOURCE
+        #include <pthread.h>
+        #include <unistd.h>
+        static void *reader(void *a) { pthread_setname_np(pthread_self(), "\(reader)"); char c; read(0, &c, 1); return 0; }
+        int main(void) {
+            pthread_setname_np(pthread_self(), "\(main)");
+            pthread_t t; pthread_create(&t, 0, reader, 0);
+            pthread_join(t, 0);
+            \(after)
+            return 0;
+        }
+        """
+    }
+
     /// Attached by --pid to a process whose threads sleep across the attach: a thread switched out before
     /// tracing began has no open episode in the probes, and its first switch-in used to give no record at
     /// all, so the time until then counted as on CPU (an idle node server's four V8 workers showed 860 ms
@@ -281,19 +299,8 @@ private let program = #"""
         let trace = temporaryPath("attach-sleepers.atrace")
         // The sleeper sleeps until the test writes to its stdin, not for a fixed time: on a busy machine the
         // attach can take longer than any fixed sleep, and the sleep must span it.
-        try #"""
-        #define _GNU_SOURCE
-        #include <pthread.h>
-        #include <unistd.h>
-        static void *sleeper(void *a) { pthread_setname_np(pthread_self(), "att-sleeper"); char c; read(0, &c, 1); return 0; }
-        int main(void) {
-            pthread_setname_np(pthread_self(), "att-main");
-            pthread_t t; pthread_create(&t, 0, sleeper, 0);
-            pthread_join(t, 0);  /* a futex wait from the start to the sleeper's end */
-            usleep(100000);
-            return 0;
-        }
-        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        try Self.twoSleepersC(main: "att-main", reader: "att-sleeper", after: "usleep(100000);")
+            .write(toFile: source, atomically: true, encoding: .utf8)
         try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
         let program = Process(), wake = Pipe()
@@ -427,18 +434,7 @@ private let program = #"""
         try requireKernel("threadsAsleepAtTheEndHaveTheirWaitSoFar")
         let source = temporaryPath("end-sleepers.c"), binary = temporaryPath("end-sleepers")
         let trace = temporaryPath("end-sleepers.atrace")
-        try #"""
-        #define _GNU_SOURCE
-        #include <pthread.h>
-        #include <unistd.h>
-        static void *reader(void *a) { pthread_setname_np(pthread_self(), "end-reader"); char c; read(0, &c, 1); return 0; }
-        int main(void) {
-            pthread_setname_np(pthread_self(), "end-main");
-            pthread_t t; pthread_create(&t, 0, reader, 0);
-            pthread_join(t, 0);
-            return 0;
-        }
-        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        try Self.twoSleepersC(main: "end-main", reader: "end-reader").write(toFile: source, atomically: true, encoding: .utf8)
         try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
         let program = Process(), stdin = Pipe()
