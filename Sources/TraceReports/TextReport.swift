@@ -661,10 +661,10 @@ public enum TextReport {
     }
 
     /// "stdout" for fd 1: the standard streams by name.
-    public static func streamName(_ fd: Int32) -> String { fd == 0 ? "stdin" : fd == 1 ? "stdout" : fd == 2 ? "stderr" : "fd \(fd)" }
+    package static func streamName(_ fd: Int32) -> String { fd == 0 ? "stdin" : fd == 1 ? "stdout" : fd == 2 ? "stderr" : "fd \(fd)" }
 
     /// An open-at-exit group's type, with the standard streams it holds: "PIPEWRAP (stdout, stderr)".
-    public static func openGroupLabel(_ g: OpenResourceGroup) -> String {
+    package static func openGroupLabel(_ g: OpenResourceGroup) -> String {
         g.standardStreams.isEmpty ? g.type : "\(g.type) (\(g.standardStreams.map(streamName).joined(separator: ", ")))"
     }
 
