@@ -7,7 +7,7 @@ struct CallbackFrame {
     var asyncID: UInt64
     var type: Int32
     var beforeNs: UInt64
-    /// Syscalls made while this frame was innermost, by (nr, fd); at most `maxTallies` distinct.
+    /// Syscalls made while this frame was innermost, by (nr, fd, what the fd was); at most `maxTallies` distinct.
     var syscalls: [SyscallTally] = []
     /// Off the CPU while it ran (nested callbacks' time included, as in its duration).
     var blockedNs: UInt64 = 0
@@ -76,17 +76,9 @@ struct CallbackTracker {
     ) {
         let last = stacks[stream].count - 1
         guard last >= 0 else { return }
-        if !SyscallNames.opensPath(nr), let i = stacks[stream][last].syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
-            stacks[stream][last].syscalls[i].count &+= 1
-            stacks[stream][last].syscalls[i].ns = stacks[stream][last].syscalls[i].ns.addingSaturated(ns)
-            stacks[stream][last].syscalls[i].bytes = stacks[stream][last].syscalls[i].bytes.addingSaturated(bytes)
-            stacks[stream][last].syscalls[i].blockedNs = stacks[stream][last].syscalls[i].blockedNs.addingSaturated(blockedNs)
-        } else if stacks[stream][last].syscalls.count < Self.maxTallies {
-            stacks[stream][last].syscalls.append(
-                SyscallTally(
-                    nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes,
-                    blockedNs: blockedNs, detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd)))
-        }
+        SyscallTally.add(
+            &stacks[stream][last].syscalls, nr: nr, fd: fd, ns: ns, bytes: bytes, blockedNs: blockedNs,
+            detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd), limit: Self.maxTallies)
     }
 
     /// The open the running callback of `stream` just made (tallied by the fd it made) opened `path`.

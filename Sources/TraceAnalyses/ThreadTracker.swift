@@ -114,6 +114,27 @@ struct SyscallTally: Sendable {
 
     /// The last open tallied (alone: opens are not merged before their path is known), which made `fd`, opened
     /// `path`: named, and merged into an earlier tally of an open of that path to that fd.
+    /// Adds one call to the tally of the same syscall on the same fd *life*, or starts one (at most `limit`).
+    /// `detail` is what the fd is now: a number closed and reused inside one stall (a subprocess's error pipe,
+    /// then a file opened to the same fd) is another file, and merging them put a 64 MiB file read under 'pipe'.
+    /// Opens are never merged here (`named` does it once their path is known).
+    static func add(
+        _ tallies: inout [SyscallTally], nr: UInt64, fd: Int64, ns: UInt64, bytes: UInt64, blockedNs: UInt64,
+        detail: String?, limit: Int
+    ) {
+        let opens = SyscallNames.opensPath(nr)
+        if !opens, let i = tallies.firstIndex(where: { $0.nr == nr && $0.fd == fd && $0.detail == detail }) {
+            tallies[i].count &+= 1
+            tallies[i].ns = tallies[i].ns.addingSaturated(ns)
+            tallies[i].bytes = tallies[i].bytes.addingSaturated(bytes)
+            tallies[i].blockedNs = tallies[i].blockedNs.addingSaturated(blockedNs)
+        } else if tallies.count < limit {
+            tallies.append(
+                SyscallTally(
+                    nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes, blockedNs: blockedNs, detail: opens ? nil : detail))
+        }
+    }
+
     static func named(_ tallies: inout [SyscallTally], fd: Int64, path: String) {
         guard let i = tallies.lastIndex(where: { SyscallNames.opensPath($0.nr) && $0.fd == fd }),
             tallies[i].detail == nil
@@ -371,17 +392,9 @@ struct ThreadTracker {
             // An open is merged with the opens of the same path once its fdOpen names it (`opened`).
             // futex by its operation ("futex wait", "futex wake"), as THREADS names its waits: its fd field is the op.
             let nr = reason
-            if !SyscallNames.opensPath(nr), let i = g.syscalls.firstIndex(where: { $0.nr == nr && $0.fd == fd }) {
-                g.syscalls[i].count &+= 1
-                g.syscalls[i].ns = g.syscalls[i].ns.addingSaturated(dur)
-                g.syscalls[i].bytes = g.syscalls[i].bytes.addingSaturated(bytes)
-                g.syscalls[i].blockedNs = g.syscalls[i].blockedNs.addingSaturated(blocked)
-            } else if g.syscalls.count < Self.maxTallies {
-                g.syscalls.append(
-                    SyscallTally(
-                        nr: nr, fd: fd, count: 1, ns: dur, bytes: bytes, blockedNs: blocked,
-                        detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd)))
-            }
+            SyscallTally.add(
+                &g.syscalls, nr: nr, fd: fd, ns: dur, bytes: bytes, blockedNs: blocked,
+                detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd), limit: Self.maxTallies)
             t.gap = g
         }
         return blocked

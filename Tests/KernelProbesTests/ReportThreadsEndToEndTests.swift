@@ -134,6 +134,41 @@ private let program = #"""
         #expect(text.stdout.contains("on CPU in ") && text.stdout.contains("burner ← "), "\(text.stdout)")
     }
 
+    /// An fd number reused inside one stall is another file. A Python asyncio coroutine that runs a subprocess
+    /// (its error pipe: a pipe read, then closed) and then reads a file, which gets the same fd: the stall listed
+    /// 'read(fd 6 → pipe) 82.9 ms in 3 calls, 64.0 MiB', the file's read merged into the pipe's.
+    @Test func aStallNamesEachLifeOfAReusedFDApart() throws {
+        try requireKernel("aStallNamesEachLifeOfAReusedFDApart")
+        let script = temporaryPath("fd-reuse.py"), big = temporaryPath("fd-reuse.bin")
+        try """
+        import asyncio, subprocess, sys
+        async def main():
+            await asyncio.sleep(0.01)
+            subprocess.run(["/bin/true"], check=True)
+            with open(sys.argv[1], "rb") as f:
+                data = f.read()
+            await asyncio.sleep(0.01)
+            assert len(data) == 8 << 20
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: big, contents: Data(repeating: 0x5A, count: 8 << 20))
+        let trace = try recordTrace(["/usr/bin/python3", script, big], name: "fd-reuse")
+        defer { for p in [script, big, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let j = try reportJSON(trace, options: ["--threshold", "1ms", "--top", "100"])
+        let stalls = try #require(j["stalls"] as? [[String: Any]])
+        func calls(_ s: [String: Any]) -> [[String: Any]] { (s["syscalls"] as? [[String: Any]]) ?? [] }
+        // The stall that read the file: its read is the file's, 8 MiB, and the pipe's read (same fd) is apart.
+        let stall = try #require(
+            stalls.first { s in calls(s).contains { $0["name"] as? String == "read" && ($0["bytes"] as? Int ?? 0) >= 8 << 20 } },
+            "\(stalls)")
+        let reads = calls(stall).filter { $0["name"] as? String == "read" }
+        let fileRead = try #require(reads.first { ($0["bytes"] as? Int ?? 0) >= 8 << 20 })
+        #expect(fileRead["fd_detail"] as? String == big && fileRead["bytes"] as? Int == 8 << 20, "\(reads)")
+        let pipeRead = try #require(reads.first { $0["fd_detail"] as? String == "pipe" }, "\(reads)")
+        #expect(pipeRead["fd"] as? Int == fileRead["fd"] as? Int, "\(reads)")
+        #expect((pipeRead["bytes"] as? Int ?? .max) < 1 << 20, "\(reads)")
+    }
+
     /// Loops that wait in poll or select rather than epoll (GLib, Python's socketserver and http.server,
     /// sshd): `python3 -m http.server` got no loop view at all, and its main thread's idle 0.5 s polls were
     /// its "longest stall". A poll loop's stalls are listed like an epoll loop's; a poll made inside an epoll
