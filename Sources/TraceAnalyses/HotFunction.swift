@@ -57,9 +57,42 @@ enum OwnCode {
         if let function = f.function, let module = swiftModule(function), runtimeModules.contains(module) || isOurs(module) {
             return false
         }
-        if let function = f.function, isGoStandardLibrary(function) { return false }
+        if let function = f.function, isGoStandardLibrary(function) || isRustStandardLibrary(function) { return false }
         return true
     }
+
+    /// A function of Rust's standard library, compiled into every Rust program: its path starts at std, core or
+    /// alloc ("std::fs::read::inner", "<std::fs::File as std::io::Read>::read", "<&mut [u8] as
+    /// core::fmt::Debug>::fmt"); C++'s std:: is its standard library as well. A Tokio server's file-read stall was
+    /// "hot under std::io::default_read_to_end ← std::fs::read::inner ← tk::file_task::{{closure}}".
+    static func isRustStandardLibrary(_ function: String) -> Bool {
+        var rest = Substring(function)
+        guard rest.hasPrefix("<") else { return rustStandardRoots.contains(firstPathElement(rest)) }
+        // An impl: the crate of its type, or of the trait when the type is a primitive ("[u8]", "&str", "()").
+        rest = rest.dropFirst()
+        while let prefix = ["&", "mut ", "*const ", "*mut ", "[", "(", "dyn "].first(where: { rest.hasPrefix($0) }) {
+            rest = rest.dropFirst(prefix.count)
+        }
+        let root = firstPathElement(rest)
+        if rustStandardRoots.contains(root) { return true }
+        guard root.isEmpty || rustPrimitives.contains(root) else { return false }
+        var i = rest.startIndex
+        while i < rest.endIndex {
+            if rest[i...].hasPrefix(" as ") { return rustStandardRoots.contains(firstPathElement(rest[i...].dropFirst(4))) }
+            i = rest.index(after: i)
+        }
+        return false
+    }
+
+    private static func firstPathElement(_ s: Substring) -> Substring {
+        s.prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" })
+    }
+
+    static let rustStandardRoots: Set<Substring> = ["std", "core", "alloc", "proc_macro", "panic_unwind", "panic_abort"]
+    static let rustPrimitives: Set<Substring> = [
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64", "bool",
+        "char", "str",
+    ]
 
     /// A function of Go's runtime or standard library, compiled into every Go program: its package path's first
     /// element has no dot ("runtime.futex", "net/http.(*conn).serve", "internal/poll.(*FD).Read"), unlike the

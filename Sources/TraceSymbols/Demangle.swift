@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Readable names for mangled symbols: Swift through the runtime's swift_demangle, C++ through
-/// __cxa_demangle (both found with dlsym, nothing linked for them).
+/// __cxa_demangle (both found with dlsym, nothing linked for them), Rust (legacy and v0) by RustDemangle.
 public enum Demangle {
     private typealias SwiftDemangle =
         @convention(c) (
@@ -26,9 +26,10 @@ public enum Demangle {
 
     /// The demangled, shortened name; `name` itself when it is not mangled (C) or cannot be demangled. A Go
     /// assembly function's ABI wrapper suffix is dropped ("runtime.futex.abi0" is runtime.futex, as Go's own
-    /// tools name it).
+    /// tools name it). A Rust name loses its hashes: "tk::burn_cpu", not "tk::burn_cpu::h475435a258186d6c".
     public static func name(_ name: String) -> String {
         if name.hasSuffix(".abi0"), name.utf8.count > 5, name.dropLast(5).contains(".") { return String(name.dropLast(5)) }
+        if name.hasPrefix("_R") || name.hasPrefix("_ZN"), let rust = RustDemangle.demangle(name) { return rust }
         if isSwift(name), let f = swiftDemangle {
             let out = name.withCString { f($0, strlen($0), nil, nil, 0) }
             if let out {

@@ -73,6 +73,24 @@ struct HotFunctionRuleTests {
         #expect(!OwnCode.isGoStandardLibrary("io.cold") && !OwnCode.isGoStandardLibrary("v8::internal::Heap::Scavenge"))
     }
 
+    @Test func rustStandardLibraryFramesAreNotTheProgram() {
+        // A Tokio task's 64 MiB std::fs::read: its samples in std's read loop, under the task's closure.
+        let libcRead = CodeFrame(function: "__libc_read", module: "/usr/lib/x86_64-linux-gnu/libc.so.6", offset: 0x10)
+        let rust = [
+            "std::io::default_read_to_end::<std::fs::File>", "std::fs::read::inner",
+            "tk::file_task::{{closure}}", "tokio::runtime::task::core::Core<T,S>::poll",
+            "tokio::runtime::scheduler::multi_thread::worker::Context::run_task",
+        ].map { CodeFrame(function: $0, module: "/srv/tk", offset: 0x10) }
+        let h = OwnCode.hot([[-1, 0, 1, 2, 3, 4]: 40, [0, 1, 2, 3, 4]: 5], frame: { $0 < 0 ? libcRead : rust[$0] })
+        #expect(h?.frame.function == "tk::file_task::{{closure}}")
+        #expect(OwnCode.isRustStandardLibrary("<std::fs::File as std::io::Read>::read"))
+        #expect(OwnCode.isRustStandardLibrary("<&mut [u8] as core::fmt::Debug>::fmt"))
+        #expect(OwnCode.isRustStandardLibrary("alloc::raw_vec::finish_grow"))
+        #expect(!OwnCode.isRustStandardLibrary("<tk::Request as core::fmt::Debug>::fmt"))
+        #expect(!OwnCode.isRustStandardLibrary("tokio::runtime::task::core::Core<T,S>::poll"))
+        #expect(!OwnCode.isRustStandardLibrary("stdout_flush") && !OwnCode.isRustStandardLibrary("corelib::run"))
+    }
+
     @Test func aJVMsPerfMapNamesTheApplicationsMethodsNotTheJDKsOrItsStubs() {
         #expect(OwnCode.isApplicationJavaMethod("double Burn.burnForTheTest(long)"))
         #expect(OwnCode.isApplicationJavaMethod("void com.example.Server.handle(com.sun.net.httpserver.HttpExchange)"))
