@@ -228,6 +228,11 @@ public struct SyscallInCallback: Sendable {
     public var blockedNs: UInt64 = 0
     /// What the fd was when the first of these calls was made: a path or `local->peer` (fdOpen events).
     public var fdDetail: String? = nil
+    /// A failed open's error ("ENOENT"): these calls asked for the path `fdDetail` and failed with it; nil otherwise.
+    public var errno: String? = nil
+    /// These are the calls of this syscall on fds or paths beyond the distinct rows kept (32 per stall or
+    /// callback); `fd` is -1 and `fdDetail` nil. `name` "other syscalls": calls of syscalls beyond 128 rows.
+    public var others: Bool = false
 }
 
 /// A process that gave itself a title by rewriting its argv (postgres' "postgres: 15/main: checkpointer",
@@ -399,7 +404,7 @@ public struct LoopStall: Sendable {
     public var runqueueNs: UInt64
     /// Time inside traced syscalls (on or off the CPU).
     public var kernelNs: UInt64
-    /// Syscalls made in it by (name, fd), most time first (at most 32 distinct).
+    /// Syscalls made in it by (name, fd or path), most time first (32 distinct, then one row per syscall for the rest).
     public var syscalls: [SyscallInCallback]
     /// Of it, inside the thread's recorded callbacks (ns); the rest ran between them (Node's promise
     /// continuations without promise hooks, the loop's own code). nil: the thread recorded no callbacks.

@@ -7,7 +7,7 @@ struct CallbackFrame {
     var asyncID: UInt64
     var type: Int32
     var beforeNs: UInt64
-    /// Syscalls made while this frame was innermost, by (nr, fd, what the fd was); at most `maxTallies` distinct.
+    /// Syscalls made while this frame was innermost, by (nr, fd or path): `SyscallTally.add`.
     var syscalls: [SyscallTally] = []
     /// Off the CPU while it ran (nested callbacks' time included, as in its duration).
     var blockedNs: UInt64 = 0
@@ -17,7 +17,6 @@ struct CallbackFrame {
 }
 
 struct CallbackTracker {
-    static let maxTallies = 32
     let options: AnalysisOptions
     /// Per user stream (index into reader.streams): the running callbacks, innermost last.
     var stacks: [[CallbackFrame]]
@@ -71,21 +70,21 @@ struct CallbackTracker {
     }
 
     mutating func noteSyscall(
-        stream: Int, pid: UInt32, nr: UInt64, fd: Int64, ns: UInt64, bytes: UInt64, blockedNs: UInt64,
+        stream: Int, pid: UInt32, nr: UInt64, fd: Int64, errno: UInt64 = 0, ns: UInt64, bytes: UInt64, blockedNs: UInt64,
         fds: IOTracker
     ) {
         let last = stacks[stream].count - 1
         guard last >= 0 else { return }
         SyscallTally.add(
-            &stacks[stream][last].syscalls, nr: nr, fd: fd, ns: ns, bytes: bytes, blockedNs: blockedNs,
-            detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd), limit: Self.maxTallies)
+            &stacks[stream][last].syscalls, nr: nr, fd: fd, errno: errno, ns: ns, bytes: bytes, blockedNs: blockedNs,
+            detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd))
     }
 
     /// The open the running callback of `stream` just made (tallied by the fd it made) opened `path`.
-    mutating func opened(stream: Int, fd: Int64, path: String) {
+    mutating func opened(stream: Int, fd: Int64, errno: UInt64 = 0, path: String) {
         let last = stacks[stream].count - 1
         guard last >= 0 else { return }
-        SyscallTally.named(&stacks[stream][last].syscalls, fd: fd, path: path)
+        SyscallTally.named(&stacks[stream][last].syscalls, fd: fd, errno: errno, path: path)
     }
 
     /// The thread of `stream` was off the CPU from `outNs`: every running callback that began by then waited.
@@ -117,10 +116,6 @@ struct CallbackTracker {
     }
 
     static func syscalls(of frame: CallbackFrame) -> [SyscallInCallback] {
-        frame.syscalls.sorted { $0.ns > $1.ns }.map {
-            SyscallInCallback(
-                name: OffCPUReason.name($0.nr), fd: $0.fd, count: $0.count, ns: $0.ns, bytes: $0.bytes,
-                blockedNs: $0.blockedNs, fdDetail: $0.detail)
-        }
+        frame.syscalls.sorted { $0.ns > $1.ns }.map(SyscallInCallback.init)
     }
 }

@@ -102,58 +102,9 @@ struct ReasonAccum {
     }
 }
 
-/// A syscall (by number and fd) inside a stall or callback, with what the fd was at the time.
-struct SyscallTally: Sendable {
-    var nr: UInt64
-    var fd: Int64
-    var count: UInt64
-    var ns: UInt64
-    var bytes: UInt64
-    var blockedNs: UInt64
-    var detail: String?
-
-    /// The last open tallied (alone: opens are not merged before their path is known), which made `fd`, opened
-    /// `path`: named, and merged into an earlier tally of an open of that path to that fd.
-    /// Adds one call to the tally of the same syscall on the same fd *life*, or starts one (at most `limit`).
-    /// `detail` is what the fd is now: a number closed and reused inside one stall (a subprocess's error pipe,
-    /// then a file opened to the same fd) is another file, and merging them put a 64 MiB file read under 'pipe'.
-    /// Opens are never merged here (`named` does it once their path is known).
-    static func add(
-        _ tallies: inout [SyscallTally], nr: UInt64, fd: Int64, ns: UInt64, bytes: UInt64, blockedNs: UInt64,
-        detail: String?, limit: Int
-    ) {
-        let opens = SyscallNames.opensPath(nr)
-        if !opens, let i = tallies.firstIndex(where: { $0.nr == nr && $0.fd == fd && $0.detail == detail }) {
-            tallies[i].count &+= 1
-            tallies[i].ns = tallies[i].ns.addingSaturated(ns)
-            tallies[i].bytes = tallies[i].bytes.addingSaturated(bytes)
-            tallies[i].blockedNs = tallies[i].blockedNs.addingSaturated(blockedNs)
-        } else if tallies.count < limit {
-            tallies.append(
-                SyscallTally(
-                    nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes, blockedNs: blockedNs, detail: opens ? nil : detail))
-        }
-    }
-
-    static func named(_ tallies: inout [SyscallTally], fd: Int64, path: String) {
-        guard let i = tallies.lastIndex(where: { SyscallNames.opensPath($0.nr) && $0.fd == fd }),
-            tallies[i].detail == nil
-        else { return }
-        tallies[i].detail = path
-        let t = tallies[i]
-        guard let j = tallies.firstIndex(where: { $0.nr == t.nr && $0.fd == fd && $0.detail == path }), j < i else { return }
-        tallies[j].count &+= t.count
-        tallies[j].ns = tallies[j].ns.addingSaturated(t.ns)
-        tallies[j].bytes = tallies[j].bytes.addingSaturated(t.bytes)
-        tallies[j].blockedNs = tallies[j].blockedNs.addingSaturated(t.blockedNs)
-        tallies.remove(at: i)
-    }
-}
-
 struct ThreadTracker {
     static let maxThreads = 65_536
     static let maxPending = 256
-    static let maxTallies = 32
 
     struct GapState: Sendable {
         var startNs: UInt64
@@ -364,16 +315,16 @@ struct ThreadTracker {
 
     /// A completed syscall (not an epoll wait): it claims the off-CPU stretches that began inside it.
     /// The open the thread just made (tallied by the fd it made) opened `path`: the stall's tally says so.
-    mutating func opened(pid: UInt32, tid: UInt32, fd: Int64, path: String) {
+    mutating func opened(pid: UInt32, tid: UInt32, fd: Int64, errno: UInt64 = 0, path: String) {
         guard let t = threads.index(forKey: Self.key(pid, tid)), threads.values[t].gap != nil else { return }
-        SyscallTally.named(&threads.values[t].gap!.syscalls, fd: fd, path: path)
+        SyscallTally.named(&threads.values[t].gap!.syscalls, fd: fd, errno: errno, path: path)
     }
 
     /// Returns the time it was blocked.
     @discardableResult
     mutating func syscall(
         pid: UInt32, tid: UInt32, nr: UInt64, fd: Int64, op: Int64, ret: Int64, bytes: UInt64,
-        enterNs: UInt64, exitNs: UInt64, fds: IOTracker
+        enterNs: UInt64, exitNs: UInt64, fds: IOTracker, errno: UInt64 = 0
     ) -> UInt64 {
         var blocked: UInt64 = 0
         withThread(Self.key(pid, tid)) { t in
@@ -391,10 +342,9 @@ struct ThreadTracker {
             g.kernelNs = g.kernelNs.addingSaturated(dur)
             // An open is merged with the opens of the same path once its fdOpen names it (`opened`).
             // futex by its operation ("futex wait", "futex wake"), as THREADS names its waits: its fd field is the op.
-            let nr = reason
             SyscallTally.add(
-                &g.syscalls, nr: nr, fd: fd, ns: dur, bytes: bytes, blockedNs: blocked,
-                detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd), limit: Self.maxTallies)
+                &g.syscalls, nr: reason, fd: fd, errno: errno, ns: dur, bytes: bytes, blockedNs: blocked,
+                detail: SyscallNames.opensPath(reason) ? nil : fds.detail(pid: pid, fd: fd))
             t.gap = g
         }
         return blocked
@@ -668,14 +618,6 @@ struct StallRecordDraft: Sendable {
     var key: UInt64
     var gap: ThreadTracker.GapState
     var durationNs: UInt64
-}
-
-extension SyscallInCallback {
-    init(_ t: SyscallTally) {
-        self.init(
-            name: OffCPUReason.name(t.nr), fd: t.fd, count: t.count, ns: t.ns, bytes: t.bytes,
-            blockedNs: t.blockedNs, fdDetail: t.detail)
-    }
 }
 
 // addingSaturated / subtractingSaturated: TraceFormat (Saturating.swift), shared by every reading module.

@@ -309,7 +309,11 @@ public struct TraceAnalyzer {
                 if let p = pendingFailedOpen, p.thread == UInt64(pid) << 32 | UInt64(tid), p.ret == fd, p.ns == ns {
                     pendingFailedOpen = nil
                     let path = ev.text
-                    if !path.isEmpty { io.failedOpen(nr: p.nr, errno: fd.magnitude, path: path) }
+                    if !path.isEmpty {
+                        io.failedOpen(nr: p.nr, errno: fd.magnitude, path: path)
+                        threads.opened(pid: pid, tid: tid, fd: -1, errno: fd.magnitude, path: path)
+                        if let s = userStreamOfThread[p.thread] { callbacks.opened(stream: s, fd: -1, errno: fd.magnitude, path: path) }
+                    }
                 }
                 break
             }
@@ -444,6 +448,8 @@ public struct TraceAnalyzer {
         // same time) gives: "openat() 115 µs in 3 calls" said nothing of what was opened.
         let opened = SyscallNames.opensPath(nr) && ret >= 0 && ret <= Int64(Int32.max)
         let tallyFd = SyscallNames.opensPath(nr) ? (opened ? ret : -1) : fd  // not the directory fd
+        // A failed open is tallied by its error and (once its fdOpen names it) the path it asked for.
+        let openErrno = SyscallNames.opensPath(nr) && ret < 0 ? ret.magnitude : 0
         pendingOpen = opened ? (UInt64(pid) << 32 | UInt64(tid), ret, exitNs) : nil
         pendingFailedOpen = SyscallNames.opensPath(nr) && ret < 0 ? (UInt64(pid) << 32 | UInt64(tid), nr, ret, exitNs) : nil
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
@@ -474,7 +480,7 @@ public struct TraceAnalyzer {
             ? threads.parkedInPool(pid: pid, tid: tid, nr: nr, op: raw, ret: ret, enterNs: enter, exitNs: exitNs)
             : threads.syscall(
                 pid: pid, tid: tid, nr: nr, fd: tallyFd, op: raw, ret: ret, bytes: bytes, enterNs: enter, exitNs: exitNs,
-                fds: io)
+                fds: io, errno: openErrno)
         if parked, let gap = kernelLoop.wait(pid: pid, tid: tid, exitNs: exitNs, durationNs: dur) {
             busySecondsBetweenWaits.busy(startNs: gap.startNs, endNs: gap.startNs &+ gap.durationNs, earliestNs: firstNs)
         }
@@ -488,8 +494,8 @@ public struct TraceAnalyzer {
             running = frame.asyncID
             if let f = resources.info(ResourceKey(pid: pid, asyncID: frame.asyncID))?.fd, f >= 0 { ownerFD = Int64(f) }
             callbacks.noteSyscall(
-                stream: s, pid: pid, nr: OffCPUReason.syscall(nr, op: raw), fd: tallyFd, ns: dur, bytes: bytes, blockedNs: blocked,
-                fds: io)
+                stream: s, pid: pid, nr: OffCPUReason.syscall(nr, op: raw), fd: tallyFd, errno: openErrno, ns: dur, bytes: bytes,
+                blockedNs: blocked, fds: io)
         }
         io.syscall(pid: pid, nr: nr, fd: fd, ret: ret, durationNs: dur, running: running, ownerFD: ownerFD)
         if nr == Self.closeNr && ret == 0 { io.closed(pid: pid, fd: fd, ns: exitNs) }

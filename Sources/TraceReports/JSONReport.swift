@@ -458,6 +458,8 @@ public enum JSONReport {
                     x.field("name", s.name)
                     x.field("fd", s.fd)
                     x.field("fd_detail", s.fdDetail)
+                    x.field("errno", s.errno)
+                    x.field("others", s.others)
                     x.field("ns", s.ns)
                     x.field("blocked_ns", s.blockedNs)
                     x.field("count", s.count)

@@ -45,10 +45,12 @@ public enum TextReport {
     public static func thread(_ t: ThreadRef) -> String { thread(t.pid, t.tid, t.name) }
 
     /// "read(fd 41 → /srv/big.bin)"; an open by what it opened and the fd it made: "openat(/srv/big.bin) = fd 41".
-    public static func call(_ name: String, fd: Int64, fdDetail: String?) -> String {
+    public static func call(_ name: String, fd: Int64, fdDetail: String?, errno: String? = nil, others: Bool = false) -> String {
         if name.hasPrefix("futex ") { return name }  // "futex wait": its fd field is its operation, named already
-        if name == "open" || name == "openat" || name == "openat2" {
-            return "\(name)(\(fdDetail ?? ""))" + (fd >= 0 ? " = fd \(fd)" : "")
+        let opens = name == "open" || name == "openat" || name == "openat2"
+        if others { return name == "other syscalls" ? name : "\(name)(other \(opens ? "paths" : "fds"))" }
+        if opens {
+            return "\(name)(\(fdDetail ?? ""))" + (fd >= 0 ? " = fd \(fd)" : errno.map { " → " + $0 } ?? "")
         }
         return "\(name)(" + (fd >= 0 ? "fd \(fd)" + (fdDetail.map { " → " + $0 } ?? "") : "") + ")"
     }
@@ -65,12 +67,21 @@ public enum TextReport {
 
     /// "read(fd 41 → /srv/big.bin) 57.0 ms, 64.0 MiB" (plus "in N calls" and the blocked part when known).
     public static func syscallLine(_ s: SyscallInCallback) -> String {
-        var line = call(s.name, fd: s.fd, fdDetail: s.fdDetail) + " "
+        var line = call(s.name, fd: s.fd, fdDetail: s.fdDetail, errno: s.errno, others: s.others) + " "
         line += Formatting.duration(s.ns)
         if s.count > 1 { line += " in \(Formatting.count(s.count)) calls" }
         if s.blockedNs > 0 { line += " (\(Formatting.duration(s.blockedNs)) blocked)" }
         if s.bytes > 0 { line += ", \(Formatting.bytes(s.bytes))" }
         return line
+    }
+
+    /// "... and 6 more: 1,716 calls, 2.31 ms in the kernel" for the syscall rows after the first `shown`; nil if none.
+    public static func restLine(_ syscalls: [SyscallInCallback], shown: Int) -> String? {
+        guard syscalls.count > shown else { return nil }
+        let rest = syscalls.dropFirst(shown)
+        let calls = rest.reduce(UInt64(0)) { $0.addingSaturated($1.count) }
+        let ns = rest.reduce(UInt64(0)) { $0.addingSaturated($1.ns) }
+        return "... and \(rest.count) more: \(Formatting.count(calls)) call\(calls == 1 ? "" : "s"), \(Formatting.duration(ns)) in the kernel"
     }
 
     /// What a stretch of time was: "CPU-bound: 352 ms on CPU, 0.3 ms in the kernel", or "waiting: ...".
@@ -83,7 +94,7 @@ public enum TextReport {
         // The syscall most of the time went to, when one did ("384 ms of it in read(fd 5 → /srv/big.bin)").
         let inside = top.flatMap { t in
             t.ns >= durationNs / 2
-                ? "\(Formatting.duration(t.ns)) of it in " + call(t.name, fd: t.fd, fdDetail: t.fdDetail)
+                ? "\(Formatting.duration(t.ns)) of it in " + call(t.name, fd: t.fd, fdDetail: t.fdDetail, errno: t.errno, others: t.others)
                 : nil
         }
         guard let on = onCPUNs else {
@@ -209,6 +220,7 @@ public enum TextReport {
                 out +=
                     "      syscalls   \(Formatting.duration(k)) in the kernel (\(Formatting.percent(Double(k) / Double(max(1, c.durationNs)))) of the callback):\n"
                 for s in c.syscalls.prefix(8) { out += "                 " + Formatting.printable(syscallLine(s)) + "\n" }
+                if let rest = restLine(c.syscalls, shown: 8) { out += "                 " + rest + "\n" }
             }
             if let h = c.hot { out += "      hot        " + Formatting.printable(hotLine(h)) + "\n" }
             codeLines(c.stacks, durationNs: c.durationNs, indent: "      code       ", &out)
@@ -362,8 +374,8 @@ public enum TextReport {
                 + verdict(
                     durationNs: st.durationNs, onCPUNs: st.onCPUNs, blockedNs: st.blockedNs, runqueueNs: st.runqueueNs,
                     kernelNs: st.kernelNs, syscalls: st.syscalls) + "\n"
-            for s in st.syscalls.prefix(5) { out += "        " + syscallLine(s) + "\n" }
-            if st.syscalls.count > 5 { out += "        ... and \(st.syscalls.count - 5) more\n" }
+            for s in st.syscalls.prefix(5) { out += "        " + Formatting.printable(syscallLine(s)) + "\n" }
+            if let rest = restLine(st.syscalls, shown: 5) { out += "        " + rest + "\n" }
             if let h = st.hot { out += "      hot   " + Formatting.printable(hotLine(h)) + "\n" }
             codeLines(st.stacks, durationNs: st.durationNs, indent: "      code  ", &out)
             waitLines(st.waitStacks, indent: "      waits ", &out)

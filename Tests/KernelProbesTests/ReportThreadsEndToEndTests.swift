@@ -639,6 +639,65 @@ private let program = #"""
         #expect(text.stdout.contains("7× ENOENT \(dir)/missing.conf"), "\(text.stdout)")
     }
 
+    /// A stall's many opens do not hide what else it did. A loop iteration probes 2,000 missing paths (100
+    /// distinct, as an interpreter's imports do), opens one file, then sleeps 30 ms: the stall listed 32 single
+    /// "openat()" rows and dropped every call after them, the sleep among them, so it read "blocked outside traced
+    /// syscalls". Now failed opens merge by path and errno, the calls beyond 32 rows gather in "openat(other
+    /// paths)", the sleep is named and no call is lost.
+    @Test func aStallsManyFailedOpensDoNotHideItsSleep() throws {
+        try requireKernel("aStallsManyFailedOpensDoNotHideItsSleep")
+        let source = temporaryPath("many-opens.c"), binary = temporaryPath("many-opens")
+        try #"""
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <sys/epoll.h>
+        #include <unistd.h>
+        int main(void) {
+            int ep = epoll_create1(0);
+            struct epoll_event e;
+            for (int round = 0; round < 2; round++) {
+                epoll_wait(ep, &e, 1, 40);
+                for (int i = 0; i < 2000; i++) {
+                    char p[96];
+                    snprintf(p, sizeof p, "/nonexistent-asynctrace/pkg%d/__init__.py", i % 100);
+                    int fd = open(p, O_RDONLY);
+                    if (fd >= 0) close(fd);
+                }
+                int fd = open("/etc/hostname", O_RDONLY);
+                if (fd >= 0) close(fd);
+                usleep(30000);
+            }
+            epoll_wait(ep, &e, 1, 10);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        try compileCFile(source, to: binary, flags: ["-O1"])
+        let trace = try recordTrace([binary], name: "many-opens")
+        defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let j = try reportJSON(trace)
+        let stalls = try #require(j["stalls"] as? [[String: Any]])
+        let mine = stalls.filter { ($0["duration_ns"] as? Int ?? 0) >= 25_000_000 }
+        #expect(mine.count == 2, "\(stalls.map { $0["duration_ns"] ?? "?" })")
+        for st in mine {
+            let calls = try #require(st["syscalls"] as? [[String: Any]])
+            let sleep = calls.first { $0["name"] as? String == "clock_nanosleep" }
+            #expect((sleep?["blocked_ns"] as? Int ?? 0) >= 20_000_000, "\(calls)")
+            let opens = calls.filter { $0["name"] as? String == "openat" }
+            #expect(opens.reduce(0) { $0 + ($1["count"] as? Int ?? 0) } == 2001, "\(opens)")
+            let byPath = opens.filter { $0["errno"] as? String == "ENOENT" && $0["others"] as? Bool == false }
+            #expect(byPath.count >= 20, "\(opens)")
+            #expect(
+                byPath.allSatisfy {
+                    ($0["fd_detail"] as? String ?? "").hasPrefix("/nonexistent-asynctrace/pkg") && $0["fd"] as? Int == -1
+                        && $0["count"] as? Int == 20
+                }, "\(byPath)")
+            #expect(opens.filter { $0["others"] as? Bool == true }.count == 1, "\(opens)")
+        }
+        let text = try runCapturing(try asynctrace(), ["report", trace]).stdout
+        #expect(text.contains("mostly in clock_nanosleep"), "\(text)")
+        #expect(text.contains("→ ENOENT"), "\(text)")
+    }
+
     /// A loop stalled in an open (a FIFO no writer has opened yet; an NFS or FUSE path alike) is named by the
     /// path it opened. redis-server's SAVE and every command's stall listed "openat() 115 µs in 3 calls": an
     /// open's fd argument is its directory, and the path its new fd was given was not looked up.
