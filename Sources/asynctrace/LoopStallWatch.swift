@@ -5,7 +5,10 @@
 // report (TraceAnalyzer.pollWaitNrs). Worker pools that take turns at one epoll fd (Go's netpoller, Tokio's
 // driver) park in futex waits while another worker has the poller: for them, as for the report
 // (SharedPollers), a futex wait ends a stretch like an epoll wait, a look with timeout 0 is no wait, and a
-// thread that only looks (Go's sysmon) is no loop; else an idle Go server dumped on every park. This is what
+// thread that only looks (Go's sysmon) is no loop; else an idle Go server dumped on every park. A thread that
+// polls a few times on its way to other waits is no loop either, as for the report
+// (ThreadTracker.pollCallersThatAreNoLoop): multiprocessing's main thread, 6 polls then 2.4 s in futex waits,
+// dumped a 'stall' of 2.4 s. This is what
 // makes --dump-on-block work with --pid and for Node programs, whose hooks report no blocking callbacks.
 import KernelProbes
 import TraceAnalyses
@@ -22,6 +25,19 @@ struct LoopStallWatch {
     static let closeNr: UInt32 = 3
     static let maxThreads = 65_536
     private var pollers = SharedPollers()
+    /// Threads that waited in poll or select and not epoll: their waits so far and the time they were blocked.
+    private var pollCallers: [UInt64: PollCaller] = [:]
+
+    struct PollCaller {
+        var polls: UInt64 = 0
+        var pollNs: UInt64 = 0
+        var blockedNs: UInt64 = 0
+        /// The report's rule: under 20 polls, and they were under a tenth of its blocked time.
+        var isNoLoop: Bool {
+            let (tenfold, overflow) = pollNs.multipliedReportingOverflow(by: 10)
+            return polls < 20 && !overflow && tenfold < blockedNs
+        }
+    }
 
     init(thresholdNs: UInt64) { self.thresholdNs = thresholdNs }
 
@@ -44,6 +60,18 @@ struct LoopStallWatch {
                     // A pool worker's futex wait (that has blocked in epoll) is its idle time, as an epoll wait.
                     let parked = e.nr == Self.futexNr && pollers.isWorker(pid: e.pid, tid: e.tid) && pollers.hasBlocked(pid: e.pid, tid: e.tid)
                     guard parked || (Self.pollWaitNrs.contains(e.nr) && !epollThreads.contains(key)) else { continue }
+                    if !parked {
+                        if pollCallers.count >= Self.maxThreads && pollCallers[key] == nil { pollCallers.removeAll() }
+                        var c = pollCallers[key, default: PollCaller()]
+                        let noLoop = c.isNoLoop
+                        c.polls &+= 1
+                        c.pollNs = c.pollNs.addingSaturated(e.durationNs)
+                        pollCallers[key] = c
+                        if noLoop {
+                            lastReturnNs[key] = e.timestampNs
+                            continue
+                        }
+                    }
                 } else {
                     var joined: [UInt64] = []
                     let wait = pollers.waited(pid: e.pid, tid: e.tid, epfd: Int64(e.fd), timeoutMs: Int64(e.timeoutMs), joinedNeverBlocked: &joined)
@@ -62,9 +90,13 @@ struct LoopStallWatch {
                 }
                 if lastReturnNs.count >= Self.maxThreads && lastReturnNs[key] == nil { lastReturnNs.removeAll() }
                 lastReturnNs[key] = e.timestampNs
+            case .offCPU:
+                let key = UInt64(e.pid) << 32 | UInt64(e.tid)
+                if pollCallers[key] != nil { pollCallers[key]!.blockedNs = pollCallers[key]!.blockedNs.addingSaturated(e.blockedNs) }
             case .threadExit:
                 lastReturnNs[UInt64(e.pid) << 32 | UInt64(e.tid)] = nil
                 epollThreads.remove(UInt64(e.pid) << 32 | UInt64(e.tid))
+                pollCallers[UInt64(e.pid) << 32 | UInt64(e.tid)] = nil
             default:
                 break
             }

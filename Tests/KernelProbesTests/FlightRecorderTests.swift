@@ -360,6 +360,42 @@ private struct DumpContents {
         }
     }
 
+    /// A thread that polls a few times on its way to another wait is no loop, as in the report: the main thread
+    /// looks at a pipe with three polls that do not wait, then blocks 400 ms in a read another thread ends, then
+    /// polls once more. Before, that 400 ms read was a "stall" between two polls and left a dump.
+    @Test func aFewPollsOnTheWayToAnotherWaitAreNoLoopToWatch() throws {
+        try requireKernel("flight recorder dump-on-block, few polls")
+        let dir = temporaryPath("flight-few-polls")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = dir + "/few-polls.c", binary = dir + "/few-polls"
+        try #"""
+        #include <poll.h>
+        #include <pthread.h>
+        #include <unistd.h>
+        static int result[2];
+        static void *worker(void *arg) { (void)arg; usleep(400000); write(result[1], "x", 1); return 0; }
+        int main(void) {
+            int looked[2]; pipe(looked); pipe(result);
+            struct pollfd f = { .fd = looked[0], .events = POLLIN };
+            pthread_t t; pthread_create(&t, 0, worker, 0);
+            for (int i = 0; i < 3; i++) poll(&f, 1, 0);
+            char c; read(result[0], &c, 1);
+            poll(&f, 1, 0);
+            pthread_join(t, 0);
+            return 0;
+        }
+        """#.write(toFile: source, atomically: true, encoding: .utf8)
+        try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
+        let r = try runCapturing(
+            try asynctrace(),
+            ["record", "--flight-recorder", "--keep", "3s", "--dump-on-block", "150ms", "-o", dir + "/app.atrace", "--", binary],
+            timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(dumpPaths(r.stderr).isEmpty, "a read between polls is no loop stall: \(r.stderr)")
+    }
+
     /// --dump-on-block on a worker pool sharing one epoll fd (Go's netpoller, Tokio's driver): a worker parked in
     /// a futex while the other has the poller is idle, not stalled (an idle Go server dumped on every park), but a
     /// worker burning 300 ms between its waits is a stall. Two C workers take turns: one waits 100 ms in epoll
