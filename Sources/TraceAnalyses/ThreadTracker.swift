@@ -146,6 +146,8 @@ struct ThreadTracker {
         var usesEpoll = false
         /// The thread's program recorded callbacks on it (what a stall spent outside them means something).
         var ranCallbacks = false
+        /// When its outermost recorded callback that is running now began (nil: none is).
+        var callbackSinceNs: UInt64?
         var gap: GapState?
         var longestStallNs: UInt64 = 0
         var longestStallStartNs: UInt64 = 0
@@ -427,7 +429,12 @@ struct ThreadTracker {
     /// Ends the thread's stretch between waits at `enterNs` (its length, if it had one) and begins the next at `exitNs`.
     private static func endGap(_ t: inout ThreadState, enterNs: UInt64, exitNs: UInt64) -> (GapState, UInt64)? {
         var finished: (GapState, UInt64)? = nil
-        if let g = t.gap, enterNs >= g.startNs {
+        if var g = t.gap, enterNs >= g.startNs {
+            // A callback still running holds this stretch from its start (a nested run loop inside a Swift
+            // task waits many times inside one callback); its end credits only the stretch it ends in.
+            if let since = t.callbackSinceNs, enterNs > max(since, g.startNs) {
+                g.inCallbacksNs = g.inCallbacksNs.addingSaturated(enterNs - max(since, g.startNs))
+            }
             let d = enterNs - g.startNs
             if d > t.longestStallNs {
                 t.longestStallNs = d
@@ -454,9 +461,23 @@ struct ThreadTracker {
 
     /// An outermost recorded callback ran on the thread until `endNs`: the stall being measured counts its
     /// time inside callbacks (a loop waits only between callbacks, so a stall holds its callbacks whole).
+    /// An outermost recorded callback began on the thread at `ns` (it may never end: a job cut by the exit).
+    mutating func callbackBegan(pid: UInt32, tid: UInt32, ns: UInt64) {
+        guard let i = threads.index(forKey: Self.key(pid, tid)) else { return }
+        threads.values[i].ranCallbacks = true
+        threads.values[i].callbackSinceNs = ns
+    }
+
+    /// The thread's open callbacks lost their after() (damage): none runs any more.
+    mutating func callbackAbandoned(pid: UInt32, tid: UInt32) {
+        guard let i = threads.index(forKey: Self.key(pid, tid)) else { return }
+        threads.values[i].callbackSinceNs = nil
+    }
+
     mutating func callbackRan(pid: UInt32, tid: UInt32, startNs: UInt64, endNs: UInt64) {
         guard let i = threads.index(forKey: Self.key(pid, tid)) else { return }
         threads.values[i].ranCallbacks = true
+        threads.values[i].callbackSinceNs = nil
         guard var g = threads.values[i].gap else { return }
         let from = max(startNs, g.startNs)
         if endNs > from { g.inCallbacksNs = g.inCallbacksNs.addingSaturated(endNs - from) }

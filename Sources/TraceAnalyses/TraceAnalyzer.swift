@@ -226,6 +226,10 @@ public struct TraceAnalyzer {
         case .before:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
             let info = resources.info(key)
+            if callbacks.stacks[s].isEmpty {
+                let st = reader.streams[s]
+                threads.callbackBegan(pid: st.pid, tid: st.tid, ns: ns)
+            }
             callbacks.before(stream: s, asyncID: ev.u(0), type: info?.type ?? untrackedType(), ns: ns)
             if let fd = info?.fd, fd >= 0 { io.callbackStarts(stream: s, pid: pid, fd: Int64(fd), ns: ns) }
         case .after:
@@ -258,13 +262,13 @@ public struct TraceAnalyzer {
             let table = resources
             spans.end(pid: pid, spanID: ev.u(0), ns: ns, typeName: { table.typeName($0) })
         case .loopIteration:
-            callbacks.loopIsIdle(stream: s)
+            loopIsIdle(stream: s)
             loop.iteration(stream: s, ns: ns)
         case .phaseEnter:
             loop.phaseEnter(stream: s, phase: ev.u(0), ns: ns)
         case .phaseStart:
             if ev.u(1) != 0 {  // also begins a loop iteration
-                callbacks.loopIsIdle(stream: s)
+                loopIsIdle(stream: s)
                 loop.iteration(stream: s, ns: ns)
             }
             loop.phaseEnter(stream: s, phase: ev.u(0), ns: ns)
@@ -275,7 +279,7 @@ public struct TraceAnalyzer {
                 pid: UInt32(truncatingIfNeeded: ev.u(0)), tid: UInt32(truncatingIfNeeded: ev.u(1)),
                 phase: ev.u(2), startsIteration: ev.u(3) != 0, ns: ns)
         case .pollStart:
-            callbacks.loopIsIdle(stream: s)
+            loopIsIdle(stream: s)
             loop.pollStart(stream: s, ns: ns)
             io.pollStart(stream: s)
         case .pollEnd:
@@ -517,6 +521,14 @@ public struct TraceAnalyzer {
             return (String(decoding: u[..<i], as: UTF8.self), String(decoding: u[(i + 2)...], as: UTF8.self))
         }
         return nil
+    }
+
+    /// The loop of stream `s` is between callbacks: frames still open lost their after().
+    private mutating func loopIsIdle(stream s: Int) {
+        guard !callbacks.stacks[s].isEmpty else { return }
+        callbacks.loopIsIdle(stream: s)
+        let st = reader.streams[s]
+        threads.callbackAbandoned(pid: st.pid, tid: st.tid)
     }
 
     private mutating func finished(_ frame: CallbackFrame, _ d: UInt64, stream s: Int) {

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// A sibling executable (or library) of the test bundle in the build directory.
 func builtExecutable(_ name: String) -> String {
@@ -61,4 +62,18 @@ func compileFixture(_ name: String, extraFlags: [String] = []) throws -> String 
     let r = try run([swiftc] + args)
     guard r.status == 0 else { throw FixtureError(description: "swiftc \(name) failed: \(r.stderr)") }
     return output
+}
+
+/// Cancels the calling test when the kernel probes cannot run here (not root, no BTF); the printed marker lets
+/// tools/test.sh fail a run that skipped it on a machine that could run it.
+func requireKernel(_ name: String) throws {
+    var reason: String? = nil
+    if geteuid() != 0 {
+        reason = "not root (uid \(geteuid()))"
+    } else if access("/sys/kernel/btf/vmlinux", R_OK) != 0 {
+        reason = "no /sys/kernel/btf/vmlinux (kernel without BTF)"
+    }
+    guard let reason else { return }
+    print("KERNEL TEST SKIPPED: \(name): \(reason)")
+    try Test.cancel("kernel test skipped: \(reason)")
 }
