@@ -56,6 +56,8 @@ public struct TraceAnalyzer {
     var streamPid: [UInt32]
     /// (pid << 32 | tid) -> user stream index, to find the callback running on a syscall's thread.
     var userStreamOfThread = FastMap<UInt64, Int>()
+    /// The epoll fd each thread with events of its own last waited on outside its callbacks: its loop's.
+    var loopEpollFDs: [UInt64: Int64] = [:]
     var kernelPids = Set<UInt32>()
     var callbacks: CallbackTracker
     /// Where resources were created (created_at attributes).
@@ -353,10 +355,41 @@ public struct TraceAnalyzer {
                 io.syscall(pid: p, nr: nr, fd: epfd, ret: ret, durationNs: dur, running: nil, ownerFD: nil)
                 break
             }
+            let thread = UInt64(p) << 32 | UInt64(tid)
+            // Only on a thread whose own loop is known: a Swift task's nested run loop on a pool thread with no loop
+            // of its own is that thread's loop (its stretches are stalls inside the task).
+            if let s = userStreamOfThread[thread], let loopFD = loopEpollFDs[thread], loopFD != epfd,
+                let frame = callbacks.running(stream: s, enteredAt: ns.subtractingSaturated(dur))
+            {
+                waitInsideCallback(stream: s, frame: frame, pid: p, tid: tid, nr: nr, epfd: epfd, ret: ret, durationNs: dur, exitNs: ns)
+                break
+            }
+            if userStreamOfThread[thread] != nil { loopEpollFDs[thread] = epfd }
             loopWait(pid: p, tid: tid, nr: nr, fd: epfd, ret: ret, durationNs: dur, exitNs: ns, isEpoll: true)
         default:
             break
         }
+    }
+
+    /// An epoll wait made inside a running callback on an epoll fd other than the thread's loop's: a loop of its
+    /// own run to completion inside the callback (Node's `execSync`/`spawnSync` wait for the child that way). The
+    /// thread's loop is not idle in it but stalled: it is a syscall of the callback and of the stall, like a read.
+    private mutating func waitInsideCallback(
+        stream s: Int, frame: CallbackFrame, pid p: UInt32, tid: UInt32, nr: UInt64, epfd: Int64, ret: Int64,
+        durationNs dur: UInt64, exitNs ns: UInt64
+    ) {
+        let enter = ns.subtractingSaturated(dur)
+        let blocked = threads.syscall(
+            pid: p, tid: tid, nr: nr, fd: epfd, op: epfd, ret: ret, bytes: 0, enterNs: enter, exitNs: ns, fds: io)
+        let thread = UInt64(p) << 32 | UInt64(tid)
+        if !waitMomentAwaitingSyscall.isEmpty, let i = waitMomentAwaitingSyscall.removeValue(forKey: thread), waitMoments[i].endNs == ns {
+            waitMoments[i].blockedNs = min(waitMoments[i].durationNs, blocked)
+        }
+        callbacks.noteSyscall(
+            stream: s, pid: p, nr: OffCPUReason.syscall(nr, op: epfd), fd: epfd, ns: dur, bytes: 0, blockedNs: blocked, fds: io)
+        var ownerFD: Int64? = nil
+        if let f = resources.info(ResourceKey(pid: p, asyncID: frame.asyncID))?.fd, f >= 0 { ownerFD = Int64(f) }
+        io.syscall(pid: p, nr: nr, fd: epfd, ret: ret, durationNs: dur, running: frame.asyncID, ownerFD: ownerFD)
     }
 
     /// A loop thread's wait for events (epoll, or poll/select in a loop that never uses epoll): the loop is

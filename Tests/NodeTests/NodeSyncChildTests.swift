@@ -1,0 +1,48 @@
+// A callback that waits for a child synchronously (`execSync`, `spawnSync`): node runs a libuv loop of its
+// own inside the callback and waits in epoll_pwait on that loop's epoll fd. That wait was taken for the
+// thread's loop being idle: the stall was cut in two around it and left out of LOOP STALLS, and the
+// blocking callback said "blocked outside traced syscalls". It is now the callback's syscall.
+import Foundation
+import Testing
+
+@Suite(.serialized) struct NodeSyncChildTests {
+    static let kernelCapable = getuid() == 0 && FileManager.default.isReadableFile(atPath: "/sys/kernel/btf/vmlinux")
+
+    static let program = #"""
+        const { execSync } = require('child_process');
+        setTimeout(function waitForChild() { execSync('sleep 0.4'); }, 20);
+        """#
+
+    @Test func aCallbackWaitingForAChildSynchronouslyIsAStallInItsEpollWait() throws {
+        if !Self.kernelCapable {
+            print("KERNEL TEST SKIPPED: a callback's wait for a child in node's own epoll loop: not root or no BTF")
+            try Test.cancel("kernel test skipped: not root or no BTF")
+        }
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        try withRecordedNodeScript(Self.program, file: "execsync.js", node: node, record: ["--sample-rate", "0"], report: ["--threshold", "100ms"]) {
+            r in
+            #expect(r.record.status == 0, "record: \(r.record.stderr)")
+            func ns(_ o: [String: Any], _ k: String) -> UInt64 { (o[k] as? NSNumber)?.uint64Value ?? 0 }
+            func epollWait(_ syscalls: Any?) -> [String: Any]? {
+                (syscalls as? [[String: Any]] ?? []).first { ["epoll_wait", "epoll_pwait", "epoll_pwait2"].contains($0["name"] as? String ?? "") }
+            }
+            let blocking = r.json["blocking"] as? [[String: Any]] ?? []
+            let callback = try #require(blocking.first { $0["type"] as? String == "Timeout" }, "blocking: \(blocking)")
+            #expect(ns(callback, "duration_ns") >= 390_000_000, "\(callback)")
+            let wait = try #require(epollWait(callback["syscalls"]), "the callback's syscalls: \(callback["syscalls"] ?? [])")
+            #expect(ns(wait, "blocked_ns") >= 300_000_000, "\(wait)")
+            #expect(wait["fd_detail"] as? String == "epoll", "\(wait)")
+
+            // One stall of the whole callback, inside it, its wait named.
+            let stalls = r.json["stalls"] as? [[String: Any]] ?? []
+            let stall = try #require(stalls.first { ns($0, "duration_ns") >= 390_000_000 }, "stalls: \(stalls)")
+            #expect(ns(stall, "in_callbacks_ns") >= 390_000_000, "\(stall)")
+            #expect((stall["callback"] as? [String: Any])?["type"] as? String == "Timeout", "\(stall)")
+            #expect(ns(try #require(epollWait(stall["syscalls"]), "\(stall)"), "blocked_ns") >= 300_000_000)
+
+            let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", r.trace, "--threshold", "100ms"]).stdout
+            #expect(text.contains("mostly in epoll_pwait(fd "), "\(text)")
+            #expect(!text.contains("outside traced syscalls"), "\(text)")
+        }
+    }
+}
