@@ -372,7 +372,9 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
         s->size = a4; // len (fd = fd_in)
         break;
     case NR_io_uring_enter:
-        s->size = a1; // to_submit
+        // to_submit | min_complete << 32 when it waits for completions (IORING_ENTER_GETEVENTS): a loop on a
+        // ring waits for events there, as others do in epoll_wait.
+        s->size = (a1 & 0xffffffffull) | ((a3 & 1) ? (a2 & 0xffffffffull) << 32 : 0);
         break;
     default:
         break;

@@ -407,8 +407,16 @@ public struct TraceAnalyzer {
     }
 
     /// poll, select, pselect6, ppoll: how loops that do not use epoll wait (GLib, Python's socketserver
-    /// and http.server, sshd, Tcl).
+    /// and http.server, sshd, Tcl); io_uring loops wait in io_uring_enter (isPollLoopWait).
     static let pollWaitNrs: Set<UInt64> = [7, 23, 270, 271]
+    static let ioUringEnterNr: UInt64 = 426
+
+    /// Whether a syscall is a wait for events of a loop that does not use epoll: poll, select, or an io_uring_enter
+    /// that waits for completions (its size's high half is min_complete with IORING_ENTER_GETEVENTS; to_submit alone
+    /// in traces before that was recorded). An io_uring server's 666 ms stalls made no loop and no stall at all.
+    package static func isPollLoopWait(nr: UInt64, size: UInt64) -> Bool {
+        pollWaitNrs.contains(nr) || (nr == ioUringEnterNr && size >> 32 != 0)
+    }
 
     /// Before `--from`: what the fds are (opens, closes, forks) holds in the window, but nothing is counted and
     /// lives that ended before it make no row. "write(fd 14)" in a window said nothing of a socket opened before it.
@@ -494,7 +502,7 @@ public struct TraceAnalyzer {
         // A thread of a program that records no events of its own, that waits in poll or select and has never
         // waited in epoll, runs its loop on poll: that wait is its idle time, as epoll's is for the others. (A
         // poll inside an epoll loop's callback, such as a resolver's, stays a syscall of the stall it is in.)
-        if Self.pollWaitNrs.contains(nr), userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] == nil,
+        if Self.isPollLoopWait(nr: nr, size: ev.u(4)), userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] == nil,
             threads.mayLoopOnPoll(pid: pid, tid: tid)
         {
             if !waitMomentAwaitingSyscall.isEmpty { waitMomentAwaitingSyscall.removeValue(forKey: UInt64(pid) << 32 | UInt64(tid)) }

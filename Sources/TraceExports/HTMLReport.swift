@@ -155,7 +155,9 @@ public enum HTMLReport {
                 + (o.hasKernelEvents ? " + kernel syscalls" : ", no kernel events"))
         s += row("Processes", o.processes.map(String.init).joined(separator: ", "))
         if !o.hasUserEvents && o.hasKernelEvents {
-            s += row("Kind", "kernel-only trace (the program emitted no async events): loop view from its waits for events (epoll, poll, select)")
+            s += row(
+                "Kind", "kernel-only trace (the program emitted no async events): loop view from its waits for events (epoll, poll, select, io_uring)"
+            )
         }
         let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
         s += row(
@@ -210,7 +212,7 @@ public enum HTMLReport {
         s += "<h2 id=\"blocking\">Blocking callbacks (\(threshold) or longer)</h2>\n"
         guard a.overview.hasUserEvents else {
             s +=
-                "<p>The program recorded no async events, so its callbacks cannot be seen; the loop section shows the gaps between its waits for events (epoll, poll, select).</p>\n"
+                "<p>The program recorded no async events, so its callbacks cannot be seen; the loop section shows the gaps between its waits for events (epoll, poll, select, io_uring).</p>\n"
             return
         }
         if b.count == 0 {
@@ -286,7 +288,7 @@ public enum HTMLReport {
             }
         } else if let k = a.kernelLoop, !k.threads.isEmpty {
             s +=
-                "<h2 id=\"loop\">Event loop (from waits for events in the kernel: epoll, poll, select; time between waits is time in callbacks)</h2>\n"
+                "<h2 id=\"loop\">Event loop (from waits for events in the kernel: epoll, poll, select, io_uring; time between waits is time in callbacks)</h2>\n"
             s += "<table><tr><th>thread</th><th>waits</th><th>busy</th><th>waiting</th><th>between waits p50</th><th>p99</th><th>max</th></tr>\n"
             for t in k.threads {
                 s +=
@@ -456,7 +458,7 @@ public enum HTMLReport {
         let wall = weight == .wall
         s += "<h2 id=\"flamegraph\">\(wall || kernelOnly ? "Where the time went" : "Where the time in callbacks went")</h2>\n"
         guard tree.totalWeight > 0 else {
-            s += "<p>No time was spent in callbacks, and no thread waited for events (epoll, poll, select).</p>\n"
+            s += "<p>No time was spent in callbacks, and no thread waited for events (epoll, poll, select, io_uring).</p>\n"
             return
         }
         s +=

@@ -381,8 +381,6 @@ public final class Timeline {
 
     /// Whether a syscall slice's name is one of the epoll waits.
     public func isEpollWait(_ name: Int) -> Bool { epollNames.contains(name) }
-    /// poll, select, pselect6, ppoll: a loop's wait in a thread that never waits in epoll (`TimelineOp.isLoopWait`).
-    static let pollWaitNrs: Set<UInt64> = [7, 23, 270, 271]
     // Interned in syscall-number order: iterating the Set would number the names in hash-seed order,
     // and Perfetto writes name ids (interned iids), so the output would differ from run to run.
     private lazy var epollNames: Set<Int> = Set(SyscallNames.epollWaits.sorted().map { syscallName($0) })
@@ -887,7 +885,9 @@ public final class Timeline {
         op.fd = e.s(3)
         if isEpoll { perThread[t].waitedInEpoll = true }
         op.isLoopWait =
-            isEpoll || (Self.pollWaitNrs.contains(e.u(2)) && !perThread[t].waitedInEpoll && !threads[t].hasUserStream)
+            isEpoll
+            || (TraceAnalyzer.isPollLoopWait(nr: e.u(2), size: e.u(4)) && !perThread[t].waitedInEpoll
+                && !threads[t].hasUserStream)
         if isEpoll {
             op.ret = e.s(6)
             op.size = e.u(4)

@@ -150,7 +150,8 @@ public enum TextReport {
         out += "  |  \(o.userThreads) thread\(o.userThreads == 1 ? "" : "s") recorded"
         out += o.hasKernelEvents ? " + kernel syscalls\n" : ", no kernel events\n"
         if !o.hasUserEvents && o.hasKernelEvents {
-            out += "  kind       kernel-only trace (the program emitted no async events): loop view from its waits for events (epoll, poll, select)\n"
+            out +=
+                "  kind       kernel-only trace (the program emitted no async events): loop view from its waits for events (epoll, poll, select, io_uring)\n"
         }
         let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
         out += "  dropped    " + (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events")
@@ -331,7 +332,7 @@ public enum TextReport {
     }
 
     private static func kernelLoop(_ k: KernelLoopSummary, _ a: TraceAnalysis, _ out: inout String) {
-        heading("EVENT LOOP (from waits for events in the kernel: epoll, poll, select; time between waits = time in callbacks)", &out)
+        heading("EVENT LOOP (from waits for events in the kernel: epoll, poll, select, io_uring; time between waits = time in callbacks)", &out)
         var t = Table([
             ("thread", .left), ("waits", .right), ("busy", .right), ("waiting", .right),
             ("between waits p50", .right), ("p99", .right), ("max", .right),
