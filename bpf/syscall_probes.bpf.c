@@ -92,6 +92,7 @@ struct {
 #define NR_fdatasync 75
 #define NR_futex 202
 #define NR_epoll_create 213
+#define NR_restart_syscall 219
 #define NR_clock_nanosleep 230
 #define NR_epoll_wait 232
 #define NR_inotify_init 253
@@ -131,7 +132,7 @@ struct {
     X(NR_eventfd) X(NR_accept4) X(NR_signalfd4) X(NR_eventfd2) X(NR_epoll_create1) X(NR_dup3)               \
     X(NR_pipe2) X(NR_inotify_init1) X(NR_recvmmsg) X(NR_sendmmsg) X(NR_memfd_create)                        \
     X(NR_io_uring_setup) X(NR_io_uring_enter) X(NR_pidfd_open) X(NR_close_range) X(NR_openat2)              \
-    X(NR_epoll_pwait2)
+    X(NR_epoll_pwait2) X(NR_restart_syscall)
 
 #define BIT(nr) (1ull << ((nr) & 63))
 // The recorded syscalls as a 512-bit set: one load and a shift decide.
@@ -370,6 +371,9 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
         break;
     case NR_splice:
         s->size = a4; // len (fd = fd_in)
+        break;
+    case NR_restart_syscall:
+        s->fd = -1; // the rest of a sleep, poll or futex wait a signal interrupted (the reader names which)
         break;
     case NR_io_uring_enter:
         // to_submit | min_complete << 32 when it waits for completions (IORING_ENTER_GETEVENTS): a loop on a

@@ -66,6 +66,7 @@ public struct TraceAnalyzer {
     var io: IOTracker
     var kernelLoop: KernelLoopTracker
     var sharedPollers = SharedPollers()
+    var restarts = RestartedSyscalls()
     var busySeconds = BusySecondsTracker(.callbacks)
     var busySecondsBetweenWaits = BusySecondsTracker(.betweenEpollWaits)
     var threads: ThreadTracker
@@ -459,6 +460,7 @@ public struct TraceAnalyzer {
             pid: pid, tid: UInt32(truncatingIfNeeded: ev.u(1)), endNs: endNs, durationNs: ev.u(6),
             userStack: UInt32(ev.u(2)), reason: 0, fd: -1, fdDetail: nil, blockedNs: ev.u(6))
         if ev.u(3) == 0 {
+            let (what, raw) = restarts.continued(thread: UInt64(pid) << 32 | UInt64(m.tid), nr: what, raw: raw)
             m.reason = OffCPUReason.syscall(what & 0xFFFF_FFFF, op: raw)
             // After its syscall (a poll loop's wait, already counted as the loop's idle time).
             m.loopIdle = threads.lastSyscallWasPollLoopWait(pid: pid, tid: m.tid, exitNs: endNs)
@@ -486,7 +488,8 @@ public struct TraceAnalyzer {
 
     private mutating func syscall(_ ev: borrowing DecodedEvent, exitNs: UInt64) {
         let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1))
-        let nr = ev.u(2), raw = ev.s(3), ret = ev.s(5), dur = ev.u(6)
+        let ret = ev.s(5), dur = ev.u(6)
+        let (nr, raw) = restarts.syscall(thread: UInt64(pid) << 32 | UInt64(tid), nr: ev.u(2), raw: ev.s(3), ret: ret)
         // futex's fd field is its operation, the waits' -1 (docs/trace-format.md): not an fd.
         let fd = SyscallNames.fdIsNotAnFd.contains(nr) || nr == Self.futexWaitvNr ? -1 : raw
         // An open is tallied inside stalls and callbacks by the fd it made, named by the path its fdOpen (next,
@@ -915,5 +918,36 @@ package struct SharedPollers {
     package mutating func closed(pid: UInt32, fd: Int64) {
         guard !firstWaiter.isEmpty else { return }
         firstWaiter.removeValue(forKey: UInt64(pid) << 32 | UInt64(UInt32(truncatingIfNeeded: fd)))
+    }
+}
+
+/// A sleep, poll or futex wait that a stop (SIGSTOP, a debugger) or a signal without a handler interrupted returns
+/// ERESTART_RESTARTBLOCK inside the kernel, and the thread goes on waiting in restart_syscall: that is the same
+/// wait. A 200 ms usleep stopped for 5 ms read "clock_nanosleep() 50.2 ms" and "blocked 145 ms in
+/// restart_syscall"; an io_uring server's sleeps were cut the same way by its completions' task work.
+package struct RestartedSyscalls {
+    static let restartSyscallNr: UInt64 = 219
+    static let restartBlock: Int64 = -516  // ERESTART_RESTARTBLOCK
+    /// Beyond these many threads with a wait to continue, new ones are not followed (their rest reads restart_syscall).
+    static let limit = 4096
+    /// Thread (pid << 32 | tid) -> the interrupted syscall's number and fd field.
+    private var interrupted: [UInt64: (nr: UInt64, raw: Int64)] = [:]
+
+    package init() {}
+
+    /// The syscall a completed one stands for: restart_syscall is the wait it continues.
+    package mutating func syscall(thread: UInt64, nr: UInt64, raw: Int64, ret: Int64) -> (UInt64, Int64) {
+        var named = (nr, raw)
+        if !interrupted.isEmpty, let was = interrupted.removeValue(forKey: thread), nr == Self.restartSyscallNr {
+            named = (was.nr, was.raw)
+        }
+        if ret == Self.restartBlock && interrupted.count < Self.limit { interrupted[thread] = named }
+        return named
+    }
+
+    /// The syscall a thread is in while it is off CPU (its restart_syscall is the one it continues); nothing changes.
+    package func continued(thread: UInt64, nr: UInt64, raw: Int64) -> (UInt64, Int64) {
+        guard nr == Self.restartSyscallNr, !interrupted.isEmpty, let was = interrupted[thread] else { return (nr, raw) }
+        return (was.nr, was.raw)
     }
 }

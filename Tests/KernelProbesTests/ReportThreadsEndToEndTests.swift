@@ -314,6 +314,51 @@ private let program = #"""
             }, "\(mine)")
     }
 
+    /// A sleep that a stop interrupts goes on in restart_syscall, and it is the same sleep: a 200 ms usleep stopped
+    /// for 5 ms by SIGSTOP/SIGCONT read "clock_nanosleep() 50.2 ms" in its stall and "blocked 145 ms in
+    /// restart_syscall" (io_uring's completions cut a server's sleeps the same way). Now the stall's clock_nanosleep
+    /// holds the whole sleep, and no wait is named restart_syscall.
+    @Test func aSleepResumedAfterAStopIsOneSleep() throws {
+        try requireKernel("aSleepResumedAfterAStopIsOneSleep")
+        let binary = try compileC(
+            #"""
+            #define _GNU_SOURCE
+            #include <poll.h>
+            #include <signal.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            int main(void) {
+                int idle[2];
+                if (pipe(idle)) return 2;
+                pid_t me = getpid();
+                for (int i = 0; i < 12; i++) {
+                    struct pollfd p = { .fd = idle[0], .events = POLLIN };
+                    poll(&p, 1, 10);
+                    if (i == 5) {
+                        pid_t k = fork();
+                        if (k == 0) { usleep(50000); kill(me, SIGSTOP); usleep(5000); kill(me, SIGCONT); _exit(0); }
+                        usleep(200000);
+                        waitpid(k, 0, 0);
+                    }
+                }
+                return 0;
+            }
+            """#, name: "restarted-sleep", flags: ["-O1"])
+        let trace = temporaryPath("restarted-sleep.atrace")
+        defer { for p in [binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary])
+        try #require(rec.status == 0, "record failed (\(rec.status)): \(rec.stderr)")
+        let r = try runCapturing(try asynctrace(), ["report", "--json", "--threshold", "50ms", trace])
+        try #require(r.status == 0, "report failed: \(r.stderr)")
+        #expect(!r.stdout.contains("restart_syscall"))
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let stalls = try #require(j["stalls"] as? [[String: Any]]).filter { ($0["duration_ns"] as? Int ?? 0) >= 50_000_000 }
+        try #require(stalls.count == 1, "\(stalls)")
+        let sleep = (stalls[0]["syscalls"] as? [[String: Any]])?.first { $0["name"] as? String == "clock_nanosleep" }
+        // The sleep's 195 ms, less its 5 ms stopped (not in any syscall's blocked time as a sleep's).
+        #expect((sleep?["ns"] as? Int ?? 0) >= 180_000_000, "\(stalls[0])")
+    }
+
     /// A thread that polls on its way to other waits is no loop: multiprocessing's main thread made 6 polls (1 ms in
     /// all) and then waited 2.4 s in futex waits; it was a loop 'busy 99.8%' with a 473 ms 'loop stall'. Here the
     /// main thread checks a pipe with three polls that do not wait, then blocks 400 ms in a read of another: no
