@@ -128,11 +128,15 @@ enum OwnCode {
             .contains { base.hasPrefix($0) }
     }
 
-    /// The binaries of script runtimes: their native frames are the interpreter, not the program.
+    /// The binaries of script runtimes, also under their versioned names (Debian's ruby is ruby3.1, perl
+    /// perl5.36.0, lua lua5.4): their native frames are the interpreter, not the program. A Ruby server's stall was
+    /// "hot 100% under ruby3.1+0x110a ← __libc_start_call_main".
     static func isInterpreter(_ base: String) -> Bool {
-        if ["node", "nodejs", "deno", "bun", "ruby", "perl", "php", "java", "lua", "luajit"].contains(base) { return true }
-        guard base.hasPrefix("python") else { return false }
-        return base.dropFirst(6).allSatisfy { $0.isNumber || $0 == "." }
+        let name = base.prefix { !$0.isNumber && $0 != "." }
+        let version = base.dropFirst(name.count)
+        guard version.allSatisfy({ $0.isNumber || $0 == "." }) else { return false }
+        return ["node", "nodejs", "deno", "bun", "ruby", "perl", "php", "java", "lua", "luajit", "python"].contains(name)
+            && (name != "python" || !version.isEmpty || base == "python")
     }
 
     /// Script runtimes built as a shared library wherever installed (pyenv's and conda's python link

@@ -108,6 +108,10 @@ struct HotFunctionRuleTests {
         #expect(h?.samples == 80)
         #expect(h?.callers.map(\.name) == ["(anonymous)", "emit", "node::Start"])
         #expect(OwnCode.isInterpreter("python3.11") && OwnCode.isInterpreter("node") && !OwnCode.isInterpreter("python-app"))
+        // Debian's versioned names (/usr/bin/ruby -> ruby3.1): a Ruby server's stall was "hot under ruby3.1+0x110a".
+        #expect(OwnCode.isInterpreter("ruby3.1") && OwnCode.isInterpreter("perl5.36.0") && OwnCode.isInterpreter("lua5.4"))
+        #expect(OwnCode.isInterpreter("python") && OwnCode.isInterpreter("python3") && OwnCode.isInterpreter("ruby"))
+        #expect(!OwnCode.isInterpreter("ruby-server") && !OwnCode.isInterpreter("node2pdf") && !OwnCode.isInterpreter("rubyx"))
     }
 
     @Test func pythonFramesFromPerfTrampolinesAreTheProgram() {
