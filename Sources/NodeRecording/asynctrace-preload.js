@@ -833,6 +833,8 @@
   process.on('uncaughtExceptionMonitor', marked((err) => {
     if (!enabled) return;
     const id = asyncHooks.executionAsyncId();
+    // Where the resource whose callback threw was made: the report names it with the error.
+    if (liveSites.size !== 0) sendSite(idBase + id);
     putString(K_UNCAUGHT, idBase + id, err && err.stack ? String(err.stack).split('\n')[0] : String(err));
   }));
 

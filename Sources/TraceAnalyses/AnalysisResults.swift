@@ -473,6 +473,32 @@ public struct CallbackRecord: Sendable {
     }
 }
 
+/// An error a callback threw that nothing caught (an `uncaughtError` event): Node ends the process with the
+/// first; the asynctrace runtime's default policy too.
+public struct UncaughtError: Sendable {
+    /// The process id.
+    public var pid: UInt32
+    /// The thread it was thrown on.
+    public var tid: UInt32
+    /// That thread's name, where known.
+    public var threadName: String?
+    /// When it was reported (CLOCK_MONOTONIC ns).
+    public var ns: UInt64
+    /// The async id of the resource whose callback threw it (0 or 1: the program's top level).
+    public var asyncID: UInt64
+    /// That resource's type name; nil when the trace does not know the resource (the top level, or a resource
+    /// created before the recording).
+    public var type: String?
+    /// The error's first line, as the runtime reported it ("Error: connection refused").
+    public var message: String
+    /// Trigger path from the root cause to that resource, e.g. ["TCPSERVERWRAP", "TCPWRAP", "Timeout"].
+    public var causalChain: [String]
+    /// Where that resource was created, innermost first; empty where the trace does not say.
+    public var createdAt: [CodeFrame] = []
+    /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
+    var creationStack: Int32 = -1
+}
+
 /// Callbacks that ran at least `AnalysisOptions.blockingThresholdNs`: they blocked their loop.
 public struct BlockingSummary: Sendable {
     /// The threshold they were measured against (ns).
@@ -708,6 +734,11 @@ public struct TraceAnalysis: Sendable {
     public var io: IOSummary
     /// Resources still alive at the end, grouped by type and creation site, largest groups first.
     public var openAtExit: [OpenResourceGroup]
+    /// Errors callbacks threw that nothing caught, in the order they were thrown (the first
+    /// `TraceAnalyzer.maxUncaughtErrors`).
+    public var uncaughtErrors: [UncaughtError] = []
+    /// Uncaught errors beyond those listed (counted, not kept).
+    public var uncaughtErrorsNotListed: UInt64 = 0
     /// Resources not tracked because the bound was reached (open-at-exit counts are then a lower bound).
     public var untrackedResources: UInt64
     /// nil when the kernel stream has no epoll waits.

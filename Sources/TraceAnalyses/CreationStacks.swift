@@ -93,6 +93,9 @@ extension TraceAnalysis {
             named[i] = f
             return f
         }
+        for i in uncaughtErrors.indices where uncaughtErrors[i].createdAt.isEmpty {
+            uncaughtErrors[i].createdAt = frames(uncaughtErrors[i].creationStack)
+        }
         struct GroupKey: Hashable { var type: String; var frames: [CodeFrame]; var standardStream: Bool }
         var merged: [GroupKey: OpenResourceGroup] = [:]
         var order: [GroupKey] = []

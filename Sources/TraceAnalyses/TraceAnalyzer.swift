@@ -58,6 +58,8 @@ public struct TraceAnalyzer {
     var userStreamOfThread = FastMap<UInt64, Int>()
     /// The epoll fd each thread with events of its own last waited on outside its callbacks: its loop's.
     var loopEpollFDs: [UInt64: Int64] = [:]
+    var uncaughtErrors: [UncaughtError] = []
+    var uncaughtErrorsNotListed: UInt64 = 0
     var kernelPids = Set<UInt32>()
     var callbacks: CallbackTracker
     /// Where resources were created (created_at attributes).
@@ -243,6 +245,8 @@ public struct TraceAnalyzer {
                 callbacks.destroyed[Int(info.type)] += 1
                 if info.fd >= 0 { io.releaseOwner(pid: pid, fd: Int64(info.fd), asyncID: key.asyncID) }
             }
+        case .uncaughtError:
+            uncaughtError(stream: s, pid: pid, asyncID: ev.u(0), message: ev.text, ns: ns)
         case .resourceFD:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
             let fd = ev.s(1)
@@ -370,6 +374,26 @@ public struct TraceAnalyzer {
         default:
             break
         }
+    }
+
+    /// At most this many uncaught errors are listed (a program whose policy keeps it running may throw on
+    /// every request); the rest are counted.
+    public static let maxUncaughtErrors = 16
+
+    private mutating func uncaughtError(stream s: Int, pid: UInt32, asyncID: UInt64, message: String, ns: UInt64) {
+        guard uncaughtErrors.count < Self.maxUncaughtErrors else {
+            uncaughtErrorsNotListed &+= 1
+            return
+        }
+        // The resource is alive while its callback runs: its type, chain and creation stack are known now.
+        let key = ResourceKey(pid: pid, asyncID: asyncID)
+        let info = resources.info(key)
+        var e = UncaughtError(
+            pid: pid, tid: reader.streams[s].tid, threadName: reader.streams[s].threadName, ns: ns, asyncID: asyncID,
+            type: info.map { resources.typeName($0.type) }, message: message,
+            causalChain: info == nil ? [] : resources.causalChain(key))
+        e.creationStack = info?.creationStack ?? -1
+        uncaughtErrors.append(e)
     }
 
     /// An epoll wait made inside a running callback on an epoll fd other than the thread's loop's: a loop of its
@@ -812,6 +836,14 @@ public struct TraceAnalyzer {
         analysis.creationStacksUndefined = creationStacksUndefined
         analysis.waitMomentsNotKept = waitMomentsNotKept
         analysis.titledProcesses = finalThreads.titledProcesses()
+        analysis.uncaughtErrors = uncaughtErrors.map { e in
+            var e = e
+            let key = UInt64(e.pid) << 32 | UInt64(e.tid)
+            e.threadName = finalThreads.titled(ThreadTracker.preferredName(kernel: finalThreads.names[key], user: e.threadName), key)
+            if e.type != nil { e.createdAt = sites.frames(ResourceKey(pid: e.pid, asyncID: e.asyncID)) }
+            return e
+        }
+        analysis.uncaughtErrorsNotListed = uncaughtErrorsNotListed
         return analysis
     }
 

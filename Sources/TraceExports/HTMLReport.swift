@@ -105,6 +105,7 @@ public enum HTMLReport {
 
             """
         overview(a, &s)
+        uncaughtErrors(a, &s)
         blocking(a, &s)
         loop(a, &s)
         stalls(a, &s)
@@ -399,6 +400,22 @@ public enum HTMLReport {
         }
         s += "</table>\n"
         if a.resources.count > 50 { s += "<p class=\"muted\">\(a.resources.count - 50) more types (the JSON report has all).</p>\n" }
+    }
+
+    /// Errors no callback caught, as the text report lists them (only when there were some).
+    private static func uncaughtErrors(_ a: TraceAnalysis, _ s: inout String) {
+        guard !a.uncaughtErrors.isEmpty || a.uncaughtErrorsNotListed > 0 else { return }
+        s += "<h2 id=\"uncaught\">Uncaught errors (Node ends the process with the first)</h2>\n"
+        s += "<table><tr><th>error</th><th>thrown in</th><th>thread</th><th>at</th><th>created at</th><th>caused by</th></tr>\n"
+        for e in a.uncaughtErrors {
+            s +=
+                "<tr><td class=\"warn\">\(x(e.message))</td><td>\(e.type.map { x("\($0) (async id \(e.asyncID))") } ?? "async id \(e.asyncID)")</td>"
+                + "<td>\(x(thread(e.pid, e.tid, e.threadName)))</td><td class=\"n\">\(Formatting.at(e.ns, from: a.overview.recordingStartNs))</td>"
+                + "<td>\(e.createdAt.isEmpty ? "-" : x(TextReport.createdAt(e.createdAt)))</td>"
+                + "<td>\(e.causalChain.count > 1 ? x(e.causalChain.joined(separator: " → ")) : "-")</td></tr>\n"
+        }
+        s += "</table>\n"
+        if a.uncaughtErrorsNotListed > 0 { s += "<p>... and \(a.uncaughtErrorsNotListed) more (not kept).</p>\n" }
     }
 
     private static func openAtExit(_ a: TraceAnalysis, _ s: inout String) {

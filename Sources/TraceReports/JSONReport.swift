@@ -234,6 +234,22 @@ public enum JSONReport {
                     }
                 }
             }
+            j.array("uncaught_errors") { r in
+                for u in a.uncaughtErrors {
+                    r.object { e in
+                        e.field("pid", UInt64(u.pid))
+                        e.field("tid", UInt64(u.tid))
+                        e.field("thread", u.threadName)
+                        e.field("ns", u.ns)
+                        e.field("async_id", u.asyncID)
+                        e.field("type", u.type)
+                        e.field("message", u.message)
+                        e.strings("causal_chain", u.causalChain)
+                        frames(u.createdAt, named: "created_at", &e)
+                    }
+                }
+            }
+            j.field("uncaught_errors_not_listed", a.uncaughtErrorsNotListed)
             j.field("untracked_resources", a.untrackedResources)
             j.field("creation_stacks_undefined", a.creationStacksUndefined)
             j.field("unmatched_afters", a.unmatchedAfters)

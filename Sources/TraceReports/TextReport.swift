@@ -16,6 +16,7 @@ public enum TextReport {
     public static func render(_ a: TraceAnalysis) -> String {
         var out = ""
         overview(a, &out)
+        uncaughtErrors(a, &out)
         blocking(a, &out)
         if let loop = a.loop { loopSection(loop, &out) }
         // No loop events (an unmodified program, or Node's hooks, which have none): the loop from epoll waits.
@@ -183,6 +184,28 @@ public enum TextReport {
         if a.untrackedResources > 0 {
             out += "  note       \(Formatting.count(a.untrackedResources)) resources beyond the tracking bound were not followed\n"
         }
+    }
+
+    /// Errors no one caught: how a program that died of one ended, and in which callback (shown only when
+    /// there were some; most programs have none).
+    private static func uncaughtErrors(_ a: TraceAnalysis, _ out: inout String) {
+        let count = UInt64(a.uncaughtErrors.count).addingSaturated(a.uncaughtErrorsNotListed)
+        guard count > 0 else { return }
+        heading(
+            "UNCAUGHT ERRORS: \(Formatting.count(count)) error\(count == 1 ? "" : "s") thrown by a callback and never caught "
+                + "(Node ends the process with the first)", &out)
+        for e in a.uncaughtErrors {
+            out += "  ▶ " + Formatting.printable(e.message.isEmpty ? "(no message)" : e.message) + "\n"
+            let inside =
+                e.type.map { "\(Formatting.printable($0)) (async id \(e.asyncID))" }
+                ?? (e.asyncID <= 1 ? "the program's top level" : "async id \(e.asyncID), a resource the trace does not know")
+            out +=
+                "      thrown in  \(inside) on \(thread(e.pid, e.tid, e.threadName)), at "
+                + Formatting.at(e.ns, from: a.overview.recordingStartNs) + "\n"
+            if e.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(e.causalChain.joined(separator: " → ")) + "\n" }
+            if !e.createdAt.isEmpty { out += "      created at " + Formatting.printable(createdAt(e.createdAt)) + "\n" }
+        }
+        if a.uncaughtErrorsNotListed > 0 { out += "  ... and \(a.uncaughtErrorsNotListed) more (not kept)\n" }
     }
 
     private static func blocking(_ a: TraceAnalysis, _ out: inout String) {
