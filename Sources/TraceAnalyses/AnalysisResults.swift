@@ -96,6 +96,9 @@ public struct Overview: Sendable {
     /// unknown time first): each leaves the time from its wakeup (or switch-out) to the thread's next switch-out or exit
     /// unknown. Why: docs/kernel-probes.md, "Switch-ins not seen".
     public var switchInsNotSeen: [SwitchInsNotSeen] = []
+    /// Processes named node (by their main thread) that the kernel probes saw and that sent no events of their
+    /// own, ascending: node ran without the Node.js hooks (not injected, or attached with `--pid`).
+    public var nodeProcessesWithoutHooks: [UInt32] = []
     /// Their total count (saturating).
     public var switchInsNotSeenCount: UInt64 { switchInsNotSeen.reduce(0) { $0.addingSaturated($1.count) } }
     /// The time they leave unknown, in total (ns; saturating).

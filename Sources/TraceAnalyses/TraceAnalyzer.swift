@@ -376,6 +376,15 @@ public struct TraceAnalyzer {
         }
     }
 
+    /// A thread name (comm, or a title) that is node's: "node", "nodejs", "node20", "/usr/bin/node app.js".
+    static func isNodeName(_ name: String) -> Bool {
+        let program = name.split(separator: " ", maxSplits: 1).first.map { $0.split(separator: "/").last ?? $0 } ?? ""
+        guard program.hasPrefix("node") else { return false }
+        var rest = program.dropFirst(4)
+        if rest.hasPrefix("js") { rest = rest.dropFirst(2) }
+        return rest.allSatisfy { $0.isNumber || $0 == "." || $0 == "-" }
+    }
+
     /// At most this many uncaught errors are listed (a program whose policy keeps it running may throw on
     /// every request); the rest are counted.
     public static let maxUncaughtErrors = 16
@@ -748,6 +757,12 @@ public struct TraceAnalyzer {
         var (threadList, stalls) = finalThreads.summary(
             loopUtilization: loopUtilization, userThreadNames: userThreadNames, noLoops: noLoops)
         let stallsOfNoLoops = finalThreads.stallsAtThreshold(of: noLoops)
+        // Node processes the kernel saw that sent no events of their own: the hooks were not injected (a shell or
+        // script started node without --node, --pid, --no-node-hooks, or NODE_OPTIONS reset by the program).
+        overview.nodeProcessesWithoutHooks = finalThreads.names.compactMap { key, name in
+            let pid = UInt32(key >> 32), tid = UInt32(truncatingIfNeeded: key)
+            return pid == tid && !userPids.contains(pid) && Self.isNodeName(name) ? pid : nil
+        }.sorted()
         overview.switchInsNotSeen = threadList.filter { $0.switchInsNotSeen > 0 }
             .map { SwitchInsNotSeen(thread: $0.ref, count: $0.switchInsNotSeen, unknownNs: $0.unknownNs) }
             .sorted { ($0.unknownNs, $1.thread.tid) > ($1.unknownNs, $0.thread.tid) }

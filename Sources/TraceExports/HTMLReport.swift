@@ -160,6 +160,9 @@ public enum HTMLReport {
                 "Kind", "kernel-only trace (the program emitted no async events): loop view from its waits for events (epoll, poll, select, io_uring)"
             )
         }
+        if !o.nodeProcessesWithoutHooks.isEmpty {
+            s += row("Node", x(TextReport.nodeWithoutHooksLine(o.nodeProcessesWithoutHooks)), warn: true)
+        }
         let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
         s += row(
             "Dropped events",

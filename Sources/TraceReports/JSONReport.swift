@@ -30,6 +30,7 @@ public enum JSONReport {
                 t.field("kind", o.hasUserEvents ? (o.hasKernelEvents ? "user+kernel" : "user") : (o.hasKernelEvents ? "kernel-only" : "empty"))
                 t.field("user_threads", o.userThreads)
                 t.array("processes") { p in for pid in o.processes { p.field(nil, UInt64(pid)) } }
+                t.array("node_without_hooks") { p in for pid in o.nodeProcessesWithoutHooks { p.field(nil, UInt64(pid)) } }
                 t.field("scheduler_events", a.hasSchedulerEvents)
                 if let w = a.window {
                     t.object("window") { x in

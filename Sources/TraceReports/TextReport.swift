@@ -56,6 +56,14 @@ public enum TextReport {
         return "\(name)(" + (fd >= 0 ? "fd \(fd)" + (fdDetail.map { " → " + $0 } ?? "") : "") + ")"
     }
 
+    /// "node ran without the Node.js hooks (pid 7734): …": what such a trace lacks, and how to get it.
+    public static func nodeWithoutHooksLine(_ pids: [UInt32]) -> String {
+        let shown = pids.prefix(5).map { "\($0)" }.joined(separator: ", ") + (pids.count > 5 ? ", … (\(pids.count) in all)" : "")
+        return "node ran without the Node.js hooks (pid\(pids.count == 1 ? "" : "s") \(shown)): its callbacks, async ids and open "
+            + "resources are not in this trace; record node itself (asynctrace record node app.js), or add --node when a "
+            + "shell or script starts it"
+    }
+
     /// The overview's loss line for off-CPU switch-ins not seen (the first 3 threads named, most unknown time first).
     public static func switchInsNotSeenLine(_ o: Overview) -> String {
         let shown = o.switchInsNotSeen.prefix(3).map {
@@ -153,6 +161,9 @@ public enum TextReport {
         if !o.hasUserEvents && o.hasKernelEvents {
             out +=
                 "  kind       kernel-only trace (the program emitted no async events): loop view from its waits for events (epoll, poll, select, io_uring)\n"
+        }
+        if !o.nodeProcessesWithoutHooks.isEmpty {
+            out += "  node       " + nodeWithoutHooksLine(o.nodeProcessesWithoutHooks) + "\n"
         }
         let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
         out += "  dropped    " + (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events")
