@@ -23,6 +23,9 @@ public enum NodeBatchProtocol {
     public static let packedInit: UInt64 = 5
 
     public static let magic: Double = 0x4154_4E42  // "ATNB"
+    /// The low 32 bits of every thread's batch-write resource id (the preload's FLUSH_ID: the thread's id base
+    /// + 2³² − 1), the recorder's own resource around each batch's write(2).
+    public static let batchWriteID: UInt64 = 0xFFFF_FFFF
     /// A message the recorder sends itself through the FIFO to end its reading loop.
     public static let stopMagic: Double = 0x4154_4E53  // "ATNS"
     public static let maxBatchBytes = 4096

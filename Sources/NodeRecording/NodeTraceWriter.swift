@@ -58,6 +58,8 @@ public struct NodeTraceWriter {
         var lost: UInt64 = 0
         var dropped: UInt64 { droppedBefore.addingSaturated(droppedByThread).addingSaturated(lost) }
         var lastNs: UInt64 = 0
+        /// The thread's batch write whose after+destroy have not come (they go out with its next batch), if any.
+        var openBatchWrite: UInt64?
         var clockOffsetNs: Double = 0
         var hasClock = false
         /// Type names by the preload's index (nil: not defined yet).
@@ -146,6 +148,19 @@ public struct NodeTraceWriter {
     public mutating func flush(final: Bool = false) {
         for key in Array(streams.keys) {
             guard var s = streams[key] else { continue }
+            // A batch write's after and destroy travel with the thread's next batch, which a thread killed or
+            // still running when recording stops never sends. The batch arrived, so that write had returned and
+            // its callback, which does nothing after it, ended: it is closed at the thread's last time rather
+            // than left running (a blocking callback) and open at exit, the recorder's own resource.
+            if final, let id = s.openBatchWrite {
+                for k in [EventKind.after, .destroy] {
+                    event(&s, k, ns: s.lastNs) { b, ticks in
+                        b.beginEvent(k, ticks: ticks)
+                        b.putAsyncID(id)
+                    }
+                }
+                s.openBatchWrite = nil
+            }
             if final || !(s.builder?.isEmpty ?? true) { seal(&s, final: final) }
             streams[key] = s
         }
@@ -334,6 +349,9 @@ public struct NodeTraceWriter {
                     b.beginEvent(k, ticks: ticks)
                     b.putAsyncID(id)
                 }
+                if id & NodeBatchProtocol.batchWriteID == NodeBatchProtocol.batchWriteID {
+                    s.openBatchWrite = kind == .before ? id : nil
+                }
                 if kind == .afterDestroy {
                     event(&s, .destroy, ns: s.lastNs) { b, ticks in
                         b.beginEvent(.destroy, ticks: ticks)
@@ -342,6 +360,7 @@ public struct NodeTraceWriter {
                 }
             case .destroy, .promiseResolve:
                 guard let id = Self.integer(a) else { statistics.malformedRecords += 1; return }
+                if kind == .destroy && s.openBatchWrite == id { s.openBatchWrite = nil }
                 let k: EventKind = kind == .destroy ? .destroy : .promiseResolve
                 event(&s, k, ns: s.lastNs) { b, ticks in
                     b.beginEvent(k, ticks: ticks)

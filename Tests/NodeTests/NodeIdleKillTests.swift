@@ -22,10 +22,30 @@ import TraceReader
         """#
 
     @Test func aProgramKilledWhileIdleLeavesNoBatchWriteOpen() throws {
+        try expectNoBatchWriteOpen(Self.program, status: 128 + SIGTERM)
+    }
+
+    /// Killed while busy, right after a batch went out: that write's after and destroy wait in the preload's
+    /// buffer for the next batch, which never comes (SIGKILL). Its batch arrived, so the recorder closes it.
+    static let busyProgram = #"""
+        const end = Date.now() + 300;
+        (function spin() {
+          const t = Date.now(); while (Date.now() - t < 1) {}
+          if (Date.now() < end) setImmediate(spin); else process.kill(process.pid, 'SIGKILL');
+        })();
+        """#
+
+    @Test func aProgramKilledWhileBusyLeavesNoBatchWriteOpen() throws {
+        try expectNoBatchWriteOpen(Self.busyProgram, status: 128 + SIGKILL)
+    }
+
+    /// Records `program` (kernel probes off: the preload's events are the subject), expects record's exit status
+    /// `status`, batch writes in the trace, each closed, and none open at exit in the report.
+    func expectNoBatchWriteOpen(_ program: String, status: Int32) throws {
         let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
-        try withRecordedNodeScript(Self.program, file: "idle.js", node: node, record: ["--no-kernel"], report: []) { r in
+        try withRecordedNodeScript(program, file: "killed.js", node: node, record: ["--no-kernel"], report: []) { r in
             let (trace, rec, json) = (r.trace, r.record, r.json)
-            #expect(rec.status == 128 + SIGTERM, "record: \(rec.stderr)")
+            #expect(rec.status == status, "record: \(rec.stderr)")
 
             let reader = try TraceReader(path: trace)
             var batchWriteIDs = Set<UInt64>()
@@ -51,6 +71,8 @@ import TraceReader
             // The report agrees: no batch write open at exit or unfinished.
             let openAtExit = json["open_at_exit"] as? [[String: Any]] ?? []
             #expect(!openAtExit.contains { $0["type"] as? String == "asynctrace (batch write)" }, "\(openAtExit)")
+            let unfinished = (json["blocking"] as? [[String: Any]] ?? []).filter { $0["unfinished"] as? Bool == true }
+            #expect(!unfinished.contains { $0["type"] as? String == "asynctrace (batch write)" }, "\(unfinished)")
         }
     }
 }
