@@ -216,14 +216,17 @@ public struct ResourceTypeStats: Sendable {
 }
 
 /// One syscall (by name and fd) made inside a callback or stall, with its totals.
+///
+/// A stall's syscalls also list the sleeps in syscalls the probes do not record (wait4, rt_sigtimedwait),
+/// as the scheduler named them: for those, `count` is the sleeps and `ns` their blocked time.
 public struct SyscallInCallback: Sendable {
     /// The syscall's name ("read", "futex", ...).
     public var name: String
     /// The fd it was made on; -1 (or not an fd) for calls without one (see `SyscallNames`).
     public var fd: Int64
-    /// Calls made.
+    /// Calls made (a syscall the probes do not record: times the thread slept in it).
     public var count: UInt64
-    /// Time in the kernel (sum of the calls' durations).
+    /// Time in the kernel (sum of the calls' durations; a syscall the probes do not record: its time blocked).
     public var ns: UInt64
     /// Bytes moved by read- and write-like calls (positive return values; 0 for other calls).
     public var bytes: UInt64

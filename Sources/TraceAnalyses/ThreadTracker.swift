@@ -302,6 +302,15 @@ struct ThreadTracker {
             g.blockedNs = g.blockedNs.addingSaturated(i.blockedNs)
             g.runqueueNs = g.runqueueNs.addingSaturated(i.runqueueNs)
             g.unknownNs = g.unknownNs.addingSaturated(i.unknownNs)
+            // A sleep in a syscall the probes do not record, named by the scheduler (a coroutine's
+            // subprocess.run waiting in wait4): listed with the stall's syscalls, or the stall was only
+            // 'blocked outside traced syscalls' with nothing naming what it waited for.
+            let slept = i.state >> 8
+            if reason == nil, i.blockedNs > 0, slept > 0, slept <= 0xFFFF {
+                SyscallTally.add(
+                    &g.syscalls, nr: OffCPUReason.outside(state: i.state), fd: -1, ns: i.blockedNs, bytes: 0,
+                    blockedNs: i.blockedNs, detail: nil)
+            }
             t.gap = g
         }
         guard i.blockedNs > 0 else { return }

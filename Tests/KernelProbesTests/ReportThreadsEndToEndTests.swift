@@ -169,6 +169,37 @@ private let program = #"""
         #expect((pipeRead["bytes"] as? Int ?? .max) < 1 << 20, "\(reads)")
     }
 
+    /// A stall spent asleep in a syscall the probes do not record is named by it: a Python coroutine that runs
+    /// subprocess.run (wait4) or waits for a signal (rt_sigtimedwait) on the loop was 'waiting: 310 ms blocked
+    /// outside traced syscalls', its syscall lines silent about the wait.
+    @Test func aStallAsleepInAnUnrecordedSyscallNamesIt() throws {
+        try requireKernel("aStallAsleepInAnUnrecordedSyscallNamesIt")
+        let script = temporaryPath("unrecorded-wait.py")
+        try """
+        import asyncio, signal, subprocess
+        async def main():
+            await asyncio.sleep(0.01)
+            subprocess.run(["/bin/sleep", "0.2"], check=True)
+            await asyncio.sleep(0.01)
+            signal.sigtimedwait([signal.SIGUSR1], 0.15)
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let trace = try recordTrace(["/usr/bin/python3", script], name: "unrecorded-wait")
+        defer { for p in [script, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let stalls = try #require(try reportJSON(trace, options: ["--threshold", "50ms"])["stalls"] as? [[String: Any]])
+        func slept(_ name: String) -> [String: Any]? {
+            stalls.lazy.compactMap { s in (s["syscalls"] as? [[String: Any]])?.first { $0["name"] as? String == name } }.first
+        }
+        let wait4 = try #require(slept("wait4"), "\(stalls)")
+        #expect((wait4["blocked_ns"] as? Int ?? 0) >= 180_000_000 && wait4["ns"] as? Int == wait4["blocked_ns"] as? Int, "\(wait4)")
+        let signal = try #require(slept("rt_sigtimedwait"), "\(stalls)")
+        #expect((signal["blocked_ns"] as? Int ?? 0) >= 130_000_000, "\(signal)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace]).stdout
+        #expect(text.contains("wait4() ") && text.contains("rt_sigtimedwait() "), "\(text)")
+        #expect(!text.contains("blocked outside traced syscalls"), "\(text)")
+    }
+
     /// Loops that wait in poll or select rather than epoll (GLib, Python's socketserver and http.server,
     /// sshd): `python3 -m http.server` got no loop view at all, and its main thread's idle 0.5 s polls were
     /// its "longest stall". A poll loop's stalls are listed like an epoll loop's; a poll made inside an epoll
