@@ -425,6 +425,15 @@ public struct LoopStall: Sendable {
     /// The listed callback (blocking or slowest) that ran longest inside it on its thread: its type,
     /// causal chain and creation site name the stall (Node with its hooks); nil when none is listed.
     public var callback: CallbackRecord? = nil
+    /// Its blocked stretches (switch-out to wakeup; 0 without scheduler events).
+    public var blockedWaits: UInt64 = 0
+    /// The threads whose wakeups ended the most of its blocked time, most first (at most 4): the thread that
+    /// held what it waited for (a lock, CPython's GIL) or wrote what it read.
+    public var wokenBy: [WakerTime] = []
+    /// Of `blockedWaits`, those no thread was seen to end (an interrupt: a timer, a packet, a disk's completion).
+    public var wokenByInterrupt: UInt64 = 0
+    /// Their time blocked (ns).
+    public var wokenByInterruptNs: UInt64 = 0
 }
 
 /// One callback invocation (before → after).

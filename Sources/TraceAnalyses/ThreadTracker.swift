@@ -113,6 +113,8 @@ struct ThreadTracker {
         var kernelNs: UInt64 = 0
         var unknownNs: UInt64 = 0
         var syscalls: [SyscallTally] = []
+        /// Its blocked stretches by who ended them: the thread holding the lock (or GIL) it waited for.
+        var wakes = ReasonAccum()
         /// Of it, inside the thread's outermost recorded callbacks.
         var inCallbacksNs: UInt64 = 0
     }
@@ -302,6 +304,7 @@ struct ThreadTracker {
             g.blockedNs = g.blockedNs.addingSaturated(i.blockedNs)
             g.runqueueNs = g.runqueueNs.addingSaturated(i.runqueueNs)
             g.unknownNs = g.unknownNs.addingSaturated(i.unknownNs)
+            if i.blockedNs > 0 { g.wakes.add(i.blockedNs, waker: i.waker) }
             // A sleep in a syscall the probes do not record, named by the scheduler (a coroutine's
             // subprocess.run waiting in wait4): listed with the stall's syscalls, or the stall was only
             // 'blocked outside traced syscalls' with nothing naming what it waited for.
@@ -593,6 +596,13 @@ struct ThreadTracker {
         loopUtilization: [UInt64: Double], userThreadNames: [UInt64: String], noLoops: Set<UInt64> = []
     ) -> ([ThreadSummary], [LoopStall]) {
         func threadName(_ k: UInt64) -> String? { name(k, userThreadNames: userThreadNames) }
+        func wakers(_ a: ReasonAccum) -> [WakerTime] {
+            a.wakers.sorted { $0.ns > $1.ns }.map {
+                WakerTime(
+                    thread: ThreadRef(pid: UInt32($0.key >> 32), tid: UInt32(truncatingIfNeeded: $0.key), name: threadName($0.key)),
+                    count: $0.count, ns: $0.ns)
+            }
+        }
         var out: [ThreadSummary] = []
         var keys = Set(threads.keys)
         for k in userThreadNames.keys where keys.count < Self.maxThreads { keys.insert(k) }
@@ -604,14 +614,7 @@ struct ThreadTracker {
             let reasons = t.reasons.map { r, a in
                 OffCPUReasonTime(
                     reason: OffCPUReason.name(r), ns: a.ns, count: a.count,
-                    wokenBy: a.wakers.sorted { $0.ns > $1.ns }.map {
-                        WakerTime(
-                            thread: ThreadRef(
-                                pid: UInt32($0.key >> 32), tid: UInt32(truncatingIfNeeded: $0.key),
-                                name: threadName($0.key)),
-                            count: $0.count, ns: $0.ns)
-                    },
-                    wokenByInterrupt: a.unnamedCount, wokenByInterruptNs: a.unnamedNs)
+                    wokenBy: wakers(a), wokenByInterrupt: a.unnamedCount, wokenByInterruptNs: a.unnamedNs)
             }.sorted { ($0.ns, $1.reason) > ($1.ns, $0.reason) }
             out.append(
                 ThreadSummary(
@@ -638,7 +641,9 @@ struct ThreadTracker {
                 onCPUNs: sawScheduler ? d.durationNs.subtractingSaturated(off) : nil,
                 blockedNs: g.blockedNs, runqueueNs: g.runqueueNs, kernelNs: g.kernelNs,
                 syscalls: g.syscalls.sorted { $0.ns > $1.ns }.map(SyscallInCallback.init),
-                inCallbacksNs: threads[d.key]?.ranCallbacks == true ? min(g.inCallbacksNs, d.durationNs) : nil)
+                inCallbacksNs: threads[d.key]?.ranCallbacks == true ? min(g.inCallbacksNs, d.durationNs) : nil,
+                blockedWaits: g.wakes.count, wokenBy: wakers(g.wakes), wokenByInterrupt: g.wakes.unnamedCount,
+                wokenByInterruptNs: g.wakes.unnamedNs)
         }
         return (out, stallList)
     }

@@ -333,6 +333,9 @@ public enum HTMLReport {
             }
             if let line = TextReport.outsideCallbacks(st, promisesRecorded: promisesRecorded) { what.append(x(line)) }
             what.append(x(verdict))
+            if !st.wokenBy.isEmpty {
+                what.append(x(TextReport.wokenText(st.wokenBy, waits: st.blockedWaits, byInterrupt: st.wokenByInterrupt)))
+            }
             s +=
                 "<tr class=\"stall\" data-start-ns=\"\(st.startNs)\" data-duration-ns=\"\(st.durationNs)\"><td>\(x(TextReport.thread(st.thread)))</td>"
                 + "<td class=\"n\">\(Formatting.at(st.startNs, from: a.overview.recordingStartNs))</td>"

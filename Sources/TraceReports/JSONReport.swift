@@ -438,15 +438,7 @@ public enum JSONReport {
                     o.field("reason", x.reason)
                     o.field("ns", x.ns)
                     o.field("count", x.count)
-                    o.array("wakers") { w in
-                        for k in x.wokenBy {
-                            w.object {
-                                threadRef(k.thread, &$0)
-                                $0.field("count", k.count)
-                                $0.field("ns", k.ns)
-                            }
-                        }
-                    }
+                    wakers(x.wokenBy, &o)
                     o.field("woken_by_interrupt", x.wokenByInterrupt)
                     o.field("woken_by_interrupt_ns", x.wokenByInterruptNs)
                 }
@@ -486,6 +478,19 @@ public enum JSONReport {
         }
     }
 
+    /// `wakers`: the threads whose wakeups ended the most of the blocked time, with how many waits each ended.
+    private static func wakers(_ wokenBy: [WakerTime], _ e: inout JSONWriter) {
+        e.array("wakers") { w in
+            for k in wokenBy {
+                w.object {
+                    threadRef(k.thread, &$0)
+                    $0.field("count", k.count)
+                    $0.field("ns", k.ns)
+                }
+            }
+        }
+    }
+
     private static func stall(_ st: LoopStall, _ e: inout JSONWriter) {
         e.field("tid", UInt64(st.thread.tid))
         e.field("pid", UInt64(st.thread.pid))
@@ -498,6 +503,10 @@ public enum JSONReport {
         e.field("runqueue_ns", st.runqueueNs)
         e.field("kernel_ns", st.kernelNs)
         syscallsInside(st.syscalls, &e)
+        e.field("blocked_waits", st.blockedWaits)
+        wakers(st.wokenBy, &e)
+        e.field("woken_by_interrupt", st.wokenByInterrupt)
+        e.field("woken_by_interrupt_ns", st.wokenByInterruptNs)
         codeStacks(st.stacks, waits: st.waitStacks, &e)
         hotFunction(st.hot, &e)
         if let c = st.callback { e.object("callback") { callback(c, &$0) } } else { e.null("callback") }

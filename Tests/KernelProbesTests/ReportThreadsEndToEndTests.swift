@@ -200,6 +200,55 @@ private let program = #"""
         #expect(!text.contains("blocked outside traced syscalls"), "\(text)")
     }
 
+    /// A Python asyncio loop starved by a thread that holds the GIL in a CPU loop waits on a futex in take_gil at
+    /// every turn: the stall says which thread ended its waits (the GIL's holder, dropping it), where it named
+    /// only 'futex wait' and left the holder to the THREADS section's totals over the whole recording.
+    @Test func aStallNamesTheThreadsThatEndedItsWaits() throws {
+        try requireKernel("aStallNamesTheThreadsThatEndedItsWaits")
+        let script = temporaryPath("gil.py"), tidFile = temporaryPath("gil.tid")
+        try """
+        import asyncio, sys, threading
+        def crunch(stop):
+            with open(sys.argv[1], "w") as f:
+                f.write(str(threading.get_native_id()))
+            n = 0
+            while not stop.is_set():
+                n += 1
+        async def main():
+            stop = threading.Event()
+            t = threading.Thread(target=crunch, args=(stop,))
+            t.start()
+            for _ in range(40):
+                await asyncio.sleep(0.005)
+            stop.set()
+            t.join()
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let trace = try recordTrace(["/usr/bin/python3", script, tidFile], name: "gil")
+        defer { for p in [script, tidFile, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let cruncher = try #require(Int(try String(contentsOfFile: tidFile, encoding: .utf8)))
+        let j = try reportJSON(trace, options: ["--threshold", "1ms", "--top", "1000"])
+        let stalls = try #require(j["stalls"] as? [[String: Any]])
+        let loop = stalls.filter { $0["tid"] as? Int == $0["pid"] as? Int }
+        let ended = loop.filter { s in
+            ((s["wakers"] as? [[String: Any]]) ?? []).contains { $0["tid"] as? Int == cruncher && ($0["count"] as? Int ?? 0) > 0 }
+        }
+        try #require(!ended.isEmpty, "no loop stall woken by the GIL's holder (tid \(cruncher)): \(loop)")
+        // Those waits were the GIL's: futex waits, and a thread's wakeups are counted among the stall's waits.
+        #expect(
+            ended.contains { s in
+                ((s["syscalls"] as? [[String: Any]]) ?? []).contains { $0["name"] as? String == "futex wait" }
+            }, "\(ended)")
+        #expect(
+            ended.allSatisfy { s in
+                let named = ((s["wakers"] as? [[String: Any]]) ?? []).reduce(0) { $0 + ($1["count"] as? Int ?? 0) }
+                return named + (s["woken_by_interrupt"] as? Int ?? 0) <= (s["blocked_waits"] as? Int ?? 0)
+            }, "\(ended)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "1ms", "--top", "1000", trace]).stdout
+        #expect(
+            text.split(separator: "\n").contains { $0.hasPrefix("      woken ") && $0.contains("(tid \(cruncher) ") }, "\(text)")
+    }
+
     /// Loops that wait in poll or select rather than epoll (GLib, Python's socketserver and http.server,
     /// sshd): `python3 -m http.server` got no loop view at all, and its main thread's idle 0.5 s polls were
     /// its "longest stall". A poll loop's stalls are listed like an epoll loop's; a poll made inside an epoll
