@@ -564,10 +564,11 @@ struct ThreadTracker {
     /// A thread's name in every section: the kernel's (its comm, which follows renames), unless the name its
     /// runtime gave the thread (a user stream's `threadInfo`) extends it: node's `node (worker 1)` for a
     /// worker whose comm is `node`, a name longer than comm's 15 bytes. Either where the other is unknown.
+    /// A Dispatch worker's cut of its queue's label is the label (`DispatchThreadNames`).
     static func preferredName(kernel: String?, user: String?) -> String? {
-        guard let kernel, !kernel.isEmpty else { return user }
-        if let user, user.count > kernel.count, user.hasPrefix(kernel) { return user }
-        return kernel
+        guard let kernel, !kernel.isEmpty else { return user.map(DispatchThreadNames.expanded) }
+        if let user, user.count > kernel.count, user.hasPrefix(kernel) { return DispatchThreadNames.expanded(user) }
+        return DispatchThreadNames.expanded(kernel)
     }
 
     func name(_ key: UInt64, userThreadNames: [UInt64: String]) -> String? {

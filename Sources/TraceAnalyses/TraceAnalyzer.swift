@@ -701,7 +701,7 @@ public struct TraceAnalyzer {
 
         var finalThreads = threads
         finalThreads.flush()
-        var names = userThreadNames
+        var names = userThreadNames.mapValues(DispatchThreadNames.expanded)
         for k in finalThreads.names.keys { names[k] = finalThreads.name(k, userThreadNames: userThreadNames) }
         for (k, n) in finalThreads.wakerNames where names[k] == nil { names[k] = n }
         func ref(_ key: UInt64) -> ThreadRef? {

@@ -456,7 +456,10 @@ public final class Timeline {
         if let t = threadByKey[key] { return t }
         let p = processIndex(pid: pid, program: program)
         let t = threads.count
-        threads.append(TimelineThread(index: t, pid: pid, tid: tid, name: name ?? kernelThreadNames[key], hasUserStream: user))
+        threads.append(
+            TimelineThread(
+                index: t, pid: pid, tid: tid, name: (name ?? kernelThreadNames[key]).map(DispatchThreadNames.expanded),
+                hasUserStream: user))
         threadByKey[key] = t
         if t == perThreadCapacity {
             let bigger = UnsafeMutablePointer<ThreadState>.allocate(capacity: 2 * t)
@@ -591,7 +594,7 @@ public final class Timeline {
         let name = it.string(e.textID)
         if let t = threadByKey[key] {
             // A user stream's own name wins; a kernel-only thread takes its latest comm.
-            if !threads[t].hasUserStream || threads[t].name == nil { threads[t].name = name }
+            if !threads[t].hasUserStream || threads[t].name == nil { threads[t].name = DispatchThreadNames.expanded(name) }
         } else if kernelThreadNames.count < 65_536 || kernelThreadNames[key] != nil {
             kernelThreadNames[key] = name
         }
@@ -680,7 +683,7 @@ public final class Timeline {
         let p = processOfThread[t]
         switch e.kind {
         case .threadInfo:
-            threads[t].name = e.textID >= 0 ? it.string(e.textID) : ""
+            threads[t].name = e.textID >= 0 ? DispatchThreadNames.expanded(it.string(e.textID)) : ""
         case .initResource:
             let id = e.u(0)
             let type = textName(e.textID, it)
