@@ -2,7 +2,7 @@
 // the threshold (the time from one wait's return to the next wait's entry: one loop iteration) is a
 // stall, for any epoll loop (libuv, NIO, our runtime) without the program's help. A thread that waits in
 // poll or select and never waited in epoll is a loop on poll (GLib, Python's socketserver), as for the
-// report (TraceAnalyzer.pollWaitNrs). Worker pools that take turns at one epoll fd (Go's netpoller, Tokio's
+// report (TraceAnalyzer.isPollLoopWait), and so is a loop on io_uring_enter waiting for completions. Worker pools that take turns at one epoll fd (Go's netpoller, Tokio's
 // driver) park in futex waits while another worker has the poller: for them, as for the report
 // (SharedPollers), a futex wait ends a stretch like an epoll wait, a look with timeout 0 is no wait, and a
 // thread that only looks (Go's sysmon) is no loop; else an idle Go server dumped on every park. A thread that
@@ -19,8 +19,6 @@ struct LoopStallWatch {
     private var lastReturnNs: [UInt64: UInt64] = [:]
     /// Threads that waited in epoll: their polls are not loop waits (a resolver's inside a callback).
     private var epollThreads: Set<UInt64> = []
-    /// poll, select, pselect6, ppoll.
-    static let pollWaitNrs: Set<UInt32> = [7, 23, 270, 271]
     static let futexNr: UInt32 = 202
     static let closeNr: UInt32 = 3
     static let maxThreads = 65_536
@@ -59,7 +57,8 @@ struct LoopStallWatch {
                     if e.nr == Self.closeNr && e.ret == 0 { pollers.closed(pid: e.pid, fd: Int64(e.fd)) }
                     // A pool worker's futex wait (that has blocked in epoll) is its idle time, as an epoll wait.
                     let parked = e.nr == Self.futexNr && pollers.isWorker(pid: e.pid, tid: e.tid) && pollers.hasBlocked(pid: e.pid, tid: e.tid)
-                    guard parked || (Self.pollWaitNrs.contains(e.nr) && !epollThreads.contains(key)) else { continue }
+                    let pollWait = TraceAnalyzer.isPollLoopWait(nr: UInt64(e.nr), size: e.size)
+                    guard parked || (pollWait && !epollThreads.contains(key)) else { continue }
                     if !parked {
                         if pollCallers.count >= Self.maxThreads && pollCallers[key] == nil { pollCallers.removeAll() }
                         var c = pollCallers[key, default: PollCaller()]

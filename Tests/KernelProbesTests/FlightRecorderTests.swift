@@ -360,6 +360,24 @@ private struct DumpContents {
         }
     }
 
+    /// --dump-on-block watches a loop on io_uring as the report does (its io_uring_enter waits for completions are
+    /// its waits): the ring loop's 150 ms burn leaves a dump. Before, it made none.
+    @Test func aLoopOnIoUringIsWatchedForStallsToo() throws {
+        try requireKernel("flight recorder dump-on-block, io_uring loop")
+        let dir = temporaryPath("flight-uring")
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let binary = try compileC(ReportThreadsEndToEndTests.ioUringLoopC, name: "flight-uring-loop", flags: ["-O1", "-pthread"])
+        defer { try? FileManager.default.removeItem(atPath: binary) }
+        let r = try runCapturing(
+            try asynctrace(),
+            ["record", "--flight-recorder", "--keep", "3s", "--dump-on-block", "120ms", "-o", dir + "/app.atrace", "--", binary],
+            timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(dumpPaths(r.stderr).count == 1, "one dump, for the 150 ms burn (the 100 ms sleep is under the threshold): \(r.stderr)")
+    }
+
     /// A thread that polls a few times on its way to another wait is no loop, as in the report: the main thread
     /// looks at a pipe with three polls that do not wait, then blocks 400 ms in a read another thread ends, then
     /// polls once more. Before, that 400 ms read was a "stall" between two polls and left a dump.

@@ -328,52 +328,55 @@ private let program = #"""
         #expect(polls.contains { $0.contains(" ep-loop [") }, "\(lines)")
     }
 
+    /// A loop on io_uring_enter (raw syscalls: no liburing): "ring-loop" waits for completions 12 times (10 ms
+    /// each), burns 150 ms after the 5th and sleeps 100 ms after the 9th; "ring-submitter" enters without waiting.
+    static let ioUringLoopC = #"""
+        #define _GNU_SOURCE
+        #include <linux/io_uring.h>
+        #include <pthread.h>
+        #include <stdint.h>
+        #include <string.h>
+        #include <sys/syscall.h>
+        #include <time.h>
+        #include <unistd.h>
+        #ifndef IORING_ENTER_EXT_ARG
+        #define IORING_ENTER_EXT_ARG (1U << 3)
+        #endif
+        struct wait_arg { uint64_t sigmask; uint32_t sigmask_sz, pad; uint64_t ts; };
+        struct ts64 { int64_t sec, nsec; };
+        static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
+        static void burn(uint64_t ns) { volatile uint64_t x = 0; uint64_t end = now() + ns; while (now() < end) x++; }
+        static int ring(void) { struct io_uring_params p; memset(&p, 0, sizeof p); return (int)syscall(__NR_io_uring_setup, 8, &p); }
+        static void *submitter(void *a) {
+            pthread_setname_np(pthread_self(), "ring-submitter");
+            int fd = ring();
+            for (int i = 0; i < 3; i++) { syscall(__NR_io_uring_enter, fd, 0, 0, 0, 0, 0); usleep(60000); }
+            return 0;
+        }
+        int main(void) {
+            pthread_setname_np(pthread_self(), "ring-loop");
+            int fd = ring();
+            if (fd < 0) return 2;
+            pthread_t t; pthread_create(&t, 0, submitter, 0);
+            struct ts64 ts = { 0, 10000000 };
+            struct wait_arg arg = { .ts = (uint64_t)(uintptr_t)&ts };
+            for (int i = 0; i < 12; i++) {
+                syscall(__NR_io_uring_enter, fd, 0, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+                if (i == 4) burn(150000000);
+                if (i == 8) usleep(100000);
+            }
+            pthread_join(t, 0);
+            return 0;
+        }
+        """#
+
     /// A loop on io_uring waits for completions in io_uring_enter (IORING_ENTER_GETEVENTS), as others do in epoll_wait:
     /// an io_uring echo server's 1 s stalls (the client waited 1,036 ms) made no loop and no stall. Here 10 ms waits
     /// for a completion, a 150 ms burn and a 100 ms sleep between two of them: a loop with those two stalls. A
     /// thread that only submits (no GETEVENTS) around a 120 ms sleep stays no loop.
     @Test func aLoopOnIoUringHasItsStalls() throws {
         try requireKernel("aLoopOnIoUringHasItsStalls")
-        let binary = try compileC(
-            #"""
-            #define _GNU_SOURCE
-            #include <linux/io_uring.h>
-            #include <pthread.h>
-            #include <stdint.h>
-            #include <string.h>
-            #include <sys/syscall.h>
-            #include <time.h>
-            #include <unistd.h>
-            #ifndef IORING_ENTER_EXT_ARG
-            #define IORING_ENTER_EXT_ARG (1U << 3)
-            #endif
-            struct wait_arg { uint64_t sigmask; uint32_t sigmask_sz, pad; uint64_t ts; };
-            struct ts64 { int64_t sec, nsec; };
-            static uint64_t now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
-            static void burn(uint64_t ns) { volatile uint64_t x = 0; uint64_t end = now() + ns; while (now() < end) x++; }
-            static int ring(void) { struct io_uring_params p; memset(&p, 0, sizeof p); return (int)syscall(__NR_io_uring_setup, 8, &p); }
-            static void *submitter(void *a) {
-                pthread_setname_np(pthread_self(), "ring-submitter");
-                int fd = ring();
-                for (int i = 0; i < 3; i++) { syscall(__NR_io_uring_enter, fd, 0, 0, 0, 0, 0); usleep(60000); }
-                return 0;
-            }
-            int main(void) {
-                pthread_setname_np(pthread_self(), "ring-loop");
-                int fd = ring();
-                if (fd < 0) return 2;
-                pthread_t t; pthread_create(&t, 0, submitter, 0);
-                struct ts64 ts = { 0, 10000000 };
-                struct wait_arg arg = { .ts = (uint64_t)(uintptr_t)&ts };
-                for (int i = 0; i < 12; i++) {
-                    syscall(__NR_io_uring_enter, fd, 0, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
-                    if (i == 4) burn(150000000);
-                    if (i == 8) usleep(100000);
-                }
-                pthread_join(t, 0);
-                return 0;
-            }
-            """#, name: "uring-loop", flags: ["-O1", "-pthread"])
+        let binary = try compileC(Self.ioUringLoopC, name: "uring-loop", flags: ["-O1", "-pthread"])
         let trace = temporaryPath("uring-loop.atrace")
         defer { for p in [binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
         let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", binary])
