@@ -244,8 +244,10 @@
   }
 
   // Handles whose fd is not known yet at init (accepted sockets get theirs after the wrap exists).
-  // (The handles with an `fd` getter; a UDP socket gets its fd when bound.)
-  const FD_TYPES = new Set(['TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP', 'TTYWRAP', 'UDPWRAP']);
+  // (The handles with an `fd` getter; a UDP socket gets its fd when bound. A FileHandle's is read at the next
+  // hook too, never in init: reading it there can crash node. Its reads run on the pool, outside callbacks,
+  // so the fd table is what ties them to it.)
+  const FD_TYPES = new Set(['TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP', 'TTYWRAP', 'UDPWRAP', 'FILEHANDLE']);
   const pendingFD = new Map();
   function handleFD(resource) {
     try {

@@ -32,6 +32,23 @@ import Testing
             #expect((handles["destroyed"] as? NSNumber)?.intValue == ((handles["count"] as? NSNumber)?.intValue ?? 0) - 1, "\(handles)")
         }
     }
+
+    /// fs.promises reads run on libuv's pool threads, outside every callback: the fd table names the FileHandle
+    /// that owns the fd (it said "-", nothing tying the pool's reads of files.mjs to the program's handles).
+    @Test func aFileHandlesFDIsNamedByItsResource() throws {
+        if getuid() != 0 || !FileManager.default.isReadableFile(atPath: "/sys/kernel/btf/vmlinux") {
+            print("KERNEL TEST SKIPPED: the fd table of fs.promises reads: not root or no BTF")
+            try Test.cancel("kernel test skipped: not root or no BTF")
+        }
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        try withRecordedNodeScript(Self.program, file: "files.mjs", node: node, record: ["--sample-rate", "0"], report: []) { r in
+            #expect(r.record.status == 0, "record: \(r.record.stderr)")
+            let lives = (r.json["fds"] as? [[String: Any]] ?? []).filter { ($0["path"] as? String ?? "").hasSuffix("/files.mjs") }
+            // open() twice and readFile() three times, each its own fd life (node's own read of the module aside).
+            let owned = lives.filter { $0["resource_type"] as? String == "FILEHANDLE" }
+            #expect(owned.count >= 5, "fd lives of files.mjs: \(lives.map { ($0["fd"] ?? -1, $0["resource_type"] ?? "-") })")
+        }
+    }
 }
 
 /// A resource node's code made through a V8 builtin (child_process creates a child's stdio pipes inside
