@@ -289,6 +289,7 @@
   const SITE_FRAMES = 8;        // enough to get past node's own frames (net.Server.listen: 5 of them)
   const MAX_SITES = 65536;      // live resources with a site not yet sent
   const SLOW_CALLBACK_MS = 1;
+  const BLOCKING_MS = 10;       // the report's default blocking threshold
   const LONG_LIVED_MS = 1000;
   const liveSites = new Map();  // id -> holder of the captured stack (and its time)
   // Sites already sent of resources still alive (a server, once it lived a second): the parents of the sites
@@ -674,7 +675,13 @@
     // A callback that ran long (it may be the report's blocking callback): where its resource was made. After
     // the flush, so that a worker terminated right now (it may have just posted its result) loses at most the
     // site, never the callback's own events.
-    if (liveSites.size !== 0 && t - beforeMs[depth] >= SLOW_CALLBACK_MS) sendSite(idBase + asyncId);
+    if (liveSites.size !== 0 && t - beforeMs[depth] >= SLOW_CALLBACK_MS) {
+      sendSite(idBase + asyncId);
+      // One that blocked the loop (10 ms, the report's default threshold) is the report's subject: its site goes
+      // out now (a write per such callback), not with the next batch, which a process killed now (a cluster
+      // worker's kill(), SIGTERM) never sends.
+      if (t - beforeMs[depth] >= BLOCKING_MS && pos !== HEADER) { lastWriteMs = t; writeBatch(); }
+    }
   }
   function destroy(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;

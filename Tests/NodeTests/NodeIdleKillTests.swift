@@ -39,6 +39,29 @@ import TraceReader
         try expectNoBatchWriteOpen(Self.busyProgram, status: 128 + SIGKILL)
     }
 
+    /// A callback that blocked the loop, and the process killed right after it (a cluster worker's kill(), SIGTERM
+    /// under load): the blocking callback still says where its resource was made. Its site went out with the
+    /// next batch, which the kill lost: a gzipSync handler of a killed cluster worker had no "created at".
+    @Test func aBlockingCallbackOfAKilledProgramKeepsItsCreationSite() throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let program = #"""
+            function startWork() {
+              setTimeout(function spin() {
+                const t = Date.now(); while (Date.now() - t < 30) {}
+                setImmediate(() => process.kill(process.pid, 'SIGKILL'));
+              }, 20);
+            }
+            startWork();
+            """#
+        try withRecordedNodeScript(program, file: "killsite.js", node: node, record: ["--no-kernel"], report: []) { r in
+            #expect(r.record.status == 128 + SIGKILL, "record: \(r.record.stderr)")
+            let blocking = r.json["blocking"] as? [[String: Any]] ?? []
+            let spin = try #require(blocking.first { $0["type"] as? String == "Timeout" }, "\(blocking)")
+            let site = (spin["created_at"] as? [[String: Any]] ?? []).first
+            #expect(site?["function"] as? String == "startWork" && (site?["line"] as? NSNumber)?.intValue == 2, "\(spin)")
+        }
+    }
+
     /// Records `program` (kernel probes off: the preload's events are the subject), expects record's exit status
     /// `status`, batch writes in the trace, each closed, and none open at exit in the report.
     func expectNoBatchWriteOpen(_ program: String, status: Int32) throws {
