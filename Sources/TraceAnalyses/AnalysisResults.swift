@@ -480,6 +480,15 @@ public struct CallbackRecord: Sendable {
     /// Still running when its process's events end: its after() never came (the process exited or was
     /// killed inside it, or the trace or window was cut), so `durationNs` runs to that end: at least this long.
     public var unfinished = false
+    /// Its blocked stretches (switch-out to wakeup; 0 without scheduler events).
+    public var blockedWaits: UInt64 = 0
+    /// The threads whose wakeups ended the most of its blocked time, most first (at most 4): the thread that
+    /// signalled the semaphore or released the lock it waited for, or wrote what it read.
+    public var wokenBy: [WakerTime] = []
+    /// Of `blockedWaits`, those no thread was seen to end (an interrupt: a timer, a packet, a disk's completion).
+    public var wokenByInterrupt: UInt64 = 0
+    /// Their time blocked (ns).
+    public var wokenByInterruptNs: UInt64 = 0
     /// duration − blocked − run queue − unknown; nil without scheduler events.
     public var onCPUNs: UInt64? {
         guard let b = blockedNs, let r = runqueueNs else { return nil }

@@ -14,6 +14,8 @@ struct CallbackFrame {
     var runqueueNs: UInt64 = 0
     /// After an off-CPU episode whose switch-in was not seen: neither on nor off the CPU as far as the trace knows.
     var unknownNs: UInt64 = 0
+    /// Its blocked stretches by the thread whose wakeup ended them.
+    var wakes = ReasonAccum()
 }
 
 struct CallbackTracker {
@@ -88,13 +90,16 @@ struct CallbackTracker {
     }
 
     /// The thread of `stream` was off the CPU from `outNs`: every running callback that began by then waited.
-    mutating func noteOffCPU(stream: Int, outNs: UInt64, blockedNs: UInt64, runqueueNs: UInt64, unknownNs: UInt64) {
+    mutating func noteOffCPU(
+        stream: Int, outNs: UInt64, blockedNs: UInt64, runqueueNs: UInt64, unknownNs: UInt64, waker: UInt64
+    ) {
         var i = stacks[stream].count - 1
         while i >= 0 {
             if stacks[stream][i].beforeNs <= outNs {
                 stacks[stream][i].blockedNs = stacks[stream][i].blockedNs.addingSaturated(blockedNs)
                 stacks[stream][i].runqueueNs = stacks[stream][i].runqueueNs.addingSaturated(runqueueNs)
                 stacks[stream][i].unknownNs = stacks[stream][i].unknownNs.addingSaturated(unknownNs)
+                if blockedNs > 0 { stacks[stream][i].wakes.add(blockedNs, waker: waker) }
             }
             i -= 1
         }
@@ -117,5 +122,17 @@ struct CallbackTracker {
 
     static func syscalls(of frame: CallbackFrame) -> [SyscallInCallback] {
         frame.syscalls.sorted { $0.ns > $1.ns }.map(SyscallInCallback.init)
+    }
+}
+
+extension CallbackRecord {
+    /// Who ended its blocked stretches (the wakers' names are filled in once every thread's name is known).
+    mutating func addWakes(_ a: ReasonAccum) {
+        blockedWaits = a.count
+        wokenBy = a.wakers.sorted { $0.ns > $1.ns }.map {
+            WakerTime(thread: ThreadRef(pid: UInt32($0.key >> 32), tid: UInt32(truncatingIfNeeded: $0.key), name: nil), count: $0.count, ns: $0.ns)
+        }
+        wokenByInterrupt = a.unnamedCount
+        wokenByInterruptNs = a.unnamedNs
     }
 }

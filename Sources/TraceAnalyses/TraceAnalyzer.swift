@@ -303,7 +303,8 @@ public struct TraceAnalyzer {
                 waker: ev.u(5) << 32 | (ev.u(6) & 0xFFFF_FFFF))
             if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] {
                 callbacks.noteOffCPU(
-                    stream: s, outNs: i.outNs, blockedNs: i.blockedNs, runqueueNs: i.runqueueNs, unknownNs: i.unknownNs)
+                    stream: s, outNs: i.outNs, blockedNs: i.blockedNs, runqueueNs: i.runqueueNs, unknownNs: i.unknownNs,
+                    waker: i.waker)
             }
         case .waitStack:
             waitStack(ev, endNs: ns)
@@ -639,6 +640,7 @@ public struct TraceAnalyzer {
             causalChain: resources.causalChain(ResourceKey(pid: st.pid, asyncID: frame.asyncID)),
             syscalls: CallbackTracker.syscalls(of: frame), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs, unknownNs: frame.unknownNs)
         record.creationStack = resources.info(ResourceKey(pid: st.pid, asyncID: frame.asyncID))?.creationStack ?? -1
+        record.addWakes(frame.wakes)
         callbacks.slowest.offer(d, record)
         if blocking { callbacks.blockingLongest.offer(d, record) }
     }
@@ -777,6 +779,9 @@ public struct TraceAnalyzer {
             c.threadName = finalThreads.titled(
                 ThreadTracker.preferredName(kernel: finalThreads.names[key], user: c.threadName), key)
             if c.createdAt.isEmpty { c.createdAt = sites.frames(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
+            for i in c.wokenBy.indices {
+                c.wokenBy[i].thread.name = names[UInt64(c.wokenBy[i].thread.pid) << 32 | UInt64(c.wokenBy[i].thread.tid)]
+            }
             return c
         }
 
@@ -808,6 +813,7 @@ public struct TraceAnalyzer {
                 syscalls: CallbackTracker.syscalls(of: merged), blockedNs: frame.blockedNs, runqueueNs: frame.runqueueNs, unknownNs: frame.unknownNs)
             record.creationStack = resources.info(ResourceKey(pid: st.pid, asyncID: frame.asyncID))?.creationStack ?? -1
             record.unfinished = true
+            record.addWakes(frame.wakes)
             callbacks.slowest.offer(d, record)
             if blocking { callbacks.blockingLongest.offer(d, record) }
         }

@@ -253,7 +253,10 @@ public enum HTMLReport {
                         TextReport.verdict(
                             durationNs: c.durationNs, onCPUNs: c.onCPUNs, blockedNs: c.blockedNs ?? 0,
                             runqueueNs: c.runqueueNs ?? 0, kernelNs: c.kernelNs, syscalls: c.syscalls)) + "<br>"
-                } ?? "") + "\(sys.isEmpty ? (c.onCPUNs != nil ? "no syscalls recorded" : none) : sys)</td>"
+                } ?? "")
+                + (c.wokenBy.isEmpty
+                    ? "" : x(TextReport.wokenText(c.wokenBy, waits: c.blockedWaits, byInterrupt: c.wokenByInterrupt)) + "<br>")
+                + "\(sys.isEmpty ? (c.onCPUNs != nil ? "no syscalls recorded" : none) : sys)</td>"
                 + hotCell(c.hot) + "</tr>\n"
         }
         s += "</table>\n"

@@ -257,6 +257,11 @@ public enum TextReport {
                 for s in c.syscalls.prefix(8) { out += "                 " + Formatting.printable(syscallLine(s)) + "\n" }
                 if let rest = restLine(c.syscalls, shown: 8) { out += "                 " + rest + "\n" }
             }
+            // Who ended its waits: the thread that signalled the semaphore it waited on, released its lock,
+            // wrote what it read (a timer's or a packet's wakeup names no thread, and alone says nothing).
+            if !c.wokenBy.isEmpty {
+                out += "      " + wokenText(c.wokenBy, waits: c.blockedWaits, byInterrupt: c.wokenByInterrupt) + "\n"
+            }
             if let h = c.hot { out += "      hot        " + Formatting.printable(hotLine(h)) + "\n" }
             codeLines(c.stacks, durationNs: c.durationNs, indent: "      code       ", &out)
             waitLines(c.waitStacks, indent: "      waits      ", &out)
