@@ -434,6 +434,11 @@ public struct LoopStall: Sendable {
     public var wokenByInterrupt: UInt64 = 0
     /// Their time blocked (ns).
     public var wokenByInterruptNs: UInt64 = 0
+    /// A worker of a pool that takes turns at one epoll fd (Go, Tokio): the other workers' waits for events in
+    /// it. More than 0: the pool went on serving I/O while this worker was held (Go hands its P to another
+    /// thread in a blocking syscall; Tokio's block_in_place), so only what was queued on it waited. nil for a
+    /// thread that is no pool worker, or when the pool was found after the stall began.
+    public var otherWorkersWaits: UInt64? = nil
 }
 
 /// One callback invocation (before → after).

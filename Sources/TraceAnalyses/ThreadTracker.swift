@@ -108,6 +108,11 @@ struct ThreadTracker {
 
     struct GapState: Sendable {
         var startNs: UInt64
+        /// A pool worker's (`SharedPollers`): its process's pool waits when it began, its own looks at the poller
+        /// since, and (once it ended) the other workers' waits in it. nil for other threads.
+        var poolWaitsAtStart: UInt64? = nil
+        var ownLooks: UInt64 = 0
+        var poolWaitsMeanwhile: UInt64? = nil
         var blockedNs: UInt64 = 0
         var runqueueNs: UInt64 = 0
         var kernelNs: UInt64 = 0
@@ -389,7 +394,11 @@ struct ThreadTracker {
 
     /// An epoll wait from `enterNs` to `exitNs`: the thread is a loop thread; the stretch since its previous
     /// wait ends here, and the next begins.
-    mutating func epollWait(pid: UInt32, tid: UInt32, nr: UInt64, ret: Int64, enterNs: UInt64, exitNs: UInt64, isEpoll: Bool = true) {
+    /// `poolWaits`: a pool worker's process's pool waits so far, this one included (`TraceAnalyzer.poolWaits`).
+    mutating func epollWait(
+        pid: UInt32, tid: UInt32, nr: UInt64, ret: Int64, enterNs: UInt64, exitNs: UInt64, isEpoll: Bool = true,
+        poolWaits: UInt64? = nil
+    ) {
         let k = Self.key(pid, tid)
         var finished: (GapState, UInt64)? = nil
         withThread(k) { t in
@@ -406,7 +415,7 @@ struct ThreadTracker {
             let reason = OffCPUReason.syscall(nr, op: 0)
             _ = Self.claim(&t, enterNs: enterNs, reason: reason, gapEndNs: enterNs)
             t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: true)
-            finished = Self.endGap(&t, enterNs: enterNs, exitNs: exitNs)
+            finished = Self.endGap(&t, enterNs: enterNs, exitNs: exitNs, poolWaits: poolWaits, ownWait: 1)
         }
         offerStall(k, finished)
     }
@@ -416,7 +425,7 @@ struct ThreadTracker {
     /// the stretch since its previous wait ends here and the next begins. It stays a syscall of the thread's
     /// (THREADS names it and its wakers). Returns the time it was blocked.
     mutating func parkedInPool(
-        pid: UInt32, tid: UInt32, nr: UInt64, op: Int64, ret: Int64, enterNs: UInt64, exitNs: UInt64
+        pid: UInt32, tid: UInt32, nr: UInt64, op: Int64, ret: Int64, enterNs: UInt64, exitNs: UInt64, poolWaits: UInt64? = nil
     ) -> UInt64 {
         let k = Self.key(pid, tid)
         var finished: (GapState, UInt64)? = nil
@@ -432,16 +441,30 @@ struct ThreadTracker {
             t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: false)
             t.lastSyscallBlockedNs = blocked
             t.parks &+= 1
-            finished = Self.endGap(&t, enterNs: enterNs, exitNs: exitNs)
+            finished = Self.endGap(&t, enterNs: enterNs, exitNs: exitNs, poolWaits: poolWaits, ownWait: 0)
         }
         offerStall(k, finished)
         return blocked
     }
 
+    /// A pool worker looked at its shared poller in passing (a wait with timeout 0, counted in `poolWaits`): not
+    /// one of the other workers' waits in its stretch.
+    mutating func lookedAtPoller(pid: UInt32, tid: UInt32) {
+        guard let i = threads.index(forKey: Self.key(pid, tid)), threads.values[i].gap != nil else { return }
+        threads.values[i].gap!.ownLooks &+= 1
+    }
+
     /// Ends the thread's stretch between waits at `enterNs` (its length, if it had one) and begins the next at `exitNs`.
-    private static func endGap(_ t: inout ThreadState, enterNs: UInt64, exitNs: UInt64) -> (GapState, UInt64)? {
+    /// A pool worker's (`poolWaits`, its process's pool waits so far, `ownWait` of them this one): the other
+    /// workers' waits in the stretch, which the thread itself did not make.
+    private static func endGap(
+        _ t: inout ThreadState, enterNs: UInt64, exitNs: UInt64, poolWaits: UInt64?, ownWait: UInt64
+    ) -> (GapState, UInt64)? {
         var finished: (GapState, UInt64)? = nil
         if var g = t.gap, enterNs >= g.startNs {
+            if let now = poolWaits, let start = g.poolWaitsAtStart {
+                g.poolWaitsMeanwhile = now.subtractingSaturated(start).subtractingSaturated(g.ownLooks).subtractingSaturated(ownWait)
+            }
             // A callback still running holds this stretch from its start (a nested run loop inside a Swift
             // task waits many times inside one callback); its end credits only the stretch it ends in.
             if let since = t.callbackSinceNs, enterNs > max(since, g.startNs) {
@@ -454,7 +477,7 @@ struct ThreadTracker {
             }
             finished = (g, d)
         }
-        t.gap = GapState(startNs: exitNs)
+        t.gap = GapState(startNs: exitNs, poolWaitsAtStart: poolWaits)
         return finished
     }
 
@@ -644,7 +667,7 @@ struct ThreadTracker {
                 syscalls: g.syscalls.sorted { $0.ns > $1.ns }.map(SyscallInCallback.init),
                 inCallbacksNs: threads[d.key]?.ranCallbacks == true ? min(g.inCallbacksNs, d.durationNs) : nil,
                 blockedWaits: g.wakes.count, wokenBy: wakers(g.wakes), wokenByInterrupt: g.wakes.unnamedCount,
-                wokenByInterruptNs: g.wakes.unnamedNs)
+                wokenByInterruptNs: g.wakes.unnamedNs, otherWorkersWaits: g.poolWaitsMeanwhile)
         }
         return (out, stallList)
     }

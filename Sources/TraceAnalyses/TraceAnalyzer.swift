@@ -73,6 +73,9 @@ public struct TraceAnalyzer {
     var busySecondsBetweenWaits = BusySecondsTracker(.betweenEpollWaits)
     var threads: ThreadTracker
     var spans: SpanTracker
+    /// Per process: waits and looks of its pool workers at their shared poller (`SharedPollers`). A worker's stall
+    /// compares them at its start and end: the other workers' waits meanwhile say whether the pool went on.
+    var poolWaits: [UInt32: UInt64] = [:]
     /// Long waits with the stack that made them (waitStack events), kept for attachStacks.
     var waitMoments: [WaitMoment] = []
     var waitMomentsNotKept: UInt64 = 0
@@ -354,7 +357,11 @@ public struct TraceAnalyzer {
                 threads.notALoop(k, ns: ns)
                 kernelLoop.forget(k)
             }
+            // (A thread that only looks, as Go's sysmon, serves nothing: its looks are not the pool's waits.)
+            let counted = sharedPollers.isWorker(pid: p, tid: tid) && sharedPollers.hasBlocked(pid: p, tid: tid)
+            let poolCount = counted ? countPoolWait(pid: p) : sharedPollers.isWorker(pid: p, tid: tid) ? poolWaits[p] ?? 0 : nil
             if wait == .polled {
+                if counted && poolCount != nil { threads.lookedAtPoller(pid: p, tid: tid) }
                 // A worker's look at the shared poller in passing (Go's netpoll(0)): a syscall of its busy time.
                 let enter = ns.subtractingSaturated(dur)
                 threads.syscall(pid: p, tid: tid, nr: nr, fd: epfd, op: epfd, ret: ret, bytes: 0, enterNs: enter, exitNs: ns, fds: io)
@@ -371,7 +378,7 @@ public struct TraceAnalyzer {
                 break
             }
             if userStreamOfThread[thread] != nil { loopEpollFDs[thread] = epfd }
-            loopWait(pid: p, tid: tid, nr: nr, fd: epfd, ret: ret, durationNs: dur, exitNs: ns, isEpoll: true)
+            loopWait(pid: p, tid: tid, nr: nr, fd: epfd, ret: ret, durationNs: dur, exitNs: ns, isEpoll: true, poolWaits: poolCount)
         default:
             break
         }
@@ -431,14 +438,23 @@ public struct TraceAnalyzer {
     /// idle in it, and the stretch since its previous wait (a stall, if long) ends at its start.
     private mutating func loopWait(
         pid p: UInt32, tid: UInt32, nr: UInt64, fd: Int64, ret: Int64, durationNs dur: UInt64, exitNs ns: UInt64,
-        isEpoll: Bool
+        isEpoll: Bool, poolWaits: UInt64? = nil
     ) {
         loop.kernelWait(pid: p, tid: tid, durationNs: dur, exitNs: ns)
-        threads.epollWait(pid: p, tid: tid, nr: nr, ret: ret, enterNs: ns.subtractingSaturated(dur), exitNs: ns, isEpoll: isEpoll)
+        threads.epollWait(
+            pid: p, tid: tid, nr: nr, ret: ret, enterNs: ns.subtractingSaturated(dur), exitNs: ns, isEpoll: isEpoll,
+            poolWaits: poolWaits)
         io.syscall(pid: p, nr: nr, fd: fd, ret: ret, durationNs: dur, running: nil, ownerFD: nil)
         if let gap = kernelLoop.wait(pid: p, tid: tid, exitNs: ns, durationNs: dur) {
             busySecondsBetweenWaits.busy(startNs: gap.startNs, endNs: gap.startNs &+ gap.durationNs, earliestNs: firstNs)
         }
+    }
+
+    /// Counts a wait (or look) of a pool worker of `pid` at its shared poller; the count so far, this one included.
+    private mutating func countPoolWait(pid: UInt32) -> UInt64? {
+        guard poolWaits[pid] != nil || poolWaits.count < SharedPollers.limit else { return nil }
+        poolWaits[pid, default: 0] &+= 1
+        return poolWaits[pid]
     }
 
     /// poll, select, pselect6, ppoll: how loops that do not use epoll wait (GLib, Python's socketserver
@@ -559,7 +575,8 @@ public struct TraceAnalyzer {
             && sharedPollers.isWorker(pid: pid, tid: tid) && threads.isLoop(pid: pid, tid: tid)
         let blocked =
             parked
-            ? threads.parkedInPool(pid: pid, tid: tid, nr: nr, op: raw, ret: ret, enterNs: enter, exitNs: exitNs)
+            ? threads.parkedInPool(
+                pid: pid, tid: tid, nr: nr, op: raw, ret: ret, enterNs: enter, exitNs: exitNs, poolWaits: poolWaits[pid] ?? 0)
             : threads.syscall(
                 pid: pid, tid: tid, nr: nr, fd: tallyFd, op: raw, ret: ret, bytes: bytes, enterNs: enter, exitNs: exitNs,
                 fds: io, errno: openErrno)

@@ -339,6 +339,7 @@ public enum HTMLReport {
             if !st.wokenBy.isEmpty {
                 what.append(x(TextReport.wokenText(st.wokenBy, waits: st.blockedWaits, byInterrupt: st.wokenByInterrupt)))
             }
+            if let pool = TextReport.poolLine(st) { what.append(x(pool)) }
             s +=
                 "<tr class=\"stall\" data-start-ns=\"\(st.startNs)\" data-duration-ns=\"\(st.durationNs)\"><td>\(x(TextReport.thread(st.thread)))</td>"
                 + "<td class=\"n\">\(Formatting.at(st.startNs, from: a.overview.recordingStartNs))</td>"

@@ -422,6 +422,7 @@ public enum TextReport {
                 // (wokenText names threads through `thread`, which makes their names printable.)
                 out += "      " + wokenText(st.wokenBy, waits: st.blockedWaits, byInterrupt: st.wokenByInterrupt) + "\n"
             }
+            if let pool = poolLine(st) { out += "      " + pool + "\n" }
             if let h = st.hot { out += "      hot   " + Formatting.printable(hotLine(h)) + "\n" }
             codeLines(st.stacks, durationNs: st.durationNs, indent: "      code  ", &out)
             waitLines(st.waitStacks, indent: "      waits ", &out)
@@ -430,6 +431,17 @@ public enum TextReport {
         if a.stallsAtThreshold > listed {
             out += "  ... \(Formatting.count(a.stallsAtThreshold - listed)) more of \(threshold) or longer (see --top)\n"
         }
+    }
+
+    /// A pool worker's stall (Go, Tokio: workers taking turns at one epoll fd): whether the other workers went on
+    /// waiting for events meanwhile. A Tokio block_in_place of 300 ms read "meanwhile the loop could do nothing
+    /// else" while another worker served every request within 5 ms.
+    public static func poolLine(_ st: LoopStall) -> String? {
+        guard let n = st.otherWorkersWaits else { return nil }
+        return n == 0
+            ? "its pool stood still: no other worker of the process waited for events meanwhile"
+            : "its pool went on: the process's other workers waited for events \(Formatting.count(n))× meanwhile "
+                + "(only what was queued on this worker waited)"
     }
 
     /// A stall on a thread that records callbacks, a tenth or more of it outside them: what ran there is not

@@ -19,7 +19,7 @@ private let program = #"""
     #include <time.h>
     #include <unistd.h>
     static int ep;
-    static volatile int looked;
+    static volatile int looked, burned;
     static uint32_t word;
     static uint64_t cpu_now(void) { struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return t.tv_sec * 1000000000ull + t.tv_nsec; }
     static void burn_cpu(uint64_t ns) { volatile uint64_t x = 0; uint64_t end = cpu_now() + ns; while (cpu_now() < end) for (int i = 0; i < 100000; i++) x++; }
@@ -39,13 +39,14 @@ private let program = #"""
     static void *worker(void *a) {
         pthread_setname_np(pthread_self(), a ? "pool-w1" : "pool-w2");
         while (!looked) usleep(100);
-        if (!a) { for (int i = 0; i < 3; i++) wait_events(ep, 20); return 0; }
+        if (!a) { while (!burned) wait_events(ep, 20); return 0; }  /* the pool goes on meanwhile */
         wait_events(ep, 50);
         park(300000000);              /* idle: another worker has the poller */
         wait_events(ep, 20);
         burn_cpu(75000000);           /* a stall: 150 ms of CPU with a look at the poller inside */
         wait_events(ep, 0);
         burn_cpu(75000000);
+        burned = 1;
         wait_events(ep, 20);
         return 0;
     }
@@ -100,11 +101,18 @@ private let program = #"""
         #expect(burn != nil, "\(w1)")
         let burnSyscalls = (burn?["syscalls"] as? [[String: Any]]) ?? []
         #expect(burnSyscalls.contains { ($0["name"] as? String)?.hasPrefix("epoll") == true }, "\(burn ?? [:])")
+        // Meanwhile the other worker waited for events every 20 ms: the pool went on (w1's own look is not counted;
+        // neither are the looker's, which never blocks).
+        let others = burn?["other_workers_waits"] as? Int ?? 0
+        #expect(others >= 5, "\(burn ?? [:])")
         // The looker never waited in the poller: no loop, and its 400 ms of sleeps no stall.
         #expect(thread("pool-looker")?["is_loop"] as? Bool == false, "\(threads)")
         #expect(stalls(of: "pool-looker").isEmpty, "\(allStalls)")
         // A lone loop's futex wait between its waits is a stall still.
         let lone = stalls(of: "lone-loop")
         #expect(lone.contains { futexBlockedNs($0) >= 120_000_000 }, "\(lone)")
+        #expect(lone.allSatisfy { $0["other_workers_waits"] is NSNull }, "no pool: \(lone)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace]).stdout
+        #expect(text.contains("its pool went on: the process's other workers waited for events"), "\(text)")
     }
 }
