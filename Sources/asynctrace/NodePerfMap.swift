@@ -7,9 +7,10 @@
 enum NodePerfMap {
     static let flags = ["--perf-basic-prof-only-functions", "--interpreted-frames-native-stack"]
 
-    /// `environment` with the flags appended to NODE_OPTIONS when `program` is Node.
-    static func adjust(_ environment: [String], program: String, enabled: Bool) -> [String] {
-        guard enabled, NodeLaunch.isNode(program) else { return environment }
+    /// `environment` with the flags appended to NODE_OPTIONS when `program` is Node, or `force` (--node: a shell
+    /// or script that starts node, which gets the hooks the same way).
+    static func adjust(_ environment: [String], program: String, force: Bool = false, enabled: Bool) -> [String] {
+        guard enabled, force || NodeLaunch.isNode(program) else { return environment }
         var env = environment
         let key = "NODE_OPTIONS="
         let index = env.firstIndex { $0.hasPrefix(key) }

@@ -256,7 +256,7 @@ struct RecordCommand: ParsableCommand {
             owner: user.map { (UInt32(bitPattern: $0.uid), UInt32(bitPattern: $0.gid)) })
         if let nodeLaunch { environment = nodeLaunch.adjust(environment) }
         let sampling = (session?.sampledCPUs ?? 0) > 0
-        environment = NodePerfMap.adjust(environment, program: program, enabled: !noPerfMap && sampling)
+        environment = NodePerfMap.adjust(environment, program: program, force: node.force, enabled: !noPerfMap && sampling)
         environment = PythonPerfMap.adjust(environment, enabled: !noPerfMap && sampling)
         environment = JavaPerfMap.adjust(environment, enabled: !noPerfMap && sampling)
         let flightRecording = flight.enabled ? makeFlightRecording(user: user) : nil
