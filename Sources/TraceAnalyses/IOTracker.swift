@@ -382,14 +382,48 @@ struct KernelLoopTracker {
     }
     var threads: [UInt64: ThreadState] = [:]
     var gaps: TopN<Gap>
+    /// Per thread, the scheduler's episodes asleep in an epoll wait since its last complete one (first switch-out,
+    /// time blocked, last switch-in): they belong to the next complete wait, or to a wait no syscall event shows,
+    /// begun before tracing did or still open at the stop. An idle asyncio server attached with --pid for 3 s was
+    /// "busy 64.4%": its span ran from its first to its last complete wait (467 ms), and left those out.
+    private var asleepInWait: [UInt64: [(outNs: UInt64, blockedNs: UInt64, endNs: UInt64)]] = [:]
 
     init(top: Int) { gaps = TopN(limit: top) }
+
+    /// The thread was asleep in an epoll wait from `outNs` for `blockedNs`, and back on a CPU at `endNs`.
+    mutating func asleepInEpollWait(pid: UInt32, tid: UInt32, outNs: UInt64, blockedNs: UInt64, endNs: UInt64) {
+        let key = UInt64(pid) << 32 | UInt64(tid)
+        if var list = asleepInWait[key] {
+            if list.count < 8 {
+                list.append((outNs, blockedNs, endNs))
+            } else {  // (a wait woken again and again: its latest episodes are one)
+                list[7].blockedNs = list[7].blockedNs.addingSaturated(blockedNs)
+                list[7].endNs = max(list[7].endNs, endNs)
+            }
+            asleepInWait[key] = list
+        } else if asleepInWait.count < ThreadTracker.maxThreads {
+            asleepInWait[key] = [(outNs, blockedNs, endNs)]
+        }
+    }
 
     /// Returns the time the thread was busy since its previous wait, if it had one.
     @discardableResult
     mutating func wait(pid: UInt32, tid: UInt32, exitNs: UInt64, durationNs: UInt64) -> Gap? {
         let key = UInt64(pid) << 32 | UInt64(tid)
         let enter = exitNs >= durationNs ? exitNs - durationNs : 0
+        // Asleep in an epoll wait that ended before this one began, and before any complete one: the wait tracing
+        // began in (no syscall event shows it).
+        if let list = asleepInWait.removeValue(forKey: key), threads[key] == nil {
+            let before = list.filter { $0.endNs <= enter }
+            if let first = before.first, let last = before.last {
+                var t = ThreadState()
+                t.waits = 1
+                t.waitNs = before.reduce(UInt64(0)) { $0.addingSaturated($1.blockedNs) }
+                t.firstEnterNs = first.outNs
+                t.lastExitNs = last.endNs
+                threads[key] = t
+            }
+        }
         // In place (`&threads[key, default:]`): a copy would share the histograms' buckets and copy them
         // on the first record.
         let busy = Self.wait(
@@ -425,13 +459,20 @@ struct KernelLoopTracker {
     /// A thread found not to be a loop (`SharedPollers`): its waits so far and their gaps are not shown.
     mutating func forget(_ key: UInt64) {
         threads.removeValue(forKey: key)
+        asleepInWait.removeValue(forKey: key)
         if forgotten.count < 4096 { forgotten.insert(key) }
     }
     private var forgotten = Set<UInt64>()
 
     func summary() -> KernelLoopSummary? {
         guard !threads.isEmpty else { return nil }
-        let list = threads.sorted { $0.key < $1.key }.map { key, t in
+        let list = threads.sorted { $0.key < $1.key }.map { key, state in
+            var t = state
+            // Asleep in an epoll wait after its last complete one, with no syscall event since: still waiting at the stop.
+            for w in asleepInWait[key] ?? [] where w.outNs >= t.lastExitNs {
+                t.waitNs = t.waitNs.addingSaturated(w.blockedNs)
+                t.lastExitNs = max(t.lastExitNs, w.endNs)
+            }
             let span = t.lastExitNs - t.firstEnterNs
             return KernelLoopThread(
                 pid: UInt32(key >> 32), tid: UInt32(truncatingIfNeeded: key), waits: t.waits,

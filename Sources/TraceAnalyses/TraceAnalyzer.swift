@@ -304,6 +304,10 @@ public struct TraceAnalyzer {
             let i = threads.offCPU(
                 pid: pid, tid: tid, inNs: ns, state: ev.u(2), blockedNs: ev.u(3), runqueueNs: ev.u(4),
                 waker: ev.u(5) << 32 | (ev.u(6) & 0xFFFF_FFFF))
+            let sleptIn = ev.u(2) >> 8  // 1 + the syscall it slept in (0: none)
+            if sleptIn > 0 && OffCPUReason.isEpollWait(sleptIn - 1) && i.blockedNs > 0 {
+                kernelLoop.asleepInEpollWait(pid: pid, tid: tid, outNs: i.outNs, blockedNs: i.blockedNs, endNs: ns)
+            }
             if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] {
                 callbacks.noteOffCPU(
                     stream: s, outNs: i.outNs, blockedNs: i.blockedNs, runqueueNs: i.runqueueNs, unknownNs: i.unknownNs,

@@ -699,6 +699,84 @@ private let program = #"""
         }
     }
 
+    /// A loop attached with --pid while it waits in epoll_wait, and waiting again at the stop, is idle for that time:
+    /// an asyncio server that served a few clients in a 3 s recording was "busy 64.4%", its span running from its
+    /// first to its last complete wait. Here a loop asleep in epoll_wait at the attach is woken three times 50 ms
+    /// apart (5 ms of work each) and sleeps on to the stop of a 1.5 s recording: busy ~1%, not ~10%.
+    @Test func aLoopIdleAtAttachAndStopIsIdleInItsUtilization() throws {
+        try requireKernel("aLoopIdleAtAttachAndStopIsIdleInItsUtilization")
+        let binary = try compileC(
+            #"""
+            #define _GNU_SOURCE
+            #include <pthread.h>
+            #include <stdint.h>
+            #include <sys/epoll.h>
+            #include <sys/eventfd.h>
+            #include <time.h>
+            #include <unistd.h>
+            static int ev;
+            static void burn(uint64_t ns) {
+                struct timespec a, b; clock_gettime(CLOCK_MONOTONIC, &a);
+                do clock_gettime(CLOCK_MONOTONIC, &b); while ((b.tv_sec - a.tv_sec) * 1000000000ull + b.tv_nsec - a.tv_nsec < ns);
+            }
+            static void *poker(void *a) {
+                pthread_setname_np(pthread_self(), "idle-poker");
+                char c; read(0, &c, 1);    /* the test says when: after the attach */
+                for (int i = 0; i < 3; i++) { usleep(50000); uint64_t one = 1; write(ev, &one, 8); }
+                return 0;
+            }
+            int main(void) {
+                pthread_setname_np(pthread_self(), "idle-loop");
+                int ep = epoll_create1(0); ev = eventfd(0, 0);
+                struct epoll_event e = { .events = EPOLLIN, .data.fd = ev };
+                epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
+                pthread_t t; pthread_create(&t, 0, poker, 0);
+                for (;;) if (epoll_wait(ep, &e, 1, -1) > 0) { uint64_t v; read(ev, &v, 8); burn(5000000); }
+            }
+            """#, name: "idle-loop", flags: ["-O1", "-pthread"])
+        let trace = temporaryPath("idle-loop.atrace")
+        defer { for p in [binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let program = Process(), stdin = Pipe()
+        program.executableURL = URL(fileURLWithPath: binary)
+        program.standardInput = stdin
+        try program.run()
+        defer { if program.isRunning { kill(program.processIdentifier, SIGKILL) }; program.waitUntilExit() }
+        let pid = program.processIdentifier
+        var waited = 0
+        func asleep() -> Bool {
+            (try? String(contentsOfFile: "/proc/\(pid)/syscall", encoding: .utf8))?.hasPrefix("232 ") == true
+                && (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) == "idle-loop\n"
+        }
+        while !asleep() && waited < 10_000 { usleep(10_000); waited += 10 }
+        try #require(asleep(), "the loop did not wait in epoll_wait within 10 s")
+        let rec = Process(), output = Pipe()
+        rec.executableURL = URL(fileURLWithPath: try asynctrace())
+        rec.arguments = ["record", "--pid", "\(pid)", "--duration", "1500ms", "-o", trace]
+        rec.standardOutput = output
+        rec.standardError = output
+        try rec.run()
+        defer { if rec.isRunning { kill(rec.processIdentifier, SIGKILL) }; rec.waitUntilExit() }
+        var said: [UInt8] = [], buf = [UInt8](repeating: 0, count: 4096)
+        while !String(decoding: said, as: UTF8.self).contains("recording kernel events of process") {
+            let n = read(output.fileHandleForReading.fileDescriptor, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            said += buf[0..<n]
+        }
+        usleep(300_000)
+        stdin.fileHandleForWriting.write(Data("go".utf8))
+        rec.waitUntilExit()
+        try #require(rec.terminationStatus == 0, "record failed: \(String(decoding: said, as: UTF8.self))")
+        let j = try reportJSON(trace)
+        let threads = try #require(j["threads"] as? [[String: Any]])
+        let loop = try #require(threads.first { $0["name"] as? String == "idle-loop" }, "\(threads)")
+        let utilization = loop["loop_utilization"] as? Double ?? 1
+        #expect(utilization < 0.04, "busy \(utilization): \(loop)")
+        let summary = try #require((j["loop"] as? [String: Any])?["threads"] as? [[String: Any]])
+        let span = summary.first { $0["tid"] as? Int == Int(pid) }?["span_ns"] as? Int ?? 0
+        #expect(span >= 1_200_000_000, "the loop's span runs from the attach to the stop: \(summary)")
+    }
+
     /// A waker outside the traced tree is named: a traced thread blocked reading its stdin is woken by this test's
     /// own thread writing to it (another program, as a kworker completing I/O or the recorder signalling would
     /// be). The report said "woken by tid 17521"; now it names the waker by its comm, read once from /proc, and
