@@ -131,7 +131,7 @@ final class NodeLaunch {
         }
     }
 
-    private static func isNodeName(_ name: String) -> Bool {
+    static func isNodeName(_ name: String) -> Bool {
         var rest = Substring(name)
         guard rest.hasPrefix("node") else { return false }
         rest = rest.dropFirst(4)

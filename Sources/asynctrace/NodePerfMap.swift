@@ -3,7 +3,10 @@
 // it also reaches node started by a #! script such as npm) so that sampled JS frames can be named
 // with their file:line, and --interpreted-frames-native-stack so that functions still running in
 // the interpreter get a frame of their own in that map instead of all showing as V8's
-// InterpreterEntryTrampoline. Nothing else about the program's start changes.
+// InterpreterEntryTrampoline. Nothing else about the program's start changes. A node attached with --pid
+// keeps the flags it was started with: `record` says so when it writes no map.
+import Glibc
+
 enum NodePerfMap {
     static let flags = ["--perf-basic-prof-only-functions", "--interpreted-frames-native-stack"]
 
@@ -21,5 +24,16 @@ enum NodePerfMap {
         let value = key + (current.isEmpty ? "" : current + " ") + missing.joined(separator: " ")
         if let index { env[index] = value } else { env.append(value) }
         return env
+    }
+
+    /// Whether process `pid` runs node (its executable's name) and writes no perf map (/tmp/perf-PID.map):
+    /// attached, its JS functions stay unnamed in CPU samples. Only links in /proc are read.
+    static func nodeWithoutMap(pid: Int32) -> Bool {
+        guard access("/tmp/perf-\(pid).map", F_OK) != 0 else { return false }
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/\(pid)/exe", &buf, buf.count)
+        guard n > 0 else { return false }
+        let path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return NodeLaunch.isNodeName(path.split(separator: "/").last.map(String.init) ?? path)
     }
 }

@@ -489,6 +489,14 @@ struct RecordCommand: ParsableCommand {
                     "\(which) CPython \(version) without a perf map: samples will name its C functions, not its Python ones; "
                         + "start it with PYTHONPERFSUPPORT=1 (or python -X perf) to have them named")
             }
+            // Node alike: its JIT code is named only by the map node writes with --perf-basic-prof(-only-functions).
+            let nodes = ([pid] + descendants).filter { NodePerfMap.nodeWithoutMap(pid: $0) }
+            if let first = nodes.first {
+                let which = nodes.count == 1 ? "process \(first) runs" : "\(nodes.count) processes (\(Self.pidList(nodes))) run"
+                note(
+                    "\(which) node without a perf map: samples will name V8's and node's C++ functions, not its JS ones; "
+                        + "start node with --perf-basic-prof-only-functions (e.g. in NODE_OPTIONS) to have them named")
+            }
         }
         if refused.count > 3 { note("... and \(refused.count - 3) more processes below it not recorded, for the same reasons") }
         while !exited && RecordingSignals.last == 0 && !parentHasGone() {

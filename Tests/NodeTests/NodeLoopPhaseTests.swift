@@ -180,5 +180,35 @@ let loopPhaseAttachProgram = #"""
         let rep = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--json"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
         #expect((json["loop"] as? [String: Any])?["source"] as? String == "uprobes")
+        // Samples off: nothing to say about node's perf map.
+        #expect(!rec.stderr.contains("without a perf map"), "\(rec.stderr)")
+    }
+
+    /// A node attached with --pid keeps the flags it was started with: one started without a perf map gets a note
+    /// that its JS frames will be unnamed, and how to have them named; one started with the flag gets none.
+    @Test func attachingToNodeWithoutAPerfMapSaysSo() throws {
+        let node = try requireKernelAndNode("node --pid without a perf map")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-map-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/busy.js"
+        try loopPhaseAttachProgram.write(toFile: script, atomically: true, encoding: .utf8)
+        for withMap in [false, true] {
+            let program = Process()
+            program.executableURL = URL(fileURLWithPath: node)
+            program.arguments = (withMap ? ["--perf-basic-prof-only-functions"] : []) + [script]
+            try program.run()
+            defer { if program.isRunning { program.terminate() }; program.waitUntilExit() }
+            let pid = program.processIdentifier
+            defer { try? FileManager.default.removeItem(atPath: "/tmp/perf-\(pid).map") }
+            usleep(300_000)  // node is in its loop (and has written its map's first lines)
+            let rec = try runNodeTool([
+                NodeRepo.executable("asynctrace"), "record", "--pid", "\(pid)", "--duration", "200ms", "-o", dir + "/a.atrace",
+            ])
+            #expect(rec.status == 0, "record failed: \(rec.stderr)")
+            #expect(
+                rec.stderr.contains("process \(pid) runs node without a perf map") == !withMap,
+                "started with the map flag: \(withMap): \(rec.stderr)")
+        }
     }
 }
