@@ -226,7 +226,8 @@ public enum HTMLReport {
         s +=
             "<p>" + value("blocking.count", b.count, "\(Formatting.count(b.count)) callback\(b.count == 1 ? "" : "s")")
             + " ran \(threshold) or longer (" + value("blocking.ns_total", b.totalNs, Formatting.duration(b.totalNs))
-            + " in total); while one runs, its loop can do nothing else.</p>\n"
+            + " in total); while one runs, "
+            + (TextReport.blockedLoops(a) ? "its loop can do nothing else" : "its thread can run nothing else") + ".</p>\n"
         s +=
             "<table class=\"blocking\"><tr><th>type</th><th>async id</th><th>thread</th><th>at</th><th>duration</th>"
             + "<th>in the kernel</th><th>caused by</th><th>syscalls inside</th><th>hot code</th></tr>\n"

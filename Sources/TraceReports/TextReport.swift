@@ -219,6 +219,17 @@ public enum TextReport {
         if a.uncaughtErrorsNotListed > 0 { out += "  ... and \(a.uncaughtErrorsNotListed) more (not kept)\n" }
     }
 
+    /// Whether the listed blocking callbacks held a loop. A Swift task holds one of the cooperative pool's threads
+    /// (as many as CPUs; more tasks wait only when all are held), a worker pool's job its worker: "the loop can
+    /// do nothing else" was wrong there. Said of loops wherever one of them ran on a loop thread (the runtime's,
+    /// or one waiting in epoll or poll), or nothing says which threads are loops.
+    package static func blockedLoops(_ a: TraceAnalysis) -> Bool {
+        let loops = Set(a.loop?.threads.map { UInt64($0.pid) << 32 | UInt64($0.tid) } ?? [])
+            .union(a.threads.filter(\.isLoop).map { UInt64($0.pid) << 32 | UInt64($0.tid) })
+        guard !a.threads.isEmpty || !loops.isEmpty else { return true }
+        return a.blocking.longest.contains { loops.contains(UInt64($0.pid) << 32 | UInt64($0.tid)) }
+    }
+
     private static func blocking(_ a: TraceAnalysis, _ out: inout String) {
         let b = a.blocking
         let threshold = Formatting.duration(b.thresholdNs)
@@ -229,7 +240,8 @@ public enum TextReport {
         }
         heading(
             "BLOCKING: \(Formatting.count(b.count)) callback\(b.count == 1 ? "" : "s") ran \(threshold) or longer "
-                + "(\(Formatting.duration(b.totalNs)) in total); while one runs, the loop can do nothing else", &out)
+                + "(\(Formatting.duration(b.totalNs)) in total); while one runs, "
+                + (blockedLoops(a) ? "the loop can do nothing else" : "its thread can run nothing else"), &out)
         for c in b.longest {
             out += "  ▶ \(Formatting.printable(c.type)) (async id \(c.asyncID)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
             out +=

@@ -29,5 +29,8 @@ import Testing
         let text = try run([cli, "report", trace])
         let block = text.stdout.components(separatedBy: "\n\n").first { $0.hasPrefix("BLOCKING") } ?? ""
         #expect(block.contains("by signaller (tid "), "\(block)")
+        // The task held one of the pool's threads, not a loop.
+        #expect(block.hasPrefix("BLOCKING: 1 callback ran 10.0 ms or longer"), "\(block)")
+        #expect(block.contains("while one runs, its thread can run nothing else"), "\(block)")
     }
 }
