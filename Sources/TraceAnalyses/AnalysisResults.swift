@@ -768,6 +768,11 @@ public struct TraceAnalysis: Sendable {
     public var uncaughtErrors: [UncaughtError] = []
     /// Uncaught errors beyond those listed (counted, not kept).
     public var uncaughtErrorsNotListed: UInt64 = 0
+    /// When every process that emitted events exited by itself (an exit status, not a signal, in the kernel's
+    /// processExit events): the highest exit status. Nothing then kept a process alive: what stayed open at its
+    /// exit was unref'd or leaked. nil when one was killed by a signal, still ran at the stop, or the trace has
+    /// no kernel events.
+    public var exitedByThemselvesStatus: Int64? = nil
     /// Resources not tracked because the bound was reached (open-at-exit counts are then a lower bound).
     public var untrackedResources: UInt64
     /// nil when the kernel stream has no epoll waits.

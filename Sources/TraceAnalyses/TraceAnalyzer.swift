@@ -73,6 +73,8 @@ public struct TraceAnalyzer {
     var busySecondsBetweenWaits = BusySecondsTracker(.betweenEpollWaits)
     var threads: ThreadTracker
     var spans: SpanTracker
+    /// Per process: how it ended (processExit: an exit status 0...255, or -signal).
+    var exitStatuses: [UInt32: Int64] = [:]
     /// Per process: waits and looks of its pool workers at their shared poller (`SharedPollers`). A worker's stall
     /// compares them at its start and end: the other workers' waits meanwhile say whether the pool went on.
     var poolWaits: [UInt32: UInt64] = [:]
@@ -321,6 +323,7 @@ public struct TraceAnalyzer {
             io.forked(parent: UInt32(truncatingIfNeeded: ev.u(0)), child: UInt32(truncatingIfNeeded: ev.u(1)), ns: ns)
         case .processExit:
             io.exited(pid: UInt32(truncatingIfNeeded: ev.u(0)))
+            if exitStatuses.count < ThreadTracker.maxThreads { exitStatuses[UInt32(truncatingIfNeeded: ev.u(0))] = ev.s(1) }
         case .fdOpen:
             let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1)), fd = ev.s(2)
             if fd < 0 {
@@ -878,6 +881,11 @@ public struct TraceAnalyzer {
         analysis.creationStacksUndefined = creationStacksUndefined
         analysis.waitMomentsNotKept = waitMomentsNotKept
         analysis.titledProcesses = finalThreads.titledProcesses()
+        // Every process that emitted events ended by itself (an exit status, not a signal): nothing kept it alive.
+        let statuses = userPids.sorted().map { exitStatuses[$0] }
+        if !statuses.isEmpty, statuses.allSatisfy({ ($0 ?? -1) >= 0 }) {
+            analysis.exitedByThemselvesStatus = statuses.compactMap { $0 }.max()
+        }
         analysis.uncaughtErrors = uncaughtErrors.map { e in
             var e = e
             let key = UInt64(e.pid) << 32 | UInt64(e.tid)

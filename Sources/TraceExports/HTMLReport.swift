@@ -438,7 +438,7 @@ public enum HTMLReport {
         }
         let total = a.openAtExit.reduce(0) { $0 + $1.count }
         s +=
-            "<p>\(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed (what kept the process alive, or leaked).</p>\n"
+            "<p>\(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed (\(x(TextReport.openAtExitMeaning(a)))).</p>\n"
         let streams = Set(a.openAtExit.flatMap(\.standardStreams)).sorted().map(TextReport.streamName)
         if !streams.isEmpty {
             s +=

@@ -223,6 +223,7 @@ public enum JSONReport {
                 b.field("count", a.stallsAtThreshold)
                 b.field("ns_total", a.stallsAtThresholdNs)
             }
+            optional("exited_by_themselves_status", a.exitedByThemselvesStatus, &j)
             j.array("open_at_exit") { r in
                 for g in a.openAtExit {
                     r.object { e in
@@ -414,6 +415,10 @@ public enum JSONReport {
     }
 
     private static func optional(_ k: String, _ v: UInt64?, _ e: inout JSONWriter) {
+        if let v { e.field(k, v) } else { e.null(k) }
+    }
+
+    private static func optional(_ k: String, _ v: Int64?, _ e: inout JSONWriter) {
         if let v { e.field(k, v) } else { e.null(k) }
     }
 

@@ -722,7 +722,7 @@ public enum TextReport {
         } else {
             heading(
                 "OPEN AT EXIT: \(Formatting.count(total)) resource\(total == 1 ? "" : "s") created and never destroyed "
-                    + "(what kept the process alive, or leaked)", &out)
+                    + "(\(openAtExitMeaning(a)))", &out)
         }
         let sites = a.openAtExit.contains { !$0.createdAt.isEmpty }
         var t = Table(
@@ -742,6 +742,12 @@ public enum TextReport {
         if a.creationStacksUndefined > 0 {
             out += "  note: \(Formatting.count(a.creationStacksUndefined)) creation stacks were lost with damaged or dropped chunks\n"
         }
+    }
+
+    /// What the resources left open mean: a process that exited by itself was kept alive by none of them.
+    public static func openAtExitMeaning(_ a: TraceAnalysis) -> String {
+        guard let status = a.exitedByThemselvesStatus else { return "what kept the process alive, or leaked" }
+        return "the process exited by itself, status \(status): none kept it alive; unref'd handles, or leaks"
     }
 
     /// "stdout" for fd 1: the standard streams by name.

@@ -107,3 +107,46 @@ import Testing
         }
     }
 }
+
+/// A node program that ends by itself was kept alive by nothing it left open: its unref'd server and timer were
+/// listed under "what kept the process alive, or leaked". When every traced process exited with a status (the
+/// kernel's processExit), the report says so (JSON `exited_by_themselves_status`); a node killed by a signal keeps
+/// the old wording.
+@Suite(.serialized) struct NodeExitedByItselfTests {
+    static let program = #"""
+        const s = require('net').createServer().listen(0, '127.0.0.1');
+        s.unref();
+        setTimeout(() => {}, 100000).unref();
+        setTimeout(() => { if (process.argv[2] === 'kill') process.kill(process.pid, 'SIGKILL'); process.exitCode = 3; }, 50);
+        """#
+
+    @Test func whatANodeThatExitedByItselfLeftOpenKeptNothingAlive() throws {
+        if getuid() != 0 || !FileManager.default.isReadableFile(atPath: "/sys/kernel/btf/vmlinux") {
+            print("KERNEL TEST SKIPPED: how node ended comes from the kernel probes: not root or no BTF")
+            try Test.cancel("kernel test skipped: not root or no BTF")
+        }
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-exit-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/exit.js"
+        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
+        let cli = NodeRepo.executable("asynctrace")
+        for killed in [false, true] {
+            let trace = dir + "/exit-\(killed).atrace"
+            _ = try runNodeTool([cli, "record", "-o", trace, "--", node, script] + (killed ? ["kill"] : []))
+            let rep = try runNodeTool([cli, "report", trace, "--json"])
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(rep.stdout.utf8)) as? [String: Any])
+            let open = json["open_at_exit"] as? [[String: Any]] ?? []
+            #expect(open.contains { $0["type"] as? String == "TCPSERVERWRAP" }, "\(open)")
+            let text = try runNodeTool([cli, "report", trace]).stdout
+            if killed {
+                #expect(json["exited_by_themselves_status"] is NSNull, "\(json["exited_by_themselves_status"] ?? "absent")")
+                #expect(text.contains("(what kept the process alive, or leaked)"), "\(text)")
+            } else {
+                #expect(json["exited_by_themselves_status"] as? Int == 3, "\(json["exited_by_themselves_status"] ?? "absent")")
+                #expect(text.contains("the process exited by itself, status 3: none kept it alive"), "\(text)")
+            }
+        }
+    }
+}
