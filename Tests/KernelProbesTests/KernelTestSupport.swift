@@ -288,3 +288,74 @@ let asleepInSyscallC = """
         for (int i = 0; i < 10000 && !asleep_in(tid, call); i++) usleep(1000);
     }
     """
+
+/// A program started for a `--pid` test, with a pipe on its stdin (the test writes to it to say "go on"); killed
+/// and reaped when the test is done with it (`stop`).
+struct StartedProgram {
+    let process = Process()
+    let stdin = Pipe()
+    var pid: Int32 { process.processIdentifier }
+
+    init(_ binary: String) throws {
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.standardInput = stdin
+        try process.run()
+    }
+
+    /// Waits up to 10 s for `condition` (polled every 10 ms, /proc's view of the program); throws `what` if it never holds.
+    func wait(for what: String, _ condition: () -> Bool) throws {
+        var waited = 0
+        while !condition() && waited < 10_000 {
+            usleep(10_000)
+            waited += 10
+        }
+        guard condition() else { throw TestFailure("\(what) within 10 s") }
+    }
+
+    func stop() {
+        if process.isRunning { kill(pid, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
+
+/// `asynctrace record --pid PID` (options after it) started and read until it says it records: the probes trace the
+/// process from then on. `finish` reads the rest of what it says and waits for its end.
+final class AttachedRecording {
+    let process = Process()
+    private let output = Pipe()
+    private(set) var said: [UInt8] = []
+    var text: String { String(decoding: said, as: UTF8.self) }
+
+    init(pid: Int32, options: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: try asynctrace())
+        process.arguments = ["record", "--pid", "\(pid)"] + options
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        while !text.contains("recording kernel events of process") && readSome() {}
+        guard text.contains("recording kernel events of process") else {
+            stop()
+            throw TestFailure("record --pid did not start: \(text)")
+        }
+    }
+
+    private func readSome() -> Bool {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = read(output.fileHandleForReading.fileDescriptor, &buf, buf.count)
+        if n < 0 && errno == EINTR { return true }
+        if n > 0 { said += buf[0..<n] }
+        return n > 0
+    }
+
+    /// Reads the rest of its output and waits for its end: its exit status.
+    func finish() -> Int32 {
+        while readSome() {}
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}

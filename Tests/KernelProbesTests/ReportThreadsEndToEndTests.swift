@@ -535,12 +535,9 @@ private let program = #"""
             .write(toFile: source, atomically: true, encoding: .utf8)
         try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
-        let program = Process(), wake = Pipe()
-        program.executableURL = URL(fileURLWithPath: binary)
-        program.standardInput = wake
-        try program.run()
-        defer { if program.isRunning { kill(program.processIdentifier, SIGKILL) }; program.waitUntilExit() }
-        let pid = program.processIdentifier
+        let program = try StartedProgram(binary)
+        defer { program.stop() }
+        let pid = program.pid
         // Both threads named and asleep (state S) before the attach, seen in /proc rather than guessed.
         func asleepAndNamed() -> Bool {
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
@@ -552,32 +549,15 @@ private let program = #"""
             }
             return Set(states) == ["att-main S", "att-sleeper S"]
         }
-        var waited = 0
-        while !asleepAndNamed() && waited < 10_000 { usleep(10_000); waited += 10 }
-        try #require(asleepAndNamed(), "the program's threads did not fall asleep named within 10 s")
+        try program.wait(for: "the program's threads did not fall asleep named", asleepAndNamed)
         // The recorder's note that it records is written once the probes trace the process: the threads sleep
         // on 300 ms more, then the sleeper is woken.
-        let rec = Process(), output = Pipe()
-        rec.executableURL = URL(fileURLWithPath: try asynctrace())
-        rec.arguments = ["record", "--pid", "\(pid)", "-o", trace]
-        rec.standardOutput = output
-        rec.standardError = output
-        try rec.run()
-        defer { if rec.isRunning { kill(rec.processIdentifier, SIGKILL) }; rec.waitUntilExit() }
-        var said: [UInt8] = [], buf = [UInt8](repeating: 0, count: 4096)
-        func readSome() -> Bool {
-            let n = read(output.fileHandleForReading.fileDescriptor, &buf, buf.count)
-            if n < 0 && errno == EINTR { return true }
-            if n > 0 { said += buf[0..<n] }
-            return n > 0
-        }
-        while !String(decoding: said, as: UTF8.self).contains("recording kernel events of process") && readSome() {}
-        try #require(String(decoding: said, as: UTF8.self).contains("recording kernel events of process"), "\(String(decoding: said, as: UTF8.self))")
+        let rec = try AttachedRecording(pid: pid, options: ["-o", trace])
+        defer { rec.stop() }
         usleep(300_000)
-        try wake.fileHandleForWriting.write(contentsOf: Data("x".utf8))
-        while readSome() {}
-        rec.waitUntilExit()
-        try #require(rec.terminationStatus == 0, "record failed: \(String(decoding: said, as: UTF8.self))")
+        try program.stdin.fileHandleForWriting.write(contentsOf: Data("x".utf8))
+        let status = rec.finish()
+        try #require(status == 0, "record failed: \(rec.text)")
         let j = try reportJSON(trace)
         let threads = try #require(j["threads"] as? [[String: Any]])
         let notSeen = ((j["switch_ins_not_seen"] as? [String: Any])?["threads"] as? [[String: Any]]) ?? []
@@ -669,19 +649,13 @@ private let program = #"""
         try Self.twoSleepersC(main: "end-main", reader: "end-reader").write(toFile: source, atomically: true, encoding: .utf8)
         try compileCFile(source, to: binary, flags: ["-O1", "-pthread"])
         defer { for p in [source, binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
-        let program = Process(), stdin = Pipe()
-        program.executableURL = URL(fileURLWithPath: binary)
-        program.standardInput = stdin
-        try program.run()
-        defer { if program.isRunning { kill(program.processIdentifier, SIGKILL) }; program.waitUntilExit() }
-        let pid = program.processIdentifier
-        var waited = 0
-        func named() -> Bool {
+        let program = try StartedProgram(binary)
+        defer { program.stop() }
+        let pid = program.pid
+        try program.wait(for: "the program's threads did not start") {
             ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).count == 2
                 && (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) == "end-main\n"
         }
-        while !named() && waited < 10_000 { usleep(10_000); waited += 10 }
-        try #require(named(), "the program's threads did not start within 10 s")
         usleep(50_000)
         let rec = try runCapturing(try asynctrace(), ["record", "--pid", "\(pid)", "--duration", "600ms", "-o", trace])
         try #require(rec.status == 0, "record failed: \(rec.stderr)")
@@ -736,37 +710,19 @@ private let program = #"""
             """#, name: "idle-loop", flags: ["-O1", "-pthread"])
         let trace = temporaryPath("idle-loop.atrace")
         defer { for p in [binary, trace] { try? FileManager.default.removeItem(atPath: p) } }
-        let program = Process(), stdin = Pipe()
-        program.executableURL = URL(fileURLWithPath: binary)
-        program.standardInput = stdin
-        try program.run()
-        defer { if program.isRunning { kill(program.processIdentifier, SIGKILL) }; program.waitUntilExit() }
-        let pid = program.processIdentifier
-        var waited = 0
-        func asleep() -> Bool {
+        let program = try StartedProgram(binary)
+        defer { program.stop() }
+        let pid = program.pid
+        try program.wait(for: "the loop did not wait in epoll_wait") {
             (try? String(contentsOfFile: "/proc/\(pid)/syscall", encoding: .utf8))?.hasPrefix("232 ") == true
                 && (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) == "idle-loop\n"
         }
-        while !asleep() && waited < 10_000 { usleep(10_000); waited += 10 }
-        try #require(asleep(), "the loop did not wait in epoll_wait within 10 s")
-        let rec = Process(), output = Pipe()
-        rec.executableURL = URL(fileURLWithPath: try asynctrace())
-        rec.arguments = ["record", "--pid", "\(pid)", "--duration", "1500ms", "-o", trace]
-        rec.standardOutput = output
-        rec.standardError = output
-        try rec.run()
-        defer { if rec.isRunning { kill(rec.processIdentifier, SIGKILL) }; rec.waitUntilExit() }
-        var said: [UInt8] = [], buf = [UInt8](repeating: 0, count: 4096)
-        while !String(decoding: said, as: UTF8.self).contains("recording kernel events of process") {
-            let n = read(output.fileHandleForReading.fileDescriptor, &buf, buf.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            said += buf[0..<n]
-        }
+        let rec = try AttachedRecording(pid: pid, options: ["--duration", "1500ms", "-o", trace])
+        defer { rec.stop() }
         usleep(300_000)
-        stdin.fileHandleForWriting.write(Data("go".utf8))
-        rec.waitUntilExit()
-        try #require(rec.terminationStatus == 0, "record failed: \(String(decoding: said, as: UTF8.self))")
+        program.stdin.fileHandleForWriting.write(Data("go".utf8))
+        let status = rec.finish()
+        try #require(status == 0, "record failed: \(rec.text)")
         let j = try reportJSON(trace)
         let threads = try #require(j["threads"] as? [[String: Any]])
         let loop = try #require(threads.first { $0["name"] as? String == "idle-loop" }, "\(threads)")
