@@ -42,7 +42,9 @@ import Testing
 
             let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", r.trace, "--threshold", "100ms"]).stdout
             #expect(text.contains("mostly in epoll_pwait(fd "), "\(text)")
-            #expect(!text.contains("outside traced syscalls"), "\(text)")
+            // (The callback's and the stall's verdicts: another process, the child's shell, may wait on a page fault.)
+            let verdicts = text.split(separator: "\n").filter { $0.contains("waiting: ") }
+            #expect(!verdicts.isEmpty && verdicts.allSatisfy { !$0.contains("outside traced syscalls") }, "\(text)")
         }
     }
 }
