@@ -85,7 +85,7 @@ public enum TextReport {
     }
 
     /// "... and 6 more: 1,716 calls, 2.31 ms in the kernel" for the syscall rows after the first `shown`; nil if none.
-    public static func restLine(_ syscalls: [SyscallInCallback], shown: Int) -> String? {
+    static func restLine(_ syscalls: [SyscallInCallback], shown: Int) -> String? {
         guard syscalls.count > shown else { return nil }
         let rest = syscalls.dropFirst(shown)
         let calls = rest.reduce(UInt64(0)) { $0.addingSaturated($1.count) }
@@ -448,7 +448,7 @@ public enum TextReport {
     /// A pool worker's stall (Go, Tokio: workers taking turns at one epoll fd): whether the other workers went on
     /// waiting for events meanwhile. A Tokio block_in_place of 300 ms read "meanwhile the loop could do nothing
     /// else" while another worker served every request within 5 ms.
-    public static func poolLine(_ st: LoopStall) -> String? {
+    package static func poolLine(_ st: LoopStall) -> String? {
         guard let n = st.otherWorkersWaits else { return nil }
         return n == 0
             ? "its pool stood still: no other worker of the process waited for events meanwhile"
@@ -745,7 +745,7 @@ public enum TextReport {
     }
 
     /// What the resources left open mean: a process that exited by itself was kept alive by none of them.
-    public static func openAtExitMeaning(_ a: TraceAnalysis) -> String {
+    package static func openAtExitMeaning(_ a: TraceAnalysis) -> String {
         guard let status = a.exitedByThemselvesStatus else { return "what kept the process alive, or leaked" }
         return "the process exited by itself, status \(status): none kept it alive; unref'd handles, or leaks"
     }
