@@ -24,7 +24,7 @@
 // Whether this completed syscall starts an fd life (or, for connect, bind and listen, describes one), or is
 // an open that failed: its record then carries the path it asked for, with new_fd = ret (-errno), so that
 // "openat: 623 ENOENT" can say of which files.
-static __always_inline bool makes_fd(__u32 nr, __s32 fd_arg, long ret) {
+static __always_inline bool makes_fd(__u32 nr, __s32 fd_arg, __u64 size, long ret) {
     switch (nr) {
     case NR_open:
     case NR_openat:
@@ -35,6 +35,8 @@ static __always_inline bool makes_fd(__u32 nr, __s32 fd_arg, long ret) {
     case NR_bind:
     case NR_listen:
         return ret == 0;
+    case NR_fcntl:
+        return ret >= 0 && (size == F_DUPFD || size == F_DUPFD_CLOEXEC); // else a lock wait (returns 0)
     case NR_signalfd:
     case NR_signalfd4:
         return ret >= 0 && fd_arg == -1; // else an existing signalfd was changed
@@ -45,7 +47,6 @@ static __always_inline bool makes_fd(__u32 nr, __s32 fd_arg, long ret) {
     case NR_dup:
     case NR_dup2:
     case NR_dup3:
-    case NR_fcntl:
     case NR_socket:
     case NR_accept:
     case NR_accept4:

@@ -88,6 +88,7 @@ struct {
 #define NR_listen 50
 #define NR_socketpair 53
 #define NR_fcntl 72
+#define NR_flock 73
 #define NR_fsync 74
 #define NR_fdatasync 75
 #define NR_futex 202
@@ -126,7 +127,7 @@ struct {
     X(NR_read) X(NR_write) X(NR_open) X(NR_close) X(NR_poll) X(NR_pread64) X(NR_pwrite64) X(NR_readv)       \
     X(NR_writev) X(NR_pipe) X(NR_select) X(NR_dup) X(NR_dup2) X(NR_nanosleep) X(NR_sendfile)                \
     X(NR_socket) X(NR_connect) X(NR_accept) X(NR_sendto) X(NR_recvfrom) X(NR_sendmsg) X(NR_recvmsg)         \
-    X(NR_bind) X(NR_listen) X(NR_socketpair) X(NR_fcntl) X(NR_fsync) X(NR_fdatasync) X(NR_futex)            \
+    X(NR_bind) X(NR_listen) X(NR_socketpair) X(NR_fcntl) X(NR_flock) X(NR_fsync) X(NR_fdatasync) X(NR_futex) \
     X(NR_epoll_create) X(NR_clock_nanosleep) X(NR_epoll_wait) X(NR_inotify_init) X(NR_openat)               \
     X(NR_pselect6) X(NR_ppoll) X(NR_splice) X(NR_epoll_pwait) X(NR_signalfd) X(NR_timerfd_create)           \
     X(NR_eventfd) X(NR_accept4) X(NR_signalfd4) X(NR_eventfd2) X(NR_epoll_create1) X(NR_dup3)               \
@@ -217,6 +218,15 @@ static __always_inline __u64 timespec_ns(__u64 uptr) {
 
 #define F_DUPFD 0
 #define F_DUPFD_CLOEXEC 1030
+#define F_SETLKW 7
+#define F_OFD_SETLKW 38
+
+// fcntl's that make an fd or wait for a lock on one (a stall in lockf names the file); the others
+// (F_GETFL, F_SETFL on every socket) are many and say nothing about a wait.
+static __always_inline bool is_recorded_fcntl(__u64 cmd) {
+    return cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC || cmd == F_SETLKW || cmd == F_OFD_SETLKW;
+}
+
 #define TIMER_ABSTIME 1
 #define CLOCK_MONOTONIC 1
 #define CLOCK_BOOTTIME 7
@@ -232,8 +242,8 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     if (!is_traced(task->tgid))
         return 0;
     __u64 a0 = regs->di, a1 = regs->si, a2 = regs->dx, a3 = regs->r10, a4 = regs->r8;
-    if (nr == NR_fcntl && a1 != F_DUPFD && a1 != F_DUPFD_CLOEXEC)
-        return 0; // only fcntl's that make an fd
+    if (nr == NR_fcntl && !is_recorded_fcntl(a1))
+        return 0;
     struct inflight *s = bpf_task_storage_get(&inflight_by_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (!s) {
         __sync_fetch_and_add(&dropped_records, 1);
@@ -330,7 +340,7 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
         s->size = a1; // the target fd (closed first if open)
         break;
     case NR_fcntl:
-        s->size = a1; // F_DUPFD or F_DUPFD_CLOEXEC
+        s->size = a1; // the command: F_DUPFD, F_DUPFD_CLOEXEC, F_SETLKW or F_OFD_SETLKW
         break;
     case NR_close_range:
         s->size = (a1 & 0xffffffffull) | (a2 << 32); // last fd | flags << 32
@@ -477,7 +487,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
         emit_epoll(pid_tgid, s, ret, now);
         return 0;
     }
-    if (makes_fd(s->nr, s->fd, ret)) {
+    if (makes_fd(s->nr, s->fd, s->size, ret)) {
         emit_fd_record(task, pid_tgid, s, ret, now);
         return 0;
     }

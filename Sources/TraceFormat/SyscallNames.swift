@@ -17,6 +17,8 @@ public enum SyscallNames {
         437: "openat2",
         // other I/O
         40: "sendfile", 74: "fsync", 75: "fdatasync", 275: "splice", 426: "io_uring_enter",
+        // lock waits (and fcntl's F_SETLKW, F_OFD_SETLKW): a stall in one names the locked file
+        73: "flock",
     ]
 
     /// The syscall's name (recorded or not: an off-CPU wait names the syscall it slept in), or "syscall_N"
@@ -42,7 +44,7 @@ public enum SyscallNames {
     /// open, openat, openat2: their `fd` is the directory fd, their path is the new fd's (`fdOpen` detail).
     /// Compares, not a set lookup: the analysis asks for every syscall event.
     @inlinable public static func opensPath(_ nr: UInt64) -> Bool { nr == 257 || nr == 2 || nr == 437 }
-    /// Calls that make an fd (their fdOpen events follow them, at the same time).
+    /// Calls that make an fd (their fdOpen events follow them, at the same time; fcntl only with F_DUPFD*).
     public static let makeFd: Set<UInt64> = [
         2, 22, 32, 33, 41, 43, 53, 72, 213, 253, 257, 282, 283, 284, 288, 289,
         290, 291, 292, 293, 294, 319, 425, 434, 437,

@@ -200,6 +200,50 @@ private let program = #"""
         #expect(!text.contains("blocked outside traced syscalls"), "\(text)")
     }
 
+    /// A stall waiting for a file lock names the file: a Python coroutine's fcntl.flock and fcntl.lockf on a file
+    /// another process held read 'flock() 112 ms' and 'fcntl() 126 ms', named by the scheduler alone (the
+    /// probes recorded neither call), with nothing saying which file. Both are recorded now with their fd.
+    @Test func aStallWaitingForAFileLockNamesTheFile() throws {
+        try requireKernel("aStallWaitingForAFileLockNamesTheFile")
+        let script = temporaryPath("file-lock.py"), lockFile = temporaryPath("file-lock.lock")
+        try """
+        import asyncio, fcntl, subprocess, sys
+        HOLD = "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.{}(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(0.15)"
+        def wait_for(call, lock):
+            holder = subprocess.Popen([sys.executable, "-c", HOLD.format(call), sys.argv[1]], stdout=subprocess.PIPE)
+            holder.stdout.readline()
+            with open(sys.argv[1], "a") as f:
+                lock(f, fcntl.LOCK_EX)
+            holder.wait()
+        async def main():
+            await asyncio.sleep(0.01)
+            wait_for("flock", fcntl.flock)
+            await asyncio.sleep(0.01)
+            wait_for("lockf", fcntl.lockf)
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let trace = try recordTrace(["/usr/bin/python3", script, lockFile], name: "file-lock")
+        defer { for p in [script, lockFile, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let j = try reportJSON(trace, options: ["--threshold", "50ms"])
+        let stalls = try #require(j["stalls"] as? [[String: Any]])
+        func waited(_ name: String) -> [String: Any]? {
+            stalls.lazy.compactMap { s in (s["syscalls"] as? [[String: Any]])?.first { $0["name"] as? String == name } }.first
+        }
+        for call in ["flock", "fcntl"] {
+            let wait = try #require(waited(call), "no \(call) in the stalls: \(stalls)")
+            #expect(wait["fd_detail"] as? String == lockFile && (wait["blocked_ns"] as? Int ?? 0) >= 100_000_000, "\(wait)")
+        }
+        // A lock request makes no fd: the only fd lives on the lock file are the two opens of it.
+        let fds = try #require(j["fds"] as? [[String: Any]])
+        let pid = try #require((j["trace"] as? [String: Any])?["pid"] as? Int)
+        let mine = fds.filter { $0["pid"] as? Int == pid }
+        #expect(mine.filter { $0["path"] as? String == lockFile }.count == 2, "\(mine)")
+        #expect(mine.allSatisfy { ($0["source_fd"] as? Int ?? -1) < 0 }, "\(mine)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace]).stdout
+        #expect(text.contains("mostly in flock(fd ") && text.contains(" → \(lockFile))"), "\(text)")
+    }
+
     /// A Python asyncio loop starved by a thread that holds the GIL in a CPU loop waits on a futex in take_gil at
     /// every turn: the stall says which thread ended its waits (the GIL's holder, dropping it), where it named
     /// only 'futex wait' and left the holder to the THREADS section's totals over the whole recording.
