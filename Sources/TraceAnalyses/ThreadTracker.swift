@@ -156,6 +156,9 @@ struct ThreadTracker {
         /// When its outermost recorded callback that is running now began (nil: none is).
         var callbackSinceNs: UInt64?
         var gap: GapState?
+        /// The stretch as it would end at the latest wait on another loop's epoll fd outside callbacks
+        /// (`nestedLoopWait`): its end if the thread's loop never waits again (`flush`).
+        var endAtNestedWait: (GapState, UInt64)?
         var longestStallNs: UInt64 = 0
         var longestStallStartNs: UInt64 = 0
         /// Its stalls at or above the threshold (in `stallsAtThreshold` too): taken back if it is no loop after all.
@@ -416,8 +419,25 @@ struct ThreadTracker {
             _ = Self.claim(&t, enterNs: enterNs, reason: reason, gapEndNs: enterNs)
             t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: true)
             finished = Self.endGap(&t, enterNs: enterNs, exitNs: exitNs, poolWaits: poolWaits, ownWait: 1)
+            t.endAtNestedWait = nil
         }
         offerStall(k, finished)
+    }
+
+    /// An epoll wait of a loop thread on another loop's epoll fd, outside its callbacks, while its own loop's
+    /// is open (Node's execSync after an `await`): a syscall of the stretch it is in, not its end. Should the
+    /// thread's loop never wait again, the stretch ends at the latest such wait, as it would have at its
+    /// loop's: node's exit waits once on another loop after its loop's last wait, and a program whose last
+    /// callback blocked keeps that stall. Returns the time it was blocked.
+    mutating func nestedLoopWait(
+        pid: UInt32, tid: UInt32, nr: UInt64, fd: Int64, ret: Int64, enterNs: UInt64, exitNs: UInt64, fds: IOTracker
+    ) -> UInt64 {
+        if let i = threads.index(forKey: Self.key(pid, tid)), let g = threads.values[i].gap, enterNs >= g.startNs {
+            var ending = threads.values[i]
+            _ = Self.claim(&ending, enterNs: enterNs, reason: OffCPUReason.syscall(nr, op: 0), gapEndNs: enterNs)
+            threads.values[i].endAtNestedWait = Self.endGap(&ending, enterNs: enterNs, exitNs: exitNs, poolWaits: nil, ownWait: 1)
+        }
+        return syscall(pid: pid, tid: tid, nr: nr, fd: fd, op: fd, ret: ret, bytes: 0, enterNs: enterNs, exitNs: exitNs, fds: fds)
     }
 
     /// A futex wait of a thread that takes turns with others at one epoll fd (a Go or Tokio worker parked
@@ -563,6 +583,15 @@ struct ThreadTracker {
 
     /// Stretches still pending at the end: outside any syscall seen.
     mutating func flush() {
+        for k in Array(threads.keys) {
+            guard let i = threads.index(forKey: k), let (g, d) = threads.values[i].endAtNestedWait else { continue }
+            threads.values[i].endAtNestedWait = nil
+            if d > threads.values[i].longestStallNs {
+                threads.values[i].longestStallNs = d
+                threads.values[i].longestStallStartNs = g.startNs
+            }
+            offerStall(k, (g, d))
+        }
         for k in Array(threads.keys) where !(threads[k]?.pending.isEmpty ?? true) {
             var t = threads[k]!
             let pending = t.pending

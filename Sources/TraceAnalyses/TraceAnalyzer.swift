@@ -58,6 +58,9 @@ public struct TraceAnalyzer {
     var userStreamOfThread = FastMap<UInt64, Int>()
     /// The epoll fd each thread with events of its own last waited on outside its callbacks: its loop's.
     var loopEpollFDs: [UInt64: Int64] = [:]
+    /// Those loop epoll fds not closed since (pid << 32 | fd): while a thread's is open, its waits on any other
+    /// epoll fd are a loop of its own run inside its loop's stretch (`nestedLoopWait`).
+    var openLoopEpollFDs = Set<UInt64>()
     var uncaughtErrors: [UncaughtError] = []
     var uncaughtErrorsNotListed: UInt64 = 0
     var kernelPids = Set<UInt32>()
@@ -378,13 +381,20 @@ public struct TraceAnalyzer {
             let thread = UInt64(p) << 32 | UInt64(tid)
             // Only on a thread whose own loop is known: a Swift task's nested run loop on a pool thread with no loop
             // of its own is that thread's loop (its stretches are stalls inside the task).
-            if let s = userStreamOfThread[thread], let loopFD = loopEpollFDs[thread], loopFD != epfd,
+            if let s = userStreamOfThread[thread], let loopFD = loopEpollFDs[thread], loopFD != epfd {
                 let frame = callbacks.running(stream: s, enteredAt: ns.subtractingSaturated(dur))
-            {
-                waitInsideCallback(stream: s, frame: frame, pid: p, tid: tid, nr: nr, epfd: epfd, ret: ret, durationNs: dur, exitNs: ns)
-                break
+                // Outside every recorded callback too, while the loop's own epoll fd is open: Node's execSync
+                // after an `await` (promises unrecorded) waits for its child on a loop of its own. Taken for the
+                // thread's loop, that wait read as idle time and cut the stall in two.
+                if frame != nil || openLoopEpollFDs.contains(UInt64(p) << 32 | UInt64(UInt32(truncatingIfNeeded: loopFD))) {
+                    nestedLoopWait(stream: s, frame: frame, pid: p, tid: tid, nr: nr, epfd: epfd, ret: ret, durationNs: dur, exitNs: ns)
+                    break
+                }
             }
-            if userStreamOfThread[thread] != nil { loopEpollFDs[thread] = epfd }
+            if userStreamOfThread[thread] != nil {
+                loopEpollFDs[thread] = epfd
+                if epfd >= 0 && epfd <= Int64(UInt32.max) { openLoopEpollFDs.insert(UInt64(p) << 32 | UInt64(epfd)) }
+            }
             loopWait(pid: p, tid: tid, nr: nr, fd: epfd, ret: ret, durationNs: dur, exitNs: ns, isEpoll: true, poolWaits: poolCount)
         default:
             break
@@ -420,19 +430,26 @@ public struct TraceAnalyzer {
         uncaughtErrors.append(e)
     }
 
-    /// An epoll wait made inside a running callback on an epoll fd other than the thread's loop's: a loop of its
-    /// own run to completion inside the callback (Node's `execSync`/`spawnSync` wait for the child that way). The
-    /// thread's loop is not idle in it but stalled: it is a syscall of the callback and of the stall, like a read.
-    private mutating func waitInsideCallback(
-        stream s: Int, frame: CallbackFrame, pid p: UInt32, tid: UInt32, nr: UInt64, epfd: Int64, ret: Int64,
+    /// An epoll wait on an epoll fd other than the thread's loop's, inside a running callback (`frame`) or while
+    /// the loop's fd is open: a loop of its own run to completion there (Node's `execSync`/`spawnSync` wait for
+    /// the child that way). The thread's loop is not idle in it but stalled: it is a syscall of the callback, if
+    /// any, and of the stall, like a read.
+    private mutating func nestedLoopWait(
+        stream s: Int, frame: CallbackFrame?, pid p: UInt32, tid: UInt32, nr: UInt64, epfd: Int64, ret: Int64,
         durationNs dur: UInt64, exitNs ns: UInt64
     ) {
         let enter = ns.subtractingSaturated(dur)
-        let blocked = threads.syscall(
-            pid: p, tid: tid, nr: nr, fd: epfd, op: epfd, ret: ret, bytes: 0, enterNs: enter, exitNs: ns, fds: io)
+        let blocked =
+            frame == nil
+            ? threads.nestedLoopWait(pid: p, tid: tid, nr: nr, fd: epfd, ret: ret, enterNs: enter, exitNs: ns, fds: io)
+            : threads.syscall(pid: p, tid: tid, nr: nr, fd: epfd, op: epfd, ret: ret, bytes: 0, enterNs: enter, exitNs: ns, fds: io)
         let thread = UInt64(p) << 32 | UInt64(tid)
         if !waitMomentAwaitingSyscall.isEmpty, let i = waitMomentAwaitingSyscall.removeValue(forKey: thread), waitMoments[i].endNs == ns {
             waitMoments[i].blockedNs = min(waitMoments[i].durationNs, blocked)
+        }
+        guard let frame else {
+            io.syscall(pid: p, nr: nr, fd: epfd, ret: ret, durationNs: dur, running: nil, ownerFD: nil)
+            return
         }
         callbacks.noteSyscall(
             stream: s, pid: p, nr: OffCPUReason.syscall(nr, op: epfd), fd: epfd, ns: dur, bytes: 0, blockedNs: blocked, fds: io)
@@ -590,7 +607,10 @@ public struct TraceAnalyzer {
         if parked, let gap = kernelLoop.wait(pid: pid, tid: tid, exitNs: exitNs, durationNs: dur) {
             busySecondsBetweenWaits.busy(startNs: gap.startNs, endNs: gap.startNs &+ gap.durationNs, earliestNs: firstNs)
         }
-        if nr == Self.closeNr && ret == 0 { sharedPollers.closed(pid: pid, fd: fd) }
+        if nr == Self.closeNr && ret == 0 {
+            sharedPollers.closed(pid: pid, fd: fd)
+            if !openLoopEpollFDs.isEmpty && fd >= 0 && fd <= Int64(UInt32.max) { openLoopEpollFDs.remove(UInt64(pid) << 32 | UInt64(fd)) }
+        }
         if !waitMomentAwaitingSyscall.isEmpty, let i = waitMomentAwaitingSyscall.removeValue(forKey: UInt64(pid) << 32 | UInt64(tid)),
             waitMoments[i].endNs == exitNs
         {
@@ -607,6 +627,10 @@ public struct TraceAnalyzer {
         if nr == Self.closeNr && ret == 0 { io.closed(pid: pid, fd: fd, ns: exitNs) }
         if nr == Self.closeRangeNr && ret == 0 && (ev.u(4) >> 32) & Self.closeRangeCloexec == 0 {
             io.closedRange(pid: pid, first: fd, last: Int64(ev.u(4) & 0xFFFF_FFFF), ns: exitNs)
+            let last = Int64(ev.u(4) & 0xFFFF_FFFF)
+            openLoopEpollFDs = openLoopEpollFDs.filter {
+                $0 >> 32 != UInt64(pid) || Int64($0 & 0xFFFF_FFFF) < fd || Int64($0 & 0xFFFF_FFFF) > last
+            }
         }
     }
 
