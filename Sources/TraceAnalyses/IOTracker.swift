@@ -272,7 +272,9 @@ struct IOTracker {
         _ = takeInherited(key)  // a new life of the number: the inherited one, never used, ends
         var life = FDAccum()
         life.kind = UInt8(truncatingIfNeeded: min(kind, 255))
-        life.detail = detail.isEmpty ? nil : detail
+        // A dup (dup, dup2, dup3, fcntl F_DUPFD; mmap.mmap's copy of a file's fd) is the file it copies: the kernel
+        // gives it no path (only an open has one), so it takes its source's.
+        life.detail = detail.isEmpty ? recordedDetail(pid: pid, fd: sourceFd) : detail
         life.openedNs = tid == 0 ? nil : ns  // tid 0: found open at attach
         life.sourceFd = sourceFd
         life.openedBy = tid == 0 ? 0 : UInt64(pid) << 32 | UInt64(tid)
@@ -335,6 +337,13 @@ struct IOTracker {
         }
         guard !inherited.isEmpty, let i = inherited[pid]?[fd] else { return nil }
         return i.detail ?? Self.unnamedKind(i.kind)
+    }
+
+    /// The path or address recorded for the fd's current life (or its inherited one), nil if none.
+    private func recordedDetail(pid: UInt32, fd: Int64) -> String? {
+        guard fd >= 0 else { return nil }
+        if let d = byFD.peek(FDKey(pid: pid, fd: fd), { $0.pointee.detail }) { return d }
+        return inherited.isEmpty ? nil : inherited[pid]?[fd]?.detail
     }
 
     /// An fd with no path or address is named by its kind where that says what it is: node's

@@ -244,6 +244,37 @@ private let program = #"""
         #expect(text.contains("mostly in flock(fd ") && text.contains(" → \(lockFile))"), "\(text)")
     }
 
+    /// A duplicated fd is the file it was duplicated from: Python's mmap.mmap dups the file's fd (fcntl F_DUPFD_CLOEXEC),
+    /// os.dup and os.dup2 too, and a stall reading through the copy listed 'read(fd 7) 12 ms', the copy unnamed
+    /// (the kernel gives a dup no path: only an open has one).
+    @Test func aDuplicatedFdIsNamedAfterItsSource() throws {
+        try requireKernel("aDuplicatedFdIsNamedAfterItsSource")
+        let script = temporaryPath("dup-fds.py"), data = temporaryPath("dup-fds.bin")
+        try """
+        import asyncio, fcntl, os, sys, time
+        async def main():
+            await asyncio.sleep(0.01)
+            with open(sys.argv[1], "rb") as f:
+                copies = [os.dup(f.fileno()), os.dup2(f.fileno(), 50), fcntl.fcntl(f.fileno(), fcntl.F_DUPFD_CLOEXEC, 60)]
+            for fd in copies:
+                os.pread(fd, 4096, 0)
+                os.close(fd)
+            time.sleep(0.08)
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: data, contents: Data(repeating: 0x42, count: 16_384))
+        let trace = try recordTrace(["/usr/bin/python3", script, data], name: "dup-fds")
+        defer { for p in [script, data, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let j = try reportJSON(trace, options: ["--threshold", "50ms"])
+        let stalls = try #require(j["stalls"] as? [[String: Any]])
+        let reads = stalls.flatMap { s in ((s["syscalls"] as? [[String: Any]]) ?? []).filter { $0["name"] as? String == "pread64" } }
+        #expect(reads.count == 3 && reads.allSatisfy { $0["fd_detail"] as? String == data }, "\(reads)")
+        let pid = try #require((j["trace"] as? [String: Any])?["pid"] as? Int)
+        let copies = ((j["fds"] as? [[String: Any]]) ?? []).filter { $0["pid"] as? Int == pid && ($0["source_fd"] as? Int ?? -1) >= 0 }
+        #expect(copies.count == 3 && copies.allSatisfy { $0["path"] as? String == data && $0["kind"] as? String == "file" }, "\(copies)")
+    }
+
     /// A Python asyncio loop starved by a thread that holds the GIL in a CPU loop waits on a futex in take_gil at
     /// every turn: the stall says which thread ended its waits (the GIL's holder, dropping it), where it named
     /// only 'futex wait' and left the holder to the THREADS section's totals over the whole recording.
