@@ -987,7 +987,11 @@ private let program = #"""
         for st in mine {
             let calls = try #require(st["syscalls"] as? [[String: Any]])
             let sleep = calls.first { $0["name"] as? String == "clock_nanosleep" }
-            #expect((sleep?["blocked_ns"] as? Int ?? 0) >= 20_000_000, "\(calls)")
+            #expect((sleep?["ns"] as? Int ?? 0) >= 20_000_000, "\(calls)")
+            // Blocked in it, unless the kernel did not deliver the sleeper's switch-in (rare, under load:
+            // docs/kernel-probes.md "Switch-ins not seen"; that time is unknown, not blocked).
+            let unseen = (j["threads"] as? [[String: Any]] ?? []).reduce(0) { $0 + ($1["switch_ins_not_seen"] as? Int ?? 0) }
+            #expect((sleep?["blocked_ns"] as? Int ?? 0) >= 20_000_000 || unseen > 0, "\(calls)")
             let opens = calls.filter { $0["name"] as? String == "openat" }
             #expect(opens.reduce(0) { $0 + ($1["count"] as? Int ?? 0) } == 2001, "\(opens)")
             let byPath = opens.filter { $0["errno"] as? String == "ENOENT" && $0["others"] as? Bool == false }
