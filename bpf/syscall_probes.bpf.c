@@ -311,6 +311,14 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     case NR_ppoll:
         s->fd = -1;
         s->size = a1; // nfds
+        // A poll of one fd is a wait on it: how Python waits on a socket with a timeout before each recv, send
+        // or connect (urllib's, requests' timeout=), so a stall there names the socket. Its pollfd's fd (the
+        // struct's first member; negative: an entry poll ignores).
+        if (a1 == 1) {
+            __s32 polled = -1;
+            if (bpf_probe_read_user(&polled, sizeof(polled), (const void *)a0) == 0 && polled >= 0)
+                s->fd = polled;
+        }
         break;
     case NR_select:
     case NR_pselect6:

@@ -40,7 +40,8 @@ public enum SyscallNames {
     /// epoll_wait, epoll_pwait and epoll_pwait2 (recorded as `epollWait` events).
     public static let epollWaits: Set<UInt64> = [232, 281, 441]
     /// Calls whose `fd` argument is not an fd (futex: the op; waits with no fd: -1). See docs/trace-format.md.
-    public static let fdIsNotAnFd: Set<UInt64> = [7, 23, 35, 202, 230, 270, 271]
+    /// (poll and ppoll have the fd of a poll of one fd, else −1.)
+    public static let fdIsNotAnFd: Set<UInt64> = [23, 35, 202, 230, 270]
     /// open, openat, openat2: their `fd` is the directory fd, their path is the new fd's (`fdOpen` detail).
     /// Compares, not a set lookup: the analysis asks for every syscall event.
     @inlinable public static func opensPath(_ nr: UInt64) -> Bool { nr == 257 || nr == 2 || nr == 437 }

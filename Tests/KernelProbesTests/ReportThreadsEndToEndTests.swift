@@ -275,6 +275,45 @@ private let program = #"""
         #expect(copies.count == 3 && copies.allSatisfy { $0["path"] as? String == data && $0["kind"] as? String == "file" }, "\(copies)")
     }
 
+    /// A stall in a socket wait with a timeout names the socket: Python waits in poll on the one fd before each
+    /// recv, send or connect of a socket with a timeout (urllib's and requests' timeout=, socket.create_connection),
+    /// so a coroutine's call to a slow upstream read 'mostly in poll', 'poll() 153 ms in 3 calls', with no socket.
+    /// A poll of one fd is recorded with that fd.
+    @Test func aStallInASocketTimeoutsPollNamesTheSocket() throws {
+        try requireKernel("aStallInASocketTimeoutsPollNamesTheSocket")
+        let script = temporaryPath("socket-timeout.py")
+        try """
+        import asyncio, socket, threading, time
+        upstream = socket.create_server(("127.0.0.1", 0))
+        def answer_slowly():
+            conn, _ = upstream.accept()
+            conn.recv(100)
+            time.sleep(0.15)
+            conn.sendall(b"slow answer")
+            conn.close()
+        async def main():
+            threading.Thread(target=answer_slowly).start()
+            await asyncio.sleep(0.01)
+            with socket.create_connection(upstream.getsockname(), timeout=5) as client:
+                client.sendall(b"request")
+                client.recv(100)
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let trace = try recordTrace(["/usr/bin/python3", script], name: "socket-timeout")
+        defer { for p in [script, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let stalls = try #require(try reportJSON(trace, options: ["--threshold", "50ms"])["stalls"] as? [[String: Any]])
+        let loop = try #require(stalls.first { $0["tid"] as? Int == $0["pid"] as? Int }, "\(stalls)")
+        let calls = (loop["syscalls"] as? [[String: Any]]) ?? []
+        let poll = try #require(calls.first { $0["name"] as? String == "poll" && ($0["blocked_ns"] as? Int ?? 0) >= 100_000_000 }, "\(calls)")
+        let recv = try #require(calls.first { $0["name"] as? String == "recvfrom" }, "\(calls)")
+        #expect((poll["fd"] as? Int ?? -1) >= 0 && poll["fd"] as? Int == recv["fd"] as? Int, "\(calls)")
+        let socketName = try #require(recv["fd_detail"] as? String)
+        #expect(poll["fd_detail"] as? String == socketName && socketName.contains("->127.0.0.1:"), "\(calls)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace]).stdout
+        #expect(text.contains("mostly in poll(fd \(poll["fd"] as? Int ?? -1) → \(socketName))"), "\(text)")
+    }
+
     /// A Python asyncio loop starved by a thread that holds the GIL in a CPU loop waits on a futex in take_gil at
     /// every turn: the stall says which thread ended its waits (the GIL's holder, dropping it), where it named
     /// only 'futex wait' and left the holder to the THREADS section's totals over the whole recording.
