@@ -650,9 +650,13 @@
   // Callbacks open on this thread: the preload itself runs inside one in a worker, whose after()
   // has no before() here.
   let depth = 0;
+  // The outermost callback that ended last, and the site of the last resource destroyed in or after its
+  // callback: an unhandled rejection is reported after the callback it came out of (uncaughtExceptionMonitor).
+  let lastOuterAfter = 0, lastDestroyedId = 0, lastDestroyedSite;
   function after(asyncId) {
     if (asyncId === ownTimerID || !enabled || depth === 0) return;
     depth--;
+    if (depth === 0) lastOuterAfter = asyncId;
     if (pos + 2 > LIMIT) writeBatch();
     const t = performance.now();
     if (pendingDestroy === asyncId) {
@@ -694,7 +698,13 @@
     chainMs = -1;
     if (children.size !== 0) children.delete(id);
     if (pendingFD.size !== 0) pendingFD.delete(id);
-    if (liveSites.size !== 0) liveSites.delete(id);
+    if (liveSites.size !== 0) {
+      // (Destroyed in its own callback, before its after(): a one-shot timer, a tick.)
+      if (asyncId === lastOuterAfter || (depth === 1 && runningIds[0] === asyncId)) {
+        lastDestroyedId = asyncId; lastDestroyedSite = liveSites.get(id);
+      }
+      liveSites.delete(id);
+    }
     if (sentSites.size !== 0) sentSites.delete(id);
     if (openFileHandles.size !== 0) openFileHandles.delete(asyncId);
     if (closeRequests.size !== 0) closeRequests.delete(asyncId);
@@ -844,6 +854,15 @@
     const id = asyncHooks.executionAsyncId();
     // Where the resource whose callback threw was made: the report names it with the error.
     if (liveSites.size !== 0) sendSite(idBase + id);
+    // Outside every callback (a rejection no handler caught): where the last callback's resource was made.
+    if (id <= 1 && lastOuterAfter > 1) {
+      const holder = liveSites.get(idBase + lastOuterAfter);
+      if (holder !== undefined) sendSite(idBase + lastOuterAfter);
+      else if (lastDestroyedId === lastOuterAfter && lastDestroyedSite !== undefined) {
+        const text = siteText(lastDestroyedSite);
+        if (text) { putString(K_SITE, idBase + lastOuterAfter, text); pendingEvents++; }
+      }
+    }
     putString(K_UNCAUGHT, idBase + id, err && err.stack ? String(err.stack).split('\n')[0] : String(err));
   }));
 

@@ -526,6 +526,16 @@ public struct UncaughtError: Sendable {
     public var createdAt: [CodeFrame] = []
     /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
     var creationStack: Int32 = -1
+    /// Thrown outside every recorded callback (async id 0 or 1) after callbacks had run on its thread: the
+    /// async id of the last one that ended there before it. Node reports a promise rejection no handler caught
+    /// after the callback it came out of (that callback or a promise continuation it let run); nil otherwise.
+    public var afterAsyncID: UInt64?
+    /// That callback's resource type name (nil with `afterAsyncID`).
+    public var afterType: String?
+    /// Its resource's trigger path, as `causalChain` (empty without `afterAsyncID`).
+    public var afterCausalChain: [String] = []
+    /// Where its resource was created, innermost first; empty where the trace does not say.
+    public var afterCreatedAt: [CodeFrame] = []
 }
 
 /// Callbacks that ran at least `AnalysisOptions.blockingThresholdNs`: they blocked their loop.

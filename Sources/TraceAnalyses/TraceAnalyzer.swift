@@ -62,6 +62,9 @@ public struct TraceAnalyzer {
     /// epoll fd are a loop of its own run inside its loop's stretch (`nestedLoopWait`).
     var openLoopEpollFDs = Set<UInt64>()
     var uncaughtErrors: [UncaughtError] = []
+    /// Per stream, the program's outermost callback that ended last, async id and type (an error thrown outside
+    /// every callback came out of it); nil before any.
+    var lastEndedCallback: [(asyncID: UInt64, type: Int32)?]
     var uncaughtErrorsNotListed: UInt64 = 0
     var kernelPids = Set<UInt32>()
     var callbacks: CallbackTracker
@@ -107,6 +110,7 @@ public struct TraceAnalyzer {
         let n = reader.streams.count
         resources = ResourceTable(maxLive: options.maxTrackedResources)
         lastEventNs = [UInt64](repeating: 0, count: n)
+        lastEndedCallback = [(asyncID: UInt64, type: Int32)?](repeating: nil, count: n)
         streamPid = reader.streams.map(\.pid)
         for s in reader.streams where !s.isKernel {
             userStreamOfThread.set(UInt64(s.pid) << 32 | UInt64(s.tid), s.index)
@@ -137,6 +141,7 @@ public struct TraceAnalyzer {
             if s.index >= old {
                 streamPid.append(s.pid)
                 lastEventNs.append(0)
+                lastEndedCallback.append(nil)
                 if !s.isKernel { userStreamOfThread.set(key, s.index) }
             }
             if !s.isKernel, let name = s.threadName, !name.isEmpty, userThreadNames[key] == nil {
@@ -427,6 +432,11 @@ public struct TraceAnalyzer {
             type: info.map { resources.typeName($0.type) }, message: message,
             causalChain: info == nil ? [] : resources.causalChain(key))
         e.creationStack = info?.creationStack ?? -1
+        if info == nil, asyncID <= 1, s < lastEndedCallback.count, let last = lastEndedCallback[s] {
+            e.afterAsyncID = last.asyncID
+            e.afterType = resources.typeName(last.type)
+            e.afterCausalChain = resources.causalChain(ResourceKey(pid: pid, asyncID: last.asyncID))
+        }
         uncaughtErrors.append(e)
     }
 
@@ -671,6 +681,7 @@ public struct TraceAnalyzer {
             }
         }
         if callbacks.stacks[s].isEmpty {
+            if frame.type != resources.recorderWriteType { lastEndedCallback[s] = (frame.asyncID, frame.type) }
             busySeconds.busy(startNs: frame.beforeNs, endNs: frame.beforeNs &+ d, earliestNs: firstNs)
             let st = reader.streams[s]
             threads.callbackRan(pid: st.pid, tid: st.tid, startNs: frame.beforeNs, endNs: frame.beforeNs &+ d)
@@ -915,6 +926,7 @@ public struct TraceAnalyzer {
             let key = UInt64(e.pid) << 32 | UInt64(e.tid)
             e.threadName = finalThreads.titled(ThreadTracker.preferredName(kernel: finalThreads.names[key], user: e.threadName), key)
             if e.type != nil { e.createdAt = sites.frames(ResourceKey(pid: e.pid, asyncID: e.asyncID)) }
+            if let id = e.afterAsyncID { e.afterCreatedAt = sites.frames(ResourceKey(pid: e.pid, asyncID: id)) }
             return e
         }
         analysis.uncaughtErrorsNotListed = uncaughtErrorsNotListed

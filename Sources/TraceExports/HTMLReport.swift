@@ -418,12 +418,20 @@ public enum HTMLReport {
         guard !a.uncaughtErrors.isEmpty || a.uncaughtErrorsNotListed > 0 else { return }
         s += "<h2 id=\"uncaught\">Uncaught errors (Node ends the process with the first)</h2>\n"
         s += "<table><tr><th>error</th><th>thrown in</th><th>thread</th><th>at</th><th>created at</th><th>caused by</th></tr>\n"
+        // Thrown outside every callback after one ran (an unhandled rejection): the callback it came out of.
+        func thrownIn(_ e: UncaughtError) -> String {
+            if let t = e.type { return x("\(t) (async id \(e.asyncID))") }
+            if let id = e.afterAsyncID { return x("no recorded callback; after \(e.afterType ?? "?") (async id \(id))") }
+            return "async id \(e.asyncID)"
+        }
         for e in a.uncaughtErrors {
+            let chain = e.afterAsyncID != nil ? e.afterCausalChain : e.causalChain
+            let site = e.afterAsyncID != nil ? e.afterCreatedAt : e.createdAt
             s +=
-                "<tr><td class=\"warn\">\(x(e.message))</td><td>\(e.type.map { x("\($0) (async id \(e.asyncID))") } ?? "async id \(e.asyncID)")</td>"
+                "<tr><td class=\"warn\">\(x(e.message))</td><td>\(thrownIn(e))</td>"
                 + "<td>\(x(thread(e.pid, e.tid, e.threadName)))</td><td class=\"n\">\(Formatting.at(e.ns, from: a.overview.recordingStartNs))</td>"
-                + "<td>\(e.createdAt.isEmpty ? "-" : x(TextReport.createdAt(e.createdAt)))</td>"
-                + "<td>\(e.causalChain.count > 1 ? x(e.causalChain.joined(separator: " → ")) : "-")</td></tr>\n"
+                + "<td>\(site.isEmpty ? "-" : x(TextReport.createdAt(site)))</td>"
+                + "<td>\(chain.count > 1 ? x(chain.joined(separator: " → ")) : "-")</td></tr>\n"
         }
         s += "</table>\n"
         if a.uncaughtErrorsNotListed > 0 { s += "<p>... and \(a.uncaughtErrorsNotListed) more (not kept).</p>\n" }

@@ -248,6 +248,16 @@ public enum JSONReport {
                         e.field("message", u.message)
                         e.strings("causal_chain", u.causalChain)
                         frames(u.createdAt, named: "created_at", &e)
+                        if let id = u.afterAsyncID {
+                            e.object("after") { f in
+                                f.field("async_id", id)
+                                f.field("type", u.afterType)
+                                f.strings("causal_chain", u.afterCausalChain)
+                                frames(u.afterCreatedAt, named: "created_at", &f)
+                            }
+                        } else {
+                            e.null("after")
+                        }
                     }
                 }
             }

@@ -209,12 +209,22 @@ public enum TextReport {
             out += "  ▶ " + Formatting.printable(e.message.isEmpty ? "(no message)" : e.message) + "\n"
             let inside =
                 e.type.map { "\(Formatting.printable($0)) (async id \(e.asyncID))" }
-                ?? (e.asyncID <= 1 ? "the program's top level" : "async id \(e.asyncID), a resource the trace does not know")
+                ?? (e.afterAsyncID != nil
+                    ? "no recorded callback (an unhandled promise rejection, or code after an `await`)"
+                    : e.asyncID <= 1 ? "the program's top level" : "async id \(e.asyncID), a resource the trace does not know")
             out +=
                 "      thrown in  \(inside) on \(thread(e.pid, e.tid, e.threadName)), at "
                 + Formatting.at(e.ns, from: a.overview.recordingStartNs) + "\n"
-            if e.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(e.causalChain.joined(separator: " → ")) + "\n" }
-            if !e.createdAt.isEmpty { out += "      created at " + Formatting.printable(createdAt(e.createdAt)) + "\n" }
+            // Node notices an unhandled rejection after the callback that rejected it or let its continuation run.
+            if let id = e.afterAsyncID {
+                out +=
+                    "      after      \(Formatting.printable(e.afterType ?? "?")) (async id \(id)): it came out of that callback "
+                    + "or the promise continuations it let run\n"
+            }
+            let chain = e.afterAsyncID != nil ? e.afterCausalChain : e.causalChain
+            let site = e.afterAsyncID != nil ? e.afterCreatedAt : e.createdAt
+            if chain.count > 1 { out += "      caused by  " + Formatting.printable(chain.joined(separator: " → ")) + "\n" }
+            if !site.isEmpty { out += "      created at " + Formatting.printable(createdAt(site)) + "\n" }
         }
         if a.uncaughtErrorsNotListed > 0 { out += "  ... and \(a.uncaughtErrorsNotListed) more (not kept)\n" }
     }

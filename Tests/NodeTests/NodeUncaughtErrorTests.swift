@@ -44,4 +44,51 @@ import Testing
                 page.contains("<h2 id=\"uncaught\">") && page.contains("TypeError: config.port is not a number"), "no uncaught errors on the page")
         }
     }
+
+    /// Promises rejected in a timer's callback (the Timeout is destroyed at its end) and by fs.promises (the
+    /// FSREQPROMISE's callback rejects), no handler: node reports each after that callback, outside every
+    /// callback (async id 0), and the report said "thrown in the program's top level".
+    static let rejections = [
+        (
+            "Timeout", "scheduleCheck",
+            #"""
+            function scheduleCheck() {
+              setTimeout(function check() { Promise.reject(new Error('nobody handled this')); }, 10);
+            }
+            scheduleCheck();
+            """#
+        ),
+        (
+            "FSREQPROMISE", "Timeout.readLater",
+            #"""
+            function start() {
+              setTimeout(function readLater() { require('fs').promises.readFile('/nonexistent/asynctrace-test'); }, 10);
+            }
+            start();
+            """#
+        ),
+    ]
+
+    @Test(arguments: 0..<2) func anUnhandledRejectionIsNamedByTheCallbackItCameOutOf(_ which: Int) throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let (type, function, program) = Self.rejections[which]
+        try withRecordedNodeScript(program, file: "rejection.js", node: node, record: ["--no-kernel"]) { r in
+            #expect(r.record.status == 1, "node exits with 1 after an unhandled rejection: \(r.record.stderr)")
+            let errors = r.json["uncaught_errors"] as? [[String: Any]] ?? []
+            let e = try #require(errors.first, "uncaught_errors: \(r.json["uncaught_errors"] ?? "missing")")
+            #expect(e["type"] is NSNull && (e["async_id"] as? NSNumber)?.intValue == 0, "\(e)")
+            let after = try #require(e["after"] as? [String: Any], "\(e)")
+            #expect(after["type"] as? String == type, "\(e)")
+            #expect((after["causal_chain"] as? [String] ?? []).last == type, "\(e)")
+            let site = (after["created_at"] as? [[String: Any]] ?? []).first ?? [:]
+            let (siteFunction, siteFile) = (site["function"] as? String ?? "", site["file"] as? String ?? "")
+            #expect(siteFunction.hasPrefix(function), "\(e)")
+            #expect(siteFile.hasSuffix("/rejection.js") && (site["line"] as? NSNumber)?.intValue == 2, "\(e)")
+
+            let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", r.trace]).stdout
+            #expect(!text.contains("top level") && text.contains("thrown in  no recorded callback"), "\(text)")
+            #expect(text.contains("after      \(type) (async id \((after["async_id"] as? NSNumber)?.intValue ?? -1))"), "\(text)")
+            #expect(text.contains("created at \(function)"), "\(text)")
+        }
+    }
 }
