@@ -439,6 +439,10 @@ public struct LoopStall: Sendable {
     /// thread in a blocking syscall; Tokio's block_in_place), so only what was queued on it waited. nil for a
     /// thread that is no pool worker, or when the pool was found after the stall began.
     public var otherWorkersWaits: UInt64? = nil
+    /// The thread's loop never waited for events again after it and the thread exited: it ends at a wait on
+    /// another loop's poller (node's exit waits once on one), and what it ran after the last callback was the
+    /// program's exit (exit handlers, the runtime's teardown), not code that events waited behind.
+    public var endsAtExit = false
 }
 
 /// One callback invocation (before → after).

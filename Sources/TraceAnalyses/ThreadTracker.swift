@@ -501,7 +501,7 @@ struct ThreadTracker {
         return finished
     }
 
-    private mutating func offerStall(_ k: UInt64, _ finished: (GapState, UInt64)?) {
+    private mutating func offerStall(_ k: UInt64, _ finished: (GapState, UInt64)?, endsAtExit: Bool = false) {
         guard let (g, d) = finished else { return }
         if d >= thresholdNs {
             stallsAtThreshold &+= 1
@@ -511,7 +511,7 @@ struct ThreadTracker {
                 threads.values[i].stallsAtThresholdNs = threads.values[i].stallsAtThresholdNs.addingSaturated(d)
             }
         }
-        stalls.offer(d, StallRecordDraft(key: k, gap: g, durationNs: d))
+        stalls.offer(d, StallRecordDraft(key: k, gap: g, durationNs: d, endsAtExit: endsAtExit))
     }
 
     /// An outermost recorded callback ran on the thread until `endNs`: the stall being measured counts its
@@ -590,7 +590,7 @@ struct ThreadTracker {
                 threads.values[i].longestStallNs = d
                 threads.values[i].longestStallStartNs = g.startNs
             }
-            offerStall(k, (g, d))
+            offerStall(k, (g, d), endsAtExit: threads.values[i].exited)
         }
         for k in Array(threads.keys) where !(threads[k]?.pending.isEmpty ?? true) {
             var t = threads[k]!
@@ -696,7 +696,7 @@ struct ThreadTracker {
                 syscalls: g.syscalls.sorted { $0.ns > $1.ns }.map(SyscallInCallback.init),
                 inCallbacksNs: threads[d.key]?.ranCallbacks == true ? min(g.inCallbacksNs, d.durationNs) : nil,
                 blockedWaits: g.wakes.count, wokenBy: wakers(g.wakes), wokenByInterrupt: g.wakes.unnamedCount,
-                wokenByInterruptNs: g.wakes.unnamedNs, otherWorkersWaits: g.poolWaitsMeanwhile)
+                wokenByInterruptNs: g.wakes.unnamedNs, otherWorkersWaits: g.poolWaitsMeanwhile, endsAtExit: d.endsAtExit)
         }
         return (out, stallList)
     }
@@ -706,6 +706,7 @@ struct StallRecordDraft: Sendable {
     var key: UInt64
     var gap: ThreadTracker.GapState
     var durationNs: UInt64
+    var endsAtExit = false
 }
 
 // addingSaturated / subtractingSaturated: TraceFormat (Saturating.swift), shared by every reading module.

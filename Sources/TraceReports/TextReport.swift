@@ -473,10 +473,13 @@ public enum TextReport {
         let outside = st.durationNs.subtractingSaturated(inside)
         guard outside >= st.durationNs / 10 else { return nil }
         return "outside every recorded callback: \(Formatting.duration(outside)) (\(Formatting.percent(Double(outside) / Double(st.durationNs))))"
-            + (promisesRecorded
-                ? " (code the loop ran between callbacks)"
-                : ", code run between callbacks, such as promise continuations after an `await`, which this trace does not"
-                    + " record (Node: record --node-promises)")
+            + (st.endsAtExit
+                ? ", the program's exit after its last callback (exit handlers, the runtime's teardown): the loop never"
+                    + " waited for events again and its thread exited"
+                : promisesRecorded
+                    ? " (code the loop ran between callbacks)"
+                    : ", code run between callbacks, such as promise continuations after an `await`, which this trace does not"
+                        + " record (Node: record --node-promises)")
     }
 
     /// Every traced thread: where its time went.

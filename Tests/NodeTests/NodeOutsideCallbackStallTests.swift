@@ -33,6 +33,7 @@ import Testing
             let afterAwait = try #require(stalls.first { (ns($0, "duration_ns") ?? 0) >= 115_000_000 }, "stalls: \(stalls)")
             let inside = try #require(ns(afterAwait, "in_callbacks_ns"), "\(afterAwait)")
             #expect(inside < 20_000_000, "\(afterAwait)")
+            #expect(afterAwait["ends_at_exit"] as? Bool == false, "the loop waited again after it: \(afterAwait)")
             // The Timeout's spin: all of it in its callback.
             let inTimer = try #require(stalls.first { (55_000_000..<115_000_000).contains(ns($0, "duration_ns") ?? 0) }, "stalls: \(stalls)")
             #expect((ns(inTimer, "in_callbacks_ns") ?? 0) >= 55_000_000, "\(inTimer)")
@@ -40,6 +41,29 @@ import Testing
             let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", trace, "--threshold", "50ms"]).stdout
             #expect(text.contains("outside every recorded callback"), "\(text)")
             #expect(text.contains("record --node-promises"), "\(text)")
+        }
+    }
+
+    /// After its loop's last wait (the one of its cleanup, after the 'exit' handlers) node tears down, then
+    /// waits once on another loop: that stretch, node's exit, read "code run between callbacks, such as promise
+    /// continuations after an `await`" (285 ms of it on a loaded machine). Every stretch is listed here.
+    @Test func theStretchOfAProgramsExitSaysSo() throws {
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        try #require(Self.kernelCapable, "KERNEL TEST SKIPPED: not root or no BTF (stalls come from the kernel's epoll waits)")
+        let report = ["--threshold", "0ms", "--top", "500"]
+        try withRecordedNodeScript(
+            "setTimeout(function last() {}, 20);\n", file: "exit.js", node: node, record: ["--sample-rate", "0"], report: report
+        ) {
+            r in
+            #expect(r.record.status == 0, "record: \(r.record.stderr)")
+            func ns(_ s: [String: Any], _ k: String) -> UInt64 { (s[k] as? NSNumber)?.uint64Value ?? 0 }
+            let stalls = (r.json["stalls"] as? [[String: Any]] ?? []).filter { ($0["pid"] as? NSNumber) == ($0["tid"] as? NSNumber) }
+            let exits = stalls.filter { $0["ends_at_exit"] as? Bool == true }
+            let exit = try #require(exits.first, "stalls: \(stalls)")
+            #expect(exits.count == 1 && stalls.allSatisfy { ns($0, "start_ns") <= ns(exit, "start_ns") }, "the main thread's last: \(stalls)")
+            #expect(ns(exit, "in_callbacks_ns") == 0, "\(exit)")
+            let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", r.trace] + report).stdout
+            #expect(text.contains("the program's exit after its last callback"), "\(text)")
         }
     }
 
