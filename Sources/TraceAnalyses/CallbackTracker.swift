@@ -89,6 +89,13 @@ struct CallbackTracker {
         SyscallTally.named(&stacks[stream][last].syscalls, fd: fd, errno: errno, path: path)
     }
 
+    /// The running callback's last `nr` on `fd` (connect, bind, listen) gave the socket `address`.
+    mutating func described(stream: Int, nr: UInt64, fd: Int64, address: String) {
+        let last = stacks[stream].count - 1
+        guard last >= 0 else { return }
+        SyscallTally.described(&stacks[stream][last].syscalls, nr: nr, fd: fd, address: address)
+    }
+
     /// The thread of `stream` was off the CPU from `outNs`: every running callback that began by then waited.
     mutating func noteOffCPU(
         stream: Int, outNs: UInt64, blockedNs: UInt64, runqueueNs: UInt64, unknownNs: UInt64, waker: UInt64

@@ -117,6 +117,23 @@ struct SyscallTally: Sendable {
     }
 }
 
+extension SyscallTally {
+    /// The call just tallied, `nr` on `fd` (connect, bind, listen), gave the socket `address`, which the kernel
+    /// describes only after it: its row, if it is that call's alone, takes the address (merged into a row of the
+    /// same call and address). A row of several calls stays as it is: the others were another life's.
+    static func described(_ tallies: inout [SyscallTally], nr: UInt64, fd: Int64, address: String) {
+        guard let i = tallies.lastIndex(where: { $0.nr == nr && $0.fd == fd }), tallies[i].count == 1,
+            tallies[i].detail != address
+        else { return }
+        if let j = tallies.firstIndex(where: { $0.nr == nr && $0.fd == fd && $0.detail == address }) {
+            let t = tallies.remove(at: i)
+            tallies[j < i ? j : j - 1].add(count: t.count, ns: t.ns, bytes: t.bytes, blockedNs: t.blockedNs)
+        } else {
+            tallies[i].detail = address
+        }
+    }
+}
+
 extension SyscallInCallback {
     init(_ t: SyscallTally) {
         let other = t.nr == SyscallTally.otherSyscalls

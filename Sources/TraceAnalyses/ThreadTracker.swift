@@ -342,6 +342,12 @@ struct ThreadTracker {
         SyscallTally.named(&threads.values[t].gap!.syscalls, fd: fd, errno: errno, path: path)
     }
 
+    /// The stall's last `nr` on `fd` (connect, bind, listen) gave the socket `address`.
+    mutating func described(pid: UInt32, tid: UInt32, nr: UInt64, fd: Int64, address: String) {
+        guard let t = threads.index(forKey: Self.key(pid, tid)), threads.values[t].gap != nil else { return }
+        SyscallTally.described(&threads.values[t].gap!.syscalls, nr: nr, fd: fd, address: address)
+    }
+
     /// Returns the time it was blocked.
     @discardableResult
     mutating func syscall(

@@ -93,6 +93,9 @@ public struct TraceAnalyzer {
     var pendingOpen: (thread: UInt64, fd: Int64, ns: UInt64)? = nil
     /// An open that just failed: its fdOpen (next, same time, fd = its return value) names the path.
     var pendingFailedOpen: (thread: UInt64, nr: UInt64, ret: Int64, ns: UInt64)? = nil
+    /// A connect, bind or listen just seen: its fdOpen (next, same time, source fd = fd) gives the address it gave
+    /// the socket, which names the call where it was tallied with the socket as it was before.
+    var pendingDescribe: (thread: UInt64, nr: UInt64, fd: Int64, ns: UInt64)? = nil
     static let maxWaitMoments = 1 << 20
     /// Creation stacks (user streams' stackDefs) and every stream's code regions.
     var creationStacks = CreationStackTable()
@@ -348,6 +351,10 @@ public struct TraceAnalyzer {
                 break
             }
             io.fdOpen(pid: pid, tid: tid, fd: fd, kind: ev.u(3), sourceFd: ev.s(4), detail: ev.text, ns: ns)
+            if let p = pendingDescribe, p.thread == UInt64(pid) << 32 | UInt64(tid), p.fd == fd, ev.s(4) == fd, p.ns == ns {
+                pendingDescribe = nil
+                if let address = io.detail(pid: pid, fd: fd) { described(p, address: address) }
+            }
             if let p = pendingOpen, p.thread == UInt64(pid) << 32 | UInt64(tid), p.fd == fd, p.ns == ns {
                 pendingOpen = nil
                 if let path = io.detail(pid: pid, fd: fd) {
@@ -584,6 +591,8 @@ public struct TraceAnalyzer {
         let openErrno = SyscallNames.opensPath(nr) && ret < 0 ? ret.magnitude : 0
         pendingOpen = opened ? (UInt64(pid) << 32 | UInt64(tid), ret, exitNs) : nil
         pendingFailedOpen = SyscallNames.opensPath(nr) && ret < 0 ? (UInt64(pid) << 32 | UInt64(tid), nr, ret, exitNs) : nil
+        let describes = (nr == Self.connectNr && (ret == 0 || ret == Self.inProgress)) || ((nr == Self.bindNr || nr == Self.listenNr) && ret == 0)
+        pendingDescribe = describes && fd >= 0 ? (UInt64(pid) << 32 | UInt64(tid), nr, fd, exitNs) : nil
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
         let enter = exitNs >= dur ? exitNs - dur : 0
         // A thread of a program that records no events of its own, that waits in poll or select and has never
@@ -645,6 +654,23 @@ public struct TraceAnalyzer {
     }
 
     static let closeNr: UInt64 = 3
+    static let connectNr: UInt64 = 42
+    static let bindNr: UInt64 = 49
+    static let listenNr: UInt64 = 50
+    static let inProgress: Int64 = -115  // -EINPROGRESS: a non-blocking connect under way (described already)
+
+    /// The connect, bind or listen `p` gave its socket `address`: the call, tallied in its thread's stall, its
+    /// callback and its wait stack with the socket as it was before ('connect(fd 6)'), is named by it.
+    private mutating func described(_ p: (thread: UInt64, nr: UInt64, fd: Int64, ns: UInt64), address: String) {
+        let pid = UInt32(truncatingIfNeeded: p.thread >> 32), tid = UInt32(truncatingIfNeeded: p.thread)
+        threads.described(pid: pid, tid: tid, nr: p.nr, fd: p.fd, address: address)
+        if let s = userStreamOfThread[p.thread] { callbacks.described(stream: s, nr: p.nr, fd: p.fd, address: address) }
+        if let i = waitMoments.indices.last, waitMoments[i].pid == pid, waitMoments[i].tid == tid, waitMoments[i].endNs == p.ns,
+            waitMoments[i].fd == p.fd, waitMoments[i].reason == p.nr
+        {
+            waitMoments[i].fdDetail = address
+        }
+    }
     static let futexWaitvNr: UInt64 = 449
     static let closeRangeNr: UInt64 = 436
     static let closeRangeCloexec: UInt64 = 4

@@ -314,6 +314,41 @@ private let program = #"""
         #expect(text.contains("mostly in poll(fd \(poll["fd"] as? Int ?? -1) → \(socketName))"), "\(text)")
     }
 
+    /// A connect, bind or listen in a stall names the address it gave the socket: the kernel describes the socket
+    /// after the call, so a coroutine's blocking connect read 'connect(fd 6) 90.5 µs' beside
+    /// 'sendto(fd 6 → 127.0.0.1:47470->127.0.0.1:18095)', and a connect that waited long said nothing of where to.
+    @Test func aStallsConnectBindAndListenNameTheirAddresses() throws {
+        try requireKernel("aStallsConnectBindAndListenNameTheirAddresses")
+        let script = temporaryPath("connect-names.py")
+        try """
+        import asyncio, socket, time
+        async def main():
+            await asyncio.sleep(0.01)
+            server = socket.socket()
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+            client = socket.socket()
+            client.connect(server.getsockname())
+            client.sendall(b"x")
+            time.sleep(0.08)
+            client.close()
+            server.close()
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let trace = try recordTrace(["/usr/bin/python3", script], name: "connect-names")
+        defer { for p in [script, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        let stalls = try #require(try reportJSON(trace, options: ["--threshold", "50ms"])["stalls"] as? [[String: Any]])
+        let loop = try #require(stalls.first { $0["tid"] as? Int == $0["pid"] as? Int }, "\(stalls)")
+        let calls = (loop["syscalls"] as? [[String: Any]]) ?? []
+        func call(_ name: String) -> [String: Any]? { calls.first { $0["name"] as? String == name } }
+        let sent = try #require(call("sendto")?["fd_detail"] as? String, "\(calls)")
+        let listening = try #require(call("listen")?["fd_detail"] as? String, "\(calls)")
+        #expect(sent.hasSuffix("->" + listening) && call("connect")?["fd_detail"] as? String == sent, "\(calls)")
+        #expect(call("bind")?["fd_detail"] as? String == listening && call("bind")?["fd"] as? Int == call("listen")?["fd"] as? Int, "\(calls)")
+        #expect(calls.filter { ["connect", "bind", "listen"].contains($0["name"] as? String) }.count == 3, "\(calls)")
+    }
+
     /// A Python asyncio loop starved by a thread that holds the GIL in a CPU loop waits on a futex in take_gil at
     /// every turn: the stall says which thread ended its waits (the GIL's holder, dropping it), where it named
     /// only 'futex wait' and left the holder to the THREADS section's totals over the whole recording.
