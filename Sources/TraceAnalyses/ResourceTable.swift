@@ -89,17 +89,27 @@ package struct ResourceTable: Sendable {
     package func info(_ key: ResourceKey) -> ResourceInfo? { live[key] ?? destroyed[key] }
 
     /// Type names from the root cause down to `key`'s own type, e.g. ["TCPSERVERWRAP", "TCPWRAP", "Timeout"].
-    /// Stops at the top level (trigger 0 or 1), at an unknown ancestor ("?"), or after 32 steps.
+    /// Stops at the top level (trigger 0 or 1), at an unknown ancestor ("?"), or after 32 steps ("…" first:
+    /// more ancestors, known, not shown; a stream of 20,000 Immediates read as if the first shown were the root).
     package func causalChain(_ key: ResourceKey) -> [String] {
         var chain: [String] = []
         var k = key
         var seen = Set<UInt64>()
-        while chain.count < 32, let i = info(k) {
+        while chain.count < Self.causalChainSteps, let i = info(k) {
             chain.append(typeName(i.type))
             if i.trigger <= 1 || !seen.insert(k.asyncID).inserted { return chain.reversed() }
             k = ResourceKey(pid: k.pid, asyncID: i.trigger)
         }
-        if info(k) == nil && k.asyncID > 1 { chain.append("?") }
+        if info(k) == nil {
+            if k.asyncID > 1 { chain.append("?") }
+        } else {
+            chain.append(Self.chainCut)
+        }
         return chain.reversed()
     }
+
+    static let causalChainSteps = 32
+    /// The first element of a causal chain cut after `causalChainSteps`.
+    package static let chainCut = "…"
+
 }

@@ -246,7 +246,7 @@ public enum HTMLReport {
                 + "<td class=\"n\">\(Formatting.at(c.startNs, from: a.overview.recordingStartNs))</td>"
                 + "<td class=\"n\">\(c.unfinished ? "≥ " : "")\(Formatting.duration(c.durationNs))</td>"
                 + "<td class=\"n\">\(c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs))</td>"
-                + "<td>\(c.causalChain.count > 1 ? x(c.causalChain.joined(separator: " → ")) : "-")"
+                + "<td>\(c.causalChain.count > 1 ? x(TextReport.chainText(c.causalChain)) : "-")"
                 + (c.createdAt.isEmpty ? "" : "<br>created at " + x(TextReport.createdAt(c.createdAt))) + "</td>"
                 + "<td class=\"sys\">"
                 + (c.onCPUNs.map { _ in
@@ -333,7 +333,7 @@ public enum HTMLReport {
                 what.append(
                     x(
                         "inside \(c.type) (async id \(c.asyncID)) for \(Formatting.duration(c.durationNs))"
-                            + (c.causalChain.count > 1 ? ", caused by " + c.causalChain.joined(separator: " → ") : "")))
+                            + (c.causalChain.count > 1 ? ", caused by " + TextReport.chainText(c.causalChain) : "")))
             }
             if let line = TextReport.outsideCallbacks(st, promisesRecorded: promisesRecorded) { what.append(x(line)) }
             what.append(x(verdict))
@@ -431,7 +431,7 @@ public enum HTMLReport {
                 "<tr><td class=\"warn\">\(x(e.message))</td><td>\(thrownIn(e))</td>"
                 + "<td>\(x(thread(e.pid, e.tid, e.threadName)))</td><td class=\"n\">\(Formatting.at(e.ns, from: a.overview.recordingStartNs))</td>"
                 + "<td>\(site.isEmpty ? "-" : x(TextReport.createdAt(site)))</td>"
-                + "<td>\(chain.count > 1 ? x(chain.joined(separator: " → ")) : "-")</td></tr>\n"
+                + "<td>\(chain.count > 1 ? x(TextReport.chainText(chain)) : "-")</td></tr>\n"
         }
         s += "</table>\n"
         if a.uncaughtErrorsNotListed > 0 { s += "<p>... and \(a.uncaughtErrorsNotListed) more (not kept).</p>\n" }
@@ -458,7 +458,7 @@ public enum HTMLReport {
                 "<tr><td>\(x(TextReport.openGroupLabel(g)))</td><td class=\"n\">\(Formatting.count(g.count))</td>"
                 + "<td class=\"n\">\(Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs))</td>"
                 + "<td>\(g.createdAt.isEmpty ? "-" : x(TextReport.createdAt(g.createdAt)))</td>"
-                + "<td>\(g.createdBy.isEmpty ? "(top level)" : x(g.createdBy.joined(separator: " → ")))</td></tr>\n"
+                + "<td>\(g.createdBy.isEmpty ? "(top level)" : x(TextReport.chainText(g.createdBy)))</td></tr>\n"
         }
         s += "</table>\n"
     }

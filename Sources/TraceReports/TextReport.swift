@@ -223,7 +223,7 @@ public enum TextReport {
             }
             let chain = e.afterAsyncID != nil ? e.afterCausalChain : e.causalChain
             let site = e.afterAsyncID != nil ? e.afterCreatedAt : e.createdAt
-            if chain.count > 1 { out += "      caused by  " + Formatting.printable(chain.joined(separator: " → ")) + "\n" }
+            if chain.count > 1 { out += "      caused by  " + Formatting.printable(chainText(chain)) + "\n" }
             if !site.isEmpty { out += "      created at " + Formatting.printable(createdAt(site)) + "\n" }
         }
         if a.uncaughtErrorsNotListed > 0 { out += "  ... and \(a.uncaughtErrorsNotListed) more (not kept)\n" }
@@ -257,7 +257,7 @@ public enum TextReport {
             out +=
                 "\(c.unfinished ? "at least " : "")\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))"
             out += c.unfinished ? " (still running when its process's events end: the program exited or was killed inside it)\n" : "\n"
-            if c.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(c.causalChain.joined(separator: " → ")) + "\n" }
+            if c.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(chainText(c.causalChain)) + "\n" }
             if !c.createdAt.isEmpty { out += "      created at " + Formatting.printable(createdAt(c.createdAt)) + "\n" }
             if let on = c.onCPUNs {
                 out +=
@@ -428,7 +428,7 @@ public enum TextReport {
                 out +=
                     "      inside " + Formatting.printable("\(c.type) (async id \(c.asyncID)) for \(Formatting.duration(c.durationNs))")
                     + (c.createdAt.isEmpty ? "" : ", created at " + Formatting.printable(createdAt(c.createdAt)))
-                    + (c.causalChain.count > 1 ? ", caused by " + Formatting.printable(c.causalChain.joined(separator: " → ")) : "") + "\n"
+                    + (c.causalChain.count > 1 ? ", caused by " + Formatting.printable(chainText(c.causalChain)) : "") + "\n"
             }
             if let line = outsideCallbacks(st, promisesRecorded: promisesRecorded) { out += "      " + line + "\n" }
             out +=
@@ -453,6 +453,24 @@ public enum TextReport {
         if a.stallsAtThreshold > listed {
             out += "  ... \(Formatting.count(a.stallsAtThreshold - listed)) more of \(threshold) or longer (see --top)\n"
         }
+    }
+
+    /// A causal chain, root first, runs of one type told by their length: a stream's 20,000 Immediates read
+    /// "Immediate ×31 → TickObject", not 31 names.
+    package static func chainText(_ chain: [String]) -> String {
+        var parts: [String] = []
+        var i = 0
+        while i < chain.count {
+            var j = i + 1
+            while j < chain.count && chain[j] == chain[i] { j += 1 }
+            if j - i >= 3 {
+                parts.append("\(chain[i]) ×\(j - i)")
+            } else {
+                parts.append(contentsOf: chain[i..<j])
+            }
+            i = j
+        }
+        return parts.joined(separator: " → ")
     }
 
     /// A pool worker's stall (Go, Tokio: workers taking turns at one epoll fd): whether the other workers went on
@@ -624,7 +642,7 @@ public enum TextReport {
             t.add([
                 (c.unfinished ? "≥ " : "") + Formatting.duration(c.durationNs), c.type, String(c.asyncID), thread(c.pid, c.tid, c.threadName),
                 Formatting.at(c.startNs, from: a.overview.recordingStartNs),
-                c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs), c.causalChain.joined(separator: " → "),
+                c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs), chainText(c.causalChain),
             ])
         }
         out += t.render()
@@ -745,7 +763,7 @@ public enum TextReport {
             t.add(
                 [openGroupLabel(g), Formatting.count(g.count), Formatting.at(g.oldestInitNs, from: a.overview.recordingStartNs)]
                     + (sites ? [g.createdAt.isEmpty ? "-" : createdAt(g.createdAt, frames: 2)] : [])
-                    + [g.createdBy.isEmpty ? "(top level)" : g.createdBy.joined(separator: " → ")])
+                    + [g.createdBy.isEmpty ? "(top level)" : chainText(g.createdBy)])
         }
         out += t.render()
         if !streams.isEmpty && others > 0 {
