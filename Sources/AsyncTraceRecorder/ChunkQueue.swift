@@ -72,12 +72,14 @@ final class ChunkQueue: @unchecked Sendable {
 
     /// For a signal handler: hands each queued chunk to `body` under the lock, only if the lock is
     /// free (the interrupted thread may hold it), and allocates and frees nothing (the crash may
-    /// have happened inside malloc).
-    func drainIfAvailable(_ body: (PendingChunk) -> Void) {
-        _ = state.withLockIfAvailable { s in
+    /// have happened inside malloc). False when the lock was taken: the queued chunks were not handed over.
+    func drainIfAvailable(_ body: (PendingChunk) -> Void) -> Bool {
+        let drained: Bool? = state.withLockIfAvailable { s in
             for c in s.pending { body(c) }
             s.pending.removeAll(keepingCapacity: true)
+            return true
         }
+        return drained != nil
     }
 
     func recycle(_ memory: UnsafeMutablePointer<UInt8>) {

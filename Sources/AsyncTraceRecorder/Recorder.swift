@@ -82,6 +82,7 @@ final class Recorder: @unchecked Sendable {
     let writeFailureMessage: [UInt8]
     /// `asynctrace record`'s counters of what could not be written (nil when not under record).
     nonisolated(unsafe) var lossCounters: UnsafeMutablePointer<trace_loss_counters>?
+    let flushCounted = Atomic<Bool>(false)
     var writerThread = pthread_t()
     let pid: UInt32
 
@@ -241,6 +242,7 @@ final class Recorder: @unchecked Sendable {
 
     func writerLoop() {
         setThreadName("asynctrace-wr")
+        trace_block_async_signals()
         // For stop's barrier. Here, not in `start`: registering waits for an RCU grace period (10-16 ms
         // here), which the program's thread showed as a wait in every report; until it is done, stop's
         // barrier falls back to the global command.
@@ -256,8 +258,10 @@ final class Recorder: @unchecked Sendable {
                 deadline.tv_nsec -= 1_000_000_000
             }
             _ = sem_timedwait(queue.ready, &deadline)
+            // Counted from before the take: a crash handler that finds the queue empty waits for this batch.
+            writing.add(1, ordering: .relaxed)
             let batch = queue.takeAll()
-            writing.add(batch.count, ordering: .relaxed)
+            writing.add(batch.count - 1, ordering: .relaxed)
             for c in batch {
                 if options.writerDelayMicroseconds > 0 { usleep(UInt32(options.writerDelayMicroseconds)) }
                 write(c)
@@ -364,6 +368,13 @@ final class Recorder: @unchecked Sendable {
         sem_post(queue.ready)
         pthread_join(writerThread, nil)
         close(fd)
+        countFlushed()
+    }
+
+    /// Tells `record` this recorder wrote its buffers at the end, once (a fatal signal's flush and then the
+    /// exit handler would count it twice, and hide another process that wrote nothing).
+    func countFlushed() {
+        if !flushCounted.exchange(true, ordering: .relaxed) { trace_loss_counters_recorder(lossCounters, 1) }
     }
 
     /// Whether the stream's thread left every hook call within a second (yielding the CPU meanwhile).
@@ -383,12 +394,15 @@ final class Recorder: @unchecked Sendable {
         // A stopped recorder's fd is closed (its number may belong to another file by now); a forked
         // child's streams are copies of the parent's, which the parent writes.
         guard running.load(ordering: .acquiring), !inForkedChild else { return }
-        queue.drainIfAvailable { write($0) }
+        let drained = queue.drainIfAvailable { write($0) }
         var waited = 0
         while writing.load(ordering: .acquiring) > 0 && waited < 2_000 {
             usleep(1_000)
             waited += 1
         }
+        // Queued chunks behind a lock the crash left taken, or a writer stuck for 2 s, are lost: then this
+        // process is not counted as flushed, and `record` says its recording ended with an unknown loss.
+        let everythingHandedOver = drained && writing.load(ordering: .acquiring) == 0
         let n = min(streamCount.load(ordering: .relaxed), Recorder.maxStreams)
         for i in 0..<n {
             guard let s = streams[i], s.pointee.eventCount > 0 else { continue }
@@ -399,6 +413,7 @@ final class Recorder: @unchecked Sendable {
             s.pointee.eventCount = 0
             s.pointee.cursor = s.pointee.base + TraceFileFormat.chunkHeaderSize
         }
+        if everythingHandedOver { countFlushed() }
     }
 }
 

@@ -99,6 +99,9 @@ public enum TraceRecorder {
     /// With the lock held: makes `r` the recorder and starts it.
     private static func begin(_ r: Recorder) {
         r.lossCounters = environment("ASYNCTRACE_LOSS_FD").flatMap { Int32($0) }.flatMap { trace_loss_counters_attach($0) }
+        // Counted as started now, as flushed when it writes its buffers at the end: `record` tells a process
+        // that ended without (_exit, SIGKILL) from one that had nothing left.
+        trace_loss_counters_recorder(r.lossCounters, 0)
         Recorder.streamKey = makeStreamKey()
         let recording = (Recorder.flushEpoch.load(ordering: .relaxed) >> Recorder.recordingShift) + 1
         Recorder.flushEpoch.store(recording << Recorder.recordingShift, ordering: .relaxed)

@@ -50,7 +50,12 @@ int trace_thread_name(char *buf, size_t size) { return pthread_getname_np(pthrea
 
 void trace_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
 
-static const int fatal_signals[] = {SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE, SIGTERM, SIGINT};
+// Faults end the process whatever handler runs; the others end it only by their default action, so they
+// are caught only where that action is in place (a program's own handler decides for itself, and an ignored
+// signal must stay ignored: catching it would stop the recording of a process that goes on).
+static const int fatal_signals[] = {SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS,
+                                    SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGXCPU, SIGXFSZ};
+#define NFAULTS 7
 #define NFATAL (sizeof fatal_signals / sizeof fatal_signals[0])
 static struct sigaction previous[NFATAL];
 static void (*flush_fn)(int);
@@ -73,6 +78,13 @@ static void on_fatal(int sig, siginfo_t *info, void *ctx) {
     raise(sig);
 }
 
+void trace_block_async_signals(void) {
+    sigset_t set;
+    sigfillset(&set);
+    for (size_t i = 0; i < NFAULTS; i++) sigdelset(&set, fatal_signals[i]);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 void trace_install_fatal_handlers(void (*flush)(int)) {
     flush_fn = flush;
     static char altstack[64 * 1024];
@@ -80,6 +92,10 @@ void trace_install_fatal_handlers(void (*flush)(int)) {
     stack_t old;
     if (sigaltstack(NULL, &old) == 0 && (old.ss_flags & SS_DISABLE)) sigaltstack(&ss, NULL);
     for (size_t i = 0; i < NFATAL; i++) {
+        struct sigaction current;
+        if (sigaction(fatal_signals[i], NULL, &current) != 0) continue;
+        if (current.sa_handler == SIG_IGN) continue;
+        if (i >= NFAULTS && ((current.sa_flags & SA_SIGINFO) || current.sa_handler != SIG_DFL)) continue;
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_fatal;

@@ -226,6 +226,13 @@ void trace_loss_counters_add(struct trace_loss_counters *c, uint64_t events, int
                                 __ATOMIC_RELAXED);
 }
 
+void trace_loss_counters_recorder(struct trace_loss_counters *c, int flushed) {
+    if (c == NULL) return;
+    __atomic_fetch_add(flushed ? &c->recorders_flushed : &c->recorders_started, 1, __ATOMIC_RELAXED);
+    if ((uint32_t)getpid() == __atomic_load_n(&c->root_pid, __ATOMIC_RELAXED))
+        __atomic_fetch_or(&c->root_state, flushed ? TRACE_RECORDER_FLUSHED : TRACE_RECORDER_STARTED, __ATOMIC_RELAXED);
+}
+
 int trace_peer_uid(int fd, unsigned int *uid) {
     struct ucred cred;
     socklen_t len = sizeof cred;

@@ -92,6 +92,12 @@ public struct Overview: Sendable {
     public var unwrittenError: String? = nil
     /// Total of `unwrittenUser` and `unwrittenKernel` (saturating).
     public var unwritten: UInt64 { unwrittenUser.addingSaturated(unwrittenKernel) }
+    /// Processes whose recorder ended without writing its buffers (`_exit`, SIGKILL), from `record`'s note: an
+    /// unknown number of their events is missing. 0: none (or a trace `record` did not finish).
+    public var processesNotFlushed: UInt64 = 0
+    /// The signal that ended the traced program by name (`SIGKILL`, `signal 40`), from `record`'s note; nil: it
+    /// exited, or it is not known.
+    public var programSignal: String? = nil
     /// Off-CPU episodes whose switch-in the kernel's sched_switch tracepoint never delivered, per thread (most
     /// unknown time first): each leaves the time from its wakeup (or switch-out) to the thread's next switch-out or exit
     /// unknown. Why: docs/kernel-probes.md, "Switch-ins not seen".

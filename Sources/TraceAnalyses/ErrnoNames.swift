@@ -30,3 +30,17 @@ enum ErrnoNames {
         }
     }
 }
+
+/// Linux signal names, for how a traced program ended.
+package enum SignalNames {
+    static let names: [String] = [
+        "0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1",
+        "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP",
+        "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+    ]
+
+    /// "SIGKILL", or "signal N" for numbers without a name (real-time signals, or a crafted note).
+    package static func name(_ signal: Int32) -> String {
+        signal > 0 && Int(signal) < names.count ? names[Int(signal)] : "signal \(signal)"
+    }
+}

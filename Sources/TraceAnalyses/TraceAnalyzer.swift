@@ -751,7 +751,11 @@ public struct TraceAnalyzer {
             droppedUser: reader.droppedUser, droppedKernel: reader.droppedKernel, damage: damage,
             eventsLostToDamage: damage.reduce(0) { $0.addingSaturated($1.eventsLost ?? 0) },
             unwrittenUser: reader.unwritten?.userEvents ?? 0, unwrittenKernel: reader.unwritten?.kernelEvents ?? 0,
-            unwrittenError: reader.unwritten.map { ErrnoNames.name(UInt64(UInt32(bitPattern: $0.errno))) })
+            unwrittenError: reader.unwritten.flatMap {
+                $0.userEvents > 0 || $0.kernelEvents > 0 ? ErrnoNames.name(UInt64(UInt32(bitPattern: $0.errno))) : nil
+            },
+            processesNotFlushed: reader.unwritten?.processesNotFlushed ?? 0,
+            programSignal: reader.unwritten.flatMap { $0.programSignal > 0 ? SignalNames.name($0.programSignal) : nil })
         if total > 0 {
             // A window clamps the recording's end to it; an end before the last event (a crafted header) is ignored.
             overview.recordingEndNs = reader.recordingEndNs == 0 ? 0 : max(lastNs, min(reader.recordingEndNs, windowEnd))

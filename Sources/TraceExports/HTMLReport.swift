@@ -166,9 +166,16 @@ public enum HTMLReport {
         let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
         s += row(
             "Dropped events",
-            (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events, the recorder could not keep up")
+            (dropped == 0
+                ? (o.processesNotFlushed > 0 ? "none counted" : "none") : "\(Formatting.count(dropped)) events, the recorder could not keep up")
                 + " (user " + value("dropped.user", o.droppedUser, Formatting.count(o.droppedUser))
                 + ", kernel " + value("dropped.kernel", o.droppedKernel, Formatting.count(o.droppedKernel)) + ")", warn: dropped > 0)
+        if o.processesNotFlushed > 0 {
+            s += row(
+                "Lost events",
+                value("dropped.processes_not_flushed", o.processesNotFlushed, TextReport.notFlushedLine(o)), warn: true)
+        }
+        if let signal = o.programSignal { s += row("Ended", "the program was killed by " + x(signal), warn: true) }
         if !o.switchInsNotSeen.isEmpty {
             s += row(
                 "Switch-ins not seen",

@@ -127,16 +127,27 @@ public struct UnwrittenNote: Equatable, Sendable {
     public var kernelEvents: UInt64
     /// The first write error (an errno value; 0 if unknown).
     public var errno: Int32
+    /// Processes whose recorder ended without writing its buffers (`_exit`, SIGKILL): the events their threads
+    /// held are lost, how many is unknown. 0 in notes written before this field existed.
+    public var processesNotFlushed: UInt64
+    /// The signal that ended the traced program (0: it exited, or it is not known).
+    public var programSignal: Int32
 
-    /// A note of `userEvents` + `kernelEvents` events not written, the first write error being `errno`.
-    public init(userEvents: UInt64, kernelEvents: UInt64, errno: Int32) {
+    /// A note of `userEvents` + `kernelEvents` events not written, the first write error being `errno`;
+    /// `processesNotFlushed` recorders that lost an unknown number; the program ended by `programSignal` (0: none).
+    public init(userEvents: UInt64, kernelEvents: UInt64, errno: Int32, processesNotFlushed: UInt64 = 0, programSignal: Int32 = 0) {
         self.userEvents = userEvents
         self.kernelEvents = kernelEvents
         self.errno = errno
+        self.processesNotFlushed = processesNotFlushed
+        self.programSignal = programSignal
     }
 
-    /// The payload's size: user events, kernel events (UInt64 LE each), errno (Int32 LE), 4 bytes zero.
-    public static let payloadSize = 24
+    /// The payload's size: user events, kernel events (UInt64 LE each), errno (Int32 LE), 4 bytes zero,
+    /// processes not flushed (UInt64 LE), the program's signal (Int32 LE), 4 bytes zero.
+    public static let payloadSize = 40
+    /// The payload of notes written before `processesNotFlushed` and `programSignal` (still read).
+    static let firstPayloadSize = 24
 
     /// The complete chunk (header with its CRC, then the payload), ready for one `write()`.
     public func encodeChunk(pid: UInt32, atNs ns: UInt64) -> [UInt8] {
@@ -147,6 +158,8 @@ public struct UnwrittenNote: Equatable, Sendable {
             storeLE(userEvents, payload, 0)
             storeLE(kernelEvents, payload, 8)
             storeLE(errno, payload, 16)
+            storeLE(processesNotFlushed, payload, 24)
+            storeLE(programSignal, payload, 32)
             var h = ChunkHeader(
                 flags: [.kernel, .final, .unwrittenNote], payloadLength: UInt32(Self.payloadSize), eventCount: 0, pid: pid,
                 tid: 0, sequence: 0, startNs: ns, endNs: ns, startTicks: ns, endTicks: ns, droppedCumulative: 0)
@@ -158,12 +171,16 @@ public struct UnwrittenNote: Equatable, Sendable {
         return bytes
     }
 
-    /// The note in an `unwrittenNote` chunk's payload; nil if the payload is too short.
+    /// The note in an `unwrittenNote` chunk's payload; nil if the payload is too short. A 24-byte payload
+    /// (an older note) has no processes not flushed and no signal.
     public static func decode(_ payload: UnsafeRawBufferPointer) -> UnwrittenNote? {
-        guard payload.count >= payloadSize, let p = payload.baseAddress else { return nil }
+        guard payload.count >= firstPayloadSize, let p = payload.baseAddress else { return nil }
+        let extended = payload.count >= payloadSize
         return UnwrittenNote(
             userEvents: loadLE(p, 0, as: UInt64.self), kernelEvents: loadLE(p, 8, as: UInt64.self),
-            errno: loadLE(p, 16, as: Int32.self))
+            errno: loadLE(p, 16, as: Int32.self),
+            processesNotFlushed: extended ? loadLE(p, 24, as: UInt64.self) : 0,
+            programSignal: extended ? loadLE(p, 32, as: Int32.self) : 0)
     }
 }
 

@@ -206,6 +206,8 @@ struct ChunkIndexer: ~Copyable {
         sum.userEvents = sum.userEvents.addingSaturated(note.userEvents)
         sum.kernelEvents = sum.kernelEvents.addingSaturated(note.kernelEvents)
         if sum.errno == 0 { sum.errno = note.errno }
+        sum.processesNotFlushed = sum.processesNotFlushed.addingSaturated(note.processesNotFlushed)
+        if sum.programSignal == 0 { sum.programSignal = note.programSignal }
         index.unwritten = sum
     }
 

@@ -55,7 +55,9 @@ public enum JSONReport {
             j.object("dropped") { d in
                 d.field("user", o.droppedUser)
                 d.field("kernel", o.droppedKernel)
+                d.field("processes_not_flushed", o.processesNotFlushed)
             }
+            if let signal = o.programSignal { j.field("program_signal", signal) } else { j.null("program_signal") }
             j.object("switch_ins_not_seen") { u in
                 u.field("count", o.switchInsNotSeenCount)
                 u.field("unknown_ns", o.switchInsNotSeenNs)

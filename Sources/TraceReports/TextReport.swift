@@ -64,6 +64,15 @@ public enum TextReport {
             + "shell or script starts it"
     }
 
+    /// The loss no count can give: recorders that ended without writing their buffers (`_exit`, SIGKILL).
+    package static func notFlushedLine(_ o: Overview) -> String {
+        let n = o.processesNotFlushed
+        let who = n == 1 ? "1 process" : "\(Formatting.count(n)) processes"
+        return "an unknown number of events: \(who) ended without writing \(n == 1 ? "its" : "their") recorder's buffers "
+            + "(_exit, SIGKILL, or a signal no handler of the recorder caught), "
+            + "so what \(n == 1 ? "its" : "their") threads held since their last written chunk is not in the trace; counts below miss it"
+    }
+
     /// The overview's loss line for off-CPU switch-ins not seen (the first 3 threads named, most unknown time first).
     public static func switchInsNotSeenLine(_ o: Overview) -> String {
         let shown = o.switchInsNotSeen.prefix(3).map {
@@ -166,9 +175,16 @@ public enum TextReport {
             out += "  node       " + nodeWithoutHooksLine(o.nodeProcessesWithoutHooks) + "\n"
         }
         let dropped = o.droppedUser.addingSaturated(o.droppedKernel)
-        out += "  dropped    " + (dropped == 0 ? "none" : "\(Formatting.count(dropped)) events")
+        // "none" would be wrong when a process ended without writing its buffers: only the counted drops are none.
+        out += "  dropped    " + (dropped == 0 ? (o.processesNotFlushed > 0 ? "none counted" : "none") : "\(Formatting.count(dropped)) events")
         out += " (user \(Formatting.count(o.droppedUser)), kernel \(Formatting.count(o.droppedKernel)))"
         out += dropped == 0 ? "\n" : "  ← the recorder could not keep up; counts below miss these\n"
+        if o.processesNotFlushed > 0 {
+            out += "  lost       " + Self.notFlushedLine(o) + "\n"
+        }
+        if let signal = o.programSignal {
+            out += "  ended      the program was killed by \(signal)\n"
+        }
         if !o.switchInsNotSeen.isEmpty {
             out += "  unseen     " + switchInsNotSeenLine(o) + ": that time is neither on-CPU nor a known wait\n"
         }

@@ -5,6 +5,7 @@ import CRecorderSupport
 import KernelProbes
 import TraceFlight
 import TraceFormat
+import TraceAnalyses
 import TraceReader
 import TraceText
 #if canImport(Glibc)
@@ -270,6 +271,8 @@ struct RecordCommand: ParsableCommand {
             fail(error.description, exitCode: error.exitCode)
         }
         if lossFD >= 0 { close(lossFD) }  // the held child has its copy
+        // Set before the child is released: its recorder then knows it is the program's (root_state).
+        losses?.pointee.root_pid = UInt32(bitPattern: child.pid)
         // If asynctrace is killed, what the program started dies with it too (the program itself has
         // PR_SET_PDEATHSIG); the tree's processes come from the probes' fork events. Forked after the
         // program, so the program stays asynctrace's first child (tools look for it there).
@@ -364,18 +367,20 @@ struct RecordCommand: ParsableCommand {
         if let loopPhases { note(loopPhases.summary) }
         let userLost = losses.map { (events: $0.pointee.events_lost, errno: Int32(truncatingIfNeeded: $0.pointee.first_errno)) }
         let kernelLost = recording.map { (events: $0.writer.eventsLost, errno: $0.writer.firstWriteError) }
+        let end = ProgramEnd(status: status, counters: losses?.pointee)
         if let flightRecording {
             flightRecording.finish()
             flightRecording.printSummary(startNs: start, kernel: stats, userLost: userLost)
+            if let line = end.notFlushedLine { note(line) }
             var programStatus = exitStatus(status)
             if stopSentNs != nil && (programStatus == 128 + SIGTERM || programStatus == 128 + SIGKILL) { programStatus = 0 }
             throw ExitCode(programStatus)
         }
         appendUnwrittenNote(
-            traceFD: fd, reserve: &reserve, path: path, pid: child.pid, userLost: userLost, kernelLost: kernelLost)
+            traceFD: fd, reserve: &reserve, path: path, pid: child.pid, userLost: userLost, kernelLost: kernelLost, end: end)
         let lost = printSummary(
             path: path, startNs: start, kernel: stats, probesOn: recording != nil,
-            userLost: userLost, kernelLost: kernelLost)
+            userLost: userLost, kernelLost: kernelLost, end: end)
         var programStatus = exitStatus(status)
         // Stopped by --duration as asked: that is a successful recording, not a failed program.
         if stopSentNs != nil && (programStatus == 128 + SIGTERM || programStatus == 128 + SIGKILL) { programStatus = 0 }
@@ -516,7 +521,7 @@ struct RecordCommand: ParsableCommand {
         }
         let kernelLost = (events: recording.writer.eventsLost, errno: recording.writer.firstWriteError)
         appendUnwrittenNote(traceFD: fd, reserve: &reserve, path: path, pid: pid, userLost: nil, kernelLost: kernelLost)
-        let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil, kernelLost: kernelLost)
+        let lost = printSummary(path: path, startNs: start, kernel: stats, probesOn: true, userLost: nil, kernelLost: kernelLost, end: ProgramEnd())
         if lost { throw ExitCode(74) }
     }
 
@@ -596,18 +601,20 @@ struct RecordCommand: ParsableCommand {
     /// report says what the file lacks (an `unwrittenNote` chunk: TraceFormat's UnwrittenNote).
     private func appendUnwrittenNote(
         traceFD: Int32, reserve: inout Int32, path: String, pid: Int32,
-        userLost: (events: UInt64, errno: Int32)?, kernelLost: (events: UInt64, errno: Int32)?
+        userLost: (events: UInt64, errno: Int32)?, kernelLost: (events: UInt64, errno: Int32)?, end: ProgramEnd = ProgramEnd()
     ) {
         let user = userLost?.events ?? 0
         let kernel = kernelLost?.events ?? 0
-        guard traceFD >= 0, user > 0 || kernel > 0 else { return }
+        guard traceFD >= 0, user > 0 || kernel > 0 || end.processesNotFlushed > 0 || end.signal > 0 else { return }
         if reserve >= 0 {
             close(reserve)
             reserve = -1
         }
         let error = (userLost?.events ?? 0) > 0 ? userLost!.errno : kernelLost?.errno ?? 0
-        let chunk = UnwrittenNote(userEvents: user, kernelEvents: kernel, errno: error)
-            .encodeChunk(pid: UInt32(bitPattern: pid), atNs: monotonicNowNs())
+        let chunk = UnwrittenNote(
+            userEvents: user, kernelEvents: kernel, errno: error, processesNotFlushed: end.processesNotFlushed, programSignal: end.signal
+        )
+        .encodeChunk(pid: UInt32(bitPattern: pid), atNs: monotonicNowNs())
         var done = 0
         while done < chunk.count {
             let n = chunk.withUnsafeBytes { write(traceFD, $0.baseAddress! + done, chunk.count - done) }
@@ -626,7 +633,7 @@ struct RecordCommand: ParsableCommand {
     /// because the file could not be written.
     private func printSummary(
         path: String, startNs: UInt64, kernel: KernelProbeStatistics?, probesOn: Bool,
-        userLost: (events: UInt64, errno: Int32)?, kernelLost: (events: UInt64, errno: Int32)?
+        userLost: (events: UInt64, errno: Int32)?, kernelLost: (events: UInt64, errno: Int32)?, end: ProgramEnd
     ) -> Bool {
         let seconds = Double(monotonicNowNs() &- startNs) / 1e9
         let counts = TraceSummary.scan(path: path)
@@ -635,10 +642,12 @@ struct RecordCommand: ParsableCommand {
         var line = "asynctrace: wrote \(path) (\(formatSeconds(seconds)); "
         line += "\(counts.userEvents) program events, "
         line += probesOn ? "\(counts.kernelEvents) kernel events; " : "no kernel events; "
-        line += "dropped: \(userDropped) program, \(probesOn ? String(kernelDropped) : "-") kernel)"
+        // A recorder that never wrote its buffers lost a number nobody can know: not "0".
+        line += "dropped: \(userDropped)\(end.processesNotFlushed > 0 ? " + unknown" : "") program, \(probesOn ? String(kernelDropped) : "-") kernel)"
         if let k = kernel, let unseen = k.switchInsNotSeenText { line += "; " + unseen }
         if counts.damaged { line += "; warning: the file has a damaged chunk" }
         note(line)
+        if let notFlushed = end.notFlushedLine { note(notFlushed + " (the report says so too)") }
         var lost = false
         for (side, loss) in [("program", userLost), ("kernel", kernelLost)] {
             guard let loss, loss.events > 0 else { continue }
@@ -652,6 +661,46 @@ struct RecordCommand: ParsableCommand {
 }
 
 // MARK: - helpers
+
+/// How the program ended, and which recorders of its tree never wrote their buffers (from the shared counters).
+struct ProgramEnd {
+    /// The signal that killed the program (0: it exited).
+    var signal: Int32 = 0
+    /// The program's exit code when it exited.
+    var exitCode: Int32 = 0
+    /// Recorders (one per process) that started and did not write their buffers at the end.
+    var processesNotFlushed: UInt64 = 0
+    /// Whether the program's own recorder is one of them.
+    var programNotFlushed = false
+
+    init() {}
+
+    init(status: Int32, counters: trace_loss_counters?) {
+        signal = status & 0x7f
+        exitCode = (status >> 8) & 0xff
+        guard let c = counters else { return }
+        // Each flushed recorder was started first; a crafted page cannot make this wrap.
+        processesNotFlushed = c.recorders_started > c.recorders_flushed ? c.recorders_started - c.recorders_flushed : 0
+        programNotFlushed = c.root_state & TRACE_RECORDER_STARTED != 0 && c.root_state & TRACE_RECORDER_FLUSHED == 0
+    }
+
+    /// The loss to say, or nil: which processes ended without writing their buffers, and that how much is unknown.
+    var notFlushedLine: String? {
+        guard processesNotFlushed > 0 else { return nil }
+        var who: String
+        if programNotFlushed {
+            let how =
+                signal != 0
+                ? "killed by \(SignalNames.name(signal))" : "exited with status \(exitCode) without running the recorder's exit handler: _exit"
+            who = "the program (\(how))"
+            if processesNotFlushed > 1 { who += " and \(processesNotFlushed - 1) other process\(processesNotFlushed == 2 ? "" : "es") it started" }
+        } else {
+            who = "\(processesNotFlushed) process\(processesNotFlushed == 1 ? "" : "es") the program started"
+        }
+        return "\(who) ended without writing the recorder's buffers: the events its threads held since their last "
+            + "written chunk are lost, how many is unknown"
+    }
+}
 
 private func invokingUser() -> InvokingUser? {
     switch InvokingUser.fromSudo() {

@@ -158,7 +158,15 @@ struct trace_loss_counters {
     uint64_t events_lost;   // events in chunks that could not be written
     uint64_t chunks_lost;
     uint64_t first_errno;   // the first write error (0: none)
+    // Recorders that started, and those that then wrote their buffers at the end (stop, exit, a fatal
+    // signal): the difference ended without writing them (_exit, SIGKILL), which no file can show.
+    uint64_t recorders_started;
+    uint64_t recorders_flushed;
+    uint32_t root_pid;      // the program record started (set by record before releasing it)
+    uint32_t root_state;    // TRACE_RECORDER_STARTED | TRACE_RECORDER_FLUSHED, for root_pid's recorder
 };
+#define TRACE_RECORDER_STARTED 1u
+#define TRACE_RECORDER_FLUSHED 2u
 #define TRACE_LOSS_MAGIC 0x31534f4c43525441ull // "ATRCLOS1"
 /// record: creates the shared counters; returns the fd (inheritable) or -1.
 int trace_loss_counters_create(struct trace_loss_counters **out);
@@ -166,6 +174,9 @@ int trace_loss_counters_create(struct trace_loss_counters **out);
 struct trace_loss_counters *trace_loss_counters_attach(int fd);
 /// recorder: counts one chunk that could not be written (async-signal-safe).
 void trace_loss_counters_add(struct trace_loss_counters *c, uint64_t events, int error);
+/// recorder: counts this process's recorder as started (`flushed` 0) or as having written its buffers at
+/// the end (`flushed` 1; async-signal-safe).
+void trace_loss_counters_recorder(struct trace_loss_counters *c, int flushed);
 
 /// Whether `fd` is a SOCK_SEQPACKET socket (a flight recorder's, ASYNCTRACE_FLIGHT_FD).
 int trace_is_seqpacket_socket(int fd);
@@ -179,7 +190,13 @@ int trace_memory_file(const char *name);
 /// Frees the first `bytes` of such a file (rounded down to pages; offsets and size stay): 0 on success.
 int trace_discard_prefix(int fd, uint64_t bytes);
 
-/// Installs handlers for SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE, SIGTERM and SIGINT that call
-/// `flush(sig)`, restore the previous disposition and re-raise, so the process ends as it would have.
+/// Installs handlers that call `flush(sig)`, restore the previous disposition and re-raise, so the process
+/// ends as it would have: for the faults (SIGSEGV, SIGABRT, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS) unless
+/// ignored, for SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGXCPU and SIGXFSZ only where the default action
+/// (ending the process) is in place.
 void trace_install_fatal_handlers(void (*flush)(int));
+/// Blocks every signal but the faults on the calling thread (the recorder's own threads): a signal sent to the
+/// process goes to one of the program's threads, as it would without the recorder (Dispatch's workers block
+/// them, so a Swift program whose other threads are all workers keeps such a signal pending).
+void trace_block_async_signals(void);
 #endif
