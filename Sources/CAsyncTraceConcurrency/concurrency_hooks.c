@@ -16,6 +16,11 @@
 // * Task completion. A task's root async context (Parent == NULL) resumes, when the body returns, into
 //   the runtime's completion function. That pointer is replaced by one of a few swiftasync wrappers that
 //   report the completion and tail-call the original; one wrapper per distinct original.
+// * A task's last run ends at its completion: the wrapper writes the run's after with the destroy, before the
+//   original wakes the tasks awaiting it. Written after the job returned, it was lost when one of those
+//   ended the process first (an async main returning right after `await task.value`), and the report read
+//   the completed task as still running at exit. What the runtime does after the completion (waking the
+//   waiters, freeing the task) is bookkeeping outside the run.
 // * Task names (Swift 6.2+). The runtime hands a task's name only to the task itself
 //   (`swift_task_getCurrentTaskName`), so it is read in the completion wrapper, inside the task.
 #define _GNU_SOURCE
@@ -80,6 +85,11 @@ static int resolve_runtime(void) {
 #define WRAPPERS 6
 static _Atomic(resume_fn) originals[WRAPPERS];
 
+/// The task whose run `run_observed` brackets on this thread (0: none), and whether that run was ended
+/// at the task's completion (its after written there, not after the job returns).
+static __thread uint64_t observed_task;
+static __thread int observed_run_ended;
+
 static void task_completed(void) {
     void *task = get_current_task();
     if (!task) return;
@@ -90,7 +100,14 @@ static void task_completed(void) {
         const char *name = get_current_task_name();
         if (name && *name) callbacks.task_name(id, name);
     }
-    callbacks.task_complete(id);
+    if (observed_task == id && !observed_run_ended) {
+        // Its run ends here (see the header): a completion inside another job's run (a task an actor's
+        // drain ran inline) or in a run not bracketed leaves the runs as they are.
+        observed_run_ended = 1;
+        callbacks.after_and_destroy(id);
+    } else {
+        callbacks.task_complete(id);
+    }
 }
 
 #define DEFINE_WRAPPER(n)                                                                   \
@@ -191,9 +208,15 @@ static void run_observed(void *job, void (*run)(void *job)) {
     if ((flags & 0xff) == JOB_KIND_TASK) {
         uint64_t id = ATC_TASK_ID_TAG | get_job_task_id(job);
         uint64_t trigger = (reserved & 1) ? (uint64_t)(reserved >> 1) : 0;
+        uint64_t outer_task = observed_task;
+        int outer_ended = observed_run_ended;
+        observed_task = id;
+        observed_run_ended = 0;
         callbacks.before(id, trigger);
         run(job);
-        callbacks.after(id);
+        if (!observed_run_ended) callbacks.after(id);
+        observed_task = outer_task;
+        observed_run_ended = outer_ended;
     } else if (reserved != 0) {
         uint64_t id = (uint64_t)(reserved >> 1);
         callbacks.before(id, 0);
