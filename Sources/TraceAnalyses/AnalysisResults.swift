@@ -492,6 +492,9 @@ public struct CallbackRecord: Sendable {
     public var createdAt: [CodeFrame] = []
     /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
     var creationStack: Int32 = -1
+    /// What the runtime called its resource: a Swift task's name (quoted, given when it completed) and kind
+    /// (`"fetch-user" group child`, `async let`); nil where the runtime says neither.
+    public var label: String? = nil
     /// Still running when its process's events end: its after() never came (the process exited or was
     /// killed inside it, or the trace or window was cut), so `durationNs` runs to that end: at least this long.
     public var unfinished = false

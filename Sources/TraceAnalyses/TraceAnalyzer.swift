@@ -70,6 +70,8 @@ public struct TraceAnalyzer {
     var callbacks: CallbackTracker
     /// Where resources were created (created_at attributes).
     var sites = CreationSites()
+    /// Names and kinds the runtime gave resources (Swift tasks), for the listed callbacks.
+    var labels = ResourceLabels()
     var loop: LoopTracker
     var io: IOTracker
     var kernelLoop: KernelLoopTracker
@@ -278,7 +280,8 @@ public struct TraceAnalyzer {
                 pid: pid, tid: st.tid, threadName: st.threadName, spanID: ev.u(0), name: ev.text,
                 executionAsyncID: exec, executionType: execType, ns: ns)
         case .resourceAttribute:
-            _ = sites.attribute(ResourceKey(pid: pid, asyncID: ev.u(0)), text: ev.text)
+            let key = ResourceKey(pid: pid, asyncID: ev.u(0))
+            if !sites.attribute(key, text: ev.text) { _ = labels.attribute(key, text: ev.text) }
         case .spanAttribute:
             spans.attribute(pid: pid, spanID: ev.u(0), text: ev.text)
         case .spanEnd:
@@ -868,6 +871,7 @@ public struct TraceAnalyzer {
             c.threadName = finalThreads.titled(
                 ThreadTracker.preferredName(kernel: finalThreads.names[key], user: c.threadName), key)
             if c.createdAt.isEmpty { c.createdAt = sites.frames(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
+            if c.label == nil { c.label = labels.label(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
             for i in c.wokenBy.indices {
                 c.wokenBy[i].thread.name = names[UInt64(c.wokenBy[i].thread.pid) << 32 | UInt64(c.wokenBy[i].thread.tid)]
             }

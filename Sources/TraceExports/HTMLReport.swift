@@ -248,7 +248,7 @@ public enum HTMLReport {
                 : "none recorded (no kernel events in this trace)"
             s +=
                 "<tr class=\"blocking\" data-async-id=\"\(c.asyncID)\" data-start-ns=\"\(c.startNs)\" data-duration-ns=\"\(c.durationNs)\" "
-                + "data-kernel-ns=\"\(c.kernelNs)\"><td>\(x(c.type))</td><td class=\"n\">\(c.asyncID)</td>"
+                + "data-kernel-ns=\"\(c.kernelNs)\"><td>\(x(c.type))\(c.label.map { "<br>" + x($0) } ?? "")</td><td class=\"n\">\(c.asyncID)</td>"
                 + "<td>\(x(thread(c.pid, c.tid, c.threadName)))</td>"
                 + "<td class=\"n\">\(Formatting.at(c.startNs, from: a.overview.recordingStartNs))</td>"
                 + "<td class=\"n\">\(c.unfinished ? "≥ " : "")\(Formatting.duration(c.durationNs))</td>"

@@ -593,6 +593,7 @@ public enum JSONReport {
     private static func callback(_ c: CallbackRecord, _ e: inout JSONWriter) {
         e.field("async_id", c.asyncID)
         e.field("type", c.type)
+        if let label = c.label { e.field("label", label) } else { e.null("label") }
         e.field("pid", UInt64(c.pid))
         e.field("tid", UInt64(c.tid))
         e.field("thread", c.threadName)

@@ -269,7 +269,8 @@ public enum TextReport {
                 + "(\(Formatting.duration(b.totalNs)) in total); while one runs, "
                 + (blockedLoops(a) ? "the loop can do nothing else" : "its thread can run nothing else"), &out)
         for c in b.longest {
-            out += "  ▶ \(Formatting.printable(c.type)) (async id \(c.asyncID)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
+            let label = c.label.map { ", " + Formatting.printable($0) } ?? ""
+            out += "  ▶ \(Formatting.printable(c.type)) (async id \(c.asyncID)\(label)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
             out +=
                 "\(c.unfinished ? "at least " : "")\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))"
             out += c.unfinished ? " (still running when its process's events end: the program exited or was killed inside it)\n" : "\n"

@@ -36,7 +36,7 @@ import Testing
         #expect(t.unbalanced == 0)
         let report = try run([cli, "report", trace])
         let blocking = report.stdout.components(separatedBy: "\n\n").first { $0.hasPrefix("BLOCKING") } ?? ""
-        #expect(blocking.contains("SwiftTask (async id \(task.id))"), "\(blocking)")
+        #expect(blocking.contains("SwiftTask (async id \(task.id), task) blocked"), "\(blocking)")
         #expect(!blocking.contains("still running when its process's events end"), "\(blocking)")
     }
 }
