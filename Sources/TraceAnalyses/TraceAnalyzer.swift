@@ -56,7 +56,7 @@ public struct TraceAnalyzer {
     var streamPid: [UInt32]
     /// (pid << 32 | tid) -> user stream index, to find the callback running on a syscall's thread.
     var userStreamOfThread = FastMap<UInt64, Int>()
-    /// The epoll fd each thread with events of its own last waited on outside its callbacks: its loop's.
+    /// The epoll fd each thread last waited on outside its callbacks (not a nested loop's): its loop's.
     var loopEpollFDs: [UInt64: Int64] = [:]
     /// Those loop epoll fds not closed since (pid << 32 | fd): while a thread's is open, its waits on any other
     /// epoll fd are a loop of its own run inside its loop's stretch (`nestedLoopWait`).
@@ -396,17 +396,18 @@ public struct TraceAnalyzer {
             let thread = UInt64(p) << 32 | UInt64(tid)
             // Only on a thread whose own loop is known: a Swift task's nested run loop on a pool thread with no loop
             // of its own is that thread's loop (its stretches are stalls inside the task).
-            if let s = userStreamOfThread[thread], let loopFD = loopEpollFDs[thread], loopFD != epfd {
-                let frame = callbacks.running(stream: s, enteredAt: ns.subtractingSaturated(dur))
-                // Outside every recorded callback too, while the loop's own epoll fd is open: Node's execSync
-                // after an `await` (promises unrecorded) waits for its child on a loop of its own. Taken for the
-                // thread's loop, that wait read as idle time and cut the stall in two.
+            let stream = userStreamOfThread[thread]
+            if let loopFD = loopEpollFDs[thread], loopFD != epfd {
+                let frame = stream.flatMap { callbacks.running(stream: $0, enteredAt: ns.subtractingSaturated(dur)) }
+                // Outside every recorded callback too, and on threads that record none (node under --pid or
+                // --no-node-hooks), while the loop's own epoll fd is open: Node's execSync waits for its child on
+                // a loop of its own. Taken for the thread's loop, that wait read as idle time and cut the stall in two.
                 if frame != nil || openLoopEpollFDs.contains(UInt64(p) << 32 | UInt64(UInt32(truncatingIfNeeded: loopFD))) {
-                    nestedLoopWait(stream: s, frame: frame, pid: p, tid: tid, nr: nr, epfd: epfd, ret: ret, durationNs: dur, exitNs: ns)
+                    nestedLoopWait(stream: stream, frame: frame, pid: p, tid: tid, nr: nr, epfd: epfd, ret: ret, durationNs: dur, exitNs: ns)
                     break
                 }
             }
-            if userStreamOfThread[thread] != nil {
+            if loopEpollFDs[thread] != nil || loopEpollFDs.count < ThreadTracker.maxThreads {
                 loopEpollFDs[thread] = epfd
                 if epfd >= 0 && epfd <= Int64(UInt32.max) { openLoopEpollFDs.insert(UInt64(p) << 32 | UInt64(epfd)) }
             }
@@ -455,7 +456,7 @@ public struct TraceAnalyzer {
     /// the child that way). The thread's loop is not idle in it but stalled: it is a syscall of the callback, if
     /// any, and of the stall, like a read.
     private mutating func nestedLoopWait(
-        stream s: Int, frame: CallbackFrame?, pid p: UInt32, tid: UInt32, nr: UInt64, epfd: Int64, ret: Int64,
+        stream: Int?, frame: CallbackFrame?, pid p: UInt32, tid: UInt32, nr: UInt64, epfd: Int64, ret: Int64,
         durationNs dur: UInt64, exitNs ns: UInt64
     ) {
         let enter = ns.subtractingSaturated(dur)
@@ -467,7 +468,7 @@ public struct TraceAnalyzer {
         if !waitMomentAwaitingSyscall.isEmpty, let i = waitMomentAwaitingSyscall.removeValue(forKey: thread), waitMoments[i].endNs == ns {
             waitMoments[i].blockedNs = min(waitMoments[i].durationNs, blocked)
         }
-        guard let frame else {
+        guard let frame, let s = stream else {
             io.syscall(pid: p, nr: nr, fd: epfd, ret: ret, durationNs: dur, running: nil, ownerFD: nil)
             return
         }

@@ -49,6 +49,30 @@ import Testing
         }
     }
 
+    /// Without the hooks (record --no-node-hooks, as with --pid) no callback is known: the child's wait is still
+    /// no idle time of the loop but a stall in it (it was cut in two around a wait taken for the loop's).
+    @Test func withoutTheHooksTheWaitForAChildIsAStallInItsEpollWait() throws {
+        if !Self.kernelCapable {
+            print("KERNEL TEST SKIPPED: a wait for a child without the hooks: not root or no BTF")
+            try Test.cancel("kernel test skipped: not root or no BTF")
+        }
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        try withRecordedNodeScript(
+            Self.program, file: "execsync.js", node: node, record: ["--no-node-hooks", "--sample-rate", "0"], report: ["--threshold", "100ms"]
+        ) { r in
+            #expect(r.record.status == 0, "record: \(r.record.stderr)")
+            func ns(_ o: [String: Any], _ k: String) -> UInt64 { (o[k] as? NSNumber)?.uint64Value ?? 0 }
+            let stalls = r.json["stalls"] as? [[String: Any]] ?? []
+            let stall = try #require(stalls.first { ns($0, "duration_ns") >= 390_000_000 }, "stalls: \(stalls)")
+            let wait = try #require(
+                (stall["syscalls"] as? [[String: Any]] ?? []).first {
+                    ["epoll_wait", "epoll_pwait", "epoll_pwait2"].contains($0["name"] as? String ?? "")
+                },
+                "\(stall)")
+            #expect(ns(wait, "blocked_ns") >= 300_000_000 && wait["fd_detail"] as? String == "epoll", "\(wait)")
+        }
+    }
+
     /// After an `await` (promises unrecorded) the child's wait runs outside every recorded callback: its waits
     /// on the child loop's epoll fd were taken for the thread's loop being idle ("busy 6%", no stall at all).
     static let programAfterAwait = #"""
