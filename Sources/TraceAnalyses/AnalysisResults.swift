@@ -109,6 +109,8 @@ public struct Overview: Sendable {
     public var switchInsNotSeenCount: UInt64 { switchInsNotSeen.reduce(0) { $0.addingSaturated($1.count) } }
     /// The time they leave unknown, in total (ns; saturating).
     public var switchInsNotSeenNs: UInt64 { switchInsNotSeen.reduce(0) { $0.addingSaturated($1.unknownNs) } }
+    /// Of them, those the exit of the syscall they slept in ended (saturating).
+    public var switchInsClosedBySyscall: UInt64 { switchInsNotSeen.reduce(0) { $0.addingSaturated($1.closedBySyscall) } }
     /// Events of the kind named `kind` (`EventKind.description`, e.g. "syscall"); 0 if none.
     public func count(_ kind: String) -> UInt64 { eventsByKind[kind] ?? 0 }
 
@@ -128,6 +130,8 @@ public struct SwitchInsNotSeen: Sendable {
     public var count: UInt64
     /// The time they leave unknown (ns): neither on the CPU nor a known wait.
     public var unknownNs: UInt64
+    /// Of them, those the exit of the syscall the thread slept in ended (`ThreadSummary.switchInsClosedBySyscall`).
+    public var closedBySyscall: UInt64 = 0
 }
 
 /// Count, total and percentiles of a set of durations (ns), from a `LogHistogram`.
@@ -389,6 +393,9 @@ public struct ThreadSummary: Sendable {
     /// Off-CPU episodes whose switch-in the kernel's sched_switch tracepoint never delivered (offCPU state
     /// `switchInNotSeen`; why: docs/kernel-probes.md).
     public var switchInsNotSeen: UInt64 = 0
+    /// Of them, those the exit of the syscall the thread slept in ended (it was back on a CPU by then): their time
+    /// is known, blocked in that syscall (and run-queue wait after a wakeup that was seen), not `unknownNs`.
+    public var switchInsClosedBySyscall: UInt64 = 0
     /// Futex waits that were idle time, counted among its loop's waits like its epoll waits: it takes turns
     /// with other threads at one epoll fd (a worker pool such as Go's or Tokio's) and parks while another has
     /// the poller. 0 for a thread that is not such a worker.

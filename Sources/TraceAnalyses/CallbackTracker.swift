@@ -98,7 +98,7 @@ struct CallbackTracker {
 
     /// The thread of `stream` was off the CPU from `outNs`: every running callback that began by then waited.
     mutating func noteOffCPU(
-        stream: Int, outNs: UInt64, blockedNs: UInt64, runqueueNs: UInt64, unknownNs: UInt64, waker: UInt64
+        stream: Int, outNs: UInt64, blockedNs: UInt64, runqueueNs: UInt64, unknownNs: UInt64, waker: UInt64?
     ) {
         var i = stacks[stream].count - 1
         while i >= 0 {

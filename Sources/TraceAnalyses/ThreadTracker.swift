@@ -72,6 +72,10 @@ struct OffInterval: Sendable {
     var waker: UInt64  // pid << 32 | tid; 0: an interrupt or unknown
     /// A switch-in not seen: after `blockedNs`, the time to the next switch-out, neither known on nor off the CPU.
     var unknownNs: UInt64 = 0
+    /// Its wakeup was not seen either: `waker` 0 means nothing (not an interrupt).
+    var wakerUnknown = false
+    /// The waker as the wait accounts count it (nil: not known).
+    var knownWaker: UInt64? { wakerUnknown ? nil : waker }
 }
 
 struct ReasonAccum {
@@ -83,9 +87,11 @@ struct ReasonAccum {
     var unnamedCount: UInt64 = 0
     var unnamedNs: UInt64 = 0
 
-    mutating func add(_ ns: UInt64, waker: UInt64) {
+    /// `waker` nil: not known (its wakeup was not seen), neither a thread nor an interrupt.
+    mutating func add(_ ns: UInt64, waker: UInt64?) {
         self.ns = self.ns.addingSaturated(ns)
         count &+= 1
+        guard let waker else { return }
         guard waker != 0 else {
             unnamedCount &+= 1
             unnamedNs = unnamedNs.addingSaturated(ns)
@@ -105,6 +111,9 @@ struct ReasonAccum {
 struct ThreadTracker {
     static let maxThreads = 65_536
     static let maxPending = 256
+    static let recentSyscallsKept = 8
+    /// A syscall the thread made: `idle` for a loop's epoll wait or a pool worker's park (not part of a stall).
+    typealias RecentSyscall = (enterNs: UInt64, exitNs: UInt64, reason: UInt64, fd: Int64, idle: Bool)
 
     struct GapState: Sendable {
         var startNs: UInt64
@@ -131,9 +140,14 @@ struct ThreadTracker {
         var blockedNs: UInt64 = 0
         var runqueueNs: UInt64 = 0
         var offCPUEvents: UInt64 = 0
-        /// Episodes whose switch-in was not seen, and the time they leave unknown.
+        /// Episodes whose switch-in was not seen, and the time they leave unknown; of them, those the exit of the
+        /// syscall they slept in closed (`closeAtSyscallExit`).
         var switchInsNotSeen: UInt64 = 0
         var unknownNs: UInt64 = 0
+        var switchInsClosedBySyscall: UInt64 = 0
+        /// Its latest syscalls (enter, exit, reason, fd, epoll), newest last: a switch-in not seen is written at the
+        /// next switch-out, after the syscall it slept in and maybe others.
+        var recentSyscalls: [RecentSyscall] = []
         var syscalls: UInt64 = 0
         var syscallNs: UInt64 = 0
         var errors: UInt64 = 0
@@ -174,7 +188,11 @@ struct ThreadTracker {
         /// The latest switch-in (offCPU event) seen: the next episode began after it.
         var lastOnNs: UInt64 = 0
 
-        mutating func noteLastSyscall(enterNs: UInt64, exitNs: UInt64, reason: UInt64, isEpoll: Bool) {
+        mutating func noteLastSyscall(
+            enterNs: UInt64, exitNs: UInt64, reason: UInt64, isEpoll: Bool, fd: Int64 = -1, idle: Bool? = nil
+        ) {
+            if recentSyscalls.count >= ThreadTracker.recentSyscallsKept { recentSyscalls.removeFirst() }
+            recentSyscalls.append((enterNs, exitNs, reason, fd, idle ?? isEpoll))
             lastSyscallEnterNs = enterNs
             lastSyscallExitNs = exitNs
             lastSyscallReason = reason
@@ -281,16 +299,32 @@ struct ThreadTracker {
             blocked = min(blocked, allowed - runqueue)
             let out = inNs - blocked - runqueue
             interval = OffInterval(outNs: out, blockedNs: blocked, runqueueNs: runqueue, state: state, waker: waker)
+            var closedBy: RecentSyscall?
             if lost {
-                interval.runqueueNs = 0
-                interval.unknownNs = runqueue
                 t.switchInsNotSeen &+= 1
-                t.unknownNs = t.unknownNs.addingSaturated(runqueue)
+                closedBy = Self.closeAtSyscallExit(&interval, recent: t.recentSyscalls, nextOutNs: inNs)
+                if closedBy != nil {
+                    t.switchInsClosedBySyscall &+= 1
+                } else {
+                    interval.runqueueNs = 0
+                    interval.unknownNs = runqueue
+                    t.unknownNs = t.unknownNs.addingSaturated(runqueue)
+                }
             }
             t.lastOnNs = max(t.lastOnNs, inNs)
             t.seen(out)
             t.seen(inNs)
             t.offCPUEvents &+= 1
+            // Closed by an earlier syscall than the last: charged to it and to its row in the stall.
+            if let c = closedBy, c.exitNs != t.lastSyscallExitNs || c.enterNs != t.lastSyscallEnterNs {
+                if !c.idle { Self.addBlockedToStallRow(&t, reason: c.reason, fd: c.fd, enterNs: c.enterNs, blockedNs: interval.blockedNs) }
+                Self.finalize(interval, reason: c.reason, gapEndNs: c.idle ? c.enterNs : .max, &t)
+                return
+            }
+            if let c = closedBy, !c.idle {
+                Self.addBlockedToStallRow(
+                    &t, reason: t.lastSyscallReason, fd: c.fd, enterNs: t.lastSyscallEnterNs, blockedNs: interval.blockedNs)
+            }
             // Written after the syscall it happened in (same timestamp, or the ring's order across CPUs); a switch-in
             // not seen is written at the next switch-out, so also after the syscall it began in ended.
             if (lost ? out : inNs) <= t.lastSyscallExitNs && out >= t.lastSyscallEnterNs {
@@ -304,6 +338,39 @@ struct ThreadTracker {
         return interval
     }
 
+    /// A switch-in not seen, asleep in a syscall that ended before the next switch-out (`nextOutNs`, where the
+    /// episode was written): the thread was back on a CPU by that syscall's exit, so the episode ends there. Its
+    /// blocked part stays as seen (wakeup seen), the rest to the exit was run-queue wait; without the wakeup, all of
+    /// it is counted blocked (by an unknown waker). Returns the syscall, or nil (the time stays unknown).
+    private static func closeAtSyscallExit(
+        _ i: inout OffInterval, recent: [RecentSyscall],
+        nextOutNs: UInt64
+    ) -> RecentSyscall? {
+        guard let c = recent.last(where: { $0.enterNs <= i.outNs && i.outNs <= $0.exitNs && $0.exitNs <= nextOutNs }) else {
+            return nil
+        }
+        let inside = c.exitNs - i.outNs
+        if i.blockedNs > 0 {
+            i.blockedNs = min(i.blockedNs, inside)
+            i.runqueueNs = inside - i.blockedNs
+        } else {
+            i.blockedNs = inside
+            i.runqueueNs = 0
+            i.wakerUnknown = true
+        }
+        i.unknownNs = 0
+        return c
+    }
+
+    /// The stall's row for a syscall already tallied (`reason`, `fd`, begun at `enterNs`) was blocked `blockedNs` more.
+    private static func addBlockedToStallRow(_ t: inout ThreadState, reason: UInt64, fd: Int64, enterNs: UInt64, blockedNs: UInt64) {
+        guard blockedNs > 0, var g = t.gap, enterNs >= g.startNs,
+            let r = g.syscalls.lastIndex(where: { $0.nr == reason && ($0.fd == fd || $0.fd == SyscallTally.others) })
+        else { return }
+        g.syscalls[r].blockedNs = g.syscalls[r].blockedNs.addingSaturated(blockedNs)
+        t.gap = g
+    }
+
     /// Charges an off-CPU stretch to its reason (`nil`: outside any traced syscall) and to the stall it is in.
     /// `gapEndNs`: the stall being measured ends there (an epoll wait began), later stretches are not in it.
     private static func finalize(_ i: OffInterval, reason: UInt64?, gapEndNs: UInt64, _ t: inout ThreadState) {
@@ -312,7 +379,7 @@ struct ThreadTracker {
             g.blockedNs = g.blockedNs.addingSaturated(i.blockedNs)
             g.runqueueNs = g.runqueueNs.addingSaturated(i.runqueueNs)
             g.unknownNs = g.unknownNs.addingSaturated(i.unknownNs)
-            if i.blockedNs > 0 { g.wakes.add(i.blockedNs, waker: i.waker) }
+            if i.blockedNs > 0 { g.wakes.add(i.blockedNs, waker: i.knownWaker) }
             // A sleep in a syscall the probes do not record, named by the scheduler (a coroutine's
             // subprocess.run waiting in wait4): listed with the stall's syscalls, or the stall was only
             // 'blocked outside traced syscalls' with nothing naming what it waited for.
@@ -327,7 +394,7 @@ struct ThreadTracker {
         guard i.blockedNs > 0 else { return }
         let r = reason ?? OffCPUReason.outside(state: i.state)
         t.blockedNs = t.blockedNs.addingSaturated(i.blockedNs)
-        t.reasons[r, default: ReasonAccum()].add(i.blockedNs, waker: i.waker)
+        t.reasons[r, default: ReasonAccum()].add(i.blockedNs, waker: i.knownWaker)
         if i.blockedNs > t.longestWaitNs {
             t.longestWaitNs = i.blockedNs
             t.longestWaitReason = r
@@ -364,7 +431,7 @@ struct ThreadTracker {
             if ret < 0 { t.errors &+= 1 }
             let reason = OffCPUReason.syscall(nr, op: op)
             blocked = Self.claim(&t, enterNs: enterNs, reason: reason, gapEndNs: .max)
-            t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: false)
+            t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: false, fd: fd)
             t.lastSyscallBlockedNs = blocked
             guard var g = t.gap, enterNs >= g.startNs else { return }
             g.kernelNs = g.kernelNs.addingSaturated(dur)
@@ -464,7 +531,7 @@ struct ThreadTracker {
             if ret < 0 { t.errors &+= 1 }
             let reason = OffCPUReason.syscall(nr, op: op)
             blocked = Self.claim(&t, enterNs: enterNs, reason: reason, gapEndNs: enterNs)
-            t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: false)
+            t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: false, idle: true)
             t.lastSyscallBlockedNs = blocked
             t.parks &+= 1
             finished = Self.endGap(&t, enterNs: enterNs, exitNs: exitNs, poolWaits: poolWaits, ownWait: 0)
@@ -687,7 +754,8 @@ struct ThreadTracker {
                     longestStallStartNs: noLoops.contains(k) ? 0 : t.longestStallStartNs,
                     longestWaitNs: t.longestWaitNs, longestWaitStartNs: t.longestWaitStartNs,
                     longestWaitReason: t.longestWaitNs > 0 ? OffCPUReason.name(t.longestWaitReason) : nil,
-                    switchInsNotSeen: t.switchInsNotSeen, idleParks: t.parks, unknownNs: t.unknownNs))
+                    switchInsNotSeen: t.switchInsNotSeen, switchInsClosedBySyscall: t.switchInsClosedBySyscall, idleParks: t.parks,
+                    unknownNs: t.unknownNs))
         }
         let stallList = stalls.sorted.filter {
             !noLoops.contains($0.key) && $0.gap.startNs >= threads[$0.key]?.stallsCountFromNs ?? 0

@@ -327,7 +327,7 @@ public struct TraceAnalyzer {
             if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)] {
                 callbacks.noteOffCPU(
                     stream: s, outNs: i.outNs, blockedNs: i.blockedNs, runqueueNs: i.runqueueNs, unknownNs: i.unknownNs,
-                    waker: i.waker)
+                    waker: i.knownWaker)
             }
         case .waitStack:
             waitStack(ev, endNs: ns)
@@ -859,7 +859,10 @@ public struct TraceAnalyzer {
             return pid == tid && !userPids.contains(pid) && Self.isNodeName(name) ? pid : nil
         }.sorted()
         overview.switchInsNotSeen = threadList.filter { $0.switchInsNotSeen > 0 }
-            .map { SwitchInsNotSeen(thread: $0.ref, count: $0.switchInsNotSeen, unknownNs: $0.unknownNs) }
+            .map {
+                SwitchInsNotSeen(
+                    thread: $0.ref, count: $0.switchInsNotSeen, unknownNs: $0.unknownNs, closedBySyscall: $0.switchInsClosedBySyscall)
+            }
             .sorted { ($0.unknownNs, $1.thread.tid) > ($1.unknownNs, $0.thread.tid) }
         let sched = finalThreads.sawScheduler
         func withSplit(_ c: CallbackRecord) -> CallbackRecord {

@@ -180,7 +180,7 @@ public enum HTMLReport {
             s += row(
                 "Switch-ins not seen",
                 value("switch_ins_not_seen.count", o.switchInsNotSeenCount, TextReport.switchInsNotSeenLine(o))
-                    + ": that time is neither on-CPU nor a known wait", warn: true)
+                    + TextReport.switchInsNotSeenMeaning(o), warn: true)
         }
         if let error = o.unwrittenError {
             s += row(

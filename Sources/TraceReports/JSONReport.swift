@@ -61,12 +61,14 @@ public enum JSONReport {
             j.object("switch_ins_not_seen") { u in
                 u.field("count", o.switchInsNotSeenCount)
                 u.field("unknown_ns", o.switchInsNotSeenNs)
+                u.field("closed_by_syscall", o.switchInsClosedBySyscall)
                 u.array("threads") { a in
                     for x in o.switchInsNotSeen {
                         a.object { e in
                             threadRef(x.thread, &e)
                             e.field("count", x.count)
                             e.field("unknown_ns", x.unknownNs)
+                            e.field("closed_by_syscall", x.closedBySyscall)
                         }
                     }
                 }

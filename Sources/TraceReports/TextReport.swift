@@ -83,6 +83,16 @@ public enum TextReport {
             unknownNs: o.switchInsNotSeenNs)
     }
 
+    /// What the overview's loss line says the unknown time is, and of how many episodes the syscall they slept in
+    /// bounded the time (`Overview.switchInsClosedBySyscall`).
+    package static func switchInsNotSeenMeaning(_ o: Overview) -> String {
+        let closed = o.switchInsClosedBySyscall, all = o.switchInsNotSeenCount
+        guard closed > 0 else { return ": that time is neither on-CPU nor a known wait" }
+        let which = closed >= all ? (closed == 1 ? "it" : "each") : "\(Formatting.count(closed)) of them"
+        return (closed >= all ? "" : ": that time is neither on-CPU nor a known wait")
+            + "; \(which) ended at the exit of the syscall \(closed == 1 ? "it" : "they") slept in, blocked there until then"
+    }
+
     /// "read(fd 41 → /srv/big.bin) 57.0 ms, 64.0 MiB" (plus "in N calls" and the blocked part when known).
     public static func syscallLine(_ s: SyscallInCallback) -> String {
         var line = call(s.name, fd: s.fd, fdDetail: s.fdDetail, errno: s.errno, others: s.others) + " "
@@ -186,7 +196,7 @@ public enum TextReport {
             out += "  ended      the program was killed by \(signal)\n"
         }
         if !o.switchInsNotSeen.isEmpty {
-            out += "  unseen     " + switchInsNotSeenLine(o) + ": that time is neither on-CPU nor a known wait\n"
+            out += "  unseen     " + switchInsNotSeenLine(o) + switchInsNotSeenMeaning(o) + "\n"
         }
         if let error = o.unwrittenError {
             out += "  unwritten  \(Formatting.count(o.unwritten)) events (user \(Formatting.count(o.unwrittenUser)), kernel "

@@ -374,9 +374,10 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         var k = KernelScript(pid: 800, startNs: T)
         k.threadName(tid: 800, "worker", at: T)
         k.offCPU(tid: 800, out: ms(10), state: 1, blocked: 5_000_000, runqueue: 100_000)
-        // Asleep in read from 20 ms, woken at 23 ms; its switch-in not seen; the next switch-out at 30 ms (preempted,
-        // back on at 31 ms). The read's exit (24 ms) is written before the lost episode, which comes at 30 ms.
-        k.syscall(tid: 800, nr: 0, fd: 5, size: 100, ret: 100, enter: ms(19.9), exit: ms(24))
+        // Asleep in read from 20 ms, woken at 23 ms; its switch-in not seen; the next switch-out at 30 ms (preempted
+        // still inside the read, back on at 31 ms). The read ends at 32 ms, after the lost episode is written: nothing
+        // bounds the episode before 30 ms.
+        k.syscall(tid: 800, nr: 0, fd: 5, size: 100, ret: 100, enter: ms(19.9), exit: ms(32))
         let lost = UInt64(OffCPUState.switchInNotSeen.rawValue) | (0 + 1) << 8
         k.add(at: ms(30)) {
             $0.offCPURaw(pid: 800, tid: 800, at: ms(30), state: lost, blocked: 3_000_000, runqueue: 7_000_000, waker: (800, 801))
@@ -411,6 +412,50 @@ private func analysis(_ path: String, window: ClosedRange<UInt64>? = nil) throws
         defer { removeTrace(plain) }
         let b = try analysis(plain)
         #expect(b.overview.switchInsNotSeen.isEmpty && !TextReport.render(b).contains("unseen"))
+    }
+
+    /// A switch-in not seen while asleep in a syscall whose exit came before the next switch-out: the thread ran
+    /// that exit, so the episode ends there, blocked in the syscall, nothing unknown. A loop's 30 ms sleep in a
+    /// stall read "clock_nanosleep 30.1 ms, 0 blocked" and "30.1 ms unknown" (a full test run under load).
+    @Test func aSwitchInNotSeenEndsAtTheExitOfTheSyscallItSleptIn() throws {
+        var k = KernelScript(pid: 820, startNs: T)
+        k.threadName(tid: 820, "loop", at: T)
+        k.epollWait(tid: 820, enter: ms(1), exit: ms(10))
+        // Stall from 10 ms: asleep in clock_nanosleep 12 → 42 ms (switch-out at 12.1, wakeup not seen, switch-in not
+        // seen), then a write at 43 ms; the next switch-out at 50 ms writes the lost episode, after both exits.
+        k.syscall(tid: 820, nr: 230, fd: -1, ret: 0, enter: ms(12), exit: ms(42))
+        k.syscall(tid: 820, nr: 1, fd: 1, size: 1, ret: 1, enter: ms(43), exit: ms(43.1))
+        let lost = UInt64(OffCPUState.switchInNotSeen.rawValue) | (230 + 1) << 8
+        k.add(at: ms(50)) {
+            $0.offCPURaw(pid: 820, tid: 820, at: ms(50), state: lost, blocked: 0, runqueue: 37_900_000, waker: (0, 0))
+        }
+        // A read asleep 52 → 60 ms, woken at 57 ms (seen); the lost episode comes at its next switch-out, 70 ms.
+        k.syscall(tid: 820, nr: 0, fd: 5, size: 10, ret: 10, enter: ms(51.9), exit: ms(60))
+        k.add(at: ms(70)) {
+            $0.offCPURaw(pid: 820, tid: 820, at: ms(70), state: lost & 0xFF | 1 << 8, blocked: 5_000_000, runqueue: 13_000_000, waker: (820, 821))
+        }
+        k.epollWait(tid: 820, enter: ms(71), exit: ms(80))
+        let path = writeTrace([k.stream()], pid: 820, startNs: T)
+        defer { removeTrace(path) }
+        let a = try analysis(path)
+        let t = try #require(a.threads.first { $0.tid == 820 })
+        #expect(t.switchInsNotSeen == 2 && t.switchInsClosedBySyscall == 2 && t.unknownNs == 0, "\(t)")
+        #expect(t.offCPUByReason.first { $0.reason == "clock_nanosleep" }?.ns == 29_900_000)
+        #expect(t.offCPUByReason.first { $0.reason == "read" }?.ns == 5_000_000)
+        // The sleep's waker is nobody's (not an interrupt): its wakeup was not seen.
+        #expect(t.offCPUByReason.first { $0.reason == "clock_nanosleep" }?.wokenByInterrupt == 0)
+        #expect(t.runqueueNs == 3_000_000)
+        #expect(a.overview.switchInsClosedBySyscall == 2 && a.overview.switchInsNotSeenNs == 0)
+        let stall = try #require(a.stalls.first { $0.thread.tid == 820 })
+        #expect(stall.durationNs == 61_000_000)
+        #expect(stall.syscalls.first { $0.name == "clock_nanosleep" }?.blockedNs == 29_900_000, "\(stall.syscalls)")
+        #expect(stall.syscalls.first { $0.name == "read" }?.blockedNs == 5_000_000, "\(stall.syscalls)")
+        #expect(stall.blockedNs == 34_900_000 && stall.runqueueNs == 3_000_000)
+        let text = TextReport.render(a)
+        #expect(text.contains("0 ns unknown); each ended at the exit of the syscall they slept in, blocked there until then\n"), "\(text)")
+        #expect(text.contains("mostly in clock_nanosleep"), "\(text)")
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(JSONReport.render(a).utf8)) as? [String: Any])
+        #expect((j["switch_ins_not_seen"] as? [String: Any])?["closed_by_syscall"] as? Int == 2)
     }
 
     @Test func hostileSwitchInNotSeenTimesSaturate() throws {
