@@ -76,7 +76,9 @@ public enum TextReport {
     /// The overview's loss line for off-CPU switch-ins not seen (the first 3 threads named, most unknown time first).
     public static func switchInsNotSeenLine(_ o: Overview) -> String {
         let shown = o.switchInsNotSeen.prefix(3).map {
-            thread($0.thread) + (o.switchInsNotSeen.count > 1 ? " \(Formatting.count($0.count))× \(Formatting.duration($0.unknownNs))" : "")
+            thread($0.thread)
+                + (o.switchInsNotSeen.count > 1
+                    ? " \(Formatting.count($0.count))×" + ($0.unknownNs > 0 ? " \(Formatting.duration($0.unknownNs))" : "") : "")
         }
         return Formatting.switchInsNotSeen(
             o.switchInsNotSeenCount, threads: shown, moreThreads: o.switchInsNotSeen.count - shown.count,
