@@ -248,7 +248,7 @@ public enum HTMLReport {
                 : "none recorded (no kernel events in this trace)"
             s +=
                 "<tr class=\"blocking\" data-async-id=\"\(c.asyncID)\" data-start-ns=\"\(c.startNs)\" data-duration-ns=\"\(c.durationNs)\" "
-                + "data-kernel-ns=\"\(c.kernelNs)\"><td>\(x(c.type))\(c.label.map { "<br>" + x($0) } ?? "")</td><td class=\"n\">\(c.asyncID)</td>"
+                + "data-kernel-ns=\"\(c.kernelNs)\"><td>\(x(c.type))\(c.label.map { "<br>" + x($0) } ?? "")</td><td class=\"n\">\(x(TextReport.asyncIDText(c.asyncID, threadName: c.threadName)))</td>"
                 + "<td>\(x(thread(c.pid, c.tid, c.threadName)))</td>"
                 + "<td class=\"n\">\(Formatting.at(c.startNs, from: a.overview.recordingStartNs))</td>"
                 + "<td class=\"n\">\(c.unfinished ? "≥ " : "")\(Formatting.duration(c.durationNs))</td>"
@@ -339,7 +339,7 @@ public enum HTMLReport {
             if let c = st.callback {
                 what.append(
                     x(
-                        "inside \(c.type) (async id \(c.asyncID)) for \(Formatting.duration(c.durationNs))"
+                        "inside \(c.type) (async id \(TextReport.asyncIDText(c.asyncID, threadName: c.threadName))) for \(Formatting.duration(c.durationNs))"
                             + (c.causalChain.count > 1 ? ", caused by " + TextReport.chainText(c.causalChain) : "")))
             }
             if let line = TextReport.outsideCallbacks(st, promisesRecorded: promisesRecorded) { what.append(x(line)) }
@@ -427,8 +427,10 @@ public enum HTMLReport {
         s += "<table><tr><th>error</th><th>thrown in</th><th>thread</th><th>at</th><th>created at</th><th>caused by</th></tr>\n"
         // Thrown outside every callback after one ran (an unhandled rejection): the callback it came out of.
         func thrownIn(_ e: UncaughtError) -> String {
-            if let t = e.type { return x("\(t) (async id \(e.asyncID))") }
-            if let id = e.afterAsyncID { return x("no recorded callback; after \(e.afterType ?? "?") (async id \(id))") }
+            if let t = e.type { return x("\(t) (async id \(TextReport.asyncIDText(e.asyncID, threadName: e.threadName)))") }
+            if let id = e.afterAsyncID {
+                return x("no recorded callback; after \(e.afterType ?? "?") (async id \(TextReport.asyncIDText(id, threadName: e.threadName)))")
+            }
             return "async id \(e.asyncID)"
         }
         for e in a.uncaughtErrors {

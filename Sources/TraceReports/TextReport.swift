@@ -236,7 +236,7 @@ public enum TextReport {
         for e in a.uncaughtErrors {
             out += "  ▶ " + Formatting.printable(e.message.isEmpty ? "(no message)" : e.message) + "\n"
             let inside =
-                e.type.map { "\(Formatting.printable($0)) (async id \(e.asyncID))" }
+                e.type.map { "\(Formatting.printable($0)) (async id \(asyncIDText(e.asyncID, threadName: e.threadName)))" }
                 ?? (e.afterAsyncID != nil
                     ? "no recorded callback (an unhandled promise rejection, or code after an `await`)"
                     : e.asyncID <= 1 ? "the program's top level" : "async id \(e.asyncID), a resource the trace does not know")
@@ -246,7 +246,7 @@ public enum TextReport {
             // Node notices an unhandled rejection after the callback that rejected it or let its continuation run.
             if let id = e.afterAsyncID {
                 out +=
-                    "      after      \(Formatting.printable(e.afterType ?? "?")) (async id \(id)): it came out of that callback "
+                    "      after      \(Formatting.printable(e.afterType ?? "?")) (async id \(asyncIDText(id, threadName: e.threadName))): it came out of that callback "
                     + "or the promise continuations it let run\n"
             }
             let chain = e.afterAsyncID != nil ? e.afterCausalChain : e.causalChain
@@ -282,7 +282,8 @@ public enum TextReport {
                 + (blockedLoops(a) ? "the loop can do nothing else" : "its thread can run nothing else"), &out)
         for c in b.longest {
             let label = c.label.map { ", " + Formatting.printable($0) } ?? ""
-            out += "  ▶ \(Formatting.printable(c.type)) (async id \(c.asyncID)\(label)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
+            out +=
+                "  ▶ \(Formatting.printable(c.type)) (async id \(asyncIDText(c.asyncID, threadName: c.threadName))\(label)) blocked \(thread(c.pid, c.tid, c.threadName)) for "
             out +=
                 "\(c.unfinished ? "at least " : "")\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))"
             out += c.unfinished ? " (still running when its process's events end: the program exited or was killed inside it)\n" : "\n"
@@ -455,7 +456,9 @@ public enum TextReport {
                 "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))\n"
             if let c = st.callback {
                 out +=
-                    "      inside " + Formatting.printable("\(c.type) (async id \(c.asyncID)) for \(Formatting.duration(c.durationNs))")
+                    "      inside "
+                    + Formatting.printable(
+                        "\(c.type) (async id \(asyncIDText(c.asyncID, threadName: c.threadName))) for \(Formatting.duration(c.durationNs))")
                     + (c.createdAt.isEmpty ? "" : ", created at " + Formatting.printable(createdAt(c.createdAt)))
                     + (c.causalChain.count > 1 ? ", caused by " + Formatting.printable(chainText(c.causalChain)) : "") + "\n"
             }
@@ -482,6 +485,15 @@ public enum TextReport {
         if a.stallsAtThreshold > listed {
             out += "  ... \(Formatting.count(a.stallsAtThreshold - listed)) more of \(threshold) or longer (see --top)\n"
         }
+    }
+
+    /// An async id as the program knows it: Node's preload moves a worker's ids to their own range (worker
+    /// threadId × 2^32 + id) and names its thread "node (worker N)"; there "7 in worker 1", as
+    /// `async_hooks.executionAsyncId()` said in the worker, not 4294967303. Any other id as it is.
+    package static func asyncIDText(_ id: UInt64, threadName: String?) -> String {
+        let worker = id >> 32, own = id & 0xFFFF_FFFF
+        guard worker > 0, own != 0xFFFF_FFFF, let name = threadName, name.contains("(worker \(worker))") else { return String(id) }
+        return "\(own) in worker \(worker)"
     }
 
     /// A causal chain, root first, runs of one type told by their length: a stream's 20,000 Immediates read
@@ -669,7 +681,8 @@ public enum TextReport {
         ])
         for c in a.slowestCallbacks {
             t.add([
-                (c.unfinished ? "≥ " : "") + Formatting.duration(c.durationNs), c.type, String(c.asyncID), thread(c.pid, c.tid, c.threadName),
+                (c.unfinished ? "≥ " : "") + Formatting.duration(c.durationNs), c.type, asyncIDText(c.asyncID, threadName: c.threadName),
+                thread(c.pid, c.tid, c.threadName),
                 Formatting.at(c.startNs, from: a.overview.recordingStartNs),
                 c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs), chainText(c.causalChain),
             ])

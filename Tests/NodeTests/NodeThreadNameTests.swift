@@ -1,7 +1,8 @@
 // A node worker thread has one name in every section of the report. Recorded on a server using a
 // worker_threads MessageChannel, the worker's blocking callback said "node (worker 1) (tid 9616 …)" while
 // EVENT LOOP, LOOP STALLS and THREADS called the same thread "node (tid 9616 …)", the kernel's comm, which
-// node does not set for its workers: nothing told the user that row was the worker.
+// node does not set for its workers: nothing told the user that row was the worker. Its async ids read as the
+// worker knows them.
 import Foundation
 import Testing
 
@@ -44,6 +45,13 @@ import Testing
             let threadRows = text.split(separator: "\n").filter { $0.contains("(tid \(tid) ") }
             #expect(!threadRows.isEmpty)
             for line in threadRows { #expect(line.contains("node (worker 1) (tid \(tid) "), "\(line)") }
+
+            // Its callbacks' async ids as the worker knows them (async_hooks.executionAsyncId() there), not the
+            // trace's key for them (the worker's ids are moved to threadId × 2^32 + id): "async id 4294967303".
+            let id = try #require((spin["async_id"] as? NSNumber)?.uint64Value)
+            #expect(id >> 32 == 1, "\(spin)")
+            #expect(text.contains("▶ Timeout (async id \(id & 0xFFFF_FFFF) in worker 1) blocked node (worker 1)"), "\(text)")
+            #expect(!text.contains("async id \(id)"), "\(text)")
         }
     }
 }
