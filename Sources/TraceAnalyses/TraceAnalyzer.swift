@@ -892,7 +892,11 @@ public struct TraceAnalyzer {
         for (s, stack) in callbacks.stacks.enumerated() where s < reader.streams.count {
             guard let frame = stack.first else { continue }
             let st = reader.streams[s]
-            let endNs = processEndNs[st.pid] ?? lastNs
+            var endNs = processEndNs[st.pid] ?? lastNs
+            // A stream its recorder closed (stop at exit, a fatal signal's flush) shows the thread still inside the
+            // callback when its last chunk was sealed: an after before that would be in it. A task that slept and
+            // then called exit() ran that long, not until its own before.
+            if st.endedCleanly { endNs = max(endNs, min(st.lastNs, windowEnd)) }
             guard endNs > frame.beforeNs else { continue }
             let d = endNs - frame.beforeNs
             var merged = frame
