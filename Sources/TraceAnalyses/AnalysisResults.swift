@@ -456,6 +456,9 @@ public struct LoopStall: Sendable {
     /// another loop's poller (node's exit waits once on one), and what it ran after the last callback was the
     /// program's exit (exit handlers, the runtime's teardown), not code that events waited behind.
     public var endsAtExit = false
+    /// The loop was busy when the recording began (a thread found at the attach, `record --pid`, outside its
+    /// loop's wait): the stall starts at the recording's start and was at least `durationNs` long.
+    public var beganBeforeRecording = false
 }
 
 /// One callback invocation (before → after).

@@ -131,6 +131,13 @@ struct ThreadTracker {
         var wakes = ReasonAccum()
         /// Of it, inside the thread's outermost recorded callbacks.
         var inCallbacksNs: UInt64 = 0
+        /// It began before the recording did (a thread found at the attach, busy outside its loop's wait): it
+        /// starts at the recording's start, and was at least this long.
+        var beganBeforeRecording = false
+        /// Such a stretch is one only once the thread is seen to have been asleep at the attach in a syscall other
+        /// than a loop wait (a handler's time.sleep, a blocking read): a thread named at the start may as well be
+        /// a program's starting up.
+        var asleepAtAttach = false
     }
 
     struct ThreadState {
@@ -250,9 +257,27 @@ struct ThreadTracker {
     mutating func threadName(pid: UInt32, tid: UInt32, name: String, ns: UInt64) {
         let k = Self.key(pid, tid)
         guard names[k] != nil || names.count < Self.maxThreads else { return }
+        let first = names[k] == nil && threads[k] == nil
         names[k] = name
-        withThread(k) { $0.seen(ns) }
+        let start = earliestNs
+        withThread(k) { t in
+            t.seen(ns)
+            // Named at the attach (the recorder names every thread it finds there, at the recording's start): the
+            // thread may be busy outside its loop's wait, and that stretch is a stall that began before the
+            // recording. It ends at the thread's first loop wait; a wait in progress at the attach or a rename
+            // (a launched program's exec) before that says there was none.
+            if first, ns <= start.addingSaturated(Self.attachNamingNs) {
+                t.gap = GapState(startNs: start, beganBeforeRecording: true)
+            } else if !first, t.gap?.beganBeforeRecording == true, t.epollWaits == 0 {
+                t.gap = nil
+            }
+        }
     }
+
+    /// How soon after the recording's start the names of the threads found at the attach are written.
+    static let attachNamingNs: UInt64 = 20_000_000
+    /// Loop waits (epoll, poll, select): a thread asleep in one at the attach was idle there.
+    static let loopWaitNrs: Set<UInt64> = [232, 281, 441, 7, 271, 23, 270]
 
     /// A thread outside the traced tree that woke a traced one (wakerName): a name only, not a thread of the trace.
     mutating func wakerName(pid: UInt32, tid: UInt32, name: String) {
@@ -315,6 +340,18 @@ struct ThreadTracker {
             t.seen(out)
             t.seen(inNs)
             t.offCPUEvents &+= 1
+            // Asleep at the attach: in a loop wait, it was idle, so its first stretch begins when that wait ends;
+            // in another syscall, its loop was busy, and the stretch from the recording's start is a stall.
+            // (Its episode begins when the probes began to trace it, just after the recording's start.)
+            if t.gap?.beganBeforeRecording == true, t.epollWaits == 0, out <= earliest.addingSaturated(Self.attachNamingNs),
+                state >> 8 > 0
+            {
+                if Self.loopWaitNrs.contains((state >> 8) - 1) {
+                    t.gap = GapState(startNs: inNs)
+                } else {
+                    t.gap?.asleepAtAttach = true
+                }
+            }
             // Closed by an earlier syscall than the last: charged to it and to its row in the stall.
             if let c = closedBy, c.exitNs != t.lastSyscallExitNs || c.enterNs != t.lastSyscallEnterNs {
                 if !c.idle { Self.addBlockedToStallRow(&t, reason: c.reason, fd: c.fd, enterNs: c.enterNs, blockedNs: interval.blockedNs) }
@@ -534,6 +571,8 @@ struct ThreadTracker {
             t.noteLastSyscall(enterNs: enterNs, exitNs: exitNs, reason: reason, isEpoll: false, idle: true)
             t.lastSyscallBlockedNs = blocked
             t.parks &+= 1
+            // A pool worker parks in a futex as a loop waits: one parked at the attach was idle, not busy.
+            if t.gap?.beganBeforeRecording == true { t.gap = nil }
             finished = Self.endGap(&t, enterNs: enterNs, exitNs: exitNs, poolWaits: poolWaits, ownWait: 0)
         }
         offerStall(k, finished)
@@ -554,7 +593,7 @@ struct ThreadTracker {
         _ t: inout ThreadState, enterNs: UInt64, exitNs: UInt64, poolWaits: UInt64?, ownWait: UInt64
     ) -> (GapState, UInt64)? {
         var finished: (GapState, UInt64)? = nil
-        if var g = t.gap, enterNs >= g.startNs {
+        if var g = t.gap, enterNs >= g.startNs, !g.beganBeforeRecording || g.asleepAtAttach {
             if let now = poolWaits, let start = g.poolWaitsAtStart {
                 g.poolWaitsMeanwhile = now.subtractingSaturated(start).subtractingSaturated(g.ownLooks).subtractingSaturated(ownWait)
             }
@@ -770,7 +809,8 @@ struct ThreadTracker {
                 syscalls: g.syscalls.sorted { $0.ns > $1.ns }.map(SyscallInCallback.init),
                 inCallbacksNs: threads[d.key]?.ranCallbacks == true ? min(g.inCallbacksNs, d.durationNs) : nil,
                 blockedWaits: g.wakes.count, wokenBy: wakers(g.wakes), wokenByInterrupt: g.wakes.unnamedCount,
-                wokenByInterruptNs: g.wakes.unnamedNs, otherWorkersWaits: g.poolWaitsMeanwhile, endsAtExit: d.endsAtExit)
+                wokenByInterruptNs: g.wakes.unnamedNs, otherWorkersWaits: g.poolWaitsMeanwhile, endsAtExit: d.endsAtExit,
+                beganBeforeRecording: g.beganBeforeRecording)
         }
         return (out, stallList)
     }

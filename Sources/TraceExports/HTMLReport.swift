@@ -342,6 +342,7 @@ public enum HTMLReport {
                         "inside \(c.type) (async id \(TextReport.asyncIDText(c.asyncID, threadName: c.threadName))) for \(Formatting.duration(c.durationNs))"
                             + (c.causalChain.count > 1 ? ", caused by " + TextReport.chainText(c.causalChain) : "")))
             }
+            if st.beganBeforeRecording { what.append(x(TextReport.beganBeforeRecording)) }
             if let line = TextReport.outsideCallbacks(st, promisesRecorded: promisesRecorded) { what.append(x(line)) }
             what.append(x(verdict))
             if !st.wokenBy.isEmpty {

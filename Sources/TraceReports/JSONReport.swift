@@ -528,6 +528,7 @@ public enum JSONReport {
         e.field("woken_by_interrupt_ns", st.wokenByInterruptNs)
         optional("other_workers_waits", st.otherWorkersWaits, &e)
         e.field("ends_at_exit", st.endsAtExit)
+        e.field("began_before_recording", st.beganBeforeRecording)
         codeStacks(st.stacks, waits: st.waitStacks, &e)
         hotFunction(st.hot, &e)
         if let c = st.callback { e.object("callback") { callback(c, &$0) } } else { e.null("callback") }

@@ -453,7 +453,8 @@ public enum TextReport {
         let promisesRecorded = a.resources.contains { $0.type == "PROMISE" }
         for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
             out +=
-                "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))\n"
+                "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))"
+                + (st.beganBeforeRecording ? " (\(Self.beganBeforeRecording))" : "") + "\n"
             if let c = st.callback {
                 out +=
                     "      inside "
@@ -524,6 +525,9 @@ public enum TextReport {
             : "its pool went on: the process's other workers waited for events \(Formatting.count(n))× meanwhile "
                 + "(only what was queued on this worker waited)"
     }
+
+    /// What a stall that was under way at the attach is (text and HTML).
+    package static let beganBeforeRecording = "began before the recording: the loop was busy at the attach; at least this long"
 
     /// A stall on a thread that records callbacks, a tenth or more of it outside them: what ran there is not
     /// named by any callback (Node's `await` continuations when promises are not recorded), so say so.

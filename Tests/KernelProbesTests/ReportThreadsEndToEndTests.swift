@@ -349,6 +349,52 @@ private let program = #"""
         #expect(calls.filter { ["connect", "bind", "listen"].contains($0["name"] as? String) }.count == 3, "\(calls)")
     }
 
+    /// A loop busy when `record --pid` attaches has that stretch as a stall: an asyncio server attached while a
+    /// handler slept in time.sleep(0.8) listed 'clock_nanosleep 412 ms' in THREADS and no stall at all (the first
+    /// stretch began at the loop's first recorded wait). It begins at the recording's start, a lower bound, and
+    /// says so; a loop idle in its wait at the attach has none.
+    @Test func aLoopBusyWhenAttachedHasThatStretchAsAStall() throws {
+        try requireKernel("aLoopBusyWhenAttachedHasThatStretchAsAStall")
+        let script = temporaryPath("busy-at-attach.py")
+        try """
+        import asyncio, time
+        async def main():
+            await asyncio.sleep(0.01)
+            time.sleep(0.8)
+            for _ in range(30):
+                await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: script) }
+        let program = Process()
+        program.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        program.arguments = [script]
+        try program.run()
+        defer { kill(program.processIdentifier, SIGKILL); program.waitUntilExit() }
+        // In its time.sleep (clock_nanosleep, syscall 230), after the loop's first wait.
+        func asleep() -> Bool {
+            (try? String(contentsOfFile: "/proc/\(program.processIdentifier)/syscall", encoding: .utf8))?.hasPrefix("230 ") == true
+        }
+        for _ in 0..<1000 where !asleep() { usleep(5_000) }
+        try #require(asleep(), "python3 did not reach its time.sleep within 5 s")
+        let trace = temporaryPath("busy-at-attach.atrace")
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let r = try runCapturing(try asynctrace(), ["record", "--pid", "\(program.processIdentifier)", "--duration", "3s", "-o", trace])
+        try #require(r.status == 0, "\(r.stderr)")
+        let j = try reportJSON(trace, options: ["--threshold", "50ms"])
+        let stalls = try #require(j["stalls"] as? [[String: Any]])
+        let first = try #require(stalls.first { $0["began_before_recording"] as? Bool == true }, "\(stalls)")
+        #expect(first["tid"] as? Int == Int(program.processIdentifier), "\(first)")
+        let start = (j["trace"] as? [String: Any])?["recording_start_ns"] as? Int
+        #expect(first["start_ns"] as? Int == start && (first["duration_ns"] as? Int ?? 0) >= 100_000_000, "\(first)")
+        let slept = ((first["syscalls"] as? [[String: Any]]) ?? []).first { $0["name"] as? String == "clock_nanosleep" }
+        #expect((slept?["blocked_ns"] as? Int ?? 0) >= 100_000_000, "\(first)")
+        // Only that one began before: the loop's 10 ms waits after it make no stall of 50 ms.
+        #expect(stalls.filter { $0["began_before_recording"] as? Bool == true }.count == 1, "\(stalls)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace]).stdout
+        #expect(text.contains("began before the recording"), "\(text)")
+    }
+
     /// A Python asyncio loop starved by a thread that holds the GIL in a CPU loop waits on a futex in take_gil at
     /// every turn: the stall says which thread ended its waits (the GIL's holder, dropping it), where it named
     /// only 'futex wait' and left the holder to the THREADS section's totals over the whole recording.
