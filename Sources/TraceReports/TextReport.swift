@@ -685,7 +685,8 @@ public enum TextReport {
         ])
         for c in a.slowestCallbacks {
             t.add([
-                (c.unfinished ? "≥ " : "") + Formatting.duration(c.durationNs), c.type, asyncIDText(c.asyncID, threadName: c.threadName),
+                (c.unfinished ? "≥ " : "") + Formatting.duration(c.durationNs),
+                c.label.map { c.type + " " + Formatting.printable($0) } ?? c.type, asyncIDText(c.asyncID, threadName: c.threadName),
                 thread(c.pid, c.tid, c.threadName),
                 Formatting.at(c.startNs, from: a.overview.recordingStartNs),
                 c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs), chainText(c.causalChain),

@@ -18,6 +18,9 @@ import Testing
         #expect(blocking.contains(#", "slow-reader" task) blocked "#), "\(blocking)")
         #expect(blocking.contains(", async let) blocked "), "\(blocking)")
         #expect(blocking.contains(", group child) blocked "), "\(blocking)")
+        let slowest = text.components(separatedBy: "\n\n").first { $0.hasPrefix("SLOWEST CALLBACKS") } ?? ""
+        #expect(slowest.contains(#"SwiftTask "slow-reader" task "#), "\(slowest)")
+        #expect(slowest.contains("SwiftTask async let "), "\(slowest)")
         let json = try #require(
             try JSONSerialization.jsonObject(with: Data(try run([cli, "report", "--json", trace]).stdout.utf8)) as? [String: Any])
         let labels = (json["blocking"] as? [[String: Any]] ?? []).compactMap { $0["label"] as? String }.sorted()
