@@ -41,7 +41,7 @@ package struct ResourceTable: Sendable {
 
     /// The type of the Node preload's own batch writes (-1 until seen): callbacks, but none of the program's.
     package private(set) var recorderWriteType: Int32 = -1
-    static let recorderWriteTypeName = "asynctrace (batch write)"
+    package static let recorderWriteTypeName = "asynctrace (batch write)"
 
     package mutating func intern(_ type: String) -> Int32 {
         if let i = typeIndex[type] { return i }

@@ -426,6 +426,9 @@ public struct TraceAnalyzer {
         return rest.allSatisfy { $0.isNumber || $0 == "." || $0 == "-" }
     }
 
+    /// The label of the Node preload's batch writes among the listed callbacks.
+    static let recorderWriteLabel = "the recorder's own write of the program's events"
+
     /// At most this many uncaught errors are listed (a program whose policy keeps it running may throw on
     /// every request); the rest are counted.
     public static let maxUncaughtErrors = 16
@@ -876,6 +879,9 @@ public struct TraceAnalyzer {
                 ThreadTracker.preferredName(kernel: finalThreads.names[key], user: c.threadName), key)
             if c.createdAt.isEmpty { c.createdAt = sites.frames(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
             if c.label == nil { c.label = labels.label(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
+            // The Node preload's own batch writes: listed among the program's callbacks (they cost its loop that
+            // time), said to be the recorder's ("async id 4294967295" alone looked like a callback of the program).
+            if c.label == nil && c.type == ResourceTable.recorderWriteTypeName { c.label = Self.recorderWriteLabel }
             for i in c.wokenBy.indices {
                 c.wokenBy[i].thread.name = names[UInt64(c.wokenBy[i].thread.pid) << 32 | UInt64(c.wokenBy[i].thread.tid)]
             }
