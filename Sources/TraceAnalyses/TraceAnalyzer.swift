@@ -427,7 +427,7 @@ public struct TraceAnalyzer {
     }
 
     /// The label of the Node preload's batch writes among the listed callbacks.
-    static let recorderWriteLabel = "the recorder's own write of the program's events"
+    static let recorderWriteLabel = "the recorder's own"
 
     /// At most this many uncaught errors are listed (a program whose policy keeps it running may throw on
     /// every request); the rest are counted.
