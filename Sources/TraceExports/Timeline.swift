@@ -620,6 +620,10 @@ public final class Timeline {
         let inNs = e.timestampNs
         let notSeen = UInt64(OffCPUState.switchInNotSeen.rawValue)
         let state = UInt8(truncatingIfNeeded: e.u(2) & 0xFF == notSeen ? notSeen : min(e.u(2) & 0xFF, 3))
+        // A switch-in not seen, written at the next switch-out: if the thread has drawn anything since it switched
+        // out (a syscall's exit), it was back on a CPU by then, and what follows was its own time, not unknown (the
+        // reports end such an episode at that exit too).
+        if state == notSeen, inNs.subtractingSaturated(e.u(3)).subtractingSaturated(e.u(4)) < perThread[t].lastTs { return }
         // Saturating: hostile durations must not trap, nor reach before the thread's last drawn op.
         let allowed = inNs > perThread[t].lastTs ? inNs - perThread[t].lastTs : 0
         let runqueue = min(state == 0 ? e.u(3) &+ e.u(4) < e.u(3) ? .max : e.u(3) &+ e.u(4) : e.u(4), allowed)

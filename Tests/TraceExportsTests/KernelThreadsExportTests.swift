@@ -59,6 +59,16 @@ private enum Sched {
         epoll(900, ms(70), ms(80))
         off(901, out: ms(2.1), state: 1, blocked: 87_800_000, runqueue: 50_000, waker: 900)
         syscall(901, 230, fd: -1, ret: 0, ms(2), ms(90))
+        // lost (903): asleep in clock_nanosleep 12 → 42 ms, a write at 43 ms; its switch-in not seen, the episode is
+        // written at its next switch-out (50 ms), after both: it was back on a CPU by 42 ms. unseen (904): an episode
+        // nothing bounds (20 → 30 ms), unknown.
+        name(903, "lost")
+        name(904, "unseen")
+        let notSeen = UInt64(OffCPUState.switchInNotSeen.rawValue)
+        syscall(903, 230, fd: -1, ret: 0, ms(12), ms(42))
+        syscall(903, 1, fd: 1, ret: 1, ms(43), ms(43.1))
+        off(903, out: ms(12.1), state: notSeen | (230 + 1) << 8, blocked: 0, runqueue: 37_900_000)
+        off(904, out: ms(20), state: notSeen, blocked: 0, runqueue: 10_000_000)
 
         var b = ChunkBuilder(pid: pid, tid: 0, startNs: T, startTicks: T)
         for (_, _, body) in events.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) { body(&b) }
@@ -111,6 +121,9 @@ private enum Sched {
                 "blocked in read": 1, "runnable (preempted)": 1,
             ], "\(byThread)")
         #expect(byThread["901"] == ["clock_nanosleep": 1, "blocked in clock_nanosleep": 1, "runnable (waiting for a CPU)": 1])
+        // A switch-in not seen is unknown time only where nothing the thread did since bounds it.
+        #expect(byThread["903"] == ["clock_nanosleep": 1, "write": 1], "\(byThread)")
+        #expect(byThread["904"] == ["unknown: switch-in not seen (runnable or on CPU)": 1], "\(byThread)")
         let nesting = Set(r["nesting"] as! [String])
         for pair in [
             "read > blocked in read", "read > runnable (waiting for a CPU)", "epoll_wait > blocked in epoll_wait",
