@@ -89,6 +89,9 @@ static _Atomic(resume_fn) originals[WRAPPERS];
 /// at the task's completion (its after written there, not after the job returns).
 static __thread uint64_t observed_task;
 static __thread int observed_run_ended;
+/// Inside a run one of our trampolines brackets (any depth): a swift_job_run the runtime makes there is
+/// that run, not one to bracket again (`atc_run_job_direct`).
+static __thread int in_observed_run;
 
 static void task_completed(void) {
     void *task = get_current_task();
@@ -176,6 +179,9 @@ static uint64_t current_trigger(void) {
             wrap_completion(task);
         }
     }
+    // Its run is bracketed on this thread: the execution state names the innermost callback, the task's own
+    // or one a library runs inside it (an AsyncResource's scope), as Node's triggerAsyncId does.
+    if (observed_task == id) return callbacks.execution_id();
     return id;
 }
 
@@ -213,18 +219,52 @@ static void run_observed(void *job, void (*run)(void *job)) {
         observed_task = id;
         observed_run_ended = 0;
         callbacks.before(id, trigger);
+        in_observed_run++;
         run(job);
+        in_observed_run--;
         if (!observed_run_ended) callbacks.after(id);
         observed_task = outer_task;
         observed_run_ended = outer_ended;
     } else if (reserved != 0) {
         uint64_t id = (uint64_t)(reserved >> 1);
         callbacks.before(id, 0);
+        in_observed_run++;
         run(job);
+        in_observed_run--;
         callbacks.after_and_destroy(id);
     } else {
+        in_observed_run++;
         run(job);  // enqueued before observation began
+        in_observed_run--;
     }
+}
+
+// --- preload mode: jobs run by a direct call of swift_job_run (the preload's interposer calls this) ---
+
+static __thread job_run_fn direct_run;
+static __thread void *direct_identity;
+static __thread uintptr_t direct_implementation;
+static void run_direct(void *job) { direct_run(job, direct_identity, direct_implementation); }
+
+void atc_run_job_direct(void *job, void *executor_identity, uintptr_t executor_implementation, void *real_job_run) {
+    job_run_fn real = (job_run_fn)real_job_run;
+    if (!job || in_observed_run || !atomic_load_explicit(&preload_active, memory_order_relaxed)) {
+        real(job, executor_identity, executor_implementation);
+        return;
+    }
+    // The async main's first job (`main` runs it itself, on the main thread) and jobs of executors whose
+    // enqueues Dispatch never saw: announced here as at an enqueue, then bracketed like any other run.
+    job_run_fn saved_run = direct_run;
+    void *saved_identity = direct_identity;
+    uintptr_t saved_implementation = direct_implementation;
+    direct_run = real;
+    direct_identity = executor_identity;
+    direct_implementation = executor_implementation;
+    job_enqueued(job);
+    run_observed(job, run_direct);
+    direct_run = saved_run;
+    direct_identity = saved_identity;
+    direct_implementation = saved_implementation;
 }
 
 // --- preload mode: the dispatch interposers call these ---

@@ -14,7 +14,10 @@ typedef void *dispatch_queue_t;
 typedef uint64_t dispatch_time_t;
 typedef void (*dispatch_function_t)(void *);
 
+typedef __attribute__((swiftcall)) void (*job_run_fn)(void *job, void *executor_identity, uintptr_t executor_implementation);
+
 static void (*real_async_f)(dispatch_queue_t, void *, dispatch_function_t);
+static job_run_fn real_job_run;
 static void (*real_after_f)(dispatch_time_t, dispatch_queue_t, void *, dispatch_function_t);
 static int loaded;
 
@@ -28,6 +31,13 @@ void dispatch_after_f(dispatch_time_t when, dispatch_queue_t queue, void *contex
     if (__builtin_expect(!real_after_f, 0)) real_after_f = dlsym(RTLD_NEXT, "dispatch_after_f");
     if (atc_preload_active() && atc_is_swift_run_job(work)) work = atc_wrap_dispatch(context, work);
     real_after_f(when, queue, context, work);
+}
+
+/// The async main's first job is run by the program's `main` itself (`swift_job_run` through its PLT, on
+/// the main thread), never enqueued: without this, its work before the first `await` was no task run.
+__attribute__((swiftcall)) void swift_job_run(void *job, void *executor_identity, uintptr_t executor_implementation) {
+    if (__builtin_expect(!real_job_run, 0)) real_job_run = (job_run_fn)dlsym(RTLD_NEXT, "swift_job_run");
+    atc_run_job_direct(job, executor_identity, executor_implementation, (void *)real_job_run);
 }
 
 /// Takes this library out of LD_PRELOAD, so the programs this one starts (a shell, a tool that is not

@@ -1,7 +1,7 @@
 // An application with its own copy of AsyncHooks (as one that uses an adapter: AsyncTraceNIO, the tracing
 // bridge) and no recorder: `asynctrace record` injects its library, and the two copies meet in one
 // registry, so this program's events reach the injected recorder. The tests check the trace:
-//   - resource EmbeddedWork (trigger: top level) with the read end of a pipe as its fd, one
+//   - resource EmbeddedWork (trigger: the main task, in its first run) with the read end of a pipe as its fd, one
 //     before/after, destroy; inside its callback a Swift task is created (its trigger: EmbeddedWork) and a
 //     mark "embedded-mark" is made;
 //   - span "embedded-span" with attribute "copy=application";

@@ -50,6 +50,9 @@ int atc_is_swift_run_job(void (*work)(void *));
 /// Preload mode: a job is being handed to dispatch with the runtime's run function `run`; returns the
 /// function to hand to dispatch instead (or `run` when observation is off).
 void (*atc_wrap_dispatch(void *job, void (*run)(void *)))(void *);
+/// Preload mode: a direct call of the runtime's `swift_job_run` (`real_job_run`, a swiftcall function) that no
+/// trampoline of ours is running: brackets the job's run (the async main's first job, run by `main` itself).
+void atc_run_job_direct(void *job, void *executor_identity, uintptr_t executor_implementation, void *real_job_run);
 /// Sets whether the preload interposers wrap jobs (set once the recorder is running).
 void atc_set_preload_active(int active);
 int atc_preload_active(void);
