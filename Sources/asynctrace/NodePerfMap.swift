@@ -29,7 +29,7 @@ enum NodePerfMap {
     /// Whether process `pid` runs node (its executable's name) and writes no perf map (/tmp/perf-PID.map):
     /// attached, its JS functions stay unnamed in CPU samples. Only links in /proc are read.
     static func nodeWithoutMap(pid: Int32) -> Bool {
-        guard access("/tmp/perf-\(pid).map", F_OK) != 0 else { return false }
+        guard !PerfMapFile.isWritten(byProcess: pid) else { return false }
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/\(pid)/exe", &buf, buf.count)
         guard n > 0 else { return false }

@@ -22,7 +22,7 @@ enum PythonPerfMap {
     /// (/tmp/perf-PID.map): attached, its Python functions stay unnamed. nil: another program, an older Python,
     /// one that writes its map, or a process /proc says nothing of.
     static func pythonWithoutMap(pid: Int32) -> String? {
-        guard access("/tmp/perf-\(pid).map", F_OK) != 0, let regions = ProcessMaps.executableRegions(pid: UInt32(pid)) else {
+        guard !PerfMapFile.isWritten(byProcess: pid), let regions = ProcessMaps.executableRegions(pid: UInt32(pid)) else {
             return nil
         }
         // The interpreter's binary (python3.12) or its library (libpython3.12.so.1.0), wherever installed.
