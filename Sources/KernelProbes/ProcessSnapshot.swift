@@ -158,6 +158,26 @@ public enum ProcessSnapshot {
         return out.sorted()
     }
 
+    /// When process `pid` started, in seconds since the epoch: /proc/PID/stat's start time (clock ticks since boot)
+    /// after /proc/stat's boot time (whole seconds, so to about a second). nil: /proc does not say.
+    public static func startRealtimeSeconds(pid: Int32) -> Double? {
+        guard let stat = readSmallFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else {
+            return nil
+        }
+        // After "pid (comm)" (comm may hold ')'): field 3 (state) onwards; the start time is field 22.
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+        guard fields.count > 19, let ticks = UInt64(String(decoding: fields[fields.startIndex + 19], as: UTF8.self)) else {
+            return nil
+        }
+        guard let procStat = readSmallFile("/proc/stat", limit: 1 << 20),
+            let line = procStat.split(separator: UInt8(ascii: "\n")).first(where: { $0.starts(with: Array("btime ".utf8)) }),
+            let boot = UInt64(String(decoding: line.dropFirst(6).filter { $0 >= 0x30 && $0 <= 0x39 }, as: UTF8.self))
+        else { return nil }
+        let hz = sysconf(Int32(_SC_CLK_TCK))
+        guard hz > 0 else { return nil }
+        return Double(boot) + Double(ticks) / Double(hz)
+    }
+
     static func readLink(_ path: String) -> String? {
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink(path, &buf, buf.count)
