@@ -16,6 +16,9 @@ swift test 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -ne 0 ]; then
+    # Each issue again, briefly, at the end, where a CI log cut to its head and tail still shows it.
+    echo "asynctrace: the failed expectations (the first lines of each; the full log is $log):" >&2
+    awk '/✘ Test .*recorded an issue/ { n = 10 } n > 0 { print substr($0, 1, 400); n-- }' "$log" | head -n 200 >&2
     echo "asynctrace: swift test failed (exit $status)" >&2
     exit "$status"
 fi

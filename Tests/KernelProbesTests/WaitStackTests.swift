@@ -8,8 +8,10 @@ import Testing
 
 /// An epoll loop whose handler blocks 150 ms in read() (read_chunk <- handle_request <- run_loop <- main),
 /// then a 120 ms waitpid (wait4: a syscall the probes do not trace, named from the scheduler's view)
-/// in reap_child <- main; then 256 MiB reads of /dev/zero (long, on CPU: never blocked) in zero_fill <- main
-/// for 400 ms: the thread's longest wait whatever the machine's speed (its text lists its two longest).
+/// in reap_child <- main; then 1 GiB reads of /dev/zero (long, on CPU: never blocked) in zero_fill <- main
+/// for 400 ms: the thread's longest wait whatever the machine's speed (its text lists its two longest). Each
+/// read must outlast the test's 20 ms stack threshold: 256 MiB reads took ~17 ms, so only those slowed past 20 ms
+/// got a stack, in one CI run too few to outweigh the wait4.
 /// Frame pointers kept; glibc's wrappers have none.
 private let waitSource = """
     #include <fcntl.h>
@@ -54,7 +56,7 @@ private let waitSource = """
     }
     static long now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000L + t.tv_nsec / 1000000; }
     __attribute__((noinline)) long zero_fill(void) {
-        long n = 256L << 20, start = now_ms(), r = 0;
+        long n = 1L << 30, start = now_ms(), r = 0;
         char *b = malloc(n);
         int fd = open("/dev/zero", O_RDONLY);
         if (!b || fd < 0) return -1;
@@ -164,7 +166,7 @@ private let untracedWaitSource = """
         #expect(reap["wait"] as? String == "wait4", "\(reap["wait"] ?? "-")")
         #expect((reap["ns"] as? Int ?? 0) >= 80_000_000)
         // A long syscall is not a blocked one: the pipe read was blocked nearly all its time, the read of
-        // /dev/zero (the kernel clearing 256 MiB) never. Nearly all the time it was not runnable: on a busy
+        // /dev/zero (the kernel clearing 1 GiB) never. Nearly all the time it was not runnable: on a busy
         // machine the reader, woken by the write, waits for a CPU before its read returns (a 150 ms read was
         // 73% blocked at load 7), time the trace's off-CPU episodes inside the read give as runnable.
         let runnable = try runnableNs(inTheSyscallOf: trace, lasting: read["ns"] as? Int ?? 0, returning: 8)
@@ -173,6 +175,8 @@ private let untracedWaitSource = """
         #expect(inOrder(["zero_fill", "main"], in: names(zero)), "\(names(zero))")
         let zeroBlocked = try #require(zero["blocked_ns"] as? Int, "\(zero)")
         #expect(zeroBlocked * 10 < (zero["ns"] as? Int ?? 0), "\(zero)")
+        // Most of the 400 ms of reads made wait stacks (each read is far longer than the threshold).
+        #expect((zero["ns"] as? Int ?? 0) >= 250_000_000, "\(zero)")
         // The text report says it in one line.
         let text = try runTool(exe, ["report", "--threshold", "50ms", trace]).output
         #expect(
@@ -185,7 +189,7 @@ private let untracedWaitSource = """
                 $0.contains("in read(fd") && $0.contains("/dev/zero) (") && $0.contains("zero_fill ← main") && !$0.contains("blocked ")
                     || $0.contains("/dev/zero) (never blocked)")
             },
-            "\(text)")
+            "\(text)\nthe threads' waits: \(waits)")
     }
 
     /// The time the traced syscall returning `ret` whose length is closest to `ns` spent runnable: its
