@@ -23,7 +23,8 @@
 
 // Whether this completed syscall starts an fd life (or, for connect, bind and listen, describes one), or is
 // an open that failed: its record then carries the path it asked for, with new_fd = ret (-errno), so that
-// "openat: 623 ENOENT" can say of which files.
+// "openat: 623 ENOENT" can say of which files. A connect that failed describes its socket with the address it
+// asked for (the kernel forgets a refused or timed-out peer before the call returns).
 static __always_inline bool makes_fd(__u32 nr, __s32 fd_arg, __u64 size, long ret) {
     switch (nr) {
     case NR_open:
@@ -31,7 +32,7 @@ static __always_inline bool makes_fd(__u32 nr, __s32 fd_arg, __u64 size, long re
     case NR_openat2:
         return true;
     case NR_connect:
-        return ret == 0 || ret == -EINPROGRESS;
+        return true;
     case NR_bind:
     case NR_listen:
         return ret == 0;
@@ -141,6 +142,50 @@ static __always_inline void describe_socket(struct file *f, struct kp_fd_record 
     }
 }
 
+// The peer a connect asked for, from the program's sockaddr (user memory, `len` bytes), over the socket's own
+// peer in `r` (which describe_socket filled in): a failed connect's socket no longer has it. Families other
+// than the socket's, or an address that cannot be read, leave `r` as it is.
+static __always_inline void describe_asked_peer(struct kp_fd_record *r, __u64 uaddr, __u32 len) {
+    __u16 family = 0;
+    if (!uaddr || len < sizeof(family) || bpf_probe_read_user(&family, sizeof(family), (const void *)uaddr) != 0)
+        return;
+    if (family == AF_INET && r->detail_kind == KP_DETAIL_INET4 && len >= 8) {
+        struct kp_inet_detail *d = (struct kp_inet_detail *)r->detail;
+        struct { __u16 family; __u16 port; __u32 addr; } in;
+        if (bpf_probe_read_user(&in, sizeof(in), (const void *)uaddr) != 0)
+            return;
+        d->peer_port = bpf_ntohs(in.port);
+        __builtin_memset(d->peer, 0, sizeof(d->peer));
+        __builtin_memcpy(d->peer, &in.addr, 4);
+    } else if (family == AF_INET6 && r->detail_kind == KP_DETAIL_INET6 && len >= 24) {
+        struct kp_inet_detail *d = (struct kp_inet_detail *)r->detail;
+        struct { __u16 family; __u16 port; __u32 flowinfo; __u8 addr[16]; } in6;
+        if (bpf_probe_read_user(&in6, sizeof(in6), (const void *)uaddr) != 0)
+            return;
+        d->peer_port = bpf_ntohs(in6.port);
+        __builtin_memcpy(d->peer, in6.addr, 16);
+    } else if (family == AF_UNIX && r->detail_kind == KP_DETAIL_UNIX && len > 2) {
+        struct kp_unix_detail *d = (struct kp_unix_detail *)r->detail;
+        __u32 n = len - 2;
+        if (n > KP_UNIX_PATH_MAX)
+            n = KP_UNIX_PATH_MAX;
+        if (bpf_probe_read_user(d->peer, n & 0x7f, (const void *)(uaddr + 2)) != 0)
+            return;
+        // A pathname's length may count its NUL and what follows it; an abstract name (leading NUL) is all bytes.
+        if (d->peer[0] != 0) {
+            for (__u32 i = 1; i < KP_UNIX_PATH_MAX; i++) {
+                if (i >= n)
+                    break;
+                if (d->peer[i] == 0) {
+                    n = i;
+                    break;
+                }
+            }
+        }
+        d->peer_len = n;
+    }
+}
+
 // Kind of an fd from its inode (and, for sockets, its addresses).
 static __always_inline void describe_fd(struct task_struct *task, int fd, struct kp_fd_record *r) {
     struct file *f = fd_file(task, fd);
@@ -220,6 +265,8 @@ static __always_inline void emit_fd_record(struct task_struct *task, __u64 pid_t
         r->new_fd = s->fd; // the same life, now with its peer (see docs/trace-format.md)
         r->source_fd = s->fd;
         describe_fd(task, s->fd, r);
+        if (nr == NR_connect && ret < 0 && ret != -EINPROGRESS)
+            describe_asked_peer(r, s->events_ptr, s->addr_len);
         break;
     case NR_socket:
     case NR_accept:

@@ -47,11 +47,14 @@ struct {
 struct inflight {
     __u64 enter_ns;
     __u64 size;
-    __u64 events_ptr; // a user pointer read at exit: epoll waits' events, open's path, pipe's fds, memfd's name
+    __u64 events_ptr; // a user pointer read at exit: epoll waits' events, open's path, pipe's fds, memfd's name,
+                      // connect's address
     __s32 fd;
     __u32 nr;         // 0 would be read(2): `active` says whether the slot is in use
     __s32 timeout_ms;
     __u32 active;
+    __u32 addr_len;   // connect: the length of its address (read only if it fails)
+    __u32 pad;
 };
 
 struct {
@@ -389,6 +392,10 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
         break;
     case NR_splice:
         s->size = a4; // len (fd = fd_in)
+        break;
+    case NR_connect:
+        s->events_ptr = a1; // the address it asks for: read at exit only if the call fails (fd_identity.bpf.h)
+        s->addr_len = (__u32)a2;
         break;
     case NR_restart_syscall:
         s->fd = -1; // the rest of a sleep, poll or futex wait a signal interrupted (the reader names which)

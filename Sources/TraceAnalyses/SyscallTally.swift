@@ -10,7 +10,8 @@ struct SyscallTally: Sendable {
     var bytes: UInt64
     var blockedNs: UInt64
     var detail: String?
-    /// A failed open's errno (it is tallied by the path it asked for, once its fdOpen names it); 0 otherwise.
+    /// A failed open's or connect's errno (tallied by the path or address it asked for, once its fdOpen names it);
+    /// 0 otherwise.
     var errno: UInt64 = 0
     /// An open made when the rows were full: merged into its path's row once named, else into `others`.
     var awaitingPath = false
@@ -36,7 +37,7 @@ struct SyscallTally: Sendable {
         blockedNs: UInt64, detail: String?
     ) {
         let opens = SyscallNames.opensPath(nr)
-        if !opens, let i = tallies.firstIndex(where: { $0.nr == nr && $0.fd == fd && $0.detail == detail }) {
+        if !opens, let i = tallies.firstIndex(where: { $0.nr == nr && $0.fd == fd && $0.detail == detail && $0.errno == errno }) {
             tallies[i].add(count: 1, ns: ns, bytes: bytes, blockedNs: blockedNs)
             return
         }
@@ -125,7 +126,7 @@ extension SyscallTally {
         guard let i = tallies.lastIndex(where: { $0.nr == nr && $0.fd == fd }), tallies[i].count == 1,
             tallies[i].detail != address
         else { return }
-        if let j = tallies.firstIndex(where: { $0.nr == nr && $0.fd == fd && $0.detail == address }) {
+        if let j = tallies.firstIndex(where: { $0.nr == nr && $0.fd == fd && $0.detail == address && $0.errno == tallies[i].errno }) {
             let t = tallies.remove(at: i)
             tallies[j < i ? j : j - 1].add(count: t.count, ns: t.ns, bytes: t.bytes, blockedNs: t.blockedNs)
         } else {

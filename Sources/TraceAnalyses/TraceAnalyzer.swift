@@ -594,11 +594,13 @@ public struct TraceAnalyzer {
         // same time) gives: "openat() 115 µs in 3 calls" said nothing of what was opened.
         let opened = SyscallNames.opensPath(nr) && ret >= 0 && ret <= Int64(Int32.max)
         let tallyFd = SyscallNames.opensPath(nr) ? (opened ? ret : -1) : fd  // not the directory fd
-        // A failed open is tallied by its error and (once its fdOpen names it) the path it asked for.
-        let openErrno = SyscallNames.opensPath(nr) && ret < 0 ? ret.magnitude : 0
+        // A failed open is tallied by its error and (once its fdOpen names it) the path it asked for; a failed connect
+        // by its error and (its fdOpen) the address it asked for.
+        let failedConnect = nr == Self.connectNr && ret < 0 && ret != Self.inProgress
+        let openErrno = (SyscallNames.opensPath(nr) || failedConnect) && ret < 0 ? ret.magnitude : 0
         pendingOpen = opened ? (UInt64(pid) << 32 | UInt64(tid), ret, exitNs) : nil
         pendingFailedOpen = SyscallNames.opensPath(nr) && ret < 0 ? (UInt64(pid) << 32 | UInt64(tid), nr, ret, exitNs) : nil
-        let describes = (nr == Self.connectNr && (ret == 0 || ret == Self.inProgress)) || ((nr == Self.bindNr || nr == Self.listenNr) && ret == 0)
+        let describes = nr == Self.connectNr || ((nr == Self.bindNr || nr == Self.listenNr) && ret == 0)
         pendingDescribe = describes && fd >= 0 ? (UInt64(pid) << 32 | UInt64(tid), nr, fd, exitNs) : nil
         if kernelPids.count < 4096 { kernelPids.insert(pid) }
         let enter = exitNs >= dur ? exitNs - dur : 0

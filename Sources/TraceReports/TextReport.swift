@@ -45,7 +45,8 @@ public enum TextReport {
     /// `thread(_:_:_:)` of `t`'s pid, tid and name.
     public static func thread(_ t: ThreadRef) -> String { thread(t.pid, t.tid, t.name) }
 
-    /// "read(fd 41 → /srv/big.bin)"; an open by what it opened and the fd it made: "openat(/srv/big.bin) = fd 41".
+    /// "read(fd 41 → /srv/big.bin)"; an open by what it opened and the fd it made: "openat(/srv/big.bin) = fd 41"; a
+    /// failed open or connect with its error: "connect(fd 6 → ->127.0.0.1:9) → ECONNREFUSED".
     public static func call(_ name: String, fd: Int64, fdDetail: String?, errno: String? = nil, others: Bool = false) -> String {
         if name.hasPrefix("futex ") { return name }  // "futex wait": its fd field is its operation, named already
         let opens = name == "open" || name == "openat" || name == "openat2"
@@ -54,6 +55,7 @@ public enum TextReport {
             return "\(name)(\(fdDetail ?? ""))" + (fd >= 0 ? " = fd \(fd)" : errno.map { " → " + $0 } ?? "")
         }
         return "\(name)(" + (fd >= 0 ? "fd \(fd)" + (fdDetail.map { " → " + $0 } ?? "") : "") + ")"
+            + (errno.map { " → " + $0 } ?? "")
     }
 
     /// "node ran without the Node.js hooks (pid 7734): …": what such a trace lacks, and how to get it.

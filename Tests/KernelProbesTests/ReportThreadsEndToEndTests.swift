@@ -349,6 +349,46 @@ private let program = #"""
         #expect(calls.filter { ["connect", "bind", "listen"].contains($0["name"] as? String) }.count == 3, "\(calls)")
     }
 
+    /// A connect that failed names what it tried to reach and why it failed: the kernel forgets a refused peer
+    /// before the call returns, so a coroutine's blocking connect to a closed port read 'connect(fd 6) 50.5 µs',
+    /// nothing of where to nor that it failed. A TCP port bound but not listening refuses at once; a unix socket
+    /// path that does not exist fails with ENOENT.
+    @Test func aFailedConnectNamesTheAddressItAskedFor() throws {
+        try requireKernel("aFailedConnectNamesTheAddressItAskedFor")
+        let script = temporaryPath("failed-connect.py"), missing = temporaryPath("no-such.sock")
+        try """
+        import asyncio, socket, sys, time
+        async def main():
+            await asyncio.sleep(0.01)
+            closed = socket.socket()
+            closed.bind(("127.0.0.1", 0))
+            for family, address in ((socket.AF_INET, closed.getsockname()), (socket.AF_UNIX, sys.argv[1])):
+                with socket.socket(family) as client:
+                    try:
+                        client.connect(address)
+                        sys.exit("connected to %r" % (address,))
+                    except (ConnectionRefusedError, FileNotFoundError):
+                        pass
+            print(closed.getsockname()[1])
+            time.sleep(0.08)
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let trace = temporaryPath("failed-connect.atrace")
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", "/usr/bin/python3", script, missing])
+        defer { for p in [script, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let port = try #require(Int(rec.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(rec.stdout)")
+        let stalls = try #require(try reportJSON(trace, options: ["--threshold", "50ms"])["stalls"] as? [[String: Any]])
+        let loop = try #require(stalls.first { $0["tid"] as? Int == $0["pid"] as? Int }, "\(stalls)")
+        let connects = ((loop["syscalls"] as? [[String: Any]]) ?? []).filter { $0["name"] as? String == "connect" }
+        func failed(_ errno: String) -> [String: Any]? { connects.first { $0["errno"] as? String == errno } }
+        #expect(failed("ECONNREFUSED")?["fd_detail"] as? String == "->127.0.0.1:\(port)", "\(connects)")
+        #expect(failed("ENOENT")?["fd_detail"] as? String == "->" + missing, "\(connects)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace]).stdout
+        #expect(text.contains(" → ->127.0.0.1:\(port)) → ECONNREFUSED"), "\(text)")
+    }
+
     /// A loop busy when `record --pid` attaches has that stretch as a stall: an asyncio server attached while a
     /// handler slept in time.sleep(0.8) listed 'clock_nanosleep 412 ms' in THREADS and no stall at all (the first
     /// stretch began at the loop's first recorded wait). It begins at the recording's start, a lower bound, and
