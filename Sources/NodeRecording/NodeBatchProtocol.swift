@@ -67,5 +67,11 @@ public enum NodeBatchProtocol {
         /// tid, count: a thread of this process (a worker) lost `count` events: a thread above it could not write
         /// what the worker left unwritten when it was stopped. Counted as dropped on that thread's stream.
         case lost = 15
+        /// asyncID, 1 or 0: the handle or timer was ref'd or unref'd (it keeps the process alive, or not);
+        /// time = the thread's last. Written as the resource's `ref=` attribute. A resource with none is ref'd.
+        case refState = 16
+        /// asyncID, 0: the program called process.exit() in this resource's callback (the thread's root id: at
+        /// its top level); time = the thread's last. Written as the resource's `process_exit=called` attribute.
+        case exitCalled = 17
     }
 }

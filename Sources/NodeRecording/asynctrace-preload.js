@@ -65,7 +65,7 @@
   const MAGIC = 0x4154_4e42;  // "ATNB"
   const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
         K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12, K_SITE = 13,
-        K_AFTER_DESTROY = 14, K_LOST = 15;
+        K_AFTER_DESTROY = 14, K_LOST = 15, K_REF = 16, K_EXIT_CALLED = 17;
   // The records every callback makes are packed, one slot shorter: the first slot -(id * 8 + code) holds the
   // kind and the async id (ids stay below 2^50: worker ranges are threadId * 2^32), then the other fields.
   const P_BEFORE = 1, P_AFTER = 2, P_AFTER_DESTROY = 3, P_DESTROY = 4, P_INIT = 5;
@@ -200,7 +200,7 @@
   // Node's type names, interned per thread (a string record the first time each is seen), with what init
   // does for each type in typeFlags (an array read instead of Set lookups per init).
   const typeIndex = new Map();
-  const F_FREQUENT = 1, F_FD = 2, F_WORKER = 4, F_TICK = 8, F_FILEHANDLE = 16, F_CLOSE_REQUEST = 32;
+  const F_FREQUENT = 1, F_FD = 2, F_WORKER = 4, F_TICK = 8, F_FILEHANDLE = 16, F_CLOSE_REQUEST = 32, F_TIMEOUT = 64;
   const typeFlags = new Uint8Array(65536);
   function typeID(type) {
     let i = typeIndex.get(type);
@@ -211,7 +211,8 @@
       if (i < typeFlags.length) {
         typeFlags[i] = (FREQUENT_TYPES.has(type) ? F_FREQUENT : 0) | (FD_TYPES.has(type) ? F_FD : 0) |
           (type === 'WORKER' ? F_WORKER : 0) | (type === 'TickObject' ? F_TICK : 0) |
-          (type === 'FILEHANDLE' ? F_FILEHANDLE : 0) | (type === 'FILEHANDLECLOSEREQ' ? F_CLOSE_REQUEST : 0);
+          (type === 'FILEHANDLE' ? F_FILEHANDLE : 0) | (type === 'FILEHANDLECLOSEREQ' ? F_CLOSE_REQUEST : 0) |
+          (type === 'Timeout' ? F_TIMEOUT : 0);
       }
     }
     return i;
@@ -527,6 +528,7 @@
         if (code === P_AFTER_DESTROY) n++;
       }
       else if (k === K_DESTROY || k === K_PROMISE_RESOLVE) i += 2;
+      else if (k === K_REF || k === K_EXIT_CALLED) i += 3;
       else if (k === K_THREAD || k === K_PROCESS || k === K_UNCAUGHT || k === K_SITE) i += 3 + b[i + 2];
       else if (k === K_STRING) { i += 3 + b[i + 2]; n--; }
       else if (k === K_CLOCK || k === K_LOST) { i += 3; n--; }
@@ -581,6 +583,17 @@
     if ((flags & F_FD) !== 0 && pendingFD.size < 256) pendingFD.set(idBase + asyncId, resource);
     if ((flags & F_FILEHANDLE) !== 0 && openFileHandles.size < 4096) openFileHandles.set(asyncId, resource);
     if ((flags & F_CLOSE_REQUEST) !== 0 && closeRequests.size < 4096) closeRequests.add(asyncId);
+    // Node's own timers (socket and http timeouts: setUnrefTimeout) are made unref'd; any other resource starts ref'd.
+    if ((flags & F_TIMEOUT) !== 0 && typeof resource.hasRef === 'function' && resource.hasRef() === false) putRef(idBase + asyncId, 0);
+  }
+  // Whether a handle or timer keeps the process alive (ref'd) decides what held a process that was killed or
+  // called process.exit(): recorded when it changes (below), so that it is known at any end.
+  function putRef(id, refed) {
+    chainMs = -1;
+    if (pos + 3 > LIMIT) writeBatch();
+    buf[pos] = K_REF; buf[pos + 1] = id; buf[pos + 2] = refed ? 1 : 0;
+    pos += 3; buf[5] = pos;
+    pendingEvents++;
   }
   // fs.promises FileHandles: Node destroys one when it is garbage collected, not when it is closed, so
   // every file a program read with readFile() or open()/close() was 'open at exit' (what kept the process
@@ -878,6 +891,56 @@
   }), 100);
   creatingOwnTimer = false;
   timer.unref();
+  // ref()/unref() of timers (Timeout.prototype) and of every libuv handle (HandleWrap's prototype, shared by
+  // TCP, Pipe, TTY, UDP, Process, Signal, ...): a change of what keeps the process alive, recorded as it
+  // happens (no JavaScript runs when a signal kills the process). A call that changes nothing records nothing.
+  const refChanged = marked((idAndState) => {
+    if (enabled) putRef(Math.floor(idAndState / 2), idAndState % 2 === 1);
+  });
+  function watchRefs(proto, asyncIdOf) {
+    if (proto === null || typeof proto !== 'object' || typeof proto.hasRef !== 'function') return;
+    for (const name of ['ref', 'unref']) {
+      const original = proto[name];
+      if (typeof original !== 'function') return;
+      const wrapped = function () {
+        if (!enabled || this === timer) return original.apply(this, arguments);
+        let was;
+        try { was = this.hasRef(); } catch { return original.apply(this, arguments); }
+        const result = original.apply(this, arguments);
+        let now = was, id = -1;
+        try { now = this.hasRef(); id = asyncIdOf(this); } catch { /* not ours to record */ }
+        if (now !== was && typeof now === 'boolean' && Number.isInteger(id) && id > 0) refChanged((idBase + id) * 2 + (now ? 1 : 0));
+        return result;
+      };
+      Object.defineProperty(wrapped, 'name', { value: name });
+      try { proto[name] = wrapped; } catch { /* read-only: ref state stays unknown */ }
+    }
+  }
+  const asyncIdSymbol = Object.getOwnPropertySymbols(timer).find((sym) => sym.description === 'asyncId');
+  if (asyncIdSymbol !== undefined) watchRefs(Object.getPrototypeOf(timer), (t) => t[asyncIdSymbol]);
+  try {
+    const wasQuiet = process.noDeprecation;
+    process.noDeprecation = true;  // process.binding warns (DEP0111)
+    let proto;
+    try { proto = process.binding('tcp_wrap').TCP.prototype; } finally { process.noDeprecation = wasQuiet; }
+    while (proto !== null && !Object.prototype.hasOwnProperty.call(proto, 'hasRef')) proto = Object.getPrototypeOf(proto);
+    watchRefs(proto, (handle) => handle.getAsyncId());
+  } catch { /* no tcp_wrap binding: handles' ref state stays unknown */ }
+  // process.exit() ends the process whatever is still ref'd: the report says so, and in which callback.
+  const originalExit = process.exit;
+  if (isMain && typeof originalExit === 'function') {
+    const exitCalled = marked((id) => {
+      if (!enabled) return;
+      if (pos + 3 > LIMIT) writeBatch();
+      buf[pos] = K_EXIT_CALLED; buf[pos + 1] = id; buf[pos + 2] = 0;
+      pos += 3; buf[5] = pos;
+      pendingEvents++;
+    });
+    process.exit = function exit() {
+      exitCalled(idBase + asyncHooks.executionAsyncId());
+      return originalExit.apply(this, arguments);
+    };
+  }
   process.on('exit', marked(() => {
     if (!enabled) return;
     // Workers still running are stopped after this without an exit handler of theirs: take what they have

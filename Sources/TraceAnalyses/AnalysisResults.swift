@@ -707,6 +707,25 @@ public struct OpenResourceGroup: Sendable {
     /// stdout or stderr (node's `process.stdout`), which it never closes and which do not keep it alive by
     /// themselves. A group holds either only such handles or none.
     public var standardStreams: [Int32] = []
+    /// The resources were unref'd at the end (Node's `unref()`; its own unref'd timers): they did not keep the
+    /// process alive, however it ended. false: ref'd, or the runtime does not say.
+    public var unrefed = false
+}
+
+/// A program's call to process.exit() (Node): it ended the process whatever was still ref'd.
+public struct ProcessExitCall: Sendable {
+    /// The process id.
+    public var pid: UInt32
+    /// When it was called (CLOCK_MONOTONIC ns).
+    public var ns: UInt64
+    /// The async id of the resource in whose callback it was called (0 or 1: the program's top level).
+    public var asyncID: UInt64
+    /// That resource's type name; nil at the top level or for a resource the trace does not know.
+    public var type: String?
+    /// Trigger path from the root cause to that resource; empty when `type` is nil.
+    public var causalChain: [String]
+    /// Where that resource was created, innermost first; empty where the trace does not say.
+    public var createdAt: [CodeFrame]
 }
 
 /// A stretch between two epoll waits of a thread (kernel stream): what its loop was doing instead of waiting.
@@ -806,6 +825,15 @@ public struct TraceAnalysis: Sendable {
     /// exit was unref'd or leaked. nil when one was killed by a signal, still ran at the stop, or the trace has
     /// no kernel events.
     public var exitedByThemselvesStatus: Int64? = nil
+    /// The program's calls to process.exit(), one per process (its first), by pid: those processes ended with
+    /// what was ref'd still open, which would have kept them alive.
+    public var exitCalls: [ProcessExitCall] = []
+    /// A process that reported an uncaught exception exited with a status other than 0 (and did not call
+    /// process.exit()): the exception ended it, not an empty loop.
+    public var endedByUncaughtError = false
+    /// The signal that killed a process that emitted events (the first by pid, from the kernel's processExit); nil
+    /// when none was killed by one, or the trace has no kernel events.
+    public var killedBySignal: Int32? = nil
     /// Resources not tracked because the bound was reached (open-at-exit counts are then a lower bound).
     public var untrackedResources: UInt64
     /// nil when the kernel stream has no epoll waits.

@@ -72,6 +72,8 @@ public struct TraceAnalyzer {
     var sites = CreationSites()
     /// Names and kinds the runtime gave resources (Swift tasks), for the listed callbacks.
     var labels = ResourceLabels()
+    /// Node's ref states and process.exit() calls: what held a process at its end.
+    var ends = ProcessEnds()
     var loop: LoopTracker
     var io: IOTracker
     var kernelLoop: KernelLoopTracker
@@ -281,7 +283,9 @@ public struct TraceAnalyzer {
                 executionAsyncID: exec, executionType: execType, ns: ns)
         case .resourceAttribute:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
-            if !sites.attribute(key, text: ev.text) { _ = labels.attribute(key, text: ev.text) }
+            if !sites.attribute(key, text: ev.text) && !ends.attribute(key, text: ev.text, ns: ns) {
+                _ = labels.attribute(key, text: ev.text)
+            }
         case .spanAttribute:
             spans.attribute(pid: pid, spanID: ev.u(0), text: ev.text)
         case .spanEnd:
@@ -966,9 +970,20 @@ public struct TraceAnalyzer {
         analysis.creationStacksUndefined = creationStacksUndefined
         analysis.waitMomentsNotKept = waitMomentsNotKept
         analysis.titledProcesses = finalThreads.titledProcesses()
-        // Every process that emitted events ended by itself (an exit status, not a signal): nothing kept it alive.
+        // Every process that emitted events ended by itself (an exit status, not a signal, not process.exit(), not
+        // an uncaught exception): nothing kept it alive.
+        analysis.exitCalls = ends.exitCalls.sorted { $0.key < $1.key }.map { pid, call in
+            let key = ResourceKey(pid: pid, asyncID: call.asyncID)
+            let type = resources.info(key).map { resources.typeName($0.type) }
+            return ProcessExitCall(
+                pid: pid, ns: call.ns, asyncID: call.asyncID, type: type,
+                causalChain: type == nil ? [] : resources.causalChain(key), createdAt: sites.frames(key))
+        }
+        let threw = Set(uncaughtErrors.map(\.pid))
+        analysis.endedByUncaughtError = userPids.contains { threw.contains($0) && (exitStatuses[$0] ?? 0) > 0 && ends.exitCalls[$0] == nil }
         let statuses = userPids.sorted().map { exitStatuses[$0] }
-        if !statuses.isEmpty, statuses.allSatisfy({ ($0 ?? -1) >= 0 }) {
+        analysis.killedBySignal = statuses.lazy.compactMap { $0 }.first { $0 < 0 }.map { Int32(clamping: -$0) }
+        if !statuses.isEmpty, statuses.allSatisfy({ ($0 ?? -1) >= 0 }), analysis.exitCalls.isEmpty, !analysis.endedByUncaughtError {
             analysis.exitedByThemselvesStatus = statuses.compactMap { $0 }.max()
         }
         analysis.uncaughtErrors = uncaughtErrors.map { e in
@@ -999,12 +1014,16 @@ public struct TraceAnalyzer {
             var site: Int32
             var stack: Int32
             var standardStream: Bool  // fds 0-2: apart from the handles that may have kept the process alive
+            var unrefed: Bool  // apart from the ref'd ones, which may have kept it alive
         }
         var groups: [GroupKey: Group] = [:]
         let sites = self.sites
+        let ends = self.ends
         resources.live.forEach { key, info in
             let site = sites.isEmpty ? -1 : (sites.site(key) ?? -1)
-            let groupKey = GroupKey(type: info.type, site: site, stack: info.creationStack, standardStream: (0...2).contains(info.fd))
+            let groupKey = GroupKey(
+                type: info.type, site: site, stack: info.creationStack, standardStream: (0...2).contains(info.fd),
+                unrefed: ends.isUnrefed(key))
             var g = groups[groupKey] ?? Group()
             g.count += 1
             if groupKey.standardStream && !g.streams.contains(info.fd) { g.streams.append(info.fd) }
@@ -1022,6 +1041,7 @@ public struct TraceAnalyzer {
                 createdAt: k.site < 0 ? [] : sites.frames(site: k.site))
             group.creationStack = k.stack
             group.standardStreams = g.streams.sorted()
+            group.unrefed = k.unrefed
             return group
         }.sorted { ($0.count, $1.type, $1.oldestInitNs) > ($1.count, $0.type, $0.oldestInitNs) }
     }

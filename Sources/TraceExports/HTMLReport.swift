@@ -462,6 +462,9 @@ public enum HTMLReport {
             s +=
                 "<p>\(x(streams.joined(separator: ", "))): the handles of the standard streams stay open for the process's life; they did not keep it alive.</p>\n"
         }
+        if a.exitedByThemselvesStatus == nil, a.openAtExit.contains(where: \.unrefed) {
+            s += "<p>unref'd: they did not keep the process alive.</p>\n"
+        }
         s += "<table><tr><th>type</th><th>count</th><th>oldest created</th><th>created at</th><th>created by</th></tr>\n"
         for g in a.openAtExit.prefix(50) {
             s +=

@@ -237,9 +237,24 @@ public enum JSONReport {
                         e.field("oldest_init_ns", g.oldestInitNs)
                         frames(g.createdAt, named: "created_at", &e)
                         e.array("standard_streams") { r in for fd in g.standardStreams { r.field(nil, UInt64(fd)) } }
+                        e.field("unrefed", g.unrefed)
                     }
                 }
             }
+            j.array("process_exit_calls") { r in
+                for c in a.exitCalls {
+                    r.object { e in
+                        e.field("pid", UInt64(c.pid))
+                        e.field("ns", c.ns)
+                        e.field("async_id", c.asyncID)
+                        e.field("type", c.type)
+                        e.strings("causal_chain", c.causalChain)
+                        frames(c.createdAt, named: "created_at", &e)
+                    }
+                }
+            }
+            j.field("ended_by_uncaught_error", a.endedByUncaughtError)
+            optional("killed_by_signal", a.killedBySignal.map { Int64($0) }, &j)
             j.array("uncaught_errors") { r in
                 for u in a.uncaughtErrors {
                     r.object { e in

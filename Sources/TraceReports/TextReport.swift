@@ -819,6 +819,9 @@ public enum TextReport {
             out += "  \(streams.joined(separator: ", ")): the handles of the standard streams stay open for the process's life; "
             out += "they did not keep it alive\n"
         }
+        if a.exitedByThemselvesStatus == nil, a.openAtExit.contains(where: \.unrefed) {
+            out += "  unref'd: they did not keep the process alive\n"
+        }
         if a.creationStacksUndefined > 0 {
             out += "  note: \(Formatting.count(a.creationStacksUndefined)) creation stacks were lost with damaged or dropped chunks\n"
         }
@@ -826,7 +829,22 @@ public enum TextReport {
 
     /// What the resources left open mean: a process that exited by itself was kept alive by none of them.
     package static func openAtExitMeaning(_ a: TraceAnalysis) -> String {
-        guard let status = a.exitedByThemselvesStatus else { return "what kept the process alive, or leaked" }
+        if let call = a.exitCalls.first {
+            var place = "at the program's top level"
+            if let type = call.type {
+                place = "in \(type) (async id \(call.asyncID))"
+                if !call.createdAt.isEmpty { place += ", created at \(createdAt(call.createdAt, frames: 2))" }
+            }
+            return "the process ended by process.exit() \(place), not by an empty loop: the ref'd ones would have kept it alive"
+        }
+        if a.endedByUncaughtError {
+            return "the process ended by an uncaught exception, not by an empty loop: the ref'd ones would have kept it alive"
+        }
+        guard let status = a.exitedByThemselvesStatus else {
+            let held = a.openAtExit.contains(where: \.unrefed) ? "the ref'd ones" : "what"
+            guard let signal = a.killedBySignal else { return "\(held) kept the process alive, or leaked" }
+            return "killed by \(SignalNames.name(signal)): \(held) kept the process alive until then, or leaked"
+        }
         return "the process exited by itself, status \(status): none kept it alive; unref'd handles, or leaks"
     }
 
@@ -835,7 +853,8 @@ public enum TextReport {
 
     /// An open-at-exit group's type, with the standard streams it holds: "PIPEWRAP (stdout, stderr)".
     package static func openGroupLabel(_ g: OpenResourceGroup) -> String {
-        g.standardStreams.isEmpty ? g.type : "\(g.type) (\(g.standardStreams.map(streamName).joined(separator: ", ")))"
+        let label = g.standardStreams.isEmpty ? g.type : "\(g.type) (\(g.standardStreams.map(streamName).joined(separator: ", ")))"
+        return g.unrefed ? label + " (unref'd)" : label
     }
 
     /// "leak (app.js:4) ← main (app.js:9)": where a resource was created, innermost first.

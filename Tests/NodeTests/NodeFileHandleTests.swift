@@ -110,8 +110,8 @@ import Testing
 
 /// A node program that ends by itself was kept alive by nothing it left open: its unref'd server and timer were
 /// listed under "what kept the process alive, or leaked". When every traced process exited with a status (the
-/// kernel's processExit), the report says so (JSON `exited_by_themselves_status`); a node killed by a signal keeps
-/// the old wording.
+/// kernel's processExit), the report says so (JSON `exited_by_themselves_status`); one killed by a signal says which,
+/// and that the ref'd ones held it (NodeProcessEndTests).
 @Suite(.serialized) struct NodeExitedByItselfTests {
     static let program = #"""
         const s = require('net').createServer().listen(0, '127.0.0.1');
@@ -142,7 +142,7 @@ import Testing
             let text = try runNodeTool([cli, "report", trace]).stdout
             if killed {
                 #expect(json["exited_by_themselves_status"] is NSNull, "\(json["exited_by_themselves_status"] ?? "absent")")
-                #expect(text.contains("(what kept the process alive, or leaked)"), "\(text)")
+                #expect(text.contains("(killed by SIGKILL: the ref'd ones kept the process alive until then, or leaked)"), "\(text)")
             } else {
                 #expect(json["exited_by_themselves_status"] as? Int == 3, "\(json["exited_by_themselves_status"] ?? "absent")")
                 #expect(text.contains("the process exited by itself, status 3: none kept it alive"), "\(text)")
