@@ -55,6 +55,7 @@ struct inflight {
     __u32 active;
     __u32 addr_len;   // connect: the length of its address (read only if it fails)
     __u32 pad;
+    __u64 write_set;  // select, pselect6: its write fd_set (events_ptr: its read set), read at exit
 };
 
 struct {
@@ -321,12 +322,16 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
             __s32 polled = -1;
             if (bpf_probe_read_user(&polled, sizeof(polled), (const void *)a0) == 0 && polled >= 0)
                 s->fd = polled;
+        } else {
+            s->events_ptr = a0; // more fds: the first that became ready is read at exit (ready_fd)
         }
         break;
     case NR_select:
     case NR_pselect6:
         s->fd = -1;
         s->size = a0; // nfds
+        s->events_ptr = a1;
+        s->write_set = a2;
         break;
     // --- fd creation: fd = the fd it starts from (or -1), size as documented ---
     case NR_open:
@@ -469,6 +474,55 @@ static __always_inline void emit_epoll(__u64 pid_tgid, const struct inflight *s,
     bpf_ringbuf_submit(r, wakeup_flag());
 }
 
+#define KP_POLL_READ_MAX 16
+#define KP_SELECT_WORDS_MAX 16
+
+// The lowest fd set in one fd_set word `w` (not 0) of index `word`.
+static __always_inline __s32 lowest_fd(__u64 w, __u32 word) {
+    for (int b = 0; b < 64; b++)
+        if ((w >> b) & 1)
+            return (__s32)(word * 64 + b);
+    return -1;
+}
+
+// The first fd, in the program's order, that a poll of several fds or a select returned as ready (its
+// pollfd's revents, or its place in the returned read, else write, set), so that a stall in such a wait
+// names a socket: -1 when none returned (a timeout, a signal) or it lies beyond the first
+// KP_POLL_READ_MAX pollfds or KP_SELECT_WORDS_MAX * 64 fds.
+static __always_inline __s32 ready_fd(const struct inflight *s, long ret) {
+    if (ret <= 0 || !s->events_ptr)
+        return -1;
+    if (s->nr == NR_poll || s->nr == NR_ppoll) {
+        struct { __s32 fd; __s16 events; __s16 revents; } fds[KP_POLL_READ_MAX];
+        __u64 n = s->size < KP_POLL_READ_MAX ? s->size : KP_POLL_READ_MAX;
+        if (n == 0 || bpf_probe_read_user(fds, (n & 31) * sizeof(fds[0]), (const void *)s->events_ptr) != 0)
+            return -1;
+        for (int i = 0; i < KP_POLL_READ_MAX; i++) {
+            if (i >= n)
+                break;
+            if (fds[i].fd >= 0 && fds[i].revents != 0)
+                return fds[i].fd;
+        }
+        return -1;
+    }
+    __u64 words = (s->size + 63) / 64;
+    if (words > KP_SELECT_WORDS_MAX)
+        words = KP_SELECT_WORDS_MAX;
+    __u64 sets[2] = {s->events_ptr, s->write_set};
+    for (int k = 0; k < 2; k++) {
+        __u64 set[KP_SELECT_WORDS_MAX];
+        if (!sets[k] || words == 0 || bpf_probe_read_user(set, (words & 31) * 8, (const void *)sets[k]) != 0)
+            continue;
+        for (int i = 0; i < KP_SELECT_WORDS_MAX; i++) {
+            if (i >= words)
+                break;
+            if (set[i])
+                return lowest_fd(set[i], i);
+        }
+    }
+    return -1;
+}
+
 #include "fd_identity.bpf.h"
 #include "stack_capture.bpf.h"
 #include "wait_stacks.bpf.h"
@@ -495,9 +549,13 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     }
     s->active = 0;
     __u64 now = bpf_ktime_get_ns();
+    // A poll of several fds, or a select: its fd is the first it returned as ready (docs/trace-format.md).
+    __s32 fd = s->fd;
+    if ((s->nr == NR_poll || s->nr == NR_ppoll) ? s->size > 1 : (s->nr == NR_select || s->nr == NR_pselect6))
+        fd = ready_fd(s, ret);
     // The stack first: the user registers it starts from are the same at every point of the exit.
     if (stack_threshold_ns && now - s->enter_ns >= stack_threshold_ns)
-        emit_wait_stack(ctx, tgid, task->pid, KP_WAIT_SYSCALL, s->nr, s->fd, now, now - s->enter_ns);
+        emit_wait_stack(ctx, tgid, task->pid, KP_WAIT_SYSCALL, s->nr, fd, now, now - s->enter_ns);
     if (is_epoll_wait(s->nr)) {
         emit_epoll(pid_tgid, s, ret, now);
         return 0;
@@ -510,6 +568,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     // fields above, ~210 -> ~179 ns per run (kernel.bpf_stats_enabled).
     struct kp_syscall_record r;
     fill_syscall(&r, KP_RECORD_SYSCALL, pid_tgid, s, ret, now);
+    r.fd = fd;
     if (bpf_ringbuf_output(&events, &r, sizeof(r), wakeup_flag()) != 0)
         __sync_fetch_and_add(&dropped_records, 1);
     return 0;

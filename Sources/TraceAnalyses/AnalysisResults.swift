@@ -244,11 +244,16 @@ public struct SyscallInCallback: Sendable {
     public var blockedNs: UInt64 = 0
     /// What the fd was when the first of these calls was made: a path or `local->peer` (fdOpen events).
     public var fdDetail: String? = nil
-    /// A failed open's error ("ENOENT"): these calls asked for the path `fdDetail` and failed with it; nil otherwise.
+    /// A failed open's or connect's error ("ENOENT", "ECONNREFUSED"): these calls asked for the path or address
+    /// `fdDetail` and failed with it; nil otherwise.
     public var errno: String? = nil
     /// These are the calls of this syscall on fds or paths beyond the distinct rows kept (32 per stall or
     /// callback); `fd` is -1 and `fdDetail` nil. `name` "other syscalls": calls of syscalls beyond 128 rows.
     public var others: Bool = false
+    /// Waits on several fds (a poll of more than one fd, a select): how many fds they waited on (the most of these
+    /// calls; 0: not recorded, as for select), and `fd` is the first they returned as ready (−1: none was, a
+    /// timeout). nil for other calls, where `fd` is the fd they were made on.
+    public var severalFds: UInt64? = nil
 }
 
 /// A process that gave itself a title by rewriting its argv (postgres' "postgres: 15/main: checkpointer",

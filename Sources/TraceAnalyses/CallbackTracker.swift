@@ -72,13 +72,14 @@ struct CallbackTracker {
     }
 
     mutating func noteSyscall(
-        stream: Int, pid: UInt32, nr: UInt64, fd: Int64, errno: UInt64 = 0, ns: UInt64, bytes: UInt64, blockedNs: UInt64,
-        fds: IOTracker
+        stream: Int, pid: UInt32, nr: UInt64, fd: Int64, errno: UInt64 = 0, severalFds: UInt64? = nil, ns: UInt64, bytes: UInt64,
+        blockedNs: UInt64, fds: IOTracker
     ) {
         let last = stacks[stream].count - 1
         guard last >= 0 else { return }
         SyscallTally.add(
-            &stacks[stream][last].syscalls, nr: nr, fd: fd, errno: errno, ns: ns, bytes: bytes, blockedNs: blockedNs,
+            &stacks[stream][last].syscalls, nr: nr, fd: fd, errno: errno, severalFds: severalFds, ns: ns, bytes: bytes,
+            blockedNs: blockedNs,
             detail: SyscallNames.opensPath(nr) ? nil : fds.detail(pid: pid, fd: fd))
     }
 

@@ -15,6 +15,9 @@ struct SyscallTally: Sendable {
     var errno: UInt64 = 0
     /// An open made when the rows were full: merged into its path's row once named, else into `others`.
     var awaitingPath = false
+    /// A wait on several fds (a poll of more than one, a select): how many it waited on (the most of its calls; 0
+    /// for select, whose count is not recorded), and `fd` is the first it returned as ready (−1: none). nil otherwise.
+    var severalFds: UInt64? = nil
 
     /// Distinct (syscall, fd or path) rows kept; a syscall's calls beyond them gather in its `others` row.
     static let maxDistinct = 32
@@ -33,12 +36,17 @@ struct SyscallTally: Sendable {
     /// closed and reused in one stall, a subprocess's error pipe then a file, is another file: merging them put a
     /// 64 MiB file read under 'pipe').
     static func add(
-        _ tallies: inout [SyscallTally], nr: UInt64, fd: Int64, errno: UInt64 = 0, ns: UInt64, bytes: UInt64,
-        blockedNs: UInt64, detail: String?
+        _ tallies: inout [SyscallTally], nr: UInt64, fd: Int64, errno: UInt64 = 0, severalFds: UInt64? = nil, ns: UInt64,
+        bytes: UInt64, blockedNs: UInt64, detail: String?
     ) {
         let opens = SyscallNames.opensPath(nr)
-        if !opens, let i = tallies.firstIndex(where: { $0.nr == nr && $0.fd == fd && $0.detail == detail && $0.errno == errno }) {
+        if !opens,
+            let i = tallies.firstIndex(where: {
+                $0.nr == nr && $0.fd == fd && $0.detail == detail && $0.errno == errno && ($0.severalFds == nil) == (severalFds == nil)
+            })
+        {
             tallies[i].add(count: 1, ns: ns, bytes: bytes, blockedNs: blockedNs)
+            if let n = severalFds { tallies[i].severalFds = max(tallies[i].severalFds ?? 0, n) }
             return
         }
         let distinct = tallies.count { $0.fd != others && $0.nr != otherSyscalls }
@@ -46,7 +54,7 @@ struct SyscallTally: Sendable {
             tallies.append(
                 SyscallTally(
                     nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes, blockedNs: blockedNs, detail: opens ? nil : detail,
-                    errno: errno))
+                    errno: errno, severalFds: severalFds))
             return
         }
         // Full: its syscall's row for other fds and paths, or (a syscall not seen in it yet) a row of its own.
@@ -63,7 +71,7 @@ struct SyscallTally: Sendable {
             tallies.append(
                 SyscallTally(
                     nr: nr, fd: fd, count: 1, ns: ns, bytes: bytes, blockedNs: blockedNs, detail: opens ? nil : detail,
-                    errno: errno))
+                    errno: errno, severalFds: severalFds))
             return
         }
         let key: (nr: UInt64, fd: Int64) = full ? (otherSyscalls, others) : (nr, others)
@@ -141,6 +149,7 @@ extension SyscallInCallback {
         self.init(
             name: other ? "other syscalls" : OffCPUReason.name(t.nr), fd: t.fd == SyscallTally.others ? -1 : t.fd,
             count: t.count, ns: t.ns, bytes: t.bytes, blockedNs: t.blockedNs, fdDetail: t.detail,
-            errno: t.errno == 0 ? nil : ErrnoNames.name(t.errno), others: t.fd == SyscallTally.others)
+            errno: t.errno == 0 ? nil : ErrnoNames.name(t.errno), others: t.fd == SyscallTally.others,
+            severalFds: t.fd == SyscallTally.others ? nil : t.severalFds)
     }
 }

@@ -456,7 +456,7 @@ struct ThreadTracker {
     @discardableResult
     mutating func syscall(
         pid: UInt32, tid: UInt32, nr: UInt64, fd: Int64, op: Int64, ret: Int64, bytes: UInt64,
-        enterNs: UInt64, exitNs: UInt64, fds: IOTracker, errno: UInt64 = 0
+        enterNs: UInt64, exitNs: UInt64, fds: IOTracker, errno: UInt64 = 0, severalFds: UInt64? = nil
     ) -> UInt64 {
         var blocked: UInt64 = 0
         withThread(Self.key(pid, tid)) { t in
@@ -475,7 +475,7 @@ struct ThreadTracker {
             // An open is merged with the opens of the same path once its fdOpen names it (`opened`).
             // futex by its operation ("futex wait", "futex wake"), as THREADS names its waits: its fd field is the op.
             SyscallTally.add(
-                &g.syscalls, nr: reason, fd: fd, errno: errno, ns: dur, bytes: bytes, blockedNs: blocked,
+                &g.syscalls, nr: reason, fd: fd, errno: errno, severalFds: severalFds, ns: dur, bytes: bytes, blockedNs: blocked,
                 detail: SyscallNames.opensPath(reason) ? nil : fds.detail(pid: pid, fd: fd))
             t.gap = g
         }

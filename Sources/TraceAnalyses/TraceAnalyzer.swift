@@ -592,8 +592,10 @@ public struct TraceAnalyzer {
         let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1))
         let ret = ev.s(5), dur = ev.u(6)
         let (nr, raw) = restarts.syscall(thread: UInt64(pid) << 32 | UInt64(tid), nr: ev.u(2), raw: ev.s(3), ret: ret)
-        // futex's fd field is its operation, the waits' -1 (docs/trace-format.md): not an fd.
-        let fd = SyscallNames.fdIsNotAnFd.contains(nr) || nr == Self.futexWaitvNr ? -1 : raw
+        // futex's fd field is its operation, the waits' -1 (docs/trace-format.md): not an fd. A poll of several fds or
+        // a select has the first fd it returned as ready (-1: none; traces before it: always -1).
+        let severalFds = Self.waitsOnSeveralFds(nr: nr, size: ev.u(4))
+        let fd = severalFds != nil ? max(raw, -1) : SyscallNames.fdIsNotAnFd.contains(nr) || nr == Self.futexWaitvNr ? -1 : raw
         // An open is tallied inside stalls and callbacks by the fd it made, named by the path its fdOpen (next,
         // same time) gives: "openat() 115 µs in 3 calls" said nothing of what was opened.
         let opened = SyscallNames.opensPath(nr) && ret >= 0 && ret <= Int64(Int32.max)
@@ -635,7 +637,7 @@ public struct TraceAnalyzer {
                 pid: pid, tid: tid, nr: nr, op: raw, ret: ret, enterNs: enter, exitNs: exitNs, poolWaits: poolWaits[pid] ?? 0)
             : threads.syscall(
                 pid: pid, tid: tid, nr: nr, fd: tallyFd, op: raw, ret: ret, bytes: bytes, enterNs: enter, exitNs: exitNs,
-                fds: io, errno: openErrno)
+                fds: io, errno: openErrno, severalFds: severalFds)
         if parked, let gap = kernelLoop.wait(pid: pid, tid: tid, exitNs: exitNs, durationNs: dur) {
             busySecondsBetweenWaits.busy(startNs: gap.startNs, endNs: gap.startNs &+ gap.durationNs, earliestNs: firstNs)
         }
@@ -647,12 +649,18 @@ public struct TraceAnalyzer {
             waitMoments[i].endNs == exitNs
         {
             waitMoments[i].blockedNs = min(waitMoments[i].durationNs, blocked)
+            // Its stack's fd is the one it returned as ready, not the one it waited on: the stall's row says which.
+            if severalFds != nil {
+                waitMoments[i].fd = -1
+                waitMoments[i].fdDetail = nil
+            }
         }
         if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)], let frame = callbacks.running(stream: s, enteredAt: enter) {
             running = frame.asyncID
             if let f = resources.info(ResourceKey(pid: pid, asyncID: frame.asyncID))?.fd, f >= 0 { ownerFD = Int64(f) }
             callbacks.noteSyscall(
-                stream: s, pid: pid, nr: OffCPUReason.syscall(nr, op: raw), fd: tallyFd, errno: openErrno, ns: dur, bytes: bytes,
+                stream: s, pid: pid, nr: OffCPUReason.syscall(nr, op: raw), fd: tallyFd, errno: openErrno, severalFds: severalFds,
+                ns: dur, bytes: bytes,
                 blockedNs: blocked, fds: io)
         }
         io.syscall(pid: pid, nr: nr, fd: fd, ret: ret, durationNs: dur, running: running, ownerFD: ownerFD)
@@ -667,6 +675,12 @@ public struct TraceAnalyzer {
     }
 
     static let closeNr: UInt64 = 3
+    /// A poll or ppoll of more than one fd (`size`: nfds): nfds; a select or pselect6: 0 (how many it waited on is
+    /// not recorded); nil for other calls.
+    static func waitsOnSeveralFds(nr: UInt64, size: UInt64) -> UInt64? {
+        if nr == 7 || nr == 271 { return size > 1 ? size : nil }
+        return nr == 23 || nr == 270 ? 0 : nil
+    }
     static let connectNr: UInt64 = 42
     static let bindNr: UInt64 = 49
     static let listenNr: UInt64 = 50

@@ -503,6 +503,7 @@ public enum JSONReport {
                     x.field("fd_detail", s.fdDetail)
                     x.field("errno", s.errno)
                     x.field("others", s.others)
+                    if let n = s.severalFds { x.field("several_fds", n) } else { x.field("several_fds", nil as String?) }
                     x.field("ns", s.ns)
                     x.field("blocked_ns", s.blockedNs)
                     x.field("count", s.count)

@@ -58,6 +58,19 @@ public enum TextReport {
             + (errno.map { " → " + $0 } ?? "")
     }
 
+    /// `call(_:fd:fdDetail:errno:others:)` of a stall's or callback's syscall row; a wait on several fds says so and
+    /// which was ready first: "poll(3 fds; first ready: fd 7 → 127.0.0.1:80)", "pselect6(first ready: fd 5 → pipe)",
+    /// "poll(3 fds)" when none was.
+    public static func call(_ s: SyscallInCallback) -> String {
+        guard let several = s.severalFds, !s.others else {
+            return call(s.name, fd: s.fd, fdDetail: s.fdDetail, errno: s.errno, others: s.others)
+        }
+        let count = several > 1 ? "\(Formatting.count(several)) fds" : ""
+        guard s.fd >= 0 else { return "\(s.name)(\(count))" }
+        let ready = "first ready: fd \(s.fd)" + (s.fdDetail.map { " → " + $0 } ?? "")
+        return "\(s.name)(" + (count.isEmpty ? "" : count + "; ") + ready + ")"
+    }
+
     /// "node ran without the Node.js hooks (pid 7734): …": what such a trace lacks, and how to get it.
     public static func nodeWithoutHooksLine(_ pids: [UInt32]) -> String {
         let shown = pids.prefix(5).map { "\($0)" }.joined(separator: ", ") + (pids.count > 5 ? ", … (\(pids.count) in all)" : "")
@@ -99,7 +112,7 @@ public enum TextReport {
 
     /// "read(fd 41 → /srv/big.bin) 57.0 ms, 64.0 MiB" (plus "in N calls" and the blocked part when known).
     public static func syscallLine(_ s: SyscallInCallback) -> String {
-        var line = call(s.name, fd: s.fd, fdDetail: s.fdDetail, errno: s.errno, others: s.others) + " "
+        var line = call(s) + " "
         line += Formatting.duration(s.ns)
         if s.count > 1 { line += " in \(Formatting.count(s.count)) calls" }
         if s.blockedNs > 0 { line += " (\(Formatting.duration(s.blockedNs)) blocked)" }
@@ -126,7 +139,7 @@ public enum TextReport {
         // The syscall most of the time went to, when one did ("384 ms of it in read(fd 5 → /srv/big.bin)").
         let inside = top.flatMap { t in
             t.ns >= durationNs / 2
-                ? "\(Formatting.duration(t.ns)) of it in " + call(t.name, fd: t.fd, fdDetail: t.fdDetail, errno: t.errno, others: t.others)
+                ? "\(Formatting.duration(t.ns)) of it in " + call(t)
                 : nil
         }
         guard let on = onCPUNs else {
@@ -149,7 +162,7 @@ public enum TextReport {
             // where a thread blocked 337 ms in a futex wait was.
             let blockedIn = syscalls.max { $0.blockedNs < $1.blockedNs }
             if let t = blockedIn, t.blockedNs >= blockedNs / 2, t.blockedNs > 0 {
-                s += ", mostly in " + (t.fd >= 0 ? call(t.name, fd: t.fd, fdDetail: t.fdDetail) : t.name)
+                s += ", mostly in " + (t.severalFds != nil ? call(t) : t.fd >= 0 ? call(t.name, fd: t.fd, fdDetail: t.fdDetail) : t.name)
             } else if blockedNs > 0 && (blockedIn?.blockedNs ?? 0) == 0 {
                 s += " outside traced syscalls"
             }

@@ -389,6 +389,57 @@ private let program = #"""
         #expect(text.contains(" → ->127.0.0.1:\(port)) → ECONNREFUSED"), "\(text)")
     }
 
+    /// A wait on several fds names the one it returned as ready: a coroutine's select.select on three sockets read
+    /// 'pselect6() 150 ms' and a select.poll of two 'poll() 101 ms', no socket named (the probes kept an fd for a poll
+    /// of one fd only). A select's returned sets and a poll's revents give the first ready fd; a wait that timed
+    /// out has none, and a poll says how many fds it waited on.
+    @Test func aWaitOnSeveralFdsNamesTheFirstReady() throws {
+        try requireKernel("aWaitOnSeveralFdsNamesTheFirstReady")
+        let script = temporaryPath("several-fds.py")
+        try """
+        import asyncio, select, socket, threading, time
+        server = socket.create_server(("127.0.0.1", 0))
+        clients = [socket.create_connection(server.getsockname()) for _ in range(3)]
+        peers = [server.accept()[0] for _ in clients]
+        def send_later(peer, delay):
+            time.sleep(delay)
+            peer.sendall(b"x")
+        async def main():
+            await asyncio.sleep(0.01)
+            threading.Thread(target=send_later, args=(peers[1], 0.15)).start()
+            ready, _, _ = select.select(clients, [], [], 5)
+            poller = select.poll()
+            for c in (clients[0], clients[2]):
+                poller.register(c, select.POLLIN)
+            poller.poll(60)
+            threading.Thread(target=send_later, args=(peers[2], 0.1)).start()
+            polled = poller.poll(5000)
+            print(ready[0].fileno(), polled[0][0])
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let trace = temporaryPath("several-fds.atrace")
+        let rec = try runCapturing(try asynctrace(), ["record", "-o", trace, "--", "/usr/bin/python3", script])
+        defer { for p in [script, trace] { try? FileManager.default.removeItem(atPath: p) } }
+        try #require(rec.status == 0, "record failed: \(rec.stderr)")
+        let ready = rec.stdout.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        try #require(ready.count == 2, "\(rec.stdout)")
+        let stalls = try #require(try reportJSON(trace, options: ["--threshold", "50ms"])["stalls"] as? [[String: Any]])
+        let loop = try #require(stalls.first { $0["tid"] as? Int == $0["pid"] as? Int }, "\(stalls)")
+        let calls = (loop["syscalls"] as? [[String: Any]]) ?? []
+        func row(_ name: String, fd: Int) -> [String: Any]? { calls.first { $0["name"] as? String == name && $0["fd"] as? Int == fd } }
+        let select = try #require(row("pselect6", fd: ready[0]) ?? row("select", fd: ready[0]), "\(calls)")
+        #expect(select["several_fds"] as? Int == 0 && (select["fd_detail"] as? String ?? "").contains("->127.0.0.1:"), "\(select)")
+        #expect((select["blocked_ns"] as? Int ?? 0) >= 100_000_000, "\(select)")
+        let poll = try #require(row("poll", fd: ready[1]), "\(calls)")
+        #expect(poll["several_fds"] as? Int == 2 && (poll["fd_detail"] as? String ?? "").contains("->127.0.0.1:"), "\(poll)")
+        let timedOut = try #require(row("poll", fd: -1), "\(calls)")
+        #expect(timedOut["several_fds"] as? Int == 2 && (timedOut["blocked_ns"] as? Int ?? 0) >= 40_000_000, "\(timedOut)")
+        let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace]).stdout
+        #expect(text.contains("poll(2 fds; first ready: fd \(ready[1]) → 127.0.0.1:"), "\(text)")
+        #expect(text.contains("select6(first ready: fd \(ready[0]) → 127.0.0.1:") && text.contains("poll(2 fds) "), "\(text)")
+    }
+
     /// A loop busy when `record --pid` attaches has that stretch as a stall: an asyncio server attached while a
     /// handler slept in time.sleep(0.8) listed 'clock_nanosleep 412 ms' in THREADS and no stall at all (the first
     /// stretch began at the loop's first recorded wait). It begins at the recording's start, a lower bound, and
