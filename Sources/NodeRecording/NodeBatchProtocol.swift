@@ -73,5 +73,8 @@ public enum NodeBatchProtocol {
         /// asyncID, 0: the program called process.exit() in this resource's callback (the thread's root id: at
         /// its top level); time = the thread's last. Written as the resource's `process_exit=called` attribute.
         case exitCalled = 17
+        /// asyncID, threads (1-1024): the thread's first thread-pool request, and the pool's size as libuv reads it
+        /// then (UV_THREADPOOL_SIZE). Written as the resource's `threadpool_size=` attribute.
+        case threadPoolSize = 18
     }
 }

@@ -306,7 +306,7 @@ public struct NodeTraceWriter {
                 case .initResource: fields = 3
                 case .before, .after, .afterDestroy, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site: fields = 2
                 case .destroy, .promiseResolve, .end: fields = 1
-                case .lost, .refState, .exitCalled: fields = 2
+                case .lost, .refState, .exitCalled, .threadPoolSize: fields = 2
                 }
                 guard i + fields < slots else {
                     statistics.malformedRecords += 1
@@ -431,6 +431,17 @@ public struct NodeTraceWriter {
                 let attribute = kind == .exitCalled ? "process_exit=called" : value == 1 ? "ref=1" : "ref=0"
                 event(&s, .resourceAttribute, ns: s.lastNs) { b, ticks in
                     let text = b.intern(attribute, ticks: ticks)
+                    b.beginEvent(.resourceAttribute, ticks: ticks)
+                    b.putAsyncID(id)
+                    b.putStringID(text)
+                }
+            case .threadPoolSize:
+                guard let id = Self.integer(a), let threads = Self.integer(c, min: 1, max: 1024) else {
+                    statistics.malformedRecords += 1
+                    return
+                }
+                event(&s, .resourceAttribute, ns: s.lastNs) { b, ticks in
+                    let text = b.intern("threadpool_size=\(threads)", ticks: ticks)
                     b.beginEvent(.resourceAttribute, ticks: ticks)
                     b.putAsyncID(id)
                     b.putStringID(text)

@@ -65,7 +65,7 @@
   const MAGIC = 0x4154_4e42;  // "ATNB"
   const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
         K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12, K_SITE = 13,
-        K_AFTER_DESTROY = 14, K_LOST = 15, K_REF = 16, K_EXIT_CALLED = 17;
+        K_AFTER_DESTROY = 14, K_LOST = 15, K_REF = 16, K_EXIT_CALLED = 17, K_POOL_SIZE = 18;
   // The records every callback makes are packed, one slot shorter: the first slot -(id * 8 + code) holds the
   // kind and the async id (ids stay below 2^50: worker ranges are threadId * 2^32), then the other fields.
   const P_BEFORE = 1, P_AFTER = 2, P_AFTER_DESTROY = 3, P_DESTROY = 4, P_INIT = 5;
@@ -200,8 +200,21 @@
   // Node's type names, interned per thread (a string record the first time each is seen), with what init
   // does for each type in typeFlags (an array read instead of Set lookups per init).
   const typeIndex = new Map();
-  const F_FREQUENT = 1, F_FD = 2, F_WORKER = 4, F_TICK = 8, F_FILEHANDLE = 16, F_CLOSE_REQUEST = 32, F_TIMEOUT = 64;
+  const F_FREQUENT = 1, F_FD = 2, F_WORKER = 4, F_TICK = 8, F_FILEHANDLE = 16, F_CLOSE_REQUEST = 32, F_TIMEOUT = 64,
+        F_POOL = 128;
   const typeFlags = new Uint8Array(65536);
+  // Node's one-shot requests that run on libuv's thread pool (as the report's PoolWaitTracker.runsOnThePool): fs,
+  // a FileHandle's close, dns.lookup, crypto's jobs. One whose callback comes late waited for the pool, and the
+  // report names it and those ahead of it, by their sites.
+  function runsOnThePool(type) {
+    if (type === 'FSREQCALLBACK' || type === 'FSREQPROMISE' || type === 'FILEHANDLECLOSEREQ' ||
+        type === 'GETADDRINFOREQWRAP' || type === 'GETNAMEINFOREQWRAP') return true;
+    return type !== 'HTTPCLIENTREQUEST' && /^[A-Z0-9]+REQUEST$/.test(type);
+  }
+  // Pool requests with a captured site, until their first callback: one that came BLOCKING_MS or more after the
+  // request sends its site then (its callback itself is short: the slow-callback rule would not).
+  const poolRequests = new Set();
+  const MAX_POOL_REQUESTS = 4096;
   function typeID(type) {
     let i = typeIndex.get(type);
     if (i === undefined) {
@@ -212,7 +225,7 @@
         typeFlags[i] = (FREQUENT_TYPES.has(type) ? F_FREQUENT : 0) | (FD_TYPES.has(type) ? F_FD : 0) |
           (type === 'WORKER' ? F_WORKER : 0) | (type === 'TickObject' ? F_TICK : 0) |
           (type === 'FILEHANDLE' ? F_FILEHANDLE : 0) | (type === 'FILEHANDLECLOSEREQ' ? F_CLOSE_REQUEST : 0) |
-          (type === 'Timeout' ? F_TIMEOUT : 0);
+          (type === 'Timeout' ? F_TIMEOUT : 0) | (runsOnThePool(type) ? F_POOL : 0);
       }
     }
     return i;
@@ -528,7 +541,7 @@
         if (code === P_AFTER_DESTROY) n++;
       }
       else if (k === K_DESTROY || k === K_PROMISE_RESOLVE) i += 2;
-      else if (k === K_REF || k === K_EXIT_CALLED) i += 3;
+      else if (k === K_REF || k === K_EXIT_CALLED || k === K_POOL_SIZE) i += 3;
       else if (k === K_THREAD || k === K_PROCESS || k === K_UNCAUGHT || k === K_SITE) i += 3 + b[i + 2];
       else if (k === K_STRING) { i += 3 + b[i + 2]; n--; }
       else if (k === K_CLOCK || k === K_LOST) { i += 3; n--; }
@@ -573,8 +586,11 @@
     if ((flags & F_TICK) !== 0) tickIds[asyncId & TICK_MASK] = asyncId;
     if (withSites && liveSites.size < MAX_SITES) {
       if ((flags & F_FREQUENT) === 0) {
+        let captured = true;
         if (t < 1024 && capturedOfType[t] < FIRST_PER_TYPE) { capturedOfType[t]++; captureSite(idBase + asyncId, trigger); }
         else if (siteBudget > 0 || sitesMode === 'all') { siteBudget--; captureSite(idBase + asyncId, trigger); }
+        else captured = false;
+        if (captured && (flags & F_POOL) !== 0 && poolRequests.size < MAX_POOL_REQUESTS) poolRequests.add(idBase + asyncId);
       } else if ((flags & F_TICK) !== 0 && tickSitesLeft > 0) { tickSitesLeft--; captureSite(idBase + asyncId, trigger); }
     }
     if ((flags & F_WORKER) !== 0 && workerThreads) shareWithWorker(idBase + asyncId, resource);
@@ -585,6 +601,23 @@
     if ((flags & F_CLOSE_REQUEST) !== 0 && closeRequests.size < 4096) closeRequests.add(asyncId);
     // Node's own timers (socket and http timeouts: setUnrefTimeout) are made unref'd; any other resource starts ref'd.
     if ((flags & F_TIMEOUT) !== 0 && typeof resource.hasRef === 'function' && resource.hasRef() === false) putRef(idBase + asyncId, 0);
+    if ((flags & F_POOL) !== 0 && !poolSizeSent) putPoolSize(idBase + asyncId);
+  }
+  // The pool's size as libuv reads it when it starts the pool, at the process's first request (the program may set
+  // UV_THREADPOOL_SIZE in process.env before): atoi(), 0 -> 1, past 1024 (a negative one too, as unsigned) -> 1024.
+  let poolSizeSent = false;
+  function putPoolSize(id) {
+    poolSizeSent = true;
+    let threads = 4;
+    const text = process.env.UV_THREADPOOL_SIZE;
+    if (text !== undefined) {
+      const n = parseInt(text, 10);
+      threads = !(n !== 0 && Number.isFinite(n)) ? 1 : n < 0 || n > 1024 ? 1024 : n;
+    }
+    if (pos + 3 > LIMIT) writeBatch();
+    buf[pos] = K_POOL_SIZE; buf[pos + 1] = id; buf[pos + 2] = threads;
+    pos += 3; buf[5] = pos;
+    pendingEvents++;
   }
   // Whether a handle or timer keeps the process alive (ref'd) decides what held a process that was killed or
   // called process.exit(): recorded when it changes (below), so that it is known at any end.
@@ -642,6 +675,10 @@
   }
   function before(asyncId) {
     if (asyncId === ownTimerID || !enabled) return;
+    if (poolRequests.size !== 0 && poolRequests.delete(idBase + asyncId)) {
+      const holder = liveSites.get(idBase + asyncId);
+      if (holder !== undefined && performance.now() - holder.t >= BLOCKING_MS) sendSite(idBase + asyncId);
+    }
     if (asyncId <= earlierIdLimit && !announcedEarlier.has(asyncId)) announceEarlier(asyncId);
     // A WORKER's callback is its exit (run after its thread ended): write what the worker had not.
     if (children.size !== 0) { const c = children.get(idBase + asyncId); if (c !== undefined) childEnded(idBase + asyncId, c); }
@@ -711,6 +748,7 @@
     chainMs = -1;
     if (children.size !== 0) children.delete(id);
     if (pendingFD.size !== 0) pendingFD.delete(id);
+    if (poolRequests.size !== 0) poolRequests.delete(id);
     if (liveSites.size !== 0) {
       // (Destroyed in its own callback, before its after(): a one-shot timer, a tick.)
       if (asyncId === lastOuterAfter || (depth === 1 && runningIds[0] === asyncId)) {

@@ -839,6 +839,8 @@ public struct TraceAnalysis: Sendable {
     /// The signal that killed a process that emitted events (the first by pid, from the kernel's processExit); nil
     /// when none was killed by one, or the trace has no kernel events.
     public var killedBySignal: Int32? = nil
+    /// Node's thread-pool requests that waited for the requests queued before them (`PoolWait`).
+    public var poolWaits = PoolWaitSummary()
     /// Resources not tracked because the bound was reached (open-at-exit counts are then a lower bound).
     public var untrackedResources: UInt64
     /// nil when the kernel stream has no epoll waits.

@@ -72,6 +72,8 @@ public struct TraceAnalyzer {
     var sites = CreationSites()
     /// Names and kinds the runtime gave resources (Swift tasks), for the listed callbacks.
     var labels = ResourceLabels()
+    /// Node's thread-pool requests that waited for those queued before them.
+    var threadPoolWaits: PoolWaitTracker
     /// Node's ref states and process.exit() calls: what held a process at its end.
     var ends = ProcessEnds()
     var loop: LoopTracker
@@ -129,6 +131,7 @@ public struct TraceAnalyzer {
             earliestNs: max(reader.header.monotonicStartNs, windowStart), top: options.top,
             thresholdNs: options.blockingThresholdNs)
         callbacks = CallbackTracker(streams: n, options: options)
+        threadPoolWaits = PoolWaitTracker(thresholdNs: options.blockingThresholdNs, top: options.top)
         loop = LoopTracker(streams: n)
         io = IOTracker(streams: n)
         io.listLivesEndingFrom = windowStart
@@ -248,6 +251,8 @@ public struct TraceAnalyzer {
             callbacks.ensureType(type)
             callbacks.created[Int(type)] += 1
             resources.initResource(ResourceKey(pid: pid, asyncID: ev.u(0)), type: type, trigger: ev.u(2), ns: ns)
+            let table = resources
+            threadPoolWaits.initResource(ResourceKey(pid: pid, asyncID: ev.u(0)), type: type, typeName: { table.typeName($0) }, ns: ns)
         case .before:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
             let info = resources.info(key)
@@ -256,11 +261,14 @@ public struct TraceAnalyzer {
                 threads.callbackBegan(pid: st.pid, tid: st.tid, ns: ns)
             }
             callbacks.before(stream: s, asyncID: ev.u(0), type: info?.type ?? untrackedType(), ns: ns)
+            let table = resources
+            threadPoolWaits.callback(key, ns: ns, typeName: { table.typeName($0) })
             if let fd = info?.fd, fd >= 0 { io.callbackStarts(stream: s, pid: pid, fd: Int64(fd), ns: ns) }
         case .after:
             if let (frame, d) = callbacks.after(stream: s, asyncID: ev.u(0), ns: ns) { finished(frame, d, stream: s) }
         case .destroy:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
+            threadPoolWaits.destroyed(key)
             if let info = resources.destroy(key) {
                 callbacks.destroyed[Int(info.type)] += 1
                 if info.fd >= 0 { io.releaseOwner(pid: pid, fd: Int64(info.fd), asyncID: key.asyncID) }
@@ -283,7 +291,9 @@ public struct TraceAnalyzer {
                 executionAsyncID: exec, executionType: execType, ns: ns)
         case .resourceAttribute:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
-            if !sites.attribute(key, text: ev.text) && !ends.attribute(key, text: ev.text, ns: ns) {
+            if !sites.attribute(key, text: ev.text) && !ends.attribute(key, text: ev.text, ns: ns)
+                && !threadPoolWaits.attribute(key, text: ev.text)
+            {
                 _ = labels.attribute(key, text: ev.text)
             }
         case .spanAttribute:
@@ -1009,6 +1019,28 @@ public struct TraceAnalyzer {
             return e
         }
         analysis.uncaughtErrorsNotListed = uncaughtErrorsNotListed
+        analysis.poolWaits = PoolWaitSummary(
+            count: threadPoolWaits.count, queueNsTotal: threadPoolWaits.queueNsTotal,
+            longest: threadPoolWaits.waits.map { w in
+                var w = w
+                let key = ResourceKey(pid: w.pid, asyncID: w.asyncID)
+                w.createdAt = sites.frames(key)
+                w.causalChain = resources.causalChain(key)
+                var groups: [(type: String, site: Int32, count: Int)] = []
+                for a in w.aheadKeys {
+                    let site = sites.site(ResourceKey(pid: w.pid, asyncID: a.asyncID)) ?? -1
+                    if let i = groups.firstIndex(where: { $0.type == a.type && $0.site == site }) {
+                        groups[i].count += 1
+                    } else {
+                        groups.append((a.type, site, 1))
+                    }
+                }
+                w.ahead = groups.sorted { $0.count > $1.count }.map {
+                    PoolWaitAhead(type: $0.type, count: $0.count, createdAt: $0.site < 0 ? [] : sites.frames(site: $0.site))
+                }
+                w.aheadKeys = []
+                return w
+            })
         return analysis
     }
 

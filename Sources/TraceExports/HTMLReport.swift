@@ -109,6 +109,7 @@ public enum HTMLReport {
         blocking(a, &s)
         loop(a, &s)
         stalls(a, &s)
+        threadPool(a, &s)
         threads(a, &s)
         callbacks(a, &s)
         openAtExit(a, &s)
@@ -315,6 +316,33 @@ public enum HTMLReport {
             s += "</table>\n"
             if let note = TextReport.sharedPollerNote(a) { s += "<p class=\"muted\">\(x(note)).</p>\n" }
         }
+    }
+
+    /// Node's thread-pool requests that waited for those queued before them (as the text's THREAD POOL).
+    private static func threadPool(_ a: TraceAnalysis, _ s: inout String) {
+        let p = a.poolWaits
+        guard p.count > 0 else { return }
+        s +=
+            "<h2 id=\"thread-pool\">Thread pool</h2>\n<p>" + value("pool_waits.count", p.count, Formatting.count(p.count))
+            + " requests waited \(Formatting.duration(a.options.blockingThresholdNs)) or longer for a thread of libuv's pool, busy with "
+            + "requests queued before them (" + value("pool_waits.queue_ns_total", p.queueNsTotal, Formatting.duration(p.queueNsTotal))
+            + " in total); the pool's UV_THREADPOOL_SIZE threads run fs, crypto and dns.lookup work in order.</p>\n"
+        s +=
+            "<table><tr><th>request</th><th>queued at</th><th>behind</th><th>pool threads</th><th>waited for a thread</th>"
+            + "<th>then to its callback</th><th>waited for</th></tr>\n"
+        for w in p.longest {
+            var request = "\(w.type) (async id \(w.asyncID)) of pid \(w.pid)"
+            if !w.createdAt.isEmpty { request += ", created at " + TextReport.createdAt(w.createdAt) }
+            let ahead = w.ahead.map { g in
+                x("\(g.count)× \(g.type)" + (g.createdAt.isEmpty ? "" : ", created at " + TextReport.createdAt(g.createdAt, frames: 2)))
+            }
+            s +=
+                "<tr><td>\(x(request))</td><td class=\"n\">\(Formatting.at(w.queuedAtNs, from: a.overview.recordingStartNs))</td>"
+                + "<td class=\"n\">\(w.aheadAtQueueing)</td><td class=\"n\">\(w.poolThreads)</td>"
+                + "<td class=\"n\">\(Formatting.duration(w.queueNs))</td><td class=\"n\">\(Formatting.duration(w.runNs))</td>"
+                + "<td>\(ahead.joined(separator: "<br>"))</td></tr>\n"
+        }
+        s += "</table>\n"
     }
 
     /// The longest stretches between a loop thread's waits for events, and what they were (as the text: also

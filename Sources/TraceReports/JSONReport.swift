@@ -254,6 +254,36 @@ public enum JSONReport {
                 }
             }
             j.field("ended_by_uncaught_error", a.endedByUncaughtError)
+            j.object("pool_waits") { p in
+                p.field("threshold_ns", a.options.blockingThresholdNs)
+                p.field("count", a.poolWaits.count)
+                p.field("queue_ns_total", a.poolWaits.queueNsTotal)
+                p.array("longest") { r in
+                    for w in a.poolWaits.longest {
+                        r.object { e in
+                            e.field("pid", UInt64(w.pid))
+                            e.field("async_id", w.asyncID)
+                            e.field("type", w.type)
+                            e.field("queued_at_ns", w.queuedAtNs)
+                            e.field("queue_ns", w.queueNs)
+                            e.field("run_ns", w.runNs)
+                            e.field("pool_threads", w.poolThreads)
+                            e.field("ahead_at_queueing", w.aheadAtQueueing)
+                            e.strings("causal_chain", w.causalChain)
+                            frames(w.createdAt, named: "created_at", &e)
+                            e.array("ahead") { r in
+                                for g in w.ahead {
+                                    r.object { o in
+                                        o.field("type", g.type)
+                                        o.field("count", g.count)
+                                        frames(g.createdAt, named: "created_at", &o)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             optional("killed_by_signal", a.killedBySignal.map { Int64($0) }, &j)
             j.array("uncaught_errors") { r in
                 for u in a.uncaughtErrors {

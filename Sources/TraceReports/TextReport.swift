@@ -24,6 +24,7 @@ public enum TextReport {
         // Stalls between epoll waits: for every loop the program does not record itself (node's libuv
         // seen by uprobes included).
         if a.loop?.threads.allSatisfy(\.fromKernel) ?? true { stalls(a, &out) }
+        threadPool(a, &out)
         threads(a, &out)
         callbacks(a, &out)
         slowest(a, &out)
@@ -281,6 +282,32 @@ public enum TextReport {
             .union(a.threads.filter(\.isLoop).map { UInt64($0.pid) << 32 | UInt64($0.tid) })
         guard !a.threads.isEmpty || !loops.isEmpty else { return true }
         return a.blocking.longest.contains { loops.contains(UInt64($0.pid) << 32 | UInt64($0.tid)) }
+    }
+
+    /// Node's thread-pool requests that waited for the ones queued before them: a callback late with the loop idle.
+    private static func threadPool(_ a: TraceAnalysis, _ out: inout String) {
+        let p = a.poolWaits
+        guard p.count > 0 else { return }
+        heading(
+            "THREAD POOL: \(Formatting.count(p.count)) request\(p.count == 1 ? "" : "s") waited \(Formatting.duration(a.options.blockingThresholdNs)) "
+                + "or longer for a thread of libuv's pool, busy with requests queued before \(p.count == 1 ? "it" : "them") "
+                + "(\(Formatting.duration(p.queueNsTotal)) in total); the pool's UV_THREADPOOL_SIZE threads run fs, crypto "
+                + "and dns.lookup work in order", &out)
+        for w in p.longest {
+            let waitedFor = max(1, w.aheadAtQueueing - w.poolThreads + 1)
+            out += "  ▶ \(Formatting.printable(w.type)) (async id \(w.asyncID)) of pid \(w.pid) waited \(Formatting.duration(w.queueNs)) "
+            out += "for a thread, then \(Formatting.duration(w.runNs)) to its callback; queued at "
+            out += "\(Formatting.at(w.queuedAtNs, from: a.overview.recordingStartNs)) behind \(w.aheadAtQueueing) request"
+            out += "\(w.aheadAtQueueing == 1 ? "" : "s") in a pool of \(w.poolThreads) thread\(w.poolThreads == 1 ? "" : "s"), "
+            out += "it got one when \(waitedFor) of them had completed\n"
+            if w.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(chainText(w.causalChain)) + "\n" }
+            if !w.createdAt.isEmpty { out += "      created at " + Formatting.printable(createdAt(w.createdAt)) + "\n" }
+            for (i, g) in w.ahead.prefix(4).enumerated() {
+                let site = g.createdAt.isEmpty ? " (no creation site recorded)" : ", created at " + createdAt(g.createdAt, frames: 2)
+                out += (i == 0 ? "      waited for " : "                 ") + Formatting.printable("\(g.count)× \(g.type)\(site)") + "\n"
+            }
+            if w.ahead.count > 4 { out += "                 ... and \(w.ahead.count - 4) more kinds\n" }
+        }
     }
 
     private static func blocking(_ a: TraceAnalysis, _ out: inout String) {
