@@ -8,7 +8,9 @@
 // thread that only looks (Go's sysmon) is no loop; else an idle Go server dumped on every park. A thread that
 // polls a few times on its way to other waits is no loop either, as for the report
 // (ThreadTracker.pollCallersThatAreNoLoop): multiprocessing's main thread, 6 polls then 2.4 s in futex waits,
-// dumped a 'stall' of 2.4 s. This is what
+// dumped a 'stall' of 2.4 s. A wait on another epoll fd while the thread's loop's epoll fd is open is a loop of
+// its own run inside the stretch (Node's execSync waits for its child that way), as for the report
+// (TraceAnalyzer's nestedLoopWait): it ends no stretch; else an execSync of 300 ms left no stall. This is what
 // makes --dump-on-block work with --pid and for Node programs, whose hooks report no blocking callbacks.
 import KernelProbes
 import TraceAnalyses
@@ -25,6 +27,10 @@ struct LoopStallWatch {
     private var pollers = SharedPollers()
     /// Threads that waited in poll or select and not epoll: their waits so far and the time they were blocked.
     private var pollCallers: [UInt64: PollCaller] = [:]
+    /// Per thread: the epoll fd its loop waits on (its last wait that was not a nested loop's).
+    private var loopEpollFDs: [UInt64: Int32] = [:]
+    /// Those epoll fds (pid << 32 | fd) still open.
+    private var openLoopEpollFDs = Set<UInt64>()
 
     struct PollCaller {
         var polls: UInt64 = 0
@@ -54,7 +60,10 @@ struct LoopStallWatch {
             case .epollWait, .syscall:
                 let key = UInt64(e.pid) << 32 | UInt64(e.tid)
                 if e.kind == .syscall {
-                    if e.nr == Self.closeNr && e.ret == 0 { pollers.closed(pid: e.pid, fd: Int64(e.fd)) }
+                    if e.nr == Self.closeNr && e.ret == 0 {
+                        pollers.closed(pid: e.pid, fd: Int64(e.fd))
+                        if !openLoopEpollFDs.isEmpty { openLoopEpollFDs.remove(UInt64(e.pid) << 32 | UInt64(UInt32(bitPattern: e.fd))) }
+                    }
                     // A pool worker's futex wait (that has blocked in epoll) is its idle time, as an epoll wait.
                     let parked = e.nr == Self.futexNr && pollers.isWorker(pid: e.pid, tid: e.tid) && pollers.hasBlocked(pid: e.pid, tid: e.tid)
                     let pollWait = TraceAnalyzer.isPollLoopWait(nr: UInt64(e.nr), size: e.size)
@@ -79,6 +88,17 @@ struct LoopStallWatch {
                     if wait == .polled || (pollers.isWorker(pid: e.pid, tid: e.tid) && !pollers.hasBlocked(pid: e.pid, tid: e.tid)) {
                         continue
                     }
+                    if let loopFD = loopEpollFDs[key], loopFD != e.fd,
+                        openLoopEpollFDs.contains(UInt64(e.pid) << 32 | UInt64(UInt32(bitPattern: loopFD)))
+                    {
+                        continue  // a nested loop's wait: the thread's loop is still away
+                    }
+                    if loopEpollFDs.count >= Self.maxThreads && loopEpollFDs[key] == nil { loopEpollFDs.removeAll() }
+                    loopEpollFDs[key] = e.fd
+                    if e.fd >= 0 {
+                        if openLoopEpollFDs.count >= Self.maxThreads { openLoopEpollFDs.removeAll() }
+                        openLoopEpollFDs.insert(UInt64(e.pid) << 32 | UInt64(UInt32(bitPattern: e.fd)))
+                    }
                     if !epollThreads.contains(key) {
                         if epollThreads.count >= Self.maxThreads { epollThreads.removeAll() }
                         epollThreads.insert(key)
@@ -94,6 +114,7 @@ struct LoopStallWatch {
                 if pollCallers[key] != nil { pollCallers[key]!.blockedNs = pollCallers[key]!.blockedNs.addingSaturated(e.blockedNs) }
             case .threadExit:
                 lastReturnNs[UInt64(e.pid) << 32 | UInt64(e.tid)] = nil
+                loopEpollFDs[UInt64(e.pid) << 32 | UInt64(e.tid)] = nil
                 epollThreads.remove(UInt64(e.pid) << 32 | UInt64(e.tid))
                 pollCallers[UInt64(e.pid) << 32 | UInt64(e.tid)] = nil
             default:

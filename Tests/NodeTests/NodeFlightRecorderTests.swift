@@ -79,4 +79,32 @@ private let stallingNodeProgram = #"""
             #expect(report.status == 0 && report.stdout.contains("damage     none"), "\(report.stdout)")
         }
     }
+
+    /// execSync waits for its child on a loop of its own (another epoll fd) inside the Timeout's callback: as for the
+    /// report, that wait is the stall's, not the loop's. --dump-on-block took it for the loop's wait and the 400 ms
+    /// stall for two short stretches, and wrote no dump.
+    @Test func anExecSyncInsideACallbackIsAStallForDumpOnBlock() throws {
+        guard NodeRecordTests.kernelCapable else {
+            print("KERNEL TEST SKIPPED: not root or no BTF; --dump-on-block of a Node program needs the kernel probes")
+            try Test.cancel("KERNEL TEST SKIPPED: needs the kernel probes")
+        }
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let dir = NSTemporaryDirectory() + "asynctrace-node-flight-sync-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/sync.js"
+        try """
+        const { execSync } = require('child_process');
+        setTimeout(function runsAChild() { execSync('sleep 0.4'); }, 200);
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let rec = try runNodeTool([
+            NodeRepo.executable("asynctrace"), "record", "--flight-recorder", "--keep", "3s", "--dump-on-block", "250ms",
+            "-o", dir + "/sync.atrace", "--", node, script,
+        ])
+        #expect(rec.status == 0, "\(rec.stderr)")
+        let lengths = rec.stderr.components(separatedBy: "a loop stall of ").dropFirst().compactMap { rest in
+            Double(rest.prefix { $0.isNumber || $0 == "." })
+        }
+        #expect(lengths.contains { $0 >= 390 }, "the 400 ms of execSync is one stall with a dump: \(rec.stderr)")
+    }
 }
