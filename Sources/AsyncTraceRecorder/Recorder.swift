@@ -241,7 +241,7 @@ final class Recorder: @unchecked Sendable {
     }
 
     func writerLoop() {
-        setThreadName("asynctrace-wr")
+        setThreadName(TraceFileFormat.recorderWriterThreadName)
         trace_block_async_signals()
         // For stop's barrier. Here, not in `start`: registering waits for an RCU grace period (10-16 ms
         // here), which the program's thread showed as a wait in every report; until it is done, stop's

@@ -408,8 +408,22 @@ public struct ThreadSummary: Sendable {
     /// The time those episodes leave unknown (ns): from their wakeup (or their switch-out, the wakeup not seen) to
     /// the thread's next switch-out or exit, run-queue wait and on-CPU time in unknown shares; counted in neither.
     public var unknownNs: UInt64 = 0
+    /// What the thread is for where it is not one of the program's own (the runtime's, the recorder's); nil: the program's.
+    public var role: ThreadRole? = nil
     /// Its pid, tid and name as a `ThreadRef`.
     public var ref: ThreadRef { ThreadRef(pid: pid, tid: tid, name: name) }
+}
+
+/// A thread that is not one of the program's own, as the trace shows it.
+public enum ThreadRole: String, Sendable {
+    /// Dispatch's event thread (its manager: its waits' or samples' stacks are in `_dispatch_event_loop_drain` or
+    /// `_dispatch_mgr_invoke`): it waits in epoll for every queue's timers and sources (`asyncAfter`, `Task.sleep`'s
+    /// wake-ups, `DispatchSource` events) and hands their work to the queues. It runs none of the program's code; a
+    /// stall on it delays them all.
+    case dispatchEventThread = "dispatch_event_thread"
+    /// The in-process recorder's writer thread (`TraceFileFormat.recorderWriterThreadName`): it writes the
+    /// program's events to the trace.
+    case recorderWriter = "recorder_writer"
 }
 
 /// A loop thread's stretch between two epoll waits (kernel stream): its loop could do nothing else.
@@ -883,5 +897,10 @@ public struct TraceAnalysis: Sendable {
     /// A thread's name where the trace knows it.
     public func threadName(pid: UInt32, tid: UInt32) -> String? {
         threads.first { $0.pid == pid && $0.tid == tid }?.name
+    }
+
+    /// What a thread is for where it is not the program's own (`ThreadSummary.role`); nil: the program's, or unknown.
+    public func threadRole(pid: UInt32, tid: UInt32) -> ThreadRole? {
+        threads.first { $0.pid == pid && $0.tid == tid }?.role
     }
 }

@@ -149,6 +149,7 @@ extension TraceAnalysis {
             threads[i].stacks = summaries(counts)
             threads[i].hot = OwnCode.hot(counts, frame: data.frame)
         }
+        markDispatchEventThreads(data, samplesPerThread: samplesPerThread)
         for i in blocking.longest.indices {
             blocking.longest[i].stacks = summaries(perList[0][i])
             blocking.longest[i].hot = OwnCode.hot(perList[0][i], frame: data.frame)
@@ -165,5 +166,35 @@ extension TraceAnalysis {
             stalls[i].waitStacks = waitSummaries(waitsPerList[2][i])
         }
         if !data.samples.isEmpty { samplePeriodNs = period }
+    }
+
+    /// Libdispatch's functions that only its event thread runs: its manager's loop and its epoll drain.
+    static let dispatchEventLoopFunctions: Set<String> = ["_dispatch_event_loop_drain", "_dispatch_mgr_invoke", "_dispatch_mgr_thread"]
+
+    /// A loop thread is Dispatch's event thread when the code of its epoll waits (or of its CPU samples) is
+    /// Dispatch's manager: its name is only a worker's (`-qos.overcommit`), which a program's own loop run in a
+    /// queue's block shares.
+    private mutating func markDispatchEventThreads(_ data: TraceSamples, samplesPerThread: [UInt64: [[Int]: Int]]) {
+        var loops = Set(threads.filter { $0.isLoop && $0.role == nil }.map { UInt64($0.pid) << 32 | UInt64($0.tid) })
+        guard !loops.isEmpty else { return }
+        func isDispatchEventLoop(_ frames: [Int]) -> Bool {
+            frames.contains { data.frame($0).function.map(Self.dispatchEventLoopFunctions.contains) ?? false }
+        }
+        var found: Set<UInt64> = []
+        // One epoll wait's stack says it; a few per thread are enough (a program's loop has none of these frames).
+        var looked: [UInt64: Int] = [:]
+        for w in waitMoments where OffCPUReason.isEpollWait(w.reason) || w.loopIdle {
+            let t = UInt64(w.pid) << 32 | UInt64(w.tid)
+            guard loops.contains(t), looked[t, default: 0] < 4 else { continue }
+            looked[t, default: 0] += 1
+            if isDispatchEventLoop(data.frames(pid: w.pid, userStack: w.userStack, timeNs: w.endNs)) {
+                found.insert(t)
+                loops.remove(t)
+            }
+        }
+        for t in loops where samplesPerThread[t]?.keys.contains(where: isDispatchEventLoop) ?? false { found.insert(t) }
+        for i in threads.indices where found.contains(UInt64(threads[i].pid) << 32 | UInt64(threads[i].tid)) {
+            threads[i].role = .dispatchEventThread
+        }
     }
 }

@@ -794,7 +794,8 @@ struct ThreadTracker {
                     longestWaitNs: t.longestWaitNs, longestWaitStartNs: t.longestWaitStartNs,
                     longestWaitReason: t.longestWaitNs > 0 ? OffCPUReason.name(t.longestWaitReason) : nil,
                     switchInsNotSeen: t.switchInsNotSeen, switchInsClosedBySyscall: t.switchInsClosedBySyscall, idleParks: t.parks,
-                    unknownNs: t.unknownNs))
+                    unknownNs: t.unknownNs,
+                    role: names[k] == TraceFileFormat.recorderWriterThreadName ? .recorderWriter : nil))
         }
         let stallList = stalls.sorted.filter {
             !noLoops.contains($0.key) && $0.gap.startNs >= threads[$0.key]?.stallsCountFromNs ?? 0

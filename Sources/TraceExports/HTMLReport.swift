@@ -315,6 +315,9 @@ public enum HTMLReport {
             }
             s += "</table>\n"
             if let note = TextReport.sharedPollerNote(a) { s += "<p class=\"muted\">\(x(note)).</p>\n" }
+            for t in k.threads where a.threadRole(pid: t.pid, tid: t.tid) == .dispatchEventThread {
+                s += "<p class=\"muted\">\(x(thread(t.pid, t.tid, t.threadName) + " " + TextReport.dispatchEventThreadNote)).</p>\n"
+            }
         }
     }
 
@@ -371,7 +374,11 @@ public enum HTMLReport {
                             + (c.causalChain.count > 1 ? ", caused by " + TextReport.chainText(c.causalChain) : "")))
             }
             if st.beganBeforeRecording { what.append(x(TextReport.beganBeforeRecording)) }
-            if let line = TextReport.outsideCallbacks(st, promisesRecorded: promisesRecorded) { what.append(x(line)) }
+            if a.threadRole(pid: st.thread.pid, tid: st.thread.tid) == .dispatchEventThread {
+                what.append(x(TextReport.dispatchEventThreadStall))
+            } else if let line = TextReport.outsideCallbacks(st, promisesRecorded: promisesRecorded) {
+                what.append(x(line))
+            }
             what.append(x(verdict))
             if !st.wokenBy.isEmpty {
                 what.append(x(TextReport.wokenText(st.wokenBy, waits: st.blockedWaits, byInterrupt: st.wokenByInterrupt)))
@@ -384,6 +391,15 @@ public enum HTMLReport {
                 + "<td class=\"sys\">\(sys.isEmpty ? "none" : sys)</td>" + hotCell(st.hot) + "</tr>\n"
         }
         s += "</table>\n"
+    }
+
+    /// A thread that is not the program's says whose it is, under its name.
+    private static func roleNote(_ role: ThreadRole?) -> String {
+        switch role {
+        case .dispatchEventThread: "<br><span class=\"muted\">Dispatch's event thread (the runtime's)</span>"
+        case .recorderWriter: "<br><span class=\"muted\">the recorder's writer, not the program's</span>"
+        case nil: ""
+        }
     }
 
     /// Every traced thread: on CPU, blocked (and on what), waiting for a CPU.
@@ -404,7 +420,7 @@ public enum HTMLReport {
         }.prefix(200)
         for t in shown {
             s +=
-                "<tr data-tid=\"\(t.tid)\"><td>\(x(TextReport.thread(t.ref)))</td>"
+                "<tr data-tid=\"\(t.tid)\"><td>\(x(TextReport.thread(t.ref)))\(roleNote(t.role))</td>"
                 + "<td>\(t.isLoop ? (t.loopUtilization.map { "busy " + Formatting.percent($0) } ?? "yes") : "-")</td>"
                 + "<td class=\"n\">\(Formatting.duration(t.spanNs))</td><td class=\"n\">\(t.onCPUNs.map(Formatting.duration) ?? "-")</td>"
                 + "<td class=\"n\">\(sched ? Formatting.duration(t.offCPUNs) : "-")</td><td class=\"n\">\(sched ? Formatting.duration(t.runqueueNs) : "-")</td>"

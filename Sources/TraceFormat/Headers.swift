@@ -14,6 +14,9 @@ public enum TraceFileFormat {
     public static let maxProgramBytes = 4096
     /// A chunk's payload is never larger than this (the reader uses it to reject garbage).
     public static let maxPayloadBytes = 16 << 20
+    /// The name (comm) the in-process recorder gives its writer thread, by which a report tells it from the
+    /// program's threads.
+    public static let recorderWriterThreadName = "asynctrace-wr"
 }
 
 /// The file header: format version, the recording process, its start times and its program.

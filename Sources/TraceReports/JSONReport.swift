@@ -486,6 +486,7 @@ public enum JSONReport {
         e.field("pid", UInt64(t.pid))
         e.field("name", t.name)
         e.field("is_loop", t.isLoop)
+        e.field("role", t.role?.rawValue)
         e.field("idle_parks", t.idleParks)
         e.field("first_ns", t.firstNs)
         e.field("last_ns", t.lastNs)

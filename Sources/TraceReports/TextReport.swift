@@ -479,7 +479,19 @@ public enum TextReport {
         }
         out += t.render()
         if let note = sharedPollerNote(a) { out += "  " + note + "\n" }
+        for th in k.threads where a.threadRole(pid: th.pid, tid: th.tid) == .dispatchEventThread {
+            out += "  \(thread(th.pid, th.tid, th.threadName)) " + dispatchEventThreadNote + "\n"
+        }
     }
+
+    /// What Dispatch's event thread is, after its name.
+    package static let dispatchEventThreadNote =
+        "is Dispatch's event thread, the runtime's and not a loop of the program's: it waits for every queue's timers and "
+        + "sources (asyncAfter, Task.sleep's wake-ups, DispatchSource events) and hands their work to the queues"
+
+    /// A stall on Dispatch's event thread: no callback of the program's could have been in it.
+    package static let dispatchEventThreadStall =
+        "on Dispatch's event thread, which runs none of the program's code: every queue's timers and sources waited meanwhile"
 
     /// Kernel-only traces: each loop thread's longest stretches between epoll waits, and what they were.
     private static func stalls(_ a: TraceAnalysis, _ out: inout String) {
@@ -505,7 +517,11 @@ public enum TextReport {
                     + (c.createdAt.isEmpty ? "" : ", created at " + Formatting.printable(createdAt(c.createdAt)))
                     + (c.causalChain.count > 1 ? ", caused by " + Formatting.printable(chainText(c.causalChain)) : "") + "\n"
             }
-            if let line = outsideCallbacks(st, promisesRecorded: promisesRecorded) { out += "      " + line + "\n" }
+            if a.threadRole(pid: st.thread.pid, tid: st.thread.tid) == .dispatchEventThread {
+                out += "      " + dispatchEventThreadStall + "\n"
+            } else if let line = outsideCallbacks(st, promisesRecorded: promisesRecorded) {
+                out += "      " + line + "\n"
+            }
             out +=
                 "      "
                 + verdict(
@@ -591,16 +607,20 @@ public enum TextReport {
     private static func threads(_ a: TraceAnalysis, _ out: inout String) {
         guard !a.threads.isEmpty, a.overview.hasKernelEvents else { return }
         let sched = a.hasSchedulerEvents
+        // The recorder's writer is ours, not the program's: one line at the end says what it cost.
+        let recorders = a.threads.filter { $0.role == .recorderWriter }
+        let programs = a.threads.filter { $0.role != .recorderWriter }
         heading(
-            "THREADS: \(a.threads.count) traced thread\(a.threads.count == 1 ? "" : "s")"
+            "THREADS: \(programs.count) traced thread\(programs.count == 1 ? "" : "s")"
+                + (recorders.isEmpty ? "" : " and the recorder's \(recorders.count == 1 ? "writer" : "\(recorders.count) writers")")
                 + (sched
                     ? " (on CPU, blocked, and runnable but waiting for a CPU, from the scheduler)"
                     : " (no scheduler events in this trace: syscall time only)"),
             &out)
         // Threads known only from /proc at the attach that never ran while recorded (asleep throughout: a
         // --pid attach's idle pool threads) have no numbers: one line names them instead of rows of zeros.
-        let idle = a.threads.filter { $0.spanNs == 0 && $0.syscalls == 0 && $0.offCPUByReason.isEmpty && !$0.isLoop }
-        let shown = a.threads.filter { !($0.spanNs == 0 && $0.syscalls == 0 && $0.offCPUByReason.isEmpty && !$0.isLoop) }.sorted {
+        let idle = programs.filter { $0.spanNs == 0 && $0.syscalls == 0 && $0.offCPUByReason.isEmpty && !$0.isLoop }
+        let shown = programs.filter { !($0.spanNs == 0 && $0.syscalls == 0 && $0.offCPUByReason.isEmpty && !$0.isLoop) }.sorted {
             ($0.isLoop ? 1 : 0, ($0.onCPUNs ?? 0) &+ $0.syscallNs) > ($1.isLoop ? 1 : 0, ($1.onCPUNs ?? 0) &+ $1.syscallNs)
         }.prefix(max(a.options.top, 20))
         var t = Table([
@@ -638,13 +658,22 @@ public enum TextReport {
                 "  \(idle.count) thread\(idle.count == 1 ? "" : "s") did nothing while recorded (asleep throughout): "
                 + list.joined(separator: ", ") + (names.count > 6 ? ", …" : "") + "\n"
         }
-        if a.threads.count > shown.count + idle.count {
-            out += "  ... \(a.threads.count - shown.count - idle.count) more threads (JSON has all)\n"
+        if programs.count > shown.count + idle.count {
+            out += "  ... \(programs.count - shown.count - idle.count) more threads (JSON has all)\n"
         }
+        for th in recorders { out += "  " + recorderWriterLine(th, scheduler: sched) + "\n" }
         if a.untrackedThreads > 0 {
             out += "  note: \(Formatting.count(a.untrackedThreads)) events of threads beyond the tracking bound were not counted\n"
         }
         processTitles(a, &out)
+    }
+
+    /// "the recorder's writer thread asynctrace-wr (tid 12 pid 10), not the program's: 1.28 ms on CPU, …".
+    package static func recorderWriterLine(_ th: ThreadSummary, scheduler: Bool) -> String {
+        "the recorder's writer thread \(thread(th.ref)), not the program's (it writes the program's events to the trace): "
+            + (scheduler
+                ? "\(th.onCPUNs.map(Formatting.duration) ?? "-") on CPU, \(Formatting.duration(th.runqueueNs)) waiting for a CPU, "
+                : "") + "\(Formatting.count(th.syscalls)) syscalls"
     }
 
     /// One line per process that gave itself a title (its argv rewritten: postgres, nginx), as threads are
@@ -868,6 +897,8 @@ public enum TextReport {
     }
 
     /// What the resources left open mean: a process that exited by itself was kept alive by none of them.
+    /// Swift tasks and jobs are no handles: nothing is unref'd, and an unfinished task kept nothing alive either (the
+    /// async main task's last run is the one the process exits in).
     package static func openAtExitMeaning(_ a: TraceAnalysis) -> String {
         if let call = a.exitCalls.first {
             var place = "at the program's top level"
@@ -880,12 +911,26 @@ public enum TextReport {
         if a.endedByUncaughtError {
             return "the process ended by an uncaught exception, not by an empty loop: the ref'd ones would have kept it alive"
         }
+        let open = a.openAtExit.filter { $0.standardStreams.isEmpty }
+        let swift = open.contains { isSwiftConcurrencyType($0.type) }
+        let handles = open.contains { !isSwiftConcurrencyType($0.type) }
+        let tasks =
+            "Swift tasks unfinished then: the async main task, whose last run the process exits in, and tasks still running, suspended or never awaited"
         guard let status = a.exitedByThemselvesStatus else {
+            if swift && !handles {
+                return a.killedBySignal.map { "killed by \(SignalNames.name($0)): \(tasks)" } ?? "Swift tasks unfinished when the recording ended"
+            }
             let held = a.openAtExit.contains(where: \.unrefed) ? "the ref'd ones" : "what"
             guard let signal = a.killedBySignal else { return "\(held) kept the process alive, or leaked" }
             return "killed by \(SignalNames.name(signal)): \(held) kept the process alive until then, or leaked"
         }
-        return "the process exited by itself, status \(status): none kept it alive; unref'd handles, or leaks"
+        return "the process exited by itself, status \(status): none kept it alive; "
+            + (swift && handles ? tasks + "; unref'd handles, or leaks" : swift ? tasks : "unref'd handles, or leaks")
+    }
+
+    /// A resource type `AsyncTraceConcurrency` records: `SwiftTask`, `SwiftActorJob`, `SwiftContinuationJob`, `SwiftJob`.
+    package static func isSwiftConcurrencyType(_ type: String) -> Bool {
+        ["SwiftTask", "SwiftActorJob", "SwiftContinuationJob", "SwiftJob"].contains(type)
     }
 
     /// "stdout" for fd 1: the standard streams by name.

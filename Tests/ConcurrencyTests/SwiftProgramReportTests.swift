@@ -1,0 +1,83 @@
+// What the report says of an unmodified Swift program with a blocking read, a sleep, a lock wait and a CPU
+// loop, each in a named task: every stall by its task, its thread, CPU or waiting, and what it waited in; and
+// the threads that are not the program's said to be whose they are. Dispatch's event thread (it waits in epoll
+// for every queue's timers) was listed as the program's EVENT LOOP, the recorder's writer thread among the
+// program's threads, and OPEN AT EXIT spoke of Node's "unref'd handles".
+import Foundation
+import Testing
+
+@Suite(.serialized) struct SwiftProgramReportTests {
+    @Test func eachStallIsNamedAndTheThreadsThatAreNotTheProgramsSaySo() throws {
+        try requireKernel("eachStallIsNamedAndTheThreadsThatAreNotTheProgramsSaySo")
+        let program = try compileFixture("four_stalls")
+        let trace = scratch("four_stalls.atrace")
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let cli = builtExecutable("asynctrace")
+        let rec = try run([cli, "record", "-o", trace, "--", program])
+        #expect(rec.status == 0, "record failed: \(rec.stderr)")
+        #expect(rec.stdout.hasPrefix("four-stalls true"), "the program's own output: \(rec.stdout)")
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(try run([cli, "report", "--json", trace]).stdout.utf8)) as? [String: Any])
+        let blocking = json["blocking"] as? [[String: Any]] ?? []
+        func task(named name: String) -> [String: Any]? { blocking.first { $0["label"] as? String == "\"\(name)\" task" } }
+        func ns(_ b: [String: Any]?, _ key: String) -> Int { b?[key] as? Int ?? 0 }
+        func syscall(_ b: [String: Any]?, _ name: String) -> [String: Any]? {
+            (b?["syscalls"] as? [[String: Any]] ?? []).first { $0["name"] as? String == name }
+        }
+        // Waits: blocked in the call that waited, on a pool thread (Dispatch's label, not its 15-byte cut).
+        let reader = task(named: "pipe-reader"), sleeper = task(named: "sleeper"), locker = task(named: "locker")
+        #expect(ns(syscall(reader, "read"), "blocked_ns") >= 60_000_000, "the pipe read: \(reader ?? [:])")
+        #expect(syscall(reader, "read")?["fd_detail"] as? String == "pipe", "the read's file: \(reader ?? [:])")
+        #expect(ns(syscall(sleeper, "clock_nanosleep"), "blocked_ns") >= 60_000_000, "the sleep: \(sleeper ?? [:])")
+        #expect(ns(syscall(locker, "futex wait"), "blocked_ns") >= 60_000_000, "the lock wait: \(locker ?? [:])")
+        // CPU: its 100 ms of CPU time, and not blocked (it may wait for a CPU on a busy machine).
+        let spinner = task(named: "spinner")
+        #expect(ns(spinner, "on_cpu_ns") >= 80_000_000 && ns(spinner, "blocked_ns") < 20_000_000, "the CPU loop: \(spinner ?? [:])")
+        for b in [reader, sleeper, locker, spinner] {
+            let thread = b?["thread"] as? String ?? ""
+            #expect(thread.hasPrefix("com.apple.root."), "a pool thread: \(b ?? [:])")
+        }
+        let threads = json["threads"] as? [[String: Any]] ?? []
+        let eventThreads = threads.filter { $0["role"] as? String == "dispatch_event_thread" }
+        #expect(eventThreads.count == 1 && eventThreads.first?["is_loop"] as? Bool == true, "Dispatch's event thread: \(threads)")
+        let writer = threads.first { $0["name"] as? String == "asynctrace-wr" }
+        #expect(writer?["role"] as? String == "recorder_writer", "the recorder's writer: \(writer ?? [:])")
+        #expect(threads.filter { $0["role"] != nil && !($0["role"] is NSNull) }.count == 2, "the program's own threads have no role")
+
+        let text = try run([cli, "report", trace]).stdout
+        let sections = text.components(separatedBy: "\n\n")
+        let loop = sections.first { $0.hasPrefix("EVENT LOOP") } ?? ""
+        #expect(loop.contains("is Dispatch's event thread, the runtime's and not a loop of the program's"), "\(loop)")
+        let threadSection = sections.first { $0.hasPrefix("THREADS") } ?? ""
+        #expect(threadSection.contains("and the recorder's writer"), "\(threadSection)")
+        #expect(!threadSection.contains("\n  asynctrace-wr "), "the writer listed as the program's: \(threadSection)")
+        #expect(threadSection.contains("the recorder's writer thread asynctrace-wr (tid"), "\(threadSection)")
+        let open = sections.first { $0.hasPrefix("OPEN AT EXIT") } ?? ""
+        #expect(open.contains("Swift tasks unfinished then") && !open.contains("unref'd"), "\(open)")
+        for nodeWord in ["unref'd", "promise", "Node", "JavaScript"] {
+            #expect(!text.contains(nodeWord), "'\(nodeWord)' in a Swift program's report")
+        }
+    }
+
+    /// A job an executor of the program's own runs (runSynchronously, on its own thread: no Dispatch) is a run of
+    /// its task like any other: the job's swift_job_run is bracketed.
+    @Test func aTaskBlockingOnTheProgramsOwnExecutorIsNamed() throws {
+        let program = try compileFixture("custom_executor")
+        let trace = scratch("custom_executor.atrace")
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let cli = builtExecutable("asynctrace")
+        let rec = try run([cli, "record", "--no-kernel", "-o", trace, "--", program])
+        #expect(rec.status == 0, "record failed: \(rec.stderr)")
+        #expect(rec.stdout.hasPrefix("custom-executor saved"), "the program's own output: \(rec.stdout)")
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(try run([cli, "report", "--json", trace]).stdout.utf8)) as? [String: Any])
+        let blocking = json["blocking"] as? [[String: Any]] ?? []
+        let saver = blocking.first { $0["label"] as? String == "\"saver\" task" }
+        #expect((saver?["duration_ns"] as? Int ?? 0) >= 100_000_000, "the saver's blocking run: \(blocking)")
+        // On the executor's thread: neither the main thread nor one of Dispatch's.
+        let tid = saver?["tid"] as? Int, pid = saver?["pid"] as? Int
+        #expect(tid != nil && tid != pid, "\(saver ?? [:])")
+        let thread = saver?["thread"] as? String ?? ""
+        #expect(!thread.hasPrefix("com.apple.root."), "\(saver ?? [:])")
+    }
+}
