@@ -549,13 +549,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     }
     s->active = 0;
     __u64 now = bpf_ktime_get_ns();
-    // A poll of several fds, or a select: its fd is the first it returned as ready (docs/trace-format.md).
-    __s32 fd = s->fd;
-    if ((s->nr == NR_poll || s->nr == NR_ppoll) ? s->size > 1 : (s->nr == NR_select || s->nr == NR_pselect6))
-        fd = ready_fd(s, ret);
-    // The stack first: the user registers it starts from are the same at every point of the exit.
+    // The stack first: the user registers it starts from are the same at every point of the exit. Its fd is the
+    // one waited on (-1 for several), not the one a poll or select returned as ready.
     if (stack_threshold_ns && now - s->enter_ns >= stack_threshold_ns)
-        emit_wait_stack(ctx, tgid, task->pid, KP_WAIT_SYSCALL, s->nr, fd, now, now - s->enter_ns);
+        emit_wait_stack(ctx, tgid, task->pid, KP_WAIT_SYSCALL, s->nr, s->fd, now, now - s->enter_ns);
     if (is_epoll_wait(s->nr)) {
         emit_epoll(pid_tgid, s, ret, now);
         return 0;
@@ -568,7 +565,9 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
     // fields above, ~210 -> ~179 ns per run (kernel.bpf_stats_enabled).
     struct kp_syscall_record r;
     fill_syscall(&r, KP_RECORD_SYSCALL, pid_tgid, s, ret, now);
-    r.fd = fd;
+    // A poll of several fds, or a select: its fd is the first it returned as ready (docs/trace-format.md).
+    if ((s->nr == NR_poll || s->nr == NR_ppoll) ? s->size > 1 : (s->nr == NR_select || s->nr == NR_pselect6))
+        r.fd = ready_fd(s, ret);
     if (bpf_ringbuf_output(&events, &r, sizeof(r), wakeup_flag()) != 0)
         __sync_fetch_and_add(&dropped_records, 1);
     return 0;

@@ -659,11 +659,6 @@ public struct TraceAnalyzer {
             waitMoments[i].endNs == exitNs
         {
             waitMoments[i].blockedNs = min(waitMoments[i].durationNs, blocked)
-            // Its stack's fd is the one it returned as ready, not the one it waited on: the stall's row says which.
-            if severalFds != nil {
-                waitMoments[i].fd = -1
-                waitMoments[i].fdDetail = nil
-            }
         }
         if let s = userStreamOfThread[UInt64(pid) << 32 | UInt64(tid)], let frame = callbacks.running(stream: s, enteredAt: enter) {
             running = frame.asyncID

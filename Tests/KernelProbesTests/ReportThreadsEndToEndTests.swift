@@ -438,6 +438,17 @@ private let program = #"""
         let text = try runCapturing(try asynctrace(), ["report", "--threshold", "50ms", trace]).stdout
         #expect(text.contains("poll(2 fds; first ready: fd \(ready[1]) → 127.0.0.1:"), "\(text)")
         #expect(text.contains("select6(first ready: fd \(ready[0]) → 127.0.0.1:") && text.contains("poll(2 fds) "), "\(text)")
+        // Its wait stacks name no fd: the ready one is not what it waited on (without scheduler events too, where
+        // nothing after the stack corrects it).
+        func pollWaits(_ stall: [String: Any]) -> [[String: Any]] {
+            ((stall["stacks"] as? [[String: Any]]) ?? []).filter { $0["kind"] as? String == "wait" && $0["wait"] as? String == "poll" }
+        }
+        #expect(!pollWaits(loop).isEmpty && pollWaits(loop).allSatisfy { ($0["fd"] as? Int ?? -1) < 0 }, "\(pollWaits(loop))")
+        let noSched = try recordTrace(["/usr/bin/python3", script], options: ["--no-sched"], name: "several-fds-no-sched")
+        defer { try? FileManager.default.removeItem(atPath: noSched) }
+        let plain = try #require(try reportJSON(noSched, options: ["--threshold", "50ms"])["stalls"] as? [[String: Any]])
+        let plainLoop = try #require(plain.first { $0["tid"] as? Int == $0["pid"] as? Int }, "\(plain)")
+        #expect(!pollWaits(plainLoop).isEmpty && pollWaits(plainLoop).allSatisfy { ($0["fd"] as? Int ?? -1) < 0 }, "\(pollWaits(plainLoop))")
     }
 
     /// A loop busy when `record --pid` attaches has that stretch as a stall: an asyncio server attached while a
