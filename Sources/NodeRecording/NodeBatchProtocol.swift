@@ -76,5 +76,8 @@ public enum NodeBatchProtocol {
         /// asyncID, threads (1-1024): the thread's first thread-pool request, and the pool's size as libuv reads it
         /// then (UV_THREADPOOL_SIZE). Written as the resource's `threadpool_size=` attribute.
         case threadPoolSize = 18
+        /// asyncID, 0: the resource has no site because the thread's site budget was spent when it was made (sent
+        /// when its callback ran long). Written as its `created_at_missing=budget` attribute.
+        case siteOverBudget = 19
     }
 }

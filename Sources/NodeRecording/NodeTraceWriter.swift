@@ -306,7 +306,7 @@ public struct NodeTraceWriter {
                 case .initResource: fields = 3
                 case .before, .after, .afterDestroy, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site: fields = 2
                 case .destroy, .promiseResolve, .end: fields = 1
-                case .lost, .refState, .exitCalled, .threadPoolSize: fields = 2
+                case .lost, .refState, .exitCalled, .threadPoolSize, .siteOverBudget: fields = 2
                 }
                 guard i + fields < slots else {
                     statistics.malformedRecords += 1
@@ -423,12 +423,14 @@ public struct NodeTraceWriter {
                 s.clockOffsetNs = a
                 s.hasClock = true
                 s.lastNs = max(s.lastNs, UInt64(max(0, (a + c * 1e6).rounded())))
-            case .refState, .exitCalled:
+            case .refState, .exitCalled, .siteOverBudget:
                 guard let id = Self.integer(a), let value = Self.integer(c, max: 1) else {
                     statistics.malformedRecords += 1
                     return
                 }
-                let attribute = kind == .exitCalled ? "process_exit=called" : value == 1 ? "ref=1" : "ref=0"
+                let attribute =
+                    kind == .exitCalled
+                    ? "process_exit=called" : kind == .siteOverBudget ? "created_at_missing=budget" : value == 1 ? "ref=1" : "ref=0"
                 event(&s, .resourceAttribute, ns: s.lastNs) { b, ticks in
                     let text = b.intern(attribute, ticks: ticks)
                     b.beginEvent(.resourceAttribute, ticks: ticks)

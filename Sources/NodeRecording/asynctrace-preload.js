@@ -65,7 +65,8 @@
   const MAGIC = 0x4154_4e42;  // "ATNB"
   const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
         K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12, K_SITE = 13,
-        K_AFTER_DESTROY = 14, K_LOST = 15, K_REF = 16, K_EXIT_CALLED = 17, K_POOL_SIZE = 18;
+        K_AFTER_DESTROY = 14, K_LOST = 15, K_REF = 16, K_EXIT_CALLED = 17, K_POOL_SIZE = 18,
+        K_SITE_OVER_BUDGET = 19;
   // The records every callback makes are packed, one slot shorter: the first slot -(id * 8 + code) holds the
   // kind and the async id (ids stay below 2^50: worker ranges are threadId * 2^32), then the other fields.
   const P_BEFORE = 1, P_AFTER = 2, P_AFTER_DESTROY = 3, P_DESTROY = 4, P_INIT = 5;
@@ -367,11 +368,29 @@
   }
   function sendSite(id) {
     const holder = liveSites.get(id);
-    if (holder === undefined) return;
+    if (holder === undefined) return false;
     liveSites.delete(id);
     const text = siteText(holder);
     if (text) { putString(K_SITE, id, text); pendingEvents++; }
     if (sentSites.size < MAX_SENT_SITES) sentSites.set(id, holder);
+    return true;
+  }
+  // The last resources made without a site because the budget was spent: one whose callback then runs long is
+  // said to be such (the report says why it names no site, rather than nothing).
+  const BUDGET_SKIPPED_MASK = 1023;
+  const budgetSkipped = new Float64Array(BUDGET_SKIPPED_MASK + 1);
+  let budgetSkips = 0;
+  function sendSiteOrWhyNot(id) {
+    if (sendSite(id) || budgetSkips === 0) return;
+    const n = Math.min(budgetSkips, BUDGET_SKIPPED_MASK + 1);
+    for (let i = 0; i < n; i++) {
+      if (budgetSkipped[i] !== id) continue;
+      if (pos + 3 > LIMIT) writeBatch();
+      buf[pos] = K_SITE_OVER_BUDGET; buf[pos + 1] = id; buf[pos + 2] = 0;
+      pos += 3; buf[5] = pos;
+      pendingEvents++;
+      return;
+    }
   }
   // Sites of resources alive for a while (called with each timed batch; the map is in creation order).
   function sendLongLivedSites(nowMs) {
@@ -541,7 +560,7 @@
         if (code === P_AFTER_DESTROY) n++;
       }
       else if (k === K_DESTROY || k === K_PROMISE_RESOLVE) i += 2;
-      else if (k === K_REF || k === K_EXIT_CALLED || k === K_POOL_SIZE) i += 3;
+      else if (k === K_REF || k === K_EXIT_CALLED || k === K_POOL_SIZE || k === K_SITE_OVER_BUDGET) i += 3;
       else if (k === K_THREAD || k === K_PROCESS || k === K_UNCAUGHT || k === K_SITE) i += 3 + b[i + 2];
       else if (k === K_STRING) { i += 3 + b[i + 2]; n--; }
       else if (k === K_CLOCK || k === K_LOST) { i += 3; n--; }
@@ -589,7 +608,7 @@
         let captured = true;
         if (t < 1024 && capturedOfType[t] < FIRST_PER_TYPE) { capturedOfType[t]++; captureSite(idBase + asyncId, trigger); }
         else if (siteBudget > 0 || sitesMode === 'all') { siteBudget--; captureSite(idBase + asyncId, trigger); }
-        else captured = false;
+        else { captured = false; budgetSkipped[budgetSkips++ & BUDGET_SKIPPED_MASK] = idBase + asyncId; }
         if (captured && (flags & F_POOL) !== 0 && poolRequests.size < MAX_POOL_REQUESTS) poolRequests.add(idBase + asyncId);
       } else if ((flags & F_TICK) !== 0 && tickSitesLeft > 0) { tickSitesLeft--; captureSite(idBase + asyncId, trigger); }
     }
@@ -729,8 +748,8 @@
     // A callback that ran long (it may be the report's blocking callback): where its resource was made. After
     // the flush, so that a worker terminated right now (it may have just posted its result) loses at most the
     // site, never the callback's own events.
-    if (liveSites.size !== 0 && t - beforeMs[depth] >= SLOW_CALLBACK_MS) {
-      sendSite(idBase + asyncId);
+    if ((liveSites.size !== 0 || budgetSkips !== 0) && t - beforeMs[depth] >= SLOW_CALLBACK_MS) {
+      sendSiteOrWhyNot(idBase + asyncId);
       // One that blocked the loop (10 ms, the report's default threshold) is the report's subject: its site goes
       // out now (a write per such callback), not with the next batch, which a process killed now (a cluster
       // worker's kill(), SIGTERM) never sends.

@@ -519,6 +519,9 @@ public struct CallbackRecord: Sendable {
     /// Where its resource was created, innermost first (Node: the first JS frames outside node's own
     /// code at its init); empty where the trace does not say.
     public var createdAt: [CodeFrame] = []
+    /// Why `createdAt` is empty, where the trace says (Node: made when the preload's site budget was spent, or a
+    /// tick past a thread's first 256); nil otherwise.
+    public var createdAtMissing: String? = nil
     /// Index into the analysis' creation stacks, until `attachCreationStacks` names it (-1: none).
     var creationStack: Int32 = -1
     /// What the runtime called its resource: a Swift task's name (quoted, given when it completed) and kind

@@ -16,8 +16,15 @@ struct CreationSites {
 
     var isEmpty: Bool { texts.isEmpty }
 
+    /// Resources the Node preload made no site for because its budget was spent (`created_at_missing=budget`).
+    private var overBudget = Set<ResourceKey>()
+
     /// A resourceAttribute; false when it is not a creation site.
     mutating func attribute(_ key: ResourceKey, text: String) -> Bool {
+        if text == "created_at_missing=budget" {
+            if overBudget.count < Self.maxResources { overBudget.insert(key) } else { notKept &+= 1 }
+            return true
+        }
         guard text.hasPrefix(Self.attributePrefix) else { return false }
         let site = String(text.dropFirst(Self.attributePrefix.count))
         guard !site.isEmpty else { return true }
@@ -36,6 +43,20 @@ struct CreationSites {
     }
 
     func site(_ key: ResourceKey) -> Int32? { byResource[key] }
+
+    /// Why a resource of a trace with sites has none, where the trace says or its type does (nil: it does not).
+    func missingReason(_ key: ResourceKey, type: String) -> String? {
+        if !overBudget.isEmpty && overBudget.contains(key) {
+            return "none recorded: made when the Node preload's budget of sites was spent (the first 64 of a type, "
+                + "then 20 per 100 ms); record --node-all-sites records every one"
+        }
+        guard !texts.isEmpty else { return nil }
+        switch type {
+        case "TickObject": return "none recorded: of a thread's ticks only the first 256 get one"
+        case "PROMISE", "Microtask": return "none recorded: never for a \(type), made per await"
+        default: return nil
+        }
+    }
 
     func frames(_ key: ResourceKey) -> [CodeFrame] { site(key).map { Self.frames(texts[Int($0)]) } ?? [] }
 

@@ -903,6 +903,9 @@ public struct TraceAnalyzer {
             c.threadName = finalThreads.titled(
                 ThreadTracker.preferredName(kernel: finalThreads.names[key], user: c.threadName), key)
             if c.createdAt.isEmpty { c.createdAt = sites.frames(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
+            if c.createdAt.isEmpty && c.creationStack < 0 {
+                c.createdAtMissing = sites.missingReason(ResourceKey(pid: c.pid, asyncID: c.asyncID), type: c.type)
+            }
             if c.label == nil { c.label = labels.label(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
             // The Node preload's own batch writes: listed among the program's callbacks (they cost its loop that
             // time), said to be the recorder's ("async id 4294967295" alone looked like a callback of the program).

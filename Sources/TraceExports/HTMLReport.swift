@@ -255,7 +255,9 @@ public enum HTMLReport {
                 + "<td class=\"n\">\(c.unfinished ? "≥ " : "")\(Formatting.duration(c.durationNs))</td>"
                 + "<td class=\"n\">\(c.syscalls.isEmpty ? "-" : Formatting.duration(c.kernelNs))</td>"
                 + "<td>\(c.causalChain.count > 1 ? x(TextReport.chainText(c.causalChain)) : "-")"
-                + (c.createdAt.isEmpty ? "" : "<br>created at " + x(TextReport.createdAt(c.createdAt))) + "</td>"
+                + (c.createdAt.isEmpty
+                    ? c.createdAtMissing.map { "<br>created at: " + x($0) } ?? "" : "<br>created at " + x(TextReport.createdAt(c.createdAt)))
+                + "</td>"
                 + "<td class=\"sys\">"
                 + (c.onCPUNs.map { _ in
                     x(

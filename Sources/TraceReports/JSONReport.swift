@@ -644,6 +644,7 @@ public enum JSONReport {
         e.field("async_id", c.asyncID)
         e.field("type", c.type)
         if let label = c.label { e.field("label", label) } else { e.null("label") }
+        e.field("created_at_missing", c.createdAtMissing)
         e.field("pid", UInt64(c.pid))
         e.field("tid", UInt64(c.tid))
         e.field("thread", c.threadName)

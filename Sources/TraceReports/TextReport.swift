@@ -330,7 +330,11 @@ public enum TextReport {
                 "\(c.unfinished ? "at least " : "")\(Formatting.duration(c.durationNs)), at \(Formatting.at(c.startNs, from: a.overview.recordingStartNs))"
             out += c.unfinished ? " (still running when its process's events end: the program exited or was killed inside it)\n" : "\n"
             if c.causalChain.count > 1 { out += "      caused by  " + Formatting.printable(chainText(c.causalChain)) + "\n" }
-            if !c.createdAt.isEmpty { out += "      created at " + Formatting.printable(createdAt(c.createdAt)) + "\n" }
+            if !c.createdAt.isEmpty {
+                out += "      created at " + Formatting.printable(createdAt(c.createdAt)) + "\n"
+            } else if let why = c.createdAtMissing {
+                out += "      created at " + why + "\n"
+            }
             if let on = c.onCPUNs {
                 out +=
                     "      time       "
@@ -514,7 +518,8 @@ public enum TextReport {
                     "      inside "
                     + Formatting.printable(
                         "\(c.type) (async id \(asyncIDText(c.asyncID, threadName: c.threadName))) for \(Formatting.duration(c.durationNs))")
-                    + (c.createdAt.isEmpty ? "" : ", created at " + Formatting.printable(createdAt(c.createdAt)))
+                    + (c.createdAt.isEmpty
+                        ? c.createdAtMissing.map { ", created at: " + $0 } ?? "" : ", created at " + Formatting.printable(createdAt(c.createdAt)))
                     + (c.causalChain.count > 1 ? ", caused by " + Formatting.printable(chainText(c.causalChain)) : "") + "\n"
             }
             if a.threadRole(pid: st.thread.pid, tid: st.thread.tid) == .dispatchEventThread {
