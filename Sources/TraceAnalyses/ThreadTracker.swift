@@ -215,6 +215,8 @@ struct ThreadTracker {
 
     var threads: [UInt64: ThreadState] = [:]
     var names: [UInt64: String] = [:]
+    /// Threads whose only name is their creator's, copied at their creation: never renamed, not found at the attach.
+    var namedOnlyByCreator: Set<UInt64> = []
     /// Names of wakers outside the traced tree (wakerName), for naming them where they woke a traced thread.
     var wakerNames: [UInt64: String] = [:]
     /// Processes' titles (processTitle: argv rewritten, as postgres, nginx do), by pid; their parents (processFork).
@@ -260,6 +262,11 @@ struct ThreadTracker {
         let first = names[k] == nil && threads[k] == nil
         names[k] = name
         let start = earliestNs
+        if first, ns > start.addingSaturated(Self.attachNamingNs) {
+            namedOnlyByCreator.insert(k)
+        } else if !namedOnlyByCreator.isEmpty {
+            namedOnlyByCreator.remove(k)
+        }
         withThread(k) { t in
             t.seen(ns)
             // Named at the attach (the recorder names every thread it finds there, at the recording's start): the
@@ -728,15 +735,25 @@ struct ThreadTracker {
     /// A thread's name in every section: the kernel's (its comm, which follows renames), unless the name its
     /// runtime gave the thread (a user stream's `threadInfo`) extends it: node's `node (worker 1)` for a
     /// worker whose comm is `node`, a name longer than comm's 15 bytes. Either where the other is unknown.
-    /// A Dispatch worker's cut of its queue's label is the label (`DispatchThreadNames`).
-    static func preferredName(kernel: String?, user: String?) -> String? {
+    /// A Dispatch worker's cut of its queue's label is the label (`DispatchThreadNames`). Dispatch names its workers
+    /// itself (a rename after their creation); a thread the program made on a worker (pthread_create, Thread) has
+    /// the worker's name only because Linux copies the creator's, and is no worker: `inherited` says so, and it is
+    /// "thread made on com.apple.root.default-qos".
+    static func preferredName(kernel: String?, user: String?, inherited: Bool = false) -> String? {
         guard let kernel, !kernel.isEmpty else { return user.map(DispatchThreadNames.expanded) }
         if let user, user.count > kernel.count, user.hasPrefix(kernel) { return DispatchThreadNames.expanded(user) }
+        if inherited, let label = DispatchThreadNames.labels[kernel] { return "thread made on " + label }
         return DispatchThreadNames.expanded(kernel)
     }
 
+    /// A thread's name in every section (`preferredName`, titled): `user` is its stream's thread name, if any.
+    func displayName(_ key: UInt64, user: String?) -> String? {
+        titled(Self.preferredName(kernel: names[key], user: user, inherited: namedOnlyByCreator.contains(key)), key)
+    }
+
     func name(_ key: UInt64, userThreadNames: [UInt64: String]) -> String? {
-        titled(Self.preferredName(kernel: names[key], user: userThreadNames[key]) ?? wakerNames[key], key)
+        let user = userThreadNames[key]
+        return titled(Self.preferredName(kernel: names[key], user: user, inherited: namedOnlyByCreator.contains(key)) ?? wakerNames[key], key)
     }
 
     /// A thread's name where its process has a title: the title for its main thread ("postgres: checkpointer"),

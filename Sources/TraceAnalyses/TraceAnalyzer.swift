@@ -900,8 +900,7 @@ public struct TraceAnalyzer {
                 c.runqueueNs = nil
             }
             let key = UInt64(c.pid) << 32 | UInt64(c.tid)
-            c.threadName = finalThreads.titled(
-                ThreadTracker.preferredName(kernel: finalThreads.names[key], user: c.threadName), key)
+            c.threadName = finalThreads.displayName(key, user: c.threadName)
             if c.createdAt.isEmpty { c.createdAt = sites.frames(ResourceKey(pid: c.pid, asyncID: c.asyncID)) }
             if c.createdAt.isEmpty && c.creationStack < 0 {
                 c.createdAtMissing = sites.missingReason(ResourceKey(pid: c.pid, asyncID: c.asyncID), type: c.type)
@@ -1011,7 +1010,7 @@ public struct TraceAnalyzer {
         analysis.uncaughtErrors = uncaughtErrors.map { e in
             var e = e
             let key = UInt64(e.pid) << 32 | UInt64(e.tid)
-            e.threadName = finalThreads.titled(ThreadTracker.preferredName(kernel: finalThreads.names[key], user: e.threadName), key)
+            e.threadName = finalThreads.displayName(key, user: e.threadName)
             if e.type != nil { e.createdAt = sites.frames(ResourceKey(pid: e.pid, asyncID: e.asyncID)) }
             if let id = e.afterAsyncID { e.afterCreatedAt = sites.frames(ResourceKey(pid: e.pid, asyncID: id)) }
             return e
