@@ -856,6 +856,8 @@ public struct TraceAnalysis: Sendable {
     /// The signal that killed a process that emitted events (the first by pid, from the kernel's processExit); nil
     /// when none was killed by one, or the trace has no kernel events.
     public var killedBySignal: Int32? = nil
+    /// The process `killedBySignal` is of, when more than one process emitted events (nil: the only one, or none).
+    public var killedPid: UInt32? = nil
     /// Node's thread-pool requests that waited for the requests queued before them (`PoolWait`).
     public var poolWaits = PoolWaitSummary()
     /// Resources not tracked because the bound was reached (open-at-exit counts are then a lower bound).

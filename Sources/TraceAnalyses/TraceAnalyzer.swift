@@ -1003,7 +1003,10 @@ public struct TraceAnalyzer {
         let threw = Set(uncaughtErrors.map(\.pid))
         analysis.endedByUncaughtError = userPids.contains { threw.contains($0) && (exitStatuses[$0] ?? 0) > 0 && ends.exitCalls[$0] == nil }
         let statuses = userPids.sorted().map { exitStatuses[$0] }
-        analysis.killedBySignal = statuses.lazy.compactMap { $0 }.first { $0 < 0 }.map { Int32(clamping: -$0) }
+        if let killed = userPids.sorted().first(where: { (exitStatuses[$0] ?? 0) < 0 }) {
+            analysis.killedBySignal = Int32(clamping: -(exitStatuses[killed] ?? 0))
+            if userPids.count > 1 { analysis.killedPid = killed }
+        }
         if !statuses.isEmpty, statuses.allSatisfy({ ($0 ?? -1) >= 0 }), analysis.exitCalls.isEmpty, !analysis.endedByUncaughtError {
             analysis.exitedByThemselvesStatus = statuses.compactMap { $0 }.max()
         }

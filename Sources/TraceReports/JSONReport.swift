@@ -285,6 +285,7 @@ public enum JSONReport {
                 }
             }
             optional("killed_by_signal", a.killedBySignal.map { Int64($0) }, &j)
+            optional("killed_pid", a.killedPid.map { UInt64($0) }, &j)
             j.array("uncaught_errors") { r in
                 for u in a.uncaughtErrors {
                     r.object { e in

@@ -911,7 +911,8 @@ public enum TextReport {
                 place = "in \(type) (async id \(call.asyncID))"
                 if !call.createdAt.isEmpty { place += ", created at \(createdAt(call.createdAt, frames: 2))" }
             }
-            return "the process ended by process.exit() \(place), not by an empty loop: the ref'd ones would have kept it alive"
+            let who = a.exitCalls.count > 1 || a.killedPid != nil ? "pid \(call.pid)" : "the process"
+            return "\(who) ended by process.exit() \(place), not by an empty loop: the ref'd ones would have kept it alive"
         }
         if a.endedByUncaughtError {
             return "the process ended by an uncaught exception, not by an empty loop: the ref'd ones would have kept it alive"
@@ -927,7 +928,10 @@ public enum TextReport {
             }
             let held = a.openAtExit.contains(where: \.unrefed) ? "the ref'd ones" : "what"
             guard let signal = a.killedBySignal else { return "\(held) kept the process alive, or leaked" }
-            return "killed by \(SignalNames.name(signal)): \(held) kept the process alive until then, or leaked"
+            guard let pid = a.killedPid else {
+                return "killed by \(SignalNames.name(signal)): \(held) kept the process alive until then, or leaked"
+            }
+            return "pid \(pid) killed by \(SignalNames.name(signal)): its ref'd ones kept it alive until then, or leaked"
         }
         return "the process exited by itself, status \(status): none kept it alive; "
             + (swift && handles ? tasks + "; unref'd handles, or leaks" : swift ? tasks : "unref'd handles, or leaks")

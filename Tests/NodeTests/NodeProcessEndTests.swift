@@ -66,4 +66,33 @@ import Testing
             #expect(text.contains("killed by SIGTERM: the ref'd ones kept the process alive until then, or leaked"), "\(text)")
         }
     }
+
+    /// Of two processes, the child killed by SIGTERM while the parent exited by itself: the heading read "killed by
+    /// SIGTERM: … kept the process alive", as if of the parent too. It names the killed one.
+    @Test func ofSeveralProcessesTheKilledOneIsNamed() throws {
+        if getuid() != 0 || !FileManager.default.isReadableFile(atPath: "/sys/kernel/btf/vmlinux") {
+            print("KERNEL TEST SKIPPED: how node ended comes from the kernel probes: not root or no BTF")
+            try Test.cancel("kernel test skipped: not root or no BTF")
+        }
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let program = """
+            const { fork } = require('child_process');
+            if (process.argv[2] === 'child') {
+              setInterval(() => {}, 100000);
+              setTimeout(() => process.send('ready'), 300);  // after the preload's 100 ms timer wrote its events
+            } else {
+              const child = fork(__filename, ['child']);
+              child.on('message', () => child.kill('SIGTERM'));
+            }
+            """
+        try withRecordedNodeScript(program, file: "parent.js", node: node, record: []) { r in
+            #expect(r.record.status == 0, "record: \(r.record.stderr)")
+            let parent = (r.json["trace"] as? [String: Any])?["pid"] as? Int
+            let killed = try #require(r.json["killed_pid"] as? Int, "\(r.json["killed_pid"] ?? "absent")")
+            #expect(killed != parent, "the child, not the parent \(parent ?? -1)")
+            #expect(r.json["killed_by_signal"] as? Int == 15)
+            let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", r.trace]).stdout
+            #expect(text.contains("pid \(killed) killed by SIGTERM: its ref'd ones kept it alive until then, or leaked"), "\(text)")
+        }
+    }
 }
