@@ -682,7 +682,7 @@ public struct TraceAnalyzer {
     static let closeNr: UInt64 = 3
     /// A poll or ppoll of more than one fd (`size`: nfds): nfds; a select or pselect6: 0 (how many it waited on is
     /// not recorded); nil for other calls.
-    static func waitsOnSeveralFds(nr: UInt64, size: UInt64) -> UInt64? {
+    package static func waitsOnSeveralFds(nr: UInt64, size: UInt64) -> UInt64? {
         if nr == 7 || nr == 271 { return size > 1 ? size : nil }
         return nr == 23 || nr == 270 ? 0 : nil
     }

@@ -889,7 +889,8 @@ public final class Timeline {
         if hasOff { flushOff(thread: t, before: rawEnter, sink: &sink) }
         let enter = min(max(rawEnter, perThread[t].lastTs), exit)
         var op = TimelineOp(.begin, .syscall, thread: t, at: enter, name: syscallName(e.u(2)))
-        op.fd = e.s(3)
+        // A poll of several fds or a select has the fd it returned as ready, not one it waited on: no fd.
+        op.fd = !isEpoll && TraceAnalyzer.waitsOnSeveralFds(nr: e.u(2), size: e.u(4)) != nil ? -1 : e.s(3)
         if isEpoll { perThread[t].waitedInEpoll = true }
         op.isLoopWait =
             isEpoll

@@ -79,6 +79,32 @@ private enum Sched {
 }
 
 @Suite struct KernelThreadsExportTests {
+    /// A poll of several fds, and a select, carry the fd they returned as ready, not one they waited on alone: the
+    /// timeline's syscall slices give them no fd (Chrome's args "fd": -1), as before the probes recorded it; a
+    /// poll of one fd keeps its fd.
+    @Test func aWaitOnSeveralFdsHasNoFdInTheTimeline() throws {
+        let dir = ScratchDirectory("several-fds")
+        let trace = dir.file("t.atrace"), out = dir.file("t.json")
+        let pid: UInt32 = 900, T: UInt64 = 1_000_000_000
+        var b = ChunkBuilder(pid: pid, tid: 0, startNs: T, startTicks: T)
+        // (nr, fd, size): poll of 3 fds (fd 7 ready), select (fd 5 ready), poll of fd 4 alone.
+        for (i, call) in [(UInt64(7), Int64(7), UInt64(3)), (23, 5, 9), (7, 4, 1)].enumerated() {
+            let exit = T + UInt64(i + 1) * 10_000_000
+            b.beginEvent(.syscall, ticks: exit)
+            for v in [UInt64(pid), UInt64(pid), call.0] { b.putUnsigned(v) }
+            b.putSigned(call.1); b.putUnsigned(call.2); b.putSigned(1); b.putUnsigned(5_000_000)
+        }
+        var bytes = FileHeader(pid: pid, monotonicStartNs: T, realtimeStartNs: 0, program: "./waits").encode()
+        bytes += b.seal(sequence: 0, endNs: T + 40_000_000, endTicks: T + 40_000_000, droppedCumulative: 0, flags: [.kernel])
+        _ = FileManager.default.createFile(atPath: trace, contents: Data(bytes))
+        _ = try export(trace, .chrome, to: out)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out)))
+        let events = ((json as? [String: Any])?["traceEvents"] as? [[String: Any]]) ?? (json as? [[String: Any]]) ?? []
+        let fds = events.filter { ["poll", "select"].contains($0["name"] as? String) }
+            .map { (($0["args"] as? [String: Any])?["fd"] as? Int) ?? -2 }
+        #expect(fds == [-1, -1, 4], "\(events.filter { ["poll", "select"].contains($0["name"] as? String) })")
+    }
+
     @Test func foldedStacksAreThreadThenOnCPUSyscallAndOffCPUReason() throws {
         let dir = ScratchDirectory("sched-folded")
         let trace = dir.file("t.atrace"), out = dir.file("t.folded")
