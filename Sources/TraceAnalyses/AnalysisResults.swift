@@ -478,6 +478,9 @@ public struct LoopStall: Sendable {
     /// The loop was busy when the recording began (a thread found at the attach, `record --pid`, outside its
     /// loop's wait): the stall starts at the recording's start and was at least `durationNs` long.
     public var beganBeforeRecording = false
+    /// A signal killed the process before the loop waited again (a loop stuck until a watchdog or a supervisor
+    /// killed it): the stall ends at the thread's last event and was at least `durationNs` long. nil otherwise.
+    public var killedBySignal: Int32? = nil
 }
 
 /// One callback invocation (before → after).

@@ -620,7 +620,24 @@ struct ThreadTracker {
         return finished
     }
 
-    private mutating func offerStall(_ k: UInt64, _ finished: (GapState, UInt64)?, endsAtExit: Bool = false) {
+    /// A signal killed the process: its loop threads' stretches since their last wait end at their last event. A loop
+    /// stuck until a watchdog or a supervisor killed it never waits again, and that last (often longest) stretch
+    /// was never listed (a cluster worker killed inside its request's handler lost its 22 ms stall).
+    mutating func processKilled(pid: UInt32, signal: Int32) {
+        for k in Array(threads.keys) where UInt32(truncatingIfNeeded: k >> 32) == pid {
+            guard let i = threads.index(forKey: k), threads.values[i].epollWaits > 0, threads.values[i].gap != nil,
+                threads.values[i].endAtNestedWait == nil
+            else { continue }
+            let end = threads.values[i].lastNs
+            let finished = Self.endGap(&threads.values[i], enterNs: end, exitNs: end, poolWaits: nil, ownWait: 0)
+            threads.values[i].gap = nil
+            offerStall(k, finished, killedBySignal: signal)
+        }
+    }
+
+    private mutating func offerStall(
+        _ k: UInt64, _ finished: (GapState, UInt64)?, endsAtExit: Bool = false, killedBySignal: Int32? = nil
+    ) {
         guard let (g, d) = finished else { return }
         if d >= thresholdNs {
             stallsAtThreshold &+= 1
@@ -630,7 +647,7 @@ struct ThreadTracker {
                 threads.values[i].stallsAtThresholdNs = threads.values[i].stallsAtThresholdNs.addingSaturated(d)
             }
         }
-        stalls.offer(d, StallRecordDraft(key: k, gap: g, durationNs: d, endsAtExit: endsAtExit))
+        stalls.offer(d, StallRecordDraft(key: k, gap: g, durationNs: d, endsAtExit: endsAtExit, killedBySignal: killedBySignal))
     }
 
     /// An outermost recorded callback ran on the thread until `endNs`: the stall being measured counts its
@@ -828,7 +845,7 @@ struct ThreadTracker {
                 inCallbacksNs: threads[d.key]?.ranCallbacks == true ? min(g.inCallbacksNs, d.durationNs) : nil,
                 blockedWaits: g.wakes.count, wokenBy: wakers(g.wakes), wokenByInterrupt: g.wakes.unnamedCount,
                 wokenByInterruptNs: g.wakes.unnamedNs, otherWorkersWaits: g.poolWaitsMeanwhile, endsAtExit: d.endsAtExit,
-                beganBeforeRecording: g.beganBeforeRecording)
+                beganBeforeRecording: g.beganBeforeRecording, killedBySignal: d.killedBySignal)
         }
         return (out, stallList)
     }
@@ -839,6 +856,7 @@ struct StallRecordDraft: Sendable {
     var gap: ThreadTracker.GapState
     var durationNs: UInt64
     var endsAtExit = false
+    var killedBySignal: Int32? = nil
 }
 
 // addingSaturated / subtractingSaturated: TraceFormat (Saturating.swift), shared by every reading module.

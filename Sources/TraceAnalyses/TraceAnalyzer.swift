@@ -352,6 +352,7 @@ public struct TraceAnalyzer {
         case .processExit:
             io.exited(pid: UInt32(truncatingIfNeeded: ev.u(0)))
             if exitStatuses.count < ThreadTracker.maxThreads { exitStatuses[UInt32(truncatingIfNeeded: ev.u(0))] = ev.s(1) }
+            if ev.s(1) < 0 { threads.processKilled(pid: UInt32(truncatingIfNeeded: ev.u(0)), signal: Int32(clamping: -ev.s(1))) }
         case .fdOpen:
             let pid = UInt32(truncatingIfNeeded: ev.u(0)), tid = UInt32(truncatingIfNeeded: ev.u(1)), fd = ev.s(2)
             if fd < 0 {

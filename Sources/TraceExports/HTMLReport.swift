@@ -376,6 +376,7 @@ public enum HTMLReport {
                             + (c.causalChain.count > 1 ? ", caused by " + TextReport.chainText(c.causalChain) : "")))
             }
             if st.beganBeforeRecording { what.append(x(TextReport.beganBeforeRecording)) }
+            if let signal = st.killedBySignal { what.append(x(TextReport.killedInside(signal))) }
             if a.threadRole(pid: st.thread.pid, tid: st.thread.tid) == .dispatchEventThread {
                 what.append(x(TextReport.dispatchEventThreadStall))
             } else if let line = TextReport.outsideCallbacks(st, promisesRecorded: promisesRecorded) {

@@ -576,6 +576,7 @@ public enum JSONReport {
         e.field("woken_by_interrupt_ns", st.wokenByInterruptNs)
         optional("other_workers_waits", st.otherWorkersWaits, &e)
         e.field("ends_at_exit", st.endsAtExit)
+        optional("killed_by_signal", st.killedBySignal.map { Int64($0) }, &e)
         e.field("began_before_recording", st.beganBeforeRecording)
         codeStacks(st.stacks, waits: st.waitStacks, &e)
         hotFunction(st.hot, &e)

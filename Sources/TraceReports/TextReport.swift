@@ -512,7 +512,8 @@ public enum TextReport {
         for st in a.stalls where st.durationNs >= a.options.blockingThresholdNs {
             out +=
                 "  ▶ \(Formatting.duration(st.durationNs)) on \(thread(st.thread)) at \(Formatting.at(st.startNs, from: a.overview.recordingStartNs))"
-                + (st.beganBeforeRecording ? " (\(Self.beganBeforeRecording))" : "") + "\n"
+                + (st.beganBeforeRecording ? " (\(Self.beganBeforeRecording))" : "")
+                + (st.killedBySignal.map { " (\(Self.killedInside($0)))" } ?? "") + "\n"
             if let c = st.callback {
                 out +=
                     "      inside "
@@ -589,6 +590,11 @@ public enum TextReport {
                 + "(only what was queued on this worker waited)"
     }
 
+    /// What a stall a signal cut short is (text and HTML).
+    package static func killedInside(_ signal: Int32) -> String {
+        "\(SignalNames.name(signal)) killed the process inside it: the loop never waited again; at least this long"
+    }
+
     /// What a stall that was under way at the attach is (text and HTML).
     package static let beganBeforeRecording = "began before the recording: the loop was busy at the attach; at least this long"
 
@@ -599,13 +605,15 @@ public enum TextReport {
         let outside = st.durationNs.subtractingSaturated(inside)
         guard outside >= st.durationNs / 10 else { return nil }
         return "outside every recorded callback: \(Formatting.duration(outside)) (\(Formatting.percent(Double(outside) / Double(st.durationNs))))"
-            + (st.endsAtExit
-                ? ", the program's exit after its last callback (exit handlers, the runtime's teardown): the loop never"
-                    + " waited for events again and its thread exited"
-                : promisesRecorded
-                    ? " (code the loop ran between callbacks)"
-                    : ", code run between callbacks, such as promise continuations after an `await`, which this trace does not"
-                        + " record (Node: record --node-promises)")
+            + (st.killedBySignal != nil
+                ? ", or in callbacks whose events the recorder had not written yet when the signal killed the process"
+                : st.endsAtExit
+                    ? ", the program's exit after its last callback (exit handlers, the runtime's teardown): the loop never"
+                        + " waited for events again and its thread exited"
+                    : promisesRecorded
+                        ? " (code the loop ran between callbacks)"
+                        : ", code run between callbacks, such as promise continuations after an `await`, which this trace does not"
+                            + " record (Node: record --node-promises)")
     }
 
     /// Every traced thread: where its time went.

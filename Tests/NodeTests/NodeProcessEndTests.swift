@@ -95,4 +95,28 @@ import Testing
             #expect(text.contains("pid \(killed) killed by SIGTERM: its ref'd ones kept it alive until then, or leaked"), "\(text)")
         }
     }
+
+    /// A loop stuck in a callback until a signal killed the process never waits again: its last stretch was never
+    /// listed (a cluster worker killed inside its request's handler lost its 22 ms stall, and the preload had not
+    /// written the callback either). It is a stall ending at the thread's last event, saying the signal cut it.
+    @Test func aLoopKilledInsideAStallKeepsThatStall() throws {
+        if getuid() != 0 || !FileManager.default.isReadableFile(atPath: "/sys/kernel/btf/vmlinux") {
+            print("KERNEL TEST SKIPPED: loop stalls of node come from the kernel probes: not root or no BTF")
+            try Test.cancel("kernel test skipped: not root or no BTF")
+        }
+        let node = try #require(NodeRepo.node, "node is not installed (tools/install-deps.sh installs it)")
+        let program = """
+            setTimeout(function stuck() {
+              const t = Date.now(); while (Date.now() - t < 200) {}
+              process.kill(process.pid, 'SIGKILL');
+            }, 50);
+            """
+        try withRecordedNodeScript(program, file: "stuck.js", node: node, record: []) { r in
+            let stalls = r.json["stalls"] as? [[String: Any]] ?? []
+            let killed = try #require(stalls.first { $0["killed_by_signal"] as? Int == 9 }, "\(stalls)")
+            #expect((killed["duration_ns"] as? Int ?? 0) >= 190_000_000, "\(killed)")
+            let text = try runNodeTool([NodeRepo.executable("asynctrace"), "report", r.trace]).stdout
+            #expect(text.contains("(SIGKILL killed the process inside it: the loop never waited again; at least this long)"), "\(text)")
+        }
+    }
 }
