@@ -79,5 +79,9 @@ public enum NodeBatchProtocol {
         /// asyncID, 0: the resource has no site because the thread's site budget was spent when it was made (sent
         /// when its callback ran long). Written as its `created_at_missing=budget` attribute.
         case siteOverBudget = 19
+        /// asyncID, length, code units: an inet socket's "local->peer" addresses, as the kernel probes write them,
+        /// from a process that can be handed sockets over IPC (the probes saw no accept for those). Written as the
+        /// resource's `socket=` attribute.
+        case socketAddresses = 20
     }
 }

@@ -304,7 +304,9 @@ public struct NodeTraceWriter {
                 let fields: Int
                 switch kind {
                 case .initResource: fields = 3
-                case .before, .after, .afterDestroy, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site: fields = 2
+                case .before, .after, .afterDestroy, .resourceFD, .clock, .string, .thread, .process, .uncaught, .site,
+                    .socketAddresses:
+                    fields = 2
                 case .destroy, .promiseResolve, .end: fields = 1
                 case .lost, .refState, .exitCalled, .threadPoolSize, .siteOverBudget: fields = 2
                 }
@@ -375,7 +377,7 @@ public struct NodeTraceWriter {
                     b.putAsyncID(id)
                     b.putSigned(Int64(fd))
                 }
-            case .string, .thread, .process, .uncaught, .site:
+            case .string, .thread, .process, .uncaught, .site, .socketAddresses:
                 guard let t = text(at: i + 3, count: c) else { statistics.malformedRecords += 1; return }
                 consumed += Int(c)  // validated by text(at:count:)
                 switch kind {
@@ -398,13 +400,14 @@ public struct NodeTraceWriter {
                         b.putUnsigned(ppid)
                         b.putStringID(program)
                     }
-                case .site:
+                case .site, .socketAddresses:
                     guard let id = Self.integer(a) else {
                         statistics.malformedRecords += 1
                         return
                     }
+                    let prefix = kind == .site ? "created_at=" : "socket="
                     event(&s, .resourceAttribute, ns: s.lastNs) { b, ticks in
-                        let attribute = b.intern("created_at=" + t, ticks: ticks)
+                        let attribute = b.intern(prefix + t, ticks: ticks)
                         b.beginEvent(.resourceAttribute, ticks: ticks)
                         b.putAsyncID(id)
                         b.putStringID(attribute)

@@ -66,7 +66,7 @@
   const K_INIT = 1, K_BEFORE = 2, K_AFTER = 3, K_DESTROY = 4, K_PROMISE_RESOLVE = 5, K_FD = 6,
         K_STRING = 7, K_CLOCK = 8, K_THREAD = 9, K_PROCESS = 10, K_END = 11, K_UNCAUGHT = 12, K_SITE = 13,
         K_AFTER_DESTROY = 14, K_LOST = 15, K_REF = 16, K_EXIT_CALLED = 17, K_POOL_SIZE = 18,
-        K_SITE_OVER_BUDGET = 19;
+        K_SITE_OVER_BUDGET = 19, K_SOCKET = 20;
   // The records every callback makes are packed, one slot shorter: the first slot -(id * 8 + code) holds the
   // kind and the async id (ids stay below 2^50: worker ranges are threadId * 2^32), then the other fields.
   const P_BEFORE = 1, P_AFTER = 2, P_AFTER_DESTROY = 3, P_DESTROY = 4, P_INIT = 5;
@@ -279,8 +279,31 @@
   function resolvePendingFDs() {
     for (const [id, resource] of pendingFD) {
       const f = handleFD(resource);
-      if (f >= 0) { putFD(id, f); pendingFD.delete(id); }
+      if (f >= 0) {
+        putFD(id, f); pendingFD.delete(id);
+        if (handedOverIPC) putSocketAddresses(id, resource);
+      }
     }
+  }
+  // A process that can be handed sockets over IPC (a cluster worker, child.send(message, socket)) receives their
+  // fds in a recvmsg: the kernel probes saw no accept or connect for them and know no address. The socket says
+  // its own, "local->peer" as the probes write them (two syscalls per socket, only in such processes).
+  const handedOverIPC = isMain && typeof process.send === 'function';
+  function putSocketAddresses(id, resource) {
+    const h = resource && (resource._handle || resource);
+    if (!h || typeof h.getsockname !== 'function' || typeof h.getpeername !== 'function') return;
+    const side = (a) => {
+      let address = String(a.address);
+      if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);  // v4-mapped
+      return (address.includes(':') ? '[' + address + ']' : address) + ':' + a.port;
+    };
+    try {
+      const local = {}, peer = {};
+      if (h.getsockname(local) !== 0 || typeof local.address !== 'string') return;
+      const text = side(local) + (h.getpeername(peer) === 0 && typeof peer.address === 'string' ? '->' + side(peer) : '');
+      putString(K_SOCKET, id, text);
+      pendingEvents++;
+    } catch { /* not an inet socket */ }
   }
 
   // Creation sites: where each resource was made, from a stack captured at init (raw: V8 formats it only
@@ -561,7 +584,7 @@
       }
       else if (k === K_DESTROY || k === K_PROMISE_RESOLVE) i += 2;
       else if (k === K_REF || k === K_EXIT_CALLED || k === K_POOL_SIZE || k === K_SITE_OVER_BUDGET) i += 3;
-      else if (k === K_THREAD || k === K_PROCESS || k === K_UNCAUGHT || k === K_SITE) i += 3 + b[i + 2];
+      else if (k === K_THREAD || k === K_PROCESS || k === K_UNCAUGHT || k === K_SITE || k === K_SOCKET) i += 3 + b[i + 2];
       else if (k === K_STRING) { i += 3 + b[i + 2]; n--; }
       else if (k === K_CLOCK || k === K_LOST) { i += 3; n--; }
       else if (k === K_END) { i += 2; n--; }

@@ -296,6 +296,17 @@ struct IOTracker {
         byFD.set(key, life)
     }
 
+    /// What the runtime says of an fd the probes saw no open for (a socket received over IPC): its kind and detail,
+    /// where the life has none.
+    mutating func describe(pid: UInt32, fd: Int64, kind: FDKind, detail: String) {
+        guard fd >= 0, !detail.isEmpty else { return }
+        _ = byFD.modify(FDKey(pid: pid, fd: fd)) { f in
+            guard f.kind == nil || f.kind == FDKind.unknown.rawValue || f.detail == nil else { return }
+            if f.kind == nil || f.kind == FDKind.unknown.rawValue { f.kind = kind.rawValue }
+            if f.detail == nil { f.detail = detail }
+        }
+    }
+
     /// A successful close of `fd` at `ns`: its life ends.
     mutating func closed(pid: UInt32, fd: Int64, ns: UInt64) {
         guard fd >= 0 else { return }

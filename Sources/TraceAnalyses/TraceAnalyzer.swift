@@ -291,7 +291,13 @@ public struct TraceAnalyzer {
                 executionAsyncID: exec, executionType: execType, ns: ns)
         case .resourceAttribute:
             let key = ResourceKey(pid: pid, asyncID: ev.u(0))
-            if !sites.attribute(key, text: ev.text) && !ends.attribute(key, text: ev.text, ns: ns)
+            if ev.text.hasPrefix("socket=") {
+                // A socket handed over IPC (Node's cluster): its addresses from the runtime, for an fd the probes saw no
+                // accept or connect for.
+                if let fd = resources.live[key]?.fd, fd >= 0 {
+                    io.describe(pid: pid, fd: Int64(fd), kind: .tcp, detail: String(ev.text.dropFirst("socket=".count).prefix(256)))
+                }
+            } else if !sites.attribute(key, text: ev.text) && !ends.attribute(key, text: ev.text, ns: ns)
                 && !threadPoolWaits.attribute(key, text: ev.text)
             {
                 _ = labels.attribute(key, text: ev.text)
