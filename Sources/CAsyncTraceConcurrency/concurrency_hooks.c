@@ -167,7 +167,9 @@ static void wrap_completion(void *task) {
 /// executor we do not see, such as the main task); the thread's execution id outside any task.
 static uint64_t current_trigger(void) {
     void *task = get_current_task();
-    if (!task) return callbacks.execution_id();
+    // The job goes on after its task's completion ended the run (task_completed): the runtime then releases
+    // the actor the task completed on and enqueues that actor's drain, the task's doing, not the top level's.
+    if (!task) return observed_task && observed_run_ended ? observed_task : callbacks.execution_id();
     uint64_t id = ATC_TASK_ID_TAG | get_job_task_id(task);
     _Atomic uintptr_t *reserved = job_reserved(task);
     if (atomic_load_explicit(reserved, memory_order_relaxed) == 0) {
@@ -181,7 +183,7 @@ static uint64_t current_trigger(void) {
     }
     // Its run is bracketed on this thread: the execution state names the innermost callback, the task's own
     // or one a library runs inside it (an AsyncResource's scope), as Node's triggerAsyncId does.
-    if (observed_task == id) return callbacks.execution_id();
+    if (observed_task == id) return observed_run_ended ? id : callbacks.execution_id();
     return id;
 }
 

@@ -88,4 +88,25 @@ import Testing
         let thread = saver?["thread"] as? String ?? ""
         #expect(!thread.hasPrefix("com.apple.root."), "\(saver ?? [:])")
     }
+
+    /// An actor's drain job (a call queued on a busy actor) is caused by the task that left the actor and so had it
+    /// drained: the runtime schedules the drain after that task's completion ended its run, where the job read
+    /// as caused by the top level ('SwiftActorJob' alone).
+    @Test func anActorsDrainIsCausedByTheTaskThatLeftIt() throws {
+        let program = try compileFixture("actor_queue")
+        let trace = scratch("actor_queue.atrace")
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let cli = builtExecutable("asynctrace")
+        let rec = try run([cli, "record", "--no-kernel", "-o", trace, "--", program])
+        #expect(rec.status == 0, "record failed: \(rec.stderr)")
+        #expect(rec.stdout.hasPrefix("actor-queue"), "the program's own output: \(rec.stdout)")
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(try run([cli, "report", "--json", "--threshold", "40ms", trace]).stdout.utf8))
+                as? [String: Any])
+        let blocking = json["blocking"] as? [[String: Any]] ?? []
+        let drain = blocking.first { $0["type"] as? String == "SwiftActorJob" }
+        // The main task made the holder, and the holder's leaving the actor made the drain.
+        #expect(drain?["causal_chain"] as? [String] == ["SwiftTask", "SwiftTask", "SwiftActorJob"], "\(blocking)")
+        #expect((drain?["duration_ns"] as? Int ?? 0) >= 50_000_000, "the queued save: \(blocking)")
+    }
 }
