@@ -43,6 +43,17 @@ public final class KernelRecording {
     /// The traced processes alive as far as the stream says (the root, those at start, forks minus exits): at
     /// the end, their threads still off a CPU get their episode so far. At most 65,536 are kept.
     private var livePids = Set<UInt32>()
+    /// Every traced process seen (at most 65,536), with what tells its perf map from a stale one: their maps are
+    /// copied into the trace at the end (`PerfMapCopy`).
+    private var perfMapOwners: [UInt32: PerfMapOwner] = [:]
+    /// Copy the traced processes' perf maps into the trace (at the end, and into flight dumps).
+    public var copiesPerfMaps = true
+    /// Where perf maps are read.
+    package var perfMapDirectory = "/tmp"
+    /// Perf maps copied into the trace at the end.
+    public private(set) var perfMapsCopied = 0
+    /// Copies of a perf map (at the end, or into a flight dump) that stopped short of its end.
+    public private(set) var perfMapsCut = 0
 
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
     /// The threads and fds `rootPid` has when the first events are pumped (a launched program has
@@ -66,11 +77,44 @@ public final class KernelRecording {
     /// See `KernelTraceWriter.stateChunk`.
     public func flightStateChunk(atNs: UInt64) -> [UInt8] { writer.stateChunk(atNs: atNs) }
 
+    /// For a flight dump whose window starts at `atNs`: the traced processes' perf maps now
+    /// (`KernelTraceWriter.perfMapChunk`; nil: none). Maps cut to fit are counted in `perfMapsCut`.
+    public func flightPerfMapChunk(atNs: UInt64) -> [UInt8]? {
+        guard let (chunk, cut) = writer.perfMapChunk(perfMaps(), atNs: atNs) else { return nil }
+        perfMapsCut += cut
+        return chunk
+    }
+
+    /// The perf maps of every traced process seen that are theirs (`PerfMapCopy`), by pid.
+    private func perfMaps() -> [(pid: UInt32, text: [UInt8])] {
+        guard copiesPerfMaps else { return [] }
+        var out: [(pid: UInt32, text: [UInt8])] = []
+        for pid in perfMapOwners.keys.sorted() {
+            guard let owner = perfMapOwners[pid], let map = PerfMapCopy.read(pid: pid, owner: owner, directory: perfMapDirectory),
+                !map.text.isEmpty
+            else { continue }
+            out.append((pid, map.text))
+            if map.cut { perfMapsCut += 1 }
+        }
+        return out
+    }
+
+    /// CLOCK_REALTIME seconds at CLOCK_MONOTONIC `ns` (as the two clocks stand now).
+    private func realtimeSeconds(ofMonotonicNs ns: UInt64) -> Double {
+        var real = timespec()
+        clock_gettime(CLOCK_REALTIME, &real)
+        let now = monotonicNowNs()
+        return Double(real.tv_sec) + Double(real.tv_nsec) / 1e9 - (Double(now) - Double(ns)) / 1e9
+    }
+
     private func takeSnapshot() {
         guard !snapshotTaken else { return }
         snapshotTaken = true
         snapshot = ProcessSnapshot.events(pid: rootPid, timestampNs: createdNs)
         for pid in otherPidsAtStart { snapshot += ProcessSnapshot.events(pid: pid, timestampNs: createdNs) }
+        for pid in [rootPid] + otherPidsAtStart where pid > 0 {
+            if let owner = PerfMapCopy.owner(ofLiveProcess: UInt32(pid)) { perfMapOwners[UInt32(pid)] = owner }
+        }
         // Parents first: each process is compared with its parent's command line if that is traced (the root's is not).
         for pid in [rootPid] + otherPidsAtStart {
             let parent = ProcessSnapshot.readSmallFile("/proc/\(pid)/stat", limit: 1024).flatMap(ProcessSnapshot.parentPid(stat:))
@@ -147,6 +191,11 @@ public final class KernelRecording {
             if e.kind == .processFork {
                 titles.forked(parent: e.pid, child: e.childPid, nowNs: e.timestampNs)
                 if livePids.count < 65_536 { livePids.insert(e.childPid) }
+                // A child has its parent's user (until an exec of a set-uid program, whose map is then refused) and
+                // starts at the fork: no /proc read, it may be gone already.
+                if let parent = perfMapOwners[e.pid], perfMapOwners.count < 65_536 {
+                    perfMapOwners[e.childPid] = PerfMapOwner(uid: parent.uid, startedAtSeconds: realtimeSeconds(ofMonotonicNs: e.timestampNs))
+                }
             }
             if e.kind == .processExit {
                 titles.exited(pid: e.pid)
@@ -216,6 +265,11 @@ public final class KernelRecording {
         let stats = session.statistics
         session.close()
         mergeSnapshot()
+        // Every traced process's perf map as it is now (a JVM writes its map at exit): the trace names its JIT
+        // frames without /tmp, where the map may be another process's by the time of the report.
+        let maps = perfMaps()
+        perfMapsCopied = maps.count
+        writer.writePerfMaps(maps, startNs: createdNs)
         writer.flush(nowNs: monotonicNowNs(), droppedCumulative: stats.dropped, final: true)
         return stats
     }

@@ -100,6 +100,83 @@ public struct KernelTraceWriter {
         return b.seal(sequence: 0, endNs: atNs, endTicks: atNs, droppedCumulative: 0, flags: .kernel)
     }
 
+    /// A perf map's text goes into `perfMap` events of whole lines up to this many bytes each.
+    static let perfMapPartBytes = 1 << 20
+    /// And into chunks of up to about this many bytes of it (far below TraceFileFormat.maxPayloadBytes).
+    static let perfMapChunkBytes = 8 << 20
+
+    /// `text` (whole lines) in parts of whole lines of at most `perfMapPartBytes` (a longer line is a part of its own, cut).
+    static func perfMapParts(_ text: [UInt8]) -> [ArraySlice<UInt8>] {
+        var parts: [ArraySlice<UInt8>] = []
+        var start = text.startIndex
+        while start < text.endIndex {
+            var end = min(start + perfMapPartBytes, text.endIndex)
+            if end < text.endIndex, let nl = text[start..<end].lastIndex(of: UInt8(ascii: "\n")) { end = nl + 1 }
+            parts.append(text[start..<end])
+            start = end
+        }
+        return parts
+    }
+
+    private static func encodePerfMap(pid: UInt32, _ part: ArraySlice<UInt8>, atNs: UInt64, into b: inout ChunkBuilder) {
+        let text = b.intern(String(decoding: part, as: UTF8.self), ticks: atNs)
+        b.beginEvent(.perfMap, ticks: atNs)
+        b.putUnsigned(UInt64(pid))
+        b.putStringID(text)
+    }
+
+    /// The stream (chunk header tid, kernel) the perf maps' copies go in: its own, so that they can be timed at
+    /// the recording's start and come before every sample a reader streaming by time names with them.
+    public static let perfMapStreamTid: UInt32 = 1
+
+    /// Writes copies of the traced processes' perf maps (whole lines) as `perfMap` events, timed `startNs` (the
+    /// recording's start) in a stream of their own (`perfMapStreamTid`) whose last chunk is final. A flight
+    /// recorder's dumps carry the maps in their state chunk instead: nothing is written then.
+    public mutating func writePerfMaps(_ maps: [(pid: UInt32, text: [UInt8])], startNs: UInt64) {
+        guard flightSink == nil, maps.contains(where: { !$0.text.isEmpty }) else { return }
+        var chunks: [ChunkBuilder] = []
+        var bytes = 0
+        for (pid, text) in maps {
+            for part in Self.perfMapParts(text) {
+                if chunks.isEmpty || bytes + part.count > Self.perfMapChunkBytes {
+                    chunks.append(
+                        ChunkBuilder(
+                            pid: rootPid, tid: Self.perfMapStreamTid, startNs: startNs, startTicks: startNs,
+                            reserve: min(part.count + 4096, Self.perfMapChunkBytes)))
+                    bytes = 0
+                }
+                Self.encodePerfMap(pid: pid, part, atNs: startNs, into: &chunks[chunks.count - 1])
+                bytes += part.count
+            }
+        }
+        for (i, b) in chunks.enumerated() {
+            var flags: ChunkFlags = .kernel
+            if i == chunks.count - 1 { flags.insert(.final) }
+            emit(b.seal(sequence: UInt64(i), endNs: startNs, endTicks: startNs, droppedCumulative: 0, flags: flags), events: Int(b.eventCount))
+        }
+    }
+
+    /// For a flight recorder's dump whose window starts at `atNs`: the perf-map stream (`writePerfMaps`) as one final
+    /// chunk at `atNs`, with as much of `maps` as `perfMapChunkBytes` holds (nil: none). Also `cut`: maps left out in part.
+    public func perfMapChunk(_ maps: [(pid: UInt32, text: [UInt8])], atNs: UInt64) -> (chunk: [UInt8], cut: Int)? {
+        guard maps.contains(where: { !$0.text.isEmpty }) else { return nil }
+        var b = ChunkBuilder(pid: rootPid, tid: Self.perfMapStreamTid, startNs: atNs, startTicks: atNs, reserve: 1 << 16)
+        var bytes = 0, cut = 0
+        for (pid, text) in maps {
+            for part in Self.perfMapParts(text) {
+                guard bytes + part.count <= Self.perfMapChunkBytes else {
+                    cut += 1
+                    break
+                }
+                bytes += part.count
+                Self.encodePerfMap(pid: pid, part, atNs: atNs, into: &b)
+            }
+        }
+        var flags: ChunkFlags = .kernel
+        flags.insert(.final)
+        return (b.seal(sequence: 0, endNs: atNs, endTicks: atNs, droppedCumulative: 0, flags: flags), cut)
+    }
+
     /// Adds events to write (in any order; they are sorted by time when written).
     public mutating func add(_ events: [KernelEvent]) {
         pending.append(contentsOf: events)
@@ -175,22 +252,27 @@ public struct KernelTraceWriter {
             sequence: sequence, endNs: end, endTicks: end, droppedCumulative: droppedCumulative,
             flags: flags)
         sequence += 1
+        emit(bytes, events: events.count)
+    }
+
+    /// A sealed chunk of `events` events to the flight recorder or the file; what cannot be written is counted.
+    private mutating func emit(_ bytes: [UInt8], events: Int) {
         if let flightSink {
             flightSink(bytes)
             chunksWritten += 1
-            eventsWritten += UInt64(events.count)
+            eventsWritten += UInt64(events)
             return
         }
         do {
             try Self.appendWhole(bytes, to: fd)
         } catch {
-            eventsLost += UInt64(events.count)
+            eventsLost += UInt64(events)
             chunksLost += 1
             if firstWriteError == 0 { firstWriteError = error.errno }
             return
         }
         chunksWritten += 1
-        eventsWritten += UInt64(events.count)
+        eventsWritten += UInt64(events)
     }
 
     /// Encodes one event by the spec table (EventKinds.swift).

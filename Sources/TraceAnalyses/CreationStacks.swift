@@ -16,6 +16,10 @@ struct CreationStackTable: Sendable {
     /// (stream << 32 | stream's stack id) -> index.
     var byStreamID: [UInt64: Int32] = [:]
     var mappings: [(pid: UInt32, mapping: Symbolizer.Mapping)] = []
+    /// The perf maps copied into the trace (`perfMap`), in order; their total bytes are bounded by the symbolizer.
+    var perfMaps: [(pid: UInt32, text: [UInt8])] = []
+    /// The trace carries its perf maps (format 13 and later): /tmp's are not read.
+    var perfMapsInTrace = false
     /// Bounds: a crafted trace cannot make these grow without limit.
     static let maxStacks = 1 << 18
     static let maxMappings = 1 << 16
@@ -60,6 +64,9 @@ extension TraceAnalyzer {
                 return
             }
             resources.setCreationStack(ResourceKey(pid: pid, asyncID: ev.u(0)), i)
+        case .perfMap:
+            guard creationStacks.perfMaps.count < CreationStackTable.maxMappings else { return }
+            creationStacks.perfMaps.append((UInt32(truncatingIfNeeded: ev.u(0)), Array(ev.text.utf8)))
         case .mapping:
             guard ev.u(1) < ev.u(2) else { return }
             creationStacks.addMapping(
@@ -81,6 +88,8 @@ extension TraceAnalysis {
         guard !table.stacks.isEmpty else { return }
         let symbolizer = Symbolizer()
         for m in table.mappings { symbolizer.addMapping(pid: m.pid, m.mapping) }
+        if table.perfMapsInTrace { symbolizer.perfMapDirectory = nil }
+        for p in table.perfMaps { symbolizer.addPerfMapText(pid: p.pid, p.text) }
         var named: [Int32: [CodeFrame]] = [:]
         func frames(_ i: Int32) -> [CodeFrame] {
             guard i >= 0, Int(i) < table.stacks.count else { return [] }

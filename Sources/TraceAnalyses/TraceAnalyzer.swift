@@ -121,6 +121,7 @@ public struct TraceAnalyzer {
         lastEventNs = [UInt64](repeating: 0, count: n)
         lastEndedCallback = [(asyncID: UInt64, type: Int32)?](repeating: nil, count: n)
         streamPid = reader.streams.map(\.pid)
+        creationStacks.perfMapsInTrace = reader.header.version >= 13
         for s in reader.streams where !s.isKernel {
             userStreamOfThread.set(UInt64(s.pid) << 32 | UInt64(s.tid), s.index)
             if let n = s.threadName, !n.isEmpty { userThreadNames[UInt64(s.pid) << 32 | UInt64(s.tid)] = n }
@@ -233,7 +234,7 @@ public struct TraceAnalyzer {
             threads.forked(parent: UInt32(truncatingIfNeeded: ev.u(0)), child: UInt32(truncatingIfNeeded: ev.u(1)))
         }
         // Stack definitions and code regions hold for the rest of the trace too.
-        if ev.kind == .stackDef || ev.kind == .mapping { creationStackEvent(stream: s, pid: streamPid[s], ev) }
+        if ev.kind == .stackDef || ev.kind == .mapping || ev.kind == .perfMap { creationStackEvent(stream: s, pid: streamPid[s], ev) }
         if ns < windowStart {
             fdIdentityBeforeWindow(ev, ns: ns)
             return

@@ -556,8 +556,9 @@ public final class Timeline {
             // A user stream's stacks are creation stacks, numbered on their own: not the samples'.
             if reader.streams[e.stream].isKernel { sink.code(e, thread: -1, strings: it, timeline: self) }
             return
-        case .mapping, .sampling, .stackCopy, .stackCopyDelta, .processFork:
-            // processFork: a forked child's inherited JIT code is named by its parent's perf map.
+        case .mapping, .sampling, .stackCopy, .stackCopyDelta, .processFork, .perfMap:
+            // processFork: a forked child's inherited JIT code is named by its parent's perf map; perfMap: that map,
+            // copied into the trace (timed at its start: before every sample).
             sink.code(e, thread: -1, strings: it, timeline: self)
             return
         case .offCPU:

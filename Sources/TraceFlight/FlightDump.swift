@@ -33,17 +33,19 @@ public enum FlightDump {
     /// - the kernel stream's first chunk, if it left the window, is replaced by `kernelState(t)`:
     ///   a sealed kernel chunk (sequence 0) re-stating at `t` what is still alive (thread names,
     ///   fds, mappings), built by the kernel writer;
+    /// - `perfMaps(t)`, a final chunk of its own stream stamped at the window's start `t`, holds the traced
+    ///   processes' perf maps (they name JIT frames: a trace reads no /tmp map);
     /// - each stream's last chunk is marked final: the dump ends there.
     /// Chunks are otherwise written as they are, so a dump costs copying (and re-checksumming) bytes.
     public static func write(
         to fd: Int32, ring: FlightRing, rootPid: UInt32, program: String, nowNs: UInt64,
-        realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil
+        realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)? = nil, perfMaps: ((UInt64) -> [UInt8]?)? = nil
     ) throws(FlightDumpError) -> FlightDumpSummary {
         var out = DumpOutput(fd: fd)
         let snapshot = ring.snapshot(nowNs: nowNs)
         return try write(
             snapshot, keepNs: ring.limits.keepNs, to: &out, rootPid: rootPid, program: program, nowNs: nowNs,
-            realtimeNowNs: realtimeNowNs, kernelState: kernelState, live: false
+            realtimeNowNs: realtimeNowNs, kernelState: kernelState, perfMaps: perfMaps, live: false
         ).summary
     }
 
@@ -51,7 +53,7 @@ public enum FlightDump {
     /// whose streams go on: no chunk is marked final, and where each stream's numbering starts is returned.
     static func write(
         _ snapshot: FlightSnapshot, keepNs: UInt64?, to out: inout DumpOutput, rootPid: UInt32, program: String,
-        nowNs: UInt64, realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)?,
+        nowNs: UInt64, realtimeNowNs: UInt64, kernelState: ((UInt64) -> [UInt8]?)?, perfMaps: ((UInt64) -> [UInt8]?)? = nil,
         live isLive: Bool
     ) throws(FlightDumpError) -> (summary: FlightDumpSummary, starts: [FlightStreamKey: FlightFeedStart]) {
         let (all, identities, live) = (snapshot.chunks, snapshot.identities, snapshot.live)
@@ -109,6 +111,10 @@ public enum FlightDump {
                 opened.insert(kernelKey)
                 if !isOnly { plans[kernelKey]!.prefixed = true }
             }
+        }
+        if let perfMaps, let chunk = perfMaps(windowStart), chunk.count >= TraceFileFormat.chunkHeaderSize {
+            try out.append(chunk)
+            summary.chunks += 1
         }
         // User streams: identity again, and the resources created before the window that are
         // still alive at its start (an init each, stamped at the window's start).

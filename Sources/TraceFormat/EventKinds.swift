@@ -174,6 +174,10 @@ public struct EventKind: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// Kernel: the name (comm) of a thread outside the traced tree that woke a traced one (another program, a
     /// kernel thread, the recorder), read once from /proc at its first wakeup seen (pid, tid, name).
     @inlinable public static var wakerName: EventKind { EventKind(rawValue: 0x39) }
+    // Kernel stream, version 13: the JIT names a traced process wrote to its perf map, copied into the trace
+    /// Kernel: part of a traced process's perf map (/tmp/perf-PID.map, "START SIZE NAME" lines), copied when the
+    /// recording ended or a flight dump was made (pid, text).
+    @inlinable public static var perfMap: EventKind { EventKind(rawValue: 0x3A) }
 
     /// The kind's row of the spec table; nil for a code this build does not know.
     public var spec: EventSpec? { EventSpecs.byCode[Int(rawValue)] }
@@ -471,6 +475,11 @@ public enum EventSpecs {
             kind: .wakerName, name: "wakerName", args: [a("pid", .unsigned), a("tid", .unsigned), a("name", .string)],
             summary:
                 "the name (comm) of a thread outside the traced tree that woke a traced one (an offCPU's waker: another program, a kernel thread), read from /proc at its first wakeup seen; names only, it is not a traced thread"
+        ),
+        EventSpec(
+            kind: .perfMap, name: "perfMap", args: [a("pid", .unsigned), a("text", .string)],
+            summary:
+                "whole lines of the perf map a traced process wrote (/tmp/perf-PID.map: \"START SIZE NAME\", hex; Node, CPython 3.12+, a JVM name their JIT code there), copied when the recording ended or a flight dump was made; a pid's parts in stream order are its map. A trace of version 13 or later names JIT code only by these: a /tmp map read later may be another process's"
         ),
     ]
 

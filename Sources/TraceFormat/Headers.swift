@@ -7,7 +7,7 @@ public enum TraceFileFormat {
     /// The first 4 bytes of every chunk header: "ATCK" little-endian (the reader resynchronises on it after damage).
     public static let chunkMagic: UInt32 = 0x4B43_5441  // "ATCK" little-endian
     /// The version this build writes. The reader accepts 1...currentVersion.
-    public static let currentVersion: UInt16 = 12
+    public static let currentVersion: UInt16 = 13
     /// Bytes of a chunk header (`ChunkHeader.store(to:)`).
     public static let chunkHeaderSize = 80
     /// The program string in the file header is cut to this many UTF-8 bytes (at a scalar boundary).

@@ -31,8 +31,18 @@ public final class Symbolizer: CodeMappings {
         }
     }
 
-    /// Where perf maps are looked for ("perf-PID.map"); nil: not at all.
+    /// Where perf maps are looked for ("perf-PID.map") for processes the trace holds no copy of; nil: not at all.
+    /// A trace of format 13 or later carries the maps it needs (`perfMap` events): set nil for those, as a map
+    /// in /tmp may be another process's that got the same pid since.
     public var perfMapDirectory: String? = "/tmp"
+    /// Perf-map text copied into the trace, per pid (`addPerfMapText`); at most `maxCopiedPerfMapBytes` in all.
+    private var copiedPerfMaps: [UInt32: [UInt8]] = [:]
+    private var copiedPerfMapBytes = 0
+    /// Copied perf-map text is kept up to this many bytes (a crafted trace may hold any amount); the rest is
+    /// left out and counted in `perfMapBytesNotKept`.
+    public static let maxCopiedPerfMapBytes = 512 << 20
+    /// Copied perf-map text left out beyond `maxCopiedPerfMapBytes`.
+    public private(set) var perfMapBytesNotKept = 0
     /// Read /proc/kallsyms for kernel frames (meaningful on the machine and boot that recorded).
     public var useKallsyms = true
     /// Code sites (site(pid:address:timeNs:)) cached at most; the cache is emptied when full.
@@ -62,6 +72,18 @@ public final class Symbolizer: CodeMappings {
     public func addMapping(pid: UInt32, _ m: Mapping) {
         mappings[pid, default: []].append(m)
         sorted.remove(pid)
+    }
+
+    /// Adds whole lines of `pid`'s perf map as copied into the trace (a `perfMap` event): they name its JIT code
+    /// instead of any map in `perfMapDirectory`.
+    public func addPerfMapText(pid: UInt32, _ text: some Collection<UInt8>) {
+        guard copiedPerfMapBytes + text.count <= Self.maxCopiedPerfMapBytes else {
+            perfMapBytesNotKept += text.count
+            return
+        }
+        copiedPerfMapBytes += text.count
+        copiedPerfMaps[pid, default: []].append(contentsOf: text)
+        perfMaps[pid] = nil  // parsed again at the next look-up
     }
 
     /// Records that `child` was forked from `parent` (a `processFork` event). JIT code the child inherited
@@ -327,7 +349,9 @@ public final class Symbolizer: CodeMappings {
     private func perfMap(_ pid: UInt32) -> PerfMap? {
         if let cached = perfMaps[pid] { return cached }
         var map: PerfMap?
-        if let dir = perfMapDirectory, let text = readFile("\(dir)/perf-\(pid).map", limit: PerfMap.maxBytes) {
+        if let copied = copiedPerfMaps[pid] {
+            map = PerfMap(text: copied)
+        } else if let dir = perfMapDirectory, let text = readFile("\(dir)/perf-\(pid).map", limit: PerfMap.maxBytes) {
             map = PerfMap(text: text)
         }
         perfMaps[pid] = .some(map)

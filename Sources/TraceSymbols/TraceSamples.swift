@@ -51,6 +51,7 @@ public final class TraceSamples {
 
     /// Samples named by `symbolizer`.
     public init(symbolizer: Symbolizer = Symbolizer()) { self.symbolizer = symbolizer }
+    private var versionSeen = false
 
     /// Reads the samples, stacks and mappings of the trace's kernel streams.
     public convenience init(reader: TraceReader, symbolizer: Symbolizer = Symbolizer()) {
@@ -65,6 +66,11 @@ public final class TraceSamples {
     /// returns the sample when it is one.
     @discardableResult
     public func add(_ v: EventView, strings it: TraceEventIterator) -> CPUSample? {
+        // A trace of format 13 or later carries copies of the perf maps it needs: /tmp's may be another process's.
+        if !versionSeen {
+            versionSeen = true
+            if it.reader.header.version >= 13 { symbolizer.perfMapDirectory = nil }
+        }
         switch v.kind {
         case .cpuSample, .sample, .sampleNewStack, .userSample, .userSampleNewStack:
             // sampleNewStack, userSampleNewStack: its user stack's definition first, then the sample.
@@ -135,6 +141,8 @@ public final class TraceSamples {
         case .stackUnwind:
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
             recordUnwindMethods[UInt32(v.u(0))] = v.list.prefix(Self.maxStackFrames + 1).map { UInt8(clamping: $0) }
+        case .perfMap:
+            symbolizer.addPerfMapText(pid: UInt32(truncatingIfNeeded: v.u(0)), v.textID >= 0 ? Array(it.string(v.textID).utf8) : [])
         case .processFork:
             symbolizer.addFork(parent: UInt32(truncatingIfNeeded: v.u(0)), child: UInt32(truncatingIfNeeded: v.u(1)))
         case .mapping:

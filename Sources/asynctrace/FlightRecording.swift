@@ -33,6 +33,8 @@ final class FlightRecording: @unchecked Sendable {
     let socketFD: Int32
     private(set) var childFD: Int32
     var kernelState: ((UInt64) -> [UInt8])?
+    /// The traced processes' perf maps for a dump (`KernelRecording.flightPerfMapChunk`).
+    var kernelPerfMaps: ((UInt64) -> [UInt8]?)?
     /// Wait this long after a trigger before dumping: the program's recorder hands partly filled
     /// chunks over every 200 ms, so the dump holds what happened up to the trigger.
     var settleNs: UInt64 = 300_000_000
@@ -120,6 +122,7 @@ final class FlightRecording: @unchecked Sendable {
                 ring.add(FlightChunk(bytes: bytes, header: h), nowNs: monotonicNowNs())
             }
             kernelState = { kernel.flightStateChunk(atNs: $0) }
+            kernelPerfMaps = { kernel.flightPerfMapChunk(atNs: $0) }
         }
     }
 
@@ -354,7 +357,7 @@ final class FlightRecording: @unchecked Sendable {
         do {
             let s = try FlightDump.write(
                 to: fd, ring: ring, rootPid: UInt32(rootPid), program: program, nowNs: start,
-                realtimeNowNs: realtimeNs(), kernelState: kernelState)
+                realtimeNowNs: realtimeNs(), kernelState: kernelState, perfMaps: kernelPerfMaps)
             dumps.append(path)
             written = true
             let ms = Double(monotonicNowNs() - start) / 1e6

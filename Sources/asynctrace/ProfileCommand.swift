@@ -10,7 +10,8 @@ struct ProfileCommand: ParsableCommand {
         discussion: """
             Needs a trace recorded with CPU samples (record's default --sample-rate 999). Functions are named \
             from the files recorded in the trace's mappings (ELF .symtab/.dynsym, Swift and C++ demangled, \
-            debug files under /usr/lib/debug/.build-id), Node's JS functions from /tmp/perf-PID.map, kernel \
+            debug files under /usr/lib/debug/.build-id), JIT code (Node's JS, CPython 3.12+, Java) from the perf \
+            maps the recorder copied into the trace (traces older than format 13: /tmp/perf-PID.map), kernel \
             frames from /proc/kallsyms. A frame nothing names shows as module+offset.
             Exit codes: 0 done, 1 the trace could not be read, 64 bad usage.
             """

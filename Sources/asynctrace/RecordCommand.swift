@@ -361,7 +361,10 @@ struct RecordCommand: ParsableCommand {
             }
         }
         let stats = recording?.finish()
-        if let recording { noteProcessesWithoutTitles(recording) }
+        if let recording {
+            noteProcessesWithoutTitles(recording)
+            notePerfMapsCut(recording)
+        }
         if benchCPU { printBenchCPU(recording?.session) }
         nodeLaunch?.finish()
         if let loopPhases { note(loopPhases.summary) }
@@ -513,6 +516,7 @@ struct RecordCommand: ParsableCommand {
         }
         let stats = recording.finish()
         noteProcessesWithoutTitles(recording)
+        notePerfMapsCut(recording)
         if let loopPhases { note(loopPhases.summary) }
         if let flightRecording {
             flightRecording.finish()
@@ -530,6 +534,15 @@ struct RecordCommand: ParsableCommand {
         let n = recording.processesWithoutTitles
         guard n > 0 else { return }
         note("\(n) forked process\(n == 1 ? " was" : "es were") not watched for a process title (at most 4,096 at a time)")
+    }
+
+    /// Says how many perf maps were copied into the trace only in part (`PerfMapCopy.maxBytes`).
+    private func notePerfMapsCut(_ recording: KernelRecording) {
+        let n = recording.perfMapsCut
+        guard n > 0 else { return }
+        note(
+            "\(n) cop\(n == 1 ? "y" : "ies") of a perf map into the trace or a dump stopped short (a map is copied up to "
+                + "\(PerfMapCopy.maxBytes >> 20) MiB, a dump's maps up to 8 MiB in all): JIT code named further on stays unnamed there")
     }
 
     /// "6449, 6450" (at most 8, then "…").

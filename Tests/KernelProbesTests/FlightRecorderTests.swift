@@ -149,7 +149,9 @@ private struct DumpContents {
         #expect(r.status == 0, "\(r.stderr)")
         let marks = Set(
             r.stdout.split(separator: "\n").filter { $0.hasPrefix("stall ") }.compactMap { $0.split(separator: ":").first.map(String.init) })
-        #expect(marks.count >= 7, "\(r.stdout)")
+        // ~8 in 6 s; a loaded machine runs the interval late (6 at load 8): at least 5 leave some held back by the
+        // 2 s between dumps (checked below: fewer dumps than stalls).
+        #expect(marks.count >= 5, "\(r.stdout)")
         let dumps = dumpPaths(r.stderr)
         var dumped: Set<String> = []
         for path in dumps {

@@ -1,4 +1,4 @@
-// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), each holding
+// Golden files: one small committed trace per format version the reader accepts (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13), each holding
 // every event kind of its version in every argument encoding, over user streams (one on a tick clock), a
 // kernel stream, a string table per chunk, a dropped chunk and final chunks; and the decoded text they must
 // read as. A change to the reader that reads an old file differently fails here.
@@ -17,7 +17,7 @@ import TraceFormat
     /// stackCopy (0x2C) with version 4, creationStack (0x2E) and stackCopyDelta (0x2F) with version 5,
     /// stackUnwind (0x31) with version 6, stackExtend (0x32) with version 7, sample (0x33) with version 8,
     /// sampleNewStack (0x34) with version 9, userSample, userSampleNewStack and stackCompact (0x35...0x37) with version 10,
-    /// processTitle (0x38) with version 11, wakerName (0x39) with version 12.
+    /// processTitle (0x38) with version 11, wakerName (0x39) with version 12, perfMap (0x3A) with version 13.
     static func kinds(ofVersion version: UInt16) -> [EventSpec] {
         EventSpecs.all.filter { spec in
             if spec.kind == .stringDef { return false }
@@ -28,6 +28,7 @@ import TraceFormat
             if spec.kind == .userSample || spec.kind == .userSampleNewStack || spec.kind == .stackCompact { return version >= 10 }
             if spec.kind == .processTitle { return version >= 11 }
             if spec.kind == .wakerName { return version >= 12 }
+            if spec.kind == .perfMap { return version >= 13 }
             if spec.kind == .phaseStart { return version >= 2 }
             if spec.kind == .stackCopy || spec.kind == .waitStack { return version >= 4 }
             if spec.kind == .creationStack || spec.kind == .stackCopyDelta || spec.kind == .loopPhase { return version >= 5 }
@@ -167,7 +168,7 @@ import TraceFormat
         return s
     }
 
-    @Test(arguments: [UInt16(1), 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+    @Test(arguments: [UInt16(1), 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
     func goldenTraceReadsAsRecorded(version: UInt16) throws {
         let trace = "\(Self.directory)/v\(version).atrace"
         let expected = "\(Self.directory)/v\(version).expected.txt"
