@@ -276,7 +276,9 @@ private func kernelSyscalls(_ path: String) throws -> [KernelEvent] {
         let thread = try #require((root2["threads"] as? [[String: Any]])?.first, "\(root2["threads"] ?? "none")")
         let reasons = (thread["off_cpu_by_reason"] as? [[String: Any]]) ?? []
         #expect(
-            reasons.contains { $0["reason"] as? String == "clock_nanosleep" && ($0["ns"] as? Int ?? 0) >= recorded2 * 9 / 10 },
+            // Most of it: the episode starts where the probes do, which a loaded machine delays past a tenth of the
+            // recording (a helper session saw it under 90% at load 8).
+            reasons.contains { $0["reason"] as? String == "clock_nanosleep" && ($0["ns"] as? Int ?? 0) >= recorded2 * 3 / 4 },
             "recorded \(recorded2): \(reasons)")
     }
 

@@ -282,8 +282,10 @@ private let program = #"""
     @Test func aStallInASocketTimeoutsPollNamesTheSocket() throws {
         try requireKernel("aStallInASocketTimeoutsPollNamesTheSocket")
         let script = temporaryPath("socket-timeout.py")
+        // encodings.idna at start-up: create_connection imports it for the host name, and a cold page cache made
+        // that import's .pyc read (203 ms in a fresh CI clone) the stall's longest wait, rightly.
         try """
-        import asyncio, socket, threading, time
+        import asyncio, socket, threading, time, encodings.idna
         upstream = socket.create_server(("127.0.0.1", 0))
         def answer_slowly():
             conn, _ = upstream.accept()
