@@ -47,13 +47,13 @@ public final class KernelRecording {
     /// copied into the trace at the end (`PerfMapCopy`).
     private var perfMapOwners: [UInt32: PerfMapOwner] = [:]
     /// Copy the traced processes' perf maps into the trace (at the end, and into flight dumps).
-    public var copiesPerfMaps = true
+    package var copiesPerfMaps = true
     /// Where perf maps are read.
     package var perfMapDirectory = "/tmp"
     /// Perf maps copied into the trace at the end.
-    public private(set) var perfMapsCopied = 0
+    package private(set) var perfMapsCopied = 0
     /// Copies of a perf map (at the end, or into a flight dump) that stopped short of its end.
-    public private(set) var perfMapsCut = 0
+    package private(set) var perfMapsCut = 0
 
     /// Writes the kernel stream of the process tree rooted at `rootPid` to `traceFD` (O_APPEND).
     /// The threads and fds `rootPid` has when the first events are pumped (a launched program has
@@ -79,7 +79,7 @@ public final class KernelRecording {
 
     /// For a flight dump whose window starts at `atNs`: the traced processes' perf maps now
     /// (`KernelTraceWriter.perfMapChunk`; nil: none). Maps cut to fit are counted in `perfMapsCut`.
-    public func flightPerfMapChunk(atNs: UInt64) -> [UInt8]? {
+    package func flightPerfMapChunk(atNs: UInt64) -> [UInt8]? {
         guard let (chunk, cut) = writer.perfMapChunk(perfMaps(), atNs: atNs) else { return nil }
         perfMapsCut += cut
         return chunk

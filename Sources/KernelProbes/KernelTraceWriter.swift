@@ -127,12 +127,12 @@ public struct KernelTraceWriter {
 
     /// The stream (chunk header tid, kernel) the perf maps' copies go in: its own, so that they can be timed at
     /// the recording's start and come before every sample a reader streaming by time names with them.
-    public static let perfMapStreamTid: UInt32 = 1
+    package static let perfMapStreamTid: UInt32 = 1
 
     /// Writes copies of the traced processes' perf maps (whole lines) as `perfMap` events, timed `startNs` (the
     /// recording's start) in a stream of their own (`perfMapStreamTid`) whose last chunk is final. A flight
     /// recorder's dumps carry the maps in their state chunk instead: nothing is written then.
-    public mutating func writePerfMaps(_ maps: [(pid: UInt32, text: [UInt8])], startNs: UInt64) {
+    package mutating func writePerfMaps(_ maps: [(pid: UInt32, text: [UInt8])], startNs: UInt64) {
         guard flightSink == nil, maps.contains(where: { !$0.text.isEmpty }) else { return }
         var chunks: [ChunkBuilder] = []
         var bytes = 0
@@ -158,7 +158,7 @@ public struct KernelTraceWriter {
 
     /// For a flight recorder's dump whose window starts at `atNs`: the perf-map stream (`writePerfMaps`) as one final
     /// chunk at `atNs`, with as much of `maps` as `perfMapChunkBytes` holds (nil: none). Also `cut`: maps left out in part.
-    public func perfMapChunk(_ maps: [(pid: UInt32, text: [UInt8])], atNs: UInt64) -> (chunk: [UInt8], cut: Int)? {
+    package func perfMapChunk(_ maps: [(pid: UInt32, text: [UInt8])], atNs: UInt64) -> (chunk: [UInt8], cut: Int)? {
         guard maps.contains(where: { !$0.text.isEmpty }) else { return nil }
         var b = ChunkBuilder(pid: rootPid, tid: Self.perfMapStreamTid, startNs: atNs, startTicks: atNs, reserve: 1 << 16)
         var bytes = 0, cut = 0

@@ -16,8 +16,9 @@ struct CreationStackTable: Sendable {
     /// (stream << 32 | stream's stack id) -> index.
     var byStreamID: [UInt64: Int32] = [:]
     var mappings: [(pid: UInt32, mapping: Symbolizer.Mapping)] = []
-    /// The perf maps copied into the trace (`perfMap`), in order; their total bytes are bounded by the symbolizer.
+    /// The perf maps copied into the trace (`perfMap`), in order, up to `Symbolizer.maxCopiedPerfMapBytes` in all.
     var perfMaps: [(pid: UInt32, text: [UInt8])] = []
+    var perfMapBytes = 0
     /// The trace carries its perf maps (format 13 and later): /tmp's are not read.
     var perfMapsInTrace = false
     /// Bounds: a crafted trace cannot make these grow without limit.
@@ -65,8 +66,11 @@ extension TraceAnalyzer {
             }
             resources.setCreationStack(ResourceKey(pid: pid, asyncID: ev.u(0)), i)
         case .perfMap:
-            guard creationStacks.perfMaps.count < CreationStackTable.maxMappings else { return }
-            creationStacks.perfMaps.append((UInt32(truncatingIfNeeded: ev.u(0)), Array(ev.text.utf8)))
+            // Bounded in bytes, as the symbolizer bounds them: one chunk's string may be named by any number of events.
+            let text = ev.text.utf8
+            guard text.count <= Symbolizer.maxCopiedPerfMapBytes - creationStacks.perfMapBytes else { return }
+            creationStacks.perfMapBytes += text.count
+            creationStacks.perfMaps.append((UInt32(truncatingIfNeeded: ev.u(0)), Array(text)))
         case .mapping:
             guard ev.u(1) < ev.u(2) else { return }
             creationStacks.addMapping(

@@ -40,7 +40,7 @@ public final class Symbolizer: CodeMappings {
     private var copiedPerfMapBytes = 0
     /// Copied perf-map text is kept up to this many bytes (a crafted trace may hold any amount); the rest is
     /// left out and counted in `perfMapBytesNotKept`.
-    public static let maxCopiedPerfMapBytes = 512 << 20
+    public static let maxCopiedPerfMapBytes = 256 << 20
     /// Copied perf-map text left out beyond `maxCopiedPerfMapBytes`.
     public private(set) var perfMapBytesNotKept = 0
     /// Read /proc/kallsyms for kernel frames (meaningful on the machine and boot that recorded).
@@ -77,8 +77,9 @@ public final class Symbolizer: CodeMappings {
     /// Adds whole lines of `pid`'s perf map as copied into the trace (a `perfMap` event): they name its JIT code
     /// instead of any map in `perfMapDirectory`.
     public func addPerfMapText(pid: UInt32, _ text: some Collection<UInt8>) {
-        guard copiedPerfMapBytes + text.count <= Self.maxCopiedPerfMapBytes else {
-            perfMapBytesNotKept += text.count
+        guard text.count <= Self.maxCopiedPerfMapBytes - copiedPerfMapBytes else {
+            let (sum, overflow) = perfMapBytesNotKept.addingReportingOverflow(text.count)
+            perfMapBytesNotKept = overflow ? .max : sum
             return
         }
         copiedPerfMapBytes += text.count

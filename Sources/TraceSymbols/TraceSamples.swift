@@ -142,7 +142,8 @@ public final class TraceSamples {
             guard v.u(0) > 0, v.u(0) <= UInt64(UInt32.max) else { return nil }
             recordUnwindMethods[UInt32(v.u(0))] = v.list.prefix(Self.maxStackFrames + 1).map { UInt8(clamping: $0) }
         case .perfMap:
-            symbolizer.addPerfMapText(pid: UInt32(truncatingIfNeeded: v.u(0)), v.textID >= 0 ? Array(it.string(v.textID).utf8) : [])
+            // Counted before copied: one chunk's string may be named by any number of events.
+            if v.textID >= 0 { symbolizer.addPerfMapText(pid: UInt32(truncatingIfNeeded: v.u(0)), it.string(v.textID).utf8) }
         case .processFork:
             symbolizer.addFork(parent: UInt32(truncatingIfNeeded: v.u(0)), child: UInt32(truncatingIfNeeded: v.u(1)))
         case .mapping:

@@ -66,6 +66,11 @@ struct ProfileCommand: ParsableCommand {
             out += "warning: \(data.badStackExtensions) stack definitions extend a stack the trace lost or name frames it does not have\n"
         }
         if data.cutStacks > 0 { out += "warning: \(data.cutStacks) stacks cut at \(TraceSamples.maxStackFrames) frames\n" }
+        if data.symbolizer.perfMapBytesNotKept > 0 {
+            out +=
+                "warning: \(data.symbolizer.perfMapBytesNotKept) bytes of perf maps in the trace were beyond the "
+                + "\(Symbolizer.maxCopiedPerfMapBytes >> 20) MiB read: JIT frames named there stay unnamed\n"
+        }
         print(out, terminator: "")
     }
 

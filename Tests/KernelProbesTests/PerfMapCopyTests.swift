@@ -81,6 +81,31 @@ import TraceSymbols
         #expect(!functions.contains("forgedByAnotherProcess"))
     }
 
+    /// Hostile input: one chunk's 4 MiB string named by 300,000 perfMap events would be 1.2 TB of map text; what is
+    /// kept is bounded, the rest counted, and reading stays quick.
+    @Test func aCraftedTraceNamingOneMapManyTimesIsBounded() throws {
+        let path = temporaryPath("perfmap-crafted-\(UUID().uuidString.prefix(8)).atrace")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var bytes = FileHeader(pid: 7, monotonicStartNs: 1_000, realtimeStartNs: 1_000, program: "crafted").encode()
+        var b = ChunkBuilder(pid: 7, tid: 1, startNs: 2_000, startTicks: 2_000, reserve: 6 << 20)
+        let text = b.intern(String(repeating: "1000 10 JS:*x /a.js:1:1\n", count: (4 << 20) / 24), ticks: 2_000)
+        for _ in 0..<300_000 {
+            b.beginEvent(.perfMap, ticks: 2_000)
+            b.putUnsigned(7)
+            b.putStringID(text)
+        }
+        var flags: ChunkFlags = .kernel
+        flags.insert(.final)
+        bytes += b.seal(sequence: 0, endNs: 2_000, endTicks: 2_000, droppedCumulative: 0, flags: flags)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let start = Date()
+        let data = TraceSamples(reader: try TraceReader(path: path))
+        #expect(data.symbolizer.perfMapBytesNotKept > 1_000_000_000_000, "\(data.symbolizer.perfMapBytesNotKept)")
+        #expect(Date().timeIntervalSince(start) < 30, "\(Date().timeIntervalSince(start)) s")
+        let report = try runTool(try #require(builtExecutable("asynctrace")), ["report", "--json", path])
+        #expect(report.status == 0, "\(report.output.prefix(400))")
+    }
+
     /// PerfMapCopy.read on real files: only a regular file with one name, the process's user's, written since it
     /// started; whole lines; bounded.
     @Test func onlyTheProcesssOwnMapIsCopied() throws {
